@@ -1,0 +1,212 @@
+use crate::{DataClass, NhsNumber, OdsCode, SourceId};
+use serde::{Deserialize, Serialize};
+
+/// The sections a merged record is shown in, in display order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Section {
+    Alerts,
+    Allergies,
+    Medications,
+    Problems,
+    Encounters,
+    Results,
+    Documents,
+    CareAndSupport,
+}
+
+impl Section {
+    pub const ALL: [Section; 8] = [
+        Section::Alerts,
+        Section::Allergies,
+        Section::Medications,
+        Section::Problems,
+        Section::Encounters,
+        Section::Results,
+        Section::Documents,
+        Section::CareAndSupport,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Section::Alerts => "Alerts and flags",
+            Section::Allergies => "Allergies and adverse reactions",
+            Section::Medications => "Medications",
+            Section::Problems => "Problems and diagnoses",
+            Section::Encounters => "Encounters",
+            Section::Results => "Observations and results",
+            Section::Documents => "Documents",
+            Section::CareAndSupport => "Care and support",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Section::Alerts => "alerts",
+            Section::Allergies => "allergies",
+            Section::Medications => "medications",
+            Section::Problems => "problems",
+            Section::Encounters => "encounters",
+            Section::Results => "results",
+            Section::Documents => "documents",
+            Section::CareAndSupport => "care-and-support",
+        }
+    }
+
+    /// The section an item of this data class is shown in (`None` for classes that are not
+    /// record items, such as demographics).
+    pub fn for_class(class: DataClass) -> Option<Section> {
+        Some(match class {
+            DataClass::Alerts => Section::Alerts,
+            DataClass::Allergies => Section::Allergies,
+            DataClass::Medications => Section::Medications,
+            DataClass::Problems => Section::Problems,
+            DataClass::Encounters => Section::Encounters,
+            DataClass::Results => Section::Results,
+            DataClass::Documents => Section::Documents,
+            DataClass::Assessments | DataClass::CarePlans | DataClass::KeyContacts => {
+                Section::CareAndSupport
+            }
+            DataClass::Demographics | DataClass::CareTeam => return None,
+        })
+    }
+}
+
+/// Where one copy of an item came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemSource {
+    pub source: SourceId,
+    pub org_code: OdsCode,
+    pub org_name: String,
+    /// The absolute URL of the resource at its source (`{base}/{type}/{id}`).
+    pub full_url: String,
+    /// When the source says the item was recorded (ISO 8601 as the source gave it).
+    pub recorded: Option<String>,
+}
+
+/// One item of the merged record: a resource as a source sent it, the few fields read from it,
+/// and every source that holds the same item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordItem {
+    pub section: Section,
+    pub class: DataClass,
+    pub resource_type: String,
+    /// Primary coding as `(system, code)`.
+    pub code: Option<(String, String)>,
+    /// What to show: the coding's display or the resource's text.
+    pub display: String,
+    /// A second line: dose, value and unit, reaction, …
+    pub detail: Option<String>,
+    /// Clinical status as the source gave it (active, resolved, completed, …).
+    pub status: Option<String>,
+    /// The clinically relevant date (onset, period start, effective time), ISO 8601.
+    pub date: Option<String>,
+    pub sources: Vec<ItemSource>,
+    /// Set when sources agree this is the same item but disagree on a detail.
+    pub discrepancy: Option<String>,
+    /// The resource as the first source sent it, kept whole and never persisted.
+    pub resource: serde_json::Value,
+}
+
+/// Why a source gave no data for this view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum FailureReason {
+    /// Did not answer within the deadline.
+    Timeout { after_ms: u64 },
+    /// Could not be connected to (refused, reset, DNS, TLS).
+    Unreachable { detail: String },
+    /// Answered with an HTTP error status.
+    HttpStatus { status: u16 },
+    /// Answered with something that is not the FHIR we asked for.
+    Malformed { detail: String },
+    /// Sent more than the configured cap.
+    TooLarge { limit_bytes: u64 },
+}
+
+impl FailureReason {
+    /// A sentence for the banner on the record page.
+    pub fn describe(&self) -> String {
+        match self {
+            FailureReason::Timeout { after_ms } => {
+                format!("did not answer within {:.1} seconds", *after_ms as f64 / 1000.0)
+            }
+            FailureReason::Unreachable { detail } => format!("could not be reached ({detail})"),
+            FailureReason::HttpStatus { status } => format!("answered with an error (HTTP {status})"),
+            FailureReason::Malformed { detail } => format!("sent data that could not be read ({detail})"),
+            FailureReason::TooLarge { limit_bytes } => format!(
+                "sent more than the {} MB limit",
+                limit_bytes / (1024 * 1024)
+            ),
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            FailureReason::Timeout { .. } => "timeout",
+            FailureReason::Unreachable { .. } => "unreachable",
+            FailureReason::HttpStatus { .. } => "http-status",
+            FailureReason::Malformed { .. } => "malformed",
+            FailureReason::TooLarge { .. } => "too-large",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum SourceStatus {
+    /// Answered in full.
+    Ok,
+    Failed(FailureReason),
+}
+
+/// What happened when one source was asked, for the banner, the API and the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceOutcome {
+    pub source: SourceId,
+    pub org_code: OdsCode,
+    pub org_name: String,
+    pub status: SourceStatus,
+    /// Resources received and kept (after filtering).
+    pub items: usize,
+    /// Items this source sent that were withheld (sensitive, confidential, or outside the grant).
+    pub withheld: usize,
+    pub elapsed_ms: u64,
+}
+
+/// One patient's record as merged from every source asked, for one view. Lives only for the
+/// request that built it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MergedRecord {
+    pub nhs_number: NhsNumber,
+    /// The patient's demographics as the most authoritative source gave them.
+    pub patient: Option<serde_json::Value>,
+    /// Sections in display order; each section's items newest first.
+    pub sections: Vec<(Section, Vec<RecordItem>)>,
+    /// Every source asked, in configuration order.
+    pub sources: Vec<SourceOutcome>,
+    /// Sections the viewer's role may not see (shown as "not available to your role").
+    pub unavailable_sections: Vec<Section>,
+    /// True when anything was withheld from this view (never what, nor how many per category).
+    pub withheld: bool,
+}
+
+impl MergedRecord {
+    pub fn items(&self, section: Section) -> &[RecordItem] {
+        self.sections
+            .iter()
+            .find(|(s, _)| *s == section)
+            .map(|(_, items)| items.as_slice())
+            .unwrap_or(&[])
+    }
+
+    pub fn item_count(&self) -> usize {
+        self.sections.iter().map(|(_, i)| i.len()).sum()
+    }
+
+    pub fn failed_sources(&self) -> impl Iterator<Item = &SourceOutcome> {
+        self.sources
+            .iter()
+            .filter(|s| matches!(s.status, SourceStatus::Failed(_)))
+    }
+}

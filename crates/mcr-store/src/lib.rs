@@ -1,0 +1,117 @@
+//! The gateway's own state: the patient index, (later) governance records, and the audit trail.
+//!
+//! One trait per concern ([`IndexStore`], [`AuditStore`]), implemented on SQLite (the embedded
+//! default, a WAL file under the data directory) and on PostgreSQL (production), with the same
+//! migrations behaviour on both. Everything above this crate holds an `Arc<dyn Store>`.
+//!
+//! This crate must never store clinical data from sources: only demographics for the index,
+//! links between NHS numbers and source-local ids, governance records and audit records (which
+//! carry counts and reasons, never clinical content).
+
+mod model;
+mod postgres;
+mod sqlite;
+
+pub use model::*;
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use mcr_domain::{NhsNumber, SourceId};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or refused the operation. Callers fail closed.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// A row read back does not make sense (e.g. an NHS number that fails its check digit).
+    #[error("the store holds a value that cannot be read: {0}")]
+    Corrupt(String),
+    /// The URL or options given to open the store are wrong.
+    #[error("store configuration: {0}")]
+    Config(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
+                StoreError::Corrupt(e.to_string())
+            }
+            other => StoreError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// The patient index (record locator): which sources hold which patient under which local id,
+/// and the demographics needed to find a patient.
+#[async_trait]
+pub trait IndexStore: Send + Sync {
+    /// Insert or replace patients by NHS number (demographics only). Batched for sync.
+    async fn upsert_patients(&self, patients: &[IndexedPatient]) -> Result<()>;
+    /// Insert or replace links by `(source, local_id)`.
+    async fn upsert_links(&self, links: &[SourceLink]) -> Result<()>;
+    async fn patient(&self, nhs: &NhsNumber) -> Result<Option<IndexedPatient>>;
+    /// Every source link for a patient, ordered by source id.
+    async fn links(&self, nhs: &NhsNumber) -> Result<Vec<SourceLink>>;
+    /// The link a source's local id has, if any.
+    async fn link_for_local(&self, source: &SourceId, local_id: &str) -> Result<Option<SourceLink>>;
+    /// Patients whose normalised family name equals the query's, narrowed by the other fields
+    /// given; at most `limit`, ordered by family, given, birth date.
+    async fn search_patients(&self, query: &DemographicQuery, limit: u32) -> Result<Vec<IndexedPatient>>;
+    /// Record a source patient that could not be linked (no NHS number and no unique match).
+    async fn record_unmatched(&self, record: &UnmatchedRecord) -> Result<()>;
+    /// Drop an unmatched entry once it has been linked.
+    async fn clear_unmatched(&self, source: &SourceId, local_id: &str) -> Result<()>;
+    async fn unmatched(&self, source: Option<&SourceId>) -> Result<Vec<UnmatchedRecord>>;
+    /// The `meta.lastUpdated` high-water mark of the last sync of a source.
+    async fn sync_watermark(&self, source: &SourceId) -> Result<Option<String>>;
+    async fn set_sync_watermark(&self, source: &SourceId, watermark: &str) -> Result<()>;
+    async fn patient_count(&self) -> Result<u64>;
+}
+
+/// Computes a record's chain hash from its sequence number, the previous record's hash and the
+/// record itself. Provided by the audit crate so the store never decides what is hashed.
+pub type ChainFn = dyn Fn(i64, &str, &AuditAppend) -> String + Send + Sync;
+
+/// The audit trail: append-only, hash-chained. The store serialises appends (one chain) and
+/// commits each durably before returning.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Append one record: assign the next sequence number, read the previous hash, compute the
+    /// new hash with `chain`, and commit durably, all in one transaction.
+    async fn append_audit(&self, record: &AuditAppend, chain: &ChainFn) -> Result<AuditRow>;
+    /// Records with `seq > after_seq`, in sequence order, at most `limit`.
+    async fn audit_rows(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditRow>>;
+    /// Search newest first.
+    async fn search_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>>;
+}
+
+/// Everything the gateway keeps.
+#[async_trait]
+pub trait Store: IndexStore + AuditStore + std::fmt::Debug {
+    /// Bring the schema up to date (idempotent).
+    async fn migrate(&self) -> Result<()>;
+    /// `sqlite` or `postgres`, for logs and `/healthz`.
+    fn backend(&self) -> &'static str;
+    /// A cheap round trip, for readiness checks.
+    async fn ping(&self) -> Result<()>;
+}
+
+/// Open a store from a URL: `sqlite:///path/to/file.db` (created if missing) or
+/// `postgres://user@host/db`. Does not migrate.
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Arc::new(PostgresStore::open(url).await?))
+    } else {
+        Err(StoreError::Config(format!(
+            "store URL must start with sqlite: or postgres:, got `{}`",
+            url.split(':').next().unwrap_or_default()
+        )))
+    }
+}

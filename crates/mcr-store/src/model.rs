@@ -1,0 +1,123 @@
+use chrono::{DateTime, NaiveDate, Utc};
+use mcr_domain::{NhsNumber, SourceId};
+use serde::{Deserialize, Serialize};
+
+/// A patient as the index knows them: demographics only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexedPatient {
+    pub nhs_number: NhsNumber,
+    pub family: String,
+    /// Given names, space separated.
+    pub given: String,
+    pub birth_date: NaiveDate,
+    /// FHIR administrative gender: male, female, other, unknown.
+    pub gender: Option<String>,
+    pub postcode: Option<String>,
+    /// ODS code of the registered GP practice.
+    pub gp_practice: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// How a source record was tied to an NHS number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LinkMethod {
+    /// The source record carries the NHS number.
+    NhsNumber,
+    /// The source record has no NHS number; name, date of birth and postcode matched exactly
+    /// one indexed patient.
+    Demographics,
+}
+
+impl LinkMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkMethod::NhsNumber => "nhs-number",
+            LinkMethod::Demographics => "demographics",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "nhs-number" => Some(LinkMethod::NhsNumber),
+            "demographics" => Some(LinkMethod::Demographics),
+            _ => None,
+        }
+    }
+}
+
+/// One source's record of one patient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceLink {
+    pub nhs_number: NhsNumber,
+    pub source: SourceId,
+    /// The source's own `Patient.id`.
+    pub local_id: String,
+    pub method: LinkMethod,
+    /// Demographics as this source holds them, to warn when sources disagree.
+    pub family: String,
+    pub given: String,
+    pub birth_date: Option<NaiveDate>,
+    pub postcode: Option<String>,
+    pub linked_at: DateTime<Utc>,
+}
+
+/// A source patient that could not be linked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnmatchedRecord {
+    pub source: SourceId,
+    pub local_id: String,
+    /// `no-match` or `ambiguous` (more than one indexed patient matched).
+    pub reason: String,
+    /// How many candidates matched (0 for no-match).
+    pub candidates: u32,
+    pub seen_at: DateTime<Utc>,
+}
+
+/// A demographic search. `family` is required; the others narrow it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DemographicQuery {
+    pub family: String,
+    pub given: Option<String>,
+    pub birth_date: Option<NaiveDate>,
+    pub postcode: Option<String>,
+}
+
+/// What is appended to the audit trail. The indexed columns are copied out of the payload so
+/// the trail can be searched; the hash covers all of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditAppend {
+    pub at: DateTime<Utc>,
+    pub correlation_id: String,
+    pub user_id: String,
+    pub org_code: String,
+    /// NHS number of the patient concerned, if any.
+    pub patient: Option<String>,
+    /// e.g. `view-record`, `search-patient`, `record-permission`.
+    pub action: String,
+    /// e.g. `permit`, `deny`, `needs-permission`, `error`.
+    pub outcome: String,
+    /// The whole record as canonical JSON (see the audit crate).
+    pub payload: String,
+}
+
+/// A stored audit record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub prev_hash: String,
+    pub hash: String,
+    pub record: AuditAppend,
+}
+
+/// Audit search; every field narrows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub patient: Option<String>,
+    pub user_id: Option<String>,
+    pub org_code: Option<String>,
+    pub outcome: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub limit: u32,
+}
