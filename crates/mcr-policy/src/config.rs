@@ -1,0 +1,116 @@
+//! The region's access configuration. `Default` is the 2017 My Care Record model.
+
+use crate::sensitive::SensitivityConfig;
+use mcr_domain::{DataClass, Role};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// How permission to view is obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConsentModel {
+    /// Ask at every view (e.g. Greater Manchester): the viewing user's own answer, recorded in
+    /// the last `ask_every_view_minutes`.
+    AskEveryView,
+    /// Ask once and record it for the organisation, valid for `permission_episode_hours`
+    /// (My Care Record 2017).
+    #[default]
+    AskOnceRecord,
+    /// No ask: direct care under legal basis (e.g. Mid and South Essex); opt-outs still apply.
+    LegalBasis,
+}
+
+impl ConsentModel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsentModel::AskEveryView => "ask-every-view",
+            ConsentModel::AskOnceRecord => "ask-once-record",
+            ConsentModel::LegalBasis => "legal-basis",
+        }
+    }
+}
+
+/// Access rules for one region. Deserialized from the settings file; every field may be left out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    pub consent_model: ConsentModel,
+    /// How long a recorded permission lasts under `ask-once-record`.
+    pub permission_episode_hours: u32,
+    /// How recent the user's own recorded answer must be under `ask-every-view`.
+    pub ask_every_view_minutes: u32,
+    /// Whether emergency access passes an opt-out. Default: it does not.
+    pub emergency_passes_opt_out: bool,
+    /// How long emergency access lasts once started.
+    pub emergency_minutes: u32,
+    /// Which data classes each role may see. A role absent or mapped to nothing sees no
+    /// clinical data.
+    pub roles: BTreeMap<Role, BTreeSet<DataClass>>,
+    /// Roles that may use emergency (break-glass) access.
+    pub clinical_roles: BTreeSet<Role>,
+    /// Roles whose recorded override of an objection counts.
+    pub override_roles: BTreeSet<Role>,
+    /// A finished encounter counts as a relationship for this many days after it ended.
+    pub relationship_recent_days: u32,
+    pub sensitive: SensitivityConfig,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        use DataClass as C;
+        let all: BTreeSet<DataClass> = DataClass::ALL.into_iter().collect();
+        let social: BTreeSet<DataClass> = [
+            C::Demographics,
+            C::CareTeam,
+            C::Alerts,
+            C::Allergies,
+            C::KeyContacts,
+            C::CarePlans,
+            C::Assessments,
+            C::Encounters,
+        ]
+        .into_iter()
+        .collect();
+        let admin: BTreeSet<DataClass> = [C::Demographics, C::CareTeam].into_iter().collect();
+        let roles = BTreeMap::from([
+            (Role::Clinician, all.clone()),
+            (Role::Nurse, all.clone()),
+            (Role::Paramedic, all.clone()),
+            (Role::Pharmacist, all),
+            (Role::SocialCarePractitioner, social),
+            (Role::Admin, admin),
+            (Role::PrivacyOfficer, BTreeSet::new()),
+        ]);
+        Self {
+            consent_model: ConsentModel::AskOnceRecord,
+            permission_episode_hours: 24,
+            ask_every_view_minutes: 10,
+            emergency_passes_opt_out: false,
+            emergency_minutes: 240,
+            roles,
+            clinical_roles: [Role::Clinician, Role::Nurse, Role::Paramedic].into_iter().collect(),
+            // The Caldicott guardian function; regions that let safeguarding leads record
+            // overrides add `clinician`.
+            override_roles: [Role::PrivacyOfficer].into_iter().collect(),
+            relationship_recent_days: 90,
+            sensitive: SensitivityConfig::default(),
+        }
+    }
+}
+
+impl PolicyConfig {
+    /// The data classes `role` may see; empty when none.
+    pub fn classes_for(&self, role: Role) -> BTreeSet<DataClass> {
+        self.roles.get(&role).cloned().unwrap_or_default()
+    }
+
+    /// True when `role` may start emergency access.
+    pub fn may_use_emergency(&self, role: Role) -> bool {
+        self.clinical_roles.contains(&role)
+    }
+
+    /// True when `role` may record an objection override.
+    pub fn may_record_override(&self, role: Role) -> bool {
+        self.override_roles.contains(&role)
+    }
+}
