@@ -1,1 +1,165 @@
-//! TODO crate doc
+//! The audit trail: what is recorded for every access decision and governance change, how
+//! records are chained so tampering shows, and how the chain is verified.
+//!
+//! A view's audit record is committed durably *before* any clinical data leaves the gateway;
+//! if it cannot be written the caller must refuse the view. Audit cannot be switched off.
+//! Records carry who, whom, why, the decision and per-source counts, never clinical content.
+
+use chrono::{DateTime, Utc};
+use mcr_store::{AuditAppend, AuditRow, AuditStore, GovernanceChange, GovernanceStore, StoreError};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The hash a chain starts from.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Per-source line of a view's audit record: counts and reasons only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceAudit {
+    pub source: String,
+    pub org_code: String,
+    /// `ok` or a failure code (`timeout`, `unreachable`, …).
+    pub status: String,
+    pub items: usize,
+    pub withheld: usize,
+}
+
+/// One audit event as the gateway describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub at: DateTime<Utc>,
+    pub correlation_id: String,
+    pub user_id: String,
+    pub user_name: String,
+    pub role: String,
+    pub org_code: String,
+    pub org_name: String,
+    pub patient: Option<String>,
+    pub purpose: String,
+    /// What was attempted: `view-record`, `search-patient`, `read-patient`, …
+    pub action: String,
+    /// `permit`, `deny`, `needs-permission`, `needs-relationship`, `error`.
+    pub outcome: String,
+    /// The basis of a permit or the code of a denial.
+    pub basis: Option<String>,
+    /// Words: the denial's sentence or the basis described.
+    pub detail: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceAudit>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("the audit trail could not be written: {0}")]
+    Unavailable(#[from] StoreError),
+    #[error("an audit event could not be encoded: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// The hash of record `seq`: SHA-256 over the previous hash and every stored field, each
+/// length-prefixed so no two different records can produce the same input.
+pub fn chain_hash(seq: i64, prev_hash: &str, r: &AuditAppend) -> String {
+    let mut h = Sha256::new();
+    let at = r.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let fields: [&str; 9] = [
+        prev_hash,
+        &at,
+        &r.correlation_id,
+        &r.user_id,
+        &r.org_code,
+        r.patient.as_deref().unwrap_or(""),
+        &r.action,
+        &r.outcome,
+        &r.payload,
+    ];
+    h.update(seq.to_be_bytes());
+    for f in fields {
+        h.update((f.len() as u64).to_be_bytes());
+        h.update(f.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// The stored form of an event: indexed columns plus the whole event as canonical JSON
+/// (object keys sorted).
+pub fn to_append(event: &AuditEvent) -> Result<AuditAppend, AuditError> {
+    let payload = serde_json::to_string(&serde_json::to_value(event)?)?;
+    Ok(AuditAppend {
+        at: event.at,
+        correlation_id: event.correlation_id.clone(),
+        user_id: event.user_id.clone(),
+        org_code: event.org_code.clone(),
+        patient: event.patient.clone(),
+        action: event.action.clone(),
+        outcome: event.outcome.clone(),
+        payload,
+    })
+}
+
+/// Append an event to the trail; returns once it is durably committed.
+pub async fn record(store: &dyn AuditStore, event: &AuditEvent) -> Result<AuditRow, AuditError> {
+    let append = to_append(event)?;
+    let row = store.append_audit(&append, &chain_hash).await?;
+    tracing::debug!(seq = row.seq, action = %event.action, outcome = %event.outcome, "audit appended");
+    Ok(row)
+}
+
+/// Record a governance change together with its audit event, in one transaction.
+pub async fn record_change(
+    store: &dyn GovernanceStore,
+    change: &GovernanceChange,
+    event: &AuditEvent,
+) -> Result<AuditRow, AuditError> {
+    let append = to_append(event)?;
+    Ok(store.record_governance(change, &append, &chain_hash).await?)
+}
+
+/// What verification found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum Verification {
+    Intact { records: u64, head: String },
+    /// The first record at which the chain breaks, and how.
+    Broken { seq: i64, problem: String },
+}
+
+/// Read the whole trail in order and check every link.
+pub async fn verify(store: &dyn AuditStore) -> Result<Verification, AuditError> {
+    let mut prev = GENESIS.to_owned();
+    let mut expected_seq = 1i64;
+    let mut after = 0i64;
+    let mut count = 0u64;
+    loop {
+        let rows = store.audit_rows(after, 5_000).await?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in &rows {
+            if row.seq != expected_seq {
+                let problem = if row.seq > expected_seq {
+                    format!("record {expected_seq} is missing (deleted?): the next record is {}", row.seq)
+                } else {
+                    format!("sequence goes backwards at {}", row.seq)
+                };
+                return Ok(Verification::Broken { seq: expected_seq, problem });
+            }
+            if row.prev_hash != prev {
+                return Ok(Verification::Broken {
+                    seq: row.seq,
+                    problem: "does not follow the record before it (inserted, reordered or the previous one deleted)".into(),
+                });
+            }
+            if chain_hash(row.seq, &row.prev_hash, &row.record) != row.hash {
+                return Ok(Verification::Broken {
+                    seq: row.seq,
+                    problem: "its content does not match its hash (altered)".into(),
+                });
+            }
+            prev.clone_from(&row.hash);
+            expected_seq += 1;
+            after = row.seq;
+            count += 1;
+        }
+    }
+    Ok(Verification::Intact { records: count, head: prev })
+}

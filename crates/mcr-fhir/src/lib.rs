@@ -1,1 +1,27 @@
-//! TODO crate doc
+//! FHIR R4 JSON, the few parts this project reads and writes.
+//!
+//! Resources from sources are kept as `serde_json::Value` exactly as they came (the way
+//! Microsoft's FHIR server keeps raw JSON beside a few indexed fields); this crate reads only
+//! what the gateway needs from them (type, id, codes, dates, display text) and builds the
+//! Bundles, Provenances and OperationOutcomes the gateway sends. Everything read here comes
+//! from outside and is treated as untrusted: readers return `Option`, never panic, and clip
+//! what they return.
+//!
+//! This crate must never do I/O.
+
+mod classify;
+mod outcome;
+mod read;
+
+pub use classify::{classify, summarise, Summary};
+pub use outcome::{operation_outcome, Issue, IssueSeverity, IssueType};
+pub use read::{
+    codings, first_coding, next_link, patient_reference, resource_id, resource_type, str_at,
+    Coding,
+};
+
+/// The media type FHIR R4 JSON is exchanged in.
+pub const FHIR_JSON: &str = "application/fhir+json";
+
+/// Longest text kept from any single field a source sends.
+pub const MAX_TEXT: usize = 2_000;

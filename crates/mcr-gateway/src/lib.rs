@@ -1,1 +1,173 @@
-//! TODO crate doc
+//! The gateway: one function per use case (find a patient, view a record, record permission,
+//! claim a relationship, emergency access, record an objection), each reading top to bottom
+//! through the steps of the brief: decide (policy), audit, locate (index), fetch and merge
+//! (federation).
+//!
+//! Every path to clinical data goes through [`Gateway::view_record`], which cannot fetch
+//! without a [`mcr_policy::Grant`] and writes the audit record before returning the record.
+//! If the store cannot be read the decision is deny (fail closed); if the audit record cannot
+//! be written the view is refused.
+//!
+//! This crate must never speak HTTP or HTML, persist clinical data, or log patient data.
+
+mod governance;
+mod inputs;
+mod search;
+mod view;
+
+pub use governance::{EmergencyRequest, ObjectionRequest, PermissionRequest, RelationshipClaim};
+pub use search::{PatientMatch, PatientQuery};
+pub use view::{View, ViewOutcome};
+
+use mcr_domain::{Clock, OdsCode, Organisation, Principal};
+use mcr_federation::Federation;
+use mcr_index::Indexer;
+use mcr_policy::{PolicyConfig, SharingAgreement};
+use mcr_store::Store;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Who is asking, and the id that ties their request's log lines and audit record together.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub principal: Principal,
+    pub correlation_id: String,
+}
+
+/// What went wrong, in terms the web layer maps to status codes and words.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// No such patient in the index.
+    #[error("no patient with that NHS number is known to My Care Record")]
+    PatientNotFound,
+    /// The request itself is wrong (e.g. a search with no family name).
+    #[error("{0}")]
+    Invalid(String),
+    /// The user may not do this (not a view decision: e.g. searching from a private company).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The audit trail could not be written: nothing was done or shown.
+    #[error("the audit trail could not be written, so nothing can be shown; try again shortly")]
+    AuditUnavailable,
+    /// The gateway's store could not be read.
+    #[error("My Care Record cannot check access rules right now; try again shortly")]
+    StoreUnavailable,
+}
+
+/// The member organisations and their state, as configured (and suspended) by the programme.
+#[derive(Debug, Clone, Default)]
+pub struct OrgRegistry {
+    orgs: BTreeMap<OdsCode, Organisation>,
+}
+
+impl OrgRegistry {
+    pub fn new(orgs: impl IntoIterator<Item = Organisation>) -> Self {
+        Self { orgs: orgs.into_iter().map(|o| (o.code.clone(), o)).collect() }
+    }
+
+    /// The organisation as the programme knows it. An organisation the programme has never
+    /// heard of is treated as a non-member of unknown kind (deny by default).
+    pub fn get(&self, code: &OdsCode) -> Option<&Organisation> {
+        self.orgs.get(code)
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Organisation> {
+        self.orgs.values()
+    }
+}
+
+/// Everything one use case needs. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    store: Arc<dyn Store>,
+    federation: Arc<Federation>,
+    indexer: Indexer,
+    clock: Arc<dyn Clock>,
+    policy: Arc<PolicyConfig>,
+    orgs: Arc<OrgRegistry>,
+    sharing: Arc<Vec<SharingAgreement>>,
+}
+
+impl Gateway {
+    pub fn new(
+        store: Arc<dyn Store>,
+        federation: Arc<Federation>,
+        clock: Arc<dyn Clock>,
+        policy: PolicyConfig,
+        orgs: OrgRegistry,
+    ) -> Self {
+        let indexer = Indexer::new(federation.clone(), store.clone(), clock.clone());
+        Self {
+            store,
+            federation,
+            indexer,
+            clock,
+            policy: Arc::new(policy),
+            orgs: Arc::new(orgs),
+            sharing: Arc::new(Vec::new()),
+        }
+    }
+
+    /// Source organisations' data sharing agreements (absent: shares everything).
+    pub fn with_sharing(mut self, agreements: Vec<SharingAgreement>) -> Self {
+        self.sharing = Arc::new(agreements);
+        self
+    }
+
+    pub(crate) fn sharing_for(&self, source_org: &OdsCode) -> Option<&SharingAgreement> {
+        self.sharing.iter().find(|a| &a.source_org == source_org)
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn federation(&self) -> &Arc<Federation> {
+        &self.federation
+    }
+
+    pub fn indexer(&self) -> &Indexer {
+        &self.indexer
+    }
+
+    pub fn policy(&self) -> &PolicyConfig {
+        &self.policy
+    }
+
+    pub fn orgs(&self) -> &OrgRegistry {
+        &self.orgs
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Write one audit event; any failure becomes [`GatewayError::AuditUnavailable`].
+    pub(crate) async fn audit(&self, event: &mcr_audit::AuditEvent) -> Result<mcr_store::AuditRow, GatewayError> {
+        mcr_audit::record(self.store.as_ref(), event).await.map_err(|e| {
+            tracing::error!(error = %e, "audit append failed: refusing");
+            GatewayError::AuditUnavailable
+        })
+    }
+
+    /// The skeleton of an audit event for this request.
+    pub(crate) fn event(&self, ctx: &RequestContext, action: &str, patient: Option<&str>) -> mcr_audit::AuditEvent {
+        let p = &ctx.principal;
+        mcr_audit::AuditEvent {
+            at: self.clock.now(),
+            correlation_id: ctx.correlation_id.clone(),
+            user_id: p.user_id.clone(),
+            user_name: p.name.clone(),
+            role: p.role.as_str().to_owned(),
+            org_code: p.organisation.code.to_string(),
+            org_name: p.organisation.name.clone(),
+            patient: patient.map(str::to_owned),
+            purpose: mcr_domain::Purpose::DirectCare.as_str().to_owned(),
+            action: action.to_owned(),
+            outcome: String::new(),
+            basis: None,
+            detail: None,
+            sources: Vec::new(),
+        }
+    }
+}

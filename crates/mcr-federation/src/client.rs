@@ -1,0 +1,312 @@
+use async_trait::async_trait;
+use futures::future::join_all;
+use mcr_domain::{FailureReason, Organisation, SourceId};
+use serde::Deserialize;
+use serde_json::Value;
+use std::time::Duration;
+use url::Url;
+
+/// A source system as configured.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SourceConfig {
+    pub id: SourceId,
+    pub organisation: Organisation,
+    /// FHIR base URL, e.g. `http://127.0.0.1:8101` (no trailing slash needed).
+    pub base_url: Url,
+    /// The resource types this source holds per patient.
+    pub resource_types: Vec<String>,
+}
+
+/// Limits applied to every source.
+#[derive(Debug, Clone)]
+pub struct FederationConfig {
+    /// How long a view waits for any one source (default 3 s).
+    pub deadline: Duration,
+    /// The most a source may send for one view, over all pages (default 8 MiB).
+    pub max_bytes_per_source: u64,
+    /// `_count` asked for per page.
+    pub page_size: u32,
+    /// The most pages followed per search, against a source that pages forever.
+    pub max_pages: u32,
+    /// Deadline for one patient-index sync of one source.
+    pub sync_timeout: Duration,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        Self {
+            deadline: Duration::from_secs(3),
+            max_bytes_per_source: 8 * 1024 * 1024,
+            page_size: 200,
+            max_pages: 100,
+            sync_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Where one source holds a patient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub source: SourceId,
+    pub local_id: String,
+}
+
+/// What one source answered for one view.
+#[derive(Debug, Clone)]
+pub struct SourceFetch {
+    pub source: SourceId,
+    pub org_code: mcr_domain::OdsCode,
+    pub org_name: String,
+    pub base_url: String,
+    /// The resources as sent, or why there are none.
+    pub outcome: Result<Vec<Value>, FailureReason>,
+    pub elapsed_ms: u64,
+}
+
+impl SourceFetch {
+    pub(crate) fn failed_unknown(id: &SourceId) -> Self {
+        Self {
+            source: id.clone(),
+            org_code: mcr_domain::OdsCode::parse("UNKNOWN").expect("UNKNOWN is a well-formed ODS code"),
+            org_name: id.to_string(),
+            base_url: String::new(),
+            outcome: Err(FailureReason::Unreachable { detail: "no longer configured".into() }),
+            elapsed_ms: 0,
+        }
+    }
+}
+
+/// A source system the gateway can ask. `Arc<dyn Source>` in the app state.
+#[async_trait]
+pub trait Source: Send + Sync + std::fmt::Debug {
+    fn id(&self) -> &SourceId;
+    fn config(&self) -> &SourceConfig;
+    /// One patient's resources of the given types (all pages). Called only through
+    /// [`crate::Federation::fetch_record`], which holds the grant and the deadline.
+    async fn fetch_patient(&self, local_id: &str, types: &[&str]) -> Result<Vec<Value>, FailureReason>;
+    /// Every `Patient` resource (or those updated after `since`).
+    async fn patient_feed(&self, since: Option<&str>, timeout: Duration) -> Result<Vec<Value>, FailureReason>;
+}
+
+/// A FHIR R4 server over HTTP.
+#[derive(Debug, Clone)]
+pub struct HttpSource {
+    config: SourceConfig,
+    client: reqwest::Client,
+    limits: FederationConfig,
+}
+
+impl HttpSource {
+    /// `client` should be shared between sources (connection pools are per client).
+    pub fn new(config: SourceConfig, client: reqwest::Client, limits: FederationConfig) -> Self {
+        Self { config, client, limits }
+    }
+
+    fn url(&self, path: &str, query: &[(&str, &str)]) -> Result<Url, FailureReason> {
+        let base = self.config.base_url.as_str().trim_end_matches('/');
+        let mut url = Url::parse(&format!("{base}/{path}")).map_err(|_| FailureReason::Malformed {
+            detail: "the configured base URL cannot take a path".into(),
+        })?;
+        url.query_pairs_mut().extend_pairs(query);
+        Ok(url)
+    }
+
+    /// Follow a search through all its pages, keeping the resources of type `want`.
+    /// `budget` is the byte allowance left for this source in this view.
+    async fn search_all(
+        &self,
+        first: Url,
+        want: &str,
+        patient: Option<&str>,
+        budget: &Budget,
+    ) -> Result<Vec<Value>, FailureReason> {
+        let mut out = Vec::new();
+        let mut next = Some(first);
+        let mut pages = 0u32;
+        while let Some(url) = next.take() {
+            pages += 1;
+            if pages > self.limits.max_pages {
+                return Err(FailureReason::Malformed {
+                    detail: format!("more than {} pages", self.limits.max_pages),
+                });
+            }
+            let bundle = self.get_json(url, budget).await?;
+            if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+                return Err(FailureReason::Malformed { detail: "a search did not return a Bundle".into() });
+            }
+            if let Some(entries) = bundle.get("entry") {
+                let entries = entries.as_array().ok_or_else(|| FailureReason::Malformed {
+                    detail: "Bundle.entry is not a list".into(),
+                })?;
+                for e in entries {
+                    let Some(r) = e.get("resource") else { continue };
+                    if mcr_fhir::resource_type(r) != Some(want) || mcr_fhir::resource_id(r).is_none() {
+                        // Included resources (e.g. OperationOutcome) or junk: not part of the record.
+                        continue;
+                    }
+                    if let Some(p) = patient {
+                        let about = if want == "Patient" {
+                            mcr_fhir::resource_id(r)
+                        } else {
+                            mcr_fhir::patient_reference(r)
+                        };
+                        if about != Some(p) {
+                            // A source that answers with another patient's data is wrong; never
+                            // show it as this patient's.
+                            continue;
+                        }
+                    }
+                    out.push(r.clone());
+                }
+            }
+            if let Some(link) = mcr_fhir::next_link(&bundle) {
+                next = Some(self.same_origin(link)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A `next` link must point back at the same server: a hostile source must not be able
+    /// to send the gateway elsewhere.
+    fn same_origin(&self, link: &str) -> Result<Url, FailureReason> {
+        let url = self
+            .config
+            .base_url
+            .join(link)
+            .map_err(|_| FailureReason::Malformed { detail: "a paging link is not a URL".into() })?;
+        if url.origin() != self.config.base_url.origin() {
+            return Err(FailureReason::Malformed { detail: "a paging link points to another server".into() });
+        }
+        Ok(url)
+    }
+
+    async fn read_patient(&self, local_id: &str, budget: &Budget) -> Result<Vec<Value>, FailureReason> {
+        let mut url = self.url("Patient", &[])?;
+        url.path_segments_mut()
+            .map_err(|()| FailureReason::Malformed { detail: "the configured base URL cannot take a path".into() })?
+            .push(local_id);
+        let r = self.get_json(url, budget).await?;
+        if mcr_fhir::resource_type(&r) != Some("Patient") || mcr_fhir::resource_id(&r) != Some(local_id) {
+            return Err(FailureReason::Malformed { detail: "a Patient read returned something else".into() });
+        }
+        Ok(vec![r])
+    }
+
+    async fn get_json(&self, url: Url, budget: &Budget) -> Result<Value, FailureReason> {
+        let mut resp = self
+            .client
+            .get(url)
+            .header(reqwest::header::ACCEPT, mcr_fhir::FHIR_JSON)
+            .send()
+            .await
+            .map_err(|e| transport_failure(&e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(FailureReason::HttpStatus { status: status.as_u16() });
+        }
+        if let Some(len) = resp.content_length() {
+            budget.take(len)?;
+            budget.give_back(len);
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| transport_failure(&e))? {
+            budget.take(chunk.len() as u64)?;
+            body.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice(&body).map_err(|e| FailureReason::Malformed {
+            detail: format!("not JSON at line {} column {}", e.line(), e.column()),
+        })
+    }
+}
+
+/// Bytes a source may still send in this view, shared by its concurrent searches.
+#[derive(Debug)]
+struct Budget {
+    left: std::sync::atomic::AtomicI64,
+    limit: u64,
+}
+
+impl Budget {
+    fn new(limit: u64) -> Self {
+        Self { left: std::sync::atomic::AtomicI64::new(i64::try_from(limit).unwrap_or(i64::MAX)), limit }
+    }
+
+    fn take(&self, n: u64) -> Result<(), FailureReason> {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        let before = self.left.fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
+        if before.saturating_sub(n) < 0 {
+            Err(FailureReason::TooLarge { limit_bytes: self.limit })
+        } else {
+            Ok(())
+        }
+    }
+
+    fn give_back(&self, n: u64) {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        self.left.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn transport_failure(e: &reqwest::Error) -> FailureReason {
+    if e.is_timeout() {
+        FailureReason::Timeout { after_ms: 0 }
+    } else if e.is_connect() {
+        FailureReason::Unreachable { detail: "connection refused or failed".into() }
+    } else if e.is_body() || e.is_decode() {
+        FailureReason::Malformed { detail: "the answer was cut off".into() }
+    } else {
+        FailureReason::Unreachable { detail: "the connection failed".into() }
+    }
+}
+
+#[async_trait]
+impl Source for HttpSource {
+    fn id(&self) -> &SourceId {
+        &self.config.id
+    }
+
+    fn config(&self) -> &SourceConfig {
+        &self.config
+    }
+
+    async fn fetch_patient(&self, local_id: &str, types: &[&str]) -> Result<Vec<Value>, FailureReason> {
+        let budget = Budget::new(self.limits.max_bytes_per_source);
+        let count = self.limits.page_size.to_string();
+        let searches = types.iter().map(|t| {
+            let budget = &budget;
+            let count = &count;
+            async move {
+                if *t == "Patient" {
+                    return self.read_patient(local_id, budget).await;
+                }
+                let url = self.url(t, &[("patient", local_id), ("_count", count)])?;
+                self.search_all(url, t, Some(local_id), budget).await
+            }
+        });
+        let mut all = Vec::new();
+        for r in join_all(searches).await {
+            all.extend(r?);
+        }
+        Ok(all)
+    }
+
+    async fn patient_feed(&self, since: Option<&str>, timeout: Duration) -> Result<Vec<Value>, FailureReason> {
+        let count = "1000".to_owned();
+        let gt;
+        let mut q: Vec<(&str, &str)> = vec![("_count", &count)];
+        if let Some(s) = since {
+            gt = format!("gt{s}");
+            q.push(("_lastUpdated", &gt));
+        }
+        let url = self.url("Patient", &q)?;
+        // The index sync reads every patient: no per-view byte cap, but a page cap and a deadline.
+        let budget = Budget::new(u64::MAX / 4);
+        let me = HttpSource {
+            limits: FederationConfig { max_pages: u32::MAX, ..self.limits.clone() },
+            ..self.clone()
+        };
+        tokio::time::timeout(timeout, me.search_all(url, "Patient", None, &budget))
+            .await
+            .map_err(|_| FailureReason::Timeout { after_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX) })?
+    }
+}

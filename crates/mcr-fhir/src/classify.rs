@@ -1,0 +1,240 @@
+use crate::read::{clip, codings, first_coding, str_at};
+use mcr_domain::DataClass;
+use serde_json::Value;
+
+/// The data class a resource belongs to, from its type (and, for documents, its category).
+/// `None` for types the record does not show.
+pub fn classify(r: &Value) -> Option<DataClass> {
+    Some(match crate::resource_type(r)? {
+        "Patient" => DataClass::Demographics,
+        "Flag" => DataClass::Alerts,
+        "AllergyIntolerance" => DataClass::Allergies,
+        "Condition" => DataClass::Problems,
+        "MedicationStatement" | "MedicationRequest" => DataClass::Medications,
+        "Encounter" => DataClass::Encounters,
+        "Observation" | "DiagnosticReport" => DataClass::Results,
+        "DocumentReference" => {
+            let is_assessment = codings(r, "category")
+                .iter()
+                .chain(codings(r, "type").iter())
+                .any(|c| c.code == "assessment");
+            if is_assessment {
+                DataClass::Assessments
+            } else {
+                DataClass::Documents
+            }
+        }
+        "CarePlan" => DataClass::CarePlans,
+        "RelatedPerson" => DataClass::KeyContacts,
+        "EpisodeOfCare" | "CareTeam" => DataClass::CareTeam,
+        _ => return None,
+    })
+}
+
+/// The few fields the merged record shows for an item, read from the raw resource.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Summary {
+    pub display: String,
+    pub detail: Option<String>,
+    pub status: Option<String>,
+    /// The clinically relevant date (onset, effective, period start, authored).
+    pub date: Option<String>,
+    /// When it was recorded at the source.
+    pub recorded: Option<String>,
+}
+
+fn text_of_cc(r: &Value, field: &str) -> Option<String> {
+    first_coding(r, field)
+        .and_then(|c| c.display)
+        .or_else(|| str_at(r, &[field, "text"]).map(|t| clip(t, crate::MAX_TEXT)))
+}
+
+fn status_of(r: &Value) -> Option<String> {
+    first_coding(r, "clinicalStatus")
+        .map(|c| c.code)
+        .or_else(|| str_at(r, &["status"]).map(|s| clip(s, 40)))
+}
+
+fn quantity(q: &Value) -> Option<String> {
+    let value = q.get("value")?;
+    let v = if let Some(f) = value.as_f64() {
+        // Keep the source's precision as far as JSON allows.
+        value.as_i64().map_or_else(|| format!("{f}"), |i| i.to_string())
+    } else {
+        return None;
+    };
+    let unit = q.get("unit").or_else(|| q.get("code")).and_then(Value::as_str).unwrap_or("");
+    Some(clip(format!("{v} {unit}").trim(), 80))
+}
+
+fn date_field(r: &Value, candidates: &[&[&str]]) -> Option<String> {
+    candidates
+        .iter()
+        .find_map(|p| str_at(r, p))
+        .map(|d| clip(d, 40))
+}
+
+/// Read what the record shows from a resource. Unknown shapes give an empty summary, never a
+/// panic.
+pub fn summarise(r: &Value) -> Summary {
+    let t = crate::resource_type(r).unwrap_or("");
+    let recorded = date_field(r, &[&["recordedDate"], &["meta", "lastUpdated"]]);
+    let mut s = Summary {
+        recorded,
+        status: status_of(r),
+        ..Summary::default()
+    };
+    match t {
+        "Condition" | "AllergyIntolerance" | "Flag" => {
+            s.display = text_of_cc(r, "code").unwrap_or_default();
+            s.date = date_field(r, &[&["onsetDateTime"], &["onsetPeriod", "start"], &["period", "start"], &["recordedDate"]]);
+            if t == "AllergyIntolerance" {
+                let reaction = r
+                    .get("reaction")
+                    .and_then(|rs| rs.get(0))
+                    .and_then(|rx| text_of_cc(rx.get("manifestation")?.get(0)?, "coding").or_else(|| {
+                        rx.get("manifestation")?.get(0)?.get("coding")?.get(0)?.get("display")?.as_str().map(|d| clip(d, 200))
+                    }));
+                let criticality = str_at(r, &["criticality"]);
+                s.detail = match (reaction, criticality) {
+                    (Some(rx), Some(c)) => Some(format!("{rx} (criticality {c})")),
+                    (Some(rx), None) => Some(rx),
+                    (None, Some(c)) => Some(format!("criticality {c}")),
+                    (None, None) => None,
+                };
+            }
+        }
+        "MedicationStatement" | "MedicationRequest" => {
+            s.display = text_of_cc(r, "medicationCodeableConcept").unwrap_or_default();
+            s.detail = r
+                .get("dosage")
+                .or_else(|| r.get("dosageInstruction"))
+                .and_then(|d| d.get(0))
+                .and_then(|d| d.get("text"))
+                .and_then(Value::as_str)
+                .map(|d| clip(d, 300));
+            s.date = date_field(r, &[&["effectivePeriod", "start"], &["effectiveDateTime"], &["authoredOn"], &["dateAsserted"]]);
+        }
+        "Encounter" => {
+            s.display = text_of_cc(r, "type")
+                .or_else(|| str_at(r, &["class", "display"]).map(|d| clip(d, 200)))
+                .unwrap_or_default();
+            s.detail = str_at(r, &["class", "display"]).map(|d| clip(d, 100));
+            s.date = date_field(r, &[&["period", "start"]]);
+        }
+        "Observation" => {
+            s.display = text_of_cc(r, "code").unwrap_or_default();
+            s.detail = r
+                .get("valueQuantity")
+                .and_then(quantity)
+                .or_else(|| str_at(r, &["valueString"]).map(|v| clip(v, 300)))
+                .or_else(|| text_of_cc(r, "valueCodeableConcept"))
+                .or_else(|| {
+                    // Blood pressure style: components.
+                    let parts: Vec<String> = r
+                        .get("component")?
+                        .as_array()?
+                        .iter()
+                        .take(4)
+                        .filter_map(|c| c.get("valueQuantity").and_then(quantity))
+                        .collect();
+                    (!parts.is_empty()).then(|| parts.join(" / "))
+                });
+            s.date = date_field(r, &[&["effectiveDateTime"], &["effectivePeriod", "start"], &["issued"]]);
+        }
+        "DocumentReference" => {
+            s.display = str_at(r, &["description"])
+                .map(|d| clip(d, 300))
+                .or_else(|| text_of_cc(r, "type"))
+                .unwrap_or_default();
+            s.detail = text_of_cc(r, "type");
+            s.date = date_field(r, &[&["date"], &["context", "period", "start"]]);
+        }
+        "CarePlan" => {
+            s.display = str_at(r, &["title"])
+                .map(|d| clip(d, 300))
+                .or_else(|| text_of_cc(r, "category"))
+                .unwrap_or_default();
+            s.detail = str_at(r, &["description"]).map(|d| clip(d, 500));
+            s.date = date_field(r, &[&["period", "start"], &["created"]]);
+        }
+        "RelatedPerson" => {
+            let name = r.get("name").and_then(|n| n.get(0));
+            let given = name
+                .and_then(|n| n.get("given"))
+                .and_then(|g| g.get(0))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let family = name.and_then(|n| n.get("family")).and_then(Value::as_str).unwrap_or("");
+            s.display = clip(format!("{given} {family}").trim(), 200);
+            let rel = text_of_cc(r, "relationship");
+            let phone = r
+                .get("telecom")
+                .and_then(|t| t.get(0))
+                .and_then(|t| t.get("value"))
+                .and_then(Value::as_str);
+            s.detail = match (rel, phone) {
+                (Some(r), Some(p)) => Some(format!("{r}, {}", clip(p, 40))),
+                (Some(r), None) => Some(r),
+                (None, Some(p)) => Some(clip(p, 40)),
+                (None, None) => None,
+            };
+            s.date = date_field(r, &[&["period", "start"]]);
+        }
+        "EpisodeOfCare" => {
+            s.display = text_of_cc(r, "type").unwrap_or_default();
+            s.detail = str_at(r, &["managingOrganization", "display"]).map(|d| clip(d, 200));
+            s.date = date_field(r, &[&["period", "start"]]);
+        }
+        _ => {
+            s.display = str_at(r, &["text", "div"]).map(|d| clip(d, 200)).unwrap_or_default();
+        }
+    }
+    if s.display.is_empty() {
+        s.display = format!("{t} (no description given)");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn classifies_by_type_and_category() {
+        assert_eq!(classify(&json!({"resourceType": "Condition"})), Some(DataClass::Problems));
+        assert_eq!(
+            classify(&json!({"resourceType": "DocumentReference", "category": [{"coding": [{"system": "x", "code": "assessment"}]}]})),
+            Some(DataClass::Assessments)
+        );
+        assert_eq!(classify(&json!({"resourceType": "DocumentReference"})), Some(DataClass::Documents));
+        assert_eq!(classify(&json!({"resourceType": "Basic"})), None);
+        assert_eq!(classify(&json!({"resourceType": 3})), None);
+    }
+
+    #[test]
+    fn summarises_observation_and_medication() {
+        let obs = json!({"resourceType": "Observation", "code": {"coding": [{"system": "http://loinc.org", "code": "4548-4", "display": "HbA1c"}]},
+            "valueQuantity": {"value": 48, "unit": "mmol/mol"}, "effectiveDateTime": "2026-01-02"});
+        let s = summarise(&obs);
+        assert_eq!(s.display, "HbA1c");
+        assert_eq!(s.detail.as_deref(), Some("48 mmol/mol"));
+        assert_eq!(s.date.as_deref(), Some("2026-01-02"));
+
+        let med = json!({"resourceType": "MedicationStatement", "status": "active",
+            "medicationCodeableConcept": {"coding": [{"system": "https://dmd.nhs.uk", "code": "322236009", "display": "Paracetamol 500mg tablets"}]},
+            "dosage": [{"text": "Two tablets four times a day"}], "effectivePeriod": {"start": "2025-03-01"}});
+        let s = summarise(&med);
+        assert_eq!(s.display, "Paracetamol 500mg tablets");
+        assert_eq!(s.status.as_deref(), Some("active"));
+        assert_eq!(s.detail.as_deref(), Some("Two tablets four times a day"));
+    }
+
+    #[test]
+    fn garbage_gives_a_placeholder_not_a_panic() {
+        let s = summarise(&json!({"resourceType": "Condition", "code": {"coding": "nope"}, "onsetDateTime": 12}));
+        assert_eq!(s.display, "Condition (no description given)");
+        assert_eq!(s.date, None);
+    }
+}

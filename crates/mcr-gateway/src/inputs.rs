@@ -1,0 +1,152 @@
+//! Loading what the policy decides from: the governance records in the store, and the care
+//! relationships the patient index implies.
+
+use crate::{Gateway, RequestContext};
+use chrono::DateTime;
+use mcr_domain::{NhsNumber, OdsCode, OrgKind, Role};
+use mcr_policy::{
+    EmergencyAccess, ObjectionState, OverrideReason, PermissionDecision, PermissionGiver, PermissionRecord,
+    Relationship, RelationshipKind,
+};
+use mcr_store::{GovernanceRecords, IndexedPatient, SourceLink, StoreError};
+
+#[derive(Debug, Default)]
+pub(crate) struct Inputs {
+    pub relationships: Vec<Relationship>,
+    pub permissions: Vec<PermissionRecord>,
+    pub objection: Option<ObjectionState>,
+    pub emergency: Option<EmergencyAccess>,
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(format!("unreadable {what} record"))
+}
+
+fn ods(code: &str) -> Result<OdsCode, StoreError> {
+    OdsCode::parse(code).map_err(|_| corrupt("organisation code"))
+}
+
+impl Gateway {
+    pub(crate) async fn load_inputs(
+        &self,
+        ctx: &RequestContext,
+        nhs: &NhsNumber,
+        patient: &IndexedPatient,
+        links: &[SourceLink],
+    ) -> Result<Inputs, StoreError> {
+        let records = self.store.governance(nhs).await?;
+        let mut inputs = self.recorded_inputs(ctx, &records)?;
+        inputs.relationships.extend(self.derived_relationships(patient, links));
+        Ok(inputs)
+    }
+
+    /// Relationships implied by the index: registration at a GP practice, and being held in
+    /// an organisation's own system (referred, admitted, or allocated a case there).
+    fn derived_relationships(&self, patient: &IndexedPatient, links: &[SourceLink]) -> Vec<Relationship> {
+        let mut out = Vec::new();
+        let start = DateTime::UNIX_EPOCH;
+        if let Some(code) = patient.gp_practice.as_deref().and_then(|c| OdsCode::parse(c).ok()) {
+            out.push(Relationship {
+                org_code: code,
+                kind: RelationshipKind::GpRegistration,
+                derived: true,
+                start,
+                end: None,
+                user_id: None,
+            });
+        }
+        for link in links {
+            let Some(source) = self.federation.source(&link.source) else { continue };
+            let org = &source.config().organisation;
+            let kind = match org.kind {
+                OrgKind::GpPractice => RelationshipKind::GpRegistration,
+                OrgKind::LocalAuthoritySocialCare => RelationshipKind::CaseAllocation,
+                _ => RelationshipKind::Referral,
+            };
+            out.push(Relationship {
+                org_code: org.code.clone(),
+                kind,
+                derived: true,
+                start,
+                end: None,
+                user_id: None,
+            });
+        }
+        out
+    }
+
+    fn recorded_inputs(&self, ctx: &RequestContext, r: &GovernanceRecords) -> Result<Inputs, StoreError> {
+        let mut inputs = Inputs::default();
+        for rel in &r.relationships {
+            let kind = match rel.kind.as_str() {
+                "self-claimed" => RelationshipKind::SelfClaimed,
+                "recorded" => RelationshipKind::Recorded,
+                _ => return Err(corrupt("relationship")),
+            };
+            inputs.relationships.push(Relationship {
+                org_code: ods(&rel.org_code)?,
+                kind,
+                derived: false,
+                start: rel.start,
+                end: rel.end,
+                user_id: rel.user_id.clone(),
+            });
+        }
+        for p in &r.permissions {
+            inputs.permissions.push(PermissionRecord {
+                org_code: ods(&p.org_code)?,
+                user_id: p.user_id.clone(),
+                decision: match p.decision.as_str() {
+                    "given" => PermissionDecision::Given,
+                    "refused" => PermissionDecision::Refused,
+                    _ => return Err(corrupt("permission")),
+                },
+                given_by: parse_giver(&p.given_by).ok_or_else(|| corrupt("permission"))?,
+                at: p.at,
+            });
+        }
+        if let Some(o) = r.objections.last() {
+            inputs.objection = Some(match o.state.as_str() {
+                "active" => ObjectionState::Active { recorded_at: o.at },
+                "withdrawn" => ObjectionState::Withdrawn { at: o.at },
+                "overridden" => ObjectionState::Overridden {
+                    reason: match o.override_reason.as_deref() {
+                        Some("safeguarding") => OverrideReason::Safeguarding,
+                        Some("legal-obligation") => OverrideReason::LegalObligation,
+                        _ => return Err(corrupt("objection")),
+                    },
+                    by_role: o
+                        .by_role
+                        .as_deref()
+                        .and_then(|r| r.parse::<Role>().ok())
+                        .ok_or_else(|| corrupt("objection"))?,
+                    at: o.at,
+                },
+                _ => return Err(corrupt("objection")),
+            });
+        }
+        inputs.emergency = r
+            .emergencies
+            .iter()
+            .rev()
+            .find(|e| e.user_id == ctx.principal.user_id)
+            .map(|e| {
+                Ok::<_, StoreError>(EmergencyAccess {
+                    user_id: e.user_id.clone(),
+                    reason: e.reason_code.parse().map_err(|_| corrupt("emergency access"))?,
+                    started_at: e.started_at,
+                })
+            })
+            .transpose()?;
+        Ok(inputs)
+    }
+}
+
+pub(crate) fn parse_giver(s: &str) -> Option<PermissionGiver> {
+    match s {
+        "patient" => Some(PermissionGiver::Patient),
+        "representative" => Some(PermissionGiver::Representative),
+        "best-interests" => Some(PermissionGiver::BestInterests),
+        _ => None,
+    }
+}

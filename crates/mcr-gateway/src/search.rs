@@ -1,0 +1,97 @@
+//! Finding a patient in the index: by NHS number, or by name and date of birth (and postcode).
+
+use crate::{Gateway, GatewayError, RequestContext};
+use mcr_domain::demographics::{normalise_name, normalise_postcode};
+use mcr_domain::NhsNumber;
+use mcr_store::{DemographicQuery, IndexedPatient, LinkMethod, SourceLink};
+
+#[derive(Debug, Clone)]
+pub enum PatientQuery {
+    NhsNumber(NhsNumber),
+    Demographics(DemographicQuery),
+}
+
+/// One search result: enough to tell two people apart, and where they are held.
+#[derive(Debug, Clone)]
+pub struct PatientMatch {
+    pub patient: IndexedPatient,
+    pub links: Vec<SourceLink>,
+    /// Sources whose demographics differ from the index (name, date of birth or postcode).
+    pub differing_sources: Vec<String>,
+}
+
+impl PatientMatch {
+    pub fn matched_by_demographics(&self) -> bool {
+        self.links.iter().any(|l| l.method == LinkMethod::Demographics)
+    }
+}
+
+/// Most results a demographic search returns.
+pub const MAX_RESULTS: u32 = 50;
+
+impl Gateway {
+    /// Search the index. Only staff of member organisations of a kind that may view can search
+    /// (results are demographics); every search is audited.
+    pub async fn search(&self, ctx: &RequestContext, query: &PatientQuery) -> Result<Vec<PatientMatch>, GatewayError> {
+        const ACTION: &str = "search-patient";
+        let nhs = match query {
+            PatientQuery::NhsNumber(n) => Some(n.as_str()),
+            PatientQuery::Demographics(_) => None,
+        };
+        let org = &ctx.principal.organisation;
+        let refusal = if mcr_policy::is_excluded_kind(org.kind) {
+            Some(mcr_policy::DenyCode::OrgKindExcluded)
+        } else if !org.member {
+            Some(mcr_policy::DenyCode::OrgNotMember)
+        } else if org.suspended {
+            Some(mcr_policy::DenyCode::OrgSuspended)
+        } else {
+            None
+        };
+        if let Some(code) = refusal {
+            let mut event = self.event(ctx, ACTION, nhs);
+            event.outcome = "deny".into();
+            event.basis = Some(code.as_str().into());
+            self.audit(&event).await?;
+            return Err(GatewayError::Forbidden(code.sentence().to_owned()));
+        }
+        if let PatientQuery::Demographics(q) = query {
+            if normalise_name(&q.family).is_empty() {
+                return Err(GatewayError::Invalid("Enter the patient's family name (surname).".into()));
+            }
+            if q.birth_date.is_none() && q.given.is_none() {
+                return Err(GatewayError::Invalid(
+                    "Enter a date of birth or a given name as well as the family name.".into(),
+                ));
+            }
+        }
+        let found = match query {
+            PatientQuery::NhsNumber(n) => self.store.patient(n).await.map(|p| p.into_iter().collect::<Vec<_>>()),
+            PatientQuery::Demographics(q) => self.store.search_patients(q, MAX_RESULTS).await,
+        };
+        let patients = found.map_err(|_| GatewayError::StoreUnavailable)?;
+        let mut out = Vec::with_capacity(patients.len());
+        for p in patients {
+            let links = self.store.links(&p.nhs_number).await.map_err(|_| GatewayError::StoreUnavailable)?;
+            let differing_sources = links
+                .iter()
+                .filter(|l| {
+                    normalise_name(&l.family) != normalise_name(&p.family)
+                        || normalise_name(&l.given) != normalise_name(&p.given)
+                        || l.birth_date.is_some_and(|d| d != p.birth_date)
+                        || match (&l.postcode, &p.postcode) {
+                            (Some(a), Some(b)) => normalise_postcode(a) != normalise_postcode(b),
+                            _ => false,
+                        }
+                })
+                .map(|l| l.source.to_string())
+                .collect();
+            out.push(PatientMatch { patient: p, links, differing_sources });
+        }
+        let mut event = self.event(ctx, ACTION, nhs);
+        event.outcome = "permit".into();
+        event.detail = Some(format!("{} result(s)", out.len()));
+        self.audit(&event).await?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,180 @@
+//! Viewing a record: the path of one view, top to bottom.
+
+use crate::{Gateway, GatewayError, RequestContext};
+use mcr_audit::SourceAudit;
+use mcr_domain::{DataClass, MergedRecord, NhsNumber, Purpose, SourceStatus};
+use mcr_federation::{Location, MergeInput};
+use mcr_policy::{Basis, Decision, DecisionRequest, Explanation};
+use std::collections::{BTreeSet, HashMap};
+
+/// A record that may be shown, and the audit record that says so.
+#[derive(Debug, Clone)]
+pub struct View {
+    pub record: MergedRecord,
+    pub basis: Basis,
+    /// Data classes this view was granted.
+    pub classes: BTreeSet<DataClass>,
+    pub audit_seq: i64,
+}
+
+#[derive(Debug, Clone)]
+pub enum ViewOutcome {
+    /// Permitted: here is the record (already audited).
+    Record(Box<View>),
+    /// Not permitted now: needs permission, needs a relationship, or denied (already audited).
+    NotPermitted(Decision),
+}
+
+impl Gateway {
+    /// The decision for this user and patient with every rule that led to it, without
+    /// fetching anything. Audited like any other access decision.
+    pub async fn explain(&self, ctx: &RequestContext, nhs: &NhsNumber) -> Result<Explanation, GatewayError> {
+        let (patient, links) = self.locate(ctx, nhs, "explain-access").await?;
+        let inputs = match self.load_inputs(ctx, nhs, &patient, &links).await {
+            Ok(i) => i,
+            Err(_) => return Err(self.fail_closed(ctx, nhs, "explain-access").await),
+        };
+        let explanation = mcr_policy::explain(&self.request(ctx, nhs, &inputs), &self.policy);
+        let mut event = self.event(ctx, "explain-access", Some(nhs.as_str()));
+        event.outcome = explanation.decision.code().to_owned();
+        event.detail = Some(explanation.decision.sentence());
+        self.audit(&event).await?;
+        Ok(explanation)
+    }
+
+    /// View a patient's record: locate, decide, fetch with the grant, filter and merge, audit,
+    /// and only then return the record.
+    pub async fn view_record(&self, ctx: &RequestContext, nhs: &NhsNumber) -> Result<ViewOutcome, GatewayError> {
+        const ACTION: &str = "view-record";
+        let (patient, links) = self.locate(ctx, nhs, ACTION).await?;
+        let inputs = match self.load_inputs(ctx, nhs, &patient, &links).await {
+            Ok(i) => i,
+            Err(_) => return Err(self.fail_closed(ctx, nhs, ACTION).await),
+        };
+        let decision = mcr_policy::decide(&self.request(ctx, nhs, &inputs), &self.policy);
+        let grant = match decision {
+            Decision::Permit(grant) => grant,
+            other => {
+                let mut event = self.event(ctx, ACTION, Some(nhs.as_str()));
+                event.outcome = other.code().to_owned();
+                event.basis = match &other {
+                    Decision::Deny(d) => Some(d.code.as_str().to_owned()),
+                    _ => None,
+                };
+                event.detail = Some(other.sentence());
+                self.audit(&event).await?;
+                tracing::info!(correlation = %ctx.correlation_id, outcome = other.code(), "view not permitted");
+                return Ok(ViewOutcome::NotPermitted(other));
+            }
+        };
+
+        let locations: Vec<Location> = links
+            .iter()
+            .map(|l| Location { source: l.source.clone(), local_id: l.local_id.clone() })
+            .collect();
+        let fetches = self.federation.fetch_record(&grant, &locations).await;
+
+        let shares: HashMap<_, _> = self
+            .federation
+            .sources()
+            .filter_map(|s| {
+                let agreement = self.sharing_for(&s.config().organisation.code)?;
+                Some((s.id().clone(), grant.effective_classes_for_source(Some(agreement))))
+            })
+            .collect();
+        let sensitive = &self.policy.sensitive;
+        let withhold = |r: &serde_json::Value| mcr_policy::withhold(r, sensitive).is_some();
+        let record = mcr_federation::merge(
+            &MergeInput {
+                nhs_number: nhs,
+                classes: grant.data_classes(),
+                source_shares: &shares,
+                withhold: &withhold,
+            },
+            &fetches,
+        );
+
+        let mut event = self.event(ctx, ACTION, Some(nhs.as_str()));
+        event.outcome = "permit".into();
+        event.basis = Some(grant.basis().code().to_owned());
+        event.detail = Some(grant.basis().describe());
+        event.sources = record
+            .sources
+            .iter()
+            .map(|s| SourceAudit {
+                source: s.source.to_string(),
+                org_code: s.org_code.to_string(),
+                status: match &s.status {
+                    SourceStatus::Ok => "ok".into(),
+                    SourceStatus::Failed(r) => r.code().into(),
+                },
+                items: s.items,
+                withheld: s.withheld,
+            })
+            .collect();
+        // No audit, no view: the record is returned only once this is committed.
+        let row = self.audit(&event).await?;
+        tracing::info!(
+            correlation = %ctx.correlation_id,
+            sources = record.sources.len(),
+            failed = record.failed_sources().count(),
+            items = record.item_count(),
+            "view served"
+        );
+        Ok(ViewOutcome::Record(Box::new(View {
+            basis: grant.basis().clone(),
+            classes: grant.data_classes().clone(),
+            record,
+            audit_seq: row.seq,
+        })))
+    }
+
+    fn request<'a>(&self, ctx: &'a RequestContext, nhs: &'a NhsNumber, inputs: &'a crate::inputs::Inputs) -> DecisionRequest<'a> {
+        DecisionRequest {
+            principal: &ctx.principal,
+            patient: nhs,
+            purpose: Purpose::DirectCare,
+            now: self.clock.now(),
+            relationships: &inputs.relationships,
+            permissions: &inputs.permissions,
+            objection: inputs.objection.as_ref(),
+            emergency: inputs.emergency.as_ref(),
+        }
+    }
+
+    /// Find the patient in the index; an unknown patient is audited and reported.
+    pub(crate) async fn locate(
+        &self,
+        ctx: &RequestContext,
+        nhs: &NhsNumber,
+        action: &str,
+    ) -> Result<(mcr_store::IndexedPatient, Vec<mcr_store::SourceLink>), GatewayError> {
+        let found = match self.store.patient(nhs).await {
+            Ok(found) => found,
+            Err(_) => return Err(self.fail_closed(ctx, nhs, action).await),
+        };
+        let Some(patient) = found else {
+            let mut event = self.event(ctx, action, Some(nhs.as_str()));
+            event.outcome = "not-found".into();
+            self.audit(&event).await?;
+            return Err(GatewayError::PatientNotFound);
+        };
+        let links = match self.store.links(nhs).await {
+            Ok(l) => l,
+            Err(_) => return Err(self.fail_closed(ctx, nhs, action).await),
+        };
+        Ok((patient, links))
+    }
+
+    /// The store could not be read: deny, and try to say so in the audit trail.
+    pub(crate) async fn fail_closed(&self, ctx: &RequestContext, nhs: &NhsNumber, action: &str) -> GatewayError {
+        tracing::error!(correlation = %ctx.correlation_id, "store unavailable: failing closed");
+        let mut event = self.event(ctx, action, Some(nhs.as_str()));
+        event.outcome = "deny".into();
+        event.basis = Some(mcr_policy::DenyCode::DecisionUnavailable.as_str().into());
+        match self.audit(&event).await {
+            Ok(_) => GatewayError::StoreUnavailable,
+            Err(e) => e,
+        }
+    }
+}

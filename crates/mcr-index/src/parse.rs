@@ -1,0 +1,161 @@
+use chrono::{DateTime, NaiveDate, Utc};
+use mcr_domain::{NhsNumber, SourceId};
+use mcr_store::{IndexedPatient, LinkMethod, SourceLink};
+use serde_json::Value;
+
+/// The demographics read from one source's `Patient` resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourcePatient {
+    pub source: SourceId,
+    pub local_id: String,
+    /// Present only when the source gave one that passes the check digit.
+    pub nhs_number: Option<NhsNumber>,
+    pub family: String,
+    pub given: String,
+    pub birth_date: Option<NaiveDate>,
+    pub gender: Option<String>,
+    pub postcode: Option<String>,
+    pub gp_practice: Option<String>,
+    pub last_updated: Option<String>,
+}
+
+fn clip(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+/// Read a source `Patient`. `None` when it has no usable id.
+pub fn parse_patient(source: &SourceId, r: &Value) -> Option<SourcePatient> {
+    if mcr_fhir::resource_type(r) != Some("Patient") {
+        return None;
+    }
+    let local_id = mcr_fhir::resource_id(r)?.to_owned();
+    let nhs_number = r
+        .get("identifier")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|i| i.get("system").and_then(Value::as_str) == Some(NhsNumber::SYSTEM))
+        .find_map(|i| NhsNumber::parse(i.get("value")?.as_str()?).ok());
+    let name = r
+        .get("name")
+        .and_then(Value::as_array)
+        .and_then(|names| {
+            names
+                .iter()
+                .find(|n| n.get("use").and_then(Value::as_str) == Some("official"))
+                .or_else(|| names.first())
+        });
+    let family = name
+        .and_then(|n| n.get("family"))
+        .and_then(Value::as_str)
+        .map(|f| clip(f.trim(), 100))
+        .unwrap_or_default();
+    let given = name
+        .and_then(|n| n.get("given"))
+        .and_then(Value::as_array)
+        .map(|g| {
+            g.iter()
+                .take(4)
+                .filter_map(Value::as_str)
+                .map(|s| clip(s.trim(), 60))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
+    let birth_date = r
+        .get("birthDate")
+        .and_then(Value::as_str)
+        .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+    let gender = r
+        .get("gender")
+        .and_then(Value::as_str)
+        .filter(|g| matches!(*g, "male" | "female" | "other" | "unknown"))
+        .map(str::to_owned);
+    let postcode = r
+        .get("address")
+        .and_then(Value::as_array)
+        .and_then(|a| a.iter().find_map(|ad| ad.get("postalCode")?.as_str()))
+        .map(|p| clip(p.trim(), 10));
+    let gp_practice = r
+        .get("generalPractitioner")
+        .and_then(Value::as_array)
+        .and_then(|g| g.iter().find_map(|ref_| ref_.get("identifier")?.get("value")?.as_str()))
+        .and_then(|c| mcr_domain::OdsCode::parse(c).ok())
+        .map(|c| c.to_string());
+    let last_updated = mcr_fhir::str_at(r, &["meta", "lastUpdated"])
+        .filter(|s| DateTime::parse_from_rfc3339(s).is_ok())
+        .map(str::to_owned);
+    Some(SourcePatient {
+        source: source.clone(),
+        local_id,
+        nhs_number,
+        family,
+        given,
+        birth_date,
+        gender,
+        postcode,
+        gp_practice,
+        last_updated,
+    })
+}
+
+impl SourcePatient {
+    /// The index entry this record gives, if it has a birth date (the index needs one).
+    pub(crate) fn indexed(&self, nhs: NhsNumber, now: DateTime<Utc>) -> IndexedPatient {
+        IndexedPatient {
+            nhs_number: nhs,
+            family: self.family.clone(),
+            given: self.given.clone(),
+            birth_date: self.birth_date.unwrap_or(NaiveDate::MIN),
+            gender: self.gender.clone(),
+            postcode: self.postcode.clone(),
+            gp_practice: self.gp_practice.clone(),
+            updated_at: now,
+        }
+    }
+
+    pub(crate) fn link(&self, nhs: NhsNumber, method: LinkMethod, now: DateTime<Utc>) -> SourceLink {
+        SourceLink {
+            nhs_number: nhs,
+            source: self.source.clone(),
+            local_id: self.local_id.clone(),
+            method,
+            family: self.family.clone(),
+            given: self.given.clone(),
+            birth_date: self.birth_date,
+            postcode: self.postcode.clone(),
+            linked_at: now,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_a_uk_core_patient() {
+        let r = json!({"resourceType": "Patient", "id": "GP-1",
+            "meta": {"lastUpdated": "2026-01-01T10:00:00Z"},
+            "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9434765919"}],
+            "name": [{"use": "official", "family": "Smith", "given": ["Jane", "Ann"]}],
+            "birthDate": "1970-02-03", "gender": "female",
+            "address": [{"postalCode": "SG1 2AB"}],
+            "generalPractitioner": [{"identifier": {"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "E82001"}}]});
+        let p = parse_patient(&SourceId::parse("gp").unwrap(), &r).unwrap();
+        assert_eq!(p.nhs_number.unwrap().as_str(), "9434765919");
+        assert_eq!(p.given, "Jane Ann");
+        assert_eq!(p.postcode.as_deref(), Some("SG1 2AB"));
+        assert_eq!(p.gp_practice.as_deref(), Some("E82001"));
+    }
+
+    #[test]
+    fn an_invalid_nhs_number_is_treated_as_absent() {
+        let r = json!({"resourceType": "Patient", "id": "X1",
+            "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9434765918"}]});
+        let p = parse_patient(&SourceId::parse("gp").unwrap(), &r).unwrap();
+        assert_eq!(p.nhs_number, None);
+        assert!(parse_patient(&SourceId::parse("gp").unwrap(), &json!({"resourceType": "Patient"})).is_none());
+    }
+}
