@@ -88,7 +88,9 @@ impl Default for PolicyConfig {
             emergency_passes_opt_out: false,
             emergency_minutes: 240,
             roles,
-            clinical_roles: [Role::Clinician, Role::Nurse, Role::Paramedic].into_iter().collect(),
+            clinical_roles: [Role::Clinician, Role::Nurse, Role::Paramedic]
+                .into_iter()
+                .collect(),
             // The Caldicott guardian function; regions that let safeguarding leads record
             // overrides add `clinician`.
             override_roles: [Role::PrivacyOfficer].into_iter().collect(),

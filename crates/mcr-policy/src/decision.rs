@@ -2,7 +2,10 @@
 
 use crate::config::{ConsentModel, PolicyConfig};
 use crate::grant::{Basis, Grant};
-use crate::inputs::{DecisionRequest, EmergencyAccess, ObjectionState, PermissionDecision, PermissionRecord, Relationship};
+use crate::inputs::{
+    DecisionRequest, EmergencyAccess, ObjectionState, PermissionDecision, PermissionRecord,
+    Relationship,
+};
 use crate::sharing::is_excluded_kind;
 use crate::time::{after, earliest, hours, minutes};
 use chrono::{DateTime, Utc};
@@ -84,7 +87,10 @@ pub struct Denial {
 
 impl From<DenyCode> for Denial {
     fn from(code: DenyCode) -> Self {
-        Self { code, sentence: code.sentence().to_owned() }
+        Self {
+            code,
+            sentence: code.sentence().to_owned(),
+        }
     }
 }
 
@@ -94,9 +100,13 @@ impl From<DenyCode> for Denial {
 pub enum Decision {
     Permit(Grant),
     /// May view once the patient's permission is recorded.
-    NeedsPermission { sentence: String },
+    NeedsPermission {
+        sentence: String,
+    },
     /// May proceed by claiming a care relationship with a reason (audited and alerted).
-    NeedsRelationship { sentence: String },
+    NeedsRelationship {
+        sentence: String,
+    },
     Deny(Denial),
 }
 
@@ -128,7 +138,9 @@ impl Decision {
     pub fn sentence(&self) -> String {
         match self {
             Decision::Permit(g) => g.basis().describe(),
-            Decision::NeedsPermission { sentence } | Decision::NeedsRelationship { sentence } => sentence.clone(),
+            Decision::NeedsPermission { sentence } | Decision::NeedsRelationship { sentence } => {
+                sentence.clone()
+            }
             Decision::Deny(d) => d.sentence.clone(),
         }
     }
@@ -207,7 +219,11 @@ impl Trace for NoTrace {
 
 impl Trace for Vec<RuleOutcome> {
     fn step(&mut self, rule: Rule, passed: bool, sentence: impl FnOnce() -> String) {
-        self.push(RuleOutcome { rule, passed, sentence: sentence() });
+        self.push(RuleOutcome {
+            rule,
+            passed,
+            sentence: sentence(),
+        });
     }
 }
 
@@ -235,19 +251,28 @@ fn evaluate(req: &DecisionRequest<'_>, cfg: &PolicyConfig, t: &mut impl Trace) -
     if is_excluded_kind(org.kind) {
         return deny(t, Rule::OrganisationKind, DenyCode::OrgKindExcluded);
     }
-    t.step(Rule::OrganisationKind, true, || format!("{} is a kind of organisation that may view.", org.kind.label()));
+    t.step(Rule::OrganisationKind, true, || {
+        format!(
+            "{} is a kind of organisation that may view.",
+            org.kind.label()
+        )
+    });
 
     // 3. Membership.
     if !org.member {
         return deny(t, Rule::Membership, DenyCode::OrgNotMember);
     }
-    t.step(Rule::Membership, true, || format!("{} is a member of the programme.", org.name));
+    t.step(Rule::Membership, true, || {
+        format!("{} is a member of the programme.", org.name)
+    });
 
     // 4. Suspension.
     if org.suspended {
         return deny(t, Rule::Suspension, DenyCode::OrgSuspended);
     }
-    t.step(Rule::Suspension, true, || "The organisation's membership is not suspended.".into());
+    t.step(Rule::Suspension, true, || {
+        "The organisation's membership is not suspended.".into()
+    });
 
     // 5. The role must see at least one data class.
     let classes = match cfg.roles.get(&p.role) {
@@ -272,11 +297,22 @@ fn evaluate(req: &DecisionRequest<'_>, cfg: &PolicyConfig, t: &mut impl Trace) -
     match req.objection {
         None => t.step(Rule::Objection, true, || "No objection is recorded.".into()),
         Some(ObjectionState::Withdrawn { .. }) => {
-            t.step(Rule::Objection, true, || "An objection was recorded and later withdrawn.".into());
-        }
-        Some(ObjectionState::Overridden { reason, by_role, at }) if cfg.may_record_override(*by_role) => {
             t.step(Rule::Objection, true, || {
-                format!("The objection was overridden {} by a {} on {}.", reason.describe(), by_role.label(), fmt_time(*at))
+                "An objection was recorded and later withdrawn.".into()
+            });
+        }
+        Some(ObjectionState::Overridden {
+            reason,
+            by_role,
+            at,
+        }) if cfg.may_record_override(*by_role) => {
+            t.step(Rule::Objection, true, || {
+                format!(
+                    "The objection was overridden {} by a {} on {}.",
+                    reason.describe(),
+                    by_role.label(),
+                    fmt_time(*at)
+                )
             });
             override_basis = Some((*reason, *by_role, *at));
         }
@@ -294,7 +330,8 @@ fn evaluate(req: &DecisionRequest<'_>, cfg: &PolicyConfig, t: &mut impl Trace) -
         Some(ObjectionState::Active { .. }) => {
             if emergency.is_some() && clinical && cfg.emergency_passes_opt_out {
                 t.step(Rule::Objection, true, || {
-                    "This person has opted out; this region lets emergency access pass an opt-out.".into()
+                    "This person has opted out; this region lets emergency access pass an opt-out."
+                        .into()
                 });
                 passed_opt_out = true;
             } else {
@@ -325,19 +362,34 @@ fn evaluate(req: &DecisionRequest<'_>, cfg: &PolicyConfig, t: &mut impl Trace) -
 
     // 8. A care relationship at the user's organisation (a self-claim counts for its claimant).
     let Some(rel) = best_relationship(req.relationships, req, cfg) else {
-        t.step(Rule::Relationship, false, || needs_relationship_sentence(&org.name));
-        return Decision::NeedsRelationship { sentence: needs_relationship_sentence(&org.name) };
+        t.step(Rule::Relationship, false, || {
+            needs_relationship_sentence(&org.name)
+        });
+        return Decision::NeedsRelationship {
+            sentence: needs_relationship_sentence(&org.name),
+        };
     };
     let rel_ends = rel.valid_until(cfg.relationship_recent_days);
     t.step(Rule::Relationship, true, || match rel_ends {
-        Some(end) => format!("Care relationship: {}, until {}.", rel.kind.describe(), fmt_time(end)),
+        Some(end) => format!(
+            "Care relationship: {}, until {}.",
+            rel.kind.describe(),
+            fmt_time(end)
+        ),
         None => format!("Care relationship: {}.", rel.kind.describe()),
     });
 
     // 9. An overridden objection is itself the basis: the patient is not asked.
     if let Some((reason, by_role, at)) = override_basis {
-        t.step(Rule::Permission, true, || "Not asked: the objection override is the basis for viewing.".into());
-        let basis = Basis::ObjectionOverridden { reason, by_role, at, relationship: rel.kind };
+        t.step(Rule::Permission, true, || {
+            "Not asked: the objection override is the basis for viewing.".into()
+        });
+        let basis = Basis::ObjectionOverridden {
+            reason,
+            by_role,
+            at,
+            relationship: rel.kind,
+        };
         return permit(req, classes, basis, rel_ends);
     }
 
@@ -345,33 +397,64 @@ fn evaluate(req: &DecisionRequest<'_>, cfg: &PolicyConfig, t: &mut impl Trace) -
     let model = cfg.consent_model;
     let (latest, window) = match model {
         ConsentModel::LegalBasis => {
-            t.step(Rule::Permission, true, || "Not asked: this region relies on legal basis for direct care.".into());
-            return permit(req, classes, Basis::LegalBasis { relationship: rel.kind }, rel_ends);
+            t.step(Rule::Permission, true, || {
+                "Not asked: this region relies on legal basis for direct care.".into()
+            });
+            return permit(
+                req,
+                classes,
+                Basis::LegalBasis {
+                    relationship: rel.kind,
+                },
+                rel_ends,
+            );
         }
         ConsentModel::AskOnceRecord => {
             let w = hours(cfg.permission_episode_hours);
             // Any answer recorded at this organisation; a refusal stands until a newer "yes".
-            (latest_permission(req.permissions.iter().filter(|r| r.org_code == org.code && r.at <= now)), w)
+            (
+                latest_permission(
+                    req.permissions
+                        .iter()
+                        .filter(|r| r.org_code == org.code && r.at <= now),
+                ),
+                w,
+            )
         }
         ConsentModel::AskEveryView => {
             let w = minutes(cfg.ask_every_view_minutes);
             // Only this user's own answer, asked moments ago.
             (
                 latest_permission(req.permissions.iter().filter(|r| {
-                    r.org_code == org.code && r.user_id == p.user_id && r.at <= now && now < after(r.at, w)
+                    r.org_code == org.code
+                        && r.user_id == p.user_id
+                        && r.at <= now
+                        && now < after(r.at, w)
                 })),
                 w,
             )
         }
     };
     match latest {
-        Some(r) if r.decision == PermissionDecision::Refused => deny(t, Rule::Permission, DenyCode::PermissionRefused),
+        Some(r) if r.decision == PermissionDecision::Refused => {
+            deny(t, Rule::Permission, DenyCode::PermissionRefused)
+        }
         Some(r) if now < after(r.at, window) => {
             let ends = after(r.at, window);
             t.step(Rule::Permission, true, || {
-                format!("Permission was given by {} on {}, valid until {}.", r.given_by.describe(), fmt_time(r.at), fmt_time(ends))
+                format!(
+                    "Permission was given by {} on {}, valid until {}.",
+                    r.given_by.describe(),
+                    fmt_time(r.at),
+                    fmt_time(ends)
+                )
             });
-            let basis = Basis::RelationshipAndPermission { relationship: rel.kind, model, given_by: r.given_by, given_at: r.at };
+            let basis = Basis::RelationshipAndPermission {
+                relationship: rel.kind,
+                model,
+                given_by: r.given_by,
+                given_at: r.at,
+            };
             permit(req, classes, basis, earliest(Some(ends), rel_ends))
         }
         Some(r) => {
@@ -388,7 +471,9 @@ fn evaluate(req: &DecisionRequest<'_>, cfg: &PolicyConfig, t: &mut impl Trace) -
                 _ => "Please ask this person's permission to view their record, and record their answer.",
             };
             t.step(Rule::Permission, false, || s.to_owned());
-            Decision::NeedsPermission { sentence: s.to_owned() }
+            Decision::NeedsPermission {
+                sentence: s.to_owned(),
+            }
         }
     }
 }
@@ -400,19 +485,45 @@ fn needs_relationship_sentence(org_name: &str) -> String {
 }
 
 /// The strongest relationship that counts now for this user at their organisation.
-fn best_relationship<'a>(rels: &'a [Relationship], req: &DecisionRequest<'_>, cfg: &PolicyConfig) -> Option<&'a Relationship> {
+fn best_relationship<'a>(
+    rels: &'a [Relationship],
+    req: &DecisionRequest<'_>,
+    cfg: &PolicyConfig,
+) -> Option<&'a Relationship> {
     let p = req.principal;
     rels.iter()
-        .filter(|r| r.counts_for(&p.organisation.code, &p.user_id, req.now, cfg.relationship_recent_days))
-        .min_by_key(|r| (r.kind, std::cmp::Reverse(r.valid_until(cfg.relationship_recent_days).unwrap_or(DateTime::<Utc>::MAX_UTC))))
+        .filter(|r| {
+            r.counts_for(
+                &p.organisation.code,
+                &p.user_id,
+                req.now,
+                cfg.relationship_recent_days,
+            )
+        })
+        .min_by_key(|r| {
+            (
+                r.kind,
+                std::cmp::Reverse(
+                    r.valid_until(cfg.relationship_recent_days)
+                        .unwrap_or(DateTime::<Utc>::MAX_UTC),
+                ),
+            )
+        })
 }
 
 /// The latest answer; on a tie, a refusal wins.
-fn latest_permission<'a>(records: impl Iterator<Item = &'a PermissionRecord>) -> Option<&'a PermissionRecord> {
+fn latest_permission<'a>(
+    records: impl Iterator<Item = &'a PermissionRecord>,
+) -> Option<&'a PermissionRecord> {
     records.max_by_key(|r| (r.at, r.decision == PermissionDecision::Refused))
 }
 
-fn permit(req: &DecisionRequest<'_>, classes: &std::collections::BTreeSet<mcr_domain::DataClass>, basis: Basis, expires_at: Option<DateTime<Utc>>) -> Decision {
+fn permit(
+    req: &DecisionRequest<'_>,
+    classes: &std::collections::BTreeSet<mcr_domain::DataClass>,
+    basis: Basis,
+    expires_at: Option<DateTime<Utc>>,
+) -> Decision {
     let p = req.principal;
     Decision::Permit(Grant::new(
         req.patient.clone(),

@@ -88,15 +88,40 @@ impl Basis {
 /// `Deserialize`, so code that fetches from sources (which takes `&Grant`) cannot run without a
 /// decision.
 ///
-/// ```compile_fail
-/// // A grant cannot be built outside the policy crate: its fields are private.
-/// let g = mcr_policy::Grant { patient: todo!(), user_id: String::new() };
+/// Each of these fails to compile, for one reason each:
+///
+/// ```compile_fail,E0624
+/// // The constructor is private to the policy crate.
+/// let _ = mcr_policy::Grant::new;
 /// ```
 ///
-/// ```compile_fail
-/// // Nor defaulted or deserialized.
+/// ```compile_fail,E0277
+/// // Not Default.
 /// let g: mcr_policy::Grant = Default::default();
-/// let g: mcr_policy::Grant = serde_json::from_str("{}").unwrap();
+/// ```
+///
+/// ```compile_fail,E0277
+/// // Not Deserialize.
+/// let g: Result<mcr_policy::Grant, _> = serde_json::from_str("{}");
+/// ```
+///
+/// ```compile_fail,E0451
+/// // Fields are private, so no struct literal either.
+/// fn forge(g: &mcr_policy::Grant) -> mcr_policy::Grant {
+///     mcr_policy::Grant { user_id: "intruder".into(), ..g.clone() }
+/// }
+/// ```
+///
+/// The only way to a grant is a decision:
+///
+/// ```
+/// # use mcr_policy::{decide, Decision, DecisionRequest, PolicyConfig};
+/// # fn view(req: &DecisionRequest<'_>) {
+/// if let Decision::Permit(grant) = decide(req, &PolicyConfig::default()) {
+///     let _classes = grant.data_classes();
+/// }
+/// # }
+/// # let _: Result<PolicyConfig, _> = serde_json::from_str("{}"); // serde_json is reachable here
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Grant {
@@ -113,7 +138,10 @@ pub struct Grant {
 }
 
 impl Grant {
-    #[expect(clippy::too_many_arguments, reason = "private constructor mirroring the fields")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "private constructor mirroring the fields"
+    )]
     pub(crate) fn new(
         patient: NhsNumber,
         user_id: String,
@@ -126,7 +154,18 @@ impl Grant {
         issued_at: DateTime<Utc>,
         expires_at: Option<DateTime<Utc>>,
     ) -> Self {
-        Self { patient, user_id, role, org_code, org_kind, purpose, data_classes, basis, issued_at, expires_at }
+        Self {
+            patient,
+            user_id,
+            role,
+            org_code,
+            org_kind,
+            purpose,
+            data_classes,
+            basis,
+            issued_at,
+            expires_at,
+        }
     }
 
     pub fn patient(&self) -> &NhsNumber {
@@ -187,7 +226,10 @@ impl Grant {
     /// The classes that may be fetched from one source: the grant's classes that the source's
     /// data sharing agreement shares with this organisation's kind. No agreement recorded: the
     /// source shares everything with member kinds.
-    pub fn effective_classes_for_source(&self, agreement: Option<&SharingAgreement>) -> BTreeSet<DataClass> {
+    pub fn effective_classes_for_source(
+        &self,
+        agreement: Option<&SharingAgreement>,
+    ) -> BTreeSet<DataClass> {
         self.data_classes
             .iter()
             .copied()

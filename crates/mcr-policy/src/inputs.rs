@@ -41,12 +41,16 @@ impl RelationshipKind {
     pub fn describe(self) -> &'static str {
         match self {
             RelationshipKind::GpRegistration => "the patient is registered with this GP practice",
-            RelationshipKind::OpenEncounter => "the patient is currently being seen or is admitted here",
+            RelationshipKind::OpenEncounter => {
+                "the patient is currently being seen or is admitted here"
+            }
             RelationshipKind::CaseAllocation => "the patient has a social care case allocated here",
             RelationshipKind::Referral => "the patient has been referred here",
             RelationshipKind::RecentEncounter => "the patient was seen here recently",
             RelationshipKind::Recorded => "a care relationship was recorded for this organisation",
-            RelationshipKind::SelfClaimed => "the member of staff said they are caring for the patient",
+            RelationshipKind::SelfClaimed => {
+                "the member of staff said they are caring for the patient"
+            }
         }
     }
 }
@@ -71,16 +75,23 @@ impl Relationship {
     /// `None`: open-ended.
     pub fn valid_until(&self, recent_days: u32) -> Option<DateTime<Utc>> {
         match self.kind {
-            RelationshipKind::RecentEncounter => {
-                Some(crate::time::after(self.end.unwrap_or(self.start), Duration::days(i64::from(recent_days))))
-            }
+            RelationshipKind::RecentEncounter => Some(crate::time::after(
+                self.end.unwrap_or(self.start),
+                Duration::days(i64::from(recent_days)),
+            )),
             _ => self.end,
         }
     }
 
     /// True when the relationship counts for `user_id` at `org` at `now`. A relationship that
     /// ends before it starts never counts; a self-claim counts only for the user who made it.
-    pub fn counts_for(&self, org: &OdsCode, user_id: &str, now: DateTime<Utc>, recent_days: u32) -> bool {
+    pub fn counts_for(
+        &self,
+        org: &OdsCode,
+        user_id: &str,
+        now: DateTime<Utc>,
+        recent_days: u32,
+    ) -> bool {
         if &self.org_code != org || self.start > now {
             return false;
         }
@@ -211,7 +222,9 @@ impl EmergencyReason {
     pub fn describe(self) -> &'static str {
         match self {
             EmergencyReason::Unconscious => "the patient was unconscious",
-            EmergencyReason::LacksCapacityUrgent => "the patient could not decide and care was urgent",
+            EmergencyReason::LacksCapacityUrgent => {
+                "the patient could not decide and care was urgent"
+            }
             EmergencyReason::LifeThreatening => "the patient's life was in danger",
             EmergencyReason::CannotCommunicate => {
                 "the patient could not communicate and nobody could answer for them"

@@ -42,18 +42,18 @@ impl Default for SensitivityConfig {
     fn default() -> Self {
         use SensitiveCategory as S;
         let list: [(&str, &str, S); 16] = [
-            (SNOMED, "86406008", S::Hiv),   // HIV infection
-            (SNOMED, "165816005", S::Hiv),  // HIV positive
-            (SNOMED, "62479008", S::Hiv),   // AIDS
-            (SNOMED, "91948008", S::Hiv),   // Asymptomatic HIV infection
-            (SNOMED, "105629000", S::Sti),  // Chlamydial infection
-            (SNOMED, "240589008", S::Sti),  // Chlamydia trachomatis infection
-            (SNOMED, "15628003", S::Sti),   // Gonorrhoea
-            (SNOMED, "76272004", S::Sti),   // Syphilis
-            (SNOMED, "33839006", S::Sti),   // Genital herpes simplex
-            (SNOMED, "52637005", S::Ivf),   // In vitro fertilisation
-            (SNOMED, "386639001", S::Termination), // Termination of pregnancy
-            (SNOMED, "93461009", S::GenderReassignment), // Gender dysphoria
+            (SNOMED, "86406008", S::Hiv),                 // HIV infection
+            (SNOMED, "165816005", S::Hiv),                // HIV positive
+            (SNOMED, "62479008", S::Hiv),                 // AIDS
+            (SNOMED, "91948008", S::Hiv),                 // Asymptomatic HIV infection
+            (SNOMED, "105629000", S::Sti),                // Chlamydial infection
+            (SNOMED, "240589008", S::Sti),                // Chlamydia trachomatis infection
+            (SNOMED, "15628003", S::Sti),                 // Gonorrhoea
+            (SNOMED, "76272004", S::Sti),                 // Syphilis
+            (SNOMED, "33839006", S::Sti),                 // Genital herpes simplex
+            (SNOMED, "52637005", S::Ivf),                 // In vitro fertilisation
+            (SNOMED, "386639001", S::Termination),        // Termination of pregnancy
+            (SNOMED, "93461009", S::GenderReassignment),  // Gender dysphoria
             (SNOMED, "407374003", S::GenderReassignment), // Transsexual
             // Sensitivity labels a source may put in meta.security.
             (V3_ACT_CODE, "HIV", S::Hiv),
@@ -84,8 +84,14 @@ pub enum WithholdReason {
 }
 
 /// Elements of a resource whose codings are checked.
-const CODED_ELEMENTS: [&str; 6] =
-    ["code", "valueCodeableConcept", "reasonCode", "medicationCodeableConcept", "type", "category"];
+const CODED_ELEMENTS: [&str; 6] = [
+    "code",
+    "valueCodeableConcept",
+    "reasonCode",
+    "medicationCodeableConcept",
+    "type",
+    "category",
+];
 
 /// How deep `contained` resources are followed (a hostile source could nest forever).
 const MAX_CONTAINED_DEPTH: u8 = 2;
@@ -119,13 +125,18 @@ fn withhold_at(resource: &Value, cfg: &SensitivityConfig, depth: u8) -> Option<W
     }
     if depth < MAX_CONTAINED_DEPTH {
         if let Some(Value::Array(contained)) = resource.get("contained") {
-            return contained.iter().find_map(|r| withhold_at(r, cfg, depth + 1));
+            return contained
+                .iter()
+                .find_map(|r| withhold_at(r, cfg, depth + 1));
         }
     }
     None
 }
 
-fn sensitive_category(cfg: &SensitivityConfig, (system, code): (&str, &str)) -> Option<SensitiveCategory> {
+fn sensitive_category(
+    cfg: &SensitivityConfig,
+    (system, code): (&str, &str),
+) -> Option<SensitiveCategory> {
     cfg.codes
         .iter()
         .find(|c| c.system == system && c.code == code)

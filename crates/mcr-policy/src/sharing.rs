@@ -25,12 +25,19 @@ impl SharingAgreement {
     /// get nothing even if an agreement lists them.
     pub fn allows(&self, viewer_kind: OrgKind, class: DataClass) -> bool {
         !is_excluded_kind(viewer_kind)
-            && self.shares.get(&viewer_kind).is_some_and(|set| set.contains(&class))
+            && self
+                .shares
+                .get(&viewer_kind)
+                .is_some_and(|set| set.contains(&class))
     }
 
     /// As [`SharingAgreement::allows`], where no agreement means "shares everything with every
     /// kind that may view".
-    pub fn allows_opt(agreement: Option<&SharingAgreement>, viewer_kind: OrgKind, class: DataClass) -> bool {
+    pub fn allows_opt(
+        agreement: Option<&SharingAgreement>,
+        viewer_kind: OrgKind,
+        class: DataClass,
+    ) -> bool {
         match agreement {
             Some(a) => a.allows(viewer_kind, class),
             None => !is_excluded_kind(viewer_kind),

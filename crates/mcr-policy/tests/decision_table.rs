@@ -75,14 +75,22 @@ enum Obj {
     Overridden,
 }
 
-const RELS: [(&str, Rel); 3] = [("none", Rel::None), ("derived", Rel::Derived), ("claimed", Rel::Claimed)];
+const RELS: [(&str, Rel); 3] = [
+    ("none", Rel::None),
+    ("derived", Rel::Derived),
+    ("claimed", Rel::Claimed),
+];
 const PERMS: [(&str, Perm); 4] = [
     ("none", Perm::None),
     ("given", Perm::Given),
     ("refused", Perm::Refused),
     ("expired", Perm::Expired),
 ];
-const OBJS: [(&str, Obj); 3] = [("none", Obj::None), ("active", Obj::Active), ("overridden", Obj::Overridden)];
+const OBJS: [(&str, Obj); 3] = [
+    ("none", Obj::None),
+    ("active", Obj::Active),
+    ("overridden", Obj::Overridden),
+];
 const EMS: [(&str, bool); 2] = [("no", false), ("yes", true)];
 const MODELS: [(&str, ConsentModel); 3] = [
     ("ask-every-view", ConsentModel::AskEveryView),
@@ -104,7 +112,10 @@ impl Pat {
         }
         let names: Vec<String> = s.split('|').map(str::to_owned).collect();
         for n in &names {
-            assert!(known.contains(&n.as_str()), "unknown value `{n}` in table (expected one of {known:?})");
+            assert!(
+                known.contains(&n.as_str()),
+                "unknown value `{n}` in table (expected one of {known:?})"
+            );
         }
         Pat::OneOf(names)
     }
@@ -121,7 +132,10 @@ enum Expect {
     Deny(String),
     NeedsPermission,
     NeedsRelationship,
-    Permit { basis: String, classes: BTreeSet<DataClass> },
+    Permit {
+        basis: String,
+        classes: BTreeSet<DataClass>,
+    },
 }
 
 struct Row {
@@ -173,7 +187,10 @@ fn parse_table() -> Vec<Row> {
             ["deny", code] => Expect::Deny((*code).to_owned()),
             ["needs-permission"] => Expect::NeedsPermission,
             ["needs-relationship"] => Expect::NeedsRelationship,
-            ["permit", basis, classes] => Expect::Permit { basis: (*basis).to_owned(), classes: class_set(classes) },
+            ["permit", basis, classes] => Expect::Permit {
+                basis: (*basis).to_owned(),
+                classes: class_set(classes),
+            },
             other => panic!("table line {i}: bad expectation {other:?}"),
         };
         rows.push(Row {
@@ -194,11 +211,13 @@ fn parse_table() -> Vec<Row> {
 }
 
 fn now() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap()
+    Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0)
+        .single()
+        .expect("valid time")
 }
 
 fn ods(s: &str) -> OdsCode {
-    OdsCode::parse(s).unwrap()
+    OdsCode::parse(s).expect("valid ODS code")
 }
 
 const USER: &str = "user-1";
@@ -208,7 +227,10 @@ fn observe(decision: &Decision) -> Expect {
         Decision::Deny(d) => Expect::Deny(d.code.as_str().to_owned()),
         Decision::NeedsPermission { .. } => Expect::NeedsPermission,
         Decision::NeedsRelationship { .. } => Expect::NeedsRelationship,
-        Decision::Permit(g) => Expect::Permit { basis: g.basis().code().to_owned(), classes: g.data_classes().clone() },
+        Decision::Permit(g) => Expect::Permit {
+            basis: g.basis().code().to_owned(),
+            classes: g.data_classes().clone(),
+        },
     }
 }
 
@@ -224,12 +246,26 @@ fn every_combination_has_its_written_answer() {
     let t = now();
 
     for (model_name, model) in MODELS {
-        let cfg = PolicyConfig { consent_model: model, ..PolicyConfig::default() };
+        let cfg = PolicyConfig {
+            consent_model: model,
+            ..PolicyConfig::default()
+        };
         for kind in OrgKind::ALL {
             let org = ods("MYORG1");
-            let principal_org = Organisation { code: org.clone(), name: "Test organisation".into(), kind, member: true, suspended: false };
+            let principal_org = Organisation {
+                code: org.clone(),
+                name: "Test organisation".into(),
+                kind,
+                member: true,
+                suspended: false,
+            };
             for role in Role::ALL {
-                let principal = Principal { user_id: USER.into(), name: "Test User".into(), role, organisation: principal_org.clone() };
+                let principal = Principal {
+                    user_id: USER.into(),
+                    name: "Test User".into(),
+                    role,
+                    organisation: principal_org.clone(),
+                };
                 for (rel_name, rel) in RELS {
                     let mut relationships = vec![Relationship {
                         org_code: other.clone(),
@@ -275,14 +311,19 @@ fn every_combination_has_its_written_answer() {
                         };
                         match perm {
                             Perm::None => {}
-                            Perm::Given => permissions.push(mine(PermissionDecision::Given, t - Duration::minutes(2))),
-                            Perm::Refused => permissions.push(mine(PermissionDecision::Refused, t - Duration::minutes(2))),
-                            Perm::Expired => permissions.push(mine(PermissionDecision::Given, t - Duration::hours(25))),
+                            Perm::Given => permissions
+                                .push(mine(PermissionDecision::Given, t - Duration::minutes(2))),
+                            Perm::Refused => permissions
+                                .push(mine(PermissionDecision::Refused, t - Duration::minutes(2))),
+                            Perm::Expired => permissions
+                                .push(mine(PermissionDecision::Given, t - Duration::hours(25))),
                         }
                         for (obj_name, obj) in OBJS {
                             let objection = match obj {
                                 Obj::None => None,
-                                Obj::Active => Some(ObjectionState::Active { recorded_at: t - Duration::days(100) }),
+                                Obj::Active => Some(ObjectionState::Active {
+                                    recorded_at: t - Duration::days(100),
+                                }),
                                 Obj::Overridden => Some(ObjectionState::Overridden {
                                     reason: OverrideReason::Safeguarding,
                                     by_role: Role::PrivacyOfficer,
@@ -308,9 +349,22 @@ fn every_combination_has_its_written_answer() {
                                 };
                                 let decision = decide(&req, &cfg);
                                 let explained = explain(&req, &cfg);
-                                assert_eq!(explained.decision, decision, "explain and decide disagree");
-                                let combo = [kind.as_str(), role.as_str(), rel_name, perm_name, obj_name, em_name, model_name];
-                                let first = rows.iter().position(|r| r.cols.iter().zip(combo).all(|(p, v)| p.matches(v)));
+                                assert_eq!(
+                                    explained.decision, decision,
+                                    "explain and decide disagree"
+                                );
+                                let combo = [
+                                    kind.as_str(),
+                                    role.as_str(),
+                                    rel_name,
+                                    perm_name,
+                                    obj_name,
+                                    em_name,
+                                    model_name,
+                                ];
+                                let first = rows.iter().position(|r| {
+                                    r.cols.iter().zip(combo).all(|(p, v)| p.matches(v))
+                                });
                                 let Some(i) = first else {
                                     uncovered.push(combo.join(" "));
                                     continue;
@@ -332,16 +386,22 @@ fn every_combination_has_its_written_answer() {
                                     assert_eq!(g.user_id(), USER);
                                     assert_eq!(g.org_code(), &org);
                                     let rk = match g.basis() {
-                                        Basis::RelationshipAndPermission { relationship, .. }
+                                        Basis::RelationshipAndPermission {
+                                            relationship, ..
+                                        }
                                         | Basis::LegalBasis { relationship }
-                                        | Basis::ObjectionOverridden { relationship, .. } => Some(*relationship),
+                                        | Basis::ObjectionOverridden { relationship, .. } => {
+                                            Some(*relationship)
+                                        }
                                         Basis::Emergency { .. } => None,
                                     };
                                     if let Some(rk) = rk {
                                         let want = match rel {
                                             Rel::Derived => RelationshipKind::GpRegistration,
                                             Rel::Claimed => RelationshipKind::SelfClaimed,
-                                            Rel::None => panic!("permit on a relationship without one"),
+                                            Rel::None => {
+                                                panic!("permit on a relationship without one")
+                                            }
                                         };
                                         assert_eq!(rk, want);
                                     }
@@ -355,9 +415,27 @@ fn every_combination_has_its_written_answer() {
     }
 
     assert_eq!(total, 10 * 7 * 3 * 4 * 3 * 2 * 3);
-    assert!(uncovered.is_empty(), "{} combinations have no row, e.g. {:?}", uncovered.len(), &uncovered[..uncovered.len().min(10)]);
-    let dead: Vec<usize> = rows.iter().zip(&hits).filter(|(_, h)| **h == 0).map(|(r, _)| r.line).collect();
-    assert!(dead.is_empty(), "table lines never first to match: {dead:?}");
-    assert!(wrong.is_empty(), "{} combinations decided differently from the table:\n{}", wrong.len(), wrong[..wrong.len().min(20)].join("\n"));
+    assert!(
+        uncovered.is_empty(),
+        "{} combinations have no row, e.g. {:?}",
+        uncovered.len(),
+        &uncovered[..uncovered.len().min(10)]
+    );
+    let dead: Vec<usize> = rows
+        .iter()
+        .zip(&hits)
+        .filter(|(_, h)| **h == 0)
+        .map(|(r, _)| r.line)
+        .collect();
+    assert!(
+        dead.is_empty(),
+        "table lines never first to match: {dead:?}"
+    );
+    assert!(
+        wrong.is_empty(),
+        "{} combinations decided differently from the table:\n{}",
+        wrong.len(),
+        wrong[..wrong.len().min(20)].join("\n")
+    );
     assert_eq!(hits.iter().sum::<usize>(), total);
 }
