@@ -8,6 +8,9 @@
 //! links between NHS numbers and source-local ids, governance records and audit records (which
 //! carry counts and reasons, never clinical content).
 
+mod common;
+mod governance_postgres;
+mod governance_sqlite;
 mod model;
 mod postgres;
 mod sqlite;
@@ -90,6 +93,22 @@ pub trait AuditStore: Send + Sync {
     async fn search_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>>;
 }
 
+/// Governance records: permissions to view, care relationships recorded in the gateway,
+/// objections (opt-outs) and their overrides, emergency accesses. Each change is written in
+/// the same transaction as its audit record, so neither exists without the other.
+#[async_trait]
+pub trait GovernanceStore: Send + Sync {
+    /// Insert the change and append `audit` (chained with `chain`) in one transaction.
+    async fn record_governance(
+        &self,
+        change: &GovernanceChange,
+        audit: &AuditAppend,
+        chain: &ChainFn,
+    ) -> Result<AuditRow>;
+    /// Everything recorded for one patient, each list oldest first.
+    async fn governance(&self, nhs: &NhsNumber) -> Result<GovernanceRecords>;
+}
+
 /// Everything the gateway keeps.
 #[async_trait]
 pub trait Store: IndexStore + AuditStore + std::fmt::Debug {
@@ -114,4 +133,15 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
             url.split(':').next().unwrap_or_default()
         )))
     }
+}
+
+/// The `prev_hash` of the first audit record: there is no record before it.
+pub const AUDIT_GENESIS_HASH: &str =
+    "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// [`connect`], then [`Store::migrate`]: what the gateway does at start-up.
+pub async fn connect_and_migrate(url: &str) -> Result<Arc<dyn Store>> {
+    let store = connect(url).await?;
+    store.migrate().await?;
+    Ok(store)
 }

@@ -121,3 +121,78 @@ pub struct AuditFilter {
     pub to: Option<DateTime<Utc>>,
     pub limit: u32,
 }
+
+/// A permission-to-view decision recorded by a member of staff.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PermissionRow {
+    pub nhs_number: NhsNumber,
+    pub org_code: String,
+    pub user_id: String,
+    /// `given` or `refused`.
+    pub decision: String,
+    /// `patient`, `representative` or `best-interests`.
+    pub given_by: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A care relationship recorded in the gateway (recorded by an administrator, or self-claimed
+/// by a user with a reason).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelationshipRow {
+    pub nhs_number: NhsNumber,
+    pub org_code: String,
+    /// `recorded` or `self-claimed` (and the derived kinds when cached).
+    pub kind: String,
+    /// For a self-claim: the user it is for.
+    pub user_id: Option<String>,
+    pub reason: Option<String>,
+    pub start: DateTime<Utc>,
+    pub end: Option<DateTime<Utc>>,
+    pub recorded_by: String,
+}
+
+/// One event in a patient's objection history: `active` (opted out), `withdrawn` (opted back
+/// in) or `overridden`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectionRow {
+    pub nhs_number: NhsNumber,
+    pub state: String,
+    /// Who recorded it (user id).
+    pub recorded_by: String,
+    /// On whose word: `patient`, `representative`, `opt-out-request:REF`, …
+    pub on_whose_word: String,
+    /// For an override: `safeguarding` or `legal-obligation`.
+    pub override_reason: Option<String>,
+    pub by_role: Option<String>,
+    pub note: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// An emergency (break-glass) access.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmergencyRow {
+    pub nhs_number: NhsNumber,
+    pub user_id: String,
+    pub org_code: String,
+    pub reason_code: String,
+    pub reason_text: String,
+    pub started_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum GovernanceChange {
+    Permission(PermissionRow),
+    Relationship(RelationshipRow),
+    Objection(ObjectionRow),
+    Emergency(EmergencyRow),
+}
+
+/// A patient's governance records, each list oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GovernanceRecords {
+    pub permissions: Vec<PermissionRow>,
+    pub relationships: Vec<RelationshipRow>,
+    pub objections: Vec<ObjectionRow>,
+    pub emergencies: Vec<EmergencyRow>,
+}

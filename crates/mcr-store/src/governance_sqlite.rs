@@ -1,0 +1,217 @@
+//! Governance records on SQLite.
+//!
+//! A change is written exactly like an audit append (same in-process lock, same
+//! `BEGIN IMMEDIATE` transaction on the single writer connection, same sequencing and hashing
+//! through [`append_audit_in_tx`]); the governance row is inserted in that transaction before
+//! the audit record, so a failed append rolls the governance row back.
+
+use crate::common::{parse_nhs, parse_ts, ts};
+use crate::sqlite::append_audit_in_tx;
+use crate::{
+    AuditAppend, AuditRow, ChainFn, EmergencyRow, GovernanceChange, GovernanceRecords,
+    GovernanceStore, ObjectionRow, PermissionRow, RelationshipRow, Result, SqliteStore, StoreError,
+};
+use async_trait::async_trait;
+use mcr_domain::NhsNumber;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection};
+
+#[async_trait]
+impl GovernanceStore for SqliteStore {
+    async fn record_governance(
+        &self,
+        change: &GovernanceChange,
+        audit: &AuditAppend,
+        chain: &ChainFn,
+    ) -> Result<AuditRow> {
+        let (_one_chain, mut tx) = self.begin_append().await?;
+        insert_change(&mut tx, change).await?;
+        let row = append_audit_in_tx(&mut tx, audit, chain).await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    async fn governance(&self, nhs: &NhsNumber) -> Result<GovernanceRecords> {
+        // One read transaction: the four lists come from one snapshot of the WAL.
+        let mut tx = self.read.begin().await?;
+        let permissions = sqlx::query(
+            "SELECT nhs_number, org_code, user_id, decision, given_by, at FROM permission \
+             WHERE nhs_number = ?1 ORDER BY at, id",
+        )
+        .bind(nhs.as_str())
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(permission_from_row)
+        .collect::<Result<Vec<_>>>()?;
+        let relationships = sqlx::query(
+            "SELECT nhs_number, org_code, kind, user_id, reason, \"start\", \"end\", recorded_by \
+             FROM relationship WHERE nhs_number = ?1 ORDER BY \"start\", id",
+        )
+        .bind(nhs.as_str())
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(relationship_from_row)
+        .collect::<Result<Vec<_>>>()?;
+        let objections = sqlx::query(
+            "SELECT nhs_number, state, recorded_by, on_whose_word, override_reason, by_role, \
+             note, at FROM objection WHERE nhs_number = ?1 ORDER BY at, id",
+        )
+        .bind(nhs.as_str())
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(objection_from_row)
+        .collect::<Result<Vec<_>>>()?;
+        let emergencies = sqlx::query(
+            "SELECT nhs_number, user_id, org_code, reason_code, reason_text, started_at \
+             FROM emergency_access WHERE nhs_number = ?1 ORDER BY started_at, id",
+        )
+        .bind(nhs.as_str())
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(emergency_from_row)
+        .collect::<Result<Vec<_>>>()?;
+        tx.commit().await?;
+        Ok(GovernanceRecords { permissions, relationships, objections, emergencies })
+    }
+}
+
+async fn insert_change(conn: &mut SqliteConnection, change: &GovernanceChange) -> Result<()> {
+    match change {
+        GovernanceChange::Permission(p) => {
+            sqlx::query(
+                "INSERT INTO permission (nhs_number, org_code, user_id, decision, given_by, at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .bind(p.nhs_number.as_str())
+            .bind(&p.org_code)
+            .bind(&p.user_id)
+            .bind(&p.decision)
+            .bind(&p.given_by)
+            .bind(ts(&p.at))
+            .execute(&mut *conn)
+            .await?;
+        }
+        GovernanceChange::Relationship(r) => {
+            sqlx::query(
+                "INSERT INTO relationship (nhs_number, org_code, kind, user_id, reason, \
+                 \"start\", \"end\", recorded_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .bind(r.nhs_number.as_str())
+            .bind(&r.org_code)
+            .bind(&r.kind)
+            .bind(r.user_id.as_deref())
+            .bind(r.reason.as_deref())
+            .bind(ts(&r.start))
+            .bind(r.end.as_ref().map(ts))
+            .bind(&r.recorded_by)
+            .execute(&mut *conn)
+            .await?;
+        }
+        GovernanceChange::Objection(o) => {
+            sqlx::query(
+                "INSERT INTO objection (nhs_number, state, recorded_by, on_whose_word, \
+                 override_reason, by_role, note, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .bind(o.nhs_number.as_str())
+            .bind(&o.state)
+            .bind(&o.recorded_by)
+            .bind(&o.on_whose_word)
+            .bind(o.override_reason.as_deref())
+            .bind(o.by_role.as_deref())
+            .bind(o.note.as_deref())
+            .bind(ts(&o.at))
+            .execute(&mut *conn)
+            .await?;
+        }
+        GovernanceChange::Emergency(e) => {
+            sqlx::query(
+                "INSERT INTO emergency_access (nhs_number, user_id, org_code, reason_code, \
+                 reason_text, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .bind(e.nhs_number.as_str())
+            .bind(&e.user_id)
+            .bind(&e.org_code)
+            .bind(&e.reason_code)
+            .bind(&e.reason_text)
+            .bind(ts(&e.started_at))
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+fn get<T>(row: &SqliteRow, table: &str, column: &str) -> Result<T>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+{
+    row.try_get(column)
+        .map_err(|_| StoreError::Corrupt(format!("column {table}.{column} cannot be read")))
+}
+
+fn get_ts(row: &SqliteRow, table: &str, column: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    let s: String = get(row, table, column)?;
+    parse_ts(&format!("{table}.{column}"), &s)
+}
+
+fn get_nhs(row: &SqliteRow, table: &str) -> Result<NhsNumber> {
+    let s: String = get(row, table, "nhs_number")?;
+    parse_nhs(&format!("{table}.nhs_number"), &s)
+}
+
+fn permission_from_row(row: &SqliteRow) -> Result<PermissionRow> {
+    const T: &str = "permission";
+    Ok(PermissionRow {
+        nhs_number: get_nhs(row, T)?,
+        org_code: get(row, T, "org_code")?,
+        user_id: get(row, T, "user_id")?,
+        decision: get(row, T, "decision")?,
+        given_by: get(row, T, "given_by")?,
+        at: get_ts(row, T, "at")?,
+    })
+}
+
+fn relationship_from_row(row: &SqliteRow) -> Result<RelationshipRow> {
+    const T: &str = "relationship";
+    let end: Option<String> = get(row, T, "end")?;
+    Ok(RelationshipRow {
+        nhs_number: get_nhs(row, T)?,
+        org_code: get(row, T, "org_code")?,
+        kind: get(row, T, "kind")?,
+        user_id: get(row, T, "user_id")?,
+        reason: get(row, T, "reason")?,
+        start: get_ts(row, T, "start")?,
+        end: end.as_deref().map(|s| parse_ts("relationship.end", s)).transpose()?,
+        recorded_by: get(row, T, "recorded_by")?,
+    })
+}
+
+fn objection_from_row(row: &SqliteRow) -> Result<ObjectionRow> {
+    const T: &str = "objection";
+    Ok(ObjectionRow {
+        nhs_number: get_nhs(row, T)?,
+        state: get(row, T, "state")?,
+        recorded_by: get(row, T, "recorded_by")?,
+        on_whose_word: get(row, T, "on_whose_word")?,
+        override_reason: get(row, T, "override_reason")?,
+        by_role: get(row, T, "by_role")?,
+        note: get(row, T, "note")?,
+        at: get_ts(row, T, "at")?,
+    })
+}
+
+fn emergency_from_row(row: &SqliteRow) -> Result<EmergencyRow> {
+    const T: &str = "emergency_access";
+    Ok(EmergencyRow {
+        nhs_number: get_nhs(row, T)?,
+        user_id: get(row, T, "user_id")?,
+        org_code: get(row, T, "org_code")?,
+        reason_code: get(row, T, "reason_code")?,
+        reason_text: get(row, T, "reason_text")?,
+        started_at: get_ts(row, T, "started_at")?,
+    })
+}

@@ -1,0 +1,359 @@
+//! The embedded backend: one SQLite file in WAL mode.
+//!
+//! Reads use a pool of connections; every write goes through a second pool of exactly one
+//! connection, so writers in this process queue instead of meeting `SQLITE_BUSY`. Audit appends
+//! also take an in-process lock and open their transaction with `BEGIN IMMEDIATE`, so the read
+//! of the previous hash and the insert of the next record are one step even if another process
+//! writes the same file. `synchronous = FULL`: a committed audit record survives power loss.
+
+use crate::common::{
+    audit_from_row, audit_limit, last_per_key, link_from_row, open_error, patient_from_row, ts,
+    unmatched_from_row, NormalQuery, PatientRow, AUDIT_COLUMNS, LINK_COLUMNS, PATIENT_COLUMNS,
+};
+use crate::{
+    AuditAppend, AuditFilter, AuditRow, AuditStore, ChainFn, DemographicQuery, IndexStore,
+    IndexedPatient, Result, SourceLink, Store, StoreError, UnmatchedRecord, AUDIT_GENESIS_HASH,
+};
+use async_trait::async_trait;
+use mcr_domain::{NhsNumber, SourceId};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, Transaction};
+use std::str::FromStr;
+use std::time::Duration;
+use tokio::sync::{Mutex, MutexGuard};
+
+/// Rows per multi-row `INSERT` (11 parameters each, far below SQLite's 32766 limit). Every
+/// full chunk has the same SQL, so its prepared statement is reused from the cache.
+const CHUNK: usize = 500;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+pub struct SqliteStore {
+    pub(crate) read: SqlitePool,
+    write: SqlitePool,
+    append: Mutex<()>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Open (creating if missing) `sqlite:///abs/path.db` or `sqlite://relative.db`.
+    pub async fn open(url: &str) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(open_error)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        // The writer opens first so the file exists (and is in WAL mode) before readers connect.
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await
+            .map_err(open_error)?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(open_error)?;
+        Ok(Self { read, write, append: Mutex::new(()) })
+    }
+
+    /// Opens an audit append transaction: takes the in-process append lock, then
+    /// `BEGIN IMMEDIATE` on the writer. Keep the guard until the transaction has ended.
+    pub(crate) async fn begin_append(&self) -> Result<(MutexGuard<'_, ()>, Transaction<'static, Sqlite>)> {
+        let one_chain = self.append.lock().await;
+        let tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
+        Ok((one_chain, tx))
+    }
+}
+
+/// Appends one audit record inside a transaction opened by [`SqliteStore::begin_append`]:
+/// assigns the next sequence number, reads the previous hash, computes the new hash with
+/// `chain` and inserts. The caller commits (or drops the transaction to roll back).
+pub(crate) async fn append_audit_in_tx(
+    conn: &mut SqliteConnection,
+    record: &AuditAppend,
+    chain: &ChainFn,
+) -> Result<AuditRow> {
+    let last: Option<(i64, String)> =
+        sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?;
+    let (seq, prev_hash) = match last {
+        Some((seq, hash)) => (seq + 1, hash),
+        None => (1, AUDIT_GENESIS_HASH.to_owned()),
+    };
+    let hash = chain(seq, &prev_hash, record);
+    sqlx::query(
+        "INSERT INTO audit_log (seq, at, correlation_id, user_id, org_code, patient, action, \
+         outcome, payload, prev_hash, hash) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )
+    .bind(seq)
+    .bind(ts(&record.at))
+    .bind(&record.correlation_id)
+    .bind(&record.user_id)
+    .bind(&record.org_code)
+    .bind(record.patient.as_deref())
+    .bind(&record.action)
+    .bind(&record.outcome)
+    .bind(&record.payload)
+    .bind(&prev_hash)
+    .bind(&hash)
+    .execute(&mut *conn)
+    .await?;
+    Ok(AuditRow { seq, prev_hash, hash, record: record.clone() })
+}
+
+#[async_trait]
+impl IndexStore for SqliteStore {
+    async fn upsert_patients(&self, patients: &[IndexedPatient]) -> Result<()> {
+        let rows: Vec<PatientRow<'_>> =
+            last_per_key(patients, |p| p.nhs_number.clone()).into_iter().map(PatientRow::new).collect();
+        let mut tx = self.write.begin().await?;
+        for chunk in rows.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO patient (nhs_number, family, given, family_norm, given_norm, \
+                 birth_date, gender, postcode, postcode_norm, gp_practice, updated_at) ",
+            );
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(r.p.nhs_number.as_str())
+                    .push_bind(r.p.family.as_str())
+                    .push_bind(r.p.given.as_str())
+                    .push_bind(r.family_norm.as_str())
+                    .push_bind(r.given_norm.as_str())
+                    .push_bind(r.p.birth_date)
+                    .push_bind(r.p.gender.as_deref())
+                    .push_bind(r.p.postcode.as_deref())
+                    .push_bind(r.postcode_norm.as_deref())
+                    .push_bind(r.p.gp_practice.as_deref())
+                    .push_bind(r.updated_at.as_str());
+            });
+            qb.push(
+                " ON CONFLICT (nhs_number) DO UPDATE SET family = excluded.family, \
+                 given = excluded.given, family_norm = excluded.family_norm, \
+                 given_norm = excluded.given_norm, birth_date = excluded.birth_date, \
+                 gender = excluded.gender, postcode = excluded.postcode, \
+                 postcode_norm = excluded.postcode_norm, gp_practice = excluded.gp_practice, \
+                 updated_at = excluded.updated_at",
+            );
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn upsert_links(&self, links: &[SourceLink]) -> Result<()> {
+        let rows = last_per_key(links, |l| (l.source.clone(), l.local_id.clone()));
+        let mut tx = self.write.begin().await?;
+        for chunk in rows.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO source_link (source, local_id, nhs_number, method, family, given, \
+                 birth_date, postcode, linked_at) ",
+            );
+            qb.push_values(chunk, |mut b, l| {
+                b.push_bind(l.source.as_str())
+                    .push_bind(l.local_id.as_str())
+                    .push_bind(l.nhs_number.as_str())
+                    .push_bind(l.method.as_str())
+                    .push_bind(l.family.as_str())
+                    .push_bind(l.given.as_str())
+                    .push_bind(l.birth_date)
+                    .push_bind(l.postcode.as_deref())
+                    .push_bind(ts(&l.linked_at));
+            });
+            qb.push(
+                " ON CONFLICT (source, local_id) DO UPDATE SET nhs_number = excluded.nhs_number, \
+                 method = excluded.method, family = excluded.family, given = excluded.given, \
+                 birth_date = excluded.birth_date, postcode = excluded.postcode, \
+                 linked_at = excluded.linked_at",
+            );
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn patient(&self, nhs: &NhsNumber) -> Result<Option<IndexedPatient>> {
+        let sql = format!("SELECT {PATIENT_COLUMNS} FROM patient WHERE nhs_number = ?1");
+        let row = sqlx::query(&sql).bind(nhs.as_str()).fetch_optional(&self.read).await?;
+        row.as_ref().map(patient_from_row).transpose()
+    }
+
+    async fn links(&self, nhs: &NhsNumber) -> Result<Vec<SourceLink>> {
+        let sql = format!(
+            "SELECT {LINK_COLUMNS} FROM source_link WHERE nhs_number = ?1 ORDER BY source, local_id"
+        );
+        let rows = sqlx::query(&sql).bind(nhs.as_str()).fetch_all(&self.read).await?;
+        rows.iter().map(link_from_row).collect()
+    }
+
+    async fn link_for_local(&self, source: &SourceId, local_id: &str) -> Result<Option<SourceLink>> {
+        let sql =
+            format!("SELECT {LINK_COLUMNS} FROM source_link WHERE source = ?1 AND local_id = ?2");
+        let row = sqlx::query(&sql)
+            .bind(source.as_str())
+            .bind(local_id)
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref().map(link_from_row).transpose()
+    }
+
+    async fn search_patients(&self, query: &DemographicQuery, limit: u32) -> Result<Vec<IndexedPatient>> {
+        let Some(q) = NormalQuery::new(query) else { return Ok(Vec::new()) };
+        // Only the given conditions appear in the SQL, so the planner can use the
+        // (family_norm, birth_date) index for both equalities.
+        let mut qb = QueryBuilder::<Sqlite>::new(format!("SELECT {PATIENT_COLUMNS} FROM patient WHERE family_norm = "));
+        qb.push_bind(&q.family);
+        if let Some(birth_date) = q.birth_date {
+            qb.push(" AND birth_date = ").push_bind(birth_date);
+        }
+        if let Some(given) = &q.given_like {
+            qb.push(" AND given_norm LIKE ").push_bind(given);
+        }
+        if let Some(postcode) = &q.postcode {
+            qb.push(" AND postcode_norm = ").push_bind(postcode);
+        }
+        qb.push(" ORDER BY family_norm, given_norm, birth_date, nhs_number LIMIT ").push_bind(i64::from(limit));
+        let rows = qb.build().fetch_all(&self.read).await?;
+        rows.iter().map(patient_from_row).collect()
+    }
+
+    async fn record_unmatched(&self, record: &UnmatchedRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO unmatched_record (source, local_id, reason, candidates, seen_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (source, local_id) DO UPDATE SET reason = excluded.reason, \
+             candidates = excluded.candidates, seen_at = excluded.seen_at",
+        )
+        .bind(record.source.as_str())
+        .bind(&record.local_id)
+        .bind(&record.reason)
+        .bind(i64::from(record.candidates))
+        .bind(ts(&record.seen_at))
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn clear_unmatched(&self, source: &SourceId, local_id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM unmatched_record WHERE source = ?1 AND local_id = ?2")
+            .bind(source.as_str())
+            .bind(local_id)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn unmatched(&self, source: Option<&SourceId>) -> Result<Vec<UnmatchedRecord>> {
+        let rows = sqlx::query(
+            "SELECT source, local_id, reason, candidates, seen_at FROM unmatched_record \
+             WHERE ?1 IS NULL OR source = ?1 ORDER BY source, local_id",
+        )
+        .bind(source.map(SourceId::as_str))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(unmatched_from_row).collect()
+    }
+
+    async fn sync_watermark(&self, source: &SourceId) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT watermark FROM sync_state WHERE source = ?1")
+            .bind(source.as_str())
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.map(|r| r.try_get("watermark")).transpose()?)
+    }
+
+    async fn set_sync_watermark(&self, source: &SourceId, watermark: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sync_state (source, watermark) VALUES (?1, ?2) \
+             ON CONFLICT (source) DO UPDATE SET watermark = excluded.watermark",
+        )
+        .bind(source.as_str())
+        .bind(watermark)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn patient_count(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM patient").fetch_one(&self.read).await?;
+        u64::try_from(n).map_err(|_| StoreError::Corrupt("negative patient count".into()))
+    }
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn append_audit(&self, record: &AuditAppend, chain: &ChainFn) -> Result<AuditRow> {
+        let (_one_chain, mut tx) = self.begin_append().await?;
+        let row = append_audit_in_tx(&mut tx, record, chain).await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    async fn audit_rows(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditRow>> {
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(after_seq)
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn search_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>> {
+        let mut qb = QueryBuilder::<Sqlite>::new(format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE 1 = 1"));
+        if let Some(patient) = &filter.patient {
+            qb.push(" AND patient = ").push_bind(patient);
+        }
+        if let Some(user_id) = &filter.user_id {
+            qb.push(" AND user_id = ").push_bind(user_id);
+        }
+        if let Some(org_code) = &filter.org_code {
+            qb.push(" AND org_code = ").push_bind(org_code);
+        }
+        if let Some(outcome) = &filter.outcome {
+            qb.push(" AND outcome = ").push_bind(outcome);
+        }
+        if let Some(from) = &filter.from {
+            qb.push(" AND at >= ").push_bind(ts(from));
+        }
+        if let Some(to) = &filter.to {
+            qb.push(" AND at <= ").push_bind(ts(to));
+        }
+        qb.push(" ORDER BY seq DESC LIMIT ").push_bind(audit_limit(filter.limit));
+        let rows = qb.build().fetch_all(&self.read).await?;
+        rows.iter().map(audit_from_row).collect()
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> Result<()> {
+        MIGRATOR
+            .run(&self.write)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+}
