@@ -1,1 +1,842 @@
-//! TODO crate doc
+//! A deterministic synthetic region: a Hertfordshire population, its GP registrations, and each
+//! source system's FHIR R4 records as that system would hold them.
+//!
+//! This crate owns made-up data only. Everything is derived from a seed, so the same
+//! [`SynthConfig`] always gives the same region, byte for byte. Clinical resources are generated
+//! on demand from `(seed, person, source, type)` by [`SourceSlice::resources`], never held for
+//! the whole population. It must never do I/O, read the wall clock, or contain a real person.
+//!
+//! Where each resource type keeps its code: `Condition.code`, `AllergyIntolerance.code`,
+//! `Observation.code`, `Flag.code`, `MedicationStatement.medicationCodeableConcept`,
+//! `Encounter.type[0]`, `DocumentReference.type`, `CarePlan.category[0]`, `EpisodeOfCare.type[0]`,
+//! `RelatedPerson.relationship[0]`; always in `coding[0]` with system, code and display.
+
+mod clinical;
+pub mod codes;
+mod names;
+
+use chrono::{Datelike, NaiveDate};
+use mcr_domain::demographics::{normalise_name, normalise_postcode};
+use mcr_domain::{NhsNumber, OdsCode, OrgKind, Organisation, SourceId};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// What to generate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SynthConfig {
+    pub seed: u64,
+    pub patients: usize,
+    /// The region's "today": every date generated is on or before it.
+    pub today: NaiveDate,
+}
+
+impl Default for SynthConfig {
+    fn default() -> Self {
+        Self {
+            seed: 2017,
+            patients: 10_000,
+            today: NaiveDate::from_ymd_opt(2026, 11, 24).expect("2026-11-24 is a valid date"),
+        }
+    }
+}
+
+/// One synthetic person, as the region's population register would know them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person {
+    /// Position in [`Region::people`] (and in the output of [`demographics`]).
+    pub index: usize,
+    pub nhs_number: NhsNumber,
+    pub family: String,
+    pub given: Vec<String>,
+    pub birth_date: NaiveDate,
+    /// `male`, `female`, `other` or `unknown` (FHIR administrative gender).
+    pub gender: &'static str,
+    pub postcode: String,
+    pub address_line: String,
+    pub town: &'static str,
+    /// A number from Ofcom's range reserved for drama (07700 900xxx).
+    pub phone: String,
+    pub gp_practice: OdsCode,
+}
+
+impl Person {
+    /// Age in whole years on `today`.
+    pub fn age_on(&self, today: NaiveDate) -> u32 {
+        today.years_since(self.birth_date).unwrap_or(0)
+    }
+
+    /// The key demographic matching uses: normalised family, first given name, birth date,
+    /// normalised postcode.
+    pub fn match_key(&self) -> (String, String, NaiveDate, String) {
+        (
+            normalise_name(&self.family),
+            normalise_name(self.given.first().map_or("", String::as_str)),
+            self.birth_date,
+            normalise_postcode(&self.postcode),
+        )
+    }
+}
+
+/// A whole synthetic region.
+#[derive(Debug, Clone)]
+pub struct Region {
+    pub seed: u64,
+    pub today: NaiveDate,
+    pub people: Vec<Person>,
+    /// `gp`, `acute`, `community`, `socialcare`, in that order.
+    pub sources: Vec<Arc<SourceSlice>>,
+    pub samples: Samples,
+    pub gp_practices: Vec<Organisation>,
+}
+
+impl Region {
+    pub fn source(&self, id: &str) -> Option<&Arc<SourceSlice>> {
+        self.sources.iter().find(|s| s.id.as_str() == id)
+    }
+
+    pub fn person(&self, nhs_number: &NhsNumber) -> Option<&Person> {
+        self.people.iter().find(|p| &p.nhs_number == nhs_number)
+    }
+}
+
+/// Patients chosen to exercise particular cases. The lists are disjoint except where noted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Samples {
+    /// Held by all four sources.
+    pub all_four: Vec<NhsNumber>,
+    /// Held by the GP system only.
+    pub gp_only: Vec<NhsNumber>,
+    /// The GP record lacks the NHS number; the acute record has it; name + birth date +
+    /// postcode is unique in the region.
+    pub demographics_only: Vec<NhsNumber>,
+    /// The acute record lacks the NHS number (the GP record has it); name + birth date +
+    /// postcode is unique in the region.
+    pub no_nhs_number_in_acute: Vec<NhsNumber>,
+    /// The acute (and community, if held) record spells the name differently (`Mc Donald`,
+    /// `OBRIEN`, a hyphen dropped, upper case) but carries the NHS number.
+    pub name_differs: Vec<NhsNumber>,
+    /// The same problem (SNOMED code and onset date) and the same medicine (dm+d code) are held
+    /// by both GP and acute.
+    pub duplicated_items: Vec<NhsNumber>,
+    /// The subset of `duplicated_items` where the two sources' dose text differs.
+    pub dose_discrepancy: Vec<NhsNumber>,
+    /// Items in legally restricted categories (HIV, STIs, IVF, termination, gender
+    /// reassignment) and items labelled confidential (`meta.security` R).
+    pub sensitive: Vec<NhsNumber>,
+    /// About 3,000 resources across their sources.
+    pub large: Vec<NhsNumber>,
+    /// Free text with script tags, bidi overrides, zero-width characters, a 5,000-char string.
+    pub hostile: Vec<NhsNumber>,
+    /// Currently admitted: an in-progress inpatient Encounter at the acute trust.
+    pub admitted: Vec<NhsNumber>,
+}
+
+/// Which of the four kinds of source system a slice is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SourceKind {
+    Gp,
+    Acute,
+    Community,
+    SocialCare,
+}
+
+impl SourceKind {
+    pub const ALL: [SourceKind; 4] = [
+        SourceKind::Gp,
+        SourceKind::Acute,
+        SourceKind::Community,
+        SourceKind::SocialCare,
+    ];
+
+    pub fn id(self) -> &'static str {
+        match self {
+            SourceKind::Gp => "gp",
+            SourceKind::Acute => "acute",
+            SourceKind::Community => "community",
+            SourceKind::SocialCare => "socialcare",
+        }
+    }
+
+    /// Resource types this kind of source holds (besides Patient).
+    pub fn resource_types(self) -> &'static [&'static str] {
+        match self {
+            SourceKind::Gp => &[
+                "Condition",
+                "MedicationStatement",
+                "AllergyIntolerance",
+                "Observation",
+                "Encounter",
+                "Flag",
+            ],
+            SourceKind::Acute => &[
+                "Encounter",
+                "Condition",
+                "MedicationStatement",
+                "AllergyIntolerance",
+                "Observation",
+                "DocumentReference",
+            ],
+            SourceKind::Community => &[
+                "Encounter",
+                "Condition",
+                "CarePlan",
+                "Observation",
+                "EpisodeOfCare",
+                "Flag",
+            ],
+            SourceKind::SocialCare => &[
+                "CarePlan",
+                "RelatedPerson",
+                "DocumentReference",
+                "EpisodeOfCare",
+                "Flag",
+            ],
+        }
+    }
+
+    fn organisation(self) -> Organisation {
+        let (code, name, kind) = match self {
+            SourceKind::Gp => ("E82000", "Hertfordshire GP Practices", OrgKind::GpPractice),
+            SourceKind::Acute => (
+                "RWH",
+                "East and North Hertfordshire NHS Trust",
+                OrgKind::AcuteTrust,
+            ),
+            SourceKind::Community => (
+                "RY4",
+                "Hertfordshire Community NHS Trust",
+                OrgKind::CommunityTrust,
+            ),
+            SourceKind::SocialCare => (
+                "HCC01",
+                "Hertfordshire County Council Adult Care Services",
+                OrgKind::LocalAuthoritySocialCare,
+            ),
+        };
+        Organisation {
+            code: OdsCode::parse(code).expect("source ODS codes are constants in the right shape"),
+            name: name.to_owned(),
+            kind,
+            member: true,
+            suspended: false,
+        }
+    }
+
+    /// The identifier system of this source's own patient number.
+    pub fn mrn_system(self) -> &'static str {
+        match self {
+            SourceKind::Gp => "https://fhir.hertsgp.example.nhs.uk/Id/patient-number",
+            SourceKind::Acute => "https://fhir.enherts-tr.nhs.uk/Id/mrn",
+            SourceKind::Community => "https://fhir.hct.nhs.uk/Id/patient-id",
+            SourceKind::SocialCare => "https://fhir.hertfordshire.gov.uk/Id/person-id",
+        }
+    }
+
+    fn tag(self) -> u64 {
+        match self {
+            SourceKind::Gp => 1,
+            SourceKind::Acute => 2,
+            SourceKind::Community => 3,
+            SourceKind::SocialCare => 4,
+        }
+    }
+}
+
+/// A patient as one source holds them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourcePatient {
+    /// This source's own id for the patient (the FHIR `Patient.id`).
+    pub local_id: String,
+    /// The FHIR Patient resource.
+    pub resource: Value,
+    /// `meta.lastUpdated`, RFC 3339.
+    pub last_updated: String,
+    /// Index into [`Region::people`].
+    pub person: usize,
+    /// The NHS number on this record, if the source holds one.
+    pub nhs_number: Option<NhsNumber>,
+}
+
+/// What flags the generator set on a person; drives the clinical content.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Traits {
+    pub acute: bool,
+    pub community: bool,
+    pub socialcare: bool,
+    pub sensitive: bool,
+    pub large: bool,
+    pub hostile: bool,
+    pub duplicated: bool,
+    pub dose_differs: bool,
+    pub admitted: bool,
+    pub gp_lacks_nhs: bool,
+    pub acute_lacks_nhs: bool,
+    pub name_differs: bool,
+}
+
+/// What the on-demand generator needs, shared by the four slices.
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub seed: u64,
+    pub today: NaiveDate,
+    pub people: Vec<Person>,
+    pub traits: Vec<Traits>,
+    pub practices: Vec<Organisation>,
+}
+
+/// One source system's share of the region.
+#[derive(Debug, Clone)]
+pub struct SourceSlice {
+    pub id: SourceId,
+    pub kind: SourceKind,
+    pub organisation: Organisation,
+    /// Resource types held, `Patient` first.
+    pub resource_types: Vec<&'static str>,
+    patients: Vec<SourcePatient>,
+    by_local_id: HashMap<String, usize>,
+    core: Arc<Core>,
+}
+
+impl SourceSlice {
+    /// Patients held, in local-id order of registration (stable).
+    pub fn patients(&self) -> &[SourcePatient] {
+        &self.patients
+    }
+
+    pub fn patient(&self, local_id: &str) -> Option<&SourcePatient> {
+        self.by_local_id
+            .get(local_id)
+            .and_then(|i| self.patients.get(*i))
+    }
+
+    /// The synthetic person behind one of this source's patients.
+    pub fn person(&self, local_id: &str) -> Option<&Person> {
+        self.patient(local_id)
+            .and_then(|p| self.core.people.get(p.person))
+    }
+
+    pub fn holds_type(&self, resource_type: &str) -> bool {
+        self.resource_types.contains(&resource_type)
+    }
+
+    /// This patient's resources of one type, generated deterministically on demand.
+    /// Empty for unknown patients and types this source does not hold.
+    pub fn resources(&self, local_id: &str, resource_type: &str) -> Vec<Value> {
+        let Some(sp) = self.patient(local_id) else {
+            return Vec::new();
+        };
+        if resource_type == "Patient" {
+            return vec![sp.resource.clone()];
+        }
+        if !self.holds_type(resource_type) {
+            return Vec::new();
+        }
+        clinical::generate(&self.core, self.kind, &self.organisation, sp, resource_type)
+    }
+
+    /// Every clinical resource held for this patient (all types except Patient).
+    pub fn resource_count(&self, local_id: &str) -> usize {
+        self.resource_types
+            .iter()
+            .filter(|t| **t != "Patient")
+            .map(|t| self.resources(local_id, t).len())
+            .sum()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deterministic randomness
+
+const TAG_DEMOGRAPHICS: u64 = 0xD3;
+const TAG_MEMBERSHIP: u64 = 0x3E;
+const TAG_SAMPLES: u64 = 0x5A;
+const TAG_NHS: u64 = 0x4E;
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+pub(crate) fn mix(seed: u64, parts: &[u64]) -> u64 {
+    parts
+        .iter()
+        .fold(splitmix(seed), |h, p| splitmix(h ^ splitmix(*p)))
+}
+
+pub(crate) fn rng_for(seed: u64, parts: &[u64]) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(mix(seed, parts))
+}
+
+pub(crate) fn str_tag(s: &str) -> u64 {
+    // FNV-1a: stable across platforms and releases, unlike std's hasher.
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Demographics
+
+/// Hands out unique NHS numbers: the reserved test range 999 first (about 909,000 valid numbers),
+/// then 998, 997 ... (never issued in England) once that is used up.
+struct NhsAllocator {
+    counter: u64,
+    offset: u64,
+}
+
+impl NhsAllocator {
+    const BLOCK: u64 = 1_000_000;
+    /// Coprime with 10^6, so `(MULT * c + offset) mod 10^6` visits every six-digit tail once.
+    const MULT: u64 = 736_243;
+
+    fn new(seed: u64) -> Self {
+        Self {
+            counter: 0,
+            offset: mix(seed, &[TAG_NHS]) % Self::BLOCK,
+        }
+    }
+
+    fn next(&mut self) -> NhsNumber {
+        loop {
+            let c = self.counter;
+            self.counter += 1;
+            let block = c / Self::BLOCK;
+            let prefix = 999u64.saturating_sub(block);
+            let tail = (Self::MULT * (c % Self::BLOCK) + self.offset) % Self::BLOCK;
+            let n = prefix * Self::BLOCK + tail;
+            let mut digits = [0u8; 9];
+            let mut x = n;
+            for d in digits.iter_mut().rev() {
+                *d = u8::try_from(x % 10).expect("a digit is below 10");
+                x /= 10;
+            }
+            if let Some(nhs) = NhsNumber::from_first_nine(digits) {
+                return nhs;
+            }
+        }
+    }
+}
+
+fn practices() -> Vec<Organisation> {
+    names::GP_PRACTICES
+        .iter()
+        .map(|(code, name)| Organisation {
+            code: OdsCode::parse(code).expect("practice codes are constants in the right shape"),
+            name: (*name).to_owned(),
+            kind: OrgKind::GpPractice,
+            member: true,
+            suspended: false,
+        })
+        .collect()
+}
+
+fn pick<'a, T>(rng: &mut ChaCha8Rng, items: &'a [T]) -> &'a T {
+    &items[rng.gen_range(0..items.len())]
+}
+
+fn age_years(rng: &mut ChaCha8Rng) -> i64 {
+    // Roughly the age structure of England.
+    let band: f64 = rng.gen();
+    if band < 0.21 {
+        rng.gen_range(0..18)
+    } else if band < 0.48 {
+        rng.gen_range(18..40)
+    } else if band < 0.80 {
+        rng.gen_range(40..65)
+    } else if band < 0.96 {
+        rng.gen_range(65..85)
+    } else {
+        rng.gen_range(85..101)
+    }
+}
+
+/// Demographics only: `n` people, unique NHS numbers, fast (no FHIR). Person `i` depends only
+/// on `(seed, i, today)` and the NHS numbers handed out before it.
+pub fn demographics(seed: u64, n: usize, today: NaiveDate) -> Vec<Person> {
+    let practices: Vec<OdsCode> = names::GP_PRACTICES
+        .iter()
+        .map(|(c, _)| OdsCode::parse(c).expect("constant"))
+        .collect();
+    let mut nhs = NhsAllocator::new(seed);
+    let mut out = Vec::with_capacity(n);
+    for index in 0..n {
+        let mut rng = rng_for(seed, &[TAG_DEMOGRAPHICS, index as u64]);
+        let g: f64 = rng.gen();
+        let gender = if g < 0.493 {
+            "male"
+        } else if g < 0.992 {
+            "female"
+        } else if g < 0.996 {
+            "other"
+        } else {
+            "unknown"
+        };
+        let list = match gender {
+            "male" => names::GIVEN_MALE,
+            "female" => names::GIVEN_FEMALE,
+            _ if rng.gen_bool(0.5) => names::GIVEN_MALE,
+            _ => names::GIVEN_FEMALE,
+        };
+        let mut given = vec![(*pick(&mut rng, list)).to_owned()];
+        if rng.gen_bool(0.3) {
+            let middle = *pick(&mut rng, list);
+            if middle != given[0] {
+                given.push(middle.to_owned());
+            }
+        }
+        let family = (*pick(&mut rng, names::SURNAMES)).to_owned();
+        let days = age_years(&mut rng) * 365 + rng.gen_range(0..365);
+        let birth_date = today - chrono::Duration::days(days);
+        let (district, town) = *pick(&mut rng, names::DISTRICTS);
+        let postcode = format!(
+            "{district} {}{}{}",
+            rng.gen_range(0..10),
+            char::from(*pick(&mut rng, names::UNIT_LETTERS)),
+            char::from(*pick(&mut rng, names::UNIT_LETTERS)),
+        );
+        let address_line = format!(
+            "{} {}",
+            rng.gen_range(1..180),
+            pick(&mut rng, names::STREETS)
+        );
+        let phone = format!("07700 900{:03}", rng.gen_range(0..1000));
+        let gp_practice = pick(&mut rng, &practices).clone();
+        out.push(Person {
+            index,
+            nhs_number: nhs.next(),
+            family,
+            given,
+            birth_date,
+            gender,
+            postcode,
+            address_line,
+            town,
+            phone,
+            gp_practice,
+        });
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// The region
+
+/// Generate the whole region: people, source membership, sample cases and each source's
+/// Patient records. Clinical resources come later, on demand.
+pub fn generate(cfg: &SynthConfig) -> Region {
+    let people = demographics(cfg.seed, cfg.patients, cfg.today);
+    let n = people.len();
+    let mut traits = vec![Traits::default(); n];
+    for (p, t) in people.iter().zip(traits.iter_mut()) {
+        let mut rng = rng_for(cfg.seed, &[TAG_MEMBERSHIP, p.index as u64]);
+        let age = p.age_on(cfg.today);
+        t.acute = rng.gen_bool(0.6);
+        t.community = rng.gen_bool(if age >= 65 { 0.45 } else { 0.2 });
+        t.socialcare = rng.gen_bool(if age >= 75 {
+            0.3
+        } else if age < 18 {
+            0.08
+        } else {
+            0.06
+        });
+    }
+
+    let mut key_count: HashMap<(String, String, NaiveDate, String), usize> = HashMap::new();
+    for p in &people {
+        *key_count.entry(p.match_key()).or_default() += 1;
+    }
+    let unique = |i: usize| key_count.get(&people[i].match_key()) == Some(&1);
+
+    let mut rng = rng_for(cfg.seed, &[TAG_SAMPLES]);
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut rng);
+    let mut cursor = order.into_iter();
+    let mut take = |k: usize, want_unique: bool| -> Vec<usize> {
+        let mut got = Vec::with_capacity(k);
+        for i in cursor.by_ref() {
+            if got.len() == k {
+                break;
+            }
+            if !want_unique || unique(i) {
+                got.push(i);
+            }
+        }
+        got
+    };
+    let all_four = take((n / 250).max(3), false);
+    let gp_only = take((n / 250).max(3), false);
+    let demographics_only = take((n / 500).max(3), true);
+    let no_nhs_acute = take((n / 500).max(3), true);
+    let name_differs = take((n / 100).max(3), false);
+    let hostile = take((n / 2500).max(2), false);
+    let large = take((n / 100).max(2), false);
+    let sensitive = take((n * 3 / 100).max(3), false);
+    let duplicated = take((n / 50).max(4), false);
+    let admitted = take((n / 200).max(2), false);
+
+    for &i in &all_four {
+        let t = &mut traits[i];
+        (t.acute, t.community, t.socialcare) = (true, true, true);
+    }
+    for &i in &gp_only {
+        let t = &mut traits[i];
+        (t.acute, t.community, t.socialcare) = (false, false, false);
+    }
+    for &i in &demographics_only {
+        traits[i].acute = true;
+        traits[i].gp_lacks_nhs = true;
+    }
+    for &i in &no_nhs_acute {
+        traits[i].acute = true;
+        traits[i].acute_lacks_nhs = true;
+    }
+    for &i in &name_differs {
+        traits[i].acute = true;
+        traits[i].name_differs = true;
+    }
+    for &i in &hostile {
+        let t = &mut traits[i];
+        (t.acute, t.community, t.socialcare, t.hostile) = (true, true, true, true);
+    }
+    for &i in &large {
+        let t = &mut traits[i];
+        (t.acute, t.community, t.large) = (true, true, true);
+    }
+    for &i in &sensitive {
+        traits[i].acute = true;
+        traits[i].sensitive = true;
+    }
+    for (k, &i) in duplicated.iter().enumerate() {
+        traits[i].acute = true;
+        traits[i].duplicated = true;
+        traits[i].dose_differs = k % 2 == 1;
+    }
+    for &i in &admitted {
+        traits[i].acute = true;
+        traits[i].admitted = true;
+    }
+
+    let nhs = |v: &[usize]| -> Vec<NhsNumber> {
+        v.iter().map(|i| people[*i].nhs_number.clone()).collect()
+    };
+    let samples = Samples {
+        all_four: nhs(&all_four),
+        gp_only: nhs(&gp_only),
+        demographics_only: nhs(&demographics_only),
+        no_nhs_number_in_acute: nhs(&no_nhs_acute),
+        name_differs: nhs(&name_differs),
+        duplicated_items: nhs(&duplicated),
+        dose_discrepancy: duplicated
+            .iter()
+            .filter(|i| traits[**i].dose_differs)
+            .map(|i| people[*i].nhs_number.clone())
+            .collect(),
+        sensitive: nhs(&sensitive),
+        large: nhs(&large),
+        hostile: nhs(&hostile),
+        admitted: nhs(&admitted),
+    };
+
+    let gp_practices = practices();
+    let core = Arc::new(Core {
+        seed: cfg.seed,
+        today: cfg.today,
+        people,
+        traits,
+        practices: gp_practices.clone(),
+    });
+    let sources = SourceKind::ALL
+        .iter()
+        .map(|k| Arc::new(build_slice(&core, *k)))
+        .collect();
+    Region {
+        seed: cfg.seed,
+        today: cfg.today,
+        people: core.people.clone(),
+        sources,
+        samples,
+        gp_practices,
+    }
+}
+
+fn holds(kind: SourceKind, t: &Traits) -> bool {
+    match kind {
+        SourceKind::Gp => true,
+        SourceKind::Acute => t.acute,
+        SourceKind::Community => t.community,
+        SourceKind::SocialCare => t.socialcare,
+    }
+}
+
+fn local_id(kind: SourceKind, seed: u64, i: usize) -> String {
+    let i = i as u64;
+    match kind {
+        SourceKind::Gp => format!("GP-{:06}", i + 1),
+        SourceKind::Acute => {
+            // 7919 is coprime with 26 * 10^5, so this is a permutation of the id space.
+            let x = (i * 7919 + mix(seed, &[2]) % 2_600_000) % 2_600_000;
+            let letter = char::from(b'A' + u8::try_from(x / 100_000).expect("below 26"));
+            format!("RWH-{letter}{:05}", x % 100_000)
+        }
+        SourceKind::Community => format!("{}", 4_000_000 + (i * 3571) % 5_000_000),
+        SourceKind::SocialCare => {
+            let a = mix(seed, &[4, i]);
+            let b = mix(seed, &[5, i]);
+            format!(
+                "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+                a >> 32,
+                (a >> 16) & 0xffff,
+                a & 0xfff,
+                0x8000 | (b >> 48) & 0x3fff,
+                b & 0xffff_ffff_ffff
+            )
+        }
+    }
+}
+
+/// `McDonald` -> `Mc Donald`, `O'Brien` -> `OBrien`, `Smith-Jones` -> `Smith Jones`, else upper case.
+fn variant_family(f: &str) -> String {
+    if let Some(rest) = f.strip_prefix("Mc") {
+        format!("Mc {rest}")
+    } else if let Some(rest) = f.strip_prefix("Mac") {
+        format!("Mac {rest}")
+    } else if f.contains('\'') {
+        f.replace('\'', "")
+    } else if f.contains('-') {
+        f.replace('-', " ")
+    } else {
+        f.to_uppercase()
+    }
+}
+
+pub(crate) fn timestamp(date: NaiveDate, secs_of_day: u32) -> String {
+    let s = secs_of_day % 86_400;
+    format!(
+        "{}T{:02}:{:02}:{:02}Z",
+        date.format("%Y-%m-%d"),
+        s / 3600,
+        (s / 60) % 60,
+        s % 60
+    )
+}
+
+pub(crate) fn org_reference(org: &Organisation) -> Value {
+    json!({
+        "type": "Organization",
+        "identifier": { "system": OdsCode::SYSTEM, "value": org.code.as_str() },
+        "display": org.name,
+    })
+}
+
+fn build_slice(core: &Arc<Core>, kind: SourceKind) -> SourceSlice {
+    let organisation = kind.organisation();
+    let mut patients = Vec::new();
+    for (p, t) in core.people.iter().zip(core.traits.iter()) {
+        if !holds(kind, t) {
+            continue;
+        }
+        let lid = local_id(kind, core.seed, p.index);
+        let mut rng = rng_for(core.seed, &[0xFA, kind.tag(), p.index as u64]);
+        let updated = core.today - chrono::Duration::days(rng.gen_range(1..1100));
+        let last_updated = timestamp(updated, rng.gen_range(28_800..64_800));
+        let lacks_nhs = match kind {
+            SourceKind::Gp => t.gp_lacks_nhs,
+            SourceKind::Acute => t.acute_lacks_nhs,
+            _ => false,
+        };
+        let family = if t.name_differs && matches!(kind, SourceKind::Acute | SourceKind::Community)
+        {
+            variant_family(&p.family)
+        } else {
+            p.family.clone()
+        };
+        let mut identifier = Vec::new();
+        if !lacks_nhs {
+            identifier.push(json!({
+                "extension": [{
+                    "url": "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-NHSNumberVerificationStatus",
+                    "valueCodeableConcept": { "coding": [{
+                        "system": "https://fhir.hl7.org.uk/CodeSystem/UKCore-NHSNumberVerificationStatusEngland",
+                        "code": "01",
+                        "display": "Number present and verified"
+                    }]}
+                }],
+                "system": NhsNumber::SYSTEM,
+                "value": p.nhs_number.as_str(),
+            }));
+        }
+        identifier.push(json!({ "system": kind.mrn_system(), "value": lid }));
+        let practice = core
+            .practices
+            .iter()
+            .find(|o| o.code == p.gp_practice)
+            .cloned()
+            .unwrap_or_else(|| organisation.clone());
+        let mut resource = json!({
+            "resourceType": "Patient",
+            "id": lid,
+            "meta": { "lastUpdated": last_updated },
+            "identifier": identifier,
+            "active": true,
+            "name": [{ "use": "official", "family": family, "given": p.given }],
+            "telecom": [{ "system": "phone", "value": p.phone, "use": "mobile" }],
+            "gender": p.gender,
+            "birthDate": p.birth_date.format("%Y-%m-%d").to_string(),
+            "address": [{
+                "use": "home",
+                "line": [p.address_line],
+                "city": p.town,
+                "district": "Hertfordshire",
+                "postalCode": p.postcode,
+                "country": "GB",
+            }],
+            "generalPractitioner": [org_reference(&practice)],
+        });
+        if kind == SourceKind::Gp {
+            resource["managingOrganization"] = org_reference(&practice);
+        }
+        patients.push(SourcePatient {
+            local_id: lid,
+            resource,
+            last_updated,
+            person: p.index,
+            nhs_number: (!lacks_nhs).then(|| p.nhs_number.clone()),
+        });
+    }
+    let by_local_id = patients
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.local_id.clone(), i))
+        .collect();
+    let mut resource_types = vec!["Patient"];
+    resource_types.extend_from_slice(kind.resource_types());
+    SourceSlice {
+        id: SourceId::parse(kind.id()).expect("source ids are constants in the right shape"),
+        kind,
+        organisation,
+        resource_types,
+        patients,
+        by_local_id,
+        core: Arc::clone(core),
+    }
+}
+
+/// Days between two dates, never negative.
+pub(crate) fn days_between(from: NaiveDate, to: NaiveDate) -> i64 {
+    (to - from).num_days().max(0)
+}
+
+/// The first day of the year `years` before `today`'s year, or the birth date if later.
+pub(crate) fn history_start(p: &Person, today: NaiveDate, years: i32) -> NaiveDate {
+    let start = NaiveDate::from_ymd_opt(today.year() - years, 1, 1).unwrap_or(today);
+    start.max(p.birth_date)
+}
+
+#[cfg(test)]
+mod tests;

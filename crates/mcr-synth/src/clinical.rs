@@ -1,0 +1,1251 @@
+//! On-demand clinical resources: one patient, one source, one resource type at a time.
+//!
+//! A person's long-term problems, medicines and allergies (their "profile") are drawn from
+//! `(seed, person)` alone, so two sources that both record them agree on codes and dates.
+//! Everything a single source adds is drawn from `(seed, person, source, type)`.
+
+use crate::codes::{self, Code, Med, ObsKind, ACT_CODE, CONFIDENTIALITY, DMD, LOINC, SNOMED, UCUM};
+use crate::{
+    days_between, history_start, names, org_reference, rng_for, str_tag, timestamp, Core, Person,
+    SourceKind, SourcePatient, Traits,
+};
+use base64::Engine as _;
+use chrono::{Duration, NaiveDate};
+use mcr_domain::Organisation;
+use rand::seq::SliceRandom;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
+
+const TAG_PROFILE: u64 = 0x9F;
+const TAG_RESOURCES: u64 = 0xC1;
+
+pub const SCRIPT: &str = "<script>alert(1)</script>";
+pub const IMG: &str = "\"><img src=x onerror=alert(1)>";
+pub const RLO: &str = "Patient note \u{202E}fdp.exe\u{202C} see attached";
+pub const ZERO_WIDTH: &str = "Pen\u{200B}icillin\u{200D} al\u{FEFF}lergy\u{2060} noted";
+
+/// A 5,000-character string.
+pub fn long_text() -> String {
+    "This is a very long free-text note typed into the source system. "
+        .chars()
+        .cycle()
+        .take(5000)
+        .collect()
+}
+
+fn hostile_note() -> String {
+    format!("{SCRIPT} {IMG} {RLO} {ZERO_WIDTH}")
+}
+
+/// What a person has, whichever source records it.
+struct Profile {
+    /// (index into CHRONIC, onset)
+    conds: Vec<(usize, NaiveDate)>,
+    /// (index into MEDS, start)
+    meds: Vec<(usize, NaiveDate)>,
+    /// (index into ALLERGIES, index into REACTIONS, criticality, onset)
+    allergies: Vec<(usize, usize, &'static str, NaiveDate)>,
+    /// (index into SENSITIVE, date)
+    sensitive: Vec<(usize, NaiveDate)>,
+}
+
+fn date_between(rng: &mut ChaCha8Rng, from: NaiveDate, to: NaiveDate) -> NaiveDate {
+    let span = days_between(from, to);
+    if span == 0 {
+        return from.min(to);
+    }
+    from + Duration::days(rng.gen_range(0..=span))
+}
+
+fn gauss(rng: &mut ChaCha8Rng) -> f64 {
+    let u1: f64 = rng.gen_range(f64::EPSILON..1.0);
+    let u2: f64 = rng.gen();
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+fn round_to(v: f64, decimals: i32) -> f64 {
+    let f = 10f64.powi(decimals);
+    (v * f).round() / f
+}
+
+fn profile(core: &Core, p: &Person, t: &Traits) -> Profile {
+    let today = core.today;
+    let mut rng = rng_for(core.seed, &[TAG_PROFILE, p.index as u64]);
+    let age = p.age_on(today);
+    let n = if t.large {
+        rng.gen_range(6..=9)
+    } else {
+        match age {
+            0..=17 => rng.gen_range(0..=1),
+            18..=39 => rng.gen_range(0..=2),
+            40..=64 => rng.gen_range(1..=4),
+            _ => rng.gen_range(2..=6),
+        }
+    };
+    let mut conds: Vec<usize> = if age < 18 {
+        // Children: asthma or epilepsy only.
+        let mut c = vec![2usize, 13];
+        c.shuffle(&mut rng);
+        c.truncate(n);
+        c
+    } else {
+        let mut c: Vec<usize> = (0..codes::CHRONIC.len()).collect();
+        c.shuffle(&mut rng);
+        c.truncate(n);
+        c
+    };
+    if t.duplicated {
+        // Hypertension first: it has medicines, so both a problem and a drug can be shared.
+        conds.retain(|c| *c != 1);
+        conds.insert(0, 1);
+    }
+    let adult_from = p.birth_date + Duration::days(if age >= 18 { 18 * 365 } else { 365 });
+    let earliest = adult_from.max(today - Duration::days(30 * 365));
+    let latest = today - Duration::days(60);
+    let conds: Vec<(usize, NaiveDate)> = conds
+        .into_iter()
+        .map(|c| (c, date_between(&mut rng, earliest, latest)))
+        .collect();
+    let mut meds = Vec::new();
+    for (c, onset) in &conds {
+        for m in codes::MEDS_FOR[*c] {
+            if meds.iter().any(|(x, _)| x == m) {
+                continue;
+            }
+            let start =
+                (*onset + Duration::days(rng.gen_range(0..60))).min(today - Duration::days(1));
+            meds.push((*m, start));
+        }
+    }
+    let mut allergies = Vec::new();
+    if t.large || rng.gen_bool(0.25) {
+        let mut a: Vec<usize> = (0..codes::ALLERGIES.len()).collect();
+        a.shuffle(&mut rng);
+        for i in a.into_iter().take(rng.gen_range(1..=2)) {
+            let reaction = rng.gen_range(0..codes::REACTIONS.len());
+            let criticality = if reaction == 1 { "high" } else { "low" };
+            allergies.push((
+                i,
+                reaction,
+                criticality,
+                date_between(&mut rng, p.birth_date, latest),
+            ));
+        }
+    }
+    let mut sensitive = Vec::new();
+    if t.sensitive {
+        let mut s: Vec<usize> = (0..codes::SENSITIVE.len()).collect();
+        s.shuffle(&mut rng);
+        if p.gender == "other" {
+            s.retain(|x| *x != 5);
+            s.insert(0, 5);
+        }
+        for i in s.into_iter().take(rng.gen_range(1..=2)) {
+            sensitive.push((i, date_between(&mut rng, earliest, latest)));
+        }
+    }
+    Profile {
+        conds,
+        meds,
+        allergies,
+        sensitive,
+    }
+}
+
+/// Builds resources for one (patient, source, type).
+struct Gen<'a> {
+    core: &'a Core,
+    p: &'a Person,
+    t: Traits,
+    local: &'a str,
+    /// The organisation that recorded the items: the patient's practice for the GP system.
+    provider: Value,
+    source_org: &'a Organisation,
+    prof: Profile,
+    rng: ChaCha8Rng,
+    scale: usize,
+    out: Vec<Value>,
+    abbrev: &'static str,
+}
+
+pub(crate) fn generate(
+    core: &Core,
+    kind: SourceKind,
+    org: &Organisation,
+    sp: &SourcePatient,
+    resource_type: &str,
+) -> Vec<Value> {
+    let (Some(p), Some(t)) = (core.people.get(sp.person), core.traits.get(sp.person)) else {
+        return Vec::new();
+    };
+    let provider = if kind == SourceKind::Gp {
+        core.practices
+            .iter()
+            .find(|o| o.code == p.gp_practice)
+            .map_or_else(|| org_reference(org), org_reference)
+    } else {
+        org_reference(org)
+    };
+    let abbrev = match resource_type {
+        "Condition" => "cond",
+        "MedicationStatement" => "med",
+        "AllergyIntolerance" => "alg",
+        "Observation" => "obs",
+        "Encounter" => "enc",
+        "Flag" => "flag",
+        "DocumentReference" => "doc",
+        "CarePlan" => "cp",
+        "EpisodeOfCare" => "eoc",
+        "RelatedPerson" => "rp",
+        _ => return Vec::new(),
+    };
+    let mut g = Gen {
+        core,
+        p,
+        t: *t,
+        local: &sp.local_id,
+        provider,
+        source_org: org,
+        prof: profile(core, p, t),
+        rng: rng_for(
+            core.seed,
+            &[
+                TAG_RESOURCES,
+                p.index as u64,
+                str_tag(kind.id()),
+                str_tag(resource_type),
+            ],
+        ),
+        scale: if t.large { 15 } else { 1 },
+        out: Vec::new(),
+        abbrev,
+    };
+    match (kind, resource_type) {
+        (SourceKind::Gp, "Condition") => g.gp_conditions(),
+        (SourceKind::Gp, "MedicationStatement") => g.gp_medications(),
+        (SourceKind::Gp | SourceKind::Acute, "AllergyIntolerance") => g.allergies(kind),
+        (SourceKind::Gp, "Observation") => g.gp_observations(),
+        (SourceKind::Gp, "Encounter") => g.gp_encounters(),
+        (SourceKind::Gp, "Flag") => g.gp_flags(),
+        (SourceKind::Acute, "Encounter") => g.acute_encounters(),
+        (SourceKind::Acute, "Condition") => g.acute_conditions(),
+        (SourceKind::Acute, "MedicationStatement") => g.acute_medications(),
+        (SourceKind::Acute, "Observation") => g.acute_observations(),
+        (SourceKind::Acute, "DocumentReference") => g.acute_documents(),
+        (SourceKind::Community, "Encounter") => g.community_encounters(),
+        (SourceKind::Community, "Condition") => g.community_conditions(),
+        (SourceKind::Community, "CarePlan") => g.community_care_plans(),
+        (SourceKind::Community, "Observation") => g.community_observations(),
+        (SourceKind::Community, "EpisodeOfCare") => g.community_episodes(),
+        (SourceKind::Community, "Flag") => g.community_flags(),
+        (SourceKind::SocialCare, "CarePlan") => g.social_care_plans(),
+        (SourceKind::SocialCare, "RelatedPerson") => g.social_contacts(),
+        (SourceKind::SocialCare, "DocumentReference") => g.social_assessments(),
+        (SourceKind::SocialCare, "EpisodeOfCare") => g.social_episodes(),
+        (SourceKind::SocialCare, "Flag") => g.social_flags(),
+        _ => {}
+    }
+    g.out
+}
+
+fn cc(system: &str, code: &Code) -> Value {
+    json!({
+        "coding": [{ "system": system, "code": code.code, "display": code.display }],
+        "text": code.display,
+    })
+}
+
+fn med_code(m: &Med) -> Code {
+    Code {
+        code: m.code,
+        display: m.display,
+    }
+}
+
+fn day(d: NaiveDate) -> String {
+    d.format("%Y-%m-%d").to_string()
+}
+
+impl Gen<'_> {
+    fn today(&self) -> NaiveDate {
+        self.core.today
+    }
+
+    fn age(&self) -> u32 {
+        self.p.age_on(self.core.today)
+    }
+
+    fn subject(&self) -> Value {
+        json!({ "reference": format!("Patient/{}", self.local) })
+    }
+
+    fn next_id(&self) -> String {
+        format!("{}-{}{}", self.local, self.abbrev, self.out.len() + 1)
+    }
+
+    fn ts(&mut self, d: NaiveDate) -> String {
+        let secs = self.rng.gen_range(8 * 3600..19 * 3600);
+        timestamp(d, secs)
+    }
+
+    fn meta(&mut self, d: NaiveDate, restricted: bool) -> Value {
+        let updated = (d + Duration::days(self.rng.gen_range(0..3))).min(self.today());
+        let mut m = json!({ "lastUpdated": self.ts(updated) });
+        if restricted {
+            m["security"] =
+                json!([{ "system": CONFIDENTIALITY, "code": "R", "display": "restricted" }]);
+        }
+        m
+    }
+
+    fn history(&self, years: i32) -> NaiveDate {
+        history_start(self.p, self.today(), years)
+    }
+
+    fn recent_date(&mut self, years: i32) -> NaiveDate {
+        let from = self.history(years);
+        let to = self.today() - Duration::days(1);
+        date_between(&mut self.rng, from, to)
+    }
+
+    fn count(&mut self, lo: usize, hi: usize) -> usize {
+        self.rng.gen_range(lo..=hi) * self.scale
+    }
+
+    // ---- shared builders ------------------------------------------------------------------
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a Condition has this many independent parts"
+    )]
+    fn condition(
+        &mut self,
+        code: &Code,
+        onset: NaiveDate,
+        recorded: NaiveDate,
+        active: bool,
+        restricted: bool,
+        note: Option<String>,
+        code_text: Option<String>,
+    ) {
+        let mut r = json!({
+            "resourceType": "Condition",
+            "id": self.next_id(),
+            "meta": self.meta(recorded, restricted),
+            "clinicalStatus": { "coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                "code": if active { "active" } else { "resolved" },
+            }]},
+            "verificationStatus": { "coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status",
+                "code": "confirmed",
+            }]},
+            "category": [{ "coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/condition-category",
+                "code": "problem-list-item",
+                "display": "Problem List Item",
+            }]}],
+            "code": cc(SNOMED, code),
+            "subject": self.subject(),
+            "onsetDateTime": day(onset),
+            "recordedDate": day(recorded),
+            "asserter": self.provider.clone(),
+        });
+        if !active {
+            let end = (onset + Duration::days(self.rng.gen_range(5..40))).min(self.today());
+            r["abatementDateTime"] = json!(day(end));
+        }
+        if let Some(text) = note {
+            r["note"] = json!([{ "text": text }]);
+        }
+        if let Some(text) = code_text {
+            r["code"]["text"] = json!(text);
+        }
+        self.out.push(r);
+    }
+
+    fn medication(
+        &mut self,
+        med: &Med,
+        start: NaiveDate,
+        end: Option<NaiveDate>,
+        dose: &str,
+        restricted: bool,
+    ) {
+        let mut period = json!({ "start": day(start) });
+        if let Some(e) = end {
+            period["end"] = json!(day(e));
+        }
+        let r = json!({
+            "resourceType": "MedicationStatement",
+            "id": self.next_id(),
+            "meta": self.meta(start, restricted),
+            "status": if end.is_some() { "completed" } else { "active" },
+            "medicationCodeableConcept": cc(DMD, &med_code(med)),
+            "subject": self.subject(),
+            "effectivePeriod": period,
+            "dateAsserted": day(start),
+            "informationSource": self.provider.clone(),
+            "dosage": [{ "text": dose }],
+        });
+        self.out.push(r);
+    }
+
+    fn observation(&mut self, kind: &ObsKind, d: NaiveDate, mean: f64) {
+        let value = round_to(
+            (mean + kind.sd * gauss(&mut self.rng)).max(kind.sd / 2.0),
+            kind.decimals,
+        );
+        let when = self.ts(d);
+        let r = json!({
+            "resourceType": "Observation",
+            "id": self.next_id(),
+            "meta": self.meta(d, false),
+            "status": "final",
+            "category": [{ "coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                "code": kind.category,
+            }]}],
+            "code": cc(LOINC, &Code { code: kind.code, display: kind.display }),
+            "subject": self.subject(),
+            "effectiveDateTime": when,
+            "issued": when,
+            "performer": [self.provider.clone()],
+            "valueQuantity": { "value": value, "unit": kind.unit, "system": UCUM, "code": kind.unit },
+        });
+        self.out.push(r);
+    }
+
+    fn blood_pressure(&mut self, d: NaiveDate, hypertensive: bool) {
+        let (s, dia) = if hypertensive {
+            (148.0, 90.0)
+        } else {
+            (124.0, 78.0)
+        };
+        let sys = (s + 12.0 * gauss(&mut self.rng)).round();
+        let dia = (dia + 8.0 * gauss(&mut self.rng)).round();
+        let when = self.ts(d);
+        let component = |c: &Code, v: f64| {
+            json!({
+                "code": cc(LOINC, c),
+                "valueQuantity": { "value": v, "unit": "mm[Hg]", "system": UCUM, "code": "mm[Hg]" },
+            })
+        };
+        let r = json!({
+            "resourceType": "Observation",
+            "id": self.next_id(),
+            "meta": self.meta(d, false),
+            "status": "final",
+            "category": [{ "coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                "code": "vital-signs",
+            }]}],
+            "code": cc(LOINC, &codes::BP_PANEL),
+            "subject": self.subject(),
+            "effectiveDateTime": when,
+            "issued": when,
+            "performer": [self.provider.clone()],
+            "component": [component(&codes::BP_SYSTOLIC, sys), component(&codes::BP_DIASTOLIC, dia)],
+        });
+        self.out.push(r);
+    }
+
+    fn has(&self, chronic: usize) -> bool {
+        self.prof.conds.iter().any(|(c, _)| *c == chronic)
+    }
+
+    fn encounter(
+        &mut self,
+        class: (&str, &str),
+        kind: &Code,
+        start: NaiveDate,
+        end: Option<NaiveDate>,
+        reason: Option<&Code>,
+    ) -> NaiveDate {
+        let start_ts = self.ts(start);
+        let mut period = json!({ "start": start_ts });
+        if let Some(e) = end {
+            period["end"] = json!(self.ts(e));
+        }
+        let mut r = json!({
+            "resourceType": "Encounter",
+            "id": self.next_id(),
+            "meta": self.meta(end.unwrap_or(start), false),
+            "status": if end.is_some() { "finished" } else { "in-progress" },
+            "class": { "system": ACT_CODE, "code": class.0, "display": class.1 },
+            "type": [cc(SNOMED, kind)],
+            "subject": self.subject(),
+            "period": period,
+            "serviceProvider": self.provider.clone(),
+        });
+        if let Some(code) = reason {
+            r["reasonCode"] = json!([cc(SNOMED, code)]);
+        }
+        if class.0 == "IMP" {
+            if end.is_some() {
+                r["hospitalization"] = json!({ "dischargeDisposition": { "coding": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/discharge-disposition",
+                    "code": "home",
+                    "display": "Home",
+                }]}});
+            }
+            r["location"] = json!([{ "location": { "display": "Ward 7B, Lister Hospital" } }]);
+        }
+        self.out.push(r);
+        start
+    }
+
+    fn flag(
+        &mut self,
+        system: &str,
+        code: &Code,
+        category: &str,
+        start: NaiveDate,
+        text: Option<String>,
+    ) {
+        let mut r = json!({
+            "resourceType": "Flag",
+            "id": self.next_id(),
+            "meta": self.meta(start, false),
+            "status": "active",
+            "category": [{ "coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/flag-category",
+                "code": category,
+            }]}],
+            "code": cc(system, code),
+            "subject": self.subject(),
+            "period": { "start": day(start) },
+            "author": self.provider.clone(),
+        });
+        if let Some(t) = text {
+            r["code"]["text"] = json!(t);
+        }
+        self.out.push(r);
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a DocumentReference has this many independent parts"
+    )]
+    fn document(
+        &mut self,
+        type_: Value,
+        category: Value,
+        title: &str,
+        body: &str,
+        content_type: &str,
+        d: NaiveDate,
+        restricted: bool,
+    ) {
+        let data = base64::engine::general_purpose::STANDARD.encode(body.as_bytes());
+        let when = self.ts(d);
+        let r = json!({
+            "resourceType": "DocumentReference",
+            "id": self.next_id(),
+            "meta": self.meta(d, restricted),
+            "status": "current",
+            "type": type_,
+            "category": [category],
+            "subject": self.subject(),
+            "date": when,
+            "author": [self.provider.clone()],
+            "custodian": self.provider.clone(),
+            "description": title,
+            "content": [{ "attachment": {
+                "contentType": content_type,
+                "language": "en-GB",
+                "data": data,
+                "title": title,
+                "creation": when,
+            }}],
+        });
+        self.out.push(r);
+    }
+
+    fn care_plan(
+        &mut self,
+        category: Value,
+        title: &str,
+        description: &str,
+        start: NaiveDate,
+        active: bool,
+        restricted: bool,
+    ) {
+        let mut period = json!({ "start": day(start) });
+        if !active {
+            period["end"] = json!(day((start + Duration::days(90)).min(self.today())));
+        }
+        let r = json!({
+            "resourceType": "CarePlan",
+            "id": self.next_id(),
+            "meta": self.meta(start, restricted),
+            "status": if active { "active" } else { "completed" },
+            "intent": "plan",
+            "category": [category],
+            "title": title,
+            "description": description,
+            "subject": self.subject(),
+            "period": period,
+            "author": self.provider.clone(),
+        });
+        self.out.push(r);
+    }
+
+    fn episode(&mut self, type_: Value, team: &str, start: NaiveDate, active: bool) {
+        let mut period = json!({ "start": day(start) });
+        if !active {
+            period["end"] = json!(day(
+                (start + Duration::days(self.rng.gen_range(14..200))).min(self.today())
+            ));
+        }
+        let r = json!({
+            "resourceType": "EpisodeOfCare",
+            "id": self.next_id(),
+            "meta": self.meta(start, false),
+            "status": if active { "active" } else { "finished" },
+            "type": [type_],
+            "patient": self.subject(),
+            "managingOrganization": org_reference(self.source_org),
+            "period": period,
+            "team": [{ "display": team }],
+        });
+        self.out.push(r);
+    }
+
+    // ---- GP ---------------------------------------------------------------------------------
+
+    fn gp_conditions(&mut self) {
+        let conds = self.prof.conds.clone();
+        for (k, (c, onset)) in conds.iter().enumerate() {
+            let recorded = (*onset + Duration::days(self.rng.gen_range(0..14))).min(self.today());
+            let note = (self.t.hostile && k == 0).then(hostile_note);
+            self.condition(
+                &codes::CHRONIC[*c],
+                *onset,
+                recorded,
+                true,
+                false,
+                note,
+                None,
+            );
+        }
+        let minor = self.count(2, 7);
+        for k in 0..minor {
+            let code = codes::MINOR[self.rng.gen_range(0..codes::MINOR.len())];
+            let onset = self.recent_date(10);
+            let note = (self.t.hostile && conds.is_empty() && k == 0).then(hostile_note);
+            self.condition(&code, onset, onset, false, false, note, None);
+        }
+        for (s, d) in self.prof.sensitive.clone() {
+            let restricted = s == 0 || self.rng.gen_bool(0.5);
+            let active = matches!(s, 0 | 5);
+            self.condition(&codes::SENSITIVE[s], d, d, active, restricted, None, None);
+        }
+        if self.t.hostile {
+            let d = self.recent_date(2);
+            self.condition(
+                &codes::MINOR[0],
+                d,
+                d,
+                false,
+                false,
+                Some(long_text()),
+                Some(format!("{SCRIPT}{IMG}")),
+            );
+        }
+    }
+
+    fn gp_medications(&mut self) {
+        for (k, (m, start)) in self.prof.meds.clone().into_iter().enumerate() {
+            let med = codes::MEDS[m];
+            let dose = if self.t.hostile && k == 0 {
+                format!("{IMG} {SCRIPT}")
+            } else {
+                med.dose.to_owned()
+            };
+            self.medication(&med, start, None, &dose, false);
+        }
+        let courses = self.count(1, 5);
+        for _ in 0..courses {
+            let med = codes::MEDS[codes::COURSES[self.rng.gen_range(0..codes::COURSES.len())]];
+            let start = self.recent_date(8);
+            let end = (start + Duration::days(7)).min(self.today());
+            self.medication(&med, start, Some(end), med.dose, false);
+        }
+        if let Some((_, d)) = self.prof.sensitive.iter().find(|(s, _)| *s == 0).copied() {
+            let arv = codes::ANTIRETROVIRAL;
+            self.medication(&arv, d, None, arv.dose, true);
+        }
+    }
+
+    fn allergies(&mut self, kind: SourceKind) {
+        let mut list = self.prof.allergies.clone();
+        if kind == SourceKind::Acute {
+            // The hospital records the first one (the same code as the GP's).
+            list.truncate(1);
+        }
+        for (a, reaction, criticality, onset) in list {
+            let category = match a {
+                0 | 1 | 4 => "medication",
+                2 | 3 => "food",
+                _ => "environment",
+            };
+            let recorded = if kind == SourceKind::Gp {
+                onset
+            } else {
+                self.recent_date(3).max(onset)
+            };
+            let r = json!({
+                "resourceType": "AllergyIntolerance",
+                "id": self.next_id(),
+                "meta": self.meta(recorded, false),
+                "clinicalStatus": { "coding": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
+                    "code": "active",
+                }]},
+                "verificationStatus": { "coding": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification",
+                    "code": "confirmed",
+                }]},
+                "type": "allergy",
+                "category": [category],
+                "criticality": criticality,
+                "code": cc(SNOMED, &codes::ALLERGIES[a]),
+                "patient": self.subject(),
+                "onsetDateTime": day(onset),
+                "recordedDate": day(recorded),
+                "recorder": self.provider.clone(),
+                "reaction": [{
+                    "manifestation": [cc(SNOMED, &codes::REACTIONS[reaction])],
+                    "severity": if criticality == "high" { "severe" } else { "mild" },
+                }],
+            });
+            self.out.push(r);
+        }
+    }
+
+    fn series(&mut self, kind: &ObsKind, n: usize, years: i32, mean: f64) {
+        for _ in 0..n {
+            let d = self.recent_date(years);
+            self.observation(kind, d, mean);
+        }
+    }
+
+    fn gp_observations(&mut self) {
+        if self.age() < 16 && !self.t.large {
+            let n = self.count(2, 5);
+            self.series(&codes::WEIGHT, n, 10, 10.0 + 3.0 * f64::from(self.age()));
+            let n = self.count(1, 4);
+            self.series(&codes::TEMPERATURE, n, 10, codes::TEMPERATURE.mean);
+            let n = self.count(1, 3);
+            self.series(&codes::HEART_RATE, n, 10, 95.0);
+            return;
+        }
+        let hypertensive = self.has(1);
+        let n = self.count(6, 14) + if hypertensive { 8 * self.scale } else { 0 };
+        for _ in 0..n {
+            let d = self.recent_date(8);
+            self.blood_pressure(d, hypertensive);
+        }
+        let n = self.count(3, 8);
+        self.series(&codes::WEIGHT, n, 8, codes::WEIGHT.mean);
+        let n = self.count(1, 3);
+        self.series(&codes::BMI, n, 8, codes::BMI.mean);
+        let n = self.count(3, 8);
+        self.series(&codes::HEART_RATE, n, 8, codes::HEART_RATE.mean);
+        let n = self.count(0, 4);
+        self.series(&codes::SPO2, n, 5, codes::SPO2.mean);
+        let n = self.count(1, 4);
+        self.series(&codes::CHOLESTEROL, n, 8, codes::CHOLESTEROL.mean);
+        // HbA1c: quarterly for people with diabetes, drifting down as treatment works.
+        if self.has(0) {
+            let start = self.history(6);
+            let quarters = usize::try_from(days_between(start, self.today()) / 91).unwrap_or(0);
+            let n = quarters * self.scale.min(3);
+            for q in 0..n {
+                let d = start
+                    + Duration::days(
+                        i64::try_from(q * 91 / self.scale.min(3)).unwrap_or(0)
+                            + self.rng.gen_range(0..20),
+                    );
+                let mean = 66.0 - 10.0 * (q as f64 / n.max(1) as f64);
+                self.observation(&codes::HBA1C, d.min(self.today()), mean);
+            }
+        } else {
+            let n = self.count(0, 2);
+            self.series(&codes::HBA1C, n, 6, codes::HBA1C.mean);
+        }
+        // Blood panels: full blood count and urea & electrolytes on the same day.
+        let ckd = self.has(6);
+        let panels = self.count(4, 10);
+        for _ in 0..panels {
+            let d = self.recent_date(8);
+            for k in [
+                &codes::HAEMOGLOBIN,
+                &codes::WBC,
+                &codes::PLATELETS,
+                &codes::SODIUM,
+                &codes::POTASSIUM,
+            ] {
+                self.observation(k, d, k.mean);
+            }
+            self.observation(
+                &codes::CREATININE,
+                d,
+                if ckd { 150.0 } else { codes::CREATININE.mean },
+            );
+            self.observation(&codes::EGFR, d, if ckd { 42.0 } else { codes::EGFR.mean });
+        }
+    }
+
+    fn gp_encounters(&mut self) {
+        let n = self.count(16, 40) + if self.age() >= 65 { 10 * self.scale } else { 0 };
+        let conds: Vec<Code> = self
+            .prof
+            .conds
+            .iter()
+            .map(|(c, _)| codes::CHRONIC[*c])
+            .collect();
+        for _ in 0..n {
+            let d = self.recent_date(6);
+            let kind =
+                codes::GP_ENCOUNTER_TYPES[self.rng.gen_range(0..codes::GP_ENCOUNTER_TYPES.len())];
+            let reason = if conds.is_empty() || self.rng.gen_bool(0.4) {
+                codes::MINOR[self.rng.gen_range(0..codes::MINOR.len())]
+            } else {
+                conds[self.rng.gen_range(0..conds.len())]
+            };
+            self.encounter(("AMB", "ambulatory"), &kind, d, Some(d), Some(&reason));
+        }
+    }
+
+    fn gp_flags(&mut self) {
+        if self.age() >= 75 {
+            let d = self.recent_date(3);
+            self.flag(SNOMED, &codes::FALLS, "clinical", d, None);
+        }
+        let n = if self.rng.gen_bool(0.3) {
+            self.rng.gen_range(1..=2)
+        } else {
+            0
+        };
+        for _ in 0..n {
+            let code = codes::GP_FLAGS[self.rng.gen_range(1..codes::GP_FLAGS.len())];
+            let d = self.recent_date(5);
+            self.flag(SNOMED, &code, "clinical", d, None);
+        }
+    }
+
+    // ---- acute ------------------------------------------------------------------------------
+
+    fn acute_encounters(&mut self) {
+        let ae = self.count(1, 4);
+        for _ in 0..ae {
+            let d = self.recent_date(6);
+            let reason = codes::ACUTE_PROBLEMS[self.rng.gen_range(0..codes::ACUTE_PROBLEMS.len())];
+            self.encounter(
+                ("EMER", "emergency"),
+                &codes::ED_VISIT,
+                d,
+                Some(d),
+                Some(&reason),
+            );
+        }
+        let imp = self.count(0, 2);
+        for _ in 0..imp {
+            let d = self.recent_date(6);
+            let end = (d + Duration::days(self.rng.gen_range(1..12))).min(self.today());
+            let reason = codes::ACUTE_PROBLEMS[self.rng.gen_range(0..codes::ACUTE_PROBLEMS.len())];
+            self.encounter(
+                ("IMP", "inpatient encounter"),
+                &codes::ADMISSION,
+                d,
+                Some(end),
+                Some(&reason),
+            );
+        }
+        let amb = self.count(2, 7);
+        for _ in 0..amb {
+            let d = self.recent_date(6);
+            self.encounter(("AMB", "ambulatory"), &codes::OUTPATIENT, d, Some(d), None);
+        }
+        if self.t.admitted {
+            let d = self.today() - Duration::days(self.rng.gen_range(0..6));
+            self.encounter(
+                ("EMER", "emergency"),
+                &codes::ED_VISIT,
+                d,
+                None,
+                Some(&codes::ACUTE_PROBLEMS[0]),
+            );
+            self.encounter(
+                ("IMP", "inpatient encounter"),
+                &codes::ADMISSION,
+                d,
+                None,
+                Some(&codes::ACUTE_PROBLEMS[0]),
+            );
+        }
+    }
+
+    fn acute_conditions(&mut self) {
+        if self.t.duplicated {
+            if let Some((c, onset)) = self.prof.conds.first().copied() {
+                let recorded = self.recent_date(3).max(onset);
+                self.condition(&codes::CHRONIC[c], onset, recorded, true, false, None, None);
+            }
+        }
+        let n = self.count(1, 4);
+        for _ in 0..n {
+            let code = codes::ACUTE_PROBLEMS[self.rng.gen_range(0..codes::ACUTE_PROBLEMS.len())];
+            let d = self.recent_date(6);
+            self.condition(&code, d, d, false, false, None, None);
+        }
+        for (s, d) in self.prof.sensitive.clone() {
+            self.condition(
+                &codes::SENSITIVE[s],
+                d,
+                d,
+                matches!(s, 0 | 5),
+                true,
+                None,
+                None,
+            );
+        }
+        if self.t.hostile {
+            let d = self.recent_date(2);
+            self.condition(
+                &codes::ACUTE_PROBLEMS[3],
+                d,
+                d,
+                false,
+                false,
+                Some(format!("{RLO} {ZERO_WIDTH}")),
+                None,
+            );
+        }
+    }
+
+    fn acute_medications(&mut self) {
+        if self.t.duplicated {
+            if let Some((m, start)) = self.prof.meds.first().copied() {
+                let med = codes::MEDS[m];
+                let dose = if self.t.dose_differs {
+                    med.other_dose
+                } else {
+                    med.dose
+                };
+                let asserted = self.recent_date(2).max(start);
+                self.medication(&med, asserted, None, dose, false);
+            }
+        }
+        let n = self.count(1, 5);
+        for _ in 0..n {
+            let med = codes::MEDS[self.rng.gen_range(0..codes::MEDS.len())];
+            let start = self.recent_date(6);
+            let end = (start + Duration::days(self.rng.gen_range(5..30))).min(self.today());
+            self.medication(&med, start, Some(end), med.dose, false);
+        }
+    }
+
+    fn acute_observations(&mut self) {
+        let panels = self.count(3, 9);
+        for _ in 0..panels {
+            let d = self.recent_date(6);
+            for k in [
+                &codes::HAEMOGLOBIN,
+                &codes::WBC,
+                &codes::PLATELETS,
+                &codes::SODIUM,
+                &codes::POTASSIUM,
+                &codes::CREATININE,
+                &codes::EGFR,
+                &codes::CRP,
+            ] {
+                self.observation(k, d, k.mean);
+            }
+        }
+    }
+
+    fn acute_documents(&mut self) {
+        let category = json!({ "coding": [{
+            "system": "https://fhir.enherts-tr.nhs.uk/CodeSystem/document-category",
+            "code": "clinical-letter",
+            "display": "Clinical letter",
+        }]});
+        let n = self.count(1, 6);
+        for k in 0..n {
+            let d = self.recent_date(6);
+            let problem = codes::ACUTE_PROBLEMS[self.rng.gen_range(0..codes::ACUTE_PROBLEMS.len())];
+            let (type_code, title) = if k % 2 == 0 {
+                (codes::DISCHARGE_SUMMARY, "Discharge summary")
+            } else {
+                (codes::CLINIC_LETTER, "Outpatient clinic letter")
+            };
+            let text = format!(
+                "{title}\n\nSeen on {} with {}. Investigations reviewed. Plan discussed with the patient. \
+                 Please continue current medication and review in primary care in two weeks.",
+                day(d),
+                problem.display.to_lowercase()
+            );
+            if self.rng.gen_bool(0.5) {
+                self.document(
+                    cc(SNOMED, &type_code),
+                    category.clone(),
+                    title,
+                    &text,
+                    "text/plain",
+                    d,
+                    false,
+                );
+            } else {
+                let html = format!(
+                    "<html><body><h1>{title}</h1><p>{}</p></body></html>",
+                    text.replace('\n', " ")
+                );
+                self.document(
+                    cc(SNOMED, &type_code),
+                    category.clone(),
+                    title,
+                    &html,
+                    "text/html",
+                    d,
+                    false,
+                );
+            }
+        }
+        for (s, d) in self.prof.sensitive.clone() {
+            let text = format!(
+                "Sexual and reproductive health clinic letter.\n\nDiagnosis: {}. Confidential: not for onward disclosure.",
+                codes::SENSITIVE[s].display
+            );
+            self.document(
+                cc(SNOMED, &codes::CLINIC_LETTER),
+                category.clone(),
+                "Clinic letter",
+                &text,
+                "text/plain",
+                d,
+                true,
+            );
+        }
+        if self.t.hostile {
+            let d = self.recent_date(1);
+            let html = format!(
+                "<html><body><h1>Discharge summary</h1><p>{SCRIPT}</p><p>{IMG}</p><p>{RLO}</p><p>{ZERO_WIDTH}</p><p>{}</p></body></html>",
+                long_text()
+            );
+            self.document(
+                cc(SNOMED, &codes::DISCHARGE_SUMMARY),
+                category,
+                &format!("Discharge {SCRIPT}"),
+                &html,
+                "text/html",
+                d,
+                false,
+            );
+        }
+    }
+
+    // ---- community --------------------------------------------------------------------------
+
+    fn community_encounters(&mut self) {
+        let n = self.count(15, 40);
+        for _ in 0..n {
+            let d = self.recent_date(4);
+            if self.rng.gen_bool(0.7) {
+                self.encounter(("HH", "home health"), &codes::HOME_VISIT, d, Some(d), None);
+            } else {
+                self.encounter(("AMB", "ambulatory"), &codes::OUTPATIENT, d, Some(d), None);
+            }
+        }
+    }
+
+    fn community_conditions(&mut self) {
+        let conds = self.prof.conds.clone();
+        for (c, onset) in conds.into_iter().take(2) {
+            let recorded = self.recent_date(4).max(onset);
+            self.condition(&codes::CHRONIC[c], onset, recorded, true, false, None, None);
+        }
+        if self.age() >= 70 {
+            let d = self.recent_date(2);
+            self.condition(&codes::ACUTE_PROBLEMS[5], d, d, false, false, None, None);
+        }
+    }
+
+    fn community_care_plans(&mut self) {
+        let category = cc(SNOMED, &codes::CARE_PLAN);
+        let n = self.count(1, 3);
+        for k in 0..n {
+            let title = codes::COMMUNITY_PLANS[self.rng.gen_range(0..codes::COMMUNITY_PLANS.len())];
+            let start = self.recent_date(3);
+            let active = k == 0 || self.rng.gen_bool(0.3);
+            let restricted = title.starts_with("Mental health") && self.t.sensitive;
+            let description = if self.t.hostile && k == 0 {
+                format!("{SCRIPT} {IMG} {}", long_text())
+            } else {
+                format!("{title}: goals agreed with the patient and family; review every 6 weeks.")
+            };
+            self.care_plan(
+                category.clone(),
+                title,
+                &description,
+                start,
+                active,
+                restricted,
+            );
+        }
+    }
+
+    fn community_observations(&mut self) {
+        let n = self.count(3, 10);
+        self.series(&codes::WEIGHT, n, 3, codes::WEIGHT.mean);
+        let n = self.count(3, 10);
+        for _ in 0..n {
+            let d = self.recent_date(3);
+            self.blood_pressure(d, self.has(1));
+        }
+        let n = self.count(2, 8);
+        self.series(&codes::SPO2, n, 3, codes::SPO2.mean);
+        let n = self.count(1, 5);
+        self.series(&codes::TEMPERATURE, n, 3, codes::TEMPERATURE.mean);
+    }
+
+    fn community_episodes(&mut self) {
+        let n = self.count(1, 3);
+        for k in 0..n {
+            let team = codes::COMMUNITY_TEAMS[self.rng.gen_range(0..codes::COMMUNITY_TEAMS.len())];
+            let start = self.recent_date(4);
+            self.episode(cc(SNOMED, &codes::REFERRAL), team, start, k == 0);
+        }
+    }
+
+    fn community_flags(&mut self) {
+        if self.age() >= 70 || self.rng.gen_bool(0.3) {
+            let d = self.recent_date(2);
+            self.flag(SNOMED, &codes::FALLS, "clinical", d, None);
+        }
+    }
+
+    // ---- social care ------------------------------------------------------------------------
+
+    fn social_care_plans(&mut self) {
+        let n = self.count(1, 3);
+        for k in 0..n {
+            let title =
+                codes::SOCIAL_CARE_PLANS[self.rng.gen_range(0..codes::SOCIAL_CARE_PLANS.len())];
+            let category = json!({ "coding": [
+                { "system": SNOMED, "code": codes::CARE_PLAN.code, "display": codes::CARE_PLAN.display },
+                { "system": "https://fhir.hertfordshire.gov.uk/CodeSystem/care-plan-type",
+                  "code": title.to_lowercase().replace([' ', '\''], "-"), "display": title },
+            ], "text": title });
+            let start = self.recent_date(3);
+            let description = format!(
+                "{title}: two calls a day for personal care; meals on wheels; key safe at the property."
+            );
+            self.care_plan(category, title, &description, start, k == 0, false);
+        }
+    }
+
+    fn social_contacts(&mut self) {
+        let n = self.rng.gen_range(1..=4) + if self.t.large { 2 } else { 0 };
+        for k in 0..n {
+            let rel = codes::RELATIONSHIPS[self.rng.gen_range(0..codes::RELATIONSHIPS.len())];
+            let female = matches!(rel.code, "DAU" | "WIFE" | "SIS")
+                || (!matches!(rel.code, "SON" | "HUSB" | "BRO") && self.rng.gen_bool(0.5));
+            let given_list = if female {
+                names::GIVEN_FEMALE
+            } else {
+                names::GIVEN_MALE
+            };
+            let given = given_list[self.rng.gen_range(0..given_list.len())].to_owned();
+            let family = if matches!(rel.code, "NBOR" | "FRND") {
+                names::SURNAMES[self.rng.gen_range(0..names::SURNAMES.len())].to_owned()
+            } else {
+                self.p.family.clone()
+            };
+            let given = if self.t.hostile && k == 0 {
+                format!("{given}{IMG}")
+            } else {
+                given
+            };
+            let d = self.recent_date(3);
+            let r = json!({
+                "resourceType": "RelatedPerson",
+                "id": self.next_id(),
+                "meta": self.meta(d, false),
+                "active": true,
+                "patient": self.subject(),
+                "relationship": [cc(codes::ROLE_CODE, &rel)],
+                "name": [{ "family": family, "given": [given] }],
+                "telecom": [{ "system": "phone", "value": format!("07700 900{:03}", self.rng.gen_range(0..1000)), "use": "mobile" }],
+            });
+            self.out.push(r);
+        }
+    }
+
+    fn social_assessments(&mut self) {
+        let category = json!({ "coding": [{
+            "system": "https://fhir.hertfordshire.gov.uk/CodeSystem/document-category",
+            "code": "assessment",
+            "display": "Assessment",
+        }]});
+        let n = self.count(2, 8);
+        for _ in 0..n {
+            let title =
+                codes::SOCIAL_ASSESSMENTS[self.rng.gen_range(0..codes::SOCIAL_ASSESSMENTS.len())];
+            let type_ = json!({ "coding": [{
+                "system": "https://fhir.hertfordshire.gov.uk/CodeSystem/assessment-type",
+                "code": title.to_lowercase().replace([' ', '\''], "-"),
+                "display": title,
+            }], "text": title });
+            let d = self.recent_date(4);
+            let text = format!(
+                "{title}\n\nCompleted {} at home with the person and their daughter present. Eligible needs identified \
+                 under the Care Act 2014: personal care, nutrition, maintaining a habitable home.",
+                day(d)
+            );
+            self.document(
+                type_,
+                category.clone(),
+                title,
+                &text,
+                "text/plain",
+                d,
+                false,
+            );
+        }
+    }
+
+    fn social_episodes(&mut self) {
+        let n = self.rng.gen_range(1..=2);
+        for k in 0..n {
+            let type_ = json!({ "coding": [{
+                "system": "https://fhir.hertfordshire.gov.uk/CodeSystem/case-type",
+                "code": "allocated-case",
+                "display": "Allocated case",
+            }]});
+            let team = format!("Adult Care Services {} locality team", self.p.town);
+            let start = self.recent_date(4);
+            self.episode(type_, &team, start, k == 0);
+        }
+    }
+
+    fn social_flags(&mut self) {
+        let system = "https://fhir.hertfordshire.gov.uk/CodeSystem/alert";
+        let n = self.rng.gen_range(0..=3);
+        let mut picks: Vec<usize> = (0..codes::SOCIAL_FLAGS.len()).collect();
+        picks.shuffle(&mut self.rng);
+        for (k, i) in picks
+            .into_iter()
+            .take(n.max(usize::from(self.t.hostile)))
+            .enumerate()
+        {
+            let d = self.recent_date(3);
+            let text = (self.t.hostile && k == 0).then(|| format!("{RLO} {ZERO_WIDTH}"));
+            let category = if i == 2 { "safety" } else { "admin" };
+            self.flag(system, &codes::SOCIAL_FLAGS[i], category, d, text);
+        }
+    }
+}
