@@ -1,8 +1,8 @@
-//! The gateway's own state: the patient index, (later) governance records, and the audit trail.
+//! The gateway's own state: the patient index, governance records, and the audit trail.
 //!
-//! One trait per concern ([`IndexStore`], [`AuditStore`]), implemented on SQLite (the embedded
-//! default, a WAL file under the data directory) and on PostgreSQL (production), with the same
-//! migrations behaviour on both. Everything above this crate holds an `Arc<dyn Store>`.
+//! One trait per concern ([`IndexStore`], [`AuditStore`], [`GovernanceStore`]), implemented on
+//! SQLite (the embedded default, a WAL file under the data directory) and on PostgreSQL
+//! (production), with the same migrations behaviour on both. Everything above this crate holds an `Arc<dyn Store>`.
 //!
 //! This crate must never store clinical data from sources: only demographics for the index,
 //! links between NHS numbers and source-local ids, governance records and audit records (which
@@ -111,7 +111,7 @@ pub trait GovernanceStore: Send + Sync {
 
 /// Everything the gateway keeps.
 #[async_trait]
-pub trait Store: IndexStore + AuditStore + std::fmt::Debug {
+pub trait Store: IndexStore + AuditStore + GovernanceStore + std::fmt::Debug {
     /// Bring the schema up to date (idempotent).
     async fn migrate(&self) -> Result<()>;
     /// `sqlite` or `postgres`, for logs and `/healthz`.

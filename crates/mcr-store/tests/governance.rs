@@ -5,8 +5,8 @@
 use chrono::{DateTime, TimeZone, Utc};
 use mcr_domain::NhsNumber;
 use mcr_store::{
-    AuditAppend, AuditRow, AuditStore, EmergencyRow, GovernanceChange, GovernanceRecords,
-    GovernanceStore, ObjectionRow, PermissionRow, RelationshipRow, Store, AUDIT_GENESIS_HASH,
+    AuditAppend, AuditRow, EmergencyRow, GovernanceChange, GovernanceRecords, ObjectionRow,
+    PermissionRow, RelationshipRow, Store, AUDIT_GENESIS_HASH,
 };
 use sqlx::{PgPool, SqlitePool};
 use std::collections::hash_map::DefaultHasher;
@@ -152,7 +152,7 @@ fn emergency(p: &NhsNumber, minute: u32) -> EmergencyRow {
 }
 
 /// Every record from seq 1, checked to be contiguous and correctly chained.
-async fn checked_chain<S: AuditStore + ?Sized>(store: &S) -> Vec<AuditRow> {
+async fn checked_chain(store: &dyn Store) -> Vec<AuditRow> {
     let rows = store.audit_rows(0, 10_000).await.expect("audit rows");
     let mut prev = AUDIT_GENESIS_HASH.to_owned();
     for (i, row) in rows.iter().enumerate() {
@@ -164,7 +164,7 @@ async fn checked_chain<S: AuditStore + ?Sized>(store: &S) -> Vec<AuditRow> {
     rows
 }
 
-async fn story<S: Store + GovernanceStore + ?Sized>(store: &S, raw: Raw) {
+async fn story(store: &dyn Store, raw: Raw) {
     let a = nhs("9434765919");
     let b = nhs("9434765870");
     assert_eq!(store.governance(&a).await.expect("read"), GovernanceRecords::default());
@@ -304,17 +304,17 @@ async fn story<S: Store + GovernanceStore + ?Sized>(store: &S, raw: Raw) {
 async fn governance_on_sqlite() {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = mcr_testkit::sqlite_url(dir.path());
-    let store = mcr_store::SqliteStore::open(&url).await.expect("open");
-    store.migrate().await.expect("migrate");
+    let store = mcr_store::connect_and_migrate(&url).await.expect("open");
+    assert_eq!(store.backend(), "sqlite");
     let raw = SqlitePool::connect(&url).await.expect("raw connection");
-    story(&store, Raw::Sqlite(raw)).await;
+    story(&*store, Raw::Sqlite(raw)).await;
 }
 
 #[tokio::test]
 async fn governance_on_postgres() {
     let url = mcr_testkit::postgres_url().await;
-    let store = mcr_store::PostgresStore::open(&url).await.expect("open");
-    store.migrate().await.expect("migrate");
+    let store = mcr_store::connect_and_migrate(&url).await.expect("open");
+    assert_eq!(store.backend(), "postgres");
     let raw = PgPool::connect(&url).await.expect("raw connection");
-    story(&store, Raw::Postgres(raw)).await;
+    story(&*store, Raw::Postgres(raw)).await;
 }
