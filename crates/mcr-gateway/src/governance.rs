@@ -249,3 +249,21 @@ impl Gateway {
         self.commit(GovernanceChange::Objection(row), event).await
     }
 }
+
+impl Gateway {
+    /// A patient's governance records (permissions, relationships, objections, emergency
+    /// accesses), for staff of member organisations. Audited.
+    pub async fn governance_records(
+        &self,
+        ctx: &RequestContext,
+        nhs: &NhsNumber,
+    ) -> Result<mcr_store::GovernanceRecords, GatewayError> {
+        self.may_act(ctx)?;
+        self.must_exist(nhs).await?;
+        let records = self.store.governance(nhs).await.map_err(|_| GatewayError::StoreUnavailable)?;
+        let mut event = self.event(ctx, "read-consents", Some(nhs.as_str()));
+        event.outcome = "permit".into();
+        self.audit(&event).await?;
+        Ok(records)
+    }
+}

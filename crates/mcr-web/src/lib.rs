@@ -32,6 +32,19 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     /// The URL this gateway is reached at, for `fullUrl`s and links.
     pub base_url: String,
+    /// Demo only: users the sign-in page offers with one click (empty in production).
+    pub demo_logins: Arc<Vec<DemoLogin>>,
+    /// Send cookies with `Secure` (true whenever served over TLS).
+    pub secure_cookies: bool,
+}
+
+/// A demo user the sign-in page can sign in as, with a token minted for them at start-up.
+#[derive(Debug, Clone)]
+pub struct DemoLogin {
+    pub user_id: String,
+    /// e.g. "Dr Asha Patel, GP, Bridge Street Surgery".
+    pub label: String,
+    pub token: String,
 }
 
 /// The whole HTTP surface.

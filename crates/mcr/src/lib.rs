@@ -1,1 +1,9 @@
-//! TODO
+//! My Care Record as a program: settings, assembling the gateway, the demo, and the
+//! operator's commands. The binary (`main.rs`) is a thin CLI over this library so that
+//! integration tests can start exactly what `mcr demo` starts.
+
+pub mod app;
+pub mod config;
+pub mod demo;
+pub mod sources_cmd;
+pub mod tokens;

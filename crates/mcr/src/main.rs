@@ -1,1 +1,200 @@
-fn main() {}
+//! `mcr`: the My Care Record command line.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use mcr::config::Settings;
+use mcr::demo::{self, DemoOptions};
+use mcr_domain::{Clock, SystemClock};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Debug, Parser)]
+#[command(name = "mcr", version, about = "My Care Record: a regional shared care record gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the demo: four simulated source systems and the gateway on an embedded store.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+        /// Synthetic patients in the region.
+        #[arg(long, default_value_t = 10_000)]
+        patients: usize,
+        #[arg(long, default_value_t = 2017)]
+        seed: u64,
+        /// How long a view waits for any one source, in milliseconds.
+        #[arg(long, default_value_t = 3_000)]
+        deadline_ms: u64,
+    },
+    /// Run the gateway alone, against the sources named in a TOML config.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run the simulated source systems alone (TOML config: seed, patients, [[source]] id/listen/behaviour).
+    Sources {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// The patient index.
+    Index {
+        #[command(subcommand)]
+        command: IndexCommand,
+    },
+    /// Bring the store's schema up to date.
+    Migrate {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Print a token for a demo user (run `mcr demo` first).
+    DemoToken {
+        user: String,
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+    },
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum IndexCommand {
+    /// Read every source's patients and update the index.
+    Sync {
+        #[arg(long)]
+        config: PathBuf,
+        /// Only patients changed since the last sync.
+        #[arg(long)]
+        incremental: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the whole hash chain; exit 1 if it is broken.
+    Verify {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MCR_LOG").unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn out(s: &str) -> anyhow::Result<()> {
+    let mut o = std::io::stdout().lock();
+    writeln!(o, "{s}")?;
+    o.flush()?;
+    Ok(())
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Demo { listen, data_dir, patients, seed, deadline_ms } => {
+            if !(100..=20_000_000).contains(&patients) {
+                anyhow::bail!("--patients must be between 100 and 20000000");
+            }
+            let opts = DemoOptions { listen, data_dir: data_dir.clone(), seed, patients, deadline_ms, store: None };
+            let d = demo::start(&opts).await?;
+            out(&format!("My Care Record demo is running.\n\n  Viewer and public site: {}/\n  FHIR API:               {}\n", d.info.gateway_url, d.info.fhir_base))?;
+            for s in &d.info.sources {
+                out(&format!("  source {:<11} {}  ({})", s.id, s.url, s.name))?;
+            }
+            out(&format!(
+                "\n  Demo users, patients and URLs: {}\n  A token for the API:  mcr demo-token gp.patel --data-dir {}\n  Sample patient in all four sources: {}\n\nPress Ctrl-C to stop.",
+                demo::info_path(&data_dir).display(),
+                data_dir.display(),
+                d.info.patients.get("all_four_sources").and_then(|v| v.first()).map_or("", String::as_str)
+            ))?;
+            tokio::signal::ctrl_c().await?;
+            d.stop();
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { config } => {
+            let settings = Settings::load(&config)?;
+            let listener = tokio::net::TcpListener::bind(settings.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", settings.listen))?;
+            let running = mcr::app::serve(&settings, listener, Vec::new()).await?;
+            out(&format!("gateway listening on http://{}", running.addr))?;
+            tokio::signal::ctrl_c().await?;
+            running.task.abort();
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sources { config } => {
+            let c = mcr::sources_cmd::SourcesConfig::load(&config)?;
+            let handles = mcr::sources_cmd::start(&c, SystemClock.now().date_naive()).await?;
+            for (h, e) in handles.iter().zip(&c.sources) {
+                out(&format!("source {:<11} {}", e.id, h.base_url()))?;
+            }
+            tokio::signal::ctrl_c().await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Index { command: IndexCommand::Sync { config, incremental } } => {
+            let settings = Settings::load(&config)?;
+            let gateway = mcr::app::gateway(&settings, Arc::new(SystemClock)).await?;
+            let report = gateway.indexer().sync(!incremental).await?;
+            out(&serde_json::to_string_pretty(&report)?)?;
+            let failed = report.sources.iter().any(|s| s.failed.is_some());
+            Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        }
+        Command::Migrate { config } => {
+            let settings = Settings::load(&config)?;
+            let store = mcr_store::connect_and_migrate(&settings.store_url()).await?;
+            out(&format!("{} store is up to date", store.backend()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DemoToken { user, data_dir } => {
+            let info = demo::read_info(&data_dir)?;
+            let key = mcr::tokens::SigningKey::load_or_create(&info.signing_key)?;
+            out(&demo::token_for(&info, &key, &user)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit { command: AuditCommand::Verify { config } } => {
+            let settings = Settings::load(&config)?;
+            let store = mcr_store::connect(&settings.store_url()).await?;
+            match mcr_audit::verify(store.as_ref()).await? {
+                mcr_audit::Verification::Intact { records, head } => {
+                    out(&format!("audit trail intact: {records} records, head {head}"))?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                mcr_audit::Verification::Broken { seq, problem } => {
+                    out(&format!("audit trail BROKEN at record {seq}: {problem}"))?;
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! FHIR shapes of what the gateway returns: our Patient, the merged record as a Bundle with a
+//! Provenance per item and an OperationOutcome naming what is missing, and access decisions
+//! as OperationOutcomes.
+
+use crate::ApiError;
+use axum::http::StatusCode;
+use mcr_domain::{NhsNumber, OdsCode, RecordItem, SourceStatus};
+use mcr_fhir::{operation_outcome, Issue, IssueType};
+use mcr_gateway::{PatientMatch, View};
+use mcr_policy::Decision;
+use serde_json::{json, Value};
+
+/// Our Patient: the index's demographics, with the NHS number as id.
+pub(crate) fn patient_resource(m: &PatientMatch) -> Value {
+    let p = &m.patient;
+    let mut r = json!({
+        "resourceType": "Patient",
+        "id": p.nhs_number.as_str(),
+        "identifier": [{"system": NhsNumber::SYSTEM, "value": p.nhs_number.as_str()}],
+        "name": [{"use": "official", "family": p.family, "given": p.given.split_whitespace().collect::<Vec<_>>()}],
+        "birthDate": p.birth_date.format("%Y-%m-%d").to_string(),
+    });
+    if let Some(g) = &p.gender {
+        r["gender"] = json!(g);
+    }
+    if let Some(pc) = &p.postcode {
+        r["address"] = json!([{"postalCode": pc}]);
+    }
+    if let Some(gp) = &p.gp_practice {
+        r["generalPractitioner"] = json!([{"type": "Organization", "identifier": {"system": OdsCode::SYSTEM, "value": gp}}]);
+    }
+    // Where the patient is held, and how each link was made.
+    r["link"] = json!([]);
+    r["extension"] = m
+        .links
+        .iter()
+        .map(|l| {
+            json!({
+                "url": "https://mycarerecord.example/fhir/StructureDefinition/source-record",
+                "extension": [
+                    {"url": "source", "valueString": l.source.as_str()},
+                    {"url": "localId", "valueString": l.local_id},
+                    {"url": "matchedBy", "valueCode": l.method.as_str()},
+                    {"url": "demographicsDiffer", "valueBoolean": m.differing_sources.iter().any(|s| s == l.source.as_str())}
+                ]
+            })
+        })
+        .collect::<Vec<_>>()
+        .into();
+    r
+}
+
+fn provenance(item: &RecordItem, recorded: &str) -> Value {
+    let target = &item.sources[0].full_url;
+    let agents: Vec<Value> = item
+        .sources
+        .iter()
+        .map(|s| {
+            json!({
+                "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type", "code": "custodian"}]},
+                "who": {"identifier": {"system": OdsCode::SYSTEM, "value": s.org_code.as_str()}, "display": s.org_name}
+            })
+        })
+        .collect();
+    let entities: Vec<Value> = item
+        .sources
+        .iter()
+        .map(|s| json!({"role": "source", "what": {"reference": s.full_url}}))
+        .collect();
+    json!({
+        "resourceType": "Provenance",
+        "target": [{"reference": target}],
+        "recorded": recorded,
+        "agent": agents,
+        "entity": entities,
+    })
+}
+
+/// The merged record as a `searchset` Bundle: each resource once (as its first source sent
+/// it), a Provenance naming every source that holds it, and an OperationOutcome naming every
+/// source that failed and whether anything was withheld.
+pub(crate) fn everything(base_url: &str, view: &View, now: chrono::DateTime<chrono::Utc>) -> Value {
+    let record = &view.record;
+    let recorded = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut entries = Vec::with_capacity(record.item_count() * 2 + 2);
+    if let Some(p) = &record.patient {
+        entries.push(json!({
+            "fullUrl": format!("{base_url}/fhir/Patient/{}", record.nhs_number),
+            "resource": p,
+            "search": {"mode": "match"}
+        }));
+    }
+    for (_, items) in &record.sections {
+        for item in items {
+            entries.push(json!({
+                "fullUrl": item.sources[0].full_url,
+                "resource": item.resource,
+                "search": {"mode": "include"}
+            }));
+            entries.push(json!({
+                "resource": provenance(item, &recorded),
+                "search": {"mode": "include"}
+            }));
+        }
+    }
+    let mut issues = Vec::new();
+    for s in &record.sources {
+        match &s.status {
+            SourceStatus::Failed(reason) => issues.push(
+                Issue::warning(
+                    if reason.code() == "timeout" { IssueType::Timeout } else { IssueType::Incomplete },
+                    &format!("source-{}", reason.code()),
+                    format!("{} ({}) {}: its records are missing from this view.", s.org_name, s.org_code, reason.describe()),
+                )
+                .at(s.source.as_str()),
+            ),
+            SourceStatus::Ok => issues.push(Issue {
+                severity: mcr_fhir::IssueSeverity::Information,
+                code: IssueType::Informational,
+                detail_code: Some("source-ok".into()),
+                text: format!("{} ({}) answered.", s.org_name, s.org_code),
+                expression: Some(s.source.to_string()),
+            }),
+        }
+    }
+    if record.withheld {
+        issues.push(Issue {
+            severity: mcr_fhir::IssueSeverity::Information,
+            code: IssueType::Suppressed,
+            detail_code: Some("items-withheld".into()),
+            text: "Some information has been withheld from this view because it is legally restricted or marked confidential by its source.".into(),
+            expression: None,
+        });
+    }
+    for s in &record.unavailable_sections {
+        issues.push(Issue {
+            severity: mcr_fhir::IssueSeverity::Information,
+            code: IssueType::Suppressed,
+            detail_code: Some("section-not-available-to-role".into()),
+            text: format!("{} is not available to your role.", s.title()),
+            expression: Some(s.as_str().into()),
+        });
+    }
+    entries.push(json!({"resource": operation_outcome(&issues), "search": {"mode": "outcome"}}));
+    json!({
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "timestamp": recorded,
+        "total": record.item_count(),
+        "meta": {"tag": [{"system": "https://mycarerecord.example/fhir/CodeSystem/access-basis", "code": view.basis.code()}]},
+        "entry": entries,
+    })
+}
+
+/// A decision that is not a permit, as the error the API returns.
+pub(crate) fn decision_error(decision: &Decision) -> ApiError {
+    let (code, status, issue_type) = match decision {
+        Decision::Deny(d) => (d.code.as_str(), StatusCode::FORBIDDEN, IssueType::Forbidden),
+        Decision::NeedsPermission { .. } => ("needs-permission", StatusCode::FORBIDDEN, IssueType::Security),
+        Decision::NeedsRelationship { .. } => ("needs-relationship", StatusCode::FORBIDDEN, IssueType::Security),
+        Decision::Permit(_) => ("permit", StatusCode::OK, IssueType::Informational),
+    };
+    ApiError::new(status, issue_type, code, decision.sentence())
+}

@@ -1,0 +1,30 @@
+//! The FHIR R4 API under `/fhir`: CapabilityStatement, Patient search and read, the merged
+//! record as `$everything`, Consent (permission, objection, relationship) records, emergency
+//! access, and the access explanation. Every handler authenticates first ([`Caller`]) and
+//! makes one gateway call.
+
+mod bundle;
+mod consent;
+mod patient;
+
+use crate::AppState;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::Value;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/fhir/metadata", get(patient::metadata))
+        .route("/fhir/Patient", get(patient::search))
+        .route("/fhir/Patient/{id}", get(patient::read))
+        .route("/fhir/Patient/{id}/{operation}", get(patient::operation).post(consent::patient_operation))
+        .route("/fhir/Consent", post(consent::create).get(consent::search))
+        .route("/access/explain", get(consent::explain))
+}
+
+/// A FHIR JSON response.
+pub(crate) fn fhir_json(status: axum::http::StatusCode, body: &Value) -> Response {
+    (status, [(header::CONTENT_TYPE, mcr_fhir::FHIR_JSON)], body.to_string()).into_response()
+}

@@ -1,0 +1,172 @@
+use super::{bundle, fhir_json};
+use crate::auth::Caller;
+use crate::{ApiError, AppState};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use chrono::NaiveDate;
+use mcr_domain::NhsNumber;
+use mcr_gateway::{PatientQuery, ViewOutcome};
+use mcr_store::DemographicQuery;
+use serde_json::json;
+use std::collections::HashMap;
+
+/// What this server really supports.
+pub(crate) async fn metadata(State(state): State<AppState>) -> Response {
+    let body = json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-24",
+        "kind": "instance",
+        "software": {"name": "My Care Record gateway", "version": env!("CARGO_PKG_VERSION")},
+        "implementation": {"description": "Regional shared care record: views records held by source systems; stores no clinical data", "url": format!("{}/fhir", state.base_url)},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json"],
+        "rest": [{
+            "mode": "server",
+            "security": {
+                "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "OAuth"}]}],
+                "description": "Bearer JWT (Ed25519) from the configured issuer; every request is checked against the programme's access rules and audited."
+            },
+            "resource": [
+                {
+                    "type": "Patient",
+                    "interaction": [{"code": "read"}, {"code": "search-type"}],
+                    "searchParam": [
+                        {"name": "identifier", "type": "token", "documentation": "https://fhir.nhs.uk/Id/nhs-number|NNNNNNNNNN"},
+                        {"name": "family", "type": "string"},
+                        {"name": "given", "type": "string"},
+                        {"name": "birthdate", "type": "date", "documentation": "YYYY-MM-DD, exact"},
+                        {"name": "address-postalcode", "type": "string"}
+                    ],
+                    "operation": [
+                        {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
+                        {"name": "emergency-access", "definition": "Break-glass access with a reason code; raises a privacy officer alert"}
+                    ]
+                },
+                {
+                    "type": "Consent",
+                    "interaction": [{"code": "create"}, {"code": "search-type"}],
+                    "searchParam": [{"name": "patient", "type": "reference"}]
+                }
+            ]
+        }]
+    });
+    fhir_json(StatusCode::OK, &body)
+}
+
+pub(crate) fn parse_nhs(s: &str, at: &str) -> Result<NhsNumber, ApiError> {
+    NhsNumber::parse(s).map_err(|e| ApiError::invalid("invalid-nhs-number", format!("Invalid NHS number: {e}.")).at(at))
+}
+
+const SEARCH_PARAMS: [&str; 6] = ["identifier", "family", "given", "birthdate", "address-postalcode", "_count"];
+
+pub(crate) async fn search(
+    State(state): State<AppState>,
+    Caller(ctx): Caller,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    if let Some(unknown) = params.keys().find(|k| !SEARCH_PARAMS.contains(&k.as_str())) {
+        return Err(ApiError::invalid(
+            "unknown-parameter",
+            format!("Unknown search parameter `{}`; supported: {}.", clip(unknown), SEARCH_PARAMS.join(", ")),
+        ));
+    }
+    let query = if let Some(identifier) = params.get("identifier") {
+        let value = match identifier.split_once('|') {
+            Some((system, value)) if system == NhsNumber::SYSTEM => value,
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    "unknown-identifier-system",
+                    format!("Only NHS numbers can be searched: use identifier={}|NNNNNNNNNN.", NhsNumber::SYSTEM),
+                )
+                .at("Patient.identifier"))
+            }
+            None => identifier.as_str(),
+        };
+        PatientQuery::NhsNumber(parse_nhs(value, "Patient.identifier")?)
+    } else {
+        let family = params.get("family").map(|s| s.trim().to_owned()).unwrap_or_default();
+        if family.is_empty() {
+            return Err(ApiError::invalid(
+                "missing-parameter",
+                "Search by identifier (NHS number), or by family name with a given name or birth date.",
+            ));
+        }
+        let birth_date = params
+            .get("birthdate")
+            .map(|d| {
+                let d = d.strip_prefix("eq").unwrap_or(d);
+                NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|_| {
+                    ApiError::invalid("invalid-date", "birthdate must be a date written YYYY-MM-DD.").at("Patient.birthDate")
+                })
+            })
+            .transpose()?;
+        PatientQuery::Demographics(DemographicQuery {
+            family,
+            given: params.get("given").map(|g| g.trim().to_owned()).filter(|g| !g.is_empty()),
+            birth_date,
+            postcode: params.get("address-postalcode").map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()),
+        })
+    };
+    let matches = state.gateway.search(&ctx, &query).await?;
+    let entries: Vec<_> = matches
+        .iter()
+        .map(|m| {
+            json!({
+                "fullUrl": format!("{}/fhir/Patient/{}", state.base_url, m.patient.nhs_number),
+                "resource": bundle::patient_resource(m),
+                "search": {"mode": "match"}
+            })
+        })
+        .collect();
+    let body = json!({
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": entries.len(),
+        "entry": entries,
+    });
+    Ok(fhir_json(StatusCode::OK, &body))
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+/// `Patient/{nhs}`: demographics from the index (no clinical data, no source asked).
+pub(crate) async fn read(
+    State(state): State<AppState>,
+    Caller(ctx): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let nhs = parse_nhs(&id, "Patient.id")?;
+    let matches = state.gateway.search(&ctx, &PatientQuery::NhsNumber(nhs)).await?;
+    let m = matches
+        .first()
+        .ok_or_else(|| ApiError::not_found("No patient with that NHS number is known to My Care Record."))?;
+    Ok(fhir_json(StatusCode::OK, &bundle::patient_resource(m)))
+}
+
+/// `Patient/{nhs}/$everything`.
+pub(crate) async fn operation(
+    State(state): State<AppState>,
+    Caller(ctx): Caller,
+    Path((id, operation)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    if operation != "$everything" {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            mcr_fhir::IssueType::NotSupported,
+            "unknown-operation",
+            "Unknown operation: GET supports $everything.",
+        ));
+    }
+    let nhs = parse_nhs(&id, "Patient.id")?;
+    match state.gateway.view_record(&ctx, &nhs).await? {
+        ViewOutcome::Record(view) => {
+            let now = state.gateway.clock().now();
+            Ok(fhir_json(StatusCode::OK, &bundle::everything(&state.base_url, &view, now)))
+        }
+        ViewOutcome::NotPermitted(decision) => Err(bundle::decision_error(&decision)),
+    }
+}

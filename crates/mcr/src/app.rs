@@ -1,0 +1,107 @@
+//! Assembling the gateway from settings and serving it.
+
+use crate::config::Settings;
+use anyhow::Context;
+use mcr_domain::{Clock, SystemClock};
+use mcr_federation::{Federation, FederationConfig, HttpSource, Source};
+use mcr_gateway::{Gateway, OrgRegistry};
+use mcr_web::{AppState, Authenticator, DemoLogin};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// The federation limits from settings.
+pub fn federation_config(s: &Settings) -> FederationConfig {
+    FederationConfig {
+        deadline: Duration::from_millis(s.federation.deadline_ms),
+        max_bytes_per_source: s.federation.max_source_mib * 1024 * 1024,
+        page_size: s.federation.page_size,
+        ..FederationConfig::default()
+    }
+}
+
+/// The sources, over HTTP, sharing one connection pool.
+pub fn federation(s: &Settings) -> anyhow::Result<Federation> {
+    let limits = federation_config(s);
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(256)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("my-care-record/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("building the HTTP client for sources")?;
+    let sources: Vec<Arc<dyn Source>> = s
+        .sources
+        .iter()
+        .map(|c| Arc::new(HttpSource::new(c.clone(), client.clone(), limits.clone())) as Arc<dyn Source>)
+        .collect();
+    Ok(Federation::new(sources, limits))
+}
+
+/// Organisations: the configured ones, plus every source's organisation.
+pub fn registry(s: &Settings) -> OrgRegistry {
+    let mut orgs = s.organisations.clone();
+    for src in &s.sources {
+        if !orgs.iter().any(|o| o.code == src.organisation.code) {
+            orgs.push(src.organisation.clone());
+        }
+    }
+    OrgRegistry::new(orgs)
+}
+
+/// Open (and migrate) the store and build the gateway.
+pub async fn gateway(s: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Gateway> {
+    if s.store.is_none() {
+        std::fs::create_dir_all(&s.data_dir)
+            .with_context(|| format!("creating the data directory {}", s.data_dir.display()))?;
+    }
+    let store = mcr_store::connect_and_migrate(&s.store_url())
+        .await
+        .context("opening the gateway's store")?;
+    let federation = Arc::new(federation(s)?);
+    Ok(Gateway::new(store, federation, clock, s.policy.clone(), registry(s)).with_sharing(s.sharing.clone()))
+}
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct Running {
+    pub addr: std::net::SocketAddr,
+    pub gateway: Gateway,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Build the gateway and serve it on `listener` until the task is aborted.
+pub async fn serve(
+    s: &Settings,
+    listener: TcpListener,
+    demo_logins: Vec<DemoLogin>,
+) -> anyhow::Result<Running> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let gateway = gateway(s, clock).await?;
+    if s.sync_on_start {
+        let report = gateway.indexer().sync(true).await.context("initial index sync")?;
+        for r in &report.sources {
+            if let Some(f) = &r.failed {
+                tracing::warn!(source = %r.source, reason = %f.describe(), "source not indexed at start-up");
+            }
+        }
+    }
+    let auth = Authenticator::new(s.auth.clone(), registry(s)).map_err(|e| anyhow::anyhow!("auth config: {e}"))?;
+    let addr = listener.local_addr()?;
+    let base_url = s.base_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let state = AppState {
+        gateway: gateway.clone(),
+        auth: Arc::new(auth),
+        base_url,
+        demo_logins: Arc::new(demo_logins),
+        secure_cookies: false,
+    };
+    let router = mcr_web::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "gateway server stopped");
+        }
+    });
+    Ok(Running { addr, gateway, task })
+}

@@ -1,0 +1,130 @@
+//! One settings struct, layered: defaults, then a TOML file, then `MCR_*` environment
+//! variables. Secrets are held in `secrecy` types and never printed.
+
+use anyhow::{bail, Context};
+use mcr_domain::Organisation;
+use mcr_federation::SourceConfig;
+use mcr_policy::{PolicyConfig, SharingAgreement};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address the gateway listens on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The URL users reach the gateway at (default `http://{listen}`).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Where the embedded store and demo keys live.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; default: `sqlite://{data_dir}/mcr.db`.
+    #[serde(default)]
+    pub store: Option<secrecy::SecretString>,
+    #[serde(default)]
+    pub federation: FederationSettings,
+    pub auth: mcr_web::AuthConfig,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// Organisations known to the programme (members and others).
+    #[serde(default)]
+    pub organisations: Vec<Organisation>,
+    pub sources: Vec<SourceConfig>,
+    /// Source organisations' data sharing agreements.
+    #[serde(default)]
+    pub sharing: Vec<SharingAgreement>,
+    /// Re-read every source's patients when the gateway starts.
+    #[serde(default)]
+    pub sync_on_start: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FederationSettings {
+    /// How long a view waits for any one source, in milliseconds.
+    pub deadline_ms: u64,
+    /// The most one source may send for one view, in MiB.
+    pub max_source_mib: u64,
+    pub page_size: u32,
+}
+
+impl Default for FederationSettings {
+    fn default() -> Self {
+        Self { deadline_ms: 3_000, max_source_mib: 8, page_size: 200 }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+
+impl Settings {
+    /// Read a TOML file, then apply `MCR_LISTEN`, `MCR_DATA_DIR`, `MCR_STORE`, `MCR_BASE_URL`.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+        let mut s: Settings = toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+        s.apply_env(|k| std::env::var(k).ok())?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        if let Some(v) = get("MCR_LISTEN") {
+            self.listen = v.parse().with_context(|| format!("MCR_LISTEN `{v}` is not an address like 127.0.0.1:8080"))?;
+        }
+        if let Some(v) = get("MCR_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("MCR_STORE") {
+            self.store = Some(v.into());
+        }
+        if let Some(v) = get("MCR_BASE_URL") {
+            self.base_url = Some(v);
+        }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.sources.is_empty() {
+            bail!("config: at least one [[sources]] entry is needed");
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for s in &self.sources {
+            if !seen.insert(s.id.clone()) {
+                bail!("config: source id `{}` appears twice", s.id);
+            }
+            if !matches!(s.base_url.scheme(), "http" | "https") {
+                bail!("config: source `{}` base_url must be http or https", s.id);
+            }
+        }
+        if self.federation.deadline_ms == 0 || self.federation.deadline_ms > 60_000 {
+            bail!("config: federation.deadline_ms must be between 1 and 60000");
+        }
+        if self.federation.max_source_mib == 0 {
+            bail!("config: federation.max_source_mib must be at least 1");
+        }
+        if !(1..=1000).contains(&self.federation.page_size) {
+            bail!("config: federation.page_size must be between 1 and 1000");
+        }
+        Ok(())
+    }
+
+    pub fn store_url(&self) -> String {
+        use secrecy::ExposeSecret;
+        match &self.store {
+            Some(s) => s.expose_secret().to_owned(),
+            None => format!("sqlite://{}", self.data_dir.join("mcr.db").display()),
+        }
+    }
+
+    pub fn base_url(&self) -> String {
+        self.base_url.clone().unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+}

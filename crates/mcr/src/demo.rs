@@ -1,0 +1,316 @@
+//! `mcr demo`: the four simulated sources and the gateway on an embedded SQLite store, with
+//! demo users and patients for every interesting case, described in `DATA_DIR/demo.json`.
+
+use crate::app::{self, Running};
+use crate::config::{FederationSettings, Settings};
+use crate::tokens::{self, SigningKey};
+use anyhow::Context;
+use mcr_domain::{Clock, NhsNumber, OdsCode, OrgKind, Organisation, Principal, Role, SystemClock};
+use mcr_gateway::{ObjectionRequest, RequestContext};
+use mcr_sources::{Behaviour, SourceHandle};
+use mcr_synth::{Region, SynthConfig};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub seed: u64,
+    pub patients: usize,
+    pub deadline_ms: u64,
+    /// Store URL; default: SQLite under the data directory.
+    pub store: Option<String>,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("data"),
+            seed: 2017,
+            patients: 10_000,
+            deadline_ms: 3_000,
+            store: None,
+        }
+    }
+}
+
+/// One demo user, as listed in `demo.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DemoUser {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    pub org_code: String,
+    pub org_name: String,
+    /// What this user shows.
+    pub shows: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DemoSource {
+    pub id: String,
+    pub name: String,
+    pub url: String,
+}
+
+/// `demo.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DemoInfo {
+    pub gateway_url: String,
+    pub fhir_base: String,
+    pub sources: Vec<DemoSource>,
+    pub users: Vec<DemoUser>,
+    /// Sample NHS numbers by case.
+    pub patients: std::collections::BTreeMap<String, Vec<String>>,
+    pub token_issuer: String,
+    pub token_audience: String,
+    pub signing_key: PathBuf,
+}
+
+/// A running demo: sources and gateway. Dropping it leaves them running; call `stop`.
+#[derive(Debug)]
+pub struct Demo {
+    pub gateway: Running,
+    pub sources: Vec<SourceHandle>,
+    pub info: DemoInfo,
+    pub region: Arc<Region>,
+    pub key: SigningKey,
+}
+
+impl Demo {
+    pub fn source(&self, id: &str) -> Option<&SourceHandle> {
+        self.info.sources.iter().position(|s| s.id == id).and_then(|i| self.sources.get(i))
+    }
+
+    /// A token for a demo user, valid for 12 hours.
+    pub fn token(&self, user_id: &str) -> anyhow::Result<String> {
+        token_for(&self.info, &self.key, user_id)
+    }
+
+    pub fn stop(self) {
+        self.gateway.task.abort();
+        for s in self.sources {
+            s.shutdown();
+        }
+    }
+}
+
+pub fn token_for(info: &DemoInfo, key: &SigningKey, user_id: &str) -> anyhow::Result<String> {
+    let u = info.users.iter().find(|u| u.id == user_id).with_context(|| {
+        format!(
+            "no demo user `{user_id}`; the demo users are: {}",
+            info.users.iter().map(|u| u.id.as_str()).collect::<Vec<_>>().join(", ")
+        )
+    })?;
+    let now = SystemClock.now().timestamp();
+    key.mint(&tokens::claims_for(&u.id, &u.name, u.role.as_str(), &u.org_code, now, 12))
+}
+
+fn org(code: &str, name: &str, kind: OrgKind, member: bool) -> Organisation {
+    Organisation {
+        code: OdsCode::parse(code).expect("demo ODS codes are well-formed constants"),
+        name: name.into(),
+        kind,
+        member,
+        suspended: false,
+    }
+}
+
+fn user(id: &str, name: &str, role: Role, o: &Organisation, shows: &str) -> DemoUser {
+    DemoUser {
+        id: id.into(),
+        name: name.into(),
+        role,
+        org_code: o.code.to_string(),
+        org_name: o.name.clone(),
+        shows: shows.into(),
+    }
+}
+
+fn first(list: &[NhsNumber]) -> anyhow::Result<&NhsNumber> {
+    list.first().context("the synthetic region lacks a sample patient; use more patients")
+}
+
+/// Start the whole demo.
+pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
+    std::fs::create_dir_all(&opts.data_dir)
+        .with_context(|| format!("creating the data directory {}", opts.data_dir.display()))?;
+    let key_path = opts.data_dir.join("demo").join("token-signing-key.p8");
+    let key = SigningKey::load_or_create(&key_path)?;
+    let today = SystemClock.now().date_naive();
+    let region = Arc::new(mcr_synth::generate(&SynthConfig { seed: opts.seed, patients: opts.patients, today }));
+
+    let mut sources = Vec::new();
+    let mut source_configs = Vec::new();
+    for slice in &region.sources {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.context("binding a source port")?;
+        let handle = mcr_sources::serve(slice.clone(), listener, Behaviour::default())
+            .await
+            .with_context(|| format!("starting source {}", slice.id))?;
+        source_configs.push(mcr_federation::SourceConfig {
+            id: slice.id.clone(),
+            organisation: slice.organisation.clone(),
+            base_url: url::Url::parse(&handle.base_url()).context("source URL")?,
+            resource_types: slice.resource_types.iter().map(|t| (*t).to_owned()).collect(),
+        });
+        sources.push(handle);
+    }
+
+    // Organisations beyond the sources: the practices, a hospice with no patients in common,
+    // and a private company that is never a member.
+    let hospice = org("G9H01", "Garden House Hospice Care", OrgKind::Hospice, true);
+    let private = org("PRV01", "Acme Health Analytics Ltd", OrgKind::PrivateCompany, false);
+    let mut organisations = region.gp_practices.clone();
+    organisations.push(hospice.clone());
+    organisations.push(private.clone());
+
+    let all_four = first(&region.samples.all_four)?.clone();
+    let practice_code = region.person(&all_four).context("sample patient")?.gp_practice.clone();
+    let practice = organisations
+        .iter()
+        .find(|o| o.code == practice_code)
+        .cloned()
+        .context("the sample patient's practice")?;
+    let src_org = |id: &str| -> anyhow::Result<Organisation> {
+        Ok(region.source(id).context("source")?.organisation.clone())
+    };
+    let (acute, community, social) = (src_org("acute")?, src_org("community")?, src_org("socialcare")?);
+    let users = vec![
+        user("gp.patel", "Dr Asha Patel", Role::Clinician, &practice, "GP at the sample patients' practice: registration relationship"),
+        user("ae.okafor", "Dr Chidi Okafor", Role::Clinician, &acute, "A&E doctor at the acute trust"),
+        user("nurse.evans", "Megan Evans", Role::Nurse, &community, "Community nurse at the community and mental health trust"),
+        user("sw.khan", "Imran Khan", Role::SocialCarePractitioner, &social, "Social worker: the care-relevant subset only"),
+        user("rec.murphy", "Siobhan Murphy", Role::Admin, &practice, "Receptionist: demographics and care team only"),
+        user("po.wright", "Helen Wright", Role::PrivacyOfficer, &acute, "Privacy officer: audit, no clinical data; can override objections"),
+        user("acme.jones", "Tom Jones", Role::Clinician, &private, "Works for a private company: always denied"),
+        user("hospice.ali", "Dr Sara Ali", Role::Clinician, &hospice, "Clinician at a member organisation with no relationship: must claim one"),
+    ];
+
+    let settings = Settings {
+        listen: opts.listen,
+        base_url: None,
+        data_dir: opts.data_dir.clone(),
+        store: opts.store.clone().map(Into::into),
+        federation: FederationSettings { deadline_ms: opts.deadline_ms, ..FederationSettings::default() },
+        auth: mcr_web::AuthConfig {
+            issuer: tokens::DEMO_ISSUER.into(),
+            audience: tokens::DEMO_AUDIENCE.into(),
+            ed25519_public_keys: vec![key.public_x().to_owned()],
+        },
+        policy: mcr_policy::PolicyConfig::default(),
+        organisations,
+        sources: source_configs,
+        sharing: Vec::new(),
+        sync_on_start: true,
+    };
+    settings.validate()?;
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", opts.listen))?;
+    let addr = listener.local_addr()?;
+
+    let mut info = DemoInfo {
+        gateway_url: format!("http://{addr}"),
+        fhir_base: format!("http://{addr}/fhir"),
+        sources: region
+            .sources
+            .iter()
+            .zip(&sources)
+            .map(|(s, h)| DemoSource { id: s.id.to_string(), name: s.organisation.name.clone(), url: h.base_url() })
+            .collect(),
+        users,
+        patients: Default::default(),
+        token_issuer: tokens::DEMO_ISSUER.into(),
+        token_audience: tokens::DEMO_AUDIENCE.into(),
+        signing_key: key_path.clone(),
+    };
+    let logins = info
+        .users
+        .iter()
+        .map(|u| {
+            Ok(mcr_web::DemoLogin {
+                user_id: u.id.clone(),
+                label: format!("{} — {}, {}", u.name, u.role.label(), u.org_name),
+                token: token_for(&info, &key, &u.id)?,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let gateway = app::serve(&settings, listener, logins).await?;
+
+    // Patients for each case. Governance cases are recorded through the gateway, like any
+    // change, and only once per data directory.
+    let s = &region.samples;
+    let pick = |list: &[NhsNumber], n: usize| list.iter().take(n).map(|x| x.to_string()).collect::<Vec<_>>();
+    let opted_out = s.all_four.get(1).cloned().context("need a second all-four patient")?;
+    let overridden = s.all_four.get(2).cloned().context("need a third all-four patient")?;
+    let officer = info.users.iter().find(|u| u.role == Role::PrivacyOfficer).cloned().context("privacy officer")?;
+    let ctx = RequestContext {
+        principal: Principal {
+            user_id: officer.id.clone(),
+            name: officer.name.clone(),
+            role: officer.role,
+            organisation: acute.clone(),
+        },
+        correlation_id: "demo-setup".into(),
+    };
+    let records = gateway.gateway.store().governance(&opted_out).await?;
+    if records.objections.is_empty() {
+        gateway
+            .gateway
+            .record_objection(&ctx, &ObjectionRequest::Record { nhs_number: opted_out.clone(), on_whose_word: "patient (letter to GP)".into(), note: None })
+            .await
+            .map_err(|e| anyhow::anyhow!("recording the demo opt-out: {e}"))?;
+    }
+    let records = gateway.gateway.store().governance(&overridden).await?;
+    if records.objections.is_empty() {
+        for req in [
+            ObjectionRequest::Record { nhs_number: overridden.clone(), on_whose_word: "patient (opt-out form)".into(), note: None },
+            ObjectionRequest::Override {
+                nhs_number: overridden.clone(),
+                reason: "safeguarding".into(),
+                note: "Child protection case conference: records needed by the care team.".into(),
+            },
+        ] {
+            gateway.gateway.record_objection(&ctx, &req).await.map_err(|e| anyhow::anyhow!("recording the demo override: {e}"))?;
+        }
+    }
+    info.patients.insert("all_four_sources".into(), vec![all_four.to_string()]);
+    info.patients.insert("needs_permission".into(), pick(&s.all_four[3..], 3));
+    info.patients.insert("gp_only".into(), pick(&s.gp_only, 3));
+    info.patients.insert("matched_by_demographics_only".into(), pick(&s.demographics_only, 3));
+    info.patients.insert("name_differs_between_sources".into(), pick(&s.name_differs, 3));
+    info.patients.insert("duplicated_items".into(), pick(&s.duplicated_items, 3));
+    info.patients.insert("dose_discrepancy".into(), pick(&s.dose_discrepancy, 3));
+    info.patients.insert("sensitive_items".into(), pick(&s.sensitive, 3));
+    info.patients.insert("large_record".into(), pick(&s.large, 3));
+    info.patients.insert("hostile_text".into(), pick(&s.hostile, 3));
+    info.patients.insert("opted_out".into(), vec![opted_out.to_string()]);
+    info.patients.insert("objection_overridden".into(), vec![overridden.to_string()]);
+
+    write_info(&opts.data_dir, &info)?;
+    Ok(Demo { gateway, sources, info, region, key })
+}
+
+pub fn info_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("demo.json")
+}
+
+fn write_info(data_dir: &Path, info: &DemoInfo) -> anyhow::Result<()> {
+    let path = info_path(data_dir);
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(info)?).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+pub fn read_info(data_dir: &Path) -> anyhow::Result<DemoInfo> {
+    let path = info_path(data_dir);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}: has `mcr demo --data-dir {}` been run?", path.display(), data_dir.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a demo description", path.display()))
+}

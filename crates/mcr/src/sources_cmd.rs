@@ -1,0 +1,73 @@
+//! `mcr sources --config FILE`: the simulated source systems alone, each on its own port.
+
+use anyhow::Context;
+use mcr_sources::{Behaviour, SourceHandle};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::Path;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourcesConfig {
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    #[serde(default = "default_patients")]
+    pub patients: usize,
+    /// The region's "today" (default: the real today).
+    #[serde(default)]
+    pub today: Option<chrono::NaiveDate>,
+    #[serde(rename = "source")]
+    pub sources: Vec<SourceEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceEntry {
+    /// `gp`, `acute`, `community` or `socialcare`.
+    pub id: String,
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub behaviour: Behaviour,
+}
+
+fn default_seed() -> u64 {
+    2017
+}
+
+fn default_patients() -> usize {
+    10_000
+}
+
+impl SourcesConfig {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let c: SourcesConfig = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        if c.sources.is_empty() {
+            anyhow::bail!("{}: no [[source]] entries", path.display());
+        }
+        if c.patients == 0 || c.patients > 2_000_000 {
+            anyhow::bail!("{}: patients must be between 1 and 2000000", path.display());
+        }
+        Ok(c)
+    }
+}
+
+/// Generate the region and start the configured sources.
+pub async fn start(c: &SourcesConfig, today: chrono::NaiveDate) -> anyhow::Result<Vec<SourceHandle>> {
+    let region = mcr_synth::generate(&mcr_synth::SynthConfig {
+        seed: c.seed,
+        patients: c.patients,
+        today: c.today.unwrap_or(today),
+    });
+    let mut handles = Vec::new();
+    for entry in &c.sources {
+        let slice = region.source(&entry.id).with_context(|| {
+            format!("unknown source `{}`: the simulated sources are gp, acute, community, socialcare", entry.id)
+        })?;
+        let listener = tokio::net::TcpListener::bind(entry.listen)
+            .await
+            .with_context(|| format!("source {}: cannot listen on {}", entry.id, entry.listen))?;
+        handles.push(mcr_sources::serve(slice.clone(), listener, entry.behaviour.clone()).await?);
+    }
+    Ok(handles)
+}
