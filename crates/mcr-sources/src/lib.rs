@@ -1,1 +1,438 @@
-//! TODO crate doc
+//! Simulated FHIR R4 source systems (GP, acute, community and mental health, social care), each
+//! an independent HTTP server on its own listener serving only its own [`SourceSlice`].
+//!
+//! This crate owns the *outside world* the gateway talks to: it answers FHIR reads and searches
+//! the way a real source would, and can be told to misbehave (slow, failing, malformed, huge,
+//! hanging, dropping connections) so tests and benchmarks can prove the gateway copes. It must
+//! never be used as a real data store, and never serves more than its one slice.
+
+mod fhir;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use mcr_domain::SourceId;
+use mcr_synth::SourceSlice;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+pub use fhir::FHIR_JSON;
+
+/// How a source behaves: its latency and, optionally, how it fails.
+///
+/// From TOML: `latency_ms = [20, 80]` and `failure = "none" | { status = 500 } | "malformed" |
+/// { huge = 10485760 } | "hang" | "drop"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Behaviour {
+    /// Uniform random delay, min..=max milliseconds, before answering each FHIR request.
+    pub latency_ms: (u64, u64),
+    pub failure: Failure,
+}
+
+impl Behaviour {
+    /// Answers at once, correctly.
+    pub fn healthy() -> Self {
+        Self::default()
+    }
+
+    pub fn with_latency(min_ms: u64, max_ms: u64) -> Self {
+        Self {
+            latency_ms: (min_ms, max_ms),
+            failure: Failure::None,
+        }
+    }
+
+    pub fn failing(failure: Failure) -> Self {
+        Self {
+            latency_ms: (0, 0),
+            failure,
+        }
+    }
+}
+
+/// How a source fails, if it does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Failure {
+    #[default]
+    None,
+    /// Answer every FHIR request with this HTTP status and an OperationOutcome.
+    Status(u16),
+    /// 200 with a body that is not JSON.
+    Malformed,
+    /// 200 with a body of this many bytes.
+    Huge(usize),
+    /// Accept the request and never answer (until the server shuts down).
+    Hang,
+    /// Close the connection without answering.
+    Drop,
+}
+
+struct Shared {
+    slice: Arc<SourceSlice>,
+    behaviour: RwLock<Behaviour>,
+    served: AtomicU64,
+    addr: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Shared {
+    fn behaviour(&self) -> Behaviour {
+        self.behaviour
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_behaviour(&self, b: Behaviour) {
+        *self
+            .behaviour
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = b;
+    }
+}
+
+/// A running source server. Dropping the handle shuts the server down.
+pub struct SourceHandle {
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    server: Option<JoinHandle<()>>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for SourceHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceHandle")
+            .field("source", &self.shared.slice.id)
+            .field("addr", &self.shared.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SourceHandle {
+    pub fn addr(&self) -> SocketAddr {
+        self.shared.addr
+    }
+
+    /// `http://127.0.0.1:port`, no trailing slash.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.shared.addr)
+    }
+
+    pub fn source_id(&self) -> &SourceId {
+        &self.shared.slice.id
+    }
+
+    pub fn slice(&self) -> &Arc<SourceSlice> {
+        &self.shared.slice
+    }
+
+    pub fn behaviour(&self) -> Behaviour {
+        self.shared.behaviour()
+    }
+
+    /// Takes effect for the next request. (`Failure::Drop` closes new connections at once and
+    /// aborts the answer on connections already open.)
+    pub fn set_behaviour(&self, behaviour: Behaviour) {
+        self.shared.set_behaviour(behaviour);
+    }
+
+    /// FHIR requests received so far (control endpoints excluded), including those that were
+    /// answered with a failure.
+    pub fn requests_served(&self) -> u64 {
+        self.shared.served.load(Ordering::Relaxed)
+    }
+
+    /// Stop accepting, release hanging requests, and wait for the server to finish.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(a) = self.acceptor.take() {
+            let _ = a.await;
+        }
+        if let Some(s) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), s).await;
+        }
+    }
+}
+
+impl Drop for SourceHandle {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// Start serving `slice` on `listener`. Returns once the server is accepting.
+pub async fn serve(
+    slice: Arc<SourceSlice>,
+    listener: TcpListener,
+    behaviour: Behaviour,
+) -> std::io::Result<SourceHandle> {
+    let addr = listener.local_addr()?;
+    let (stop, shutdown) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        slice,
+        behaviour: RwLock::new(behaviour),
+        served: AtomicU64::new(0),
+        addr,
+        shutdown: shutdown.clone(),
+    });
+    let (conn_tx, conn_rx) = mpsc::channel::<(TcpStream, SocketAddr)>(256);
+    let acceptor = tokio::spawn(accept_loop(
+        listener,
+        Arc::clone(&shared),
+        conn_tx,
+        shutdown.clone(),
+    ));
+    let app = router(Arc::clone(&shared));
+    let mut on_stop = shutdown;
+    let server = tokio::spawn(async move {
+        let result = axum::serve(ChannelListener { rx: conn_rx, addr }, app)
+            .with_graceful_shutdown(async move {
+                let _ = on_stop.wait_for(|stopped| *stopped).await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "source server stopped with an error");
+        }
+    });
+    tracing::debug!(source = %shared.slice.id, %addr, "source listening");
+    Ok(SourceHandle {
+        shared,
+        stop,
+        server: Some(server),
+        acceptor: Some(acceptor),
+    })
+}
+
+/// Accepts connections; hands them to axum, or drops them when told to.
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    conn_tx: mpsc::Sender<(TcpStream, SocketAddr)>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    if shared.behaviour().failure == Failure::Drop {
+                        tokio::spawn(drop_after_request(stream, Arc::clone(&shared)));
+                    } else if conn_tx.send((stream, peer)).await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            () = async { let _ = shutdown.wait_for(|stopped| *stopped).await; } => break,
+        }
+    }
+}
+
+/// Read the request (so it counts as received), then close without a word.
+async fn drop_after_request(mut stream: TcpStream, shared: Arc<Shared>) {
+    let mut buf = vec![0u8; 16 * 1024];
+    if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+        if n > 0 && !buf[..n].windows(10).any(|w| w == b"/_control/") {
+            shared.served.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    drop(stream);
+}
+
+struct ChannelListener {
+    rx: mpsc::Receiver<(TcpStream, SocketAddr)>,
+    addr: SocketAddr,
+}
+
+impl axum::serve::Listener for ChannelListener {
+    type Io = TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.rx.recv().await {
+            Some(conn) => conn,
+            // The acceptor has stopped: wait for graceful shutdown to end the serve loop.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.addr)
+    }
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/_control/behaviour", get(get_behaviour).put(put_behaviour))
+        .route("/_control/stats", get(stats))
+        .route("/metadata", get(metadata))
+        .route("/{resource_type}", get(search))
+        .route("/{resource_type}/{id}", get(read))
+        .fallback(fallback)
+        .with_state(shared)
+}
+
+type Params = Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>;
+
+/// Count the request, wait the latency, and answer with the failure if there is one.
+async fn gate(shared: &Shared) -> Option<Response> {
+    shared.served.fetch_add(1, Ordering::Relaxed);
+    let b = shared.behaviour();
+    let (lo, hi) = (
+        b.latency_ms.0.min(b.latency_ms.1),
+        b.latency_ms.0.max(b.latency_ms.1),
+    );
+    if hi > 0 {
+        let ms = rand::thread_rng().gen_range(lo..=hi);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    match b.failure {
+        Failure::None => None,
+        Failure::Status(code) => {
+            let status = StatusCode::from_u16(code)
+                .ok()
+                .filter(|s| !s.is_informational())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            Some(fhir::outcome(
+                status,
+                "transient",
+                "the source system is not able to answer",
+            ))
+        }
+        Failure::Malformed => Some(fhir::raw(
+            StatusCode::OK,
+            Body::from(
+                "{\"resourceType\": \"Bundle\", \"entry\": [ <html><body>Proxy error</body></html>",
+            ),
+        )),
+        Failure::Huge(n) => Some(fhir::raw(StatusCode::OK, Body::from(huge_body(n)))),
+        Failure::Hang => {
+            let mut stop = shared.shutdown.clone();
+            let _ = stop.wait_for(|stopped| *stopped).await;
+            Some(fhir::outcome(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "transient",
+                "shutting down",
+            ))
+        }
+        Failure::Drop => {
+            // On a connection that was already open: send the head, then abort the body, which
+            // makes the server close the connection mid-answer.
+            let stream = futures::stream::once(async {
+                Err::<bytes::Bytes, std::io::Error>(std::io::Error::other("dropped"))
+            });
+            Some(fhir::raw(StatusCode::OK, Body::from_stream(stream)))
+        }
+    }
+}
+
+/// A syntactically valid Bundle of exactly `n` bytes (or `n` spaces when too short for one).
+fn huge_body(n: usize) -> Vec<u8> {
+    let head = b"{\"resourceType\":\"Bundle\",\"type\":\"searchset\",\"total\":0,\"padding\":\"";
+    let tail = b"\"}";
+    if n < head.len() + tail.len() {
+        return vec![b' '; n];
+    }
+    let mut v = Vec::with_capacity(n);
+    v.extend_from_slice(head);
+    v.resize(n - tail.len(), b'x');
+    v.extend_from_slice(tail);
+    v
+}
+
+async fn metadata(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Some(r) = gate(&s).await {
+        return r;
+    }
+    let base = fhir::base_url(s.addr, &headers);
+    fhir::json(StatusCode::OK, &fhir::capability_statement(&s.slice, &base))
+}
+
+async fn search(
+    State(s): State<Arc<Shared>>,
+    Path(resource_type): Path<String>,
+    headers: HeaderMap,
+    params: Params,
+) -> Response {
+    if let Some(r) = gate(&s).await {
+        return r;
+    }
+    let Ok(Query(params)) = params else {
+        return fhir::outcome(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "the query string could not be read",
+        );
+    };
+    let base = fhir::base_url(s.addr, &headers);
+    fhir::search(&s.slice, &base, &resource_type, &params)
+}
+
+async fn read(
+    State(s): State<Arc<Shared>>,
+    Path((resource_type, id)): Path<(String, String)>,
+) -> Response {
+    if let Some(r) = gate(&s).await {
+        return r;
+    }
+    fhir::read(&s.slice, &resource_type, &id)
+}
+
+async fn fallback(State(s): State<Arc<Shared>>) -> Response {
+    if let Some(r) = gate(&s).await {
+        return r;
+    }
+    fhir::outcome(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "no such endpoint on this server",
+    )
+}
+
+async fn get_behaviour(State(s): State<Arc<Shared>>) -> Json<Behaviour> {
+    Json(s.behaviour())
+}
+
+async fn put_behaviour(
+    State(s): State<Arc<Shared>>,
+    body: Result<Json<Behaviour>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    match body {
+        Ok(Json(b)) => {
+            tracing::info!(source = %s.slice.id, behaviour = ?b, "behaviour changed");
+            s.set_behaviour(b.clone());
+            Json(b).into_response()
+        }
+        Err(_) => fhir::outcome(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "body is not a Behaviour",
+        ),
+    }
+}
+
+async fn stats(State(s): State<Arc<Shared>>) -> Response {
+    Json(serde_json::json!({
+        "source": s.slice.id.as_str(),
+        "organisation": s.slice.organisation.code.as_str(),
+        "patients": s.slice.patients().len(),
+        "requests_served": s.served.load(Ordering::Relaxed),
+        "behaviour": s.behaviour(),
+    }))
+    .into_response()
+}

@@ -319,6 +319,11 @@ impl SourceSlice {
             .and_then(|p| self.core.people.get(p.person))
     }
 
+    /// The region's "today" (for dating a CapabilityStatement and the like).
+    pub fn today(&self) -> NaiveDate {
+        self.core.today
+    }
+
     pub fn holds_type(&self, resource_type: &str) -> bool {
         self.resource_types.contains(&resource_type)
     }
