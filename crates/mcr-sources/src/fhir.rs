@@ -161,9 +161,17 @@ pub(crate) fn search(
         Ok(p) => p,
         Err(e) => return invalid(e),
     };
-    let matches: Vec<Value> = if resource_type == "Patient" {
+    // Only the page asked for is cloned: an index sync walks every patient.
+    let (total, page): (usize, Vec<Value>) = if resource_type == "Patient" {
         match patient_matches(slice, params) {
-            Ok(m) => m.into_iter().map(|p| p.resource.clone()).collect(),
+            Ok(m) => (
+                m.len(),
+                m.into_iter()
+                    .skip(offset)
+                    .take(count)
+                    .map(|p| p.resource.clone())
+                    .collect(),
+            ),
             Err(e) => return invalid(e),
         }
     } else {
@@ -187,11 +195,15 @@ pub(crate) fn search(
         let Some(patient) = patient else {
             return invalid(bad("this server requires a patient (or subject) parameter"));
         };
-        slice.resources(patient, resource_type)
+        let all = slice.resources(patient, resource_type);
+        (
+            all.len(),
+            all.into_iter().skip(offset).take(count).collect(),
+        )
     };
     json(
         StatusCode::OK,
-        &bundle(base, resource_type, params, matches, count, offset),
+        &bundle(base, resource_type, params, total, page, count, offset),
     )
 }
 
@@ -373,15 +385,13 @@ fn bundle(
     base: &str,
     resource_type: &str,
     params: &Params,
-    all: Vec<Value>,
+    total: usize,
+    page: Vec<Value>,
     count: usize,
     offset: usize,
 ) -> Value {
-    let total = all.len();
-    let entries: Vec<Value> = all
+    let entries: Vec<Value> = page
         .into_iter()
-        .skip(offset)
-        .take(count)
         .map(|r| {
             let full = format!(
                 "{base}/{}/{}",
