@@ -1,0 +1,152 @@
+//! Start what `mcr demo` starts (four sources and the gateway over real HTTP on port 0) in a
+//! fresh data directory, and talk to it as a client would.
+
+#![allow(dead_code, reason = "each test binary uses a different part of this helper")]
+
+use mcr::demo::{self, Demo, DemoOptions};
+use serde_json::Value;
+use std::time::Duration;
+
+pub const PATIENTS: usize = 2_000;
+
+pub struct TestDemo {
+    pub demo: Demo,
+    pub http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn start() -> TestDemo {
+    start_with(None, 1_500).await
+}
+
+pub async fn start_with(store: Option<String>, deadline_ms: u64) -> TestDemo {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let opts = DemoOptions {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        data_dir: dir.path().to_path_buf(),
+        seed: 2017,
+        patients: PATIENTS,
+        deadline_ms,
+        store,
+    };
+    let demo = demo::start(&opts).await.expect("demo starts");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    TestDemo { demo, http, _dir: dir }
+}
+
+impl TestDemo {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.demo.info.gateway_url, path)
+    }
+
+    pub fn token(&self, user: &str) -> String {
+        self.demo.token(user).expect("token")
+    }
+
+    pub fn patient(&self, case: &str, i: usize) -> String {
+        self.demo.info.patients[case][i].clone()
+    }
+
+    pub async fn get(&self, user: &str, path: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(self.token(user))
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub async fn get_text(&self, user: &str, path: &str) -> (u16, String) {
+        let resp = self.http.get(self.url(path)).bearer_auth(self.token(user)).send().await.expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.expect("body"))
+    }
+
+    pub async fn post(&self, user: &str, path: &str, body: &Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(self.token(user))
+            .header("content-type", "application/fhir+json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Record "the patient gave permission" for `user`'s organisation.
+    pub async fn give_permission(&self, user: &str, nhs: &str) {
+        let (status, body) = self.post(user, "/fhir/Consent", &permission(nhs, "permit", "patient")).await;
+        assert_eq!(status, 201, "permission recorded: {body}");
+    }
+
+    pub async fn everything(&self, user: &str, nhs: &str) -> (u16, Value) {
+        self.get(user, &format!("/fhir/Patient/{nhs}/$everything")).await
+    }
+}
+
+pub fn permission(nhs: &str, provision: &str, given_by: &str) -> Value {
+    serde_json::json!({
+        "resourceType": "Consent",
+        "status": "active",
+        "category": [{"coding": [{"system": "https://mycarerecord.example/fhir/CodeSystem/consent-category", "code": "permission-to-view"}]}],
+        "patient": {"reference": format!("Patient/{nhs}")},
+        "provision": {"type": provision},
+        "extension": [{"url": "https://mycarerecord.example/fhir/StructureDefinition/given-by", "valueCode": given_by}]
+    })
+}
+
+/// The OperationOutcome entry of a `$everything` Bundle.
+pub fn outcome(bundle: &Value) -> &Value {
+    bundle["entry"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| &e["resource"])
+        .find(|r| r["resourceType"] == "OperationOutcome")
+        .expect("an OperationOutcome entry")
+}
+
+/// Detail codes of an OperationOutcome's issues, with their expression.
+pub fn issue_codes(oo: &Value) -> Vec<(String, String)> {
+    oo["issue"]
+        .as_array()
+        .expect("issues")
+        .iter()
+        .map(|i| {
+            (
+                i["details"]["coding"][0]["code"].as_str().unwrap_or("").to_owned(),
+                i["expression"][0].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+pub fn resources<'a>(bundle: &'a Value, ty: &str) -> Vec<&'a Value> {
+    bundle["entry"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| &e["resource"])
+        .filter(|r| r["resourceType"] == ty)
+        .collect()
+}
+
+/// ODS codes named as agents across all Provenances.
+pub fn provenance_orgs(bundle: &Value) -> std::collections::BTreeSet<String> {
+    resources(bundle, "Provenance")
+        .iter()
+        .flat_map(|p| p["agent"].as_array().expect("agents").iter())
+        .map(|a| a["who"]["identifier"]["value"].as_str().expect("ods").to_owned())
+        .collect()
+}

@@ -1,0 +1,248 @@
+//! The foundation's "done means": a record view fans out to four sources over HTTP and comes
+//! back merged and attributed; failing and slow sources are reported, not fatal.
+
+mod common;
+
+use common::*;
+use mcr_sources::{Behaviour, Failure};
+use std::time::{Duration, Instant};
+
+const AE: &str = "ae.okafor";
+
+#[tokio::test]
+async fn everything_for_a_four_source_patient_has_items_from_all_four_with_provenance() {
+    let t = start().await;
+    let nhs = t.patient("all_four_sources", 0);
+    t.give_permission(AE, &nhs).await;
+    let (status, bundle) = t.everything(AE, &nhs).await;
+    assert_eq!(status, 200, "{bundle}");
+    assert_eq!(bundle["resourceType"], "Bundle");
+
+    // Every source organisation is named by at least one Provenance.
+    let orgs = provenance_orgs(&bundle);
+    for s in &t.demo.region.sources {
+        assert!(orgs.contains(s.organisation.code.as_str()), "no item from {} in {orgs:?}", s.id);
+    }
+    // One Provenance per item, each pointing at an item in the bundle.
+    let provenances = resources(&bundle, "Provenance");
+    let items = bundle["total"].as_u64().unwrap() as usize;
+    assert_eq!(provenances.len(), items);
+    let full_urls: std::collections::HashSet<&str> = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["fullUrl"].as_str())
+        .collect();
+    for p in &provenances {
+        let target = p["target"][0]["reference"].as_str().unwrap();
+        assert!(full_urls.contains(target), "Provenance target {target} is not in the bundle");
+    }
+    // Every source answered.
+    let codes = issue_codes(outcome(&bundle));
+    assert_eq!(codes.iter().filter(|(c, _)| c == "source-ok").count(), 4, "{codes:?}");
+}
+
+#[tokio::test]
+async fn duplicated_items_are_merged_with_both_sources() {
+    let t = start().await;
+    let nhs = t.patient("duplicated_items", 0);
+    t.give_permission(AE, &nhs).await;
+    let (status, bundle) = t.everything(AE, &nhs).await;
+    assert_eq!(status, 200, "{bundle}");
+    let merged: Vec<_> = resources(&bundle, "Provenance")
+        .into_iter()
+        .filter(|p| p["agent"].as_array().unwrap().len() >= 2)
+        .collect();
+    assert!(!merged.is_empty(), "a duplicated medication or problem should carry two sources");
+    for p in merged {
+        let entities = p["entity"].as_array().unwrap();
+        assert!(entities.len() >= 2);
+        let hosts: std::collections::BTreeSet<_> =
+            entities.iter().map(|e| e["what"]["reference"].as_str().unwrap().split('/').nth(2).unwrap().to_owned()).collect();
+        assert!(hosts.len() >= 2, "the merged item's copies come from different servers: {hosts:?}");
+    }
+    // The same medication is not listed twice.
+    let meds = resources(&bundle, "MedicationStatement");
+    let mut codes: Vec<(String, String)> = meds
+        .iter()
+        .map(|m| (m["medicationCodeableConcept"]["coding"][0]["code"].as_str().unwrap_or("").to_owned(), m["status"].as_str().unwrap_or("").to_owned()))
+        .collect();
+    let before = codes.len();
+    codes.sort();
+    codes.dedup();
+    assert_eq!(before, codes.len(), "a medication appears twice");
+}
+
+#[tokio::test]
+async fn a_source_that_is_down_is_named_and_the_rest_are_shown() {
+    let t = start().await;
+    let nhs = t.patient("all_four_sources", 0);
+    t.give_permission(AE, &nhs).await;
+    t.demo.source("community").unwrap().set_behaviour(Behaviour { failure: Failure::Drop, ..Behaviour::default() });
+    let started = Instant::now();
+    let (status, bundle) = t.everything(AE, &nhs).await;
+    let took = started.elapsed();
+    assert_eq!(status, 200, "{bundle}");
+    assert!(took < Duration::from_millis(1_500 + 1_000), "took {took:?}");
+    let codes = issue_codes(outcome(&bundle));
+    assert!(codes.iter().any(|(c, e)| c.starts_with("source-") && c != "source-ok" && e == "community"), "{codes:?}");
+    assert_eq!(codes.iter().filter(|(c, _)| c == "source-ok").count(), 3);
+    let orgs = provenance_orgs(&bundle);
+    assert!(!orgs.contains("RY4"), "nothing from the down source");
+    assert!(orgs.contains("RWH"));
+}
+
+#[tokio::test]
+async fn a_source_slower_than_the_deadline_is_cut_off_at_the_deadline() {
+    let t = start().await;
+    let nhs = t.patient("all_four_sources", 0);
+    t.give_permission(AE, &nhs).await;
+    t.demo
+        .source("socialcare")
+        .unwrap()
+        .set_behaviour(Behaviour { latency_ms: (10_000, 10_000), ..Behaviour::default() });
+    let started = Instant::now();
+    let (status, bundle) = t.everything(AE, &nhs).await;
+    let took = started.elapsed();
+    assert_eq!(status, 200, "{bundle}");
+    assert!(took >= Duration::from_millis(1_400), "waited for the deadline: {took:?}");
+    assert!(took < Duration::from_millis(1_500 + 1_000), "but not for the slow source: {took:?}");
+    let codes = issue_codes(outcome(&bundle));
+    assert!(codes.contains(&("source-timeout".to_owned(), "socialcare".to_owned())), "{codes:?}");
+    assert_eq!(codes.iter().filter(|(c, _)| c == "source-ok").count(), 3);
+}
+
+#[tokio::test]
+async fn garbage_errors_and_huge_bodies_from_sources_are_reported_not_fatal() {
+    let t = start().await;
+    let nhs = t.patient("all_four_sources", 0);
+    t.give_permission(AE, &nhs).await;
+    let cases = [
+        ("gp", Failure::Malformed, "source-malformed"),
+        ("community", Failure::Status(500), "source-http-status"),
+        ("socialcare", Failure::Huge(10 * 1024 * 1024), "source-too-large"),
+    ];
+    for (id, failure, _) in &cases {
+        t.demo.source(id).unwrap().set_behaviour(Behaviour { failure: failure.clone(), ..Behaviour::default() });
+    }
+    let (status, bundle) = t.everything(AE, &nhs).await;
+    assert_eq!(status, 200, "{bundle}");
+    let codes = issue_codes(outcome(&bundle));
+    for (id, _, code) in &cases {
+        assert!(codes.contains(&((*code).to_owned(), (*id).to_owned())), "{id}: {codes:?}");
+    }
+    assert!(provenance_orgs(&bundle).contains("RWH"), "the healthy source is still shown");
+}
+
+#[tokio::test]
+async fn a_gp_record_without_nhs_number_is_found_by_demographics_and_marked() {
+    let t = start().await;
+    let nhs = t.patient("matched_by_demographics_only", 0);
+    let (status, patient) = t.get(AE, &format!("/fhir/Patient/{nhs}")).await;
+    assert_eq!(status, 200, "{patient}");
+    let links = patient["extension"].as_array().unwrap();
+    let gp = links
+        .iter()
+        .find(|l| l["extension"].as_array().unwrap().iter().any(|e| e["url"] == "source" && e["valueString"] == "gp"))
+        .expect("the GP record is linked");
+    let matched_by = gp["extension"].as_array().unwrap().iter().find(|e| e["url"] == "matchedBy").unwrap();
+    assert_eq!(matched_by["valueCode"], "demographics");
+
+    // And the GP's items are in the record.
+    t.give_permission(AE, &nhs).await;
+    let (status, bundle) = t.everything(AE, &nhs).await;
+    assert_eq!(status, 200);
+    assert!(provenance_orgs(&bundle).contains("E82000"), "GP items present");
+}
+
+#[tokio::test]
+async fn bad_requests_get_operation_outcomes() {
+    let t = start().await;
+    let cases: Vec<(&str, u16, &str)> = vec![
+        ("/fhir/Patient/9434765918/$everything", 400, "invalid-nhs-number"),
+        ("/fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|12345", 400, "invalid-nhs-number"),
+        ("/fhir/Patient?identifier=urn:other|9434765919", 400, "unknown-identifier-system"),
+        ("/fhir/Patient?family=Smith&birthdate=1970-13-45", 400, "invalid-date"),
+        ("/fhir/Patient?colour=blue", 400, "unknown-parameter"),
+        ("/fhir/Patient/9434765919", 404, "not-found"),
+        ("/fhir/Patient/9434765919/$everything", 404, "not-found"),
+        ("/fhir/Patient/9434765919/$nonsense", 404, "unknown-operation"),
+    ];
+    for (path, want, code) in cases {
+        let (status, body) = t.get(AE, path).await;
+        assert_eq!(status, want, "{path}: {body}");
+        assert_eq!(body["resourceType"], "OperationOutcome", "{path}");
+        assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], code, "{path}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn no_request_is_served_without_a_verified_identity() {
+    let t = start().await;
+    let nhs = t.patient("all_four_sources", 0);
+    let path = format!("/fhir/Patient/{nhs}/$everything");
+    let no_token = t.http.get(t.url(&path)).send().await.unwrap();
+    assert_eq!(no_token.status(), 401);
+    let body: serde_json::Value = no_token.json().await.unwrap();
+    assert_eq!(body["resourceType"], "OperationOutcome");
+
+    let mut tampered = t.token(AE);
+    tampered.pop();
+    tampered.push('A');
+    for bad in ["not-a-jwt", "a.b.c", tampered.as_str()] {
+        let resp = t.http.get(t.url(&path)).bearer_auth(bad).send().await.unwrap();
+        assert_eq!(resp.status(), 401, "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn oversized_and_malformed_bodies_are_refused() {
+    let t = start().await;
+    let big = "x".repeat(200 * 1024);
+    let resp = t
+        .http
+        .post(t.url("/fhir/Consent"))
+        .bearer_auth(t.token(AE))
+        .header("content-type", "application/fhir+json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    let (status, body) = t.post(AE, "/fhir/Consent", &serde_json::json!("just a string")).await;
+    assert_eq!(status, 400, "{body}");
+    let resp = t
+        .http
+        .post(t.url("/fhir/Consent"))
+        .bearer_auth(t.token(AE))
+        .header("content-type", "application/fhir+json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+}
+
+#[tokio::test]
+async fn search_by_name_and_birth_date_finds_the_patient() {
+    let t = start().await;
+    let nhs = t.patient("all_four_sources", 0);
+    let (_, p) = t.get(AE, &format!("/fhir/Patient/{nhs}")).await;
+    let family = p["name"][0]["family"].as_str().unwrap().to_owned();
+    let dob = p["birthDate"].as_str().unwrap().to_owned();
+    let (status, bundle) = t.get(AE, &format!("/fhir/Patient?family={family}&birthdate={dob}")).await;
+    assert_eq!(status, 200, "{bundle}");
+    let ids: Vec<&str> = bundle["entry"].as_array().unwrap().iter().map(|e| e["resource"]["id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&nhs.as_str()), "{ids:?}");
+}
+
+#[tokio::test]
+async fn metadata_tells_the_truth() {
+    let t = start().await;
+    let (status, cs) = t.get(AE, "/fhir/metadata").await;
+    assert_eq!(status, 200);
+    assert_eq!(cs["resourceType"], "CapabilityStatement");
+    assert_eq!(cs["fhirVersion"], "4.0.1");
+    let types: Vec<&str> = cs["rest"][0]["resource"].as_array().unwrap().iter().map(|r| r["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["Patient", "Consent"]);
+}
