@@ -92,10 +92,10 @@ impl Demo {
         token_for(&self.info, &self.key, user_id)
     }
 
-    pub fn stop(self) {
+    pub async fn stop(self) {
         self.gateway.task.abort();
         for s in self.sources {
-            s.shutdown();
+            s.shutdown().await;
         }
     }
 }

@@ -139,7 +139,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 d.info.patients.get("all_four_sources").and_then(|v| v.first()).map_or("", String::as_str)
             ))?;
             tokio::signal::ctrl_c().await?;
-            d.stop();
+            d.stop().await;
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve { config } => {
