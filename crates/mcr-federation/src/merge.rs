@@ -102,13 +102,13 @@ pub fn merge(input: &MergeInput<'_>, fetches: &[SourceFetch]) -> MergedRecord {
                 recorded: summary.recorded.clone(),
             };
             let key = merge_key(section, &summary, code.as_ref());
-            if let Some(i) = key.as_ref().and_then(|k| by_key.get(k)) {
-                let existing = &mut items[*i];
-                if existing.sources.iter().any(|s| s.source == source.source) {
-                    // The same source twice (e.g. a repeated entry): not a second opinion.
-                    existing.sources.push(source);
-                    continue;
-                }
+            let existing = key
+                .as_ref()
+                .and_then(|k| by_key.get(k))
+                .map(|i| &mut items[*i])
+                // The same source twice is two entries at that source, not a second opinion.
+                .filter(|e| !e.sources.iter().any(|s| s.source == source.source));
+            if let Some(existing) = existing {
                 if existing.detail != summary.detail {
                     let note = format!(
                         "Sources differ: {} says “{}”; {} says “{}”",
@@ -126,7 +126,7 @@ pub fn merge(input: &MergeInput<'_>, fetches: &[SourceFetch]) -> MergedRecord {
                 continue;
             }
             if let Some(k) = key {
-                by_key.insert(k, items.len());
+                by_key.entry(k).or_insert(items.len());
             }
             items.push(RecordItem {
                 section,
@@ -261,6 +261,14 @@ mod tests {
         let m = &r.items(Section::Medications)[0];
         let note = m.discrepancy.as_deref().unwrap();
         assert!(note.contains("one daily") && note.contains("two daily"), "{note}");
+    }
+
+    #[test]
+    fn the_same_drug_twice_from_one_source_stays_two_entries() {
+        let r = run(&DataClass::ALL, &[fetch("gp", "GPA", vec![med("m1", "111", "a"), med("m2", "111", "a")])]);
+        let meds = r.items(Section::Medications);
+        assert_eq!(meds.len(), 2);
+        assert!(meds.iter().all(|m| m.sources.len() == 1));
     }
 
     #[test]

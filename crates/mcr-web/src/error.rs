@@ -50,6 +50,20 @@ impl ApiError {
     }
 }
 
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(e: axum::extract::rejection::JsonRejection) -> Self {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                IssueType::TooCostly,
+                "body-too-large",
+                format!("The request body is larger than the {} KiB allowed.", crate::MAX_BODY / 1024),
+            );
+        }
+        ApiError::invalid("invalid-json", format!("The body is not a FHIR JSON resource: {}", e.body_text()))
+    }
+}
+
 impl From<GatewayError> for ApiError {
     fn from(e: GatewayError) -> Self {
         let text = e.to_string();

@@ -70,7 +70,7 @@ pub(crate) async fn create(
     Caller(ctx): Caller,
     body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(r) = body.map_err(|e| ApiError::invalid("invalid-json", format!("The body is not a FHIR JSON resource: {}", e.body_text())))?;
+    let Json(r) = body?;
     if mcr_fhir::resource_type(&r) != Some("Consent") {
         return Err(ApiError::invalid("wrong-resource-type", "The body must be a Consent resource."));
     }
@@ -218,7 +218,7 @@ pub(crate) async fn patient_operation(
         return Err(ApiError::new(StatusCode::NOT_FOUND, mcr_fhir::IssueType::NotSupported, "unknown-operation", "Unknown operation: POST supports $emergency-access."));
     }
     let nhs = parse_nhs(&id, "Patient.id")?;
-    let Json(body) = body.map_err(|e| ApiError::invalid("invalid-json", format!("The body is not a FHIR Parameters resource: {}", e.body_text())))?;
+    let Json(body) = body?;
     if mcr_fhir::resource_type(&body) != Some("Parameters") {
         return Err(ApiError::invalid("wrong-resource-type", "The body must be a Parameters resource."));
     }
