@@ -1,0 +1,161 @@
+//! Server-rendered pages: the clinician viewer under `/app`, sign-in, and the public site.
+//!
+//! Every page is an askama template (compile-time checked, escaped by default) in the NHS
+//! design system, works without JavaScript, and carries no inline script or style (the CSP
+//! forbids both). Each handler makes one call into the gateway and turns what comes back into
+//! a view model here; templates only lay out what the view model says. Text from sources is
+//! untrusted: it is only ever escaped, never marked safe (the one exception, the trend chart,
+//! is SVG built here with every text escaped).
+
+mod access;
+mod assets;
+mod chart;
+mod forms;
+mod public;
+mod record;
+mod search;
+mod session;
+mod text;
+
+use crate::{ApiError, AppState};
+use askama::Template;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use mcr_gateway::GatewayError;
+
+pub(crate) use session::PageUser;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(public::home))
+        .route("/how-it-works", get(public::how_it_works))
+        .route("/questions", get(public::questions))
+        .route("/privacy", get(public::privacy))
+        .route("/signin", get(session::signin_page).post(session::signin))
+        .route("/signout", post(session::signout))
+        .route("/app", get(search::search))
+        .route("/app/patient/{nhs}", get(record::patient))
+        .route("/app/patient/{nhs}/access", get(access::explain))
+        .route("/app/patient/{nhs}/permission", get(access::permission_options).post(access::permission))
+        .route("/app/patient/{nhs}/emergency", get(access::emergency_form).post(access::emergency))
+        .route("/app/patient/{nhs}/relationship", get(access::claim_form).post(access::claim))
+        .route("/favicon.ico", get(assets::favicon))
+        .route("/assets/{*path}", get(assets::asset))
+        .fallback(not_found)
+}
+
+/// What the shared layout (`base.html`) needs on every page.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Layout {
+    /// The signed-in member of staff, shown in the header with a sign-out button.
+    pub user: Option<UserBar>,
+    /// Which part of the site the page belongs to, for the header links.
+    pub staff: bool,
+    /// Appended to our own asset URLs so a new build is never served a stale copy.
+    pub asset_version: &'static str,
+}
+
+impl Layout {
+    pub fn public() -> Self {
+        Self { user: None, staff: false, asset_version: assets::version() }
+    }
+
+    pub fn staff(user: &PageUser) -> Self {
+        let p = &user.0.principal;
+        Self {
+            user: Some(UserBar {
+                name: p.name.clone(),
+                role: p.role.label().to_owned(),
+                organisation: p.organisation.name.clone(),
+            }),
+            staff: true,
+            asset_version: assets::version(),
+        }
+    }
+
+    /// A staff page with nobody signed in (the sign-in page itself).
+    pub fn staff_anonymous() -> Self {
+        Self { user: None, staff: true, asset_version: assets::version() }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct UserBar {
+    pub name: String,
+    pub role: String,
+    pub organisation: String,
+}
+
+/// Render a template, or a bare 500 if the template itself fails (it cannot leak anything).
+pub(crate) fn render<T: Template>(status: StatusCode, page: &T) -> Response {
+    match page.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "template failed to render");
+            (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong showing this page.").into_response()
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub(crate) struct ErrorPage {
+    pub layout: Layout,
+    pub heading: String,
+    pub message: String,
+    pub status: u16,
+}
+
+/// An HTML error page with the status and words of the error, never its internals.
+pub(crate) fn error_page(layout: Layout, status: StatusCode, message: &str) -> Response {
+    let heading = match status {
+        StatusCode::NOT_FOUND => "Page or patient not found",
+        StatusCode::FORBIDDEN => "You cannot do this",
+        StatusCode::BAD_REQUEST => "There is a problem with the request",
+        StatusCode::SERVICE_UNAVAILABLE => "Sorry, the service is unavailable",
+        _ => "Sorry, there is a problem with the service",
+    };
+    let page = ErrorPage { layout, heading: heading.into(), message: message.to_owned(), status: status.as_u16() };
+    let mut resp = render(status, &page);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        resp.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("5"));
+    }
+    resp
+}
+
+/// A gateway error as an HTML page.
+pub(crate) fn gateway_error(layout: Layout, e: GatewayError) -> Response {
+    let api = ApiError::from(e);
+    error_page(layout, api.status, &sentence_case(api.text()))
+}
+
+/// Gateway messages are written to follow a colon; a page shows them as a sentence.
+pub(crate) fn sentence_case(s: &str) -> String {
+    let mut chars = s.chars();
+    let mut out: String = match chars.next() {
+        Some(c) => c.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    };
+    if !out.ends_with(['.', '!', '?']) && !out.is_empty() {
+        out.push('.');
+    }
+    out
+}
+
+async fn not_found() -> Response {
+    error_page(Layout::public(), StatusCode::NOT_FOUND, "If you typed the web address, check it is correct.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentence_case_capitalises_and_ends() {
+        assert_eq!(sentence_case("no patient with that NHS number"), "No patient with that NHS number.");
+        assert_eq!(sentence_case("Done."), "Done.");
+        assert_eq!(sentence_case(""), "");
+    }
+}
