@@ -220,3 +220,22 @@ async fn explain_lists_every_rule() {
     assert!(rules.contains(&"relationship"), "{rules:?}");
     assert!(body["steps"].as_array().unwrap().iter().all(|s| s["sentence"].as_str().is_some_and(|x| !x.is_empty())));
 }
+
+#[tokio::test]
+async fn when_governance_records_cannot_be_read_the_answer_is_no() {
+    let t = start().await;
+    let nhs = t.patient("all_four_sources", 0);
+    t.give_permission("ae.okafor", &nhs).await;
+    let (status, _) = t.everything("ae.okafor", &nhs).await;
+    assert_eq!(status, 200);
+    // Break the store underneath the gateway: the permission table disappears.
+    let db = t.demo.info.signing_key.parent().unwrap().parent().unwrap().join("mcr.db");
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+    sqlx::query("DROP TABLE permission").execute(&mut conn).await.unwrap();
+    let before: u64 = t.demo.sources.iter().map(mcr_sources::SourceHandle::requests_served).sum();
+    let (status, body) = t.everything("ae.okafor", &nhs).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(deny_code(&body), "decision-unavailable");
+    let after: u64 = t.demo.sources.iter().map(mcr_sources::SourceHandle::requests_served).sum();
+    assert_eq!(before, after, "failing closed asks no source");
+}
