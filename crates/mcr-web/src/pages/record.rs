@@ -419,6 +419,39 @@ mod tests {
     }
 
     #[test]
+    fn banner_names_every_source_and_why_one_failed() {
+        let outcome = |id: &str, status: SourceStatus, withheld: usize| mcr_domain::SourceOutcome {
+            source: SourceId::parse(id).unwrap_or_else(|_| unreachable!()),
+            org_code: OdsCode::parse("A81001").unwrap_or_else(|_| unreachable!()),
+            org_name: format!("Org {id}"),
+            status,
+            items: 3,
+            withheld,
+            elapsed_ms: 10,
+        };
+        let record = MergedRecord {
+            nhs_number: NhsNumber::parse("9434765919").unwrap_or_else(|_| unreachable!()),
+            patient: None,
+            sections: Vec::new(),
+            sources: vec![
+                outcome("gp", SourceStatus::Ok, 0),
+                outcome("acute", SourceStatus::Failed(mcr_domain::FailureReason::Timeout { after_ms: 3000 }), 0),
+                outcome("community", SourceStatus::Ok, 2),
+            ],
+            unavailable_sections: vec![Section::Documents],
+            withheld: true,
+        };
+        let rows = source_rows(&record);
+        assert_eq!(rows.len(), 3);
+        assert_eq!((rows[0].tag_text, rows[0].status.as_str()), ("Up to date", "Answered just now with 3 items."));
+        assert_eq!(rows[1].tag_text, "Unavailable");
+        assert!(rows[1].status.contains("did not answer within 3.0 seconds"), "{}", rows[1].status);
+        assert_eq!(rows[2].tag_text, "Some items withheld");
+        let docs = section(&record, Section::Documents, "documents", "Documents", |_| true);
+        assert!(!docs.available);
+    }
+
+    #[test]
     fn patient_banner_reads_defensively() {
         let b = patient_banner(&json!({"name": [{"family": "Smith", "given": ["Ann", 7]}], "birthDate": "1950-01-02", "gender": "female"}));
         assert_eq!(b.name, "SMITH, Ann");
