@@ -1,0 +1,138 @@
+//! Index sync against sources over real HTTP: the simulated region, and a crafted FHIR server
+//! for the ambiguous case the region never produces.
+
+use axum::routing::get;
+use axum::Json;
+use mcr_domain::{FixedClock, NhsNumber, OdsCode, OrgKind, Organisation, SourceId};
+use mcr_federation::{Federation, FederationConfig, HttpSource, Source, SourceConfig};
+use mcr_index::Indexer;
+use mcr_store::LinkMethod;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+fn clock() -> Arc<FixedClock> {
+    Arc::new(FixedClock::new("2026-11-24T09:00:00Z".parse().unwrap()))
+}
+
+fn http_source(id: &str, org: Organisation, base: &str, types: &[&str]) -> Arc<dyn Source> {
+    let cfg = SourceConfig {
+        id: SourceId::parse(id).unwrap(),
+        organisation: org,
+        base_url: base.parse().unwrap(),
+        resource_types: types.iter().map(|t| (*t).to_owned()).collect(),
+    };
+    Arc::new(HttpSource::new(cfg, reqwest::Client::new(), FederationConfig::default()))
+}
+
+#[tokio::test]
+async fn full_then_incremental_sync_of_the_simulated_region() {
+    let region = mcr_synth::generate(&mcr_synth::SynthConfig { patients: 1_000, ..Default::default() });
+    let mut handles = Vec::new();
+    let mut sources = Vec::new();
+    for slice in &region.sources {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let h = mcr_sources::serve(slice.clone(), listener, mcr_sources::Behaviour::default()).await.unwrap();
+        sources.push(http_source(slice.id.as_str(), slice.organisation.clone(), &h.base_url(), &slice.resource_types));
+        handles.push(h);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path())).await.unwrap();
+    let fed = Arc::new(Federation::new(sources, FederationConfig::default()));
+    let indexer = Indexer::new(fed, store.clone(), clock());
+
+    let report = indexer.sync(true).await.unwrap();
+    assert!(report.sources.iter().all(|s| s.failed.is_none()), "{report:?}");
+    let gp = report.sources.iter().find(|s| s.source == "gp").unwrap();
+    assert_eq!(gp.seen, 1_000);
+    assert_eq!(store.patient_count().await.unwrap(), 1_000, "every person is in the index once");
+
+    let four = &region.samples.all_four[0];
+    let links = store.links(four).await.unwrap();
+    assert_eq!(links.len(), 4, "{links:?}");
+
+    let gp_less = &region.samples.demographics_only[0];
+    let links = store.links(gp_less).await.unwrap();
+    let gp_link = links.iter().find(|l| l.source.as_str() == "gp").expect("GP record linked by demographics");
+    assert_eq!(gp_link.method, LinkMethod::Demographics);
+    assert!(links.iter().filter(|l| l.source.as_str() != "gp").all(|l| l.method == LinkMethod::NhsNumber));
+
+    for nhs in &region.samples.no_nhs_number_in_acute {
+        let links = store.links(nhs).await.unwrap();
+        let acute = links.iter().find(|l| l.source.as_str() == "acute").expect("acute record linked");
+        assert_eq!(acute.method, LinkMethod::Demographics);
+    }
+    assert!(store.unmatched(None).await.unwrap().is_empty());
+
+    // Nothing changed since: an incremental sync reads nothing new.
+    let again = indexer.sync(false).await.unwrap();
+    assert!(again.sources.iter().all(|s| s.seen == 0), "{again:?}");
+    assert_eq!(store.patient_count().await.unwrap(), 1_000);
+}
+
+fn patient(id: &str, nhs: Option<&str>, family: &str, given: &str) -> Value {
+    let mut p = json!({
+        "resourceType": "Patient", "id": id,
+        "meta": {"lastUpdated": "2026-11-01T10:00:00Z"},
+        "name": [{"use": "official", "family": family, "given": [given]}],
+        "birthDate": "1950-05-05", "gender": "female",
+        "address": [{"postalCode": "SG1 1AA"}]
+    });
+    if let Some(n) = nhs {
+        p["identifier"] = json!([{"system": NhsNumber::SYSTEM, "value": n}]);
+    }
+    p
+}
+
+async fn serve_patients(patients: Vec<Value>) -> String {
+    let bundle = json!({"resourceType": "Bundle", "type": "searchset", "total": patients.len(),
+        "entry": patients.into_iter().map(|p| json!({"resource": p})).collect::<Vec<_>>()});
+    let app = axum::Router::new().route("/Patient", get(move || {
+        let b = bundle.clone();
+        async move { Json(b) }
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+fn org(code: &str, kind: OrgKind) -> Organisation {
+    Organisation { code: OdsCode::parse(code).unwrap(), name: code.into(), kind, member: true, suspended: false }
+}
+
+#[tokio::test]
+async fn an_ambiguous_demographic_match_is_never_linked() {
+    // Twins with the same surname, initial, birth date and postcode, each with an NHS number at
+    // the GP; the hospital holds one of them without an NHS number.
+    let a = NhsNumber::from_first_nine([9, 9, 9, 0, 0, 0, 0, 0, 1]).unwrap();
+    let b = NhsNumber::from_first_nine([9, 9, 9, 0, 0, 0, 0, 0, 2]).unwrap();
+    let gp = serve_patients(vec![
+        patient("G1", Some(a.as_str()), "Smith", "Ann"),
+        patient("G2", Some(b.as_str()), "Smith", "Alice"),
+        patient("G3", None, "Jones", "Bob"),
+    ])
+    .await;
+    let acute = serve_patients(vec![patient("H1", None, "SMITH", "A.")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path())).await.unwrap();
+    let fed = Arc::new(Federation::new(
+        vec![
+            http_source("gp", org("E82001", OrgKind::GpPractice), &gp, &["Patient"]),
+            http_source("acute", org("RWH", OrgKind::AcuteTrust), &acute, &["Patient"]),
+        ],
+        FederationConfig::default(),
+    ));
+    let report = Indexer::new(fed, store.clone(), clock()).sync(true).await.unwrap();
+    let acute_report = report.sources.iter().find(|s| s.source == "acute").unwrap();
+    assert_eq!(acute_report.ambiguous, 1, "{report:?}");
+    assert_eq!(acute_report.linked_by_demographics, 0);
+    let gp_report = report.sources.iter().find(|s| s.source == "gp").unwrap();
+    assert_eq!(gp_report.unmatched, 1, "Jones has no NHS number and nobody to match: {report:?}");
+
+    let acute_id = SourceId::parse("acute").unwrap();
+    assert!(store.link_for_local(&acute_id, "H1").await.unwrap().is_none(), "not linked to either twin");
+    let unmatched = store.unmatched(Some(&acute_id)).await.unwrap();
+    assert_eq!(unmatched.len(), 1);
+    assert_eq!(unmatched[0].reason, "ambiguous");
+    assert_eq!(unmatched[0].candidates, 2);
+}
