@@ -1,0 +1,136 @@
+//! The clinician viewer and public pages over HTTP: sign in, find, the access step, the
+//! record with its source banner, and untrusted text shown as text.
+
+mod common;
+
+use common::*;
+use mcr_sources::{Behaviour, Failure};
+
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookie: String,
+}
+
+async fn sign_in(t: &TestDemo, user: &str) -> Browser {
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let resp = http.post(t.url("/signin")).form(&[("user_id", user)]).send().await.unwrap();
+    assert_eq!(resp.status(), 303, "sign-in redirects");
+    let cookie = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("mcr_session="))
+        .expect("a session cookie");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    Browser { http, base: t.demo.info.gateway_url.clone(), cookie }
+}
+
+impl Browser {
+    async fn get(&self, path: &str) -> (u16, String) {
+        let resp = self.http.get(format!("{}{path}", self.base)).header("cookie", &self.cookie).send().await.unwrap();
+        let s = resp.status().as_u16();
+        (s, resp.text().await.unwrap())
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        let s = resp.status().as_u16();
+        (s, resp.text().await.unwrap())
+    }
+}
+
+#[tokio::test]
+async fn public_pages_need_no_sign_in_and_staff_pages_do() {
+    let t = start().await;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    for path in ["/", "/how-it-works", "/questions", "/privacy", "/signin"] {
+        let resp = http.get(t.url(path)).send().await.unwrap();
+        let status = resp.status();
+        if status != 200 { panic!("{path}: {status} {:?} {}", resp.headers().clone(), resp.text().await.unwrap()); }
+        let csp = resp.headers()["content-security-policy"].to_str().unwrap().to_owned();
+        assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+        let html = resp.text().await.unwrap();
+        assert!(!html.contains("<script>"), "no inline script on {path}");
+        assert!(!html.contains("style=\""), "no inline style on {path}");
+    }
+    let resp = http.get(t.url("/app")).send().await.unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()["location"], "/signin");
+}
+
+#[tokio::test]
+async fn a_bad_token_is_refused_at_sign_in() {
+    let t = start().await;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let resp = http.post(t.url("/signin")).form(&[("token", "not-a-token")]).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    assert!(resp.headers().get("set-cookie").is_none());
+    assert!(resp.text().await.unwrap().contains("nhsuk-error-summary"));
+}
+
+#[tokio::test]
+async fn find_ask_and_read_a_record_with_every_source_named() {
+    let t = start().await;
+    let b = sign_in(&t, "ae.okafor").await;
+    let nhs = t.patient("all_four_sources", 0);
+
+    let (status, html) = b.get(&format!("/app?nhs={nhs}")).await;
+    assert_eq!(status, 200);
+    assert!(html.contains(&format!("/app/patient/{nhs}")), "the result links to the record");
+
+    let (status, html) = b.get("/app?nhs=123").await;
+    assert_eq!(status, 400, "a form error is the page again with the error summary");
+    assert!(html.contains("nhsuk-error-summary"), "error summary shown");
+    assert!(html.contains("value=\"123\""), "keeps what the user typed");
+
+    // The access step: one click records the patient's permission.
+    let (status, html) = b.get(&format!("/app/patient/{nhs}")).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("given-patient"), "the one-click permission button is offered");
+    let (status, _) = b.post(&format!("/app/patient/{nhs}/permission"), &[("answer", "given-patient")]).await;
+    assert_eq!(status, 303);
+
+    // One source down: named in the banner, the rest shown.
+    t.demo.source("socialcare").unwrap().set_behaviour(Behaviour { failure: Failure::Drop, ..Behaviour::default() });
+    let (status, html) = b.get(&format!("/app/patient/{nhs}")).await;
+    assert_eq!(status, 200);
+    for s in &t.demo.region.sources {
+        assert!(html.contains(&s.organisation.name), "banner names {}", s.organisation.name);
+    }
+    assert!(html.contains("could not be reached") || html.contains("navailable"), "the down source is marked");
+}
+
+#[tokio::test]
+async fn hostile_text_from_sources_is_shown_as_text() {
+    let t = start().await;
+    let b = sign_in(&t, "ae.okafor").await;
+    for i in 0..2 {
+        let nhs = t.patient("hostile_text", i);
+        let (status, _) = b.post(&format!("/app/patient/{nhs}/permission"), &[("answer", "given-patient")]).await;
+        assert_eq!(status, 303);
+        let (status, html) = b.get(&format!("/app/patient/{nhs}")).await;
+        assert_eq!(status, 200);
+        assert!(!html.contains("<script>alert"), "script from a source reached the page");
+        assert!(!html.contains("<img src=x"), "markup from a source reached the page");
+    }
+}
+
+#[tokio::test]
+async fn an_opted_out_patient_gets_the_sentence_and_the_old_ways() {
+    let t = start().await;
+    let b = sign_in(&t, "ae.okafor").await;
+    let nhs = t.patient("opted_out", 0);
+    let (status, html) = b.get(&format!("/app/patient/{nhs}")).await;
+    assert_eq!(status, 403);
+    assert!(html.contains("opted out"), "the sentence is shown");
+}
