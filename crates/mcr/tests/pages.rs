@@ -13,26 +13,26 @@ struct Browser {
 }
 
 async fn sign_in(t: &TestDemo, user: &str) -> Browser {
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let resp = http.post(t.url("/signin")).form(&[("user_id", user)]).send().await.unwrap();
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("test step");
+    let resp = http.post(t.url("/signin")).form(&[("user_id", user)]).send().await.expect("test step");
     assert_eq!(resp.status(), 303, "sign-in redirects");
     let cookie = resp
         .headers()
         .get_all("set-cookie")
         .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
+        .map(|v| v.to_str().expect("test step").to_owned())
         .find(|c| c.starts_with("mcr_session="))
         .expect("a session cookie");
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
-    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let cookie = cookie.split(';').next().expect("test step").to_owned();
     Browser { http, base: t.demo.info.gateway_url.clone(), cookie }
 }
 
 impl Browser {
     async fn get(&self, path: &str) -> (u16, String) {
-        let resp = self.http.get(format!("{}{path}", self.base)).header("cookie", &self.cookie).send().await.unwrap();
+        let resp = self.http.get(format!("{}{path}", self.base)).header("cookie", &self.cookie).send().await.expect("test step");
         let s = resp.status().as_u16();
-        (s, resp.text().await.unwrap())
+        (s, resp.text().await.expect("test step"))
     }
 
     async fn post(&self, path: &str, form: &[(&str, &str)]) -> (u16, String) {
@@ -43,27 +43,27 @@ impl Browser {
             .form(form)
             .send()
             .await
-            .unwrap();
+            .expect("test step");
         let s = resp.status().as_u16();
-        (s, resp.text().await.unwrap())
+        (s, resp.text().await.expect("test step"))
     }
 }
 
 #[tokio::test]
 async fn public_pages_need_no_sign_in_and_staff_pages_do() {
     let t = start().await;
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("test step");
     for path in ["/", "/how-it-works", "/questions", "/privacy", "/signin"] {
-        let resp = http.get(t.url(path)).send().await.unwrap();
+        let resp = http.get(t.url(path)).send().await.expect("test step");
         let status = resp.status();
-        if status != 200 { panic!("{path}: {status} {:?} {}", resp.headers().clone(), resp.text().await.unwrap()); }
-        let csp = resp.headers()["content-security-policy"].to_str().unwrap().to_owned();
+        if status != 200 { panic!("{path}: {status} {:?} {}", resp.headers().clone(), resp.text().await.expect("test step")); }
+        let csp = resp.headers()["content-security-policy"].to_str().expect("test step").to_owned();
         assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
-        let html = resp.text().await.unwrap();
+        let html = resp.text().await.expect("test step");
         assert!(!html.contains("<script>"), "no inline script on {path}");
         assert!(!html.contains("style=\""), "no inline style on {path}");
     }
-    let resp = http.get(t.url("/app")).send().await.unwrap();
+    let resp = http.get(t.url("/app")).send().await.expect("test step");
     assert_eq!(resp.status(), 303);
     assert_eq!(resp.headers()["location"], "/signin");
 }
@@ -71,11 +71,11 @@ async fn public_pages_need_no_sign_in_and_staff_pages_do() {
 #[tokio::test]
 async fn a_bad_token_is_refused_at_sign_in() {
     let t = start().await;
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let resp = http.post(t.url("/signin")).form(&[("token", "not-a-token")]).send().await.unwrap();
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("test step");
+    let resp = http.post(t.url("/signin")).form(&[("token", "not-a-token")]).send().await.expect("test step");
     assert_eq!(resp.status(), 401);
     assert!(resp.headers().get("set-cookie").is_none());
-    assert!(resp.text().await.unwrap().contains("nhsuk-error-summary"));
+    assert!(resp.text().await.expect("test step").contains("nhsuk-error-summary"));
 }
 
 #[tokio::test]
@@ -101,7 +101,7 @@ async fn find_ask_and_read_a_record_with_every_source_named() {
     assert_eq!(status, 303);
 
     // One source down: named in the banner, the rest shown.
-    t.demo.source("socialcare").unwrap().set_behaviour(Behaviour { failure: Failure::Drop, ..Behaviour::default() });
+    t.demo.source("socialcare").expect("test step").set_behaviour(Behaviour { failure: Failure::Drop, ..Behaviour::default() });
     let (status, html) = b.get(&format!("/app/patient/{nhs}")).await;
     assert_eq!(status, 200);
     for s in &t.demo.region.sources {
