@@ -172,6 +172,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Migrate { config } => {
             let settings = Settings::load(&config)?;
+            if settings.store.is_none() {
+                std::fs::create_dir_all(&settings.data_dir)
+                    .with_context(|| format!("creating the data directory {}", settings.data_dir.display()))?;
+            }
             let store = mcr_store::connect_and_migrate(&settings.store_url()).await?;
             out(&format!("{} store is up to date", store.backend()))?;
             Ok(ExitCode::SUCCESS)

@@ -1,0 +1,102 @@
+//! The `mcr` binary as an operator uses it: clear errors and non-zero exits on bad flags and
+//! config; `migrate` and `index sync` against real sources.
+
+use std::process::Command;
+
+fn mcr() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mcr"))
+}
+
+fn run(cmd: &mut Command) -> (i32, String) {
+    let out = cmd.output().expect("mcr runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn bad_flags_and_config_give_a_clear_message_and_a_non_zero_exit() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (code, text) = run(mcr().args(["serve", "--config", "/no/such/file.toml"]));
+    assert_ne!(code, 0);
+    assert!(text.contains("cannot read config file /no/such/file.toml"), "{text}");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "listen = \"not an address\"\n").expect("write");
+    let (code, text) = run(mcr().args(["serve", "--config"]).arg(&bad));
+    assert_ne!(code, 0);
+    assert!(text.contains("line 1"), "says where: {text}");
+
+    std::fs::write(&bad, "[auth]\nissuer = \"x\"\naudience = \"y\"\ned25519_public_keys = []\nsources = []\n").expect("write");
+    let (code, _) = run(mcr().args(["migrate", "--config"]).arg(&bad));
+    assert_ne!(code, 0);
+
+    let (code, text) = run(mcr().args(["demo", "--listen", "nowhere"]));
+    assert_ne!(code, 0);
+    assert!(text.contains("--listen"), "{text}");
+    let (code, text) = run(mcr().args(["demo", "--patients", "3"]));
+    assert_ne!(code, 0);
+    assert!(text.contains("--patients"), "{text}");
+    let (code, text) = run(mcr().args(["demo-token", "nobody", "--data-dir"]).arg(dir.path()));
+    assert_ne!(code, 0);
+    assert!(text.contains("demo.json"), "{text}");
+    let (code, _) = run(mcr().arg("frobnicate"));
+    assert_ne!(code, 0);
+}
+
+#[test]
+fn the_example_configs_parse() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let gateway = mcr::config::Settings::load(&root.join("docs/example-gateway.toml"));
+    assert!(gateway.is_ok(), "{gateway:?}");
+    let sources = mcr::sources_cmd::SourcesConfig::load(&root.join("docs/example-sources.toml"));
+    assert!(sources.is_ok(), "{sources:?}");
+}
+
+#[tokio::test]
+async fn migrate_and_index_sync_against_running_sources() {
+    let region = mcr_synth::generate(&mcr_synth::SynthConfig { patients: 300, ..Default::default() });
+    let mut handles = Vec::new();
+    let mut sources_toml = String::new();
+    for slice in &region.sources {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let h = mcr_sources::serve(slice.clone(), listener, mcr_sources::Behaviour::default()).await.expect("source");
+        let o = &slice.organisation;
+        sources_toml.push_str(&format!(
+            "[[sources]]\nid = \"{}\"\nbase_url = \"{}\"\nresource_types = {:?}\norganisation = {{ code = \"{}\", name = \"{}\", kind = \"{}\", member = true }}\n\n",
+            slice.id, h.base_url(), slice.resource_types, o.code, o.name, o.kind
+        ));
+        handles.push(h);
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{}\"\n[auth]\nissuer = \"i\"\naudience = \"a\"\ned25519_public_keys = [\"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\"]\n\n{sources_toml}",
+            dir.path().join("data").display()
+        ),
+    )
+    .expect("write config");
+    let config_arg = config.clone();
+    let (code, text) = tokio::task::spawn_blocking(move || run(mcr().args(["migrate", "--config"]).arg(&config_arg)))
+        .await
+        .expect("join");
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("sqlite store is up to date"), "{text}");
+    let config_arg = config.clone();
+    let out = tokio::task::spawn_blocking(move || mcr().args(["index", "sync", "--config"]).arg(&config_arg).output())
+        .await
+        .expect("join")
+        .expect("mcr runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON report on stdout");
+    let gp = report["sources"].as_array().expect("sources").iter().find(|s| s["source"] == "gp").expect("gp");
+    assert_eq!(gp["seen"], 300);
+
+    // One source down: the sync says so and exits 1, the others are still indexed.
+    handles.pop().expect("a source").shutdown().await;
+    let (code, text) = tokio::task::spawn_blocking(move || run(mcr().args(["index", "sync", "--incremental", "--config"]).arg(&config)))
+        .await
+        .expect("join");
+    assert_eq!(code, 1, "{text}");
+}
