@@ -257,3 +257,43 @@ async fn metadata_tells_the_truth() {
     let types: Vec<&str> = cs["rest"][0]["resource"].as_array().unwrap().iter().map(|r| r["type"].as_str().unwrap()).collect();
     assert_eq!(types, ["Patient", "Consent"]);
 }
+
+#[tokio::test]
+async fn no_clinical_data_reaches_the_gateways_disk() {
+    let t = start().await;
+    let nhs = t.patient("all_four_sources", 0);
+    t.give_permission(AE, &nhs).await;
+    let (status, bundle) = t.everything(AE, &nhs).await;
+    assert_eq!(status, 200);
+    // Clinical text the view carried: medication, problem and result names.
+    let mut clinical: Vec<String> = Vec::new();
+    for ty in ["MedicationStatement", "Condition", "Observation", "AllergyIntolerance"] {
+        for r in resources(&bundle, ty) {
+            let cc = if ty == "MedicationStatement" { &r["medicationCodeableConcept"] } else { &r["code"] };
+            if let Some(d) = cc["coding"][0]["display"].as_str() {
+                clinical.push(d.to_owned());
+            }
+        }
+    }
+    clinical.sort();
+    clinical.dedup();
+    assert!(clinical.len() >= 5, "the view carried clinical items: {clinical:?}");
+    // Everything the gateway wrote under its data directory (store, WAL, keys, demo.json).
+    let data_dir = t.demo.info.signing_key.parent().unwrap().parent().unwrap().to_path_buf();
+    let mut written = Vec::new();
+    let mut stack = vec![data_dir];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                written.extend(std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    let written = String::from_utf8_lossy(&written);
+    for text in &clinical {
+        assert!(!written.contains(text.as_str()), "clinical text {text:?} was written to disk");
+    }
+}
