@@ -4,11 +4,24 @@
 //! A view's audit record is committed durably *before* any clinical data leaves the gateway;
 //! if it cannot be written the caller must refuse the view. Audit cannot be switched off.
 //! Records carry who, whom, why, the decision and per-source counts, never clinical content.
+//!
+//! The chain head is signed (Ed25519) at intervals and on demand ([`Checkpointer`],
+//! [`checkpoint_head`]); [`verify_with`] checks the chain and every checkpoint.
 
 use chrono::{DateTime, Utc};
 use mcr_store::{AuditAppend, AuditRow, AuditStore, GovernanceChange, GovernanceStore, StoreError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+mod checkpoint;
+mod verify;
+
+pub use checkpoint::{
+    checkpoint_at, checkpoint_head, parse_public_key, CheckpointKey, Checkpointer, KeyError,
+    DEFAULT_CHECKPOINT_EVERY,
+};
+pub use ed25519_dalek::VerifyingKey;
+pub use verify::{verify, verify_with, Verification};
 
 /// The hash a chain starts from.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -112,54 +125,4 @@ pub async fn record_change(
 ) -> Result<AuditRow, AuditError> {
     let append = to_append(event)?;
     Ok(store.record_governance(change, &append, &chain_hash).await?)
-}
-
-/// What verification found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "result", rename_all = "kebab-case")]
-pub enum Verification {
-    Intact { records: u64, head: String },
-    /// The first record at which the chain breaks, and how.
-    Broken { seq: i64, problem: String },
-}
-
-/// Read the whole trail in order and check every link.
-pub async fn verify(store: &dyn AuditStore) -> Result<Verification, AuditError> {
-    let mut prev = GENESIS.to_owned();
-    let mut expected_seq = 1i64;
-    let mut after = 0i64;
-    let mut count = 0u64;
-    loop {
-        let rows = store.audit_rows(after, 5_000).await?;
-        if rows.is_empty() {
-            break;
-        }
-        for row in &rows {
-            if row.seq != expected_seq {
-                let problem = if row.seq > expected_seq {
-                    format!("record {expected_seq} is missing (deleted?): the next record is {}", row.seq)
-                } else {
-                    format!("sequence goes backwards at {}", row.seq)
-                };
-                return Ok(Verification::Broken { seq: expected_seq, problem });
-            }
-            if row.prev_hash != prev {
-                return Ok(Verification::Broken {
-                    seq: row.seq,
-                    problem: "does not follow the record before it (inserted, reordered or the previous one deleted)".into(),
-                });
-            }
-            if chain_hash(row.seq, &row.prev_hash, &row.record) != row.hash {
-                return Ok(Verification::Broken {
-                    seq: row.seq,
-                    problem: "its content does not match its hash (altered)".into(),
-                });
-            }
-            prev.clone_from(&row.hash);
-            expected_seq += 1;
-            after = row.seq;
-            count += 1;
-        }
-    }
-    Ok(Verification::Intact { records: count, head: prev })
 }

@@ -8,6 +8,7 @@
 //! links between NHS numbers and source-local ids, governance records and audit records (which
 //! carry counts and reasons, never clinical content).
 
+mod audit_trail;
 mod common;
 mod governance_postgres;
 mod governance_sqlite;
@@ -15,6 +16,7 @@ mod model;
 mod postgres;
 mod sqlite;
 
+pub use audit_trail::{AuditCheckpoint, AuditQuery, AuditTrailStore, AUDIT_QUERY_MAX};
 pub use model::*;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -111,7 +113,7 @@ pub trait GovernanceStore: Send + Sync {
 
 /// Everything the gateway keeps.
 #[async_trait]
-pub trait Store: IndexStore + AuditStore + GovernanceStore + std::fmt::Debug {
+pub trait Store: IndexStore + AuditStore + AuditTrailStore + GovernanceStore + std::fmt::Debug {
     /// Bring the schema up to date (idempotent).
     async fn migrate(&self) -> Result<()>;
     /// `sqlite` or `postgres`, for logs and `/healthz`.
