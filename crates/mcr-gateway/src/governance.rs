@@ -92,7 +92,10 @@ impl Gateway {
 
     async fn commit(&self, change: GovernanceChange, event: mcr_audit::AuditEvent) -> Result<i64, GatewayError> {
         match mcr_audit::record_change(self.store.as_ref(), &change, &event).await {
-            Ok(row) => Ok(row.seq),
+            Ok(row) => {
+                self.after_append(&row).await;
+                Ok(row.seq)
+            }
             Err(e) => {
                 tracing::error!(error = %e, "governance change not recorded");
                 Err(GatewayError::AuditUnavailable)

@@ -10,11 +10,17 @@
 //!
 //! This crate must never speak HTTP or HTML, persist clinical data, or log patient data.
 
+mod audit;
 mod governance;
 mod inputs;
 mod search;
 mod view;
 
+pub use audit::{
+    reason_words, AccessHistory, AccessLine, Anomaly, AnomalyFlag, AuditConfig, AuditEntry, AuditPage,
+    AuditScope, AuditSearch, Download, DownloadFormat, FollowingView, Review, ReviewFilter, ReviewItem,
+    ReviewOutcome, ReviewQueue,
+};
 pub use governance::{EmergencyRequest, ObjectionRequest, PermissionRequest, RelationshipClaim};
 pub use search::{PatientMatch, PatientQuery};
 pub use view::{View, ViewOutcome};
@@ -86,6 +92,7 @@ pub struct Gateway {
     policy: Arc<PolicyConfig>,
     orgs: Arc<OrgRegistry>,
     sharing: Arc<Vec<SharingAgreement>>,
+    audit_config: Arc<AuditConfig>,
 }
 
 impl Gateway {
@@ -105,6 +112,7 @@ impl Gateway {
             policy: Arc::new(policy),
             orgs: Arc::new(orgs),
             sharing: Arc::new(Vec::new()),
+            audit_config: Arc::new(AuditConfig::default()),
         }
     }
 
@@ -144,10 +152,12 @@ impl Gateway {
 
     /// Write one audit event; any failure becomes [`GatewayError::AuditUnavailable`].
     pub(crate) async fn audit(&self, event: &mcr_audit::AuditEvent) -> Result<mcr_store::AuditRow, GatewayError> {
-        mcr_audit::record(self.store.as_ref(), event).await.map_err(|e| {
+        let row = mcr_audit::record(self.store.as_ref(), event).await.map_err(|e| {
             tracing::error!(error = %e, "audit append failed: refusing");
             GatewayError::AuditUnavailable
-        })
+        })?;
+        self.after_append(&row).await;
+        Ok(row)
     }
 
     /// The skeleton of an audit event for this request.

@@ -60,7 +60,9 @@ pub async fn gateway(s: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Gate
         .await
         .context("opening the gateway's store")?;
     let federation = Arc::new(federation(s)?);
-    Ok(Gateway::new(store, federation, clock, s.policy.clone(), registry(s)).with_sharing(s.sharing.clone()))
+    Ok(Gateway::new(store, federation, clock, s.policy.clone(), registry(s))
+        .with_sharing(s.sharing.clone())
+        .with_audit(s.audit.gateway_config()?))
 }
 
 /// A running gateway.

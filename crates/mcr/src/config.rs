@@ -36,6 +36,9 @@ pub struct Settings {
     /// Source organisations' data sharing agreements.
     #[serde(default)]
     pub sharing: Vec<SharingAgreement>,
+    /// The audit trail: checkpoint signing key and interval, trusted keys, review thresholds.
+    #[serde(default)]
+    pub audit: crate::audit_cmd::AuditSettings,
     /// Re-read every source's patients when the gateway starts.
     #[serde(default)]
     pub sync_on_start: bool,
@@ -110,6 +113,7 @@ impl Settings {
         if self.federation.max_source_mib == 0 {
             bail!("config: federation.max_source_mib must be at least 1");
         }
+        self.audit.validate()?;
         if !(1..=1000).contains(&self.federation.page_size) {
             bail!("config: federation.page_size must be between 1 and 1000");
         }

@@ -142,6 +142,9 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
         .with_context(|| format!("creating the data directory {}", opts.data_dir.display()))?;
     let key_path = opts.data_dir.join("demo").join("token-signing-key.p8");
     let key = SigningKey::load_or_create(&key_path)?;
+    // The audit checkpoint key: an Ed25519 PKCS#8 file like the token key, never the same one.
+    let audit_key_path = opts.data_dir.join("demo").join("audit-signing-key.p8");
+    SigningKey::load_or_create(&audit_key_path)?;
     let today = SystemClock.now().date_naive();
     let region = Arc::new(mcr_synth::generate(&SynthConfig { seed: opts.seed, patients: opts.patients, today }));
 
@@ -206,6 +209,7 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
         organisations,
         sources: source_configs,
         sharing: Vec::new(),
+        audit: crate::audit_cmd::AuditSettings { signing_key: Some(audit_key_path), ..Default::default() },
         sync_on_start: true,
     };
     settings.validate()?;

@@ -3,6 +3,7 @@
 //! integration tests can start exactly what `mcr demo` starts.
 
 pub mod app;
+pub mod audit_cmd;
 pub mod config;
 pub mod demo;
 pub mod sources_cmd;

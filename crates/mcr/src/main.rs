@@ -82,8 +82,13 @@ enum IndexCommand {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Check the whole hash chain; exit 1 if it is broken.
+    /// Check the whole hash chain and every signed checkpoint; exit 1 if it is broken.
     Verify {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Sign the head of the chain now (needs audit.signing_key).
+    Checkpoint {
         #[arg(long)]
         config: PathBuf,
     },
@@ -189,16 +194,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit { command: AuditCommand::Verify { config } } => {
             let settings = Settings::load(&config)?;
             let store = mcr_store::connect(&settings.store_url()).await?;
-            match mcr_audit::verify(store.as_ref()).await? {
-                mcr_audit::Verification::Intact { records, head } => {
-                    out(&format!("audit trail intact: {records} records, head {head}"))?;
-                    Ok(ExitCode::SUCCESS)
-                }
-                mcr_audit::Verification::Broken { seq, problem } => {
-                    out(&format!("audit trail BROKEN at record {seq}: {problem}"))?;
-                    Ok(ExitCode::from(1))
-                }
-            }
+            let (line, intact) = mcr::audit_cmd::verify(store.as_ref(), &settings.audit).await?;
+            out(&line)?;
+            Ok(if intact { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Audit { command: AuditCommand::Checkpoint { config } } => {
+            let settings = Settings::load(&config)?;
+            let store = mcr_store::connect_and_migrate(&settings.store_url()).await?;
+            out(&mcr::audit_cmd::checkpoint(store.as_ref(), &settings.audit, &SystemClock).await?)?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
