@@ -61,6 +61,18 @@ pub struct SourceFetch {
     /// The resources as sent, or why there are none.
     pub outcome: Result<Vec<Value>, FailureReason>,
     pub elapsed_ms: u64,
+    /// The source's own handling time for this view, as it reported it (`Server-Timing`), along
+    /// its slowest concurrent search, in milliseconds; `None` when it did not say or failed.
+    pub source_ms: Option<f64>,
+}
+
+/// What one source answered: the resources, and how long it said it took.
+#[derive(Debug, Clone, Default)]
+pub struct Fetched {
+    pub resources: Vec<Value>,
+    /// Sum of the `Server-Timing: app;dur=` of each page along the slowest of the concurrent
+    /// searches (pages of one search follow each other), in milliseconds.
+    pub source_ms: Option<f64>,
 }
 
 impl SourceFetch {
@@ -72,6 +84,7 @@ impl SourceFetch {
             base_url: String::new(),
             outcome: Err(FailureReason::Unreachable { detail: "no longer configured".into() }),
             elapsed_ms: 0,
+            source_ms: None,
         }
     }
 }
@@ -83,7 +96,7 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     fn config(&self) -> &SourceConfig;
     /// One patient's resources of the given types (all pages). Called only through
     /// [`crate::Federation::fetch_record`], which holds the grant and the deadline.
-    async fn fetch_patient(&self, local_id: &str, types: &[&str]) -> Result<Vec<Value>, FailureReason>;
+    async fn fetch_patient(&self, local_id: &str, types: &[&str]) -> Result<Fetched, FailureReason>;
     /// Every `Patient` resource (or those updated after `since`).
     async fn patient_feed(&self, since: Option<&str>, timeout: Duration) -> Result<Vec<Value>, FailureReason>;
 }
@@ -119,8 +132,9 @@ impl HttpSource {
         want: &str,
         patient: Option<&str>,
         budget: &Budget,
-    ) -> Result<Vec<Value>, FailureReason> {
+    ) -> Result<(Vec<Value>, Option<f64>), FailureReason> {
         let mut out = Vec::new();
+        let mut source_ms: Option<f64> = None;
         let mut next = Some(first);
         let mut pages = 0u32;
         while let Some(url) = next.take() {
@@ -130,7 +144,8 @@ impl HttpSource {
                     detail: format!("more than {} pages", self.limits.max_pages),
                 });
             }
-            let bundle = self.get_json(url, budget).await?;
+            let (bundle, ms) = self.get_json(url, budget).await?;
+            source_ms = add_ms(source_ms, ms);
             if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
                 return Err(FailureReason::Malformed { detail: "a search did not return a Bundle".into() });
             }
@@ -163,7 +178,7 @@ impl HttpSource {
                 next = Some(self.same_origin(link)?);
             }
         }
-        Ok(out)
+        Ok((out, source_ms))
     }
 
     /// A `next` link must point back at the same server: a hostile source must not be able
@@ -180,19 +195,20 @@ impl HttpSource {
         Ok(url)
     }
 
-    async fn read_patient(&self, local_id: &str, budget: &Budget) -> Result<Vec<Value>, FailureReason> {
+    async fn read_patient(&self, local_id: &str, budget: &Budget) -> Result<(Vec<Value>, Option<f64>), FailureReason> {
         let mut url = self.url("Patient", &[])?;
         url.path_segments_mut()
             .map_err(|()| FailureReason::Malformed { detail: "the configured base URL cannot take a path".into() })?
             .push(local_id);
-        let r = self.get_json(url, budget).await?;
+        let (r, ms) = self.get_json(url, budget).await?;
         if mcr_fhir::resource_type(&r) != Some("Patient") || mcr_fhir::resource_id(&r) != Some(local_id) {
             return Err(FailureReason::Malformed { detail: "a Patient read returned something else".into() });
         }
-        Ok(vec![r])
+        Ok((vec![r], ms))
     }
 
-    async fn get_json(&self, url: Url, budget: &Budget) -> Result<Value, FailureReason> {
+    /// The JSON body, and the source's own time for it (`Server-Timing: app;dur=`), if given.
+    async fn get_json(&self, url: Url, budget: &Budget) -> Result<(Value, Option<f64>), FailureReason> {
         let mut resp = self
             .client
             .get(url)
@@ -204,6 +220,11 @@ impl HttpSource {
         if !status.is_success() {
             return Err(FailureReason::HttpStatus { status: status.as_u16() });
         }
+        let source_ms = resp
+            .headers()
+            .get("server-timing")
+            .and_then(|v| v.to_str().ok())
+            .and_then(server_timing_app_ms);
         if let Some(len) = resp.content_length() {
             budget.take(len)?;
             budget.give_back(len);
@@ -213,9 +234,10 @@ impl HttpSource {
             budget.take(chunk.len() as u64)?;
             body.extend_from_slice(&chunk);
         }
-        serde_json::from_slice(&body).map_err(|e| FailureReason::Malformed {
+        let value = serde_json::from_slice(&body).map_err(|e| FailureReason::Malformed {
             detail: format!("not JSON at line {} column {}", e.line(), e.column()),
-        })
+        })?;
+        Ok((value, source_ms))
     }
 }
 
@@ -247,6 +269,28 @@ impl Budget {
     }
 }
 
+/// The `dur` of the `app` metric in a `Server-Timing` header (`app;dur=12.3, db;dur=4`), in
+/// milliseconds. Anything unreadable, negative or absurd is ignored: the header is untrusted.
+pub(crate) fn server_timing_app_ms(header: &str) -> Option<f64> {
+    header.split(',').find_map(|metric| {
+        let mut parts = metric.split(';').map(str::trim);
+        if parts.next() != Some("app") {
+            return None;
+        }
+        parts
+            .filter_map(|p| p.strip_prefix("dur="))
+            .find_map(|d| d.parse::<f64>().ok())
+            .filter(|d| d.is_finite() && (0.0..1.0e7).contains(d))
+    })
+}
+
+fn add_ms(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a + b),
+        (a, b) => a.or(b),
+    }
+}
+
 fn transport_failure(e: &reqwest::Error) -> FailureReason {
     if e.is_timeout() {
         FailureReason::Timeout { after_ms: 0 }
@@ -269,7 +313,7 @@ impl Source for HttpSource {
         &self.config
     }
 
-    async fn fetch_patient(&self, local_id: &str, types: &[&str]) -> Result<Vec<Value>, FailureReason> {
+    async fn fetch_patient(&self, local_id: &str, types: &[&str]) -> Result<Fetched, FailureReason> {
         let budget = Budget::new(self.limits.max_bytes_per_source);
         let count = self.limits.page_size.to_string();
         let searches = types.iter().map(|t| {
@@ -283,9 +327,14 @@ impl Source for HttpSource {
                 self.search_all(url, t, Some(local_id), budget).await
             }
         });
-        let mut all = Vec::new();
+        let mut all = Fetched::default();
         for r in join_all(searches).await {
-            all.extend(r?);
+            let (resources, ms) = r?;
+            all.resources.extend(resources);
+            all.source_ms = match (all.source_ms, ms) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
         }
         Ok(all)
     }
@@ -308,5 +357,21 @@ impl Source for HttpSource {
         tokio::time::timeout(timeout, me.search_all(url, "Patient", None, &budget))
             .await
             .map_err(|_| FailureReason::Timeout { after_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX) })?
+            .map(|(patients, _)| patients)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_timing_app_ms;
+
+    #[test]
+    fn reads_the_app_duration_of_a_server_timing_header() {
+        assert_eq!(server_timing_app_ms("app;dur=12.5"), Some(12.5));
+        assert_eq!(server_timing_app_ms("db;dur=3, app;desc=\"x\";dur=7"), Some(7.0));
+        assert_eq!(server_timing_app_ms("db;dur=3"), None);
+        assert_eq!(server_timing_app_ms("app;dur=-1"), None);
+        assert_eq!(server_timing_app_ms("app;dur=NaN"), None);
+        assert_eq!(server_timing_app_ms("app"), None);
     }
 }

@@ -13,7 +13,7 @@
 mod client;
 mod merge;
 
-pub use client::{FederationConfig, HttpSource, Location, Source, SourceConfig, SourceFetch};
+pub use client::{Fetched, FederationConfig, HttpSource, Location, Source, SourceConfig, SourceFetch};
 pub use merge::{merge, MergeInput};
 
 use futures::future::join_all;
@@ -102,9 +102,10 @@ impl Federation {
                     .collect();
                 let result =
                     tokio::time::timeout(deadline, source.fetch_patient(&loc.local_id, &wanted)).await;
-                let outcome = match result {
-                    Ok(r) => r,
-                    Err(_) => Err(FailureReason::Timeout { after_ms: millis(deadline) }),
+                let (outcome, source_ms) = match result {
+                    Ok(Ok(fetched)) => (Ok(fetched.resources), fetched.source_ms),
+                    Ok(Err(reason)) => (Err(reason), None),
+                    Err(_) => (Err(FailureReason::Timeout { after_ms: millis(deadline) }), None),
                 };
                 SourceFetch {
                     source: source.id().clone(),
@@ -113,6 +114,7 @@ impl Federation {
                     base_url: source.config().base_url.to_string(),
                     outcome,
                     elapsed_ms: millis(started.elapsed()),
+                    source_ms,
                 }
             }
         });

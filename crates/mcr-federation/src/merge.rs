@@ -218,6 +218,7 @@ mod tests {
             base_url: format!("http://{id}.example"),
             outcome: Ok(resources),
             elapsed_ms: 5,
+            source_ms: None,
         }
     }
 

@@ -13,6 +13,7 @@
 mod audit;
 mod governance;
 mod inputs;
+mod metrics;
 mod search;
 mod view;
 
@@ -22,6 +23,7 @@ pub use audit::{
     ReviewOutcome, ReviewQueue,
 };
 pub use governance::{EmergencyRequest, ObjectionRequest, PermissionRequest, RelationshipClaim};
+pub use metrics::{Metrics, SourceTiming};
 pub use search::{PatientMatch, PatientQuery};
 pub use view::{View, ViewOutcome};
 
@@ -92,6 +94,7 @@ pub struct Gateway {
     policy: Arc<PolicyConfig>,
     orgs: Arc<OrgRegistry>,
     sharing: Arc<Vec<SharingAgreement>>,
+    metrics: Arc<Metrics>,
     audit_config: Arc<AuditConfig>,
 }
 
@@ -112,6 +115,7 @@ impl Gateway {
             policy: Arc::new(policy),
             orgs: Arc::new(orgs),
             sharing: Arc::new(Vec::new()),
+            metrics: Arc::new(Metrics::new()),
             audit_config: Arc::new(AuditConfig::default()),
         }
     }
@@ -150,9 +154,14 @@ impl Gateway {
         &self.clock
     }
 
+    /// The gateway's Prometheus series (`GET /metrics`).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// Write one audit event; any failure becomes [`GatewayError::AuditUnavailable`].
     pub(crate) async fn audit(&self, event: &mcr_audit::AuditEvent) -> Result<mcr_store::AuditRow, GatewayError> {
-        let row = mcr_audit::record(self.store.as_ref(), event).await.map_err(|e| {
+        let row = self.timed_append(event).await.map_err(|e| {
             tracing::error!(error = %e, "audit append failed: refusing");
             GatewayError::AuditUnavailable
         })?;

@@ -15,6 +15,8 @@ pub struct View {
     /// Data classes this view was granted.
     pub classes: BTreeSet<DataClass>,
     pub audit_seq: i64,
+    /// How long each source took in this view (for the `Server-Timing` header; no patient data).
+    pub timings: Vec<crate::SourceTiming>,
 }
 
 #[derive(Debug, Clone)]
@@ -35,6 +37,7 @@ impl Gateway {
             Err(_) => return Err(self.fail_closed(ctx, nhs, "explain-access").await),
         };
         let explanation = mcr_policy::explain(&self.request(ctx, nhs, &inputs), &self.policy);
+        self.metrics.decision("explain-access", explanation.decision.code());
         let mut event = self.event(ctx, "explain-access", Some(nhs.as_str()));
         event.outcome = explanation.decision.code().to_owned();
         event.detail = Some(explanation.decision.sentence());
@@ -46,12 +49,14 @@ impl Gateway {
     /// and only then return the record.
     pub async fn view_record(&self, ctx: &RequestContext, nhs: &NhsNumber) -> Result<ViewOutcome, GatewayError> {
         const ACTION: &str = "view-record";
+        let mut timer = crate::metrics::ViewTimer::start(&self.metrics);
         let (patient, links) = self.locate(ctx, nhs, ACTION).await?;
         let inputs = match self.load_inputs(ctx, nhs, &patient, &links).await {
             Ok(i) => i,
             Err(_) => return Err(self.fail_closed(ctx, nhs, ACTION).await),
         };
         let decision = mcr_policy::decide(&self.request(ctx, nhs, &inputs), &self.policy);
+        self.metrics.decision(ACTION, decision.code());
         let grant = match decision {
             Decision::Permit(grant) => grant,
             other => {
@@ -64,6 +69,7 @@ impl Gateway {
                 event.detail = Some(other.sentence());
                 self.audit(&event).await?;
                 tracing::info!(correlation = %ctx.correlation_id, outcome = other.code(), "view not permitted");
+                timer.outcome(other.code());
                 return Ok(ViewOutcome::NotPermitted(other));
             }
         };
@@ -73,6 +79,7 @@ impl Gateway {
             .map(|l| Location { source: l.source.clone(), local_id: l.local_id.clone() })
             .collect();
         let fetches = self.federation.fetch_record(&grant, &locations).await;
+        let timings = self.metrics.sources(&fetches);
 
         let shares: HashMap<_, _> = self
             .federation
@@ -114,6 +121,7 @@ impl Gateway {
             .collect();
         // No audit, no view: the record is returned only once this is committed.
         let row = self.audit(&event).await?;
+        timer.outcome("permit");
         tracing::info!(
             correlation = %ctx.correlation_id,
             sources = record.sources.len(),
@@ -126,6 +134,7 @@ impl Gateway {
             classes: grant.data_classes().clone(),
             record,
             audit_seq: row.seq,
+            timings,
         })))
     }
 

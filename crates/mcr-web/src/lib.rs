@@ -9,6 +9,7 @@
 pub mod auth;
 mod error;
 mod fhir;
+mod ops;
 mod pages;
 
 pub use auth::{Authenticator, AuthConfig, Claims};
@@ -52,6 +53,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .merge(fhir::routes())
+        .merge(ops::routes())
         .merge(pages::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(SetResponseHeaderLayer::overriding(

@@ -153,6 +153,7 @@ pub(crate) async fn operation(
     Caller(ctx): Caller,
     Path((id, operation)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
     if operation != "$everything" {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -165,7 +166,9 @@ pub(crate) async fn operation(
     match state.gateway.view_record(&ctx, &nhs).await? {
         ViewOutcome::Record(view) => {
             let now = state.gateway.clock().now();
-            Ok(fhir_json(StatusCode::OK, &bundle::everything(&state.base_url, &view, now)))
+            let mut response = fhir_json(StatusCode::OK, &bundle::everything(&state.base_url, &view, now));
+            crate::ops::server_timing(&mut response, &view.timings, started);
+            Ok(response)
         }
         ViewOutcome::NotPermitted(decision) => Err(bundle::decision_error(&decision)),
     }

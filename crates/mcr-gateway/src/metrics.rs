@@ -1,0 +1,236 @@
+//! The gateway's own numbers, in the Prometheus text format (`GET /metrics`): how long views
+//! take, how each source answers, what the policy decides, how long audit appends take.
+//!
+//! Labels carry codes only (outcome, source id, failure reason, action): never an NHS number,
+//! a name or anything from a record. The benchmark (`mcr-bench`) reads these same series, so
+//! what it reports and what production shows cannot disagree.
+
+use mcr_domain::FailureReason;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::time::{Duration, Instant};
+
+/// Bucket bounds (seconds) for views and sources: fine below 10 ms where the gateway's own
+/// overhead lives, then up to and past the default 3 s deadline.
+const LATENCY_BUCKETS: [f64; 20] = [
+    0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0,
+    2.0, 3.0, 5.0,
+];
+
+/// Bucket bounds (seconds) for audit appends (a durable commit: fsync on SQLite).
+const AUDIT_BUCKETS: [f64; 14] =
+    [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabel {
+    source: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceFailureLabel {
+    source: String,
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabel {
+    action: &'static str,
+    outcome: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS.iter().copied())
+}
+
+fn audit_histogram() -> Histogram {
+    Histogram::new(AUDIT_BUCKETS.iter().copied())
+}
+
+/// The registry and every series in it. One per gateway; cheap to share (`Arc`).
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    views: Family<OutcomeLabel, Histogram>,
+    source_latency: Family<SourceLabel, Histogram>,
+    source_own_latency: Family<SourceLabel, Histogram>,
+    source_failures: Family<SourceFailureLabel, Counter>,
+    decisions: Family<DecisionLabel, Counter>,
+    audit_appends: Family<OutcomeLabel, Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("mcr");
+        let views = Family::<OutcomeLabel, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register(
+            "view_duration_seconds",
+            "Record views, from the start of view_record to the record ready to send (outcome: permit, needs-permission, needs-relationship, deny, error)",
+            views.clone(),
+        );
+        let source_latency =
+            Family::<SourceLabel, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register(
+            "source_fetch_duration_seconds",
+            "One source's part of one view as the gateway saw it (all its searches and pages; failures and timeouts included)",
+            source_latency.clone(),
+        );
+        let source_own_latency =
+            Family::<SourceLabel, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register(
+            "source_reported_duration_seconds",
+            "One source's part of one view as the source itself reported it (Server-Timing app;dur, slowest search path)",
+            source_own_latency.clone(),
+        );
+        let source_failures = Family::<SourceFailureLabel, Counter>::default();
+        registry.register(
+            "source_failures",
+            "Sources that failed a view, by reason code (timeout, unreachable, http-status, malformed, too-large)",
+            source_failures.clone(),
+        );
+        let decisions = Family::<DecisionLabel, Counter>::default();
+        registry.register("decisions", "Access decisions, by action and outcome", decisions.clone());
+        let audit_appends =
+            Family::<OutcomeLabel, Histogram>::new_with_constructor(audit_histogram as fn() -> Histogram);
+        registry.register(
+            "audit_append_duration_seconds",
+            "Audit trail appends, committed (outcome ok) or refused (outcome error)",
+            audit_appends.clone(),
+        );
+        Self { registry, views, source_latency, source_own_latency, source_failures, decisions, audit_appends }
+    }
+
+    /// The Prometheus text exposition of every series.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    pub(crate) fn view(&self, outcome: &'static str, took: Duration) {
+        self.views.get_or_create(&OutcomeLabel { outcome }).observe(took.as_secs_f64());
+    }
+
+    pub(crate) fn decision(&self, action: &'static str, outcome: &'static str) {
+        self.decisions.get_or_create(&DecisionLabel { action, outcome }).inc();
+    }
+
+    pub(crate) fn source(&self, source: &str, took: Duration, own_ms: Option<f64>, failure: Option<&FailureReason>) {
+        let label = SourceLabel { source: source.to_owned() };
+        self.source_latency.get_or_create(&label).observe(took.as_secs_f64());
+        if let Some(ms) = own_ms {
+            self.source_own_latency.get_or_create(&label).observe(ms / 1000.0);
+        }
+        if let Some(f) = failure {
+            self.source_failures
+                .get_or_create(&SourceFailureLabel { source: label.source, reason: f.code() })
+                .inc();
+        }
+    }
+
+    pub(crate) fn audit_append(&self, ok: bool, took: Duration) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.audit_appends.get_or_create(&OutcomeLabel { outcome }).observe(took.as_secs_f64());
+    }
+}
+
+/// One source's time in one view, as the gateway saw it and as the source said.
+#[derive(Debug, Clone)]
+pub struct SourceTiming {
+    pub source: mcr_domain::SourceId,
+    /// As the gateway saw it (request sent to last page parsed), whole milliseconds.
+    pub elapsed_ms: u64,
+    /// As the source reported it (`Server-Timing: app;dur=`), along its slowest search path.
+    pub source_ms: Option<f64>,
+}
+
+impl Metrics {
+    /// Record every source's part of one view, and return their timings.
+    pub(crate) fn sources(&self, fetches: &[mcr_federation::SourceFetch]) -> Vec<SourceTiming> {
+        fetches
+            .iter()
+            .map(|f| {
+                let took = Duration::from_millis(f.elapsed_ms);
+                self.source(f.source.as_str(), took, f.source_ms, f.outcome.as_ref().err());
+                SourceTiming { source: f.source.clone(), elapsed_ms: f.elapsed_ms, source_ms: f.source_ms }
+            })
+            .collect()
+    }
+}
+
+impl crate::Gateway {
+    /// Append one audit event, timing it.
+    pub(crate) async fn timed_append(
+        &self,
+        event: &mcr_audit::AuditEvent,
+    ) -> Result<mcr_store::AuditRow, mcr_audit::AuditError> {
+        let started = Instant::now();
+        let appended = mcr_audit::record(self.store().as_ref(), event).await;
+        self.metrics().audit_append(appended.is_ok(), started.elapsed());
+        appended
+    }
+}
+
+/// Times one view; records it under "error" unless told the outcome before it is dropped, so
+/// every early return is counted.
+pub(crate) struct ViewTimer<'a> {
+    metrics: &'a Metrics,
+    started: Instant,
+    outcome: &'static str,
+}
+
+impl<'a> ViewTimer<'a> {
+    pub(crate) fn start(metrics: &'a Metrics) -> Self {
+        Self { metrics, started: Instant::now(), outcome: "error" }
+    }
+
+    pub(crate) fn outcome(&mut self, outcome: &'static str) {
+        self.outcome = outcome;
+    }
+}
+
+impl Drop for ViewTimer<'_> {
+    fn drop(&mut self) {
+        self.metrics.view(self.outcome, self.started.elapsed());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposes_every_series_with_codes_only() {
+        let m = Metrics::new();
+        m.view("permit", Duration::from_millis(42));
+        m.decision("view-record", "needs-permission");
+        m.source("gp", Duration::from_millis(30), Some(25.0), None);
+        m.source("acute", Duration::from_millis(3000), None, Some(&FailureReason::Timeout { after_ms: 3000 }));
+        m.audit_append(true, Duration::from_micros(800));
+        let text = m.encode();
+        for series in [
+            "mcr_view_duration_seconds_bucket{le=\"0.05\",outcome=\"permit\"} 1",
+            "mcr_decisions_total{action=\"view-record\",outcome=\"needs-permission\"} 1",
+            "mcr_source_fetch_duration_seconds_count{source=\"gp\"} 1",
+            "mcr_source_reported_duration_seconds_sum{source=\"gp\"} 0.025",
+            "mcr_source_failures_total{source=\"acute\",reason=\"timeout\"} 1",
+            "mcr_audit_append_duration_seconds_count{outcome=\"ok\"} 1",
+        ] {
+            assert!(text.contains(series), "missing {series} in\n{text}");
+        }
+    }
+}
