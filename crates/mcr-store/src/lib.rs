@@ -13,11 +13,13 @@ mod common;
 mod governance_postgres;
 mod governance_sqlite;
 mod model;
+mod opt_out;
 mod postgres;
 mod sqlite;
 
 pub use audit_trail::{AuditCheckpoint, AuditQuery, AuditTrailStore, AUDIT_QUERY_MAX};
 pub use model::*;
+pub use opt_out::{OptOutDecision, OptOutRequestRow, OptOutState, OptOutStore, OPT_OUT_LIST_MAX};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -113,7 +115,7 @@ pub trait GovernanceStore: Send + Sync {
 
 /// Everything the gateway keeps.
 #[async_trait]
-pub trait Store: IndexStore + AuditStore + AuditTrailStore + GovernanceStore + std::fmt::Debug {
+pub trait Store: IndexStore + AuditStore + AuditTrailStore + GovernanceStore + OptOutStore + std::fmt::Debug {
     /// Bring the schema up to date (idempotent).
     async fn migrate(&self) -> Result<()>;
     /// `sqlite` or `postgres`, for logs and `/healthz`.
