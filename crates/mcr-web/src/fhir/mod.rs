@@ -3,6 +3,7 @@
 //! access, and the access explanation. Every handler authenticates first ([`Caller`]) and
 //! makes one gateway call.
 
+mod audit;
 mod bundle;
 mod consent;
 mod patient;
@@ -21,6 +22,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/fhir/Patient/{id}", get(patient::read))
         .route("/fhir/Patient/{id}/{operation}", get(patient::operation).post(consent::patient_operation))
         .route("/fhir/Consent", post(consent::create).get(consent::search))
+        .route("/fhir/AuditEvent", get(audit::search))
         .route("/access/explain", get(consent::explain))
 }
 

@@ -1,0 +1,257 @@
+//! `GET /fhir/AuditEvent`: the audit trail as FHIR R4 AuditEvents in the IHE Basic Audit Log
+//! Patterns (BALP) shape, searchable by `patient`, `agent`, `date` (with `ge`/`gt`/`le`/`lt`/
+//! `eq` prefixes) and `outcome`. Who may see what is decided in the gateway
+//! (`Gateway::search_audit`); the search itself is audited there.
+
+use super::fhir_json;
+use crate::auth::Caller;
+use crate::{ApiError, AppState};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use mcr_domain::{NhsNumber, OdsCode, Role};
+use mcr_gateway::{AuditEntry, AuditSearch};
+use serde_json::{json, Value};
+
+const PARAMS: [&str; 5] = ["patient", "agent", "date", "outcome", "_count"];
+const PURPOSE_SYSTEM: &str = "https://mycarerecord.example/fhir/CodeSystem/purpose-of-use";
+const USER_SYSTEM: &str = "https://mycarerecord.example/Id/user";
+const ACTION_SYSTEM: &str = "https://mycarerecord.example/fhir/CodeSystem/audit-action";
+const ROLE_SYSTEM: &str = "https://mycarerecord.example/fhir/CodeSystem/staff-role";
+
+fn clip(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+/// A `date` value: a day or an instant, with an optional comparison prefix. Returns the
+/// bounds it sets (from, to).
+type Bounds = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+fn date_bounds(raw: &str) -> Result<Bounds, ApiError> {
+    let (prefix, value) = match raw.get(..2) {
+        Some(p @ ("ge" | "gt" | "le" | "lt" | "eq")) => (p, &raw[2..]),
+        _ => ("eq", raw),
+    };
+    let bad = || {
+        ApiError::invalid(
+            "invalid-date",
+            format!(
+                "`date={}` is not a date: use YYYY-MM-DD or an instant like 2026-03-02T09:00:00Z, optionally after ge, gt, le, lt or eq.",
+                clip(raw)
+            ),
+        )
+        .at("date")
+    };
+    let (start, end) = if let Ok(day) = NaiveDate::parse_from_str(value, "%Y-%m-%d") {
+        let start = day.and_time(NaiveTime::MIN).and_utc();
+        (start, start + chrono::Duration::days(1) - chrono::Duration::nanoseconds(1))
+    } else {
+        let t = DateTime::parse_from_rfc3339(value).map_err(|_| bad())?.with_timezone(&Utc);
+        (t, t)
+    };
+    Ok(match prefix {
+        "ge" => (Some(start), None),
+        "gt" => (Some(end + chrono::Duration::nanoseconds(1)), None),
+        "le" => (None, Some(end)),
+        "lt" => (None, Some(start - chrono::Duration::nanoseconds(1))),
+        _ => (Some(start), Some(end)),
+    })
+}
+
+/// BALP outcome codes (0 success, 4 minor failure, 8 serious failure) to our outcomes.
+fn outcomes(raw: &str) -> Result<Vec<String>, ApiError> {
+    let mut out = Vec::new();
+    for code in raw.split(',').map(str::trim) {
+        let ours: &[&str] = match code {
+            "0" => &["permit", "alert", "permission-given", "permission-refused", "active", "withdrawn", "overridden", "appropriate", "referred-for-investigation"],
+            "4" => &["deny", "needs-permission", "needs-relationship", "not-found"],
+            "8" | "12" => &["error"],
+            "permit" | "deny" | "needs-permission" | "needs-relationship" | "not-found" | "error" | "alert" => {
+                out.push(code.to_owned());
+                continue;
+            }
+            _ => {
+                return Err(ApiError::invalid(
+                    "invalid-outcome",
+                    format!("`outcome={}` is not an outcome: use 0, 4 or 8, or permit, deny, needs-permission, needs-relationship, not-found, error, alert.", clip(code)),
+                )
+                .at("outcome"))
+            }
+        };
+        out.extend(ours.iter().map(|s| (*s).to_owned()));
+    }
+    Ok(out)
+}
+
+fn fhir_outcome(ours: &str) -> &'static str {
+    match ours {
+        "deny" | "needs-permission" | "needs-relationship" | "not-found" => "4",
+        "error" => "8",
+        _ => "0",
+    }
+}
+
+/// BALP subtype (a RESTful interaction) and action (C R U D E) for one of our actions.
+fn interaction(action: &str) -> (&'static str, &'static str) {
+    match action {
+        "view-record" | "explain-access" => ("operation", "E"),
+        "read-patient" | "read-consents" | "read-access-history" => ("read", "R"),
+        "search-patient" | "search-audit" | "read-review-queue" => ("search-type", "E"),
+        _ => ("create", "C"),
+    }
+}
+
+pub(crate) fn audit_event(e: &AuditEntry, base_url: &str) -> Value {
+    let ev = &e.event;
+    let (subtype, action) = interaction(&ev.action);
+    let role_display = ev.role.parse::<Role>().map_or_else(|_| ev.role.clone(), |r| r.label().to_owned());
+    let mut details = vec![json!({"type": "correlation-id", "valueString": ev.correlation_id})];
+    if let Some(b) = &ev.basis {
+        details.push(json!({"type": "basis", "valueString": b}));
+    }
+    for s in &ev.sources {
+        details.push(json!({
+            "type": format!("source:{}", s.source),
+            "valueString": format!("{} ({}): {}, {} item(s), {} withheld", s.source, s.org_code, s.status, s.items, s.withheld)
+        }));
+    }
+    let mut entity = Vec::new();
+    if let Some(nhs) = &ev.patient {
+        entity.push(json!({
+            "what": {"identifier": {"system": NhsNumber::SYSTEM, "value": nhs}},
+            "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1", "display": "Person"},
+            "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1", "display": "Patient"}
+        }));
+    }
+    entity.push(json!({
+        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object"},
+        "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "24", "display": "Query"},
+        "name": ev.action,
+        "description": ev.detail.clone().unwrap_or_default(),
+        "detail": details
+    }));
+    let mut r = json!({
+        "resourceType": "AuditEvent",
+        "id": e.seq.to_string(),
+        "meta": {"profile": ["https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.Read"]},
+        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "Restful Operation"},
+        "subtype": [
+            {"system": "http://hl7.org/fhir/restful-interaction", "code": subtype},
+            {"system": ACTION_SYSTEM, "code": ev.action}
+        ],
+        "action": action,
+        "recorded": ev.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "outcome": fhir_outcome(&ev.outcome),
+        "outcomeDesc": ev.outcome,
+        "purposeOfEvent": [{"coding": [
+            {"system": PURPOSE_SYSTEM, "code": ev.purpose, "display": if ev.purpose == "directcare" { "Direct care" } else { "Patient request" }},
+            {"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": if ev.purpose == "directcare" { "TREAT" } else { "PATADMIN" }}
+        ]}],
+        "agent": [
+            {
+                "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP", "display": "information recipient"}]},
+                "role": [{"coding": [{"system": ROLE_SYSTEM, "code": ev.role, "display": role_display}]}],
+                "who": {"identifier": {"system": USER_SYSTEM, "value": ev.user_id}, "display": ev.user_name},
+                "requestor": true
+            },
+            {
+                "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-RoleClass", "code": "PROV", "display": "healthcare provider"}]},
+                "who": {"identifier": {"system": OdsCode::SYSTEM, "value": ev.org_code}, "display": ev.org_name},
+                "requestor": false
+            },
+            {
+                "type": {"coding": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110152", "display": "Destination Role ID"}]},
+                "who": {"display": "My Care Record gateway"},
+                "requestor": false,
+                "network": {"address": base_url, "type": "5"}
+            }
+        ],
+        "source": {
+            "site": "My Care Record",
+            "observer": {"display": "My Care Record gateway"},
+            "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4", "display": "Application Server"}]
+        },
+        "entity": entity
+    });
+    if let Some(d) = &ev.detail {
+        r["outcomeDesc"] = json!(format!("{}: {d}", ev.outcome));
+    }
+    r
+}
+
+pub(crate) async fn search(
+    State(state): State<AppState>,
+    Caller(ctx): Caller,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    let mut q = AuditSearch::default();
+    for (k, v) in &params {
+        match k.as_str() {
+            "patient" => {
+                let v = v.strip_prefix("Patient/").unwrap_or(v);
+                q.patient = Some(super::patient::parse_nhs(v, "patient")?);
+            }
+            "agent" => q.agent = Some(v.clone()),
+            "date" => {
+                let (from, to) = date_bounds(v)?;
+                if let Some(f) = from {
+                    q.from = Some(q.from.map_or(f, |x| x.max(f)));
+                }
+                if let Some(t) = to {
+                    q.to = Some(q.to.map_or(t, |x| x.min(t)));
+                }
+            }
+            "outcome" => q.outcomes.extend(outcomes(v)?),
+            "_count" => {
+                q.count = v.parse().map_err(|_| ApiError::invalid("invalid-count", "`_count` must be a whole number.").at("_count"))?;
+            }
+            other => {
+                return Err(ApiError::invalid(
+                    "unknown-parameter",
+                    format!("Unknown search parameter `{}`; supported: {}.", clip(other), PARAMS.join(", ")),
+                ))
+            }
+        }
+    }
+    let page = state.gateway.search_audit(&ctx, &q).await?;
+    let entries: Vec<Value> = page
+        .entries
+        .iter()
+        .map(|e| json!({"fullUrl": format!("{}/fhir/AuditEvent/{}", state.base_url, e.seq), "resource": audit_event(e, &state.base_url), "search": {"mode": "match"}}))
+        .collect();
+    let body = json!({
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": entries.len(),
+        "entry": entries
+    });
+    Ok(fhir_json(StatusCode::OK, &body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_take_prefixes_days_and_instants() {
+        let (f, t) = date_bounds("ge2026-03-02").expect("ok");
+        assert_eq!(f.map(|d| d.to_rfc3339()), Some("2026-03-02T00:00:00+00:00".into()));
+        assert!(t.is_none());
+        let (f, t) = date_bounds("le2026-03-02").expect("ok");
+        assert!(f.is_none());
+        assert!(t.expect("to") > DateTime::parse_from_rfc3339("2026-03-02T23:59:59Z").expect("t").with_timezone(&Utc));
+        let (f, t) = date_bounds("2026-03-02T09:00:00Z").expect("ok");
+        assert_eq!(f, t);
+        for bad in ["2026-13-01", "yesterday", "ge", "ge2026-03-02T25:00:00Z"] {
+            assert!(date_bounds(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn outcomes_accept_balp_codes_and_words() {
+        assert!(outcomes("4").expect("ok").contains(&"deny".to_owned()));
+        assert_eq!(outcomes("permit").expect("ok"), vec!["permit".to_owned()]);
+        assert!(outcomes("maybe").is_err());
+    }
+}
