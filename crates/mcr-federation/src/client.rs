@@ -294,6 +294,10 @@ fn add_ms(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 fn transport_failure(e: &reqwest::Error) -> FailureReason {
     if e.is_timeout() {
         FailureReason::Timeout { after_ms: 0 }
+    } else if let Some(detail) = mcr_tls::describe_tls_failure(e) {
+        // A source whose certificate does not chain to the regional CA is never trusted, and
+        // one that refuses our certificate cannot be asked: both are failed sources.
+        FailureReason::Unreachable { detail: detail.into() }
     } else if e.is_connect() {
         FailureReason::Unreachable { detail: "connection refused or failed".into() }
     } else if e.is_body() || e.is_decode() {

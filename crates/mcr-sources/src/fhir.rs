@@ -37,7 +37,7 @@ pub(crate) fn outcome(status: StatusCode, code: &str, diagnostics: &str) -> Resp
 }
 
 /// The base URL the client used (Host header), or the listener's address.
-pub(crate) fn base_url(addr: SocketAddr, headers: &HeaderMap) -> String {
+pub(crate) fn base_url(scheme: &str, addr: SocketAddr, headers: &HeaderMap) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -48,8 +48,8 @@ pub(crate) fn base_url(addr: SocketAddr, headers: &HeaderMap) -> String {
                     .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
         });
     match host {
-        Some(h) => format!("http://{h}"),
-        None => format!("http://{addr}"),
+        Some(h) => format!("{scheme}://{h}"),
+        None => format!("{scheme}://{addr}"),
     }
 }
 

@@ -23,7 +23,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream};
+use mcr_tls::MaybeTlsStream;
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -80,8 +81,26 @@ pub enum Failure {
     Drop,
 }
 
+/// How a source server is reached and whom it accepts, beyond its [`Behaviour`].
+#[derive(Debug, Clone, Default)]
+pub struct SourceOptions {
+    /// Serve HTTPS, requiring a client certificate from the regional CA (mutual TLS).
+    pub tls: Option<SourceTls>,
+}
+
+/// A source's TLS: its own certificate, the CA its clients' certificates must chain to, and the
+/// organisations (ODS codes) whose certificates it refuses from the start.
+#[derive(Debug, Clone)]
+pub struct SourceTls {
+    pub identity: mcr_tls::Identity,
+    pub client_ca: Arc<mcr_tls::rustls::RootCertStore>,
+    pub refused: Vec<String>,
+}
+
 struct Shared {
     slice: Arc<SourceSlice>,
+    scheme: &'static str,
+    refused: mcr_tls::RefusedOrgs,
     behaviour: RwLock<Behaviour>,
     served: AtomicU64,
     addr: SocketAddr,
@@ -126,9 +145,19 @@ impl SourceHandle {
         self.shared.addr
     }
 
-    /// `http://127.0.0.1:port`, no trailing slash.
+    /// `http://127.0.0.1:port` (or `https://`), no trailing slash.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.shared.addr)
+        format!("{}://{}", self.shared.scheme, self.shared.addr)
+    }
+
+    /// Refuse (or accept again) client certificates of an organisation, as when it is
+    /// suspended from the programme. Takes effect for new connections.
+    pub fn set_org_refused(&self, ods_code: &str, refused: bool) {
+        if refused {
+            self.shared.refused.refuse(ods_code);
+        } else {
+            self.shared.refused.allow(ods_code);
+        }
     }
 
     pub fn source_id(&self) -> &SourceId {
@@ -179,18 +208,43 @@ pub async fn serve(
     listener: TcpListener,
     behaviour: Behaviour,
 ) -> std::io::Result<SourceHandle> {
+    serve_with(slice, listener, behaviour, SourceOptions::default()).await
+}
+
+/// Start serving `slice` on `listener` with TLS and identity checks as `options` say.
+pub async fn serve_with(
+    slice: Arc<SourceSlice>,
+    listener: TcpListener,
+    behaviour: Behaviour,
+    options: SourceOptions,
+) -> std::io::Result<SourceHandle> {
     let addr = listener.local_addr()?;
     let (stop, shutdown) = watch::channel(false);
+    let refused = mcr_tls::RefusedOrgs::default();
+    let acceptor = match &options.tls {
+        Some(t) => {
+            for code in &t.refused {
+                refused.refuse(code);
+            }
+            let config = mcr_tls::mtls_server_config(t.identity.clone(), t.client_ca.clone(), refused.clone())
+                .map_err(std::io::Error::other)?;
+            Some(tokio_rustls::TlsAcceptor::from(config))
+        }
+        None => None,
+    };
     let shared = Arc::new(Shared {
         slice,
+        scheme: if acceptor.is_some() { "https" } else { "http" },
+        refused,
         behaviour: RwLock::new(behaviour),
         served: AtomicU64::new(0),
         addr,
         shutdown: shutdown.clone(),
     });
-    let (conn_tx, conn_rx) = mpsc::channel::<(TcpStream, SocketAddr)>(256);
+    let (conn_tx, conn_rx) = mpsc::channel::<(MaybeTlsStream, SocketAddr)>(256);
     let acceptor = tokio::spawn(accept_loop(
         listener,
+        acceptor,
         Arc::clone(&shared),
         conn_tx,
         shutdown.clone(),
@@ -216,21 +270,40 @@ pub async fn serve(
     })
 }
 
-/// Accepts connections; hands them to axum, or drops them when told to.
+/// Accepts connections (completing the TLS handshake, which refuses unknown and suspended
+/// client certificates, when serving HTTPS); hands them to axum, or drops them when told to.
 async fn accept_loop(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shared: Arc<Shared>,
-    conn_tx: mpsc::Sender<(TcpStream, SocketAddr)>,
+    conn_tx: mpsc::Sender<(MaybeTlsStream, SocketAddr)>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    if shared.behaviour().failure == Failure::Drop {
-                        tokio::spawn(drop_after_request(stream, Arc::clone(&shared)));
-                    } else if conn_tx.send((stream, peer)).await.is_err() {
-                        break;
+                    let dropping = shared.behaviour().failure == Failure::Drop;
+                    match (&tls, dropping) {
+                        (None, true) => {
+                            tokio::spawn(drop_after_request(stream, Arc::clone(&shared)));
+                        }
+                        (None, false) => {
+                            if conn_tx.send((MaybeTlsStream::Plain(stream), peer)).await.is_err() {
+                                break;
+                            }
+                        }
+                        (Some(acceptor), _) => {
+                            let (acceptor, shared, conn_tx) = (acceptor.clone(), Arc::clone(&shared), conn_tx.clone());
+                            tokio::spawn(async move {
+                                let Some(tls) = mcr_tls::accept_tls(&acceptor, stream, peer).await else { return };
+                                if dropping {
+                                    drop_after_request(tls, shared).await;
+                                } else {
+                                    let _ = conn_tx.send((MaybeTlsStream::Tls(Box::new(tls)), peer)).await;
+                                }
+                            });
+                        }
                     }
                 }
                 Err(e) => {
@@ -244,7 +317,7 @@ async fn accept_loop(
 }
 
 /// Read the request (so it counts as received), then close without a word.
-async fn drop_after_request(mut stream: TcpStream, shared: Arc<Shared>) {
+async fn drop_after_request<S: tokio::io::AsyncRead + Unpin>(mut stream: S, shared: Arc<Shared>) {
     let mut buf = vec![0u8; 16 * 1024];
     if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
         if n > 0 && !buf[..n].windows(10).any(|w| w == b"/_control/") {
@@ -255,12 +328,12 @@ async fn drop_after_request(mut stream: TcpStream, shared: Arc<Shared>) {
 }
 
 struct ChannelListener {
-    rx: mpsc::Receiver<(TcpStream, SocketAddr)>,
+    rx: mpsc::Receiver<(MaybeTlsStream, SocketAddr)>,
     addr: SocketAddr,
 }
 
 impl axum::serve::Listener for ChannelListener {
-    type Io = TcpStream;
+    type Io = MaybeTlsStream;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
@@ -376,7 +449,7 @@ async fn metadata(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response 
     if let Some(r) = gate(&s).await {
         return r;
     }
-    let base = fhir::base_url(s.addr, &headers);
+    let base = fhir::base_url(s.scheme, s.addr, &headers);
     fhir::json(StatusCode::OK, &fhir::capability_statement(&s.slice, &base))
 }
 
@@ -396,7 +469,7 @@ async fn search(
             "the query string could not be read",
         );
     };
-    let base = fhir::base_url(s.addr, &headers);
+    let base = fhir::base_url(s.scheme, s.addr, &headers);
     fhir::search(&s.slice, &base, &resource_type, &params)
 }
 
