@@ -14,6 +14,7 @@ mod audit;
 mod governance;
 mod inputs;
 mod metrics;
+mod opt_out;
 mod search;
 mod view;
 
@@ -23,6 +24,7 @@ pub use audit::{
     ReviewOutcome, ReviewQueue,
 };
 pub use governance::{EmergencyRequest, ObjectionRequest, PermissionRequest, RelationshipClaim};
+pub use opt_out::{normalise_reference, MatchBasis, MAX_OPT_OUT_FIELD, OptOutCandidate, OptOutCase, OptOutSubmission};
 pub use metrics::{Metrics, SourceTiming};
 pub use search::{PatientMatch, PatientQuery};
 pub use view::{View, ViewOutcome};
