@@ -80,7 +80,7 @@ async fn a_gateway_killed_mid_load_loses_no_acknowledged_audit_record() {
         .expect("token");
 
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcr"))
-        .args(["serve", "--insecure-http", "--config"])
+        .args(["serve", "--config"])
         .arg(&config)
         .env("MCR_LOG", "warn")
         .stdout(Stdio::piped())
