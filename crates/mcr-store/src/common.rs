@@ -73,9 +73,10 @@ impl<'a> PatientRow<'a> {
 /// A demographic query in normal form; `None` when it can match nothing.
 pub(crate) struct NormalQuery {
     pub family: String,
-    /// `LIKE` pattern: the normalised given-name prefix followed by `%` (normalised names hold
-    /// letters only, so no escaping is needed).
-    pub given_like: Option<String>,
+    /// The normalised given-name prefix as a half-open range `[from, to)` of byte-ordered
+    /// text, so an index on `(family_norm, given_norm, ..)` serves it (a `LIKE` would not,
+    /// on SQLite).
+    pub given_range: Option<(String, String)>,
     pub birth_date: Option<NaiveDate>,
     pub postcode: Option<String>,
 }
@@ -86,17 +87,20 @@ impl NormalQuery {
         if family.is_empty() {
             return None;
         }
-        let given_like = q
+        let given_range = q
             .given
             .as_deref()
             .map(mcr_domain::demographics::normalise_name)
             .filter(|g| !g.is_empty())
-            .map(|g| format!("{g}%"));
+            .map(|g| {
+                let to = format!("{g}{}", char::MAX);
+                (g, to)
+            });
         let postcode = match q.postcode.as_deref().map(mcr_domain::demographics::normalise_postcode) {
             Some(p) if p.is_empty() => return None,
             other => other,
         };
-        Some(Self { family, given_like, birth_date: q.birth_date, postcode })
+        Some(Self { family, given_range, birth_date: q.birth_date, postcode })
     }
 }
 

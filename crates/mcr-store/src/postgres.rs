@@ -227,8 +227,9 @@ impl IndexStore for PostgresStore {
         if let Some(birth_date) = q.birth_date {
             qb.push(" AND birth_date = ").push_bind(birth_date);
         }
-        if let Some(given) = &q.given_like {
-            qb.push(" AND given_norm LIKE ").push_bind(given);
+        if let Some((from, to)) = &q.given_range {
+            qb.push(" AND given_norm >= ").push_bind(from);
+            qb.push(" AND given_norm < ").push_bind(to);
         }
         if let Some(postcode) = &q.postcode {
             qb.push(" AND postcode_norm = ").push_bind(postcode);
