@@ -6,6 +6,10 @@ use serde_json::Value;
 use std::time::Duration;
 use url::Url;
 
+use crate::identity::IdentitySigner;
+use mcr_policy::Grant;
+use std::sync::Arc;
+
 /// A source system as configured.
 #[derive(Debug, Clone, Deserialize)]
 pub struct SourceConfig {
@@ -94,9 +98,9 @@ impl SourceFetch {
 pub trait Source: Send + Sync + std::fmt::Debug {
     fn id(&self) -> &SourceId;
     fn config(&self) -> &SourceConfig;
-    /// One patient's resources of the given types (all pages). Called only through
-    /// [`crate::Federation::fetch_record`], which holds the grant and the deadline.
-    async fn fetch_patient(&self, local_id: &str, types: &[&str]) -> Result<Fetched, FailureReason>;
+    /// One patient's resources of the given types (all pages), asked on behalf of `grant`'s
+    /// user. Called only through [`crate::Federation::fetch_record`], which holds the deadline.
+    async fn fetch_patient(&self, grant: &Grant, local_id: &str, types: &[&str]) -> Result<Fetched, FailureReason>;
     /// Every `Patient` resource (or those updated after `since`).
     async fn patient_feed(&self, since: Option<&str>, timeout: Duration) -> Result<Vec<Value>, FailureReason>;
 }
@@ -107,12 +111,20 @@ pub struct HttpSource {
     config: SourceConfig,
     client: reqwest::Client,
     limits: FederationConfig,
+    identity: Option<Arc<IdentitySigner>>,
 }
 
 impl HttpSource {
     /// `client` should be shared between sources (connection pools are per client).
     pub fn new(config: SourceConfig, client: reqwest::Client, limits: FederationConfig) -> Self {
-        Self { config, client, limits }
+        Self { config, client, limits, identity: None }
+    }
+
+    /// Send the end user's identity, signed by `signer`, with every request
+    /// (`Authorization: Bearer`).
+    pub fn with_identity(mut self, signer: Arc<IdentitySigner>) -> Self {
+        self.identity = Some(signer);
+        self
     }
 
     fn url(&self, path: &str, query: &[(&str, &str)]) -> Result<Url, FailureReason> {
@@ -209,10 +221,11 @@ impl HttpSource {
 
     /// The JSON body, and the source's own time for it (`Server-Timing: app;dur=`), if given.
     async fn get_json(&self, url: Url, budget: &Budget) -> Result<(Value, Option<f64>), FailureReason> {
-        let mut resp = self
-            .client
-            .get(url)
-            .header(reqwest::header::ACCEPT, mcr_fhir::FHIR_JSON)
+        let mut request = self.client.get(url).header(reqwest::header::ACCEPT, mcr_fhir::FHIR_JSON);
+        if let Some(token) = &budget.identity {
+            request = request.bearer_auth(token);
+        }
+        let mut resp = request
             .send()
             .await
             .map_err(|e| transport_failure(&e))?;
@@ -241,16 +254,18 @@ impl HttpSource {
     }
 }
 
-/// Bytes a source may still send in this view, shared by its concurrent searches.
+/// One call to a source, shared by its concurrent searches: the bytes it may still send in
+/// this view, and the signed identity sent with each request.
 #[derive(Debug)]
 struct Budget {
     left: std::sync::atomic::AtomicI64,
     limit: u64,
+    identity: Option<String>,
 }
 
 impl Budget {
-    fn new(limit: u64) -> Self {
-        Self { left: std::sync::atomic::AtomicI64::new(i64::try_from(limit).unwrap_or(i64::MAX)), limit }
+    fn new(limit: u64, identity: Option<String>) -> Self {
+        Self { left: std::sync::atomic::AtomicI64::new(i64::try_from(limit).unwrap_or(i64::MAX)), limit, identity }
     }
 
     fn take(&self, n: u64) -> Result<(), FailureReason> {
@@ -317,8 +332,12 @@ impl Source for HttpSource {
         &self.config
     }
 
-    async fn fetch_patient(&self, local_id: &str, types: &[&str]) -> Result<Fetched, FailureReason> {
-        let budget = Budget::new(self.limits.max_bytes_per_source);
+    async fn fetch_patient(&self, grant: &Grant, local_id: &str, types: &[&str]) -> Result<Fetched, FailureReason> {
+        let identity = match &self.identity {
+            Some(signer) => Some(signer.for_user(grant, self.config.base_url.as_str())?),
+            None => None,
+        };
+        let budget = Budget::new(self.limits.max_bytes_per_source, identity);
         let count = self.limits.page_size.to_string();
         let searches = types.iter().map(|t| {
             let budget = &budget;
@@ -353,7 +372,11 @@ impl Source for HttpSource {
         }
         let url = self.url("Patient", &q)?;
         // The index sync reads every patient: no per-view byte cap, but a page cap and a deadline.
-        let budget = Budget::new(u64::MAX / 4);
+        let identity = match &self.identity {
+            Some(signer) => Some(signer.for_system(self.config.base_url.as_str())?),
+            None => None,
+        };
+        let budget = Budget::new(u64::MAX / 4, identity);
         let me = HttpSource {
             limits: FederationConfig { max_pages: u32::MAX, ..self.limits.clone() },
             ..self.clone()

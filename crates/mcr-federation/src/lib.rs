@@ -11,8 +11,10 @@
 //! failing source becomes a [`FailureReason`] in the record, never an error of the whole view.
 
 mod client;
+pub mod identity;
 mod merge;
 
+pub use identity::IdentitySigner;
 pub use client::{Fetched, FederationConfig, HttpSource, Location, Source, SourceConfig, SourceFetch};
 pub use merge::{merge, MergeInput};
 
@@ -101,7 +103,7 @@ impl Federation {
                     .filter(|t| *t == "Patient" || source.config().resource_types.iter().any(|h| h == t))
                     .collect();
                 let result =
-                    tokio::time::timeout(deadline, source.fetch_patient(&loc.local_id, &wanted)).await;
+                    tokio::time::timeout(deadline, source.fetch_patient(grant, &loc.local_id, &wanted)).await;
                 let (outcome, source_ms) = match result {
                     Ok(Ok(fetched)) => (Ok(fetched.resources), fetched.source_ms),
                     Ok(Err(reason)) => (Err(reason), None),

@@ -7,6 +7,7 @@
 //! never be used as a real data store, and never serves more than its one slice.
 
 mod fhir;
+mod identity;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -29,6 +30,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 pub use fhir::FHIR_JSON;
+pub use identity::IdentityCheck;
 
 /// How a source behaves: its latency and, optionally, how it fails.
 ///
@@ -86,6 +88,8 @@ pub enum Failure {
 pub struct SourceOptions {
     /// Serve HTTPS, requiring a client certificate from the regional CA (mutual TLS).
     pub tls: Option<SourceTls>,
+    /// Check the end user's identity token on every FHIR request.
+    pub identity: Option<IdentityCheck>,
 }
 
 /// A source's TLS: its own certificate, the CA its clients' certificates must chain to, and the
@@ -100,6 +104,7 @@ pub struct SourceTls {
 struct Shared {
     slice: Arc<SourceSlice>,
     scheme: &'static str,
+    identity: Option<identity::Verifier>,
     refused: mcr_tls::RefusedOrgs,
     behaviour: RwLock<Behaviour>,
     served: AtomicU64,
@@ -178,6 +183,18 @@ impl SourceHandle {
         self.shared.set_behaviour(behaviour);
     }
 
+    /// The most recent verified identity tokens' claims (up to 64), oldest first.
+    pub fn identities_seen(&self) -> Vec<serde_json::Value> {
+        self.shared.identity.as_ref().map(identity::Verifier::recent).unwrap_or_default()
+    }
+
+    /// FHIR requests with a valid identity token, and without one (missing or invalid).
+    pub fn identity_counts(&self) -> (u64, u64) {
+        self.shared.identity.as_ref().map_or((0, 0), |v| {
+            (v.verified.load(Ordering::Relaxed), v.rejected.load(Ordering::Relaxed))
+        })
+    }
+
     /// FHIR requests received so far (control endpoints excluded), including those that were
     /// answered with a failure.
     pub fn requests_served(&self) -> u64 {
@@ -232,9 +249,14 @@ pub async fn serve_with(
         }
         None => None,
     };
+    let identity = match &options.identity {
+        Some(check) => Some(identity::Verifier::new(check).map_err(std::io::Error::other)?),
+        None => None,
+    };
     let shared = Arc::new(Shared {
         slice,
         scheme: if acceptor.is_some() { "https" } else { "http" },
+        identity,
         refused,
         behaviour: RwLock::new(behaviour),
         served: AtomicU64::new(0),
@@ -380,8 +402,17 @@ async fn server_timing(
 type Params = Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>;
 
 /// Count the request, wait the latency, and answer with the failure if there is one.
-async fn gate(shared: &Shared) -> Option<Response> {
+/// `headers` is `None` for requests that need no identity token (the CapabilityStatement).
+async fn gate(shared: &Shared, headers: Option<&HeaderMap>) -> Option<Response> {
     shared.served.fetch_add(1, Ordering::Relaxed);
+    if let (Some(v), Some(headers)) = (&shared.identity, headers) {
+        let audiences = [fhir::base_url(shared.scheme, shared.addr, headers), format!("{}://{}", shared.scheme, shared.addr)];
+        if let Err(why) = v.check(headers, &audiences) {
+            if v.required {
+                return Some(fhir::outcome(StatusCode::UNAUTHORIZED, "login", why));
+            }
+        }
+    }
     let b = shared.behaviour();
     let (lo, hi) = (
         b.latency_ms.0.min(b.latency_ms.1),
@@ -446,7 +477,7 @@ fn huge_body(n: usize) -> Vec<u8> {
 }
 
 async fn metadata(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    if let Some(r) = gate(&s).await {
+    if let Some(r) = gate(&s, None).await {
         return r;
     }
     let base = fhir::base_url(s.scheme, s.addr, &headers);
@@ -459,7 +490,7 @@ async fn search(
     headers: HeaderMap,
     params: Params,
 ) -> Response {
-    if let Some(r) = gate(&s).await {
+    if let Some(r) = gate(&s, Some(&headers)).await {
         return r;
     }
     let Ok(Query(params)) = params else {
@@ -476,15 +507,16 @@ async fn search(
 async fn read(
     State(s): State<Arc<Shared>>,
     Path((resource_type, id)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> Response {
-    if let Some(r) = gate(&s).await {
+    if let Some(r) = gate(&s, Some(&headers)).await {
         return r;
     }
     fhir::read(&s.slice, &resource_type, &id)
 }
 
-async fn fallback(State(s): State<Arc<Shared>>) -> Response {
-    if let Some(r) = gate(&s).await {
+async fn fallback(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Some(r) = gate(&s, Some(&headers)).await {
         return r;
     }
     fhir::outcome(
@@ -522,6 +554,10 @@ async fn stats(State(s): State<Arc<Shared>>) -> Response {
         "organisation": s.slice.organisation.code.as_str(),
         "patients": s.slice.patients().len(),
         "requests_served": s.served.load(Ordering::Relaxed),
+        "identity_tokens": s.identity.as_ref().map(|v| serde_json::json!({
+            "verified": v.verified.load(Ordering::Relaxed),
+            "rejected": v.rejected.load(Ordering::Relaxed),
+        })),
         "behaviour": s.behaviour(),
     }))
     .into_response()

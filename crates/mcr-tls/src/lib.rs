@@ -280,13 +280,12 @@ pub fn org_of(cert: &CertificateDer<'_>) -> Option<String> {
 /// checks, `certificate refused by the source` when the peer refused ours (or that we had none).
 pub fn describe_tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        let tls = err.downcast_ref::<rustls::Error>().or_else(|| {
-            err.downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        });
-        if let Some(tls) = tls {
+    while let Some(mut err) = cur {
+        // An io::Error's `source()` skips the error it wraps: unwrap nested ones by hand.
+        while let Some(inner) = err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            err = inner;
+        }
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
             return Some(match tls {
                 rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => "certificate not trusted",
                 rustls::Error::AlertReceived(_) => "certificate refused by the source",
