@@ -11,6 +11,7 @@
 //! This crate must never speak HTTP or HTML, persist clinical data, or log patient data.
 
 mod audit;
+mod authn;
 mod governance;
 mod inputs;
 mod metrics;
@@ -23,6 +24,7 @@ pub use audit::{
     AuditScope, AuditSearch, Download, DownloadFormat, FollowingView, Review, ReviewFilter, ReviewItem,
     ReviewOutcome, ReviewQueue,
 };
+pub use authn::AuthFailure;
 pub use governance::{EmergencyRequest, ObjectionRequest, PermissionRequest, RelationshipClaim};
 pub use opt_out::{normalise_reference, MatchBasis, MAX_OPT_OUT_FIELD, OptOutCandidate, OptOutCase, OptOutSubmission};
 pub use metrics::{Metrics, SourceTiming};

@@ -1,61 +1,38 @@
-//! Who is calling: a bearer JWT (API) or the same token held in an HttpOnly cookie (pages),
-//! verified against the configured issuer's Ed25519 keys with a pinned algorithm, issuer,
-//! audience, expiry and not-before. The organisation in the token is looked up in the
-//! programme's registry; what the registry says about it (kind, membership, suspension) is
-//! what the policy sees.
+//! Who is calling. API callers present a bearer access token from the region's OpenID
+//! provider, verified by [`mcr_oidc::RelyingParty`] against the provider's JWKS (pinned
+//! algorithms, issuer, audience, expiry, not-before); its SMART-style scopes then limit what
+//! it may do, on top of the governance rules. Pages use server-side sessions
+//! ([`crate::sessions`]) started by the OpenID Connect sign-in. Either way the organisation
+//! named by the identity is looked up in the programme's registry; what the registry says
+//! about it (kind, membership, suspension) is what the policy sees.
+//!
+//! Every refusal is audited (user `anonymous` when the credentials prove nothing) and answered
+//! with a clean 401/403 that never echoes the token.
 
 use crate::{ApiError, AppState};
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use axum::http::Method;
 use mcr_domain::{OdsCode, OrgKind, Organisation, Principal, Role};
-use mcr_gateway::RequestContext;
-use serde::{Deserialize, Serialize};
+use mcr_gateway::{AuthFailure, RequestContext};
+use mcr_oidc::{Identity, OidcError, Rejection, RelyingParty};
+use std::sync::Arc;
 
-/// The cookie the pages keep the signed-in user's token in.
+/// The cookie holding a page session's opaque id.
 pub const SESSION_COOKIE: &str = "mcr_session";
 
-/// The claims a gateway token carries.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Claims {
-    pub iss: String,
-    pub aud: String,
-    /// Stable user id.
-    pub sub: String,
-    pub name: String,
-    /// A role code, e.g. `clinician`.
-    pub role: String,
-    /// The user's organisation's ODS code.
-    pub org: String,
-    pub iat: i64,
-    pub nbf: i64,
-    pub exp: i64,
-    /// Space-separated SMART-style scopes.
-    #[serde(default)]
-    pub scope: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct AuthConfig {
-    pub issuer: String,
-    pub audience: String,
-    /// Ed25519 public keys of the issuer, as the JWK `x` value (base64url).
-    pub ed25519_public_keys: Vec<String>,
-}
+/// The OpenID Connect settings (`[auth]` in the gateway's config).
+pub type AuthConfig = mcr_oidc::OidcConfig;
 
 #[derive(Clone)]
 pub struct Authenticator {
-    config: AuthConfig,
-    keys: Vec<DecodingKey>,
+    rp: Arc<RelyingParty>,
     orgs: mcr_gateway::OrgRegistry,
 }
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Authenticator")
-            .field("issuer", &self.config.issuer)
-            .field("keys", &self.keys.len())
-            .finish_non_exhaustive()
+        f.debug_struct("Authenticator").field("rp", &self.rp).finish_non_exhaustive()
     }
 }
 
@@ -64,52 +41,61 @@ pub enum AuthError {
     #[error("no credentials: sign in, or send `Authorization: Bearer <token>`")]
     Missing,
     #[error("the token is not valid: {0}")]
-    Invalid(String),
+    Rejected(Rejection),
     #[error("the token names a role this system does not know")]
     UnknownRole,
+    #[error("the identity provider cannot be reached to check the token; try again shortly")]
+    Unavailable,
+}
+
+impl AuthError {
+    /// The short code for the audit trail and the `OperationOutcome`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "no-token",
+            AuthError::Rejected(r) => r.code(),
+            AuthError::UnknownRole => "unknown-role",
+            AuthError::Unavailable => "provider-unavailable",
+        }
+    }
+}
+
+impl From<OidcError> for AuthError {
+    fn from(e: OidcError) -> Self {
+        match e {
+            OidcError::Token(r) => AuthError::Rejected(r),
+            OidcError::Config(_) | OidcError::Provider(_) | OidcError::Refused(_) => {
+                tracing::warn!(error = %e, "identity provider problem");
+                AuthError::Unavailable
+            }
+        }
+    }
 }
 
 impl Authenticator {
-    pub fn new(config: AuthConfig, orgs: mcr_gateway::OrgRegistry) -> Result<Self, AuthError> {
-        let keys = config
-            .ed25519_public_keys
-            .iter()
-            .map(|x| DecodingKey::from_ed_components(x).map_err(|e| AuthError::Invalid(format!("bad issuer key: {e}"))))
-            .collect::<Result<Vec<_>, _>>()?;
-        if keys.is_empty() {
-            return Err(AuthError::Invalid("no issuer keys configured".into()));
-        }
-        Ok(Self { config, keys, orgs })
+    pub fn new(rp: Arc<RelyingParty>, orgs: mcr_gateway::OrgRegistry) -> Self {
+        Self { rp, orgs }
     }
 
-    /// Verify a token and say who it is for.
-    pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        if token.len() > 8 * 1024 {
-            return Err(AuthError::Invalid("too long".into()));
-        }
-        let mut v = Validation::new(Algorithm::EdDSA);
-        v.set_issuer(&[&self.config.issuer]);
-        v.set_audience(&[&self.config.audience]);
-        v.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
-        v.validate_nbf = true;
-        v.leeway = 30;
-        let mut last = AuthError::Invalid("no key matched".into());
-        for key in &self.keys {
-            match jsonwebtoken::decode::<Claims>(token, key, &v) {
-                Ok(data) => return self.principal(data.claims),
-                Err(e) => last = AuthError::Invalid(describe(&e)),
-            }
-        }
-        Err(last)
+    pub fn relying_party(&self) -> &RelyingParty {
+        &self.rp
     }
 
-    fn principal(&self, c: Claims) -> Result<Principal, AuthError> {
-        let role: Role = c.role.parse().map_err(|_| AuthError::UnknownRole)?;
-        let organisation = OdsCode::parse(&c.org)
+    /// Verify an API access token: who it is for and what it may do.
+    pub async fn verify_bearer(&self, token: &str) -> Result<(Principal, Vec<String>), AuthError> {
+        let identity = self.rp.verify_access_token(token).await?;
+        let principal = self.principal(&identity)?;
+        Ok((principal, identity.scopes))
+    }
+
+    /// The principal for an identity, with its organisation as the registry knows it now.
+    pub fn principal(&self, id: &Identity) -> Result<Principal, AuthError> {
+        let role: Role = id.role.parse().map_err(|_| AuthError::UnknownRole)?;
+        let organisation = OdsCode::parse(&id.organisation)
             .ok()
             .and_then(|code| self.orgs.get(&code).cloned())
-            .unwrap_or_else(|| unknown_org(&c.org));
-        Ok(Principal { user_id: c.sub, name: c.name, role, organisation })
+            .unwrap_or_else(|| unknown_org(&id.organisation));
+        Ok(Principal { user_id: id.user_id.clone(), name: id.name.clone(), role, organisation })
     }
 }
 
@@ -124,28 +110,12 @@ fn unknown_org(code: &str) -> Organisation {
     }
 }
 
-fn describe(e: &jsonwebtoken::errors::Error) -> String {
-    use jsonwebtoken::errors::ErrorKind as K;
-    match e.kind() {
-        K::ExpiredSignature => "it has expired".into(),
-        K::ImmatureSignature => "it is not valid yet".into(),
-        K::InvalidIssuer => "it was issued by someone else".into(),
-        K::InvalidAudience => "it is meant for another service".into(),
-        K::InvalidSignature => "its signature does not verify".into(),
-        K::InvalidAlgorithm => "it uses an algorithm this service does not accept".into(),
-        K::MissingRequiredClaim(c) => format!("it lacks the `{c}` claim"),
-        _ => "it could not be read".into(),
-    }
-}
-
-/// The token from `Authorization: Bearer …` or, for pages, the session cookie.
-pub fn token_from(parts: &Parts) -> Option<String> {
-    if let Some(h) = parts.headers.get(axum::http::header::AUTHORIZATION) {
-        let v = h.to_str().ok()?;
-        let (scheme, token) = v.split_once(' ')?;
-        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned());
-    }
-    cookie(parts, SESSION_COOKIE)
+/// The token from `Authorization: Bearer …`.
+pub fn bearer(parts: &Parts) -> Option<String> {
+    let v = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
 }
 
 pub fn cookie(parts: &Parts, name: &str) -> Option<String> {
@@ -170,7 +140,80 @@ pub fn correlation_id(parts: &Parts) -> String {
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
 }
 
-/// An authenticated API caller. Rejects with 401 and an `OperationOutcome`.
+/// The client's address, when the server was started with connection info.
+pub fn client_address(parts: &Parts) -> String {
+    parts
+        .extensions
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string())
+}
+
+/// What a request needs a token's scopes to allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    Read(&'static str),
+    Write(&'static str),
+}
+
+/// The scope a request to the API needs: reads of the merged record need every resource type;
+/// every write records a governance `Consent`-like record.
+pub fn need_for(method: &Method, path: &str) -> Need {
+    if method == Method::GET || method == Method::HEAD {
+        if path.starts_with("/fhir/Patient/") && path.contains('$') {
+            Need::Read("*")
+        } else if path.starts_with("/fhir/Patient") {
+            Need::Read("Patient")
+        } else if path.starts_with("/fhir/Consent") || path.starts_with("/access/") {
+            Need::Read("Consent")
+        } else {
+            Need::Read("*")
+        }
+    } else {
+        Need::Write("Consent")
+    }
+}
+
+/// Whether SMART-style scopes (`patient/*.read`, `user/Patient.read`, `user/Consent.write`,
+/// SMART v2 `user/*.rs`, `user/Consent.cu`) allow a need.
+pub fn scopes_allow(scopes: &[String], need: Need) -> bool {
+    scopes.iter().any(|s| {
+        let Some((context, rest)) = s.split_once('/') else { return false };
+        if !matches!(context, "patient" | "user" | "system") {
+            return false;
+        }
+        let Some((resource, perm)) = rest.rsplit_once('.') else { return false };
+        let (wanted, read) = match need {
+            Need::Read(r) => (r, true),
+            Need::Write(r) => (r, false),
+        };
+        let resource_ok = resource == "*" || resource == wanted;
+        let perm_ok = match perm {
+            "*" => true,
+            "read" => read,
+            "write" => !read,
+            v2 if !v2.is_empty() && v2.chars().all(|c| "cruds".contains(c)) => {
+                if read {
+                    v2.contains('r') || v2.contains('s')
+                } else {
+                    v2.contains('c') || v2.contains('u')
+                }
+            }
+            _ => false,
+        };
+        resource_ok && perm_ok
+    })
+}
+
+/// Audit a refused attempt; a failure to write is logged, and the answer stays a refusal.
+pub(crate) async fn audit_refusal(state: &AppState, correlation_id: &str, channel: &str, reason: &str, user: Option<&Principal>) {
+    let f = AuthFailure { correlation_id, channel, reason, user };
+    if let Err(e) = state.gateway.record_auth_failure(&f).await {
+        tracing::error!(error = %e, "could not audit a refused authentication");
+    }
+}
+
+/// An authenticated API caller whose token's scopes allow this request. Rejects with 401 (or
+/// 403 for scopes) and an `OperationOutcome`.
 #[derive(Debug, Clone)]
 pub struct Caller(pub RequestContext);
 
@@ -178,12 +221,69 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let token = token_from(parts)
-            .ok_or_else(|| ApiError::unauthenticated("no-token", AuthError::Missing.to_string()))?;
-        let principal = state.auth.verify(&token).map_err(|e| {
-            tracing::info!(reason = %e, "rejected credentials");
-            ApiError::unauthenticated("invalid-token", e.to_string())
-        })?;
-        Ok(Caller(RequestContext { principal, correlation_id: correlation_id(parts) }))
+        let cid = correlation_id(parts);
+        let verified = match bearer(parts) {
+            None => Err(AuthError::Missing),
+            Some(token) => state.auth.verify_bearer(&token).await,
+        };
+        let (principal, scopes) = match verified {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::info!(reason = e.code(), "rejected credentials");
+                audit_refusal(state, &cid, "api", e.code(), None).await;
+                if matches!(e, AuthError::Unavailable) {
+                    return Err(ApiError::unavailable(e.to_string()));
+                }
+                return Err(ApiError::unauthenticated(e.code(), e.to_string()));
+            }
+        };
+        let need = need_for(&parts.method, parts.uri.path());
+        if !scopes_allow(&scopes, need) {
+            audit_refusal(state, &cid, "scope", "insufficient-scope", Some(&principal)).await;
+            let what = match need {
+                Need::Read(_) => "read records",
+                Need::Write(_) => "record permission, relationships, emergency access or objections",
+            };
+            return Err(ApiError::forbidden("insufficient-scope", format!("This token's scopes do not allow it to {what}.")));
+        }
+        if parts.uri.path() == "/fhir/Patient" {
+            crate::security::limit_search(state, parts, &principal.user_id)?;
+        }
+        Ok(Caller(RequestContext { principal, correlation_id: cid }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| (*x).to_owned()).collect()
+    }
+
+    #[test]
+    fn scopes_limit_what_a_token_can_do() {
+        let read_all = s(&["user/*.read"]);
+        let write = s(&["user/Consent.write"]);
+        assert!(scopes_allow(&read_all, Need::Read("*")));
+        assert!(scopes_allow(&read_all, Need::Read("Patient")));
+        assert!(!scopes_allow(&read_all, Need::Write("Consent")));
+        assert!(scopes_allow(&write, Need::Write("Consent")));
+        assert!(!scopes_allow(&write, Need::Read("Patient")));
+        assert!(scopes_allow(&s(&["patient/*.read"]), Need::Read("*")));
+        assert!(!scopes_allow(&s(&["user/Patient.read"]), Need::Read("*")), "one type does not cover the whole record");
+        assert!(scopes_allow(&s(&["user/*.rs"]), Need::Read("Consent")));
+        assert!(scopes_allow(&s(&["user/Consent.cu"]), Need::Write("Consent")));
+        assert!(!scopes_allow(&s(&["openid", "profile", "admin/*.*", "user/*.x", "*"]), Need::Read("Patient")));
+        assert!(!scopes_allow(&[], Need::Read("Patient")));
+    }
+
+    #[test]
+    fn requests_need_the_matching_scope() {
+        assert_eq!(need_for(&Method::GET, "/fhir/Patient/9990000018/$everything"), Need::Read("*"));
+        assert_eq!(need_for(&Method::GET, "/fhir/Patient"), Need::Read("Patient"));
+        assert_eq!(need_for(&Method::GET, "/fhir/Consent"), Need::Read("Consent"));
+        assert_eq!(need_for(&Method::POST, "/fhir/Consent"), Need::Write("Consent"));
+        assert_eq!(need_for(&Method::POST, "/fhir/Patient/9990000018/$emergency-access"), Need::Write("Consent"));
     }
 }

@@ -11,8 +11,13 @@ mod error;
 mod fhir;
 mod ops;
 mod pages;
+pub mod ratelimit;
+mod security;
+pub mod sessions;
 
-pub use auth::{Authenticator, AuthConfig, Claims};
+pub use auth::{Authenticator, AuthConfig};
+pub use ratelimit::{Rate, RateLimits};
+pub use sessions::SessionLimits;
 pub use error::ApiError;
 
 use axum::extract::DefaultBodyLimit;
@@ -33,19 +38,27 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     /// The URL this gateway is reached at, for `fullUrl`s and links.
     pub base_url: String,
-    /// Demo only: users the sign-in page offers with one click (empty in production).
-    pub demo_logins: Arc<Vec<DemoLogin>>,
-    /// Send cookies with `Secure` (true whenever served over TLS).
+    /// Send cookies with `Secure` and pages with HSTS (true whenever served over TLS).
     pub secure_cookies: bool,
+    /// Page sessions and sign-ins in progress (server-side).
+    pub sessions: Arc<sessions::Sessions>,
+    pub limiter: Arc<ratelimit::RateLimiter>,
+    pub rate_limits: RateLimits,
 }
 
-/// A demo user the sign-in page can sign in as, with a token minted for them at start-up.
-#[derive(Debug, Clone)]
-pub struct DemoLogin {
-    pub user_id: String,
-    /// e.g. "Dr Asha Patel, GP, Bridge Street Surgery".
-    pub label: String,
-    pub token: String,
+impl AppState {
+    /// State with default session and rate limits.
+    pub fn new(gateway: Gateway, auth: Authenticator, base_url: String, secure_cookies: bool) -> Self {
+        Self {
+            gateway,
+            auth: Arc::new(auth),
+            base_url,
+            secure_cookies,
+            sessions: Arc::new(sessions::Sessions::new(SessionLimits::default())),
+            limiter: Arc::new(ratelimit::RateLimiter::default()),
+            rate_limits: RateLimits::default(),
+        }
+    }
 }
 
 /// The whole HTTP surface.
@@ -56,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::routes())
         .merge(pages::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), security::guard))
         .layer(SetResponseHeaderLayer::overriding(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),

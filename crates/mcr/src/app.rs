@@ -5,7 +5,7 @@ use anyhow::Context;
 use mcr_domain::{Clock, SystemClock};
 use mcr_federation::{Federation, FederationConfig, HttpSource, Source};
 use mcr_gateway::{Gateway, OrgRegistry};
-use mcr_web::{AppState, Authenticator, DemoLogin};
+use mcr_web::{AppState, Authenticator};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -65,6 +65,18 @@ pub async fn gateway(s: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Gate
         .with_audit(s.audit.gateway_config()?))
 }
 
+/// The gateway as an OpenID Connect relying party of the configured provider.
+pub fn relying_party(s: &Settings, base_url: &str) -> anyhow::Result<mcr_oidc::RelyingParty> {
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("my-care-record/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("building the HTTP client for the identity provider")?;
+    mcr_oidc::RelyingParty::new(s.auth.clone(), base_url, http).map_err(|e| anyhow::anyhow!("[auth]: {e}"))
+}
+
 /// A running gateway.
 #[derive(Debug)]
 pub struct Running {
@@ -74,11 +86,7 @@ pub struct Running {
 }
 
 /// Build the gateway and serve it on `listener` until the task is aborted.
-pub async fn serve(
-    s: &Settings,
-    listener: TcpListener,
-    demo_logins: Vec<DemoLogin>,
-) -> anyhow::Result<Running> {
+pub async fn serve(s: &Settings, listener: TcpListener) -> anyhow::Result<Running> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let gateway = gateway(s, clock).await?;
     if s.sync_on_start {
@@ -89,19 +97,14 @@ pub async fn serve(
             }
         }
     }
-    let auth = Authenticator::new(s.auth.clone(), registry(s)).map_err(|e| anyhow::anyhow!("auth config: {e}"))?;
     let addr = listener.local_addr()?;
     let base_url = s.base_url.clone().unwrap_or_else(|| format!("http://{addr}"));
-    let state = AppState {
-        gateway: gateway.clone(),
-        auth: Arc::new(auth),
-        base_url,
-        demo_logins: Arc::new(demo_logins),
-        secure_cookies: false,
-    };
+    let auth = Authenticator::new(Arc::new(relying_party(s, &base_url)?), registry(s));
+    let state = AppState::new(gateway.clone(), auth, base_url, false);
     let router = mcr_web::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
+        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        if let Err(e) = axum::serve(listener, service).await {
             tracing::error!(error = %e, "gateway server stopped");
         }
     });

@@ -91,6 +91,9 @@ impl Settings {
         if let Some(v) = get("MCR_BASE_URL") {
             self.base_url = Some(v);
         }
+        if let Some(v) = get("MCR_AUTH_CLIENT_SECRET") {
+            self.auth.client_secret = v.into();
+        }
         Ok(())
     }
 

@@ -3,7 +3,7 @@
 
 use crate::app::{self, Running};
 use crate::config::{FederationSettings, Settings};
-use crate::tokens::{self, SigningKey};
+use crate::tokens;
 use anyhow::Context;
 use mcr_domain::{Clock, NhsNumber, OdsCode, OrgKind, Organisation, Principal, Role, SystemClock};
 use mcr_gateway::{ObjectionRequest, RequestContext};
@@ -72,14 +72,19 @@ pub struct DemoInfo {
     pub signing_key: PathBuf,
 }
 
-/// A running demo: sources and gateway. Dropping it leaves them running; call `stop`.
+/// A running demo: sources, identity provider and gateway. Dropping it leaves them running;
+/// call `stop`.
 #[derive(Debug)]
 pub struct Demo {
     pub gateway: Running,
     pub sources: Vec<SourceHandle>,
     pub info: DemoInfo,
     pub region: Arc<Region>,
-    pub key: SigningKey,
+    /// The demo identity provider the gateway signs users in with.
+    pub idp: Arc<mcr_idp::Idp>,
+    pub idp_task: tokio::task::JoinHandle<()>,
+    /// The gateway's client secret at the demo provider (tests use it to talk to the provider).
+    pub gateway_client_secret: secrecy::SecretString,
 }
 
 impl Demo {
@@ -87,28 +92,32 @@ impl Demo {
         self.info.sources.iter().position(|s| s.id == id).and_then(|i| self.sources.get(i))
     }
 
-    /// A token for a demo user, valid for 12 hours.
+    /// An API access token for a demo user from the demo identity provider, valid for 12 hours.
     pub fn token(&self, user_id: &str) -> anyhow::Result<String> {
-        token_for(&self.info, &self.key, user_id)
+        self.idp.access_token(user_id, mcr_idp::DEFAULT_API_SCOPES, tokens::DEMO_TOKEN_CLIENT).map_err(|e| anyhow::anyhow!("{e}"))
     }
 
     pub async fn stop(self) {
         self.gateway.task.abort();
+        self.idp_task.abort();
         for s in self.sources {
             s.shutdown().await;
         }
     }
 }
 
-pub fn token_for(info: &DemoInfo, key: &SigningKey, user_id: &str) -> anyhow::Result<String> {
-    let u = info.users.iter().find(|u| u.id == user_id).with_context(|| {
-        format!(
+/// An API token for a demo user, signed with the demo identity provider's key (what
+/// `mcr demo-token` prints; the provider need not be running).
+pub fn token_for(info: &DemoInfo, user_id: &str) -> anyhow::Result<String> {
+    if !info.users.iter().any(|u| u.id == user_id) {
+        anyhow::bail!(
             "no demo user `{user_id}`; the demo users are: {}",
             info.users.iter().map(|u| u.id.as_str()).collect::<Vec<_>>().join(", ")
-        )
-    })?;
-    let now = SystemClock.now().timestamp();
-    key.mint(&tokens::claims_for(&u.id, &u.name, u.role.as_str(), &u.org_code, now, 12))
+        );
+    }
+    let key = mcr_idp::SigningKey::load_or_create(&info.signing_key)?;
+    let idp = tokens::demo_idp(&info.token_issuer, key, &info.users, Vec::new());
+    idp.access_token(user_id, mcr_idp::DEFAULT_API_SCOPES, tokens::DEMO_TOKEN_CLIENT).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 fn org(code: &str, name: &str, kind: OrgKind, member: bool) -> Organisation {
@@ -140,11 +149,11 @@ fn first(list: &[NhsNumber]) -> anyhow::Result<&NhsNumber> {
 pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
     std::fs::create_dir_all(&opts.data_dir)
         .with_context(|| format!("creating the data directory {}", opts.data_dir.display()))?;
-    let key_path = opts.data_dir.join("demo").join("token-signing-key.p8");
-    let key = SigningKey::load_or_create(&key_path)?;
+    let key_path = opts.data_dir.join("demo").join("idp-signing-key.p8");
+    let key = mcr_idp::SigningKey::load_or_create(&key_path)?;
     // The audit checkpoint key: an Ed25519 PKCS#8 file like the token key, never the same one.
     let audit_key_path = opts.data_dir.join("demo").join("audit-signing-key.p8");
-    SigningKey::load_or_create(&audit_key_path)?;
+    mcr_idp::SigningKey::load_or_create(&audit_key_path)?;
     let today = SystemClock.now().date_naive();
     let region = Arc::new(mcr_synth::generate(&SynthConfig { seed: opts.seed, patients: opts.patients, today }));
 
@@ -194,17 +203,20 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
         user("hospice.ali", "Dr Sara Ali", Role::Clinician, &hospice, "Clinician at a member organisation with no relationship: must claim one"),
     ];
 
+    // The gateway's address first: the identity provider must know where to send users back.
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", opts.listen))?;
+    let addr = listener.local_addr()?;
+    let (idp, idp_task, auth) = tokens::start_idp(addr, key, &users, &format!("http://{addr}")).await?;
+    let gateway_client_secret = auth.client_secret.clone();
     let settings = Settings {
         listen: opts.listen,
         base_url: None,
         data_dir: opts.data_dir.clone(),
         store: opts.store.clone().map(Into::into),
         federation: FederationSettings { deadline_ms: opts.deadline_ms, ..FederationSettings::default() },
-        auth: mcr_web::AuthConfig {
-            issuer: tokens::DEMO_ISSUER.into(),
-            audience: tokens::DEMO_AUDIENCE.into(),
-            ed25519_public_keys: vec![key.public_x().to_owned()],
-        },
+        auth,
         policy: mcr_policy::PolicyConfig::default(),
         organisations,
         sources: source_configs,
@@ -213,10 +225,6 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
         sync_on_start: true,
     };
     settings.validate()?;
-    let listener = TcpListener::bind(opts.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", opts.listen))?;
-    let addr = listener.local_addr()?;
 
     let mut info = DemoInfo {
         gateway_url: format!("http://{addr}"),
@@ -229,22 +237,11 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
             .collect(),
         users,
         patients: Default::default(),
-        token_issuer: tokens::DEMO_ISSUER.into(),
+        token_issuer: idp.issuer().to_owned(),
         token_audience: tokens::DEMO_AUDIENCE.into(),
         signing_key: key_path.clone(),
     };
-    let logins = info
-        .users
-        .iter()
-        .map(|u| {
-            Ok(mcr_web::DemoLogin {
-                user_id: u.id.clone(),
-                label: format!("{} — {}, {}", u.name, u.role.label(), u.org_name),
-                token: token_for(&info, &key, &u.id)?,
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let gateway = app::serve(&settings, listener, logins).await?;
+    let gateway = app::serve(&settings, listener).await?;
 
     // Patients for each case. Governance cases are recorded through the gateway, like any
     // change, and only once per data directory.
@@ -297,7 +294,7 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
     info.patients.insert("objection_overridden".into(), vec![overridden.to_string()]);
 
     write_info(&opts.data_dir, &info)?;
-    Ok(Demo { gateway, sources, info, region, key })
+    Ok(Demo { gateway, sources, info, region, idp, idp_task, gateway_client_secret })
 }
 
 pub fn info_path(data_dir: &Path) -> PathBuf {

@@ -152,7 +152,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let listener = tokio::net::TcpListener::bind(settings.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", settings.listen))?;
-            let running = mcr::app::serve(&settings, listener, Vec::new()).await?;
+            let running = mcr::app::serve(&settings, listener).await?;
             out(&format!("gateway listening on http://{}", running.addr))?;
             tokio::signal::ctrl_c().await?;
             running.task.abort();
@@ -187,8 +187,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::DemoToken { user, data_dir } => {
             let info = demo::read_info(&data_dir)?;
-            let key = mcr::tokens::SigningKey::load_or_create(&info.signing_key)?;
-            out(&demo::token_for(&info, &key, &user)?)?;
+            out(&demo::token_for(&info, &user)?)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit { command: AuditCommand::Verify { config } } => {

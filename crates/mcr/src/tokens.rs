@@ -1,86 +1,81 @@
-//! Demo token issuing: an Ed25519 key kept under the data directory, and tokens minted for
-//! the demo users. (A real deployment verifies tokens from its identity provider and has no
-//! signing key at all.)
+//! The demo's identity provider ([`mcr_idp`]) as `mcr demo` runs it: the demo users, the
+//! gateway registered as its client with a fresh secret, and the gateway's `[auth]` pointing
+//! at it. (A real deployment points `[auth]` at the region's provider and holds no signing key.)
 
+use crate::demo::DemoUser;
 use anyhow::Context;
-use base64::Engine;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use mcr_web::Claims;
-use ring::signature::{Ed25519KeyPair, KeyPair};
-use std::path::Path;
+use mcr_domain::SystemClock;
+use mcr_idp::{ClientRegistration, Idp, IdpConfig, IdpUser, SigningKey};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
 
-pub const DEMO_ISSUER: &str = "https://demo-idp.mycarerecord.invalid";
+/// The `aud` of the gateway's API tokens.
 pub const DEMO_AUDIENCE: &str = "mcr-gateway";
+/// The gateway's client id at the demo provider.
+pub const GATEWAY_CLIENT: &str = "mcr-gateway";
+/// The client id named in tokens that `mcr demo-token` prints.
+pub const DEMO_TOKEN_CLIENT: &str = "mcr-demo-token";
+/// Lifetime of demo tokens: a working day.
+const TOKEN_SECONDS: i64 = 12 * 3600;
 
-/// The demo signing key: read from `path`, or created there (mode 0600) if missing.
-#[derive(Debug)]
-pub struct SigningKey {
-    pkcs8: Vec<u8>,
-    public_x: String,
+/// The provider for the demo users.
+pub fn demo_idp(issuer: &str, key: SigningKey, users: &[DemoUser], clients: Vec<ClientRegistration>) -> Idp {
+    let users = users
+        .iter()
+        .map(|u| IdpUser {
+            id: u.id.clone(),
+            name: u.name.clone(),
+            role: u.role.as_str().to_owned(),
+            org: u.org_code.clone(),
+            label: format!("{} — {}, {}", u.name, u.role.label(), u.org_name),
+        })
+        .collect();
+    let config = IdpConfig {
+        issuer: issuer.to_owned(),
+        api_audience: DEMO_AUDIENCE.into(),
+        clients,
+        users,
+        token_seconds: TOKEN_SECONDS,
+    };
+    Idp::new(config, key, Arc::new(SystemClock))
 }
 
-impl SigningKey {
-    pub fn load_or_create(path: &Path) -> anyhow::Result<Self> {
-        let pkcs8 = if path.exists() {
-            std::fs::read(path).with_context(|| format!("reading the demo signing key {}", path.display()))?
-        } else {
-            let rng = ring::rand::SystemRandom::new();
-            let doc = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| anyhow::anyhow!("generating a key failed"))?;
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            write_private(path, doc.as_ref())?;
-            doc.as_ref().to_vec()
-        };
-        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8)
-            .map_err(|_| anyhow::anyhow!("{} is not an Ed25519 PKCS#8 key", path.display()))?;
-        let public_x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
-        Ok(Self { pkcs8, public_x })
-    }
-
-    /// The public key as a JWK `x`.
-    pub fn public_x(&self) -> &str {
-        &self.public_x
-    }
-
-    pub fn mint(&self, claims: &Claims) -> anyhow::Result<String> {
-        let header = Header::new(Algorithm::EdDSA);
-        jsonwebtoken::encode(&header, claims, &EncodingKey::from_ed_der(&self.pkcs8)).context("signing a token")
-    }
-}
-
-#[cfg(unix)]
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    std::fs::write(path, bytes).with_context(|| format!("creating {}", path.display()))
-}
-
-/// Claims for a user, valid from now for `hours`.
-pub fn claims_for(user_id: &str, name: &str, role: &str, org: &str, now: i64, hours: i64) -> Claims {
-    Claims {
-        iss: DEMO_ISSUER.into(),
-        aud: DEMO_AUDIENCE.into(),
-        sub: user_id.into(),
-        name: name.into(),
-        role: role.into(),
-        org: org.into(),
-        iat: now,
-        nbf: now,
-        exp: now + hours * 3600,
-        scope: "user/*.read user/Consent.write".into(),
-    }
+/// Start the demo provider on loopback (the gateway's port + 1 when that is free, so its
+/// issuer stays the same between runs) with the gateway registered as a client; returns it,
+/// its task, and the gateway's `[auth]` settings for it.
+pub async fn start_idp(
+    gateway: SocketAddr,
+    key: SigningKey,
+    users: &[DemoUser],
+    gateway_url: &str,
+) -> anyhow::Result<(Arc<Idp>, tokio::task::JoinHandle<()>, mcr_web::AuthConfig)> {
+    let preferred = match gateway.port() {
+        0 | u16::MAX => 0,
+        p => p + 1,
+    };
+    let listener = match TcpListener::bind(("127.0.0.1", preferred)).await {
+        Ok(l) => l,
+        Err(_) => TcpListener::bind(("127.0.0.1", 0)).await.context("binding the demo identity provider's port")?,
+    };
+    let issuer = format!("http://{}", listener.local_addr()?);
+    let secret = mcr_oidc::random_token();
+    let client = ClientRegistration {
+        client_id: GATEWAY_CLIENT.into(),
+        client_secret: secret.clone().into(),
+        redirect_uris: vec![format!("{}/signin/callback", gateway_url.trim_end_matches('/'))],
+    };
+    let idp = Arc::new(demo_idp(&issuer, key, users, vec![client]));
+    let task = mcr_idp::serve(idp.clone(), listener);
+    let auth = mcr_web::AuthConfig {
+        issuer,
+        client_id: GATEWAY_CLIENT.into(),
+        client_secret: secret.into(),
+        redirect_url: None,
+        api_audience: DEMO_AUDIENCE.into(),
+        algorithms: vec!["EdDSA".into()],
+        scope: "openid profile".into(),
+        claims: mcr_oidc::ClaimNames::default(),
+    };
+    Ok((idp, task, auth))
 }

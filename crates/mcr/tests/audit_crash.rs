@@ -6,7 +6,7 @@
 //! Also the operator's commands on a real file: `mcr audit checkpoint` and `mcr audit verify`
 //! (exit 0 when intact, 1 when tampered, naming the record).
 
-use mcr::tokens::{self, SigningKey};
+use mcr_idp::SigningKey;
 use mcr_domain::{Clock, SystemClock};
 use mcr_synth::SynthConfig;
 use serde_json::json;
@@ -21,7 +21,7 @@ const PRACTICE_USER: &str = "gp.crash";
 
 /// A gateway config: the given sources, a SQLite store and keys under `dir`, legal-basis
 /// consent (so a GP's views of their registered patients are permitted), checkpoints every 25.
-fn write_config(dir: &Path, sources: &[serde_json::Value], orgs: &[serde_json::Value], token_key: &SigningKey) -> std::path::PathBuf {
+fn write_config(dir: &Path, sources: &[serde_json::Value], orgs: &[serde_json::Value], auth: serde_json::Value) -> std::path::PathBuf {
     let audit_key = dir.join("audit-key.p8");
     SigningKey::load_or_create(&audit_key).expect("audit key");
     let config = json!({
@@ -29,7 +29,7 @@ fn write_config(dir: &Path, sources: &[serde_json::Value], orgs: &[serde_json::V
         "data_dir": dir.display().to_string(),
         "store": format!("sqlite://{}", dir.join("mcr.db").display()),
         "sync_on_start": true,
-        "auth": {"issuer": tokens::DEMO_ISSUER, "audience": tokens::DEMO_AUDIENCE, "ed25519_public_keys": [token_key.public_x()]},
+        "auth": auth,
         "policy": {"consent_model": "legal-basis"},
         "audit": {"signing_key": audit_key.display().to_string(), "checkpoint_every": 25},
         "organisations": orgs,
@@ -73,11 +73,28 @@ async fn a_gateway_killed_mid_load_loses_no_acknowledged_audit_record() {
         .take(40)
         .collect();
     assert!(patients.len() >= 5, "patients at the practice");
-    let token_key = SigningKey::load_or_create(&dir.path().join("token-key.p8")).expect("token key");
-    let config = write_config(dir.path(), &sources, &[serde_json::to_value(&practice_org).expect("org")], &token_key);
-    let token = token_key
-        .mint(&tokens::claims_for(PRACTICE_USER, "Dr Crash Test", "clinician", practice.as_str(), SystemClock.now().timestamp(), 1))
-        .expect("token");
+    // An identity provider for the gateway to verify the user's API token against.
+    let idp_listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+    let issuer = format!("http://{}", idp_listener.local_addr().expect("addr"));
+    let user = mcr_idp::IdpUser {
+        id: PRACTICE_USER.into(),
+        name: "Dr Crash Test".into(),
+        role: "clinician".into(),
+        org: practice.to_string(),
+        label: "Dr Crash Test".into(),
+    };
+    let idp_config = mcr_idp::IdpConfig {
+        issuer: issuer.clone(),
+        api_audience: "mcr-gateway".into(),
+        clients: Vec::new(),
+        users: vec![user],
+        token_seconds: 3600,
+    };
+    let idp = Arc::new(mcr_idp::Idp::new(idp_config, SigningKey::generate().expect("key"), Arc::new(SystemClock)));
+    let _idp_task = mcr_idp::serve(idp.clone(), idp_listener);
+    let auth = json!({"issuer": issuer, "client_id": "mcr-gateway", "client_secret": "not-used-here", "algorithms": ["EdDSA"]});
+    let config = write_config(dir.path(), &sources, &[serde_json::to_value(&practice_org).expect("org")], auth);
+    let token = idp.access_token(PRACTICE_USER, mcr_idp::DEFAULT_API_SCOPES, "crash-test").expect("token");
 
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcr"))
         .args(["serve", "--config"])
@@ -183,14 +200,14 @@ async fn a_gateway_killed_mid_load_loses_no_acknowledged_audit_record() {
 #[tokio::test]
 async fn mcr_audit_verify_finds_a_tampered_record_in_a_sqlite_file() {
     let dir = tempfile::tempdir().expect("dir");
-    let token_key = SigningKey::load_or_create(&dir.path().join("token-key.p8")).expect("token key");
+    let auth = json!({"issuer": "https://idp.example.nhs.uk", "client_id": "mcr-gateway", "client_secret": "not-used-here"});
     let source = json!({
         "id": "gp",
         "base_url": "http://127.0.0.1:9",
         "resource_types": ["Patient"],
         "organisation": {"code": "E82000", "name": "GP", "kind": "gp-practice", "member": true},
     });
-    let config = write_config(dir.path(), &[source], &[], &token_key);
+    let config = write_config(dir.path(), &[source], &[], auth);
     let url = format!("sqlite://{}", dir.path().join("mcr.db").display());
     let store = mcr_store::connect_and_migrate(&url).await.expect("store");
     for i in 0..30 {

@@ -72,7 +72,7 @@ async fn migrate_and_index_sync_against_running_sources() {
     std::fs::write(
         &config,
         format!(
-            "data_dir = \"{}\"\n[auth]\nissuer = \"i\"\naudience = \"a\"\ned25519_public_keys = [\"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\"]\n\n{sources_toml}",
+            "data_dir = \"{}\"\n[auth]\nissuer = \"https://idp.example.nhs.uk\"\nclient_id = \"mcr-gateway\"\nclient_secret = \"s\"\n\n{sources_toml}",
             dir.path().join("data").display()
         ),
     )

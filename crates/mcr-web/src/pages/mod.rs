@@ -34,6 +34,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/questions", get(public::questions))
         .route("/privacy", get(public::privacy))
         .route("/signin", get(session::signin_page).post(session::signin))
+        .route("/signin/callback", get(session::callback))
         .route("/signout", post(session::signout))
         .route("/app", get(search::search))
         .route("/app/patient/{nhs}", get(record::patient))
@@ -55,11 +56,13 @@ pub(crate) struct Layout {
     pub staff: bool,
     /// Appended to our own asset URLs so a new build is never served a stale copy.
     pub asset_version: &'static str,
+    /// The signed-in user's CSRF token, for every form that posts (empty when nobody is).
+    pub csrf: String,
 }
 
 impl Layout {
     pub fn public() -> Self {
-        Self { user: None, staff: false, asset_version: assets::version() }
+        Self { user: None, staff: false, asset_version: assets::version(), csrf: String::new() }
     }
 
     pub fn staff(user: &PageUser) -> Self {
@@ -72,12 +75,13 @@ impl Layout {
             }),
             staff: true,
             asset_version: assets::version(),
+            csrf: user.1.clone(),
         }
     }
 
     /// A staff page with nobody signed in (the sign-in page itself).
     pub fn staff_anonymous() -> Self {
-        Self { user: None, staff: true, asset_version: assets::version() }
+        Self { user: None, staff: true, asset_version: assets::version(), csrf: String::new() }
     }
 }
 

@@ -1,62 +1,95 @@
-//! Signing in and out of the pages. The token (from the demo buttons, a pasted token, or in
-//! production the identity provider) is verified, then kept in an HttpOnly, SameSite=Strict
-//! cookie; every staff page re-verifies it on each request.
+//! Signing in and out of the pages with OpenID Connect (authorization code flow with PKCE).
+//! `POST /signin` starts a sign-in: fresh state, nonce and verifier are kept server-side under
+//! a short-lived `mcr_login` cookie, and the browser goes to the provider. The provider sends
+//! it back to `GET /signin/callback`, where the state is compared, the code exchanged (with
+//! the verifier and the client's secret) and the ID token validated; only then does a
+//! server-side session start, under a new random `mcr_session` cookie. Every failure is
+//! audited and shown as a sign-in error, never with the provider's own words.
 
-use super::forms::{clean, Errors};
-use super::{render, Layout};
-use crate::auth::{correlation_id, token_from, SESSION_COOKIE};
-use crate::AppState;
+use super::forms::Errors;
+use super::{error_page, render, Layout};
+use crate::auth::{audit_refusal, cookie, correlation_id, SESSION_COOKIE};
+use crate::sessions::LOGIN_SECONDS;
+use crate::{ApiError, AppState};
 use askama::Template;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use mcr_gateway::RequestContext;
+use mcr_oidc::OidcError;
 use serde::Deserialize;
 
-/// How long a page session lasts (the token's own expiry still applies).
-const SESSION_SECONDS: u32 = 8 * 60 * 60;
+/// The cookie holding a sign-in in progress.
+const LOGIN_COOKIE: &str = "mcr_login";
 
-/// A signed-in member of staff on a page. Without a valid session the request is sent to the
-/// sign-in page (303), never served.
+/// A signed-in member of staff on a page, and their session's CSRF token. Without a live
+/// session the request is sent to the sign-in page (303), never served.
 #[derive(Debug, Clone)]
-pub(crate) struct PageUser(pub RequestContext);
+pub(crate) struct PageUser(pub RequestContext, pub(crate) String);
 
 impl FromRequestParts<AppState> for PageUser {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let Some(token) = token_from(parts) else {
+        let Some(id) = cookie(parts, SESSION_COOKIE) else {
             return Err(Redirect::to("/signin").into_response());
         };
-        match state.auth.verify(&token) {
-            Ok(principal) => Ok(PageUser(RequestContext { principal, correlation_id: correlation_id(parts) })),
+        let Some(session) = state.sessions.touch(&id) else {
+            // Expired, signed out, or never ours: clear it on the way to the sign-in page.
+            return Err(with_cookie(Redirect::to("/signin").into_response(), &clear(SESSION_COOKIE, "/")));
+        };
+        let principal = match state.auth.principal(&session.identity) {
+            Ok(p) => p,
             Err(e) => {
-                tracing::info!(reason = %e, "page session rejected");
-                // Clear the stale cookie on the way to the sign-in page.
-                let mut resp = Redirect::to("/signin").into_response();
-                if let Ok(v) = HeaderValue::from_str(&clear_cookie()) {
-                    resp.headers_mut().insert(header::SET_COOKIE, v);
-                }
-                Err(resp)
+                tracing::info!(reason = e.code(), "page session refused");
+                state.sessions.end(&id);
+                return Err(with_cookie(Redirect::to("/signin").into_response(), &clear(SESSION_COOKIE, "/")));
+            }
+        };
+        if parts.uri.path() == "/app" && parts.uri.query().is_some_and(|q| !q.is_empty()) {
+            if let Err(e) = crate::security::limit_search(state, parts, &principal.user_id) {
+                return Err(too_many(e));
             }
         }
+        Ok(PageUser(RequestContext { principal, correlation_id: correlation_id(parts) }, session.csrf))
     }
 }
 
-fn session_cookie(token: &str, secure: bool) -> String {
-    let secure = if secure { "; Secure" } else { "" };
-    format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={SESSION_SECONDS}{secure}")
+/// A 429 as a page, with `Retry-After`.
+fn too_many(e: ApiError) -> Response {
+    let mut resp = error_page(Layout::staff_anonymous(), StatusCode::TOO_MANY_REQUESTS, e.text());
+    if let Some(v) = e.retry_after.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
 }
 
-fn clear_cookie() -> String {
-    format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0")
+fn secure(state: &AppState) -> &'static str {
+    if state.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    }
 }
 
-pub(crate) struct DemoButton {
-    pub user_id: String,
-    pub label: String,
+fn session_cookie(id: &str, max_age: u64, secure: &str) -> String {
+    format!("{SESSION_COOKIE}={id}; HttpOnly; SameSite=Lax; Path=/; Max-Age={max_age}{secure}")
+}
+
+fn login_cookie(id: &str, secure: &str) -> String {
+    format!("{LOGIN_COOKIE}={id}; HttpOnly; SameSite=Lax; Path=/signin; Max-Age={LOGIN_SECONDS}{secure}")
+}
+
+fn clear(name: &str, path: &str) -> String {
+    format!("{name}=; HttpOnly; SameSite=Lax; Path={path}; Max-Age=0")
+}
+
+fn with_cookie(mut resp: Response, cookie: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(cookie) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
 }
 
 #[derive(Template)]
@@ -64,84 +97,116 @@ pub(crate) struct DemoButton {
 pub(crate) struct SigninPage {
     pub layout: Layout,
     pub errors: Errors,
-    pub demo: Vec<DemoButton>,
-    pub token: String,
 }
 
-fn signin_view(state: &AppState, errors: Errors, token: String) -> SigninPage {
-    SigninPage {
-        layout: Layout::staff_anonymous(),
-        errors,
-        demo: state
-            .demo_logins
-            .iter()
-            .map(|d| DemoButton { user_id: d.user_id.clone(), label: d.label.clone() })
-            .collect(),
-        token,
-    }
-}
-
-pub(crate) async fn signin_page(State(state): State<AppState>) -> Response {
-    render(StatusCode::OK, &signin_view(&state, Errors::default(), String::new()))
-}
-
-#[derive(Debug, Deserialize)]
-pub(crate) struct SigninForm {
-    #[serde(default)]
-    user_id: Option<String>,
-    #[serde(default)]
-    token: Option<String>,
-}
-
-pub(crate) async fn signin(State(state): State<AppState>, Form(form): Form<SigninForm>) -> Response {
+fn signin_with_error(status: StatusCode, message: &str) -> Response {
     let mut errors = Errors::default();
-    let typed = form.token.as_deref().map(clean).unwrap_or_default();
-    let token = match form.user_id.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
-        Some(user_id) => match state.demo_logins.iter().find(|d| d.user_id == user_id) {
-            Some(d) => d.token.clone(),
-            None => {
-                errors.add("token", "That demo user is not available. Choose another, or paste a token");
-                return render(StatusCode::BAD_REQUEST, &signin_view(&state, errors, typed));
-            }
-        },
-        None => {
-            // Tokens have no whitespace; people paste them with some.
-            let t: String = typed.chars().filter(|c| !c.is_whitespace()).collect();
-            if t.is_empty() {
-                errors.add("token", "Enter your sign-in token");
-                return render(StatusCode::BAD_REQUEST, &signin_view(&state, errors, typed));
-            }
-            t
+    errors.add("signin", message);
+    let resp = render(status, &SigninPage { layout: Layout::staff_anonymous(), errors });
+    with_cookie(resp, &clear(LOGIN_COOKIE, "/signin"))
+}
+
+pub(crate) async fn signin_page() -> Response {
+    render(StatusCode::OK, &SigninPage { layout: Layout::staff_anonymous(), errors: Errors::default() })
+}
+
+/// Start a sign-in at the provider.
+pub(crate) async fn signin(State(state): State<AppState>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    if let Err(e) = crate::security::limit_signin(&state, &parts) {
+        return too_many(e);
+    }
+    let auth = match state.auth.relying_party().begin().await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start a sign-in");
+            return signin_with_error(StatusCode::SERVICE_UNAVAILABLE, "The sign-in service is not available. Try again shortly");
         }
     };
-    match state.auth.verify(&token) {
-        Ok(principal) => {
-            tracing::info!(user = %principal.user_id, "signed in to the pages");
-            let mut resp = Redirect::to("/app").into_response();
-            match HeaderValue::from_str(&session_cookie(&token, state.secure_cookies)) {
-                Ok(v) => {
-                    resp.headers_mut().insert(header::SET_COOKIE, v);
-                    resp
-                }
-                Err(_) => {
-                    errors.add("token", "That token contains characters a sign-in token never has");
-                    render(StatusCode::BAD_REQUEST, &signin_view(&state, errors, typed))
-                }
-            }
-        }
-        Err(e) => {
-            errors.add("token", format!("You could not be signed in: {e}"));
-            render(StatusCode::UNAUTHORIZED, &signin_view(&state, errors, typed))
-        }
-    }
+    let Some(id) = state.sessions.begin_login(auth.state, auth.nonce, auth.verifier) else {
+        return signin_with_error(StatusCode::SERVICE_UNAVAILABLE, "The sign-in service is busy. Try again shortly");
+    };
+    with_cookie(Redirect::to(&auth.url).into_response(), &login_cookie(&id, secure(&state)))
 }
 
-pub(crate) async fn signout() -> Response {
-    let mut resp = Redirect::to("/signin").into_response();
-    if let Ok(v) = HeaderValue::from_str(&clear_cookie()) {
-        resp.headers_mut().insert(header::SET_COOKIE, v);
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+/// The provider sends the browser back here.
+pub(crate) async fn callback(State(state): State<AppState>, Query(q): Query<CallbackQuery>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    if let Err(e) = crate::security::limit_signin(&state, &parts) {
+        return too_many(e);
     }
-    resp
+    let cid = correlation_id(&parts);
+    let refuse = |reason: &'static str, status: StatusCode, message: &'static str| {
+        let (state, cid) = (state.clone(), cid.clone());
+        async move {
+            tracing::info!(reason, "sign-in refused");
+            audit_refusal(&state, &cid, "sign-in", reason, None).await;
+            signin_with_error(status, message)
+        }
+    };
+    let pending = cookie(&parts, LOGIN_COOKIE).and_then(|id| state.sessions.take_login(&id));
+    let Some(pending) = pending else {
+        return refuse("no-sign-in-in-progress", StatusCode::BAD_REQUEST, "Your sign-in took too long or was started elsewhere. Sign in again").await;
+    };
+    if q.error.is_some() {
+        return refuse("provider-refused", StatusCode::UNAUTHORIZED, "Your organisation's sign-in did not let you in. Sign in again").await;
+    }
+    let state_ok = q.state.as_deref().is_some_and(|s| mcr_oidc::constant_time_eq(s.as_bytes(), pending.state.as_bytes()));
+    if !state_ok {
+        return refuse("state-mismatch", StatusCode::BAD_REQUEST, "This sign-in was not started here. Sign in again").await;
+    }
+    let Some(code) = q.code.filter(|c| !c.is_empty() && c.len() <= 2048) else {
+        return refuse("no-code", StatusCode::BAD_REQUEST, "The sign-in did not complete. Sign in again").await;
+    };
+    let rp = state.auth.relying_party();
+    let tokens = match rp.exchange(&code, &pending.verifier).await {
+        Ok(t) => t,
+        Err(OidcError::Refused(_)) => {
+            return refuse("code-refused", StatusCode::UNAUTHORIZED, "Your sign-in could not be completed. Sign in again").await;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "token exchange failed");
+            return refuse("provider-unavailable", StatusCode::SERVICE_UNAVAILABLE, "The sign-in service is not available. Try again shortly").await;
+        }
+    };
+    let identity = match rp.verify_id_token(&tokens.id_token, &pending.nonce).await {
+        Ok(i) => i,
+        Err(OidcError::Token(r)) => {
+            return refuse(r.code(), StatusCode::UNAUTHORIZED, "Your sign-in could not be checked. Sign in again").await;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "ID token could not be checked");
+            return refuse("provider-unavailable", StatusCode::SERVICE_UNAVAILABLE, "The sign-in service is not available. Try again shortly").await;
+        }
+    };
+    if let Err(e) = state.auth.principal(&identity) {
+        return refuse(e.code(), StatusCode::FORBIDDEN, "Your account's role cannot use My Care Record").await;
+    }
+    let user = identity.user_id.clone();
+    let Some(id) = state.sessions.create(identity) else {
+        return signin_with_error(StatusCode::SERVICE_UNAVAILABLE, "The sign-in service is busy. Try again shortly");
+    };
+    tracing::info!(user = %user, "signed in to the pages");
+    let max = state.sessions.limits().max.as_secs();
+    let resp = with_cookie(Redirect::to("/app").into_response(), &session_cookie(&id, max, secure(&state)));
+    with_cookie(resp, &clear(LOGIN_COOKIE, "/signin"))
+}
+
+/// Sign out: the session ends here, not just in the browser.
+pub(crate) async fn signout(State(state): State<AppState>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    if let Some(id) = cookie(&parts, SESSION_COOKIE) {
+        state.sessions.end(&id);
+    }
+    with_cookie(Redirect::to("/signin").into_response(), &clear(SESSION_COOKIE, "/"))
 }
 
 #[cfg(test)]
@@ -150,12 +215,14 @@ mod tests {
 
     #[test]
     fn cookies_are_locked_down() {
-        let c = session_cookie("abc.def.ghi", true);
-        assert!(c.starts_with("mcr_session=abc.def.ghi;"));
-        for part in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=28800", "Secure"] {
+        let c = session_cookie("abc", 36000, "; Secure");
+        assert!(c.starts_with("mcr_session=abc;"));
+        for part in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=36000", "Secure"] {
             assert!(c.contains(part), "{c} lacks {part}");
         }
-        assert!(!session_cookie("t", false).contains("Secure"));
-        assert!(clear_cookie().contains("Max-Age=0"));
+        assert!(!session_cookie("t", 1, "").contains("Secure"));
+        let l = login_cookie("x", "");
+        assert!(l.contains("Path=/signin") && l.contains("HttpOnly") && l.contains("Max-Age=600"), "{l}");
+        assert!(clear(SESSION_COOKIE, "/").contains("Max-Age=0"));
     }
 }

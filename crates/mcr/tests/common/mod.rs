@@ -150,3 +150,85 @@ pub fn provenance_orgs(bundle: &Value) -> std::collections::BTreeSet<String> {
         .map(|a| a["who"]["identifier"]["value"].as_str().expect("ods").to_owned())
         .collect()
 }
+
+/// A browser signed in to the pages through the OpenID Connect flow with the demo identity
+/// provider: its session cookie and the session's CSRF token for forms.
+pub struct SignedIn {
+    pub http: reqwest::Client,
+    pub cookie: String,
+    pub csrf: String,
+}
+
+/// The first `Set-Cookie` value named `name` (`name=value` only).
+pub fn set_cookie(resp: &reqwest::Response, name: &str) -> Option<String> {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .map(str::to_owned)
+}
+
+pub fn location(resp: &reqwest::Response) -> String {
+    resp.headers()["location"].to_str().expect("a Location").to_owned()
+}
+
+/// Where the gateway's sign-in sends the browser: the provider's authorize URL, and the
+/// `mcr_login` cookie that ties the sign-in to this browser.
+pub async fn start_sign_in(t: &TestDemo, http: &reqwest::Client) -> (url::Url, String) {
+    let resp = http.post(t.url("/signin")).send().await.expect("POST /signin");
+    assert_eq!(resp.status(), 303, "sign-in goes to the provider");
+    let login = set_cookie(&resp, "mcr_login").expect("an mcr_login cookie");
+    let login = login.split(';').next().expect("cookie").to_owned();
+    (url::Url::parse(&location(&resp)).expect("authorize URL"), login)
+}
+
+/// At the provider's sign-in page, choose `user`; returns where the provider sends the browser.
+pub async fn choose_user(http: &reqwest::Client, authorize: &url::Url, user: &str) -> reqwest::Response {
+    let page = http.get(authorize.clone()).send().await.expect("authorize page");
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.expect("page").contains(&format!("value=\"{user}\"")), "{user} is offered");
+    let mut form: Vec<(String, String)> = authorize.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    form.push(("user".into(), user.into()));
+    let mut post_url = authorize.clone();
+    post_url.set_query(None);
+    http.post(post_url).form(&form).send().await.expect("POST authorize")
+}
+
+impl TestDemo {
+    /// A client builder trusting this demo's CA.
+    pub fn browser_builder(&self) -> reqwest::ClientBuilder {
+        trusting_client(&self.demo)
+    }
+
+    /// A client that, like a test of a browser, follows no redirects by itself.
+    pub fn browser(&self) -> reqwest::Client {
+        trusting_client(&self.demo).redirect(reqwest::redirect::Policy::none()).build().expect("client")
+    }
+
+    /// Sign in to the pages as a demo user, through the provider, like a browser would.
+    pub async fn sign_in(&self, user: &str) -> SignedIn {
+        let http = self.browser();
+        let (authorize, login) = start_sign_in(self, &http).await;
+        let back = choose_user(&http, &authorize, user).await;
+        assert_eq!(back.status(), 303, "the provider sends the browser back");
+        let callback = location(&back);
+        assert!(callback.starts_with(&self.url("/signin/callback?")), "{callback}");
+        let resp = http.get(&callback).header("cookie", &login).send().await.expect("callback");
+        assert_eq!(resp.status(), 303, "signed in: {:?}", resp.headers());
+        assert_eq!(location(&resp), "/app");
+        let cookie = set_cookie(&resp, "mcr_session").expect("a session cookie");
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+        let cookie = cookie.split(';').next().expect("cookie").to_owned();
+        let page = http.get(self.url("/app")).header("cookie", &cookie).send().await.expect("GET /app");
+        assert_eq!(page.status(), 200);
+        let html = page.text().await.expect("page");
+        let csrf = html
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("the page's forms carry a CSRF token")
+            .to_owned();
+        SignedIn { http, cookie, csrf }
+    }
+}
