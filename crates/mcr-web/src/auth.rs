@@ -278,6 +278,52 @@ mod tests {
         assert!(!scopes_allow(&[], Need::Read("Patient")));
     }
 
+    use proptest::prelude::*;
+
+    fn parts_with(name: &str, value: &str) -> Option<Parts> {
+        let v = axum::http::HeaderValue::from_str(value).ok()?;
+        let (parts, ()) = axum::http::Request::builder().header(name, v).body(()).ok()?.into_parts();
+        Some(parts)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(5_000))]
+
+        /// Whatever a client sends in the credential and id headers, parsing never panics, a
+        /// bearer token is never empty, and the correlation id that reaches logs and the audit
+        /// trail is always short and plain.
+        #[test]
+        fn fuzz_request_headers(auth in ".{0,300}", cookies in ".{0,300}", rid in ".{0,100}") {
+            if let Some(p) = parts_with("authorization", &auth) {
+                if let Some(t) = bearer(&p) {
+                    prop_assert!(!t.is_empty());
+                    prop_assert!(auth.to_ascii_lowercase().starts_with("bearer "));
+                }
+            }
+            if let Some(p) = parts_with("cookie", &cookies) {
+                let _ = cookie(&p, SESSION_COOKIE);
+            }
+            if let Some(p) = parts_with("x-request-id", &rid) {
+                let id = correlation_id(&p);
+                prop_assert!((8..=64).contains(&id.len()));
+                prop_assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+            }
+        }
+
+        /// Scope strings of any shape never grant a write from a read scope or vice versa.
+        #[test]
+        fn fuzz_scopes(scopes in proptest::collection::vec("[a-z/*.A-Z]{0,24}", 0..6), path in "/[A-Za-z/$]{0,40}") {
+            let get = need_for(&Method::GET, &path);
+            let post = need_for(&Method::POST, &path);
+            prop_assert!(matches!(get, Need::Read(_)));
+            prop_assert!(matches!(post, Need::Write(_)));
+            let reads_only: Vec<String> = scopes.iter().filter(|s| s.ends_with(".read")).cloned().collect();
+            prop_assert!(!scopes_allow(&reads_only, Need::Write("Consent")));
+            let writes_only: Vec<String> = scopes.iter().filter(|s| s.ends_with(".write")).cloned().collect();
+            prop_assert!(!scopes_allow(&writes_only, get));
+        }
+    }
+
     #[test]
     fn requests_need_the_matching_scope() {
         assert_eq!(need_for(&Method::GET, "/fhir/Patient/9990000018/$everything"), Need::Read("*"));

@@ -137,6 +137,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for s in &d.info.sources {
                 out(&format!("  source {:<11} {}  ({})", s.id, s.url, s.name))?;
             }
+            out(&format!("  identity provider  {}  (demo: its sign-in page lists the demo users)", d.info.token_issuer))?;
             out(&format!(
                 "\n  Demo users, patients and URLs: {}\n  A token for the API:  mcr demo-token gp.patel --data-dir {}\n  Sample patient in all four sources: {}\n\nPress Ctrl-C to stop.",
                 demo::info_path(&data_dir).display(),
