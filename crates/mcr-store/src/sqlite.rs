@@ -213,7 +213,12 @@ impl IndexStore for SqliteStore {
         let Some(q) = NormalQuery::new(query) else { return Ok(Vec::new()) };
         // Only the given conditions appear in the SQL, so the planner can use the
         // (family_norm, birth_date) index for both equalities.
-        let mut qb = QueryBuilder::<Sqlite>::new(format!("SELECT {PATIENT_COLUMNS} FROM patient WHERE family_norm = "));
+        // Without statistics SQLite prefers the index that avoids the sort even when a birth
+        // date makes (family_norm, birth_date) far more selective; say which to use.
+        let index = if q.birth_date.is_some() { "patient_family_birth" } else { "patient_family_given" };
+        let mut qb = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {PATIENT_COLUMNS} FROM patient INDEXED BY {index} WHERE family_norm = "
+        ));
         qb.push_bind(&q.family);
         if let Some(birth_date) = q.birth_date {
             qb.push(" AND birth_date = ").push_bind(birth_date);
