@@ -20,21 +20,19 @@ pub fn federation_config(s: &Settings) -> FederationConfig {
     }
 }
 
-/// The sources, over HTTP, sharing one connection pool.
-pub fn federation(s: &Settings) -> anyhow::Result<Federation> {
+/// The sources, over HTTP (mutual TLS for `https://` ones), sharing one connection pool; every
+/// request carries the end user's identity, signed.
+pub fn federation(s: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Federation> {
     let limits = federation_config(s);
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(2))
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(256)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("my-care-record/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .context("building the HTTP client for sources")?;
+    let client = crate::network::sources_client(s)?;
+    let signer = crate::network::identity_signer(s, clock)?;
     let sources: Vec<Arc<dyn Source>> = s
         .sources
         .iter()
-        .map(|c| Arc::new(HttpSource::new(c.clone(), client.clone(), limits.clone())) as Arc<dyn Source>)
+        .map(|c| {
+            Arc::new(HttpSource::new(c.clone(), client.clone(), limits.clone()).with_identity(signer.clone()))
+                as Arc<dyn Source>
+        })
         .collect();
     Ok(Federation::new(sources, limits))
 }
@@ -59,7 +57,7 @@ pub async fn gateway(s: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Gate
     let store = mcr_store::connect_and_migrate(&s.store_url())
         .await
         .context("opening the gateway's store")?;
-    let federation = Arc::new(federation(s)?);
+    let federation = Arc::new(federation(s, clock.clone())?);
     Ok(Gateway::new(store, federation, clock, s.policy.clone(), registry(s))
         .with_sharing(s.sharing.clone())
         .with_audit(s.audit.gateway_config()?))
@@ -87,6 +85,8 @@ pub struct Running {
 
 /// Build the gateway and serve it on `listener` until the task is aborted.
 pub async fn serve(s: &Settings, listener: TcpListener) -> anyhow::Result<Running> {
+    let addr = listener.local_addr()?;
+    let serving = crate::network::serving(s, addr)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let gateway = gateway(s, clock).await?;
     if s.sync_on_start {
@@ -97,16 +97,11 @@ pub async fn serve(s: &Settings, listener: TcpListener) -> anyhow::Result<Runnin
             }
         }
     }
-    let addr = listener.local_addr()?;
-    let base_url = s.base_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let base_url = s.base_url.clone().unwrap_or_else(|| format!("{}://{addr}", serving.scheme()));
     let auth = Authenticator::new(Arc::new(relying_party(s, &base_url)?), registry(s));
-    let state = AppState::new(gateway.clone(), auth, base_url, false);
+    let secure_cookies = matches!(serving, crate::network::Serving::Tls(_));
+    let state = AppState::new(gateway.clone(), auth, base_url, secure_cookies);
     let router = mcr_web::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
-    let task = tokio::spawn(async move {
-        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        if let Err(e) = axum::serve(listener, service).await {
-            tracing::error!(error = %e, "gateway server stopped");
-        }
-    });
+    let task = crate::network::spawn_server(listener, serving, router)?;
     Ok(Running { addr, gateway, task })
 }

@@ -39,6 +39,12 @@ pub struct Settings {
     /// The audit trail: checkpoint signing key and interval, trusted keys, review thresholds.
     #[serde(default)]
     pub audit: crate::audit_cmd::AuditSettings,
+    /// HTTPS for browsers and API clients.
+    #[serde(default)]
+    pub tls: TlsSettings,
+    /// Mutual TLS towards `https://` sources, and the end user's identity sent to each source.
+    #[serde(default)]
+    pub sources_tls: SourcesTlsSettings,
     /// Re-read every source's patients when the gateway starts.
     #[serde(default)]
     pub sync_on_start: bool,
@@ -58,6 +64,33 @@ impl Default for FederationSettings {
     fn default() -> Self {
         Self { deadline_ms: 3_000, max_source_mib: 8, page_size: 200 }
     }
+}
+
+/// `[tls]`: the gateway's HTTPS certificate and key (PEM). Plain HTTP only with `disabled = true`
+/// (or `mcr serve --insecure-http`), and then only on a loopback address.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+/// `[sources_tls]`: how the gateway talks to sources.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourcesTlsSettings {
+    /// The regional CA (PEM): the only trust anchor for `https://` sources' certificates.
+    pub ca: Option<PathBuf>,
+    /// This gateway's organisation certificate and key (PEM), presented to sources.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// Ed25519 PKCS#8 key that signs the end user's identity sent with every request to a
+    /// source (created if missing). Default: `{data_dir}/source-identity-key.p8`.
+    pub identity_key: Option<PathBuf>,
+    /// `iss` of those identity tokens. Default: the gateway's base URL.
+    pub identity_issuer: Option<String>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -110,6 +143,17 @@ impl Settings {
                 bail!("config: source `{}` base_url must be http or https", s.id);
             }
         }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            bail!("config: [tls] needs both cert and key");
+        }
+        if self.sources_tls.cert.is_some() != self.sources_tls.key.is_some() {
+            bail!("config: [sources_tls] needs both cert and key");
+        }
+        if self.sources_tls.ca.is_none() {
+            if let Some(s) = self.sources.iter().find(|s| s.base_url.scheme() == "https") {
+                bail!("config: source `{}` is https: set [sources_tls] ca to the regional CA certificate", s.id);
+            }
+        }
         if self.federation.deadline_ms == 0 || self.federation.deadline_ms > 60_000 {
             bail!("config: federation.deadline_ms must be between 1 and 60000");
         }
@@ -132,6 +176,7 @@ impl Settings {
     }
 
     pub fn base_url(&self) -> String {
-        self.base_url.clone().unwrap_or_else(|| format!("http://{}", self.listen))
+        let scheme = if self.tls.disabled { "http" } else { "https" };
+        self.base_url.clone().unwrap_or_else(|| format!("{scheme}://{}", self.listen))
     }
 }

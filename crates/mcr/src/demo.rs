@@ -24,6 +24,8 @@ pub struct DemoOptions {
     pub deadline_ms: u64,
     /// Store URL; default: SQLite under the data directory.
     pub store: Option<String>,
+    /// Serve the gateway over plain HTTP (loopback only) instead of HTTPS.
+    pub insecure_http: bool,
 }
 
 impl Default for DemoOptions {
@@ -35,6 +37,7 @@ impl Default for DemoOptions {
             patients: 10_000,
             deadline_ms: 3_000,
             store: None,
+            insecure_http: false,
         }
     }
 }
@@ -70,6 +73,43 @@ pub struct DemoInfo {
     pub token_issuer: String,
     pub token_audience: String,
     pub signing_key: PathBuf,
+    /// The demo regional CA certificate: trust it to reach the gateway over HTTPS
+    /// (`curl --cacert`); it also signs the sources' and the gateway's organisation certificates.
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
+}
+
+/// The ODS-style code of the demo gateway's own organisation (the regional programme), named
+/// in the client certificate it presents to sources.
+pub const GATEWAY_ORG: &str = "MCR01";
+
+/// The demo PKI under `DATA_DIR/pki`: the regional CA (kept between runs, so browsers and
+/// `curl --cacert` keep trusting it) and a fresh certificate per organisation.
+#[derive(Debug)]
+pub struct DemoPki {
+    pub dir: PathBuf,
+    pub ca_cert: PathBuf,
+    pub roots: Arc<mcr_tls::rustls::RootCertStore>,
+    today: chrono::NaiveDate,
+}
+
+impl DemoPki {
+    pub fn open(data_dir: &Path, today: chrono::NaiveDate) -> anyhow::Result<Self> {
+        let dir = data_dir.join("pki");
+        let ca = mcr_tls::pki::ensure_ca(&dir, today).context("creating the demo regional CA")?;
+        let roots = mcr_tls::load_roots(&ca.cert)?;
+        Ok(Self { dir, ca_cert: ca.cert, roots, today })
+    }
+
+    /// Issue (again) a certificate for `org`, for localhost and 127.0.0.1 plus `extra_names`.
+    pub fn issue(&self, org: &str, name: &str, extra_names: &[String]) -> anyhow::Result<(mcr_tls::pki::CertFiles, mcr_tls::Identity)> {
+        let mut server_names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+        server_names.extend(extra_names.iter().cloned());
+        let req = mcr_tls::pki::IssueRequest { org: org.into(), org_name: Some(name.into()), server_names };
+        let files = mcr_tls::pki::issue(&self.dir, &req, self.today).with_context(|| format!("issuing the demo certificate for {org}"))?;
+        let identity = mcr_tls::Identity::load(&files.cert, &files.key)?;
+        Ok((files, identity))
+    }
 }
 
 /// A running demo: sources, identity provider and gateway. Dropping it leaves them running;
@@ -157,11 +197,21 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
     let today = SystemClock.now().date_naive();
     let region = Arc::new(mcr_synth::generate(&SynthConfig { seed: opts.seed, patients: opts.patients, today }));
 
+    // Every source serves HTTPS with a certificate from the regional CA and accepts only
+    // client certificates from it: the gateway reaches them over mutual TLS.
+    let pki = DemoPki::open(&opts.data_dir, today)?;
+    // Each source requires the end user's identity, signed with the gateway's key, on every request.
+    let identity_key_path = opts.data_dir.join("source-identity-key.p8");
+    let (_, identity_x) = crate::network::identity_key(&identity_key_path)?;
     let mut sources = Vec::new();
     let mut source_configs = Vec::new();
     for slice in &region.sources {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await.context("binding a source port")?;
-        let handle = mcr_sources::serve(slice.clone(), listener, Behaviour::default())
+        let (_, identity) = pki.issue(slice.organisation.code.as_str(), &slice.organisation.name, &[])?;
+        let tls = mcr_sources::SourceTls { identity, client_ca: pki.roots.clone(), refused: Vec::new() };
+        let identity = mcr_sources::IdentityCheck { ed25519_keys: vec![identity_x.clone()], issuer: None, required: true };
+        let options = mcr_sources::SourceOptions { tls: Some(tls), identity: Some(identity) };
+        let handle = mcr_sources::serve_with(slice.clone(), listener, Behaviour::default(), options)
             .await
             .with_context(|| format!("starting source {}", slice.id))?;
         source_configs.push(mcr_federation::SourceConfig {
@@ -208,7 +258,14 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
         .await
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
     let addr = listener.local_addr()?;
-    let (idp, idp_task, auth) = tokens::start_idp(addr, key, &users, &format!("http://{addr}")).await?;
+    // HTTPS with a certificate from the demo CA, naming the listen address too when it is a
+    // specific one; the same organisation certificate is the gateway's client certificate
+    // towards sources.
+    let scheme = if opts.insecure_http { "http" } else { "https" };
+    let extra_names: Vec<String> =
+        if addr.ip().is_unspecified() || addr.ip().is_loopback() { Vec::new() } else { vec![addr.ip().to_string()] };
+    let (gateway_cert, _) = pki.issue(GATEWAY_ORG, "My Care Record regional gateway (demo)", &extra_names)?;
+    let (idp, idp_task, auth) = tokens::start_idp(addr, key, &users, &format!("{scheme}://{addr}")).await?;
     let gateway_client_secret = auth.client_secret.clone();
     let settings = Settings {
         listen: opts.listen,
@@ -223,12 +280,24 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
         sharing: Vec::new(),
         audit: crate::audit_cmd::AuditSettings { signing_key: Some(audit_key_path), ..Default::default() },
         sync_on_start: true,
+        tls: crate::config::TlsSettings {
+            cert: Some(gateway_cert.cert.clone()),
+            key: Some(gateway_cert.key.clone()),
+            disabled: opts.insecure_http,
+        },
+        sources_tls: crate::config::SourcesTlsSettings {
+            ca: Some(pki.ca_cert.clone()),
+            cert: Some(gateway_cert.cert.clone()),
+            key: Some(gateway_cert.key.clone()),
+            identity_key: Some(identity_key_path.clone()),
+            identity_issuer: Some(format!("{scheme}://{addr}")),
+        },
     };
     settings.validate()?;
 
     let mut info = DemoInfo {
-        gateway_url: format!("http://{addr}"),
-        fhir_base: format!("http://{addr}/fhir"),
+        gateway_url: format!("{scheme}://{addr}"),
+        fhir_base: format!("{scheme}://{addr}/fhir"),
         sources: region
             .sources
             .iter()
@@ -240,6 +309,7 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
         token_issuer: idp.issuer().to_owned(),
         token_audience: tokens::DEMO_AUDIENCE.into(),
         signing_key: key_path.clone(),
+        ca_cert: Some(pki.ca_cert.clone()),
     };
     let gateway = app::serve(&settings, listener).await?;
 

@@ -6,5 +6,6 @@ pub mod app;
 pub mod audit_cmd;
 pub mod config;
 pub mod demo;
+pub mod network;
 pub mod sources_cmd;
 pub mod tokens;

@@ -34,11 +34,22 @@ enum Command {
         /// How long a view waits for any one source, in milliseconds.
         #[arg(long, default_value_t = 3_000)]
         deadline_ms: u64,
+        /// Serve plain HTTP instead of HTTPS (local development; loopback addresses only).
+        #[arg(long)]
+        insecure_http: bool,
     },
     /// Run the gateway alone, against the sources named in a TOML config.
     Serve {
         #[arg(long)]
         config: PathBuf,
+        /// Serve plain HTTP instead of HTTPS (local development; loopback addresses only).
+        #[arg(long)]
+        insecure_http: bool,
+    },
+    /// A demo public key infrastructure: a regional CA and organisation certificates.
+    Pki {
+        #[command(subcommand)]
+        command: PkiCommand,
     },
     /// Run the simulated source systems alone (TOML config: seed, patients, [[source]] id/listen/behaviour).
     Sources {
@@ -65,6 +76,30 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PkiCommand {
+    /// Create a demo regional CA in DIR (ca.pem, ca.key.pem).
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Issue a certificate for an organisation (by ODS code) from the CA in DIR: a client
+    /// certificate towards sources and a server certificate for the given names.
+    Issue {
+        /// ODS code, e.g. RWH.
+        org: String,
+        #[arg(long)]
+        dir: PathBuf,
+        /// The organisation's name, for the certificate subject.
+        #[arg(long)]
+        name: Option<String>,
+        /// A DNS name or IP address the certificate may serve as (repeatable; default
+        /// localhost and 127.0.0.1).
+        #[arg(long = "server-name")]
+        server_names: Vec<String>,
     },
 }
 
@@ -127,11 +162,11 @@ fn out(s: &str) -> anyhow::Result<()> {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Demo { listen, data_dir, patients, seed, deadline_ms } => {
+        Command::Demo { listen, data_dir, patients, seed, deadline_ms, insecure_http } => {
             if !(100..=20_000_000).contains(&patients) {
                 anyhow::bail!("--patients must be between 100 and 20000000");
             }
-            let opts = DemoOptions { listen, data_dir: data_dir.clone(), seed, patients, deadline_ms, store: None };
+            let opts = DemoOptions { listen, data_dir: data_dir.clone(), seed, patients, deadline_ms, store: None, insecure_http };
             let d = demo::start(&opts).await?;
             out(&format!("My Care Record demo is running.\n\n  Viewer and public site: {}/\n  FHIR API:               {}\n", d.info.gateway_url, d.info.fhir_base))?;
             for s in &d.info.sources {
@@ -148,13 +183,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             d.stop().await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve { config } => {
-            let settings = Settings::load(&config)?;
+        Command::Serve { config, insecure_http } => {
+            let mut settings = Settings::load(&config)?;
+            settings.tls.disabled |= insecure_http;
             let listener = tokio::net::TcpListener::bind(settings.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", settings.listen))?;
             let running = mcr::app::serve(&settings, listener).await?;
-            out(&format!("gateway listening on http://{}", running.addr))?;
+            out(&format!("gateway listening on {}", settings.base_url.clone().unwrap_or_else(|| format!("{}://{}", if settings.tls.disabled { "http" } else { "https" }, running.addr))))?;
             tokio::signal::ctrl_c().await?;
             running.task.abort();
             Ok(ExitCode::SUCCESS)
@@ -166,6 +202,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 out(&format!("source {:<11} {}", e.id, h.base_url()))?;
             }
             tokio::signal::ctrl_c().await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pki { command: PkiCommand::Init { dir } } => {
+            out(&mcr::network::pki_init(&dir, SystemClock.now().date_naive())?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pki { command: PkiCommand::Issue { org, dir, name, server_names } } => {
+            out(&mcr::network::pki_issue(&dir, &org, name, server_names, SystemClock.now().date_naive())?)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Index { command: IndexCommand::Sync { config, incremental } } => {

@@ -97,7 +97,7 @@ async fn a_gateway_killed_mid_load_loses_no_acknowledged_audit_record() {
     let token = idp.access_token(PRACTICE_USER, mcr_idp::DEFAULT_API_SCOPES, "crash-test").expect("token");
 
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcr"))
-        .args(["serve", "--config"])
+        .args(["serve", "--insecure-http", "--config"])
         .arg(&config)
         .env("MCR_LOG", "warn")
         .stdout(Stdio::piped())

@@ -42,7 +42,7 @@ impl Browser {
 #[tokio::test]
 async fn public_pages_need_no_sign_in_and_staff_pages_do() {
     let t = start().await;
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("test step");
+    let http = t.browser_builder().redirect(reqwest::redirect::Policy::none()).build().expect("test step");
     for path in ["/", "/how-it-works", "/questions", "/privacy", "/signin"] {
         let resp = http.get(t.url(path)).send().await.expect("test step");
         let status = resp.status();

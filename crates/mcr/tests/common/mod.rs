@@ -28,13 +28,21 @@ pub async fn start_with(store: Option<String>, deadline_ms: u64) -> TestDemo {
         patients: PATIENTS,
         deadline_ms,
         store,
+        insecure_http: false,
     };
     let demo = demo::start(&opts).await.expect("demo starts");
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client");
+    let http = trusting_client(&demo).timeout(Duration::from_secs(30)).build().expect("client");
     TestDemo { demo, http, _dir: dir }
+}
+
+/// A client builder that trusts the demo's regional CA (and nothing else), as
+/// `curl --cacert DATA_DIR/pki/ca.pem` does: the gateway serves HTTPS.
+pub fn trusting_client(demo: &Demo) -> reqwest::ClientBuilder {
+    let ca = demo.info.ca_cert.as_ref().expect("demo.json names the CA certificate");
+    let pem = std::fs::read(ca).expect("the demo CA certificate");
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("a PEM certificate"))
 }
 
 impl TestDemo {
