@@ -19,6 +19,7 @@ pub use auth::{Authenticator, AuthConfig};
 pub use ratelimit::{Rate, RateLimits};
 pub use sessions::SessionLimits;
 pub use error::ApiError;
+pub use pages::{DemoPatient, PatientAccess};
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue};
@@ -44,6 +45,8 @@ pub struct AppState {
     pub sessions: Arc<sessions::Sessions>,
     pub limiter: Arc<ratelimit::RateLimiter>,
     pub rate_limits: RateLimits,
+    /// Patient sign-in ("who viewed my record") and the patients' sessions.
+    pub patients: Arc<PatientAccess>,
 }
 
 impl AppState {
@@ -57,7 +60,14 @@ impl AppState {
             sessions: Arc::new(sessions::Sessions::new(SessionLimits::default())),
             limiter: Arc::new(ratelimit::RateLimiter::default()),
             rate_limits: RateLimits::default(),
+            patients: Arc::new(PatientAccess::default()),
         }
+    }
+
+    /// Offer the demo's patient sign-in with these sample patients (never in production).
+    pub fn with_demo_patients(mut self, patients: Vec<DemoPatient>) -> Self {
+        self.patients = Arc::new(PatientAccess::demo(patients));
+        self
     }
 }
 

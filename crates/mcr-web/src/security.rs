@@ -70,7 +70,15 @@ fn origin_of(url: &str) -> Option<String> {
 /// Cross-site form posts are refused; a signed-in user's forms must carry their CSRF token.
 async fn check_form(state: &AppState, req: Request) -> Result<Request, Response> {
     let headers = req.headers();
-    if let Some(origin) = headers.get(header::ORIGIN) {
+    // Under `Referrer-Policy: no-referrer` browsers send `Origin: null` even for our own
+    // forms; then only the browser's own `Sec-Fetch-Site: same-origin` vouches for the post.
+    let same_site_fetch = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("same-origin");
+    let null_origin = headers.get(header::ORIGIN).is_some_and(|o| o.as_bytes() == b"null");
+    if null_origin && !same_site_fetch {
+        tracing::info!("form post with an opaque origin refused");
+        return Err(refuse());
+    }
+    if let Some(origin) = headers.get(header::ORIGIN).filter(|_| !null_origin) {
         let ours = origin_of(&state.base_url);
         let theirs = origin.to_str().ok().map(str::to_ascii_lowercase);
         if ours.is_none() || theirs != ours {

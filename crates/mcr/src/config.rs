@@ -48,6 +48,10 @@ pub struct Settings {
     /// Re-read every source's patients when the gateway starts.
     #[serde(default)]
     pub sync_on_start: bool,
+    /// Demo only: the sample patients the public site's patient sign-in offers (never from a
+    /// config file; empty: no patient sign-in).
+    #[serde(skip)]
+    pub demo_patients: Vec<mcr_web::DemoPatient>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

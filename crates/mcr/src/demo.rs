@@ -185,6 +185,23 @@ fn first(list: &[NhsNumber]) -> anyhow::Result<&NhsNumber> {
     list.first().context("the synthetic region lacks a sample patient; use more patients")
 }
 
+/// The sample patients the public site's demo patient sign-in offers ("who viewed my record").
+fn demo_patients(region: &Region) -> anyhow::Result<Vec<mcr_web::DemoPatient>> {
+    let s = &region.samples;
+    let picks = [s.all_four.first(), s.all_four.get(3), s.hostile.first(), s.gp_only.first()];
+    picks
+        .into_iter()
+        .flatten()
+        .map(|nhs| {
+            let p = region.person(nhs).context("sample patient")?;
+            Ok(mcr_web::DemoPatient {
+                nhs_number: nhs.clone(),
+                label: format!("{} {}, born {}", p.given.join(" "), p.family, p.birth_date.format("%-d %B %Y")),
+            })
+        })
+        .collect()
+}
+
 /// Start the whole demo.
 pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
     std::fs::create_dir_all(&opts.data_dir)
@@ -280,6 +297,7 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
         sharing: Vec::new(),
         audit: crate::audit_cmd::AuditSettings { signing_key: Some(audit_key_path), ..Default::default() },
         sync_on_start: true,
+        demo_patients: demo_patients(&region)?,
         tls: crate::config::TlsSettings {
             cert: Some(gateway_cert.cert.clone()),
             key: Some(gateway_cert.key.clone()),

@@ -11,8 +11,11 @@ mod access;
 mod assets;
 mod chart;
 mod forms;
+mod opt_out;
+mod patient;
 mod public;
 mod record;
+mod review;
 mod search;
 mod session;
 mod text;
@@ -26,6 +29,7 @@ use axum::Router;
 use mcr_gateway::GatewayError;
 
 pub(crate) use session::PageUser;
+pub use patient::{DemoPatient, PatientAccess};
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -42,6 +46,17 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/app/patient/{nhs}/permission", get(access::permission_options).post(access::permission))
         .route("/app/patient/{nhs}/emergency", get(access::emergency_form).post(access::emergency))
         .route("/app/patient/{nhs}/relationship", get(access::claim_form).post(access::claim))
+        .route("/opt-out", get(opt_out::form_page).post(opt_out::submit))
+        .route("/opt-out/confirmation", get(opt_out::done))
+        .route("/app/opt-outs", get(opt_out::queue))
+        .route("/app/opt-outs/{reference}", get(opt_out::case).post(opt_out::decide))
+        .route("/app/review", get(review::queue))
+        .route("/app/review/{seq}", post(review::record_outcome))
+        .route("/app/audit", get(review::search))
+        .route("/my-record", get(patient::history))
+        .route("/my-record/access-history.csv", get(patient::download))
+        .route("/my-record/signin", get(patient::signin_page).post(patient::signin))
+        .route("/my-record/signout", post(patient::signout))
         .route("/favicon.ico", get(assets::favicon))
         .route("/assets/{*path}", get(assets::asset))
         .fallback(not_found)
@@ -72,6 +87,7 @@ impl Layout {
                 name: p.name.clone(),
                 role: p.role.label().to_owned(),
                 organisation: p.organisation.name.clone(),
+                privacy_officer: p.role == mcr_domain::Role::PrivacyOfficer,
             }),
             staff: true,
             asset_version: assets::version(),
@@ -90,6 +106,8 @@ pub(crate) struct UserBar {
     pub name: String,
     pub role: String,
     pub organisation: String,
+    /// Shows the privacy officer's pages in the menu.
+    pub privacy_officer: bool,
 }
 
 /// Render a template, or a bare 500 if the template itself fails (it cannot leak anything).

@@ -28,6 +28,16 @@ pub(crate) fn human_date(s: &str) -> String {
     clip(s, 40)
 }
 
+/// A date of our own (not from a source): `12 March 2024`.
+pub(crate) fn human_day(d: NaiveDate) -> String {
+    d.format("%-d %B %Y").to_string()
+}
+
+/// A time of our own, in UTC and saying so: `12 March 2024 at 10:05 UTC`.
+pub(crate) fn human_time(t: &DateTime<chrono::Utc>) -> String {
+    t.format("%-d %B %Y at %H:%M UTC").to_string()
+}
+
 /// The date a date-ish string sorts by (`YYYY-MM-DD…` sorts as text); unknown dates sort first.
 pub(crate) fn sort_key(s: Option<&str>) -> String {
     s.map(|d| d.chars().take(25).collect()).unwrap_or_default()
