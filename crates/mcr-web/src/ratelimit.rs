@@ -18,6 +18,8 @@ pub struct Rate {
 pub struct RateLimits {
     /// Starting a sign-in or coming back from the provider, per address.
     pub signin_per_address: Rate,
+    /// Completed sign-ins, per user.
+    pub signin_per_user: Rate,
     /// Patient searches, per signed-in user.
     pub search_per_user: Rate,
     /// Patient searches, per address.
@@ -28,6 +30,7 @@ impl Default for RateLimits {
     fn default() -> Self {
         Self {
             signin_per_address: Rate { burst: 20, per_minute: 20 },
+            signin_per_user: Rate { burst: 10, per_minute: 10 },
             search_per_user: Rate { burst: 30, per_minute: 60 },
             search_per_address: Rate { burst: 120, per_minute: 300 },
         }

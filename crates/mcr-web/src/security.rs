@@ -141,6 +141,11 @@ pub(crate) fn limit_signin(state: &AppState, parts: &Parts) -> Result<(), ApiErr
     check(state, format!("signin:addr:{}", client_address(parts)), state.rate_limits.signin_per_address)
 }
 
+/// Completed sign-ins: per user (known only once the provider has said who it is).
+pub(crate) fn limit_signin_user(state: &AppState, user_id: &str) -> Result<(), ApiError> {
+    check(state, format!("signin:user:{user_id}"), state.rate_limits.signin_per_user)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

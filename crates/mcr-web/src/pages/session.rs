@@ -190,6 +190,9 @@ pub(crate) async fn callback(State(state): State<AppState>, Query(q): Query<Call
     if let Err(e) = state.auth.principal(&identity) {
         return refuse(e.code(), StatusCode::FORBIDDEN, "Your account's role cannot use My Care Record").await;
     }
+    if let Err(e) = crate::security::limit_signin_user(&state, &identity.user_id) {
+        return too_many(e);
+    }
     let user = identity.user_id.clone();
     let Some(id) = state.sessions.create(identity) else {
         return signin_with_error(StatusCode::SERVICE_UNAVAILABLE, "The sign-in service is busy. Try again shortly");
