@@ -1,0 +1,195 @@
+//! The benchmark a user can trust: `mcr sources` and `mcr serve` started as separate processes
+//! on loopback, many concurrent clinicians driven through the real HTTP API (token, search,
+//! decision, audit, fan-out, merge, JSON out), and the patient index at 1.5 million people on
+//! SQLite and PostgreSQL. See `docs/PERFORMANCE.md` for what each figure means.
+//!
+//! Counting: each virtual clinician runs a closed loop (send, read the body to its last byte,
+//! then the next request); latency is from send to last byte; anything but a 200 is an error,
+//! counted apart and never in the latency figures. The gateway's overhead per view is the view
+//! latency minus the slowest source's own time for that view (each source says it in
+//! `Server-Timing: app;dur=`, the gateway passes it on as `source-<id>;dur=`). After every
+//! scenario the gateway's own `/metrics` are read back and their view count compared with ours.
+//!
+//! This crate is a tool, not part of the product: nothing in the gateway depends on it.
+
+pub mod index;
+pub mod load;
+pub mod machine;
+pub mod processes;
+pub mod report;
+pub mod stats;
+
+pub use load::{run_load, LoadOptions};
+pub use report::Report;
+
+use anyhow::Context;
+use load::ScenarioResult;
+use processes::{System, SystemOptions};
+use report::Target;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Everything one run does.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// How the run was started, for the report.
+    pub command: String,
+    pub system: SystemOptions,
+    /// Concurrent clinicians for the throughput ladder.
+    pub clinicians: Vec<usize>,
+    /// Clinicians for the slow-source, dead-source, instant-source and large-record runs.
+    pub stress_clinicians: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+    /// Run the slow-source, dead-source and large-record scenarios.
+    pub failure_scenarios: bool,
+    /// Sample patients viewed (all four sources hold them).
+    pub sample_patients: usize,
+    /// Patients in the index benchmark (0: skip it).
+    pub index_patients: usize,
+    pub index_postgres: bool,
+    pub index_lookups: usize,
+}
+
+/// Run everything, in an order that keeps the measurements apart: record views first, then
+/// the index (which takes the cores for itself).
+pub async fn run(o: &BenchOptions) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    let sys = &o.system;
+    let region = mcr_synth::generate(&mcr_synth::SynthConfig { seed: sys.seed, patients: sys.patients, today: sys.today });
+    let typical: Vec<String> = region.samples.all_four.iter().take(o.sample_patients).map(ToString::to_string).collect();
+    let large: Vec<String> = region.samples.large.iter().take(8).map(ToString::to_string).collect();
+    anyhow::ensure!(!typical.is_empty(), "the region has no patient held by all four sources; raise --patients");
+
+    let system = System::start(sys, &client).await.context("starting the sources and the gateway")?;
+    for nhs in typical.iter().chain(&large) {
+        system.record_permission(&client, nhs).await?;
+    }
+    // Patient search is rate-limited per user and per address (a clinician searches a few
+    // times a minute), so it is timed apart, within the burst allowance, not in the view loop.
+    let mut searches = Vec::new();
+    for nhs in typical.iter().take(20) {
+        let url = format!("{}/fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs}", system.gateway_url);
+        let s = Instant::now();
+        let r = client.get(url).bearer_auth(&system.token).send().await?;
+        let ok = r.status().is_success();
+        r.bytes().await?;
+        if ok {
+            searches.push(s.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    let search = stats::Percentiles::of(&searches);
+    let typical = Arc::new(typical);
+    let scenario = |name: &str, clinicians: usize, patients: &Arc<Vec<String>>| load::LoadOptions {
+        name: name.to_owned(),
+        clinicians,
+        warmup: o.warmup,
+        duration: o.duration,
+        patients: Arc::clone(patients),
+        search_first: false,
+    };
+    let (lo, hi) = sys.latency_ms;
+    let mut scenarios: Vec<ScenarioResult> = Vec::new();
+    let base_name = format!("sources {lo}-{hi} ms");
+    for &c in &o.clinicians {
+        scenarios.push(run_load(&system, &client, &scenario(&base_name, c, &typical)).await?);
+    }
+    if o.failure_scenarios {
+        let slow = sys.deadline_ms + 1_000;
+        system.set_behaviour(&client, "acute", serde_json::json!({"latency_ms": [slow, slow]})).await?;
+        let name = format!("acute slowed to {slow} ms (deadline {} ms)", sys.deadline_ms);
+        scenarios.push(run_load(&system, &client, &scenario(&name, o.stress_clinicians, &typical)).await?);
+        system.set_behaviour(&client, "acute", serde_json::json!({"latency_ms": [lo, hi], "failure": "drop"})).await?;
+        scenarios.push(run_load(&system, &client, &scenario("acute down (connections dropped)", o.stress_clinicians, &typical)).await?);
+        system.all_sources(&client, (lo, hi)).await?;
+        if !large.is_empty() {
+            let large = Arc::new(large);
+            let name = format!("large records (~3,000 resources), sources {lo}-{hi} ms");
+            scenarios.push(run_load(&system, &client, &scenario(&name, o.stress_clinicians, &large)).await?);
+        }
+    }
+    system.all_sources(&client, (0, 0)).await?;
+    scenarios.push(run_load(&system, &client, &scenario("sources instant (0 ms)", o.stress_clinicians, &typical)).await?);
+    system.all_sources(&client, (lo, hi)).await?;
+    drop(system);
+
+    let mut index = Vec::new();
+    if o.index_patients > 0 {
+        let people = mcr_synth::demographics(sys.seed, o.index_patients, sys.today);
+        let dir = tempfile::tempdir()?;
+        let db = dir.path().join("index.db");
+        let url = format!("sqlite://{}", db.display());
+        index.push(index::bench_index(&url, &people, sys.today, o.index_lookups, &index::Storage::Sqlite(db)).await?);
+        if o.index_postgres {
+            // The throwaway cluster panics when PostgreSQL cannot be started: keep that a
+            // failure of this part only.
+            let url = tokio::spawn(mcr_testkit::postgres_url()).await.context("starting PostgreSQL for the index benchmark")?;
+            index.push(index::bench_index(&url, &people, sys.today, o.index_lookups, &index::Storage::Postgres(url.clone())).await?);
+        }
+    }
+
+    let settings = serde_json::json!({
+        "region_patients": sys.patients, "seed": sys.seed, "today": sys.today.to_string(),
+        "source_latency_ms": [lo, hi], "deadline_ms": sys.deadline_ms,
+        "sample_patients": o.sample_patients, "seconds_per_scenario": o.duration.as_secs_f64(),
+        "warmup_seconds": o.warmup.as_secs_f64(), "store": sys.store.as_deref().unwrap_or("sqlite (gateway data dir)"),
+    });
+    let targets = targets(&scenarios, &index, sys.deadline_ms, &base_name);
+    Ok(Report {
+        command: o.command.clone(),
+        machine: machine::Machine::describe(),
+        settings,
+        search,
+        scenarios,
+        index,
+        targets,
+        total_seconds: stats::round3(started.elapsed().as_secs_f64()),
+    })
+}
+
+fn targets(scenarios: &[ScenarioResult], index: &[index::IndexResult], deadline_ms: u64, base: &str) -> Vec<Target> {
+    let mut t = Vec::new();
+    let mut add = |what: &str, target: &str, measured: String, met: bool| {
+        t.push(Target { what: what.into(), target: target.into(), measured, met });
+    };
+    if let Some(r) = scenarios.iter().find(|r| r.name == base && r.clinicians == 64) {
+        add(
+            "gateway overhead, 64 clinicians",
+            "p50 <= 2 ms, p99 <= 10 ms",
+            format!("p50 {:.2} ms, p99 {:.2} ms", r.gateway_overhead.p50_ms, r.gateway_overhead.p99_ms),
+            r.gateway_overhead.p50_ms <= 2.0 && r.gateway_overhead.p99_ms <= 10.0,
+        );
+    }
+    if let Some(r) = scenarios.iter().find(|r| r.name.starts_with("sources instant")) {
+        add(
+            "views/s with instant sources",
+            ">= 250/s, no errors",
+            format!("{:.0}/s, {} errors", r.views_per_second, r.error_count),
+            r.views_per_second >= 250.0 && r.error_count == 0,
+        );
+    }
+    let peak = scenarios.iter().map(|r| r.gateway_peak_rss_mib).fold(0.0, f64::max);
+    add("gateway peak RSS", "<= 300 MB", format!("{peak:.0} MiB"), peak * 1.048_576 <= 300.0);
+    for r in scenarios.iter().filter(|r| r.name.contains("slowed") || r.name.contains("down")) {
+        let limit = deadline_ms as f64 + 50.0;
+        add(
+            &r.name,
+            &format!("every view <= deadline + 50 ms = {limit:.0} ms"),
+            format!("max {:.0} ms, p99 {:.0} ms, {} errors", r.view_latency.max_ms, r.view_latency.p99_ms, r.error_count),
+            r.view_latency.max_ms <= limit && r.error_count == 0,
+        );
+    }
+    for i in index {
+        add(
+            &format!("{} index, {} patients", i.backend, i.patients),
+            "NHS lookup p99 <= 1 ms, demographic search p99 <= 20 ms",
+            format!("{:.3} ms, {:.3} ms", i.nhs_lookup.p99_ms, i.demographic_search.p99_ms),
+            i.nhs_lookup.p99_ms <= 1.0 && i.demographic_search.p99_ms <= 20.0,
+        );
+    }
+    t
+}

@@ -1,0 +1,284 @@
+//! Concurrent clinicians, each a closed loop over the real HTTP API: find the patient by NHS
+//! number, then open their record (`$everything`). Latency is from send to the body's last byte.
+
+use crate::machine;
+use crate::processes::{Metrics, System};
+use crate::stats::{round3, Percentiles};
+use anyhow::Context;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One scenario's settings.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub name: String,
+    pub clinicians: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+    /// NHS numbers to view (permission already recorded).
+    pub patients: Arc<Vec<String>>,
+    /// Search for the patient before each view, as a clinician does.
+    pub search_first: bool,
+}
+
+/// What one scenario measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioResult {
+    pub name: String,
+    pub clinicians: usize,
+    pub seconds: f64,
+    pub views: usize,
+    pub views_per_second: f64,
+    /// Anything but a 200, by status (or `transport`); never in the latency figures.
+    pub errors: BTreeMap<String, usize>,
+    pub error_count: usize,
+    pub view_latency: Percentiles,
+    /// View latency minus the slowest source's own time for that view.
+    pub gateway_overhead: Percentiles,
+    /// The slowest source's own time per view.
+    pub slowest_source: Percentiles,
+    pub search_latency: Percentiles,
+    /// Resources per view (entries other than Provenance and OperationOutcome), mean.
+    pub resources_per_view: f64,
+    pub response_kib_mean: f64,
+    /// Gateway CPU seconds per wall second (1.0 = one core busy).
+    pub gateway_cpu_cores: f64,
+    /// Sources process CPU seconds per wall second.
+    pub sources_cpu_cores: f64,
+    pub gateway_rss_mib: f64,
+    pub gateway_peak_rss_mib: f64,
+    /// Read back from the gateway's `/metrics` over the same interval.
+    pub gateway_metrics: MetricsCheck,
+    /// Raw view latencies (ms) for the histogram picture; not written to JSON.
+    #[serde(skip)]
+    pub latencies_ms: Vec<f64>,
+}
+
+/// The gateway's own account of the same interval.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct MetricsCheck {
+    /// `mcr_view_duration_seconds_count{outcome="permit"}` delta.
+    pub views_permitted: f64,
+    /// Mean in-gateway view time (from the histogram's sum / count), ms.
+    pub view_mean_ms: f64,
+    /// True when the gateway counted exactly the views we counted.
+    pub agrees_with_client: bool,
+    /// `mcr_source_failures_total` deltas, `source/reason` → count.
+    pub source_failures: BTreeMap<String, f64>,
+    /// Mean audit append, ms.
+    pub audit_append_mean_ms: f64,
+}
+
+#[derive(Default)]
+struct Tally {
+    latencies: Vec<f64>,
+    overheads: Vec<f64>,
+    slowest: Vec<f64>,
+    searches: Vec<f64>,
+    errors: BTreeMap<String, usize>,
+    bytes: u64,
+    resources: u64,
+    counted: u64,
+}
+
+/// Run one scenario against a running system.
+pub async fn run_load(system: &System, client: &reqwest::Client, o: &LoadOptions) -> anyhow::Result<ScenarioResult> {
+    // Warm-up: the same loop, results dropped.
+    if !o.warmup.is_zero() {
+        drive(system, client, o, o.warmup).await;
+    }
+    let before = system.metrics(client).await.context("reading /metrics")?;
+    let cpu0 = (machine::cpu_seconds(system.gateway_pid), machine::cpu_seconds(system.sources_pid));
+    let started = Instant::now();
+    let tally = drive(system, client, o, o.duration).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu1 = (machine::cpu_seconds(system.gateway_pid), machine::cpu_seconds(system.sources_pid));
+    let after = system.metrics(client).await.context("reading /metrics")?;
+    let (peak, rss) = machine::memory_mib(system.gateway_pid).unwrap_or((0.0, 0.0));
+    let cores = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => round3((b - a) / seconds),
+        _ => 0.0,
+    };
+    let views = tally.latencies.len();
+    let d = after.delta(&before);
+    let gateway_metrics = check(&d, views);
+    Ok(ScenarioResult {
+        name: o.name.clone(),
+        clinicians: o.clinicians,
+        seconds: round3(seconds),
+        views,
+        views_per_second: round3(views as f64 / seconds),
+        error_count: tally.errors.values().sum(),
+        errors: tally.errors,
+        view_latency: Percentiles::of(&tally.latencies),
+        gateway_overhead: Percentiles::of(&tally.overheads),
+        slowest_source: Percentiles::of(&tally.slowest),
+        search_latency: Percentiles::of(&tally.searches),
+        resources_per_view: if tally.counted == 0 { 0.0 } else { round3(tally.resources as f64 / tally.counted as f64) },
+        response_kib_mean: if views == 0 { 0.0 } else { round3(tally.bytes as f64 / views as f64 / 1024.0) },
+        gateway_cpu_cores: cores(cpu0.0, cpu1.0),
+        sources_cpu_cores: cores(cpu0.1, cpu1.1),
+        gateway_rss_mib: round3(rss),
+        gateway_peak_rss_mib: round3(peak),
+        gateway_metrics,
+        latencies_ms: tally.latencies,
+    })
+}
+
+fn check(d: &Metrics, views: usize) -> MetricsCheck {
+    let permitted = d.get("mcr_view_duration_seconds_count{outcome=\"permit\"}");
+    let sum = d.get("mcr_view_duration_seconds_sum{outcome=\"permit\"}");
+    let audit_n = d.get("mcr_audit_append_duration_seconds_count{outcome=\"ok\"}");
+    let audit_sum = d.get("mcr_audit_append_duration_seconds_sum{outcome=\"ok\"}");
+    let source_failures = d
+        .samples
+        .iter()
+        .filter(|(k, _)| k.starts_with("mcr_source_failures_total{"))
+        .map(|(k, v)| {
+            let label = |name: &str| {
+                k.split(&format!("{name}=\"")).nth(1).and_then(|r| r.split('"').next()).unwrap_or("?").to_owned()
+            };
+            (format!("{}/{}", label("source"), label("reason")), *v)
+        })
+        .collect();
+    MetricsCheck {
+        views_permitted: permitted,
+        view_mean_ms: if permitted > 0.0 { round3(sum / permitted * 1000.0) } else { 0.0 },
+        // Views the gateway finished but whose last byte we did not read before the end are
+        // not ours: allow the in-flight ones at the boundary (at most one per clinician).
+        agrees_with_client: (permitted - views as f64).abs() < 0.5,
+        source_failures,
+        audit_append_mean_ms: if audit_n > 0.0 { round3(audit_sum / audit_n * 1000.0) } else { 0.0 },
+    }
+}
+
+/// Every clinician loops until `for_how_long` has passed, then finishes the request in hand.
+async fn drive(system: &System, client: &reqwest::Client, o: &LoadOptions, for_how_long: Duration) -> Tally {
+    let end = Instant::now() + for_how_long;
+    let mut tasks = Vec::new();
+    for c in 0..o.clinicians {
+        let client = client.clone();
+        let patients = Arc::clone(&o.patients);
+        let base = system.gateway_url.clone();
+        let token = system.token.clone();
+        let search_first = o.search_first;
+        tasks.push(tokio::spawn(async move {
+            let mut t = Tally::default();
+            // Each clinician walks the patient list from its own starting point.
+            let mut i = c.wrapping_mul(7919);
+            let mut counted = std::collections::HashSet::new();
+            while Instant::now() < end {
+                i = i.wrapping_add(1);
+                let Some(nhs) = patients.get(i % patients.len().max(1)) else { break };
+                if search_first {
+                    let url = format!("{base}/fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs}");
+                    let s = Instant::now();
+                    match get(&client, &url, &token).await {
+                        Ok((200, _, _)) => t.searches.push(ms(s.elapsed())),
+                        Ok((status, _, _)) => *t.errors.entry(format!("search-{status}")).or_default() += 1,
+                        Err(e) => *t.errors.entry(format!("search-{e}")).or_default() += 1,
+                    }
+                }
+                let url = format!("{base}/fhir/Patient/{nhs}/$everything");
+                let s = Instant::now();
+                match get(&client, &url, &token).await {
+                    Ok((200, timing, body)) => {
+                        let took = ms(s.elapsed());
+                        t.latencies.push(took);
+                        let slowest = slowest_source(&timing);
+                        t.slowest.push(slowest);
+                        t.overheads.push((took - slowest).max(0.0));
+                        t.bytes += body.len() as u64;
+                        // Count the resources of each patient once (parsing every answer would
+                        // take the cores the gateway is being measured on).
+                        if counted.len() < 32 && counted.insert(nhs.clone()) {
+                            t.resources += resources_in(&body);
+                            t.counted += 1;
+                        }
+                    }
+                    Ok((status, _, _)) => *t.errors.entry(status.to_string()).or_default() += 1,
+                    Err(e) => *t.errors.entry(e).or_default() += 1,
+                }
+            }
+            t
+        }));
+    }
+    let mut all = Tally::default();
+    for task in tasks {
+        if let Ok(t) = task.await {
+            all.latencies.extend(t.latencies);
+            all.overheads.extend(t.overheads);
+            all.slowest.extend(t.slowest);
+            all.searches.extend(t.searches);
+            for (k, v) in t.errors {
+                *all.errors.entry(k).or_default() += v;
+            }
+            all.bytes += t.bytes;
+            all.resources += t.resources;
+            all.counted += t.counted;
+        }
+    }
+    all
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Status, `Server-Timing` header, and the whole body (read to its last byte).
+async fn get(client: &reqwest::Client, url: &str, token: &str) -> Result<(u16, String, bytes::Bytes), String> {
+    let r = client.get(url).bearer_auth(token).send().await.map_err(|_| "transport".to_owned())?;
+    let status = r.status().as_u16();
+    let timing = r
+        .headers()
+        .get("server-timing")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = r.bytes().await.map_err(|_| "transport-body".to_owned())?;
+    Ok((status, timing, body))
+}
+
+/// The largest `source-*;dur=` in a `Server-Timing` header, ms (0 when none).
+pub fn slowest_source(header: &str) -> f64 {
+    header
+        .split(',')
+        .filter_map(|m| {
+            let mut parts = m.split(';').map(str::trim);
+            let name = parts.next()?;
+            if !name.starts_with("source-") {
+                return None;
+            }
+            parts.find_map(|p| p.strip_prefix("dur=")).and_then(|d| d.parse::<f64>().ok())
+        })
+        .fold(0.0, f64::max)
+}
+
+fn resources_in(body: &[u8]) -> u64 {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else { return 0 };
+    v.get("entry")
+        .and_then(serde_json::Value::as_array)
+        .map_or(0, |entries| {
+            entries
+                .iter()
+                .filter(|e| {
+                    let t = e.get("resource").and_then(|r| r.get("resourceType")).and_then(serde_json::Value::as_str);
+                    !matches!(t, Some("Provenance" | "OperationOutcome") | None)
+                })
+                .count() as u64
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slowest_source;
+
+    #[test]
+    fn slowest_source_from_server_timing() {
+        assert_eq!(slowest_source("source-gp;dur=51.5, source-acute;dur=70.25, mcr;dur=80"), 70.25);
+        assert_eq!(slowest_source("mcr;dur=3"), 0.0);
+        assert_eq!(slowest_source(""), 0.0);
+    }
+}

@@ -1,0 +1,129 @@
+//! `mcr-bench`: see `docs/PERFORMANCE.md`. Run it with
+//! `cargo run --release -p mcr-bench -- --out bench-report`, which first builds `mcr` (release)
+//! so the processes under test are the same build.
+
+use anyhow::Context;
+use clap::Parser;
+use mcr_bench::processes::SystemOptions;
+use mcr_bench::BenchOptions;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(name = "mcr-bench", about = "Benchmark My Care Record: record views over HTTP, and the patient index")]
+struct Args {
+    /// Where to write report.json, report.md and view-latency.svg.
+    #[arg(long, default_value = "bench-report")]
+    out: PathBuf,
+    /// The `mcr` binary (default: beside this one, built first when run through cargo).
+    #[arg(long)]
+    mcr: Option<PathBuf>,
+    /// Patients in the simulated region (the gateway's index for the record-view runs).
+    #[arg(long, default_value_t = 10_000)]
+    patients: usize,
+    #[arg(long, default_value_t = 2017)]
+    seed: u64,
+    /// Source latency, min and max ms per request.
+    #[arg(long, num_args = 2, default_values_t = [20u64, 80])]
+    latency_ms: Vec<u64>,
+    #[arg(long, default_value_t = 1_000)]
+    deadline_ms: u64,
+    /// Concurrent clinicians for the throughput ladder.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 16, 64, 256])]
+    clinicians: Vec<usize>,
+    /// Clinicians in the slow, down, large and instant-source runs.
+    #[arg(long, default_value_t = 64)]
+    stress_clinicians: usize,
+    /// Seconds measured per scenario (after a 1 s warm-up).
+    #[arg(long, default_value_t = 8.0)]
+    seconds: f64,
+    /// Sample patients (held by all four sources) the clinicians view.
+    #[arg(long, default_value_t = 200)]
+    sample_patients: usize,
+    /// Patients in the index benchmark; 0 skips it.
+    #[arg(long, default_value_t = 1_500_000)]
+    index_patients: usize,
+    /// Skip the PostgreSQL index benchmark.
+    #[arg(long)]
+    no_postgres: bool,
+    /// Gateway store URL (default: SQLite in a temporary directory).
+    #[arg(long)]
+    store: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The `mcr` binary: given, or beside this one. Under `cargo run`, build it first (release,
+/// like this binary) so the processes measured are never stale.
+fn mcr_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = given {
+        return Ok(p);
+    }
+    let me = std::env::current_exe()?;
+    let dir = me.parent().context("this binary's directory")?;
+    if let Ok(cargo) = std::env::var("CARGO") {
+        let release = dir.file_name().is_some_and(|n| n == "release");
+        let mut cmd = std::process::Command::new(cargo);
+        cmd.args(["build", "-p", "mcr", "--bin", "mcr"]);
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().context("building mcr")?;
+        anyhow::ensure!(status.success(), "building mcr failed");
+    }
+    let p = dir.join("mcr");
+    anyhow::ensure!(p.exists(), "{} not found: build it (cargo build --release -p mcr) or pass --mcr", p.display());
+    Ok(p)
+}
+
+async fn run(a: Args) -> anyhow::Result<()> {
+    let mcr = mcr_binary(a.mcr.clone())?;
+    let today = chrono::NaiveDate::from_ymd_opt(2026, 11, 24).context("date")?;
+    let latency = (a.latency_ms.first().copied().unwrap_or(20), a.latency_ms.get(1).copied().unwrap_or(80));
+    let command = std::iter::once("mcr-bench".to_owned()).chain(std::env::args().skip(1)).collect::<Vec<_>>().join(" ");
+    let o = BenchOptions {
+        command,
+        system: SystemOptions {
+            mcr,
+            seed: a.seed,
+            patients: a.patients,
+            today,
+            latency_ms: latency,
+            deadline_ms: a.deadline_ms,
+            store: a.store.clone(),
+        },
+        clinicians: a.clinicians.clone(),
+        stress_clinicians: a.stress_clinicians,
+        warmup: Duration::from_secs(1),
+        duration: Duration::from_secs_f64(a.seconds),
+        failure_scenarios: true,
+        sample_patients: a.sample_patients,
+        index_patients: a.index_patients,
+        index_postgres: !a.no_postgres,
+        index_lookups: 2_000,
+    };
+    let report = mcr_bench::run(&o).await?;
+    report.write(&a.out)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", report.markdown())?;
+    writeln!(out, "Report written to {}", a.out.display())?;
+    Ok(())
+}

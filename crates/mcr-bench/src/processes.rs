@@ -1,0 +1,300 @@
+//! The system under test: `mcr sources` and `mcr serve`, each its own process on loopback,
+//! configured from files this module writes, and the API token the clinicians use.
+
+use anyhow::{bail, Context};
+use mcr_idp::{ClientRegistration, Idp, IdpConfig, IdpUser};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+
+pub const AUDIENCE: &str = "mcr-gateway";
+pub const CLIENT: &str = "mcr-gateway";
+const USER: &str = "bench.clinician";
+pub const SOURCES: [&str; 4] = ["gp", "acute", "community", "socialcare"];
+
+/// What the system under test is made of.
+#[derive(Debug, Clone)]
+pub struct SystemOptions {
+    /// The `mcr` binary.
+    pub mcr: PathBuf,
+    pub seed: u64,
+    /// Synthetic patients in the region (the index the gateway syncs at start-up).
+    pub patients: usize,
+    pub today: chrono::NaiveDate,
+    /// Latency of every source, min..=max ms, per request.
+    pub latency_ms: (u64, u64),
+    /// The gateway's per-source deadline.
+    pub deadline_ms: u64,
+    /// `sqlite://…` (default: under the work directory) or `postgres://…`.
+    pub store: Option<String>,
+}
+
+/// The running processes; killed when dropped.
+#[derive(Debug)]
+pub struct System {
+    pub gateway_url: String,
+    pub source_urls: Vec<(String, String)>,
+    pub gateway_pid: u32,
+    pub sources_pid: u32,
+    pub token: String,
+    /// ODS code of the bench clinicians' organisation (the acute trust).
+    pub org: String,
+    _gateway: Child,
+    _sources: Child,
+    _idp: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+fn spawn(mcr: &Path, args: &[&str], log: &Path) -> anyhow::Result<Child> {
+    let log = std::fs::File::create(log)?;
+    Command::new(mcr)
+        .args(args)
+        .env("MCR_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", mcr.display()))
+}
+
+async fn wait_ok(client: &reqwest::Client, url: &str, child: &mut Child, within: Duration) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        if let Ok(r) = client.get(url).timeout(Duration::from_secs(2)).send().await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("the process serving {url} exited ({status}) before it was ready");
+        }
+        if started.elapsed() > within {
+            bail!("{url} not ready after {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+impl System {
+    /// Write the configs, start both processes, wait until the gateway has synced its index
+    /// and answers, and mint the clinicians' token.
+    pub async fn start(o: &SystemOptions, client: &reqwest::Client) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut sources_toml = format!("seed = {}\npatients = {}\ntoday = \"{}\"\n", o.seed, o.patients, o.today);
+        let mut source_urls = Vec::new();
+        for id in SOURCES {
+            let port = free_port()?;
+            sources_toml.push_str(&format!(
+                "\n[[source]]\nid = \"{id}\"\nlisten = \"127.0.0.1:{port}\"\nbehaviour = {{ latency_ms = [{}, {}] }}\n",
+                o.latency_ms.0, o.latency_ms.1
+            ));
+            source_urls.push((id.to_owned(), format!("http://127.0.0.1:{port}")));
+        }
+        let sources_path = dir.path().join("sources.toml");
+        std::fs::write(&sources_path, sources_toml)?;
+
+        // The sources' organisations, as the region generates them.
+        let region = mcr_synth::generate(&mcr_synth::SynthConfig { seed: o.seed, patients: 100, today: o.today });
+        let port = free_port()?;
+        let acute_org = region.source("acute").context("the acute source")?.organisation.code.to_string();
+        // The identity provider the gateway trusts: the demo one, in this process, with one
+        // clinician at the acute trust.
+        let idp_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let issuer = format!("http://{}", idp_listener.local_addr()?);
+        let secret = format!("bench-{}", rand::random::<u64>());
+        let idp = Arc::new(Idp::new(
+            IdpConfig {
+                issuer: issuer.clone(),
+                api_audience: AUDIENCE.into(),
+                clients: vec![ClientRegistration {
+                    client_id: CLIENT.into(),
+                    client_secret: secret.clone().into(),
+                    redirect_uris: vec![format!("http://127.0.0.1:{port}/signin/callback")],
+                }],
+                users: vec![IdpUser {
+                    id: USER.into(),
+                    name: "Dr Bench Clinician".into(),
+                    role: "clinician".into(),
+                    org: acute_org.clone(),
+                    label: "Benchmark clinician".into(),
+                }],
+                token_seconds: 86_400,
+            },
+            mcr_idp::SigningKey::generate().map_err(|e| anyhow::anyhow!("signing key: {e}"))?,
+            Arc::new(mcr_domain::SystemClock),
+        ));
+        let idp_task = mcr_idp::serve(Arc::clone(&idp), idp_listener);
+        let mut gw = format!(
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nsync_on_start = true\n",
+            dir.path().join("gateway").display()
+        );
+        if let Some(store) = &o.store {
+            gw.push_str(&format!("store = \"{store}\"\n"));
+        }
+        gw.push_str(&format!(
+            "\n[federation]\ndeadline_ms = {}\nmax_source_mib = 8\n\n[auth]\nissuer = \"{issuer}\"\nclient_id = \"{CLIENT}\"\nclient_secret = \"{secret}\"\napi_audience = \"{AUDIENCE}\"\nalgorithms = [\"EdDSA\"]\n\n[policy]\nconsent_model = \"ask-once-record\"\npermission_episode_hours = 24\n",
+            o.deadline_ms
+        ));
+        let org = acute_org;
+        for (id, url) in &source_urls {
+            let slice = region.source(id).with_context(|| format!("source {id}"))?;
+            let types: Vec<String> = slice.resource_types.iter().map(|t| format!("\"{t}\"")).collect();
+            let org_toml = toml_org(&slice.organisation)?;
+            gw.push_str(&format!(
+                "\n[[sources]]\nid = \"{id}\"\nbase_url = \"{url}\"\nresource_types = [{}]\norganisation = {org_toml}\n",
+                types.join(", ")
+            ));
+        }
+        let gateway_path = dir.path().join("gateway.toml");
+        std::fs::write(&gateway_path, gw)?;
+
+        let sources_arg = sources_path.display().to_string();
+        let mut sources = spawn(&o.mcr, &["sources", "--config", &sources_arg], &dir.path().join("sources.log"))?;
+        for (_, url) in &source_urls {
+            wait_ok(client, &format!("{url}/_control/behaviour"), &mut sources, Duration::from_secs(120)).await?;
+        }
+        let gateway_arg = gateway_path.display().to_string();
+        let mut gateway = spawn(&o.mcr, &["serve", "--config", &gateway_arg], &dir.path().join("gateway.log"))?;
+        let gateway_url = format!("http://127.0.0.1:{port}");
+        if let Err(e) = wait_ok(client, &format!("{gateway_url}/healthz"), &mut gateway, Duration::from_secs(300)).await {
+            let log = std::fs::read_to_string(dir.path().join("gateway.log")).unwrap_or_default();
+            bail!("{e}\ngateway log:\n{}", tail(&log, 2000));
+        }
+        let token = idp
+            .access_token(USER, mcr_idp::DEFAULT_API_SCOPES, CLIENT)
+            .map_err(|e| anyhow::anyhow!("minting the bench token: {e}"))?;
+        Ok(Self {
+            gateway_url,
+            source_urls,
+            gateway_pid: gateway.id().context("gateway pid")?,
+            sources_pid: sources.id().context("sources pid")?,
+            token,
+            org,
+            _gateway: gateway,
+            _sources: sources,
+            _idp: idp_task,
+            _dir: dir,
+        })
+    }
+
+    /// Change one source's behaviour (`PUT /_control/behaviour`).
+    pub async fn set_behaviour(&self, client: &reqwest::Client, source: &str, behaviour: serde_json::Value) -> anyhow::Result<()> {
+        let url = self
+            .source_urls
+            .iter()
+            .find(|(id, _)| id == source)
+            .map(|(_, u)| format!("{u}/_control/behaviour"))
+            .context("no such source")?;
+        let r = client.put(url).json(&behaviour).send().await?;
+        if !r.status().is_success() {
+            bail!("setting {source}'s behaviour: HTTP {}", r.status());
+        }
+        Ok(())
+    }
+
+    /// Every source back to the given latency, no failures.
+    pub async fn all_sources(&self, client: &reqwest::Client, latency_ms: (u64, u64)) -> anyhow::Result<()> {
+        for id in SOURCES {
+            self.set_behaviour(client, id, serde_json::json!({"latency_ms": [latency_ms.0, latency_ms.1]})).await?;
+        }
+        Ok(())
+    }
+
+    /// Record the patient's permission to view (one step, as a clinician does).
+    pub async fn record_permission(&self, client: &reqwest::Client, nhs: &str) -> anyhow::Result<()> {
+        let consent = serde_json::json!({
+            "resourceType": "Consent",
+            "status": "active",
+            "category": [{"coding": [{"system": "https://mycarerecord.example/fhir/CodeSystem/consent-category", "code": "permission-to-view"}]}],
+            "patient": {"reference": format!("Patient/{nhs}")},
+            "provision": {"type": "permit"},
+            "extension": [{"url": "https://mycarerecord.example/fhir/StructureDefinition/given-by", "valueCode": "patient"}]
+        });
+        let r = client
+            .post(format!("{}/fhir/Consent", self.gateway_url))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/fhir+json")
+            .body(consent.to_string())
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("recording permission: HTTP {}: {}", r.status(), tail(&r.text().await.unwrap_or_default(), 300));
+        }
+        Ok(())
+    }
+
+    /// The gateway's `/metrics`, parsed into series → value.
+    pub async fn metrics(&self, client: &reqwest::Client) -> anyhow::Result<Metrics> {
+        let text = client.get(format!("{}/metrics", self.gateway_url)).send().await?.text().await?;
+        Ok(Metrics::parse(&text))
+    }
+}
+
+fn toml_org(org: &mcr_domain::Organisation) -> anyhow::Result<String> {
+    let v = serde_json::to_value(org)?;
+    let obj = v.as_object().context("an organisation is an object")?;
+    let fields: Vec<String> = obj
+        .iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| format!("{k} = {v}"))
+        .collect();
+    Ok(format!("{{ {} }}", fields.join(", ")))
+}
+
+fn tail(s: &str, n: usize) -> &str {
+    let start = s.len().saturating_sub(n);
+    let start = (start..s.len()).find(|i| s.is_char_boundary(*i)).unwrap_or(s.len());
+    &s[start..]
+}
+
+/// A scrape of Prometheus text: each sample line as `name{labels}` → value.
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    pub samples: std::collections::BTreeMap<String, f64>,
+}
+
+impl Metrics {
+    pub fn parse(text: &str) -> Self {
+        let samples = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .filter_map(|l| {
+                let (k, v) = l.rsplit_once(' ')?;
+                Some((k.to_owned(), v.parse().ok()?))
+            })
+            .collect();
+        Self { samples }
+    }
+
+    pub fn get(&self, series: &str) -> f64 {
+        self.samples.get(series).copied().unwrap_or(0.0)
+    }
+
+    /// Sum of every series whose name (before `{`) is `name` and whose labels contain `has`.
+    pub fn sum(&self, name: &str, has: &str) -> f64 {
+        self.samples
+            .iter()
+            .filter(|(k, _)| k.split('{').next() == Some(name) && k.contains(has))
+            .map(|(_, v)| v)
+            .sum()
+    }
+
+    /// `after − before` for every series that changed.
+    pub fn delta(&self, before: &Metrics) -> Metrics {
+        let samples = self
+            .samples
+            .iter()
+            .map(|(k, v)| (k.clone(), v - before.get(k)))
+            .filter(|(_, d)| *d != 0.0)
+            .collect();
+        Metrics { samples }
+    }
+}

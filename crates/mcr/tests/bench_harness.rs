@@ -1,0 +1,56 @@
+//! The benchmark harness (`mcr-bench`) still works end to end: this `mcr` binary as separate
+//! source and gateway processes, a few clinicians for a second or two, the index at tiny
+//! scale. It checks the report has numbers, no errors, and that the gateway's `/metrics`
+//! agree with the harness's own count. No timing is asserted: the figures are the benchmark's.
+
+use mcr_bench::processes::SystemOptions;
+use mcr_bench::BenchOptions;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_benchmark_harness_runs_and_counts() {
+    let today = chrono::NaiveDate::from_ymd_opt(2026, 11, 24).expect("date");
+    let o = BenchOptions {
+        command: "bench_harness test".into(),
+        system: SystemOptions {
+            mcr: env!("CARGO_BIN_EXE_mcr").into(),
+            seed: 2017,
+            patients: 400,
+            today,
+            latency_ms: (1, 5),
+            deadline_ms: 500,
+            store: None,
+        },
+        clinicians: vec![2],
+        stress_clinicians: 2,
+        warmup: Duration::ZERO,
+        duration: Duration::from_secs(1),
+        failure_scenarios: true,
+        sample_patients: 5,
+        index_patients: 2_000,
+        index_postgres: false,
+        index_lookups: 50,
+    };
+    let report = mcr_bench::run(&o).await.expect("the benchmark runs");
+    assert!(report.search.count > 0, "searches succeeded");
+    assert!(report.scenarios.len() >= 4, "ladder, slow, down, instant: {}", report.markdown());
+    for s in &report.scenarios {
+        assert!(s.views > 0, "{} made views", s.name);
+        assert_eq!(s.error_count, 0, "{}: {:?}", s.name, s.errors);
+        assert!(s.view_latency.p99_ms > 0.0 && s.gateway_overhead.count == s.views, "{}", s.name);
+        assert!(s.gateway_metrics.agrees_with_client, "{}: /metrics {} vs {} views", s.name, s.gateway_metrics.views_permitted, s.views);
+        assert!(s.gateway_peak_rss_mib > 0.0, "{} read the gateway's memory", s.name);
+    }
+    let slow = report.scenarios.iter().find(|s| s.name.contains("slowed")).expect("slow-source run");
+    assert!(slow.gateway_metrics.source_failures.keys().any(|k| k == "acute/timeout"), "{:?}", slow.gateway_metrics);
+    let down = report.scenarios.iter().find(|s| s.name.contains("down")).expect("dead-source run");
+    assert!(!down.gateway_metrics.source_failures.is_empty(), "{:?}", down.gateway_metrics);
+    let index = report.index.first().expect("index run");
+    assert_eq!((index.patients, index.nhs_lookup.count), (2_000, 50));
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    report.write(dir.path()).expect("report written");
+    for f in ["report.json", "report.md", "view-latency.svg"] {
+        assert!(std::fs::metadata(dir.path().join(f)).expect(f).len() > 100, "{f}");
+    }
+}
