@@ -139,6 +139,8 @@ impl System {
         if let Some(store) = &o.store {
             gw.push_str(&format!("store = \"{store}\"\n"));
         }
+        // Plain HTTP: everything is on loopback, and TLS would be measured as gateway overhead.
+        gw.push_str("\n[tls]\ndisabled = true\n");
         gw.push_str(&format!(
             "\n[federation]\ndeadline_ms = {}\nmax_source_mib = 8\n\n[auth]\nissuer = \"{issuer}\"\nclient_id = \"{CLIENT}\"\nclient_secret = \"{secret}\"\napi_audience = \"{AUDIENCE}\"\nalgorithms = [\"EdDSA\"]\n\n[policy]\nconsent_model = \"ask-once-record\"\npermission_episode_hours = 24\n",
             o.deadline_ms
