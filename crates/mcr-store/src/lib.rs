@@ -12,6 +12,7 @@ mod audit_trail;
 mod common;
 mod governance_postgres;
 mod governance_sqlite;
+mod group_commit;
 mod model;
 mod opt_out;
 mod postgres;

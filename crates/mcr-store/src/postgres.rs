@@ -35,6 +35,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 
 pub struct PostgresStore {
     pub(crate) pool: PgPool,
+    /// In-process group commit of audit appends; across processes the advisory lock orders them.
+    append: tokio::sync::Mutex<()>,
+    group: crate::group_commit::GroupCommit,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -56,7 +59,7 @@ impl PostgresStore {
             .connect_with(options)
             .await
             .map_err(open_error)?;
-        Ok(Self { pool })
+        Ok(Self { pool, append: tokio::sync::Mutex::new(()), group: crate::group_commit::GroupCommit::default() })
     }
 }
 
@@ -306,13 +309,22 @@ impl IndexStore for PostgresStore {
 #[async_trait]
 impl AuditStore for PostgresStore {
     async fn append_audit(&self, record: &AuditAppend, chain: &ChainFn) -> Result<AuditRow> {
-        let mut tx = self.pool.begin().await?;
-        let row = append_audit_in_tx(&mut tx, record, chain).await?;
-        // synchronous_commit is left at the server's setting (on by default): the commit
-        // returns once the record is on disk.
-        tx.commit().await?;
-        Ok(row)
+        // Concurrent appends in this process share one transaction (group commit).
+        self.group
+            .append(&self.append, record, |batch| async move {
+                let mut tx = self.pool.begin().await?;
+                let mut rows = Vec::with_capacity(batch.len());
+                for r in &batch {
+                    rows.push(append_audit_in_tx(&mut tx, r, chain).await?);
+                }
+                // synchronous_commit is left at the server's setting (on by default): the
+                // commit returns once the records are on disk.
+                tx.commit().await?;
+                Ok(rows)
+            })
+            .await
     }
+
 
     async fn audit_rows(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditRow>> {
         let sql = format!(

@@ -34,6 +34,7 @@ pub struct SqliteStore {
     pub(crate) read: SqlitePool,
     write: SqlitePool,
     append: Mutex<()>,
+    group: crate::group_commit::GroupCommit,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -65,7 +66,7 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(open_error)?;
-        Ok(Self { read, write, append: Mutex::new(()) })
+        Ok(Self { read, write, append: Mutex::new(()), group: crate::group_commit::GroupCommit::default() })
     }
 
     /// Opens an audit append transaction: takes the in-process append lock, then
@@ -301,10 +302,19 @@ impl IndexStore for SqliteStore {
 #[async_trait]
 impl AuditStore for SqliteStore {
     async fn append_audit(&self, record: &AuditAppend, chain: &ChainFn) -> Result<AuditRow> {
-        let (_one_chain, mut tx) = self.begin_append().await?;
-        let row = append_audit_in_tx(&mut tx, record, chain).await?;
-        tx.commit().await?;
-        Ok(row)
+        // Concurrent appends share one transaction (group commit); the append lock is taken
+        // by the group's leader.
+        self.group
+            .append(&self.append, record, |batch| async move {
+                let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
+                let mut rows = Vec::with_capacity(batch.len());
+                for r in &batch {
+                    rows.push(append_audit_in_tx(&mut tx, r, chain).await?);
+                }
+                tx.commit().await?;
+                Ok(rows)
+            })
+            .await
     }
 
     async fn audit_rows(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditRow>> {
