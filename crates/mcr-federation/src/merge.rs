@@ -19,6 +19,9 @@ pub struct MergeInput<'a> {
     pub source_shares: &'a HashMap<mcr_domain::SourceId, BTreeSet<DataClass>>,
     /// True for items that must be withheld from every view (sensitive codes, confidential labels).
     pub withhold: &'a (dyn Fn(&Value) -> bool + Sync),
+    /// For roles that see recent encounters only: the earliest date (`YYYY-MM-DD`) shown.
+    /// Older or undated encounters are left out (not counted as withheld).
+    pub encounters_since: Option<&'a str>,
 }
 
 /// Items that are the same across sources share a key: same kind of item, same code, and the
@@ -91,8 +94,15 @@ pub fn merge(input: &MergeInput<'_>, fetches: &[SourceFetch]) -> MergedRecord {
                 continue;
             }
             let Some(section) = section else { continue };
-            kept += 1;
             let summary = mcr_fhir::summarise(r);
+            if class == DataClass::Encounters {
+                if let Some(since) = input.encounters_since {
+                    if summary.date.as_deref().is_none_or(|d| d < since) {
+                        continue;
+                    }
+                }
+            }
+            kept += 1;
             let code = mcr_fhir::first_coding(r, code_field(r)).map(|c| (c.system, c.code));
             let source = ItemSource {
                 source: f.source.clone(),
@@ -237,7 +247,7 @@ mod tests {
         let shares = HashMap::new();
         let n = nhs();
         let withhold = |r: &Value| r.get("meta").and_then(|m| m.get("security")).is_some();
-        merge(&MergeInput { nhs_number: &n, classes: &classes, source_shares: &shares, withhold: &withhold }, fetches)
+        merge(&MergeInput { nhs_number: &n, classes: &classes, source_shares: &shares, withhold: &withhold, encounters_since: None }, fetches)
     }
 
     #[test]
@@ -312,13 +322,35 @@ mod tests {
     }
 
     #[test]
+    fn a_recent_encounters_window_leaves_out_older_and_undated_ones() {
+        let enc = |id: &str, start: Option<&str>| {
+            let mut e = json!({"resourceType": "Encounter", "id": id, "status": "finished",
+                "class": {"display": "inpatient"}, "subject": {"reference": "Patient/p"}});
+            if let Some(s) = start {
+                e["period"] = json!({"start": s});
+            }
+            e
+        };
+        let classes: BTreeSet<DataClass> = DataClass::ALL.into_iter().collect();
+        let shares = HashMap::new();
+        let n = nhs();
+        let r = merge(
+            &MergeInput { nhs_number: &n, classes: &classes, source_shares: &shares, withhold: &|_| false, encounters_since: Some("2026-09-01") },
+            &[fetch("acute", "RWH", vec![enc("e1", Some("2026-10-02T10:00:00Z")), enc("e2", Some("2025-01-01")), enc("e3", None)])],
+        );
+        let shown: Vec<_> = r.items(Section::Encounters).iter().map(|i| i.sources[0].full_url.clone()).collect();
+        assert_eq!(shown, ["http://acute.example/Encounter/e1"]);
+        assert!(!r.withheld, "scoping by role is not withholding");
+    }
+
+    #[test]
     fn source_sharing_agreement_is_applied() {
         let classes: BTreeSet<DataClass> = DataClass::ALL.into_iter().collect();
         let mut shares = HashMap::new();
         shares.insert(SourceId::parse("gp").unwrap(), [DataClass::Allergies].into_iter().collect());
         let n = nhs();
         let r = merge(
-            &MergeInput { nhs_number: &n, classes: &classes, source_shares: &shares, withhold: &|_| false },
+            &MergeInput { nhs_number: &n, classes: &classes, source_shares: &shares, withhold: &|_| false, encounters_since: None },
             &[fetch("gp", "GPA", vec![med("m1", "111", "a")])],
         );
         assert_eq!(r.item_count(), 0);

@@ -91,12 +91,17 @@ impl Gateway {
             .collect();
         let sensitive = &self.policy.sensitive;
         let withhold = |r: &serde_json::Value| mcr_policy::withhold(r, sensitive).is_some();
+        let since = self
+            .policy
+            .encounter_window_days(grant.role())
+            .map(|days| (self.clock.now() - chrono::Duration::days(i64::from(days))).format("%Y-%m-%d").to_string());
         let record = mcr_federation::merge(
             &MergeInput {
                 nhs_number: nhs,
                 classes: grant.data_classes(),
                 source_shares: &shares,
                 withhold: &withhold,
+                encounters_since: since.as_deref(),
             },
             &fetches,
         );

@@ -52,6 +52,9 @@ pub struct PolicyConfig {
     pub override_roles: BTreeSet<Role>,
     /// A finished encounter counts as a relationship for this many days after it ended.
     pub relationship_recent_days: u32,
+    /// Roles that see only recent encounters, and how many days back (e.g. social care sees
+    /// recent admissions, not a lifetime of appointments).
+    pub recent_encounters_days: BTreeMap<Role, u32>,
     pub sensitive: SensitivityConfig,
 }
 
@@ -95,6 +98,7 @@ impl Default for PolicyConfig {
             // overrides add `clinician`.
             override_roles: [Role::PrivacyOfficer].into_iter().collect(),
             relationship_recent_days: 90,
+            recent_encounters_days: BTreeMap::from([(Role::SocialCarePractitioner, 90)]),
             sensitive: SensitivityConfig::default(),
         }
     }
@@ -104,6 +108,11 @@ impl PolicyConfig {
     /// The data classes `role` may see; empty when none.
     pub fn classes_for(&self, role: Role) -> BTreeSet<DataClass> {
         self.roles.get(&role).cloned().unwrap_or_default()
+    }
+
+    /// For roles limited to recent encounters, how many days back they see.
+    pub fn encounter_window_days(&self, role: Role) -> Option<u32> {
+        self.recent_encounters_days.get(&role).copied()
     }
 
     /// True when `role` may start emergency access.

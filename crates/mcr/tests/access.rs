@@ -62,6 +62,19 @@ async fn social_care_sees_the_care_subset_only() {
     }
     let codes = issue_codes(outcome(&bundle));
     assert!(codes.iter().any(|(c, s)| c == "section-not-available-to-role" && s == "medications"), "{codes:?}");
+    // Recent encounters only (90 days by default).
+    let since = (mcr_domain::Clock::now(&mcr_domain::SystemClock) - chrono::Duration::days(91)).format("%Y-%m-%d").to_string();
+    for e in resources(&bundle, "Encounter") {
+        let start = e["period"]["start"].as_str().expect("a dated encounter");
+        assert!(start >= since.as_str(), "an old encounter reached social care: {start}");
+    }
+    // A clinician sees the older ones too.
+    t.give_permission("ae.okafor", &nhs).await;
+    let (_, full) = t.everything("ae.okafor", &nhs).await;
+    assert!(
+        resources(&full, "Encounter").iter().any(|e| e["period"]["start"].as_str().is_some_and(|s| s < since.as_str())),
+        "the fixture has older encounters, so the window was tested"
+    );
 }
 
 #[tokio::test]
