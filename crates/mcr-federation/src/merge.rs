@@ -51,7 +51,8 @@ fn merge_key(section: Section, summary: &mcr_fhir::Summary, code: Option<&(Strin
     })
 }
 
-pub fn merge(input: &MergeInput<'_>, fetches: &[SourceFetch]) -> MergedRecord {
+/// Takes the answers by value: each resource is moved into the record, never copied.
+pub fn merge(input: &MergeInput<'_>, fetches: Vec<SourceFetch>) -> MergedRecord {
     let mut items: Vec<RecordItem> = Vec::new();
     let mut by_key: HashMap<String, usize> = HashMap::new();
     let mut outcomes = Vec::with_capacity(fetches.len());
@@ -59,16 +60,16 @@ pub fn merge(input: &MergeInput<'_>, fetches: &[SourceFetch]) -> MergedRecord {
     let mut unavailable: BTreeSet<Section> = BTreeSet::new();
     let mut withheld_any = false;
 
-    for (rank, f) in fetches.iter().enumerate() {
+    for (rank, mut f) in fetches.into_iter().enumerate() {
         let mut kept = 0usize;
         let mut withheld = 0usize;
-        let status = match &f.outcome {
-            Err(reason) => SourceStatus::Failed(reason.clone()),
-            Ok(_) => SourceStatus::Ok,
+        let (status, resources) = match std::mem::replace(&mut f.outcome, Ok(Vec::new())) {
+            Err(reason) => (SourceStatus::Failed(reason), Vec::new()),
+            Ok(resources) => (SourceStatus::Ok, resources),
         };
-        let resources: &[Value] = f.outcome.as_deref().unwrap_or(&[]);
         let shares = input.source_shares.get(&f.source);
-        for r in resources {
+        for owned in resources {
+            let r = &owned;
             let Some(class) = mcr_fhir::classify(r) else { continue };
             let section = mcr_domain::Section::for_class(class);
             if !input.classes.contains(&class) {
@@ -89,7 +90,7 @@ pub fn merge(input: &MergeInput<'_>, fetches: &[SourceFetch]) -> MergedRecord {
             }
             if class == DataClass::Demographics {
                 if input.classes.contains(&DataClass::Demographics) && patient.is_none() {
-                    patient = Some((rank, r.clone()));
+                    patient = Some((rank, owned));
                 }
                 continue;
             }
@@ -149,7 +150,7 @@ pub fn merge(input: &MergeInput<'_>, fetches: &[SourceFetch]) -> MergedRecord {
                 date: summary.date,
                 sources: vec![source],
                 discrepancy: None,
-                resource: r.clone(),
+                resource: owned,
             });
         }
         withheld_any |= withheld > 0;
@@ -247,7 +248,7 @@ mod tests {
         let shares = HashMap::new();
         let n = nhs();
         let withhold = |r: &Value| r.get("meta").and_then(|m| m.get("security")).is_some();
-        merge(&MergeInput { nhs_number: &n, classes: &classes, source_shares: &shares, withhold: &withhold, encounters_since: None }, fetches)
+        merge(&MergeInput { nhs_number: &n, classes: &classes, source_shares: &shares, withhold: &withhold, encounters_since: None }, fetches.to_vec())
     }
 
     #[test]
@@ -336,7 +337,7 @@ mod tests {
         let n = nhs();
         let r = merge(
             &MergeInput { nhs_number: &n, classes: &classes, source_shares: &shares, withhold: &|_| false, encounters_since: Some("2026-09-01") },
-            &[fetch("acute", "RWH", vec![enc("e1", Some("2026-10-02T10:00:00Z")), enc("e2", Some("2025-01-01")), enc("e3", None)])],
+            vec![fetch("acute", "RWH", vec![enc("e1", Some("2026-10-02T10:00:00Z")), enc("e2", Some("2025-01-01")), enc("e3", None)])],
         );
         let shown: Vec<_> = r.items(Section::Encounters).iter().map(|i| i.sources[0].full_url.clone()).collect();
         assert_eq!(shown, ["http://acute.example/Encounter/e1"]);
@@ -351,7 +352,7 @@ mod tests {
         let n = nhs();
         let r = merge(
             &MergeInput { nhs_number: &n, classes: &classes, source_shares: &shares, withhold: &|_| false, encounters_since: None },
-            &[fetch("gp", "GPA", vec![med("m1", "111", "a")])],
+            vec![fetch("gp", "GPA", vec![med("m1", "111", "a")])],
         );
         assert_eq!(r.item_count(), 0);
     }

@@ -103,7 +103,7 @@ impl Gateway {
                 withhold: &withhold,
                 encounters_since: since.as_deref(),
             },
-            &fetches,
+            fetches,
         );
 
         let mut event = self.event(ctx, ACTION, Some(nhs.as_str()));

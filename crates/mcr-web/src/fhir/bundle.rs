@@ -79,28 +79,31 @@ fn provenance(item: &RecordItem, recorded: &str) -> Value {
 /// The merged record as a `searchset` Bundle: each resource once (as its first source sent
 /// it), a Provenance naming every source that holds it, and an OperationOutcome naming every
 /// source that failed and whether anything was withheld.
-pub(crate) fn everything(base_url: &str, view: &View, now: chrono::DateTime<chrono::Utc>) -> Value {
+///
+/// Serialised straight from the record (resources are borrowed, not copied into a new tree).
+pub(crate) fn everything(base_url: &str, view: &View, now: chrono::DateTime<chrono::Utc>) -> Result<Vec<u8>, serde_json::Error> {
     let record = &view.record;
     let recorded = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let mut entries = Vec::with_capacity(record.item_count() * 2 + 2);
     if let Some(p) = &record.patient {
-        entries.push(json!({
-            "fullUrl": format!("{base_url}/fhir/Patient/{}", record.nhs_number),
-            "resource": p,
-            "search": {"mode": "match"}
-        }));
+        entries.push(Entry {
+            full_url: Some(format!("{base_url}/fhir/Patient/{}", record.nhs_number)),
+            resource: Res::Borrowed(p),
+            search: Search { mode: "match" },
+        });
     }
     for (_, items) in &record.sections {
         for item in items {
-            entries.push(json!({
-                "fullUrl": item.sources[0].full_url,
-                "resource": item.resource,
-                "search": {"mode": "include"}
-            }));
-            entries.push(json!({
-                "resource": provenance(item, &recorded),
-                "search": {"mode": "include"}
-            }));
+            entries.push(Entry {
+                full_url: Some(item.sources[0].full_url.clone()),
+                resource: Res::Borrowed(&item.resource),
+                search: Search { mode: "include" },
+            });
+            entries.push(Entry {
+                full_url: None,
+                resource: Res::Owned(provenance(item, &recorded)),
+                search: Search { mode: "include" },
+            });
         }
     }
     let mut issues = Vec::new();
@@ -141,16 +144,49 @@ pub(crate) fn everything(base_url: &str, view: &View, now: chrono::DateTime<chro
             expression: Some(s.as_str().into()),
         });
     }
-    entries.push(json!({"resource": operation_outcome(&issues), "search": {"mode": "outcome"}}));
-    json!({
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "timestamp": recorded,
-        "total": record.item_count(),
-        "meta": {"tag": [{"system": "https://mycarerecord.example/fhir/CodeSystem/access-basis", "code": view.basis.code()}]},
-        "entry": entries,
+    entries.push(Entry { full_url: None, resource: Res::Owned(operation_outcome(&issues)), search: Search { mode: "outcome" } });
+    serde_json::to_vec(&Bundle {
+        resource_type: "Bundle",
+        kind: "searchset",
+        timestamp: &recorded,
+        total: record.item_count(),
+        meta: json!({"tag": [{"system": "https://mycarerecord.example/fhir/CodeSystem/access-basis", "code": view.basis.code()}]}),
+        entry: entries,
     })
 }
+
+#[derive(serde::Serialize)]
+struct Bundle<'a> {
+    #[serde(rename = "resourceType")]
+    resource_type: &'static str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    timestamp: &'a str,
+    total: usize,
+    meta: Value,
+    entry: Vec<Entry<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct Entry<'a> {
+    #[serde(rename = "fullUrl", skip_serializing_if = "Option::is_none")]
+    full_url: Option<String>,
+    resource: Res<'a>,
+    search: Search,
+}
+
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Res<'a> {
+    Borrowed(&'a Value),
+    Owned(Value),
+}
+
+#[derive(serde::Serialize)]
+struct Search {
+    mode: &'static str,
+}
+
 
 /// A decision that is not a permit, as the error the API returns.
 pub(crate) fn decision_error(decision: &Decision) -> ApiError {

@@ -3,7 +3,7 @@ use crate::auth::Caller;
 use crate::{ApiError, AppState};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
 use mcr_domain::NhsNumber;
 use mcr_gateway::{PatientQuery, ViewOutcome};
@@ -166,7 +166,11 @@ pub(crate) async fn operation(
     match state.gateway.view_record(&ctx, &nhs).await? {
         ViewOutcome::Record(view) => {
             let now = state.gateway.clock().now();
-            let mut response = fhir_json(StatusCode::OK, &bundle::everything(&state.base_url, &view, now));
+            let body = bundle::everything(&state.base_url, &view, now).map_err(|_| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, mcr_fhir::IssueType::Exception, "encode-failed", "The record could not be encoded.")
+            })?;
+            let mut response =
+                (StatusCode::OK, [(axum::http::header::CONTENT_TYPE, mcr_fhir::FHIR_JSON)], body).into_response();
             crate::ops::server_timing(&mut response, &view.timings, started);
             Ok(response)
         }
