@@ -156,38 +156,42 @@ impl HttpSource {
                     detail: format!("more than {} pages", self.limits.max_pages),
                 });
             }
-            let (bundle, ms) = self.get_json(url, budget).await?;
+            let (mut bundle, ms) = self.get_json(url, budget).await?;
             source_ms = add_ms(source_ms, ms);
             if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
                 return Err(FailureReason::Malformed { detail: "a search did not return a Bundle".into() });
             }
-            if let Some(entries) = bundle.get("entry") {
-                let entries = entries.as_array().ok_or_else(|| FailureReason::Malformed {
-                    detail: "Bundle.entry is not a list".into(),
-                })?;
-                for e in entries {
-                    let Some(r) = e.get("resource") else { continue };
-                    if mcr_fhir::resource_type(r) != Some(want) || mcr_fhir::resource_id(r).is_none() {
-                        // Included resources (e.g. OperationOutcome) or junk: not part of the record.
-                        continue;
-                    }
-                    if let Some(p) = patient {
-                        let about = if want == "Patient" {
-                            mcr_fhir::resource_id(r)
-                        } else {
-                            mcr_fhir::patient_reference(r)
-                        };
-                        if about != Some(p) {
-                            // A source that answers with another patient's data is wrong; never
-                            // show it as this patient's.
-                            continue;
-                        }
-                    }
-                    out.push(r.clone());
-                }
-            }
+            // Read the paging link first, then take the entries out of the bundle (moved, not copied).
             if let Some(link) = mcr_fhir::next_link(&bundle) {
                 next = Some(self.same_origin(link)?);
+            }
+            match bundle.get_mut("entry").map(Value::take) {
+                None | Some(Value::Null) => {}
+                Some(Value::Array(entries)) => {
+                    for mut e in entries {
+                        let r = e.get_mut("resource").map(Value::take).unwrap_or(Value::Null);
+                        if mcr_fhir::resource_type(&r) != Some(want) || mcr_fhir::resource_id(&r).is_none() {
+                            // Included resources (e.g. OperationOutcome) or junk: not part of the record.
+                            continue;
+                        }
+                        if let Some(p) = patient {
+                            let about = if want == "Patient" {
+                                mcr_fhir::resource_id(&r)
+                            } else {
+                                mcr_fhir::patient_reference(&r)
+                            };
+                            if about != Some(p) {
+                                // A source that answers with another patient's data is wrong; never
+                                // show it as this patient's.
+                                continue;
+                            }
+                        }
+                        out.push(r);
+                    }
+                }
+                Some(_) => {
+                    return Err(FailureReason::Malformed { detail: "Bundle.entry is not a list".into() });
+                }
             }
         }
         Ok((out, source_ms))
