@@ -179,6 +179,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 out(&format!("  source {:<11} {}  ({})", s.id, s.url, s.name))?;
             }
             out(&format!("  identity provider  {}  (demo: its sign-in page lists the demo users)", d.info.token_issuer))?;
+            if let Some(ca) = &d.info.ca_cert {
+                out(&format!(
+                    "\n  HTTPS certificates come from a demo CA made for this data directory: {}\n  Trust it in your client (curl --cacert {}) or import it into the browser.",
+                    ca.display(),
+                    ca.display()
+                ))?;
+            }
             out(&format!(
                 "\n  Demo users, patients and URLs: {}\n  A token for the API:  mcr demo-token gp.patel --data-dir {}\n  Sample patient in all four sources: {}\n\nPress Ctrl-C to stop.",
                 demo::info_path(&data_dir).display(),
