@@ -38,8 +38,15 @@ fn event(i: usize, at: DateTime<Utc>) -> AuditEvent {
     }
 }
 
-async fn run(store: Arc<dyn Store>, writers: usize, total: usize) -> Result<f64, Box<dyn std::error::Error>> {
-    let at = Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).single().ok_or("time")?;
+async fn run(
+    store: Arc<dyn Store>,
+    writers: usize,
+    total: usize,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    let at = Utc
+        .with_ymd_and_hms(2026, 3, 2, 9, 0, 0)
+        .single()
+        .ok_or("time")?;
     let per = total / writers;
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -65,7 +72,11 @@ async fn run(store: Arc<dyn Store>, writers: usize, total: usize) -> Result<f64,
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let total: usize = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(2_000);
+    let total: usize = std::env::args()
+        .nth(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(2_000);
     let dir = tempfile::tempdir()?;
     let mut rows = Vec::new();
     for backend in ["sqlite", "postgres"] {
@@ -81,9 +92,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut out = std::io::stdout().lock();
     writeln!(out, "durable audit appends ({total} per run, each acknowledged only once committed; concurrent appends share a commit (group commit))")?;
-    writeln!(out, "{:<10} {:>8} {:>14} {:>12}", "store", "writers", "appends/s", "ms/append")?;
+    writeln!(
+        out,
+        "{:<10} {:>8} {:>14} {:>12}",
+        "store", "writers", "appends/s", "ms/append"
+    )?;
     for (backend, writers, rate) in rows {
-        writeln!(out, "{backend:<10} {writers:>8} {rate:>14.0} {:>12.2}", 1000.0 / rate)?;
+        writeln!(
+            out,
+            "{backend:<10} {writers:>8} {rate:>14.0} {:>12.2}",
+            1000.0 / rate
+        )?;
     }
     Ok(())
 }

@@ -15,7 +15,9 @@ pub const DEFAULT_CHECKPOINT_EVERY: u64 = 1_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("the audit signing key is not an Ed25519 key in PKCS#8 (DER or PEM) or a 32-byte seed")]
+    #[error(
+        "the audit signing key is not an Ed25519 key in PKCS#8 (DER or PEM) or a 32-byte seed"
+    )]
     Unreadable,
     #[error("`{0}` is not an Ed25519 public key in hex (64 hex digits)")]
     BadPublicKey(String),
@@ -29,7 +31,9 @@ pub struct CheckpointKey {
 
 impl std::fmt::Debug for CheckpointKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CheckpointKey").field("public", &self.public_hex()).finish_non_exhaustive()
+        f.debug_struct("CheckpointKey")
+            .field("public", &self.public_hex())
+            .finish_non_exhaustive()
     }
 }
 
@@ -38,23 +42,31 @@ impl CheckpointKey {
     /// seed as 64 hex digits.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
         if let Ok(seed) = <[u8; 32]>::try_from(bytes) {
-            return Ok(Self { key: SigningKey::from_bytes(&seed) });
+            return Ok(Self {
+                key: SigningKey::from_bytes(&seed),
+            });
         }
         if let Ok(key) = SigningKey::from_pkcs8_der(bytes) {
             return Ok(Self { key });
         }
-        let text = std::str::from_utf8(bytes).map_err(|_| KeyError::Unreadable)?.trim();
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| KeyError::Unreadable)?
+            .trim();
         if text.len() == 64 {
             let seed = hex::decode(text).map_err(|_| KeyError::Unreadable)?;
             let seed = <[u8; 32]>::try_from(seed.as_slice()).map_err(|_| KeyError::Unreadable)?;
-            return Ok(Self { key: SigningKey::from_bytes(&seed) });
+            return Ok(Self {
+                key: SigningKey::from_bytes(&seed),
+            });
         }
         if text.starts_with("-----BEGIN PRIVATE KEY-----") {
             let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
             let der = base64::engine::general_purpose::STANDARD
                 .decode(body.trim())
                 .map_err(|_| KeyError::Unreadable)?;
-            return SigningKey::from_pkcs8_der(&der).map(|key| Self { key }).map_err(|_| KeyError::Unreadable);
+            return SigningKey::from_pkcs8_der(&der)
+                .map(|key| Self { key })
+                .map_err(|_| KeyError::Unreadable);
         }
         Err(KeyError::Unreadable)
     }
@@ -100,8 +112,12 @@ fn message(seq: i64, hash: &str, at: &DateTime<Utc>) -> Vec<u8> {
 
 /// Whether a checkpoint's signature is good, and by which key. `trusted` empty: the key
 /// recorded with the checkpoint is used (proves integrity of the checkpoint, not who made it).
-pub(crate) fn check_signature(cp: &AuditCheckpoint, trusted: &[VerifyingKey]) -> Result<(), String> {
-    let recorded = parse_public_key(&cp.public_key).map_err(|_| "its public key cannot be read".to_owned())?;
+pub(crate) fn check_signature(
+    cp: &AuditCheckpoint,
+    trusted: &[VerifyingKey],
+) -> Result<(), String> {
+    let recorded =
+        parse_public_key(&cp.public_key).map_err(|_| "its public key cannot be read".to_owned())?;
     if !trusted.is_empty() && !trusted.iter().any(|k| k == &recorded) {
         return Err("it is signed by a key that is not trusted".into());
     }
@@ -112,7 +128,9 @@ pub(crate) fn check_signature(cp: &AuditCheckpoint, trusted: &[VerifyingKey]) ->
         .ok_or_else(|| "its signature cannot be read".to_owned())?;
     recorded
         .verify(&message(cp.seq, &cp.hash, &cp.at), &sig)
-        .map_err(|_| "its signature does not match (the checkpoint was altered or forged)".to_owned())
+        .map_err(|_| {
+            "its signature does not match (the checkpoint was altered or forged)".to_owned()
+        })
 }
 
 /// Sign the current head of the chain and store it. `None` when the trail is empty or the
@@ -122,7 +140,9 @@ pub async fn checkpoint_head(
     key: &CheckpointKey,
     at: DateTime<Utc>,
 ) -> Result<Option<AuditCheckpoint>, AuditError> {
-    let Some((seq, hash)) = store.audit_head().await? else { return Ok(None) };
+    let Some((seq, hash)) = store.audit_head().await? else {
+        return Ok(None);
+    };
     checkpoint_at(store, key, seq, &hash, at).await
 }
 
@@ -154,7 +174,10 @@ pub struct Checkpointer {
 
 impl Checkpointer {
     pub fn new(key: CheckpointKey, every: u64) -> Self {
-        Self { key, every: every.max(1) }
+        Self {
+            key,
+            every: every.max(1),
+        }
     }
 
     pub fn key(&self) -> &CheckpointKey {

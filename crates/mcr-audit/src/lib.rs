@@ -124,5 +124,7 @@ pub async fn record_change(
     event: &AuditEvent,
 ) -> Result<AuditRow, AuditError> {
     let append = to_append(event)?;
-    Ok(store.record_governance(change, &append, &chain_hash).await?)
+    Ok(store
+        .record_governance(change, &append, &chain_hash)
+        .await?)
 }

@@ -23,7 +23,11 @@ use std::collections::{BTreeMap, VecDeque};
 pub enum Verification {
     /// Every record links to the one before, matches its hash, and every checkpoint's
     /// signature and hash match.
-    Intact { records: u64, head: String, checkpoints: u64 },
+    Intact {
+        records: u64,
+        head: String,
+        checkpoints: u64,
+    },
     /// The first record at which the trail cannot be trusted, and what happened there.
     Broken { seq: i64, problem: String },
 }
@@ -40,16 +44,34 @@ pub async fn verify(store: &dyn Store) -> Result<Verification, AuditError> {
 
 /// Read the whole trail in order and check every link and checkpoint; checkpoints must be
 /// signed by one of `trusted` (when empty, by the key recorded with them).
-pub async fn verify_with(store: &dyn Store, trusted: &[VerifyingKey]) -> Result<Verification, AuditError> {
-    let checkpoints: BTreeMap<i64, mcr_store::AuditCheckpoint> =
-        store.checkpoints().await?.into_iter().map(|c| (c.seq, c)).collect();
+pub async fn verify_with(
+    store: &dyn Store,
+    trusted: &[VerifyingKey],
+) -> Result<Verification, AuditError> {
+    let checkpoints: BTreeMap<i64, mcr_store::AuditCheckpoint> = store
+        .checkpoints()
+        .await?
+        .into_iter()
+        .map(|c| (c.seq, c))
+        .collect();
     for cp in checkpoints.values() {
         if let Err(why) = check_signature(cp, trusted) {
-            return Ok(Verification::Broken { seq: cp.seq, problem: format!("the checkpoint at record {} cannot be trusted: {why}", cp.seq) });
+            return Ok(Verification::Broken {
+                seq: cp.seq,
+                problem: format!(
+                    "the checkpoint at record {} cannot be trusted: {why}",
+                    cp.seq
+                ),
+            });
         }
     }
 
-    let mut rows = Rows { store, buf: VecDeque::new(), after: 0, done: false };
+    let mut rows = Rows {
+        store,
+        buf: VecDeque::new(),
+        after: 0,
+        done: false,
+    };
     let mut expected = 1i64;
     let mut prev = GENESIS.to_owned();
     let mut prev2 = GENESIS.to_owned();
@@ -57,7 +79,13 @@ pub async fn verify_with(store: &dyn Store, trusted: &[VerifyingKey]) -> Result<
     let mut count = 0u64;
     while let Some(row) = rows.peek(0).await?.cloned() {
         if row.seq > expected {
-            return broken(expected, format!("record {expected} is missing (deleted): the next record is {}", row.seq));
+            return broken(
+                expected,
+                format!(
+                    "record {expected} is missing (deleted): the next record is {}",
+                    row.seq
+                ),
+            );
         }
         let content_ok = chain_hash(row.seq, &row.prev_hash, &row.record) == row.hash;
         let link_ok = row.prev_hash == prev;
@@ -89,7 +117,11 @@ pub async fn verify_with(store: &dyn Store, trusted: &[VerifyingKey]) -> Result<
             format!("the trail ends at record {last}, but a signed checkpoint vouches for record {seq}: records {} to {seq} were deleted", last + 1),
         );
     }
-    Ok(Verification::Intact { records: count, head: prev, checkpoints: checkpoints.len() as u64 })
+    Ok(Verification::Intact {
+        records: count,
+        head: prev,
+        checkpoints: checkpoints.len() as u64,
+    })
 }
 
 fn broken(seq: i64, problem: String) -> Result<Verification, AuditError> {
@@ -101,7 +133,8 @@ fn written_as(row: &AuditRow, near: i64) -> Option<i64> {
     if chain_hash(row.seq, &row.prev_hash, &row.record) == row.hash {
         return Some(row.seq);
     }
-    ((near - WINDOW).max(1)..=near + WINDOW).find(|&s| chain_hash(s, &row.prev_hash, &row.record) == row.hash)
+    ((near - WINDOW).max(1)..=near + WINDOW)
+        .find(|&s| chain_hash(s, &row.prev_hash, &row.record) == row.hash)
 }
 
 /// Record `e` (stored as `row`) fails its hash or its link: say what happened.

@@ -50,7 +50,9 @@ fn key() -> CheckpointKey {
 }
 
 fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).single().expect("a valid time")
+    Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0)
+        .single()
+        .expect("a valid time")
 }
 
 fn event(i: i64) -> AuditEvent {
@@ -68,7 +70,13 @@ fn event(i: i64) -> AuditEvent {
         outcome: "permit".into(),
         basis: Some("legal-basis".into()),
         detail: None,
-        sources: vec![SourceAudit { source: "gp".into(), org_code: "E82000".into(), status: "ok".into(), items: 12, withheld: 0 }],
+        sources: vec![SourceAudit {
+            source: "gp".into(),
+            org_code: "E82000".into(),
+            status: "ok".into(),
+            items: 12,
+            withheld: 0,
+        }],
     }
 }
 
@@ -78,11 +86,16 @@ async fn trail(backend: &str, dir: &std::path::Path) -> (Arc<dyn Store>, Db) {
         "sqlite" => mcr_testkit::sqlite_url(dir),
         _ => mcr_testkit::postgres_url().await,
     };
-    let store = mcr_store::connect_and_migrate(&url).await.expect("tamper test");
+    let store = mcr_store::connect_and_migrate(&url)
+        .await
+        .expect("tamper test");
     let cp = Checkpointer::new(key(), EVERY);
     for i in 1..=RECORDS {
-        let row = mcr_audit::record(store.as_ref(), &event(i)).await.expect("tamper test");
-        cp.after_append(store.as_ref(), row.seq, &row.hash, t0()).await;
+        let row = mcr_audit::record(store.as_ref(), &event(i))
+            .await
+            .expect("tamper test");
+        cp.after_append(store.as_ref(), row.seq, &row.hash, t0())
+            .await;
     }
     let db = match backend {
         "sqlite" => Db::Sqlite(sqlx::SqlitePool::connect(&url).await.expect("tamper test")),
@@ -93,7 +106,9 @@ async fn trail(backend: &str, dir: &std::path::Path) -> (Arc<dyn Store>, Db) {
 }
 
 async fn check(store: &Arc<dyn Store>) -> Verification {
-    verify_with(store.as_ref(), &[key().verifying_key()]).await.expect("tamper test")
+    verify_with(store.as_ref(), &[key().verifying_key()])
+        .await
+        .expect("tamper test")
 }
 
 fn assert_broken(v: &Verification, seq: i64, words: &str) {
@@ -109,8 +124,12 @@ fn assert_broken(v: &Verification, seq: i64, words: &str) {
 /// Moves records `from..` by `by` positions (through negative numbers, so the primary key is
 /// never violated mid-statement).
 async fn shift(db: &Db, from: i64, by: i64) {
-    db.exec(&format!("UPDATE audit_log SET seq = -(seq + ({by})) WHERE seq >= {from}")).await;
-    db.exec("UPDATE audit_log SET seq = -seq WHERE seq < 0").await;
+    db.exec(&format!(
+        "UPDATE audit_log SET seq = -(seq + ({by})) WHERE seq >= {from}"
+    ))
+    .await;
+    db.exec("UPDATE audit_log SET seq = -seq WHERE seq < 0")
+        .await;
 }
 
 fn sql_text(s: &str) -> String {
@@ -137,7 +156,11 @@ async fn insert_row(db: &Db, seq: i64, prev_hash: &str, hash: &str, a: &AuditApp
 }
 
 async fn row(store: &Arc<dyn Store>, seq: i64) -> mcr_store::AuditRow {
-    store.audit_rows(seq - 1, 1).await.expect("tamper test").remove(0)
+    store
+        .audit_rows(seq - 1, 1)
+        .await
+        .expect("tamper test")
+        .remove(0)
 }
 
 async fn all_cases(backend: &str) {
@@ -146,7 +169,11 @@ async fn all_cases(backend: &str) {
     // Untouched.
     let (store, _db) = trail(backend, dir.path()).await;
     match check(&store).await {
-        Verification::Intact { records, head, checkpoints } => {
+        Verification::Intact {
+            records,
+            head,
+            checkpoints,
+        } => {
             assert_eq!((records, checkpoints), (25, 2));
             assert_eq!(head, row(&store, 25).await.hash);
         }
@@ -160,7 +187,8 @@ async fn all_cases(backend: &str) {
 
     // Edited in an indexed column only.
     let (store, db) = trail(backend, dir.path()).await;
-    db.exec("UPDATE audit_log SET outcome = 'deny' WHERE seq = 13").await;
+    db.exec("UPDATE audit_log SET outcome = 'deny' WHERE seq = 13")
+        .await;
     assert_broken(&check(&store).await, 13, "altered");
 
     // Deleted, leaving a gap.
@@ -178,7 +206,11 @@ async fn all_cases(backend: &str) {
     let (store, db) = trail(backend, dir.path()).await;
     let six = row(&store, 6).await;
     shift(&db, 7, 1).await;
-    let fake = mcr_audit::to_append(&AuditEvent { user_id: "cover.story".into(), ..event(7) }).expect("tamper test");
+    let fake = mcr_audit::to_append(&AuditEvent {
+        user_id: "cover.story".into(),
+        ..event(7)
+    })
+    .expect("tamper test");
     let hash = mcr_audit::chain_hash(7, &six.hash, &fake);
     insert_row(&db, 7, &six.hash, &hash, &fake).await;
     assert_broken(&check(&store).await, 7, "inserted");
@@ -192,8 +224,10 @@ async fn all_cases(backend: &str) {
 
     // Reordered: records 7 and 8 swap places.
     let (store, db) = trail(backend, dir.path()).await;
-    db.exec("UPDATE audit_log SET seq = CASE seq WHEN 7 THEN -8 ELSE -7 END WHERE seq IN (7, 8)").await;
-    db.exec("UPDATE audit_log SET seq = -seq WHERE seq < 0").await;
+    db.exec("UPDATE audit_log SET seq = CASE seq WHEN 7 THEN -8 ELSE -7 END WHERE seq IN (7, 8)")
+        .await;
+    db.exec("UPDATE audit_log SET seq = -seq WHERE seq < 0")
+        .await;
     assert_broken(&check(&store).await, 7, "reordered");
 
     // Edited and every later hash re-computed: only the signed checkpoint at 20 shows it.
@@ -227,12 +261,19 @@ async fn all_cases(backend: &str) {
     let (store, _db) = trail(backend, dir.path()).await;
     let head = row(&store, 25).await;
     let forger = CheckpointKey::from_bytes(&[9u8; 32]).expect("tamper test");
-    store.add_checkpoint(&forger.sign(25, &head.hash, t0())).await.expect("tamper test");
+    store
+        .add_checkpoint(&forger.sign(25, &head.hash, t0()))
+        .await
+        .expect("tamper test");
     assert_broken(&check(&store).await, 25, "not trusted");
 
     // A checkpoint's hash altered.
     let (store, db) = trail(backend, dir.path()).await;
-    db.exec(&format!("UPDATE audit_checkpoint SET hash = {} WHERE seq = 10", sql_text(&"cd".repeat(32)))).await;
+    db.exec(&format!(
+        "UPDATE audit_checkpoint SET hash = {} WHERE seq = 10",
+        sql_text(&"cd".repeat(32))
+    ))
+    .await;
     assert_broken(&check(&store).await, 10, "signature does not match");
 }
 
@@ -253,15 +294,31 @@ async fn key_files_in_every_accepted_form_sign_the_same() {
     let hexed = CheckpointKey::from_bytes(hex::encode(seed).as_bytes()).expect("tamper test");
     assert_eq!(raw.public_hex(), hexed.public_hex());
     // PKCS#8 v1 DER of the same seed: the fixed Ed25519 prefix, then the seed.
-    let mut der = vec![0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+    let mut der = vec![
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
     der.extend_from_slice(&seed);
-    assert_eq!(CheckpointKey::from_bytes(&der).expect("tamper test").public_hex(), raw.public_hex());
+    assert_eq!(
+        CheckpointKey::from_bytes(&der)
+            .expect("tamper test")
+            .public_hex(),
+        raw.public_hex()
+    );
     use base64::Engine;
     let pem = format!(
         "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
         base64::engine::general_purpose::STANDARD.encode(&der)
     );
-    assert_eq!(CheckpointKey::from_bytes(pem.as_bytes()).expect("tamper test").public_hex(), raw.public_hex());
+    assert_eq!(
+        CheckpointKey::from_bytes(pem.as_bytes())
+            .expect("tamper test")
+            .public_hex(),
+        raw.public_hex()
+    );
     assert!(CheckpointKey::from_bytes(b"not a key").is_err());
-    assert!(!format!("{raw:?}").contains(&hex::encode(seed)), "the private key is never printed");
+    assert!(
+        !format!("{raw:?}").contains(&hex::encode(seed)),
+        "the private key is never printed"
+    );
 }

@@ -36,7 +36,9 @@ pub async fn bench_index(
     lookups: usize,
     storage: &Storage,
 ) -> anyhow::Result<IndexResult> {
-    let store: Arc<dyn Store> = mcr_store::connect_and_migrate(url).await.context("opening the index store")?;
+    let store: Arc<dyn Store> = mcr_store::connect_and_migrate(url)
+        .await
+        .context("opening the index store")?;
     let at = today.and_hms_opt(0, 0, 0).context("midnight")?.and_utc();
     let started = Instant::now();
     for chunk in people.chunks(BATCH) {
@@ -53,11 +55,18 @@ pub async fn bench_index(
                 updated_at: at,
             })
             .collect();
-        store.upsert_patients(&batch).await.context("upserting patients")?;
+        store
+            .upsert_patients(&batch)
+            .await
+            .context("upserting patients")?;
     }
     let build_seconds = started.elapsed().as_secs_f64();
     let count = store.patient_count().await?;
-    anyhow::ensure!(count as usize >= people.len(), "index holds {count} patients, expected {}", people.len());
+    anyhow::ensure!(
+        count as usize >= people.len(),
+        "index holds {count} patients, expected {}",
+        people.len()
+    );
 
     let mut rng = rand_chacha_like(7);
     let mut nhs = Vec::with_capacity(lookups);
@@ -79,9 +88,17 @@ pub async fn bench_index(
         let s = Instant::now();
         let hits = store.search_patients(&q, 20).await?;
         demo.push(s.elapsed().as_secs_f64() * 1000.0);
-        anyhow::ensure!(hits.iter().any(|h| h.nhs_number == p.nhs_number), "a demographic search missed its patient");
+        anyhow::ensure!(
+            hits.iter().any(|h| h.nhs_number == p.nhs_number),
+            "a demographic search missed its patient"
+        );
 
-        let q = DemographicQuery { family: p.family.clone(), given: p.given.first().cloned(), birth_date: None, postcode: None };
+        let q = DemographicQuery {
+            family: p.family.clone(),
+            given: p.given.first().cloned(),
+            birth_date: None,
+            postcode: None,
+        };
         let s = Instant::now();
         store.search_patients(&q, 20).await?;
         broad.push(s.elapsed().as_secs_f64() * 1000.0);
@@ -129,8 +146,12 @@ pub fn sqlite_size_mib(db: &std::path::Path) -> f64 {
 /// `pg_database_size` of the database at `url`, MiB.
 pub async fn postgres_size_mib(url: &str) -> f64 {
     use sqlx::Connection;
-    let Ok(mut conn) = sqlx::PgConnection::connect(url).await else { return 0.0 };
-    let size: Result<i64, _> = sqlx::query_scalar("SELECT pg_database_size(current_database())").fetch_one(&mut conn).await;
+    let Ok(mut conn) = sqlx::PgConnection::connect(url).await else {
+        return 0.0;
+    };
+    let size: Result<i64, _> = sqlx::query_scalar("SELECT pg_database_size(current_database())")
+        .fetch_one(&mut conn)
+        .await;
     let _ = conn.close().await;
     size.map_or(0.0, |b| b as f64 / (1024.0 * 1024.0))
 }

@@ -60,12 +60,33 @@ pub async fn run(o: &BenchOptions) -> anyhow::Result<Report> {
         .timeout(Duration::from_secs(60))
         .build()?;
     let sys = &o.system;
-    let region = mcr_synth::generate(&mcr_synth::SynthConfig { seed: sys.seed, patients: sys.patients, today: sys.today });
-    let typical: Vec<String> = region.samples.all_four.iter().take(o.sample_patients).map(ToString::to_string).collect();
-    let large: Vec<String> = region.samples.large.iter().take(8).map(ToString::to_string).collect();
-    anyhow::ensure!(!typical.is_empty(), "the region has no patient held by all four sources; raise --patients");
+    let region = mcr_synth::generate(&mcr_synth::SynthConfig {
+        seed: sys.seed,
+        patients: sys.patients,
+        today: sys.today,
+    });
+    let typical: Vec<String> = region
+        .samples
+        .all_four
+        .iter()
+        .take(o.sample_patients)
+        .map(ToString::to_string)
+        .collect();
+    let large: Vec<String> = region
+        .samples
+        .large
+        .iter()
+        .take(8)
+        .map(ToString::to_string)
+        .collect();
+    anyhow::ensure!(
+        !typical.is_empty(),
+        "the region has no patient held by all four sources; raise --patients"
+    );
 
-    let system = System::start(sys, &client).await.context("starting the sources and the gateway")?;
+    let system = System::start(sys, &client)
+        .await
+        .context("starting the sources and the gateway")?;
     for nhs in typical.iter().chain(&large) {
         system.record_permission(&client, nhs).await?;
     }
@@ -73,7 +94,10 @@ pub async fn run(o: &BenchOptions) -> anyhow::Result<Report> {
     // times a minute), so it is timed apart, within the burst allowance, not in the view loop.
     let mut searches = Vec::new();
     for nhs in typical.iter().take(20) {
-        let url = format!("{}/fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs}", system.gateway_url);
+        let url = format!(
+            "{}/fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs}",
+            system.gateway_url
+        );
         let s = Instant::now();
         let r = client.get(url).bearer_auth(&system.token).send().await?;
         let ok = r.status().is_success();
@@ -100,20 +124,67 @@ pub async fn run(o: &BenchOptions) -> anyhow::Result<Report> {
     }
     if o.failure_scenarios {
         let slow = sys.deadline_ms + 1_000;
-        system.set_behaviour(&client, "acute", serde_json::json!({"latency_ms": [slow, slow]})).await?;
-        let name = format!("acute slowed to {slow} ms (deadline {} ms)", sys.deadline_ms);
-        scenarios.push(run_load(&system, &client, &scenario(&name, o.stress_clinicians, &typical)).await?);
-        system.set_behaviour(&client, "acute", serde_json::json!({"latency_ms": [lo, hi], "failure": "drop"})).await?;
-        scenarios.push(run_load(&system, &client, &scenario("acute down (connections dropped)", o.stress_clinicians, &typical)).await?);
+        system
+            .set_behaviour(
+                &client,
+                "acute",
+                serde_json::json!({"latency_ms": [slow, slow]}),
+            )
+            .await?;
+        let name = format!(
+            "acute slowed to {slow} ms (deadline {} ms)",
+            sys.deadline_ms
+        );
+        scenarios.push(
+            run_load(
+                &system,
+                &client,
+                &scenario(&name, o.stress_clinicians, &typical),
+            )
+            .await?,
+        );
+        system
+            .set_behaviour(
+                &client,
+                "acute",
+                serde_json::json!({"latency_ms": [lo, hi], "failure": "drop"}),
+            )
+            .await?;
+        scenarios.push(
+            run_load(
+                &system,
+                &client,
+                &scenario(
+                    "acute down (connections dropped)",
+                    o.stress_clinicians,
+                    &typical,
+                ),
+            )
+            .await?,
+        );
         system.all_sources(&client, (lo, hi)).await?;
         if !large.is_empty() {
             let large = Arc::new(large);
             let name = format!("large records (~3,000 resources), sources {lo}-{hi} ms");
-            scenarios.push(run_load(&system, &client, &scenario(&name, o.stress_clinicians, &large)).await?);
+            scenarios.push(
+                run_load(
+                    &system,
+                    &client,
+                    &scenario(&name, o.stress_clinicians, &large),
+                )
+                .await?,
+            );
         }
     }
     system.all_sources(&client, (0, 0)).await?;
-    scenarios.push(run_load(&system, &client, &scenario("sources instant (0 ms)", o.stress_clinicians, &typical)).await?);
+    scenarios.push(
+        run_load(
+            &system,
+            &client,
+            &scenario("sources instant (0 ms)", o.stress_clinicians, &typical),
+        )
+        .await?,
+    );
     system.all_sources(&client, (lo, hi)).await?;
     drop(system);
 
@@ -123,12 +194,32 @@ pub async fn run(o: &BenchOptions) -> anyhow::Result<Report> {
         let dir = tempfile::tempdir()?;
         let db = dir.path().join("index.db");
         let url = format!("sqlite://{}", db.display());
-        index.push(index::bench_index(&url, &people, sys.today, o.index_lookups, &index::Storage::Sqlite(db)).await?);
+        index.push(
+            index::bench_index(
+                &url,
+                &people,
+                sys.today,
+                o.index_lookups,
+                &index::Storage::Sqlite(db),
+            )
+            .await?,
+        );
         if o.index_postgres {
             // The throwaway cluster panics when PostgreSQL cannot be started: keep that a
             // failure of this part only.
-            let url = tokio::spawn(mcr_testkit::postgres_url()).await.context("starting PostgreSQL for the index benchmark")?;
-            index.push(index::bench_index(&url, &people, sys.today, o.index_lookups, &index::Storage::Postgres(url.clone())).await?);
+            let url = tokio::spawn(mcr_testkit::postgres_url())
+                .await
+                .context("starting PostgreSQL for the index benchmark")?;
+            index.push(
+                index::bench_index(
+                    &url,
+                    &people,
+                    sys.today,
+                    o.index_lookups,
+                    &index::Storage::Postgres(url.clone()),
+                )
+                .await?,
+            );
         }
     }
 
@@ -151,20 +242,39 @@ pub async fn run(o: &BenchOptions) -> anyhow::Result<Report> {
     })
 }
 
-fn targets(scenarios: &[ScenarioResult], index: &[index::IndexResult], deadline_ms: u64, base: &str) -> Vec<Target> {
+fn targets(
+    scenarios: &[ScenarioResult],
+    index: &[index::IndexResult],
+    deadline_ms: u64,
+    base: &str,
+) -> Vec<Target> {
     let mut t = Vec::new();
     let mut add = |what: &str, target: &str, measured: String, met: bool| {
-        t.push(Target { what: what.into(), target: target.into(), measured, met });
+        t.push(Target {
+            what: what.into(),
+            target: target.into(),
+            measured,
+            met,
+        });
     };
-    if let Some(r) = scenarios.iter().find(|r| r.name == base && r.clinicians == 64) {
+    if let Some(r) = scenarios
+        .iter()
+        .find(|r| r.name == base && r.clinicians == 64)
+    {
         add(
             "gateway overhead, 64 clinicians",
             "p50 <= 2 ms, p99 <= 10 ms",
-            format!("p50 {:.2} ms, p99 {:.2} ms", r.gateway_overhead.p50_ms, r.gateway_overhead.p99_ms),
+            format!(
+                "p50 {:.2} ms, p99 {:.2} ms",
+                r.gateway_overhead.p50_ms, r.gateway_overhead.p99_ms
+            ),
             r.gateway_overhead.p50_ms <= 2.0 && r.gateway_overhead.p99_ms <= 10.0,
         );
     }
-    if let Some(r) = scenarios.iter().find(|r| r.name.starts_with("sources instant")) {
+    if let Some(r) = scenarios
+        .iter()
+        .find(|r| r.name.starts_with("sources instant"))
+    {
         add(
             "views/s with instant sources",
             ">= 250/s, no errors",
@@ -172,14 +282,28 @@ fn targets(scenarios: &[ScenarioResult], index: &[index::IndexResult], deadline_
             r.views_per_second >= 250.0 && r.error_count == 0,
         );
     }
-    let peak = scenarios.iter().map(|r| r.gateway_peak_rss_mib).fold(0.0, f64::max);
-    add("gateway peak RSS", "<= 300 MB", format!("{peak:.0} MiB"), peak * 1.048_576 <= 300.0);
-    for r in scenarios.iter().filter(|r| r.name.contains("slowed") || r.name.contains("down")) {
+    let peak = scenarios
+        .iter()
+        .map(|r| r.gateway_peak_rss_mib)
+        .fold(0.0, f64::max);
+    add(
+        "gateway peak RSS",
+        "<= 300 MB",
+        format!("{peak:.0} MiB"),
+        peak * 1.048_576 <= 300.0,
+    );
+    for r in scenarios
+        .iter()
+        .filter(|r| r.name.contains("slowed") || r.name.contains("down"))
+    {
         let limit = deadline_ms as f64 + 50.0;
         add(
             &r.name,
             &format!("every view <= deadline + 50 ms = {limit:.0} ms"),
-            format!("max {:.0} ms, p99 {:.0} ms, {} errors", r.view_latency.max_ms, r.view_latency.p99_ms, r.error_count),
+            format!(
+                "max {:.0} ms, p99 {:.0} ms, {} errors",
+                r.view_latency.max_ms, r.view_latency.p99_ms, r.error_count
+            ),
             r.view_latency.max_ms <= limit && r.error_count == 0,
         );
     }
@@ -187,7 +311,10 @@ fn targets(scenarios: &[ScenarioResult], index: &[index::IndexResult], deadline_
         add(
             &format!("{} index, {} patients", i.backend, i.patients),
             "NHS lookup p99 <= 1 ms, demographic search p99 <= 20 ms",
-            format!("{:.3} ms, {:.3} ms", i.nhs_lookup.p99_ms, i.demographic_search.p99_ms),
+            format!(
+                "{:.3} ms, {:.3} ms",
+                i.nhs_lookup.p99_ms, i.demographic_search.p99_ms
+            ),
             i.nhs_lookup.p99_ms <= 1.0 && i.demographic_search.p99_ms <= 20.0,
         );
     }

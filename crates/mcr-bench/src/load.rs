@@ -84,17 +84,27 @@ struct Tally {
 }
 
 /// Run one scenario against a running system.
-pub async fn run_load(system: &System, client: &reqwest::Client, o: &LoadOptions) -> anyhow::Result<ScenarioResult> {
+pub async fn run_load(
+    system: &System,
+    client: &reqwest::Client,
+    o: &LoadOptions,
+) -> anyhow::Result<ScenarioResult> {
     // Warm-up: the same loop, results dropped.
     if !o.warmup.is_zero() {
         drive(system, client, o, o.warmup).await;
     }
     let before = system.metrics(client).await.context("reading /metrics")?;
-    let cpu0 = (machine::cpu_seconds(system.gateway_pid), machine::cpu_seconds(system.sources_pid));
+    let cpu0 = (
+        machine::cpu_seconds(system.gateway_pid),
+        machine::cpu_seconds(system.sources_pid),
+    );
     let started = Instant::now();
     let tally = drive(system, client, o, o.duration).await;
     let seconds = started.elapsed().as_secs_f64();
-    let cpu1 = (machine::cpu_seconds(system.gateway_pid), machine::cpu_seconds(system.sources_pid));
+    let cpu1 = (
+        machine::cpu_seconds(system.gateway_pid),
+        machine::cpu_seconds(system.sources_pid),
+    );
     let after = system.metrics(client).await.context("reading /metrics")?;
     let (peak, rss) = machine::memory_mib(system.gateway_pid).unwrap_or((0.0, 0.0));
     let cores = |a: Option<f64>, b: Option<f64>| match (a, b) {
@@ -116,8 +126,16 @@ pub async fn run_load(system: &System, client: &reqwest::Client, o: &LoadOptions
         gateway_overhead: Percentiles::of(&tally.overheads),
         slowest_source: Percentiles::of(&tally.slowest),
         search_latency: Percentiles::of(&tally.searches),
-        resources_per_view: if tally.counted == 0 { 0.0 } else { round3(tally.resources as f64 / tally.counted as f64) },
-        response_kib_mean: if views == 0 { 0.0 } else { round3(tally.bytes as f64 / views as f64 / 1024.0) },
+        resources_per_view: if tally.counted == 0 {
+            0.0
+        } else {
+            round3(tally.resources as f64 / tally.counted as f64)
+        },
+        response_kib_mean: if views == 0 {
+            0.0
+        } else {
+            round3(tally.bytes as f64 / views as f64 / 1024.0)
+        },
         gateway_cpu_cores: cores(cpu0.0, cpu1.0),
         sources_cpu_cores: cores(cpu0.1, cpu1.1),
         gateway_rss_mib: round3(rss),
@@ -138,24 +156,41 @@ fn check(d: &Metrics, views: usize) -> MetricsCheck {
         .filter(|(k, _)| k.starts_with("mcr_source_failures_total{"))
         .map(|(k, v)| {
             let label = |name: &str| {
-                k.split(&format!("{name}=\"")).nth(1).and_then(|r| r.split('"').next()).unwrap_or("?").to_owned()
+                k.split(&format!("{name}=\""))
+                    .nth(1)
+                    .and_then(|r| r.split('"').next())
+                    .unwrap_or("?")
+                    .to_owned()
             };
             (format!("{}/{}", label("source"), label("reason")), *v)
         })
         .collect();
     MetricsCheck {
         views_permitted: permitted,
-        view_mean_ms: if permitted > 0.0 { round3(sum / permitted * 1000.0) } else { 0.0 },
+        view_mean_ms: if permitted > 0.0 {
+            round3(sum / permitted * 1000.0)
+        } else {
+            0.0
+        },
         // Views the gateway finished but whose last byte we did not read before the end are
         // not ours: allow the in-flight ones at the boundary (at most one per clinician).
         agrees_with_client: (permitted - views as f64).abs() < 0.5,
         source_failures,
-        audit_append_mean_ms: if audit_n > 0.0 { round3(audit_sum / audit_n * 1000.0) } else { 0.0 },
+        audit_append_mean_ms: if audit_n > 0.0 {
+            round3(audit_sum / audit_n * 1000.0)
+        } else {
+            0.0
+        },
     }
 }
 
 /// Every clinician loops until `for_how_long` has passed, then finishes the request in hand.
-async fn drive(system: &System, client: &reqwest::Client, o: &LoadOptions, for_how_long: Duration) -> Tally {
+async fn drive(
+    system: &System,
+    client: &reqwest::Client,
+    o: &LoadOptions,
+    for_how_long: Duration,
+) -> Tally {
     let end = Instant::now() + for_how_long;
     let mut tasks = Vec::new();
     for c in 0..o.clinicians {
@@ -171,13 +206,19 @@ async fn drive(system: &System, client: &reqwest::Client, o: &LoadOptions, for_h
             let mut counted = std::collections::HashSet::new();
             while Instant::now() < end {
                 i = i.wrapping_add(1);
-                let Some(nhs) = patients.get(i % patients.len().max(1)) else { break };
+                let Some(nhs) = patients.get(i % patients.len().max(1)) else {
+                    break;
+                };
                 if search_first {
-                    let url = format!("{base}/fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs}");
+                    let url = format!(
+                        "{base}/fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs}"
+                    );
                     let s = Instant::now();
                     match get(&client, &url, &token).await {
                         Ok((200, _, _)) => t.searches.push(ms(s.elapsed())),
-                        Ok((status, _, _)) => *t.errors.entry(format!("search-{status}")).or_default() += 1,
+                        Ok((status, _, _)) => {
+                            *t.errors.entry(format!("search-{status}")).or_default() += 1
+                        }
                         Err(e) => *t.errors.entry(format!("search-{e}")).or_default() += 1,
                     }
                 }
@@ -228,8 +269,17 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// Status, `Server-Timing` header, and the whole body (read to its last byte).
-async fn get(client: &reqwest::Client, url: &str, token: &str) -> Result<(u16, String, bytes::Bytes), String> {
-    let r = client.get(url).bearer_auth(token).send().await.map_err(|_| "transport".to_owned())?;
+async fn get(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+) -> Result<(u16, String, bytes::Bytes), String> {
+    let r = client
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|_| "transport".to_owned())?;
     let status = r.status().as_u16();
     let timing = r
         .headers()
@@ -251,20 +301,27 @@ pub fn slowest_source(header: &str) -> f64 {
             if !name.starts_with("source-") {
                 return None;
             }
-            parts.find_map(|p| p.strip_prefix("dur=")).and_then(|d| d.parse::<f64>().ok())
+            parts
+                .find_map(|p| p.strip_prefix("dur="))
+                .and_then(|d| d.parse::<f64>().ok())
         })
         .fold(0.0, f64::max)
 }
 
 fn resources_in(body: &[u8]) -> u64 {
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else { return 0 };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return 0;
+    };
     v.get("entry")
         .and_then(serde_json::Value::as_array)
         .map_or(0, |entries| {
             entries
                 .iter()
                 .filter(|e| {
-                    let t = e.get("resource").and_then(|r| r.get("resourceType")).and_then(serde_json::Value::as_str);
+                    let t = e
+                        .get("resource")
+                        .and_then(|r| r.get("resourceType"))
+                        .and_then(serde_json::Value::as_str);
                     !matches!(t, Some("Provenance" | "OperationOutcome") | None)
                 })
                 .count() as u64
@@ -277,7 +334,10 @@ mod tests {
 
     #[test]
     fn slowest_source_from_server_timing() {
-        assert_eq!(slowest_source("source-gp;dur=51.5, source-acute;dur=70.25, mcr;dur=80"), 70.25);
+        assert_eq!(
+            slowest_source("source-gp;dur=51.5, source-acute;dur=70.25, mcr;dur=80"),
+            70.25
+        );
         assert_eq!(slowest_source("mcr;dur=3"), 0.0);
         assert_eq!(slowest_source(""), 0.0);
     }

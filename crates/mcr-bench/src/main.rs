@@ -12,7 +12,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
-#[command(name = "mcr-bench", about = "Benchmark My Care Record: record views over HTTP, and the patient index")]
+#[command(
+    name = "mcr-bench",
+    about = "Benchmark My Care Record: record views over HTTP, and the patient index"
+)]
 struct Args {
     /// Where to write report.json, report.md and view-latency.svg.
     #[arg(long, default_value = "bench-report")]
@@ -55,7 +58,10 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -90,15 +96,25 @@ fn mcr_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
         anyhow::ensure!(status.success(), "building mcr failed");
     }
     let p = dir.join("mcr");
-    anyhow::ensure!(p.exists(), "{} not found: build it (cargo build --release -p mcr) or pass --mcr", p.display());
+    anyhow::ensure!(
+        p.exists(),
+        "{} not found: build it (cargo build --release -p mcr) or pass --mcr",
+        p.display()
+    );
     Ok(p)
 }
 
 async fn run(a: Args) -> anyhow::Result<()> {
     let mcr = mcr_binary(a.mcr.clone())?;
     let today = chrono::NaiveDate::from_ymd_opt(2026, 11, 24).context("date")?;
-    let latency = (a.latency_ms.first().copied().unwrap_or(20), a.latency_ms.get(1).copied().unwrap_or(80));
-    let command = std::iter::once("mcr-bench".to_owned()).chain(std::env::args().skip(1)).collect::<Vec<_>>().join(" ");
+    let latency = (
+        a.latency_ms.first().copied().unwrap_or(20),
+        a.latency_ms.get(1).copied().unwrap_or(80),
+    );
+    let command = std::iter::once("mcr-bench".to_owned())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ");
     let o = BenchOptions {
         command,
         system: SystemOptions {

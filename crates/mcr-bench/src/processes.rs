@@ -4,8 +4,8 @@
 use anyhow::{bail, Context};
 use mcr_idp::{ClientRegistration, Idp, IdpConfig, IdpUser};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
@@ -65,7 +65,12 @@ fn spawn(mcr: &Path, args: &[&str], log: &Path) -> anyhow::Result<Child> {
         .with_context(|| format!("starting {}", mcr.display()))
 }
 
-async fn wait_ok(client: &reqwest::Client, url: &str, child: &mut Child, within: Duration) -> anyhow::Result<()> {
+async fn wait_ok(
+    client: &reqwest::Client,
+    url: &str,
+    child: &mut Child,
+    within: Duration,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
         if let Ok(r) = client.get(url).timeout(Duration::from_secs(2)).send().await {
@@ -88,7 +93,10 @@ impl System {
     /// and answers, and mint the clinicians' token.
     pub async fn start(o: &SystemOptions, client: &reqwest::Client) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let mut sources_toml = format!("seed = {}\npatients = {}\ntoday = \"{}\"\n", o.seed, o.patients, o.today);
+        let mut sources_toml = format!(
+            "seed = {}\npatients = {}\ntoday = \"{}\"\n",
+            o.seed, o.patients, o.today
+        );
         let mut source_urls = Vec::new();
         for id in SOURCES {
             let port = free_port()?;
@@ -102,9 +110,18 @@ impl System {
         std::fs::write(&sources_path, sources_toml)?;
 
         // The sources' organisations, as the region generates them.
-        let region = mcr_synth::generate(&mcr_synth::SynthConfig { seed: o.seed, patients: 100, today: o.today });
+        let region = mcr_synth::generate(&mcr_synth::SynthConfig {
+            seed: o.seed,
+            patients: 100,
+            today: o.today,
+        });
         let port = free_port()?;
-        let acute_org = region.source("acute").context("the acute source")?.organisation.code.to_string();
+        let acute_org = region
+            .source("acute")
+            .context("the acute source")?
+            .organisation
+            .code
+            .to_string();
         // The identity provider the gateway trusts: the demo one, in this process, with one
         // clinician at the acute trust.
         let idp_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -148,7 +165,11 @@ impl System {
         let org = acute_org;
         for (id, url) in &source_urls {
             let slice = region.source(id).with_context(|| format!("source {id}"))?;
-            let types: Vec<String> = slice.resource_types.iter().map(|t| format!("\"{t}\"")).collect();
+            let types: Vec<String> = slice
+                .resource_types
+                .iter()
+                .map(|t| format!("\"{t}\""))
+                .collect();
             let org_toml = toml_org(&slice.organisation)?;
             gw.push_str(&format!(
                 "\n[[sources]]\nid = \"{id}\"\nbase_url = \"{url}\"\nresource_types = [{}]\norganisation = {org_toml}\n",
@@ -159,14 +180,35 @@ impl System {
         std::fs::write(&gateway_path, gw)?;
 
         let sources_arg = sources_path.display().to_string();
-        let mut sources = spawn(&o.mcr, &["sources", "--config", &sources_arg], &dir.path().join("sources.log"))?;
+        let mut sources = spawn(
+            &o.mcr,
+            &["sources", "--config", &sources_arg],
+            &dir.path().join("sources.log"),
+        )?;
         for (_, url) in &source_urls {
-            wait_ok(client, &format!("{url}/_control/behaviour"), &mut sources, Duration::from_secs(120)).await?;
+            wait_ok(
+                client,
+                &format!("{url}/_control/behaviour"),
+                &mut sources,
+                Duration::from_secs(120),
+            )
+            .await?;
         }
         let gateway_arg = gateway_path.display().to_string();
-        let mut gateway = spawn(&o.mcr, &["serve", "--config", &gateway_arg], &dir.path().join("gateway.log"))?;
+        let mut gateway = spawn(
+            &o.mcr,
+            &["serve", "--config", &gateway_arg],
+            &dir.path().join("gateway.log"),
+        )?;
         let gateway_url = format!("http://127.0.0.1:{port}");
-        if let Err(e) = wait_ok(client, &format!("{gateway_url}/healthz"), &mut gateway, Duration::from_secs(300)).await {
+        if let Err(e) = wait_ok(
+            client,
+            &format!("{gateway_url}/healthz"),
+            &mut gateway,
+            Duration::from_secs(300),
+        )
+        .await
+        {
             let log = std::fs::read_to_string(dir.path().join("gateway.log")).unwrap_or_default();
             bail!("{e}\ngateway log:\n{}", tail(&log, 2000));
         }
@@ -188,7 +230,12 @@ impl System {
     }
 
     /// Change one source's behaviour (`PUT /_control/behaviour`).
-    pub async fn set_behaviour(&self, client: &reqwest::Client, source: &str, behaviour: serde_json::Value) -> anyhow::Result<()> {
+    pub async fn set_behaviour(
+        &self,
+        client: &reqwest::Client,
+        source: &str,
+        behaviour: serde_json::Value,
+    ) -> anyhow::Result<()> {
         let url = self
             .source_urls
             .iter()
@@ -203,15 +250,28 @@ impl System {
     }
 
     /// Every source back to the given latency, no failures.
-    pub async fn all_sources(&self, client: &reqwest::Client, latency_ms: (u64, u64)) -> anyhow::Result<()> {
+    pub async fn all_sources(
+        &self,
+        client: &reqwest::Client,
+        latency_ms: (u64, u64),
+    ) -> anyhow::Result<()> {
         for id in SOURCES {
-            self.set_behaviour(client, id, serde_json::json!({"latency_ms": [latency_ms.0, latency_ms.1]})).await?;
+            self.set_behaviour(
+                client,
+                id,
+                serde_json::json!({"latency_ms": [latency_ms.0, latency_ms.1]}),
+            )
+            .await?;
         }
         Ok(())
     }
 
     /// Record the patient's permission to view (one step, as a clinician does).
-    pub async fn record_permission(&self, client: &reqwest::Client, nhs: &str) -> anyhow::Result<()> {
+    pub async fn record_permission(
+        &self,
+        client: &reqwest::Client,
+        nhs: &str,
+    ) -> anyhow::Result<()> {
         let consent = serde_json::json!({
             "resourceType": "Consent",
             "status": "active",
@@ -228,14 +288,23 @@ impl System {
             .send()
             .await?;
         if !r.status().is_success() {
-            bail!("recording permission: HTTP {}: {}", r.status(), tail(&r.text().await.unwrap_or_default(), 300));
+            bail!(
+                "recording permission: HTTP {}: {}",
+                r.status(),
+                tail(&r.text().await.unwrap_or_default(), 300)
+            );
         }
         Ok(())
     }
 
     /// The gateway's `/metrics`, parsed into series → value.
     pub async fn metrics(&self, client: &reqwest::Client) -> anyhow::Result<Metrics> {
-        let text = client.get(format!("{}/metrics", self.gateway_url)).send().await?.text().await?;
+        let text = client
+            .get(format!("{}/metrics", self.gateway_url))
+            .send()
+            .await?
+            .text()
+            .await?;
         Ok(Metrics::parse(&text))
     }
 }
@@ -253,7 +322,9 @@ fn toml_org(org: &mcr_domain::Organisation) -> anyhow::Result<String> {
 
 fn tail(s: &str, n: usize) -> &str {
     let start = s.len().saturating_sub(n);
-    let start = (start..s.len()).find(|i| s.is_char_boundary(*i)).unwrap_or(s.len());
+    let start = (start..s.len())
+        .find(|i| s.is_char_boundary(*i))
+        .unwrap_or(s.len());
     &s[start..]
 }
 

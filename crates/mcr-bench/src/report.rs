@@ -56,12 +56,18 @@ impl Report {
             "Patient search by NHS number over HTTP: p50 {:.2} ms, p99 {:.2} ms ({} searches, one at a time).\n",
             self.search.p50_ms, self.search.p99_ms, self.search.count
         );
-        let _ = writeln!(s, "## Record views (sources and gateway as separate processes on loopback)\n");
+        let _ = writeln!(
+            s,
+            "## Record views (sources and gateway as separate processes on loopback)\n"
+        );
         let _ = writeln!(
             s,
             "| scenario | clinicians | views/s | errors | p50 ms | p95 ms | p99 ms | max ms | overhead p50 ms | overhead p99 ms | resources/view | gateway CPU (cores) | sources CPU (cores) | gateway peak RSS MiB | /metrics agrees |"
         );
-        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+        let _ = writeln!(
+            s,
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        );
         for r in &self.scenarios {
             let _ = writeln!(
                 s,
@@ -90,7 +96,11 @@ impl Report {
             .map(|r| format!("{}: {:?}", r.name, r.gateway_metrics.source_failures))
             .collect();
         if !failures.is_empty() {
-            let _ = writeln!(s, "\nSource failures the gateway counted (`mcr_source_failures_total`): {}", failures.join("; "));
+            let _ = writeln!(
+                s,
+                "\nSource failures the gateway counted (`mcr_source_failures_total`): {}",
+                failures.join("; ")
+            );
         }
         if !self.index.is_empty() {
             let _ = writeln!(s, "\n## Patient index\n");
@@ -115,9 +125,19 @@ impl Report {
             }
         }
         if !self.targets.is_empty() {
-            let _ = writeln!(s, "\n## Targets\n\n| what | target | measured | met |\n|---|---|---|---|");
+            let _ = writeln!(
+                s,
+                "\n## Targets\n\n| what | target | measured | met |\n|---|---|---|---|"
+            );
             for t in &self.targets {
-                let _ = writeln!(s, "| {} | {} | {} | {} |", t.what, t.target, t.measured, if t.met { "yes" } else { "**no**" });
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} |",
+                    t.what,
+                    t.target,
+                    t.measured,
+                    if t.met { "yes" } else { "**no**" }
+                );
             }
         }
         s
@@ -129,14 +149,20 @@ impl Report {
         const PANEL: f64 = 150.0;
         const LEFT: f64 = 60.0;
         const BINS: usize = 60;
-        let panels: Vec<&ScenarioResult> = self.scenarios.iter().filter(|r| !r.latencies_ms.is_empty()).collect();
+        let panels: Vec<&ScenarioResult> = self
+            .scenarios
+            .iter()
+            .filter(|r| !r.latencies_ms.is_empty())
+            .collect();
         let h = PANEL * panels.len().max(1) as f64 + 20.0;
         let mut s = format!(
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
         );
         for (n, r) in panels.iter().enumerate() {
             let top = n as f64 * PANEL + 10.0;
-            let hi = (r.view_latency.p99_ms * 1.2).max(r.view_latency.p50_ms * 2.0).max(1.0);
+            let hi = (r.view_latency.p99_ms * 1.2)
+                .max(r.view_latency.p50_ms * 2.0)
+                .max(1.0);
             let width = hi / BINS as f64;
             let mut bins = [0usize; BINS];
             let mut over = 0usize;
@@ -177,7 +203,11 @@ impl Report {
                     bh
                 );
             }
-            let _ = writeln!(s, "<line x1=\"{LEFT}\" y1=\"{base}\" x2=\"{}\" y2=\"{base}\" stroke=\"black\"/>", LEFT + plot_w);
+            let _ = writeln!(
+                s,
+                "<line x1=\"{LEFT}\" y1=\"{base}\" x2=\"{}\" y2=\"{base}\" stroke=\"black\"/>",
+                LEFT + plot_w
+            );
             for t in 0..=5 {
                 let x = LEFT + plot_w * f64::from(t) / 5.0;
                 let _ = writeln!(
@@ -187,7 +217,12 @@ impl Report {
                     hi * f64::from(t) / 5.0
                 );
             }
-            let _ = writeln!(s, "<text x=\"5\" y=\"{:.1}\">{} max</text>", top + 25.0, most as usize);
+            let _ = writeln!(
+                s,
+                "<text x=\"5\" y=\"{:.1}\">{} max</text>",
+                top + 25.0,
+                most as usize
+            );
         }
         s.push_str("</svg>\n");
         s
@@ -195,5 +230,7 @@ impl Report {
 }
 
 fn xml(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }

@@ -50,7 +50,10 @@ mod tests {
     fn nearest_rank() {
         let v: Vec<f64> = (1..=100).map(f64::from).collect();
         let p = Percentiles::of(&v);
-        assert_eq!((p.p50_ms, p.p95_ms, p.p99_ms, p.max_ms, p.count), (50.0, 95.0, 99.0, 100.0, 100));
+        assert_eq!(
+            (p.p50_ms, p.p95_ms, p.p99_ms, p.max_ms, p.count),
+            (50.0, 95.0, 99.0, 100.0, 100)
+        );
         assert_eq!(Percentiles::of(&[]).count, 0);
         assert_eq!(Percentiles::of(&[7.0]).p99_ms, 7.0);
     }

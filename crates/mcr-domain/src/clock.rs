@@ -12,7 +12,10 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
-    #[expect(clippy::disallowed_methods, reason = "the one place the wall clock is read")]
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the one place the wall clock is read"
+    )]
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
     }
@@ -28,17 +31,26 @@ impl FixedClock {
     }
 
     pub fn set(&self, at: DateTime<Utc>) {
-        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = at;
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = at;
     }
 
     pub fn advance(&self, by: chrono::Duration) {
-        let mut t = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut t = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *t += by;
     }
 }
 
 impl Clock for FixedClock {
     fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }

@@ -43,8 +43,8 @@ impl NhsNumber {
             return Err(NhsNumberError::WrongLength(n));
         }
         let first9: [u8; 9] = [
-            digits[0], digits[1], digits[2], digits[3], digits[4], digits[5], digits[6],
-            digits[7], digits[8],
+            digits[0], digits[1], digits[2], digits[3], digits[4], digits[5], digits[6], digits[7],
+            digits[8],
         ];
         match check_digit(&first9) {
             Some(d) if d == digits[9] => {}
@@ -131,13 +131,22 @@ mod tests {
         for n in ["9434765919", "943 476 5919", "4010232137", "9990000018"] {
             assert!(NhsNumber::parse(n).is_ok(), "{n} should be valid");
         }
-        assert_eq!(NhsNumber::parse("943 476 5919").unwrap().as_str(), "9434765919");
+        assert_eq!(
+            NhsNumber::parse("943 476 5919").unwrap().as_str(),
+            "9434765919"
+        );
     }
 
     #[test]
     fn rejects_wrong_check_digit() {
-        assert_eq!(NhsNumber::parse("9434765918"), Err(NhsNumberError::BadCheckDigit));
-        assert_eq!(NhsNumber::parse("4010232138"), Err(NhsNumberError::BadCheckDigit));
+        assert_eq!(
+            NhsNumber::parse("9434765918"),
+            Err(NhsNumberError::BadCheckDigit)
+        );
+        assert_eq!(
+            NhsNumber::parse("4010232138"),
+            Err(NhsNumberError::BadCheckDigit)
+        );
     }
 
     #[test]
@@ -145,15 +154,28 @@ mod tests {
         // 1000000010: weights give sum 10*1 + 2*1 = 12 -> 11 - 1 = 10 -> invalid whatever the last digit.
         for last in 0..=9 {
             let s = format!("100000001{last}");
-            assert_eq!(NhsNumber::parse(&s), Err(NhsNumberError::BadCheckDigit), "{s}");
+            assert_eq!(
+                NhsNumber::parse(&s),
+                Err(NhsNumberError::BadCheckDigit),
+                "{s}"
+            );
         }
     }
 
     #[test]
     fn rejects_bad_shapes() {
-        assert_eq!(NhsNumber::parse("12345"), Err(NhsNumberError::WrongLength(5)));
-        assert_eq!(NhsNumber::parse("94347659190"), Err(NhsNumberError::WrongLength(11)));
-        assert_eq!(NhsNumber::parse("94347659x9"), Err(NhsNumberError::NotDigits));
+        assert_eq!(
+            NhsNumber::parse("12345"),
+            Err(NhsNumberError::WrongLength(5))
+        );
+        assert_eq!(
+            NhsNumber::parse("94347659190"),
+            Err(NhsNumberError::WrongLength(11))
+        );
+        assert_eq!(
+            NhsNumber::parse("94347659x9"),
+            Err(NhsNumberError::NotDigits)
+        );
         assert_eq!(NhsNumber::parse(""), Err(NhsNumberError::WrongLength(0)));
     }
 
@@ -181,6 +203,9 @@ mod tests {
                 ok += 1;
             }
         }
-        assert!(ok > 1700, "about 10/11 of prefixes have a check digit; got {ok}");
+        assert!(
+            ok > 1700,
+            "about 10/11 of prefixes have a check digit; got {ok}"
+        );
     }
 }

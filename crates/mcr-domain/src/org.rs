@@ -93,7 +93,8 @@ impl OdsCode {
 
     pub fn parse(s: &str) -> Result<Self, OdsCodeError> {
         let ok = (3..=10).contains(&s.len())
-            && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+            && s.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
         if ok {
             Ok(Self(s.to_owned()))
         } else {

@@ -129,11 +129,18 @@ impl FailureReason {
     pub fn describe(&self) -> String {
         match self {
             FailureReason::Timeout { after_ms } => {
-                format!("did not answer within {:.1} seconds", *after_ms as f64 / 1000.0)
+                format!(
+                    "did not answer within {:.1} seconds",
+                    *after_ms as f64 / 1000.0
+                )
             }
             FailureReason::Unreachable { detail } => format!("could not be reached ({detail})"),
-            FailureReason::HttpStatus { status } => format!("answered with an error (HTTP {status})"),
-            FailureReason::Malformed { detail } => format!("sent data that could not be read ({detail})"),
+            FailureReason::HttpStatus { status } => {
+                format!("answered with an error (HTTP {status})")
+            }
+            FailureReason::Malformed { detail } => {
+                format!("sent data that could not be read ({detail})")
+            }
             FailureReason::TooLarge { limit_bytes } => format!(
                 "sent more than the {} MB limit",
                 limit_bytes / (1024 * 1024)

@@ -14,7 +14,8 @@ pub struct SourceIdError(String);
 impl SourceId {
     pub fn parse(s: &str) -> Result<Self, SourceIdError> {
         let ok = (1..=32).contains(&s.len())
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if ok {
             Ok(Self(s.to_owned()))
         } else {

@@ -83,10 +83,13 @@ impl SourceFetch {
     pub(crate) fn failed_unknown(id: &SourceId) -> Self {
         Self {
             source: id.clone(),
-            org_code: mcr_domain::OdsCode::parse("UNKNOWN").expect("UNKNOWN is a well-formed ODS code"),
+            org_code: mcr_domain::OdsCode::parse("UNKNOWN")
+                .expect("UNKNOWN is a well-formed ODS code"),
             org_name: id.to_string(),
             base_url: String::new(),
-            outcome: Err(FailureReason::Unreachable { detail: "no longer configured".into() }),
+            outcome: Err(FailureReason::Unreachable {
+                detail: "no longer configured".into(),
+            }),
             elapsed_ms: 0,
             source_ms: None,
         }
@@ -100,9 +103,18 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     fn config(&self) -> &SourceConfig;
     /// One patient's resources of the given types (all pages), asked on behalf of `grant`'s
     /// user. Called only through [`crate::Federation::fetch_record`], which holds the deadline.
-    async fn fetch_patient(&self, grant: &Grant, local_id: &str, types: &[&str]) -> Result<Fetched, FailureReason>;
+    async fn fetch_patient(
+        &self,
+        grant: &Grant,
+        local_id: &str,
+        types: &[&str],
+    ) -> Result<Fetched, FailureReason>;
     /// Every `Patient` resource (or those updated after `since`).
-    async fn patient_feed(&self, since: Option<&str>, timeout: Duration) -> Result<Vec<Value>, FailureReason>;
+    async fn patient_feed(
+        &self,
+        since: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Vec<Value>, FailureReason>;
 }
 
 /// A FHIR R4 server over HTTP.
@@ -117,7 +129,12 @@ pub struct HttpSource {
 impl HttpSource {
     /// `client` should be shared between sources (connection pools are per client).
     pub fn new(config: SourceConfig, client: reqwest::Client, limits: FederationConfig) -> Self {
-        Self { config, client, limits, identity: None }
+        Self {
+            config,
+            client,
+            limits,
+            identity: None,
+        }
     }
 
     /// Send the end user's identity, signed by `signer`, with every request
@@ -129,9 +146,10 @@ impl HttpSource {
 
     fn url(&self, path: &str, query: &[(&str, &str)]) -> Result<Url, FailureReason> {
         let base = self.config.base_url.as_str().trim_end_matches('/');
-        let mut url = Url::parse(&format!("{base}/{path}")).map_err(|_| FailureReason::Malformed {
-            detail: "the configured base URL cannot take a path".into(),
-        })?;
+        let mut url =
+            Url::parse(&format!("{base}/{path}")).map_err(|_| FailureReason::Malformed {
+                detail: "the configured base URL cannot take a path".into(),
+            })?;
         url.query_pairs_mut().extend_pairs(query);
         Ok(url)
     }
@@ -159,7 +177,9 @@ impl HttpSource {
             let (mut bundle, ms) = self.get_json(url, budget).await?;
             source_ms = add_ms(source_ms, ms);
             if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
-                return Err(FailureReason::Malformed { detail: "a search did not return a Bundle".into() });
+                return Err(FailureReason::Malformed {
+                    detail: "a search did not return a Bundle".into(),
+                });
             }
             // Read the paging link first, then take the entries out of the bundle (moved, not copied).
             if let Some(link) = mcr_fhir::next_link(&bundle) {
@@ -169,8 +189,13 @@ impl HttpSource {
                 None | Some(Value::Null) => {}
                 Some(Value::Array(entries)) => {
                     for mut e in entries {
-                        let r = e.get_mut("resource").map(Value::take).unwrap_or(Value::Null);
-                        if mcr_fhir::resource_type(&r) != Some(want) || mcr_fhir::resource_id(&r).is_none() {
+                        let r = e
+                            .get_mut("resource")
+                            .map(Value::take)
+                            .unwrap_or(Value::Null);
+                        if mcr_fhir::resource_type(&r) != Some(want)
+                            || mcr_fhir::resource_id(&r).is_none()
+                        {
                             // Included resources (e.g. OperationOutcome) or junk: not part of the record.
                             continue;
                         }
@@ -190,7 +215,9 @@ impl HttpSource {
                     }
                 }
                 Some(_) => {
-                    return Err(FailureReason::Malformed { detail: "Bundle.entry is not a list".into() });
+                    return Err(FailureReason::Malformed {
+                        detail: "Bundle.entry is not a list".into(),
+                    });
                 }
             }
         }
@@ -204,38 +231,58 @@ impl HttpSource {
             .config
             .base_url
             .join(link)
-            .map_err(|_| FailureReason::Malformed { detail: "a paging link is not a URL".into() })?;
+            .map_err(|_| FailureReason::Malformed {
+                detail: "a paging link is not a URL".into(),
+            })?;
         if url.origin() != self.config.base_url.origin() {
-            return Err(FailureReason::Malformed { detail: "a paging link points to another server".into() });
+            return Err(FailureReason::Malformed {
+                detail: "a paging link points to another server".into(),
+            });
         }
         Ok(url)
     }
 
-    async fn read_patient(&self, local_id: &str, budget: &Budget) -> Result<(Vec<Value>, Option<f64>), FailureReason> {
+    async fn read_patient(
+        &self,
+        local_id: &str,
+        budget: &Budget,
+    ) -> Result<(Vec<Value>, Option<f64>), FailureReason> {
         let mut url = self.url("Patient", &[])?;
         url.path_segments_mut()
-            .map_err(|()| FailureReason::Malformed { detail: "the configured base URL cannot take a path".into() })?
+            .map_err(|()| FailureReason::Malformed {
+                detail: "the configured base URL cannot take a path".into(),
+            })?
             .push(local_id);
         let (r, ms) = self.get_json(url, budget).await?;
-        if mcr_fhir::resource_type(&r) != Some("Patient") || mcr_fhir::resource_id(&r) != Some(local_id) {
-            return Err(FailureReason::Malformed { detail: "a Patient read returned something else".into() });
+        if mcr_fhir::resource_type(&r) != Some("Patient")
+            || mcr_fhir::resource_id(&r) != Some(local_id)
+        {
+            return Err(FailureReason::Malformed {
+                detail: "a Patient read returned something else".into(),
+            });
         }
         Ok((vec![r], ms))
     }
 
     /// The JSON body, and the source's own time for it (`Server-Timing: app;dur=`), if given.
-    async fn get_json(&self, url: Url, budget: &Budget) -> Result<(Value, Option<f64>), FailureReason> {
-        let mut request = self.client.get(url).header(reqwest::header::ACCEPT, mcr_fhir::FHIR_JSON);
+    async fn get_json(
+        &self,
+        url: Url,
+        budget: &Budget,
+    ) -> Result<(Value, Option<f64>), FailureReason> {
+        let mut request = self
+            .client
+            .get(url)
+            .header(reqwest::header::ACCEPT, mcr_fhir::FHIR_JSON);
         if let Some(token) = &budget.identity {
             request = request.bearer_auth(token);
         }
-        let mut resp = request
-            .send()
-            .await
-            .map_err(|e| transport_failure(&e))?;
+        let mut resp = request.send().await.map_err(|e| transport_failure(&e))?;
         let status = resp.status();
         if !status.is_success() {
-            return Err(FailureReason::HttpStatus { status: status.as_u16() });
+            return Err(FailureReason::HttpStatus {
+                status: status.as_u16(),
+            });
         }
         let source_ms = resp
             .headers()
@@ -269,14 +316,20 @@ struct Budget {
 
 impl Budget {
     fn new(limit: u64, identity: Option<String>) -> Self {
-        Self { left: std::sync::atomic::AtomicI64::new(i64::try_from(limit).unwrap_or(i64::MAX)), limit, identity }
+        Self {
+            left: std::sync::atomic::AtomicI64::new(i64::try_from(limit).unwrap_or(i64::MAX)),
+            limit,
+            identity,
+        }
     }
 
     fn take(&self, n: u64) -> Result<(), FailureReason> {
         let n = i64::try_from(n).unwrap_or(i64::MAX);
         let before = self.left.fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
         if before.saturating_sub(n) < 0 {
-            Err(FailureReason::TooLarge { limit_bytes: self.limit })
+            Err(FailureReason::TooLarge {
+                limit_bytes: self.limit,
+            })
         } else {
             Ok(())
         }
@@ -316,13 +369,21 @@ fn transport_failure(e: &reqwest::Error) -> FailureReason {
     } else if let Some(detail) = mcr_tls::describe_tls_failure(e) {
         // A source whose certificate does not chain to the regional CA is never trusted, and
         // one that refuses our certificate cannot be asked: both are failed sources.
-        FailureReason::Unreachable { detail: detail.into() }
+        FailureReason::Unreachable {
+            detail: detail.into(),
+        }
     } else if e.is_connect() {
-        FailureReason::Unreachable { detail: "connection refused or failed".into() }
+        FailureReason::Unreachable {
+            detail: "connection refused or failed".into(),
+        }
     } else if e.is_body() || e.is_decode() {
-        FailureReason::Malformed { detail: "the answer was cut off".into() }
+        FailureReason::Malformed {
+            detail: "the answer was cut off".into(),
+        }
     } else {
-        FailureReason::Unreachable { detail: "the connection failed".into() }
+        FailureReason::Unreachable {
+            detail: "the connection failed".into(),
+        }
     }
 }
 
@@ -336,7 +397,12 @@ impl Source for HttpSource {
         &self.config
     }
 
-    async fn fetch_patient(&self, grant: &Grant, local_id: &str, types: &[&str]) -> Result<Fetched, FailureReason> {
+    async fn fetch_patient(
+        &self,
+        grant: &Grant,
+        local_id: &str,
+        types: &[&str],
+    ) -> Result<Fetched, FailureReason> {
         let identity = match &self.identity {
             Some(signer) => Some(signer.for_user(grant, self.config.base_url.as_str())?),
             None => None,
@@ -366,7 +432,11 @@ impl Source for HttpSource {
         Ok(all)
     }
 
-    async fn patient_feed(&self, since: Option<&str>, timeout: Duration) -> Result<Vec<Value>, FailureReason> {
+    async fn patient_feed(
+        &self,
+        since: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Vec<Value>, FailureReason> {
         let count = "1000".to_owned();
         let gt;
         let mut q: Vec<(&str, &str)> = vec![("_count", &count)];
@@ -382,12 +452,17 @@ impl Source for HttpSource {
         };
         let budget = Budget::new(u64::MAX / 4, identity);
         let me = HttpSource {
-            limits: FederationConfig { max_pages: u32::MAX, ..self.limits.clone() },
+            limits: FederationConfig {
+                max_pages: u32::MAX,
+                ..self.limits.clone()
+            },
             ..self.clone()
         };
         tokio::time::timeout(timeout, me.search_all(url, "Patient", None, &budget))
             .await
-            .map_err(|_| FailureReason::Timeout { after_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX) })?
+            .map_err(|_| FailureReason::Timeout {
+                after_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            })?
             .map(|(patients, _)| patients)
     }
 }
@@ -399,7 +474,10 @@ mod tests {
     #[test]
     fn reads_the_app_duration_of_a_server_timing_header() {
         assert_eq!(server_timing_app_ms("app;dur=12.5"), Some(12.5));
-        assert_eq!(server_timing_app_ms("db;dur=3, app;desc=\"x\";dur=7"), Some(7.0));
+        assert_eq!(
+            server_timing_app_ms("db;dur=3, app;desc=\"x\";dur=7"),
+            Some(7.0)
+        );
         assert_eq!(server_timing_app_ms("db;dur=3"), None);
         assert_eq!(server_timing_app_ms("app;dur=-1"), None);
         assert_eq!(server_timing_app_ms("app;dur=NaN"), None);

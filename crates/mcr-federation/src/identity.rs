@@ -31,14 +31,27 @@ pub struct IdentitySigner {
 
 impl std::fmt::Debug for IdentitySigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IdentitySigner").field("issuer", &self.issuer).field("gateway_org", &self.gateway_org).finish_non_exhaustive()
+        f.debug_struct("IdentitySigner")
+            .field("issuer", &self.issuer)
+            .field("gateway_org", &self.gateway_org)
+            .finish_non_exhaustive()
     }
 }
 
 impl IdentitySigner {
     /// `pkcs8` is an Ed25519 private key in PKCS#8 DER.
-    pub fn new(pkcs8: &[u8], issuer: impl Into<String>, gateway_org: OdsCode, clock: Arc<dyn Clock>) -> Self {
-        Self { key: EncodingKey::from_ed_der(pkcs8), issuer: issuer.into(), gateway_org, clock }
+    pub fn new(
+        pkcs8: &[u8],
+        issuer: impl Into<String>,
+        gateway_org: OdsCode,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            key: EncodingKey::from_ed_der(pkcs8),
+            issuer: issuer.into(),
+            gateway_org,
+            clock,
+        }
     }
 
     pub fn issuer(&self) -> &str {
@@ -72,10 +85,21 @@ impl IdentitySigner {
     /// end user, the gateway's organisation.
     pub fn for_system(&self, audience: &str) -> Result<String, FailureReason> {
         let org = self.gateway_org.clone();
-        self.sign("system:patient-index", audience, "directcare", "system/Patient.read", &org, None, None)
+        self.sign(
+            "system:patient-index",
+            audience,
+            "directcare",
+            "system/Patient.read",
+            &org,
+            None,
+            None,
+        )
     }
 
-    #[expect(clippy::too_many_arguments, reason = "private helper mirroring the claims")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "private helper mirroring the claims"
+    )]
     fn sign(
         &self,
         sub: &str,
@@ -112,7 +136,10 @@ impl IdentitySigner {
         if let Some(r) = record {
             claims["requested_record"] = r;
         }
-        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &self.key)
-            .map_err(|_| FailureReason::Unreachable { detail: "the gateway could not sign the user's identity".into() })
+        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &self.key).map_err(|_| {
+            FailureReason::Unreachable {
+                detail: "the gateway could not sign the user's identity".into(),
+            }
+        })
     }
 }

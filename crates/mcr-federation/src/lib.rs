@@ -14,8 +14,10 @@ mod client;
 pub mod identity;
 mod merge;
 
+pub use client::{
+    FederationConfig, Fetched, HttpSource, Location, Source, SourceConfig, SourceFetch,
+};
 pub use identity::IdentitySigner;
-pub use client::{Fetched, FederationConfig, HttpSource, Location, Source, SourceConfig, SourceFetch};
 pub use merge::{merge, MergeInput};
 
 use futures::future::join_all;
@@ -55,7 +57,11 @@ impl Federation {
     pub fn new(sources: Vec<Arc<dyn Source>>, config: FederationConfig) -> Self {
         let order = sources.iter().map(|s| s.id().clone()).collect();
         let sources = sources.into_iter().map(|s| (s.id().clone(), s)).collect();
-        Self { sources, order, config }
+        Self {
+            sources,
+            order,
+            config,
+        }
     }
 
     pub fn config(&self) -> &FederationConfig {
@@ -100,14 +106,24 @@ impl Federation {
                 let wanted: Vec<&str> = types
                     .iter()
                     .copied()
-                    .filter(|t| *t == "Patient" || source.config().resource_types.iter().any(|h| h == t))
+                    .filter(|t| {
+                        *t == "Patient" || source.config().resource_types.iter().any(|h| h == t)
+                    })
                     .collect();
-                let result =
-                    tokio::time::timeout(deadline, source.fetch_patient(grant, &loc.local_id, &wanted)).await;
+                let result = tokio::time::timeout(
+                    deadline,
+                    source.fetch_patient(grant, &loc.local_id, &wanted),
+                )
+                .await;
                 let (outcome, source_ms) = match result {
                     Ok(Ok(fetched)) => (Ok(fetched.resources), fetched.source_ms),
                     Ok(Err(reason)) => (Err(reason), None),
-                    Err(_) => (Err(FailureReason::Timeout { after_ms: millis(deadline) }), None),
+                    Err(_) => (
+                        Err(FailureReason::Timeout {
+                            after_ms: millis(deadline),
+                        }),
+                        None,
+                    ),
                 };
                 SourceFetch {
                     source: source.id().clone(),
@@ -133,7 +149,9 @@ impl Federation {
         let s = self
             .sources
             .get(source)
-            .ok_or_else(|| FailureReason::Unreachable { detail: "not a configured source".into() })?;
+            .ok_or_else(|| FailureReason::Unreachable {
+                detail: "not a configured source".into(),
+            })?;
         s.patient_feed(since, self.config.sync_timeout).await
     }
 }

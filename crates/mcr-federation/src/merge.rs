@@ -4,7 +4,8 @@
 
 use crate::SourceFetch;
 use mcr_domain::{
-    DataClass, ItemSource, MergedRecord, NhsNumber, RecordItem, Section, SourceOutcome, SourceStatus,
+    DataClass, ItemSource, MergedRecord, NhsNumber, RecordItem, Section, SourceOutcome,
+    SourceStatus,
 };
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
@@ -28,24 +29,40 @@ pub struct MergeInput<'a> {
 /// same period (what "same period" means depends on the kind of item).
 impl std::fmt::Debug for MergeInput<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MergeInput").field("classes", &self.classes).finish_non_exhaustive()
+        f.debug_struct("MergeInput")
+            .field("classes", &self.classes)
+            .finish_non_exhaustive()
     }
 }
 
-fn merge_key(section: Section, summary: &mcr_fhir::Summary, code: Option<&(String, String)>) -> Option<String> {
+fn merge_key(
+    section: Section,
+    summary: &mcr_fhir::Summary,
+    code: Option<&(String, String)>,
+) -> Option<String> {
     let (system, code) = code?;
-    let day = |d: &Option<String>| d.as_deref().map(|d| d.chars().take(10).collect::<String>()).unwrap_or_default();
+    let day = |d: &Option<String>| {
+        d.as_deref()
+            .map(|d| d.chars().take(10).collect::<String>())
+            .unwrap_or_default()
+    };
     Some(match section {
         // The same drug, current or not, from GP and hospital is one line.
         Section::Medications => {
-            let current = matches!(summary.status.as_deref(), Some("active" | "intended" | "on-hold"));
+            let current = matches!(
+                summary.status.as_deref(),
+                Some("active" | "intended" | "on-hold")
+            );
             format!("med|{system}|{code}|{current}")
         }
         Section::Allergies => format!("allergy|{system}|{code}"),
         Section::Problems => format!("problem|{system}|{code}|{}", day(&summary.date)),
         Section::Alerts => format!("alert|{system}|{code}"),
         // A measurement is the same if taken at the same instant.
-        Section::Results => format!("result|{system}|{code}|{}", summary.date.as_deref().unwrap_or("")),
+        Section::Results => format!(
+            "result|{system}|{code}|{}",
+            summary.date.as_deref().unwrap_or("")
+        ),
         // Encounters, documents and care items are each their own.
         Section::Encounters | Section::Documents | Section::CareAndSupport => return None,
     })
@@ -70,7 +87,9 @@ pub fn merge(input: &MergeInput<'_>, fetches: Vec<SourceFetch>) -> MergedRecord 
         let shares = input.source_shares.get(&f.source);
         for owned in resources {
             let r = &owned;
-            let Some(class) = mcr_fhir::classify(r) else { continue };
+            let Some(class) = mcr_fhir::classify(r) else {
+                continue;
+            };
             let section = mcr_domain::Section::for_class(class);
             if !input.classes.contains(&class) {
                 if let Some(s) = section {
@@ -165,10 +184,8 @@ pub fn merge(input: &MergeInput<'_>, fetches: Vec<SourceFetch>) -> MergedRecord 
         });
     }
 
-    let mut sections: Vec<(Section, Vec<RecordItem>)> = Section::ALL
-        .iter()
-        .map(|s| (*s, Vec::new()))
-        .collect();
+    let mut sections: Vec<(Section, Vec<RecordItem>)> =
+        Section::ALL.iter().map(|s| (*s, Vec::new())).collect();
     for item in items {
         if let Some((_, list)) = sections.iter_mut().find(|(s, _)| *s == item.section) {
             list.push(item);
@@ -179,9 +196,17 @@ pub fn merge(input: &MergeInput<'_>, fetches: Vec<SourceFetch>) -> MergedRecord 
         list.sort_by(|a, b| b.date.cmp(&a.date));
     }
     // A section is unavailable only if no granted class maps to it.
-    unavailable.retain(|s| !input.classes.iter().any(|c| Section::for_class(*c) == Some(*s)));
+    unavailable.retain(|s| {
+        !input
+            .classes
+            .iter()
+            .any(|c| Section::for_class(*c) == Some(*s))
+    });
     for s in Section::ALL {
-        let granted = input.classes.iter().any(|c| Section::for_class(*c) == Some(s));
+        let granted = input
+            .classes
+            .iter()
+            .any(|c| Section::for_class(*c) == Some(s));
         if !granted {
             unavailable.insert(s);
         }
@@ -248,19 +273,34 @@ mod tests {
         let shares = HashMap::new();
         let n = nhs();
         let withhold = |r: &Value| r.get("meta").and_then(|m| m.get("security")).is_some();
-        merge(&MergeInput { nhs_number: &n, classes: &classes, source_shares: &shares, withhold: &withhold, encounters_since: None }, fetches.to_vec())
+        merge(
+            &MergeInput {
+                nhs_number: &n,
+                classes: &classes,
+                source_shares: &shares,
+                withhold: &withhold,
+                encounters_since: None,
+            },
+            fetches.to_vec(),
+        )
     }
 
     #[test]
     fn same_drug_from_two_sources_is_one_item_with_both() {
         let r = run(
             &DataClass::ALL,
-            &[fetch("gp", "GPA", vec![med("m1", "111", "one daily")]), fetch("acute", "RWH", vec![med("x9", "111", "one daily")])],
+            &[
+                fetch("gp", "GPA", vec![med("m1", "111", "one daily")]),
+                fetch("acute", "RWH", vec![med("x9", "111", "one daily")]),
+            ],
         );
         let meds = r.items(Section::Medications);
         assert_eq!(meds.len(), 1);
         assert_eq!(meds[0].sources.len(), 2);
-        assert_eq!(meds[0].sources[1].full_url, "http://acute.example/MedicationStatement/x9");
+        assert_eq!(
+            meds[0].sources[1].full_url,
+            "http://acute.example/MedicationStatement/x9"
+        );
         assert_eq!(meds[0].discrepancy, None);
     }
 
@@ -268,16 +308,29 @@ mod tests {
     fn differing_dose_is_flagged_not_hidden() {
         let r = run(
             &DataClass::ALL,
-            &[fetch("gp", "GPA", vec![med("m1", "111", "one daily")]), fetch("acute", "RWH", vec![med("x9", "111", "two daily")])],
+            &[
+                fetch("gp", "GPA", vec![med("m1", "111", "one daily")]),
+                fetch("acute", "RWH", vec![med("x9", "111", "two daily")]),
+            ],
         );
         let m = &r.items(Section::Medications)[0];
         let note = m.discrepancy.as_deref().unwrap();
-        assert!(note.contains("one daily") && note.contains("two daily"), "{note}");
+        assert!(
+            note.contains("one daily") && note.contains("two daily"),
+            "{note}"
+        );
     }
 
     #[test]
     fn the_same_drug_twice_from_one_source_stays_two_entries() {
-        let r = run(&DataClass::ALL, &[fetch("gp", "GPA", vec![med("m1", "111", "a"), med("m2", "111", "a")])]);
+        let r = run(
+            &DataClass::ALL,
+            &[fetch(
+                "gp",
+                "GPA",
+                vec![med("m1", "111", "a"), med("m2", "111", "a")],
+            )],
+        );
         let meds = r.items(Section::Medications);
         assert_eq!(meds.len(), 2);
         assert!(meds.iter().all(|m| m.sources.len() == 1));
@@ -285,7 +338,14 @@ mod tests {
 
     #[test]
     fn different_drugs_stay_apart() {
-        let r = run(&DataClass::ALL, &[fetch("gp", "GPA", vec![med("m1", "111", "a"), med("m2", "222", "b")])]);
+        let r = run(
+            &DataClass::ALL,
+            &[fetch(
+                "gp",
+                "GPA",
+                vec![med("m1", "111", "a"), med("m2", "222", "b")],
+            )],
+        );
         assert_eq!(r.items(Section::Medications).len(), 2);
     }
 
@@ -293,7 +353,14 @@ mod tests {
     fn classes_outside_the_grant_are_dropped_and_named() {
         let r = run(
             &[DataClass::Demographics, DataClass::CareTeam],
-            &[fetch("gp", "GPA", vec![med("m1", "111", "a"), json!({"resourceType": "Patient", "id": "p"})])],
+            &[fetch(
+                "gp",
+                "GPA",
+                vec![
+                    med("m1", "111", "a"),
+                    json!({"resourceType": "Patient", "id": "p"}),
+                ],
+            )],
         );
         assert_eq!(r.item_count(), 0);
         assert!(r.unavailable_sections.contains(&Section::Medications));
@@ -305,7 +372,10 @@ mod tests {
     fn withheld_items_are_counted_but_never_shown() {
         let mut secret = med("m3", "333", "x");
         secret["meta"] = json!({"security": [{"code": "R"}]});
-        let r = run(&DataClass::ALL, &[fetch("gp", "GPA", vec![secret, med("m1", "111", "a")])]);
+        let r = run(
+            &DataClass::ALL,
+            &[fetch("gp", "GPA", vec![secret, med("m1", "111", "a")])],
+        );
         assert_eq!(r.items(Section::Medications).len(), 1);
         assert!(r.withheld);
         assert_eq!(r.sources[0].withheld, 1);
@@ -316,7 +386,10 @@ mod tests {
     fn failed_sources_travel_with_the_record() {
         let mut down = fetch("acute", "RWH", vec![]);
         down.outcome = Err(FailureReason::Timeout { after_ms: 3000 });
-        let r = run(&DataClass::ALL, &[fetch("gp", "GPA", vec![med("m1", "111", "a")]), down]);
+        let r = run(
+            &DataClass::ALL,
+            &[fetch("gp", "GPA", vec![med("m1", "111", "a")]), down],
+        );
         let failed: Vec<_> = r.failed_sources().collect();
         assert_eq!(failed.len(), 1);
         assert_eq!(failed[0].source.as_str(), "acute");
@@ -336,10 +409,28 @@ mod tests {
         let shares = HashMap::new();
         let n = nhs();
         let r = merge(
-            &MergeInput { nhs_number: &n, classes: &classes, source_shares: &shares, withhold: &|_| false, encounters_since: Some("2026-09-01") },
-            vec![fetch("acute", "RWH", vec![enc("e1", Some("2026-10-02T10:00:00Z")), enc("e2", Some("2025-01-01")), enc("e3", None)])],
+            &MergeInput {
+                nhs_number: &n,
+                classes: &classes,
+                source_shares: &shares,
+                withhold: &|_| false,
+                encounters_since: Some("2026-09-01"),
+            },
+            vec![fetch(
+                "acute",
+                "RWH",
+                vec![
+                    enc("e1", Some("2026-10-02T10:00:00Z")),
+                    enc("e2", Some("2025-01-01")),
+                    enc("e3", None),
+                ],
+            )],
         );
-        let shown: Vec<_> = r.items(Section::Encounters).iter().map(|i| i.sources[0].full_url.clone()).collect();
+        let shown: Vec<_> = r
+            .items(Section::Encounters)
+            .iter()
+            .map(|i| i.sources[0].full_url.clone())
+            .collect();
         assert_eq!(shown, ["http://acute.example/Encounter/e1"]);
         assert!(!r.withheld, "scoping by role is not withholding");
     }
@@ -348,10 +439,19 @@ mod tests {
     fn source_sharing_agreement_is_applied() {
         let classes: BTreeSet<DataClass> = DataClass::ALL.into_iter().collect();
         let mut shares = HashMap::new();
-        shares.insert(SourceId::parse("gp").unwrap(), [DataClass::Allergies].into_iter().collect());
+        shares.insert(
+            SourceId::parse("gp").unwrap(),
+            [DataClass::Allergies].into_iter().collect(),
+        );
         let n = nhs();
         let r = merge(
-            &MergeInput { nhs_number: &n, classes: &classes, source_shares: &shares, withhold: &|_| false, encounters_since: None },
+            &MergeInput {
+                nhs_number: &n,
+                classes: &classes,
+                source_shares: &shares,
+                withhold: &|_| false,
+                encounters_since: None,
+            },
             vec![fetch("gp", "GPA", vec![med("m1", "111", "a")])],
         );
         assert_eq!(r.item_count(), 0);

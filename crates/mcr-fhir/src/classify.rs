@@ -59,11 +59,17 @@ fn quantity(q: &Value) -> Option<String> {
     let value = q.get("value")?;
     let v = if let Some(f) = value.as_f64() {
         // Keep the source's precision as far as JSON allows.
-        value.as_i64().map_or_else(|| format!("{f}"), |i| i.to_string())
+        value
+            .as_i64()
+            .map_or_else(|| format!("{f}"), |i| i.to_string())
     } else {
         return None;
     };
-    let unit = q.get("unit").or_else(|| q.get("code")).and_then(Value::as_str).unwrap_or("");
+    let unit = q
+        .get("unit")
+        .or_else(|| q.get("code"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
     Some(clip(format!("{v} {unit}").trim(), 80))
 }
 
@@ -87,14 +93,27 @@ pub fn summarise(r: &Value) -> Summary {
     match t {
         "Condition" | "AllergyIntolerance" | "Flag" => {
             s.display = text_of_cc(r, "code").unwrap_or_default();
-            s.date = date_field(r, &[&["onsetDateTime"], &["onsetPeriod", "start"], &["period", "start"], &["recordedDate"]]);
+            s.date = date_field(
+                r,
+                &[
+                    &["onsetDateTime"],
+                    &["onsetPeriod", "start"],
+                    &["period", "start"],
+                    &["recordedDate"],
+                ],
+            );
             if t == "AllergyIntolerance" {
-                let reaction = r
-                    .get("reaction")
-                    .and_then(|rs| rs.get(0))
-                    .and_then(|rx| text_of_cc(rx.get("manifestation")?.get(0)?, "coding").or_else(|| {
-                        rx.get("manifestation")?.get(0)?.get("coding")?.get(0)?.get("display")?.as_str().map(|d| clip(d, 200))
-                    }));
+                let reaction = r.get("reaction").and_then(|rs| rs.get(0)).and_then(|rx| {
+                    text_of_cc(rx.get("manifestation")?.get(0)?, "coding").or_else(|| {
+                        rx.get("manifestation")?
+                            .get(0)?
+                            .get("coding")?
+                            .get(0)?
+                            .get("display")?
+                            .as_str()
+                            .map(|d| clip(d, 200))
+                    })
+                });
                 let criticality = str_at(r, &["criticality"]);
                 s.detail = match (reaction, criticality) {
                     (Some(rx), Some(c)) => Some(format!("{rx} (criticality {c})")),
@@ -113,7 +132,15 @@ pub fn summarise(r: &Value) -> Summary {
                 .and_then(|d| d.get("text"))
                 .and_then(Value::as_str)
                 .map(|d| clip(d, 300));
-            s.date = date_field(r, &[&["effectivePeriod", "start"], &["effectiveDateTime"], &["authoredOn"], &["dateAsserted"]]);
+            s.date = date_field(
+                r,
+                &[
+                    &["effectivePeriod", "start"],
+                    &["effectiveDateTime"],
+                    &["authoredOn"],
+                    &["dateAsserted"],
+                ],
+            );
         }
         "Encounter" => {
             s.display = text_of_cc(r, "type")
@@ -140,7 +167,14 @@ pub fn summarise(r: &Value) -> Summary {
                         .collect();
                     (!parts.is_empty()).then(|| parts.join(" / "))
                 });
-            s.date = date_field(r, &[&["effectiveDateTime"], &["effectivePeriod", "start"], &["issued"]]);
+            s.date = date_field(
+                r,
+                &[
+                    &["effectiveDateTime"],
+                    &["effectivePeriod", "start"],
+                    &["issued"],
+                ],
+            );
         }
         "DocumentReference" => {
             s.display = str_at(r, &["description"])
@@ -165,7 +199,10 @@ pub fn summarise(r: &Value) -> Summary {
                 .and_then(|g| g.get(0))
                 .and_then(Value::as_str)
                 .unwrap_or("");
-            let family = name.and_then(|n| n.get("family")).and_then(Value::as_str).unwrap_or("");
+            let family = name
+                .and_then(|n| n.get("family"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
             s.display = clip(format!("{given} {family}").trim(), 200);
             let rel = text_of_cc(r, "relationship");
             let phone = r
@@ -187,7 +224,9 @@ pub fn summarise(r: &Value) -> Summary {
             s.date = date_field(r, &[&["period", "start"]]);
         }
         _ => {
-            s.display = str_at(r, &["text", "div"]).map(|d| clip(d, 200)).unwrap_or_default();
+            s.display = str_at(r, &["text", "div"])
+                .map(|d| clip(d, 200))
+                .unwrap_or_default();
         }
     }
     if s.display.is_empty() {
@@ -203,12 +242,20 @@ mod tests {
 
     #[test]
     fn classifies_by_type_and_category() {
-        assert_eq!(classify(&json!({"resourceType": "Condition"})), Some(DataClass::Problems));
         assert_eq!(
-            classify(&json!({"resourceType": "DocumentReference", "category": [{"coding": [{"system": "x", "code": "assessment"}]}]})),
+            classify(&json!({"resourceType": "Condition"})),
+            Some(DataClass::Problems)
+        );
+        assert_eq!(
+            classify(
+                &json!({"resourceType": "DocumentReference", "category": [{"coding": [{"system": "x", "code": "assessment"}]}]})
+            ),
             Some(DataClass::Assessments)
         );
-        assert_eq!(classify(&json!({"resourceType": "DocumentReference"})), Some(DataClass::Documents));
+        assert_eq!(
+            classify(&json!({"resourceType": "DocumentReference"})),
+            Some(DataClass::Documents)
+        );
         assert_eq!(classify(&json!({"resourceType": "Basic"})), None);
         assert_eq!(classify(&json!({"resourceType": 3})), None);
     }
@@ -233,7 +280,9 @@ mod tests {
 
     #[test]
     fn garbage_gives_a_placeholder_not_a_panic() {
-        let s = summarise(&json!({"resourceType": "Condition", "code": {"coding": "nope"}, "onsetDateTime": 12}));
+        let s = summarise(
+            &json!({"resourceType": "Condition", "code": {"coding": "nope"}, "onsetDateTime": 12}),
+        );
         assert_eq!(s.display, "Condition (no description given)");
         assert_eq!(s.date, None);
     }

@@ -19,7 +19,9 @@ pub fn resource_id(r: &Value) -> Option<&str> {
     let id = r.get("id")?.as_str()?;
     (!id.is_empty()
         && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
     .then_some(id)
 }
 
@@ -38,7 +40,10 @@ fn coding_of(c: &Value) -> Option<Coding> {
     Some(Coding {
         system: clip(system, 256),
         code: clip(code, 128),
-        display: c.get("display").and_then(Value::as_str).map(|d| clip(d, crate::MAX_TEXT)),
+        display: c
+            .get("display")
+            .and_then(Value::as_str)
+            .map(|d| clip(d, crate::MAX_TEXT)),
     })
 }
 

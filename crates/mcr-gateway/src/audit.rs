@@ -26,7 +26,10 @@ pub struct AuditConfig {
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        Self { checkpointer: None, many_patients_per_hour: 20 }
+        Self {
+            checkpointer: None,
+            many_patients_per_hour: 20,
+        }
     }
 }
 
@@ -83,8 +86,12 @@ pub struct AuditPage {
 }
 
 fn entry(row: &AuditRow) -> Result<AuditEntry, GatewayError> {
-    let event: AuditEvent = serde_json::from_str(&row.record.payload).map_err(|_| GatewayError::StoreUnavailable)?;
-    Ok(AuditEntry { seq: row.seq, event })
+    let event: AuditEvent =
+        serde_json::from_str(&row.record.payload).map_err(|_| GatewayError::StoreUnavailable)?;
+    Ok(AuditEntry {
+        seq: row.seq,
+        event,
+    })
 }
 
 fn clean_text(s: &str, what: &str, max: usize) -> Result<String, GatewayError> {
@@ -93,10 +100,16 @@ fn clean_text(s: &str, what: &str, max: usize) -> Result<String, GatewayError> {
         return Err(GatewayError::Invalid(format!("Give {what}.")));
     }
     if t.chars().count() > max {
-        return Err(GatewayError::Invalid(format!("The {what} is too long: at most {max} characters.")));
+        return Err(GatewayError::Invalid(format!(
+            "The {what} is too long: at most {max} characters."
+        )));
     }
-    if t.chars().any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t') {
-        return Err(GatewayError::Invalid(format!("The {what} contains control characters.")));
+    if t.chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
+    {
+        return Err(GatewayError::Invalid(format!(
+            "The {what} contains control characters."
+        )));
     }
     Ok(t.to_owned())
 }
@@ -110,7 +123,9 @@ fn period(
     let to = to.unwrap_or(now);
     let from = from.unwrap_or(to - Duration::days(HISTORY_DAYS));
     if from > to {
-        return Err(GatewayError::Invalid("The period is empty: its start is after its end.".into()));
+        return Err(GatewayError::Invalid(
+            "The period is empty: its start is after its end.".into(),
+        ));
     }
     if to - from > Duration::days(MAX_SEARCH_DAYS) {
         return Err(GatewayError::Invalid(format!(
@@ -130,12 +145,16 @@ impl Gateway {
     /// Called with every record this gateway appends: signs a checkpoint when one is due.
     pub(crate) async fn after_append(&self, row: &AuditRow) {
         if let Some(cp) = &self.audit_config.checkpointer {
-            cp.after_append(self.store.as_ref(), row.seq, &row.hash, self.clock.now()).await;
+            cp.after_append(self.store.as_ref(), row.seq, &row.hash, self.clock.now())
+                .await;
         }
     }
 
     fn source_orgs(&self) -> BTreeSet<String> {
-        self.federation.sources().map(|s| s.config().organisation.code.to_string()).collect()
+        self.federation
+            .sources()
+            .map(|s| s.config().organisation.code.to_string())
+            .collect()
     }
 
     fn is_privacy_officer(&self, ctx: &RequestContext) -> bool {
@@ -144,7 +163,13 @@ impl Gateway {
     }
 
     /// Audit a refusal to read the trail, then return it.
-    async fn refuse(&self, ctx: &RequestContext, action: &str, patient: Option<&str>, why: &str) -> GatewayError {
+    async fn refuse(
+        &self,
+        ctx: &RequestContext,
+        action: &str,
+        patient: Option<&str>,
+        why: &str,
+    ) -> GatewayError {
         let mut event = self.event(ctx, action, patient);
         event.outcome = "deny".into();
         event.detail = Some(why.to_owned());
@@ -154,7 +179,10 @@ impl Gateway {
         }
     }
 
-    async fn known_patient(&self, nhs: &NhsNumber) -> Result<mcr_store::IndexedPatient, GatewayError> {
+    async fn known_patient(
+        &self,
+        nhs: &NhsNumber,
+    ) -> Result<mcr_store::IndexedPatient, GatewayError> {
         match self.store.patient(nhs).await {
             Ok(Some(p)) => Ok(p),
             Ok(None) => Err(GatewayError::PatientNotFound),
@@ -172,7 +200,11 @@ impl Gateway {
     /// Search the trail (`GET /fhir/AuditEvent`). Privacy officers see every record; staff of
     /// a source organisation see the accesses that touched their organisation's data; anyone
     /// else is refused. The search is audited (`search-audit`), refusals too.
-    pub async fn search_audit(&self, ctx: &RequestContext, search: &AuditSearch) -> Result<AuditPage, GatewayError> {
+    pub async fn search_audit(
+        &self,
+        ctx: &RequestContext,
+        search: &AuditSearch,
+    ) -> Result<AuditPage, GatewayError> {
         const ACTION: &str = "search-audit";
         let patient = search.patient.as_ref().map(NhsNumber::as_str);
         let scope = if self.is_privacy_officer(ctx) {
@@ -203,10 +235,19 @@ impl Gateway {
             outcomes: search.outcomes.clone(),
             from: Some(from),
             to: Some(to),
-            limit: if search.count == 0 { 100 } else { search.count.min(MAX_SEARCH_COUNT) },
+            limit: if search.count == 0 {
+                100
+            } else {
+                search.count.min(MAX_SEARCH_COUNT)
+            },
             ..AuditQuery::default()
         };
-        let entries = self.query(&query).await?.iter().map(entry).collect::<Result<Vec<_>, _>>()?;
+        let entries = self
+            .query(&query)
+            .await?
+            .iter()
+            .map(entry)
+            .collect::<Result<Vec<_>, _>>()?;
         let mut event = self.event(ctx, ACTION, patient);
         event.outcome = "permit".into();
         event.detail = Some(format!(
@@ -215,14 +256,27 @@ impl Gateway {
                 AuditScope::All => String::new(),
                 AuditScope::SourceOrganisation(code) => format!(" of accesses to {code} data"),
             },
-            search.agent.as_ref().map(|a| format!(", user {a}")).unwrap_or_default(),
-            if search.outcomes.is_empty() { String::new() } else { format!(", outcome {}", search.outcomes.join("/")) },
+            search
+                .agent
+                .as_ref()
+                .map(|a| format!(", user {a}"))
+                .unwrap_or_default(),
+            if search.outcomes.is_empty() {
+                String::new()
+            } else {
+                format!(", outcome {}", search.outcomes.join("/"))
+            },
             from.format("%Y-%m-%d"),
             to.format("%Y-%m-%d"),
             entries.len()
         ));
         self.audit(&event).await?;
-        Ok(AuditPage { scope, from, to, entries })
+        Ok(AuditPage {
+            scope,
+            from,
+            to,
+            entries,
+        })
     }
 }
 
@@ -282,21 +336,30 @@ pub fn reason_words(basis: Option<&str>) -> &'static str {
     match basis {
         Some("relationship-and-permission") => "Involved in your care, with permission given",
         Some("legal-basis") => "Involved in your care (shared for direct care without asking)",
-        Some("emergency") => "Emergency access (you could not be asked); reviewed by a privacy officer",
-        Some("objection-overridden") => "Your opt-out was overridden (safeguarding or a legal duty)",
+        Some("emergency") => {
+            "Emergency access (you could not be asked); reviewed by a privacy officer"
+        }
+        Some("objection-overridden") => {
+            "Your opt-out was overridden (safeguarding or a legal duty)"
+        }
         _ => "Direct care",
     }
 }
 
 fn csv_field(s: &str) -> String {
     // Quote everything; a leading =, +, - or @ would be read as a formula by spreadsheets.
-    let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_owned() };
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
 impl AccessHistory {
     pub fn to_csv(&self) -> String {
-        let mut out = String::from("time,organisation,organisation_code,role,reason,explanation\r\n");
+        let mut out =
+            String::from("time,organisation,organisation_code,role,reason,explanation\r\n");
         for v in &self.views {
             let fields = [
                 v.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -306,7 +369,13 @@ impl AccessHistory {
                 v.reason.clone(),
                 v.explanation.clone(),
             ];
-            out.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
+            out.push_str(
+                &fields
+                    .iter()
+                    .map(|f| csv_field(f))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
             out.push_str("\r\n");
         }
         out
@@ -320,8 +389,16 @@ impl AccessHistory {
     pub fn download(&self, format: DownloadFormat) -> Download {
         let stem = format!("my-care-record-access-{}", self.until.format("%Y-%m-%d"));
         match format {
-            DownloadFormat::Csv => Download { content_type: "text/csv; charset=utf-8", filename: format!("{stem}.csv"), body: self.to_csv() },
-            DownloadFormat::Json => Download { content_type: "application/json", filename: format!("{stem}.json"), body: self.to_json() },
+            DownloadFormat::Csv => Download {
+                content_type: "text/csv; charset=utf-8",
+                filename: format!("{stem}.csv"),
+                body: self.to_csv(),
+            },
+            DownloadFormat::Json => Download {
+                content_type: "application/json",
+                filename: format!("{stem}.json"),
+                body: self.to_json(),
+            },
         }
     }
 }
@@ -329,7 +406,11 @@ impl AccessHistory {
 impl Gateway {
     /// Every view of this patient's record since `since` (at most the last 12 months), for the
     /// patient themself once signed in. Audited as the patient reading their own history.
-    pub async fn access_history(&self, nhs: &NhsNumber, since: Option<DateTime<Utc>>) -> Result<AccessHistory, GatewayError> {
+    pub async fn access_history(
+        &self,
+        nhs: &NhsNumber,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<AccessHistory, GatewayError> {
         let until = self.clock.now();
         let earliest = until - Duration::days(HISTORY_DAYS);
         let since = since.map_or(earliest, |s| s.max(earliest));
@@ -355,7 +436,10 @@ impl Gateway {
                         at: ev.at,
                         organisation: ev.org_name,
                         org_code: ev.org_code,
-                        role: ev.role.parse::<Role>().map_or(ev.role.clone(), |r| r.label().to_owned()),
+                        role: ev
+                            .role
+                            .parse::<Role>()
+                            .map_or(ev.role.clone(), |r| r.label().to_owned()),
                         reason: reason_words(ev.basis.as_deref()).to_owned(),
                         explanation: ev.detail.unwrap_or_default(),
                     }
@@ -379,7 +463,12 @@ impl Gateway {
             sources: Vec::new(),
         };
         self.audit(&event).await?;
-        Ok(AccessHistory { nhs_number: nhs.as_str().to_owned(), since, until, views })
+        Ok(AccessHistory {
+            nhs_number: nhs.as_str().to_owned(),
+            since,
+            until,
+            views,
+        })
     }
 }
 
@@ -431,7 +520,10 @@ pub struct ReviewFilter {
 pub enum AnomalyFlag {
     /// Within one hour from `from`, the user reached `patients` patients without an existing
     /// care relationship (emergency access or self-claimed relationships).
-    ManyPatientsWithoutRelationship { from: DateTime<Utc>, patients: usize },
+    ManyPatientsWithoutRelationship {
+        from: DateTime<Utc>,
+        patients: usize,
+    },
     /// The user viewed a patient who shares their surname.
     SameSurname { patient: String },
 }
@@ -443,7 +535,9 @@ impl AnomalyFlag {
                 "Reached {patients} patients without a care relationship within an hour from {}",
                 from.format("%-d %B %Y %H:%M")
             ),
-            Self::SameSurname { .. } => "Viewed a patient with the same surname as their own".into(),
+            Self::SameSurname { .. } => {
+                "Viewed a patient with the same surname as their own".into()
+            }
         }
     }
 }
@@ -519,12 +613,18 @@ const VIEWS_SCANNED_MAX: u32 = 50_000;
 
 /// The last word of a person's name, normalised as the index normalises family names.
 fn surname(name: &str) -> String {
-    name.split_whitespace().last().map(mcr_domain::demographics::normalise_name).unwrap_or_default()
+    name.split_whitespace()
+        .last()
+        .map(mcr_domain::demographics::normalise_name)
+        .unwrap_or_default()
 }
 
 /// Users who reached more than `limit` distinct patients within any hour, from their
 /// alerts (oldest first per user): (user, window start, patients, seqs).
-fn many_patients(alerts: &[AuditEntry], limit: usize) -> Vec<(String, DateTime<Utc>, usize, Vec<i64>)> {
+fn many_patients(
+    alerts: &[AuditEntry],
+    limit: usize,
+) -> Vec<(String, DateTime<Utc>, usize, Vec<i64>)> {
     let mut by_user: BTreeMap<&str, Vec<&AuditEntry>> = BTreeMap::new();
     for a in alerts {
         by_user.entry(a.event.user_id.as_str()).or_default().push(a);
@@ -539,9 +639,16 @@ fn many_patients(alerts: &[AuditEntry], limit: usize) -> Vec<(String, DateTime<U
                 start += 1;
             }
             let window = &list[start..=end];
-            let patients: BTreeSet<_> = window.iter().filter_map(|a| a.event.patient.as_deref()).collect();
+            let patients: BTreeSet<_> = window
+                .iter()
+                .filter_map(|a| a.event.patient.as_deref())
+                .collect();
             if patients.len() > limit && best.as_ref().is_none_or(|b| patients.len() > b.1) {
-                best = Some((list[start].event.at, patients.len(), window.iter().map(|a| a.seq).take(50).collect()));
+                best = Some((
+                    list[start].event.at,
+                    patients.len(),
+                    window.iter().map(|a| a.seq).take(50).collect(),
+                ));
             }
         }
         if let Some((from, n, seqs)) = best {
@@ -563,14 +670,24 @@ impl Gateway {
     /// The review queue: emergency accesses and self-claimed relationships in the period (not
     /// yet reviewed, unless asked), each with the user's views that followed and any reviews,
     /// and the users flagged by the anomaly checks. Privacy officers only; audited.
-    pub async fn review_queue(&self, ctx: &RequestContext, filter: &ReviewFilter) -> Result<ReviewQueue, GatewayError> {
+    pub async fn review_queue(
+        &self,
+        ctx: &RequestContext,
+        filter: &ReviewFilter,
+    ) -> Result<ReviewQueue, GatewayError> {
         const ACTION: &str = "read-review-queue";
         let patient = filter.patient.as_ref().map(NhsNumber::as_str);
         if let Err(why) = self.must_be_privacy_officer(ctx) {
             return Err(self.refuse(ctx, ACTION, patient, &why).await);
         }
         let now = self.clock.now();
-        let (from, to) = period(filter.from.or(Some(filter.to.unwrap_or(now) - Duration::days(30))), filter.to, now)?;
+        let (from, to) = period(
+            filter
+                .from
+                .or(Some(filter.to.unwrap_or(now) - Duration::days(30))),
+            filter.to,
+            now,
+        )?;
         if let Some(nhs) = &filter.patient {
             self.known_patient(nhs).await?;
         }
@@ -584,12 +701,22 @@ impl Gateway {
             limit: QUEUE_MAX,
             ..AuditQuery::default()
         };
-        let alerts: Vec<AuditEntry> = self.query(&narrowed).await?.iter().map(entry).collect::<Result<_, _>>()?;
+        let alerts: Vec<AuditEntry> = self
+            .query(&narrowed)
+            .await?
+            .iter()
+            .map(entry)
+            .collect::<Result<_, _>>()?;
         let mut truncated = alerts.len() >= QUEUE_MAX as usize;
 
         // Reviews are recorded after the case, so those since `from` are enough.
         let review_rows = self
-            .query(&AuditQuery { actions: vec![REVIEW_ACTION.into()], from: Some(from), limit: mcr_store::AUDIT_QUERY_MAX, ..AuditQuery::default() })
+            .query(&AuditQuery {
+                actions: vec![REVIEW_ACTION.into()],
+                from: Some(from),
+                limit: mcr_store::AUDIT_QUERY_MAX,
+                ..AuditQuery::default()
+            })
             .await?;
         let mut reviews: HashMap<i64, Vec<Review>> = HashMap::new();
         for r in review_rows.iter().map(entry) {
@@ -608,21 +735,35 @@ impl Gateway {
 
         // Anomalies over everyone in the period (not only the narrowed cases).
         let all_alerts: Vec<AuditEntry> = self
-            .query(&AuditQuery { actions: REVIEWABLE.map(str::to_owned).to_vec(), from: Some(from), to: Some(to), limit: VIEWS_SCANNED_MAX, ..AuditQuery::default() })
+            .query(&AuditQuery {
+                actions: REVIEWABLE.map(str::to_owned).to_vec(),
+                from: Some(from),
+                to: Some(to),
+                limit: VIEWS_SCANNED_MAX,
+                ..AuditQuery::default()
+            })
             .await?
             .iter()
             .map(entry)
             .collect::<Result<_, _>>()?;
         let mut anomalies = Vec::new();
-        let names: HashMap<&str, &AuditEvent> = all_alerts.iter().map(|a| (a.event.user_id.as_str(), &a.event)).collect();
-        for (user, start, n, seqs) in many_patients(&all_alerts, self.audit_config.many_patients_per_hour) {
+        let names: HashMap<&str, &AuditEvent> = all_alerts
+            .iter()
+            .map(|a| (a.event.user_id.as_str(), &a.event))
+            .collect();
+        for (user, start, n, seqs) in
+            many_patients(&all_alerts, self.audit_config.many_patients_per_hour)
+        {
             if let Some(ev) = names.get(user.as_str()) {
                 anomalies.push(Anomaly {
                     user_id: user.clone(),
                     user_name: ev.user_name.clone(),
                     org_code: ev.org_code.clone(),
                     org_name: ev.org_name.clone(),
-                    flag: AnomalyFlag::ManyPatientsWithoutRelationship { from: start, patients: n },
+                    flag: AnomalyFlag::ManyPatientsWithoutRelationship {
+                        from: start,
+                        patients: n,
+                    },
                     seqs,
                 });
             }
@@ -644,27 +785,41 @@ impl Gateway {
         let mut family: HashMap<String, Option<String>> = HashMap::new();
         let mut same: BTreeMap<(String, String), Anomaly> = BTreeMap::new();
         for v in &views {
-            let (Some(nhs), Ok(ev)) = (v.record.patient.as_deref(), serde_json::from_str::<AuditEvent>(&v.record.payload)) else { continue };
+            let (Some(nhs), Ok(ev)) = (
+                v.record.patient.as_deref(),
+                serde_json::from_str::<AuditEvent>(&v.record.payload),
+            ) else {
+                continue;
+            };
             let own = surname(&ev.user_name);
             if own.is_empty() {
                 continue;
             }
             if !family.contains_key(nhs) {
                 let f = match NhsNumber::parse(nhs) {
-                    Ok(n) => self.store.patient(&n).await.map_err(|_| GatewayError::StoreUnavailable)?.map(|p| mcr_domain::demographics::normalise_name(&p.family)),
+                    Ok(n) => self
+                        .store
+                        .patient(&n)
+                        .await
+                        .map_err(|_| GatewayError::StoreUnavailable)?
+                        .map(|p| mcr_domain::demographics::normalise_name(&p.family)),
                     Err(_) => None,
                 };
                 family.insert(nhs.to_owned(), f);
             }
             if family.get(nhs).and_then(Option::as_deref) == Some(own.as_str()) {
-                let a = same.entry((ev.user_id.clone(), nhs.to_owned())).or_insert_with(|| Anomaly {
-                    user_id: ev.user_id.clone(),
-                    user_name: ev.user_name.clone(),
-                    org_code: ev.org_code.clone(),
-                    org_name: ev.org_name.clone(),
-                    flag: AnomalyFlag::SameSurname { patient: nhs.to_owned() },
-                    seqs: Vec::new(),
-                });
+                let a = same
+                    .entry((ev.user_id.clone(), nhs.to_owned()))
+                    .or_insert_with(|| Anomaly {
+                        user_id: ev.user_id.clone(),
+                        user_name: ev.user_name.clone(),
+                        org_code: ev.org_code.clone(),
+                        org_name: ev.org_name.clone(),
+                        flag: AnomalyFlag::SameSurname {
+                            patient: nhs.to_owned(),
+                        },
+                        seqs: Vec::new(),
+                    });
                 if a.seqs.len() < 50 {
                     a.seqs.push(v.seq);
                 }
@@ -693,7 +848,14 @@ impl Gateway {
                     .await?
                     .iter()
                     .map(entry)
-                    .map(|v| v.map(|v| FollowingView { seq: v.seq, at: v.event.at, outcome: v.event.outcome, basis: v.event.basis }))
+                    .map(|v| {
+                        v.map(|v| FollowingView {
+                            seq: v.seq,
+                            at: v.event.at,
+                            outcome: v.event.outcome,
+                            basis: v.event.basis,
+                        })
+                    })
                     .collect::<Result<Vec<_>, _>>()?,
                 None => Vec::new(),
             };
@@ -727,9 +889,19 @@ impl Gateway {
 
         let mut event = self.event(ctx, ACTION, patient);
         event.outcome = "permit".into();
-        event.detail = Some(format!("{} case(s), {} anomaly flag(s)", items.len(), anomalies.len()));
+        event.detail = Some(format!(
+            "{} case(s), {} anomaly flag(s)",
+            items.len(),
+            anomalies.len()
+        ));
         self.audit(&event).await?;
-        Ok(ReviewQueue { from, to, items, anomalies, truncated })
+        Ok(ReviewQueue {
+            from,
+            to,
+            items,
+            anomalies,
+            truncated,
+        })
     }
 
     /// Record a privacy officer's outcome for the emergency access or self-claimed relationship
@@ -746,8 +918,16 @@ impl Gateway {
             return Err(self.refuse(ctx, REVIEW_ACTION, None, &why).await);
         }
         let note = clean_text(note, "note on the review", 2_000)?;
-        let rows = self.store.audit_rows(seq.saturating_sub(1), 1).await.map_err(|_| GatewayError::StoreUnavailable)?;
-        let Some(row) = rows.into_iter().next().filter(|r| r.seq == seq && REVIEWABLE.contains(&r.record.action.as_str())) else {
+        let rows = self
+            .store
+            .audit_rows(seq.saturating_sub(1), 1)
+            .await
+            .map_err(|_| GatewayError::StoreUnavailable)?;
+        let Some(row) = rows
+            .into_iter()
+            .next()
+            .filter(|r| r.seq == seq && REVIEWABLE.contains(&r.record.action.as_str()))
+        else {
             return Err(GatewayError::Invalid(format!(
                 "Audit record {seq} is not an emergency access or a self-claimed relationship, so it cannot be reviewed."
             )));
@@ -765,7 +945,9 @@ mod tests {
     use super::*;
 
     fn alert(seq: i64, user: &str, patient: &str, minute: i64) -> AuditEntry {
-        let t0 = DateTime::parse_from_rfc3339("2026-03-02T09:00:00Z").expect("time").with_timezone(&Utc);
+        let t0 = DateTime::parse_from_rfc3339("2026-03-02T09:00:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
         AuditEntry {
             seq,
             event: AuditEvent {
@@ -789,12 +971,16 @@ mod tests {
 
     #[test]
     fn many_patients_in_an_hour_is_flagged_only_above_the_limit() {
-        let within: Vec<_> = (0..21).map(|i| alert(i, "u1", &format!("p{i}"), i)).collect();
+        let within: Vec<_> = (0..21)
+            .map(|i| alert(i, "u1", &format!("p{i}"), i))
+            .collect();
         let flagged = many_patients(&within, 20);
         assert_eq!(flagged.len(), 1);
         assert_eq!(flagged[0].2, 21);
         // The same 21 spread over two hours: never more than 20 in one hour.
-        let spread: Vec<_> = (0..21).map(|i| alert(i, "u1", &format!("p{i}"), i * 6)).collect();
+        let spread: Vec<_> = (0..21)
+            .map(|i| alert(i, "u1", &format!("p{i}"), i * 6))
+            .collect();
         assert!(many_patients(&spread, 20).is_empty());
         // One patient many times is one patient.
         let same: Vec<_> = (0..30).map(|i| alert(i, "u1", "p1", i)).collect();
@@ -804,12 +990,17 @@ mod tests {
     #[test]
     fn surnames_compare_normalised() {
         assert_eq!(surname("Dr Asha Patel"), "PATEL");
-        assert_eq!(surname("Siobhan O'Murphy"), mcr_domain::demographics::normalise_name("O'Murphy"));
+        assert_eq!(
+            surname("Siobhan O'Murphy"),
+            mcr_domain::demographics::normalise_name("O'Murphy")
+        );
     }
 
     #[test]
     fn periods_wider_than_a_year_are_refused() {
-        let now = DateTime::parse_from_rfc3339("2026-03-02T09:00:00Z").expect("time").with_timezone(&Utc);
+        let now = DateTime::parse_from_rfc3339("2026-03-02T09:00:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
         assert!(period(Some(now - Duration::days(400)), Some(now), now).is_err());
         assert!(period(Some(now), Some(now - Duration::days(1)), now).is_err());
         let (from, to) = period(None, None, now).expect("default");
@@ -818,7 +1009,9 @@ mod tests {
 
     #[test]
     fn csv_quotes_and_defuses_formulas() {
-        let now = DateTime::parse_from_rfc3339("2026-03-02T09:00:00Z").expect("time").with_timezone(&Utc);
+        let now = DateTime::parse_from_rfc3339("2026-03-02T09:00:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
         let h = AccessHistory {
             nhs_number: "9990000018".into(),
             since: now,

@@ -20,7 +20,10 @@ impl Gateway {
     pub async fn record_auth_failure(&self, f: &AuthFailure<'_>) -> Result<(), GatewayError> {
         let mut event = match f.user {
             Some(p) => self.event(
-                &crate::RequestContext { principal: p.clone(), correlation_id: f.correlation_id.to_owned() },
+                &crate::RequestContext {
+                    principal: p.clone(),
+                    correlation_id: f.correlation_id.to_owned(),
+                },
                 "authenticate",
                 None,
             ),

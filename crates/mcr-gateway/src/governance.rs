@@ -40,11 +40,23 @@ pub struct EmergencyRequest {
 #[derive(Debug, Clone)]
 pub enum ObjectionRequest {
     /// The patient opts out.
-    Record { nhs_number: NhsNumber, on_whose_word: String, note: Option<String> },
+    Record {
+        nhs_number: NhsNumber,
+        on_whose_word: String,
+        note: Option<String>,
+    },
     /// The patient opts back in.
-    Withdraw { nhs_number: NhsNumber, on_whose_word: String, note: Option<String> },
+    Withdraw {
+        nhs_number: NhsNumber,
+        on_whose_word: String,
+        note: Option<String>,
+    },
     /// A designated role sets the objection aside (safeguarding, legal obligation).
-    Override { nhs_number: NhsNumber, reason: String, note: String },
+    Override {
+        nhs_number: NhsNumber,
+        reason: String,
+        note: String,
+    },
 }
 
 /// Longest free text kept in a governance record.
@@ -53,15 +65,21 @@ pub const MAX_REASON: usize = 1_000;
 fn reason_text(s: &str, what: &str) -> Result<String, GatewayError> {
     let t = s.trim();
     if t.is_empty() {
-        return Err(GatewayError::Invalid(format!("Give a reason for the {what}.")));
+        return Err(GatewayError::Invalid(format!(
+            "Give a reason for the {what}."
+        )));
     }
     if t.chars().count() > MAX_REASON {
         return Err(GatewayError::Invalid(format!(
             "The reason for the {what} is too long: at most {MAX_REASON} characters."
         )));
     }
-    if t.chars().any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t') {
-        return Err(GatewayError::Invalid(format!("The reason for the {what} contains control characters.")));
+    if t.chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
+    {
+        return Err(GatewayError::Invalid(format!(
+            "The reason for the {what} contains control characters."
+        )));
     }
     Ok(t.to_owned())
 }
@@ -71,13 +89,19 @@ impl Gateway {
     fn may_act(&self, ctx: &RequestContext) -> Result<(), GatewayError> {
         let org = &ctx.principal.organisation;
         if mcr_policy::is_excluded_kind(org.kind) {
-            return Err(GatewayError::Forbidden(mcr_policy::DenyCode::OrgKindExcluded.sentence().into()));
+            return Err(GatewayError::Forbidden(
+                mcr_policy::DenyCode::OrgKindExcluded.sentence().into(),
+            ));
         }
         if !org.member {
-            return Err(GatewayError::Forbidden(mcr_policy::DenyCode::OrgNotMember.sentence().into()));
+            return Err(GatewayError::Forbidden(
+                mcr_policy::DenyCode::OrgNotMember.sentence().into(),
+            ));
         }
         if org.suspended {
-            return Err(GatewayError::Forbidden(mcr_policy::DenyCode::OrgSuspended.sentence().into()));
+            return Err(GatewayError::Forbidden(
+                mcr_policy::DenyCode::OrgSuspended.sentence().into(),
+            ));
         }
         Ok(())
     }
@@ -90,7 +114,11 @@ impl Gateway {
         }
     }
 
-    async fn commit(&self, change: GovernanceChange, event: mcr_audit::AuditEvent) -> Result<i64, GatewayError> {
+    async fn commit(
+        &self,
+        change: GovernanceChange,
+        event: mcr_audit::AuditEvent,
+    ) -> Result<i64, GatewayError> {
         match mcr_audit::record_change(self.store.as_ref(), &change, &event).await {
             Ok(row) => {
                 self.after_append(&row).await;
@@ -103,17 +131,25 @@ impl Gateway {
         }
     }
 
-    pub async fn record_permission(&self, ctx: &RequestContext, req: &PermissionRequest) -> Result<i64, GatewayError> {
+    pub async fn record_permission(
+        &self,
+        ctx: &RequestContext,
+        req: &PermissionRequest,
+    ) -> Result<i64, GatewayError> {
         self.may_act(ctx)?;
         if !matches!(req.decision.as_str(), "given" | "refused") {
-            return Err(GatewayError::Invalid("Permission is either `given` or `refused`.".into()));
+            return Err(GatewayError::Invalid(
+                "Permission is either `given` or `refused`.".into(),
+            ));
         }
         let Some(giver) = crate::inputs::parse_giver(&req.given_by) else {
             return Err(GatewayError::Invalid(
                 "Say who gave the answer: `patient`, `representative` or `best-interests`.".into(),
             ));
         };
-        if giver == mcr_policy::PermissionGiver::BestInterests && !self.policy.may_use_emergency(ctx.principal.role) {
+        if giver == mcr_policy::PermissionGiver::BestInterests
+            && !self.policy.may_use_emergency(ctx.principal.role)
+        {
             return Err(GatewayError::Forbidden(
                 "Only clinical staff can make a best-interests decision.".into(),
             ));
@@ -134,17 +170,25 @@ impl Gateway {
         self.commit(GovernanceChange::Permission(row), event).await
     }
 
-    pub async fn claim_relationship(&self, ctx: &RequestContext, req: &RelationshipClaim) -> Result<i64, GatewayError> {
+    pub async fn claim_relationship(
+        &self,
+        ctx: &RequestContext,
+        req: &RelationshipClaim,
+    ) -> Result<i64, GatewayError> {
         self.may_act(ctx)?;
         let reason = reason_text(&req.reason, "care relationship")?;
         let now = self.clock.now();
         let start = req.start.unwrap_or(now);
         let end = req.end.unwrap_or(start + Duration::days(7));
         if end <= start {
-            return Err(GatewayError::Invalid("The relationship must end after it starts.".into()));
+            return Err(GatewayError::Invalid(
+                "The relationship must end after it starts.".into(),
+            ));
         }
         if end > start + Duration::days(365) {
-            return Err(GatewayError::Invalid("A claimed relationship can last at most a year.".into()));
+            return Err(GatewayError::Invalid(
+                "A claimed relationship can last at most a year.".into(),
+            ));
         }
         self.must_exist(&req.nhs_number).await?;
         let row = RelationshipRow {
@@ -160,10 +204,15 @@ impl Gateway {
         let mut event = self.event(ctx, "claim-relationship", Some(req.nhs_number.as_str()));
         event.outcome = "alert".into();
         event.detail = Some(reason);
-        self.commit(GovernanceChange::Relationship(row), event).await
+        self.commit(GovernanceChange::Relationship(row), event)
+            .await
     }
 
-    pub async fn emergency_access(&self, ctx: &RequestContext, req: &EmergencyRequest) -> Result<i64, GatewayError> {
+    pub async fn emergency_access(
+        &self,
+        ctx: &RequestContext,
+        req: &EmergencyRequest,
+    ) -> Result<i64, GatewayError> {
         self.may_act(ctx)?;
         let reason: EmergencyReason = req.reason_code.parse().map_err(|_| {
             GatewayError::Invalid(format!(
@@ -174,7 +223,9 @@ impl Gateway {
         let text = reason_text(&req.reason_text, "emergency access")?;
         if !self.policy.may_use_emergency(ctx.principal.role) {
             return Err(GatewayError::Forbidden(
-                mcr_policy::DenyCode::EmergencyNotAllowedForRole.sentence().into(),
+                mcr_policy::DenyCode::EmergencyNotAllowedForRole
+                    .sentence()
+                    .into(),
             ));
         }
         self.must_exist(&req.nhs_number).await?;
@@ -193,13 +244,29 @@ impl Gateway {
         self.commit(GovernanceChange::Emergency(row), event).await
     }
 
-    pub async fn record_objection(&self, ctx: &RequestContext, req: &ObjectionRequest) -> Result<i64, GatewayError> {
+    pub async fn record_objection(
+        &self,
+        ctx: &RequestContext,
+        req: &ObjectionRequest,
+    ) -> Result<i64, GatewayError> {
         self.may_act(ctx)?;
         let now = self.clock.now();
         let (row, action) = match req {
-            ObjectionRequest::Record { nhs_number, on_whose_word, note } | ObjectionRequest::Withdraw { nhs_number, on_whose_word, note } => {
+            ObjectionRequest::Record {
+                nhs_number,
+                on_whose_word,
+                note,
+            }
+            | ObjectionRequest::Withdraw {
+                nhs_number,
+                on_whose_word,
+                note,
+            } => {
                 let word = reason_text(on_whose_word, "objection (on whose word)")?;
-                let note = note.as_deref().map(|n| reason_text(n, "note")).transpose()?;
+                let note = note
+                    .as_deref()
+                    .map(|n| reason_text(n, "note"))
+                    .transpose()?;
                 let (state, action) = match req {
                     ObjectionRequest::Record { .. } => ("active", "record-objection"),
                     _ => ("withdrawn", "withdraw-objection"),
@@ -216,13 +283,18 @@ impl Gateway {
                 };
                 (row, action)
             }
-            ObjectionRequest::Override { nhs_number, reason, note } => {
+            ObjectionRequest::Override {
+                nhs_number,
+                reason,
+                note,
+            } => {
                 let reason = match reason.as_str() {
                     "safeguarding" => OverrideReason::Safeguarding,
                     "legal-obligation" => OverrideReason::LegalObligation,
                     _ => {
                         return Err(GatewayError::Invalid(
-                            "An override needs a reason: `safeguarding` or `legal-obligation`.".into(),
+                            "An override needs a reason: `safeguarding` or `legal-obligation`."
+                                .into(),
                         ))
                     }
                 };
@@ -263,7 +335,11 @@ impl Gateway {
     ) -> Result<mcr_store::GovernanceRecords, GatewayError> {
         self.may_act(ctx)?;
         self.must_exist(nhs).await?;
-        let records = self.store.governance(nhs).await.map_err(|_| GatewayError::StoreUnavailable)?;
+        let records = self
+            .store
+            .governance(nhs)
+            .await
+            .map_err(|_| GatewayError::StoreUnavailable)?;
         let mut event = self.event(ctx, "read-consents", Some(nhs.as_str()));
         event.outcome = "permit".into();
         self.audit(&event).await?;

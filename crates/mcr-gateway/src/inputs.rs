@@ -5,8 +5,8 @@ use crate::{Gateway, RequestContext};
 use chrono::DateTime;
 use mcr_domain::{NhsNumber, OdsCode, OrgKind, Role};
 use mcr_policy::{
-    EmergencyAccess, ObjectionState, OverrideReason, PermissionDecision, PermissionGiver, PermissionRecord,
-    Relationship, RelationshipKind,
+    EmergencyAccess, ObjectionState, OverrideReason, PermissionDecision, PermissionGiver,
+    PermissionRecord, Relationship, RelationshipKind,
 };
 use mcr_store::{GovernanceRecords, IndexedPatient, SourceLink, StoreError};
 
@@ -36,16 +36,26 @@ impl Gateway {
     ) -> Result<Inputs, StoreError> {
         let records = self.store.governance(nhs).await?;
         let mut inputs = self.recorded_inputs(ctx, &records)?;
-        inputs.relationships.extend(self.derived_relationships(patient, links));
+        inputs
+            .relationships
+            .extend(self.derived_relationships(patient, links));
         Ok(inputs)
     }
 
     /// Relationships implied by the index: registration at a GP practice, and being held in
     /// an organisation's own system (referred, admitted, or allocated a case there).
-    fn derived_relationships(&self, patient: &IndexedPatient, links: &[SourceLink]) -> Vec<Relationship> {
+    fn derived_relationships(
+        &self,
+        patient: &IndexedPatient,
+        links: &[SourceLink],
+    ) -> Vec<Relationship> {
         let mut out = Vec::new();
         let start = DateTime::UNIX_EPOCH;
-        if let Some(code) = patient.gp_practice.as_deref().and_then(|c| OdsCode::parse(c).ok()) {
+        if let Some(code) = patient
+            .gp_practice
+            .as_deref()
+            .and_then(|c| OdsCode::parse(c).ok())
+        {
             out.push(Relationship {
                 org_code: code,
                 kind: RelationshipKind::GpRegistration,
@@ -56,7 +66,9 @@ impl Gateway {
             });
         }
         for link in links {
-            let Some(source) = self.federation.source(&link.source) else { continue };
+            let Some(source) = self.federation.source(&link.source) else {
+                continue;
+            };
             let org = &source.config().organisation;
             let kind = match org.kind {
                 OrgKind::GpPractice => RelationshipKind::GpRegistration,
@@ -75,7 +87,11 @@ impl Gateway {
         out
     }
 
-    fn recorded_inputs(&self, ctx: &RequestContext, r: &GovernanceRecords) -> Result<Inputs, StoreError> {
+    fn recorded_inputs(
+        &self,
+        ctx: &RequestContext,
+        r: &GovernanceRecords,
+    ) -> Result<Inputs, StoreError> {
         let mut inputs = Inputs::default();
         for rel in &r.relationships {
             let kind = match rel.kind.as_str() {
@@ -133,7 +149,10 @@ impl Gateway {
             .map(|e| {
                 Ok::<_, StoreError>(EmergencyAccess {
                     user_id: e.user_id.clone(),
-                    reason: e.reason_code.parse().map_err(|_| corrupt("emergency access"))?,
+                    reason: e
+                        .reason_code
+                        .parse()
+                        .map_err(|_| corrupt("emergency access"))?,
                     started_at: e.started_at,
                 })
             })

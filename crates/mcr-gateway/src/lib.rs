@@ -20,14 +20,17 @@ mod search;
 mod view;
 
 pub use audit::{
-    reason_words, AccessHistory, AccessLine, Anomaly, AnomalyFlag, AuditConfig, AuditEntry, AuditPage,
-    AuditScope, AuditSearch, Download, DownloadFormat, FollowingView, Review, ReviewFilter, ReviewItem,
-    ReviewOutcome, ReviewQueue,
+    reason_words, AccessHistory, AccessLine, Anomaly, AnomalyFlag, AuditConfig, AuditEntry,
+    AuditPage, AuditScope, AuditSearch, Download, DownloadFormat, FollowingView, Review,
+    ReviewFilter, ReviewItem, ReviewOutcome, ReviewQueue,
 };
 pub use authn::AuthFailure;
 pub use governance::{EmergencyRequest, ObjectionRequest, PermissionRequest, RelationshipClaim};
-pub use opt_out::{normalise_reference, MatchBasis, MAX_OPT_OUT_FIELD, OptOutCandidate, OptOutCase, OptOutSubmission};
 pub use metrics::{Metrics, SourceTiming};
+pub use opt_out::{
+    normalise_reference, MatchBasis, OptOutCandidate, OptOutCase, OptOutSubmission,
+    MAX_OPT_OUT_FIELD,
+};
 pub use search::{PatientMatch, PatientQuery};
 pub use view::{View, ViewOutcome};
 
@@ -74,7 +77,9 @@ pub struct OrgRegistry {
 
 impl OrgRegistry {
     pub fn new(orgs: impl IntoIterator<Item = Organisation>) -> Self {
-        Self { orgs: orgs.into_iter().map(|o| (o.code.clone(), o)).collect() }
+        Self {
+            orgs: orgs.into_iter().map(|o| (o.code.clone(), o)).collect(),
+        }
     }
 
     /// The organisation as the programme knows it. An organisation the programme has never
@@ -164,7 +169,10 @@ impl Gateway {
     }
 
     /// Write one audit event; any failure becomes [`GatewayError::AuditUnavailable`].
-    pub(crate) async fn audit(&self, event: &mcr_audit::AuditEvent) -> Result<mcr_store::AuditRow, GatewayError> {
+    pub(crate) async fn audit(
+        &self,
+        event: &mcr_audit::AuditEvent,
+    ) -> Result<mcr_store::AuditRow, GatewayError> {
         let row = self.timed_append(event).await.map_err(|e| {
             tracing::error!(error = %e, "audit append failed: refusing");
             GatewayError::AuditUnavailable
@@ -174,7 +182,12 @@ impl Gateway {
     }
 
     /// The skeleton of an audit event for this request.
-    pub(crate) fn event(&self, ctx: &RequestContext, action: &str, patient: Option<&str>) -> mcr_audit::AuditEvent {
+    pub(crate) fn event(
+        &self,
+        ctx: &RequestContext,
+        action: &str,
+        patient: Option<&str>,
+    ) -> mcr_audit::AuditEvent {
         let p = &ctx.principal;
         mcr_audit::AuditEvent {
             at: self.clock.now(),

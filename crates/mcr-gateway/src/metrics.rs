@@ -16,13 +16,14 @@ use std::time::{Duration, Instant};
 /// Bucket bounds (seconds) for views and sources: fine below 10 ms where the gateway's own
 /// overhead lives, then up to and past the default 3 s deadline.
 const LATENCY_BUCKETS: [f64; 20] = [
-    0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0,
-    2.0, 3.0, 5.0,
+    0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3,
+    0.5, 1.0, 2.0, 3.0, 5.0,
 ];
 
 /// Bucket bounds (seconds) for audit appends (a durable commit: fsync on SQLite).
-const AUDIT_BUCKETS: [f64; 14] =
-    [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
+const AUDIT_BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {
@@ -75,21 +76,25 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("mcr");
-        let views = Family::<OutcomeLabel, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let views = Family::<OutcomeLabel, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
         registry.register(
             "view_duration_seconds",
             "Record views, from the start of view_record to the record ready to send (outcome: permit, needs-permission, needs-relationship, deny, error)",
             views.clone(),
         );
-        let source_latency =
-            Family::<SourceLabel, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let source_latency = Family::<SourceLabel, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
         registry.register(
             "source_fetch_duration_seconds",
             "One source's part of one view as the gateway saw it (all its searches and pages; failures and timeouts included)",
             source_latency.clone(),
         );
-        let source_own_latency =
-            Family::<SourceLabel, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let source_own_latency = Family::<SourceLabel, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
         registry.register(
             "source_reported_duration_seconds",
             "One source's part of one view as the source itself reported it (Server-Timing app;dur, slowest search path)",
@@ -102,15 +107,28 @@ impl Metrics {
             source_failures.clone(),
         );
         let decisions = Family::<DecisionLabel, Counter>::default();
-        registry.register("decisions", "Access decisions, by action and outcome", decisions.clone());
-        let audit_appends =
-            Family::<OutcomeLabel, Histogram>::new_with_constructor(audit_histogram as fn() -> Histogram);
+        registry.register(
+            "decisions",
+            "Access decisions, by action and outcome",
+            decisions.clone(),
+        );
+        let audit_appends = Family::<OutcomeLabel, Histogram>::new_with_constructor(
+            audit_histogram as fn() -> Histogram,
+        );
         registry.register(
             "audit_append_duration_seconds",
             "Audit trail appends, committed (outcome ok) or refused (outcome error)",
             audit_appends.clone(),
         );
-        Self { registry, views, source_latency, source_own_latency, source_failures, decisions, audit_appends }
+        Self {
+            registry,
+            views,
+            source_latency,
+            source_own_latency,
+            source_failures,
+            decisions,
+            audit_appends,
+        }
     }
 
     /// The Prometheus text exposition of every series.
@@ -122,29 +140,50 @@ impl Metrics {
     }
 
     pub(crate) fn view(&self, outcome: &'static str, took: Duration) {
-        self.views.get_or_create(&OutcomeLabel { outcome }).observe(took.as_secs_f64());
+        self.views
+            .get_or_create(&OutcomeLabel { outcome })
+            .observe(took.as_secs_f64());
     }
 
     pub(crate) fn decision(&self, action: &'static str, outcome: &'static str) {
-        self.decisions.get_or_create(&DecisionLabel { action, outcome }).inc();
+        self.decisions
+            .get_or_create(&DecisionLabel { action, outcome })
+            .inc();
     }
 
-    pub(crate) fn source(&self, source: &str, took: Duration, own_ms: Option<f64>, failure: Option<&FailureReason>) {
-        let label = SourceLabel { source: source.to_owned() };
-        self.source_latency.get_or_create(&label).observe(took.as_secs_f64());
+    pub(crate) fn source(
+        &self,
+        source: &str,
+        took: Duration,
+        own_ms: Option<f64>,
+        failure: Option<&FailureReason>,
+    ) {
+        let label = SourceLabel {
+            source: source.to_owned(),
+        };
+        self.source_latency
+            .get_or_create(&label)
+            .observe(took.as_secs_f64());
         if let Some(ms) = own_ms {
-            self.source_own_latency.get_or_create(&label).observe(ms / 1000.0);
+            self.source_own_latency
+                .get_or_create(&label)
+                .observe(ms / 1000.0);
         }
         if let Some(f) = failure {
             self.source_failures
-                .get_or_create(&SourceFailureLabel { source: label.source, reason: f.code() })
+                .get_or_create(&SourceFailureLabel {
+                    source: label.source,
+                    reason: f.code(),
+                })
                 .inc();
         }
     }
 
     pub(crate) fn audit_append(&self, ok: bool, took: Duration) {
         let outcome = if ok { "ok" } else { "error" };
-        self.audit_appends.get_or_create(&OutcomeLabel { outcome }).observe(took.as_secs_f64());
+        self.audit_appends
+            .get_or_create(&OutcomeLabel { outcome })
+            .observe(took.as_secs_f64());
     }
 }
 
@@ -165,8 +204,17 @@ impl Metrics {
             .iter()
             .map(|f| {
                 let took = Duration::from_millis(f.elapsed_ms);
-                self.source(f.source.as_str(), took, f.source_ms, f.outcome.as_ref().err());
-                SourceTiming { source: f.source.clone(), elapsed_ms: f.elapsed_ms, source_ms: f.source_ms }
+                self.source(
+                    f.source.as_str(),
+                    took,
+                    f.source_ms,
+                    f.outcome.as_ref().err(),
+                );
+                SourceTiming {
+                    source: f.source.clone(),
+                    elapsed_ms: f.elapsed_ms,
+                    source_ms: f.source_ms,
+                }
             })
             .collect()
     }
@@ -180,7 +228,8 @@ impl crate::Gateway {
     ) -> Result<mcr_store::AuditRow, mcr_audit::AuditError> {
         let started = Instant::now();
         let appended = mcr_audit::record(self.store().as_ref(), event).await;
-        self.metrics().audit_append(appended.is_ok(), started.elapsed());
+        self.metrics()
+            .audit_append(appended.is_ok(), started.elapsed());
         appended
     }
 }
@@ -195,7 +244,11 @@ pub(crate) struct ViewTimer<'a> {
 
 impl<'a> ViewTimer<'a> {
     pub(crate) fn start(metrics: &'a Metrics) -> Self {
-        Self { metrics, started: Instant::now(), outcome: "error" }
+        Self {
+            metrics,
+            started: Instant::now(),
+            outcome: "error",
+        }
     }
 
     pub(crate) fn outcome(&mut self, outcome: &'static str) {
@@ -219,7 +272,12 @@ mod tests {
         m.view("permit", Duration::from_millis(42));
         m.decision("view-record", "needs-permission");
         m.source("gp", Duration::from_millis(30), Some(25.0), None);
-        m.source("acute", Duration::from_millis(3000), None, Some(&FailureReason::Timeout { after_ms: 3000 }));
+        m.source(
+            "acute",
+            Duration::from_millis(3000),
+            None,
+            Some(&FailureReason::Timeout { after_ms: 3000 }),
+        );
         m.audit_append(true, Duration::from_micros(800));
         let text = m.encode();
         for series in [

@@ -71,10 +71,14 @@ fn field(s: &str, what: &str) -> Result<String, GatewayError> {
         return Err(GatewayError::Invalid(format!("Enter your {what}.")));
     }
     if t.chars().count() > MAX_OPT_OUT_FIELD {
-        return Err(GatewayError::Invalid(format!("Your {what} must be {MAX_OPT_OUT_FIELD} characters or fewer.")));
+        return Err(GatewayError::Invalid(format!(
+            "Your {what} must be {MAX_OPT_OUT_FIELD} characters or fewer."
+        )));
     }
     if t.chars().any(char::is_control) {
-        return Err(GatewayError::Invalid(format!("Your {what} contains characters that cannot be kept.")));
+        return Err(GatewayError::Invalid(format!(
+            "Your {what} contains characters that cannot be kept."
+        )));
     }
     Ok(t.to_owned())
 }
@@ -82,13 +86,22 @@ fn field(s: &str, what: &str) -> Result<String, GatewayError> {
 fn note_text(s: &str) -> Result<String, GatewayError> {
     let t = s.trim();
     if t.is_empty() {
-        return Err(GatewayError::Invalid("Say why the request is rejected.".into()));
+        return Err(GatewayError::Invalid(
+            "Say why the request is rejected.".into(),
+        ));
     }
     if t.chars().count() > crate::governance::MAX_REASON {
-        return Err(GatewayError::Invalid(format!("The note is too long: at most {} characters.", crate::governance::MAX_REASON)));
+        return Err(GatewayError::Invalid(format!(
+            "The note is too long: at most {} characters.",
+            crate::governance::MAX_REASON
+        )));
     }
-    if t.chars().any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t') {
-        return Err(GatewayError::Invalid("The note contains control characters.".into()));
+    if t.chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
+    {
+        return Err(GatewayError::Invalid(
+            "The note contains control characters.".into(),
+        ));
     }
     Ok(t.to_owned())
 }
@@ -98,14 +111,26 @@ fn note_text(s: &str) -> Result<String, GatewayError> {
 fn new_reference() -> String {
     const ALPHABET: &[u8; 32] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let bytes = uuid::Uuid::new_v4().into_bytes();
-    let chars: Vec<char> = bytes.iter().take(8).map(|b| char::from(ALPHABET[usize::from(b % 32)])).collect();
+    let chars: Vec<char> = bytes
+        .iter()
+        .take(8)
+        .map(|b| char::from(ALPHABET[usize::from(b % 32)]))
+        .collect();
     let (a, b) = chars.split_at(4);
-    format!("OPT-{}-{}", a.iter().collect::<String>(), b.iter().collect::<String>())
+    format!(
+        "OPT-{}-{}",
+        a.iter().collect::<String>(),
+        b.iter().collect::<String>()
+    )
 }
 
 /// A reference as typed back to us: upper case, no spaces.
 pub fn normalise_reference(s: &str) -> String {
-    s.trim().to_ascii_uppercase().chars().filter(|c| !c.is_whitespace()).collect()
+    s.trim()
+        .to_ascii_uppercase()
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect()
 }
 
 impl Gateway {
@@ -114,11 +139,18 @@ impl Gateway {
         if ctx.principal.role == Role::PrivacyOfficer && org.member && !org.suspended {
             Ok(())
         } else {
-            Err(GatewayError::Forbidden("Only privacy officers of member organisations can handle opt-out requests.".into()))
+            Err(GatewayError::Forbidden(
+                "Only privacy officers of member organisations can handle opt-out requests.".into(),
+            ))
         }
     }
 
-    async fn refuse_opt_out(&self, ctx: &RequestContext, action: &str, e: GatewayError) -> GatewayError {
+    async fn refuse_opt_out(
+        &self,
+        ctx: &RequestContext,
+        action: &str,
+        e: GatewayError,
+    ) -> GatewayError {
         let mut event = self.event(ctx, action, None);
         event.outcome = "deny".into();
         event.detail = Some(e.to_string());
@@ -130,7 +162,11 @@ impl Gateway {
 
     /// Record a request from the public site; returns its reference. The request and its audit
     /// record are written together, or neither is.
-    pub async fn submit_opt_out_request(&self, sub: &OptOutSubmission, correlation_id: &str) -> Result<String, GatewayError> {
+    pub async fn submit_opt_out_request(
+        &self,
+        sub: &OptOutSubmission,
+        correlation_id: &str,
+    ) -> Result<String, GatewayError> {
         let request = OptOutRequestRow {
             reference: new_reference(),
             received_at: self.clock.now(),
@@ -162,15 +198,23 @@ impl Gateway {
             detail: Some(format!(
                 "opt-out request {} received ({})",
                 request.reference,
-                if request.nhs_number.is_some() { "with an NHS number" } else { "without an NHS number" }
+                if request.nhs_number.is_some() {
+                    "with an NHS number"
+                } else {
+                    "without an NHS number"
+                }
             )),
             sources: Vec::new(),
         };
         let append = mcr_audit::to_append(&event).map_err(|_| GatewayError::AuditUnavailable)?;
-        let row = self.store.add_opt_out_request(&request, &append, &mcr_audit::chain_hash).await.map_err(|e| {
-            tracing::error!(error = %e, "opt-out request not recorded");
-            GatewayError::AuditUnavailable
-        })?;
+        let row = self
+            .store
+            .add_opt_out_request(&request, &append, &mcr_audit::chain_hash)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "opt-out request not recorded");
+                GatewayError::AuditUnavailable
+            })?;
         self.after_append(&row).await;
         tracing::info!(seq = row.seq, "opt-out request received");
         Ok(request.reference)
@@ -193,7 +237,11 @@ impl Gateway {
             .map_err(|_| GatewayError::StoreUnavailable)?;
         let mut event = self.event(ctx, ACTION, None);
         event.outcome = "permit".into();
-        event.detail = Some(format!("{} request(s), {}", list.len(), state.map_or("any state", OptOutState::as_str)));
+        event.detail = Some(format!(
+            "{} request(s), {}",
+            list.len(),
+            state.map_or("any state", OptOutState::as_str)
+        ));
         self.audit(&event).await?;
         Ok(list)
     }
@@ -202,14 +250,19 @@ impl Gateway {
         let reference = normalise_reference(reference);
         match self.store.opt_out_request(&reference).await {
             Ok(Some(r)) => Ok(r),
-            Ok(None) => Err(GatewayError::Invalid("There is no opt-out request with that reference.".into())),
+            Ok(None) => Err(GatewayError::Invalid(
+                "There is no opt-out request with that reference.".into(),
+            )),
             Err(_) => Err(GatewayError::StoreUnavailable),
         }
     }
 
     /// The patients in the index a request can be verified against, and what staff should
     /// know. Reads the index only.
-    async fn candidates(&self, r: &OptOutRequestRow) -> Result<(Vec<OptOutCandidate>, Vec<String>), GatewayError> {
+    async fn candidates(
+        &self,
+        r: &OptOutRequestRow,
+    ) -> Result<(Vec<OptOutCandidate>, Vec<String>), GatewayError> {
         let mut out: Vec<OptOutCandidate> = Vec::new();
         let mut warnings = Vec::new();
         if let Some(nhs) = &r.nhs_number {
@@ -233,27 +286,42 @@ impl Gateway {
             postcode: Some(r.postcode.clone()),
         };
         if !normalise_name(&query.family).is_empty() {
-            let found = self.store.search_patients(&query, 20).await.map_err(|_| GatewayError::StoreUnavailable)?;
+            let found = self
+                .store
+                .search_patients(&query, 20)
+                .await
+                .map_err(|_| GatewayError::StoreUnavailable)?;
             let want_postcode = normalise_postcode(&r.postcode);
             for p in found {
                 let same = normalise_name(&p.family) == normalise_name(&r.family_name)
                     && p.birth_date == r.birth_date
-                    && p.postcode.as_deref().map(normalise_postcode).as_deref() == Some(want_postcode.as_str());
+                    && p.postcode.as_deref().map(normalise_postcode).as_deref()
+                        == Some(want_postcode.as_str());
                 if same && !out.iter().any(|c| c.patient.nhs_number == p.nhs_number) {
-                    out.push(OptOutCandidate { patient: p, basis: MatchBasis::NameBirthDateAndPostcode });
+                    out.push(OptOutCandidate {
+                        patient: p,
+                        basis: MatchBasis::NameBirthDateAndPostcode,
+                    });
                 }
             }
         }
         if out.is_empty() {
             warnings.push("Nobody in the index matches this request: contact the person to check their details.".into());
         } else if out.len() > 1 {
-            warnings.push("More than one person matches: check with the person which record is theirs.".into());
+            warnings.push(
+                "More than one person matches: check with the person which record is theirs."
+                    .into(),
+            );
         }
         Ok((out, warnings))
     }
 
     /// One request and the patients it can be verified against. Privacy officers only; audited.
-    pub async fn opt_out_case(&self, ctx: &RequestContext, reference: &str) -> Result<OptOutCase, GatewayError> {
+    pub async fn opt_out_case(
+        &self,
+        ctx: &RequestContext,
+        reference: &str,
+    ) -> Result<OptOutCase, GatewayError> {
         const ACTION: &str = "read-opt-out-request";
         if let Err(e) = self.may_handle_opt_outs(ctx) {
             return Err(self.refuse_opt_out(ctx, ACTION, e).await);
@@ -265,7 +333,11 @@ impl Gateway {
         event.basis = Some(request.reference.clone());
         event.detail = Some(format!("{} candidate(s)", candidates.len()));
         self.audit(&event).await?;
-        Ok(OptOutCase { request, candidates, warnings })
+        Ok(OptOutCase {
+            request,
+            candidates,
+            warnings,
+        })
     }
 
     /// Verify a received request against `nhs` (one of its candidates): the objection is
@@ -283,7 +355,11 @@ impl Gateway {
         }
         let request = self.opt_out_request_row(reference).await?;
         if request.state != OptOutState::Received {
-            return Err(GatewayError::Invalid(format!("Request {} has already been {}.", request.reference, request.state.as_str())));
+            return Err(GatewayError::Invalid(format!(
+                "Request {} has already been {}.",
+                request.reference,
+                request.state.as_str()
+            )));
         }
         let (candidates, _) = self.candidates(&request).await?;
         let Some(candidate) = candidates.iter().find(|c| &c.patient.nhs_number == nhs) else {
@@ -297,7 +373,10 @@ impl Gateway {
             &ObjectionRequest::Record {
                 nhs_number: nhs.clone(),
                 on_whose_word: format!("opt-out-request:{}", request.reference),
-                note: Some(format!("Opt-out request {} verified against the index: {basis}.", request.reference)),
+                note: Some(format!(
+                    "Opt-out request {} verified against the index: {basis}.",
+                    request.reference
+                )),
             },
         )
         .await?;
@@ -312,12 +391,20 @@ impl Gateway {
         let mut event = self.event(ctx, ACTION, Some(nhs.as_str()));
         event.outcome = "verified".into();
         event.basis = Some(request.reference.clone());
-        event.detail = Some(format!("opt-out request {} verified: {basis}; objection recorded", request.reference));
+        event.detail = Some(format!(
+            "opt-out request {} verified: {basis}; objection recorded",
+            request.reference
+        ));
         self.decide(&decision, &event).await
     }
 
     /// Reject a received request that cannot be matched (or is not genuine), with a note.
-    pub async fn reject_opt_out_request(&self, ctx: &RequestContext, reference: &str, note: &str) -> Result<i64, GatewayError> {
+    pub async fn reject_opt_out_request(
+        &self,
+        ctx: &RequestContext,
+        reference: &str,
+        note: &str,
+    ) -> Result<i64, GatewayError> {
         const ACTION: &str = "reject-opt-out-request";
         if let Err(e) = self.may_handle_opt_outs(ctx) {
             return Err(self.refuse_opt_out(ctx, ACTION, e).await);
@@ -325,7 +412,11 @@ impl Gateway {
         let note = note_text(note)?;
         let request = self.opt_out_request_row(reference).await?;
         if request.state != OptOutState::Received {
-            return Err(GatewayError::Invalid(format!("Request {} has already been {}.", request.reference, request.state.as_str())));
+            return Err(GatewayError::Invalid(format!(
+                "Request {} has already been {}.",
+                request.reference,
+                request.state.as_str()
+            )));
         }
         let decision = OptOutDecision {
             reference: request.reference.clone(),
@@ -342,14 +433,25 @@ impl Gateway {
         self.decide(&decision, &event).await
     }
 
-    async fn decide(&self, decision: &OptOutDecision, event: &AuditEvent) -> Result<i64, GatewayError> {
+    async fn decide(
+        &self,
+        decision: &OptOutDecision,
+        event: &AuditEvent,
+    ) -> Result<i64, GatewayError> {
         let append = mcr_audit::to_append(event).map_err(|_| GatewayError::AuditUnavailable)?;
-        match self.store.decide_opt_out_request(decision, &append, &mcr_audit::chain_hash).await {
+        match self
+            .store
+            .decide_opt_out_request(decision, &append, &mcr_audit::chain_hash)
+            .await
+        {
             Ok(Some(row)) => {
                 self.after_append(&row).await;
                 Ok(row.seq)
             }
-            Ok(None) => Err(GatewayError::Invalid(format!("Request {} has already been decided.", decision.reference))),
+            Ok(None) => Err(GatewayError::Invalid(format!(
+                "Request {} has already been decided.",
+                decision.reference
+            ))),
             Err(e) => {
                 tracing::error!(error = %e, "opt-out decision not recorded");
                 Err(GatewayError::AuditUnavailable)
@@ -367,7 +469,12 @@ mod tests {
         let a = new_reference();
         assert_eq!(a.len(), 13, "{a}");
         assert!(a.starts_with("OPT-"));
-        assert!(a[4..].chars().all(|c| c == '-' || (c.is_ascii_alphanumeric() && !"01IO".contains(c))), "{a}");
+        assert!(
+            a[4..]
+                .chars()
+                .all(|c| c == '-' || (c.is_ascii_alphanumeric() && !"01IO".contains(c))),
+            "{a}"
+        );
         assert_ne!(a, new_reference());
         assert_eq!(normalise_reference(" opt-abcd- efgh "), "OPT-ABCD-EFGH");
     }

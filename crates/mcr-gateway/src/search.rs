@@ -22,7 +22,9 @@ pub struct PatientMatch {
 
 impl PatientMatch {
     pub fn matched_by_demographics(&self) -> bool {
-        self.links.iter().any(|l| l.method == LinkMethod::Demographics)
+        self.links
+            .iter()
+            .any(|l| l.method == LinkMethod::Demographics)
     }
 }
 
@@ -32,7 +34,11 @@ pub const MAX_RESULTS: u32 = 50;
 impl Gateway {
     /// Search the index. Only staff of member organisations of a kind that may view can search
     /// (results are demographics); every search is audited.
-    pub async fn search(&self, ctx: &RequestContext, query: &PatientQuery) -> Result<Vec<PatientMatch>, GatewayError> {
+    pub async fn search(
+        &self,
+        ctx: &RequestContext,
+        query: &PatientQuery,
+    ) -> Result<Vec<PatientMatch>, GatewayError> {
         const ACTION: &str = "search-patient";
         let nhs = match query {
             PatientQuery::NhsNumber(n) => Some(n.as_str()),
@@ -57,7 +63,9 @@ impl Gateway {
         }
         if let PatientQuery::Demographics(q) = query {
             if normalise_name(&q.family).is_empty() {
-                return Err(GatewayError::Invalid("Enter the patient's family name (surname).".into()));
+                return Err(GatewayError::Invalid(
+                    "Enter the patient's family name (surname).".into(),
+                ));
             }
             if q.birth_date.is_none() && q.given.is_none() {
                 return Err(GatewayError::Invalid(
@@ -66,13 +74,21 @@ impl Gateway {
             }
         }
         let found = match query {
-            PatientQuery::NhsNumber(n) => self.store.patient(n).await.map(|p| p.into_iter().collect::<Vec<_>>()),
+            PatientQuery::NhsNumber(n) => self
+                .store
+                .patient(n)
+                .await
+                .map(|p| p.into_iter().collect::<Vec<_>>()),
             PatientQuery::Demographics(q) => self.store.search_patients(q, MAX_RESULTS).await,
         };
         let patients = found.map_err(|_| GatewayError::StoreUnavailable)?;
         let mut out = Vec::with_capacity(patients.len());
         for p in patients {
-            let links = self.store.links(&p.nhs_number).await.map_err(|_| GatewayError::StoreUnavailable)?;
+            let links = self
+                .store
+                .links(&p.nhs_number)
+                .await
+                .map_err(|_| GatewayError::StoreUnavailable)?;
             let differing_sources = links
                 .iter()
                 .filter(|l| {
@@ -86,7 +102,11 @@ impl Gateway {
                 })
                 .map(|l| l.source.to_string())
                 .collect();
-            out.push(PatientMatch { patient: p, links, differing_sources });
+            out.push(PatientMatch {
+                patient: p,
+                links,
+                differing_sources,
+            });
         }
         let mut event = self.event(ctx, ACTION, nhs);
         event.outcome = "permit".into();

@@ -30,14 +30,19 @@ pub enum ViewOutcome {
 impl Gateway {
     /// The decision for this user and patient with every rule that led to it, without
     /// fetching anything. Audited like any other access decision.
-    pub async fn explain(&self, ctx: &RequestContext, nhs: &NhsNumber) -> Result<Explanation, GatewayError> {
+    pub async fn explain(
+        &self,
+        ctx: &RequestContext,
+        nhs: &NhsNumber,
+    ) -> Result<Explanation, GatewayError> {
         let (patient, links) = self.locate(ctx, nhs, "explain-access").await?;
         let inputs = match self.load_inputs(ctx, nhs, &patient, &links).await {
             Ok(i) => i,
             Err(_) => return Err(self.fail_closed(ctx, nhs, "explain-access").await),
         };
         let explanation = mcr_policy::explain(&self.request(ctx, nhs, &inputs), &self.policy);
-        self.metrics.decision("explain-access", explanation.decision.code());
+        self.metrics
+            .decision("explain-access", explanation.decision.code());
         let mut event = self.event(ctx, "explain-access", Some(nhs.as_str()));
         event.outcome = explanation.decision.code().to_owned();
         event.detail = Some(explanation.decision.sentence());
@@ -47,7 +52,11 @@ impl Gateway {
 
     /// View a patient's record: locate, decide, fetch with the grant, filter and merge, audit,
     /// and only then return the record.
-    pub async fn view_record(&self, ctx: &RequestContext, nhs: &NhsNumber) -> Result<ViewOutcome, GatewayError> {
+    pub async fn view_record(
+        &self,
+        ctx: &RequestContext,
+        nhs: &NhsNumber,
+    ) -> Result<ViewOutcome, GatewayError> {
         const ACTION: &str = "view-record";
         let mut timer = crate::metrics::ViewTimer::start(&self.metrics);
         let (patient, links) = self.locate(ctx, nhs, ACTION).await?;
@@ -76,7 +85,10 @@ impl Gateway {
 
         let locations: Vec<Location> = links
             .iter()
-            .map(|l| Location { source: l.source.clone(), local_id: l.local_id.clone() })
+            .map(|l| Location {
+                source: l.source.clone(),
+                local_id: l.local_id.clone(),
+            })
             .collect();
         let fetches = self.federation.fetch_record(&grant, &locations).await;
         let timings = self.metrics.sources(&fetches);
@@ -86,15 +98,19 @@ impl Gateway {
             .sources()
             .filter_map(|s| {
                 let agreement = self.sharing_for(&s.config().organisation.code)?;
-                Some((s.id().clone(), grant.effective_classes_for_source(Some(agreement))))
+                Some((
+                    s.id().clone(),
+                    grant.effective_classes_for_source(Some(agreement)),
+                ))
             })
             .collect();
         let sensitive = &self.policy.sensitive;
         let withhold = |r: &serde_json::Value| mcr_policy::withhold(r, sensitive).is_some();
-        let since = self
-            .policy
-            .encounter_window_days(grant.role())
-            .map(|days| (self.clock.now() - chrono::Duration::days(i64::from(days))).format("%Y-%m-%d").to_string());
+        let since = self.policy.encounter_window_days(grant.role()).map(|days| {
+            (self.clock.now() - chrono::Duration::days(i64::from(days)))
+                .format("%Y-%m-%d")
+                .to_string()
+        });
         let record = mcr_federation::merge(
             &MergeInput {
                 nhs_number: nhs,
@@ -143,7 +159,12 @@ impl Gateway {
         })))
     }
 
-    fn request<'a>(&self, ctx: &'a RequestContext, nhs: &'a NhsNumber, inputs: &'a crate::inputs::Inputs) -> DecisionRequest<'a> {
+    fn request<'a>(
+        &self,
+        ctx: &'a RequestContext,
+        nhs: &'a NhsNumber,
+        inputs: &'a crate::inputs::Inputs,
+    ) -> DecisionRequest<'a> {
         DecisionRequest {
             principal: &ctx.principal,
             patient: nhs,
@@ -181,7 +202,12 @@ impl Gateway {
     }
 
     /// The store could not be read: deny, and try to say so in the audit trail.
-    pub(crate) async fn fail_closed(&self, ctx: &RequestContext, nhs: &NhsNumber, action: &str) -> GatewayError {
+    pub(crate) async fn fail_closed(
+        &self,
+        ctx: &RequestContext,
+        nhs: &NhsNumber,
+        action: &str,
+    ) -> GatewayError {
         tracing::error!(correlation = %ctx.correlation_id, "store unavailable: failing closed");
         let mut event = self.event(ctx, action, Some(nhs.as_str()));
         event.outcome = "deny".into();

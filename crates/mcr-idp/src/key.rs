@@ -11,7 +11,10 @@ use std::path::Path;
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("cannot read or write the signing key {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{0} is not an Ed25519 PKCS#8 key")]
     NotEd25519(String),
     #[error("generating a key failed")]
@@ -26,7 +29,9 @@ pub struct SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -40,7 +45,10 @@ impl SigningKey {
 
     /// Read the key at `path`, or create it there.
     pub fn load_or_create(path: &Path) -> Result<Self, KeyError> {
-        let io = |source| KeyError::Io { path: path.display().to_string(), source };
+        let io = |source| KeyError::Io {
+            path: path.display().to_string(),
+            source,
+        };
         if path.exists() {
             let pkcs8 = std::fs::read(path).map_err(io)?;
             return Self::from_pkcs8(pkcs8, &path.display().to_string());
@@ -54,13 +62,18 @@ impl SigningKey {
     }
 
     fn from_pkcs8(pkcs8: Vec<u8>, what: &str) -> Result<Self, KeyError> {
-        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8).map_err(|_| KeyError::NotEd25519(what.to_owned()))?;
+        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8)
+            .map_err(|_| KeyError::NotEd25519(what.to_owned()))?;
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let public_x = b64.encode(pair.public_key().as_ref());
         // RFC 7638 thumbprint of the public JWK.
         let thumb = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{public_x}"}}"#);
         let kid = b64.encode(Sha256::digest(thumb.as_bytes()));
-        Ok(Self { pkcs8, public_x, kid })
+        Ok(Self {
+            pkcs8,
+            public_x,
+            kid,
+        })
     }
 
     pub fn kid(&self) -> &str {
@@ -83,7 +96,11 @@ impl SigningKey {
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(bytes)?;
     f.sync_all()
 }

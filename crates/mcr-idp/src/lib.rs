@@ -89,7 +89,9 @@ pub struct Idp {
 
 impl std::fmt::Debug for Idp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Idp").field("issuer", &self.config.issuer).finish_non_exhaustive()
+        f.debug_struct("Idp")
+            .field("issuer", &self.config.issuer)
+            .finish_non_exhaustive()
     }
 }
 
@@ -115,7 +117,12 @@ pub const DEFAULT_API_SCOPES: &str = "user/*.read user/Consent.write";
 
 impl Idp {
     pub fn new(config: IdpConfig, key: SigningKey, clock: Arc<dyn Clock>) -> Self {
-        Self { config, key, clock, codes: Mutex::new(HashMap::new()) }
+        Self {
+            config,
+            key,
+            clock,
+            codes: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn issuer(&self) -> &str {
@@ -127,7 +134,12 @@ impl Idp {
     }
 
     /// An API access token for a demo user (what `mcr demo-token` prints).
-    pub fn access_token(&self, user_id: &str, scope: &str, client_id: &str) -> Result<String, IdpError> {
+    pub fn access_token(
+        &self,
+        user_id: &str,
+        scope: &str,
+        client_id: &str,
+    ) -> Result<String, IdpError> {
         let u = self
             .config
             .users
@@ -152,7 +164,12 @@ impl Idp {
         self.key.sign(&claims).map_err(|_| IdpError::Signing)
     }
 
-    fn id_token(&self, u: &IdpUser, client_id: &str, nonce: Option<&str>) -> Result<String, IdpError> {
+    fn id_token(
+        &self,
+        u: &IdpUser,
+        client_id: &str,
+        nonce: Option<&str>,
+    ) -> Result<String, IdpError> {
         let now = self.clock.now().timestamp();
         let mut claims = json!({
             "iss": self.config.issuer, "sub": u.id, "aud": client_id,
@@ -260,7 +277,9 @@ fn security_headers() -> [(header::HeaderName, &'static str); 4] {
 fn redirect_error(p: &AuthParams, error: &str) -> Response {
     match url::Url::parse(&p.redirect_uri) {
         Ok(mut u) => {
-            u.query_pairs_mut().append_pair("error", error).append_pair("state", &p.state);
+            u.query_pairs_mut()
+                .append_pair("error", error)
+                .append_pair("state", &p.state);
             Redirect::to(u.as_str()).into_response()
         }
         Err(_) => error_page(StatusCode::BAD_REQUEST, "The sign-in request is not valid."),
@@ -270,10 +289,16 @@ fn redirect_error(p: &AuthParams, error: &str) -> Response {
 /// Check a request; `Err` is the response to give instead.
 fn check(idp: &Idp, p: &AuthParams) -> Result<(), Box<Response>> {
     let Some(client) = idp.client(&p.client_id) else {
-        return Err(Box::new(error_page(StatusCode::BAD_REQUEST, "The application asking you to sign in is not registered.")));
+        return Err(Box::new(error_page(
+            StatusCode::BAD_REQUEST,
+            "The application asking you to sign in is not registered.",
+        )));
     };
     if !client.redirect_uris.contains(&p.redirect_uri) {
-        return Err(Box::new(error_page(StatusCode::BAD_REQUEST, "The application asked to send you to an address it has not registered.")));
+        return Err(Box::new(error_page(
+            StatusCode::BAD_REQUEST,
+            "The application asked to send you to an address it has not registered.",
+        )));
     }
     if p.response_type != "code" {
         return Err(Box::new(redirect_error(p, "unsupported_response_type")));
@@ -306,7 +331,12 @@ async fn authorize_page(State(idp): State<Arc<Idp>>, Query(p): Query<AuthParams>
         ("code_challenge_method", &p.code_challenge_method),
     ]
     .iter()
-    .map(|(k, v)| format!("<input type=\"hidden\" name=\"{k}\" value=\"{}\">", escape(v)))
+    .map(|(k, v)| {
+        format!(
+            "<input type=\"hidden\" name=\"{k}\" value=\"{}\">",
+            escape(v)
+        )
+    })
     .collect();
     let buttons: String = idp
         .config
@@ -329,11 +359,18 @@ async fn authorize_page(State(idp): State<Arc<Idp>>, Query(p): Query<AuthParams>
     (StatusCode::OK, security_headers(), Html(body)).into_response()
 }
 
-async fn authorize(State(idp): State<Arc<Idp>>, headers: HeaderMap, Form(p): Form<AuthParams>) -> Response {
+async fn authorize(
+    State(idp): State<Arc<Idp>>,
+    headers: HeaderMap,
+    Form(p): Form<AuthParams>,
+) -> Response {
     // The sign-in form posts to itself: a post from anywhere else is refused.
     if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
         if origin != "null" && !idp.config.issuer.starts_with(origin) {
-            return error_page(StatusCode::FORBIDDEN, "This sign-in form was sent from another site.");
+            return error_page(
+                StatusCode::FORBIDDEN,
+                "This sign-in form was sent from another site.",
+            );
         }
     }
     if let Err(r) = check(&idp, &p) {
@@ -358,11 +395,18 @@ async fn authorize(State(idp): State<Arc<Idp>>, headers: HeaderMap, Form(p): For
             codes.retain(|_, c| c.expires > now);
             codes.insert(code.clone(), pending);
         }
-        Err(_) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in is not available."),
+        Err(_) => {
+            return error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Sign-in is not available.",
+            )
+        }
     }
     match url::Url::parse(&p.redirect_uri) {
         Ok(mut u) => {
-            u.query_pairs_mut().append_pair("code", &code).append_pair("state", &p.state);
+            u.query_pairs_mut()
+                .append_pair("code", &code)
+                .append_pair("state", &p.state);
             Redirect::to(u.as_str()).into_response()
         }
         Err(_) => error_page(StatusCode::BAD_REQUEST, "The sign-in request is not valid."),
@@ -381,30 +425,52 @@ struct TokenForm {
 }
 
 fn oauth_error(status: StatusCode, error: &str) -> Response {
-    (status, [(header::CACHE_CONTROL, "no-store")], Json(json!({ "error": error }))).into_response()
+    (
+        status,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(json!({ "error": error })),
+    )
+        .into_response()
 }
 
 /// Client credentials from HTTP Basic (form-encoded parts, RFC 6749 §2.3.1) or the body.
 fn client_credentials(headers: &HeaderMap, form: &TokenForm) -> Option<(String, String)> {
-    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         let (scheme, b64) = v.split_once(' ')?;
         if !scheme.eq_ignore_ascii_case("basic") {
             return None;
         }
-        let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .ok()?;
         let raw = String::from_utf8(raw).ok()?;
         let (id, secret) = raw.split_once(':')?;
-        let dec = |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
+        let dec = |s: &str| {
+            url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+        };
         return Some((dec(id)?, dec(secret)?));
     }
     Some((form.client_id.clone()?, form.client_secret.clone()?))
 }
 
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
-async fn token(State(idp): State<Arc<Idp>>, headers: HeaderMap, Form(form): Form<TokenForm>) -> Response {
+async fn token(
+    State(idp): State<Arc<Idp>>,
+    headers: HeaderMap,
+    Form(form): Form<TokenForm>,
+) -> Response {
     let Some((client_id, secret)) = client_credentials(&headers, &form) else {
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
     };
@@ -425,21 +491,33 @@ async fn token(State(idp): State<Arc<Idp>>, headers: HeaderMap, Form(form): Form
     let Some(p) = pending else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
     };
-    if p.client_id != client_id || p.redirect_uri != form.redirect_uri || p.expires <= idp.clock.now().timestamp() {
+    if p.client_id != client_id
+        || p.redirect_uri != form.redirect_uri
+        || p.expires <= idp.clock.now().timestamp()
+    {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
     }
     if form.code_verifier.is_empty() {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
     }
-    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(form.code_verifier.as_bytes()));
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(Sha256::digest(form.code_verifier.as_bytes()));
     if !same(&challenge, &p.challenge) {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
     }
     let Some(user) = idp.config.users.iter().find(|u| u.id == p.user) else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
     };
-    let api_scopes: Vec<&str> = p.scope.split_ascii_whitespace().filter(|s| s.contains('/')).collect();
-    let api_scope = if api_scopes.is_empty() { DEFAULT_API_SCOPES.to_owned() } else { api_scopes.join(" ") };
+    let api_scopes: Vec<&str> = p
+        .scope
+        .split_ascii_whitespace()
+        .filter(|s| s.contains('/'))
+        .collect();
+    let api_scope = if api_scopes.is_empty() {
+        DEFAULT_API_SCOPES.to_owned()
+    } else {
+        api_scopes.join(" ")
+    };
     let (Ok(id_token), Ok(access_token)) = (
         idp.id_token(user, &client_id, p.nonce.as_deref()),
         idp.access_token(&user.id, &api_scope, &client_id),
@@ -482,6 +560,9 @@ mod tests {
 
     #[test]
     fn escaping_covers_attribute_breakouts() {
-        assert_eq!(escape("\"><script>'&"), "&quot;&gt;&lt;script&gt;&#39;&amp;");
+        assert_eq!(
+            escape("\"><script>'&"),
+            "&quot;&gt;&lt;script&gt;&#39;&amp;"
+        );
     }
 }

@@ -18,7 +18,9 @@ pub use parse::{parse_patient, SourcePatient};
 use futures::future::join_all;
 use mcr_domain::{Clock, FailureReason, NhsNumber, OrgKind, SourceId};
 use mcr_federation::Federation;
-use mcr_store::{DemographicQuery, IndexedPatient, LinkMethod, SourceLink, Store, StoreError, UnmatchedRecord};
+use mcr_store::{
+    DemographicQuery, IndexedPatient, LinkMethod, SourceLink, Store, StoreError, UnmatchedRecord,
+};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -59,7 +61,11 @@ const BATCH: usize = 2_000;
 
 impl Indexer {
     pub fn new(federation: Arc<Federation>, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        Self { federation, store, clock }
+        Self {
+            federation,
+            store,
+            clock,
+        }
     }
 
     /// Read every source's patients and update the index. `full` ignores the watermarks.
@@ -69,7 +75,11 @@ impl Indexer {
         sources.sort_by_key(|s| s.config().organisation.kind != OrgKind::GpPractice);
 
         let feeds = join_all(sources.iter().map(|s| async {
-            let since = if full { None } else { self.store.sync_watermark(s.id()).await? };
+            let since = if full {
+                None
+            } else {
+                self.store.sync_watermark(s.id()).await?
+            };
             let feed = self.federation.patient_feed(s.id(), since.as_deref()).await;
             Ok::<_, StoreError>((s.id().clone(), feed))
         }))
@@ -79,7 +89,10 @@ impl Indexer {
         let mut pending_demographic: Vec<(usize, SourcePatient)> = Vec::new();
         for feed in feeds {
             let (source, feed) = feed?;
-            let mut report = SourceSyncReport { source: source.to_string(), ..Default::default() };
+            let mut report = SourceSyncReport {
+                source: source.to_string(),
+                ..Default::default()
+            };
             let resources = match feed {
                 Ok(r) => r,
                 Err(reason) => {
@@ -106,7 +119,9 @@ impl Indexer {
                 }
                 match &p.nhs_number {
                     Some(nhs) => {
-                        let exists = patients.iter().any(|x: &IndexedPatient| &x.nhs_number == nhs);
+                        let exists = patients
+                            .iter()
+                            .any(|x: &IndexedPatient| &x.nhs_number == nhs);
                         if !exists {
                             patients.push(p.indexed(nhs.clone(), now));
                         }
@@ -152,7 +167,9 @@ impl Indexer {
                 Match::One(nhs) => {
                     let link = p.link(nhs, LinkMethod::Demographics, self.clock.now());
                     self.store.upsert_links(std::slice::from_ref(&link)).await?;
-                    self.store.clear_unmatched(&link.source, &link.local_id).await?;
+                    self.store
+                        .clear_unmatched(&link.source, &link.local_id)
+                        .await?;
                     report.linked_by_demographics += 1;
                 }
                 Match::None => {
@@ -176,7 +193,12 @@ impl Indexer {
         Ok(SyncReport { sources: reports })
     }
 
-    async fn unmatched(&self, p: &SourcePatient, reason: &str, candidates: u32) -> Result<(), StoreError> {
+    async fn unmatched(
+        &self,
+        p: &SourcePatient,
+        reason: &str,
+        candidates: u32,
+    ) -> Result<(), StoreError> {
         self.store
             .record_unmatched(&UnmatchedRecord {
                 source: p.source.clone(),
@@ -201,17 +223,30 @@ impl Indexer {
             birth_date: Some(birth_date),
             postcode: Some(postcode.clone()),
         };
-        let initial = mcr_domain::demographics::normalise_name(&p.given).chars().next();
+        let initial = mcr_domain::demographics::normalise_name(&p.given)
+            .chars()
+            .next();
         let candidates: Vec<IndexedPatient> = self
             .store
             .search_patients(&q, 10)
             .await?
             .into_iter()
-            .filter(|c| mcr_domain::demographics::normalise_name(&c.given).chars().next() == initial)
+            .filter(|c| {
+                mcr_domain::demographics::normalise_name(&c.given)
+                    .chars()
+                    .next()
+                    == initial
+            })
             .collect();
         Ok(match candidates.len() {
             0 => Match::None,
-            1 => Match::One(candidates.into_iter().next().map(|c| c.nhs_number).ok_or_else(|| StoreError::Corrupt("empty".into()))?),
+            1 => Match::One(
+                candidates
+                    .into_iter()
+                    .next()
+                    .map(|c| c.nhs_number)
+                    .ok_or_else(|| StoreError::Corrupt("empty".into()))?,
+            ),
             n => Match::Many(u32::try_from(n).unwrap_or(u32::MAX)),
         })
     }

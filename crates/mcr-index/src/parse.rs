@@ -36,15 +36,12 @@ pub fn parse_patient(source: &SourceId, r: &Value) -> Option<SourcePatient> {
         .flatten()
         .filter(|i| i.get("system").and_then(Value::as_str) == Some(NhsNumber::SYSTEM))
         .find_map(|i| NhsNumber::parse(i.get("value")?.as_str()?).ok());
-    let name = r
-        .get("name")
-        .and_then(Value::as_array)
-        .and_then(|names| {
-            names
-                .iter()
-                .find(|n| n.get("use").and_then(Value::as_str) == Some("official"))
-                .or_else(|| names.first())
-        });
+    let name = r.get("name").and_then(Value::as_array).and_then(|names| {
+        names
+            .iter()
+            .find(|n| n.get("use").and_then(Value::as_str) == Some("official"))
+            .or_else(|| names.first())
+    });
     let family = name
         .and_then(|n| n.get("family"))
         .and_then(Value::as_str)
@@ -79,7 +76,10 @@ pub fn parse_patient(source: &SourceId, r: &Value) -> Option<SourcePatient> {
     let gp_practice = r
         .get("generalPractitioner")
         .and_then(Value::as_array)
-        .and_then(|g| g.iter().find_map(|ref_| ref_.get("identifier")?.get("value")?.as_str()))
+        .and_then(|g| {
+            g.iter()
+                .find_map(|ref_| ref_.get("identifier")?.get("value")?.as_str())
+        })
         .and_then(|c| mcr_domain::OdsCode::parse(c).ok())
         .map(|c| c.to_string());
     let last_updated = mcr_fhir::str_at(r, &["meta", "lastUpdated"])
@@ -114,7 +114,12 @@ impl SourcePatient {
         }
     }
 
-    pub(crate) fn link(&self, nhs: NhsNumber, method: LinkMethod, now: DateTime<Utc>) -> SourceLink {
+    pub(crate) fn link(
+        &self,
+        nhs: NhsNumber,
+        method: LinkMethod,
+        now: DateTime<Utc>,
+    ) -> SourceLink {
         SourceLink {
             nhs_number: nhs,
             source: self.source.clone(),
@@ -156,6 +161,10 @@ mod tests {
             "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9434765918"}]});
         let p = parse_patient(&SourceId::parse("gp").unwrap(), &r).unwrap();
         assert_eq!(p.nhs_number, None);
-        assert!(parse_patient(&SourceId::parse("gp").unwrap(), &json!({"resourceType": "Patient"})).is_none());
+        assert!(parse_patient(
+            &SourceId::parse("gp").unwrap(),
+            &json!({"resourceType": "Patient"})
+        )
+        .is_none());
     }
 }

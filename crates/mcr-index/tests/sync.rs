@@ -11,7 +11,9 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 fn clock() -> Arc<FixedClock> {
-    Arc::new(FixedClock::new("2026-11-24T09:00:00Z".parse().expect("test setup")))
+    Arc::new(FixedClock::new(
+        "2026-11-24T09:00:00Z".parse().expect("test setup"),
+    ))
 }
 
 fn http_source(id: &str, org: Organisation, base: &str, types: &[&str]) -> Arc<dyn Source> {
@@ -21,30 +23,59 @@ fn http_source(id: &str, org: Organisation, base: &str, types: &[&str]) -> Arc<d
         base_url: base.parse().expect("test setup"),
         resource_types: types.iter().map(|t| (*t).to_owned()).collect(),
     };
-    Arc::new(HttpSource::new(cfg, reqwest::Client::new(), FederationConfig::default()))
+    Arc::new(HttpSource::new(
+        cfg,
+        reqwest::Client::new(),
+        FederationConfig::default(),
+    ))
 }
 
 #[tokio::test]
 async fn full_then_incremental_sync_of_the_simulated_region() {
-    let region = mcr_synth::generate(&mcr_synth::SynthConfig { patients: 1_000, ..Default::default() });
+    let region = mcr_synth::generate(&mcr_synth::SynthConfig {
+        patients: 1_000,
+        ..Default::default()
+    });
     let mut handles = Vec::new();
     let mut sources = Vec::new();
     for slice in &region.sources {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("test setup");
-        let h = mcr_sources::serve(slice.clone(), listener, mcr_sources::Behaviour::default()).await.expect("test setup");
-        sources.push(http_source(slice.id.as_str(), slice.organisation.clone(), &h.base_url(), &slice.resource_types));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("test setup");
+        let h = mcr_sources::serve(slice.clone(), listener, mcr_sources::Behaviour::default())
+            .await
+            .expect("test setup");
+        sources.push(http_source(
+            slice.id.as_str(),
+            slice.organisation.clone(),
+            &h.base_url(),
+            &slice.resource_types,
+        ));
         handles.push(h);
     }
     let dir = tempfile::tempdir().expect("test setup");
-    let store = mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path())).await.expect("test setup");
+    let store = mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
+        .await
+        .expect("test setup");
     let fed = Arc::new(Federation::new(sources, FederationConfig::default()));
     let indexer = Indexer::new(fed, store.clone(), clock());
 
     let report = indexer.sync(true).await.expect("test setup");
-    assert!(report.sources.iter().all(|s| s.failed.is_none()), "{report:?}");
-    let gp = report.sources.iter().find(|s| s.source == "gp").expect("test setup");
+    assert!(
+        report.sources.iter().all(|s| s.failed.is_none()),
+        "{report:?}"
+    );
+    let gp = report
+        .sources
+        .iter()
+        .find(|s| s.source == "gp")
+        .expect("test setup");
     assert_eq!(gp.seen, 1_000);
-    assert_eq!(store.patient_count().await.expect("test setup"), 1_000, "every person is in the index once");
+    assert_eq!(
+        store.patient_count().await.expect("test setup"),
+        1_000,
+        "every person is in the index once"
+    );
 
     let four = &region.samples.all_four[0];
     let links = store.links(four).await.expect("test setup");
@@ -52,13 +83,22 @@ async fn full_then_incremental_sync_of_the_simulated_region() {
 
     let gp_less = &region.samples.demographics_only[0];
     let links = store.links(gp_less).await.expect("test setup");
-    let gp_link = links.iter().find(|l| l.source.as_str() == "gp").expect("GP record linked by demographics");
+    let gp_link = links
+        .iter()
+        .find(|l| l.source.as_str() == "gp")
+        .expect("GP record linked by demographics");
     assert_eq!(gp_link.method, LinkMethod::Demographics);
-    assert!(links.iter().filter(|l| l.source.as_str() != "gp").all(|l| l.method == LinkMethod::NhsNumber));
+    assert!(links
+        .iter()
+        .filter(|l| l.source.as_str() != "gp")
+        .all(|l| l.method == LinkMethod::NhsNumber));
 
     for nhs in &region.samples.no_nhs_number_in_acute {
         let links = store.links(nhs).await.expect("test setup");
-        let acute = links.iter().find(|l| l.source.as_str() == "acute").expect("acute record linked");
+        let acute = links
+            .iter()
+            .find(|l| l.source.as_str() == "acute")
+            .expect("acute record linked");
         assert_eq!(acute.method, LinkMethod::Demographics);
     }
     assert!(store.unmatched(None).await.expect("test setup").is_empty());
@@ -86,18 +126,29 @@ fn patient(id: &str, nhs: Option<&str>, family: &str, given: &str) -> Value {
 async fn serve_patients(patients: Vec<Value>) -> String {
     let bundle = json!({"resourceType": "Bundle", "type": "searchset", "total": patients.len(),
         "entry": patients.into_iter().map(|p| json!({"resource": p})).collect::<Vec<_>>()});
-    let app = axum::Router::new().route("/Patient", get(move || {
-        let b = bundle.clone();
-        async move { Json(b) }
-    }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("test setup");
+    let app = axum::Router::new().route(
+        "/Patient",
+        get(move || {
+            let b = bundle.clone();
+            async move { Json(b) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("test setup");
     let addr = listener.local_addr().expect("test setup");
     tokio::spawn(async move { axum::serve(listener, app).await.expect("test setup") });
     format!("http://{addr}")
 }
 
 fn org(code: &str, kind: OrgKind) -> Organisation {
-    Organisation { code: OdsCode::parse(code).expect("test setup"), name: code.into(), kind, member: true, suspended: false }
+    Organisation {
+        code: OdsCode::parse(code).expect("test setup"),
+        name: code.into(),
+        kind,
+        member: true,
+        suspended: false,
+    }
 }
 
 #[tokio::test]
@@ -114,23 +165,51 @@ async fn an_ambiguous_demographic_match_is_never_linked() {
     .await;
     let acute = serve_patients(vec![patient("H1", None, "SMITH", "A.")]).await;
     let dir = tempfile::tempdir().expect("test setup");
-    let store = mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path())).await.expect("test setup");
+    let store = mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
+        .await
+        .expect("test setup");
     let fed = Arc::new(Federation::new(
         vec![
             http_source("gp", org("E82001", OrgKind::GpPractice), &gp, &["Patient"]),
-            http_source("acute", org("RWH", OrgKind::AcuteTrust), &acute, &["Patient"]),
+            http_source(
+                "acute",
+                org("RWH", OrgKind::AcuteTrust),
+                &acute,
+                &["Patient"],
+            ),
         ],
         FederationConfig::default(),
     ));
-    let report = Indexer::new(fed, store.clone(), clock()).sync(true).await.expect("test setup");
-    let acute_report = report.sources.iter().find(|s| s.source == "acute").expect("test setup");
+    let report = Indexer::new(fed, store.clone(), clock())
+        .sync(true)
+        .await
+        .expect("test setup");
+    let acute_report = report
+        .sources
+        .iter()
+        .find(|s| s.source == "acute")
+        .expect("test setup");
     assert_eq!(acute_report.ambiguous, 1, "{report:?}");
     assert_eq!(acute_report.linked_by_demographics, 0);
-    let gp_report = report.sources.iter().find(|s| s.source == "gp").expect("test setup");
-    assert_eq!(gp_report.unmatched, 1, "Jones has no NHS number and nobody to match: {report:?}");
+    let gp_report = report
+        .sources
+        .iter()
+        .find(|s| s.source == "gp")
+        .expect("test setup");
+    assert_eq!(
+        gp_report.unmatched, 1,
+        "Jones has no NHS number and nobody to match: {report:?}"
+    );
 
     let acute_id = SourceId::parse("acute").expect("test setup");
-    assert!(store.link_for_local(&acute_id, "H1").await.expect("test setup").is_none(), "not linked to either twin");
+    assert!(
+        store
+            .link_for_local(&acute_id, "H1")
+            .await
+            .expect("test setup")
+            .is_none(),
+        "not linked to either twin"
+    );
     let unmatched = store.unmatched(Some(&acute_id)).await.expect("test setup");
     assert_eq!(unmatched.len(), 1);
     assert_eq!(unmatched[0].reason, "ambiguous");

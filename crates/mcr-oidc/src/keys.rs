@@ -31,7 +31,9 @@ impl Family {
                 EllipticCurve::P384 => Some(Family::P384),
                 _ => None,
             },
-            AlgorithmParameters::OctetKeyPair(p) => (p.curve == EllipticCurve::Ed25519).then_some(Family::Ed25519),
+            AlgorithmParameters::OctetKeyPair(p) => {
+                (p.curve == EllipticCurve::Ed25519).then_some(Family::Ed25519)
+            }
             // A symmetric key in a JWKS is never used: only public keys verify.
             AlgorithmParameters::OctetKey(_) => None,
         }
@@ -40,7 +42,10 @@ impl Family {
     fn checks(self, alg: Algorithm) -> bool {
         use Algorithm as A;
         match self {
-            Family::Rsa => matches!(alg, A::RS256 | A::RS384 | A::RS512 | A::PS256 | A::PS384 | A::PS512),
+            Family::Rsa => matches!(
+                alg,
+                A::RS256 | A::RS384 | A::RS512 | A::PS256 | A::PS384 | A::PS512
+            ),
             Family::P256 => alg == A::ES256,
             Family::P384 => alg == A::ES384,
             Family::Ed25519 => alg == A::EdDSA,
@@ -70,13 +75,19 @@ pub struct KeySet {
 
 impl std::fmt::Debug for KeySet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeySet").field("algorithms", &self.algorithms).finish_non_exhaustive()
+        f.debug_struct("KeySet")
+            .field("algorithms", &self.algorithms)
+            .finish_non_exhaustive()
     }
 }
 
 impl KeySet {
     pub(crate) fn new(http: reqwest::Client, algorithms: Vec<Algorithm>) -> Self {
-        Self { http, algorithms, cache: RwLock::new(Cache::default()) }
+        Self {
+            http,
+            algorithms,
+            cache: RwLock::new(Cache::default()),
+        }
     }
 
     pub(crate) async fn set_uri(&self, uri: &str) {
@@ -90,9 +101,13 @@ impl KeySet {
                 return Ok(());
             }
         }
-        let uri = cache.uri.clone().ok_or_else(|| OidcError::Provider("no JWKS location".into()))?;
+        let uri = cache
+            .uri
+            .clone()
+            .ok_or_else(|| OidcError::Provider("no JWKS location".into()))?;
         let body = get_json(&self.http, &uri).await?;
-        let set: JwkSet = serde_json::from_slice(&body).map_err(|_| OidcError::Provider("JWKS is not valid".into()))?;
+        let set: JwkSet = serde_json::from_slice(&body)
+            .map_err(|_| OidcError::Provider("JWKS is not valid".into()))?;
         cache.keys = set
             .keys
             .iter()
@@ -100,7 +115,11 @@ impl KeySet {
             .filter_map(|jwk| {
                 let family = Family::of(jwk)?;
                 let key = DecodingKey::from_jwk(jwk).ok()?;
-                Some(Key { kid: jwk.common.key_id.clone(), family, key })
+                Some(Key {
+                    kid: jwk.common.key_id.clone(),
+                    family,
+                    key,
+                })
             })
             .collect();
         cache.fetched = Some(Instant::now());
@@ -110,7 +129,12 @@ impl KeySet {
 
     /// Check a token's signature with the issuer's keys and its `iss`, `aud`, `exp`, `nbf`;
     /// return its claims.
-    pub(crate) async fn verify(&self, token: &str, issuer: &str, audience: &str) -> Result<Map<String, Value>, OidcError> {
+    pub(crate) async fn verify(
+        &self,
+        token: &str,
+        issuer: &str,
+        audience: &str,
+    ) -> Result<Map<String, Value>, OidcError> {
         if token.len() > 16 * 1024 {
             return Err(Rejection::Malformed.into());
         }
@@ -193,7 +217,10 @@ mod tests {
         let pair = Ed25519KeyPair::from_pkcs8(doc.as_ref()).expect("key");
         use base64::Engine;
         let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
-        let keys = KeySet::new(reqwest::Client::new(), vec![Algorithm::EdDSA, Algorithm::RS256]);
+        let keys = KeySet::new(
+            reqwest::Client::new(),
+            vec![Algorithm::EdDSA, Algorithm::RS256],
+        );
         {
             let mut cache = keys.cache.try_write().expect("fresh");
             cache.keys = vec![Key {
@@ -204,8 +231,14 @@ mod tests {
             // Fetched just now: no network is touched within REFRESH_GAP.
             cache.fetched = Some(Instant::now());
         }
-        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-        Fixture { keys, signing: EncodingKey::from_ed_der(doc.as_ref()), rt }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        Fixture {
+            keys,
+            signing: EncodingKey::from_ed_der(doc.as_ref()),
+            rt,
+        }
     }
 
     fn now() -> i64 {

@@ -64,7 +64,12 @@ pub struct ClaimNames {
 
 impl Default for ClaimNames {
     fn default() -> Self {
-        Self { user_id: "sub".into(), name: "name".into(), role: "role".into(), organisation: "org".into() }
+        Self {
+            user_id: "sub".into(),
+            name: "name".into(),
+            role: "role".into(),
+            organisation: "org".into(),
+        }
     }
 }
 
@@ -147,7 +152,9 @@ pub struct RelyingParty {
 
 /// Whether a URL may be used to talk to the provider: HTTPS, or HTTP on loopback only.
 pub fn acceptable_url(u: &str) -> bool {
-    let Ok(url) = url::Url::parse(u) else { return false };
+    let Ok(url) = url::Url::parse(u) else {
+        return false;
+    };
     match url.scheme() {
         "https" => url.host().is_some(),
         "http" => match url.host() {
@@ -164,14 +171,18 @@ pub fn acceptable_url(u: &str) -> bool {
 pub fn pinned_algorithms(names: &[String]) -> Result<Vec<Algorithm>, OidcError> {
     let mut out = Vec::new();
     for n in names {
-        let alg: Algorithm = n.parse().map_err(|_| OidcError::Config(format!("unknown algorithm `{n}`")))?;
+        let alg: Algorithm = n
+            .parse()
+            .map_err(|_| OidcError::Config(format!("unknown algorithm `{n}`")))?;
         if matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
             return Err(OidcError::Config(format!("`{n}` is a shared-secret algorithm; only the issuer's public keys may verify tokens")));
         }
         out.push(alg);
     }
     if out.is_empty() {
-        return Err(OidcError::Config("no signature algorithms configured".into()));
+        return Err(OidcError::Config(
+            "no signature algorithms configured".into(),
+        ));
     }
     Ok(out)
 }
@@ -179,10 +190,16 @@ pub fn pinned_algorithms(names: &[String]) -> Result<Vec<Algorithm>, OidcError> 
 impl RelyingParty {
     /// A relying party for `config`. Nothing is fetched until first use, so the gateway can
     /// start before its provider does.
-    pub fn new(config: OidcConfig, base_url: &str, http: reqwest::Client) -> Result<Self, OidcError> {
+    pub fn new(
+        config: OidcConfig,
+        base_url: &str,
+        http: reqwest::Client,
+    ) -> Result<Self, OidcError> {
         let algorithms = pinned_algorithms(&config.algorithms)?;
         if !acceptable_url(&config.issuer) {
-            return Err(OidcError::Config("the issuer must be an https URL (http only on loopback)".into()));
+            return Err(OidcError::Config(
+                "the issuer must be an https URL (http only on loopback)".into(),
+            ));
         }
         let redirect_url = config
             .redirect_url
@@ -222,15 +239,23 @@ impl RelyingParty {
         if let Some(m) = slot.clone() {
             return Ok(m);
         }
-        let url = format!("{}/.well-known/openid-configuration", self.config.issuer.trim_end_matches('/'));
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            self.config.issuer.trim_end_matches('/')
+        );
         let body = get_json(&self.http, &url).await?;
-        let m: Metadata = serde_json::from_slice(&body).map_err(|_| OidcError::Provider("discovery document is not valid".into()))?;
+        let m: Metadata = serde_json::from_slice(&body)
+            .map_err(|_| OidcError::Provider("discovery document is not valid".into()))?;
         if m.issuer != self.config.issuer {
-            return Err(OidcError::Provider("discovery document names another issuer".into()));
+            return Err(OidcError::Provider(
+                "discovery document names another issuer".into(),
+            ));
         }
         for u in [&m.authorization_endpoint, &m.token_endpoint, &m.jwks_uri] {
             if !acceptable_url(u) {
-                return Err(OidcError::Provider("discovery document has an endpoint that is not https".into()));
+                return Err(OidcError::Provider(
+                    "discovery document has an endpoint that is not https".into(),
+                ));
             }
         }
         self.keys.set_uri(&m.jwks_uri).await;
@@ -258,12 +283,21 @@ impl RelyingParty {
             .append_pair("nonce", &nonce)
             .append_pair("code_challenge", &challenge)
             .append_pair("code_challenge_method", "S256");
-        Ok(Authorization { url: url.into(), state, nonce, verifier: verifier.into() })
+        Ok(Authorization {
+            url: url.into(),
+            state,
+            nonce,
+            verifier: verifier.into(),
+        })
     }
 
     /// Exchange an authorization code (with its PKCE verifier) for tokens, authenticating as
     /// the client with HTTP Basic.
-    pub async fn exchange(&self, code: &str, verifier: &SecretString) -> Result<TokenResponse, OidcError> {
+    pub async fn exchange(
+        &self,
+        code: &str,
+        verifier: &SecretString,
+    ) -> Result<TokenResponse, OidcError> {
         let m = self.metadata().await?;
         let form = [
             ("grant_type", "authorization_code"),
@@ -274,7 +308,10 @@ impl RelyingParty {
         let resp = self
             .http
             .post(&m.token_endpoint)
-            .basic_auth(form_encode(&self.config.client_id), Some(form_encode(self.config.client_secret.expose_secret())))
+            .basic_auth(
+                form_encode(&self.config.client_id),
+                Some(form_encode(self.config.client_secret.expose_secret())),
+            )
             .header(reqwest::header::ACCEPT, "application/json")
             .form(&form)
             .timeout(Duration::from_secs(10))
@@ -292,16 +329,24 @@ impl RelyingParty {
                 .map(|e| e.error)
                 .unwrap_or_else(|_| format!("HTTP {}", status.as_u16()));
             // Only a short, plain error code is kept: the provider's text is not ours to echo.
-            let code: String = code.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(40).collect();
+            let code: String = code
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .take(40)
+                .collect();
             return Err(OidcError::Refused(code));
         }
-        serde_json::from_slice(&body).map_err(|_| OidcError::Provider("token response is not valid".into()))
+        serde_json::from_slice(&body)
+            .map_err(|_| OidcError::Provider("token response is not valid".into()))
     }
 
     /// Validate an ID token from the token endpoint for the sign-in that sent `nonce`.
     pub async fn verify_id_token(&self, token: &str, nonce: &str) -> Result<Identity, OidcError> {
         self.metadata().await?;
-        let claims = self.keys.verify(token, &self.config.issuer, &self.config.client_id).await?;
+        let claims = self
+            .keys
+            .verify(token, &self.config.issuer, &self.config.client_id)
+            .await?;
         match claims.get("nonce").and_then(|n| n.as_str()) {
             Some(n) if constant_time_eq(n.as_bytes(), nonce.as_bytes()) => {}
             _ => return Err(Rejection::Nonce.into()),
@@ -312,7 +357,10 @@ impl RelyingParty {
     /// Validate an API caller's bearer access token.
     pub async fn verify_access_token(&self, token: &str) -> Result<Identity, OidcError> {
         self.metadata().await?;
-        let claims = self.keys.verify(token, &self.config.issuer, &self.config.api_audience).await?;
+        let claims = self
+            .keys
+            .verify(token, &self.config.issuer, &self.config.api_audience)
+            .await?;
         Ok(token::identity(&claims, &self.config.claims)?)
     }
 }
@@ -351,14 +399,21 @@ pub(crate) async fn get_json(http: &reqwest::Client, url: &str) -> Result<Vec<u8
         .await
         .map_err(|_| OidcError::Provider("unreachable".into()))?;
     if !resp.status().is_success() {
-        return Err(OidcError::Provider(format!("HTTP {}", resp.status().as_u16())));
+        return Err(OidcError::Provider(format!(
+            "HTTP {}",
+            resp.status().as_u16()
+        )));
     }
     read_capped(resp).await
 }
 
 async fn read_capped(mut resp: reqwest::Response) -> Result<Vec<u8>, OidcError> {
     let mut out = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|_| OidcError::Provider("response cut short".into()))? {
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|_| OidcError::Provider("response cut short".into()))?
+    {
         if out.len() + chunk.len() > MAX_RESPONSE {
             return Err(OidcError::Provider("response too large".into()));
         }
@@ -373,7 +428,10 @@ mod tests {
 
     #[test]
     fn pkce_matches_rfc7636_appendix_b() {
-        assert_eq!(pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+        assert_eq!(
+            pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
     }
 
     #[test]

@@ -55,7 +55,9 @@ impl From<&jsonwebtoken::errors::Error> for Rejection {
             K::InvalidIssuer => Rejection::Issuer,
             K::InvalidAudience => Rejection::Audience,
             K::InvalidSignature => Rejection::Signature,
-            K::InvalidAlgorithm | K::MissingAlgorithm | K::InvalidAlgorithmName => Rejection::Algorithm,
+            K::InvalidAlgorithm | K::MissingAlgorithm | K::InvalidAlgorithmName => {
+                Rejection::Algorithm
+            }
             K::MissingRequiredClaim(c) => Rejection::MissingClaim(c.chars().take(40).collect()),
             _ => Rejection::Malformed,
         }
@@ -87,8 +89,17 @@ fn text(claims: &Map<String, Value>, name: &str) -> Result<String, Rejection> {
 /// Map a token's claims to an identity.
 pub fn identity(claims: &Map<String, Value>, names: &ClaimNames) -> Result<Identity, Rejection> {
     let scopes = match (claims.get("scope"), claims.get("scp")) {
-        (Some(Value::String(s)), _) => s.split_ascii_whitespace().take(64).map(str::to_owned).collect(),
-        (_, Some(Value::Array(a))) => a.iter().filter_map(Value::as_str).take(64).map(str::to_owned).collect(),
+        (Some(Value::String(s)), _) => s
+            .split_ascii_whitespace()
+            .take(64)
+            .map(str::to_owned)
+            .collect(),
+        (_, Some(Value::Array(a))) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .take(64)
+            .map(str::to_owned)
+            .collect(),
         _ => Vec::new(),
     };
     Ok(Identity {
@@ -119,9 +130,19 @@ mod tests {
             organisation: "ods".into(),
         };
         let id = identity(&claims, &names).unwrap();
-        assert_eq!((id.user_id.as_str(), id.role.as_str(), id.organisation.as_str()), ("u1", "clinician", "RWH01"));
+        assert_eq!(
+            (
+                id.user_id.as_str(),
+                id.role.as_str(),
+                id.organisation.as_str()
+            ),
+            ("u1", "clinician", "RWH01")
+        );
         assert_eq!(id.scopes, vec!["openid", "user/*.read"]);
-        assert_eq!(identity(&claims, &ClaimNames::default()), Err(Rejection::MissingClaim("name".into())));
+        assert_eq!(
+            identity(&claims, &ClaimNames::default()),
+            Err(Rejection::MissingClaim("name".into()))
+        );
     }
 
     proptest! {

@@ -41,7 +41,10 @@ impl Verifier {
         let keys = check
             .ed25519_keys
             .iter()
-            .map(|x| DecodingKey::from_ed_components(x).map_err(|_| format!("`{x}` is not an Ed25519 public key")))
+            .map(|x| {
+                DecodingKey::from_ed_components(x)
+                    .map_err(|_| format!("`{x}` is not an Ed25519 public key"))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             keys,
@@ -55,14 +58,27 @@ impl Verifier {
 
     /// Check the request's token against `audiences` (this source's base URLs). `Err` says why
     /// in words safe to send back.
-    pub(crate) fn check(&self, headers: &HeaderMap, audiences: &[String]) -> Result<(), &'static str> {
+    pub(crate) fn check(
+        &self,
+        headers: &HeaderMap,
+        audiences: &[String],
+    ) -> Result<(), &'static str> {
         let result = self.verify(headers, audiences);
         match &result {
             Ok(claims) => {
                 self.verified.fetch_add(1, Ordering::Relaxed);
-                let org = claims["requesting_organization"]["identifier"][0]["value"].as_str().unwrap_or("");
-                tracing::info!(sub = claims["sub"].as_str().unwrap_or(""), org, "request on behalf of a verified user");
-                let mut recent = self.recent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let org = claims["requesting_organization"]["identifier"][0]["value"]
+                    .as_str()
+                    .unwrap_or("");
+                tracing::info!(
+                    sub = claims["sub"].as_str().unwrap_or(""),
+                    org,
+                    "request on behalf of a verified user"
+                );
+                let mut recent = self
+                    .recent
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 if recent.len() == KEEP {
                     recent.pop_front();
                 }
@@ -95,14 +111,19 @@ impl Verifier {
             .find_map(|k| jsonwebtoken::decode::<Value>(token, k, &validation).ok())
             .ok_or("the identity token is not valid")?
             .claims;
-        let (iat, exp) = (claims["iat"].as_i64().unwrap_or(0), claims["exp"].as_i64().unwrap_or(i64::MAX));
+        let (iat, exp) = (
+            claims["iat"].as_i64().unwrap_or(0),
+            claims["exp"].as_i64().unwrap_or(i64::MAX),
+        );
         if exp - iat > MAX_LIFETIME_SECS {
             return Err("the identity token lives too long");
         }
         if claims["reason_for_request"] != "directcare" {
             return Err("the identity token's reason for request is not direct care");
         }
-        let org = claims["requesting_organization"]["identifier"][0]["value"].as_str().unwrap_or("");
+        let org = claims["requesting_organization"]["identifier"][0]["value"]
+            .as_str()
+            .unwrap_or("");
         if org.is_empty() {
             return Err("the identity token names no requesting organisation");
         }
@@ -110,6 +131,11 @@ impl Verifier {
     }
 
     pub(crate) fn recent(&self) -> Vec<Value> {
-        self.recent.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().cloned().collect()
+        self.recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect()
     }
 }

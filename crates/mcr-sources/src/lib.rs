@@ -17,6 +17,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use mcr_domain::SourceId;
 use mcr_synth::SourceSlice;
+use mcr_tls::MaybeTlsStream;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -24,7 +25,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
-use mcr_tls::MaybeTlsStream;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -185,13 +185,20 @@ impl SourceHandle {
 
     /// The most recent verified identity tokens' claims (up to 64), oldest first.
     pub fn identities_seen(&self) -> Vec<serde_json::Value> {
-        self.shared.identity.as_ref().map(identity::Verifier::recent).unwrap_or_default()
+        self.shared
+            .identity
+            .as_ref()
+            .map(identity::Verifier::recent)
+            .unwrap_or_default()
     }
 
     /// FHIR requests with a valid identity token, and without one (missing or invalid).
     pub fn identity_counts(&self) -> (u64, u64) {
         self.shared.identity.as_ref().map_or((0, 0), |v| {
-            (v.verified.load(Ordering::Relaxed), v.rejected.load(Ordering::Relaxed))
+            (
+                v.verified.load(Ordering::Relaxed),
+                v.rejected.load(Ordering::Relaxed),
+            )
         })
     }
 
@@ -243,8 +250,12 @@ pub async fn serve_with(
             for code in &t.refused {
                 refused.refuse(code);
             }
-            let config = mcr_tls::mtls_server_config(t.identity.clone(), t.client_ca.clone(), refused.clone())
-                .map_err(std::io::Error::other)?;
+            let config = mcr_tls::mtls_server_config(
+                t.identity.clone(),
+                t.client_ca.clone(),
+                refused.clone(),
+            )
+            .map_err(std::io::Error::other)?;
             Some(tokio_rustls::TlsAcceptor::from(config))
         }
         None => None,
@@ -386,10 +397,7 @@ fn router(shared: Arc<Shared>) -> Router {
 /// Say how long this source spent on each request (simulated latency included) in a
 /// `Server-Timing: app;dur=<ms>` header, as real FHIR servers often do. The gateway reads it to
 /// report its own overhead separately from the sources' time.
-async fn server_timing(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
+async fn server_timing(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let started = std::time::Instant::now();
     let mut response = next.run(request).await;
     let ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -406,7 +414,10 @@ type Params = Result<Query<Vec<(String, String)>>, axum::extract::rejection::Que
 async fn gate(shared: &Shared, headers: Option<&HeaderMap>) -> Option<Response> {
     shared.served.fetch_add(1, Ordering::Relaxed);
     if let (Some(v), Some(headers)) = (&shared.identity, headers) {
-        let audiences = [fhir::base_url(shared.scheme, shared.addr, headers), format!("{}://{}", shared.scheme, shared.addr)];
+        let audiences = [
+            fhir::base_url(shared.scheme, shared.addr, headers),
+            format!("{}://{}", shared.scheme, shared.addr),
+        ];
         if let Err(why) = v.check(headers, &audiences) {
             if v.required {
                 return Some(fhir::outcome(StatusCode::UNAUTHORIZED, "login", why));

@@ -18,24 +18,148 @@ use mcr_store::{connect_and_migrate, DemographicQuery, IndexedPatient};
 use std::time::{Duration, Instant};
 
 const FAMILIES: &[&str] = &[
-    "Smith", "Jones", "Williams", "Taylor", "Brown", "Davies", "Evans", "Wilson", "Thomas",
-    "Johnson", "Roberts", "Robinson", "Thompson", "Wright", "Walker", "White", "Edwards",
-    "Hughes", "Green", "Hall", "Lewis", "Harris", "Clarke", "Patel", "Jackson", "Wood",
-    "Turner", "Martin", "Cooper", "Hill", "Ward", "Morris", "Moore", "Clark", "Lee", "King",
-    "Baker", "Harrison", "Morgan", "Allen", "James", "Scott", "Phillips", "Watson", "Davis",
-    "Parker", "Price", "Bennett", "Young", "Griffiths", "Mitchell", "Kelly", "Cook", "Carter",
-    "Richardson", "Bailey", "Collins", "Bell", "Shaw", "Murphy", "Miller", "Cox", "Richards",
-    "Khan", "Marshall", "Anderson", "Simpson", "Ellis", "Adams", "Singh", "Begum", "Wilkinson",
-    "Foster", "Chapman", "Powell", "Webb", "Rogers", "Gray", "Mason", "Ali", "Hunt", "Hussain",
-    "Campbell", "Matthews", "Owen", "Palmer", "Holmes", "Mills", "Barnes", "Knight", "Lloyd",
-    "Butler", "Russell", "Barker", "Fisher", "Stevens", "Jenkins", "Murray", "Dixon", "Harvey",
+    "Smith",
+    "Jones",
+    "Williams",
+    "Taylor",
+    "Brown",
+    "Davies",
+    "Evans",
+    "Wilson",
+    "Thomas",
+    "Johnson",
+    "Roberts",
+    "Robinson",
+    "Thompson",
+    "Wright",
+    "Walker",
+    "White",
+    "Edwards",
+    "Hughes",
+    "Green",
+    "Hall",
+    "Lewis",
+    "Harris",
+    "Clarke",
+    "Patel",
+    "Jackson",
+    "Wood",
+    "Turner",
+    "Martin",
+    "Cooper",
+    "Hill",
+    "Ward",
+    "Morris",
+    "Moore",
+    "Clark",
+    "Lee",
+    "King",
+    "Baker",
+    "Harrison",
+    "Morgan",
+    "Allen",
+    "James",
+    "Scott",
+    "Phillips",
+    "Watson",
+    "Davis",
+    "Parker",
+    "Price",
+    "Bennett",
+    "Young",
+    "Griffiths",
+    "Mitchell",
+    "Kelly",
+    "Cook",
+    "Carter",
+    "Richardson",
+    "Bailey",
+    "Collins",
+    "Bell",
+    "Shaw",
+    "Murphy",
+    "Miller",
+    "Cox",
+    "Richards",
+    "Khan",
+    "Marshall",
+    "Anderson",
+    "Simpson",
+    "Ellis",
+    "Adams",
+    "Singh",
+    "Begum",
+    "Wilkinson",
+    "Foster",
+    "Chapman",
+    "Powell",
+    "Webb",
+    "Rogers",
+    "Gray",
+    "Mason",
+    "Ali",
+    "Hunt",
+    "Hussain",
+    "Campbell",
+    "Matthews",
+    "Owen",
+    "Palmer",
+    "Holmes",
+    "Mills",
+    "Barnes",
+    "Knight",
+    "Lloyd",
+    "Butler",
+    "Russell",
+    "Barker",
+    "Fisher",
+    "Stevens",
+    "Jenkins",
+    "Murray",
+    "Dixon",
+    "Harvey",
 ];
-const SYLLABLES: &[&str] = &["ab", "ber", "cot", "dal", "ell", "fen", "gar", "hol", "ing", "ley", "mor", "ton"];
+const SYLLABLES: &[&str] = &[
+    "ab", "ber", "cot", "dal", "ell", "fen", "gar", "hol", "ing", "ley", "mor", "ton",
+];
 const GIVEN: &[&str] = &[
-    "Oliver", "George", "Harry", "Jack", "Jacob", "Noah", "Charlie", "Muhammad", "Thomas",
-    "Oscar", "William", "James", "Olivia", "Amelia", "Isla", "Ava", "Emily", "Isabella", "Mia",
-    "Poppy", "Ella", "Lily", "Mary", "Margaret", "Susan", "Patricia", "Elizabeth", "John",
-    "David", "Peter", "Michael", "Sarah", "Jennifer", "Karen", "Anne", "Paul", "Mark",
+    "Oliver",
+    "George",
+    "Harry",
+    "Jack",
+    "Jacob",
+    "Noah",
+    "Charlie",
+    "Muhammad",
+    "Thomas",
+    "Oscar",
+    "William",
+    "James",
+    "Olivia",
+    "Amelia",
+    "Isla",
+    "Ava",
+    "Emily",
+    "Isabella",
+    "Mia",
+    "Poppy",
+    "Ella",
+    "Lily",
+    "Mary",
+    "Margaret",
+    "Susan",
+    "Patricia",
+    "Elizabeth",
+    "John",
+    "David",
+    "Peter",
+    "Michael",
+    "Sarah",
+    "Jennifer",
+    "Karen",
+    "Anne",
+    "Paul",
+    "Mark",
 ];
 
 /// A small deterministic generator (xorshift64*): the same data on every run.
@@ -79,7 +203,9 @@ fn family(rng: &mut Rng) -> String {
             s.push_str(SYLLABLES[rng.below(SYLLABLES.len())]);
         }
         let mut c = s.chars();
-        c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
+        c.next()
+            .map(|f| f.to_uppercase().chain(c).collect())
+            .unwrap_or_default()
     }
 }
 
@@ -92,10 +218,19 @@ fn patients(count: usize) -> Vec<IndexedPatient> {
         .map(|nhs| IndexedPatient {
             nhs_number: nhs,
             family: family(&mut rng),
-            given: format!("{} {}", GIVEN[rng.below(GIVEN.len())], GIVEN[rng.below(GIVEN.len())]),
+            given: format!(
+                "{} {}",
+                GIVEN[rng.below(GIVEN.len())],
+                GIVEN[rng.below(GIVEN.len())]
+            ),
             birth_date: base + chrono::Days::new(rng.below(365 * 100) as u64),
             gender: Some(if rng.below(2) == 0 { "female" } else { "male" }.to_owned()),
-            postcode: Some(format!("SG{} {}A{}", rng.below(20), rng.below(10), (b'A' + rng.below(26) as u8) as char)),
+            postcode: Some(format!(
+                "SG{} {}A{}",
+                rng.below(20),
+                rng.below(10),
+                (b'A' + rng.below(26) as u8) as char
+            )),
             gp_practice: Some(format!("E82{:03}", rng.below(200))),
             updated_at: now,
         })
@@ -107,12 +242,18 @@ fn p(sorted: &[Duration], q: f64) -> Duration {
 }
 
 #[expect(clippy::print_stdout, reason = "a measuring program reports on stdout")]
-#[expect(clippy::unwrap_used, reason = "a measuring program may stop at the first failure")]
+#[expect(
+    clippy::unwrap_used,
+    reason = "a measuring program may stop at the first failure"
+)]
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let backend = args.get(1).map(String::as_str).unwrap_or("sqlite");
-    let count: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1_500_000);
+    let count: usize = args
+        .get(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_500_000);
     let batch: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(10_000);
     let dir = tempfile::tempdir().unwrap();
     let url = match backend {
@@ -139,7 +280,11 @@ async fn main() {
     for chunk in all.chunks(batch).take(10) {
         store.upsert_patients(chunk).await.unwrap();
     }
-    println!("{backend}: re-upserted (all conflicts) {} patients in {:.2?}", batch * 10, t.elapsed());
+    println!(
+        "{backend}: re-upserted (all conflicts) {} patients in {:.2?}",
+        batch * 10,
+        t.elapsed()
+    );
     assert_eq!(store.patient_count().await.unwrap(), count as u64);
 
     let mut rng = Rng(42);
@@ -152,19 +297,35 @@ async fn main() {
         assert!(found.is_some());
     }
     lookups.sort();
-    println!("{backend}: NHS number lookup p50 {:.2?} p99 {:.2?} max {:.2?}", p(&lookups, 0.5), p(&lookups, 0.99), lookups[lookups.len() - 1]);
+    println!(
+        "{backend}: NHS number lookup p50 {:.2?} p99 {:.2?} max {:.2?}",
+        p(&lookups, 0.5),
+        p(&lookups, 0.99),
+        lookups[lookups.len() - 1]
+    );
 
     type MakeQuery = fn(&IndexedPatient) -> DemographicQuery;
     let kinds: [(&str, MakeQuery); 4] = [
-        ("family+birth date", |p| DemographicQuery { family: p.family.clone(), birth_date: Some(p.birth_date), ..Default::default() }),
+        ("family+birth date", |p| DemographicQuery {
+            family: p.family.clone(),
+            birth_date: Some(p.birth_date),
+            ..Default::default()
+        }),
         ("family+given+birth date+postcode", |p| DemographicQuery {
             family: p.family.clone(),
             given: Some(p.given.clone()),
             birth_date: Some(p.birth_date),
             postcode: p.postcode.clone(),
         }),
-        ("family+given prefix", |p| DemographicQuery { family: p.family.clone(), given: Some(p.given[..3].to_owned()), ..Default::default() }),
-        ("family only", |p| DemographicQuery { family: p.family.clone(), ..Default::default() }),
+        ("family+given prefix", |p| DemographicQuery {
+            family: p.family.clone(),
+            given: Some(p.given[..3].to_owned()),
+            ..Default::default()
+        }),
+        ("family only", |p| DemographicQuery {
+            family: p.family.clone(),
+            ..Default::default()
+        }),
     ];
     for (name, make) in kinds {
         let mut times = Vec::new();
@@ -176,6 +337,11 @@ async fn main() {
             assert!(!found.is_empty());
         }
         times.sort();
-        println!("{backend}: search {name} (limit 50) p50 {:.2?} p99 {:.2?} max {:.2?}", p(&times, 0.5), p(&times, 0.99), times[times.len() - 1]);
+        println!(
+            "{backend}: search {name} (limit 50) p50 {:.2?} p99 {:.2?} max {:.2?}",
+            p(&times, 0.5),
+            p(&times, 0.99),
+            times[times.len() - 1]
+        );
     }
 }

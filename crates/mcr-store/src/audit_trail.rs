@@ -101,20 +101,26 @@ impl AuditTrailStore for SqliteStore {
     }
 
     async fn checkpoints(&self) -> Result<Vec<AuditCheckpoint>> {
-        let rows = sqlx::query("SELECT seq, hash, at, public_key, signature FROM audit_checkpoint ORDER BY seq")
-            .fetch_all(&self.read)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT seq, hash, at, public_key, signature FROM audit_checkpoint ORDER BY seq",
+        )
+        .fetch_all(&self.read)
+        .await?;
         rows.iter().map(checkpoint_from).collect()
     }
 
     async fn audit_head(&self) -> Result<Option<(i64, String)>> {
-        Ok(sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&self.read)
-            .await?)
+        Ok(
+            sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&self.read)
+                .await?,
+        )
     }
 
     async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRow>> {
-        let mut qb = QueryBuilder::<Sqlite>::new(format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE 1 = 1"));
+        let mut qb = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE 1 = 1"
+        ));
         if let Some(v) = &q.patient {
             qb.push(" AND patient = ").push_bind(v.clone());
         }
@@ -151,7 +157,8 @@ impl AuditTrailStore for SqliteStore {
         if let Some(before) = q.before_seq {
             qb.push(" AND seq < ").push_bind(before);
         }
-        qb.push(" ORDER BY seq DESC LIMIT ").push_bind(limit(q.limit));
+        qb.push(" ORDER BY seq DESC LIMIT ")
+            .push_bind(limit(q.limit));
         let rows = qb.build().fetch_all(&self.read).await?;
         rows.iter().map(audit_from_row).collect()
     }
@@ -175,20 +182,26 @@ impl AuditTrailStore for PostgresStore {
     }
 
     async fn checkpoints(&self) -> Result<Vec<AuditCheckpoint>> {
-        let rows = sqlx::query("SELECT seq, hash, at, public_key, signature FROM audit_checkpoint ORDER BY seq")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT seq, hash, at, public_key, signature FROM audit_checkpoint ORDER BY seq",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(checkpoint_from).collect()
     }
 
     async fn audit_head(&self) -> Result<Option<(i64, String)>> {
-        Ok(sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRow>> {
-        let mut qb = QueryBuilder::<Postgres>::new(format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE TRUE"));
+        let mut qb = QueryBuilder::<Postgres>::new(format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE TRUE"
+        ));
         if let Some(v) = &q.patient {
             qb.push(" AND patient = ").push_bind(v.clone());
         }
@@ -205,7 +218,9 @@ impl AuditTrailStore for PostgresStore {
         }
         for (column, values) in [("action", &q.actions), ("outcome", &q.outcomes)] {
             if !values.is_empty() {
-                qb.push(format!(" AND {column} = ANY(")).push_bind(values.clone()).push(")");
+                qb.push(format!(" AND {column} = ANY("))
+                    .push_bind(values.clone())
+                    .push(")");
             }
         }
         if let Some(from) = &q.from {
@@ -217,7 +232,8 @@ impl AuditTrailStore for PostgresStore {
         if let Some(before) = q.before_seq {
             qb.push(" AND seq < ").push_bind(before);
         }
-        qb.push(" ORDER BY seq DESC LIMIT ").push_bind(limit(q.limit));
+        qb.push(" ORDER BY seq DESC LIMIT ")
+            .push_bind(limit(q.limit));
         let rows = qb.build().fetch_all(&self.pool).await?;
         rows.iter().map(audit_from_row).collect()
     }

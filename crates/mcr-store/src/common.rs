@@ -24,11 +24,13 @@ pub(crate) fn parse_ts(column: &str, s: &str) -> Result<DateTime<Utc>> {
 
 pub(crate) fn parse_nhs(column: &str, s: &str) -> Result<NhsNumber> {
     // Never echo the value: it is patient data.
-    NhsNumber::parse(s).map_err(|_| StoreError::Corrupt(format!("{column} is not a valid NHS number")))
+    NhsNumber::parse(s)
+        .map_err(|_| StoreError::Corrupt(format!("{column} is not a valid NHS number")))
 }
 
 pub(crate) fn parse_source(column: &str, s: &str) -> Result<SourceId> {
-    SourceId::parse(s).map_err(|_| StoreError::Corrupt(format!("{column} is not a valid source id")))
+    SourceId::parse(s)
+        .map_err(|_| StoreError::Corrupt(format!("{column} is not a valid source id")))
 }
 
 /// Keeps the last occurrence of each key, in first-seen order: a batch behaves like the same
@@ -64,7 +66,10 @@ impl<'a> PatientRow<'a> {
             p,
             family_norm: mcr_domain::demographics::normalise_name(&p.family),
             given_norm: mcr_domain::demographics::normalise_name(&p.given),
-            postcode_norm: p.postcode.as_deref().map(mcr_domain::demographics::normalise_postcode),
+            postcode_norm: p
+                .postcode
+                .as_deref()
+                .map(mcr_domain::demographics::normalise_postcode),
             updated_at: ts(&p.updated_at),
         }
     }
@@ -96,11 +101,20 @@ impl NormalQuery {
                 let to = format!("{g}{}", char::MAX);
                 (g, to)
             });
-        let postcode = match q.postcode.as_deref().map(mcr_domain::demographics::normalise_postcode) {
+        let postcode = match q
+            .postcode
+            .as_deref()
+            .map(mcr_domain::demographics::normalise_postcode)
+        {
             Some(p) if p.is_empty() => return None,
             other => other,
         };
-        Some(Self { family, given_range, birth_date: q.birth_date, postcode })
+        Some(Self {
+            family,
+            given_range,
+            birth_date: q.birth_date,
+            postcode,
+        })
     }
 }
 
@@ -109,7 +123,11 @@ pub(crate) const AUDIT_DEFAULT_LIMIT: u32 = 100;
 pub(crate) const AUDIT_MAX_LIMIT: u32 = 10_000;
 
 pub(crate) fn audit_limit(limit: u32) -> i64 {
-    i64::from(if limit == 0 { AUDIT_DEFAULT_LIMIT } else { limit.min(AUDIT_MAX_LIMIT) })
+    i64::from(if limit == 0 {
+        AUDIT_DEFAULT_LIMIT
+    } else {
+        limit.min(AUDIT_MAX_LIMIT)
+    })
 }
 
 fn get<'r, R, T>(row: &'r R, column: &str) -> Result<T>
@@ -118,7 +136,8 @@ where
     T: Decode<'r, R::Database> + Type<R::Database>,
     for<'c> &'c str: ColumnIndex<R>,
 {
-    row.try_get(column).map_err(|_| StoreError::Corrupt(format!("column {column} cannot be read")))
+    row.try_get(column)
+        .map_err(|_| StoreError::Corrupt(format!("column {column} cannot be read")))
 }
 
 pub(crate) fn patient_from_row<R>(row: &R) -> Result<IndexedPatient>
@@ -183,8 +202,9 @@ where
         source: parse_source("unmatched_record.source", &source)?,
         local_id: get(row, "local_id")?,
         reason: get(row, "reason")?,
-        candidates: u32::try_from(candidates)
-            .map_err(|_| StoreError::Corrupt("unmatched_record.candidates is out of range".into()))?,
+        candidates: u32::try_from(candidates).map_err(|_| {
+            StoreError::Corrupt("unmatched_record.candidates is out of range".into())
+        })?,
         seen_at: parse_ts("unmatched_record.seen_at", &seen)?,
     })
 }
@@ -215,7 +235,8 @@ where
     })
 }
 
-pub(crate) const PATIENT_COLUMNS: &str = "nhs_number, family, given, birth_date, gender, postcode, gp_practice, updated_at";
+pub(crate) const PATIENT_COLUMNS: &str =
+    "nhs_number, family, given, birth_date, gender, postcode, gp_practice, updated_at";
 pub(crate) const LINK_COLUMNS: &str =
     "nhs_number, source, local_id, method, family, given, birth_date, postcode, linked_at";
 pub(crate) const AUDIT_COLUMNS: &str =
@@ -225,7 +246,9 @@ pub(crate) const AUDIT_COLUMNS: &str =
 /// password).
 pub(crate) fn open_error(e: sqlx::Error) -> StoreError {
     match e {
-        sqlx::Error::Configuration(_) => StoreError::Config("the store URL or its options are not valid".into()),
+        sqlx::Error::Configuration(_) => {
+            StoreError::Config("the store URL or its options are not valid".into())
+        }
         other => StoreError::from(other),
     }
 }

@@ -9,7 +9,8 @@ use crate::common::{parse_nhs, parse_ts, ts};
 use crate::postgres::append_audit_in_tx;
 use crate::{
     AuditAppend, AuditRow, ChainFn, EmergencyRow, GovernanceChange, GovernanceRecords,
-    GovernanceStore, ObjectionRow, PermissionRow, PostgresStore, RelationshipRow, Result, StoreError,
+    GovernanceStore, ObjectionRow, PermissionRow, PostgresStore, RelationshipRow, Result,
+    StoreError,
 };
 use async_trait::async_trait;
 use mcr_domain::NhsNumber;
@@ -78,7 +79,12 @@ impl GovernanceStore for PostgresStore {
         .map(emergency_from_row)
         .collect::<Result<Vec<_>>>()?;
         tx.commit().await?;
-        Ok(GovernanceRecords { permissions, relationships, objections, emergencies })
+        Ok(GovernanceRecords {
+            permissions,
+            relationships,
+            objections,
+            emergencies,
+        })
     }
 }
 
@@ -188,7 +194,10 @@ fn relationship_from_row(row: &PgRow) -> Result<RelationshipRow> {
         user_id: get(row, T, "user_id")?,
         reason: get(row, T, "reason")?,
         start: get_ts(row, T, "start")?,
-        end: end.as_deref().map(|s| parse_ts("relationship.end", s)).transpose()?,
+        end: end
+            .as_deref()
+            .map(|s| parse_ts("relationship.end", s))
+            .transpose()?,
         recorded_by: get(row, T, "recorded_by")?,
     })
 }

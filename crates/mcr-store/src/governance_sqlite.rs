@@ -75,7 +75,12 @@ impl GovernanceStore for SqliteStore {
         .map(emergency_from_row)
         .collect::<Result<Vec<_>>>()?;
         tx.commit().await?;
-        Ok(GovernanceRecords { permissions, relationships, objections, emergencies })
+        Ok(GovernanceRecords {
+            permissions,
+            relationships,
+            objections,
+            emergencies,
+        })
     }
 }
 
@@ -185,7 +190,10 @@ fn relationship_from_row(row: &SqliteRow) -> Result<RelationshipRow> {
         user_id: get(row, T, "user_id")?,
         reason: get(row, T, "reason")?,
         start: get_ts(row, T, "start")?,
-        end: end.as_deref().map(|s| parse_ts("relationship.end", s)).transpose()?,
+        end: end
+            .as_deref()
+            .map(|s| parse_ts("relationship.end", s))
+            .transpose()?,
         recorded_by: get(row, T, "recorded_by")?,
     })
 }

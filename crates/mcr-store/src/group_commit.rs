@@ -41,7 +41,12 @@ impl GroupCommit {
     /// Append `record`, writing it (and whatever else is queued) with `write_batch` while
     /// holding `lock`, the store's one-chain lock. `write_batch` gets records in queue order
     /// and must return one row per record, in the same order, after committing them.
-    pub(crate) async fn append<F, Fut>(&self, lock: &Mutex<()>, record: &AuditAppend, write_batch: F) -> Result<AuditRow>
+    pub(crate) async fn append<F, Fut>(
+        &self,
+        lock: &Mutex<()>,
+        record: &AuditAppend,
+        write_batch: F,
+    ) -> Result<AuditRow>
     where
         F: Fn(Vec<AuditAppend>) -> Fut,
         Fut: Future<Output = Result<Vec<AuditRow>>>,
@@ -50,7 +55,10 @@ impl GroupCommit {
         self.queue
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(Pending { record: record.clone(), reply });
+            .push(Pending {
+                record: record.clone(),
+                reply,
+            });
         loop {
             tokio::select! {
                 biased;

@@ -66,10 +66,15 @@ pub trait IndexStore: Send + Sync {
     /// Every source link for a patient, ordered by source id.
     async fn links(&self, nhs: &NhsNumber) -> Result<Vec<SourceLink>>;
     /// The link a source's local id has, if any.
-    async fn link_for_local(&self, source: &SourceId, local_id: &str) -> Result<Option<SourceLink>>;
+    async fn link_for_local(&self, source: &SourceId, local_id: &str)
+        -> Result<Option<SourceLink>>;
     /// Patients whose normalised family name equals the query's, narrowed by the other fields
     /// given; at most `limit`, ordered by family, given, birth date.
-    async fn search_patients(&self, query: &DemographicQuery, limit: u32) -> Result<Vec<IndexedPatient>>;
+    async fn search_patients(
+        &self,
+        query: &DemographicQuery,
+        limit: u32,
+    ) -> Result<Vec<IndexedPatient>>;
     /// Record a source patient that could not be linked (no NHS number and no unique match).
     async fn record_unmatched(&self, record: &UnmatchedRecord) -> Result<()>;
     /// Drop an unmatched entry once it has been linked.
@@ -116,7 +121,9 @@ pub trait GovernanceStore: Send + Sync {
 
 /// Everything the gateway keeps.
 #[async_trait]
-pub trait Store: IndexStore + AuditStore + AuditTrailStore + GovernanceStore + OptOutStore + std::fmt::Debug {
+pub trait Store:
+    IndexStore + AuditStore + AuditTrailStore + GovernanceStore + OptOutStore + std::fmt::Debug
+{
     /// Bring the schema up to date (idempotent).
     async fn migrate(&self) -> Result<()>;
     /// `sqlite` or `postgres`, for logs and `/healthz`.

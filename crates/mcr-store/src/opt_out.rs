@@ -84,9 +84,18 @@ fn list_limit(l: u32) -> i64 {
 pub trait OptOutStore: Send + Sync {
     /// Store a new request and append `audit` (chained with `chain`) in one transaction. A
     /// reference already used is refused with [`StoreError::Unavailable`] and nothing written.
-    async fn add_opt_out_request(&self, request: &OptOutRequestRow, audit: &AuditAppend, chain: &ChainFn) -> Result<AuditRow>;
+    async fn add_opt_out_request(
+        &self,
+        request: &OptOutRequestRow,
+        audit: &AuditAppend,
+        chain: &ChainFn,
+    ) -> Result<AuditRow>;
     /// Requests in `state` (all when `None`), oldest first, at most `limit` (0: 100).
-    async fn opt_out_requests(&self, state: Option<OptOutState>, limit: u32) -> Result<Vec<OptOutRequestRow>>;
+    async fn opt_out_requests(
+        &self,
+        state: Option<OptOutState>,
+        limit: u32,
+    ) -> Result<Vec<OptOutRequestRow>>;
     async fn opt_out_request(&self, reference: &str) -> Result<Option<OptOutRequestRow>>;
     /// Decide a request that is still `received`, and append `audit`, in one transaction.
     /// `None` (and nothing written) when there is no such request or it was already decided.
@@ -98,7 +107,8 @@ pub trait OptOutStore: Send + Sync {
     ) -> Result<Option<AuditRow>>;
 }
 
-const COLUMNS: &str = "reference, received_at, given_name, family_name, birth_date, nhs_number, postcode, \
+const COLUMNS: &str =
+    "reference, received_at, given_name, family_name, birth_date, nhs_number, postcode, \
      contact, state, matched_nhs, decided_by, decided_at, decision_note";
 
 fn request_from_row<R>(row: &R) -> Result<OptOutRequestRow>
@@ -110,7 +120,9 @@ where
 {
     let bad = |c: &str| StoreError::Corrupt(format!("opt_out_request.{c} cannot be read"));
     let text = |c: &str| -> Result<String> { row.try_get::<String, _>(c).map_err(|_| bad(c)) };
-    let opt = |c: &str| -> Result<Option<String>> { row.try_get::<Option<String>, _>(c).map_err(|_| bad(c)) };
+    let opt = |c: &str| -> Result<Option<String>> {
+        row.try_get::<Option<String>, _>(c).map_err(|_| bad(c))
+    };
     let birth = text("birth_date")?;
     Ok(OptOutRequestRow {
         reference: text("reference")?,
@@ -118,13 +130,19 @@ where
         given_name: text("given_name")?,
         family_name: text("family_name")?,
         birth_date: NaiveDate::parse_from_str(&birth, "%Y-%m-%d").map_err(|_| bad("birth_date"))?,
-        nhs_number: opt("nhs_number")?.map(|n| parse_nhs("opt_out_request.nhs_number", &n)).transpose()?,
+        nhs_number: opt("nhs_number")?
+            .map(|n| parse_nhs("opt_out_request.nhs_number", &n))
+            .transpose()?,
         postcode: text("postcode")?,
         contact: text("contact")?,
         state: OptOutState::parse(&text("state")?).ok_or_else(|| bad("state"))?,
-        matched_nhs: opt("matched_nhs")?.map(|n| parse_nhs("opt_out_request.matched_nhs", &n)).transpose()?,
+        matched_nhs: opt("matched_nhs")?
+            .map(|n| parse_nhs("opt_out_request.matched_nhs", &n))
+            .transpose()?,
         decided_by: opt("decided_by")?,
-        decided_at: opt("decided_at")?.map(|t| parse_ts("opt_out_request.decided_at", &t)).transpose()?,
+        decided_at: opt("decided_at")?
+            .map(|t| parse_ts("opt_out_request.decided_at", &t))
+            .transpose()?,
         decision_note: opt("decision_note")?,
     })
 }
@@ -136,7 +154,12 @@ fn birth(r: &OptOutRequestRow) -> String {
 
 #[async_trait]
 impl OptOutStore for SqliteStore {
-    async fn add_opt_out_request(&self, r: &OptOutRequestRow, audit: &AuditAppend, chain: &ChainFn) -> Result<AuditRow> {
+    async fn add_opt_out_request(
+        &self,
+        r: &OptOutRequestRow,
+        audit: &AuditAppend,
+        chain: &ChainFn,
+    ) -> Result<AuditRow> {
         let (_one_chain, mut tx) = self.begin_append().await?;
         sqlx::query(
             "INSERT INTO opt_out_request (reference, received_at, given_name, family_name, birth_date, \
@@ -157,26 +180,43 @@ impl OptOutStore for SqliteStore {
         Ok(row)
     }
 
-    async fn opt_out_requests(&self, state: Option<OptOutState>, limit: u32) -> Result<Vec<OptOutRequestRow>> {
+    async fn opt_out_requests(
+        &self,
+        state: Option<OptOutState>,
+        limit: u32,
+    ) -> Result<Vec<OptOutRequestRow>> {
         let mut qb = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM opt_out_request"));
         if let Some(s) = state {
             qb.push(" WHERE state = ").push_bind(s.as_str());
         }
-        qb.push(" ORDER BY received_at, reference LIMIT ").push_bind(list_limit(limit));
-        qb.build().fetch_all(&self.read).await?.iter().map(request_from_row).collect()
+        qb.push(" ORDER BY received_at, reference LIMIT ")
+            .push_bind(list_limit(limit));
+        qb.build()
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(request_from_row)
+            .collect()
     }
 
     async fn opt_out_request(&self, reference: &str) -> Result<Option<OptOutRequestRow>> {
-        sqlx::query(&format!("SELECT {COLUMNS} FROM opt_out_request WHERE reference = ?1"))
-            .bind(reference)
-            .fetch_optional(&self.read)
-            .await?
-            .as_ref()
-            .map(request_from_row)
-            .transpose()
+        sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM opt_out_request WHERE reference = ?1"
+        ))
+        .bind(reference)
+        .fetch_optional(&self.read)
+        .await?
+        .as_ref()
+        .map(request_from_row)
+        .transpose()
     }
 
-    async fn decide_opt_out_request(&self, d: &OptOutDecision, audit: &AuditAppend, chain: &ChainFn) -> Result<Option<AuditRow>> {
+    async fn decide_opt_out_request(
+        &self,
+        d: &OptOutDecision,
+        audit: &AuditAppend,
+        chain: &ChainFn,
+    ) -> Result<Option<AuditRow>> {
         let (_one_chain, mut tx) = self.begin_append().await?;
         let done = sqlx::query(
             "UPDATE opt_out_request SET state = ?2, matched_nhs = ?3, decided_by = ?4, decided_at = ?5, \
@@ -201,7 +241,12 @@ impl OptOutStore for SqliteStore {
 
 #[async_trait]
 impl OptOutStore for PostgresStore {
-    async fn add_opt_out_request(&self, r: &OptOutRequestRow, audit: &AuditAppend, chain: &ChainFn) -> Result<AuditRow> {
+    async fn add_opt_out_request(
+        &self,
+        r: &OptOutRequestRow,
+        audit: &AuditAppend,
+        chain: &ChainFn,
+    ) -> Result<AuditRow> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO opt_out_request (reference, received_at, given_name, family_name, birth_date, \
@@ -222,26 +267,44 @@ impl OptOutStore for PostgresStore {
         Ok(row)
     }
 
-    async fn opt_out_requests(&self, state: Option<OptOutState>, limit: u32) -> Result<Vec<OptOutRequestRow>> {
-        let mut qb = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM opt_out_request"));
+    async fn opt_out_requests(
+        &self,
+        state: Option<OptOutState>,
+        limit: u32,
+    ) -> Result<Vec<OptOutRequestRow>> {
+        let mut qb =
+            QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM opt_out_request"));
         if let Some(s) = state {
             qb.push(" WHERE state = ").push_bind(s.as_str());
         }
-        qb.push(" ORDER BY received_at, reference LIMIT ").push_bind(list_limit(limit));
-        qb.build().fetch_all(&self.pool).await?.iter().map(request_from_row).collect()
+        qb.push(" ORDER BY received_at, reference LIMIT ")
+            .push_bind(list_limit(limit));
+        qb.build()
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(request_from_row)
+            .collect()
     }
 
     async fn opt_out_request(&self, reference: &str) -> Result<Option<OptOutRequestRow>> {
-        sqlx::query(&format!("SELECT {COLUMNS} FROM opt_out_request WHERE reference = $1"))
-            .bind(reference)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(request_from_row)
-            .transpose()
+        sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM opt_out_request WHERE reference = $1"
+        ))
+        .bind(reference)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(request_from_row)
+        .transpose()
     }
 
-    async fn decide_opt_out_request(&self, d: &OptOutDecision, audit: &AuditAppend, chain: &ChainFn) -> Result<Option<AuditRow>> {
+    async fn decide_opt_out_request(
+        &self,
+        d: &OptOutDecision,
+        audit: &AuditAppend,
+        chain: &ChainFn,
+    ) -> Result<Option<AuditRow>> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE opt_out_request SET state = $2, matched_nhs = $3, decided_by = $4, decided_at = $5, \

@@ -59,7 +59,11 @@ impl PostgresStore {
             .connect_with(options)
             .await
             .map_err(open_error)?;
-        Ok(Self { pool, append: tokio::sync::Mutex::new(()), group: crate::group_commit::GroupCommit::default() })
+        Ok(Self {
+            pool,
+            append: tokio::sync::Mutex::new(()),
+            group: crate::group_commit::GroupCommit::default(),
+        })
     }
 }
 
@@ -103,14 +107,21 @@ pub(crate) async fn append_audit_in_tx(
     .bind(&hash)
     .execute(&mut *conn)
     .await?;
-    Ok(AuditRow { seq, prev_hash, hash, record: record.clone() })
+    Ok(AuditRow {
+        seq,
+        prev_hash,
+        hash,
+        record: record.clone(),
+    })
 }
 
 #[async_trait]
 impl IndexStore for PostgresStore {
     async fn upsert_patients(&self, patients: &[IndexedPatient]) -> Result<()> {
-        let rows: Vec<PatientRow<'_>> =
-            last_per_key(patients, |p| p.nhs_number.clone()).into_iter().map(PatientRow::new).collect();
+        let rows: Vec<PatientRow<'_>> = last_per_key(patients, |p| p.nhs_number.clone())
+            .into_iter()
+            .map(PatientRow::new)
+            .collect();
         let mut tx = self.pool.begin().await?;
         for chunk in rows.chunks(CHUNK) {
             let nhs: Vec<&str> = chunk.iter().map(|r| r.p.nhs_number.as_str()).collect();
@@ -120,7 +131,8 @@ impl IndexStore for PostgresStore {
             let given_norm: Vec<&str> = chunk.iter().map(|r| r.given_norm.as_str()).collect();
             let birth_date: Vec<NaiveDate> = chunk.iter().map(|r| r.p.birth_date).collect();
             let gender: Vec<Option<&str>> = chunk.iter().map(|r| r.p.gender.as_deref()).collect();
-            let postcode: Vec<Option<&str>> = chunk.iter().map(|r| r.p.postcode.as_deref()).collect();
+            let postcode: Vec<Option<&str>> =
+                chunk.iter().map(|r| r.p.postcode.as_deref()).collect();
             let postcode_norm: Vec<Option<&str>> =
                 chunk.iter().map(|r| r.postcode_norm.as_deref()).collect();
             let gp: Vec<Option<&str>> = chunk.iter().map(|r| r.p.gp_practice.as_deref()).collect();
@@ -196,7 +208,10 @@ impl IndexStore for PostgresStore {
 
     async fn patient(&self, nhs: &NhsNumber) -> Result<Option<IndexedPatient>> {
         let sql = format!("SELECT {PATIENT_COLUMNS} FROM patient WHERE nhs_number = $1");
-        let row = sqlx::query(&sql).bind(nhs.as_str()).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql)
+            .bind(nhs.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(patient_from_row).transpose()
     }
 
@@ -204,11 +219,18 @@ impl IndexStore for PostgresStore {
         let sql = format!(
             "SELECT {LINK_COLUMNS} FROM source_link WHERE nhs_number = $1 ORDER BY source, local_id"
         );
-        let rows = sqlx::query(&sql).bind(nhs.as_str()).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&sql)
+            .bind(nhs.as_str())
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(link_from_row).collect()
     }
 
-    async fn link_for_local(&self, source: &SourceId, local_id: &str) -> Result<Option<SourceLink>> {
+    async fn link_for_local(
+        &self,
+        source: &SourceId,
+        local_id: &str,
+    ) -> Result<Option<SourceLink>> {
         let sql =
             format!("SELECT {LINK_COLUMNS} FROM source_link WHERE source = $1 AND local_id = $2");
         let row = sqlx::query(&sql)
@@ -219,8 +241,14 @@ impl IndexStore for PostgresStore {
         row.as_ref().map(link_from_row).transpose()
     }
 
-    async fn search_patients(&self, query: &DemographicQuery, limit: u32) -> Result<Vec<IndexedPatient>> {
-        let Some(q) = NormalQuery::new(query) else { return Ok(Vec::new()) };
+    async fn search_patients(
+        &self,
+        query: &DemographicQuery,
+        limit: u32,
+    ) -> Result<Vec<IndexedPatient>> {
+        let Some(q) = NormalQuery::new(query) else {
+            return Ok(Vec::new());
+        };
         // Only the given conditions appear in the SQL, so the planner can use the
         // (family_norm, birth_date) index for both equalities.
         let mut qb = QueryBuilder::<Postgres>::new(format!(
@@ -301,7 +329,9 @@ impl IndexStore for PostgresStore {
     }
 
     async fn patient_count(&self) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM patient").fetch_one(&self.pool).await?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM patient")
+            .fetch_one(&self.pool)
+            .await?;
         u64::try_from(n).map_err(|_| StoreError::Corrupt("negative patient count".into()))
     }
 }
@@ -325,11 +355,9 @@ impl AuditStore for PostgresStore {
             .await
     }
 
-
     async fn audit_rows(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditRow>> {
-        let sql = format!(
-            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"
-        );
+        let sql =
+            format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2");
         let rows = sqlx::query(&sql)
             .bind(after_seq)
             .bind(i64::from(limit))
@@ -360,7 +388,8 @@ impl AuditStore for PostgresStore {
         if let Some(to) = &filter.to {
             qb.push(" AND at <= ").push_bind(ts(to));
         }
-        qb.push(" ORDER BY seq DESC LIMIT ").push_bind(audit_limit(filter.limit));
+        qb.push(" ORDER BY seq DESC LIMIT ")
+            .push_bind(audit_limit(filter.limit));
         let rows = qb.build().fetch_all(&self.pool).await?;
         rows.iter().map(audit_from_row).collect()
     }

@@ -66,12 +66,19 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(open_error)?;
-        Ok(Self { read, write, append: Mutex::new(()), group: crate::group_commit::GroupCommit::default() })
+        Ok(Self {
+            read,
+            write,
+            append: Mutex::new(()),
+            group: crate::group_commit::GroupCommit::default(),
+        })
     }
 
     /// Opens an audit append transaction: takes the in-process append lock, then
     /// `BEGIN IMMEDIATE` on the writer. Keep the guard until the transaction has ended.
-    pub(crate) async fn begin_append(&self) -> Result<(MutexGuard<'_, ()>, Transaction<'static, Sqlite>)> {
+    pub(crate) async fn begin_append(
+        &self,
+    ) -> Result<(MutexGuard<'_, ()>, Transaction<'static, Sqlite>)> {
         let one_chain = self.append.lock().await;
         let tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
         Ok((one_chain, tx))
@@ -113,14 +120,21 @@ pub(crate) async fn append_audit_in_tx(
     .bind(&hash)
     .execute(&mut *conn)
     .await?;
-    Ok(AuditRow { seq, prev_hash, hash, record: record.clone() })
+    Ok(AuditRow {
+        seq,
+        prev_hash,
+        hash,
+        record: record.clone(),
+    })
 }
 
 #[async_trait]
 impl IndexStore for SqliteStore {
     async fn upsert_patients(&self, patients: &[IndexedPatient]) -> Result<()> {
-        let rows: Vec<PatientRow<'_>> =
-            last_per_key(patients, |p| p.nhs_number.clone()).into_iter().map(PatientRow::new).collect();
+        let rows: Vec<PatientRow<'_>> = last_per_key(patients, |p| p.nhs_number.clone())
+            .into_iter()
+            .map(PatientRow::new)
+            .collect();
         let mut tx = self.write.begin().await?;
         for chunk in rows.chunks(CHUNK) {
             let mut qb = QueryBuilder::<Sqlite>::new(
@@ -187,7 +201,10 @@ impl IndexStore for SqliteStore {
 
     async fn patient(&self, nhs: &NhsNumber) -> Result<Option<IndexedPatient>> {
         let sql = format!("SELECT {PATIENT_COLUMNS} FROM patient WHERE nhs_number = ?1");
-        let row = sqlx::query(&sql).bind(nhs.as_str()).fetch_optional(&self.read).await?;
+        let row = sqlx::query(&sql)
+            .bind(nhs.as_str())
+            .fetch_optional(&self.read)
+            .await?;
         row.as_ref().map(patient_from_row).transpose()
     }
 
@@ -195,11 +212,18 @@ impl IndexStore for SqliteStore {
         let sql = format!(
             "SELECT {LINK_COLUMNS} FROM source_link WHERE nhs_number = ?1 ORDER BY source, local_id"
         );
-        let rows = sqlx::query(&sql).bind(nhs.as_str()).fetch_all(&self.read).await?;
+        let rows = sqlx::query(&sql)
+            .bind(nhs.as_str())
+            .fetch_all(&self.read)
+            .await?;
         rows.iter().map(link_from_row).collect()
     }
 
-    async fn link_for_local(&self, source: &SourceId, local_id: &str) -> Result<Option<SourceLink>> {
+    async fn link_for_local(
+        &self,
+        source: &SourceId,
+        local_id: &str,
+    ) -> Result<Option<SourceLink>> {
         let sql =
             format!("SELECT {LINK_COLUMNS} FROM source_link WHERE source = ?1 AND local_id = ?2");
         let row = sqlx::query(&sql)
@@ -210,13 +234,23 @@ impl IndexStore for SqliteStore {
         row.as_ref().map(link_from_row).transpose()
     }
 
-    async fn search_patients(&self, query: &DemographicQuery, limit: u32) -> Result<Vec<IndexedPatient>> {
-        let Some(q) = NormalQuery::new(query) else { return Ok(Vec::new()) };
+    async fn search_patients(
+        &self,
+        query: &DemographicQuery,
+        limit: u32,
+    ) -> Result<Vec<IndexedPatient>> {
+        let Some(q) = NormalQuery::new(query) else {
+            return Ok(Vec::new());
+        };
         // Only the given conditions appear in the SQL, so the planner can use the
         // (family_norm, birth_date) index for both equalities.
         // Without statistics SQLite prefers the index that avoids the sort even when a birth
         // date makes (family_norm, birth_date) far more selective; say which to use.
-        let index = if q.birth_date.is_some() { "patient_family_birth" } else { "patient_family_given" };
+        let index = if q.birth_date.is_some() {
+            "patient_family_birth"
+        } else {
+            "patient_family_given"
+        };
         let mut qb = QueryBuilder::<Sqlite>::new(format!(
             "SELECT {PATIENT_COLUMNS} FROM patient INDEXED BY {index} WHERE family_norm = "
         ));
@@ -231,7 +265,8 @@ impl IndexStore for SqliteStore {
         if let Some(postcode) = &q.postcode {
             qb.push(" AND postcode_norm = ").push_bind(postcode);
         }
-        qb.push(" ORDER BY family_norm, given_norm, birth_date, nhs_number LIMIT ").push_bind(i64::from(limit));
+        qb.push(" ORDER BY family_norm, given_norm, birth_date, nhs_number LIMIT ")
+            .push_bind(i64::from(limit));
         let rows = qb.build().fetch_all(&self.read).await?;
         rows.iter().map(patient_from_row).collect()
     }
@@ -294,7 +329,9 @@ impl IndexStore for SqliteStore {
     }
 
     async fn patient_count(&self) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM patient").fetch_one(&self.read).await?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM patient")
+            .fetch_one(&self.read)
+            .await?;
         u64::try_from(n).map_err(|_| StoreError::Corrupt("negative patient count".into()))
     }
 }
@@ -318,9 +355,8 @@ impl AuditStore for SqliteStore {
     }
 
     async fn audit_rows(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditRow>> {
-        let sql = format!(
-            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2"
-        );
+        let sql =
+            format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2");
         let rows = sqlx::query(&sql)
             .bind(after_seq)
             .bind(i64::from(limit))
@@ -330,7 +366,9 @@ impl AuditStore for SqliteStore {
     }
 
     async fn search_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>> {
-        let mut qb = QueryBuilder::<Sqlite>::new(format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE 1 = 1"));
+        let mut qb = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE 1 = 1"
+        ));
         if let Some(patient) = &filter.patient {
             qb.push(" AND patient = ").push_bind(patient);
         }
@@ -349,7 +387,8 @@ impl AuditStore for SqliteStore {
         if let Some(to) = &filter.to {
             qb.push(" AND at <= ").push_bind(ts(to));
         }
-        qb.push(" ORDER BY seq DESC LIMIT ").push_bind(audit_limit(filter.limit));
+        qb.push(" ORDER BY seq DESC LIMIT ")
+            .push_bind(audit_limit(filter.limit));
         let rows = qb.build().fetch_all(&self.read).await?;
         rows.iter().map(audit_from_row).collect()
     }

@@ -85,7 +85,9 @@ fn nhs(s: &str) -> NhsNumber {
 
 /// A fixed instant with nanoseconds, so exact read-back is checked.
 fn t(minute: u32, nanos: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 14, 9, minute, 0).single().expect("valid time")
+    Utc.with_ymd_and_hms(2026, 3, 14, 9, minute, 0)
+        .single()
+        .expect("valid time")
         + chrono::Duration::nanoseconds(i64::from(nanos))
 }
 
@@ -117,7 +119,11 @@ fn relationship(p: &NhsNumber, minute: u32, end: Option<DateTime<Utc>>) -> Relat
     RelationshipRow {
         nhs_number: p.clone(),
         org_code: "RX1".into(),
-        kind: if end.is_some() { "recorded".into() } else { "self-claimed".into() },
+        kind: if end.is_some() {
+            "recorded".into()
+        } else {
+            "self-claimed".into()
+        },
         user_id: end.is_none().then(|| "u-doc".to_owned()),
         reason: end.is_none().then(|| "on call for ward 7".to_owned()),
         start: t(minute, 1),
@@ -132,7 +138,11 @@ fn objection(p: &NhsNumber, minute: u32, state: &str) -> ObjectionRow {
         nhs_number: p.clone(),
         state: state.into(),
         recorded_by: "u-admin".into(),
-        on_whose_word: if overridden { "u-caldicott".into() } else { "patient".into() },
+        on_whose_word: if overridden {
+            "u-caldicott".into()
+        } else {
+            "patient".into()
+        },
         override_reason: overridden.then(|| "safeguarding".to_owned()),
         by_role: overridden.then(|| "caldicott-guardian".to_owned()),
         note: overridden.then(|| "case 42".to_owned()),
@@ -156,9 +166,22 @@ async fn checked_chain(store: &dyn Store) -> Vec<AuditRow> {
     let rows = store.audit_rows(0, 10_000).await.expect("audit rows");
     let mut prev = AUDIT_GENESIS_HASH.to_owned();
     for (i, row) in rows.iter().enumerate() {
-        assert_eq!(row.seq, i64::try_from(i).expect("small") + 1, "seq is contiguous");
-        assert_eq!(row.prev_hash, prev, "seq {} links to the previous record", row.seq);
-        assert_eq!(row.hash, chain(row.seq, &row.prev_hash, &row.record), "seq {} hash", row.seq);
+        assert_eq!(
+            row.seq,
+            i64::try_from(i).expect("small") + 1,
+            "seq is contiguous"
+        );
+        assert_eq!(
+            row.prev_hash, prev,
+            "seq {} links to the previous record",
+            row.seq
+        );
+        assert_eq!(
+            row.hash,
+            chain(row.seq, &row.prev_hash, &row.record),
+            "seq {} hash",
+            row.seq
+        );
         prev = row.hash.clone();
     }
     rows
@@ -167,7 +190,10 @@ async fn checked_chain(store: &dyn Store) -> Vec<AuditRow> {
 async fn story(store: &dyn Store, raw: Raw) {
     let a = nhs("9434765919");
     let b = nhs("9434765870");
-    assert_eq!(store.governance(&a).await.expect("read"), GovernanceRecords::default());
+    assert_eq!(
+        store.governance(&a).await.expect("read"),
+        GovernanceRecords::default()
+    );
 
     let mut expected_audit: Vec<AuditAppend> = Vec::new();
     let mut n = 0;
@@ -198,8 +224,14 @@ async fn story(store: &dyn Store, raw: Raw) {
     ];
     for change in &changes {
         let record = next_audit("record-governance", &a);
-        let row = store.record_governance(change, &record, &chain).await.expect("record");
-        assert_eq!(row.seq, i64::try_from(expected_audit.len()).expect("small") + 1);
+        let row = store
+            .record_governance(change, &record, &chain)
+            .await
+            .expect("record");
+        assert_eq!(
+            row.seq,
+            i64::try_from(expected_audit.len()).expect("small") + 1
+        );
         assert_eq!(row.record, record);
         expected_audit.push(record);
     }
@@ -226,9 +258,17 @@ async fn story(store: &dyn Store, raw: Raw) {
         other => panic!("not an emergency: {other:?}"),
     };
     let for_a = GovernanceRecords {
-        permissions: vec![unwrap_perm(pick(1)), unwrap_perm(pick(2)), unwrap_perm(pick(0))],
+        permissions: vec![
+            unwrap_perm(pick(1)),
+            unwrap_perm(pick(2)),
+            unwrap_perm(pick(0)),
+        ],
         relationships: vec![unwrap_rel(pick(5)), unwrap_rel(pick(4))],
-        objections: vec![unwrap_obj(pick(6)), unwrap_obj(pick(7)), unwrap_obj(pick(8))],
+        objections: vec![
+            unwrap_obj(pick(6)),
+            unwrap_obj(pick(7)),
+            unwrap_obj(pick(8)),
+        ],
         emergencies: vec![unwrap_em(pick(9))],
     };
     let for_b = GovernanceRecords {
@@ -254,29 +294,60 @@ async fn story(store: &dyn Store, raw: Raw) {
         GovernanceChange::Emergency(emergency(&a, 1)),
     ] {
         let result = store.record_governance(&change, &refused, &chain).await;
-        assert!(result.is_err(), "the audit append was refused, so the change must fail");
+        assert!(
+            result.is_err(),
+            "the audit append was refused, so the change must fail"
+        );
     }
-    assert_eq!(store.governance(&a).await.expect("read a"), for_a, "no governance row kept");
+    assert_eq!(
+        store.governance(&a).await.expect("read a"),
+        for_a,
+        "no governance row kept"
+    );
     assert_eq!(checked_chain(store).await.len(), expected_audit.len());
     raw.allow_inserts("audit_log").await;
 
     // Atomicity 2: the governance insert fails; no audit record is appended.
     raw.refuse_inserts("emergency_access").await;
-    let result =
-        store.record_governance(&GovernanceChange::Emergency(emergency(&a, 2)), &refused, &chain).await;
+    let result = store
+        .record_governance(
+            &GovernanceChange::Emergency(emergency(&a, 2)),
+            &refused,
+            &chain,
+        )
+        .await;
     assert!(result.is_err(), "the governance insert was refused");
-    assert_eq!(checked_chain(store).await.len(), expected_audit.len(), "no audit record kept");
+    assert_eq!(
+        checked_chain(store).await.len(),
+        expected_audit.len(),
+        "no audit record kept"
+    );
     raw.allow_inserts("emergency_access").await;
     assert_eq!(store.governance(&a).await.expect("read a"), for_a);
 
     // The chain carries on where it was.
     let row = store
-        .record_governance(&GovernanceChange::Emergency(emergency(&a, 42)), &refused, &chain)
+        .record_governance(
+            &GovernanceChange::Emergency(emergency(&a, 42)),
+            &refused,
+            &chain,
+        )
         .await
         .expect("record after the failures");
-    assert_eq!(row.seq, i64::try_from(expected_audit.len()).expect("small") + 1);
+    assert_eq!(
+        row.seq,
+        i64::try_from(expected_audit.len()).expect("small") + 1
+    );
     expected_audit.push(refused);
-    assert_eq!(store.governance(&a).await.expect("read a").emergencies.len(), 2);
+    assert_eq!(
+        store
+            .governance(&a)
+            .await
+            .expect("read a")
+            .emergencies
+            .len(),
+        2
+    );
 
     // Concurrent governance changes and plain appends form one contiguous chain.
     let worker = |w: u32| {
@@ -285,8 +356,12 @@ async fn story(store: &dyn Store, raw: Raw) {
             for i in 0..5 {
                 let record = audit(1000 + w * 10 + i, "concurrent", &p);
                 if i % 2 == 0 {
-                    let change = GovernanceChange::Permission(permission(&p, 50, "u-conc", "given"));
-                    store.record_governance(&change, &record, &chain).await.expect("record");
+                    let change =
+                        GovernanceChange::Permission(permission(&p, 50, "u-conc", "given"));
+                    store
+                        .record_governance(&change, &record, &chain)
+                        .await
+                        .expect("record");
                 } else {
                     store.append_audit(&record, &chain).await.expect("append");
                 }

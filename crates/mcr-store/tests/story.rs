@@ -23,7 +23,13 @@ async fn story_on_postgres() {
 
 #[tokio::test]
 async fn a_url_of_no_known_kind_is_a_config_error() {
-    for url in ["mysql://localhost/db", "", "sqlite3:x.db", "postgres://u@[::1/db", "postgres://u@host:notaport/db"] {
+    for url in [
+        "mysql://localhost/db",
+        "",
+        "sqlite3:x.db",
+        "postgres://u@[::1/db",
+        "postgres://u@host:notaport/db",
+    ] {
         let err = connect(url).await.expect_err(url);
         assert!(matches!(err, StoreError::Config(_)), "{url}: {err:?}");
     }
@@ -31,7 +37,9 @@ async fn a_url_of_no_known_kind_is_a_config_error() {
 
 #[tokio::test]
 async fn config_errors_do_not_echo_the_url() {
-    let err = connect("postgres://user:s3cret@[::1/db").await.expect_err("bad url");
+    let err = connect("postgres://user:s3cret@[::1/db")
+        .await
+        .expect_err("bad url");
     assert!(!err.to_string().contains("s3cret"), "{err}");
 }
 
@@ -46,13 +54,19 @@ async fn a_closed_postgres_port_is_unavailable_quickly() {
         .await
         .expect_err("nothing listens there");
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
-    assert!(started.elapsed() < std::time::Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
 async fn connect_and_migrate_gives_a_ready_store() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = connect_and_migrate(&mcr_testkit::sqlite_url(dir.path())).await.expect("open");
+    let store = connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
+        .await
+        .expect("open");
     assert_eq!(store.patient_count().await.expect("count"), 0);
 }
 
@@ -62,7 +76,9 @@ async fn a_relative_sqlite_url_is_a_file_in_the_working_directory() {
     // Relative to the current directory, which tests share: use a unique name and remove it.
     let name = format!("mcr-store-relative-{}.db", std::process::id());
     let abs = std::env::current_dir().expect("cwd").join(&name);
-    let store = connect_and_migrate(&format!("sqlite://{name}")).await.expect("open");
+    let store = connect_and_migrate(&format!("sqlite://{name}"))
+        .await
+        .expect("open");
     store.ping().await.expect("ping");
     assert!(abs.is_file());
     drop(store);
@@ -97,10 +113,18 @@ fn date(y: i32, m: u32, d: u32) -> NaiveDate {
 }
 
 fn at(secs: i64, nanos: u32) -> DateTime<Utc> {
-    Utc.timestamp_opt(1_700_000_000 + secs, nanos).single().expect("time")
+    Utc.timestamp_opt(1_700_000_000 + secs, nanos)
+        .single()
+        .expect("time")
 }
 
-fn patient(n: &NhsNumber, family: &str, given: &str, born: NaiveDate, postcode: Option<&str>) -> IndexedPatient {
+fn patient(
+    n: &NhsNumber,
+    family: &str,
+    given: &str,
+    born: NaiveDate,
+    postcode: Option<&str>,
+) -> IndexedPatient {
     IndexedPatient {
         nhs_number: n.clone(),
         family: family.into(),
@@ -130,7 +154,16 @@ fn link(n: &NhsNumber, src: &str, local: &str) -> SourceLink {
 
 fn chain(seq: i64, prev: &str, r: &AuditAppend) -> String {
     let mut h = DefaultHasher::new();
-    (seq, prev, &r.at, &r.correlation_id, &r.user_id, &r.org_code, &r.patient).hash(&mut h);
+    (
+        seq,
+        prev,
+        &r.at,
+        &r.correlation_id,
+        &r.user_id,
+        &r.org_code,
+        &r.patient,
+    )
+        .hash(&mut h);
     (&r.action, &r.outcome, &r.payload).hash(&mut h);
     format!("{:016x}", h.finish())
 }
@@ -149,7 +182,10 @@ fn audit(i: i64, user: &str, org: &str, patient: Option<&NhsNumber>, outcome: &s
 }
 
 fn search(family: &str) -> DemographicQuery {
-    DemographicQuery { family: family.into(), ..DemographicQuery::default() }
+    DemographicQuery {
+        family: family.into(),
+        ..DemographicQuery::default()
+    }
 }
 
 fn nhs_of(found: &[IndexedPatient]) -> Vec<NhsNumber> {
@@ -172,62 +208,221 @@ async fn story(url: &str) {
     // A second handle on the same database sees everything (and migrating it changes nothing).
     let again = connect_and_migrate(url).await.expect("reopen");
     assert_eq!(again.patient_count().await.expect("count"), 3);
-    assert_eq!(again.audit_rows(0, 10_000).await.expect("rows").len(), 5 + 32 * 5);
+    assert_eq!(
+        again.audit_rows(0, 10_000).await.expect("rows").len(),
+        5 + 32 * 5
+    );
 }
 
 async fn index_story(store: &dyn Store) {
     let (a, b, c, nobody) = (nhs(1), nhs(20), nhs(40), nhs(60));
-    let mary = patient(&a, "O'Brien-Smith", "Mary Anne", date(1970, 1, 2), Some("SG1 2AB"));
-    let margaret = patient(&b, "OBRIEN SMITH", "Margaret", date(1970, 1, 2), Some("sg12ab"));
+    let mary = patient(
+        &a,
+        "O'Brien-Smith",
+        "Mary Anne",
+        date(1970, 1, 2),
+        Some("SG1 2AB"),
+    );
+    let margaret = patient(
+        &b,
+        "OBRIEN SMITH",
+        "Margaret",
+        date(1970, 1, 2),
+        Some("sg12ab"),
+    );
     let john = patient(&c, "Jones", "John", date(1980, 5, 5), None);
-    let early_mary = IndexedPatient { given: "Mary".into(), ..mary.clone() };
+    let early_mary = IndexedPatient {
+        given: "Mary".into(),
+        ..mary.clone()
+    };
     // The same patient twice in one batch: the later one wins, as if applied in order.
     store
         .upsert_patients(&[early_mary, margaret.clone(), john.clone(), mary.clone()])
         .await
         .expect("upsert patients");
-    store.upsert_patients(&[]).await.expect("an empty batch is fine");
+    store
+        .upsert_patients(&[])
+        .await
+        .expect("an empty batch is fine");
     assert_eq!(store.patient_count().await.expect("count"), 3);
-    assert_eq!(store.patient(&a).await.expect("lookup").as_ref(), Some(&mary));
-    assert_eq!(store.patient(&c).await.expect("lookup").as_ref(), Some(&john));
+    assert_eq!(
+        store.patient(&a).await.expect("lookup").as_ref(),
+        Some(&mary)
+    );
+    assert_eq!(
+        store.patient(&c).await.expect("lookup").as_ref(),
+        Some(&john)
+    );
     assert_eq!(store.patient(&nobody).await.expect("lookup"), None);
 
     // Replace: a move of house.
-    let moved = IndexedPatient { postcode: Some("AL1 1AA".into()), updated_at: at(50, 7), ..mary.clone() };
-    store.upsert_patients(std::slice::from_ref(&moved)).await.expect("upsert again");
-    assert_eq!(store.patient(&a).await.expect("lookup"), Some(moved.clone()));
-    store.upsert_patients(std::slice::from_ref(&mary)).await.expect("and back");
+    let moved = IndexedPatient {
+        postcode: Some("AL1 1AA".into()),
+        updated_at: at(50, 7),
+        ..mary.clone()
+    };
+    store
+        .upsert_patients(std::slice::from_ref(&moved))
+        .await
+        .expect("upsert again");
+    assert_eq!(
+        store.patient(&a).await.expect("lookup"),
+        Some(moved.clone())
+    );
+    store
+        .upsert_patients(std::slice::from_ref(&mary))
+        .await
+        .expect("and back");
 
     // Search: normalised family, ordered by given name.
-    let found = store.search_patients(&search("obrien-smith"), 10).await.expect("search");
-    assert_eq!(nhs_of(&found), vec![b.clone(), a.clone()], "MARGARET before MARYANNE");
+    let found = store
+        .search_patients(&search("obrien-smith"), 10)
+        .await
+        .expect("search");
+    assert_eq!(
+        nhs_of(&found),
+        vec![b.clone(), a.clone()],
+        "MARGARET before MARYANNE"
+    );
     assert_eq!(found[1], mary);
-    assert_eq!(nhs_of(&store.search_patients(&search("O'BRIEN SMITH"), 10).await.expect("s")).len(), 2);
-    assert_eq!(store.search_patients(&search("obrien-smith"), 1).await.expect("s").len(), 1);
-    assert!(store.search_patients(&search("Obrien"), 10).await.expect("s").is_empty(), "family is exact");
-    assert!(store.search_patients(&search("nobody"), 10).await.expect("s").is_empty());
-    assert!(store.search_patients(&search(""), 10).await.expect("s").is_empty());
-    assert!(store.search_patients(&search("'-"), 10).await.expect("s").is_empty());
-
-    let given = |g: &str| DemographicQuery { given: Some(g.into()), ..search("O'Brien-Smith") };
-    assert_eq!(nhs_of(&store.search_patients(&given("mar"), 10).await.expect("s")), vec![b.clone(), a.clone()]);
-    assert_eq!(nhs_of(&store.search_patients(&given("Mary"), 10).await.expect("s")), vec![a.clone()]);
-    assert_eq!(nhs_of(&store.search_patients(&given("mary-a"), 10).await.expect("s")), vec![a.clone()]);
-    assert_eq!(nhs_of(&store.search_patients(&given("Marg"), 10).await.expect("s")), vec![b.clone()]);
-    assert!(store.search_patients(&given("Anne"), 10).await.expect("s").is_empty(), "given is a prefix");
-    assert_eq!(store.search_patients(&given(" "), 10).await.expect("s").len(), 2, "blank given ignored");
-
-    let born = |d: NaiveDate| DemographicQuery { birth_date: Some(d), ..search("jones") };
-    assert_eq!(nhs_of(&store.search_patients(&born(date(1980, 5, 5)), 10).await.expect("s")), vec![c.clone()]);
-    assert!(store.search_patients(&born(date(1980, 5, 6)), 10).await.expect("s").is_empty());
-
-    let postcode = |p: &str| DemographicQuery { postcode: Some(p.into()), ..search("obrien smith") };
-    assert_eq!(store.search_patients(&postcode("sg1  2ab"), 10).await.expect("s").len(), 2);
-    assert_eq!(store.search_patients(&postcode("SG12AB"), 10).await.expect("s").len(), 2);
-    assert!(store.search_patients(&postcode("SG1 2AC"), 10).await.expect("s").is_empty());
+    assert_eq!(
+        nhs_of(
+            &store
+                .search_patients(&search("O'BRIEN SMITH"), 10)
+                .await
+                .expect("s")
+        )
+        .len(),
+        2
+    );
+    assert_eq!(
+        store
+            .search_patients(&search("obrien-smith"), 1)
+            .await
+            .expect("s")
+            .len(),
+        1
+    );
     assert!(
         store
-            .search_patients(&DemographicQuery { postcode: Some("x".into()), ..search("jones") }, 10)
+            .search_patients(&search("Obrien"), 10)
+            .await
+            .expect("s")
+            .is_empty(),
+        "family is exact"
+    );
+    assert!(store
+        .search_patients(&search("nobody"), 10)
+        .await
+        .expect("s")
+        .is_empty());
+    assert!(store
+        .search_patients(&search(""), 10)
+        .await
+        .expect("s")
+        .is_empty());
+    assert!(store
+        .search_patients(&search("'-"), 10)
+        .await
+        .expect("s")
+        .is_empty());
+
+    let given = |g: &str| DemographicQuery {
+        given: Some(g.into()),
+        ..search("O'Brien-Smith")
+    };
+    assert_eq!(
+        nhs_of(&store.search_patients(&given("mar"), 10).await.expect("s")),
+        vec![b.clone(), a.clone()]
+    );
+    assert_eq!(
+        nhs_of(&store.search_patients(&given("Mary"), 10).await.expect("s")),
+        vec![a.clone()]
+    );
+    assert_eq!(
+        nhs_of(
+            &store
+                .search_patients(&given("mary-a"), 10)
+                .await
+                .expect("s")
+        ),
+        vec![a.clone()]
+    );
+    assert_eq!(
+        nhs_of(&store.search_patients(&given("Marg"), 10).await.expect("s")),
+        vec![b.clone()]
+    );
+    assert!(
+        store
+            .search_patients(&given("Anne"), 10)
+            .await
+            .expect("s")
+            .is_empty(),
+        "given is a prefix"
+    );
+    assert_eq!(
+        store
+            .search_patients(&given(" "), 10)
+            .await
+            .expect("s")
+            .len(),
+        2,
+        "blank given ignored"
+    );
+
+    let born = |d: NaiveDate| DemographicQuery {
+        birth_date: Some(d),
+        ..search("jones")
+    };
+    assert_eq!(
+        nhs_of(
+            &store
+                .search_patients(&born(date(1980, 5, 5)), 10)
+                .await
+                .expect("s")
+        ),
+        vec![c.clone()]
+    );
+    assert!(store
+        .search_patients(&born(date(1980, 5, 6)), 10)
+        .await
+        .expect("s")
+        .is_empty());
+
+    let postcode = |p: &str| DemographicQuery {
+        postcode: Some(p.into()),
+        ..search("obrien smith")
+    };
+    assert_eq!(
+        store
+            .search_patients(&postcode("sg1  2ab"), 10)
+            .await
+            .expect("s")
+            .len(),
+        2
+    );
+    assert_eq!(
+        store
+            .search_patients(&postcode("SG12AB"), 10)
+            .await
+            .expect("s")
+            .len(),
+        2
+    );
+    assert!(store
+        .search_patients(&postcode("SG1 2AC"), 10)
+        .await
+        .expect("s")
+        .is_empty());
+    assert!(
+        store
+            .search_patients(
+                &DemographicQuery {
+                    postcode: Some("x".into()),
+                    ..search("jones")
+                },
+                10
+            )
             .await
             .expect("s")
             .is_empty(),
@@ -239,25 +434,64 @@ async fn index_story(store: &dyn Store) {
         birth_date: Some(date(1970, 1, 2)),
         postcode: Some("sg1 2ab".into()),
     };
-    assert_eq!(nhs_of(&store.search_patients(&all, 10).await.expect("s")), vec![a.clone()]);
+    assert_eq!(
+        nhs_of(&store.search_patients(&all, 10).await.expect("s")),
+        vec![a.clone()]
+    );
 
     // Links.
     let gp_a = link(&a, "gp", "P1");
-    let acute_a = SourceLink { method: LinkMethod::Demographics, postcode: Some("SG1 2AB".into()), ..link(&a, "acute", "H-77") };
-    let gp_c = SourceLink { birth_date: None, ..link(&c, "gp", "P3") };
-    let stale = SourceLink { local_id: "P1".into(), family: "Old".into(), ..link(&c, "gp", "P1") };
-    store.upsert_links(&[stale, gp_c.clone(), acute_a.clone(), gp_a.clone()]).await.expect("links");
+    let acute_a = SourceLink {
+        method: LinkMethod::Demographics,
+        postcode: Some("SG1 2AB".into()),
+        ..link(&a, "acute", "H-77")
+    };
+    let gp_c = SourceLink {
+        birth_date: None,
+        ..link(&c, "gp", "P3")
+    };
+    let stale = SourceLink {
+        local_id: "P1".into(),
+        family: "Old".into(),
+        ..link(&c, "gp", "P1")
+    };
+    store
+        .upsert_links(&[stale, gp_c.clone(), acute_a.clone(), gp_a.clone()])
+        .await
+        .expect("links");
     store.upsert_links(&[]).await.expect("empty batch");
-    assert_eq!(store.links(&a).await.expect("links"), vec![acute_a.clone(), gp_a.clone()], "ordered by source");
+    assert_eq!(
+        store.links(&a).await.expect("links"),
+        vec![acute_a.clone(), gp_a.clone()],
+        "ordered by source"
+    );
     assert_eq!(store.links(&c).await.expect("links"), vec![gp_c.clone()]);
     assert!(store.links(&nobody).await.expect("links").is_empty());
-    assert_eq!(store.link_for_local(&source("gp"), "P1").await.expect("l"), Some(gp_a.clone()));
-    assert_eq!(store.link_for_local(&source("gp"), "P9").await.expect("l"), None);
-    assert_eq!(store.link_for_local(&source("acute"), "P1").await.expect("l"), None);
+    assert_eq!(
+        store.link_for_local(&source("gp"), "P1").await.expect("l"),
+        Some(gp_a.clone())
+    );
+    assert_eq!(
+        store.link_for_local(&source("gp"), "P9").await.expect("l"),
+        None
+    );
+    assert_eq!(
+        store
+            .link_for_local(&source("acute"), "P1")
+            .await
+            .expect("l"),
+        None
+    );
 
     // A source re-points its local record at another patient.
-    let repointed = SourceLink { linked_at: at(60, 0), ..link(&b, "acute", "H-77") };
-    store.upsert_links(std::slice::from_ref(&repointed)).await.expect("relink");
+    let repointed = SourceLink {
+        linked_at: at(60, 0),
+        ..link(&b, "acute", "H-77")
+    };
+    store
+        .upsert_links(std::slice::from_ref(&repointed))
+        .await
+        .expect("relink");
     assert_eq!(store.links(&a).await.expect("links"), vec![gp_a]);
     assert_eq!(store.links(&b).await.expect("links"), vec![repointed]);
 }
@@ -271,34 +505,84 @@ async fn unmatched_story(store: &dyn Store) {
         seen_at: at(70, 42),
     };
     assert!(store.unmatched(None).await.expect("u").is_empty());
-    store.record_unmatched(&record("gp", "X1", "no-match", 0)).await.expect("record");
-    store.record_unmatched(&record("acute", "Y1", "ambiguous", 2)).await.expect("record");
-    store.record_unmatched(&record("gp", "X2", "no-match", 0)).await.expect("record");
+    store
+        .record_unmatched(&record("gp", "X1", "no-match", 0))
+        .await
+        .expect("record");
+    store
+        .record_unmatched(&record("acute", "Y1", "ambiguous", 2))
+        .await
+        .expect("record");
+    store
+        .record_unmatched(&record("gp", "X2", "no-match", 0))
+        .await
+        .expect("record");
     // Seen again: replaced, not duplicated.
-    store.record_unmatched(&record("gp", "X1", "ambiguous", 3)).await.expect("record");
+    store
+        .record_unmatched(&record("gp", "X1", "ambiguous", 3))
+        .await
+        .expect("record");
     assert_eq!(
         store.unmatched(None).await.expect("u"),
-        vec![record("acute", "Y1", "ambiguous", 2), record("gp", "X1", "ambiguous", 3), record("gp", "X2", "no-match", 0)]
+        vec![
+            record("acute", "Y1", "ambiguous", 2),
+            record("gp", "X1", "ambiguous", 3),
+            record("gp", "X2", "no-match", 0)
+        ]
     );
     assert_eq!(
         store.unmatched(Some(&source("gp"))).await.expect("u"),
-        vec![record("gp", "X1", "ambiguous", 3), record("gp", "X2", "no-match", 0)]
+        vec![
+            record("gp", "X1", "ambiguous", 3),
+            record("gp", "X2", "no-match", 0)
+        ]
     );
-    assert!(store.unmatched(Some(&source("social"))).await.expect("u").is_empty());
-    store.clear_unmatched(&source("gp"), "X1").await.expect("clear");
-    store.clear_unmatched(&source("gp"), "never-there").await.expect("clearing nothing is fine");
-    assert_eq!(store.unmatched(Some(&source("gp"))).await.expect("u"), vec![record("gp", "X2", "no-match", 0)]);
+    assert!(store
+        .unmatched(Some(&source("social")))
+        .await
+        .expect("u")
+        .is_empty());
+    store
+        .clear_unmatched(&source("gp"), "X1")
+        .await
+        .expect("clear");
+    store
+        .clear_unmatched(&source("gp"), "never-there")
+        .await
+        .expect("clearing nothing is fine");
+    assert_eq!(
+        store.unmatched(Some(&source("gp"))).await.expect("u"),
+        vec![record("gp", "X2", "no-match", 0)]
+    );
 }
 
 async fn watermark_story(store: &dyn Store) {
     let gp = source("gp");
     assert_eq!(store.sync_watermark(&gp).await.expect("w"), None);
-    store.set_sync_watermark(&gp, "2024-01-01T00:00:00Z").await.expect("set");
-    store.set_sync_watermark(&source("acute"), "2023-06-01T00:00:00Z").await.expect("set");
-    assert_eq!(store.sync_watermark(&gp).await.expect("w").as_deref(), Some("2024-01-01T00:00:00Z"));
-    store.set_sync_watermark(&gp, "2024-02-01T00:00:00.5+00:00").await.expect("move on");
-    assert_eq!(store.sync_watermark(&gp).await.expect("w").as_deref(), Some("2024-02-01T00:00:00.5+00:00"));
-    assert_eq!(store.sync_watermark(&source("social")).await.expect("w"), None);
+    store
+        .set_sync_watermark(&gp, "2024-01-01T00:00:00Z")
+        .await
+        .expect("set");
+    store
+        .set_sync_watermark(&source("acute"), "2023-06-01T00:00:00Z")
+        .await
+        .expect("set");
+    assert_eq!(
+        store.sync_watermark(&gp).await.expect("w").as_deref(),
+        Some("2024-01-01T00:00:00Z")
+    );
+    store
+        .set_sync_watermark(&gp, "2024-02-01T00:00:00.5+00:00")
+        .await
+        .expect("move on");
+    assert_eq!(
+        store.sync_watermark(&gp).await.expect("w").as_deref(),
+        Some("2024-02-01T00:00:00.5+00:00")
+    );
+    assert_eq!(
+        store.sync_watermark(&source("social")).await.expect("w"),
+        None
+    );
 }
 
 async fn audit_story(store: Arc<dyn Store>) {
@@ -329,8 +613,17 @@ async fn audit_story(store: Arc<dyn Store>) {
         let store = store.clone();
         tasks.spawn(async move {
             for k in 0..5 {
-                let record = audit(1000 + t * 5 + k, &format!("busy-{t}"), "RWR", None, "permit");
-                store.append_audit(&record, &chain).await.expect("concurrent append");
+                let record = audit(
+                    1000 + t * 5 + k,
+                    &format!("busy-{t}"),
+                    "RWR",
+                    None,
+                    "permit",
+                );
+                store
+                    .append_audit(&record, &chain)
+                    .await
+                    .expect("concurrent append");
             }
         });
     }
@@ -352,12 +645,24 @@ async fn audit_story(store: Arc<dyn Store>) {
     for (i, row) in rows.iter().enumerate() {
         assert_eq!(row.seq, i64::try_from(i).expect("small") + 1, "contiguous");
         assert_eq!(row.prev_hash, prev_hash, "chained at {}", row.seq);
-        assert_eq!(row.hash, chain(row.seq, &row.prev_hash, &row.record), "hash at {}", row.seq);
+        assert_eq!(
+            row.hash,
+            chain(row.seq, &row.prev_hash, &row.record),
+            "hash at {}",
+            row.seq
+        );
         prev_hash = row.hash.clone();
     }
     assert_eq!(rows[0].record, first, "read back exactly");
     assert_eq!(&rows[1].record, &seeded[0]);
-    assert_eq!(store.audit_rows(total as i64 - 2, 10).await.expect("tail").len(), 2);
+    assert_eq!(
+        store
+            .audit_rows(total as i64 - 2, 10)
+            .await
+            .expect("tail")
+            .len(),
+        2
+    );
     assert_eq!(store.audit_rows(0, 3).await.expect("head").len(), 3);
 
     // Search, newest first.
@@ -366,22 +671,95 @@ async fn audit_story(store: Arc<dyn Store>) {
         let store = store.clone();
         async move { seqs(store.search_audit(&f).await.expect("search")) }
     };
-    assert_eq!(find(AuditFilter { patient: Some(a.as_str().into()), ..AuditFilter::default() }).await, vec![5, 3, 1]);
-    assert_eq!(find(AuditFilter { user_id: Some("u1".into()), ..AuditFilter::default() }).await, vec![5, 3, 1]);
-    assert_eq!(find(AuditFilter { org_code: Some("E82001".into()), ..AuditFilter::default() }).await, vec![4, 3]);
-    assert_eq!(find(AuditFilter { outcome: Some("deny".into()), ..AuditFilter::default() }).await, vec![2]);
     assert_eq!(
-        find(AuditFilter { user_id: Some("u1".into()), org_code: Some("RWR".into()), ..AuditFilter::default() }).await,
+        find(AuditFilter {
+            patient: Some(a.as_str().into()),
+            ..AuditFilter::default()
+        })
+        .await,
+        vec![5, 3, 1]
+    );
+    assert_eq!(
+        find(AuditFilter {
+            user_id: Some("u1".into()),
+            ..AuditFilter::default()
+        })
+        .await,
+        vec![5, 3, 1]
+    );
+    assert_eq!(
+        find(AuditFilter {
+            org_code: Some("E82001".into()),
+            ..AuditFilter::default()
+        })
+        .await,
+        vec![4, 3]
+    );
+    assert_eq!(
+        find(AuditFilter {
+            outcome: Some("deny".into()),
+            ..AuditFilter::default()
+        })
+        .await,
+        vec![2]
+    );
+    assert_eq!(
+        find(AuditFilter {
+            user_id: Some("u1".into()),
+            org_code: Some("RWR".into()),
+            ..AuditFilter::default()
+        })
+        .await,
         vec![5, 1]
     );
     // Time: `at` of record i is 100 + i seconds (plus 0.999999999 s).
-    let window = AuditFilter { from: Some(at(101, 0)), to: Some(at(103, 999_999_999)), ..AuditFilter::default() };
+    let window = AuditFilter {
+        from: Some(at(101, 0)),
+        to: Some(at(103, 999_999_999)),
+        ..AuditFilter::default()
+    };
     assert_eq!(find(window).await, vec![4, 3, 2]);
-    let before = AuditFilter { to: Some(at(100, 999_999_998)), ..AuditFilter::default() };
-    assert!(find(before).await.is_empty(), "`to` is inclusive to the nanosecond, and no more");
-    assert_eq!(find(AuditFilter { to: Some(at(100, 999_999_999)), ..AuditFilter::default() }).await, vec![1]);
-    assert_eq!(find(AuditFilter { from: Some(at(100, 0) + Duration::days(1)), ..AuditFilter::default() }).await, Vec::<i64>::new());
-    assert_eq!(find(AuditFilter { limit: 3, ..AuditFilter::default() }).await, vec![165, 164, 163]);
-    assert_eq!(find(AuditFilter::default()).await.len(), 100, "no limit given: one default page");
-    assert!(find(AuditFilter { user_id: Some("nobody".into()), ..AuditFilter::default() }).await.is_empty());
+    let before = AuditFilter {
+        to: Some(at(100, 999_999_998)),
+        ..AuditFilter::default()
+    };
+    assert!(
+        find(before).await.is_empty(),
+        "`to` is inclusive to the nanosecond, and no more"
+    );
+    assert_eq!(
+        find(AuditFilter {
+            to: Some(at(100, 999_999_999)),
+            ..AuditFilter::default()
+        })
+        .await,
+        vec![1]
+    );
+    assert_eq!(
+        find(AuditFilter {
+            from: Some(at(100, 0) + Duration::days(1)),
+            ..AuditFilter::default()
+        })
+        .await,
+        Vec::<i64>::new()
+    );
+    assert_eq!(
+        find(AuditFilter {
+            limit: 3,
+            ..AuditFilter::default()
+        })
+        .await,
+        vec![165, 164, 163]
+    );
+    assert_eq!(
+        find(AuditFilter::default()).await.len(),
+        100,
+        "no limit given: one default page"
+    );
+    assert!(find(AuditFilter {
+        user_id: Some("nobody".into()),
+        ..AuditFilter::default()
+    })
+    .await
+    .is_empty());
 }

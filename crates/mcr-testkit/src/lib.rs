@@ -39,7 +39,10 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A name no other test, test process or earlier run uses.
 fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     format!(
         "{prefix}_{}_{}_{:08x}",
         std::process::id(),
@@ -139,7 +142,10 @@ fn pg_bin() -> PathBuf {
         if dir.join("initdb").is_file() && dir.join("postgres").is_file() {
             return dir;
         }
-        panic!("mcr-testkit: {PG_BIN_ENV}={} has no initdb and postgres", dir.display());
+        panic!(
+            "mcr-testkit: {PG_BIN_ENV}={} has no initdb and postgres",
+            dir.display()
+        );
     }
     let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
@@ -148,7 +154,8 @@ fn pg_bin() -> PathBuf {
         .filter_map(|e| {
             let version = e.file_name().to_str()?.parse::<u32>().ok()?;
             let bin = e.path().join("bin");
-            (bin.join("initdb").is_file() && bin.join("postgres").is_file()).then_some((version, bin))
+            (bin.join("initdb").is_file() && bin.join("postgres").is_file())
+                .then_some((version, bin))
         })
         .collect();
     versions.sort();
@@ -167,7 +174,9 @@ fn pg_bin() -> PathBuf {
 /// `Some("postgres")` when running as root: PostgreSQL refuses to run as root.
 fn run_as_user() -> Option<String> {
     use std::os::unix::fs::MetadataExt;
-    let euid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX);
+    let euid = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX);
     if euid != 0 {
         return None;
     }
@@ -207,12 +216,25 @@ fn init_cluster(bin: &Path, as_user: Option<&str>) -> PathBuf {
             .arg(&dir)
             .status()
             .unwrap_or_else(|e| panic!("mcr-testkit: cannot run chown: {e}"));
-        assert!(status.success(), "mcr-testkit: chown {user} {} failed", dir.display());
+        assert!(
+            status.success(),
+            "mcr-testkit: chown {user} {} failed",
+            dir.display()
+        );
     }
     let out = command(&bin.join("initdb"), as_user)
         .arg("-D")
         .arg(dir.join("data"))
-        .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync"])
+        .args([
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ])
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("mcr-testkit: cannot run initdb: {e}"));

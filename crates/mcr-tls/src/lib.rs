@@ -10,8 +10,8 @@
 //! refused (suspended). This crate makes no decisions about patients or users and never logs
 //! certificate contents beyond an organisation code.
 
-pub mod pki;
 mod listener;
+pub mod pki;
 
 pub use listener::{accept_tls, MaybeTlsStream, TlsListener};
 pub use rustls;
@@ -23,7 +23,10 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::UnixTime;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore,
+    ServerConfig,
+};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -32,7 +35,10 @@ use std::sync::{Arc, RwLock};
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0} already exists")]
     Exists(PathBuf),
     #[error("{path}: {what}")]
@@ -47,7 +53,10 @@ pub enum TlsError {
 
 impl TlsError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
-        Self::Io { path: path.to_path_buf(), source }
+        Self::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 
     pub(crate) fn rcgen(e: rcgen::Error) -> Self {
@@ -73,7 +82,10 @@ pub struct Identity {
 
 impl Clone for Identity {
     fn clone(&self) -> Self {
-        Self { chain: self.chain.clone(), key: self.key.clone_key() }
+        Self {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+        }
     }
 }
 
@@ -93,13 +105,18 @@ impl Identity {
 
 fn pem_error(path: &Path, e: &rustls::pki_types::pem::Error) -> TlsError {
     match e {
-        rustls::pki_types::pem::Error::Io(io) => {
-            TlsError::Io { path: path.to_path_buf(), source: std::io::Error::new(io.kind(), io.to_string()) }
-        }
-        rustls::pki_types::pem::Error::NoItemsFound => {
-            TlsError::Pem { path: path.to_path_buf(), what: "no PEM item of the expected kind".into() }
-        }
-        other => TlsError::Pem { path: path.to_path_buf(), what: format!("not valid PEM ({other})") },
+        rustls::pki_types::pem::Error::Io(io) => TlsError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(io.kind(), io.to_string()),
+        },
+        rustls::pki_types::pem::Error::NoItemsFound => TlsError::Pem {
+            path: path.to_path_buf(),
+            what: "no PEM item of the expected kind".into(),
+        },
+        other => TlsError::Pem {
+            path: path.to_path_buf(),
+            what: format!("not valid PEM ({other})"),
+        },
     }
 }
 
@@ -110,7 +127,10 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| pem_error(path, &e))?;
     if certs.is_empty() {
-        return Err(TlsError::Pem { path: path.to_path_buf(), what: "no certificate in the file".into() });
+        return Err(TlsError::Pem {
+            path: path.to_path_buf(),
+            what: "no certificate in the file".into(),
+        });
     }
     Ok(certs)
 }
@@ -119,7 +139,10 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 pub fn load_roots(ca: &Path) -> Result<Arc<RootCertStore>, TlsError> {
     let mut roots = RootCertStore::empty();
     for c in load_certs(ca)? {
-        roots.add(c).map_err(|e| TlsError::Pem { path: ca.to_path_buf(), what: format!("not a usable CA certificate ({e})") })?;
+        roots.add(c).map_err(|e| TlsError::Pem {
+            path: ca.to_path_buf(),
+            what: format!("not a usable CA certificate ({e})"),
+        })?;
     }
     Ok(Arc::new(roots))
 }
@@ -145,7 +168,9 @@ pub fn mtls_server_config(
     roots: Arc<RootCertStore>,
     refused: RefusedOrgs,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    let inner = WebPkiClientVerifier::builder_with_provider(roots, provider()).build().map_err(TlsError::config)?;
+    let inner = WebPkiClientVerifier::builder_with_provider(roots, provider())
+        .build()
+        .map_err(TlsError::config)?;
     let verifier = Arc::new(OrgClientVerifier { inner, refused });
     let mut c = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
@@ -159,13 +184,18 @@ pub fn mtls_server_config(
 
 /// The gateway as a client of sources: servers are trusted only if they chain to `roots`; the
 /// gateway presents `identity` (its organisation certificate) when given one.
-pub fn client_config(roots: Arc<RootCertStore>, identity: Option<Identity>) -> Result<ClientConfig, TlsError> {
+pub fn client_config(
+    roots: Arc<RootCertStore>,
+    identity: Option<Identity>,
+) -> Result<ClientConfig, TlsError> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(TlsError::config)?
         .with_root_certificates(roots);
     let mut c = match identity {
-        Some(id) => builder.with_client_auth_cert(id.chain, id.key).map_err(TlsError::config)?,
+        Some(id) => builder
+            .with_client_auth_cert(id.chain, id.key)
+            .map_err(TlsError::config)?,
         None => builder.with_no_client_auth(),
     };
     c.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
@@ -183,19 +213,33 @@ impl RefusedOrgs {
     }
 
     pub fn refuse(&self, code: &str) {
-        self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(code.to_owned());
+        self.0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(code.to_owned());
     }
 
     pub fn allow(&self, code: &str) {
-        self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(code);
+        self.0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(code);
     }
 
     pub fn contains(&self, code: &str) -> bool {
-        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).contains(code)
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(code)
     }
 
     pub fn list(&self) -> Vec<String> {
-        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).iter().cloned().collect()
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect()
     }
 }
 
@@ -218,10 +262,14 @@ impl ClientCertVerifier for OrgClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
         let Some(org) = org_of(end_entity) else {
             tracing::info!("client certificate refused: it names no organisation");
-            return Err(rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure));
+            return Err(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            ));
         };
         if self.refused.contains(&org) {
             tracing::info!(org = %org, "client certificate refused: the organisation is suspended");
@@ -282,12 +330,17 @@ pub fn describe_tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<&'s
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(mut err) = cur {
         // An io::Error's `source()` skips the error it wraps: unwrap nested ones by hand.
-        while let Some(inner) = err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+        while let Some(inner) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
             err = inner;
         }
         if let Some(tls) = err.downcast_ref::<rustls::Error>() {
             return Some(match tls {
-                rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => "certificate not trusted",
+                rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => {
+                    "certificate not trusted"
+                }
                 rustls::Error::AlertReceived(_) => "certificate refused by the source",
                 _ => "TLS handshake failed",
             });
@@ -306,8 +359,15 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let today = chrono::NaiveDate::from_ymd_opt(2026, 3, 1).expect("date");
         let ca = pki::init_ca(dir.path(), today).expect("ca");
-        assert!(matches!(pki::init_ca(dir.path(), today), Err(TlsError::Exists(_))));
-        let req = pki::IssueRequest { org: "RWH".into(), org_name: Some("East and North Herts".into()), server_names: vec![] };
+        assert!(matches!(
+            pki::init_ca(dir.path(), today),
+            Err(TlsError::Exists(_))
+        ));
+        let req = pki::IssueRequest {
+            org: "RWH".into(),
+            org_name: Some("East and North Herts".into()),
+            server_names: vec![],
+        };
         let files = pki::issue(dir.path(), &req, today).expect("issue");
         let id = Identity::load(&files.cert, &files.key).expect("load");
         assert_eq!(id.org().as_deref(), Some("RWH"));
@@ -316,7 +376,14 @@ mod tests {
         server_config(id.clone()).expect("server config");
         mtls_server_config(id.clone(), roots.clone(), RefusedOrgs::default()).expect("mtls config");
         client_config(roots, Some(id)).expect("client config");
-        let bad = pki::IssueRequest { org: "../x".into(), org_name: None, server_names: vec![] };
-        assert!(matches!(pki::issue(dir.path(), &bad, today), Err(TlsError::BadInput(_))));
+        let bad = pki::IssueRequest {
+            org: "../x".into(),
+            org_name: None,
+            server_names: vec![],
+        };
+        assert!(matches!(
+            pki::issue(dir.path(), &bad, today),
+            Err(TlsError::BadInput(_))
+        ));
     }
 }

@@ -17,8 +17,8 @@
 use crate::TlsError;
 use chrono::{Datelike, NaiveDate};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SanType,
 };
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -38,12 +38,18 @@ pub struct CertFiles {
 
 /// The CA files in `dir`.
 pub fn ca_files(dir: &Path) -> CertFiles {
-    CertFiles { cert: dir.join("ca.pem"), key: dir.join("ca.key.pem") }
+    CertFiles {
+        cert: dir.join("ca.pem"),
+        key: dir.join("ca.key.pem"),
+    }
 }
 
 /// An organisation's files in `dir`.
 pub fn org_files(dir: &Path, org: &str) -> CertFiles {
-    CertFiles { cert: dir.join(format!("{org}.pem")), key: dir.join(format!("{org}.key.pem")) }
+    CertFiles {
+        cert: dir.join(format!("{org}.pem")),
+        key: dir.join(format!("{org}.key.pem")),
+    }
 }
 
 /// The CA's parameters. They are the same every time, so that a CA loaded from disk (its key
@@ -55,15 +61,25 @@ fn ca_params(today: NaiveDate) -> CertificateParams {
     dn.push(DnType::OrganizationName, CA_ORGANISATION);
     p.distinguished_name = dn;
     p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     set_validity(&mut p, today, 3650);
     p
 }
 
 /// `today` moved by `offset_days`, as (year, month, day).
 fn ymd(today: NaiveDate, offset_days: i64) -> (i32, u8, u8) {
-    let d = today.checked_add_signed(chrono::Duration::days(offset_days)).unwrap_or(today);
-    (d.year(), u8::try_from(d.month()).unwrap_or(1), u8::try_from(d.day()).unwrap_or(1))
+    let d = today
+        .checked_add_signed(chrono::Duration::days(offset_days))
+        .unwrap_or(today);
+    (
+        d.year(),
+        u8::try_from(d.month()).unwrap_or(1),
+        u8::try_from(d.day()).unwrap_or(1),
+    )
 }
 
 fn set_validity(p: &mut CertificateParams, today: NaiveDate, days: i64) {
@@ -81,7 +97,9 @@ pub fn init_ca(dir: &Path, today: NaiveDate) -> Result<CertFiles, TlsError> {
     }
     std::fs::create_dir_all(dir).map_err(|e| TlsError::io(dir, e))?;
     let key = KeyPair::generate().map_err(TlsError::rcgen)?;
-    let cert = ca_params(today).self_signed(&key).map_err(TlsError::rcgen)?;
+    let cert = ca_params(today)
+        .self_signed(&key)
+        .map_err(TlsError::rcgen)?;
     write_private(&files.key, key.serialize_pem().as_bytes())?;
     std::fs::write(&files.cert, cert.pem()).map_err(|e| TlsError::io(&files.cert, e))?;
     Ok(files)
@@ -111,14 +129,20 @@ pub struct IssueRequest {
 /// Issue a certificate for an organisation from the CA in `dir`, and write it (and a fresh key)
 /// there, replacing an earlier one for the same organisation.
 pub fn issue(dir: &Path, req: &IssueRequest, today: NaiveDate) -> Result<CertFiles, TlsError> {
-    let org_ok = (2..=16).contains(&req.org.len()) && req.org.bytes().all(|b| b.is_ascii_alphanumeric());
+    let org_ok =
+        (2..=16).contains(&req.org.len()) && req.org.bytes().all(|b| b.is_ascii_alphanumeric());
     if !org_ok {
-        return Err(TlsError::BadInput(format!("`{}` is not an ODS code (letters and digits)", req.org)));
+        return Err(TlsError::BadInput(format!(
+            "`{}` is not an ODS code (letters and digits)",
+            req.org
+        )));
     }
     let ca = ca_files(dir);
     let ca_key_pem = std::fs::read_to_string(&ca.key).map_err(|e| TlsError::io(&ca.key, e))?;
     let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(TlsError::rcgen)?;
-    let ca_cert = ca_params(today).self_signed(&ca_key).map_err(TlsError::rcgen)?;
+    let ca_cert = ca_params(today)
+        .self_signed(&ca_key)
+        .map_err(TlsError::rcgen)?;
 
     let mut p = CertificateParams::default();
     let mut dn = DistinguishedName::new();
@@ -128,12 +152,20 @@ pub fn issue(dir: &Path, req: &IssueRequest, today: NaiveDate) -> Result<CertFil
     }
     p.distinguished_name = dn;
     p.is_ca = IsCa::ExplicitNoCa;
-    p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth, ExtendedKeyUsagePurpose::ServerAuth];
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    p.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ClientAuth,
+        ExtendedKeyUsagePurpose::ServerAuth,
+    ];
     p.use_authority_key_identifier_extension = true;
     set_validity(&mut p, today, 397);
     let uri = format!("{ODS_URI_PREFIX}{}", req.org);
-    p.subject_alt_names.push(SanType::URI(uri.as_str().try_into().map_err(TlsError::rcgen)?));
+    p.subject_alt_names.push(SanType::URI(
+        uri.as_str().try_into().map_err(TlsError::rcgen)?,
+    ));
     let names: Vec<String> = if req.server_names.is_empty() {
         vec!["localhost".into(), "127.0.0.1".into()]
     } else {
@@ -143,13 +175,17 @@ pub fn issue(dir: &Path, req: &IssueRequest, today: NaiveDate) -> Result<CertFil
         let san = match n.parse::<IpAddr>() {
             Ok(ip) => SanType::IpAddress(ip),
             Err(_) => SanType::DnsName(
-                n.as_str().try_into().map_err(|_| TlsError::BadInput(format!("`{n}` is not a server name")))?,
+                n.as_str()
+                    .try_into()
+                    .map_err(|_| TlsError::BadInput(format!("`{n}` is not a server name")))?,
             ),
         };
         p.subject_alt_names.push(san);
     }
     let key = KeyPair::generate().map_err(TlsError::rcgen)?;
-    let cert = p.signed_by(&key, &ca_cert, &ca_key).map_err(TlsError::rcgen)?;
+    let cert = p
+        .signed_by(&key, &ca_cert, &ca_key)
+        .map_err(TlsError::rcgen)?;
     let files = org_files(dir, &req.org);
     if files.key.exists() {
         std::fs::remove_file(&files.key).map_err(|e| TlsError::io(&files.key, e))?;

@@ -32,7 +32,9 @@ pub struct Authenticator {
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Authenticator").field("rp", &self.rp).finish_non_exhaustive()
+        f.debug_struct("Authenticator")
+            .field("rp", &self.rp)
+            .finish_non_exhaustive()
     }
 }
 
@@ -95,14 +97,20 @@ impl Authenticator {
             .ok()
             .and_then(|code| self.orgs.get(&code).cloned())
             .unwrap_or_else(|| unknown_org(&id.organisation));
-        Ok(Principal { user_id: id.user_id.clone(), name: id.name.clone(), role, organisation })
+        Ok(Principal {
+            user_id: id.user_id.clone(),
+            name: id.name.clone(),
+            role,
+            organisation,
+        })
     }
 }
 
 /// An organisation the programme has never heard of: not a member, so every rule denies.
 fn unknown_org(code: &str) -> Organisation {
     Organisation {
-        code: OdsCode::parse(code).unwrap_or_else(|_| OdsCode::parse("UNKNOWN").expect("a well-formed ODS code")),
+        code: OdsCode::parse(code)
+            .unwrap_or_else(|_| OdsCode::parse("UNKNOWN").expect("a well-formed ODS code")),
         name: "an organisation not known to My Care Record".into(),
         kind: OrgKind::ThirdParty,
         member: false,
@@ -112,7 +120,11 @@ fn unknown_org(code: &str) -> Organisation {
 
 /// The token from `Authorization: Bearer …`.
 pub fn bearer(parts: &Parts) -> Option<String> {
-    let v = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let v = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = v.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
@@ -136,7 +148,9 @@ pub fn correlation_id(parts: &Parts) -> String {
         .headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| (8..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .filter(|v| {
+            (8..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
 }
 
@@ -177,11 +191,15 @@ pub fn need_for(method: &Method, path: &str) -> Need {
 /// SMART v2 `user/*.rs`, `user/Consent.cu`) allow a need.
 pub fn scopes_allow(scopes: &[String], need: Need) -> bool {
     scopes.iter().any(|s| {
-        let Some((context, rest)) = s.split_once('/') else { return false };
+        let Some((context, rest)) = s.split_once('/') else {
+            return false;
+        };
         if !matches!(context, "patient" | "user" | "system") {
             return false;
         }
-        let Some((resource, perm)) = rest.rsplit_once('.') else { return false };
+        let Some((resource, perm)) = rest.rsplit_once('.') else {
+            return false;
+        };
         let (wanted, read) = match need {
             Need::Read(r) => (r, true),
             Need::Write(r) => (r, false),
@@ -205,8 +223,19 @@ pub fn scopes_allow(scopes: &[String], need: Need) -> bool {
 }
 
 /// Audit a refused attempt; a failure to write is logged, and the answer stays a refusal.
-pub(crate) async fn audit_refusal(state: &AppState, correlation_id: &str, channel: &str, reason: &str, user: Option<&Principal>) {
-    let f = AuthFailure { correlation_id, channel, reason, user };
+pub(crate) async fn audit_refusal(
+    state: &AppState,
+    correlation_id: &str,
+    channel: &str,
+    reason: &str,
+    user: Option<&Principal>,
+) {
+    let f = AuthFailure {
+        correlation_id,
+        channel,
+        reason,
+        user,
+    };
     if let Err(e) = state.gateway.record_auth_failure(&f).await {
         tracing::error!(error = %e, "could not audit a refused authentication");
     }
@@ -220,7 +249,10 @@ pub struct Caller(pub RequestContext);
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let cid = correlation_id(parts);
         let verified = match bearer(parts) {
             None => Err(AuthError::Missing),
@@ -242,14 +274,22 @@ impl FromRequestParts<AppState> for Caller {
             audit_refusal(state, &cid, "scope", "insufficient-scope", Some(&principal)).await;
             let what = match need {
                 Need::Read(_) => "read records",
-                Need::Write(_) => "record permission, relationships, emergency access or objections",
+                Need::Write(_) => {
+                    "record permission, relationships, emergency access or objections"
+                }
             };
-            return Err(ApiError::forbidden("insufficient-scope", format!("This token's scopes do not allow it to {what}.")));
+            return Err(ApiError::forbidden(
+                "insufficient-scope",
+                format!("This token's scopes do not allow it to {what}."),
+            ));
         }
         if parts.uri.path() == "/fhir/Patient" {
             crate::security::limit_search(state, parts, &principal.user_id)?;
         }
-        Ok(Caller(RequestContext { principal, correlation_id: cid }))
+        Ok(Caller(RequestContext {
+            principal,
+            correlation_id: cid,
+        }))
     }
 }
 
@@ -271,10 +311,19 @@ mod tests {
         assert!(scopes_allow(&write, Need::Write("Consent")));
         assert!(!scopes_allow(&write, Need::Read("Patient")));
         assert!(scopes_allow(&s(&["patient/*.read"]), Need::Read("*")));
-        assert!(!scopes_allow(&s(&["user/Patient.read"]), Need::Read("*")), "one type does not cover the whole record");
+        assert!(
+            !scopes_allow(&s(&["user/Patient.read"]), Need::Read("*")),
+            "one type does not cover the whole record"
+        );
         assert!(scopes_allow(&s(&["user/*.rs"]), Need::Read("Consent")));
-        assert!(scopes_allow(&s(&["user/Consent.cu"]), Need::Write("Consent")));
-        assert!(!scopes_allow(&s(&["openid", "profile", "admin/*.*", "user/*.x", "*"]), Need::Read("Patient")));
+        assert!(scopes_allow(
+            &s(&["user/Consent.cu"]),
+            Need::Write("Consent")
+        ));
+        assert!(!scopes_allow(
+            &s(&["openid", "profile", "admin/*.*", "user/*.x", "*"]),
+            Need::Read("Patient")
+        ));
         assert!(!scopes_allow(&[], Need::Read("Patient")));
     }
 
@@ -282,7 +331,11 @@ mod tests {
 
     fn parts_with(name: &str, value: &str) -> Option<Parts> {
         let v = axum::http::HeaderValue::from_str(value).ok()?;
-        let (parts, ()) = axum::http::Request::builder().header(name, v).body(()).ok()?.into_parts();
+        let (parts, ()) = axum::http::Request::builder()
+            .header(name, v)
+            .body(())
+            .ok()?
+            .into_parts();
         Some(parts)
     }
 
@@ -326,10 +379,25 @@ mod tests {
 
     #[test]
     fn requests_need_the_matching_scope() {
-        assert_eq!(need_for(&Method::GET, "/fhir/Patient/9990000018/$everything"), Need::Read("*"));
-        assert_eq!(need_for(&Method::GET, "/fhir/Patient"), Need::Read("Patient"));
-        assert_eq!(need_for(&Method::GET, "/fhir/Consent"), Need::Read("Consent"));
-        assert_eq!(need_for(&Method::POST, "/fhir/Consent"), Need::Write("Consent"));
-        assert_eq!(need_for(&Method::POST, "/fhir/Patient/9990000018/$emergency-access"), Need::Write("Consent"));
+        assert_eq!(
+            need_for(&Method::GET, "/fhir/Patient/9990000018/$everything"),
+            Need::Read("*")
+        );
+        assert_eq!(
+            need_for(&Method::GET, "/fhir/Patient"),
+            Need::Read("Patient")
+        );
+        assert_eq!(
+            need_for(&Method::GET, "/fhir/Consent"),
+            Need::Read("Consent")
+        );
+        assert_eq!(
+            need_for(&Method::POST, "/fhir/Consent"),
+            Need::Write("Consent")
+        );
+        assert_eq!(
+            need_for(&Method::POST, "/fhir/Patient/9990000018/$emergency-access"),
+            Need::Write("Consent")
+        );
     }
 }

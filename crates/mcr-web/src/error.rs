@@ -16,7 +16,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: IssueType, detail: &str, text: impl Into<String>) -> Self {
-        Self { status, issue: Issue::error(code, detail, text), retry_after: None }
+        Self {
+            status,
+            issue: Issue::error(code, detail, text),
+            retry_after: None,
+        }
     }
 
     pub fn invalid(detail: &str, text: impl Into<String>) -> Self {
@@ -24,7 +28,12 @@ impl ApiError {
     }
 
     pub fn not_found(text: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, IssueType::NotFound, "not-found", text)
+        Self::new(
+            StatusCode::NOT_FOUND,
+            IssueType::NotFound,
+            "not-found",
+            text,
+        )
     }
 
     pub fn unauthenticated(detail: &str, text: impl Into<String>) -> Self {
@@ -36,7 +45,15 @@ impl ApiError {
     }
 
     pub fn unavailable(text: impl Into<String>) -> Self {
-        Self { retry_after: Some(5), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient, "unavailable", text) }
+        Self {
+            retry_after: Some(5),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                IssueType::Transient,
+                "unavailable",
+                text,
+            )
+        }
     }
 
     pub fn at(mut self, expression: &str) -> Self {
@@ -57,10 +74,16 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 IssueType::TooCostly,
                 "body-too-large",
-                format!("The request body is larger than the {} KiB allowed.", crate::MAX_BODY / 1024),
+                format!(
+                    "The request body is larger than the {} KiB allowed.",
+                    crate::MAX_BODY / 1024
+                ),
             );
         }
-        ApiError::invalid("invalid-json", format!("The body is not a FHIR JSON resource: {}", e.body_text()))
+        ApiError::invalid(
+            "invalid-json",
+            format!("The body is not a FHIR JSON resource: {}", e.body_text()),
+        )
     }
 }
 
@@ -88,15 +111,22 @@ impl From<GatewayError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = operation_outcome(std::slice::from_ref(&self.issue)).to_string();
-        let mut resp = (self.status, [(header::CONTENT_TYPE, mcr_fhir::FHIR_JSON)], body).into_response();
+        let mut resp = (
+            self.status,
+            [(header::CONTENT_TYPE, mcr_fhir::FHIR_JSON)],
+            body,
+        )
+            .into_response();
         if let Some(secs) = self.retry_after {
             if let Ok(v) = secs.to_string().parse() {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
             }
         }
         if self.status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
         }
         resp
     }

@@ -15,11 +15,11 @@ pub mod ratelimit;
 mod security;
 pub mod sessions;
 
-pub use auth::{Authenticator, AuthConfig};
-pub use ratelimit::{Rate, RateLimits};
-pub use sessions::SessionLimits;
+pub use auth::{AuthConfig, Authenticator};
 pub use error::ApiError;
 pub use pages::{DemoPatient, PatientAccess};
+pub use ratelimit::{Rate, RateLimits};
+pub use sessions::SessionLimits;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue};
@@ -51,7 +51,12 @@ pub struct AppState {
 
 impl AppState {
     /// State with default session and rate limits.
-    pub fn new(gateway: Gateway, auth: Authenticator, base_url: String, secure_cookies: bool) -> Self {
+    pub fn new(
+        gateway: Gateway,
+        auth: Authenticator,
+        base_url: String,
+        secure_cookies: bool,
+    ) -> Self {
         Self {
             gateway,
             auth: Arc::new(auth),
@@ -101,7 +106,9 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) -> Result<&'static str, ApiError> {
+async fn healthz(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Result<&'static str, ApiError> {
     state
         .gateway
         .store()

@@ -20,7 +20,10 @@ pub(crate) fn routes() -> Router<AppState> {
 /// counts and durations only; restrict it at the network where that matters.
 async fn metrics(State(state): State<AppState>) -> Response {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.gateway.metrics().encode(),
     )
         .into_response()
@@ -37,7 +40,11 @@ pub(crate) fn server_timing(response: &mut Response, timings: &[SourceTiming], s
             let _ = write!(value, "source-{};dur={ms:.3}, ", t.source);
         }
     }
-    let _ = write!(value, "mcr;dur={:.3}", started.elapsed().as_secs_f64() * 1000.0);
+    let _ = write!(
+        value,
+        "mcr;dur={:.3}",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
     if let Ok(v) = HeaderValue::from_str(&value) {
         response.headers_mut().insert("server-timing", v);
     }

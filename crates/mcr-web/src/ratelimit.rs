@@ -29,10 +29,22 @@ pub struct RateLimits {
 impl Default for RateLimits {
     fn default() -> Self {
         Self {
-            signin_per_address: Rate { burst: 20, per_minute: 20 },
-            signin_per_user: Rate { burst: 10, per_minute: 10 },
-            search_per_user: Rate { burst: 30, per_minute: 60 },
-            search_per_address: Rate { burst: 120, per_minute: 300 },
+            signin_per_address: Rate {
+                burst: 20,
+                per_minute: 20,
+            },
+            signin_per_user: Rate {
+                burst: 10,
+                per_minute: 10,
+            },
+            search_per_user: Rate {
+                burst: 30,
+                per_minute: 60,
+            },
+            search_per_address: Rate {
+                burst: 120,
+                per_minute: 300,
+            },
         }
     }
 }
@@ -57,13 +69,19 @@ impl RateLimiter {
     }
 
     fn check_at(&self, key: &str, rate: Rate, now: Instant) -> Result<(), u64> {
-        let Ok(mut buckets) = self.buckets.lock() else { return Ok(()) };
+        let Ok(mut buckets) = self.buckets.lock() else {
+            return Ok(());
+        };
         let per_sec = f64::from(rate.per_minute.max(1)) / 60.0;
         let burst = f64::from(rate.burst.max(1));
         if buckets.len() >= MAX_BUCKETS {
-            buckets.retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * per_sec < burst);
+            buckets
+                .retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * per_sec < burst);
         }
-        let b = buckets.entry(key.to_owned()).or_insert(Bucket { tokens: burst, at: now });
+        let b = buckets.entry(key.to_owned()).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
         b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * per_sec).min(burst);
         b.at = now;
         if b.tokens >= 1.0 {
@@ -72,7 +90,11 @@ impl RateLimiter {
         } else {
             let wait = ((1.0 - b.tokens) / per_sec).ceil();
             // At most an hour: the float is small and positive here.
-            Err(if wait.is_finite() && wait > 0.0 && wait < 3600.0 { wait as u64 } else { 60 })
+            Err(if wait.is_finite() && wait > 0.0 && wait < 3600.0 {
+                wait as u64
+            } else {
+                60
+            })
         }
     }
 }
@@ -85,13 +107,19 @@ mod tests {
     #[test]
     fn a_bucket_empties_then_refills() {
         let l = RateLimiter::default();
-        let rate = Rate { burst: 3, per_minute: 60 };
+        let rate = Rate {
+            burst: 3,
+            per_minute: 60,
+        };
         let t0 = Instant::now();
         for _ in 0..3 {
             assert_eq!(l.check_at("k", rate, t0), Ok(()));
         }
         assert_eq!(l.check_at("k", rate, t0), Err(1));
         assert_eq!(l.check_at("other", rate, t0), Ok(()), "keys are separate");
-        assert_eq!(l.check_at("k", rate, t0 + Duration::from_millis(1100)), Ok(()));
+        assert_eq!(
+            l.check_at("k", rate, t0 + Duration::from_millis(1100)),
+            Ok(())
+        );
     }
 }

@@ -24,9 +24,16 @@ const HSTS: &str = "max-age=31536000; includeSubDomains";
 
 /// The middleware: size limits, CSRF, HSTS.
 pub(crate) async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let header_bytes: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
     if header_bytes > MAX_HEADER_BYTES {
-        return plain(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "Request headers too large.");
+        return plain(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "Request headers too large.",
+        );
     }
     if req.uri().to_string().len() > MAX_URI {
         return plain(StatusCode::URI_TOO_LONG, "Request address too long.");
@@ -43,13 +50,21 @@ pub(crate) async fn guard(State(state): State<AppState>, req: Request, next: Nex
     };
     let mut resp = next.run(req).await;
     if state.secure_cookies {
-        resp.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(HSTS));
+        resp.headers_mut().insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static(HSTS),
+        );
     }
     resp
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        text,
+    )
+        .into_response()
 }
 
 fn refuse() -> Response {
@@ -64,7 +79,11 @@ fn refuse() -> Response {
 fn origin_of(url: &str) -> Option<String> {
     let (scheme, rest) = url.split_once("://")?;
     let host = rest.split('/').next()?;
-    Some(format!("{}://{}", scheme.to_ascii_lowercase(), host.to_ascii_lowercase()))
+    Some(format!(
+        "{}://{}",
+        scheme.to_ascii_lowercase(),
+        host.to_ascii_lowercase()
+    ))
 }
 
 /// Cross-site form posts are refused; a signed-in user's forms must carry their CSRF token.
@@ -72,8 +91,11 @@ async fn check_form(state: &AppState, req: Request) -> Result<Request, Response>
     let headers = req.headers();
     // Under `Referrer-Policy: no-referrer` browsers send `Origin: null` even for our own
     // forms; then only the browser's own `Sec-Fetch-Site: same-origin` vouches for the post.
-    let same_site_fetch = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("same-origin");
-    let null_origin = headers.get(header::ORIGIN).is_some_and(|o| o.as_bytes() == b"null");
+    let same_site_fetch =
+        headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("same-origin");
+    let null_origin = headers
+        .get(header::ORIGIN)
+        .is_some_and(|o| o.as_bytes() == b"null");
     if null_origin && !same_site_fetch {
         tracing::info!("form post with an opaque origin refused");
         return Err(refuse());
@@ -97,9 +119,16 @@ async fn check_form(state: &AppState, req: Request) -> Result<Request, Response>
     };
     let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
-        Err(_) => return Err(plain(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large.")),
+        Err(_) => {
+            return Err(plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Request body too large.",
+            ))
+        }
     };
-    let sent = url::form_urlencoded::parse(&bytes).find(|(k, _)| k == CSRF_FIELD).map(|(_, v)| v.into_owned());
+    let sent = url::form_urlencoded::parse(&bytes)
+        .find(|(k, _)| k == CSRF_FIELD)
+        .map(|(_, v)| v.into_owned());
     match sent {
         Some(t) if mcr_oidc::constant_time_eq(t.as_bytes(), session.csrf.as_bytes()) => {
             Ok(Request::from_parts(parts, Body::from(bytes)))
@@ -132,18 +161,34 @@ fn check(state: &AppState, key: String, rate: Rate) -> Result<(), ApiError> {
 
 /// Patient searches: per user and per address.
 pub(crate) fn limit_search(state: &AppState, parts: &Parts, user_id: &str) -> Result<(), ApiError> {
-    check(state, format!("search:user:{user_id}"), state.rate_limits.search_per_user)?;
-    check(state, format!("search:addr:{}", client_address(parts)), state.rate_limits.search_per_address)
+    check(
+        state,
+        format!("search:user:{user_id}"),
+        state.rate_limits.search_per_user,
+    )?;
+    check(
+        state,
+        format!("search:addr:{}", client_address(parts)),
+        state.rate_limits.search_per_address,
+    )
 }
 
 /// Sign-in starts and returns: per address.
 pub(crate) fn limit_signin(state: &AppState, parts: &Parts) -> Result<(), ApiError> {
-    check(state, format!("signin:addr:{}", client_address(parts)), state.rate_limits.signin_per_address)
+    check(
+        state,
+        format!("signin:addr:{}", client_address(parts)),
+        state.rate_limits.signin_per_address,
+    )
 }
 
 /// Completed sign-ins: per user (known only once the provider has said who it is).
 pub(crate) fn limit_signin_user(state: &AppState, user_id: &str) -> Result<(), ApiError> {
-    check(state, format!("signin:user:{user_id}"), state.rate_limits.signin_per_user)
+    check(
+        state,
+        format!("signin:user:{user_id}"),
+        state.rate_limits.signin_per_user,
+    )
 }
 
 #[cfg(test)]
@@ -152,8 +197,14 @@ mod tests {
 
     #[test]
     fn origins_compare_scheme_host_and_port() {
-        assert_eq!(origin_of("https://GW.example:8443/app").as_deref(), Some("https://gw.example:8443"));
-        assert_eq!(origin_of("http://127.0.0.1:8080").as_deref(), Some("http://127.0.0.1:8080"));
+        assert_eq!(
+            origin_of("https://GW.example:8443/app").as_deref(),
+            Some("https://gw.example:8443")
+        );
+        assert_eq!(
+            origin_of("http://127.0.0.1:8080").as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
         assert_eq!(origin_of("nonsense"), None);
     }
 }

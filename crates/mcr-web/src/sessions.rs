@@ -27,7 +27,10 @@ pub struct SessionLimits {
 
 impl Default for SessionLimits {
     fn default() -> Self {
-        Self { idle: Duration::from_secs(30 * 60), max: Duration::from_secs(10 * 60 * 60) }
+        Self {
+            idle: Duration::from_secs(30 * 60),
+            max: Duration::from_secs(10 * 60 * 60),
+        }
     }
 }
 
@@ -59,7 +62,10 @@ pub struct Sessions {
 
 impl Sessions {
     pub fn new(limits: SessionLimits) -> Self {
-        Self { limits, ..Self::default() }
+        Self {
+            limits,
+            ..Self::default()
+        }
     }
 
     pub fn limits(&self) -> SessionLimits {
@@ -70,7 +76,12 @@ impl Sessions {
     pub fn create(&self, identity: Identity) -> Option<String> {
         let id = mcr_oidc::random_token();
         let now = Instant::now();
-        let session = Session { identity, csrf: mcr_oidc::random_token(), created: now, last_seen: now };
+        let session = Session {
+            identity,
+            csrf: mcr_oidc::random_token(),
+            created: now,
+            last_seen: now,
+        };
         let mut live = self.live.lock().ok()?;
         if live.len() >= MAX_ENTRIES {
             let limits = self.limits;
@@ -104,7 +115,12 @@ impl Sessions {
     }
 
     /// Remember a sign-in in progress; returns the id for its cookie.
-    pub fn begin_login(&self, state: String, nonce: String, verifier: SecretString) -> Option<String> {
+    pub fn begin_login(
+        &self,
+        state: String,
+        nonce: String,
+        verifier: SecretString,
+    ) -> Option<String> {
         let id = mcr_oidc::random_token();
         let now = Instant::now();
         let mut pending = self.pending.lock().ok()?;
@@ -112,7 +128,15 @@ impl Sessions {
         if pending.len() >= MAX_ENTRIES {
             return None;
         }
-        pending.insert(id.clone(), PendingLogin { state, nonce, verifier, created: now });
+        pending.insert(
+            id.clone(),
+            PendingLogin {
+                state,
+                nonce,
+                verifier,
+                created: now,
+            },
+        );
         Some(id)
     }
 
@@ -132,7 +156,13 @@ mod tests {
     use super::*;
 
     fn who() -> Identity {
-        Identity { user_id: "u".into(), name: "U".into(), role: "clinician".into(), organisation: "RWH01".into(), scopes: vec![] }
+        Identity {
+            user_id: "u".into(),
+            name: "U".into(),
+            role: "clinician".into(),
+            organisation: "RWH01".into(),
+            scopes: vec![],
+        }
     }
 
     #[test]
@@ -144,25 +174,36 @@ mod tests {
         s.end(&id);
         assert!(s.touch(&id).is_none());
 
-        let short = Sessions::new(SessionLimits { idle: Duration::from_millis(30), max: Duration::from_secs(60) });
+        let short = Sessions::new(SessionLimits {
+            idle: Duration::from_millis(30),
+            max: Duration::from_secs(60),
+        });
         let id = short.create(who()).unwrap();
         std::thread::sleep(Duration::from_millis(60));
         assert!(short.touch(&id).is_none(), "idle timeout");
 
-        let capped = Sessions::new(SessionLimits { idle: Duration::from_secs(60), max: Duration::from_millis(50) });
+        let capped = Sessions::new(SessionLimits {
+            idle: Duration::from_secs(60),
+            max: Duration::from_millis(50),
+        });
         let id = capped.create(who()).unwrap();
         for _ in 0..3 {
             std::thread::sleep(Duration::from_millis(10));
             assert!(capped.touch(&id).is_some());
         }
         std::thread::sleep(Duration::from_millis(50));
-        assert!(capped.touch(&id).is_none(), "maximum lifetime despite activity");
+        assert!(
+            capped.touch(&id).is_none(),
+            "maximum lifetime despite activity"
+        );
     }
 
     #[test]
     fn a_sign_in_in_progress_completes_once() {
         let s = Sessions::default();
-        let id = s.begin_login("st".into(), "n".into(), "v".to_owned().into()).unwrap();
+        let id = s
+            .begin_login("st".into(), "n".into(), "v".to_owned().into())
+            .unwrap();
         assert_eq!(s.take_login(&id).map(|p| p.state), Some("st".into()));
         assert!(s.take_login(&id).is_none());
     }

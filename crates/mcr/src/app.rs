@@ -30,8 +30,10 @@ pub fn federation(s: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Federat
         .sources
         .iter()
         .map(|c| {
-            Arc::new(HttpSource::new(c.clone(), client.clone(), limits.clone()).with_identity(signer.clone()))
-                as Arc<dyn Source>
+            Arc::new(
+                HttpSource::new(c.clone(), client.clone(), limits.clone())
+                    .with_identity(signer.clone()),
+            ) as Arc<dyn Source>
         })
         .collect();
     Ok(Federation::new(sources, limits))
@@ -58,9 +60,11 @@ pub async fn gateway(s: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Gate
         .await
         .context("opening the gateway's store")?;
     let federation = Arc::new(federation(s, clock.clone())?);
-    Ok(Gateway::new(store, federation, clock, s.policy.clone(), registry(s))
-        .with_sharing(s.sharing.clone())
-        .with_audit(s.audit.gateway_config()?))
+    Ok(
+        Gateway::new(store, federation, clock, s.policy.clone(), registry(s))
+            .with_sharing(s.sharing.clone())
+            .with_audit(s.audit.gateway_config()?),
+    )
 }
 
 /// The gateway as an OpenID Connect relying party of the configured provider.
@@ -72,7 +76,8 @@ pub fn relying_party(s: &Settings, base_url: &str) -> anyhow::Result<mcr_oidc::R
         .user_agent(concat!("my-care-record/", env!("CARGO_PKG_VERSION")))
         .build()
         .context("building the HTTP client for the identity provider")?;
-    mcr_oidc::RelyingParty::new(s.auth.clone(), base_url, http).map_err(|e| anyhow::anyhow!("[auth]: {e}"))
+    mcr_oidc::RelyingParty::new(s.auth.clone(), base_url, http)
+        .map_err(|e| anyhow::anyhow!("[auth]: {e}"))
 }
 
 /// A running gateway.
@@ -90,18 +95,30 @@ pub async fn serve(s: &Settings, listener: TcpListener) -> anyhow::Result<Runnin
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let gateway = gateway(s, clock).await?;
     if s.sync_on_start {
-        let report = gateway.indexer().sync(true).await.context("initial index sync")?;
+        let report = gateway
+            .indexer()
+            .sync(true)
+            .await
+            .context("initial index sync")?;
         for r in &report.sources {
             if let Some(f) = &r.failed {
                 tracing::warn!(source = %r.source, reason = %f.describe(), "source not indexed at start-up");
             }
         }
     }
-    let base_url = s.base_url.clone().unwrap_or_else(|| format!("{}://{addr}", serving.scheme()));
+    let base_url = s
+        .base_url
+        .clone()
+        .unwrap_or_else(|| format!("{}://{addr}", serving.scheme()));
     let auth = Authenticator::new(Arc::new(relying_party(s, &base_url)?), registry(s));
     let secure_cookies = matches!(serving, crate::network::Serving::Tls(_));
-    let state = AppState::new(gateway.clone(), auth, base_url, secure_cookies).with_demo_patients(s.demo_patients.clone());
+    let state = AppState::new(gateway.clone(), auth, base_url, secure_cookies)
+        .with_demo_patients(s.demo_patients.clone());
     let router = mcr_web::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     let task = crate::network::spawn_server(listener, serving, router)?;
-    Ok(Running { addr, gateway, task })
+    Ok(Running {
+        addr,
+        gateway,
+        task,
+    })
 }

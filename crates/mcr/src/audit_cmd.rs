@@ -45,24 +45,33 @@ impl AuditSettings {
             anyhow::bail!("config: audit.checkpoint_every must be at least 1");
         }
         for k in &self.trusted_keys {
-            mcr_audit::parse_public_key(k).map_err(|e| anyhow::anyhow!("config: audit.trusted_keys: {e}"))?;
+            mcr_audit::parse_public_key(k)
+                .map_err(|e| anyhow::anyhow!("config: audit.trusted_keys: {e}"))?;
         }
         Ok(())
     }
 
     /// The checkpoint signing key, if one is configured.
     pub fn key(&self) -> anyhow::Result<Option<CheckpointKey>> {
-        let Some(path) = &self.signing_key else { return Ok(None) };
-        let bytes = std::fs::read(path).with_context(|| format!("reading the audit signing key {}", path.display()))?;
-        let key = CheckpointKey::from_bytes(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let Some(path) = &self.signing_key else {
+            return Ok(None);
+        };
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("reading the audit signing key {}", path.display()))?;
+        let key = CheckpointKey::from_bytes(&bytes)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         Ok(Some(key))
     }
 
     /// Every public key whose checkpoints `verify` accepts.
     pub fn trusted(&self) -> anyhow::Result<Vec<VerifyingKey>> {
-        let mut keys: Vec<VerifyingKey> = self.key()?.map(|k| k.verifying_key()).into_iter().collect();
+        let mut keys: Vec<VerifyingKey> =
+            self.key()?.map(|k| k.verifying_key()).into_iter().collect();
         for k in &self.trusted_keys {
-            keys.push(mcr_audit::parse_public_key(k).map_err(|e| anyhow::anyhow!("config: audit.trusted_keys: {e}"))?);
+            keys.push(
+                mcr_audit::parse_public_key(k)
+                    .map_err(|e| anyhow::anyhow!("config: audit.trusted_keys: {e}"))?,
+            );
         }
         Ok(keys)
     }
@@ -70,18 +79,29 @@ impl AuditSettings {
     /// What the gateway needs: the checkpointer and the anomaly threshold.
     pub fn gateway_config(&self) -> anyhow::Result<mcr_gateway::AuditConfig> {
         Ok(mcr_gateway::AuditConfig {
-            checkpointer: self.key()?.map(|k| Checkpointer::new(k, self.checkpoint_every)),
+            checkpointer: self
+                .key()?
+                .map(|k| Checkpointer::new(k, self.checkpoint_every)),
             many_patients_per_hour: self.many_patients_per_hour,
         })
     }
 }
 
 /// `mcr audit verify`: the line to print, and whether the trail is intact.
-pub async fn verify(store: &dyn mcr_store::Store, audit: &AuditSettings) -> anyhow::Result<(String, bool)> {
+pub async fn verify(
+    store: &dyn mcr_store::Store,
+    audit: &AuditSettings,
+) -> anyhow::Result<(String, bool)> {
     let trusted = audit.trusted()?;
-    let result = mcr_audit::verify_with(store, &trusted).await.context("reading the audit trail")?;
+    let result = mcr_audit::verify_with(store, &trusted)
+        .await
+        .context("reading the audit trail")?;
     Ok(match result {
-        Verification::Intact { records, head, checkpoints } => {
+        Verification::Intact {
+            records,
+            head,
+            checkpoints,
+        } => {
             let keys = if checkpoints > 0 && trusted.is_empty() {
                 " (no key configured: checkpoint signatures were checked against the keys stored with them)"
             } else {
@@ -89,18 +109,39 @@ pub async fn verify(store: &dyn mcr_store::Store, audit: &AuditSettings) -> anyh
             };
             (format!("audit trail intact: {records} records, head {head}, {checkpoints} signed checkpoint(s){keys}"), true)
         }
-        Verification::Broken { seq, problem } => (format!("audit trail BROKEN at record {seq}: {problem}"), false),
+        Verification::Broken { seq, problem } => (
+            format!("audit trail BROKEN at record {seq}: {problem}"),
+            false,
+        ),
     })
 }
 
 /// `mcr audit checkpoint`: sign the head of the chain now.
-pub async fn checkpoint(store: &dyn mcr_store::Store, audit: &AuditSettings, clock: &dyn Clock) -> anyhow::Result<String> {
-    let key = audit.key()?.context("config: audit.signing_key is needed to sign a checkpoint")?;
-    Ok(match mcr_audit::checkpoint_head(store, &key, clock.now()).await.context("signing a checkpoint")? {
-        Some(cp) => format!("checkpoint signed at record {}: hash {}, key {}", cp.seq, cp.hash, cp.public_key),
-        None => match store.audit_head().await.context("reading the audit trail")? {
-            Some((seq, _)) => format!("record {seq} already has a checkpoint"),
-            None => "the audit trail is empty: nothing to sign".to_owned(),
+pub async fn checkpoint(
+    store: &dyn mcr_store::Store,
+    audit: &AuditSettings,
+    clock: &dyn Clock,
+) -> anyhow::Result<String> {
+    let key = audit
+        .key()?
+        .context("config: audit.signing_key is needed to sign a checkpoint")?;
+    Ok(
+        match mcr_audit::checkpoint_head(store, &key, clock.now())
+            .await
+            .context("signing a checkpoint")?
+        {
+            Some(cp) => format!(
+                "checkpoint signed at record {}: hash {}, key {}",
+                cp.seq, cp.hash, cp.public_key
+            ),
+            None => match store
+                .audit_head()
+                .await
+                .context("reading the audit trail")?
+            {
+                Some((seq, _)) => format!("record {seq} already has a checkpoint"),
+                None => "the audit trail is empty: nothing to sign".to_owned(),
+            },
         },
-    })
+    )
 }

@@ -66,7 +66,11 @@ pub struct FederationSettings {
 
 impl Default for FederationSettings {
     fn default() -> Self {
-        Self { deadline_ms: 3_000, max_source_mib: 8, page_size: 200 }
+        Self {
+            deadline_ms: 3_000,
+            max_source_mib: 8,
+            page_size: 200,
+        }
     }
 }
 
@@ -108,8 +112,10 @@ fn default_data_dir() -> PathBuf {
 impl Settings {
     /// Read a TOML file, then apply `MCR_LISTEN`, `MCR_DATA_DIR`, `MCR_STORE`, `MCR_BASE_URL`.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
-        let mut s: Settings = toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let mut s: Settings = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
         s.apply_env(|k| std::env::var(k).ok())?;
         s.validate()?;
         Ok(s)
@@ -117,7 +123,9 @@ impl Settings {
 
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
         if let Some(v) = get("MCR_LISTEN") {
-            self.listen = v.parse().with_context(|| format!("MCR_LISTEN `{v}` is not an address like 127.0.0.1:8080"))?;
+            self.listen = v.parse().with_context(|| {
+                format!("MCR_LISTEN `{v}` is not an address like 127.0.0.1:8080")
+            })?;
         }
         if let Some(v) = get("MCR_DATA_DIR") {
             self.data_dir = PathBuf::from(v);
@@ -181,6 +189,8 @@ impl Settings {
 
     pub fn base_url(&self) -> String {
         let scheme = if self.tls.disabled { "http" } else { "https" };
-        self.base_url.clone().unwrap_or_else(|| format!("{scheme}://{}", self.listen))
+        self.base_url
+            .clone()
+            .unwrap_or_else(|| format!("{scheme}://{}", self.listen))
     }
 }

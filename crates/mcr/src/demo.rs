@@ -98,15 +98,30 @@ impl DemoPki {
         let dir = data_dir.join("pki");
         let ca = mcr_tls::pki::ensure_ca(&dir, today).context("creating the demo regional CA")?;
         let roots = mcr_tls::load_roots(&ca.cert)?;
-        Ok(Self { dir, ca_cert: ca.cert, roots, today })
+        Ok(Self {
+            dir,
+            ca_cert: ca.cert,
+            roots,
+            today,
+        })
     }
 
     /// Issue (again) a certificate for `org`, for localhost and 127.0.0.1 plus `extra_names`.
-    pub fn issue(&self, org: &str, name: &str, extra_names: &[String]) -> anyhow::Result<(mcr_tls::pki::CertFiles, mcr_tls::Identity)> {
+    pub fn issue(
+        &self,
+        org: &str,
+        name: &str,
+        extra_names: &[String],
+    ) -> anyhow::Result<(mcr_tls::pki::CertFiles, mcr_tls::Identity)> {
         let mut server_names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
         server_names.extend(extra_names.iter().cloned());
-        let req = mcr_tls::pki::IssueRequest { org: org.into(), org_name: Some(name.into()), server_names };
-        let files = mcr_tls::pki::issue(&self.dir, &req, self.today).with_context(|| format!("issuing the demo certificate for {org}"))?;
+        let req = mcr_tls::pki::IssueRequest {
+            org: org.into(),
+            org_name: Some(name.into()),
+            server_names,
+        };
+        let files = mcr_tls::pki::issue(&self.dir, &req, self.today)
+            .with_context(|| format!("issuing the demo certificate for {org}"))?;
         let identity = mcr_tls::Identity::load(&files.cert, &files.key)?;
         Ok((files, identity))
     }
@@ -129,12 +144,22 @@ pub struct Demo {
 
 impl Demo {
     pub fn source(&self, id: &str) -> Option<&SourceHandle> {
-        self.info.sources.iter().position(|s| s.id == id).and_then(|i| self.sources.get(i))
+        self.info
+            .sources
+            .iter()
+            .position(|s| s.id == id)
+            .and_then(|i| self.sources.get(i))
     }
 
     /// An API access token for a demo user from the demo identity provider, valid for 12 hours.
     pub fn token(&self, user_id: &str) -> anyhow::Result<String> {
-        self.idp.access_token(user_id, mcr_idp::DEFAULT_API_SCOPES, tokens::DEMO_TOKEN_CLIENT).map_err(|e| anyhow::anyhow!("{e}"))
+        self.idp
+            .access_token(
+                user_id,
+                mcr_idp::DEFAULT_API_SCOPES,
+                tokens::DEMO_TOKEN_CLIENT,
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))
     }
 
     pub async fn stop(self) {
@@ -152,12 +177,21 @@ pub fn token_for(info: &DemoInfo, user_id: &str) -> anyhow::Result<String> {
     if !info.users.iter().any(|u| u.id == user_id) {
         anyhow::bail!(
             "no demo user `{user_id}`; the demo users are: {}",
-            info.users.iter().map(|u| u.id.as_str()).collect::<Vec<_>>().join(", ")
+            info.users
+                .iter()
+                .map(|u| u.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     let key = mcr_idp::SigningKey::load_or_create(&info.signing_key)?;
     let idp = tokens::demo_idp(&info.token_issuer, key, &info.users, Vec::new());
-    idp.access_token(user_id, mcr_idp::DEFAULT_API_SCOPES, tokens::DEMO_TOKEN_CLIENT).map_err(|e| anyhow::anyhow!("{e}"))
+    idp.access_token(
+        user_id,
+        mcr_idp::DEFAULT_API_SCOPES,
+        tokens::DEMO_TOKEN_CLIENT,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 fn org(code: &str, name: &str, kind: OrgKind, member: bool) -> Organisation {
@@ -182,13 +216,19 @@ fn user(id: &str, name: &str, role: Role, o: &Organisation, shows: &str) -> Demo
 }
 
 fn first(list: &[NhsNumber]) -> anyhow::Result<&NhsNumber> {
-    list.first().context("the synthetic region lacks a sample patient; use more patients")
+    list.first()
+        .context("the synthetic region lacks a sample patient; use more patients")
 }
 
 /// The sample patients the public site's demo patient sign-in offers ("who viewed my record").
 fn demo_patients(region: &Region) -> anyhow::Result<Vec<mcr_web::DemoPatient>> {
     let s = &region.samples;
-    let picks = [s.all_four.first(), s.all_four.get(3), s.hostile.first(), s.gp_only.first()];
+    let picks = [
+        s.all_four.first(),
+        s.all_four.get(3),
+        s.hostile.first(),
+        s.gp_only.first(),
+    ];
     picks
         .into_iter()
         .flatten()
@@ -196,7 +236,12 @@ fn demo_patients(region: &Region) -> anyhow::Result<Vec<mcr_web::DemoPatient>> {
             let p = region.person(nhs).context("sample patient")?;
             Ok(mcr_web::DemoPatient {
                 nhs_number: nhs.clone(),
-                label: format!("{} {}, born {}", p.given.join(" "), p.family, p.birth_date.format("%-d %B %Y")),
+                label: format!(
+                    "{} {}, born {}",
+                    p.given.join(" "),
+                    p.family,
+                    p.birth_date.format("%-d %B %Y")
+                ),
             })
         })
         .collect()
@@ -212,7 +257,11 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
     let audit_key_path = opts.data_dir.join("demo").join("audit-signing-key.p8");
     mcr_idp::SigningKey::load_or_create(&audit_key_path)?;
     let today = SystemClock.now().date_naive();
-    let region = Arc::new(mcr_synth::generate(&SynthConfig { seed: opts.seed, patients: opts.patients, today }));
+    let region = Arc::new(mcr_synth::generate(&SynthConfig {
+        seed: opts.seed,
+        patients: opts.patients,
+        today,
+    }));
 
     // Every source serves HTTPS with a certificate from the regional CA and accepts only
     // client certificates from it: the gateway reaches them over mutual TLS.
@@ -223,19 +272,41 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
     let mut sources = Vec::new();
     let mut source_configs = Vec::new();
     for slice in &region.sources {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await.context("binding a source port")?;
-        let (_, identity) = pki.issue(slice.organisation.code.as_str(), &slice.organisation.name, &[])?;
-        let tls = mcr_sources::SourceTls { identity, client_ca: pki.roots.clone(), refused: Vec::new() };
-        let identity = mcr_sources::IdentityCheck { ed25519_keys: vec![identity_x.clone()], issuer: None, required: true };
-        let options = mcr_sources::SourceOptions { tls: Some(tls), identity: Some(identity) };
-        let handle = mcr_sources::serve_with(slice.clone(), listener, Behaviour::default(), options)
+        let listener = TcpListener::bind(("127.0.0.1", 0))
             .await
-            .with_context(|| format!("starting source {}", slice.id))?;
+            .context("binding a source port")?;
+        let (_, identity) = pki.issue(
+            slice.organisation.code.as_str(),
+            &slice.organisation.name,
+            &[],
+        )?;
+        let tls = mcr_sources::SourceTls {
+            identity,
+            client_ca: pki.roots.clone(),
+            refused: Vec::new(),
+        };
+        let identity = mcr_sources::IdentityCheck {
+            ed25519_keys: vec![identity_x.clone()],
+            issuer: None,
+            required: true,
+        };
+        let options = mcr_sources::SourceOptions {
+            tls: Some(tls),
+            identity: Some(identity),
+        };
+        let handle =
+            mcr_sources::serve_with(slice.clone(), listener, Behaviour::default(), options)
+                .await
+                .with_context(|| format!("starting source {}", slice.id))?;
         source_configs.push(mcr_federation::SourceConfig {
             id: slice.id.clone(),
             organisation: slice.organisation.clone(),
             base_url: url::Url::parse(&handle.base_url()).context("source URL")?,
-            resource_types: slice.resource_types.iter().map(|t| (*t).to_owned()).collect(),
+            resource_types: slice
+                .resource_types
+                .iter()
+                .map(|t| (*t).to_owned())
+                .collect(),
         });
         sources.push(handle);
     }
@@ -243,13 +314,22 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
     // Organisations beyond the sources: the practices, a hospice with no patients in common,
     // and a private company that is never a member.
     let hospice = org("G9H01", "Garden House Hospice Care", OrgKind::Hospice, true);
-    let private = org("PRV01", "Acme Health Analytics Ltd", OrgKind::PrivateCompany, false);
+    let private = org(
+        "PRV01",
+        "Acme Health Analytics Ltd",
+        OrgKind::PrivateCompany,
+        false,
+    );
     let mut organisations = region.gp_practices.clone();
     organisations.push(hospice.clone());
     organisations.push(private.clone());
 
     let all_four = first(&region.samples.all_four)?.clone();
-    let practice_code = region.person(&all_four).context("sample patient")?.gp_practice.clone();
+    let practice_code = region
+        .person(&all_four)
+        .context("sample patient")?
+        .gp_practice
+        .clone();
     let practice = organisations
         .iter()
         .find(|o| o.code == practice_code)
@@ -258,16 +338,68 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
     let src_org = |id: &str| -> anyhow::Result<Organisation> {
         Ok(region.source(id).context("source")?.organisation.clone())
     };
-    let (acute, community, social) = (src_org("acute")?, src_org("community")?, src_org("socialcare")?);
+    let (acute, community, social) = (
+        src_org("acute")?,
+        src_org("community")?,
+        src_org("socialcare")?,
+    );
     let users = vec![
-        user("gp.patel", "Dr Asha Patel", Role::Clinician, &practice, "GP at the sample patients' practice: registration relationship"),
-        user("ae.okafor", "Dr Chidi Okafor", Role::Clinician, &acute, "A&E doctor at the acute trust"),
-        user("nurse.evans", "Megan Evans", Role::Nurse, &community, "Community nurse at the community and mental health trust"),
-        user("sw.khan", "Imran Khan", Role::SocialCarePractitioner, &social, "Social worker: the care-relevant subset only"),
-        user("rec.murphy", "Siobhan Murphy", Role::Admin, &practice, "Receptionist: demographics and care team only"),
-        user("po.wright", "Helen Wright", Role::PrivacyOfficer, &acute, "Privacy officer: audit, no clinical data; can override objections"),
-        user("acme.jones", "Tom Jones", Role::Clinician, &private, "Works for a private company: always denied"),
-        user("hospice.ali", "Dr Sara Ali", Role::Clinician, &hospice, "Clinician at a member organisation with no relationship: must claim one"),
+        user(
+            "gp.patel",
+            "Dr Asha Patel",
+            Role::Clinician,
+            &practice,
+            "GP at the sample patients' practice: registration relationship",
+        ),
+        user(
+            "ae.okafor",
+            "Dr Chidi Okafor",
+            Role::Clinician,
+            &acute,
+            "A&E doctor at the acute trust",
+        ),
+        user(
+            "nurse.evans",
+            "Megan Evans",
+            Role::Nurse,
+            &community,
+            "Community nurse at the community and mental health trust",
+        ),
+        user(
+            "sw.khan",
+            "Imran Khan",
+            Role::SocialCarePractitioner,
+            &social,
+            "Social worker: the care-relevant subset only",
+        ),
+        user(
+            "rec.murphy",
+            "Siobhan Murphy",
+            Role::Admin,
+            &practice,
+            "Receptionist: demographics and care team only",
+        ),
+        user(
+            "po.wright",
+            "Helen Wright",
+            Role::PrivacyOfficer,
+            &acute,
+            "Privacy officer: audit, no clinical data; can override objections",
+        ),
+        user(
+            "acme.jones",
+            "Tom Jones",
+            Role::Clinician,
+            &private,
+            "Works for a private company: always denied",
+        ),
+        user(
+            "hospice.ali",
+            "Dr Sara Ali",
+            Role::Clinician,
+            &hospice,
+            "Clinician at a member organisation with no relationship: must claim one",
+        ),
     ];
 
     // The gateway's address first: the identity provider must know where to send users back.
@@ -279,23 +411,37 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
     // specific one; the same organisation certificate is the gateway's client certificate
     // towards sources.
     let scheme = if opts.insecure_http { "http" } else { "https" };
-    let extra_names: Vec<String> =
-        if addr.ip().is_unspecified() || addr.ip().is_loopback() { Vec::new() } else { vec![addr.ip().to_string()] };
-    let (gateway_cert, _) = pki.issue(GATEWAY_ORG, "My Care Record regional gateway (demo)", &extra_names)?;
-    let (idp, idp_task, auth) = tokens::start_idp(addr, key, &users, &format!("{scheme}://{addr}")).await?;
+    let extra_names: Vec<String> = if addr.ip().is_unspecified() || addr.ip().is_loopback() {
+        Vec::new()
+    } else {
+        vec![addr.ip().to_string()]
+    };
+    let (gateway_cert, _) = pki.issue(
+        GATEWAY_ORG,
+        "My Care Record regional gateway (demo)",
+        &extra_names,
+    )?;
+    let (idp, idp_task, auth) =
+        tokens::start_idp(addr, key, &users, &format!("{scheme}://{addr}")).await?;
     let gateway_client_secret = auth.client_secret.clone();
     let settings = Settings {
         listen: opts.listen,
         base_url: None,
         data_dir: opts.data_dir.clone(),
         store: opts.store.clone().map(Into::into),
-        federation: FederationSettings { deadline_ms: opts.deadline_ms, ..FederationSettings::default() },
+        federation: FederationSettings {
+            deadline_ms: opts.deadline_ms,
+            ..FederationSettings::default()
+        },
         auth,
         policy: mcr_policy::PolicyConfig::default(),
         organisations,
         sources: source_configs,
         sharing: Vec::new(),
-        audit: crate::audit_cmd::AuditSettings { signing_key: Some(audit_key_path), ..Default::default() },
+        audit: crate::audit_cmd::AuditSettings {
+            signing_key: Some(audit_key_path),
+            ..Default::default()
+        },
         sync_on_start: true,
         demo_patients: demo_patients(&region)?,
         tls: crate::config::TlsSettings {
@@ -320,7 +466,11 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
             .sources
             .iter()
             .zip(&sources)
-            .map(|(s, h)| DemoSource { id: s.id.to_string(), name: s.organisation.name.clone(), url: h.base_url() })
+            .map(|(s, h)| DemoSource {
+                id: s.id.to_string(),
+                name: s.organisation.name.clone(),
+                url: h.base_url(),
+            })
             .collect(),
         users,
         patients: Default::default(),
@@ -334,10 +484,28 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
     // Patients for each case. Governance cases are recorded through the gateway, like any
     // change, and only once per data directory.
     let s = &region.samples;
-    let pick = |list: &[NhsNumber], n: usize| list.iter().take(n).map(|x| x.to_string()).collect::<Vec<_>>();
-    let opted_out = s.all_four.get(1).cloned().context("need a second all-four patient")?;
-    let overridden = s.all_four.get(2).cloned().context("need a third all-four patient")?;
-    let officer = info.users.iter().find(|u| u.role == Role::PrivacyOfficer).cloned().context("privacy officer")?;
+    let pick = |list: &[NhsNumber], n: usize| {
+        list.iter()
+            .take(n)
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+    };
+    let opted_out = s
+        .all_four
+        .get(1)
+        .cloned()
+        .context("need a second all-four patient")?;
+    let overridden = s
+        .all_four
+        .get(2)
+        .cloned()
+        .context("need a third all-four patient")?;
+    let officer = info
+        .users
+        .iter()
+        .find(|u| u.role == Role::PrivacyOfficer)
+        .cloned()
+        .context("privacy officer")?;
     let ctx = RequestContext {
         principal: Principal {
             user_id: officer.id.clone(),
@@ -351,38 +519,76 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
     if records.objections.is_empty() {
         gateway
             .gateway
-            .record_objection(&ctx, &ObjectionRequest::Record { nhs_number: opted_out.clone(), on_whose_word: "patient (letter to GP)".into(), note: None })
+            .record_objection(
+                &ctx,
+                &ObjectionRequest::Record {
+                    nhs_number: opted_out.clone(),
+                    on_whose_word: "patient (letter to GP)".into(),
+                    note: None,
+                },
+            )
             .await
             .map_err(|e| anyhow::anyhow!("recording the demo opt-out: {e}"))?;
     }
     let records = gateway.gateway.store().governance(&overridden).await?;
     if records.objections.is_empty() {
         for req in [
-            ObjectionRequest::Record { nhs_number: overridden.clone(), on_whose_word: "patient (opt-out form)".into(), note: None },
+            ObjectionRequest::Record {
+                nhs_number: overridden.clone(),
+                on_whose_word: "patient (opt-out form)".into(),
+                note: None,
+            },
             ObjectionRequest::Override {
                 nhs_number: overridden.clone(),
                 reason: "safeguarding".into(),
                 note: "Child protection case conference: records needed by the care team.".into(),
             },
         ] {
-            gateway.gateway.record_objection(&ctx, &req).await.map_err(|e| anyhow::anyhow!("recording the demo override: {e}"))?;
+            gateway
+                .gateway
+                .record_objection(&ctx, &req)
+                .await
+                .map_err(|e| anyhow::anyhow!("recording the demo override: {e}"))?;
         }
     }
-    info.patients.insert("all_four_sources".into(), vec![all_four.to_string()]);
-    info.patients.insert("needs_permission".into(), pick(&s.all_four[3..], 3));
+    info.patients
+        .insert("all_four_sources".into(), vec![all_four.to_string()]);
+    info.patients
+        .insert("needs_permission".into(), pick(&s.all_four[3..], 3));
     info.patients.insert("gp_only".into(), pick(&s.gp_only, 3));
-    info.patients.insert("matched_by_demographics_only".into(), pick(&s.demographics_only, 3));
-    info.patients.insert("name_differs_between_sources".into(), pick(&s.name_differs, 3));
-    info.patients.insert("duplicated_items".into(), pick(&s.duplicated_items, 3));
-    info.patients.insert("dose_discrepancy".into(), pick(&s.dose_discrepancy, 3));
-    info.patients.insert("sensitive_items".into(), pick(&s.sensitive, 3));
-    info.patients.insert("large_record".into(), pick(&s.large, 3));
-    info.patients.insert("hostile_text".into(), pick(&s.hostile, 3));
-    info.patients.insert("opted_out".into(), vec![opted_out.to_string()]);
-    info.patients.insert("objection_overridden".into(), vec![overridden.to_string()]);
+    info.patients.insert(
+        "matched_by_demographics_only".into(),
+        pick(&s.demographics_only, 3),
+    );
+    info.patients.insert(
+        "name_differs_between_sources".into(),
+        pick(&s.name_differs, 3),
+    );
+    info.patients
+        .insert("duplicated_items".into(), pick(&s.duplicated_items, 3));
+    info.patients
+        .insert("dose_discrepancy".into(), pick(&s.dose_discrepancy, 3));
+    info.patients
+        .insert("sensitive_items".into(), pick(&s.sensitive, 3));
+    info.patients
+        .insert("large_record".into(), pick(&s.large, 3));
+    info.patients
+        .insert("hostile_text".into(), pick(&s.hostile, 3));
+    info.patients
+        .insert("opted_out".into(), vec![opted_out.to_string()]);
+    info.patients
+        .insert("objection_overridden".into(), vec![overridden.to_string()]);
 
     write_info(&opts.data_dir, &info)?;
-    Ok(Demo { gateway, sources, info, region, idp, idp_task, gateway_client_secret })
+    Ok(Demo {
+        gateway,
+        sources,
+        info,
+        region,
+        idp,
+        idp_task,
+        gateway_client_secret,
+    })
 }
 
 pub fn info_path(data_dir: &Path) -> PathBuf {
@@ -392,14 +598,21 @@ pub fn info_path(data_dir: &Path) -> PathBuf {
 fn write_info(data_dir: &Path, info: &DemoInfo) -> anyhow::Result<()> {
     let path = info_path(data_dir);
     let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(info)?).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::write(&tmp, serde_json::to_vec_pretty(info)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
 pub fn read_info(data_dir: &Path) -> anyhow::Result<DemoInfo> {
     let path = info_path(data_dir);
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}: has `mcr demo --data-dir {}` been run?", path.display(), data_dir.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not a demo description", path.display()))
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "cannot read {}: has `mcr demo --data-dir {}` been run?",
+            path.display(),
+            data_dir.display()
+        )
+    })?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a demo description", path.display()))
 }

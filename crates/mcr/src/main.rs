@@ -18,7 +18,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Debug, Parser)]
-#[command(name = "mcr", version, about = "My Care Record: a regional shared care record gateway")]
+#[command(
+    name = "mcr",
+    version,
+    about = "My Care Record: a regional shared care record gateway"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -139,11 +143,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MCR_LOG").unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("MCR_LOG")
+                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -168,17 +176,35 @@ fn out(s: &str) -> anyhow::Result<()> {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Demo { listen, data_dir, patients, seed, deadline_ms, insecure_http } => {
+        Command::Demo {
+            listen,
+            data_dir,
+            patients,
+            seed,
+            deadline_ms,
+            insecure_http,
+        } => {
             if !(100..=20_000_000).contains(&patients) {
                 anyhow::bail!("--patients must be between 100 and 20000000");
             }
-            let opts = DemoOptions { listen, data_dir: data_dir.clone(), seed, patients, deadline_ms, store: None, insecure_http };
+            let opts = DemoOptions {
+                listen,
+                data_dir: data_dir.clone(),
+                seed,
+                patients,
+                deadline_ms,
+                store: None,
+                insecure_http,
+            };
             let d = demo::start(&opts).await?;
             out(&format!("My Care Record demo is running.\n\n  Viewer and public site: {}/\n  FHIR API:               {}\n", d.info.gateway_url, d.info.fhir_base))?;
             for s in &d.info.sources {
                 out(&format!("  source {:<11} {}  ({})", s.id, s.url, s.name))?;
             }
-            out(&format!("  identity provider  {}  (demo: its sign-in page lists the demo users)", d.info.token_issuer))?;
+            out(&format!(
+                "  identity provider  {}  (demo: its sign-in page lists the demo users)",
+                d.info.token_issuer
+            ))?;
             if let Some(ca) = &d.info.ca_cert {
                 out(&format!(
                     "\n  HTTPS certificates come from a demo CA made for this data directory: {}\n  Trust it in your client (curl --cacert {}) or import it into the browser.",
@@ -196,14 +222,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             d.stop().await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve { config, insecure_http } => {
+        Command::Serve {
+            config,
+            insecure_http,
+        } => {
             let mut settings = Settings::load(&config)?;
             settings.tls.disabled |= insecure_http;
             let listener = tokio::net::TcpListener::bind(settings.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", settings.listen))?;
             let running = mcr::app::serve(&settings, listener).await?;
-            out(&format!("gateway listening on {}", settings.base_url.clone().unwrap_or_else(|| format!("{}://{}", if settings.tls.disabled { "http" } else { "https" }, running.addr))))?;
+            out(&format!(
+                "gateway listening on {}",
+                settings.base_url.clone().unwrap_or_else(|| format!(
+                    "{}://{}",
+                    if settings.tls.disabled {
+                        "http"
+                    } else {
+                        "https"
+                    },
+                    running.addr
+                ))
+            ))?;
             tokio::signal::ctrl_c().await?;
             running.task.abort();
             Ok(ExitCode::SUCCESS)
@@ -217,27 +257,60 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tokio::signal::ctrl_c().await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Pki { command: PkiCommand::Init { dir } } => {
-            out(&mcr::network::pki_init(&dir, SystemClock.now().date_naive())?)?;
+        Command::Pki {
+            command: PkiCommand::Init { dir },
+        } => {
+            out(&mcr::network::pki_init(
+                &dir,
+                SystemClock.now().date_naive(),
+            )?)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Pki { command: PkiCommand::Issue { org, dir, name, server_names } } => {
-            out(&mcr::network::pki_issue(&dir, &org, name, server_names, SystemClock.now().date_naive())?)?;
+        Command::Pki {
+            command:
+                PkiCommand::Issue {
+                    org,
+                    dir,
+                    name,
+                    server_names,
+                },
+        } => {
+            out(&mcr::network::pki_issue(
+                &dir,
+                &org,
+                name,
+                server_names,
+                SystemClock.now().date_naive(),
+            )?)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Index { command: IndexCommand::Sync { config, incremental } } => {
+        Command::Index {
+            command:
+                IndexCommand::Sync {
+                    config,
+                    incremental,
+                },
+        } => {
             let settings = Settings::load(&config)?;
             let gateway = mcr::app::gateway(&settings, Arc::new(SystemClock)).await?;
             let report = gateway.indexer().sync(!incremental).await?;
             out(&serde_json::to_string_pretty(&report)?)?;
             let failed = report.sources.iter().any(|s| s.failed.is_some());
-            Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+            Ok(if failed {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Migrate { config } => {
             let settings = Settings::load(&config)?;
             if settings.store.is_none() {
-                std::fs::create_dir_all(&settings.data_dir)
-                    .with_context(|| format!("creating the data directory {}", settings.data_dir.display()))?;
+                std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+                    format!(
+                        "creating the data directory {}",
+                        settings.data_dir.display()
+                    )
+                })?;
             }
             let store = mcr_store::connect_and_migrate(&settings.store_url()).await?;
             out(&format!("{} store is up to date", store.backend()))?;
@@ -248,14 +321,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out(&demo::token_for(&info, &user)?)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Audit { command: AuditCommand::Verify { config } } => {
+        Command::Audit {
+            command: AuditCommand::Verify { config },
+        } => {
             let settings = Settings::load(&config)?;
             let store = mcr_store::connect(&settings.store_url()).await?;
             let (line, intact) = mcr::audit_cmd::verify(store.as_ref(), &settings.audit).await?;
             out(&line)?;
-            Ok(if intact { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if intact {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
-        Command::Audit { command: AuditCommand::Checkpoint { config } } => {
+        Command::Audit {
+            command: AuditCommand::Checkpoint { config },
+        } => {
             let settings = Settings::load(&config)?;
             let store = mcr_store::connect_and_migrate(&settings.store_url()).await?;
             out(&mcr::audit_cmd::checkpoint(store.as_ref(), &settings.audit, &SystemClock).await?)?;

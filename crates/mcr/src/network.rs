@@ -44,7 +44,8 @@ pub fn serving(s: &Settings, addr: SocketAddr) -> anyhow::Result<Serving> {
              or [tls] disabled = true / --insecure-http for plain HTTP on loopback"
         );
     };
-    let identity = mcr_tls::Identity::load(cert, key).context("loading the gateway's TLS certificate")?;
+    let identity =
+        mcr_tls::Identity::load(cert, key).context("loading the gateway's TLS certificate")?;
     Ok(Serving::Tls(mcr_tls::server_config(identity)?))
 }
 
@@ -60,9 +61,10 @@ pub fn sources_client(s: &Settings) -> anyhow::Result<reqwest::Client> {
     if let Some(ca) = &s.sources_tls.ca {
         let roots = mcr_tls::load_roots(ca).context("[sources_tls] ca")?;
         let identity = match (&s.sources_tls.cert, &s.sources_tls.key) {
-            (Some(cert), Some(key)) => {
-                Some(mcr_tls::Identity::load(cert, key).context("loading the gateway's organisation certificate")?)
-            }
+            (Some(cert), Some(key)) => Some(
+                mcr_tls::Identity::load(cert, key)
+                    .context("loading the gateway's organisation certificate")?,
+            ),
             _ => {
                 tracing::warn!("no [sources_tls] cert: sources that require client certificates will refuse the gateway");
                 None
@@ -70,7 +72,9 @@ pub fn sources_client(s: &Settings) -> anyhow::Result<reqwest::Client> {
         };
         builder = builder.use_preconfigured_tls(mcr_tls::client_config(roots, identity)?);
     }
-    builder.build().context("building the HTTP client for sources")
+    builder
+        .build()
+        .context("building the HTTP client for sources")
 }
 
 /// Serve `router` on `listener` (TLS or plain) until the task is aborted, with the peer's
@@ -118,9 +122,17 @@ pub fn pki_issue(
     today: chrono::NaiveDate,
 ) -> anyhow::Result<String> {
     if !mcr_tls::pki::ca_files(dir).key.exists() {
-        bail!("no CA in {}: run `mcr pki init --dir {}` first", dir.display(), dir.display());
+        bail!(
+            "no CA in {}: run `mcr pki init --dir {}` first",
+            dir.display(),
+            dir.display()
+        );
     }
-    let req = mcr_tls::pki::IssueRequest { org: org.to_owned(), org_name: name, server_names };
+    let req = mcr_tls::pki::IssueRequest {
+        org: org.to_owned(),
+        org_name: name,
+        server_names,
+    };
     let files = mcr_tls::pki::issue(dir, &req, today)?;
     Ok(format!(
         "certificate for {org} (client and server, SAN urn:ods:{org})\n  certificate: {}\n  private key: {}",
@@ -135,7 +147,8 @@ pub fn identity_key(path: &Path) -> anyhow::Result<(Vec<u8>, String)> {
     use base64::Engine;
     use ring::signature::{Ed25519KeyPair, KeyPair};
     let pkcs8 = if path.exists() {
-        std::fs::read(path).with_context(|| format!("reading the identity signing key {}", path.display()))?
+        std::fs::read(path)
+            .with_context(|| format!("reading the identity signing key {}", path.display()))?
     } else {
         let doc = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
             .map_err(|_| anyhow::anyhow!("generating the identity signing key failed"))?;
@@ -153,7 +166,10 @@ pub fn identity_key(path: &Path) -> anyhow::Result<(Vec<u8>, String)> {
 
 /// Where the identity signing key lives under these settings.
 pub fn identity_key_path(s: &Settings) -> std::path::PathBuf {
-    s.sources_tls.identity_key.clone().unwrap_or_else(|| s.data_dir.join("source-identity-key.p8"))
+    s.sources_tls
+        .identity_key
+        .clone()
+        .unwrap_or_else(|| s.data_dir.join("source-identity-key.p8"))
 }
 
 /// The signer of the end user's identity for every request to a source.
@@ -162,14 +178,21 @@ pub fn identity_signer(
     clock: Arc<dyn mcr_domain::Clock>,
 ) -> anyhow::Result<Arc<mcr_federation::IdentitySigner>> {
     let (pkcs8, _) = identity_key(&identity_key_path(s))?;
-    let issuer = s.sources_tls.identity_issuer.clone().unwrap_or_else(|| s.base_url());
+    let issuer = s
+        .sources_tls
+        .identity_issuer
+        .clone()
+        .unwrap_or_else(|| s.base_url());
     let org = match (&s.sources_tls.cert, &s.sources_tls.key) {
         (Some(cert), Some(key)) => mcr_tls::Identity::load(cert, key)?.org(),
         _ => None,
     };
-    let org = mcr_domain::OdsCode::parse(org.as_deref().unwrap_or("UNKNOWN"))
-        .map_err(|_| anyhow::anyhow!("[sources_tls] cert names an organisation that is not an ODS code"))?;
-    Ok(Arc::new(mcr_federation::IdentitySigner::new(&pkcs8, issuer, org, clock)))
+    let org = mcr_domain::OdsCode::parse(org.as_deref().unwrap_or("UNKNOWN")).map_err(|_| {
+        anyhow::anyhow!("[sources_tls] cert names an organisation that is not an ODS code")
+    })?;
+    Ok(Arc::new(mcr_federation::IdentitySigner::new(
+        &pkcs8, issuer, org, clock,
+    )))
 }
 
 #[cfg(unix)]

@@ -40,8 +40,10 @@ fn default_patients() -> usize {
 
 impl SourcesConfig {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let c: SourcesConfig = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let c: SourcesConfig =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         if c.sources.is_empty() {
             anyhow::bail!("{}: no [[source]] entries", path.display());
         }
@@ -53,7 +55,10 @@ impl SourcesConfig {
 }
 
 /// Generate the region and start the configured sources.
-pub async fn start(c: &SourcesConfig, today: chrono::NaiveDate) -> anyhow::Result<Vec<SourceHandle>> {
+pub async fn start(
+    c: &SourcesConfig,
+    today: chrono::NaiveDate,
+) -> anyhow::Result<Vec<SourceHandle>> {
     let region = mcr_synth::generate(&mcr_synth::SynthConfig {
         seed: c.seed,
         patients: c.patients,
@@ -62,7 +67,10 @@ pub async fn start(c: &SourcesConfig, today: chrono::NaiveDate) -> anyhow::Resul
     let mut handles = Vec::new();
     for entry in &c.sources {
         let slice = region.source(&entry.id).with_context(|| {
-            format!("unknown source `{}`: the simulated sources are gp, acute, community, socialcare", entry.id)
+            format!(
+                "unknown source `{}`: the simulated sources are gp, acute, community, socialcare",
+                entry.id
+            )
         })?;
         let listener = tokio::net::TcpListener::bind(entry.listen)
             .await

@@ -20,7 +20,12 @@ pub const DEMO_TOKEN_CLIENT: &str = "mcr-demo-token";
 const TOKEN_SECONDS: i64 = 12 * 3600;
 
 /// The provider for the demo users.
-pub fn demo_idp(issuer: &str, key: SigningKey, users: &[DemoUser], clients: Vec<ClientRegistration>) -> Idp {
+pub fn demo_idp(
+    issuer: &str,
+    key: SigningKey,
+    users: &[DemoUser],
+    clients: Vec<ClientRegistration>,
+) -> Idp {
     let users = users
         .iter()
         .map(|u| IdpUser {
@@ -56,14 +61,19 @@ pub async fn start_idp(
     };
     let listener = match TcpListener::bind(("127.0.0.1", preferred)).await {
         Ok(l) => l,
-        Err(_) => TcpListener::bind(("127.0.0.1", 0)).await.context("binding the demo identity provider's port")?,
+        Err(_) => TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .context("binding the demo identity provider's port")?,
     };
     let issuer = format!("http://{}", listener.local_addr()?);
     let secret = mcr_oidc::random_token();
     let client = ClientRegistration {
         client_id: GATEWAY_CLIENT.into(),
         client_secret: secret.clone().into(),
-        redirect_uris: vec![format!("{}/signin/callback", gateway_url.trim_end_matches('/'))],
+        redirect_uris: vec![format!(
+            "{}/signin/callback",
+            gateway_url.trim_end_matches('/')
+        )],
     };
     let idp = Arc::new(demo_idp(&issuer, key, users, vec![client]));
     let task = mcr_idp::serve(idp.clone(), listener);

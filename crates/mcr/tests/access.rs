@@ -7,7 +7,10 @@ use common::*;
 use serde_json::json;
 
 fn deny_code(body: &serde_json::Value) -> String {
-    body["issue"][0]["details"]["coding"][0]["code"].as_str().unwrap_or("").to_owned()
+    body["issue"][0]["details"]["coding"][0]["code"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
 }
 
 fn consent(category: &str, nhs: &str, provision: &str, ext: &[(&str, &str)]) -> serde_json::Value {
@@ -31,7 +34,11 @@ async fn clinicians_with_a_relationship_need_permission_then_see_everything() {
         t.give_permission(user, &nhs).await;
         let (status, bundle) = t.everything(user, &nhs).await;
         assert_eq!(status, 200, "{user}: {bundle}");
-        assert!(!resources(&bundle, "MedicationStatement").is_empty() || !resources(&bundle, "Condition").is_empty(), "{user} sees clinical items");
+        assert!(
+            !resources(&bundle, "MedicationStatement").is_empty()
+                || !resources(&bundle, "Condition").is_empty(),
+            "{user} sees clinical items"
+        );
     }
 }
 
@@ -42,12 +49,25 @@ async fn permission_is_per_organisation_and_refusal_blocks() {
     t.give_permission("ae.okafor", &nhs).await;
     // Another organisation still has to ask.
     let (status, body) = t.everything("nurse.evans", &nhs).await;
-    assert_eq!((status, deny_code(&body).as_str()), (403, "needs-permission"));
+    assert_eq!(
+        (status, deny_code(&body).as_str()),
+        (403, "needs-permission")
+    );
     // A refusal is recorded and blocks.
-    let (status, _) = t.post("nurse.evans", "/fhir/Consent", &permission(&nhs, "deny", "patient")).await;
+    let (status, _) = t
+        .post(
+            "nurse.evans",
+            "/fhir/Consent",
+            &permission(&nhs, "deny", "patient"),
+        )
+        .await;
     assert_eq!(status, 201);
     let (status, body) = t.everything("nurse.evans", &nhs).await;
-    assert_eq!((status, deny_code(&body).as_str()), (403, "permission-refused"), "{body}");
+    assert_eq!(
+        (status, deny_code(&body).as_str()),
+        (403, "permission-refused"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -58,21 +78,38 @@ async fn social_care_sees_the_care_subset_only() {
     let (status, bundle) = t.everything("sw.khan", &nhs).await;
     assert_eq!(status, 200, "{bundle}");
     for ty in ["MedicationStatement", "Condition", "Observation"] {
-        assert!(resources(&bundle, ty).is_empty(), "social care must not see {ty}");
+        assert!(
+            resources(&bundle, ty).is_empty(),
+            "social care must not see {ty}"
+        );
     }
     let codes = issue_codes(outcome(&bundle));
-    assert!(codes.iter().any(|(c, s)| c == "section-not-available-to-role" && s == "medications"), "{codes:?}");
+    assert!(
+        codes
+            .iter()
+            .any(|(c, s)| c == "section-not-available-to-role" && s == "medications"),
+        "{codes:?}"
+    );
     // Recent encounters only (90 days by default).
-    let since = (mcr_domain::Clock::now(&mcr_domain::SystemClock) - chrono::Duration::days(91)).format("%Y-%m-%d").to_string();
+    let since = (mcr_domain::Clock::now(&mcr_domain::SystemClock) - chrono::Duration::days(91))
+        .format("%Y-%m-%d")
+        .to_string();
     for e in resources(&bundle, "Encounter") {
         let start = e["period"]["start"].as_str().expect("a dated encounter");
-        assert!(start >= since.as_str(), "an old encounter reached social care: {start}");
+        assert!(
+            start >= since.as_str(),
+            "an old encounter reached social care: {start}"
+        );
     }
     // A clinician sees the older ones too.
     t.give_permission("ae.okafor", &nhs).await;
     let (_, full) = t.everything("ae.okafor", &nhs).await;
     assert!(
-        resources(&full, "Encounter").iter().any(|e| e["period"]["start"].as_str().is_some_and(|s| s < since.as_str())),
+        resources(&full, "Encounter")
+            .iter()
+            .any(|e| e["period"]["start"]
+                .as_str()
+                .is_some_and(|s| s < since.as_str())),
         "the fixture has older encounters, so the window was tested"
     );
 }
@@ -90,7 +127,17 @@ async fn receptionists_see_demographics_only() {
         .iter()
         .map(|e| e["resource"]["resourceType"].as_str().unwrap())
         .collect();
-    assert!(types.iter().all(|t| ["Patient", "OperationOutcome", "Provenance", "EpisodeOfCare", "CareTeam"].contains(t)), "{types:?}");
+    assert!(
+        types.iter().all(|t| [
+            "Patient",
+            "OperationOutcome",
+            "Provenance",
+            "EpisodeOfCare",
+            "CareTeam"
+        ]
+        .contains(t)),
+        "{types:?}"
+    );
 }
 
 #[tokio::test]
@@ -98,11 +145,25 @@ async fn privacy_officers_and_private_companies_are_denied() {
     let t = start().await;
     let nhs = t.patient("all_four_sources", 0);
     let (status, body) = t.everything("po.wright", &nhs).await;
-    assert_eq!((status, deny_code(&body).as_str()), (403, "role-no-clinical-access"), "{body}");
+    assert_eq!(
+        (status, deny_code(&body).as_str()),
+        (403, "role-no-clinical-access"),
+        "{body}"
+    );
     let (status, body) = t.everything("acme.jones", &nhs).await;
-    assert_eq!((status, deny_code(&body).as_str()), (403, "org-kind-excluded"), "{body}");
+    assert_eq!(
+        (status, deny_code(&body).as_str()),
+        (403, "org-kind-excluded"),
+        "{body}"
+    );
     // Even recording permission or searching does not open the door.
-    let (status, _) = t.post("acme.jones", "/fhir/Consent", &permission(&nhs, "permit", "patient")).await;
+    let (status, _) = t
+        .post(
+            "acme.jones",
+            "/fhir/Consent",
+            &permission(&nhs, "permit", "patient"),
+        )
+        .await;
     assert_eq!(status, 403);
     let (status, _) = t.get("acme.jones", &format!("/fhir/Patient/{nhs}")).await;
     assert_eq!(status, 403);
@@ -113,13 +174,32 @@ async fn no_relationship_means_claim_one_then_ask() {
     let t = start().await;
     let nhs = t.patient("all_four_sources", 0);
     let (status, body) = t.everything("hospice.ali", &nhs).await;
-    assert_eq!((status, deny_code(&body).as_str()), (403, "needs-relationship"), "{body}");
+    assert_eq!(
+        (status, deny_code(&body).as_str()),
+        (403, "needs-relationship"),
+        "{body}"
+    );
     // Permission alone does not help.
     t.give_permission("hospice.ali", &nhs).await;
     let (status, body) = t.everything("hospice.ali", &nhs).await;
-    assert_eq!((status, deny_code(&body).as_str()), (403, "needs-relationship"));
+    assert_eq!(
+        (status, deny_code(&body).as_str()),
+        (403, "needs-relationship")
+    );
     let (status, body) = t
-        .post("hospice.ali", "/fhir/Consent", &consent("care-relationship", &nhs, "permit", &[("reason", "Admitted to the hospice today for symptom control")]))
+        .post(
+            "hospice.ali",
+            "/fhir/Consent",
+            &consent(
+                "care-relationship",
+                &nhs,
+                "permit",
+                &[(
+                    "reason",
+                    "Admitted to the hospice today for symptom control",
+                )],
+            ),
+        )
         .await;
     assert_eq!(status, 201, "{body}");
     let (status, bundle) = t.everything("hospice.ali", &nhs).await;
@@ -130,17 +210,29 @@ async fn no_relationship_means_claim_one_then_ask() {
 async fn emergency_access_needs_no_relationship_but_a_reason() {
     let t = start().await;
     let nhs = t.patient("all_four_sources", 0);
-    let params = |reason: &str, text: &str| {
-        json!({"resourceType": "Parameters", "parameter": [{"name": "reason", "valueCode": reason}, {"name": "text", "valueString": text}]})
-    };
+    let params = |reason: &str, text: &str| json!({"resourceType": "Parameters", "parameter": [{"name": "reason", "valueCode": reason}, {"name": "text", "valueString": text}]});
     let path = format!("/fhir/Patient/{nhs}/$emergency-access");
     let (status, body) = t.post("hospice.ali", &path, &params("bored", "x")).await;
     assert_eq!(status, 400, "unknown reason code: {body}");
-    let (status, _) = t.post("hospice.ali", &path, &params("unconscious", "  ")).await;
+    let (status, _) = t
+        .post("hospice.ali", &path, &params("unconscious", "  "))
+        .await;
     assert_eq!(status, 400, "empty reason text");
-    let (status, body) = t.post("rec.murphy", &path, &params("unconscious", "Collapsed in reception")).await;
+    let (status, body) = t
+        .post(
+            "rec.murphy",
+            &path,
+            &params("unconscious", "Collapsed in reception"),
+        )
+        .await;
     assert_eq!(status, 403, "not a clinical role: {body}");
-    let (status, body) = t.post("hospice.ali", &path, &params("unconscious", "Brought in unresponsive")).await;
+    let (status, body) = t
+        .post(
+            "hospice.ali",
+            &path,
+            &params("unconscious", "Brought in unresponsive"),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     let (status, bundle) = t.everything("hospice.ali", &nhs).await;
     assert_eq!(status, 200, "{bundle}");
@@ -152,18 +244,44 @@ async fn an_opted_out_patients_sources_are_not_even_asked() {
     let t = start().await;
     let nhs = t.patient("opted_out", 0);
     t.give_permission("ae.okafor", &nhs).await;
-    let before: u64 = t.demo.sources.iter().map(mcr_sources::SourceHandle::requests_served).sum();
+    let before: u64 = t
+        .demo
+        .sources
+        .iter()
+        .map(mcr_sources::SourceHandle::requests_served)
+        .sum();
     let (status, body) = t.everything("ae.okafor", &nhs).await;
-    assert_eq!((status, deny_code(&body).as_str()), (403, "opted-out"), "{body}");
-    assert!(body["issue"][0]["diagnostics"].as_str().unwrap().contains("opted out"));
+    assert_eq!(
+        (status, deny_code(&body).as_str()),
+        (403, "opted-out"),
+        "{body}"
+    );
+    assert!(body["issue"][0]["diagnostics"]
+        .as_str()
+        .unwrap()
+        .contains("opted out"));
     // Emergency access does not pass an opt-out by default either.
     let params = json!({"resourceType": "Parameters", "parameter": [{"name": "reason", "valueCode": "unconscious"}, {"name": "text", "valueString": "Unresponsive"}]});
-    let (status, _) = t.post("ae.okafor", &format!("/fhir/Patient/{nhs}/$emergency-access"), &params).await;
+    let (status, _) = t
+        .post(
+            "ae.okafor",
+            &format!("/fhir/Patient/{nhs}/$emergency-access"),
+            &params,
+        )
+        .await;
     assert_eq!(status, 200);
     let (status, _) = t.everything("ae.okafor", &nhs).await;
     assert_eq!(status, 403);
-    let after: u64 = t.demo.sources.iter().map(mcr_sources::SourceHandle::requests_served).sum();
-    assert_eq!(before, after, "no source was asked for an opted-out patient");
+    let after: u64 = t
+        .demo
+        .sources
+        .iter()
+        .map(mcr_sources::SourceHandle::requests_served)
+        .sum();
+    assert_eq!(
+        before, after,
+        "no source was asked for an opted-out patient"
+    );
 }
 
 #[tokio::test]
@@ -178,17 +296,33 @@ async fn an_overridden_objection_lets_a_related_clinician_view() {
 #[tokio::test]
 async fn sensitive_items_never_appear_in_any_response() {
     let t = start().await;
-    let sensitive_codes = ["86406008", "165816005", "105629000", "15628003", "52637005", "386639001", "93461009"];
+    let sensitive_codes = [
+        "86406008",
+        "165816005",
+        "105629000",
+        "15628003",
+        "52637005",
+        "386639001",
+        "93461009",
+    ];
     let mut withheld_seen = false;
     for i in 0..3 {
         let nhs = t.patient("sensitive_items", i);
         t.give_permission("ae.okafor", &nhs).await;
-        let (status, body) = t.get_text("ae.okafor", &format!("/fhir/Patient/{nhs}/$everything")).await;
+        let (status, body) = t
+            .get_text("ae.okafor", &format!("/fhir/Patient/{nhs}/$everything"))
+            .await;
         assert_eq!(status, 200, "{body}");
         for code in sensitive_codes {
-            assert!(!body.contains(&format!("\"{code}\"")), "sensitive code {code} leaked for patient {i}");
+            assert!(
+                !body.contains(&format!("\"{code}\"")),
+                "sensitive code {code} leaked for patient {i}"
+            );
         }
-        assert!(!body.contains("\"R\""), "an item labelled restricted leaked");
+        assert!(
+            !body.contains("\"R\""),
+            "an item labelled restricted leaked"
+        );
         withheld_seen |= body.contains("items-withheld");
     }
     assert!(withheld_seen, "the view says something was withheld");
@@ -200,24 +334,76 @@ async fn bad_governance_input_is_refused_and_nothing_is_written() {
     let nhs = t.patient("all_four_sources", 0);
     let cases = vec![
         (consent("care-relationship", &nhs, "permit", &[]), 400),
-        (consent("care-relationship", &nhs, "permit", &[("reason", "   ")]), 400),
-        ({
-            let mut c = consent("care-relationship", &nhs, "permit", &[("reason", "Seeing them today")]);
-            c["provision"]["period"] = json!({"start": "2026-11-20T10:00:00Z", "end": "2026-11-19T10:00:00Z"});
-            c
-        }, 400),
-        (consent("permission-to-view", &nhs, "permit", &[("given-by", "neighbour")]), 400),
-        (consent("permission-to-view", &nhs, "maybe", &[("given-by", "patient")]), 400),
-        (consent("permission-to-view", "9434765919", "permit", &[("given-by", "patient")]), 404),
+        (
+            consent("care-relationship", &nhs, "permit", &[("reason", "   ")]),
+            400,
+        ),
+        (
+            {
+                let mut c = consent(
+                    "care-relationship",
+                    &nhs,
+                    "permit",
+                    &[("reason", "Seeing them today")],
+                );
+                c["provision"]["period"] =
+                    json!({"start": "2026-11-20T10:00:00Z", "end": "2026-11-19T10:00:00Z"});
+                c
+            },
+            400,
+        ),
+        (
+            consent(
+                "permission-to-view",
+                &nhs,
+                "permit",
+                &[("given-by", "neighbour")],
+            ),
+            400,
+        ),
+        (
+            consent(
+                "permission-to-view",
+                &nhs,
+                "maybe",
+                &[("given-by", "patient")],
+            ),
+            400,
+        ),
+        (
+            consent(
+                "permission-to-view",
+                "9434765919",
+                "permit",
+                &[("given-by", "patient")],
+            ),
+            404,
+        ),
         (consent("no-such-category", &nhs, "permit", &[]), 400),
-        (consent("opt-out-override", &nhs, "permit", &[("override-reason", "safeguarding"), ("reason", "case conference")]), 403),
+        (
+            consent(
+                "opt-out-override",
+                &nhs,
+                "permit",
+                &[
+                    ("override-reason", "safeguarding"),
+                    ("reason", "case conference"),
+                ],
+            ),
+            403,
+        ),
     ];
     for (body, want) in cases {
         let (status, resp) = t.post("hospice.ali", "/fhir/Consent", &body).await;
         assert_eq!(status, want, "{body} -> {resp}");
         assert_eq!(resp["resourceType"], "OperationOutcome");
     }
-    let (status, bundle) = t.get("hospice.ali", &format!("/fhir/Consent?patient=Patient/{nhs}")).await;
+    let (status, bundle) = t
+        .get(
+            "hospice.ali",
+            &format!("/fhir/Consent?patient=Patient/{nhs}"),
+        )
+        .await;
     assert_eq!(status, 200, "{bundle}");
     assert_eq!(bundle["total"], 0, "nothing half-written: {bundle}");
 }
@@ -226,12 +412,23 @@ async fn bad_governance_input_is_refused_and_nothing_is_written() {
 async fn explain_lists_every_rule() {
     let t = start().await;
     let nhs = t.patient("all_four_sources", 0);
-    let (status, body) = t.get("hospice.ali", &format!("/access/explain?patient={nhs}")).await;
+    let (status, body) = t
+        .get("hospice.ali", &format!("/access/explain?patient={nhs}"))
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["decision"], "needs-relationship");
-    let rules: Vec<&str> = body["steps"].as_array().unwrap().iter().map(|s| s["rule"].as_str().unwrap()).collect();
+    let rules: Vec<&str> = body["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["rule"].as_str().unwrap())
+        .collect();
     assert!(rules.contains(&"relationship"), "{rules:?}");
-    assert!(body["steps"].as_array().unwrap().iter().all(|s| s["sentence"].as_str().is_some_and(|x| !x.is_empty())));
+    assert!(body["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["sentence"].as_str().is_some_and(|x| !x.is_empty())));
 }
 
 #[tokio::test]
@@ -242,13 +439,39 @@ async fn when_governance_records_cannot_be_read_the_answer_is_no() {
     let (status, _) = t.everything("ae.okafor", &nhs).await;
     assert_eq!(status, 200);
     // Break the store underneath the gateway: the permission table disappears.
-    let db = t.demo.info.signing_key.parent().unwrap().parent().unwrap().join("mcr.db");
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite://{}", db.display())).await.unwrap();
-    sqlx::query("DROP TABLE permission").execute(&mut conn).await.unwrap();
-    let before: u64 = t.demo.sources.iter().map(mcr_sources::SourceHandle::requests_served).sum();
+    let db = t
+        .demo
+        .info
+        .signing_key
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("mcr.db");
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        db.display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("DROP TABLE permission")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let before: u64 = t
+        .demo
+        .sources
+        .iter()
+        .map(mcr_sources::SourceHandle::requests_served)
+        .sum();
     let (status, body) = t.everything("ae.okafor", &nhs).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(deny_code(&body), "decision-unavailable");
-    let after: u64 = t.demo.sources.iter().map(mcr_sources::SourceHandle::requests_served).sum();
+    let after: u64 = t
+        .demo
+        .sources
+        .iter()
+        .map(mcr_sources::SourceHandle::requests_served)
+        .sum();
     assert_eq!(before, after, "failing closed asks no source");
 }

@@ -6,8 +6,8 @@
 //! Also the operator's commands on a real file: `mcr audit checkpoint` and `mcr audit verify`
 //! (exit 0 when intact, 1 when tampered, naming the record).
 
-use mcr_idp::SigningKey;
 use mcr_domain::{Clock, SystemClock};
+use mcr_idp::SigningKey;
 use mcr_synth::SynthConfig;
 use serde_json::json;
 use std::collections::HashSet;
@@ -21,7 +21,12 @@ const PRACTICE_USER: &str = "gp.crash";
 
 /// A gateway config: the given sources, a SQLite store and keys under `dir`, legal-basis
 /// consent (so a GP's views of their registered patients are permitted), checkpoints every 25.
-fn write_config(dir: &Path, sources: &[serde_json::Value], orgs: &[serde_json::Value], auth: serde_json::Value) -> std::path::PathBuf {
+fn write_config(
+    dir: &Path,
+    sources: &[serde_json::Value],
+    orgs: &[serde_json::Value],
+    auth: serde_json::Value,
+) -> std::path::PathBuf {
     let audit_key = dir.join("audit-key.p8");
     SigningKey::load_or_create(&audit_key).expect("audit key");
     let config = json!({
@@ -48,12 +53,20 @@ fn mcr() -> std::process::Command {
 async fn a_gateway_killed_mid_load_loses_no_acknowledged_audit_record() {
     let dir = tempfile::tempdir().expect("dir");
     let today = SystemClock.now().date_naive();
-    let region = mcr_synth::generate(&SynthConfig { seed: 4, patients: 600, today });
+    let region = mcr_synth::generate(&SynthConfig {
+        seed: 4,
+        patients: 600,
+        today,
+    });
     let mut sources = Vec::new();
     let mut handles = Vec::new();
     for slice in &region.sources {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
-        let h = mcr_sources::serve(slice.clone(), listener, mcr_sources::Behaviour::default()).await.expect("source");
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("bind");
+        let h = mcr_sources::serve(slice.clone(), listener, mcr_sources::Behaviour::default())
+            .await
+            .expect("source");
         sources.push(json!({
             "id": slice.id.to_string(),
             "base_url": h.base_url(),
@@ -64,7 +77,12 @@ async fn a_gateway_killed_mid_load_loses_no_acknowledged_audit_record() {
     }
     let sample = region.samples.all_four.first().expect("sample");
     let practice = region.person(sample).expect("person").gp_practice.clone();
-    let practice_org = region.gp_practices.iter().find(|o| o.code == practice).expect("practice").clone();
+    let practice_org = region
+        .gp_practices
+        .iter()
+        .find(|o| o.code == practice)
+        .expect("practice")
+        .clone();
     let patients: Vec<String> = region
         .people
         .iter()
@@ -74,7 +92,9 @@ async fn a_gateway_killed_mid_load_loses_no_acknowledged_audit_record() {
         .collect();
     assert!(patients.len() >= 5, "patients at the practice");
     // An identity provider for the gateway to verify the user's API token against.
-    let idp_listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+    let idp_listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .expect("bind");
     let issuer = format!("http://{}", idp_listener.local_addr().expect("addr"));
     let user = mcr_idp::IdpUser {
         id: PRACTICE_USER.into(),
@@ -90,11 +110,22 @@ async fn a_gateway_killed_mid_load_loses_no_acknowledged_audit_record() {
         users: vec![user],
         token_seconds: 3600,
     };
-    let idp = Arc::new(mcr_idp::Idp::new(idp_config, SigningKey::generate().expect("key"), Arc::new(SystemClock)));
+    let idp = Arc::new(mcr_idp::Idp::new(
+        idp_config,
+        SigningKey::generate().expect("key"),
+        Arc::new(SystemClock),
+    ));
     let _idp_task = mcr_idp::serve(idp.clone(), idp_listener);
     let auth = json!({"issuer": issuer, "client_id": "mcr-gateway", "client_secret": "not-used-here", "algorithms": ["EdDSA"]});
-    let config = write_config(dir.path(), &sources, &[serde_json::to_value(&practice_org).expect("org")], auth);
-    let token = idp.access_token(PRACTICE_USER, mcr_idp::DEFAULT_API_SCOPES, "crash-test").expect("token");
+    let config = write_config(
+        dir.path(),
+        &sources,
+        &[serde_json::to_value(&practice_org).expect("org")],
+        auth,
+    );
+    let token = idp
+        .access_token(PRACTICE_USER, mcr_idp::DEFAULT_API_SCOPES, "crash-test")
+        .expect("token");
 
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcr"))
         .args(["serve", "--insecure-http", "--config"])
@@ -117,13 +148,17 @@ async fn a_gateway_killed_mid_load_loses_no_acknowledged_audit_record() {
     .await
     .expect("gateway starts within a minute");
 
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
     let acknowledged = Arc::new(Mutex::new(Vec::<(String, u16)>::new()));
     let failed = Arc::new(Mutex::new(0usize));
     let stop_at = Instant::now() + Duration::from_secs(20);
     let mut tasks = Vec::new();
     for w in 0..32 {
-        let (http, url, token, patients) = (http.clone(), url.clone(), token.clone(), patients.clone());
+        let (http, url, token, patients) =
+            (http.clone(), url.clone(), token.clone(), patients.clone());
         let (acknowledged, failed) = (acknowledged.clone(), failed.clone());
         tasks.push(tokio::spawn(async move {
             for i in 0.. {
@@ -141,7 +176,10 @@ async fn a_gateway_killed_mid_load_loses_no_acknowledged_audit_record() {
                 match sent {
                     // The status line (and headers) arrived: the gateway acknowledged this view.
                     Ok(resp) => {
-                        acknowledged.lock().expect("lock").push((id, resp.status().as_u16()));
+                        acknowledged
+                            .lock()
+                            .expect("lock")
+                            .push((id, resp.status().as_u16()));
                         let _ = resp.bytes().await;
                     }
                     Err(_) => {
@@ -166,32 +204,75 @@ async fn a_gateway_killed_mid_load_loses_no_acknowledged_audit_record() {
     let in_flight = *failed.lock().expect("lock");
     let permitted = acked.iter().filter(|(_, s)| *s == 200).count();
     println!("acknowledged {} views ({permitted} served with 200); {in_flight} requests cut off by the kill", acked.len());
-    assert!(permitted >= 50, "enough views were served before the kill: {acked:?}");
-    assert!(in_flight > 0, "the gateway was killed while requests were in flight");
+    assert!(
+        permitted >= 50,
+        "enough views were served before the kill: {acked:?}"
+    );
+    assert!(
+        in_flight > 0,
+        "the gateway was killed while requests were in flight"
+    );
 
     // Every acknowledged view has its audit record, and the chain verifies.
-    let store = mcr_store::connect_and_migrate(&format!("sqlite://{}", dir.path().join("mcr.db").display())).await.expect("store");
+    let store = mcr_store::connect_and_migrate(&format!(
+        "sqlite://{}",
+        dir.path().join("mcr.db").display()
+    ))
+    .await
+    .expect("store");
     let mut audited = HashSet::new();
     let mut after = 0;
     loop {
         let rows = store.audit_rows(after, 5_000).await.expect("rows");
         let Some(last) = rows.last() else { break };
         after = last.seq;
-        audited.extend(rows.into_iter().filter(|r| r.record.action == "view-record").map(|r| r.record.correlation_id));
+        audited.extend(
+            rows.into_iter()
+                .filter(|r| r.record.action == "view-record")
+                .map(|r| r.record.correlation_id),
+        );
     }
-    let missing: Vec<_> = acked.iter().filter(|(id, _)| !audited.contains(id)).collect();
-    assert!(missing.is_empty(), "acknowledged but not audited: {missing:?}");
-    let key = mcr_audit::CheckpointKey::from_bytes(&std::fs::read(dir.path().join("audit-key.p8")).expect("key")).expect("key");
-    match mcr_audit::verify_with(store.as_ref(), &[key.verifying_key()]).await.expect("verify") {
-        mcr_audit::Verification::Intact { records, checkpoints, .. } => {
+    let missing: Vec<_> = acked
+        .iter()
+        .filter(|(id, _)| !audited.contains(id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but not audited: {missing:?}"
+    );
+    let key = mcr_audit::CheckpointKey::from_bytes(
+        &std::fs::read(dir.path().join("audit-key.p8")).expect("key"),
+    )
+    .expect("key");
+    match mcr_audit::verify_with(store.as_ref(), &[key.verifying_key()])
+        .await
+        .expect("verify")
+    {
+        mcr_audit::Verification::Intact {
+            records,
+            checkpoints,
+            ..
+        } => {
             assert!(records as usize >= acked.len());
-            assert!(checkpoints >= 2, "checkpoints were signed under load: {checkpoints}");
+            assert!(
+                checkpoints >= 2,
+                "checkpoints were signed under load: {checkpoints}"
+            );
         }
         broken => panic!("{broken:?}"),
     }
     // And the operator's command agrees.
-    let out = mcr().args(["audit", "verify", "--config"]).arg(&config).output().expect("mcr audit verify");
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = mcr()
+        .args(["audit", "verify", "--config"])
+        .arg(&config)
+        .output()
+        .expect("mcr audit verify");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     for h in handles {
         h.shutdown().await;
     }
@@ -227,19 +308,33 @@ async fn mcr_audit_verify_finds_a_tampered_record_in_a_sqlite_file() {
             detail: None,
             sources: Vec::new(),
         };
-        mcr_audit::record(store.as_ref(), &event).await.expect("record");
+        mcr_audit::record(store.as_ref(), &event)
+            .await
+            .expect("record");
     }
 
     let run = |args: &[&str]| {
-        let out = mcr().args(args).arg("--config").arg(&config).output().expect("run mcr");
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+        let out = mcr()
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .expect("run mcr");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
     };
     let (code, text) = run(&["audit", "checkpoint"]);
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("checkpoint signed at record 30"), "{text}");
     let (code, text) = run(&["audit", "verify"]);
     assert_eq!(code, Some(0), "{text}");
-    assert!(text.contains("audit trail intact: 30 records") && text.contains("1 signed checkpoint"), "{text}");
+    assert!(
+        text.contains("audit trail intact: 30 records") && text.contains("1 signed checkpoint"),
+        "{text}"
+    );
 
     // Someone with the file edits record 12 (after removing the append-only guard).
     let pool = sqlx::SqlitePool::connect(&url).await.expect("open");
@@ -249,5 +344,8 @@ async fn mcr_audit_verify_finds_a_tampered_record_in_a_sqlite_file() {
         .expect("tamper");
     let (code, text) = run(&["audit", "verify"]);
     assert_eq!(code, Some(1), "{text}");
-    assert!(text.contains("BROKEN at record 12") && text.contains("altered"), "{text}");
+    assert!(
+        text.contains("BROKEN at record 12") && text.contains("altered"),
+        "{text}"
+    );
 }

@@ -6,15 +6,36 @@ mod common;
 
 use common::*;
 use mcr_domain::{NhsNumber, Principal};
-use mcr_gateway::{AnomalyFlag, DownloadFormat, EmergencyRequest, RelationshipClaim, RequestContext, ReviewFilter, ReviewOutcome, ViewOutcome};
+use mcr_gateway::{
+    AnomalyFlag, DownloadFormat, EmergencyRequest, RelationshipClaim, RequestContext, ReviewFilter,
+    ReviewOutcome, ViewOutcome,
+};
 use mcr_store::AuditQuery;
 use serde_json::{json, Value};
 
 fn ctx(t: &TestDemo, user: &str) -> RequestContext {
-    let u = t.demo.info.users.iter().find(|u| u.id == user).expect("demo user");
-    let organisation = t.demo.gateway.gateway.orgs().get(&mcr_domain::OdsCode::parse(&u.org_code).expect("ods")).expect("org").clone();
+    let u = t
+        .demo
+        .info
+        .users
+        .iter()
+        .find(|u| u.id == user)
+        .expect("demo user");
+    let organisation = t
+        .demo
+        .gateway
+        .gateway
+        .orgs()
+        .get(&mcr_domain::OdsCode::parse(&u.org_code).expect("ods"))
+        .expect("org")
+        .clone();
     RequestContext {
-        principal: Principal { user_id: u.id.clone(), name: u.name.clone(), role: u.role, organisation },
+        principal: Principal {
+            user_id: u.id.clone(),
+            name: u.name.clone(),
+            role: u.role,
+            organisation,
+        },
         correlation_id: format!("test-{user}"),
     }
 }
@@ -37,7 +58,15 @@ async fn unknown_patient(t: &TestDemo) -> String {
     for i in 0..10_000u32 {
         let candidate = format!("99980{i:05}");
         if let Ok(n) = NhsNumber::parse(&candidate) {
-            if t.demo.gateway.gateway.store().patient(&n).await.expect("index").is_none() {
+            if t.demo
+                .gateway
+                .gateway
+                .store()
+                .patient(&n)
+                .await
+                .expect("index")
+                .is_none()
+            {
                 return candidate;
             }
         }
@@ -55,7 +84,12 @@ async fn audit_event_search_follows_the_access_rules_and_is_itself_audited() {
 
     // A privacy officer sees every record, in the BALP shape.
     let today = t.demo.gateway.gateway.clock().now().date_naive();
-    let (status, bundle) = t.get("po.wright", &format!("/fhir/AuditEvent?patient=Patient/{patient}&date=ge{today}&date=le{today}")).await;
+    let (status, bundle) = t
+        .get(
+            "po.wright",
+            &format!("/fhir/AuditEvent?patient=Patient/{patient}&date=ge{today}&date=le{today}"),
+        )
+        .await;
     assert_eq!(status, 200, "{bundle}");
     let entries = bundle["entry"].as_array().expect("entries");
     let view = entries
@@ -65,28 +99,52 @@ async fn audit_event_search_follows_the_access_rules_and_is_itself_audited() {
         .unwrap_or_else(|| panic!("a permitted view in {bundle}"));
     assert_eq!(view["resourceType"], "AuditEvent");
     assert_eq!(view["type"]["code"], "rest");
-    assert_eq!(view["subtype"][0]["system"], "http://hl7.org/fhir/restful-interaction");
+    assert_eq!(
+        view["subtype"][0]["system"],
+        "http://hl7.org/fhir/restful-interaction"
+    );
     assert_eq!(view["agent"][0]["who"]["identifier"]["value"], "ae.okafor");
     assert_eq!(view["agent"][0]["who"]["display"], "Dr Chidi Okafor");
-    assert_eq!(view["agent"][0]["role"][0]["coding"][0]["code"], "clinician");
+    assert_eq!(
+        view["agent"][0]["role"][0]["coding"][0]["code"],
+        "clinician"
+    );
     assert_eq!(view["agent"][0]["requestor"], true);
-    assert_eq!(view["entity"][0]["what"]["identifier"]["value"], patient.as_str());
+    assert_eq!(
+        view["entity"][0]["what"]["identifier"]["value"],
+        patient.as_str()
+    );
     assert_eq!(view["purposeOfEvent"][0]["coding"][0]["code"], "directcare");
-    assert_eq!(view["source"]["observer"]["display"], "My Care Record gateway");
-    assert!(entries.iter().all(|e| e["resource"]["entity"][0]["what"]["identifier"]["value"] == patient.as_str()));
+    assert_eq!(
+        view["source"]["observer"]["display"],
+        "My Care Record gateway"
+    );
+    assert!(entries
+        .iter()
+        .all(|e| e["resource"]["entity"][0]["what"]["identifier"]["value"] == patient.as_str()));
 
     // Filter by agent and outcome.
-    let (status, bundle) = t.get("po.wright", "/fhir/AuditEvent?agent=ae.okafor&outcome=0").await;
+    let (status, bundle) = t
+        .get("po.wright", "/fhir/AuditEvent?agent=ae.okafor&outcome=0")
+        .await;
     assert_eq!(status, 200, "{bundle}");
     let entries = bundle["entry"].as_array().expect("entries");
     assert!(!entries.is_empty());
-    assert!(entries.iter().all(|e| e["resource"]["agent"][0]["who"]["identifier"]["value"] == "ae.okafor" && e["resource"]["outcome"] == "0"));
+    assert!(entries
+        .iter()
+        .all(
+            |e| e["resource"]["agent"][0]["who"]["identifier"]["value"] == "ae.okafor"
+                && e["resource"]["outcome"] == "0"
+        ));
 
     // Staff of a source organisation see only accesses that touched their data.
     let (status, bundle) = t.get("nurse.evans", "/fhir/AuditEvent").await;
     assert_eq!(status, 200, "{bundle}");
     let entries = bundle["entry"].as_array().expect("entries");
-    assert!(!entries.is_empty(), "the acute doctor's view asked the community trust");
+    assert!(
+        !entries.is_empty(),
+        "the acute doctor's view asked the community trust"
+    );
     for e in entries {
         assert!(details(e).contains(&"source:community".to_owned()), "{e}");
     }
@@ -97,15 +155,41 @@ async fn audit_event_search_follows_the_access_rules_and_is_itself_audited() {
     assert_eq!(body["resourceType"], "OperationOutcome");
 
     // Bad input gets clear words.
-    let (status, body) = t.get("po.wright", "/fhir/AuditEvent?date=last-tuesday").await;
+    let (status, body) = t
+        .get("po.wright", "/fhir/AuditEvent?date=last-tuesday")
+        .await;
     assert_eq!(status, 400, "{body}");
-    assert!(body["issue"][0]["diagnostics"].as_str().unwrap_or_default().contains("YYYY-MM-DD"), "{body}");
-    let (status, body) = t.get("po.wright", "/fhir/AuditEvent?date=ge2024-01-01&date=le2026-01-01").await;
+    assert!(
+        body["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("YYYY-MM-DD"),
+        "{body}"
+    );
+    let (status, body) = t
+        .get(
+            "po.wright",
+            "/fhir/AuditEvent?date=ge2024-01-01&date=le2026-01-01",
+        )
+        .await;
     assert_eq!(status, 400, "{body}");
-    assert!(body["issue"][0]["diagnostics"].as_str().unwrap_or_default().contains("one year"), "{body}");
-    let (status, body) = t.get("po.wright", &format!("/fhir/AuditEvent?patient={}", unknown_patient(&t).await)).await;
+    assert!(
+        body["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("one year"),
+        "{body}"
+    );
+    let (status, body) = t
+        .get(
+            "po.wright",
+            &format!("/fhir/AuditEvent?patient={}", unknown_patient(&t).await),
+        )
+        .await;
     assert_eq!(status, 404, "{body}");
-    let (status, body) = t.get("po.wright", "/fhir/AuditEvent?patient=1234567890").await;
+    let (status, body) = t
+        .get("po.wright", "/fhir/AuditEvent?patient=1234567890")
+        .await;
     assert_eq!(status, 400, "{body}");
     let (status, body) = t.get("po.wright", "/fhir/AuditEvent?colour=blue").await;
     assert_eq!(status, 400, "{body}");
@@ -113,13 +197,24 @@ async fn audit_event_search_follows_the_access_rules_and_is_itself_audited() {
     // Every search, permitted or not, is in the trail.
     let store = t.demo.gateway.gateway.store();
     let searches = store
-        .query_audit(&AuditQuery { actions: vec!["search-audit".into()], limit: 100, ..AuditQuery::default() })
+        .query_audit(&AuditQuery {
+            actions: vec!["search-audit".into()],
+            limit: 100,
+            ..AuditQuery::default()
+        })
         .await
         .expect("query");
-    let by = |user: &str, outcome: &str| searches.iter().any(|r| r.record.user_id == user && r.record.outcome == outcome);
+    let by = |user: &str, outcome: &str| {
+        searches
+            .iter()
+            .any(|r| r.record.user_id == user && r.record.outcome == outcome)
+    };
     assert!(by("po.wright", "permit") && by("nurse.evans", "permit") && by("hospice.ali", "deny"));
     // And the audit trail is still one intact chain.
-    assert!(matches!(mcr_audit::verify(store.as_ref()).await.expect("verify"), mcr_audit::Verification::Intact { .. }));
+    assert!(matches!(
+        mcr_audit::verify(store.as_ref()).await.expect("verify"),
+        mcr_audit::Verification::Intact { .. }
+    ));
 }
 
 #[tokio::test]
@@ -129,45 +224,121 @@ async fn patients_see_who_viewed_them_and_privacy_officers_review_emergencies() 
     let patient = t.patient("all_four_sources", 0);
     let n = nhs(&patient);
     let params = json!({"resourceType": "Parameters", "parameter": [{"name": "reason", "valueCode": "unconscious"}, {"name": "text", "valueString": "Brought in unresponsive"}]});
-    let (status, body) = t.post("hospice.ali", &format!("/fhir/Patient/{patient}/$emergency-access"), &params).await;
+    let (status, body) = t
+        .post(
+            "hospice.ali",
+            &format!("/fhir/Patient/{patient}/$emergency-access"),
+            &params,
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     let (status, _) = t.everything("hospice.ali", &patient).await;
     assert_eq!(status, 200);
 
     // The patient's history, in plain words, and as a download.
     let history = g.access_history(&n, None).await.expect("history");
-    let line = history.views.iter().find(|v| v.org_code == "G9H01").expect("the hospice's view");
+    let line = history
+        .views
+        .iter()
+        .find(|v| v.org_code == "G9H01")
+        .expect("the hospice's view");
     assert_eq!(line.organisation, "Garden House Hospice Care");
     assert_eq!(line.role, "Doctor");
-    assert!(line.reason.starts_with("Emergency access"), "{}", line.reason);
+    assert!(
+        line.reason.starts_with("Emergency access"),
+        "{}",
+        line.reason
+    );
     let csv = history.download(DownloadFormat::Csv);
     assert!(csv.body.starts_with("time,organisation,"), "{}", csv.body);
     assert!(csv.body.contains("Garden House Hospice Care") && csv.filename.ends_with(".csv"));
-    let json: Value = serde_json::from_str(&history.download(DownloadFormat::Json).body).expect("json");
-    assert_eq!(json["views"][0]["organisation"], "Garden House Hospice Care");
+    let json: Value =
+        serde_json::from_str(&history.download(DownloadFormat::Json).body).expect("json");
+    assert_eq!(
+        json["views"][0]["organisation"],
+        "Garden House Hospice Care"
+    );
 
     // The review queue shows the case with the view that followed.
     let po = ctx(&t, "po.wright");
-    let queue = g.review_queue(&po, &ReviewFilter::default()).await.expect("queue");
-    let item = queue.items.iter().find(|i| i.kind == "emergency-access" && i.user_id == "hospice.ali").expect("the emergency access");
+    let queue = g
+        .review_queue(&po, &ReviewFilter::default())
+        .await
+        .expect("queue");
+    let item = queue
+        .items
+        .iter()
+        .find(|i| i.kind == "emergency-access" && i.user_id == "hospice.ali")
+        .expect("the emergency access");
     assert_eq!(item.patient.as_deref(), Some(patient.as_str()));
     assert_eq!(item.reason_code.as_deref(), Some("unconscious"));
     assert_eq!(item.reason.as_deref(), Some("Brought in unresponsive"));
-    assert!(item.views_after.iter().any(|v| v.outcome == "permit"), "{:?}", item.views_after);
+    assert!(
+        item.views_after.iter().any(|v| v.outcome == "permit"),
+        "{:?}",
+        item.views_after
+    );
 
     // Only a privacy officer can review; the review is audited and leaves the queue.
-    let err = g.record_review(&ctx(&t, "ae.okafor"), item.seq, ReviewOutcome::Appropriate, "fine").await;
-    assert!(matches!(err, Err(mcr_gateway::GatewayError::Forbidden(_))), "{err:?}");
-    let review_seq = g.record_review(&po, item.seq, ReviewOutcome::Appropriate, "Checked with the ward: patient was admitted unconscious.").await.expect("review");
-    let bad = g.record_review(&po, review_seq, ReviewOutcome::Appropriate, "x").await;
-    assert!(matches!(bad, Err(mcr_gateway::GatewayError::Invalid(_))), "only alerts can be reviewed");
-    let queue = g.review_queue(&po, &ReviewFilter::default()).await.expect("queue");
-    assert!(queue.items.iter().all(|i| i.seq != item.seq), "reviewed cases leave the queue");
-    let all = g.review_queue(&po, &ReviewFilter { include_reviewed: true, user_id: Some("hospice.ali".into()), ..ReviewFilter::default() }).await.expect("queue");
-    let reviewed = all.items.iter().find(|i| i.seq == item.seq).expect("still there on request");
+    let err = g
+        .record_review(
+            &ctx(&t, "ae.okafor"),
+            item.seq,
+            ReviewOutcome::Appropriate,
+            "fine",
+        )
+        .await;
+    assert!(
+        matches!(err, Err(mcr_gateway::GatewayError::Forbidden(_))),
+        "{err:?}"
+    );
+    let review_seq = g
+        .record_review(
+            &po,
+            item.seq,
+            ReviewOutcome::Appropriate,
+            "Checked with the ward: patient was admitted unconscious.",
+        )
+        .await
+        .expect("review");
+    let bad = g
+        .record_review(&po, review_seq, ReviewOutcome::Appropriate, "x")
+        .await;
+    assert!(
+        matches!(bad, Err(mcr_gateway::GatewayError::Invalid(_))),
+        "only alerts can be reviewed"
+    );
+    let queue = g
+        .review_queue(&po, &ReviewFilter::default())
+        .await
+        .expect("queue");
+    assert!(
+        queue.items.iter().all(|i| i.seq != item.seq),
+        "reviewed cases leave the queue"
+    );
+    let all = g
+        .review_queue(
+            &po,
+            &ReviewFilter {
+                include_reviewed: true,
+                user_id: Some("hospice.ali".into()),
+                ..ReviewFilter::default()
+            },
+        )
+        .await
+        .expect("queue");
+    let reviewed = all
+        .items
+        .iter()
+        .find(|i| i.seq == item.seq)
+        .expect("still there on request");
     assert_eq!(reviewed.reviews[0].outcome, "appropriate");
     assert_eq!(reviewed.reviews[0].by_user_id, "po.wright");
-    assert!(matches!(g.review_queue(&ctx(&t, "ae.okafor"), &ReviewFilter::default()).await, Err(mcr_gateway::GatewayError::Forbidden(_))));
+    assert!(matches!(
+        g.review_queue(&ctx(&t, "ae.okafor"), &ReviewFilter::default())
+            .await,
+        Err(mcr_gateway::GatewayError::Forbidden(_))
+    ));
 
     // A user reaching more than 20 patients in an hour without a relationship is flagged.
     let mut others = Vec::new();
@@ -175,32 +346,80 @@ async fn patients_see_who_viewed_them_and_privacy_officers_review_emergencies() 
         if others.len() == 21 {
             break;
         }
-        if p.nhs_number.as_str() != patient && g.store().patient(&p.nhs_number).await.expect("index").is_some() {
+        if p.nhs_number.as_str() != patient
+            && g.store()
+                .patient(&p.nhs_number)
+                .await
+                .expect("index")
+                .is_some()
+        {
             others.push(p.nhs_number.clone());
         }
     }
     let ali = ctx(&t, "hospice.ali");
     for o in &others {
-        g.claim_relationship(&ali, &RelationshipClaim { nhs_number: o.clone(), reason: "Referred for respite".into(), start: None, end: None })
-            .await
-            .expect("claim");
+        g.claim_relationship(
+            &ali,
+            &RelationshipClaim {
+                nhs_number: o.clone(),
+                reason: "Referred for respite".into(),
+                start: None,
+                end: None,
+            },
+        )
+        .await
+        .expect("claim");
     }
     // A doctor viewing a patient with their own surname is flagged.
     let relative = t.demo.region.person(&n).expect("person").family.clone();
     let mut namesake = ctx(&t, "ae.okafor");
     namesake.principal.name = format!("Dr Chidi {}", relative.to_uppercase());
-    g.emergency_access(&namesake, &EmergencyRequest { nhs_number: n.clone(), reason_code: "unconscious".into(), reason_text: "Found collapsed".into() })
-        .await
-        .expect("emergency");
-    assert!(matches!(g.view_record(&namesake, &n).await.expect("view"), ViewOutcome::Record(_)));
+    g.emergency_access(
+        &namesake,
+        &EmergencyRequest {
+            nhs_number: n.clone(),
+            reason_code: "unconscious".into(),
+            reason_text: "Found collapsed".into(),
+        },
+    )
+    .await
+    .expect("emergency");
+    assert!(matches!(
+        g.view_record(&namesake, &n).await.expect("view"),
+        ViewOutcome::Record(_)
+    ));
 
-    let queue = g.review_queue(&po, &ReviewFilter::default()).await.expect("queue");
+    let queue = g
+        .review_queue(&po, &ReviewFilter::default())
+        .await
+        .expect("queue");
     assert!(queue.anomalies.iter().any(|a| a.user_id == "hospice.ali" && matches!(a.flag, AnomalyFlag::ManyPatientsWithoutRelationship { patients, .. } if patients > 20)), "{:?}", queue.anomalies);
-    assert!(queue.anomalies.iter().any(|a| a.user_id == "ae.okafor" && a.flag == AnomalyFlag::SameSurname { patient: patient.clone() }), "{:?}", queue.anomalies);
-    let claim = queue.items.iter().find(|i| i.kind == "claim-relationship" && i.user_id == "hospice.ali").expect("claims queued");
-    assert!(claim.flags.iter().any(|f| matches!(f, AnomalyFlag::ManyPatientsWithoutRelationship { .. })));
-    let emergency = queue.items.iter().find(|i| i.user_id == "ae.okafor" && i.kind == "emergency-access").expect("namesake's emergency");
-    assert!(emergency.flags.contains(&AnomalyFlag::SameSurname { patient: patient.clone() }));
+    assert!(
+        queue.anomalies.iter().any(|a| a.user_id == "ae.okafor"
+            && a.flag
+                == AnomalyFlag::SameSurname {
+                    patient: patient.clone()
+                }),
+        "{:?}",
+        queue.anomalies
+    );
+    let claim = queue
+        .items
+        .iter()
+        .find(|i| i.kind == "claim-relationship" && i.user_id == "hospice.ali")
+        .expect("claims queued");
+    assert!(claim
+        .flags
+        .iter()
+        .any(|f| matches!(f, AnomalyFlag::ManyPatientsWithoutRelationship { .. })));
+    let emergency = queue
+        .items
+        .iter()
+        .find(|i| i.user_id == "ae.okafor" && i.kind == "emergency-access")
+        .expect("namesake's emergency");
+    assert!(emergency.flags.contains(&AnomalyFlag::SameSurname {
+        patient: patient.clone()
+    }));
 }
 
 #[tokio::test]
@@ -216,7 +435,10 @@ async fn views_are_refused_with_no_clinical_data_when_the_audit_trail_cannot_be_
     let mut clinical: Vec<String> = Vec::new();
     for e in bundle["entry"].as_array().expect("entries") {
         let r = &e["resource"];
-        if matches!(r["resourceType"].as_str(), Some("Provenance" | "OperationOutcome" | "Patient")) {
+        if matches!(
+            r["resourceType"].as_str(),
+            Some("Provenance" | "OperationOutcome" | "Patient")
+        ) {
             continue;
         }
         for field in ["code", "medicationCodeableConcept"] {
@@ -225,8 +447,17 @@ async fn views_are_refused_with_no_clinical_data_when_the_audit_trail_cannot_be_
             }
         }
     }
-    assert!(clinical.len() > 5, "the record has clinical items: {clinical:?}");
-    let family = t.demo.region.person(&nhs(&patient)).expect("person").family.clone();
+    assert!(
+        clinical.len() > 5,
+        "the record has clinical items: {clinical:?}"
+    );
+    let family = t
+        .demo
+        .region
+        .person(&nhs(&patient))
+        .expect("person")
+        .family
+        .clone();
 
     // The audit store refuses every new record (as a full disk or a lost volume would).
     let pool = sqlx::SqlitePool::connect(&url).await.expect("open");
@@ -235,25 +466,43 @@ async fn views_are_refused_with_no_clinical_data_when_the_audit_trail_cannot_be_
         .await
         .expect("trigger");
 
-    let (status, text) = t.get_text("ae.okafor", &format!("/fhir/Patient/{patient}/$everything")).await;
+    let (status, text) = t
+        .get_text("ae.okafor", &format!("/fhir/Patient/{patient}/$everything"))
+        .await;
     assert_eq!(status, 503, "{text}");
     let body: Value = serde_json::from_str(&text).expect("json");
     assert_eq!(body["resourceType"], "OperationOutcome");
-    assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], "audit-unavailable", "{body}");
-    assert!(!text.contains("Bundle") && !text.contains(&family) && !text.contains(&patient), "{text}");
+    assert_eq!(
+        body["issue"][0]["details"]["coding"][0]["code"], "audit-unavailable",
+        "{body}"
+    );
+    assert!(
+        !text.contains("Bundle") && !text.contains(&family) && !text.contains(&patient),
+        "{text}"
+    );
     for c in &clinical {
-        assert!(!text.contains(c.as_str()), "clinical text `{c}` in the refusal: {text}");
+        assert!(
+            !text.contains(c.as_str()),
+            "clinical text `{c}` in the refusal: {text}"
+        );
     }
     // Nothing else is given out unaudited either.
-    let (status, _) = t.get("ae.okafor", &format!("/fhir/Patient/{patient}")).await;
+    let (status, _) = t
+        .get("ae.okafor", &format!("/fhir/Patient/{patient}"))
+        .await;
     assert_eq!(status, 503);
 
     // Once the store can be written again, the view is served and the chain is intact.
-    sqlx::raw_sql("DROP TRIGGER audit_log_unwritable").execute(&pool).await.expect("drop");
+    sqlx::raw_sql("DROP TRIGGER audit_log_unwritable")
+        .execute(&pool)
+        .await
+        .expect("drop");
     let (status, _) = t.everything("ae.okafor", &patient).await;
     assert_eq!(status, 200);
     assert!(matches!(
-        mcr_audit::verify(t.demo.gateway.gateway.store().as_ref()).await.expect("verify"),
+        mcr_audit::verify(t.demo.gateway.gateway.store().as_ref())
+            .await
+            .expect("verify"),
         mcr_audit::Verification::Intact { .. }
     ));
 }

@@ -33,24 +33,62 @@ async fn the_benchmark_harness_runs_and_counts() {
     };
     let report = mcr_bench::run(&o).await.expect("the benchmark runs");
     assert!(report.search.count > 0, "searches succeeded");
-    assert!(report.scenarios.len() >= 4, "ladder, slow, down, instant: {}", report.markdown());
+    assert!(
+        report.scenarios.len() >= 4,
+        "ladder, slow, down, instant: {}",
+        report.markdown()
+    );
     for s in &report.scenarios {
         assert!(s.views > 0, "{} made views", s.name);
         assert_eq!(s.error_count, 0, "{}: {:?}", s.name, s.errors);
-        assert!(s.view_latency.p99_ms > 0.0 && s.gateway_overhead.count == s.views, "{}", s.name);
-        assert!(s.gateway_metrics.agrees_with_client, "{}: /metrics {} vs {} views", s.name, s.gateway_metrics.views_permitted, s.views);
-        assert!(s.gateway_peak_rss_mib > 0.0, "{} read the gateway's memory", s.name);
+        assert!(
+            s.view_latency.p99_ms > 0.0 && s.gateway_overhead.count == s.views,
+            "{}",
+            s.name
+        );
+        assert!(
+            s.gateway_metrics.agrees_with_client,
+            "{}: /metrics {} vs {} views",
+            s.name, s.gateway_metrics.views_permitted, s.views
+        );
+        assert!(
+            s.gateway_peak_rss_mib > 0.0,
+            "{} read the gateway's memory",
+            s.name
+        );
     }
-    let slow = report.scenarios.iter().find(|s| s.name.contains("slowed")).expect("slow-source run");
-    assert!(slow.gateway_metrics.source_failures.keys().any(|k| k == "acute/timeout"), "{:?}", slow.gateway_metrics);
-    let down = report.scenarios.iter().find(|s| s.name.contains("down")).expect("dead-source run");
-    assert!(!down.gateway_metrics.source_failures.is_empty(), "{:?}", down.gateway_metrics);
+    let slow = report
+        .scenarios
+        .iter()
+        .find(|s| s.name.contains("slowed"))
+        .expect("slow-source run");
+    assert!(
+        slow.gateway_metrics
+            .source_failures
+            .keys()
+            .any(|k| k == "acute/timeout"),
+        "{:?}",
+        slow.gateway_metrics
+    );
+    let down = report
+        .scenarios
+        .iter()
+        .find(|s| s.name.contains("down"))
+        .expect("dead-source run");
+    assert!(
+        !down.gateway_metrics.source_failures.is_empty(),
+        "{:?}",
+        down.gateway_metrics
+    );
     let index = report.index.first().expect("index run");
     assert_eq!((index.patients, index.nhs_lookup.count), (2_000, 50));
 
     let dir = tempfile::tempdir().expect("temp dir");
     report.write(dir.path()).expect("report written");
     for f in ["report.json", "report.md", "view-latency.svg"] {
-        assert!(std::fs::metadata(dir.path().join(f)).expect(f).len() > 100, "{f}");
+        assert!(
+            std::fs::metadata(dir.path().join(f)).expect(f).len() > 100,
+            "{f}"
+        );
     }
 }

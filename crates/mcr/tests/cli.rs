@@ -9,7 +9,11 @@ fn mcr() -> Command {
 
 fn run(cmd: &mut Command) -> (i32, String) {
     let out = cmd.output().expect("mcr runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.code().unwrap_or(-1), text)
 }
 
@@ -18,7 +22,10 @@ fn bad_flags_and_config_give_a_clear_message_and_a_non_zero_exit() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (code, text) = run(mcr().args(["serve", "--config", "/no/such/file.toml"]));
     assert_ne!(code, 0);
-    assert!(text.contains("cannot read config file /no/such/file.toml"), "{text}");
+    assert!(
+        text.contains("cannot read config file /no/such/file.toml"),
+        "{text}"
+    );
 
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "listen = \"not an address\"\n").expect("write");
@@ -26,7 +33,11 @@ fn bad_flags_and_config_give_a_clear_message_and_a_non_zero_exit() {
     assert_ne!(code, 0);
     assert!(text.contains("line 1"), "says where: {text}");
 
-    std::fs::write(&bad, "[auth]\nissuer = \"x\"\naudience = \"y\"\ned25519_public_keys = []\nsources = []\n").expect("write");
+    std::fs::write(
+        &bad,
+        "[auth]\nissuer = \"x\"\naudience = \"y\"\ned25519_public_keys = []\nsources = []\n",
+    )
+    .expect("write");
     let (code, _) = run(mcr().args(["migrate", "--config"]).arg(&bad));
     assert_ne!(code, 0);
 
@@ -36,7 +47,9 @@ fn bad_flags_and_config_give_a_clear_message_and_a_non_zero_exit() {
     let (code, text) = run(mcr().args(["demo", "--patients", "3"]));
     assert_ne!(code, 0);
     assert!(text.contains("--patients"), "{text}");
-    let (code, text) = run(mcr().args(["demo-token", "nobody", "--data-dir"]).arg(dir.path()));
+    let (code, text) = run(mcr()
+        .args(["demo-token", "nobody", "--data-dir"])
+        .arg(dir.path()));
     assert_ne!(code, 0);
     assert!(text.contains("demo.json"), "{text}");
     let (code, _) = run(mcr().arg("frobnicate"));
@@ -54,12 +67,19 @@ fn the_example_configs_parse() {
 
 #[tokio::test]
 async fn migrate_and_index_sync_against_running_sources() {
-    let region = mcr_synth::generate(&mcr_synth::SynthConfig { patients: 300, ..Default::default() });
+    let region = mcr_synth::generate(&mcr_synth::SynthConfig {
+        patients: 300,
+        ..Default::default()
+    });
     let mut handles = Vec::new();
     let mut sources_toml = String::new();
     for slice in &region.sources {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let h = mcr_sources::serve(slice.clone(), listener, mcr_sources::Behaviour::default()).await.expect("source");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let h = mcr_sources::serve(slice.clone(), listener, mcr_sources::Behaviour::default())
+            .await
+            .expect("source");
         let o = &slice.organisation;
         sources_toml.push_str(&format!(
             "[[sources]]\nid = \"{}\"\nbase_url = \"{}\"\nresource_types = {:?}\norganisation = {{ code = \"{}\", name = \"{}\", kind = \"{}\", member = true }}\n\n",
@@ -78,25 +98,46 @@ async fn migrate_and_index_sync_against_running_sources() {
     )
     .expect("write config");
     let config_arg = config.clone();
-    let (code, text) = tokio::task::spawn_blocking(move || run(mcr().args(["migrate", "--config"]).arg(&config_arg)))
-        .await
-        .expect("join");
+    let (code, text) = tokio::task::spawn_blocking(move || {
+        run(mcr().args(["migrate", "--config"]).arg(&config_arg))
+    })
+    .await
+    .expect("join");
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("sqlite store is up to date"), "{text}");
     let config_arg = config.clone();
-    let out = tokio::task::spawn_blocking(move || mcr().args(["index", "sync", "--config"]).arg(&config_arg).output())
-        .await
-        .expect("join")
-        .expect("mcr runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON report on stdout");
-    let gp = report["sources"].as_array().expect("sources").iter().find(|s| s["source"] == "gp").expect("gp");
+    let out = tokio::task::spawn_blocking(move || {
+        mcr()
+            .args(["index", "sync", "--config"])
+            .arg(&config_arg)
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("mcr runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("a JSON report on stdout");
+    let gp = report["sources"]
+        .as_array()
+        .expect("sources")
+        .iter()
+        .find(|s| s["source"] == "gp")
+        .expect("gp");
     assert_eq!(gp["seen"], 300);
 
     // One source down: the sync says so and exits 1, the others are still indexed.
     handles.pop().expect("a source").shutdown().await;
-    let (code, text) = tokio::task::spawn_blocking(move || run(mcr().args(["index", "sync", "--incremental", "--config"]).arg(&config)))
-        .await
-        .expect("join");
+    let (code, text) = tokio::task::spawn_blocking(move || {
+        run(mcr()
+            .args(["index", "sync", "--incremental", "--config"])
+            .arg(&config))
+    })
+    .await
+    .expect("join");
     assert_eq!(code, 1, "{text}");
 }

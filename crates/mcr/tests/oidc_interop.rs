@@ -55,7 +55,13 @@ struct Jar(BTreeMap<String, String>);
 impl Jar {
     fn take(&mut self, resp: &reqwest::Response) {
         for v in resp.headers().get_all("set-cookie") {
-            let Some((name, value)) = v.to_str().expect("ascii").split(';').next().and_then(|kv| kv.split_once('=')) else {
+            let Some((name, value)) = v
+                .to_str()
+                .expect("ascii")
+                .split(';')
+                .next()
+                .and_then(|kv| kv.split_once('='))
+            else {
                 continue;
             };
             if value.is_empty() {
@@ -67,12 +73,19 @@ impl Jar {
     }
 
     fn header(&self) -> String {
-        self.0.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+        self.0
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 }
 
 fn location(resp: &reqwest::Response) -> String {
-    resp.headers()["location"].to_str().expect("location").to_owned()
+    resp.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned()
 }
 
 #[tokio::test]
@@ -81,7 +94,11 @@ async fn the_gateway_signs_in_with_an_independent_openid_provider() {
     ensure_installed(&dir);
 
     // The gateway's port first: the provider must know the redirect URI.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
     let gateway = format!("http://127.0.0.1:{port}");
     let secret = "interop-client-secret-0123456789";
     let mut provider = tokio::process::Command::new("node")
@@ -131,14 +148,24 @@ organisation = {{ code = "RWH01", name = "East and North Hertfordshire NHS Trust
     let listening = first_line_with(&mut gw, "gateway listening on ").await;
     assert_eq!(listening, gateway);
 
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-    let start = http.post(format!("{gateway}/signin")).send().await.expect("POST /signin");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let start = http
+        .post(format!("{gateway}/signin"))
+        .send()
+        .await
+        .expect("POST /signin");
     assert_eq!(start.status(), 303);
     let mut gateway_jar = Jar::default();
     gateway_jar.take(&start);
     let mut next = location(&start);
     assert!(next.starts_with(&issuer), "{next}");
-    assert!(next.contains("code_challenge_method=S256") && next.contains("nonce="), "{next}");
+    assert!(
+        next.contains("code_challenge_method=S256") && next.contains("nonce="),
+        "{next}"
+    );
 
     // Through the provider's own login and consent steps, as a browser would.
     let mut provider_jar = Jar::default();
@@ -146,25 +173,58 @@ organisation = {{ code = "RWH01", name = "East and North Hertfordshire NHS Trust
     while next.starts_with(&issuer) || next.starts_with('/') {
         hops += 1;
         assert!(hops < 15, "too many redirects at the provider");
-        let url = if next.starts_with('/') { format!("{issuer}{next}") } else { next.clone() };
-        let resp = http.get(&url).header("cookie", provider_jar.header()).send().await.expect("provider");
+        let url = if next.starts_with('/') {
+            format!("{issuer}{next}")
+        } else {
+            next.clone()
+        };
+        let resp = http
+            .get(&url)
+            .header("cookie", provider_jar.header())
+            .send()
+            .await
+            .expect("provider");
         provider_jar.take(&resp);
-        assert!(resp.status().is_redirection(), "{url}: {} {}", resp.status(), resp.text().await.unwrap_or_default());
+        assert!(
+            resp.status().is_redirection(),
+            "{url}: {} {}",
+            resp.status(),
+            resp.text().await.unwrap_or_default()
+        );
         next = location(&resp);
     }
-    assert!(next.starts_with(&format!("{gateway}/signin/callback?")), "back to the gateway: {next}");
+    assert!(
+        next.starts_with(&format!("{gateway}/signin/callback?")),
+        "back to the gateway: {next}"
+    );
     assert!(next.contains("code="), "{next}");
 
-    let resp = http.get(&next).header("cookie", gateway_jar.header()).send().await.expect("callback");
+    let resp = http
+        .get(&next)
+        .header("cookie", gateway_jar.header())
+        .send()
+        .await
+        .expect("callback");
     let status = resp.status();
     gateway_jar.take(&resp);
     assert_eq!(status, 303, "signed in: {:?}", resp.text().await);
     assert!(gateway_jar.0.contains_key("mcr_session"), "a session");
-    let page = http.get(format!("{gateway}/app")).header("cookie", gateway_jar.header()).send().await.expect("app");
+    let page = http
+        .get(format!("{gateway}/app"))
+        .header("cookie", gateway_jar.header())
+        .send()
+        .await
+        .expect("app");
     assert_eq!(page.status(), 200);
     let html = page.text().await.expect("html");
-    assert!(html.contains("Dr Ida Interop"), "the provider's name claim is shown");
-    assert!(html.contains("East and North Hertfordshire NHS Trust"), "the org claim maps to the registry");
+    assert!(
+        html.contains("Dr Ida Interop"),
+        "the provider's name claim is shown"
+    );
+    assert!(
+        html.contains("East and North Hertfordshire NHS Trust"),
+        "the org claim maps to the registry"
+    );
 
     gw.kill().await.ok();
     provider.kill().await.ok();

@@ -15,12 +15,23 @@ struct Browser {
 
 async fn sign_in(t: &TestDemo, user: &str) -> Browser {
     let s = t.sign_in(user).await;
-    Browser { http: s.http, base: t.demo.info.gateway_url.clone(), cookie: s.cookie, csrf: s.csrf }
+    Browser {
+        http: s.http,
+        base: t.demo.info.gateway_url.clone(),
+        cookie: s.cookie,
+        csrf: s.csrf,
+    }
 }
 
 impl Browser {
     async fn get(&self, path: &str) -> (u16, String) {
-        let resp = self.http.get(format!("{}{path}", self.base)).header("cookie", &self.cookie).send().await.expect("test step");
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .send()
+            .await
+            .expect("test step");
         let s = resp.status().as_u16();
         (s, resp.text().await.expect("test step"))
     }
@@ -42,13 +53,29 @@ impl Browser {
 #[tokio::test]
 async fn public_pages_need_no_sign_in_and_staff_pages_do() {
     let t = start().await;
-    let http = t.browser_builder().redirect(reqwest::redirect::Policy::none()).build().expect("test step");
+    let http = t
+        .browser_builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("test step");
     for path in ["/", "/how-it-works", "/questions", "/privacy", "/signin"] {
         let resp = http.get(t.url(path)).send().await.expect("test step");
         let status = resp.status();
-        if status != 200 { panic!("{path}: {status} {:?} {}", resp.headers().clone(), resp.text().await.expect("test step")); }
-        let csp = resp.headers()["content-security-policy"].to_str().expect("test step").to_owned();
-        assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+        if status != 200 {
+            panic!(
+                "{path}: {status} {:?} {}",
+                resp.headers().clone(),
+                resp.text().await.expect("test step")
+            );
+        }
+        let csp = resp.headers()["content-security-policy"]
+            .to_str()
+            .expect("test step")
+            .to_owned();
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+            "{csp}"
+        );
         let html = resp.text().await.expect("test step");
         assert!(!html.contains("<script>"), "no inline script on {path}");
         assert!(!html.contains("style=\""), "no inline style on {path}");
@@ -66,28 +93,55 @@ async fn find_ask_and_read_a_record_with_every_source_named() {
 
     let (status, html) = b.get(&format!("/app?nhs={nhs}")).await;
     assert_eq!(status, 200);
-    assert!(html.contains(&format!("/app/patient/{nhs}")), "the result links to the record");
+    assert!(
+        html.contains(&format!("/app/patient/{nhs}")),
+        "the result links to the record"
+    );
 
     let (status, html) = b.get("/app?nhs=123").await;
-    assert_eq!(status, 400, "a form error is the page again with the error summary");
+    assert_eq!(
+        status, 400,
+        "a form error is the page again with the error summary"
+    );
     assert!(html.contains("nhsuk-error-summary"), "error summary shown");
     assert!(html.contains("value=\"123\""), "keeps what the user typed");
 
     // The access step: one click records the patient's permission.
     let (status, html) = b.get(&format!("/app/patient/{nhs}")).await;
     assert_eq!(status, 200);
-    assert!(html.contains("given-patient"), "the one-click permission button is offered");
-    let (status, _) = b.post(&format!("/app/patient/{nhs}/permission"), &[("answer", "given-patient")]).await;
+    assert!(
+        html.contains("given-patient"),
+        "the one-click permission button is offered"
+    );
+    let (status, _) = b
+        .post(
+            &format!("/app/patient/{nhs}/permission"),
+            &[("answer", "given-patient")],
+        )
+        .await;
     assert_eq!(status, 303);
 
     // One source down: named in the banner, the rest shown.
-    t.demo.source("socialcare").expect("test step").set_behaviour(Behaviour { failure: Failure::Drop, ..Behaviour::default() });
+    t.demo
+        .source("socialcare")
+        .expect("test step")
+        .set_behaviour(Behaviour {
+            failure: Failure::Drop,
+            ..Behaviour::default()
+        });
     let (status, html) = b.get(&format!("/app/patient/{nhs}")).await;
     assert_eq!(status, 200);
     for s in &t.demo.region.sources {
-        assert!(html.contains(&s.organisation.name), "banner names {}", s.organisation.name);
+        assert!(
+            html.contains(&s.organisation.name),
+            "banner names {}",
+            s.organisation.name
+        );
     }
-    assert!(html.contains("could not be reached") || html.contains("navailable"), "the down source is marked");
+    assert!(
+        html.contains("could not be reached") || html.contains("navailable"),
+        "the down source is marked"
+    );
 }
 
 #[tokio::test]
@@ -96,12 +150,23 @@ async fn hostile_text_from_sources_is_shown_as_text() {
     let b = sign_in(&t, "ae.okafor").await;
     for i in 0..2 {
         let nhs = t.patient("hostile_text", i);
-        let (status, _) = b.post(&format!("/app/patient/{nhs}/permission"), &[("answer", "given-patient")]).await;
+        let (status, _) = b
+            .post(
+                &format!("/app/patient/{nhs}/permission"),
+                &[("answer", "given-patient")],
+            )
+            .await;
         assert_eq!(status, 303);
         let (status, html) = b.get(&format!("/app/patient/{nhs}")).await;
         assert_eq!(status, 200);
-        assert!(!html.contains("<script>alert"), "script from a source reached the page");
-        assert!(!html.contains("<img src=x"), "markup from a source reached the page");
+        assert!(
+            !html.contains("<script>alert"),
+            "script from a source reached the page"
+        );
+        assert!(
+            !html.contains("<img src=x"),
+            "markup from a source reached the page"
+        );
     }
 }
 

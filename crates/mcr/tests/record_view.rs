@@ -21,7 +21,11 @@ async fn everything_for_a_four_source_patient_has_items_from_all_four_with_prove
     // Every source organisation is named by at least one Provenance.
     let orgs = provenance_orgs(&bundle);
     for s in &t.demo.region.sources {
-        assert!(orgs.contains(s.organisation.code.as_str()), "no item from {} in {orgs:?}", s.id);
+        assert!(
+            orgs.contains(s.organisation.code.as_str()),
+            "no item from {} in {orgs:?}",
+            s.id
+        );
     }
     // One Provenance per item, each pointing at an item in the bundle.
     let provenances = resources(&bundle, "Provenance");
@@ -35,11 +39,18 @@ async fn everything_for_a_four_source_patient_has_items_from_all_four_with_prove
         .collect();
     for p in &provenances {
         let target = p["target"][0]["reference"].as_str().unwrap();
-        assert!(full_urls.contains(target), "Provenance target {target} is not in the bundle");
+        assert!(
+            full_urls.contains(target),
+            "Provenance target {target} is not in the bundle"
+        );
     }
     // Every source answered.
     let codes = issue_codes(outcome(&bundle));
-    assert_eq!(codes.iter().filter(|(c, _)| c == "source-ok").count(), 4, "{codes:?}");
+    assert_eq!(
+        codes.iter().filter(|(c, _)| c == "source-ok").count(),
+        4,
+        "{codes:?}"
+    );
 }
 
 #[tokio::test]
@@ -53,29 +64,58 @@ async fn duplicated_items_are_merged_with_both_sources() {
         .into_iter()
         .filter(|p| p["agent"].as_array().unwrap().len() >= 2)
         .collect();
-    assert!(!merged.is_empty(), "a duplicated medication or problem should carry two sources");
+    assert!(
+        !merged.is_empty(),
+        "a duplicated medication or problem should carry two sources"
+    );
     for p in merged {
         let entities = p["entity"].as_array().unwrap();
         assert!(entities.len() >= 2);
-        let hosts: std::collections::BTreeSet<_> =
-            entities.iter().map(|e| e["what"]["reference"].as_str().unwrap().split('/').nth(2).unwrap().to_owned()).collect();
-        assert!(hosts.len() >= 2, "the merged item's copies come from different servers: {hosts:?}");
+        let hosts: std::collections::BTreeSet<_> = entities
+            .iter()
+            .map(|e| {
+                e["what"]["reference"]
+                    .as_str()
+                    .unwrap()
+                    .split('/')
+                    .nth(2)
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert!(
+            hosts.len() >= 2,
+            "the merged item's copies come from different servers: {hosts:?}"
+        );
     }
     // The same current medication is never listed once per source: two entries with the same
     // code and status come from one source (two entries there), never from two.
-    let mut seen: std::collections::HashMap<(String, String), String> = std::collections::HashMap::new();
+    let mut seen: std::collections::HashMap<(String, String), String> =
+        std::collections::HashMap::new();
     for e in bundle["entry"].as_array().unwrap() {
         let r = &e["resource"];
         if r["resourceType"] != "MedicationStatement" {
             continue;
         }
         let key = (
-            r["medicationCodeableConcept"]["coding"][0]["code"].as_str().unwrap_or("").to_owned(),
+            r["medicationCodeableConcept"]["coding"][0]["code"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned(),
             r["status"].as_str().unwrap_or("").to_owned(),
         );
-        let host = e["fullUrl"].as_str().unwrap().split('/').nth(2).unwrap().to_owned();
+        let host = e["fullUrl"]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .nth(2)
+            .unwrap()
+            .to_owned();
         if let Some(other) = seen.insert(key.clone(), host.clone()) {
-            assert_eq!(other, host, "medication {key:?} listed separately by two sources");
+            assert_eq!(
+                other, host,
+                "medication {key:?} listed separately by two sources"
+            );
         }
     }
 }
@@ -85,14 +125,25 @@ async fn a_source_that_is_down_is_named_and_the_rest_are_shown() {
     let t = start().await;
     let nhs = t.patient("all_four_sources", 0);
     t.give_permission(AE, &nhs).await;
-    t.demo.source("community").unwrap().set_behaviour(Behaviour { failure: Failure::Drop, ..Behaviour::default() });
+    t.demo
+        .source("community")
+        .unwrap()
+        .set_behaviour(Behaviour {
+            failure: Failure::Drop,
+            ..Behaviour::default()
+        });
     let started = Instant::now();
     let (status, bundle) = t.everything(AE, &nhs).await;
     let took = started.elapsed();
     assert_eq!(status, 200, "{bundle}");
     assert!(took < Duration::from_millis(1_500 + 1_000), "took {took:?}");
     let codes = issue_codes(outcome(&bundle));
-    assert!(codes.iter().any(|(c, e)| c.starts_with("source-") && c != "source-ok" && e == "community"), "{codes:?}");
+    assert!(
+        codes
+            .iter()
+            .any(|(c, e)| c.starts_with("source-") && c != "source-ok" && e == "community"),
+        "{codes:?}"
+    );
     assert_eq!(codes.iter().filter(|(c, _)| c == "source-ok").count(), 3);
     let orgs = provenance_orgs(&bundle);
     assert!(!orgs.contains("RY4"), "nothing from the down source");
@@ -107,15 +158,27 @@ async fn a_source_slower_than_the_deadline_is_cut_off_at_the_deadline() {
     t.demo
         .source("socialcare")
         .unwrap()
-        .set_behaviour(Behaviour { latency_ms: (10_000, 10_000), ..Behaviour::default() });
+        .set_behaviour(Behaviour {
+            latency_ms: (10_000, 10_000),
+            ..Behaviour::default()
+        });
     let started = Instant::now();
     let (status, bundle) = t.everything(AE, &nhs).await;
     let took = started.elapsed();
     assert_eq!(status, 200, "{bundle}");
-    assert!(took >= Duration::from_millis(1_400), "waited for the deadline: {took:?}");
-    assert!(took < Duration::from_millis(1_500 + 1_000), "but not for the slow source: {took:?}");
+    assert!(
+        took >= Duration::from_millis(1_400),
+        "waited for the deadline: {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(1_500 + 1_000),
+        "but not for the slow source: {took:?}"
+    );
     let codes = issue_codes(outcome(&bundle));
-    assert!(codes.contains(&("source-timeout".to_owned(), "socialcare".to_owned())), "{codes:?}");
+    assert!(
+        codes.contains(&("source-timeout".to_owned(), "socialcare".to_owned())),
+        "{codes:?}"
+    );
     assert_eq!(codes.iter().filter(|(c, _)| c == "source-ok").count(), 3);
 }
 
@@ -127,18 +190,31 @@ async fn garbage_errors_and_huge_bodies_from_sources_are_reported_not_fatal() {
     let cases = [
         ("gp", Failure::Malformed, "source-malformed"),
         ("community", Failure::Status(500), "source-http-status"),
-        ("socialcare", Failure::Huge(10 * 1024 * 1024), "source-too-large"),
+        (
+            "socialcare",
+            Failure::Huge(10 * 1024 * 1024),
+            "source-too-large",
+        ),
     ];
     for (id, failure, _) in &cases {
-        t.demo.source(id).unwrap().set_behaviour(Behaviour { failure: failure.clone(), ..Behaviour::default() });
+        t.demo.source(id).unwrap().set_behaviour(Behaviour {
+            failure: failure.clone(),
+            ..Behaviour::default()
+        });
     }
     let (status, bundle) = t.everything(AE, &nhs).await;
     assert_eq!(status, 200, "{bundle}");
     let codes = issue_codes(outcome(&bundle));
     for (id, _, code) in &cases {
-        assert!(codes.contains(&((*code).to_owned(), (*id).to_owned())), "{id}: {codes:?}");
+        assert!(
+            codes.contains(&((*code).to_owned(), (*id).to_owned())),
+            "{id}: {codes:?}"
+        );
     }
-    assert!(provenance_orgs(&bundle).contains("RWH"), "the healthy source is still shown");
+    assert!(
+        provenance_orgs(&bundle).contains("RWH"),
+        "the healthy source is still shown"
+    );
 }
 
 #[tokio::test]
@@ -150,36 +226,73 @@ async fn a_gp_record_without_nhs_number_is_found_by_demographics_and_marked() {
     let links = patient["extension"].as_array().unwrap();
     let gp = links
         .iter()
-        .find(|l| l["extension"].as_array().unwrap().iter().any(|e| e["url"] == "source" && e["valueString"] == "gp"))
+        .find(|l| {
+            l["extension"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["url"] == "source" && e["valueString"] == "gp")
+        })
         .expect("the GP record is linked");
-    let matched_by = gp["extension"].as_array().unwrap().iter().find(|e| e["url"] == "matchedBy").unwrap();
+    let matched_by = gp["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["url"] == "matchedBy")
+        .unwrap();
     assert_eq!(matched_by["valueCode"], "demographics");
 
     // And the GP's items are in the record.
     t.give_permission(AE, &nhs).await;
     let (status, bundle) = t.everything(AE, &nhs).await;
     assert_eq!(status, 200);
-    assert!(provenance_orgs(&bundle).contains("E82000"), "GP items present");
+    assert!(
+        provenance_orgs(&bundle).contains("E82000"),
+        "GP items present"
+    );
 }
 
 #[tokio::test]
 async fn bad_requests_get_operation_outcomes() {
     let t = start().await;
     let cases: Vec<(&str, u16, &str)> = vec![
-        ("/fhir/Patient/9434765918/$everything", 400, "invalid-nhs-number"),
-        ("/fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|12345", 400, "invalid-nhs-number"),
-        ("/fhir/Patient?identifier=urn:other|9434765919", 400, "unknown-identifier-system"),
-        ("/fhir/Patient?family=Smith&birthdate=1970-13-45", 400, "invalid-date"),
+        (
+            "/fhir/Patient/9434765918/$everything",
+            400,
+            "invalid-nhs-number",
+        ),
+        (
+            "/fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|12345",
+            400,
+            "invalid-nhs-number",
+        ),
+        (
+            "/fhir/Patient?identifier=urn:other|9434765919",
+            400,
+            "unknown-identifier-system",
+        ),
+        (
+            "/fhir/Patient?family=Smith&birthdate=1970-13-45",
+            400,
+            "invalid-date",
+        ),
         ("/fhir/Patient?colour=blue", 400, "unknown-parameter"),
         ("/fhir/Patient/9434765919", 404, "not-found"),
         ("/fhir/Patient/9434765919/$everything", 404, "not-found"),
-        ("/fhir/Patient/9434765919/$nonsense", 404, "unknown-operation"),
+        (
+            "/fhir/Patient/9434765919/$nonsense",
+            404,
+            "unknown-operation",
+        ),
     ];
     for (path, want, code) in cases {
         let (status, body) = t.get(AE, path).await;
         assert_eq!(status, want, "{path}: {body}");
         assert_eq!(body["resourceType"], "OperationOutcome", "{path}");
-        assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], code, "{path}: {body}");
+        assert_eq!(
+            body["issue"][0]["details"]["coding"][0]["code"], code,
+            "{path}: {body}"
+        );
     }
 }
 
@@ -198,10 +311,18 @@ async fn no_request_is_served_without_a_verified_identity() {
     let parts: Vec<&str> = token.split('.').collect();
     use base64::Engine;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let claims = String::from_utf8(b64.decode(parts[1]).unwrap()).unwrap().replace("RWH", "E82001");
+    let claims = String::from_utf8(b64.decode(parts[1]).unwrap())
+        .unwrap()
+        .replace("RWH", "E82001");
     let tampered = format!("{}.{}.{}", parts[0], b64.encode(claims), parts[2]);
     for bad in ["not-a-jwt", "a.b.c", tampered.as_str()] {
-        let resp = t.http.get(t.url(&path)).bearer_auth(bad).send().await.unwrap();
+        let resp = t
+            .http
+            .get(t.url(&path))
+            .bearer_auth(bad)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 401, "{bad}");
     }
 }
@@ -220,7 +341,9 @@ async fn oversized_and_malformed_bodies_are_refused() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 413);
-    let (status, body) = t.post(AE, "/fhir/Consent", &serde_json::json!("just a string")).await;
+    let (status, body) = t
+        .post(AE, "/fhir/Consent", &serde_json::json!("just a string"))
+        .await;
     assert_eq!(status, 400, "{body}");
     let resp = t
         .http
@@ -241,9 +364,19 @@ async fn search_by_name_and_birth_date_finds_the_patient() {
     let (_, p) = t.get(AE, &format!("/fhir/Patient/{nhs}")).await;
     let family = p["name"][0]["family"].as_str().unwrap().to_owned();
     let dob = p["birthDate"].as_str().unwrap().to_owned();
-    let (status, bundle) = t.get(AE, &format!("/fhir/Patient?family={family}&birthdate={dob}")).await;
+    let (status, bundle) = t
+        .get(
+            AE,
+            &format!("/fhir/Patient?family={family}&birthdate={dob}"),
+        )
+        .await;
     assert_eq!(status, 200, "{bundle}");
-    let ids: Vec<&str> = bundle["entry"].as_array().unwrap().iter().map(|e| e["resource"]["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["id"].as_str().unwrap())
+        .collect();
     assert!(ids.contains(&nhs.as_str()), "{ids:?}");
 }
 
@@ -254,7 +387,12 @@ async fn metadata_tells_the_truth() {
     assert_eq!(status, 200);
     assert_eq!(cs["resourceType"], "CapabilityStatement");
     assert_eq!(cs["fhirVersion"], "4.0.1");
-    let types: Vec<&str> = cs["rest"][0]["resource"].as_array().unwrap().iter().map(|r| r["type"].as_str().unwrap()).collect();
+    let types: Vec<&str> = cs["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["type"].as_str().unwrap())
+        .collect();
     assert_eq!(types, ["Patient", "Consent"]);
 }
 
@@ -267,9 +405,18 @@ async fn no_clinical_data_reaches_the_gateways_disk() {
     assert_eq!(status, 200);
     // Clinical text the view carried: medication, problem and result names.
     let mut clinical: Vec<String> = Vec::new();
-    for ty in ["MedicationStatement", "Condition", "Observation", "AllergyIntolerance"] {
+    for ty in [
+        "MedicationStatement",
+        "Condition",
+        "Observation",
+        "AllergyIntolerance",
+    ] {
         for r in resources(&bundle, ty) {
-            let cc = if ty == "MedicationStatement" { &r["medicationCodeableConcept"] } else { &r["code"] };
+            let cc = if ty == "MedicationStatement" {
+                &r["medicationCodeableConcept"]
+            } else {
+                &r["code"]
+            };
             if let Some(d) = cc["coding"][0]["display"].as_str() {
                 clinical.push(d.to_owned());
             }
@@ -277,9 +424,20 @@ async fn no_clinical_data_reaches_the_gateways_disk() {
     }
     clinical.sort();
     clinical.dedup();
-    assert!(clinical.len() >= 5, "the view carried clinical items: {clinical:?}");
+    assert!(
+        clinical.len() >= 5,
+        "the view carried clinical items: {clinical:?}"
+    );
     // Everything the gateway wrote under its data directory (store, WAL, keys, demo.json).
-    let data_dir = t.demo.info.signing_key.parent().unwrap().parent().unwrap().to_path_buf();
+    let data_dir = t
+        .demo
+        .info
+        .signing_key
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
     let mut written = Vec::new();
     let mut stack = vec![data_dir];
     while let Some(d) = stack.pop() {
@@ -294,6 +452,9 @@ async fn no_clinical_data_reaches_the_gateways_disk() {
     }
     let written = String::from_utf8_lossy(&written);
     for text in &clinical {
-        assert!(!written.contains(text.as_str()), "clinical text {text:?} was written to disk");
+        assert!(
+            !written.contains(text.as_str()),
+            "clinical text {text:?} was written to disk"
+        );
     }
 }

@@ -14,7 +14,13 @@ use serde_json::{json, Value};
 const AE: &str = "ae.okafor";
 
 fn now() -> i64 {
-    i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("test helper").as_secs()).expect("test helper")
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("test helper")
+            .as_secs(),
+    )
+    .expect("test helper")
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -24,7 +30,14 @@ fn b64(bytes: &[u8]) -> String {
 /// Claims as the demo provider issues them for ae.okafor, to be spoilt one way or another.
 fn good_claims(t: &TestDemo) -> Value {
     let n = now();
-    let org = t.demo.info.users.iter().find(|u| u.id == AE).map(|u| u.org_code.clone()).expect("the A&E doctor");
+    let org = t
+        .demo
+        .info
+        .users
+        .iter()
+        .find(|u| u.id == AE)
+        .map(|u| u.org_code.clone())
+        .expect("the A&E doctor");
     json!({
         "iss": t.demo.info.token_issuer, "aud": t.demo.info.token_audience, "sub": AE,
         "name": "Dr Chidi Okafor", "role": "clinician", "org": org,
@@ -44,14 +57,22 @@ fn real_key(t: &TestDemo) -> mcr_idp::SigningKey {
 
 /// Signed with a key the provider never published, under the provider's own key id.
 fn sign_with_other_key(kid: &str, claims: &Value) -> String {
-    let doc = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).expect("test helper");
+    let doc =
+        Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).expect("test helper");
     let mut h = Header::new(Algorithm::EdDSA);
     h.kid = Some(kid.to_owned());
     jsonwebtoken::encode(&h, claims, &EncodingKey::from_ed_der(doc.as_ref())).expect("test helper")
 }
 
 async fn auth_failures(t: &TestDemo) -> Vec<Value> {
-    let rows = t.demo.gateway.gateway.store().audit_rows(0, 100_000).await.expect("test helper");
+    let rows = t
+        .demo
+        .gateway
+        .gateway
+        .store()
+        .audit_rows(0, 100_000)
+        .await
+        .expect("test helper");
     rows.into_iter()
         .filter(|r| r.record.action.starts_with("authenticate"))
         .map(|r| serde_json::from_str(&r.record.payload).expect("test helper"))
@@ -61,10 +82,11 @@ async fn auth_failures(t: &TestDemo) -> Vec<Value> {
 async fn assert_audited(t: &TestDemo, channel: &str, reason: &str, user: &str) {
     let all = auth_failures(t).await;
     assert!(
-        all.iter().any(|e| e["action"] == format!("authenticate:{channel}")
-            && e["basis"] == reason
-            && e["user_id"] == user
-            && e["outcome"] == "deny"),
+        all.iter()
+            .any(|e| e["action"] == format!("authenticate:{channel}")
+                && e["basis"] == reason
+                && e["user_id"] == user
+                && e["outcome"] == "deny"),
         "no audit record of {channel}/{reason} by {user}: {all:#?}"
     );
 }
@@ -80,12 +102,22 @@ async fn bad_bearer_tokens_are_refused_and_audited() {
 
     // The control: the real key and good claims are accepted.
     let ok = key.sign(&good).unwrap();
-    let resp = t.http.get(t.url(&path)).bearer_auth(&ok).send().await.unwrap();
+    let resp = t
+        .http
+        .get(t.url(&path))
+        .bearer_auth(&ok)
+        .send()
+        .await
+        .unwrap();
     assert_ne!(resp.status(), 401, "a good token is accepted");
 
     let tampered = {
         let parts: Vec<&str> = ok.split('.').collect();
-        let claims = b64(serde_json::to_string(&with(good.clone(), "org", json!("E82001"))).unwrap().as_bytes());
+        let claims = b64(
+            serde_json::to_string(&with(good.clone(), "org", json!("E82001")))
+                .unwrap()
+                .as_bytes(),
+        );
         format!("{}.{claims}.{}", parts[0], parts[2])
     };
     let alg_none = format!(
@@ -105,16 +137,60 @@ async fn bad_bearer_tokens_are_refused_and_audited() {
     let cases: Vec<(&str, Option<String>, &str)> = vec![
         ("no token", None, "no-token"),
         ("garbage", Some("not-a-jwt".into()), "malformed-token"),
-        ("expired", Some(key.sign(&with(with(good.clone(), "exp", json!(n - 3600)), "nbf", json!(n - 7200))).unwrap()), "expired-token"),
-        ("not yet valid", Some(key.sign(&with(good.clone(), "nbf", json!(n + 3600))).unwrap()), "token-not-yet-valid"),
-        ("another key, same kid", Some(other_key_same_kid), "bad-signature"),
+        (
+            "expired",
+            Some(
+                key.sign(&with(
+                    with(good.clone(), "exp", json!(n - 3600)),
+                    "nbf",
+                    json!(n - 7200),
+                ))
+                .unwrap(),
+            ),
+            "expired-token",
+        ),
+        (
+            "not yet valid",
+            Some(
+                key.sign(&with(good.clone(), "nbf", json!(n + 3600)))
+                    .unwrap(),
+            ),
+            "token-not-yet-valid",
+        ),
+        (
+            "another key, same kid",
+            Some(other_key_same_kid),
+            "bad-signature",
+        ),
         ("another key", Some(other_key_other_kid), "unknown-key"),
         ("alg none", Some(alg_none), "malformed-token"),
-        ("HS256 with the public key", Some(hs256), "algorithm-not-accepted"),
-        ("wrong issuer", Some(key.sign(&with(good.clone(), "iss", json!("https://evil.example"))).unwrap()), "wrong-issuer"),
-        ("wrong audience", Some(key.sign(&with(good.clone(), "aud", json!("another-service"))).unwrap()), "wrong-audience"),
+        (
+            "HS256 with the public key",
+            Some(hs256),
+            "algorithm-not-accepted",
+        ),
+        (
+            "wrong issuer",
+            Some(
+                key.sign(&with(good.clone(), "iss", json!("https://evil.example")))
+                    .unwrap(),
+            ),
+            "wrong-issuer",
+        ),
+        (
+            "wrong audience",
+            Some(
+                key.sign(&with(good.clone(), "aud", json!("another-service")))
+                    .unwrap(),
+            ),
+            "wrong-audience",
+        ),
         ("tampered claims", Some(tampered), "bad-signature"),
-        ("no role", Some(key.sign(&with(good.clone(), "role", Value::Null)).unwrap()), "missing-claim"),
+        (
+            "no role",
+            Some(key.sign(&with(good.clone(), "role", Value::Null)).unwrap()),
+            "missing-claim",
+        ),
     ];
     for (what, token, code) in cases {
         let mut req = t.http.get(t.url(&path));
@@ -126,9 +202,15 @@ async fn bad_bearer_tokens_are_refused_and_audited() {
         assert_eq!(resp.headers()["www-authenticate"], "Bearer", "{what}");
         let body: Value = resp.json().await.unwrap();
         assert_eq!(body["resourceType"], "OperationOutcome", "{what}");
-        assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], code, "{what}: {body}");
+        assert_eq!(
+            body["issue"][0]["details"]["coding"][0]["code"], code,
+            "{what}: {body}"
+        );
         if let Some(tok) = &token {
-            assert!(!body.to_string().contains(tok.as_str()), "{what}: the token is never echoed");
+            assert!(
+                !body.to_string().contains(tok.as_str()),
+                "{what}: the token is never echoed"
+            );
         }
         assert_audited(&t, "api", code, "anonymous").await;
     }
@@ -139,29 +221,68 @@ async fn scopes_limit_what_a_token_may_do() {
     let t = start().await;
     let nhs = t.patient("needs_permission", 0);
     let key = real_key(&t);
-    let read_only = key.sign(&with(good_claims(&t), "scope", json!("user/*.read"))).unwrap();
-    let write_only = key.sign(&with(good_claims(&t), "scope", json!("user/Consent.write"))).unwrap();
-    let no_scopes = key.sign(&with(good_claims(&t), "scope", json!("openid profile"))).unwrap();
+    let read_only = key
+        .sign(&with(good_claims(&t), "scope", json!("user/*.read")))
+        .unwrap();
+    let write_only = key
+        .sign(&with(good_claims(&t), "scope", json!("user/Consent.write")))
+        .unwrap();
+    let no_scopes = key
+        .sign(&with(good_claims(&t), "scope", json!("openid profile")))
+        .unwrap();
 
     let post = |tok: String| {
         let body = permission(&nhs, "permit", "patient").to_string();
-        let req = t.http.post(t.url("/fhir/Consent")).bearer_auth(tok).header("content-type", "application/fhir+json").body(body);
+        let req = t
+            .http
+            .post(t.url("/fhir/Consent"))
+            .bearer_auth(tok)
+            .header("content-type", "application/fhir+json")
+            .body(body);
         async move { req.send().await.unwrap() }
     };
     let resp = post(read_only.clone()).await;
-    assert_eq!(resp.status(), 403, "a read-only token cannot record permission");
+    assert_eq!(
+        resp.status(),
+        403,
+        "a read-only token cannot record permission"
+    );
     let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], "insufficient-scope");
+    assert_eq!(
+        body["issue"][0]["details"]["coding"][0]["code"],
+        "insufficient-scope"
+    );
     assert_audited(&t, "scope", "insufficient-scope", AE).await;
 
     for tok in [write_only.clone(), no_scopes] {
-        let resp = t.http.get(t.url(&format!("/fhir/Patient/{nhs}/$everything"))).bearer_auth(tok).send().await.unwrap();
-        assert_eq!(resp.status(), 403, "without a read scope nothing can be read");
+        let resp = t
+            .http
+            .get(t.url(&format!("/fhir/Patient/{nhs}/$everything")))
+            .bearer_auth(tok)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            403,
+            "without a read scope nothing can be read"
+        );
     }
     let resp = post(write_only).await;
     let status = resp.status();
-    assert_eq!(status, 201, "with the write scope the permission is recorded: {}", resp.text().await.unwrap());
-    let resp = t.http.get(t.url(&format!("/fhir/Patient/{nhs}/$everything"))).bearer_auth(read_only).send().await.unwrap();
+    assert_eq!(
+        status,
+        201,
+        "with the write scope the permission is recorded: {}",
+        resp.text().await.unwrap()
+    );
+    let resp = t
+        .http
+        .get(t.url(&format!("/fhir/Patient/{nhs}/$everything")))
+        .bearer_auth(read_only)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200, "and the read scope can then read");
 }
 
@@ -169,16 +290,31 @@ async fn scopes_limit_what_a_token_may_do() {
 async fn a_browser_signs_in_through_the_provider_and_out_again() {
     let t = start().await;
     let s = t.sign_in("gp.patel").await;
-    let resp = s.http.get(t.url("/app")).header("cookie", &s.cookie).send().await.unwrap();
+    let resp = s
+        .http
+        .get(t.url("/app"))
+        .header("cookie", &s.cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let h = resp.headers().clone();
-    assert!(h["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    assert!(h["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
     assert_eq!(h["x-content-type-options"], "nosniff");
     assert_eq!(h["referrer-policy"], "no-referrer");
     assert!(resp.text().await.unwrap().contains("Dr Asha Patel"));
 
     // A form without the session's CSRF token, or from another site, is refused.
-    let resp = s.http.post(t.url("/signout")).header("cookie", &s.cookie).send().await.unwrap();
+    let resp = s
+        .http
+        .post(t.url("/signout"))
+        .header("cookie", &s.cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 403, "no CSRF token");
     let resp = s
         .http
@@ -190,13 +326,33 @@ async fn a_browser_signs_in_through_the_provider_and_out_again() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 403, "another origin");
-    let resp = s.http.post(t.url("/signout")).header("cookie", &s.cookie).form(&[("csrf", "guess")]).send().await.unwrap();
+    let resp = s
+        .http
+        .post(t.url("/signout"))
+        .header("cookie", &s.cookie)
+        .form(&[("csrf", "guess")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 403, "a wrong token");
 
     // Sign-out ends the session on the server: the old cookie is worthless.
-    let resp = s.http.post(t.url("/signout")).header("cookie", &s.cookie).form(&[("csrf", s.csrf.as_str())]).send().await.unwrap();
+    let resp = s
+        .http
+        .post(t.url("/signout"))
+        .header("cookie", &s.cookie)
+        .form(&[("csrf", s.csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 303);
-    let resp = s.http.get(t.url("/app")).header("cookie", &s.cookie).send().await.unwrap();
+    let resp = s
+        .http
+        .get(t.url("/app"))
+        .header("cookie", &s.cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 303);
     assert_eq!(location(&resp), "/signin");
 }
@@ -210,9 +366,23 @@ async fn broken_sign_ins_are_refused_and_audited() {
     let (authorize, login) = start_sign_in(&t, &http).await;
     let back = location(&choose_user(&http, &authorize, AE).await);
     let mut forged = url::Url::parse(&back).unwrap();
-    let code = forged.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
-    forged.query_pairs_mut().clear().append_pair("code", &code).append_pair("state", "forged");
-    let resp = http.get(forged.as_str()).header("cookie", &login).send().await.unwrap();
+    let code = forged
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    forged
+        .query_pairs_mut()
+        .clear()
+        .append_pair("code", &code)
+        .append_pair("state", "forged");
+    let resp = http
+        .get(forged.as_str())
+        .header("cookie", &login)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 400, "state mismatch");
     assert!(set_cookie(&resp, "mcr_session").is_none());
     assert!(resp.text().await.unwrap().contains("nhsuk-error-summary"));
@@ -221,19 +391,48 @@ async fn broken_sign_ins_are_refused_and_audited() {
     // Replayed authorization code: a completed sign-in's code, replayed in a new sign-in.
     let (authorize, login) = start_sign_in(&t, &http).await;
     let back = location(&choose_user(&http, &authorize, AE).await);
-    let resp = http.get(&back).header("cookie", &login).send().await.unwrap();
+    let resp = http
+        .get(&back)
+        .header("cookie", &login)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 303, "the first use signs in");
-    let used = url::Url::parse(&back).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+    let used = url::Url::parse(&back)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
     let (authorize2, login2) = start_sign_in(&t, &http).await;
-    let state2 = authorize2.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
+    let state2 = authorize2
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
     let mut replay = url::Url::parse(&t.url("/signin/callback")).unwrap();
-    replay.query_pairs_mut().append_pair("code", &used).append_pair("state", &state2);
-    let resp = http.get(replay.as_str()).header("cookie", &login2).send().await.unwrap();
+    replay
+        .query_pairs_mut()
+        .append_pair("code", &used)
+        .append_pair("state", &state2);
+    let resp = http
+        .get(replay.as_str())
+        .header("cookie", &login2)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401, "a replayed code");
     assert!(set_cookie(&resp, "mcr_session").is_none());
     assert_audited(&t, "sign-in", "code-refused", "anonymous").await;
     // The same callback URL twice: the sign-in it belonged to is over.
-    let resp = http.get(&back).header("cookie", &login).send().await.unwrap();
+    let resp = http
+        .get(&back)
+        .header("cookie", &login)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 400);
     assert_audited(&t, "sign-in", "no-sign-in-in-progress", "anonymous").await;
 
@@ -247,35 +446,66 @@ async fn broken_sign_ins_are_refused_and_audited() {
         .1
         .into_owned();
     let (authorize_b, login_b) = start_sign_in(&t, &http).await;
-    let state_b = authorize_b.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
+    let state_b = authorize_b
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
     let mut injected = url::Url::parse(&t.url("/signin/callback")).unwrap();
-    injected.query_pairs_mut().append_pair("code", &code_a).append_pair("state", &state_b);
-    let resp = http.get(injected.as_str()).header("cookie", &login_b).send().await.unwrap();
+    injected
+        .query_pairs_mut()
+        .append_pair("code", &code_a)
+        .append_pair("state", &state_b);
+    let resp = http
+        .get(injected.as_str())
+        .header("cookie", &login_b)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401, "PKCE verifier does not match");
 
     // Missing PKCE: the provider refuses a request without a challenge, and a token request
     // without the verifier.
     let (authorize4, login4) = start_sign_in(&t, &http).await;
     let mut no_pkce = authorize4.clone();
-    let kept: Vec<(String, String)> =
-        authorize4.query_pairs().filter(|(k, _)| !k.starts_with("code_challenge")).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    let kept: Vec<(String, String)> = authorize4
+        .query_pairs()
+        .filter(|(k, _)| !k.starts_with("code_challenge"))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
     no_pkce.query_pairs_mut().clear().extend_pairs(kept);
     let resp = http.get(no_pkce.as_str()).send().await.unwrap();
     assert_eq!(resp.status(), 303);
     let back = location(&resp);
     assert!(back.contains("error=invalid_request"), "{back}");
-    let resp = http.get(&back).header("cookie", &login4).send().await.unwrap();
+    let resp = http
+        .get(&back)
+        .header("cookie", &login4)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401);
     assert!(set_cookie(&resp, "mcr_session").is_none());
     assert_audited(&t, "sign-in", "provider-refused", "anonymous").await;
 
     let (authorize, _) = start_sign_in(&t, &http).await;
     let back = location(&choose_user(&http, &authorize, AE).await);
-    let code = url::Url::parse(&back).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+    let code = url::Url::parse(&back)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
     let resp = http
         .post(format!("{}/token", t.demo.info.token_issuer))
         .basic_auth("mcr-gateway", Some("wrong"))
-        .form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", &t.url("/signin/callback"))])
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", &t.url("/signin/callback")),
+        ])
         .send()
         .await
         .unwrap();
@@ -290,14 +520,24 @@ async fn the_provider_wants_the_pkce_verifier() {
     let http = t.browser();
     let (authorize, _) = start_sign_in(&t, &http).await;
     let back = location(&choose_user(&http, &authorize, AE).await);
-    let code = url::Url::parse(&back).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+    let code = url::Url::parse(&back)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
     // The demo provider's client secret is the gateway's own; a verifier-less request by
     // someone who somehow had it still fails on PKCE.
     let secret = secrecy::ExposeSecret::expose_secret(&t.demo.gateway_client_secret).to_owned();
     let resp = http
         .post(format!("{}/token", t.demo.info.token_issuer))
         .basic_auth("mcr-gateway", Some(secret))
-        .form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", &t.url("/signin/callback"))])
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", &t.url("/signin/callback")),
+        ])
         .send()
         .await
         .unwrap();
@@ -320,7 +560,11 @@ async fn sign_in_is_rate_limited_per_address() {
         assert_eq!(resp.status(), 303);
     }
     let resp = limited.expect("sign-in attempts are limited");
-    let retry: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=3600).contains(&retry));
 }
 
@@ -333,7 +577,9 @@ async fn patient_search_is_rate_limited_per_user() {
     for _ in 0..80 {
         let resp = t
             .http
-            .get(t.url(&format!("/fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs}")))
+            .get(t.url(&format!(
+                "/fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs}"
+            )))
             .bearer_auth(&token)
             .send()
             .await
@@ -347,12 +593,25 @@ async fn patient_search_is_rate_limited_per_user() {
         }
     }
     assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
-    assert!(statuses.iter().filter(|s| **s == 200).count() >= 20, "a normal burst is fine: {statuses:?}");
+    assert!(
+        statuses.iter().filter(|s| **s == 200).count() >= 20,
+        "a normal burst is fine: {statuses:?}"
+    );
 }
 
 #[tokio::test]
 async fn oversized_headers_are_refused() {
     let t = start().await;
-    let resp = t.http.get(t.url("/")).header("x-padding", "a".repeat(40 * 1024)).send().await.unwrap();
-    assert!(resp.status() == 431 || resp.status() == 400, "{}", resp.status());
+    let resp = t
+        .http
+        .get(t.url("/"))
+        .header("x-padding", "a".repeat(40 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        resp.status() == 431 || resp.status() == 400,
+        "{}",
+        resp.status()
+    );
 }

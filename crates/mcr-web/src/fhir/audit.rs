@@ -45,9 +45,14 @@ fn date_bounds(raw: &str) -> Result<Bounds, ApiError> {
     };
     let (start, end) = if let Ok(day) = NaiveDate::parse_from_str(value, "%Y-%m-%d") {
         let start = day.and_time(NaiveTime::MIN).and_utc();
-        (start, start + chrono::Duration::days(1) - chrono::Duration::nanoseconds(1))
+        (
+            start,
+            start + chrono::Duration::days(1) - chrono::Duration::nanoseconds(1),
+        )
     } else {
-        let t = DateTime::parse_from_rfc3339(value).map_err(|_| bad())?.with_timezone(&Utc);
+        let t = DateTime::parse_from_rfc3339(value)
+            .map_err(|_| bad())?
+            .with_timezone(&Utc);
         (t, t)
     };
     Ok(match prefix {
@@ -105,7 +110,10 @@ fn interaction(action: &str) -> (&'static str, &'static str) {
 pub(crate) fn audit_event(e: &AuditEntry, base_url: &str) -> Value {
     let ev = &e.event;
     let (subtype, action) = interaction(&ev.action);
-    let role_display = ev.role.parse::<Role>().map_or_else(|_| ev.role.clone(), |r| r.label().to_owned());
+    let role_display = ev
+        .role
+        .parse::<Role>()
+        .map_or_else(|_| ev.role.clone(), |r| r.label().to_owned());
     let mut details = vec![json!({"type": "correlation-id", "valueString": ev.correlation_id})];
     if let Some(b) = &ev.basis {
         details.push(json!({"type": "basis", "valueString": b}));
@@ -204,12 +212,19 @@ pub(crate) async fn search(
             }
             "outcome" => q.outcomes.extend(outcomes(v)?),
             "_count" => {
-                q.count = v.parse().map_err(|_| ApiError::invalid("invalid-count", "`_count` must be a whole number.").at("_count"))?;
+                q.count = v.parse().map_err(|_| {
+                    ApiError::invalid("invalid-count", "`_count` must be a whole number.")
+                        .at("_count")
+                })?;
             }
             other => {
                 return Err(ApiError::invalid(
                     "unknown-parameter",
-                    format!("Unknown search parameter `{}`; supported: {}.", clip(other), PARAMS.join(", ")),
+                    format!(
+                        "Unknown search parameter `{}`; supported: {}.",
+                        clip(other),
+                        PARAMS.join(", ")
+                    ),
                 ))
             }
         }
@@ -236,11 +251,19 @@ mod tests {
     #[test]
     fn dates_take_prefixes_days_and_instants() {
         let (f, t) = date_bounds("ge2026-03-02").expect("ok");
-        assert_eq!(f.map(|d| d.to_rfc3339()), Some("2026-03-02T00:00:00+00:00".into()));
+        assert_eq!(
+            f.map(|d| d.to_rfc3339()),
+            Some("2026-03-02T00:00:00+00:00".into())
+        );
         assert!(t.is_none());
         let (f, t) = date_bounds("le2026-03-02").expect("ok");
         assert!(f.is_none());
-        assert!(t.expect("to") > DateTime::parse_from_rfc3339("2026-03-02T23:59:59Z").expect("t").with_timezone(&Utc));
+        assert!(
+            t.expect("to")
+                > DateTime::parse_from_rfc3339("2026-03-02T23:59:59Z")
+                    .expect("t")
+                    .with_timezone(&Utc)
+        );
         let (f, t) = date_bounds("2026-03-02T09:00:00Z").expect("ok");
         assert_eq!(f, t);
         for bad in ["2026-13-01", "yesterday", "ge", "ge2026-03-02T25:00:00Z"] {

@@ -81,7 +81,11 @@ fn provenance(item: &RecordItem, recorded: &str) -> Value {
 /// source that failed and whether anything was withheld.
 ///
 /// Serialised straight from the record (resources are borrowed, not copied into a new tree).
-pub(crate) fn everything(base_url: &str, view: &View, now: chrono::DateTime<chrono::Utc>) -> Result<Vec<u8>, serde_json::Error> {
+pub(crate) fn everything(
+    base_url: &str,
+    view: &View,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<u8>, serde_json::Error> {
     let record = &view.record;
     let recorded = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let mut entries = Vec::with_capacity(record.item_count() * 2 + 2);
@@ -111,9 +115,18 @@ pub(crate) fn everything(base_url: &str, view: &View, now: chrono::DateTime<chro
         match &s.status {
             SourceStatus::Failed(reason) => issues.push(
                 Issue::warning(
-                    if reason.code() == "timeout" { IssueType::Timeout } else { IssueType::Incomplete },
+                    if reason.code() == "timeout" {
+                        IssueType::Timeout
+                    } else {
+                        IssueType::Incomplete
+                    },
                     &format!("source-{}", reason.code()),
-                    format!("{} ({}) {}: its records are missing from this view.", s.org_name, s.org_code, reason.describe()),
+                    format!(
+                        "{} ({}) {}: its records are missing from this view.",
+                        s.org_name,
+                        s.org_code,
+                        reason.describe()
+                    ),
                 )
                 .at(s.source.as_str()),
             ),
@@ -144,7 +157,11 @@ pub(crate) fn everything(base_url: &str, view: &View, now: chrono::DateTime<chro
             expression: Some(s.as_str().into()),
         });
     }
-    entries.push(Entry { full_url: None, resource: Res::Owned(operation_outcome(&issues)), search: Search { mode: "outcome" } });
+    entries.push(Entry {
+        full_url: None,
+        resource: Res::Owned(operation_outcome(&issues)),
+        search: Search { mode: "outcome" },
+    });
     serde_json::to_vec(&Bundle {
         resource_type: "Bundle",
         kind: "searchset",
@@ -187,13 +204,20 @@ struct Search {
     mode: &'static str,
 }
 
-
 /// A decision that is not a permit, as the error the API returns.
 pub(crate) fn decision_error(decision: &Decision) -> ApiError {
     let (code, status, issue_type) = match decision {
         Decision::Deny(d) => (d.code.as_str(), StatusCode::FORBIDDEN, IssueType::Forbidden),
-        Decision::NeedsPermission { .. } => ("needs-permission", StatusCode::FORBIDDEN, IssueType::Security),
-        Decision::NeedsRelationship { .. } => ("needs-relationship", StatusCode::FORBIDDEN, IssueType::Security),
+        Decision::NeedsPermission { .. } => (
+            "needs-permission",
+            StatusCode::FORBIDDEN,
+            IssueType::Security,
+        ),
+        Decision::NeedsRelationship { .. } => (
+            "needs-relationship",
+            StatusCode::FORBIDDEN,
+            IssueType::Security,
+        ),
         Decision::Permit(_) => ("permit", StatusCode::OK, IssueType::Informational),
     };
     ApiError::new(status, issue_type, code, decision.sentence())

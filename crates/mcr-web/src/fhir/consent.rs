@@ -22,7 +22,8 @@ use mcr_gateway::{EmergencyRequest, ObjectionRequest, PermissionRequest, Relatio
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
-pub(crate) const CATEGORY_SYSTEM: &str = "https://mycarerecord.example/fhir/CodeSystem/consent-category";
+pub(crate) const CATEGORY_SYSTEM: &str =
+    "https://mycarerecord.example/fhir/CodeSystem/consent-category";
 const EXT: &str = "https://mycarerecord.example/fhir/StructureDefinition/";
 
 fn ext<'a>(r: &'a Value, name: &str) -> Option<&'a Value> {
@@ -35,21 +36,27 @@ fn ext<'a>(r: &'a Value, name: &str) -> Option<&'a Value> {
 
 fn ext_str(r: &Value, name: &str) -> Option<String> {
     let e = ext(r, name)?;
-    e.get("valueString").or_else(|| e.get("valueCode"))?.as_str().map(str::to_owned)
+    e.get("valueString")
+        .or_else(|| e.get("valueCode"))?
+        .as_str()
+        .map(str::to_owned)
 }
 
 fn patient_of(r: &Value) -> Result<NhsNumber, ApiError> {
-    let p = r
-        .get("patient")
-        .ok_or_else(|| ApiError::invalid("missing-patient", "Consent.patient is required.").at("Consent.patient"))?;
+    let p = r.get("patient").ok_or_else(|| {
+        ApiError::invalid("missing-patient", "Consent.patient is required.").at("Consent.patient")
+    })?;
     let value = p
         .get("reference")
         .and_then(Value::as_str)
         .and_then(|s| s.strip_prefix("Patient/"))
         .or_else(|| p.get("identifier")?.get("value")?.as_str())
         .ok_or_else(|| {
-            ApiError::invalid("missing-patient", "Consent.patient must be Patient/{NHS number} or an NHS number identifier.")
-                .at("Consent.patient")
+            ApiError::invalid(
+                "missing-patient",
+                "Consent.patient must be Patient/{NHS number} or an NHS number identifier.",
+            )
+            .at("Consent.patient")
         })?;
     parse_nhs(value, "Consent.patient")
 }
@@ -59,7 +66,13 @@ fn instant(r: &Value, path: &[&str], at: &str) -> Result<Option<DateTime<Utc>>, 
         .map(|s| {
             DateTime::parse_from_rfc3339(s)
                 .map(|d| d.with_timezone(&Utc))
-                .map_err(|_| ApiError::invalid("invalid-date", format!("{at} must be an instant like 2026-11-24T10:00:00Z.")).at(at))
+                .map_err(|_| {
+                    ApiError::invalid(
+                        "invalid-date",
+                        format!("{at} must be an instant like 2026-11-24T10:00:00Z."),
+                    )
+                    .at(at)
+                })
         })
         .transpose()
 }
@@ -72,7 +85,10 @@ pub(crate) async fn create(
 ) -> Result<Response, ApiError> {
     let Json(r) = body?;
     if mcr_fhir::resource_type(&r) != Some("Consent") {
-        return Err(ApiError::invalid("wrong-resource-type", "The body must be a Consent resource."));
+        return Err(ApiError::invalid(
+            "wrong-resource-type",
+            "The body must be a Consent resource.",
+        ));
     }
     let category = r
         .get("category")
@@ -97,22 +113,49 @@ pub(crate) async fn create(
             let decision = match provision {
                 Some("permit") => "given",
                 Some("deny") => "refused",
-                _ => return Err(ApiError::invalid("invalid-provision", "provision.type must be permit (given) or deny (refused).").at("Consent.provision.type")),
+                _ => {
+                    return Err(ApiError::invalid(
+                        "invalid-provision",
+                        "provision.type must be permit (given) or deny (refused).",
+                    )
+                    .at("Consent.provision.type"))
+                }
             };
             let given_by = ext_str(&r, "given-by").ok_or_else(|| {
                 ApiError::invalid("missing-given-by", "Say who answered: extension given-by = patient, representative or best-interests.")
             })?;
             state
                 .gateway
-                .record_permission(&ctx, &PermissionRequest { nhs_number: nhs.clone(), decision: decision.into(), given_by })
+                .record_permission(
+                    &ctx,
+                    &PermissionRequest {
+                        nhs_number: nhs.clone(),
+                        decision: decision.into(),
+                        given_by,
+                    },
+                )
                 .await?
         }
         "opt-out" => {
             let word = ext_str(&r, "reason").unwrap_or_default();
             let req = match provision {
-                Some("deny") => ObjectionRequest::Record { nhs_number: nhs.clone(), on_whose_word: word, note: None },
-                Some("permit") => ObjectionRequest::Withdraw { nhs_number: nhs.clone(), on_whose_word: word, note: None },
-                _ => return Err(ApiError::invalid("invalid-provision", "provision.type must be deny (opt out) or permit (opt back in).").at("Consent.provision.type")),
+                Some("deny") => ObjectionRequest::Record {
+                    nhs_number: nhs.clone(),
+                    on_whose_word: word,
+                    note: None,
+                },
+                Some("permit") => ObjectionRequest::Withdraw {
+                    nhs_number: nhs.clone(),
+                    on_whose_word: word,
+                    note: None,
+                },
+                _ => {
+                    return Err(ApiError::invalid(
+                        "invalid-provision",
+                        "provision.type must be deny (opt out) or permit (opt back in).",
+                    )
+                    .at("Consent.provision.type"))
+                }
             };
             state.gateway.record_objection(&ctx, &req).await?
         }
@@ -121,22 +164,48 @@ pub(crate) async fn create(
             let note = ext_str(&r, "reason").unwrap_or_default();
             state
                 .gateway
-                .record_objection(&ctx, &ObjectionRequest::Override { nhs_number: nhs.clone(), reason, note })
+                .record_objection(
+                    &ctx,
+                    &ObjectionRequest::Override {
+                        nhs_number: nhs.clone(),
+                        reason,
+                        note,
+                    },
+                )
                 .await?
         }
         "care-relationship" => {
             let reason = ext_str(&r, "reason").unwrap_or_default();
-            let start = instant(&r, &["provision", "period", "start"], "Consent.provision.period.start")?;
-            let end = instant(&r, &["provision", "period", "end"], "Consent.provision.period.end")?;
+            let start = instant(
+                &r,
+                &["provision", "period", "start"],
+                "Consent.provision.period.start",
+            )?;
+            let end = instant(
+                &r,
+                &["provision", "period", "end"],
+                "Consent.provision.period.end",
+            )?;
             state
                 .gateway
-                .claim_relationship(&ctx, &RelationshipClaim { nhs_number: nhs.clone(), reason, start, end })
+                .claim_relationship(
+                    &ctx,
+                    &RelationshipClaim {
+                        nhs_number: nhs.clone(),
+                        reason,
+                        start,
+                        end,
+                    },
+                )
                 .await?
         }
         other => {
             return Err(ApiError::invalid(
                 "unknown-category",
-                format!("Unknown Consent category `{}`.", other.chars().take(40).collect::<String>()),
+                format!(
+                    "Unknown Consent category `{}`.",
+                    other.chars().take(40).collect::<String>()
+                ),
             )
             .at("Consent.category"))
         }
@@ -147,7 +216,13 @@ pub(crate) async fn create(
     Ok(fhir_json(StatusCode::CREATED, &out))
 }
 
-fn consent(nhs: &NhsNumber, category: &str, provision: &str, at: DateTime<Utc>, extensions: Vec<Value>) -> Value {
+fn consent(
+    nhs: &NhsNumber,
+    category: &str,
+    provision: &str,
+    at: DateTime<Utc>,
+    extensions: Vec<Value>,
+) -> Value {
     json!({
         "resourceType": "Consent",
         "status": "active",
@@ -170,15 +245,28 @@ pub(crate) async fn search(
     Caller(ctx): Caller,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let p = params
-        .get("patient")
-        .ok_or_else(|| ApiError::invalid("missing-parameter", "Search Consent by patient=Patient/{NHS number}."))?;
+    let p = params.get("patient").ok_or_else(|| {
+        ApiError::invalid(
+            "missing-parameter",
+            "Search Consent by patient=Patient/{NHS number}.",
+        )
+    })?;
     let nhs = parse_nhs(p.strip_prefix("Patient/").unwrap_or(p), "Consent.patient")?;
     let records = state.gateway.governance_records(&ctx, &nhs).await?;
     let mut resources = Vec::new();
     for p in &records.permissions {
-        let provision = if p.decision == "given" { "permit" } else { "deny" };
-        resources.push(consent(&nhs, "permission-to-view", provision, p.at, vec![e("given-by", &p.given_by), e("organisation", &p.org_code)]));
+        let provision = if p.decision == "given" {
+            "permit"
+        } else {
+            "deny"
+        };
+        resources.push(consent(
+            &nhs,
+            "permission-to-view",
+            provision,
+            p.at,
+            vec![e("given-by", &p.given_by), e("organisation", &p.org_code)],
+        ));
     }
     for o in &records.objections {
         let (category, provision) = match o.state.as_str() {
@@ -193,8 +281,15 @@ pub(crate) async fn search(
         resources.push(consent(&nhs, category, provision, o.at, exts));
     }
     for r in &records.relationships {
-        let mut c = consent(&nhs, "care-relationship", "permit", r.start, vec![e("organisation", &r.org_code), e("kind", &r.kind)]);
-        c["provision"]["period"] = json!({"start": r.start.to_rfc3339(), "end": r.end.map(|d| d.to_rfc3339())});
+        let mut c = consent(
+            &nhs,
+            "care-relationship",
+            "permit",
+            r.start,
+            vec![e("organisation", &r.org_code), e("kind", &r.kind)],
+        );
+        c["provision"]["period"] =
+            json!({"start": r.start.to_rfc3339(), "end": r.end.map(|d| d.to_rfc3339())});
         resources.push(c);
     }
     let body = json!({
@@ -215,12 +310,20 @@ pub(crate) async fn patient_operation(
     body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     if operation != "$emergency-access" {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, mcr_fhir::IssueType::NotSupported, "unknown-operation", "Unknown operation: POST supports $emergency-access."));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            mcr_fhir::IssueType::NotSupported,
+            "unknown-operation",
+            "Unknown operation: POST supports $emergency-access.",
+        ));
     }
     let nhs = parse_nhs(&id, "Patient.id")?;
     let Json(body) = body?;
     if mcr_fhir::resource_type(&body) != Some("Parameters") {
-        return Err(ApiError::invalid("wrong-resource-type", "The body must be a Parameters resource."));
+        return Err(ApiError::invalid(
+            "wrong-resource-type",
+            "The body must be a Parameters resource.",
+        ));
     }
     let param = |name: &str, field: &str| -> Option<String> {
         body.get("parameter")?
@@ -235,7 +338,14 @@ pub(crate) async fn patient_operation(
     let reason_text = param("text", "valueString").unwrap_or_default();
     let seq = state
         .gateway
-        .emergency_access(&ctx, &EmergencyRequest { nhs_number: nhs, reason_code, reason_text })
+        .emergency_access(
+            &ctx,
+            &EmergencyRequest {
+                nhs_number: nhs,
+                reason_code,
+                reason_text,
+            },
+        )
         .await?;
     let outcome = mcr_fhir::operation_outcome(&[mcr_fhir::Issue {
         severity: mcr_fhir::IssueSeverity::Information,
@@ -253,9 +363,12 @@ pub(crate) async fn explain(
     Caller(ctx): Caller,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let p = params
-        .get("patient")
-        .ok_or_else(|| ApiError::invalid("missing-parameter", "Say which patient: ?patient={NHS number}."))?;
+    let p = params.get("patient").ok_or_else(|| {
+        ApiError::invalid(
+            "missing-parameter",
+            "Say which patient: ?patient={NHS number}.",
+        )
+    })?;
     let nhs = parse_nhs(p, "patient")?;
     let x = state.gateway.explain(&ctx, &nhs).await?;
     let body = json!({
@@ -264,7 +377,12 @@ pub(crate) async fn explain(
         "dataClasses": x.decision.grant().map(|g| g.data_classes().iter().map(|c| c.as_str()).collect::<Vec<_>>()),
         "steps": x.steps.iter().map(|s| json!({"rule": s.rule.as_str(), "passed": s.passed, "sentence": s.sentence})).collect::<Vec<_>>(),
     });
-    Ok((StatusCode::OK, [(axum::http::header::CONTENT_TYPE, "application/json")], body.to_string()).into_response())
+    Ok((
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response())
 }
 
 use axum::response::IntoResponse;

@@ -20,7 +20,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/fhir/metadata", get(patient::metadata))
         .route("/fhir/Patient", get(patient::search))
         .route("/fhir/Patient/{id}", get(patient::read))
-        .route("/fhir/Patient/{id}/{operation}", get(patient::operation).post(consent::patient_operation))
+        .route(
+            "/fhir/Patient/{id}/{operation}",
+            get(patient::operation).post(consent::patient_operation),
+        )
         .route("/fhir/Consent", post(consent::create).get(consent::search))
         .route("/fhir/AuditEvent", get(audit::search))
         .route("/access/explain", get(consent::explain))
@@ -28,5 +31,10 @@ pub(crate) fn routes() -> Router<AppState> {
 
 /// A FHIR JSON response.
 pub(crate) fn fhir_json(status: axum::http::StatusCode, body: &Value) -> Response {
-    (status, [(header::CONTENT_TYPE, mcr_fhir::FHIR_JSON)], body.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, mcr_fhir::FHIR_JSON)],
+        body.to_string(),
+    )
+        .into_response()
 }

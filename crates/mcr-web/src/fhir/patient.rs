@@ -56,10 +56,19 @@ pub(crate) async fn metadata(State(state): State<AppState>) -> Response {
 }
 
 pub(crate) fn parse_nhs(s: &str, at: &str) -> Result<NhsNumber, ApiError> {
-    NhsNumber::parse(s).map_err(|e| ApiError::invalid("invalid-nhs-number", format!("Invalid NHS number: {e}.")).at(at))
+    NhsNumber::parse(s).map_err(|e| {
+        ApiError::invalid("invalid-nhs-number", format!("Invalid NHS number: {e}.")).at(at)
+    })
 }
 
-const SEARCH_PARAMS: [&str; 6] = ["identifier", "family", "given", "birthdate", "address-postalcode", "_count"];
+const SEARCH_PARAMS: [&str; 6] = [
+    "identifier",
+    "family",
+    "given",
+    "birthdate",
+    "address-postalcode",
+    "_count",
+];
 
 pub(crate) async fn search(
     State(state): State<AppState>,
@@ -69,7 +78,11 @@ pub(crate) async fn search(
     if let Some(unknown) = params.keys().find(|k| !SEARCH_PARAMS.contains(&k.as_str())) {
         return Err(ApiError::invalid(
             "unknown-parameter",
-            format!("Unknown search parameter `{}`; supported: {}.", clip(unknown), SEARCH_PARAMS.join(", ")),
+            format!(
+                "Unknown search parameter `{}`; supported: {}.",
+                clip(unknown),
+                SEARCH_PARAMS.join(", ")
+            ),
         ));
     }
     let query = if let Some(identifier) = params.get("identifier") {
@@ -78,7 +91,10 @@ pub(crate) async fn search(
             Some(_) => {
                 return Err(ApiError::invalid(
                     "unknown-identifier-system",
-                    format!("Only NHS numbers can be searched: use identifier={}|NNNNNNNNNN.", NhsNumber::SYSTEM),
+                    format!(
+                        "Only NHS numbers can be searched: use identifier={}|NNNNNNNNNN.",
+                        NhsNumber::SYSTEM
+                    ),
                 )
                 .at("Patient.identifier"))
             }
@@ -86,7 +102,10 @@ pub(crate) async fn search(
         };
         PatientQuery::NhsNumber(parse_nhs(value, "Patient.identifier")?)
     } else {
-        let family = params.get("family").map(|s| s.trim().to_owned()).unwrap_or_default();
+        let family = params
+            .get("family")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default();
         if family.is_empty() {
             return Err(ApiError::invalid(
                 "missing-parameter",
@@ -98,15 +117,25 @@ pub(crate) async fn search(
             .map(|d| {
                 let d = d.strip_prefix("eq").unwrap_or(d);
                 NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|_| {
-                    ApiError::invalid("invalid-date", "birthdate must be a date written YYYY-MM-DD.").at("Patient.birthDate")
+                    ApiError::invalid(
+                        "invalid-date",
+                        "birthdate must be a date written YYYY-MM-DD.",
+                    )
+                    .at("Patient.birthDate")
                 })
             })
             .transpose()?;
         PatientQuery::Demographics(DemographicQuery {
             family,
-            given: params.get("given").map(|g| g.trim().to_owned()).filter(|g| !g.is_empty()),
+            given: params
+                .get("given")
+                .map(|g| g.trim().to_owned())
+                .filter(|g| !g.is_empty()),
             birth_date,
-            postcode: params.get("address-postalcode").map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()),
+            postcode: params
+                .get("address-postalcode")
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty()),
         })
     };
     let matches = state.gateway.search(&ctx, &query).await?;
@@ -140,10 +169,13 @@ pub(crate) async fn read(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let nhs = parse_nhs(&id, "Patient.id")?;
-    let matches = state.gateway.search(&ctx, &PatientQuery::NhsNumber(nhs)).await?;
-    let m = matches
-        .first()
-        .ok_or_else(|| ApiError::not_found("No patient with that NHS number is known to My Care Record."))?;
+    let matches = state
+        .gateway
+        .search(&ctx, &PatientQuery::NhsNumber(nhs))
+        .await?;
+    let m = matches.first().ok_or_else(|| {
+        ApiError::not_found("No patient with that NHS number is known to My Care Record.")
+    })?;
     Ok(fhir_json(StatusCode::OK, &bundle::patient_resource(m)))
 }
 
@@ -167,10 +199,19 @@ pub(crate) async fn operation(
         ViewOutcome::Record(view) => {
             let now = state.gateway.clock().now();
             let body = bundle::everything(&state.base_url, &view, now).map_err(|_| {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, mcr_fhir::IssueType::Exception, "encode-failed", "The record could not be encoded.")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    mcr_fhir::IssueType::Exception,
+                    "encode-failed",
+                    "The record could not be encoded.",
+                )
             })?;
-            let mut response =
-                (StatusCode::OK, [(axum::http::header::CONTENT_TYPE, mcr_fhir::FHIR_JSON)], body).into_response();
+            let mut response = (
+                StatusCode::OK,
+                [(axum::http::header::CONTENT_TYPE, mcr_fhir::FHIR_JSON)],
+                body,
+            )
+                .into_response();
             crate::ops::server_timing(&mut response, &view.timings, started);
             Ok(response)
         }

@@ -23,11 +23,41 @@ fn patient_url(nhs: &NhsNumber) -> String {
 
 /// The answers a user can record, as `(value, decision, given_by, label, hint)`.
 pub(crate) const ANSWERS: [(&str, &str, &str, &str, &str); 5] = [
-    ("given-patient", "given", "patient", "The patient has given permission", "They said yes when you asked."),
-    ("given-representative", "given", "representative", "Someone who can speak for the patient has given permission", "For example a parent, or someone with lasting power of attorney."),
-    ("given-best-interests", "given", "best-interests", "The patient cannot decide: viewing is in their best interests", "A best-interests decision under the Mental Capacity Act, made by a clinician."),
-    ("refused-patient", "refused", "patient", "The patient said no", "The record will not be shown until they are asked again and say yes."),
-    ("refused-representative", "refused", "representative", "Their representative said no", "The record will not be shown until they are asked again and say yes."),
+    (
+        "given-patient",
+        "given",
+        "patient",
+        "The patient has given permission",
+        "They said yes when you asked.",
+    ),
+    (
+        "given-representative",
+        "given",
+        "representative",
+        "Someone who can speak for the patient has given permission",
+        "For example a parent, or someone with lasting power of attorney.",
+    ),
+    (
+        "given-best-interests",
+        "given",
+        "best-interests",
+        "The patient cannot decide: viewing is in their best interests",
+        "A best-interests decision under the Mental Capacity Act, made by a clinician.",
+    ),
+    (
+        "refused-patient",
+        "refused",
+        "patient",
+        "The patient said no",
+        "The record will not be shown until they are asked again and say yes.",
+    ),
+    (
+        "refused-representative",
+        "refused",
+        "representative",
+        "Their representative said no",
+        "The record will not be shown until they are asked again and say yes.",
+    ),
 ];
 
 pub(crate) struct Choice {
@@ -47,20 +77,31 @@ pub(crate) struct PermissionPage {
     pub chosen: String,
 }
 
-fn permission_view(user: &PageUser, nhs: &NhsNumber, errors: Errors, chosen: String) -> PermissionPage {
+fn permission_view(
+    user: &PageUser,
+    nhs: &NhsNumber,
+    errors: Errors,
+    chosen: String,
+) -> PermissionPage {
     PermissionPage {
         layout: Layout::staff(user),
         nhs: nhs.to_string(),
         nhs_formatted: nhs.formatted(),
         errors,
-        choices: ANSWERS.iter().map(|(value, _, _, label, hint)| Choice { value, label, hint }).collect(),
+        choices: ANSWERS
+            .iter()
+            .map(|(value, _, _, label, hint)| Choice { value, label, hint })
+            .collect(),
         chosen,
     }
 }
 
 pub(crate) async fn permission_options(user: PageUser, Path(raw): Path<String>) -> Response {
     match path_nhs(&user, &raw) {
-        Ok(nhs) => render(StatusCode::OK, &permission_view(&user, &nhs, Errors::default(), String::new())),
+        Ok(nhs) => render(
+            StatusCode::OK,
+            &permission_view(&user, &nhs, Errors::default(), String::new()),
+        ),
         Err(resp) => *resp,
     }
 }
@@ -84,7 +125,12 @@ fn form_error(e: GatewayError, field: &str) -> Result<Errors, GatewayError> {
     }
 }
 
-pub(crate) async fn permission(user: PageUser, State(state): State<AppState>, Path(raw): Path<String>, Form(form): Form<PermissionForm>) -> Response {
+pub(crate) async fn permission(
+    user: PageUser,
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    Form(form): Form<PermissionForm>,
+) -> Response {
     let nhs = match path_nhs(&user, &raw) {
         Ok(n) => n,
         Err(resp) => return *resp,
@@ -93,13 +139,23 @@ pub(crate) async fn permission(user: PageUser, State(state): State<AppState>, Pa
     let Some((_, decision, given_by, _, _)) = ANSWERS.iter().find(|a| a.0 == chosen) else {
         let mut errors = Errors::default();
         errors.add("answer", "Select the answer you were given");
-        return render(StatusCode::BAD_REQUEST, &permission_view(&user, &nhs, errors, String::new()));
+        return render(
+            StatusCode::BAD_REQUEST,
+            &permission_view(&user, &nhs, errors, String::new()),
+        );
     };
-    let req = PermissionRequest { nhs_number: nhs.clone(), decision: (*decision).into(), given_by: (*given_by).into() };
+    let req = PermissionRequest {
+        nhs_number: nhs.clone(),
+        decision: (*decision).into(),
+        given_by: (*given_by).into(),
+    };
     match state.gateway.record_permission(&user.0, &req).await {
         Ok(_) => Redirect::to(&patient_url(&nhs)).into_response(),
         Err(e) => match form_error(e, "answer") {
-            Ok(errors) => render(StatusCode::BAD_REQUEST, &permission_view(&user, &nhs, errors, chosen)),
+            Ok(errors) => render(
+                StatusCode::BAD_REQUEST,
+                &permission_view(&user, &nhs, errors, chosen),
+            ),
             Err(e) => gateway_error(Layout::staff(&user), e),
         },
     }
@@ -122,7 +178,13 @@ pub(crate) struct EmergencyPage {
     pub reason_text: String,
 }
 
-fn emergency_view(user: &PageUser, nhs: &NhsNumber, errors: Errors, chosen: String, reason_text: String) -> EmergencyPage {
+fn emergency_view(
+    user: &PageUser,
+    nhs: &NhsNumber,
+    errors: Errors,
+    chosen: String,
+    reason_text: String,
+) -> EmergencyPage {
     EmergencyPage {
         layout: Layout::staff(user),
         nhs: nhs.to_string(),
@@ -130,7 +192,10 @@ fn emergency_view(user: &PageUser, nhs: &NhsNumber, errors: Errors, chosen: Stri
         errors,
         reasons: EmergencyReason::ALL
             .iter()
-            .map(|r| ReasonChoice { value: r.as_str(), label: sentence_case(r.describe()).trim_end_matches('.').to_owned() })
+            .map(|r| ReasonChoice {
+                value: r.as_str(),
+                label: sentence_case(r.describe()).trim_end_matches('.').to_owned(),
+            })
             .collect(),
         chosen,
         reason_text,
@@ -139,7 +204,10 @@ fn emergency_view(user: &PageUser, nhs: &NhsNumber, errors: Errors, chosen: Stri
 
 pub(crate) async fn emergency_form(user: PageUser, Path(raw): Path<String>) -> Response {
     match path_nhs(&user, &raw) {
-        Ok(nhs) => render(StatusCode::OK, &emergency_view(&user, &nhs, Errors::default(), String::new(), String::new())),
+        Ok(nhs) => render(
+            StatusCode::OK,
+            &emergency_view(&user, &nhs, Errors::default(), String::new(), String::new()),
+        ),
         Err(resp) => *resp,
     }
 }
@@ -156,7 +224,12 @@ pub(crate) struct EmergencyForm {
 /// message sits next to the field).
 const MAX_REASON: usize = 1_000;
 
-pub(crate) async fn emergency(user: PageUser, State(state): State<AppState>, Path(raw): Path<String>, Form(form): Form<EmergencyForm>) -> Response {
+pub(crate) async fn emergency(
+    user: PageUser,
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    Form(form): Form<EmergencyForm>,
+) -> Response {
     let nhs = match path_nhs(&user, &raw) {
         Ok(n) => n,
         Err(resp) => return *resp,
@@ -165,17 +238,30 @@ pub(crate) async fn emergency(user: PageUser, State(state): State<AppState>, Pat
     let text = clean(&form.reason_text);
     let mut errors = Errors::default();
     if chosen.parse::<EmergencyReason>().is_err() {
-        errors.add("reason", "Select why you cannot ask the patient's permission");
+        errors.add(
+            "reason",
+            "Select why you cannot ask the patient's permission",
+        );
     }
     check_reason(&mut errors, "reason-text", &text, "Describe the emergency");
     if !errors.is_empty() {
-        return render(StatusCode::BAD_REQUEST, &emergency_view(&user, &nhs, errors, chosen, text));
+        return render(
+            StatusCode::BAD_REQUEST,
+            &emergency_view(&user, &nhs, errors, chosen, text),
+        );
     }
-    let req = EmergencyRequest { nhs_number: nhs.clone(), reason_code: chosen.clone(), reason_text: text.clone() };
+    let req = EmergencyRequest {
+        nhs_number: nhs.clone(),
+        reason_code: chosen.clone(),
+        reason_text: text.clone(),
+    };
     match state.gateway.emergency_access(&user.0, &req).await {
         Ok(_) => Redirect::to(&patient_url(&nhs)).into_response(),
         Err(e) => match form_error(e, "reason") {
-            Ok(errors) => render(StatusCode::BAD_REQUEST, &emergency_view(&user, &nhs, errors, chosen, text)),
+            Ok(errors) => render(
+                StatusCode::BAD_REQUEST,
+                &emergency_view(&user, &nhs, errors, chosen, text),
+            ),
             Err(e) => gateway_error(Layout::staff(&user), e),
         },
     }
@@ -185,7 +271,10 @@ fn check_reason(errors: &mut Errors, field: &str, text: &str, missing: &str) {
     if text.is_empty() {
         errors.add(field, missing);
     } else if text.chars().count() > MAX_REASON {
-        errors.add(field, format!("The reason must be {MAX_REASON} characters or fewer"));
+        errors.add(
+            field,
+            format!("The reason must be {MAX_REASON} characters or fewer"),
+        );
     }
 }
 
@@ -200,12 +289,21 @@ pub(crate) struct ClaimPage {
 }
 
 fn claim_view(user: &PageUser, nhs: &NhsNumber, errors: Errors, reason: String) -> ClaimPage {
-    ClaimPage { layout: Layout::staff(user), nhs: nhs.to_string(), nhs_formatted: nhs.formatted(), errors, reason }
+    ClaimPage {
+        layout: Layout::staff(user),
+        nhs: nhs.to_string(),
+        nhs_formatted: nhs.formatted(),
+        errors,
+        reason,
+    }
 }
 
 pub(crate) async fn claim_form(user: PageUser, Path(raw): Path<String>) -> Response {
     match path_nhs(&user, &raw) {
-        Ok(nhs) => render(StatusCode::OK, &claim_view(&user, &nhs, Errors::default(), String::new())),
+        Ok(nhs) => render(
+            StatusCode::OK,
+            &claim_view(&user, &nhs, Errors::default(), String::new()),
+        ),
         Err(resp) => *resp,
     }
 }
@@ -216,22 +314,43 @@ pub(crate) struct ClaimForm {
     reason: String,
 }
 
-pub(crate) async fn claim(user: PageUser, State(state): State<AppState>, Path(raw): Path<String>, Form(form): Form<ClaimForm>) -> Response {
+pub(crate) async fn claim(
+    user: PageUser,
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    Form(form): Form<ClaimForm>,
+) -> Response {
     let nhs = match path_nhs(&user, &raw) {
         Ok(n) => n,
         Err(resp) => return *resp,
     };
     let reason = clean(&form.reason);
     let mut errors = Errors::default();
-    check_reason(&mut errors, "reason", &reason, "Say how you are involved in this person's care");
+    check_reason(
+        &mut errors,
+        "reason",
+        &reason,
+        "Say how you are involved in this person's care",
+    );
     if !errors.is_empty() {
-        return render(StatusCode::BAD_REQUEST, &claim_view(&user, &nhs, errors, reason));
+        return render(
+            StatusCode::BAD_REQUEST,
+            &claim_view(&user, &nhs, errors, reason),
+        );
     }
-    let req = RelationshipClaim { nhs_number: nhs.clone(), reason: reason.clone(), start: None, end: None };
+    let req = RelationshipClaim {
+        nhs_number: nhs.clone(),
+        reason: reason.clone(),
+        start: None,
+        end: None,
+    };
     match state.gateway.claim_relationship(&user.0, &req).await {
         Ok(_) => Redirect::to(&patient_url(&nhs)).into_response(),
         Err(e) => match form_error(e, "reason") {
-            Ok(errors) => render(StatusCode::BAD_REQUEST, &claim_view(&user, &nhs, errors, reason)),
+            Ok(errors) => render(
+                StatusCode::BAD_REQUEST,
+                &claim_view(&user, &nhs, errors, reason),
+            ),
             Err(e) => gateway_error(Layout::staff(&user), e),
         },
     }
@@ -269,7 +388,11 @@ pub(crate) fn rule_label(rule: Rule) -> &'static str {
     }
 }
 
-pub(crate) async fn explain(user: PageUser, State(state): State<AppState>, Path(raw): Path<String>) -> Response {
+pub(crate) async fn explain(
+    user: PageUser,
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Response {
     let nhs = match path_nhs(&user, &raw) {
         Ok(n) => n,
         Err(resp) => return *resp,
@@ -286,7 +409,11 @@ pub(crate) async fn explain(user: PageUser, State(state): State<AppState>, Path(
                 steps: x
                     .steps
                     .iter()
-                    .map(|s| StepView { rule: rule_label(s.rule), passed: s.passed, sentence: s.sentence.clone() })
+                    .map(|s| StepView {
+                        rule: rule_label(s.rule),
+                        passed: s.passed,
+                        sentence: s.sentence.clone(),
+                    })
                     .collect(),
             },
         ),
@@ -302,7 +429,10 @@ mod tests {
     fn every_answer_is_one_the_gateway_accepts() {
         for (value, decision, given_by, _, _) in ANSWERS {
             assert!(["given", "refused"].contains(&decision), "{value}");
-            assert!(["patient", "representative", "best-interests"].contains(&given_by), "{value}");
+            assert!(
+                ["patient", "representative", "best-interests"].contains(&given_by),
+                "{value}"
+            );
             assert_eq!(value, format!("{decision}-{given_by}"));
         }
         assert_eq!(ANSWERS[0].0, "given-patient", "the common case comes first");

@@ -16,7 +16,11 @@ struct Asset {
 
 macro_rules! asset {
     ($path:literal, $file:literal, $ct:expr) => {
-        Asset { path: $path, content_type: $ct, body: include_bytes!(concat!("../../assets/", $file)) }
+        Asset {
+            path: $path,
+            content_type: $ct,
+            body: include_bytes!(concat!("../../assets/", $file)),
+        }
     };
 }
 
@@ -25,17 +29,57 @@ const JS: &str = "text/javascript; charset=utf-8";
 const SVG: &str = "image/svg+xml";
 
 static ASSETS: &[Asset] = &[
-    asset!("nhsuk-frontend/nhsuk-frontend.min.css", "nhsuk-frontend/nhsuk-frontend.min.css", CSS),
-    asset!("nhsuk-frontend/nhsuk-frontend.min.js", "nhsuk-frontend/nhsuk-frontend.min.js", JS),
+    asset!(
+        "nhsuk-frontend/nhsuk-frontend.min.css",
+        "nhsuk-frontend/nhsuk-frontend.min.css",
+        CSS
+    ),
+    asset!(
+        "nhsuk-frontend/nhsuk-frontend.min.js",
+        "nhsuk-frontend/nhsuk-frontend.min.js",
+        JS
+    ),
     // The design system's CSS refers to its images as `/assets/images/...`.
-    asset!("images/favicon.ico", "nhsuk-frontend/images/favicon.ico", "image/x-icon"),
-    asset!("images/favicon.svg", "nhsuk-frontend/images/favicon.svg", SVG),
-    asset!("images/nhsuk-icon-mask.svg", "nhsuk-frontend/images/nhsuk-icon-mask.svg", SVG),
-    asset!("images/nhsuk-icon-180.png", "nhsuk-frontend/images/nhsuk-icon-180.png", "image/png"),
-    asset!("images/nhsuk-icon-arrow-down.svg", "nhsuk-frontend/images/nhsuk-icon-arrow-down.svg", SVG),
-    asset!("images/nhsuk-icon-arrow-up.svg", "nhsuk-frontend/images/nhsuk-icon-arrow-up.svg", SVG),
-    asset!("images/nhsuk-icon-arrow-up-down.svg", "nhsuk-frontend/images/nhsuk-icon-arrow-up-down.svg", SVG),
-    asset!("images/nhsuk-icon-cross.svg", "nhsuk-frontend/images/nhsuk-icon-cross.svg", SVG),
+    asset!(
+        "images/favicon.ico",
+        "nhsuk-frontend/images/favicon.ico",
+        "image/x-icon"
+    ),
+    asset!(
+        "images/favicon.svg",
+        "nhsuk-frontend/images/favicon.svg",
+        SVG
+    ),
+    asset!(
+        "images/nhsuk-icon-mask.svg",
+        "nhsuk-frontend/images/nhsuk-icon-mask.svg",
+        SVG
+    ),
+    asset!(
+        "images/nhsuk-icon-180.png",
+        "nhsuk-frontend/images/nhsuk-icon-180.png",
+        "image/png"
+    ),
+    asset!(
+        "images/nhsuk-icon-arrow-down.svg",
+        "nhsuk-frontend/images/nhsuk-icon-arrow-down.svg",
+        SVG
+    ),
+    asset!(
+        "images/nhsuk-icon-arrow-up.svg",
+        "nhsuk-frontend/images/nhsuk-icon-arrow-up.svg",
+        SVG
+    ),
+    asset!(
+        "images/nhsuk-icon-arrow-up-down.svg",
+        "nhsuk-frontend/images/nhsuk-icon-arrow-up-down.svg",
+        SVG
+    ),
+    asset!(
+        "images/nhsuk-icon-cross.svg",
+        "nhsuk-frontend/images/nhsuk-icon-cross.svg",
+        SVG
+    ),
     asset!("app.css", "app.css", CSS),
     asset!("app.js", "app.js", JS),
     asset!("js-enabled.js", "js-enabled.js", JS),
@@ -64,8 +108,14 @@ fn serve(a: &Asset) -> Response {
     (
         StatusCode::OK,
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static(a.content_type)),
-            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(a.content_type),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=31536000, immutable"),
+            ),
         ],
         a.body,
     )
@@ -75,7 +125,12 @@ fn serve(a: &Asset) -> Response {
 pub(crate) async fn asset(Path(path): Path<String>) -> Response {
     match find(&path) {
         Some(a) => serve(a),
-        None => (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "Not found").into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "Not found",
+        )
+            .into_response(),
     }
 }
 
@@ -94,7 +149,11 @@ mod tests {
     fn every_asset_is_present_and_typed() {
         for a in ASSETS {
             assert!(!a.body.is_empty(), "{} is empty", a.path);
-            assert!([CSS, JS, SVG, "image/png", "image/x-icon"].contains(&a.content_type), "{}", a.path);
+            assert!(
+                [CSS, JS, SVG, "image/png", "image/x-icon"].contains(&a.content_type),
+                "{}",
+                a.path
+            );
         }
         assert!(find("app.css").is_some());
         assert!(find("../Cargo.toml").is_none());
@@ -102,11 +161,18 @@ mod tests {
 
     #[test]
     fn images_the_css_refers_to_are_served() {
-        let css = std::str::from_utf8(find("nhsuk-frontend/nhsuk-frontend.min.css").map(|a| a.body).unwrap_or_default())
-            .expect("the CSS is UTF-8");
+        let css = std::str::from_utf8(
+            find("nhsuk-frontend/nhsuk-frontend.min.css")
+                .map(|a| a.body)
+                .unwrap_or_default(),
+        )
+        .expect("the CSS is UTF-8");
         for part in css.split("url(/assets/").skip(1) {
             let path = part.split(')').next().unwrap_or_default();
-            assert!(find(path).is_some(), "the CSS refers to /assets/{path}, which is not served");
+            assert!(
+                find(path).is_some(),
+                "the CSS refers to /assets/{path}, which is not served"
+            );
         }
     }
 

@@ -23,7 +23,11 @@ const BOTTOM: f64 = 35.0;
 pub(crate) fn number(v: f64) -> String {
     let s = format!("{v:.2}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
-    if s == "-0" { "0".into() } else { s.to_owned() }
+    if s == "-0" {
+        "0".into()
+    } else {
+        s.to_owned()
+    }
 }
 
 /// The chart for `points` (oldest first), or `None` when there are fewer than two usable
@@ -34,19 +38,38 @@ pub(crate) fn trend_svg(id: &str, title: &str, unit: &str, points: &[Point]) -> 
     if points.len() < 2 {
         return None;
     }
-    let id: String = id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(40).collect();
+    let id: String = id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(40)
+        .collect();
     let min = points.iter().map(|p| p.value).fold(f64::INFINITY, f64::min);
-    let max = points.iter().map(|p| p.value).fold(f64::NEG_INFINITY, f64::max);
-    let span = if (max - min).abs() < f64::EPSILON { 1.0 } else { max - min };
+    let max = points
+        .iter()
+        .map(|p| p.value)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let span = if (max - min).abs() < f64::EPSILON {
+        1.0
+    } else {
+        max - min
+    };
     let plot_w = WIDTH - LEFT - RIGHT;
     let plot_h = HEIGHT - TOP - BOTTOM;
     let step = plot_w / (points.len() - 1) as f64;
     let xy = |i: usize, v: f64| -> (f64, f64) {
         let x = LEFT + step * i as f64;
-        let y = if (max - min).abs() < f64::EPSILON { TOP + plot_h / 2.0 } else { TOP + plot_h * (1.0 - (v - min) / span) };
+        let y = if (max - min).abs() < f64::EPSILON {
+            TOP + plot_h / 2.0
+        } else {
+            TOP + plot_h * (1.0 - (v - min) / span)
+        };
         (x, y)
     };
-    let unit_sfx = if unit.trim().is_empty() { String::new() } else { format!(" {}", unit.trim()) };
+    let unit_sfx = if unit.trim().is_empty() {
+        String::new()
+    } else {
+        format!(" {}", unit.trim())
+    };
     let first = &points[0].label;
     let last = &points[points.len() - 1].label;
     let desc = format!(
@@ -85,7 +108,11 @@ pub(crate) fn trend_svg(id: &str, title: &str, unit: &str, points: &[Point]) -> 
             format!("{x:.1},{y:.1}")
         })
         .collect();
-    let _ = write!(svg, r#"<polyline class="app-chart__line" points="{}"/>"#, coords.join(" "));
+    let _ = write!(
+        svg,
+        r#"<polyline class="app-chart__line" points="{}"/>"#,
+        coords.join(" ")
+    );
     for (i, p) in points.iter().enumerate() {
         let (x, y) = xy(i, p.value);
         let _ = write!(
@@ -122,7 +149,14 @@ mod tests {
     use super::*;
 
     fn pts(values: &[f64]) -> Vec<Point> {
-        values.iter().enumerate().map(|(i, v)| Point { label: format!("day {i}"), value: *v }).collect()
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Point {
+                label: format!("day {i}"),
+                value: *v,
+            })
+            .collect()
     }
 
     #[test]
@@ -134,7 +168,8 @@ mod tests {
 
     #[test]
     fn plots_every_point_with_a_description() {
-        let svg = trend_svg("c1", "HbA1c", "mmol/mol", &pts(&[48.0, 52.5, 50.0])).unwrap_or_default();
+        let svg =
+            trend_svg("c1", "HbA1c", "mmol/mol", &pts(&[48.0, 52.5, 50.0])).unwrap_or_default();
         assert_eq!(svg.matches("<circle").count(), 3);
         assert!(svg.contains("3 measurements from day 0 to day 2. Lowest 48 mmol/mol, highest 52.5 mmol/mol, latest 50 mmol/mol."));
         assert!(svg.contains(r#"aria-labelledby="c1-title c1-desc""#));
@@ -154,7 +189,13 @@ mod tests {
     fn hostile_text_is_escaped() {
         let mut p = pts(&[1.0, 2.0]);
         p[0].label = "<script>alert(1)</script>".into();
-        let svg = trend_svg("x\"><script>", "<img src=x onerror=alert(1)>", "\"/><script>", &p).unwrap_or_default();
+        let svg = trend_svg(
+            "x\"><script>",
+            "<img src=x onerror=alert(1)>",
+            "\"/><script>",
+            &p,
+        )
+        .unwrap_or_default();
         assert!(!svg.contains("<script"), "{svg}");
         assert!(!svg.contains("<img"), "{svg}");
         assert!(svg.contains("&lt;script&gt;"));

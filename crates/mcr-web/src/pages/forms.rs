@@ -16,7 +16,10 @@ pub(crate) struct Errors(pub Vec<FieldError>);
 
 impl Errors {
     pub fn add(&mut self, field: &str, message: impl Into<String>) {
-        self.0.push(FieldError { field: field.to_owned(), message: message.into() });
+        self.0.push(FieldError {
+            field: field.to_owned(),
+            message: message.into(),
+        });
     }
 
     pub fn is_empty(&self) -> bool {
@@ -29,7 +32,10 @@ impl Errors {
 
     /// The first error for a field, for the message next to it.
     pub fn get(&self, field: &str) -> Option<&str> {
-        self.0.iter().find(|e| e.field == field).map(|e| e.message.as_str())
+        self.0
+            .iter()
+            .find(|e| e.field == field)
+            .map(|e| e.message.as_str())
     }
 
     pub fn has(&self, field: &str) -> bool {
@@ -85,7 +91,12 @@ impl DateProblem {
 
 /// Parse a date of birth from day, month and year fields, relative to `today`.
 /// `Ok(None)` when all three are empty.
-pub(crate) fn parse_birth_date(day: &str, month: &str, year: &str, today: NaiveDate) -> Result<Option<NaiveDate>, DateProblem> {
+pub(crate) fn parse_birth_date(
+    day: &str,
+    month: &str,
+    year: &str,
+    today: NaiveDate,
+) -> Result<Option<NaiveDate>, DateProblem> {
     let (d, m, y) = (day.trim(), month.trim(), year.trim());
     if d.is_empty() && m.is_empty() && y.is_empty() {
         return Ok(None);
@@ -126,7 +137,12 @@ mod tests {
 
     #[test]
     fn birth_dates_parse_per_the_date_pattern() {
-        type Case<'a> = (&'a str, &'a str, &'a str, Result<Option<NaiveDate>, DateProblem>);
+        type Case<'a> = (
+            &'a str,
+            &'a str,
+            &'a str,
+            Result<Option<NaiveDate>, DateProblem>,
+        );
         let cases: &[Case<'_>] = &[
             ("", "", "", Ok(None)),
             ("  ", "", " ", Ok(None)),
@@ -156,9 +172,18 @@ mod tests {
 
     #[test]
     fn messages_follow_the_design_system() {
-        assert_eq!(DateProblem::Incomplete("month").message("Date of birth"), "Date of birth must include a month");
-        assert_eq!(DateProblem::NotReal.message("Date of birth"), "Date of birth must be a real date");
-        assert_eq!(DateProblem::InFuture.message("Date of birth"), "Date of birth must be in the past");
+        assert_eq!(
+            DateProblem::Incomplete("month").message("Date of birth"),
+            "Date of birth must include a month"
+        );
+        assert_eq!(
+            DateProblem::NotReal.message("Date of birth"),
+            "Date of birth must be a real date"
+        );
+        assert_eq!(
+            DateProblem::InFuture.message("Date of birth"),
+            "Date of birth must be in the past"
+        );
         assert_eq!(DateProblem::Incomplete("year").field_suffix(), "year");
         assert_eq!(DateProblem::NotReal.field_suffix(), "day");
     }

@@ -28,8 +28,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use mcr_gateway::GatewayError;
 
-pub(crate) use session::PageUser;
 pub use patient::{DemoPatient, PatientAccess};
+pub(crate) use session::PageUser;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -43,19 +43,34 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/app", get(search::search))
         .route("/app/patient/{nhs}", get(record::patient))
         .route("/app/patient/{nhs}/access", get(access::explain))
-        .route("/app/patient/{nhs}/permission", get(access::permission_options).post(access::permission))
-        .route("/app/patient/{nhs}/emergency", get(access::emergency_form).post(access::emergency))
-        .route("/app/patient/{nhs}/relationship", get(access::claim_form).post(access::claim))
+        .route(
+            "/app/patient/{nhs}/permission",
+            get(access::permission_options).post(access::permission),
+        )
+        .route(
+            "/app/patient/{nhs}/emergency",
+            get(access::emergency_form).post(access::emergency),
+        )
+        .route(
+            "/app/patient/{nhs}/relationship",
+            get(access::claim_form).post(access::claim),
+        )
         .route("/opt-out", get(opt_out::form_page).post(opt_out::submit))
         .route("/opt-out/confirmation", get(opt_out::done))
         .route("/app/opt-outs", get(opt_out::queue))
-        .route("/app/opt-outs/{reference}", get(opt_out::case).post(opt_out::decide))
+        .route(
+            "/app/opt-outs/{reference}",
+            get(opt_out::case).post(opt_out::decide),
+        )
         .route("/app/review", get(review::queue))
         .route("/app/review/{seq}", post(review::record_outcome))
         .route("/app/audit", get(review::search))
         .route("/my-record", get(patient::history))
         .route("/my-record/access-history.csv", get(patient::download))
-        .route("/my-record/signin", get(patient::signin_page).post(patient::signin))
+        .route(
+            "/my-record/signin",
+            get(patient::signin_page).post(patient::signin),
+        )
         .route("/my-record/signout", post(patient::signout))
         .route("/favicon.ico", get(assets::favicon))
         .route("/assets/{*path}", get(assets::asset))
@@ -77,7 +92,12 @@ pub(crate) struct Layout {
 
 impl Layout {
     pub fn public() -> Self {
-        Self { user: None, staff: false, asset_version: assets::version(), csrf: String::new() }
+        Self {
+            user: None,
+            staff: false,
+            asset_version: assets::version(),
+            csrf: String::new(),
+        }
     }
 
     pub fn staff(user: &PageUser) -> Self {
@@ -97,7 +117,12 @@ impl Layout {
 
     /// A staff page with nobody signed in (the sign-in page itself).
     pub fn staff_anonymous() -> Self {
-        Self { user: None, staff: true, asset_version: assets::version(), csrf: String::new() }
+        Self {
+            user: None,
+            staff: true,
+            asset_version: assets::version(),
+            csrf: String::new(),
+        }
     }
 }
 
@@ -116,7 +141,11 @@ pub(crate) fn render<T: Template>(status: StatusCode, page: &T) -> Response {
         Ok(html) => (status, Html(html)).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "template failed to render");
-            (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong showing this page.").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong showing this page.",
+            )
+                .into_response()
         }
     }
 }
@@ -139,10 +168,18 @@ pub(crate) fn error_page(layout: Layout, status: StatusCode, message: &str) -> R
         StatusCode::SERVICE_UNAVAILABLE => "Sorry, the service is unavailable",
         _ => "Sorry, there is a problem with the service",
     };
-    let page = ErrorPage { layout, heading: heading.into(), message: message.to_owned(), status: status.as_u16() };
+    let page = ErrorPage {
+        layout,
+        heading: heading.into(),
+        message: message.to_owned(),
+        status: status.as_u16(),
+    };
     let mut resp = render(status, &page);
     if status == StatusCode::SERVICE_UNAVAILABLE {
-        resp.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("5"));
+        resp.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("5"),
+        );
     }
     resp
 }
@@ -167,7 +204,11 @@ pub(crate) fn sentence_case(s: &str) -> String {
 }
 
 async fn not_found() -> Response {
-    error_page(Layout::public(), StatusCode::NOT_FOUND, "If you typed the web address, check it is correct.")
+    error_page(
+        Layout::public(),
+        StatusCode::NOT_FOUND,
+        "If you typed the web address, check it is correct.",
+    )
 }
 
 #[cfg(test)]
@@ -176,7 +217,10 @@ mod tests {
 
     #[test]
     fn sentence_case_capitalises_and_ends() {
-        assert_eq!(sentence_case("no patient with that NHS number"), "No patient with that NHS number.");
+        assert_eq!(
+            sentence_case("no patient with that NHS number"),
+            "No patient with that NHS number."
+        );
         assert_eq!(sentence_case("Done."), "Done.");
         assert_eq!(sentence_case(""), "");
     }

@@ -87,15 +87,33 @@ fn text_field(errors: &mut Errors, field: &str, value: &str, empty: &str, what: 
     if value.is_empty() {
         errors.add(field, empty);
     } else if value.chars().count() > MAX_TEXT {
-        errors.add(field, format!("{what} must be {MAX_TEXT} characters or fewer"));
+        errors.add(
+            field,
+            format!("{what} must be {MAX_TEXT} characters or fewer"),
+        );
     }
 }
 
 /// Validate the form into a submission, or say what is wrong with which field.
-pub(crate) fn to_submission(form: &OptOutForm, today: chrono::NaiveDate) -> Result<OptOutSubmission, Errors> {
+pub(crate) fn to_submission(
+    form: &OptOutForm,
+    today: chrono::NaiveDate,
+) -> Result<OptOutSubmission, Errors> {
     let mut errors = Errors::default();
-    text_field(&mut errors, "given", &form.given, "Enter your first name", "First name");
-    text_field(&mut errors, "family", &form.family, "Enter your last name", "Last name");
+    text_field(
+        &mut errors,
+        "given",
+        &form.given,
+        "Enter your first name",
+        "First name",
+    );
+    text_field(
+        &mut errors,
+        "family",
+        &form.family,
+        "Enter your last name",
+        "Last name",
+    );
     let birth_date = match parse_birth_date(&form.dob_day, &form.dob_month, &form.dob_year, today) {
         Ok(Some(d)) => Some(d),
         Ok(None) => {
@@ -103,7 +121,10 @@ pub(crate) fn to_submission(form: &OptOutForm, today: chrono::NaiveDate) -> Resu
             None
         }
         Err(p) => {
-            errors.add(&format!("dob-{}", p.field_suffix()), p.message("Date of birth"));
+            errors.add(
+                &format!("dob-{}", p.field_suffix()),
+                p.message("Date of birth"),
+            );
             None
         }
     };
@@ -113,7 +134,12 @@ pub(crate) fn to_submission(form: &OptOutForm, today: chrono::NaiveDate) -> Resu
         match NhsNumber::parse(&form.nhs) {
             Ok(n) => Some(n),
             Err(e) => {
-                errors.add("nhs", sentence_case(&e.to_string()).trim_end_matches('.').to_owned());
+                errors.add(
+                    "nhs",
+                    sentence_case(&e.to_string())
+                        .trim_end_matches('.')
+                        .to_owned(),
+                );
                 None
             }
         }
@@ -123,7 +149,13 @@ pub(crate) fn to_submission(form: &OptOutForm, today: chrono::NaiveDate) -> Resu
     } else if !looks_like_postcode(&form.postcode) {
         errors.add("postcode", "Enter a real postcode, like AL1 3ER");
     }
-    text_field(&mut errors, "contact", &form.contact, "Enter an email address, phone number or postal address so we can tell you when it is done", "Contact details");
+    text_field(
+        &mut errors,
+        "contact",
+        &form.contact,
+        "Enter an email address, phone number or postal address so we can tell you when it is done",
+        "Contact details",
+    );
     match (errors.is_empty(), birth_date) {
         (true, Some(birth_date)) => Ok(OptOutSubmission {
             given_name: form.given.clone(),
@@ -153,22 +185,55 @@ pub(crate) struct OptOutDone {
 }
 
 pub(crate) async fn form_page() -> Response {
-    render(StatusCode::OK, &OptOutPage { layout: Layout::public(), form: OptOutForm::default(), errors: Errors::default() })
+    render(
+        StatusCode::OK,
+        &OptOutPage {
+            layout: Layout::public(),
+            form: OptOutForm::default(),
+            errors: Errors::default(),
+        },
+    )
 }
 
-pub(crate) async fn submit(State(state): State<AppState>, parts: Parts, Form(form): Form<OptOutForm>) -> Response {
+pub(crate) async fn submit(
+    State(state): State<AppState>,
+    parts: Parts,
+    Form(form): Form<OptOutForm>,
+) -> Response {
     let form = form.cleaned();
     let today = state.gateway.clock().now().date_naive();
     let sub = match to_submission(&form, today) {
         Ok(s) => s,
-        Err(errors) => return render(StatusCode::BAD_REQUEST, &OptOutPage { layout: Layout::public(), form, errors }),
+        Err(errors) => {
+            return render(
+                StatusCode::BAD_REQUEST,
+                &OptOutPage {
+                    layout: Layout::public(),
+                    form,
+                    errors,
+                },
+            )
+        }
     };
-    match state.gateway.submit_opt_out_request(&sub, &correlation_id(&parts)).await {
-        Ok(reference) => Redirect::to(&format!("/opt-out/confirmation?reference={reference}")).into_response(),
+    match state
+        .gateway
+        .submit_opt_out_request(&sub, &correlation_id(&parts))
+        .await
+    {
+        Ok(reference) => {
+            Redirect::to(&format!("/opt-out/confirmation?reference={reference}")).into_response()
+        }
         Err(GatewayError::Invalid(m)) => {
             let mut errors = Errors::default();
             errors.add("given", sentence_case(&m).trim_end_matches('.'));
-            render(StatusCode::BAD_REQUEST, &OptOutPage { layout: Layout::public(), form, errors })
+            render(
+                StatusCode::BAD_REQUEST,
+                &OptOutPage {
+                    layout: Layout::public(),
+                    form,
+                    errors,
+                },
+            )
         }
         Err(e) => gateway_error(Layout::public(), e),
     }
@@ -183,11 +248,21 @@ pub(crate) struct DoneQuery {
 /// The confirmation shows the reference and what happens next; nothing the person typed.
 pub(crate) async fn done(Query(q): Query<DoneQuery>) -> Response {
     let reference = mcr_gateway::normalise_reference(&q.reference);
-    let plausible = reference.len() == 13 && reference.starts_with("OPT-") && reference.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let plausible = reference.len() == 13
+        && reference.starts_with("OPT-")
+        && reference
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-');
     if !plausible {
         return Redirect::to("/opt-out").into_response();
     }
-    render(StatusCode::OK, &OptOutDone { layout: Layout::public(), reference })
+    render(
+        StatusCode::OK,
+        &OptOutDone {
+            layout: Layout::public(),
+            reference,
+        },
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -238,7 +313,8 @@ pub(crate) struct QueuePage {
 pub(crate) async fn queue(user: PageUser, State(state): State<AppState>) -> Response {
     match state.gateway.opt_out_requests(&user.0, None).await {
         Ok(list) => {
-            let (waiting, mut decided): (Vec<_>, Vec<_>) = list.iter().partition(|r| r.state == OptOutState::Received);
+            let (waiting, mut decided): (Vec<_>, Vec<_>) =
+                list.iter().partition(|r| r.state == OptOutState::Received);
             decided.sort_by_key(|r| std::cmp::Reverse(r.decided_at));
             render(
                 StatusCode::OK,
@@ -278,12 +354,21 @@ pub(crate) struct CasePage {
     pub note: String,
 }
 
-fn case_view(user: &PageUser, case: &OptOutCase, errors: Errors, chosen: String, note: String) -> CasePage {
+fn case_view(
+    user: &PageUser,
+    case: &OptOutCase,
+    errors: Errors,
+    chosen: String,
+    note: String,
+) -> CasePage {
     let r = &case.request;
     CasePage {
         layout: Layout::staff(user),
         request: row(r),
-        nhs_given: r.nhs_number.as_ref().map_or_else(|| "Not given".into(), NhsNumber::formatted),
+        nhs_given: r
+            .nhs_number
+            .as_ref()
+            .map_or_else(|| "Not given".into(), NhsNumber::formatted),
         postcode: r.postcode.clone(),
         contact: r.contact.clone(),
         waiting: r.state == OptOutState::Received,
@@ -295,7 +380,11 @@ fn case_view(user: &PageUser, case: &OptOutCase, errors: Errors, chosen: String,
                 nhs_formatted: c.patient.nhs_number.formatted(),
                 name: format!("{} {}", c.patient.given, c.patient.family),
                 birth_date: human_day(c.patient.birth_date),
-                postcode: c.patient.postcode.clone().unwrap_or_else(|| "Not recorded".into()),
+                postcode: c
+                    .patient
+                    .postcode
+                    .clone()
+                    .unwrap_or_else(|| "Not recorded".into()),
                 basis: c.basis.describe(),
             })
             .collect(),
@@ -306,10 +395,25 @@ fn case_view(user: &PageUser, case: &OptOutCase, errors: Errors, chosen: String,
     }
 }
 
-pub(crate) async fn case(user: PageUser, State(state): State<AppState>, Path(reference): Path<String>) -> Response {
+pub(crate) async fn case(
+    user: PageUser,
+    State(state): State<AppState>,
+    Path(reference): Path<String>,
+) -> Response {
     match state.gateway.opt_out_case(&user.0, &reference).await {
-        Ok(case) => render(StatusCode::OK, &case_view(&user, &case, Errors::default(), String::new(), String::new())),
-        Err(GatewayError::Invalid(m)) => super::error_page(Layout::staff(&user), StatusCode::NOT_FOUND, &m),
+        Ok(case) => render(
+            StatusCode::OK,
+            &case_view(
+                &user,
+                &case,
+                Errors::default(),
+                String::new(),
+                String::new(),
+            ),
+        ),
+        Err(GatewayError::Invalid(m)) => {
+            super::error_page(Layout::staff(&user), StatusCode::NOT_FOUND, &m)
+        }
         Err(e) => gateway_error(Layout::staff(&user), e),
     }
 }
@@ -335,22 +439,45 @@ pub(crate) async fn decide(
     let (chosen, note) = (clean(&form.patient), clean(&form.note));
     let result = match form.action.as_str() {
         "verify" => match NhsNumber::parse(&chosen) {
-            Ok(nhs) => state.gateway.verify_opt_out_request(&user.0, &reference, &nhs).await.map_err(|e| (e, "patient")),
-            Err(_) => Err((GatewayError::Invalid("Select the patient this request is from".into()), "patient")),
+            Ok(nhs) => state
+                .gateway
+                .verify_opt_out_request(&user.0, &reference, &nhs)
+                .await
+                .map_err(|e| (e, "patient")),
+            Err(_) => Err((
+                GatewayError::Invalid("Select the patient this request is from".into()),
+                "patient",
+            )),
         },
-        "reject" => state.gateway.reject_opt_out_request(&user.0, &reference, &note).await.map_err(|e| (e, "note")),
-        _ => Err((GatewayError::Invalid("Choose to verify or to reject the request".into()), "patient")),
+        "reject" => state
+            .gateway
+            .reject_opt_out_request(&user.0, &reference, &note)
+            .await
+            .map_err(|e| (e, "note")),
+        _ => Err((
+            GatewayError::Invalid("Choose to verify or to reject the request".into()),
+            "patient",
+        )),
     };
     match result {
-        Ok(_) => Redirect::to(&format!("/app/opt-outs/{}", mcr_gateway::normalise_reference(&reference))).into_response(),
-        Err((GatewayError::Invalid(m), field)) => match state.gateway.opt_out_case(&user.0, &reference).await {
-            Ok(case) => {
-                let mut errors = Errors::default();
-                errors.add(field, sentence_case(&m).trim_end_matches('.'));
-                render(StatusCode::BAD_REQUEST, &case_view(&user, &case, errors, chosen, note))
+        Ok(_) => Redirect::to(&format!(
+            "/app/opt-outs/{}",
+            mcr_gateway::normalise_reference(&reference)
+        ))
+        .into_response(),
+        Err((GatewayError::Invalid(m), field)) => {
+            match state.gateway.opt_out_case(&user.0, &reference).await {
+                Ok(case) => {
+                    let mut errors = Errors::default();
+                    errors.add(field, sentence_case(&m).trim_end_matches('.'));
+                    render(
+                        StatusCode::BAD_REQUEST,
+                        &case_view(&user, &case, errors, chosen, note),
+                    )
+                }
+                Err(e) => gateway_error(Layout::staff(&user), e),
             }
-            Err(e) => gateway_error(Layout::staff(&user), e),
-        },
+        }
         Err((e, _)) => gateway_error(Layout::staff(&user), e),
     }
 }
@@ -381,7 +508,9 @@ mod tests {
         for ok in ["AL1 3ER", "al13er", "SW1A 1AA", "M1 1AE", "CR2 6XH"] {
             assert!(looks_like_postcode(ok), "{ok}");
         }
-        for bad in ["", "12345", "AL1", "AL1 3E", "ALL 3ER", "AL1 33R", "<script>"] {
+        for bad in [
+            "", "12345", "AL1", "AL1 3E", "ALL 3ER", "AL1 33R", "<script>",
+        ] {
             assert!(!looks_like_postcode(bad), "{bad}");
         }
     }
@@ -391,8 +520,18 @@ mod tests {
         let sub = to_submission(&filled(), today()).expect("valid");
         assert_eq!(sub.postcode, "AL1 3ER");
         assert_eq!(sub.nhs_number, None);
-        let with_nhs = OptOutForm { nhs: "943 476 5919".into(), ..filled() };
-        assert_eq!(to_submission(&with_nhs, today()).expect("valid").nhs_number.map(|n| n.to_string()).as_deref(), Some("9434765919"));
+        let with_nhs = OptOutForm {
+            nhs: "943 476 5919".into(),
+            ..filled()
+        };
+        assert_eq!(
+            to_submission(&with_nhs, today())
+                .expect("valid")
+                .nhs_number
+                .map(|n| n.to_string())
+                .as_deref(),
+            Some("9434765919")
+        );
     }
 
     #[test]
@@ -402,11 +541,35 @@ mod tests {
             assert!(empty.has(field), "{field}: {empty:?}");
         }
         assert!(!empty.has("nhs"), "the NHS number is optional");
-        let bad_nhs = to_submission(&OptOutForm { nhs: "9434765918".into(), ..filled() }, today()).expect_err("check digit");
+        let bad_nhs = to_submission(
+            &OptOutForm {
+                nhs: "9434765918".into(),
+                ..filled()
+            },
+            today(),
+        )
+        .expect_err("check digit");
         assert!(bad_nhs.has("nhs"));
-        let long = to_submission(&OptOutForm { family: "x".repeat(MAX_TEXT + 1), ..filled() }, today()).expect_err("long");
+        let long = to_submission(
+            &OptOutForm {
+                family: "x".repeat(MAX_TEXT + 1),
+                ..filled()
+            },
+            today(),
+        )
+        .expect_err("long");
         assert!(long.has("family"));
-        let future = to_submission(&OptOutForm { dob_year: "2030".into(), ..filled() }, today()).expect_err("future");
-        assert_eq!(future.get("dob-day"), Some("Date of birth must be in the past"));
+        let future = to_submission(
+            &OptOutForm {
+                dob_year: "2030".into(),
+                ..filled()
+            },
+            today(),
+        )
+        .expect_err("future");
+        assert_eq!(
+            future.get("dob-day"),
+            Some("Date of birth must be in the past")
+        );
     }
 }

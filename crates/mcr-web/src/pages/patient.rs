@@ -46,7 +46,10 @@ pub struct PatientAccess {
 impl PatientAccess {
     /// Patient sign-in offering these demo patients (none: patient sign-in is not available).
     pub fn demo(patients: Vec<DemoPatient>) -> Self {
-        Self { demo: patients, sessions: Mutex::default() }
+        Self {
+            demo: patients,
+            sessions: Mutex::default(),
+        }
     }
 
     fn start(&self, nhs: NhsNumber) -> Option<String> {
@@ -56,7 +59,11 @@ impl PatientAccess {
         if map.len() >= MAX_SESSIONS {
             return None;
         }
-        let id = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        let id = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
         map.insert(id.clone(), (nhs, now));
         Some(id)
     }
@@ -86,7 +93,10 @@ impl PatientAccess {
 
 fn patient_cookie(id: &str, secure: bool) -> String {
     let secure = if secure { "; Secure" } else { "" };
-    format!("{PATIENT_COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/my-record; Max-Age={}{secure}", IDLE.as_secs())
+    format!(
+        "{PATIENT_COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/my-record; Max-Age={}{secure}",
+        IDLE.as_secs()
+    )
 }
 
 fn clear_cookie() -> String {
@@ -106,7 +116,10 @@ pub(crate) struct SignedInPatient(NhsNumber);
 impl FromRequestParts<AppState> for SignedInPatient {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let to_signin = || Redirect::to("/my-record/signin").into_response();
         let Some(id) = cookie(parts, PATIENT_COOKIE) else {
             return Err(to_signin());
@@ -138,7 +151,10 @@ fn signin_view(state: &AppState, error: Option<String>) -> SigninPage {
             .patients
             .demo
             .iter()
-            .map(|p| PatientChoice { value: p.nhs_number.to_string(), label: p.label.clone() })
+            .map(|p| PatientChoice {
+                value: p.nhs_number.to_string(),
+                label: p.label.clone(),
+            })
             .collect(),
         error,
     }
@@ -154,19 +170,37 @@ pub(crate) struct SigninForm {
     patient: String,
 }
 
-pub(crate) async fn signin(State(state): State<AppState>, Form(form): Form<SigninForm>) -> Response {
+pub(crate) async fn signin(
+    State(state): State<AppState>,
+    Form(form): Form<SigninForm>,
+) -> Response {
     // Only the demo's own patients can sign in this way: the number must be one offered.
-    let Some(p) = state.patients.demo.iter().find(|p| p.nhs_number.as_str() == form.patient.trim()) else {
+    let Some(p) = state
+        .patients
+        .demo
+        .iter()
+        .find(|p| p.nhs_number.as_str() == form.patient.trim())
+    else {
         let msg = if state.patients.demo.is_empty() {
             "Patient sign-in is not available here"
         } else {
             "Select who you are"
         };
-        return render(StatusCode::BAD_REQUEST, &signin_view(&state, Some(msg.into())));
+        return render(
+            StatusCode::BAD_REQUEST,
+            &signin_view(&state, Some(msg.into())),
+        );
     };
     match state.patients.start(p.nhs_number.clone()) {
-        Some(id) => with_cookie(Redirect::to("/my-record").into_response(), &patient_cookie(&id, state.secure_cookies)),
-        None => super::error_page(Layout::public(), StatusCode::SERVICE_UNAVAILABLE, "Too many people are signed in. Try again shortly."),
+        Some(id) => with_cookie(
+            Redirect::to("/my-record").into_response(),
+            &patient_cookie(&id, state.secure_cookies),
+        ),
+        None => super::error_page(
+            Layout::public(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Too many people are signed in. Try again shortly.",
+        ),
     }
 }
 
@@ -200,7 +234,13 @@ pub(crate) async fn history(patient: SignedInPatient, State(state): State<AppSta
         Ok(h) => h,
         Err(e) => return gateway_error(Layout::public(), e),
     };
-    let name = state.patients.demo.iter().find(|p| p.nhs_number == nhs).map(|p| p.label.clone()).unwrap_or_default();
+    let name = state
+        .patients
+        .demo
+        .iter()
+        .find(|p| p.nhs_number == nhs)
+        .map(|p| p.label.clone())
+        .unwrap_or_default();
     let page = HistoryPage {
         layout: Layout::public(),
         name,
@@ -228,7 +268,10 @@ pub(crate) async fn download(patient: SignedInPatient, State(state): State<AppSt
             let disposition = format!("attachment; filename=\"{}\"", file.filename);
             let mut resp = (StatusCode::OK, file.body).into_response();
             let headers = resp.headers_mut();
-            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(file.content_type));
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(file.content_type),
+            );
             if let Ok(v) = HeaderValue::from_str(&disposition) {
                 headers.insert(header::CONTENT_DISPOSITION, v);
             }
@@ -248,7 +291,10 @@ mod tests {
 
     #[test]
     fn sessions_name_one_patient_and_end() {
-        let access = PatientAccess::demo(vec![DemoPatient { nhs_number: nhs(), label: "A".into() }]);
+        let access = PatientAccess::demo(vec![DemoPatient {
+            nhs_number: nhs(),
+            label: "A".into(),
+        }]);
         let id = access.start(nhs()).expect("started");
         assert_eq!(access.touch(&id), Some(nhs()));
         assert_eq!(access.touch("not-a-session"), None);
@@ -259,7 +305,13 @@ mod tests {
     #[test]
     fn the_cookie_is_locked_to_the_patient_pages() {
         let c = patient_cookie("abc", true);
-        for part in ["mcr_patient=abc", "HttpOnly", "SameSite=Strict", "Path=/my-record", "Secure"] {
+        for part in [
+            "mcr_patient=abc",
+            "HttpOnly",
+            "SameSite=Strict",
+            "Path=/my-record",
+            "Secure",
+        ] {
             assert!(c.contains(part), "{c} lacks {part}");
         }
         assert!(clear_cookie().contains("Max-Age=0"));

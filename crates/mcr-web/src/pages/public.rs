@@ -31,17 +31,37 @@ pub(crate) struct Privacy {
 }
 
 pub(crate) async fn home() -> Response {
-    render(StatusCode::OK, &Home { layout: Layout::public() })
+    render(
+        StatusCode::OK,
+        &Home {
+            layout: Layout::public(),
+        },
+    )
 }
 
 pub(crate) async fn how_it_works() -> Response {
-    render(StatusCode::OK, &HowItWorks { layout: Layout::public() })
+    render(
+        StatusCode::OK,
+        &HowItWorks {
+            layout: Layout::public(),
+        },
+    )
 }
 
 pub(crate) async fn questions() -> Response {
-    render(StatusCode::OK, &Questions { layout: Layout::public() })
+    render(
+        StatusCode::OK,
+        &Questions {
+            layout: Layout::public(),
+        },
+    )
 }
 
 pub(crate) async fn privacy() -> Response {
-    render(StatusCode::OK, &Privacy { layout: Layout::public() })
+    render(
+        StatusCode::OK,
+        &Privacy {
+            layout: Layout::public(),
+        },
+    )
 }

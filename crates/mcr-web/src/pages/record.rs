@@ -52,11 +52,17 @@ fn item_view(item: &RecordItem) -> ItemView {
         display: item.display.clone(),
         detail: item.detail.clone(),
         status: item.status.clone(),
-        date: item.date.as_deref().map_or_else(|| "Date not recorded".into(), human_date),
+        date: item
+            .date
+            .as_deref()
+            .map_or_else(|| "Date not recorded".into(), human_date),
         sources: item
             .sources
             .iter()
-            .map(|s| Badge { org: s.org_name.clone(), recorded: s.recorded.as_deref().map(human_date) })
+            .map(|s| Badge {
+                org: s.org_name.clone(),
+                recorded: s.recorded.as_deref().map(human_date),
+            })
             .collect(),
         discrepancy: item.discrepancy.clone(),
         body: None,
@@ -71,23 +77,38 @@ const MAX_ATTACHMENT_BYTES: usize = 512 * 1024;
 /// The text of a document a source sent inline (`content[0].attachment.data`), as plain text.
 pub(crate) fn document_text(resource: &Value) -> Option<String> {
     let att = resource.get("content")?.get(0)?.get("attachment")?;
-    let ct = att.get("contentType").and_then(Value::as_str).unwrap_or("text/plain").to_ascii_lowercase();
+    let ct = att
+        .get("contentType")
+        .and_then(Value::as_str)
+        .unwrap_or("text/plain")
+        .to_ascii_lowercase();
     let Some(data) = att.get("data").and_then(Value::as_str) else {
-        return att
-            .get("url")
-            .and_then(Value::as_str)
-            .map(|_| "The document is held by the source organisation and is not shown here.".to_owned());
+        return att.get("url").and_then(Value::as_str).map(|_| {
+            "The document is held by the source organisation and is not shown here.".to_owned()
+        });
     };
     if data.len() > MAX_ATTACHMENT_BYTES * 4 / 3 + 4 {
-        return Some("The document is too large to show here. Ask the source organisation for a copy.".into());
+        return Some(
+            "The document is too large to show here. Ask the source organisation for a copy."
+                .into(),
+        );
     }
     if !(ct.starts_with("text/plain") || ct.starts_with("text/html")) {
         return Some("The document is in a format that cannot be shown here. Ask the source organisation for a copy.".into());
     }
-    let bytes = base64::engine::general_purpose::STANDARD.decode(data.trim()).ok()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .ok()?;
     let text = String::from_utf8_lossy(&bytes);
-    let text = if ct.starts_with("text/html") { html_to_text(&text) } else { text.into_owned() };
-    let text: String = text.chars().filter(|c| !c.is_control() || matches!(c, '\n' | '\t')).collect();
+    let text = if ct.starts_with("text/html") {
+        html_to_text(&text)
+    } else {
+        text.into_owned()
+    };
+    let text: String = text
+        .chars()
+        .filter(|c| !c.is_control() || matches!(c, '\n' | '\t'))
+        .collect();
     Some(clip(text.trim(), MAX_DOCUMENT_CHARS))
 }
 
@@ -108,7 +129,10 @@ pub(crate) struct PatientBanner {
 
 fn patient_banner(p: &Value) -> PatientBanner {
     let name = p.get("name").and_then(|n| n.get(0));
-    let family = name.and_then(|n| n.get("family")).and_then(Value::as_str).unwrap_or("");
+    let family = name
+        .and_then(|n| n.get("family"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let given: Vec<&str> = name
         .and_then(|n| n.get("given"))
         .and_then(Value::as_array)
@@ -116,7 +140,10 @@ fn patient_banner(p: &Value) -> PatientBanner {
         .unwrap_or_default();
     PatientBanner {
         name: clip(&list_name(family, &given.join(" ")), 200),
-        birth_date: p.get("birthDate").and_then(Value::as_str).map_or_else(|| "Not recorded".into(), human_date),
+        birth_date: p
+            .get("birthDate")
+            .and_then(Value::as_str)
+            .map_or_else(|| "Not recorded".into(), human_date),
         gender: gender(p.get("gender").and_then(Value::as_str)),
         postcode: p
             .get("address")
@@ -176,25 +203,42 @@ const ACTIVE_PROBLEM: [&str; 3] = ["active", "recurrence", "relapse"];
 const SUMMARY_ENCOUNTERS: usize = 3;
 
 fn has_status(item: &RecordItem, statuses: &[&str]) -> bool {
-    item.status.as_deref().is_some_and(|s| statuses.contains(&s))
+    item.status
+        .as_deref()
+        .is_some_and(|s| statuses.contains(&s))
 }
 
-fn section(record: &MergedRecord, s: Section, id: &'static str, title: &'static str, keep: impl Fn(&RecordItem) -> bool) -> SectionView {
+fn section(
+    record: &MergedRecord,
+    s: Section,
+    id: &'static str,
+    title: &'static str,
+    keep: impl Fn(&RecordItem) -> bool,
+) -> SectionView {
     SectionView {
         id,
         title,
         sub: false,
         available: !record.unavailable_sections.contains(&s),
-        items: record.items(s).iter().filter(|i| keep(i)).map(item_view).collect(),
+        items: record
+            .items(s)
+            .iter()
+            .filter(|i| keep(i))
+            .map(item_view)
+            .collect(),
     }
 }
 
 /// Group results by code (or name), newest first within each group; chart the numeric ones.
 pub(crate) fn result_groups(items: &[RecordItem]) -> Vec<ResultGroup> {
     let mut order: Vec<String> = Vec::new();
-    let mut groups: std::collections::HashMap<String, Vec<&RecordItem>> = std::collections::HashMap::new();
+    let mut groups: std::collections::HashMap<String, Vec<&RecordItem>> =
+        std::collections::HashMap::new();
     for item in items {
-        let key = item.code.as_ref().map_or_else(|| format!("text|{}", item.display), |(s, c)| format!("{s}|{c}"));
+        let key = item.code.as_ref().map_or_else(
+            || format!("text|{}", item.display),
+            |(s, c)| format!("{s}|{c}"),
+        );
         if !groups.contains_key(&key) {
             order.push(key.clone());
         }
@@ -206,7 +250,10 @@ pub(crate) fn result_groups(items: &[RecordItem]) -> Vec<ResultGroup> {
         .filter_map(|(n, key)| {
             let mut members = groups.remove(key)?;
             members.sort_by_key(|i| std::cmp::Reverse(sort_key(i.date.as_deref())));
-            let title = members.first().map(|i| i.display.clone()).unwrap_or_default();
+            let title = members
+                .first()
+                .map(|i| i.display.clone())
+                .unwrap_or_default();
             let unit = members
                 .iter()
                 .find_map(|i| i.resource.get("valueQuantity")?.get("unit")?.as_str())
@@ -218,11 +265,23 @@ pub(crate) fn result_groups(items: &[RecordItem]) -> Vec<ResultGroup> {
                 .filter(|i| i.date.is_some())
                 .filter_map(|i| {
                     let v = i.resource.get("valueQuantity")?.get("value")?.as_f64()?;
-                    Some(Point { label: human_date(i.date.as_deref().unwrap_or_default()), value: v })
+                    Some(Point {
+                        label: human_date(i.date.as_deref().unwrap_or_default()),
+                        value: v,
+                    })
                 })
                 .collect();
-            let chart = trend_svg(&format!("chart-{n}"), &clip(&title, 80), &clip(&unit, 20), &points);
-            Some(ResultGroup { title, rows: members.into_iter().map(item_view).collect(), chart })
+            let chart = trend_svg(
+                &format!("chart-{n}"),
+                &clip(&title, 80),
+                &clip(&unit, 20),
+                &points,
+            );
+            Some(ResultGroup {
+                title,
+                rows: members.into_iter().map(item_view).collect(),
+                chart,
+            })
         })
         .collect()
 }
@@ -234,7 +293,10 @@ fn source_rows(record: &MergedRecord) -> Vec<SourceRow> {
         .map(|s| match &s.status {
             SourceStatus::Failed(r) => SourceRow {
                 name: s.org_name.clone(),
-                status: format!("Unavailable: {}. Anything it holds is missing from this view.", r.describe()),
+                status: format!(
+                    "Unavailable: {}. Anything it holds is missing from this view.",
+                    r.describe()
+                ),
                 tag: "red",
                 tag_text: "Unavailable",
             },
@@ -271,7 +333,13 @@ pub(crate) fn record_page(layout: Layout, view: &mcr_gateway::View) -> RecordPag
     for (v, item) in documents.items.iter_mut().zip(r.items(Section::Documents)) {
         v.body = document_text(&item.resource);
     }
-    let mut recent = section(r, Section::Encounters, "summary-encounters", "Recent encounters", all);
+    let mut recent = section(
+        r,
+        Section::Encounters,
+        "summary-encounters",
+        "Recent encounters",
+        all,
+    );
     recent.items.truncate(SUMMARY_ENCOUNTERS);
     RecordPage {
         layout,
@@ -283,25 +351,98 @@ pub(crate) fn record_page(layout: Layout, view: &mcr_gateway::View) -> RecordPag
         failed: r.failed_sources().map(|s| s.org_name.clone()).collect(),
         withheld: r.withheld,
         summary: vec![
-            sub(section(r, Section::Alerts, "summary-alerts", "Alerts and flags", all)),
-            sub(section(r, Section::Allergies, "summary-allergies", "Allergies", all)),
-            sub(section(r, Section::Medications, "summary-medications", "Current medications", current)),
-            sub(section(r, Section::Problems, "summary-problems", "Active problems", |i| has_status(i, &ACTIVE_PROBLEM))),
+            sub(section(
+                r,
+                Section::Alerts,
+                "summary-alerts",
+                "Alerts and flags",
+                all,
+            )),
+            sub(section(
+                r,
+                Section::Allergies,
+                "summary-allergies",
+                "Allergies",
+                all,
+            )),
+            sub(section(
+                r,
+                Section::Medications,
+                "summary-medications",
+                "Current medications",
+                current,
+            )),
+            sub(section(
+                r,
+                Section::Problems,
+                "summary-problems",
+                "Active problems",
+                |i| has_status(i, &ACTIVE_PROBLEM),
+            )),
             sub(recent),
         ],
-        upper: vec![section(r, Section::Alerts, "alerts", Section::Alerts.title(), all)],
+        upper: vec![section(
+            r,
+            Section::Alerts,
+            "alerts",
+            Section::Alerts.title(),
+            all,
+        )],
         medications: vec![
-            sub(section(r, Section::Medications, "medications-current", "Current medications", current)),
-            sub(section(r, Section::Medications, "medications-past", "Past medications", |i| !current(i))),
+            sub(section(
+                r,
+                Section::Medications,
+                "medications-current",
+                "Current medications",
+                current,
+            )),
+            sub(section(
+                r,
+                Section::Medications,
+                "medications-past",
+                "Past medications",
+                |i| !current(i),
+            )),
         ],
         lower: vec![
-            section(r, Section::Problems, "problems", Section::Problems.title(), all),
-            section(r, Section::Allergies, "allergies", Section::Allergies.title(), all),
+            section(
+                r,
+                Section::Problems,
+                "problems",
+                Section::Problems.title(),
+                all,
+            ),
+            section(
+                r,
+                Section::Allergies,
+                "allergies",
+                Section::Allergies.title(),
+                all,
+            ),
         ],
-        encounters: section(r, Section::Encounters, "encounters-list", Section::Encounters.title(), all),
+        encounters: section(
+            r,
+            Section::Encounters,
+            "encounters-list",
+            Section::Encounters.title(),
+            all,
+        ),
         results_available,
-        results: if results_available { result_groups(r.items(Section::Results)) } else { Vec::new() },
-        tail: vec![documents, section(r, Section::CareAndSupport, "care", Section::CareAndSupport.title(), all)],
+        results: if results_available {
+            result_groups(r.items(Section::Results))
+        } else {
+            Vec::new()
+        },
+        tail: vec![
+            documents,
+            section(
+                r,
+                Section::CareAndSupport,
+                "care",
+                Section::CareAndSupport.title(),
+                all,
+            ),
+        ],
     }
 }
 
@@ -323,13 +464,22 @@ pub(crate) struct AccessStepPage {
     pub offer_reask: bool,
 }
 
-fn access_step(user: &PageUser, layout: Layout, nhs: &NhsNumber, decision: &Decision) -> AccessStepPage {
+fn access_step(
+    user: &PageUser,
+    layout: Layout,
+    nhs: &NhsNumber,
+    decision: &Decision,
+) -> AccessStepPage {
     let clinical = matches!(
         user.0.principal.role,
         mcr_domain::Role::Clinician | mcr_domain::Role::Nurse | mcr_domain::Role::Paramedic
     );
     let (deny_code, offer_emergency, offer_reask) = match decision {
-        Decision::Deny(d) => (d.code.as_str().to_owned(), clinical && d.code == DenyCode::PermissionRefused, d.code == DenyCode::PermissionRefused),
+        Decision::Deny(d) => (
+            d.code.as_str().to_owned(),
+            clinical && d.code == DenyCode::PermissionRefused,
+            d.code == DenyCode::PermissionRefused,
+        ),
         _ => (String::new(), clinical, false),
     };
     AccessStepPage {
@@ -344,7 +494,11 @@ fn access_step(user: &PageUser, layout: Layout, nhs: &NhsNumber, decision: &Deci
     }
 }
 
-pub(crate) async fn patient(user: PageUser, State(state): State<AppState>, Path(raw): Path<String>) -> Response {
+pub(crate) async fn patient(
+    user: PageUser,
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Response {
     let nhs = match path_nhs(&user, &raw) {
         Ok(n) => n,
         Err(resp) => return *resp,
@@ -353,7 +507,11 @@ pub(crate) async fn patient(user: PageUser, State(state): State<AppState>, Path(
     match state.gateway.view_record(&user.0, &nhs).await {
         Ok(ViewOutcome::Record(view)) => render(StatusCode::OK, &record_page(layout, &view)),
         Ok(ViewOutcome::NotPermitted(decision)) => {
-            let status = if matches!(decision, Decision::Deny(_)) { StatusCode::FORBIDDEN } else { StatusCode::OK };
+            let status = if matches!(decision, Decision::Deny(_)) {
+                StatusCode::FORBIDDEN
+            } else {
+                StatusCode::OK
+            };
             render(status, &access_step(&user, layout, &nhs, &decision))
         }
         Err(e) => gateway_error(layout, e),
@@ -402,8 +560,14 @@ mod tests {
         assert_eq!(groups[0].rows.len(), 3);
         assert_eq!(groups[0].rows[0].date, "1 March 2026");
         let chart = groups[0].chart.as_deref().unwrap_or_default();
-        assert!(chart.contains("3 measurements from 1 March 2025 to 1 March 2026"), "{chart}");
-        assert!(groups[1].chart.is_none(), "a single measurement has no trend");
+        assert!(
+            chart.contains("3 measurements from 1 March 2025 to 1 March 2026"),
+            "{chart}"
+        );
+        assert!(
+            groups[1].chart.is_none(),
+            "a single measurement has no trend"
+        );
     }
 
     #[test]
@@ -414,7 +578,9 @@ mod tests {
         let doc = json!({"content": [{"attachment": {"contentType": "text/plain", "data": b64("Line one\nLine two\u{0}")}}]});
         assert_eq!(document_text(&doc).as_deref(), Some("Line one\nLine two"));
         let doc = json!({"content": [{"attachment": {"contentType": "application/pdf", "data": b64("%PDF")}}]});
-        assert!(document_text(&doc).unwrap_or_default().contains("cannot be shown"));
+        assert!(document_text(&doc)
+            .unwrap_or_default()
+            .contains("cannot be shown"));
         assert!(document_text(&json!({})).is_none());
     }
 
@@ -435,7 +601,11 @@ mod tests {
             sections: Vec::new(),
             sources: vec![
                 outcome("gp", SourceStatus::Ok, 0),
-                outcome("acute", SourceStatus::Failed(mcr_domain::FailureReason::Timeout { after_ms: 3000 }), 0),
+                outcome(
+                    "acute",
+                    SourceStatus::Failed(mcr_domain::FailureReason::Timeout { after_ms: 3000 }),
+                    0,
+                ),
                 outcome("community", SourceStatus::Ok, 2),
             ],
             unavailable_sections: vec![Section::Documents],
@@ -443,17 +613,32 @@ mod tests {
         };
         let rows = source_rows(&record);
         assert_eq!(rows.len(), 3);
-        assert_eq!((rows[0].tag_text, rows[0].status.as_str()), ("Up to date", "Answered just now with 3 items."));
+        assert_eq!(
+            (rows[0].tag_text, rows[0].status.as_str()),
+            ("Up to date", "Answered just now with 3 items.")
+        );
         assert_eq!(rows[1].tag_text, "Unavailable");
-        assert!(rows[1].status.contains("did not answer within 3.0 seconds"), "{}", rows[1].status);
+        assert!(
+            rows[1].status.contains("did not answer within 3.0 seconds"),
+            "{}",
+            rows[1].status
+        );
         assert_eq!(rows[2].tag_text, "Some items withheld");
-        let docs = section(&record, Section::Documents, "documents", "Documents", |_| true);
+        let docs = section(
+            &record,
+            Section::Documents,
+            "documents",
+            "Documents",
+            |_| true,
+        );
         assert!(!docs.available);
     }
 
     #[test]
     fn patient_banner_reads_defensively() {
-        let b = patient_banner(&json!({"name": [{"family": "Smith", "given": ["Ann", 7]}], "birthDate": "1950-01-02", "gender": "female"}));
+        let b = patient_banner(
+            &json!({"name": [{"family": "Smith", "given": ["Ann", 7]}], "birthDate": "1950-01-02", "gender": "female"}),
+        );
         assert_eq!(b.name, "SMITH, Ann");
         assert_eq!(b.birth_date, "2 January 1950");
         assert_eq!(b.postcode, "Not recorded");

@@ -49,7 +49,9 @@ fn day(s: &str) -> Result<Option<NaiveDate>, ()> {
     if s.is_empty() {
         return Ok(None);
     }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").map(Some).map_err(|_| ())
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map(Some)
+        .map_err(|_| ())
 }
 
 impl FilterForm {
@@ -71,18 +73,34 @@ impl FilterForm {
             None
         } else {
             NhsNumber::parse(&self.patient)
-                .map_err(|e| errors.add("patient", sentence_case(&e.to_string()).trim_end_matches('.').to_owned()))
+                .map_err(|e| {
+                    errors.add(
+                        "patient",
+                        sentence_case(&e.to_string())
+                            .trim_end_matches('.')
+                            .to_owned(),
+                    )
+                })
                 .ok()
         };
-        let from = day(&self.from).map_err(|()| errors.add("from", "From must be a real date, like 2026-03-01")).ok().flatten();
+        let from = day(&self.from)
+            .map_err(|()| errors.add("from", "From must be a real date, like 2026-03-01"))
+            .ok()
+            .flatten();
         // "To" is the whole of that day.
-        let to = day(&self.to).map_err(|()| errors.add("to", "To must be a real date, like 2026-03-31")).ok().flatten();
+        let to = day(&self.to)
+            .map_err(|()| errors.add("to", "To must be a real date, like 2026-03-31"))
+            .ok()
+            .flatten();
         if let (Some(f), Some(t)) = (from, to) {
             if f > t {
                 errors.add("to", "To must be the same as or after From");
             }
         }
-        for (field, v, what) in [("user", &self.user, "User id"), ("org", &self.org, "Organisation code")] {
+        for (field, v, what) in [
+            ("user", &self.user, "User id"),
+            ("org", &self.org, "Organisation code"),
+        ] {
             if v.chars().count() > 100 {
                 errors.add(field, format!("{what} must be 100 characters or fewer"));
             }
@@ -96,7 +114,9 @@ impl FilterForm {
             patient,
             org: (!self.org.is_empty()).then(|| self.org.clone()),
             from: from.and_then(start),
-            to: to.and_then(start).map(|t| t + Duration::days(1) - Duration::nanoseconds(1)),
+            to: to
+                .and_then(start)
+                .map(|t| t + Duration::days(1) - Duration::nanoseconds(1)),
         })
     }
 }
@@ -112,7 +132,10 @@ fn filter_error(e: GatewayError) -> Result<Errors, GatewayError> {
         }
         GatewayError::PatientNotFound => {
             let mut errors = Errors::default();
-            errors.add("patient", "No patient with that NHS number is known to My Care Record");
+            errors.add(
+                "patient",
+                "No patient with that NHS number is known to My Care Record",
+            );
             Ok(errors)
         }
         other => Err(other),
@@ -128,7 +151,8 @@ fn kind_words(kind: &str) -> &'static str {
 }
 
 fn role_words(role: &str) -> String {
-    role.parse::<Role>().map_or_else(|_| role.to_owned(), |r| r.label().to_owned())
+    role.parse::<Role>()
+        .map_or_else(|_| role.to_owned(), |r| r.label().to_owned())
 }
 
 fn outcome_words(outcome: &str) -> &'static str {
@@ -168,13 +192,29 @@ fn case_row(i: &ReviewItem) -> CaseRow {
             .as_deref()
             .and_then(|p| NhsNumber::parse(p).ok())
             .map_or_else(|| i.patient.clone().unwrap_or_default(), |n| n.formatted()),
-        reason: [i.reason_code.clone(), i.reason.clone()].into_iter().flatten().collect::<Vec<_>>().join(": "),
+        reason: [i.reason_code.clone(), i.reason.clone()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(": "),
         views_after: i.views_after.len(),
-        flags: i.flags.iter().map(mcr_gateway::AnomalyFlag::describe).collect(),
+        flags: i
+            .flags
+            .iter()
+            .map(mcr_gateway::AnomalyFlag::describe)
+            .collect(),
         reviews: i
             .reviews
             .iter()
-            .map(|r| format!("{} by {} on {}: {}", outcome_words(&r.outcome), r.by_name, human_time(&r.at), r.note))
+            .map(|r| {
+                format!(
+                    "{} by {} on {}: {}",
+                    outcome_words(&r.outcome),
+                    r.by_name,
+                    human_time(&r.at),
+                    r.note
+                )
+            })
             .collect(),
     }
 }
@@ -236,8 +276,16 @@ async fn queue_page(
     match state.gateway.review_queue(&user.0, &rf).await {
         Ok(q) => {
             let (status, errors, failed, chosen, note) = match failed {
-                Some((seq, errors, chosen, note)) => (StatusCode::BAD_REQUEST, errors, Some(seq), chosen, note),
-                None => (StatusCode::OK, Errors::default(), None, String::new(), String::new()),
+                Some((seq, errors, chosen, note)) => {
+                    (StatusCode::BAD_REQUEST, errors, Some(seq), chosen, note)
+                }
+                None => (
+                    StatusCode::OK,
+                    Errors::default(),
+                    None,
+                    String::new(),
+                    String::new(),
+                ),
             };
             let page = QueuePage {
                 layout: Layout::staff(user),
@@ -269,7 +317,11 @@ async fn queue_page(
     }
 }
 
-pub(crate) async fn queue(user: PageUser, State(state): State<AppState>, Query(form): Query<FilterForm>) -> Response {
+pub(crate) async fn queue(
+    user: PageUser,
+    State(state): State<AppState>,
+    Query(form): Query<FilterForm>,
+) -> Response {
     queue_page(&user, &state, form.cleaned(), None).await
 }
 
@@ -292,13 +344,32 @@ pub(crate) async fn record_outcome(
     let mut errors = Errors::default();
     let Some(outcome) = ReviewOutcome::parse(&chosen) else {
         errors.add(&field, "Select an outcome");
-        return queue_page(&user, &state, FilterForm::default(), Some((seq, errors, chosen, note))).await;
+        return queue_page(
+            &user,
+            &state,
+            FilterForm::default(),
+            Some((seq, errors, chosen, note)),
+        )
+        .await;
     };
-    match state.gateway.record_review(&user.0, seq, outcome, &note).await {
+    match state
+        .gateway
+        .record_review(&user.0, seq, outcome, &note)
+        .await
+    {
         Ok(_) => Redirect::to(&format!("/app/review?done={seq}")).into_response(),
         Err(GatewayError::Invalid(m)) => {
-            errors.add(&format!("note-{seq}"), sentence_case(&m).trim_end_matches('.'));
-            queue_page(&user, &state, FilterForm::default(), Some((seq, errors, chosen, note))).await
+            errors.add(
+                &format!("note-{seq}"),
+                sentence_case(&m).trim_end_matches('.'),
+            );
+            queue_page(
+                &user,
+                &state,
+                FilterForm::default(),
+                Some((seq, errors, chosen, note)),
+            )
+            .await
         }
         Err(e) => gateway_error(Layout::staff(&user), e),
     }
@@ -329,9 +400,17 @@ pub(crate) struct SearchPage {
 /// How many records one page of the search shows.
 const SEARCH_COUNT: u32 = 500;
 
-pub(crate) async fn search(user: PageUser, State(state): State<AppState>, Query(form): Query<FilterForm>) -> Response {
+pub(crate) async fn search(
+    user: PageUser,
+    State(state): State<AppState>,
+    Query(form): Query<FilterForm>,
+) -> Response {
     let form = form.cleaned();
-    let page = |form: FilterForm, errors: Errors, searched: bool, scope: String, entries: Vec<EntryRow>| SearchPage {
+    let page = |form: FilterForm,
+                errors: Errors,
+                searched: bool,
+                scope: String,
+                entries: Vec<EntryRow>| SearchPage {
         layout: Layout::staff(&user),
         form,
         errors,
@@ -341,7 +420,12 @@ pub(crate) async fn search(user: PageUser, State(state): State<AppState>, Query(
     };
     let filter = match form.parse() {
         Ok(f) => f,
-        Err(errors) => return render(StatusCode::BAD_REQUEST, &page(form, errors, false, String::new(), Vec::new())),
+        Err(errors) => {
+            return render(
+                StatusCode::BAD_REQUEST,
+                &page(form, errors, false, String::new(), Vec::new()),
+            )
+        }
     };
     let search = AuditSearch {
         patient: filter.patient,
@@ -354,7 +438,11 @@ pub(crate) async fn search(user: PageUser, State(state): State<AppState>, Query(
     match state.gateway.search_audit(&user.0, &search).await {
         Ok(result) => {
             let scope = match &result.scope {
-                mcr_gateway::AuditScope::All => format!("Every record from {} to {}", human_time(&result.from), human_time(&result.to)),
+                mcr_gateway::AuditScope::All => format!(
+                    "Every record from {} to {}",
+                    human_time(&result.from),
+                    human_time(&result.to)
+                ),
                 mcr_gateway::AuditScope::SourceOrganisation(code) => format!(
                     "Accesses to {code}'s data from {} to {}",
                     human_time(&result.from),
@@ -369,23 +457,37 @@ pub(crate) async fn search(user: PageUser, State(state): State<AppState>, Query(
                 .map(|e| EntryRow {
                     seq: e.seq,
                     when: human_time(&e.event.at),
-                    who: format!("{} ({}), {}", e.event.user_name, e.event.user_id, role_words(&e.event.role)),
+                    who: format!(
+                        "{} ({}), {}",
+                        e.event.user_name,
+                        e.event.user_id,
+                        role_words(&e.event.role)
+                    ),
                     organisation: format!("{} ({})", e.event.org_name, e.event.org_code),
                     patient: e
                         .event
                         .patient
                         .as_deref()
                         .and_then(|p| NhsNumber::parse(p).ok())
-                        .map_or_else(|| e.event.patient.clone().unwrap_or_default(), |n| n.formatted()),
+                        .map_or_else(
+                            || e.event.patient.clone().unwrap_or_default(),
+                            |n| n.formatted(),
+                        ),
                     action: e.event.action.clone(),
                     outcome: e.event.outcome.clone(),
                     detail: e.event.detail.clone().unwrap_or_default(),
                 })
                 .collect();
-            render(StatusCode::OK, &page(form, Errors::default(), true, scope, entries))
+            render(
+                StatusCode::OK,
+                &page(form, Errors::default(), true, scope, entries),
+            )
         }
         Err(e) => match filter_error(e) {
-            Ok(errors) => render(StatusCode::BAD_REQUEST, &page(form, errors, false, String::new(), Vec::new())),
+            Ok(errors) => render(
+                StatusCode::BAD_REQUEST,
+                &page(form, errors, false, String::new(), Vec::new()),
+            ),
             Err(e) => gateway_error(Layout::staff(&user), e),
         },
     }
@@ -397,12 +499,37 @@ mod tests {
 
     #[test]
     fn filters_parse_and_name_their_fields() {
-        let ok = FilterForm { from: "2026-03-01".into(), to: "2026-03-31".into(), ..FilterForm::default() }.parse().expect("valid");
-        assert_eq!(ok.from.map(|t| t.to_rfc3339()), Some("2026-03-01T00:00:00+00:00".into()));
-        assert!(ok.to.is_some_and(|t| t.to_rfc3339().starts_with("2026-03-31T23:59:59")));
-        let bad = FilterForm { from: "1 March".into(), patient: "123".into(), ..FilterForm::default() }.parse().err().unwrap_or_default();
+        let ok = FilterForm {
+            from: "2026-03-01".into(),
+            to: "2026-03-31".into(),
+            ..FilterForm::default()
+        }
+        .parse()
+        .expect("valid");
+        assert_eq!(
+            ok.from.map(|t| t.to_rfc3339()),
+            Some("2026-03-01T00:00:00+00:00".into())
+        );
+        assert!(ok
+            .to
+            .is_some_and(|t| t.to_rfc3339().starts_with("2026-03-31T23:59:59")));
+        let bad = FilterForm {
+            from: "1 March".into(),
+            patient: "123".into(),
+            ..FilterForm::default()
+        }
+        .parse()
+        .err()
+        .unwrap_or_default();
         assert!(bad.has("from") && bad.has("patient"), "{bad:?}");
-        let backwards = FilterForm { from: "2026-03-02".into(), to: "2026-03-01".into(), ..FilterForm::default() }.parse().err().unwrap_or_default();
+        let backwards = FilterForm {
+            from: "2026-03-02".into(),
+            to: "2026-03-01".into(),
+            ..FilterForm::default()
+        }
+        .parse()
+        .err()
+        .unwrap_or_default();
         assert!(backwards.has("to"));
     }
 }

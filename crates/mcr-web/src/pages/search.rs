@@ -52,23 +52,44 @@ impl SearchForm {
     }
 
     fn is_blank(&self) -> bool {
-        [&self.nhs, &self.family, &self.given, &self.dob_day, &self.dob_month, &self.dob_year, &self.postcode]
-            .iter()
-            .all(|s| s.is_empty())
+        [
+            &self.nhs,
+            &self.family,
+            &self.given,
+            &self.dob_day,
+            &self.dob_month,
+            &self.dob_year,
+            &self.postcode,
+        ]
+        .iter()
+        .all(|s| s.is_empty())
     }
 }
 
 /// Validate the form into a query, or say what is wrong with which field.
-pub(crate) fn to_query(form: &SearchForm, today: chrono::NaiveDate) -> Result<PatientQuery, Errors> {
+pub(crate) fn to_query(
+    form: &SearchForm,
+    today: chrono::NaiveDate,
+) -> Result<PatientQuery, Errors> {
     let mut errors = Errors::default();
     if !form.nhs.is_empty() {
-        return NhsNumber::parse(&form.nhs).map(PatientQuery::NhsNumber).map_err(|e| {
-            errors.add("nhs", sentence_case(&e.to_string()).trim_end_matches('.').to_owned());
-            errors
-        });
+        return NhsNumber::parse(&form.nhs)
+            .map(PatientQuery::NhsNumber)
+            .map_err(|e| {
+                errors.add(
+                    "nhs",
+                    sentence_case(&e.to_string())
+                        .trim_end_matches('.')
+                        .to_owned(),
+                );
+                errors
+            });
     }
     if form.is_blank() {
-        errors.add("nhs", "Enter an NHS number, or the patient's family name and date of birth");
+        errors.add(
+            "nhs",
+            "Enter an NHS number, or the patient's family name and date of birth",
+        );
         return Err(errors);
     }
     if form.family.is_empty() {
@@ -81,7 +102,10 @@ pub(crate) fn to_query(form: &SearchForm, today: chrono::NaiveDate) -> Result<Pa
             None
         }
         Err(p) => {
-            errors.add(&format!("dob-{}", p.field_suffix()), p.message("Date of birth"));
+            errors.add(
+                &format!("dob-{}", p.field_suffix()),
+                p.message("Date of birth"),
+            );
             None
         }
     };
@@ -137,10 +161,18 @@ pub(crate) fn source_name(state: &AppState, id: &SourceId) -> String {
 }
 
 fn practice_name(state: &AppState, code: Option<&str>) -> String {
-    let Some(code) = code else { return "Not recorded".into() };
+    let Some(code) = code else {
+        return "Not recorded".into();
+    };
     OdsCode::parse(code)
         .ok()
-        .and_then(|c| state.gateway.orgs().get(&c).map(|o| format!("{} ({code})", o.name)))
+        .and_then(|c| {
+            state
+                .gateway
+                .orgs()
+                .get(&c)
+                .map(|o| format!("{} ({code})", o.name))
+        })
         .unwrap_or_else(|| code.to_owned())
 }
 
@@ -157,7 +189,10 @@ fn row(state: &AppState, m: &PatientMatch) -> ResultRow {
         sources: m
             .links
             .iter()
-            .map(|l| SourceHeld { name: source_name(state, &l.source), by_demographics: l.method == LinkMethod::Demographics })
+            .map(|l| SourceHeld {
+                name: source_name(state, &l.source),
+                by_demographics: l.method == LinkMethod::Demographics,
+            })
             .collect(),
         differing: m
             .differing_sources
@@ -167,26 +202,64 @@ fn row(state: &AppState, m: &PatientMatch) -> ResultRow {
     }
 }
 
-pub(crate) async fn search(user: PageUser, State(state): State<AppState>, Query(form): Query<SearchForm>) -> Response {
+pub(crate) async fn search(
+    user: PageUser,
+    State(state): State<AppState>,
+    Query(form): Query<SearchForm>,
+) -> Response {
     let layout = Layout::staff(&user);
     let form = form.cleaned();
     if form.search.is_none() && form.is_blank() {
-        return render(StatusCode::OK, &SearchPage { layout, form, errors: Errors::default(), results: None });
+        return render(
+            StatusCode::OK,
+            &SearchPage {
+                layout,
+                form,
+                errors: Errors::default(),
+                results: None,
+            },
+        );
     }
     let today = state.gateway.clock().now().date_naive();
     let query = match to_query(&form, today) {
         Ok(q) => q,
-        Err(errors) => return render(StatusCode::BAD_REQUEST, &SearchPage { layout, form, errors, results: None }),
+        Err(errors) => {
+            return render(
+                StatusCode::BAD_REQUEST,
+                &SearchPage {
+                    layout,
+                    form,
+                    errors,
+                    results: None,
+                },
+            )
+        }
     };
     match state.gateway.search(&user.0, &query).await {
         Ok(matches) => {
             let rows = matches.iter().map(|m| row(&state, m)).collect();
-            render(StatusCode::OK, &SearchPage { layout, form, errors: Errors::default(), results: Some(rows) })
+            render(
+                StatusCode::OK,
+                &SearchPage {
+                    layout,
+                    form,
+                    errors: Errors::default(),
+                    results: Some(rows),
+                },
+            )
         }
         Err(GatewayError::Invalid(msg)) => {
             let mut errors = Errors::default();
             errors.add("family", msg.trim_end_matches('.'));
-            render(StatusCode::BAD_REQUEST, &SearchPage { layout, form, errors, results: None })
+            render(
+                StatusCode::BAD_REQUEST,
+                &SearchPage {
+                    layout,
+                    form,
+                    errors,
+                    results: None,
+                },
+            )
         }
         Err(e) => gateway_error(layout, e),
     }
@@ -214,22 +287,44 @@ mod tests {
 
     #[test]
     fn nhs_number_errors_use_the_domain_words() {
-        let e = to_query(&form("12345", "", "", "", ""), today()).err().unwrap_or_default();
-        assert_eq!(e.get("nhs"), Some("An NHS number has 10 digits; this has 5"));
-        let e = to_query(&form("9434765918", "", "", "", ""), today()).err().unwrap_or_default();
-        assert_eq!(e.get("nhs"), Some("The check digit does not match: this is not a valid NHS number"));
-        assert!(matches!(to_query(&form("943 476 5919", "", "", "", ""), today()), Ok(PatientQuery::NhsNumber(_))));
+        let e = to_query(&form("12345", "", "", "", ""), today())
+            .err()
+            .unwrap_or_default();
+        assert_eq!(
+            e.get("nhs"),
+            Some("An NHS number has 10 digits; this has 5")
+        );
+        let e = to_query(&form("9434765918", "", "", "", ""), today())
+            .err()
+            .unwrap_or_default();
+        assert_eq!(
+            e.get("nhs"),
+            Some("The check digit does not match: this is not a valid NHS number")
+        );
+        assert!(matches!(
+            to_query(&form("943 476 5919", "", "", "", ""), today()),
+            Ok(PatientQuery::NhsNumber(_))
+        ));
     }
 
     #[test]
     fn demographic_search_needs_family_name_and_birth_date() {
-        let e = to_query(&form("", "", "", "", ""), today()).err().unwrap_or_default();
+        let e = to_query(&form("", "", "", "", ""), today())
+            .err()
+            .unwrap_or_default();
         assert!(e.has("nhs"));
-        let e = to_query(&form("", "Smith", "", "", ""), today()).err().unwrap_or_default();
+        let e = to_query(&form("", "Smith", "", "", ""), today())
+            .err()
+            .unwrap_or_default();
         assert_eq!(e.get("dob-day"), Some("Enter the patient's date of birth"));
-        let e = to_query(&form("", "", "1", "", "1980"), today()).err().unwrap_or_default();
+        let e = to_query(&form("", "", "1", "", "1980"), today())
+            .err()
+            .unwrap_or_default();
         assert!(e.has("family"));
-        assert_eq!(e.get("dob-month"), Some("Date of birth must include a month"));
+        assert_eq!(
+            e.get("dob-month"),
+            Some("Date of birth must include a month")
+        );
         match to_query(&form("", "Smith", "1", "2", "1980"), today()) {
             Ok(PatientQuery::Demographics(q)) => {
                 assert_eq!(q.family, "Smith");

@@ -31,20 +31,29 @@ pub(crate) struct PageUser(pub RequestContext, pub(crate) String);
 impl FromRequestParts<AppState> for PageUser {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let Some(id) = cookie(parts, SESSION_COOKIE) else {
             return Err(Redirect::to("/signin").into_response());
         };
         let Some(session) = state.sessions.touch(&id) else {
             // Expired, signed out, or never ours: clear it on the way to the sign-in page.
-            return Err(with_cookie(Redirect::to("/signin").into_response(), &clear(SESSION_COOKIE, "/")));
+            return Err(with_cookie(
+                Redirect::to("/signin").into_response(),
+                &clear(SESSION_COOKIE, "/"),
+            ));
         };
         let principal = match state.auth.principal(&session.identity) {
             Ok(p) => p,
             Err(e) => {
                 tracing::info!(reason = e.code(), "page session refused");
                 state.sessions.end(&id);
-                return Err(with_cookie(Redirect::to("/signin").into_response(), &clear(SESSION_COOKIE, "/")));
+                return Err(with_cookie(
+                    Redirect::to("/signin").into_response(),
+                    &clear(SESSION_COOKIE, "/"),
+                ));
             }
         };
         if parts.uri.path() == "/app" && parts.uri.query().is_some_and(|q| !q.is_empty()) {
@@ -52,14 +61,27 @@ impl FromRequestParts<AppState> for PageUser {
                 return Err(too_many(e));
             }
         }
-        Ok(PageUser(RequestContext { principal, correlation_id: correlation_id(parts) }, session.csrf))
+        Ok(PageUser(
+            RequestContext {
+                principal,
+                correlation_id: correlation_id(parts),
+            },
+            session.csrf,
+        ))
     }
 }
 
 /// A 429 as a page, with `Retry-After`.
 fn too_many(e: ApiError) -> Response {
-    let mut resp = error_page(Layout::staff_anonymous(), StatusCode::TOO_MANY_REQUESTS, e.text());
-    if let Some(v) = e.retry_after.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
+    let mut resp = error_page(
+        Layout::staff_anonymous(),
+        StatusCode::TOO_MANY_REQUESTS,
+        e.text(),
+    );
+    if let Some(v) = e
+        .retry_after
+        .and_then(|s| HeaderValue::from_str(&s.to_string()).ok())
+    {
         resp.headers_mut().insert(header::RETRY_AFTER, v);
     }
     resp
@@ -102,12 +124,24 @@ pub(crate) struct SigninPage {
 fn signin_with_error(status: StatusCode, message: &str) -> Response {
     let mut errors = Errors::default();
     errors.add("signin", message);
-    let resp = render(status, &SigninPage { layout: Layout::staff_anonymous(), errors });
+    let resp = render(
+        status,
+        &SigninPage {
+            layout: Layout::staff_anonymous(),
+            errors,
+        },
+    );
     with_cookie(resp, &clear(LOGIN_COOKIE, "/signin"))
 }
 
 pub(crate) async fn signin_page() -> Response {
-    render(StatusCode::OK, &SigninPage { layout: Layout::staff_anonymous(), errors: Errors::default() })
+    render(
+        StatusCode::OK,
+        &SigninPage {
+            layout: Layout::staff_anonymous(),
+            errors: Errors::default(),
+        },
+    )
 }
 
 /// Start a sign-in at the provider.
@@ -120,13 +154,25 @@ pub(crate) async fn signin(State(state): State<AppState>, req: Request) -> Respo
         Ok(a) => a,
         Err(e) => {
             tracing::warn!(error = %e, "cannot start a sign-in");
-            return signin_with_error(StatusCode::SERVICE_UNAVAILABLE, "The sign-in service is not available. Try again shortly");
+            return signin_with_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The sign-in service is not available. Try again shortly",
+            );
         }
     };
-    let Some(id) = state.sessions.begin_login(auth.state, auth.nonce, auth.verifier) else {
-        return signin_with_error(StatusCode::SERVICE_UNAVAILABLE, "The sign-in service is busy. Try again shortly");
+    let Some(id) = state
+        .sessions
+        .begin_login(auth.state, auth.nonce, auth.verifier)
+    else {
+        return signin_with_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The sign-in service is busy. Try again shortly",
+        );
     };
-    with_cookie(Redirect::to(&auth.url).into_response(), &login_cookie(&id, secure(&state)))
+    with_cookie(
+        Redirect::to(&auth.url).into_response(),
+        &login_cookie(&id, secure(&state)),
+    )
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -138,7 +184,11 @@ pub(crate) struct CallbackQuery {
 }
 
 /// The provider sends the browser back here.
-pub(crate) async fn callback(State(state): State<AppState>, Query(q): Query<CallbackQuery>, req: Request) -> Response {
+pub(crate) async fn callback(
+    State(state): State<AppState>,
+    Query(q): Query<CallbackQuery>,
+    req: Request,
+) -> Response {
     let (parts, _) = req.into_parts();
     if let Err(e) = crate::security::limit_signin(&state, &parts) {
         return too_many(e);
@@ -154,52 +204,106 @@ pub(crate) async fn callback(State(state): State<AppState>, Query(q): Query<Call
     };
     let pending = cookie(&parts, LOGIN_COOKIE).and_then(|id| state.sessions.take_login(&id));
     let Some(pending) = pending else {
-        return refuse("no-sign-in-in-progress", StatusCode::BAD_REQUEST, "Your sign-in took too long or was started elsewhere. Sign in again").await;
+        return refuse(
+            "no-sign-in-in-progress",
+            StatusCode::BAD_REQUEST,
+            "Your sign-in took too long or was started elsewhere. Sign in again",
+        )
+        .await;
     };
     if q.error.is_some() {
-        return refuse("provider-refused", StatusCode::UNAUTHORIZED, "Your organisation's sign-in did not let you in. Sign in again").await;
+        return refuse(
+            "provider-refused",
+            StatusCode::UNAUTHORIZED,
+            "Your organisation's sign-in did not let you in. Sign in again",
+        )
+        .await;
     }
-    let state_ok = q.state.as_deref().is_some_and(|s| mcr_oidc::constant_time_eq(s.as_bytes(), pending.state.as_bytes()));
+    let state_ok = q
+        .state
+        .as_deref()
+        .is_some_and(|s| mcr_oidc::constant_time_eq(s.as_bytes(), pending.state.as_bytes()));
     if !state_ok {
-        return refuse("state-mismatch", StatusCode::BAD_REQUEST, "This sign-in was not started here. Sign in again").await;
+        return refuse(
+            "state-mismatch",
+            StatusCode::BAD_REQUEST,
+            "This sign-in was not started here. Sign in again",
+        )
+        .await;
     }
     let Some(code) = q.code.filter(|c| !c.is_empty() && c.len() <= 2048) else {
-        return refuse("no-code", StatusCode::BAD_REQUEST, "The sign-in did not complete. Sign in again").await;
+        return refuse(
+            "no-code",
+            StatusCode::BAD_REQUEST,
+            "The sign-in did not complete. Sign in again",
+        )
+        .await;
     };
     let rp = state.auth.relying_party();
     let tokens = match rp.exchange(&code, &pending.verifier).await {
         Ok(t) => t,
         Err(OidcError::Refused(_)) => {
-            return refuse("code-refused", StatusCode::UNAUTHORIZED, "Your sign-in could not be completed. Sign in again").await;
+            return refuse(
+                "code-refused",
+                StatusCode::UNAUTHORIZED,
+                "Your sign-in could not be completed. Sign in again",
+            )
+            .await;
         }
         Err(e) => {
             tracing::warn!(error = %e, "token exchange failed");
-            return refuse("provider-unavailable", StatusCode::SERVICE_UNAVAILABLE, "The sign-in service is not available. Try again shortly").await;
+            return refuse(
+                "provider-unavailable",
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The sign-in service is not available. Try again shortly",
+            )
+            .await;
         }
     };
     let identity = match rp.verify_id_token(&tokens.id_token, &pending.nonce).await {
         Ok(i) => i,
         Err(OidcError::Token(r)) => {
-            return refuse(r.code(), StatusCode::UNAUTHORIZED, "Your sign-in could not be checked. Sign in again").await;
+            return refuse(
+                r.code(),
+                StatusCode::UNAUTHORIZED,
+                "Your sign-in could not be checked. Sign in again",
+            )
+            .await;
         }
         Err(e) => {
             tracing::warn!(error = %e, "ID token could not be checked");
-            return refuse("provider-unavailable", StatusCode::SERVICE_UNAVAILABLE, "The sign-in service is not available. Try again shortly").await;
+            return refuse(
+                "provider-unavailable",
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The sign-in service is not available. Try again shortly",
+            )
+            .await;
         }
     };
     if let Err(e) = state.auth.principal(&identity) {
-        return refuse(e.code(), StatusCode::FORBIDDEN, "Your account's role cannot use My Care Record").await;
+        return refuse(
+            e.code(),
+            StatusCode::FORBIDDEN,
+            "Your account's role cannot use My Care Record",
+        )
+        .await;
     }
     if let Err(e) = crate::security::limit_signin_user(&state, &identity.user_id) {
         return too_many(e);
     }
     let user = identity.user_id.clone();
     let Some(id) = state.sessions.create(identity) else {
-        return signin_with_error(StatusCode::SERVICE_UNAVAILABLE, "The sign-in service is busy. Try again shortly");
+        return signin_with_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The sign-in service is busy. Try again shortly",
+        );
     };
     tracing::info!(user = %user, "signed in to the pages");
     let max = state.sessions.limits().max.as_secs();
-    let resp = with_cookie(Redirect::to("/app").into_response(), &session_cookie(&id, max, secure(&state)));
+    let resp = with_cookie(
+        Redirect::to("/app").into_response(),
+        &session_cookie(&id, max, secure(&state)),
+    );
     with_cookie(resp, &clear(LOGIN_COOKIE, "/signin"))
 }
 
@@ -209,7 +313,10 @@ pub(crate) async fn signout(State(state): State<AppState>, req: Request) -> Resp
     if let Some(id) = cookie(&parts, SESSION_COOKIE) {
         state.sessions.end(&id);
     }
-    with_cookie(Redirect::to("/signin").into_response(), &clear(SESSION_COOKIE, "/"))
+    with_cookie(
+        Redirect::to("/signin").into_response(),
+        &clear(SESSION_COOKIE, "/"),
+    )
 }
 
 #[cfg(test)]
@@ -220,12 +327,21 @@ mod tests {
     fn cookies_are_locked_down() {
         let c = session_cookie("abc", 36000, "; Secure");
         assert!(c.starts_with("mcr_session=abc;"));
-        for part in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=36000", "Secure"] {
+        for part in [
+            "HttpOnly",
+            "SameSite=Lax",
+            "Path=/",
+            "Max-Age=36000",
+            "Secure",
+        ] {
             assert!(c.contains(part), "{c} lacks {part}");
         }
         assert!(!session_cookie("t", 1, "").contains("Secure"));
         let l = login_cookie("x", "");
-        assert!(l.contains("Path=/signin") && l.contains("HttpOnly") && l.contains("Max-Age=600"), "{l}");
+        assert!(
+            l.contains("Path=/signin") && l.contains("HttpOnly") && l.contains("Max-Age=600"),
+            "{l}"
+        );
         assert!(clear(SESSION_COOKIE, "/").contains("Max-Age=0"));
     }
 }

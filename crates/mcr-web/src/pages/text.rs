@@ -22,7 +22,10 @@ pub(crate) fn human_date(s: &str) -> String {
         return s.to_owned();
     }
     // A dateTime without a zone, or with seconds fractions chrono's RFC 3339 parser refused.
-    if let Some(day) = s.get(..10).and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()) {
+    if let Some(day) = s
+        .get(..10)
+        .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+    {
         return day.format("%-d %B %Y").to_string();
     }
     clip(s, 40)
@@ -85,7 +88,10 @@ pub(crate) fn html_to_text(html: &str) -> String {
             break;
         };
         let tag = after[1..gt].trim().to_ascii_lowercase();
-        let name: String = tag.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '/').collect();
+        let name: String = tag
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '/')
+            .collect();
         rest = &after[gt + 1..];
         if name == "script" || name == "style" {
             let close = format!("</{name}");
@@ -98,7 +104,23 @@ pub(crate) fn html_to_text(html: &str) -> String {
             }
             continue;
         }
-        if matches!(name.as_str(), "br" | "br/" | "p" | "/p" | "div" | "/div" | "li" | "tr" | "/tr" | "h1" | "h2" | "h3" | "/h1" | "/h2" | "/h3") {
+        if matches!(
+            name.as_str(),
+            "br" | "br/"
+                | "p"
+                | "/p"
+                | "div"
+                | "/div"
+                | "li"
+                | "tr"
+                | "/tr"
+                | "h1"
+                | "h2"
+                | "h3"
+                | "/h1"
+                | "/h2"
+                | "/h3"
+        ) {
             out.push('\n');
         }
     }
@@ -160,7 +182,10 @@ mod tests {
 
     #[test]
     fn xml_escaping_covers_markup_and_controls() {
-        assert_eq!(escape_xml("<script>\"a\" & 'b'</script>\u{0}"), "&lt;script&gt;&quot;a&quot; &amp; &#39;b&#39;&lt;/script&gt;");
+        assert_eq!(
+            escape_xml("<script>\"a\" & 'b'</script>\u{0}"),
+            "&lt;script&gt;&quot;a&quot; &amp; &#39;b&#39;&lt;/script&gt;"
+        );
     }
 
     #[test]

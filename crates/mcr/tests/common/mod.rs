@@ -1,7 +1,10 @@
 //! Start what `mcr demo` starts (four sources and the gateway over real HTTP on port 0) in a
 //! fresh data directory, and talk to it as a client would.
 
-#![allow(dead_code, reason = "each test binary uses a different part of this helper")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of this helper"
+)]
 
 use mcr::demo::{self, Demo, DemoOptions};
 use serde_json::Value;
@@ -31,14 +34,25 @@ pub async fn start_with(store: Option<String>, deadline_ms: u64) -> TestDemo {
         insecure_http: false,
     };
     let demo = demo::start(&opts).await.expect("demo starts");
-    let http = trusting_client(&demo).timeout(Duration::from_secs(30)).build().expect("client");
-    TestDemo { demo, http, _dir: dir }
+    let http = trusting_client(&demo)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    TestDemo {
+        demo,
+        http,
+        _dir: dir,
+    }
 }
 
 /// A client builder that trusts the demo's regional CA (and nothing else), as
 /// `curl --cacert DATA_DIR/pki/ca.pem` does: the gateway serves HTTPS.
 pub fn trusting_client(demo: &Demo) -> reqwest::ClientBuilder {
-    let ca = demo.info.ca_cert.as_ref().expect("demo.json names the CA certificate");
+    let ca = demo
+        .info
+        .ca_cert
+        .as_ref()
+        .expect("demo.json names the CA certificate");
     let pem = std::fs::read(ca).expect("the demo CA certificate");
     reqwest::Client::builder()
         .tls_built_in_root_certs(false)
@@ -68,11 +82,20 @@ impl TestDemo {
             .expect("request");
         let status = resp.status().as_u16();
         let text = resp.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn get_text(&self, user: &str, path: &str) -> (u16, String) {
-        let resp = self.http.get(self.url(path)).bearer_auth(self.token(user)).send().await.expect("request");
+        let resp = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(self.token(user))
+            .send()
+            .await
+            .expect("request");
         let status = resp.status().as_u16();
         (status, resp.text().await.expect("body"))
     }
@@ -89,17 +112,23 @@ impl TestDemo {
             .expect("request");
         let status = resp.status().as_u16();
         let text = resp.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// Record "the patient gave permission" for `user`'s organisation.
     pub async fn give_permission(&self, user: &str, nhs: &str) {
-        let (status, body) = self.post(user, "/fhir/Consent", &permission(nhs, "permit", "patient")).await;
+        let (status, body) = self
+            .post(user, "/fhir/Consent", &permission(nhs, "permit", "patient"))
+            .await;
         assert_eq!(status, 201, "permission recorded: {body}");
     }
 
     pub async fn everything(&self, user: &str, nhs: &str) -> (u16, Value) {
-        self.get(user, &format!("/fhir/Patient/{nhs}/$everything")).await
+        self.get(user, &format!("/fhir/Patient/{nhs}/$everything"))
+            .await
     }
 }
 
@@ -133,7 +162,10 @@ pub fn issue_codes(oo: &Value) -> Vec<(String, String)> {
         .iter()
         .map(|i| {
             (
-                i["details"]["coding"][0]["code"].as_str().unwrap_or("").to_owned(),
+                i["details"]["coding"][0]["code"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned(),
                 i["expression"][0].as_str().unwrap_or("").to_owned(),
             )
         })
@@ -155,7 +187,12 @@ pub fn provenance_orgs(bundle: &Value) -> std::collections::BTreeSet<String> {
     resources(bundle, "Provenance")
         .iter()
         .flat_map(|p| p["agent"].as_array().expect("agents").iter())
-        .map(|a| a["who"]["identifier"]["value"].as_str().expect("ods").to_owned())
+        .map(|a| {
+            a["who"]["identifier"]["value"]
+                .as_str()
+                .expect("ods")
+                .to_owned()
+        })
         .collect()
 }
 
@@ -178,29 +215,60 @@ pub fn set_cookie(resp: &reqwest::Response, name: &str) -> Option<String> {
 }
 
 pub fn location(resp: &reqwest::Response) -> String {
-    resp.headers()["location"].to_str().expect("a Location").to_owned()
+    resp.headers()["location"]
+        .to_str()
+        .expect("a Location")
+        .to_owned()
 }
 
 /// Where the gateway's sign-in sends the browser: the provider's authorize URL, and the
 /// `mcr_login` cookie that ties the sign-in to this browser.
 pub async fn start_sign_in(t: &TestDemo, http: &reqwest::Client) -> (url::Url, String) {
-    let resp = http.post(t.url("/signin")).send().await.expect("POST /signin");
+    let resp = http
+        .post(t.url("/signin"))
+        .send()
+        .await
+        .expect("POST /signin");
     assert_eq!(resp.status(), 303, "sign-in goes to the provider");
     let login = set_cookie(&resp, "mcr_login").expect("an mcr_login cookie");
     let login = login.split(';').next().expect("cookie").to_owned();
-    (url::Url::parse(&location(&resp)).expect("authorize URL"), login)
+    (
+        url::Url::parse(&location(&resp)).expect("authorize URL"),
+        login,
+    )
 }
 
 /// At the provider's sign-in page, choose `user`; returns where the provider sends the browser.
-pub async fn choose_user(http: &reqwest::Client, authorize: &url::Url, user: &str) -> reqwest::Response {
-    let page = http.get(authorize.clone()).send().await.expect("authorize page");
+pub async fn choose_user(
+    http: &reqwest::Client,
+    authorize: &url::Url,
+    user: &str,
+) -> reqwest::Response {
+    let page = http
+        .get(authorize.clone())
+        .send()
+        .await
+        .expect("authorize page");
     assert_eq!(page.status(), 200);
-    assert!(page.text().await.expect("page").contains(&format!("value=\"{user}\"")), "{user} is offered");
-    let mut form: Vec<(String, String)> = authorize.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    assert!(
+        page.text()
+            .await
+            .expect("page")
+            .contains(&format!("value=\"{user}\"")),
+        "{user} is offered"
+    );
+    let mut form: Vec<(String, String)> = authorize
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
     form.push(("user".into(), user.into()));
     let mut post_url = authorize.clone();
     post_url.set_query(None);
-    http.post(post_url).form(&form).send().await.expect("POST authorize")
+    http.post(post_url)
+        .form(&form)
+        .send()
+        .await
+        .expect("POST authorize")
 }
 
 impl TestDemo {
@@ -211,7 +279,10 @@ impl TestDemo {
 
     /// A client that, like a test of a browser, follows no redirects by itself.
     pub fn browser(&self) -> reqwest::Client {
-        trusting_client(&self.demo).redirect(reqwest::redirect::Policy::none()).build().expect("client")
+        trusting_client(&self.demo)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client")
     }
 
     /// Sign in to the pages as a demo user, through the provider, like a browser would.
@@ -221,14 +292,30 @@ impl TestDemo {
         let back = choose_user(&http, &authorize, user).await;
         assert_eq!(back.status(), 303, "the provider sends the browser back");
         let callback = location(&back);
-        assert!(callback.starts_with(&self.url("/signin/callback?")), "{callback}");
-        let resp = http.get(&callback).header("cookie", &login).send().await.expect("callback");
+        assert!(
+            callback.starts_with(&self.url("/signin/callback?")),
+            "{callback}"
+        );
+        let resp = http
+            .get(&callback)
+            .header("cookie", &login)
+            .send()
+            .await
+            .expect("callback");
         assert_eq!(resp.status(), 303, "signed in: {:?}", resp.headers());
         assert_eq!(location(&resp), "/app");
         let cookie = set_cookie(&resp, "mcr_session").expect("a session cookie");
-        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+            "{cookie}"
+        );
         let cookie = cookie.split(';').next().expect("cookie").to_owned();
-        let page = http.get(self.url("/app")).header("cookie", &cookie).send().await.expect("GET /app");
+        let page = http
+            .get(self.url("/app"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .expect("GET /app");
         assert_eq!(page.status(), 200);
         let html = page.text().await.expect("page");
         let csrf = html
