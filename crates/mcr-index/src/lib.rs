@@ -136,23 +136,23 @@ impl Indexer {
                 .federation
                 .source(&source)
                 .is_some_and(|s| s.config().organisation.kind == OrgKind::GpPractice);
-            if !authoritative {
-                let mut fresh = Vec::new();
-                for p in patients {
-                    if self.store.patient(&p.nhs_number).await?.is_none() {
-                        fresh.push(p);
-                    }
-                }
-                patients = fresh;
-            }
             for chunk in patients.chunks(BATCH) {
-                self.store.upsert_patients(chunk).await?;
+                if authoritative {
+                    self.store.upsert_patients(chunk).await?;
+                } else {
+                    self.store.insert_missing_patients(chunk).await?;
+                }
             }
             for chunk in links.chunks(BATCH) {
                 self.store.upsert_links(chunk).await?;
             }
-            for l in &links {
-                self.store.clear_unmatched(&l.source, &l.local_id).await?;
+            // Records left unmatched by an earlier sync that now carry an NHS number.
+            let linked: std::collections::HashSet<&str> =
+                links.iter().map(|l| l.local_id.as_str()).collect();
+            for u in self.store.unmatched(Some(&source)).await? {
+                if linked.contains(u.local_id.as_str()) {
+                    self.store.clear_unmatched(&source, &u.local_id).await?;
+                }
             }
             if let Some(w) = watermark {
                 self.store.set_sync_watermark(&source, &w).await?;

@@ -54,12 +54,24 @@ impl From<sqlx::Error> for StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// What a patient write does to a patient already in the index.
+pub(crate) const PATIENT_REPLACE: &str =
+    " ON CONFLICT (nhs_number) DO UPDATE SET family = excluded.family, \
+     given = excluded.given, family_norm = excluded.family_norm, given_norm = excluded.given_norm, \
+     birth_date = excluded.birth_date, gender = excluded.gender, postcode = excluded.postcode, \
+     postcode_norm = excluded.postcode_norm, gp_practice = excluded.gp_practice, \
+     updated_at = excluded.updated_at";
+pub(crate) const PATIENT_KEEP: &str = " ON CONFLICT (nhs_number) DO NOTHING";
+
 /// The patient index (record locator): which sources hold which patient under which local id,
 /// and the demographics needed to find a patient.
 #[async_trait]
 pub trait IndexStore: Send + Sync {
     /// Insert or replace patients by NHS number (demographics only). Batched for sync.
     async fn upsert_patients(&self, patients: &[IndexedPatient]) -> Result<()>;
+    /// Insert patients not yet in the index; those already there are left as they are (a
+    /// less authoritative source only fills gaps).
+    async fn insert_missing_patients(&self, patients: &[IndexedPatient]) -> Result<()>;
     /// Insert or replace links by `(source, local_id)`.
     async fn upsert_links(&self, links: &[SourceLink]) -> Result<()>;
     async fn patient(&self, nhs: &NhsNumber) -> Result<Option<IndexedPatient>>;

@@ -47,6 +47,52 @@ impl std::fmt::Debug for PostgresStore {
 }
 
 impl PostgresStore {
+    /// Patients in batches of arrays ([`CHUNK`] rows), one transaction per call.
+    async fn write_patients(&self, patients: &[IndexedPatient], on_conflict: &str) -> Result<()> {
+        let rows: Vec<PatientRow<'_>> = last_per_key(patients, |p| p.nhs_number.clone())
+            .into_iter()
+            .map(PatientRow::new)
+            .collect();
+        let mut tx = self.pool.begin().await?;
+        for chunk in rows.chunks(CHUNK) {
+            let nhs: Vec<&str> = chunk.iter().map(|r| r.p.nhs_number.as_str()).collect();
+            let family: Vec<&str> = chunk.iter().map(|r| r.p.family.as_str()).collect();
+            let given: Vec<&str> = chunk.iter().map(|r| r.p.given.as_str()).collect();
+            let family_norm: Vec<&str> = chunk.iter().map(|r| r.family_norm.as_str()).collect();
+            let given_norm: Vec<&str> = chunk.iter().map(|r| r.given_norm.as_str()).collect();
+            let birth_date: Vec<NaiveDate> = chunk.iter().map(|r| r.p.birth_date).collect();
+            let gender: Vec<Option<&str>> = chunk.iter().map(|r| r.p.gender.as_deref()).collect();
+            let postcode: Vec<Option<&str>> =
+                chunk.iter().map(|r| r.p.postcode.as_deref()).collect();
+            let postcode_norm: Vec<Option<&str>> =
+                chunk.iter().map(|r| r.postcode_norm.as_deref()).collect();
+            let gp: Vec<Option<&str>> = chunk.iter().map(|r| r.p.gp_practice.as_deref()).collect();
+            let updated: Vec<&str> = chunk.iter().map(|r| r.updated_at.as_str()).collect();
+            let sql = format!(
+                "INSERT INTO patient (nhs_number, family, given, family_norm, given_norm, \
+                 birth_date, gender, postcode, postcode_norm, gp_practice, updated_at) \
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                 $6::date[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[]){on_conflict}"
+            );
+            sqlx::query(&sql)
+                .bind(&nhs)
+                .bind(&family)
+                .bind(&given)
+                .bind(&family_norm)
+                .bind(&given_norm)
+                .bind(&birth_date)
+                .bind(&gender)
+                .bind(&postcode)
+                .bind(&postcode_norm)
+                .bind(&gp)
+                .bind(&updated)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Connect to `postgres://user@host:port/db` (or `postgresql://`). Fails with
     /// [`StoreError::Unavailable`] within a few seconds if the server cannot be reached.
     pub async fn open(url: &str) -> Result<Self> {
@@ -118,53 +164,11 @@ pub(crate) async fn append_audit_in_tx(
 #[async_trait]
 impl IndexStore for PostgresStore {
     async fn upsert_patients(&self, patients: &[IndexedPatient]) -> Result<()> {
-        let rows: Vec<PatientRow<'_>> = last_per_key(patients, |p| p.nhs_number.clone())
-            .into_iter()
-            .map(PatientRow::new)
-            .collect();
-        let mut tx = self.pool.begin().await?;
-        for chunk in rows.chunks(CHUNK) {
-            let nhs: Vec<&str> = chunk.iter().map(|r| r.p.nhs_number.as_str()).collect();
-            let family: Vec<&str> = chunk.iter().map(|r| r.p.family.as_str()).collect();
-            let given: Vec<&str> = chunk.iter().map(|r| r.p.given.as_str()).collect();
-            let family_norm: Vec<&str> = chunk.iter().map(|r| r.family_norm.as_str()).collect();
-            let given_norm: Vec<&str> = chunk.iter().map(|r| r.given_norm.as_str()).collect();
-            let birth_date: Vec<NaiveDate> = chunk.iter().map(|r| r.p.birth_date).collect();
-            let gender: Vec<Option<&str>> = chunk.iter().map(|r| r.p.gender.as_deref()).collect();
-            let postcode: Vec<Option<&str>> =
-                chunk.iter().map(|r| r.p.postcode.as_deref()).collect();
-            let postcode_norm: Vec<Option<&str>> =
-                chunk.iter().map(|r| r.postcode_norm.as_deref()).collect();
-            let gp: Vec<Option<&str>> = chunk.iter().map(|r| r.p.gp_practice.as_deref()).collect();
-            let updated: Vec<&str> = chunk.iter().map(|r| r.updated_at.as_str()).collect();
-            sqlx::query(
-                "INSERT INTO patient (nhs_number, family, given, family_norm, given_norm, \
-                 birth_date, gender, postcode, postcode_norm, gp_practice, updated_at) \
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
-                 $6::date[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[]) \
-                 ON CONFLICT (nhs_number) DO UPDATE SET family = excluded.family, \
-                 given = excluded.given, family_norm = excluded.family_norm, \
-                 given_norm = excluded.given_norm, birth_date = excluded.birth_date, \
-                 gender = excluded.gender, postcode = excluded.postcode, \
-                 postcode_norm = excluded.postcode_norm, gp_practice = excluded.gp_practice, \
-                 updated_at = excluded.updated_at",
-            )
-            .bind(&nhs)
-            .bind(&family)
-            .bind(&given)
-            .bind(&family_norm)
-            .bind(&given_norm)
-            .bind(&birth_date)
-            .bind(&gender)
-            .bind(&postcode)
-            .bind(&postcode_norm)
-            .bind(&gp)
-            .bind(&updated)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.write_patients(patients, crate::PATIENT_REPLACE).await
+    }
+
+    async fn insert_missing_patients(&self, patients: &[IndexedPatient]) -> Result<()> {
+        self.write_patients(patients, crate::PATIENT_KEEP).await
     }
 
     async fn upsert_links(&self, links: &[SourceLink]) -> Result<()> {

@@ -44,6 +44,38 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 impl SqliteStore {
+    /// Patients in multi-row statements of [`CHUNK`], one transaction per call.
+    async fn write_patients(&self, patients: &[IndexedPatient], on_conflict: &str) -> Result<()> {
+        let rows: Vec<PatientRow<'_>> = last_per_key(patients, |p| p.nhs_number.clone())
+            .into_iter()
+            .map(PatientRow::new)
+            .collect();
+        let mut tx = self.write.begin().await?;
+        for chunk in rows.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO patient (nhs_number, family, given, family_norm, given_norm, \
+                 birth_date, gender, postcode, postcode_norm, gp_practice, updated_at) ",
+            );
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(r.p.nhs_number.as_str())
+                    .push_bind(r.p.family.as_str())
+                    .push_bind(r.p.given.as_str())
+                    .push_bind(r.family_norm.as_str())
+                    .push_bind(r.given_norm.as_str())
+                    .push_bind(r.p.birth_date)
+                    .push_bind(r.p.gender.as_deref())
+                    .push_bind(r.p.postcode.as_deref())
+                    .push_bind(r.postcode_norm.as_deref())
+                    .push_bind(r.p.gp_practice.as_deref())
+                    .push_bind(r.updated_at.as_str());
+            });
+            qb.push(on_conflict);
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Open (creating if missing) `sqlite:///abs/path.db` or `sqlite://relative.db`.
     pub async fn open(url: &str) -> Result<Self> {
         let options = SqliteConnectOptions::from_str(url)
@@ -131,41 +163,11 @@ pub(crate) async fn append_audit_in_tx(
 #[async_trait]
 impl IndexStore for SqliteStore {
     async fn upsert_patients(&self, patients: &[IndexedPatient]) -> Result<()> {
-        let rows: Vec<PatientRow<'_>> = last_per_key(patients, |p| p.nhs_number.clone())
-            .into_iter()
-            .map(PatientRow::new)
-            .collect();
-        let mut tx = self.write.begin().await?;
-        for chunk in rows.chunks(CHUNK) {
-            let mut qb = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO patient (nhs_number, family, given, family_norm, given_norm, \
-                 birth_date, gender, postcode, postcode_norm, gp_practice, updated_at) ",
-            );
-            qb.push_values(chunk, |mut b, r| {
-                b.push_bind(r.p.nhs_number.as_str())
-                    .push_bind(r.p.family.as_str())
-                    .push_bind(r.p.given.as_str())
-                    .push_bind(r.family_norm.as_str())
-                    .push_bind(r.given_norm.as_str())
-                    .push_bind(r.p.birth_date)
-                    .push_bind(r.p.gender.as_deref())
-                    .push_bind(r.p.postcode.as_deref())
-                    .push_bind(r.postcode_norm.as_deref())
-                    .push_bind(r.p.gp_practice.as_deref())
-                    .push_bind(r.updated_at.as_str());
-            });
-            qb.push(
-                " ON CONFLICT (nhs_number) DO UPDATE SET family = excluded.family, \
-                 given = excluded.given, family_norm = excluded.family_norm, \
-                 given_norm = excluded.given_norm, birth_date = excluded.birth_date, \
-                 gender = excluded.gender, postcode = excluded.postcode, \
-                 postcode_norm = excluded.postcode_norm, gp_practice = excluded.gp_practice, \
-                 updated_at = excluded.updated_at",
-            );
-            qb.build().execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.write_patients(patients, crate::PATIENT_REPLACE).await
+    }
+
+    async fn insert_missing_patients(&self, patients: &[IndexedPatient]) -> Result<()> {
+        self.write_patients(patients, crate::PATIENT_KEEP).await
     }
 
     async fn upsert_links(&self, links: &[SourceLink]) -> Result<()> {

@@ -269,10 +269,33 @@ async fn index_story(store: &dyn Store) {
         store.patient(&a).await.expect("lookup"),
         Some(moved.clone())
     );
+    // Fill gaps only: a known patient is left alone.
+    store
+        .insert_missing_patients(std::slice::from_ref(&moved))
+        .await
+        .expect("insert missing");
+    assert_eq!(
+        store.patient(&a).await.expect("lookup"),
+        Some(moved.clone()),
+        "unchanged"
+    );
     store
         .upsert_patients(std::slice::from_ref(&mary))
         .await
         .expect("and back");
+    let kept = IndexedPatient {
+        postcode: Some("EN1 1AA".into()),
+        ..mary.clone()
+    };
+    store
+        .insert_missing_patients(std::slice::from_ref(&kept))
+        .await
+        .expect("insert missing");
+    assert_eq!(
+        store.patient(&a).await.expect("lookup"),
+        Some(mary.clone()),
+        "an existing patient is not replaced"
+    );
 
     // Search: normalised family, ordered by given name.
     let found = store
