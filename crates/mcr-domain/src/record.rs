@@ -104,8 +104,57 @@ pub struct RecordItem {
     pub sources: Vec<ItemSource>,
     /// Set when sources agree this is the same item but disagree on a detail.
     pub discrepancy: Option<String>,
-    /// The resource as the first source sent it, kept whole and never persisted.
-    pub resource: serde_json::Value,
+    /// The resource as the first source sent it, kept whole (as text) and never persisted.
+    pub resource: SourceJson,
+}
+
+/// A resource exactly as its source sent it: the JSON text, checked to be one well-formed JSON
+/// value when it was received. The API returns it byte for byte (never decoded and encoded
+/// again); a page that needs a field the merge did not keep parses it with [`SourceJson::value`].
+///
+/// `Debug` shows only its length: it is clinical data and must not reach a log.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SourceJson(Box<serde_json::value::RawValue>);
+
+impl SourceJson {
+    /// The JSON text as received.
+    pub fn json(&self) -> &str {
+        self.0.get()
+    }
+
+    /// Parsed again. `None` only if the text is not JSON, which the constructors rule out.
+    pub fn value(&self) -> Option<serde_json::Value> {
+        serde_json::from_str(self.0.get()).ok()
+    }
+
+    /// Checked JSON text, as received from a source.
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::value::RawValue::from_string(text.to_owned()).map(Self)
+    }
+
+    /// Already checked JSON text (a `RawValue` the deserialiser produced).
+    pub fn from_raw(raw: Box<serde_json::value::RawValue>) -> Self {
+        Self(raw)
+    }
+
+    /// Encodes a parsed value (tests, and resources built here rather than received).
+    pub fn from_value(value: &serde_json::Value) -> Self {
+        // A `Value` always encodes (its map keys are strings), so this cannot fail.
+        Self(serde_json::value::to_raw_value(value).expect("a serde_json::Value encodes"))
+    }
+}
+
+impl PartialEq for SourceJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.json() == other.json()
+    }
+}
+
+impl std::fmt::Debug for SourceJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SourceJson({} bytes)", self.json().len())
+    }
 }
 
 /// Why a source gave no data for this view.

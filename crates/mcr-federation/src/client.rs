@@ -1,7 +1,8 @@
 use async_trait::async_trait;
 use futures::future::join_all;
-use mcr_domain::{FailureReason, Organisation, SourceId};
+use mcr_domain::{FailureReason, Organisation, SourceId, SourceJson};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::time::Duration;
 use url::Url;
@@ -63,7 +64,7 @@ pub struct SourceFetch {
     pub org_name: String,
     pub base_url: String,
     /// The resources as sent, or why there are none.
-    pub outcome: Result<Vec<Value>, FailureReason>,
+    pub outcome: Result<Vec<Received>, FailureReason>,
     pub elapsed_ms: u64,
     /// The source's own handling time for this view, as it reported it (`Server-Timing`), along
     /// its slowest concurrent search, in milliseconds; `None` when it did not say or failed.
@@ -73,10 +74,113 @@ pub struct SourceFetch {
 /// What one source answered: the resources, and how long it said it took.
 #[derive(Debug, Clone, Default)]
 pub struct Fetched {
-    pub resources: Vec<Value>,
+    pub resources: Vec<Received>,
     /// Sum of the `Server-Timing: app;dur=` of each page along the slowest of the concurrent
     /// searches (pages of one search follow each other), in milliseconds.
     pub source_ms: Option<f64>,
+}
+
+/// One resource as a source sent it: parsed, for the merge to read, and the text it came as,
+/// for the API to return unchanged. The parsed form lives only until the merge is done.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub value: Value,
+    pub json: SourceJson,
+}
+
+impl Received {
+    /// From checked JSON text.
+    pub fn from_raw(raw: Box<RawValue>) -> Result<Self, FailureReason> {
+        let value = serde_json::from_str(raw.get()).map_err(|_| FailureReason::Malformed {
+            detail: "a resource could not be read".into(),
+        })?;
+        Ok(Self {
+            value,
+            json: SourceJson::from_raw(raw),
+        })
+    }
+
+    /// From a parsed resource (tests, and resources built rather than received).
+    pub fn from_value(value: Value) -> Self {
+        Self {
+            json: SourceJson::from_value(&value),
+            value,
+        }
+    }
+}
+
+/// A search result page as read off the wire: only what the gateway looks at is decoded;
+/// each resource is kept as its text.
+#[derive(serde::Deserialize)]
+struct Page {
+    #[serde(rename = "resourceType")]
+    resource_type: Option<Value>,
+    link: Option<Value>,
+    entry: Option<Vec<PageEntry>>,
+}
+
+/// One `Bundle.entry`: its resource as text. An entry that is not an object, or has no
+/// resource, is junk and is skipped (as a `Value` reader would). Read in one pass, keeping
+/// the last `resource` key as a `Value` reader would.
+struct PageEntry(Option<Box<RawValue>>);
+
+impl<'de> serde::Deserialize<'de> for PageEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+        struct EntryVisitor;
+        impl<'de> Visitor<'de> for EntryVisitor {
+            type Value = PageEntry;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a Bundle entry")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PageEntry, A::Error> {
+                let mut resource = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "resource" {
+                        resource = Some(map.next_value::<Box<RawValue>>()?);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(PageEntry(resource.filter(|r| r.get() != "null")))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<PageEntry, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(PageEntry(None))
+            }
+            fn visit_unit<E>(self) -> Result<PageEntry, E> {
+                Ok(PageEntry(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<PageEntry, E> {
+                Ok(PageEntry(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<PageEntry, E> {
+                Ok(PageEntry(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<PageEntry, E> {
+                Ok(PageEntry(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<PageEntry, E> {
+                Ok(PageEntry(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<PageEntry, E> {
+                Ok(PageEntry(None))
+            }
+        }
+        d.deserialize_any(EntryVisitor)
+    }
+}
+
+/// Why an answer could not be read: not JSON at all, or JSON of the wrong shape.
+fn not_json(e: &serde_json::Error) -> FailureReason {
+    let what = if e.is_data() {
+        "not a FHIR resource of the expected shape"
+    } else {
+        "not JSON"
+    };
+    FailureReason::Malformed {
+        detail: format!("{what} at line {} column {}", e.line(), e.column()),
+    }
 }
 
 impl SourceFetch {
@@ -162,7 +266,7 @@ impl HttpSource {
         want: &str,
         patient: Option<&str>,
         budget: &Budget,
-    ) -> Result<(Vec<Value>, Option<f64>), FailureReason> {
+    ) -> Result<(Vec<Received>, Option<f64>), FailureReason> {
         let mut out = Vec::new();
         let mut source_ms: Option<f64> = None;
         let mut next = Some(first);
@@ -174,51 +278,39 @@ impl HttpSource {
                     detail: format!("more than {} pages", self.limits.max_pages),
                 });
             }
-            let (mut bundle, ms) = self.get_json(url, budget).await?;
+            let (body, ms) = self.get_body(url, budget).await?;
             source_ms = add_ms(source_ms, ms);
-            if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+            let page: Page = serde_json::from_slice(&body).map_err(|e| not_json(&e))?;
+            drop(body);
+            if page.resource_type.as_ref().and_then(Value::as_str) != Some("Bundle") {
                 return Err(FailureReason::Malformed {
                     detail: "a search did not return a Bundle".into(),
                 });
             }
-            // Read the paging link first, then take the entries out of the bundle (moved, not copied).
-            if let Some(link) = mcr_fhir::next_link(&bundle) {
+            if let Some(link) = page.link.as_ref().and_then(|l| mcr_fhir::next_link_in(l)) {
                 next = Some(self.same_origin(link)?);
             }
-            match bundle.get_mut("entry").map(Value::take) {
-                None | Some(Value::Null) => {}
-                Some(Value::Array(entries)) => {
-                    for mut e in entries {
-                        let r = e
-                            .get_mut("resource")
-                            .map(Value::take)
-                            .unwrap_or(Value::Null);
-                        if mcr_fhir::resource_type(&r) != Some(want)
-                            || mcr_fhir::resource_id(&r).is_none()
-                        {
-                            // Included resources (e.g. OperationOutcome) or junk: not part of the record.
-                            continue;
-                        }
-                        if let Some(p) = patient {
-                            let about = if want == "Patient" {
-                                mcr_fhir::resource_id(&r)
-                            } else {
-                                mcr_fhir::patient_reference(&r)
-                            };
-                            if about != Some(p) {
-                                // A source that answers with another patient's data is wrong; never
-                                // show it as this patient's.
-                                continue;
-                            }
-                        }
-                        out.push(r);
+            for PageEntry(raw) in page.entry.unwrap_or_default() {
+                let Some(raw) = raw else { continue };
+                let r = Received::from_raw(raw)?;
+                let v = &r.value;
+                if mcr_fhir::resource_type(v) != Some(want) || mcr_fhir::resource_id(v).is_none() {
+                    // Included resources (e.g. OperationOutcome) or junk: not part of the record.
+                    continue;
+                }
+                if let Some(p) = patient {
+                    let about = if want == "Patient" {
+                        mcr_fhir::resource_id(v)
+                    } else {
+                        mcr_fhir::patient_reference(v)
+                    };
+                    if about != Some(p) {
+                        // A source that answers with another patient's data is wrong; never
+                        // show it as this patient's.
+                        continue;
                     }
                 }
-                Some(_) => {
-                    return Err(FailureReason::Malformed {
-                        detail: "Bundle.entry is not a list".into(),
-                    });
-                }
+                out.push(r);
             }
         }
         Ok((out, source_ms))
@@ -246,16 +338,18 @@ impl HttpSource {
         &self,
         local_id: &str,
         budget: &Budget,
-    ) -> Result<(Vec<Value>, Option<f64>), FailureReason> {
+    ) -> Result<(Vec<Received>, Option<f64>), FailureReason> {
         let mut url = self.url("Patient", &[])?;
         url.path_segments_mut()
             .map_err(|()| FailureReason::Malformed {
                 detail: "the configured base URL cannot take a path".into(),
             })?
             .push(local_id);
-        let (r, ms) = self.get_json(url, budget).await?;
-        if mcr_fhir::resource_type(&r) != Some("Patient")
-            || mcr_fhir::resource_id(&r) != Some(local_id)
+        let (body, ms) = self.get_body(url, budget).await?;
+        let raw: Box<RawValue> = serde_json::from_slice(&body).map_err(|e| not_json(&e))?;
+        let r = Received::from_raw(raw)?;
+        if mcr_fhir::resource_type(&r.value) != Some("Patient")
+            || mcr_fhir::resource_id(&r.value) != Some(local_id)
         {
             return Err(FailureReason::Malformed {
                 detail: "a Patient read returned something else".into(),
@@ -264,12 +358,12 @@ impl HttpSource {
         Ok((vec![r], ms))
     }
 
-    /// The JSON body, and the source's own time for it (`Server-Timing: app;dur=`), if given.
-    async fn get_json(
+    /// The body, and the source's own time for it (`Server-Timing: app;dur=`), if given.
+    async fn get_body(
         &self,
         url: Url,
         budget: &Budget,
-    ) -> Result<(Value, Option<f64>), FailureReason> {
+    ) -> Result<(Vec<u8>, Option<f64>), FailureReason> {
         let mut request = self
             .client
             .get(url)
@@ -298,10 +392,7 @@ impl HttpSource {
             budget.take(chunk.len() as u64)?;
             body.extend_from_slice(&chunk);
         }
-        let value = serde_json::from_slice(&body).map_err(|e| FailureReason::Malformed {
-            detail: format!("not JSON at line {} column {}", e.line(), e.column()),
-        })?;
-        Ok((value, source_ms))
+        Ok((body, source_ms))
     }
 }
 
@@ -463,7 +554,7 @@ impl Source for HttpSource {
             .map_err(|_| FailureReason::Timeout {
                 after_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
             })?
-            .map(|(patients, _)| patients)
+            .map(|(patients, _)| patients.into_iter().map(|p| p.value).collect())
     }
 }
 

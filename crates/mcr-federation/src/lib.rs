@@ -15,7 +15,7 @@ pub mod identity;
 mod merge;
 
 pub use client::{
-    FederationConfig, Fetched, HttpSource, Location, Source, SourceConfig, SourceFetch,
+    FederationConfig, Fetched, HttpSource, Location, Received, Source, SourceConfig, SourceFetch,
 };
 pub use identity::IdentitySigner;
 pub use merge::{merge, MergeInput};

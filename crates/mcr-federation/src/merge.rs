@@ -85,8 +85,8 @@ pub fn merge(input: &MergeInput<'_>, fetches: Vec<SourceFetch>) -> MergedRecord 
             Ok(resources) => (SourceStatus::Ok, resources),
         };
         let shares = input.source_shares.get(&f.source);
-        for owned in resources {
-            let r = &owned;
+        for received in resources {
+            let r = &received.value;
             let Some(class) = mcr_fhir::classify(r) else {
                 continue;
             };
@@ -109,7 +109,7 @@ pub fn merge(input: &MergeInput<'_>, fetches: Vec<SourceFetch>) -> MergedRecord 
             }
             if class == DataClass::Demographics {
                 if input.classes.contains(&DataClass::Demographics) && patient.is_none() {
-                    patient = Some((rank, owned));
+                    patient = Some((rank, received.value));
                 }
                 continue;
             }
@@ -169,7 +169,8 @@ pub fn merge(input: &MergeInput<'_>, fetches: Vec<SourceFetch>) -> MergedRecord 
                 date: summary.date,
                 sources: vec![source],
                 discrepancy: None,
-                resource: owned,
+                // The parsed form is dropped here: only the text is kept for the view.
+                resource: received.json,
             });
         }
         withheld_any |= withheld > 0;
@@ -252,7 +253,10 @@ mod tests {
             org_code: OdsCode::parse(org).unwrap(),
             org_name: format!("{org} org"),
             base_url: format!("http://{id}.example"),
-            outcome: Ok(resources),
+            outcome: Ok(resources
+                .into_iter()
+                .map(crate::Received::from_value)
+                .collect()),
             elapsed_ms: 5,
             source_ms: None,
         }

@@ -16,7 +16,8 @@ mod read;
 pub use classify::{classify, summarise, Summary};
 pub use outcome::{operation_outcome, Issue, IssueSeverity, IssueType};
 pub use read::{
-    codings, first_coding, next_link, patient_reference, resource_id, resource_type, str_at, Coding,
+    codings, first_coding, next_link, next_link_in, patient_reference, resource_id, resource_type,
+    str_at, Coding,
 };
 
 /// The media type FHIR R4 JSON is exchanged in.

@@ -80,8 +80,12 @@ pub fn patient_reference(r: &Value) -> Option<&str> {
 
 /// The `next` link of a Bundle, if any.
 pub fn next_link(bundle: &Value) -> Option<&str> {
-    bundle
-        .get("link")?
+    next_link_in(bundle.get("link")?)
+}
+
+/// The `next` link in a Bundle's `link` list, if any.
+pub fn next_link_in(links: &Value) -> Option<&str> {
+    links
         .as_array()?
         .iter()
         .find(|l| l.get("relation").and_then(Value::as_str) == Some("next"))?

@@ -80,7 +80,8 @@ fn provenance(item: &RecordItem, recorded: &str) -> Value {
 /// it), a Provenance naming every source that holds it, and an OperationOutcome naming every
 /// source that failed and whether anything was withheld.
 ///
-/// Serialised straight from the record (resources are borrowed, not copied into a new tree).
+/// Serialised straight from the record: each resource is written as the text its source sent
+/// (checked JSON, never decoded and encoded again).
 pub(crate) fn everything(
     base_url: &str,
     view: &View,
@@ -100,7 +101,7 @@ pub(crate) fn everything(
         for item in items {
             entries.push(Entry {
                 full_url: Some(item.sources[0].full_url.clone()),
-                resource: Res::Borrowed(&item.resource),
+                resource: Res::AsSent(&item.resource),
                 search: Search { mode: "include" },
             });
             entries.push(Entry {
@@ -195,6 +196,7 @@ struct Entry<'a> {
 #[derive(serde::Serialize)]
 #[serde(untagged)]
 enum Res<'a> {
+    AsSent(&'a mcr_domain::SourceJson),
     Borrowed(&'a Value),
     Owned(Value),
 }

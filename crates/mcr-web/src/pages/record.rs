@@ -256,15 +256,26 @@ pub(crate) fn result_groups(items: &[RecordItem]) -> Vec<ResultGroup> {
                 .unwrap_or_default();
             let unit = members
                 .iter()
-                .find_map(|i| i.resource.get("valueQuantity")?.get("unit")?.as_str())
-                .unwrap_or("")
-                .to_owned();
+                .find_map(|i| {
+                    i.resource
+                        .value()?
+                        .get("valueQuantity")?
+                        .get("unit")?
+                        .as_str()
+                        .map(str::to_owned)
+                })
+                .unwrap_or_default();
             let points: Vec<Point> = members
                 .iter()
                 .rev()
                 .filter(|i| i.date.is_some())
                 .filter_map(|i| {
-                    let v = i.resource.get("valueQuantity")?.get("value")?.as_f64()?;
+                    let v = i
+                        .resource
+                        .value()?
+                        .get("valueQuantity")?
+                        .get("value")?
+                        .as_f64()?;
                     Some(Point {
                         label: human_date(i.date.as_deref().unwrap_or_default()),
                         value: v,
@@ -331,7 +342,7 @@ pub(crate) fn record_page(layout: Layout, view: &mcr_gateway::View) -> RecordPag
     let results_available = !r.unavailable_sections.contains(&Section::Results);
     let mut documents = section(r, Section::Documents, "documents", "Documents", all);
     for (v, item) in documents.items.iter_mut().zip(r.items(Section::Documents)) {
-        v.body = document_text(&item.resource);
+        v.body = item.resource.value().and_then(|r| document_text(&r));
     }
     let mut recent = section(
         r,
@@ -542,7 +553,9 @@ mod tests {
                 recorded: Some(date.into()),
             }],
             discrepancy: None,
-            resource: json!({"resourceType": "Observation", "valueQuantity": {"value": value, "unit": "mmol/mol"}}),
+            resource: mcr_domain::SourceJson::from_value(
+                &json!({"resourceType": "Observation", "valueQuantity": {"value": value, "unit": "mmol/mol"}}),
+            ),
         }
     }
 
