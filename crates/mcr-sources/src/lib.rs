@@ -110,6 +110,45 @@ struct Shared {
     served: AtomicU64,
     addr: SocketAddr,
     shutdown: watch::Receiver<bool>,
+    answers: AnswerCache,
+}
+
+/// Search answers already written, by request. A simulated record never changes, so the same
+/// search always has the same answer; without this, every page of a search would generate the
+/// patient's whole record again and encode it (a 3,000-resource record, paged by 100, is 30
+/// generations), and the simulator, not the gateway, would be what a benchmark measures.
+/// Bounded: emptied when it holds more than [`AnswerCache::MAX_BYTES`].
+#[derive(Default)]
+struct AnswerCache {
+    inner: std::sync::Mutex<(std::collections::HashMap<String, axum::body::Bytes>, usize)>,
+}
+
+impl AnswerCache {
+    const MAX_BYTES: usize = 256 * 1024 * 1024;
+
+    fn get(&self, key: &str) -> Option<axum::body::Bytes> {
+        let guard = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        guard.0.get(key).cloned()
+    }
+
+    fn put(&self, key: String, body: axum::body::Bytes) {
+        let mut guard = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (map, bytes) = &mut *guard;
+        if *bytes + body.len() > Self::MAX_BYTES {
+            map.clear();
+            *bytes = 0;
+        }
+        *bytes += body.len();
+        if let Some(old) = map.insert(key, body) {
+            *bytes -= old.len();
+        }
+    }
 }
 
 impl Shared {
@@ -273,6 +312,7 @@ pub async fn serve_with(
         served: AtomicU64::new(0),
         addr,
         shutdown: shutdown.clone(),
+        answers: AnswerCache::default(),
     });
     let (conn_tx, conn_rx) = mpsc::channel::<(MaybeTlsStream, SocketAddr)>(256);
     let acceptor = tokio::spawn(accept_loop(
@@ -512,7 +552,35 @@ async fn search(
         );
     };
     let base = fhir::base_url(s.scheme, s.addr, &headers);
-    fhir::search(&s.slice, &base, &resource_type, &params)
+    // Patient searches (the index's sync, by `_lastUpdated`) are few; clinical searches are
+    // what every record view asks, several pages each.
+    let cacheable = resource_type != "Patient";
+    let key = cacheable.then(|| {
+        let mut k = format!("{base}\n{resource_type}");
+        for (name, value) in &params {
+            k.push_str(&format!("\n{name}={value}"));
+        }
+        k
+    });
+    if let Some(body) = key.as_deref().and_then(|k| s.answers.get(k)) {
+        return fhir::raw(StatusCode::OK, Body::from(body));
+    }
+    let answer = fhir::search(&s.slice, &base, &resource_type, &params);
+    let Some(key) = key.filter(|_| answer.status() == StatusCode::OK) else {
+        return answer;
+    };
+    let (parts, body) = answer.into_parts();
+    match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => {
+            s.answers.put(key, bytes.clone());
+            Response::from_parts(parts, Body::from(bytes))
+        }
+        Err(_) => fhir::outcome(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "exception",
+            "the answer could not be written",
+        ),
+    }
 }
 
 async fn read(
