@@ -8,9 +8,10 @@
 //! `requesting_organization` (ODS code) and `requesting_practitioner` (id and role).
 //! Signed with the gateway's Ed25519 key (EdDSA); sources verify it with the public key.
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use base64::Engine as _;
 use mcr_domain::{Clock, FailureReason, OdsCode};
 use mcr_policy::Grant;
+use ring::signature::Ed25519KeyPair;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -22,7 +23,8 @@ pub const ROLE_SYSTEM: &str = "https://mycarerecord.example/fhir/CodeSystem/role
 
 /// Signs identity tokens with the gateway's key.
 pub struct IdentitySigner {
-    key: EncodingKey,
+    /// Parsed once: deriving the key pair from PKCS#8 costs more than a signature.
+    key: Ed25519KeyPair,
     issuer: String,
     /// The gateway's own organisation (the requesting system's, for index sync).
     gateway_org: OdsCode,
@@ -45,13 +47,13 @@ impl IdentitySigner {
         issuer: impl Into<String>,
         gateway_org: OdsCode,
         clock: Arc<dyn Clock>,
-    ) -> Self {
-        Self {
-            key: EncodingKey::from_ed_der(pkcs8),
+    ) -> Result<Self, InvalidKey> {
+        Ok(Self {
+            key: Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8).map_err(|_| InvalidKey)?,
             issuer: issuer.into(),
             gateway_org,
             clock,
-        }
+        })
     }
 
     pub fn issuer(&self) -> &str {
@@ -136,10 +138,82 @@ impl IdentitySigner {
         if let Some(r) = record {
             claims["requested_record"] = r;
         }
-        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &self.key).map_err(|_| {
-            FailureReason::Unreachable {
-                detail: "the gateway could not sign the user's identity".into(),
-            }
-        })
+        // A compact JWS (RFC 7515) with EdDSA (RFC 8037), as `jsonwebtoken` writes it.
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut token = String::with_capacity(1024);
+        token.push_str(JWT_HEADER_B64);
+        token.push('.');
+        b64.encode_string(claims.to_string(), &mut token);
+        let signature = self.key.sign(token.as_bytes());
+        token.push('.');
+        b64.encode_string(signature.as_ref(), &mut token);
+        Ok(token)
+    }
+}
+
+/// `{"typ":"JWT","alg":"EdDSA"}`, base64url.
+const JWT_HEADER_B64: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJFZERTQSJ9";
+
+/// The identity key is not an Ed25519 private key in PKCS#8 DER.
+#[derive(Debug, thiserror::Error)]
+#[error("the identity key is not an Ed25519 private key (PKCS#8 DER)")]
+pub struct InvalidKey;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcr_domain::FixedClock;
+    use ring::signature::KeyPair as _;
+
+    #[test]
+    fn tokens_verify_as_eddsa_jwts_with_the_public_key() {
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).expect("key");
+        let public = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
+            .expect("key pair")
+            .public_key()
+            .as_ref()
+            .to_vec();
+        let clock = Arc::new(FixedClock::new(
+            chrono::DateTime::<chrono::Utc>::from_timestamp(1_795_000_000, 0).expect("time"),
+        ));
+        let signer = IdentitySigner::new(
+            pkcs8.as_ref(),
+            "https://mcr.example",
+            OdsCode::parse("RX1").expect("ods"),
+            clock,
+        )
+        .expect("signer");
+        let token = signer.for_system("https://gp.example/").expect("token");
+
+        let key = jsonwebtoken::DecodingKey::from_ed_der(&public);
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
+        validation.set_audience(&["https://gp.example"]);
+        validation.validate_exp = false;
+        let claims = jsonwebtoken::decode::<Value>(&token, &key, &validation)
+            .expect("verifies")
+            .claims;
+        assert_eq!(claims["iss"], "https://mcr.example");
+        assert_eq!(
+            claims["requesting_organization"]["identifier"][0]["value"],
+            "RX1"
+        );
+
+        // A changed claim breaks the signature.
+        let mut parts: Vec<&str> = token.split('.').collect();
+        let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(r#"{"iss":"https://evil.example","aud":"https://gp.example"}"#);
+        parts[1] = &forged;
+        assert!(jsonwebtoken::decode::<Value>(&parts.join("."), &key, &validation).is_err());
+
+        assert!(IdentitySigner::new(
+            b"not a key",
+            "x",
+            OdsCode::parse("RX1").expect("ods"),
+            Arc::new(FixedClock::new(
+                chrono::DateTime::<chrono::Utc>::from_timestamp(1_795_000_000, 0).expect("time")
+            ))
+        )
+        .is_err());
     }
 }

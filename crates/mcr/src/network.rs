@@ -190,9 +190,9 @@ pub fn identity_signer(
     let org = mcr_domain::OdsCode::parse(org.as_deref().unwrap_or("UNKNOWN")).map_err(|_| {
         anyhow::anyhow!("[sources_tls] cert names an organisation that is not an ODS code")
     })?;
-    Ok(Arc::new(mcr_federation::IdentitySigner::new(
-        &pkcs8, issuer, org, clock,
-    )))
+    let signer = mcr_federation::IdentitySigner::new(&pkcs8, issuer, org, clock)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", identity_key_path(s).display()))?;
+    Ok(Arc::new(signer))
 }
 
 #[cfg(unix)]
