@@ -282,15 +282,28 @@ fn targets(
             r.views_per_second >= 250.0 && r.error_count == 0,
         );
     }
-    let peak = scenarios
+    // "Under that load": the 64-clinician runs on ~300-resource records. The large-record run
+    // is reported beside it, not against it.
+    let usual = scenarios
         .iter()
+        .filter(|r| !r.name.starts_with("large"))
         .map(|r| r.gateway_peak_rss_mib)
         .fold(0.0, f64::max);
+    let large = scenarios
+        .iter()
+        .filter(|r| r.name.starts_with("large"))
+        .map(|r| format!(" (large records: {:.0} MiB)", r.gateway_peak_rss_mib))
+        .collect::<String>();
+    let since_start = if scenarios.iter().any(|r| r.peak_rss_since_start) {
+        ", peak since start-up: the kernel would not reset it"
+    } else {
+        ""
+    };
     add(
-        "gateway peak RSS",
+        "gateway peak RSS, ~300-resource records",
         "<= 300 MB",
-        format!("{peak:.0} MiB"),
-        peak * 1.048_576 <= 300.0,
+        format!("{usual:.0} MiB{since_start}{large}"),
+        usual * 1.048_576 <= 300.0,
     );
     for r in scenarios
         .iter()

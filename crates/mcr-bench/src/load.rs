@@ -48,7 +48,11 @@ pub struct ScenarioResult {
     /// Sources process CPU seconds per wall second.
     pub sources_cpu_cores: f64,
     pub gateway_rss_mib: f64,
+    /// Peak resident memory during this scenario (warm-up included).
     pub gateway_peak_rss_mib: f64,
+    /// True when the kernel would not reset the peak: the figure is then the peak since the
+    /// gateway started (index sync and earlier scenarios included).
+    pub peak_rss_since_start: bool,
     /// Read back from the gateway's `/metrics` over the same interval.
     pub gateway_metrics: MetricsCheck,
     /// Raw view latencies (ms) for the histogram picture; not written to JSON.
@@ -89,6 +93,8 @@ pub async fn run_load(
     client: &reqwest::Client,
     o: &LoadOptions,
 ) -> anyhow::Result<ScenarioResult> {
+    // Peak memory of this scenario only, not of start-up (the index sync) or earlier runs.
+    let peak_is_scenarios = machine::reset_peak_rss(system.gateway_pid);
     // Warm-up: the same loop, results dropped.
     if !o.warmup.is_zero() {
         drive(system, client, o, o.warmup).await;
@@ -140,6 +146,7 @@ pub async fn run_load(
         sources_cpu_cores: cores(cpu0.1, cpu1.1),
         gateway_rss_mib: round3(rss),
         gateway_peak_rss_mib: round3(peak),
+        peak_rss_since_start: !peak_is_scenarios,
         gateway_metrics,
         latencies_ms: tally.latencies,
     })

@@ -48,6 +48,13 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
+/// Start counting a process's peak resident memory (`VmHWM`) afresh, so that the next
+/// [`memory_mib`] tells the peak of what ran since (writing `5` to `/proc/<pid>/clear_refs`,
+/// Linux 4.0 and later). False if the kernel refused.
+pub fn reset_peak_rss(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
 /// Peak resident memory (`VmHWM`) and current resident memory (`VmRSS`) of a process, MiB.
 pub fn memory_mib(pid: u32) -> Option<(f64, f64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
