@@ -8,6 +8,7 @@ use std::time::Duration;
 use url::Url;
 
 use crate::identity::IdentitySigner;
+use crate::merge::Digested;
 use mcr_policy::Grant;
 use std::sync::Arc;
 
@@ -57,14 +58,14 @@ pub struct Location {
 }
 
 /// What one source answered for one view.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SourceFetch {
     pub source: SourceId,
     pub org_code: mcr_domain::OdsCode,
     pub org_name: String,
     pub base_url: String,
-    /// The resources as sent, or why there are none.
-    pub outcome: Result<Vec<Received>, FailureReason>,
+    /// The resources as sent, each digested as it arrived, or why there are none.
+    pub outcome: Result<Vec<Digested>, FailureReason>,
     pub elapsed_ms: u64,
     /// The source's own handling time for this view, as it reported it (`Server-Timing`), along
     /// its slowest concurrent search, in milliseconds; `None` when it did not say or failed.
@@ -72,9 +73,9 @@ pub struct SourceFetch {
 }
 
 /// What one source answered: the resources, and how long it said it took.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Fetched {
-    pub resources: Vec<Received>,
+    pub resources: Vec<Digested>,
     /// Sum of the `Server-Timing: app;dur=` of each page along the slowest of the concurrent
     /// searches (pages of one search follow each other), in milliseconds.
     pub source_ms: Option<f64>,
@@ -200,6 +201,9 @@ impl SourceFetch {
     }
 }
 
+/// What the view keeps of each resource a source sends ([`crate::MergeInput::digest`]).
+pub type Digest<'a> = dyn Fn(Received) -> Digested + Send + Sync + 'a;
+
 /// A source system the gateway can ask. `Arc<dyn Source>` in the app state.
 #[async_trait]
 pub trait Source: Send + Sync + std::fmt::Debug {
@@ -207,11 +211,13 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     fn config(&self) -> &SourceConfig;
     /// One patient's resources of the given types (all pages), asked on behalf of `grant`'s
     /// user. Called only through [`crate::Federation::fetch_record`], which holds the deadline.
+    /// Each resource is handed to `digest` as soon as its page is read.
     async fn fetch_patient(
         &self,
         grant: &Grant,
         local_id: &str,
         types: &[&str],
+        digest: &Digest<'_>,
     ) -> Result<Fetched, FailureReason>;
     /// Every `Patient` resource (or those updated after `since`).
     async fn patient_feed(
@@ -260,13 +266,14 @@ impl HttpSource {
 
     /// Follow a search through all its pages, keeping the resources of type `want`.
     /// `budget` is the byte allowance left for this source in this view.
-    async fn search_all(
+    async fn search_all<T>(
         &self,
         first: Url,
         want: &str,
         patient: Option<&str>,
         budget: &Budget,
-    ) -> Result<(Vec<Received>, Option<f64>), FailureReason> {
+        keep: &(dyn Fn(Received) -> T + Send + Sync + '_),
+    ) -> Result<(Vec<T>, Option<f64>), FailureReason> {
         let mut out = Vec::new();
         let mut source_ms: Option<f64> = None;
         let mut next = Some(first);
@@ -310,7 +317,7 @@ impl HttpSource {
                         continue;
                     }
                 }
-                out.push(r);
+                out.push(keep(r));
             }
         }
         Ok((out, source_ms))
@@ -338,7 +345,8 @@ impl HttpSource {
         &self,
         local_id: &str,
         budget: &Budget,
-    ) -> Result<(Vec<Received>, Option<f64>), FailureReason> {
+        digest: &Digest<'_>,
+    ) -> Result<(Vec<Digested>, Option<f64>), FailureReason> {
         let mut url = self.url("Patient", &[])?;
         url.path_segments_mut()
             .map_err(|()| FailureReason::Malformed {
@@ -355,7 +363,7 @@ impl HttpSource {
                 detail: "a Patient read returned something else".into(),
             });
         }
-        Ok((vec![r], ms))
+        Ok((vec![digest(r)], ms))
     }
 
     /// The body, and the source's own time for it (`Server-Timing: app;dur=`), if given.
@@ -493,6 +501,7 @@ impl Source for HttpSource {
         grant: &Grant,
         local_id: &str,
         types: &[&str],
+        digest: &Digest<'_>,
     ) -> Result<Fetched, FailureReason> {
         let identity = match &self.identity {
             Some(signer) => Some(signer.for_user(grant, self.config.base_url.as_str())?),
@@ -505,10 +514,11 @@ impl Source for HttpSource {
             let count = &count;
             async move {
                 if *t == "Patient" {
-                    return self.read_patient(local_id, budget).await;
+                    return self.read_patient(local_id, budget, digest).await;
                 }
                 let url = self.url(t, &[("patient", local_id), ("_count", count)])?;
-                self.search_all(url, t, Some(local_id), budget).await
+                self.search_all(url, t, Some(local_id), budget, digest)
+                    .await
             }
         });
         let mut all = Fetched::default();
@@ -549,12 +559,13 @@ impl Source for HttpSource {
             },
             ..self.clone()
         };
-        tokio::time::timeout(timeout, me.search_all(url, "Patient", None, &budget))
+        let keep = |r: Received| r.value;
+        tokio::time::timeout(timeout, me.search_all(url, "Patient", None, &budget, &keep))
             .await
             .map_err(|_| FailureReason::Timeout {
                 after_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
             })?
-            .map(|(patients, _)| patients.into_iter().map(|p| p.value).collect())
+            .map(|(patients, _)| patients)
     }
 }
 

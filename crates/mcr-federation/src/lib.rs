@@ -15,10 +15,11 @@ pub mod identity;
 mod merge;
 
 pub use client::{
-    FederationConfig, Fetched, HttpSource, Location, Received, Source, SourceConfig, SourceFetch,
+    Digest, FederationConfig, Fetched, HttpSource, Location, Received, Source, SourceConfig,
+    SourceFetch,
 };
 pub use identity::IdentitySigner;
-pub use merge::{merge, MergeInput};
+pub use merge::{merge, Digested, MergeInput, SourceMeta};
 
 use futures::future::join_all;
 use mcr_domain::{DataClass, FailureReason, SourceId};
@@ -78,9 +79,17 @@ impl Federation {
     }
 
     /// Ask every located source at once for the granted data classes, each bounded by the
-    /// deadline. Returns one [`SourceFetch`] per location, in the order given; a source that
-    /// fails or is too slow is reported as such and never delays the others.
-    pub async fn fetch_record(&self, grant: &Grant, locations: &[Location]) -> Vec<SourceFetch> {
+    /// deadline counted from `started` (when the view began: the clinician's wait, not the
+    /// sources' alone). Each resource is digested by `input` as it arrives. Returns one
+    /// [`SourceFetch`] per location, in the order given; a source that fails or is too slow is
+    /// reported as such and never delays the others.
+    pub async fn fetch_record(
+        &self,
+        grant: &Grant,
+        locations: &[Location],
+        input: &MergeInput<'_>,
+        started: Instant,
+    ) -> Vec<SourceFetch> {
         let mut types: Vec<&'static str> = Vec::new();
         for class in grant.data_classes() {
             for t in resource_types_for(*class) {
@@ -95,6 +104,7 @@ impl Federation {
             types.push("Patient");
         }
         let deadline = self.config.deadline;
+        let until = tokio::time::Instant::from_std(started + deadline);
         let futures = locations.iter().map(|loc| {
             let source = self.sources.get(&loc.source).cloned();
             let types = types.clone();
@@ -110,9 +120,17 @@ impl Federation {
                         *t == "Patient" || source.config().resource_types.iter().any(|h| h == t)
                     })
                     .collect();
-                let result = tokio::time::timeout(
-                    deadline,
-                    source.fetch_patient(grant, &loc.local_id, &wanted),
+                let config = source.config();
+                let meta = SourceMeta {
+                    source: source.id(),
+                    org_code: &config.organisation.code,
+                    org_name: &config.organisation.name,
+                    base_url: config.base_url.as_str(),
+                };
+                let digest = |r: Received| input.digest(&meta, r);
+                let result = tokio::time::timeout_at(
+                    until,
+                    source.fetch_patient(grant, &loc.local_id, &wanted, &digest),
                 )
                 .await;
                 let (outcome, source_ms) = match result {

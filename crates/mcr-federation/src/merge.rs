@@ -2,7 +2,7 @@
 //! be shown, then merge items that several sources hold into one item with all their sources.
 //! Pure: no I/O, no clock.
 
-use crate::SourceFetch;
+use crate::{Received, SourceFetch};
 use mcr_domain::{
     DataClass, ItemSource, MergedRecord, NhsNumber, RecordItem, Section, SourceOutcome,
     SourceStatus,
@@ -68,110 +68,165 @@ fn merge_key(
     })
 }
 
-/// Takes the answers by value: each resource is moved into the record, never copied.
+/// Where one source's items come from, for [`MergeInput::digest`].
+#[derive(Debug, Clone, Copy)]
+pub struct SourceMeta<'a> {
+    pub source: &'a mcr_domain::SourceId,
+    pub org_code: &'a mcr_domain::OdsCode,
+    pub org_name: &'a str,
+    pub base_url: &'a str,
+}
+
+/// One resource as the merge keeps it. Each resource is digested as soon as its page is read,
+/// so its parsed form lives only that long: a view holds the text of what it shows, never the
+/// trees of everything the sources sent.
+#[derive(Debug)]
+pub enum Digested {
+    /// Demographics, for the record's header (only when the grant includes them).
+    Patient(Value),
+    /// An item to show, with the key that finds the same item from other sources.
+    Item(Box<(Option<String>, RecordItem)>),
+    /// Withheld: sensitive, confidential, or outside the source's sharing agreement.
+    Withheld,
+    /// Of a class the viewer's role may not see: its section is named as not available.
+    NotGranted(Option<Section>),
+    /// Not part of the record: unclassifiable, or outside the role's encounter window.
+    Ignored,
+}
+
+impl MergeInput<'_> {
+    /// Read one resource from a source: drop what the grant does not cover, withhold what
+    /// must not be shown, and keep the few fields the merge and the pages need, with the text
+    /// as sent.
+    pub fn digest(&self, from: &SourceMeta<'_>, received: Received) -> Digested {
+        let r = &received.value;
+        let Some(class) = mcr_fhir::classify(r) else {
+            return Digested::Ignored;
+        };
+        let section = Section::for_class(class);
+        let granted = self.classes.contains(&class);
+        if !granted && class != DataClass::Demographics {
+            return Digested::NotGranted(section);
+        }
+        if self
+            .source_shares
+            .get(from.source)
+            .is_some_and(|s| !s.contains(&class))
+        {
+            return Digested::Withheld;
+        }
+        if (self.withhold)(r) {
+            return Digested::Withheld;
+        }
+        if class == DataClass::Demographics {
+            return if granted {
+                Digested::Patient(received.value)
+            } else {
+                Digested::Ignored
+            };
+        }
+        let Some(section) = section else {
+            return Digested::Ignored;
+        };
+        let summary = mcr_fhir::summarise(r);
+        if class == DataClass::Encounters {
+            if let Some(since) = self.encounters_since {
+                if summary.date.as_deref().is_none_or(|d| d < since) {
+                    return Digested::Ignored;
+                }
+            }
+        }
+        let code = mcr_fhir::first_coding(r, code_field(r)).map(|c| (c.system, c.code));
+        let key = merge_key(section, &summary, code.as_ref());
+        let source = ItemSource {
+            source: from.source.clone(),
+            org_code: from.org_code.clone(),
+            org_name: from.org_name.to_owned(),
+            full_url: full_url(from.base_url, r),
+            recorded: summary.recorded,
+        };
+        let item = RecordItem {
+            section,
+            class,
+            resource_type: mcr_fhir::resource_type(r).unwrap_or_default().to_owned(),
+            code,
+            display: summary.display,
+            detail: summary.detail,
+            status: summary.status,
+            date: summary.date,
+            sources: vec![source],
+            discrepancy: None,
+            // The parsed form is dropped here: only the text is kept for the view.
+            resource: received.json,
+        };
+        Digested::Item(Box::new((key, item)))
+    }
+}
+
+/// One record from every source's digested answer ([`MergeInput::digest`]): items several
+/// sources hold become one item with all their sources, differences flagged.
 pub fn merge(input: &MergeInput<'_>, fetches: Vec<SourceFetch>) -> MergedRecord {
     let mut items: Vec<RecordItem> = Vec::new();
     let mut by_key: HashMap<String, usize> = HashMap::new();
     let mut outcomes = Vec::with_capacity(fetches.len());
-    let mut patient: Option<(usize, Value)> = None;
+    let mut patient: Option<Value> = None;
     let mut unavailable: BTreeSet<Section> = BTreeSet::new();
     let mut withheld_any = false;
 
-    for (rank, mut f) in fetches.into_iter().enumerate() {
+    for mut f in fetches {
         let mut kept = 0usize;
         let mut withheld = 0usize;
-        let (status, resources) = match std::mem::replace(&mut f.outcome, Ok(Vec::new())) {
+        let (status, digested) = match std::mem::replace(&mut f.outcome, Ok(Vec::new())) {
             Err(reason) => (SourceStatus::Failed(reason), Vec::new()),
-            Ok(resources) => (SourceStatus::Ok, resources),
+            Ok(digested) => (SourceStatus::Ok, digested),
         };
-        let shares = input.source_shares.get(&f.source);
-        for received in resources {
-            let r = &received.value;
-            let Some(class) = mcr_fhir::classify(r) else {
-                continue;
-            };
-            let section = mcr_domain::Section::for_class(class);
-            if !input.classes.contains(&class) {
-                if let Some(s) = section {
-                    unavailable.insert(s);
-                }
-                if class != DataClass::Demographics {
+        for d in digested {
+            let (key, mut item) = match d {
+                Digested::Ignored => continue,
+                Digested::NotGranted(section) => {
+                    unavailable.extend(section);
                     continue;
                 }
-            }
-            if shares.is_some_and(|s| !s.contains(&class)) {
-                withheld += 1;
-                continue;
-            }
-            if (input.withhold)(r) {
-                withheld += 1;
-                continue;
-            }
-            if class == DataClass::Demographics {
-                if input.classes.contains(&DataClass::Demographics) && patient.is_none() {
-                    patient = Some((rank, received.value));
+                Digested::Withheld => {
+                    withheld += 1;
+                    continue;
                 }
-                continue;
-            }
-            let Some(section) = section else { continue };
-            let summary = mcr_fhir::summarise(r);
-            if class == DataClass::Encounters {
-                if let Some(since) = input.encounters_since {
-                    if summary.date.as_deref().is_none_or(|d| d < since) {
-                        continue;
+                Digested::Patient(p) => {
+                    if patient.is_none() {
+                        patient = Some(p);
                     }
+                    continue;
                 }
-            }
-            kept += 1;
-            let code = mcr_fhir::first_coding(r, code_field(r)).map(|c| (c.system, c.code));
-            let source = ItemSource {
-                source: f.source.clone(),
-                org_code: f.org_code.clone(),
-                org_name: f.org_name.clone(),
-                full_url: full_url(&f.base_url, r),
-                recorded: summary.recorded.clone(),
+                Digested::Item(b) => *b,
             };
-            let key = merge_key(section, &summary, code.as_ref());
+            kept += 1;
             let existing = key
                 .as_ref()
                 .and_then(|k| by_key.get(k))
                 .map(|i| &mut items[*i])
                 // The same source twice is two entries at that source, not a second opinion.
-                .filter(|e| !e.sources.iter().any(|s| s.source == source.source));
+                .filter(|e| !e.sources.iter().any(|s| s.source == f.source));
             if let Some(existing) = existing {
-                if existing.detail != summary.detail {
+                if existing.detail != item.detail {
                     let note = format!(
                         "Sources differ: {} says “{}”; {} says “{}”",
                         existing.sources[0].org_name,
                         existing.detail.as_deref().unwrap_or("nothing"),
-                        source.org_name,
-                        summary.detail.as_deref().unwrap_or("nothing"),
+                        f.org_name,
+                        item.detail.as_deref().unwrap_or("nothing"),
                     );
                     existing.discrepancy = Some(match existing.discrepancy.take() {
                         Some(prev) => format!("{prev}. {note}"),
                         None => note,
                     });
                 }
-                existing.sources.push(source);
+                existing.sources.append(&mut item.sources);
                 continue;
             }
             if let Some(k) = key {
                 by_key.entry(k).or_insert(items.len());
             }
-            items.push(RecordItem {
-                section,
-                class,
-                resource_type: mcr_fhir::resource_type(r).unwrap_or_default().to_owned(),
-                code,
-                display: summary.display,
-                detail: summary.detail,
-                status: summary.status,
-                date: summary.date,
-                sources: vec![source],
-                discrepancy: None,
-                // The parsed form is dropped here: only the text is kept for the view.
-                resource: received.json,
-            });
+            items.push(item);
         }
         withheld_any |= withheld > 0;
         outcomes.push(SourceOutcome {
@@ -214,7 +269,7 @@ pub fn merge(input: &MergeInput<'_>, fetches: Vec<SourceFetch>) -> MergedRecord 
     }
     MergedRecord {
         nhs_number: input.nhs_number.clone(),
-        patient: patient.map(|(_, p)| p),
+        patient,
         sections,
         sources: outcomes,
         unavailable_sections: unavailable.into_iter().collect(),
@@ -247,19 +302,55 @@ mod tests {
     use mcr_domain::{FailureReason, OdsCode, SourceId};
     use serde_json::json;
 
-    fn fetch(id: &str, org: &str, resources: Vec<Value>) -> SourceFetch {
-        SourceFetch {
+    /// A source's answer before it is digested.
+    #[derive(Clone)]
+    struct Answer {
+        source: SourceId,
+        org_code: OdsCode,
+        org_name: String,
+        base_url: String,
+        outcome: Result<Vec<Value>, FailureReason>,
+    }
+
+    fn fetch(id: &str, org: &str, resources: Vec<Value>) -> Answer {
+        Answer {
             source: SourceId::parse(id).unwrap(),
             org_code: OdsCode::parse(org).unwrap(),
             org_name: format!("{org} org"),
             base_url: format!("http://{id}.example"),
-            outcome: Ok(resources
-                .into_iter()
-                .map(crate::Received::from_value)
-                .collect()),
-            elapsed_ms: 5,
-            source_ms: None,
+            outcome: Ok(resources),
         }
+    }
+
+    /// Digest each answer as the client does, then merge.
+    fn merge_answers(input: &MergeInput<'_>, answers: Vec<Answer>) -> MergedRecord {
+        let fetches = answers
+            .into_iter()
+            .map(|a| {
+                let meta = SourceMeta {
+                    source: &a.source,
+                    org_code: &a.org_code,
+                    org_name: &a.org_name,
+                    base_url: &a.base_url,
+                };
+                let outcome = a.outcome.clone().map(|resources| {
+                    resources
+                        .into_iter()
+                        .map(|v| input.digest(&meta, Received::from_value(v)))
+                        .collect()
+                });
+                SourceFetch {
+                    source: a.source.clone(),
+                    org_code: a.org_code.clone(),
+                    org_name: a.org_name.clone(),
+                    base_url: a.base_url.clone(),
+                    outcome,
+                    elapsed_ms: 5,
+                    source_ms: None,
+                }
+            })
+            .collect();
+        merge(input, fetches)
     }
 
     fn med(id: &str, code: &str, dose: &str) -> Value {
@@ -272,12 +363,12 @@ mod tests {
         NhsNumber::parse("9434765919").unwrap()
     }
 
-    fn run(classes: &[DataClass], fetches: &[SourceFetch]) -> MergedRecord {
+    fn run(classes: &[DataClass], fetches: &[Answer]) -> MergedRecord {
         let classes: BTreeSet<DataClass> = classes.iter().copied().collect();
         let shares = HashMap::new();
         let n = nhs();
         let withhold = |r: &Value| r.get("meta").and_then(|m| m.get("security")).is_some();
-        merge(
+        merge_answers(
             &MergeInput {
                 nhs_number: &n,
                 classes: &classes,
@@ -412,7 +503,7 @@ mod tests {
         let classes: BTreeSet<DataClass> = DataClass::ALL.into_iter().collect();
         let shares = HashMap::new();
         let n = nhs();
-        let r = merge(
+        let r = merge_answers(
             &MergeInput {
                 nhs_number: &n,
                 classes: &classes,
@@ -448,7 +539,7 @@ mod tests {
             [DataClass::Allergies].into_iter().collect(),
         );
         let n = nhs();
-        let r = merge(
+        let r = merge_answers(
             &MergeInput {
                 nhs_number: &n,
                 classes: &classes,

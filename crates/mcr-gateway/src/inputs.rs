@@ -35,7 +35,18 @@ impl Gateway {
         links: &[SourceLink],
     ) -> Result<Inputs, StoreError> {
         let records = self.store.governance(nhs).await?;
-        let mut inputs = self.recorded_inputs(ctx, &records)?;
+        self.inputs_from(ctx, &records, patient, links)
+    }
+
+    /// The decision's inputs from governance records already read.
+    pub(crate) fn inputs_from(
+        &self,
+        ctx: &RequestContext,
+        records: &mcr_store::GovernanceRecords,
+        patient: &IndexedPatient,
+        links: &[SourceLink],
+    ) -> Result<Inputs, StoreError> {
+        let mut inputs = self.recorded_inputs(ctx, records)?;
         inputs
             .relationships
             .extend(self.derived_relationships(patient, links));

@@ -14,9 +14,12 @@ pub struct View {
     pub basis: Basis,
     /// Data classes this view was granted.
     pub classes: BTreeSet<DataClass>,
-    pub audit_seq: i64,
     /// How long each source took in this view (for the `Server-Timing` header; no patient data).
     pub timings: Vec<crate::SourceTiming>,
+    /// Where the gateway's time went, in order, milliseconds: `access` (index, governance
+    /// inputs, decision), `fetch` (sources asked, answers read and digested), `merge`, `audit`
+    /// (committing the audit record, while the caller's rendering runs beside it).
+    pub phases: Vec<(&'static str, f64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -57,10 +60,27 @@ impl Gateway {
         ctx: &RequestContext,
         nhs: &NhsNumber,
     ) -> Result<ViewOutcome, GatewayError> {
+        Ok(self.view_record_then(ctx, nhs, |_| ()).await?.0)
+    }
+
+    /// [`Gateway::view_record`], with `render` (encoding the record for the caller) run while
+    /// the audit record is being committed: the disk's flush is most of an append, and the
+    /// encoding need not wait for it. What `render` makes is returned only once the audit
+    /// record is committed, and never if it fails; `None` when the view was not permitted.
+    pub async fn view_record_then<T: Send>(
+        &self,
+        ctx: &RequestContext,
+        nhs: &NhsNumber,
+        render: impl FnOnce(&View) -> T + Send,
+    ) -> Result<(ViewOutcome, Option<T>), GatewayError> {
         const ACTION: &str = "view-record";
+        let started = std::time::Instant::now();
         let mut timer = crate::metrics::ViewTimer::start(&self.metrics);
-        let (patient, links) = self.locate(ctx, nhs, ACTION).await?;
-        let inputs = match self.load_inputs(ctx, nhs, &patient, &links).await {
+        // The index and the governance records are read at once (separate reads either way).
+        let (located, records) =
+            tokio::join!(self.locate(ctx, nhs, ACTION), self.store.governance(nhs));
+        let (patient, links) = located?;
+        let inputs = match records.and_then(|r| self.inputs_from(ctx, &r, &patient, &links)) {
             Ok(i) => i,
             Err(_) => return Err(self.fail_closed(ctx, nhs, ACTION).await),
         };
@@ -79,10 +99,18 @@ impl Gateway {
                 self.audit(&event).await?;
                 tracing::info!(correlation = %ctx.correlation_id, outcome = other.code(), "view not permitted");
                 timer.outcome(other.code());
-                return Ok(ViewOutcome::NotPermitted(other));
+                return Ok((ViewOutcome::NotPermitted(other), None));
             }
         };
 
+        let mut phases = Vec::with_capacity(5);
+        let mut lap = started;
+        let mut phase = |name: &'static str| {
+            let now = std::time::Instant::now();
+            phases.push((name, (now - lap).as_secs_f64() * 1000.0));
+            lap = now;
+        };
+        phase("access");
         let locations: Vec<Location> = links
             .iter()
             .map(|l| Location {
@@ -90,9 +118,6 @@ impl Gateway {
                 local_id: l.local_id.clone(),
             })
             .collect();
-        let fetches = self.federation.fetch_record(&grant, &locations).await;
-        let timings = self.metrics.sources(&fetches);
-
         let shares: HashMap<_, _> = self
             .federation
             .sources()
@@ -111,16 +136,21 @@ impl Gateway {
                 .format("%Y-%m-%d")
                 .to_string()
         });
-        let record = mcr_federation::merge(
-            &MergeInput {
-                nhs_number: nhs,
-                classes: grant.data_classes(),
-                source_shares: &shares,
-                withhold: &withhold,
-                encounters_since: since.as_deref(),
-            },
-            fetches,
-        );
+        let input = MergeInput {
+            nhs_number: nhs,
+            classes: grant.data_classes(),
+            source_shares: &shares,
+            withhold: &withhold,
+            encounters_since: since.as_deref(),
+        };
+        let fetches = self
+            .federation
+            .fetch_record(&grant, &locations, &input, started)
+            .await;
+        phase("fetch");
+        let timings = self.metrics.sources(&fetches);
+        let record = mcr_federation::merge(&input, fetches);
+        phase("merge");
 
         let mut event = self.event(ctx, ACTION, Some(nhs.as_str()));
         event.outcome = "permit".into();
@@ -140,23 +170,28 @@ impl Gateway {
                 withheld: s.withheld,
             })
             .collect();
-        // No audit, no view: the record is returned only once this is committed.
-        let row = self.audit(&event).await?;
-        timer.outcome("permit");
-        tracing::info!(
-            correlation = %ctx.correlation_id,
-            sources = record.sources.len(),
-            failed = record.failed_sources().count(),
-            items = record.item_count(),
-            "view served"
-        );
-        Ok(ViewOutcome::Record(Box::new(View {
+        let mut view = View {
             basis: grant.basis().clone(),
             classes: grant.data_classes().clone(),
             record,
-            audit_seq: row.seq,
             timings,
-        })))
+            phases: Vec::new(),
+        };
+        // No audit, no view: the record (and what was rendered from it) is returned only once
+        // this is committed.
+        let (committed, rendered) = tokio::join!(self.audit(&event), async { render(&view) });
+        committed?;
+        phase("audit");
+        view.phases = phases;
+        timer.outcome("permit");
+        tracing::info!(
+            correlation = %ctx.correlation_id,
+            sources = view.record.sources.len(),
+            failed = view.record.failed_sources().count(),
+            items = view.record.item_count(),
+            "view served"
+        );
+        Ok((ViewOutcome::Record(Box::new(view)), Some(rendered)))
     }
 
     fn request<'a>(
@@ -184,7 +219,8 @@ impl Gateway {
         nhs: &NhsNumber,
         action: &str,
     ) -> Result<(mcr_store::IndexedPatient, Vec<mcr_store::SourceLink>), GatewayError> {
-        let found = match self.store.patient(nhs).await {
+        let (found, links) = tokio::join!(self.store.patient(nhs), self.store.links(nhs));
+        let found = match found {
             Ok(found) => found,
             Err(_) => return Err(self.fail_closed(ctx, nhs, action).await),
         };
@@ -194,7 +230,7 @@ impl Gateway {
             self.audit(&event).await?;
             return Err(GatewayError::PatientNotFound);
         };
-        let links = match self.store.links(nhs).await {
+        let links = match links {
             Ok(l) => l,
             Err(_) => return Err(self.fail_closed(ctx, nhs, action).await),
         };

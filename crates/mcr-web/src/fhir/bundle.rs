@@ -50,30 +50,98 @@ pub(crate) fn patient_resource(m: &PatientMatch) -> Value {
     r
 }
 
-fn provenance(item: &RecordItem, recorded: &str) -> Value {
-    let target = &item.sources[0].full_url;
-    let agents: Vec<Value> = item
-        .sources
-        .iter()
-        .map(|s| {
-            json!({
-                "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type", "code": "custodian"}]},
-                "who": {"identifier": {"system": OdsCode::SYSTEM, "value": s.org_code.as_str()}, "display": s.org_name}
+/// A Provenance for one item: every source organisation that holds it (custodian) and the
+/// item at each (entity). Written from borrowed fields: a view has one per item.
+fn provenance<'a>(item: &'a RecordItem, recorded: &'a str) -> Provenance<'a> {
+    Provenance {
+        resource_type: "Provenance",
+        target: [Reference {
+            reference: &item.sources[0].full_url,
+        }],
+        recorded,
+        agent: item
+            .sources
+            .iter()
+            .map(|s| Agent {
+                kind: CUSTODIAN,
+                who: Who {
+                    identifier: Identifier {
+                        system: OdsCode::SYSTEM,
+                        value: s.org_code.as_str(),
+                    },
+                    display: &s.org_name,
+                },
             })
-        })
-        .collect();
-    let entities: Vec<Value> = item
-        .sources
-        .iter()
-        .map(|s| json!({"role": "source", "what": {"reference": s.full_url}}))
-        .collect();
-    json!({
-        "resourceType": "Provenance",
-        "target": [{"reference": target}],
-        "recorded": recorded,
-        "agent": agents,
-        "entity": entities,
-    })
+            .collect(),
+        entity: item
+            .sources
+            .iter()
+            .map(|s| Entity {
+                role: "source",
+                what: Reference {
+                    reference: &s.full_url,
+                },
+            })
+            .collect(),
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Provenance<'a> {
+    #[serde(rename = "resourceType")]
+    resource_type: &'static str,
+    target: [Reference<'a>; 1],
+    recorded: &'a str,
+    agent: Vec<Agent<'a>>,
+    entity: Vec<Entity<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct Reference<'a> {
+    reference: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct Agent<'a> {
+    #[serde(rename = "type")]
+    kind: CodeableConcept,
+    who: Who<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct CodeableConcept {
+    coding: [Coding; 1],
+}
+
+#[derive(serde::Serialize)]
+struct Coding {
+    system: &'static str,
+    code: &'static str,
+}
+
+const CUSTODIAN: CodeableConcept = CodeableConcept {
+    coding: [Coding {
+        system: "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+        code: "custodian",
+    }],
+};
+
+#[derive(serde::Serialize)]
+struct Who<'a> {
+    identifier: Identifier<'a>,
+    display: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct Identifier<'a> {
+    system: &'static str,
+    value: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct Entity<'a> {
+    role: &'static str,
+    what: Reference<'a>,
 }
 
 /// The merged record as a `searchset` Bundle: each resource once (as its first source sent
@@ -92,7 +160,7 @@ pub(crate) fn everything(
     let mut entries = Vec::with_capacity(record.item_count() * 2 + 2);
     if let Some(p) = &record.patient {
         entries.push(Entry {
-            full_url: Some(format!("{base_url}/fhir/Patient/{}", record.nhs_number)),
+            full_url: Some(format!("{base_url}/fhir/Patient/{}", record.nhs_number).into()),
             resource: Res::Borrowed(p),
             search: Search { mode: "match" },
         });
@@ -100,13 +168,13 @@ pub(crate) fn everything(
     for (_, items) in &record.sections {
         for item in items {
             entries.push(Entry {
-                full_url: Some(item.sources[0].full_url.clone()),
+                full_url: Some(item.sources[0].full_url.as_str().into()),
                 resource: Res::AsSent(&item.resource),
                 search: Search { mode: "include" },
             });
             entries.push(Entry {
                 full_url: None,
-                resource: Res::Owned(provenance(item, &recorded)),
+                resource: Res::Provenance(provenance(item, &recorded)),
                 search: Search { mode: "include" },
             });
         }
@@ -188,7 +256,7 @@ struct Bundle<'a> {
 #[derive(serde::Serialize)]
 struct Entry<'a> {
     #[serde(rename = "fullUrl", skip_serializing_if = "Option::is_none")]
-    full_url: Option<String>,
+    full_url: Option<std::borrow::Cow<'a, str>>,
     resource: Res<'a>,
     search: Search,
 }
@@ -197,6 +265,7 @@ struct Entry<'a> {
 #[serde(untagged)]
 enum Res<'a> {
     AsSent(&'a mcr_domain::SourceJson),
+    Provenance(Provenance<'a>),
     Borrowed(&'a Value),
     Owned(Value),
 }

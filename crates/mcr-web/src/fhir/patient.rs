@@ -195,26 +195,39 @@ pub(crate) async fn operation(
         ));
     }
     let nhs = parse_nhs(&id, "Patient.id")?;
-    match state.gateway.view_record(&ctx, &nhs).await? {
-        ViewOutcome::Record(view) => {
-            let now = state.gateway.clock().now();
-            let body = bundle::everything(&state.base_url, &view, now).map_err(|_| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    mcr_fhir::IssueType::Exception,
-                    "encode-failed",
-                    "The record could not be encoded.",
-                )
-            })?;
+    let now = state.gateway.clock().now();
+    let base_url = &state.base_url;
+    // Encoded while the audit record commits; returned only once it has.
+    let encode = |view: &mcr_gateway::View| {
+        let encoding = std::time::Instant::now();
+        let body = bundle::everything(base_url, view, now);
+        (body, encoding.elapsed().as_secs_f64() * 1000.0)
+    };
+    match state.gateway.view_record_then(&ctx, &nhs, encode).await? {
+        (ViewOutcome::Record(view), Some((body, encode_ms))) => {
+            let body = body.map_err(|_| encode_failed())?;
             let mut response = (
                 StatusCode::OK,
                 [(axum::http::header::CONTENT_TYPE, mcr_fhir::FHIR_JSON)],
                 body,
             )
                 .into_response();
-            crate::ops::server_timing(&mut response, &view.timings, started);
+            let mut phases = view.phases.clone();
+            phases.push(("encode", encode_ms));
+            crate::ops::server_timing(&mut response, &view.timings, &phases, started);
             Ok(response)
         }
-        ViewOutcome::NotPermitted(decision) => Err(bundle::decision_error(&decision)),
+        // A permitted view is always rendered; this arm only keeps the match total.
+        (ViewOutcome::Record(_), None) => Err(encode_failed()),
+        (ViewOutcome::NotPermitted(decision), _) => Err(bundle::decision_error(&decision)),
     }
+}
+
+fn encode_failed() -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        mcr_fhir::IssueType::Exception,
+        "encode-failed",
+        "The record could not be encoded.",
+    )
 }
