@@ -29,6 +29,10 @@ use report::Target;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Clinicians start spread over this long at the start of each scenario (part of the measured
+/// time, so throughput is if anything understated).
+const STAGGER: Duration = Duration::from_millis(250);
+
 /// Everything one run does.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -37,8 +41,11 @@ pub struct BenchOptions {
     pub system: SystemOptions,
     /// Concurrent clinicians for the throughput ladder.
     pub clinicians: Vec<usize>,
-    /// Clinicians for the slow-source, dead-source, instant-source and large-record runs.
+    /// Clinicians for the slow-source, dead-source, instant-source, large-record and
+    /// clinicians-at-work runs.
     pub stress_clinicians: usize,
+    /// Reading time between views in the clinicians-at-work run, ms, min and max.
+    pub think_ms: (u64, u64),
     pub warmup: Duration,
     pub duration: Duration,
     /// Run the slow-source, dead-source and large-record scenarios.
@@ -115,6 +122,8 @@ pub async fn run(o: &BenchOptions) -> anyhow::Result<Report> {
         duration: o.duration,
         patients: Arc::clone(patients),
         search_first: false,
+        think: None,
+        stagger: STAGGER,
     };
     let (lo, hi) = sys.latency_ms;
     let mut scenarios: Vec<ScenarioResult> = Vec::new();
@@ -122,6 +131,25 @@ pub async fn run(o: &BenchOptions) -> anyhow::Result<Report> {
     for &c in &o.clinicians {
         scenarios.push(run_load(&system, &client, &scenario(&base_name, c, &typical)).await?);
     }
+    let (think_lo, think_hi) = o.think_ms;
+    scenarios.push(
+        run_load(
+            &system,
+            &client,
+            &load::LoadOptions {
+                think: Some((
+                    Duration::from_millis(think_lo),
+                    Duration::from_millis(think_hi),
+                )),
+                ..scenario(
+                    &format!("{base_name}, clinicians at work (reading {think_lo}-{think_hi} ms between views)"),
+                    o.stress_clinicians,
+                    &typical,
+                )
+            },
+        )
+        .await?,
+    );
     if o.failure_scenarios {
         let slow = sys.deadline_ms + 1_000;
         system
@@ -257,16 +285,24 @@ fn targets(
             met,
         });
     };
-    if let Some(r) = scenarios
-        .iter()
-        .find(|r| r.name == base && r.clinicians == 64)
-    {
+    // The overhead target, read two ways: clinicians back to back (each opens the next record
+    // the instant the last one arrives: the cores saturate and overhead is mostly queueing for
+    // them) and clinicians at work (reading between views).
+    for r in scenarios.iter().filter(|r| {
+        (r.name == base && r.clinicians == 64)
+            || (r.name.starts_with(base) && r.name.contains("at work"))
+    }) {
+        let how = if r.name == base {
+            "back to back"
+        } else {
+            "at work"
+        };
         add(
-            "gateway overhead, 64 clinicians",
+            &format!("gateway overhead, {} clinicians {how}", r.clinicians),
             "p50 <= 2 ms, p99 <= 10 ms",
             format!(
-                "p50 {:.2} ms, p99 {:.2} ms",
-                r.gateway_overhead.p50_ms, r.gateway_overhead.p99_ms
+                "p50 {:.2} ms, p99 {:.2} ms ({:.0} views/s)",
+                r.gateway_overhead.p50_ms, r.gateway_overhead.p99_ms, r.views_per_second
             ),
             r.gateway_overhead.p50_ms <= 2.0 && r.gateway_overhead.p99_ms <= 10.0,
         );

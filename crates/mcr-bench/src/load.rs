@@ -21,6 +21,12 @@ pub struct LoadOptions {
     pub patients: Arc<Vec<String>>,
     /// Search for the patient before each view, as a clinician does.
     pub search_first: bool,
+    /// Reading time between one view and the next, uniform in `[min, max]`; `None` is back to
+    /// back (a closed loop with no pause: a throughput test).
+    pub think: Option<(Duration, Duration)>,
+    /// Clinicians start spread evenly over this much time (then each keeps its own pace), so
+    /// that they do not all press the button in the same millisecond.
+    pub stagger: Duration,
 }
 
 /// What one scenario measured.
@@ -39,6 +45,10 @@ pub struct ScenarioResult {
     pub gateway_overhead: Percentiles,
     /// The slowest source's own time per view.
     pub slowest_source: Percentiles,
+    /// The gateway's own account of each view (`Server-Timing`): `access` (index, governance,
+    /// decision), `fetch` (sources asked, answers read and digested), `merge`, `audit`,
+    /// `encode`, and `fetch after slowest source` (fetch minus the slowest source's own time).
+    pub phases: BTreeMap<String, Percentiles>,
     pub search_latency: Percentiles,
     /// Resources per view (entries other than Provenance and OperationOutcome), mean.
     pub resources_per_view: f64,
@@ -80,6 +90,7 @@ struct Tally {
     latencies: Vec<f64>,
     overheads: Vec<f64>,
     slowest: Vec<f64>,
+    phases: BTreeMap<String, Vec<f64>>,
     searches: Vec<f64>,
     errors: BTreeMap<String, usize>,
     bytes: u64,
@@ -131,6 +142,11 @@ pub async fn run_load(
         view_latency: Percentiles::of(&tally.latencies),
         gateway_overhead: Percentiles::of(&tally.overheads),
         slowest_source: Percentiles::of(&tally.slowest),
+        phases: tally
+            .phases
+            .iter()
+            .map(|(k, v)| (k.clone(), Percentiles::of(v)))
+            .collect(),
         search_latency: Percentiles::of(&tally.searches),
         resources_per_view: if tally.counted == 0 {
             0.0
@@ -206,8 +222,11 @@ async fn drive(
         let base = system.gateway_url.clone();
         let token = system.token.clone();
         let search_first = o.search_first;
+        let think = o.think;
+        let stagger = o.stagger.mul_f64(c as f64 / o.clinicians.max(1) as f64);
         tasks.push(tokio::spawn(async move {
             let mut t = Tally::default();
+            tokio::time::sleep(stagger).await;
             // Each clinician walks the patient list from its own starting point.
             let mut i = c.wrapping_mul(7919);
             let mut counted = std::collections::HashSet::new();
@@ -238,6 +257,15 @@ async fn drive(
                         let slowest = slowest_source(&timing);
                         t.slowest.push(slowest);
                         t.overheads.push((took - slowest).max(0.0));
+                        for (name, ms) in phases(&timing) {
+                            t.phases.entry(name.to_owned()).or_default().push(ms);
+                            if name == "fetch" {
+                                t.phases
+                                    .entry("fetch after slowest source".to_owned())
+                                    .or_default()
+                                    .push((ms - slowest).max(0.0));
+                            }
+                        }
                         t.bytes += body.len() as u64;
                         // Count the resources of each patient once (parsing every answer would
                         // take the cores the gateway is being measured on).
@@ -249,6 +277,15 @@ async fn drive(
                     Ok((status, _, _)) => *t.errors.entry(status.to_string()).or_default() += 1,
                     Err(e) => *t.errors.entry(e).or_default() += 1,
                 }
+                if let Some((lo, hi)) = think {
+                    let pause = if hi > lo {
+                        rand::Rng::gen_range(&mut rand::thread_rng(), lo..=hi)
+                    } else {
+                        lo
+                    };
+                    tokio::time::sleep(pause.min(end.saturating_duration_since(Instant::now())))
+                        .await;
+                }
             }
             t
         }));
@@ -259,6 +296,9 @@ async fn drive(
             all.latencies.extend(t.latencies);
             all.overheads.extend(t.overheads);
             all.slowest.extend(t.slowest);
+            for (k, v) in t.phases {
+                all.phases.entry(k).or_default().extend(v);
+            }
             all.searches.extend(t.searches);
             for (k, v) in t.errors {
                 *all.errors.entry(k).or_default() += v;
@@ -296,6 +336,21 @@ async fn get(
         .to_owned();
     let body = r.bytes().await.map_err(|_| "transport-body".to_owned())?;
     Ok((status, timing, body))
+}
+
+/// The gateway's phases in a `Server-Timing` header: every metric but `source-*` and `mcr`.
+pub fn phases(header: &str) -> impl Iterator<Item = (&str, f64)> {
+    header.split(',').filter_map(|m| {
+        let mut parts = m.split(';').map(str::trim);
+        let name = parts.next()?;
+        if name.starts_with("source-") || name == "mcr" || name.is_empty() {
+            return None;
+        }
+        let ms = parts
+            .find_map(|p| p.strip_prefix("dur="))
+            .and_then(|d| d.parse::<f64>().ok())?;
+        Some((name, ms))
+    })
 }
 
 /// The largest `source-*;dur=` in a `Server-Timing` header, ms (0 when none).
@@ -337,7 +392,7 @@ fn resources_in(body: &[u8]) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::slowest_source;
+    use super::{phases, slowest_source};
 
     #[test]
     fn slowest_source_from_server_timing() {
@@ -347,5 +402,13 @@ mod tests {
         );
         assert_eq!(slowest_source("mcr;dur=3"), 0.0);
         assert_eq!(slowest_source(""), 0.0);
+    }
+
+    #[test]
+    fn phases_from_server_timing() {
+        let h = "source-gp;dur=51.5, access;dur=0.9, fetch;dur=52.25, audit;dur=0.4, mcr;dur=80";
+        let got: Vec<_> = phases(h).collect();
+        assert_eq!(got, [("access", 0.9), ("fetch", 52.25), ("audit", 0.4)]);
+        assert_eq!(phases("mcr;dur=3, junk;x").count(), 0);
     }
 }

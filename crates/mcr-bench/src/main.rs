@@ -39,6 +39,9 @@ struct Args {
     /// Clinicians in the slow, down, large and instant-source runs.
     #[arg(long, default_value_t = 64)]
     stress_clinicians: usize,
+    /// Reading time between views in the clinicians-at-work run, ms, min and max.
+    #[arg(long, num_args = 2, default_values_t = [500u64, 1500])]
+    think_ms: Vec<u64>,
     /// Seconds measured per scenario (after a 1 s warm-up).
     #[arg(long, default_value_t = 8.0)]
     seconds: f64,
@@ -128,6 +131,10 @@ async fn run(a: Args) -> anyhow::Result<()> {
         },
         clinicians: a.clinicians.clone(),
         stress_clinicians: a.stress_clinicians,
+        think_ms: (
+            a.think_ms.first().copied().unwrap_or(500),
+            a.think_ms.get(1).copied().unwrap_or(1500),
+        ),
         warmup: Duration::from_secs(1),
         duration: Duration::from_secs_f64(a.seconds),
         failure_scenarios: true,

@@ -89,6 +89,34 @@ impl Report {
                 if r.gateway_metrics.agrees_with_client { "yes" } else { "NO" },
             );
         }
+        let _ = writeln!(
+            s,
+            "\n### Where the gateway's time goes (its `Server-Timing`, p50 / p99 ms)\n"
+        );
+        let _ = writeln!(
+            s,
+            "| scenario | clinicians | access | fetch after slowest source | merge | audit | encode |"
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
+        for r in &self.scenarios {
+            let p = |name: &str| {
+                r.phases.get(name).map_or_else(
+                    || "-".to_owned(),
+                    |p| format!("{:.2} / {:.2}", p.p50_ms, p.p99_ms),
+                )
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                r.name,
+                r.clinicians,
+                p("access"),
+                p("fetch after slowest source"),
+                p("merge"),
+                p("audit"),
+                p("encode"),
+            );
+        }
         let failures: Vec<String> = self
             .scenarios
             .iter()

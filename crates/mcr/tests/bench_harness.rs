@@ -23,6 +23,7 @@ async fn the_benchmark_harness_runs_and_counts() {
         },
         clinicians: vec![2],
         stress_clinicians: 2,
+        think_ms: (100, 200),
         warmup: Duration::ZERO,
         duration: Duration::from_secs(1),
         failure_scenarios: true,
@@ -34,8 +35,8 @@ async fn the_benchmark_harness_runs_and_counts() {
     let report = mcr_bench::run(&o).await.expect("the benchmark runs");
     assert!(report.search.count > 0, "searches succeeded");
     assert!(
-        report.scenarios.len() >= 4,
-        "ladder, slow, down, instant: {}",
+        report.scenarios.len() >= 5,
+        "ladder, at work, slow, down, instant: {}",
         report.markdown()
     );
     for s in &report.scenarios {
@@ -51,6 +52,14 @@ async fn the_benchmark_harness_runs_and_counts() {
             "{}: /metrics {} vs {} views",
             s.name, s.gateway_metrics.views_permitted, s.views
         );
+        for phase in ["access", "fetch", "merge", "audit", "encode"] {
+            assert_eq!(
+                s.phases.get(phase).map(|p| p.count),
+                Some(s.views),
+                "{}: the gateway reported its {phase} time for every view",
+                s.name
+            );
+        }
         assert!(
             s.gateway_peak_rss_mib > 0.0,
             "{} read the gateway's memory",
