@@ -58,7 +58,7 @@ pub struct ScenarioResult {
     /// Sources process CPU seconds per wall second.
     pub sources_cpu_cores: f64,
     pub gateway_rss_mib: f64,
-    /// Peak resident memory during this scenario (warm-up included).
+    /// Peak resident memory during this scenario's measured window.
     pub gateway_peak_rss_mib: f64,
     /// True when the kernel would not reset the peak: the figure is then the peak since the
     /// gateway started (index sync and earlier scenarios included).
@@ -104,12 +104,13 @@ pub async fn run_load(
     client: &reqwest::Client,
     o: &LoadOptions,
 ) -> anyhow::Result<ScenarioResult> {
-    // Peak memory of this scenario only, not of start-up (the index sync) or earlier runs.
-    let peak_is_scenarios = machine::reset_peak_rss(system.gateway_pid);
     // Warm-up: the same loop, results dropped.
     if !o.warmup.is_zero() {
         drive(system, client, o, o.warmup).await;
     }
+    // Peak memory of the measured window only: not start-up's (the index sync, reported
+    // apart) nor an earlier run's memory the allocator has not yet given back.
+    let peak_is_scenarios = machine::reset_peak_rss(system.gateway_pid);
     let before = system.metrics(client).await.context("reading /metrics")?;
     let cpu0 = (
         machine::cpu_seconds(system.gateway_pid),

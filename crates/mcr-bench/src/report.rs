@@ -16,6 +16,8 @@ pub struct Report {
     pub settings: serde_json::Value,
     /// `GET /fhir/Patient?identifier=…` one at a time (20, within the search rate limit).
     pub search: crate::stats::Percentiles,
+    /// The gateway's peak resident memory at start-up (index sync), before any view, MiB.
+    pub startup_peak_rss_mib: f64,
     pub scenarios: Vec<ScenarioResult>,
     pub index: Vec<IndexResult>,
     /// The targets of issue 7 and whether this run met them.
@@ -55,6 +57,11 @@ impl Report {
             s,
             "Patient search by NHS number over HTTP: p50 {:.2} ms, p99 {:.2} ms ({} searches, one at a time).\n",
             self.search.p50_ms, self.search.p99_ms, self.search.count
+        );
+        let _ = writeln!(
+            s,
+            "Gateway peak memory at start-up (index synced from the sources, before any view): {:.0} MiB.\n",
+            self.startup_peak_rss_mib
         );
         let _ = writeln!(
             s,

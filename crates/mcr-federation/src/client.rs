@@ -571,7 +571,70 @@ impl Source for HttpSource {
 
 #[cfg(test)]
 mod tests {
-    use super::server_timing_app_ms;
+    use super::{not_json, server_timing_app_ms, Page, PageEntry, Received};
+    use mcr_domain::FailureReason;
+
+    fn page(json: &str) -> Result<Vec<Option<String>>, FailureReason> {
+        let p: Page = serde_json::from_str(json).map_err(|e| not_json(&e))?;
+        Ok(p.entry
+            .unwrap_or_default()
+            .into_iter()
+            .map(|PageEntry(r)| r.map(|r| r.get().to_owned()))
+            .collect())
+    }
+
+    #[test]
+    fn a_page_keeps_each_resource_as_sent_and_skips_junk_entries() {
+        let got = page(
+            r#"{"resourceType":"Bundle","entry":[
+                {"fullUrl":"x","resource":{"resourceType":"Condition","id":"c1","note":[{"text":"caf\u00e9 <b>"}]}},
+                7, "text", null, [1,2], {"search":{"mode":"match"}}, {"resource":null},
+                {"resource":{"id":"first"},"resource":{"id":"last"}}
+            ]}"#,
+        )
+        .expect("reads");
+        assert_eq!(
+            got,
+            [
+                Some(
+                    r#"{"resourceType":"Condition","id":"c1","note":[{"text":"caf\u00e9 <b>"}]}"#
+                        .to_owned()
+                ),
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                // As a Value reader would: the last of a repeated key wins.
+                Some(r#"{"id":"last"}"#.to_owned()),
+            ]
+        );
+        // Parsed for the merge, text unchanged for the API.
+        let raw =
+            serde_json::value::RawValue::from_string(got[0].clone().expect("kept")).expect("raw");
+        let r = Received::from_raw(raw).expect("parses");
+        assert_eq!(r.value["note"][0]["text"], "café <b>");
+        assert!(r.json.json().contains(r"caf\u00e9"));
+    }
+
+    #[test]
+    fn a_page_of_the_wrong_shape_or_not_json_says_which() {
+        let shape = page(r#"{"resourceType":"Bundle","entry":{"resource":{}}}"#).unwrap_err();
+        assert!(
+            matches!(&shape, FailureReason::Malformed { detail } if detail.starts_with("not a FHIR resource of the expected shape")),
+            "{shape:?}"
+        );
+        let garbage = page(r#"{"resourceType":"Bundle","entry":[{"#).unwrap_err();
+        assert!(
+            matches!(&garbage, FailureReason::Malformed { detail } if detail.starts_with("not JSON at line 1")),
+            "{garbage:?}"
+        );
+        assert_eq!(
+            page(r#"{"resourceType":"Bundle","entry":null}"#).expect("empty"),
+            []
+        );
+    }
 
     #[test]
     fn reads_the_app_duration_of_a_server_timing_header() {
