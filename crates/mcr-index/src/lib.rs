@@ -104,6 +104,8 @@ impl Indexer {
             };
             report.seen = resources.len();
             let mut patients = Vec::new();
+            // NHS numbers already in `patients`: a source may hold one person twice.
+            let mut held = std::collections::HashSet::new();
             let mut links = Vec::new();
             let mut watermark: Option<String> = None;
             let now = self.clock.now();
@@ -119,10 +121,7 @@ impl Indexer {
                 }
                 match &p.nhs_number {
                     Some(nhs) => {
-                        let exists = patients
-                            .iter()
-                            .any(|x: &IndexedPatient| &x.nhs_number == nhs);
-                        if !exists {
+                        if held.insert(nhs.clone()) {
                             patients.push(p.indexed(nhs.clone(), now));
                         }
                         links.push(p.link(nhs.clone(), LinkMethod::NhsNumber, now));
