@@ -258,6 +258,14 @@ async fn drive(
                         let slowest = slowest_source(&timing);
                         t.slowest.push(slowest);
                         t.overheads.push((took - slowest).max(0.0));
+                        if let Some(handler) = handler_ms(&timing) {
+                            // Request and response on the wire, the HTTP layers and middleware
+                            // before the handler: everything the gateway's own clock misses.
+                            t.phases
+                                .entry("outside the handler".to_owned())
+                                .or_default()
+                                .push((took - handler).max(0.0));
+                        }
                         for (name, ms) in phases(&timing) {
                             t.phases.entry(name.to_owned()).or_default().push(ms);
                             if name == "fetch" {
@@ -354,6 +362,19 @@ pub fn phases(header: &str) -> impl Iterator<Item = (&str, f64)> {
     })
 }
 
+/// The gateway's `mcr;dur=` (its handler's start to the body ready), ms.
+pub fn handler_ms(header: &str) -> Option<f64> {
+    header.split(',').find_map(|m| {
+        let mut parts = m.split(';').map(str::trim);
+        if parts.next()? != "mcr" {
+            return None;
+        }
+        parts
+            .find_map(|p| p.strip_prefix("dur="))
+            .and_then(|d| d.parse::<f64>().ok())
+    })
+}
+
 /// The largest `source-*;dur=` in a `Server-Timing` header, ms (0 when none).
 pub fn slowest_source(header: &str) -> f64 {
     header
@@ -393,7 +414,7 @@ fn resources_in(body: &[u8]) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{phases, slowest_source};
+    use super::{handler_ms, phases, slowest_source};
 
     #[test]
     fn slowest_source_from_server_timing() {
@@ -411,5 +432,7 @@ mod tests {
         let got: Vec<_> = phases(h).collect();
         assert_eq!(got, [("access", 0.9), ("fetch", 52.25), ("audit", 0.4)]);
         assert_eq!(phases("mcr;dur=3, junk;x").count(), 0);
+        assert_eq!(handler_ms(h), Some(80.0));
+        assert_eq!(handler_ms("access;dur=1"), None);
     }
 }
