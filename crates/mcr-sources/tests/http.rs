@@ -227,6 +227,43 @@ async fn unknown_things_are_404_operation_outcomes() {
 }
 
 #[tokio::test]
+async fn a_repeated_search_gives_the_same_answer_and_failures_still_apply() {
+    let h = start("gp", Behaviour::healthy()).await;
+    let sp = &h.slice().patients()[5];
+    let page = |offset: usize| {
+        format!(
+            "{}/Observation?patient={}&_count=3&_offset={offset}",
+            h.base_url(),
+            sp.local_id
+        )
+    };
+    let body = |url: String| async move {
+        let r = client().get(url).send().await.unwrap();
+        (r.status().as_u16(), r.bytes().await.unwrap())
+    };
+    let (status, first) = body(page(0)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body(page(0)).await,
+        (200, first.clone()),
+        "same search, same answer"
+    );
+    let (_, second) = body(page(3)).await;
+    assert_ne!(first, second, "another page is another answer");
+    let (_, someone_else) = body(format!(
+        "{}/Observation?patient={}&_count=3&_offset=0",
+        h.base_url(),
+        h.slice().patients()[6].local_id
+    ))
+    .await;
+    assert_ne!(first, someone_else, "another patient is another answer");
+
+    // A behaviour set later applies to searches already answered once.
+    h.set_behaviour(Behaviour::failing(Failure::Status(503)));
+    assert_eq!(body(page(0)).await.0, 503);
+}
+
+#[tokio::test]
 async fn failure_status_malformed_and_huge() {
     let h = start("gp", Behaviour::failing(Failure::Status(503))).await;
     let (status, b) = get_json(&format!("{}/Patient", h.base_url())).await;
