@@ -120,6 +120,12 @@ struct Page {
     entry: Option<Vec<PageEntry>>,
 }
 
+/// Where a search's pages go: gathered into one list, or handed over one by one.
+enum Pages<'a, T> {
+    Collect(&'a mut Vec<T>),
+    Send(&'a tokio::sync::mpsc::Sender<Vec<T>>),
+}
+
 /// One `Bundle.entry`: its resource as text. An entry that is not an object, or has no
 /// resource, is junk and is skipped (as a `Value` reader would). Read in one pass, keeping
 /// the last `resource` key as a `Value` reader would.
@@ -219,12 +225,14 @@ pub trait Source: Send + Sync + std::fmt::Debug {
         types: &[&str],
         digest: &Digest<'_>,
     ) -> Result<Fetched, FailureReason>;
-    /// Every `Patient` resource (or those updated after `since`).
+    /// Every `Patient` resource (or those updated after `since`), a page at a time into
+    /// `pages`: the index is built as it is read, never held whole.
     async fn patient_feed(
         &self,
         since: Option<&str>,
         timeout: Duration,
-    ) -> Result<Vec<Value>, FailureReason>;
+        pages: tokio::sync::mpsc::Sender<Vec<Value>>,
+    ) -> Result<(), FailureReason>;
 }
 
 /// A FHIR R4 server over HTTP.
@@ -266,7 +274,7 @@ impl HttpSource {
 
     /// Follow a search through all its pages, keeping the resources of type `want`.
     /// `budget` is the byte allowance left for this source in this view.
-    async fn search_all<T>(
+    async fn search_all<T: Send>(
         &self,
         first: Url,
         want: &str,
@@ -275,6 +283,23 @@ impl HttpSource {
         keep: &(dyn Fn(Received) -> T + Send + Sync + '_),
     ) -> Result<(Vec<T>, Option<f64>), FailureReason> {
         let mut out = Vec::new();
+        let ms = self
+            .search_pages(first, want, patient, budget, keep, Pages::Collect(&mut out))
+            .await?;
+        Ok((out, ms))
+    }
+
+    /// [`HttpSource::search_all`], handing over each page as it is read (to `pages`), so that
+    /// a reader of millions of records never holds more than a few pages.
+    async fn search_pages<T: Send>(
+        &self,
+        first: Url,
+        want: &str,
+        patient: Option<&str>,
+        budget: &Budget,
+        keep: &(dyn Fn(Received) -> T + Send + Sync + '_),
+        mut pages_out: Pages<'_, T>,
+    ) -> Result<Option<f64>, FailureReason> {
         let mut source_ms: Option<f64> = None;
         let mut next = Some(first);
         let mut pages = 0u32;
@@ -297,6 +322,7 @@ impl HttpSource {
             if let Some(link) = page.link.as_ref().and_then(|l| mcr_fhir::next_link_in(l)) {
                 next = Some(self.same_origin(link)?);
             }
+            let mut out = Vec::new();
             for PageEntry(raw) in page.entry.unwrap_or_default() {
                 let Some(raw) = raw else { continue };
                 let r = Received::from_raw(raw)?;
@@ -319,8 +345,14 @@ impl HttpSource {
                 }
                 out.push(keep(r));
             }
+            match &mut pages_out {
+                Pages::Collect(all) => all.extend(out),
+                Pages::Send(tx) => tx.send(out).await.map_err(|_| FailureReason::Unreachable {
+                    detail: "the reader of this feed stopped".into(),
+                })?,
+            }
         }
-        Ok((out, source_ms))
+        Ok(source_ms)
     }
 
     /// A `next` link must point back at the same server: a hostile source must not be able
@@ -537,7 +569,8 @@ impl Source for HttpSource {
         &self,
         since: Option<&str>,
         timeout: Duration,
-    ) -> Result<Vec<Value>, FailureReason> {
+        pages: tokio::sync::mpsc::Sender<Vec<Value>>,
+    ) -> Result<(), FailureReason> {
         let count = "1000".to_owned();
         let gt;
         let mut q: Vec<(&str, &str)> = vec![("_count", &count)];
@@ -560,12 +593,13 @@ impl Source for HttpSource {
             ..self.clone()
         };
         let keep = |r: Received| r.value;
-        tokio::time::timeout(timeout, me.search_all(url, "Patient", None, &budget, &keep))
+        let feed = me.search_pages(url, "Patient", None, &budget, &keep, Pages::Send(&pages));
+        tokio::time::timeout(timeout, feed)
             .await
             .map_err(|_| FailureReason::Timeout {
                 after_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
             })?
-            .map(|(patients, _)| patients)
+            .map(|_| ())
     }
 }
 

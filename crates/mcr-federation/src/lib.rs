@@ -158,19 +158,21 @@ impl Federation {
     }
 
     /// Every `Patient` a source holds, or those changed after `since` (an instant as the
-    /// source wrote `meta.lastUpdated`), for the patient index. Demographics only.
+    /// source wrote `meta.lastUpdated`), for the patient index, a page at a time into `pages`
+    /// as the source sends them. Demographics only. `Ok` once the last page is handed over.
     pub async fn patient_feed(
         &self,
         source: &SourceId,
         since: Option<&str>,
-    ) -> Result<Vec<Value>, FailureReason> {
+        pages: tokio::sync::mpsc::Sender<Vec<Value>>,
+    ) -> Result<(), FailureReason> {
         let s = self
             .sources
             .get(source)
             .ok_or_else(|| FailureReason::Unreachable {
                 detail: "not a configured source".into(),
             })?;
-        s.patient_feed(since, self.config.sync_timeout).await
+        s.patient_feed(since, self.config.sync_timeout, pages).await
     }
 }
 

@@ -56,6 +56,17 @@ pub struct Indexer {
     clock: Arc<dyn Clock>,
 }
 
+/// What a source's sync has gathered so far, page after page.
+struct PageState {
+    report: SourceSyncReport,
+    /// Local ids an earlier sync left unmatched (few).
+    unmatched: std::collections::HashSet<String>,
+    /// Records without an NHS number, for the demographic pass.
+    pending: Vec<SourcePatient>,
+    /// The latest `meta.lastUpdated` seen.
+    watermark: Option<String>,
+}
+
 /// How many rows go to the store per batch.
 const BATCH: usize = 2_000;
 
@@ -69,93 +80,27 @@ impl Indexer {
     }
 
     /// Read every source's patients and update the index. `full` ignores the watermarks.
+    ///
+    /// Every source is read at once and each page is written to the index as it arrives, so a
+    /// region's millions of records are never held together. Demographics from a GP source
+    /// replace what is held and others only fill gaps, so the order pages arrive in does not
+    /// change the result.
     pub async fn sync(&self, full: bool) -> Result<SyncReport, IndexError> {
-        // GP systems first: their demographics are the most current, so they win in the index.
+        // Reported GP systems first.
         let mut sources: Vec<_> = self.federation.sources().cloned().collect();
         sources.sort_by_key(|s| s.config().organisation.kind != OrgKind::GpPractice);
-
-        let feeds = join_all(sources.iter().map(|s| async {
-            let since = if full {
-                None
-            } else {
-                self.store.sync_watermark(s.id()).await?
-            };
-            let feed = self.federation.patient_feed(s.id(), since.as_deref()).await;
-            Ok::<_, StoreError>((s.id().clone(), feed))
+        let synced = join_all(sources.iter().map(|s| {
+            let authoritative = s.config().organisation.kind == OrgKind::GpPractice;
+            self.sync_source(s.id().clone(), authoritative, full)
         }))
         .await;
 
         let mut reports = Vec::new();
         let mut pending_demographic: Vec<(usize, SourcePatient)> = Vec::new();
-        for feed in feeds {
-            let (source, feed) = feed?;
-            let mut report = SourceSyncReport {
-                source: source.to_string(),
-                ..Default::default()
-            };
-            let resources = match feed {
-                Ok(r) => r,
-                Err(reason) => {
-                    tracing::warn!(source = %source, reason = reason.code(), "index sync: source failed");
-                    report.failed = Some(reason);
-                    reports.push(report);
-                    continue;
-                }
-            };
-            report.seen = resources.len();
-            let mut patients = Vec::new();
-            // NHS numbers already in `patients`: a source may hold one person twice.
-            let mut held = std::collections::HashSet::new();
-            let mut links = Vec::new();
-            let mut watermark: Option<String> = None;
-            let now = self.clock.now();
-            for r in &resources {
-                let Some(p) = parse_patient(&source, r) else {
-                    report.rejected += 1;
-                    continue;
-                };
-                if let Some(lu) = &p.last_updated {
-                    if watermark.as_deref().is_none_or(|w| lu.as_str() > w) {
-                        watermark = Some(lu.clone());
-                    }
-                }
-                match &p.nhs_number {
-                    Some(nhs) => {
-                        if held.insert(nhs.clone()) {
-                            patients.push(p.indexed(nhs.clone(), now));
-                        }
-                        links.push(p.link(nhs.clone(), LinkMethod::NhsNumber, now));
-                        report.linked_by_nhs_number += 1;
-                    }
-                    None => pending_demographic.push((reports.len(), p)),
-                }
-            }
-            // Demographics from a GP source replace what is held; others only fill gaps.
-            let authoritative = self
-                .federation
-                .source(&source)
-                .is_some_and(|s| s.config().organisation.kind == OrgKind::GpPractice);
-            for chunk in patients.chunks(BATCH) {
-                if authoritative {
-                    self.store.upsert_patients(chunk).await?;
-                } else {
-                    self.store.insert_missing_patients(chunk).await?;
-                }
-            }
-            for chunk in links.chunks(BATCH) {
-                self.store.upsert_links(chunk).await?;
-            }
-            // Records left unmatched by an earlier sync that now carry an NHS number.
-            let linked: std::collections::HashSet<&str> =
-                links.iter().map(|l| l.local_id.as_str()).collect();
-            for u in self.store.unmatched(Some(&source)).await? {
-                if linked.contains(u.local_id.as_str()) {
-                    self.store.clear_unmatched(&source, &u.local_id).await?;
-                }
-            }
-            if let Some(w) = watermark {
-                self.store.set_sync_watermark(&source, &w).await?;
-            }
+        for result in synced {
+            let (report, pending) = result?;
+            let at = reports.len();
+            pending_demographic.extend(pending.into_iter().map(|p| (at, p)));
             reports.push(report);
         }
 
@@ -190,6 +135,123 @@ impl Indexer {
             );
         }
         Ok(SyncReport { sources: reports })
+    }
+
+    /// One source's feed, page by page. Returns its report and the records that carry no
+    /// NHS number (matched by demographics once every source is in). If the feed fails part
+    /// way, what was read stays in the index and the watermark stays where it was, so the next
+    /// incremental sync reads again from there.
+    async fn sync_source(
+        &self,
+        source: SourceId,
+        authoritative: bool,
+        full: bool,
+    ) -> Result<(SourceSyncReport, Vec<SourcePatient>), StoreError> {
+        let since = if full {
+            None
+        } else {
+            self.store.sync_watermark(&source).await?
+        };
+        let mut page = PageState {
+            report: SourceSyncReport {
+                source: source.to_string(),
+                ..Default::default()
+            },
+            // Records an earlier sync left unmatched: cleared when they now carry an NHS number.
+            unmatched: self
+                .store
+                .unmatched(Some(&source))
+                .await?
+                .into_iter()
+                .map(|u| u.local_id)
+                .collect(),
+            pending: Vec::new(),
+            watermark: None,
+        };
+        // Two pages in hand at most: the next is read while this one is written.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<serde_json::Value>>(2);
+        let feed = self.federation.patient_feed(&source, since.as_deref(), tx);
+        let apply = async {
+            while let Some(resources) = rx.recv().await {
+                self.apply_page(&source, authoritative, &resources, &mut page)
+                    .await?;
+            }
+            Ok::<_, StoreError>(())
+        };
+        let (fed, applied) = tokio::join!(feed, apply);
+        applied?;
+        let PageState {
+            mut report,
+            pending,
+            watermark,
+            ..
+        } = page;
+        match fed {
+            Err(reason) => {
+                tracing::warn!(source = %source, reason = reason.code(), "index sync: source failed");
+                report.failed = Some(reason);
+            }
+            Ok(()) => {
+                if let Some(w) = watermark {
+                    self.store.set_sync_watermark(&source, &w).await?;
+                }
+            }
+        }
+        Ok((report, pending))
+    }
+
+    /// Write one page of a source's `Patient`s to the index.
+    async fn apply_page(
+        &self,
+        source: &SourceId,
+        authoritative: bool,
+        resources: &[serde_json::Value],
+        state: &mut PageState,
+    ) -> Result<(), StoreError> {
+        state.report.seen += resources.len();
+        let mut patients = Vec::new();
+        // NHS numbers already in `patients`: a source may hold one person twice.
+        let mut held = std::collections::HashSet::new();
+        let mut links = Vec::new();
+        let now = self.clock.now();
+        for r in resources {
+            let Some(p) = parse_patient(source, r) else {
+                state.report.rejected += 1;
+                continue;
+            };
+            if let Some(lu) = &p.last_updated {
+                if state.watermark.as_deref().is_none_or(|w| lu.as_str() > w) {
+                    state.watermark = Some(lu.clone());
+                }
+            }
+            match &p.nhs_number {
+                Some(nhs) => {
+                    if held.insert(nhs.clone()) {
+                        patients.push(p.indexed(nhs.clone(), now));
+                    }
+                    links.push(p.link(nhs.clone(), LinkMethod::NhsNumber, now));
+                    state.report.linked_by_nhs_number += 1;
+                }
+                None => state.pending.push(p),
+            }
+        }
+        // Demographics from a GP source replace what is held; others only fill gaps.
+        for chunk in patients.chunks(BATCH) {
+            if authoritative {
+                self.store.upsert_patients(chunk).await?;
+            } else {
+                self.store.insert_missing_patients(chunk).await?;
+            }
+        }
+        for chunk in links.chunks(BATCH) {
+            self.store.upsert_links(chunk).await?;
+        }
+        for l in &links {
+            if state.unmatched.remove(&l.local_id) {
+                self.store.clear_unmatched(source, &l.local_id).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn unmatched(

@@ -215,3 +215,74 @@ async fn an_ambiguous_demographic_match_is_never_linked() {
     assert_eq!(unmatched[0].reason, "ambiguous");
     assert_eq!(unmatched[0].candidates, 2);
 }
+
+/// A source whose `Patient` search answers the first page, then fails on the second.
+async fn serve_first_page_then_fail(first: Vec<Value>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("test setup");
+    let addr = listener.local_addr().expect("test setup");
+    let page = json!({"resourceType": "Bundle", "type": "searchset",
+        "link": [{"relation": "next", "url": format!("http://{addr}/Patient?page=2")}],
+        "entry": first.into_iter().map(|p| json!({"resource": p})).collect::<Vec<_>>()});
+    let app = axum::Router::new().route(
+        "/Patient",
+        get(
+            move |q: axum::extract::Query<std::collections::HashMap<String, String>>| {
+                let page = page.clone();
+                async move {
+                    if q.get("page").is_some() {
+                        Err(axum::http::StatusCode::INTERNAL_SERVER_ERROR)
+                    } else {
+                        Ok(Json(page))
+                    }
+                }
+            },
+        ),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("test setup") });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn a_feed_that_fails_part_way_keeps_what_it_read_and_reads_again_next_time() {
+    let a = NhsNumber::from_first_nine([9, 9, 9, 0, 0, 0, 0, 1, 1]).expect("test setup");
+    let b = NhsNumber::from_first_nine([9, 9, 9, 0, 0, 0, 0, 1, 2]).expect("test setup");
+    let gp = serve_first_page_then_fail(vec![
+        patient("G1", Some(a.as_str()), "Smith", "Ann"),
+        patient("G2", Some(b.as_str()), "Patel", "Ravi"),
+    ])
+    .await;
+    let dir = tempfile::tempdir().expect("test setup");
+    let store = mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
+        .await
+        .expect("test setup");
+    let fed = Arc::new(Federation::new(
+        vec![http_source(
+            "gp",
+            org("E82001", OrgKind::GpPractice),
+            &gp,
+            &["Patient"],
+        )],
+        FederationConfig::default(),
+    ));
+    let report = Indexer::new(fed, store.clone(), clock())
+        .sync(true)
+        .await
+        .expect("a failing source is reported, not an error");
+    let gp_report = &report.sources[0];
+    assert!(
+        matches!(
+            gp_report.failed,
+            Some(mcr_domain::FailureReason::HttpStatus { status: 500 })
+        ),
+        "{report:?}"
+    );
+    // The first page was written as it arrived.
+    assert_eq!(gp_report.seen, 2);
+    assert_eq!(store.patient_count().await.expect("count"), 2);
+    assert_eq!(store.links(&a).await.expect("links").len(), 1);
+    // The watermark did not move: the next incremental sync reads from the start again.
+    let gp_id = SourceId::parse("gp").expect("test setup");
+    assert_eq!(store.sync_watermark(&gp_id).await.expect("watermark"), None);
+}
