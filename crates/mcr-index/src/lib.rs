@@ -81,19 +81,32 @@ impl Indexer {
 
     /// Read every source's patients and update the index. `full` ignores the watermarks.
     ///
-    /// Every source is read at once and each page is written to the index as it arrives, so a
-    /// region's millions of records are never held together. Demographics from a GP source
-    /// replace what is held and others only fill gaps, so the order pages arrive in does not
-    /// change the result.
+    /// Each page is written to the index as it arrives, so a region's millions of records are
+    /// never held together. Demographics from a GP system replace what is held and others only
+    /// fill gaps, so the other sources are read at once, beside the GP systems; GP systems are
+    /// read one after another in configuration order, so that where two hold the same person
+    /// the last configured wins, every time.
     pub async fn sync(&self, full: bool) -> Result<SyncReport, IndexError> {
+        let (gps, others): (Vec<_>, Vec<_>) = self
+            .federation
+            .sources()
+            .cloned()
+            .partition(|s| s.config().organisation.kind == OrgKind::GpPractice);
+        let gp_systems = async {
+            let mut done = Vec::with_capacity(gps.len());
+            for s in &gps {
+                done.push(self.sync_source(s.id().clone(), true, full).await);
+            }
+            done
+        };
+        let the_rest = join_all(
+            others
+                .iter()
+                .map(|s| self.sync_source(s.id().clone(), false, full)),
+        );
+        let (mut synced, rest) = tokio::join!(gp_systems, the_rest);
         // Reported GP systems first.
-        let mut sources: Vec<_> = self.federation.sources().cloned().collect();
-        sources.sort_by_key(|s| s.config().organisation.kind != OrgKind::GpPractice);
-        let synced = join_all(sources.iter().map(|s| {
-            let authoritative = s.config().organisation.kind == OrgKind::GpPractice;
-            self.sync_source(s.id().clone(), authoritative, full)
-        }))
-        .await;
+        synced.extend(rest);
 
         let mut reports = Vec::new();
         let mut pending_demographic: Vec<(usize, SourcePatient)> = Vec::new();

@@ -286,3 +286,57 @@ async fn a_feed_that_fails_part_way_keeps_what_it_read_and_reads_again_next_time
     let gp_id = SourceId::parse("gp").expect("test setup");
     assert_eq!(store.sync_watermark(&gp_id).await.expect("watermark"), None);
 }
+
+#[tokio::test]
+async fn where_two_gp_systems_hold_one_person_the_last_configured_wins_every_time() {
+    let a = NhsNumber::from_first_nine([9, 9, 9, 0, 0, 0, 0, 2, 1]).expect("test setup");
+    let old_practice = serve_patients(vec![patient("P1", Some(a.as_str()), "Smith", "Ann")]).await;
+    let new_practice = serve_patients(vec![patient("Q7", Some(a.as_str()), "Jones", "Ann")]).await;
+    // A hospital that holds her under her old name only fills gaps.
+    let acute = serve_patients(vec![patient("H1", Some(a.as_str()), "Smith", "Ann")]).await;
+    for _ in 0..3 {
+        let dir = tempfile::tempdir().expect("test setup");
+        let store = mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
+            .await
+            .expect("test setup");
+        let fed = Arc::new(Federation::new(
+            vec![
+                http_source(
+                    "acute",
+                    org("RWH", OrgKind::AcuteTrust),
+                    &acute,
+                    &["Patient"],
+                ),
+                http_source(
+                    "gpold",
+                    org("E82001", OrgKind::GpPractice),
+                    &old_practice,
+                    &["Patient"],
+                ),
+                http_source(
+                    "gpnew",
+                    org("E82002", OrgKind::GpPractice),
+                    &new_practice,
+                    &["Patient"],
+                ),
+            ],
+            FederationConfig::default(),
+        ));
+        let report = Indexer::new(fed, store.clone(), clock())
+            .sync(true)
+            .await
+            .expect("sync");
+        assert_eq!(
+            report
+                .sources
+                .iter()
+                .map(|s| s.source.as_str())
+                .collect::<Vec<_>>(),
+            ["gpold", "gpnew", "acute"],
+            "GP systems reported first"
+        );
+        let held = store.patient(&a).await.expect("read").expect("indexed");
+        assert_eq!(held.family, "Jones");
+        assert_eq!(store.links(&a).await.expect("links").len(), 3);
+    }
+}
