@@ -82,7 +82,7 @@ pub struct Fetched {
 }
 
 /// One resource as a source sent it: parsed, for the merge to read, and the text it came as,
-/// for the API to return unchanged. The parsed form lives only until the merge is done.
+/// for the API to return unchanged. The parsed form lives only until it is digested.
 #[derive(Debug, Clone)]
 pub struct Received {
     pub value: Value,
