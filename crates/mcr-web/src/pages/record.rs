@@ -515,9 +515,16 @@ pub(crate) async fn patient(
         Err(resp) => return *resp,
     };
     let layout = Layout::staff(&user);
-    match state.gateway.view_record(&user.0, &nhs).await {
-        Ok(ViewOutcome::Record(view)) => render(StatusCode::OK, &record_page(layout, &view)),
-        Ok(ViewOutcome::NotPermitted(decision)) => {
+    // The page is written while the audit record commits; it is sent only once it has.
+    let page =
+        |view: &mcr_gateway::View| render(StatusCode::OK, &record_page(layout.clone(), view));
+    match state.gateway.view_record_then(&user.0, &nhs, page).await {
+        Ok((ViewOutcome::Record(_), Some(page))) => page,
+        // A permitted view is always rendered; this arm only keeps the match total.
+        Ok((ViewOutcome::Record(view), None)) => {
+            render(StatusCode::OK, &record_page(layout, &view))
+        }
+        Ok((ViewOutcome::NotPermitted(decision), _)) => {
             let status = if matches!(decision, Decision::Deny(_)) {
                 StatusCode::FORBIDDEN
             } else {
