@@ -347,14 +347,11 @@ async fn get(
     Ok((status, timing, body))
 }
 
-/// The gateway's phases in a `Server-Timing` header: every metric but `source-*` and `mcr`.
-pub fn phases(header: &str) -> impl Iterator<Item = (&str, f64)> {
+/// Every `name;dur=<ms>` metric of a `Server-Timing` header, in order; others are skipped.
+fn durations(header: &str) -> impl Iterator<Item = (&str, f64)> {
     header.split(',').filter_map(|m| {
         let mut parts = m.split(';').map(str::trim);
-        let name = parts.next()?;
-        if name.starts_with("source-") || name == "mcr" || name.is_empty() {
-            return None;
-        }
+        let name = parts.next().filter(|n| !n.is_empty())?;
         let ms = parts
             .find_map(|p| p.strip_prefix("dur="))
             .and_then(|d| d.parse::<f64>().ok())?;
@@ -362,34 +359,21 @@ pub fn phases(header: &str) -> impl Iterator<Item = (&str, f64)> {
     })
 }
 
+/// The gateway's phases in a `Server-Timing` header: every metric but `source-*` and `mcr`.
+pub fn phases(header: &str) -> impl Iterator<Item = (&str, f64)> {
+    durations(header).filter(|(name, _)| !name.starts_with("source-") && *name != "mcr")
+}
+
 /// The gateway's `mcr;dur=` (its handler's start to the body ready), ms.
 pub fn handler_ms(header: &str) -> Option<f64> {
-    header.split(',').find_map(|m| {
-        let mut parts = m.split(';').map(str::trim);
-        if parts.next()? != "mcr" {
-            return None;
-        }
-        parts
-            .find_map(|p| p.strip_prefix("dur="))
-            .and_then(|d| d.parse::<f64>().ok())
-    })
+    durations(header).find_map(|(name, ms)| (name == "mcr").then_some(ms))
 }
 
 /// The largest `source-*;dur=` in a `Server-Timing` header, ms (0 when none).
 pub fn slowest_source(header: &str) -> f64 {
-    header
-        .split(',')
-        .filter_map(|m| {
-            let mut parts = m.split(';').map(str::trim);
-            let name = parts.next()?;
-            if !name.starts_with("source-") {
-                return None;
-            }
-            parts
-                .find_map(|p| p.strip_prefix("dur="))
-                .and_then(|d| d.parse::<f64>().ok())
-        })
-        .fold(0.0, f64::max)
+    durations(header)
+        .filter(|(name, _)| name.starts_with("source-"))
+        .fold(0.0, |max, (_, ms)| max.max(ms))
 }
 
 fn resources_in(body: &[u8]) -> u64 {

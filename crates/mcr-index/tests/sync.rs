@@ -151,6 +151,31 @@ fn org(code: &str, kind: OrgKind) -> Organisation {
     }
 }
 
+/// A fresh SQLite index, fully synced from sources that hold `Patient`s only:
+/// `(id, ODS code, kind, base URL)` each.
+async fn full_sync(
+    sources: &[(&str, &str, OrgKind, &str)],
+) -> (
+    tempfile::TempDir,
+    Arc<dyn mcr_store::Store>,
+    mcr_index::SyncReport,
+) {
+    let dir = tempfile::tempdir().expect("test setup");
+    let store = mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
+        .await
+        .expect("test setup");
+    let sources = sources
+        .iter()
+        .map(|(id, code, kind, base)| http_source(id, org(code, *kind), base, &["Patient"]))
+        .collect();
+    let fed = Arc::new(Federation::new(sources, FederationConfig::default()));
+    let report = Indexer::new(fed, store.clone(), clock())
+        .sync(true)
+        .await
+        .expect("a failing source is reported, not an error");
+    (dir, store, report)
+}
+
 #[tokio::test]
 async fn an_ambiguous_demographic_match_is_never_linked() {
     // Twins with the same surname, initial, birth date and postcode, each with an NHS number at
@@ -164,26 +189,11 @@ async fn an_ambiguous_demographic_match_is_never_linked() {
     ])
     .await;
     let acute = serve_patients(vec![patient("H1", None, "SMITH", "A.")]).await;
-    let dir = tempfile::tempdir().expect("test setup");
-    let store = mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
-        .await
-        .expect("test setup");
-    let fed = Arc::new(Federation::new(
-        vec![
-            http_source("gp", org("E82001", OrgKind::GpPractice), &gp, &["Patient"]),
-            http_source(
-                "acute",
-                org("RWH", OrgKind::AcuteTrust),
-                &acute,
-                &["Patient"],
-            ),
-        ],
-        FederationConfig::default(),
-    ));
-    let report = Indexer::new(fed, store.clone(), clock())
-        .sync(true)
-        .await
-        .expect("test setup");
+    let (_dir, store, report) = full_sync(&[
+        ("gp", "E82001", OrgKind::GpPractice, &gp),
+        ("acute", "RWH", OrgKind::AcuteTrust, &acute),
+    ])
+    .await;
     let acute_report = report
         .sources
         .iter()
@@ -253,23 +263,7 @@ async fn a_feed_that_fails_part_way_keeps_what_it_read_and_reads_again_next_time
         patient("G2", Some(b.as_str()), "Patel", "Ravi"),
     ])
     .await;
-    let dir = tempfile::tempdir().expect("test setup");
-    let store = mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
-        .await
-        .expect("test setup");
-    let fed = Arc::new(Federation::new(
-        vec![http_source(
-            "gp",
-            org("E82001", OrgKind::GpPractice),
-            &gp,
-            &["Patient"],
-        )],
-        FederationConfig::default(),
-    ));
-    let report = Indexer::new(fed, store.clone(), clock())
-        .sync(true)
-        .await
-        .expect("a failing source is reported, not an error");
+    let (_dir, store, report) = full_sync(&[("gp", "E82001", OrgKind::GpPractice, &gp)]).await;
     let gp_report = &report.sources[0];
     assert!(
         matches!(
@@ -295,37 +289,12 @@ async fn where_two_gp_systems_hold_one_person_the_last_configured_wins_every_tim
     // A hospital that holds her under her old name only fills gaps.
     let acute = serve_patients(vec![patient("H1", Some(a.as_str()), "Smith", "Ann")]).await;
     for _ in 0..3 {
-        let dir = tempfile::tempdir().expect("test setup");
-        let store = mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
-            .await
-            .expect("test setup");
-        let fed = Arc::new(Federation::new(
-            vec![
-                http_source(
-                    "acute",
-                    org("RWH", OrgKind::AcuteTrust),
-                    &acute,
-                    &["Patient"],
-                ),
-                http_source(
-                    "gpold",
-                    org("E82001", OrgKind::GpPractice),
-                    &old_practice,
-                    &["Patient"],
-                ),
-                http_source(
-                    "gpnew",
-                    org("E82002", OrgKind::GpPractice),
-                    &new_practice,
-                    &["Patient"],
-                ),
-            ],
-            FederationConfig::default(),
-        ));
-        let report = Indexer::new(fed, store.clone(), clock())
-            .sync(true)
-            .await
-            .expect("sync");
+        let (_dir, store, report) = full_sync(&[
+            ("acute", "RWH", OrgKind::AcuteTrust, &acute),
+            ("gpold", "E82001", OrgKind::GpPractice, &old_practice),
+            ("gpnew", "E82002", OrgKind::GpPractice, &new_practice),
+        ])
+        .await;
         assert_eq!(
             report
                 .sources
