@@ -289,7 +289,7 @@ impl HttpSource {
         Ok((out, ms))
     }
 
-    /// [`HttpSource::search_all`], handing over each page as it is read (to `pages`), so that
+    /// [`HttpSource::search_all`], handing over each page as it is read (to `pages_out`), so that
     /// a reader of millions of records never holds more than a few pages.
     async fn search_pages<T: Send>(
         &self,
