@@ -54,6 +54,9 @@ struct Args {
     /// Skip the PostgreSQL index benchmark.
     #[arg(long)]
     no_postgres: bool,
+    /// Skip the slowed-source, dead-source and large-record runs (a quicker run while working).
+    #[arg(long)]
+    no_failures: bool,
     /// Gateway store URL (default: SQLite in a temporary directory).
     #[arg(long)]
     store: Option<String>,
@@ -137,7 +140,7 @@ async fn run(a: Args) -> anyhow::Result<()> {
         ),
         warmup: Duration::from_secs(1),
         duration: Duration::from_secs_f64(a.seconds),
-        failure_scenarios: true,
+        failure_scenarios: !a.no_failures,
         sample_patients: a.sample_patients,
         index_patients: a.index_patients,
         index_postgres: !a.no_postgres,

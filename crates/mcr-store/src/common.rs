@@ -252,3 +252,84 @@ pub(crate) fn open_error(e: sqlx::Error) -> StoreError {
         other => StoreError::from(other),
     }
 }
+
+/// The four governance lists of one patient, as one statement, so one round trip and one
+/// snapshot: rows of every table under the union of their column names (`NULL` where a table
+/// has no such column), tagged by `t` (1 permission, 2 relationship, 3 objection, 4 emergency
+/// access) and in each table's own order. `param` is the backend's first placeholder.
+pub(crate) fn governance_sql(param: &str) -> String {
+    const TABLES: [(&str, &[&str], &str); 4] = [
+        (
+            "permission",
+            &["nhs_number", "org_code", "user_id", "decision", "given_by", "at"],
+            "at",
+        ),
+        (
+            "relationship",
+            &[
+                "nhs_number",
+                "org_code",
+                "kind",
+                "user_id",
+                "reason",
+                "start",
+                "end",
+                "recorded_by",
+            ],
+            "start",
+        ),
+        (
+            "objection",
+            &[
+                "nhs_number",
+                "state",
+                "recorded_by",
+                "on_whose_word",
+                "override_reason",
+                "by_role",
+                "note",
+                "at",
+            ],
+            "at",
+        ),
+        (
+            "emergency_access",
+            &[
+                "nhs_number",
+                "user_id",
+                "org_code",
+                "reason_code",
+                "reason_text",
+                "started_at",
+            ],
+            "started_at",
+        ),
+    ];
+    let mut all: Vec<&str> = Vec::new();
+    for (_, columns, _) in TABLES {
+        for c in columns {
+            if !all.contains(c) {
+                all.push(c);
+            }
+        }
+    }
+    let selects: Vec<String> = TABLES
+        .iter()
+        .enumerate()
+        .map(|(i, (table, columns, order))| {
+            let list: Vec<String> = all
+                .iter()
+                .map(|c| {
+                    let value = if columns.contains(c) { format!("\"{c}\"") } else { "NULL".into() };
+                    format!("{value} AS \"{c}\"")
+                })
+                .collect();
+            format!(
+                "SELECT {} AS t, {}, \"{order}\" AS o, id FROM {table} WHERE nhs_number = {param}",
+                i + 1,
+                list.join(", ")
+            )
+        })
+        .collect();
+    format!("{} ORDER BY t, o, id", selects.join(" UNION ALL "))
+}

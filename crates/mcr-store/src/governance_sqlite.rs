@@ -32,55 +32,23 @@ impl GovernanceStore for SqliteStore {
     }
 
     async fn governance(&self, nhs: &NhsNumber) -> Result<GovernanceRecords> {
-        // One read transaction: the four lists come from one snapshot of the WAL.
-        let mut tx = self.read.begin().await?;
-        let permissions = sqlx::query(
-            "SELECT nhs_number, org_code, user_id, decision, given_by, at FROM permission \
-             WHERE nhs_number = ?1 ORDER BY at, id",
-        )
-        .bind(nhs.as_str())
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(permission_from_row)
-        .collect::<Result<Vec<_>>>()?;
-        let relationships = sqlx::query(
-            "SELECT nhs_number, org_code, kind, user_id, reason, \"start\", \"end\", recorded_by \
-             FROM relationship WHERE nhs_number = ?1 ORDER BY \"start\", id",
-        )
-        .bind(nhs.as_str())
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(relationship_from_row)
-        .collect::<Result<Vec<_>>>()?;
-        let objections = sqlx::query(
-            "SELECT nhs_number, state, recorded_by, on_whose_word, override_reason, by_role, \
-             note, at FROM objection WHERE nhs_number = ?1 ORDER BY at, id",
-        )
-        .bind(nhs.as_str())
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(objection_from_row)
-        .collect::<Result<Vec<_>>>()?;
-        let emergencies = sqlx::query(
-            "SELECT nhs_number, user_id, org_code, reason_code, reason_text, started_at \
-             FROM emergency_access WHERE nhs_number = ?1 ORDER BY started_at, id",
-        )
-        .bind(nhs.as_str())
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(emergency_from_row)
-        .collect::<Result<Vec<_>>>()?;
-        tx.commit().await?;
-        Ok(GovernanceRecords {
-            permissions,
-            relationships,
-            objections,
-            emergencies,
-        })
+        static SQL: std::sync::LazyLock<String> =
+            std::sync::LazyLock::new(|| crate::common::governance_sql("?1"));
+        let rows = sqlx::query(SQL.as_str())
+            .bind(nhs.as_str())
+            .fetch_all(&self.read)
+            .await?;
+        let mut records = GovernanceRecords::default();
+        for row in &rows {
+            match get::<i32>(row, "governance", "t")? {
+                1 => records.permissions.push(permission_from_row(row)?),
+                2 => records.relationships.push(relationship_from_row(row)?),
+                3 => records.objections.push(objection_from_row(row)?),
+                4 => records.emergencies.push(emergency_from_row(row)?),
+                _ => return Err(StoreError::Corrupt("governance row of no known table".into())),
+            }
+        }
+        Ok(records)
     }
 }
 

@@ -34,6 +34,10 @@ pub struct SqliteStore {
     pub(crate) read: SqlitePool,
     write: SqlitePool,
     append: Mutex<()>,
+    /// The chain's last record as this handle committed it (sequence number, hash): `None`
+    /// until first needed and after any write whose outcome it does not know. Read and written
+    /// only while `append` is held.
+    head: std::sync::Mutex<Option<(i64, String)>>,
     group: crate::group_commit::GroupCommit,
 }
 
@@ -86,14 +90,18 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
         // The writer opens first so the file exists (and is in WAL mode) before readers connect.
+        // A connection to a file in this process cannot go stale, so the pool does not ping it
+        // before each use (sqlx's default): that would be one more trip to its thread per query.
         let write = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.clone())
             .await
             .map_err(open_error)?;
         let read = SqlitePoolOptions::new()
             .max_connections(8)
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await
@@ -102,6 +110,7 @@ impl SqliteStore {
             read,
             write,
             append: Mutex::new(()),
+            head: std::sync::Mutex::new(None),
             group: crate::group_commit::GroupCommit::default(),
         })
     }
@@ -112,6 +121,11 @@ impl SqliteStore {
         &self,
     ) -> Result<(MutexGuard<'_, ()>, Transaction<'static, Sqlite>)> {
         let one_chain = self.append.lock().await;
+        // The transaction appends a record of its own (or rolls back): read the head afresh.
+        *self
+            .head
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         let tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
         Ok((one_chain, tx))
     }
@@ -125,39 +139,115 @@ pub(crate) async fn append_audit_in_tx(
     record: &AuditAppend,
     chain: &ChainFn,
 ) -> Result<AuditRow> {
+    let head = read_head(&mut *conn).await?;
+    let mut rows = chained(head, std::slice::from_ref(record), chain);
+    insert_audit_rows(&mut *conn, &rows).await?;
+    rows.pop()
+        .ok_or_else(|| StoreError::Corrupt("an audit append made no row".into()))
+}
+
+/// The chain's last record: its sequence number and hash (the genesis hash before the first).
+async fn read_head(conn: &mut SqliteConnection) -> Result<(i64, String)> {
     let last: Option<(i64, String)> =
         sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *conn)
+            .fetch_optional(conn)
             .await?;
-    let (seq, prev_hash) = match last {
-        Some((seq, hash)) => (seq + 1, hash),
-        None => (1, AUDIT_GENESIS_HASH.to_owned()),
-    };
-    let hash = chain(seq, &prev_hash, record);
-    sqlx::query(
+    Ok(last.unwrap_or_else(|| (0, AUDIT_GENESIS_HASH.to_owned())))
+}
+
+/// `records` as the rows that follow `head` in the chain.
+fn chained(head: (i64, String), records: &[AuditAppend], chain: &ChainFn) -> Vec<AuditRow> {
+    let (mut seq, mut prev_hash) = head;
+    records
+        .iter()
+        .map(|record| {
+            seq += 1;
+            let hash = chain(seq, &prev_hash, record);
+            AuditRow {
+                seq,
+                prev_hash: std::mem::replace(&mut prev_hash, hash.clone()),
+                hash,
+                record: record.clone(),
+            }
+        })
+        .collect()
+}
+
+/// Inserts `rows` in one statement: outside a transaction SQLite commits it on its own, all
+/// or nothing, with one sync of the log.
+async fn insert_audit_rows<'c>(
+    conn: impl sqlx::Executor<'c, Database = Sqlite>,
+    rows: &[AuditRow],
+) -> std::result::Result<(), sqlx::Error> {
+    let mut qb = QueryBuilder::<Sqlite>::new(
         "INSERT INTO audit_log (seq, at, correlation_id, user_id, org_code, patient, action, \
-         outcome, payload, prev_hash, hash) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    )
-    .bind(seq)
-    .bind(ts(&record.at))
-    .bind(&record.correlation_id)
-    .bind(&record.user_id)
-    .bind(&record.org_code)
-    .bind(record.patient.as_deref())
-    .bind(&record.action)
-    .bind(&record.outcome)
-    .bind(&record.payload)
-    .bind(&prev_hash)
-    .bind(&hash)
-    .execute(&mut *conn)
-    .await?;
-    Ok(AuditRow {
-        seq,
-        prev_hash,
-        hash,
-        record: record.clone(),
-    })
+         outcome, payload, prev_hash, hash) ",
+    );
+    qb.push_values(rows, |mut b, row| {
+        let r = &row.record;
+        b.push_bind(row.seq)
+            .push_bind(ts(&r.at))
+            .push_bind(r.correlation_id.as_str())
+            .push_bind(r.user_id.as_str())
+            .push_bind(r.org_code.as_str())
+            .push_bind(r.patient.as_deref())
+            .push_bind(r.action.as_str())
+            .push_bind(r.outcome.as_str())
+            .push_bind(r.payload.as_str())
+            .push_bind(row.prev_hash.as_str())
+            .push_bind(row.hash.as_str());
+    });
+    qb.build().execute(conn).await?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Writes a batch of audit records and returns their rows once committed.
+    ///
+    /// Usually one statement: the chain head is the one this handle last wrote. If another
+    /// writer of the same file (another process) appended since, the statement meets its
+    /// sequence number and fails whole; then, and whenever the head is not known, the head is
+    /// read and the batch inserted in one `BEGIN IMMEDIATE` transaction, which no other writer
+    /// can come between.
+    async fn write_audit_batch(
+        &self,
+        batch: &[AuditAppend],
+        chain: &ChainFn,
+    ) -> Result<Vec<AuditRow>> {
+        // Taken, not copied: it is put back only after a commit, so no failure leaves it stale.
+        let known = self
+            .head
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(head) = known {
+            let rows = chained(head, batch, chain);
+            match insert_audit_rows(&self.write, &rows).await {
+                Ok(()) => {
+                    self.remember_head(&rows);
+                    return Ok(rows);
+                }
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
+        let head = read_head(&mut tx).await?;
+        let rows = chained(head, batch, chain);
+        insert_audit_rows(&mut *tx, &rows).await?;
+        tx.commit().await?;
+        self.remember_head(&rows);
+        Ok(rows)
+    }
+
+    fn remember_head(&self, rows: &[AuditRow]) {
+        if let Some(last) = rows.last() {
+            *self
+                .head
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((last.seq, last.hash.clone()));
+        }
+    }
 }
 
 #[async_trait]
@@ -341,17 +431,11 @@ impl IndexStore for SqliteStore {
 #[async_trait]
 impl AuditStore for SqliteStore {
     async fn append_audit(&self, record: &AuditAppend, chain: &ChainFn) -> Result<AuditRow> {
-        // Concurrent appends share one transaction (group commit); the append lock is taken
-        // by the group's leader.
+        // Concurrent appends share one statement (group commit); the append lock is taken by
+        // the group's leader.
         self.group
             .append(&self.append, record, |batch| async move {
-                let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
-                let mut rows = Vec::with_capacity(batch.len());
-                for r in &batch {
-                    rows.push(append_audit_in_tx(&mut tx, r, chain).await?);
-                }
-                tx.commit().await?;
-                Ok(rows)
+                self.write_audit_batch(&batch, chain).await
             })
             .await
     }

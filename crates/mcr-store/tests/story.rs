@@ -203,7 +203,7 @@ async fn story(url: &str) {
     index_story(store.as_ref()).await;
     unmatched_story(store.as_ref()).await;
     watermark_story(store.as_ref()).await;
-    audit_story(store.clone()).await;
+    audit_story(store.clone(), url).await;
 
     // A second handle on the same database sees everything (and migrating it changes nothing).
     let again = connect_and_migrate(url).await.expect("reopen");
@@ -608,7 +608,7 @@ async fn watermark_story(store: &dyn Store) {
     );
 }
 
-async fn audit_story(store: Arc<dyn Store>) {
+async fn audit_story(store: Arc<dyn Store>, url: &str) {
     let (a, b) = (nhs(1), nhs(20));
     assert!(store.audit_rows(0, 100).await.expect("rows").is_empty());
     let first = audit(0, "u1", "RWR", Some(&a), "permit");
@@ -630,10 +630,13 @@ async fn audit_story(store: Arc<dyn Store>) {
         prev = row;
     }
 
-    // 32 appenders at once, five records each: one chain, no gap, no duplicate.
+    // 32 appenders at once, five records each, half of them through a second handle on the
+    // same database (as a second process or gateway instance would write): one chain, no gap,
+    // no duplicate.
+    let other = connect_and_migrate(url).await.expect("second handle");
     let mut tasks = tokio::task::JoinSet::new();
     for t in 0..32 {
-        let store = store.clone();
+        let store = if t % 2 == 0 { store.clone() } else { other.clone() };
         tasks.spawn(async move {
             for k in 0..5 {
                 let record = audit(
