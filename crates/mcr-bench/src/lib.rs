@@ -117,6 +117,7 @@ pub async fn run(o: &BenchOptions) -> anyhow::Result<Report> {
         }
     }
     let search = stats::Percentiles::of(&searches);
+    let loopback = loopback_round_trip(&client, &system).await?;
     let typical = Arc::new(typical);
     let scenario = |name: &str, clinicians: usize, patients: &Arc<Vec<String>>| load::LoadOptions {
         name: name.to_owned(),
@@ -268,12 +269,60 @@ pub async fn run(o: &BenchOptions) -> anyhow::Result<Report> {
         machine: machine::Machine::describe(),
         settings,
         search,
+        loopback,
         startup_peak_rss_mib,
         scenarios,
         index,
         targets,
         total_seconds: stats::round3(started.elapsed().as_secs_f64()),
     })
+}
+
+/// The floor under every overhead figure: one small HTTP exchange on loopback between two
+/// processes on this machine (the load generator and a simulated source's `/_control/stats`,
+/// a few hundred bytes, no latency added), one at a time. Timed twice: back to back, with the
+/// cores kept awake, and after 30 ms of quiet each, as when a view's slowest source answers
+/// after its wait and the processes have gone idle. A view's overhead holds two such
+/// exchanges: clinician and gateway, gateway and its slowest source.
+async fn loopback_round_trip(
+    client: &reqwest::Client,
+    system: &System,
+) -> anyhow::Result<Loopback> {
+    let (_, source) = system
+        .source_urls
+        .first()
+        .context("the bench starts at least one source")?;
+    let url = format!("{source}/_control/stats");
+    let exchange = || async {
+        let s = Instant::now();
+        let r = client.get(&url).send().await?.error_for_status()?;
+        r.bytes().await?;
+        anyhow::Ok(s.elapsed().as_secs_f64() * 1000.0)
+    };
+    // The first few open connections and warm caches.
+    for _ in 0..20 {
+        exchange().await?;
+    }
+    let mut busy = Vec::with_capacity(100);
+    for _ in 0..100 {
+        busy.push(exchange().await?);
+    }
+    let mut idle = Vec::with_capacity(100);
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        idle.push(exchange().await?);
+    }
+    Ok(Loopback {
+        back_to_back: stats::Percentiles::of(&busy),
+        after_idle: stats::Percentiles::of(&idle),
+    })
+}
+
+/// One HTTP exchange on loopback, timed back to back and after the machine went idle.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Loopback {
+    pub back_to_back: stats::Percentiles,
+    pub after_idle: stats::Percentiles,
 }
 
 fn targets(

@@ -16,6 +16,9 @@ pub struct Report {
     pub settings: serde_json::Value,
     /// `GET /fhir/Patient?identifier=…` one at a time (20, within the search rate limit).
     pub search: crate::stats::Percentiles,
+    /// A small GET to a simulated source, one at a time: the cost of one HTTP exchange on
+    /// loopback here, which every view's overhead pays twice.
+    pub loopback: crate::Loopback,
     /// The gateway's peak resident memory at start-up (index sync), before any view, MiB.
     pub startup_peak_rss_mib: f64,
     pub scenarios: Vec<ScenarioResult>,
@@ -57,6 +60,12 @@ impl Report {
             s,
             "Patient search by NHS number over HTTP: p50 {:.2} ms, p99 {:.2} ms ({} searches, one at a time).\n",
             self.search.p50_ms, self.search.p99_ms, self.search.count
+        );
+        let _ = writeln!(
+            s,
+            "One HTTP exchange on loopback (a small GET to a simulated source, one at a time), p50 / p99: back to back {:.2} / {:.2} ms; after 30 ms idle {:.2} / {:.2} ms. Every view's overhead includes two, after the sources' wait: clinician and gateway, gateway and its slowest source.\n",
+            self.loopback.back_to_back.p50_ms, self.loopback.back_to_back.p99_ms,
+            self.loopback.after_idle.p50_ms, self.loopback.after_idle.p99_ms,
         );
         let _ = writeln!(
             s,

@@ -34,6 +34,10 @@ async fn the_benchmark_harness_runs_and_counts() {
     };
     let report = mcr_bench::run(&o).await.expect("the benchmark runs");
     assert!(report.search.count > 0, "searches succeeded");
+    for l in [&report.loopback.back_to_back, &report.loopback.after_idle] {
+        assert_eq!(l.count, 100, "every loopback exchange succeeded");
+        assert!(l.p50_ms > 0.0, "loopback exchanges are timed");
+    }
     assert!(
         report.scenarios.len() >= 5,
         "ladder, at work, slow, down, instant: {}",
