@@ -261,7 +261,14 @@ pub(crate) fn governance_sql(param: &str) -> String {
     const TABLES: [(&str, &[&str], &str); 4] = [
         (
             "permission",
-            &["nhs_number", "org_code", "user_id", "decision", "given_by", "at"],
+            &[
+                "nhs_number",
+                "org_code",
+                "user_id",
+                "decision",
+                "given_by",
+                "at",
+            ],
             "at",
         ),
         (
@@ -320,7 +327,11 @@ pub(crate) fn governance_sql(param: &str) -> String {
             let list: Vec<String> = all
                 .iter()
                 .map(|c| {
-                    let value = if columns.contains(c) { format!("\"{c}\"") } else { "NULL".into() };
+                    let value = if columns.contains(c) {
+                        format!("\"{c}\"")
+                    } else {
+                        "NULL".into()
+                    };
                     format!("{value} AS \"{c}\"")
                 })
                 .collect();

@@ -46,7 +46,11 @@ impl GovernanceStore for PostgresStore {
                 2 => records.relationships.push(relationship_from_row(row)?),
                 3 => records.objections.push(objection_from_row(row)?),
                 4 => records.emergencies.push(emergency_from_row(row)?),
-                _ => return Err(StoreError::Corrupt("governance row of no known table".into())),
+                _ => {
+                    return Err(StoreError::Corrupt(
+                        "governance row of no known table".into(),
+                    ))
+                }
             }
         }
         Ok(records)

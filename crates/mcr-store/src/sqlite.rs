@@ -245,7 +245,8 @@ impl SqliteStore {
             *self
                 .head
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((last.seq, last.hash.clone()));
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some((last.seq, last.hash.clone()));
         }
     }
 }

@@ -636,7 +636,11 @@ async fn audit_story(store: Arc<dyn Store>, url: &str) {
     let other = connect_and_migrate(url).await.expect("second handle");
     let mut tasks = tokio::task::JoinSet::new();
     for t in 0..32 {
-        let store = if t % 2 == 0 { store.clone() } else { other.clone() };
+        let store = if t % 2 == 0 {
+            store.clone()
+        } else {
+            other.clone()
+        };
         tasks.spawn(async move {
             for k in 0..5 {
                 let record = audit(
