@@ -344,3 +344,34 @@ pub(crate) fn governance_sql(param: &str) -> String {
         .collect();
     format!("{} ORDER BY t, o, id", selects.join(" UNION ALL "))
 }
+
+/// How one backend reads each table's row of [`governance_sql`]'s answer.
+pub(crate) struct GovernanceReaders<R> {
+    pub permission: fn(&R) -> Result<crate::PermissionRow>,
+    pub relationship: fn(&R) -> Result<crate::RelationshipRow>,
+    pub objection: fn(&R) -> Result<crate::ObjectionRow>,
+    pub emergency: fn(&R) -> Result<crate::EmergencyRow>,
+}
+
+/// Sorts [`governance_sql`]'s rows into the four lists by their tag `t`.
+pub(crate) fn governance_from_rows<R>(
+    rows: &[R],
+    tag: impl Fn(&R) -> Result<i32>,
+    read: &GovernanceReaders<R>,
+) -> Result<crate::GovernanceRecords> {
+    let mut records = crate::GovernanceRecords::default();
+    for row in rows {
+        match tag(row)? {
+            1 => records.permissions.push((read.permission)(row)?),
+            2 => records.relationships.push((read.relationship)(row)?),
+            3 => records.objections.push((read.objection)(row)?),
+            4 => records.emergencies.push((read.emergency)(row)?),
+            _ => {
+                return Err(StoreError::Corrupt(
+                    "governance row of no known table".into(),
+                ))
+            }
+        }
+    }
+    Ok(records)
+}

@@ -38,21 +38,16 @@ impl GovernanceStore for SqliteStore {
             .bind(nhs.as_str())
             .fetch_all(&self.read)
             .await?;
-        let mut records = GovernanceRecords::default();
-        for row in &rows {
-            match get::<i32>(row, "governance", "t")? {
-                1 => records.permissions.push(permission_from_row(row)?),
-                2 => records.relationships.push(relationship_from_row(row)?),
-                3 => records.objections.push(objection_from_row(row)?),
-                4 => records.emergencies.push(emergency_from_row(row)?),
-                _ => {
-                    return Err(StoreError::Corrupt(
-                        "governance row of no known table".into(),
-                    ))
-                }
-            }
-        }
-        Ok(records)
+        crate::common::governance_from_rows(
+            &rows,
+            |row| get(row, "governance", "t"),
+            &crate::common::GovernanceReaders {
+                permission: permission_from_row,
+                relationship: relationship_from_row,
+                objection: objection_from_row,
+                emergency: emergency_from_row,
+            },
+        )
     }
 }
 

@@ -2,9 +2,11 @@
 //!
 //! Reads use a pool of connections; every write goes through a second pool of exactly one
 //! connection, so writers in this process queue instead of meeting `SQLITE_BUSY`. Audit appends
-//! also take an in-process lock and open their transaction with `BEGIN IMMEDIATE`, so the read
-//! of the previous hash and the insert of the next record are one step even if another process
-//! writes the same file. `synchronous = FULL`: a committed audit record survives power loss.
+//! also take an in-process lock. A batch of them is one `INSERT` after the chain head this
+//! handle last wrote; if another process appended since, the sequence number is taken, the
+//! statement fails whole, and the batch is written in a `BEGIN IMMEDIATE` transaction that
+//! reads the head and inserts as one step. `synchronous = FULL`: a committed audit record
+//! survives power loss.
 
 use crate::common::{
     audit_from_row, audit_limit, last_per_key, link_from_row, open_error, patient_from_row, ts,
