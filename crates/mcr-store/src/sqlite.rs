@@ -123,7 +123,7 @@ impl SqliteStore {
         &self,
     ) -> Result<(MutexGuard<'_, ()>, Transaction<'static, Sqlite>)> {
         let one_chain = self.append.lock().await;
-        // The transaction appends a record of its own (or rolls back): read the head afresh.
+        // The transaction may append a record of its own, or roll back: read the head afresh.
         *self
             .head
             .lock()
