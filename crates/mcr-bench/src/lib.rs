@@ -12,6 +12,7 @@
 //!
 //! This crate is a tool, not part of the product: nothing in the gateway depends on it.
 
+pub mod floor;
 pub mod index;
 pub mod load;
 pub mod machine;
@@ -56,6 +57,8 @@ pub struct BenchOptions {
     pub index_patients: usize,
     pub index_postgres: bool,
     pub index_lookups: usize,
+    /// This binary, to start the floor stand-in from (`--floor-proxy`); `None` skips the floor.
+    pub floor_exe: Option<std::path::PathBuf>,
 }
 
 /// Run everything, in an order that keeps the measurements apart: record views first, then
@@ -154,6 +157,36 @@ pub async fn run(o: &BenchOptions) -> anyhow::Result<Report> {
         )
         .await?,
     );
+    // The floor: the same clinicians at work against a stand-in that does only what any
+    // gateway of this design must (see `floor`), on the same sources and cores.
+    let mut floor = None;
+    if let Some(exe) = &o.floor_exe {
+        let calibrate: Vec<String> = typical.iter().take(5).cloned().collect();
+        let stand_in = system
+            .start_floor(&client, exe, &calibrate)
+            .await
+            .context("starting the floor stand-in")?;
+        let at_work = scenarios.last().context("the at-work run")?;
+        let options = load::LoadOptions {
+            think: Some((
+                Duration::from_millis(think_lo),
+                Duration::from_millis(think_hi),
+            )),
+            ..scenario(&at_work.name, o.stress_clinicians, &typical)
+        };
+        let target = load::Target {
+            url: &stand_in.url,
+            token: &system.token,
+            pid: stand_in.pid,
+            sources_pid: system.sources_pid,
+            metrics: None,
+        };
+        let result = load::run_load_on(target, &client, &options).await?;
+        floor = Some(Floor {
+            config: stand_in.config.clone(),
+            result,
+        });
+    }
     if o.failure_scenarios {
         let slow = sys.deadline_ms + 1_000;
         system
@@ -270,6 +303,7 @@ pub async fn run(o: &BenchOptions) -> anyhow::Result<Report> {
         settings,
         search,
         loopback,
+        floor,
         startup_peak_rss_mib,
         scenarios,
         index,
@@ -316,6 +350,14 @@ async fn loopback_round_trip(
         back_to_back: stats::Percentiles::of(&busy),
         after_idle: stats::Percentiles::of(&idle),
     })
+}
+
+/// The clinicians-at-work run against the floor stand-in.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Floor {
+    /// What the stand-in did per view (requests per source, answer size).
+    pub config: floor::FloorConfig,
+    pub result: ScenarioResult,
 }
 
 /// One HTTP exchange on loopback, timed back to back and after the machine went idle.

@@ -98,40 +98,82 @@ struct Tally {
     counted: u64,
 }
 
-/// Run one scenario against a running system.
+/// Where the clinicians' requests go, and whose CPU and memory are measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub url: &'a str,
+    pub token: &'a str,
+    /// The process answering the clinicians (CPU, memory).
+    pub pid: u32,
+    pub sources_pid: u32,
+    /// The system whose gateway's `/metrics` are checked against our count; `None` for a
+    /// stand-in without them (the floor).
+    pub metrics: Option<&'a System>,
+}
+
+impl<'a> Target<'a> {
+    pub fn gateway(system: &'a System) -> Self {
+        Self {
+            url: &system.gateway_url,
+            token: &system.token,
+            pid: system.gateway_pid,
+            sources_pid: system.sources_pid,
+            metrics: Some(system),
+        }
+    }
+}
+
+/// Run one scenario against a running system's gateway.
 pub async fn run_load(
     system: &System,
     client: &reqwest::Client,
     o: &LoadOptions,
 ) -> anyhow::Result<ScenarioResult> {
+    run_load_on(Target::gateway(system), client, o).await
+}
+
+/// Run one scenario against `target`.
+pub async fn run_load_on(
+    target: Target<'_>,
+    client: &reqwest::Client,
+    o: &LoadOptions,
+) -> anyhow::Result<ScenarioResult> {
     // Warm-up: the same loop, results dropped.
     if !o.warmup.is_zero() {
-        drive(system, client, o, o.warmup).await;
+        drive(target, client, o, o.warmup).await;
     }
     // Peak memory of the measured window only: not start-up's (the index sync, reported
     // apart) nor an earlier run's memory the allocator has not yet given back.
-    let peak_is_scenarios = machine::reset_peak_rss(system.gateway_pid);
-    let before = system.metrics(client).await.context("reading /metrics")?;
+    let peak_is_scenarios = machine::reset_peak_rss(target.pid);
+    let before = match target.metrics {
+        Some(system) => Some(system.metrics(client).await.context("reading /metrics")?),
+        None => None,
+    };
     let cpu0 = (
-        machine::cpu_seconds(system.gateway_pid),
-        machine::cpu_seconds(system.sources_pid),
+        machine::cpu_seconds(target.pid),
+        machine::cpu_seconds(target.sources_pid),
     );
     let started = Instant::now();
-    let tally = drive(system, client, o, o.duration).await;
+    let tally = drive(target, client, o, o.duration).await;
     let seconds = started.elapsed().as_secs_f64();
     let cpu1 = (
-        machine::cpu_seconds(system.gateway_pid),
-        machine::cpu_seconds(system.sources_pid),
+        machine::cpu_seconds(target.pid),
+        machine::cpu_seconds(target.sources_pid),
     );
-    let after = system.metrics(client).await.context("reading /metrics")?;
-    let (peak, rss) = machine::memory_mib(system.gateway_pid).unwrap_or((0.0, 0.0));
+    let after = match target.metrics {
+        Some(system) => Some(system.metrics(client).await.context("reading /metrics")?),
+        None => None,
+    };
+    let (peak, rss) = machine::memory_mib(target.pid).unwrap_or((0.0, 0.0));
     let cores = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) => round3((b - a) / seconds),
         _ => 0.0,
     };
     let views = tally.latencies.len();
-    let d = after.delta(&before);
-    let gateway_metrics = check(&d, views);
+    let gateway_metrics = match (&before, &after) {
+        (Some(before), Some(after)) => check(&after.delta(before), views),
+        _ => MetricsCheck::default(),
+    };
     Ok(ScenarioResult {
         name: o.name.clone(),
         clinicians: o.clinicians,
@@ -210,7 +252,7 @@ fn check(d: &Metrics, views: usize) -> MetricsCheck {
 
 /// Every clinician loops until `for_how_long` has passed, then finishes the request in hand.
 async fn drive(
-    system: &System,
+    target: Target<'_>,
     client: &reqwest::Client,
     o: &LoadOptions,
     for_how_long: Duration,
@@ -220,8 +262,8 @@ async fn drive(
     for c in 0..o.clinicians {
         let client = client.clone();
         let patients = Arc::clone(&o.patients);
-        let base = system.gateway_url.clone();
-        let token = system.token.clone();
+        let base = target.url.to_owned();
+        let token = target.token.to_owned();
         let search_first = o.search_first;
         let think = o.think;
         let stagger = o.stagger.mul_f64(c as f64 / o.clinicians.max(1) as f64);

@@ -60,6 +60,12 @@ struct Args {
     /// Gateway store URL (default: SQLite in a temporary directory).
     #[arg(long)]
     store: Option<String>,
+    /// Skip the floor run (the at-work clinicians against a stand-in gateway).
+    #[arg(long)]
+    no_floor: bool,
+    /// Run as the floor stand-in with this config (the benchmark starts it itself).
+    #[arg(long, hide = true)]
+    floor_proxy: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -74,7 +80,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    let job = async {
+        match args.floor_proxy.clone() {
+            Some(config) => floor_proxy(&config).await,
+            None => run(args).await,
+        }
+    };
+    match runtime.block_on(job) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -108,6 +120,14 @@ fn mcr_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
         p.display()
     );
     Ok(p)
+}
+
+/// The floor stand-in (`mcr_bench::floor`), serving until killed.
+async fn floor_proxy(config: &std::path::Path) -> anyhow::Result<()> {
+    let text = std::fs::read(config).with_context(|| format!("reading {}", config.display()))?;
+    let config: mcr_bench::floor::FloorConfig = serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not a floor config", config.display()))?;
+    mcr_bench::floor::serve(config).await
 }
 
 async fn run(a: Args) -> anyhow::Result<()> {
@@ -145,6 +165,11 @@ async fn run(a: Args) -> anyhow::Result<()> {
         index_patients: a.index_patients,
         index_postgres: !a.no_postgres,
         index_lookups: 2_000,
+        floor_exe: if a.no_floor {
+            None
+        } else {
+            Some(std::env::current_exe().context("this binary's path")?)
+        },
     };
     let report = mcr_bench::run(&o).await?;
     report.write(&a.out)?;

@@ -44,7 +44,7 @@ pub struct System {
     _gateway: Child,
     _sources: Child,
     _idp: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -225,7 +225,7 @@ impl System {
             _gateway: gateway,
             _sources: sources,
             _idp: idp_task,
-            _dir: dir,
+            dir,
         })
     }
 
@@ -297,6 +297,97 @@ impl System {
         Ok(())
     }
 
+    /// Requests each source has served since it started (`/_control/stats`).
+    pub async fn requests_served(
+        &self,
+        client: &reqwest::Client,
+    ) -> anyhow::Result<Vec<(String, u64)>> {
+        let mut served = Vec::new();
+        for (id, url) in &self.source_urls {
+            let stats: serde_json::Value = client
+                .get(format!("{url}/_control/stats"))
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            let n = stats["requests_served"]
+                .as_u64()
+                .with_context(|| format!("{id}'s stats have no requests_served"))?;
+            served.push((id.clone(), n));
+        }
+        Ok(served)
+    }
+
+    /// Start the floor stand-in (`floor_exe --floor-proxy CONFIG`, see [`crate::floor`]) in
+    /// place of the gateway: for each source as many requests per view as the gateway sent it
+    /// in `views` one-at-a-time views of `nhs`, and the gateway's mean answer size.
+    pub async fn start_floor(
+        &self,
+        client: &reqwest::Client,
+        floor_exe: &Path,
+        nhs: &[String],
+    ) -> anyhow::Result<FloorProcess> {
+        anyhow::ensure!(!nhs.is_empty(), "no patient to calibrate the floor with");
+        let before = self.requests_served(client).await?;
+        let mut bytes = 0usize;
+        for n in nhs {
+            let r = client
+                .get(format!("{}/fhir/Patient/{n}/$everything", self.gateway_url))
+                .bearer_auth(&self.token)
+                .send()
+                .await?
+                .error_for_status()?;
+            bytes += r.bytes().await?.len();
+        }
+        let after = self.requests_served(client).await?;
+        let sources = self
+            .source_urls
+            .iter()
+            .map(|(id, url)| {
+                let count = |list: &[(String, u64)]| {
+                    list.iter().find(|(s, _)| s == id).map_or(0, |(_, n)| *n)
+                };
+                let asked = count(&after).saturating_sub(count(&before));
+                crate::floor::FloorSource {
+                    id: id.clone(),
+                    base_url: url.clone(),
+                    requests_per_view: (asked as f64 / nhs.len() as f64).round() as usize,
+                }
+            })
+            .collect();
+        let port = free_port()?;
+        let config = crate::floor::FloorConfig {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            sources,
+            body_bytes: bytes / nhs.len(),
+            log: self.dir.path().join("floor.log"),
+        };
+        let config_path = self.dir.path().join("floor.json");
+        std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
+        let config_arg = config_path.to_string_lossy().into_owned();
+        let mut child = spawn(
+            floor_exe,
+            &["--floor-proxy", &config_arg],
+            &self.dir.path().join("floor.stderr"),
+        )?;
+        let url = format!("http://127.0.0.1:{port}");
+        wait_ok(
+            client,
+            &format!("{url}/ready"),
+            &mut child,
+            Duration::from_secs(30),
+        )
+        .await?;
+        let pid = child.id().context("the floor stand-in's pid")?;
+        Ok(FloorProcess {
+            url,
+            pid,
+            config,
+            _child: child,
+        })
+    }
+
     /// The gateway's `/metrics`, parsed into series → value.
     pub async fn metrics(&self, client: &reqwest::Client) -> anyhow::Result<Metrics> {
         let text = client
@@ -307,6 +398,15 @@ impl System {
             .await?;
         Ok(Metrics::parse(&text))
     }
+}
+
+/// The floor stand-in, running; killed when dropped.
+#[derive(Debug)]
+pub struct FloorProcess {
+    pub url: String,
+    pub pid: u32,
+    pub config: crate::floor::FloorConfig,
+    _child: Child,
 }
 
 fn toml_org(org: &mcr_domain::Organisation) -> anyhow::Result<String> {

@@ -19,6 +19,8 @@ pub struct Report {
     /// A small GET to a simulated source, one at a time: the cost of one HTTP exchange on
     /// loopback here, which every view's overhead pays twice.
     pub loopback: crate::Loopback,
+    /// The at-work clinicians against the floor stand-in, when run.
+    pub floor: Option<crate::Floor>,
     /// The gateway's peak resident memory at start-up (index sync), before any view, MiB.
     pub startup_peak_rss_mib: f64,
     pub scenarios: Vec<ScenarioResult>,
@@ -67,6 +69,25 @@ impl Report {
             self.loopback.back_to_back.p50_ms, self.loopback.back_to_back.p99_ms,
             self.loopback.after_idle.p50_ms, self.loopback.after_idle.p99_ms,
         );
+        if let Some(f) = &self.floor {
+            let r = &f.result;
+            let asks: Vec<String> = f
+                .config
+                .sources
+                .iter()
+                .map(|s| format!("{} {}", s.id, s.requests_per_view))
+                .collect();
+            let _ = writeln!(
+                s,
+                "Floor: the clinicians-at-work run against a stand-in gateway that only asks the sources as often as the gateway does ({}), reads the answers, flushes one line to disk and answers {:.0} KiB: overhead p50 {:.2} ms, p99 {:.2} ms ({:.0} views/s, {} errors). What any gateway of this design costs on this machine; the gateway's own work is its overhead minus this.\n",
+                asks.join(", "),
+                f.config.body_bytes as f64 / 1024.0,
+                r.gateway_overhead.p50_ms,
+                r.gateway_overhead.p99_ms,
+                r.views_per_second,
+                r.error_count,
+            );
+        }
         let _ = writeln!(
             s,
             "Gateway peak memory at start-up (index synced from the sources, before any view): {:.0} MiB.\n",

@@ -31,6 +31,8 @@ async fn the_benchmark_harness_runs_and_counts() {
         index_patients: 2_000,
         index_postgres: false,
         index_lookups: 50,
+        // The floor stand-in runs from the mcr-bench binary; its own test is in mcr-bench.
+        floor_exe: None,
     };
     let report = mcr_bench::run(&o).await.expect("the benchmark runs");
     assert!(report.search.count > 0, "searches succeeded");
