@@ -2,6 +2,8 @@
 
 use anyhow::Context;
 
+mod allocator;
+
 /// mimalloc: a view parses, merges and writes a few hundred kilobytes of JSON as many small
 /// values from every worker thread at once; glibc's allocator spent about 40% of the gateway's
 /// CPU there (arena lock contention) in the benchmark's profile.
@@ -140,6 +142,7 @@ enum AuditCommand {
 }
 
 fn main() -> ExitCode {
+    allocator::tune();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
