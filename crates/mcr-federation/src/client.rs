@@ -1,6 +1,7 @@
 use async_trait::async_trait;
 use futures::future::join_all;
 use mcr_domain::{FailureReason, Organisation, SourceId, SourceJson};
+use mcr_fhir::Doc;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -81,43 +82,52 @@ pub struct Fetched {
     pub source_ms: Option<f64>,
 }
 
-/// One resource as a source sent it: parsed, for the merge to read, and the text it came as,
-/// for the API to return unchanged. The parsed form lives only until it is digested.
-#[derive(Debug, Clone)]
-pub struct Received {
-    pub value: Value,
-    pub json: SourceJson,
+/// One resource as a source sent it: read, for the checks and the merge, and the text it came
+/// as, for the API to return unchanged. Both borrow the page being read; what a digest keeps
+/// it copies ([`Received::json`], [`Received::value`]), so resources dropped by the grant or
+/// withheld are never copied at all.
+#[derive(Clone, Copy)]
+pub struct Received<'a> {
+    pub doc: &'a Doc<'a>,
+    pub raw: &'a RawValue,
 }
 
-impl Received {
-    /// From checked JSON text.
-    pub fn from_raw(raw: Box<RawValue>) -> Result<Self, FailureReason> {
-        let value = serde_json::from_str(raw.get()).map_err(|_| FailureReason::Malformed {
-            detail: "a resource could not be read".into(),
-        })?;
-        Ok(Self {
-            value,
-            json: SourceJson::from_raw(raw),
-        })
+impl Received<'_> {
+    /// The text as received, kept.
+    pub fn json(&self) -> SourceJson {
+        SourceJson::from_raw(self.raw.to_owned())
     }
 
-    /// From a parsed resource (tests, and resources built rather than received).
-    pub fn from_value(value: Value) -> Self {
-        Self {
-            json: SourceJson::from_value(&value),
-            value,
-        }
+    /// A parsed copy (for the few resources kept whole).
+    pub fn value(&self) -> Value {
+        Value::from(self.doc)
     }
+}
+
+impl std::fmt::Debug for Received<'_> {
+    /// Clinical data: only its size, never its content, may reach a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Received({} bytes)", self.raw.get().len())
+    }
+}
+
+/// Read one resource's text. The page's parser has already checked it is JSON; this fails
+/// only for nesting past serde_json's limit.
+fn read_resource(raw: &RawValue) -> Result<Doc<'_>, FailureReason> {
+    Doc::parse(raw.get()).map_err(|_| FailureReason::Malformed {
+        detail: "a resource could not be read".into(),
+    })
 }
 
 /// A search result page as read off the wire: only what the gateway looks at is decoded;
 /// each resource is kept as its text.
 #[derive(serde::Deserialize)]
-struct Page {
+struct Page<'a> {
     #[serde(rename = "resourceType")]
     resource_type: Option<Value>,
     link: Option<Value>,
-    entry: Option<Vec<PageEntry>>,
+    #[serde(borrow)]
+    entry: Option<Vec<PageEntry<'a>>>,
 }
 
 /// Where a search's pages go: gathered into one list, or handed over one by one.
@@ -126,55 +136,55 @@ enum Pages<'a, T> {
     Send(&'a tokio::sync::mpsc::Sender<Vec<T>>),
 }
 
-/// One `Bundle.entry`: its resource as text. An entry that is not an object, or has no
+/// One `Bundle.entry`: its resource as text, borrowed from the page. An entry that is not an object, or has no
 /// resource, is junk and is skipped (as a `Value` reader would). Read in one pass, keeping
 /// the last `resource` key as a `Value` reader would.
-struct PageEntry(Option<Box<RawValue>>);
+struct PageEntry<'a>(Option<&'a RawValue>);
 
-impl<'de> serde::Deserialize<'de> for PageEntry {
+impl<'de: 'a, 'a> serde::Deserialize<'de> for PageEntry<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
-        struct EntryVisitor;
-        impl<'de> Visitor<'de> for EntryVisitor {
-            type Value = PageEntry;
+        struct EntryVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for EntryVisitor<'a> {
+            type Value = PageEntry<'a>;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a Bundle entry")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PageEntry, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PageEntry<'a>, A::Error> {
                 let mut resource = None;
                 while let Some(key) = map.next_key::<String>()? {
                     if key == "resource" {
-                        resource = Some(map.next_value::<Box<RawValue>>()?);
+                        resource = Some(map.next_value::<&'de RawValue>()?);
                     } else {
                         map.next_value::<IgnoredAny>()?;
                     }
                 }
                 Ok(PageEntry(resource.filter(|r| r.get() != "null")))
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<PageEntry, A::Error> {
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<PageEntry<'a>, A::Error> {
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
                 Ok(PageEntry(None))
             }
-            fn visit_unit<E>(self) -> Result<PageEntry, E> {
+            fn visit_unit<E>(self) -> Result<PageEntry<'a>, E> {
                 Ok(PageEntry(None))
             }
-            fn visit_bool<E>(self, _: bool) -> Result<PageEntry, E> {
+            fn visit_bool<E>(self, _: bool) -> Result<PageEntry<'a>, E> {
                 Ok(PageEntry(None))
             }
-            fn visit_i64<E>(self, _: i64) -> Result<PageEntry, E> {
+            fn visit_i64<E>(self, _: i64) -> Result<PageEntry<'a>, E> {
                 Ok(PageEntry(None))
             }
-            fn visit_u64<E>(self, _: u64) -> Result<PageEntry, E> {
+            fn visit_u64<E>(self, _: u64) -> Result<PageEntry<'a>, E> {
                 Ok(PageEntry(None))
             }
-            fn visit_f64<E>(self, _: f64) -> Result<PageEntry, E> {
+            fn visit_f64<E>(self, _: f64) -> Result<PageEntry<'a>, E> {
                 Ok(PageEntry(None))
             }
-            fn visit_str<E>(self, _: &str) -> Result<PageEntry, E> {
+            fn visit_str<E>(self, _: &str) -> Result<PageEntry<'a>, E> {
                 Ok(PageEntry(None))
             }
         }
-        d.deserialize_any(EntryVisitor)
+        d.deserialize_any(EntryVisitor(std::marker::PhantomData))
     }
 }
 
@@ -208,7 +218,7 @@ impl SourceFetch {
 }
 
 /// What the view keeps of each resource a source sends ([`crate::MergeInput::digest`]).
-pub type Digest<'a> = dyn Fn(Received) -> Digested + Send + Sync + 'a;
+pub type Digest<'a> = dyn Fn(Received<'_>) -> Digested + Send + Sync + 'a;
 
 /// A source system the gateway can ask. `Arc<dyn Source>` in the app state.
 #[async_trait]
@@ -280,7 +290,7 @@ impl HttpSource {
         want: &str,
         patient: Option<&str>,
         budget: &Budget,
-        keep: &(dyn Fn(Received) -> T + Send + Sync + '_),
+        keep: &(dyn Fn(Received<'_>) -> T + Send + Sync + '_),
     ) -> Result<(Vec<T>, Option<f64>), FailureReason> {
         let mut out = Vec::new();
         let ms = self
@@ -297,7 +307,7 @@ impl HttpSource {
         want: &str,
         patient: Option<&str>,
         budget: &Budget,
-        keep: &(dyn Fn(Received) -> T + Send + Sync + '_),
+        keep: &(dyn Fn(Received<'_>) -> T + Send + Sync + '_),
         mut pages_out: Pages<'_, T>,
     ) -> Result<Option<f64>, FailureReason> {
         let mut source_ms: Option<f64> = None;
@@ -312,8 +322,8 @@ impl HttpSource {
             }
             let (body, ms) = self.get_body(url, budget).await?;
             source_ms = add_ms(source_ms, ms);
-            let page: Page = serde_json::from_slice(&body).map_err(|e| not_json(&e))?;
-            drop(body);
+            // The page's resources are read in place: nothing is copied but what is kept.
+            let page: Page<'_> = serde_json::from_slice(&body).map_err(|e| not_json(&e))?;
             if page.resource_type.as_ref().and_then(Value::as_str) != Some("Bundle") {
                 return Err(FailureReason::Malformed {
                     detail: "a search did not return a Bundle".into(),
@@ -325,8 +335,8 @@ impl HttpSource {
             let mut out = Vec::new();
             for PageEntry(raw) in page.entry.unwrap_or_default() {
                 let Some(raw) = raw else { continue };
-                let r = Received::from_raw(raw)?;
-                let v = &r.value;
+                let doc = read_resource(raw)?;
+                let v = &doc;
                 if mcr_fhir::resource_type(v) != Some(want) || mcr_fhir::resource_id(v).is_none() {
                     // Included resources (e.g. OperationOutcome) or junk: not part of the record.
                     continue;
@@ -343,7 +353,7 @@ impl HttpSource {
                         continue;
                     }
                 }
-                out.push(keep(r));
+                out.push(keep(Received { doc: &doc, raw }));
             }
             match &mut pages_out {
                 Pages::Collect(all) => all.extend(out),
@@ -386,16 +396,16 @@ impl HttpSource {
             })?
             .push(local_id);
         let (body, ms) = self.get_body(url, budget).await?;
-        let raw: Box<RawValue> = serde_json::from_slice(&body).map_err(|e| not_json(&e))?;
-        let r = Received::from_raw(raw)?;
-        if mcr_fhir::resource_type(&r.value) != Some("Patient")
-            || mcr_fhir::resource_id(&r.value) != Some(local_id)
+        let raw: &RawValue = serde_json::from_slice(&body).map_err(|e| not_json(&e))?;
+        let doc = read_resource(raw)?;
+        if mcr_fhir::resource_type(&doc) != Some("Patient")
+            || mcr_fhir::resource_id(&doc) != Some(local_id)
         {
             return Err(FailureReason::Malformed {
                 detail: "a Patient read returned something else".into(),
             });
         }
-        Ok((vec![digest(r)], ms))
+        Ok((vec![digest(Received { doc: &doc, raw })], ms))
     }
 
     /// The body, and the source's own time for it (`Server-Timing: app;dur=`), if given.
@@ -592,7 +602,7 @@ impl Source for HttpSource {
             },
             ..self.clone()
         };
-        let keep = |r: Received| r.value;
+        let keep = |r: Received<'_>| r.value();
         let feed = me.search_pages(url, "Patient", None, &budget, &keep, Pages::Send(&pages));
         tokio::time::timeout(timeout, feed)
             .await
@@ -644,12 +654,13 @@ mod tests {
                 Some(r#"{"id":"last"}"#.to_owned()),
             ]
         );
-        // Parsed for the merge, text unchanged for the API.
-        let raw =
-            serde_json::value::RawValue::from_string(got[0].clone().expect("kept")).expect("raw");
-        let r = Received::from_raw(raw).expect("parses");
-        assert_eq!(r.value["note"][0]["text"], "café <b>");
-        assert!(r.json.json().contains(r"caf\u00e9"));
+        // Read for the merge, text unchanged for the API.
+        let text = got[0].clone().expect("kept");
+        let raw: &serde_json::value::RawValue = serde_json::from_str(&text).expect("raw");
+        let doc = super::read_resource(raw).expect("reads");
+        let r = Received { doc: &doc, raw };
+        assert_eq!(r.value()["note"][0]["text"], "café <b>");
+        assert!(r.json().json().contains(r"caf\u00e9"));
     }
 
     #[test]

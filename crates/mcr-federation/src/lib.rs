@@ -127,7 +127,7 @@ impl Federation {
                     org_name: &config.organisation.name,
                     base_url: config.base_url.as_str(),
                 };
-                let digest = |r: Received| input.digest(&meta, r);
+                let digest = |r: Received<'_>| input.digest(&meta, r);
                 let result = tokio::time::timeout_at(
                     until,
                     source.fetch_patient(grant, &loc.local_id, &wanted, &digest),

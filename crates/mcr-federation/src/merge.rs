@@ -19,7 +19,7 @@ pub struct MergeInput<'a> {
     /// (absent source = shares everything).
     pub source_shares: &'a HashMap<mcr_domain::SourceId, BTreeSet<DataClass>>,
     /// True for items that must be withheld from every view (sensitive codes, confidential labels).
-    pub withhold: &'a (dyn Fn(&Value) -> bool + Sync),
+    pub withhold: &'a (dyn Fn(&mcr_fhir::Doc<'_>) -> bool + Sync),
     /// For roles that see recent encounters only: the earliest date (`YYYY-MM-DD`) shown.
     /// Older or undated encounters are left out (not counted as withheld).
     pub encounters_since: Option<&'a str>,
@@ -98,8 +98,8 @@ impl MergeInput<'_> {
     /// Read one resource from a source: drop what the grant does not cover, withhold what
     /// must not be shown, and keep the few fields the merge and the pages need, with the text
     /// as sent.
-    pub fn digest(&self, from: &SourceMeta<'_>, received: Received) -> Digested {
-        let r = &received.value;
+    pub fn digest(&self, from: &SourceMeta<'_>, received: Received<'_>) -> Digested {
+        let r = received.doc;
         let Some(class) = mcr_fhir::classify(r) else {
             return Digested::Ignored;
         };
@@ -120,7 +120,7 @@ impl MergeInput<'_> {
         }
         if class == DataClass::Demographics {
             return if granted {
-                Digested::Patient(received.value)
+                Digested::Patient(received.value())
             } else {
                 Digested::Ignored
             };
@@ -157,7 +157,7 @@ impl MergeInput<'_> {
             sources: vec![source],
             discrepancy: None,
             // The parsed form is dropped here: only the text is kept for the view.
-            resource: received.json,
+            resource: received.json(),
         };
         Digested::Item(Box::new((key, item)))
     }
@@ -277,7 +277,7 @@ pub fn merge(input: &MergeInput<'_>, fetches: Vec<SourceFetch>) -> MergedRecord 
     }
 }
 
-fn code_field(r: &Value) -> &'static str {
+fn code_field<J: mcr_fhir::Json>(r: &J) -> &'static str {
     match mcr_fhir::resource_type(r) {
         Some("MedicationStatement" | "MedicationRequest") => "medicationCodeableConcept",
         Some("Encounter" | "DocumentReference" | "EpisodeOfCare") => "type",
@@ -287,7 +287,7 @@ fn code_field(r: &Value) -> &'static str {
     }
 }
 
-fn full_url(base: &str, r: &Value) -> String {
+fn full_url<J: mcr_fhir::Json>(base: &str, r: &J) -> String {
     format!(
         "{}/{}/{}",
         base.trim_end_matches('/'),
@@ -336,7 +336,13 @@ mod tests {
                 let outcome = a.outcome.clone().map(|resources| {
                     resources
                         .into_iter()
-                        .map(|v| input.digest(&meta, Received::from_value(v)))
+                        .map(|v| {
+                            let text = v.to_string();
+                            let raw: &serde_json::value::RawValue =
+                                serde_json::from_str(&text).expect("JSON");
+                            let doc = mcr_fhir::Doc::parse(raw.get()).expect("JSON");
+                            input.digest(&meta, Received { doc: &doc, raw })
+                        })
                         .collect()
                 });
                 SourceFetch {
@@ -367,7 +373,10 @@ mod tests {
         let classes: BTreeSet<DataClass> = classes.iter().copied().collect();
         let shares = HashMap::new();
         let n = nhs();
-        let withhold = |r: &Value| r.get("meta").and_then(|m| m.get("security")).is_some();
+        let withhold = |r: &mcr_fhir::Doc<'_>| {
+            use mcr_fhir::Json;
+            r.get("meta").and_then(|m| m.get("security")).is_some()
+        };
         merge_answers(
             &MergeInput {
                 nhs_number: &n,

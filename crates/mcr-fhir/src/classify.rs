@@ -1,10 +1,10 @@
 use crate::read::{clip, codings, first_coding, str_at};
+use crate::Json;
 use mcr_domain::DataClass;
-use serde_json::Value;
 
 /// The data class a resource belongs to, from its type (and, for documents, its category).
 /// `None` for types the record does not show.
-pub fn classify(r: &Value) -> Option<DataClass> {
+pub fn classify<J: Json>(r: &J) -> Option<DataClass> {
     Some(match crate::resource_type(r)? {
         "Patient" => DataClass::Demographics,
         "Flag" => DataClass::Alerts,
@@ -43,19 +43,19 @@ pub struct Summary {
     pub recorded: Option<String>,
 }
 
-fn text_of_cc(r: &Value, field: &str) -> Option<String> {
+fn text_of_cc<J: Json>(r: &J, field: &str) -> Option<String> {
     first_coding(r, field)
         .and_then(|c| c.display)
         .or_else(|| str_at(r, &[field, "text"]).map(|t| clip(t, crate::MAX_TEXT)))
 }
 
-fn status_of(r: &Value) -> Option<String> {
+fn status_of<J: Json>(r: &J) -> Option<String> {
     first_coding(r, "clinicalStatus")
         .map(|c| c.code)
         .or_else(|| str_at(r, &["status"]).map(|s| clip(s, 40)))
 }
 
-fn quantity(q: &Value) -> Option<String> {
+fn quantity<J: Json>(q: &J) -> Option<String> {
     let value = q.get("value")?;
     let v = if let Some(f) = value.as_f64() {
         // Keep the source's precision as far as JSON allows.
@@ -68,12 +68,12 @@ fn quantity(q: &Value) -> Option<String> {
     let unit = q
         .get("unit")
         .or_else(|| q.get("code"))
-        .and_then(Value::as_str)
+        .and_then(J::as_str)
         .unwrap_or("");
     Some(clip(format!("{v} {unit}").trim(), 80))
 }
 
-fn date_field(r: &Value, candidates: &[&[&str]]) -> Option<String> {
+fn date_field<J: Json>(r: &J, candidates: &[&[&str]]) -> Option<String> {
     candidates
         .iter()
         .find_map(|p| str_at(r, p))
@@ -82,7 +82,7 @@ fn date_field(r: &Value, candidates: &[&[&str]]) -> Option<String> {
 
 /// Read what the record shows from a resource. Unknown shapes give an empty summary, never a
 /// panic.
-pub fn summarise(r: &Value) -> Summary {
+pub fn summarise<J: Json>(r: &J) -> Summary {
     let t = crate::resource_type(r).unwrap_or("");
     let recorded = date_field(r, &[&["recordedDate"], &["meta", "lastUpdated"]]);
     let mut s = Summary {
@@ -103,12 +103,12 @@ pub fn summarise(r: &Value) -> Summary {
                 ],
             );
             if t == "AllergyIntolerance" {
-                let reaction = r.get("reaction").and_then(|rs| rs.get(0)).and_then(|rx| {
-                    text_of_cc(rx.get("manifestation")?.get(0)?, "coding").or_else(|| {
+                let reaction = r.get("reaction").and_then(|rs| rs.at(0)).and_then(|rx| {
+                    text_of_cc(rx.get("manifestation")?.at(0)?, "coding").or_else(|| {
                         rx.get("manifestation")?
-                            .get(0)?
+                            .at(0)?
                             .get("coding")?
-                            .get(0)?
+                            .at(0)?
                             .get("display")?
                             .as_str()
                             .map(|d| clip(d, 200))
@@ -128,9 +128,9 @@ pub fn summarise(r: &Value) -> Summary {
             s.detail = r
                 .get("dosage")
                 .or_else(|| r.get("dosageInstruction"))
-                .and_then(|d| d.get(0))
+                .and_then(|d| d.at(0))
                 .and_then(|d| d.get("text"))
-                .and_then(Value::as_str)
+                .and_then(J::as_str)
                 .map(|d| clip(d, 300));
             s.date = date_field(
                 r,
@@ -193,23 +193,23 @@ pub fn summarise(r: &Value) -> Summary {
             s.date = date_field(r, &[&["period", "start"], &["created"]]);
         }
         "RelatedPerson" => {
-            let name = r.get("name").and_then(|n| n.get(0));
+            let name = r.get("name").and_then(|n| n.at(0));
             let given = name
                 .and_then(|n| n.get("given"))
-                .and_then(|g| g.get(0))
-                .and_then(Value::as_str)
+                .and_then(|g| g.at(0))
+                .and_then(J::as_str)
                 .unwrap_or("");
             let family = name
                 .and_then(|n| n.get("family"))
-                .and_then(Value::as_str)
+                .and_then(J::as_str)
                 .unwrap_or("");
             s.display = clip(format!("{given} {family}").trim(), 200);
             let rel = text_of_cc(r, "relationship");
             let phone = r
                 .get("telecom")
-                .and_then(|t| t.get(0))
+                .and_then(|t| t.at(0))
                 .and_then(|t| t.get("value"))
-                .and_then(Value::as_str);
+                .and_then(J::as_str);
             s.detail = match (rel, phone) {
                 (Some(r), Some(p)) => Some(format!("{r}, {}", clip(p, 40))),
                 (Some(r), None) => Some(r),
@@ -238,7 +238,22 @@ pub fn summarise(r: &Value) -> Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
+
+    /// What the record shows of `r`, the same whether read from the parsed `Value` or from the
+    /// gateway's borrowed reading of the text ([`crate::Doc`]).
+    fn summary(r: &Value) -> Summary {
+        let text = r.to_string();
+        let doc = crate::Doc::parse(&text).expect("JSON");
+        let s = summarise(r);
+        assert_eq!(summarise(&doc), s, "the two readings disagree on {r}");
+        assert_eq!(
+            classify(&doc),
+            classify(r),
+            "the two readings disagree on {r}"
+        );
+        s
+    }
 
     #[test]
     fn classifies_by_type_and_category() {
@@ -264,7 +279,7 @@ mod tests {
     fn summarises_observation_and_medication() {
         let obs = json!({"resourceType": "Observation", "code": {"coding": [{"system": "http://loinc.org", "code": "4548-4", "display": "HbA1c"}]},
             "valueQuantity": {"value": 48, "unit": "mmol/mol"}, "effectiveDateTime": "2026-01-02"});
-        let s = summarise(&obs);
+        let s = summary(&obs);
         assert_eq!(s.display, "HbA1c");
         assert_eq!(s.detail.as_deref(), Some("48 mmol/mol"));
         assert_eq!(s.date.as_deref(), Some("2026-01-02"));
@@ -272,7 +287,7 @@ mod tests {
         let med = json!({"resourceType": "MedicationStatement", "status": "active",
             "medicationCodeableConcept": {"coding": [{"system": "https://dmd.nhs.uk", "code": "322236009", "display": "Paracetamol 500mg tablets"}]},
             "dosage": [{"text": "Two tablets four times a day"}], "effectivePeriod": {"start": "2025-03-01"}});
-        let s = summarise(&med);
+        let s = summary(&med);
         assert_eq!(s.display, "Paracetamol 500mg tablets");
         assert_eq!(s.status.as_deref(), Some("active"));
         assert_eq!(s.detail.as_deref(), Some("Two tablets four times a day"));
@@ -280,7 +295,7 @@ mod tests {
 
     #[test]
     fn garbage_gives_a_placeholder_not_a_panic() {
-        let s = summarise(
+        let s = summary(
             &json!({"resourceType": "Condition", "code": {"coding": "nope"}, "onsetDateTime": 12}),
         );
         assert_eq!(s.display, "Condition (no description given)");

@@ -1,8 +1,9 @@
 //! FHIR R4 JSON, the few parts this project reads and writes.
 //!
-//! Resources from sources are kept as `serde_json::Value` exactly as they came (the way
-//! Microsoft's FHIR server keeps raw JSON beside a few indexed fields); this crate reads only
-//! what the gateway needs from them (type, id, codes, dates, display text) and builds the
+//! Resources from sources are kept as the text they came as (the way Microsoft's FHIR server
+//! keeps raw JSON beside a few indexed fields) and read once, as a [`Doc`] borrowing from that
+//! text; this crate reads only what the gateway needs from them (type, id, codes, dates,
+//! display text), from a `Doc` or a `serde_json::Value` alike ([`Json`]), and builds the
 //! Bundles, Provenances and OperationOutcomes the gateway sends. Everything read here comes
 //! from outside and is treated as untrusted: readers return `Option`, never panic, and clip
 //! what they return.
@@ -10,10 +11,12 @@
 //! This crate must never do I/O.
 
 mod classify;
+mod doc;
 mod outcome;
 mod read;
 
 pub use classify::{classify, summarise, Summary};
+pub use doc::{Doc, Json};
 pub use outcome::{operation_outcome, Issue, IssueSeverity, IssueType};
 pub use read::{
     codings, first_coding, next_link, next_link_in, patient_reference, resource_id, resource_type,

@@ -1,4 +1,4 @@
-use serde_json::Value;
+use crate::Json;
 
 /// A code with its system and display, as read from a `Coding`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -9,13 +9,13 @@ pub struct Coding {
 }
 
 /// `resourceType`, if it is a plain identifier.
-pub fn resource_type(r: &Value) -> Option<&str> {
+pub fn resource_type<J: Json>(r: &J) -> Option<&str> {
     let t = r.get("resourceType")?.as_str()?;
     (!t.is_empty() && t.len() <= 64 && t.bytes().all(|b| b.is_ascii_alphabetic())).then_some(t)
 }
 
 /// `id`, if it matches FHIR's id rule (`[A-Za-z0-9\-\.]{1,64}`).
-pub fn resource_id(r: &Value) -> Option<&str> {
+pub fn resource_id<J: Json>(r: &J) -> Option<&str> {
     let id = r.get("id")?.as_str()?;
     (!id.is_empty()
         && id.len() <= 64
@@ -26,7 +26,7 @@ pub fn resource_id(r: &Value) -> Option<&str> {
 }
 
 /// A string at a dotted path, e.g. `str_at(r, &["meta", "lastUpdated"])`.
-pub fn str_at<'a>(r: &'a Value, path: &[&str]) -> Option<&'a str> {
+pub fn str_at<'a, J: Json>(r: &'a J, path: &[&str]) -> Option<&'a str> {
     let mut v = r;
     for p in path {
         v = v.get(p)?;
@@ -34,7 +34,7 @@ pub fn str_at<'a>(r: &'a Value, path: &[&str]) -> Option<&'a str> {
     v.as_str()
 }
 
-fn coding_of(c: &Value) -> Option<Coding> {
+fn coding_of<J: Json>(c: &J) -> Option<Coding> {
     let system = c.get("system")?.as_str()?;
     let code = c.get("code")?.as_str()?;
     Some(Coding {
@@ -42,34 +42,36 @@ fn coding_of(c: &Value) -> Option<Coding> {
         code: clip(code, 128),
         display: c
             .get("display")
-            .and_then(Value::as_str)
+            .and_then(J::as_str)
             .map(|d| clip(d, crate::MAX_TEXT)),
     })
 }
 
 /// Every coding in a CodeableConcept (or a list of them) at `field`.
-pub fn codings(r: &Value, field: &str) -> Vec<Coding> {
+pub fn codings<J: Json>(r: &J, field: &str) -> Vec<Coding> {
     let mut out = Vec::new();
-    let mut push_cc = |cc: &Value| {
-        if let Some(list) = cc.get("coding").and_then(Value::as_array) {
+    let mut push_cc = |cc: &J| {
+        if let Some(list) = cc.get("coding").and_then(J::as_array) {
             out.extend(list.iter().take(32).filter_map(coding_of));
         }
     };
-    match r.get(field) {
-        Some(Value::Array(items)) => items.iter().take(32).for_each(&mut push_cc),
-        Some(cc @ Value::Object(_)) => push_cc(cc),
-        _ => {}
+    if let Some(v) = r.get(field) {
+        match v.as_array() {
+            Some(items) => items.iter().take(32).for_each(&mut push_cc),
+            None if v.is_object() => push_cc(v),
+            None => {}
+        }
     }
     out
 }
 
 /// The first coding at `field`.
-pub fn first_coding(r: &Value, field: &str) -> Option<Coding> {
+pub fn first_coding<J: Json>(r: &J, field: &str) -> Option<Coding> {
     codings(r, field).into_iter().next()
 }
 
 /// The local patient id a resource refers to, from `subject` or `patient` (`Patient/123`).
-pub fn patient_reference(r: &Value) -> Option<&str> {
+pub fn patient_reference<J: Json>(r: &J) -> Option<&str> {
     let reference = r
         .get("subject")
         .or_else(|| r.get("patient"))?
@@ -79,16 +81,16 @@ pub fn patient_reference(r: &Value) -> Option<&str> {
 }
 
 /// The `next` link of a Bundle, if any.
-pub fn next_link(bundle: &Value) -> Option<&str> {
+pub fn next_link<J: Json>(bundle: &J) -> Option<&str> {
     next_link_in(bundle.get("link")?)
 }
 
 /// The `next` link in a Bundle's `link` list, if any.
-pub fn next_link_in(links: &Value) -> Option<&str> {
+pub fn next_link_in<J: Json>(links: &J) -> Option<&str> {
     links
         .as_array()?
         .iter()
-        .find(|l| l.get("relation").and_then(Value::as_str) == Some("next"))?
+        .find(|l| l.get("relation").and_then(J::as_str) == Some("next"))?
         .get("url")?
         .as_str()
 }

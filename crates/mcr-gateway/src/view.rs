@@ -130,7 +130,7 @@ impl Gateway {
             })
             .collect();
         let sensitive = &self.policy.sensitive;
-        let withhold = |r: &serde_json::Value| mcr_policy::withhold(r, sensitive).is_some();
+        let withhold = |r: &mcr_fhir::Doc<'_>| mcr_policy::withhold(r, sensitive).is_some();
         let since = self.policy.encounter_window_days(grant.role()).map(|days| {
             (self.clock.now() - chrono::Duration::days(i64::from(days)))
                 .format("%Y-%m-%d")

@@ -1,7 +1,7 @@
 //! Sensitive and restricted data: which resources are withheld from every view.
 
+use mcr_fhir::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 pub const SNOMED: &str = "http://snomed.info/sct";
 pub const V3_CONFIDENTIALITY: &str = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
@@ -98,11 +98,15 @@ const MAX_CONTAINED_DEPTH: u8 = 2;
 
 /// Decides whether a resource from a source must be withheld from every view. The resource is
 /// untrusted input: anything of the wrong shape is skipped, never a panic.
-pub fn withhold(resource: &Value, cfg: &SensitivityConfig) -> Option<WithholdReason> {
+pub fn withhold<J: Json>(resource: &J, cfg: &SensitivityConfig) -> Option<WithholdReason> {
     withhold_at(resource, cfg, 0)
 }
 
-fn withhold_at(resource: &Value, cfg: &SensitivityConfig, depth: u8) -> Option<WithholdReason> {
+fn withhold_at<J: Json>(
+    resource: &J,
+    cfg: &SensitivityConfig,
+    depth: u8,
+) -> Option<WithholdReason> {
     if let Some(security) = resource.get("meta").and_then(|m| m.get("security")) {
         for coding in codings(security) {
             if cfg.withhold_confidential_labels
@@ -124,7 +128,7 @@ fn withhold_at(resource: &Value, cfg: &SensitivityConfig, depth: u8) -> Option<W
         }
     }
     if depth < MAX_CONTAINED_DEPTH {
-        if let Some(Value::Array(contained)) = resource.get("contained") {
+        if let Some(contained) = resource.get("contained").and_then(J::as_array) {
             return contained
                 .iter()
                 .find_map(|r| withhold_at(r, cfg, depth + 1));
@@ -144,20 +148,19 @@ fn sensitive_category(
 }
 
 /// Every `(system, code)` in a Coding, a CodeableConcept, or an array of either.
-fn codings(v: &Value) -> Box<dyn Iterator<Item = (&str, &str)> + '_> {
-    match v {
-        Value::Array(items) => Box::new(items.iter().flat_map(codings)),
-        Value::Object(map) => {
-            if let Some(Value::Array(cs)) = map.get("coding") {
-                Box::new(cs.iter().filter_map(coding_pair))
-            } else {
-                Box::new(coding_pair(v).into_iter())
-            }
-        }
-        _ => Box::new(std::iter::empty()),
+fn codings<J: Json>(v: &J) -> Box<dyn Iterator<Item = (&str, &str)> + '_> {
+    if let Some(items) = v.as_array() {
+        return Box::new(items.iter().flat_map(codings));
+    }
+    if !v.is_object() {
+        return Box::new(std::iter::empty());
+    }
+    match v.get("coding").and_then(J::as_array) {
+        Some(cs) => Box::new(cs.iter().filter_map(coding_pair)),
+        None => Box::new(coding_pair(v).into_iter()),
     }
 }
 
-fn coding_pair(v: &Value) -> Option<(&str, &str)> {
+fn coding_pair<J: Json>(v: &J) -> Option<(&str, &str)> {
     Some((v.get("system")?.as_str()?, v.get("code")?.as_str()?))
 }
