@@ -7,6 +7,7 @@ use crate::{get_json, OidcError};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::RwLock;
 
@@ -62,7 +63,8 @@ struct Key {
 #[derive(Default)]
 struct Cache {
     uri: Option<String>,
-    keys: Vec<Key>,
+    /// Shared, so a check takes the list and lets go of the lock before verifying.
+    keys: Arc<Vec<Key>>,
     fetched: Option<Instant>,
 }
 
@@ -95,6 +97,11 @@ impl KeySet {
     }
 
     async fn refresh(&self, force: bool) -> Result<(), OidcError> {
+        // Every token check passes here: once the keys are fetched, a shared read says so,
+        // without queueing every request behind one exclusive lock.
+        if !force && self.cache.read().await.fetched.is_some() {
+            return Ok(());
+        }
         let mut cache = self.cache.write().await;
         if let Some(at) = cache.fetched {
             if !force || at.elapsed() < REFRESH_GAP {
@@ -108,20 +115,21 @@ impl KeySet {
         let body = get_json(&self.http, &uri).await?;
         let set: JwkSet = serde_json::from_slice(&body)
             .map_err(|_| OidcError::Provider("JWKS is not valid".into()))?;
-        cache.keys = set
-            .keys
-            .iter()
-            .filter(|k| !matches!(k.common.public_key_use, Some(PublicKeyUse::Encryption)))
-            .filter_map(|jwk| {
-                let family = Family::of(jwk)?;
-                let key = DecodingKey::from_jwk(jwk).ok()?;
-                Some(Key {
-                    kid: jwk.common.key_id.clone(),
-                    family,
-                    key,
+        cache.keys = Arc::new(
+            set.keys
+                .iter()
+                .filter(|k| !matches!(k.common.public_key_use, Some(PublicKeyUse::Encryption)))
+                .filter_map(|jwk| {
+                    let family = Family::of(jwk)?;
+                    let key = DecodingKey::from_jwk(jwk).ok()?;
+                    Some(Key {
+                        kid: jwk.common.key_id.clone(),
+                        family,
+                        key,
+                    })
                 })
-            })
-            .collect();
+                .collect(),
+        );
         cache.fetched = Some(Instant::now());
         tracing::debug!(keys = cache.keys.len(), "identity provider keys fetched");
         Ok(())
@@ -158,9 +166,10 @@ impl KeySet {
         issuer: &str,
         audience: &str,
     ) -> Result<Map<String, Value>, Rejection> {
-        let cache = self.cache.read().await;
-        let mut candidates = cache
-            .keys
+        // The key list is taken and the lock let go before the (comparatively slow) signature
+        // checks, so checks run side by side and a refresh never waits behind them.
+        let keys = Arc::clone(&self.cache.read().await.keys);
+        let mut candidates = keys
             .iter()
             .filter(|k| k.family.checks(header.alg))
             .filter(|k| header.kid.is_none() || k.kid == header.kid)
@@ -223,11 +232,11 @@ mod tests {
         );
         {
             let mut cache = keys.cache.try_write().expect("fresh");
-            cache.keys = vec![Key {
+            cache.keys = Arc::new(vec![Key {
                 kid: Some("k1".into()),
                 family: Family::Ed25519,
                 key: DecodingKey::from_ed_components(&x).expect("key"),
-            }];
+            }]);
             // Fetched just now: no network is touched within REFRESH_GAP.
             cache.fetched = Some(Instant::now());
         }
@@ -267,6 +276,95 @@ mod tests {
         let claims = good(now());
         let got = verify(&f, &sign(&f, &claims)).expect("valid");
         assert_eq!(Value::Object(got), claims);
+    }
+
+    /// An Ed25519 key as a JWK, and a token signer for it.
+    fn ed_key(kid: &str) -> (Value, EncodingKey) {
+        use base64::Engine;
+        let doc = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).expect("key");
+        let pair = Ed25519KeyPair::from_pkcs8(doc.as_ref()).expect("key");
+        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
+        let jwk = serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA", "use": "sig"});
+        (jwk, EncodingKey::from_ed_der(doc.as_ref()))
+    }
+
+    fn signed(kid: &str, key: &EncodingKey, claims: &Value) -> String {
+        let mut h = Header::new(Algorithm::EdDSA);
+        h.kid = Some(kid.into());
+        jsonwebtoken::encode(&h, claims, key).expect("sign")
+    }
+
+    /// Keys come from a real JWKS endpoint: many checks at once share them, and when the
+    /// provider rotates to a new key, a token naming it fetches the new set (no sooner than
+    /// `REFRESH_GAP` after the last fetch), after which the retired key's tokens fail.
+    #[test]
+    fn checks_share_the_keys_and_a_rotated_key_is_fetched() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let (jwk1, key1) = ed_key("k1");
+            let (jwk2, key2) = ed_key("k2");
+            let served = Arc::new(std::sync::Mutex::new(serde_json::json!({"keys": [jwk1]})));
+            let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let app = {
+                let served = Arc::clone(&served);
+                let fetches = Arc::clone(&fetches);
+                axum::Router::new().route(
+                    "/jwks",
+                    axum::routing::get(move || {
+                        fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let body = served.lock().expect("jwks").to_string();
+                        async move { body }
+                    }),
+                )
+            };
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let url = format!("http://{}/jwks", listener.local_addr().expect("addr"));
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            let keys = Arc::new(KeySet::new(reqwest::Client::new(), vec![Algorithm::EdDSA]));
+            keys.set_uri(&url).await;
+
+            let claims = good(now());
+            let old = signed("k1", &key1, &claims);
+            let checks: Vec<_> = (0..64)
+                .map(|_| {
+                    let keys = Arc::clone(&keys);
+                    let token = old.clone();
+                    tokio::spawn(async move { keys.verify(&token, ISS, AUD).await })
+                })
+                .collect();
+            for c in checks {
+                let got = c.await.expect("task").expect("valid");
+                assert_eq!(Value::Object(got), claims);
+            }
+            assert_eq!(
+                fetches.load(std::sync::atomic::Ordering::SeqCst),
+                1,
+                "fetched once"
+            );
+
+            *served.lock().expect("jwks") = serde_json::json!({"keys": [jwk2]});
+            let new = signed("k2", &key2, &claims);
+            // Within REFRESH_GAP of the last fetch the set is not fetched again.
+            assert!(keys.verify(&new, ISS, AUD).await.is_err());
+            assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 1);
+            keys.cache.write().await.fetched = Instant::now().checked_sub(REFRESH_GAP * 2);
+            let got = keys
+                .verify(&new, ISS, AUD)
+                .await
+                .expect("the new key is fetched");
+            assert_eq!(Value::Object(got), claims);
+            assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 2);
+            assert!(
+                keys.verify(&old, ISS, AUD).await.is_err(),
+                "the retired key no longer verifies"
+            );
+        });
     }
 
     proptest! {
