@@ -76,11 +76,17 @@ impl Gateway {
         const ACTION: &str = "view-record";
         let started = std::time::Instant::now();
         let mut timer = crate::metrics::ViewTimer::start(&self.metrics);
-        // The index and the governance records are read at once (separate reads either way).
-        let (located, records) =
-            tokio::join!(self.locate(ctx, nhs, ACTION), self.store.governance(nhs));
-        let (patient, links) = located?;
-        let inputs = match records.and_then(|r| self.inputs_from(ctx, &r, &patient, &links)) {
+        // The patient, their sources and their governance records: one statement, one
+        // snapshot (a single trip to the store).
+        let read = match self.store.view_inputs(nhs).await {
+            Ok(read) => read,
+            Err(_) => return Err(self.fail_closed(ctx, nhs, ACTION).await),
+        };
+        let Some(patient) = read.patient else {
+            return Err(self.not_found(ctx, nhs, ACTION).await);
+        };
+        let links = read.links;
+        let inputs = match self.inputs_from(ctx, &read.governance, &patient, &links) {
             Ok(i) => i,
             Err(_) => return Err(self.fail_closed(ctx, nhs, ACTION).await),
         };
@@ -225,16 +231,23 @@ impl Gateway {
             Err(_) => return Err(self.fail_closed(ctx, nhs, action).await),
         };
         let Some(patient) = found else {
-            let mut event = self.event(ctx, action, Some(nhs.as_str()));
-            event.outcome = "not-found".into();
-            self.audit(&event).await?;
-            return Err(GatewayError::PatientNotFound);
+            return Err(self.not_found(ctx, nhs, action).await);
         };
         let links = match links {
             Ok(l) => l,
             Err(_) => return Err(self.fail_closed(ctx, nhs, action).await),
         };
         Ok((patient, links))
+    }
+
+    /// The patient is not in the index: audited, and reported.
+    async fn not_found(&self, ctx: &RequestContext, nhs: &NhsNumber, action: &str) -> GatewayError {
+        let mut event = self.event(ctx, action, Some(nhs.as_str()));
+        event.outcome = "not-found".into();
+        match self.audit(&event).await {
+            Ok(_) => GatewayError::PatientNotFound,
+            Err(e) => e,
+        }
     }
 
     /// The store could not be read: deny, and try to say so in the audit trail.

@@ -253,81 +253,132 @@ pub(crate) fn open_error(e: sqlx::Error) -> StoreError {
     }
 }
 
-/// The four governance lists of one patient, as one statement, so one round trip and one
-/// snapshot: rows of every table under the union of their column names (`NULL` where a table
-/// has no such column), tagged by `t` (1 permission, 2 relationship, 3 objection, 4 emergency
-/// access) and in each table's own order. `param` is the backend's first placeholder.
-pub(crate) fn governance_sql(param: &str) -> String {
-    const TABLES: [(&str, &[&str], &str); 4] = [
-        (
-            "permission",
-            &[
-                "nhs_number",
-                "org_code",
-                "user_id",
-                "decision",
-                "given_by",
-                "at",
-            ],
+/// One table's part of a [`union_sql`] statement.
+struct UnionTable {
+    name: &'static str,
+    /// The `t` its rows are tagged with.
+    tag: i32,
+    columns: &'static [&'static str],
+    /// Rows of this table in this column's order, then by `id`; `None`: no order (the reader
+    /// sorts them) and no `id`.
+    order: Option<&'static str>,
+}
+
+const GOVERNANCE_TABLES: [UnionTable; 4] = [
+    UnionTable {
+        name: "permission",
+        tag: 1,
+        columns: &[
+            "nhs_number",
+            "org_code",
+            "user_id",
+            "decision",
+            "given_by",
             "at",
-        ),
-        (
-            "relationship",
-            &[
-                "nhs_number",
-                "org_code",
-                "kind",
-                "user_id",
-                "reason",
-                "start",
-                "end",
-                "recorded_by",
-            ],
+        ],
+        order: Some("at"),
+    },
+    UnionTable {
+        name: "relationship",
+        tag: 2,
+        columns: &[
+            "nhs_number",
+            "org_code",
+            "kind",
+            "user_id",
+            "reason",
             "start",
-        ),
-        (
-            "objection",
-            &[
-                "nhs_number",
-                "state",
-                "recorded_by",
-                "on_whose_word",
-                "override_reason",
-                "by_role",
-                "note",
-                "at",
-            ],
+            "end",
+            "recorded_by",
+        ],
+        order: Some("start"),
+    },
+    UnionTable {
+        name: "objection",
+        tag: 3,
+        columns: &[
+            "nhs_number",
+            "state",
+            "recorded_by",
+            "on_whose_word",
+            "override_reason",
+            "by_role",
+            "note",
             "at",
-        ),
-        (
-            "emergency_access",
-            &[
-                "nhs_number",
-                "user_id",
-                "org_code",
-                "reason_code",
-                "reason_text",
-                "started_at",
-            ],
+        ],
+        order: Some("at"),
+    },
+    UnionTable {
+        name: "emergency_access",
+        tag: 4,
+        columns: &[
+            "nhs_number",
+            "user_id",
+            "org_code",
+            "reason_code",
+            "reason_text",
             "started_at",
-        ),
-    ];
+        ],
+        order: Some("started_at"),
+    },
+];
+
+/// The index's rows of a patient: tag 5 the patient, tag 6 their source links (sorted by the
+/// reader: source, then local id).
+const INDEX_TABLES: [UnionTable; 2] = [
+    UnionTable {
+        name: "patient",
+        tag: 5,
+        columns: &[
+            "nhs_number",
+            "family",
+            "given",
+            "birth_date",
+            "gender",
+            "postcode",
+            "gp_practice",
+            "updated_at",
+        ],
+        order: None,
+    },
+    UnionTable {
+        name: "source_link",
+        tag: 6,
+        columns: &[
+            "nhs_number",
+            "source",
+            "local_id",
+            "method",
+            "family",
+            "given",
+            "birth_date",
+            "postcode",
+            "linked_at",
+        ],
+        order: None,
+    },
+];
+
+/// Rows of several tables for one patient, as one statement (one round trip, one snapshot):
+/// every table's rows under the union of their column names (`NULL` where a table has no such
+/// column), tagged by `t`, in each table's own order. `param` is the backend's first
+/// placeholder.
+fn union_sql(tables: &[&UnionTable], param: &str) -> String {
     let mut all: Vec<&str> = Vec::new();
-    for (_, columns, _) in TABLES {
-        for c in columns {
+    for table in tables {
+        for c in table.columns {
             if !all.contains(c) {
                 all.push(c);
             }
         }
     }
-    let selects: Vec<String> = TABLES
+    let selects: Vec<String> = tables
         .iter()
-        .enumerate()
-        .map(|(i, (table, columns, order))| {
+        .map(|table| {
             let list: Vec<String> = all
                 .iter()
                 .map(|c| {
-                    let value = if columns.contains(c) {
+                    let value = if table.columns.contains(c) {
                         format!("\"{c}\"")
                     } else {
                         "NULL".into()
@@ -335,14 +386,34 @@ pub(crate) fn governance_sql(param: &str) -> String {
                     format!("{value} AS \"{c}\"")
                 })
                 .collect();
+            let (order, id) = match table.order {
+                Some(o) => (format!("\"{o}\""), "id"),
+                None => ("NULL".to_owned(), "0"),
+            };
             format!(
-                "SELECT {} AS t, {}, \"{order}\" AS o, id FROM {table} WHERE nhs_number = {param}",
-                i + 1,
-                list.join(", ")
+                "SELECT {} AS t, {}, {order} AS o, {id} AS id FROM {} WHERE nhs_number = {param}",
+                table.tag,
+                list.join(", "),
+                table.name
             )
         })
         .collect();
     format!("{} ORDER BY t, o, id", selects.join(" UNION ALL "))
+}
+
+/// The four governance lists of one patient, as one statement, so one round trip and one
+/// snapshot: rows tagged 1 permission, 2 relationship, 3 objection, 4 emergency access.
+pub(crate) fn governance_sql(param: &str) -> String {
+    union_sql(&GOVERNANCE_TABLES.iter().collect::<Vec<_>>(), param)
+}
+
+/// What a record view reads before deciding, as one statement: the patient (tag 5), their
+/// source links (tag 6) and the four governance lists (tags 1-4). The index's tables come
+/// first: PostgreSQL types a union's columns from left to right, and a column that is only
+/// `NULL` so far is taken as text, which a later `date` column (a birth date) could not join.
+pub(crate) fn view_inputs_sql(param: &str) -> String {
+    let tables: Vec<&UnionTable> = INDEX_TABLES.iter().chain(&GOVERNANCE_TABLES).collect();
+    union_sql(&tables, param)
 }
 
 /// How one backend reads each table's row of [`governance_sql`]'s answer.
@@ -354,8 +425,8 @@ pub(crate) struct GovernanceReaders<R> {
 }
 
 /// Sorts [`governance_sql`]'s rows into the four lists by their tag `t`.
-pub(crate) fn governance_from_rows<R>(
-    rows: &[R],
+pub(crate) fn governance_from_rows<'r, R: 'r>(
+    rows: impl IntoIterator<Item = &'r R>,
     tag: impl Fn(&R) -> Result<i32>,
     read: &GovernanceReaders<R>,
 ) -> Result<crate::GovernanceRecords> {
@@ -374,4 +445,44 @@ pub(crate) fn governance_from_rows<R>(
         }
     }
     Ok(records)
+}
+
+/// How one backend reads the index's rows of [`view_inputs_sql`]'s answer.
+pub(crate) struct IndexReaders<R> {
+    pub patient: fn(&R) -> Result<crate::IndexedPatient>,
+    pub link: fn(&R) -> Result<crate::SourceLink>,
+}
+
+/// Sorts [`view_inputs_sql`]'s rows: the patient, their links (by source, then local id, in
+/// byte order as both stores sort them), and the governance lists.
+pub(crate) fn view_inputs_from_rows<R>(
+    rows: &[R],
+    tag: impl Fn(&R) -> Result<i32>,
+    index: &IndexReaders<R>,
+    governance: &GovernanceReaders<R>,
+) -> Result<crate::ViewInputs> {
+    let mut patient = None;
+    let mut links = Vec::new();
+    let mut rest = Vec::with_capacity(rows.len());
+    for row in rows {
+        match tag(row)? {
+            5 if patient.is_some() => {
+                return Err(StoreError::Corrupt(
+                    "two patients with one NHS number".into(),
+                ))
+            }
+            5 => patient = Some((index.patient)(row)?),
+            6 => links.push((index.link)(row)?),
+            _ => rest.push(row),
+        }
+    }
+    links.sort_by(|a: &crate::SourceLink, b| {
+        (a.source.as_str(), a.local_id.as_str()).cmp(&(b.source.as_str(), b.local_id.as_str()))
+    });
+    let governance = governance_from_rows(rest, &tag, governance)?;
+    Ok(crate::ViewInputs {
+        patient,
+        links,
+        governance,
+    })
 }

@@ -191,3 +191,30 @@ fn emergency_from_row(row: &PgRow) -> Result<EmergencyRow> {
         started_at: get_ts(row, T, "started_at")?,
     })
 }
+
+/// [`crate::Store::view_inputs`] on postgres.
+pub(crate) async fn view_inputs(
+    store: &PostgresStore,
+    nhs: &NhsNumber,
+) -> Result<crate::ViewInputs> {
+    static SQL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| crate::common::view_inputs_sql("$1"));
+    let rows = sqlx::query(SQL.as_str())
+        .bind(nhs.as_str())
+        .fetch_all(&store.pool)
+        .await?;
+    crate::common::view_inputs_from_rows(
+        &rows,
+        |row| get(row, "view inputs", "t"),
+        &crate::common::IndexReaders {
+            patient: crate::common::patient_from_row,
+            link: crate::common::link_from_row,
+        },
+        &crate::common::GovernanceReaders {
+            permission: permission_from_row,
+            relationship: relationship_from_row,
+            objection: objection_from_row,
+            emergency: emergency_from_row,
+        },
+    )
+}

@@ -142,6 +142,10 @@ pub trait Store:
     fn backend(&self) -> &'static str;
     /// A cheap round trip, for readiness checks.
     async fn ping(&self) -> Result<()>;
+    /// The patient, the sources holding them and their governance records, as one statement:
+    /// one round trip and one snapshot for what a record view reads before deciding (the same
+    /// as [`IndexStore::patient`], [`IndexStore::links`] and [`GovernanceStore::governance`]).
+    async fn view_inputs(&self, nhs: &NhsNumber) -> Result<ViewInputs>;
 }
 
 /// Open a store from a URL: `sqlite:///path/to/file.db` (created if missing) or

@@ -196,3 +196,12 @@ pub struct GovernanceRecords {
     pub objections: Vec<ObjectionRow>,
     pub emergencies: Vec<EmergencyRow>,
 }
+
+/// What a record view reads before deciding: the patient as the index has them, the sources
+/// holding them (by source, then local id), and their governance records. Read as one snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ViewInputs {
+    pub patient: Option<IndexedPatient>,
+    pub links: Vec<SourceLink>,
+    pub governance: GovernanceRecords,
+}

@@ -416,4 +416,8 @@ impl Store for PostgresStore {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+
+    async fn view_inputs(&self, nhs: &NhsNumber) -> Result<crate::ViewInputs> {
+        crate::governance_postgres::view_inputs(self, nhs).await
+    }
 }

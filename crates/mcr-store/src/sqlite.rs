@@ -500,4 +500,8 @@ impl Store for SqliteStore {
         sqlx::query("SELECT 1").execute(&self.read).await?;
         Ok(())
     }
+
+    async fn view_inputs(&self, nhs: &NhsNumber) -> Result<crate::ViewInputs> {
+        crate::governance_sqlite::view_inputs(self, nhs).await
+    }
 }

@@ -3,10 +3,11 @@
 //! change whose audit append fails leaves no governance row (and vice versa).
 
 use chrono::{DateTime, TimeZone, Utc};
-use mcr_domain::NhsNumber;
+use mcr_domain::{NhsNumber, SourceId};
 use mcr_store::{
-    AuditAppend, AuditRow, EmergencyRow, GovernanceChange, GovernanceRecords, ObjectionRow,
-    PermissionRow, RelationshipRow, Store, AUDIT_GENESIS_HASH,
+    AuditAppend, AuditRow, EmergencyRow, GovernanceChange, GovernanceRecords, IndexedPatient,
+    LinkMethod, ObjectionRow, PermissionRow, RelationshipRow, SourceLink, Store, ViewInputs,
+    AUDIT_GENESIS_HASH,
 };
 use sqlx::{PgPool, SqlitePool};
 use std::collections::hash_map::DefaultHasher;
@@ -187,6 +188,76 @@ async fn checked_chain(store: &dyn Store) -> Vec<AuditRow> {
     rows
 }
 
+/// What a record view reads before deciding, in one statement, is exactly what the three
+/// reads give: the patient (or none), their links by source then local id, the governance lists.
+async fn view_inputs_are_the_three_reads_in_one(
+    store: &dyn Store,
+    a: &NhsNumber,
+    b: &NhsNumber,
+    for_a: &GovernanceRecords,
+    for_b: &GovernanceRecords,
+) {
+    let patient = IndexedPatient {
+        nhs_number: a.clone(),
+        family: "Smith".into(),
+        given: "Ann Marie".into(),
+        birth_date: chrono::NaiveDate::from_ymd_opt(1970, 1, 2).expect("date"),
+        gender: Some("female".into()),
+        postcode: Some("LS1 4AP".into()),
+        gp_practice: Some("B86001".into()),
+        updated_at: t(1, 123_456_789),
+    };
+    let link = |source: &str, local: &str, born: Option<chrono::NaiveDate>| SourceLink {
+        nhs_number: a.clone(),
+        source: SourceId::parse(source).expect("source id"),
+        local_id: local.into(),
+        method: LinkMethod::NhsNumber,
+        family: "Smith".into(),
+        given: "Ann".into(),
+        birth_date: born,
+        postcode: None,
+        linked_at: t(2, 7),
+    };
+    store
+        .upsert_patients(std::slice::from_ref(&patient))
+        .await
+        .expect("patient");
+    // Written out of order; read by source, then local id.
+    let links = [
+        link("gp", "z9", None),
+        link("acute", "b2", chrono::NaiveDate::from_ymd_opt(1970, 1, 2)),
+        link("acute", "a1", None),
+    ];
+    store.upsert_links(&links).await.expect("links");
+
+    let read = store.view_inputs(a).await.expect("view inputs");
+    assert_eq!(
+        read,
+        ViewInputs {
+            patient: store.patient(a).await.expect("patient"),
+            links: store.links(a).await.expect("links"),
+            governance: store.governance(a).await.expect("governance"),
+        }
+    );
+    assert_eq!(read.patient, Some(patient));
+    let order: Vec<(&str, &str)> = read
+        .links
+        .iter()
+        .map(|l| (l.source.as_str(), l.local_id.as_str()))
+        .collect();
+    assert_eq!(order, [("acute", "a1"), ("acute", "b2"), ("gp", "z9")]);
+    assert_eq!(&read.governance, for_a);
+
+    // Governance records but no index entry: no patient, no links, the records all the same.
+    assert_eq!(
+        store.view_inputs(b).await.expect("view inputs"),
+        ViewInputs {
+            governance: for_b.clone(),
+            ..ViewInputs::default()
+        }
+    );
+}
+
 async fn story(store: &dyn Store, raw: Raw) {
     let a = nhs("9434765919");
     let b = nhs("9434765870");
@@ -278,6 +349,7 @@ async fn story(store: &dyn Store, raw: Raw) {
     };
     assert_eq!(store.governance(&a).await.expect("read a"), for_a);
     assert_eq!(store.governance(&b).await.expect("read b"), for_b);
+    view_inputs_are_the_three_reads_in_one(store, &a, &b, &for_a, &for_b).await;
 
     let rows = checked_chain(store).await;
     let records: Vec<AuditAppend> = rows.into_iter().map(|r| r.record).collect();
