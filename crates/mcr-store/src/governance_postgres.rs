@@ -39,16 +39,7 @@ impl GovernanceStore for PostgresStore {
             .bind(nhs.as_str())
             .fetch_all(&self.pool)
             .await?;
-        crate::common::governance_from_rows(
-            &rows,
-            |row| get(row, "governance", "t"),
-            &crate::common::GovernanceReaders {
-                permission: permission_from_row,
-                relationship: relationship_from_row,
-                objection: objection_from_row,
-                emergency: emergency_from_row,
-            },
-        )
+        crate::common::governance_from_rows(&rows, |row| get(row, "governance", "t"), &READERS)
     }
 }
 
@@ -210,11 +201,14 @@ pub(crate) async fn view_inputs(
             patient: crate::common::patient_from_row,
             link: crate::common::link_from_row,
         },
-        &crate::common::GovernanceReaders {
-            permission: permission_from_row,
-            relationship: relationship_from_row,
-            objection: objection_from_row,
-            emergency: emergency_from_row,
-        },
+        &READERS,
     )
 }
+
+/// How this backend reads each governance table's row of a union statement.
+const READERS: crate::common::GovernanceReaders<PgRow> = crate::common::GovernanceReaders {
+    permission: permission_from_row,
+    relationship: relationship_from_row,
+    objection: objection_from_row,
+    emergency: emergency_from_row,
+};

@@ -38,16 +38,7 @@ impl GovernanceStore for SqliteStore {
             .bind(nhs.as_str())
             .fetch_all(&self.read)
             .await?;
-        crate::common::governance_from_rows(
-            &rows,
-            |row| get(row, "governance", "t"),
-            &crate::common::GovernanceReaders {
-                permission: permission_from_row,
-                relationship: relationship_from_row,
-                objection: objection_from_row,
-                emergency: emergency_from_row,
-            },
-        )
+        crate::common::governance_from_rows(&rows, |row| get(row, "governance", "t"), &READERS)
     }
 }
 
@@ -206,11 +197,14 @@ pub(crate) async fn view_inputs(store: &SqliteStore, nhs: &NhsNumber) -> Result<
             patient: crate::common::patient_from_row,
             link: crate::common::link_from_row,
         },
-        &crate::common::GovernanceReaders {
-            permission: permission_from_row,
-            relationship: relationship_from_row,
-            objection: objection_from_row,
-            emergency: emergency_from_row,
-        },
+        &READERS,
     )
 }
+
+/// How this backend reads each governance table's row of a union statement.
+const READERS: crate::common::GovernanceReaders<SqliteRow> = crate::common::GovernanceReaders {
+    permission: permission_from_row,
+    relationship: relationship_from_row,
+    objection: objection_from_row,
+    emergency: emergency_from_row,
+};
