@@ -132,9 +132,9 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "| scenario | clinicians | access | fetch after slowest source | merge | audit | encode | outside the handler |"
+            "| scenario | clinicians | access | fetch after slowest source | merge | audit | encode | outside the handler | of which request |"
         );
-        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         for r in &self.scenarios {
             let p = |name: &str| {
                 r.phases.get(name).map_or_else(
@@ -144,7 +144,7 @@ impl Report {
             };
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 r.name,
                 r.clinicians,
                 p("access"),
@@ -153,6 +153,7 @@ impl Report {
                 p("audit"),
                 p("encode"),
                 p("outside the handler"),
+                p("request"),
             );
         }
         let failures: Vec<String> = self

@@ -29,6 +29,22 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// When the router received a request, for the `request` phase of a record view's
+/// `Server-Timing`: the security checks and the token check before the handler.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Arrived(pub(crate) std::time::Instant);
+
+/// Stamp each request with [`Arrived`] (the router's outermost layer).
+pub(crate) async fn stamp(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    request
+        .extensions_mut()
+        .insert(Arrived(std::time::Instant::now()));
+    next.run(request).await
+}
+
 /// `Server-Timing: source-gp;dur=51.2, …, access;dur=0.9, fetch;dur=60.1, …, mcr;dur=63.0`: each
 /// source's own time for this view as it reported it (slowest search path), the gateway's
 /// phases, and its time from the handler's start to the body ready. A client subtracts the

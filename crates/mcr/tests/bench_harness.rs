@@ -58,7 +58,7 @@ async fn the_benchmark_harness_runs_and_counts() {
             "{}: /metrics {} vs {} views",
             s.name, s.gateway_metrics.views_permitted, s.views
         );
-        for phase in ["access", "fetch", "merge", "audit", "encode"] {
+        for phase in ["request", "access", "fetch", "merge", "audit", "encode"] {
             assert_eq!(
                 s.phases.get(phase).map(|p| p.count),
                 Some(s.views),

@@ -182,10 +182,13 @@ pub(crate) async fn read(
 /// `Patient/{nhs}/$everything`.
 pub(crate) async fn operation(
     State(state): State<AppState>,
+    arrived: Option<axum::Extension<crate::ops::Arrived>>,
     Caller(ctx): Caller,
     Path((id, operation)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
+    // From the router's receiving the request to here: security checks and the token check.
+    let request_ms = arrived.map(|axum::Extension(a)| (started - a.0).as_secs_f64() * 1000.0);
     if operation != "$everything" {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -212,7 +215,11 @@ pub(crate) async fn operation(
                 body,
             )
                 .into_response();
-            let mut phases = view.phases.clone();
+            let mut phases = Vec::with_capacity(view.phases.len() + 2);
+            if let Some(ms) = request_ms {
+                phases.push(("request", ms));
+            }
+            phases.extend(view.phases.iter().cloned());
             phases.push(("encode", encode_ms));
             crate::ops::server_timing(&mut response, &view.timings, &phases, started);
             Ok(response)
