@@ -7,6 +7,7 @@ use crate::{get_json, OidcError};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::RwLock;
@@ -68,11 +69,25 @@ struct Cache {
     fetched: Option<Instant>,
 }
 
-/// The issuer's public keys.
+/// The most tokens remembered as checked; past it the list starts again.
+const VERIFIED_MAX: usize = 10_000;
+
+/// The issuer's public keys, and the tokens already checked with them.
 pub struct KeySet {
     http: reqwest::Client,
     algorithms: Vec<Algorithm>,
     cache: RwLock<Cache>,
+    /// Tokens already checked, by SHA-256 of issuer, audience and token: their claims and
+    /// `exp`. An API client sends the same token with every request; its signature need be
+    /// checked once. Served only before `exp` (no leeway), and forgotten whenever the keys are
+    /// fetched again, so a token is never accepted on a key the issuer no longer publishes
+    /// for longer than the key list itself was kept.
+    verified: std::sync::Mutex<HashMap<[u8; 32], Verified>>,
+}
+
+struct Verified {
+    claims: Map<String, Value>,
+    exp: i64,
 }
 
 impl std::fmt::Debug for KeySet {
@@ -89,6 +104,7 @@ impl KeySet {
             http,
             algorithms,
             cache: RwLock::new(Cache::default()),
+            verified: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -131,6 +147,10 @@ impl KeySet {
                 .collect(),
         );
         cache.fetched = Some(Instant::now());
+        self.verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
         tracing::debug!(keys = cache.keys.len(), "identity provider keys fetched");
         Ok(())
     }
@@ -146,6 +166,10 @@ impl KeySet {
         if token.len() > 16 * 1024 {
             return Err(Rejection::Malformed.into());
         }
+        let id = token_id(issuer, audience, token);
+        if let Some(claims) = self.already_verified(&id) {
+            return Ok(claims);
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|_| Rejection::Malformed)?;
         if !self.algorithms.contains(&header.alg) {
             return Err(Rejection::Algorithm.into());
@@ -156,7 +180,44 @@ impl KeySet {
             self.refresh(true).await?;
             attempt = self.try_keys(token, &header, issuer, audience).await;
         }
-        Ok(attempt?)
+        let claims = attempt?;
+        self.remember(id, &claims);
+        Ok(claims)
+    }
+
+    /// The claims of a token checked before and not yet expired.
+    fn already_verified(&self, id: &[u8; 32]) -> Option<Map<String, Value>> {
+        let verified = self
+            .verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let v = verified.get(id)?;
+        (unix_now() < v.exp).then(|| v.claims.clone())
+    }
+
+    fn remember(&self, id: [u8; 32], claims: &Map<String, Value>) {
+        // `exp` is a required claim; a token without a usable one is simply not remembered.
+        let Some(exp) = claims.get("exp").and_then(Value::as_i64) else {
+            return;
+        };
+        let mut verified = self
+            .verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if verified.len() >= VERIFIED_MAX {
+            let now = unix_now();
+            verified.retain(|_, v| now < v.exp);
+            if verified.len() >= VERIFIED_MAX {
+                verified.clear();
+            }
+        }
+        verified.insert(
+            id,
+            Verified {
+                claims: claims.clone(),
+                exp,
+            },
+        );
     }
 
     async fn try_keys(
@@ -198,6 +259,25 @@ impl KeySet {
         }
         Err(last)
     }
+}
+
+/// A checked token's key in [`KeySet`]'s memory: SHA-256 over issuer, audience and token,
+/// each length-prefixed so no two different triples can run together into the same bytes.
+fn token_id(issuer: &str, audience: &str, token: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [issuer, audience, token] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    h.finalize().into()
+}
+
+/// Seconds since the Unix epoch, as `exp` counts them (the clock `jsonwebtoken` checks with).
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]
@@ -276,6 +356,47 @@ mod tests {
         let claims = good(now());
         let got = verify(&f, &sign(&f, &claims)).expect("valid");
         assert_eq!(Value::Object(got), claims);
+    }
+
+    /// A token already checked is served from memory (same claims), until its `exp` and no
+    /// longer; any other token, even one byte apart, is checked in full.
+    #[test]
+    fn a_checked_token_is_remembered_until_it_expires() {
+        let f = fixture();
+        let n = now();
+        let mut claims = good(n);
+        claims["exp"] = serde_json::json!(n + 2);
+        let token = sign(&f, &claims);
+        assert_eq!(Value::Object(verify(&f, &token).expect("valid")), claims);
+        let other = sign(&f, &good(n));
+        // The issuer's keys gone (and fetched just now, so not fetched again): only what was
+        // already checked can pass.
+        f.rt.block_on(async {
+            let mut cache = f.keys.cache.write().await;
+            cache.keys = Arc::new(Vec::new());
+            cache.fetched = Some(Instant::now());
+        });
+        assert_eq!(
+            Value::Object(verify(&f, &token).expect("remembered")),
+            claims
+        );
+        assert!(verify(&f, &other).is_err(), "never checked: refused");
+        let mut changed = token.clone().into_bytes();
+        let last = changed.len() - 1;
+        changed[last] = if changed[last] == b'A' { b'B' } else { b'A' };
+        let changed = String::from_utf8(changed).expect("ascii");
+        assert!(
+            verify(&f, &changed).is_err(),
+            "a byte apart: checked in full"
+        );
+        // Past `exp` the memory is not used (and the keys are gone, so it is refused).
+        while unix_now() < n + 2 {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(
+            verify(&f, &token).is_err(),
+            "expired: not served from memory"
+        );
     }
 
     /// An Ed25519 key as a JWK, and a token signer for it.
