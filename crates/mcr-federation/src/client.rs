@@ -336,16 +336,17 @@ impl HttpSource {
             for PageEntry(raw) in page.entry.unwrap_or_default() {
                 let Some(raw) = raw else { continue };
                 let doc = read_resource(raw)?;
-                let v = &doc;
-                if mcr_fhir::resource_type(v) != Some(want) || mcr_fhir::resource_id(v).is_none() {
+                if mcr_fhir::resource_type(&doc) != Some(want)
+                    || mcr_fhir::resource_id(&doc).is_none()
+                {
                     // Included resources (e.g. OperationOutcome) or junk: not part of the record.
                     continue;
                 }
                 if let Some(p) = patient {
                     let about = if want == "Patient" {
-                        mcr_fhir::resource_id(v)
+                        mcr_fhir::resource_id(&doc)
                     } else {
-                        mcr_fhir::patient_reference(v)
+                        mcr_fhir::patient_reference(&doc)
                     };
                     if about != Some(p) {
                         // A source that answers with another patient's data is wrong; never

@@ -65,23 +65,24 @@ struct Key {
 struct Cache {
     uri: Option<String>,
     /// Shared, so a check takes the list and lets go of the lock before verifying.
-    keys: Arc<Vec<Key>>,
+    keys: Arc<KeyList>,
     fetched: Option<Instant>,
 }
 
 /// The most tokens remembered as checked; past it the list starts again.
 const VERIFIED_MAX: usize = 10_000;
 
-/// The issuer's public keys, and the tokens already checked with them.
-pub struct KeySet {
-    http: reqwest::Client,
-    algorithms: Vec<Algorithm>,
-    cache: RwLock<Cache>,
-    /// Tokens already checked, by SHA-256 of issuer, audience and token: their claims and
-    /// `exp`. An API client sends the same token with every request; its signature need be
-    /// checked once. Served only before `exp` (no leeway), and forgotten whenever the keys are
-    /// fetched again, so a token is never accepted on a key the issuer no longer publishes
-    /// for longer than the key list itself was kept.
+/// One fetch of the issuer's keys, and the tokens already checked with them.
+///
+/// An API client sends the same token with every request; its signature need be checked once.
+/// A checked token is remembered by SHA-256 of issuer, audience and token, with its claims and
+/// `exp`, and served only before `exp` (no leeway). It is remembered in the list it was checked
+/// against, so when the keys are fetched again the new list starts with nothing remembered: a
+/// token is never accepted on a key the issuer no longer publishes for longer than the key
+/// list itself was kept, even by a check that was under way during the fetch.
+#[derive(Default)]
+struct KeyList {
+    keys: Vec<Key>,
     verified: std::sync::Mutex<HashMap<[u8; 32], Verified>>,
 }
 
@@ -90,102 +91,15 @@ struct Verified {
     exp: i64,
 }
 
-impl std::fmt::Debug for KeySet {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeySet")
-            .field("algorithms", &self.algorithms)
-            .finish_non_exhaustive()
-    }
-}
-
-impl KeySet {
-    pub(crate) fn new(http: reqwest::Client, algorithms: Vec<Algorithm>) -> Self {
+impl KeyList {
+    fn new(keys: Vec<Key>) -> Self {
         Self {
-            http,
-            algorithms,
-            cache: RwLock::new(Cache::default()),
-            verified: std::sync::Mutex::new(HashMap::new()),
+            keys,
+            verified: std::sync::Mutex::default(),
         }
     }
 
-    pub(crate) async fn set_uri(&self, uri: &str) {
-        self.cache.write().await.uri = Some(uri.to_owned());
-    }
-
-    async fn refresh(&self, force: bool) -> Result<(), OidcError> {
-        // Every token check passes here: once the keys are fetched, a shared read says so,
-        // without queueing every request behind one exclusive lock.
-        if !force && self.cache.read().await.fetched.is_some() {
-            return Ok(());
-        }
-        let mut cache = self.cache.write().await;
-        if let Some(at) = cache.fetched {
-            if !force || at.elapsed() < REFRESH_GAP {
-                return Ok(());
-            }
-        }
-        let uri = cache
-            .uri
-            .clone()
-            .ok_or_else(|| OidcError::Provider("no JWKS location".into()))?;
-        let body = get_json(&self.http, &uri).await?;
-        let set: JwkSet = serde_json::from_slice(&body)
-            .map_err(|_| OidcError::Provider("JWKS is not valid".into()))?;
-        cache.keys = Arc::new(
-            set.keys
-                .iter()
-                .filter(|k| !matches!(k.common.public_key_use, Some(PublicKeyUse::Encryption)))
-                .filter_map(|jwk| {
-                    let family = Family::of(jwk)?;
-                    let key = DecodingKey::from_jwk(jwk).ok()?;
-                    Some(Key {
-                        kid: jwk.common.key_id.clone(),
-                        family,
-                        key,
-                    })
-                })
-                .collect(),
-        );
-        cache.fetched = Some(Instant::now());
-        self.verified
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clear();
-        tracing::debug!(keys = cache.keys.len(), "identity provider keys fetched");
-        Ok(())
-    }
-
-    /// Check a token's signature with the issuer's keys and its `iss`, `aud`, `exp`, `nbf`;
-    /// return its claims.
-    pub(crate) async fn verify(
-        &self,
-        token: &str,
-        issuer: &str,
-        audience: &str,
-    ) -> Result<Map<String, Value>, OidcError> {
-        if token.len() > 16 * 1024 {
-            return Err(Rejection::Malformed.into());
-        }
-        let id = token_id(issuer, audience, token);
-        if let Some(claims) = self.already_verified(&id) {
-            return Ok(claims);
-        }
-        let header = jsonwebtoken::decode_header(token).map_err(|_| Rejection::Malformed)?;
-        if !self.algorithms.contains(&header.alg) {
-            return Err(Rejection::Algorithm.into());
-        }
-        self.refresh(false).await?;
-        let mut attempt = self.try_keys(token, &header, issuer, audience).await;
-        if matches!(attempt, Err(Rejection::UnknownKey)) {
-            self.refresh(true).await?;
-            attempt = self.try_keys(token, &header, issuer, audience).await;
-        }
-        let claims = attempt?;
-        self.remember(id, &claims);
-        Ok(claims)
-    }
-
-    /// The claims of a token checked before and not yet expired.
+    /// The claims of a token checked with these keys and not yet expired.
     fn already_verified(&self, id: &[u8; 32]) -> Option<Map<String, Value>> {
         let verified = self
             .verified
@@ -219,6 +133,106 @@ impl KeySet {
             },
         );
     }
+}
+
+/// The issuer's public keys, and the tokens already checked with them.
+pub struct KeySet {
+    http: reqwest::Client,
+    algorithms: Vec<Algorithm>,
+    cache: RwLock<Cache>,
+}
+
+impl std::fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeySet")
+            .field("algorithms", &self.algorithms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeySet {
+    pub(crate) fn new(http: reqwest::Client, algorithms: Vec<Algorithm>) -> Self {
+        Self {
+            http,
+            algorithms,
+            cache: RwLock::new(Cache::default()),
+        }
+    }
+
+    pub(crate) async fn set_uri(&self, uri: &str) {
+        self.cache.write().await.uri = Some(uri.to_owned());
+    }
+
+    async fn refresh(&self, force: bool) -> Result<(), OidcError> {
+        // Every token check passes here: once the keys are fetched, a shared read says so,
+        // without queueing every request behind one exclusive lock.
+        if !force && self.cache.read().await.fetched.is_some() {
+            return Ok(());
+        }
+        let mut cache = self.cache.write().await;
+        if let Some(at) = cache.fetched {
+            if !force || at.elapsed() < REFRESH_GAP {
+                return Ok(());
+            }
+        }
+        let uri = cache
+            .uri
+            .clone()
+            .ok_or_else(|| OidcError::Provider("no JWKS location".into()))?;
+        let body = get_json(&self.http, &uri).await?;
+        let set: JwkSet = serde_json::from_slice(&body)
+            .map_err(|_| OidcError::Provider("JWKS is not valid".into()))?;
+        cache.keys = Arc::new(KeyList::new(
+            set.keys
+                .iter()
+                .filter(|k| !matches!(k.common.public_key_use, Some(PublicKeyUse::Encryption)))
+                .filter_map(|jwk| {
+                    let family = Family::of(jwk)?;
+                    let key = DecodingKey::from_jwk(jwk).ok()?;
+                    Some(Key {
+                        kid: jwk.common.key_id.clone(),
+                        family,
+                        key,
+                    })
+                })
+                .collect(),
+        ));
+        cache.fetched = Some(Instant::now());
+        tracing::debug!(
+            keys = cache.keys.keys.len(),
+            "identity provider keys fetched"
+        );
+        Ok(())
+    }
+
+    /// Check a token's signature with the issuer's keys and its `iss`, `aud`, `exp`, `nbf`;
+    /// return its claims.
+    pub(crate) async fn verify(
+        &self,
+        token: &str,
+        issuer: &str,
+        audience: &str,
+    ) -> Result<Map<String, Value>, OidcError> {
+        if token.len() > 16 * 1024 {
+            return Err(Rejection::Malformed.into());
+        }
+        let id = token_id(issuer, audience, token);
+        let current = Arc::clone(&self.cache.read().await.keys);
+        if let Some(claims) = current.already_verified(&id) {
+            return Ok(claims);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| Rejection::Malformed)?;
+        if !self.algorithms.contains(&header.alg) {
+            return Err(Rejection::Algorithm.into());
+        }
+        self.refresh(false).await?;
+        let mut attempt = self.try_keys(token, &header, issuer, audience, id).await;
+        if matches!(attempt, Err(Rejection::UnknownKey)) {
+            self.refresh(true).await?;
+            attempt = self.try_keys(token, &header, issuer, audience, id).await;
+        }
+        Ok(attempt?)
+    }
 
     async fn try_keys(
         &self,
@@ -226,11 +240,13 @@ impl KeySet {
         header: &jsonwebtoken::Header,
         issuer: &str,
         audience: &str,
+        id: [u8; 32],
     ) -> Result<Map<String, Value>, Rejection> {
         // The key list is taken and the lock let go before the (comparatively slow) signature
         // checks, so checks run side by side and a refresh never waits behind them.
-        let keys = Arc::clone(&self.cache.read().await.keys);
-        let mut candidates = keys
+        let list = Arc::clone(&self.cache.read().await.keys);
+        let mut candidates = list
+            .keys
             .iter()
             .filter(|k| k.family.checks(header.alg))
             .filter(|k| header.kid.is_none() || k.kid == header.kid)
@@ -248,7 +264,11 @@ impl KeySet {
         let mut last = Rejection::Signature;
         for k in candidates {
             match jsonwebtoken::decode::<Map<String, Value>>(token, &k.key, &v) {
-                Ok(data) => return claims_of(data.claims),
+                Ok(data) => {
+                    let claims = claims_of(data.claims)?;
+                    list.remember(id, &claims);
+                    return Ok(claims);
+                }
                 Err(e) => {
                     last = Rejection::from(&e);
                     if last != Rejection::Signature {
@@ -312,11 +332,11 @@ mod tests {
         );
         {
             let mut cache = keys.cache.try_write().expect("fresh");
-            cache.keys = Arc::new(vec![Key {
+            cache.keys = Arc::new(KeyList::new(vec![Key {
                 kid: Some("k1".into()),
                 family: Family::Ed25519,
                 key: DecodingKey::from_ed_components(&x).expect("key"),
-            }]);
+            }]));
             // Fetched just now: no network is touched within REFRESH_GAP.
             cache.fetched = Some(Instant::now());
         }
@@ -369,11 +389,21 @@ mod tests {
         let token = sign(&f, &claims);
         assert_eq!(Value::Object(verify(&f, &token).expect("valid")), claims);
         let other = sign(&f, &good(n));
-        // The issuer's keys gone (and fetched just now, so not fetched again): only what was
-        // already checked can pass.
+        // The issuer's keys gone (and fetched just now, so not fetched again), what was
+        // remembered moved to the new list: only what was already checked can pass.
         f.rt.block_on(async {
             let mut cache = f.keys.cache.write().await;
-            cache.keys = Arc::new(Vec::new());
+            let remembered = std::mem::take(
+                &mut *cache
+                    .keys
+                    .verified
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+            cache.keys = Arc::new(KeyList {
+                keys: Vec::new(),
+                verified: std::sync::Mutex::new(remembered),
+            });
             cache.fetched = Some(Instant::now());
         });
         assert_eq!(
