@@ -47,6 +47,8 @@ pub struct BenchOptions {
     pub stress_clinicians: usize,
     /// Reading time between views in the clinicians-at-work run, ms, min and max.
     pub think_ms: (u64, u64),
+    /// Quiet before each scenario (see [`load::LoadOptions::settle`]).
+    pub settle: Duration,
     pub warmup: Duration,
     pub duration: Duration,
     /// Run the slow-source, dead-source and large-record scenarios.
@@ -125,6 +127,7 @@ pub async fn run(o: &BenchOptions) -> anyhow::Result<Report> {
     let scenario = |name: &str, clinicians: usize, patients: &Arc<Vec<String>>| load::LoadOptions {
         name: name.to_owned(),
         clinicians,
+        settle: o.settle,
         warmup: o.warmup,
         duration: o.duration,
         patients: Arc::clone(patients),
@@ -294,7 +297,7 @@ pub async fn run(o: &BenchOptions) -> anyhow::Result<Report> {
         "region_patients": sys.patients, "seed": sys.seed, "today": sys.today.to_string(),
         "source_latency_ms": [lo, hi], "deadline_ms": sys.deadline_ms,
         "sample_patients": o.sample_patients, "seconds_per_scenario": o.duration.as_secs_f64(),
-        "warmup_seconds": o.warmup.as_secs_f64(), "store": sys.store.as_deref().unwrap_or("sqlite (gateway data dir)"),
+        "settle_seconds": o.settle.as_secs_f64(), "warmup_seconds": o.warmup.as_secs_f64(), "store": sys.store.as_deref().unwrap_or("sqlite (gateway data dir)"),
     });
     let mut targets = targets(&scenarios, &index, sys.deadline_ms, &base_name);
     if let Some(f) = &floor {

@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 pub struct LoadOptions {
     pub name: String,
     pub clinicians: usize,
+    /// Quiet before the warm-up: the previous scenario's connections idle and its memory
+    /// returned (the gateway's allocator gives freed memory back after 1 s), so each scenario
+    /// starts from the same state and not in the wake of the one before.
+    pub settle: Duration,
     pub warmup: Duration,
     pub duration: Duration,
     /// NHS numbers to view (permission already recorded).
@@ -138,6 +142,7 @@ pub async fn run_load_on(
     client: &reqwest::Client,
     o: &LoadOptions,
 ) -> anyhow::Result<ScenarioResult> {
+    tokio::time::sleep(o.settle).await;
     // Warm-up: the same loop, results dropped.
     if !o.warmup.is_zero() {
         drive(target, client, o, o.warmup).await;

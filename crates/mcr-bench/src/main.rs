@@ -42,6 +42,10 @@ struct Args {
     /// Reading time between views in the clinicians-at-work run, ms, min and max.
     #[arg(long, num_args = 2, default_values_t = [500u64, 1500])]
     think_ms: Vec<u64>,
+    /// Quiet before each scenario, ms: the last one's memory returned and its connections
+    /// idle, so no scenario is measured in the wake of the one before.
+    #[arg(long, default_value_t = 2_000)]
+    settle_ms: u64,
     /// Seconds measured per scenario (after a 1 s warm-up).
     #[arg(long, default_value_t = 8.0)]
     seconds: f64,
@@ -158,6 +162,7 @@ async fn run(a: Args) -> anyhow::Result<()> {
             a.think_ms.first().copied().unwrap_or(500),
             a.think_ms.get(1).copied().unwrap_or(1500),
         ),
+        settle: Duration::from_millis(a.settle_ms),
         warmup: Duration::from_secs(1),
         duration: Duration::from_secs_f64(a.seconds),
         failure_scenarios: !a.no_failures,

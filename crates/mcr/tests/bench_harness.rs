@@ -24,6 +24,7 @@ async fn the_benchmark_harness_runs_and_counts() {
         clinicians: vec![2],
         stress_clinicians: 2,
         think_ms: (100, 200),
+        settle: Duration::ZERO,
         warmup: Duration::ZERO,
         duration: Duration::from_secs(1),
         failure_scenarios: true,
