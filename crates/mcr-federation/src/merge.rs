@@ -163,6 +163,22 @@ impl MergeInput<'_> {
     }
 }
 
+impl SourceFetch {
+    /// What this source adds to the view, as the merge will count it: items kept (before
+    /// items several sources hold are made one) and items withheld. Known before the merge,
+    /// so the view's audit record can be written while the record is merged.
+    pub fn counts(&self) -> (usize, usize) {
+        let Ok(digested) = &self.outcome else {
+            return (0, 0);
+        };
+        digested.iter().fold((0, 0), |(kept, withheld), d| match d {
+            Digested::Item(_) => (kept + 1, withheld),
+            Digested::Withheld => (kept, withheld + 1),
+            Digested::Patient(_) | Digested::NotGranted(_) | Digested::Ignored => (kept, withheld),
+        })
+    }
+}
+
 /// One record from every source's digested answer ([`MergeInput::digest`]): items several
 /// sources hold become one item with all their sources, differences flagged.
 pub fn merge(input: &MergeInput<'_>, fetches: Vec<SourceFetch>) -> MergedRecord {
@@ -174,8 +190,7 @@ pub fn merge(input: &MergeInput<'_>, fetches: Vec<SourceFetch>) -> MergedRecord 
     let mut withheld_any = false;
 
     for mut f in fetches {
-        let mut kept = 0usize;
-        let mut withheld = 0usize;
+        let (kept, withheld) = f.counts();
         let (status, digested) = match std::mem::replace(&mut f.outcome, Ok(Vec::new())) {
             Err(reason) => (SourceStatus::Failed(reason), Vec::new()),
             Ok(digested) => (SourceStatus::Ok, digested),
@@ -187,10 +202,7 @@ pub fn merge(input: &MergeInput<'_>, fetches: Vec<SourceFetch>) -> MergedRecord 
                     unavailable.extend(section);
                     continue;
                 }
-                Digested::Withheld => {
-                    withheld += 1;
-                    continue;
-                }
+                Digested::Withheld => continue,
                 Digested::Patient(p) => {
                     if patient.is_none() {
                         patient = Some(p);
@@ -199,7 +211,6 @@ pub fn merge(input: &MergeInput<'_>, fetches: Vec<SourceFetch>) -> MergedRecord 
                 }
                 Digested::Item(b) => *b,
             };
-            kept += 1;
             let existing = key
                 .as_ref()
                 .and_then(|k| by_key.get(k))

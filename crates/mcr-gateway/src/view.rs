@@ -2,7 +2,7 @@
 
 use crate::{Gateway, GatewayError, RequestContext};
 use mcr_audit::SourceAudit;
-use mcr_domain::{DataClass, MergedRecord, NhsNumber, Purpose, SourceStatus};
+use mcr_domain::{DataClass, MergedRecord, NhsNumber, Purpose};
 use mcr_federation::{Location, MergeInput};
 use mcr_policy::{Basis, Decision, DecisionRequest, Explanation};
 use std::collections::{BTreeSet, HashMap};
@@ -16,9 +16,10 @@ pub struct View {
     pub classes: BTreeSet<DataClass>,
     /// How long each source took in this view (for the `Server-Timing` header; no patient data).
     pub timings: Vec<crate::SourceTiming>,
-    /// Where the gateway's time went, in order, milliseconds: `access` (index, governance
-    /// inputs, decision), `fetch` (sources asked, answers read and digested), `merge`, `audit`
-    /// (committing the audit record, while the caller's rendering runs beside it).
+    /// Where the gateway's time went, milliseconds: `access` (index, governance inputs,
+    /// decision), `fetch` (sources asked, answers read and digested), `audit` (committing the
+    /// audit record, while the record is merged and the caller's rendering runs beside it),
+    /// then `merge` (the part of `audit` spent merging).
     pub phases: Vec<(&'static str, f64)>,
 }
 
@@ -155,39 +156,50 @@ impl Gateway {
             .await;
         phase("fetch");
         let timings = self.metrics.sources(&fetches);
-        let record = mcr_federation::merge(&input, fetches);
-        phase("merge");
 
+        // The audit record needs only what each source sent (counted as the merge will count
+        // it), so it is committed while the record is merged and encoded.
         let mut event = self.event(ctx, ACTION, Some(nhs.as_str()));
         event.outcome = "permit".into();
         event.basis = Some(grant.basis().code().to_owned());
         event.detail = Some(grant.basis().describe());
-        event.sources = record
-            .sources
+        event.sources = fetches
             .iter()
-            .map(|s| SourceAudit {
-                source: s.source.to_string(),
-                org_code: s.org_code.to_string(),
-                status: match &s.status {
-                    SourceStatus::Ok => "ok".into(),
-                    SourceStatus::Failed(r) => r.code().into(),
-                },
-                items: s.items,
-                withheld: s.withheld,
+            .map(|f| {
+                let (items, withheld) = f.counts();
+                SourceAudit {
+                    source: f.source.to_string(),
+                    org_code: f.org_code.to_string(),
+                    status: match &f.outcome {
+                        Ok(_) => "ok".into(),
+                        Err(r) => r.code().into(),
+                    },
+                    items,
+                    withheld,
+                }
             })
             .collect();
-        let mut view = View {
-            basis: grant.basis().clone(),
-            classes: grant.data_classes().clone(),
-            record,
-            timings,
-            phases: Vec::new(),
+        let merge_and_render = async {
+            let merging = std::time::Instant::now();
+            let record = mcr_federation::merge(&input, fetches);
+            let merge_ms = merging.elapsed().as_secs_f64() * 1000.0;
+            let view = View {
+                basis: grant.basis().clone(),
+                classes: grant.data_classes().clone(),
+                record,
+                timings,
+                phases: Vec::new(),
+            };
+            let rendered = render(&view);
+            (view, merge_ms, rendered)
         };
         // No audit, no view: the record (and what was rendered from it) is returned only once
         // this is committed.
-        let (committed, rendered) = tokio::join!(self.audit(&event), async { render(&view) });
+        let (committed, (mut view, merge_ms, rendered)) =
+            tokio::join!(self.audit(&event), merge_and_render);
         committed?;
         phase("audit");
+        phases.push(("merge", merge_ms));
         view.phases = phases;
         timer.outcome("permit");
         tracing::info!(

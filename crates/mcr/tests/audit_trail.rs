@@ -217,6 +217,59 @@ async fn audit_event_search_follows_the_access_rules_and_is_itself_audited() {
     ));
 }
 
+/// The view's audit record is written while the record is merged: what it says each source
+/// gave (status, items, items withheld) must be what the view shows.
+#[tokio::test]
+async fn a_views_audit_record_counts_what_each_source_gave_as_the_view_shows_it() {
+    let t = start().await;
+    let patient = t.patient("sensitive_items", 0);
+    t.give_permission("ae.okafor", &patient).await;
+    let g = &t.demo.gateway.gateway;
+    let ViewOutcome::Record(view) = g
+        .view_record(&ctx(&t, "ae.okafor"), &nhs(&patient))
+        .await
+        .expect("view")
+    else {
+        panic!("the view is permitted");
+    };
+    let shown: Vec<(String, String, usize, usize)> = view
+        .record
+        .sources
+        .iter()
+        .map(|s| {
+            let status = match &s.status {
+                mcr_domain::SourceStatus::Ok => "ok".to_owned(),
+                mcr_domain::SourceStatus::Failed(r) => r.code().to_owned(),
+            };
+            (s.source.to_string(), status, s.items, s.withheld)
+        })
+        .collect();
+    assert!(
+        shown.iter().any(|(_, _, _, withheld)| *withheld > 0),
+        "this patient has items withheld: {shown:?}"
+    );
+    let rows = g
+        .store()
+        .query_audit(&AuditQuery {
+            actions: vec!["view-record".into()],
+            patient: Some(patient.clone()),
+            limit: 1,
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("query");
+    let event: mcr_audit::AuditEvent =
+        serde_json::from_str(&rows.first().expect("the view's record").record.payload)
+            .expect("an audit event");
+    assert_eq!(event.outcome, "permit");
+    let audited: Vec<(String, String, usize, usize)> = event
+        .sources
+        .iter()
+        .map(|s| (s.source.clone(), s.status.clone(), s.items, s.withheld))
+        .collect();
+    assert_eq!(audited, shown);
+}
+
 #[tokio::test]
 async fn patients_see_who_viewed_them_and_privacy_officers_review_emergencies() {
     let t = start().await;
