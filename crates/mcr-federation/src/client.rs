@@ -434,11 +434,17 @@ impl HttpSource {
             .get("server-timing")
             .and_then(|v| v.to_str().ok())
             .and_then(server_timing_app_ms);
-        if let Some(len) = resp.content_length() {
+        let declared = resp.content_length();
+        if let Some(len) = declared {
             budget.take(len)?;
             budget.give_back(len);
         }
-        let mut body = Vec::new();
+        // Sized once when the source says how long the answer is: growing it as chunks arrive
+        // copied it over and over into fresh memory. Up to 1 MiB: a length is only a claim,
+        // and the bytes must still arrive within the budget.
+        let mut body = Vec::with_capacity(
+            declared.map_or(0, |len| usize::try_from(len.min(PRESIZE_MAX)).unwrap_or(0)),
+        );
         while let Some(chunk) = resp.chunk().await.map_err(|e| transport_failure(&e))? {
             budget.take(chunk.len() as u64)?;
             body.extend_from_slice(&chunk);
@@ -446,6 +452,9 @@ impl HttpSource {
         Ok((body, source_ms))
     }
 }
+
+/// The most an answer's buffer is sized for up front from its `Content-Length`.
+const PRESIZE_MAX: u64 = 1 << 20;
 
 /// One call to a source, shared by its concurrent searches: the bytes it may still send in
 /// this view, and the signed identity sent with each request.
