@@ -356,6 +356,7 @@ async fn accept_loop(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    mcr_tls::no_delay(&stream);
                     let dropping = shared.behaviour().failure == Failure::Drop;
                     match (&tls, dropping) {
                         (None, true) => {

@@ -13,7 +13,7 @@
 mod listener;
 pub mod pki;
 
-pub use listener::{accept_tls, MaybeTlsStream, TlsListener};
+pub use listener::{accept_tls, no_delay, MaybeTlsStream, TlsListener};
 pub use rustls;
 pub use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 

@@ -19,6 +19,15 @@ use tokio_rustls::TlsAcceptor;
 /// The longest a client may take over its handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Send what is written at once (`TCP_NODELAY`), as web servers do: an answer's last part
+/// is otherwise held back until the peer has acknowledged the rest, which with delayed
+/// acknowledgements can cost milliseconds. Best effort: a socket that refuses keeps Nagle.
+pub fn no_delay(stream: &TcpStream) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "TCP_NODELAY refused");
+    }
+}
+
 /// Complete a server handshake on `stream`, or `None` (logged) if the peer fails it.
 pub async fn accept_tls(
     acceptor: &TlsAcceptor,
@@ -61,6 +70,7 @@ impl TlsListener {
                         continue;
                     }
                 };
+                no_delay(&stream);
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {

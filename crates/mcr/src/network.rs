@@ -96,6 +96,7 @@ pub fn spawn_server(
             })
         }
         Serving::PlainHttpOnLoopback => tokio::spawn(async move {
+            let listener = listener.tap_io(|tcp| mcr_tls::no_delay(tcp));
             if let Err(e) = axum::serve(listener, service).await {
                 tracing::error!(error = %e, "gateway server stopped");
             }
