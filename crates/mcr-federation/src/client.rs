@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::time::Duration;
 use url::Url;
 
-use crate::identity::IdentitySigner;
+use crate::identity::{IdentitySigner, Requester};
 use crate::merge::Digested;
 use mcr_policy::Grant;
 use std::sync::Arc;
@@ -227,14 +227,23 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     fn config(&self) -> &SourceConfig;
     /// One patient's resources of the given types (all pages), asked on behalf of `grant`'s
     /// user. Called only through [`crate::Federation::fetch_record`], which holds the deadline.
-    /// Each resource is handed to `digest` as soon as its page is read.
+    /// Each resource is handed to `digest` as soon as its page is read. `signed` is the
+    /// identity token for `grant`'s requester if one was signed ahead
+    /// ([`Source::sign_identity`]); without it the source signs its own.
     async fn fetch_patient(
         &self,
         grant: &Grant,
         local_id: &str,
         types: &[&str],
         digest: &Digest<'_>,
+        signed: Option<String>,
     ) -> Result<Fetched, FailureReason>;
+    /// The identity token this source sends with its requests for `who`, signed now; `None`
+    /// when it sends none.
+    fn sign_identity(&self, who: &Requester<'_>) -> Option<Result<String, FailureReason>> {
+        let _ = who;
+        None
+    }
     /// Every `Patient` resource (or those updated after `since`), a page at a time into
     /// `pages`: the index is built as it is read, never held whole.
     async fn patient_feed(
@@ -548,16 +557,23 @@ impl Source for HttpSource {
         &self.config
     }
 
+    fn sign_identity(&self, who: &Requester<'_>) -> Option<Result<String, FailureReason>> {
+        let signer = self.identity.as_ref()?;
+        Some(signer.for_requester(who, self.config.base_url.as_str()))
+    }
+
     async fn fetch_patient(
         &self,
         grant: &Grant,
         local_id: &str,
         types: &[&str],
         digest: &Digest<'_>,
+        signed: Option<String>,
     ) -> Result<Fetched, FailureReason> {
-        let identity = match &self.identity {
-            Some(signer) => Some(signer.for_user(grant, self.config.base_url.as_str())?),
-            None => None,
+        let identity = match (&self.identity, signed) {
+            (Some(_), Some(token)) => Some(token),
+            (Some(signer), None) => Some(signer.for_user(grant, self.config.base_url.as_str())?),
+            (None, _) => None,
         };
         let budget = Budget::new(self.limits.max_bytes_per_source, identity);
         let count = self.limits.page_size.to_string();

@@ -9,7 +9,7 @@
 //! Signed with the gateway's Ed25519 key (EdDSA); sources verify it with the public key.
 
 use base64::Engine as _;
-use mcr_domain::{Clock, FailureReason, OdsCode};
+use mcr_domain::{Clock, FailureReason, NhsNumber, OdsCode, Purpose, Role};
 use mcr_policy::Grant;
 use ring::signature::Ed25519KeyPair;
 use serde_json::{json, Value};
@@ -20,6 +20,31 @@ pub const IDENTITY_TTL_SECS: i64 = 300;
 
 /// Code system of the role in `requesting_practitioner.practitionerRole`.
 pub const ROLE_SYSTEM: &str = "https://mycarerecord.example/fhir/CodeSystem/role";
+
+/// Who asks, as an identity token says it: the user, their role and organisation, the
+/// purpose and the patient. A grant says the same ([`Requester::of`]); before the decision
+/// the gateway knows it from the request, so tokens can be signed while it decides
+/// ([`crate::Federation::sign_ahead`]) and used only if the grant is for exactly this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Requester<'a> {
+    pub user_id: &'a str,
+    pub role: Role,
+    pub org_code: &'a OdsCode,
+    pub purpose: Purpose,
+    pub patient: &'a NhsNumber,
+}
+
+impl<'a> Requester<'a> {
+    pub fn of(grant: &'a Grant) -> Self {
+        Self {
+            user_id: grant.user_id(),
+            role: grant.role(),
+            org_code: grant.org_code(),
+            purpose: grant.purpose(),
+            patient: grant.patient(),
+        }
+    }
+}
 
 /// Signs identity tokens with the gateway's key.
 pub struct IdentitySigner {
@@ -62,22 +87,32 @@ impl IdentitySigner {
 
     /// The token for one request of `grant`'s user to the source at `audience`.
     pub fn for_user(&self, grant: &Grant, audience: &str) -> Result<String, FailureReason> {
+        self.for_requester(&Requester::of(grant), audience)
+    }
+
+    /// The token for one request of `who` to the source at `audience`: what
+    /// [`IdentitySigner::for_user`] signs for a grant to `who`.
+    pub fn for_requester(
+        &self,
+        who: &Requester<'_>,
+        audience: &str,
+    ) -> Result<String, FailureReason> {
         let practitioner = json!({
             "resourceType": "Practitioner",
-            "id": grant.user_id(),
-            "identifier": [{"system": "https://fhir.nhs.uk/Id/sds-user-id", "value": grant.user_id()}],
-            "practitionerRole": [{"role": {"coding": [{"system": ROLE_SYSTEM, "code": grant.role().as_str()}]}}],
+            "id": who.user_id,
+            "identifier": [{"system": "https://fhir.nhs.uk/Id/sds-user-id", "value": who.user_id}],
+            "practitionerRole": [{"role": {"coding": [{"system": ROLE_SYSTEM, "code": who.role.as_str()}]}}],
         });
         let record = json!({
             "resourceType": "Patient",
-            "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": grant.patient().to_string()}],
+            "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": who.patient.as_str()}],
         });
         self.sign(
-            grant.user_id(),
+            who.user_id,
             audience,
-            grant.purpose().as_str(),
+            who.purpose.as_str(),
             "patient/*.read",
-            grant.org_code(),
+            who.org_code,
             Some(practitioner),
             Some(record),
         )

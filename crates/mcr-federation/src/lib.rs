@@ -18,14 +18,14 @@ pub use client::{
     Digest, FederationConfig, Fetched, HttpSource, Location, Received, Source, SourceConfig,
     SourceFetch,
 };
-pub use identity::IdentitySigner;
+pub use identity::{IdentitySigner, Requester};
 pub use merge::{merge, Digested, MergeInput, SourceMeta};
 
 use futures::future::join_all;
 use mcr_domain::{DataClass, FailureReason, SourceId};
 use mcr_policy::Grant;
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,91 @@ pub struct Federation {
     sources: BTreeMap<SourceId, Arc<dyn Source>>,
     order: Vec<SourceId>,
     config: FederationConfig,
+}
+
+/// Identity tokens signed for one requester before the access decision, a source at a time
+/// ([`SignAhead`]), so that signing them overlaps the gateway's read of what it needs to
+/// decide. They stay in memory: [`Federation::fetch_record`] uses them only if its grant is
+/// for exactly this requester (anything else is signed afresh), and a denied view just drops
+/// them. Nothing is sent to a source before a grant either way.
+#[derive(Default)]
+pub struct SignedAhead {
+    /// The requester the tokens name: user, role, organisation, purpose, patient.
+    who: Option<(
+        String,
+        mcr_domain::Role,
+        mcr_domain::OdsCode,
+        mcr_domain::Purpose,
+        String,
+    )>,
+    tokens: HashMap<SourceId, String>,
+}
+
+impl std::fmt::Debug for SignedAhead {
+    /// Tokens name a patient: only how many there are may reach a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SignedAhead({} tokens)", self.tokens.len())
+    }
+}
+
+impl SignedAhead {
+    /// The tokens, by source, if they were signed for `grant`'s requester; otherwise none.
+    fn for_grant(self, grant: &Grant) -> HashMap<SourceId, String> {
+        self.for_requester(&Requester::of(grant))
+    }
+
+    fn for_requester(self, wanted: &Requester<'_>) -> HashMap<SourceId, String> {
+        match &self.who {
+            Some((user, role, org, purpose, patient))
+                if *user == wanted.user_id
+                    && *role == wanted.role
+                    && org == wanted.org_code
+                    && *purpose == wanted.purpose
+                    && patient == wanted.patient.as_str() =>
+            {
+                self.tokens
+            }
+            _ => HashMap::new(),
+        }
+    }
+
+    /// How many tokens were signed.
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+}
+
+/// Signing ahead, one source at a time: see [`Federation::sign_ahead`].
+pub struct SignAhead<'a> {
+    who: Requester<'a>,
+    sources: std::slice::Iter<'a, SourceId>,
+    federation: &'a Federation,
+    signed: SignedAhead,
+}
+
+impl SignAhead<'_> {
+    /// Sign the next source's token; `false` once every source has been done. A source that
+    /// sends no identity, or fails to sign, is skipped (the fetch signs or fails on its own).
+    pub fn sign_next(&mut self) -> bool {
+        for id in self.sources.by_ref() {
+            let Some(source) = self.federation.sources.get(id) else {
+                continue;
+            };
+            if let Some(Ok(token)) = source.sign_identity(&self.who) {
+                self.signed.tokens.insert(id.clone(), token);
+                return true;
+            }
+        }
+        false
+    }
+
+    pub fn finish(self) -> SignedAhead {
+        self.signed
+    }
 }
 
 /// The resource types that carry each data class.
@@ -78,6 +163,27 @@ impl Federation {
         self.sources.get(id)
     }
 
+    /// Start signing `who`'s identity tokens for the sources, before there is a grant: call
+    /// [`SignAhead::sign_next`] while waiting for something else (the access decision's
+    /// read), then pass [`SignAhead::finish`] to [`Federation::fetch_record`].
+    pub fn sign_ahead<'a>(&'a self, who: Requester<'a>) -> SignAhead<'a> {
+        SignAhead {
+            signed: SignedAhead {
+                who: Some((
+                    who.user_id.to_owned(),
+                    who.role,
+                    who.org_code.clone(),
+                    who.purpose,
+                    who.patient.as_str().to_owned(),
+                )),
+                tokens: HashMap::new(),
+            },
+            who,
+            sources: self.order.iter(),
+            federation: self,
+        }
+    }
+
     /// Ask every located source at once for the granted data classes, each bounded by the
     /// deadline counted from `started` (when the view began: the clinician's wait, not the
     /// sources' alone). Each resource is digested by `input` as it arrives. Returns one
@@ -89,7 +195,9 @@ impl Federation {
         locations: &[Location],
         input: &MergeInput<'_>,
         started: Instant,
+        ahead: SignedAhead,
     ) -> Vec<SourceFetch> {
+        let mut tokens = ahead.for_grant(grant);
         let mut types: Vec<&'static str> = Vec::new();
         for class in grant.data_classes() {
             for t in resource_types_for(*class) {
@@ -108,6 +216,7 @@ impl Federation {
         let futures = locations.iter().map(|loc| {
             let source = self.sources.get(&loc.source).cloned();
             let types = types.clone();
+            let signed = tokens.remove(&loc.source);
             async move {
                 let started = Instant::now();
                 let Some(source) = source else {
@@ -130,7 +239,7 @@ impl Federation {
                 let digest = |r: Received<'_>| input.digest(&meta, r);
                 let result = tokio::time::timeout_at(
                     until,
-                    source.fetch_patient(grant, &loc.local_id, &wanted, &digest),
+                    source.fetch_patient(grant, &loc.local_id, &wanted, &digest, signed),
                 )
                 .await;
                 let (outcome, source_ms) = match result {
@@ -178,4 +287,127 @@ impl Federation {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+    use mcr_domain::{NhsNumber, OdsCode, Purpose, Role};
+
+    fn federation(ids: &[&str]) -> Federation {
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).expect("key");
+        let clock = Arc::new(mcr_domain::FixedClock::new(
+            chrono::DateTime::<chrono::Utc>::from_timestamp(1_795_000_000, 0).expect("time"),
+        ));
+        let signer = Arc::new(
+            IdentitySigner::new(
+                pkcs8.as_ref(),
+                "https://mcr.example",
+                OdsCode::parse("RX1").expect("ods"),
+                clock,
+            )
+            .expect("signer"),
+        );
+        let sources = ids
+            .iter()
+            .map(|id| {
+                let config = SourceConfig {
+                    id: SourceId::parse(id).expect("id"),
+                    organisation: mcr_domain::Organisation {
+                        code: OdsCode::parse("RX2").expect("ods"),
+                        name: (*id).to_owned(),
+                        kind: mcr_domain::OrgKind::AcuteTrust,
+                        member: true,
+                        suspended: false,
+                    },
+                    base_url: url::Url::parse(&format!("https://{id}.example/fhir")).expect("url"),
+                    resource_types: vec!["Condition".into()],
+                };
+                let source =
+                    HttpSource::new(config, reqwest::Client::new(), FederationConfig::default())
+                        .with_identity(Arc::clone(&signer));
+                Arc::new(source) as Arc<dyn Source>
+            })
+            .collect();
+        Federation::new(sources, FederationConfig::default())
+    }
+
+    fn claims(token: &str) -> Value {
+        let body = token.split('.').nth(1).expect("a JWS");
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(body)
+            .expect("base64url");
+        serde_json::from_slice(&json).expect("claims")
+    }
+
+    #[test]
+    fn tokens_signed_ahead_name_each_source_and_serve_only_the_requester_they_name() {
+        let f = federation(&["gp", "acute"]);
+        let (nhs, other_nhs) = (
+            NhsNumber::parse("9434765919").expect("nhs"),
+            NhsNumber::parse("9434765870").expect("nhs"),
+        );
+        let (org, other_org) = (
+            OdsCode::parse("RWH").expect("ods"),
+            OdsCode::parse("RX9").expect("ods"),
+        );
+        let who = Requester {
+            user_id: "ae.okafor",
+            role: Role::Clinician,
+            org_code: &org,
+            purpose: Purpose::DirectCare,
+            patient: &nhs,
+        };
+        let sign_all = || {
+            let mut ahead = f.sign_ahead(who);
+            let mut n = 0;
+            while ahead.sign_next() {
+                n += 1;
+            }
+            assert_eq!(n, 2, "one token per source, then done");
+            ahead.finish()
+        };
+
+        let tokens = sign_all().for_requester(&who);
+        assert_eq!(tokens.len(), 2);
+        for id in ["gp", "acute"] {
+            let c = claims(&tokens[&SourceId::parse(id).expect("id")]);
+            assert_eq!(c["aud"], format!("https://{id}.example/fhir"));
+            assert_eq!(c["sub"], "ae.okafor");
+            assert_eq!(
+                c["requested_record"]["identifier"][0]["value"],
+                "9434765919"
+            );
+            assert_eq!(
+                c["requesting_organization"]["identifier"][0]["value"],
+                "RWH"
+            );
+        }
+
+        // A grant to anyone else (another patient, user, role or organisation) gets none.
+        for other in [
+            Requester {
+                patient: &other_nhs,
+                ..who
+            },
+            Requester {
+                user_id: "nurse.evans",
+                ..who
+            },
+            Requester {
+                role: Role::Nurse,
+                ..who
+            },
+            Requester {
+                org_code: &other_org,
+                ..who
+            },
+        ] {
+            assert!(sign_all().for_requester(&other).is_empty(), "{other:?}");
+        }
+        // Nothing signed ahead: nothing to use.
+        assert!(SignedAhead::default().for_requester(&who).is_empty());
+    }
 }

@@ -78,8 +78,29 @@ impl Gateway {
         let started = std::time::Instant::now();
         let mut timer = crate::metrics::ViewTimer::start(&self.metrics);
         // The patient, their sources and their governance records: one statement, one
-        // snapshot (a single trip to the store).
-        let read = match self.store.view_inputs(nhs).await {
+        // snapshot (a single trip to the store). While it is read, the identity tokens the
+        // fetch will send are signed, a source at a time; they are used only if the decision
+        // grants this very request, and dropped otherwise.
+        let p = &ctx.principal;
+        let mut ahead = self.federation.sign_ahead(mcr_federation::Requester {
+            user_id: &p.user_id,
+            role: p.role,
+            org_code: &p.organisation.code,
+            purpose: Purpose::DirectCare,
+            patient: nhs,
+        });
+        let mut reading = self.store.view_inputs(nhs);
+        let read = std::future::poll_fn(|cx| loop {
+            if let std::task::Poll::Ready(read) = reading.as_mut().poll(cx) {
+                return std::task::Poll::Ready(read);
+            }
+            if !ahead.sign_next() {
+                return std::task::Poll::Pending;
+            }
+        })
+        .await;
+        let ahead = ahead.finish();
+        let read = match read {
             Ok(read) => read,
             Err(_) => return Err(self.fail_closed(ctx, nhs, ACTION).await),
         };
@@ -152,7 +173,7 @@ impl Gateway {
         };
         let fetches = self
             .federation
-            .fetch_record(&grant, &locations, &input, started)
+            .fetch_record(&grant, &locations, &input, started, ahead)
             .await;
         phase("fetch");
         let timings = self.metrics.sources(&fetches);
