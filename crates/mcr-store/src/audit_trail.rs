@@ -84,7 +84,8 @@ where
 #[async_trait]
 impl AuditTrailStore for SqliteStore {
     async fn add_checkpoint(&self, cp: &AuditCheckpoint) -> Result<bool> {
-        let (_one_chain, mut tx) = self.begin_append().await?;
+        let (_one_chain, mut writer) = self.begin_append().await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *writer, crate::sqlite::IMMEDIATE).await?;
         let done = sqlx::query(
             "INSERT INTO audit_checkpoint (seq, hash, at, public_key, signature) \
              VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (seq) DO NOTHING",

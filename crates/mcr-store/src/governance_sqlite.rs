@@ -24,7 +24,8 @@ impl GovernanceStore for SqliteStore {
         audit: &AuditAppend,
         chain: &ChainFn,
     ) -> Result<AuditRow> {
-        let (_one_chain, mut tx) = self.begin_append().await?;
+        let (_one_chain, mut writer) = self.begin_append().await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *writer, crate::sqlite::IMMEDIATE).await?;
         insert_change(&mut tx, change).await?;
         let row = append_audit_in_tx(&mut tx, audit, chain).await?;
         tx.commit().await?;
@@ -186,10 +187,7 @@ fn emergency_from_row(row: &SqliteRow) -> Result<EmergencyRow> {
 pub(crate) async fn view_inputs(store: &SqliteStore, nhs: &NhsNumber) -> Result<crate::ViewInputs> {
     static SQL: std::sync::LazyLock<String> =
         std::sync::LazyLock::new(|| crate::common::view_inputs_sql("?1"));
-    let rows = sqlx::query(SQL.as_str())
-        .bind(nhs.as_str())
-        .fetch_all(&store.read)
-        .await?;
+    let rows = store.read_for_view(SQL.as_str(), nhs.as_str()).await?;
     crate::common::view_inputs_from_rows(
         &rows,
         |row| get(row, "view inputs", "t"),

@@ -160,7 +160,8 @@ impl OptOutStore for SqliteStore {
         audit: &AuditAppend,
         chain: &ChainFn,
     ) -> Result<AuditRow> {
-        let (_one_chain, mut tx) = self.begin_append().await?;
+        let (_one_chain, mut writer) = self.begin_append().await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *writer, crate::sqlite::IMMEDIATE).await?;
         sqlx::query(
             "INSERT INTO opt_out_request (reference, received_at, given_name, family_name, birth_date, \
              nhs_number, postcode, contact, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'received')",
@@ -217,7 +218,8 @@ impl OptOutStore for SqliteStore {
         audit: &AuditAppend,
         chain: &ChainFn,
     ) -> Result<Option<AuditRow>> {
-        let (_one_chain, mut tx) = self.begin_append().await?;
+        let (_one_chain, mut writer) = self.begin_append().await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *writer, crate::sqlite::IMMEDIATE).await?;
         let done = sqlx::query(
             "UPDATE opt_out_request SET state = ?2, matched_nhs = ?3, decided_by = ?4, decided_at = ?5, \
              decision_note = ?6 WHERE reference = ?1 AND state = 'received'",

@@ -1,7 +1,10 @@
 //! The embedded backend: one SQLite file in WAL mode.
 //!
-//! Reads use a pool of connections; every write goes through a second pool of exactly one
-//! connection, so writers in this process queue instead of meeting `SQLITE_BUSY`. Audit appends
+//! Reads use a pool of connections, and each record view's read its own connection; every
+//! write goes through one connection that writers in this process take in turn, so they queue
+//! instead of meeting `SQLITE_BUSY`. The view's reader and the writer are held, not pooled: a
+//! pool checks a connection back in with a round trip to its thread (a ping), which every
+//! view paid twice, in CPU and thread wake-ups, right as it fanned out or answered. Audit appends
 //! also take an in-process lock. A batch of them is one `INSERT` after the chain head this
 //! handle last wrote; if another process appended since, the sequence number is taken, the
 //! statement fails whole, and the batch is written in a `BEGIN IMMEDIATE` transaction that
@@ -21,7 +24,7 @@ use mcr_domain::{NhsNumber, SourceId};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, Transaction};
+use sqlx::{Connection as _, QueryBuilder, Row, Sqlite, SqliteConnection};
 use std::str::FromStr;
 use std::time::Duration;
 use tokio::sync::{Mutex, MutexGuard};
@@ -34,7 +37,12 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 
 pub struct SqliteStore {
     pub(crate) read: SqlitePool,
-    write: SqlitePool,
+    /// The one connection that writes.
+    writer: Mutex<SqliteConnection>,
+    /// The connection each view's read (`view_inputs`) uses; `None` after it failed, until
+    /// the next view opens it again.
+    viewer: Mutex<Option<SqliteConnection>>,
+    options: SqliteConnectOptions,
     append: Mutex<()>,
     /// The chain's last record as this handle committed it (sequence number, hash): `None`
     /// until first needed and after any write whose outcome it does not know. Read and written
@@ -56,7 +64,8 @@ impl SqliteStore {
             .into_iter()
             .map(PatientRow::new)
             .collect();
-        let mut tx = self.write.begin().await?;
+        let mut writer = self.writer.lock().await;
+        let mut tx = writer.begin().await?;
         for chunk in rows.chunks(CHUNK) {
             let mut qb = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO patient (nhs_number, family, given, family_norm, given_norm, \
@@ -92,48 +101,77 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
         // The writer opens first so the file exists (and is in WAL mode) before readers connect.
-        // A connection to a file in this process cannot go stale, so the pool does not ping it
-        // before each use (sqlx's default): that would be one more trip to its thread per query.
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            .test_before_acquire(false)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options.clone())
+        let writer = SqliteConnection::connect_with(&options)
             .await
             .map_err(open_error)?;
+        // A connection to a file in this process cannot go stale, so the pool does not ping it
+        // before each use (sqlx's default): that would be one more trip to its thread per query.
         let read = SqlitePoolOptions::new()
             .max_connections(8)
             .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
+            .connect_with(options.clone())
+            .await
+            .map_err(open_error)?;
+        let viewer = SqliteConnection::connect_with(&options)
             .await
             .map_err(open_error)?;
         Ok(Self {
             read,
-            write,
+            writer: Mutex::new(writer),
+            viewer: Mutex::new(Some(viewer)),
+            options,
             append: Mutex::new(()),
             head: std::sync::Mutex::new(None),
             group: crate::group_commit::GroupCommit::default(),
         })
     }
 
-    /// Opens an audit append transaction: takes the in-process append lock, then
-    /// `BEGIN IMMEDIATE` on the writer. Keep the guard until the transaction has ended.
+    /// For an audit append transaction: takes the in-process append lock, then the writer.
+    /// Begin the transaction on the writer with [`IMMEDIATE`], and keep both guards until it
+    /// has ended.
     pub(crate) async fn begin_append(
         &self,
-    ) -> Result<(MutexGuard<'_, ()>, Transaction<'static, Sqlite>)> {
+    ) -> Result<(MutexGuard<'_, ()>, MutexGuard<'_, SqliteConnection>)> {
         let one_chain = self.append.lock().await;
         // The transaction may append a record of its own, or roll back: read the head afresh.
         *self
             .head
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
-        let tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
-        Ok((one_chain, tx))
+        Ok((one_chain, self.writer.lock().await))
+    }
+
+    /// The rows of `sql` for `nhs`, read on the view's own connection (opened again if it
+    /// failed last time).
+    pub(crate) async fn read_for_view(
+        &self,
+        sql: &str,
+        nhs: &str,
+    ) -> Result<Vec<sqlx::sqlite::SqliteRow>> {
+        let mut viewer = self.viewer.lock().await;
+        let conn = match &mut *viewer {
+            Some(conn) => conn,
+            empty => empty.insert(
+                SqliteConnection::connect_with(&self.options)
+                    .await
+                    .map_err(open_error)?,
+            ),
+        };
+        let fetched = sqlx::query(sql).bind(nhs).fetch_all(conn).await;
+        if fetched.is_err() {
+            // Whatever went wrong, the next view starts on a fresh connection.
+            *viewer = None;
+        }
+        Ok(fetched?)
     }
 }
 
-/// Appends one audit record inside a transaction opened by [`SqliteStore::begin_append`]:
+/// How an audit append transaction begins: no other writer (another process) can come
+/// between reading the chain's head and inserting after it.
+pub(crate) const IMMEDIATE: &str = "BEGIN IMMEDIATE";
+
+/// Appends one audit record inside a transaction opened after [`SqliteStore::begin_append`]:
 /// assigns the next sequence number, reads the previous hash, computes the new hash with
 /// `chain` and inserts. The caller commits (or drops the transaction to roll back).
 pub(crate) async fn append_audit_in_tx(
@@ -222,9 +260,10 @@ impl SqliteStore {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
+        let mut writer = self.writer.lock().await;
         if let Some(head) = known {
             let rows = chained(head, batch, chain);
-            match insert_audit_rows(&self.write, &rows).await {
+            match insert_audit_rows(&mut *writer, &rows).await {
                 Ok(()) => {
                     self.remember_head(&rows);
                     return Ok(rows);
@@ -233,7 +272,7 @@ impl SqliteStore {
                 Err(e) => return Err(e.into()),
             }
         }
-        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = writer.begin_with(IMMEDIATE).await?;
         let head = read_head(&mut tx).await?;
         let rows = chained(head, batch, chain);
         insert_audit_rows(&mut *tx, &rows).await?;
@@ -265,7 +304,8 @@ impl IndexStore for SqliteStore {
 
     async fn upsert_links(&self, links: &[SourceLink]) -> Result<()> {
         let rows = last_per_key(links, |l| (l.source.clone(), l.local_id.clone()));
-        let mut tx = self.write.begin().await?;
+        let mut writer = self.writer.lock().await;
+        let mut tx = writer.begin().await?;
         for chunk in rows.chunks(CHUNK) {
             let mut qb = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO source_link (source, local_id, nhs_number, method, family, given, \
@@ -378,7 +418,7 @@ impl IndexStore for SqliteStore {
         .bind(&record.reason)
         .bind(i64::from(record.candidates))
         .bind(ts(&record.seen_at))
-        .execute(&self.write)
+        .execute(&mut *self.writer.lock().await)
         .await?;
         Ok(())
     }
@@ -387,7 +427,7 @@ impl IndexStore for SqliteStore {
         sqlx::query("DELETE FROM unmatched_record WHERE source = ?1 AND local_id = ?2")
             .bind(source.as_str())
             .bind(local_id)
-            .execute(&self.write)
+            .execute(&mut *self.writer.lock().await)
             .await?;
         Ok(())
     }
@@ -418,7 +458,7 @@ impl IndexStore for SqliteStore {
         )
         .bind(source.as_str())
         .bind(watermark)
-        .execute(&self.write)
+        .execute(&mut *self.writer.lock().await)
         .await?;
         Ok(())
     }
@@ -487,7 +527,7 @@ impl AuditStore for SqliteStore {
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<()> {
         MIGRATOR
-            .run(&self.write)
+            .run_direct(&mut *self.writer.lock().await)
             .await
             .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
     }
