@@ -82,15 +82,6 @@ impl SignedAhead {
             _ => HashMap::new(),
         }
     }
-
-    /// How many tokens were signed.
-    pub fn len(&self) -> usize {
-        self.tokens.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.tokens.is_empty()
-    }
 }
 
 /// Signing ahead, one source at a time: see [`Federation::sign_ahead`].
@@ -188,7 +179,9 @@ impl Federation {
     /// deadline counted from `started` (when the view began: the clinician's wait, not the
     /// sources' alone). Each resource is digested by `input` as it arrives. Returns one
     /// [`SourceFetch`] per location, in the order given; a source that fails or is too slow is
-    /// reported as such and never delays the others.
+    /// reported as such and never delays the others. `ahead`'s identity tokens are sent if
+    /// they name `grant`'s requester (pass `SignedAhead::default()` for none); every other
+    /// source's token is signed here.
     pub async fn fetch_record(
         &self,
         grant: &Grant,
