@@ -43,43 +43,30 @@ pub struct Federation {
 /// for exactly this requester (anything else is signed afresh), and a denied view just drops
 /// them. Nothing is sent to a source before a grant either way.
 #[derive(Default)]
-pub struct SignedAhead {
+pub struct SignedAhead<'a> {
     /// The requester the tokens name: user, role, organisation, purpose, patient.
-    who: Option<(
-        String,
-        mcr_domain::Role,
-        mcr_domain::OdsCode,
-        mcr_domain::Purpose,
-        String,
-    )>,
+    who: Option<Requester<'a>>,
     tokens: HashMap<SourceId, String>,
 }
 
-impl std::fmt::Debug for SignedAhead {
+impl std::fmt::Debug for SignedAhead<'_> {
     /// Tokens name a patient: only how many there are may reach a log.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "SignedAhead({} tokens)", self.tokens.len())
     }
 }
 
-impl SignedAhead {
+impl SignedAhead<'_> {
     /// The tokens, by source, if they were signed for `grant`'s requester; otherwise none.
     fn for_grant(self, grant: &Grant) -> HashMap<SourceId, String> {
         self.for_requester(&Requester::of(grant))
     }
 
     fn for_requester(self, wanted: &Requester<'_>) -> HashMap<SourceId, String> {
-        match &self.who {
-            Some((user, role, org, purpose, patient))
-                if *user == wanted.user_id
-                    && *role == wanted.role
-                    && org == wanted.org_code
-                    && *purpose == wanted.purpose
-                    && patient == wanted.patient.as_str() =>
-            {
-                self.tokens
-            }
-            _ => HashMap::new(),
+        if self.who.as_ref() == Some(wanted) {
+            self.tokens
+        } else {
+            HashMap::new()
         }
     }
 }
@@ -89,10 +76,10 @@ pub struct SignAhead<'a> {
     who: Requester<'a>,
     sources: std::slice::Iter<'a, SourceId>,
     federation: &'a Federation,
-    signed: SignedAhead,
+    tokens: HashMap<SourceId, String>,
 }
 
-impl SignAhead<'_> {
+impl<'a> SignAhead<'a> {
     /// Sign the next source's token; `false` once every source has been done. A source that
     /// sends no identity, or fails to sign, is skipped (the fetch signs or fails on its own).
     pub fn sign_next(&mut self) -> bool {
@@ -101,15 +88,18 @@ impl SignAhead<'_> {
                 continue;
             };
             if let Some(Ok(token)) = source.sign_identity(&self.who) {
-                self.signed.tokens.insert(id.clone(), token);
+                self.tokens.insert(id.clone(), token);
                 return true;
             }
         }
         false
     }
 
-    pub fn finish(self) -> SignedAhead {
-        self.signed
+    pub fn finish(self) -> SignedAhead<'a> {
+        SignedAhead {
+            who: Some(self.who),
+            tokens: self.tokens,
+        }
     }
 }
 
@@ -159,19 +149,10 @@ impl Federation {
     /// read), then pass [`SignAhead::finish`] to [`Federation::fetch_record`].
     pub fn sign_ahead<'a>(&'a self, who: Requester<'a>) -> SignAhead<'a> {
         SignAhead {
-            signed: SignedAhead {
-                who: Some((
-                    who.user_id.to_owned(),
-                    who.role,
-                    who.org_code.clone(),
-                    who.purpose,
-                    who.patient.as_str().to_owned(),
-                )),
-                tokens: HashMap::new(),
-            },
             who,
             sources: self.order.iter(),
             federation: self,
+            tokens: HashMap::new(),
         }
     }
 
@@ -188,7 +169,7 @@ impl Federation {
         locations: &[Location],
         input: &MergeInput<'_>,
         started: Instant,
-        ahead: SignedAhead,
+        ahead: SignedAhead<'_>,
     ) -> Vec<SourceFetch> {
         let mut tokens = ahead.for_grant(grant);
         let mut types: Vec<&'static str> = Vec::new();
