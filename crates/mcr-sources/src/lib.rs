@@ -13,7 +13,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use mcr_domain::SourceId;
 use mcr_synth::SourceSlice;
@@ -314,7 +314,7 @@ pub async fn serve_with(
         shutdown: shutdown.clone(),
         answers: AnswerCache::default(),
     });
-    let (conn_tx, conn_rx) = mpsc::channel::<(MaybeTlsStream, SocketAddr)>(256);
+    let (conn_tx, conn_rx) = mpsc::channel::<(MaybeTlsStream, Peer)>(256);
     let acceptor = tokio::spawn(accept_loop(
         listener,
         acceptor,
@@ -322,7 +322,7 @@ pub async fn serve_with(
         conn_tx,
         shutdown.clone(),
     ));
-    let app = router(Arc::clone(&shared));
+    let app = router(Arc::clone(&shared)).into_make_service_with_connect_info::<Peer>();
     let mut on_stop = shutdown;
     let server = tokio::spawn(async move {
         let result = axum::serve(ChannelListener { rx: conn_rx, addr }, app)
@@ -349,7 +349,7 @@ async fn accept_loop(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     shared: Arc<Shared>,
-    conn_tx: mpsc::Sender<(MaybeTlsStream, SocketAddr)>,
+    conn_tx: mpsc::Sender<(MaybeTlsStream, Peer)>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -363,7 +363,7 @@ async fn accept_loop(
                             tokio::spawn(drop_after_request(stream, Arc::clone(&shared)));
                         }
                         (None, false) => {
-                            if conn_tx.send((MaybeTlsStream::Plain(stream), peer)).await.is_err() {
+                            if conn_tx.send((MaybeTlsStream::Plain(stream), Peer { org: None })).await.is_err() {
                                 break;
                             }
                         }
@@ -374,7 +374,9 @@ async fn accept_loop(
                                 if dropping {
                                     drop_after_request(tls, shared).await;
                                 } else {
-                                    let _ = conn_tx.send((MaybeTlsStream::Tls(Box::new(tls)), peer)).await;
+                                    // The handshake checked the organisation; each request checks it again.
+                                    let org = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(mcr_tls::org_of);
+                                    let _ = conn_tx.send((MaybeTlsStream::Tls(Box::new(tls)), Peer { org })).await;
                                 }
                             });
                         }
@@ -401,14 +403,28 @@ async fn drop_after_request<S: tokio::io::AsyncRead + Unpin>(mut stream: S, shar
     drop(stream);
 }
 
+/// Who is at the other end of a connection: the organisation its client certificate names.
+#[derive(Clone, Debug)]
+struct Peer {
+    org: Option<String>,
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, ChannelListener>>
+    for Peer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, ChannelListener>) -> Self {
+        stream.remote_addr().clone()
+    }
+}
+
 struct ChannelListener {
-    rx: mpsc::Receiver<(MaybeTlsStream, SocketAddr)>,
+    rx: mpsc::Receiver<(MaybeTlsStream, Peer)>,
     addr: SocketAddr,
 }
 
 impl axum::serve::Listener for ChannelListener {
     type Io = MaybeTlsStream;
-    type Addr = SocketAddr;
+    type Addr = Peer;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         match self.rx.recv().await {
@@ -419,7 +435,10 @@ impl axum::serve::Listener for ChannelListener {
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.addr)
+        Err(std::io::Error::other(format!(
+            "a source on {} hands out connections, not an address",
+            self.addr
+        )))
     }
 }
 
@@ -428,11 +447,42 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/_control/behaviour", get(get_behaviour).put(put_behaviour))
         .route("/_control/stats", get(stats))
         .route("/metadata", get(metadata))
+        .route("/", post(batch))
         .route("/{resource_type}", get(search))
         .route("/{resource_type}/{id}", get(read))
         .fallback(fallback)
         .layer(axum::middleware::from_fn(server_timing))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            refuse_suspended,
+        ))
         .with_state(shared)
+}
+
+/// An organisation suspended after it connected is refused on its open connections too, as
+/// new handshakes refuse it: a 403, and the connection closed.
+async fn refuse_suspended(
+    State(s): State<Arc<Shared>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<Peer>>()
+        .and_then(|p| p.0.org.as_deref());
+    if peer.is_some_and(|org| s.refused.contains(org)) {
+        let mut refused = fhir::outcome(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this organisation is suspended",
+        );
+        refused.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+        return refused;
+    }
+    next.run(request).await
 }
 
 /// Say how long this source spent on each request (simulated latency included) in a
@@ -553,12 +603,22 @@ async fn search(
         );
     };
     let base = fhir::base_url(s.scheme, s.addr, &headers);
+    search_answer(&s, &base, &resource_type, &params).await
+}
+
+/// A search's answer, from the cache when the same search was answered before.
+async fn search_answer(
+    s: &Shared,
+    base: &str,
+    resource_type: &str,
+    params: &[(String, String)],
+) -> Response {
     // Patient searches (the index's sync, by `_lastUpdated`) are few; clinical searches are
     // what every record view asks, several pages each.
     let cacheable = resource_type != "Patient";
     let key = cacheable.then(|| {
         let mut k = format!("{base}\n{resource_type}");
-        for (name, value) in &params {
+        for (name, value) in params {
             k.push_str(&format!("\n{name}={value}"));
         }
         k
@@ -566,7 +626,7 @@ async fn search(
     if let Some(body) = key.as_deref().and_then(|k| s.answers.get(k)) {
         return fhir::raw(StatusCode::OK, Body::from(body));
     }
-    let answer = fhir::search(&s.slice, &base, &resource_type, &params);
+    let answer = fhir::search(&s.slice, base, resource_type, params);
     let Some(key) = key.filter(|_| answer.status() == StatusCode::OK) else {
         return answer;
     };
@@ -582,6 +642,43 @@ async fn search(
             "the answer could not be written",
         ),
     }
+}
+
+/// A FHIR `batch` (`POST` to the base URL): each entry a `GET` of a search or a read, answered
+/// in order in one `batch-response`, as servers that declare `batch` do. One request: one
+/// identity check, one wait (the simulated latency), one answer for all of it.
+async fn batch(State(s): State<Arc<Shared>>, headers: HeaderMap, body: bytes::Bytes) -> Response {
+    if let Some(r) = gate(&s, Some(&headers)).await {
+        return r;
+    }
+    let requests = match fhir::batch_requests(&body) {
+        Ok(r) => r,
+        Err(refused) => return *refused,
+    };
+    let base = fhir::base_url(s.scheme, s.addr, &headers);
+    let mut entries = Vec::with_capacity(requests.len());
+    for request in requests {
+        let answer = match request {
+            fhir::BatchGet::Search {
+                resource_type,
+                params,
+            } => search_answer(&s, &base, &resource_type, &params).await,
+            fhir::BatchGet::Read { resource_type, id } => fhir::read(&s.slice, &resource_type, &id),
+            fhir::BatchGet::Refused(answer) => answer,
+        };
+        let status = answer.status();
+        match axum::body::to_bytes(answer.into_body(), usize::MAX).await {
+            Ok(bytes) => entries.push((status, bytes)),
+            Err(_) => {
+                return fhir::outcome(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "exception",
+                    "the answer could not be written",
+                )
+            }
+        }
+    }
+    fhir::raw(StatusCode::OK, Body::from(fhir::batch_response(&entries)))
 }
 
 async fn read(

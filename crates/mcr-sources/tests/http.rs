@@ -438,3 +438,120 @@ fn behaviour_from_toml() {
         assert_ne!(b.failure, Failure::None);
     }
 }
+
+async fn post_batch(h: &SourceHandle, body: &Value) -> (u16, Value) {
+    let r = client()
+        .post(format!("{}/", h.base_url()))
+        .header("content-type", "application/fhir+json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_batch_is_answered_in_order_each_entry_as_its_own_request_would_be() {
+    let h = start("gp", Behaviour::healthy()).await;
+    let (_, cs) = get_json(&format!("{}/metadata", h.base_url())).await;
+    assert_eq!(cs["rest"][0]["interaction"][0]["code"], "batch");
+    let sp = h
+        .slice()
+        .patients()
+        .iter()
+        .find(|p| h.slice().resources(&p.local_id, "Observation").len() > 3)
+        .unwrap();
+    let id = &sp.local_id;
+    let urls = [
+        format!("Observation?patient={id}&_count=2"),
+        format!("Patient/{id}"),
+        format!("Condition?patient={id}"),
+        "Observation".to_owned(),
+        format!("Patient/{id}x"),
+    ];
+    let mut entries: Vec<Value> = urls
+        .iter()
+        .map(|u| serde_json::json!({ "request": { "method": "GET", "url": u } }))
+        .collect();
+    entries.push(
+        serde_json::json!({ "request": { "method": "DELETE", "url": format!("Patient/{id}") } }),
+    );
+    entries.push(serde_json::json!({ "request": { "method": "GET", "url": "https://elsewhere.example/Patient" } }));
+    let (status, answer) = post_batch(
+        &h,
+        &serde_json::json!({ "resourceType": "Bundle", "type": "batch", "entry": entries }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["type"], "batch-response");
+    let got = answer["entry"].as_array().unwrap();
+    assert_eq!(got.len(), 7);
+    // The successes are what the same GETs answer, byte for byte as JSON.
+    for (i, url) in urls.iter().enumerate().take(3) {
+        let (s, alone) = get_json(&format!("{}/{url}", h.base_url())).await;
+        assert_eq!(s, 200, "{url}");
+        assert_eq!(got[i]["resource"], alone, "{url}");
+        assert_eq!(got[i]["response"]["status"], "200 OK");
+    }
+    // The first search pages on, as it would alone.
+    assert!(got[0]["resource"]["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l["relation"] == "next"));
+    // A search without its patient, an unknown id, a write and another server: each fails in
+    // its own entry, with an OperationOutcome, and the rest are still answered.
+    let statuses: Vec<&str> = got[3..]
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "400 Bad Request",
+            "404 Not Found",
+            "405 Method Not Allowed",
+            "400 Bad Request"
+        ]
+    );
+    for e in &got[3..] {
+        assert!(e.get("resource").is_none());
+        assert_eq!(e["response"]["outcome"]["resourceType"], "OperationOutcome");
+    }
+    // One request: counted once, so the simulated latency is paid once.
+    assert_eq!(h.requests_served(), 5);
+}
+
+#[tokio::test]
+async fn what_is_not_a_batch_is_refused_whole() {
+    let h = start("acute", Behaviour::healthy()).await;
+    let too_many: Vec<Value> = (0..101)
+        .map(|_| serde_json::json!({ "request": { "method": "GET", "url": "Patient/x" } }))
+        .collect();
+    for body in [
+        serde_json::json!({ "resourceType": "Patient" }),
+        serde_json::json!({ "resourceType": "Bundle", "type": "transaction", "entry": [] }),
+        serde_json::json!({ "resourceType": "Bundle", "type": "batch", "entry": {} }),
+        serde_json::json!({ "resourceType": "Bundle", "type": "batch", "entry": too_many }),
+    ] {
+        let (status, oo) = post_batch(&h, &body).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(oo["resourceType"], "OperationOutcome");
+    }
+    let r = client()
+        .post(format!("{}/", h.base_url()))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    // Failures apply to a batch as to any request.
+    h.set_behaviour(Behaviour::failing(Failure::Status(503)));
+    let (status, _) = post_batch(
+        &h,
+        &serde_json::json!({ "resourceType": "Bundle", "type": "batch", "entry": [] }),
+    )
+    .await;
+    assert_eq!(status, 503);
+}
