@@ -298,6 +298,7 @@ pub async fn run(o: &BenchOptions) -> anyhow::Result<Report> {
         "source_latency_ms": [lo, hi], "deadline_ms": sys.deadline_ms,
         "sample_patients": o.sample_patients, "seconds_per_scenario": o.duration.as_secs_f64(),
         "settle_seconds": o.settle.as_secs_f64(), "warmup_seconds": o.warmup.as_secs_f64(), "store": sys.store.as_deref().unwrap_or("sqlite (gateway data dir)"),
+        "sources_asked": if sys.batch { "one FHIR batch per source per view" } else { "one request per search and read" },
     });
     let mut targets = targets(&scenarios, &index, sys.deadline_ms, &base_name);
     if let Some(f) = &floor {

@@ -67,6 +67,10 @@ struct Args {
     /// Skip the floor run (the at-work clinicians against a stand-in gateway).
     #[arg(long)]
     no_floor: bool,
+    /// Have the gateway ask each source one request per search and read, not one FHIR batch
+    /// per view (`batch = false` in its `[[sources]]`).
+    #[arg(long)]
+    no_batch: bool,
     /// Run as the floor stand-in with this config (the benchmark starts it itself).
     #[arg(long, hide = true)]
     floor_proxy: Option<PathBuf>,
@@ -155,6 +159,7 @@ async fn run(a: Args) -> anyhow::Result<()> {
             latency_ms: latency,
             deadline_ms: a.deadline_ms,
             store: a.store.clone(),
+            batch: !a.no_batch,
         },
         clinicians: a.clinicians.clone(),
         stress_clinicians: a.stress_clinicians,

@@ -29,6 +29,8 @@ pub struct SystemOptions {
     pub deadline_ms: u64,
     /// `sqlite://…` (default: under the work directory) or `postgres://…`.
     pub store: Option<String>,
+    /// The gateway asks each source for a view in one FHIR batch (`batch = true`).
+    pub batch: bool,
 }
 
 /// The running processes; killed when dropped.
@@ -172,8 +174,9 @@ impl System {
                 .collect();
             let org_toml = toml_org(&slice.organisation)?;
             gw.push_str(&format!(
-                "\n[[sources]]\nid = \"{id}\"\nbase_url = \"{url}\"\nresource_types = [{}]\norganisation = {org_toml}\n",
-                types.join(", ")
+                "\n[[sources]]\nid = \"{id}\"\nbase_url = \"{url}\"\nresource_types = [{}]\nbatch = {}\norganisation = {org_toml}\n",
+                types.join(", "),
+                o.batch
             ));
         }
         let gateway_path = dir.path().join("gateway.toml");

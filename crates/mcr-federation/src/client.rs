@@ -22,6 +22,12 @@ pub struct SourceConfig {
     pub base_url: Url,
     /// The resource types this source holds per patient.
     pub resource_types: Vec<String>,
+    /// Ask for a view's searches and read in one FHIR `batch` (a `POST` of a Bundle of `GET`
+    /// entries to the base URL), for a source whose CapabilityStatement declares the `batch`
+    /// interaction, instead of one request each: fewer round trips for the source and the
+    /// gateway. Later pages of a search are still followed one `GET` at a time. Off by default.
+    #[serde(default)]
+    pub batch: bool,
 }
 
 /// Limits applied to every source.
@@ -293,6 +299,7 @@ impl HttpSource {
 
     /// Follow a search through all its pages, keeping the resources of type `want`.
     /// `budget` is the byte allowance left for this source in this view.
+    /// `pages_before` pages of it were read already (the first, in a batch).
     async fn search_all<T: Send>(
         &self,
         first: Url,
@@ -300,16 +307,29 @@ impl HttpSource {
         patient: Option<&str>,
         budget: &Budget,
         keep: &(dyn Fn(Received<'_>) -> T + Send + Sync + '_),
+        pages_before: u32,
     ) -> Result<(Vec<T>, Option<f64>), FailureReason> {
         let mut out = Vec::new();
         let ms = self
-            .search_pages(first, want, patient, budget, keep, Pages::Collect(&mut out))
+            .search_pages(
+                first,
+                want,
+                patient,
+                budget,
+                keep,
+                Pages::Collect(&mut out),
+                pages_before,
+            )
             .await?;
         Ok((out, ms))
     }
 
     /// [`HttpSource::search_all`], handing over each page as it is read (to `pages_out`), so that
     /// a reader of millions of records never holds more than a few pages.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one search's whole state; a struct for it would be built at each call"
+    )]
     async fn search_pages<T: Send>(
         &self,
         first: Url,
@@ -318,10 +338,11 @@ impl HttpSource {
         budget: &Budget,
         keep: &(dyn Fn(Received<'_>) -> T + Send + Sync + '_),
         mut pages_out: Pages<'_, T>,
+        pages_before: u32,
     ) -> Result<Option<f64>, FailureReason> {
         let mut source_ms: Option<f64> = None;
         let mut next = Some(first);
-        let mut pages = 0u32;
+        let mut pages = pages_before;
         while let Some(url) = next.take() {
             pages += 1;
             if pages > self.limits.max_pages {
@@ -331,40 +352,8 @@ impl HttpSource {
             }
             let (body, ms) = self.get_body(url, budget).await?;
             source_ms = add_ms(source_ms, ms);
-            // The page's resources are read in place: nothing is copied but what is kept.
-            let page: Page<'_> = serde_json::from_slice(&body).map_err(|e| not_json(&e))?;
-            if page.resource_type.as_ref().and_then(Value::as_str) != Some("Bundle") {
-                return Err(FailureReason::Malformed {
-                    detail: "a search did not return a Bundle".into(),
-                });
-            }
-            if let Some(link) = page.link.as_ref().and_then(|l| mcr_fhir::next_link_in(l)) {
-                next = Some(self.same_origin(link)?);
-            }
-            let mut out = Vec::new();
-            for PageEntry(raw) in page.entry.unwrap_or_default() {
-                let Some(raw) = raw else { continue };
-                let doc = read_resource(raw)?;
-                if mcr_fhir::resource_type(&doc) != Some(want)
-                    || mcr_fhir::resource_id(&doc).is_none()
-                {
-                    // Included resources (e.g. OperationOutcome) or junk: not part of the record.
-                    continue;
-                }
-                if let Some(p) = patient {
-                    let about = if want == "Patient" {
-                        mcr_fhir::resource_id(&doc)
-                    } else {
-                        mcr_fhir::patient_reference(&doc)
-                    };
-                    if about != Some(p) {
-                        // A source that answers with another patient's data is wrong; never
-                        // show it as this patient's.
-                        continue;
-                    }
-                }
-                out.push(keep(Received { doc: &doc, raw }));
-            }
+            let (out, after) = self.take_page(&body, want, patient, keep)?;
+            next = after;
             match &mut pages_out {
                 Pages::Collect(all) => all.extend(out),
                 Pages::Send(tx) => tx.send(out).await.map_err(|_| FailureReason::Unreachable {
@@ -373,6 +362,111 @@ impl HttpSource {
             }
         }
         Ok(source_ms)
+    }
+
+    /// One page of a search: the resources of type `want` (about `patient`, when given) as
+    /// `keep` keeps them, and the next page's URL.
+    fn take_page<T>(
+        &self,
+        body: &[u8],
+        want: &str,
+        patient: Option<&str>,
+        keep: &(dyn Fn(Received<'_>) -> T + Send + Sync + '_),
+    ) -> Result<(Vec<T>, Option<Url>), FailureReason> {
+        // The page's resources are read in place: nothing is copied but what is kept.
+        let page: Page<'_> = serde_json::from_slice(body).map_err(|e| not_json(&e))?;
+        if page.resource_type.as_ref().and_then(Value::as_str) != Some("Bundle") {
+            return Err(FailureReason::Malformed {
+                detail: "a search did not return a Bundle".into(),
+            });
+        }
+        let next = match page.link.as_ref().and_then(|l| mcr_fhir::next_link_in(l)) {
+            Some(link) => Some(self.same_origin(link)?),
+            None => None,
+        };
+        let mut out = Vec::new();
+        for PageEntry(raw) in page.entry.unwrap_or_default() {
+            let Some(raw) = raw else { continue };
+            let doc = read_resource(raw)?;
+            if mcr_fhir::resource_type(&doc) != Some(want) || mcr_fhir::resource_id(&doc).is_none()
+            {
+                // Included resources (e.g. OperationOutcome) or junk: not part of the record.
+                continue;
+            }
+            if let Some(p) = patient {
+                let about = if want == "Patient" {
+                    mcr_fhir::resource_id(&doc)
+                } else {
+                    mcr_fhir::patient_reference(&doc)
+                };
+                if about != Some(p) {
+                    // A source that answers with another patient's data is wrong; never
+                    // show it as this patient's.
+                    continue;
+                }
+            }
+            out.push(keep(Received { doc: &doc, raw }));
+        }
+        Ok((out, next))
+    }
+
+    /// A view's searches and read in one FHIR `batch`, answered in order by one
+    /// `batch-response`; each search's later pages are then followed side by side. The source's
+    /// time is the batch's plus the slowest search's later pages.
+    async fn fetch_batch(
+        &self,
+        local_id: &str,
+        types: &[&str],
+        budget: &Budget,
+        digest: &Digest<'_>,
+    ) -> Result<Fetched, FailureReason> {
+        let count = self.limits.page_size.to_string();
+        let entries = types
+            .iter()
+            .map(|t| {
+                let url = batch_entry_url(t, local_id, &count)?;
+                Ok(serde_json::json!({ "request": { "method": "GET", "url": url } }))
+            })
+            .collect::<Result<Vec<Value>, FailureReason>>()?;
+        let batch =
+            serde_json::json!({ "resourceType": "Bundle", "type": "batch", "entry": entries });
+        let request = self
+            .client
+            .post(self.config.base_url.clone())
+            .header(reqwest::header::CONTENT_TYPE, mcr_fhir::FHIR_JSON)
+            .body(batch.to_string());
+        let mut all = Fetched::default();
+        let mut more = Vec::new();
+        let batch_ms = {
+            let (answer, ms) = self.body_of(request, budget).await?;
+            for (t, raw) in types.iter().zip(batch_entries(&answer, types.len())?) {
+                if *t == "Patient" {
+                    all.resources.push(patient_from(raw, local_id, digest)?);
+                    continue;
+                }
+                let (kept, next) =
+                    self.take_page(raw.get().as_bytes(), t, Some(local_id), digest)?;
+                all.resources.extend(kept);
+                if let Some(next) = next {
+                    more.push((next, *t));
+                }
+            }
+            ms
+        };
+        let mut slowest: Option<f64> = None;
+        let later = more
+            .into_iter()
+            .map(|(next, t)| self.search_all(next, t, Some(local_id), budget, digest, 1));
+        for r in join_all(later).await {
+            let (resources, ms) = r?;
+            all.resources.extend(resources);
+            slowest = match (slowest, ms) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        all.source_ms = add_ms(batch_ms, slowest);
+        Ok(all)
     }
 
     /// A `next` link must point back at the same server: a hostile source must not be able
@@ -407,15 +501,7 @@ impl HttpSource {
             .push(local_id);
         let (body, ms) = self.get_body(url, budget).await?;
         let raw: &RawValue = serde_json::from_slice(&body).map_err(|e| not_json(&e))?;
-        let doc = read_resource(raw)?;
-        if mcr_fhir::resource_type(&doc) != Some("Patient")
-            || mcr_fhir::resource_id(&doc) != Some(local_id)
-        {
-            return Err(FailureReason::Malformed {
-                detail: "a Patient read returned something else".into(),
-            });
-        }
-        Ok((vec![digest(Received { doc: &doc, raw })], ms))
+        Ok((vec![patient_from(raw, local_id, digest)?], ms))
     }
 
     /// The body, and the source's own time for it (`Server-Timing: app;dur=`), if given.
@@ -424,10 +510,16 @@ impl HttpSource {
         url: Url,
         budget: &Budget,
     ) -> Result<(Vec<u8>, Option<f64>), FailureReason> {
-        let mut request = self
-            .client
-            .get(url)
-            .header(reqwest::header::ACCEPT, mcr_fhir::FHIR_JSON);
+        self.body_of(self.client.get(url), budget).await
+    }
+
+    /// `request` sent with the identity token, and its answer's body within `budget`.
+    async fn body_of(
+        &self,
+        request: reqwest::RequestBuilder,
+        budget: &Budget,
+    ) -> Result<(Vec<u8>, Option<f64>), FailureReason> {
+        let mut request = request.header(reqwest::header::ACCEPT, mcr_fhir::FHIR_JSON);
         if let Some(token) = &budget.identity {
             request = request.bearer_auth(token);
         }
@@ -460,6 +552,116 @@ impl HttpSource {
         }
         Ok((body, source_ms))
     }
+}
+
+/// `local_id`'s `Patient` read, or a search of `resource_type` about them, as a batch entry's
+/// URL (relative to the source's base).
+fn batch_entry_url(
+    resource_type: &str,
+    local_id: &str,
+    count: &str,
+) -> Result<String, FailureReason> {
+    const HERE: &str = "http://batch.invalid/";
+    let mut url = Url::parse(HERE).map_err(|_| FailureReason::Malformed {
+        detail: "no base for a batch entry".into(),
+    })?;
+    {
+        let mut path = url
+            .path_segments_mut()
+            .map_err(|()| FailureReason::Malformed {
+                detail: "no base for a batch entry".into(),
+            })?;
+        path.clear().push(resource_type);
+        if resource_type == "Patient" {
+            path.push(local_id);
+        }
+    }
+    if resource_type != "Patient" {
+        url.query_pairs_mut()
+            .append_pair("patient", local_id)
+            .append_pair("_count", count);
+    }
+    Ok(url.as_str().trim_start_matches(HERE).to_owned())
+}
+
+/// A `batch-response` as read off the wire: only the entries' statuses are decoded; each
+/// resource is kept as its text.
+#[derive(serde::Deserialize)]
+struct BatchAnswer<'a> {
+    #[serde(rename = "resourceType")]
+    resource_type: Option<Value>,
+    #[serde(rename = "type")]
+    kind: Option<Value>,
+    #[serde(borrow)]
+    entry: Option<Vec<BatchEntry<'a>>>,
+}
+
+#[derive(serde::Deserialize)]
+struct BatchEntry<'a> {
+    #[serde(borrow)]
+    resource: Option<&'a RawValue>,
+    response: Option<BatchEntryResponse>,
+}
+
+#[derive(serde::Deserialize)]
+struct BatchEntryResponse {
+    status: Option<String>,
+}
+
+/// The resource of each entry of a `batch-response` to `asked` requests, in order. An entry
+/// that failed fails the whole answer, as a failed search would.
+fn batch_entries(body: &[u8], asked: usize) -> Result<Vec<&RawValue>, FailureReason> {
+    let answer: BatchAnswer<'_> = serde_json::from_slice(body).map_err(|e| not_json(&e))?;
+    let is = |v: &Option<Value>, s: &str| v.as_ref().and_then(Value::as_str) == Some(s);
+    if !is(&answer.resource_type, "Bundle") || !is(&answer.kind, "batch-response") {
+        return Err(FailureReason::Malformed {
+            detail: "a batch was not answered with a batch-response Bundle".into(),
+        });
+    }
+    let entries = answer.entry.unwrap_or_default();
+    if entries.len() != asked {
+        return Err(FailureReason::Malformed {
+            detail: format!(
+                "a batch of {asked} was answered with {} entries",
+                entries.len()
+            ),
+        });
+    }
+    entries
+        .into_iter()
+        .map(|e| {
+            let status = e
+                .response
+                .and_then(|r| r.status)
+                .and_then(|s| s.get(..3).and_then(|code| code.parse::<u16>().ok()))
+                .ok_or_else(|| FailureReason::Malformed {
+                    detail: "a batch entry has no status".into(),
+                })?;
+            if !(200..300).contains(&status) {
+                return Err(FailureReason::HttpStatus { status });
+            }
+            e.resource.ok_or_else(|| FailureReason::Malformed {
+                detail: "a batch entry has no resource".into(),
+            })
+        })
+        .collect()
+}
+
+/// A `Patient` read's answer, if it is the one asked for.
+fn patient_from(
+    raw: &RawValue,
+    local_id: &str,
+    digest: &Digest<'_>,
+) -> Result<Digested, FailureReason> {
+    let doc = read_resource(raw)?;
+    if mcr_fhir::resource_type(&doc) != Some("Patient")
+        || mcr_fhir::resource_id(&doc) != Some(local_id)
+    {
+        return Err(FailureReason::Malformed {
+            detail: "a Patient read returned something else".into(),
+        });
+    }
+    Ok(digest(Received { doc: &doc, raw }))
 }
 
 /// The most an answer's buffer is sized for up front from its `Content-Length`.
@@ -576,6 +778,9 @@ impl Source for HttpSource {
             (None, _) => None,
         };
         let budget = Budget::new(self.limits.max_bytes_per_source, identity);
+        if self.config.batch {
+            return self.fetch_batch(local_id, types, &budget, digest).await;
+        }
         let count = self.limits.page_size.to_string();
         let searches = types.iter().map(|t| {
             let budget = &budget;
@@ -585,7 +790,7 @@ impl Source for HttpSource {
                     return self.read_patient(local_id, budget, digest).await;
                 }
                 let url = self.url(t, &[("patient", local_id), ("_count", count)])?;
-                self.search_all(url, t, Some(local_id), budget, digest)
+                self.search_all(url, t, Some(local_id), budget, digest, 0)
                     .await
             }
         });
@@ -629,7 +834,7 @@ impl Source for HttpSource {
             ..self.clone()
         };
         let keep = |r: Received<'_>| r.value();
-        let feed = me.search_pages(url, "Patient", None, &budget, &keep, Pages::Send(&pages));
+        let feed = me.search_pages(url, "Patient", None, &budget, &keep, Pages::Send(&pages), 0);
         tokio::time::timeout(timeout, feed)
             .await
             .map_err(|_| FailureReason::Timeout {
@@ -641,7 +846,9 @@ impl Source for HttpSource {
 
 #[cfg(test)]
 mod tests {
-    use super::{not_json, server_timing_app_ms, Page, PageEntry, Received};
+    use super::{
+        batch_entries, batch_entry_url, not_json, server_timing_app_ms, Page, PageEntry, Received,
+    };
     use mcr_domain::FailureReason;
 
     fn page(json: &str) -> Result<Vec<Option<String>>, FailureReason> {
@@ -718,5 +925,58 @@ mod tests {
         assert_eq!(server_timing_app_ms("app;dur=-1"), None);
         assert_eq!(server_timing_app_ms("app;dur=NaN"), None);
         assert_eq!(server_timing_app_ms("app"), None);
+    }
+
+    #[test]
+    fn a_batch_asks_for_a_read_and_searches_by_relative_url() {
+        assert_eq!(
+            batch_entry_url("Condition", "GP 1&2", "200").expect("url"),
+            "Condition?patient=GP+1%262&_count=200"
+        );
+        assert_eq!(
+            batch_entry_url("Patient", "GP-000181", "200").expect("url"),
+            "Patient/GP-000181"
+        );
+        assert_eq!(
+            batch_entry_url("Patient", "a/b?c", "200").expect("url"),
+            "Patient/a%2Fb%3Fc"
+        );
+    }
+
+    #[test]
+    fn a_batch_answer_gives_each_entrys_resource_in_order_or_says_what_is_wrong() {
+        let ok = r#"{"resourceType":"Bundle","type":"batch-response","entry":[
+            {"resource":{"resourceType":"Bundle","type":"searchset"},"response":{"status":"200 OK"}},
+            {"resource":{"resourceType":"Patient","id":"p1"},"response":{"status":"200"}}]}"#;
+        let got = batch_entries(ok.as_bytes(), 2).expect("read");
+        assert_eq!(got.len(), 2);
+        assert!(got[0].get().contains("searchset") && got[1].get().contains("p1"));
+
+        let malformed = |body: &str, asked: usize| match batch_entries(body.as_bytes(), asked) {
+            Err(FailureReason::Malformed { detail }) => detail,
+            other => panic!("{body}: {other:?}"),
+        };
+        assert!(malformed(ok, 3).contains("batch of 3 was answered with 2 entries"));
+        assert!(malformed(
+            r#"{"resourceType":"Bundle","type":"searchset","entry":[]}"#,
+            0
+        )
+        .contains("batch-response"));
+        assert!(malformed(
+            r#"{"resourceType":"Bundle","type":"batch-response","entry":[{"resource":{}}]}"#,
+            1
+        )
+        .contains("no status"));
+        assert!(malformed(r#"{"resourceType":"Bundle","type":"batch-response","entry":[{"response":{"status":"200 OK"}}]}"#, 1)
+            .contains("no resource"));
+        assert!(malformed("<html>", 1).contains("not JSON"));
+        // An entry that failed fails the source, with the entry's status.
+        let failed = r#"{"resourceType":"Bundle","type":"batch-response","entry":[
+            {"resource":{"resourceType":"Patient","id":"p1"},"response":{"status":"200 OK"}},
+            {"response":{"status":"404 Not Found","outcome":{"resourceType":"OperationOutcome"}}}]}"#;
+        assert!(matches!(
+            batch_entries(failed.as_bytes(), 2),
+            Err(FailureReason::HttpStatus { status: 404 })
+        ));
     }
 }

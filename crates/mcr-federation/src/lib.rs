@@ -298,6 +298,7 @@ mod tests {
                     },
                     base_url: url::Url::parse(&format!("https://{id}.example/fhir")).expect("url"),
                     resource_types: vec!["Condition".into()],
+                    batch: false,
                 };
                 let source =
                     HttpSource::new(config, reqwest::Client::new(), FederationConfig::default())

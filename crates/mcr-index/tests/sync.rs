@@ -22,6 +22,7 @@ fn http_source(id: &str, org: Organisation, base: &str, types: &[&str]) -> Arc<d
         organisation: org,
         base_url: base.parse().expect("test setup"),
         resource_types: types.iter().map(|t| (*t).to_owned()).collect(),
+        batch: false,
     };
     Arc::new(HttpSource::new(
         cfg,

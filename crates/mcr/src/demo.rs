@@ -26,6 +26,9 @@ pub struct DemoOptions {
     pub store: Option<String>,
     /// Serve the gateway over plain HTTP (loopback only) instead of HTTPS.
     pub insecure_http: bool,
+    /// Ask each source for a view in one FHIR batch (the simulated sources answer one); off:
+    /// one request per search and read.
+    pub source_batch: bool,
 }
 
 impl Default for DemoOptions {
@@ -38,6 +41,7 @@ impl Default for DemoOptions {
             deadline_ms: 3_000,
             store: None,
             insecure_http: false,
+            source_batch: true,
         }
     }
 }
@@ -307,6 +311,7 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
                 .iter()
                 .map(|t| (*t).to_owned())
                 .collect(),
+            batch: opts.source_batch,
         });
         sources.push(handle);
     }

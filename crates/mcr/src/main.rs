@@ -198,6 +198,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 deadline_ms,
                 store: None,
                 insecure_http,
+                ..DemoOptions::default()
             };
             let d = demo::start(&opts).await?;
             out(&format!("My Care Record demo is running.\n\n  Viewer and public site: {}/\n  FHIR API:               {}\n", d.info.gateway_url, d.info.fhir_base))?;

@@ -20,6 +20,7 @@ async fn the_benchmark_harness_runs_and_counts() {
             latency_ms: (1, 5),
             deadline_ms: 500,
             store: None,
+            batch: true,
         },
         clinicians: vec![2],
         stress_clinicians: 2,

@@ -61,6 +61,13 @@ fn the_example_configs_parse() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let gateway = mcr::config::Settings::load(&root.join("docs/example-gateway.toml"));
     assert!(gateway.is_ok(), "{gateway:?}");
+    // Each source is asked in one batch, as the example says.
+    let gateway = gateway.expect("parsed");
+    assert!(
+        gateway.sources.iter().all(|s| s.batch),
+        "{:?}",
+        gateway.sources
+    );
     let sources = mcr::sources_cmd::SourcesConfig::load(&root.join("docs/example-sources.toml"));
     assert!(sources.is_ok(), "{sources:?}");
 }

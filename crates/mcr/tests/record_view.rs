@@ -458,3 +458,76 @@ async fn no_clinical_data_reaches_the_gateways_disk() {
         );
     }
 }
+
+/// A Bundle's entries as a sorted list, without what differs between two demos or two views:
+/// the OperationOutcome (its timings), when a Provenance was recorded, and each source's
+/// address (named by its id instead).
+fn entries_of(t: &TestDemo, bundle: &serde_json::Value) -> Vec<String> {
+    let mut out: Vec<String> = bundle["entry"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["resource"]["resourceType"] != "OperationOutcome")
+        .map(|e| {
+            let mut r = e["resource"].clone();
+            if let Some(o) = r.as_object_mut() {
+                o.remove("recorded");
+            }
+            let mut text = r.to_string();
+            for s in &t.demo.info.sources {
+                text = text.replace(&s.url, &format!("source:{}", s.id));
+            }
+            text
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn one_batch_per_source_shows_the_same_record_as_a_request_per_search() {
+    let batch = start().await;
+    let each = start_opts(mcr::demo::DemoOptions {
+        source_batch: false,
+        ..test_options()
+    })
+    .await;
+    for case in [
+        "all_four_sources",
+        "large_record",
+        "sensitive_items",
+        "duplicated_items",
+        "hostile_text",
+    ] {
+        let nhs = batch.patient(case, 0);
+        let mut seen = Vec::new();
+        for t in [&batch, &each] {
+            t.give_permission(AE, &nhs).await;
+            let asked = || -> u64 { t.demo.sources.iter().map(|s| s.requests_served()).sum() };
+            let before = asked();
+            let (status, bundle) = t.everything(AE, &nhs).await;
+            assert_eq!(status, 200, "{case}: {bundle}");
+            let codes = issue_codes(outcome(&bundle));
+            seen.push((entries_of(t, &bundle), codes, asked() - before));
+        }
+        let ((by_batch, codes_batch, n_batch), (by_each, codes_each, n_each)) =
+            (&seen[0], &seen[1]);
+        assert!(by_batch.len() > 10, "{case}: {} entries", by_batch.len());
+        assert_eq!(by_batch.len(), by_each.len(), "{case}");
+        if let Some((a, b)) = by_batch.iter().zip(by_each).find(|(a, b)| a != b) {
+            panic!("{case}: by batch {a}\none by one {b}");
+        }
+        assert_eq!(codes_batch, codes_each, "{case}");
+        assert!(
+            n_batch < n_each,
+            "{case}: {n_batch} requests by batch, {n_each} one by one"
+        );
+        match case {
+            // One request per source: no search here needs a second page.
+            "all_four_sources" => assert_eq!(*n_batch, 4, "{case}"),
+            // Searches longer than a page are followed on from the batch's first page.
+            "large_record" => assert!(*n_batch > 4, "{case}: {n_batch} requests"),
+            _ => {}
+        }
+    }
+}

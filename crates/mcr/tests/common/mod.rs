@@ -23,16 +23,33 @@ pub async fn start() -> TestDemo {
 }
 
 pub async fn start_with(store: Option<String>, deadline_ms: u64) -> TestDemo {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let opts = DemoOptions {
+    start_opts(DemoOptions {
+        store,
+        deadline_ms,
+        ..test_options()
+    })
+    .await
+}
+
+/// What the tests start: port 0, [`PATIENTS`] patients, 1.5 s deadline (the data directory
+/// is set by [`start_opts`]).
+pub fn test_options() -> DemoOptions {
+    DemoOptions {
         listen: "127.0.0.1:0".parse().expect("address"),
-        data_dir: dir.path().to_path_buf(),
+        data_dir: std::path::PathBuf::new(),
         seed: 2017,
         patients: PATIENTS,
-        deadline_ms,
-        store,
+        deadline_ms: 1_500,
+        store: None,
         insecure_http: false,
-    };
+        source_batch: true,
+    }
+}
+
+/// Start a demo with `opts`, in a fresh data directory.
+pub async fn start_opts(mut opts: DemoOptions) -> TestDemo {
+    let dir = tempfile::tempdir().expect("temp dir");
+    opts.data_dir = dir.path().to_path_buf();
     let demo = demo::start(&opts).await.expect("demo starts");
     let http = trusting_client(&demo)
         .timeout(Duration::from_secs(30))
