@@ -421,20 +421,25 @@ impl HttpSource {
         digest: &Digest<'_>,
     ) -> Result<Fetched, FailureReason> {
         let count = self.limits.page_size.to_string();
-        let entries = types
-            .iter()
-            .map(|t| {
-                let url = batch_entry_url(t, local_id, &count)?;
-                Ok(serde_json::json!({ "request": { "method": "GET", "url": url } }))
-            })
-            .collect::<Result<Vec<Value>, FailureReason>>()?;
-        let batch =
-            serde_json::json!({ "resourceType": "Bundle", "type": "batch", "entry": entries });
+        // Written out directly: building it as a `Value` tree cost each source's request
+        // tens of microseconds before it could leave, and every view waits for the last.
+        let mut batch = String::with_capacity(64 + 96 * types.len());
+        batch.push_str(r#"{"resourceType":"Bundle","type":"batch","entry":["#);
+        for (i, t) in types.iter().enumerate() {
+            if i > 0 {
+                batch.push(',');
+            }
+            let url = Value::String(batch_entry_url(t, local_id, &count)?);
+            batch.push_str(r#"{"request":{"method":"GET","url":"#);
+            batch.push_str(&url.to_string());
+            batch.push_str("}}");
+        }
+        batch.push_str("]}");
         let request = self
             .client
             .post(self.config.base_url.clone())
             .header(reqwest::header::CONTENT_TYPE, mcr_fhir::FHIR_JSON)
-            .body(batch.to_string());
+            .body(batch);
         let mut all = Fetched::default();
         let mut more = Vec::new();
         let batch_ms = {
