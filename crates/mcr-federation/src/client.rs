@@ -293,8 +293,49 @@ impl HttpSource {
             Url::parse(&format!("{base}/{path}")).map_err(|_| FailureReason::Malformed {
                 detail: "the configured base URL cannot take a path".into(),
             })?;
-        url.query_pairs_mut().extend_pairs(query);
+        if !query.is_empty() {
+            // Touched only when there is a query: an empty one would leave a bare `?`.
+            url.query_pairs_mut().extend_pairs(query);
+        }
         Ok(url)
+    }
+
+    /// What a view asks this source for `resource_type` about `local_id`: the `Patient` read,
+    /// or a search by patient with `count` per page.
+    fn ask_url(
+        &self,
+        resource_type: &str,
+        local_id: &str,
+        count: &str,
+    ) -> Result<Url, FailureReason> {
+        if resource_type != "Patient" {
+            return self.url(resource_type, &[("patient", local_id), ("_count", count)]);
+        }
+        let mut url = self.url("Patient", &[])?;
+        url.path_segments_mut()
+            .map_err(|()| FailureReason::Malformed {
+                detail: "the configured base URL cannot take a path".into(),
+            })?
+            .push(local_id);
+        Ok(url)
+    }
+
+    /// [`HttpSource::ask_url`] relative to the base URL, as a batch entry names it.
+    fn batch_entry_url(
+        &self,
+        resource_type: &str,
+        local_id: &str,
+        count: &str,
+    ) -> Result<String, FailureReason> {
+        let url = self.ask_url(resource_type, local_id, count)?;
+        let base = self.config.base_url.as_str().trim_end_matches('/');
+        url.as_str()
+            .strip_prefix(base)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .map(str::to_owned)
+            .ok_or_else(|| FailureReason::Malformed {
+                detail: "a batch entry is not under the configured base URL".into(),
+            })
     }
 
     /// Follow a search through all its pages, keeping the resources of type `want`.
@@ -429,7 +470,7 @@ impl HttpSource {
             if i > 0 {
                 batch.push(',');
             }
-            let url = Value::String(batch_entry_url(t, local_id, &count)?);
+            let url = Value::String(self.batch_entry_url(t, local_id, &count)?);
             batch.push_str(r#"{"request":{"method":"GET","url":"#);
             batch.push_str(&url.to_string());
             batch.push_str("}}");
@@ -498,12 +539,7 @@ impl HttpSource {
         budget: &Budget,
         digest: &Digest<'_>,
     ) -> Result<(Vec<Digested>, Option<f64>), FailureReason> {
-        let mut url = self.url("Patient", &[])?;
-        url.path_segments_mut()
-            .map_err(|()| FailureReason::Malformed {
-                detail: "the configured base URL cannot take a path".into(),
-            })?
-            .push(local_id);
+        let url = self.ask_url("Patient", local_id, "")?;
         let (body, ms) = self.get_body(url, budget).await?;
         let raw: &RawValue = serde_json::from_slice(&body).map_err(|e| not_json(&e))?;
         Ok((vec![patient_from(raw, local_id, digest)?], ms))
@@ -557,36 +593,6 @@ impl HttpSource {
         }
         Ok((body, source_ms))
     }
-}
-
-/// `local_id`'s `Patient` read, or a search of `resource_type` about them, as a batch entry's
-/// URL (relative to the source's base).
-fn batch_entry_url(
-    resource_type: &str,
-    local_id: &str,
-    count: &str,
-) -> Result<String, FailureReason> {
-    const HERE: &str = "http://batch.invalid/";
-    let mut url = Url::parse(HERE).map_err(|_| FailureReason::Malformed {
-        detail: "no base for a batch entry".into(),
-    })?;
-    {
-        let mut path = url
-            .path_segments_mut()
-            .map_err(|()| FailureReason::Malformed {
-                detail: "no base for a batch entry".into(),
-            })?;
-        path.clear().push(resource_type);
-        if resource_type == "Patient" {
-            path.push(local_id);
-        }
-    }
-    if resource_type != "Patient" {
-        url.query_pairs_mut()
-            .append_pair("patient", local_id)
-            .append_pair("_count", count);
-    }
-    Ok(url.as_str().trim_start_matches(HERE).to_owned())
 }
 
 /// A `batch-response` as read off the wire: only the entries' statuses are decoded; each
@@ -794,7 +800,7 @@ impl Source for HttpSource {
                 if *t == "Patient" {
                     return self.read_patient(local_id, budget, digest).await;
                 }
-                let url = self.url(t, &[("patient", local_id), ("_count", count)])?;
+                let url = self.ask_url(t, local_id, count)?;
                 self.search_all(url, t, Some(local_id), budget, digest, 0)
                     .await
             }
@@ -852,7 +858,8 @@ impl Source for HttpSource {
 #[cfg(test)]
 mod tests {
     use super::{
-        batch_entries, batch_entry_url, not_json, server_timing_app_ms, Page, PageEntry, Received,
+        batch_entries, not_json, server_timing_app_ms, HttpSource, Page, PageEntry, Received,
+        SourceConfig,
     };
     use mcr_domain::FailureReason;
 
@@ -934,6 +941,24 @@ mod tests {
 
     #[test]
     fn a_batch_asks_for_a_read_and_searches_by_relative_url() {
+        let source = HttpSource::new(
+            SourceConfig {
+                id: mcr_domain::SourceId::parse("gp").expect("id"),
+                organisation: mcr_domain::Organisation {
+                    code: mcr_domain::OdsCode::parse("E82000").expect("ods"),
+                    name: "GP".into(),
+                    kind: mcr_domain::OrgKind::GpPractice,
+                    member: true,
+                    suspended: false,
+                },
+                base_url: url::Url::parse("https://gp.example/fhir/R4/").expect("url"),
+                resource_types: vec!["Condition".into()],
+                batch: true,
+            },
+            reqwest::Client::new(),
+            crate::FederationConfig::default(),
+        );
+        let batch_entry_url = |t: &str, id: &str, count: &str| source.batch_entry_url(t, id, count);
         assert_eq!(
             batch_entry_url("Condition", "GP 1&2", "200").expect("url"),
             "Condition?patient=GP+1%262&_count=200"
