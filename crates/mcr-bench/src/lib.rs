@@ -123,6 +123,7 @@ pub async fn run(o: &BenchOptions) -> anyhow::Result<Report> {
     }
     let search = stats::Percentiles::of(&searches);
     let loopback = loopback_round_trip(&client, &system).await?;
+    let flush = disk_flush(system.dir().join("flush-probe")).await?;
     let typical = Arc::new(typical);
     let scenario = |name: &str, clinicians: usize, patients: &Arc<Vec<String>>| load::LoadOptions {
         name: name.to_owned(),
@@ -316,6 +317,7 @@ pub async fn run(o: &BenchOptions) -> anyhow::Result<Report> {
         settings,
         search,
         loopback,
+        flush,
         floor,
         startup_peak_rss_mib,
         scenarios,
@@ -365,6 +367,45 @@ async fn loopback_round_trip(
     })
 }
 
+/// The disk under every audit commit: 4 KiB written to a file beside the gateway's data
+/// directory and flushed (`fdatasync`), one at a time, back to back and after 30 ms of quiet
+/// each (a view's audit commit comes after the sources' wait). On a virtual machine the second
+/// can cost several times the first: the host's disk path has gone idle too.
+async fn disk_flush(path: std::path::PathBuf) -> anyhow::Result<Loopback> {
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write as _;
+        let mut file =
+            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        let page = [b'x'; 4096];
+        let mut flush = || -> anyhow::Result<f64> {
+            let s = Instant::now();
+            file.write_all(&page)?;
+            file.sync_data()?;
+            Ok(s.elapsed().as_secs_f64() * 1000.0)
+        };
+        for _ in 0..20 {
+            flush()?;
+        }
+        let mut busy = Vec::with_capacity(100);
+        for _ in 0..100 {
+            busy.push(flush()?);
+        }
+        let mut idle = Vec::with_capacity(100);
+        for _ in 0..100 {
+            std::thread::sleep(Duration::from_millis(30));
+            idle.push(flush()?);
+        }
+        drop(file);
+        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        Ok(Loopback {
+            back_to_back: stats::Percentiles::of(&busy),
+            after_idle: stats::Percentiles::of(&idle),
+        })
+    })
+    .await
+    .context("the disk flush probe stopped")?
+}
+
 /// The clinicians-at-work run against the floor stand-in.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Floor {
@@ -373,7 +414,8 @@ pub struct Floor {
     pub result: ScenarioResult,
 }
 
-/// One HTTP exchange on loopback, timed back to back and after the machine went idle.
+/// One HTTP exchange on loopback (or one flush to disk), timed back to back and after the
+/// machine went idle.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Loopback {
     pub back_to_back: stats::Percentiles,

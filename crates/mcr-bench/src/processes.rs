@@ -91,6 +91,11 @@ async fn wait_ok(
 }
 
 impl System {
+    /// The run's own directory, on the file system that holds the gateway's data directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// Write the configs, start both processes, wait until the gateway has synced its index
     /// and answers, and mint the clinicians' token.
     pub async fn start(o: &SystemOptions, client: &reqwest::Client) -> anyhow::Result<Self> {

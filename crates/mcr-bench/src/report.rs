@@ -19,6 +19,9 @@ pub struct Report {
     /// A small GET to a simulated source, one at a time: the cost of one HTTP exchange on
     /// loopback here, which every view's overhead pays twice.
     pub loopback: crate::Loopback,
+    /// 4 KiB written and flushed to disk beside the gateway's data directory: every view's
+    /// audit commit holds one (the floor's stand-in too).
+    pub flush: crate::Loopback,
     /// The at-work clinicians against the floor stand-in, when run.
     pub floor: Option<crate::Floor>,
     /// The gateway's peak resident memory at start-up (index sync), before any view, MiB.
@@ -68,6 +71,12 @@ impl Report {
             "One HTTP exchange on loopback (a small GET to a simulated source, one at a time), p50 / p99: back to back {:.2} / {:.2} ms; after 30 ms idle {:.2} / {:.2} ms. Every view's overhead includes two, after the sources' wait: clinician and gateway, gateway and its slowest source.\n",
             self.loopback.back_to_back.p50_ms, self.loopback.back_to_back.p99_ms,
             self.loopback.after_idle.p50_ms, self.loopback.after_idle.p99_ms,
+        );
+        let _ = writeln!(
+            s,
+            "One flush to disk (4 KiB written and `fdatasync`ed beside the gateway's data directory, one at a time), p50 / p99: back to back {:.2} / {:.2} ms; after 30 ms idle {:.2} / {:.2} ms. Every view's audit commit holds one, after the sources' wait.\n",
+            self.flush.back_to_back.p50_ms, self.flush.back_to_back.p99_ms,
+            self.flush.after_idle.p50_ms, self.flush.after_idle.p99_ms,
         );
         if let Some(f) = &self.floor {
             let r = &f.result;

@@ -42,6 +42,15 @@ async fn the_benchmark_harness_runs_and_counts() {
         assert_eq!(l.count, 100, "every loopback exchange succeeded");
         assert!(l.p50_ms > 0.0, "loopback exchanges are timed");
     }
+    for f in [&report.flush.back_to_back, &report.flush.after_idle] {
+        assert_eq!(f.count, 100, "every flush to disk was timed");
+        assert!(f.p50_ms > 0.0, "flushes to disk are timed");
+    }
+    assert!(
+        report.markdown().contains("One flush to disk"),
+        "the report states the disk's flush time: {}",
+        report.markdown()
+    );
     assert!(
         report.scenarios.len() >= 5,
         "ladder, at work, slow, down, instant: {}",
