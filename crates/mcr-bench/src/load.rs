@@ -7,6 +7,7 @@ use crate::stats::{round3, Percentiles};
 use anyhow::Context;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -98,9 +99,12 @@ struct Tally {
     searches: Vec<f64>,
     errors: BTreeMap<String, usize>,
     bytes: u64,
-    resources: u64,
-    counted: u64,
+    /// A few answers kept whole, to count their resources once the measured window is over.
+    samples: Vec<bytes::Bytes>,
 }
+
+/// Answers kept per scenario for [`ScenarioResult::resources_per_view`].
+const SAMPLES: usize = 32;
 
 /// Where the clinicians' requests go, and whose CPU and memory are measured.
 #[derive(Debug, Clone, Copy)]
@@ -159,7 +163,7 @@ pub async fn run_load_on(
         machine::cpu_seconds(target.sources_pid),
     );
     let started = Instant::now();
-    let tally = drive(target, client, o, o.duration).await;
+    let mut tally = drive(target, client, o, o.duration).await;
     let seconds = started.elapsed().as_secs_f64();
     let cpu1 = (
         machine::cpu_seconds(target.pid),
@@ -173,6 +177,16 @@ pub async fn run_load_on(
     let cores = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) => round3((b - a) / seconds),
         _ => 0.0,
+    };
+    // Counted now, on the harness's own time: parsed during the window, every answer cost the
+    // load generator a millisecond or more of the two cores the gateway is measured on, right
+    // as other clinicians' views were finishing.
+    let samples = std::mem::take(&mut tally.samples);
+    let resources_per_view = if samples.is_empty() {
+        0.0
+    } else {
+        let total: u64 = samples.iter().map(|b| resources_in(b)).sum();
+        round3(total as f64 / samples.len() as f64)
     };
     let views = tally.latencies.len();
     let gateway_metrics = match (&before, &after) {
@@ -196,11 +210,7 @@ pub async fn run_load_on(
             .map(|(k, v)| (k.clone(), Percentiles::of(v)))
             .collect(),
         search_latency: Percentiles::of(&tally.searches),
-        resources_per_view: if tally.counted == 0 {
-            0.0
-        } else {
-            round3(tally.resources as f64 / tally.counted as f64)
-        },
+        resources_per_view,
         response_kib_mean: if views == 0 {
             0.0
         } else {
@@ -263,6 +273,8 @@ async fn drive(
     for_how_long: Duration,
 ) -> Tally {
     let end = Instant::now() + for_how_long;
+    // Answers still to keep for counting, shared by every clinician.
+    let to_keep = Arc::new(std::sync::atomic::AtomicUsize::new(SAMPLES));
     let mut tasks = Vec::new();
     for c in 0..o.clinicians {
         let client = client.clone();
@@ -272,6 +284,7 @@ async fn drive(
         let search_first = o.search_first;
         let think = o.think;
         let stagger = o.stagger.mul_f64(c as f64 / o.clinicians.max(1) as f64);
+        let to_keep = Arc::clone(&to_keep);
         tasks.push(tokio::spawn(async move {
             let mut t = Tally::default();
             tokio::time::sleep(stagger).await;
@@ -323,11 +336,17 @@ async fn drive(
                             }
                         }
                         t.bytes += body.len() as u64;
-                        // Count the resources of each patient once (parsing every answer would
-                        // take the cores the gateway is being measured on).
-                        if counted.len() < 32 && counted.insert(nhs.clone()) {
-                            t.resources += resources_in(&body);
-                            t.counted += 1;
+                        // A few patients' answers are kept (not copied) and counted after the
+                        // window: parsing here would take the cores the gateway is measured on.
+                        if !counted.contains(nhs)
+                            && to_keep
+                                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                                    n.checked_sub(1)
+                                })
+                                .is_ok()
+                        {
+                            counted.insert(nhs.clone());
+                            t.samples.push(body);
                         }
                     }
                     Ok((status, _, _)) => *t.errors.entry(status.to_string()).or_default() += 1,
@@ -360,8 +379,7 @@ async fn drive(
                 *all.errors.entry(k).or_default() += v;
             }
             all.bytes += t.bytes;
-            all.resources += t.resources;
-            all.counted += t.counted;
+            all.samples.extend(t.samples);
         }
     }
     all

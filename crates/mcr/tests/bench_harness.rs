@@ -82,6 +82,14 @@ async fn the_benchmark_harness_runs_and_counts() {
             "{} read the gateway's memory",
             s.name
         );
+        // Counted after the window from the answers kept: every sample patient's record has
+        // resources, so a mean of zero would mean none were kept or counted.
+        assert!(
+            s.resources_per_view > 1.0,
+            "{} counted the resources of the answers it kept: {}",
+            s.name,
+            s.resources_per_view
+        );
     }
     let slow = report
         .scenarios
