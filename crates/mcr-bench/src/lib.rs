@@ -139,9 +139,10 @@ pub async fn run(o: &BenchOptions) -> anyhow::Result<Report> {
     let (lo, hi) = sys.latency_ms;
     let mut scenarios: Vec<ScenarioResult> = Vec::new();
     let base_name = format!("sources {lo}-{hi} ms");
-    // Rungs above the clinicians-at-work count run later, after every 64-clinician run: the
-    // allocator keeps some of what their many views in flight took for a while, and it would
-    // show in the memory of the runs after (as the large records' would, which run last).
+    // Rungs above the at-work clinician count (`--stress-clinicians`, 64) run later, after
+    // every run at that count: the allocator keeps some of what their many views in flight
+    // took for a while, and it would show in the memory of the runs after (as the large
+    // records' would, which run last).
     let (ladder, heavier): (Vec<usize>, Vec<usize>) = o
         .clinicians
         .iter()
