@@ -338,83 +338,82 @@ pub async fn run(o: &BenchOptions) -> anyhow::Result<Report> {
     })
 }
 
-/// The floor under every overhead figure: one small HTTP exchange on loopback between two
-/// processes on this machine (the load generator and a simulated source's `/_control/stats`,
-/// a few hundred bytes, no latency added), one at a time. Timed twice: back to back, with the
-/// cores kept awake, and after 30 ms of quiet each, as when a view's slowest source answers
-/// after its wait and the processes have gone idle. A view's overhead holds two such
-/// exchanges: clinician and gateway, gateway and its slowest source.
-async fn loopback_round_trip(
-    client: &reqwest::Client,
-    system: &System,
-) -> anyhow::Result<Loopback> {
-    let (_, source) = system
-        .source_urls
-        .first()
-        .context("the bench starts at least one source")?;
-    let url = format!("{source}/_control/stats");
-    let exchange = || async {
-        let s = Instant::now();
-        let r = client.get(&url).send().await?.error_for_status()?;
-        r.bytes().await?;
-        anyhow::Ok(s.elapsed().as_secs_f64() * 1000.0)
-    };
-    // The first few open connections and warm caches.
+/// `probe` (which times itself, ms) 20 times to warm up, then 100 times back to back, with the
+/// cores kept awake, and 100 times after 30 ms of quiet each, as when a view's slowest source
+/// answers after its wait and the processes have gone idle.
+async fn busy_and_idle<F, Fut>(mut probe: F) -> anyhow::Result<Probe>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<f64>>,
+{
     for _ in 0..20 {
-        exchange().await?;
+        probe().await?;
     }
     let mut busy = Vec::with_capacity(100);
     for _ in 0..100 {
-        busy.push(exchange().await?);
+        busy.push(probe().await?);
     }
     let mut idle = Vec::with_capacity(100);
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(30)).await;
-        idle.push(exchange().await?);
+        idle.push(probe().await?);
     }
-    Ok(Loopback {
+    Ok(Probe {
         back_to_back: stats::Percentiles::of(&busy),
         after_idle: stats::Percentiles::of(&idle),
     })
 }
 
-/// The disk under every audit commit: 4 KiB written to a file beside the gateway's data
-/// directory and flushed (`fdatasync`), one at a time, back to back and after 30 ms of quiet
-/// each (a view's audit commit comes after the sources' wait). On a virtual machine the second
-/// can cost several times the first: the host's disk path has gone idle too.
-async fn disk_flush(path: std::path::PathBuf) -> anyhow::Result<Loopback> {
-    tokio::task::spawn_blocking(move || {
-        use std::io::Write as _;
-        let mut file =
-            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-        let page = [b'x'; 4096];
-        let mut flush = || -> anyhow::Result<f64> {
-            let s = Instant::now();
-            file.write_all(&page)?;
-            file.sync_data()?;
-            Ok(s.elapsed().as_secs_f64() * 1000.0)
-        };
-        for _ in 0..20 {
-            flush()?;
-        }
-        let mut busy = Vec::with_capacity(100);
-        for _ in 0..100 {
-            busy.push(flush()?);
-        }
-        let mut idle = Vec::with_capacity(100);
-        for _ in 0..100 {
-            std::thread::sleep(Duration::from_millis(30));
-            idle.push(flush()?);
-        }
-        drop(file);
-        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
-        Ok(Loopback {
-            back_to_back: stats::Percentiles::of(&busy),
-            after_idle: stats::Percentiles::of(&idle),
-        })
+/// The floor under every overhead figure: one small HTTP exchange on loopback between two
+/// processes on this machine (the load generator and a simulated source's `/_control/stats`,
+/// a few hundred bytes, no latency added), one at a time, by [`busy_and_idle`]. A view's
+/// overhead holds two such exchanges after the sources' wait: clinician and gateway, gateway
+/// and its slowest source.
+async fn loopback_round_trip(client: &reqwest::Client, system: &System) -> anyhow::Result<Probe> {
+    let (_, source) = system
+        .source_urls
+        .first()
+        .context("the bench starts at least one source")?;
+    let url = format!("{source}/_control/stats");
+    busy_and_idle(|| async {
+        let s = Instant::now();
+        let r = client.get(&url).send().await?.error_for_status()?;
+        r.bytes().await?;
+        anyhow::Ok(s.elapsed().as_secs_f64() * 1000.0)
     })
     .await
-    .context("the disk flush probe stopped")?
+}
+
+/// The disk under every audit commit: 4 KiB written to a file beside the gateway's data
+/// directory and flushed (`fdatasync`), one at a time, by [`busy_and_idle`] (a view's audit
+/// commit comes after the sources' wait). Each flush runs and is timed on a blocking thread.
+/// On a virtual machine a flush after quiet can cost several times one back to back: the
+/// host's disk path has gone idle too.
+async fn disk_flush(path: std::path::PathBuf) -> anyhow::Result<Probe> {
+    let file =
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    let file = Arc::new(std::sync::Mutex::new(file));
+    let timed = busy_and_idle(|| {
+        let file = Arc::clone(&file);
+        async move {
+            tokio::task::spawn_blocking(move || {
+                use std::io::Write as _;
+                let mut file = file
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("the probe file's lock was poisoned"))?;
+                let s = Instant::now();
+                file.write_all(&[b'x'; 4096])?;
+                file.sync_data()?;
+                anyhow::Ok(s.elapsed().as_secs_f64() * 1000.0)
+            })
+            .await
+            .context("the disk flush probe stopped")?
+        }
+    })
+    .await;
+    drop(file);
+    std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+    timed
 }
 
 /// The clinicians-at-work run against the floor stand-in.
@@ -425,10 +424,10 @@ pub struct Floor {
     pub result: ScenarioResult,
 }
 
-/// One HTTP exchange on loopback (or one flush to disk), timed back to back and after the
-/// machine went idle.
+/// A small operation (one HTTP exchange on loopback, one flush to disk), timed back to back
+/// and after the machine went idle.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Loopback {
+pub struct Probe {
     pub back_to_back: stats::Percentiles,
     pub after_idle: stats::Percentiles,
 }

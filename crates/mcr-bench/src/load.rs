@@ -163,7 +163,7 @@ pub async fn run_load_on(
         machine::cpu_seconds(target.sources_pid),
     );
     let started = Instant::now();
-    let mut tally = drive(target, client, o, o.duration).await;
+    let tally = drive(target, client, o, o.duration).await;
     let seconds = started.elapsed().as_secs_f64();
     let cpu1 = (
         machine::cpu_seconds(target.pid),
@@ -181,12 +181,11 @@ pub async fn run_load_on(
     // Counted now, on the harness's own time: parsed during the window, every answer cost the
     // load generator a millisecond or more of the two cores the gateway is measured on, right
     // as other clinicians' views were finishing.
-    let samples = std::mem::take(&mut tally.samples);
-    let resources_per_view = if samples.is_empty() {
+    let resources_per_view = if tally.samples.is_empty() {
         0.0
     } else {
-        let total: u64 = samples.iter().map(|b| resources_in(b)).sum();
-        round3(total as f64 / samples.len() as f64)
+        let total: u64 = tally.samples.iter().map(|b| resources_in(b)).sum();
+        round3(total as f64 / tally.samples.len() as f64)
     };
     let views = tally.latencies.len();
     let gateway_metrics = match (&before, &after) {

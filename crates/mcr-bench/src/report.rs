@@ -18,10 +18,10 @@ pub struct Report {
     pub search: crate::stats::Percentiles,
     /// A small GET to a simulated source, one at a time: the cost of one HTTP exchange on
     /// loopback here, which every view's overhead pays twice.
-    pub loopback: crate::Loopback,
+    pub loopback: crate::Probe,
     /// 4 KiB written and flushed to disk beside the gateway's data directory: every view's
     /// audit commit holds one (the floor's stand-in too).
-    pub flush: crate::Loopback,
+    pub flush: crate::Probe,
     /// The at-work clinicians against the floor stand-in, when run.
     pub floor: Option<crate::Floor>,
     /// The gateway's peak resident memory at start-up (index sync), before any view, MiB.
