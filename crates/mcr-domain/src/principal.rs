@@ -15,10 +15,13 @@ pub enum Role {
     /// Receptionist or administrative staff.
     Admin,
     PrivacyOfficer,
+    /// The senior person responsible for protecting patients' information in an organisation:
+    /// decides on objections with the privacy officers; sees no clinical data through this role.
+    CaldicottGuardian,
 }
 
 impl Role {
-    pub const ALL: [Role; 7] = [
+    pub const ALL: [Role; 8] = [
         Role::Clinician,
         Role::Nurse,
         Role::Paramedic,
@@ -26,6 +29,7 @@ impl Role {
         Role::SocialCarePractitioner,
         Role::Admin,
         Role::PrivacyOfficer,
+        Role::CaldicottGuardian,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -37,6 +41,7 @@ impl Role {
             Role::SocialCarePractitioner => "social-care-practitioner",
             Role::Admin => "admin",
             Role::PrivacyOfficer => "privacy-officer",
+            Role::CaldicottGuardian => "caldicott-guardian",
         }
     }
 
@@ -49,6 +54,7 @@ impl Role {
             Role::SocialCarePractitioner => "Social care practitioner",
             Role::Admin => "Receptionist or administrator",
             Role::PrivacyOfficer => "Privacy officer",
+            Role::CaldicottGuardian => "Caldicott guardian",
         }
     }
 }

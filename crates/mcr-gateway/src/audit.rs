@@ -41,7 +41,16 @@ pub const MAX_SEARCH_COUNT: u32 = 1_000;
 pub const HISTORY_DAYS: i64 = 365;
 
 /// Actions a privacy officer reviews.
-pub const REVIEWABLE: [&str; 2] = ["emergency-access", "claim-relationship"];
+/// The actions a privacy officer reviews: break-glass, self-claimed relationships, answers on
+/// a patient's behalf that open their record, objection overrides, and every lift of an
+/// objection or attempt at one (refused attempts included).
+pub const REVIEWABLE: [&str; 5] = [
+    "emergency-access",
+    "claim-relationship",
+    crate::governance::ON_BEHALF_ACTION,
+    crate::governance::OVERRIDE_ACTION,
+    crate::governance::LIFT_ACTION,
+];
 const REVIEW_ACTION: &str = "review-access";
 const VIEW_ACTION: &str = "view-record";
 
@@ -163,7 +172,7 @@ impl Gateway {
     }
 
     /// Audit a refusal to read the trail, then return it.
-    async fn refuse(
+    pub(crate) async fn refuse(
         &self,
         ctx: &RequestContext,
         action: &str,
@@ -578,8 +587,10 @@ pub struct FollowingView {
 #[derive(Debug, Clone, Serialize)]
 pub struct ReviewItem {
     pub seq: i64,
-    /// `emergency-access` or `claim-relationship`.
+    /// One of [`REVIEWABLE`].
     pub kind: String,
+    /// The audited outcome (`deny` for a refused attempt).
+    pub outcome: String,
     pub at: DateTime<Utc>,
     pub user_id: String,
     pub user_name: String,
@@ -871,6 +882,7 @@ impl Gateway {
             items.push(ReviewItem {
                 seq: a.seq,
                 kind: ev.action,
+                outcome: ev.outcome,
                 at: ev.at,
                 user_id: ev.user_id,
                 user_name: ev.user_name,
@@ -929,7 +941,7 @@ impl Gateway {
             .filter(|r| r.seq == seq && REVIEWABLE.contains(&r.record.action.as_str()))
         else {
             return Err(GatewayError::Invalid(format!(
-                "Audit record {seq} is not an emergency access or a self-claimed relationship, so it cannot be reviewed."
+                "Audit record {seq} is not an access or governance change that is reviewed (emergency access, a self-claimed relationship, permission on the patient's behalf, or an objection override or lift), so it cannot be reviewed."
             )));
         };
         let mut event = self.event(ctx, REVIEW_ACTION, row.record.patient.as_deref());

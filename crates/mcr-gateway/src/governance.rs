@@ -5,7 +5,7 @@
 use crate::{Gateway, GatewayError, RequestContext};
 use chrono::{DateTime, Duration, Utc};
 use mcr_domain::NhsNumber;
-use mcr_policy::{EmergencyReason, OverrideReason};
+use mcr_policy::{EmergencyReason, OnBehalfReason, OverrideReason, PermissionGiver};
 use mcr_store::{EmergencyRow, GovernanceChange, ObjectionRow, PermissionRow, RelationshipRow};
 
 /// "The patient gave (or refused) permission", recorded by the user for their organisation.
@@ -16,6 +16,11 @@ pub struct PermissionRequest {
     pub decision: String,
     /// `patient`, `representative` or `best-interests`.
     pub given_by: String,
+    /// For an answer on the patient's behalf: a code from [`OnBehalfReason`] that fits
+    /// `given_by`, and the recorder's words (who the representative is, or why the patient
+    /// cannot decide). Required then; refused for the patient's own answer.
+    pub reason_code: Option<String>,
+    pub reason_text: Option<String>,
 }
 
 /// "I am caring for this patient": a self-claimed relationship with a reason.
@@ -39,28 +44,88 @@ pub struct EmergencyRequest {
 
 #[derive(Debug, Clone)]
 pub enum ObjectionRequest {
-    /// The patient opts out.
+    /// The patient opts out. Any member of staff may record it on the patient's word: it only
+    /// ever stops sharing.
     Record {
         nhs_number: NhsNumber,
         on_whose_word: String,
         note: Option<String>,
     },
-    /// The patient opts back in.
+    /// The patient opts back in: recorded by a privacy officer or Caldicott guardian
+    /// (`objection_lift_roles`) from the patient's own written request, quoted by its
+    /// reference. (The public site's route is a verified opt-in request.) Everyone else is
+    /// refused, and the attempt is audited for review.
     Withdraw {
         nhs_number: NhsNumber,
-        on_whose_word: String,
+        /// The reference of the patient's written request (a letter, a signed form).
+        written_request: String,
         note: Option<String>,
     },
-    /// A designated role sets the objection aside (safeguarding, legal obligation).
+    /// A designated role sets the objection aside (safeguarding, legal obligation), for a
+    /// limited time; reviewed.
     Override {
         nhs_number: NhsNumber,
         reason: String,
         note: String,
+        /// When the override ends (default `override_hours` from now).
+        until: Option<DateTime<Utc>>,
     },
 }
 
+/// The words a member of staff sees when they may not lift an objection.
+pub const LIFT_REFUSED: &str = "Only a privacy officer or the Caldicott guardian can lift an objection, and only on the patient's own written request. Ask the patient to use the My Care Record website to opt back in, or to write to the privacy office; this attempt has been recorded for review.";
+
 /// Longest free text kept in a governance record.
 pub const MAX_REASON: usize = 1_000;
+
+/// The audit actions of the governance changes a privacy officer reviews.
+pub(crate) const LIFT_ACTION: &str = "withdraw-objection";
+pub(crate) const OVERRIDE_ACTION: &str = "override-objection";
+pub(crate) const ON_BEHALF_ACTION: &str = "record-permission-on-behalf";
+
+/// The ground and words of an answer on the patient's behalf; `None` for the patient's own.
+fn on_behalf_reason(
+    giver: PermissionGiver,
+    req: &PermissionRequest,
+) -> Result<Option<(OnBehalfReason, String)>, GatewayError> {
+    if giver == PermissionGiver::Patient {
+        if req
+            .reason_code
+            .as_deref()
+            .is_some_and(|c| !c.trim().is_empty())
+        {
+            return Err(GatewayError::Invalid(
+                "A reason code is only for an answer given on the patient's behalf.".into(),
+            ));
+        }
+        return Ok(None);
+    }
+    let codes = || {
+        OnBehalfReason::for_giver(giver)
+            .map(OnBehalfReason::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let reason = req
+        .reason_code
+        .as_deref()
+        .map(str::trim)
+        .and_then(|c| c.parse::<OnBehalfReason>().ok())
+        .filter(|r| r.giver() == giver)
+        .ok_or_else(|| {
+            GatewayError::Invalid(format!(
+                "Choose why {} is answering: one of {}.",
+                giver.describe(),
+                codes()
+            ))
+        })?;
+    let what = match giver {
+        PermissionGiver::Representative => "answer from a representative (who they are)",
+        _ => "best-interests decision",
+    };
+    let text = reason_text(req.reason_text.as_deref().unwrap_or(""), what)?;
+    Ok(Some((reason, text)))
+}
 
 fn reason_text(s: &str, what: &str) -> Result<String, GatewayError> {
     let t = s.trim();
@@ -147,6 +212,11 @@ impl Gateway {
                 "Say who gave the answer: `patient`, `representative` or `best-interests`.".into(),
             ));
         };
+        if giver == mcr_policy::PermissionGiver::BestInterests && req.decision != "given" {
+            return Err(GatewayError::Invalid(
+                "A best-interests decision can only be to view; if viewing is not in the patient's best interests, do not record anything.".into(),
+            ));
+        }
         if giver == mcr_policy::PermissionGiver::BestInterests
             && !self.policy.may_use_emergency(ctx.principal.role)
         {
@@ -154,6 +224,7 @@ impl Gateway {
                 "Only clinical staff can make a best-interests decision.".into(),
             ));
         }
+        let on_behalf = on_behalf_reason(giver, req)?;
         self.must_exist(&req.nhs_number).await?;
         let now = self.clock.now();
         let row = PermissionRow {
@@ -163,10 +234,29 @@ impl Gateway {
             decision: req.decision.clone(),
             given_by: req.given_by.clone(),
             at: now,
+            reason_code: on_behalf.as_ref().map(|(r, _)| r.as_str().to_owned()),
+            reason_text: on_behalf.as_ref().map(|(_, t)| t.clone()),
         };
-        let mut event = self.event(ctx, "record-permission", Some(req.nhs_number.as_str()));
+        // An answer on the patient's behalf that opens the record is reviewed, like
+        // break-glass: its own action, so the review queue lists it.
+        let action = match (&on_behalf, req.decision.as_str()) {
+            (Some(_), "given") => ON_BEHALF_ACTION,
+            _ => "record-permission",
+        };
+        let mut event = self.event(ctx, action, Some(req.nhs_number.as_str()));
         event.outcome = format!("permission-{}", req.decision);
-        event.detail = Some(format!("{} by {}", req.decision, giver.describe()));
+        match &on_behalf {
+            Some((reason, text)) => {
+                event.basis = Some(reason.as_str().into());
+                event.detail = Some(format!(
+                    "{} by {} ({}): {text}",
+                    req.decision,
+                    giver.describe(),
+                    reason.describe()
+                ));
+            }
+            None => event.detail = Some(format!("{} by {}", req.decision, giver.describe())),
+        }
         self.commit(GovernanceChange::Permission(row), event).await
     }
 
@@ -250,14 +340,8 @@ impl Gateway {
         req: &ObjectionRequest,
     ) -> Result<i64, GatewayError> {
         self.may_act(ctx)?;
-        let now = self.clock.now();
         let (row, action) = match req {
             ObjectionRequest::Record {
-                nhs_number,
-                on_whose_word,
-                note,
-            }
-            | ObjectionRequest::Withdraw {
                 nhs_number,
                 on_whose_word,
                 note,
@@ -267,26 +351,48 @@ impl Gateway {
                     .as_deref()
                     .map(|n| reason_text(n, "note"))
                     .transpose()?;
-                let (state, action) = match req {
-                    ObjectionRequest::Record { .. } => ("active", "record-objection"),
-                    _ => ("withdrawn", "withdraw-objection"),
-                };
-                let row = ObjectionRow {
-                    nhs_number: nhs_number.clone(),
-                    state: state.into(),
-                    recorded_by: ctx.principal.user_id.clone(),
-                    on_whose_word: word,
-                    override_reason: None,
-                    by_role: None,
-                    note,
-                    at: now,
-                };
-                (row, action)
+                (
+                    self.objection_row(ctx, nhs_number, "active", word, note),
+                    "record-objection",
+                )
+            }
+            ObjectionRequest::Withdraw {
+                nhs_number,
+                written_request,
+                note,
+            } => {
+                if !self.policy.may_lift_objection(ctx.principal.role) {
+                    return Err(self
+                        .refuse(ctx, LIFT_ACTION, Some(nhs_number.as_str()), LIFT_REFUSED)
+                        .await);
+                }
+                let reference = reason_text(written_request, "patient's written request (its reference)")
+                    .map_err(|_| {
+                        GatewayError::Invalid(
+                            "Give the reference of the patient's written request to opt back in (a letter or signed form): an objection is lifted only on the patient's own request.".into(),
+                        )
+                    })?;
+                let note = note
+                    .as_deref()
+                    .map(|n| reason_text(n, "note"))
+                    .transpose()?;
+                self.must_have_objection(nhs_number).await?;
+                (
+                    self.objection_row(
+                        ctx,
+                        nhs_number,
+                        "withdrawn",
+                        format!("written-request:{reference}"),
+                        note,
+                    ),
+                    LIFT_ACTION,
+                )
             }
             ObjectionRequest::Override {
                 nhs_number,
                 reason,
                 note,
+                until,
             } => {
                 let reason = match reason.as_str() {
                     "safeguarding" => OverrideReason::Safeguarding,
@@ -300,28 +406,134 @@ impl Gateway {
                 };
                 let note = reason_text(note, "override")?;
                 if !self.policy.may_record_override(ctx.principal.role) {
-                    return Err(GatewayError::Forbidden(
-                        "Your role cannot override an objection. Ask your safeguarding lead or Caldicott guardian.".into(),
+                    return Err(self
+                        .refuse(
+                            ctx,
+                            OVERRIDE_ACTION,
+                            Some(nhs_number.as_str()),
+                            "Your role cannot override an objection. Ask your safeguarding lead or Caldicott guardian.",
+                        )
+                        .await);
+                }
+                let now = self.clock.now();
+                let ends =
+                    until.unwrap_or(now + Duration::hours(i64::from(self.policy.override_hours)));
+                let longest = Duration::days(i64::from(self.policy.override_max_days));
+                if ends <= now {
+                    return Err(GatewayError::Invalid(
+                        "An override must end in the future.".into(),
                     ));
                 }
-                let row = ObjectionRow {
-                    nhs_number: nhs_number.clone(),
-                    state: "overridden".into(),
-                    recorded_by: ctx.principal.user_id.clone(),
-                    on_whose_word: ctx.principal.user_id.clone(),
-                    override_reason: Some(reason.as_str().into()),
-                    by_role: Some(ctx.principal.role.as_str().into()),
-                    note: Some(note),
-                    at: now,
-                };
-                (row, "override-objection")
+                if ends > now + longest {
+                    return Err(GatewayError::Invalid(format!(
+                        "An override can last at most {} days; record a new one when it ends if it is still needed.",
+                        self.policy.override_max_days
+                    )));
+                }
+                self.must_have_objection(nhs_number).await?;
+                let mut row = self.objection_row(
+                    ctx,
+                    nhs_number,
+                    "overridden",
+                    ctx.principal.user_id.clone(),
+                    Some(note),
+                );
+                row.override_reason = Some(reason.as_str().into());
+                row.by_role = Some(ctx.principal.role.as_str().into());
+                row.ends_at = Some(ends);
+                (row, OVERRIDE_ACTION)
             }
         };
         self.must_exist(&row.nhs_number).await?;
         let mut event = self.event(ctx, action, Some(row.nhs_number.as_str()));
         event.outcome = row.state.clone();
-        event.detail = row.note.clone();
+        event.basis = row.override_reason.clone();
+        event.detail = match (&row.ends_at, &row.note) {
+            (Some(ends), note) => Some(format!(
+                "until {}{}",
+                ends.format("%Y-%m-%dT%H:%M:%SZ"),
+                note.as_deref()
+                    .map(|n| format!(": {n}"))
+                    .unwrap_or_default()
+            )),
+            (None, note) if action == LIFT_ACTION => Some(format!(
+                "on {}{}",
+                row.on_whose_word,
+                note.as_deref()
+                    .map(|n| format!(": {n}"))
+                    .unwrap_or_default()
+            )),
+            (None, note) => note.clone(),
+        };
         self.commit(GovernanceChange::Objection(row), event).await
+    }
+
+    /// Lift an objection on a verified request from the public site (the privacy officer's
+    /// verification is the check): see [`crate::Gateway::verify_opt_out_request`].
+    pub(crate) async fn lift_on_verified_request(
+        &self,
+        ctx: &RequestContext,
+        nhs: &NhsNumber,
+        reference: &str,
+        basis: &str,
+    ) -> Result<i64, GatewayError> {
+        self.must_have_objection(nhs).await?;
+        let row = self.objection_row(
+            ctx,
+            nhs,
+            "withdrawn",
+            format!("opt-in-request:{reference}"),
+            Some(format!(
+                "Opt-in request {reference} verified against the index: {basis}."
+            )),
+        );
+        let mut event = self.event(ctx, LIFT_ACTION, Some(nhs.as_str()));
+        event.outcome = row.state.clone();
+        event.detail = Some(format!("on {}: {basis}", row.on_whose_word));
+        self.commit(GovernanceChange::Objection(row), event).await
+    }
+
+    fn objection_row(
+        &self,
+        ctx: &RequestContext,
+        nhs: &NhsNumber,
+        state: &str,
+        on_whose_word: String,
+        note: Option<String>,
+    ) -> ObjectionRow {
+        ObjectionRow {
+            nhs_number: nhs.clone(),
+            state: state.into(),
+            recorded_by: ctx.principal.user_id.clone(),
+            on_whose_word,
+            override_reason: None,
+            by_role: None,
+            note,
+            at: self.clock.now(),
+            ends_at: None,
+        }
+    }
+
+    /// Lifting or overriding needs an objection that stands.
+    async fn must_have_objection(&self, nhs: &NhsNumber) -> Result<(), GatewayError> {
+        let records = match self.store.governance(nhs).await {
+            Ok(r) => r,
+            Err(_) => return Err(GatewayError::StoreUnavailable),
+        };
+        let standing = records
+            .objections
+            .iter()
+            .rev()
+            .find(|o| o.state == "active" || o.state == "withdrawn")
+            .is_some_and(|o| o.state == "active");
+        if standing {
+            Ok(())
+        } else {
+            Err(GatewayError::Invalid(
+                "This person has no objection recorded, so there is nothing to lift or override."
+                    .into(),
+            ))
+        }
     }
 }
 

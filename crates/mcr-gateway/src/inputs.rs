@@ -132,26 +132,7 @@ impl Gateway {
                 at: p.at,
             });
         }
-        if let Some(o) = r.objections.last() {
-            inputs.objection = Some(match o.state.as_str() {
-                "active" => ObjectionState::Active { recorded_at: o.at },
-                "withdrawn" => ObjectionState::Withdrawn { at: o.at },
-                "overridden" => ObjectionState::Overridden {
-                    reason: match o.override_reason.as_deref() {
-                        Some("safeguarding") => OverrideReason::Safeguarding,
-                        Some("legal-obligation") => OverrideReason::LegalObligation,
-                        _ => return Err(corrupt("objection")),
-                    },
-                    by_role: o
-                        .by_role
-                        .as_deref()
-                        .and_then(|r| r.parse::<Role>().ok())
-                        .ok_or_else(|| corrupt("objection"))?,
-                    at: o.at,
-                },
-                _ => return Err(corrupt("objection")),
-            });
-        }
+        inputs.objection = self.objection_state(&r.objections)?;
         inputs.emergency = r
             .emergencies
             .iter()
@@ -169,6 +150,53 @@ impl Gateway {
             })
             .transpose()?;
         Ok(inputs)
+    }
+}
+
+impl Gateway {
+    /// Where the objection register stands: the latest opt-out or opt-back-in decides; an
+    /// override recorded since the latest opt-out sets it aside until the override ends (an
+    /// override recorded before a newer opt-out does not carry over).
+    fn objection_state(
+        &self,
+        rows: &[mcr_store::ObjectionRow],
+    ) -> Result<Option<ObjectionState>, StoreError> {
+        let Some((i, base)) = rows
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(_, o)| o.state == "active" || o.state == "withdrawn")
+        else {
+            // Overrides alone (no objection): nothing to set aside.
+            return rows
+                .iter()
+                .all(|o| o.state == "overridden")
+                .then_some(None)
+                .ok_or_else(|| corrupt("objection"));
+        };
+        if base.state == "withdrawn" {
+            return Ok(Some(ObjectionState::Withdrawn { at: base.at }));
+        }
+        let Some(o) = rows[i + 1..].iter().rev().find(|o| o.state == "overridden") else {
+            return Ok(Some(ObjectionState::Active {
+                recorded_at: base.at,
+            }));
+        };
+        let default_end = o.at + chrono::Duration::hours(i64::from(self.policy.override_hours));
+        Ok(Some(ObjectionState::Overridden {
+            reason: match o.override_reason.as_deref() {
+                Some("safeguarding") => OverrideReason::Safeguarding,
+                Some("legal-obligation") => OverrideReason::LegalObligation,
+                _ => return Err(corrupt("objection")),
+            },
+            by_role: o
+                .by_role
+                .as_deref()
+                .and_then(|r| r.parse::<Role>().ok())
+                .ok_or_else(|| corrupt("objection"))?,
+            at: o.at,
+            until: o.ends_at.unwrap_or(default_end),
+        }))
     }
 }
 

@@ -25,7 +25,10 @@ pub use audit::{
     ReviewFilter, ReviewItem, ReviewOutcome, ReviewQueue,
 };
 pub use authn::AuthFailure;
-pub use governance::{EmergencyRequest, ObjectionRequest, PermissionRequest, RelationshipClaim};
+pub use governance::{
+    EmergencyRequest, ObjectionRequest, PermissionRequest, RelationshipClaim, LIFT_REFUSED,
+};
+pub use mcr_store::OptOutKind;
 pub use metrics::{Metrics, SourceTiming};
 pub use opt_out::{
     normalise_reference, MatchBasis, OptOutCandidate, OptOutCase, OptOutSubmission,

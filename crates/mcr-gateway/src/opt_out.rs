@@ -12,12 +12,16 @@ use chrono::NaiveDate;
 use mcr_audit::AuditEvent;
 use mcr_domain::demographics::{normalise_name, normalise_postcode};
 use mcr_domain::{NhsNumber, Role};
-use mcr_store::{DemographicQuery, IndexedPatient, OptOutDecision, OptOutRequestRow, OptOutState};
+use mcr_store::{
+    DemographicQuery, IndexedPatient, OptOutDecision, OptOutKind, OptOutRequestRow, OptOutState,
+};
 
 /// What a person typed into the opt-out form, once each field has been checked for its shape
 /// (the web layer says which field is wrong; this checks again what must never be stored).
 #[derive(Debug, Clone)]
 pub struct OptOutSubmission {
+    /// To opt out, or to opt back in.
+    pub kind: OptOutKind,
     pub given_name: String,
     pub family_name: String,
     pub birth_date: NaiveDate,
@@ -169,6 +173,7 @@ impl Gateway {
     ) -> Result<String, GatewayError> {
         let request = OptOutRequestRow {
             reference: new_reference(),
+            kind: sub.kind,
             received_at: self.clock.now(),
             given_name: field(&sub.given_name, "given name")?,
             family_name: field(&sub.family_name, "family name")?,
@@ -192,11 +197,12 @@ impl Gateway {
             org_name: "My Care Record public site".into(),
             patient: None,
             purpose: "patient-request".into(),
-            action: "opt-out-request".into(),
+            action: format!("{}-request", request.kind.as_str()),
             outcome: "received".into(),
             basis: Some(request.reference.clone()),
             detail: Some(format!(
-                "opt-out request {} received ({})",
+                "{} request {} received ({})",
+                request.kind.as_str(),
                 request.reference,
                 if request.nhs_number.is_some() {
                     "with an NHS number"
@@ -368,18 +374,28 @@ impl Gateway {
             ));
         };
         let basis = candidate.basis.describe();
-        self.record_objection(
-            ctx,
-            &ObjectionRequest::Record {
-                nhs_number: nhs.clone(),
-                on_whose_word: format!("opt-out-request:{}", request.reference),
-                note: Some(format!(
-                    "Opt-out request {} verified against the index: {basis}.",
-                    request.reference
-                )),
-            },
-        )
-        .await?;
+        match request.kind {
+            OptOutKind::OptOut => {
+                self.record_objection(
+                    ctx,
+                    &ObjectionRequest::Record {
+                        nhs_number: nhs.clone(),
+                        on_whose_word: format!("opt-out-request:{}", request.reference),
+                        note: Some(format!(
+                            "Opt-out request {} verified against the index: {basis}.",
+                            request.reference
+                        )),
+                    },
+                )
+                .await?;
+            }
+            // The patient's own request, verified: the one way an objection is lifted from
+            // the public site.
+            OptOutKind::OptIn => {
+                self.lift_on_verified_request(ctx, nhs, &request.reference, basis)
+                    .await?;
+            }
+        }
         let decision = OptOutDecision {
             reference: request.reference.clone(),
             state: OptOutState::Verified,
@@ -392,8 +408,13 @@ impl Gateway {
         event.outcome = "verified".into();
         event.basis = Some(request.reference.clone());
         event.detail = Some(format!(
-            "opt-out request {} verified: {basis}; objection recorded",
-            request.reference
+            "{} request {} verified: {basis}; {}",
+            request.kind.as_str(),
+            request.reference,
+            match request.kind {
+                OptOutKind::OptOut => "objection recorded",
+                OptOutKind::OptIn => "objection lifted",
+            }
         ));
         self.decide(&decision, &event).await
     }

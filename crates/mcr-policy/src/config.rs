@@ -50,6 +50,13 @@ pub struct PolicyConfig {
     pub clinical_roles: BTreeSet<Role>,
     /// Roles whose recorded override of an objection counts.
     pub override_roles: BTreeSet<Role>,
+    /// How long an objection override lasts when its end is not given, and the longest it may
+    /// last: an override is reviewed and runs out, it never stands for ever.
+    pub override_hours: u32,
+    pub override_max_days: u32,
+    /// Roles that may lift (withdraw) an objection, and only on the patient's own written
+    /// request, quoted by its reference. Everyone else is refused, and the attempt is reviewed.
+    pub objection_lift_roles: BTreeSet<Role>,
     /// A finished encounter counts as a relationship for this many days after it ended.
     pub relationship_recent_days: u32,
     /// Roles that see only recent encounters, and how many days back (e.g. social care sees
@@ -83,6 +90,7 @@ impl Default for PolicyConfig {
             (Role::SocialCarePractitioner, social),
             (Role::Admin, admin),
             (Role::PrivacyOfficer, BTreeSet::new()),
+            (Role::CaldicottGuardian, BTreeSet::new()),
         ]);
         Self {
             consent_model: ConsentModel::AskOnceRecord,
@@ -96,7 +104,14 @@ impl Default for PolicyConfig {
                 .collect(),
             // The Caldicott guardian function; regions that let safeguarding leads record
             // overrides add `clinician`.
-            override_roles: [Role::PrivacyOfficer].into_iter().collect(),
+            override_roles: [Role::PrivacyOfficer, Role::CaldicottGuardian]
+                .into_iter()
+                .collect(),
+            override_hours: 72,
+            override_max_days: 30,
+            objection_lift_roles: [Role::PrivacyOfficer, Role::CaldicottGuardian]
+                .into_iter()
+                .collect(),
             relationship_recent_days: 90,
             recent_encounters_days: BTreeMap::from([(Role::SocialCarePractitioner, 90)]),
             sensitive: SensitivityConfig::default(),
@@ -123,5 +138,10 @@ impl PolicyConfig {
     /// True when `role` may record an objection override.
     pub fn may_record_override(&self, role: Role) -> bool {
         self.override_roles.contains(&role)
+    }
+
+    /// True when `role` may lift an objection on the patient's written request.
+    pub fn may_lift_objection(&self, role: Role) -> bool {
+        self.objection_lift_roles.contains(&role)
     }
 }

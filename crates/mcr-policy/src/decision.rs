@@ -305,25 +305,46 @@ fn evaluate(req: &DecisionRequest<'_>, cfg: &PolicyConfig, t: &mut impl Trace) -
             reason,
             by_role,
             at,
-        }) if cfg.may_record_override(*by_role) => {
+            until,
+        }) if cfg.may_record_override(*by_role) && *at <= now && now < *until => {
             t.step(Rule::Objection, true, || {
                 format!(
-                    "The objection was overridden {} by a {} on {}.",
+                    "The objection was overridden {} by a {} on {}, until {}.",
                     reason.describe(),
                     by_role.label(),
-                    fmt_time(*at)
+                    fmt_time(*at),
+                    fmt_time(*until)
                 )
             });
-            override_basis = Some((*reason, *by_role, *at));
+            override_basis = Some((*reason, *by_role, *at, *until));
         }
-        Some(ObjectionState::Overridden { by_role, .. }) => {
-            let by_role = *by_role;
+        Some(ObjectionState::Overridden { until, .. }) if now >= *until => {
+            let until = *until;
             t.step(Rule::Objection, false, || {
                 format!(
-                    "An override was recorded by a {}, a role that may not override objections; the objection stands. {}",
-                    by_role.label(),
+                    "An override of this person's objection ended on {}; the objection applies again. {}",
+                    fmt_time(until),
                     DenyCode::OptedOut.sentence()
                 )
+            });
+            return Decision::Deny(Denial::from(DenyCode::OptedOut));
+        }
+        Some(ObjectionState::Overridden { by_role, at, .. }) => {
+            let (by_role, at) = (*by_role, *at);
+            t.step(Rule::Objection, false, || {
+                if cfg.may_record_override(by_role) {
+                    format!(
+                        "An override is recorded from {}, which is not yet in force; the objection stands. {}",
+                        fmt_time(at),
+                        DenyCode::OptedOut.sentence()
+                    )
+                } else {
+                    format!(
+                        "An override was recorded by a {}, a role that may not override objections; the objection stands. {}",
+                        by_role.label(),
+                        DenyCode::OptedOut.sentence()
+                    )
+                }
             });
             return Decision::Deny(Denial::from(DenyCode::OptedOut));
         }
@@ -380,7 +401,7 @@ fn evaluate(req: &DecisionRequest<'_>, cfg: &PolicyConfig, t: &mut impl Trace) -
     });
 
     // 9. An overridden objection is itself the basis: the patient is not asked.
-    if let Some((reason, by_role, at)) = override_basis {
+    if let Some((reason, by_role, at, until)) = override_basis {
         t.step(Rule::Permission, true, || {
             "Not asked: the objection override is the basis for viewing.".into()
         });
@@ -390,7 +411,7 @@ fn evaluate(req: &DecisionRequest<'_>, cfg: &PolicyConfig, t: &mut impl Trace) -
             at,
             relationship: rel.kind,
         };
-        return permit(req, classes, basis, rel_ends);
+        return permit(req, classes, basis, earliest(Some(until), rel_ends));
     }
 
     // 10. Permission to view, per the consent model.
@@ -436,8 +457,27 @@ fn evaluate(req: &DecisionRequest<'_>, cfg: &PolicyConfig, t: &mut impl Trace) -
         }
     };
     match latest {
+        // A refusal blocks views for the episode, then lapses: the patient is asked again.
+        Some(r) if r.decision == PermissionDecision::Refused && now < after(r.at, window) => {
+            let sentence = format!(
+                "{} said no when asked for permission to view their record on {}, so it will not be shown during this episode of care (until {}). If they change their mind, ask them again and record their answer.",
+                sentence_start(r.given_by.describe()),
+                fmt_time(r.at),
+                fmt_time(after(r.at, window))
+            );
+            t.step(Rule::Permission, false, || sentence.clone());
+            Decision::Deny(Denial {
+                code: DenyCode::PermissionRefused,
+                sentence,
+            })
+        }
         Some(r) if r.decision == PermissionDecision::Refused => {
-            deny(t, Rule::Permission, DenyCode::PermissionRefused)
+            let s = format!(
+                "This person said no on {}, and that answer has lapsed with the episode of care. Please ask their permission again and record their answer.",
+                fmt_time(r.at)
+            );
+            t.step(Rule::Permission, false, || s.clone());
+            Decision::NeedsPermission { sentence: s }
         }
         Some(r) if now < after(r.at, window) => {
             let ends = after(r.at, window);
@@ -476,6 +516,14 @@ fn evaluate(req: &DecisionRequest<'_>, cfg: &PolicyConfig, t: &mut impl Trace) -
             }
         }
     }
+}
+
+/// "the patient" -> "The patient".
+fn sentence_start(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
 }
 
 fn needs_relationship_sentence(org_name: &str) -> String {

@@ -180,11 +180,13 @@ pub enum ObjectionState {
     Active { recorded_at: DateTime<Utc> },
     /// The patient opted back in.
     Withdrawn { at: DateTime<Utc> },
-    /// The objection stands but was overridden by a designated role.
+    /// The objection stands but was overridden by a designated role, from `at` until `until`
+    /// (an override always runs out; once it has, the objection applies again).
     Overridden {
         reason: OverrideReason,
         by_role: Role,
         at: DateTime<Utc>,
+        until: DateTime<Utc>,
     },
 }
 

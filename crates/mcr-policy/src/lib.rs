@@ -22,8 +22,11 @@
 //! 6. **Objection**: an active objection denies ([`DenyCode::OptedOut`]) unless the
 //!    region sets `emergency_passes_opt_out` and a clinical role is using emergency access.
 //!    A withdrawn objection does not count. An override counts only when recorded by one of
-//!    `override_roles` (otherwise the objection stands); an override passes the objection and
-//!    takes the place of permission, but a care relationship is still needed.
+//!    `override_roles` (otherwise the objection stands) and only from when it was recorded
+//!    until it ends (`override_hours` by default; never more than `override_max_days`): then
+//!    the objection applies again. An override passes the objection and takes the place of
+//!    permission, but a care relationship is still needed. (Who may lift an objection, and on
+//!    what, is the gateway's check: `objection_lift_roles`, on the patient's written request.)
 //! 7. **Emergency**: emergency access counts only for the user who started it, from its start
 //!    until `emergency_minutes` later; otherwise it is ignored. In force for a non-clinical role:
 //!    [`DenyCode::EmergencyNotAllowedForRole`]. In force for a clinical role: permit with
@@ -38,9 +41,10 @@
 //!     - `legal-basis`: not asked; permit with [`Basis::LegalBasis`] (permission records are
 //!       ignored; the opt-out register is the patient's say).
 //!     - `ask-once-record`: the latest answer recorded at the user's organisation (a refusal wins
-//!       a tie). Refused: [`DenyCode::PermissionRefused`] until a newer "yes" is recorded,
-//!       however old. Given less than `permission_episode_hours` ago: permit. Older, or none:
-//!       [`Decision::NeedsPermission`].
+//!       a tie). Refused less than `permission_episode_hours` ago:
+//!       [`DenyCode::PermissionRefused`], saying until when, unless a newer "yes" is recorded;
+//!       an older refusal has lapsed with its episode (ask again). Given less than
+//!       `permission_episode_hours` ago: permit. Older, or none: [`Decision::NeedsPermission`].
 //!     - `ask-every-view`: only this user's own answers at this organisation from the last
 //!       `ask_every_view_minutes` count; the latest decides (refused: deny; given: permit);
 //!       none: needs permission.
@@ -52,6 +56,7 @@ mod config;
 mod decision;
 mod grant;
 mod inputs;
+mod on_behalf;
 mod sensitive;
 mod sharing;
 mod time;
@@ -63,6 +68,7 @@ pub use inputs::{
     DecisionRequest, EmergencyAccess, EmergencyReason, ObjectionState, OverrideReason,
     PermissionDecision, PermissionGiver, PermissionRecord, Relationship, RelationshipKind,
 };
+pub use on_behalf::OnBehalfReason;
 pub use sensitive::{
     withhold, SensitiveCategory, SensitiveCode, SensitivityConfig, WithholdReason, SNOMED,
     V3_ACT_CODE, V3_CONFIDENTIALITY,

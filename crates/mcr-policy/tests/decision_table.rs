@@ -16,7 +16,7 @@ use mcr_policy::{
 use std::collections::BTreeSet;
 
 /// Defaults: ask-once-record for 24 hours, ask-every-view for 10 minutes, emergency 240 minutes
-/// and does not pass an opt-out, override roles = {privacy-officer}.
+/// and does not pass an opt-out, override roles = {privacy-officer, caldicott-guardian}.
 ///
 /// Fixtures (now = 2025-03-01 12:00 UTC; the user is at the organisation in the row):
 /// - rel `derived`: GP registration at the user's organisation since 30 days ago, open.
@@ -25,7 +25,8 @@ use std::collections::BTreeSet;
 /// - perm `given` / `refused`: this user's record of the answer 2 minutes ago.
 ///   `expired`: "given" 25 hours ago.
 /// - obj `active`: opted out 100 days ago. `overridden`: safeguarding override by a privacy
-///   officer yesterday.
+///   officer yesterday, until the day after tomorrow. `override-ended`: the same override,
+///   which ended an hour ago.
 /// - em `yes`: this user started emergency access (unconscious) 10 minutes ago.
 /// - Always present as distractors: a GP registration and a fresh "given" at ANOTHER
 ///   organisation, which must never count.
@@ -37,8 +38,8 @@ use std::collections::BTreeSet;
 const TABLE: &str = "
 # kind                         role                                   rel              perm            obj          em   model                            => expected
 private-company|third-party    *                                      *                *               *            *    *                                => deny org-kind-excluded
-*                              privacy-officer                        *                *               *            *    *                                => deny role-no-clinical-access
-*                              *                                      *                *               active       *    *                                => deny opted-out
+*                              privacy-officer|caldicott-guardian     *                *               *            *    *                                => deny role-no-clinical-access
+*                              *                                      *                *               active|override-ended *    *                                => deny opted-out
 *                              pharmacist|social-care-practitioner|admin *             *               *            yes  *                                => deny emergency-not-allowed-for-role
 *                              clinician|nurse|paramedic              *                *               *            yes  *                                => permit emergency all
 *                              *                                      none             *               *            no   *                                => needs-relationship
@@ -73,6 +74,7 @@ enum Obj {
     None,
     Active,
     Overridden,
+    OverrideEnded,
 }
 
 const RELS: [(&str, Rel); 3] = [
@@ -86,10 +88,11 @@ const PERMS: [(&str, Perm); 4] = [
     ("refused", Perm::Refused),
     ("expired", Perm::Expired),
 ];
-const OBJS: [(&str, Obj); 3] = [
+const OBJS: [(&str, Obj); 4] = [
     ("none", Obj::None),
     ("active", Obj::Active),
     ("overridden", Obj::Overridden),
+    ("override-ended", Obj::OverrideEnded),
 ];
 const EMS: [(&str, bool); 2] = [("no", false), ("yes", true)];
 const MODELS: [(&str, ConsentModel); 3] = [
@@ -328,6 +331,13 @@ fn every_combination_has_its_written_answer() {
                                     reason: OverrideReason::Safeguarding,
                                     by_role: Role::PrivacyOfficer,
                                     at: t - Duration::days(1),
+                                    until: t + Duration::days(2),
+                                }),
+                                Obj::OverrideEnded => Some(ObjectionState::Overridden {
+                                    reason: OverrideReason::Safeguarding,
+                                    by_role: Role::PrivacyOfficer,
+                                    at: t - Duration::days(3),
+                                    until: t - Duration::hours(1),
                                 }),
                             };
                             for (em_name, em) in EMS {
@@ -414,7 +424,7 @@ fn every_combination_has_its_written_answer() {
         }
     }
 
-    assert_eq!(total, 10 * 7 * 3 * 4 * 3 * 2 * 3);
+    assert_eq!(total, 10 * 8 * 3 * 4 * 4 * 2 * 3);
     assert!(
         uncovered.is_empty(),
         "{} combinations have no row, e.g. {:?}",

@@ -93,6 +93,9 @@ impl Case {
             emergency: self.emergency.as_ref(),
         }
     }
+    fn explain(&self) -> mcr_policy::Explanation {
+        explain(&self.req(), &self.cfg)
+    }
     fn decide(&self) -> Decision {
         let d = decide(&self.req(), &self.cfg);
         assert_eq!(explain(&self.req(), &self.cfg).decision, d);
@@ -184,10 +187,10 @@ fn latest_answer_wins_whatever_the_order_and_refusal_wins_a_tie() {
         "a tie is a refusal"
     );
 
-    // A refusal blocks long after the episode would have ended, until a newer "yes".
+    // A refusal blocks for the episode only; after it, the patient is asked again.
     c.permissions = vec![refused.clone()];
     c.now = t0() + Duration::days(200);
-    assert_eq!(deny_code(&c.decide()), Some(DenyCode::PermissionRefused));
+    assert!(matches!(c.decide(), Decision::NeedsPermission { .. }));
 
     // A refusal at another organisation does not block this one.
     let mut elsewhere = refused;
@@ -340,6 +343,7 @@ fn overrides_count_only_from_designated_roles() {
         reason: OverrideReason::LegalObligation,
         by_role: Role::Admin,
         at: t0(),
+        until: t0() + Duration::hours(72),
     });
     c.now = t0() + Duration::hours(1);
     assert_eq!(deny_code(&c.decide()), Some(DenyCode::OptedOut));
@@ -347,8 +351,11 @@ fn overrides_count_only_from_designated_roles() {
         reason: OverrideReason::LegalObligation,
         by_role: Role::PrivacyOfficer,
         at: t0(),
+        until: t0() + Duration::hours(72),
     });
     let g = c.decide().into_grant().expect("designated override");
+    // The grant ends when the override does.
+    assert_eq!(g.expires_at(), Some(t0() + Duration::hours(72)));
     assert!(matches!(
         g.basis(),
         Basis::ObjectionOverridden {
@@ -363,6 +370,67 @@ fn overrides_count_only_from_designated_roles() {
     c.relationships = vec![gp_reg("RWH")];
     c.objection = Some(ObjectionState::Withdrawn { at: t0() });
     assert!(matches!(c.decide(), Decision::NeedsPermission { .. }));
+}
+
+#[test]
+fn an_override_runs_out_and_the_objection_applies_again() {
+    let mut c = Case::new(Role::Clinician);
+    c.objection = Some(ObjectionState::Overridden {
+        reason: OverrideReason::Safeguarding,
+        by_role: Role::CaldicottGuardian,
+        at: t0(),
+        until: t0() + Duration::hours(72),
+    });
+    c.now = t0() + Duration::hours(72) - Duration::seconds(1);
+    assert!(c.decide().grant().is_some(), "in force just before it ends");
+    c.now = t0() + Duration::hours(72);
+    assert_eq!(deny_code(&c.decide()), Some(DenyCode::OptedOut));
+    let x = c.explain();
+    let step = x.steps.last().expect("a step");
+    assert_eq!(step.rule, Rule::Objection);
+    assert!(
+        step.sentence.contains("ended on 4 March 2025 at 09:00 UTC"),
+        "{}",
+        step.sentence
+    );
+    // Not yet in force.
+    c.now = t0() - Duration::hours(1);
+    assert_eq!(deny_code(&c.decide()), Some(DenyCode::OptedOut));
+    assert!(c
+        .explain()
+        .steps
+        .last()
+        .expect("a step")
+        .sentence
+        .contains("not yet in force"));
+}
+
+#[test]
+fn a_refusal_blocks_for_the_episode_and_says_so_then_lapses() {
+    let mut c = Case::new(Role::Clinician);
+    c.permissions = vec![perm("dr-b", PermissionDecision::Refused, t0())];
+    c.now = t0() + Duration::hours(2);
+    let d = c.decide();
+    assert_eq!(deny_code(&d), Some(DenyCode::PermissionRefused));
+    let words = d.sentence();
+    assert!(words.contains("The patient said no"), "{words}");
+    assert!(
+        words.contains("during this episode of care (until 2 March 2025 at 09:00 UTC)"),
+        "{words}"
+    );
+    // A newer yes replaces it.
+    c.permissions.push(perm(
+        "dr-b",
+        PermissionDecision::Given,
+        t0() + Duration::hours(1),
+    ));
+    assert!(c.decide().grant().is_some());
+    // Once the episode is over, the refusal lapses: ask again.
+    c.permissions = vec![perm("dr-b", PermissionDecision::Refused, t0())];
+    c.now = t0() + Duration::hours(25);
+    let d = c.decide();
+    assert!(matches!(d, Decision::NeedsPermission { .. }), "{d:?}");
+    assert!(d.sentence().contains("has lapsed"), "{}", d.sentence());
 }
 
 #[test]

@@ -47,8 +47,8 @@ async fn insert_change(conn: &mut SqliteConnection, change: &GovernanceChange) -
     match change {
         GovernanceChange::Permission(p) => {
             sqlx::query(
-                "INSERT INTO permission (nhs_number, org_code, user_id, decision, given_by, at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO permission (nhs_number, org_code, user_id, decision, given_by, at, \
+                 reason_code, reason_text) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
             .bind(p.nhs_number.as_str())
             .bind(&p.org_code)
@@ -56,6 +56,8 @@ async fn insert_change(conn: &mut SqliteConnection, change: &GovernanceChange) -
             .bind(&p.decision)
             .bind(&p.given_by)
             .bind(ts(&p.at))
+            .bind(p.reason_code.as_deref())
+            .bind(p.reason_text.as_deref())
             .execute(&mut *conn)
             .await?;
         }
@@ -78,7 +80,8 @@ async fn insert_change(conn: &mut SqliteConnection, change: &GovernanceChange) -
         GovernanceChange::Objection(o) => {
             sqlx::query(
                 "INSERT INTO objection (nhs_number, state, recorded_by, on_whose_word, \
-                 override_reason, by_role, note, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 override_reason, by_role, note, at, ends_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )
             .bind(o.nhs_number.as_str())
             .bind(&o.state)
@@ -88,6 +91,7 @@ async fn insert_change(conn: &mut SqliteConnection, change: &GovernanceChange) -
             .bind(o.by_role.as_deref())
             .bind(o.note.as_deref())
             .bind(ts(&o.at))
+            .bind(o.ends_at.as_ref().map(ts))
             .execute(&mut *conn)
             .await?;
         }
@@ -136,6 +140,8 @@ fn permission_from_row(row: &SqliteRow) -> Result<PermissionRow> {
         decision: get(row, T, "decision")?,
         given_by: get(row, T, "given_by")?,
         at: get_ts(row, T, "at")?,
+        reason_code: get(row, T, "reason_code")?,
+        reason_text: get(row, T, "reason_text")?,
     })
 }
 
@@ -168,6 +174,12 @@ fn objection_from_row(row: &SqliteRow) -> Result<ObjectionRow> {
         by_role: get(row, T, "by_role")?,
         note: get(row, T, "note")?,
         at: get_ts(row, T, "at")?,
+        ends_at: {
+            let e: Option<String> = get(row, T, "ends_at")?;
+            e.as_deref()
+                .map(|s| parse_ts("objection.ends_at", s))
+                .transpose()?
+        },
     })
 }
 

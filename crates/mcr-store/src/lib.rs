@@ -20,7 +20,9 @@ mod sqlite;
 
 pub use audit_trail::{AuditCheckpoint, AuditQuery, AuditTrailStore, AUDIT_QUERY_MAX};
 pub use model::*;
-pub use opt_out::{OptOutDecision, OptOutRequestRow, OptOutState, OptOutStore, OPT_OUT_LIST_MAX};
+pub use opt_out::{
+    OptOutDecision, OptOutKind, OptOutRequestRow, OptOutState, OptOutStore, OPT_OUT_LIST_MAX,
+};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 

@@ -133,6 +133,10 @@ pub struct PermissionRow {
     /// `patient`, `representative` or `best-interests`.
     pub given_by: String,
     pub at: DateTime<Utc>,
+    /// For an answer given on the patient's behalf: the coded reason (e.g.
+    /// `lasting-power-of-attorney`, `lacks-capacity`) and the recorder's words.
+    pub reason_code: Option<String>,
+    pub reason_text: Option<String>,
 }
 
 /// A care relationship recorded in the gateway (recorded by an administrator, or self-claimed
@@ -166,6 +170,8 @@ pub struct ObjectionRow {
     pub by_role: Option<String>,
     pub note: Option<String>,
     pub at: DateTime<Utc>,
+    /// For an override: when it runs out.
+    pub ends_at: Option<DateTime<Utc>>,
 }
 
 /// An emergency (break-glass) access.

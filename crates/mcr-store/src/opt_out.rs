@@ -39,11 +39,39 @@ impl OptOutState {
     }
 }
 
+/// What a request from the public site asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OptOutKind {
+    /// Stop sharing my record: record an objection.
+    OptOut,
+    /// Share my record again: lift my objection.
+    OptIn,
+}
+
+impl OptOutKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OptOut => "opt-out",
+            Self::OptIn => "opt-in",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "opt-out" => Some(Self::OptOut),
+            "opt-in" => Some(Self::OptIn),
+            _ => None,
+        }
+    }
+}
+
 /// One request as received, and what staff decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OptOutRequestRow {
     /// What the person was shown, e.g. `OPT-7K3M-9QXD`.
     pub reference: String,
+    /// To opt out, or to opt back in.
+    pub kind: OptOutKind,
     pub received_at: DateTime<Utc>,
     pub given_name: String,
     pub family_name: String,
@@ -109,7 +137,7 @@ pub trait OptOutStore: Send + Sync {
 
 const COLUMNS: &str =
     "reference, received_at, given_name, family_name, birth_date, nhs_number, postcode, \
-     contact, state, matched_nhs, decided_by, decided_at, decision_note";
+     contact, state, matched_nhs, decided_by, decided_at, decision_note, kind";
 
 fn request_from_row<R>(row: &R) -> Result<OptOutRequestRow>
 where
@@ -126,6 +154,7 @@ where
     let birth = text("birth_date")?;
     Ok(OptOutRequestRow {
         reference: text("reference")?,
+        kind: OptOutKind::parse(&text("kind")?).ok_or_else(|| bad("kind"))?,
         received_at: parse_ts("opt_out_request.received_at", &text("received_at")?)?,
         given_name: text("given_name")?,
         family_name: text("family_name")?,
@@ -164,7 +193,7 @@ impl OptOutStore for SqliteStore {
         let mut tx = sqlx::Connection::begin_with(&mut *writer, crate::sqlite::IMMEDIATE).await?;
         sqlx::query(
             "INSERT INTO opt_out_request (reference, received_at, given_name, family_name, birth_date, \
-             nhs_number, postcode, contact, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'received')",
+             nhs_number, postcode, contact, state, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'received', ?9)",
         )
         .bind(&r.reference)
         .bind(ts(&r.received_at))
@@ -174,6 +203,7 @@ impl OptOutStore for SqliteStore {
         .bind(r.nhs_number.as_ref().map(NhsNumber::as_str))
         .bind(&r.postcode)
         .bind(&r.contact)
+        .bind(r.kind.as_str())
         .execute(&mut *tx)
         .await?;
         let row = crate::sqlite::append_audit_in_tx(&mut tx, audit, chain).await?;
@@ -252,7 +282,7 @@ impl OptOutStore for PostgresStore {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO opt_out_request (reference, received_at, given_name, family_name, birth_date, \
-             nhs_number, postcode, contact, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'received')",
+             nhs_number, postcode, contact, state, kind) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'received', $9)",
         )
         .bind(&r.reference)
         .bind(ts(&r.received_at))
@@ -262,6 +292,7 @@ impl OptOutStore for PostgresStore {
         .bind(r.nhs_number.as_ref().map(NhsNumber::as_str))
         .bind(&r.postcode)
         .bind(&r.contact)
+        .bind(r.kind.as_str())
         .execute(&mut *tx)
         .await?;
         let row = crate::postgres::append_audit_in_tx(&mut tx, audit, chain).await?;

@@ -111,8 +111,15 @@ fn permission(p: &NhsNumber, minute: u32, user: &str, decision: &str) -> Permiss
         org_code: "RX1".into(),
         user_id: user.into(),
         decision: decision.into(),
-        given_by: "patient".into(),
+        // Refusals here come from a representative, so the coded reason round-trips too.
+        given_by: if decision == "refused" {
+            "representative".into()
+        } else {
+            "patient".into()
+        },
         at: t(minute, 123_456_789),
+        reason_code: (decision == "refused").then(|| "parental-responsibility".to_owned()),
+        reason_text: (decision == "refused").then(|| "mother, seen with the child".to_owned()),
     }
 }
 
@@ -148,6 +155,7 @@ fn objection(p: &NhsNumber, minute: u32, state: &str) -> ObjectionRow {
         by_role: overridden.then(|| "caldicott-guardian".to_owned()),
         note: overridden.then(|| "case 42".to_owned()),
         at: t(minute, 999_999_999),
+        ends_at: overridden.then(|| t(minute + 1, 5)),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use mcr_domain::NhsNumber;
-use mcr_store::{AuditAppend, OptOutDecision, OptOutRequestRow, OptOutState, Store};
+use mcr_store::{AuditAppend, OptOutDecision, OptOutKind, OptOutRequestRow, OptOutState, Store};
 use sqlx::{PgPool, SqlitePool};
 
 fn chain(seq: i64, prev_hash: &str, record: &AuditAppend) -> String {
@@ -43,6 +43,12 @@ fn audit(action: &str, at: DateTime<Utc>) -> AuditAppend {
 fn request(reference: &str, minute: u32, nhs_number: Option<NhsNumber>) -> OptOutRequestRow {
     OptOutRequestRow {
         reference: reference.into(),
+        // Requests whose reference ends in 2 ask to opt back in.
+        kind: if reference.ends_with('2') {
+            OptOutKind::OptIn
+        } else {
+            OptOutKind::OptOut
+        },
         received_at: t(minute),
         given_name: "Zoë <script>".into(),
         family_name: "O'Brien-Ñúñez".into(),

@@ -392,6 +392,13 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
             "Privacy officer: audit, no clinical data; can override objections",
         ),
         user(
+            "cg.shah",
+            "Dr Priya Shah",
+            Role::CaldicottGuardian,
+            &acute,
+            "Caldicott guardian: lifts objections on the patient's written request; no clinical data",
+        ),
+        user(
             "acme.jones",
             "Tom Jones",
             Role::Clinician,
@@ -535,26 +542,36 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
             .await
             .map_err(|e| anyhow::anyhow!("recording the demo opt-out: {e}"))?;
     }
+    // The override runs out (at most `override_max_days`): a demo data directory older than
+    // that gets a fresh one, so the sample stays "overridden".
     let records = gateway.gateway.store().governance(&overridden).await?;
+    let now = gateway.gateway.clock().now();
+    let mut steps = Vec::new();
     if records.objections.is_empty() {
-        for req in [
-            ObjectionRequest::Record {
-                nhs_number: overridden.clone(),
-                on_whose_word: "patient (opt-out form)".into(),
-                note: None,
-            },
-            ObjectionRequest::Override {
-                nhs_number: overridden.clone(),
-                reason: "safeguarding".into(),
-                note: "Child protection case conference: records needed by the care team.".into(),
-            },
-        ] {
-            gateway
-                .gateway
-                .record_objection(&ctx, &req)
-                .await
-                .map_err(|e| anyhow::anyhow!("recording the demo override: {e}"))?;
-        }
+        steps.push(ObjectionRequest::Record {
+            nhs_number: overridden.clone(),
+            on_whose_word: "patient (opt-out form)".into(),
+            note: None,
+        });
+    }
+    let in_force = records
+        .objections
+        .last()
+        .is_some_and(|o| o.state == "overridden" && o.ends_at.is_some_and(|e| e > now));
+    if !in_force {
+        steps.push(ObjectionRequest::Override {
+            nhs_number: overridden.clone(),
+            reason: "safeguarding".into(),
+            note: "Child protection case conference: records needed by the care team.".into(),
+            until: Some(now + chrono::Duration::days(28)),
+        });
+    }
+    for req in steps {
+        gateway
+            .gateway
+            .record_objection(&ctx, &req)
+            .await
+            .map_err(|e| anyhow::anyhow!("recording the demo override: {e}"))?;
     }
     info.patients
         .insert("all_four_sources".into(), vec![all_four.to_string()]);

@@ -4,9 +4,12 @@
 //!
 //! A Consent we accept names its kind in `category[0].coding[0].code` (system
 //! [`CATEGORY_SYSTEM`]): `permission-to-view` (`provision.type` permit = given, deny =
-//! refused; extension `given-by`), `opt-out` (deny = opted out, permit = withdrawn; extension
-//! `reason` says on whose word), `opt-out-override` (extension `override-reason` and `reason`),
-//! `care-relationship` (extension `reason`, optional `provision.period`).
+//! refused; extension `given-by`; an answer on the patient's behalf also `reason-code` and
+//! `reason`), `opt-out` (deny = opted out, extension `reason` says on whose word; permit =
+//! withdrawn, for privacy officers and Caldicott guardians only, extension `written-request`
+//! with the reference of the patient's written request), `opt-out-override` (extension
+//! `override-reason` and `reason`, optional `provision.period.end`), `care-relationship`
+//! (extension `reason`, optional `provision.period`).
 
 use super::fhir_json;
 use super::patient::parse_nhs;
@@ -132,22 +135,23 @@ pub(crate) async fn create(
                         nhs_number: nhs.clone(),
                         decision: decision.into(),
                         given_by,
+                        reason_code: ext_str(&r, "reason-code"),
+                        reason_text: ext_str(&r, "reason"),
                     },
                 )
                 .await?
         }
         "opt-out" => {
-            let word = ext_str(&r, "reason").unwrap_or_default();
             let req = match provision {
                 Some("deny") => ObjectionRequest::Record {
                     nhs_number: nhs.clone(),
-                    on_whose_word: word,
+                    on_whose_word: ext_str(&r, "reason").unwrap_or_default(),
                     note: None,
                 },
                 Some("permit") => ObjectionRequest::Withdraw {
                     nhs_number: nhs.clone(),
-                    on_whose_word: word,
-                    note: None,
+                    written_request: ext_str(&r, "written-request").unwrap_or_default(),
+                    note: ext_str(&r, "reason"),
                 },
                 _ => {
                     return Err(ApiError::invalid(
@@ -170,6 +174,11 @@ pub(crate) async fn create(
                         nhs_number: nhs.clone(),
                         reason,
                         note,
+                        until: instant(
+                            &r,
+                            &["provision", "period", "end"],
+                            "Consent.provision.period.end",
+                        )?,
                     },
                 )
                 .await?
@@ -265,7 +274,14 @@ pub(crate) async fn search(
             "permission-to-view",
             provision,
             p.at,
-            vec![e("given-by", &p.given_by), e("organisation", &p.org_code)],
+            [
+                Some(e("given-by", &p.given_by)),
+                Some(e("organisation", &p.org_code)),
+                p.reason_code.as_deref().map(|c| e("reason-code", c)),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
         ));
     }
     for o in &records.objections {
@@ -278,7 +294,14 @@ pub(crate) async fn search(
         if let Some(r) = &o.override_reason {
             exts.push(e("override-reason", r));
         }
-        resources.push(consent(&nhs, category, provision, o.at, exts));
+        let mut c = consent(&nhs, category, provision, o.at, exts);
+        if let Some(end) = o.ends_at {
+            c["provision"]["period"] = json!({
+                "start": o.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "end": end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            });
+        }
+        resources.push(c);
     }
     for r in &records.relationships {
         let mut c = consent(

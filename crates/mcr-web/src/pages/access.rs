@@ -35,14 +35,14 @@ pub(crate) const ANSWERS: [(&str, &str, &str, &str, &str); 5] = [
         "given",
         "representative",
         "Someone who can speak for the patient has given permission",
-        "For example a parent, or someone with lasting power of attorney.",
+        "For example a parent, or someone with lasting power of attorney. A privacy officer reviews it.",
     ),
     (
         "given-best-interests",
         "given",
         "best-interests",
         "The patient cannot decide: viewing is in their best interests",
-        "A best-interests decision under the Mental Capacity Act, made by a clinician.",
+        "A best-interests decision under the Mental Capacity Act, made by a clinician. A privacy officer reviews it.",
     ),
     (
         "refused-patient",
@@ -75,13 +75,27 @@ pub(crate) struct PermissionPage {
     pub errors: Errors,
     pub choices: Vec<Choice>,
     pub chosen: String,
+    /// Grounds for an answer on the patient's behalf, by who answers.
+    pub representative_reasons: Vec<ReasonChoice>,
+    pub best_interests_reasons: Vec<ReasonChoice>,
+    pub reason_code: String,
+    pub reason_text: String,
+}
+
+fn on_behalf_choices(giver: mcr_policy::PermissionGiver) -> Vec<ReasonChoice> {
+    mcr_policy::OnBehalfReason::for_giver(giver)
+        .map(|r| ReasonChoice {
+            value: r.as_str(),
+            label: sentence_case(r.describe()),
+        })
+        .collect()
 }
 
 fn permission_view(
     user: &PageUser,
     nhs: &NhsNumber,
     errors: Errors,
-    chosen: String,
+    form: &PermissionForm,
 ) -> PermissionPage {
     PermissionPage {
         layout: Layout::staff(user),
@@ -92,7 +106,11 @@ fn permission_view(
             .iter()
             .map(|(value, _, _, label, hint)| Choice { value, label, hint })
             .collect(),
-        chosen,
+        chosen: clean(&form.answer),
+        representative_reasons: on_behalf_choices(mcr_policy::PermissionGiver::Representative),
+        best_interests_reasons: on_behalf_choices(mcr_policy::PermissionGiver::BestInterests),
+        reason_code: clean(&form.reason_code),
+        reason_text: form.reason_text.trim().to_owned(),
     }
 }
 
@@ -100,16 +118,21 @@ pub(crate) async fn permission_options(user: PageUser, Path(raw): Path<String>) 
     match path_nhs(&user, &raw) {
         Ok(nhs) => render(
             StatusCode::OK,
-            &permission_view(&user, &nhs, Errors::default(), String::new()),
+            &permission_view(&user, &nhs, Errors::default(), &PermissionForm::default()),
         ),
         Err(resp) => *resp,
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub(crate) struct PermissionForm {
     #[serde(default)]
     answer: String,
+    /// For an answer on the patient's behalf: its ground and the recorder's words.
+    #[serde(default, rename = "reason-code")]
+    reason_code: String,
+    #[serde(default, rename = "reason-text")]
+    reason_text: String,
 }
 
 /// A gateway refusal of a form: shown in the error summary against `field` when it is about
@@ -141,23 +164,34 @@ pub(crate) async fn permission(
         errors.add("answer", "Select the answer you were given");
         return render(
             StatusCode::BAD_REQUEST,
-            &permission_view(&user, &nhs, errors, String::new()),
+            &permission_view(&user, &nhs, errors, &form),
         );
     };
+    let on_behalf = *given_by != "patient";
     let req = PermissionRequest {
         nhs_number: nhs.clone(),
         decision: (*decision).into(),
         given_by: (*given_by).into(),
+        reason_code: on_behalf.then(|| clean(&form.reason_code)),
+        reason_text: on_behalf.then(|| form.reason_text.trim().to_owned()),
     };
     match state.gateway.record_permission(&user.0, &req).await {
         Ok(_) => Redirect::to(&patient_url(&nhs)).into_response(),
-        Err(e) => match form_error(e, "answer") {
-            Ok(errors) => render(
-                StatusCode::BAD_REQUEST,
-                &permission_view(&user, &nhs, errors, chosen),
-            ),
-            Err(e) => gateway_error(Layout::staff(&user), e),
-        },
+        Err(e) => {
+            // A missing ground or account is about the reason, not the answer.
+            let field = match &e {
+                GatewayError::Invalid(m) if m.contains("answering") => "reason-code",
+                GatewayError::Invalid(m) if m.contains("reason") => "reason-text",
+                _ => "answer",
+            };
+            match form_error(e, field) {
+                Ok(errors) => render(
+                    StatusCode::BAD_REQUEST,
+                    &permission_view(&user, &nhs, errors, &form),
+                ),
+                Err(e) => gateway_error(Layout::staff(&user), e),
+            }
+        }
     }
 }
 

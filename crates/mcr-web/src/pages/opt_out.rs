@@ -1,6 +1,7 @@
-//! Opting out: the public request form (no sign-in), its confirmation with a reference, and
-//! the staff queue where a privacy officer verifies a request against the patient index (it
-//! becomes an objection in the register) or rejects it. The form is validated here field by
+//! Opting out and back in: the public request forms (no sign-in), their confirmation with a
+//! reference, and the staff queue where a privacy officer verifies a request against the
+//! patient index (an opt-out becomes an objection in the register; an opt-in lifts it: the only
+//! way an objection is lifted from the public site) or rejects it. The form is validated here field by
 //! field (error summary, what was typed kept) and again by the gateway.
 
 use super::forms::{clean, parse_birth_date, Errors};
@@ -16,7 +17,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use mcr_domain::demographics::normalise_postcode;
 use mcr_domain::NhsNumber;
-use mcr_gateway::{GatewayError, OptOutCase, OptOutSubmission};
+use mcr_gateway::{GatewayError, OptOutCase, OptOutKind, OptOutSubmission};
 use mcr_store::{OptOutRequestRow, OptOutState};
 use serde::Deserialize;
 
@@ -42,9 +43,20 @@ pub(crate) struct OptOutForm {
     pub postcode: String,
     #[serde(default)]
     pub contact: String,
+    /// `opt-in` to opt back in; anything else opts out.
+    #[serde(default)]
+    pub kind: String,
 }
 
 impl OptOutForm {
+    fn kind(&self) -> OptOutKind {
+        if self.kind == "opt-in" {
+            OptOutKind::OptIn
+        } else {
+            OptOutKind::OptOut
+        }
+    }
+
     fn cleaned(&self) -> Self {
         Self {
             given: clean(&self.given),
@@ -55,6 +67,7 @@ impl OptOutForm {
             nhs: clean(&self.nhs),
             postcode: clean(&self.postcode),
             contact: clean(&self.contact),
+            kind: self.kind().as_str().to_owned(),
         }
     }
 }
@@ -158,6 +171,7 @@ pub(crate) fn to_submission(
     );
     match (errors.is_empty(), birth_date) {
         (true, Some(birth_date)) => Ok(OptOutSubmission {
+            kind: form.kind(),
             given_name: form.given.clone(),
             family_name: form.family.clone(),
             birth_date,
@@ -175,6 +189,8 @@ pub(crate) struct OptOutPage {
     pub layout: Layout,
     pub form: OptOutForm,
     pub errors: Errors,
+    /// The form to opt back in.
+    pub opt_in: bool,
 }
 
 #[derive(Template)]
@@ -182,17 +198,31 @@ pub(crate) struct OptOutPage {
 pub(crate) struct OptOutDone {
     pub layout: Layout,
     pub reference: String,
+    pub opt_in: bool,
 }
 
-pub(crate) async fn form_page() -> Response {
+fn blank_form(kind: OptOutKind) -> Response {
     render(
         StatusCode::OK,
         &OptOutPage {
             layout: Layout::public(),
-            form: OptOutForm::default(),
+            form: OptOutForm {
+                kind: kind.as_str().to_owned(),
+                ..OptOutForm::default()
+            },
             errors: Errors::default(),
+            opt_in: kind == OptOutKind::OptIn,
         },
     )
+}
+
+pub(crate) async fn form_page() -> Response {
+    blank_form(OptOutKind::OptOut)
+}
+
+/// `/opt-back-in`: the same checks as opting out, the other way.
+pub(crate) async fn opt_in_page() -> Response {
+    blank_form(OptOutKind::OptIn)
 }
 
 pub(crate) async fn submit(
@@ -209,6 +239,7 @@ pub(crate) async fn submit(
                 StatusCode::BAD_REQUEST,
                 &OptOutPage {
                     layout: Layout::public(),
+                    opt_in: form.kind() == OptOutKind::OptIn,
                     form,
                     errors,
                 },
@@ -220,9 +251,11 @@ pub(crate) async fn submit(
         .submit_opt_out_request(&sub, &correlation_id(&parts))
         .await
     {
-        Ok(reference) => {
-            Redirect::to(&format!("/opt-out/confirmation?reference={reference}")).into_response()
-        }
+        Ok(reference) => Redirect::to(&format!(
+            "/opt-out/confirmation?reference={reference}&kind={}",
+            sub.kind.as_str()
+        ))
+        .into_response(),
         Err(GatewayError::Invalid(m)) => {
             let mut errors = Errors::default();
             errors.add("given", sentence_case(&m).trim_end_matches('.'));
@@ -230,6 +263,7 @@ pub(crate) async fn submit(
                 StatusCode::BAD_REQUEST,
                 &OptOutPage {
                     layout: Layout::public(),
+                    opt_in: form.kind() == OptOutKind::OptIn,
                     form,
                     errors,
                 },
@@ -243,6 +277,8 @@ pub(crate) async fn submit(
 pub(crate) struct DoneQuery {
     #[serde(default)]
     reference: String,
+    #[serde(default)]
+    kind: String,
 }
 
 /// The confirmation shows the reference and what happens next; nothing the person typed.
@@ -261,6 +297,7 @@ pub(crate) async fn done(Query(q): Query<DoneQuery>) -> Response {
         &OptOutDone {
             layout: Layout::public(),
             reference,
+            opt_in: q.kind == "opt-in",
         },
     )
 }
@@ -270,6 +307,8 @@ pub(crate) async fn done(Query(q): Query<DoneQuery>) -> Response {
 
 pub(crate) struct RequestRow {
     pub reference: String,
+    /// What the person asks: "Opt out" or "Opt back in".
+    pub asks: &'static str,
     pub received: String,
     pub name: String,
     pub birth_date: String,
@@ -278,18 +317,27 @@ pub(crate) struct RequestRow {
     pub outcome: String,
 }
 
-fn state_words(s: OptOutState) -> (&'static str, &'static str) {
-    match s {
-        OptOutState::Received => ("Waiting", "nhsuk-tag--yellow"),
-        OptOutState::Verified => ("Verified: objection recorded", "nhsuk-tag--green"),
-        OptOutState::Rejected => ("Rejected", "nhsuk-tag--grey"),
+fn state_words(s: OptOutState, kind: OptOutKind) -> (&'static str, &'static str) {
+    match (s, kind) {
+        (OptOutState::Received, _) => ("Waiting", "nhsuk-tag--yellow"),
+        (OptOutState::Verified, OptOutKind::OptOut) => {
+            ("Verified: objection recorded", "nhsuk-tag--green")
+        }
+        (OptOutState::Verified, OptOutKind::OptIn) => {
+            ("Verified: objection lifted", "nhsuk-tag--green")
+        }
+        (OptOutState::Rejected, _) => ("Rejected", "nhsuk-tag--grey"),
     }
 }
 
 fn row(r: &OptOutRequestRow) -> RequestRow {
-    let (state, state_tag) = state_words(r.state);
+    let (state, state_tag) = state_words(r.state, r.kind);
     RequestRow {
         reference: r.reference.clone(),
+        asks: match r.kind {
+            OptOutKind::OptOut => "Opt out",
+            OptOutKind::OptIn => "Opt back in",
+        },
         received: human_time(&r.received_at),
         name: format!("{} {}", r.given_name, r.family_name),
         birth_date: human_day(r.birth_date),
@@ -500,6 +548,7 @@ mod tests {
             nhs: String::new(),
             postcode: "al1 3er".into(),
             contact: "ann@example.org".into(),
+            kind: String::new(),
         }
     }
 

@@ -142,10 +142,15 @@ fn filter_error(e: GatewayError) -> Result<Errors, GatewayError> {
     }
 }
 
-fn kind_words(kind: &str) -> &'static str {
-    match kind {
-        "emergency-access" => "Emergency access",
-        "claim-relationship" => "Self-claimed care relationship",
+fn kind_words(kind: &str, outcome: &str) -> &'static str {
+    match (kind, outcome) {
+        ("emergency-access", _) => "Emergency access",
+        ("claim-relationship", _) => "Self-claimed care relationship",
+        ("record-permission-on-behalf", _) => "Permission given on the patient's behalf",
+        ("override-objection", "deny") => "Refused attempt to override an objection",
+        ("override-objection", _) => "Objection overridden",
+        ("withdraw-objection", "deny") => "Refused attempt to lift an objection",
+        ("withdraw-objection", _) => "Objection lifted",
         _ => "Access",
     }
 }
@@ -181,7 +186,7 @@ pub(crate) struct CaseRow {
 fn case_row(i: &ReviewItem) -> CaseRow {
     CaseRow {
         seq: i.seq,
-        kind: kind_words(&i.kind),
+        kind: kind_words(&i.kind, &i.outcome),
         when: human_time(&i.at),
         who: format!("{} ({})", i.user_name, i.user_id),
         role: role_words(&i.role),
