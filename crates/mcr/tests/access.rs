@@ -2,6 +2,8 @@
 //! gateway for the FHIR API.
 
 mod common;
+#[path = "access/objections.rs"]
+mod objections;
 
 use common::*;
 use serde_json::json;
