@@ -325,9 +325,21 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
         OrgKind::PrivateCompany,
         false,
     );
+    // A community pharmacy whose membership the programme has suspended: its staff are
+    // refused before anything about a patient is read.
+    let suspended = Organisation {
+        suspended: true,
+        ..org(
+            "FSP01",
+            "Station Road Pharmacy",
+            OrgKind::CommunityPharmacy,
+            true,
+        )
+    };
     let mut organisations = region.gp_practices.clone();
     organisations.push(hospice.clone());
     organisations.push(private.clone());
+    organisations.push(suspended.clone());
 
     let all_four = first(&region.samples.all_four)?.clone();
     let practice_code = region
@@ -404,6 +416,13 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
             Role::Clinician,
             &hospice,
             "Clinician at a member organisation with no relationship: must claim one",
+        ),
+        user(
+            "pharm.lee",
+            "Daniel Lee",
+            Role::Pharmacist,
+            &suspended,
+            "Pharmacist at a member organisation whose access is suspended: always denied",
         ),
     ];
 
