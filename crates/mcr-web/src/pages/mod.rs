@@ -136,9 +136,11 @@ pub(crate) struct UserBar {
 }
 
 /// Render a template, or a bare 500 if the template itself fails (it cannot leak anything).
+/// Every page passes here, so this is where text that could read differently from what it
+/// says (bidirectional control characters from a source) is neutralised.
 pub(crate) fn render<T: Template>(status: StatusCode, page: &T) -> Response {
     match page.render() {
-        Ok(html) => (status, Html(html)).into_response(),
+        Ok(html) => (status, Html(text::neutralise_bidi(html))).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "template failed to render");
             (
