@@ -45,6 +45,9 @@ pub struct AppState {
     pub sessions: Arc<sessions::Sessions>,
     pub limiter: Arc<ratelimit::RateLimiter>,
     pub rate_limits: RateLimits,
+    /// How many proxies in front of the gateway append to `X-Forwarded-For` and are trusted
+    /// to (0: the header is ignored). See [`auth::client_address`].
+    pub trusted_proxy_hops: u8,
     /// Patient sign-in ("who viewed my record") and the patients' sessions.
     pub patients: Arc<PatientAccess>,
 }
@@ -65,8 +68,15 @@ impl AppState {
             sessions: Arc::new(sessions::Sessions::new(SessionLimits::default())),
             limiter: Arc::new(ratelimit::RateLimiter::default()),
             rate_limits: RateLimits::default(),
+            trusted_proxy_hops: 0,
             patients: Arc::new(PatientAccess::default()),
         }
+    }
+
+    /// Trust `hops` proxies' `X-Forwarded-For` entries for the client address.
+    pub fn with_trusted_proxy_hops(mut self, hops: u8) -> Self {
+        self.trusted_proxy_hops = hops;
+        self
     }
 
     /// Offer the demo's patient sign-in with these sample patients (never in production).

@@ -159,25 +159,24 @@ fn check(state: &AppState, key: String, rate: Rate) -> Result<(), ApiError> {
     state.limiter.check(&key, rate).map_err(too_many)
 }
 
-/// Patient searches: per user and per address.
-pub(crate) fn limit_search(state: &AppState, parts: &Parts, user_id: &str) -> Result<(), ApiError> {
+/// Patient searches: per signed-in user (never per address: a hospital's staff share one).
+pub(crate) fn limit_search(state: &AppState, user_id: &str) -> Result<(), ApiError> {
     check(
         state,
         format!("search:user:{user_id}"),
         state.rate_limits.search_per_user,
-    )?;
-    check(
-        state,
-        format!("search:addr:{}", client_address(parts)),
-        state.rate_limits.search_per_address,
     )
 }
 
-/// Sign-in starts and returns: per address.
+/// Anonymous sign-in steps (starting one; a return with none in progress): per client
+/// address, as far as the trusted proxies say.
 pub(crate) fn limit_signin(state: &AppState, parts: &Parts) -> Result<(), ApiError> {
     check(
         state,
-        format!("signin:addr:{}", client_address(parts)),
+        format!(
+            "signin:addr:{}",
+            client_address(parts, state.trusted_proxy_hops)
+        ),
         state.rate_limits.signin_per_address,
     )
 }

@@ -113,7 +113,8 @@ pub async fn serve(s: &Settings, listener: TcpListener) -> anyhow::Result<Runnin
     let auth = Authenticator::new(Arc::new(relying_party(s, &base_url)?), registry(s));
     let secure_cookies = matches!(serving, crate::network::Serving::Tls(_));
     let state = AppState::new(gateway.clone(), auth, base_url, secure_cookies)
-        .with_demo_patients(s.demo_patients.clone());
+        .with_demo_patients(s.demo_patients.clone())
+        .with_trusted_proxy_hops(s.http.trusted_proxy_hops);
     let router = mcr_web::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     let task = crate::network::spawn_server(listener, serving, router)?;
     Ok(Running {

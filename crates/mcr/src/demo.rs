@@ -29,6 +29,9 @@ pub struct DemoOptions {
     /// Ask each source for a view in one FHIR batch (the simulated sources answer one); off:
     /// one request per search and read.
     pub source_batch: bool,
+    /// Proxies in front of the gateway whose `X-Forwarded-For` entries are trusted (`[http]
+    /// trusted_proxy_hops`; 0: the header is ignored).
+    pub trusted_proxy_hops: u8,
 }
 
 impl Default for DemoOptions {
@@ -42,6 +45,7 @@ impl Default for DemoOptions {
             store: None,
             insecure_http: false,
             source_batch: true,
+            trusted_proxy_hops: 0,
         }
     }
 }
@@ -468,6 +472,9 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
         },
         sync_on_start: true,
         demo_patients: demo_patients(&region)?,
+        http: crate::config::HttpSettings {
+            trusted_proxy_hops: opts.trusted_proxy_hops,
+        },
         tls: crate::config::TlsSettings {
             cert: Some(gateway_cert.cert.clone()),
             key: Some(gateway_cert.key.clone()),
