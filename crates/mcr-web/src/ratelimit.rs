@@ -26,6 +26,10 @@ pub struct RateLimits {
     pub signin_per_user: Rate,
     /// Patient searches, per signed-in user.
     pub search_per_user: Rate,
+    /// Public opt-out requests, per client address.
+    pub opt_out_per_address: Rate,
+    /// Public opt-out requests, per person asked about (normalised name and date of birth).
+    pub opt_out_per_person: Rate,
 }
 
 impl Default for RateLimits {
@@ -42,6 +46,14 @@ impl Default for RateLimits {
             search_per_user: Rate {
                 burst: 30,
                 per_minute: 60,
+            },
+            opt_out_per_address: Rate {
+                burst: 10,
+                per_minute: 2,
+            },
+            opt_out_per_person: Rate {
+                burst: 2,
+                per_minute: 1,
             },
         }
     }

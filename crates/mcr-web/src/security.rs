@@ -181,6 +181,38 @@ pub(crate) fn limit_signin(state: &AppState, parts: &Parts) -> Result<(), ApiErr
     )
 }
 
+/// Public opt-out requests: per client address, and per person asked about. The person's
+/// key is a hash of their normalised family and given names and date of birth, so the
+/// limiter holds no names.
+pub(crate) fn limit_opt_out(
+    state: &AppState,
+    parts: &Parts,
+    sub: &mcr_gateway::OptOutSubmission,
+) -> Result<(), ApiError> {
+    use mcr_domain::demographics::normalise_name;
+    use std::hash::{Hash, Hasher};
+    check(
+        state,
+        format!(
+            "optout:addr:{}",
+            client_address(parts, state.trusted_proxy_hops)
+        ),
+        state.rate_limits.opt_out_per_address,
+    )?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (
+        normalise_name(&sub.family_name),
+        normalise_name(&sub.given_name),
+        sub.birth_date,
+    )
+        .hash(&mut h);
+    check(
+        state,
+        format!("optout:person:{:016x}", h.finish()),
+        state.rate_limits.opt_out_per_person,
+    )
+}
+
 /// Completed sign-ins: per user (known only once the provider has said who it is).
 pub(crate) fn limit_signin_user(state: &AppState, user_id: &str) -> Result<(), ApiError> {
     check(

@@ -277,3 +277,68 @@ async fn an_opted_out_patient_gets_the_sentence_and_the_old_ways() {
     assert_eq!(status, 403);
     assert!(html.contains("opted out"), "the sentence is shown");
 }
+
+/// The public opt-out form is limited per address and per person, with a 429 page that says
+/// what happened and what else to do; what is refused is never recorded.
+#[tokio::test]
+async fn the_public_opt_out_form_is_rate_limited() {
+    let t = start().await;
+    let http = t.browser();
+    let send = |given: String, family: &'static str| {
+        let http = http.clone();
+        let url = t.url("/opt-out");
+        async move {
+            let resp = http
+                .post(url)
+                .form(&[
+                    ("given", given.as_str()),
+                    ("family", family),
+                    ("dob-day", "12"),
+                    ("dob-month", "3"),
+                    ("dob-year", "1961"),
+                    ("postcode", "SG1 2AB"),
+                    ("contact", "01438 000000"),
+                ])
+                .send()
+                .await
+                .expect("POST /opt-out");
+            let status = resp.status().as_u16();
+            let retry = resp.headers().get("retry-after").is_some();
+            (status, retry, resp.text().await.expect("page"))
+        }
+    };
+    // Per person: the same name and date of birth twice is fine, a third time is refused.
+    let given = |i: usize| format!("Ann{}", "e".repeat(i));
+    for _ in 0..2 {
+        assert_eq!(send(given(0), "Smithson").await.0, 303);
+    }
+    let (status, retry, html) = send(given(0), "Smithson").await;
+    assert_eq!((status, retry), (429, true), "{html}");
+    assert!(html.contains("Too many opt-out requests"), "{html}");
+    assert!(html.contains("telling your GP practice"), "{html}");
+    // Per address: different people from one address, refused once past the burst.
+    let mut statuses = Vec::new();
+    for i in 1..60 {
+        let (status, _, _) = send(given(i), "Jones").await;
+        statuses.push(status);
+        if status == 429 {
+            break;
+        }
+    }
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    assert!(
+        statuses.len() <= 10,
+        "at most ten from one address at once: {statuses:?}"
+    );
+    // What was refused was not recorded: only the accepted requests are in the queue.
+    let waiting = t
+        .demo
+        .gateway
+        .gateway
+        .store()
+        .opt_out_requests(Some(mcr_store::OptOutState::Received), 1000)
+        .await
+        .expect("store");
+    let accepted = 2 + statuses.iter().filter(|s| **s == 303).count();
+    assert_eq!(waiting.len(), accepted);
+}

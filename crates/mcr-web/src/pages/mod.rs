@@ -168,6 +168,7 @@ pub(crate) fn error_page(layout: Layout, status: StatusCode, message: &str) -> R
         StatusCode::FORBIDDEN => "You cannot do this",
         StatusCode::BAD_REQUEST => "There is a problem with the request",
         StatusCode::SERVICE_UNAVAILABLE => "Sorry, the service is unavailable",
+        StatusCode::TOO_MANY_REQUESTS => "Too many requests",
         _ => "Sorry, there is a problem with the service",
     };
     let page = ErrorPage {
