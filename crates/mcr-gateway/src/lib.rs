@@ -12,6 +12,7 @@
 
 mod audit;
 mod authn;
+mod checkpoints;
 mod governance;
 mod inputs;
 mod metrics;
@@ -25,6 +26,7 @@ pub use audit::{
     ReviewFilter, ReviewItem, ReviewOutcome, ReviewQueue,
 };
 pub use authn::AuthFailure;
+pub use checkpoints::DEFAULT_CHECKPOINT_INTERVAL;
 pub use governance::{EmergencyRequest, ObjectionRequest, PermissionRequest, RelationshipClaim};
 pub use metrics::{Metrics, SourceTiming};
 pub use opt_out::{

@@ -115,11 +115,36 @@ pub async fn serve(s: &Settings, listener: TcpListener) -> anyhow::Result<Runnin
     let state = AppState::new(gateway.clone(), auth, base_url, secure_cookies)
         .with_demo_patients(s.demo_patients.clone())
         .with_trusted_proxy_hops(s.http.trusted_proxy_hops);
+    // A record that the gateway started, and a signed checkpoint at once; then one on a timer
+    // whenever the trail has moved (and every `checkpoint_every` records, as they are written).
+    let interval = s.audit.checkpoint_interval();
+    gateway
+        .start_audit(interval)
+        .await
+        .map_err(|e| anyhow::anyhow!("writing the start-up audit record: {e}"))?;
+    let timer = gateway.spawn_checkpoints(interval);
     let router = mcr_web::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
-    let task = crate::network::spawn_server(listener, serving, router)?;
+    let server = crate::network::spawn_server(listener, serving, router)?;
+    // One task to abort: aborting it aborts the server and the timer with it.
+    let task = tokio::spawn(async move {
+        let _timer = timer.map(AbortOnDrop);
+        let mut server = AbortOnDrop(server);
+        if let Err(e) = (&mut server.0).await {
+            tracing::error!(error = %e, "gateway server task failed");
+        }
+    });
     Ok(Running {
         addr,
         gateway,
         task,
     })
+}
+
+/// Aborts a task when dropped (when the task holding it is aborted).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

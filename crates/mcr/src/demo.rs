@@ -262,7 +262,7 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
     let key_path = opts.data_dir.join("demo").join("idp-signing-key.p8");
     let key = mcr_idp::SigningKey::load_or_create(&key_path)?;
     // The audit checkpoint key: an Ed25519 PKCS#8 file like the token key, never the same one.
-    let audit_key_path = opts.data_dir.join("demo").join("audit-signing-key.p8");
+    let audit_key_path = audit_key_path(&opts.data_dir);
     mcr_idp::SigningKey::load_or_create(&audit_key_path)?;
     let today = SystemClock.now().date_naive();
     let region = Arc::new(mcr_synth::generate(&SynthConfig {
@@ -620,6 +620,11 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
         idp_task,
         gateway_client_secret,
     })
+}
+
+/// The demo's audit checkpoint signing key.
+pub fn audit_key_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("demo").join("audit-signing-key.p8")
 }
 
 pub fn info_path(data_dir: &Path) -> PathBuf {
