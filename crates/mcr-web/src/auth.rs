@@ -290,6 +290,7 @@ impl FromRequestParts<AppState> for Caller {
                 return Err(ApiError::unauthenticated(e.code(), e.to_string()));
             }
         };
+        crate::refusals::Who::set(parts, &principal.user_id);
         let need = need_for(&parts.method, parts.uri.path());
         if !scopes_allow(&scopes, need) {
             audit_refusal(state, &cid, "scope", "insufficient-scope", Some(&principal)).await;

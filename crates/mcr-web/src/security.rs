@@ -68,11 +68,14 @@ fn plain(status: StatusCode, text: &'static str) -> Response {
 }
 
 fn refuse() -> Response {
-    crate::pages::error_page(
+    let mut resp = crate::pages::error_page(
         crate::pages::Layout::public(),
         StatusCode::FORBIDDEN,
         "This form was not sent from a page of this service, or the page was open too long. Go back, reload the page and try again.",
-    )
+    );
+    resp.extensions_mut()
+        .insert(crate::refusals::Refused("csrf"));
+    resp
 }
 
 /// The origin (`scheme://host[:port]`) of a URL.

@@ -32,6 +32,8 @@ pub struct DemoOptions {
     /// Proxies in front of the gateway whose `X-Forwarded-For` entries are trusted (`[http]
     /// trusted_proxy_hops`; 0: the header is ignored).
     pub trusted_proxy_hops: u8,
+    /// How often refusals before the gateway are audited in aggregate, seconds.
+    pub refusal_flush_seconds: u64,
 }
 
 impl Default for DemoOptions {
@@ -46,6 +48,7 @@ impl Default for DemoOptions {
             insecure_http: false,
             source_batch: true,
             trusted_proxy_hops: 0,
+            refusal_flush_seconds: 60,
         }
     }
 }
@@ -171,7 +174,7 @@ impl Demo {
     }
 
     pub async fn stop(self) {
-        self.gateway.task.abort();
+        self.gateway.stop().await;
         self.idp_task.abort();
         for s in self.sources {
             s.shutdown().await;
@@ -474,6 +477,7 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
         demo_patients: demo_patients(&region)?,
         http: crate::config::HttpSettings {
             trusted_proxy_hops: opts.trusted_proxy_hops,
+            refusal_flush_seconds: opts.refusal_flush_seconds,
         },
         tls: crate::config::TlsSettings {
             cert: Some(gateway_cert.cert.clone()),

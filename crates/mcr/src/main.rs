@@ -275,7 +275,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ))
             ))?;
             tokio::signal::ctrl_c().await?;
-            running.task.abort();
+            running.stop().await;
             Ok(ExitCode::SUCCESS)
         }
         Command::Sources { config } => {

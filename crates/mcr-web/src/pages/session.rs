@@ -56,6 +56,7 @@ impl FromRequestParts<AppState> for PageUser {
                 ));
             }
         };
+        crate::refusals::Who::set(parts, &principal.user_id);
         if parts.uri.path() == "/app" && parts.uri.query().is_some_and(|q| !q.is_empty()) {
             if let Err(e) = crate::security::limit_search(state, &principal.user_id) {
                 return Err(too_many(e));

@@ -44,6 +44,7 @@ pub fn test_options() -> DemoOptions {
         insecure_http: false,
         source_batch: true,
         trusted_proxy_hops: 0,
+        refusal_flush_seconds: 60,
     }
 }
 
