@@ -184,6 +184,11 @@ impl Checkpointer {
         &self.key
     }
 
+    /// Records between checkpoints.
+    pub fn every(&self) -> u64 {
+        self.every
+    }
+
     /// Whether record `seq` is due a checkpoint.
     pub fn due(&self, seq: i64) -> bool {
         u64::try_from(seq).is_ok_and(|s| s > 0 && s % self.every == 0)

@@ -12,10 +12,12 @@
 
 mod audit;
 mod authn;
+mod checkpoints;
 mod governance;
 mod inputs;
 mod metrics;
 mod opt_out;
+mod refusals;
 mod search;
 mod view;
 
@@ -25,6 +27,7 @@ pub use audit::{
     ReviewFilter, ReviewItem, ReviewOutcome, ReviewQueue,
 };
 pub use authn::AuthFailure;
+pub use checkpoints::DEFAULT_CHECKPOINT_INTERVAL;
 pub use governance::{
     EmergencyRequest, ObjectionRequest, PermissionRequest, RelationshipClaim, LIFT_REFUSED,
 };
@@ -34,6 +37,7 @@ pub use opt_out::{
     normalise_reference, MatchBasis, OptOutCandidate, OptOutCase, OptOutSubmission,
     MAX_OPT_OUT_FIELD,
 };
+pub use refusals::RefusalCount;
 pub use search::{PatientMatch, PatientQuery};
 pub use view::{View, ViewOutcome};
 

@@ -28,6 +28,33 @@ impl PatientMatch {
     }
 }
 
+/// The query with what normalises to nothing (a given name of `.`, a postcode of `-`)
+/// counted as absent, so "a family name plus a given name or a date of birth" means letters
+/// or a date, not punctuation that matches everyone.
+fn meaningful(q: &DemographicQuery) -> Result<DemographicQuery, GatewayError> {
+    if normalise_name(&q.family).is_empty() {
+        return Err(GatewayError::Invalid(
+            "Enter the patient's family name (surname).".into(),
+        ));
+    }
+    let given = q.given.clone().filter(|g| !normalise_name(g).is_empty());
+    if q.birth_date.is_none() && given.is_none() {
+        return Err(GatewayError::Invalid(
+            "Enter a date of birth or a given name (with at least one letter) as well as the family name."
+                .into(),
+        ));
+    }
+    Ok(DemographicQuery {
+        family: q.family.clone(),
+        given,
+        birth_date: q.birth_date,
+        postcode: q
+            .postcode
+            .clone()
+            .filter(|p| !normalise_postcode(p).is_empty()),
+    })
+}
+
 /// Most results a demographic search returns.
 pub const MAX_RESULTS: u32 = 50;
 
@@ -61,18 +88,14 @@ impl Gateway {
             self.audit(&event).await?;
             return Err(GatewayError::Forbidden(code.sentence().to_owned()));
         }
-        if let PatientQuery::Demographics(q) = query {
-            if normalise_name(&q.family).is_empty() {
-                return Err(GatewayError::Invalid(
-                    "Enter the patient's family name (surname).".into(),
-                ));
+        let cleaned;
+        let query = match query {
+            PatientQuery::Demographics(q) => {
+                cleaned = PatientQuery::Demographics(meaningful(q)?);
+                &cleaned
             }
-            if q.birth_date.is_none() && q.given.is_none() {
-                return Err(GatewayError::Invalid(
-                    "Enter a date of birth or a given name as well as the family name.".into(),
-                ));
-            }
-        }
+            nhs => nhs,
+        };
         let found = match query {
             PatientQuery::NhsNumber(n) => self
                 .store

@@ -39,6 +39,9 @@ impl Gateway {
         ctx: &RequestContext,
         nhs: &NhsNumber,
     ) -> Result<Explanation, GatewayError> {
+        if let Some(refused) = self.refuse_caller(ctx, nhs, "explain-access").await? {
+            return Ok(refused);
+        }
         let (patient, links) = self.locate(ctx, nhs, "explain-access").await?;
         let inputs = match self.load_inputs(ctx, nhs, &patient, &links).await {
             Ok(i) => i,
@@ -77,6 +80,12 @@ impl Gateway {
         const ACTION: &str = "view-record";
         let started = std::time::Instant::now();
         let mut timer = crate::metrics::ViewTimer::start(&self.metrics);
+        // Who may never look is refused before the index is read: the same answer whether or
+        // not the region holds this NHS number.
+        if let Some(refused) = self.refuse_caller(ctx, nhs, ACTION).await? {
+            timer.outcome(refused.decision.code());
+            return Ok((ViewOutcome::NotPermitted(refused.decision), None));
+        }
         // The patient, their sources and their governance records: one statement, one
         // snapshot (a single trip to the store). While it is read, the identity tokens the
         // fetch will send are signed, a source at a time; they are used only if the decision
@@ -249,6 +258,33 @@ impl Gateway {
             objection: inputs.objection.as_ref(),
             emergency: inputs.emergency.as_ref(),
         }
+    }
+
+    /// Rules 1 to 5 (purpose, organisation kind, membership, suspension, role), decided before
+    /// anything about the patient is read, so a caller they refuse learns nothing about who
+    /// the region holds. A refusal is audited as the full decision would audit it.
+    async fn refuse_caller(
+        &self,
+        ctx: &RequestContext,
+        nhs: &NhsNumber,
+        action: &'static str,
+    ) -> Result<Option<Explanation>, GatewayError> {
+        let Some(refused) =
+            mcr_policy::refuse_caller(&ctx.principal, Purpose::DirectCare, &self.policy)
+        else {
+            return Ok(None);
+        };
+        self.metrics.decision(action, refused.decision.code());
+        let mut event = self.event(ctx, action, Some(nhs.as_str()));
+        event.outcome = refused.decision.code().to_owned();
+        event.basis = match &refused.decision {
+            Decision::Deny(d) => Some(d.code.as_str().to_owned()),
+            _ => None,
+        };
+        event.detail = Some(refused.decision.sentence());
+        self.audit(&event).await?;
+        tracing::info!(correlation = %ctx.correlation_id, outcome = refused.decision.code(), "caller refused before the index");
+        Ok(Some(refused))
     }
 
     /// Find the patient in the index; an unknown patient is audited and reported.

@@ -9,8 +9,9 @@ use crate::inputs::{
 use crate::sharing::is_excluded_kind;
 use crate::time::{after, earliest, hours, minutes};
 use chrono::{DateTime, Utc};
-use mcr_domain::Purpose;
+use mcr_domain::{DataClass, Principal, Purpose};
 use serde::Serialize;
+use std::collections::BTreeSet;
 use std::fmt;
 
 /// Machine-readable reason for a denial.
@@ -61,13 +62,13 @@ impl DenyCode {
         match self {
             DenyCode::PurposeNotSupported => "My Care Record can only be used for the direct care of this person. For any other purpose, please ask your information governance team.",
             DenyCode::OrgKindExcluded => "Your organisation is not a kind that may view My Care Record (private companies and third parties never can). Please ask the person's GP practice for the information you need.",
-            DenyCode::OrgNotMember => "Your organisation has not signed the My Care Record data sharing agreement. Please contact the person's GP practice by phone or secure email.",
-            DenyCode::OrgSuspended => "Your organisation's access to My Care Record is suspended. Please contact the person's GP practice by phone or secure email, and your information governance team for details.",
+            DenyCode::OrgNotMember => "Your organisation has not signed the My Care Record data sharing agreement. Please contact the person's GP practice by phone, fax, secure email or post.",
+            DenyCode::OrgSuspended => "Your organisation's access to My Care Record is suspended. Please contact the person's GP practice by phone, fax, secure email or post, and your information governance team for details.",
             DenyCode::RoleNoClinicalAccess => "Your role does not give access to clinical records. Privacy officers can review who looked at a record in the audit screens instead.",
-            DenyCode::OptedOut => "This person has opted out of My Care Record. Please contact their GP practice by phone or secure email.",
+            DenyCode::OptedOut => "This person has opted out of My Care Record. Please contact their GP practice by phone, fax, secure email or post.",
             DenyCode::EmergencyNotAllowedForRole => "Emergency access can only be used by doctors, nurses and paramedics. Please ask a clinical colleague, or ask the person's permission.",
             DenyCode::PermissionRefused => "This person said no when asked for permission to view their record. If they have changed their mind, ask them again and record their answer.",
-            DenyCode::DecisionUnavailable => "Access could not be checked just now, so the record cannot be shown. Please try again in a moment, or contact the person's GP practice by phone.",
+            DenyCode::DecisionUnavailable => "Access could not be checked just now, so the record cannot be shown. Please try again in a moment, or contact the person's GP practice by phone, fax, secure email or post.",
         }
     }
 }
@@ -227,6 +228,12 @@ impl Trace for Vec<RuleOutcome> {
     }
 }
 
+/// The refusal's step, traced; the code to refuse with.
+fn refuse(t: &mut impl Trace, rule: Rule, code: DenyCode) -> DenyCode {
+    t.step(rule, false, || code.sentence().to_owned());
+    code
+}
+
 fn deny(t: &mut impl Trace, rule: Rule, code: DenyCode) -> Decision {
     t.step(rule, false, || code.sentence().to_owned());
     Decision::Deny(Denial::from(code))
@@ -236,20 +243,43 @@ fn fmt_time(t: DateTime<Utc>) -> String {
     t.format("%-d %B %Y at %H:%M UTC").to_string()
 }
 
-/// The rules, in order. See the crate documentation for the list in words.
-fn evaluate(req: &DecisionRequest<'_>, cfg: &PolicyConfig, t: &mut impl Trace) -> Decision {
-    let p = req.principal;
+/// Rules 1 to 5, which depend only on who is asking and why, never on the patient: when one
+/// of them refuses, the caller is refused whether or not the patient is known, so the answer
+/// says nothing about who the region holds. The gateway asks this before it reads the index.
+/// `None`: these rules pass and the full decision needs the patient's records.
+pub fn refuse_caller(
+    principal: &Principal,
+    purpose: Purpose,
+    cfg: &PolicyConfig,
+) -> Option<Explanation> {
+    let mut steps = Vec::with_capacity(5);
+    match caller_rules(principal, purpose, cfg, &mut steps) {
+        Ok(_) => None,
+        Err(code) => Some(Explanation {
+            decision: Decision::Deny(Denial::from(code)),
+            steps,
+        }),
+    }
+}
+
+/// Rules 1 to 5: purpose, organisation kind, membership, suspension, role. The role's data
+/// classes when they pass.
+fn caller_rules<'c>(
+    p: &Principal,
+    purpose: Purpose,
+    cfg: &'c PolicyConfig,
+    t: &mut impl Trace,
+) -> Result<&'c BTreeSet<DataClass>, DenyCode> {
     let org = &p.organisation;
-    let now = req.now;
 
     // 1. Purpose.
-    match req.purpose {
+    match purpose {
         Purpose::DirectCare => t.step(Rule::Purpose, true, || "The purpose is direct care.".into()),
     }
 
     // 2. Organisation kind: private companies and third parties never, whatever is recorded.
     if is_excluded_kind(org.kind) {
-        return deny(t, Rule::OrganisationKind, DenyCode::OrgKindExcluded);
+        return Err(refuse(t, Rule::OrganisationKind, DenyCode::OrgKindExcluded));
     }
     t.step(Rule::OrganisationKind, true, || {
         format!(
@@ -260,7 +290,7 @@ fn evaluate(req: &DecisionRequest<'_>, cfg: &PolicyConfig, t: &mut impl Trace) -
 
     // 3. Membership.
     if !org.member {
-        return deny(t, Rule::Membership, DenyCode::OrgNotMember);
+        return Err(refuse(t, Rule::Membership, DenyCode::OrgNotMember));
     }
     t.step(Rule::Membership, true, || {
         format!("{} is a member of the programme.", org.name)
@@ -268,7 +298,7 @@ fn evaluate(req: &DecisionRequest<'_>, cfg: &PolicyConfig, t: &mut impl Trace) -
 
     // 4. Suspension.
     if org.suspended {
-        return deny(t, Rule::Suspension, DenyCode::OrgSuspended);
+        return Err(refuse(t, Rule::Suspension, DenyCode::OrgSuspended));
     }
     t.step(Rule::Suspension, true, || {
         "The organisation's membership is not suspended.".into()
@@ -277,12 +307,26 @@ fn evaluate(req: &DecisionRequest<'_>, cfg: &PolicyConfig, t: &mut impl Trace) -
     // 5. The role must see at least one data class.
     let classes = match cfg.roles.get(&p.role) {
         Some(c) if !c.is_empty() => c,
-        _ => return deny(t, Rule::RoleClasses, DenyCode::RoleNoClinicalAccess),
+        _ => return Err(refuse(t, Rule::RoleClasses, DenyCode::RoleNoClinicalAccess)),
     };
     t.step(Rule::RoleClasses, true, || {
         let names: Vec<&str> = classes.iter().map(|c| c.as_str()).collect();
         format!("The role {} may see: {}.", p.role.label(), names.join(", "))
     });
+    Ok(classes)
+}
+
+/// The rules, in order. See the crate documentation for the list in words.
+fn evaluate(req: &DecisionRequest<'_>, cfg: &PolicyConfig, t: &mut impl Trace) -> Decision {
+    let p = req.principal;
+    let org = &p.organisation;
+    let now = req.now;
+
+    // 1 to 5: who is asking, and why.
+    let classes = match caller_rules(p, req.purpose, cfg, t) {
+        Ok(classes) => classes,
+        Err(code) => return Decision::Deny(Denial::from(code)),
+    };
 
     // Emergency access counts only for this user, once started and until it runs out.
     let emergency: Option<(&EmergencyAccess, DateTime<Utc>)> = req.emergency.and_then(|e| {

@@ -62,7 +62,9 @@ mod sharing;
 mod time;
 
 pub use config::{ConsentModel, PolicyConfig};
-pub use decision::{decide, explain, Decision, Denial, DenyCode, Explanation, Rule, RuleOutcome};
+pub use decision::{
+    decide, explain, refuse_caller, Decision, Denial, DenyCode, Explanation, Rule, RuleOutcome,
+};
 pub use grant::{Basis, Grant};
 pub use inputs::{
     DecisionRequest, EmergencyAccess, EmergencyReason, ObjectionState, OverrideReason,

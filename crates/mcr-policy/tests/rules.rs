@@ -691,3 +691,54 @@ fn effective_classes_for_a_source_follow_its_sharing_agreement() {
         BTreeSet::from([DataClass::Alerts, DataClass::CarePlans])
     );
 }
+
+/// Rules 1 to 5 decide on the caller alone: when they refuse, `refuse_caller` says exactly
+/// what the full decision says (whatever the patient's records), so the gateway can answer
+/// before reading the index; when they pass it says nothing.
+#[test]
+fn callers_refused_before_the_patient_is_read() {
+    let everything = |c: &mut Case| {
+        c.objection = Some(ObjectionState::Active { recorded_at: t0() });
+        c.permissions = vec![perm(USER, PermissionDecision::Given, t0())];
+    };
+    let mut cases = Vec::new();
+    let mut c = Case::new(Role::Clinician);
+    c.principal.organisation.kind = OrgKind::PrivateCompany;
+    cases.push((c, DenyCode::OrgKindExcluded));
+    let mut c = Case::new(Role::Clinician);
+    c.principal.organisation.member = false;
+    cases.push((c, DenyCode::OrgNotMember));
+    let mut c = Case::new(Role::Clinician);
+    c.principal.organisation.suspended = true;
+    cases.push((c, DenyCode::OrgSuspended));
+    cases.push((
+        Case::new(Role::PrivacyOfficer),
+        DenyCode::RoleNoClinicalAccess,
+    ));
+    for (mut c, code) in cases {
+        let early = mcr_policy::refuse_caller(&c.principal, Purpose::DirectCare, &c.cfg)
+            .expect("refused on the caller alone");
+        assert_eq!(deny_code(&early.decision), Some(code));
+        assert_eq!(
+            early,
+            explain(&c.req(), &c.cfg),
+            "{code}: same as the full decision"
+        );
+        everything(&mut c);
+        assert_eq!(
+            early,
+            explain(&c.req(), &c.cfg),
+            "{code}: whatever is recorded"
+        );
+        c.relationships.clear();
+        c.permissions.clear();
+        c.objection = None;
+        assert_eq!(
+            early,
+            explain(&c.req(), &c.cfg),
+            "{code}: or nothing at all"
+        );
+    }
+    let c = Case::new(Role::Clinician);
+    assert!(mcr_policy::refuse_caller(&c.principal, Purpose::DirectCare, &c.cfg).is_none());
+}

@@ -22,7 +22,7 @@ const TAG_RESOURCES: u64 = 0xC1;
 
 pub const SCRIPT: &str = "<script>alert(1)</script>";
 pub const IMG: &str = "\"><img src=x onerror=alert(1)>";
-pub const RLO: &str = "Patient note \u{202E}fdp.exe\u{202C} see attached";
+pub const RLO: &str = "Patient note \u{202E}fdp.exe\u{202C} see attached, take \u{2067}2.5\u{2069} mg \u{200F}daily\u{200E}";
 pub const ZERO_WIDTH: &str = "Pen\u{200B}icillin\u{200D} al\u{FEFF}lergy\u{2060} noted";
 
 /// A 5,000-character string.

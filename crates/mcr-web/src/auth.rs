@@ -154,12 +154,33 @@ pub fn correlation_id(parts: &Parts) -> String {
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
 }
 
-/// The client's address, when the server was started with connection info.
-pub fn client_address(parts: &Parts) -> String {
-    parts
+/// The client's address. With `trusted_hops` = 0 it is the connecting address and any
+/// `X-Forwarded-For` header is ignored (anyone can write one). Behind N proxies the operator
+/// trusts, each of which appends the address it was reached from, it is the N-th address
+/// from the right of `X-Forwarded-For` (the one the outermost trusted proxy saw); when the
+/// header is missing, shorter than that or not addresses, the connecting address.
+pub fn client_address(parts: &Parts, trusted_hops: u8) -> String {
+    let connected = parts
         .extensions
         .get::<ConnectInfo<std::net::SocketAddr>>()
-        .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string())
+        .map(|c| c.0.ip());
+    if trusted_hops > 0 {
+        let forwarded: Vec<&str> = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect();
+        let hops = usize::from(trusted_hops);
+        if forwarded.len() >= hops {
+            if let Ok(ip) = forwarded[forwarded.len() - hops].parse::<std::net::IpAddr>() {
+                return ip.to_string();
+            }
+        }
+    }
+    connected.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
 }
 
 /// What a request needs a token's scopes to allow.
@@ -269,6 +290,7 @@ impl FromRequestParts<AppState> for Caller {
                 return Err(ApiError::unauthenticated(e.code(), e.to_string()));
             }
         };
+        crate::refusals::Who::set(parts, &principal.user_id);
         let need = need_for(&parts.method, parts.uri.path());
         if !scopes_allow(&scopes, need) {
             audit_refusal(state, &cid, "scope", "insufficient-scope", Some(&principal)).await;
@@ -284,7 +306,7 @@ impl FromRequestParts<AppState> for Caller {
             ));
         }
         if parts.uri.path() == "/fhir/Patient" {
-            crate::security::limit_search(state, parts, &principal.user_id)?;
+            crate::security::limit_search(state, &principal.user_id)?;
         }
         Ok(Caller(RequestContext {
             principal,
@@ -296,6 +318,35 @@ impl FromRequestParts<AppState> for Caller {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parts_from(peer: &str, xff: &[&str]) -> Parts {
+        let mut b = axum::http::Request::builder().uri("/signin");
+        for v in xff {
+            b = b.header("x-forwarded-for", *v);
+        }
+        let (mut parts, ()) = b.body(()).expect("request").into_parts();
+        parts.extensions.insert(ConnectInfo(
+            peer.parse::<std::net::SocketAddr>().expect("addr"),
+        ));
+        parts
+    }
+
+    #[test]
+    fn forwarded_for_counts_only_trusted_hops() {
+        let p = parts_from("10.0.0.5:443", &["198.51.100.1, 203.0.113.9"]);
+        assert_eq!(client_address(&p, 0), "10.0.0.5", "ignored by default");
+        assert_eq!(client_address(&p, 1), "203.0.113.9");
+        assert_eq!(client_address(&p, 2), "198.51.100.1");
+        assert_eq!(client_address(&p, 3), "10.0.0.5", "shorter than the hops");
+        let p = parts_from("10.0.0.5:443", &["198.51.100.1", "203.0.113.9"]);
+        assert_eq!(
+            client_address(&p, 1),
+            "203.0.113.9",
+            "repeated headers are one list"
+        );
+        let p = parts_from("10.0.0.5:443", &["not-an-address"]);
+        assert_eq!(client_address(&p, 1), "10.0.0.5");
+    }
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| (*x).to_owned()).collect()

@@ -117,6 +117,10 @@ impl IntoResponse for ApiError {
             body,
         )
             .into_response();
+        if self.issue.detail_code.as_deref() == Some("invalid-nhs-number") {
+            resp.extensions_mut()
+                .insert(crate::refusals::Refused("invalid-nhs-number"));
+        }
         if let Some(secs) = self.retry_after {
             if let Ok(v) = secs.to_string().parse() {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);

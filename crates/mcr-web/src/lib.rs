@@ -12,6 +12,7 @@ mod fhir;
 mod ops;
 mod pages;
 pub mod ratelimit;
+mod refusals;
 mod security;
 pub mod sessions;
 
@@ -19,6 +20,7 @@ pub use auth::{AuthConfig, Authenticator};
 pub use error::ApiError;
 pub use pages::{DemoPatient, PatientAccess};
 pub use ratelimit::{Rate, RateLimits};
+pub use refusals::RefusalTally;
 pub use sessions::SessionLimits;
 
 use axum::extract::DefaultBodyLimit;
@@ -45,6 +47,11 @@ pub struct AppState {
     pub sessions: Arc<sessions::Sessions>,
     pub limiter: Arc<ratelimit::RateLimiter>,
     pub rate_limits: RateLimits,
+    /// How many proxies in front of the gateway append to `X-Forwarded-For` and are trusted
+    /// to (0: the header is ignored). See [`auth::client_address`].
+    pub trusted_proxy_hops: u8,
+    /// Refusals made before the gateway, counted until they are audited in aggregate.
+    pub refusals: Arc<RefusalTally>,
     /// Patient sign-in ("who viewed my record") and the patients' sessions.
     pub patients: Arc<PatientAccess>,
 }
@@ -65,8 +72,16 @@ impl AppState {
             sessions: Arc::new(sessions::Sessions::new(SessionLimits::default())),
             limiter: Arc::new(ratelimit::RateLimiter::default()),
             rate_limits: RateLimits::default(),
+            trusted_proxy_hops: 0,
+            refusals: Arc::new(RefusalTally::default()),
             patients: Arc::new(PatientAccess::default()),
         }
+    }
+
+    /// Trust `hops` proxies' `X-Forwarded-For` entries for the client address.
+    pub fn with_trusted_proxy_hops(mut self, hops: u8) -> Self {
+        self.trusted_proxy_hops = hops;
+        self
     }
 
     /// Offer the demo's patient sign-in with these sample patients (never in production).
@@ -104,6 +119,10 @@ pub fn router(state: AppState) -> Router {
             HeaderValue::from_static("no-store"),
         ))
         .layer(axum::middleware::from_fn(ops::stamp))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            refusals::count,
+        ))
         .with_state(state)
 }
 

@@ -13,25 +13,31 @@ pub struct Rate {
     pub per_minute: u32,
 }
 
-/// The limits the web layer applies.
+/// The limits the web layer applies. A limit is keyed on the user wherever one is known, so
+/// staff behind one hospital address (NAT, proxy) do not share a bucket; only what nobody
+/// has signed in for yet (starting a sign-in, a return from the provider with no sign-in in
+/// progress) is keyed on the client address ([`crate::auth::client_address`]).
 #[derive(Debug, Clone, Copy)]
 pub struct RateLimits {
-    /// Starting a sign-in or coming back from the provider, per address.
+    /// Starting a sign-in, or coming back from the provider without a sign-in in progress,
+    /// per address (anonymous: nobody is known yet). Generous: a whole ward may start at once.
     pub signin_per_address: Rate,
     /// Completed sign-ins, per user.
     pub signin_per_user: Rate,
     /// Patient searches, per signed-in user.
     pub search_per_user: Rate,
-    /// Patient searches, per address.
-    pub search_per_address: Rate,
+    /// Public opt-out requests, per client address.
+    pub opt_out_per_address: Rate,
+    /// Public opt-out requests, per person asked about (normalised name and date of birth).
+    pub opt_out_per_person: Rate,
 }
 
 impl Default for RateLimits {
     fn default() -> Self {
         Self {
             signin_per_address: Rate {
-                burst: 20,
-                per_minute: 20,
+                burst: 60,
+                per_minute: 120,
             },
             signin_per_user: Rate {
                 burst: 10,
@@ -41,9 +47,13 @@ impl Default for RateLimits {
                 burst: 30,
                 per_minute: 60,
             },
-            search_per_address: Rate {
-                burst: 120,
-                per_minute: 300,
+            opt_out_per_address: Rate {
+                burst: 10,
+                per_minute: 2,
+            },
+            opt_out_per_person: Rate {
+                burst: 2,
+                per_minute: 1,
             },
         }
     }

@@ -68,11 +68,14 @@ fn plain(status: StatusCode, text: &'static str) -> Response {
 }
 
 fn refuse() -> Response {
-    crate::pages::error_page(
+    let mut resp = crate::pages::error_page(
         crate::pages::Layout::public(),
         StatusCode::FORBIDDEN,
         "This form was not sent from a page of this service, or the page was open too long. Go back, reload the page and try again.",
-    )
+    );
+    resp.extensions_mut()
+        .insert(crate::refusals::Refused("csrf"));
+    resp
 }
 
 /// The origin (`scheme://host[:port]`) of a URL.
@@ -159,26 +162,57 @@ fn check(state: &AppState, key: String, rate: Rate) -> Result<(), ApiError> {
     state.limiter.check(&key, rate).map_err(too_many)
 }
 
-/// Patient searches: per user and per address.
-pub(crate) fn limit_search(state: &AppState, parts: &Parts, user_id: &str) -> Result<(), ApiError> {
+/// Patient searches: per signed-in user (never per address: a hospital's staff share one).
+pub(crate) fn limit_search(state: &AppState, user_id: &str) -> Result<(), ApiError> {
     check(
         state,
         format!("search:user:{user_id}"),
         state.rate_limits.search_per_user,
-    )?;
-    check(
-        state,
-        format!("search:addr:{}", client_address(parts)),
-        state.rate_limits.search_per_address,
     )
 }
 
-/// Sign-in starts and returns: per address.
+/// Anonymous sign-in steps (starting one; a return with none in progress): per client
+/// address, as far as the trusted proxies say.
 pub(crate) fn limit_signin(state: &AppState, parts: &Parts) -> Result<(), ApiError> {
     check(
         state,
-        format!("signin:addr:{}", client_address(parts)),
+        format!(
+            "signin:addr:{}",
+            client_address(parts, state.trusted_proxy_hops)
+        ),
         state.rate_limits.signin_per_address,
+    )
+}
+
+/// Public opt-out requests: per client address, and per person asked about. The person's
+/// key is a hash of their normalised family and given names and date of birth, so the
+/// limiter holds no names.
+pub(crate) fn limit_opt_out(
+    state: &AppState,
+    parts: &Parts,
+    sub: &mcr_gateway::OptOutSubmission,
+) -> Result<(), ApiError> {
+    use mcr_domain::demographics::normalise_name;
+    use std::hash::{Hash, Hasher};
+    check(
+        state,
+        format!(
+            "optout:addr:{}",
+            client_address(parts, state.trusted_proxy_hops)
+        ),
+        state.rate_limits.opt_out_per_address,
+    )?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (
+        normalise_name(&sub.family_name),
+        normalise_name(&sub.given_name),
+        sub.birth_date,
+    )
+        .hash(&mut h);
+    check(
+        state,
+        format!("optout:person:{:016x}", h.finish()),
+        state.rate_limits.opt_out_per_person,
     )
 }
 

@@ -86,6 +86,16 @@ pub struct Running {
     pub addr: std::net::SocketAddr,
     pub gateway: Gateway,
     pub task: tokio::task::JoinHandle<()>,
+    /// Refusals before the gateway not yet audited ([`Running::stop`] writes them).
+    pub refusals: Arc<mcr_web::RefusalTally>,
+}
+
+impl Running {
+    /// Stop serving, then audit the refusals counted since the last flush.
+    pub async fn stop(&self) {
+        self.task.abort();
+        self.refusals.flush(&self.gateway).await;
+    }
 }
 
 /// Build the gateway and serve it on `listener` until the task is aborted.
@@ -113,12 +123,45 @@ pub async fn serve(s: &Settings, listener: TcpListener) -> anyhow::Result<Runnin
     let auth = Authenticator::new(Arc::new(relying_party(s, &base_url)?), registry(s));
     let secure_cookies = matches!(serving, crate::network::Serving::Tls(_));
     let state = AppState::new(gateway.clone(), auth, base_url, secure_cookies)
-        .with_demo_patients(s.demo_patients.clone());
+        .with_demo_patients(s.demo_patients.clone())
+        .with_trusted_proxy_hops(s.http.trusted_proxy_hops);
+    let refusals = state.refusals.clone();
+    let flusher = refusals.spawn_flush(
+        gateway.clone(),
+        Duration::from_secs(s.http.refusal_flush_seconds.max(1)),
+    );
+    // A record that the gateway started, and a signed checkpoint at once; then one on a timer
+    // whenever the trail has moved (and every `checkpoint_every` records, as they are written).
+    let interval = s.audit.checkpoint_interval();
+    gateway
+        .start_audit(interval)
+        .await
+        .map_err(|e| anyhow::anyhow!("writing the start-up audit record: {e}"))?;
+    let timer = gateway.spawn_checkpoints(interval);
     let router = mcr_web::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
-    let task = crate::network::spawn_server(listener, serving, router)?;
+    let server = crate::network::spawn_server(listener, serving, router)?;
+    // One task to abort: aborting it aborts the server and the timer with it.
+    let task = tokio::spawn(async move {
+        let _timer = timer.map(AbortOnDrop);
+        let _flusher = AbortOnDrop(flusher);
+        let mut server = AbortOnDrop(server);
+        if let Err(e) = (&mut server.0).await {
+            tracing::error!(error = %e, "gateway server task failed");
+        }
+    });
     Ok(Running {
         addr,
         gateway,
         task,
+        refusals,
     })
+}
+
+/// Aborts a task when dropped (when the task holding it is aborted).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -20,6 +20,8 @@ pub struct AuditSettings {
     pub signing_key: Option<PathBuf>,
     /// Sign the chain head every this many records.
     pub checkpoint_every: u64,
+    /// And at least every this many seconds when the trail has moved (also once at start-up).
+    pub checkpoint_seconds: u64,
     /// More public keys (64 hex digits) whose checkpoints are trusted: other gateway
     /// instances, or keys used before a rotation.
     pub trusted_keys: Vec<String>,
@@ -33,6 +35,7 @@ impl Default for AuditSettings {
         Self {
             signing_key: None,
             checkpoint_every: mcr_audit::DEFAULT_CHECKPOINT_EVERY,
+            checkpoint_seconds: mcr_gateway::DEFAULT_CHECKPOINT_INTERVAL.as_secs(),
             trusted_keys: Vec::new(),
             many_patients_per_hour: 20,
         }
@@ -44,11 +47,19 @@ impl AuditSettings {
         if self.checkpoint_every == 0 {
             anyhow::bail!("config: audit.checkpoint_every must be at least 1");
         }
+        if self.checkpoint_seconds == 0 {
+            anyhow::bail!("config: audit.checkpoint_seconds must be at least 1");
+        }
         for k in &self.trusted_keys {
             mcr_audit::parse_public_key(k)
                 .map_err(|e| anyhow::anyhow!("config: audit.trusted_keys: {e}"))?;
         }
         Ok(())
+    }
+
+    /// How often the head is signed when it has moved.
+    pub fn checkpoint_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.checkpoint_seconds.max(1))
     }
 
     /// The checkpoint signing key, if one is configured.
@@ -85,6 +96,28 @@ impl AuditSettings {
             many_patients_per_hour: self.many_patients_per_hour,
         })
     }
+}
+
+/// The store and audit settings of a demo data directory (`mcr audit … --data-dir DIR`): the
+/// SQLite store `mcr demo --data-dir DIR` writes and, when present, its checkpoint key. A
+/// directory without a store is an error, not an empty trail.
+pub fn demo_store(data_dir: &std::path::Path) -> anyhow::Result<(String, AuditSettings)> {
+    let db = data_dir.join("mcr.db");
+    if !db.is_file() {
+        anyhow::bail!(
+            "no audit trail at {}: has `mcr demo --data-dir {}` been run? (for a gateway, use --config)",
+            db.display(),
+            data_dir.display()
+        );
+    }
+    let key = crate::demo::audit_key_path(data_dir);
+    Ok((
+        format!("sqlite://{}", db.display()),
+        AuditSettings {
+            signing_key: key.is_file().then_some(key),
+            ..AuditSettings::default()
+        },
+    ))
 }
 
 /// `mcr audit verify`: the line to print, and whether the trail is intact.

@@ -52,6 +52,34 @@ pub struct Settings {
     /// config file; empty: no patient sign-in).
     #[serde(skip)]
     pub demo_patients: Vec<mcr_web::DemoPatient>,
+    /// `[http]`: what the gateway may believe about the proxies in front of it.
+    #[serde(default)]
+    pub http: HttpSettings,
+}
+
+/// `[http]`: `trusted_proxy_hops` is how many reverse proxies (load balancer, TLS
+/// terminator) stand in front of the gateway and each append the address they were reached
+/// from to `X-Forwarded-For`. 0 (the default): the header is ignored and the connecting
+/// address is the client's. Only raise it when every request really passes those proxies,
+/// or clients can choose their own address for the anonymous rate limits.
+///
+/// `refusal_flush_seconds` (default 60): refusals made before the gateway (CSRF, a failed NHS
+/// number check, 413/414/431, 429) are audited in aggregate, one record per kind and source
+/// per this many seconds, and at shutdown.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    pub trusted_proxy_hops: u8,
+    pub refusal_flush_seconds: u64,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            trusted_proxy_hops: 0,
+            refusal_flush_seconds: 60,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

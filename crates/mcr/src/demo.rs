@@ -29,6 +29,11 @@ pub struct DemoOptions {
     /// Ask each source for a view in one FHIR batch (the simulated sources answer one); off:
     /// one request per search and read.
     pub source_batch: bool,
+    /// Proxies in front of the gateway whose `X-Forwarded-For` entries are trusted (`[http]
+    /// trusted_proxy_hops`; 0: the header is ignored).
+    pub trusted_proxy_hops: u8,
+    /// How often refusals before the gateway are audited in aggregate, seconds.
+    pub refusal_flush_seconds: u64,
 }
 
 impl Default for DemoOptions {
@@ -42,6 +47,8 @@ impl Default for DemoOptions {
             store: None,
             insecure_http: false,
             source_batch: true,
+            trusted_proxy_hops: 0,
+            refusal_flush_seconds: 60,
         }
     }
 }
@@ -167,7 +174,7 @@ impl Demo {
     }
 
     pub async fn stop(self) {
-        self.gateway.task.abort();
+        self.gateway.stop().await;
         self.idp_task.abort();
         for s in self.sources {
             s.shutdown().await;
@@ -258,7 +265,7 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
     let key_path = opts.data_dir.join("demo").join("idp-signing-key.p8");
     let key = mcr_idp::SigningKey::load_or_create(&key_path)?;
     // The audit checkpoint key: an Ed25519 PKCS#8 file like the token key, never the same one.
-    let audit_key_path = opts.data_dir.join("demo").join("audit-signing-key.p8");
+    let audit_key_path = audit_key_path(&opts.data_dir);
     mcr_idp::SigningKey::load_or_create(&audit_key_path)?;
     let today = SystemClock.now().date_naive();
     let region = Arc::new(mcr_synth::generate(&SynthConfig {
@@ -325,9 +332,21 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
         OrgKind::PrivateCompany,
         false,
     );
+    // A community pharmacy whose membership the programme has suspended: its staff are
+    // refused before anything about a patient is read.
+    let suspended = Organisation {
+        suspended: true,
+        ..org(
+            "FSP01",
+            "Station Road Pharmacy",
+            OrgKind::CommunityPharmacy,
+            true,
+        )
+    };
     let mut organisations = region.gp_practices.clone();
     organisations.push(hospice.clone());
     organisations.push(private.clone());
+    organisations.push(suspended.clone());
 
     let all_four = first(&region.samples.all_four)?.clone();
     let practice_code = region
@@ -412,6 +431,13 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
             &hospice,
             "Clinician at a member organisation with no relationship: must claim one",
         ),
+        user(
+            "pharm.lee",
+            "Daniel Lee",
+            Role::Pharmacist,
+            &suspended,
+            "Pharmacist at a member organisation whose access is suspended: always denied",
+        ),
     ];
 
     // The gateway's address first: the identity provider must know where to send users back.
@@ -456,6 +482,10 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
         },
         sync_on_start: true,
         demo_patients: demo_patients(&region)?,
+        http: crate::config::HttpSettings {
+            trusted_proxy_hops: opts.trusted_proxy_hops,
+            refusal_flush_seconds: opts.refusal_flush_seconds,
+        },
         tls: crate::config::TlsSettings {
             cert: Some(gateway_cert.cert.clone()),
             key: Some(gateway_cert.key.clone()),
@@ -611,6 +641,11 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
         idp_task,
         gateway_client_secret,
     })
+}
+
+/// The demo's audit checkpoint signing key.
+pub fn audit_key_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("demo").join("audit-signing-key.p8")
 }
 
 pub fn info_path(data_dir: &Path) -> PathBuf {

@@ -127,17 +127,43 @@ enum IndexCommand {
     },
 }
 
+/// Which store an `mcr audit` command reads: a gateway's config, or the data directory
+/// `mcr demo` ran in (its SQLite store and its audit signing key).
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+struct StoreArgs {
+    /// The gateway's TOML config.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The data directory `mcr demo --data-dir` used.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    fn load(&self) -> anyhow::Result<(String, mcr::audit_cmd::AuditSettings)> {
+        match (&self.config, &self.data_dir) {
+            (Some(config), _) => {
+                let settings = Settings::load(config)?;
+                Ok((settings.store_url(), settings.audit))
+            }
+            (None, Some(dir)) => mcr::audit_cmd::demo_store(dir),
+            (None, None) => anyhow::bail!("give --config or --data-dir"),
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
     /// Check the whole hash chain and every signed checkpoint; exit 1 if it is broken.
     Verify {
-        #[arg(long)]
-        config: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Sign the head of the chain now (needs audit.signing_key).
     Checkpoint {
-        #[arg(long)]
-        config: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
@@ -249,7 +275,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ))
             ))?;
             tokio::signal::ctrl_c().await?;
-            running.task.abort();
+            running.stop().await;
             Ok(ExitCode::SUCCESS)
         }
         Command::Sources { config } => {
@@ -326,11 +352,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit {
-            command: AuditCommand::Verify { config },
+            command: AuditCommand::Verify { store },
         } => {
-            let settings = Settings::load(&config)?;
-            let store = mcr_store::connect(&settings.store_url()).await?;
-            let (line, intact) = mcr::audit_cmd::verify(store.as_ref(), &settings.audit).await?;
+            let (url, audit) = store.load()?;
+            let store = mcr_store::connect(&url).await?;
+            let (line, intact) = mcr::audit_cmd::verify(store.as_ref(), &audit).await?;
             out(&line)?;
             Ok(if intact {
                 ExitCode::SUCCESS
@@ -339,11 +365,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Audit {
-            command: AuditCommand::Checkpoint { config },
+            command: AuditCommand::Checkpoint { store },
         } => {
-            let settings = Settings::load(&config)?;
-            let store = mcr_store::connect_and_migrate(&settings.store_url()).await?;
-            out(&mcr::audit_cmd::checkpoint(store.as_ref(), &settings.audit, &SystemClock).await?)?;
+            let (url, audit) = store.load()?;
+            let store = mcr_store::connect_and_migrate(&url).await?;
+            out(&mcr::audit_cmd::checkpoint(store.as_ref(), &audit, &SystemClock).await?)?;
             Ok(ExitCode::SUCCESS)
         }
     }

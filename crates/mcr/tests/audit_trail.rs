@@ -559,3 +559,67 @@ async fn views_are_refused_with_no_clinical_data_when_the_audit_trail_cannot_be_
         mcr_audit::Verification::Intact { .. }
     ));
 }
+
+/// Refusals before the gateway leave an audit record, aggregated: 50 bad NHS numbers in a
+/// burst are one record saying 50, written within the flush interval, not 50 records.
+#[tokio::test]
+async fn refusals_before_the_gateway_are_audited_once_per_source_and_kind() {
+    let t = start_opts(mcr::demo::DemoOptions {
+        refusal_flush_seconds: 1,
+        ..test_options()
+    })
+    .await;
+    for _ in 0..50 {
+        let (status, body) = t.get("ae.okafor", "/fhir/Patient/1234567890").await;
+        assert_eq!(status, 400, "{body}");
+    }
+    // And a forged form from nobody in particular: counted by address.
+    let resp = t
+        .http
+        .post(t.url("/opt-out"))
+        .header("origin", "https://evil.example")
+        .form(&[("given", "Ann")])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), 403);
+    let query = |action: &str| AuditQuery {
+        actions: vec![action.into()],
+        limit: 100,
+        ..AuditQuery::default()
+    };
+    let store = t.demo.gateway.gateway.store().clone();
+    let mut rows = Vec::new();
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        rows = store
+            .query_audit(&query("refused:invalid-nhs-number"))
+            .await
+            .expect("query");
+        if !rows.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(rows.len(), 1, "one aggregated record: {rows:?}");
+    let payload: Value = serde_json::from_str(&rows[0].record.payload).expect("payload");
+    assert_eq!(rows[0].record.user_id, "ae.okafor");
+    assert_eq!(rows[0].record.outcome, "deny");
+    assert!(
+        payload.to_string().contains("50 request(s) refused"),
+        "{payload}"
+    );
+    assert!(
+        payload.get("patient").is_none_or(Value::is_null),
+        "no patient named: {payload}"
+    );
+    let csrf = store
+        .query_audit(&query("refused:csrf"))
+        .await
+        .expect("query");
+    assert_eq!(csrf.len(), 1, "{csrf:?}");
+    assert!(
+        csrf[0].record.payload.contains("address 127.0.0.1"),
+        "{}",
+        csrf[0].record.payload
+    );
+}

@@ -148,3 +148,53 @@ async fn migrate_and_index_sync_against_running_sources() {
     .expect("join");
     assert_eq!(code, 1, "{text}");
 }
+
+/// A new user's way to check the demo's trail: no config, just the data directory the demo
+/// ran in. The fresh trail already has a signed checkpoint (made at start-up), not only from
+/// record 1,000.
+#[tokio::test]
+async fn audit_verify_reads_the_demos_data_directory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = mcr::demo::start(&mcr::demo::DemoOptions {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: dir.path().to_path_buf(),
+        patients: 200,
+        ..Default::default()
+    })
+    .await
+    .expect("demo starts");
+    demo.stop().await;
+    let (code, text) = run(mcr()
+        .args(["audit", "verify", "--data-dir"])
+        .arg(dir.path()));
+    assert_eq!(code, 0, "{text}");
+    let records: u64 = text
+        .split("audit trail intact: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the count of records: {text}"));
+    assert!(records >= 1, "{text}");
+    let checkpoints: u64 = text
+        .split("head ")
+        .nth(1)
+        .and_then(|rest| rest.split(", ").nth(1))
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the count of checkpoints: {text}"));
+    assert!(checkpoints >= 1, "a checkpoint from start-up: {text}");
+    assert!(
+        !text.contains("no key configured"),
+        "the demo's key is used: {text}"
+    );
+    // A directory the demo never ran in is an error, not an empty trail.
+    let empty = tempfile::tempdir().expect("temp dir");
+    let (code, text) = run(mcr()
+        .args(["audit", "verify", "--data-dir"])
+        .arg(empty.path()));
+    assert_ne!(code, 0);
+    assert!(text.contains("mcr demo --data-dir"), "{text}");
+    // One of --config and --data-dir is needed.
+    let (code, _) = run(mcr().args(["audit", "verify"]));
+    assert_ne!(code, 0);
+}

@@ -167,6 +167,104 @@ async fn hostile_text_from_sources_is_shown_as_text() {
             !html.contains("<img src=x"),
             "markup from a source reached the page"
         );
+        let bidi = |c: char| matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}');
+        assert!(
+            !html.contains(bidi),
+            "a direction control from a source reached the page"
+        );
+        assert!(
+            html.contains("fdp.exe") && html.contains('\u{FFFD}'),
+            "the altered text is shown with a visible marker"
+        );
+        assert!(
+            html.contains("hidden characters that change the direction text reads in"),
+            "the page says the text was altered"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_given_name_of_punctuation_does_not_widen_a_search() {
+    let t = start().await;
+    let nhs = t.patient("all_four_sources", 0);
+    let family = t
+        .demo
+        .region
+        .person(&mcr_domain::NhsNumber::parse(&nhs).expect("nhs"))
+        .expect("the sample patient")
+        .family
+        .clone();
+    let b = sign_in(&t, "ae.okafor").await;
+    for given in [".", "-", " . "] {
+        let (status, html) = b
+            .get(&format!(
+                "/app?family={}&given={}&search=1",
+                urlencode(&family),
+                urlencode(given)
+            ))
+            .await;
+        assert_eq!(status, 400, "given {given:?} counts as absent");
+        assert!(
+            !html.contains(&format!("/app/patient/{nhs}")),
+            "no results listed"
+        );
+    }
+    let (status, body) = t
+        .get(
+            "ae.okafor",
+            &format!("/fhir/Patient?family={}&given=.", urlencode(&family)),
+        )
+        .await;
+    assert_eq!(status, 400, "FHIR search with given=. is refused: {body}");
+    assert!(
+        body["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("given name"),
+        "{body}"
+    );
+    // A real given name still finds the patient.
+    let given = t
+        .demo
+        .region
+        .person(&mcr_domain::NhsNumber::parse(&nhs).expect("nhs"))
+        .expect("the sample patient")
+        .given[0]
+        .clone();
+    let (status, body) = t
+        .get(
+            "ae.okafor",
+            &format!(
+                "/fhir/Patient?family={}&given={}",
+                urlencode(&family),
+                urlencode(&given)
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.to_string().contains(&nhs), "{body}");
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[tokio::test]
+async fn refusals_name_every_old_way_of_sharing() {
+    let t = start().await;
+    let b = sign_in(&t, "ae.okafor").await;
+    let nhs = t.patient("opted_out", 0);
+    let (status, html) = b.get(&format!("/app/patient/{nhs}")).await;
+    assert_eq!(status, 403);
+    assert!(
+        html.contains("by phone, fax, secure email or post"),
+        "the opted-out page names phone, fax, email and post"
+    );
+    let (status, body) = t.everything("ae.okafor", &nhs).await;
+    assert_eq!(status, 403);
+    let text = body["issue"][0]["diagnostics"].as_str().unwrap_or_default();
+    for word in ["phone", "fax", "email", "post"] {
+        assert!(text.contains(word), "the refusal says {word}: {text}");
     }
 }
 
@@ -178,4 +276,69 @@ async fn an_opted_out_patient_gets_the_sentence_and_the_old_ways() {
     let (status, html) = b.get(&format!("/app/patient/{nhs}")).await;
     assert_eq!(status, 403);
     assert!(html.contains("opted out"), "the sentence is shown");
+}
+
+/// The public opt-out form is limited per address and per person, with a 429 page that says
+/// what happened and what else to do; what is refused is never recorded.
+#[tokio::test]
+async fn the_public_opt_out_form_is_rate_limited() {
+    let t = start().await;
+    let http = t.browser();
+    let send = |given: String, family: &'static str| {
+        let http = http.clone();
+        let url = t.url("/opt-out");
+        async move {
+            let resp = http
+                .post(url)
+                .form(&[
+                    ("given", given.as_str()),
+                    ("family", family),
+                    ("dob-day", "12"),
+                    ("dob-month", "3"),
+                    ("dob-year", "1961"),
+                    ("postcode", "SG1 2AB"),
+                    ("contact", "01438 000000"),
+                ])
+                .send()
+                .await
+                .expect("POST /opt-out");
+            let status = resp.status().as_u16();
+            let retry = resp.headers().get("retry-after").is_some();
+            (status, retry, resp.text().await.expect("page"))
+        }
+    };
+    // Per person: the same name and date of birth twice is fine, a third time is refused.
+    let given = |i: usize| format!("Ann{}", "e".repeat(i));
+    for _ in 0..2 {
+        assert_eq!(send(given(0), "Smithson").await.0, 303);
+    }
+    let (status, retry, html) = send(given(0), "Smithson").await;
+    assert_eq!((status, retry), (429, true), "{html}");
+    assert!(html.contains("Too many opt-out requests"), "{html}");
+    assert!(html.contains("telling your GP practice"), "{html}");
+    // Per address: different people from one address, refused once past the burst.
+    let mut statuses = Vec::new();
+    for i in 1..60 {
+        let (status, _, _) = send(given(i), "Jones").await;
+        statuses.push(status);
+        if status == 429 {
+            break;
+        }
+    }
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    assert!(
+        statuses.len() <= 10,
+        "at most ten from one address at once: {statuses:?}"
+    );
+    // What was refused was not recorded: only the accepted requests are in the queue.
+    let waiting = t
+        .demo
+        .gateway
+        .gateway
+        .store()
+        .opt_out_requests(Some(mcr_store::OptOutState::Received), 1000)
+        .await
+        .expect("store");
+    let accepted = 2 + statuses.iter().filter(|s| **s == 303).count();
+    assert_eq!(waiting.len(), accepted);
 }

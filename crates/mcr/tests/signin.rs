@@ -615,3 +615,82 @@ async fn oversized_headers_are_refused() {
         resp.status()
     );
 }
+
+/// Staff behind one hospital address (NAT) do not share a bucket: 40 different users from
+/// one address can all search several times and sign in within a minute; a limit is per user.
+#[tokio::test]
+async fn forty_users_behind_one_address_can_all_search_and_sign_in() {
+    let t = start().await;
+    let key = real_key(&t);
+    let nhs = t.patient("all_four_sources", 0);
+    for i in 0..40 {
+        let mut claims = good_claims(&t);
+        claims["sub"] = json!(format!("staff.{i}"));
+        claims["jti"] = json!(format!("forty-{i}"));
+        let token = key.sign(&claims).unwrap();
+        for k in 0..5 {
+            let resp = t
+                .http
+                .get(t.url(&format!(
+                    "/fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs}"
+                )))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "user {i}, search {k}");
+        }
+    }
+    // 40 sign-ins through the provider from the one address: every demo user five times.
+    let users: Vec<String> = t.demo.info.users.iter().map(|u| u.id.clone()).collect();
+    for i in 0..40 {
+        t.sign_in(&users[i % users.len()]).await;
+    }
+}
+
+/// How many `POST /signin`s from this demo, each with the `X-Forwarded-For` that `xff`
+/// gives, are answered before the first 429 (`None`: never limited in `tries`).
+async fn signins_until_limited(
+    t: &TestDemo,
+    tries: usize,
+    xff: impl Fn(usize) -> String,
+) -> Option<usize> {
+    let http = t.browser();
+    for i in 0..tries {
+        let resp = http
+            .post(t.url("/signin"))
+            .header("x-forwarded-for", xff(i))
+            .send()
+            .await
+            .expect("POST /signin");
+        if resp.status() == 429 {
+            return Some(i);
+        }
+        assert_eq!(resp.status(), 303);
+    }
+    None
+}
+
+#[tokio::test]
+async fn forwarded_for_is_believed_only_from_trusted_proxy_hops() {
+    // Default, 0 hops: the header is ignored, so changing it does not escape the address limit.
+    let t = start().await;
+    let limited = signins_until_limited(&t, 100, |i| format!("203.0.113.{i}")).await;
+    assert!(limited.is_some(), "a spoofed X-Forwarded-For is ignored");
+    // One trusted hop: the client address is the last entry the proxy appended.
+    let t = start_opts(mcr::demo::DemoOptions {
+        trusted_proxy_hops: 1,
+        ..test_options()
+    })
+    .await;
+    let limited = signins_until_limited(&t, 100, |i| format!("198.51.100.7, 203.0.113.{i}")).await;
+    assert_eq!(
+        limited, None,
+        "each client behind the proxy has its own bucket"
+    );
+    let limited = signins_until_limited(&t, 100, |_| "10.1.2.3, 192.0.2.9".to_owned()).await;
+    assert!(
+        limited.is_some(),
+        "one client behind the proxy is still limited"
+    );
+}

@@ -137,9 +137,11 @@ pub(crate) struct UserBar {
 }
 
 /// Render a template, or a bare 500 if the template itself fails (it cannot leak anything).
+/// Every page passes here, so this is where text that could read differently from what it
+/// says (bidirectional control characters from a source) is neutralised.
 pub(crate) fn render<T: Template>(status: StatusCode, page: &T) -> Response {
     match page.render() {
-        Ok(html) => (status, Html(html)).into_response(),
+        Ok(html) => (status, Html(text::neutralise_bidi(html))).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "template failed to render");
             (
@@ -167,6 +169,7 @@ pub(crate) fn error_page(layout: Layout, status: StatusCode, message: &str) -> R
         StatusCode::FORBIDDEN => "You cannot do this",
         StatusCode::BAD_REQUEST => "There is a problem with the request",
         StatusCode::SERVICE_UNAVAILABLE => "Sorry, the service is unavailable",
+        StatusCode::TOO_MANY_REQUESTS => "Too many requests",
         _ => "Sorry, there is a problem with the service",
     };
     let page = ErrorPage {

@@ -6,7 +6,7 @@
 
 use super::forms::{clean, parse_birth_date, Errors};
 use super::text::{human_day, human_time};
-use super::{gateway_error, render, sentence_case, Layout, PageUser};
+use super::{error_page, gateway_error, render, sentence_case, Layout, PageUser};
 use crate::auth::correlation_id;
 use crate::AppState;
 use askama::Template;
@@ -246,6 +246,23 @@ pub(crate) async fn submit(
             )
         }
     };
+    if let Err(e) = crate::security::limit_opt_out(&state, &parts, &sub) {
+        tracing::info!("opt-out request refused: rate limit");
+        let wait = e.retry_after.unwrap_or(60);
+        let mut resp = error_page(
+            Layout::public(),
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!(
+                "Too many opt-out requests have been sent from here, or for this person, in a short time, so this one was not sent. Wait {} and try again. You can also opt out by telling your GP practice, or by post to the address in the privacy notice.",
+                if wait < 120 { format!("{wait} seconds") } else { format!("{} minutes", wait.div_ceil(60)) }
+            ),
+        );
+        if let Ok(v) = axum::http::HeaderValue::from_str(&wait.to_string()) {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, v);
+        }
+        return resp;
+    }
     match state
         .gateway
         .submit_opt_out_request(&sub, &correlation_id(&parts))

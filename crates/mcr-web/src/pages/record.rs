@@ -21,11 +21,14 @@ use serde_json::Value;
 /// Parse the NHS number in a page path, or answer with a 404 page.
 pub(crate) fn path_nhs(user: &PageUser, raw: &str) -> Result<NhsNumber, Box<Response>> {
     NhsNumber::parse(raw).map_err(|e| {
-        Box::new(error_page(
+        let mut resp = error_page(
             Layout::staff(user),
             StatusCode::NOT_FOUND,
             &format!("The address does not contain a valid NHS number: {e}."),
-        ))
+        );
+        resp.extensions_mut()
+            .insert(crate::refusals::Refused("invalid-nhs-number"));
+        Box::new(resp)
     })
 }
 

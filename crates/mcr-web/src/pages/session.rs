@@ -56,8 +56,9 @@ impl FromRequestParts<AppState> for PageUser {
                 ));
             }
         };
+        crate::refusals::Who::set(parts, &principal.user_id);
         if parts.uri.path() == "/app" && parts.uri.query().is_some_and(|q| !q.is_empty()) {
-            if let Err(e) = crate::security::limit_search(state, parts, &principal.user_id) {
+            if let Err(e) = crate::security::limit_search(state, &principal.user_id) {
                 return Err(too_many(e));
             }
         }
@@ -190,9 +191,6 @@ pub(crate) async fn callback(
     req: Request,
 ) -> Response {
     let (parts, _) = req.into_parts();
-    if let Err(e) = crate::security::limit_signin(&state, &parts) {
-        return too_many(e);
-    }
     let cid = correlation_id(&parts);
     let refuse = |reason: &'static str, status: StatusCode, message: &'static str| {
         let (state, cid) = (state.clone(), cid.clone());
@@ -204,6 +202,11 @@ pub(crate) async fn callback(
     };
     let pending = cookie(&parts, LOGIN_COOKIE).and_then(|id| state.sessions.take_login(&id));
     let Some(pending) = pending else {
+        // Nobody is known: limited per address. A return with a sign-in in progress was
+        // limited when it started, and is limited per user once the provider says who.
+        if let Err(e) = crate::security::limit_signin(&state, &parts) {
+            return too_many(e);
+        }
         return refuse(
             "no-sign-in-in-progress",
             StatusCode::BAD_REQUEST,

@@ -73,6 +73,42 @@ pub(crate) fn escape_xml(s: &str) -> String {
     out
 }
 
+/// Characters that change the direction text is laid out in: embeddings and overrides
+/// (U+202A to U+202E), isolates (U+2066 to U+2069) and the direction marks (U+200E, U+200F,
+/// U+061C). In a source's text they can make `exe.pdf` read as `fdp.exe` or change how a dose
+/// reads, so no page shows them.
+pub(crate) fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}'
+    )
+}
+
+/// What stands in for a removed direction control: visible, so the reader sees that the text
+/// was altered.
+pub(crate) const BIDI_MARKER: char = '\u{FFFD}';
+
+/// Said once at the top of the main content when a page's text was altered.
+pub(crate) const BIDI_NOTICE: &str = "<div class=\"nhsuk-inset-text\"><span class=\"nhsuk-u-visually-hidden\">Information: </span><p>Some text on this page from a source system contained hidden characters that change the direction text reads in. They are shown as \u{FFFD} so the text reads as it was sent.</p></div>";
+
+/// A rendered page with every direction control replaced by [`BIDI_MARKER`], and a notice
+/// saying so when there was one. Our own templates contain none, so whatever is replaced came
+/// from data.
+pub(crate) fn neutralise_bidi(html: String) -> String {
+    if !html.contains(is_bidi_control) {
+        return html;
+    }
+    let mut out: String = html
+        .chars()
+        .map(|c| if is_bidi_control(c) { BIDI_MARKER } else { c })
+        .collect();
+    const MAIN: &str = "id=\"maincontent\">";
+    if let Some(at) = out.find(MAIN) {
+        out.insert_str(at + MAIN.len(), BIDI_NOTICE);
+    }
+    out
+}
+
 /// Readable text from an HTML document a source sent: tags dropped (with the contents of
 /// `script` and `style`), common entities decoded, runs of blank lines collapsed. The result
 /// is still untrusted text and is escaped when shown.
@@ -203,6 +239,25 @@ mod tests {
         assert_eq!(list_name("", ""), "(no name recorded)");
         assert_eq!(gender(Some("female")), "Female");
         assert_eq!(gender(None), "Not known");
+    }
+
+    #[test]
+    fn direction_controls_are_replaced_and_said() {
+        let page = "<main class=\"x\" id=\"maincontent\"><p>note \u{202E}fdp.exe\u{202C} \u{2067}2.5\u{2069} mg \u{200F}\u{200E}\u{061C}</p></main>".to_owned();
+        let out = neutralise_bidi(page);
+        assert!(!out.contains(is_bidi_control), "{out}");
+        assert_eq!(
+            out.matches(BIDI_MARKER).count(),
+            7 + 1,
+            "seven replaced, one in the notice"
+        );
+        assert!(out.contains("hidden characters"));
+        let plain = "<main id=\"maincontent\"><p>Penicillin</p></main>".to_owned();
+        assert_eq!(
+            neutralise_bidi(plain.clone()),
+            plain,
+            "untouched when clean"
+        );
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub fn test_options() -> DemoOptions {
         store: None,
         insecure_http: false,
         source_batch: true,
+        trusted_proxy_hops: 0,
+        refusal_flush_seconds: 60,
     }
 }
 

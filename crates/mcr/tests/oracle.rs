@@ -1,0 +1,230 @@
+//! Callers who may never look learn nothing about who the region holds: for a private
+//! company's user and a suspended organisation's user, every patient-scoped route answers the
+//! same (status and body) for an NHS number the index holds and one it does not.
+
+mod common;
+
+use common::*;
+use mcr_domain::NhsNumber;
+use serde_json::{json, Value};
+
+/// A valid NHS number (modulus 11) that the demo's index does not hold.
+async fn unheld(t: &TestDemo) -> String {
+    for n in 0..10_000u32 {
+        let candidate = format!("{:09}", 990_000_000 + n);
+        let digits: Vec<u32> = candidate.chars().filter_map(|c| c.to_digit(10)).collect();
+        let sum: u32 = digits.iter().zip((2..=10).rev()).map(|(d, w)| d * w).sum();
+        let check = 11 - sum % 11;
+        let check = match check {
+            11 => 0,
+            10 => continue,
+            c => c,
+        };
+        let Ok(nhs) = NhsNumber::parse(&format!("{candidate}{check}")) else {
+            continue;
+        };
+        let held = t
+            .demo
+            .gateway
+            .gateway
+            .store()
+            .patient(&nhs)
+            .await
+            .expect("store");
+        if held.is_none() {
+            return nhs.to_string();
+        }
+    }
+    panic!("no unheld NHS number found");
+}
+
+/// The body with the NHS number asked about (plain and spaced) replaced, so two answers can
+/// be compared.
+fn neutral(body: &str, nhs: &str) -> String {
+    let spaced = format!("{} {} {}", &nhs[..3], &nhs[3..6], &nhs[6..]);
+    body.replace(nhs, "NHSNUMBER").replace(&spaced, "NHSNUMBER")
+}
+
+fn consent(category: &str, nhs: &str, provision: &str, ext: &[(&str, &str)]) -> Value {
+    json!({
+        "resourceType": "Consent",
+        "category": [{"coding": [{"system": "https://mycarerecord.example/fhir/CodeSystem/consent-category", "code": category}]}],
+        "patient": {"reference": format!("Patient/{nhs}")},
+        "provision": {"type": provision},
+        "extension": ext.iter().map(|(k, v)| json!({"url": format!("https://mycarerecord.example/fhir/StructureDefinition/{k}"), "valueString": v})).collect::<Vec<_>>()
+    })
+}
+
+/// One route's answer: status and neutralised body.
+async fn api(
+    t: &TestDemo,
+    user: &str,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    nhs: &str,
+) -> (u16, String) {
+    let path = path.replace("{nhs}", nhs);
+    let req = match method {
+        "GET" => t.http.get(t.url(&path)),
+        _ => t
+            .http
+            .post(t.url(&path))
+            .header("content-type", "application/fhir+json")
+            .body(
+                body.map(|b| b.to_string().replace("{nhs}", nhs))
+                    .unwrap_or_default(),
+            ),
+    };
+    let resp = req
+        .bearer_auth(t.token(user))
+        .send()
+        .await
+        .expect("request");
+    let status = resp.status().as_u16();
+    (status, neutral(&resp.text().await.expect("body"), nhs))
+}
+
+async fn page(
+    t: &TestDemo,
+    s: &SignedIn,
+    method: &str,
+    path: &str,
+    form: &[(&str, &str)],
+    nhs: &str,
+) -> (u16, String) {
+    let path = path.replace("{nhs}", nhs);
+    let req = match method {
+        "GET" => s.http.get(t.url(&path)),
+        _ => {
+            let mut fields: Vec<(String, String)> = form
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.replace("{nhs}", nhs)))
+                .collect();
+            fields.push(("csrf".into(), s.csrf.clone()));
+            s.http
+                .post(t.url(&path))
+                .header("origin", t.url(""))
+                .form(&fields)
+        }
+    };
+    let resp = req
+        .header("cookie", &s.cookie)
+        .send()
+        .await
+        .expect("request");
+    let status = resp.status().as_u16();
+    (status, neutral(&resp.text().await.expect("body"), nhs))
+}
+
+/// A page form's fields.
+type Form<'a> = Vec<(&'a str, &'a str)>;
+
+#[tokio::test]
+async fn refused_callers_get_the_same_answer_for_held_and_unheld_patients() {
+    let t = start().await;
+    let held = t.patient("all_four_sources", 0);
+    let unheld = unheld(&t).await;
+    let emergency = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "reason", "valueCode": "unconscious"},
+        {"name": "text", "valueString": "Brought in unconscious"}]});
+    let fhir: Vec<(&str, &str, Option<Value>)> = vec![
+        ("GET", "/fhir/Patient/{nhs}/$everything", None),
+        ("GET", "/access/explain?patient={nhs}", None),
+        ("GET", "/fhir/Patient/{nhs}", None),
+        ("GET", "/fhir/Patient?identifier={nhs}", None),
+        ("GET", "/fhir/Consent?patient=Patient/{nhs}", None),
+        ("GET", "/fhir/AuditEvent?patient={nhs}", None),
+        (
+            "POST",
+            "/fhir/Consent",
+            Some(consent(
+                "permission-to-view",
+                "{nhs}",
+                "permit",
+                &[("given-by", "patient")],
+            )),
+        ),
+        (
+            "POST",
+            "/fhir/Consent",
+            Some(consent(
+                "care-relationship",
+                "{nhs}",
+                "permit",
+                &[("reason", "On my ward today")],
+            )),
+        ),
+        (
+            "POST",
+            "/fhir/Consent",
+            Some(consent(
+                "opt-out",
+                "{nhs}",
+                "deny",
+                &[("reason", "patient by phone")],
+            )),
+        ),
+        (
+            "POST",
+            "/fhir/Consent",
+            Some(consent(
+                "opt-out-override",
+                "{nhs}",
+                "permit",
+                &[
+                    ("override-reason", "safeguarding"),
+                    ("reason", "case conference"),
+                ],
+            )),
+        ),
+        (
+            "POST",
+            "/fhir/Patient/{nhs}/$emergency-access",
+            Some(emergency),
+        ),
+    ];
+    let pages: Vec<(&str, &str, Form)> = vec![
+        ("GET", "/app/patient/{nhs}", vec![]),
+        ("GET", "/app/patient/{nhs}/access", vec![]),
+        ("GET", "/app?nhs={nhs}", vec![]),
+        ("GET", "/app/audit?patient={nhs}", vec![]),
+        (
+            "POST",
+            "/app/patient/{nhs}/permission",
+            vec![("answer", "given-patient")],
+        ),
+        (
+            "POST",
+            "/app/patient/{nhs}/relationship",
+            vec![("reason", "On my ward today")],
+        ),
+        (
+            "POST",
+            "/app/patient/{nhs}/emergency",
+            vec![
+                ("reason", "unconscious"),
+                ("reason-text", "Brought in unconscious"),
+            ],
+        ),
+    ];
+    for user in ["acme.jones", "pharm.lee"] {
+        for (method, path, body) in &fhir {
+            let a = api(&t, user, method, path, body.as_ref(), &held).await;
+            let b = api(&t, user, method, path, body.as_ref(), &unheld).await;
+            assert_eq!(a, b, "{user} {method} {path}: held and unheld answer alike");
+            assert!(
+                a.0 == 403 || (a.0 == 200 && path.starts_with("/access/")),
+                "{user} {method} {path} is refused: {a:?}"
+            );
+            assert_ne!(a.0, 404, "{user} {method} {path}");
+        }
+        let s = t.sign_in(user).await;
+        for (method, path, form) in &pages {
+            let a = page(&t, &s, method, path, form, &held).await;
+            let b = page(&t, &s, method, path, form, &unheld).await;
+            assert_eq!(a, b, "{user} {method} {path}: held and unheld answer alike");
+            assert_ne!(a.0, 404, "{user} {method} {path}");
+        }
+    }
+}
