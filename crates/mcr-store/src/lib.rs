@@ -15,12 +15,14 @@ mod governance_sqlite;
 mod group_commit;
 mod model;
 mod opt_out;
+mod opt_out_letter;
 mod postgres;
 mod sqlite;
 
 pub use audit_trail::{AuditCheckpoint, AuditQuery, AuditTrailStore, AUDIT_QUERY_MAX};
 pub use model::*;
 pub use opt_out::{OptOutDecision, OptOutRequestRow, OptOutState, OptOutStore, OPT_OUT_LIST_MAX};
+pub use opt_out_letter::{LetterAttempt, OptOutLetterRow, OptOutLetterStore};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -134,7 +136,13 @@ pub trait GovernanceStore: Send + Sync {
 /// Everything the gateway keeps.
 #[async_trait]
 pub trait Store:
-    IndexStore + AuditStore + AuditTrailStore + GovernanceStore + OptOutStore + std::fmt::Debug
+    IndexStore
+    + AuditStore
+    + AuditTrailStore
+    + GovernanceStore
+    + OptOutStore
+    + OptOutLetterStore
+    + std::fmt::Debug
 {
     /// Bring the schema up to date (idempotent).
     async fn migrate(&self) -> Result<()>;
