@@ -1,5 +1,6 @@
-// A member of the public asks to opt out; a privacy officer verifies the request against the
-// index; the objection is in the register and a clinician is refused the record.
+// A member of the public asks to opt out; a privacy officer matches the request against the
+// index and sends a letter with a code to the registered address; the person enters the code;
+// the objection is in the register and a clinician is refused the record.
 'use strict';
 const { test, before, after } = require('node:test');
 const { assert, launch, context, check, signIn, assertText, bodyText, findByNhs, demo } = require('./lib');
@@ -55,7 +56,26 @@ test('opt-out request, verified, becomes an objection, and the record is refused
   await assertText(po.page, 'h1', reference);
   assert.ok((await bodyText(po.page)).includes('Family name, date of birth and postcode match'));
   await check(po.page, 'privacy-opt-out-request');
-  await po.page.getByRole('button', { name: 'Verify and record the objection' }).click();
+  // Matching details is not proof of identity: a letter with a code goes to the registered
+  // address, and the opt-out starts when the code comes back.
+  await po.page.getByRole('button', { name: "Send a verification letter to this patient's address" }).click();
+  await assertText(po.page, 'h2', 'Awaiting the letter code');
+  const code = (await po.page.locator('#letter-code').innerText()).trim();
+  assert.match(code, /^[A-Z2-9]{4}-[A-Z2-9]{4}$/);
+  await check(po.page, 'privacy-opt-out-letter-sent');
+
+  const person = await context(browser);
+  await person.page.goto('/opt-out/code');
+  await assertText(person.page, 'h1', 'Enter the code from your letter');
+  await check(person.page, 'public-opt-out-code');
+  await person.page.fill('#reference', reference);
+  await person.page.fill('#code', code);
+  await person.page.getByRole('button', { name: 'Start my opt-out' }).click();
+  await assertText(person.page, 'h1', 'Your opt-out has started');
+  await check(person.page, 'public-opt-out-started');
+  await person.ctx.close();
+
+  await po.page.goto(`/app/opt-outs/${reference}`);
   await assertText(po.page, 'h1', 'Verified');
   await check(po.page, 'privacy-opt-out-verified');
   await po.ctx.close();

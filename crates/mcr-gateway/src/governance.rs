@@ -515,7 +515,7 @@ impl Gateway {
     }
 
     /// Lifting or overriding needs an objection that stands.
-    async fn must_have_objection(&self, nhs: &NhsNumber) -> Result<(), GatewayError> {
+    pub(crate) async fn must_have_objection(&self, nhs: &NhsNumber) -> Result<(), GatewayError> {
         let records = match self.store.governance(nhs).await {
             Ok(r) => r,
             Err(_) => return Err(GatewayError::StoreUnavailable),

@@ -17,6 +17,7 @@ mod governance;
 mod inputs;
 mod metrics;
 mod opt_out;
+mod opt_out_letter;
 mod refusals;
 mod search;
 mod view;
@@ -37,6 +38,7 @@ pub use opt_out::{
     normalise_reference, MatchBasis, OptOutCandidate, OptOutCase, OptOutSubmission,
     MAX_OPT_OUT_FIELD,
 };
+pub use opt_out_letter::{OptOutLetter, MAX_WRONG_CODES};
 pub use refusals::RefusalCount;
 pub use search::{PatientMatch, PatientQuery};
 pub use view::{View, ViewOutcome};

@@ -138,7 +138,7 @@ pub fn normalise_reference(s: &str) -> String {
 }
 
 impl Gateway {
-    fn may_handle_opt_outs(&self, ctx: &RequestContext) -> Result<(), GatewayError> {
+    pub(crate) fn may_handle_opt_outs(&self, ctx: &RequestContext) -> Result<(), GatewayError> {
         let org = &ctx.principal.organisation;
         if ctx.principal.role == Role::PrivacyOfficer && org.member && !org.suspended {
             Ok(())
@@ -149,7 +149,7 @@ impl Gateway {
         }
     }
 
-    async fn refuse_opt_out(
+    pub(crate) async fn refuse_opt_out(
         &self,
         ctx: &RequestContext,
         action: &str,
@@ -367,6 +367,8 @@ impl Gateway {
                 request.state.as_str()
             )));
         }
+        // Identity, not only demographics: only once the code from the letter came back.
+        self.letter_confirmed_for(&request, nhs).await?;
         let (candidates, _) = self.candidates(&request).await?;
         let Some(candidate) = candidates.iter().find(|c| &c.patient.nhs_number == nhs) else {
             return Err(GatewayError::Invalid(
@@ -454,7 +456,7 @@ impl Gateway {
         self.decide(&decision, &event).await
     }
 
-    async fn decide(
+    pub(crate) async fn decide(
         &self,
         decision: &OptOutDecision,
         event: &AuditEvent,

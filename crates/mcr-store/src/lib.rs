@@ -15,6 +15,7 @@ mod governance_sqlite;
 mod group_commit;
 mod model;
 mod opt_out;
+mod opt_out_letter;
 mod postgres;
 mod sqlite;
 
@@ -23,6 +24,7 @@ pub use model::*;
 pub use opt_out::{
     OptOutDecision, OptOutKind, OptOutRequestRow, OptOutState, OptOutStore, OPT_OUT_LIST_MAX,
 };
+pub use opt_out_letter::{LetterAttempt, OptOutLetterRow, OptOutLetterStore};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -136,7 +138,13 @@ pub trait GovernanceStore: Send + Sync {
 /// Everything the gateway keeps.
 #[async_trait]
 pub trait Store:
-    IndexStore + AuditStore + AuditTrailStore + GovernanceStore + OptOutStore + std::fmt::Debug
+    IndexStore
+    + AuditStore
+    + AuditTrailStore
+    + GovernanceStore
+    + OptOutStore
+    + OptOutLetterStore
+    + std::fmt::Debug
 {
     /// Bring the schema up to date (idempotent).
     async fn migrate(&self) -> Result<()>;

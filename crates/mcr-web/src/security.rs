@@ -216,6 +216,19 @@ pub(crate) fn limit_opt_out(
     )
 }
 
+/// Codes from opt-out letters typed on the public site: per client address (with the
+/// gateway's limit on wrong codes per letter, guessing is slow and spent quickly).
+pub(crate) fn limit_opt_out_code(state: &AppState, parts: &Parts) -> Result<(), ApiError> {
+    check(
+        state,
+        format!(
+            "optout-code:addr:{}",
+            client_address(parts, state.trusted_proxy_hops)
+        ),
+        state.rate_limits.opt_out_per_address,
+    )
+}
+
 /// Completed sign-ins: per user (known only once the provider has said who it is).
 pub(crate) fn limit_signin_user(state: &AppState, user_id: &str) -> Result<(), ApiError> {
     check(

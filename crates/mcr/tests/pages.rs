@@ -342,3 +342,125 @@ async fn the_public_opt_out_form_is_rate_limited() {
     let accepted = 2 + statuses.iter().filter(|s| **s == 303).count();
     assert_eq!(waiting.len(), accepted);
 }
+
+/// An opt-out request becomes an objection only when the code from the letter posted to the
+/// registered address comes back: not on matching demographics alone; a wrong code is refused
+/// and audited; the right one, typed on the public site, starts the opt-out.
+#[tokio::test]
+async fn an_opt_out_needs_the_code_from_the_letter() {
+    let t = start().await;
+    let nhs = t.patient("needs_permission", 0);
+    let n = mcr_domain::NhsNumber::parse(&nhs).expect("nhs");
+    let person = t.demo.region.person(&n).expect("person").clone();
+    let public = t.browser();
+    let dob = person.birth_date;
+    let resp = public
+        .post(t.url("/opt-out"))
+        .form(&[
+            ("given", person.given[0].as_str()),
+            ("family", person.family.as_str()),
+            ("dob-day", &dob.format("%-d").to_string()),
+            ("dob-month", &dob.format("%-m").to_string()),
+            ("dob-year", &dob.format("%Y").to_string()),
+            ("nhs", nhs.as_str()),
+            ("postcode", person.postcode.as_str()),
+            ("contact", "01438 000000"),
+        ])
+        .send()
+        .await
+        .expect("POST /opt-out");
+    assert_eq!(resp.status(), 303);
+    let reference = location(&resp)
+        .split("reference=")
+        .nth(1)
+        .expect("a reference")
+        .to_owned();
+    let store = t.demo.gateway.gateway.store().clone();
+    let objections = || async {
+        store
+            .governance(&n)
+            .await
+            .expect("governance")
+            .objections
+            .len()
+    };
+
+    // Matching demographics alone is not enough.
+    let po = sign_in(&t, "po.wright").await;
+    let case = format!("/app/opt-outs/{reference}");
+    let (status, html) = po
+        .post(&case, &[("action", "verify"), ("patient", nhs.as_str())])
+        .await;
+    assert_eq!(status, 400, "{html}");
+    assert!(html.contains("Send a verification letter"), "{html}");
+    assert_eq!(objections().await, 0, "no objection without the code");
+
+    // The letter: recorded, shown as sent (and, in the demo, what it says).
+    let (status, html) = po
+        .post(
+            &case,
+            &[("action", "send-letter"), ("patient", nhs.as_str())],
+        )
+        .await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("Letter sent on"), "{html}");
+    let code = html
+        .split("id=\"letter-code\">")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .expect("the demo shows the letter's code")
+        .to_owned();
+    let (_, again) = po.get(&case).await;
+    assert!(!again.contains(&code), "the code is shown once");
+    assert!(again.contains("Awaiting the letter code"), "{again}");
+
+    // A wrong code is refused and audited.
+    let wrong = if code.starts_with('A') {
+        "BBBB-BBBB"
+    } else {
+        "AAAA-AAAA"
+    };
+    let send_code = |code: String| {
+        let public = public.clone();
+        let url = t.url("/opt-out/code");
+        let reference = reference.clone();
+        async move {
+            let resp = public
+                .post(url)
+                .form(&[("reference", reference.as_str()), ("code", code.as_str())])
+                .send()
+                .await
+                .expect("POST /opt-out/code");
+            (resp.status().as_u16(), resp.text().await.expect("page"))
+        }
+    };
+    let (status, html) = send_code(wrong.to_owned()).await;
+    assert_eq!(status, 400, "{html}");
+    assert!(html.contains("do not match a letter"), "{html}");
+    assert_eq!(objections().await, 0, "a wrong code records nothing");
+    let attempts = store
+        .query_audit(&mcr_store::AuditQuery {
+            actions: vec!["confirm-opt-out-code".into()],
+            limit: 10,
+            ..mcr_store::AuditQuery::default()
+        })
+        .await
+        .expect("audit");
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    assert_eq!(attempts[0].record.outcome, "wrong-code");
+
+    // The right code, as typed by the person, starts the opt-out.
+    let (status, html) = send_code(code.to_lowercase().replace('-', " ")).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("Your opt-out has started"), "{html}");
+    assert_eq!(objections().await, 1);
+    let request = store
+        .opt_out_request(&reference)
+        .await
+        .expect("read")
+        .expect("request");
+    assert_eq!(request.state, mcr_store::OptOutState::Verified);
+    let (status, body) = t.everything("ae.okafor", &nhs).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.to_string().contains("opted out"), "{body}");
+}

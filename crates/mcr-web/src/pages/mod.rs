@@ -58,6 +58,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/opt-out", get(opt_out::form_page).post(opt_out::submit))
         .route("/opt-out/confirmation", get(opt_out::done))
         .route("/opt-back-in", get(opt_out::opt_in_page))
+        .route(
+            "/opt-out/code",
+            get(opt_out::code_page).post(opt_out::code_submit),
+        )
         .route("/app/opt-outs", get(opt_out::queue))
         .route(
             "/app/opt-outs/{reference}",

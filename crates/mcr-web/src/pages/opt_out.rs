@@ -417,6 +417,59 @@ pub(crate) struct CasePage {
     pub errors: Errors,
     pub chosen: String,
     pub note: String,
+    /// The verification letter, once sent.
+    pub letter: Option<LetterView>,
+}
+
+/// A verification letter on the case page.
+pub(crate) struct LetterView {
+    pub sent: String,
+    pub sent_to: String,
+    pub wrong_attempts: i64,
+    pub max_wrong: i64,
+    /// The demo only, right after sending: what the letter says (nothing is posted).
+    pub demo_code: Option<String>,
+}
+
+fn letter_view(l: &mcr_store::OptOutLetterRow, demo_code: Option<String>) -> LetterView {
+    LetterView {
+        sent: human_time(&l.sent_at),
+        sent_to: l.sent_to.clone(),
+        wrong_attempts: l.wrong_attempts,
+        max_wrong: mcr_gateway::MAX_WRONG_CODES,
+        demo_code,
+    }
+}
+
+/// The case page for `reference` with its letter, with `errors`.
+async fn case_page(
+    state: &AppState,
+    user: &PageUser,
+    reference: &str,
+    errors: Errors,
+    chosen: String,
+    note: String,
+    demo_code: Option<String>,
+) -> Response {
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    let case = match state.gateway.opt_out_case(&user.0, reference).await {
+        Ok(case) => case,
+        Err(GatewayError::Invalid(m)) => {
+            return super::error_page(Layout::staff(user), StatusCode::NOT_FOUND, &m)
+        }
+        Err(e) => return gateway_error(Layout::staff(user), e),
+    };
+    let letter = match state.gateway.opt_out_letter(reference).await {
+        Ok(l) => l,
+        Err(e) => return gateway_error(Layout::staff(user), e),
+    };
+    let mut page = case_view(user, &case, errors, chosen, note);
+    page.letter = letter.as_ref().map(|l| letter_view(l, demo_code));
+    render(status, &page)
 }
 
 fn case_view(
@@ -457,6 +510,7 @@ fn case_view(
         errors,
         chosen,
         note,
+        letter: None,
     }
 }
 
@@ -465,22 +519,16 @@ pub(crate) async fn case(
     State(state): State<AppState>,
     Path(reference): Path<String>,
 ) -> Response {
-    match state.gateway.opt_out_case(&user.0, &reference).await {
-        Ok(case) => render(
-            StatusCode::OK,
-            &case_view(
-                &user,
-                &case,
-                Errors::default(),
-                String::new(),
-                String::new(),
-            ),
-        ),
-        Err(GatewayError::Invalid(m)) => {
-            super::error_page(Layout::staff(&user), StatusCode::NOT_FOUND, &m)
-        }
-        Err(e) => gateway_error(Layout::staff(&user), e),
-    }
+    case_page(
+        &state,
+        &user,
+        &reference,
+        Errors::default(),
+        String::new(),
+        String::new(),
+        None,
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -493,6 +541,9 @@ pub(crate) struct DecideForm {
     patient: String,
     #[serde(default)]
     note: String,
+    /// The code from the letter, read out by the person.
+    #[serde(default)]
+    code: String,
 }
 
 pub(crate) async fn decide(
@@ -502,6 +553,11 @@ pub(crate) async fn decide(
     Form(form): Form<DecideForm>,
 ) -> Response {
     let (chosen, note) = (clean(&form.patient), clean(&form.note));
+    match form.action.as_str() {
+        "send-letter" => return send_letter(&state, &user, &reference, chosen).await,
+        "confirm-code" => return confirm_code(&state, &user, &reference, &form.code).await,
+        _ => {}
+    }
     let result = match form.action.as_str() {
         "verify" => match NhsNumber::parse(&chosen) {
             Ok(nhs) => state
@@ -544,6 +600,169 @@ pub(crate) async fn decide(
             }
         }
         Err((e, _)) => gateway_error(Layout::staff(&user), e),
+    }
+}
+
+/// Send the verification letter to the chosen patient's registered address; the page then
+/// says it was sent (and, in the demo only, what it says, since nothing is posted).
+async fn send_letter(
+    state: &AppState,
+    user: &PageUser,
+    reference: &str,
+    chosen: String,
+) -> Response {
+    let Ok(nhs) = NhsNumber::parse(&chosen) else {
+        let mut errors = Errors::default();
+        errors.add("patient", "Select the patient this request is from");
+        return case_page(state, user, reference, errors, chosen, String::new(), None).await;
+    };
+    match state
+        .gateway
+        .send_opt_out_letter(&user.0, reference, &nhs)
+        .await
+    {
+        Ok(letter) => {
+            let code = state.patients.is_demo().then_some(letter.code);
+            case_page(
+                state,
+                user,
+                reference,
+                Errors::default(),
+                chosen,
+                String::new(),
+                code,
+            )
+            .await
+        }
+        Err(GatewayError::Invalid(m)) => {
+            let mut errors = Errors::default();
+            errors.add("patient", sentence_case(&m).trim_end_matches('.'));
+            case_page(state, user, reference, errors, chosen, String::new(), None).await
+        }
+        Err(e) => gateway_error(Layout::staff(user), e),
+    }
+}
+
+/// The person phoned with the code from the letter: enter it to record the objection.
+async fn confirm_code(state: &AppState, user: &PageUser, reference: &str, code: &str) -> Response {
+    match state
+        .gateway
+        .confirm_opt_out_code(&user.0, reference, code)
+        .await
+    {
+        Ok(_) => Redirect::to(&format!(
+            "/app/opt-outs/{}",
+            mcr_gateway::normalise_reference(reference)
+        ))
+        .into_response(),
+        Err(GatewayError::Invalid(m)) => {
+            let mut errors = Errors::default();
+            errors.add("code", sentence_case(&m).trim_end_matches('.'));
+            case_page(
+                state,
+                user,
+                reference,
+                errors,
+                String::new(),
+                String::new(),
+                None,
+            )
+            .await
+        }
+        Err(e) => gateway_error(Layout::staff(user), e),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The public page for the code from the letter.
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct CodeForm {
+    #[serde(default)]
+    pub reference: String,
+    #[serde(default)]
+    pub code: String,
+}
+
+#[derive(Template)]
+#[template(path = "public/opt_out_code.html")]
+pub(crate) struct CodePage {
+    pub layout: Layout,
+    pub form: CodeForm,
+    pub errors: Errors,
+    pub done: bool,
+}
+
+pub(crate) async fn code_page() -> Response {
+    render(
+        StatusCode::OK,
+        &CodePage {
+            layout: Layout::public(),
+            form: CodeForm::default(),
+            errors: Errors::default(),
+            done: false,
+        },
+    )
+}
+
+pub(crate) async fn code_submit(
+    State(state): State<AppState>,
+    parts: Parts,
+    Form(form): Form<CodeForm>,
+) -> Response {
+    let form = CodeForm {
+        reference: clean(&form.reference),
+        code: clean(&form.code),
+    };
+    let page = |status, errors: Errors, done| {
+        render(
+            status,
+            &CodePage {
+                layout: Layout::public(),
+                form: form.clone(),
+                errors,
+                done,
+            },
+        )
+    };
+    let mut errors = Errors::default();
+    if form.reference.is_empty() {
+        errors.add(
+            "reference",
+            "Enter the reference you were given, for example OPT-7K3M-9QXD",
+        );
+    }
+    if form.code.is_empty() {
+        errors.add("code", "Enter the code from the letter");
+    }
+    if !errors.is_empty() {
+        return page(StatusCode::BAD_REQUEST, errors, false);
+    }
+    if let Err(e) = crate::security::limit_opt_out_code(&state, &parts) {
+        let wait = e.retry_after.unwrap_or(60);
+        let mut resp = error_page(
+            Layout::public(),
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!("Too many codes have been tried from here in a short time. Wait {wait} seconds and try again."),
+        );
+        if let Ok(v) = axum::http::HeaderValue::from_str(&wait.to_string()) {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, v);
+        }
+        return resp;
+    }
+    match state
+        .gateway
+        .confirm_opt_out_code_public(&form.reference, &form.code, &correlation_id(&parts))
+        .await
+    {
+        Ok(_) => page(StatusCode::OK, Errors::default(), true),
+        Err(GatewayError::Invalid(m)) => {
+            let mut errors = Errors::default();
+            errors.add("code", sentence_case(&m).trim_end_matches('.'));
+            page(StatusCode::BAD_REQUEST, errors, false)
+        }
+        Err(e) => gateway_error(Layout::public(), e),
     }
 }
 

@@ -44,6 +44,11 @@ pub struct PatientAccess {
 }
 
 impl PatientAccess {
+    /// Whether this is the demo (it offers demo patients): only then are letters' codes shown.
+    pub(crate) fn is_demo(&self) -> bool {
+        !self.demo.is_empty()
+    }
+
     /// Patient sign-in offering these demo patients (none: patient sign-in is not available).
     pub fn demo(patients: Vec<DemoPatient>) -> Self {
         Self {

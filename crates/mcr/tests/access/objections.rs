@@ -188,23 +188,40 @@ async fn opting_back_in_from_the_public_site_lifts_the_objection_once_verified()
         .await
         .expect("page");
     assert!(case.contains("Opt back in"), "the case says what is asked");
+    // Demographics are not identity: a letter with a code goes to the registered address.
     let resp = po
         .http
         .post(t.url(&format!("/app/opt-outs/{reference}")))
         .header("cookie", &po.cookie)
         .form(&[
             ("csrf", po.csrf.as_str()),
-            ("action", "verify"),
+            ("action", "send-letter"),
             ("patient", nhs.as_str()),
         ])
         .send()
         .await
-        .expect("verify");
-    assert_eq!(
-        resp.status(),
-        303,
+        .expect("send the letter");
+    let html = resp.text().await.expect("page");
+    let code = html
+        .split("id=\"letter-code\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .expect("the demo shows the letter's code")
+        .trim()
+        .to_owned();
+    let (status, _) = t.everything("ae.okafor", &nhs).await;
+    assert_eq!(status, 403, "not lifted before the code comes back");
+    // The person types the code from the letter on the public site.
+    let resp = public
+        .post(t.url("/opt-out/code"))
+        .form(&[("reference", reference.as_str()), ("code", code.as_str())])
+        .send()
+        .await
+        .expect("POST /opt-out/code");
+    assert!(
+        resp.status().is_success() || resp.status().is_redirection(),
         "{}",
-        resp.text().await.unwrap_or_default()
+        resp.status()
     );
     let (status, body) = t.everything("ae.okafor", &nhs).await;
     assert_eq!(

@@ -1,0 +1,240 @@
+//! Verification letters for opt-out requests, both backends: the letter sent (a hash of its
+//! one-time code, never the code), each attempt to enter the code, and its confirmation, each
+//! written in one transaction with its audit record.
+
+use crate::common::{parse_nhs, parse_ts, ts};
+use crate::{AuditAppend, AuditRow, ChainFn, PostgresStore, Result, SqliteStore, StoreError};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use mcr_domain::NhsNumber;
+use sqlx::Row;
+
+/// A letter posted for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptOutLetterRow {
+    /// The request it verifies.
+    pub reference: String,
+    /// The patient the privacy officer matched the request to (the letter went to their address).
+    pub nhs_number: NhsNumber,
+    /// A hash of the one-time code (see the gateway); the code itself is never stored.
+    pub code_hash: String,
+    /// Where it went, in words (e.g. the postcode of the address the index holds).
+    pub sent_to: String,
+    pub sent_by: String,
+    pub sent_at: DateTime<Utc>,
+    pub wrong_attempts: i64,
+    pub confirmed_at: Option<DateTime<Utc>>,
+}
+
+/// The outcome of one attempt at the code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LetterAttempt {
+    Wrong,
+    Confirmed(DateTime<Utc>),
+}
+
+#[async_trait]
+pub trait OptOutLetterStore: Send + Sync {
+    /// Record a letter and append `audit` in one transaction. `None` (nothing written) when
+    /// the request already has a letter.
+    async fn add_opt_out_letter(
+        &self,
+        letter: &OptOutLetterRow,
+        audit: &AuditAppend,
+        chain: &ChainFn,
+    ) -> Result<Option<AuditRow>>;
+    async fn opt_out_letter(&self, reference: &str) -> Result<Option<OptOutLetterRow>>;
+    /// Count a wrong code, or confirm the letter, and append `audit`, in one transaction.
+    /// `None` (nothing written) when there is no unconfirmed letter for `reference`.
+    async fn record_letter_attempt(
+        &self,
+        reference: &str,
+        attempt: LetterAttempt,
+        audit: &AuditAppend,
+        chain: &ChainFn,
+    ) -> Result<Option<AuditRow>>;
+}
+
+const COLUMNS: &str = "reference, nhs_number, code_hash, sent_to, sent_by, sent_at, \
+                       wrong_attempts, confirmed_at";
+
+fn letter_from_row<R>(row: &R) -> Result<OptOutLetterRow>
+where
+    R: Row,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+{
+    let bad = |c: &str| StoreError::Corrupt(format!("opt_out_letter.{c} cannot be read"));
+    let text = |c: &str| -> Result<String> { row.try_get::<String, _>(c).map_err(|_| bad(c)) };
+    Ok(OptOutLetterRow {
+        reference: text("reference")?,
+        nhs_number: parse_nhs("opt_out_letter.nhs_number", &text("nhs_number")?)?,
+        code_hash: text("code_hash")?,
+        sent_to: text("sent_to")?,
+        sent_by: text("sent_by")?,
+        sent_at: parse_ts("opt_out_letter.sent_at", &text("sent_at")?)?,
+        wrong_attempts: row
+            .try_get::<i64, _>("wrong_attempts")
+            .map_err(|_| bad("wrong_attempts"))?,
+        confirmed_at: row
+            .try_get::<Option<String>, _>("confirmed_at")
+            .map_err(|_| bad("confirmed_at"))?
+            .map(|t| parse_ts("opt_out_letter.confirmed_at", &t))
+            .transpose()?,
+    })
+}
+
+/// The statement for an attempt: a wrong code counts, a right one confirms; only an
+/// unconfirmed letter changes. `$1`/`?1` the reference, `$2`/`?2` the confirmation time.
+fn attempt_sql(attempt: LetterAttempt, p: fn(u8) -> String) -> String {
+    match attempt {
+        LetterAttempt::Wrong => format!(
+            "UPDATE opt_out_letter SET wrong_attempts = wrong_attempts + 1 \
+             WHERE reference = {} AND confirmed_at IS NULL",
+            p(1)
+        ),
+        LetterAttempt::Confirmed(_) => format!(
+            "UPDATE opt_out_letter SET confirmed_at = {} \
+             WHERE reference = {} AND confirmed_at IS NULL",
+            p(2),
+            p(1)
+        ),
+    }
+}
+
+fn confirmed_at(attempt: LetterAttempt) -> Option<String> {
+    match attempt {
+        LetterAttempt::Wrong => None,
+        LetterAttempt::Confirmed(at) => Some(ts(&at)),
+    }
+}
+
+#[async_trait]
+impl OptOutLetterStore for SqliteStore {
+    async fn add_opt_out_letter(
+        &self,
+        l: &OptOutLetterRow,
+        audit: &AuditAppend,
+        chain: &ChainFn,
+    ) -> Result<Option<AuditRow>> {
+        let (_one_chain, mut writer) = self.begin_append().await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *writer, crate::sqlite::IMMEDIATE).await?;
+        let done = sqlx::query(&format!(
+            "INSERT INTO opt_out_letter ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, NULL) \
+             ON CONFLICT (reference) DO NOTHING"
+        ))
+        .bind(&l.reference)
+        .bind(l.nhs_number.as_str())
+        .bind(&l.code_hash)
+        .bind(&l.sent_to)
+        .bind(&l.sent_by)
+        .bind(ts(&l.sent_at))
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let row = crate::sqlite::append_audit_in_tx(&mut tx, audit, chain).await?;
+        tx.commit().await?;
+        Ok(Some(row))
+    }
+
+    async fn opt_out_letter(&self, reference: &str) -> Result<Option<OptOutLetterRow>> {
+        sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM opt_out_letter WHERE reference = ?1"
+        ))
+        .bind(reference)
+        .fetch_optional(&self.read)
+        .await?
+        .as_ref()
+        .map(letter_from_row)
+        .transpose()
+    }
+
+    async fn record_letter_attempt(
+        &self,
+        reference: &str,
+        attempt: LetterAttempt,
+        audit: &AuditAppend,
+        chain: &ChainFn,
+    ) -> Result<Option<AuditRow>> {
+        let (_one_chain, mut writer) = self.begin_append().await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *writer, crate::sqlite::IMMEDIATE).await?;
+        let sql = attempt_sql(attempt, |n| format!("?{n}"));
+        let mut q = sqlx::query(&sql).bind(reference);
+        if let Some(at) = confirmed_at(attempt) {
+            q = q.bind(at);
+        }
+        if q.execute(&mut *tx).await?.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let row = crate::sqlite::append_audit_in_tx(&mut tx, audit, chain).await?;
+        tx.commit().await?;
+        Ok(Some(row))
+    }
+}
+
+#[async_trait]
+impl OptOutLetterStore for PostgresStore {
+    async fn add_opt_out_letter(
+        &self,
+        l: &OptOutLetterRow,
+        audit: &AuditAppend,
+        chain: &ChainFn,
+    ) -> Result<Option<AuditRow>> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(&format!(
+            "INSERT INTO opt_out_letter ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, 0, NULL) \
+             ON CONFLICT (reference) DO NOTHING"
+        ))
+        .bind(&l.reference)
+        .bind(l.nhs_number.as_str())
+        .bind(&l.code_hash)
+        .bind(&l.sent_to)
+        .bind(&l.sent_by)
+        .bind(ts(&l.sent_at))
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let row = crate::postgres::append_audit_in_tx(&mut tx, audit, chain).await?;
+        tx.commit().await?;
+        Ok(Some(row))
+    }
+
+    async fn opt_out_letter(&self, reference: &str) -> Result<Option<OptOutLetterRow>> {
+        sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM opt_out_letter WHERE reference = $1"
+        ))
+        .bind(reference)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(letter_from_row)
+        .transpose()
+    }
+
+    async fn record_letter_attempt(
+        &self,
+        reference: &str,
+        attempt: LetterAttempt,
+        audit: &AuditAppend,
+        chain: &ChainFn,
+    ) -> Result<Option<AuditRow>> {
+        let mut tx = self.pool.begin().await?;
+        let sql = attempt_sql(attempt, |n| format!("${n}"));
+        let mut q = sqlx::query(&sql).bind(reference);
+        if let Some(at) = confirmed_at(attempt) {
+            q = q.bind(at);
+        }
+        if q.execute(&mut *tx).await?.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let row = crate::postgres::append_audit_in_tx(&mut tx, audit, chain).await?;
+        tx.commit().await?;
+        Ok(Some(row))
+    }
+}
