@@ -16,12 +16,14 @@ mod group_commit;
 mod model;
 mod opt_out;
 mod postgres;
+mod protected;
 mod sqlite;
 
 pub use audit_trail::{AuditCheckpoint, AuditQuery, AuditTrailStore, AUDIT_QUERY_MAX};
 pub use model::*;
 pub use opt_out::{OptOutDecision, OptOutRequestRow, OptOutState, OptOutStore, OPT_OUT_LIST_MAX};
 pub use postgres::PostgresStore;
+pub use protected::{ProtectedPersonRow, ProtectedPersonStore, PROTECTED_LIST_MAX};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -134,7 +136,13 @@ pub trait GovernanceStore: Send + Sync {
 /// Everything the gateway keeps.
 #[async_trait]
 pub trait Store:
-    IndexStore + AuditStore + AuditTrailStore + GovernanceStore + OptOutStore + std::fmt::Debug
+    IndexStore
+    + AuditStore
+    + AuditTrailStore
+    + GovernanceStore
+    + OptOutStore
+    + ProtectedPersonStore
+    + std::fmt::Debug
 {
     /// Bring the schema up to date (idempotent).
     async fn migrate(&self) -> Result<()>;
