@@ -40,8 +40,8 @@ pub const MAX_SEARCH_COUNT: u32 = 1_000;
 /// How far back a patient's access history goes.
 pub const HISTORY_DAYS: i64 = 365;
 
-/// Actions a privacy officer reviews.
-pub const REVIEWABLE: [&str; 2] = ["emergency-access", "claim-relationship"];
+/// Actions a privacy officer reviews (`anomaly-flag`: the watch's flags on views).
+pub const REVIEWABLE: [&str; 3] = ["emergency-access", "claim-relationship", "anomaly-flag"];
 const REVIEW_ACTION: &str = "review-access";
 const VIEW_ACTION: &str = "view-record";
 

@@ -16,8 +16,12 @@ mod governance;
 mod inputs;
 mod metrics;
 mod opt_out;
+mod protected;
 mod search;
 mod view;
+mod watch;
+mod watch_counter;
+mod watch_metrics;
 
 pub use audit::{
     reason_words, AccessHistory, AccessLine, Anomaly, AnomalyFlag, AuditConfig, AuditEntry,
@@ -31,8 +35,14 @@ pub use opt_out::{
     normalise_reference, MatchBasis, OptOutCandidate, OptOutCase, OptOutSubmission,
     MAX_OPT_OUT_FIELD,
 };
+pub use protected::{ProtectedCategory, ProtectedPerson};
 pub use search::{PatientMatch, PatientQuery};
 pub use view::{View, ViewOutcome};
+pub use watch::{
+    assess, family_of, uk_local, Checked, Finding, FlagNotice, FlagSink, Seen, ViewFacts, Watch,
+    WatchConfig, WatchRule, WorkingHours, EMERGENCY_KINDS, FLAG_ACTION,
+};
+pub use watch_counter::{FlagClaim, FlagKey, MemoryCounters, ViewCount, WatchCounters};
 
 use mcr_domain::{Clock, OdsCode, Organisation, Principal};
 use mcr_federation::Federation;
@@ -67,6 +77,13 @@ pub enum GatewayError {
     /// The gateway's store could not be read.
     #[error("My Care Record cannot check access rules right now; try again shortly")]
     StoreUnavailable,
+    /// The watch refused the view: the user reached the hard limit of distinct patients in
+    /// its window. The sentence says why and who to contact.
+    #[error("{sentence}")]
+    TooManyPatients {
+        sentence: String,
+        retry_after_secs: u64,
+    },
 }
 
 /// The member organisations and their state, as configured (and suspended) by the programme.
@@ -105,6 +122,7 @@ pub struct Gateway {
     sharing: Arc<Vec<SharingAgreement>>,
     metrics: Arc<Metrics>,
     audit_config: Arc<AuditConfig>,
+    watch: Arc<watch::Watch>,
 }
 
 impl Gateway {
@@ -126,6 +144,7 @@ impl Gateway {
             sharing: Arc::new(Vec::new()),
             metrics: Arc::new(Metrics::new()),
             audit_config: Arc::new(AuditConfig::default()),
+            watch: Arc::new(watch::Watch::new(watch::WatchConfig::default())),
         }
     }
 

@@ -29,6 +29,9 @@ pub struct DemoOptions {
     /// Ask each source for a view in one FHIR batch (the simulated sources answer one); off:
     /// one request per search and read.
     pub source_batch: bool,
+    /// The watch on views and its notifier (tests lower the limits and point the notifier at
+    /// their own receivers).
+    pub watch: crate::watch_settings::WatchSettings,
 }
 
 impl Default for DemoOptions {
@@ -42,6 +45,7 @@ impl Default for DemoOptions {
             store: None,
             insecure_http: false,
             source_batch: true,
+            watch: crate::watch_settings::WatchSettings::default(),
         }
     }
 }
@@ -448,6 +452,7 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
             ..Default::default()
         },
         sync_on_start: true,
+        watch: opts.watch.clone(),
         demo_patients: demo_patients(&region)?,
         tls: crate::config::TlsSettings {
             cert: Some(gateway_cert.cert.clone()),

@@ -166,6 +166,7 @@ pub(crate) fn error_page(layout: Layout, status: StatusCode, message: &str) -> R
         StatusCode::FORBIDDEN => "You cannot do this",
         StatusCode::BAD_REQUEST => "There is a problem with the request",
         StatusCode::SERVICE_UNAVAILABLE => "Sorry, the service is unavailable",
+        StatusCode::TOO_MANY_REQUESTS => "Too many requests",
         _ => "Sorry, there is a problem with the service",
     };
     let page = ErrorPage {
@@ -187,7 +188,15 @@ pub(crate) fn error_page(layout: Layout, status: StatusCode, message: &str) -> R
 /// A gateway error as an HTML page.
 pub(crate) fn gateway_error(layout: Layout, e: GatewayError) -> Response {
     let api = ApiError::from(e);
-    error_page(layout, api.status, &sentence_case(api.text()))
+    let mut resp = error_page(layout, api.status, &sentence_case(api.text()));
+    if let Some(v) = api
+        .retry_after
+        .and_then(|s| axum::http::HeaderValue::from_str(&s.to_string()).ok())
+    {
+        resp.headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, v);
+    }
+    resp
 }
 
 /// Gateway messages are written to follow a colon; a page shows them as a sentence.

@@ -43,6 +43,7 @@ pub fn test_options() -> DemoOptions {
         store: None,
         insecure_http: false,
         source_batch: true,
+        watch: Default::default(),
     }
 }
 
