@@ -80,6 +80,10 @@ impl ProtectedCache {
         }
     }
 
+    pub(crate) fn lookup(&self, nhs: &str) -> Option<String> {
+        self.snapshot()?.1.get(nhs).cloned()
+    }
+
     fn snapshot(&self) -> Option<(Instant, List)> {
         self.list.read().ok().and_then(|l| l.clone())
     }

@@ -466,6 +466,12 @@ impl Watch {
         self.protected.set(list.into_iter().collect());
     }
 
+    /// The patient's category on the cached protected person list (`None`: not on it, or the
+    /// list not read yet).
+    pub fn cached_category(&self, nhs: &str) -> Option<String> {
+        self.protected.lookup(nhs)
+    }
+
     /// Count the view, run the rules, and decide which findings to flag (one per user, rule
     /// and window; per patient too for rules about one patient).
     pub async fn check(&self, seen: Seen<'_>) -> Checked {
