@@ -238,3 +238,64 @@ impl WatchSettings {
         Ok(config)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(toml_text: &str) -> anyhow::Result<WatchSettings> {
+        let s: WatchSettings = toml::from_str(toml_text)?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    #[test]
+    fn settings_are_checked_with_words_that_say_where() {
+        let ok = parse("flag_patients = 3\nrefuse_patients = 5\n[hours]\ngp-practice = \"Mon-Sat 08:00-18:30\"\n")
+            .expect("valid");
+        let c = ok.config().expect("config");
+        assert_eq!((c.flag_patients, c.refuse_patients), (3, 5));
+        assert_eq!(
+            c.hours[&OrgKind::GpPractice].as_str(),
+            "Mon-Sat 08:00-18:30"
+        );
+        for (text, says) in [
+            ("[hours]\nacute-trust = \"Mon-Fri 07:00-19:00\"", "emergency setting"),
+            ("[hours]\nspaceship = \"Mon-Fri 07:00-19:00\"", "unknown organisation kind"),
+            ("[hours]\ngp-practice = \"weekdays\"", "watch.hours.gp-practice"),
+            ("flag_patients = 10\nrefuse_patients = 5", "refuse_patients"),
+            ("window_minutes = 0", "window_minutes"),
+            ("[notify]\nbatch_seconds = 0", "batch_seconds"),
+            (
+                "[notify.webhook]\nurl = \"https://h.example/x\"\nsecret = \"short\"",
+                "at least 16",
+            ),
+            (
+                "[notify.email]\nhost = \"smtp.example.org\"\nfrom = \"a@example.org\"\nto = []",
+                "at least one address",
+            ),
+            (
+                "[notify.email]\nhost = \"smtp.example.org\"\ntls = \"maybe\"\nfrom = \"a@example.org\"\nto = [\"b@example.org\"]",
+                "starttls, tls or none",
+            ),
+        ] {
+            let e = parse(text).expect_err(text).to_string();
+            assert!(e.contains(says), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn plain_smtp_to_another_machine_is_refused_when_the_notifier_is_built() {
+        let s = parse(
+            "[notify.email]\nhost = \"smtp.example.org\"\ntls = \"none\"\nfrom = \"a@example.org\"\nto = [\"b@example.org\"]",
+        )
+        .expect("parses");
+        let e = s.notify_config("https://mcr.example").expect_err("plain");
+        assert!(e.to_string().contains("this machine"), "{e}");
+        let s =
+            parse("[notify.webhook]\nurl = \"https://h.example/x\"\nsecret = \"0123456789abcdef\"")
+                .expect("parses");
+        let c = s.notify_config("https://mcr.example/").expect("config");
+        assert_eq!(c.review_url, "https://mcr.example/app/review");
+    }
+}
