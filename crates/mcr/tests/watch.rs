@@ -268,6 +268,22 @@ async fn the_watch_flags_refuses_and_tells_privacy_officers() {
     assert_eq!(list["entry"][0]["flag"]["coding"][0]["code"], "staff");
     let (status, _) = t.get("ae.okafor", "/fhir/List/protected-persons").await;
     assert_eq!(status, 403);
+    // The refused change is in the audit trail, like the accepted one.
+    let (status, trail) = t
+        .get(
+            "po.wright",
+            "/fhir/AuditEvent?agent=hospice.ali&outcome=deny",
+        )
+        .await;
+    assert_eq!(status, 200, "{trail}");
+    assert!(
+        trail["entry"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["resource"]["subtype"]
+                .to_string()
+                .contains("protect-person"))),
+        "{trail}"
+    );
 
     // 1. A patient with the hospice doctor's own family name (Dr Sara Ali).
     let namesake = indexed(&t, Some("Ali"), std::slice::from_ref(&staff_member), 1)
