@@ -165,6 +165,9 @@ impl System {
         }
         // Plain HTTP: everything is on loopback, and TLS would be measured as gateway overhead.
         gw.push_str("\n[tls]\ndisabled = true\n");
+        // One clinician views every patient, over and over: the watch runs on each view (its
+        // cost is part of what is measured) but its hard limit must not refuse the load.
+        gw.push_str("\n[watch]\nrefuse_patients = 1000000\n");
         gw.push_str(&format!(
             "\n[federation]\ndeadline_ms = {}\nmax_source_mib = 8\n\n[auth]\nissuer = \"{issuer}\"\nclient_id = \"{CLIENT}\"\nclient_secret = \"{secret}\"\napi_audience = \"{AUDIENCE}\"\nalgorithms = [\"EdDSA\"]\n\n[policy]\nconsent_model = \"ask-once-record\"\npermission_episode_hours = 24\n",
             o.deadline_ms

@@ -40,16 +40,16 @@ pub const MAX_SEARCH_COUNT: u32 = 1_000;
 /// How far back a patient's access history goes.
 pub const HISTORY_DAYS: i64 = 365;
 
-/// Actions a privacy officer reviews.
 /// The actions a privacy officer reviews: break-glass, self-claimed relationships, answers on
-/// a patient's behalf that open their record, objection overrides, and every lift of an
-/// objection or attempt at one (refused attempts included).
-pub const REVIEWABLE: [&str; 5] = [
+/// a patient's behalf that open their record, objection overrides, every lift of an objection
+/// or attempt at one (refused attempts included), and the watch's flags on views.
+pub const REVIEWABLE: [&str; 6] = [
     "emergency-access",
     "claim-relationship",
     crate::governance::ON_BEHALF_ACTION,
     crate::governance::OVERRIDE_ACTION,
     crate::governance::LIFT_ACTION,
+    "anomaly-flag",
 ];
 const REVIEW_ACTION: &str = "review-access";
 const VIEW_ACTION: &str = "view-record";

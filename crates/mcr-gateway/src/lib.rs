@@ -18,9 +18,13 @@ mod inputs;
 mod metrics;
 mod opt_out;
 mod opt_out_letter;
+mod protected;
 mod refusals;
 mod search;
 mod view;
+mod watch;
+mod watch_counter;
+mod watch_metrics;
 
 pub use audit::{
     reason_words, AccessHistory, AccessLine, Anomaly, AnomalyFlag, AuditConfig, AuditEntry,
@@ -39,9 +43,15 @@ pub use opt_out::{
     MAX_OPT_OUT_FIELD,
 };
 pub use opt_out_letter::{OptOutLetter, MAX_WRONG_CODES};
+pub use protected::{ProtectedCategory, ProtectedPerson};
 pub use refusals::RefusalCount;
 pub use search::{PatientMatch, PatientQuery};
 pub use view::{View, ViewOutcome};
+pub use watch::{
+    assess, family_of, uk_local, Checked, Finding, FlagNotice, FlagSink, Seen, ViewFacts, Watch,
+    WatchConfig, WatchRule, WorkingHours, EMERGENCY_KINDS, FLAG_ACTION,
+};
+pub use watch_counter::{FlagClaim, FlagKey, MemoryCounters, ViewCount, WatchCounters};
 
 use mcr_domain::{Clock, OdsCode, Organisation, Principal};
 use mcr_federation::Federation;
@@ -76,6 +86,13 @@ pub enum GatewayError {
     /// The gateway's store could not be read.
     #[error("My Care Record cannot check access rules right now; try again shortly")]
     StoreUnavailable,
+    /// The watch refused the view: the user reached the hard limit of distinct patients in
+    /// its window. The sentence says why and who to contact.
+    #[error("{sentence}")]
+    TooManyPatients {
+        sentence: String,
+        retry_after_secs: u64,
+    },
 }
 
 /// The member organisations and their state, as configured (and suspended) by the programme.
@@ -114,6 +131,7 @@ pub struct Gateway {
     sharing: Arc<Vec<SharingAgreement>>,
     metrics: Arc<Metrics>,
     audit_config: Arc<AuditConfig>,
+    watch: Arc<watch::Watch>,
 }
 
 impl Gateway {
@@ -135,6 +153,7 @@ impl Gateway {
             sharing: Arc::new(Vec::new()),
             metrics: Arc::new(Metrics::new()),
             audit_config: Arc::new(AuditConfig::default()),
+            watch: Arc::new(watch::Watch::new(watch::WatchConfig::default())),
         }
     }
 

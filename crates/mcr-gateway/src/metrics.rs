@@ -65,6 +65,7 @@ pub struct Metrics {
     source_failures: Family<SourceFailureLabel, Counter>,
     decisions: Family<DecisionLabel, Counter>,
     audit_appends: Family<OutcomeLabel, Histogram>,
+    pub(crate) watch: crate::watch_metrics::WatchMetrics,
 }
 
 impl Default for Metrics {
@@ -120,8 +121,10 @@ impl Metrics {
             "Audit trail appends, committed (outcome ok) or refused (outcome error)",
             audit_appends.clone(),
         );
+        let watch = crate::watch_metrics::WatchMetrics::register(&mut registry);
         Self {
             registry,
+            watch,
             views,
             source_latency,
             source_own_latency,

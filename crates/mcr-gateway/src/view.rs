@@ -139,6 +139,13 @@ impl Gateway {
                 return Ok((ViewOutcome::NotPermitted(other), None));
             }
         };
+        // The watch: counted and checked in memory; over its hard limit the view stops here,
+        // audited as a refusal. Its flags are committed beside the view's own audit record.
+        let watched = self.watch_view(ctx, nhs, &patient).await;
+        if watched.refusal.is_some() {
+            timer.outcome("too-many-patients");
+            return Err(self.refuse_watched(ctx, nhs, watched).await);
+        }
 
         let mut phases = Vec::with_capacity(5);
         let mut lap = started;
@@ -225,8 +232,11 @@ impl Gateway {
         };
         // No audit, no view: the record (and what was rendered from it) is returned only once
         // this is committed.
-        let (committed, (mut view, merge_ms, rendered)) =
-            tokio::join!(self.audit(&event), merge_and_render);
+        let (committed, (mut view, merge_ms, rendered), ()) = tokio::join!(
+            self.audit(&event),
+            merge_and_render,
+            self.write_flags(&watched)
+        );
         committed?;
         phase("audit");
         phases.push(("merge", merge_ms));

@@ -17,6 +17,7 @@ mod model;
 mod opt_out;
 mod opt_out_letter;
 mod postgres;
+mod protected;
 mod sqlite;
 
 pub use audit_trail::{AuditCheckpoint, AuditQuery, AuditTrailStore, AUDIT_QUERY_MAX};
@@ -26,6 +27,7 @@ pub use opt_out::{
 };
 pub use opt_out_letter::{LetterAttempt, OptOutLetterRow, OptOutLetterStore};
 pub use postgres::PostgresStore;
+pub use protected::{ProtectedPersonRow, ProtectedPersonStore, PROTECTED_LIST_MAX};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -144,6 +146,7 @@ pub trait Store:
     + GovernanceStore
     + OptOutStore
     + OptOutLetterStore
+    + ProtectedPersonStore
     + std::fmt::Debug
 {
     /// Bring the schema up to date (idempotent).

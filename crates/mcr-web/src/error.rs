@@ -104,6 +104,17 @@ impl From<GatewayError> for ApiError {
                 e.issue.detail_code = Some("decision-unavailable".into());
                 e
             }
+            GatewayError::TooManyPatients {
+                retry_after_secs, ..
+            } => ApiError {
+                retry_after: Some(retry_after_secs),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    IssueType::Throttled,
+                    "too-many-patients",
+                    text,
+                )
+            },
         }
     }
 }

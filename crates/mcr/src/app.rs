@@ -63,7 +63,8 @@ pub async fn gateway(s: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Gate
     Ok(
         Gateway::new(store, federation, clock, s.policy.clone(), registry(s))
             .with_sharing(s.sharing.clone())
-            .with_audit(s.audit.gateway_config()?),
+            .with_audit(s.audit.gateway_config()?)
+            .with_watch(mcr_gateway::Watch::new(s.watch.config()?)),
     )
 }
 
@@ -103,7 +104,7 @@ pub async fn serve(s: &Settings, listener: TcpListener) -> anyhow::Result<Runnin
     let addr = listener.local_addr()?;
     let serving = crate::network::serving(s, addr)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let gateway = gateway(s, clock).await?;
+    let mut gateway = gateway(s, clock.clone()).await?;
     if s.sync_on_start {
         let report = gateway
             .indexer()
@@ -120,6 +121,7 @@ pub async fn serve(s: &Settings, listener: TcpListener) -> anyhow::Result<Runnin
         .base_url
         .clone()
         .unwrap_or_else(|| format!("{}://{addr}", serving.scheme()));
+    gateway = notifying(s, gateway, &base_url, clock)?;
     let auth = Authenticator::new(Arc::new(relying_party(s, &base_url)?), registry(s));
     let secure_cookies = matches!(serving, crate::network::Serving::Tls(_));
     let state = AppState::new(gateway.clone(), auth, base_url, secure_cookies)
@@ -164,4 +166,28 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// The watch, telling privacy officers of each flag over the configured channels (a signed
+/// webhook, email), when any is configured.
+pub fn notifying(
+    s: &Settings,
+    gateway: Gateway,
+    base_url: &str,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Gateway> {
+    let n = &s.watch.notify;
+    if n.webhook.is_none() && n.email.is_none() {
+        return Ok(gateway);
+    }
+    let config = s.watch.notify_config(base_url)?;
+    let (notifier, _tasks) = mcr_notify::start(&config, gateway.shared_metrics(), clock)
+        .map_err(|e| anyhow::anyhow!("config: watch.notify: {e}"))?;
+    tracing::info!(
+        webhook = config.webhook.is_some(),
+        email = config.email.is_some(),
+        batch_seconds = config.batch.as_secs(),
+        "privacy officers are told of anomaly flags"
+    );
+    Ok(gateway.with_watch(mcr_gateway::Watch::new(s.watch.config()?).with_sink(notifier)))
 }

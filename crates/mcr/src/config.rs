@@ -48,6 +48,9 @@ pub struct Settings {
     /// Re-read every source's patients when the gateway starts.
     #[serde(default)]
     pub sync_on_start: bool,
+    /// The watch on every permitted view, and how privacy officers are told of its flags.
+    #[serde(default)]
+    pub watch: crate::watch_settings::WatchSettings,
     /// Demo only: the sample patients the public site's patient sign-in offers (never from a
     /// config file; empty: no patient sign-in).
     #[serde(skip)]
@@ -201,6 +204,7 @@ impl Settings {
             bail!("config: federation.max_source_mib must be at least 1");
         }
         self.audit.validate()?;
+        self.watch.validate()?;
         if !(1..=1000).contains(&self.federation.page_size) {
             bail!("config: federation.page_size must be between 1 and 1000");
         }

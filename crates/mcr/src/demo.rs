@@ -34,6 +34,9 @@ pub struct DemoOptions {
     pub trusted_proxy_hops: u8,
     /// How often refusals before the gateway are audited in aggregate, seconds.
     pub refusal_flush_seconds: u64,
+    /// The watch on views and its notifier (tests lower the limits and point the notifier at
+    /// their own receivers).
+    pub watch: crate::watch_settings::WatchSettings,
 }
 
 impl Default for DemoOptions {
@@ -49,6 +52,7 @@ impl Default for DemoOptions {
             source_batch: true,
             trusted_proxy_hops: 0,
             refusal_flush_seconds: 60,
+            watch: crate::watch_settings::WatchSettings::default(),
         }
     }
 }
@@ -481,6 +485,7 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
             ..Default::default()
         },
         sync_on_start: true,
+        watch: opts.watch.clone(),
         demo_patients: demo_patients(&region)?,
         http: crate::config::HttpSettings {
             trusted_proxy_hops: opts.trusted_proxy_hops,

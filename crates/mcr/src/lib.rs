@@ -9,3 +9,4 @@ pub mod demo;
 pub mod network;
 pub mod sources_cmd;
 pub mod tokens;
+pub mod watch_settings;

@@ -101,7 +101,10 @@ fn fhir_outcome(ours: &str) -> &'static str {
 fn interaction(action: &str) -> (&'static str, &'static str) {
     match action {
         "view-record" | "explain-access" => ("operation", "E"),
-        "read-patient" | "read-consents" | "read-access-history" => ("read", "R"),
+        "read-patient" | "read-consents" | "read-access-history" | "read-protected-persons" => {
+            ("read", "R")
+        }
+        "unprotect-person" => ("delete", "D"),
         "search-patient" | "search-audit" | "read-review-queue" => ("search-type", "E"),
         _ => ("create", "C"),
     }

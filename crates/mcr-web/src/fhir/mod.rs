@@ -7,11 +7,12 @@ mod audit;
 mod bundle;
 mod consent;
 mod patient;
+mod protected;
 
 use crate::AppState;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use serde_json::Value;
 
@@ -26,6 +27,14 @@ pub(crate) fn routes() -> Router<AppState> {
         )
         .route("/fhir/Consent", post(consent::create).get(consent::search))
         .route("/fhir/AuditEvent", get(audit::search))
+        .route(
+            "/fhir/List/protected-persons",
+            get(protected::list).post(protected::add),
+        )
+        .route(
+            "/fhir/List/protected-persons/{nhs}",
+            delete(protected::remove),
+        )
         .route("/access/explain", get(consent::explain))
 }
 

@@ -195,7 +195,15 @@ pub(crate) fn error_page(layout: Layout, status: StatusCode, message: &str) -> R
 /// A gateway error as an HTML page.
 pub(crate) fn gateway_error(layout: Layout, e: GatewayError) -> Response {
     let api = ApiError::from(e);
-    error_page(layout, api.status, &sentence_case(api.text()))
+    let mut resp = error_page(layout, api.status, &sentence_case(api.text()));
+    if let Some(v) = api
+        .retry_after
+        .and_then(|s| axum::http::HeaderValue::from_str(&s.to_string()).ok())
+    {
+        resp.headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, v);
+    }
+    resp
 }
 
 /// Gateway messages are written to follow a colon; a page shows them as a sentence.

@@ -151,6 +151,7 @@ fn kind_words(kind: &str, outcome: &str) -> &'static str {
         ("override-objection", _) => "Objection overridden",
         ("withdraw-objection", "deny") => "Refused attempt to lift an objection",
         ("withdraw-objection", _) => "Objection lifted",
+        ("anomaly-flag", _) => "Unusual view",
         _ => "Access",
     }
 }
@@ -177,6 +178,8 @@ pub(crate) struct CaseRow {
     pub organisation: String,
     pub patient: String,
     pub patient_formatted: String,
+    /// "Reason given" (by the user), or "Evidence" (of a flag).
+    pub reason_label: &'static str,
     pub reason: String,
     pub views_after: usize,
     pub flags: Vec<String>,
@@ -197,11 +200,26 @@ fn case_row(i: &ReviewItem) -> CaseRow {
             .as_deref()
             .and_then(|p| NhsNumber::parse(p).ok())
             .map_or_else(|| i.patient.clone().unwrap_or_default(), |n| n.formatted()),
-        reason: [i.reason_code.clone(), i.reason.clone()]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(": "),
+        reason_label: if i.kind == mcr_gateway::FLAG_ACTION {
+            "Evidence"
+        } else {
+            "Reason given"
+        },
+        reason: if i.kind == mcr_gateway::FLAG_ACTION {
+            // The rule in words, then the evidence the watch recorded.
+            let rule = i
+                .reason_code
+                .as_deref()
+                .and_then(mcr_gateway::WatchRule::parse)
+                .map_or("Unusual view", mcr_gateway::WatchRule::title);
+            format!("{rule}: {}", i.reason.clone().unwrap_or_default())
+        } else {
+            [i.reason_code.clone(), i.reason.clone()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(": ")
+        },
         views_after: i.views_after.len(),
         flags: i
             .flags

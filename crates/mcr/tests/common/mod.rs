@@ -45,6 +45,7 @@ pub fn test_options() -> DemoOptions {
         source_batch: true,
         trusted_proxy_hops: 0,
         refusal_flush_seconds: 60,
+        watch: Default::default(),
     }
 }
 
