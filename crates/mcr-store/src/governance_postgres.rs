@@ -211,4 +211,5 @@ const READERS: crate::common::GovernanceReaders<PgRow> = crate::common::Governan
     relationship: relationship_from_row,
     objection: objection_from_row,
     emergency: emergency_from_row,
+    care_event: crate::care_event::care_event_from_row::<PgRow>,
 };

@@ -205,4 +205,5 @@ const READERS: crate::common::GovernanceReaders<SqliteRow> = crate::common::Gove
     relationship: relationship_from_row,
     objection: objection_from_row,
     emergency: emergency_from_row,
+    care_event: crate::care_event::care_event_from_row::<SqliteRow>,
 };

@@ -9,6 +9,7 @@
 //! carry counts and reasons, never clinical content).
 
 mod audit_trail;
+mod care_event;
 mod common;
 mod governance_postgres;
 mod governance_sqlite;
@@ -19,6 +20,7 @@ mod postgres;
 mod sqlite;
 
 pub use audit_trail::{AuditCheckpoint, AuditQuery, AuditTrailStore, AUDIT_QUERY_MAX};
+pub use care_event::{CareEventKey, CareEventRow, CareEventStore, HeldMessage, HELD_LIST_MAX};
 pub use model::*;
 pub use opt_out::{OptOutDecision, OptOutRequestRow, OptOutState, OptOutStore, OPT_OUT_LIST_MAX};
 pub use postgres::PostgresStore;
@@ -134,7 +136,13 @@ pub trait GovernanceStore: Send + Sync {
 /// Everything the gateway keeps.
 #[async_trait]
 pub trait Store:
-    IndexStore + AuditStore + AuditTrailStore + GovernanceStore + OptOutStore + std::fmt::Debug
+    IndexStore
+    + AuditStore
+    + AuditTrailStore
+    + GovernanceStore
+    + OptOutStore
+    + std::fmt::Debug
+    + CareEventStore
 {
     /// Bring the schema up to date (idempotent).
     async fn migrate(&self) -> Result<()>;

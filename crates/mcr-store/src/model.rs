@@ -195,6 +195,9 @@ pub struct GovernanceRecords {
     pub relationships: Vec<RelationshipRow>,
     pub objections: Vec<ObjectionRow>,
     pub emergencies: Vec<EmergencyRow>,
+    /// Care events (tag 7), by start: when the patient's care at each organisation started
+    /// and ended.
+    pub care_events: Vec<crate::CareEventRow>,
 }
 
 /// What a record view reads before deciding: the patient as the index has them, the sources
