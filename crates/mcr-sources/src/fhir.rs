@@ -175,6 +175,14 @@ pub(crate) fn search(
             ),
             Err(e) => return invalid(e),
         }
+    } else if is_care_event_feed(resource_type, params) {
+        match care_event_feed(slice, resource_type, params) {
+            Ok(all) => (
+                all.len(),
+                all.into_iter().skip(offset).take(count).collect(),
+            ),
+            Err(e) => return invalid(e),
+        }
     } else {
         let mut patient = None;
         for (k, v) in params {
@@ -206,6 +214,62 @@ pub(crate) fn search(
         StatusCode::OK,
         &bundle(base, resource_type, params, total, page, count, offset),
     )
+}
+
+/// Care-event types a system may ask for across every patient, by date (the gateway's index
+/// sync reads their metadata).
+const CARE_EVENT_TYPES: [&str; 2] = ["Encounter", "EpisodeOfCare"];
+
+fn is_care_event_feed(resource_type: &str, params: &Params) -> bool {
+    CARE_EVENT_TYPES.contains(&resource_type)
+        && params.iter().any(|(k, _)| k == "date")
+        && !params.iter().any(|(k, _)| k == "patient" || k == "subject")
+}
+
+/// Every patient's `resource_type` whose period reaches the `date=geYYYY-MM-DD` day or later
+/// (open ones included), in patient order.
+fn care_event_feed(
+    slice: &SourceSlice,
+    resource_type: &str,
+    params: &Params,
+) -> Result<Vec<Value>, Bad> {
+    let mut from = None;
+    for (k, v) in params {
+        match k.as_str() {
+            "date" => {
+                let day = v
+                    .strip_prefix("ge")
+                    .ok_or_else(|| bad("date must be geYYYY-MM-DD"))?;
+                from = Some(
+                    chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
+                        .map_err(|_| bad("date must be geYYYY-MM-DD"))?,
+                );
+            }
+            "_count" | "_offset" | "_format" => {}
+            _ => return Err(bad("unsupported search parameter")),
+        }
+    }
+    let from = from.ok_or_else(|| bad("date must be geYYYY-MM-DD"))?;
+    let reaches = |r: &Value| {
+        let end = r
+            .get("period")
+            .and_then(|p| p.get("end"))
+            .and_then(Value::as_str);
+        match end {
+            None => true,
+            Some(e) => {
+                e.get(..10)
+                    .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+                    >= Some(from)
+            }
+        }
+    };
+    Ok(slice
+        .patients()
+        .iter()
+        .flat_map(|p| slice.resources(&p.local_id, resource_type))
+        .filter(reaches)
+        .collect())
 }
 
 fn paging(params: &Params) -> Result<(usize, usize), Bad> {
