@@ -39,8 +39,10 @@ impl Gateway {
         ctx: &RequestContext,
         nhs: &NhsNumber,
     ) -> Result<Explanation, GatewayError> {
-        let (patient, links) = self.locate(ctx, nhs, "explain-access").await?;
-        let inputs = match self.load_inputs(ctx, nhs, &patient, &links).await {
+        // An unknown patient is refused (and audited) here; what the index holds is not a
+        // relationship, so only the governance records are read for the decision.
+        self.locate(ctx, nhs, "explain-access").await?;
+        let inputs = match self.load_inputs(ctx, nhs).await {
             Ok(i) => i,
             Err(_) => return Err(self.fail_closed(ctx, nhs, "explain-access").await),
         };
@@ -104,11 +106,11 @@ impl Gateway {
             Ok(read) => read,
             Err(_) => return Err(self.fail_closed(ctx, nhs, ACTION).await),
         };
-        let Some(patient) = read.patient else {
+        if read.patient.is_none() {
             return Err(self.not_found(ctx, nhs, ACTION).await);
-        };
+        }
         let links = read.links;
-        let inputs = match self.inputs_from(ctx, &read.governance, &patient, &links) {
+        let inputs = match self.inputs_from(ctx, &read.governance) {
             Ok(i) => i,
             Err(_) => return Err(self.fail_closed(ctx, nhs, ACTION).await),
         };
