@@ -150,6 +150,7 @@ pub(crate) fn search(
     base: &str,
     resource_type: &str,
     params: &Params,
+    feeds: &FeedCache,
 ) -> Response {
     if !slice.holds_type(resource_type) {
         return outcome(
@@ -176,10 +177,10 @@ pub(crate) fn search(
             Err(e) => return invalid(e),
         }
     } else if is_care_event_feed(resource_type, params) {
-        match care_event_feed(slice, resource_type, params) {
+        match care_event_feed(slice, resource_type, params, feeds) {
             Ok(all) => (
                 all.len(),
-                all.into_iter().skip(offset).take(count).collect(),
+                all.iter().skip(offset).take(count).cloned().collect(),
             ),
             Err(e) => return invalid(e),
         }
@@ -220,11 +221,18 @@ pub(crate) fn search(
 /// sync reads their metadata).
 const CARE_EVENT_TYPES: [&str; 2] = ["Encounter", "EpisodeOfCare"];
 
-fn is_care_event_feed(resource_type: &str, params: &Params) -> bool {
+pub(crate) fn is_care_event_feed(resource_type: &str, params: &Params) -> bool {
     CARE_EVENT_TYPES.contains(&resource_type)
         && params.iter().any(|(k, _)| k == "date")
         && !params.iter().any(|(k, _)| k == "patient" || k == "subject")
 }
+
+/// Care-event feeds already generated, by type and day: every page of one feed is cut from
+/// the same list, generated once (the records never change), not the region again per page.
+#[derive(Default)]
+pub(crate) struct FeedCache(
+    std::sync::Mutex<std::collections::HashMap<(String, NaiveDate), std::sync::Arc<Vec<Value>>>>,
+);
 
 /// Every patient's `resource_type` whose period reaches the `date=geYYYY-MM-DD` day or later
 /// (open ones included), in patient order.
@@ -232,7 +240,8 @@ fn care_event_feed(
     slice: &SourceSlice,
     resource_type: &str,
     params: &Params,
-) -> Result<Vec<Value>, Bad> {
+    feeds: &FeedCache,
+) -> Result<std::sync::Arc<Vec<Value>>, Bad> {
     let mut from = None;
     for (k, v) in params {
         match k.as_str() {
@@ -241,7 +250,7 @@ fn care_event_feed(
                     .strip_prefix("ge")
                     .ok_or_else(|| bad("date must be geYYYY-MM-DD"))?;
                 from = Some(
-                    chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
+                    NaiveDate::parse_from_str(day, "%Y-%m-%d")
                         .map_err(|_| bad("date must be geYYYY-MM-DD"))?,
                 );
             }
@@ -259,17 +268,28 @@ fn care_event_feed(
             None => true,
             Some(e) => {
                 e.get(..10)
-                    .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+                    .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
                     >= Some(from)
             }
         }
     };
-    Ok(slice
-        .patients()
-        .iter()
-        .flat_map(|p| slice.resources(&p.local_id, resource_type))
-        .filter(reaches)
-        .collect())
+    let mut cache = feeds
+        .0
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let list = cache
+        .entry((resource_type.to_owned(), from))
+        .or_insert_with(|| {
+            std::sync::Arc::new(
+                slice
+                    .patients()
+                    .iter()
+                    .flat_map(|p| slice.resources(&p.local_id, resource_type))
+                    .filter(reaches)
+                    .collect(),
+            )
+        });
+    Ok(std::sync::Arc::clone(list))
 }
 
 fn paging(params: &Params) -> Result<(usize, usize), Bad> {
