@@ -230,9 +230,11 @@ pub(crate) fn is_care_event_feed(resource_type: &str, params: &Params) -> bool {
 /// Care-event feeds already generated, by type and day: every page of one feed is cut from
 /// the same list, generated once (the records never change), not the region again per page.
 #[derive(Default)]
-pub(crate) struct FeedCache(
-    std::sync::Mutex<std::collections::HashMap<(String, NaiveDate), std::sync::Arc<Vec<Value>>>>,
-);
+pub(crate) struct FeedCache(std::sync::Mutex<std::collections::HashMap<FeedKey, Feed>>);
+
+/// A feed's resource type and first day.
+type FeedKey = (String, NaiveDate);
+type Feed = std::sync::Arc<Vec<Value>>;
 
 /// Every patient's `resource_type` whose period reaches the `date=geYYYY-MM-DD` day or later
 /// (open ones included), in patient order.
