@@ -6,7 +6,7 @@
 //! patients one after another, waiting for each ACK, as MLLP senders do.
 
 use chrono::NaiveDate;
-use mcr_adt::listener::send_plain;
+use mcr_adt::listener::send_framed;
 use mcr_adt::{serve, ListenerConfig, SenderConfig, Transport};
 use mcr_domain::{Clock, NhsNumber, OdsCode, OrgKind, Organisation, SystemClock};
 use mcr_federation::{Federation, FederationConfig};
@@ -100,7 +100,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                      PV1|1|I|WARD{w}^^^LISTER|||||||MED|||||||||V{nhs}|||||||||||||||||||||||||20261130093000",
                     w = i % 20
                 );
-                let ack = send_plain(&mut stream, &m).await?;
+                let ack = send_framed(&mut stream, &m).await?;
                 if !ack.contains("MSA|AA|") {
                     refused += 1;
                 }

@@ -486,6 +486,20 @@ mod tests {
     }
 
     #[test]
+    fn a_pre_admission_is_an_appointment_on_the_expected_day() {
+        let text =
+            msg("A05", "2.5", NHS, "PV1|1|P|W||||||||||||||||V9") + "PV2||||||||20261210090000";
+        let (_, r) = interpret(&text);
+        match r.expect("accepted").action {
+            Interpreted::Event(CareEventAction::Record { kind, start, .. }) => {
+                assert_eq!(kind, "appointment");
+                assert_eq!(start, timestamp("20261210090000").expect("ts"));
+            }
+            other => panic!("not a record: {other:?}"),
+        }
+    }
+
+    #[test]
     fn refusals_say_why_and_whether_error_or_reject() {
         let pv1 = "PV1|1|I|W||||||||||||||||||V1";
         let (_, r) = interpret(&msg("A01", "2.3", NHS, pv1));

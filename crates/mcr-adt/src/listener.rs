@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
@@ -434,8 +434,12 @@ impl Shared {
     }
 }
 
-/// Plain TCP connect helper for tests and the benchmark: send framed `message`, read the ACK.
-pub async fn send_plain(stream: &mut TcpStream, message: &str) -> std::io::Result<String> {
+/// The sending side, for the demo, tests and the benchmark: send `message` framed, read the
+/// framed answer (the ACK) and return its text.
+pub async fn send_framed<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    message: &str,
+) -> std::io::Result<String> {
     let mut framed = Vec::with_capacity(message.len() + 3);
     framed.push(START);
     framed.extend_from_slice(message.as_bytes());
