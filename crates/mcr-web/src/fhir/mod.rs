@@ -6,6 +6,7 @@
 mod audit;
 mod bundle;
 mod consent;
+mod feeds;
 mod patient;
 
 use crate::AppState;
@@ -27,6 +28,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/fhir/Consent", post(consent::create).get(consent::search))
         .route("/fhir/AuditEvent", get(audit::search))
         .route("/access/explain", get(consent::explain))
+        .route("/feeds/held", get(feeds::held))
 }
 
 /// A FHIR JSON response.
