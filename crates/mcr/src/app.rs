@@ -86,6 +86,49 @@ pub struct Running {
     pub addr: std::net::SocketAddr,
     pub gateway: Gateway,
     pub task: tokio::task::JoinHandle<()>,
+    /// The HL7 v2 ADT listener, when `[adt]` is configured.
+    pub adt: Option<mcr_adt::AdtListener>,
+}
+
+/// Start the ADT listener `[adt]` describes.
+pub async fn adt_listener(
+    s: &Settings,
+    gateway: &Gateway,
+) -> anyhow::Result<Option<mcr_adt::AdtListener>> {
+    let Some(a) = &s.adt else {
+        return Ok(None);
+    };
+    let transport = if a.insecure_loopback {
+        mcr_adt::Transport::PlainLoopback
+    } else {
+        let (Some(cert), Some(key), Some(ca)) = (&s.tls.cert, &s.tls.key, &s.sources_tls.ca) else {
+            anyhow::bail!("[adt] over TLS needs [tls] cert and key and [sources_tls] ca");
+        };
+        let identity = mcr_tls::Identity::load(cert, key)?;
+        let roots = mcr_tls::load_roots(ca)?;
+        mcr_adt::Transport::Tls(mcr_tls::mtls_server_config(
+            identity,
+            roots,
+            mcr_tls::RefusedOrgs::default(),
+        )?)
+    };
+    let listener = TcpListener::bind(a.listen)
+        .await
+        .with_context(|| format!("[adt]: cannot listen on {}", a.listen))?;
+    let config = mcr_adt::ListenerConfig {
+        senders: a.senders.clone(),
+        max_message_bytes: a.max_message_bytes,
+        idle_timeout: Duration::from_secs(a.idle_timeout_secs),
+        max_connections: a.max_connections,
+        receiving_application: "MCR".into(),
+        receiving_facility: crate::demo::GATEWAY_ORG.into(),
+    };
+    Ok(Some(mcr_adt::serve(
+        listener,
+        transport,
+        config,
+        gateway.clone(),
+    )?))
 }
 
 /// Build the gateway and serve it on `listener` until the task is aborted.
@@ -116,9 +159,11 @@ pub async fn serve(s: &Settings, listener: TcpListener) -> anyhow::Result<Runnin
         .with_demo_patients(s.demo_patients.clone());
     let router = mcr_web::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     let task = crate::network::spawn_server(listener, serving, router)?;
+    let adt = adt_listener(s, &gateway).await?;
     Ok(Running {
         addr,
         gateway,
         task,
+        adt,
     })
 }
