@@ -158,8 +158,9 @@ pub async fn serve(s: &Settings, listener: TcpListener) -> anyhow::Result<Runnin
     let state = AppState::new(gateway.clone(), auth, base_url, secure_cookies)
         .with_demo_patients(s.demo_patients.clone());
     let router = mcr_web::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
-    let task = crate::network::spawn_server(listener, serving, router)?;
+    // The ADT listener first: once the gateway answers HTTP, its feed is open too.
     let adt = adt_listener(s, &gateway).await?;
+    let task = crate::network::spawn_server(listener, serving, router)?;
     Ok(Running {
         addr,
         gateway,
