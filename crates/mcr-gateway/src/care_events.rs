@@ -130,6 +130,8 @@ impl Gateway {
             received_at: now,
         };
         let unavailable = |_| CareEventRefusal::Unavailable;
+        // A new or changed event is written in one transaction with its audit record.
+        let mut write = None;
         let outcome = match &notice.action {
             CareEventAction::Record {
                 kind,
@@ -142,18 +144,14 @@ impl Gateway {
                 if end.is_some_and(|e| e < *start) {
                     return Err(CareEventRefusal::EndsBeforeStart);
                 }
-                let e = row(
+                write = Some(row(
                     kind,
                     ward.clone(),
                     team.clone(),
                     service.clone(),
                     *start,
                     *end,
-                );
-                store
-                    .upsert_care_events(std::slice::from_ref(&e))
-                    .await
-                    .map_err(unavailable)?;
+                ));
                 "recorded"
             }
             CareEventAction::End {
@@ -182,10 +180,7 @@ impl Gateway {
                 if e.end.is_some_and(|x| x < e.start) {
                     return Err(CareEventRefusal::EndsBeforeStart);
                 }
-                store
-                    .upsert_care_events(std::slice::from_ref(&e))
-                    .await
-                    .map_err(unavailable)?;
+                write = Some(e);
                 "ended"
             }
             CareEventAction::Cancel => {
@@ -220,9 +215,23 @@ impl Gateway {
             "{} {} from {}",
             notice.origin, notice.message_type, notice.org.code
         ));
-        self.audit(&event)
-            .await
-            .map_err(|_| CareEventRefusal::Unavailable)?;
+        match write {
+            Some(e) => {
+                let change = mcr_store::GovernanceChange::CareEvent(e);
+                let row = mcr_audit::record_change(self.store.as_ref(), &change, &event)
+                    .await
+                    .map_err(|e| {
+                        tracing::error!(error = %e, "care event not recorded");
+                        CareEventRefusal::Unavailable
+                    })?;
+                self.after_append(&row).await;
+            }
+            None => {
+                self.audit(&event)
+                    .await
+                    .map_err(|_| CareEventRefusal::Unavailable)?;
+            }
+        }
         Ok(outcome)
     }
 

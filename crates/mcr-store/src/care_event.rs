@@ -195,6 +195,28 @@ fn keyed(events: &[CareEventRow]) -> Vec<&CareEventRow> {
     })
 }
 
+/// Insert or replace one event inside a transaction already open (a governance change).
+pub(crate) async fn upsert_in_sqlite(
+    conn: &mut sqlx::SqliteConnection,
+    e: &CareEventRow,
+) -> Result<()> {
+    let mut qb = QueryBuilder::<Sqlite>::new("");
+    push_events(&mut qb, &[e]);
+    qb.build().execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// [`upsert_in_sqlite`] on PostgreSQL.
+pub(crate) async fn upsert_in_postgres(
+    conn: &mut sqlx::PgConnection,
+    e: &CareEventRow,
+) -> Result<()> {
+    let mut qb = QueryBuilder::<Postgres>::new("");
+    push_events(&mut qb, &[e]);
+    qb.build().execute(&mut *conn).await?;
+    Ok(())
+}
+
 #[async_trait]
 impl CareEventStore for SqliteStore {
     async fn upsert_care_events(&self, events: &[CareEventRow]) -> Result<()> {

@@ -105,6 +105,7 @@ async fn insert_change(conn: &mut PgConnection, change: &GovernanceChange) -> Re
             .execute(&mut *conn)
             .await?;
         }
+        GovernanceChange::CareEvent(e) => crate::care_event::upsert_in_postgres(conn, e).await?,
     }
     Ok(())
 }

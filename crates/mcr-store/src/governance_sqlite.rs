@@ -105,6 +105,7 @@ async fn insert_change(conn: &mut SqliteConnection, change: &GovernanceChange) -
             .execute(&mut *conn)
             .await?;
         }
+        GovernanceChange::CareEvent(e) => crate::care_event::upsert_in_sqlite(conn, e).await?,
     }
     Ok(())
 }

@@ -186,6 +186,9 @@ pub enum GovernanceChange {
     Relationship(RelationshipRow),
     Objection(ObjectionRow),
     Emergency(EmergencyRow),
+    /// A care event from a feed, inserted or replaced by its source key (one transaction with
+    /// its audit record: one commit per message).
+    CareEvent(crate::CareEventRow),
 }
 
 /// A patient's governance records, each list oldest first.

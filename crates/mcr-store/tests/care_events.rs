@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use mcr_domain::NhsNumber;
-use mcr_store::{CareEventKey, CareEventRow, HeldMessage, Store};
+use mcr_store::{AuditAppend, CareEventKey, CareEventRow, GovernanceChange, HeldMessage, Store};
 
 fn t(day: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, day, 9, 30, 0)
@@ -120,6 +120,31 @@ async fn story(store: &dyn Store) {
     let moved = store.governance(&b).await.expect("read").care_events;
     assert_eq!(moved.len(), 1);
     assert_eq!(moved[0].nhs_number, b);
+
+    // A feed's event and its audit record in one transaction.
+    let fed = event(&a, "V7", "admission", 21, None);
+    let audit = AuditAppend {
+        at: t(21),
+        correlation_id: "adt-RWH-1".into(),
+        user_id: "feed:adt:RWH".into(),
+        org_code: "RWH".into(),
+        patient: Some(a.to_string()),
+        action: "care-event".into(),
+        outcome: "recorded".into(),
+        payload: "{}".into(),
+    };
+    let chain =
+        |seq: i64, prev: &str, r: &AuditAppend| format!("{seq}:{}:{}", prev.len(), r.action);
+    store
+        .record_governance(&GovernanceChange::CareEvent(fed.clone()), &audit, &chain)
+        .await
+        .expect("event and audit");
+    assert_eq!(
+        store.care_event(key("V7")).await.expect("read"),
+        Some(fed),
+        "written with its audit record"
+    );
+    assert_eq!(store.audit_rows(0, 10).await.expect("audit").len(), 1);
 
     // Held messages, newest first, limited.
     assert!(store.held_messages(0).await.expect("list").is_empty());
