@@ -103,6 +103,7 @@ pub async fn run(o: &BenchOptions) -> anyhow::Result<Report> {
     let startup_peak_rss_mib =
         machine::memory_mib(system.gateway_pid).map_or(0.0, |(peak, _)| stats::round3(peak));
     for nhs in typical.iter().chain(&large) {
+        system.admit(nhs).await?;
         system.record_permission(&client, nhs).await?;
     }
     // Patient search is rate-limited per user and per address (a clinician searches a few

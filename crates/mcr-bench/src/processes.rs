@@ -43,6 +43,9 @@ pub struct System {
     pub token: String,
     /// ODS code of the bench clinicians' organisation (the acute trust).
     pub org: String,
+    /// The gateway's HL7 v2 ADT listener (plain TCP on loopback): the acute trust admits the
+    /// patients its clinicians view, so they have a care relationship.
+    pub adt_addr: String,
     _gateway: Child,
     _sources: Child,
     _idp: tokio::task::JoinHandle<()>,
@@ -172,6 +175,10 @@ impl System {
             "\n[federation]\ndeadline_ms = {}\nmax_source_mib = 8\n\n[auth]\nissuer = \"{issuer}\"\nclient_id = \"{CLIENT}\"\nclient_secret = \"{secret}\"\napi_audience = \"{AUDIENCE}\"\nalgorithms = [\"EdDSA\"]\n\n[policy]\nconsent_model = \"ask-once-record\"\npermission_episode_hours = 24\n",
             o.deadline_ms
         ));
+        let adt_port = free_port()?;
+        gw.push_str(&format!(
+            "\n[adt]\nlisten = \"127.0.0.1:{adt_port}\"\ninsecure_loopback = true\n\n[[adt.senders]]\nfacility = \"{acute_org}\"\norg = \"{acute_org}\"\n"
+        ));
         let org = acute_org;
         for (id, url) in &source_urls {
             let slice = region.source(id).with_context(|| format!("source {id}"))?;
@@ -233,6 +240,7 @@ impl System {
             sources_pid: sources.id().context("sources pid")?,
             token,
             org,
+            adt_addr: format!("127.0.0.1:{adt_port}"),
             _gateway: gateway,
             _sources: sources,
             _idp: idp_task,
@@ -274,6 +282,38 @@ impl System {
             )
             .await?;
         }
+        Ok(())
+    }
+
+    /// The acute trust's PAS admits the patient (HL7 v2 A01 over MLLP), so its clinicians have
+    /// a care relationship; the ACK must be AA.
+    pub async fn admit(&self, nhs: &str) -> anyhow::Result<()> {
+        use mcr_domain::Clock;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let now = mcr_domain::SystemClock.now().format("%Y%m%d%H%M%S+0000");
+        let org = &self.org;
+        let message = format!(
+            "\u{b}MSH|^~\\&|PAS|{org}|MCR|MCR01|{now}||ADT^A01^ADT_A01|BENCH{nhs}|P|2.5.1\r\
+             EVN|A01|{now}\r\
+             PID|1||{nhs}^^^NHS^NH\r\
+             PV1|1|I|WARD1|||||||MED|||||||||BENCH{nhs}|||||||||||||||||||||||||{now}\r\u{1c}\r"
+        );
+        let mut stream = tokio::net::TcpStream::connect(&self.adt_addr)
+            .await
+            .context("connecting to the gateway's ADT listener")?;
+        stream.write_all(message.as_bytes()).await?;
+        let mut answer = Vec::new();
+        while !answer.ends_with(&[0x1c, b'\r']) {
+            let mut chunk = [0u8; 1024];
+            let n = stream.read(&mut chunk).await?;
+            anyhow::ensure!(n > 0, "the ADT listener closed without an ACK");
+            answer.extend_from_slice(&chunk[..n]);
+        }
+        let answer = String::from_utf8_lossy(&answer);
+        anyhow::ensure!(
+            answer.contains("MSA|AA|"),
+            "the ADT listener did not accept the admission: {answer}"
+        );
         Ok(())
     }
 

@@ -258,6 +258,16 @@ pub trait Source: Send + Sync + std::fmt::Debug {
         timeout: Duration,
         pages: tokio::sync::mpsc::Sender<Vec<Value>>,
     ) -> Result<(), FailureReason>;
+    /// Every `resource_type` (a care-event type: `Encounter`, `EpisodeOfCare`, …) whose
+    /// period reaches `from` or later (`date=ge{from}`), for every patient, a page at a time
+    /// into `pages`: the index sync reads care-event metadata with it.
+    async fn care_event_feed(
+        &self,
+        resource_type: &str,
+        from: chrono::NaiveDate,
+        timeout: Duration,
+        pages: tokio::sync::mpsc::Sender<Vec<Value>>,
+    ) -> Result<(), FailureReason>;
 }
 
 /// A FHIR R4 server over HTTP.
@@ -831,6 +841,31 @@ impl Source for HttpSource {
             q.push(("_lastUpdated", &gt));
         }
         let url = self.url("Patient", &q)?;
+        self.system_feed(url, "Patient", timeout, pages).await
+    }
+
+    async fn care_event_feed(
+        &self,
+        resource_type: &str,
+        from: chrono::NaiveDate,
+        timeout: Duration,
+        pages: tokio::sync::mpsc::Sender<Vec<Value>>,
+    ) -> Result<(), FailureReason> {
+        let ge = format!("ge{}", from.format("%Y-%m-%d"));
+        let url = self.url(resource_type, &[("date", &ge), ("_count", "1000")])?;
+        self.system_feed(url, resource_type, timeout, pages).await
+    }
+}
+
+impl HttpSource {
+    /// Every page of a search the gateway itself makes (not for a user), into `pages`.
+    async fn system_feed(
+        &self,
+        url: Url,
+        resource_type: &str,
+        timeout: Duration,
+        pages: tokio::sync::mpsc::Sender<Vec<Value>>,
+    ) -> Result<(), FailureReason> {
         // The index sync reads every patient: no per-view byte cap, but a page cap and a deadline.
         let identity = match &self.identity {
             Some(signer) => Some(signer.for_system(self.config.base_url.as_str())?),
@@ -845,7 +880,15 @@ impl Source for HttpSource {
             ..self.clone()
         };
         let keep = |r: Received<'_>| r.value();
-        let feed = me.search_pages(url, "Patient", None, &budget, &keep, Pages::Send(&pages), 0);
+        let feed = me.search_pages(
+            url,
+            resource_type,
+            None,
+            &budget,
+            &keep,
+            Pages::Send(&pages),
+            0,
+        );
         tokio::time::timeout(timeout, feed)
             .await
             .map_err(|_| FailureReason::Timeout {

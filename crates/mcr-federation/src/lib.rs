@@ -257,6 +257,24 @@ impl Federation {
             })?;
         s.patient_feed(since, self.config.sync_timeout, pages).await
     }
+
+    /// A source's care-event metadata of one type (see [`Source::care_event_feed`]).
+    pub async fn care_event_feed(
+        &self,
+        source: &SourceId,
+        resource_type: &str,
+        from: chrono::NaiveDate,
+        pages: tokio::sync::mpsc::Sender<Vec<Value>>,
+    ) -> Result<(), FailureReason> {
+        let s = self
+            .sources
+            .get(source)
+            .ok_or_else(|| FailureReason::Unreachable {
+                detail: "not a configured source".into(),
+            })?;
+        s.care_event_feed(resource_type, from, self.config.sync_timeout, pages)
+            .await
+    }
 }
 
 fn millis(d: Duration) -> u64 {

@@ -1,14 +1,15 @@
-//! Loading what the policy decides from: the governance records in the store, and the care
-//! relationships the patient index implies.
+//! Loading what the policy decides from: the governance records in the store, including the
+//! care events (admissions, discharges, episodes, referrals, appointments, allocations, GP
+//! registrations) that the organisations' systems announced, with their times. Being held in
+//! an organisation's system is not a relationship: only a care event is.
 
 use crate::{Gateway, RequestContext};
-use chrono::DateTime;
-use mcr_domain::{NhsNumber, OdsCode, OrgKind, Role};
+use mcr_domain::{NhsNumber, OdsCode, Role};
 use mcr_policy::{
     EmergencyAccess, ObjectionState, OverrideReason, PermissionDecision, PermissionGiver,
     PermissionRecord, Relationship, RelationshipKind,
 };
-use mcr_store::{GovernanceRecords, IndexedPatient, SourceLink, StoreError};
+use mcr_store::{CareEventRow, GovernanceRecords, StoreError};
 
 #[derive(Debug, Default)]
 pub(crate) struct Inputs {
@@ -26,76 +27,55 @@ fn ods(code: &str) -> Result<OdsCode, StoreError> {
     OdsCode::parse(code).map_err(|_| corrupt("organisation code"))
 }
 
+/// The relationship a care event means: open or ended, by its kind. The policy decides from
+/// its times whether it counts now.
+pub(crate) fn care_event_relationship(e: &CareEventRow) -> Result<Relationship, StoreError> {
+    use RelationshipKind as K;
+    let open = e.end.is_none();
+    let kind = match e.kind.as_str() {
+        "admission" if open => K::OpenEncounter,
+        "admission" => K::RecentDischarge,
+        "encounter" if open => K::OpenEncounter,
+        "encounter" => K::RecentEncounter,
+        "episode" if open => K::OpenEpisode,
+        "episode" => K::RecentEncounter,
+        "referral" => K::Referral,
+        "appointment" => K::UpcomingAppointment,
+        "case-allocation" => K::CaseAllocation,
+        "gp-registration" => K::GpRegistration,
+        _ => return Err(corrupt("care event")),
+    };
+    Ok(Relationship {
+        org_code: ods(&e.org_code)?,
+        kind,
+        derived: true,
+        start: e.start,
+        end: e.end,
+        user_id: None,
+    })
+}
+
 impl Gateway {
     pub(crate) async fn load_inputs(
         &self,
         ctx: &RequestContext,
         nhs: &NhsNumber,
-        patient: &IndexedPatient,
-        links: &[SourceLink],
     ) -> Result<Inputs, StoreError> {
         let records = self.store.governance(nhs).await?;
-        self.inputs_from(ctx, &records, patient, links)
+        self.inputs_from(ctx, &records)
     }
 
     /// The decision's inputs from governance records already read.
     pub(crate) fn inputs_from(
         &self,
         ctx: &RequestContext,
-        records: &mcr_store::GovernanceRecords,
-        patient: &IndexedPatient,
-        links: &[SourceLink],
+        records: &GovernanceRecords,
     ) -> Result<Inputs, StoreError> {
         let mut inputs = self.recorded_inputs(ctx, records)?;
-        inputs
-            .relationships
-            .extend(self.derived_relationships(patient, links));
+        for e in &records.care_events {
+            inputs.relationships.push(care_event_relationship(e)?);
+        }
         Ok(inputs)
-    }
-
-    /// Relationships implied by the index: registration at a GP practice, and being held in
-    /// an organisation's own system (referred, admitted, or allocated a case there).
-    fn derived_relationships(
-        &self,
-        patient: &IndexedPatient,
-        links: &[SourceLink],
-    ) -> Vec<Relationship> {
-        let mut out = Vec::new();
-        let start = DateTime::UNIX_EPOCH;
-        if let Some(code) = patient
-            .gp_practice
-            .as_deref()
-            .and_then(|c| OdsCode::parse(c).ok())
-        {
-            out.push(Relationship {
-                org_code: code,
-                kind: RelationshipKind::GpRegistration,
-                derived: true,
-                start,
-                end: None,
-                user_id: None,
-            });
-        }
-        for link in links {
-            let Some(source) = self.federation.source(&link.source) else {
-                continue;
-            };
-            let org = &source.config().organisation;
-            let kind = match org.kind {
-                OrgKind::GpPractice => RelationshipKind::GpRegistration,
-                OrgKind::LocalAuthoritySocialCare => RelationshipKind::CaseAllocation,
-                _ => RelationshipKind::Referral,
-            };
-            out.push(Relationship {
-                org_code: org.code.clone(),
-                kind,
-                derived: true,
-                start,
-                end: None,
-                user_id: None,
-            });
-        }
-        out
     }
 
     fn recorded_inputs(

@@ -12,6 +12,7 @@
 
 mod audit;
 mod authn;
+mod care_events;
 mod checkpoints;
 mod governance;
 mod inputs;
@@ -32,6 +33,7 @@ pub use audit::{
     ReviewFilter, ReviewItem, ReviewOutcome, ReviewQueue,
 };
 pub use authn::AuthFailure;
+pub use care_events::{CareEventAction, CareEventNotice, CareEventRefusal};
 pub use checkpoints::DEFAULT_CHECKPOINT_INTERVAL;
 pub use governance::{
     EmergencyRequest, ObjectionRequest, PermissionRequest, RelationshipClaim, LIFT_REFUSED,
@@ -142,7 +144,14 @@ impl Gateway {
         policy: PolicyConfig,
         orgs: OrgRegistry,
     ) -> Self {
-        let indexer = Indexer::new(federation.clone(), store.clone(), clock.clone());
+        // Care events are read as far back as the longest relationship window.
+        let longest = policy
+            .relationship_windows
+            .values()
+            .copied()
+            .fold(policy.relationship_recent_days, u32::max);
+        let indexer = Indexer::new(federation.clone(), store.clone(), clock.clone())
+            .with_care_event_days(longest);
         Self {
             store,
             federation,

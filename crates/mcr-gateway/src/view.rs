@@ -42,8 +42,10 @@ impl Gateway {
         if let Some(refused) = self.refuse_caller(ctx, nhs, "explain-access").await? {
             return Ok(refused);
         }
-        let (patient, links) = self.locate(ctx, nhs, "explain-access").await?;
-        let inputs = match self.load_inputs(ctx, nhs, &patient, &links).await {
+        // An unknown patient is refused (and audited) here; what the index holds is not a
+        // relationship, so only the governance records are read for the decision.
+        self.locate(ctx, nhs, "explain-access").await?;
+        let inputs = match self.load_inputs(ctx, nhs).await {
             Ok(i) => i,
             Err(_) => return Err(self.fail_closed(ctx, nhs, "explain-access").await),
         };
@@ -117,7 +119,7 @@ impl Gateway {
             return Err(self.not_found(ctx, nhs, ACTION).await);
         };
         let links = read.links;
-        let inputs = match self.inputs_from(ctx, &read.governance, &patient, &links) {
+        let inputs = match self.inputs_from(ctx, &read.governance) {
             Ok(i) => i,
             Err(_) => return Err(self.fail_closed(ctx, nhs, ACTION).await),
         };

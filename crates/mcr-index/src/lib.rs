@@ -8,9 +8,15 @@
 //! none or several leave it unmatched for a person to resolve. An ambiguous match is never
 //! linked automatically.
 //!
-//! This crate keeps demographics and links only, never clinical data, and never logs names,
-//! dates of birth or NHS numbers.
+//! With the sync it reads care-event metadata ([`care_events`]): GP registrations from the GP
+//! systems' `Patient`s, and from other sources the Encounter, EpisodeOfCare, ServiceRequest,
+//! Appointment and CareTeam resources their configuration lists, ending within the policy's
+//! window or open: status, period, organisation, ward and team only.
+//!
+//! This crate keeps demographics, links and care-event times only, never clinical data, and
+//! never logs names, dates of birth or NHS numbers.
 
+pub mod care_events;
 mod parse;
 
 pub use parse::{parse_patient, SourcePatient};
@@ -36,6 +42,20 @@ pub struct SourceSyncReport {
     /// Records that could not be read (no id, no birth date, …).
     pub rejected: usize,
     pub failed: Option<FailureReason>,
+    /// GP registrations kept (GP systems).
+    pub registrations: usize,
+    /// GP records naming a practice but no registration period: no relationship comes of them.
+    pub registrations_without_period: usize,
+    /// Care events kept (other sources).
+    pub care_events: usize,
+    /// Care events the source withdrew (entered in error, cancelled), removed if kept before.
+    pub care_events_withdrawn: usize,
+    /// Care events for a patient the index does not link: not kept.
+    pub care_events_unlinked: usize,
+    /// Care-event resources that are not a relationship (planned, unreadable).
+    pub care_events_skipped: usize,
+    /// The care-event read failed part way (what was read is kept).
+    pub care_events_failed: Option<FailureReason>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -54,6 +74,8 @@ pub struct Indexer {
     federation: Arc<Federation>,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    /// Care events that ended more than this many days ago are not read.
+    care_event_days: u32,
 }
 
 /// What a source's sync has gathered so far, page after page.
@@ -76,7 +98,14 @@ impl Indexer {
             federation,
             store,
             clock,
+            care_event_days: 90,
         }
+    }
+
+    /// Read care events that ended up to `days` ago (the longest relationship window).
+    pub fn with_care_event_days(mut self, days: u32) -> Self {
+        self.care_event_days = days;
+        self
     }
 
     /// Read every source's patients and update the index. `full` ignores the watermarks.
@@ -139,7 +168,27 @@ impl Indexer {
                 }
             }
         }
+        // Care events, once every link is in: they are kept by NHS number.
+        let care = join_all(others.iter().map(|s| self.sync_care_events(Arc::clone(s)))).await;
+        for (i, counts) in care.into_iter().enumerate() {
+            let counts = counts?;
+            if let Some(report) = reports.get_mut(gps.len() + i) {
+                report.care_events = counts.care_events;
+                report.care_events_withdrawn = counts.care_events_withdrawn;
+                report.care_events_unlinked = counts.care_events_unlinked;
+                report.care_events_skipped = counts.care_events_skipped;
+                report.care_events_failed = counts.care_events_failed;
+            }
+        }
         for r in &reports {
+            tracing::info!(
+                source = %r.source, registrations = r.registrations,
+                registrations_without_period = r.registrations_without_period,
+                care_events = r.care_events, withdrawn = r.care_events_withdrawn,
+                unlinked = r.care_events_unlinked, skipped = r.care_events_skipped,
+                failed = r.care_events_failed.is_some(),
+                "care events"
+            );
             tracing::info!(
                 source = %r.source, seen = r.seen, by_nhs = r.linked_by_nhs_number,
                 by_demographics = r.linked_by_demographics, ambiguous = r.ambiguous,
@@ -226,12 +275,21 @@ impl Indexer {
         // NHS numbers already in `patients`: a source may hold one person twice.
         let mut held = std::collections::HashSet::new();
         let mut links = Vec::new();
+        let mut registrations = Vec::new();
         let now = self.clock.now();
         for r in resources {
             let Some(p) = parse_patient(source, r) else {
                 state.report.rejected += 1;
                 continue;
             };
+            if let (true, Some(nhs), Some(practice)) =
+                (authoritative, &p.nhs_number, &p.gp_practice)
+            {
+                match care_events::registration(source, r, practice) {
+                    Some(parts) => registrations.push(parts.row(nhs.clone(), now)),
+                    None => state.report.registrations_without_period += 1,
+                }
+            }
             if let Some(lu) = &p.last_updated {
                 if state.watermark.as_deref().is_none_or(|w| lu.as_str() > w) {
                     state.watermark = Some(lu.clone());
@@ -259,11 +317,109 @@ impl Indexer {
         for chunk in links.chunks(BATCH) {
             self.store.upsert_links(chunk).await?;
         }
+        for r in &mut registrations {
+            r.origin = "gp-registration".into();
+        }
+        for chunk in registrations.chunks(BATCH) {
+            self.store.upsert_care_events(chunk).await?;
+        }
+        state.report.registrations += registrations.len();
         for l in &links {
             if state.unmatched.remove(&l.local_id) {
                 self.store.clear_unmatched(source, &l.local_id).await?;
             }
         }
+        Ok(())
+    }
+
+    /// One source's care-event metadata, type by type, page by page: kept by NHS number
+    /// through the index's links.
+    async fn sync_care_events(
+        &self,
+        source: Arc<dyn mcr_federation::Source>,
+    ) -> Result<SourceSyncReport, StoreError> {
+        let mut counts = SourceSyncReport::default();
+        let config = source.config();
+        let from = (self.clock.now() - chrono::Duration::days(i64::from(self.care_event_days)))
+            .date_naive();
+        let mut nhs_of: std::collections::HashMap<String, Option<NhsNumber>> =
+            std::collections::HashMap::new();
+        for rt in care_events::CARE_EVENT_TYPES {
+            if !config.resource_types.iter().any(|t| t == rt) {
+                continue;
+            }
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<serde_json::Value>>(2);
+            let feed = self.federation.care_event_feed(source.id(), rt, from, tx);
+            let apply = async {
+                while let Some(page) = rx.recv().await {
+                    self.apply_care_events(&*source, &page, &mut nhs_of, &mut counts)
+                        .await?;
+                }
+                Ok::<_, StoreError>(())
+            };
+            let (fed, applied) = tokio::join!(feed, apply);
+            applied?;
+            if let Err(reason) = fed {
+                tracing::warn!(source = %source.id(), resource_type = rt, reason = reason.code(), "care-event read failed");
+                counts.care_events_failed = Some(reason);
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn apply_care_events(
+        &self,
+        source: &dyn mcr_federation::Source,
+        page: &[serde_json::Value],
+        nhs_of: &mut std::collections::HashMap<String, Option<NhsNumber>>,
+        counts: &mut SourceSyncReport,
+    ) -> Result<(), StoreError> {
+        let config = source.config();
+        let now = self.clock.now();
+        let mut keep = Vec::new();
+        for r in page {
+            match care_events::read_event(
+                source.id(),
+                &config.organisation.code,
+                config.organisation.kind,
+                r,
+            ) {
+                care_events::ReadEvent::Keep { local_id, row } => {
+                    let nhs = match nhs_of.get(&local_id) {
+                        Some(n) => n.clone(),
+                        None => {
+                            let n = self
+                                .store
+                                .link_for_local(source.id(), &local_id)
+                                .await?
+                                .map(|l| l.nhs_number);
+                            nhs_of.insert(local_id, n.clone());
+                            n
+                        }
+                    };
+                    match nhs {
+                        Some(nhs) => keep.push(row.row(nhs, now)),
+                        None => counts.care_events_unlinked += 1,
+                    }
+                }
+                care_events::ReadEvent::Withdrawn { source_event_id } => {
+                    let org = config.organisation.code.to_string();
+                    self.store
+                        .cancel_care_event(mcr_store::CareEventKey {
+                            origin: "fhir",
+                            org_code: &org,
+                            source_event_id: &source_event_id,
+                        })
+                        .await?;
+                    counts.care_events_withdrawn += 1;
+                }
+                care_events::ReadEvent::Skip => counts.care_events_skipped += 1,
+            }
+        }
+        for chunk in keep.chunks(BATCH) {
+            self.store.upsert_care_events(chunk).await?;
+        }
+        counts.care_events += keep.len();
         Ok(())
     }
 

@@ -1,7 +1,7 @@
 //! The region's access configuration. `Default` is the 2017 My Care Record model.
 
 use crate::sensitive::SensitivityConfig;
-use mcr_domain::{DataClass, Role};
+use mcr_domain::{DataClass, OrgKind, Role};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -57,8 +57,14 @@ pub struct PolicyConfig {
     /// Roles that may lift (withdraw) an objection, and only on the patient's own written
     /// request, quoted by its reference. Everyone else is refused, and the attempt is reviewed.
     pub objection_lift_roles: BTreeSet<Role>,
-    /// A finished encounter counts as a relationship for this many days after it ended.
+    /// A finished encounter or a discharge counts as a relationship for this many days after
+    /// it ended, where `relationship_windows` names no other for the organisation kind.
     pub relationship_recent_days: u32,
+    /// The window per organisation kind (`[policy.relationship_windows]`, e.g.
+    /// `acute-trust = 90`), in days; kinds absent use `relationship_recent_days`.
+    pub relationship_windows: BTreeMap<OrgKind, u32>,
+    /// An appointment counts as a relationship from this many days before it.
+    pub appointment_ahead_days: u32,
     /// Roles that see only recent encounters, and how many days back (e.g. social care sees
     /// recent admissions, not a lifetime of appointments).
     pub recent_encounters_days: BTreeMap<Role, u32>,
@@ -113,6 +119,8 @@ impl Default for PolicyConfig {
                 .into_iter()
                 .collect(),
             relationship_recent_days: 90,
+            relationship_windows: BTreeMap::new(),
+            appointment_ahead_days: 30,
             recent_encounters_days: BTreeMap::from([(Role::SocialCarePractitioner, 90)]),
             sensitive: SensitivityConfig::default(),
         }
@@ -123,6 +131,18 @@ impl PolicyConfig {
     /// The data classes `role` may see; empty when none.
     pub fn classes_for(&self, role: Role) -> BTreeSet<DataClass> {
         self.roles.get(&role).cloned().unwrap_or_default()
+    }
+
+    /// How long time-bound relationships count at an organisation of `kind`.
+    pub fn windows_for(&self, kind: OrgKind) -> crate::RelationshipWindows {
+        crate::RelationshipWindows {
+            recent_days: self
+                .relationship_windows
+                .get(&kind)
+                .copied()
+                .unwrap_or(self.relationship_recent_days),
+            ahead_days: self.appointment_ahead_days,
+        }
     }
 
     /// For roles limited to recent encounters, how many days back they see.

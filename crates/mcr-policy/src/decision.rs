@@ -434,14 +434,20 @@ fn evaluate(req: &DecisionRequest<'_>, cfg: &PolicyConfig, t: &mut impl Trace) -
             sentence: needs_relationship_sentence(&org.name),
         };
     };
-    let rel_ends = rel.valid_until(cfg.relationship_recent_days);
+    let windows = cfg.windows_for(org.kind);
+    let rel_ends = rel.valid_until(windows.recent_days);
     t.step(Rule::Relationship, true, || match rel_ends {
         Some(end) => format!(
-            "Care relationship: {}, until {}.",
+            "Care relationship: {} ({}), until {}.",
             rel.kind.describe(),
+            rel.event_words(windows.recent_days),
             fmt_time(end)
         ),
-        None => format!("Care relationship: {}.", rel.kind.describe()),
+        None => format!(
+            "Care relationship: {} ({}).",
+            rel.kind.describe(),
+            rel.event_words(windows.recent_days)
+        ),
     });
 
     // 9. An overridden objection is itself the basis: the patient is not asked.
@@ -583,20 +589,14 @@ fn best_relationship<'a>(
     cfg: &PolicyConfig,
 ) -> Option<&'a Relationship> {
     let p = req.principal;
+    let windows = cfg.windows_for(p.organisation.kind);
     rels.iter()
-        .filter(|r| {
-            r.counts_for(
-                &p.organisation.code,
-                &p.user_id,
-                req.now,
-                cfg.relationship_recent_days,
-            )
-        })
+        .filter(|r| r.counts_for(&p.organisation.code, &p.user_id, req.now, windows))
         .min_by_key(|r| {
             (
                 r.kind,
                 std::cmp::Reverse(
-                    r.valid_until(cfg.relationship_recent_days)
+                    r.valid_until(windows.recent_days)
                         .unwrap_or(DateTime::<Utc>::MAX_UTC),
                 ),
             )

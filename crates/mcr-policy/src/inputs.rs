@@ -4,19 +4,29 @@ use chrono::{DateTime, Duration, Utc};
 use mcr_domain::{NhsNumber, OdsCode, Principal, Purpose, Role};
 use serde::{Deserialize, Serialize};
 
-/// Why someone is "directly involved" in a patient's care, strongest first.
+/// Why someone is "directly involved" in a patient's care, strongest first. Every kind but
+/// `Recorded` and `SelfClaimed` comes from a care event with its times (an ADT message, FHIR
+/// care-event metadata, a GP registration); being held in an organisation's system is not one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RelationshipKind {
-    /// The patient is registered with the GP practice.
+    /// The patient is registered with the GP practice; ends at deregistration.
     GpRegistration,
     /// An open encounter or admission at the organisation.
     OpenEncounter,
-    /// A social care case allocated at the organisation.
+    /// An open episode of care: on a community or mental health service's caseload.
+    OpenEpisode,
+    /// A social care case allocated at the organisation, until the allocation ends.
     CaseAllocation,
-    /// A referral to the organisation.
+    /// An active referral to the organisation, until it is closed.
     Referral,
-    /// A finished encounter; counts for `relationship_recent_days` after it ended.
+    /// An appointment booked at the organisation; counts from the configured days before it
+    /// until it ends.
+    UpcomingAppointment,
+    /// A discharge; counts for the organisation kind's window after it.
+    RecentDischarge,
+    /// A finished encounter or episode; counts for the organisation kind's window after it
+    /// ended.
     RecentEncounter,
     /// Recorded in the gateway by a member of staff, with an end date.
     Recorded,
@@ -29,8 +39,11 @@ impl RelationshipKind {
         match self {
             RelationshipKind::GpRegistration => "gp-registration",
             RelationshipKind::OpenEncounter => "open-encounter",
+            RelationshipKind::OpenEpisode => "open-episode",
             RelationshipKind::CaseAllocation => "case-allocation",
             RelationshipKind::Referral => "referral",
+            RelationshipKind::UpcomingAppointment => "upcoming-appointment",
+            RelationshipKind::RecentDischarge => "recent-discharge",
             RelationshipKind::RecentEncounter => "recent-encounter",
             RelationshipKind::Recorded => "recorded",
             RelationshipKind::SelfClaimed => "self-claimed",
@@ -44,8 +57,11 @@ impl RelationshipKind {
             RelationshipKind::OpenEncounter => {
                 "the patient is currently being seen or is admitted here"
             }
+            RelationshipKind::OpenEpisode => "the patient is on a caseload here",
             RelationshipKind::CaseAllocation => "the patient has a social care case allocated here",
             RelationshipKind::Referral => "the patient has been referred here",
+            RelationshipKind::UpcomingAppointment => "the patient has an appointment here soon",
+            RelationshipKind::RecentDischarge => "the patient was discharged from here recently",
             RelationshipKind::RecentEncounter => "the patient was seen here recently",
             RelationshipKind::Recorded => "a care relationship was recorded for this organisation",
             RelationshipKind::SelfClaimed => {
@@ -53,6 +69,19 @@ impl RelationshipKind {
             }
         }
     }
+}
+
+/// How long relationships that end by time count, for one organisation kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelationshipWindows {
+    /// A finished encounter or a discharge counts for this many days after it.
+    pub recent_days: u32,
+    /// An appointment counts from this many days before it.
+    pub ahead_days: u32,
+}
+
+fn day(t: DateTime<Utc>) -> String {
+    t.format("%-d %b %Y").to_string()
 }
 
 /// A care relationship between the patient and an organisation (or, when self-claimed, one user).
@@ -75,11 +104,26 @@ impl Relationship {
     /// `None`: open-ended.
     pub fn valid_until(&self, recent_days: u32) -> Option<DateTime<Utc>> {
         match self.kind {
-            RelationshipKind::RecentEncounter => Some(crate::time::after(
-                self.end.unwrap_or(self.start),
-                Duration::days(i64::from(recent_days)),
-            )),
+            RelationshipKind::RecentEncounter | RelationshipKind::RecentDischarge => {
+                Some(crate::time::after(
+                    self.end.unwrap_or(self.start),
+                    Duration::days(i64::from(recent_days)),
+                ))
+            }
+            RelationshipKind::UpcomingAppointment => Some(self.end.unwrap_or(self.start)),
             _ => self.end,
+        }
+    }
+
+    /// When this relationship starts counting: an appointment `ahead_days` before it, any
+    /// other at its start.
+    pub fn counts_from(&self, ahead_days: u32) -> DateTime<Utc> {
+        match self.kind {
+            RelationshipKind::UpcomingAppointment => self
+                .start
+                .checked_sub_signed(Duration::days(i64::from(ahead_days)))
+                .unwrap_or(DateTime::<Utc>::MIN_UTC),
+            _ => self.start,
         }
     }
 
@@ -90,9 +134,9 @@ impl Relationship {
         org: &OdsCode,
         user_id: &str,
         now: DateTime<Utc>,
-        recent_days: u32,
+        windows: RelationshipWindows,
     ) -> bool {
-        if &self.org_code != org || self.start > now {
+        if &self.org_code != org || self.counts_from(windows.ahead_days) > now {
             return false;
         }
         if matches!(self.end, Some(end) if end < self.start) {
@@ -101,9 +145,36 @@ impl Relationship {
         if self.kind == RelationshipKind::SelfClaimed && self.user_id.as_deref() != Some(user_id) {
             return false;
         }
-        match self.valid_until(recent_days) {
+        match self.valid_until(windows.recent_days) {
             Some(until) => now < until,
             None => true,
+        }
+    }
+
+    /// The event in words with its date, for `explain`: "admitted on 30 Nov 2026",
+    /// "discharged 2 Nov 2026, within 90 days".
+    pub fn event_words(&self, recent_days: u32) -> String {
+        let start = day(self.start);
+        let ended = day(self.end.unwrap_or(self.start));
+        match self.kind {
+            RelationshipKind::GpRegistration => {
+                format!("registered with this practice since {start}")
+            }
+            RelationshipKind::OpenEncounter => format!("admitted on {start}"),
+            RelationshipKind::OpenEpisode => {
+                format!("on this organisation's caseload since {start}")
+            }
+            RelationshipKind::CaseAllocation => format!("social care case allocated on {start}"),
+            RelationshipKind::Referral => format!("referred on {start}"),
+            RelationshipKind::UpcomingAppointment => format!("appointment on {start}"),
+            RelationshipKind::RecentDischarge => {
+                format!("discharged {ended}, within {recent_days} days")
+            }
+            RelationshipKind::RecentEncounter => {
+                format!("seen on {ended}, within {recent_days} days")
+            }
+            RelationshipKind::Recorded => format!("recorded on {start}"),
+            RelationshipKind::SelfClaimed => format!("claimed on {start}"),
         }
     }
 }

@@ -33,8 +33,10 @@
 //!    [`Basis::Emergency`], no relationship or permission needed (a recorded refusal does not
 //!    block break-glass; an opt-out does, rule 6).
 //! 8. **Relationship**: a relationship at the user's organisation that has started and not
-//!    ended (derived from sources or recorded; a self-claim counts only for its claimant; a
-//!    recent encounter counts for `relationship_recent_days` after it ended; one that ends
+//!    ended (from care events with their times, or recorded; a self-claim counts only for its
+//!    claimant; a finished encounter or a discharge counts for the window of the user's
+//!    organisation kind, `relationship_windows`, default `relationship_recent_days`, after it;
+//!    an appointment from `appointment_ahead_days` before it until it ends; one that ends
 //!    before it starts never counts). None: [`Decision::NeedsRelationship`].
 //! 9. **Override**: an overridden objection permits with [`Basis::ObjectionOverridden`].
 //! 10. **Permission**, by [`ConsentModel`]:
@@ -69,6 +71,7 @@ pub use grant::{Basis, Grant};
 pub use inputs::{
     DecisionRequest, EmergencyAccess, EmergencyReason, ObjectionState, OverrideReason,
     PermissionDecision, PermissionGiver, PermissionRecord, Relationship, RelationshipKind,
+    RelationshipWindows,
 };
 pub use on_behalf::OnBehalfReason;
 pub use sensitive::{

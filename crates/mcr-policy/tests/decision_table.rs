@@ -21,7 +21,15 @@ use std::collections::BTreeSet;
 /// Fixtures (now = 2025-03-01 12:00 UTC; the user is at the organisation in the row):
 /// - rel `derived`: GP registration at the user's organisation since 30 days ago, open.
 ///   `claimed`: self-claimed by this user an hour ago, ending in 7 days. `none`: nothing at the
-///   user's organisation.
+///   user's organisation. Care events at the user's organisation (the window is the default
+///   90 days for every organisation kind, appointments count from 30 days before):
+///   `admitted` (open admission since 2 days ago), `discharged-89d` (within the window),
+///   `seen-10d` (an encounter 10 days ago), `episode-open` (on a caseload since 200 days ago),
+///   `referral-active`, `allocation-active`, `appointment-in-29d`; and the ones that no longer
+///   or do not yet count: `discharged-91d` (just outside the window), `admitted-tomorrow`
+///   (future start), `appointment-in-31d`, `deregistered` (GP registration ended yesterday),
+///   `referral-closed`, `allocation-ended`. In a row, `counts` stands for every relationship
+///   that counts and `lapsed` for every one that does not.
 /// - perm `given` / `refused`: this user's record of the answer 2 minutes ago.
 ///   `expired`: "given" 25 hours ago.
 /// - obj `active`: opted out 100 days ago. `overridden`: safeguarding override by a privacy
@@ -42,26 +50,44 @@ private-company|third-party    *                                      *         
 *                              *                                      *                *               active|override-ended *    *                                => deny opted-out
 *                              pharmacist|social-care-practitioner|admin *             *               *            yes  *                                => deny emergency-not-allowed-for-role
 *                              clinician|nurse|paramedic              *                *               *            yes  *                                => permit emergency all
-*                              *                                      none             *               *            no   *                                => needs-relationship
-*                              clinician|nurse|paramedic|pharmacist   derived|claimed  *               overridden   no   *                                => permit objection-overridden all
-*                              social-care-practitioner               derived|claimed  *               overridden   no   *                                => permit objection-overridden social
-*                              admin                                  derived|claimed  *               overridden   no   *                                => permit objection-overridden admin
-*                              clinician|nurse|paramedic|pharmacist   derived|claimed  *               none         no   legal-basis                      => permit legal-basis all
-*                              social-care-practitioner               derived|claimed  *               none         no   legal-basis                      => permit legal-basis social
-*                              admin                                  derived|claimed  *               none         no   legal-basis                      => permit legal-basis admin
-*                              clinician|nurse|paramedic|pharmacist   derived|claimed  given           none         no   ask-once-record|ask-every-view   => permit relationship-and-permission all
-*                              social-care-practitioner               derived|claimed  given           none         no   ask-once-record|ask-every-view   => permit relationship-and-permission social
-*                              admin                                  derived|claimed  given           none         no   ask-once-record|ask-every-view   => permit relationship-and-permission admin
-*                              *                                      derived|claimed  refused         none         no   ask-once-record|ask-every-view   => deny permission-refused
-*                              *                                      derived|claimed  none|expired    none         no   ask-once-record|ask-every-view   => needs-permission
+*                              *                                      none|lapsed      *               *            no   *                                => needs-relationship
+*                              clinician|nurse|paramedic|pharmacist   counts           *               overridden   no   *                                => permit objection-overridden all
+*                              social-care-practitioner               counts           *               overridden   no   *                                => permit objection-overridden social
+*                              admin                                  counts           *               overridden   no   *                                => permit objection-overridden admin
+*                              clinician|nurse|paramedic|pharmacist   counts           *               none         no   legal-basis                      => permit legal-basis all
+*                              social-care-practitioner               counts           *               none         no   legal-basis                      => permit legal-basis social
+*                              admin                                  counts           *               none         no   legal-basis                      => permit legal-basis admin
+*                              clinician|nurse|paramedic|pharmacist   counts           given           none         no   ask-once-record|ask-every-view   => permit relationship-and-permission all
+*                              social-care-practitioner               counts           given           none         no   ask-once-record|ask-every-view   => permit relationship-and-permission social
+*                              admin                                  counts           given           none         no   ask-once-record|ask-every-view   => permit relationship-and-permission admin
+*                              *                                      counts           refused         none         no   ask-once-record|ask-every-view   => deny permission-refused
+*                              *                                      counts           none|expired    none         no   ask-once-record|ask-every-view   => needs-permission
 ";
 
+/// A relationship fixture at the user's organisation: its kind, start and end in days from
+/// now, and whether it counts now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Rel {
-    None,
-    Derived,
-    Claimed,
+struct Rel {
+    kind: RelationshipKind,
+    start_days: i64,
+    end_days: Option<i64>,
+    counts: bool,
 }
+
+const fn rel(
+    kind: RelationshipKind,
+    start_days: i64,
+    end_days: Option<i64>,
+    counts: bool,
+) -> Option<Rel> {
+    Some(Rel {
+        kind,
+        start_days,
+        end_days,
+        counts,
+    })
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Perm {
     None,
@@ -77,11 +103,68 @@ enum Obj {
     OverrideEnded,
 }
 
-const RELS: [(&str, Rel); 3] = [
-    ("none", Rel::None),
-    ("derived", Rel::Derived),
-    ("claimed", Rel::Claimed),
-];
+const RELS: [(&str, Option<Rel>); 17] = {
+    use RelationshipKind as K;
+    [
+        ("none", None),
+        ("derived", rel(K::GpRegistration, -30, None, true)),
+        // Start and end are set per fixture below for the self-claim (hours, not days).
+        ("claimed", rel(K::SelfClaimed, 0, Some(7), true)),
+        ("admitted", rel(K::OpenEncounter, -2, None, true)),
+        (
+            "discharged-89d",
+            rel(K::RecentDischarge, -95, Some(-89), true),
+        ),
+        ("seen-10d", rel(K::RecentEncounter, -10, Some(-10), true)),
+        ("episode-open", rel(K::OpenEpisode, -200, None, true)),
+        ("referral-active", rel(K::Referral, -20, None, true)),
+        (
+            "allocation-active",
+            rel(K::CaseAllocation, -100, None, true),
+        ),
+        (
+            "appointment-in-29d",
+            rel(K::UpcomingAppointment, 29, None, true),
+        ),
+        (
+            "discharged-91d",
+            rel(K::RecentDischarge, -100, Some(-91), false),
+        ),
+        ("admitted-tomorrow", rel(K::OpenEncounter, 1, None, false)),
+        (
+            "appointment-in-31d",
+            rel(K::UpcomingAppointment, 31, None, false),
+        ),
+        (
+            "deregistered",
+            rel(K::GpRegistration, -400, Some(-1), false),
+        ),
+        ("referral-closed", rel(K::Referral, -60, Some(-5), false)),
+        (
+            "allocation-ended",
+            rel(K::CaseAllocation, -300, Some(-1), false),
+        ),
+        (
+            "lapsed-self-claim",
+            rel(K::SelfClaimed, -30, Some(-1), false),
+        ),
+    ]
+};
+
+/// Names a row may use for a set of relationship fixtures.
+fn rel_group(name: &str) -> Option<Vec<&'static str>> {
+    let pick = |want: bool| {
+        RELS.iter()
+            .filter(|(_, r)| r.is_some_and(|r| r.counts == want))
+            .map(|(n, _)| *n)
+            .collect()
+    };
+    match name {
+        "counts" => Some(pick(true)),
+        "lapsed" => Some(pick(false)),
+        _ => None,
+    }
+}
 const PERMS: [(&str, Perm); 4] = [
     ("none", Perm::None),
     ("given", Perm::Given),
@@ -113,7 +196,13 @@ impl Pat {
         if s == "*" {
             return Pat::Any;
         }
-        let names: Vec<String> = s.split('|').map(str::to_owned).collect();
+        let names: Vec<String> = s
+            .split('|')
+            .flat_map(|n| match rel_group(n) {
+                Some(group) => group.into_iter().map(str::to_owned).collect(),
+                None => vec![n.to_owned()],
+            })
+            .collect();
         for n in &names {
             assert!(
                 known.contains(&n.as_str()),
@@ -278,24 +367,26 @@ fn every_combination_has_its_written_answer() {
                         end: None,
                         user_id: None,
                     }];
-                    match rel {
-                        Rel::None => {}
-                        Rel::Derived => relationships.push(Relationship {
+                    if let Some(r) = rel {
+                        let (start, end) = if r.kind == RelationshipKind::SelfClaimed && r.counts {
+                            (t - Duration::hours(1), Some(t + Duration::days(7)))
+                        } else {
+                            (
+                                t + Duration::days(r.start_days),
+                                r.end_days.map(|d| t + Duration::days(d)),
+                            )
+                        };
+                        relationships.push(Relationship {
                             org_code: org.clone(),
-                            kind: RelationshipKind::GpRegistration,
-                            derived: true,
-                            start: t - Duration::days(30),
-                            end: None,
-                            user_id: None,
-                        }),
-                        Rel::Claimed => relationships.push(Relationship {
-                            org_code: org.clone(),
-                            kind: RelationshipKind::SelfClaimed,
-                            derived: false,
-                            start: t - Duration::hours(1),
-                            end: Some(t + Duration::days(7)),
-                            user_id: Some(USER.into()),
-                        }),
+                            kind: r.kind,
+                            derived: !matches!(
+                                r.kind,
+                                RelationshipKind::SelfClaimed | RelationshipKind::Recorded
+                            ),
+                            start,
+                            end,
+                            user_id: (r.kind == RelationshipKind::SelfClaimed).then(|| USER.into()),
+                        });
                     }
                     for (perm_name, perm) in PERMS {
                         let mut permissions = vec![PermissionRecord {
@@ -407,11 +498,10 @@ fn every_combination_has_its_written_answer() {
                                     };
                                     if let Some(rk) = rk {
                                         let want = match rel {
-                                            Rel::Derived => RelationshipKind::GpRegistration,
-                                            Rel::Claimed => RelationshipKind::SelfClaimed,
-                                            Rel::None => {
-                                                panic!("permit on a relationship without one")
-                                            }
+                                            Some(r) if r.counts => r.kind,
+                                            _ => panic!(
+                                                "permit on a relationship that does not count"
+                                            ),
                                         };
                                         assert_eq!(rk, want);
                                     }
@@ -424,7 +514,7 @@ fn every_combination_has_its_written_answer() {
         }
     }
 
-    assert_eq!(total, 10 * 8 * 3 * 4 * 4 * 2 * 3);
+    assert_eq!(total, 10 * 8 * RELS.len() * 4 * 4 * 2 * 3);
     assert!(
         uncovered.is_empty(),
         "{} combinations have no row, e.g. {:?}",
@@ -448,4 +538,100 @@ fn every_combination_has_its_written_answer() {
         wrong[..wrong.len().min(20)].join("\n")
     );
     assert_eq!(hits.iter().sum::<usize>(), total);
+}
+
+/// The window is the organisation kind's: a discharge 60 days ago counts at a community trust
+/// (default 90 days) but not at an acute trust configured for 30. `explain` names the event in
+/// words with its date.
+#[test]
+fn the_window_is_per_organisation_kind_and_explain_names_the_event() {
+    let t = now();
+    let org = ods("MYORG1");
+    let patient = NhsNumber::parse("9434765919").unwrap();
+    let mut cfg = PolicyConfig {
+        consent_model: ConsentModel::LegalBasis,
+        ..PolicyConfig::default()
+    };
+    cfg.relationship_windows.insert(OrgKind::AcuteTrust, 30);
+    let at = |kind: OrgKind| Principal {
+        user_id: USER.into(),
+        name: "Test User".into(),
+        role: Role::Clinician,
+        organisation: Organisation {
+            code: org.clone(),
+            name: "Test organisation".into(),
+            kind,
+            member: true,
+            suspended: false,
+        },
+    };
+    let event = |kind: RelationshipKind, start: i64, end: Option<i64>| Relationship {
+        org_code: org.clone(),
+        kind,
+        derived: true,
+        start: t + Duration::days(start),
+        end: end.map(|d| t + Duration::days(d)),
+        user_id: None,
+    };
+    let relationship_step = |principal: &Principal, rels: &[Relationship]| {
+        let req = DecisionRequest {
+            principal,
+            patient: &patient,
+            purpose: Purpose::DirectCare,
+            now: t,
+            relationships: rels,
+            permissions: &[],
+            objection: None,
+            emergency: None,
+        };
+        let e = explain(&req, &cfg);
+        let step = e
+            .steps
+            .iter()
+            .find(|s| s.rule == mcr_policy::Rule::Relationship)
+            .expect("the relationship rule ran")
+            .clone();
+        (e.decision.code(), step.sentence)
+    };
+
+    let discharged = [event(RelationshipKind::RecentDischarge, -65, Some(-60))];
+    let (code, words) = relationship_step(&at(OrgKind::CommunityTrust), &discharged);
+    assert_eq!(code, "permit");
+    assert!(
+        words.contains("discharged 31 Dec 2024, within 90 days"),
+        "{words}"
+    );
+    let (code, _) = relationship_step(&at(OrgKind::AcuteTrust), &discharged);
+    assert_eq!(
+        code, "needs-relationship",
+        "outside the acute trust's 30 days"
+    );
+
+    let cases = [
+        (
+            event(RelationshipKind::OpenEncounter, -2, None),
+            "admitted on 27 Feb 2025",
+        ),
+        (
+            event(RelationshipKind::Referral, -20, None),
+            "referred on 9 Feb 2025",
+        ),
+        (
+            event(RelationshipKind::GpRegistration, -365, None),
+            "registered with this practice since 1 Mar 2024",
+        ),
+        (
+            event(RelationshipKind::UpcomingAppointment, 10, None),
+            "appointment on 11 Mar 2025",
+        ),
+        (
+            event(RelationshipKind::CaseAllocation, -3, None),
+            "social care case allocated on 26 Feb 2025",
+        ),
+    ];
+    for (rel, want) in cases {
+        let (code, words) = relationship_step(&at(OrgKind::AcuteTrust), &[rel]);
+        assert_eq!(code, "permit", "{want}");
+        assert!(words.contains(want), "{words} should say {want}");
+    }
 }

@@ -111,6 +111,7 @@ struct Shared {
     addr: SocketAddr,
     shutdown: watch::Receiver<bool>,
     answers: AnswerCache,
+    feeds: fhir::FeedCache,
 }
 
 /// Search answers already written, by request. A simulated record never changes, so the same
@@ -313,6 +314,7 @@ pub async fn serve_with(
         addr,
         shutdown: shutdown.clone(),
         answers: AnswerCache::default(),
+        feeds: fhir::FeedCache::default(),
     });
     let (conn_tx, conn_rx) = mpsc::channel::<(MaybeTlsStream, Peer)>(256);
     let acceptor = tokio::spawn(accept_loop(
@@ -615,7 +617,7 @@ async fn search_answer(
 ) -> Response {
     // Patient searches (the index's sync, by `_lastUpdated`) are few; clinical searches are
     // what every record view asks, several pages each.
-    let cacheable = resource_type != "Patient";
+    let cacheable = resource_type != "Patient" && !fhir::is_care_event_feed(resource_type, params);
     let key = cacheable.then(|| {
         let mut k = format!("{base}\n{resource_type}");
         for (name, value) in params {
@@ -626,7 +628,7 @@ async fn search_answer(
     if let Some(body) = key.as_deref().and_then(|k| s.answers.get(k)) {
         return fhir::raw(StatusCode::OK, Body::from(body));
     }
-    let answer = fhir::search(&s.slice, base, resource_type, params);
+    let answer = fhir::search(&s.slice, base, resource_type, params, &s.feeds);
     let Some(key) = key.filter(|_| answer.status() == StatusCode::OK) else {
         return answer;
     };

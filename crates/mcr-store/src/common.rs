@@ -264,7 +264,7 @@ struct UnionTable {
     order: Option<&'static str>,
 }
 
-const GOVERNANCE_TABLES: [UnionTable; 4] = [
+const GOVERNANCE_TABLES: [UnionTable; 5] = [
     UnionTable {
         name: "permission",
         tag: 1,
@@ -323,6 +323,24 @@ const GOVERNANCE_TABLES: [UnionTable; 4] = [
             "started_at",
         ],
         order: Some("started_at"),
+    },
+    UnionTable {
+        name: "care_event",
+        tag: 7,
+        columns: &[
+            "nhs_number",
+            "org_code",
+            "kind",
+            "ward",
+            "team",
+            "service",
+            "start",
+            "end",
+            "origin",
+            "source_event_id",
+            "received_at",
+        ],
+        order: Some("start"),
     },
 ];
 
@@ -404,14 +422,15 @@ fn union_sql(tables: &[&UnionTable], param: &str) -> String {
     format!("{} ORDER BY t, o, id", selects.join(" UNION ALL "))
 }
 
-/// The four governance lists of one patient, as one statement, so one round trip and one
-/// snapshot: rows tagged 1 permission, 2 relationship, 3 objection, 4 emergency access.
+/// The five governance lists of one patient, as one statement, so one round trip and one
+/// snapshot: rows tagged 1 permission, 2 relationship, 3 objection, 4 emergency access,
+/// 7 care event.
 pub(crate) fn governance_sql(param: &str) -> String {
     union_sql(&GOVERNANCE_TABLES.iter().collect::<Vec<_>>(), param)
 }
 
 /// What a record view reads before deciding, as one statement: the patient (tag 5), their
-/// source links (tag 6) and the four governance lists (tags 1-4). The index's tables come
+/// source links (tag 6) and the five governance lists (tags 1-4 and 7). The index's tables come
 /// first: PostgreSQL types a union's columns from left to right, and a column that is only
 /// `NULL` so far is taken as text, which a later `date` column (a birth date) could not join.
 pub(crate) fn view_inputs_sql(param: &str) -> String {
@@ -425,6 +444,7 @@ pub(crate) struct GovernanceReaders<R> {
     pub relationship: fn(&R) -> Result<crate::RelationshipRow>,
     pub objection: fn(&R) -> Result<crate::ObjectionRow>,
     pub emergency: fn(&R) -> Result<crate::EmergencyRow>,
+    pub care_event: fn(&R) -> Result<crate::CareEventRow>,
 }
 
 /// Sorts [`governance_sql`]'s rows into the four lists by their tag `t`.
@@ -440,6 +460,7 @@ pub(crate) fn governance_from_rows<'r, R: 'r>(
             2 => records.relationships.push((read.relationship)(row)?),
             3 => records.objections.push((read.objection)(row)?),
             4 => records.emergencies.push((read.emergency)(row)?),
+            7 => records.care_events.push((read.care_event)(row)?),
             _ => {
                 return Err(StoreError::Corrupt(
                     "governance row of no known table".into(),

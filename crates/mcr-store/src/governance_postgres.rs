@@ -109,6 +109,7 @@ async fn insert_change(conn: &mut PgConnection, change: &GovernanceChange) -> Re
             .execute(&mut *conn)
             .await?;
         }
+        GovernanceChange::CareEvent(e) => crate::care_event::upsert_in_postgres(conn, e).await?,
     }
     Ok(())
 }
@@ -223,4 +224,5 @@ const READERS: crate::common::GovernanceReaders<PgRow> = crate::common::Governan
     relationship: relationship_from_row,
     objection: objection_from_row,
     emergency: emergency_from_row,
+    care_event: crate::care_event::care_event_from_row::<PgRow>,
 };

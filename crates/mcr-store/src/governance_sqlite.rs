@@ -109,6 +109,7 @@ async fn insert_change(conn: &mut SqliteConnection, change: &GovernanceChange) -
             .execute(&mut *conn)
             .await?;
         }
+        GovernanceChange::CareEvent(e) => crate::care_event::upsert_in_sqlite(conn, e).await?,
     }
     Ok(())
 }
@@ -217,4 +218,5 @@ const READERS: crate::common::GovernanceReaders<SqliteRow> = crate::common::Gove
     relationship: relationship_from_row,
     objection: objection_from_row,
     emergency: emergency_from_row,
+    care_event: crate::care_event::care_event_from_row::<SqliteRow>,
 };

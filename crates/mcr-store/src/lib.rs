@@ -9,6 +9,7 @@
 //! carry counts and reasons, never clinical content).
 
 mod audit_trail;
+mod care_event;
 mod common;
 mod governance_postgres;
 mod governance_sqlite;
@@ -21,6 +22,7 @@ mod protected;
 mod sqlite;
 
 pub use audit_trail::{AuditCheckpoint, AuditQuery, AuditTrailStore, AUDIT_QUERY_MAX};
+pub use care_event::{CareEventKey, CareEventRow, CareEventStore, HeldMessage, HELD_LIST_MAX};
 pub use model::*;
 pub use opt_out::{
     OptOutDecision, OptOutKind, OptOutRequestRow, OptOutState, OptOutStore, OPT_OUT_LIST_MAX,
@@ -148,6 +150,7 @@ pub trait Store:
     + OptOutLetterStore
     + ProtectedPersonStore
     + std::fmt::Debug
+    + CareEventStore
 {
     /// Bring the schema up to date (idempotent).
     async fn migrate(&self) -> Result<()>;

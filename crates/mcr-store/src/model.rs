@@ -192,6 +192,9 @@ pub enum GovernanceChange {
     Relationship(RelationshipRow),
     Objection(ObjectionRow),
     Emergency(EmergencyRow),
+    /// A care event from a feed, inserted or replaced by its source key (one transaction with
+    /// its audit record: one commit per message).
+    CareEvent(crate::CareEventRow),
 }
 
 /// A patient's governance records, each list oldest first.
@@ -201,6 +204,9 @@ pub struct GovernanceRecords {
     pub relationships: Vec<RelationshipRow>,
     pub objections: Vec<ObjectionRow>,
     pub emergencies: Vec<EmergencyRow>,
+    /// Care events (tag 7), by start: when the patient's care at each organisation started
+    /// and ended.
+    pub care_events: Vec<crate::CareEventRow>,
 }
 
 /// What a record view reads before deciding: the patient as the index has them, the sources

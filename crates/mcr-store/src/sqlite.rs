@@ -38,7 +38,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 pub struct SqliteStore {
     pub(crate) read: SqlitePool,
     /// The one connection that writes.
-    writer: Mutex<SqliteConnection>,
+    pub(crate) writer: Mutex<SqliteConnection>,
     /// The connection each view's read (`view_inputs`) uses; `None` after it failed, until
     /// the next view opens it again.
     viewer: Mutex<Option<SqliteConnection>>,

@@ -349,6 +349,7 @@ async fn story(store: &dyn Store, raw: Raw) {
             unwrap_obj(pick(8)),
         ],
         emergencies: vec![unwrap_em(pick(9))],
+        care_events: Vec::new(),
     };
     let for_b = GovernanceRecords {
         permissions: vec![unwrap_perm(pick(3))],

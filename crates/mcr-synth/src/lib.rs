@@ -805,6 +805,16 @@ fn build_slice(core: &Arc<Core>, kind: SourceKind) -> SourceSlice {
         });
         if kind == SourceKind::Gp {
             resource["managingOrganization"] = org_reference(&practice);
+            // When the patient registered with the practice (GP Connect's registration
+            // details): the GP registration relationship starts here.
+            let registered = history_start(p, core.today, 12);
+            resource["extension"] = json!([{
+                "url": REGISTRATION_DETAILS,
+                "extension": [{
+                    "url": "registrationPeriod",
+                    "valuePeriod": { "start": registered.format("%Y-%m-%d").to_string() },
+                }],
+            }]);
         }
         patients.push(SourcePatient {
             local_id: lid,
@@ -831,6 +841,10 @@ fn build_slice(core: &Arc<Core>, kind: SourceKind) -> SourceSlice {
         core: Arc::clone(core),
     }
 }
+
+/// The extension carrying a GP registration's period on the GP system's `Patient`.
+pub const REGISTRATION_DETAILS: &str =
+    "https://fhir.nhs.uk/STU3/StructureDefinition/Extension-CareConnect-GPC-RegistrationDetails-1";
 
 /// Days between two dates, never negative.
 pub(crate) fn days_between(from: NaiveDate, to: NaiveDate) -> i64 {

@@ -89,14 +89,60 @@ pub struct Running {
     pub task: tokio::task::JoinHandle<()>,
     /// Refusals before the gateway not yet audited ([`Running::stop`] writes them).
     pub refusals: Arc<mcr_web::RefusalTally>,
+    /// The HL7 v2 ADT listener, when `[adt]` is configured.
+    pub adt: Option<mcr_adt::AdtListener>,
 }
 
 impl Running {
     /// Stop serving, then audit the refusals counted since the last flush.
     pub async fn stop(&self) {
         self.task.abort();
+        if let Some(adt) = &self.adt {
+            adt.stop();
+        }
         self.refusals.flush(&self.gateway).await;
     }
+}
+
+/// Start the ADT listener `[adt]` describes.
+pub async fn adt_listener(
+    s: &Settings,
+    gateway: &Gateway,
+) -> anyhow::Result<Option<mcr_adt::AdtListener>> {
+    let Some(a) = &s.adt else {
+        return Ok(None);
+    };
+    let transport = if a.insecure_loopback {
+        mcr_adt::Transport::PlainLoopback
+    } else {
+        let (Some(cert), Some(key), Some(ca)) = (&s.tls.cert, &s.tls.key, &s.sources_tls.ca) else {
+            anyhow::bail!("[adt] over TLS needs [tls] cert and key and [sources_tls] ca");
+        };
+        let identity = mcr_tls::Identity::load(cert, key)?;
+        let roots = mcr_tls::load_roots(ca)?;
+        mcr_adt::Transport::Tls(mcr_tls::mtls_server_config(
+            identity,
+            roots,
+            mcr_tls::RefusedOrgs::default(),
+        )?)
+    };
+    let listener = TcpListener::bind(a.listen)
+        .await
+        .with_context(|| format!("[adt]: cannot listen on {}", a.listen))?;
+    let config = mcr_adt::ListenerConfig {
+        senders: a.senders.clone(),
+        max_message_bytes: a.max_message_bytes,
+        idle_timeout: Duration::from_secs(a.idle_timeout_secs),
+        max_connections: a.max_connections,
+        receiving_application: "MCR".into(),
+        receiving_facility: crate::demo::GATEWAY_ORG.into(),
+    };
+    Ok(Some(mcr_adt::serve(
+        listener,
+        transport,
+        config,
+        gateway.clone(),
+    )?))
 }
 
 /// Build the gateway and serve it on `listener` until the task is aborted.
@@ -141,6 +187,8 @@ pub async fn serve(s: &Settings, listener: TcpListener) -> anyhow::Result<Runnin
         .map_err(|e| anyhow::anyhow!("writing the start-up audit record: {e}"))?;
     let timer = gateway.spawn_checkpoints(interval);
     let router = mcr_web::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
+    // The ADT listener first: once the gateway answers HTTP, its feed is open too.
+    let adt = adt_listener(s, &gateway).await?;
     let server = crate::network::spawn_server(listener, serving, router)?;
     // One task to abort: aborting it aborts the server and the timer with it.
     let task = tokio::spawn(async move {
@@ -156,6 +204,7 @@ pub async fn serve(s: &Settings, listener: TcpListener) -> anyhow::Result<Runnin
         gateway,
         task,
         refusals,
+        adt,
     })
 }
 

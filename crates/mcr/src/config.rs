@@ -51,6 +51,9 @@ pub struct Settings {
     /// The watch on every permitted view, and how privacy officers are told of its flags.
     #[serde(default)]
     pub watch: crate::watch_settings::WatchSettings,
+    /// The HL7 v2 ADT listener over MLLP (absent: none).
+    #[serde(default)]
+    pub adt: Option<AdtSettings>,
     /// Demo only: the sample patients the public site's patient sign-in offers (never from a
     /// config file; empty: no patient sign-in).
     #[serde(skip)]
@@ -132,6 +135,62 @@ pub struct SourcesTlsSettings {
     pub identity_issuer: Option<String>,
 }
 
+/// `[adt]`: the HL7 v2 ADT listener. Mutual TLS with the gateway's `[tls]` certificate, taking
+/// client certificates from the regional CA (`[sources_tls] ca`); plain TCP only with
+/// `insecure_loopback = true` on a loopback address.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdtSettings {
+    pub listen: SocketAddr,
+    /// Plain TCP instead of TLS: only on a loopback address (tests, the demo).
+    #[serde(default)]
+    pub insecure_loopback: bool,
+    /// Which sending facilities (MSH-4) may send, as which member organisation.
+    #[serde(default)]
+    pub senders: Vec<mcr_adt::SenderConfig>,
+    /// The largest message taken, in bytes.
+    #[serde(default = "default_adt_max_bytes")]
+    pub max_message_bytes: usize,
+    /// A connection idle this long is closed.
+    #[serde(default = "default_adt_idle_secs")]
+    pub idle_timeout_secs: u64,
+    #[serde(default = "default_adt_connections")]
+    pub max_connections: usize,
+}
+
+fn default_adt_max_bytes() -> usize {
+    64 * 1024
+}
+
+fn default_adt_idle_secs() -> u64 {
+    300
+}
+
+fn default_adt_connections() -> usize {
+    256
+}
+
+impl AdtSettings {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.insecure_loopback && !self.listen.ip().is_loopback() {
+            bail!(
+                "config: [adt] insecure_loopback needs a loopback listen address, not {}",
+                self.listen
+            );
+        }
+        if self.senders.is_empty() {
+            bail!("config: [adt] needs at least one [[adt.senders]] entry (facility and org)");
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.max_message_bytes) {
+            bail!("config: [adt] max_message_bytes must be between 1024 and 16777216");
+        }
+        if self.idle_timeout_secs == 0 || self.max_connections == 0 {
+            bail!("config: [adt] idle_timeout_secs and max_connections must be at least 1");
+        }
+        Ok(())
+    }
+}
+
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
@@ -205,6 +264,13 @@ impl Settings {
         }
         self.audit.validate()?;
         self.watch.validate()?;
+        if let Some(adt) = &self.adt {
+            adt.validate()?;
+            if !adt.insecure_loopback && (self.tls.cert.is_none() || self.sources_tls.ca.is_none())
+            {
+                bail!("config: [adt] over TLS needs [tls] cert and key and [sources_tls] ca (the regional CA its senders' certificates chain to)");
+            }
+        }
         if !(1..=1000).contains(&self.federation.page_size) {
             bail!("config: federation.page_size must be between 1 and 1000");
         }

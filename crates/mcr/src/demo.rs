@@ -92,6 +92,10 @@ pub struct DemoInfo {
     /// (`curl --cacert`); it also signs the sources' and the gateway's organisation certificates.
     #[serde(default)]
     pub ca_cert: Option<PathBuf>,
+    /// The HL7 v2 ADT listener (MLLP, plain TCP on loopback in the demo), `host:port`; the
+    /// acute trust's sending facility is `RWH`.
+    #[serde(default)]
+    pub adt_address: Option<String>,
 }
 
 /// The ODS-style code of the demo gateway's own organisation (the regional programme), named
@@ -486,6 +490,18 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
         },
         sync_on_start: true,
         watch: opts.watch.clone(),
+        // The ADT listener on loopback, plain TCP: the demo sends the acute trust's messages.
+        adt: Some(crate::config::AdtSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            insecure_loopback: true,
+            senders: vec![mcr_adt::SenderConfig {
+                facility: acute.code.to_string(),
+                org: acute.code.clone(),
+            }],
+            max_message_bytes: 64 * 1024,
+            idle_timeout_secs: 30,
+            max_connections: 64,
+        }),
         demo_patients: demo_patients(&region)?,
         http: crate::config::HttpSettings {
             trusted_proxy_hops: opts.trusted_proxy_hops,
@@ -525,8 +541,15 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
         token_audience: tokens::DEMO_AUDIENCE.into(),
         signing_key: key_path.clone(),
         ca_cert: Some(pki.ca_cert.clone()),
+        adt_address: None,
     };
     let gateway = app::serve(&settings, listener).await?;
+    let adt_addr = gateway
+        .adt
+        .as_ref()
+        .map(|a| a.addr)
+        .context("the demo's ADT listener")?;
+    info.adt_address = Some(adt_addr.to_string());
 
     // Patients for each case. Governance cases are recorded through the gateway, like any
     // change, and only once per data directory.
@@ -631,6 +654,89 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
         .insert("large_record".into(), pick(&s.large, 3));
     info.patients
         .insert("hostile_text".into(), pick(&s.hostile, 3));
+    // The acute trust's patient administration system announces admissions, attendances,
+    // discharges and a pre-admission over the ADT feed, as a real one would: the acute
+    // relationships of the sample patients come from these, the community, social care and
+    // GP ones from the sources' own care-event data read by the index sync.
+    let now = gateway.gateway.clock().now();
+    let mut feed = crate::demo_adt::Feed::connect(adt_addr, acute.code.as_str(), now).await?;
+    let day = chrono::Duration::days(1);
+    feed.admit(&all_four, now - day * 2).await?;
+    for list in [&s.all_four[3..], &s.name_differs, &s.dose_discrepancy] {
+        for nhs in list.iter().take(3) {
+            feed.attendance(nhs, now - day * 10).await?;
+        }
+    }
+    for list in [
+        &s.sensitive,
+        &s.duplicated_items,
+        &s.hostile,
+        &s.large,
+        &s.demographics_only,
+    ] {
+        for nhs in list.iter().take(3) {
+            feed.admit(nhs, now - day * 25).await?;
+            feed.discharge(nhs, now - day * 25, now - day * 20).await?;
+        }
+    }
+    feed.admit(&opted_out, now - day * 3).await?;
+    feed.admit(&overridden, now - day * 3).await?;
+    let appointment = first(&s.gp_only)?.clone();
+    feed.pre_admit(&appointment, now + day * 10).await?;
+    // Discharged long ago, and nothing since at the acute trust: no relationship any more.
+    // Held by the acute trust if the region is large enough, and not one sent for above.
+    let mut gone = None;
+    let candidates = s
+        .all_four
+        .iter()
+        .skip(6)
+        .chain(region.people.iter().map(|p| &p.nhs_number))
+        .take(400);
+    for nhs in candidates {
+        let events = gateway.gateway.store().governance(nhs).await?.care_events;
+        let acute_now = events.iter().any(|e| {
+            e.origin == "adt"
+                || (e.org_code == acute.code.as_str()
+                    && e.end.is_none_or(|end| end > now - day * 90))
+        });
+        if !acute_now && gateway.gateway.store().patient(nhs).await?.is_some() {
+            feed.admit(nhs, now - day * 200).await?;
+            feed.discharge(nhs, now - day * 200, now - day * 190)
+                .await?;
+            gone = Some(nhs.clone());
+            break;
+        }
+    }
+    let gone = gone.context("no patient without a recent acute event; use more patients")?;
+    info.patients
+        .insert("relationship_admitted".into(), vec![all_four.to_string()]);
+    info.patients.insert(
+        "relationship_recent_attendance".into(),
+        pick(&s.all_four[3..], 3),
+    );
+    info.patients.insert(
+        "relationship_recent_discharge".into(),
+        pick(&s.sensitive, 3),
+    );
+    info.patients.insert(
+        "relationship_upcoming_appointment".into(),
+        vec![appointment.to_string()],
+    );
+    info.patients.insert(
+        "relationship_open_community_episode".into(),
+        vec![all_four.to_string()],
+    );
+    info.patients.insert(
+        "relationship_social_care_allocation".into(),
+        vec![all_four.to_string()],
+    );
+    // Registered at the practice of the demo's GP and receptionist.
+    info.patients.insert(
+        "relationship_gp_registration".into(),
+        vec![all_four.to_string()],
+    );
+    info.patients
+        .insert("no_relationship_any_more".into(), vec![gone.to_string()]);
     info.patients
         .insert("opted_out".into(), vec![opted_out.to_string()]);
     info.patients

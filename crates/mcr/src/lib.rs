@@ -6,6 +6,7 @@ pub mod app;
 pub mod audit_cmd;
 pub mod config;
 pub mod demo;
+pub mod demo_adt;
 pub mod network;
 pub mod sources_cmd;
 pub mod tokens;

@@ -235,6 +235,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "  identity provider  {}  (demo: its sign-in page lists the demo users)",
                 d.info.token_issuer
             ))?;
+            if let Some(adt) = &d.info.adt_address {
+                out(&format!(
+                    "  HL7 v2 ADT (MLLP)  {adt}  (plain TCP on loopback; sending facility RWH)"
+                ))?;
+            }
             if let Some(ca) = &d.info.ca_cert {
                 out(&format!(
                     "\n  HTTPS certificates come from a demo CA made for this data directory: {}\n  Trust it in your client (curl --cacert {}) or import it into the browser.",

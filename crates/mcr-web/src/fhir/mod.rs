@@ -6,6 +6,7 @@
 mod audit;
 mod bundle;
 mod consent;
+mod feeds;
 mod patient;
 mod protected;
 
@@ -36,6 +37,7 @@ pub(crate) fn routes() -> Router<AppState> {
             delete(protected::remove),
         )
         .route("/access/explain", get(consent::explain))
+        .route("/feeds/held", get(feeds::held))
 }
 
 /// A FHIR JSON response.

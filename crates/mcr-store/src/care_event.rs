@@ -1,0 +1,405 @@
+//! Care events and held feed messages, on both backends.
+//!
+//! A care event is when a patient's care at an organisation started and (once known) ended, as
+//! that organisation's systems announced it: an HL7 v2 ADT message, FHIR care-event metadata
+//! read with the index sync, or a GP registration. One row per event in its source, keyed by
+//! (`origin`, `org_code`, `source_event_id`), so a repeated or updated message replaces the row
+//! and a cancel removes it. The view path reads care events with the other governance records
+//! in one statement ([`crate::Store::view_inputs`]).
+//!
+//! Never clinical content: a ward, team or service name at most. A held message keeps only its
+//! envelope (sender, type, control id) and the reason it was not applied.
+
+use crate::common::{last_per_key, parse_nhs, parse_ts, ts};
+use crate::{PostgresStore, Result, SqliteStore, StoreError};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use mcr_domain::NhsNumber;
+use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
+
+/// One care event as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CareEventRow {
+    pub nhs_number: NhsNumber,
+    /// The organisation the care is at (ODS code).
+    pub org_code: String,
+    /// `admission`, `encounter`, `episode`, `referral`, `appointment`, `case-allocation` or
+    /// `gp-registration`.
+    pub kind: String,
+    pub ward: Option<String>,
+    pub team: Option<String>,
+    pub service: Option<String>,
+    pub start: DateTime<Utc>,
+    /// `None`: still open (or, for an appointment, its end not given).
+    pub end: Option<DateTime<Utc>>,
+    /// Where it came from: `adt`, `fhir` or `gp-registration`.
+    pub origin: String,
+    /// The source's own id for the event (a visit number, a FHIR resource id).
+    pub source_event_id: String,
+    pub received_at: DateTime<Utc>,
+}
+
+/// A feed message that was answered with an error and kept for review: its envelope only.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HeldMessage {
+    pub received_at: DateTime<Utc>,
+    /// Which feed: e.g. `adt`.
+    pub channel: String,
+    /// The sending facility as the message named it, if it could be read.
+    pub sender: Option<String>,
+    /// e.g. `ADT^A01`, if it could be read.
+    pub message_type: Option<String>,
+    /// The message control id (MSH-10), if it could be read.
+    pub control_id: Option<String>,
+    /// What the sender was answered: `AE` or `AR`.
+    pub ack_code: String,
+    pub reason: String,
+}
+
+/// The most held messages one listing returns.
+pub const HELD_LIST_MAX: u32 = 1_000;
+
+/// The identity of one event in its source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CareEventKey<'a> {
+    pub origin: &'a str,
+    pub org_code: &'a str,
+    pub source_event_id: &'a str,
+}
+
+#[async_trait]
+pub trait CareEventStore: Send + Sync {
+    /// Insert or replace events by (`origin`, `org_code`, `source_event_id`); in one call,
+    /// the last of several with one key wins.
+    async fn upsert_care_events(&self, events: &[CareEventRow]) -> Result<()>;
+    /// The event with this key, if held.
+    async fn care_event(&self, key: CareEventKey<'_>) -> Result<Option<CareEventRow>>;
+    /// Remove an event (a cancelled admission). False when there was none.
+    async fn cancel_care_event(&self, key: CareEventKey<'_>) -> Result<bool>;
+    /// Set (or, with `None`, clear: a cancelled discharge) an event's end. False when there
+    /// was none.
+    async fn set_care_event_end(
+        &self,
+        key: CareEventKey<'_>,
+        end: Option<DateTime<Utc>>,
+    ) -> Result<bool>;
+    /// Move every event of `from` to `to` (a patient merge). Returns how many moved.
+    async fn merge_care_events(&self, from: &NhsNumber, to: &NhsNumber) -> Result<u64>;
+    /// Keep a message that was not applied.
+    async fn hold_message(&self, message: &HeldMessage) -> Result<()>;
+    /// Held messages, newest first, at most `limit` (0: 100).
+    async fn held_messages(&self, limit: u32) -> Result<Vec<HeldMessage>>;
+}
+
+const EVENT_COLUMNS: &str = "nhs_number, org_code, kind, ward, team, service, \"start\", \"end\", \
+     origin, source_event_id, received_at";
+
+const UPSERT_TAIL: &str = " ON CONFLICT (origin, org_code, source_event_id) DO UPDATE SET \
+     nhs_number = excluded.nhs_number, kind = excluded.kind, ward = excluded.ward, \
+     team = excluded.team, service = excluded.service, \"start\" = excluded.\"start\", \
+     \"end\" = excluded.\"end\", received_at = excluded.received_at";
+
+const HELD_COLUMNS: &str =
+    "received_at, channel, sender, message_type, control_id, ack_code, reason";
+
+/// Rows per multi-row statement.
+const CHUNK: usize = 400;
+
+fn limit(l: u32) -> i64 {
+    i64::from(if l == 0 { 100 } else { l.min(HELD_LIST_MAX) })
+}
+
+/// One care event from a row of either backend (its own table or a union statement).
+pub(crate) fn care_event_from_row<R>(row: &R) -> Result<CareEventRow>
+where
+    R: Row,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+{
+    let bad = |c: &str| StoreError::Corrupt(format!("column care_event.{c} cannot be read"));
+    let text = |c: &str| -> Result<String> { row.try_get::<String, _>(c).map_err(|_| bad(c)) };
+    let opt = |c: &str| -> Result<Option<String>> {
+        row.try_get::<Option<String>, _>(c).map_err(|_| bad(c))
+    };
+    Ok(CareEventRow {
+        nhs_number: parse_nhs("care_event.nhs_number", &text("nhs_number")?)?,
+        org_code: text("org_code")?,
+        kind: text("kind")?,
+        ward: opt("ward")?,
+        team: opt("team")?,
+        service: opt("service")?,
+        start: parse_ts("care_event.start", &text("start")?)?,
+        end: opt("end")?
+            .map(|t| parse_ts("care_event.end", &t))
+            .transpose()?,
+        origin: text("origin")?,
+        source_event_id: text("source_event_id")?,
+        received_at: parse_ts("care_event.received_at", &text("received_at")?)?,
+    })
+}
+
+fn held_from_row<R>(row: &R) -> Result<HeldMessage>
+where
+    R: Row,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+{
+    let bad = |c: &str| StoreError::Corrupt(format!("column held_message.{c} cannot be read"));
+    let text = |c: &str| -> Result<String> { row.try_get::<String, _>(c).map_err(|_| bad(c)) };
+    let opt = |c: &str| -> Result<Option<String>> {
+        row.try_get::<Option<String>, _>(c).map_err(|_| bad(c))
+    };
+    Ok(HeldMessage {
+        received_at: parse_ts("held_message.received_at", &text("received_at")?)?,
+        channel: text("channel")?,
+        sender: opt("sender")?,
+        message_type: opt("message_type")?,
+        control_id: opt("control_id")?,
+        ack_code: text("ack_code")?,
+        reason: text("reason")?,
+    })
+}
+
+/// The `INSERT … VALUES …` of a chunk of events, for either backend.
+fn push_events<DB: sqlx::Database>(qb: &mut QueryBuilder<'_, DB>, chunk: &[&CareEventRow])
+where
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    qb.push(format!("INSERT INTO care_event ({EVENT_COLUMNS}) "));
+    qb.push_values(chunk, |mut b, e| {
+        b.push_bind(e.nhs_number.as_str().to_owned())
+            .push_bind(e.org_code.clone())
+            .push_bind(e.kind.clone())
+            .push_bind(e.ward.clone())
+            .push_bind(e.team.clone())
+            .push_bind(e.service.clone())
+            .push_bind(ts(&e.start))
+            .push_bind(e.end.as_ref().map(ts))
+            .push_bind(e.origin.clone())
+            .push_bind(e.source_event_id.clone())
+            .push_bind(ts(&e.received_at));
+    });
+    qb.push(UPSERT_TAIL);
+}
+
+fn keyed(events: &[CareEventRow]) -> Vec<&CareEventRow> {
+    last_per_key(events, |e| {
+        (
+            e.origin.clone(),
+            e.org_code.clone(),
+            e.source_event_id.clone(),
+        )
+    })
+}
+
+/// Insert or replace one event inside a transaction already open (a governance change).
+pub(crate) async fn upsert_in_sqlite(
+    conn: &mut sqlx::SqliteConnection,
+    e: &CareEventRow,
+) -> Result<()> {
+    let mut qb = QueryBuilder::<Sqlite>::new("");
+    push_events(&mut qb, &[e]);
+    qb.build().execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// [`upsert_in_sqlite`] on PostgreSQL.
+pub(crate) async fn upsert_in_postgres(
+    conn: &mut sqlx::PgConnection,
+    e: &CareEventRow,
+) -> Result<()> {
+    let mut qb = QueryBuilder::<Postgres>::new("");
+    push_events(&mut qb, &[e]);
+    qb.build().execute(&mut *conn).await?;
+    Ok(())
+}
+
+#[async_trait]
+impl CareEventStore for SqliteStore {
+    async fn upsert_care_events(&self, events: &[CareEventRow]) -> Result<()> {
+        let rows = keyed(events);
+        let mut writer = self.writer.lock().await;
+        let mut tx = sqlx::Connection::begin(&mut *writer).await?;
+        for chunk in rows.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<Sqlite>::new("");
+            push_events(&mut qb, chunk);
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn care_event(&self, key: CareEventKey<'_>) -> Result<Option<CareEventRow>> {
+        let row = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM care_event WHERE origin = ?1 AND org_code = ?2 \
+             AND source_event_id = ?3"
+        ))
+        .bind(key.origin)
+        .bind(key.org_code)
+        .bind(key.source_event_id)
+        .fetch_optional(&self.read)
+        .await?;
+        row.as_ref().map(care_event_from_row).transpose()
+    }
+
+    async fn cancel_care_event(&self, key: CareEventKey<'_>) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM care_event WHERE origin = ?1 AND org_code = ?2 AND source_event_id = ?3",
+        )
+        .bind(key.origin)
+        .bind(key.org_code)
+        .bind(key.source_event_id)
+        .execute(&mut *self.writer.lock().await)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn set_care_event_end(
+        &self,
+        key: CareEventKey<'_>,
+        end: Option<DateTime<Utc>>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE care_event SET \"end\" = ?4 WHERE origin = ?1 AND org_code = ?2 \
+             AND source_event_id = ?3",
+        )
+        .bind(key.origin)
+        .bind(key.org_code)
+        .bind(key.source_event_id)
+        .bind(end.as_ref().map(ts))
+        .execute(&mut *self.writer.lock().await)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn merge_care_events(&self, from: &NhsNumber, to: &NhsNumber) -> Result<u64> {
+        let done = sqlx::query("UPDATE care_event SET nhs_number = ?2 WHERE nhs_number = ?1")
+            .bind(from.as_str())
+            .bind(to.as_str())
+            .execute(&mut *self.writer.lock().await)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn hold_message(&self, m: &HeldMessage) -> Result<()> {
+        sqlx::query(&format!(
+            "INSERT INTO held_message ({HELD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+        ))
+        .bind(ts(&m.received_at))
+        .bind(&m.channel)
+        .bind(m.sender.as_deref())
+        .bind(m.message_type.as_deref())
+        .bind(m.control_id.as_deref())
+        .bind(&m.ack_code)
+        .bind(&m.reason)
+        .execute(&mut *self.writer.lock().await)
+        .await?;
+        Ok(())
+    }
+
+    async fn held_messages(&self, l: u32) -> Result<Vec<HeldMessage>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {HELD_COLUMNS} FROM held_message ORDER BY received_at DESC, id DESC LIMIT ?1"
+        ))
+        .bind(limit(l))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(held_from_row).collect()
+    }
+}
+
+#[async_trait]
+impl CareEventStore for PostgresStore {
+    async fn upsert_care_events(&self, events: &[CareEventRow]) -> Result<()> {
+        let rows = keyed(events);
+        let mut tx = self.pool.begin().await?;
+        for chunk in rows.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<Postgres>::new("");
+            push_events(&mut qb, chunk);
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn care_event(&self, key: CareEventKey<'_>) -> Result<Option<CareEventRow>> {
+        let row = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM care_event WHERE origin = $1 AND org_code = $2 \
+             AND source_event_id = $3"
+        ))
+        .bind(key.origin)
+        .bind(key.org_code)
+        .bind(key.source_event_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(care_event_from_row).transpose()
+    }
+
+    async fn cancel_care_event(&self, key: CareEventKey<'_>) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM care_event WHERE origin = $1 AND org_code = $2 AND source_event_id = $3",
+        )
+        .bind(key.origin)
+        .bind(key.org_code)
+        .bind(key.source_event_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn set_care_event_end(
+        &self,
+        key: CareEventKey<'_>,
+        end: Option<DateTime<Utc>>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE care_event SET \"end\" = $4 WHERE origin = $1 AND org_code = $2 \
+             AND source_event_id = $3",
+        )
+        .bind(key.origin)
+        .bind(key.org_code)
+        .bind(key.source_event_id)
+        .bind(end.as_ref().map(ts))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn merge_care_events(&self, from: &NhsNumber, to: &NhsNumber) -> Result<u64> {
+        let done = sqlx::query("UPDATE care_event SET nhs_number = $2 WHERE nhs_number = $1")
+            .bind(from.as_str())
+            .bind(to.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn hold_message(&self, m: &HeldMessage) -> Result<()> {
+        sqlx::query(&format!(
+            "INSERT INTO held_message ({HELD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        ))
+        .bind(ts(&m.received_at))
+        .bind(&m.channel)
+        .bind(m.sender.as_deref())
+        .bind(m.message_type.as_deref())
+        .bind(m.control_id.as_deref())
+        .bind(&m.ack_code)
+        .bind(&m.reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn held_messages(&self, l: u32) -> Result<Vec<HeldMessage>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {HELD_COLUMNS} FROM held_message ORDER BY received_at DESC, id DESC LIMIT $1"
+        ))
+        .bind(limit(l))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(held_from_row).collect()
+    }
+}
