@@ -110,6 +110,9 @@ pub struct AccessClaims {
     pub scope: String,
     pub client_id: String,
     pub jti: String,
+    /// SMART launch context: the one patient a `patient/` scope is for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patient: Option<String>,
 }
 
 /// Scopes a demo token carries when nothing narrower is asked for.
@@ -140,6 +143,18 @@ impl Idp {
         scope: &str,
         client_id: &str,
     ) -> Result<String, IdpError> {
+        self.access_token_for(user_id, scope, client_id, None)
+    }
+
+    /// [`Idp::access_token`] with a SMART `patient` claim: the patient `patient/` scopes are
+    /// bound to.
+    pub fn access_token_for(
+        &self,
+        user_id: &str,
+        scope: &str,
+        client_id: &str,
+        patient: Option<&str>,
+    ) -> Result<String, IdpError> {
         let u = self
             .config
             .users
@@ -160,6 +175,7 @@ impl Idp {
             scope: scope.to_owned(),
             client_id: client_id.to_owned(),
             jti: random(),
+            patient: patient.map(str::to_owned),
         };
         self.key.sign(&claims).map_err(|_| IdpError::Signing)
     }

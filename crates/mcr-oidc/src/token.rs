@@ -73,6 +73,9 @@ pub struct Identity {
     pub organisation: String,
     /// Space-separated `scope` (or a `scp` list), for API tokens.
     pub scopes: Vec<String>,
+    /// SMART launch context: the patient a token's `patient/` scopes are bound to (`patient`
+    /// claim), when it has one.
+    pub patient: Option<String>,
 }
 
 pub(crate) fn claims_of(m: Map<String, Value>) -> Result<Map<String, Value>, Rejection> {
@@ -108,6 +111,12 @@ pub fn identity(claims: &Map<String, Value>, names: &ClaimNames) -> Result<Ident
         role: text(claims, &names.role)?,
         organisation: text(claims, &names.organisation)?,
         scopes,
+        patient: claims
+            .get("patient")
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|p| !p.is_empty() && p.len() <= 64)
+            .map(str::to_owned),
     })
 }
 

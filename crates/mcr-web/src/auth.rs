@@ -83,11 +83,15 @@ impl Authenticator {
         &self.rp
     }
 
-    /// Verify an API access token: who it is for and what it may do.
-    pub async fn verify_bearer(&self, token: &str) -> Result<(Principal, Vec<String>), AuthError> {
+    /// Verify an API access token: who it is for, what it may do, and the patient its
+    /// `patient/` scopes are bound to (its SMART `patient` claim).
+    pub async fn verify_bearer(
+        &self,
+        token: &str,
+    ) -> Result<(Principal, Vec<String>, Option<String>), AuthError> {
         let identity = self.rp.verify_access_token(token).await?;
         let principal = self.principal(&identity)?;
-        Ok((principal, identity.scopes))
+        Ok((principal, identity.scopes, identity.patient))
     }
 
     /// The principal for an identity, with its organisation as the registry knows it now.
@@ -211,7 +215,68 @@ pub fn need_for(method: &Method, path: &str) -> Need {
 /// Whether SMART-style scopes (`patient/*.read`, `user/Patient.read`, `user/Consent.write`,
 /// SMART v2 `user/*.rs`, `user/Consent.cu`) allow a need.
 pub fn scopes_allow(scopes: &[String], need: Need) -> bool {
-    scopes.iter().any(|s| {
+    scope_grants(scopes, need).is_some()
+}
+
+/// How a token's scopes allow a need: for any patient the user may see (`user/`, `system/`),
+/// or only for the token's own patient (`patient/` scopes alone); `None`: not at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScopeGrant {
+    AnyPatient,
+    OnePatient,
+}
+
+pub fn scope_grants(scopes: &[String], need: Need) -> Option<ScopeGrant> {
+    let allows = |wanted_context: &[&str]| {
+        scopes.iter().any(|s| {
+            s.split_once('/')
+                .is_some_and(|(c, _)| wanted_context.contains(&c))
+                && one_scope_allows(s, need)
+        })
+    };
+    if allows(&["user", "system"]) {
+        Some(ScopeGrant::AnyPatient)
+    } else if allows(&["patient"]) {
+        Some(ScopeGrant::OnePatient)
+    } else {
+        None
+    }
+}
+
+/// The NHS number a request is about, read from its path or query as the routes take it:
+/// `/fhir/Patient/{nhs}…`, `?patient=[Patient/]{nhs}`, `?identifier=…|{nhs}`. `None`: the
+/// request names no one patient (a demographic search, the audit trail, a write).
+pub fn request_patient(method: &Method, uri: &axum::http::Uri) -> Option<String> {
+    if method != Method::GET && method != Method::HEAD {
+        return None;
+    }
+    let path = uri.path();
+    if let Some(rest) = path.strip_prefix("/fhir/Patient/") {
+        let id = rest.split('/').next().unwrap_or("");
+        return (!id.is_empty()).then(|| id.to_owned());
+    }
+    let query = uri.query().unwrap_or("");
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let mut named = pairs.iter().filter_map(|(k, v)| match k.as_str() {
+        "patient" => Some(v.strip_prefix("Patient/").unwrap_or(v).to_owned()),
+        "identifier" => v.rsplit_once('|').map(|(_, n)| n.to_owned()),
+        _ => None,
+    });
+    let first = named.next()?;
+    // Only when every parameter names the same one patient, and nothing widens the search.
+    let widening = pairs.iter().any(|(k, _)| {
+        matches!(
+            k.as_str(),
+            "family" | "given" | "birthdate" | "address-postalcode"
+        )
+    });
+    (named.all(|n| n == first) && !widening).then_some(first)
+}
+
+fn one_scope_allows(s: &str, need: Need) -> bool {
+    {
         let Some((context, rest)) = s.split_once('/') else {
             return false;
         };
@@ -240,7 +305,7 @@ pub fn scopes_allow(scopes: &[String], need: Need) -> bool {
             _ => false,
         };
         resource_ok && perm_ok
-    })
+    }
 }
 
 /// Audit a refused attempt; a failure to write is logged, and the answer stays a refusal.
@@ -279,7 +344,7 @@ impl FromRequestParts<AppState> for Caller {
             None => Err(AuthError::Missing),
             Some(token) => state.auth.verify_bearer(&token).await,
         };
-        let (principal, scopes) = match verified {
+        let (principal, scopes, token_patient) = match verified {
             Ok(v) => v,
             Err(e) => {
                 tracing::info!(reason = e.code(), "rejected credentials");
@@ -292,7 +357,29 @@ impl FromRequestParts<AppState> for Caller {
         };
         crate::refusals::Who::set(parts, &principal.user_id);
         let need = need_for(&parts.method, parts.uri.path());
-        if !scopes_allow(&scopes, need) {
+        let grant = scope_grants(&scopes, need);
+        if grant == Some(ScopeGrant::OnePatient) {
+            // Patient-level scopes reach only the token's own patient, and only by a request
+            // that names that patient: anything else is refused, never widened.
+            let asked = request_patient(&parts.method, &parts.uri);
+            let bound = match (&token_patient, &asked) {
+                (Some(mine), Some(asked)) => mine == asked,
+                _ => false,
+            };
+            if !bound {
+                let reason = if token_patient.is_none() {
+                    "patient-scope-without-patient"
+                } else {
+                    "patient-scope-other-patient"
+                };
+                audit_refusal(state, &cid, "scope", reason, Some(&principal)).await;
+                return Err(ApiError::forbidden(
+                    reason,
+                    "This token's patient/ scopes are for one patient (its patient claim): it may only read that patient's record, by a request that names them.",
+                ));
+            }
+        }
+        if grant.is_none() {
             audit_refusal(state, &cid, "scope", "insufficient-scope", Some(&principal)).await;
             let what = match need {
                 Need::Read(_) => "read records",
@@ -350,6 +437,69 @@ mod tests {
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| (*x).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_request_names_its_patient_only_when_it_names_one() {
+        let p = |m: Method, u: &str| request_patient(&m, &u.parse().expect("uri"));
+        assert_eq!(
+            p(Method::GET, "/fhir/Patient/9434765919/$everything").as_deref(),
+            Some("9434765919")
+        );
+        assert_eq!(
+            p(Method::GET, "/access/explain?patient=9434765919").as_deref(),
+            Some("9434765919")
+        );
+        assert_eq!(
+            p(Method::GET, "/fhir/Consent?patient=Patient/9434765919").as_deref(),
+            Some("9434765919")
+        );
+        assert_eq!(
+            p(
+                Method::GET,
+                "/fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number%7C9434765919"
+            )
+            .as_deref(),
+            Some("9434765919")
+        );
+        // Searches that could reach others, two different patients, writes, the audit trail.
+        assert_eq!(
+            p(
+                Method::GET,
+                "/fhir/Patient?family=Smith&birthdate=1970-01-01"
+            ),
+            None
+        );
+        assert_eq!(
+            p(
+                Method::GET,
+                "/fhir/Patient?identifier=x%7C9434765919&family=Smith"
+            ),
+            None
+        );
+        assert_eq!(
+            p(
+                Method::GET,
+                "/access/explain?patient=9434765919&patient=9000000009"
+            ),
+            None
+        );
+        assert_eq!(
+            p(Method::POST, "/fhir/Patient/9434765919/$emergency-access"),
+            None
+        );
+        assert_eq!(p(Method::GET, "/fhir/AuditEvent"), None);
+        assert_eq!(
+            scope_grants(&["patient/*.read".to_owned()], Need::Read("*")),
+            Some(ScopeGrant::OnePatient)
+        );
+        assert_eq!(
+            scope_grants(
+                &["patient/*.read".to_owned(), "user/*.read".to_owned()],
+                Need::Read("*")
+            ),
+            Some(ScopeGrant::AnyPatient)
+        );
     }
 
     #[test]

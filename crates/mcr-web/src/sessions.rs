@@ -162,6 +162,7 @@ mod tests {
             role: "clinician".into(),
             organisation: "RWH01".into(),
             scopes: vec![],
+            patient: None,
         }
     }
 

@@ -181,6 +181,18 @@ impl Demo {
             .map_err(|e| anyhow::anyhow!("{e}"))
     }
 
+    /// A token with the given scopes and SMART `patient` claim (tests of patient-level scopes).
+    pub fn token_with(
+        &self,
+        user_id: &str,
+        scope: &str,
+        patient: Option<&str>,
+    ) -> anyhow::Result<String> {
+        self.idp
+            .access_token_for(user_id, scope, tokens::DEMO_TOKEN_CLIENT, patient)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
     pub async fn stop(self) {
         self.gateway.stop().await;
         self.idp_task.abort();

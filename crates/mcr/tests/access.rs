@@ -477,3 +477,61 @@ async fn when_governance_records_cannot_be_read_the_answer_is_no() {
         .sum();
     assert_eq!(before, after, "failing closed asks no source");
 }
+
+#[tokio::test]
+async fn a_patient_scoped_token_reads_only_its_own_patient() {
+    let t = start().await;
+    let mine = t.patient("all_four_sources", 0);
+    let other = t.patient("needs_permission", 0);
+    let get = |token: String, path: String| {
+        let http = t.http.clone();
+        let url = t.url(&path);
+        async move {
+            let resp = http
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("request");
+            let status = resp.status().as_u16();
+            let body: serde_json::Value = resp.json().await.unwrap_or_default();
+            (status, deny_code(&body))
+        }
+    };
+    let bound = t
+        .demo
+        .token_with("ae.okafor", "patient/*.read", Some(&mine))
+        .expect("token");
+    t.give_permission("ae.okafor", &mine).await;
+    let (status, code) = get(bound.clone(), format!("/fhir/Patient/{mine}/$everything")).await;
+    assert_eq!(status, 200, "its own patient: {code}");
+    for path in [
+        format!("/fhir/Patient/{other}/$everything"),
+        format!("/access/explain?patient={other}"),
+        "/fhir/Patient?family=Smith&birthdate=1970-01-01".to_owned(),
+        "/fhir/AuditEvent".to_owned(),
+    ] {
+        let (status, code) = get(bound.clone(), path.clone()).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (403, "patient-scope-other-patient"),
+            "{path}"
+        );
+    }
+    // A patient scope with no patient claim reaches nobody.
+    let unbound = t
+        .demo
+        .token_with("ae.okafor", "patient/*.read", None)
+        .expect("token");
+    let (status, code) = get(unbound, format!("/fhir/Patient/{mine}/$everything")).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (403, "patient-scope-without-patient")
+    );
+    // A user scope is not bound: the policy decides (needs permission here, not a scope refusal).
+    let (status, body) = t.everything("ae.okafor", &other).await;
+    assert_eq!(
+        (status, deny_code(&body).as_str()),
+        (403, "needs-permission")
+    );
+}

@@ -373,6 +373,7 @@ async fn an_opt_out_needs_the_code_from_the_letter() {
     let reference = location(&resp)
         .split("reference=")
         .nth(1)
+        .and_then(|r| r.split('&').next())
         .expect("a reference")
         .to_owned();
     let store = t.demo.gateway.gateway.store().clone();
