@@ -3,17 +3,10 @@
 //! privacy officer reads it, on the page.
 
 use super::common::*;
-use super::consent;
+use super::{consent, deny_code};
 use serde_json::{json, Value};
 
 const LIFT_WORDS: &str = "Only a privacy officer or the Caldicott guardian can lift an objection";
-
-fn deny_code(body: &Value) -> String {
-    body["issue"][0]["details"]["coding"][0]["code"]
-        .as_str()
-        .unwrap_or("")
-        .to_owned()
-}
 
 fn issue_text(body: &Value) -> String {
     body["issue"][0]["diagnostics"]
