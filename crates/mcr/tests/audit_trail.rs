@@ -612,10 +612,18 @@ async fn refusals_before_the_gateway_are_audited_once_per_source_and_kind() {
         payload.get("patient").is_none_or(Value::is_null),
         "no patient named: {payload}"
     );
-    let csrf = store
-        .query_audit(&query("refused:csrf"))
-        .await
-        .expect("query");
+    // The form refusal may fall in the next flush: wait for it as for the first.
+    let mut csrf = Vec::new();
+    for _ in 0..50 {
+        csrf = store
+            .query_audit(&query("refused:csrf"))
+            .await
+            .expect("query");
+        if !csrf.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     assert_eq!(csrf.len(), 1, "{csrf:?}");
     assert!(
         csrf[0].record.payload.contains("address 127.0.0.1"),
