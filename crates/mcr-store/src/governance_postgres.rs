@@ -1,12 +1,12 @@
 //! Governance records on PostgreSQL.
 //!
-//! A change is written in one transaction with its audit record: the governance row is
-//! inserted first, then [`append_audit_in_tx`] takes the audit advisory lock and appends the
-//! record exactly as `append_audit` does (same sequencing and hashing), and the commit releases
-//! the lock. A failed append rolls the governance row back.
+//! A change is written with its audit record through the audit's group commit: in one
+//! transaction with the changes and records of the callers it was batched with, the governance
+//! rows inserted first, then the audit records appended under the audit advisory lock exactly
+//! as `append_audit` does (same sequencing and hashing); the commit releases the lock. A failed
+//! append rolls the governance rows back.
 
 use crate::common::{parse_nhs, parse_ts, ts};
-use crate::postgres::append_audit_in_tx;
 use crate::{
     AuditAppend, AuditRow, ChainFn, EmergencyRow, GovernanceChange, GovernanceRecords,
     GovernanceStore, ObjectionRow, PermissionRow, PostgresStore, RelationshipRow, Result,
@@ -25,11 +25,9 @@ impl GovernanceStore for PostgresStore {
         audit: &AuditAppend,
         chain: &ChainFn,
     ) -> Result<AuditRow> {
-        let mut tx = self.pool.begin().await?;
-        insert_change(&mut tx, change).await?;
-        let row = append_audit_in_tx(&mut tx, audit, chain).await?;
-        tx.commit().await?;
-        Ok(row)
+        // Concurrent changes in this process share one transaction with their audit records
+        // (group commit).
+        self.group_append(Some(change), audit, chain).await
     }
 
     async fn governance(&self, nhs: &NhsNumber) -> Result<GovernanceRecords> {
@@ -43,7 +41,10 @@ impl GovernanceStore for PostgresStore {
     }
 }
 
-async fn insert_change(conn: &mut PgConnection, change: &GovernanceChange) -> Result<()> {
+pub(crate) async fn insert_change(
+    conn: &mut PgConnection,
+    change: &GovernanceChange,
+) -> Result<()> {
     match change {
         GovernanceChange::Permission(p) => {
             sqlx::query(

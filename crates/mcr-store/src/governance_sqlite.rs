@@ -1,12 +1,11 @@
 //! Governance records on SQLite.
 //!
-//! A change is written exactly like an audit append (same in-process lock, same
-//! `BEGIN IMMEDIATE` transaction on the single writer connection, same sequencing and hashing
-//! through [`append_audit_in_tx`]); the governance row is inserted in that transaction before
-//! the audit record, so a failed append rolls the governance row back.
+//! A change is written with its audit record through the audit's group commit: in the same
+//! `BEGIN IMMEDIATE` transaction on the single writer connection as the records and changes
+//! of the callers it was batched with, the governance rows inserted before the audit records,
+//! so a failed append rolls the governance rows back.
 
 use crate::common::{parse_nhs, parse_ts, ts};
-use crate::sqlite::append_audit_in_tx;
 use crate::{
     AuditAppend, AuditRow, ChainFn, EmergencyRow, GovernanceChange, GovernanceRecords,
     GovernanceStore, ObjectionRow, PermissionRow, RelationshipRow, Result, SqliteStore, StoreError,
@@ -24,12 +23,8 @@ impl GovernanceStore for SqliteStore {
         audit: &AuditAppend,
         chain: &ChainFn,
     ) -> Result<AuditRow> {
-        let (_one_chain, mut writer) = self.begin_append().await?;
-        let mut tx = sqlx::Connection::begin_with(&mut *writer, crate::sqlite::IMMEDIATE).await?;
-        insert_change(&mut tx, change).await?;
-        let row = append_audit_in_tx(&mut tx, audit, chain).await?;
-        tx.commit().await?;
-        Ok(row)
+        // Concurrent changes share one transaction with their audit records (group commit).
+        self.group_append(Some(change), audit, chain).await
     }
 
     async fn governance(&self, nhs: &NhsNumber) -> Result<GovernanceRecords> {
@@ -43,7 +38,10 @@ impl GovernanceStore for SqliteStore {
     }
 }
 
-async fn insert_change(conn: &mut SqliteConnection, change: &GovernanceChange) -> Result<()> {
+pub(crate) async fn insert_change(
+    conn: &mut SqliteConnection,
+    change: &GovernanceChange,
+) -> Result<()> {
     match change {
         GovernanceChange::Permission(p) => {
             sqlx::query(

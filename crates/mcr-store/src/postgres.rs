@@ -340,16 +340,28 @@ impl IndexStore for PostgresStore {
     }
 }
 
-#[async_trait]
-impl AuditStore for PostgresStore {
-    async fn append_audit(&self, record: &AuditAppend, chain: &ChainFn) -> Result<AuditRow> {
-        // Concurrent appends in this process share one transaction (group commit).
+impl PostgresStore {
+    /// Appends `record`, with the governance change it records, through the group commit:
+    /// the batch's changes and records in one transaction.
+    pub(crate) async fn group_append(
+        &self,
+        change: Option<&crate::GovernanceChange>,
+        record: &AuditAppend,
+        chain: &ChainFn,
+    ) -> Result<AuditRow> {
+        let entry = crate::group_commit::Entry {
+            change: change.cloned(),
+            record: record.clone(),
+        };
         self.group
-            .append(&self.append, record, |batch| async move {
+            .append(&self.append, entry, |batch| async move {
                 let mut tx = self.pool.begin().await?;
+                for change in batch.iter().filter_map(|e| e.change.as_ref()) {
+                    crate::governance_postgres::insert_change(&mut tx, change).await?;
+                }
                 let mut rows = Vec::with_capacity(batch.len());
-                for r in &batch {
-                    rows.push(append_audit_in_tx(&mut tx, r, chain).await?);
+                for e in &batch {
+                    rows.push(append_audit_in_tx(&mut tx, &e.record, chain).await?);
                 }
                 // synchronous_commit is left at the server's setting (on by default): the
                 // commit returns once the records are on disk.
@@ -357,6 +369,14 @@ impl AuditStore for PostgresStore {
                 Ok(rows)
             })
             .await
+    }
+}
+
+#[async_trait]
+impl AuditStore for PostgresStore {
+    async fn append_audit(&self, record: &AuditAppend, chain: &ChainFn) -> Result<AuditRow> {
+        // Concurrent appends in this process share one transaction (group commit).
+        self.group_append(None, record, chain).await
     }
 
     async fn audit_rows(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditRow>> {

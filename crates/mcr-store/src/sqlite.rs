@@ -196,10 +196,14 @@ async fn read_head(conn: &mut SqliteConnection) -> Result<(i64, String)> {
 }
 
 /// `records` as the rows that follow `head` in the chain.
-fn chained(head: (i64, String), records: &[AuditAppend], chain: &ChainFn) -> Vec<AuditRow> {
+fn chained<'a>(
+    head: (i64, String),
+    records: impl IntoIterator<Item = &'a AuditAppend>,
+    chain: &ChainFn,
+) -> Vec<AuditRow> {
     let (mut seq, mut prev_hash) = head;
     records
-        .iter()
+        .into_iter()
         .map(|record| {
             seq += 1;
             let hash = chain(seq, &prev_hash, record);
@@ -242,16 +246,17 @@ async fn insert_audit_rows<'c>(
 }
 
 impl SqliteStore {
-    /// Writes a batch of audit records and returns their rows once committed.
+    /// Writes a batch of audit records, with the governance changes they record, and returns
+    /// their rows once committed.
     ///
-    /// Usually one statement: the chain head is the one this handle last wrote. If another
-    /// writer of the same file (another process) appended since, the statement meets its
-    /// sequence number and fails whole; then, and whenever the head is not known, the head is
-    /// read and the batch inserted in one `BEGIN IMMEDIATE` transaction, which no other writer
-    /// can come between.
+    /// A batch of audit records alone is usually one statement: the chain head is the one
+    /// this handle last wrote. If another writer of the same file (another process) appended
+    /// since, the statement meets its sequence number and fails whole; then, whenever the head
+    /// is not known, and whenever the batch holds a governance change, the changes and records
+    /// are written in one `BEGIN IMMEDIATE` transaction, which no other writer can come between.
     async fn write_audit_batch(
         &self,
-        batch: &[AuditAppend],
+        batch: &[crate::group_commit::Entry],
         chain: &ChainFn,
     ) -> Result<Vec<AuditRow>> {
         // Taken, not copied: it is put back only after a commit, so no failure leaves it stale.
@@ -260,9 +265,11 @@ impl SqliteStore {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
+        let records = || batch.iter().map(|e| &e.record);
         let mut writer = self.writer.lock().await;
-        if let Some(head) = known {
-            let rows = chained(head, batch, chain);
+        let changes = batch.iter().any(|e| e.change.is_some());
+        if let (Some(head), false) = (known, changes) {
+            let rows = chained(head, records(), chain);
             match insert_audit_rows(&mut *writer, &rows).await {
                 Ok(()) => {
                     self.remember_head(&rows);
@@ -273,12 +280,33 @@ impl SqliteStore {
             }
         }
         let mut tx = writer.begin_with(IMMEDIATE).await?;
+        for change in batch.iter().filter_map(|e| e.change.as_ref()) {
+            crate::governance_sqlite::insert_change(&mut tx, change).await?;
+        }
         let head = read_head(&mut tx).await?;
-        let rows = chained(head, batch, chain);
+        let rows = chained(head, records(), chain);
         insert_audit_rows(&mut *tx, &rows).await?;
         tx.commit().await?;
         self.remember_head(&rows);
         Ok(rows)
+    }
+
+    /// Appends `record`, with the governance change it records, through the group commit.
+    pub(crate) async fn group_append(
+        &self,
+        change: Option<&crate::GovernanceChange>,
+        record: &AuditAppend,
+        chain: &ChainFn,
+    ) -> Result<AuditRow> {
+        let entry = crate::group_commit::Entry {
+            change: change.cloned(),
+            record: record.clone(),
+        };
+        self.group
+            .append(&self.append, entry, |batch| async move {
+                self.write_audit_batch(&batch, chain).await
+            })
+            .await
     }
 
     fn remember_head(&self, rows: &[AuditRow]) {
@@ -476,11 +504,7 @@ impl AuditStore for SqliteStore {
     async fn append_audit(&self, record: &AuditAppend, chain: &ChainFn) -> Result<AuditRow> {
         // Concurrent appends share one statement (group commit); the append lock is taken by
         // the group's leader.
-        self.group
-            .append(&self.append, record, |batch| async move {
-                self.write_audit_batch(&batch, chain).await
-            })
-            .await
+        self.group_append(None, record, chain).await
     }
 
     async fn audit_rows(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditRow>> {

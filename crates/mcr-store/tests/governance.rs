@@ -454,6 +454,47 @@ async fn story(store: &dyn Store, raw: Raw) {
     assert_eq!(rows.len(), expected_audit.len() + 20);
     let governance = store.governance(&a).await.expect("read a");
     assert_eq!(governance.permissions.len(), 3 + 12);
+
+    // Atomicity 3: concurrent changes share transactions (group commit); one the database
+    // refuses fails only its own caller, and everyone else's change and record are kept.
+    raw.refuse_inserts("relationship").await;
+    let before = rows.len();
+    let change = |w: u32| {
+        let p = a.clone();
+        async move {
+            let record = audit(2000 + w, "batched", &p);
+            let change = if w == 3 {
+                GovernanceChange::Relationship(relationship(&p, 59, None))
+            } else {
+                GovernanceChange::Permission(permission(&p, 59, "u-batch", "given"))
+            };
+            store.record_governance(&change, &record, &chain).await
+        }
+    };
+    let results = tokio::join!(
+        change(1),
+        change(2),
+        change(3),
+        change(4),
+        change(5),
+        change(6)
+    );
+    raw.allow_inserts("relationship").await;
+    let results = [
+        results.0, results.1, results.2, results.3, results.4, results.5,
+    ];
+    for (w, result) in (1..).zip(&results) {
+        assert_eq!(result.is_ok(), w != 3, "change {w}: {result:?}");
+    }
+    let rows = checked_chain(store).await;
+    assert_eq!(rows.len(), before + 5, "five records, one per kept change");
+    let governance = store.governance(&a).await.expect("read a");
+    assert_eq!(governance.permissions.len(), 3 + 12 + 5);
+    assert_eq!(
+        governance.relationships.len(),
+        for_a.relationships.len(),
+        "the refused one is not kept"
+    );
 }
 
 #[tokio::test]
