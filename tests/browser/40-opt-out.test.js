@@ -70,7 +70,7 @@ test('opt-out request, verified, becomes an objection, and the record is refused
   await check(person.page, 'public-opt-out-code');
   await person.page.fill('#reference', reference);
   await person.page.fill('#code', code);
-  await person.page.getByRole('button', { name: 'Start my opt-out' }).click();
+  await person.page.getByRole('button', { name: 'Confirm my request' }).click();
   await assertText(person.page, 'h1', 'Your opt-out has started');
   await check(person.page, 'public-opt-out-started');
   await person.ctx.close();

@@ -173,13 +173,14 @@ impl Gateway {
     }
 
     /// The person types the code from the letter on the public site: right, the objection is
-    /// recorded and the request verified; wrong, refused and audited.
+    /// recorded (or, for a request to opt back in, lifted) and the request verified; wrong,
+    /// refused and audited. Returns what the person had asked for.
     pub async fn confirm_opt_out_code_public(
         &self,
         reference: &str,
         code: &str,
         correlation_id: &str,
-    ) -> Result<i64, GatewayError> {
+    ) -> Result<mcr_store::OptOutKind, GatewayError> {
         let (request, letter) = self
             .check_code(Entered::Public { correlation_id }, reference, code)
             .await?;
@@ -253,7 +254,8 @@ impl Gateway {
                 "recorded"
             }
         ));
-        self.decide(&decision, &event).await
+        self.decide(&decision, &event).await?;
+        Ok(request.kind)
     }
 
     /// Whether a request may be verified against `nhs` now: only once the code from its

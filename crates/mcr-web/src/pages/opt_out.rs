@@ -690,7 +690,15 @@ pub(crate) struct CodePage {
     pub layout: Layout,
     pub form: CodeForm,
     pub errors: Errors,
-    pub done: bool,
+    /// What the confirmed request asked for, once the code has matched.
+    pub done: Option<mcr_store::OptOutKind>,
+}
+
+impl CodePage {
+    /// Whether the confirmed request was to opt back in.
+    fn opted_in(&self) -> bool {
+        self.done == Some(mcr_store::OptOutKind::OptIn)
+    }
 }
 
 pub(crate) async fn code_page() -> Response {
@@ -700,7 +708,7 @@ pub(crate) async fn code_page() -> Response {
             layout: Layout::public(),
             form: CodeForm::default(),
             errors: Errors::default(),
-            done: false,
+            done: None,
         },
     )
 }
@@ -736,7 +744,7 @@ pub(crate) async fn code_submit(
         errors.add("code", "Enter the code from the letter");
     }
     if !errors.is_empty() {
-        return page(StatusCode::BAD_REQUEST, errors, false);
+        return page(StatusCode::BAD_REQUEST, errors, None);
     }
     if let Err(e) = crate::security::limit_opt_out_code(&state, &parts) {
         let wait = e.retry_after.unwrap_or(60);
@@ -756,11 +764,11 @@ pub(crate) async fn code_submit(
         .confirm_opt_out_code_public(&form.reference, &form.code, &correlation_id(&parts))
         .await
     {
-        Ok(_) => page(StatusCode::OK, Errors::default(), true),
+        Ok(kind) => page(StatusCode::OK, Errors::default(), Some(kind)),
         Err(GatewayError::Invalid(m)) => {
             let mut errors = Errors::default();
             errors.add("code", sentence_case(&m).trim_end_matches('.'));
-            page(StatusCode::BAD_REQUEST, errors, false)
+            page(StatusCode::BAD_REQUEST, errors, None)
         }
         Err(e) => gateway_error(Layout::public(), e),
     }

@@ -211,11 +211,10 @@ async fn opting_back_in_from_the_public_site_lifts_the_objection_once_verified()
         .send()
         .await
         .expect("POST /opt-out/code");
-    assert!(
-        resp.status().is_success() || resp.status().is_redirection(),
-        "{}",
-        resp.status()
-    );
+    assert_eq!(resp.status(), 200);
+    let page = resp.text().await.expect("confirmation page");
+    assert!(page.contains("You have opted back in"), "{page}");
+    assert!(!page.contains("opt-out has started"), "{page}");
     let (status, body) = t.everything("ae.okafor", &nhs).await;
     assert_eq!(
         status, 200,
