@@ -331,7 +331,25 @@ impl Gateway {
         event.outcome = "alert".into();
         event.basis = Some(reason.as_str().into());
         event.detail = Some(text);
-        self.commit(GovernanceChange::Emergency(row), event).await
+        let notice = crate::watch::FlagNotice {
+            seq: 0,
+            at: event.at,
+            rule: crate::WatchRule::EmergencyAccess,
+            user_id: event.user_id.clone(),
+            user_name: event.user_name.clone(),
+            org_code: event.org_code.clone(),
+            org_name: event.org_name.clone(),
+            count: None,
+            // The reason's code only: the words typed may say something about the patient.
+            evidence: format!(
+                "Emergency access declared, reason: {}. Review it in the review queue.",
+                reason.as_str()
+            ),
+        };
+        let seq = self.commit(GovernanceChange::Emergency(row), event).await?;
+        // Privacy officers are told of every emergency access at once, not only in the queue.
+        self.tell_privacy_officers(crate::watch::FlagNotice { seq, ..notice });
+        Ok(seq)
     }
 
     pub async fn record_objection(

@@ -42,15 +42,19 @@ pub enum WatchRule {
     OutOfHours,
     /// The patient is on the protected person list.
     ProtectedPerson,
+    /// Emergency access declared: not a rule of the watch, but every one is told to the
+    /// privacy officers the same way, at once.
+    EmergencyAccess,
 }
 
 impl WatchRule {
-    pub const ALL: [WatchRule; 5] = [
+    pub const ALL: [WatchRule; 6] = [
         WatchRule::ManyPatients,
         WatchRule::TooManyPatients,
         WatchRule::SameFamilyName,
         WatchRule::OutOfHours,
         WatchRule::ProtectedPerson,
+        WatchRule::EmergencyAccess,
     ];
 
     pub fn code(self) -> &'static str {
@@ -60,6 +64,7 @@ impl WatchRule {
             Self::SameFamilyName => "same-family-name",
             Self::OutOfHours => "out-of-hours",
             Self::ProtectedPerson => "protected-person",
+            Self::EmergencyAccess => "emergency-access",
         }
     }
 
@@ -75,6 +80,7 @@ impl WatchRule {
             Self::SameFamilyName => "Patient with the user's own family name",
             Self::OutOfHours => "View outside working hours",
             Self::ProtectedPerson => "Patient on the protected person list",
+            Self::EmergencyAccess => "Emergency access declared",
         }
     }
 
@@ -479,6 +485,13 @@ impl Gateway {
             watched.flags.push(event);
         }
         watched
+    }
+
+    /// Tell the notifier (if there is one) of a committed flag or emergency access.
+    pub(crate) fn tell_privacy_officers(&self, notice: FlagNotice) {
+        if let Some(sink) = &self.watch.sink {
+            sink.flagged(notice);
+        }
     }
 
     /// Commit the watch's flags (beside the view's own audit record) and tell the sink. A flag

@@ -271,6 +271,52 @@ async fn a_views_audit_record_counts_what_each_source_gave_as_the_view_shows_it(
 }
 
 #[tokio::test]
+async fn a_refused_views_audit_record_says_why() {
+    let t = start().await;
+    let patient = t.patient("sensitive_items", 0);
+    let g = &t.demo.gateway.gateway;
+    let mut outcomes = Vec::new();
+    for user in ["ae.okafor", "hospice.ali", "rec.murphy", "pharm.lee"] {
+        let ViewOutcome::NotPermitted(decision) = g
+            .view_record(&ctx(&t, user), &nhs(&patient))
+            .await
+            .expect("view")
+        else {
+            panic!("{user} may not view this record without asking");
+        };
+        let rows = g
+            .store()
+            .query_audit(&AuditQuery {
+                actions: vec!["view-record".into()],
+                user_id: Some(user.into()),
+                limit: 1,
+                ..AuditQuery::default()
+            })
+            .await
+            .expect("query");
+        let event: mcr_audit::AuditEvent =
+            serde_json::from_str(&rows.first().expect("the refusal's record").record.payload)
+                .expect("an audit event");
+        assert_eq!(event.outcome, decision.code(), "{user}");
+        assert_eq!(event.patient.as_deref(), Some(patient.as_str()), "{user}");
+        assert_eq!(
+            event.detail.as_deref(),
+            Some(decision.sentence().as_str()),
+            "{user}: the sentence the user was shown"
+        );
+        if let mcr_policy::Decision::Deny(d) = &decision {
+            assert_eq!(event.basis.as_deref(), Some(d.code.as_str()), "{user}");
+        }
+        outcomes.push(event.outcome);
+    }
+    assert!(outcomes.iter().any(|o| o == "deny"), "{outcomes:?}");
+    assert!(
+        outcomes.iter().any(|o| o.starts_with("needs-")),
+        "{outcomes:?}"
+    );
+}
+
+#[tokio::test]
 async fn patients_see_who_viewed_them_and_privacy_officers_review_emergencies() {
     let t = start().await;
     let g = &t.demo.gateway.gateway;

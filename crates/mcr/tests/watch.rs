@@ -159,6 +159,31 @@ impl TestDemo {
 }
 
 /// Patients in the index, by family name (case-insensitive) or not, skipping `except`.
+/// A request context for the demo user `user`.
+fn ctx_of(t: &TestDemo, user: &str) -> mcr_gateway::RequestContext {
+    let g = &t.demo.gateway.gateway;
+    let u = t
+        .demo
+        .info
+        .users
+        .iter()
+        .find(|u| u.id == user)
+        .expect("a demo user");
+    mcr_gateway::RequestContext {
+        principal: mcr_domain::Principal {
+            user_id: u.id.clone(),
+            name: u.name.clone(),
+            role: u.role,
+            organisation: g
+                .orgs()
+                .get(&mcr_domain::OdsCode::parse(&u.org_code).expect("code"))
+                .cloned()
+                .expect("the user's organisation"),
+        },
+        correlation_id: "watch-test".into(),
+    }
+}
+
 async fn indexed(t: &TestDemo, family: Option<&str>, except: &[String], n: usize) -> Vec<String> {
     let g = &t.demo.gateway.gateway;
     let mut out = Vec::new();
@@ -355,26 +380,7 @@ async fn the_watch_flags_refuses_and_tells_privacy_officers() {
     assert_eq!(status, 200);
 
     // Every flag is a case in the review queue, with its evidence.
-    let officer = t
-        .demo
-        .info
-        .users
-        .iter()
-        .find(|u| u.id == "po.wright")
-        .expect("the privacy officer");
-    let po = mcr_gateway::RequestContext {
-        principal: mcr_domain::Principal {
-            user_id: officer.id.clone(),
-            name: officer.name.clone(),
-            role: officer.role,
-            organisation: g
-                .orgs()
-                .get(&mcr_domain::OdsCode::parse(&officer.org_code).expect("code"))
-                .cloned()
-                .expect("the officer's organisation"),
-        },
-        correlation_id: "watch-test".into(),
-    };
+    let po = ctx_of(&t, "po.wright");
     let queue = g
         .review_queue(&po, &mcr_gateway::ReviewFilter::default())
         .await
@@ -456,9 +462,22 @@ async fn the_watch_flags_refuses_and_tells_privacy_officers() {
     .await
     .expect("a flag is reviewed like any case");
 
+    // Every emergency access is told to privacy officers the same way, at once; the words the
+    // doctor typed stay in the audit trail (they may say something about the patient).
+    g.emergency_access(
+        &ctx_of(&t, "ae.okafor"),
+        &mcr_gateway::EmergencyRequest {
+            nhs_number: NhsNumber::parse(&gp_patient).expect("nhs"),
+            reason_code: "unconscious".into(),
+            reason_text: "Found collapsed at the bus station".into(),
+        },
+    )
+    .await
+    .expect("emergency access");
+
     // Privacy officers are told: the flags arrive by email (batched, naming no patient) and by
     // the signed webhook (after one refused delivery, retried).
-    let raised = flags.len();
+    let raised = flags.len() + 1;
     let deadline = Instant::now() + Duration::from_secs(40);
     let (mut mail, mut hooks) = (Vec::new(), Vec::new());
     while Instant::now() < deadline {
@@ -496,7 +515,12 @@ async fn the_watch_flags_refuses_and_tells_privacy_officers() {
             assert!(!m.contains(nhs.as_str()), "no NHS number in email: {m}");
         }
         assert!(!m.contains("Nurse on the hospice ward"), "{m}");
+        assert!(!m.contains("bus station"), "{m}");
     }
+    assert!(
+        mail.iter().any(|m| m.contains("Emergency access declared")),
+        "the emergency access is in an email"
+    );
     assert!(
         mail.iter().any(|m| m.contains("Dr Sara Ali (hospice.ali)")),
         "the user is named"
@@ -523,11 +547,17 @@ async fn the_watch_flags_refuses_and_tells_privacy_officers() {
     assert!(listed
         .iter()
         .any(|f| f["rule"] == "many-patients" && f["user_id"] == "hospice.ali" && f["count"] == 4));
+    assert!(listed.iter().any(|f| f["rule"] == "emergency-access"
+        && f["user_id"] == "ae.okafor"
+        && f["evidence"]
+            .as_str()
+            .is_some_and(|e| e.contains("unconscious"))));
     let body = serde_json::to_string(&hooks).expect("json");
     assert!(
-        !body.contains(staff_member.as_str()),
+        !body.contains(staff_member.as_str()) && !body.contains(gp_patient.as_str()),
         "no NHS number in the webhook"
     );
+    assert!(!body.contains("bus station"), "no words typed by staff");
 
     // And the counts are in /metrics.
     let metrics = t
