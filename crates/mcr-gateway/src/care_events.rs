@@ -1,6 +1,7 @@
 //! Care events from the organisations' feeds (an HL7 v2 ADT listener, for one): record,
 //! end, cancel, reopen or merge them, each audited; keep what could not be applied for
-//! review; list what was kept, for privacy officers.
+//! review; list what was kept, for privacy officers; remove, on a timer, events that ended too
+//! long ago to make a relationship anywhere (the gateway keeps only what governance needs).
 //!
 //! A feed is not a user: its audit records name it as `feed:{channel}:{org}` with the
 //! administrative role, at the sending organisation. Nothing clinical is recorded: a ward,
@@ -10,6 +11,10 @@ use crate::{Gateway, GatewayError, RequestContext};
 use chrono::{DateTime, Utc};
 use mcr_domain::{NhsNumber, Organisation, Principal, Role};
 use mcr_store::{CareEventKey, CareEventRow, HeldMessage};
+
+/// How often events too old to count are removed (and once at start-up).
+pub const CARE_EVENT_PRUNE_INTERVAL: std::time::Duration =
+    std::time::Duration::from_secs(6 * 60 * 60);
 
 /// What a feed says happened to one event of one patient's care at the sending organisation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -271,5 +276,49 @@ impl Gateway {
         event.detail = Some(format!("{} held messages listed", held.len()));
         self.audit(&event).await?;
         Ok(held)
+    }
+}
+
+impl Gateway {
+    /// Remove care events that ended longer ago than the longest relationship window (and a
+    /// day more): they no longer make a relationship anywhere, and the gateway keeps only what
+    /// governance needs. The removal is audited with its count; open events are kept.
+    pub async fn prune_care_events(&self) -> Result<u64, GatewayError> {
+        let days = self.policy.longest_relationship_window_days();
+        let cutoff = self.clock.now() - chrono::Duration::days(i64::from(days) + 1);
+        let removed = self.store.prune_care_events(cutoff).await.map_err(|e| {
+            tracing::error!(error = %e, "stale care events could not be removed");
+            GatewayError::StoreUnavailable
+        })?;
+        if removed > 0 {
+            let mut event = crate::checkpoints::system_event(self, "prune-care-events");
+            event.outcome = "removed".into();
+            event.detail = Some(format!(
+                "{removed} care event(s) that ended before {} removed: older than the longest relationship window ({days} days), they no longer make a relationship",
+                cutoff.format("%-d %b %Y")
+            ));
+            self.audit(&event).await?;
+        }
+        Ok(removed)
+    }
+
+    /// Remove stale care events now and then every `interval`, until the task is aborted. A
+    /// failure is logged (and tried again at the next tick), never raised.
+    pub fn spawn_care_event_pruning(
+        &self,
+        interval: std::time::Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let gateway = self.clone();
+        let interval = interval.max(std::time::Duration::from_secs(1));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Ok(n) = gateway.prune_care_events().await {
+                    tracing::info!(removed = n, "stale care events pruned");
+                }
+            }
+        })
     }
 }

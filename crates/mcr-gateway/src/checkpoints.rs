@@ -62,7 +62,7 @@ impl Gateway {
     }
 }
 
-fn system_event(g: &Gateway, action: &str) -> AuditEvent {
+pub(crate) fn system_event(g: &Gateway, action: &str) -> AuditEvent {
     AuditEvent {
         at: g.clock.now(),
         correlation_id: uuid::Uuid::new_v4().to_string(),

@@ -33,7 +33,9 @@ pub use audit::{
     ReviewFilter, ReviewItem, ReviewOutcome, ReviewQueue,
 };
 pub use authn::AuthFailure;
-pub use care_events::{CareEventAction, CareEventNotice, CareEventRefusal};
+pub use care_events::{
+    CareEventAction, CareEventNotice, CareEventRefusal, CARE_EVENT_PRUNE_INTERVAL,
+};
 pub use checkpoints::DEFAULT_CHECKPOINT_INTERVAL;
 pub use governance::{
     EmergencyRequest, ObjectionRequest, PermissionRequest, RelationshipClaim, LIFT_REFUSED,

@@ -145,6 +145,17 @@ impl PolicyConfig {
         }
     }
 
+    /// The longest time after it ended that any care event can still count as a relationship,
+    /// in days: older ended events make no relationship anywhere.
+    pub fn longest_relationship_window_days(&self) -> u32 {
+        self.relationship_windows
+            .values()
+            .copied()
+            .chain([self.relationship_recent_days])
+            .max()
+            .unwrap_or(self.relationship_recent_days)
+    }
+
     /// For roles limited to recent encounters, how many days back they see.
     pub fn encounter_window_days(&self, role: Role) -> Option<u32> {
         self.recent_encounters_days.get(&role).copied()

@@ -89,6 +89,9 @@ pub trait CareEventStore: Send + Sync {
     async fn hold_message(&self, message: &HeldMessage) -> Result<()>;
     /// Held messages, newest first, at most `limit` (0: 100).
     async fn held_messages(&self, limit: u32) -> Result<Vec<HeldMessage>>;
+    /// Remove events that ended before `ended_before` (they no longer make a relationship);
+    /// open events are kept. Returns how many were removed.
+    async fn prune_care_events(&self, ended_before: DateTime<Utc>) -> Result<u64>;
 }
 
 const EVENT_COLUMNS: &str = "nhs_number, org_code, kind, ward, team, service, \"start\", \"end\", \
@@ -284,6 +287,14 @@ impl CareEventStore for SqliteStore {
         Ok(done.rows_affected())
     }
 
+    async fn prune_care_events(&self, ended_before: DateTime<Utc>) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM care_event WHERE \"end\" IS NOT NULL AND \"end\" < ?1")
+            .bind(ts(&ended_before))
+            .execute(&mut *self.writer.lock().await)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn hold_message(&self, m: &HeldMessage) -> Result<()> {
         sqlx::query(&format!(
             "INSERT INTO held_message ({HELD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
@@ -372,6 +383,14 @@ impl CareEventStore for PostgresStore {
         let done = sqlx::query("UPDATE care_event SET nhs_number = $2 WHERE nhs_number = $1")
             .bind(from.as_str())
             .bind(to.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn prune_care_events(&self, ended_before: DateTime<Utc>) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM care_event WHERE \"end\" IS NOT NULL AND \"end\" < $1")
+            .bind(ts(&ended_before))
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())

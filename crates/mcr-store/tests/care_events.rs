@@ -166,6 +166,39 @@ async fn story(store: &dyn Store) {
     assert_eq!(held.len(), 2);
     assert_eq!(held[0].control_id.as_deref(), Some("MSG2"));
     assert_eq!(held[1].ack_code, "AR");
+
+    // Events that ended before the cut-off go; open ones and later ones stay.
+    let c = nhs("9434765838");
+    store
+        .upsert_care_events(&[
+            event(&c, "P1", "encounter", 1, Some(2)),
+            event(&c, "P2", "encounter", 3, Some(9)),
+            event(&c, "P3", "admission", 1, None),
+        ])
+        .await
+        .expect("upsert");
+    let before: Vec<String> = store
+        .governance(&c)
+        .await
+        .expect("read")
+        .care_events
+        .into_iter()
+        .map(|e| e.source_event_id)
+        .collect();
+    assert_eq!(before.len(), 3);
+    let removed = store.prune_care_events(t(5)).await.expect("prune");
+    assert!(removed >= 1, "P1 and any earlier ended events: {removed}");
+    let mut left: Vec<String> = store
+        .governance(&c)
+        .await
+        .expect("read")
+        .care_events
+        .into_iter()
+        .map(|e| e.source_event_id)
+        .collect();
+    left.sort();
+    assert_eq!(left, ["P2", "P3"]);
+    assert_eq!(store.prune_care_events(t(5)).await.expect("again"), 0);
 }
 
 #[tokio::test]

@@ -198,6 +198,7 @@ pub(crate) fn generate(
         "CarePlan" => "cp",
         "EpisodeOfCare" => "eoc",
         "RelatedPerson" => "rp",
+        "ServiceRequest" => "sr",
         _ => return Vec::new(),
     };
     let mut g = Gen {
@@ -233,6 +234,7 @@ pub(crate) fn generate(
         (SourceKind::Acute, "MedicationStatement") => g.acute_medications(),
         (SourceKind::Acute, "Observation") => g.acute_observations(),
         (SourceKind::Acute, "DocumentReference") => g.acute_documents(),
+        (SourceKind::Acute, "ServiceRequest") => g.acute_referrals(),
         (SourceKind::Community, "Encounter") => g.community_encounters(),
         (SourceKind::Community, "Condition") => g.community_conditions(),
         (SourceKind::Community, "CarePlan") => g.community_care_plans(),
@@ -838,6 +840,39 @@ impl Gen<'_> {
     }
 
     // ---- acute ------------------------------------------------------------------------------
+
+    /// Referrals to the trust's clinics (from the patient's GP): about one patient in five has
+    /// one open, made in the last two months; some have an older one, completed.
+    fn acute_referrals(&mut self) {
+        let today = self.today();
+        if self.rng.gen_bool(0.2) {
+            let d = date_between(
+                &mut self.rng,
+                today - Duration::days(60),
+                today - Duration::days(1),
+            );
+            self.referral(d, true);
+        }
+        if self.rng.gen_bool(0.3) {
+            let d = self.recent_date(3);
+            self.referral(d, false);
+        }
+    }
+
+    fn referral(&mut self, authored: NaiveDate, active: bool) {
+        let r = json!({
+            "resourceType": "ServiceRequest",
+            "id": self.next_id(),
+            "meta": self.meta(authored, false),
+            "status": if active { "active" } else { "completed" },
+            "intent": "order",
+            "code": cc(SNOMED, &codes::REFERRAL),
+            "subject": self.subject(),
+            "authoredOn": day(authored),
+            "performer": [org_reference(self.source_org)],
+        });
+        self.out.push(r);
+    }
 
     fn acute_encounters(&mut self) {
         let ae = self.count(1, 4);

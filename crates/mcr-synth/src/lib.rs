@@ -179,6 +179,7 @@ impl SourceKind {
                 "AllergyIntolerance",
                 "Observation",
                 "DocumentReference",
+                "ServiceRequest",
             ],
             SourceKind::Community => &[
                 "Encounter",

@@ -186,6 +186,7 @@ pub async fn serve(s: &Settings, listener: TcpListener) -> anyhow::Result<Runnin
         .await
         .map_err(|e| anyhow::anyhow!("writing the start-up audit record: {e}"))?;
     let timer = gateway.spawn_checkpoints(interval);
+    let pruning = gateway.spawn_care_event_pruning(mcr_gateway::CARE_EVENT_PRUNE_INTERVAL);
     let router = mcr_web::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     // The ADT listener first: once the gateway answers HTTP, its feed is open too.
     let adt = adt_listener(s, &gateway).await?;
@@ -194,6 +195,7 @@ pub async fn serve(s: &Settings, listener: TcpListener) -> anyhow::Result<Runnin
     let task = tokio::spawn(async move {
         let _timer = timer.map(AbortOnDrop);
         let _flusher = AbortOnDrop(flusher);
+        let _pruning = AbortOnDrop(pruning);
         let mut server = AbortOnDrop(server);
         if let Err(e) = (&mut server.0).await {
             tracing::error!(error = %e, "gateway server task failed");

@@ -720,6 +720,28 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
         }
     }
     let gone = gone.context("no patient without a recent acute event; use more patients")?;
+    // Referred to the acute trust's clinics (the trust's own records, read by the index sync),
+    // and not admitted there now: the referral is their relationship with the trust.
+    let mut referred = None;
+    for nhs in region.people.iter().map(|p| &p.nhs_number).take(2_000) {
+        let events = gateway.gateway.store().governance(nhs).await?.care_events;
+        let at_acute = |e: &&mcr_store::CareEventRow| e.org_code == acute.code.as_str();
+        let referral = events
+            .iter()
+            .filter(at_acute)
+            .any(|e| e.kind == "referral" && e.end.is_none());
+        let outranked = events
+            .iter()
+            .filter(at_acute)
+            .any(|e| e.origin == "adt" || (e.kind != "referral" && e.end.is_none()));
+        if referral && !outranked && *nhs != gone {
+            referred = Some(nhs.clone());
+            break;
+        }
+    }
+    let referred = referred.context("no patient with an open referral to the acute trust")?;
+    info.patients
+        .insert("relationship_referral".into(), vec![referred.to_string()]);
     info.patients
         .insert("relationship_admitted".into(), vec![all_four.to_string()]);
     info.patients.insert(

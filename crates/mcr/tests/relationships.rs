@@ -66,6 +66,11 @@ async fn each_sample_patient_has_the_relationship_its_care_events_give() {
             format!("appointment on {}", day(10)),
         ),
         (
+            "ae.okafor",
+            "relationship_referral",
+            "referred on".to_owned(),
+        ),
+        (
             "nurse.evans",
             "relationship_open_community_episode",
             "on this organisation's caseload since".to_owned(),
@@ -92,6 +97,50 @@ async fn each_sample_patient_has_the_relationship_its_care_events_give() {
     // Held in the acute trust's system, discharged 190 days ago: no relationship any more.
     let (decision, step) = explain(&t, "ae.okafor", "no_relationship_any_more").await;
     assert_eq!(decision, "needs-relationship", "{step}");
+    // And the gateway does not keep that discharge: events too old to count anywhere are
+    // removed (on a timer; here at once), and the removal is audited with its count.
+    let g = &t.demo.gateway.gateway;
+    let gone =
+        mcr_domain::NhsNumber::parse(&t.patient("no_relationship_any_more", 0)).expect("nhs");
+    let held = |events: Vec<mcr_store::CareEventRow>| {
+        events.into_iter().filter(|e| e.origin == "adt").count()
+    };
+    let before = held(g.store().governance(&gone).await.expect("read").care_events);
+    assert!(before > 0, "the old discharge was recorded");
+    let removed = g.prune_care_events().await.expect("prune");
+    assert!(removed >= 1, "{removed}");
+    assert_eq!(
+        held(g.store().governance(&gone).await.expect("read").care_events),
+        0
+    );
+    let rows = g
+        .store()
+        .query_audit(&mcr_store::AuditQuery {
+            actions: vec!["prune-care-events".into()],
+            limit: 1,
+            ..mcr_store::AuditQuery::default()
+        })
+        .await
+        .expect("query");
+    let row = rows.first().expect("the removal is audited");
+    assert!(
+        row.record
+            .payload
+            .contains(&format!("{removed} care event(s)")),
+        "{}",
+        row.record.payload
+    );
+    assert!(
+        !row.record.payload.contains(gone.as_str()),
+        "no patient named"
+    );
+    let (decision, _) = explain(&t, "ae.okafor", "no_relationship_any_more").await;
+    assert_eq!(decision, "needs-relationship");
+    let (decision, step) = explain(&t, "ae.okafor", "relationship_recent_discharge").await;
+    assert_eq!(
+        decision, "needs-permission",
+        "recent events are kept: {step}"
+    );
     // An organisation with no care event for the patient has none either.
     let (decision, _) = explain(&t, "hospice.ali", "relationship_admitted").await;
     assert_eq!(decision, "needs-relationship");
