@@ -83,18 +83,73 @@ pub(crate) const LIFT_ACTION: &str = "withdraw-objection";
 pub(crate) const OVERRIDE_ACTION: &str = "override-objection";
 pub(crate) const ON_BEHALF_ACTION: &str = "record-permission-on-behalf";
 
+/// What is wrong with a request to record permission, by the part of the request it is
+/// about, so a form can put the sentence beside the right field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PermissionProblem {
+    /// The answer itself (`given`/`refused`, who gave it).
+    Answer(String),
+    /// Why someone other than the patient is answering (the reason code).
+    ReasonCode(String),
+    /// The account of it in words.
+    ReasonText(String),
+}
+
+impl PermissionProblem {
+    pub fn sentence(&self) -> &str {
+        match self {
+            Self::Answer(s) | Self::ReasonCode(s) | Self::ReasonText(s) => s,
+        }
+    }
+}
+
+impl From<PermissionProblem> for GatewayError {
+    fn from(p: PermissionProblem) -> Self {
+        match p {
+            PermissionProblem::Answer(s)
+            | PermissionProblem::ReasonCode(s)
+            | PermissionProblem::ReasonText(s) => GatewayError::Invalid(s),
+        }
+    }
+}
+
+/// Check a request to record permission as [`Gateway::record_permission`] will, before
+/// anything is read or written: the answer, who gave it and, on the patient's behalf, the
+/// ground and words. Returns who answered and the ground and words (`None` for the patient's
+/// own answer).
+pub fn check_permission_request(
+    req: &PermissionRequest,
+) -> Result<(PermissionGiver, Option<(OnBehalfReason, String)>), PermissionProblem> {
+    if !matches!(req.decision.as_str(), "given" | "refused") {
+        return Err(PermissionProblem::Answer(
+            "Permission is either `given` or `refused`.".into(),
+        ));
+    }
+    let Some(giver) = crate::inputs::parse_giver(&req.given_by) else {
+        return Err(PermissionProblem::Answer(
+            "Say who gave the answer: `patient`, `representative` or `best-interests`.".into(),
+        ));
+    };
+    if giver == PermissionGiver::BestInterests && req.decision != "given" {
+        return Err(PermissionProblem::Answer(
+            "A best-interests decision can only be to view; if viewing is not in the patient's best interests, do not record anything.".into(),
+        ));
+    }
+    Ok((giver, on_behalf_reason(giver, req)?))
+}
+
 /// The ground and words of an answer on the patient's behalf; `None` for the patient's own.
 fn on_behalf_reason(
     giver: PermissionGiver,
     req: &PermissionRequest,
-) -> Result<Option<(OnBehalfReason, String)>, GatewayError> {
+) -> Result<Option<(OnBehalfReason, String)>, PermissionProblem> {
     if giver == PermissionGiver::Patient {
         if req
             .reason_code
             .as_deref()
             .is_some_and(|c| !c.trim().is_empty())
         {
-            return Err(GatewayError::Invalid(
+            return Err(PermissionProblem::ReasonCode(
                 "A reason code is only for an answer given on the patient's behalf.".into(),
             ));
         }
@@ -113,7 +168,7 @@ fn on_behalf_reason(
         .and_then(|c| c.parse::<OnBehalfReason>().ok())
         .filter(|r| r.giver() == giver)
         .ok_or_else(|| {
-            GatewayError::Invalid(format!(
+            PermissionProblem::ReasonCode(format!(
                 "Choose why {} is answering: one of {}.",
                 giver.describe(),
                 codes()
@@ -123,7 +178,12 @@ fn on_behalf_reason(
         PermissionGiver::Representative => "answer from a representative (who they are)",
         _ => "best-interests decision",
     };
-    let text = reason_text(req.reason_text.as_deref().unwrap_or(""), what)?;
+    let text = reason_text(req.reason_text.as_deref().unwrap_or(""), what).map_err(|e| {
+        PermissionProblem::ReasonText(match e {
+            GatewayError::Invalid(s) => s,
+            other => other.to_string(),
+        })
+    })?;
     Ok(Some((reason, text)))
 }
 
@@ -202,29 +262,14 @@ impl Gateway {
         req: &PermissionRequest,
     ) -> Result<i64, GatewayError> {
         self.may_act(ctx)?;
-        if !matches!(req.decision.as_str(), "given" | "refused") {
-            return Err(GatewayError::Invalid(
-                "Permission is either `given` or `refused`.".into(),
-            ));
-        }
-        let Some(giver) = crate::inputs::parse_giver(&req.given_by) else {
-            return Err(GatewayError::Invalid(
-                "Say who gave the answer: `patient`, `representative` or `best-interests`.".into(),
-            ));
-        };
-        if giver == mcr_policy::PermissionGiver::BestInterests && req.decision != "given" {
-            return Err(GatewayError::Invalid(
-                "A best-interests decision can only be to view; if viewing is not in the patient's best interests, do not record anything.".into(),
-            ));
-        }
-        if giver == mcr_policy::PermissionGiver::BestInterests
+        let (giver, on_behalf) = check_permission_request(req)?;
+        if giver == PermissionGiver::BestInterests
             && !self.policy.may_use_emergency(ctx.principal.role)
         {
             return Err(GatewayError::Forbidden(
                 "Only clinical staff can make a best-interests decision.".into(),
             ));
         }
-        let on_behalf = on_behalf_reason(giver, req)?;
         self.must_exist(&req.nhs_number).await?;
         let now = self.clock.now();
         let row = PermissionRow {

@@ -38,7 +38,8 @@ pub use care_events::{
 };
 pub use checkpoints::DEFAULT_CHECKPOINT_INTERVAL;
 pub use governance::{
-    EmergencyRequest, ObjectionRequest, PermissionRequest, RelationshipClaim, LIFT_REFUSED,
+    check_permission_request, EmergencyRequest, ObjectionRequest, PermissionProblem,
+    PermissionRequest, RelationshipClaim, LIFT_REFUSED,
 };
 pub use mcr_store::OptOutKind;
 pub use metrics::{Metrics, SourceTiming};

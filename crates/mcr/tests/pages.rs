@@ -145,6 +145,36 @@ async fn find_ask_and_read_a_record_with_every_source_named() {
 }
 
 #[tokio::test]
+async fn an_answer_on_the_patients_behalf_puts_each_problem_beside_its_field() {
+    let t = start().await;
+    let b = sign_in(&t, "ae.okafor").await;
+    let nhs = t.patient("needs_permission", 0);
+    let url = format!("/app/patient/{nhs}/permission");
+    let error_on = |html: &str, field: &str| html.contains(&format!("id=\"{field}-error\""));
+    // No ground given: the error is on the reason code, not on the answer.
+    let (status, html) = b.post(&url, &[("answer", "given-representative")]).await;
+    assert_eq!(status, 400);
+    assert!(error_on(&html, "reason-code"), "{html}");
+    assert!(!error_on(&html, "reason-text") && !error_on(&html, "answer"));
+    // A ground, no account of it: the error is on the words.
+    let (status, html) = b
+        .post(
+            &url,
+            &[
+                ("answer", "given-representative"),
+                ("reason-code", "parental-responsibility"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(error_on(&html, "reason-text"), "{html}");
+    assert!(!error_on(&html, "reason-code") && !error_on(&html, "answer"));
+    // Nothing was recorded: the record still needs permission.
+    let (status, _) = t.everything("ae.okafor", &nhs).await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test]
 async fn hostile_text_from_sources_is_shown_as_text() {
     let t = start().await;
     let b = sign_in(&t, "ae.okafor").await;

@@ -175,23 +175,32 @@ pub(crate) async fn permission(
         reason_code: on_behalf.then(|| clean(&form.reason_code)),
         reason_text: on_behalf.then(|| form.reason_text.trim().to_owned()),
     };
+    // Checked here as the gateway will check it, to put each problem beside its own field.
+    if let Err(problem) = mcr_gateway::check_permission_request(&req) {
+        let field = match &problem {
+            mcr_gateway::PermissionProblem::Answer(_) => "answer",
+            mcr_gateway::PermissionProblem::ReasonCode(_) => "reason-code",
+            mcr_gateway::PermissionProblem::ReasonText(_) => "reason-text",
+        };
+        let mut errors = Errors::default();
+        errors.add(
+            field,
+            sentence_case(problem.sentence()).trim_end_matches('.'),
+        );
+        return render(
+            StatusCode::BAD_REQUEST,
+            &permission_view(&user, &nhs, errors, &form),
+        );
+    }
     match state.gateway.record_permission(&user.0, &req).await {
         Ok(_) => Redirect::to(&patient_url(&nhs)).into_response(),
-        Err(e) => {
-            // A missing ground or account is about the reason, not the answer.
-            let field = match &e {
-                GatewayError::Invalid(m) if m.contains("answering") => "reason-code",
-                GatewayError::Invalid(m) if m.contains("reason") => "reason-text",
-                _ => "answer",
-            };
-            match form_error(e, field) {
-                Ok(errors) => render(
-                    StatusCode::BAD_REQUEST,
-                    &permission_view(&user, &nhs, errors, &form),
-                ),
-                Err(e) => gateway_error(Layout::staff(&user), e),
-            }
-        }
+        Err(e) => match form_error(e, "answer") {
+            Ok(errors) => render(
+                StatusCode::BAD_REQUEST,
+                &permission_view(&user, &nhs, errors, &form),
+            ),
+            Err(e) => gateway_error(Layout::staff(&user), e),
+        },
     }
 }
 
