@@ -22,7 +22,7 @@ pub use identity::{IdentitySigner, Requester};
 pub use merge::{merge, Digested, MergeInput, SourceMeta};
 
 use futures::future::join_all;
-use mcr_domain::{DataClass, FailureReason, SourceId};
+use mcr_domain::{FailureReason, SourceId};
 use mcr_policy::Grant;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -103,22 +103,8 @@ impl<'a> SignAhead<'a> {
     }
 }
 
-/// The resource types that carry each data class.
-pub fn resource_types_for(class: DataClass) -> &'static [&'static str] {
-    match class {
-        DataClass::Demographics => &["Patient"],
-        DataClass::CareTeam => &["EpisodeOfCare", "CareTeam"],
-        DataClass::Alerts => &["Flag"],
-        DataClass::Allergies => &["AllergyIntolerance"],
-        DataClass::Problems => &["Condition"],
-        DataClass::Medications => &["MedicationStatement", "MedicationRequest"],
-        DataClass::Encounters => &["Encounter"],
-        DataClass::Results => &["Observation", "DiagnosticReport"],
-        DataClass::Documents | DataClass::Assessments => &["DocumentReference"],
-        DataClass::CarePlans => &["CarePlan"],
-        DataClass::KeyContacts => &["RelatedPerson"],
-    }
-}
+/// The resource types that carry each data class (the table is `mcr-fhir`'s).
+pub use mcr_fhir::resource_types_for;
 
 impl Federation {
     pub fn new(sources: Vec<Arc<dyn Source>>, config: FederationConfig) -> Self {

@@ -2,32 +2,54 @@ use crate::read::{clip, codings, first_coding, str_at};
 use crate::Json;
 use mcr_domain::DataClass;
 
+/// Each data class and the FHIR resource types that hold it: the one table, read both ways
+/// (what to ask a source for, and which class a resource it sent belongs to). A
+/// `DocumentReference` is a document unless its category or type says `assessment`.
+const CLASS_TYPES: [(DataClass, &[&str]); 12] = [
+    (DataClass::Demographics, &["Patient"]),
+    (DataClass::CareTeam, &["EpisodeOfCare", "CareTeam"]),
+    (DataClass::Alerts, &["Flag"]),
+    (DataClass::Allergies, &["AllergyIntolerance"]),
+    (DataClass::Problems, &["Condition"]),
+    (
+        DataClass::Medications,
+        &["MedicationStatement", "MedicationRequest"],
+    ),
+    (DataClass::Encounters, &["Encounter"]),
+    (DataClass::Results, &["Observation", "DiagnosticReport"]),
+    (DataClass::Documents, &["DocumentReference"]),
+    (DataClass::Assessments, &["DocumentReference"]),
+    (DataClass::CarePlans, &["CarePlan"]),
+    (DataClass::KeyContacts, &["RelatedPerson"]),
+];
+
+/// The resource types that carry `class`.
+pub fn resource_types_for(class: DataClass) -> &'static [&'static str] {
+    CLASS_TYPES
+        .iter()
+        .find(|(c, _)| *c == class)
+        .map_or(&[], |(_, types)| types)
+}
+
 /// The data class a resource belongs to, from its type (and, for documents, its category).
 /// `None` for types the record does not show.
 pub fn classify<J: Json>(r: &J) -> Option<DataClass> {
-    Some(match crate::resource_type(r)? {
-        "Patient" => DataClass::Demographics,
-        "Flag" => DataClass::Alerts,
-        "AllergyIntolerance" => DataClass::Allergies,
-        "Condition" => DataClass::Problems,
-        "MedicationStatement" | "MedicationRequest" => DataClass::Medications,
-        "Encounter" => DataClass::Encounters,
-        "Observation" | "DiagnosticReport" => DataClass::Results,
-        "DocumentReference" => {
-            let is_assessment = codings(r, "category")
-                .iter()
-                .chain(codings(r, "type").iter())
-                .any(|c| c.code == "assessment");
-            if is_assessment {
-                DataClass::Assessments
-            } else {
-                DataClass::Documents
-            }
-        }
-        "CarePlan" => DataClass::CarePlans,
-        "RelatedPerson" => DataClass::KeyContacts,
-        "EpisodeOfCare" | "CareTeam" => DataClass::CareTeam,
-        _ => return None,
+    let rt = crate::resource_type(r)?;
+    let class = CLASS_TYPES
+        .iter()
+        .find(|(_, types)| types.contains(&rt))
+        .map(|(c, _)| *c)?;
+    if class != DataClass::Documents {
+        return Some(class);
+    }
+    let is_assessment = codings(r, "category")
+        .iter()
+        .chain(codings(r, "type").iter())
+        .any(|c| c.code == "assessment");
+    Some(if is_assessment {
+        DataClass::Assessments
+    } else {
+        DataClass::Documents
     })
 }
 
@@ -300,5 +322,32 @@ mod tests {
         );
         assert_eq!(s.display, "Condition (no description given)");
         assert_eq!(s.date, None);
+    }
+}
+
+#[cfg(test)]
+mod table_tests {
+    use super::*;
+
+    #[test]
+    fn every_class_has_types_and_every_type_classifies_back() {
+        for class in DataClass::ALL {
+            let types = resource_types_for(class);
+            assert!(!types.is_empty(), "{class:?} has no resource type");
+            for rt in types {
+                let r = serde_json::json!({"resourceType": rt});
+                let back = classify(&r).expect("a shown type");
+                let same =
+                    back == class || (*rt == "DocumentReference" && back == DataClass::Documents);
+                assert!(same, "{rt} is {back:?}, not {class:?}");
+            }
+        }
+        let assessment = serde_json::json!({"resourceType": "DocumentReference",
+            "category": [{"coding": [{"system": "http://example.org/doc-category", "code": "assessment"}]}]});
+        assert_eq!(classify(&assessment), Some(DataClass::Assessments));
+        assert_eq!(
+            classify(&serde_json::json!({"resourceType": "Basic"})),
+            None
+        );
     }
 }

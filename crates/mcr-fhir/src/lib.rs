@@ -15,7 +15,7 @@ mod doc;
 mod outcome;
 mod read;
 
-pub use classify::{classify, summarise, Summary};
+pub use classify::{classify, resource_types_for, summarise, Summary};
 pub use doc::{Doc, Json};
 pub use outcome::{operation_outcome, Issue, IssueSeverity, IssueType};
 pub use read::{
