@@ -10,6 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
+/// The ODS-style code of the gateway's own organisation (the regional programme): the
+/// receiving facility of its ADT feed, and in the demo the name in the client certificate it
+/// presents to sources.
+pub const GATEWAY_ORG: &str = "MCR01";
+
 /// The federation limits from settings.
 pub fn federation_config(s: &Settings) -> FederationConfig {
     FederationConfig {
@@ -135,7 +140,7 @@ pub async fn adt_listener(
         idle_timeout: Duration::from_secs(a.idle_timeout_secs),
         max_connections: a.max_connections,
         receiving_application: "MCR".into(),
-        receiving_facility: crate::demo::GATEWAY_ORG.into(),
+        receiving_facility: GATEWAY_ORG.into(),
     };
     Ok(Some(mcr_adt::serve(
         listener,

@@ -98,6 +98,11 @@ impl AuditSettings {
     }
 }
 
+/// Where `mcr demo --data-dir DIR` keeps its audit checkpoint key.
+pub fn audit_key_path(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("demo").join("audit-signing-key.p8")
+}
+
 /// The store and audit settings of a demo data directory (`mcr audit … --data-dir DIR`): the
 /// SQLite store `mcr demo --data-dir DIR` writes and, when present, its checkpoint key. A
 /// directory without a store is an error, not an empty trail.
@@ -110,7 +115,7 @@ pub fn demo_store(data_dir: &std::path::Path) -> anyhow::Result<(String, AuditSe
             data_dir.display()
         );
     }
-    let key = crate::demo::audit_key_path(data_dir);
+    let key = audit_key_path(data_dir);
     Ok((
         format!("sqlite://{}", db.display()),
         AuditSettings {

@@ -2,6 +2,7 @@
 //! demo users and patients for every interesting case, described in `DATA_DIR/demo.json`.
 
 use crate::app::{self, Running};
+use crate::audit_cmd::audit_key_path;
 use crate::config::{FederationSettings, Settings};
 use crate::tokens;
 use anyhow::Context;
@@ -98,9 +99,7 @@ pub struct DemoInfo {
     pub adt_address: Option<String>,
 }
 
-/// The ODS-style code of the demo gateway's own organisation (the regional programme), named
-/// in the client certificate it presents to sources.
-pub const GATEWAY_ORG: &str = "MCR01";
+pub use crate::app::GATEWAY_ORG;
 
 /// The demo PKI under `DATA_DIR/pki`: the regional CA (kept between runs, so browsers and
 /// `curl --cacert` keep trusting it) and a fresh certificate per organisation.
@@ -789,9 +788,6 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
 }
 
 /// The demo's audit checkpoint signing key.
-pub fn audit_key_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("demo").join("audit-signing-key.p8")
-}
 
 pub fn info_path(data_dir: &Path) -> PathBuf {
     data_dir.join("demo.json")

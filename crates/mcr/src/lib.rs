@@ -5,9 +5,13 @@
 pub mod app;
 pub mod audit_cmd;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
+#[cfg(feature = "demo")]
 pub mod demo_adt;
 pub mod network;
+#[cfg(feature = "demo")]
 pub mod sources_cmd;
+#[cfg(feature = "demo")]
 pub mod tokens;
 pub mod watch_settings;

@@ -11,10 +11,10 @@ mod allocator;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
 use mcr::config::Settings;
+#[cfg(feature = "demo")]
 use mcr::demo::{self, DemoOptions};
 use mcr_domain::{Clock, SystemClock};
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -33,9 +33,10 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the demo: four simulated source systems and the gateway on an embedded store.
+    #[cfg(feature = "demo")]
     Demo {
         #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
+        listen: std::net::SocketAddr,
         #[arg(long, default_value = "data")]
         data_dir: PathBuf,
         /// Synthetic patients in the region.
@@ -64,6 +65,7 @@ enum Command {
         command: PkiCommand,
     },
     /// Run the simulated source systems alone (TOML config: seed, patients, [[source]] id/listen/behaviour).
+    #[cfg(feature = "demo")]
     Sources {
         #[arg(long)]
         config: PathBuf,
@@ -79,6 +81,7 @@ enum Command {
         config: PathBuf,
     },
     /// Print a token for a demo user (run `mcr demo` first).
+    #[cfg(feature = "demo")]
     DemoToken {
         user: String,
         #[arg(long, default_value = "data")]
@@ -205,6 +208,7 @@ fn out(s: &str) -> anyhow::Result<()> {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        #[cfg(feature = "demo")]
         Command::Demo {
             listen,
             data_dir,
@@ -283,6 +287,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             running.stop().await;
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "demo")]
         Command::Sources { config } => {
             let c = mcr::sources_cmd::SourcesConfig::load(&config)?;
             let handles = mcr::sources_cmd::start(&c, SystemClock.now().date_naive()).await?;
@@ -351,6 +356,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out(&format!("{} store is up to date", store.backend()))?;
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "demo")]
         Command::DemoToken { user, data_dir } => {
             let info = demo::read_info(&data_dir)?;
             out(&demo::token_for(&info, &user)?)?;

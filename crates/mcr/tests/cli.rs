@@ -198,3 +198,92 @@ async fn audit_verify_reads_the_demos_data_directory() {
     let (code, _) = run(mcr().args(["audit", "verify"]));
     assert_ne!(code, 0);
 }
+
+/// The workspace's crate dependencies as `cargo metadata` reports them, one table row per
+/// crate: depends on, only with the demo feature (optional), tests only (dev).
+fn crate_rows(metadata: &serde_json::Value) -> Vec<String> {
+    let mut packages: Vec<&serde_json::Value> = metadata["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .collect();
+    packages.sort_by_key(|p| p["name"].as_str().unwrap_or_default().to_owned());
+    packages
+        .iter()
+        .map(|p| {
+            let (mut normal, mut optional, mut dev) = (
+                std::collections::BTreeSet::new(),
+                std::collections::BTreeSet::new(),
+                std::collections::BTreeSet::new(),
+            );
+            for d in p["dependencies"].as_array().into_iter().flatten() {
+                let name = d["name"].as_str().unwrap_or_default();
+                if !name.starts_with("mcr") {
+                    continue;
+                }
+                match (d["kind"].as_str(), d["optional"].as_bool() == Some(true)) {
+                    (Some("dev"), _) => dev.insert(name),
+                    (None, true) => optional.insert(name),
+                    (None, false) => normal.insert(name),
+                    _ => false,
+                };
+            }
+            let dev: std::collections::BTreeSet<_> = dev.difference(&normal).copied().collect();
+            let list = |s: &std::collections::BTreeSet<&str>| {
+                if s.is_empty() {
+                    "-".to_owned()
+                } else {
+                    s.iter().copied().collect::<Vec<_>>().join(", ")
+                }
+            };
+            format!(
+                "| {} | {} | {} | {} |",
+                p["name"].as_str().unwrap_or_default(),
+                list(&normal),
+                list(&optional),
+                list(&dev)
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_architecture_map_shows_every_crate_dependency() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
+        .current_dir(&root)
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let metadata: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
+    let actual = crate_rows(&metadata);
+    let doc = std::fs::read_to_string(root.join("docs/ARCHITECTURE.md")).expect("the map");
+    let table = doc
+        .split("<!-- crate-dependencies:begin -->")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- crate-dependencies:end -->").next())
+        .expect("the crate table's markers");
+    let documented: Vec<String> = table
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("| mcr"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        documented,
+        actual,
+        "docs/ARCHITECTURE.md's crate table differs from the manifests; the rows should be:\n{}",
+        actual.join("\n")
+    );
+}
