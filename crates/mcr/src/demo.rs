@@ -787,8 +787,7 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
     })
 }
 
-/// The demo's audit checkpoint signing key.
-
+/// Where the demo writes its users, sample patients and URLs.
 pub fn info_path(data_dir: &Path) -> PathBuf {
     data_dir.join("demo.json")
 }
