@@ -313,16 +313,13 @@ pub async fn run(o: &BenchOptions) -> anyhow::Result<Report> {
         "settle_seconds": o.settle.as_secs_f64(), "warmup_seconds": o.warmup.as_secs_f64(), "store": sys.store.as_deref().unwrap_or("sqlite (gateway data dir)"),
         "sources_asked": if sys.batch { "one FHIR batch per source per view" } else { "one request per search and read" },
     });
-    let mut targets = targets(&scenarios, &index, sys.deadline_ms, &base_name);
-    if let Some(f) = &floor {
-        // Beside the at-work figure, what the machine alone costs the same views.
-        if let Some(t) = targets.iter_mut().find(|t| t.what.ends_with("at work")) {
-            t.measured.push_str(&format!(
-                "; floor p50 {:.2} ms, p99 {:.2} ms",
-                f.result.gateway_overhead.p50_ms, f.result.gateway_overhead.p99_ms
-            ));
-        }
-    }
+    let targets = targets(
+        &scenarios,
+        &index,
+        sys.deadline_ms,
+        &base_name,
+        floor.as_ref(),
+    );
     Ok(Report {
         command: o.command.clone(),
         machine: machine::Machine::describe(),
@@ -433,11 +430,17 @@ pub struct Probe {
     pub after_idle: stats::Percentiles,
 }
 
+/// The overhead target: the gateway's at-work overhead within this many times the floor
+/// measured in the same run, at p50 and at p99. A fixed figure in milliseconds passes on one
+/// machine and fails on another whose floor alone is three times as high.
+pub const OVERHEAD_RATIO_TARGET: f64 = 3.0;
+
 fn targets(
     scenarios: &[ScenarioResult],
     index: &[index::IndexResult],
     deadline_ms: u64,
     base: &str,
+    floor: Option<&Floor>,
 ) -> Vec<Target> {
     let mut t = Vec::new();
     let mut add = |what: &str, target: &str, measured: String, met: bool| {
@@ -448,27 +451,43 @@ fn targets(
             met,
         });
     };
-    // The overhead target, read two ways: clinicians back to back (each opens the next record
-    // the instant the last one arrives: the cores saturate and overhead is mostly queueing for
-    // them) and clinicians at work (reading between views).
-    for r in scenarios.iter().filter(|r| {
-        (r.name == base && r.clinicians == 64)
-            || (r.name.starts_with(base) && r.name.contains("at work"))
-    }) {
-        let how = if r.name == base {
-            "back to back"
-        } else {
-            "at work"
-        };
-        add(
-            &format!("gateway overhead, {} clinicians {how}", r.clinicians),
-            "p50 <= 2 ms, p99 <= 10 ms",
-            format!(
-                "p50 {:.2} ms, p99 {:.2} ms ({:.0} views/s)",
-                r.gateway_overhead.p50_ms, r.gateway_overhead.p99_ms, r.views_per_second
+    // The overhead target: clinicians at work (reading between views), against the floor
+    // stand-in run the same way on the same machine in the same run. Without a floor there is
+    // nothing to hold the figure to, and the report says so rather than passing it.
+    for r in scenarios
+        .iter()
+        .filter(|r| r.name.starts_with(base) && r.name.contains("at work"))
+    {
+        let what = format!("gateway overhead, {} clinicians at work", r.clinicians);
+        let (p50, p99) = (r.gateway_overhead.p50_ms, r.gateway_overhead.p99_ms);
+        let target = format!("p50 and p99 <= {OVERHEAD_RATIO_TARGET}x the floor in the same run");
+        match floor {
+            Some(f) => {
+                let (f50, f99) = (
+                    f.result.gateway_overhead.p50_ms,
+                    f.result.gateway_overhead.p99_ms,
+                );
+                let ratio = |x: f64, base: f64| if base > 0.0 { x / base } else { f64::INFINITY };
+                add(
+                    &what,
+                    &target,
+                    format!(
+                        "p50 {p50:.2} ms = {:.1}x floor {f50:.2} ms; p99 {p99:.2} ms = {:.1}x floor {f99:.2} ms ({:.0} views/s)",
+                        ratio(p50, f50),
+                        ratio(p99, f99),
+                        r.views_per_second
+                    ),
+                    ratio(p50, f50) <= OVERHEAD_RATIO_TARGET
+                        && ratio(p99, f99) <= OVERHEAD_RATIO_TARGET,
+                );
+            }
+            None => add(
+                &what,
+                &target,
+                format!("p50 {p50:.2} ms, p99 {p99:.2} ms; no floor measured (--no-floor)"),
+                false,
             ),
-            r.gateway_overhead.p50_ms <= 2.0 && r.gateway_overhead.p99_ms <= 10.0,
-        );
+        }
     }
     if let Some(r) = scenarios
         .iter()

@@ -114,6 +114,21 @@ async fn the_benchmark_harness_runs_and_counts() {
         "{:?}",
         down.gateway_metrics
     );
+    // The overhead target is a ratio to the floor measured in the same run: with no floor run
+    // it cannot be met, and the report says why.
+    let overhead = report
+        .targets
+        .iter()
+        .find(|t| t.what.contains("at work"))
+        .expect("the at-work overhead target");
+    assert!(
+        overhead.target.contains("the floor in the same run"),
+        "{overhead:?}"
+    );
+    assert!(
+        !overhead.met && overhead.measured.contains("no floor measured"),
+        "{overhead:?}"
+    );
     let index = report.index.first().expect("index run");
     assert_eq!((index.patients, index.nhs_lookup.count), (2_000, 50));
 
