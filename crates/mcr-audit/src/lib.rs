@@ -35,6 +35,13 @@ pub struct SourceAudit {
     pub status: String,
     pub items: usize,
     pub withheld: usize,
+    /// Items sent that could not be tied to this patient (or named another): not shown.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub not_tied: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// One audit event as the gateway describes it.

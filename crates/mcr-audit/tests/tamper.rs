@@ -76,6 +76,7 @@ fn event(i: i64) -> AuditEvent {
             status: "ok".into(),
             items: 12,
             withheld: 0,
+            not_tied: 0,
         }],
     }
 }

@@ -227,7 +227,48 @@ pub struct SourceOutcome {
     pub items: usize,
     /// Items this source sent that were withheld (sensitive, confidential, or outside the grant).
     pub withheld: usize,
+    /// Items this source sent that could not be tied to this patient (no subject, a reference
+    /// to another server, …): not shown, counted and said.
+    #[serde(default)]
+    pub untied: usize,
+    /// Items this source sent about another of its patients: a source error, not shown,
+    /// counted and said.
+    #[serde(default)]
+    pub another_patient: usize,
     pub elapsed_ms: u64,
+}
+
+impl SourceOutcome {
+    /// Items the source sent that this view does not show because they could not be shown
+    /// as this patient's.
+    pub fn not_tied(&self) -> usize {
+        self.untied + self.another_patient
+    }
+
+    /// The sentence for the view's warnings when items could not be tied, or `None`.
+    pub fn not_tied_sentence(&self) -> Option<String> {
+        let n = self.not_tied();
+        if n == 0 {
+            return None;
+        }
+        let items = if n == 1 { "item" } else { "items" };
+        let mut s = format!(
+            "{n} {items} from {} could not be tied to this patient and {} not shown",
+            self.org_name,
+            if n == 1 { "is" } else { "are" }
+        );
+        if self.another_patient > 0 {
+            s.push_str(&format!(
+                " ({} named another patient)",
+                self.another_patient
+            ));
+        }
+        if self.items == 0 {
+            s.push_str(": nothing it sent could be shown");
+        }
+        s.push('.');
+        Some(s)
+    }
 }
 
 /// One patient's record as merged from every source asked, for one view. Lives only for the

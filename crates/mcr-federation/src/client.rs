@@ -445,14 +445,11 @@ impl HttpSource {
                 continue;
             }
             if let Some(p) = patient {
-                let about = if want == "Patient" {
-                    mcr_fhir::resource_id(&doc)
-                } else {
-                    mcr_fhir::patient_reference(&doc)
-                };
-                if about != Some(p) {
-                    // A source that answers with another patient's data is wrong; never
-                    // show it as this patient's.
+                // A source that answers with another patient's data is wrong; never show it
+                // as this patient's. A Patient is checked here; every other resource is
+                // tied to the patient (in any form of reference) as it is digested, and
+                // what cannot be tied is counted there and said in the view.
+                if want == "Patient" && mcr_fhir::resource_id(&doc) != Some(p) {
                     continue;
                 }
             }

@@ -195,6 +195,7 @@ impl Federation {
                     org_code: &config.organisation.code,
                     org_name: &config.organisation.name,
                     base_url: config.base_url.as_str(),
+                    local_id: &loc.local_id,
                 };
                 let digest = |r: Received<'_>| input.digest(&meta, r);
                 let result = tokio::time::timeout_at(

@@ -75,6 +75,8 @@ pub struct SourceMeta<'a> {
     pub org_code: &'a mcr_domain::OdsCode,
     pub org_name: &'a str,
     pub base_url: &'a str,
+    /// The patient's id at this source: what its resources must be about.
+    pub local_id: &'a str,
 }
 
 /// One resource as the merge keeps it. Each resource is digested as soon as its page is read,
@@ -92,6 +94,12 @@ pub enum Digested {
     NotGranted(Option<Section>),
     /// Not part of the record: unclassifiable, or outside the role's encounter window.
     Ignored,
+    /// Cannot be tied to this patient (no subject, a reference to another server, …):
+    /// counted and said, never shown.
+    Untied,
+    /// About another of the source's patients: a source error, counted and said, never shown
+    /// as this patient's.
+    AnotherPatient,
 }
 
 impl MergeInput<'_> {
@@ -103,6 +111,18 @@ impl MergeInput<'_> {
         let Some(class) = mcr_fhir::classify(r) else {
             return Digested::Ignored;
         };
+        if class != DataClass::Demographics {
+            match mcr_fhir::tie_to_patient(
+                r,
+                from.local_id,
+                self.nhs_number.as_str(),
+                from.base_url,
+            ) {
+                mcr_fhir::Tie::This => {}
+                mcr_fhir::Tie::Another => return Digested::AnotherPatient,
+                mcr_fhir::Tie::Unknown => return Digested::Untied,
+            }
+        }
         let section = Section::for_class(class);
         let granted = self.classes.contains(&class);
         if !granted && class != DataClass::Demographics {
@@ -163,18 +183,35 @@ impl MergeInput<'_> {
     }
 }
 
+/// What one source added to a view, as the merge counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    /// Items kept (before items several sources hold are made one).
+    pub kept: usize,
+    /// Withheld: sensitive, confidential, or outside the sharing agreement.
+    pub withheld: usize,
+    /// Could not be tied to this patient.
+    pub untied: usize,
+    /// About another of the source's patients.
+    pub another_patient: usize,
+}
+
 impl SourceFetch {
-    /// What this source adds to the view, as the merge will count it: items kept (before
-    /// items several sources hold are made one) and items withheld. Known before the merge,
-    /// so the view's audit record can be written while the record is merged.
-    pub fn counts(&self) -> (usize, usize) {
+    /// What this source adds to the view, as the merge will count it. Known before the
+    /// merge, so the view's audit record can be written while the record is merged.
+    pub fn counts(&self) -> Counts {
         let Ok(digested) = &self.outcome else {
-            return (0, 0);
+            return Counts::default();
         };
-        digested.iter().fold((0, 0), |(kept, withheld), d| match d {
-            Digested::Item(_) => (kept + 1, withheld),
-            Digested::Withheld => (kept, withheld + 1),
-            Digested::Patient(_) | Digested::NotGranted(_) | Digested::Ignored => (kept, withheld),
+        digested.iter().fold(Counts::default(), |mut c, d| {
+            match d {
+                Digested::Item(_) => c.kept += 1,
+                Digested::Withheld => c.withheld += 1,
+                Digested::Untied => c.untied += 1,
+                Digested::AnotherPatient => c.another_patient += 1,
+                Digested::Patient(_) | Digested::NotGranted(_) | Digested::Ignored => {}
+            }
+            c
         })
     }
 }
@@ -190,14 +227,14 @@ pub fn merge(input: &MergeInput<'_>, fetches: Vec<SourceFetch>) -> MergedRecord 
     let mut withheld_any = false;
 
     for mut f in fetches {
-        let (kept, withheld) = f.counts();
+        let counts = f.counts();
         let (status, digested) = match std::mem::replace(&mut f.outcome, Ok(Vec::new())) {
             Err(reason) => (SourceStatus::Failed(reason), Vec::new()),
             Ok(digested) => (SourceStatus::Ok, digested),
         };
         for d in digested {
             let (key, mut item) = match d {
-                Digested::Ignored => continue,
+                Digested::Ignored | Digested::Untied | Digested::AnotherPatient => continue,
                 Digested::NotGranted(section) => {
                     unavailable.extend(section);
                     continue;
@@ -239,14 +276,16 @@ pub fn merge(input: &MergeInput<'_>, fetches: Vec<SourceFetch>) -> MergedRecord 
             }
             items.push(item);
         }
-        withheld_any |= withheld > 0;
+        withheld_any |= counts.withheld > 0;
         outcomes.push(SourceOutcome {
             source: f.source.clone(),
             org_code: f.org_code.clone(),
             org_name: f.org_name.clone(),
             status,
-            items: kept,
-            withheld,
+            items: counts.kept,
+            withheld: counts.withheld,
+            untied: counts.untied,
+            another_patient: counts.another_patient,
             elapsed_ms: f.elapsed_ms,
         });
     }
@@ -343,6 +382,7 @@ mod tests {
                     org_code: &a.org_code,
                     org_name: &a.org_name,
                     base_url: &a.base_url,
+                    local_id: "p",
                 };
                 let outcome = a.outcome.clone().map(|resources| {
                     resources
@@ -398,6 +438,54 @@ mod tests {
             },
             fetches.to_vec(),
         )
+    }
+
+    #[test]
+    fn items_that_cannot_be_tied_to_the_patient_are_counted_and_said_never_shown() {
+        let with = |id: &str, subject: Value| {
+            let mut m = med(id, id, "1 daily");
+            m["subject"] = subject;
+            m
+        };
+        let answers = [fetch(
+            "gp",
+            "E82001",
+            vec![
+                with("1", json!({"reference": "Patient/p"})),
+                with("2", json!({"reference": "http://gp.example/Patient/p"})),
+                with(
+                    "3",
+                    json!({"reference": "http://elsewhere.example/Patient/p"}),
+                ),
+                with("4", json!({"reference": "Patient/q"})),
+                with("5", json!({"display": "no reference"})),
+            ],
+        )];
+        let r = run(&[DataClass::Medications], &answers);
+        assert_eq!(
+            r.item_count(),
+            2,
+            "relative and absolute on the same server"
+        );
+        let s = &r.sources[0];
+        assert_eq!((s.items, s.untied, s.another_patient), (2, 2, 1));
+        assert_eq!(
+            s.not_tied_sentence().as_deref(),
+            Some("3 items from E82001 org could not be tied to this patient and are not shown (1 named another patient).")
+        );
+        let all_lost = [fetch(
+            "gp",
+            "E82001",
+            vec![with(
+                "1",
+                json!({"reference": "http://elsewhere.example/Patient/p"}),
+            )],
+        )];
+        let r = run(&[DataClass::Medications], &all_lost);
+        assert_eq!(
+            r.sources[0].not_tied_sentence().as_deref(),
+            Some("1 item from E82001 org could not be tied to this patient and is not shown: nothing it sent could be shown.")
+        );
     }
 
     #[test]

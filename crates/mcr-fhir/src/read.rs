@@ -80,6 +80,121 @@ pub fn patient_reference<J: Json>(r: &J) -> Option<&str> {
     reference.strip_prefix("Patient/")
 }
 
+/// Whether a resource is about the patient a view asked a source for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tie {
+    /// It names this patient.
+    This,
+    /// It names another patient: a source error, never shown as this patient's.
+    Another,
+    /// It cannot be tied to any patient the source holds by id: no subject, a reference to
+    /// another server, a `urn:` reference with nothing to resolve it, a contained patient
+    /// without an NHS number.
+    Unknown,
+}
+
+/// Whom `r` (a clinical resource, through `subject` or `patient`) is about, against the
+/// patient with id `local_id` at the FHIR server whose base URL is `base`, NHS number `nhs`.
+/// Every form R4 allows: relative (`Patient/123`, with or without `_history`), absolute on
+/// that server (`https://host/fhir/Patient/123`, compared without scheme, default port or
+/// trailing slash), contained (`#p1` with the NHS number among its identifiers), and a
+/// logical reference by NHS number (`identifier` only).
+pub fn tie_to_patient<J: Json>(r: &J, local_id: &str, nhs: &str, base: &str) -> Tie {
+    let Some(who) = r.get("subject").or_else(|| r.get("patient")) else {
+        return Tie::Unknown;
+    };
+    let by_id = |id: &str| {
+        if id == local_id {
+            Tie::This
+        } else {
+            Tie::Another
+        }
+    };
+    match who.get("reference").and_then(J::as_str) {
+        Some(reference) => {
+            if let Some(contained_id) = reference.strip_prefix('#') {
+                return contained_patient(r, contained_id, nhs);
+            }
+            let reference = reference
+                .split_once("/_history/")
+                .map_or(reference, |(head, _)| head);
+            if reference.contains("://") {
+                return match reference.rsplit_once("/Patient/") {
+                    Some((server, id)) if !id.is_empty() && !id.contains('/') => {
+                        if same_server(server, base) {
+                            by_id(id)
+                        } else {
+                            Tie::Unknown
+                        }
+                    }
+                    _ => Tie::Unknown,
+                };
+            }
+            match reference.strip_prefix("Patient/") {
+                Some(id) if !id.is_empty() && !id.contains('/') => by_id(id),
+                _ => Tie::Unknown,
+            }
+        }
+        None => match who.get("identifier") {
+            Some(identifier) => by_nhs_number(std::slice::from_ref(identifier), nhs),
+            None => Tie::Unknown,
+        },
+    }
+}
+
+/// A `#id` reference: the contained `Patient` with that id, tied by its NHS number.
+fn contained_patient<J: Json>(r: &J, id: &str, nhs: &str) -> Tie {
+    let found = r.get("contained").and_then(J::as_array).and_then(|list| {
+        list.iter().find(|c| {
+            c.get("resourceType").and_then(J::as_str) == Some("Patient")
+                && c.get("id").and_then(J::as_str) == Some(id)
+        })
+    });
+    match found
+        .and_then(|p| p.get("identifier"))
+        .and_then(J::as_array)
+    {
+        Some(identifiers) => by_nhs_number(identifiers, nhs),
+        None => Tie::Unknown,
+    }
+}
+
+/// Tied by the NHS number among `identifiers`; another patient's NHS number is another
+/// patient; no NHS number at all cannot be tied.
+fn by_nhs_number<J: Json>(identifiers: &[J], nhs: &str) -> Tie {
+    let mut numbers = identifiers
+        .iter()
+        .filter(|i| i.get("system").and_then(J::as_str) == Some(mcr_domain::NhsNumber::SYSTEM));
+    match numbers
+        .next()
+        .and_then(|i| i.get("value"))
+        .and_then(J::as_str)
+    {
+        Some(v) if v.split_whitespace().collect::<String>() == nhs => Tie::This,
+        Some(_) => Tie::Another,
+        None => Tie::Unknown,
+    }
+}
+
+/// Whether two base URLs name one server: compared without scheme, default port, trailing
+/// slash or the host's case.
+fn same_server(a: &str, b: &str) -> bool {
+    fn norm(u: &str) -> String {
+        let rest = u
+            .split_once("://")
+            .map_or(u, |(_, r)| r)
+            .trim_end_matches('/');
+        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let host = host
+            .strip_suffix(":80")
+            .or_else(|| host.strip_suffix(":443"))
+            .unwrap_or(host)
+            .to_ascii_lowercase();
+        format!("{host}/{path}")
+    }
+    norm(a) == norm(b)
+}
+
 /// The `next` link of a Bundle, if any.
 pub fn next_link<J: Json>(bundle: &J) -> Option<&str> {
     next_link_in(bundle.get("link")?)
@@ -107,6 +222,64 @@ pub(crate) fn clip(s: &str, max: usize) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_patient_is_tied_by_every_form_of_reference_r4_allows() {
+        let base = "https://gp.example.org/fhir";
+        let nhs = "9434765919";
+        let tie = |subject: serde_json::Value| {
+            tie_to_patient(
+                &json!({"resourceType": "Condition", "subject": subject,
+                "contained": [
+                    {"resourceType": "Patient", "id": "p1", "identifier": [
+                        {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhs}]},
+                    {"resourceType": "Patient", "id": "p2", "identifier": [
+                        {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9434765870"}]},
+                    {"resourceType": "Patient", "id": "p3"}
+                ]}),
+                "123",
+                nhs,
+                base,
+            )
+        };
+        for this in [
+            json!({"reference": "Patient/123"}),
+            json!({"reference": "Patient/123/_history/4"}),
+            json!({"reference": "https://gp.example.org/fhir/Patient/123"}),
+            json!({"reference": "http://GP.example.org:80/fhir/Patient/123"}),
+            json!({"reference": "https://gp.example.org:443/fhir/Patient/123/_history/2"}),
+            json!({"reference": "#p1"}),
+            json!({"identifier": {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "943 476 5919"}}),
+        ] {
+            assert_eq!(tie(this.clone()), Tie::This, "{this}");
+        }
+        for another in [
+            json!({"reference": "Patient/124"}),
+            json!({"reference": "https://gp.example.org/fhir/Patient/124"}),
+            json!({"reference": "#p2"}),
+            json!({"identifier": {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9434765870"}}),
+        ] {
+            assert_eq!(tie(another.clone()), Tie::Another, "{another}");
+        }
+        for unknown in [
+            json!({"reference": "https://other.example.org/fhir/Patient/123"}),
+            json!({"reference": "https://gp.example.org/fhir/other/Patient/123"}),
+            json!({"reference": "urn:uuid:0b7c2f0e-5d1e-4f5a-9c55-3f0f6a1a2b3c"}),
+            json!({"reference": "#p3"}),
+            json!({"reference": "#nope"}),
+            json!({"reference": "Group/123"}),
+            json!({"reference": "Patient/"}),
+            json!({"identifier": {"system": "https://example.org/mrn", "value": "123"}}),
+            json!({"display": "Ann Smith"}),
+        ] {
+            assert_eq!(tie(unknown.clone()), Tie::Unknown, "{unknown}");
+        }
+        let none = json!({"resourceType": "Condition"});
+        assert_eq!(tie_to_patient(&none, "123", nhs, base), Tie::Unknown);
+        let via_patient =
+            json!({"resourceType": "AllergyIntolerance", "patient": {"reference": "Patient/123"}});
+        assert_eq!(tie_to_patient(&via_patient, "123", nhs, base), Tie::This);
+    }
 
     #[test]
     fn reads_fields_defensively() {

@@ -205,7 +205,7 @@ impl Gateway {
         event.sources = fetches
             .iter()
             .map(|f| {
-                let (items, withheld) = f.counts();
+                let counts = f.counts();
                 SourceAudit {
                     source: f.source.to_string(),
                     org_code: f.org_code.to_string(),
@@ -213,8 +213,9 @@ impl Gateway {
                         Ok(_) => "ok".into(),
                         Err(r) => r.code().into(),
                     },
-                    items,
-                    withheld,
+                    items: counts.kept,
+                    withheld: counts.withheld,
+                    not_tied: counts.untied + counts.another_patient,
                 }
             })
             .collect();

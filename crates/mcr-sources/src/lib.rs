@@ -42,6 +42,27 @@ pub struct Behaviour {
     /// Uniform random delay, min..=max milliseconds, before answering each FHIR request.
     pub latency_ms: (u64, u64),
     pub failure: Failure,
+    /// How the resources it sends name their patient.
+    pub references: References,
+}
+
+/// How a source writes the patient reference (`subject` or `patient`) of the resources it
+/// sends. R4 allows each of the first four, and real servers write each; the last cannot be
+/// tied to the patient by anyone. From TOML: `references = "absolute"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum References {
+    /// `Patient/123`.
+    #[default]
+    Relative,
+    /// `https://host/fhir/Patient/123`: this server's own base URL.
+    Absolute,
+    /// `#p`, a contained `Patient` carrying the NHS number.
+    Contained,
+    /// No reference: an `identifier` with the NHS number (a logical reference).
+    Identifier,
+    /// `https://elsewhere.example/fhir/Patient/123`: another server's patient.
+    OtherServer,
 }
 
 impl Behaviour {
@@ -53,14 +74,14 @@ impl Behaviour {
     pub fn with_latency(min_ms: u64, max_ms: u64) -> Self {
         Self {
             latency_ms: (min_ms, max_ms),
-            failure: Failure::None,
+            ..Self::default()
         }
     }
 
     pub fn failing(failure: Failure) -> Self {
         Self {
-            latency_ms: (0, 0),
             failure,
+            ..Self::default()
         }
     }
 }
@@ -618,8 +639,9 @@ async fn search_answer(
     // Patient searches (the index's sync, by `_lastUpdated`) are few; clinical searches are
     // what every record view asks, several pages each.
     let cacheable = resource_type != "Patient" && !fhir::is_care_event_feed(resource_type, params);
+    let references = s.behaviour().references;
     let key = cacheable.then(|| {
-        let mut k = format!("{base}\n{resource_type}");
+        let mut k = format!("{base}\n{resource_type}\n{references:?}");
         for (name, value) in params {
             k.push_str(&format!("\n{name}={value}"));
         }
@@ -629,6 +651,11 @@ async fn search_answer(
         return fhir::raw(StatusCode::OK, Body::from(body));
     }
     let answer = fhir::search(&s.slice, base, resource_type, params, &s.feeds);
+    let answer = if references == References::Relative || resource_type == "Patient" {
+        answer
+    } else {
+        fhir::rewrite_references(&s.slice, base, answer, references).await
+    };
     let Some(key) = key.filter(|_| answer.status() == StatusCode::OK) else {
         return answer;
     };

@@ -531,3 +531,127 @@ async fn one_batch_per_source_shows_the_same_record_as_a_request_per_search() {
         }
     }
 }
+
+/// The items in a `$everything` Bundle held by the organisation with ODS code `org`.
+fn items_from(bundle: &serde_json::Value, org: &str) -> usize {
+    resources(bundle, "Provenance")
+        .iter()
+        .filter(|p| {
+            p["agent"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|a| a["who"]["identifier"]["value"] == org)
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn every_form_of_patient_reference_r4_allows_shows_the_same_items() {
+    use mcr_sources::References;
+    let t = start().await;
+    let nhs = t.patient("all_four_sources", 0);
+    t.give_permission(AE, &nhs).await;
+    let community = t.demo.source("community").expect("community source");
+    let (status, plain) = t.everything(AE, &nhs).await;
+    assert_eq!(status, 200, "{plain}");
+    let expected = items_from(&plain, "RY4");
+    assert!(
+        expected > 0,
+        "the community source holds items for this patient"
+    );
+    for style in [
+        References::Absolute,
+        References::Contained,
+        References::Identifier,
+    ] {
+        community.set_behaviour(Behaviour {
+            references: style,
+            ..Behaviour::default()
+        });
+        let (status, bundle) = t.everything(AE, &nhs).await;
+        assert_eq!(status, 200, "{style:?}: {bundle}");
+        assert_eq!(items_from(&bundle, "RY4"), expected, "{style:?}");
+        let codes = issue_codes(outcome(&bundle));
+        assert!(
+            codes
+                .iter()
+                .any(|(c, e)| c == "source-ok" && e == "community"),
+            "{style:?}: {codes:?}"
+        );
+    }
+
+    // References to another server's patient cannot be tied: nothing from the source is shown,
+    // and the view says how many and why, in the API and on the page; never "answered".
+    community.set_behaviour(Behaviour {
+        references: References::OtherServer,
+        ..Behaviour::default()
+    });
+    let (status, bundle) = t.everything(AE, &nhs).await;
+    assert_eq!(status, 200, "{bundle}");
+    assert_eq!(items_from(&bundle, "RY4"), 0);
+    let issues = outcome(&bundle)["issue"]
+        .as_array()
+        .expect("issues")
+        .clone();
+    let warnings: Vec<&str> = issues
+        .iter()
+        .filter(|i| i["details"]["coding"][0]["code"] == "items-not-tied")
+        .inspect(|i| assert_eq!(i["severity"], "warning"))
+        .filter_map(|i| i["details"]["text"].as_str())
+        .collect();
+    assert!(!warnings.is_empty(), "a warning: {issues:?}");
+    // Every item it sent is counted (those the role would not see or that are withheld too:
+    // none of them can be said to be this patient's), for each of the patient's records there.
+    let mut n = 0;
+    for text in &warnings {
+        let (count, rest) = text.split_once(' ').expect("a count first");
+        n += count.parse::<usize>().expect("a count");
+        assert!(
+            rest.contains(
+                "from Hertfordshire Community NHS Trust could not be tied to this patient"
+            ),
+            "{text}"
+        );
+        assert!(text.ends_with("nothing it sent could be shown."), "{text}");
+    }
+    assert!(
+        n >= expected,
+        "{n} counted, {expected} shown before: {warnings:?}"
+    );
+    let codes = issue_codes(outcome(&bundle));
+    assert!(
+        !codes
+            .iter()
+            .any(|(c, e)| c == "source-ok" && e == "community"),
+        "not 'answered': {codes:?}"
+    );
+    // The audit record counts them.
+    let rows = t
+        .demo
+        .gateway
+        .gateway
+        .store()
+        .query_audit(&mcr_store::AuditQuery {
+            actions: vec!["view-record".into()],
+            patient: Some(nhs.clone()),
+            limit: 100,
+            ..mcr_store::AuditQuery::default()
+        })
+        .await
+        .expect("audit");
+    let last = rows
+        .iter()
+        .max_by_key(|r| r.seq)
+        .expect("the last view's record");
+    let event: mcr_audit::AuditEvent = serde_json::from_str(&last.record.payload).expect("event");
+    let audited = event
+        .sources
+        .iter()
+        .filter(|s| s.source == "community")
+        .fold((0, 0), |(items, not_tied), s| {
+            (items + s.items, not_tied + s.not_tied)
+        });
+    assert_eq!(audited, (0, n));
+    community.set_behaviour(Behaviour::default());
+}

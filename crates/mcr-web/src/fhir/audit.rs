@@ -124,7 +124,11 @@ pub(crate) fn audit_event(e: &AuditEntry, base_url: &str) -> Value {
     for s in &ev.sources {
         details.push(json!({
             "type": format!("source:{}", s.source),
-            "valueString": format!("{} ({}): {}, {} item(s), {} withheld", s.source, s.org_code, s.status, s.items, s.withheld)
+            "valueString": if s.not_tied > 0 {
+                format!("{} ({}): {}, {} item(s), {} withheld, {} not tied to this patient", s.source, s.org_code, s.status, s.items, s.withheld, s.not_tied)
+            } else {
+                format!("{} ({}): {}, {} item(s), {} withheld", s.source, s.org_code, s.status, s.items, s.withheld)
+            }
         }));
     }
     let mut entity = Vec::new();

@@ -199,13 +199,21 @@ pub(crate) fn everything(
                 )
                 .at(s.source.as_str()),
             ),
-            SourceStatus::Ok => issues.push(Issue {
-                severity: mcr_fhir::IssueSeverity::Information,
-                code: IssueType::Informational,
-                detail_code: Some("source-ok".into()),
-                text: format!("{} ({}) answered.", s.org_name, s.org_code),
-                expression: Some(s.source.to_string()),
-            }),
+            SourceStatus::Ok => match s.not_tied_sentence() {
+                // Answered, but not everything it sent could be shown as this patient's: a
+                // warning, not "answered".
+                Some(sentence) => issues.push(
+                    Issue::warning(IssueType::Incomplete, "items-not-tied", sentence)
+                        .at(s.source.as_str()),
+                ),
+                None => issues.push(Issue {
+                    severity: mcr_fhir::IssueSeverity::Information,
+                    code: IssueType::Informational,
+                    detail_code: Some("source-ok".into()),
+                    text: format!("{} ({}) answered.", s.org_name, s.org_code),
+                    expression: Some(s.source.to_string()),
+                }),
+            },
         }
     }
     if record.withheld {

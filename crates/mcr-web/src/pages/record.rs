@@ -184,6 +184,9 @@ pub(crate) struct RecordPage {
     pub basis: String,
     pub sources: Vec<SourceRow>,
     pub failed: Vec<String>,
+    /// For each source that answered with items that could not be tied to this patient: the
+    /// sentence that says how many.
+    pub not_tied: Vec<String>,
     pub withheld: bool,
     /// Alerts, allergies, current medications, active problems, last encounters.
     pub summary: Vec<SectionView>,
@@ -305,6 +308,21 @@ fn source_rows(record: &MergedRecord) -> Vec<SourceRow> {
         .sources
         .iter()
         .map(|s| match &s.status {
+            SourceStatus::Ok if s.not_tied() > 0 => SourceRow {
+                name: s.org_name.clone(),
+                status: format!(
+                    "Answered just now with {} {} shown. {}",
+                    s.items,
+                    if s.items == 1 { "item" } else { "items" },
+                    s.not_tied_sentence().unwrap_or_default()
+                ),
+                tag: if s.items == 0 { "red" } else { "orange" },
+                tag_text: if s.items == 0 {
+                    "Nothing could be shown"
+                } else {
+                    "Some items not shown"
+                },
+            },
             SourceStatus::Failed(r) => SourceRow {
                 name: s.org_name.clone(),
                 status: format!(
@@ -363,6 +381,12 @@ pub(crate) fn record_page(layout: Layout, view: &mcr_gateway::View) -> RecordPag
         basis: view.basis.describe(),
         sources: source_rows(r),
         failed: r.failed_sources().map(|s| s.org_name.clone()).collect(),
+        not_tied: r
+            .sources
+            .iter()
+            .filter(|s| matches!(s.status, SourceStatus::Ok))
+            .filter_map(mcr_domain::SourceOutcome::not_tied_sentence)
+            .collect(),
         withheld: r.withheld,
         summary: vec![
             sub(section(
@@ -610,6 +634,8 @@ mod tests {
     #[test]
     fn banner_names_every_source_and_why_one_failed() {
         let outcome = |id: &str, status: SourceStatus, withheld: usize| mcr_domain::SourceOutcome {
+            untied: 0,
+            another_patient: 0,
             source: SourceId::parse(id).unwrap_or_else(|_| unreachable!()),
             org_code: OdsCode::parse("A81001").unwrap_or_else(|_| unreachable!()),
             org_name: format!("Org {id}"),
@@ -630,12 +656,23 @@ mod tests {
                     0,
                 ),
                 outcome("community", SourceStatus::Ok, 2),
+                mcr_domain::SourceOutcome {
+                    items: 0,
+                    untied: 40,
+                    another_patient: 2,
+                    ..outcome("socialcare", SourceStatus::Ok, 0)
+                },
             ],
             unavailable_sections: vec![Section::Documents],
             withheld: true,
         };
         let rows = source_rows(&record);
-        assert_eq!(rows.len(), 3);
+        assert_eq!(rows.len(), 4);
+        assert_eq!(rows[3].tag_text, "Nothing could be shown");
+        assert_eq!(
+            rows[3].status,
+            "Answered just now with 0 items shown. 42 items from Org socialcare could not be tied to this patient and are not shown (2 named another patient): nothing it sent could be shown."
+        );
         assert_eq!(
             (rows[0].tag_text, rows[0].status.as_str()),
             ("Up to date", "Answered just now with 3 items.")
