@@ -14,6 +14,7 @@ mod common;
 mod governance_postgres;
 mod governance_sqlite;
 mod group_commit;
+mod health;
 mod model;
 mod opt_out;
 mod opt_out_letter;
@@ -162,6 +163,11 @@ pub trait Store:
     /// one round trip and one snapshot for what a record view reads before deciding (the same
     /// as [`IndexStore::patient`], [`IndexStore::links`] and [`GovernanceStore::governance`]).
     async fn view_inputs(&self, nhs: &NhsNumber) -> Result<ViewInputs>;
+    /// Whether the store takes writes now: rewrites `instance`'s one row in `store_probe`,
+    /// through the connection audit records are written with. For readiness (`/readyz`):
+    /// fails with the reason while the disk is full, the file read-only, the server
+    /// unreachable or (PostgreSQL) a standby.
+    async fn probe_write(&self, instance: &str, at: chrono::DateTime<chrono::Utc>) -> Result<()>;
 }
 
 /// Open a store from a URL: `sqlite:///path/to/file.db` (created if missing) or

@@ -420,4 +420,8 @@ impl Store for PostgresStore {
     async fn view_inputs(&self, nhs: &NhsNumber) -> Result<crate::ViewInputs> {
         crate::governance_postgres::view_inputs(self, nhs).await
     }
+
+    async fn probe_write(&self, instance: &str, at: chrono::DateTime<chrono::Utc>) -> Result<()> {
+        crate::health::probe_postgres(self, instance, at).await
+    }
 }

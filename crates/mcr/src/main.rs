@@ -196,6 +196,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// Waits for `SIGTERM` (systemd, a container runtime) or Ctrl-C (`SIGINT`); says which.
+async fn stop_signal() -> anyhow::Result<&'static str> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    tokio::select! {
+        _ = term.recv() => Ok("SIGTERM"),
+        interrupted = tokio::signal::ctrl_c() => {
+            interrupted.context("listening for Ctrl-C")?;
+            Ok("SIGINT")
+        }
+    }
+}
+
 fn out(s: &str) -> anyhow::Result<()> {
     let mut o = std::io::stdout().lock();
     writeln!(o, "{s}")?;
@@ -253,7 +266,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 data_dir.display(),
                 d.info.patients.get("all_four_sources").and_then(|v| v.first()).map_or("", String::as_str)
             ))?;
-            tokio::signal::ctrl_c().await?;
+            let signal = stop_signal().await?;
+            tracing::info!(signal, "stopping");
+            d.gateway.drain().await;
             d.stop().await;
             Ok(ExitCode::SUCCESS)
         }
@@ -279,8 +294,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     running.addr
                 ))
             ))?;
-            tokio::signal::ctrl_c().await?;
-            running.stop().await;
+            let signal = stop_signal().await?;
+            tracing::info!(signal, "stopping");
+            running.drain().await;
             Ok(ExitCode::SUCCESS)
         }
         Command::Sources { config } => {
