@@ -97,6 +97,9 @@ pub struct Running {
     stop_accepting: tokio::sync::watch::Sender<bool>,
     /// How long [`Running::drain`] waits for the requests in flight (`[http] drain_seconds`).
     pub drain_limit: Duration,
+    /// How long [`Running::drain`] keeps accepting after `/readyz` says draining
+    /// (`[http] drain_notice_seconds`).
+    pub drain_notice: Duration,
 }
 
 /// How a drain ended.
@@ -109,12 +112,20 @@ pub enum Drained {
 }
 
 impl Running {
-    /// A graceful stop (on `SIGTERM` or Ctrl-C): `/readyz` says draining, the listener stops
-    /// accepting, the requests in flight finish (each view's audit record is committed before
+    /// A graceful stop (on `SIGTERM` or Ctrl-C): `/readyz` says draining (and the gateway
+    /// keeps serving for [`Running::drain_notice`], for the load balancer to notice), the
+    /// listener stops accepting, the requests in flight finish (each view's audit record is committed before
     /// its answer starts, so a finished view is an audited one), up to [`Running::drain_limit`];
     /// then the ADT listener stops and the refusals counted since the last flush are audited.
     pub async fn drain(&self) -> Drained {
         self.readiness.start_draining();
+        if !self.drain_notice.is_zero() {
+            tracing::info!(
+                notice_seconds = self.drain_notice.as_secs(),
+                "draining: /readyz says so; still serving while the load balancer notices"
+            );
+            tokio::time::sleep(self.drain_notice).await;
+        }
         let started = std::time::Instant::now();
         tracing::info!(
             limit_seconds = self.drain_limit.as_secs(),
@@ -261,6 +272,7 @@ pub async fn serve(s: &Settings, listener: TcpListener) -> anyhow::Result<Runnin
         readiness,
         stop_accepting,
         drain_limit: Duration::from_secs(s.http.drain_seconds),
+        drain_notice: Duration::from_secs(s.http.drain_notice_seconds),
     })
 }
 

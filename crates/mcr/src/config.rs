@@ -76,13 +76,17 @@ pub struct Settings {
 /// `drain_seconds` (default 25): on `SIGTERM` (or Ctrl-C) the gateway stops accepting, says
 /// so on `/readyz`, and waits this long at most for the requests in flight before it exits.
 /// Keep the supervisor's stop timeout above it (systemd `TimeoutStopSec`, a container
-/// runtime's grace period).
+/// runtime's grace period). `drain_notice_seconds` (default 0): before it stops accepting, the
+/// gateway keeps serving this long while `/readyz` already says draining, so a load balancer
+/// polling readiness takes it out of rotation before connections are refused (set it to the
+/// balancer's check interval times its failure threshold).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSettings {
     pub trusted_proxy_hops: u8,
     pub refusal_flush_seconds: u64,
     pub drain_seconds: u64,
+    pub drain_notice_seconds: u64,
 }
 
 impl Default for HttpSettings {
@@ -91,6 +95,7 @@ impl Default for HttpSettings {
             trusted_proxy_hops: 0,
             refusal_flush_seconds: 60,
             drain_seconds: 25,
+            drain_notice_seconds: 0,
         }
     }
 }
