@@ -20,6 +20,7 @@ mod opt_out;
 mod opt_out_letter;
 mod postgres;
 mod protected;
+mod shared_state;
 mod sqlite;
 
 pub use audit_trail::{AuditCheckpoint, AuditQuery, AuditTrailStore, AUDIT_QUERY_MAX};
@@ -31,6 +32,7 @@ pub use opt_out::{
 pub use opt_out_letter::{LetterAttempt, OptOutLetterRow, OptOutLetterStore};
 pub use postgres::PostgresStore;
 pub use protected::{ProtectedPersonRow, ProtectedPersonStore, PROTECTED_LIST_MAX};
+pub use shared_state::{Bucket, SharedStateStore};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -152,6 +154,7 @@ pub trait Store:
     + ProtectedPersonStore
     + std::fmt::Debug
     + CareEventStore
+    + SharedStateStore
 {
     /// Bring the schema up to date (idempotent).
     async fn migrate(&self) -> Result<()>;
