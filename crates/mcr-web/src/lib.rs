@@ -68,14 +68,20 @@ impl AppState {
         base_url: String,
         secure_cookies: bool,
     ) -> Self {
+        let store = gateway.store().clone();
+        let clock = gateway.clock().clone();
         Self {
             gateway,
             auth: Arc::new(auth),
             readiness: Arc::new(health::Readiness::new(base_url.clone())),
             base_url,
             secure_cookies,
-            sessions: Arc::new(sessions::Sessions::new(SessionLimits::default())),
-            limiter: Arc::new(ratelimit::RateLimiter::default()),
+            sessions: Arc::new(sessions::Sessions::new(
+                SessionLimits::default(),
+                store.clone(),
+                clock.clone(),
+            )),
+            limiter: Arc::new(ratelimit::RateLimiter::new(store, clock)),
             rate_limits: RateLimits::default(),
             trusted_proxy_hops: 0,
             refusals: Arc::new(RefusalTally::default()),

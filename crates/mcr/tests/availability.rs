@@ -33,7 +33,15 @@ struct Region {
     _idp_task: tokio::task::JoinHandle<()>,
 }
 
+/// The client secret the test's provider knows the gateways by.
+const CLIENT_SECRET: &str = "availability-test-secret";
+
 async fn region(latency_ms: (u64, u64)) -> Region {
+    region_for(latency_ms, None).await
+}
+
+/// With `public_url`: the provider signs browsers in for gateways reached at that URL.
+async fn region_for(latency_ms: (u64, u64), public_url: Option<&str>) -> Region {
     let today = SystemClock.now().date_naive();
     let region = mcr_synth::generate(&SynthConfig {
         seed: 22,
@@ -85,7 +93,14 @@ async fn region(latency_ms: (u64, u64)) -> Region {
         mcr_idp::IdpConfig {
             issuer: issuer.clone(),
             api_audience: "mcr-gateway".into(),
-            clients: Vec::new(),
+            clients: public_url
+                .map(|u| mcr_idp::ClientRegistration {
+                    client_id: "mcr-gateway".into(),
+                    client_secret: CLIENT_SECRET.to_owned().into(),
+                    redirect_uris: vec![format!("{u}/signin/callback")],
+                })
+                .into_iter()
+                .collect(),
             users: vec![mcr_idp::IdpUser {
                 id: USER.into(),
                 name: "Dr Available".into(),
@@ -107,7 +122,7 @@ async fn region(latency_ms: (u64, u64)) -> Region {
         handles,
         practice_org: serde_json::to_value(&practice_org).expect("org"),
         patients,
-        auth: json!({"issuer": issuer, "client_id": "mcr-gateway", "client_secret": "not-used-here", "algorithms": ["EdDSA"]}),
+        auth: json!({"issuer": issuer, "client_id": "mcr-gateway", "client_secret": CLIENT_SECRET, "algorithms": ["EdDSA"]}),
         token,
         _idp_task: idp_task,
     }
@@ -115,9 +130,21 @@ async fn region(latency_ms: (u64, u64)) -> Region {
 
 /// A gateway config with its keys under `dir` and its store at `store`.
 fn write_config(dir: &Path, store: &str, r: &Region, http: serde_json::Value) -> PathBuf {
-    let audit_key = dir.join("audit-key.p8");
+    write_config_at(dir, store, r, http, None)
+}
+
+/// With `at`: listening on that address, reached at that public URL, audit checkpoints signed
+/// with that key.
+fn write_config_at(
+    dir: &Path,
+    store: &str,
+    r: &Region,
+    http: serde_json::Value,
+    at: Option<(std::net::SocketAddr, &str, &Path)>,
+) -> PathBuf {
+    let audit_key = at.map_or_else(|| dir.join("audit-key.p8"), |(_, _, k)| k.to_owned());
     SigningKey::load_or_create(&audit_key).expect("audit key");
-    let config = json!({
+    let mut config = json!({
         "listen": "127.0.0.1:0",
         "data_dir": dir.display().to_string(),
         "store": store,
@@ -129,6 +156,10 @@ fn write_config(dir: &Path, store: &str, r: &Region, http: serde_json::Value) ->
         "organisations": [r.practice_org],
         "sources": r.sources,
     });
+    if let Some((listen, public_url, _)) = at {
+        config["listen"] = json!(listen.to_string());
+        config["base_url"] = json!(public_url);
+    }
     let path = dir.join("gateway.toml");
     std::fs::write(&path, toml::to_string(&config).expect("toml")).expect("write config");
     path
@@ -509,6 +540,298 @@ async fn sigterm_finishes_the_views_in_flight_and_loses_no_audit_record() {
     );
     assert!(finished_in_drain >= 1, "views were in flight at SIGTERM");
     assert_audited(&store_url, &config, &outcomes).await;
+    for h in r.handles {
+        h.shutdown().await;
+    }
+}
+
+/// A port free right now, for a gateway to listen on (and come back to after a restart).
+fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+}
+
+fn cookie_of(resp: &reqwest::Response, name: &str) -> Option<String> {
+    resp.headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .map(|c| c.split(';').next().unwrap_or_default().to_owned())
+}
+
+fn location_of(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// `url` with its scheme, host and port taken from `gateway` (the balancer sends it there).
+fn at_gateway(url: &str, gateway: &str) -> String {
+    let mut u = url::Url::parse(url).expect("url");
+    let g = url::Url::parse(gateway).expect("gateway url");
+    u.set_port(g.port()).expect("port");
+    u.to_string()
+}
+
+/// Two `mcr serve` processes on one throwaway PostgreSQL database, and a client (playing the
+/// load balancer) alternating between them: a sign-in started on one completes on the other,
+/// the session works on both and survives a restart; sign-in rate limits are shared; one
+/// gateway is restarted (SIGTERM, drain, start again) during a stream of views, which the
+/// client sends to the other while it is down: no view fails, every served view is audited,
+/// and `mcr audit verify` finds the one chain intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_gateways_on_postgres_share_sign_ins_sessions_and_limits_and_restart_one_by_one() {
+    let pg = mcr_testkit::postgres_url().await;
+    let (addr_a, addr_b) = (free_addr(), free_addr());
+    let public = format!("http://{addr_a}");
+    let r = region_for((20, 80), Some(&public)).await;
+    let (dir_a, dir_b) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let key = dir_a.path().join("audit-key.p8");
+    let http_settings = json!({"drain_seconds": 20});
+    let config_a = write_config_at(
+        dir_a.path(),
+        &pg,
+        &r,
+        http_settings.clone(),
+        Some((addr_a, &public, &key)),
+    );
+    let config_b = write_config_at(
+        dir_b.path(),
+        &pg,
+        &r,
+        http_settings,
+        Some((addr_b, &public, &key)),
+    );
+    // Each prints the public URL it is reached at (the same for both); the test reaches each
+    // at its own address.
+    let (mut gw_a, printed) = start_gateway(&config_a).await;
+    assert_eq!(printed, public);
+    let (gw_b, _) = start_gateway(&config_b).await;
+    let (url_a, url_b) = (format!("http://{addr_a}"), format!("http://{addr_b}"));
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+
+    // Sign in: started on A, back from the provider to B.
+    let resp = browser
+        .post(format!("{url_a}/signin"))
+        .send()
+        .await
+        .expect("POST /signin");
+    assert_eq!(resp.status(), 303);
+    let login = cookie_of(&resp, "mcr_login").expect("mcr_login");
+    let authorize = url::Url::parse(&location_of(&resp)).expect("authorize URL");
+    let mut form: Vec<(String, String)> = authorize
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    form.push(("user".into(), USER.into()));
+    let mut post_url = authorize.clone();
+    post_url.set_query(None);
+    let back = browser
+        .post(post_url)
+        .form(&form)
+        .send()
+        .await
+        .expect("provider");
+    assert_eq!(back.status(), 303, "the provider sends the browser back");
+    let callback = location_of(&back);
+    let resp = browser
+        .get(at_gateway(&callback, &url_b))
+        .header("cookie", &login)
+        .send()
+        .await
+        .expect("callback on B");
+    assert_eq!(resp.status(), 303, "signed in on B: {:?}", resp.headers());
+    let session = cookie_of(&resp, "mcr_session").expect("a session cookie");
+    let app = |url: &str| {
+        browser
+            .get(format!("{url}/app"))
+            .header("cookie", &session)
+            .send()
+    };
+    for url in [&url_a, &url_b, &url_a, &url_b] {
+        let page = app(url).await.expect("GET /app");
+        assert_eq!(page.status(), 200, "the session works on {url}");
+    }
+
+    // Sign-in rate limits are one bucket across both gateways (60 at once per address).
+    let mut allowed = 0;
+    let mut limited = 0;
+    let started = Instant::now();
+    for i in 0..100 {
+        let url = if i % 2 == 0 { &url_a } else { &url_b };
+        let resp = browser
+            .post(format!("{url}/signin"))
+            .send()
+            .await
+            .expect("POST /signin");
+        match resp.status().as_u16() {
+            303 => allowed += 1,
+            429 => limited += 1,
+            other => panic!("POST /signin: {other}"),
+        }
+    }
+    let refill = started.elapsed().as_secs() * 2 + 2;
+    assert!(
+        limited > 0 && allowed <= 60 + refill,
+        "one bucket for both gateways: {allowed} allowed, {limited} limited"
+    );
+
+    // A stream of views, alternating; a gateway that does not answer is skipped, as a load
+    // balancer does.
+    let stop = Arc::new(AtomicBool::new(false));
+    let served_by = Arc::new(Mutex::new(Vec::<(String, u16, usize, Instant)>::new()));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let api = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client");
+    let gateways = [url_a.clone(), url_b.clone()];
+    let tasks: Vec<_> = (0..8)
+        .map(|w| {
+            let (api, gateways, token, patients) = (
+                api.clone(),
+                gateways.clone(),
+                r.token.clone(),
+                r.patients.clone(),
+            );
+            let (stop, served_by, failures) = (stop.clone(), served_by.clone(), failures.clone());
+            tokio::spawn(async move {
+                for i in 0.. {
+                    if stop.load(Ordering::Acquire) {
+                        break;
+                    }
+                    let id = format!("fleet-{w}-{i}");
+                    let nhs = &patients[(w * 5 + i) % patients.len()];
+                    let mut answered = false;
+                    let mut why = Vec::new();
+                    for attempt in 0..2 {
+                        let g = (w + i + attempt) % 2;
+                        let sent = api
+                            .get(format!("{}/fhir/Patient/{nhs}/$everything", gateways[g]))
+                            .bearer_auth(&token)
+                            .header("x-request-id", &id)
+                            .send()
+                            .await;
+                        let resp = match sent {
+                            Ok(resp) => resp,
+                            Err(e) => {
+                                why.push(format!("{}: {e:?}", gateways[g]));
+                                continue;
+                            }
+                        };
+                        let status = resp.status().as_u16();
+                        if resp.bytes().await.is_err() {
+                            failures
+                                .lock()
+                                .expect("lock")
+                                .push(format!("{id}: cut off"));
+                        } else if status != 200 {
+                            failures
+                                .lock()
+                                .expect("lock")
+                                .push(format!("{id}: {status}"));
+                        } else {
+                            served_by.lock().expect("lock").push((
+                                id.clone(),
+                                status,
+                                g,
+                                Instant::now(),
+                            ));
+                        }
+                        answered = true;
+                        break;
+                    }
+                    if !answered {
+                        failures
+                            .lock()
+                            .expect("lock")
+                            .push(format!("{id}: neither gateway answered: {why:?}"));
+                    }
+                }
+            })
+        })
+        .collect();
+    let served_on = |g: usize, since: Instant| {
+        served_by
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(_, _, by, at)| *by == g && *at > since)
+            .count()
+    };
+    let t0 = Instant::now();
+    wait_for("views on both", Duration::from_secs(60), || {
+        served_on(0, t0) >= 20 && served_on(1, t0) >= 20
+    })
+    .await;
+
+    // Restart A during the stream: drain, exit 0, start again on the same address.
+    sigterm(&gw_a).await;
+    let exit = tokio::time::timeout(Duration::from_secs(40), gw_a.wait())
+        .await
+        .expect("A exits")
+        .expect("status");
+    assert_eq!(exit.code(), Some(0), "{exit}");
+    let down = Instant::now();
+    wait_for(
+        "views on B while A is down",
+        Duration::from_secs(30),
+        || served_on(1, down) >= 10,
+    )
+    .await;
+    let (gw_a2, _) = start_gateway(&config_a).await;
+    let up = Instant::now();
+    wait_for(
+        "views on A after its restart",
+        Duration::from_secs(60),
+        || served_on(0, up) >= 20,
+    )
+    .await;
+    stop.store(true, Ordering::Release);
+    for t in tasks {
+        t.await.expect("worker");
+    }
+    // The restart signed nobody out.
+    let page = app(&url_a).await.expect("GET /app");
+    assert_eq!(page.status(), 200, "the session outlives a restart");
+
+    let failures = failures.lock().expect("lock").clone();
+    assert!(failures.is_empty(), "views failed: {failures:?}");
+    let served: Vec<Outcome> = served_by
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(id, status, _, at)| Outcome {
+            id: id.clone(),
+            status: Some(*status),
+            cut_mid_answer: false,
+            refusal_is_outcome: true,
+            started: *at,
+            ended: *at,
+        })
+        .collect();
+    println!(
+        "{} views served across two gateways ({} on A, {} on B); {allowed} sign-ins allowed and {limited} limited across both",
+        served.len(),
+        served_on(0, t0),
+        served_on(1, t0)
+    );
+    for mut g in [gw_a2, gw_b] {
+        sigterm(&g).await;
+        let exit = g.wait().await.expect("status");
+        assert_eq!(exit.code(), Some(0), "{exit}");
+    }
+    assert_audited(&pg, &config_a, &served).await;
     for h in r.handles {
         h.shutdown().await;
     }
