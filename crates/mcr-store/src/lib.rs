@@ -18,6 +18,7 @@ mod health;
 mod model;
 mod opt_out;
 mod opt_out_letter;
+mod pg_hosts;
 mod postgres;
 mod protected;
 mod shared_state;

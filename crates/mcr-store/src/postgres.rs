@@ -16,9 +16,8 @@ use crate::{
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use mcr_domain::{NhsNumber, SourceId};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
-use std::str::FromStr;
 use std::time::Duration;
 
 /// Rows per `UNNEST` statement.
@@ -35,9 +34,19 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 
 pub struct PostgresStore {
     pub(crate) pool: PgPool,
+    /// With several hosts: the task that moves the pool to the host that suits.
+    watcher: Option<tokio::task::JoinHandle<()>>,
     /// In-process group commit of audit appends; across processes the advisory lock orders them.
     append: tokio::sync::Mutex<()>,
     group: crate::group_commit::GroupCommit,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        if let Some(w) = &self.watcher {
+            w.abort();
+        }
+    }
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -93,20 +102,37 @@ impl PostgresStore {
         Ok(())
     }
 
-    /// Connect to `postgres://user@host:port/db` (or `postgresql://`). Fails with
-    /// [`StoreError::Unavailable`] within a few seconds if the server cannot be reached.
+    /// Connect to `postgres://user@host:port/db` (or `postgresql://`), or to the first of
+    /// several hosts that suits (`postgres://user@h1,h2/db?target_session_attrs=read-write`,
+    /// see [`crate::pg_hosts`]). Fails with [`StoreError::Unavailable`] within a few seconds
+    /// if no server can be reached.
     pub async fn open(url: &str) -> Result<Self> {
-        let options = PgConnectOptions::from_str(url)
-            .map_err(open_error)?
-            .application_name("mcr-gateway");
+        let targets = crate::pg_hosts::PgTargets::parse(url)?;
+        let options = if targets.hosts.len() == 1 {
+            targets.hosts[0].clone()
+        } else {
+            targets
+                .first_suitable(ACQUIRE_TIMEOUT)
+                .await
+                .map_err(|reasons| {
+                    StoreError::Unavailable(format!("no database host suits: {reasons}"))
+                })?
+        };
+        let read_write = targets.read_write;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            .after_connect(move |conn, _| {
+                Box::pin(crate::pg_hosts::PgTargets::suits(read_write, conn))
+            })
             .connect_with(options)
             .await
             .map_err(open_error)?;
+        let watcher = (targets.hosts.len() > 1)
+            .then(|| crate::pg_hosts::spawn_watcher(pool.clone(), targets));
         Ok(Self {
             pool,
+            watcher,
             append: tokio::sync::Mutex::new(()),
             group: crate::group_commit::GroupCommit::default(),
         })

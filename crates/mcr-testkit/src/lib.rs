@@ -22,8 +22,10 @@
 //! closes the pipe. The watchdog then stops the server (fast shutdown) and deletes the
 //! directory. Clusters therefore do not pile up.
 
+mod cluster;
 mod small_fs;
 
+pub use cluster::PgCluster;
 pub use small_fs::SmallFs;
 
 use sqlx::{Connection, Executor, PgConnection};
