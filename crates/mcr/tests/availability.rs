@@ -836,3 +836,158 @@ async fn two_gateways_on_postgres_share_sign_ins_sessions_and_limits_and_restart
         h.shutdown().await;
     }
 }
+
+/// Waits until `/readyz` answers `want`; returns its body.
+async fn readiness_becomes(
+    http: &reqwest::Client,
+    url: &str,
+    want: u16,
+    limit: Duration,
+) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let (status, body) = get(http, &format!("{url}/readyz")).await;
+        if status == want {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "readiness stayed {status} ({body}), waiting for {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A gateway on a PostgreSQL primary with a synchronous streaming standby, configured with
+/// both hosts and `target_session_attrs=read-write`, under a stream of views: the primary
+/// stops (views refused with 503 `OperationOutcome`s, readiness false), starts again (served
+/// again, ready), then stops for good and the standby is promoted (served again, ready) — the
+/// same gateway process throughout. Every view served is audited, and `mcr audit verify`
+/// finds the chain intact on the promoted standby.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_gateway_carries_on_through_a_database_restart_and_failover() {
+    let primary = tokio::task::spawn_blocking(mcr_testkit::PgCluster::start)
+        .await
+        .expect("primary");
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&primary.url())
+        .await
+        .expect("admin");
+    sqlx::query("CREATE DATABASE mcr")
+        .execute(&mut admin)
+        .await
+        .expect("database");
+    drop(admin);
+    let primary = Arc::new(primary);
+    let p = primary.clone();
+    let standby = tokio::task::spawn_blocking(move || p.standby())
+        .await
+        .expect("standby");
+    let store_url = format!(
+        "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/mcr?target_session_attrs=read-write",
+        primary.port(),
+        standby.port()
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let r = region((0, 0)).await;
+    let config = write_config(dir.path(), &store_url, &r, json!({}));
+    let (mut child, url) = start_gateway(&config).await;
+    let http = reqwest::Client::new();
+    readiness_becomes(&http, &url, 200, Duration::from_secs(10)).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (outcomes, tasks) = stream(&url, &r, 6, stop.clone(), false);
+    let served_since =
+        |since: Instant| count(&outcomes, |o| o.status == Some(200) && o.started > since);
+    let refused_since =
+        |since: Instant| count(&outcomes, |o| o.status == Some(503) && o.started > since);
+    wait_for("views served", Duration::from_secs(60), || {
+        served_since(Instant::now() - Duration::from_secs(3600)) >= 30
+    })
+    .await;
+
+    // The database restarts.
+    let p = primary.clone();
+    tokio::task::spawn_blocking(move || p.stop("fast"))
+        .await
+        .expect("stop");
+    let down = Instant::now();
+    wait_for(
+        "views refused while the database is down",
+        Duration::from_secs(30),
+        || refused_since(down) >= 3,
+    )
+    .await;
+    let reason = readiness_becomes(&http, &url, 503, Duration::from_secs(20)).await;
+    assert!(
+        reason.starts_with("not ready: the store does not take writes"),
+        "{reason}"
+    );
+    let p = primary.clone();
+    tokio::task::spawn_blocking(move || p.start_again())
+        .await
+        .expect("start");
+    let up = Instant::now();
+    readiness_becomes(&http, &url, 200, Duration::from_secs(30)).await;
+    wait_for(
+        "views served after the restart",
+        Duration::from_secs(30),
+        || served_since(up) >= 20,
+    )
+    .await;
+
+    // The primary goes for good; the standby is promoted.
+    let p = primary.clone();
+    tokio::task::spawn_blocking(move || p.stop("fast"))
+        .await
+        .expect("stop");
+    let gone = Instant::now();
+    wait_for(
+        "views refused while no database takes writes",
+        Duration::from_secs(30),
+        || refused_since(gone) >= 3,
+    )
+    .await;
+    let standby = Arc::new(standby);
+    let s = standby.clone();
+    tokio::task::spawn_blocking(move || s.promote())
+        .await
+        .expect("promote");
+    let promoted = Instant::now();
+    readiness_becomes(&http, &url, 200, Duration::from_secs(30)).await;
+    wait_for(
+        "views served on the promoted standby",
+        Duration::from_secs(30),
+        || served_since(promoted) >= 20,
+    )
+    .await;
+    stop.store(true, Ordering::Release);
+    for t in tasks {
+        t.await.expect("worker");
+    }
+    sigterm(&child).await;
+    let exit = child.wait().await.expect("status");
+    assert_eq!(exit.code(), Some(0), "{exit}");
+
+    let outcomes = outcomes.lock().expect("lock").clone();
+    println!(
+        "{} views served, {} refused while the database was down, across a restart and a failover",
+        outcomes.iter().filter(|o| o.status == Some(200)).count(),
+        outcomes.iter().filter(|o| o.status == Some(503)).count()
+    );
+    assert!(
+        outcomes.iter().all(|o| !o.cut_mid_answer),
+        "no answer was cut off"
+    );
+    assert!(
+        outcomes.iter().all(|o| o.refusal_is_outcome),
+        "refusals are OperationOutcomes"
+    );
+    let other: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|o| !matches!(o.status, Some(200 | 503)))
+        .collect();
+    assert!(other.is_empty(), "only served or refused: {other:?}");
+    assert_audited(&store_url, &config, &outcomes).await;
+    for h in r.handles {
+        h.shutdown().await;
+    }
+}
