@@ -1,6 +1,7 @@
-//! State the web layer of every gateway shares through the store, so any gateway serves any
+//! State the gateways of a region share through the store, so any gateway serves any
 //! request: page sessions and sign-ins in progress (keyed by a hash of the cookie's id; what
-//! they hold is the web layer's own JSON), and rate-limit token buckets. Both backends, one
+//! they hold is the web layer's own JSON), rate-limit token buckets, and leases for work done
+//! by one gateway at a time (the index sync). Both backends, one
 //! statement per call: a session is read and marked used in one `UPDATE .. RETURNING`, a
 //! sign-in taken in one `DELETE .. RETURNING`, a token taken in one conditional upsert.
 //! Times are Unix milliseconds from the caller's clock.
@@ -75,6 +76,21 @@ pub trait SharedStateStore: Send + Sync {
     ) -> Result<std::result::Result<(), u64>>;
     /// Forget buckets untouched since `before_ms` (full again by then).
     async fn forget_buckets(&self, before_ms: i64) -> Result<u64>;
+    /// Take or renew the lease `name` for `holder` until `now_ms + ttl_ms`: `true` when it is
+    /// free, expired, or already `holder`'s; `false` while another holds it.
+    async fn take_lease(&self, name: &str, holder: &str, now_ms: i64, ttl_ms: i64) -> Result<bool>;
+    /// Give the lease up, if `holder` has it.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+}
+
+/// The take-or-renew upsert, with the backend's placeholders.
+fn take_lease_sql(p: [&str; 4]) -> String {
+    let [name, holder, now, until] = p;
+    format!(
+        "INSERT INTO lease (name, holder, expires_ms) VALUES ({name}, {holder}, {until}) \
+         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms \
+         WHERE lease.holder = excluded.holder OR lease.expires_ms < {now} RETURNING holder"
+    )
 }
 
 /// The take-a-token upsert; `{min}`/`{max}` are the backend's two-argument minimum/maximum.
@@ -206,6 +222,26 @@ impl SharedStateStore for SqliteStore {
             .await?;
         Ok(done.rows_affected())
     }
+
+    async fn take_lease(&self, name: &str, holder: &str, now_ms: i64, ttl_ms: i64) -> Result<bool> {
+        let taken: Option<(String,)> = sqlx::query_as(&take_lease_sql(["?1", "?2", "?3", "?4"]))
+            .bind(name)
+            .bind(holder)
+            .bind(now_ms)
+            .bind(now_ms + ttl_ms)
+            .fetch_optional(&mut *self.write_conn().await?)
+            .await?;
+        Ok(taken.is_some())
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        sqlx::query("DELETE FROM lease WHERE name = ?1 AND holder = ?2")
+            .bind(name)
+            .bind(holder)
+            .execute(&mut *self.write_conn().await?)
+            .await?;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -323,5 +359,26 @@ impl SharedStateStore for PostgresStore {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())
+    }
+
+    async fn take_lease(&self, name: &str, holder: &str, now_ms: i64, ttl_ms: i64) -> Result<bool> {
+        let taken: Option<(String,)> =
+            sqlx::query_as(&take_lease_sql(["$1", "$2", "$3::int8", "$4::int8"]))
+                .bind(name)
+                .bind(holder)
+                .bind(now_ms)
+                .bind(now_ms + ttl_ms)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(taken.is_some())
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        sqlx::query("DELETE FROM lease WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }

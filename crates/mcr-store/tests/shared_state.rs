@@ -1,6 +1,7 @@
-//! Shared web state on both backends: a page session is alive until idle or too old, ends at
+//! Shared state on both backends: a page session is alive until idle or too old, ends at
 //! sign-out; a sign-in in progress is taken once and only while young; a rate-limit bucket
-//! empties, says how long to wait, refills, and is kept per key.
+//! empties, says how long to wait, refills, and is kept per key; a lease has one holder at a
+//! time, is renewed by it and taken over once expired.
 
 use mcr_store::{Bucket, Store};
 

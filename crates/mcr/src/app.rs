@@ -214,12 +214,15 @@ pub async fn serve(s: &Settings, listener: TcpListener) -> anyhow::Result<Runnin
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let mut gateway = gateway(s, clock.clone()).await?;
     if s.sync_on_start {
+        // Incremental: from each source's watermark (a source never synced is read whole), so
+        // a restart does not rewrite the index; and on one gateway of a region at a time.
+        let holder = format!("{}#{}", s.base_url(), std::process::id());
         let report = gateway
             .indexer()
-            .sync(true)
+            .sync_once(false, &holder)
             .await
             .context("initial index sync")?;
-        for r in &report.sources {
+        for r in report.iter().flat_map(|r| &r.sources) {
             if let Some(f) = &r.failed {
                 tracing::warn!(source = %r.source, reason = %f.describe(), "source not indexed at start-up");
             }

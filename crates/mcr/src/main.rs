@@ -344,7 +344,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let settings = Settings::load(&config)?;
             let gateway = mcr::app::gateway(&settings, Arc::new(SystemClock)).await?;
-            let report = gateway.indexer().sync(!incremental).await?;
+            let holder = format!("mcr-index-sync#{}", std::process::id());
+            let Some(report) = gateway.indexer().sync_once(!incremental, &holder).await? else {
+                out("another gateway is syncing the index now (it holds the index-sync lease): nothing done")?;
+                return Ok(ExitCode::from(3));
+            };
             out(&serde_json::to_string_pretty(&report)?)?;
             let failed = report.sources.iter().any(|s| s.failed.is_some());
             Ok(if failed {

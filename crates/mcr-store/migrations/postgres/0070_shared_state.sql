@@ -35,3 +35,12 @@ CREATE TABLE rate_bucket (
     at_ms           BIGINT NOT NULL
 );
 CREATE INDEX rate_bucket_at ON rate_bucket (at_ms);
+
+-- Leases: one holder at a time for work a region does once (the scheduled index sync). A
+-- holder renews its lease while it works; one that dies stops renewing, and once the lease
+-- has expired another gateway takes it over.
+CREATE TABLE lease (
+    name            TEXT PRIMARY KEY NOT NULL,
+    holder          TEXT NOT NULL,
+    expires_ms      BIGINT NOT NULL
+);
