@@ -69,6 +69,11 @@ pub enum IndexError {
     Store(#[from] StoreError),
 }
 
+/// The store lease one index sync at a time holds ([`Indexer::sync_once`]).
+pub const SYNC_LEASE: &str = "index-sync";
+/// How long the lease lasts unless renewed (it is renewed every third of this).
+pub const SYNC_LEASE_MS: i64 = 60_000;
+
 #[derive(Debug, Clone)]
 pub struct Indexer {
     federation: Arc<Federation>,
@@ -106,6 +111,55 @@ impl Indexer {
     pub fn with_care_event_days(mut self, days: u32) -> Self {
         self.care_event_days = days;
         self
+    }
+
+    /// [`Indexer::sync`] on one gateway of a region at a time: under the store's lease
+    /// [`SYNC_LEASE`], taken for `holder` and renewed while the sync runs. `None` (nothing
+    /// done) while another holder has it; a holder that dies stops renewing, and once its
+    /// lease has expired ([`SYNC_LEASE_MS`]) the next sync anywhere takes over.
+    pub async fn sync_once(
+        &self,
+        full: bool,
+        holder: &str,
+    ) -> Result<Option<SyncReport>, IndexError> {
+        let now = || self.clock.now().timestamp_millis();
+        if !self
+            .store
+            .take_lease(SYNC_LEASE, holder, now(), SYNC_LEASE_MS)
+            .await?
+        {
+            tracing::info!("another gateway is syncing the index: not started here");
+            return Ok(None);
+        }
+        let renew = async {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    u64::try_from(SYNC_LEASE_MS / 3).unwrap_or(20_000),
+                ))
+                .await;
+                match self
+                    .store
+                    .take_lease(SYNC_LEASE, holder, now(), SYNC_LEASE_MS)
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!("the index sync lease was taken over by another gateway (this one was too slow to renew it)");
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the index sync lease could not be renewed")
+                    }
+                }
+            }
+        };
+        let result = tokio::select! {
+            r = self.sync(full) => r,
+            () = renew => unreachable!("the renewal loop never ends"),
+        };
+        if let Err(e) = self.store.release_lease(SYNC_LEASE, holder).await {
+            tracing::warn!(error = %e, "the index sync lease could not be released: it expires on its own");
+        }
+        result.map(Some)
     }
 
     /// Read every source's patients and update the index. `full` ignores the watermarks.

@@ -310,3 +310,80 @@ async fn where_two_gp_systems_hold_one_person_the_last_configured_wins_every_tim
         assert_eq!(store.links(&a).await.expect("links").len(), 3);
     }
 }
+
+/// Two gateways (two indexers on one store) start a sync at once: one runs it, the other is
+/// told another holds the lease and does nothing; once the first is done, the next sync runs.
+async fn a_sync_started_on_both_runs_once(store: Arc<dyn mcr_store::Store>) {
+    let region = mcr_synth::generate(&mcr_synth::SynthConfig {
+        patients: 300,
+        ..Default::default()
+    });
+    let slice = region
+        .sources
+        .iter()
+        .find(|s| s.organisation.kind == OrgKind::GpPractice)
+        .expect("a GP system");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("test setup");
+    let h = mcr_sources::serve(
+        slice.clone(),
+        listener,
+        mcr_sources::Behaviour::with_latency(5, 20),
+    )
+    .await
+    .expect("test setup");
+    let source = http_source(
+        slice.id.as_str(),
+        slice.organisation.clone(),
+        &h.base_url(),
+        &slice.resource_types,
+    );
+    let gateway = || {
+        Indexer::new(
+            Arc::new(Federation::new(
+                vec![source.clone()],
+                FederationConfig::default(),
+            )),
+            store.clone(),
+            clock(),
+        )
+    };
+    let (a, b) = (gateway(), gateway());
+    let served_before = h.requests_served();
+    let (ran_a, ran_b) = tokio::join!(a.sync_once(true, "gw-a"), b.sync_once(true, "gw-b"));
+    let (ran_a, ran_b) = (ran_a.expect("sync a"), ran_b.expect("sync b"));
+    assert!(
+        ran_a.is_some() != ran_b.is_some(),
+        "exactly one ran: a {:?}, b {:?}",
+        ran_a.is_some(),
+        ran_b.is_some()
+    );
+    let report = ran_a.or(ran_b).expect("one report");
+    assert_eq!(report.sources[0].seen, 300, "{report:?}");
+    let one_sync = h.requests_served() - served_before;
+    assert!(one_sync > 0);
+    let indexed = store.patient_count().await.expect("count");
+    assert!((250..=300).contains(&indexed), "{indexed} indexed");
+    // The lease was given back: the next sync, on either, runs.
+    assert!(b.sync_once(false, "gw-b").await.expect("sync").is_some());
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_sync_started_on_two_gateways_runs_once_on_sqlite() {
+    let dir = tempfile::tempdir().expect("test setup");
+    let store = mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
+        .await
+        .expect("test setup");
+    a_sync_started_on_both_runs_once(store).await;
+}
+
+#[tokio::test]
+async fn a_sync_started_on_two_gateways_runs_once_on_postgres() {
+    let url = mcr_testkit::postgres_url().await;
+    let store = mcr_store::connect_and_migrate(&url)
+        .await
+        .expect("test setup");
+    a_sync_started_on_both_runs_once(store).await;
+}

@@ -224,7 +224,7 @@ pub(crate) async fn upsert_in_postgres(
 impl CareEventStore for SqliteStore {
     async fn upsert_care_events(&self, events: &[CareEventRow]) -> Result<()> {
         let rows = keyed(events);
-        let mut writer = self.writer.lock().await;
+        let mut writer = self.write_conn().await?;
         let mut tx = sqlx::Connection::begin(&mut *writer).await?;
         for chunk in rows.chunks(CHUNK) {
             let mut qb = QueryBuilder::<Sqlite>::new("");
@@ -255,7 +255,7 @@ impl CareEventStore for SqliteStore {
         .bind(key.origin)
         .bind(key.org_code)
         .bind(key.source_event_id)
-        .execute(&mut *self.writer.lock().await)
+        .execute(&mut *self.write_conn().await?)
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -273,7 +273,7 @@ impl CareEventStore for SqliteStore {
         .bind(key.org_code)
         .bind(key.source_event_id)
         .bind(end.as_ref().map(ts))
-        .execute(&mut *self.writer.lock().await)
+        .execute(&mut *self.write_conn().await?)
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -282,7 +282,7 @@ impl CareEventStore for SqliteStore {
         let done = sqlx::query("UPDATE care_event SET nhs_number = ?2 WHERE nhs_number = ?1")
             .bind(from.as_str())
             .bind(to.as_str())
-            .execute(&mut *self.writer.lock().await)
+            .execute(&mut *self.write_conn().await?)
             .await?;
         Ok(done.rows_affected())
     }
@@ -290,7 +290,7 @@ impl CareEventStore for SqliteStore {
     async fn prune_care_events(&self, ended_before: DateTime<Utc>) -> Result<u64> {
         let done = sqlx::query("DELETE FROM care_event WHERE \"end\" IS NOT NULL AND \"end\" < ?1")
             .bind(ts(&ended_before))
-            .execute(&mut *self.writer.lock().await)
+            .execute(&mut *self.write_conn().await?)
             .await?;
         Ok(done.rows_affected())
     }
@@ -306,7 +306,7 @@ impl CareEventStore for SqliteStore {
         .bind(m.control_id.as_deref())
         .bind(&m.ack_code)
         .bind(&m.reason)
-        .execute(&mut *self.writer.lock().await)
+        .execute(&mut *self.write_conn().await?)
         .await?;
         Ok(())
     }

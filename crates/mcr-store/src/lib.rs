@@ -14,11 +14,14 @@ mod common;
 mod governance_postgres;
 mod governance_sqlite;
 mod group_commit;
+mod health;
 mod model;
 mod opt_out;
 mod opt_out_letter;
+mod pg_hosts;
 mod postgres;
 mod protected;
+mod shared_state;
 mod sqlite;
 
 pub use audit_trail::{AuditCheckpoint, AuditQuery, AuditTrailStore, AUDIT_QUERY_MAX};
@@ -30,6 +33,7 @@ pub use opt_out::{
 pub use opt_out_letter::{LetterAttempt, OptOutLetterRow, OptOutLetterStore};
 pub use postgres::PostgresStore;
 pub use protected::{ProtectedPersonRow, ProtectedPersonStore, PROTECTED_LIST_MAX};
+pub use shared_state::{Bucket, SharedStateStore};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -151,6 +155,7 @@ pub trait Store:
     + ProtectedPersonStore
     + std::fmt::Debug
     + CareEventStore
+    + SharedStateStore
 {
     /// Bring the schema up to date (idempotent).
     async fn migrate(&self) -> Result<()>;
@@ -162,6 +167,11 @@ pub trait Store:
     /// one round trip and one snapshot for what a record view reads before deciding (the same
     /// as [`IndexStore::patient`], [`IndexStore::links`] and [`GovernanceStore::governance`]).
     async fn view_inputs(&self, nhs: &NhsNumber) -> Result<ViewInputs>;
+    /// Whether the store takes writes now: rewrites `instance`'s one row in `store_probe`,
+    /// through the connection audit records are written with. For readiness (`/readyz`):
+    /// fails with the reason while the disk is full, the file read-only, the server
+    /// unreachable or (PostgreSQL) a standby.
+    async fn probe_write(&self, instance: &str, at: chrono::DateTime<chrono::Utc>) -> Result<()>;
 }
 
 /// Open a store from a URL: `sqlite:///path/to/file.db` (created if missing) or

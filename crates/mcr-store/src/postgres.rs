@@ -16,9 +16,8 @@ use crate::{
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use mcr_domain::{NhsNumber, SourceId};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
-use std::str::FromStr;
 use std::time::Duration;
 
 /// Rows per `UNNEST` statement.
@@ -35,9 +34,19 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 
 pub struct PostgresStore {
     pub(crate) pool: PgPool,
+    /// With several hosts: the task that moves the pool to the host that suits.
+    watcher: Option<tokio::task::JoinHandle<()>>,
     /// In-process group commit of audit appends; across processes the advisory lock orders them.
     append: tokio::sync::Mutex<()>,
     group: crate::group_commit::GroupCommit,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        if let Some(w) = &self.watcher {
+            w.abort();
+        }
+    }
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -93,23 +102,99 @@ impl PostgresStore {
         Ok(())
     }
 
-    /// Connect to `postgres://user@host:port/db` (or `postgresql://`). Fails with
-    /// [`StoreError::Unavailable`] within a few seconds if the server cannot be reached.
+    /// Connect to `postgres://user@host:port/db` (or `postgresql://`), or to the first of
+    /// several hosts that suits (`postgres://user@h1,h2/db?target_session_attrs=read-write`,
+    /// see [`crate::pg_hosts`]). Fails with [`StoreError::Unavailable`] within a few seconds
+    /// if no server can be reached.
     pub async fn open(url: &str) -> Result<Self> {
-        let options = PgConnectOptions::from_str(url)
-            .map_err(open_error)?
-            .application_name("mcr-gateway");
+        let targets = crate::pg_hosts::PgTargets::parse(url)?;
+        let options = if targets.hosts.len() == 1 {
+            targets.hosts[0].clone()
+        } else {
+            targets
+                .first_suitable(ACQUIRE_TIMEOUT)
+                .await
+                .map_err(|reasons| {
+                    StoreError::Unavailable(format!("no database host suits: {reasons}"))
+                })?
+        };
+        let read_write = targets.read_write;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            .after_connect(move |conn, _| {
+                Box::pin(crate::pg_hosts::PgTargets::suits(read_write, conn))
+            })
             .connect_with(options)
             .await
             .map_err(open_error)?;
+        let watcher = (targets.hosts.len() > 1)
+            .then(|| crate::pg_hosts::spawn_watcher(pool.clone(), targets));
         Ok(Self {
             pool,
+            watcher,
             append: tokio::sync::Mutex::new(()),
             group: crate::group_commit::GroupCommit::default(),
         })
+    }
+}
+
+impl PostgresStore {
+    /// Load patients into an index that holds none of them yet, with `COPY .. FROM STDIN`
+    /// (text format): the fastest way in for a region's first load (tens of millions). Fails
+    /// whole if any NHS number is already there; use [`IndexStore::upsert_patients`] for
+    /// updates. Returns the rows copied.
+    pub async fn copy_patients(&self, patients: &[IndexedPatient]) -> Result<u64> {
+        fn field(out: &mut String, value: Option<&str>) {
+            match value {
+                None => out.push_str("\\N"),
+                Some(v) => {
+                    for c in v.chars() {
+                        match c {
+                            '\\' => out.push_str("\\\\"),
+                            '\t' => out.push_str("\\t"),
+                            '\n' => out.push_str("\\n"),
+                            '\r' => out.push_str("\\r"),
+                            c => out.push(c),
+                        }
+                    }
+                }
+            }
+        }
+        let mut text = String::with_capacity(patients.len() * 160);
+        for p in patients {
+            let r = PatientRow::new(p);
+            let birth = p.birth_date.to_string();
+            let cols = [
+                Some(p.nhs_number.as_str()),
+                Some(p.family.as_str()),
+                Some(p.given.as_str()),
+                Some(r.family_norm.as_str()),
+                Some(r.given_norm.as_str()),
+                Some(birth.as_str()),
+                p.gender.as_deref(),
+                p.postcode.as_deref(),
+                r.postcode_norm.as_deref(),
+                p.gp_practice.as_deref(),
+                Some(r.updated_at.as_str()),
+            ];
+            for (i, c) in cols.iter().enumerate() {
+                if i > 0 {
+                    text.push('\t');
+                }
+                field(&mut text, *c);
+            }
+            text.push('\n');
+        }
+        let mut conn = self.pool.acquire().await?;
+        let mut copy = conn
+            .copy_in_raw(
+                "COPY patient (nhs_number, family, given, family_norm, given_norm, birth_date, \
+                 gender, postcode, postcode_norm, gp_practice, updated_at) FROM STDIN",
+            )
+            .await?;
+        copy.send(text.into_bytes()).await?;
+        Ok(copy.finish().await?)
     }
 }
 
@@ -439,5 +524,9 @@ impl Store for PostgresStore {
 
     async fn view_inputs(&self, nhs: &NhsNumber) -> Result<crate::ViewInputs> {
         crate::governance_postgres::view_inputs(self, nhs).await
+    }
+
+    async fn probe_write(&self, instance: &str, at: chrono::DateTime<chrono::Utc>) -> Result<()> {
+        crate::health::probe_postgres(self, instance, at).await
     }
 }

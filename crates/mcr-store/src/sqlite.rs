@@ -37,8 +37,11 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 
 pub struct SqliteStore {
     pub(crate) read: SqlitePool,
-    /// The one connection that writes.
-    pub(crate) writer: Mutex<SqliteConnection>,
+    /// The one connection that writes. Taken only through [`SqliteStore::write_conn`], which
+    /// replaces it when a failed write left it unusable.
+    writer: Mutex<SqliteConnection>,
+    /// Set when a write on `writer` failed: the next taker checks it before use.
+    writer_suspect: std::sync::atomic::AtomicBool,
     /// The connection each view's read (`view_inputs`) uses; `None` after it failed, until
     /// the next view opens it again.
     viewer: Mutex<Option<SqliteConnection>>,
@@ -64,7 +67,7 @@ impl SqliteStore {
             .into_iter()
             .map(PatientRow::new)
             .collect();
-        let mut writer = self.writer.lock().await;
+        let mut writer = self.write_conn().await?;
         let mut tx = writer.begin().await?;
         for chunk in rows.chunks(CHUNK) {
             let mut qb = QueryBuilder::<Sqlite>::new(
@@ -119,6 +122,7 @@ impl SqliteStore {
         Ok(Self {
             read,
             writer: Mutex::new(writer),
+            writer_suspect: std::sync::atomic::AtomicBool::new(false),
             viewer: Mutex::new(Some(viewer)),
             options,
             append: Mutex::new(()),
@@ -139,7 +143,52 @@ impl SqliteStore {
             .head
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
-        Ok((one_chain, self.writer.lock().await))
+        Ok((one_chain, self.write_conn().await?))
+    }
+
+    /// The write connection, checked first: a connection a failed write left inside a
+    /// transaction (e.g. a `COMMIT` refused with `SQLITE_FULL`, after which SQLite has rolled
+    /// back on its own and the driver's `ROLLBACK` fails too, so the driver believes a
+    /// transaction is still open and refuses every `BEGIN IMMEDIATE` from then on), or one
+    /// that no longer answers, is closed and replaced by a new one. A healthy connection costs
+    /// one atomic load here. Fails (the store is unavailable) if no new connection can be
+    /// opened; the next taker tries again.
+    pub(crate) async fn write_conn(&self) -> Result<MutexGuard<'_, SqliteConnection>> {
+        use std::sync::atomic::Ordering;
+        let mut writer = self.writer.lock().await;
+        let suspect = self.writer_suspect.swap(false, Ordering::AcqRel);
+        if !suspect && !writer.is_in_transaction() {
+            return Ok(writer);
+        }
+        // A dropped transaction's `ROLLBACK` may still be queued on the connection's worker:
+        // a ping waits for it, then the depth is read again.
+        let answers = writer.ping().await.is_ok();
+        if answers && !writer.is_in_transaction() {
+            return Ok(writer);
+        }
+        match SqliteConnection::connect_with(&self.options).await {
+            Ok(fresh) => {
+                let broken = std::mem::replace(&mut *writer, fresh);
+                tracing::warn!(
+                    answers,
+                    "the store's write connection was left unusable by a failed write; replaced it"
+                );
+                // Dropping it ends its worker, which closes the file handle; SQLite rolls back
+                // whatever was still open on it.
+                drop(broken);
+                Ok(writer)
+            }
+            Err(e) => {
+                self.writer_suspect.store(true, Ordering::Release);
+                Err(open_error(e))
+            }
+        }
+    }
+
+    /// Marks the write connection for a check by its next taker (after a failed write).
+    pub(crate) fn writer_failed(&self) {
+        self.writer_suspect
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// The rows of `sql` for `nhs`, read on the view's own connection (opened again if it
@@ -259,6 +308,18 @@ impl SqliteStore {
         batch: &[crate::group_commit::Entry],
         chain: &ChainFn,
     ) -> Result<Vec<AuditRow>> {
+        let written = self.try_write_audit_batch(batch, chain).await;
+        if written.is_err() {
+            self.writer_failed();
+        }
+        written
+    }
+
+    async fn try_write_audit_batch(
+        &self,
+        batch: &[crate::group_commit::Entry],
+        chain: &ChainFn,
+    ) -> Result<Vec<AuditRow>> {
         // Taken, not copied: it is put back only after a commit, so no failure leaves it stale.
         let known = self
             .head
@@ -266,7 +327,7 @@ impl SqliteStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
         let records = || batch.iter().map(|e| &e.record);
-        let mut writer = self.writer.lock().await;
+        let mut writer = self.write_conn().await?;
         let changes = batch.iter().any(|e| e.change.is_some());
         if let (Some(head), false) = (known, changes) {
             let rows = chained(head, records(), chain);
@@ -332,7 +393,7 @@ impl IndexStore for SqliteStore {
 
     async fn upsert_links(&self, links: &[SourceLink]) -> Result<()> {
         let rows = last_per_key(links, |l| (l.source.clone(), l.local_id.clone()));
-        let mut writer = self.writer.lock().await;
+        let mut writer = self.write_conn().await?;
         let mut tx = writer.begin().await?;
         for chunk in rows.chunks(CHUNK) {
             let mut qb = QueryBuilder::<Sqlite>::new(
@@ -446,7 +507,7 @@ impl IndexStore for SqliteStore {
         .bind(&record.reason)
         .bind(i64::from(record.candidates))
         .bind(ts(&record.seen_at))
-        .execute(&mut *self.writer.lock().await)
+        .execute(&mut *self.write_conn().await?)
         .await?;
         Ok(())
     }
@@ -455,7 +516,7 @@ impl IndexStore for SqliteStore {
         sqlx::query("DELETE FROM unmatched_record WHERE source = ?1 AND local_id = ?2")
             .bind(source.as_str())
             .bind(local_id)
-            .execute(&mut *self.writer.lock().await)
+            .execute(&mut *self.write_conn().await?)
             .await?;
         Ok(())
     }
@@ -486,7 +547,7 @@ impl IndexStore for SqliteStore {
         )
         .bind(source.as_str())
         .bind(watermark)
-        .execute(&mut *self.writer.lock().await)
+        .execute(&mut *self.write_conn().await?)
         .await?;
         Ok(())
     }
@@ -551,7 +612,7 @@ impl AuditStore for SqliteStore {
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<()> {
         MIGRATOR
-            .run_direct(&mut *self.writer.lock().await)
+            .run_direct(&mut *self.write_conn().await?)
             .await
             .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
     }
@@ -567,5 +628,9 @@ impl Store for SqliteStore {
 
     async fn view_inputs(&self, nhs: &NhsNumber) -> Result<crate::ViewInputs> {
         crate::governance_sqlite::view_inputs(self, nhs).await
+    }
+
+    async fn probe_write(&self, instance: &str, at: chrono::DateTime<chrono::Utc>) -> Result<()> {
+        crate::health::probe_sqlite(self, instance, at).await
     }
 }

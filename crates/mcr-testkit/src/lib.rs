@@ -22,6 +22,12 @@
 //! closes the pipe. The watchdog then stops the server (fast shutdown) and deletes the
 //! directory. Clusters therefore do not pile up.
 
+mod cluster;
+mod small_fs;
+
+pub use cluster::PgCluster;
+pub use small_fs::SmallFs;
+
 use sqlx::{Connection, Executor, PgConnection};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};

@@ -393,7 +393,7 @@ impl FromRequestParts<AppState> for Caller {
             ));
         }
         if parts.uri.path() == "/fhir/Patient" {
-            crate::security::limit_search(state, &principal.user_id)?;
+            crate::security::limit_search(state, &principal.user_id).await?;
         }
         Ok(Caller(RequestContext {
             principal,

@@ -9,6 +9,7 @@
 pub mod auth;
 mod error;
 mod fhir;
+pub mod health;
 mod ops;
 mod pages;
 pub mod ratelimit;
@@ -18,6 +19,7 @@ pub mod sessions;
 
 pub use auth::{AuthConfig, Authenticator};
 pub use error::ApiError;
+pub use health::Readiness;
 pub use pages::{DemoPatient, PatientAccess};
 pub use ratelimit::{Rate, RateLimits};
 pub use refusals::RefusalTally;
@@ -54,6 +56,8 @@ pub struct AppState {
     pub refusals: Arc<RefusalTally>,
     /// Patient sign-in ("who viewed my record") and the patients' sessions.
     pub patients: Arc<PatientAccess>,
+    /// Draining or not, and whether the store takes writes (`/readyz`).
+    pub readiness: Arc<health::Readiness>,
 }
 
 impl AppState {
@@ -64,13 +68,20 @@ impl AppState {
         base_url: String,
         secure_cookies: bool,
     ) -> Self {
+        let store = gateway.store().clone();
+        let clock = gateway.clock().clone();
         Self {
             gateway,
             auth: Arc::new(auth),
+            readiness: Arc::new(health::Readiness::new(base_url.clone())),
             base_url,
             secure_cookies,
-            sessions: Arc::new(sessions::Sessions::new(SessionLimits::default())),
-            limiter: Arc::new(ratelimit::RateLimiter::default()),
+            sessions: Arc::new(sessions::Sessions::new(
+                SessionLimits::default(),
+                store.clone(),
+                clock.clone(),
+            )),
+            limiter: Arc::new(ratelimit::RateLimiter::new(store, clock)),
             rate_limits: RateLimits::default(),
             trusted_proxy_hops: 0,
             refusals: Arc::new(RefusalTally::default()),
@@ -95,6 +106,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .merge(health::routes())
         .merge(fhir::routes())
         .merge(ops::routes())
         .merge(pages::routes())

@@ -1,10 +1,11 @@
 //! Token buckets per key (`signin:ip:…`, `search:user:…`), answered with 429 and
-//! `Retry-After` when empty. In memory, per gateway; buckets idle long enough to be full again
-//! are forgotten.
+//! `Retry-After` when empty. Kept in the store, shared by every gateway; buckets idle long
+//! enough to be full again are forgotten.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Instant;
+use mcr_domain::Clock;
+use mcr_store::Store;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// A bucket's size and how fast it fills.
 #[derive(Debug, Clone, Copy)]
@@ -59,52 +60,56 @@ impl Default for RateLimits {
     }
 }
 
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
-#[derive(Debug, Default)]
+/// Token buckets in the store ([`mcr_store::SharedStateStore::take_token`]), so every
+/// gateway of a region draws on the same ones. Keys are stored as SHA-256 hashes (they hold
+/// user ids and client addresses). A store that cannot be reached lets the request through
+/// (said in the log): whatever the request needs from the store then fails on its own.
 pub struct RateLimiter {
-    buckets: Mutex<HashMap<String, Bucket>>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    checks: AtomicU64,
 }
 
-const MAX_BUCKETS: usize = 100_000;
+impl std::fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter").finish_non_exhaustive()
+    }
+}
+
+/// Every this many checks, buckets untouched for an hour (full again) are forgotten.
+const SWEEP_EVERY: u64 = 1_000;
 
 impl RateLimiter {
-    /// Take one token from `key`'s bucket; `Err(seconds)` says how long until one is there.
-    pub fn check(&self, key: &str, rate: Rate) -> Result<(), u64> {
-        self.check_at(key, rate, Instant::now())
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            store,
+            clock,
+            checks: AtomicU64::new(0),
+        }
     }
 
-    fn check_at(&self, key: &str, rate: Rate, now: Instant) -> Result<(), u64> {
-        let Ok(mut buckets) = self.buckets.lock() else {
-            return Ok(());
+    /// Take one token from `key`'s bucket; `Err(seconds)` says how long until one is there.
+    pub async fn check(&self, key: &str, rate: Rate) -> Result<(), u64> {
+        let now = self.clock.now().timestamp_millis();
+        let bucket = mcr_store::Bucket {
+            burst: rate.burst,
+            per_minute: rate.per_minute,
         };
-        let per_sec = f64::from(rate.per_minute.max(1)) / 60.0;
-        let burst = f64::from(rate.burst.max(1));
-        if buckets.len() >= MAX_BUCKETS {
-            buckets
-                .retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * per_sec < burst);
+        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            if let Err(e) = self.store.forget_buckets(now - 3_600_000).await {
+                tracing::warn!(error = %e, "old rate-limit buckets could not be forgotten");
+            }
         }
-        let b = buckets.entry(key.to_owned()).or_insert(Bucket {
-            tokens: burst,
-            at: now,
-        });
-        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * per_sec).min(burst);
-        b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            Ok(())
-        } else {
-            let wait = ((1.0 - b.tokens) / per_sec).ceil();
-            // At most an hour: the float is small and positive here.
-            Err(if wait.is_finite() && wait > 0.0 && wait < 3600.0 {
-                wait as u64
-            } else {
-                60
-            })
+        match self
+            .store
+            .take_token(&crate::sessions::id_hash(key), bucket, now)
+            .await
+        {
+            Ok(taken) => taken,
+            Err(e) => {
+                tracing::warn!(error = %e, "rate limits cannot be read: the request is let through");
+                Ok(())
+            }
         }
     }
 }
@@ -112,24 +117,25 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
-    #[test]
-    fn a_bucket_empties_then_refills() {
-        let l = RateLimiter::default();
+    #[tokio::test]
+    async fn a_bucket_empties_and_is_shared_by_every_limiter_on_the_store() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = format!("sqlite://{}", dir.path().join("r.db").display());
+        let store = mcr_store::connect_and_migrate(&url).await.expect("store");
+        let clock: Arc<dyn Clock> = Arc::new(mcr_domain::SystemClock);
+        let (one, two) = (
+            RateLimiter::new(store.clone(), clock.clone()),
+            RateLimiter::new(store, clock),
+        );
         let rate = Rate {
             burst: 3,
-            per_minute: 60,
+            per_minute: 6,
         };
-        let t0 = Instant::now();
-        for _ in 0..3 {
-            assert_eq!(l.check_at("k", rate, t0), Ok(()));
-        }
-        assert_eq!(l.check_at("k", rate, t0), Err(1));
-        assert_eq!(l.check_at("other", rate, t0), Ok(()), "keys are separate");
-        assert_eq!(
-            l.check_at("k", rate, t0 + Duration::from_millis(1100)),
-            Ok(())
-        );
+        assert_eq!(one.check("k", rate).await, Ok(()));
+        assert_eq!(two.check("k", rate).await, Ok(()));
+        assert_eq!(one.check("k", rate).await, Ok(()));
+        assert_eq!(two.check("k", rate).await, Err(10));
+        assert_eq!(two.check("other", rate).await, Ok(()), "keys are separate");
     }
 }

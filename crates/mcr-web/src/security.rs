@@ -115,7 +115,10 @@ async fn check_form(state: &AppState, req: Request) -> Result<Request, Response>
         return Err(refuse());
     }
     let (parts, body) = req.into_parts();
-    let session = cookie_parts(&parts).and_then(|id| state.sessions.touch(&id));
+    let session = match cookie_parts(&parts) {
+        Some(id) => state.sessions.touch(&id).await,
+        None => None,
+    };
     let Some(session) = session else {
         // Nobody signed in: nothing to ride on. Staff handlers send the request to sign-in.
         return Ok(Request::from_parts(parts, body));
@@ -158,22 +161,23 @@ fn too_many(secs: u64) -> ApiError {
     e
 }
 
-fn check(state: &AppState, key: String, rate: Rate) -> Result<(), ApiError> {
-    state.limiter.check(&key, rate).map_err(too_many)
+async fn check(state: &AppState, key: String, rate: Rate) -> Result<(), ApiError> {
+    state.limiter.check(&key, rate).await.map_err(too_many)
 }
 
 /// Patient searches: per signed-in user (never per address: a hospital's staff share one).
-pub(crate) fn limit_search(state: &AppState, user_id: &str) -> Result<(), ApiError> {
+pub(crate) async fn limit_search(state: &AppState, user_id: &str) -> Result<(), ApiError> {
     check(
         state,
         format!("search:user:{user_id}"),
         state.rate_limits.search_per_user,
     )
+    .await
 }
 
 /// Anonymous sign-in steps (starting one; a return with none in progress): per client
 /// address, as far as the trusted proxies say.
-pub(crate) fn limit_signin(state: &AppState, parts: &Parts) -> Result<(), ApiError> {
+pub(crate) async fn limit_signin(state: &AppState, parts: &Parts) -> Result<(), ApiError> {
     check(
         state,
         format!(
@@ -182,12 +186,13 @@ pub(crate) fn limit_signin(state: &AppState, parts: &Parts) -> Result<(), ApiErr
         ),
         state.rate_limits.signin_per_address,
     )
+    .await
 }
 
 /// Public opt-out requests: per client address, and per person asked about. The person's
 /// key is a hash of their normalised family and given names and date of birth, so the
 /// limiter holds no names.
-pub(crate) fn limit_opt_out(
+pub(crate) async fn limit_opt_out(
     state: &AppState,
     parts: &Parts,
     sub: &mcr_gateway::OptOutSubmission,
@@ -201,7 +206,8 @@ pub(crate) fn limit_opt_out(
             client_address(parts, state.trusted_proxy_hops)
         ),
         state.rate_limits.opt_out_per_address,
-    )?;
+    )
+    .await?;
     let mut h = std::collections::hash_map::DefaultHasher::new();
     (
         normalise_name(&sub.family_name),
@@ -214,11 +220,12 @@ pub(crate) fn limit_opt_out(
         format!("optout:person:{:016x}", h.finish()),
         state.rate_limits.opt_out_per_person,
     )
+    .await
 }
 
 /// Codes from opt-out letters typed on the public site: per client address (with the
 /// gateway's limit on wrong codes per letter, guessing is slow and spent quickly).
-pub(crate) fn limit_opt_out_code(state: &AppState, parts: &Parts) -> Result<(), ApiError> {
+pub(crate) async fn limit_opt_out_code(state: &AppState, parts: &Parts) -> Result<(), ApiError> {
     check(
         state,
         format!(
@@ -227,15 +234,17 @@ pub(crate) fn limit_opt_out_code(state: &AppState, parts: &Parts) -> Result<(), 
         ),
         state.rate_limits.opt_out_per_address,
     )
+    .await
 }
 
 /// Completed sign-ins: per user (known only once the provider has said who it is).
-pub(crate) fn limit_signin_user(state: &AppState, user_id: &str) -> Result<(), ApiError> {
+pub(crate) async fn limit_signin_user(state: &AppState, user_id: &str) -> Result<(), ApiError> {
     check(
         state,
         format!("signin:user:{user_id}"),
         state.rate_limits.signin_per_user,
     )
+    .await
 }
 
 #[cfg(test)]

@@ -1,23 +1,33 @@
 //! Server-side page sessions. The browser holds only an opaque random id (cookie
 //! `mcr_session`: `HttpOnly`, `SameSite=Lax` so the provider's redirect back can sign in,
-//! `Secure` under TLS); the identity, its CSRF token and its clocks live here. A session ends
-//! after [`SessionLimits::idle`] without a request, after [`SessionLimits::max`] in all, or at
-//! sign-out. Sign-ins in progress (state, nonce, PKCE verifier) are kept here too, under a
-//! second short-lived cookie, and each can be completed once.
+//! `Secure` under TLS); the identity, its CSRF token and its clocks live in the store
+//! ([`mcr_store::SharedStateStore`]), under a SHA-256 hash of the id, so every gateway of a
+//! region knows every session and a restart signs nobody out. A session ends after
+//! [`SessionLimits::idle`] without a request, after [`SessionLimits::max`] in all, or at
+//! sign-out. Sign-ins in progress (state, nonce, PKCE verifier) are kept there too, under a
+//! second short-lived cookie, and each can be completed once, on any gateway.
 //!
-//! Sessions are in memory: a restart signs everyone out, and several gateways need sticky
-//! routing (or a shared store behind this same interface).
+//! A session once read is trusted from this gateway's memory for [`CACHE_SECONDS`]: pages
+//! then cost no store round trip for it. So a sign-out on one gateway is seen by the others
+//! within that time; the session's idle clock in the store moves at most that often. A store
+//! that cannot be reached means nobody is signed in (the pages send people to sign in, which
+//! fails with a sentence until the store is back).
 
+use mcr_domain::Clock;
 use mcr_oidc::Identity;
-use secrecy::SecretString;
+use mcr_store::Store;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The most sessions (and sign-ins in progress) held at once.
-const MAX_ENTRIES: usize = 200_000;
 /// How long a sign-in may take at the provider.
 pub const LOGIN_SECONDS: u64 = 600;
+/// How long a session read from the store is trusted from memory.
+pub const CACHE_SECONDS: u64 = 5;
+/// Most sessions held in the memory cache before stale ones are dropped.
+const CACHE_MAX: usize = 50_000;
 
 #[derive(Debug, Clone, Copy)]
 pub struct SessionLimits {
@@ -40,8 +50,6 @@ pub struct Session {
     pub identity: Identity,
     /// The synchronizer token every state-changing form must carry.
     pub csrf: String,
-    created: Instant,
-    last_seen: Instant,
 }
 
 /// A sign-in sent to the provider and not yet back.
@@ -50,21 +58,71 @@ pub struct PendingLogin {
     pub state: String,
     pub nonce: String,
     pub verifier: SecretString,
-    created: Instant,
 }
 
-#[derive(Debug, Default)]
 pub struct Sessions {
     limits: SessionLimits,
-    live: Mutex<HashMap<String, Session>>,
-    pending: Mutex<HashMap<String, PendingLogin>>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    /// Sessions read recently, by id hash: when read, and what.
+    cache: Mutex<HashMap<String, (Instant, Session)>>,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The store's key for a cookie id: its SHA-256, base64url. The id itself is never stored.
+pub(crate) fn id_hash(id: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(id.as_bytes()))
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
+fn encode(s: &Session) -> String {
+    let i = &s.identity;
+    json!({
+        "user_id": i.user_id, "name": i.name, "role": i.role, "organisation": i.organisation,
+        "scopes": i.scopes, "patient": i.patient, "csrf": s.csrf,
+    })
+    .to_string()
+}
+
+fn decode(data: &str) -> Option<Session> {
+    let v: serde_json::Value = serde_json::from_str(data).ok()?;
+    let text = |k: &str| v[k].as_str().map(str::to_owned);
+    Some(Session {
+        identity: Identity {
+            user_id: text("user_id")?,
+            name: text("name")?,
+            role: text("role")?,
+            organisation: text("organisation")?,
+            scopes: v["scopes"]
+                .as_array()?
+                .iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect(),
+            patient: text("patient"),
+        },
+        csrf: text("csrf")?,
+    })
 }
 
 impl Sessions {
-    pub fn new(limits: SessionLimits) -> Self {
+    pub fn new(limits: SessionLimits, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
         Self {
             limits,
-            ..Self::default()
+            store,
+            clock,
+            cache: Mutex::new(HashMap::new()),
         }
     }
 
@@ -72,83 +130,129 @@ impl Sessions {
         self.limits
     }
 
-    /// Start a session; returns its cookie id.
-    pub fn create(&self, identity: Identity) -> Option<String> {
+    fn now_ms(&self) -> i64 {
+        self.clock.now().timestamp_millis()
+    }
+
+    /// Start a session; returns its cookie id (`None` when the store cannot keep it).
+    pub async fn create(&self, identity: Identity) -> Option<String> {
         let id = mcr_oidc::random_token();
-        let now = Instant::now();
         let session = Session {
             identity,
             csrf: mcr_oidc::random_token(),
-            created: now,
-            last_seen: now,
         };
-        let mut live = self.live.lock().ok()?;
-        if live.len() >= MAX_ENTRIES {
-            let limits = self.limits;
-            live.retain(|_, s| alive(s, limits, now));
-            if live.len() >= MAX_ENTRIES {
-                return None;
+        let (idle, max) = (millis(self.limits.idle), millis(self.limits.max));
+        match self
+            .store
+            .put_session(&id_hash(&id), &encode(&session), self.now_ms(), idle, max)
+            .await
+        {
+            Ok(()) => Some(id),
+            Err(e) => {
+                tracing::warn!(error = %e, "a page session could not be stored: sign-in refused");
+                None
             }
         }
-        live.insert(id.clone(), session);
-        Some(id)
     }
 
     /// The session for a cookie id, if it is still alive; marks it used now.
-    pub fn touch(&self, id: &str) -> Option<Session> {
-        let mut live = self.live.lock().ok()?;
-        let now = Instant::now();
-        let s = live.get_mut(id)?;
-        if !alive(s, self.limits, now) {
-            live.remove(id);
-            return None;
+    pub async fn touch(&self, id: &str) -> Option<Session> {
+        let key = id_hash(id);
+        if let Ok(cache) = self.cache.lock() {
+            if let Some((at, s)) = cache.get(&key) {
+                if at.elapsed() < Duration::from_secs(CACHE_SECONDS) {
+                    return Some(s.clone());
+                }
+            }
         }
-        s.last_seen = now;
-        Some(s.clone())
+        let (idle, max) = (millis(self.limits.idle), millis(self.limits.max));
+        let read = self
+            .store
+            .touch_session(&key, self.now_ms(), idle, max)
+            .await;
+        let session = match read {
+            Ok(Some(data)) => decode(&data),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "page sessions cannot be read: treated as signed out");
+                None
+            }
+        };
+        if let Ok(mut cache) = self.cache.lock() {
+            match &session {
+                Some(s) => {
+                    if cache.len() >= CACHE_MAX {
+                        cache
+                            .retain(|_, (at, _)| at.elapsed() < Duration::from_secs(CACHE_SECONDS));
+                    }
+                    cache.insert(key, (Instant::now(), s.clone()));
+                }
+                None => {
+                    cache.remove(&key);
+                }
+            }
+        }
+        session
     }
 
-    /// End a session (sign-out).
-    pub fn end(&self, id: &str) {
-        if let Ok(mut live) = self.live.lock() {
-            live.remove(id);
+    /// End a session (sign-out), on every gateway (the others within [`CACHE_SECONDS`]).
+    pub async fn end(&self, id: &str) {
+        let key = id_hash(id);
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.remove(&key);
+        }
+        if let Err(e) = self.store.end_session(&key).await {
+            tracing::warn!(error = %e, "a sign-out could not be stored: the session lives until it expires");
         }
     }
 
     /// Remember a sign-in in progress; returns the id for its cookie.
-    pub fn begin_login(
+    pub async fn begin_login(
         &self,
         state: String,
         nonce: String,
         verifier: SecretString,
     ) -> Option<String> {
         let id = mcr_oidc::random_token();
-        let now = Instant::now();
-        let mut pending = self.pending.lock().ok()?;
-        pending.retain(|_, p| now.duration_since(p.created).as_secs() < LOGIN_SECONDS);
-        if pending.len() >= MAX_ENTRIES {
-            return None;
+        let data = json!({"state": state, "nonce": nonce, "verifier": verifier.expose_secret()})
+            .to_string();
+        match self
+            .store
+            .put_login(&id_hash(&id), &data, self.now_ms(), login_ms())
+            .await
+        {
+            Ok(()) => Some(id),
+            Err(e) => {
+                tracing::warn!(error = %e, "a sign-in in progress could not be stored: refused");
+                None
+            }
         }
-        pending.insert(
-            id.clone(),
-            PendingLogin {
-                state,
-                nonce,
-                verifier,
-                created: now,
-            },
-        );
-        Some(id)
     }
 
     /// Take a sign-in in progress: it can be completed once.
-    pub fn take_login(&self, id: &str) -> Option<PendingLogin> {
-        let p = self.pending.lock().ok()?.remove(id)?;
-        (p.created.elapsed().as_secs() < LOGIN_SECONDS).then_some(p)
+    pub async fn take_login(&self, id: &str) -> Option<PendingLogin> {
+        let data = match self
+            .store
+            .take_login(&id_hash(id), self.now_ms(), login_ms())
+            .await
+        {
+            Ok(d) => d?,
+            Err(e) => {
+                tracing::warn!(error = %e, "sign-ins in progress cannot be read");
+                return None;
+            }
+        };
+        let v: serde_json::Value = serde_json::from_str(&data).ok()?;
+        Some(PendingLogin {
+            state: v["state"].as_str()?.to_owned(),
+            nonce: v["nonce"].as_str()?.to_owned(),
+            verifier: v["verifier"].as_str()?.to_owned().into(),
+        })
     }
 }
 
-fn alive(s: &Session, limits: SessionLimits, now: Instant) -> bool {
-    now.duration_since(s.last_seen) < limits.idle && now.duration_since(s.created) < limits.max
+fn login_ms() -> i64 {
+    i64::try_from(LOGIN_SECONDS * 1000).unwrap_or(600_000)
 }
 
 #[cfg(test)]
@@ -161,51 +265,59 @@ mod tests {
             name: "U".into(),
             role: "clinician".into(),
             organisation: "RWH01".into(),
-            scopes: vec![],
+            scopes: vec!["a".into()],
             patient: None,
         }
     }
 
-    #[test]
-    fn sessions_end_at_sign_out_and_after_idle_or_max() {
-        let s = Sessions::new(SessionLimits::default());
-        let id = s.create(who()).unwrap();
-        assert!(s.touch(&id).is_some());
-        assert!(s.touch("nope").is_none());
-        s.end(&id);
-        assert!(s.touch(&id).is_none());
-
-        let short = Sessions::new(SessionLimits {
-            idle: Duration::from_millis(30),
-            max: Duration::from_secs(60),
-        });
-        let id = short.create(who()).unwrap();
-        std::thread::sleep(Duration::from_millis(60));
-        assert!(short.touch(&id).is_none(), "idle timeout");
-
-        let capped = Sessions::new(SessionLimits {
-            idle: Duration::from_secs(60),
-            max: Duration::from_millis(50),
-        });
-        let id = capped.create(who()).unwrap();
-        for _ in 0..3 {
-            std::thread::sleep(Duration::from_millis(10));
-            assert!(capped.touch(&id).is_some());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-        assert!(
-            capped.touch(&id).is_none(),
-            "maximum lifetime despite activity"
-        );
+    fn clock() -> Arc<dyn Clock> {
+        Arc::new(mcr_domain::SystemClock)
     }
 
-    #[test]
-    fn a_sign_in_in_progress_completes_once() {
-        let s = Sessions::default();
+    async fn store(dir: &std::path::Path) -> Arc<dyn Store> {
+        let url = format!("sqlite://{}", dir.join("s.db").display());
+        mcr_store::connect_and_migrate(&url).await.expect("store")
+    }
+
+    #[tokio::test]
+    async fn sessions_end_at_sign_out_and_after_idle_or_max() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = store(dir.path()).await;
+        let s = Sessions::new(SessionLimits::default(), store.clone(), clock());
+        let id = s.create(who()).await.expect("created");
+        let read = s.touch(&id).await.expect("alive");
+        assert_eq!(read.identity, who());
+        // Another gateway on the same store knows it.
+        let other = Sessions::new(SessionLimits::default(), store.clone(), clock());
+        assert_eq!(other.touch(&id).await.map(|x| x.csrf), Some(read.csrf));
+        assert!(s.touch("nope").await.is_none());
+        s.end(&id).await;
+        assert!(s.touch(&id).await.is_none());
+
+        let short = Sessions::new(
+            SessionLimits {
+                idle: Duration::from_millis(30),
+                max: Duration::from_secs(60),
+            },
+            store.clone(),
+            clock(),
+        );
+        let id = short.create(who()).await.expect("created");
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(short.touch(&id).await.is_none(), "idle timeout");
+    }
+
+    #[tokio::test]
+    async fn a_sign_in_in_progress_completes_once() {
+        let dir = tempfile::tempdir().expect("dir");
+        let s = Sessions::new(SessionLimits::default(), store(dir.path()).await, clock());
         let id = s
             .begin_login("st".into(), "n".into(), "v".to_owned().into())
-            .unwrap();
-        assert_eq!(s.take_login(&id).map(|p| p.state), Some("st".into()));
-        assert!(s.take_login(&id).is_none());
+            .await
+            .expect("stored");
+        let p = s.take_login(&id).await.expect("taken");
+        assert_eq!((p.state.as_str(), p.nonce.as_str()), ("st", "n"));
+        assert_eq!(p.verifier.expose_secret(), "v");
+        assert!(s.take_login(&id).await.is_none());
     }
 }

@@ -96,9 +96,71 @@ pub struct Running {
     pub refusals: Arc<mcr_web::RefusalTally>,
     /// The HL7 v2 ADT listener, when `[adt]` is configured.
     pub adt: Option<mcr_adt::AdtListener>,
+    /// Draining or not (`/readyz`).
+    pub readiness: Arc<mcr_web::Readiness>,
+    /// Turned true to stop accepting and let the requests in flight finish.
+    stop_accepting: tokio::sync::watch::Sender<bool>,
+    /// How long [`Running::drain`] waits for the requests in flight (`[http] drain_seconds`).
+    pub drain_limit: Duration,
+    /// How long [`Running::drain`] keeps accepting after `/readyz` says draining
+    /// (`[http] drain_notice_seconds`).
+    pub drain_notice: Duration,
+}
+
+/// How a drain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drained {
+    /// Every request in flight was answered.
+    Finished,
+    /// The limit passed first; the requests still in flight were cut off.
+    CutOff,
 }
 
 impl Running {
+    /// A graceful stop (on `SIGTERM` or Ctrl-C): `/readyz` says draining (and the gateway
+    /// keeps serving for [`Running::drain_notice`], for the load balancer to notice), the
+    /// listener stops accepting, the requests in flight finish (each view's audit record is committed before
+    /// its answer starts, so a finished view is an audited one), up to [`Running::drain_limit`];
+    /// then the ADT listener stops and the refusals counted since the last flush are audited.
+    pub async fn drain(&self) -> Drained {
+        self.readiness.start_draining();
+        if !self.drain_notice.is_zero() {
+            tracing::info!(
+                notice_seconds = self.drain_notice.as_secs(),
+                "draining: /readyz says so; still serving while the load balancer notices"
+            );
+            tokio::time::sleep(self.drain_notice).await;
+        }
+        let started = std::time::Instant::now();
+        tracing::info!(
+            limit_seconds = self.drain_limit.as_secs(),
+            "draining: no new connections; finishing the requests in flight"
+        );
+        let _ = self.stop_accepting.send(true);
+        let finished = tokio::time::timeout(self.drain_limit, async {
+            while !self.task.is_finished() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .is_ok();
+        let outcome = if finished {
+            tracing::info!(
+                millis = started.elapsed().as_millis() as u64,
+                "drained: every request in flight was answered"
+            );
+            Drained::Finished
+        } else {
+            tracing::warn!(
+                limit_seconds = self.drain_limit.as_secs(),
+                "drain limit reached: requests still in flight are cut off"
+            );
+            Drained::CutOff
+        };
+        self.stop().await;
+        outcome
+    }
+
     /// Stop serving, then audit the refusals counted since the last flush.
     pub async fn stop(&self) {
         self.task.abort();
@@ -157,12 +219,15 @@ pub async fn serve(s: &Settings, listener: TcpListener) -> anyhow::Result<Runnin
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let mut gateway = gateway(s, clock.clone()).await?;
     if s.sync_on_start {
+        // Incremental: from each source's watermark (a source never synced is read whole), so
+        // a restart does not rewrite the index; and on one gateway of a region at a time.
+        let holder = format!("{}#{}", s.base_url(), std::process::id());
         let report = gateway
             .indexer()
-            .sync(true)
+            .sync_once(false, &holder)
             .await
             .context("initial index sync")?;
-        for r in &report.sources {
+        for r in report.iter().flat_map(|r| &r.sources) {
             if let Some(f) = &r.failed {
                 tracing::warn!(source = %r.source, reason = %f.describe(), "source not indexed at start-up");
             }
@@ -179,6 +244,7 @@ pub async fn serve(s: &Settings, listener: TcpListener) -> anyhow::Result<Runnin
         .with_demo_patients(s.demo_patients.clone())
         .with_trusted_proxy_hops(s.http.trusted_proxy_hops);
     let refusals = state.refusals.clone();
+    let readiness = state.readiness.clone();
     let flusher = refusals.spawn_flush(
         gateway.clone(),
         Duration::from_secs(s.http.refusal_flush_seconds.max(1)),
@@ -195,7 +261,8 @@ pub async fn serve(s: &Settings, listener: TcpListener) -> anyhow::Result<Runnin
     let router = mcr_web::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     // The ADT listener first: once the gateway answers HTTP, its feed is open too.
     let adt = adt_listener(s, &gateway).await?;
-    let server = crate::network::spawn_server(listener, serving, router)?;
+    let (stop_accepting, stop) = tokio::sync::watch::channel(false);
+    let server = crate::network::spawn_server(listener, serving, router, stop)?;
     // One task to abort: aborting it aborts the server and the timer with it.
     let task = tokio::spawn(async move {
         let _timer = timer.map(AbortOnDrop);
@@ -212,6 +279,10 @@ pub async fn serve(s: &Settings, listener: TcpListener) -> anyhow::Result<Runnin
         task,
         refusals,
         adt,
+        readiness,
+        stop_accepting,
+        drain_limit: Duration::from_secs(s.http.drain_seconds),
+        drain_notice: Duration::from_secs(s.http.drain_notice_seconds),
     })
 }
 

@@ -72,11 +72,21 @@ pub struct Settings {
 /// `refusal_flush_seconds` (default 60): refusals made before the gateway (CSRF, a failed NHS
 /// number check, 413/414/431, 429) are audited in aggregate, one record per kind and source
 /// per this many seconds, and at shutdown.
+///
+/// `drain_seconds` (default 25): on `SIGTERM` (or Ctrl-C) the gateway stops accepting, says
+/// so on `/readyz`, and waits this long at most for the requests in flight before it exits.
+/// Keep the supervisor's stop timeout above it (systemd `TimeoutStopSec`, a container
+/// runtime's grace period). `drain_notice_seconds` (default 0): before it stops accepting, the
+/// gateway keeps serving this long while `/readyz` already says draining, so a load balancer
+/// polling readiness takes it out of rotation before connections are refused (set it to the
+/// balancer's check interval times its failure threshold).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSettings {
     pub trusted_proxy_hops: u8,
     pub refusal_flush_seconds: u64,
+    pub drain_seconds: u64,
+    pub drain_notice_seconds: u64,
 }
 
 impl Default for HttpSettings {
@@ -84,6 +94,8 @@ impl Default for HttpSettings {
         Self {
             trusted_proxy_hops: 0,
             refusal_flush_seconds: 60,
+            drain_seconds: 25,
+            drain_notice_seconds: 0,
         }
     }
 }

@@ -517,6 +517,7 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
         http: crate::config::HttpSettings {
             trusted_proxy_hops: opts.trusted_proxy_hops,
             refusal_flush_seconds: opts.refusal_flush_seconds,
+            ..crate::config::HttpSettings::default()
         },
         tls: crate::config::TlsSettings {
             cert: Some(gateway_cert.cert.clone()),

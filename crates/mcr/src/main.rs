@@ -199,6 +199,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// Waits for `SIGTERM` (systemd, a container runtime) or Ctrl-C (`SIGINT`); says which.
+async fn stop_signal() -> anyhow::Result<&'static str> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    tokio::select! {
+        _ = term.recv() => Ok("SIGTERM"),
+        interrupted = tokio::signal::ctrl_c() => {
+            interrupted.context("listening for Ctrl-C")?;
+            Ok("SIGINT")
+        }
+    }
+}
+
 fn out(s: &str) -> anyhow::Result<()> {
     let mut o = std::io::stdout().lock();
     writeln!(o, "{s}")?;
@@ -257,7 +270,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 data_dir.display(),
                 d.info.patients.get("all_four_sources").and_then(|v| v.first()).map_or("", String::as_str)
             ))?;
-            tokio::signal::ctrl_c().await?;
+            let signal = stop_signal().await?;
+            tracing::info!(signal, "stopping");
+            d.gateway.drain().await;
             d.stop().await;
             Ok(ExitCode::SUCCESS)
         }
@@ -283,8 +298,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     running.addr
                 ))
             ))?;
-            tokio::signal::ctrl_c().await?;
-            running.stop().await;
+            let signal = stop_signal().await?;
+            tracing::info!(signal, "stopping");
+            running.drain().await;
             Ok(ExitCode::SUCCESS)
         }
         #[cfg(feature = "demo")]
@@ -333,7 +349,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let settings = Settings::load(&config)?;
             let gateway = mcr::app::gateway(&settings, Arc::new(SystemClock)).await?;
-            let report = gateway.indexer().sync(!incremental).await?;
+            let holder = format!("mcr-index-sync#{}", std::process::id());
+            let Some(report) = gateway.indexer().sync_once(!incremental, &holder).await? else {
+                out("another gateway is syncing the index now (it holds the index-sync lease): nothing done")?;
+                return Ok(ExitCode::from(3));
+            };
             out(&serde_json::to_string_pretty(&report)?)?;
             let failed = report.sources.iter().any(|s| s.failed.is_some());
             Ok(if failed {

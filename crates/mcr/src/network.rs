@@ -77,27 +77,43 @@ pub fn sources_client(s: &Settings) -> anyhow::Result<reqwest::Client> {
         .context("building the HTTP client for sources")
 }
 
-/// Serve `router` on `listener` (TLS or plain) until the task is aborted, with the peer's
-/// address available to handlers as `ConnectInfo<SocketAddr>`.
+/// Serve `router` on `listener` (TLS or plain) until the task is aborted, or until `stop`
+/// turns true: then it stops accepting, lets the requests in flight finish and closes idle
+/// connections, and the task ends. The peer's address is available to handlers as
+/// `ConnectInfo<SocketAddr>`.
 pub fn spawn_server(
     listener: tokio::net::TcpListener,
     serving: Serving,
     router: axum::Router,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     use axum::serve::ListenerExt;
     let service = router.into_make_service_with_connect_info::<SocketAddr>();
+    let stopped = async move {
+        let mut stop = stop;
+        // An error means the sender is gone: nobody can ask to stop any more.
+        if stop.wait_for(|s| *s).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
     Ok(match serving {
         Serving::Tls(config) => {
             let listener = mcr_tls::TlsListener::new(listener, config)?.tap_io(|_| ());
             tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, service).await {
+                if let Err(e) = axum::serve(listener, service)
+                    .with_graceful_shutdown(stopped)
+                    .await
+                {
                     tracing::error!(error = %e, "gateway server stopped");
                 }
             })
         }
         Serving::PlainHttpOnLoopback => tokio::spawn(async move {
             let listener = listener.tap_io(|tcp| mcr_tls::no_delay(tcp));
-            if let Err(e) = axum::serve(listener, service).await {
+            if let Err(e) = axum::serve(listener, service)
+                .with_graceful_shutdown(stopped)
+                .await
+            {
                 tracing::error!(error = %e, "gateway server stopped");
             }
         }),

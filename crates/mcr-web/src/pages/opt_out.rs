@@ -246,7 +246,7 @@ pub(crate) async fn submit(
             )
         }
     };
-    if let Err(e) = crate::security::limit_opt_out(&state, &parts, &sub) {
+    if let Err(e) = crate::security::limit_opt_out(&state, &parts, &sub).await {
         tracing::info!("opt-out request refused: rate limit");
         let wait = e.retry_after.unwrap_or(60);
         let mut resp = error_page(
@@ -746,7 +746,7 @@ pub(crate) async fn code_submit(
     if !errors.is_empty() {
         return page(StatusCode::BAD_REQUEST, errors, None);
     }
-    if let Err(e) = crate::security::limit_opt_out_code(&state, &parts) {
+    if let Err(e) = crate::security::limit_opt_out_code(&state, &parts).await {
         let wait = e.retry_after.unwrap_or(60);
         let mut resp = error_page(
             Layout::public(),

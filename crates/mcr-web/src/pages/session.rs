@@ -38,7 +38,7 @@ impl FromRequestParts<AppState> for PageUser {
         let Some(id) = cookie(parts, SESSION_COOKIE) else {
             return Err(Redirect::to("/signin").into_response());
         };
-        let Some(session) = state.sessions.touch(&id) else {
+        let Some(session) = state.sessions.touch(&id).await else {
             // Expired, signed out, or never ours: clear it on the way to the sign-in page.
             return Err(with_cookie(
                 Redirect::to("/signin").into_response(),
@@ -49,7 +49,7 @@ impl FromRequestParts<AppState> for PageUser {
             Ok(p) => p,
             Err(e) => {
                 tracing::info!(reason = e.code(), "page session refused");
-                state.sessions.end(&id);
+                state.sessions.end(&id).await;
                 return Err(with_cookie(
                     Redirect::to("/signin").into_response(),
                     &clear(SESSION_COOKIE, "/"),
@@ -58,7 +58,7 @@ impl FromRequestParts<AppState> for PageUser {
         };
         crate::refusals::Who::set(parts, &principal.user_id);
         if parts.uri.path() == "/app" && parts.uri.query().is_some_and(|q| !q.is_empty()) {
-            if let Err(e) = crate::security::limit_search(state, &principal.user_id) {
+            if let Err(e) = crate::security::limit_search(state, &principal.user_id).await {
                 return Err(too_many(e));
             }
         }
@@ -148,7 +148,7 @@ pub(crate) async fn signin_page() -> Response {
 /// Start a sign-in at the provider.
 pub(crate) async fn signin(State(state): State<AppState>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
-    if let Err(e) = crate::security::limit_signin(&state, &parts) {
+    if let Err(e) = crate::security::limit_signin(&state, &parts).await {
         return too_many(e);
     }
     let auth = match state.auth.relying_party().begin().await {
@@ -164,6 +164,7 @@ pub(crate) async fn signin(State(state): State<AppState>, req: Request) -> Respo
     let Some(id) = state
         .sessions
         .begin_login(auth.state, auth.nonce, auth.verifier)
+        .await
     else {
         return signin_with_error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -200,11 +201,14 @@ pub(crate) async fn callback(
             signin_with_error(status, message)
         }
     };
-    let pending = cookie(&parts, LOGIN_COOKIE).and_then(|id| state.sessions.take_login(&id));
+    let pending = match cookie(&parts, LOGIN_COOKIE) {
+        Some(id) => state.sessions.take_login(&id).await,
+        None => None,
+    };
     let Some(pending) = pending else {
         // Nobody is known: limited per address. A return with a sign-in in progress was
         // limited when it started, and is limited per user once the provider says who.
-        if let Err(e) = crate::security::limit_signin(&state, &parts) {
+        if let Err(e) = crate::security::limit_signin(&state, &parts).await {
             return too_many(e);
         }
         return refuse(
@@ -291,11 +295,11 @@ pub(crate) async fn callback(
         )
         .await;
     }
-    if let Err(e) = crate::security::limit_signin_user(&state, &identity.user_id) {
+    if let Err(e) = crate::security::limit_signin_user(&state, &identity.user_id).await {
         return too_many(e);
     }
     let user = identity.user_id.clone();
-    let Some(id) = state.sessions.create(identity) else {
+    let Some(id) = state.sessions.create(identity).await else {
         return signin_with_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "The sign-in service is busy. Try again shortly",
@@ -314,7 +318,7 @@ pub(crate) async fn callback(
 pub(crate) async fn signout(State(state): State<AppState>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
     if let Some(id) = cookie(&parts, SESSION_COOKIE) {
-        state.sessions.end(&id);
+        state.sessions.end(&id).await;
     }
     with_cookie(
         Redirect::to("/signin").into_response(),
