@@ -11,12 +11,13 @@
 //! failing source becomes a [`FailureReason`] in the record, never an error of the whole view.
 
 mod client;
+pub mod gpconnect;
 pub mod identity;
 mod merge;
 
 pub use client::{
     Digest, FederationConfig, Fetched, HttpSource, Location, Received, Source, SourceConfig,
-    SourceFetch,
+    SourceFetch, SourceKind,
 };
 pub use identity::{IdentitySigner, Requester};
 pub use merge::{merge, Digested, MergeInput, SourceMeta};
@@ -113,9 +114,9 @@ pub fn resource_types_for(class: DataClass) -> &'static [&'static str] {
         DataClass::Problems => &["Condition"],
         DataClass::Medications => &["MedicationStatement", "MedicationRequest"],
         DataClass::Encounters => &["Encounter"],
-        DataClass::Results => &["Observation", "DiagnosticReport"],
+        DataClass::Results => &["Observation", "DiagnosticReport", "Immunization"],
         DataClass::Documents | DataClass::Assessments => &["DocumentReference"],
-        DataClass::CarePlans => &["CarePlan"],
+        DataClass::CarePlans => &["CarePlan", "ServiceRequest"],
         DataClass::KeyContacts => &["RelatedPerson"],
     }
 }
@@ -216,14 +217,15 @@ impl Federation {
                     source.fetch_patient(grant, &loc.local_id, &wanted, &digest, signed),
                 )
                 .await;
-                let (outcome, source_ms) = match result {
-                    Ok(Ok(fetched)) => (Ok(fetched.resources), fetched.source_ms),
-                    Ok(Err(reason)) => (Err(reason), None),
+                let (outcome, source_ms, warnings) = match result {
+                    Ok(Ok(fetched)) => (Ok(fetched.resources), fetched.source_ms, fetched.warnings),
+                    Ok(Err(reason)) => (Err(reason), None, Vec::new()),
                     Err(_) => (
                         Err(FailureReason::Timeout {
                             after_ms: millis(deadline),
                         }),
                         None,
+                        Vec::new(),
                     ),
                 };
                 SourceFetch {
@@ -234,6 +236,7 @@ impl Federation {
                     outcome,
                     elapsed_ms: millis(started.elapsed()),
                     source_ms,
+                    warnings,
                 }
             }
         });
@@ -317,6 +320,8 @@ mod tests {
                     base_url: url::Url::parse(&format!("https://{id}.example/fhir")).expect("url"),
                     resource_types: vec!["Condition".into()],
                     batch: false,
+                    kind: SourceKind::FhirR4,
+                    gp_connect: None,
                 };
                 let source =
                     HttpSource::new(config, reqwest::Client::new(), FederationConfig::default())

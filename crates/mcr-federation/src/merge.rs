@@ -248,6 +248,7 @@ pub fn merge(input: &MergeInput<'_>, fetches: Vec<SourceFetch>) -> MergedRecord 
             items: kept,
             withheld,
             elapsed_ms: f.elapsed_ms,
+            warnings: std::mem::take(&mut f.warnings),
         });
     }
 
@@ -293,6 +294,7 @@ fn code_field<J: mcr_fhir::Json>(r: &J) -> &'static str {
         Some("MedicationStatement" | "MedicationRequest") => "medicationCodeableConcept",
         Some("Encounter" | "DocumentReference" | "EpisodeOfCare") => "type",
         Some("RelatedPerson") => "relationship",
+        Some("Immunization") => "vaccineCode",
         Some("CarePlan") => "category",
         _ => "code",
     }
@@ -364,6 +366,7 @@ mod tests {
                     outcome,
                     elapsed_ms: 5,
                     source_ms: None,
+                    warnings: Vec::new(),
                 }
             })
             .collect();

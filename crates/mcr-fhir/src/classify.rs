@@ -12,7 +12,8 @@ pub fn classify<J: Json>(r: &J) -> Option<DataClass> {
         "Condition" => DataClass::Problems,
         "MedicationStatement" | "MedicationRequest" => DataClass::Medications,
         "Encounter" => DataClass::Encounters,
-        "Observation" | "DiagnosticReport" => DataClass::Results,
+        // Immunisations are shown with results (the record has no section of their own).
+        "Observation" | "DiagnosticReport" | "Immunization" => DataClass::Results,
         "DocumentReference" => {
             let is_assessment = codings(r, "category")
                 .iter()
@@ -24,7 +25,8 @@ pub fn classify<J: Json>(r: &J) -> Option<DataClass> {
                 DataClass::Documents
             }
         }
-        "CarePlan" => DataClass::CarePlans,
+        // Referrals (a GP's outbound referrals, as GP Connect sends them) are care planned.
+        "CarePlan" | "ServiceRequest" => DataClass::CarePlans,
         "RelatedPerson" => DataClass::KeyContacts,
         "EpisodeOfCare" | "CareTeam" => DataClass::CareTeam,
         _ => return None,
@@ -175,6 +177,23 @@ pub fn summarise<J: Json>(r: &J) -> Summary {
                     &["issued"],
                 ],
             );
+        }
+        "Immunization" => {
+            s.display = text_of_cc(r, "vaccineCode").unwrap_or_default();
+            s.detail = str_at(r, &["lotNumber"]).map(|l| format!("batch {}", clip(l, 40)));
+            s.date = date_field(r, &[&["occurrenceDateTime"], &["recorded"]]);
+        }
+        "ServiceRequest" => {
+            s.display = text_of_cc(r, "code")
+                .or_else(|| text_of_cc(r, "category"))
+                .unwrap_or_default();
+            s.detail = r
+                .get("note")
+                .and_then(|n| n.at(0))
+                .and_then(|n| n.get("text"))
+                .and_then(J::as_str)
+                .map(|d| clip(d, 300));
+            s.date = date_field(r, &[&["authoredOn"], &["occurrenceDateTime"]]);
         }
         "DocumentReference" => {
             s.display = str_at(r, &["description"])

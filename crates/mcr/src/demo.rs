@@ -339,6 +339,8 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
                 .map(|t| (*t).to_owned())
                 .collect(),
             batch: opts.source_batch,
+            kind: mcr_federation::SourceKind::FhirR4,
+            gp_connect: None,
         });
         sources.push(handle);
     }

@@ -207,6 +207,15 @@ pub(crate) fn everything(
                 expression: Some(s.source.to_string()),
             }),
         }
+        for w in &s.warnings {
+            issues.push(Issue {
+                severity: mcr_fhir::IssueSeverity::Warning,
+                code: IssueType::Incomplete,
+                detail_code: Some("source-warning".into()),
+                text: format!("{} ({}): {w}", s.org_name, s.org_code),
+                expression: Some(s.source.to_string()),
+            });
+        }
     }
     if record.withheld {
         issues.push(Issue {
