@@ -80,6 +80,9 @@ impl Default for FederationConfig {
 pub struct Location {
     pub source: SourceId,
     pub local_id: String,
+    /// The patient's registered GP practice (ODS code) as the index has it: a GP Connect
+    /// source with a directory asks that practice's endpoint.
+    pub registered_practice: Option<String>,
 }
 
 /// What one source answered for one view.
@@ -267,6 +270,20 @@ pub trait Source: Send + Sync + std::fmt::Debug {
         digest: &Digest<'_>,
         signed: Option<String>,
     ) -> Result<Fetched, FailureReason>;
+    /// [`Source::fetch_patient`] for the patient at `at`: a source that needs more than the
+    /// local id (the registered practice, for a GP Connect source with a directory) reads it
+    /// here.
+    async fn fetch_at(
+        &self,
+        grant: &Grant,
+        at: &Location,
+        types: &[&str],
+        digest: &Digest<'_>,
+        signed: Option<String>,
+    ) -> Result<Fetched, FailureReason> {
+        self.fetch_patient(grant, &at.local_id, types, digest, signed)
+            .await
+    }
     /// The identity token this source sends with its requests for `who`, signed now; `None`
     /// when it sends none.
     fn sign_identity(&self, who: &Requester<'_>) -> Option<Result<String, FailureReason>> {

@@ -214,7 +214,7 @@ impl Federation {
                 let digest = |r: Received<'_>| input.digest(&meta, r);
                 let result = tokio::time::timeout_at(
                     until,
-                    source.fetch_patient(grant, &loc.local_id, &wanted, &digest, signed),
+                    source.fetch_at(grant, loc, &wanted, &digest, signed),
                 )
                 .await;
                 let (outcome, source_ms, warnings) = match result {

@@ -120,6 +120,7 @@ async fn rig() -> Rig {
             ssp_prefix: Some(url::Url::parse(&format!("http://{addr}/ssp")).expect("url")),
             consumer_asid: "200000000115".into(),
             provider_asid: "200000000116".into(),
+            directory: None,
         }),
     };
     let rng = ring::rand::SystemRandom::new();

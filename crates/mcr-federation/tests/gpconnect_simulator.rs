@@ -87,6 +87,7 @@ async fn rig(errors: &[(&NhsNumber, GpcError)]) -> Rig {
             ssp_prefix: None,
             consumer_asid: "200000000115".into(),
             provider_asid: PROVIDER_ASID.into(),
+            directory: None,
         }),
     };
     let source = GpConnectSource::new(config, reqwest::Client::new(), FederationConfig::default())
@@ -449,4 +450,155 @@ async fn the_simulator_refuses_a_request_that_breaks_the_specs_rules_as_the_spec
         );
         assert!(diagnostics.contains(said), "{said}: {diagnostics}");
     }
+}
+
+/// Fetch through `source` for the patient at `at`, keeping nothing.
+async fn ask_at(
+    source: &GpConnectSource,
+    grant: &mcr_policy::Grant,
+    at: mcr_federation::Location,
+) -> Result<mcr_federation::Fetched, FailureReason> {
+    let keep = |_: Received<'_>| mcr_federation::Digested::Ignored;
+    mcr_federation::Source::fetch_at(source, grant, &at, &TYPES, &keep, None).await
+}
+
+/// A grant for a GP at `practice` to view `nhs` (registered there), as the policy makes one.
+fn grant_for(nhs: &NhsNumber, practice: &mcr_domain::Organisation) -> mcr_policy::Grant {
+    let principal = mcr_domain::Principal {
+        user_id: "gp.patel".into(),
+        name: "Dr Asha Patel".into(),
+        role: Role::Clinician,
+        organisation: practice.clone(),
+    };
+    let now = mcr_domain::Clock::now(&mcr_domain::SystemClock);
+    let relationships = [mcr_policy::Relationship {
+        org_code: practice.code.clone(),
+        kind: mcr_policy::RelationshipKind::GpRegistration,
+        derived: true,
+        start: now - chrono::Duration::days(365),
+        end: None,
+        user_id: None,
+    }];
+    // With the patient's permission, as the default consent model asks.
+    let permissions = [mcr_policy::PermissionRecord {
+        org_code: practice.code.clone(),
+        user_id: "gp.patel".into(),
+        decision: mcr_policy::PermissionDecision::Given,
+        given_by: mcr_policy::PermissionGiver::Patient,
+        at: now,
+    }];
+    let request = mcr_policy::DecisionRequest {
+        principal: &principal,
+        patient: nhs,
+        purpose: Purpose::DirectCare,
+        now,
+        relationships: &relationships,
+        permissions: &permissions,
+        objection: None,
+        emergency: None,
+    };
+    mcr_policy::decide(&request, &mcr_policy::PolicyConfig::default())
+        .into_grant()
+        .expect("a GP views their registered patient")
+}
+
+#[tokio::test]
+async fn the_registered_practices_endpoint_is_found_in_the_directory_and_cached() {
+    let rig = rig(&[]).await;
+    let practices = rig.region.gp_practices.clone();
+    let entries = practices
+        .iter()
+        .map(|p| mcr_sources::directory::DirectoryEntry {
+            ods: p.code.to_string(),
+            interaction: INTERACTION_STRUCTURED.into(),
+            address: format!(
+                "{}{}",
+                rig.handle.base_url(),
+                mcr_sources::gpconnect::practice_path(p.code.as_str())
+            ),
+            asid: PROVIDER_ASID.into(),
+        })
+        .collect();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let sds = mcr_sources::directory::serve(listener, entries, "demo-key")
+        .await
+        .expect("directory");
+    let source_with = |ttl_secs: u64| {
+        let mut config = mcr_federation::Source::config(&rig.source).clone();
+        config.gp_connect = Some(GpConnectConfig {
+            ssp_prefix: None,
+            consumer_asid: "200000000115".into(),
+            provider_asid: String::new(),
+            directory: Some(mcr_federation::gpconnect::DirectoryConfig {
+                url: url::Url::parse(&sds.base_url()).expect("url"),
+                api_key: "demo-key".into(),
+                ttl_secs,
+            }),
+        });
+        GpConnectSource::new(config, reqwest::Client::new(), FederationConfig::default())
+            .with_identity(Arc::clone(&rig.signer))
+    };
+    let nhs = rig.region.samples.all_four[0].clone();
+    let person = rig.region.person(&nhs).expect("person");
+    let practice = practices
+        .iter()
+        .find(|p| p.code == person.gp_practice)
+        .expect("registered practice")
+        .clone();
+    let other = practices
+        .iter()
+        .find(|p| p.code != person.gp_practice)
+        .expect("another practice")
+        .clone();
+    let grant = grant_for(&nhs, &practice);
+    let at = |code: &str| mcr_federation::Location {
+        source: mcr_domain::SourceId::parse("gp").expect("id"),
+        local_id: local_id(&rig, &nhs),
+        registered_practice: Some(code.to_owned()),
+    };
+    let ask = |source, code: String| ask_at(source, &grant, at(&code));
+    // The registered practice's endpoint answers; a second view uses the cached endpoint.
+    let cached = source_with(3600);
+    let first = ask(&cached, practice.code.to_string())
+        .await
+        .expect("answered");
+    assert!(!first.resources.is_empty());
+    assert_eq!(cached.directory().expect("directory").lookups(), 1);
+    assert_eq!(sds.searches(), 2, "one Endpoint and one Device search");
+    ask(&cached, practice.code.to_string())
+        .await
+        .expect("answered");
+    assert_eq!(sds.searches(), 2, "the second view used the cache");
+
+    // Asked at another practice's endpoint, the patient is not registered there.
+    let elsewhere = ask(&cached, other.code.to_string())
+        .await
+        .expect_err("not there");
+    assert_eq!(elsewhere, FailureReason::NotRegistered);
+
+    // A practice the directory does not know fails the source, saying why.
+    match ask(&cached, "Y99999".into()).await {
+        Err(FailureReason::Unreachable { detail }) => {
+            assert!(
+                detail.contains("directory names no GP Connect endpoint"),
+                "{detail}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // An expired entry is looked up again.
+    let expiring = source_with(0);
+    let before = sds.searches();
+    ask(&expiring, practice.code.to_string())
+        .await
+        .expect("answered");
+    ask(&expiring, practice.code.to_string())
+        .await
+        .expect("answered");
+    assert_eq!(expiring.directory().expect("directory").lookups(), 2);
+    assert_eq!(sds.searches(), before + 4);
+    sds.stop();
 }

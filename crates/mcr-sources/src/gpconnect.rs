@@ -290,7 +290,19 @@ pub(crate) fn read_parameters(body: &[u8]) -> Result<Asked, Box<Response>> {
 }
 
 /// Answer `POST /Patient/$gpc.getstructuredrecord`.
-pub(crate) async fn structured(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
+/// The path under which the GP system answers for one practice, as the directory names it.
+pub fn practice_path(ods: &str) -> String {
+    format!("/{ods}/STU3/1/gpconnect")
+}
+
+/// `practice`: the practice the request was addressed to (its endpoint), when it was; a
+/// patient registered elsewhere is then not found, as the specification says.
+pub(crate) async fn structured(
+    shared: &Shared,
+    headers: &HeaderMap,
+    body: &[u8],
+    practice: Option<&str>,
+) -> Response {
     let options = shared.gp_connect();
     let Some(options) = &options else {
         return fhir::outcome(
@@ -303,10 +315,17 @@ pub(crate) async fn structured(shared: &Shared, headers: &HeaderMap, body: &[u8]
         return bad_request(&why);
     }
     if let Some(v) = &shared.identity {
-        let audiences = [
+        let mut audiences = vec![
             fhir::base_url(shared.scheme, shared.addr, headers),
             format!("{}://{}", shared.scheme, shared.addr),
         ];
+        if let Some(p) = practice {
+            let own: Vec<String> = audiences
+                .iter()
+                .map(|a| format!("{a}{}", practice_path(p)))
+                .collect();
+            audiences = own;
+        }
         if let Err(why) = v.check(headers, &audiences) {
             return bad_request(why);
         }
@@ -341,13 +360,7 @@ pub(crate) async fn structured(shared: &Shared, headers: &HeaderMap, body: &[u8]
                 "Patient has not provided consent to share data",
                 "the patient has dissented to sharing their clinical record",
             ),
-            GpcError::NotRegistered => spine_error(
-                StatusCode::NOT_FOUND,
-                "not-found",
-                "PATIENT_NOT_FOUND",
-                "Patient not found",
-                "the patient is not registered at this practice (non-regular patient)",
-            ),
+            GpcError::NotRegistered => not_registered(),
             GpcError::NotFound => patient_not_found(),
             GpcError::InternalError => spine_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -366,8 +379,22 @@ pub(crate) async fn structured(shared: &Shared, headers: &HeaderMap, body: &[u8]
     else {
         return patient_not_found();
     };
+    let registered = slice.person(&sp.local_id).map(|p| p.gp_practice.as_str());
+    if practice.is_some_and(|p| registered != Some(p)) {
+        return not_registered();
+    }
     let bundle = record(slice, &sp.local_id, &asked);
     fhir::json(StatusCode::OK, &bundle)
+}
+
+fn not_registered() -> Response {
+    spine_error(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "PATIENT_NOT_FOUND",
+        "Patient not found",
+        "the patient is not registered at this practice (non-regular patient)",
+    )
 }
 
 fn patient_not_found() -> Response {

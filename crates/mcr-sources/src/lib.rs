@@ -6,6 +6,7 @@
 //! hanging, dropping connections) so tests and benchmarks can prove the gateway copes. It must
 //! never be used as a real data store, and never serves more than its one slice.
 
+pub mod directory;
 mod fhir;
 pub mod gpconnect;
 mod identity;
@@ -473,6 +474,10 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/metadata", get(metadata))
         .route("/", post(batch))
         .route("/Patient/$gpc.getstructuredrecord", post(structured_record))
+        .route(
+            "/{practice}/STU3/1/gpconnect/Patient/$gpc.getstructuredrecord",
+            post(practice_structured_record),
+        )
         .route("/{resource_type}", get(search))
         .route("/{resource_type}/{id}", get(read))
         .fallback(fallback)
@@ -716,7 +721,21 @@ async fn structured_record(
     if let Some(r) = gate(&s, None).await {
         return r;
     }
-    gpconnect::structured(&s, &headers, &body).await
+    gpconnect::structured(&s, &headers, &body, None).await
+}
+
+/// [`structured_record`] at one practice's endpoint (as the directory names it): only that
+/// practice's registered patients are found there.
+async fn practice_structured_record(
+    State(s): State<Arc<Shared>>,
+    Path(practice): Path<String>,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
+    if let Some(r) = gate(&s, None).await {
+        return r;
+    }
+    gpconnect::structured(&s, &headers, &body, Some(&practice)).await
 }
 
 async fn read(

@@ -246,14 +246,15 @@ impl Settings {
             }
             match (s.kind, &s.gp_connect) {
                 (mcr_federation::SourceKind::GpConnect, None) => bail!(
-                    "config: source `{}` is kind = \"gp-connect\": set [sources.gp_connect] consumer_asid and provider_asid",
+                    "config: source `{}` is kind = \"gp-connect\": set [sources.gp_connect] consumer_asid (and provider_asid or a directory)",
                     s.id
                 ),
                 (mcr_federation::SourceKind::GpConnect, Some(g))
-                    if g.consumer_asid.trim().is_empty() || g.provider_asid.trim().is_empty() =>
+                    if g.consumer_asid.trim().is_empty()
+                        || (g.directory.is_none() && g.provider_asid.trim().is_empty()) =>
                 {
                     bail!(
-                        "config: source `{}`: [sources.gp_connect] consumer_asid and provider_asid must not be empty",
+                        "config: source `{}`: [sources.gp_connect] needs consumer_asid, and provider_asid unless [sources.gp_connect.directory] finds it",
                         s.id
                     )
                 }

@@ -45,6 +45,8 @@ pub struct DemoOptions {
 /// The demo's ASIDs (Spine accredited system ids): the gateway's and the GP system's.
 pub const GATEWAY_ASID: &str = "200000000115";
 pub const GP_SYSTEM_ASID: &str = "200000000116";
+/// The demo endpoint directory's API key.
+pub const DIRECTORY_API_KEY: &str = "demo-directory-key";
 
 impl Default for DemoOptions {
     fn default() -> Self {
@@ -167,6 +169,8 @@ pub struct Demo {
     pub idp_task: tokio::task::JoinHandle<()>,
     /// The gateway's client secret at the demo provider (tests use it to talk to the provider).
     pub gateway_client_secret: secrecy::SecretString,
+    /// The endpoint directory the gateway finds GP practices' GP Connect endpoints in.
+    pub directory: mcr_sources::directory::DirectoryHandle,
 }
 
 impl Demo {
@@ -204,6 +208,7 @@ impl Demo {
     pub async fn stop(self) {
         self.gateway.stop().await;
         self.idp_task.abort();
+        self.directory.stop();
         for s in self.sources {
             s.shutdown().await;
         }
@@ -347,6 +352,14 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
     // The GP system's GP Connect cases: a patient who has dissented from sharing their GP
     // record, and one the practice asked does not hold as a registered patient.
     let gp_errors = gp_connect_cases(&region);
+    // The endpoint directory (shaped like the Spine Directory Service FHIR API) the gateway
+    // asks for each patient's registered practice's GP Connect endpoint.
+    let directory_listener = TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .context("binding the directory port")?;
+    let directory_url = url::Url::parse(&format!("http://{}", directory_listener.local_addr()?))
+        .context("directory URL")?;
+    let mut directory_entries = Vec::new();
     for slice in &region.sources {
         let listener = TcpListener::bind(("127.0.0.1", 0))
             .await
@@ -401,10 +414,34 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
                 ssp_prefix: None,
                 consumer_asid: GATEWAY_ASID.into(),
                 provider_asid: GP_SYSTEM_ASID.into(),
+                directory: Some(mcr_federation::gpconnect::DirectoryConfig {
+                    url: directory_url.clone(),
+                    api_key: DIRECTORY_API_KEY.into(),
+                    ttl_secs: 3600,
+                }),
             }),
         });
+        if gp_connect {
+            // The one GP system answers for every practice, each at its own endpoint.
+            for practice in &region.gp_practices {
+                directory_entries.push(mcr_sources::directory::DirectoryEntry {
+                    ods: practice.code.to_string(),
+                    interaction: mcr_federation::gpconnect::INTERACTION_STRUCTURED.into(),
+                    address: format!(
+                        "{}{}",
+                        handle.base_url(),
+                        mcr_sources::gpconnect::practice_path(practice.code.as_str())
+                    ),
+                    asid: GP_SYSTEM_ASID.into(),
+                });
+            }
+        }
         sources.push(handle);
     }
+    let directory =
+        mcr_sources::directory::serve(directory_listener, directory_entries, DIRECTORY_API_KEY)
+            .await
+            .context("starting the endpoint directory")?;
 
     // Organisations beyond the sources: the practices, a hospice with no patients in common,
     // and a private company that is never a member.
@@ -776,7 +813,10 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
         .map(|(nhs, _)| nhs.clone())
         .chain(confidential_at_gp(&region).filter(|_| opts.gp_connect));
     for nhs in gp_cases {
-        feed.attendance(&nhs, now - day * 10).await?;
+        // A small region may not hold every sample in the index.
+        if gateway.gateway.store().patient(&nhs).await?.is_some() {
+            feed.attendance(&nhs, now - day * 10).await?;
+        }
     }
     feed.admit(&opted_out, now - day * 3).await?;
     feed.admit(&overridden, now - day * 3).await?;
@@ -850,6 +890,7 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
         idp,
         idp_task,
         gateway_client_secret,
+        directory,
     })
 }
 

@@ -642,4 +642,25 @@ async fn gp_connect_cases_reach_the_viewer_in_words_and_the_audit_trail() {
         t.demo.source("gp").expect("gp").requests_served() > 0,
         "asked over HTTP"
     );
+    // Each practice's endpoint came from the directory (an Endpoint and a Device search per
+    // practice at most: cached after).
+    let searches = t.demo.directory.searches();
+    assert!(searches >= 2, "{searches}");
+    let practices: std::collections::BTreeSet<_> = [
+        "gp_connect_dissent",
+        "gp_connect_not_registered",
+        "gp_connect_confidential_excluded",
+        "all_four_sources",
+    ]
+    .iter()
+    .filter_map(|case| {
+        let nhs = mcr_domain::NhsNumber::parse(&t.patient(case, 0)).ok()?;
+        Some(t.demo.region.person(&nhs)?.gp_practice.clone())
+    })
+    .collect();
+    assert!(
+        searches <= 2 * practices.len() as u64,
+        "{searches} searches for {} practices",
+        practices.len()
+    );
 }

@@ -13,9 +13,12 @@
 //! R4 `Patient`s from the same base URL ([`Source::patient_feed`]): GP Connect has no search
 //! of a practice's whole list.
 
+pub mod directory;
 pub mod stu3;
 
-use crate::client::{Digest, Fetched, HttpSource, Received, Source, SourceConfig};
+pub use directory::Directory;
+
+use crate::client::{Digest, Fetched, HttpSource, Location, Received, Source, SourceConfig};
 use crate::identity::{IdentitySigner, Requester};
 use crate::FederationConfig;
 use async_trait::async_trait;
@@ -46,8 +49,38 @@ pub struct GpConnectConfig {
     pub ssp_prefix: Option<Url>,
     /// This gateway's ASID (`Ssp-From`).
     pub consumer_asid: String,
-    /// The provider system's ASID (`Ssp-To`).
+    /// The provider system's ASID (`Ssp-To`), when `base_url` is the one provider asked (no
+    /// directory).
+    #[serde(default)]
     pub provider_asid: String,
+    /// Find each patient's registered practice's endpoint and ASID in a directory shaped like
+    /// the Spine Directory Service FHIR API, instead of asking `base_url` for everyone.
+    #[serde(default)]
+    pub directory: Option<DirectoryConfig>,
+}
+
+/// `[sources.gp_connect.directory]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryConfig {
+    /// The directory's FHIR base URL.
+    pub url: Url,
+    /// Sent as the `apikey` header.
+    #[serde(default)]
+    pub api_key: String,
+    /// How long an endpoint found is used before it is looked up again (default an hour).
+    #[serde(default = "default_ttl_secs")]
+    pub ttl_secs: u64,
+}
+
+fn default_ttl_secs() -> u64 {
+    3600
+}
+
+/// Where one request goes: the provider's service root and its ASID.
+struct Target<'a> {
+    address: &'a str,
+    asid: &'a str,
 }
 
 /// A GP practice system answering GP Connect Access Record: Structured.
@@ -59,6 +92,7 @@ pub struct GpConnectSource {
     identity: Option<Arc<IdentitySigner>>,
     /// The same base URL asked the R4 way, for the index's registration feed only.
     registrations: HttpSource,
+    directory: Option<Arc<directory::Directory>>,
 }
 
 impl GpConnectSource {
@@ -69,8 +103,18 @@ impl GpConnectSource {
             ssp_prefix: None,
             consumer_asid: String::new(),
             provider_asid: String::new(),
+            directory: None,
+        });
+        let directory = gpc.directory.as_ref().map(|d| {
+            Arc::new(directory::Directory::new(
+                d.url.clone(),
+                d.api_key.clone(),
+                client.clone(),
+                Duration::from_secs(d.ttl_secs),
+            ))
         });
         Self {
+            directory,
             gpc,
             registrations: HttpSource::new(config, client.clone(), limits.clone()),
             client,
@@ -95,9 +139,21 @@ impl GpConnectSource {
             .trim_end_matches('/')
     }
 
+    /// The endpoint directory, when endpoints are looked up.
+    pub fn directory(&self) -> Option<&directory::Directory> {
+        self.directory.as_deref()
+    }
+
     /// Where the operation is posted: through the proxy when there is one.
     pub fn operation_url(&self) -> Result<Url, FailureReason> {
-        let target = format!("{}/Patient/$gpc.getstructuredrecord", self.audience());
+        self.operation_url_at(self.audience())
+    }
+
+    fn operation_url_at(&self, address: &str) -> Result<Url, FailureReason> {
+        let target = format!(
+            "{}/Patient/$gpc.getstructuredrecord",
+            address.trim_end_matches('/')
+        );
         let url = match &self.gpc.ssp_prefix {
             Some(ssp) => format!("{}/{target}", ssp.as_str().trim_end_matches('/')),
             None => target,
@@ -116,7 +172,23 @@ impl GpConnectSource {
         token: &str,
         digest: &Digest<'_>,
     ) -> Result<Fetched, FailureReason> {
-        if self.gpc.consumer_asid.is_empty() || self.gpc.provider_asid.is_empty() {
+        let target = Target {
+            address: self.audience(),
+            asid: &self.gpc.provider_asid,
+        };
+        self.structured_record_at(&target, nhs, types, token, digest)
+            .await
+    }
+
+    async fn structured_record_at(
+        &self,
+        target: &Target<'_>,
+        nhs: &NhsNumber,
+        types: &[&str],
+        token: &str,
+        digest: &Digest<'_>,
+    ) -> Result<Fetched, FailureReason> {
+        if self.gpc.consumer_asid.is_empty() || target.asid.is_empty() {
             return Err(FailureReason::Unreachable {
                 detail: "GP Connect source without [gp_connect] ASIDs".into(),
             });
@@ -125,12 +197,12 @@ impl GpConnectSource {
         let trace = uuid::Uuid::new_v4().to_string();
         let response = self
             .client
-            .post(self.operation_url()?)
+            .post(self.operation_url_at(target.address)?)
             .header(reqwest::header::ACCEPT, FHIR_JSON)
             .header(reqwest::header::CONTENT_TYPE, FHIR_JSON)
             .header("Ssp-TraceID", &trace)
             .header("Ssp-From", &self.gpc.consumer_asid)
-            .header("Ssp-To", &self.gpc.provider_asid)
+            .header("Ssp-To", target.asid)
             .header("Ssp-InteractionID", INTERACTION_STRUCTURED)
             .bearer_auth(token)
             .body(body.to_string())
@@ -324,6 +396,44 @@ impl Source for GpConnectSource {
     fn sign_identity(&self, who: &Requester<'_>) -> Option<Result<String, FailureReason>> {
         let signer = self.identity.as_ref()?;
         Some(signer.for_gp_connect(who, self.audience()))
+    }
+
+    /// With a directory: the registered practice's endpoint, looked up (and cached), asked
+    /// with a token naming it as the audience.
+    async fn fetch_at(
+        &self,
+        grant: &Grant,
+        at: &Location,
+        types: &[&str],
+        digest: &Digest<'_>,
+        signed: Option<String>,
+    ) -> Result<Fetched, FailureReason> {
+        let Some(directory) = &self.directory else {
+            return self
+                .fetch_patient(grant, &at.local_id, types, digest, signed)
+                .await;
+        };
+        let practice =
+            at.registered_practice
+                .as_deref()
+                .ok_or_else(|| FailureReason::Unreachable {
+                    detail: "no registered GP practice is known for this patient".into(),
+                })?;
+        let endpoint = directory.endpoint(practice, INTERACTION_STRUCTURED).await?;
+        let signer = self
+            .identity
+            .as_ref()
+            .ok_or_else(|| FailureReason::Unreachable {
+                detail: "GP Connect needs the user's access token: no identity key".into(),
+            })?;
+        let address = endpoint.address.as_str().trim_end_matches('/');
+        let token = signer.for_gp_connect(&Requester::of(grant), address)?;
+        let target = Target {
+            address,
+            asid: &endpoint.asid,
+        };
+        self.structured_record_at(&target, grant.patient(), types, &token, digest)
+            .await
     }
 
     async fn fetch_patient(
