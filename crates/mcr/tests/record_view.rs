@@ -18,14 +18,16 @@ async fn everything_for_a_four_source_patient_has_items_from_all_four_with_prove
     assert_eq!(status, 200, "{bundle}");
     assert_eq!(bundle["resourceType"], "Bundle");
 
-    // Every source organisation is named by at least one Provenance.
+    // Every source organisation is named by at least one Provenance: the GP system's items
+    // by the patient's practice, whose endpoint answered through GP Connect.
     let orgs = provenance_orgs(&bundle);
     for s in &t.demo.region.sources {
-        assert!(
-            orgs.contains(s.organisation.code.as_str()),
-            "no item from {} in {orgs:?}",
-            s.id
-        );
+        let org = if s.id.as_str() == "gp" {
+            practice_of(&t, &nhs)
+        } else {
+            s.organisation.code.to_string()
+        };
+        assert!(orgs.contains(&org), "no item from {} in {orgs:?}", s.id);
     }
     // One Provenance per item, each pointing at an item in the bundle.
     let provenances = resources(&bundle, "Provenance");
@@ -538,6 +540,17 @@ async fn one_batch_per_source_shows_the_same_record_as_a_request_per_search() {
     }
 }
 
+/// The ODS code of `nhs`'s registered practice in the synthetic region.
+fn practice_of(t: &TestDemo, nhs: &str) -> String {
+    let nhs = mcr_domain::NhsNumber::parse(nhs).expect("nhs");
+    t.demo
+        .region
+        .person(&nhs)
+        .expect("person")
+        .gp_practice
+        .to_string()
+}
+
 /// The demo's GP system answers through GP Connect: a patient who has dissented is said in
 /// words and audited, never shown an empty GP record; one not registered at the practice is
 /// said so; a provider leaving out confidential items warns the viewer.
@@ -574,6 +587,7 @@ async fn gp_connect_cases_reach_the_viewer_in_words_and_the_audit_trail() {
     };
 
     let dissent = t.patient("gp_connect_dissent", 0);
+    let dissent_practice = practice_of(&t, &dissent);
     let (bundle, issues) = everything(dissent.clone()).await;
     assert!(
         issues
@@ -582,9 +596,10 @@ async fn gp_connect_cases_reach_the_viewer_in_words_and_the_audit_trail() {
                 && text.contains("the patient has declined to share their GP record")),
         "{issues:?}"
     );
+    let orgs = provenance_orgs(&bundle);
     assert!(
-        !provenance_orgs(&bundle).contains("E82000"),
-        "nothing from the GP"
+        !orgs.contains(&dissent_practice) && !orgs.contains("E82000"),
+        "nothing from the GP: {orgs:?}"
     );
     let audited = t
         .demo
@@ -618,6 +633,7 @@ async fn gp_connect_cases_reach_the_viewer_in_words_and_the_audit_trail() {
     // Items labelled confidential never leave the practice; the viewer is told some were left
     // out, and everything else it holds is there.
     let confidential = t.patient("gp_connect_confidential_excluded", 0);
+    let confidential_practice = practice_of(&t, &confidential);
     let (bundle, issues) = everything(confidential).await;
     assert!(
         issues
@@ -626,14 +642,16 @@ async fn gp_connect_cases_reach_the_viewer_in_words_and_the_audit_trail() {
         "{issues:?}"
     );
     assert!(
-        provenance_orgs(&bundle).contains("E82000"),
-        "GP items present"
+        provenance_orgs(&bundle).contains(&confidential_practice),
+        "GP items present, from the practice"
     );
 
-    // And an ordinary patient's GP record comes through GP Connect with no warning.
+    // And an ordinary patient's GP record comes through GP Connect with no warning, its items
+    // the registered practice's.
     let ordinary = t.patient("all_four_sources", 0);
+    let ordinary_practice = practice_of(&t, &ordinary);
     let (bundle, issues) = everything(ordinary).await;
-    assert!(provenance_orgs(&bundle).contains("E82000"));
+    assert!(provenance_orgs(&bundle).contains(&ordinary_practice));
     assert_eq!(
         issues.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>(),
         ["source-ok"]

@@ -77,10 +77,12 @@ fn default_ttl_secs() -> u64 {
     3600
 }
 
-/// Where one request goes: the provider's service root and its ASID.
+/// Where one request goes: the provider's service root and its ASID, and, when it is one
+/// practice's endpoint, that practice's ODS code.
 struct Target<'a> {
     address: &'a str,
     asid: &'a str,
+    practice: Option<&'a str>,
 }
 
 /// A GP practice system answering GP Connect Access Record: Structured.
@@ -175,6 +177,7 @@ impl GpConnectSource {
         let target = Target {
             address: self.audience(),
             asid: &self.gpc.provider_asid,
+            practice: None,
         };
         self.structured_record_at(&target, nhs, types, token, digest)
             .await
@@ -253,6 +256,33 @@ impl GpConnectSource {
                 doc: &doc,
                 raw: &raw,
             }));
+        }
+        // Asked at one practice's endpoint, and the record says it is that practice's: its
+        // items are the practice's, at that endpoint.
+        let answering = match (&read.practice, target.practice) {
+            (Some((code, name)), Some(asked)) if code == asked => mcr_domain::OdsCode::parse(code)
+                .ok()
+                .map(|c| (c, name.clone())),
+            _ => None,
+        };
+        if let Some((code, name)) = answering {
+            let base = self
+                .registrations
+                .config()
+                .base_url
+                .as_str()
+                .trim_end_matches('/');
+            for d in &mut resources {
+                if let crate::Digested::Item(item) = d {
+                    for s in &mut item.1.sources {
+                        s.org_code = code.clone();
+                        s.org_name.clone_from(&name);
+                        if let Some(rest) = s.full_url.strip_prefix(base) {
+                            s.full_url = format!("{}{rest}", target.address);
+                        }
+                    }
+                }
+            }
         }
         Ok(Fetched {
             resources,
@@ -393,7 +423,12 @@ impl Source for GpConnectSource {
         self.registrations.config()
     }
 
+    /// Without a directory only: with one, the audience (the practice's endpoint) is known
+    /// only once the directory has named it.
     fn sign_identity(&self, who: &Requester<'_>) -> Option<Result<String, FailureReason>> {
+        if self.directory.is_some() {
+            return None;
+        }
         let signer = self.identity.as_ref()?;
         Some(signer.for_gp_connect(who, self.audience()))
     }
@@ -431,6 +466,7 @@ impl Source for GpConnectSource {
         let target = Target {
             address,
             asid: &endpoint.asid,
+            practice: Some(practice),
         };
         self.structured_record_at(&target, grant.patient(), types, &token, digest)
             .await

@@ -28,6 +28,9 @@ pub struct Structured {
     pub folded: usize,
     /// Resources of types the record does not show (counted, never silently lost).
     pub not_shown: usize,
+    /// The practice the record says it is from (the `Patient`'s managing organisation): its
+    /// ODS code and name.
+    pub practice: Option<(String, String)>,
 }
 
 /// The banner's words for a list warning code.
@@ -119,6 +122,27 @@ pub fn read_bundle(bundle: &Value) -> Result<Structured, FailureReason> {
             },
         }
     }
+    out.practice = entries
+        .iter()
+        .find(|r| type_of(r) == Some("Patient"))
+        .and_then(|p| p.pointer("/managingOrganization/reference"))
+        .and_then(Value::as_str)
+        .and_then(|r| by_ref.get(r))
+        .and_then(|org| {
+            let code = org
+                .get("identifier")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .find(|i| {
+                    i.get("system").and_then(Value::as_str)
+                        == Some("https://fhir.nhs.uk/Id/ods-organization-code")
+                })
+                .and_then(|i| i.get("value"))
+                .and_then(Value::as_str)?;
+            let name = str_of(org, "name")?;
+            Some((code.to_owned(), name.chars().take(200).collect()))
+        });
     codes.sort();
     codes.dedup();
     out.warnings = codes.iter().map(|c| warning_text(c)).collect();
@@ -524,7 +548,28 @@ mod tests {
         assert!(s.warnings[0].contains("confidential"));
         assert!(s.warnings[1].contains("previous GP practice"));
         assert_eq!(s.not_shown, 1, "a type the record does not show is counted");
+        assert_eq!(s.practice, None);
         assert!(read_bundle(&json!({"resourceType": "OperationOutcome"})).is_err());
         assert!(read_bundle(&json!({"resourceType": "Bundle", "entry": {}})).is_err());
+    }
+
+    #[test]
+    fn the_practice_is_the_patients_managing_organisation() {
+        let bundle = json!({"resourceType": "Bundle", "entry": [
+            {"resource": {"resourceType": "Organization", "id": "o2",
+                "identifier": [{"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "X1"}],
+                "name": "Somewhere Else"}},
+            {"resource": {"resourceType": "Patient", "id": "p",
+                "managingOrganization": {"reference": "Organization/o1"}}},
+            {"resource": {"resourceType": "Organization", "id": "o1",
+                "identifier": [{"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "A20047"}],
+                "name": "Riverside Surgery"}}
+        ]});
+        let s = read_bundle(&bundle).expect("reads");
+        assert_eq!(
+            s.practice,
+            Some(("A20047".to_owned(), "Riverside Surgery".to_owned()))
+        );
+        assert_eq!(s.resources.len(), 1, "the patient only");
     }
 }
