@@ -312,6 +312,7 @@ pub async fn run(o: &BenchOptions) -> anyhow::Result<Report> {
         "sample_patients": o.sample_patients, "seconds_per_scenario": o.duration.as_secs_f64(),
         "settle_seconds": o.settle.as_secs_f64(), "warmup_seconds": o.warmup.as_secs_f64(), "store": sys.store.as_deref().unwrap_or("sqlite (gateway data dir)"),
         "sources_asked": if sys.batch { "one FHIR batch per source per view" } else { "one request per search and read" },
+        "gp_source": if sys.gp_connect { "GP Connect Access Record: Structured (one $gpc.getstructuredrecord per view)" } else { "FHIR R4 like the others" },
     });
     let targets = targets(
         &scenarios,

@@ -71,6 +71,10 @@ struct Args {
     /// per view (`batch = false` in its `[[sources]]`).
     #[arg(long)]
     no_batch: bool,
+    /// The GP system answers through GP Connect Access Record: Structured and the gateway asks
+    /// it that way (the other three sources stay FHIR R4).
+    #[arg(long)]
+    gp_connect: bool,
     /// Run as the floor stand-in with this config (the benchmark starts it itself).
     #[arg(long, hide = true)]
     floor_proxy: Option<PathBuf>,
@@ -160,6 +164,7 @@ async fn run(a: Args) -> anyhow::Result<()> {
             deadline_ms: a.deadline_ms,
             store: a.store.clone(),
             batch: !a.no_batch,
+            gp_connect: a.gp_connect,
         },
         clinicians: a.clinicians.clone(),
         stress_clinicians: a.stress_clinicians,

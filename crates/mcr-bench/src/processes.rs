@@ -31,7 +31,14 @@ pub struct SystemOptions {
     pub store: Option<String>,
     /// The gateway asks each source for a view in one FHIR batch (`batch = true`).
     pub batch: bool,
+    /// The GP system answers through GP Connect Access Record: Structured (STU3), and the
+    /// gateway asks it that way (`kind = "gp-connect"`).
+    pub gp_connect: bool,
 }
+
+/// The bench's ASIDs when the GP system answers GP Connect.
+const GATEWAY_ASID: &str = "200000000115";
+const GP_ASID: &str = "200000000116";
 
 /// The running processes; killed when dropped.
 #[derive(Debug)]
@@ -114,6 +121,9 @@ impl System {
                 "\n[[source]]\nid = \"{id}\"\nlisten = \"127.0.0.1:{port}\"\nbehaviour = {{ latency_ms = [{}, {}] }}\n",
                 o.latency_ms.0, o.latency_ms.1
             ));
+            if o.gp_connect && id == "gp" {
+                sources_toml.push_str(&format!("[source.gp_connect]\nasid = \"{GP_ASID}\"\n"));
+            }
             source_urls.push((id.to_owned(), format!("http://127.0.0.1:{port}")));
         }
         let sources_path = dir.path().join("sources.toml");
@@ -188,11 +198,17 @@ impl System {
                 .map(|t| format!("\"{t}\""))
                 .collect();
             let org_toml = toml_org(&slice.organisation)?;
+            let gp_connect = o.gp_connect && id == "gp";
             gw.push_str(&format!(
                 "\n[[sources]]\nid = \"{id}\"\nbase_url = \"{url}\"\nresource_types = [{}]\nbatch = {}\norganisation = {org_toml}\n",
                 types.join(", "),
-                o.batch
+                o.batch && !gp_connect
             ));
+            if gp_connect {
+                gw.push_str(&format!(
+                    "kind = \"gp-connect\"\n[sources.gp_connect]\nconsumer_asid = \"{GATEWAY_ASID}\"\nprovider_asid = \"{GP_ASID}\"\n"
+                ));
+            }
         }
         let gateway_path = dir.path().join("gateway.toml");
         std::fs::write(&gateway_path, gw)?;

@@ -171,6 +171,25 @@ pub enum FailureReason {
     Malformed { detail: String },
     /// Sent more than the configured cap.
     TooLarge { limit_bytes: u64 },
+    /// A GP Connect provider: the patient has dissented from sharing their GP record
+    /// (`NO_PATIENT_CONSENT`). Never shown as an empty record.
+    PatientDissent,
+    /// A GP Connect provider: no record it may share for this NHS number (`PATIENT_NOT_FOUND`:
+    /// unknown, inactive, deceased or sensitive).
+    PatientNotFound,
+    /// A GP Connect provider: the patient is not registered (as a regular patient) at this
+    /// practice (`PATIENT_NOT_FOUND` saying so).
+    NotRegistered,
+    /// A GP Connect provider refused the NHS number as invalid (`INVALID_NHS_NUMBER`).
+    InvalidNhsNumber,
+    /// A GP Connect provider refused the request itself (`INVALID_RESOURCE`,
+    /// `INVALID_PARAMETER`, `BAD_REQUEST`, …): the gateway asked wrongly.
+    InvalidRequest { code: String },
+    /// A GP Connect provider refused this requester (`ACCESS DENIED`, `NO_RELATIONSHIP`,
+    /// `NO_ORGANISATION_CONSENT`, or the Spine proxy's refusal).
+    AccessDenied { code: String },
+    /// A GP Connect provider failed on its side (`INTERNAL_SERVER_ERROR`, …).
+    ProviderError { code: String },
 }
 
 impl FailureReason {
@@ -194,6 +213,21 @@ impl FailureReason {
                 "sent more than the {} MB limit",
                 limit_bytes / (1024 * 1024)
             ),
+            FailureReason::PatientDissent => {
+                "the patient has declined to share their GP record".into()
+            }
+            FailureReason::PatientNotFound => {
+                "holds no GP record it can share for this NHS number".into()
+            }
+            FailureReason::NotRegistered => "says the patient is not registered there".into(),
+            FailureReason::InvalidNhsNumber => "refused the NHS number as invalid".into(),
+            FailureReason::InvalidRequest { code } => {
+                format!("refused the request as invalid ({code})")
+            }
+            FailureReason::AccessDenied { code } => format!("refused access ({code})"),
+            FailureReason::ProviderError { code } => {
+                format!("failed on its side ({code})")
+            }
         }
     }
 
@@ -204,6 +238,13 @@ impl FailureReason {
             FailureReason::HttpStatus { .. } => "http-status",
             FailureReason::Malformed { .. } => "malformed",
             FailureReason::TooLarge { .. } => "too-large",
+            FailureReason::PatientDissent => "patient-dissent",
+            FailureReason::PatientNotFound => "patient-not-found",
+            FailureReason::NotRegistered => "not-registered",
+            FailureReason::InvalidNhsNumber => "invalid-nhs-number",
+            FailureReason::InvalidRequest { .. } => "invalid-request",
+            FailureReason::AccessDenied { .. } => "access-denied",
+            FailureReason::ProviderError { .. } => "provider-error",
         }
     }
 }
@@ -236,6 +277,10 @@ pub struct SourceOutcome {
     #[serde(default)]
     pub another_patient: usize,
     pub elapsed_ms: u64,
+    /// What the source said about its own answer, for the banner: a GP Connect provider's
+    /// list warnings (confidential items excluded, record in transit, awaiting filing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl SourceOutcome {

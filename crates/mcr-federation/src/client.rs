@@ -28,6 +28,24 @@ pub struct SourceConfig {
     /// gateway. Later pages of a search are still followed one `GET` at a time. Off by default.
     #[serde(default)]
     pub batch: bool,
+    /// How the source is asked: plain FHIR R4 searches (the default) or GP Connect Access
+    /// Record: Structured (`gp-connect`, which needs `[sources.gp_connect]`).
+    #[serde(default)]
+    pub kind: SourceKind,
+    /// The GP Connect settings of a `gp-connect` source.
+    #[serde(default)]
+    pub gp_connect: Option<crate::gpconnect::GpConnectConfig>,
+}
+
+/// The protocol a source speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    /// FHIR R4 reads and searches.
+    #[default]
+    FhirR4,
+    /// NHS GP Connect Access Record: Structured (FHIR STU3, `$gpc.getstructuredrecord`).
+    GpConnect,
 }
 
 /// Limits applied to every source.
@@ -62,6 +80,9 @@ impl Default for FederationConfig {
 pub struct Location {
     pub source: SourceId,
     pub local_id: String,
+    /// The patient's registered GP practice (ODS code) as the index has it: a GP Connect
+    /// source with a directory asks that practice's endpoint.
+    pub registered_practice: Option<String>,
 }
 
 /// What one source answered for one view.
@@ -77,6 +98,8 @@ pub struct SourceFetch {
     /// The source's own handling time for this view, as it reported it (`Server-Timing`), along
     /// its slowest concurrent search, in milliseconds; `None` when it did not say or failed.
     pub source_ms: Option<f64>,
+    /// What the source said about its answer, for the banner (GP Connect list warnings).
+    pub warnings: Vec<String>,
 }
 
 /// What one source answered: the resources, and how long it said it took.
@@ -86,6 +109,8 @@ pub struct Fetched {
     /// Sum of the `Server-Timing: app;dur=` of each page along the slowest of the concurrent
     /// searches (pages of one search follow each other), in milliseconds.
     pub source_ms: Option<f64>,
+    /// What the source said about its answer (GP Connect list warnings), for the banner.
+    pub warnings: Vec<String>,
 }
 
 /// One resource as a source sent it: read, for the checks and the merge, and the text it came
@@ -219,6 +244,7 @@ impl SourceFetch {
             }),
             elapsed_ms: 0,
             source_ms: None,
+            warnings: Vec::new(),
         }
     }
 }
@@ -244,6 +270,20 @@ pub trait Source: Send + Sync + std::fmt::Debug {
         digest: &Digest<'_>,
         signed: Option<String>,
     ) -> Result<Fetched, FailureReason>;
+    /// [`Source::fetch_patient`] for the patient at `at`: a source that needs more than the
+    /// local id (the registered practice, for a GP Connect source with a directory) reads it
+    /// here.
+    async fn fetch_at(
+        &self,
+        grant: &Grant,
+        at: &Location,
+        types: &[&str],
+        digest: &Digest<'_>,
+        signed: Option<String>,
+    ) -> Result<Fetched, FailureReason> {
+        self.fetch_patient(grant, &at.local_id, types, digest, signed)
+            .await
+    }
     /// The identity token this source sends with its requests for `who`, signed now; `None`
     /// when it sends none.
     fn sign_identity(&self, who: &Requester<'_>) -> Option<Result<String, FailureReason>> {
@@ -743,7 +783,7 @@ fn add_ms(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
-fn transport_failure(e: &reqwest::Error) -> FailureReason {
+pub(crate) fn transport_failure(e: &reqwest::Error) -> FailureReason {
     if e.is_timeout() {
         FailureReason::Timeout { after_ms: 0 }
     } else if let Some(detail) = mcr_tls::describe_tls_failure(e) {
@@ -994,6 +1034,8 @@ mod tests {
                 base_url: url::Url::parse("https://gp.example/fhir/R4/").expect("url"),
                 resource_types: vec!["Condition".into()],
                 batch: true,
+                kind: super::SourceKind::FhirR4,
+                gp_connect: None,
             },
             reqwest::Client::new(),
             crate::FederationConfig::default(),

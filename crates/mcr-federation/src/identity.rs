@@ -173,6 +173,55 @@ impl IdentitySigner {
         if let Some(r) = record {
             claims["requested_record"] = r;
         }
+        Ok(self.sign_claims(&claims))
+    }
+
+    /// The access token GP Connect requires of a consumer (spec: "Cross-organisation audit and
+    /// provenance"): `requesting_device` (this gateway), `requesting_organization` (the user's
+    /// organisation, by ODS code), `requesting_practitioner` (the user: local id, SDS user id
+    /// and role profile id as `UNK` since no smartcard is involved, and the user's role),
+    /// `reason_for_request: directcare`, `requested_scope: patient/*.read`, five minutes valid.
+    /// Signed like every other identity token (GP Connect 1.x allows an unsigned one; signing
+    /// it costs nothing and lets a provider check it).
+    pub fn for_gp_connect(
+        &self,
+        who: &Requester<'_>,
+        audience: &str,
+    ) -> Result<String, FailureReason> {
+        let now = self.clock.now().timestamp();
+        let claims = json!({
+            "iss": self.issuer,
+            "sub": who.user_id,
+            "aud": audience.trim_end_matches('/'),
+            "iat": now,
+            "exp": now + IDENTITY_TTL_SECS,
+            "reason_for_request": "directcare",
+            "requested_scope": "patient/*.read",
+            "requesting_device": {
+                "resourceType": "Device",
+                "identifier": [{"system": "https://mycarerecord.example/Id/gateway", "value": self.issuer}],
+                "model": "My Care Record",
+                "version": env!("CARGO_PKG_VERSION"),
+            },
+            "requesting_organization": {
+                "resourceType": "Organization",
+                "identifier": [{"system": OdsCode::SYSTEM, "value": who.org_code.as_str()}],
+            },
+            "requesting_practitioner": {
+                "resourceType": "Practitioner",
+                "id": who.user_id,
+                "identifier": [
+                    {"system": "https://fhir.nhs.uk/Id/sds-user-id", "value": "UNK"},
+                    {"system": "https://fhir.nhs.uk/Id/sds-role-profile-id", "value": "UNK"},
+                    {"system": "https://mycarerecord.example/Id/user-id", "value": who.user_id},
+                    {"system": ROLE_SYSTEM, "value": who.role.as_str()},
+                ],
+            },
+        });
+        Ok(self.sign_claims(&claims))
+    }
+
+    fn sign_claims(&self, claims: &Value) -> String {
         // A compact JWS (RFC 7515) with EdDSA (RFC 8037), as `jsonwebtoken` writes it.
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let mut token = String::with_capacity(1024);
@@ -182,7 +231,7 @@ impl IdentitySigner {
         let signature = self.key.sign(token.as_bytes());
         token.push('.');
         b64.encode_string(signature.as_ref(), &mut token);
-        Ok(token)
+        token
     }
 }
 

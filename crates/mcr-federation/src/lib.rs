@@ -11,12 +11,13 @@
 //! failing source becomes a [`FailureReason`] in the record, never an error of the whole view.
 
 mod client;
+pub mod gpconnect;
 pub mod identity;
 mod merge;
 
 pub use client::{
     Digest, FederationConfig, Fetched, HttpSource, Location, Received, Source, SourceConfig,
-    SourceFetch,
+    SourceFetch, SourceKind,
 };
 pub use identity::{IdentitySigner, Requester};
 pub use merge::{merge, Digested, MergeInput, SourceMeta};
@@ -200,17 +201,18 @@ impl Federation {
                 let digest = |r: Received<'_>| input.digest(&meta, r);
                 let result = tokio::time::timeout_at(
                     until,
-                    source.fetch_patient(grant, &loc.local_id, &wanted, &digest, signed),
+                    source.fetch_at(grant, loc, &wanted, &digest, signed),
                 )
                 .await;
-                let (outcome, source_ms) = match result {
-                    Ok(Ok(fetched)) => (Ok(fetched.resources), fetched.source_ms),
-                    Ok(Err(reason)) => (Err(reason), None),
+                let (outcome, source_ms, warnings) = match result {
+                    Ok(Ok(fetched)) => (Ok(fetched.resources), fetched.source_ms, fetched.warnings),
+                    Ok(Err(reason)) => (Err(reason), None, Vec::new()),
                     Err(_) => (
                         Err(FailureReason::Timeout {
                             after_ms: millis(deadline),
                         }),
                         None,
+                        Vec::new(),
                     ),
                 };
                 SourceFetch {
@@ -221,6 +223,7 @@ impl Federation {
                     outcome,
                     elapsed_ms: millis(started.elapsed()),
                     source_ms,
+                    warnings,
                 }
             }
         });
@@ -304,6 +307,8 @@ mod tests {
                     base_url: url::Url::parse(&format!("https://{id}.example/fhir")).expect("url"),
                     resource_types: vec!["Condition".into()],
                     batch: false,
+                    kind: SourceKind::FhirR4,
+                    gp_connect: None,
                 };
                 let source =
                     HttpSource::new(config, reqwest::Client::new(), FederationConfig::default())

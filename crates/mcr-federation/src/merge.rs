@@ -287,6 +287,7 @@ pub fn merge(input: &MergeInput<'_>, fetches: Vec<SourceFetch>) -> MergedRecord 
             untied: counts.untied,
             another_patient: counts.another_patient,
             elapsed_ms: f.elapsed_ms,
+            warnings: std::mem::take(&mut f.warnings),
         });
     }
 
@@ -332,6 +333,7 @@ fn code_field<J: mcr_fhir::Json>(r: &J) -> &'static str {
         Some("MedicationStatement" | "MedicationRequest") => "medicationCodeableConcept",
         Some("Encounter" | "DocumentReference" | "EpisodeOfCare") => "type",
         Some("RelatedPerson") => "relationship",
+        Some("Immunization") => "vaccineCode",
         Some("CarePlan") => "category",
         _ => "code",
     }
@@ -404,6 +406,7 @@ mod tests {
                     outcome,
                     elapsed_ms: 5,
                     source_ms: None,
+                    warnings: Vec::new(),
                 }
             })
             .collect();

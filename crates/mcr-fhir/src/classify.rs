@@ -16,10 +16,15 @@ const CLASS_TYPES: [(DataClass, &[&str]); 12] = [
         &["MedicationStatement", "MedicationRequest"],
     ),
     (DataClass::Encounters, &["Encounter"]),
-    (DataClass::Results, &["Observation", "DiagnosticReport"]),
+    // Immunisations are shown with results (the record has no section of their own).
+    (
+        DataClass::Results,
+        &["Observation", "DiagnosticReport", "Immunization"],
+    ),
     (DataClass::Documents, &["DocumentReference"]),
     (DataClass::Assessments, &["DocumentReference"]),
-    (DataClass::CarePlans, &["CarePlan"]),
+    // Referrals (a GP's outbound referrals, as GP Connect sends them) are care planned.
+    (DataClass::CarePlans, &["CarePlan", "ServiceRequest"]),
     (DataClass::KeyContacts, &["RelatedPerson"]),
 ];
 
@@ -197,6 +202,23 @@ pub fn summarise<J: Json>(r: &J) -> Summary {
                     &["issued"],
                 ],
             );
+        }
+        "Immunization" => {
+            s.display = text_of_cc(r, "vaccineCode").unwrap_or_default();
+            s.detail = str_at(r, &["lotNumber"]).map(|l| format!("batch {}", clip(l, 40)));
+            s.date = date_field(r, &[&["occurrenceDateTime"], &["recorded"]]);
+        }
+        "ServiceRequest" => {
+            s.display = text_of_cc(r, "code")
+                .or_else(|| text_of_cc(r, "category"))
+                .unwrap_or_default();
+            s.detail = r
+                .get("note")
+                .and_then(|n| n.at(0))
+                .and_then(|n| n.get("text"))
+                .and_then(J::as_str)
+                .map(|d| clip(d, 300));
+            s.date = date_field(r, &[&["authoredOn"], &["occurrenceDateTime"]]);
         }
         "DocumentReference" => {
             s.display = str_at(r, &["description"])

@@ -162,6 +162,7 @@ impl Gateway {
             .map(|l| Location {
                 source: l.source.clone(),
                 local_id: l.local_id.clone(),
+                registered_practice: patient.gp_practice.clone(),
             })
             .collect();
         let shares: HashMap<_, _> = self

@@ -23,6 +23,8 @@ fn http_source(id: &str, org: Organisation, base: &str, types: &[&str]) -> Arc<d
         base_url: base.parse().expect("test setup"),
         resource_types: types.iter().map(|t| (*t).to_owned()).collect(),
         batch: false,
+        kind: mcr_federation::SourceKind::FhirR4,
+        gp_connect: None,
     };
     Arc::new(HttpSource::new(
         cfg,

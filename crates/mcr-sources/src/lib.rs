@@ -6,7 +6,9 @@
 //! hanging, dropping connections) so tests and benchmarks can prove the gateway copes. It must
 //! never be used as a real data store, and never serves more than its one slice.
 
+pub mod directory;
 mod fhir;
+pub mod gpconnect;
 mod identity;
 
 use axum::body::Body;
@@ -30,6 +32,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 pub use fhir::FHIR_JSON;
+pub use gpconnect::{GpConnectOptions, GpcError};
 pub use identity::IdentityCheck;
 
 /// How a source behaves: its latency and, optionally, how it fails.
@@ -111,6 +114,8 @@ pub struct SourceOptions {
     pub tls: Option<SourceTls>,
     /// Check the end user's identity token on every FHIR request.
     pub identity: Option<IdentityCheck>,
+    /// Answer GP Connect Access Record: Structured too (`POST /Patient/$gpc.getstructuredrecord`).
+    pub gp_connect: Option<GpConnectOptions>,
 }
 
 /// A source's TLS: its own certificate, the CA its clients' certificates must chain to, and the
@@ -133,6 +138,7 @@ struct Shared {
     shutdown: watch::Receiver<bool>,
     answers: AnswerCache,
     feeds: fhir::FeedCache,
+    gp_connect: RwLock<Option<GpConnectOptions>>,
 }
 
 /// Search answers already written, by request. A simulated record never changes, so the same
@@ -176,6 +182,13 @@ impl AnswerCache {
 impl Shared {
     fn behaviour(&self) -> Behaviour {
         self.behaviour
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn gp_connect(&self) -> Option<GpConnectOptions> {
+        self.gp_connect
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
@@ -242,6 +255,15 @@ impl SourceHandle {
     /// aborts the answer on connections already open.)
     pub fn set_behaviour(&self, behaviour: Behaviour) {
         self.shared.set_behaviour(behaviour);
+    }
+
+    /// Answer GP Connect as `options` say (`None`: not at all). Takes effect for the next request.
+    pub fn set_gp_connect(&self, options: Option<GpConnectOptions>) {
+        *self
+            .shared
+            .gp_connect
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = options;
     }
 
     /// The most recent verified identity tokens' claims (up to 64), oldest first.
@@ -336,6 +358,7 @@ pub async fn serve_with(
         shutdown: shutdown.clone(),
         answers: AnswerCache::default(),
         feeds: fhir::FeedCache::default(),
+        gp_connect: RwLock::new(options.gp_connect.clone()),
     });
     let (conn_tx, conn_rx) = mpsc::channel::<(MaybeTlsStream, Peer)>(256);
     let acceptor = tokio::spawn(accept_loop(
@@ -471,6 +494,11 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/_control/stats", get(stats))
         .route("/metadata", get(metadata))
         .route("/", post(batch))
+        .route("/Patient/$gpc.getstructuredrecord", post(structured_record))
+        .route(
+            "/{practice}/STU3/1/gpconnect/Patient/$gpc.getstructuredrecord",
+            post(practice_structured_record),
+        )
         .route("/{resource_type}", get(search))
         .route("/{resource_type}/{id}", get(read))
         .fallback(fallback)
@@ -708,6 +736,33 @@ async fn batch(State(s): State<Arc<Shared>>, headers: HeaderMap, body: bytes::By
         }
     }
     fhir::raw(StatusCode::OK, Body::from(fhir::batch_response(&entries)))
+}
+
+/// GP Connect Access Record: Structured ([`gpconnect`]): the simulated latency and failures
+/// apply as to every request; the identity token is checked the GP Connect way there.
+async fn structured_record(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
+    if let Some(r) = gate(&s, None).await {
+        return r;
+    }
+    gpconnect::structured(&s, &headers, &body, None).await
+}
+
+/// [`structured_record`] at one practice's endpoint (as the directory names it): only that
+/// practice's registered patients are found there.
+async fn practice_structured_record(
+    State(s): State<Arc<Shared>>,
+    Path(practice): Path<String>,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
+    if let Some(r) = gate(&s, None).await {
+        return r;
+    }
+    gpconnect::structured(&s, &headers, &body, Some(&practice)).await
 }
 
 async fn read(

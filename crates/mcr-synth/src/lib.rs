@@ -320,6 +320,11 @@ impl SourceSlice {
             .and_then(|p| self.core.people.get(p.person))
     }
 
+    /// A GP practice of the region, by its ODS code (a patient's registered practice).
+    pub fn practice(&self, code: &OdsCode) -> Option<&Organisation> {
+        self.core.practices.iter().find(|o| &o.code == code)
+    }
+
     /// The region's "today" (for dating a CapabilityStatement and the like).
     pub fn today(&self) -> NaiveDate {
         self.core.today

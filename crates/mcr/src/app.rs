@@ -3,7 +3,8 @@
 use crate::config::Settings;
 use anyhow::Context;
 use mcr_domain::{Clock, SystemClock};
-use mcr_federation::{Federation, FederationConfig, HttpSource, Source};
+use mcr_federation::gpconnect::GpConnectSource;
+use mcr_federation::{Federation, FederationConfig, HttpSource, Source, SourceKind};
 use mcr_gateway::{Gateway, OrgRegistry};
 use mcr_web::{AppState, Authenticator};
 use std::sync::Arc;
@@ -34,11 +35,15 @@ pub fn federation(s: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Federat
     let sources: Vec<Arc<dyn Source>> = s
         .sources
         .iter()
-        .map(|c| {
-            Arc::new(
+        .map(|c| match c.kind {
+            SourceKind::FhirR4 => Arc::new(
                 HttpSource::new(c.clone(), client.clone(), limits.clone())
                     .with_identity(signer.clone()),
-            ) as Arc<dyn Source>
+            ) as Arc<dyn Source>,
+            SourceKind::GpConnect => Arc::new(
+                GpConnectSource::new(c.clone(), client.clone(), limits.clone())
+                    .with_identity(signer.clone()),
+            ) as Arc<dyn Source>,
         })
         .collect();
     Ok(Federation::new(sources, limits))

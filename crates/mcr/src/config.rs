@@ -256,6 +256,26 @@ impl Settings {
             if !matches!(s.base_url.scheme(), "http" | "https") {
                 bail!("config: source `{}` base_url must be http or https", s.id);
             }
+            match (s.kind, &s.gp_connect) {
+                (mcr_federation::SourceKind::GpConnect, None) => bail!(
+                    "config: source `{}` is kind = \"gp-connect\": set [sources.gp_connect] consumer_asid (and provider_asid or a directory)",
+                    s.id
+                ),
+                (mcr_federation::SourceKind::GpConnect, Some(g))
+                    if g.consumer_asid.trim().is_empty()
+                        || (g.directory.is_none() && g.provider_asid.trim().is_empty()) =>
+                {
+                    bail!(
+                        "config: source `{}`: [sources.gp_connect] needs consumer_asid, and provider_asid unless [sources.gp_connect.directory] finds it",
+                        s.id
+                    )
+                }
+                (mcr_federation::SourceKind::FhirR4, Some(_)) => bail!(
+                    "config: source `{}` has [sources.gp_connect] but is not kind = \"gp-connect\"",
+                    s.id
+                ),
+                _ => {}
+            }
         }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             bail!("config: [tls] needs both cert and key");

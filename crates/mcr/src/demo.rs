@@ -38,7 +38,16 @@ pub struct DemoOptions {
     /// The watch on views and its notifier (tests lower the limits and point the notifier at
     /// their own receivers).
     pub watch: crate::watch_settings::WatchSettings,
+    /// The GP system answers the gateway through GP Connect Access Record: Structured (STU3),
+    /// as English practices do; off: plain FHIR R4 searches, as the other sources.
+    pub gp_connect: bool,
 }
+
+/// The demo's ASIDs (Spine accredited system ids): the gateway's and the GP system's.
+pub const GATEWAY_ASID: &str = "200000000115";
+pub const GP_SYSTEM_ASID: &str = "200000000116";
+/// The demo endpoint directory's API key.
+pub const DIRECTORY_API_KEY: &str = "demo-directory-key";
 
 impl Default for DemoOptions {
     fn default() -> Self {
@@ -54,6 +63,7 @@ impl Default for DemoOptions {
             trusted_proxy_hops: 0,
             refusal_flush_seconds: 60,
             watch: crate::watch_settings::WatchSettings::default(),
+            gp_connect: true,
         }
     }
 }
@@ -158,6 +168,8 @@ pub struct Demo {
     pub idp_task: tokio::task::JoinHandle<()>,
     /// The gateway's client secret at the demo provider (tests use it to talk to the provider).
     pub gateway_client_secret: secrecy::SecretString,
+    /// The endpoint directory the gateway finds GP practices' GP Connect endpoints in.
+    pub directory: mcr_sources::directory::DirectoryHandle,
 }
 
 impl Demo {
@@ -195,6 +207,7 @@ impl Demo {
     pub async fn stop(self) {
         self.gateway.stop().await;
         self.idp_task.abort();
+        self.directory.stop();
         for s in self.sources {
             s.shutdown().await;
         }
@@ -277,6 +290,40 @@ fn demo_patients(region: &Region) -> anyhow::Result<Vec<mcr_web::DemoPatient>> {
         .collect()
 }
 
+/// The GP system's configured GP Connect errors: GP-only sample patients past those the demo
+/// lists as `gp_only` (which stay ordinary).
+fn gp_connect_cases(region: &Region) -> Vec<(NhsNumber, mcr_sources::GpcError)> {
+    let s = &region.samples.gp_only;
+    [
+        (s.get(3), mcr_sources::GpcError::Dissent),
+        (s.get(4), mcr_sources::GpcError::NotRegistered),
+    ]
+    .into_iter()
+    .filter_map(|(nhs, e)| Some((nhs?.clone(), e)))
+    .collect()
+}
+
+/// A sample patient whose GP record holds items labelled confidential: the GP Connect provider
+/// leaves them out and says so.
+fn confidential_at_gp(region: &Region) -> Option<NhsNumber> {
+    let gp = region.source("gp")?;
+    region.samples.sensitive.iter().find_map(|nhs| {
+        let sp = gp
+            .patients()
+            .iter()
+            .find(|p| p.nhs_number.as_ref() == Some(nhs))?;
+        let labelled = gp.resource_types.iter().any(|t| {
+            *t != "Patient"
+                && gp.resources(&sp.local_id, t).iter().any(|r| {
+                    r.pointer("/meta/security")
+                        .and_then(serde_json::Value::as_array)
+                        .is_some_and(|s| s.iter().any(|x| x["code"] == "R"))
+                })
+        });
+        labelled.then(|| nhs.clone())
+    })
+}
+
 /// Start the whole demo.
 pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
     std::fs::create_dir_all(&opts.data_dir)
@@ -301,6 +348,17 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
     let (_, identity_x) = crate::network::identity_key(&identity_key_path)?;
     let mut sources = Vec::new();
     let mut source_configs = Vec::new();
+    // The GP system's GP Connect cases: a patient who has dissented from sharing their GP
+    // record, and one the practice asked does not hold as a registered patient.
+    let gp_errors = gp_connect_cases(&region);
+    // The endpoint directory (shaped like the Spine Directory Service FHIR API) the gateway
+    // asks for each patient's registered practice's GP Connect endpoint.
+    let directory_listener = TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .context("binding the directory port")?;
+    let directory_url = url::Url::parse(&format!("http://{}", directory_listener.local_addr()?))
+        .context("directory URL")?;
+    let mut directory_entries = Vec::new();
     for slice in &region.sources {
         let listener = TcpListener::bind(("127.0.0.1", 0))
             .await
@@ -320,9 +378,17 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
             issuer: None,
             required: true,
         };
+        let gp_connect = opts.gp_connect && slice.kind == mcr_synth::SourceKind::Gp;
         let options = mcr_sources::SourceOptions {
             tls: Some(tls),
             identity: Some(identity),
+            gp_connect: gp_connect.then(|| mcr_sources::GpConnectOptions {
+                asid: GP_SYSTEM_ASID.into(),
+                errors: gp_errors
+                    .iter()
+                    .map(|(nhs, e)| (nhs.to_string(), *e))
+                    .collect(),
+            }),
         };
         let handle =
             mcr_sources::serve_with(slice.clone(), listener, Behaviour::default(), options)
@@ -337,10 +403,44 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
                 .iter()
                 .map(|t| (*t).to_owned())
                 .collect(),
-            batch: opts.source_batch,
+            batch: opts.source_batch && !gp_connect,
+            kind: if gp_connect {
+                mcr_federation::SourceKind::GpConnect
+            } else {
+                mcr_federation::SourceKind::FhirR4
+            },
+            gp_connect: gp_connect.then(|| mcr_federation::gpconnect::GpConnectConfig {
+                ssp_prefix: None,
+                consumer_asid: GATEWAY_ASID.into(),
+                provider_asid: GP_SYSTEM_ASID.into(),
+                directory: Some(mcr_federation::gpconnect::DirectoryConfig {
+                    url: directory_url.clone(),
+                    api_key: DIRECTORY_API_KEY.into(),
+                    ttl_secs: 3600,
+                }),
+            }),
         });
+        if gp_connect {
+            // The one GP system answers for every practice, each at its own endpoint.
+            for practice in &region.gp_practices {
+                directory_entries.push(mcr_sources::directory::DirectoryEntry {
+                    ods: practice.code.to_string(),
+                    interaction: mcr_federation::gpconnect::INTERACTION_STRUCTURED.into(),
+                    address: format!(
+                        "{}{}",
+                        handle.base_url(),
+                        mcr_sources::gpconnect::practice_path(practice.code.as_str())
+                    ),
+                    asid: GP_SYSTEM_ASID.into(),
+                });
+            }
+        }
         sources.push(handle);
     }
+    let directory =
+        mcr_sources::directory::serve(directory_listener, directory_entries, DIRECTORY_API_KEY)
+            .await
+            .context("starting the endpoint directory")?;
 
     // Organisations beyond the sources: the practices, a hospice with no patients in common,
     // and a private company that is never a member.
@@ -666,6 +766,22 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
         .insert("large_record".into(), pick(&s.large, 3));
     info.patients
         .insert("hostile_text".into(), pick(&s.hostile, 3));
+    if opts.gp_connect {
+        for (nhs, e) in &gp_errors {
+            let case = match e {
+                mcr_sources::GpcError::Dissent => "gp_connect_dissent",
+                mcr_sources::GpcError::NotRegistered => "gp_connect_not_registered",
+                mcr_sources::GpcError::NotFound | mcr_sources::GpcError::InternalError => continue,
+            };
+            info.patients.insert(case.into(), vec![nhs.to_string()]);
+        }
+        if let Some(nhs) = confidential_at_gp(&region) {
+            info.patients.insert(
+                "gp_connect_confidential_excluded".into(),
+                vec![nhs.to_string()],
+            );
+        }
+    }
     // The acute trust's patient administration system announces admissions, attendances,
     // discharges and a pre-admission over the ADT feed, as a real one would: the acute
     // relationships of the sample patients come from these, the community, social care and
@@ -689,6 +805,17 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
         for nhs in list.iter().take(3) {
             feed.admit(nhs, now - day * 25).await?;
             feed.discharge(nhs, now - day * 25, now - day * 20).await?;
+        }
+    }
+    // The GP Connect cases attend A&E, so the A&E doctor may look (and see what GP Connect says).
+    let gp_cases = gp_errors
+        .iter()
+        .map(|(nhs, _)| nhs.clone())
+        .chain(confidential_at_gp(&region).filter(|_| opts.gp_connect));
+    for nhs in gp_cases {
+        // A small region may not hold every sample in the index.
+        if gateway.gateway.store().patient(&nhs).await?.is_some() {
+            feed.attendance(&nhs, now - day * 10).await?;
         }
     }
     feed.admit(&opted_out, now - day * 3).await?;
@@ -785,6 +912,7 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
         idp,
         idp_task,
         gateway_client_secret,
+        directory,
     })
 }
 

@@ -28,6 +28,9 @@ pub struct SourceEntry {
     pub listen: SocketAddr,
     #[serde(default)]
     pub behaviour: Behaviour,
+    /// Answer GP Connect Access Record: Structured too (`[source.gp_connect] asid = "…"`).
+    #[serde(default)]
+    pub gp_connect: Option<mcr_sources::GpConnectOptions>,
 }
 
 fn default_seed() -> u64 {
@@ -75,7 +78,14 @@ pub async fn start(
         let listener = tokio::net::TcpListener::bind(entry.listen)
             .await
             .with_context(|| format!("source {}: cannot listen on {}", entry.id, entry.listen))?;
-        handles.push(mcr_sources::serve(slice.clone(), listener, entry.behaviour.clone()).await?);
+        let options = mcr_sources::SourceOptions {
+            gp_connect: entry.gp_connect.clone(),
+            ..Default::default()
+        };
+        handles.push(
+            mcr_sources::serve_with(slice.clone(), listener, entry.behaviour.clone(), options)
+                .await?,
+        );
     }
     Ok(handles)
 }

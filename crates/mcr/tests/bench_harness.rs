@@ -21,6 +21,8 @@ async fn the_benchmark_harness_runs_and_counts() {
             deadline_ms: 500,
             store: None,
             batch: true,
+            // The GP system as English regions reach it: through GP Connect.
+            gp_connect: true,
         },
         clinicians: vec![2],
         stress_clinicians: 2,

@@ -289,7 +289,52 @@ async fn the_end_users_identity_arrives_at_each_source_as_a_signed_token() {
     t.give_permission(AE, &nhs).await;
     let (status, bundle) = t.everything(AE, &nhs).await;
     assert_eq!(status, 200, "{bundle}");
-    for id in ["gp", "acute", "community", "socialcare"] {
+    // The GP system is asked through GP Connect, at the patient's registered practice's
+    // endpoint: its token is the one GP Connect requires, with that endpoint as audience.
+    let gp = t.demo.source("gp").expect("gp");
+    let seen = gp.identities_seen();
+    let c = seen
+        .iter()
+        .rev()
+        .find(|c| c["sub"] == AE)
+        .unwrap_or_else(|| panic!("gp saw {seen:?}"));
+    let practice = t
+        .demo
+        .region
+        .person(&mcr_domain::NhsNumber::parse(&nhs).expect("nhs"))
+        .expect("person")
+        .gp_practice
+        .clone();
+    assert_eq!(
+        c["aud"],
+        format!(
+            "{}{}",
+            gp.base_url(),
+            mcr_sources::gpconnect::practice_path(practice.as_str())
+        )
+    );
+    assert_eq!(c["reason_for_request"], "directcare");
+    assert_eq!(c["requested_scope"], "patient/*.read");
+    assert_eq!(c["requesting_device"]["resourceType"], "Device");
+    assert_eq!(
+        c["requesting_organization"]["identifier"][0]["value"], "RWH",
+        "the user's organisation"
+    );
+    assert_eq!(c["requesting_practitioner"]["id"], AE);
+    assert!(
+        c["requesting_practitioner"]["identifier"]
+            .as_array()
+            .expect("identifiers")
+            .iter()
+            .any(|i| i["value"] == mcr_domain::Role::Clinician.as_str()),
+        "the user's role: {c}"
+    );
+    assert_eq!(
+        c["exp"].as_i64().expect("exp") - c["iat"].as_i64().expect("iat"),
+        300
+    );
+    assert_eq!(gp.identity_counts().1, 0, "gp: every token was valid");
+    for id in ["acute", "community", "socialcare"] {
         let source = t.demo.source(id).expect("source");
         let seen = source.identities_seen();
         let c = seen

@@ -18,14 +18,16 @@ async fn everything_for_a_four_source_patient_has_items_from_all_four_with_prove
     assert_eq!(status, 200, "{bundle}");
     assert_eq!(bundle["resourceType"], "Bundle");
 
-    // Every source organisation is named by at least one Provenance.
+    // Every source organisation is named by at least one Provenance: the GP system's items
+    // by the patient's practice, whose endpoint answered through GP Connect.
     let orgs = provenance_orgs(&bundle);
     for s in &t.demo.region.sources {
-        assert!(
-            orgs.contains(s.organisation.code.as_str()),
-            "no item from {} in {orgs:?}",
-            s.id
-        );
+        let org = if s.id.as_str() == "gp" {
+            practice_of(&t, &nhs)
+        } else {
+            s.organisation.code.to_string()
+        };
+        assert!(orgs.contains(&org), "no item from {} in {orgs:?}", s.id);
     }
     // One Provenance per item, each pointing at an item in the bundle.
     let provenances = resources(&bundle, "Provenance");
@@ -219,7 +221,13 @@ async fn garbage_errors_and_huge_bodies_from_sources_are_reported_not_fatal() {
 
 #[tokio::test]
 async fn a_gp_record_without_nhs_number_is_found_by_demographics_and_marked() {
-    let t = start().await;
+    // The GP system asked the plain R4 way: GP Connect finds a patient by NHS number only, and
+    // this GP record has none (the GP Connect path answers "patient not found" for it).
+    let t = start_opts(mcr::demo::DemoOptions {
+        gp_connect: false,
+        ..test_options()
+    })
+    .await;
     let nhs = t.patient("matched_by_demographics_only", 0);
     let (status, patient) = t.get(AE, &format!("/fhir/Patient/{nhs}")).await;
     assert_eq!(status, 200, "{patient}");
@@ -654,4 +662,147 @@ async fn every_form_of_patient_reference_r4_allows_shows_the_same_items() {
         });
     assert_eq!(audited, (0, n));
     community.set_behaviour(Behaviour::default());
+}
+
+/// The ODS code of `nhs`'s registered practice in the synthetic region.
+fn practice_of(t: &TestDemo, nhs: &str) -> String {
+    let nhs = mcr_domain::NhsNumber::parse(nhs).expect("nhs");
+    t.demo
+        .region
+        .person(&nhs)
+        .expect("person")
+        .gp_practice
+        .to_string()
+}
+
+/// The demo's GP system answers through GP Connect: a patient who has dissented is said in
+/// words and audited, never shown an empty GP record; one not registered at the practice is
+/// said so; a provider leaving out confidential items warns the viewer.
+#[tokio::test]
+async fn gp_connect_cases_reach_the_viewer_in_words_and_the_audit_trail() {
+    let t = start().await;
+    let everything = |nhs: String| {
+        let t = &t;
+        async move {
+            t.give_permission(AE, &nhs).await;
+            let (status, bundle) = t.everything(AE, &nhs).await;
+            assert_eq!(status, 200, "{bundle}");
+            let issues: Vec<(String, String)> = outcome(&bundle)["issue"]
+                .as_array()
+                .expect("issues")
+                .iter()
+                .filter(|i| i["expression"][0] == "gp")
+                .map(|i| {
+                    (
+                        i["details"]["coding"][0]["code"]
+                            .as_str()
+                            .unwrap_or("")
+                            .to_owned(),
+                        i["details"]["text"]
+                            .as_str()
+                            .or_else(|| i["diagnostics"].as_str())
+                            .unwrap_or("")
+                            .to_owned(),
+                    )
+                })
+                .collect();
+            (bundle, issues)
+        }
+    };
+
+    let dissent = t.patient("gp_connect_dissent", 0);
+    let dissent_practice = practice_of(&t, &dissent);
+    let (bundle, issues) = everything(dissent.clone()).await;
+    assert!(
+        issues
+            .iter()
+            .any(|(code, text)| code == "source-patient-dissent"
+                && text.contains("the patient has declined to share their GP record")),
+        "{issues:?}"
+    );
+    let orgs = provenance_orgs(&bundle);
+    assert!(
+        !orgs.contains(&dissent_practice) && !orgs.contains("E82000"),
+        "nothing from the GP: {orgs:?}"
+    );
+    let audited = t
+        .demo
+        .gateway
+        .gateway
+        .store()
+        .search_audit(&mcr_store::AuditFilter {
+            patient: Some(dissent.clone()),
+            outcome: Some("permit".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("audit");
+    assert!(
+        audited
+            .iter()
+            .any(|r| r.record.payload.contains("patient-dissent")),
+        "the dissent is in the view's audit record"
+    );
+
+    let elsewhere = t.patient("gp_connect_not_registered", 0);
+    let (_, issues) = everything(elsewhere).await;
+    assert!(
+        issues
+            .iter()
+            .any(|(code, text)| code == "source-not-registered" && text.contains("not registered")),
+        "{issues:?}"
+    );
+
+    // Items labelled confidential never leave the practice; the viewer is told some were left
+    // out, and everything else it holds is there.
+    let confidential = t.patient("gp_connect_confidential_excluded", 0);
+    let confidential_practice = practice_of(&t, &confidential);
+    let (bundle, issues) = everything(confidential).await;
+    assert!(
+        issues
+            .iter()
+            .any(|(code, text)| code == "source-warning" && text.contains("confidential")),
+        "{issues:?}"
+    );
+    assert!(
+        provenance_orgs(&bundle).contains(&confidential_practice),
+        "GP items present, from the practice"
+    );
+
+    // And an ordinary patient's GP record comes through GP Connect with no warning, its items
+    // the registered practice's.
+    let ordinary = t.patient("all_four_sources", 0);
+    let ordinary_practice = practice_of(&t, &ordinary);
+    let (bundle, issues) = everything(ordinary).await;
+    assert!(provenance_orgs(&bundle).contains(&ordinary_practice));
+    assert_eq!(
+        issues.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>(),
+        ["source-ok"]
+    );
+    assert!(
+        t.demo.source("gp").expect("gp").requests_served() > 0,
+        "asked over HTTP"
+    );
+    // Each practice's endpoint came from the directory (an Endpoint and a Device search per
+    // practice at most: cached after).
+    let searches = t.demo.directory.searches();
+    assert!(searches >= 2, "{searches}");
+    let practices: std::collections::BTreeSet<_> = [
+        "gp_connect_dissent",
+        "gp_connect_not_registered",
+        "gp_connect_confidential_excluded",
+        "all_four_sources",
+    ]
+    .iter()
+    .filter_map(|case| {
+        let nhs = mcr_domain::NhsNumber::parse(&t.patient(case, 0)).ok()?;
+        Some(t.demo.region.person(&nhs)?.gp_practice.clone())
+    })
+    .collect();
+    assert!(
+        searches <= 2 * practices.len() as u64,
+        "{searches} searches for {} practices",
+        practices.len()
+    );
 }

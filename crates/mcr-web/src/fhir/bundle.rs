@@ -215,6 +215,15 @@ pub(crate) fn everything(
                 }),
             },
         }
+        for w in &s.warnings {
+            issues.push(Issue {
+                severity: mcr_fhir::IssueSeverity::Warning,
+                code: IssueType::Incomplete,
+                detail_code: Some("source-warning".into()),
+                text: format!("{} ({}): {w}", s.org_name, s.org_code),
+                expression: Some(s.source.to_string()),
+            });
+        }
     }
     if record.withheld {
         issues.push(Issue {

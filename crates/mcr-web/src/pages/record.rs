@@ -323,6 +323,13 @@ fn source_rows(record: &MergedRecord) -> Vec<SourceRow> {
                     "Some items not shown"
                 },
             },
+            // Not a fault to retry: the patient's own choice, said as such.
+            SourceStatus::Failed(mcr_domain::FailureReason::PatientDissent) => SourceRow {
+                name: s.org_name.clone(),
+                status: "The patient has declined to share their GP record. Nothing from it is shown; ask the patient.".into(),
+                tag: "grey",
+                tag_text: "Declined to share",
+            },
             SourceStatus::Failed(r) => SourceRow {
                 name: s.org_name.clone(),
                 status: format!(
@@ -331,6 +338,17 @@ fn source_rows(record: &MergedRecord) -> Vec<SourceRow> {
                 ),
                 tag: "red",
                 tag_text: "Unavailable",
+            },
+            SourceStatus::Ok if !s.warnings.is_empty() => SourceRow {
+                name: s.org_name.clone(),
+                status: format!(
+                    "Answered just now with {} {}. {}",
+                    s.items,
+                    if s.items == 1 { "item" } else { "items" },
+                    s.warnings.join(" ")
+                ),
+                tag: "orange",
+                tag_text: "May be incomplete",
             },
             SourceStatus::Ok if s.withheld > 0 => SourceRow {
                 name: s.org_name.clone(),
@@ -643,6 +661,7 @@ mod tests {
             items: 3,
             withheld,
             elapsed_ms: 10,
+            warnings: Vec::new(),
         };
         let record = MergedRecord {
             nhs_number: NhsNumber::parse("9434765919").unwrap_or_else(|_| unreachable!()),
@@ -692,6 +711,50 @@ mod tests {
             |_| true,
         );
         assert!(!docs.available);
+    }
+
+    #[test]
+    fn banner_says_a_dissent_in_words_and_shows_a_practices_warnings() {
+        let base = mcr_domain::SourceOutcome {
+            source: SourceId::parse("gp").unwrap_or_else(|_| unreachable!()),
+            org_code: OdsCode::parse("A81001").unwrap_or_else(|_| unreachable!()),
+            org_name: "Riverside Surgery".into(),
+            status: SourceStatus::Failed(mcr_domain::FailureReason::PatientDissent),
+            items: 0,
+            withheld: 0,
+            untied: 0,
+            another_patient: 0,
+            elapsed_ms: 10,
+            warnings: Vec::new(),
+        };
+        let warned = mcr_domain::SourceOutcome {
+            status: SourceStatus::Ok,
+            items: 2,
+            warnings: vec!["Some GP record items were excluded by the practice.".into()],
+            ..base.clone()
+        };
+        let record = MergedRecord {
+            nhs_number: NhsNumber::parse("9434765919").unwrap_or_else(|_| unreachable!()),
+            patient: None,
+            sections: Vec::new(),
+            sources: vec![base, warned],
+            unavailable_sections: Vec::new(),
+            withheld: false,
+        };
+        let rows = source_rows(&record);
+        assert_eq!(rows[0].tag_text, "Declined to share");
+        assert!(
+            rows[0]
+                .status
+                .starts_with("The patient has declined to share their GP record."),
+            "{}",
+            rows[0].status
+        );
+        assert_eq!(rows[1].tag_text, "May be incomplete");
+        assert_eq!(
+            rows[1].status,
+            "Answered just now with 2 items. Some GP record items were excluded by the practice."
+        );
     }
 
     #[test]

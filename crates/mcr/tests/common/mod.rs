@@ -46,6 +46,7 @@ pub fn test_options() -> DemoOptions {
         trusted_proxy_hops: 0,
         refusal_flush_seconds: 60,
         watch: Default::default(),
+        gp_connect: true,
     }
 }
 

@@ -1,0 +1,605 @@
+//! The GP Connect consumer against the simulated practice system (`mcr_sources::gpconnect`)
+//! over real HTTP: the synthetic patients' GP records come through Access Record: Structured,
+//! the specification's error cases by configuration, and the simulator refuses a request that
+//! breaks the specification's header and token rules the way the specification says.
+
+use base64::Engine as _;
+use mcr_domain::{
+    DataClass, FailureReason, NhsNumber, OdsCode, Purpose, Role, Section, SourceStatus,
+};
+use mcr_federation::gpconnect::{GpConnectConfig, GpConnectSource, INTERACTION_STRUCTURED};
+use mcr_federation::{
+    merge, FederationConfig, IdentitySigner, MergeInput, Received, Requester, SourceConfig,
+    SourceFetch, SourceKind, SourceMeta,
+};
+use mcr_sources::{GpConnectOptions, GpcError, IdentityCheck, SourceHandle, SourceOptions};
+use ring::signature::KeyPair as _;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+const PROVIDER_ASID: &str = "200000000116";
+
+struct Rig {
+    region: mcr_synth::Region,
+    handle: SourceHandle,
+    source: GpConnectSource,
+    signer: Arc<IdentitySigner>,
+    pkcs8: Vec<u8>,
+}
+
+/// The region's GP system serving GP Connect, a patient of each error case configured.
+async fn rig(errors: &[(&NhsNumber, GpcError)]) -> Rig {
+    let region = mcr_synth::generate(&mcr_synth::SynthConfig {
+        patients: 400,
+        ..Default::default()
+    });
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng)
+        .expect("key")
+        .as_ref()
+        .to_vec();
+    let public = ring::signature::Ed25519KeyPair::from_pkcs8(&pkcs8)
+        .expect("key")
+        .public_key()
+        .as_ref()
+        .to_vec();
+    let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(public);
+    let slice = region.source("gp").expect("gp").clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let options = SourceOptions {
+        tls: None,
+        identity: Some(IdentityCheck {
+            ed25519_keys: vec![x],
+            issuer: None,
+            required: true,
+        }),
+        gp_connect: Some(GpConnectOptions {
+            asid: PROVIDER_ASID.into(),
+            errors: errors
+                .iter()
+                .map(|(n, e)| (n.as_str().to_owned(), *e))
+                .collect::<BTreeMap<_, _>>(),
+        }),
+    };
+    let handle = mcr_sources::serve_with(slice.clone(), listener, Default::default(), options)
+        .await
+        .expect("serve");
+    let signer = Arc::new(
+        IdentitySigner::new(
+            &pkcs8,
+            "https://mcr.example",
+            OdsCode::parse("MCR01").expect("ods"),
+            Arc::new(mcr_domain::SystemClock),
+        )
+        .expect("signer"),
+    );
+    let config = SourceConfig {
+        id: slice.id.clone(),
+        organisation: slice.organisation.clone(),
+        base_url: url::Url::parse(&handle.base_url()).expect("url"),
+        resource_types: vec![],
+        batch: false,
+        kind: SourceKind::GpConnect,
+        gp_connect: Some(GpConnectConfig {
+            ssp_prefix: None,
+            consumer_asid: "200000000115".into(),
+            provider_asid: PROVIDER_ASID.into(),
+            directory: None,
+        }),
+    };
+    let source = GpConnectSource::new(config, reqwest::Client::new(), FederationConfig::default())
+        .with_identity(Arc::clone(&signer));
+    Rig {
+        region,
+        handle,
+        source,
+        signer,
+        pkcs8,
+    }
+}
+
+fn token(rig: &Rig, nhs: &NhsNumber) -> String {
+    let org = OdsCode::parse("RWH").expect("ods");
+    rig.signer
+        .for_gp_connect(
+            &Requester {
+                user_id: "ae.okafor",
+                role: Role::Clinician,
+                org_code: &org,
+                purpose: Purpose::DirectCare,
+                patient: nhs,
+            },
+            &rig.handle.base_url(),
+        )
+        .expect("token")
+}
+
+const TYPES: [&str; 6] = [
+    "Patient",
+    "AllergyIntolerance",
+    "MedicationStatement",
+    "Condition",
+    "Encounter",
+    "Observation",
+];
+
+/// One view of `nhs`'s GP record through GP Connect, merged.
+async fn view(rig: &Rig, nhs: &NhsNumber) -> mcr_domain::MergedRecord {
+    let classes: BTreeSet<DataClass> = DataClass::ALL.into_iter().collect();
+    let shares = HashMap::new();
+    let input = MergeInput {
+        nhs_number: nhs,
+        classes: &classes,
+        source_shares: &shares,
+        withhold: &|_| false,
+        encounters_since: None,
+    };
+    let config = mcr_federation::Source::config(&rig.source);
+    let meta = SourceMeta {
+        source: &config.id,
+        org_code: &config.organisation.code,
+        org_name: &config.organisation.name,
+        base_url: config.base_url.as_str(),
+        local_id: "not used by GP Connect",
+    };
+    let digest = |r: Received<'_>| input.digest(&meta, r);
+    let result = rig
+        .source
+        .structured_record(nhs, &TYPES, &token(rig, nhs), &digest)
+        .await;
+    let (outcome, warnings) = match result {
+        Ok(f) => (Ok(f.resources), f.warnings),
+        Err(e) => (Err(e), Vec::new()),
+    };
+    merge(
+        &input,
+        vec![SourceFetch {
+            source: config.id.clone(),
+            org_code: config.organisation.code.clone(),
+            org_name: config.organisation.name.clone(),
+            base_url: config.base_url.to_string(),
+            outcome,
+            elapsed_ms: 1,
+            source_ms: None,
+            warnings,
+        }],
+    )
+}
+
+fn local_id(rig: &Rig, nhs: &NhsNumber) -> String {
+    rig.region
+        .source("gp")
+        .expect("gp")
+        .patients()
+        .iter()
+        .find(|p| p.nhs_number.as_ref() == Some(nhs))
+        .expect("held by the GP")
+        .local_id
+        .clone()
+}
+
+fn confidential(r: &Value) -> bool {
+    r.pointer("/meta/security")
+        .and_then(Value::as_array)
+        .is_some_and(|s| s.iter().any(|x| x["code"] == "R"))
+}
+
+#[tokio::test]
+async fn a_synthetic_patients_gp_record_comes_through_gp_connect_item_for_item() {
+    let rig = rig(&[]).await;
+    let gp = rig.region.source("gp").expect("gp");
+    let s = &rig.region.samples;
+    let has_confidential = |nhs: &NhsNumber| {
+        let local = local_id(&rig, nhs);
+        TYPES
+            .iter()
+            .any(|t| gp.resources(&local, t).iter().any(confidential))
+    };
+    // An ordinary patient, and one whose GP items include some labelled confidential.
+    let ordinary = s
+        .all_four
+        .iter()
+        .find(|n| !has_confidential(n))
+        .expect("an ordinary sample")
+        .clone();
+    let labelled = s
+        .sensitive
+        .iter()
+        .find(|n| has_confidential(n))
+        .expect("a sample with confidential GP items")
+        .clone();
+    for (nhs, confidential_expected) in [(ordinary, false), (labelled, true)] {
+        let local = local_id(&rig, &nhs);
+        let record = view(&rig, &nhs).await;
+        assert_eq!(record.sources[0].status, SourceStatus::Ok, "{nhs}");
+        for (t, section) in [
+            ("AllergyIntolerance", Section::Allergies),
+            ("MedicationStatement", Section::Medications),
+            ("Condition", Section::Problems),
+            ("Encounter", Section::Encounters),
+            ("Observation", Section::Results),
+        ] {
+            let r4 = gp.resources(&local, t);
+            let mut want: Vec<String> = r4
+                .iter()
+                .filter(|r| !confidential(r))
+                .filter_map(|r| r["id"].as_str().map(str::to_owned))
+                .collect();
+            let mut got: Vec<String> = record
+                .items(section)
+                .iter()
+                .filter(|i| i.resource_type == t)
+                .map(|i| {
+                    i.sources[0]
+                        .full_url
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or("")
+                        .to_owned()
+                })
+                .collect();
+            want.sort();
+            got.sort();
+            assert_eq!(got, want, "{t} of {nhs}");
+        }
+        assert_eq!(
+            record.sources[0]
+                .warnings
+                .iter()
+                .any(|w| w.contains("confidential")),
+            confidential_expected,
+            "{nhs}: {:?}",
+            record.sources[0].warnings
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_specs_patient_errors_come_back_by_configuration_as_their_own_failures() {
+    let region = mcr_synth::generate(&mcr_synth::SynthConfig {
+        patients: 400,
+        ..Default::default()
+    });
+    let (dissent, elsewhere, missing, broken) = (
+        region.samples.all_four[0].clone(),
+        region.samples.all_four[1].clone(),
+        region.samples.all_four[2].clone(),
+        region.samples.gp_only[0].clone(),
+    );
+    drop(region);
+    let rig = rig(&[
+        (&dissent, GpcError::Dissent),
+        (&elsewhere, GpcError::NotRegistered),
+        (&missing, GpcError::NotFound),
+        (&broken, GpcError::InternalError),
+    ])
+    .await;
+    let unknown = NhsNumber::parse("9434765870").expect("nhs");
+    for (nhs, want) in [
+        (&dissent, FailureReason::PatientDissent),
+        (&elsewhere, FailureReason::NotRegistered),
+        (&missing, FailureReason::PatientNotFound),
+        (&unknown, FailureReason::PatientNotFound),
+        (
+            &broken,
+            FailureReason::ProviderError {
+                code: "INTERNAL_SERVER_ERROR".into(),
+            },
+        ),
+    ] {
+        let record = view(&rig, nhs).await;
+        assert_eq!(
+            record.sources[0].status,
+            SourceStatus::Failed(want),
+            "{nhs}"
+        );
+        assert_eq!(record.item_count(), 0);
+    }
+}
+
+/// Request headers, by name.
+type Headers = Vec<(&'static str, String)>;
+
+/// A token signed with the rig's key with `claims` changed as `edit` says.
+fn forged(rig: &Rig, edit: impl Fn(&mut Value)) -> String {
+    let nhs = NhsNumber::parse("9434765919").expect("nhs");
+    let good = token(rig, &nhs);
+    let body = good.split('.').nth(1).expect("jws");
+    let mut claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(body)
+            .expect("b64"),
+    )
+    .expect("json");
+    edit(&mut claims);
+    let key = jsonwebtoken::EncodingKey::from_ed_der(&rig.pkcs8);
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA),
+        &claims,
+        &key,
+    )
+    .expect("sign")
+}
+
+#[tokio::test]
+async fn the_simulator_refuses_a_request_that_breaks_the_specs_rules_as_the_spec_says() {
+    let rig = rig(&[]).await;
+    let nhs = rig.region.samples.all_four[0].clone();
+    let url = format!("{}/Patient/$gpc.getstructuredrecord", rig.handle.base_url());
+    let body = mcr_federation::gpconnect::parameters(&nhs, &["AllergyIntolerance"]).to_string();
+    let good_token = token(&rig, &nhs);
+    let client = reqwest::Client::new();
+    let send = |headers: Headers, body: String| {
+        let mut rb = client
+            .post(&url)
+            .header("content-type", "application/fhir+json");
+        for (k, v) in headers {
+            rb = rb.header(k, v);
+        }
+        async move {
+            let r = rb.body(body).send().await.expect("answer");
+            let status = r.status().as_u16();
+            let v: Value = r.json().await.expect("json");
+            (
+                status,
+                v["issue"][0]["details"]["coding"][0]["code"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned(),
+                v["issue"][0]["diagnostics"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned(),
+            )
+        }
+    };
+    let headers = |token: &str| {
+        vec![
+            (
+                "Ssp-TraceID",
+                "629ea9ba-a077-4d99-b289-7a9b19fd4e03".to_owned(),
+            ),
+            ("Ssp-From", "200000000115".to_owned()),
+            ("Ssp-To", PROVIDER_ASID.to_owned()),
+            ("Ssp-InteractionID", INTERACTION_STRUCTURED.to_owned()),
+            ("Authorization", format!("Bearer {token}")),
+        ]
+    };
+    // The well-formed request is answered.
+    let (status, _, _) = send(headers(&good_token), body.clone()).await;
+    assert_eq!(status, 200);
+
+    let without = |name: &str| {
+        headers(&good_token)
+            .into_iter()
+            .filter(|(k, _)| *k != name)
+            .collect::<Vec<_>>()
+    };
+    let mut wrong_to = headers(&good_token);
+    wrong_to[2].1 = "999999999999".into();
+    let mut wrong_interaction = headers(&good_token);
+    wrong_interaction[3].1 = "urn:nhs:names:services:gpconnect:fhir:rest:read:patient-1".into();
+    let cases: Vec<(Headers, String, u16, &str, &str)> = vec![
+        (without("Ssp-TraceID"), body.clone(), 400, "BAD_REQUEST", "Ssp-TraceID"),
+        (without("Ssp-From"), body.clone(), 400, "BAD_REQUEST", "Ssp-From"),
+        (wrong_to, body.clone(), 400, "BAD_REQUEST", "Ssp-To"),
+        (wrong_interaction, body.clone(), 400, "BAD_REQUEST", "Ssp-InteractionID"),
+        (without("Authorization"), body.clone(), 400, "BAD_REQUEST", "token"),
+        (
+            headers(&forged(&rig, |c| c["reason_for_request"] = json!("secondaryuses"))),
+            body.clone(),
+            400,
+            "BAD_REQUEST",
+            "reason",
+        ),
+        (
+            headers(&forged(&rig, |c| c["requested_scope"] = json!("organization/*.read"))),
+            body.clone(),
+            400,
+            "BAD_REQUEST",
+            "requested_scope",
+        ),
+        (
+            headers(&forged(&rig, |c| {
+                c["requesting_device"] = json!({"resourceType": "Patient"});
+            })),
+            body.clone(),
+            400,
+            "BAD_REQUEST",
+            "requesting_device",
+        ),
+        (
+            headers(&forged(&rig, |c| c["requesting_practitioner"]["id"] = json!("other"))),
+            body.clone(),
+            400,
+            "BAD_REQUEST",
+            "requesting_practitioner",
+        ),
+        (
+            headers(&good_token),
+            r#"{"resourceType":"Patient"}"#.into(),
+            422,
+            "INVALID_RESOURCE",
+            "Parameters",
+        ),
+        (
+            headers(&good_token),
+            json!({"resourceType": "Parameters", "parameter": [{"name": "includeProblems"}]}).to_string(),
+            422,
+            "INVALID_PARAMETER",
+            "patientNHSNumber",
+        ),
+        (
+            headers(&good_token),
+            json!({"resourceType": "Parameters", "parameter": [{"name": "patientNHSNumber",
+                "valueIdentifier": {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9434765918"}}]})
+            .to_string(),
+            400,
+            "INVALID_NHS_NUMBER",
+            "check digit",
+        ),
+    ];
+    for (h, b, want_status, want_code, said) in cases {
+        let (status, code, diagnostics) = send(h, b).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (want_status, want_code),
+            "{said}: {diagnostics}"
+        );
+        assert!(diagnostics.contains(said), "{said}: {diagnostics}");
+    }
+}
+
+/// Fetch through `source` for the patient at `at`, keeping nothing.
+async fn ask_at(
+    source: &GpConnectSource,
+    grant: &mcr_policy::Grant,
+    at: mcr_federation::Location,
+) -> Result<mcr_federation::Fetched, FailureReason> {
+    let keep = |_: Received<'_>| mcr_federation::Digested::Ignored;
+    mcr_federation::Source::fetch_at(source, grant, &at, &TYPES, &keep, None).await
+}
+
+/// A grant for a GP at `practice` to view `nhs` (registered there), as the policy makes one.
+fn grant_for(nhs: &NhsNumber, practice: &mcr_domain::Organisation) -> mcr_policy::Grant {
+    let principal = mcr_domain::Principal {
+        user_id: "gp.patel".into(),
+        name: "Dr Asha Patel".into(),
+        role: Role::Clinician,
+        organisation: practice.clone(),
+    };
+    let now = mcr_domain::Clock::now(&mcr_domain::SystemClock);
+    let relationships = [mcr_policy::Relationship {
+        org_code: practice.code.clone(),
+        kind: mcr_policy::RelationshipKind::GpRegistration,
+        derived: true,
+        start: now - chrono::Duration::days(365),
+        end: None,
+        user_id: None,
+    }];
+    // With the patient's permission, as the default consent model asks.
+    let permissions = [mcr_policy::PermissionRecord {
+        org_code: practice.code.clone(),
+        user_id: "gp.patel".into(),
+        decision: mcr_policy::PermissionDecision::Given,
+        given_by: mcr_policy::PermissionGiver::Patient,
+        at: now,
+    }];
+    let request = mcr_policy::DecisionRequest {
+        principal: &principal,
+        patient: nhs,
+        purpose: Purpose::DirectCare,
+        now,
+        relationships: &relationships,
+        permissions: &permissions,
+        objection: None,
+        emergency: None,
+    };
+    mcr_policy::decide(&request, &mcr_policy::PolicyConfig::default())
+        .into_grant()
+        .expect("a GP views their registered patient")
+}
+
+#[tokio::test]
+async fn the_registered_practices_endpoint_is_found_in_the_directory_and_cached() {
+    let rig = rig(&[]).await;
+    let practices = rig.region.gp_practices.clone();
+    let entries = practices
+        .iter()
+        .map(|p| mcr_sources::directory::DirectoryEntry {
+            ods: p.code.to_string(),
+            interaction: INTERACTION_STRUCTURED.into(),
+            address: format!(
+                "{}{}",
+                rig.handle.base_url(),
+                mcr_sources::gpconnect::practice_path(p.code.as_str())
+            ),
+            asid: PROVIDER_ASID.into(),
+        })
+        .collect();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let sds = mcr_sources::directory::serve(listener, entries, "demo-key")
+        .await
+        .expect("directory");
+    let source_with = |ttl_secs: u64| {
+        let mut config = mcr_federation::Source::config(&rig.source).clone();
+        config.gp_connect = Some(GpConnectConfig {
+            ssp_prefix: None,
+            consumer_asid: "200000000115".into(),
+            provider_asid: String::new(),
+            directory: Some(mcr_federation::gpconnect::DirectoryConfig {
+                url: url::Url::parse(&sds.base_url()).expect("url"),
+                api_key: "demo-key".into(),
+                ttl_secs,
+            }),
+        });
+        GpConnectSource::new(config, reqwest::Client::new(), FederationConfig::default())
+            .with_identity(Arc::clone(&rig.signer))
+    };
+    let nhs = rig.region.samples.all_four[0].clone();
+    let person = rig.region.person(&nhs).expect("person");
+    let practice = practices
+        .iter()
+        .find(|p| p.code == person.gp_practice)
+        .expect("registered practice")
+        .clone();
+    let other = practices
+        .iter()
+        .find(|p| p.code != person.gp_practice)
+        .expect("another practice")
+        .clone();
+    let grant = grant_for(&nhs, &practice);
+    let at = |code: &str| mcr_federation::Location {
+        source: mcr_domain::SourceId::parse("gp").expect("id"),
+        local_id: local_id(&rig, &nhs),
+        registered_practice: Some(code.to_owned()),
+    };
+    let ask = |source, code: String| ask_at(source, &grant, at(&code));
+    // The registered practice's endpoint answers; a second view uses the cached endpoint.
+    let cached = source_with(3600);
+    let first = ask(&cached, practice.code.to_string())
+        .await
+        .expect("answered");
+    assert!(!first.resources.is_empty());
+    assert_eq!(cached.directory().expect("directory").lookups(), 1);
+    assert_eq!(sds.searches(), 2, "one Endpoint and one Device search");
+    ask(&cached, practice.code.to_string())
+        .await
+        .expect("answered");
+    assert_eq!(sds.searches(), 2, "the second view used the cache");
+
+    // Asked at another practice's endpoint, the patient is not registered there.
+    let elsewhere = ask(&cached, other.code.to_string())
+        .await
+        .expect_err("not there");
+    assert_eq!(elsewhere, FailureReason::NotRegistered);
+
+    // A practice the directory does not know fails the source, saying why.
+    match ask(&cached, "Y99999".into()).await {
+        Err(FailureReason::Unreachable { detail }) => {
+            assert!(
+                detail.contains("directory names no GP Connect endpoint"),
+                "{detail}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // An expired entry is looked up again.
+    let expiring = source_with(0);
+    let before = sds.searches();
+    ask(&expiring, practice.code.to_string())
+        .await
+        .expect("answered");
+    ask(&expiring, practice.code.to_string())
+        .await
+        .expect("answered");
+    assert_eq!(expiring.directory().expect("directory").lookups(), 2);
+    assert_eq!(sds.searches(), before + 4);
+    sds.stop();
+}
