@@ -9,6 +9,7 @@ use mcr_domain::FailureReason;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::time::{Duration, Instant};
@@ -65,6 +66,8 @@ pub struct Metrics {
     source_failures: Family<SourceFailureLabel, Counter>,
     decisions: Family<DecisionLabel, Counter>,
     audit_appends: Family<OutcomeLabel, Histogram>,
+    ready: Gauge,
+    not_ready: Family<OutcomeLabel, Counter>,
     pub(crate) watch: crate::watch_metrics::WatchMetrics,
 }
 
@@ -121,8 +124,22 @@ impl Metrics {
             "Audit trail appends, committed (outcome ok) or refused (outcome error)",
             audit_appends.clone(),
         );
+        let ready = Gauge::default();
+        registry.register(
+            "ready",
+            "1 when this gateway's last readiness check (/readyz) passed, 0 when it did not",
+            ready.clone(),
+        );
+        let not_ready = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "not_ready_checks",
+            "Readiness checks that failed, by reason (draining, store-unwritable)",
+            not_ready.clone(),
+        );
         let watch = crate::watch_metrics::WatchMetrics::register(&mut registry);
         Self {
+            ready,
+            not_ready,
             registry,
             watch,
             views,
@@ -140,6 +157,21 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// A readiness check's result: `Err(reason)` with a code (draining, store-unwritable).
+    pub fn readiness(&self, result: Result<(), &'static str>) {
+        match result {
+            Ok(()) => {
+                self.ready.set(1);
+            }
+            Err(outcome) => {
+                self.ready.set(0);
+                self.not_ready
+                    .get_or_create(&OutcomeLabel { outcome })
+                    .inc();
+            }
+        }
     }
 
     pub(crate) fn view(&self, outcome: &'static str, took: Duration) {

@@ -52,6 +52,7 @@ impl Readiness {
     /// `Ok` when ready, else the one-line reason.
     pub async fn check(&self, state: &AppState) -> Result<(), String> {
         if self.is_draining() {
+            state.gateway.metrics().readiness(Err("draining"));
             return Err("draining: this gateway is stopping after the views in flight".into());
         }
         let mut last = self.last_probe.lock().await;
@@ -71,6 +72,10 @@ impl Readiness {
                 tracing::warn!(reason = %reason, "not ready: the store does not take writes");
                 format!("the store does not take writes: {reason}")
             });
+        state
+            .gateway
+            .metrics()
+            .readiness(result.as_ref().map(|_| ()).map_err(|_| "store-unwritable"));
         *last = Some((Instant::now(), result.clone()));
         result
     }
