@@ -186,7 +186,13 @@ async fn an_ambiguous_demographic_match_is_never_linked() {
     let gp = serve_patients(vec![
         patient("G1", Some(a.as_str()), "Smith", "Ann"),
         patient("G2", Some(b.as_str()), "Smith", "Alice"),
-        patient("G3", None, "Jones", "Bob"),
+        // Born another year: with the same birth date and postcode as the twins, a third
+        // person is close enough for a person to look at (the matching is probabilistic).
+        {
+            let mut jones = patient("G3", None, "Jones", "Bob");
+            jones["birthDate"] = json!("1962-01-01");
+            jones
+        },
     ])
     .await;
     let acute = serve_patients(vec![patient("H1", None, "SMITH", "A.")]).await;

@@ -14,6 +14,7 @@ mod common;
 mod governance_postgres;
 mod governance_sqlite;
 mod group_commit;
+mod match_review;
 mod model;
 mod opt_out;
 mod opt_out_letter;
@@ -23,6 +24,9 @@ mod sqlite;
 
 pub use audit_trail::{AuditCheckpoint, AuditQuery, AuditTrailStore, AUDIT_QUERY_MAX};
 pub use care_event::{CareEventKey, CareEventRow, CareEventStore, HeldMessage, HELD_LIST_MAX};
+pub use match_review::{
+    MatchCandidateRow, MatchDecisionRow, MatchStore, RecordKey, MATCH_LIST_MAX,
+};
 pub use model::*;
 pub use opt_out::{
     OptOutDecision, OptOutKind, OptOutRequestRow, OptOutState, OptOutStore, OPT_OUT_LIST_MAX,
@@ -151,6 +155,7 @@ pub trait Store:
     + ProtectedPersonStore
     + std::fmt::Debug
     + CareEventStore
+    + MatchStore
 {
     /// Bring the schema up to date (idempotent).
     async fn migrate(&self) -> Result<()>;
