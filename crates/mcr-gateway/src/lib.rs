@@ -16,6 +16,7 @@ mod care_events;
 mod checkpoints;
 mod governance;
 mod inputs;
+mod matching;
 mod metrics;
 mod opt_out;
 mod opt_out_letter;
@@ -38,6 +39,7 @@ pub use checkpoints::DEFAULT_CHECKPOINT_INTERVAL;
 pub use governance::{
     EmergencyRequest, ObjectionRequest, PermissionRequest, RelationshipClaim, LIFT_REFUSED,
 };
+pub use matching::{MatchPair, MatchVerdict};
 pub use mcr_store::OptOutKind;
 pub use metrics::{Metrics, SourceTiming};
 pub use opt_out::{

@@ -185,6 +185,9 @@ pub(crate) struct RecordPage {
     pub sources: Vec<SourceRow>,
     pub failed: Vec<String>,
     pub withheld: bool,
+    /// Open identity questions from patient matching (possible wrong NHS number, records in
+    /// review).
+    pub identity_warnings: Vec<String>,
     /// Alerts, allergies, current medications, active problems, last encounters.
     pub summary: Vec<SectionView>,
     /// Alerts and flags.
@@ -364,6 +367,7 @@ pub(crate) fn record_page(layout: Layout, view: &mcr_gateway::View) -> RecordPag
         sources: source_rows(r),
         failed: r.failed_sources().map(|s| s.org_name.clone()).collect(),
         withheld: r.withheld,
+        identity_warnings: view.identity_warnings.clone(),
         summary: vec![
             sub(section(
                 r,
