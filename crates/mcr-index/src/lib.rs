@@ -78,6 +78,21 @@ pub struct SourceSyncReport {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SyncReport {
     pub sources: Vec<SourceSyncReport>,
+    /// The demographic matching pass, once every source is in.
+    pub matching: MatchingPass,
+}
+
+/// What the matching pass did and how long it took (no patient data).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MatchingPass {
+    /// Records matched against the index (without an NHS number, or with a wrong one).
+    pub records: usize,
+    /// Index patients read.
+    pub index_patients: u64,
+    /// Pairs compared (after blocking).
+    pub comparisons: u64,
+    /// Wall time of the pass, reads and writes included, milliseconds.
+    pub millis: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -195,7 +210,8 @@ impl Indexer {
         }
 
         // Second pass, once every NHS-numbered record is in: match the rest by demographics.
-        self.match_waiting(waiting, flagged, &decisions, &mut reports)
+        let matching = self
+            .match_waiting(waiting, flagged, &decisions, &mut reports)
             .await?;
         // Care events, once every link is in: they are kept by NHS number.
         let care = join_all(others.iter().map(|s| self.sync_care_events(Arc::clone(s)))).await;
@@ -227,7 +243,10 @@ impl Indexer {
                 "index sync"
             );
         }
-        Ok(SyncReport { sources: reports })
+        Ok(SyncReport {
+            sources: reports,
+            matching,
+        })
     }
 
     /// One source's feed, page by page. Returns its report and the records that carry no
@@ -365,7 +384,9 @@ impl Indexer {
             };
             if let Some(theirs) = held_now.get(&nhs) {
                 let scored = matching::compare(&p.prepared(), theirs, &self.weights);
-                if matching::wrong_nhs_number(&scored.agreement) && !decisions.confirmed(&p, &nhs) {
+                if matching::wrong_nhs_number(&scored, &self.weights)
+                    && !decisions.confirmed(&p, &nhs)
+                {
                     state.flagged.push(p.candidate(
                         &nhs,
                         "possible-wrong-nhs-number",
@@ -536,9 +557,10 @@ impl Indexer {
         flagged: Vec<MatchCandidateRow>,
         decisions: &Decisions,
         reports: &mut [SourceSyncReport],
-    ) -> Result<(), StoreError> {
+    ) -> Result<MatchingPass, StoreError> {
         let now = self.clock.now();
         let started = std::time::Instant::now();
+        let waiting_count = waiting.len();
         let mut links = Vec::new();
         let mut to_match = Vec::with_capacity(waiting.len());
         for (at, p) in waiting {
@@ -632,7 +654,12 @@ impl Indexer {
             seconds = started.elapsed().as_secs_f64(),
             "matching pass"
         );
-        Ok(())
+        Ok(MatchingPass {
+            records: waiting_count,
+            index_patients: counts.index_patients_read,
+            comparisons: counts.comparisons,
+            millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        })
     }
 
     /// Where a patient is held, by source.

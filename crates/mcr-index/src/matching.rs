@@ -264,9 +264,15 @@ pub struct Scored {
 
 /// Compare two records field by field.
 pub fn compare(a: &Prepared, b: &Prepared, w: &Weights) -> Scored {
+    let family = family_level(a, b);
     let agreement = Agreement {
-        family: family_level(a, b),
-        given: given_level(a, b),
+        family,
+        // Given and family swapped: the given name agrees crosswise too.
+        given: if family == FamilyLevel::Swapped {
+            GivenLevel::Exact
+        } else {
+            given_level(a, b)
+        },
         birth_date: dob_level(a.birth_date, b.birth_date),
         sex: match (a.sex, b.sex) {
             (Sex::Unknown, _) | (_, Sex::Unknown) => SexLevel::Missing,
@@ -292,10 +298,16 @@ fn guard(a: &Agreement, x: &Prepared, y: &Prepared) -> Option<Guard> {
         a.family,
         FamilyLevel::Exact | FamilyLevel::Typo | FamilyLevel::Phonetic | FamilyLevel::Similar
     );
-    let given_alike = matches!(a.given, GivenLevel::Exact | GivenLevel::Nickname);
+    // Twins: the same birth date in one family or household, and a given name that is
+    // another name (not a typo of this one: Lisa and Louise sound alike but are two names),
+    // or a sex that differs (Louis and Louise).
+    let another_name = matches!(
+        a.given,
+        GivenLevel::Differs | GivenLevel::Initial | GivenLevel::Phonetic
+    );
     if a.birth_date == DobLevel::Exact
         && (family_alike || a.postcode == PostcodeLevel::Full)
-        && (!given_alike || a.sex == SexLevel::Differs)
+        && (another_name || (a.given != GivenLevel::Exact && a.sex == SexLevel::Differs))
     {
         return Some(Guard::PossibleTwin);
     }
@@ -309,14 +321,19 @@ fn guard(a: &Agreement, x: &Prepared, y: &Prepared) -> Option<Guard> {
     None
 }
 
-/// When the NHS numbers agree but the person's identity does not: at least two of given name,
-/// birth date and sex disagree outright. A relative's number carried by mistake looks like this
-/// (a household shares family name and address, so those say nothing).
-pub fn wrong_nhs_number(a: &Agreement) -> bool {
+/// When the NHS numbers agree but the person does not: the demographics alone would never
+/// link the two (a possible twin, a possible parent or child, or evidence against), or two of
+/// given name, birth date and sex disagree outright. A relative's number carried by mistake
+/// looks like this: a household shares family name and address, so those say little.
+pub fn wrong_nhs_number(s: &Scored, w: &Weights) -> bool {
+    let a = &s.agreement;
     let given = a.given == GivenLevel::Differs;
     let dob = matches!(a.birth_date, DobLevel::Differs | DobLevel::SameYear);
     let sex = a.sex == SexLevel::Differs;
-    a.nhs_number == NhsLevel::Agree && u8::from(given) + u8::from(dob) + u8::from(sex) >= 2
+    a.nhs_number == NhsLevel::Agree
+        && (s.guard.is_some()
+            || w.demographic_weight(a) < 0.0
+            || u8::from(given) + u8::from(dob) + u8::from(sex) >= 2)
 }
 
 fn family_level(a: &Prepared, b: &Prepared) -> FamilyLevel {
@@ -745,6 +762,16 @@ mod tests {
                 p("Patel", "Ravi", "1980-01-02", "male", "LU1 1AA"),
                 "none",
             ),
+            (
+                "twin, a name that sounds alike",
+                p("Smith", "Amy", "1950-05-07", "female", "SG1 1AA"),
+                "review",
+            ),
+            (
+                "given and family swapped",
+                p("Ann", "Smith", "1950-05-07", "female", "SG1 1AA"),
+                "link",
+            ),
         ];
         for (what, other, want) in cases {
             let (got, s) = verdict(&ann, other);
@@ -754,6 +781,14 @@ mod tests {
                 s.agreement, s.weight, s.guard
             );
         }
+        // A typo in a longer given name, same sex: one person; the same birth date keeps it
+        // from being read as twins.
+        let margaret = p("Okafor", "Margaret", "1950-05-07", "female", "SG1 1AA");
+        let (got, s) = verdict(
+            &margaret,
+            &p("Okafor", "Margaert", "1950-05-07", "female", "SG1 1AA"),
+        );
+        assert_eq!(got, "link", "{}", s.agreement);
         let swapped = p("Smith", "Ann", "1950-12-03", "female", "SG1 1AA");
         let (_, s) = verdict(
             &p("Smith", "Ann", "1950-03-12", "female", "SG1 1AA"),
@@ -781,19 +816,30 @@ mod tests {
             Some("SG1 1AA"),
             nhs.clone(),
         );
-        let s = compare(&mother, &son, &Weights::default());
-        assert!(wrong_nhs_number(&s.agreement), "{}", s.agreement);
-        let married = Prepared::new(
-            "Jones",
-            "Ann",
-            d("1950-05-05"),
-            Some("female"),
-            Some("LU1 1AA"),
-            nhs,
-        );
-        assert!(!wrong_nhs_number(
-            &compare(&mother, &married, &Weights::default()).agreement
-        ));
+        let w = Weights::default();
+        let s = compare(&mother, &son, &w);
+        assert!(wrong_nhs_number(&s, &w), "{}", s.agreement);
+        let other = |family: &str, given: &str, dob: &str, postcode: &str| {
+            Prepared::new(
+                family,
+                given,
+                d(dob),
+                Some("female"),
+                Some(postcode),
+                nhs.clone(),
+            )
+        };
+        let married = other("Jones", "Ann", "1950-05-05", "LU1 1AA");
+        assert!(!wrong_nhs_number(&compare(&mother, &married, &w), &w));
+        // A twin carrying her sister's number: the same birth date, another given name.
+        let twin = other("Smith", "Alice", "1950-05-05", "SG1 1AA");
+        assert!(wrong_nhs_number(&compare(&mother, &twin, &w), &w));
+        // The daughter named after her, with the mother's number.
+        let daughter = other("Smith", "Ann", "1976-02-11", "SG1 1AA");
+        assert!(wrong_nhs_number(&compare(&mother, &daughter, &w), &w));
+        // Her own record with a typo in her name.
+        let typo = other("Smith", "Anne", "1950-05-05", "SG1 1AA");
+        assert!(!wrong_nhs_number(&compare(&mother, &typo, &w), &w));
     }
 
     #[test]
