@@ -85,11 +85,12 @@ async fn main() -> anyhow::Result<()> {
     use std::io::Write as _;
     let speed = |run: &IndexRun| {
         format!(
-            "matching pass: {} records against {} index patients, {} comparisons, {:.2} s, {:.0} records/s; whole sync {:.1} s",
+            "matching pass: {} records against {} index patients, {} comparisons, {:.2} s ({:.2} s reading and comparing, the rest writing), {:.0} records/s; whole sync {:.1} s",
             run.matching_records,
             run.matching_index_patients,
             run.matching_comparisons,
             run.matching_seconds,
+            run.matching_compare_seconds,
             run.matching_records_per_second,
             run.sync_seconds
         )

@@ -176,6 +176,34 @@ fn check_decision(d: &MatchDecisionRow, link: Option<&SourceLink>) -> Result<()>
     }
 }
 
+/// Record keys per statement on SQLite (two parameters each, well under its limit).
+const KEYS_PER_STATEMENT: usize = 400;
+
+/// Delete `records` from `table` by `(source, local_id)`, many per statement, in `tx`.
+async fn sqlite_delete_keys(
+    tx: &mut sqlx::SqliteConnection,
+    table: &str,
+    records: &[RecordKey],
+) -> Result<u64> {
+    let mut removed = 0;
+    for chunk in records.chunks(KEYS_PER_STATEMENT) {
+        let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(
+            "DELETE FROM {table} WHERE (source, local_id) IN (VALUES "
+        ));
+        let mut sep = qb.separated(", ");
+        for (source, local_id) in chunk {
+            sep.push("(")
+                .push_bind_unseparated(source.as_str())
+                .push_unseparated(", ")
+                .push_bind_unseparated(local_id.as_str())
+                .push_unseparated(")");
+        }
+        qb.push(")");
+        removed += qb.build().execute(&mut *tx).await?.rows_affected();
+    }
+    Ok(removed)
+}
+
 #[async_trait]
 impl MatchStore for SqliteStore {
     async fn patients_after(
@@ -221,15 +249,7 @@ impl MatchStore for SqliteStore {
         }
         let mut writer = self.writer.lock().await;
         let mut tx = sqlx::Connection::begin(&mut *writer).await?;
-        let mut removed = 0;
-        for (source, local_id) in records {
-            removed += sqlx::query("DELETE FROM source_link WHERE source = ?1 AND local_id = ?2")
-                .bind(source.as_str())
-                .bind(local_id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        }
+        let removed = sqlite_delete_keys(&mut tx, "source_link", records).await?;
         tx.commit().await?;
         Ok(removed)
     }
@@ -241,13 +261,7 @@ impl MatchStore for SqliteStore {
     ) -> Result<()> {
         let mut writer = self.writer.lock().await;
         let mut tx = sqlx::Connection::begin(&mut *writer).await?;
-        for (source, local_id) in evaluated {
-            sqlx::query("DELETE FROM match_candidate WHERE source = ?1 AND local_id = ?2")
-                .bind(source.as_str())
-                .bind(local_id)
-                .execute(&mut *tx)
-                .await?;
-        }
+        sqlite_delete_keys(&mut tx, "match_candidate", evaluated).await?;
         let rows = last_per_key(candidates, |c| {
             (c.source.clone(), c.local_id.clone(), c.nhs_number.clone())
         });
@@ -423,22 +437,25 @@ impl MatchStore for SqliteStore {
         if records.is_empty() {
             return Ok(());
         }
+        let rows = last_per_key(records, |r| (r.source.clone(), r.local_id.clone()));
         let mut writer = self.writer.lock().await;
         let mut tx = sqlx::Connection::begin(&mut *writer).await?;
-        for r in records {
-            sqlx::query(
-                "INSERT INTO unmatched_record (source, local_id, reason, candidates, seen_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5) \
-                 ON CONFLICT (source, local_id) DO UPDATE SET reason = excluded.reason, \
+        for chunk in rows.chunks(KEYS_PER_STATEMENT / 2) {
+            let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO unmatched_record (source, local_id, reason, candidates, seen_at) ",
+            );
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(r.source.as_str())
+                    .push_bind(r.local_id.as_str())
+                    .push_bind(r.reason.as_str())
+                    .push_bind(i64::from(r.candidates))
+                    .push_bind(ts(&r.seen_at));
+            });
+            qb.push(
+                " ON CONFLICT (source, local_id) DO UPDATE SET reason = excluded.reason, \
                  candidates = excluded.candidates, seen_at = excluded.seen_at",
-            )
-            .bind(r.source.as_str())
-            .bind(&r.local_id)
-            .bind(&r.reason)
-            .bind(i64::from(r.candidates))
-            .bind(ts(&r.seen_at))
-            .execute(&mut *tx)
-            .await?;
+            );
+            qb.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -450,13 +467,7 @@ impl MatchStore for SqliteStore {
         }
         let mut writer = self.writer.lock().await;
         let mut tx = sqlx::Connection::begin(&mut *writer).await?;
-        for (source, local_id) in records {
-            sqlx::query("DELETE FROM unmatched_record WHERE source = ?1 AND local_id = ?2")
-                .bind(source.as_str())
-                .bind(local_id)
-                .execute(&mut *tx)
-                .await?;
-        }
+        sqlite_delete_keys(&mut tx, "unmatched_record", records).await?;
         tx.commit().await?;
         Ok(())
     }
