@@ -58,8 +58,11 @@ fn level_tag(level: &str) -> &'static str {
     }
 }
 
+/// `day-month-swapped` reads `Day month swapped` (a tag, not a sentence: no full stop).
 fn level_text(level: &str) -> String {
     sentence_case(&level.replace('-', " "))
+        .trim_end_matches('.')
+        .to_owned()
 }
 
 fn why(kind: &str, guard: Option<&str>) -> String {
