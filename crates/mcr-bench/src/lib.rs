@@ -14,6 +14,7 @@
 
 pub mod floor;
 pub mod index;
+pub mod linkage;
 pub mod load;
 pub mod machine;
 pub mod processes;

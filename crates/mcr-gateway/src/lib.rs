@@ -16,6 +16,7 @@ mod care_events;
 mod checkpoints;
 mod governance;
 mod inputs;
+mod matching;
 mod metrics;
 mod opt_out;
 mod opt_out_letter;
@@ -41,6 +42,7 @@ pub use governance::{
     check_permission_request, EmergencyRequest, ObjectionRequest, PermissionProblem,
     PermissionRequest, RelationshipClaim, LIFT_REFUSED,
 };
+pub use matching::{MatchPair, MatchVerdict};
 pub use mcr_store::OptOutKind;
 pub use metrics::{Metrics, SourceTiming};
 pub use opt_out::{

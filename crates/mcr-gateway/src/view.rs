@@ -21,6 +21,10 @@ pub struct View {
     /// audit record, while the record is merged and the caller's rendering runs beside it),
     /// then `merge` (the part of `audit` spent merging).
     pub phases: Vec<(&'static str, f64)>,
+    /// Open questions about who this record belongs to (patient matching), one sentence each:
+    /// a record elsewhere carrying this NHS number whose person does not match it, or a record
+    /// that may be this person's awaiting review. Never another person's details.
+    pub identity_warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -190,10 +194,14 @@ impl Gateway {
             withhold: &withhold,
             encounters_since: since.as_deref(),
         };
-        let fetches = self
-            .federation
-            .fetch_record(&grant, &locations, &input, started, ahead)
-            .await;
+        // The matching queue's questions about this NHS number are read while the sources are
+        // asked: only once the view is granted, so a refused caller learns nothing of them.
+        let (fetches, reviews) = tokio::join!(
+            self.federation
+                .fetch_record(&grant, &locations, &input, started, ahead),
+            self.store.match_candidates_for(nhs)
+        );
+        let identity_warnings = self.identity_warnings(reviews);
         phase("fetch");
         let timings = self.metrics.sources(&fetches);
 
@@ -230,6 +238,7 @@ impl Gateway {
                 record,
                 timings,
                 phases: Vec::new(),
+                identity_warnings,
             };
             let rendered = render(&view);
             (view, merge_ms, rendered)
@@ -254,6 +263,38 @@ impl Gateway {
             "view served"
         );
         Ok((ViewOutcome::Record(Box::new(view)), Some(rendered)))
+    }
+
+    /// What the record view says about pairs in the matching queue that name this patient.
+    fn identity_warnings(
+        &self,
+        reviews: Result<Vec<mcr_store::MatchCandidateRow>, mcr_store::StoreError>,
+    ) -> Vec<String> {
+        let Ok(reviews) = reviews else {
+            tracing::warn!("matching queue unreadable: the view says so");
+            return vec!["Whether any record is waiting for an identity check could not be read: if something looks wrong, check the person's details with them.".into()];
+        };
+        let org = |source: &mcr_domain::SourceId| {
+            self.federation
+                .sources()
+                .find(|s| s.id() == source)
+                .map_or_else(
+                    || source.to_string(),
+                    |s| s.config().organisation.name.clone(),
+                )
+        };
+        let mut out: Vec<String> = Vec::new();
+        for r in reviews {
+            let sentence = if r.kind == "possible-wrong-nhs-number" {
+                format!("Possible wrong NHS number: a record at {} carries this NHS number, but the name, date of birth or sex recorded there do not match this person. It is not shown here until records staff resolve it.", org(&r.source))
+            } else {
+                format!("A record at {} may belong to this person and is waiting for records staff to check it. It is not shown here.", org(&r.source))
+            };
+            if !out.contains(&sentence) {
+                out.push(sentence);
+            }
+        }
+        out
     }
 
     fn request<'a>(

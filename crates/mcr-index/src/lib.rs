@@ -2,11 +2,16 @@
 //! and under which local id, plus the demographics needed to find them.
 //!
 //! Built by reading every source's `Patient` resources ([`Indexer::sync`], full or
-//! incremental). A source record carrying an NHS number is linked by it. One without is
-//! matched on normalised family name, date of birth and postcode (and the first letter of the
-//! given name) against the index; exactly one candidate links it, marked `demographics`;
-//! none or several leave it unmatched for a person to resolve. An ambiguous match is never
-//! linked automatically.
+//! incremental). GP systems are read first (their demographics replace what is held), then
+//! the other sources at once. A source record carrying an NHS number is linked by it, unless
+//! the index already holds that number for someone whose given name, birth date or sex
+//! disagree outright ([`matching::wrong_nhs_number`]): then it is not linked but sent to review
+//! as a possible wrong NHS number. Records without an NHS number are matched probabilistically
+//! ([`matching`], [`linkage`]) against the whole index once every source is in: linked above
+//! the upper threshold, sent to review between the thresholds or when a safety rule (twins,
+//! parent/child namesakes, two candidates too close to call) holds them back, left unmatched
+//! below. A record that no longer matches loses its old link. What people decided about a pair
+//! ("not a match", "link") is never overridden by a sync.
 //!
 //! With the sync it reads care-event metadata ([`care_events`]): GP registrations from the GP
 //! systems' `Patient`s, and from other sources the Encounter, EpisodeOfCare, ServiceRequest,
@@ -17,17 +22,19 @@
 //! never logs names, dates of birth or NHS numbers.
 
 pub mod care_events;
+pub mod linkage;
+pub mod matching;
 mod parse;
 
 pub use parse::{parse_patient, SourcePatient};
 
 use futures::future::join_all;
+use matching::{Prepared, Weights};
 use mcr_domain::{Clock, FailureReason, NhsNumber, OrgKind, SourceId};
 use mcr_federation::Federation;
-use mcr_store::{
-    DemographicQuery, IndexedPatient, LinkMethod, SourceLink, Store, StoreError, UnmatchedRecord,
-};
+use mcr_store::{LinkMethod, MatchCandidateRow, RecordKey, SourceLink, Store, StoreError};
 use serde::Serialize;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// What one sync did for one source.
@@ -37,9 +44,19 @@ pub struct SourceSyncReport {
     pub seen: usize,
     pub linked_by_nhs_number: usize,
     pub linked_by_demographics: usize,
+    /// Records sent to review because two candidates were too close to call.
     pub ambiguous: usize,
+    /// Records sent to review for any other reason: a score between the thresholds, or a
+    /// safety rule (possible twin, possible parent/child namesake) holding back a link.
+    pub review: usize,
+    /// Records whose NHS number the index holds for someone else (given name, birth date or
+    /// sex disagree outright): not linked by it, sent to review.
+    pub possible_wrong_nhs_number: usize,
+    /// Links removed because the record, read again, no longer matches its patient.
+    pub stale_links_removed: u64,
+    /// Records without an NHS number that matched nobody.
     pub unmatched: usize,
-    /// Records that could not be read (no id, no birth date, …).
+    /// Records that could not be read (no id, no birth date, no name).
     pub rejected: usize,
     pub failed: Option<FailureReason>,
     /// GP registrations kept (GP systems).
@@ -61,6 +78,23 @@ pub struct SourceSyncReport {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SyncReport {
     pub sources: Vec<SourceSyncReport>,
+    /// The demographic matching pass, once every source is in.
+    pub matching: MatchingPass,
+}
+
+/// What the matching pass did and how long it took (no patient data).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MatchingPass {
+    /// Records matched against the index (without an NHS number, or with a wrong one).
+    pub records: usize,
+    /// Index patients read.
+    pub index_patients: u64,
+    /// Pairs compared (after blocking).
+    pub comparisons: u64,
+    /// Wall time of the pass, reads and writes included, milliseconds.
+    pub millis: u64,
+    /// Of which: reading the index and comparing, before anything is written.
+    pub compare_millis: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +115,23 @@ pub struct Indexer {
     clock: Arc<dyn Clock>,
     /// Care events that ended more than this many days ago are not read.
     care_event_days: u32,
+    /// Match weights and thresholds.
+    weights: Arc<Weights>,
+}
+
+/// What people decided about pairs: never overridden by a sync.
+#[derive(Debug, Default)]
+struct Decisions {
+    /// Records a person linked, to the patient they chose.
+    linked: HashMap<RecordKey, NhsNumber>,
+    /// Patients a person said a record is not.
+    not_a_match: HashMap<RecordKey, Vec<NhsNumber>>,
+}
+
+impl Decisions {
+    fn confirmed(&self, p: &SourcePatient, nhs: &NhsNumber) -> bool {
+        self.linked.get(&p.key()) == Some(nhs)
+    }
 }
 
 /// What a source's sync has gathered so far, page after page.
@@ -88,8 +139,11 @@ struct PageState {
     report: SourceSyncReport,
     /// Local ids an earlier sync left unmatched (few).
     unmatched: std::collections::HashSet<String>,
-    /// Records without an NHS number, for the demographic pass.
+    /// Records without an NHS number (or with one the index holds for someone else), for the
+    /// demographic pass.
     pending: Vec<SourcePatient>,
+    /// Records whose NHS number the index holds for someone else, as review candidates.
+    flagged: Vec<MatchCandidateRow>,
     /// The latest `meta.lastUpdated` seen.
     watermark: Option<String>,
 }
@@ -104,7 +158,14 @@ impl Indexer {
             store,
             clock,
             care_event_days: 90,
+            weights: Arc::new(Weights::default()),
         }
+    }
+
+    /// Match with these weights and thresholds instead of the defaults.
+    pub fn with_weights(mut self, weights: Weights) -> Self {
+        self.weights = Arc::new(weights);
+        self
     }
 
     /// Read care events that ended up to `days` ago (the longest relationship window).
@@ -166,62 +227,48 @@ impl Indexer {
     ///
     /// Each page is written to the index as it arrives, so a region's millions of records are
     /// never held together. Demographics from a GP system replace what is held and others only
-    /// fill gaps, so the other sources are read at once, beside the GP systems; GP systems are
-    /// read one after another in configuration order, so that where two hold the same person
-    /// the last configured wins, every time.
+    /// fill gaps; GP systems are read first, one after another in configuration order (so
+    /// that where two hold the same person the last configured wins, every time), then the
+    /// other sources at once, so each of their records with an NHS number is checked against
+    /// the demographics the GP systems gave for it.
     pub async fn sync(&self, full: bool) -> Result<SyncReport, IndexError> {
         let (gps, others): (Vec<_>, Vec<_>) = self
             .federation
             .sources()
             .cloned()
             .partition(|s| s.config().organisation.kind == OrgKind::GpPractice);
-        let gp_systems = async {
-            let mut done = Vec::with_capacity(gps.len());
-            for s in &gps {
-                done.push(self.sync_source(s.id().clone(), true, full).await);
-            }
-            done
-        };
-        let the_rest = join_all(
-            others
-                .iter()
-                .map(|s| self.sync_source(s.id().clone(), false, full)),
+        let decisions = self.decisions().await?;
+        let mut synced = Vec::with_capacity(gps.len() + others.len());
+        for s in &gps {
+            synced.push(
+                self.sync_source(s.id().clone(), true, full, &decisions)
+                    .await,
+            );
+        }
+        synced.extend(
+            join_all(
+                others
+                    .iter()
+                    .map(|s| self.sync_source(s.id().clone(), false, full, &decisions)),
+            )
+            .await,
         );
-        let (mut synced, rest) = tokio::join!(gp_systems, the_rest);
-        // Reported GP systems first.
-        synced.extend(rest);
 
         let mut reports = Vec::new();
-        let mut pending_demographic: Vec<(usize, SourcePatient)> = Vec::new();
+        let mut waiting: Vec<(usize, SourcePatient)> = Vec::new();
+        let mut flagged = Vec::new();
         for result in synced {
-            let (report, pending) = result?;
+            let (report, pending, flags) = result?;
             let at = reports.len();
-            pending_demographic.extend(pending.into_iter().map(|p| (at, p)));
+            waiting.extend(pending.into_iter().map(|p| (at, p)));
+            flagged.extend(flags);
             reports.push(report);
         }
 
         // Second pass, once every NHS-numbered record is in: match the rest by demographics.
-        for (at, p) in pending_demographic {
-            let report = &mut reports[at];
-            match self.match_demographics(&p).await? {
-                Match::One(nhs) => {
-                    let link = p.link(nhs, LinkMethod::Demographics, self.clock.now());
-                    self.store.upsert_links(std::slice::from_ref(&link)).await?;
-                    self.store
-                        .clear_unmatched(&link.source, &link.local_id)
-                        .await?;
-                    report.linked_by_demographics += 1;
-                }
-                Match::None => {
-                    self.unmatched(&p, "no-match", 0).await?;
-                    report.unmatched += 1;
-                }
-                Match::Many(n) => {
-                    self.unmatched(&p, "ambiguous", n).await?;
-                    report.ambiguous += 1;
-                }
-            }
-        }
+        let matching = self
+            .match_waiting(waiting, flagged, &decisions, &mut reports)
+            .await?;
         // Care events, once every link is in: they are kept by NHS number.
         let care = join_all(others.iter().map(|s| self.sync_care_events(Arc::clone(s)))).await;
         for (i, counts) in care.into_iter().enumerate() {
@@ -246,11 +293,16 @@ impl Indexer {
             tracing::info!(
                 source = %r.source, seen = r.seen, by_nhs = r.linked_by_nhs_number,
                 by_demographics = r.linked_by_demographics, ambiguous = r.ambiguous,
-                unmatched = r.unmatched, rejected = r.rejected, failed = r.failed.is_some(),
+                review = r.review, wrong_nhs = r.possible_wrong_nhs_number,
+                stale = r.stale_links_removed, unmatched = r.unmatched, rejected = r.rejected,
+                failed = r.failed.is_some(),
                 "index sync"
             );
         }
-        Ok(SyncReport { sources: reports })
+        Ok(SyncReport {
+            sources: reports,
+            matching,
+        })
     }
 
     /// One source's feed, page by page. Returns its report and the records that carry no
@@ -262,7 +314,8 @@ impl Indexer {
         source: SourceId,
         authoritative: bool,
         full: bool,
-    ) -> Result<(SourceSyncReport, Vec<SourcePatient>), StoreError> {
+        decisions: &Decisions,
+    ) -> Result<(SourceSyncReport, Vec<SourcePatient>, Vec<MatchCandidateRow>), StoreError> {
         let since = if full {
             None
         } else {
@@ -282,6 +335,7 @@ impl Indexer {
                 .map(|u| u.local_id)
                 .collect(),
             pending: Vec::new(),
+            flagged: Vec::new(),
             watermark: None,
         };
         // Two pages in hand at most: the next is read while this one is written.
@@ -289,7 +343,7 @@ impl Indexer {
         let feed = self.federation.patient_feed(&source, since.as_deref(), tx);
         let apply = async {
             while let Some(resources) = rx.recv().await {
-                self.apply_page(&source, authoritative, &resources, &mut page)
+                self.apply_page(&source, authoritative, &resources, decisions, &mut page)
                     .await?;
             }
             Ok::<_, StoreError>(())
@@ -299,6 +353,7 @@ impl Indexer {
         let PageState {
             mut report,
             pending,
+            flagged,
             watermark,
             ..
         } = page;
@@ -313,52 +368,104 @@ impl Indexer {
                 }
             }
         }
-        Ok((report, pending))
+        Ok((report, pending, flagged))
     }
 
     /// Write one page of a source's `Patient`s to the index.
+    ///
+    /// A record carrying an NHS number the index already holds is first compared with the
+    /// patient held: if given name, birth date or sex disagree outright it is not linked (nor
+    /// are its demographics written) but flagged as a possible wrong NHS number and matched by
+    /// demographics with the records that carry none.
     async fn apply_page(
         &self,
         source: &SourceId,
         authoritative: bool,
         resources: &[serde_json::Value],
+        decisions: &Decisions,
         state: &mut PageState,
     ) -> Result<(), StoreError> {
         state.report.seen += resources.len();
+        let now = self.clock.now();
+        let mut read = Vec::with_capacity(resources.len());
+        for r in resources {
+            match parse_patient(source, r) {
+                Some(p)
+                    if p.birth_date.is_some() && !(p.family.is_empty() && p.given.is_empty()) =>
+                {
+                    read.push((p, r));
+                }
+                _ => state.report.rejected += 1,
+            }
+        }
+        // The patients the index already holds under this page's NHS numbers: one read.
+        let numbers: Vec<NhsNumber> = read
+            .iter()
+            .filter_map(|(p, _)| p.nhs_number.clone())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let held_now: HashMap<NhsNumber, Prepared> = self
+            .store
+            .patients_by_nhs(&numbers)
+            .await?
+            .into_iter()
+            .map(|h| {
+                let prepared = Prepared::new(
+                    &h.family,
+                    &h.given,
+                    Some(h.birth_date),
+                    h.gender.as_deref(),
+                    h.postcode.as_deref(),
+                    Some(h.nhs_number.clone()),
+                );
+                (h.nhs_number, prepared)
+            })
+            .collect();
+
         let mut patients = Vec::new();
         // NHS numbers already in `patients`: a source may hold one person twice.
-        let mut held = std::collections::HashSet::new();
+        let mut held = HashSet::new();
         let mut links = Vec::new();
         let mut registrations = Vec::new();
-        let now = self.clock.now();
-        for r in resources {
-            let Some(p) = parse_patient(source, r) else {
-                state.report.rejected += 1;
-                continue;
-            };
-            if let (true, Some(nhs), Some(practice)) =
-                (authoritative, &p.nhs_number, &p.gp_practice)
-            {
-                match care_events::registration(source, r, practice) {
-                    Some(parts) => registrations.push(parts.row(nhs.clone(), now)),
-                    None => state.report.registrations_without_period += 1,
-                }
-            }
+        for (p, r) in read {
             if let Some(lu) = &p.last_updated {
                 if state.watermark.as_deref().is_none_or(|w| lu.as_str() > w) {
                     state.watermark = Some(lu.clone());
                 }
             }
-            match &p.nhs_number {
-                Some(nhs) => {
-                    if held.insert(nhs.clone()) {
-                        patients.push(p.indexed(nhs.clone(), now));
-                    }
-                    links.push(p.link(nhs.clone(), LinkMethod::NhsNumber, now));
-                    state.report.linked_by_nhs_number += 1;
+            let Some(nhs) = p.nhs_number.clone() else {
+                state.pending.push(p);
+                continue;
+            };
+            if let Some(theirs) = held_now.get(&nhs) {
+                let scored = matching::compare(&p.prepared(), theirs, &self.weights);
+                if matching::wrong_nhs_number(&scored, &self.weights)
+                    && !decisions.confirmed(&p, &nhs)
+                {
+                    state.flagged.push(p.candidate(
+                        &nhs,
+                        "possible-wrong-nhs-number",
+                        &scored,
+                        None,
+                        now,
+                    ));
+                    state.report.possible_wrong_nhs_number += 1;
+                    state.pending.push(p);
+                    continue;
                 }
-                None => state.pending.push(p),
             }
+            if let (true, Some(practice)) = (authoritative, &p.gp_practice) {
+                match care_events::registration(source, r, practice) {
+                    Some(parts) => registrations.push(parts.row(nhs.clone(), now)),
+                    None => state.report.registrations_without_period += 1,
+                }
+            }
+            if held.insert(nhs.clone()) {
+                patients.push(p.indexed(nhs.clone(), now));
+            }
+            links.push(p.link(nhs, LinkMethod::NhsNumber, now));
+            state.report.linked_by_nhs_number += 1;
         }
         // Demographics from a GP source replace what is held; others only fill gaps.
         for chunk in patients.chunks(BATCH) {
@@ -378,10 +485,15 @@ impl Indexer {
             self.store.upsert_care_events(chunk).await?;
         }
         state.report.registrations += registrations.len();
-        for l in &links {
-            if state.unmatched.remove(&l.local_id) {
-                self.store.clear_unmatched(source, &l.local_id).await?;
-            }
+        // Records an earlier sync left unmatched or in review, now linked by NHS number.
+        let settled: Vec<RecordKey> = links
+            .iter()
+            .filter(|l| state.unmatched.remove(&l.local_id))
+            .map(|l| (l.source.clone(), l.local_id.clone()))
+            .collect();
+        if !settled.is_empty() {
+            self.store.clear_unmatched_batch(&settled).await?;
+            self.store.replace_match_candidates(&settled, &[]).await?;
         }
         Ok(())
     }
@@ -477,61 +589,133 @@ impl Indexer {
         Ok(())
     }
 
-    async fn unmatched(
-        &self,
-        p: &SourcePatient,
-        reason: &str,
-        candidates: u32,
-    ) -> Result<(), StoreError> {
-        self.store
-            .record_unmatched(&UnmatchedRecord {
-                source: p.source.clone(),
-                local_id: p.local_id.clone(),
-                reason: reason.to_owned(),
-                candidates,
-                seen_at: self.clock.now(),
-            })
-            .await
+    /// What people decided about pairs.
+    async fn decisions(&self) -> Result<Decisions, StoreError> {
+        let mut d = Decisions::default();
+        for row in self.store.match_decisions().await? {
+            let key = (row.source, row.local_id);
+            match row.decision.as_str() {
+                "link" => {
+                    d.linked.insert(key, row.nhs_number);
+                }
+                _ => d.not_a_match.entry(key).or_default().push(row.nhs_number),
+            }
+        }
+        Ok(d)
     }
 
-    async fn match_demographics(&self, p: &SourcePatient) -> Result<Match, StoreError> {
-        let (Some(birth_date), Some(postcode)) = (p.birth_date, p.postcode.as_ref()) else {
-            return Ok(Match::None);
-        };
-        if p.family.is_empty() {
-            return Ok(Match::None);
+    /// The demographic pass: every waiting record matched against the whole index at once;
+    /// links, review candidates and unmatched records written in batches; a record that no
+    /// longer links loses its old link.
+    async fn match_waiting(
+        &self,
+        waiting: Vec<(usize, SourcePatient)>,
+        flagged: Vec<MatchCandidateRow>,
+        decisions: &Decisions,
+        reports: &mut [SourceSyncReport],
+    ) -> Result<MatchingPass, StoreError> {
+        let now = self.clock.now();
+        let started = std::time::Instant::now();
+        let waiting_count = waiting.len();
+        let mut links = Vec::new();
+        let mut to_match = Vec::with_capacity(waiting.len());
+        for (at, p) in waiting {
+            match decisions.linked.get(&p.key()) {
+                Some(nhs) => {
+                    links.push(p.link(nhs.clone(), LinkMethod::Demographics, now));
+                    reports[at].linked_by_demographics += 1;
+                }
+                None => to_match.push((at, p)),
+            }
         }
-        let q = DemographicQuery {
-            family: p.family.clone(),
-            given: None,
-            birth_date: Some(birth_date),
-            postcode: Some(postcode.clone()),
-        };
-        let initial = mcr_domain::demographics::normalise_name(&p.given)
-            .chars()
-            .next();
-        let candidates: Vec<IndexedPatient> = self
-            .store
-            .search_patients(&q, 10)
-            .await?
-            .into_iter()
-            .filter(|c| {
-                mcr_domain::demographics::normalise_name(&c.given)
-                    .chars()
-                    .next()
-                    == initial
-            })
+        let prepared: Vec<Prepared> = to_match.iter().map(|(_, p)| p.prepared()).collect();
+        let mut ruled_out = linkage::Ruled::new();
+        for (i, (_, p)) in to_match.iter().enumerate() {
+            for nhs in decisions.not_a_match.get(&p.key()).into_iter().flatten() {
+                ruled_out.insert((i, nhs.clone()));
+            }
+            // A record flagged for carrying someone else's NHS number is not linked back to
+            // them by its demographics either.
+            if let Some(nhs) = &p.nhs_number {
+                ruled_out.insert((i, nhs.clone()));
+            }
+        }
+        let (outcomes, counts) =
+            linkage::match_against_index(&*self.store, &prepared, &ruled_out, &self.weights)
+                .await?;
+
+        let mut evaluated: Vec<RecordKey> = Vec::with_capacity(to_match.len());
+        let mut candidates = flagged;
+        let mut unmatched = Vec::new();
+        let mut unlink: Vec<Vec<RecordKey>> = vec![Vec::new(); reports.len()];
+        for ((at, p), outcome) in to_match.iter().zip(outcomes) {
+            let report = &mut reports[*at];
+            evaluated.push(p.key());
+            match outcome {
+                linkage::Outcome::Link(nhs, _) => {
+                    links.push(p.link(nhs, LinkMethod::Demographics, now));
+                    report.linked_by_demographics += 1;
+                }
+                linkage::Outcome::Review {
+                    candidates: found,
+                    ambiguous,
+                } => {
+                    for (nhs, s) in &found {
+                        let guard = linkage::review_guard(s, ambiguous);
+                        candidates.push(p.candidate(nhs, "review", s, guard, now));
+                    }
+                    let (reason, n) = if ambiguous {
+                        report.ambiguous += 1;
+                        ("ambiguous", found.len())
+                    } else {
+                        report.review += 1;
+                        ("review", found.len())
+                    };
+                    unmatched.push(p.unmatched(reason, n, now));
+                    unlink[*at].push(p.key());
+                }
+                linkage::Outcome::NoMatch => {
+                    report.unmatched += 1;
+                    unmatched.push(p.unmatched("no-match", 0, now));
+                    unlink[*at].push(p.key());
+                }
+            }
+        }
+        evaluated.extend(
+            candidates
+                .iter()
+                .map(|c| (c.source.clone(), c.local_id.clone())),
+        );
+        let compared = started.elapsed();
+        // One transaction each (the store splits them into statements).
+        self.store.upsert_links(&links).await?;
+        let linked: Vec<RecordKey> = links
+            .iter()
+            .map(|l| (l.source.clone(), l.local_id.clone()))
             .collect();
-        Ok(match candidates.len() {
-            0 => Match::None,
-            1 => Match::One(
-                candidates
-                    .into_iter()
-                    .next()
-                    .map(|c| c.nhs_number)
-                    .ok_or_else(|| StoreError::Corrupt("empty".into()))?,
-            ),
-            n => Match::Many(u32::try_from(n).unwrap_or(u32::MAX)),
+        self.store.clear_unmatched_batch(&linked).await?;
+        for (report, keys) in reports.iter_mut().zip(&unlink) {
+            report.stale_links_removed += self.store.remove_links(keys).await?;
+        }
+        self.store.record_unmatched_batch(&unmatched).await?;
+        self.store
+            .replace_match_candidates(&evaluated, &candidates)
+            .await?;
+        tracing::info!(
+            records = to_match.len(),
+            index_patients = counts.index_patients_read,
+            comparisons = counts.comparisons,
+            linked = links.len(),
+            review = candidates.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "matching pass"
+        );
+        Ok(MatchingPass {
+            records: waiting_count,
+            index_patients: counts.index_patients_read,
+            comparisons: counts.comparisons,
+            millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            compare_millis: u64::try_from(compared.as_millis()).unwrap_or(u64::MAX),
         })
     }
 
@@ -543,12 +727,6 @@ impl Indexer {
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
-}
-
-enum Match {
-    None,
-    One(NhsNumber),
-    Many(u32),
 }
 
 /// The source ids a patient is linked in, for logs and reports.

@@ -100,7 +100,68 @@ pub fn parse_patient(source: &SourceId, r: &Value) -> Option<SourcePatient> {
 }
 
 impl SourcePatient {
-    /// The index entry this record gives, if it has a birth date (the index needs one).
+    /// The record's key: its source and local id.
+    pub fn key(&self) -> mcr_store::RecordKey {
+        (self.source.clone(), self.local_id.clone())
+    }
+
+    /// The demographics in the form matching compares.
+    pub fn prepared(&self) -> crate::matching::Prepared {
+        crate::matching::Prepared::new(
+            &self.family,
+            &self.given,
+            self.birth_date,
+            self.gender.as_deref(),
+            self.postcode.as_deref(),
+            self.nhs_number.clone(),
+        )
+    }
+
+    /// A review candidate pairing this record with an index patient.
+    pub(crate) fn candidate(
+        &self,
+        nhs: &NhsNumber,
+        kind: &str,
+        scored: &crate::matching::Scored,
+        guard: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> mcr_store::MatchCandidateRow {
+        mcr_store::MatchCandidateRow {
+            source: self.source.clone(),
+            local_id: self.local_id.clone(),
+            nhs_number: nhs.clone(),
+            kind: kind.to_owned(),
+            score: (scored.weight * 100.0).round() / 100.0,
+            agreement: scored.agreement.to_string(),
+            guard: guard
+                .map(str::to_owned)
+                .or_else(|| scored.guard.map(|g| g.code().to_owned())),
+            family: self.family.clone(),
+            given: self.given.clone(),
+            birth_date: self.birth_date,
+            gender: self.gender.clone(),
+            postcode: self.postcode.clone(),
+            found_at: now,
+        }
+    }
+
+    pub(crate) fn unmatched(
+        &self,
+        reason: &str,
+        candidates: usize,
+        now: DateTime<Utc>,
+    ) -> mcr_store::UnmatchedRecord {
+        mcr_store::UnmatchedRecord {
+            source: self.source.clone(),
+            local_id: self.local_id.clone(),
+            reason: reason.to_owned(),
+            candidates: u32::try_from(candidates).unwrap_or(u32::MAX),
+            seen_at: now,
+        }
+    }
+
+    /// The index entry this record gives. The sync rejects records without a birth date
+    /// before this (the index needs one).
     pub(crate) fn indexed(&self, nhs: NhsNumber, now: DateTime<Utc>) -> IndexedPatient {
         IndexedPatient {
             nhs_number: nhs,

@@ -15,6 +15,7 @@ mod governance_postgres;
 mod governance_sqlite;
 mod group_commit;
 mod health;
+mod match_review;
 mod model;
 mod opt_out;
 mod opt_out_letter;
@@ -26,6 +27,9 @@ mod sqlite;
 
 pub use audit_trail::{AuditCheckpoint, AuditQuery, AuditTrailStore, AUDIT_QUERY_MAX};
 pub use care_event::{CareEventKey, CareEventRow, CareEventStore, HeldMessage, HELD_LIST_MAX};
+pub use match_review::{
+    MatchCandidateRow, MatchDecisionRow, MatchStore, RecordKey, MATCH_LIST_MAX,
+};
 pub use model::*;
 pub use opt_out::{
     OptOutDecision, OptOutKind, OptOutRequestRow, OptOutState, OptOutStore, OPT_OUT_LIST_MAX,
@@ -156,6 +160,7 @@ pub trait Store:
     + std::fmt::Debug
     + CareEventStore
     + SharedStateStore
+    + MatchStore
 {
     /// Bring the schema up to date (idempotent).
     async fn migrate(&self) -> Result<()>;

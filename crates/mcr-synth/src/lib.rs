@@ -133,6 +133,13 @@ pub struct Samples {
     pub hostile: Vec<NhsNumber>,
     /// Currently admitted: an in-progress inpatient Encounter at the acute trust.
     pub admitted: Vec<NhsNumber>,
+    /// Patient matching: the acute trust also holds, without an NHS number, a record of this
+    /// person's twin (same family, birth date and address; another given name and sex), whom
+    /// the GP does not hold. Never linked automatically: a pair for review.
+    pub acute_twin: Vec<NhsNumber>,
+    /// Patient matching: the acute trust holds a record of this person's parent, who shares
+    /// their name and address, carrying this person's NHS number (a wrong NHS number).
+    pub acute_wrong_nhs_number: Vec<NhsNumber>,
 }
 
 /// Which of the four kinds of source system a slice is.
@@ -277,6 +284,8 @@ pub(crate) struct Traits {
     pub gp_lacks_nhs: bool,
     pub acute_lacks_nhs: bool,
     pub name_differs: bool,
+    pub acute_twin: bool,
+    pub acute_wrong_nhs: bool,
 }
 
 /// What the on-demand generator needs, shared by the four slices.
@@ -590,6 +599,12 @@ pub fn generate(cfg: &SynthConfig) -> Region {
     let sensitive = take((n * 3 / 100).max(3), false);
     let duplicated = take((n / 50).max(4), false);
     let admitted = take((n / 200).max(2), false);
+    // Matching cases, taken last so that every sample above is what it was before them.
+    let (acute_twin, acute_wrong_nhs) = if n < 1_000_000 {
+        (take(2, true), take(2, true))
+    } else {
+        (Vec::new(), Vec::new())
+    };
 
     for &i in &all_four {
         let t = &mut traits[i];
@@ -632,6 +647,12 @@ pub fn generate(cfg: &SynthConfig) -> Region {
         traits[i].acute = true;
         traits[i].admitted = true;
     }
+    for &i in &acute_twin {
+        traits[i].acute_twin = true;
+    }
+    for &i in &acute_wrong_nhs {
+        traits[i].acute_wrong_nhs = true;
+    }
 
     let nhs = |v: &[usize]| -> Vec<NhsNumber> {
         v.iter().map(|i| people[*i].nhs_number.clone()).collect()
@@ -652,6 +673,8 @@ pub fn generate(cfg: &SynthConfig) -> Region {
         large: nhs(&large),
         hostile: nhs(&hostile),
         admitted: nhs(&admitted),
+        acute_twin: nhs(&acute_twin),
+        acute_wrong_nhs_number: nhs(&acute_wrong_nhs),
     };
 
     let gp_practices = practices();
@@ -830,6 +853,9 @@ fn build_slice(core: &Arc<Core>, kind: SourceKind) -> SourceSlice {
             nhs_number: (!lacks_nhs).then(|| p.nhs_number.clone()),
         });
     }
+    if kind == SourceKind::Acute {
+        patients.extend(matching_cases(core));
+    }
     let by_local_id = patients
         .iter()
         .enumerate()
@@ -846,6 +872,70 @@ fn build_slice(core: &Arc<Core>, kind: SourceKind) -> SourceSlice {
         by_local_id,
         core: Arc::clone(core),
     }
+}
+
+/// The acute trust's records for the matching samples: a twin the GP does not hold (no NHS
+/// number), and a parent namesake carrying their child's NHS number. Local ids come from the
+/// acute id space past every person's own (the region is below a million people here).
+fn matching_cases(core: &Core) -> Vec<SourcePatient> {
+    let mut out = Vec::new();
+    for (p, t) in core.people.iter().zip(core.traits.iter()) {
+        if !(t.acute_twin || t.acute_wrong_nhs) {
+            continue;
+        }
+        let lid = local_id(SourceKind::Acute, core.seed, p.index + 1_200_000);
+        let mut rng = rng_for(core.seed, &[0xFB, p.index as u64]);
+        let last_updated = timestamp(
+            core.today - chrono::Duration::days(rng.gen_range(1..400)),
+            36_000,
+        );
+        let mut identifier =
+            vec![json!({ "system": SourceKind::Acute.mrn_system(), "value": lid })];
+        let (given, gender, birth) = if t.acute_twin {
+            let (names, gender) = if p.gender == "male" {
+                (["Amira", "Louise"], "female")
+            } else {
+                (["Amir", "Louis"], "male")
+            };
+            let given = names
+                .into_iter()
+                .find(|n| !p.given.iter().any(|g| g == n))
+                .unwrap_or("Alex");
+            (vec![given.to_owned()], gender, p.birth_date)
+        } else {
+            identifier.insert(
+                0,
+                json!({ "system": NhsNumber::SYSTEM, "value": p.nhs_number.as_str() }),
+            );
+            let born = p.birth_date - chrono::Duration::days(365 * 29 + 40);
+            (p.given.clone(), p.gender, born)
+        };
+        let resource = json!({
+            "resourceType": "Patient",
+            "id": lid,
+            "meta": { "lastUpdated": last_updated },
+            "identifier": identifier,
+            "active": true,
+            "name": [{ "use": "official", "family": p.family, "given": given }],
+            "gender": gender,
+            "birthDate": birth.format("%Y-%m-%d").to_string(),
+            "address": [{
+                "use": "home",
+                "line": [p.address_line],
+                "city": p.town,
+                "postalCode": p.postcode,
+                "country": "GB",
+            }],
+        });
+        out.push(SourcePatient {
+            local_id: lid,
+            resource,
+            last_updated,
+            person: p.index,
+            nhs_number: t.acute_wrong_nhs.then(|| p.nhs_number.clone()),
+        });
+    }
+    out
 }
 
 /// The extension carrying a GP registration's period on the GP system's `Patient`.

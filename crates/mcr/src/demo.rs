@@ -748,6 +748,14 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
     info.patients
         .insert("needs_permission".into(), pick(&s.all_four[3..], 3));
     info.patients.insert("gp_only".into(), pick(&s.gp_only, 3));
+    // Patient matching: a twin's hospital record in review against this patient, and a
+    // parent's hospital record carrying this patient's NHS number (the record view warns).
+    info.patients
+        .insert("matching_twin".into(), pick(&s.acute_twin, 2));
+    info.patients.insert(
+        "matching_wrong_nhs_number".into(),
+        pick(&s.acute_wrong_nhs_number, 2),
+    );
     info.patients.insert(
         "matched_by_demographics_only".into(),
         pick(&s.demographics_only, 3),

@@ -495,3 +495,198 @@ async fn an_opt_out_needs_the_code_from_the_letter() {
     assert_eq!(status, 403, "{body}");
     assert!(body.to_string().contains("opted out"), "{body}");
 }
+
+/// Patient matching found a record elsewhere carrying this NHS number for someone whose
+/// details do not match (issue 19): the record view warns, without that person's details,
+/// until records staff resolve it; another patient's view does not.
+#[tokio::test]
+async fn a_possible_wrong_nhs_number_is_warned_on_the_record_page() {
+    let t = start().await;
+    let nhs = t.patient("all_four_sources", 0);
+    let other = t.patient("gp_only", 0);
+    let store = t.demo.gateway.gateway.store().clone();
+    let flagged = mcr_store::MatchCandidateRow {
+        source: mcr_domain::SourceId::parse("acute").expect("test step"),
+        local_id: "H-WRONG-1".into(),
+        nhs_number: mcr_domain::NhsNumber::parse(&nhs).expect("test step"),
+        kind: "possible-wrong-nhs-number".into(),
+        score: 3.5,
+        agreement: "family=exact given=differs birth-date=differs sex=differs postcode=full nhs-number=agree".into(),
+        guard: None,
+        family: "Zebedee".into(),
+        given: "Quillon".into(),
+        birth_date: chrono::NaiveDate::from_ymd_opt(1983, 7, 9),
+        gender: Some("male".into()),
+        postcode: Some("SG5 3BT".into()),
+        found_at: "2026-11-24T09:00:00Z".parse().expect("test step"),
+    };
+    store
+        .replace_match_candidates(&[], &[flagged])
+        .await
+        .expect("test step");
+
+    let b = sign_in(&t, "ae.okafor").await;
+    for n in [&nhs, &other] {
+        let (status, _) = b
+            .post(
+                &format!("/app/patient/{n}/permission"),
+                &[("answer", "given-patient")],
+            )
+            .await;
+        assert_eq!(status, 303);
+    }
+    let (status, html) = b.get(&format!("/app/patient/{nhs}")).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("identity-warnings"), "warned");
+    assert!(html.contains("Possible wrong NHS number"), "{html}");
+    assert!(
+        !html.contains("Quillon") && !html.contains("Zebedee"),
+        "never the other person's details"
+    );
+    let (status, html) = b.get(&format!("/app/patient/{other}")).await;
+    assert_eq!(status, 200);
+    assert!(
+        !html.contains("identity-warnings"),
+        "no warning for another patient"
+    );
+}
+
+/// The patient matching queue (issue 19): records staff see each pair side by side with the
+/// comparison; "not a match" and "link" are recorded with their audit records, the pair leaves
+/// the queue, and a clinician may not look.
+#[tokio::test]
+async fn the_matching_queue_links_and_rules_out_pairs_and_audits_each_decision() {
+    let t = start().await;
+    let store = t.demo.gateway.gateway.store().clone();
+    let twin = mcr_domain::NhsNumber::parse(&t.patient("gp_only", 0)).expect("test step");
+    let owner = mcr_domain::NhsNumber::parse(&t.patient("gp_only", 1)).expect("test step");
+    let pair = |local: &str, nhs: &mcr_domain::NhsNumber, guard: &str| {
+        mcr_store::MatchCandidateRow {
+        source: mcr_domain::SourceId::parse("acute").expect("test step"),
+        local_id: local.into(),
+        nhs_number: nhs.clone(),
+        kind: "review".into(),
+        score: 28.2,
+        agreement: "family=exact given=typo birth-date=exact sex=differs postcode=full nhs-number=missing".into(),
+        guard: Some(guard.into()),
+        family: "Queue-Family".into(),
+        given: "Queue-Given".into(),
+        birth_date: chrono::NaiveDate::from_ymd_opt(2001, 9, 15),
+        gender: Some("male".into()),
+        postcode: Some("LU2 7QQ".into()),
+        found_at: "2026-11-24T09:00:00Z".parse().expect("test step"),
+    }
+    };
+    // The demo region's own matching cases are in the queue already.
+    let before = store.match_candidates().await.expect("test step").len();
+    store
+        .replace_match_candidates(
+            &[],
+            &[
+                pair("H-TWIN", &twin, "possible-twin"),
+                pair("H-OWNER", &owner, "ambiguous"),
+            ],
+        )
+        .await
+        .expect("test step");
+
+    let clinician = sign_in(&t, "ae.okafor").await;
+    let (status, _) = clinician.get("/app/matching").await;
+    assert_eq!(status, 403, "clinicians do not review matching");
+
+    let b = sign_in(&t, "rec.murphy").await;
+    let (status, html) = b.get("/app/matching").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains(&format!("Waiting to be checked ({})", before + 2)),
+        "{html}"
+    );
+    assert!(html.contains("Possible twin"), "the guard is explained");
+    assert!(
+        html.contains("Queue-Given") && html.contains("Sex"),
+        "side by side"
+    );
+
+    let (status, _) = b
+        .post(
+            "/app/matching/decide",
+            &[
+                ("source", "acute"),
+                ("local_id", "H-TWIN"),
+                ("nhs", twin.as_str()),
+                ("verdict", "not-a-match"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 303);
+    let (status, _) = b
+        .post(
+            "/app/matching/decide",
+            &[
+                ("source", "acute"),
+                ("local_id", "H-OWNER"),
+                ("nhs", owner.as_str()),
+                ("verdict", "link"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 303);
+    let (_, html) = b.get("/app/matching").await;
+    assert!(
+        html.contains(&format!("Waiting to be checked ({before})")),
+        "{html}"
+    );
+    assert!(!html.contains("H-TWIN") && !html.contains("H-OWNER"));
+    // Deciding again about a pair no longer in the queue is refused, and says why.
+    let (status, html) = b
+        .post(
+            "/app/matching/decide",
+            &[
+                ("source", "acute"),
+                ("local_id", "H-TWIN"),
+                ("nhs", twin.as_str()),
+                ("verdict", "link"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(html.contains("not waiting for review"), "{html}");
+
+    let acute = mcr_domain::SourceId::parse("acute").expect("test step");
+    assert_eq!(
+        store
+            .link_for_local(&acute, "H-OWNER")
+            .await
+            .expect("test step")
+            .map(|l| l.nhs_number),
+        Some(owner.clone())
+    );
+    assert!(store
+        .link_for_local(&acute, "H-TWIN")
+        .await
+        .expect("test step")
+        .is_none());
+    let decisions = store.match_decisions().await.expect("test step");
+    assert_eq!(decisions.len(), 2);
+    assert!(decisions.iter().all(|d| d.decided_by == "rec.murphy"));
+    let trail = store.audit_rows(0, 10_000).await.expect("test step");
+    let actions: Vec<&str> = trail
+        .iter()
+        .map(|r| r.record.action.as_str())
+        .filter(|a| a.starts_with("match-") || a.contains("match-queue"))
+        .collect();
+    assert!(
+        actions.contains(&"match-not-a-match") && actions.contains(&"match-link"),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&"read-match-queue"),
+        "reads are audited too: {actions:?}"
+    );
+    assert!(
+        trail
+            .iter()
+            .all(|r| !r.record.payload.contains("Queue-Given")),
+        "no demographics in the audit trail"
+    );
+}

@@ -11,6 +11,7 @@ mod access;
 mod assets;
 mod chart;
 mod forms;
+mod matching;
 mod opt_out;
 mod patient;
 mod public;
@@ -67,6 +68,8 @@ pub(crate) fn routes() -> Router<AppState> {
             "/app/opt-outs/{reference}",
             get(opt_out::case).post(opt_out::decide),
         )
+        .route("/app/matching", get(matching::queue))
+        .route("/app/matching/decide", post(matching::decide))
         .route("/app/review", get(review::queue))
         .route("/app/review/{seq}", post(review::record_outcome))
         .route("/app/audit", get(review::search))
@@ -113,6 +116,10 @@ impl Layout {
                 role: p.role.label().to_owned(),
                 organisation: p.organisation.name.clone(),
                 privacy_officer: p.role == mcr_domain::Role::PrivacyOfficer,
+                records_staff: matches!(
+                    p.role,
+                    mcr_domain::Role::PrivacyOfficer | mcr_domain::Role::Admin
+                ),
             }),
             staff: true,
             asset_version: assets::version(),
@@ -138,6 +145,8 @@ pub(crate) struct UserBar {
     pub organisation: String,
     /// Shows the privacy officer's pages in the menu.
     pub privacy_officer: bool,
+    /// Shows the patient matching queue in the menu (records staff and privacy officers).
+    pub records_staff: bool,
 }
 
 /// Render a template, or a bare 500 if the template itself fails (it cannot leak anything).

@@ -188,6 +188,9 @@ pub(crate) struct RecordPage {
     /// sentence that says how many.
     pub not_tied: Vec<String>,
     pub withheld: bool,
+    /// Open identity questions from patient matching (possible wrong NHS number, records in
+    /// review).
+    pub identity_warnings: Vec<String>,
     /// Alerts, allergies, current medications, active problems, last encounters.
     pub summary: Vec<SectionView>,
     /// Alerts and flags.
@@ -406,6 +409,7 @@ pub(crate) fn record_page(layout: Layout, view: &mcr_gateway::View) -> RecordPag
             .filter_map(mcr_domain::SourceOutcome::not_tied_sentence)
             .collect(),
         withheld: r.withheld,
+        identity_warnings: view.identity_warnings.clone(),
         summary: vec![
             sub(section(
                 r,

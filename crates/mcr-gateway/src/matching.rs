@@ -1,0 +1,211 @@
+//! The review queue for people (patient matching): the pairs of a source record and an index
+//! patient that matching would not decide alone, shown side by side with their score and
+//! field-by-field agreement, and what records staff and privacy officers decide about them:
+//! link, or not a match (which also unlinks a record linked wrongly). Every read and every
+//! decision is audited, refusals too; a decision is written in one transaction with its audit
+//! record, and no later sync overrides it.
+
+use crate::{Gateway, GatewayError, RequestContext};
+use mcr_domain::{NhsNumber, Role, SourceId};
+use mcr_store::{IndexedPatient, LinkMethod, MatchCandidateRow, MatchDecisionRow, SourceLink};
+use std::collections::HashMap;
+
+/// One pair in the queue: the source record as its source holds it, and the index patient.
+#[derive(Debug, Clone)]
+pub struct MatchPair {
+    pub candidate: MatchCandidateRow,
+    /// The source organisation's name.
+    pub source_name: String,
+    /// `None` when the index no longer holds the patient.
+    pub patient: Option<IndexedPatient>,
+}
+
+/// What a person decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchVerdict {
+    /// The record is this patient's: link it.
+    Link,
+    /// The record is not this patient's: never link it to them (and unlink it if it is).
+    NotAMatch,
+}
+
+impl MatchVerdict {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "link" => Some(Self::Link),
+            "not-a-match" => Some(Self::NotAMatch),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Link => "link",
+            Self::NotAMatch => "not-a-match",
+        }
+    }
+}
+
+impl Gateway {
+    /// Records staff (administrative role) and privacy officers of member organisations.
+    fn may_review_matches(&self, ctx: &RequestContext) -> Result<(), String> {
+        let p = &ctx.principal;
+        if matches!(p.role, Role::PrivacyOfficer | Role::Admin)
+            && p.organisation.member
+            && !p.organisation.suspended
+        {
+            Ok(())
+        } else {
+            Err("Only records staff and privacy officers of member organisations can review patient matching.".into())
+        }
+    }
+
+    async fn refuse_matching(
+        &self,
+        ctx: &RequestContext,
+        action: &str,
+        patient: Option<&str>,
+        why: String,
+    ) -> GatewayError {
+        let mut event = self.event(ctx, action, patient);
+        event.outcome = "deny".into();
+        event.detail = Some(why.clone());
+        match self.audit(&event).await {
+            Ok(_) => GatewayError::Forbidden(why),
+            Err(e) => e,
+        }
+    }
+
+    fn source_name(&self, source: &SourceId) -> String {
+        self.federation
+            .sources()
+            .find(|s| s.id() == source)
+            .map_or_else(
+                || source.to_string(),
+                |s| s.config().organisation.name.clone(),
+            )
+    }
+
+    /// The pairs awaiting review, highest score first, each with the index patient. Audited
+    /// (`read-match-queue`), refusals too.
+    pub async fn match_queue(&self, ctx: &RequestContext) -> Result<Vec<MatchPair>, GatewayError> {
+        const ACTION: &str = "read-match-queue";
+        if let Err(why) = self.may_review_matches(ctx) {
+            return Err(self.refuse_matching(ctx, ACTION, None, why).await);
+        }
+        let rows = self
+            .store
+            .match_candidates()
+            .await
+            .map_err(|_| GatewayError::StoreUnavailable)?;
+        let numbers: Vec<NhsNumber> = rows.iter().map(|r| r.nhs_number.clone()).collect();
+        let patients: HashMap<NhsNumber, IndexedPatient> = self
+            .store
+            .patients_by_nhs(&numbers)
+            .await
+            .map_err(|_| GatewayError::StoreUnavailable)?
+            .into_iter()
+            .map(|p| (p.nhs_number.clone(), p))
+            .collect();
+        let mut event = self.event(ctx, ACTION, None);
+        event.outcome = "permit".into();
+        event.detail = Some(format!("{} pair(s) listed", rows.len()));
+        self.audit(&event).await?;
+        Ok(rows
+            .into_iter()
+            .map(|c| MatchPair {
+                source_name: self.source_name(&c.source),
+                patient: patients.get(&c.nhs_number).cloned(),
+                candidate: c,
+            })
+            .collect())
+    }
+
+    /// Decide about a pair: `Link` needs the pair in the queue; `NotAMatch` needs it in the
+    /// queue or the record linked to that patient (then it is unlinked). Audited
+    /// (`match-link` / `match-not-a-match`, with the pair's score and agreement, never the
+    /// demographics), refusals too. Returns the audit sequence number.
+    pub async fn decide_match(
+        &self,
+        ctx: &RequestContext,
+        source: &SourceId,
+        local_id: &str,
+        nhs: &NhsNumber,
+        verdict: MatchVerdict,
+    ) -> Result<i64, GatewayError> {
+        let action = match verdict {
+            MatchVerdict::Link => "match-link",
+            MatchVerdict::NotAMatch => "match-not-a-match",
+        };
+        if let Err(why) = self.may_review_matches(ctx) {
+            return Err(self
+                .refuse_matching(ctx, action, Some(nhs.as_str()), why)
+                .await);
+        }
+        let queued = self
+            .store
+            .match_candidates_of(source, local_id)
+            .await
+            .map_err(|_| GatewayError::StoreUnavailable)?
+            .into_iter()
+            .find(|c| &c.nhs_number == nhs);
+        let linked = self
+            .store
+            .link_for_local(source, local_id)
+            .await
+            .map_err(|_| GatewayError::StoreUnavailable)?
+            .filter(|l| &l.nhs_number == nhs);
+        let now = self.clock.now();
+        let link = match (verdict, &queued) {
+            (MatchVerdict::Link, Some(c)) => Some(SourceLink {
+                nhs_number: nhs.clone(),
+                source: source.clone(),
+                local_id: local_id.to_owned(),
+                method: LinkMethod::Demographics,
+                family: c.family.clone(),
+                given: c.given.clone(),
+                birth_date: c.birth_date,
+                postcode: c.postcode.clone(),
+                linked_at: now,
+            }),
+            (MatchVerdict::Link, None) => {
+                return Err(GatewayError::Invalid(
+                    "This pair is not waiting for review (it may have been decided already)."
+                        .into(),
+                ))
+            }
+            (MatchVerdict::NotAMatch, _) if queued.is_some() || linked.is_some() => None,
+            (MatchVerdict::NotAMatch, _) => {
+                return Err(GatewayError::Invalid(
+                    "This record is neither waiting for review against this patient nor linked to them.".into(),
+                ))
+            }
+        };
+        let decision = MatchDecisionRow {
+            source: source.clone(),
+            local_id: local_id.to_owned(),
+            nhs_number: nhs.clone(),
+            decision: verdict.as_str().into(),
+            decided_by: ctx.principal.user_id.clone(),
+            decided_at: now,
+        };
+        let mut event = self.event(ctx, action, Some(nhs.as_str()));
+        event.outcome = "recorded".into();
+        event.basis = queued.as_ref().map(|c| c.kind.clone());
+        event.detail = Some(match &queued {
+            Some(c) => format!("{source}/{local_id}: score {:.1}; {}", c.score, c.agreement),
+            None => format!("{source}/{local_id}: unlinked"),
+        });
+        let append = mcr_audit::to_append(&event).map_err(|_| GatewayError::AuditUnavailable)?;
+        let audited = self
+            .store
+            .decide_match(&decision, link.as_ref(), &append, &mcr_audit::chain_hash)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "match decision not recorded");
+                GatewayError::AuditUnavailable
+            })?;
+        self.after_append(&audited).await;
+        Ok(audited.seq)
+    }
+}

@@ -1,0 +1,281 @@
+//! The matching pass: source records without an NHS number against the whole index.
+//!
+//! The records waiting to be matched are few beside the index (a hospital's records without a
+//! number against a region's patients), so they are the ones held: each is prepared once and
+//! filed under its blocking keys in memory. The index is then read a page at a time (the next
+//! page read while this one is scored), and each index patient is compared only with the
+//! waiting records that share a blocking key with it. A record keeps its best few candidates;
+//! the outcome (link, review, nothing) is decided once the whole index has been read.
+//!
+//! Blocking keys (a pair is compared when any one agrees): the birth date (and, for the waiting
+//! record, its day and month swapped); family-name Soundex with birth year and first initial;
+//! family and given name with birth decade; postcode with given-name Soundex.
+
+use crate::matching::{compare, Guard, Prepared, Scored, Weights};
+use chrono::Datelike;
+use mcr_domain::NhsNumber;
+use mcr_store::{Store, StoreError};
+use std::collections::HashMap;
+
+/// How many index patients are read per page.
+const PAGE: u32 = 20_000;
+/// How many candidates each waiting record keeps.
+const KEEP: usize = 3;
+/// Two candidates closer than this (log2 odds: 64 to 1) are too close to call.
+const CLEAR_MARGIN: f64 = 6.0;
+
+/// What matching concluded for one waiting record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Linked automatically to this patient.
+    Link(NhsNumber, Scored),
+    /// A person must look: each candidate with its score. `ambiguous` when two candidates were
+    /// too close to call.
+    Review {
+        candidates: Vec<(NhsNumber, Scored)>,
+        ambiguous: bool,
+    },
+    /// Nobody in the index is close enough.
+    NoMatch,
+}
+
+/// One waiting record's best candidates so far, best first.
+#[derive(Debug, Clone, Default)]
+struct Best(Vec<(NhsNumber, Scored)>);
+
+impl Best {
+    fn offer(&mut self, nhs: &NhsNumber, s: Scored) {
+        if self.0.len() == KEEP && self.0.last().is_some_and(|(_, w)| w.weight >= s.weight) {
+            return;
+        }
+        if self.0.iter().any(|(n, _)| n == nhs) {
+            return;
+        }
+        let at = self.0.partition_point(|(_, w)| w.weight >= s.weight);
+        self.0.insert(at, (nhs.clone(), s));
+        self.0.truncate(KEEP);
+    }
+}
+
+/// The pairs people ruled out (`not-a-match`): never offered again.
+pub type Ruled = std::collections::HashSet<(usize, NhsNumber)>;
+
+/// How the pass went, for the report and the benchmark.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PassCounts {
+    pub index_patients_read: u64,
+    pub comparisons: u64,
+}
+
+/// Match `waiting` against the whole index. `ruled_out` holds (waiting index, NHS number)
+/// pairs a person said are not one person.
+pub async fn match_against_index(
+    store: &dyn Store,
+    waiting: &[Prepared],
+    ruled_out: &Ruled,
+    weights: &Weights,
+) -> Result<(Vec<Outcome>, PassCounts), StoreError> {
+    let mut counts = PassCounts::default();
+    if waiting.is_empty() {
+        return Ok((Vec::new(), counts));
+    }
+    let mut blocks: HashMap<u64, Vec<u32>> = HashMap::with_capacity(waiting.len() * 5);
+    for (i, w) in waiting.iter().enumerate() {
+        let i = u32::try_from(i).map_err(|_| StoreError::Config("too many records".into()))?;
+        for key in keys(w, true) {
+            blocks.entry(key).or_default().push(i);
+        }
+    }
+    let mut best = vec![Best::default(); waiting.len()];
+    let mut page = store.patients_after(None, PAGE).await?;
+    let mut seen: Vec<u32> = Vec::new();
+    while !page.is_empty() {
+        let after = page.last().map(|p| p.nhs_number.clone());
+        let next = async {
+            if page.len() < PAGE as usize {
+                Ok(Vec::new())
+            } else {
+                store.patients_after(after.as_ref(), PAGE).await
+            }
+        };
+        let score = async {
+            for p in &page {
+                counts.index_patients_read += 1;
+                let prepared = Prepared::new(
+                    &p.family,
+                    &p.given,
+                    Some(p.birth_date),
+                    p.gender.as_deref(),
+                    p.postcode.as_deref(),
+                    None,
+                );
+                seen.clear();
+                for key in keys(&prepared, false) {
+                    if let Some(hits) = blocks.get(&key) {
+                        seen.extend_from_slice(hits);
+                    }
+                }
+                seen.sort_unstable();
+                seen.dedup();
+                for &i in &seen {
+                    let i = i as usize;
+                    counts.comparisons += 1;
+                    let s = compare(&waiting[i], &prepared, weights);
+                    if s.weight < weights.review_at {
+                        continue;
+                    }
+                    if ruled_out.contains(&(i, p.nhs_number.clone())) {
+                        continue;
+                    }
+                    best[i].offer(&p.nhs_number, s);
+                }
+            }
+        };
+        let (next, ()) = tokio::join!(next, score);
+        page = next?;
+    }
+    let outcomes = best.into_iter().map(|b| decide(b.0, weights)).collect();
+    Ok((outcomes, counts))
+}
+
+/// The outcome from a record's best candidates (best first).
+pub fn decide(mut found: Vec<(NhsNumber, Scored)>, w: &Weights) -> Outcome {
+    found.retain(|(_, s)| s.weight >= w.review_at);
+    let Some((nhs, top)) = found.first().cloned() else {
+        return Outcome::NoMatch;
+    };
+    // A second candidate that would link on its own, or one too close to the best to call.
+    let close = |s: &Scored| {
+        (s.weight >= w.link_at && s.guard.is_none()) || top.weight - s.weight < CLEAR_MARGIN
+    };
+    let ambiguous = found.get(1).is_some_and(|(_, s)| close(s));
+    if top.weight >= w.link_at && top.guard.is_none() && !ambiguous {
+        return Outcome::Link(nhs, top);
+    }
+    if ambiguous {
+        // Only the candidates too close to the best to call.
+        found.retain(|(_, s)| close(s));
+    }
+    Outcome::Review {
+        candidates: found,
+        ambiguous,
+    }
+}
+
+/// The code a review is filed under: the safety rule that held it back, or `ambiguous`.
+pub fn review_guard(s: &Scored, ambiguous: bool) -> Option<&'static str> {
+    if ambiguous {
+        return Some("ambiguous");
+    }
+    s.guard.map(Guard::code)
+}
+
+fn hash(parts: &[&[u8]]) -> u64 {
+    // FNV-1a: keys are short and the map is private, so a fast hash is enough.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for &b in *part {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// A record's blocking keys. `waiting` adds the birth date with day and month swapped.
+fn keys(p: &Prepared, waiting: bool) -> Vec<u64> {
+    let mut out = Vec::with_capacity(5);
+    if let Some(d) = p.birth_date {
+        let days = d.num_days_from_ce().to_le_bytes();
+        out.push(hash(&[b"D", &days]));
+        if waiting && d.day() <= 12 && d.day() != d.month() {
+            if let Some(s) = chrono::NaiveDate::from_ymd_opt(d.year(), d.day(), d.month()) {
+                out.push(hash(&[b"D", &s.num_days_from_ce().to_le_bytes()]));
+            }
+        }
+        let year = d.year().to_le_bytes();
+        let initial = &p.given.as_bytes()[..p.given.len().min(1)];
+        if !p.family.is_empty() {
+            out.push(hash(&[b"F", &p.family_sound, &year, initial]));
+            let decade = (d.year() / 10).to_le_bytes();
+            out.push(hash(&[
+                b"N",
+                p.family.as_bytes(),
+                p.given.as_bytes(),
+                &decade,
+            ]));
+        }
+    }
+    if !p.postcode.is_empty() && !p.given.is_empty() {
+        out.push(hash(&[b"P", p.postcode.as_bytes(), &p.given_sound]));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matching::compare;
+
+    fn prep(family: &str, given: &str, dob: &str, postcode: &str) -> Prepared {
+        Prepared::new(
+            family,
+            given,
+            chrono::NaiveDate::parse_from_str(dob, "%Y-%m-%d").ok(),
+            Some("female"),
+            Some(postcode),
+            None,
+        )
+    }
+
+    #[test]
+    fn two_candidates_too_close_to_call_go_to_review() {
+        let w = Weights::default();
+        let a = NhsNumber::from_first_nine([9, 9, 9, 0, 0, 0, 0, 0, 1]).expect("nhs");
+        let b = NhsNumber::from_first_nine([9, 9, 9, 0, 0, 0, 0, 0, 2]).expect("nhs");
+        let rec = prep("Smith", "A", "1950-05-05", "SG1 1AA");
+        let sa = compare(&rec, &prep("Smith", "Ann", "1950-05-05", "SG1 1AA"), &w);
+        let sb = compare(&rec, &prep("Smith", "Alice", "1950-05-05", "SG1 1AA"), &w);
+        let mut best = Best::default();
+        best.offer(&a, sa);
+        best.offer(&b, sb);
+        match decide(best.0, &w) {
+            Outcome::Review {
+                candidates,
+                ambiguous,
+            } => {
+                assert!(ambiguous);
+                assert_eq!(candidates.len(), 2);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_clear_winner_over_a_twin_is_linked() {
+        let w = Weights::default();
+        let a = NhsNumber::from_first_nine([9, 9, 9, 0, 0, 0, 0, 0, 1]).expect("nhs");
+        let b = NhsNumber::from_first_nine([9, 9, 9, 0, 0, 0, 0, 0, 2]).expect("nhs");
+        let rec = prep("Smith", "Ann", "1950-05-05", "SG1 1AA");
+        let mut best = Best::default();
+        best.offer(
+            &b,
+            compare(&rec, &prep("Smith", "Alice", "1950-05-05", "SG1 1AA"), &w),
+        );
+        best.offer(
+            &a,
+            compare(&rec, &prep("Smith", "Ann", "1950-05-05", "SG1 1AA"), &w),
+        );
+        assert!(matches!(decide(best.0, &w), Outcome::Link(n, _) if n == a));
+    }
+
+    #[test]
+    fn a_swapped_birth_date_shares_a_block() {
+        let waiting = prep("Smith", "Ann", "1950-03-12", "SG1 1AA");
+        let held = prep("Smyth", "Anne", "1950-12-03", "LU1 1AA");
+        let theirs = keys(&held, false);
+        assert!(keys(&waiting, true).iter().any(|k| theirs.contains(k)));
+    }
+}

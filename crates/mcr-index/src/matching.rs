@@ -1,0 +1,855 @@
+//! Probabilistic record linkage (Fellegi–Sunter): two records' demographics are compared field
+//! by field, each comparison falls in one level (exact, phonetic, a typo, …), and each level
+//! carries a weight, log2(m/u), where m is how often the level is seen between two records of
+//! one person and u how often between two different people. The sum is the evidence that the
+//! two records are one person.
+//!
+//! Three outcomes: at or above the link threshold the records are linked; between the review
+//! threshold and the link threshold a person looks at them; below, nothing. Hard safety rules
+//! come on top of the score and can only lower the outcome: twins (same birth date and family,
+//! different given name or sex) and parent/child namesakes (the same name, birth dates years
+//! apart) are never linked automatically, however high the score.
+//!
+//! Pure: plain values in, plain values out. No I/O, no logging (these are names and birth
+//! dates).
+
+use chrono::{Datelike, NaiveDate};
+use mcr_domain::demographics::{normalise_name, normalise_postcode};
+use mcr_domain::NhsNumber;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// One record's demographics in the form the comparisons need, prepared once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    pub family: String,
+    /// The first given name.
+    pub given: String,
+    pub family_sound: [u8; 4],
+    pub given_sound: [u8; 4],
+    pub birth_date: Option<NaiveDate>,
+    pub sex: Sex,
+    /// Normalised (`SG12AB`); empty when unknown.
+    pub postcode: String,
+    pub nhs_number: Option<NhsNumber>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Sex {
+    Male,
+    Female,
+    /// Not given, or `other` / `unknown`: never evidence either way.
+    Unknown,
+}
+
+impl Sex {
+    pub fn from_fhir(gender: Option<&str>) -> Self {
+        match gender {
+            Some("male") => Sex::Male,
+            Some("female") => Sex::Female,
+            _ => Sex::Unknown,
+        }
+    }
+}
+
+impl Prepared {
+    pub fn new(
+        family: &str,
+        given: &str,
+        birth_date: Option<NaiveDate>,
+        gender: Option<&str>,
+        postcode: Option<&str>,
+        nhs_number: Option<NhsNumber>,
+    ) -> Self {
+        let family = normalise_name(family);
+        let given = given
+            .split_whitespace()
+            .map(normalise_name)
+            .find(|g| !g.is_empty())
+            .unwrap_or_default();
+        Self {
+            family_sound: soundex(&family),
+            given_sound: soundex(&given),
+            family,
+            given,
+            birth_date,
+            sex: Sex::from_fhir(gender),
+            postcode: postcode.map(normalise_postcode).unwrap_or_default(),
+            nhs_number,
+        }
+    }
+
+    /// The postcode's outward code (`SG1` of `SG1 2AB`), when the postcode is whole.
+    fn district(&self) -> Option<&str> {
+        (self.postcode.len() >= 5).then(|| &self.postcode[..self.postcode.len() - 3])
+    }
+
+    /// The outward code and the first digit of the inward code (`SG1 2`).
+    fn sector(&self) -> Option<&str> {
+        (self.postcode.len() >= 5).then(|| &self.postcode[..self.postcode.len() - 2])
+    }
+}
+
+macro_rules! levels {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident = $code:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name { $($variant),+ }
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            pub fn code(self) -> &'static str {
+                match self { $($name::$variant => $code),+ }
+            }
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($code => Some($name::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+
+levels!(
+    /// Family name, best level first.
+    FamilyLevel { Exact = "exact", Swapped = "swapped-with-given", Typo = "typo", Phonetic = "phonetic", Similar = "similar", Differs = "differs", Missing = "missing" }
+);
+levels!(
+    /// First given name, best level first.
+    GivenLevel { Exact = "exact", Nickname = "nickname", Typo = "typo", Phonetic = "phonetic", Initial = "initial", Differs = "differs", Missing = "missing" }
+);
+levels!(
+    /// Date of birth.
+    DobLevel { Exact = "exact", DayMonthSwapped = "day-month-swapped", OneDigit = "one-digit", SameYear = "year-only", Differs = "differs", Missing = "missing" }
+);
+levels!(
+    /// Administrative sex.
+    SexLevel { Agree = "agree", Differs = "differs", Missing = "missing" }
+);
+levels!(
+    /// Postcode: the whole code, its sector, its district.
+    PostcodeLevel { Full = "full", Sector = "sector", District = "district", Differs = "differs", Missing = "missing" }
+);
+levels!(
+    /// NHS number.
+    NhsLevel { Agree = "agree", Differs = "differs", Missing = "missing" }
+);
+
+/// The comparison vector: which level each field fell in. Demographic categories only, never
+/// the values compared, so it may be stored and shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Agreement {
+    pub family: FamilyLevel,
+    pub given: GivenLevel,
+    pub birth_date: DobLevel,
+    pub sex: SexLevel,
+    pub postcode: PostcodeLevel,
+    pub nhs_number: NhsLevel,
+}
+
+impl fmt::Display for Agreement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "family={} given={} birth-date={} sex={} postcode={} nhs-number={}",
+            self.family.code(),
+            self.given.code(),
+            self.birth_date.code(),
+            self.sex.code(),
+            self.postcode.code(),
+            self.nhs_number.code()
+        )
+    }
+}
+
+impl Agreement {
+    /// Read back what [`fmt::Display`] wrote.
+    pub fn parse(s: &str) -> Option<Self> {
+        let mut fields = std::collections::HashMap::new();
+        for part in s.split_whitespace() {
+            let (k, v) = part.split_once('=')?;
+            fields.insert(k, v);
+        }
+        Some(Self {
+            family: FamilyLevel::parse(fields.get("family")?)?,
+            given: GivenLevel::parse(fields.get("given")?)?,
+            birth_date: DobLevel::parse(fields.get("birth-date")?)?,
+            sex: SexLevel::parse(fields.get("sex")?)?,
+            postcode: PostcodeLevel::parse(fields.get("postcode")?)?,
+            nhs_number: NhsLevel::parse(fields.get("nhs-number")?)?,
+        })
+    }
+}
+
+/// The weight, log2(m/u), of each level. The defaults are set from what registers are known
+/// to hold (about 1 in 10 people move in a year, 1 in 50 records has a typo in a name, birth
+/// dates are spread over ~30,000 days) and checked against the linkage benchmark.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Weights {
+    pub family: [f64; 7],
+    pub given: [f64; 7],
+    pub birth_date: [f64; 6],
+    pub sex: [f64; 3],
+    pub postcode: [f64; 5],
+    pub nhs_number: [f64; 3],
+    /// At or above: linked automatically (unless a safety rule holds it back).
+    pub link_at: f64,
+    /// At or above, below `link_at`: sent to review.
+    pub review_at: f64,
+}
+
+impl Default for Weights {
+    fn default() -> Self {
+        Self {
+            //      exact swapped typo phonetic similar differs missing
+            family: [8.2, 8.0, 5.0, 3.0, 1.0, -4.0, 0.0],
+            //     exact nickname typo phonetic initial differs missing
+            given: [6.5, 5.0, 4.0, 2.5, 0.0, -5.0, 0.0],
+            //          exact swapped one-digit year differs missing
+            birth_date: [14.0, 8.0, 5.0, -1.0, -6.0, 0.0],
+            //    agree differs missing
+            sex: [1.0, -7.0, 0.0],
+            //        full sector district differs missing
+            postcode: [10.0, 3.5, 1.0, -3.0, 0.0],
+            //          agree differs missing
+            nhs_number: [20.0, -6.0, 0.0],
+            link_at: 22.0,
+            review_at: 15.0,
+        }
+    }
+}
+
+fn index_of<T: PartialEq>(all: &[T], x: &T) -> usize {
+    all.iter().position(|a| a == x).unwrap_or(0)
+}
+
+impl Weights {
+    pub fn weight(&self, a: &Agreement) -> f64 {
+        self.family[index_of(FamilyLevel::ALL, &a.family)]
+            + self.given[index_of(GivenLevel::ALL, &a.given)]
+            + self.birth_date[index_of(DobLevel::ALL, &a.birth_date)]
+            + self.sex[index_of(SexLevel::ALL, &a.sex)]
+            + self.postcode[index_of(PostcodeLevel::ALL, &a.postcode)]
+            + self.nhs_number[index_of(NhsLevel::ALL, &a.nhs_number)]
+    }
+
+    /// The weight without the NHS number: what the demographics alone say.
+    pub fn demographic_weight(&self, a: &Agreement) -> f64 {
+        self.weight(a) - self.nhs_number[index_of(NhsLevel::ALL, &a.nhs_number)]
+    }
+}
+
+/// Why a pair that scores high enough is still not linked automatically.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Guard {
+    /// Same birth date and family name, but a different given name or sex: twins look like this.
+    PossibleTwin,
+    /// The same name, birth dates years apart: a parent and child namesake look like this.
+    PossibleParentChild,
+}
+
+impl Guard {
+    pub fn code(self) -> &'static str {
+        match self {
+            Guard::PossibleTwin => "possible-twin",
+            Guard::PossibleParentChild => "possible-parent-child",
+        }
+    }
+}
+
+/// Two records compared.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scored {
+    pub agreement: Agreement,
+    pub weight: f64,
+    pub guard: Option<Guard>,
+}
+
+/// Compare two records field by field.
+pub fn compare(a: &Prepared, b: &Prepared, w: &Weights) -> Scored {
+    let family = family_level(a, b);
+    let agreement = Agreement {
+        family,
+        // Given and family swapped: the given name agrees crosswise too.
+        given: if family == FamilyLevel::Swapped {
+            GivenLevel::Exact
+        } else {
+            given_level(a, b)
+        },
+        birth_date: dob_level(a.birth_date, b.birth_date),
+        sex: match (a.sex, b.sex) {
+            (Sex::Unknown, _) | (_, Sex::Unknown) => SexLevel::Missing,
+            (x, y) if x == y => SexLevel::Agree,
+            _ => SexLevel::Differs,
+        },
+        postcode: postcode_level(a, b),
+        nhs_number: match (&a.nhs_number, &b.nhs_number) {
+            (Some(x), Some(y)) if x == y => NhsLevel::Agree,
+            (Some(_), Some(_)) => NhsLevel::Differs,
+            _ => NhsLevel::Missing,
+        },
+    };
+    Scored {
+        weight: w.weight(&agreement),
+        guard: guard(&agreement, a, b),
+        agreement,
+    }
+}
+
+fn guard(a: &Agreement, x: &Prepared, y: &Prepared) -> Option<Guard> {
+    let family_alike = matches!(
+        a.family,
+        FamilyLevel::Exact | FamilyLevel::Typo | FamilyLevel::Phonetic | FamilyLevel::Similar
+    );
+    // Twins: the same birth date in one family or household, and a given name that is
+    // another name (not a typo of this one: Lisa and Louise sound alike but are two names),
+    // or a sex that differs (Louis and Louise).
+    let another_name = matches!(
+        a.given,
+        GivenLevel::Differs | GivenLevel::Initial | GivenLevel::Phonetic
+    );
+    if a.birth_date == DobLevel::Exact
+        && (family_alike || a.postcode == PostcodeLevel::Full)
+        && (another_name || (a.given != GivenLevel::Exact && a.sex == SexLevel::Differs))
+    {
+        return Some(Guard::PossibleTwin);
+    }
+    if let (Some(p), Some(q)) = (x.birth_date, y.birth_date) {
+        let apart = (p.year() - q.year()).abs();
+        let not_a_slip = matches!(a.birth_date, DobLevel::SameYear | DobLevel::Differs);
+        if not_a_slip && apart >= 12 {
+            return Some(Guard::PossibleParentChild);
+        }
+    }
+    None
+}
+
+/// When the NHS numbers agree but the person does not: the demographics alone would never
+/// link the two (a possible twin, a possible parent or child, or evidence against), or two of
+/// given name, birth date and sex disagree outright. A relative's number carried by mistake
+/// looks like this: a household shares family name and address, so those say little.
+pub fn wrong_nhs_number(s: &Scored, w: &Weights) -> bool {
+    let a = &s.agreement;
+    let given = a.given == GivenLevel::Differs;
+    let dob = matches!(a.birth_date, DobLevel::Differs | DobLevel::SameYear);
+    let sex = a.sex == SexLevel::Differs;
+    a.nhs_number == NhsLevel::Agree
+        && (s.guard.is_some()
+            || w.demographic_weight(a) < 0.0
+            || u8::from(given) + u8::from(dob) + u8::from(sex) >= 2)
+}
+
+fn family_level(a: &Prepared, b: &Prepared) -> FamilyLevel {
+    if a.family.is_empty() || b.family.is_empty() {
+        return FamilyLevel::Missing;
+    }
+    if a.family == b.family {
+        return FamilyLevel::Exact;
+    }
+    if !a.given.is_empty() && a.family == b.given && a.given == b.family {
+        return FamilyLevel::Swapped;
+    }
+    let jw = jaro_winkler(&a.family, &b.family);
+    if jw >= 0.92 || damerau_one(&a.family, &b.family) {
+        return FamilyLevel::Typo;
+    }
+    if a.family_sound == b.family_sound {
+        return FamilyLevel::Phonetic;
+    }
+    if jw >= 0.84 {
+        return FamilyLevel::Similar;
+    }
+    FamilyLevel::Differs
+}
+
+fn given_level(a: &Prepared, b: &Prepared) -> GivenLevel {
+    if a.given.is_empty() || b.given.is_empty() {
+        return GivenLevel::Missing;
+    }
+    if a.given == b.given {
+        return GivenLevel::Exact;
+    }
+    if a.given.len() == 1 || b.given.len() == 1 {
+        return if a.given.as_bytes()[0] == b.given.as_bytes()[0] {
+            GivenLevel::Initial
+        } else {
+            GivenLevel::Differs
+        };
+    }
+    if nicknames::alike(&a.given, &b.given) {
+        return GivenLevel::Nickname;
+    }
+    if jaro_winkler(&a.given, &b.given) >= 0.92 || damerau_one(&a.given, &b.given) {
+        return GivenLevel::Typo;
+    }
+    if a.given_sound == b.given_sound {
+        return GivenLevel::Phonetic;
+    }
+    GivenLevel::Differs
+}
+
+fn dob_level(a: Option<NaiveDate>, b: Option<NaiveDate>) -> DobLevel {
+    let (Some(a), Some(b)) = (a, b) else {
+        return DobLevel::Missing;
+    };
+    if a == b {
+        return DobLevel::Exact;
+    }
+    if a.year() == b.year() && a.month() == b.day() && a.day() == b.month() {
+        return DobLevel::DayMonthSwapped;
+    }
+    if one_digit_apart(a, b) {
+        return DobLevel::OneDigit;
+    }
+    if a.year() == b.year() {
+        return DobLevel::SameYear;
+    }
+    DobLevel::Differs
+}
+
+/// One digit of `YYYYMMDD` differs, and not one of the year's first three (a slip of a key,
+/// not a decade).
+fn one_digit_apart(a: NaiveDate, b: NaiveDate) -> bool {
+    let da = a.format("%Y%m%d").to_string();
+    let db = b.format("%Y%m%d").to_string();
+    let differing: Vec<usize> = da
+        .bytes()
+        .zip(db.bytes())
+        .enumerate()
+        .filter(|(_, (x, y))| x != y)
+        .map(|(i, _)| i)
+        .collect();
+    matches!(differing.as_slice(), [i] if *i >= 3)
+}
+
+fn postcode_level(a: &Prepared, b: &Prepared) -> PostcodeLevel {
+    if a.postcode.is_empty() || b.postcode.is_empty() {
+        return PostcodeLevel::Missing;
+    }
+    if a.postcode == b.postcode {
+        return PostcodeLevel::Full;
+    }
+    match (a.sector(), b.sector()) {
+        (Some(x), Some(y)) if x == y => return PostcodeLevel::Sector,
+        _ => {}
+    }
+    match (a.district(), b.district()) {
+        (Some(x), Some(y)) if x == y => PostcodeLevel::District,
+        _ => PostcodeLevel::Differs,
+    }
+}
+
+/// American Soundex of upper-case ASCII letters: the first letter and three digits.
+pub fn soundex(s: &str) -> [u8; 4] {
+    fn digit(c: u8) -> u8 {
+        match c {
+            b'B' | b'F' | b'P' | b'V' => b'1',
+            b'C' | b'G' | b'J' | b'K' | b'Q' | b'S' | b'X' | b'Z' => b'2',
+            b'D' | b'T' => b'3',
+            b'L' => b'4',
+            b'M' | b'N' => b'5',
+            b'R' => b'6',
+            b'H' | b'W' => b'-',
+            _ => b'0',
+        }
+    }
+    let mut out = [b'0'; 4];
+    let mut bytes = s.bytes().filter(u8::is_ascii_uppercase);
+    let Some(first) = bytes.next() else {
+        return out;
+    };
+    out[0] = first;
+    let mut last = digit(first);
+    let mut n = 1;
+    for c in bytes {
+        let d = digit(c);
+        if d == b'-' {
+            continue;
+        }
+        if d != b'0' && d != last {
+            out[n] = d;
+            n += 1;
+            if n == 4 {
+                break;
+            }
+        }
+        last = d;
+    }
+    out
+}
+
+/// Jaro–Winkler similarity of two short strings (bytes; names are normalised to ASCII-ish
+/// upper case first).
+pub fn jaro_winkler(a: &str, b: &str) -> f64 {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.is_empty() || b.is_empty() {
+        return 0.0;
+    }
+    let window = (a.len().max(b.len()) / 2).saturating_sub(1);
+    let mut a_hit = [false; 64];
+    let mut b_hit = [false; 64];
+    let (a, b) = (&a[..a.len().min(64)], &b[..b.len().min(64)]);
+    let mut matches = 0usize;
+    for (i, &ca) in a.iter().enumerate() {
+        let lo = i.saturating_sub(window);
+        let hi = (i + window + 1).min(b.len());
+        for j in lo..hi {
+            if !b_hit[j] && b[j] == ca {
+                a_hit[i] = true;
+                b_hit[j] = true;
+                matches += 1;
+                break;
+            }
+        }
+    }
+    if matches == 0 {
+        return 0.0;
+    }
+    let mut transpositions = 0usize;
+    let mut j = 0usize;
+    for (i, &ca) in a.iter().enumerate() {
+        if !a_hit[i] {
+            continue;
+        }
+        while !b_hit[j] {
+            j += 1;
+        }
+        if ca != b[j] {
+            transpositions += 1;
+        }
+        j += 1;
+    }
+    let m = matches as f64;
+    let jaro =
+        (m / a.len() as f64 + m / b.len() as f64 + (m - transpositions as f64 / 2.0) / m) / 3.0;
+    let prefix = a
+        .iter()
+        .zip(b.iter())
+        .take(4)
+        .take_while(|(x, y)| x == y)
+        .count();
+    jaro + prefix as f64 * 0.1 * (1.0 - jaro)
+}
+
+/// One insertion, deletion, substitution or adjacent transposition apart (names of four
+/// letters or more: in shorter ones one letter is too much of the name).
+fn damerau_one(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len().min(b.len()) < 4 || a.len().abs_diff(b.len()) > 1 {
+        return false;
+    }
+    let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let (ra, rb) = (&a[prefix..], &b[prefix..]);
+    if ra.len() == rb.len() {
+        ra[1..] == rb[1..]
+            || (ra.len() >= 2 && ra[0] == rb[1] && ra[1] == rb[0] && ra[2..] == rb[2..])
+    } else if ra.len() > rb.len() {
+        ra[1..] == *rb
+    } else {
+        rb[1..] == *ra
+    }
+}
+
+/// Given names that are one name: nicknames, short forms and transliterations.
+mod nicknames {
+    /// Each line one name's forms, normalised (upper case, letters only).
+    const GROUPS: &[&[&str]] = &[
+        &["ROBERT", "ROB", "ROBBIE", "BOB", "BOBBY", "BERT"],
+        &["WILLIAM", "WILL", "BILL", "BILLY", "WILLIE", "LIAM"],
+        &[
+            "ELIZABETH",
+            "LIZ",
+            "LIZZIE",
+            "BETH",
+            "BETTY",
+            "ELIZA",
+            "LIBBY",
+            "ELSIE",
+        ],
+        &["MARGARET", "MAGGIE", "MEG", "PEGGY", "MAISIE", "GRETA"],
+        &[
+            "KATHERINE",
+            "CATHERINE",
+            "KATHRYN",
+            "KATE",
+            "KATIE",
+            "KATHY",
+            "CATHY",
+            "KAT",
+        ],
+        &["JAMES", "JIM", "JIMMY", "JAMIE"],
+        &["JOHN", "JACK", "JOHNNY", "JON", "JONATHAN", "JONNY"],
+        &["RICHARD", "RICK", "RICKY", "DICK", "RICH", "RICHIE"],
+        &["MICHAEL", "MIKE", "MICK", "MICKY", "MIKEY"],
+        &["THOMAS", "TOM", "TOMMY"],
+        &["EDWARD", "ED", "EDDIE", "TED", "TEDDY", "NED"],
+        &[
+            "ALEXANDER",
+            "ALEX",
+            "ALEC",
+            "SANDY",
+            "XANDER",
+            "ALEKSANDR",
+            "ALEKSANDER",
+        ],
+        &["ALEXANDRA", "ALEX", "SANDRA", "LEXI", "ALEKSANDRA"],
+        &["CHRISTOPHER", "CHRIS", "KIT"],
+        &["CHRISTINE", "CHRISTINA", "CHRIS", "TINA", "KRISTINA"],
+        &["DANIEL", "DAN", "DANNY"],
+        &["DAVID", "DAVE", "DAVY"],
+        &[
+            "JOSEPH", "JOE", "JOEY", "YUSUF", "YOUSEF", "YOUSSEF", "JOSEF",
+        ],
+        &["SAMUEL", "SAM", "SAMMY"],
+        &["SAMANTHA", "SAM", "SAMMY"],
+        &["BENJAMIN", "BEN", "BENNY"],
+        &["MATTHEW", "MATT", "MATTY"],
+        &["ANTHONY", "TONY", "ANTONY"],
+        &["ANDREW", "ANDY", "DREW"],
+        &["NICHOLAS", "NICK", "NICKY", "NICO"],
+        &["JENNIFER", "JEN", "JENNY"],
+        &["REBECCA", "BECKY", "BECCA"],
+        &["SUSAN", "SUE", "SUSIE", "SUZANNE"],
+        &["PATRICIA", "PAT", "PATTY", "TRISH", "TRICIA"],
+        &["PATRICK", "PAT", "PADDY"],
+        &["DEBORAH", "DEBBIE", "DEBRA", "DEB"],
+        &["VICTORIA", "VICKY", "VICKI", "TORI"],
+        &["CHARLOTTE", "LOTTIE", "CHARLIE"],
+        &["CHARLES", "CHARLIE", "CHAS", "CHUCK"],
+        &["HENRY", "HARRY", "HAL", "HANK"],
+        &["FREDERICK", "FRED", "FREDDIE", "FREDDY"],
+        &["ALFRED", "ALF", "ALFIE", "FRED"],
+        &["PETER", "PETE"],
+        &["STEPHEN", "STEVEN", "STEVE", "STEVIE"],
+        &["TIMOTHY", "TIM", "TIMMY"],
+        &["NATHAN", "NATHANIEL", "NAT", "NATE"],
+        &["ABIGAIL", "ABBIE", "ABBY", "ABI"],
+        &["ELEANOR", "ELLIE", "NELL", "NELLIE", "ELEANORE"],
+        &["HELEN", "NELL", "NELLIE"],
+        &["ISABEL", "ISABELLA", "ISOBEL", "IZZY", "BELLA"],
+        &["JACQUELINE", "JACKIE"],
+        &["JOSEPHINE", "JO", "JOSIE"],
+        &["JOANNE", "JOANNA", "JO"],
+        &["KIMBERLEY", "KIMBERLY", "KIM"],
+        &["MARY", "MOLLY", "POLLY", "MAIRE", "MAMIE"],
+        &["SARAH", "SARA", "SALLY"],
+        &["THEODORE", "THEO", "TED"],
+        &["GERALD", "GERRY", "JERRY"],
+        &["LEONARD", "LEN", "LENNY", "LEO"],
+        &["LAWRENCE", "LAURENCE", "LARRY", "LAURIE"],
+        &["RONALD", "RON", "RONNIE"],
+        &["DONALD", "DON", "DONNIE"],
+        &["KENNETH", "KEN", "KENNY"],
+        &["RAYMOND", "RAY"],
+        &["TERENCE", "TERRY"],
+        &["PHILIP", "PHILLIP", "PHIL", "PIP"],
+        &["GREGORY", "GREG"],
+        &["DOUGLAS", "DOUG", "DOUGIE"],
+        &["ALBERT", "BERT", "BERTIE", "AL"],
+        &["FLORENCE", "FLO", "FLOSSIE"],
+        &["DOROTHY", "DOT", "DOTTY", "DOLLY"],
+        &["HARRIET", "HATTIE"],
+        &["ANNE", "ANN", "ANNA", "ANNIE", "HANNAH", "NANCY"],
+        &["EMILY", "EMMA", "EM", "EMMIE"],
+        &["SOPHIE", "SOPHIA", "SOFIA"],
+        &["OLIVIA", "LIVVY", "LIV"],
+        &["AMELIA", "MILLIE", "AMY"],
+        &[
+            "MOHAMMED", "MUHAMMAD", "MOHAMMAD", "MOHAMED", "MOHAMAD", "MUHAMMED", "MO",
+        ],
+        &["AHMED", "AHMAD", "AHMET"],
+        &["HUSSAIN", "HUSSEIN", "HUSAIN", "HOSSEIN"],
+        &["IBRAHIM", "EBRAHIM", "ABRAHAM"],
+        &["SULEIMAN", "SULEYMAN", "SOLOMON"],
+        &["YAKUB", "YAQUB", "JACOB", "JAKE"],
+        &["DMITRI", "DMITRY", "DIMITRI"],
+        &["SERGEI", "SERGEY", "SERGIO"],
+        &["OLEKSANDR", "OLEKSANDER", "SASHA"],
+        &["SIOBHAN", "SHIVAUN", "CHEVONNE"],
+        &["SEAN", "SHAUN", "SHAWN"],
+        &["NIAMH", "NEVE", "NEVE"],
+    ];
+
+    pub(super) fn alike(a: &str, b: &str) -> bool {
+        GROUPS.iter().any(|g| g.contains(&a) && g.contains(&b))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Option<NaiveDate> {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+    }
+
+    fn p(family: &str, given: &str, dob: &str, sex: &str, postcode: &str) -> Prepared {
+        Prepared::new(family, given, d(dob), Some(sex), Some(postcode), None)
+    }
+
+    fn verdict(a: &Prepared, b: &Prepared) -> (&'static str, Scored) {
+        let w = Weights::default();
+        let s = compare(a, b, &w);
+        let v = if s.weight >= w.link_at && s.guard.is_none() {
+            "link"
+        } else if s.weight >= w.review_at || (s.weight >= w.link_at) {
+            "review"
+        } else {
+            "none"
+        };
+        (v, s)
+    }
+
+    #[test]
+    fn soundex_and_jaro_winkler_as_published() {
+        assert_eq!(&soundex("ROBERT"), b"R163");
+        assert_eq!(&soundex("RUPERT"), b"R163");
+        assert_eq!(&soundex("ASHCRAFT"), b"A261");
+        assert_eq!(&soundex("TYMCZAK"), b"T522");
+        assert_eq!(&soundex("PFISTER"), b"P236");
+        assert!((jaro_winkler("MARTHA", "MARHTA") - 0.9611).abs() < 0.001);
+        assert!((jaro_winkler("DWAYNE", "DUANE") - 0.84).abs() < 0.001);
+        assert!(damerau_one("SMITH", "SMTIH"));
+        assert!(damerau_one("SMITH", "SMITHE"));
+        assert!(!damerau_one("SMITH", "SMYTHE"));
+    }
+
+    /// A table of pairs a clinical safety officer would ask about, with the outcome each must get.
+    #[test]
+    fn the_cases_a_safety_officer_asks_about() {
+        let ann = p("Smith", "Ann", "1950-05-07", "female", "SG1 1AA");
+        let cases: &[(&str, Prepared, &str)] = &[
+            ("identical", ann.clone(), "link"),
+            (
+                "moved house",
+                p("Smith", "Ann", "1950-05-07", "female", "LU4 9ZZ"),
+                "link",
+            ),
+            (
+                "moved, typo in family name",
+                p("Smiht", "Ann", "1950-05-07", "female", "LU4 9ZZ"),
+                "link",
+            ),
+            (
+                "nickname",
+                p("Smith", "Annie", "1950-05-07", "female", "SG1 1AA"),
+                "link",
+            ),
+            (
+                "married and stayed",
+                p("Jones", "Ann", "1950-05-07", "female", "SG1 1AA"),
+                "link",
+            ),
+            (
+                "day and month swapped",
+                p("Smith", "Ann", "1950-07-05", "female", "SG1 1AA"),
+                "link",
+            ),
+            (
+                "twin sister",
+                p("Smith", "Alice", "1950-05-07", "female", "SG1 1AA"),
+                "review",
+            ),
+            (
+                "boy/girl twin, near name",
+                p("Smith", "Anne", "1950-05-07", "male", "SG1 1AA"),
+                "review",
+            ),
+            (
+                "mother and daughter namesake",
+                p("Smith", "Ann", "1976-05-07", "female", "SG1 1AA"),
+                "review",
+            ),
+            (
+                "a stranger",
+                p("Patel", "Ravi", "1980-01-02", "male", "LU1 1AA"),
+                "none",
+            ),
+            (
+                "twin, a name that sounds alike",
+                p("Smith", "Amy", "1950-05-07", "female", "SG1 1AA"),
+                "review",
+            ),
+            (
+                "given and family swapped",
+                p("Ann", "Smith", "1950-05-07", "female", "SG1 1AA"),
+                "link",
+            ),
+        ];
+        for (what, other, want) in cases {
+            let (got, s) = verdict(&ann, other);
+            assert_eq!(
+                got, *want,
+                "{what}: {} weight {:.1} guard {:?}",
+                s.agreement, s.weight, s.guard
+            );
+        }
+        // A typo in a longer given name, same sex: one person; the same birth date keeps it
+        // from being read as twins.
+        let margaret = p("Okafor", "Margaret", "1950-05-07", "female", "SG1 1AA");
+        let (got, s) = verdict(
+            &margaret,
+            &p("Okafor", "Margaert", "1950-05-07", "female", "SG1 1AA"),
+        );
+        assert_eq!(got, "link", "{}", s.agreement);
+        let swapped = p("Smith", "Ann", "1950-12-03", "female", "SG1 1AA");
+        let (_, s) = verdict(
+            &p("Smith", "Ann", "1950-03-12", "female", "SG1 1AA"),
+            &swapped,
+        );
+        assert_eq!(s.agreement.birth_date, DobLevel::DayMonthSwapped);
+    }
+
+    #[test]
+    fn a_relatives_nhs_number_is_a_wrong_nhs_number() {
+        let nhs = NhsNumber::from_first_nine([9, 4, 3, 4, 7, 6, 5, 9, 1]);
+        let mother = Prepared::new(
+            "Smith",
+            "Ann",
+            d("1950-05-05"),
+            Some("female"),
+            Some("SG1 1AA"),
+            nhs.clone(),
+        );
+        let son = Prepared::new(
+            "Smith",
+            "Tom",
+            d("1979-08-01"),
+            Some("male"),
+            Some("SG1 1AA"),
+            nhs.clone(),
+        );
+        let w = Weights::default();
+        let s = compare(&mother, &son, &w);
+        assert!(wrong_nhs_number(&s, &w), "{}", s.agreement);
+        let other = |family: &str, given: &str, dob: &str, postcode: &str| {
+            Prepared::new(
+                family,
+                given,
+                d(dob),
+                Some("female"),
+                Some(postcode),
+                nhs.clone(),
+            )
+        };
+        let married = other("Jones", "Ann", "1950-05-05", "LU1 1AA");
+        assert!(!wrong_nhs_number(&compare(&mother, &married, &w), &w));
+        // A twin carrying her sister's number: the same birth date, another given name.
+        let twin = other("Smith", "Alice", "1950-05-05", "SG1 1AA");
+        assert!(wrong_nhs_number(&compare(&mother, &twin, &w), &w));
+        // The daughter named after her, with the mother's number.
+        let daughter = other("Smith", "Ann", "1976-02-11", "SG1 1AA");
+        assert!(wrong_nhs_number(&compare(&mother, &daughter, &w), &w));
+        // Her own record with a typo in her name.
+        let typo = other("Smith", "Anne", "1950-05-05", "SG1 1AA");
+        assert!(!wrong_nhs_number(&compare(&mother, &typo, &w), &w));
+    }
+
+    #[test]
+    fn the_comparison_vector_reads_back() {
+        let a = p("Smith", "Ann", "1950-05-05", "female", "SG1 1AA");
+        let b = p("Smyth", "Annie", "1950-05-05", "female", "SG1 1AB");
+        let s = compare(&a, &b, &Weights::default());
+        let text = s.agreement.to_string();
+        assert_eq!(Agreement::parse(&text), Some(s.agreement), "{text}");
+        assert_eq!(s.agreement.postcode, PostcodeLevel::Sector);
+        assert_eq!(s.agreement.given, GivenLevel::Nickname);
+    }
+}

@@ -1,0 +1,531 @@
+//! Probabilistic matching through the real path: `Indexer::sync` over FHIR sources on real
+//! HTTP, links and review candidates read back from a real SQLite store. The cases a clinical
+//! safety officer asks about: twins, a moved person, a wrong NHS number, a stale link, a "not a
+//! match" decision surviving a resync, a record without a birth date.
+
+use axum::routing::get;
+use axum::Json;
+use mcr_domain::{FixedClock, NhsNumber, OdsCode, OrgKind, Organisation, SourceId};
+use mcr_federation::{Federation, FederationConfig, HttpSource, Source, SourceConfig};
+use mcr_index::{Indexer, SyncReport};
+use mcr_store::{LinkMethod, MatchDecisionRow, Store};
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+
+fn clock() -> Arc<FixedClock> {
+    Arc::new(FixedClock::new(
+        "2026-11-24T09:00:00Z".parse().expect("test setup"),
+    ))
+}
+
+/// The `i`-th valid NHS number of a test range (some nine digits have no check digit).
+fn nhs(i: u8) -> NhsNumber {
+    (0u8..)
+        .filter_map(|n| {
+            NhsNumber::from_first_nine([9, 9, 9, 1, 0, 0, n / 100, n / 10 % 10, n % 10])
+        })
+        .nth(usize::from(i))
+        .expect("test setup")
+}
+
+/// A `Patient` as a source holds it.
+fn person(
+    id: &str,
+    nhs: Option<&NhsNumber>,
+    name: (&str, &str),
+    dob: &str,
+    sex: &str,
+    postcode: &str,
+) -> Value {
+    let mut p = json!({
+        "resourceType": "Patient", "id": id,
+        "meta": {"lastUpdated": "2026-11-01T10:00:00Z"},
+        "name": [{"use": "official", "family": name.0, "given": [name.1]}],
+        "birthDate": dob, "gender": sex,
+        "address": [{"postalCode": postcode}]
+    });
+    if let Some(n) = nhs {
+        p["identifier"] = json!([{"system": NhsNumber::SYSTEM, "value": n.as_str()}]);
+    }
+    p
+}
+
+/// A FHIR server whose `Patient`s the test may change between syncs.
+async fn serve(patients: Arc<Mutex<Vec<Value>>>) -> String {
+    let app = axum::Router::new().route(
+        "/Patient",
+        get(move || {
+            let held = patients.lock().expect("test setup").clone();
+            async move {
+                Json(json!({"resourceType": "Bundle", "type": "searchset",
+                    "total": held.len(),
+                    "entry": held.into_iter().map(|p| json!({"resource": p})).collect::<Vec<_>>()}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("test setup");
+    let addr = listener.local_addr().expect("test setup");
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("test setup") });
+    format!("http://{addr}")
+}
+
+struct Region {
+    _dir: tempfile::TempDir,
+    store: Arc<dyn Store>,
+    indexer: Indexer,
+    acute: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Region {
+    async fn new(gp: Vec<Value>, acute: Vec<Value>) -> Self {
+        let gp = Arc::new(Mutex::new(gp));
+        let acute = Arc::new(Mutex::new(acute));
+        let source = |id: &str, code: &str, kind: OrgKind, base: String| -> Arc<dyn Source> {
+            Arc::new(HttpSource::new(
+                SourceConfig {
+                    id: SourceId::parse(id).expect("test setup"),
+                    organisation: Organisation {
+                        code: OdsCode::parse(code).expect("test setup"),
+                        name: code.into(),
+                        kind,
+                        member: true,
+                        suspended: false,
+                    },
+                    base_url: base.parse().expect("test setup"),
+                    resource_types: vec!["Patient".into()],
+                    batch: false,
+                    kind: mcr_federation::SourceKind::FhirR4,
+                    gp_connect: None,
+                },
+                reqwest::Client::new(),
+                FederationConfig::default(),
+            ))
+        };
+        // The hospital is configured first: GP systems are still read before it.
+        let sources = vec![
+            source(
+                "acute",
+                "RWH",
+                OrgKind::AcuteTrust,
+                serve(acute.clone()).await,
+            ),
+            source("gp", "E82001", OrgKind::GpPractice, serve(gp.clone()).await),
+        ];
+        let dir = tempfile::tempdir().expect("test setup");
+        let store = mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
+            .await
+            .expect("test setup");
+        let fed = Arc::new(Federation::new(sources, FederationConfig::default()));
+        let indexer = Indexer::new(fed, store.clone(), clock());
+        Self {
+            _dir: dir,
+            store,
+            indexer,
+            acute,
+        }
+    }
+
+    async fn sync(&self) -> SyncReport {
+        let report = self.indexer.sync(true).await.expect("sync");
+        assert!(
+            report.sources.iter().all(|s| s.failed.is_none()),
+            "{report:?}"
+        );
+        report
+    }
+
+    async fn acute_link(&self, local: &str) -> Option<NhsNumber> {
+        self.store
+            .link_for_local(&SourceId::parse("acute").expect("id"), local)
+            .await
+            .expect("read")
+            .map(|l| l.nhs_number)
+    }
+}
+
+fn acute(report: &SyncReport) -> &mcr_index::SourceSyncReport {
+    report
+        .sources
+        .iter()
+        .find(|s| s.source == "acute")
+        .expect("acute reported")
+}
+
+#[tokio::test]
+async fn twins_are_never_linked_automatically() {
+    // The GP holds Louise and her twin brother Louis, and (in another family) Amira, whose twin
+    // brother Amir is not registered there.
+    let gp = vec![
+        person(
+            "G1",
+            Some(&nhs(1)),
+            ("Smith", "Louise"),
+            "1990-04-02",
+            "female",
+            "SG1 1AA",
+        ),
+        person(
+            "G2",
+            Some(&nhs(2)),
+            ("Smith", "Louis"),
+            "1990-04-02",
+            "male",
+            "SG1 1AA",
+        ),
+        person(
+            "G3",
+            Some(&nhs(3)),
+            ("Khan", "Amira"),
+            "2001-09-15",
+            "female",
+            "LU2 7QQ",
+        ),
+    ];
+    let hospital = vec![
+        // Louise, as the hospital holds her: linked to her, not her brother.
+        person(
+            "H1",
+            None,
+            ("Smith", "Louise"),
+            "1990-04-02",
+            "female",
+            "SG1 1AA",
+        ),
+        // Amir: his twin sister is the only close candidate, and she is not him.
+        person(
+            "H2",
+            None,
+            ("Khan", "Amir"),
+            "2001-09-15",
+            "male",
+            "LU2 7QQ",
+        ),
+        // A twin with no sex recorded and an initial only: too close to call.
+        person(
+            "H3",
+            None,
+            ("Smith", "L"),
+            "1990-04-02",
+            "unknown",
+            "SG1 1AA",
+        ),
+    ];
+    let region = Region::new(gp, hospital).await;
+    let report = region.sync().await;
+    assert_eq!(region.acute_link("H1").await, Some(nhs(1)), "{report:?}");
+    assert_eq!(
+        region.acute_link("H2").await,
+        None,
+        "never linked to his twin"
+    );
+    assert_eq!(region.acute_link("H3").await, None);
+    let r = acute(&report);
+    assert_eq!(
+        (r.linked_by_demographics, r.review, r.ambiguous),
+        (1, 1, 1),
+        "{r:?}"
+    );
+
+    let amir = region
+        .store
+        .match_candidates_of(&SourceId::parse("acute").expect("id"), "H2")
+        .await
+        .expect("queue");
+    assert_eq!(amir.len(), 1, "{amir:?}");
+    assert_eq!(amir[0].nhs_number, nhs(3));
+    assert_eq!(amir[0].guard.as_deref(), Some("possible-twin"));
+    assert!(
+        amir[0].agreement.contains("sex=differs"),
+        "{}",
+        amir[0].agreement
+    );
+    let l = region
+        .store
+        .match_candidates_of(&SourceId::parse("acute").expect("id"), "H3")
+        .await
+        .expect("queue");
+    assert_eq!(l.len(), 2, "both twins offered: {l:?}");
+}
+
+#[tokio::test]
+async fn a_moved_person_is_linked_and_a_parent_namesake_is_not() {
+    let gp = vec![
+        person(
+            "G1",
+            Some(&nhs(1)),
+            ("Okafor", "Grace"),
+            "1972-11-30",
+            "female",
+            "SG1 1AA",
+        ),
+        // Her mother, whose name she was given, at the old address.
+        person(
+            "G2",
+            Some(&nhs(2)),
+            ("Okafor", "Grace"),
+            "1948-03-30",
+            "female",
+            "SG1 1AA",
+        ),
+    ];
+    let hospital = vec![
+        // Grace has moved to Luton since: a new postcode, a typo in her family name.
+        person(
+            "H1",
+            None,
+            ("Okafor", "Grace"),
+            "1972-11-30",
+            "female",
+            "LU4 9ZZ",
+        ),
+        person(
+            "H2",
+            None,
+            ("Okafr", "Grace"),
+            "1972-11-30",
+            "female",
+            "LU4 9ZZ",
+        ),
+        // The hospital's record of the mother with the daughter's birth year: not linked to
+        // either automatically.
+        person(
+            "H3",
+            None,
+            ("Okafor", "Grace"),
+            "1972-03-30",
+            "female",
+            "SG1 1AA",
+        ),
+    ];
+    let region = Region::new(gp, hospital).await;
+    let report = region.sync().await;
+    assert_eq!(region.acute_link("H1").await, Some(nhs(1)), "{report:?}");
+    assert_eq!(region.acute_link("H2").await, Some(nhs(1)));
+    let link = region
+        .store
+        .link_for_local(&SourceId::parse("acute").expect("id"), "H1")
+        .await
+        .expect("read")
+        .expect("linked");
+    assert_eq!(link.method, LinkMethod::Demographics);
+    assert_eq!(region.acute_link("H3").await, None, "{report:?}");
+}
+
+#[tokio::test]
+async fn a_wrong_nhs_number_goes_to_review_and_the_record_finds_its_owner() {
+    let gp = vec![
+        person(
+            "G1",
+            Some(&nhs(1)),
+            ("Hughes", "Margaret"),
+            "1951-02-14",
+            "female",
+            "SG5 3BT",
+        ),
+        person(
+            "G2",
+            Some(&nhs(2)),
+            ("Hughes", "Owen"),
+            "1983-07-09",
+            "male",
+            "SG5 3BT",
+        ),
+    ];
+    // The hospital filed Owen under his mother's NHS number; and holds Margaret rightly.
+    let hospital = vec![
+        person(
+            "H1",
+            Some(&nhs(1)),
+            ("Hughes", "Owen"),
+            "1983-07-09",
+            "male",
+            "SG5 3BT",
+        ),
+        person(
+            "H2",
+            Some(&nhs(1)),
+            ("Hughes", "Maggie"),
+            "1951-02-14",
+            "female",
+            "SG5 3BT",
+        ),
+    ];
+    let region = Region::new(gp, hospital).await;
+    let report = region.sync().await;
+    let r = acute(&report);
+    assert_eq!(r.possible_wrong_nhs_number, 1, "{r:?}");
+    assert_eq!(r.linked_by_nhs_number, 1);
+    assert_eq!(region.acute_link("H2").await, Some(nhs(1)));
+    assert_eq!(
+        region.acute_link("H1").await,
+        Some(nhs(2)),
+        "not linked to his mother; linked to himself by demographics"
+    );
+    let warned = region
+        .store
+        .match_candidates_for(&nhs(1))
+        .await
+        .expect("read");
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert_eq!(warned[0].kind, "possible-wrong-nhs-number");
+    assert_eq!(warned[0].local_id, "H1");
+    // Margaret's view holds her own records only.
+    let links = region.store.links(&nhs(1)).await.expect("links");
+    assert_eq!(
+        links
+            .iter()
+            .map(|l| l.local_id.as_str())
+            .collect::<Vec<_>>(),
+        ["H2", "G1"],
+        "by source: acute, then gp"
+    );
+}
+
+#[tokio::test]
+async fn a_stale_link_is_reevaluated_when_the_source_changes_the_record() {
+    let gp = vec![person(
+        "G1",
+        Some(&nhs(1)),
+        ("Reid", "Fiona"),
+        "1966-06-01",
+        "female",
+        "SG2 8XY",
+    )];
+    let hospital = vec![person(
+        "H1",
+        None,
+        ("Reid", "Fiona"),
+        "1966-06-01",
+        "female",
+        "SG2 8XY",
+    )];
+    let region = Region::new(gp, hospital).await;
+    region.sync().await;
+    assert_eq!(region.acute_link("H1").await, Some(nhs(1)));
+
+    // The hospital corrects its record: it was someone else all along.
+    *region.acute.lock().expect("test setup") = vec![person(
+        "H1",
+        None,
+        ("Reid", "Callum"),
+        "2004-12-24",
+        "male",
+        "SG2 8XY",
+    )];
+    let report = region.sync().await;
+    assert_eq!(acute(&report).stale_links_removed, 1, "{report:?}");
+    assert_eq!(region.acute_link("H1").await, None);
+    assert_eq!(region.store.links(&nhs(1)).await.expect("links").len(), 1);
+}
+
+#[tokio::test]
+async fn not_a_match_survives_a_resync() {
+    let gp = vec![person(
+        "G1",
+        Some(&nhs(1)),
+        ("Ahmed", "Yusuf"),
+        "1980-01-01",
+        "male",
+        "LU1 1AA",
+    )];
+    // Same name and birth date, a different address: linked automatically at first.
+    let hospital = vec![person(
+        "H1",
+        None,
+        ("Ahmed", "Yusuf"),
+        "1980-01-01",
+        "male",
+        "SG1 9ZZ",
+    )];
+    let region = Region::new(gp, hospital).await;
+    region.sync().await;
+    assert_eq!(region.acute_link("H1").await, Some(nhs(1)));
+
+    // Records staff find they are two people.
+    let decision = MatchDecisionRow {
+        source: SourceId::parse("acute").expect("id"),
+        local_id: "H1".into(),
+        nhs_number: nhs(1),
+        decision: "not-a-match".into(),
+        decided_by: "rec.jones".into(),
+        decided_at: "2026-11-24T09:00:00Z".parse().expect("time"),
+    };
+    let audit = mcr_store::AuditAppend {
+        at: decision.decided_at,
+        correlation_id: "c1".into(),
+        user_id: "rec.jones".into(),
+        org_code: "RWH".into(),
+        patient: Some(nhs(1).as_str().into()),
+        action: "match-not-a-match".into(),
+        outcome: "recorded".into(),
+        payload: "{}".into(),
+    };
+    region
+        .store
+        .decide_match(&decision, None, &audit, &|_, _, _| "h".into())
+        .await
+        .expect("decide");
+    assert_eq!(region.acute_link("H1").await, None);
+
+    for _ in 0..2 {
+        let report = region.sync().await;
+        assert_eq!(region.acute_link("H1").await, None, "{report:?}");
+        assert!(region
+            .store
+            .match_candidates_for(&nhs(1))
+            .await
+            .expect("read")
+            .is_empty());
+        assert_eq!(acute(&report).unmatched, 1);
+    }
+}
+
+#[tokio::test]
+async fn a_record_without_a_birth_date_is_rejected_and_counted() {
+    let mut no_dob = person(
+        "G2",
+        Some(&nhs(2)),
+        ("Reid", "Fiona"),
+        "1966-06-01",
+        "female",
+        "SG2 8XY",
+    );
+    no_dob.as_object_mut().expect("object").remove("birthDate");
+    let mut no_name = person(
+        "G3",
+        Some(&nhs(3)),
+        ("", ""),
+        "1966-06-01",
+        "female",
+        "SG2 8XY",
+    );
+    no_name["name"] = json!([]);
+    let gp = vec![
+        person(
+            "G1",
+            Some(&nhs(1)),
+            ("Reid", "Ann"),
+            "1966-06-01",
+            "female",
+            "SG2 8XY",
+        ),
+        no_dob,
+        no_name,
+    ];
+    let region = Region::new(gp, Vec::new()).await;
+    let report = region.sync().await;
+    let gp = report
+        .sources
+        .iter()
+        .find(|s| s.source == "gp")
+        .expect("gp");
+    assert_eq!(
+        (gp.seen, gp.rejected, gp.linked_by_nhs_number),
+        (3, 2, 1),
+        "{gp:?}"
+    );
+    assert_eq!(region.store.patient_count().await.expect("count"), 1);
+    assert!(region.store.patient(&nhs(2)).await.expect("read").is_none());
+}

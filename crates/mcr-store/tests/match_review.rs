@@ -1,0 +1,315 @@
+//! What probabilistic matching keeps, on both backends: the index read in pages and by NHS
+//! numbers; review candidates replaced per evaluated record and listed best first; a `link`
+//! decision writes the link and empties the record's queue, a `not-a-match` removes the link
+//! to that patient only, each with its audit record; decisions read back; links removed and
+//! unmatched records kept and cleared in batches.
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use mcr_domain::{NhsNumber, SourceId};
+use mcr_store::{
+    AuditAppend, IndexedPatient, LinkMethod, MatchCandidateRow, MatchDecisionRow, SourceLink,
+    Store, UnmatchedRecord,
+};
+
+fn chain(seq: i64, prev_hash: &str, record: &AuditAppend) -> String {
+    format!("{seq}:{}:{}", prev_hash.len(), record.action)
+}
+
+fn t(minute: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0)
+        .single()
+        .expect("valid time")
+        + chrono::Duration::minutes(minute)
+}
+
+fn nhs(i: u8) -> NhsNumber {
+    NhsNumber::from_first_nine([9, 9, 9, 0, 0, 0, 0, i / 10, i % 10]).expect("valid NHS number")
+}
+
+fn src(s: &str) -> SourceId {
+    SourceId::parse(s).expect("source id")
+}
+
+fn patient(i: u8, family: &str) -> IndexedPatient {
+    IndexedPatient {
+        nhs_number: nhs(i),
+        family: family.into(),
+        given: "Ann".into(),
+        birth_date: NaiveDate::from_ymd_opt(1950, 5, 5).expect("date"),
+        gender: Some("female".into()),
+        postcode: Some("SG1 1AA".into()),
+        gp_practice: None,
+        updated_at: t(0),
+    }
+}
+
+fn link(local: &str, i: u8) -> SourceLink {
+    SourceLink {
+        nhs_number: nhs(i),
+        source: src("acute"),
+        local_id: local.into(),
+        method: LinkMethod::Demographics,
+        family: "Smith".into(),
+        given: "Ann".into(),
+        birth_date: NaiveDate::from_ymd_opt(1950, 5, 5),
+        postcode: Some("SG1 1AA".into()),
+        linked_at: t(1),
+    }
+}
+
+fn candidate(local: &str, i: u8, score: f64) -> MatchCandidateRow {
+    MatchCandidateRow {
+        source: src("acute"),
+        local_id: local.into(),
+        nhs_number: nhs(i),
+        kind: "review".into(),
+        score,
+        agreement:
+            "family=exact given=differs birth-date=exact sex=agree postcode=full nhs-number=missing"
+                .into(),
+        guard: Some("possible-twin".into()),
+        family: "Smith".into(),
+        given: "Alice".into(),
+        birth_date: NaiveDate::from_ymd_opt(1950, 5, 5),
+        gender: None,
+        postcode: Some("SG1 1AA".into()),
+        found_at: t(2),
+    }
+}
+
+fn decision(local: &str, i: u8, what: &str) -> MatchDecisionRow {
+    MatchDecisionRow {
+        source: src("acute"),
+        local_id: local.into(),
+        nhs_number: nhs(i),
+        decision: what.into(),
+        decided_by: "rec.jones".into(),
+        decided_at: t(3),
+    }
+}
+
+fn audit(action: &str) -> AuditAppend {
+    AuditAppend {
+        at: t(3),
+        correlation_id: format!("c-{action}"),
+        user_id: "rec.jones".into(),
+        org_code: "RWH".into(),
+        patient: None,
+        action: action.into(),
+        outcome: "recorded".into(),
+        payload: "{}".into(),
+    }
+}
+
+async fn story(store: &dyn Store) {
+    let patients: Vec<IndexedPatient> = (1..=5).map(|i| patient(i, "Smith")).collect();
+    store.upsert_patients(&patients).await.expect("patients");
+
+    // The index in pages, in NHS number order.
+    let first = store.patients_after(None, 2).await.expect("page");
+    assert_eq!(first.len(), 2);
+    let rest = store
+        .patients_after(Some(&first[1].nhs_number), 10)
+        .await
+        .expect("page");
+    assert_eq!(rest.len(), 3);
+    assert!(first[1].nhs_number < rest[0].nhs_number);
+    let mut some = store
+        .patients_by_nhs(&[nhs(2), nhs(4), nhs(77)])
+        .await
+        .expect("by nhs");
+    some.sort_by(|a, b| a.nhs_number.cmp(&b.nhs_number));
+    assert_eq!(
+        some.iter()
+            .map(|p| p.nhs_number.clone())
+            .collect::<Vec<_>>(),
+        [nhs(2), nhs(4)],
+        "one not held is left out"
+    );
+
+    // Candidates: replaced per evaluated record, best first.
+    let h1 = (src("acute"), "H1".to_owned());
+    let h2 = (src("acute"), "H2".to_owned());
+    store
+        .replace_match_candidates(
+            &[h1.clone(), h2.clone()],
+            &[
+                candidate("H1", 1, 18.5),
+                candidate("H1", 2, 17.0),
+                candidate("H2", 3, 20.25),
+            ],
+        )
+        .await
+        .expect("candidates");
+    let queue = store.match_candidates().await.expect("queue");
+    assert_eq!(
+        queue
+            .iter()
+            .map(|c| (c.local_id.as_str(), c.score))
+            .collect::<Vec<_>>(),
+        [("H2", 20.25), ("H1", 18.5), ("H1", 17.0)]
+    );
+    assert_eq!(queue[0], candidate("H2", 3, 20.25), "read back whole");
+    // H2 evaluated again and no longer in review: its candidate goes; H1's stay.
+    store
+        .replace_match_candidates(std::slice::from_ref(&h2), &[])
+        .await
+        .expect("replace");
+    assert_eq!(store.match_candidates().await.expect("queue").len(), 2);
+    assert_eq!(
+        store
+            .match_candidates_for(&nhs(2))
+            .await
+            .expect("for")
+            .len(),
+        1
+    );
+    assert_eq!(
+        store
+            .match_candidates_of(&src("acute"), "H1")
+            .await
+            .expect("of")
+            .len(),
+        2
+    );
+
+    // Not a match: that pair leaves the queue and any link to that patient goes.
+    store.upsert_links(&[link("H1", 2)]).await.expect("link");
+    store
+        .decide_match(
+            &decision("H1", 2, "not-a-match"),
+            None,
+            &audit("match-not-a-match"),
+            &chain,
+        )
+        .await
+        .expect("decide");
+    assert!(store
+        .link_for_local(&src("acute"), "H1")
+        .await
+        .expect("link")
+        .is_none());
+    assert_eq!(
+        store
+            .match_candidates_of(&src("acute"), "H1")
+            .await
+            .expect("of")
+            .iter()
+            .map(|c| c.nhs_number.clone())
+            .collect::<Vec<_>>(),
+        [nhs(1)]
+    );
+    // Link: the link is written, the record's queue and unmatched entry emptied.
+    store
+        .record_unmatched_batch(&[UnmatchedRecord {
+            source: src("acute"),
+            local_id: "H1".into(),
+            reason: "review".into(),
+            candidates: 2,
+            seen_at: t(2),
+        }])
+        .await
+        .expect("unmatched");
+    store
+        .decide_match(
+            &decision("H1", 1, "link"),
+            Some(&link("H1", 1)),
+            &audit("match-link"),
+            &chain,
+        )
+        .await
+        .expect("decide");
+    assert_eq!(
+        store
+            .link_for_local(&src("acute"), "H1")
+            .await
+            .expect("link")
+            .map(|l| l.nhs_number),
+        Some(nhs(1))
+    );
+    assert!(store.match_candidates().await.expect("queue").is_empty());
+    assert!(store.unmatched(None).await.expect("unmatched").is_empty());
+    // A link decision without its link (or for another record) is refused, and writes nothing.
+    assert!(store
+        .decide_match(
+            &decision("H9", 1, "link"),
+            Some(&link("H1", 1)),
+            &audit("match-link"),
+            &chain
+        )
+        .await
+        .is_err());
+    let decisions = store.match_decisions().await.expect("decisions");
+    assert_eq!(
+        decisions
+            .iter()
+            .map(|d| (d.nhs_number.clone(), d.decision.as_str()))
+            .collect::<Vec<_>>(),
+        [(nhs(1), "link"), (nhs(2), "not-a-match")]
+    );
+    assert_eq!(decisions[0].decided_by, "rec.jones");
+    let trail = store.audit_rows(0, 100).await.expect("audit");
+    assert_eq!(
+        trail
+            .iter()
+            .map(|r| r.record.action.as_str())
+            .collect::<Vec<_>>(),
+        ["match-not-a-match", "match-link"]
+    );
+
+    // Batches: links removed (counted), unmatched kept and cleared.
+    store
+        .upsert_links(&[link("H3", 3), link("H4", 4)])
+        .await
+        .expect("links");
+    let removed = store
+        .remove_links(&[
+            (src("acute"), "H3".into()),
+            (src("acute"), "H4".into()),
+            (src("acute"), "never".into()),
+        ])
+        .await
+        .expect("remove");
+    assert_eq!(removed, 2);
+    let unmatched = |l: &str| UnmatchedRecord {
+        source: src("acute"),
+        local_id: l.into(),
+        reason: "no-match".into(),
+        candidates: 0,
+        seen_at: t(4),
+    };
+    store
+        .record_unmatched_batch(&[unmatched("U1"), unmatched("U2")])
+        .await
+        .expect("unmatched");
+    store
+        .clear_unmatched_batch(&[(src("acute"), "U1".into())])
+        .await
+        .expect("clear");
+    assert_eq!(
+        store
+            .unmatched(None)
+            .await
+            .expect("unmatched")
+            .iter()
+            .map(|u| u.local_id.as_str())
+            .collect::<Vec<_>>(),
+        ["U2"]
+    );
+}
+
+#[tokio::test]
+async fn match_review_on_sqlite() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
+        .await
+        .expect("open");
+    story(&*store).await;
+}
+
+#[tokio::test]
+async fn match_review_on_postgres() {
+    let url = mcr_testkit::postgres_url().await;
+    let store = mcr_store::connect_and_migrate(&url).await.expect("open");
+    story(&*store).await;
+}

@@ -1,0 +1,240 @@
+//! The patient matching review queue, for records staff and privacy officers: each pair of a
+//! source record and an index patient side by side, field by field, with the score and what
+//! held it back (possible twin, possible parent and child, too close to call, possible wrong
+//! NHS number); link or not a match. One gateway call per page; the gateway decides who may
+//! look and audits every read and decision.
+
+use super::forms::clean;
+use super::text::human_day;
+use super::{gateway_error, render, sentence_case, Layout, PageUser};
+use crate::AppState;
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use mcr_domain::{NhsNumber, SourceId};
+use mcr_gateway::{GatewayError, MatchPair, MatchVerdict};
+use serde::Deserialize;
+
+/// One field of a pair: the source record's value, the index patient's, and how they compare.
+pub(crate) struct FieldRow {
+    pub field: &'static str,
+    pub record: String,
+    pub index: String,
+    pub agreement: String,
+    /// `green` (agrees), `yellow` (partly), `red` (disagrees), `grey` (missing).
+    pub tag: &'static str,
+}
+
+pub(crate) struct PairView {
+    pub id: String,
+    pub source: String,
+    pub source_name: String,
+    pub local_id: String,
+    pub nhs: String,
+    pub nhs_formatted: String,
+    pub kind: String,
+    pub score: String,
+    pub why: String,
+    pub fields: Vec<FieldRow>,
+}
+
+#[derive(Template)]
+#[template(path = "app/matching.html")]
+pub(crate) struct MatchingPage {
+    pub layout: Layout,
+    pub pairs: Vec<PairView>,
+    pub done: Option<i64>,
+    pub error: Option<String>,
+}
+
+fn level_tag(level: &str) -> &'static str {
+    match level {
+        "exact" | "agree" | "full" => "green",
+        "missing" => "grey",
+        "differs" => "red",
+        _ => "yellow",
+    }
+}
+
+/// `day-month-swapped` reads `Day month swapped` (a tag, not a sentence: no full stop).
+fn level_text(level: &str) -> String {
+    sentence_case(&level.replace('-', " "))
+        .trim_end_matches('.')
+        .to_owned()
+}
+
+fn why(kind: &str, guard: Option<&str>) -> String {
+    if kind == "possible-wrong-nhs-number" {
+        return "Possible wrong NHS number: the NHS numbers agree but the person does not. The record is not linked by it.".into();
+    }
+    match guard {
+        Some("possible-twin") => "Possible twin: the same date of birth and family, but a different given name or sex. Never linked automatically.".into(),
+        Some("possible-parent-child") => "Possible parent and child: the same name, dates of birth years apart. Never linked automatically.".into(),
+        Some("ambiguous") => "Too close to call: more than one patient matches this record almost as well.".into(),
+        _ => "The score is between the thresholds: neither clearly the same person nor clearly not.".into(),
+    }
+}
+
+fn pair_view(p: &MatchPair) -> PairView {
+    let c = &p.candidate;
+    let levels: std::collections::HashMap<&str, &str> = c
+        .agreement
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .collect();
+    let level = |k: &str| levels.get(k).copied().unwrap_or("missing");
+    let or_none = |s: Option<String>| {
+        s.filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "Not recorded".into())
+    };
+    let i = p.patient.as_ref();
+    let row = |field, key: &str, record: String, index: String| FieldRow {
+        field,
+        record,
+        index,
+        agreement: level_text(level(key)),
+        tag: level_tag(level(key)),
+    };
+    PairView {
+        id: format!("{}-{}-{}", c.source, c.local_id, c.nhs_number)
+            .chars()
+            .map(|ch| if ch.is_ascii_alphanumeric() { ch } else { '-' })
+            .collect(),
+        source: c.source.to_string(),
+        source_name: p.source_name.clone(),
+        local_id: c.local_id.clone(),
+        nhs: c.nhs_number.to_string(),
+        nhs_formatted: c.nhs_number.formatted(),
+        kind: c.kind.clone(),
+        score: format!("{:.1}", c.score),
+        why: why(&c.kind, c.guard.as_deref()),
+        fields: vec![
+            row(
+                "Family name",
+                "family",
+                or_none(Some(c.family.clone())),
+                or_none(i.map(|p| p.family.clone())),
+            ),
+            row(
+                "Given names",
+                "given",
+                or_none(Some(c.given.clone())),
+                or_none(i.map(|p| p.given.clone())),
+            ),
+            row(
+                "Date of birth",
+                "birth-date",
+                or_none(c.birth_date.map(human_day)),
+                or_none(i.map(|p| human_day(p.birth_date))),
+            ),
+            row(
+                "Sex",
+                "sex",
+                or_none(c.gender.clone()),
+                or_none(i.and_then(|p| p.gender.clone())),
+            ),
+            row(
+                "Postcode",
+                "postcode",
+                or_none(c.postcode.clone()),
+                or_none(i.and_then(|p| p.postcode.clone())),
+            ),
+            row(
+                "NHS number",
+                "nhs-number",
+                if c.kind == "possible-wrong-nhs-number" {
+                    c.nhs_number.formatted()
+                } else {
+                    "Not recorded".into()
+                },
+                c.nhs_number.formatted(),
+            ),
+        ],
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct QueueQuery {
+    #[serde(default)]
+    done: Option<i64>,
+}
+
+async fn queue_page(
+    state: &AppState,
+    user: &PageUser,
+    done: Option<i64>,
+    error: Option<String>,
+) -> Response {
+    match state.gateway.match_queue(&user.0).await {
+        Ok(pairs) => render(
+            if error.is_some() {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::OK
+            },
+            &MatchingPage {
+                layout: Layout::staff(user),
+                pairs: pairs.iter().map(pair_view).collect(),
+                done,
+                error,
+            },
+        ),
+        Err(e) => gateway_error(Layout::staff(user), e),
+    }
+}
+
+pub(crate) async fn queue(
+    user: PageUser,
+    State(state): State<AppState>,
+    Query(q): Query<QueueQuery>,
+) -> Response {
+    queue_page(&state, &user, q.done, None).await
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct DecideForm {
+    #[serde(default)]
+    source: String,
+    #[serde(default)]
+    local_id: String,
+    #[serde(default)]
+    nhs: String,
+    /// `link` or `not-a-match`.
+    #[serde(default)]
+    verdict: String,
+}
+
+pub(crate) async fn decide(
+    user: PageUser,
+    State(state): State<AppState>,
+    Form(form): Form<DecideForm>,
+) -> Response {
+    let parsed = (
+        SourceId::parse(&clean(&form.source)),
+        NhsNumber::parse(&clean(&form.nhs)),
+        MatchVerdict::parse(&form.verdict),
+    );
+    let (Ok(source), Ok(nhs), Some(verdict)) = parsed else {
+        return queue_page(
+            &state,
+            &user,
+            None,
+            Some("Choose a pair in the queue, then link it or mark it not a match".into()),
+        )
+        .await;
+    };
+    let local_id = clean(&form.local_id);
+    match state
+        .gateway
+        .decide_match(&user.0, &source, &local_id, &nhs, verdict)
+        .await
+    {
+        Ok(seq) => Redirect::to(&format!("/app/matching?done={seq}")).into_response(),
+        Err(GatewayError::Invalid(m)) => {
+            queue_page(&state, &user, None, Some(sentence_case(&m))).await
+        }
+        Err(e) => gateway_error(Layout::staff(&user), e),
+    }
+}
