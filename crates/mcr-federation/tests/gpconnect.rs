@@ -554,7 +554,7 @@ async fn investigations_keep_the_report_and_every_test_result() {
 }
 
 #[tokio::test]
-async fn a_providers_list_warning_reaches_the_banner_and_its_withheld_items_stay_out() {
+async fn a_providers_list_warning_reaches_the_banner_in_words_and_its_items_still_show() {
     let rig = rig().await;
     let c = classes();
     let shares = HashMap::new();

@@ -72,6 +72,80 @@ fn the_example_configs_parse() {
     assert!(sources.is_ok(), "{sources:?}");
 }
 
+/// The example's GP Connect source, uncommented, is read; a GP Connect source missing what it
+/// needs, or GP Connect settings on an R4 source, are refused naming the source.
+#[test]
+fn a_gp_connect_source_is_configured_or_refused_saying_what_is_missing() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let example =
+        std::fs::read_to_string(root.join("docs/example-gateway.toml")).expect("the example");
+    let start = example
+        .find("# [[sources]]\n# id = \"gp-riverside\"")
+        .expect("the example's GP Connect source");
+    let end = start + example[start..].find("\n\n").expect("its end");
+    let block: Vec<&str> = example[start..end]
+        .lines()
+        .map(|l| l.strip_prefix("# ").unwrap_or(l))
+        .collect();
+    // On loopback like the example's other sources (an https one needs [sources_tls] ca).
+    let with = example
+        .replacen(&example[start..end], &block.join("\n"), 1)
+        .replacen("https://gp.example/", "http://127.0.0.1:8105/", 1);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let load = |text: &str| {
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(&path, text).expect("write");
+        mcr::config::Settings::load(&path)
+    };
+    let settings = load(&with).expect("the GP Connect example parses");
+    let gp = settings
+        .sources
+        .iter()
+        .find(|s| s.id.as_str() == "gp-riverside")
+        .expect("the GP Connect source");
+    assert_eq!(gp.kind, mcr_federation::SourceKind::GpConnect);
+    let gpc = gp.gp_connect.as_ref().expect("its settings");
+    assert_eq!(gpc.consumer_asid, "200000000115");
+    assert_eq!(
+        gpc.directory.as_ref().map(|d| (d.url.as_str(), d.ttl_secs)),
+        Some(("https://sds.example/spine-directory/FHIR/R4", 3600))
+    );
+
+    let refused = |text: String, says: &str| {
+        let e = load(&text).expect_err(says);
+        let e = format!("{e:#}");
+        assert!(e.contains(says) && e.contains("gp-riverside"), "{e}");
+    };
+    // A missing field is named with the line it is missing from.
+    let e = format!(
+        "{:#}",
+        load(&with.replacen("consumer_asid = \"200000000115\"\n", "", 1))
+            .expect_err("no consumer ASID")
+    );
+    assert!(
+        e.contains("consumer_asid") && e.contains("[sources.gp_connect]"),
+        "{e}"
+    );
+    refused(
+        with.replacen(
+            "consumer_asid = \"200000000115\"",
+            "consumer_asid = \" \"",
+            1,
+        ),
+        "needs consumer_asid",
+    );
+    refused(
+        with.replacen("kind = \"gp-connect\"\n", "", 1),
+        "is not kind = \"gp-connect\"",
+    );
+    let without: String = {
+        let cut = with.find("[sources.gp_connect]\n").expect("settings");
+        let after = cut + with[cut..].find("\n\n").expect("end");
+        format!("{}{}", &with[..cut], &with[after..])
+    };
+    refused(without, "set [sources.gp_connect]");
+}
+
 #[tokio::test]
 async fn migrate_and_index_sync_against_running_sources() {
     let region = mcr_synth::generate(&mcr_synth::SynthConfig {
