@@ -88,7 +88,6 @@ pub async fn match_against_index(
     }
     let mut best = vec![Best::default(); waiting.len()];
     let mut page = store.patients_after(None, PAGE).await?;
-    let mut seen: Vec<u32> = Vec::new();
     while !page.is_empty() {
         let after = page.last().map(|p| p.nhs_number.clone());
         let next = async {
@@ -99,43 +98,85 @@ pub async fn match_against_index(
             }
         };
         let score = async {
-            for p in &page {
-                counts.index_patients_read += 1;
-                let prepared = Prepared::new(
-                    &p.family,
-                    &p.given,
-                    Some(p.birth_date),
-                    p.gender.as_deref(),
-                    p.postcode.as_deref(),
-                    None,
-                );
-                seen.clear();
-                for key in keys(&prepared, false) {
-                    if let Some(hits) = blocks.get(&key) {
-                        seen.extend_from_slice(hits);
+            // The page is compared on two threads (the machine's two cores), each half on
+            // its own; what scored high enough is offered to the records' best lists after.
+            let half = page.len().div_ceil(2);
+            let (left, right) = page.split_at(half);
+            let blocks = &blocks;
+            let (found_left, found_right) = std::thread::scope(|scope| {
+                let other = scope.spawn(|| compare_page(left, waiting, blocks, weights));
+                let mine = compare_page(right, waiting, blocks, weights);
+                (other.join(), mine)
+            });
+            let found_left = found_left.map_err(|_| {
+                StoreError::Config("the matching thread stopped unexpectedly".into())
+            })?;
+            for (half, found) in [(left, found_left), (right, found_right)] {
+                counts.index_patients_read += half.len() as u64;
+                counts.comparisons += found.comparisons;
+                for (i, at, s) in found.high {
+                    let nhs = &half[at].nhs_number;
+                    if !ruled_out.contains(&(i, nhs.clone())) {
+                        best[i].offer(nhs, s);
                     }
-                }
-                seen.sort_unstable();
-                seen.dedup();
-                for &i in &seen {
-                    let i = i as usize;
-                    counts.comparisons += 1;
-                    let s = compare(&waiting[i], &prepared, weights);
-                    if s.weight < weights.review_at {
-                        continue;
-                    }
-                    if ruled_out.contains(&(i, p.nhs_number.clone())) {
-                        continue;
-                    }
-                    best[i].offer(&p.nhs_number, s);
                 }
             }
+            Ok::<_, StoreError>(())
         };
-        let (next, ()) = tokio::join!(next, score);
+        let (next, scored) = tokio::join!(next, score);
+        scored?;
         page = next?;
     }
     let outcomes = best.into_iter().map(|b| decide(b.0, weights)).collect();
     Ok((outcomes, counts))
+}
+
+/// What one thread found in its part of a page.
+struct PageFinds {
+    comparisons: u64,
+    /// (waiting record, index in the part, score) for the pairs at or above review.
+    high: Vec<(usize, usize, Scored)>,
+}
+
+/// Compare each index patient of `part` with the waiting records sharing a blocking key.
+fn compare_page(
+    part: &[mcr_store::IndexedPatient],
+    waiting: &[Prepared],
+    blocks: &HashMap<u64, Vec<u32>>,
+    weights: &Weights,
+) -> PageFinds {
+    let mut found = PageFinds {
+        comparisons: 0,
+        high: Vec::new(),
+    };
+    let mut seen: Vec<u32> = Vec::new();
+    for (at, p) in part.iter().enumerate() {
+        let prepared = Prepared::new(
+            &p.family,
+            &p.given,
+            Some(p.birth_date),
+            p.gender.as_deref(),
+            p.postcode.as_deref(),
+            None,
+        );
+        seen.clear();
+        for key in keys(&prepared, false) {
+            if let Some(hits) = blocks.get(&key) {
+                seen.extend_from_slice(hits);
+            }
+        }
+        seen.sort_unstable();
+        seen.dedup();
+        for &i in &seen {
+            let i = i as usize;
+            found.comparisons += 1;
+            let s = compare(&waiting[i], &prepared, weights);
+            if s.weight >= weights.review_at {
+                found.high.push((i, at, s));
+            }
+        }
+    }
+    found
 }
 
 /// The outcome from a record's best candidates (best first).
