@@ -13,7 +13,7 @@ const child = demo.patients.matching_wrong_nhs_number[0];
 
 test('the matching queue: compare side by side, rule out a twin, and the warning in the record', async () => {
   const { ctx, page } = await context(browser);
-  await signIn(page, 'Siobhan Murphy');
+  await signIn(page, 'Grace Obi');
   await page.getByRole('link', { name: 'Patient matching' }).first().click();
   await assertText(page, 'h1', 'Patient matching');
   const before = await bodyText(page);

@@ -46,17 +46,42 @@ impl MatchVerdict {
     }
 }
 
+const NOT_A_REVIEWER: &str =
+    "Only records staff and privacy officers of member organisations can review patient matching.";
+
+/// Whose records a reviewer may see in the matching queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum MatchScope {
+    Region,
+    /// One organisation's records (its ODS code).
+    Organisation(String),
+}
+
 impl Gateway {
-    /// Records staff (administrative role) and privacy officers of member organisations.
-    fn may_review_matches(&self, ctx: &RequestContext) -> Result<(), String> {
+    /// Who may review patient matching, and whose records: privacy officers of member
+    /// organisations the whole region's; records staff (administrative role) only their own
+    /// organisation's records, since the queue shows demographics side by side.
+    fn may_review_matches(&self, ctx: &RequestContext) -> Result<MatchScope, String> {
         let p = &ctx.principal;
-        if matches!(p.role, Role::PrivacyOfficer | Role::Admin)
-            && p.organisation.member
-            && !p.organisation.suspended
-        {
-            Ok(())
-        } else {
-            Err("Only records staff and privacy officers of member organisations can review patient matching.".into())
+        if !p.organisation.member || p.organisation.suspended {
+            return Err(NOT_A_REVIEWER.into());
+        }
+        match p.role {
+            Role::PrivacyOfficer => Ok(MatchScope::Region),
+            Role::Admin => Ok(MatchScope::Organisation(p.organisation.code.to_string())),
+            _ => Err(NOT_A_REVIEWER.into()),
+        }
+    }
+
+    /// Whether a record held by `source` is within `scope`.
+    fn in_scope(&self, scope: &MatchScope, source: &SourceId) -> bool {
+        match scope {
+            MatchScope::Region => true,
+            MatchScope::Organisation(code) => self
+                .federation
+                .sources()
+                .find(|s| s.id() == source)
+                .is_some_and(|s| s.config().organisation.code.as_str() == code),
         }
     }
 
@@ -90,14 +115,18 @@ impl Gateway {
     /// (`read-match-queue`), refusals too.
     pub async fn match_queue(&self, ctx: &RequestContext) -> Result<Vec<MatchPair>, GatewayError> {
         const ACTION: &str = "read-match-queue";
-        if let Err(why) = self.may_review_matches(ctx) {
-            return Err(self.refuse_matching(ctx, ACTION, None, why).await);
-        }
-        let rows = self
+        let scope = match self.may_review_matches(ctx) {
+            Ok(scope) => scope,
+            Err(why) => return Err(self.refuse_matching(ctx, ACTION, None, why).await),
+        };
+        let rows: Vec<_> = self
             .store
             .match_candidates()
             .await
-            .map_err(|_| GatewayError::StoreUnavailable)?;
+            .map_err(|_| GatewayError::StoreUnavailable)?
+            .into_iter()
+            .filter(|c| self.in_scope(&scope, &c.source))
+            .collect();
         let numbers: Vec<NhsNumber> = rows.iter().map(|r| r.nhs_number.clone()).collect();
         let patients: HashMap<NhsNumber, IndexedPatient> = self
             .store
@@ -137,7 +166,16 @@ impl Gateway {
             MatchVerdict::Link => "match-link",
             MatchVerdict::NotAMatch => "match-not-a-match",
         };
-        if let Err(why) = self.may_review_matches(ctx) {
+        let scope = match self.may_review_matches(ctx) {
+            Ok(scope) => scope,
+            Err(why) => {
+                return Err(self
+                    .refuse_matching(ctx, action, Some(nhs.as_str()), why)
+                    .await)
+            }
+        };
+        if !self.in_scope(&scope, source) {
+            let why = "You can review only your own organisation's records; a privacy officer can review the others.".to_owned();
             return Err(self
                 .refuse_matching(ctx, action, Some(nhs.as_str()), why)
                 .await);

@@ -523,6 +523,13 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
             "Receptionist: demographics and care team only",
         ),
         user(
+            "rec.obi",
+            "Grace Obi",
+            Role::Admin,
+            &acute,
+            "Records officer at the acute trust: reviews the trust's patient matching",
+        ),
+        user(
             "po.wright",
             "Helen Wright",
             Role::PrivacyOfficer,

@@ -594,7 +594,26 @@ async fn the_matching_queue_links_and_rules_out_pairs_and_audits_each_decision()
     let (status, _) = clinician.get("/app/matching").await;
     assert_eq!(status, 403, "clinicians do not review matching");
 
-    let b = sign_in(&t, "rec.murphy").await;
+    // A receptionist at a GP practice reviews only the practice's records: the hospital's
+    // pairs (demographics side by side) are not theirs to see.
+    let receptionist = sign_in(&t, "rec.murphy").await;
+    let (status, html) = receptionist.get("/app/matching").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(!html.contains("Queue-Family"), "{html}");
+    let (status, _) = receptionist
+        .post(
+            "/app/matching/decide",
+            &[
+                ("source", "acute"),
+                ("local_id", "H-TWIN"),
+                ("nhs", twin.as_str()),
+                ("verdict", "link"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 403, "nor to decide");
+
+    let b = sign_in(&t, "rec.obi").await;
     let (status, html) = b.get("/app/matching").await;
     assert_eq!(status, 200, "{html}");
     assert!(
@@ -668,7 +687,7 @@ async fn the_matching_queue_links_and_rules_out_pairs_and_audits_each_decision()
         .is_none());
     let decisions = store.match_decisions().await.expect("test step");
     assert_eq!(decisions.len(), 2);
-    assert!(decisions.iter().all(|d| d.decided_by == "rec.murphy"));
+    assert!(decisions.iter().all(|d| d.decided_by == "rec.obi"));
     let trail = store.audit_rows(0, 10_000).await.expect("test step");
     let actions: Vec<&str> = trail
         .iter()
