@@ -813,3 +813,43 @@ async fn gp_connect_cases_reach_the_viewer_in_words_and_the_audit_trail() {
         practices.len()
     );
 }
+
+/// Nothing a view answers may be kept by a browser or a proxy: a record printed or left open
+/// reads as of its view, never from a cache (hazard H11.4).
+#[tokio::test]
+async fn every_answer_with_patient_data_says_no_store() {
+    let t = start().await;
+    let nhs = t.patient("all_four_sources", 0);
+    let ask = |path: String| {
+        let t = &t;
+        async move {
+            let resp = t
+                .http
+                .get(t.url(&path))
+                .bearer_auth(t.token(AE))
+                .send()
+                .await
+                .expect("request");
+            (
+                resp.status().as_u16(),
+                resp.headers()
+                    .get(reqwest::header::CACHE_CONTROL)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned),
+            )
+        }
+    };
+    // Refused before permission, then the record itself, then the patient and an error.
+    let (status, cache) = ask(format!("/fhir/Patient/{nhs}/$everything")).await;
+    assert_eq!((status, cache.as_deref()), (403, Some("no-store")));
+    t.give_permission(AE, &nhs).await;
+    for path in [
+        format!("/fhir/Patient/{nhs}/$everything"),
+        format!("/fhir/Patient/{nhs}"),
+        format!("/access/explain?patient={nhs}"),
+        "/fhir/Patient/123".to_owned(),
+    ] {
+        let (status, cache) = ask(path.clone()).await;
+        assert_eq!(cache.as_deref(), Some("no-store"), "{path}: {status}");
+    }
+}
