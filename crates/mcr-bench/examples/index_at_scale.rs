@@ -11,9 +11,7 @@
 //! are deleted at the end.
 
 use anyhow::Context;
-use mcr_bench::stats::Percentiles;
-use mcr_store::{DemographicQuery, IndexStore, IndexedPatient, PostgresStore, Store};
-use rand::{Rng, SeedableRng};
+use mcr_store::{IndexedPatient, PostgresStore, Store};
 use std::time::Instant;
 
 const CHUNK: usize = 100_000;
@@ -73,36 +71,7 @@ async fn main() -> anyhow::Result<()> {
             .fetch_one(&pool)
             .await?;
 
-    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let (mut nhs, mut demo, mut broad) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..lookups {
-        let p = &people[rng.gen_range(0..people.len())];
-        let s = Instant::now();
-        let found = store.patient(&p.nhs_number).await?;
-        nhs.push(s.elapsed().as_secs_f64() * 1000.0);
-        anyhow::ensure!(found.is_some(), "an indexed patient was not found");
-        let q = DemographicQuery {
-            family: p.family.clone(),
-            given: p.given.first().cloned(),
-            birth_date: Some(p.birth_date),
-            postcode: Some(p.postcode.clone()),
-        };
-        let s = Instant::now();
-        let hits = store.search_patients(&q, 20).await?;
-        demo.push(s.elapsed().as_secs_f64() * 1000.0);
-        anyhow::ensure!(
-            hits.iter().any(|h| h.nhs_number == p.nhs_number),
-            "a demographic search missed its patient"
-        );
-        let q = DemographicQuery {
-            birth_date: None,
-            postcode: None,
-            ..q
-        };
-        let s = Instant::now();
-        store.search_patients(&q, 20).await?;
-        broad.push(s.elapsed().as_secs_f64() * 1000.0);
-    }
+    let timed = mcr_bench::index::time_lookups(&store, &people, lookups).await?;
     let result = serde_json::json!({
         "patients": copied,
         "generate_seconds": generate_seconds,
@@ -111,9 +80,9 @@ async fn main() -> anyhow::Result<()> {
         "analyze_seconds": analyze_seconds,
         "table_mib": table_bytes as f64 / 1_048_576.0,
         "indexes_mib": index_bytes as f64 / 1_048_576.0,
-        "nhs_lookup": Percentiles::of(&nhs),
-        "demographic_search": Percentiles::of(&demo),
-        "broad_search": Percentiles::of(&broad),
+        "nhs_lookup": timed.nhs_lookup,
+        "demographic_search": timed.demographic_search,
+        "broad_search": timed.broad_search,
     });
     {
         use std::io::Write;
