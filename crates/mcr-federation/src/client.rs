@@ -249,7 +249,7 @@ impl SourceFetch {
     }
 }
 
-/// What the view keeps of each resource a source sends ([`crate::MergeInput::digest`]).
+/// What the view keeps of each resource a source sends ([`crate::digest`]).
 pub type Digest<'a> = dyn Fn(Received<'_>) -> Digested + Send + Sync + 'a;
 
 /// A source system the gateway can ask. `Arc<dyn Source>` in the app state.

@@ -24,7 +24,7 @@ pub const ROLE_SYSTEM: &str = "https://mycarerecord.example/fhir/CodeSystem/role
 /// Who asks, as an identity token says it: the user, their role and organisation, the
 /// purpose and the patient. A grant says the same ([`Requester::of`]); before the decision
 /// the gateway knows it from the request, so tokens can be signed while it decides
-/// ([`crate::Federation::sign_ahead`]) and used only if the grant is for exactly this.
+/// ([`crate::Federation::sign_while`]) and used only if the grant is for exactly this.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Requester<'a> {
     pub user_id: &'a str,

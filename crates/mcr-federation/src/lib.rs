@@ -20,11 +20,11 @@ pub use client::{
     SourceFetch, SourceKind,
 };
 pub use identity::{IdentitySigner, Requester};
-pub use merge::{merge, Digested, MergeInput, SourceMeta};
+pub use merge::{digest, merge, Digested, SourceMeta};
 
 use futures::future::join_all;
 use mcr_domain::{FailureReason, SourceId};
-use mcr_policy::Grant;
+use mcr_policy::{Grant, ResourceFilter};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -72,8 +72,8 @@ impl SignedAhead<'_> {
     }
 }
 
-/// Signing ahead, one source at a time: see [`Federation::sign_ahead`].
-pub struct SignAhead<'a> {
+/// Signing ahead, one source at a time: see [`Federation::sign_while`].
+struct SignAhead<'a> {
     who: Requester<'a>,
     sources: std::slice::Iter<'a, SourceId>,
     federation: &'a Federation,
@@ -83,7 +83,7 @@ pub struct SignAhead<'a> {
 impl<'a> SignAhead<'a> {
     /// Sign the next source's token; `false` once every source has been done. A source that
     /// sends no identity, or fails to sign, is skipped (the fetch signs or fails on its own).
-    pub fn sign_next(&mut self) -> bool {
+    fn sign_next(&mut self) -> bool {
         for id in self.sources.by_ref() {
             let Some(source) = self.federation.sources.get(id) else {
                 continue;
@@ -96,7 +96,7 @@ impl<'a> SignAhead<'a> {
         false
     }
 
-    pub fn finish(self) -> SignedAhead<'a> {
+    fn finish(self) -> SignedAhead<'a> {
         SignedAhead {
             who: Some(self.who),
             tokens: self.tokens,
@@ -131,33 +131,50 @@ impl Federation {
         self.sources.get(id)
     }
 
-    /// Start signing `who`'s identity tokens for the sources, before there is a grant: call
-    /// [`SignAhead::sign_next`] while waiting for something else (the access decision's
-    /// read), then pass [`SignAhead::finish`] to [`Federation::fetch_record`].
-    pub fn sign_ahead<'a>(&'a self, who: Requester<'a>) -> SignAhead<'a> {
-        SignAhead {
+    /// Wait for `meanwhile` (the gateway's read of what it needs to decide) and, while it is
+    /// pending, sign `who`'s identity tokens for the sources, a source at a time. Pass the
+    /// tokens to [`Federation::fetch_record`]: they are used only if its grant is for exactly
+    /// `who`, and simply dropped if the decision refuses.
+    pub async fn sign_while<'a, T>(
+        &'a self,
+        who: Requester<'a>,
+        meanwhile: impl std::future::Future<Output = T>,
+    ) -> (T, SignedAhead<'a>) {
+        let mut ahead = SignAhead {
             who,
             sources: self.order.iter(),
             federation: self,
             tokens: HashMap::new(),
-        }
+        };
+        let mut meanwhile = std::pin::pin!(meanwhile);
+        let out = std::future::poll_fn(|cx| loop {
+            if let std::task::Poll::Ready(out) = meanwhile.as_mut().poll(cx) {
+                return std::task::Poll::Ready(out);
+            }
+            if !ahead.sign_next() {
+                return std::task::Poll::Pending;
+            }
+        })
+        .await;
+        (out, ahead.finish())
     }
 
-    /// Ask every located source at once for the granted data classes, each bounded by the
-    /// deadline counted from `started` (when the view began: the clinician's wait, not the
-    /// sources' alone). Each resource is digested by `input` as it arrives. Returns one
+    /// Ask every located source at once for the data classes of `filter`'s grant, each bounded
+    /// by the deadline counted from `started` (when the view began: the clinician's wait, not
+    /// the sources' alone). Each resource is digested as it arrives ([`digest`]), shown or not
+    /// as `filter` says. Returns one
     /// [`SourceFetch`] per location, in the order given; a source that fails or is too slow is
     /// reported as such and never delays the others. `ahead`'s identity tokens are sent if
-    /// they name `grant`'s requester (pass `SignedAhead::default()` for none); every other
+    /// they name the grant's requester (pass `SignedAhead::default()` for none); every other
     /// source's token is signed here.
     pub async fn fetch_record(
         &self,
-        grant: &Grant,
+        filter: &ResourceFilter<'_>,
         locations: &[Location],
-        input: &MergeInput<'_>,
         started: Instant,
         ahead: SignedAhead<'_>,
     ) -> Vec<SourceFetch> {
+        let grant = filter.grant();
         let mut tokens = ahead.for_grant(grant);
         let mut types: Vec<&'static str> = Vec::new();
         for class in grant.data_classes() {
@@ -198,7 +215,7 @@ impl Federation {
                     base_url: config.base_url.as_str(),
                     local_id: &loc.local_id,
                 };
-                let digest = |r: Received<'_>| input.digest(&meta, r);
+                let digest = |r: Received<'_>| digest(filter, &meta, r);
                 let result = tokio::time::timeout_at(
                     until,
                     source.fetch_at(grant, loc, &wanted, &digest, signed),
@@ -345,14 +362,22 @@ mod tests {
             purpose: Purpose::DirectCare,
             patient: &nhs,
         };
+        // Signed while something else is awaited: here a read that takes a few polls.
         let sign_all = || {
-            let mut ahead = f.sign_ahead(who);
-            let mut n = 0;
-            while ahead.sign_next() {
-                n += 1;
-            }
-            assert_eq!(n, 2, "one token per source, then done");
-            ahead.finish()
+            let mut polls = 0;
+            let slow_read = std::future::poll_fn(|cx| {
+                polls += 1;
+                if polls < 5 {
+                    cx.waker().wake_by_ref();
+                    std::task::Poll::Pending
+                } else {
+                    std::task::Poll::Ready("read")
+                }
+            });
+            let (read, ahead) = futures::executor::block_on(f.sign_while(who, slow_read));
+            assert_eq!(read, "read", "what was awaited is handed back");
+            assert_eq!(ahead.tokens.len(), 2, "one token per source");
+            ahead
         };
 
         let tokens = sign_all().for_requester(&who);

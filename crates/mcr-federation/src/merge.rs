@@ -1,40 +1,18 @@
-//! One record from many answers: drop what the grant does not cover, withhold what must not
-//! be shown, then merge items that several sources hold into one item with all their sources.
-//! Pure: no I/O, no clock.
+//! One record from many answers: each resource is digested as it arrives (tied to the patient,
+//! then shown, dropped or withheld as the grant's [`ResourceFilter`] says: the rules are the
+//! policy's, not this crate's), then items several sources hold become one item with all their
+//! sources. Pure: no I/O, no clock.
 
 use crate::{Received, SourceFetch};
 use mcr_domain::{
-    DataClass, ItemSource, MergedRecord, NhsNumber, RecordItem, Section, SourceOutcome,
-    SourceStatus,
+    DataClass, ItemSource, MergedRecord, RecordItem, Section, SourceOutcome, SourceStatus,
 };
+use mcr_policy::{ResourceFilter, Sight};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 
-/// What the merge needs besides the answers.
-pub struct MergeInput<'a> {
-    pub nhs_number: &'a NhsNumber,
-    /// Data classes the viewer may see.
-    pub classes: &'a BTreeSet<DataClass>,
-    /// Data classes each source shares with the viewer's kind of organisation
-    /// (absent source = shares everything).
-    pub source_shares: &'a HashMap<mcr_domain::SourceId, BTreeSet<DataClass>>,
-    /// True for items that must be withheld from every view (sensitive codes, confidential labels).
-    pub withhold: &'a (dyn Fn(&mcr_fhir::Doc<'_>) -> bool + Sync),
-    /// For roles that see recent encounters only: the earliest date (`YYYY-MM-DD`) shown.
-    /// Older or undated encounters are left out (not counted as withheld).
-    pub encounters_since: Option<&'a str>,
-}
-
 /// Items that are the same across sources share a key: same kind of item, same code, and the
 /// same period (what "same period" means depends on the kind of item).
-impl std::fmt::Debug for MergeInput<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MergeInput")
-            .field("classes", &self.classes)
-            .finish_non_exhaustive()
-    }
-}
-
 fn merge_key(
     section: Section,
     summary: &mcr_fhir::Summary,
@@ -68,7 +46,7 @@ fn merge_key(
     })
 }
 
-/// Where one source's items come from, for [`MergeInput::digest`].
+/// Where one source's items come from, for [`digest`].
 #[derive(Debug, Clone, Copy)]
 pub struct SourceMeta<'a> {
     pub source: &'a mcr_domain::SourceId,
@@ -102,85 +80,74 @@ pub enum Digested {
     AnotherPatient,
 }
 
-impl MergeInput<'_> {
-    /// Read one resource from a source: drop what the grant does not cover, withhold what
-    /// must not be shown, and keep the few fields the merge and the pages need, with the text
-    /// as sent.
-    pub fn digest(&self, from: &SourceMeta<'_>, received: Received<'_>) -> Digested {
-        let r = received.doc;
-        let Some(class) = mcr_fhir::classify(r) else {
-            return Digested::Ignored;
-        };
-        if class != DataClass::Demographics {
-            match mcr_fhir::tie_to_patient(
-                r,
-                from.local_id,
-                self.nhs_number.as_str(),
-                from.base_url,
-            ) {
-                mcr_fhir::Tie::This => {}
-                mcr_fhir::Tie::Another => return Digested::AnotherPatient,
-                mcr_fhir::Tie::Unknown => return Digested::Untied,
-            }
+/// Read one resource from a source: drop what the grant does not cover, withhold what
+/// must not be shown, and keep the few fields the merge and the pages need, with the text
+/// as sent.
+pub fn digest(
+    filter: &ResourceFilter<'_>,
+    from: &SourceMeta<'_>,
+    received: Received<'_>,
+) -> Digested {
+    let r = received.doc;
+    let Some(class) = mcr_fhir::classify(r) else {
+        return Digested::Ignored;
+    };
+    if class != DataClass::Demographics {
+        match mcr_fhir::tie_to_patient(
+            r,
+            from.local_id,
+            filter.grant().patient().as_str(),
+            from.base_url,
+        ) {
+            mcr_fhir::Tie::This => {}
+            mcr_fhir::Tie::Another => return Digested::AnotherPatient,
+            mcr_fhir::Tie::Unknown => return Digested::Untied,
         }
-        let section = Section::for_class(class);
-        let granted = self.classes.contains(&class);
-        if !granted && class != DataClass::Demographics {
-            return Digested::NotGranted(section);
-        }
-        if self
-            .source_shares
-            .get(from.source)
-            .is_some_and(|s| !s.contains(&class))
-        {
-            return Digested::Withheld;
-        }
-        if (self.withhold)(r) {
-            return Digested::Withheld;
-        }
-        if class == DataClass::Demographics {
-            return if granted {
-                Digested::Patient(received.value())
-            } else {
-                Digested::Ignored
-            };
-        }
-        let Some(section) = section else {
-            return Digested::Ignored;
-        };
-        let summary = mcr_fhir::summarise(r);
-        if class == DataClass::Encounters {
-            if let Some(since) = self.encounters_since {
-                if summary.date.as_deref().is_none_or(|d| d < since) {
-                    return Digested::Ignored;
-                }
-            }
-        }
-        let code = mcr_fhir::first_coding(r, code_field(r)).map(|c| (c.system, c.code));
-        let key = merge_key(section, &summary, code.as_ref());
-        let source = ItemSource {
-            source: from.source.clone(),
-            org_code: from.org_code.clone(),
-            org_name: from.org_name.to_owned(),
-            full_url: full_url(from.base_url, r),
-            recorded: summary.recorded,
-        };
-        let item = RecordItem {
-            section,
-            class,
-            resource_type: mcr_fhir::resource_type(r).unwrap_or_default().to_owned(),
-            code,
-            display: summary.display,
-            detail: summary.detail,
-            status: summary.status,
-            date: summary.date,
-            sources: vec![source],
-            discrepancy: None,
-            // The parsed form is dropped here: only the text is kept for the view.
-            resource: received.json(),
-        };
-        Digested::Item(Box::new((key, item)))
     }
+    let section = Section::for_class(class);
+    match filter.sight(from.source, class, r) {
+        Sight::Shown => {}
+        Sight::NotGranted => return Digested::NotGranted(section),
+        Sight::Withheld => return Digested::Withheld,
+    }
+    if class == DataClass::Demographics {
+        return if filter.grant().allows(class) {
+            Digested::Patient(received.value())
+        } else {
+            Digested::Ignored
+        };
+    }
+    let Some(section) = section else {
+        return Digested::Ignored;
+    };
+    let summary = mcr_fhir::summarise(r);
+    if class == DataClass::Encounters && !filter.encounter_in_window(summary.date.as_deref()) {
+        return Digested::Ignored;
+    }
+    let code = mcr_fhir::first_coding(r, code_field(r)).map(|c| (c.system, c.code));
+    let key = merge_key(section, &summary, code.as_ref());
+    let source = ItemSource {
+        source: from.source.clone(),
+        org_code: from.org_code.clone(),
+        org_name: from.org_name.to_owned(),
+        full_url: full_url(from.base_url, r),
+        recorded: summary.recorded,
+    };
+    let item = RecordItem {
+        section,
+        class,
+        resource_type: mcr_fhir::resource_type(r).unwrap_or_default().to_owned(),
+        code,
+        display: summary.display,
+        detail: summary.detail,
+        status: summary.status,
+        date: summary.date,
+        sources: vec![source],
+        discrepancy: None,
+        // The parsed form is dropped here: only the text is kept for the view.
+        resource: received.json(),
+    };
+    Digested::Item(Box::new((key, item)))
 }
 
 /// What one source added to a view, as the merge counts it.
@@ -216,9 +183,10 @@ impl SourceFetch {
     }
 }
 
-/// One record from every source's digested answer ([`MergeInput::digest`]): items several
+/// One record from every source's digested answer ([`digest`]): items several
 /// sources hold become one item with all their sources, differences flagged.
-pub fn merge(input: &MergeInput<'_>, fetches: Vec<SourceFetch>) -> MergedRecord {
+pub fn merge(filter: &ResourceFilter<'_>, fetches: Vec<SourceFetch>) -> MergedRecord {
+    let classes = filter.grant().data_classes();
     let mut items: Vec<RecordItem> = Vec::new();
     let mut by_key: HashMap<String, usize> = HashMap::new();
     let mut outcomes = Vec::with_capacity(fetches.len());
@@ -303,23 +271,15 @@ pub fn merge(input: &MergeInput<'_>, fetches: Vec<SourceFetch>) -> MergedRecord 
         list.sort_by(|a, b| b.date.cmp(&a.date));
     }
     // A section is unavailable only if no granted class maps to it.
-    unavailable.retain(|s| {
-        !input
-            .classes
-            .iter()
-            .any(|c| Section::for_class(*c) == Some(*s))
-    });
+    unavailable.retain(|s| !classes.iter().any(|c| Section::for_class(*c) == Some(*s)));
     for s in Section::ALL {
-        let granted = input
-            .classes
-            .iter()
-            .any(|c| Section::for_class(*c) == Some(s));
+        let granted = classes.iter().any(|c| Section::for_class(*c) == Some(s));
         if !granted {
             unavailable.insert(s);
         }
     }
     MergedRecord {
-        nhs_number: input.nhs_number.clone(),
+        nhs_number: filter.grant().patient().clone(),
         patient,
         sections,
         sources: outcomes,
@@ -351,7 +311,7 @@ fn full_url<J: mcr_fhir::Json>(base: &str, r: &J) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mcr_domain::{FailureReason, OdsCode, SourceId};
+    use mcr_domain::{FailureReason, NhsNumber, OdsCode, SourceId};
     use serde_json::json;
 
     /// A source's answer before it is digested.
@@ -375,7 +335,7 @@ mod tests {
     }
 
     /// Digest each answer as the client does, then merge.
-    fn merge_answers(input: &MergeInput<'_>, answers: Vec<Answer>) -> MergedRecord {
+    fn merge_answers(filter: &ResourceFilter<'_>, answers: Vec<Answer>) -> MergedRecord {
         let fetches = answers
             .into_iter()
             .map(|a| {
@@ -394,7 +354,7 @@ mod tests {
                             let raw: &serde_json::value::RawValue =
                                 serde_json::from_str(&text).expect("JSON");
                             let doc = mcr_fhir::Doc::parse(raw.get()).expect("JSON");
-                            input.digest(&meta, Received { doc: &doc, raw })
+                            digest(filter, &meta, Received { doc: &doc, raw })
                         })
                         .collect()
                 });
@@ -410,7 +370,7 @@ mod tests {
                 }
             })
             .collect();
-        merge(input, fetches)
+        merge(filter, fetches)
     }
 
     fn med(id: &str, code: &str, dose: &str) -> Value {
@@ -424,21 +384,13 @@ mod tests {
     }
 
     fn run(classes: &[DataClass], fetches: &[Answer]) -> MergedRecord {
-        let classes: BTreeSet<DataClass> = classes.iter().copied().collect();
-        let shares = HashMap::new();
-        let n = nhs();
-        let withhold = |r: &mcr_fhir::Doc<'_>| {
-            use mcr_fhir::Json;
-            r.get("meta").and_then(|m| m.get("security")).is_some()
-        };
+        let (grant, policy) = mcr_testkit::grant(&nhs(), classes);
         merge_answers(
-            &MergeInput {
-                nhs_number: &n,
-                classes: &classes,
-                source_shares: &shares,
-                withhold: &withhold,
-                encounters_since: None,
-            },
+            &grant.filter(
+                &policy,
+                [],
+                mcr_domain::Clock::now(&mcr_domain::SystemClock),
+            ),
             fetches.to_vec(),
         )
     }
@@ -577,7 +529,8 @@ mod tests {
     #[test]
     fn withheld_items_are_counted_but_never_shown() {
         let mut secret = med("m3", "333", "x");
-        secret["meta"] = json!({"security": [{"code": "R"}]});
+        secret["meta"] =
+            json!({"security": [{"system": mcr_policy::V3_CONFIDENTIALITY, "code": "R"}]});
         let r = run(
             &DataClass::ALL,
             &[fetch("gp", "GPA", vec![secret, med("m1", "111", "a")])],
@@ -611,17 +564,15 @@ mod tests {
             }
             e
         };
-        let classes: BTreeSet<DataClass> = DataClass::ALL.into_iter().collect();
-        let shares = HashMap::new();
-        let n = nhs();
+        let (grant, mut policy) = mcr_testkit::grant(&nhs(), &DataClass::ALL);
+        policy
+            .recent_encounters_days
+            .insert(mcr_domain::Role::Clinician, 31);
+        let now = chrono::DateTime::parse_from_rfc3339("2026-10-02T12:00:00Z")
+            .expect("instant")
+            .to_utc();
         let r = merge_answers(
-            &MergeInput {
-                nhs_number: &n,
-                classes: &classes,
-                source_shares: &shares,
-                withhold: &|_| false,
-                encounters_since: Some("2026-09-01"),
-            },
+            &grant.filter(&policy, [], now),
             vec![fetch(
                 "acute",
                 "RWH",
@@ -643,21 +594,22 @@ mod tests {
 
     #[test]
     fn source_sharing_agreement_is_applied() {
-        let classes: BTreeSet<DataClass> = DataClass::ALL.into_iter().collect();
-        let mut shares = HashMap::new();
-        shares.insert(
-            SourceId::parse("gp").unwrap(),
-            [DataClass::Allergies].into_iter().collect(),
-        );
-        let n = nhs();
+        let (grant, policy) = mcr_testkit::grant(&nhs(), &DataClass::ALL);
+        let agreement = mcr_policy::SharingAgreement {
+            source_org: OdsCode::parse("GPA").unwrap(),
+            shares: [(
+                mcr_domain::OrgKind::GpPractice,
+                [DataClass::Allergies].into_iter().collect(),
+            )]
+            .into_iter()
+            .collect(),
+        };
         let r = merge_answers(
-            &MergeInput {
-                nhs_number: &n,
-                classes: &classes,
-                source_shares: &shares,
-                withhold: &|_| false,
-                encounters_since: None,
-            },
+            &grant.filter(
+                &policy,
+                [(SourceId::parse("gp").unwrap(), Some(&agreement))],
+                mcr_domain::Clock::now(&mcr_domain::SystemClock),
+            ),
             vec![fetch("gp", "GPA", vec![med("m1", "111", "a")])],
         );
         assert_eq!(r.item_count(), 0);

@@ -13,11 +13,11 @@ use mcr_domain::{
 };
 use mcr_federation::gpconnect::{GpConnectConfig, GpConnectSource, INTERACTION_STRUCTURED};
 use mcr_federation::{
-    merge, Digested, FederationConfig, IdentitySigner, MergeInput, Received, Requester,
-    SourceConfig, SourceFetch, SourceKind, SourceMeta,
+    digest, merge, Digested, FederationConfig, IdentitySigner, Received, Requester, SourceConfig,
+    SourceFetch, SourceKind, SourceMeta,
 };
 use serde_json::{json, Value};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 const PROVIDER: &str = "https://gp.example/A20047/STU3/1/gpconnect";
@@ -184,7 +184,12 @@ struct Asked {
 
 /// Ask the rig's source for everything, answered with `status` and `body`, digested for a
 /// viewer of every class.
-async fn ask(rig: &Rig, input: &MergeInput<'_>, status: u16, body: String) -> Asked {
+async fn ask(
+    rig: &Rig,
+    input: &mcr_policy::ResourceFilter<'_>,
+    status: u16,
+    body: String,
+) -> Asked {
     *rig.provider.answer.lock().expect("lock") = (status, body);
     let n = nhs();
     let org = OdsCode::parse("RWH").expect("ods");
@@ -205,7 +210,7 @@ async fn ask(rig: &Rig, input: &MergeInput<'_>, status: u16, body: String) -> As
         base_url: PROVIDER,
         local_id: "not used by GP Connect",
     };
-    let digest = |r: Received<'_>| input.digest(&meta, r);
+    let digest = |r: Received<'_>| digest(input, &meta, r);
     let result = rig
         .source
         .structured_record(&n, &ALL_TYPES, &token, &digest)
@@ -230,7 +235,7 @@ async fn ask(rig: &Rig, input: &MergeInput<'_>, status: u16, body: String) -> As
 }
 
 /// An R4 source's answer, digested as the client does.
-fn acute(input: &MergeInput<'_>, resources: &[Value]) -> SourceFetch {
+fn acute(input: &mcr_policy::ResourceFilter<'_>, resources: &[Value]) -> SourceFetch {
     let id = SourceId::parse("acute").expect("id");
     let code = OdsCode::parse("RWH").expect("ods");
     let meta = SourceMeta {
@@ -246,7 +251,7 @@ fn acute(input: &MergeInput<'_>, resources: &[Value]) -> SourceFetch {
             let text = v.to_string();
             let raw: &serde_json::value::RawValue = serde_json::from_str(&text).expect("json");
             let doc = mcr_fhir::Doc::parse(raw.get()).expect("json");
-            input.digest(&meta, Received { doc: &doc, raw })
+            digest(input, &meta, Received { doc: &doc, raw })
         })
         .collect();
     SourceFetch {
@@ -261,10 +266,6 @@ fn acute(input: &MergeInput<'_>, resources: &[Value]) -> SourceFetch {
     }
 }
 
-fn classes() -> BTreeSet<DataClass> {
-    DataClass::ALL.into_iter().collect()
-}
-
 fn claims(token: &str) -> Value {
     let body = token.split('.').nth(1).expect("a JWS");
     let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -277,16 +278,13 @@ fn claims(token: &str) -> Value {
 async fn the_request_goes_through_the_proxy_with_the_headers_parameters_and_token_the_spec_requires(
 ) {
     let rig = rig().await;
-    let c = classes();
-    let shares = HashMap::new();
     let n = nhs();
-    let input = MergeInput {
-        nhs_number: &n,
-        classes: &c,
-        source_shares: &shares,
-        withhold: &|_| false,
-        encounters_since: None,
-    };
+    let (grant, policy) = mcr_testkit::grant(&n, &DataClass::ALL);
+    let input = grant.filter(
+        &policy,
+        [],
+        mcr_domain::Clock::now(&mcr_domain::SystemClock),
+    );
     let asked = ask(
         &rig,
         &input,
@@ -339,16 +337,13 @@ async fn the_request_goes_through_the_proxy_with_the_headers_parameters_and_toke
 #[tokio::test]
 async fn the_published_examples_become_one_record_with_the_practice_as_source_merged_with_r4() {
     let rig = rig().await;
-    let c = classes();
-    let shares = HashMap::new();
     let n = nhs();
-    let input = MergeInput {
-        nhs_number: &n,
-        classes: &c,
-        source_shares: &shares,
-        withhold: &|_| false,
-        encounters_since: None,
-    };
+    let (grant, policy) = mcr_testkit::grant(&n, &DataClass::ALL);
+    let input = grant.filter(
+        &policy,
+        [],
+        mcr_domain::Clock::now(&mcr_domain::SystemClock),
+    );
     let bundle = combined(&[
         "allergies_response1",
         "meds_response",
@@ -512,16 +507,13 @@ async fn the_published_examples_become_one_record_with_the_practice_as_source_me
 #[tokio::test]
 async fn investigations_keep_the_report_and_every_test_result() {
     let rig = rig().await;
-    let c = classes();
-    let shares = HashMap::new();
     let n = nhs();
-    let input = MergeInput {
-        nhs_number: &n,
-        classes: &c,
-        source_shares: &shares,
-        withhold: &|_| false,
-        encounters_since: None,
-    };
+    let (grant, policy) = mcr_testkit::grant(&n, &DataClass::ALL);
+    let input = grant.filter(
+        &policy,
+        [],
+        mcr_domain::Clock::now(&mcr_domain::SystemClock),
+    );
     let published = fixture("pathology_response1");
     let observations = published["entry"]
         .as_array()
@@ -556,16 +548,13 @@ async fn investigations_keep_the_report_and_every_test_result() {
 #[tokio::test]
 async fn a_providers_list_warning_reaches_the_banner_in_words_and_its_items_still_show() {
     let rig = rig().await;
-    let c = classes();
-    let shares = HashMap::new();
     let n = nhs();
-    let input = MergeInput {
-        nhs_number: &n,
-        classes: &c,
-        source_shares: &shares,
-        withhold: &|_| false,
-        encounters_since: None,
-    };
+    let (grant, policy) = mcr_testkit::grant(&n, &DataClass::ALL);
+    let input = grant.filter(
+        &policy,
+        [],
+        mcr_domain::Clock::now(&mcr_domain::SystemClock),
+    );
     // The published example with the spec's confidential-items warning added to its list
     // (none of the published examples carries one).
     let mut bundle = fixture("allergies_response1");
@@ -591,16 +580,13 @@ async fn a_providers_list_warning_reaches_the_banner_in_words_and_its_items_stil
 #[tokio::test]
 async fn each_error_the_spec_defines_is_its_own_failure_and_never_an_empty_record() {
     let rig = rig().await;
-    let c = classes();
-    let shares = HashMap::new();
     let n = nhs();
-    let input = MergeInput {
-        nhs_number: &n,
-        classes: &c,
-        source_shares: &shares,
-        withhold: &|_| false,
-        encounters_since: None,
-    };
+    let (grant, policy) = mcr_testkit::grant(&n, &DataClass::ALL);
+    let input = grant.filter(
+        &policy,
+        [],
+        mcr_domain::Clock::now(&mcr_domain::SystemClock),
+    );
     let outcome = |issue: &str, code: &str, display: &str, diagnostics: Option<&str>| {
         let mut i = json!({"severity": "error", "code": issue, "details": {"coding": [{
             "system": "https://fhir.nhs.uk/STU3/CodeSystem/Spine-ErrorOrWarningCode-1",
@@ -714,16 +700,13 @@ async fn each_error_the_spec_defines_is_its_own_failure_and_never_an_empty_recor
 #[tokio::test]
 async fn an_answer_about_another_nhs_number_shows_nothing_and_is_counted() {
     let rig = rig().await;
-    let c = classes();
-    let shares = HashMap::new();
     let n = nhs();
-    let input = MergeInput {
-        nhs_number: &n,
-        classes: &c,
-        source_shares: &shares,
-        withhold: &|_| false,
-        encounters_since: None,
-    };
+    let (grant, policy) = mcr_testkit::grant(&n, &DataClass::ALL);
+    let input = grant.filter(
+        &policy,
+        [],
+        mcr_domain::Clock::now(&mcr_domain::SystemClock),
+    );
     let asked = ask(&rig, &input, 200, fixture_as_published("meds_response")).await;
     let counts = asked.fetch.counts();
     assert_eq!(counts.kept, 0, "{counts:?}");

@@ -9,13 +9,13 @@ use mcr_domain::{
 };
 use mcr_federation::gpconnect::{GpConnectConfig, GpConnectSource, INTERACTION_STRUCTURED};
 use mcr_federation::{
-    merge, FederationConfig, IdentitySigner, MergeInput, Received, Requester, SourceConfig,
+    digest, merge, FederationConfig, IdentitySigner, Received, Requester, SourceConfig,
     SourceFetch, SourceKind, SourceMeta,
 };
 use mcr_sources::{GpConnectOptions, GpcError, IdentityCheck, SourceHandle, SourceOptions};
 use ring::signature::KeyPair as _;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 const PROVIDER_ASID: &str = "200000000116";
@@ -128,15 +128,17 @@ const TYPES: [&str; 6] = [
 
 /// One view of `nhs`'s GP record through GP Connect, merged.
 async fn view(rig: &Rig, nhs: &NhsNumber) -> mcr_domain::MergedRecord {
-    let classes: BTreeSet<DataClass> = DataClass::ALL.into_iter().collect();
-    let shares = HashMap::new();
-    let input = MergeInput {
-        nhs_number: nhs,
-        classes: &classes,
-        source_shares: &shares,
-        withhold: &|_| false,
-        encounters_since: None,
+    let (grant, mut policy) = mcr_testkit::grant(nhs, &DataClass::ALL);
+    // Item for item: nothing withheld as sensitive here (withholding is the policy's own test).
+    policy.sensitive = mcr_policy::SensitivityConfig {
+        codes: Vec::new(),
+        withhold_confidential_labels: false,
     };
+    let input = grant.filter(
+        &policy,
+        [],
+        mcr_domain::Clock::now(&mcr_domain::SystemClock),
+    );
     let config = mcr_federation::Source::config(&rig.source);
     let meta = SourceMeta {
         source: &config.id,
@@ -145,7 +147,7 @@ async fn view(rig: &Rig, nhs: &NhsNumber) -> mcr_domain::MergedRecord {
         base_url: config.base_url.as_str(),
         local_id: "not used by GP Connect",
     };
-    let digest = |r: Received<'_>| input.digest(&meta, r);
+    let digest = |r: Received<'_>| digest(&input, &meta, r);
     let result = rig
         .source
         .structured_record(nhs, &TYPES, &token(rig, nhs), &digest)

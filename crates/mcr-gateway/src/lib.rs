@@ -53,7 +53,7 @@ pub use opt_out_letter::{OptOutLetter, MAX_WRONG_CODES};
 pub use protected::{ProtectedCategory, ProtectedPerson};
 pub use refusals::RefusalCount;
 pub use search::{PatientMatch, PatientQuery};
-pub use view::{View, ViewOutcome};
+pub use view::{PendingView, View, ViewOutcome};
 pub use watch::{
     assess, family_of, uk_local, Checked, Finding, FlagNotice, FlagSink, Seen, ViewFacts, Watch,
     WatchConfig, WatchRule, WorkingHours, EMERGENCY_KINDS, FLAG_ACTION,

@@ -271,14 +271,15 @@ impl crate::Gateway {
 
 /// Times one view; records it under "error" unless told the outcome before it is dropped, so
 /// every early return is counted.
-pub(crate) struct ViewTimer<'a> {
-    metrics: &'a Metrics,
+#[derive(Debug)]
+pub(crate) struct ViewTimer {
+    metrics: std::sync::Arc<Metrics>,
     started: Instant,
     outcome: &'static str,
 }
 
-impl<'a> ViewTimer<'a> {
-    pub(crate) fn start(metrics: &'a Metrics) -> Self {
+impl ViewTimer {
+    pub(crate) fn start(metrics: std::sync::Arc<Metrics>) -> Self {
         Self {
             metrics,
             started: Instant::now(),
@@ -291,7 +292,7 @@ impl<'a> ViewTimer<'a> {
     }
 }
 
-impl Drop for ViewTimer<'_> {
+impl Drop for ViewTimer {
     fn drop(&mut self) {
         self.metrics.view(self.outcome, self.started.elapsed());
     }

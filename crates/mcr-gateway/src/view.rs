@@ -3,9 +3,10 @@
 use crate::{Gateway, GatewayError, RequestContext};
 use mcr_audit::SourceAudit;
 use mcr_domain::{DataClass, MergedRecord, NhsNumber, Purpose};
-use mcr_federation::{Location, MergeInput};
+use mcr_federation::{Location, SourceFetch};
 use mcr_policy::{Basis, Decision, DecisionRequest, Explanation};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+use tracing::Instrument;
 
 /// A record that may be shown, and the audit record that says so.
 #[derive(Debug, Clone)]
@@ -16,10 +17,11 @@ pub struct View {
     pub classes: BTreeSet<DataClass>,
     /// How long each source took in this view (for the `Server-Timing` header; no patient data).
     pub timings: Vec<crate::SourceTiming>,
-    /// Where the gateway's time went, milliseconds: `access` (index, governance inputs,
-    /// decision), `fetch` (sources asked, answers read and digested), `audit` (committing the
-    /// audit record, while the record is merged and the caller's rendering runs beside it),
-    /// then `merge` (the part of `audit` spent merging).
+    /// Where the gateway's time went, milliseconds, one entry per phase span of the view:
+    /// `access` (index, governance inputs, decision), `fetch` (sources asked, answers read and
+    /// digested), `merge`, then `audit` (from the audit record's submission until it is
+    /// committed, the caller's rendering running beside it). Complete once
+    /// [`PendingView::committed`] returns.
     pub phases: Vec<(&'static str, f64)>,
     /// Open questions about who this record belongs to (patient matching), one sentence each:
     /// a record elsewhere carrying this NHS number whose person does not match it, or a record
@@ -27,12 +29,101 @@ pub struct View {
     pub identity_warnings: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
+/// A permitted view whose audit record is being committed. The caller may render from
+/// [`PendingView::view`] meanwhile, but sends nothing until [`PendingView::committed`] says
+/// the audit record is on disk: no audit, no view.
+#[derive(Debug)]
+pub struct PendingView {
+    view: Box<View>,
+    audit: tokio::task::JoinHandle<Result<(), GatewayError>>,
+    submitted: std::time::Instant,
+    timer: crate::metrics::ViewTimer,
+}
+
+impl PendingView {
+    /// The record, to render while the audit record commits.
+    pub fn view(&self) -> &View {
+        &self.view
+    }
+
+    /// Wait for the audit record. The record is handed over only once it is committed, and
+    /// never if that failed.
+    pub async fn committed(mut self) -> Result<Box<View>, GatewayError> {
+        let committed = match (&mut self.audit).await {
+            Ok(committed) => committed,
+            Err(_) => Err(GatewayError::AuditUnavailable),
+        };
+        committed?;
+        let audit_ms = self.submitted.elapsed().as_secs_f64() * 1000.0;
+        self.view.phases.push(("audit", audit_ms));
+        self.timer.outcome("permit");
+        Ok(self.view)
+    }
+}
+
+#[derive(Debug)]
 pub enum ViewOutcome {
-    /// Permitted: here is the record (already audited).
-    Record(Box<View>),
+    /// Permitted: the record, released once its audit record is committed.
+    Record(PendingView),
     /// Not permitted now: needs permission, needs a relationship, or denied (already audited).
     NotPermitted(Decision),
+}
+
+/// Times the phases of one view: each phase is a `tracing` span, and its duration goes to
+/// [`View::phases`] (hence `Server-Timing`).
+struct Phases {
+    /// When the view began: the sources' deadline counts from here (the clinician's wait).
+    began: std::time::Instant,
+    lap: std::time::Instant,
+    done: Vec<(&'static str, f64)>,
+}
+
+impl Phases {
+    fn start() -> Self {
+        let now = std::time::Instant::now();
+        Self {
+            began: now,
+            lap: now,
+            done: Vec::with_capacity(5),
+        }
+    }
+
+    /// The span of the phase that starts now.
+    fn span(name: &'static str) -> tracing::Span {
+        tracing::info_span!("phase", name)
+    }
+
+    /// The phase `name` ends now.
+    fn end(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.done
+            .push((name, (now - self.lap).as_secs_f64() * 1000.0));
+        self.lap = now;
+    }
+}
+
+const VIEW: &str = "view-record";
+
+/// What the access phase decided.
+enum Access<'a> {
+    Granted(Granted<'a>),
+    Refused(Decision),
+}
+
+/// A granted view, ready to fetch.
+struct Granted<'a> {
+    grant: mcr_policy::Grant,
+    locations: Vec<Location>,
+    /// Identity tokens signed while the decision's inputs were read.
+    ahead: mcr_federation::SignedAhead<'a>,
+    watched: crate::watch::Watched,
+}
+
+/// What the fetch phase brought back.
+struct Fetched {
+    fetches: Vec<SourceFetch>,
+    timings: Vec<crate::SourceTiming>,
+    identity_warnings: Vec<String>,
 }
 
 impl Gateway {
@@ -63,105 +154,160 @@ impl Gateway {
         Ok(explanation)
     }
 
-    /// View a patient's record: locate, decide, fetch with the grant, filter and merge, audit,
-    /// and only then return the record.
+    /// View a patient's record, one way down: decide, fetch with the grant's filter, submit
+    /// the audit record, merge. Each step is a phase span. A permitted record comes back as a
+    /// [`PendingView`]: the caller renders it while the audit record commits, and sends it
+    /// once it has.
     pub async fn view_record(
         &self,
         ctx: &RequestContext,
         nhs: &NhsNumber,
     ) -> Result<ViewOutcome, GatewayError> {
-        Ok(self.view_record_then(ctx, nhs, |_| ()).await?.0)
+        let span = tracing::info_span!("view-record", correlation = %ctx.correlation_id);
+        async {
+            let mut phases = Phases::start();
+            let mut timer = crate::metrics::ViewTimer::start(self.metrics.clone());
+            let access = self
+                .decide_view(ctx, nhs)
+                .instrument(Phases::span("access"))
+                .await;
+            let Granted {
+                grant,
+                locations,
+                ahead,
+                watched,
+            } = match access {
+                Ok(Access::Granted(granted)) => granted,
+                Ok(Access::Refused(decision)) => {
+                    timer.outcome(decision.code());
+                    return Ok(ViewOutcome::NotPermitted(decision));
+                }
+                Err((outcome, e)) => {
+                    timer.outcome(outcome);
+                    return Err(e);
+                }
+            };
+            phases.end("access");
+
+            let filter = grant.filter(&self.policy, self.agreements(), self.clock.now());
+            let fetched = self
+                .fetch(&filter, &locations, ahead, phases.began)
+                .instrument(Phases::span("fetch"))
+                .await;
+            phases.end("fetch");
+
+            // The audit record needs only what each source sent (counted as the merge will
+            // count it), so it is submitted now and commits while the record is merged and the
+            // caller renders it.
+            let mut event = self.event(ctx, VIEW, Some(nhs.as_str()));
+            event.outcome = "permit".into();
+            event.basis = Some(grant.basis().code().to_owned());
+            event.detail = Some(grant.basis().describe());
+            event.sources = fetched.fetches.iter().map(source_audit).collect();
+            let submitted = std::time::Instant::now();
+            let gateway = self.clone();
+            let audit = tokio::spawn(
+                async move {
+                    let (committed, ()) =
+                        tokio::join!(gateway.audit(&event), gateway.write_flags(&watched));
+                    committed.map(|_| ())
+                }
+                .instrument(Phases::span("audit")),
+            );
+
+            let record =
+                Phases::span("merge").in_scope(|| mcr_federation::merge(&filter, fetched.fetches));
+            phases.end("merge");
+            tracing::info!(
+                sources = record.sources.len(),
+                failed = record.failed_sources().count(),
+                items = record.item_count(),
+                "view merged"
+            );
+            Ok(ViewOutcome::Record(PendingView {
+                view: Box::new(View {
+                    basis: grant.basis().clone(),
+                    classes: grant.data_classes().clone(),
+                    record,
+                    timings: fetched.timings,
+                    phases: phases.done,
+                    identity_warnings: fetched.identity_warnings,
+                }),
+                audit,
+                submitted,
+                timer,
+            }))
+        }
+        .instrument(span)
+        .await
     }
 
-    /// [`Gateway::view_record`], with `render` (encoding the record for the caller) run while
-    /// the audit record is being committed: the disk's flush is most of an append, and the
-    /// encoding need not wait for it. What `render` makes is returned only once the audit
-    /// record is committed, and never if it fails; `None` when the view was not permitted.
-    pub async fn view_record_then<T: Send>(
-        &self,
-        ctx: &RequestContext,
-        nhs: &NhsNumber,
-        render: impl FnOnce(&View) -> T + Send,
-    ) -> Result<(ViewOutcome, Option<T>), GatewayError> {
-        const ACTION: &str = "view-record";
-        let started = std::time::Instant::now();
-        let mut timer = crate::metrics::ViewTimer::start(&self.metrics);
+    /// The access phase: refuse who may never look, read the patient and their governance
+    /// records (signing the sources' identity tokens meanwhile), decide, and watch. Every
+    /// refusal is audited here; an error names the outcome the view's metrics record.
+    async fn decide_view<'a>(
+        &'a self,
+        ctx: &'a RequestContext,
+        nhs: &'a NhsNumber,
+    ) -> Result<Access<'a>, (&'static str, GatewayError)> {
+        let error = |e| ("error", e);
         // Who may never look is refused before the index is read: the same answer whether or
         // not the region holds this NHS number.
-        if let Some(refused) = self.refuse_caller(ctx, nhs, ACTION).await? {
-            timer.outcome(refused.decision.code());
-            return Ok((ViewOutcome::NotPermitted(refused.decision), None));
+        if let Some(refused) = self.refuse_caller(ctx, nhs, VIEW).await.map_err(error)? {
+            return Ok(Access::Refused(refused.decision));
         }
         // The patient, their sources and their governance records: one statement, one
-        // snapshot (a single trip to the store). While it is read, the identity tokens the
-        // fetch will send are signed, a source at a time; they are used only if the decision
-        // grants this very request, and dropped otherwise.
+        // snapshot. The identity tokens the fetch will send are signed meanwhile; they are
+        // used only if the decision grants this very request.
         let p = &ctx.principal;
-        let mut ahead = self.federation.sign_ahead(mcr_federation::Requester {
+        let who = mcr_federation::Requester {
             user_id: &p.user_id,
             role: p.role,
             org_code: &p.organisation.code,
             purpose: Purpose::DirectCare,
             patient: nhs,
-        });
-        let mut reading = self.store.view_inputs(nhs);
-        let read = std::future::poll_fn(|cx| loop {
-            if let std::task::Poll::Ready(read) = reading.as_mut().poll(cx) {
-                return std::task::Poll::Ready(read);
-            }
-            if !ahead.sign_next() {
-                return std::task::Poll::Pending;
-            }
-        })
-        .await;
-        let ahead = ahead.finish();
-        let read = match read {
-            Ok(read) => read,
-            Err(_) => return Err(self.fail_closed(ctx, nhs, ACTION).await),
+        };
+        let (read, ahead) = self
+            .federation
+            .sign_while(who, self.store.view_inputs(nhs))
+            .await;
+        let Ok(read) = read else {
+            return Err(error(self.fail_closed(ctx, nhs, VIEW).await));
         };
         let Some(patient) = read.patient else {
-            return Err(self.not_found(ctx, nhs, ACTION).await);
+            return Err(error(self.not_found(ctx, nhs, VIEW).await));
         };
-        let links = read.links;
-        let inputs = match self.inputs_from(ctx, &read.governance) {
-            Ok(i) => i,
-            Err(_) => return Err(self.fail_closed(ctx, nhs, ACTION).await),
+        let Ok(inputs) = self.inputs_from(ctx, &read.governance) else {
+            return Err(error(self.fail_closed(ctx, nhs, VIEW).await));
         };
         let decision = mcr_policy::decide(&self.request(ctx, nhs, &inputs), &self.policy);
-        self.metrics.decision(ACTION, decision.code());
+        self.metrics.decision(VIEW, decision.code());
         let grant = match decision {
             Decision::Permit(grant) => grant,
             other => {
-                let mut event = self.event(ctx, ACTION, Some(nhs.as_str()));
+                let mut event = self.event(ctx, VIEW, Some(nhs.as_str()));
                 event.outcome = other.code().to_owned();
                 event.basis = match &other {
                     Decision::Deny(d) => Some(d.code.as_str().to_owned()),
                     _ => None,
                 };
                 event.detail = Some(other.sentence());
-                self.audit(&event).await?;
-                tracing::info!(correlation = %ctx.correlation_id, outcome = other.code(), "view not permitted");
-                timer.outcome(other.code());
-                return Ok((ViewOutcome::NotPermitted(other), None));
+                self.audit(&event).await.map_err(error)?;
+                tracing::info!(outcome = other.code(), "view not permitted");
+                return Ok(Access::Refused(other));
             }
         };
-        // The watch: counted and checked in memory; over its hard limit the view stops here,
-        // audited as a refusal. Its flags are committed beside the view's own audit record.
+        // The watch: counted and checked; over its hard limit the view stops here, audited as
+        // a refusal. Its flags are committed beside the view's own audit record.
         let watched = self.watch_view(ctx, nhs, &patient).await;
         if watched.refusal.is_some() {
-            timer.outcome("too-many-patients");
-            return Err(self.refuse_watched(ctx, nhs, watched).await);
+            return Err((
+                "too-many-patients",
+                self.refuse_watched(ctx, nhs, watched).await,
+            ));
         }
-
-        let mut phases = Vec::with_capacity(5);
-        let mut lap = started;
-        let mut phase = |name: &'static str| {
-            let now = std::time::Instant::now();
-            phases.push((name, (now - lap).as_secs_f64() * 1000.0));
-            lap = now;
-        };
-        phase("access");
-        let locations: Vec<Location> = links
+        let locations = read
+            .links
             .iter()
             .map(|l| Location {
                 source: l.source.clone(),
@@ -169,100 +315,47 @@ impl Gateway {
                 registered_practice: patient.gp_practice.clone(),
             })
             .collect();
-        let shares: HashMap<_, _> = self
-            .federation
-            .sources()
-            .filter_map(|s| {
-                let agreement = self.sharing_for(&s.config().organisation.code)?;
-                Some((
-                    s.id().clone(),
-                    grant.effective_classes_for_source(Some(agreement)),
-                ))
-            })
-            .collect();
-        let sensitive = &self.policy.sensitive;
-        let withhold = |r: &mcr_fhir::Doc<'_>| mcr_policy::withhold(r, sensitive).is_some();
-        let since = self.policy.encounter_window_days(grant.role()).map(|days| {
-            (self.clock.now() - chrono::Duration::days(i64::from(days)))
-                .format("%Y-%m-%d")
-                .to_string()
-        });
-        let input = MergeInput {
-            nhs_number: nhs,
-            classes: grant.data_classes(),
-            source_shares: &shares,
-            withhold: &withhold,
-            encounters_since: since.as_deref(),
-        };
-        // The matching queue's questions about this NHS number are read while the sources are
-        // asked: only once the view is granted, so a refused caller learns nothing of them.
+        Ok(Access::Granted(Granted {
+            grant,
+            locations,
+            ahead,
+            watched,
+        }))
+    }
+
+    /// The fetch phase: every located source at once, each resource filtered by the grant
+    /// as it arrives; the matching queue's questions about this NHS number are read
+    /// meanwhile (only once the view is granted, so a refused caller learns nothing of them).
+    async fn fetch(
+        &self,
+        filter: &mcr_policy::ResourceFilter<'_>,
+        locations: &[Location],
+        ahead: mcr_federation::SignedAhead<'_>,
+        started: std::time::Instant,
+    ) -> Fetched {
+        let nhs = filter.grant().patient();
         let (fetches, reviews) = tokio::join!(
             self.federation
-                .fetch_record(&grant, &locations, &input, started, ahead),
+                .fetch_record(filter, locations, started, ahead),
             self.store.match_candidates_for(nhs)
         );
-        let identity_warnings = self.identity_warnings(reviews);
-        phase("fetch");
-        let timings = self.metrics.sources(&fetches);
+        Fetched {
+            timings: self.metrics.sources(&fetches),
+            identity_warnings: self.identity_warnings(reviews),
+            fetches,
+        }
+    }
 
-        // The audit record needs only what each source sent (counted as the merge will count
-        // it), so it is committed while the record is merged and encoded.
-        let mut event = self.event(ctx, ACTION, Some(nhs.as_str()));
-        event.outcome = "permit".into();
-        event.basis = Some(grant.basis().code().to_owned());
-        event.detail = Some(grant.basis().describe());
-        event.sources = fetches
-            .iter()
-            .map(|f| {
-                let counts = f.counts();
-                SourceAudit {
-                    source: f.source.to_string(),
-                    org_code: f.org_code.to_string(),
-                    status: match &f.outcome {
-                        Ok(_) => "ok".into(),
-                        Err(r) => r.code().into(),
-                    },
-                    items: counts.kept,
-                    withheld: counts.withheld,
-                    not_tied: counts.untied + counts.another_patient,
-                }
-            })
-            .collect();
-        let merge_and_render = async {
-            let merging = std::time::Instant::now();
-            let record = mcr_federation::merge(&input, fetches);
-            let merge_ms = merging.elapsed().as_secs_f64() * 1000.0;
-            let view = View {
-                basis: grant.basis().clone(),
-                classes: grant.data_classes().clone(),
-                record,
-                timings,
-                phases: Vec::new(),
-                identity_warnings,
-            };
-            let rendered = render(&view);
-            (view, merge_ms, rendered)
-        };
-        // No audit, no view: the record (and what was rendered from it) is returned only once
-        // this is committed.
-        let (committed, (mut view, merge_ms, rendered), ()) = tokio::join!(
-            self.audit(&event),
-            merge_and_render,
-            self.write_flags(&watched)
-        );
-        committed?;
-        phase("audit");
-        phases.push(("merge", merge_ms));
-        view.phases = phases;
-        timer.outcome("permit");
-        tracing::info!(
-            correlation = %ctx.correlation_id,
-            sources = view.record.sources.len(),
-            failed = view.record.failed_sources().count(),
-            items = view.record.item_count(),
-            "view served"
-        );
-        Ok((ViewOutcome::Record(Box::new(view)), Some(rendered)))
+    /// Each source's data sharing agreement with the region (none: shares everything).
+    fn agreements(
+        &self,
+    ) -> impl Iterator<Item = (mcr_domain::SourceId, Option<&mcr_policy::SharingAgreement>)> {
+        self.federation.sources().map(|s| {
+            (
+                s.id().clone(),
+                self.sharing_for(&s.config().organisation.code),
+            )
+        })
     }
 
     /// What the record view says about pairs in the matching queue that name this patient.
@@ -389,5 +482,21 @@ impl Gateway {
             Ok(_) => GatewayError::StoreUnavailable,
             Err(e) => e,
         }
+    }
+}
+
+/// What one source added to the view, for its audit record.
+fn source_audit(f: &SourceFetch) -> SourceAudit {
+    let counts = f.counts();
+    SourceAudit {
+        source: f.source.to_string(),
+        org_code: f.org_code.to_string(),
+        status: match &f.outcome {
+            Ok(_) => "ok".into(),
+            Err(r) => r.code().into(),
+        },
+        items: counts.kept,
+        withheld: counts.withheld,
+        not_tied: counts.untied + counts.another_patient,
     }
 }

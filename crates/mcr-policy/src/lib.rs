@@ -56,6 +56,7 @@
 
 mod config;
 mod decision;
+mod filter;
 mod grant;
 mod inputs;
 mod on_behalf;
@@ -67,6 +68,7 @@ pub use config::{ConsentModel, PolicyConfig};
 pub use decision::{
     decide, explain, refuse_caller, Decision, Denial, DenyCode, Explanation, Rule, RuleOutcome,
 };
+pub use filter::{ResourceFilter, Sight};
 pub use grant::{Basis, Grant};
 pub use inputs::{
     DecisionRequest, EmergencyAccess, EmergencyReason, ObjectionState, OverrideReason,

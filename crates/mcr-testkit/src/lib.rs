@@ -1,5 +1,5 @@
 //! Test helpers shared by every crate's tests: a fresh SQLite file or a fresh, empty PostgreSQL
-//! database per test.
+//! database per test, and grants made by the policy's decision ([`grant`]).
 //!
 //! PostgreSQL comes from `MCR_TEST_POSTGRES_URL` (an admin URL to a running server) when that
 //! is set; otherwise from a throwaway cluster this crate starts once per test process from the
@@ -23,9 +23,11 @@
 //! directory. Clusters therefore do not pile up.
 
 mod cluster;
+mod grants;
 mod small_fs;
 
 pub use cluster::PgCluster;
+pub use grants::grant;
 pub use small_fs::SmallFs;
 
 use sqlx::{Connection, Executor, PgConnection};

@@ -200,34 +200,30 @@ pub(crate) async fn operation(
     let nhs = parse_nhs(&id, "Patient.id")?;
     let now = state.gateway.clock().now();
     let base_url = &state.base_url;
-    // Encoded while the audit record commits; returned only once it has.
-    let encode = |view: &mcr_gateway::View| {
-        let encoding = std::time::Instant::now();
-        let body = bundle::everything(base_url, view, now);
-        (body, encoding.elapsed().as_secs_f64() * 1000.0)
+    let pending = match state.gateway.view_record(&ctx, &nhs).await? {
+        ViewOutcome::Record(pending) => pending,
+        ViewOutcome::NotPermitted(decision) => return Err(bundle::decision_error(&decision)),
     };
-    match state.gateway.view_record_then(&ctx, &nhs, encode).await? {
-        (ViewOutcome::Record(view), Some((body, encode_ms))) => {
-            let body = body.map_err(|_| encode_failed())?;
-            let mut response = (
-                StatusCode::OK,
-                [(axum::http::header::CONTENT_TYPE, mcr_fhir::FHIR_JSON)],
-                body,
-            )
-                .into_response();
-            let mut phases = Vec::with_capacity(view.phases.len() + 2);
-            if let Some(ms) = request_ms {
-                phases.push(("request", ms));
-            }
-            phases.extend(view.phases.iter().cloned());
-            phases.push(("encode", encode_ms));
-            crate::ops::server_timing(&mut response, &view.timings, &phases, started);
-            Ok(response)
-        }
-        // A permitted view is always rendered; this arm only keeps the match total.
-        (ViewOutcome::Record(_), None) => Err(encode_failed()),
-        (ViewOutcome::NotPermitted(decision), _) => Err(bundle::decision_error(&decision)),
+    // Encoded while the audit record commits; sent only once it has.
+    let encoding = std::time::Instant::now();
+    let body = bundle::everything(base_url, pending.view(), now);
+    let encode_ms = encoding.elapsed().as_secs_f64() * 1000.0;
+    let view = pending.committed().await?;
+    let body = body.map_err(|_| encode_failed())?;
+    let mut response = (
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, mcr_fhir::FHIR_JSON)],
+        body,
+    )
+        .into_response();
+    let mut phases = Vec::with_capacity(view.phases.len() + 2);
+    if let Some(ms) = request_ms {
+        phases.push(("request", ms));
     }
+    phases.extend(view.phases.iter().cloned());
+    phases.push(("encode", encode_ms));
+    crate::ops::server_timing(&mut response, &view.timings, &phases, started);
+    Ok(response)
 }
 
 fn encode_failed() -> ApiError {

@@ -564,16 +564,16 @@ pub(crate) async fn patient(
         Err(resp) => return *resp,
     };
     let layout = Layout::staff(&user);
-    // The page is written while the audit record commits; it is sent only once it has.
-    let page =
-        |view: &mcr_gateway::View| render(StatusCode::OK, &record_page(layout.clone(), view));
-    match state.gateway.view_record_then(&user.0, &nhs, page).await {
-        Ok((ViewOutcome::Record(_), Some(page))) => page,
-        // A permitted view is always rendered; this arm only keeps the match total.
-        Ok((ViewOutcome::Record(view), None)) => {
-            render(StatusCode::OK, &record_page(layout, &view))
+    match state.gateway.view_record(&user.0, &nhs).await {
+        Ok(ViewOutcome::Record(pending)) => {
+            // The page is written while the audit record commits; it is sent only once it has.
+            let page = render(StatusCode::OK, &record_page(layout.clone(), pending.view()));
+            match pending.committed().await {
+                Ok(_) => page,
+                Err(e) => gateway_error(layout, e),
+            }
         }
-        Ok((ViewOutcome::NotPermitted(decision), _)) => {
+        Ok(ViewOutcome::NotPermitted(decision)) => {
             let status = if matches!(decision, Decision::Deny(_)) {
                 StatusCode::FORBIDDEN
             } else {
