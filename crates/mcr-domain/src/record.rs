@@ -254,6 +254,9 @@ impl FailureReason {
 pub enum SourceStatus {
     /// Answered in full.
     Ok,
+    /// Answered in part, then stopped for `0` (its deadline, or the size cap): what arrived
+    /// is shown, and the view says the rest of this source's record is missing.
+    Partial(FailureReason),
     Failed(FailureReason),
 }
 
@@ -288,6 +291,28 @@ impl SourceOutcome {
     /// as this patient's.
     pub fn not_tied(&self) -> usize {
         self.untied + self.another_patient
+    }
+
+    /// The sentence for the view's warnings when only part of this source's record arrived,
+    /// or `None`.
+    pub fn partial_sentence(&self) -> Option<String> {
+        let SourceStatus::Partial(reason) = &self.status else {
+            return None;
+        };
+        let items = if self.items == 1 { "item" } else { "items" };
+        let cut = match reason {
+            FailureReason::Timeout { after_ms } => {
+                format!("the {:.1}-second deadline", *after_ms as f64 / 1000.0)
+            }
+            FailureReason::TooLarge { limit_bytes } => {
+                format!("the {} MB limit was reached", limit_bytes / (1024 * 1024))
+            }
+            other => format!("it {}", other.describe()),
+        };
+        Some(format!(
+            "Only part of the record at {} is shown: {} {items} arrived before {cut}; the rest of its record is missing here",
+            self.org_name, self.items
+        ))
     }
 
     /// The sentence for the view's warnings when items could not be tied, or `None`.

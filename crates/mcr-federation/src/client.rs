@@ -35,6 +35,14 @@ pub struct SourceConfig {
     /// The GP Connect settings of a `gp-connect` source.
     #[serde(default)]
     pub gp_connect: Option<crate::gpconnect::GpConnectConfig>,
+    /// How long a view waits for this source, in milliseconds, counted from the start of the
+    /// view (default: `[federation] deadline_ms`). What it sent by then is shown, marked partial.
+    #[serde(default)]
+    pub deadline_ms: Option<u64>,
+    /// How long one patient-index sync of this source may take, in seconds (default 600): a
+    /// source of millions of records needs longer.
+    #[serde(default)]
+    pub feed_timeout_secs: Option<u64>,
 }
 
 /// The protocol a source speaks.
@@ -100,6 +108,9 @@ pub struct SourceFetch {
     pub source_ms: Option<f64>,
     /// What the source said about its answer, for the banner (GP Connect list warnings).
     pub warnings: Vec<String>,
+    /// The source sent part of the record, then stopped for this reason (its deadline or the
+    /// size cap): what arrived is in `outcome`, shown, and the view says the rest is missing.
+    pub cut_short: Option<FailureReason>,
 }
 
 /// What one source answered: the resources, and how long it said it took.
@@ -111,6 +122,9 @@ pub struct Fetched {
     pub source_ms: Option<f64>,
     /// What the source said about its answer (GP Connect list warnings), for the banner.
     pub warnings: Vec<String>,
+    /// Set when the source stopped short (its deadline passed, or it reached the size cap)
+    /// after sending some of the record: `resources` is what arrived before.
+    pub cut_short: Option<FailureReason>,
 }
 
 /// One resource as a source sent it: read, for the checks and the merge, and the text it came
@@ -245,6 +259,7 @@ impl SourceFetch {
             elapsed_ms: 0,
             source_ms: None,
             warnings: Vec::new(),
+            cut_short: None,
         }
     }
 }
@@ -252,23 +267,52 @@ impl SourceFetch {
 /// What the view keeps of each resource a source sends ([`crate::digest`]).
 pub type Digest<'a> = dyn Fn(Received<'_>) -> Digested + Send + Sync + 'a;
 
+/// How one view asks one source: by when, and with which identity token.
+#[derive(Debug, Clone)]
+pub struct Ask {
+    /// The identity token for the grant's requester, if one was signed ahead
+    /// ([`Source::sign_identity`]); without it the source signs its own.
+    pub signed: Option<String>,
+    /// When the view stops waiting for this source: a source that pages stops asking for more
+    /// then and hands back what arrived, cut short ([`Fetched::cut_short`]).
+    pub until: tokio::time::Instant,
+    /// The same deadline as a length, for the words that name it.
+    pub deadline: Duration,
+}
+
+impl Ask {
+    /// Ask within `deadline` from now, signing the identity token afresh.
+    pub fn within(deadline: Duration) -> Self {
+        Self {
+            signed: None,
+            until: tokio::time::Instant::now() + deadline,
+            deadline,
+        }
+    }
+
+    pub(crate) fn timeout(&self) -> FailureReason {
+        FailureReason::Timeout {
+            after_ms: u64::try_from(self.deadline.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
 /// A source system the gateway can ask. `Arc<dyn Source>` in the app state.
 #[async_trait]
 pub trait Source: Send + Sync + std::fmt::Debug {
     fn id(&self) -> &SourceId;
     fn config(&self) -> &SourceConfig;
     /// One patient's resources of the given types (all pages), asked on behalf of `grant`'s
-    /// user. Called only through [`crate::Federation::fetch_record`], which holds the deadline.
-    /// Each resource is handed to `digest` as soon as its page is read. `signed` is the
-    /// identity token for `grant`'s requester if one was signed ahead
-    /// ([`Source::sign_identity`]); without it the source signs its own.
+    /// user. Called only through [`crate::Federation::fetch_record`], which holds the deadline
+    /// (`ask.until`: a source that has sent part of the record by then returns that part, cut
+    /// short). Each resource is handed to `digest` as soon as its page is read.
     async fn fetch_patient(
         &self,
         grant: &Grant,
         local_id: &str,
         types: &[&str],
         digest: &Digest<'_>,
-        signed: Option<String>,
+        ask: Ask,
     ) -> Result<Fetched, FailureReason>;
     /// [`Source::fetch_patient`] for the patient at `at`: a source that needs more than the
     /// local id (the registered practice, for a GP Connect source with a directory) reads it
@@ -279,9 +323,9 @@ pub trait Source: Send + Sync + std::fmt::Debug {
         at: &Location,
         types: &[&str],
         digest: &Digest<'_>,
-        signed: Option<String>,
+        ask: Ask,
     ) -> Result<Fetched, FailureReason> {
-        self.fetch_patient(grant, &at.local_id, types, digest, signed)
+        self.fetch_patient(grant, &at.local_id, types, digest, ask)
             .await
     }
     /// The identity token this source sends with its requests for `who`, signed now; `None`
@@ -441,7 +485,9 @@ impl HttpSource {
                     detail: format!("more than {} pages", self.limits.max_pages),
                 });
             }
-            let (body, ms) = self.get_body(url, budget).await?;
+            let Some((body, ms)) = budget.page(self.get_body(url, budget)).await? else {
+                break;
+            };
             source_ms = add_ms(source_ms, ms);
             let (out, after) = self.take_page(&body, want, patient, keep)?;
             next = after;
@@ -531,7 +577,9 @@ impl HttpSource {
         let mut all = Fetched::default();
         let mut more = Vec::new();
         let batch_ms = {
-            let (answer, ms) = self.body_of(request, budget).await?;
+            let Some((answer, ms)) = budget.page(self.body_of(request, budget)).await? else {
+                return Ok(all);
+            };
             for (t, raw) in types.iter().zip(batch_entries(&answer, types.len())?) {
                 if *t == "Patient" {
                     all.resources.push(patient_from(raw, local_id, digest)?);
@@ -587,7 +635,9 @@ impl HttpSource {
         digest: &Digest<'_>,
     ) -> Result<(Vec<Digested>, Option<f64>), FailureReason> {
         let url = self.ask_url("Patient", local_id, "")?;
-        let (body, ms) = self.get_body(url, budget).await?;
+        let Some((body, ms)) = budget.page(self.get_body(url, budget)).await? else {
+            return Ok((Vec::new(), None));
+        };
         let raw: &RawValue = serde_json::from_slice(&body).map_err(|e| not_json(&e))?;
         Ok((vec![patient_from(raw, local_id, digest)?], ms))
     }
@@ -732,6 +782,11 @@ struct Budget {
     left: std::sync::atomic::AtomicI64,
     limit: u64,
     identity: Option<String>,
+    /// When to stop asking (`None`: a feed, bounded by its own timeout).
+    until: Option<tokio::time::Instant>,
+    deadline: FailureReason,
+    /// Why the searches stopped short, once one has.
+    cut: std::sync::Mutex<Option<FailureReason>>,
 }
 
 impl Budget {
@@ -740,7 +795,64 @@ impl Budget {
             left: std::sync::atomic::AtomicI64::new(i64::try_from(limit).unwrap_or(i64::MAX)),
             limit,
             identity,
+            until: None,
+            deadline: FailureReason::Timeout { after_ms: 0 },
+            cut: std::sync::Mutex::new(None),
         }
+    }
+
+    /// A view's budget: the byte cap, and `ask`'s deadline.
+    fn for_view(limit: u64, identity: Option<String>, ask: &Ask) -> Self {
+        Self {
+            until: Some(ask.until),
+            deadline: ask.timeout(),
+            ..Self::new(limit, identity)
+        }
+    }
+
+    /// A page's answer within the deadline. A page the deadline or the size cap stopped is
+    /// `Ok(None)`: the search stops there and the view keeps what arrived, cut short.
+    async fn page<T>(
+        &self,
+        answer: impl std::future::Future<Output = Result<T, FailureReason>>,
+    ) -> Result<Option<T>, FailureReason> {
+        let answered = match self.until {
+            Some(until) => match tokio::time::timeout_at(until, answer).await {
+                Ok(answered) => answered,
+                Err(_) => Err(self.deadline.clone()),
+            },
+            None => answer.await,
+        };
+        match answered {
+            Ok(page) => Ok(Some(page)),
+            Err(reason @ (FailureReason::Timeout { .. } | FailureReason::TooLarge { .. }))
+                if self.until.is_some() =>
+            {
+                let mut cut = self
+                    .cut
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                cut.get_or_insert(reason);
+                Ok(None)
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// `fetched`, cut short if a search stopped early; nothing at all arrived: the reason.
+    fn finish(&self, mut fetched: Fetched) -> Result<Fetched, FailureReason> {
+        let cut = self
+            .cut
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(reason) = cut {
+            if fetched.resources.is_empty() {
+                return Err(reason);
+            }
+            fetched.cut_short = Some(reason);
+        }
+        Ok(fetched)
     }
 
     fn take(&self, n: u64) -> Result<(), FailureReason> {
@@ -828,16 +940,17 @@ impl Source for HttpSource {
         local_id: &str,
         types: &[&str],
         digest: &Digest<'_>,
-        signed: Option<String>,
+        ask: Ask,
     ) -> Result<Fetched, FailureReason> {
-        let identity = match (&self.identity, signed) {
+        let identity = match (&self.identity, ask.signed.clone()) {
             (Some(_), Some(token)) => Some(token),
             (Some(signer), None) => Some(signer.for_user(grant, self.config.base_url.as_str())?),
             (None, _) => None,
         };
-        let budget = Budget::new(self.limits.max_bytes_per_source, identity);
+        let budget = Budget::for_view(self.limits.max_bytes_per_source, identity, &ask);
         if self.config.batch {
-            return self.fetch_batch(local_id, types, &budget, digest).await;
+            let fetched = self.fetch_batch(local_id, types, &budget, digest).await?;
+            return budget.finish(fetched);
         }
         let count = self.limits.page_size.to_string();
         let searches = types.iter().map(|t| {
@@ -861,7 +974,7 @@ impl Source for HttpSource {
                 (a, b) => a.or(b),
             };
         }
-        Ok(all)
+        budget.finish(all)
     }
 
     async fn patient_feed(
@@ -1036,6 +1149,8 @@ mod tests {
                 batch: true,
                 kind: super::SourceKind::FhirR4,
                 gp_connect: None,
+                deadline_ms: None,
+                feed_timeout_secs: None,
             },
             reqwest::Client::new(),
             crate::FederationConfig::default(),

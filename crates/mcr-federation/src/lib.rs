@@ -16,7 +16,7 @@ pub mod identity;
 mod merge;
 
 pub use client::{
-    Digest, FederationConfig, Fetched, HttpSource, Location, Received, Source, SourceConfig,
+    Ask, Digest, FederationConfig, Fetched, HttpSource, Location, Received, Source, SourceConfig,
     SourceFetch, SourceKind,
 };
 pub use identity::{IdentitySigner, Requester};
@@ -104,6 +104,9 @@ impl<'a> SignAhead<'a> {
     }
 }
 
+/// How long past its deadline a source that does not stop by itself is waited for.
+const DEADLINE_GRACE: Duration = Duration::from_millis(250);
+
 /// The resource types that carry each data class (the table is `mcr-fhir`'s).
 pub use mcr_fhir::resource_types_for;
 
@@ -160,8 +163,9 @@ impl Federation {
     }
 
     /// Ask every located source at once for the data classes of `filter`'s grant, each bounded
-    /// by the deadline counted from `started` (when the view began: the clinician's wait, not
-    /// the sources' alone). Each resource is digested as it arrives ([`digest`]), shown or not
+    /// by its deadline (the source's own `deadline_ms`, or the federation's) counted from
+    /// `started` (when the view began: the clinician's wait, not the sources' alone); what a
+    /// source sent by then is kept, cut short ([`SourceFetch::cut_short`]). Each resource is digested as it arrives ([`digest`]), shown or not
     /// as `filter` says. Returns one
     /// [`SourceFetch`] per location, in the order given; a source that fails or is too slow is
     /// reported as such and never delays the others. `ahead`'s identity tokens are sent if
@@ -189,25 +193,30 @@ impl Federation {
             // see nothing else; the merge drops them if the grant does not include them.
             types.push("Patient");
         }
-        let deadline = self.config.deadline;
-        let until = tokio::time::Instant::from_std(started + deadline);
         let futures = locations.iter().map(|loc| {
             let source = self.sources.get(&loc.source).cloned();
             let types = types.clone();
             let signed = tokens.remove(&loc.source);
             async move {
-                let started = Instant::now();
+                let asked = Instant::now();
                 let Some(source) = source else {
                     return SourceFetch::failed_unknown(&loc.source);
+                };
+                let config = source.config();
+                // Counted from the start of the view: the clinician's wait.
+                let deadline = config
+                    .deadline_ms
+                    .map_or(self.config.deadline, Duration::from_millis);
+                let ask = Ask {
+                    signed,
+                    until: tokio::time::Instant::from_std(started + deadline),
+                    deadline,
                 };
                 let wanted: Vec<&str> = types
                     .iter()
                     .copied()
-                    .filter(|t| {
-                        *t == "Patient" || source.config().resource_types.iter().any(|h| h == t)
-                    })
+                    .filter(|t| *t == "Patient" || config.resource_types.iter().any(|h| h == t))
                     .collect();
-                let config = source.config();
                 let meta = SourceMeta {
                     source: source.id(),
                     org_code: &config.organisation.code,
@@ -216,35 +225,45 @@ impl Federation {
                     local_id: &loc.local_id,
                 };
                 let digest = |r: Received<'_>| digest(filter, &meta, r);
+                // A source stops at its deadline and hands back what arrived; one that does
+                // not is stopped a moment later, with nothing.
                 let result = tokio::time::timeout_at(
-                    until,
-                    source.fetch_at(grant, loc, &wanted, &digest, signed),
+                    ask.until + DEADLINE_GRACE,
+                    source.fetch_at(grant, loc, &wanted, &digest, ask),
                 )
                 .await;
-                let (outcome, source_ms, warnings) = match result {
-                    Ok(Ok(fetched)) => (Ok(fetched.resources), fetched.source_ms, fetched.warnings),
-                    Ok(Err(reason)) => (Err(reason), None, Vec::new()),
-                    Err(_) => (
-                        Err(FailureReason::Timeout {
-                            after_ms: millis(deadline),
-                        }),
-                        None,
-                        Vec::new(),
-                    ),
+                let fetched = match result {
+                    Ok(fetched) => fetched,
+                    Err(_) => Err(FailureReason::Timeout {
+                        after_ms: millis(deadline),
+                    }),
+                };
+                let (outcome, source_ms, warnings, cut_short) = match fetched {
+                    Ok(f) => (Ok(f.resources), f.source_ms, f.warnings, f.cut_short),
+                    Err(reason) => (Err(reason), None, Vec::new(), None),
                 };
                 SourceFetch {
                     source: source.id().clone(),
-                    org_code: source.config().organisation.code.clone(),
-                    org_name: source.config().organisation.name.clone(),
-                    base_url: source.config().base_url.to_string(),
+                    org_code: config.organisation.code.clone(),
+                    org_name: config.organisation.name.clone(),
+                    base_url: config.base_url.to_string(),
                     outcome,
-                    elapsed_ms: millis(started.elapsed()),
+                    elapsed_ms: millis(asked.elapsed()),
                     source_ms,
                     warnings,
+                    cut_short,
                 }
             }
         });
         join_all(futures).await
+    }
+
+    /// How long one sync of `source` may read it: its own `feed_timeout_secs`, or the
+    /// federation's.
+    fn feed_timeout(&self, source: &SourceConfig) -> Duration {
+        source
+            .feed_timeout_secs
+            .map_or(self.config.sync_timeout, Duration::from_secs)
     }
 
     /// Every `Patient` a source holds, or those changed after `since` (an instant as the
@@ -262,7 +281,8 @@ impl Federation {
             .ok_or_else(|| FailureReason::Unreachable {
                 detail: "not a configured source".into(),
             })?;
-        s.patient_feed(since, self.config.sync_timeout, pages).await
+        s.patient_feed(since, self.feed_timeout(s.config()), pages)
+            .await
     }
 
     /// A source's care-event metadata of one type (see [`Source::care_event_feed`]).
@@ -279,7 +299,7 @@ impl Federation {
             .ok_or_else(|| FailureReason::Unreachable {
                 detail: "not a configured source".into(),
             })?;
-        s.care_event_feed(resource_type, from, self.config.sync_timeout, pages)
+        s.care_event_feed(resource_type, from, self.feed_timeout(s.config()), pages)
             .await
     }
 }
@@ -326,6 +346,8 @@ mod tests {
                     batch: false,
                     kind: SourceKind::FhirR4,
                     gp_connect: None,
+                    deadline_ms: None,
+                    feed_timeout_secs: None,
                 };
                 let source =
                     HttpSource::new(config, reqwest::Client::new(), FederationConfig::default())

@@ -198,7 +198,10 @@ pub fn merge(filter: &ResourceFilter<'_>, fetches: Vec<SourceFetch>) -> MergedRe
         let counts = f.counts();
         let (status, digested) = match std::mem::replace(&mut f.outcome, Ok(Vec::new())) {
             Err(reason) => (SourceStatus::Failed(reason), Vec::new()),
-            Ok(digested) => (SourceStatus::Ok, digested),
+            Ok(digested) => match f.cut_short.take() {
+                Some(reason) => (SourceStatus::Partial(reason), digested),
+                None => (SourceStatus::Ok, digested),
+            },
         };
         for d in digested {
             let (key, mut item) = match d {
@@ -367,6 +370,7 @@ mod tests {
                     elapsed_ms: 5,
                     source_ms: None,
                     warnings: Vec::new(),
+                    cut_short: None,
                 }
             })
             .collect();

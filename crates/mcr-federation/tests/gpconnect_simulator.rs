@@ -89,6 +89,8 @@ async fn rig(errors: &[(&NhsNumber, GpcError)]) -> Rig {
             provider_asid: PROVIDER_ASID.into(),
             directory: None,
         }),
+        deadline_ms: None,
+        feed_timeout_secs: None,
     };
     let source = GpConnectSource::new(config, reqwest::Client::new(), FederationConfig::default())
         .with_identity(Arc::clone(&signer));
@@ -167,6 +169,7 @@ async fn view(rig: &Rig, nhs: &NhsNumber) -> mcr_domain::MergedRecord {
             elapsed_ms: 1,
             source_ms: None,
             warnings,
+            cut_short: None,
         }],
     )
 }
@@ -462,7 +465,15 @@ async fn ask_at(
     at: mcr_federation::Location,
 ) -> Result<mcr_federation::Fetched, FailureReason> {
     let keep = |_: Received<'_>| mcr_federation::Digested::Ignored;
-    mcr_federation::Source::fetch_at(source, grant, &at, &TYPES, &keep, None).await
+    mcr_federation::Source::fetch_at(
+        source,
+        grant,
+        &at,
+        &TYPES,
+        &keep,
+        mcr_federation::Ask::within(std::time::Duration::from_secs(10)),
+    )
+    .await
 }
 
 /// A grant for a GP at `practice` to view `nhs` (registered there), as the policy makes one.

@@ -491,9 +491,10 @@ fn source_audit(f: &SourceFetch) -> SourceAudit {
     SourceAudit {
         source: f.source.to_string(),
         org_code: f.org_code.to_string(),
-        status: match &f.outcome {
-            Ok(_) => "ok".into(),
-            Err(r) => r.code().into(),
+        status: match (&f.outcome, &f.cut_short) {
+            (Ok(_), None) => "ok".into(),
+            (Ok(_), Some(cut)) => format!("partial-{}", cut.code()),
+            (Err(r), _) => r.code().into(),
         },
         items: counts.kept,
         withheld: counts.withheld,

@@ -98,6 +98,8 @@ impl Region {
                     batch: false,
                     kind: mcr_federation::SourceKind::FhirR4,
                     gp_connect: None,
+                    deadline_ms: None,
+                    feed_timeout_secs: None,
                 },
                 reqwest::Client::new(),
                 FederationConfig::default(),

@@ -25,6 +25,8 @@ fn http_source(id: &str, org: Organisation, base: &str, types: &[&str]) -> Arc<d
         batch: false,
         kind: mcr_federation::SourceKind::FhirR4,
         gp_connect: None,
+        deadline_ms: None,
+        feed_timeout_secs: None,
     };
     Arc::new(HttpSource::new(
         cfg,

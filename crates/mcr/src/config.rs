@@ -291,6 +291,22 @@ impl Settings {
         if self.federation.deadline_ms == 0 || self.federation.deadline_ms > 60_000 {
             bail!("config: federation.deadline_ms must be between 1 and 60000");
         }
+        for s in &self.sources {
+            if s.deadline_ms.is_some_and(|ms| ms == 0 || ms > 60_000) {
+                bail!(
+                    "config: source `{}` deadline_ms must be between 1 and 60000",
+                    s.id
+                );
+            }
+            if s.feed_timeout_secs
+                .is_some_and(|secs| secs == 0 || secs > 86_400)
+            {
+                bail!(
+                    "config: source `{}` feed_timeout_secs must be between 1 and 86400 (a day)",
+                    s.id
+                );
+            }
+        }
         if self.federation.max_source_mib == 0 {
             bail!("config: federation.max_source_mib must be at least 1");
         }

@@ -419,6 +419,8 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
                     ttl_secs: 3600,
                 }),
             }),
+            deadline_ms: None,
+            feed_timeout_secs: None,
         });
         if gp_connect {
             // The one GP system answers for every practice, each at its own endpoint.

@@ -240,6 +240,7 @@ async fn a_views_audit_record_counts_what_each_source_gave_as_the_view_shows_it(
         .map(|s| {
             let status = match &s.status {
                 mcr_domain::SourceStatus::Ok => "ok".to_owned(),
+                mcr_domain::SourceStatus::Partial(r) => format!("partial-{}", r.code()),
                 mcr_domain::SourceStatus::Failed(r) => r.code().to_owned(),
             };
             (s.source.to_string(), status, s.items, s.withheld)

@@ -68,8 +68,49 @@ fn the_example_configs_parse() {
         "{:?}",
         gateway.sources
     );
+    let acute = gateway
+        .sources
+        .iter()
+        .find(|s| s.id.as_str() == "acute")
+        .expect("the example's acute source");
+    assert_eq!(
+        (acute.deadline_ms, acute.feed_timeout_secs),
+        (Some(5000), Some(1800))
+    );
     let sources = mcr::sources_cmd::SourcesConfig::load(&root.join("docs/example-sources.toml"));
     assert!(sources.is_ok(), "{sources:?}");
+}
+
+/// A source's own deadline and feed timeout are checked like the federation's, naming the
+/// source.
+#[test]
+fn a_sources_own_deadlines_out_of_range_are_refused_naming_it() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let example =
+        std::fs::read_to_string(root.join("docs/example-gateway.toml")).expect("the example");
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (from, to, says) in [
+        (
+            "deadline_ms = 5000",
+            "deadline_ms = 0",
+            "source `acute` deadline_ms must be between 1 and 60000",
+        ),
+        (
+            "deadline_ms = 5000",
+            "deadline_ms = 600000",
+            "source `acute` deadline_ms must be between 1 and 60000",
+        ),
+        (
+            "feed_timeout_secs = 1800",
+            "feed_timeout_secs = 0",
+            "source `acute` feed_timeout_secs must be between 1 and 86400",
+        ),
+    ] {
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(&path, example.replacen(from, to, 1)).expect("write");
+        let e = format!("{:#}", mcr::config::Settings::load(&path).expect_err(says));
+        assert!(e.contains(says), "{e}");
+    }
 }
 
 /// The example's GP Connect source, uncommented, is read; a GP Connect source missing what it

@@ -158,6 +158,8 @@ fn source(id: &str, code: &str, kind: OrgKind, base: &str) -> anyhow::Result<Arc
             batch: false,
             kind: mcr_federation::SourceKind::FhirR4,
             gp_connect: None,
+            deadline_ms: None,
+            feed_timeout_secs: None,
         },
         reqwest::Client::new(),
         FederationConfig::default(),

@@ -18,7 +18,7 @@ pub mod stu3;
 
 pub use directory::Directory;
 
-use crate::client::{Digest, Fetched, HttpSource, Location, Received, Source, SourceConfig};
+use crate::client::{Ask, Digest, Fetched, HttpSource, Location, Received, Source, SourceConfig};
 use crate::identity::{IdentitySigner, Requester};
 use crate::FederationConfig;
 use async_trait::async_trait;
@@ -288,6 +288,7 @@ impl GpConnectSource {
             resources,
             source_ms,
             warnings: read.warnings,
+            cut_short: None,
         })
     }
 }
@@ -441,11 +442,11 @@ impl Source for GpConnectSource {
         at: &Location,
         types: &[&str],
         digest: &Digest<'_>,
-        signed: Option<String>,
+        ask: Ask,
     ) -> Result<Fetched, FailureReason> {
         let Some(directory) = &self.directory else {
             return self
-                .fetch_patient(grant, &at.local_id, types, digest, signed)
+                .fetch_patient(grant, &at.local_id, types, digest, ask)
                 .await;
         };
         let practice =
@@ -468,8 +469,11 @@ impl Source for GpConnectSource {
             asid: &endpoint.asid,
             practice: Some(practice),
         };
-        self.structured_record_at(&target, grant.patient(), types, &token, digest)
+        // One request: the record arrives whole by the deadline, or not at all.
+        let asked = self.structured_record_at(&target, grant.patient(), types, &token, digest);
+        tokio::time::timeout_at(ask.until, asked)
             .await
+            .unwrap_or_else(|_| Err(ask.timeout()))
     }
 
     async fn fetch_patient(
@@ -478,9 +482,9 @@ impl Source for GpConnectSource {
         _local_id: &str,
         types: &[&str],
         digest: &Digest<'_>,
-        signed: Option<String>,
+        ask: Ask,
     ) -> Result<Fetched, FailureReason> {
-        let token = match (signed, &self.identity) {
+        let token = match (ask.signed.clone(), &self.identity) {
             (Some(t), _) => t,
             (None, Some(signer)) => {
                 signer.for_gp_connect(&Requester::of(grant), self.audience())?
@@ -491,8 +495,10 @@ impl Source for GpConnectSource {
                 })
             }
         };
-        self.structured_record(grant.patient(), types, &token, digest)
+        let asked = self.structured_record(grant.patient(), types, &token, digest);
+        tokio::time::timeout_at(ask.until, asked)
             .await
+            .unwrap_or_else(|_| Err(ask.timeout()))
     }
 
     async fn patient_feed(

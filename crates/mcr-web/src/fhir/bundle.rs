@@ -199,6 +199,22 @@ pub(crate) fn everything(
                 )
                 .at(s.source.as_str()),
             ),
+            SourceStatus::Partial(reason) => {
+                issues.push(
+                    Issue::warning(
+                        IssueType::Incomplete,
+                        &format!("source-partial-{}", reason.code()),
+                        s.partial_sentence().unwrap_or_default(),
+                    )
+                    .at(s.source.as_str()),
+                );
+                if let Some(sentence) = s.not_tied_sentence() {
+                    issues.push(
+                        Issue::warning(IssueType::Incomplete, "items-not-tied", sentence)
+                            .at(s.source.as_str()),
+                    );
+                }
+            }
             SourceStatus::Ok => match s.not_tied_sentence() {
                 // Answered, but not everything it sent could be shown as this patient's: a
                 // warning, not "answered".

@@ -342,6 +342,13 @@ fn source_rows(record: &MergedRecord) -> Vec<SourceRow> {
                 tag: "red",
                 tag_text: "Unavailable",
             },
+            // What arrived is shown; the rest is said to be missing, never silently absent.
+            SourceStatus::Partial(_) => SourceRow {
+                name: s.org_name.clone(),
+                status: format!("{}.", s.partial_sentence().unwrap_or_default()),
+                tag: "orange",
+                tag_text: "Partly shown",
+            },
             SourceStatus::Ok if !s.warnings.is_empty() => SourceRow {
                 name: s.org_name.clone(),
                 status: format!(
@@ -401,11 +408,17 @@ pub(crate) fn record_page(layout: Layout, view: &mcr_gateway::View) -> RecordPag
         patient: r.patient.as_ref().map(patient_banner),
         basis: view.basis.describe(),
         sources: source_rows(r),
-        failed: r.failed_sources().map(|s| s.org_name.clone()).collect(),
+        // Sources whose record is missing here, wholly or in part.
+        failed: r
+            .sources
+            .iter()
+            .filter(|s| !matches!(s.status, SourceStatus::Ok))
+            .map(|s| s.org_name.clone())
+            .collect(),
         not_tied: r
             .sources
             .iter()
-            .filter(|s| matches!(s.status, SourceStatus::Ok))
+            .filter(|s| matches!(s.status, SourceStatus::Ok | SourceStatus::Partial(_)))
             .filter_map(mcr_domain::SourceOutcome::not_tied_sentence)
             .collect(),
         withheld: r.withheld,
@@ -715,6 +728,52 @@ mod tests {
             |_| true,
         );
         assert!(!docs.available);
+    }
+
+    #[test]
+    fn a_source_cut_short_is_shown_as_partly_shown_and_named_as_missing() {
+        let partial = mcr_domain::SourceOutcome {
+            source: SourceId::parse("acute").unwrap_or_else(|_| unreachable!()),
+            org_code: OdsCode::parse("RWH").unwrap_or_else(|_| unreachable!()),
+            org_name: "East and North Hertfordshire NHS Trust".into(),
+            status: SourceStatus::Partial(mcr_domain::FailureReason::Timeout { after_ms: 3000 }),
+            items: 412,
+            withheld: 0,
+            untied: 0,
+            another_patient: 0,
+            elapsed_ms: 3000,
+            warnings: Vec::new(),
+        };
+        let record = MergedRecord {
+            nhs_number: NhsNumber::parse("9434765919").unwrap_or_else(|_| unreachable!()),
+            patient: None,
+            sections: Vec::new(),
+            sources: vec![partial],
+            unavailable_sections: Vec::new(),
+            withheld: false,
+        };
+        let rows = source_rows(&record);
+        assert_eq!(rows[0].tag_text, "Partly shown");
+        assert_eq!(
+            rows[0].status,
+            "Only part of the record at East and North Hertfordshire NHS Trust is shown: 412 items arrived before the 3.0-second deadline; the rest of its record is missing here."
+        );
+        let view = mcr_gateway::View {
+            record,
+            basis: mcr_policy::Basis::LegalBasis {
+                relationship: mcr_policy::RelationshipKind::GpRegistration,
+            },
+            classes: Default::default(),
+            timings: Vec::new(),
+            phases: Vec::new(),
+            identity_warnings: Vec::new(),
+        };
+        let page = record_page(Layout::default(), &view);
+        assert_eq!(
+            page.failed,
+            ["East and North Hertfordshire NHS Trust"],
+            "the banner names it among those to contact for what is missing"
+        );
     }
 
     #[test]
