@@ -145,9 +145,12 @@ impl Gateway {
                 return Ok((ViewOutcome::NotPermitted(other), None));
             }
         };
-        // The watch: counted and checked in memory; over its hard limit the view stops here,
-        // audited as a refusal. Its flags are committed beside the view's own audit record.
-        let watched = self.watch_view(ctx, nhs, &patient).await;
+        // The watch: counted in the store and checked; over its hard limit the view stops
+        // here, audited as a refusal. Its flags are committed beside the view's own audit
+        // record. Not counted (the store failed): fail closed.
+        let Ok(watched) = self.watch_view(ctx, nhs, &patient).await else {
+            return Err(self.fail_closed(ctx, nhs, ACTION).await);
+        };
         if watched.refusal.is_some() {
             timer.outcome("too-many-patients");
             return Err(self.refuse_watched(ctx, nhs, watched).await);
