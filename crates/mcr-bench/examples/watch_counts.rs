@@ -24,7 +24,10 @@ async fn run(store: &dyn Store, n: usize) -> anyhow::Result<(f64, f64, f64, usiz
     let mut refused = 0;
     for i in 0..n {
         let user = format!("user-{}", (i * 7919) % 2_000);
-        let patient = format!("{:010}", 9_000_000_000u64 + ((i * 104_729) % 1_500_000) as u64);
+        let patient = format!(
+            "{:010}",
+            9_000_000_000u64 + ((i * 104_729) % 1_500_000) as u64
+        );
         let at = t0 + (i as i64) * 432;
         let started = Instant::now();
         let counted = store

@@ -170,7 +170,9 @@ impl Gateway {
             sharing: Arc::new(Vec::new()),
             metrics: Arc::new(Metrics::new()),
             audit_config: Arc::new(AuditConfig::default()),
-            watch: Arc::new(watch::Watch::new(watch::WatchConfig::default()).with_counters(counters)),
+            watch: Arc::new(
+                watch::Watch::new(watch::WatchConfig::default()).with_counters(counters),
+            ),
         }
     }
 

@@ -69,10 +69,18 @@ async fn story(store: &dyn Store) {
     assert_eq!(claim("many-patients", "", 0).await, Some(0));
     assert_eq!(claim("many-patients", "", 0).await, None, "same moment");
     assert_eq!(claim("many-patients", "", 30).await, None);
-    assert_eq!(claim("same-family-name", "p1", 30).await, Some(0), "per patient");
+    assert_eq!(
+        claim("same-family-name", "p1", 30).await,
+        Some(0),
+        "per patient"
+    );
     assert_eq!(claim("same-family-name", "p2", 30).await, Some(0));
     assert_eq!(claim("many-patients", "", 59).await, None);
-    assert_eq!(claim("many-patients", "", 60).await, Some(3), "three held back");
+    assert_eq!(
+        claim("many-patients", "", 60).await,
+        Some(3),
+        "three held back"
+    );
     assert_eq!(claim("many-patients", "", 61).await, None);
     assert_eq!(claim("many-patients", "", 200).await, Some(1));
 
@@ -92,7 +100,9 @@ async fn watch_counts_on_sqlite_and_a_reopened_store_remembers() {
         count(&*store, "restart", p, 0, 3).await;
     }
     drop(store);
-    let store = mcr_store::connect_and_migrate(&url).await.expect("open again");
+    let store = mcr_store::connect_and_migrate(&url)
+        .await
+        .expect("open again");
     assert_eq!(count(&*store, "restart", "r3", 1, 3).await.distinct, 3);
     assert!(count(&*store, "restart", "r4", 1, 3).await.refused);
 }

@@ -886,7 +886,11 @@ async fn two_gateways_on_postgres_count_one_user_together_across_a_restart() {
     for (url, i) in [(&url_a, 0), (&url_b, 1), (&url_a, 2), (&url_b, 3)] {
         assert_eq!(view(url.clone(), i).await.0, 200, "patient {i}");
     }
-    assert_eq!(view(url_a.clone(), 4).await.0, 200, "patient 4 (flag held back)");
+    assert_eq!(
+        view(url_a.clone(), 4).await.0,
+        200,
+        "patient 4 (flag held back)"
+    );
 
     // A restarts: what it counted is in the store.
     sigterm(&gw_a).await;
@@ -895,13 +899,20 @@ async fn two_gateways_on_postgres_count_one_user_together_across_a_restart() {
     let (gw_a2, url_a) = start_gateway(&config_a).await;
     assert_eq!(view(url_a.clone(), 5).await.0, 200, "the sixth patient");
     let (status, body) = view(url_a.clone(), 6).await;
-    assert_eq!(status, 429, "the seventh is refused by the restarted A: {body}");
+    assert_eq!(
+        status, 429,
+        "the seventh is refused by the restarted A: {body}"
+    );
     assert!(
         body.contains("You have viewed 6 different patients"),
         "{body}"
     );
     for (url, i) in [(&url_b, 0), (&url_a, 3)] {
-        assert_eq!(view(url.clone(), i).await.0, 200, "patient {i}, already counted");
+        assert_eq!(
+            view(url.clone(), i).await.0,
+            200,
+            "patient {i}, already counted"
+        );
     }
     assert_eq!(view(url_b.clone(), 7).await.0, 429, "refused on B as well");
 
@@ -921,7 +932,11 @@ async fn two_gateways_on_postgres_count_one_user_together_across_a_restart() {
         })
         .filter(|(basis, _)| basis.contains("patients"))
         .collect();
-    assert_eq!(flags.len(), 2, "one of each rule, for both gateways: {flags:?}");
+    assert_eq!(
+        flags.len(),
+        2,
+        "one of each rule, for both gateways: {flags:?}"
+    );
     assert_eq!(flags[0].0, "many-patients");
     assert!(
         flags[0].1.starts_with("Viewed 4 different patients"),
