@@ -58,7 +58,9 @@ pub use watch::{
     assess, family_of, uk_local, Checked, Finding, FlagNotice, FlagSink, Seen, ViewFacts, Watch,
     WatchConfig, WatchRule, WorkingHours, EMERGENCY_KINDS, FLAG_ACTION,
 };
-pub use watch_counter::{FlagClaim, FlagKey, MemoryCounters, ViewCount, WatchCounters};
+pub use watch_counter::{
+    CounterResult, FlagClaim, FlagKey, MemoryCounters, StoreCounters, ViewCount, WatchCounters,
+};
 
 use mcr_domain::{Clock, OdsCode, Organisation, Principal};
 use mcr_federation::Federation;
@@ -157,6 +159,7 @@ impl Gateway {
             .fold(policy.relationship_recent_days, u32::max);
         let indexer = Indexer::new(federation.clone(), store.clone(), clock.clone())
             .with_care_event_days(longest);
+        let counters = Arc::new(StoreCounters::new(store.clone()));
         Self {
             store,
             federation,
@@ -167,7 +170,9 @@ impl Gateway {
             sharing: Arc::new(Vec::new()),
             metrics: Arc::new(Metrics::new()),
             audit_config: Arc::new(AuditConfig::default()),
-            watch: Arc::new(watch::Watch::new(watch::WatchConfig::default())),
+            watch: Arc::new(
+                watch::Watch::new(watch::WatchConfig::default()).with_counters(counters),
+            ),
         }
     }
 

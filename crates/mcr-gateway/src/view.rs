@@ -297,9 +297,12 @@ impl Gateway {
                 return Ok(Access::Refused(other));
             }
         };
-        // The watch: counted and checked; over its hard limit the view stops here, audited as
-        // a refusal. Its flags are committed beside the view's own audit record.
-        let watched = self.watch_view(ctx, nhs, &patient).await;
+        // The watch: counted in the store and checked; over its hard limit the view stops
+        // here, audited as a refusal. Its flags are committed beside the view's own audit
+        // record. Not counted (the store failed): fail closed.
+        let Ok(watched) = self.watch_view(ctx, nhs, &patient).await else {
+            return Err(error(self.fail_closed(ctx, nhs, VIEW).await));
+        };
         if watched.refusal.is_some() {
             return Err((
                 "too-many-patients",

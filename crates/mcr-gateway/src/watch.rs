@@ -9,14 +9,18 @@
 //! family name; a view outside the working hours set for the user's kind of organisation (UK
 //! local time; emergency settings exempt); a patient on the protected person list.
 //!
-//! Cost: no store round trip. The patient's family name and postcode come with the index row
-//! the view already read, the user's family name from their name, the counts from
-//! [`WatchCounters`] (in memory per gateway for now) and the protected person list from a
-//! cache refreshed in the background. A flag is committed beside the view's own audit record.
+//! Cost: one short store call per view (two or more when a rule fires). The patient's family
+//! name and postcode come with the index row the view already read, the user's family name from
+//! their name, the counts from [`WatchCounters`] (in the store, shared by every gateway of a
+//! region: [`crate::StoreCounters`]) and the protected person list from a cache refreshed in
+//! the background. A flag is committed beside the view's own audit record. Counters that cannot
+//! be read fail the view closed, like the store's other reads.
 //!
 //! Never logs patient data; evidence carries counts, times and thresholds, never clinical data.
 
-use crate::watch_counter::{FlagClaim, FlagKey, MemoryCounters, ViewCount, WatchCounters};
+use crate::watch_counter::{
+    CounterResult, FlagClaim, FlagKey, MemoryCounters, ViewCount, WatchCounters,
+};
 use crate::{Gateway, GatewayError, RequestContext};
 use chrono::{DateTime, Duration, Utc};
 use mcr_domain::demographics::{normalise_name, normalise_postcode};
@@ -350,6 +354,11 @@ impl Watch {
         self
     }
 
+    /// The counters, to hand to a watch built again (with a sink, say).
+    pub fn counters(&self) -> Arc<dyn WatchCounters> {
+        self.counters.clone()
+    }
+
     /// Tell privacy officers of each flag through `sink`.
     pub fn with_sink(mut self, sink: Arc<dyn FlagSink>) -> Self {
         self.sink = Some(sink);
@@ -373,8 +382,10 @@ impl Watch {
     }
 
     /// Count the view, run the rules, and decide which findings to flag (one per user, rule
-    /// and window; per patient too for rules about one patient).
-    pub async fn check(&self, seen: Seen<'_>) -> Checked {
+    /// and window; per patient too for rules about one patient). Fails when the view cannot
+    /// be counted; a flag whose claim cannot be read is written (a duplicate flag rather than
+    /// a lost one).
+    pub async fn check(&self, seen: Seen<'_>) -> CounterResult<Checked> {
         let Seen {
             user_id,
             patient,
@@ -389,7 +400,7 @@ impl Watch {
                 self.config.window,
                 self.config.refuse_patients,
             )
-            .await;
+            .await?;
         let findings = assess(&self.config, &facts);
         let mut checked = Checked {
             refused: facts.count.refused.then_some(facts.count),
@@ -406,13 +417,17 @@ impl Watch {
                 .claim_flag(&key, facts.at, self.config.window)
                 .await
             {
-                FlagClaim::Write { suppressed_before } => {
+                Ok(FlagClaim::Write { suppressed_before }) => {
                     checked.flags.push((f, suppressed_before));
                 }
-                FlagClaim::Suppress => {}
+                Ok(FlagClaim::Suppress) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, rule = f.rule.code(), "the watch could not tell whether this flag was written already: written");
+                    checked.flags.push((f, 0));
+                }
             }
         }
-        checked
+        Ok(checked)
     }
 }
 
@@ -426,14 +441,15 @@ pub(crate) struct Watched {
 }
 
 impl Gateway {
-    /// The watch's part of a permitted view: no store round trip (the protected person list
-    /// is cached; only the very first view of a gateway reads it).
+    /// The watch's part of a permitted view: the view counted in the store (the protected
+    /// person list is cached; only the very first view of a gateway reads it). `Err`: it could
+    /// not be counted.
     pub(crate) async fn watch_view(
         &self,
         ctx: &RequestContext,
         nhs: &NhsNumber,
         patient: &mcr_store::IndexedPatient,
-    ) -> Watched {
+    ) -> CounterResult<Watched> {
         let p = &ctx.principal;
         let protected = self.protected_category(nhs).await;
         let at = self.clock.now();
@@ -453,7 +469,7 @@ impl Gateway {
                     count: ViewCount::default(),
                 },
             })
-            .await;
+            .await?;
         let mut watched = Watched::default();
         if let Some(count) = checked.refused {
             let cfg = &self.watch.config;
@@ -484,7 +500,7 @@ impl Gateway {
             watched.notices.push((f.rule, f.count, evidence));
             watched.flags.push(event);
         }
-        watched
+        Ok(watched)
     }
 
     /// Tell the notifier (if there is one) of a committed flag or emergency access.
@@ -841,7 +857,8 @@ mod tests {
                     patient: &patient,
                     facts: facts(t0 + Duration::minutes(i), OrgKind::GpPractice),
                 })
-                .await;
+                .await
+                .expect("memory");
             refused.push(c.refused.is_some());
             flagged.extend(c.flags.iter().map(|(f, n)| (i, f.rule.code(), *n)));
         }
@@ -864,7 +881,8 @@ mod tests {
                 patient: "p1",
                 facts: facts(t0 + Duration::minutes(8), OrgKind::GpPractice),
             })
-            .await;
+            .await
+            .expect("memory");
         assert!(again.refused.is_none());
         // An hour after the first flag, the next flag says how many were held back.
         let later = w
@@ -873,7 +891,8 @@ mod tests {
                 patient: "p9",
                 facts: facts(t0 + Duration::minutes(64), OrgKind::GpPractice),
             })
-            .await;
+            .await
+            .expect("memory");
         assert!(later.refused.is_none(), "the window has moved on");
         let late = w
             .check(Seen {
@@ -881,7 +900,8 @@ mod tests {
                 patient: "p10",
                 facts: facts(t0 + Duration::minutes(65), OrgKind::GpPractice),
             })
-            .await;
+            .await
+            .expect("memory");
         let late = w
             .check(Seen {
                 user_id: "u1",
@@ -889,6 +909,7 @@ mod tests {
                 facts: facts(t0 + Duration::minutes(66), OrgKind::GpPractice),
             })
             .await
+            .expect("memory")
             .flags
             .into_iter()
             .chain(late.flags)
@@ -902,7 +923,8 @@ mod tests {
                 patient: "p0",
                 facts: facts(t0, OrgKind::GpPractice),
             })
-            .await;
+            .await
+            .expect("memory");
         assert!(other.flags.is_empty() && other.refused.is_none());
     }
 }

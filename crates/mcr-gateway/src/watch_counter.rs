@@ -1,14 +1,18 @@
 //! The watch's counters: distinct patients per user in a moving window, and which flags were
-//! written when (so one user and rule is flagged once per window). Behind [`WatchCounters`],
-//! so they can move from this gateway's memory ([`MemoryCounters`]) to a store shared by every
-//! instance without the view path changing.
+//! written when (so one user and rule is flagged once per window). Behind [`WatchCounters`]:
+//! in the store ([`StoreCounters`], what the gateway runs with: shared by every gateway of a
+//! region, kept across restarts), or in one process's memory ([`MemoryCounters`], for tests
+//! and benchmarks of the rules alone).
 
 use crate::watch::WatchRule;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+/// Why the counters could not be read or written (the view then fails closed).
+pub type CounterResult<T> = Result<T, mcr_store::StoreError>;
 
 /// A user's distinct patients within the window, as counted for one view.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -49,11 +53,16 @@ pub trait WatchCounters: Send + Sync + std::fmt::Debug {
         at: DateTime<Utc>,
         window: Duration,
         limit: usize,
-    ) -> ViewCount;
+    ) -> CounterResult<ViewCount>;
 
     /// Whether to write the flag `key` at `at`: the first within `window` is written, later
     /// ones are counted and their number handed to the next one written.
-    async fn claim_flag(&self, key: &FlagKey, at: DateTime<Utc>, window: Duration) -> FlagClaim;
+    async fn claim_flag(
+        &self,
+        key: &FlagKey,
+        at: DateTime<Utc>,
+        window: Duration,
+    ) -> CounterResult<FlagClaim>;
 }
 
 /// Counters in this gateway's memory. Each user's map holds at most the hard limit of
@@ -96,7 +105,7 @@ impl WatchCounters for MemoryCounters {
         at: DateTime<Utc>,
         window: Duration,
         limit: usize,
-    ) -> ViewCount {
+    ) -> CounterResult<ViewCount> {
         self.sweep(at, window);
         let mut users = self
             .users
@@ -110,33 +119,38 @@ impl WatchCounters for MemoryCounters {
         let oldest = seen.values().min().copied();
         if let Some(t) = seen.get_mut(patient) {
             *t = at;
-            return ViewCount {
+            return Ok(ViewCount {
                 distinct: seen.len(),
                 refused: false,
                 oldest,
-            };
+            });
         }
         if seen.len() >= limit {
-            return ViewCount {
+            return Ok(ViewCount {
                 distinct: seen.len() + 1,
                 refused: true,
                 oldest,
-            };
+            });
         }
         seen.insert(patient.to_owned(), at);
-        ViewCount {
+        Ok(ViewCount {
             distinct: seen.len(),
             refused: false,
             oldest: oldest.or(Some(at)),
-        }
+        })
     }
 
-    async fn claim_flag(&self, key: &FlagKey, at: DateTime<Utc>, window: Duration) -> FlagClaim {
+    async fn claim_flag(
+        &self,
+        key: &FlagKey,
+        at: DateTime<Utc>,
+        window: Duration,
+    ) -> CounterResult<FlagClaim> {
         let mut flags = self
             .flags
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match flags.get_mut(key) {
+        Ok(match flags.get_mut(key) {
             Some((last, held)) if at - *last < window => {
                 *held += 1;
                 FlagClaim::Suppress
@@ -155,7 +169,94 @@ impl WatchCounters for MemoryCounters {
                     suppressed_before: 0,
                 }
             }
+        })
+    }
+}
+
+/// Counters in the store ([`mcr_store::WatchCountStore`]): every gateway on the same store
+/// counts a user's views together, and a restart forgets nothing. One short store call per
+/// view (see the store's `watch_counts` for what it costs), one more per finding; views and
+/// flags older than the window are forgotten every [`SWEEP_EVERY`] views, in the background.
+#[derive(Debug)]
+pub struct StoreCounters {
+    store: Arc<dyn mcr_store::Store>,
+    calls: AtomicU64,
+}
+
+impl StoreCounters {
+    pub fn new(store: Arc<dyn mcr_store::Store>) -> Self {
+        Self {
+            store,
+            calls: AtomicU64::new(0),
         }
+    }
+
+    fn sweep(&self, at: DateTime<Utc>, window: Duration) {
+        if self.calls.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY != SWEEP_EVERY - 1 {
+            return;
+        }
+        let store = self.store.clone();
+        let before = (at - window).timestamp_millis();
+        tokio::spawn(async move {
+            if let Err(e) = store.forget_watch(before).await {
+                tracing::warn!(error = %e, "the watch's old counts could not be forgotten");
+            }
+        });
+    }
+}
+
+#[async_trait]
+impl WatchCounters for StoreCounters {
+    async fn count_view(
+        &self,
+        user_id: &str,
+        patient: &str,
+        at: DateTime<Utc>,
+        window: Duration,
+        limit: usize,
+    ) -> CounterResult<ViewCount> {
+        self.sweep(at, window);
+        let at_ms = at.timestamp_millis();
+        let counted = self
+            .store
+            .count_watch_view(
+                user_id,
+                patient,
+                at_ms,
+                at_ms - window.num_milliseconds(),
+                u64::try_from(limit).unwrap_or(u64::MAX),
+            )
+            .await?;
+        Ok(ViewCount {
+            distinct: usize::try_from(counted.distinct).unwrap_or(usize::MAX),
+            refused: counted.refused,
+            oldest: counted
+                .oldest_ms
+                .and_then(DateTime::<Utc>::from_timestamp_millis),
+        })
+    }
+
+    async fn claim_flag(
+        &self,
+        key: &FlagKey,
+        at: DateTime<Utc>,
+        window: Duration,
+    ) -> CounterResult<FlagClaim> {
+        let at_ms = at.timestamp_millis();
+        let claimed = self
+            .store
+            .claim_watch_flag(
+                &key.user_id,
+                key.rule.code(),
+                key.patient.as_deref().unwrap_or(""),
+                at_ms,
+                at_ms - window.num_milliseconds(),
+            )
+            .await?;
+        Ok(match claimed {
+            Some(suppressed_before) => FlagClaim::Write { suppressed_before },
+            None => FlagClaim::Suppress,
+        })
     }
 }
 
@@ -189,14 +290,14 @@ mod tests {
             (200, "e", 1, false),
         ];
         for (min, p, distinct, refused) in cases {
-            let got = c.count_view("u", p, t(min), w, 3).await;
+            let got = c.count_view("u", p, t(min), w, 3).await.expect("memory");
             assert_eq!(
                 (got.distinct, got.refused),
                 (distinct, refused),
                 "minute {min}, patient {p}"
             );
         }
-        let first = c.count_view("v", "x", t(0), w, 3).await;
+        let first = c.count_view("v", "x", t(0), w, 3).await.expect("memory");
         assert_eq!(first.oldest, Some(t(0)));
     }
 
@@ -205,11 +306,15 @@ mod tests {
         let c = MemoryCounters::default();
         let w = Duration::minutes(60);
         for i in 0..SWEEP_EVERY {
-            c.count_view(&format!("u{i}"), "p", t(0), w, 10).await;
+            c.count_view(&format!("u{i}"), "p", t(0), w, 10)
+                .await
+                .expect("memory");
         }
         assert_eq!(c.users_held(), usize::try_from(SWEEP_EVERY).expect("fits"));
         for _ in 0..SWEEP_EVERY {
-            c.count_view("late", "p", t(120), w, 10).await;
+            c.count_view("late", "p", t(120), w, 10)
+                .await
+                .expect("memory");
         }
         assert_eq!(c.users_held(), 1, "only the active user is kept");
     }

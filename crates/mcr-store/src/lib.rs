@@ -24,6 +24,7 @@ mod postgres;
 mod protected;
 mod shared_state;
 mod sqlite;
+mod watch_counts;
 
 pub use audit_trail::{AuditCheckpoint, AuditQuery, AuditTrailStore, AUDIT_QUERY_MAX};
 pub use care_event::{CareEventKey, CareEventRow, CareEventStore, HeldMessage, HELD_LIST_MAX};
@@ -39,6 +40,7 @@ pub use postgres::PostgresStore;
 pub use protected::{ProtectedPersonRow, ProtectedPersonStore, PROTECTED_LIST_MAX};
 pub use shared_state::{Bucket, SharedStateStore};
 pub use sqlite::SqliteStore;
+pub use watch_counts::{WatchCount, WatchCountStore};
 
 use async_trait::async_trait;
 use mcr_domain::{NhsNumber, SourceId};
@@ -160,6 +162,7 @@ pub trait Store:
     + std::fmt::Debug
     + CareEventStore
     + SharedStateStore
+    + WatchCountStore
     + MatchStore
 {
     /// Bring the schema up to date (idempotent).

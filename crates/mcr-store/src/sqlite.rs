@@ -45,6 +45,9 @@ pub struct SqliteStore {
     /// The connection each view's read (`view_inputs`) uses; `None` after it failed, until
     /// the next view opens it again.
     viewer: Mutex<Option<SqliteConnection>>,
+    /// The watch's counters' own connection (`synchronous = NORMAL`, used only while holding
+    /// `writer`; see `watch_counts`); `None` until first needed and after it failed.
+    watcher: Mutex<Option<SqliteConnection>>,
     options: SqliteConnectOptions,
     append: Mutex<()>,
     /// The chain's last record as this handle committed it (sequence number, hash): `None`
@@ -124,6 +127,7 @@ impl SqliteStore {
             writer: Mutex::new(writer),
             writer_suspect: std::sync::atomic::AtomicBool::new(false),
             viewer: Mutex::new(Some(viewer)),
+            watcher: Mutex::new(None),
             options,
             append: Mutex::new(()),
             head: std::sync::Mutex::new(None),
@@ -183,6 +187,23 @@ impl SqliteStore {
                 Err(open_error(e))
             }
         }
+    }
+
+    /// The watch's counters' connection, opened if there is none: `synchronous = NORMAL`, so
+    /// its commits are not flushed on their own but with the next durable commit to the same
+    /// write-ahead log. Take it only while holding [`SqliteStore::write_conn`]; set it to
+    /// `None` after a failed statement (it is opened again next time).
+    pub(crate) async fn watch_conn(&self) -> Result<MutexGuard<'_, Option<SqliteConnection>>> {
+        let mut slot = self.watcher.lock().await;
+        if slot.is_none() {
+            let options = self.options.clone().synchronous(SqliteSynchronous::Normal);
+            *slot = Some(
+                SqliteConnection::connect_with(&options)
+                    .await
+                    .map_err(open_error)?,
+            );
+        }
+        Ok(slot)
     }
 
     /// Marks the write connection for a check by its next taker (after a failed write).

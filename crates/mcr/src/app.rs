@@ -70,11 +70,13 @@ pub async fn gateway(s: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Gate
         .await
         .context("opening the gateway's store")?;
     let federation = Arc::new(federation(s, clock.clone())?);
+    // The watch counts views in the store: every gateway on it counts a user's views together.
+    let counters = Arc::new(mcr_gateway::StoreCounters::new(store.clone()));
     Ok(
         Gateway::new(store, federation, clock, s.policy.clone(), registry(s))
             .with_sharing(s.sharing.clone())
             .with_audit(s.audit.gateway_config()?)
-            .with_watch(mcr_gateway::Watch::new(s.watch.config()?)),
+            .with_watch(mcr_gateway::Watch::new(s.watch.config()?).with_counters(counters)),
     )
 }
 
@@ -321,5 +323,10 @@ pub fn notifying(
         batch_seconds = config.batch.as_secs(),
         "privacy officers are told of anomaly flags"
     );
-    Ok(gateway.with_watch(mcr_gateway::Watch::new(s.watch.config()?).with_sink(notifier)))
+    let counters = gateway.watch().counters();
+    Ok(gateway.with_watch(
+        mcr_gateway::Watch::new(s.watch.config()?)
+            .with_counters(counters)
+            .with_sink(notifier),
+    ))
 }

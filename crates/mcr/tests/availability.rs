@@ -842,6 +842,122 @@ async fn two_gateways_on_postgres_share_sign_ins_sessions_and_limits_and_restart
     }
 }
 
+/// The watch's rules on the count of both gateways together: one user views patients on two
+/// `mcr serve` on one PostgreSQL, alternating, with the watch's limits lowered (flag above 3,
+/// refuse above 6). The fourth distinct patient is flagged, once, though no gateway saw four;
+/// one gateway restarts and still counts what came before; the seventh is refused (429) by
+/// the restarted one, while patients already counted can still be viewed on either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_gateways_on_postgres_count_one_user_together_across_a_restart() {
+    let pg = mcr_testkit::postgres_url().await;
+    let r = region((0, 5)).await;
+    let (dir_a, dir_b) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let watch = |dir: &Path| {
+        let config = write_config(dir, &pg, &r, json!({}));
+        let mut text = std::fs::read_to_string(&config).expect("config");
+        text.push_str("\n[watch]\nflag_patients = 3\nrefuse_patients = 6\nhours = {}\n");
+        std::fs::write(&config, text).expect("write config");
+        config
+    };
+    let (config_a, config_b) = (watch(dir_a.path()), watch(dir_b.path()));
+    let (mut gw_a, url_a) = start_gateway(&config_a).await;
+    let (gw_b, url_b) = start_gateway(&config_b).await;
+    let api = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client");
+    let view = |url: String, i: usize| {
+        let (api, token, nhs) = (api.clone(), r.token.clone(), r.patients[i].clone());
+        async move {
+            let resp = api
+                .get(format!("{url}/fhir/Patient/{nhs}/$everything"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .expect("view");
+            let status = resp.status().as_u16();
+            (status, resp.text().await.expect("body"))
+        }
+    };
+    // Two patients on A, two on B: no gateway has seen four.
+    for (url, i) in [(&url_a, 0), (&url_b, 1), (&url_a, 2), (&url_b, 3)] {
+        assert_eq!(view(url.clone(), i).await.0, 200, "patient {i}");
+    }
+    assert_eq!(
+        view(url_a.clone(), 4).await.0,
+        200,
+        "patient 4 (flag held back)"
+    );
+
+    // A restarts: what it counted is in the store.
+    sigterm(&gw_a).await;
+    let exit = gw_a.wait().await.expect("status");
+    assert_eq!(exit.code(), Some(0), "{exit}");
+    let (gw_a2, url_a) = start_gateway(&config_a).await;
+    assert_eq!(view(url_a.clone(), 5).await.0, 200, "the sixth patient");
+    let (status, body) = view(url_a.clone(), 6).await;
+    assert_eq!(
+        status, 429,
+        "the seventh is refused by the restarted A: {body}"
+    );
+    assert!(
+        body.contains("You have viewed 6 different patients"),
+        "{body}"
+    );
+    for (url, i) in [(&url_b, 0), (&url_a, 3)] {
+        assert_eq!(
+            view(url.clone(), i).await.0,
+            200,
+            "patient {i}, already counted"
+        );
+    }
+    assert_eq!(view(url_b.clone(), 7).await.0, 429, "refused on B as well");
+
+    // The flags, from the audit trail both wrote.
+    let store = mcr_store::connect(&pg).await.expect("store");
+    let rows = store.audit_rows(0, 5_000).await.expect("rows");
+    let flags: Vec<(String, String)> = rows
+        .iter()
+        .filter(|row| row.record.action == "anomaly-flag")
+        .map(|row| {
+            let payload: serde_json::Value =
+                serde_json::from_str(&row.record.payload).expect("payload");
+            (
+                payload["basis"].as_str().unwrap_or_default().to_owned(),
+                payload["detail"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .filter(|(basis, _)| basis.contains("patients"))
+        .collect();
+    assert_eq!(
+        flags.len(),
+        2,
+        "one of each rule, for both gateways: {flags:?}"
+    );
+    assert_eq!(flags[0].0, "many-patients");
+    assert!(
+        flags[0].1.starts_with("Viewed 4 different patients"),
+        "{flags:?}"
+    );
+    assert_eq!(flags[1].0, "too-many-patients");
+    let refusals = rows
+        .iter()
+        .filter(|row| row.record.action == "view-record" && row.record.outcome == "deny")
+        .count();
+    assert_eq!(refusals, 2, "both refusals audited");
+    for mut g in [gw_a2, gw_b] {
+        sigterm(&g).await;
+        let exit = g.wait().await.expect("status");
+        assert_eq!(exit.code(), Some(0), "{exit}");
+    }
+    for h in r.handles {
+        h.shutdown().await;
+    }
+}
+
 /// Waits until `/readyz` answers `want`; returns its body.
 async fn readiness_becomes(
     http: &reqwest::Client,
