@@ -8,6 +8,7 @@ use serde_json::Value;
 use std::time::Duration;
 use url::Url;
 
+use crate::document::{DocumentRefusal, OpenedDocument};
 use crate::identity::{IdentitySigner, Requester};
 use crate::merge::Digested;
 use mcr_policy::Grant;
@@ -69,6 +70,11 @@ pub struct FederationConfig {
     pub max_pages: u32,
     /// Deadline for one patient-index sync of one source.
     pub sync_timeout: Duration,
+    /// The largest document opened through the gateway (default 20 MiB): larger ones are
+    /// refused, and one that passes it while arriving is cut off.
+    pub max_document_bytes: u64,
+    /// How long opening a document may wait for its source to start sending it (default 10 s).
+    pub document_deadline: Duration,
 }
 
 impl Default for FederationConfig {
@@ -79,6 +85,8 @@ impl Default for FederationConfig {
             page_size: 200,
             max_pages: 100,
             sync_timeout: Duration::from_secs(600),
+            max_document_bytes: crate::document::DEFAULT_MAX_DOCUMENT_BYTES,
+            document_deadline: Duration::from_secs(10),
         }
     }
 }
@@ -333,6 +341,21 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     fn sign_identity(&self, who: &Requester<'_>) -> Option<Result<String, FailureReason>> {
         let _ = who;
         None
+    }
+    /// Open document `id` (a `DocumentReference` at this source) of the patient at `at`:
+    /// the reference is read again and handed to `check` (the record view's digest: it must
+    /// come back an item), then the `Binary` its attachment names is asked for, at most
+    /// `cap` bytes of it. Called only through [`crate::Federation::open_document`].
+    async fn open_document(
+        &self,
+        grant: &Grant,
+        at: &Location,
+        id: &str,
+        check: &Digest<'_>,
+        cap: u64,
+    ) -> Result<OpenedDocument, DocumentRefusal> {
+        let _ = (grant, at, id, check, cap);
+        Err(DocumentRefusal::Unsupported)
     }
     /// Every `Patient` resource (or those updated after `since`), a page at a time into
     /// `pages`: the index is built as it is read, never held whole.
@@ -772,6 +795,14 @@ fn patient_from(
     Ok(digest(Received { doc: &doc, raw }))
 }
 
+/// Whether `id` is a FHIR id (`[A-Za-z0-9\-\.]{1,64}`).
+pub(crate) fn is_fhir_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
 /// The most an answer's buffer is sized for up front from its `Content-Length`.
 const PRESIZE_MAX: u64 = 1 << 20;
 
@@ -975,6 +1006,62 @@ impl Source for HttpSource {
             };
         }
         budget.finish(all)
+    }
+
+    async fn open_document(
+        &self,
+        grant: &Grant,
+        _at: &Location,
+        id: &str,
+        check: &Digest<'_>,
+        cap: u64,
+    ) -> Result<OpenedDocument, DocumentRefusal> {
+        if !is_fhir_id(id) {
+            return Err(DocumentRefusal::NotFound);
+        }
+        let base = self.config.base_url.as_str();
+        let identity = match &self.identity {
+            Some(signer) => Some(
+                signer
+                    .for_user(grant, base)
+                    .map_err(DocumentRefusal::Source)?,
+            ),
+            None => None,
+        };
+        // A DocumentReference is small; 1 MiB is plenty.
+        let budget = Budget::new(1 << 20, identity.clone());
+        let mut url = self
+            .url("DocumentReference", &[])
+            .map_err(DocumentRefusal::Source)?;
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.push(id);
+        }
+        let body = match self.get_body(url, &budget).await {
+            Ok((body, _)) => body,
+            Err(FailureReason::HttpStatus { status: 404 | 410 }) => {
+                return Err(DocumentRefusal::NotFound)
+            }
+            Err(e) => return Err(DocumentRefusal::Source(e)),
+        };
+        let raw: &RawValue =
+            serde_json::from_slice(&body).map_err(|e| DocumentRefusal::Source(not_json(&e)))?;
+        let att = crate::document::check_reference(raw, id, check)?;
+        let target = crate::document::resolve(&self.config.base_url, &att.url)?;
+        let mut request = self.client.get(target).header(
+            reqwest::header::ACCEPT,
+            format!("{}, {};q=0.5", att.content_type, mcr_fhir::FHIR_JSON),
+        );
+        if let Some(token) = identity {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| DocumentRefusal::Source(transport_failure(&e)))?;
+        crate::document::read_binary(response, &att.content_type, att.title, cap, |status, _| {
+            FailureReason::HttpStatus { status }
+        })
+        .await
     }
 
     async fn patient_feed(

@@ -11,6 +11,7 @@
 //! failing source becomes a [`FailureReason`] in the record, never an error of the whole view.
 
 mod client;
+pub mod document;
 pub mod gpconnect;
 pub mod identity;
 mod merge;
@@ -264,6 +265,44 @@ impl Federation {
         source
             .feed_timeout_secs
             .map_or(self.config.sync_timeout, Duration::from_secs)
+    }
+
+    /// Open one document of the patient at `at`: document `id` (a `DocumentReference` id at
+    /// that source) is read again and must pass `filter` exactly as it would in a record view
+    /// with this filter's grant (tied to this patient, granted, shared, not withheld); then the bytes
+    /// its attachment names, at most [`FederationConfig::max_document_bytes`], checked
+    /// against its declared type. Bounded by [`FederationConfig::document_deadline`] until
+    /// the bytes start arriving.
+    pub async fn open_document(
+        &self,
+        filter: &ResourceFilter<'_>,
+        at: &Location,
+        id: &str,
+    ) -> Result<document::OpenedDocument, document::DocumentRefusal> {
+        let source = self
+            .sources
+            .get(&at.source)
+            .ok_or(document::DocumentRefusal::NotFound)?;
+        let config = source.config();
+        let meta = SourceMeta {
+            source: source.id(),
+            org_code: &config.organisation.code,
+            org_name: &config.organisation.name,
+            base_url: config.base_url.as_str(),
+            local_id: &at.local_id,
+        };
+        let check = |r: Received<'_>| digest(filter, &meta, r);
+        let deadline = self.config.document_deadline;
+        tokio::time::timeout(
+            deadline,
+            source.open_document(filter.grant(), at, id, &check, self.config.max_document_bytes),
+        )
+        .await
+        .map_err(|_| {
+            document::DocumentRefusal::Source(FailureReason::Timeout {
+                after_ms: millis(deadline),
+            })
+        })?
     }
 
     /// Every `Patient` a source holds, or those changed after `since` (an instant as the

@@ -14,6 +14,7 @@ mod audit;
 mod authn;
 mod care_events;
 mod checkpoints;
+mod document;
 mod governance;
 mod inputs;
 mod matching;
@@ -38,6 +39,8 @@ pub use care_events::{
     CareEventAction, CareEventNotice, CareEventRefusal, CARE_EVENT_PRUNE_INTERVAL,
 };
 pub use checkpoints::DEFAULT_CHECKPOINT_INTERVAL;
+pub use document::DocumentOutcome;
+pub use mcr_federation::document::{DocumentCut, DocumentRefusal, OpenedDocument};
 pub use governance::{
     check_permission_request, EmergencyRequest, ObjectionRequest, PermissionProblem,
     PermissionRequest, RelationshipClaim, LIFT_REFUSED,

@@ -350,7 +350,7 @@ impl Gateway {
     }
 
     /// Each source's data sharing agreement with the region (none: shares everything).
-    fn agreements(
+    pub(crate) fn agreements(
         &self,
     ) -> impl Iterator<Item = (mcr_domain::SourceId, Option<&mcr_policy::SharingAgreement>)> {
         self.federation.sources().map(|s| {

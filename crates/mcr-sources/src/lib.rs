@@ -47,6 +47,22 @@ pub struct Behaviour {
     pub failure: Failure,
     /// How the resources it sends name their patient.
     pub references: References,
+    /// How it answers `GET /Binary/{id}` (a document's bytes).
+    pub documents: Documents,
+}
+
+/// How a source sends documents' bytes (`Binary`). From TOML: `documents = "wrong-type"` or
+/// `documents = { padded = 25000000 }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Documents {
+    /// As held, with their own type.
+    #[default]
+    AsHeld,
+    /// An HTML page labelled with the document's type (what a misconfigured proxy sends).
+    WrongType,
+    /// The document padded to this many bytes, with its `Content-Length`.
+    Padded(usize),
 }
 
 /// How a source writes the patient reference (`subject` or `patient`) of the resources it
@@ -773,7 +789,44 @@ async fn read(
     if let Some(r) = gate(&s, Some(&headers)).await {
         return r;
     }
+    if resource_type == "Binary" {
+        return binary(&s, &id);
+    }
     fhir::read(&s.slice, &resource_type, &id)
+}
+
+/// A document's bytes, with its own `Content-Type`, as R4 servers answer a `Binary` read
+/// asked for other than FHIR JSON; or as the behaviour says.
+fn binary(s: &Shared, id: &str) -> Response {
+    let Some((content_type, mut bytes)) = s.slice.binary(id) else {
+        return fhir::outcome(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "no resource with that id",
+        );
+    };
+    match s.behaviour().documents {
+        Documents::AsHeld => {}
+        Documents::WrongType => {
+            bytes = b"<html><body><h1>Service unavailable</h1></body></html>".to_vec();
+        }
+        Documents::Padded(n) => {
+            // PDF readers ignore what follows `%%EOF`.
+            bytes.resize(n.max(bytes.len()), b' ');
+        }
+    }
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(axum::http::header::CONTENT_TYPE, content_type)
+        .header(axum::http::header::CONTENT_LENGTH, bytes.len())
+        .body(Body::from(bytes))
+        .unwrap_or_else(|_| {
+            fhir::outcome(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "exception",
+                "the answer could not be written",
+            )
+        })
 }
 
 async fn fallback(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {

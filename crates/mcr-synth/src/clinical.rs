@@ -1073,7 +1073,7 @@ impl Gen<'_> {
             );
             self.document(
                 cc(SNOMED, &codes::DISCHARGE_SUMMARY),
-                category,
+                category.clone(),
                 &format!("Discharge {SCRIPT}"),
                 &html,
                 "text/html",
@@ -1081,6 +1081,44 @@ impl Gen<'_> {
                 false,
             );
         }
+        // Some letters are held as PDFs the source sends only when asked (`Binary`).
+        if self.rng.gen_bool(0.4) {
+            let d = self.recent_date(6);
+            self.pdf_document(
+                cc(SNOMED, &codes::DISCHARGE_SUMMARY),
+                category,
+                "Discharge summary (PDF)",
+                d,
+            );
+        }
+    }
+
+    /// A `DocumentReference` whose content is a PDF held on the source as a `Binary` of the
+    /// same id (`attachment.url` = `Binary/{id}`); [`crate::SourceSlice::binary`] makes it.
+    fn pdf_document(&mut self, type_: Value, category: Value, title: &str, d: NaiveDate) {
+        let id = self.next_id();
+        let when = self.ts(d);
+        let r = json!({
+            "resourceType": "DocumentReference",
+            "id": id,
+            "meta": self.meta(d, false),
+            "status": "current",
+            "type": type_,
+            "category": [category],
+            "subject": self.subject(),
+            "date": when,
+            "author": [self.provider.clone()],
+            "custodian": self.provider.clone(),
+            "description": title,
+            "content": [{ "attachment": {
+                "contentType": "application/pdf",
+                "language": "en-GB",
+                "url": format!("Binary/{id}"),
+                "title": title,
+                "creation": when,
+            }}],
+        });
+        self.out.push(r);
     }
 
     // ---- community --------------------------------------------------------------------------

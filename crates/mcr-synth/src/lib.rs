@@ -14,6 +14,7 @@
 mod clinical;
 pub mod codes;
 mod names;
+pub mod pdf;
 
 use chrono::{Datelike, NaiveDate};
 use mcr_domain::demographics::{normalise_name, normalise_postcode};
@@ -356,6 +357,31 @@ impl SourceSlice {
             return Vec::new();
         }
         clinical::generate(&self.core, self.kind, &self.organisation, sp, resource_type)
+    }
+
+    /// The content of `Binary/{id}`: the PDF a `DocumentReference` of the same id names
+    /// (`attachment.url` = `Binary/{id}`), made from the reference's title and date.
+    pub fn binary(&self, id: &str) -> Option<(&'static str, Vec<u8>)> {
+        let (local, _) = id.rsplit_once('-')?;
+        let doc = self
+            .resources(local, "DocumentReference")
+            .into_iter()
+            .find(|r| r["id"] == id)?;
+        let att = doc.pointer("/content/0/attachment")?;
+        if att.get("url")?.as_str()? != format!("Binary/{id}") {
+            return None;
+        }
+        let title = doc["description"].as_str().unwrap_or("Document");
+        let date = doc["date"].as_str().unwrap_or("").get(..10).unwrap_or("");
+        let from = doc["custodian"]["display"].as_str().unwrap_or("the source");
+        let lines = vec![
+            format!("Date: {date}"),
+            format!("From: {from}"),
+            String::new(),
+            "Admitted and treated; discharged home with a plan for follow-up.".to_owned(),
+            "Please continue current medication and review in primary care in two weeks.".to_owned(),
+        ];
+        Some(("application/pdf", pdf::letter(title, &lines)))
     }
 
     /// Every clinical resource held for this patient (all types except Patient).

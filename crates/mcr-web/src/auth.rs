@@ -202,6 +202,8 @@ pub fn need_for(method: &Method, path: &str) -> Need {
             Need::Read("*")
         } else if path.starts_with("/fhir/Patient") {
             Need::Read("Patient")
+        } else if path.starts_with("/fhir/Binary/") {
+            Need::Read("Binary")
         } else if path.starts_with("/fhir/Consent") || path.starts_with("/access/") {
             Need::Read("Consent")
         } else {
@@ -253,6 +255,11 @@ pub fn request_patient(method: &Method, uri: &axum::http::Uri) -> Option<String>
     let path = uri.path();
     if let Some(rest) = path.strip_prefix("/fhir/Patient/") {
         let id = rest.split('/').next().unwrap_or("");
+        return (!id.is_empty()).then(|| id.to_owned());
+    }
+    if let Some(rest) = path.strip_prefix("/fhir/Binary/") {
+        // `{nhs}.{source}.{id}`: the patient is named first.
+        let id = rest.split('.').next().unwrap_or("");
         return (!id.is_empty()).then(|| id.to_owned());
     }
     let query = uri.query().unwrap_or("");

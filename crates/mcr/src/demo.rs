@@ -324,6 +324,31 @@ fn confidential_at_gp(region: &Region) -> Option<NhsNumber> {
     })
 }
 
+/// Patients the acute trust holds a PDF document for (a `DocumentReference` whose content is
+/// a `Binary` on the source), among those every source holds, at most `n`.
+fn with_pdf_documents(region: &Region, n: usize) -> Vec<String> {
+    let Some(acute) = region.source("acute") else {
+        return Vec::new();
+    };
+    acute
+        .patients()
+        .iter()
+        .filter(|sp| {
+            sp.nhs_number
+                .as_ref()
+                .is_some_and(|nhs| region.samples.all_four.contains(nhs))
+        })
+        .filter(|sp| {
+            acute
+                .resources(&sp.local_id, "DocumentReference")
+                .iter()
+                .any(|r| r.pointer("/content/0/attachment/url").is_some())
+        })
+        .filter_map(|sp| sp.nhs_number.as_ref().map(ToString::to_string))
+        .take(n)
+        .collect()
+}
+
 /// Start the whole demo.
 pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
     std::fs::create_dir_all(&opts.data_dir)
@@ -783,6 +808,8 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
         .insert("large_record".into(), pick(&s.large, 3));
     info.patients
         .insert("hostile_text".into(), pick(&s.hostile, 3));
+    info.patients
+        .insert("pdf_documents".into(), with_pdf_documents(&region, 3));
     if opts.gp_connect {
         for (nhs, e) in &gp_errors {
             let case = match e {

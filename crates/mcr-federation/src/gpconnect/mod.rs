@@ -14,6 +14,7 @@
 //! of a practice's whole list.
 
 pub mod directory;
+pub mod documents;
 pub mod stu3;
 
 pub use directory::Directory;
@@ -196,6 +197,39 @@ impl GpConnectSource {
                 detail: "GP Connect source without [gp_connect] ASIDs".into(),
             });
         }
+        // The documents (Access Document) are asked for beside the structured record.
+        let wants_documents = types.contains(&"DocumentReference");
+        let (structured, documents) = tokio::join!(
+            self.structured_only(target, nhs, types, token, digest),
+            async {
+                if wants_documents {
+                    Some(self.documents_for_view(target, nhs, token, digest).await)
+                } else {
+                    None
+                }
+            }
+        );
+        let mut fetched = structured?;
+        match documents {
+            Some(Ok(docs)) => fetched.resources.extend(docs),
+            Some(Err(reason)) => fetched.warnings.push(format!(
+                "Its documents could not be listed ({}): any it holds are missing from this view.",
+                reason.describe()
+            )),
+            None => {}
+        }
+        Ok(fetched)
+    }
+
+    /// Access Record: Structured alone.
+    async fn structured_only(
+        &self,
+        target: &Target<'_>,
+        nhs: &NhsNumber,
+        types: &[&str],
+        token: &str,
+        digest: &Digest<'_>,
+    ) -> Result<Fetched, FailureReason> {
         let body = parameters(nhs, types);
         let trace = uuid::Uuid::new_v4().to_string();
         let response = self
@@ -474,6 +508,60 @@ impl Source for GpConnectSource {
         tokio::time::timeout_at(ask.until, asked)
             .await
             .unwrap_or_else(|_| Err(ask.timeout()))
+    }
+
+    async fn open_document(
+        &self,
+        grant: &Grant,
+        at: &Location,
+        id: &str,
+        check: &Digest<'_>,
+        cap: u64,
+    ) -> Result<crate::document::OpenedDocument, crate::document::DocumentRefusal> {
+        use crate::document::DocumentRefusal;
+        let signer = self
+            .identity
+            .as_ref()
+            .ok_or(DocumentRefusal::Source(FailureReason::Unreachable {
+                detail: "GP Connect needs the user's access token: no identity key".into(),
+            }))?;
+        let who = Requester::of(grant);
+        match &self.directory {
+            None => {
+                let token = signer
+                    .for_gp_connect(&who, self.audience())
+                    .map_err(DocumentRefusal::Source)?;
+                let target = Target {
+                    address: self.audience(),
+                    asid: &self.gpc.provider_asid,
+                    practice: None,
+                };
+                self.open_document_at(&target, grant.patient(), id, &token, check, cap)
+                    .await
+            }
+            Some(directory) => {
+                let practice = at.registered_practice.as_deref().ok_or(
+                    DocumentRefusal::Source(FailureReason::Unreachable {
+                        detail: "no registered GP practice is known for this patient".into(),
+                    }),
+                )?;
+                let endpoint = directory
+                    .endpoint(practice, INTERACTION_STRUCTURED)
+                    .await
+                    .map_err(DocumentRefusal::Source)?;
+                let address = endpoint.address.as_str().trim_end_matches('/');
+                let token = signer
+                    .for_gp_connect(&who, address)
+                    .map_err(DocumentRefusal::Source)?;
+                let target = Target {
+                    address,
+                    asid: &endpoint.asid,
+                    practice: Some(practice),
+                };
+                self.open_document_at(&target, grant.patient(), id, &token, check, cap)
+                    .await
+            }
+        }
     }
 
     async fn fetch_patient(

@@ -4,6 +4,7 @@
 //! makes one gateway call.
 
 mod audit;
+pub(crate) mod binary;
 mod bundle;
 mod consent;
 mod feeds;
@@ -28,6 +29,7 @@ pub(crate) fn routes() -> Router<AppState> {
         )
         .route("/fhir/Consent", post(consent::create).get(consent::search))
         .route("/fhir/AuditEvent", get(audit::search))
+        .route("/fhir/Binary/{id}", get(binary::read))
         .route(
             "/fhir/List/protected-persons",
             get(protected::list).post(protected::add),

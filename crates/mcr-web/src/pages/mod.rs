@@ -10,6 +10,7 @@
 mod access;
 mod assets;
 mod chart;
+pub(crate) mod document;
 mod forms;
 mod matching;
 mod opt_out;
@@ -44,6 +45,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/app", get(search::search))
         .route("/app/patient/{nhs}", get(record::patient))
         .route("/app/patient/{nhs}/access", get(access::explain))
+        .route(
+            "/app/patient/{nhs}/documents/{source}/{id}",
+            get(document::open),
+        )
         .route(
             "/app/patient/{nhs}/permission",
             get(access::permission_options).post(access::permission),

@@ -48,6 +48,8 @@ pub(crate) struct ItemView {
     pub discrepancy: Option<String>,
     /// For documents: the text of the document, when the source sent it inline.
     pub body: Option<String>,
+    /// For documents held by their source: where to open it (fetched when opened).
+    pub open: Option<String>,
 }
 
 fn item_view(item: &RecordItem) -> ItemView {
@@ -69,6 +71,7 @@ fn item_view(item: &RecordItem) -> ItemView {
             .collect(),
         discrepancy: item.discrepancy.clone(),
         body: None,
+        open: None,
     }
 }
 
@@ -113,6 +116,24 @@ pub(crate) fn document_text(resource: &Value) -> Option<String> {
         .filter(|c| !c.is_control() || matches!(c, '\n' | '\t'))
         .collect();
     Some(clip(text.trim(), MAX_DOCUMENT_CHARS))
+}
+
+/// Where to open a document its source holds (`content[0].attachment.url`, no inline data):
+/// the gateway's own address for it, naming the patient, the source and the reference's id.
+fn document_link(nhs: &NhsNumber, item: &RecordItem, resource: &Value) -> Option<String> {
+    let att = resource.get("content")?.get(0)?.get("attachment")?;
+    if att.get("data").is_some() {
+        return None;
+    }
+    att.get("url").and_then(Value::as_str)?;
+    let id = resource.get("id").and_then(Value::as_str).filter(|id| {
+        (1..=64).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    })?;
+    let source = &item.sources.first()?.source;
+    Some(format!("/app/patient/{nhs}/documents/{source}/{id}"))
 }
 
 pub(crate) struct SourceRow {
@@ -391,7 +412,13 @@ pub(crate) fn record_page(layout: Layout, view: &mcr_gateway::View) -> RecordPag
     let results_available = !r.unavailable_sections.contains(&Section::Results);
     let mut documents = section(r, Section::Documents, "documents", "Documents", all);
     for (v, item) in documents.items.iter_mut().zip(r.items(Section::Documents)) {
-        v.body = item.resource.value().and_then(|r| document_text(&r));
+        let resource = item.resource.value();
+        v.open = resource
+            .as_ref()
+            .and_then(|res| document_link(&r.nhs_number, item, res));
+        if v.open.is_none() {
+            v.body = resource.and_then(|r| document_text(&r));
+        }
     }
     let mut recent = section(
         r,

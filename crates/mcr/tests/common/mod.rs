@@ -81,6 +81,11 @@ pub fn trusting_client(demo: &Demo) -> reqwest::ClientBuilder {
 }
 
 impl TestDemo {
+    /// The demo's data directory (a fresh temporary one).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.demo.info.gateway_url, path)
     }
