@@ -598,6 +598,7 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
             ..FederationSettings::default()
         },
         auth,
+        smart: mcr_web::SmartSettings::default(),
         policy: mcr_policy::PolicyConfig::default(),
         organisations,
         sources: source_configs,
