@@ -134,17 +134,14 @@ fn page(title: &str, body: &str) -> Response {
     (StatusCode::OK, security_headers(), Html(html)).into_response()
 }
 
-fn ehr_of(idp: &Idp) -> Result<&Ehr, Response> {
-    idp.ehr
-        .as_ref()
-        .ok_or_else(|| error_page(StatusCode::NOT_FOUND, "No host system is served here."))
+fn no_ehr() -> Response {
+    error_page(StatusCode::NOT_FOUND, "No host system is served here.")
 }
 
 /// The host's home page: sign in, or the patient list.
 async fn home(State(idp): State<Arc<Idp>>, headers: HeaderMap) -> Response {
-    let ehr = match ehr_of(&idp) {
-        Ok(e) => e,
-        Err(r) => return r,
+    let Some(ehr) = idp.ehr.as_ref() else {
+        return no_ehr();
     };
     let Some(user) = idp.sso_user(&headers) else {
         return page(
@@ -221,9 +218,8 @@ async fn signin(State(idp): State<Arc<Idp>>, Form(f): Form<SigninForm>) -> Respo
 
 /// "Open in My Care Record": a one-time launch, and the browser to the gateway with it.
 async fn open(State(idp): State<Arc<Idp>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let ehr = match ehr_of(&idp) {
-        Ok(e) => e,
-        Err(r) => return r,
+    let Some(ehr) = idp.ehr.as_ref() else {
+        return no_ehr();
     };
     let Some(user) = idp.sso_user(&headers) else {
         return Redirect::to("/ehr").into_response();
@@ -317,9 +313,8 @@ async fn authorize(
     headers: HeaderMap,
     Query(p): Query<SmartParams>,
 ) -> Response {
-    let ehr = match ehr_of(&idp) {
-        Ok(e) => e,
-        Err(r) => return r,
+    let Some(ehr) = idp.ehr.as_ref() else {
+        return no_ehr();
     };
     if let Err(r) = check(&idp, ehr, &p) {
         return *r;
@@ -396,9 +391,8 @@ async fn pick_patient(
     headers: HeaderMap,
     Form(p): Form<SmartParams>,
 ) -> Response {
-    let ehr = match ehr_of(&idp) {
-        Ok(e) => e,
-        Err(r) => return r,
+    let Some(ehr) = idp.ehr.as_ref() else {
+        return no_ehr();
     };
     if let Err(r) = check(&idp, ehr, &p) {
         return *r;
