@@ -371,6 +371,30 @@ async fn a_host_system_launches_the_viewer_and_bad_launches_are_refused() {
         "signed in as the region's user"
     );
 
+    // Without a session at the region's provider: the prompt-less sign-in says so, and the
+    // provider's own sign-in steps run (here they answer themselves), never the gateway's page.
+    let mut fresh = Browser::default();
+    let cold = w.mint("p-known", "interop.user", 300).await;
+    let end = fresh.go(&w.http, &w.launch_url(&w.fhir, &cold)).await;
+    assert!(end.url.ends_with("/app/patient/9434765919"), "{}", end.url);
+    let j = &fresh.visited;
+    assert!(
+        j.iter()
+            .any(|u| u.contains("/launch/signin/callback?") && u.contains("error=login_required")),
+        "{j:?}"
+    );
+    assert!(
+        j.iter()
+            .any(|u| u.starts_with(&w.region) && u.contains("/interaction/")),
+        "{j:?}"
+    );
+    assert!(
+        !j.iter().any(
+            |u| u.starts_with(&w.gateway) && (u.ends_with("/signin") || u.contains("/signin?"))
+        ),
+        "{j:?}"
+    );
+
     // 2. The same launch again: a replay.
     visited_from = b.visited.len();
     let end = b.go(&w.http, &w.launch_url(&w.fhir, &launch)).await;
