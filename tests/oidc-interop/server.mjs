@@ -4,7 +4,7 @@
 // login and consent prompts itself for one test account, so the test drives a real
 // authorization code flow end to end.
 //
-// Environment: OIDC_REDIRECT_URI, OIDC_CLIENT_SECRET, OIDC_USER_ORG. Prints "issuer URL".
+// Environment: OIDC_REDIRECT_URI (one or more, space-separated), OIDC_CLIENT_SECRET, OIDC_USER_ORG. Prints "issuer URL".
 import http from 'node:http';
 import { generateKeyPairSync } from 'node:crypto';
 import Provider from 'oidc-provider';
@@ -27,7 +27,7 @@ server.listen(0, '127.0.0.1', () => {
     clients: [{
       client_id: 'mcr-gateway',
       client_secret: secret,
-      redirect_uris: [redirect],
+      redirect_uris: redirect.split(' ').filter(Boolean),
       grant_types: ['authorization_code'],
       response_types: ['code'],
       token_endpoint_auth_method: 'client_secret_basic',

@@ -2,11 +2,15 @@
 //! path a real provider (NHS CIS2, an Entra tenant, Keycloak) would use. It serves discovery,
 //! a JWKS with one Ed25519 key, an authorize endpoint whose sign-in page lists the demo users,
 //! and a token endpoint that checks client authentication, the redirect URI and the PKCE
-//! verifier, uses each code once, and issues standard ID and access tokens (EdDSA).
+//! verifier, uses each code once, and issues standard ID and access tokens (EdDSA). A sign-in
+//! here starts a single sign-on session (a cookie), so a later `prompt=none` request (a SMART
+//! launch's sign-in) is answered without asking. Beside it, `/ehr` is the demo's host system
+//! ([`ehr`]), a SMART EHR that launches the viewer.
 //!
 //! It is started by `mcr demo`, never by `mcr serve`. It must never be used as a real
 //! identity provider: anyone who can reach its sign-in page can be any demo user.
 
+pub mod ehr;
 mod key;
 
 pub use key::SigningKey;
@@ -27,6 +31,10 @@ use std::sync::{Arc, Mutex};
 
 /// How long an authorization code may wait to be exchanged, in seconds.
 const CODE_SECONDS: i64 = 60;
+/// How long a sign-in here lasts (the single sign-on session), in seconds.
+const SSO_SECONDS: i64 = 10 * 60 * 60;
+/// The cookie holding the single sign-on session.
+pub(crate) const SSO_COOKIE: &str = "mcr_idp_sso";
 
 /// A relying party registered with the demo provider.
 #[derive(Debug, Clone)]
@@ -85,6 +93,10 @@ pub struct Idp {
     key: SigningKey,
     clock: Arc<dyn Clock>,
     codes: Mutex<HashMap<String, PendingCode>>,
+    /// Single sign-on sessions: cookie value -> (user id, expiry).
+    sso: Mutex<HashMap<String, (String, i64)>>,
+    /// The demo host system served beside the provider (`/ehr`), if any.
+    ehr: Option<ehr::Ehr>,
 }
 
 impl std::fmt::Debug for Idp {
@@ -125,7 +137,43 @@ impl Idp {
             key,
             clock,
             codes: Mutex::new(HashMap::new()),
+            sso: Mutex::new(HashMap::new()),
+            ehr: None,
         }
+    }
+
+    /// Serve the demo host system (`/ehr`) beside the provider.
+    pub fn with_ehr(mut self, ehr: ehr::Ehr) -> Self {
+        self.ehr = Some(ehr);
+        self
+    }
+
+    /// Start a single sign-on session for `user`; returns the cookie to set.
+    pub(crate) fn start_sso(&self, user: &str) -> String {
+        let id = random();
+        let now = self.clock.now().timestamp();
+        if let Ok(mut sso) = self.sso.lock() {
+            sso.retain(|_, (_, exp)| *exp > now);
+            sso.insert(id.clone(), (user.to_owned(), now + SSO_SECONDS));
+        }
+        format!("{SSO_COOKIE}={id}; HttpOnly; SameSite=Lax; Path=/; Max-Age={SSO_SECONDS}")
+    }
+
+    /// The user of the request's single sign-on session, if it has a live one.
+    pub(crate) fn sso_user(&self, headers: &HeaderMap) -> Option<String> {
+        let id = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|h| h.to_str().ok())
+            .flat_map(|h| h.split(';'))
+            .filter_map(|kv| kv.trim().split_once('='))
+            .find(|(k, _)| *k == SSO_COOKIE)
+            .map(|(_, v)| v.to_owned())?;
+        let now = self.clock.now().timestamp();
+        let sso = self.sso.lock().ok()?;
+        sso.get(&id)
+            .filter(|(_, exp)| *exp > now)
+            .map(|(u, _)| u.clone())
     }
 
     pub fn issuer(&self) -> &str {
@@ -217,6 +265,7 @@ pub fn router(idp: Arc<Idp>) -> Router {
         .route("/jwks", get(jwks))
         .route("/authorize", get(authorize_page).post(authorize))
         .route("/token", post(token))
+        .merge(ehr::routes())
         .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
         .with_state(idp)
 }
@@ -266,6 +315,9 @@ struct AuthParams {
     nonce: String,
     code_challenge: String,
     code_challenge_method: String,
+    /// `none`: answer at once from the single sign-on session, or `login_required`.
+    #[serde(skip_serializing)]
+    prompt: String,
     #[serde(skip_serializing)]
     user: String,
 }
@@ -332,9 +384,20 @@ fn check(idp: &Idp, p: &AuthParams) -> Result<(), Box<Response>> {
     Ok(())
 }
 
-async fn authorize_page(State(idp): State<Arc<Idp>>, Query(p): Query<AuthParams>) -> Response {
+async fn authorize_page(
+    State(idp): State<Arc<Idp>>,
+    headers: HeaderMap,
+    Query(p): Query<AuthParams>,
+) -> Response {
     if let Err(r) = check(&idp, &p) {
         return *r;
+    }
+    if p.prompt == "none" {
+        // Single sign-on: whoever signed in here already, without asking; nobody: say so.
+        return match idp.sso_user(&headers) {
+            Some(user) => issue_code(&idp, &p, &user),
+            None => redirect_error(&p, "login_required"),
+        };
     }
     let hidden: String = [
         ("client_id", &p.client_id),
@@ -395,13 +458,22 @@ async fn authorize(
     if !idp.config.users.iter().any(|u| u.id == p.user) {
         return error_page(StatusCode::BAD_REQUEST, "Choose a user to sign in as.");
     }
+    let mut resp = issue_code(&idp, &p, &p.user);
+    if let Ok(v) = header::HeaderValue::from_str(&idp.start_sso(&p.user)) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+/// A code for `user`, and the browser back to the client with it.
+fn issue_code(idp: &Idp, p: &AuthParams, user: &str) -> Response {
     let code = random();
     let pending = PendingCode {
         client_id: p.client_id.clone(),
         redirect_uri: p.redirect_uri.clone(),
         challenge: p.code_challenge.clone(),
         nonce: (!p.nonce.is_empty()).then(|| p.nonce.clone()),
-        user: p.user.clone(),
+        user: user.to_owned(),
         scope: p.scope.clone(),
         expires: idp.clock.now().timestamp() + CODE_SECONDS,
     };

@@ -10,6 +10,7 @@
 //! or the client secret.
 
 mod keys;
+pub mod smart;
 mod token;
 
 pub use keys::KeySet;
@@ -267,7 +268,15 @@ impl RelyingParty {
     /// Start a sign-in: fresh `state`, `nonce` and PKCE verifier, and the URL to send the
     /// browser to.
     pub async fn begin(&self) -> Result<Authorization, OidcError> {
+        self.begin_with(&SignInOptions::default()).await
+    }
+
+    /// Start a sign-in with options: another registered redirect URL, and `prompt` and
+    /// `login_hint` (OpenID Connect Core §3.1.2.1), e.g. `prompt=none` to sign in only if the
+    /// provider already has a session for the user (single sign-on), without asking them.
+    pub async fn begin_with(&self, o: &SignInOptions<'_>) -> Result<Authorization, OidcError> {
         let m = self.metadata().await?;
+        let redirect_url = o.redirect_url.unwrap_or(&self.redirect_url);
         let state = random_token();
         let nonce = random_token();
         let verifier = random_token();
@@ -277,12 +286,18 @@ impl RelyingParty {
         url.query_pairs_mut()
             .append_pair("response_type", "code")
             .append_pair("client_id", &self.config.client_id)
-            .append_pair("redirect_uri", &self.redirect_url)
+            .append_pair("redirect_uri", redirect_url)
             .append_pair("scope", &self.config.scope)
             .append_pair("state", &state)
             .append_pair("nonce", &nonce)
             .append_pair("code_challenge", &challenge)
             .append_pair("code_challenge_method", "S256");
+        if let Some(p) = o.prompt {
+            url.query_pairs_mut().append_pair("prompt", p);
+        }
+        if let Some(h) = o.login_hint {
+            url.query_pairs_mut().append_pair("login_hint", h);
+        }
         Ok(Authorization {
             url: url.into(),
             state,
@@ -298,50 +313,44 @@ impl RelyingParty {
         code: &str,
         verifier: &SecretString,
     ) -> Result<TokenResponse, OidcError> {
+        self.exchange_at(code, verifier, &self.redirect_url).await
+    }
+
+    /// [`Self::exchange`] for a sign-in started with another `redirect_url`
+    /// ([`Self::begin_with`]).
+    pub async fn exchange_at(
+        &self,
+        code: &str,
+        verifier: &SecretString,
+        redirect_url: &str,
+    ) -> Result<TokenResponse, OidcError> {
         let m = self.metadata().await?;
-        let form = [
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", self.redirect_url.as_str()),
-            ("code_verifier", verifier.expose_secret()),
-        ];
-        let resp = self
-            .http
-            .post(&m.token_endpoint)
-            .basic_auth(
-                form_encode(&self.config.client_id),
-                Some(form_encode(self.config.client_secret.expose_secret())),
-            )
-            .header(reqwest::header::ACCEPT, "application/json")
-            .form(&form)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .map_err(|_| OidcError::Provider("token endpoint unreachable".into()))?;
-        let status = resp.status();
-        let body = read_capped(resp).await?;
-        if !status.is_success() {
-            #[derive(Deserialize)]
-            struct OAuthError {
-                error: String,
-            }
-            let code = serde_json::from_slice::<OAuthError>(&body)
-                .map(|e| e.error)
-                .unwrap_or_else(|_| format!("HTTP {}", status.as_u16()));
-            // Only a short, plain error code is kept: the provider's text is not ours to echo.
-            let code: String = code
-                .chars()
-                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .take(40)
-                .collect();
-            return Err(OidcError::Refused(code));
-        }
+        let body = post_token(
+            &self.http,
+            &m.token_endpoint,
+            &self.config.client_id,
+            Some(&self.config.client_secret),
+            code,
+            verifier,
+            redirect_url,
+        )
+        .await?;
         serde_json::from_slice(&body)
             .map_err(|_| OidcError::Provider("token response is not valid".into()))
     }
 
     /// Validate an ID token from the token endpoint for the sign-in that sent `nonce`.
     pub async fn verify_id_token(&self, token: &str, nonce: &str) -> Result<Identity, OidcError> {
+        Ok(self.verify_id_token_claims(token, nonce).await?.0)
+    }
+
+    /// [`Self::verify_id_token`], with every claim of the token as well (a SMART launch
+    /// matches a host's user to one of them).
+    pub async fn verify_id_token_claims(
+        &self,
+        token: &str,
+        nonce: &str,
+    ) -> Result<(Identity, serde_json::Map<String, serde_json::Value>), OidcError> {
         self.metadata().await?;
         let claims = self
             .keys
@@ -351,7 +360,7 @@ impl RelyingParty {
             Some(n) if constant_time_eq(n.as_bytes(), nonce.as_bytes()) => {}
             _ => return Err(Rejection::Nonce.into()),
         }
-        Ok(token::identity(&claims, &self.config.claims)?)
+        Ok((token::identity(&claims, &self.config.claims)?, claims))
     }
 
     /// Validate an API caller's bearer access token.
@@ -363,6 +372,73 @@ impl RelyingParty {
             .await?;
         Ok(token::identity(&claims, &self.config.claims)?)
     }
+}
+
+/// Options for [`RelyingParty::begin_with`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SignInOptions<'a> {
+    /// A redirect URL registered with the provider other than the default one.
+    pub redirect_url: Option<&'a str>,
+    pub prompt: Option<&'a str>,
+    pub login_hint: Option<&'a str>,
+}
+
+/// An authorization code grant at `endpoint` (RFC 6749 §4.1.3): HTTP Basic with the client's
+/// secret when it has one, else the public client's `client_id` in the form. The answer's
+/// body, or the provider's OAuth error code only (its text is not ours to echo).
+pub(crate) async fn post_token(
+    http: &reqwest::Client,
+    endpoint: &str,
+    client_id: &str,
+    secret: Option<&SecretString>,
+    code: &str,
+    verifier: &SecretString,
+    redirect_url: &str,
+) -> Result<Vec<u8>, OidcError> {
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", redirect_url),
+        ("code_verifier", verifier.expose_secret()),
+    ];
+    let mut req = http.post(endpoint);
+    match secret {
+        Some(secret) => {
+            req = req.basic_auth(
+                form_encode(client_id),
+                Some(form_encode(secret.expose_secret())),
+            );
+        }
+        None => form.push(("client_id", client_id)),
+    }
+    let resp = req
+        .header(reqwest::header::ACCEPT, "application/json")
+        .form(&form)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|_| OidcError::Provider("token endpoint unreachable".into()))?;
+    let status = resp.status();
+    let body = read_capped(resp).await?;
+    if !status.is_success() {
+        #[derive(Deserialize)]
+        struct OAuthError {
+            error: String,
+        }
+        let code = serde_json::from_slice::<OAuthError>(&body)
+            .map(|e| e.error)
+            .unwrap_or_else(|_| format!("HTTP {}", status.as_u16()));
+        return Err(OidcError::Refused(oauth_code(&code)));
+    }
+    Ok(body)
+}
+
+/// An OAuth error code as kept: short and plain.
+pub fn oauth_code(code: &str) -> String {
+    code.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(40)
+        .collect()
 }
 
 /// `application/x-www-form-urlencoded` for client credentials in HTTP Basic (RFC 6749 §2.3.1).

@@ -81,6 +81,10 @@ pub trait SharedStateStore: Send + Sync {
     async fn take_lease(&self, name: &str, holder: &str, now_ms: i64, ttl_ms: i64) -> Result<bool>;
     /// Give the lease up, if `holder` has it.
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+    /// Use a one-time value (a SMART `launch`, by its hash) until `now_ms + ttl_ms`: `true`
+    /// the first time, `false` while an earlier use has not expired. Forgets expired uses
+    /// on the way.
+    async fn use_once(&self, key_hash: &str, now_ms: i64, ttl_ms: i64) -> Result<bool>;
 }
 
 /// The take-or-renew upsert, with the backend's placeholders.
@@ -242,6 +246,23 @@ impl SharedStateStore for SqliteStore {
             .await?;
         Ok(())
     }
+
+    async fn use_once(&self, key_hash: &str, now_ms: i64, ttl_ms: i64) -> Result<bool> {
+        let mut writer = self.write_conn().await?;
+        sqlx::query("DELETE FROM launch_used WHERE expires_ms < ?1")
+            .bind(now_ms)
+            .execute(&mut *writer)
+            .await?;
+        let done = sqlx::query(
+            "INSERT INTO launch_used (key_hash, expires_ms) VALUES (?1, ?2) \
+             ON CONFLICT (key_hash) DO NOTHING",
+        )
+        .bind(key_hash)
+        .bind(now_ms + ttl_ms)
+        .execute(&mut *writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
 }
 
 #[async_trait]
@@ -380,5 +401,21 @@ impl SharedStateStore for PostgresStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn use_once(&self, key_hash: &str, now_ms: i64, ttl_ms: i64) -> Result<bool> {
+        sqlx::query("DELETE FROM launch_used WHERE expires_ms < $1")
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
+        let done = sqlx::query(
+            "INSERT INTO launch_used (key_hash, expires_ms) VALUES ($1, $2) \
+             ON CONFLICT (key_hash) DO NOTHING",
+        )
+        .bind(key_hash)
+        .bind(now_ms + ttl_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 }

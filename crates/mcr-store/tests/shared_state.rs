@@ -1,7 +1,7 @@
 //! Shared state on both backends: a page session is alive until idle or too old, ends at
 //! sign-out; a sign-in in progress is taken once and only while young; a rate-limit bucket
 //! empties, says how long to wait, refills, and is kept per key; a lease has one holder at a
-//! time, is renewed by it and taken over once expired.
+//! time, is renewed by it and taken over once expired; a one-time value is used once.
 
 use mcr_store::{Bucket, Store};
 
@@ -161,6 +161,33 @@ async fn story(store: &dyn Store) {
         store.take_token("slow", slow, t0).await.expect("take"),
         Ok(()),
         "forgotten is full"
+    );
+
+    // A one-time value (a SMART launch): used once, refused while that use lasts, and usable
+    // again only after it has expired.
+    let ttl = 60_000;
+    assert!(store.use_once("launch-a", t0, ttl).await.expect("use"));
+    assert!(
+        !store.use_once("launch-a", t0 + 1, ttl).await.expect("use"),
+        "a replay"
+    );
+    assert!(
+        !store
+            .use_once("launch-a", t0 + ttl, ttl)
+            .await
+            .expect("use"),
+        "still held at its end"
+    );
+    assert!(
+        store.use_once("launch-b", t0 + 1, ttl).await.expect("use"),
+        "another value"
+    );
+    assert!(
+        store
+            .use_once("launch-a", t0 + ttl + 1, ttl)
+            .await
+            .expect("use"),
+        "forgotten once expired"
     );
 }
 

@@ -10,6 +10,7 @@ pub mod auth;
 mod error;
 mod fhir;
 pub mod health;
+pub mod launch;
 mod ops;
 mod pages;
 pub mod ratelimit;
@@ -20,6 +21,7 @@ pub mod sessions;
 pub use auth::{AuthConfig, Authenticator};
 pub use error::ApiError;
 pub use health::Readiness;
+pub use launch::{Launcher, SmartSettings};
 pub use pages::{DemoPatient, PatientAccess};
 pub use ratelimit::{Rate, RateLimits};
 pub use refusals::RefusalTally;
@@ -58,6 +60,8 @@ pub struct AppState {
     pub patients: Arc<PatientAccess>,
     /// Draining or not, and whether the store takes writes (`/readyz`).
     pub readiness: Arc<health::Readiness>,
+    /// Host systems that may launch the viewer (SMART App Launch).
+    pub launcher: Arc<Launcher>,
 }
 
 impl AppState {
@@ -74,6 +78,7 @@ impl AppState {
             gateway,
             auth: Arc::new(auth),
             readiness: Arc::new(health::Readiness::new(base_url.clone())),
+            launcher: Arc::new(Launcher::none(&base_url)),
             base_url,
             secure_cookies,
             sessions: Arc::new(sessions::Sessions::new(
@@ -92,6 +97,12 @@ impl AppState {
     /// Trust `hops` proxies' `X-Forwarded-For` entries for the client address.
     pub fn with_trusted_proxy_hops(mut self, hops: u8) -> Self {
         self.trusted_proxy_hops = hops;
+        self
+    }
+
+    /// Accept SMART launches from these hosts.
+    pub fn with_launcher(mut self, launcher: Launcher) -> Self {
+        self.launcher = Arc::new(launcher);
         self
     }
 

@@ -229,6 +229,51 @@ impl Sessions {
         }
     }
 
+    /// Remember another kind of sign-in in progress (a SMART launch's), as JSON; returns the
+    /// id for its cookie. Taken once, within [`LOGIN_SECONDS`], by [`Self::take_pending`].
+    pub async fn begin_pending(&self, data: &serde_json::Value) -> Option<String> {
+        let id = mcr_oidc::random_token();
+        match self
+            .store
+            .put_login(&id_hash(&id), &data.to_string(), self.now_ms(), login_ms())
+            .await
+        {
+            Ok(()) => Some(id),
+            Err(e) => {
+                tracing::warn!(error = %e, "a launch in progress could not be stored: refused");
+                None
+            }
+        }
+    }
+
+    /// Take what [`Self::begin_pending`] kept: once.
+    pub async fn take_pending(&self, id: &str) -> Option<serde_json::Value> {
+        match self
+            .store
+            .take_login(&id_hash(id), self.now_ms(), login_ms())
+            .await
+        {
+            Ok(d) => serde_json::from_str(&d?).ok(),
+            Err(e) => {
+                tracing::warn!(error = %e, "launches in progress cannot be read");
+                None
+            }
+        }
+    }
+
+    /// Use a host's `launch` value once, across every gateway, for `ttl`: `Some(true)` the
+    /// first time, `Some(false)` for a replay, `None` when the store cannot say.
+    pub async fn use_launch_once(&self, iss: &str, launch: &str, ttl: Duration) -> Option<bool> {
+        let key = id_hash(&format!("{iss}\n{launch}"));
+        match self.store.use_once(&key, self.now_ms(), millis(ttl)).await {
+            Ok(first) => Some(first),
+            Err(e) => {
+                tracing::warn!(error = %e, "launch uses cannot be recorded: refused");
+                None
+            }
+        }
+    }
+
     /// Take a sign-in in progress: it can be completed once.
     pub async fn take_login(&self, id: &str) -> Option<PendingLogin> {
         let data = match self

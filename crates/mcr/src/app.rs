@@ -93,6 +93,18 @@ pub fn relying_party(s: &Settings, base_url: &str) -> anyhow::Result<mcr_oidc::R
         .map_err(|e| anyhow::anyhow!("[auth]: {e}"))
 }
 
+/// The host systems that may launch the viewer (`[smart]`), each reached as a SMART client.
+pub fn launcher(s: &Settings, base_url: &str) -> anyhow::Result<mcr_web::Launcher> {
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("my-care-record/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("building the HTTP client for launching host systems")?;
+    mcr_web::Launcher::new(&s.smart, base_url, http).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
 /// A running gateway.
 #[derive(Debug)]
 pub struct Running {
@@ -247,7 +259,9 @@ pub async fn serve(s: &Settings, listener: TcpListener) -> anyhow::Result<Runnin
     gateway = notifying(s, gateway, &base_url, clock)?;
     let auth = Authenticator::new(Arc::new(relying_party(s, &base_url)?), registry(s));
     let secure_cookies = matches!(serving, crate::network::Serving::Tls(_));
+    let launcher = launcher(s, &base_url)?;
     let state = AppState::new(gateway.clone(), auth, base_url, secure_cookies)
+        .with_launcher(launcher)
         .with_demo_patients(s.demo_patients.clone())
         .with_trusted_proxy_hops(s.http.trusted_proxy_hops);
     let refusals = state.refusals.clone();

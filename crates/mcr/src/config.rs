@@ -27,6 +27,9 @@ pub struct Settings {
     #[serde(default)]
     pub federation: FederationSettings,
     pub auth: mcr_web::AuthConfig,
+    /// `[smart]`: host systems (GP systems, hospital EPRs) that may launch the viewer.
+    #[serde(default)]
+    pub smart: mcr_web::SmartSettings,
     #[serde(default)]
     pub policy: PolicyConfig,
     /// Organisations known to the programme (members and others).

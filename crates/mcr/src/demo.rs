@@ -107,6 +107,22 @@ pub struct DemoInfo {
     /// acute trust's sending facility is `RWH`.
     #[serde(default)]
     pub adt_address: Option<String>,
+    /// Host systems that may launch the viewer (SMART App Launch): open `url`, sign in, and
+    /// open a patient in My Care Record.
+    #[serde(default)]
+    pub launch_hosts: Vec<DemoLaunchHost>,
+}
+
+/// A host system of the demo that may launch the viewer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DemoLaunchHost {
+    pub name: String,
+    /// Its FHIR base URL, the `iss` it launches with.
+    pub iss: String,
+    /// Its own page (sign in, the patient list).
+    pub url: String,
+    /// NHS numbers on its patient list.
+    pub patients: Vec<String>,
 }
 
 pub use crate::app::GATEWAY_ORG;
@@ -264,6 +280,30 @@ fn first(list: &[NhsNumber]) -> anyhow::Result<&NhsNumber> {
 }
 
 /// The sample patients the public site's demo patient sign-in offers ("who viewed my record").
+/// The demo host system's patient list: sample patients the record has, by case.
+fn ehr_patients(region: &Region) -> anyhow::Result<Vec<mcr_idp::ehr::EhrPatient>> {
+    let s = &region.samples;
+    let picks = [
+        (s.all_four.first(), "records in every source"),
+        (s.hostile.first(), "hostile text from a source"),
+        (s.gp_only.first(), "GP record only"),
+    ];
+    picks
+        .into_iter()
+        .filter_map(|(nhs, note)| nhs.map(|n| (n, note)))
+        .enumerate()
+        .map(|(i, (nhs, note))| {
+            let p = region.person(nhs).context("sample patient")?;
+            Ok(mcr_idp::ehr::EhrPatient {
+                id: format!("bss-{}", i + 1),
+                nhs_number: nhs.to_string(),
+                name: format!("{} {}", p.given.join(" "), p.family),
+                note: note.into(),
+            })
+        })
+        .collect()
+}
+
 fn demo_patients(region: &Region) -> anyhow::Result<Vec<mcr_web::DemoPatient>> {
     let s = &region.samples;
     let picks = [
@@ -612,8 +652,15 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
         "My Care Record regional gateway (demo)",
         &extra_names,
     )?;
-    let (idp, idp_task, auth) =
-        tokens::start_idp(addr, key, &users, &format!("{scheme}://{addr}")).await?;
+    let ehr_list = ehr_patients(&region)?;
+    let (idp, idp_task, auth, smart) = tokens::start_idp(
+        addr,
+        key,
+        &users,
+        &format!("{scheme}://{addr}"),
+        ehr_list.clone(),
+    )
+    .await?;
     let gateway_client_secret = auth.client_secret.clone();
     let settings = Settings {
         listen: opts.listen,
@@ -625,6 +672,7 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
             ..FederationSettings::default()
         },
         auth,
+        smart,
         policy: mcr_policy::PolicyConfig::default(),
         organisations,
         sources: source_configs,
@@ -688,6 +736,12 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
         signing_key: key_path.clone(),
         ca_cert: Some(pki.ca_cert.clone()),
         adt_address: None,
+        launch_hosts: vec![DemoLaunchHost {
+            name: tokens::DEMO_EHR_NAME.into(),
+            iss: mcr_idp::ehr::fhir_base(idp.issuer()),
+            url: format!("{}/ehr", idp.issuer()),
+            patients: ehr_list.iter().map(|p| p.nhs_number.clone()).collect(),
+        }],
     };
     let gateway = app::serve(&settings, listener).await?;
     let adt_addr = gateway

@@ -49,12 +49,23 @@ pub fn demo_idp(
 /// Start the demo provider on loopback (the gateway's port + 1 when that is free, so its
 /// issuer stays the same between runs) with the gateway registered as a client; returns it,
 /// its task, and the gateway's `[auth]` settings for it.
+/// The demo's host system: a GP practice's clinical system that launches the viewer.
+pub const DEMO_EHR_NAME: &str = "Parkbury House Surgery clinical system (demo)";
+/// The gateway's client id at the demo's host system.
+const EHR_CLIENT: &str = "mcr-viewer";
+
 pub async fn start_idp(
     gateway: SocketAddr,
     key: SigningKey,
     users: &[DemoUser],
     gateway_url: &str,
-) -> anyhow::Result<(Arc<Idp>, tokio::task::JoinHandle<()>, mcr_web::AuthConfig)> {
+    ehr_patients: Vec<mcr_idp::ehr::EhrPatient>,
+) -> anyhow::Result<(
+    Arc<Idp>,
+    tokio::task::JoinHandle<()>,
+    mcr_web::AuthConfig,
+    mcr_web::SmartSettings,
+)> {
     let preferred = match gateway.port() {
         0 | u16::MAX => 0,
         p => p + 1,
@@ -66,16 +77,43 @@ pub async fn start_idp(
             .context("binding the demo identity provider's port")?,
     };
     let issuer = format!("http://{}", listener.local_addr()?);
+    let gateway = gateway_url.trim_end_matches('/');
     let secret = mcr_oidc::random_token();
     let client = ClientRegistration {
         client_id: GATEWAY_CLIENT.into(),
         client_secret: secret.clone().into(),
-        redirect_uris: vec![format!(
-            "{}/signin/callback",
-            gateway_url.trim_end_matches('/')
-        )],
+        redirect_uris: vec![
+            format!("{gateway}/signin/callback"),
+            format!("{gateway}/launch/signin/callback"),
+        ],
     };
-    let idp = Arc::new(demo_idp(&issuer, key, users, vec![client]));
+    // The demo's host system (`/ehr` beside the provider): the gateway is its SMART client.
+    let ehr_secret = mcr_oidc::random_token();
+    let ehr = mcr_idp::ehr::Ehr::new(
+        DEMO_EHR_NAME,
+        gateway_url,
+        ClientRegistration {
+            client_id: EHR_CLIENT.into(),
+            client_secret: ehr_secret.clone().into(),
+            redirect_uris: vec![format!("{gateway}/launch/callback")],
+        },
+        ehr_patients,
+    );
+    let idp = Arc::new(demo_idp(&issuer, key, users, vec![client]).with_ehr(ehr));
+    let smart = mcr_web::SmartSettings {
+        hosts: vec![mcr_web::launch::SmartHostSettings {
+            name: DEMO_EHR_NAME.into(),
+            iss: mcr_idp::ehr::fhir_base(&issuer),
+            client_id: EHR_CLIENT.into(),
+            client_secret: Some(ehr_secret.into()),
+            algorithms: vec!["EdDSA".into()],
+            user_match: mcr_web::launch::UserMatch {
+                host_claim: "sub".into(),
+                region_claim: "sub".into(),
+            },
+        }],
+        ..mcr_web::SmartSettings::default()
+    };
     let task = mcr_idp::serve(idp.clone(), listener);
     let auth = mcr_web::AuthConfig {
         issuer,
@@ -87,5 +125,5 @@ pub async fn start_idp(
         scope: "openid profile".into(),
         claims: mcr_oidc::ClaimNames::default(),
     };
-    Ok((idp, task, auth))
+    Ok((idp, task, auth, smart))
 }

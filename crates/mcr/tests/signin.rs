@@ -694,3 +694,45 @@ async fn forwarded_for_is_believed_only_from_trusted_proxy_hops() {
         "one client behind the proxy is still limited"
     );
 }
+
+/// Single sign-on at the demo provider, as a SMART launch's sign-in uses it: `prompt=none`
+/// answers `login_required` to a browser that has not signed in there, and a code, without a
+/// page, to one that has.
+#[tokio::test]
+async fn the_demo_provider_answers_prompt_none_only_from_its_session() {
+    let t = start().await;
+    let http = t.browser();
+    let (authorize, _) = start_sign_in(&t, &http).await;
+    let mut silent = authorize.clone();
+    silent.query_pairs_mut().append_pair("prompt", "none");
+    let resp = http.get(silent.clone()).send().await.unwrap();
+    assert_eq!(resp.status(), 303, "no page: straight back");
+    let back = location(&resp);
+    assert!(back.contains("error=login_required"), "{back}");
+    assert!(!back.contains("code="), "{back}");
+
+    let chosen = choose_user(&http, &authorize, AE).await;
+    let sso = set_cookie(&chosen, "mcr_idp_sso").expect("a single sign-on cookie");
+    assert!(
+        sso.contains("HttpOnly") && sso.contains("SameSite=Lax"),
+        "{sso}"
+    );
+    let sso = sso.split(';').next().unwrap().to_owned();
+    let resp = http
+        .get(silent.clone())
+        .header("cookie", &sso)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let back = location(&resp);
+    assert!(back.contains("code=") && !back.contains("error="), "{back}");
+    // A made-up session is nobody's.
+    let resp = http
+        .get(silent)
+        .header("cookie", "mcr_idp_sso=made-up")
+        .send()
+        .await
+        .unwrap();
+    assert!(location(&resp).contains("error=login_required"));
+}

@@ -12,6 +12,7 @@ mod assets;
 mod chart;
 pub(crate) mod document;
 mod forms;
+mod launch;
 mod matching;
 mod opt_out;
 mod patient;
@@ -42,6 +43,13 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/signin", get(session::signin_page).post(session::signin))
         .route("/signin/callback", get(session::callback))
         .route("/signout", post(session::signout))
+        .route("/launch", get(launch::ehr_launch))
+        .route(
+            "/launch/standalone",
+            get(launch::standalone_page).post(launch::standalone),
+        )
+        .route("/launch/signin/callback", get(launch::region_callback))
+        .route("/launch/callback", get(launch::host_callback))
         .route("/app", get(search::search))
         .route("/app/patient/{nhs}", get(record::patient))
         .route("/app/patient/{nhs}/access", get(access::explain))

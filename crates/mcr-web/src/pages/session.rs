@@ -73,7 +73,7 @@ impl FromRequestParts<AppState> for PageUser {
 }
 
 /// A 429 as a page, with `Retry-After`.
-fn too_many(e: ApiError) -> Response {
+pub(super) fn too_many(e: ApiError) -> Response {
     let mut resp = error_page(
         Layout::staff_anonymous(),
         StatusCode::TOO_MANY_REQUESTS,
@@ -88,7 +88,7 @@ fn too_many(e: ApiError) -> Response {
     resp
 }
 
-fn secure(state: &AppState) -> &'static str {
+pub(super) fn secure(state: &AppState) -> &'static str {
     if state.secure_cookies {
         "; Secure"
     } else {
@@ -96,7 +96,7 @@ fn secure(state: &AppState) -> &'static str {
     }
 }
 
-fn session_cookie(id: &str, max_age: u64, secure: &str) -> String {
+pub(super) fn session_cookie(id: &str, max_age: u64, secure: &str) -> String {
     format!("{SESSION_COOKIE}={id}; HttpOnly; SameSite=Lax; Path=/; Max-Age={max_age}{secure}")
 }
 
@@ -104,11 +104,11 @@ fn login_cookie(id: &str, secure: &str) -> String {
     format!("{LOGIN_COOKIE}={id}; HttpOnly; SameSite=Lax; Path=/signin; Max-Age={LOGIN_SECONDS}{secure}")
 }
 
-fn clear(name: &str, path: &str) -> String {
+pub(super) fn clear(name: &str, path: &str) -> String {
     format!("{name}=; HttpOnly; SameSite=Lax; Path={path}; Max-Age=0")
 }
 
-fn with_cookie(mut resp: Response, cookie: &str) -> Response {
+pub(super) fn with_cookie(mut resp: Response, cookie: &str) -> Response {
     if let Ok(v) = HeaderValue::from_str(cookie) {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
