@@ -697,6 +697,7 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
         .context("privacy officer")?;
     let ctx = RequestContext {
         principal: Principal {
+            role_profile: None,
             user_id: officer.id.clone(),
             name: officer.name.clone(),
             role: officer.role,

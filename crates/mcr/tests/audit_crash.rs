@@ -307,6 +307,7 @@ async fn mcr_audit_verify_finds_a_tampered_record_in_a_sqlite_file() {
             basis: Some("legal-basis".into()),
             detail: None,
             sources: Vec::new(),
+            role_profile_id: None,
         };
         mcr_audit::record(store.as_ref(), &event)
             .await
