@@ -321,6 +321,11 @@ impl RbacMapping {
     /// The mapping shipped with the gateway (`cis2-rbac-mapping.toml`), as TOML text.
     pub const DEFAULT_TOML: &'static str = include_str!("../cis2-rbac-mapping.toml");
 
+    /// A mapping file's text (TOML).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| format!("the national RBAC mapping: {e}"))
+    }
+
     /// Check the rules' codes; `known_role` says whether a role name exists.
     pub fn validate(&self, known_role: impl Fn(&str) -> bool) -> Result<(), String> {
         for (i, r) in self.rules.iter().enumerate() {

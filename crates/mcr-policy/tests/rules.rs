@@ -21,7 +21,6 @@ fn ods(s: &str) -> OdsCode {
 }
 
 fn principal(role: Role, kind: OrgKind) -> Principal {
-    role_profile: None,
     Principal {
         role_profile: None,
         user_id: USER.into(),
