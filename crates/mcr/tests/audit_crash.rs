@@ -102,6 +102,7 @@ async fn a_gateway_killed_mid_load_loses_no_acknowledged_audit_record() {
         role: "clinician".into(),
         org: practice.to_string(),
         label: "Dr Crash Test".into(),
+        role_profiles: Vec::new(),
     };
     let idp_config = mcr_idp::IdpConfig {
         issuer: issuer.clone(),
