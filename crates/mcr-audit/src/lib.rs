@@ -203,7 +203,7 @@ mod tests {
     #[test]
     fn an_events_role_profile_is_in_its_payload_only_when_it_has_one() {
         let mut e = AuditEvent {
-            at: Utc::now(),
+            at: append(None).at,
             correlation_id: "c".into(),
             user_id: "u".into(),
             user_name: "U".into(),

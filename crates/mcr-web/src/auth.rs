@@ -425,23 +425,7 @@ impl FromRequestParts<AppState> for Caller {
             }
         };
         crate::refusals::Who::set(parts, &principal.user_id);
-        if is_record_view(&parts.method, parts.uri.path()) {
-            if let Err(need) = state.auth.check_assurance(&identity) {
-                audit_refusal(
-                    state,
-                    &cid,
-                    "assurance",
-                    "assurance-too-low",
-                    Some(&principal),
-                )
-                .await;
-                return Err(ApiError::forbidden(
-                    "assurance-too-low",
-                    crate::cis2::assurance_sentence(identity.assurance, need),
-                ));
-            }
-        }
-        let (scopes, token_patient) = (identity.scopes, identity.patient);
+        let (scopes, token_patient) = (identity.scopes.clone(), identity.patient.clone());
         let need = need_for(&parts.method, parts.uri.path());
         let grant = scope_grants(&scopes, need);
         if grant == Some(ScopeGrant::OnePatient) {
@@ -477,6 +461,22 @@ impl FromRequestParts<AppState> for Caller {
                 "insufficient-scope",
                 format!("This token's scopes do not allow it to {what}."),
             ));
+        }
+        if is_record_view(&parts.method, parts.uri.path()) {
+            if let Err(need) = state.auth.check_assurance(&identity) {
+                audit_refusal(
+                    state,
+                    &cid,
+                    "assurance",
+                    "assurance-too-low",
+                    Some(&principal),
+                )
+                .await;
+                return Err(ApiError::forbidden(
+                    "assurance-too-low",
+                    crate::cis2::assurance_sentence(identity.assurance, need),
+                ));
+            }
         }
         if parts.uri.path() == "/fhir/Patient" {
             crate::security::limit_search(state, &principal.user_id).await?;
@@ -586,6 +586,22 @@ mod tests {
             ),
             Some(ScopeGrant::AnyPatient)
         );
+    }
+
+    #[test]
+    fn record_views_are_the_record_page_and_everything() {
+        assert!(is_record_view(&Method::GET, "/app/patient/9434765919"));
+        assert!(is_record_view(
+            &Method::GET,
+            "/fhir/Patient/9434765919/$everything"
+        ));
+        assert!(!is_record_view(
+            &Method::GET,
+            "/app/patient/9434765919/access"
+        ));
+        assert!(!is_record_view(&Method::POST, "/app/patient/9434765919"));
+        assert!(!is_record_view(&Method::GET, "/fhir/Patient/9434765919"));
+        assert!(!is_record_view(&Method::GET, "/app"));
     }
 
     #[test]
