@@ -641,8 +641,17 @@ async fn forty_users_behind_one_address_can_all_search_and_sign_in() {
             assert_eq!(resp.status(), 200, "user {i}, search {k}");
         }
     }
-    // 40 sign-ins through the provider from the one address: every demo user five times.
-    let users: Vec<String> = t.demo.info.users.iter().map(|u| u.id.clone()).collect();
+    // 40 sign-ins through the provider from the one address: every demo user who can sign in
+    // (not the private company's, nor the suspended organisation's: their CIS2 role profiles
+    // are at organisations that are not members, refused at sign-in), over and over.
+    let users: Vec<String> = t
+        .demo
+        .info
+        .users
+        .iter()
+        .map(|u| u.id.clone())
+        .filter(|id| id != "acme.jones" && id != "pharm.lee")
+        .collect();
     for i in 0..40 {
         t.sign_in(&users[i % users.len()]).await;
     }
