@@ -3,7 +3,9 @@
 //! code flow with PKCE (S256), `state` and `nonce`, and validates ID tokens and API access
 //! tokens: signature with the issuer's keys only, algorithms pinned by configuration (never
 //! `none`, never a shared-secret algorithm), issuer, audience, expiry, not-before, nonce.
-//! Configured claim names map a token to a user id, name, role and organisation.
+//! Configured claim names map a token to a user id, name, role and organisation; with
+//! `[auth.cis2]`, NHS CIS2's national RBAC claims give the user's role profiles instead
+//! ([`cis2`]: read and checked here, mapped to roles by configuration).
 //!
 //! No cryptography is made here: signatures are `jsonwebtoken` (on `ring`), hashing `sha2`,
 //! randomness the operating system's. This crate must never log a token, a code, a verifier
