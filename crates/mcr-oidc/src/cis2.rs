@@ -354,7 +354,7 @@ impl RbacMapping {
         self.rules
             .iter()
             .find(|r| {
-                r.job_roles.iter().any(|j| *j == p.job_role)
+                r.job_roles.contains(&p.job_role)
                     && (r.any_activity.is_empty()
                         || r.any_activity.iter().any(|a| p.activity_codes.contains(a)))
             })
