@@ -5,6 +5,12 @@
 // authorization code flow end to end.
 //
 // Environment: OIDC_REDIRECT_URI (one or more, space-separated), OIDC_CLIENT_SECRET, OIDC_USER_ORG. Prints "issuer URL".
+//
+// With OIDC_CIS2_ACCOUNTS (a JSON object: account id -> {acr, claims}) it issues NHS CIS2-shaped
+// claims instead: the ID token carries only `sub` and the sign-in's `acr`, and the account's
+// claims (name, `nhsid_nrbac_roles` for the `nationalrbacaccess` scope, `selected_roleid`,
+// `authentication_assurance_level`) come from its UserInfo endpoint, as CIS2 releases them.
+// The account signed in is the authorization request's `login_hint`.
 import http from 'node:http';
 import { generateKeyPairSync } from 'node:crypto';
 import Provider from 'oidc-provider';
@@ -16,6 +22,8 @@ if (!redirect || !secret) {
   process.exit(2);
 }
 const account = { sub: 'interop.user', name: 'Dr Ida Interop', role: 'clinician', org: process.env.OIDC_USER_ORG || 'RWH01' };
+const cis2 = process.env.OIDC_CIS2_ACCOUNTS ? JSON.parse(process.env.OIDC_CIS2_ACCOUNTS) : null;
+const accountClaims = (id) => (cis2 ? (cis2[id] ? { sub: id, ...cis2[id].claims } : undefined) : (id === account.sub ? account : undefined));
 
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const jwk = { ...privateKey.export({ format: 'jwk' }), kid: 'interop-rs256', use: 'sig', alg: 'RS256' };
@@ -34,12 +42,21 @@ server.listen(0, '127.0.0.1', () => {
     }],
     jwks: { keys: [jwk] },
     pkce: { required: () => true },
-    claims: { openid: ['sub'], profile: ['name', 'role', 'org'] },
-    conformIdTokenClaims: false,
+    ...(cis2
+      ? {
+        claims: { openid: ['sub', 'authentication_assurance_level'], profile: ['name'], nationalrbacaccess: ['nhsid_nrbac_roles'], selectedrole: ['selected_roleid'] },
+        scopes: ['openid', 'profile', 'nationalrbacaccess', 'selectedrole'],
+        acrValues: ['AAL1_USERPASS', 'AAL2_OR_3', 'AAL3_ANY'],
+        conformIdTokenClaims: true,
+      }
+      : { claims: { openid: ['sub'], profile: ['name', 'role', 'org'] }, conformIdTokenClaims: false }),
     cookies: { keys: ['mcr-interop-test-only'] },
     features: { devInteractions: { enabled: false } },
     interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
-    findAccount: async (ctx, id) => (id === account.sub ? { accountId: id, claims: async () => account } : undefined),
+    findAccount: async (ctx, id) => {
+      const claims = accountClaims(id);
+      return claims ? { accountId: id, claims: async () => claims } : undefined;
+    },
   });
 
   const callback = provider.callback();
@@ -49,7 +66,9 @@ server.listen(0, '127.0.0.1', () => {
     try {
       const details = await provider.interactionDetails(req, res);
       if (details.prompt.name === 'login') {
-        await provider.interactionFinished(req, res, { login: { accountId: account.sub } }, { mergeWithLastSubmission: false });
+        const id = cis2 ? details.params.login_hint : account.sub;
+        const login = cis2 ? { accountId: id, acr: cis2[id] && cis2[id].acr } : { accountId: id };
+        await provider.interactionFinished(req, res, { login }, { mergeWithLastSubmission: false });
       } else {
         const grant = new provider.Grant({ accountId: details.session.accountId, clientId: details.params.client_id });
         grant.addOIDCScope(details.params.scope);

@@ -35,6 +35,7 @@ fn event(i: usize, at: DateTime<Utc>) -> AuditEvent {
             .iter()
             .map(|s| SourceAudit { source: (*s).into(), org_code: "X".into(), status: "ok".into(), items: 40, withheld: 1, not_tied: 0 })
             .collect(),
+        role_profile_id: None,
     }
 }
 

@@ -66,6 +66,10 @@ pub struct AuditEvent {
     pub detail: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<SourceAudit>,
+    /// The NHS CIS2 role profile (`person_roleid`) the user was working in; absent for
+    /// records with none (and for every record made before role profiles were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_profile_id: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +81,9 @@ pub enum AuditError {
 }
 
 /// The hash of record `seq`: SHA-256 over the previous hash and every stored field, each
-/// length-prefixed so no two different records can produce the same input.
+/// length-prefixed so no two different records can produce the same input. The role profile
+/// id is a tenth field only when the record has one, so records without one (all records made
+/// before it existed among them) hash as they always did.
 pub fn chain_hash(seq: i64, prev_hash: &str, r: &AuditAppend) -> String {
     let mut h = Sha256::new();
     let at = r.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
@@ -93,7 +99,7 @@ pub fn chain_hash(seq: i64, prev_hash: &str, r: &AuditAppend) -> String {
         &r.payload,
     ];
     h.update(seq.to_be_bytes());
-    for f in fields {
+    for f in fields.into_iter().chain(r.role_profile_id.as_deref()) {
         h.update((f.len() as u64).to_be_bytes());
         h.update(f.as_bytes());
     }
@@ -113,6 +119,7 @@ pub fn to_append(event: &AuditEvent) -> Result<AuditAppend, AuditError> {
         action: event.action.clone(),
         outcome: event.outcome.clone(),
         payload,
+        role_profile_id: event.role_profile_id.clone(),
     })
 }
 
@@ -134,4 +141,93 @@ pub async fn record_change(
     Ok(store
         .record_governance(change, &append, &chain_hash)
         .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The chain's hash as it was before records named a role profile: nine fields.
+    fn nine_field_hash(seq: i64, prev: &str, r: &AuditAppend) -> String {
+        let mut h = Sha256::new();
+        let at = r.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        h.update(seq.to_be_bytes());
+        for f in [
+            prev,
+            &at,
+            &r.correlation_id,
+            &r.user_id,
+            &r.org_code,
+            r.patient.as_deref().unwrap_or(""),
+            &r.action,
+            &r.outcome,
+            &r.payload,
+        ] {
+            h.update((f.len() as u64).to_be_bytes());
+            h.update(f.as_bytes());
+        }
+        hex::encode(h.finalize())
+    }
+
+    fn append(role_profile_id: Option<&str>) -> AuditAppend {
+        AuditAppend {
+            at: chrono::DateTime::parse_from_rfc3339("2026-03-02T09:00:00Z")
+                .expect("time")
+                .with_timezone(&Utc),
+            correlation_id: "c".into(),
+            user_id: "u".into(),
+            org_code: "RWH01".into(),
+            patient: Some("9990000018".into()),
+            action: "view-record".into(),
+            outcome: "permit".into(),
+            payload: "{}".into(),
+            role_profile_id: role_profile_id.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn records_without_a_role_profile_hash_as_they_always_did() {
+        let old = append(None);
+        assert_eq!(
+            chain_hash(4, GENESIS, &old),
+            nine_field_hash(4, GENESIS, &old)
+        );
+        let new = append(Some("555254240100"));
+        assert_ne!(chain_hash(4, GENESIS, &new), chain_hash(4, GENESIS, &old));
+        assert_ne!(
+            chain_hash(4, GENESIS, &new),
+            chain_hash(4, GENESIS, &append(Some("555254242102")))
+        );
+    }
+
+    #[test]
+    fn an_events_role_profile_is_in_its_payload_only_when_it_has_one() {
+        let mut e = AuditEvent {
+            at: append(None).at,
+            correlation_id: "c".into(),
+            user_id: "u".into(),
+            user_name: "U".into(),
+            role: "nurse".into(),
+            org_code: "RWH01".into(),
+            org_name: "Trust".into(),
+            patient: None,
+            purpose: "directcare".into(),
+            action: "view-record".into(),
+            outcome: "permit".into(),
+            basis: None,
+            detail: None,
+            sources: Vec::new(),
+            role_profile_id: None,
+        };
+        let a = to_append(&e).expect("encodes");
+        assert!(
+            !a.payload.contains("role_profile_id"),
+            "old payloads unchanged"
+        );
+        assert_eq!(a.role_profile_id, None);
+        e.role_profile_id = Some("555254240100".into());
+        let a = to_append(&e).expect("encodes");
+        assert!(a.payload.contains("\"role_profile_id\":\"555254240100\""));
+        assert_eq!(a.role_profile_id.as_deref(), Some("555254240100"));
+    }
 }

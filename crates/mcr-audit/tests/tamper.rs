@@ -78,6 +78,9 @@ fn event(i: i64) -> AuditEvent {
             withheld: 0,
             not_tied: 0,
         }],
+        // Records from 13 on name the CIS2 role profile the user worked in; those before, as
+        // every record made before role profiles were recorded, name none.
+        role_profile_id: (i > 12).then(|| "555254240100".to_owned()),
     }
 }
 
@@ -191,6 +194,20 @@ async fn all_cases(backend: &str) {
     db.exec("UPDATE audit_log SET outcome = 'deny' WHERE seq = 13")
         .await;
     assert_broken(&check(&store).await, 13, "altered");
+
+    // A role profile id changed, removed, or added to a record that had none.
+    let (store, db) = trail(backend, dir.path()).await;
+    db.exec("UPDATE audit_log SET role_profile_id = '555254242102' WHERE seq = 15")
+        .await;
+    assert_broken(&check(&store).await, 15, "altered");
+    let (store, db) = trail(backend, dir.path()).await;
+    db.exec("UPDATE audit_log SET role_profile_id = NULL WHERE seq = 14")
+        .await;
+    assert_broken(&check(&store).await, 14, "altered");
+    let (store, db) = trail(backend, dir.path()).await;
+    db.exec("UPDATE audit_log SET role_profile_id = '555254242102' WHERE seq = 5")
+        .await;
+    assert_broken(&check(&store).await, 5, "altered");
 
     // Deleted, leaving a gap.
     let (store, db) = trail(backend, dir.path()).await;

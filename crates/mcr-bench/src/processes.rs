@@ -162,6 +162,7 @@ impl System {
                     role: "clinician".into(),
                     org: acute_org.clone(),
                     label: "Benchmark clinician".into(),
+                    role_profiles: Vec::new(),
                 }],
                 token_seconds: 86_400,
             },

@@ -160,4 +160,8 @@ pub struct Principal {
     pub name: String,
     pub role: Role,
     pub organisation: Organisation,
+    /// The NHS CIS2 role profile (`person_roleid`) the user is working in, when they signed in
+    /// with national RBAC: it is named in every audit record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_profile: Option<String>,
 }

@@ -479,6 +479,7 @@ async fn ask_at(
 /// A grant for a GP at `practice` to view `nhs` (registered there), as the policy makes one.
 fn grant_for(nhs: &NhsNumber, practice: &mcr_domain::Organisation) -> mcr_policy::Grant {
     let principal = mcr_domain::Principal {
+        role_profile: None,
         user_id: "gp.patel".into(),
         name: "Dr Asha Patel".into(),
         role: Role::Clinician,

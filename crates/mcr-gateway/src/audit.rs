@@ -470,6 +470,7 @@ impl Gateway {
             basis: None,
             detail: Some(format!("{} view(s) listed", views.len())),
             sources: Vec::new(),
+            role_profile_id: None,
         };
         self.audit(&event).await?;
         Ok(AccessHistory {
@@ -977,6 +978,7 @@ mod tests {
                 basis: None,
                 detail: None,
                 sources: Vec::new(),
+                role_profile_id: None,
             },
         }
     }

@@ -42,6 +42,7 @@ impl Gateway {
                 basis: None,
                 detail: None,
                 sources: Vec::new(),
+                role_profile_id: None,
             },
         };
         event.action = format!("authenticate:{}", f.channel);

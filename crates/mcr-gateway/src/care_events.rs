@@ -88,6 +88,7 @@ impl Gateway {
     ) -> RequestContext {
         RequestContext {
             principal: Principal {
+                role_profile: None,
                 user_id: format!("feed:{origin}:{}", org.code),
                 name: format!("{origin} feed from {}", org.name),
                 role: Role::Admin,

@@ -78,5 +78,6 @@ pub(crate) fn system_event(g: &Gateway, action: &str) -> AuditEvent {
         basis: None,
         detail: None,
         sources: Vec::new(),
+        role_profile_id: None,
     }
 }

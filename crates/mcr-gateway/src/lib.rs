@@ -254,6 +254,7 @@ impl Gateway {
             basis: None,
             detail: None,
             sources: Vec::new(),
+            role_profile_id: p.role_profile.clone(),
         }
     }
 }

@@ -211,6 +211,7 @@ impl Gateway {
                 }
             )),
             sources: Vec::new(),
+            role_profile_id: None,
         };
         let append = mcr_audit::to_append(&event).map_err(|_| GatewayError::AuditUnavailable)?;
         let row = self

@@ -412,6 +412,7 @@ fn public_event(g: &Gateway, action: &str, correlation_id: &str) -> AuditEvent {
         basis: None,
         detail: None,
         sources: Vec::new(),
+        role_profile_id: None,
     }
 }
 

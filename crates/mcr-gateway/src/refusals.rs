@@ -48,6 +48,7 @@ impl Gateway {
                 r.last.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             )),
             sources: Vec::new(),
+            role_profile_id: None,
         };
         Ok(self.audit(&event).await?.seq)
     }

@@ -55,6 +55,22 @@ pub struct IdpUser {
     pub org: String,
     /// What the sign-in page shows, e.g. "Dr Asha Patel — GP, Bridge Street Surgery".
     pub label: String,
+    /// NHS CIS2 national RBAC role profiles, issued as `nhsid_nrbac_roles` in the ID token
+    /// (with `acr` `AAL3_ANY` and `authentication_assurance_level` `3`, a smartcard-level
+    /// sign-in); empty: none.
+    pub role_profiles: Vec<IdpRoleProfile>,
+}
+
+/// One CIS2 role profile, in CIS2's claim shape.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IdpRoleProfile {
+    pub person_roleid: String,
+    pub org_code: String,
+    /// e.g. `S8000:G8000:R8000`.
+    pub role_code: String,
+    /// e.g. `"Clinical":"Clinical Provision":"Clinical Practitioner Access Role"`.
+    pub role_name: String,
+    pub activity_codes: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -125,6 +141,9 @@ pub struct AccessClaims {
     /// SMART launch context: the one patient a `patient/` scope is for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub patient: Option<String>,
+    /// The demo's users sign in at smartcard level (CIS2's AAL3).
+    #[serde(default)]
+    pub authentication_assurance_level: String,
 }
 
 /// Scopes a demo token carries when nothing narrower is asked for.
@@ -224,6 +243,7 @@ impl Idp {
             client_id: client_id.to_owned(),
             jti: random(),
             patient: patient.map(str::to_owned),
+            authentication_assurance_level: "3".into(),
         };
         self.key.sign(&claims).map_err(|_| IdpError::Signing)
     }
@@ -239,9 +259,13 @@ impl Idp {
             "iss": self.config.issuer, "sub": u.id, "aud": client_id,
             "iat": now, "nbf": now, "exp": now + self.config.token_seconds, "auth_time": now,
             "name": u.name, "role": u.role, "org": u.org,
+            "acr": "AAL3_ANY", "authentication_assurance_level": "3",
         });
         if let (Some(n), Some(obj)) = (nonce, claims.as_object_mut()) {
             obj.insert("nonce".into(), json!(n));
+        }
+        if let (false, Some(obj)) = (u.role_profiles.is_empty(), claims.as_object_mut()) {
+            obj.insert("nhsid_nrbac_roles".into(), json!(u.role_profiles));
         }
         self.key.sign(&claims).map_err(|_| IdpError::Signing)
     }
@@ -294,7 +318,7 @@ async fn discovery(State(idp): State<Arc<Idp>>) -> Response {
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "scopes_supported": ["openid", "profile", "user/*.read", "patient/*.read", "user/Consent.write"],
-        "claims_supported": ["sub", "name", "role", "org", "nonce"],
+        "claims_supported": ["sub", "name", "role", "org", "nonce", "nhsid_nrbac_roles", "acr", "authentication_assurance_level"],
     }))
     .into_response()
 }

@@ -455,6 +455,7 @@ async fn not_a_match_survives_a_resync() {
         decided_at: "2026-11-24T09:00:00Z".parse().expect("time"),
     };
     let audit = mcr_store::AuditAppend {
+        role_profile_id: None,
         at: decision.decided_at,
         correlation_id: "c1".into(),
         user_id: "rec.jones".into(),

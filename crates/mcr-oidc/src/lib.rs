@@ -3,16 +3,20 @@
 //! code flow with PKCE (S256), `state` and `nonce`, and validates ID tokens and API access
 //! tokens: signature with the issuer's keys only, algorithms pinned by configuration (never
 //! `none`, never a shared-secret algorithm), issuer, audience, expiry, not-before, nonce.
-//! Configured claim names map a token to a user id, name, role and organisation.
+//! Configured claim names map a token to a user id, name, role and organisation; with
+//! `[auth.cis2]`, NHS CIS2's national RBAC claims give the user's role profiles instead
+//! ([`cis2`]: read and checked here, mapped to roles by configuration).
 //!
 //! No cryptography is made here: signatures are `jsonwebtoken` (on `ring`), hashing `sha2`,
 //! randomness the operating system's. This crate must never log a token, a code, a verifier
 //! or the client secret.
 
+pub mod cis2;
 mod keys;
 pub mod smart;
 mod token;
 
+pub use cis2::{Cis2Config, RbacError, RbacMapping, RoleProfile};
 pub use keys::KeySet;
 pub use token::{Identity, Rejection};
 
@@ -51,6 +55,11 @@ pub struct OidcConfig {
     pub scope: String,
     #[serde(default)]
     pub claims: ClaimNames,
+    /// `[auth.cis2]`: the provider is NHS CIS2 (or issues its claims): staff sign in with
+    /// national RBAC role profiles, choose one when they hold several, and need the
+    /// configured authentication assurance level to view records.
+    #[serde(default)]
+    pub cis2: Option<Cis2Config>,
 }
 
 /// Which claim holds each fact about the user.
@@ -111,6 +120,8 @@ pub struct Metadata {
     pub jwks_uri: String,
     #[serde(default)]
     pub end_session_endpoint: Option<String>,
+    #[serde(default)]
+    pub userinfo_endpoint: Option<String>,
 }
 
 /// A sign-in under way: where to send the browser, and what to keep (server-side) until it
@@ -252,7 +263,10 @@ impl RelyingParty {
                 "discovery document names another issuer".into(),
             ));
         }
-        for u in [&m.authorization_endpoint, &m.token_endpoint, &m.jwks_uri] {
+        for u in [&m.authorization_endpoint, &m.token_endpoint, &m.jwks_uri]
+            .into_iter()
+            .chain(m.userinfo_endpoint.as_ref())
+        {
             if !acceptable_url(u) {
                 return Err(OidcError::Provider(
                     "discovery document has an endpoint that is not https".into(),
@@ -360,7 +374,76 @@ impl RelyingParty {
             Some(n) if constant_time_eq(n.as_bytes(), nonce.as_bytes()) => {}
             _ => return Err(Rejection::Nonce.into()),
         }
-        Ok((token::identity(&claims, &self.config.claims)?, claims))
+        let identity = match &self.config.cis2 {
+            Some(cis2) => token::cis2_identity(&claims, &self.config.claims, cis2)?,
+            None => token::identity(&claims, &self.config.claims)?,
+        };
+        Ok((identity, claims))
+    }
+
+    /// Validate the ID token of a sign-in and, for CIS2, read the user's role profiles: from
+    /// the ID token when it carries them, else from the provider's UserInfo endpoint (where
+    /// CIS2 releases `nationalrbacaccess`), whose `sub` must be the ID token's.
+    pub async fn sign_in_identity(
+        &self,
+        tokens: &TokenResponse,
+        nonce: &str,
+    ) -> Result<Identity, OidcError> {
+        let Some(cis2) = &self.config.cis2 else {
+            return self.verify_id_token(&tokens.id_token, nonce).await;
+        };
+        let m = self.metadata().await?;
+        let mut claims = self
+            .keys
+            .verify(
+                &tokens.id_token,
+                &self.config.issuer,
+                &self.config.client_id,
+            )
+            .await?;
+        match claims.get("nonce").and_then(|n| n.as_str()) {
+            Some(n) if constant_time_eq(n.as_bytes(), nonce.as_bytes()) => {}
+            _ => return Err(Rejection::Nonce.into()),
+        }
+        if !claims.contains_key(&cis2.roles_claim) {
+            if let (Some(url), Some(access)) = (&m.userinfo_endpoint, &tokens.access_token) {
+                let info = self.userinfo(url, access).await?;
+                if info.get("sub") != claims.get("sub") {
+                    return Err(OidcError::Provider(
+                        "UserInfo is about another user than the ID token".into(),
+                    ));
+                }
+                for (k, v) in info {
+                    claims.entry(k).or_insert(v);
+                }
+            }
+        }
+        Ok(token::cis2_identity(&claims, &self.config.claims, cis2)?)
+    }
+
+    async fn userinfo(
+        &self,
+        url: &str,
+        access_token: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, OidcError> {
+        let resp = self
+            .http
+            .get(url)
+            .bearer_auth(access_token)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|_| OidcError::Provider("UserInfo endpoint unreachable".into()))?;
+        if !resp.status().is_success() {
+            return Err(OidcError::Provider(format!(
+                "UserInfo answered HTTP {}",
+                resp.status().as_u16()
+            )));
+        }
+        let body = read_capped(resp).await?;
+        serde_json::from_slice(&body)
+            .map_err(|_| OidcError::Provider("UserInfo is not a JSON object".into()))
     }
 
     /// Validate an API caller's bearer access token.

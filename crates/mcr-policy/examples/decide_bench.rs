@@ -42,6 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok_or("bad time")?;
     let org = OdsCode::parse("RWH")?;
     let principal = Principal {
+        role_profile: None,
         user_id: "dr-a".into(),
         name: "Dr A".into(),
         role: Role::Clinician,

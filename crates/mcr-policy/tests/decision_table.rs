@@ -353,6 +353,7 @@ fn every_combination_has_its_written_answer() {
             };
             for role in Role::ALL {
                 let principal = Principal {
+                    role_profile: None,
                     user_id: USER.into(),
                     name: "Test User".into(),
                     role,
@@ -554,6 +555,7 @@ fn the_window_is_per_organisation_kind_and_explain_names_the_event() {
     };
     cfg.relationship_windows.insert(OrgKind::AcuteTrust, 30);
     let at = |kind: OrgKind| Principal {
+        role_profile: None,
         user_id: USER.into(),
         name: "Test User".into(),
         role: Role::Clinician,

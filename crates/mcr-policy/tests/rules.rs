@@ -22,6 +22,7 @@ fn ods(s: &str) -> OdsCode {
 
 fn principal(role: Role, kind: OrgKind) -> Principal {
     Principal {
+        role_profile: None,
         user_id: USER.into(),
         name: "Dr A".into(),
         role,

@@ -231,6 +231,7 @@ where
             action: get(row, "action")?,
             outcome: get(row, "outcome")?,
             payload: get(row, "payload")?,
+            role_profile_id: get(row, "role_profile_id")?,
         },
     })
 }
@@ -240,7 +241,8 @@ pub(crate) const PATIENT_COLUMNS: &str =
 pub(crate) const LINK_COLUMNS: &str =
     "nhs_number, source, local_id, method, family, given, birth_date, postcode, linked_at";
 pub(crate) const AUDIT_COLUMNS: &str =
-    "seq, at, correlation_id, user_id, org_code, patient, action, outcome, payload, prev_hash, hash";
+    "seq, at, correlation_id, user_id, org_code, patient, action, outcome, payload, prev_hash, hash, \
+     role_profile_id";
 
 /// Maps a failure to open a pool to a store error without echoing the URL (it may hold a
 /// password).

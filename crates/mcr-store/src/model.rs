@@ -99,6 +99,9 @@ pub struct AuditAppend {
     pub outcome: String,
     /// The whole record as canonical JSON (see the audit crate).
     pub payload: String,
+    /// The CIS2 role profile (`person_roleid`) the user was working in, when there is one.
+    #[serde(default)]
+    pub role_profile_id: Option<String>,
 }
 
 /// A stored audit record.

@@ -222,8 +222,8 @@ pub(crate) async fn append_audit_in_tx(
     let hash = chain(seq, &prev_hash, record);
     sqlx::query(
         "INSERT INTO audit_log (seq, at, correlation_id, user_id, org_code, patient, action, \
-         outcome, payload, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         outcome, payload, prev_hash, hash, role_profile_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(seq)
     .bind(ts(&record.at))
@@ -236,6 +236,7 @@ pub(crate) async fn append_audit_in_tx(
     .bind(&record.payload)
     .bind(&prev_hash)
     .bind(&hash)
+    .bind(record.role_profile_id.as_deref())
     .execute(&mut *conn)
     .await?;
     Ok(AuditRow {

@@ -295,7 +295,7 @@ async fn insert_audit_rows<'c>(
 ) -> std::result::Result<(), sqlx::Error> {
     let mut qb = QueryBuilder::<Sqlite>::new(
         "INSERT INTO audit_log (seq, at, correlation_id, user_id, org_code, patient, action, \
-         outcome, payload, prev_hash, hash) ",
+         outcome, payload, prev_hash, hash, role_profile_id) ",
     );
     qb.push_values(rows, |mut b, row| {
         let r = &row.record;
@@ -309,7 +309,8 @@ async fn insert_audit_rows<'c>(
             .push_bind(r.outcome.as_str())
             .push_bind(r.payload.as_str())
             .push_bind(row.prev_hash.as_str())
-            .push_bind(row.hash.as_str());
+            .push_bind(row.hash.as_str())
+            .push_bind(r.role_profile_id.as_deref());
     });
     qb.build().execute(conn).await?;
     Ok(())

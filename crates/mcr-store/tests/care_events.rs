@@ -124,6 +124,7 @@ async fn story(store: &dyn Store) {
     // A feed's event and its audit record in one transaction.
     let fed = event(&a, "V7", "admission", 21, None);
     let audit = AuditAppend {
+        role_profile_id: None,
         at: t(21),
         correlation_id: "adt-RWH-1".into(),
         user_id: "feed:adt:RWH".into(),

@@ -27,6 +27,7 @@ fn at() -> chrono::DateTime<Utc> {
 
 fn audit(id: &str) -> AuditAppend {
     AuditAppend {
+        role_profile_id: None,
         at: Utc
             .with_ymd_and_hms(2026, 12, 4, 9, 0, 0)
             .single()

@@ -94,6 +94,7 @@ fn t(minute: u32, nanos: u32) -> DateTime<Utc> {
 
 fn audit(n: u32, action: &str, patient: &NhsNumber) -> AuditAppend {
     AuditAppend {
+        role_profile_id: None,
         at: t(50, n),
         correlation_id: format!("corr-{n}"),
         user_id: "u-admin".into(),

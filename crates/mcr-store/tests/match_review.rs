@@ -90,6 +90,7 @@ fn decision(local: &str, i: u8, what: &str) -> MatchDecisionRow {
 
 fn audit(action: &str) -> AuditAppend {
     AuditAppend {
+        role_profile_id: None,
         at: t(3),
         correlation_id: format!("c-{action}"),
         user_id: "rec.jones".into(),

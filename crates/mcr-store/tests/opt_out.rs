@@ -29,6 +29,7 @@ fn nhs(s: &str) -> NhsNumber {
 
 fn audit(action: &str, at: DateTime<Utc>) -> AuditAppend {
     AuditAppend {
+        role_profile_id: None,
         at,
         correlation_id: format!("c-{action}"),
         user_id: "public".into(),

@@ -21,6 +21,7 @@ fn t(minute: i64) -> DateTime<Utc> {
 
 fn audit(action: &str) -> AuditAppend {
     AuditAppend {
+        role_profile_id: None,
         at: t(0),
         correlation_id: format!("c-{action}"),
         user_id: "po".into(),

@@ -25,6 +25,7 @@ fn nhs(s: &str) -> NhsNumber {
 
 fn audit(action: &str, patient: &str) -> AuditAppend {
     AuditAppend {
+        role_profile_id: None,
         at: t(0),
         correlation_id: format!("c-{action}"),
         user_id: "po.wright".into(),

@@ -25,6 +25,7 @@ fn at() -> DateTime<Utc> {
 
 fn audit(id: &str) -> AuditAppend {
     AuditAppend {
+        role_profile_id: None,
         at: at(),
         correlation_id: id.into(),
         user_id: "gp.one".into(),

@@ -170,6 +170,7 @@ fn chain(seq: i64, prev: &str, r: &AuditAppend) -> String {
 
 fn audit(i: i64, user: &str, org: &str, patient: Option<&NhsNumber>, outcome: &str) -> AuditAppend {
     AuditAppend {
+        role_profile_id: None,
         at: at(100 + i, 999_999_999),
         correlation_id: format!("corr-{i}"),
         user_id: user.into(),

@@ -28,6 +28,8 @@ pub type AuthConfig = mcr_oidc::OidcConfig;
 pub struct Authenticator {
     rp: Arc<RelyingParty>,
     orgs: mcr_gateway::OrgRegistry,
+    /// NHS CIS2 national RBAC, when `[auth.cis2]` is configured.
+    cis2: Option<Arc<crate::cis2::Cis2Rules>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -46,6 +48,12 @@ pub enum AuthError {
     Rejected(Rejection),
     #[error("the token names a role this system does not know")]
     UnknownRole,
+    /// CIS2: the user holds several role profiles and has not chosen one yet.
+    #[error("choose the role you are working in")]
+    RoleNotChosen,
+    /// CIS2: the role profile in use cannot be used here.
+    #[error("{}", .0.sentence())]
+    Unusable(crate::cis2::Unusable),
     #[error("the identity provider cannot be reached to check the token; try again shortly")]
     Unavailable,
 }
@@ -57,6 +65,8 @@ impl AuthError {
             AuthError::Missing => "no-token",
             AuthError::Rejected(r) => r.code(),
             AuthError::UnknownRole => "unknown-role",
+            AuthError::RoleNotChosen => "role-not-chosen",
+            AuthError::Unusable(u) => u.code(),
             AuthError::Unavailable => "provider-unavailable",
         }
     }
@@ -76,7 +86,37 @@ impl From<OidcError> for AuthError {
 
 impl Authenticator {
     pub fn new(rp: Arc<RelyingParty>, orgs: mcr_gateway::OrgRegistry) -> Self {
-        Self { rp, orgs }
+        Self {
+            rp,
+            orgs,
+            cis2: None,
+        }
+    }
+
+    /// Staff sign in with NHS CIS2 national RBAC role profiles, mapped by `rules`.
+    pub fn with_cis2(mut self, rules: crate::cis2::Cis2Rules) -> Self {
+        self.cis2 = Some(Arc::new(rules));
+        self
+    }
+
+    pub fn cis2(&self) -> Option<&crate::cis2::Cis2Rules> {
+        self.cis2.as_deref()
+    }
+
+    pub fn organisations(&self) -> &mcr_gateway::OrgRegistry {
+        &self.orgs
+    }
+
+    /// Whether an identity may view patients' records as strongly as it authenticated: only
+    /// under CIS2, where `[auth.cis2] min_assurance_for_records` applies. `Err`: the level
+    /// needed.
+    pub fn check_assurance(&self, id: &Identity) -> Result<(), u8> {
+        match &self.cis2 {
+            Some(rules) if id.assurance.unwrap_or(0) < rules.min_assurance_for_records => {
+                Err(rules.min_assurance_for_records)
+            }
+            _ => Ok(()),
+        }
     }
 
     pub fn relying_party(&self) -> &RelyingParty {
@@ -85,17 +125,32 @@ impl Authenticator {
 
     /// Verify an API access token: who it is for, what it may do, and the patient its
     /// `patient/` scopes are bound to (its SMART `patient` claim).
-    pub async fn verify_bearer(
-        &self,
-        token: &str,
-    ) -> Result<(Principal, Vec<String>, Option<String>), AuthError> {
+    pub async fn verify_bearer(&self, token: &str) -> Result<(Principal, Identity), AuthError> {
         let identity = self.rp.verify_access_token(token).await?;
         let principal = self.principal(&identity)?;
-        Ok((principal, identity.scopes, identity.patient))
+        Ok((principal, identity))
     }
 
     /// The principal for an identity, with its organisation as the registry knows it now.
+    /// Under CIS2 an identity with role profiles is the profile in use: its role through the
+    /// mapping, its organisation, its id.
     pub fn principal(&self, id: &Identity) -> Result<Principal, AuthError> {
+        if let (Some(rules), false) = (&self.cis2, id.role_profiles.is_empty()) {
+            let profile = id.selected_profile().ok_or(AuthError::RoleNotChosen)?;
+            let role =
+                crate::cis2::classify(rules, &self.orgs, profile).map_err(AuthError::Unusable)?;
+            let organisation = OdsCode::parse(&profile.org_code)
+                .ok()
+                .and_then(|code| self.orgs.get(&code).cloned())
+                .unwrap_or_else(|| unknown_org(&profile.org_code));
+            return Ok(Principal {
+                user_id: id.user_id.clone(),
+                name: id.name.clone(),
+                role,
+                organisation,
+                role_profile: Some(profile.id.clone()),
+            });
+        }
         let role: Role = id.role.parse().map_err(|_| AuthError::UnknownRole)?;
         let organisation = OdsCode::parse(&id.organisation)
             .ok()
@@ -106,6 +161,7 @@ impl Authenticator {
             name: id.name.clone(),
             role,
             organisation,
+            role_profile: None,
         })
     }
 }
@@ -185,6 +241,19 @@ pub fn client_address(parts: &Parts, trusted_hops: u8) -> String {
         }
     }
     connected.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+}
+
+/// Whether a request views a patient's record (the merged record, as a page or `$everything`),
+/// which under CIS2 needs the configured authentication assurance level.
+pub fn is_record_view(method: &Method, path: &str) -> bool {
+    if method != Method::GET && method != Method::HEAD {
+        return false;
+    }
+    if let Some(rest) = path.strip_prefix("/app/patient/") {
+        return !rest.is_empty() && !rest.contains('/');
+    }
+    path.strip_prefix("/fhir/Patient/")
+        .is_some_and(|rest| rest.ends_with("/$everything"))
 }
 
 /// What a request needs a token's scopes to allow.
@@ -351,7 +420,7 @@ impl FromRequestParts<AppState> for Caller {
             None => Err(AuthError::Missing),
             Some(token) => state.auth.verify_bearer(&token).await,
         };
-        let (principal, scopes, token_patient) = match verified {
+        let (principal, identity) = match verified {
             Ok(v) => v,
             Err(e) => {
                 tracing::info!(reason = e.code(), "rejected credentials");
@@ -363,6 +432,7 @@ impl FromRequestParts<AppState> for Caller {
             }
         };
         crate::refusals::Who::set(parts, &principal.user_id);
+        let (scopes, token_patient) = (identity.scopes.clone(), identity.patient.clone());
         let need = need_for(&parts.method, parts.uri.path());
         let grant = scope_grants(&scopes, need);
         if grant == Some(ScopeGrant::OnePatient) {
@@ -398,6 +468,22 @@ impl FromRequestParts<AppState> for Caller {
                 "insufficient-scope",
                 format!("This token's scopes do not allow it to {what}."),
             ));
+        }
+        if is_record_view(&parts.method, parts.uri.path()) {
+            if let Err(need) = state.auth.check_assurance(&identity) {
+                audit_refusal(
+                    state,
+                    &cid,
+                    "assurance",
+                    "assurance-too-low",
+                    Some(&principal),
+                )
+                .await;
+                return Err(ApiError::forbidden(
+                    "assurance-too-low",
+                    crate::cis2::assurance_sentence(identity.assurance, need),
+                ));
+            }
         }
         if parts.uri.path() == "/fhir/Patient" {
             crate::security::limit_search(state, &principal.user_id).await?;
@@ -507,6 +593,22 @@ mod tests {
             ),
             Some(ScopeGrant::AnyPatient)
         );
+    }
+
+    #[test]
+    fn record_views_are_the_record_page_and_everything() {
+        assert!(is_record_view(&Method::GET, "/app/patient/9434765919"));
+        assert!(is_record_view(
+            &Method::GET,
+            "/fhir/Patient/9434765919/$everything"
+        ));
+        assert!(!is_record_view(
+            &Method::GET,
+            "/app/patient/9434765919/access"
+        ));
+        assert!(!is_record_view(&Method::POST, "/app/patient/9434765919"));
+        assert!(!is_record_view(&Method::GET, "/fhir/Patient/9434765919"));
+        assert!(!is_record_view(&Method::GET, "/app"));
     }
 
     #[test]

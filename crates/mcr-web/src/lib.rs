@@ -7,6 +7,7 @@
 //! Content-Security-Policy without inline script.
 
 pub mod auth;
+pub mod cis2;
 mod error;
 mod fhir;
 pub mod health;

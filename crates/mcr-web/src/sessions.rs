@@ -92,6 +92,8 @@ fn encode(s: &Session) -> String {
     json!({
         "user_id": i.user_id, "name": i.name, "role": i.role, "organisation": i.organisation,
         "scopes": i.scopes, "patient": i.patient, "csrf": s.csrf,
+        "role_profiles": i.role_profiles, "role_profile": i.role_profile,
+        "assurance": i.assurance,
     })
     .to_string()
 }
@@ -111,6 +113,9 @@ fn decode(data: &str) -> Option<Session> {
                 .filter_map(|s| s.as_str().map(str::to_owned))
                 .collect(),
             patient: text("patient"),
+            role_profiles: serde_json::from_value(v["role_profiles"].clone()).unwrap_or_default(),
+            role_profile: text("role_profile"),
+            assurance: v["assurance"].as_u64().and_then(|n| u8::try_from(n).ok()),
         },
         csrf: text("csrf")?,
     })
@@ -312,6 +317,16 @@ mod tests {
             organisation: "RWH01".into(),
             scopes: vec!["a".into()],
             patient: None,
+            role_profiles: vec![mcr_oidc::RoleProfile {
+                id: "555254240100".into(),
+                org_code: "RWH01".into(),
+                role_code: "S8000:G8000:R8001".into(),
+                job_role: "R8001".into(),
+                role_name: "Nurse Access Role".into(),
+                activity_codes: vec!["B0380".into()],
+            }],
+            role_profile: Some("555254240100".into()),
+            assurance: Some(3),
         }
     }
 

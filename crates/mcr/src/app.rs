@@ -81,6 +81,21 @@ pub async fn gateway(s: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Gate
 }
 
 /// The gateway as an OpenID Connect relying party of the configured provider.
+/// `[auth.cis2]`: the national RBAC mapping (the file it names, else the shipped one), checked.
+pub fn cis2_rules(s: &Settings) -> anyhow::Result<Option<mcr_web::cis2::Cis2Rules>> {
+    let Some(cfg) = &s.auth.cis2 else {
+        return Ok(None);
+    };
+    let text = match &cfg.mapping {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("[auth.cis2] mapping {}: {e}", path.display()))?,
+        None => mcr_oidc::RbacMapping::DEFAULT_TOML.to_owned(),
+    };
+    mcr_web::cis2::Cis2Rules::new(cfg, &text)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("[auth.cis2]: {e}"))
+}
+
 pub fn relying_party(s: &Settings, base_url: &str) -> anyhow::Result<mcr_oidc::RelyingParty> {
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
@@ -257,7 +272,10 @@ pub async fn serve(s: &Settings, listener: TcpListener) -> anyhow::Result<Runnin
         .clone()
         .unwrap_or_else(|| format!("{}://{addr}", serving.scheme()));
     gateway = notifying(s, gateway, &base_url, clock)?;
-    let auth = Authenticator::new(Arc::new(relying_party(s, &base_url)?), registry(s));
+    let mut auth = Authenticator::new(Arc::new(relying_party(s, &base_url)?), registry(s));
+    if let Some(rules) = cis2_rules(s)? {
+        auth = auth.with_cis2(rules);
+    }
     let secure_cookies = matches!(serving, crate::network::Serving::Tls(_));
     let launcher = launcher(s, &base_url)?;
     let state = AppState::new(gateway.clone(), auth, base_url, secure_cookies)

@@ -78,6 +78,10 @@ pub struct DemoUser {
     pub org_name: String,
     /// What this user shows.
     pub shows: String,
+    /// A second NHS CIS2 role profile (role and organisation code): the user chooses which
+    /// to work in after signing in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_profile: Option<(Role, String)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -271,6 +275,7 @@ fn user(id: &str, name: &str, role: Role, o: &Organisation, shows: &str) -> Demo
         org_code: o.code.to_string(),
         org_name: o.name.clone(),
         shows: shows.into(),
+        second_profile: None,
     }
 }
 
@@ -624,6 +629,16 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
             &hospice,
             "Clinician at a member organisation with no relationship: must claim one",
         ),
+        DemoUser {
+            second_profile: Some((Role::Clinician, acute.code.to_string())),
+            ..user(
+                "locum.reid",
+                "Dr Alex Reid",
+                Role::Clinician,
+                &practice,
+                "Two NHS CIS2 role profiles (GP at the sample patients' practice, A&E doctor at the acute trust): chooses one after signing in",
+            )
+        },
         user(
             "pharm.lee",
             "Daniel Lee",
@@ -778,6 +793,7 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
         .context("privacy officer")?;
     let ctx = RequestContext {
         principal: Principal {
+            role_profile: None,
             user_id: officer.id.clone(),
             name: officer.name.clone(),
             role: officer.role,

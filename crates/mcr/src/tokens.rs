@@ -4,8 +4,9 @@
 
 use crate::demo::DemoUser;
 use anyhow::Context;
+use mcr_domain::Role;
 use mcr_domain::SystemClock;
-use mcr_idp::{ClientRegistration, Idp, IdpConfig, IdpUser, SigningKey};
+use mcr_idp::{ClientRegistration, Idp, IdpConfig, IdpRoleProfile, IdpUser, SigningKey};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -34,6 +35,7 @@ pub fn demo_idp(
             role: u.role.as_str().to_owned(),
             org: u.org_code.clone(),
             label: format!("{} — {}, {}", u.name, u.role.label(), u.org_name),
+            role_profiles: demo_profiles(u),
         })
         .collect();
     let config = IdpConfig {
@@ -44,6 +46,68 @@ pub fn demo_idp(
         token_seconds: TOKEN_SECONDS,
     };
     Idp::new(config, key, Arc::new(SystemClock))
+}
+
+/// A national job role and activity for a demo role, as the shipped national RBAC mapping
+/// (`mcr-oidc/cis2-rbac-mapping.toml`) reads them back.
+fn national_role(role: Role) -> (&'static str, &'static str, &'static [&'static str]) {
+    match role {
+        Role::Clinician => (
+            "S8000:G8000:R8000",
+            "\"Clinical\":\"Clinical Provision\":\"Clinical Practitioner Access Role\"",
+            &["B0380", "B0825"],
+        ),
+        Role::Nurse | Role::Paramedic => (
+            "S8000:G8000:R8001",
+            "\"Clinical\":\"Clinical Provision\":\"Nurse Access Role\"",
+            &["B0380", "B0825"],
+        ),
+        Role::Pharmacist => (
+            "S8000:G8000:R8003",
+            "\"Clinical\":\"Clinical Provision\":\"Health Professional Access Role\"",
+            &["B0570", "B0401"],
+        ),
+        Role::SocialCarePractitioner => (
+            "S8000:G8000:R0243",
+            "\"Clinical\":\"Clinical Provision\":\"Other Community Health Service - Social Care Worker\"",
+            &[],
+        ),
+        Role::Admin => (
+            "S8001:G8001:R8009",
+            "\"Admin and Clerical\":\"Admin and Clerical\":\"Receptionist Access Role\"",
+            &["B0825"],
+        ),
+        Role::PrivacyOfficer => (
+            "S8002:G8003:R0001",
+            "\"Admin and Clerical\":\"Admin and Clerical\":\"Privacy Officer\"",
+            &["B0016", "B0015", "B0018"],
+        ),
+        Role::CaldicottGuardian => (
+            "S8002:G8003:R5105",
+            "\"Admin and Clerical\":\"Admin and Clerical\":\"Caldicott Guardian\"",
+            &[],
+        ),
+    }
+}
+
+/// A demo user's CIS2 role profiles: their role at their organisation, and a second one
+/// when they have it. Profile ids are stable per user and organisation.
+pub fn demo_profiles(u: &DemoUser) -> Vec<IdpRoleProfile> {
+    let profile = |n: u32, role: Role, org: &str| {
+        let (role_code, role_name, acts) = national_role(role);
+        IdpRoleProfile {
+            person_roleid: format!("{}-{n}", u.id),
+            org_code: org.to_owned(),
+            role_code: role_code.into(),
+            role_name: role_name.into(),
+            activity_codes: acts.iter().map(|a| (*a).to_owned()).collect(),
+        }
+    };
+    let mut out = vec![profile(1, u.role, &u.org_code)];
+    if let Some((role, org)) = &u.second_profile {
+        out.push(profile(2, *role, org));
+    }
+    out
 }
 
 /// Start the demo provider on loopback (the gateway's port + 1 when that is free, so its
@@ -124,6 +188,7 @@ pub async fn start_idp(
         algorithms: vec!["EdDSA".into()],
         scope: "openid profile".into(),
         claims: mcr_oidc::ClaimNames::default(),
+        cis2: Some(mcr_oidc::Cis2Config::default()),
     };
     Ok((idp, task, auth, smart))
 }

@@ -102,6 +102,7 @@ async fn a_gateway_killed_mid_load_loses_no_acknowledged_audit_record() {
         role: "clinician".into(),
         org: practice.to_string(),
         label: "Dr Crash Test".into(),
+        role_profiles: Vec::new(),
     };
     let idp_config = mcr_idp::IdpConfig {
         issuer: issuer.clone(),
@@ -307,6 +308,7 @@ async fn mcr_audit_verify_finds_a_tampered_record_in_a_sqlite_file() {
             basis: Some("legal-basis".into()),
             detail: None,
             sources: Vec::new(),
+            role_profile_id: None,
         };
         mcr_audit::record(store.as_ref(), &event)
             .await

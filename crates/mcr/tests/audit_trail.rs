@@ -31,6 +31,7 @@ fn ctx(t: &TestDemo, user: &str) -> RequestContext {
         .clone();
     RequestContext {
         principal: Principal {
+            role_profile: None,
             user_id: u.id.clone(),
             name: u.name.clone(),
             role: u.role,

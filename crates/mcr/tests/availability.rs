@@ -107,6 +107,7 @@ async fn region_for(latency_ms: (u64, u64), public_url: Option<&str>) -> Region 
                 role: "clinician".into(),
                 org: practice.to_string(),
                 label: "Dr Available".into(),
+                role_profiles: Vec::new(),
             }],
             token_seconds: 3600,
         },

@@ -229,3 +229,363 @@ organisation = {{ code = "RWH01", name = "East and North Hertfordshire NHS Trust
     gw.kill().await.ok();
     provider.kill().await.ok();
 }
+
+/// Follow the provider's login and consent redirects, as a browser would, until it sends the
+/// browser back to the gateway; returns that URL.
+async fn through_provider(http: &reqwest::Client, issuer: &str, mut next: String) -> String {
+    let mut jar = Jar::default();
+    let mut hops = 0;
+    while next.starts_with(issuer) || next.starts_with('/') {
+        hops += 1;
+        assert!(hops < 15, "too many redirects at the provider");
+        let url = if next.starts_with('/') {
+            format!("{issuer}{next}")
+        } else {
+            next.clone()
+        };
+        let resp = http
+            .get(&url)
+            .header("cookie", jar.header())
+            .send()
+            .await
+            .expect("provider");
+        jar.take(&resp);
+        assert!(
+            resp.status().is_redirection(),
+            "{url}: {} {}",
+            resp.status(),
+            resp.text().await.unwrap_or_default()
+        );
+        next = location(&resp);
+    }
+    next
+}
+
+/// One CIS2 account at the provider: the `acr` of its sign-in and its UserInfo claims.
+fn cis2_account(acr: &str, aal: &str, roles: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"acr": acr, "claims": {
+        "name": "Flo Nurse", "authentication_assurance_level": aal, "nhsid_nrbac_roles": roles,
+    }})
+}
+
+/// The two role profiles of the published CIS2 UserInfo example
+/// (`crates/mcr-oidc/tests/fixtures/cis2/userinfo-privacy-officer-and-nurse.json`), their
+/// organisations replaced by this test's: the nurse profile at a member trust, the privacy
+/// officer profile at an organisation that is not a member.
+fn published_profiles() -> serde_json::Value {
+    serde_json::json!([
+        {"person_orgid": "555057897107", "person_roleid": "555057898108", "org_code": "PRIV01",
+         "role_name": "\"Admin and Clerical\":\"Admin and Clerical\":\"Privacy Officer\"",
+         "role_code": "S8002:G8003:R0001", "activity_codes": ["B0016", "B0015", "B0018"]},
+        {"person_orgid": "555057995106", "person_roleid": "555057996107", "org_code": "RWH01",
+         "role_name": "\"Clinical\":\"Clinical Provision\":\"Nurse Access Role\"",
+         "role_code": "S8000:G8000:R8001",
+         "activity_codes": ["B0428", "B0380", "B0825", "B0560", "B8028"]}
+    ])
+}
+
+struct Signin {
+    status: u16,
+    location: String,
+    body: String,
+    jar: Jar,
+}
+
+async fn cis2_sign_in(http: &reqwest::Client, gateway: &str, issuer: &str, who: &str) -> Signin {
+    let start = http
+        .post(format!("{gateway}/signin"))
+        .send()
+        .await
+        .expect("POST /signin");
+    assert_eq!(start.status(), 303);
+    let mut jar = Jar::default();
+    jar.take(&start);
+    let authorize = location(&start);
+    assert!(
+        authorize.contains("nationalrbacaccess"),
+        "the gateway asks for the national RBAC scope: {authorize}"
+    );
+    let back = through_provider(http, issuer, format!("{authorize}&login_hint={who}")).await;
+    assert!(
+        back.starts_with(&format!("{gateway}/signin/callback?")),
+        "{back}"
+    );
+    let resp = http
+        .get(&back)
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .expect("callback");
+    jar.take(&resp);
+    let status = resp.status().as_u16();
+    let location = resp
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().expect("ascii").to_owned())
+        .unwrap_or_default();
+    let body = resp.text().await.expect("body");
+    Signin {
+        status,
+        location,
+        body,
+        jar,
+    }
+}
+
+async fn get_page(http: &reqwest::Client, url: &str, jar: &Jar) -> (u16, String, String) {
+    let resp = http
+        .get(url)
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .expect("page");
+    let status = resp.status().as_u16();
+    let loc = resp
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().expect("ascii").to_owned())
+        .unwrap_or_default();
+    (status, loc, resp.text().await.expect("body"))
+}
+
+fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+    html[at..].split('"').next().expect("value").to_owned()
+}
+
+#[tokio::test]
+async fn cis2_role_profiles_assurance_and_bad_claims_against_an_independent_provider() {
+    let dir = interop_dir();
+    ensure_installed(&dir);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let gateway = format!("http://127.0.0.1:{port}");
+    let secret = "interop-client-secret-0123456789";
+    let accounts = serde_json::json!({
+        "two.roles": cis2_account("AAL3_ANY", "3", published_profiles()),
+        "low.assurance": cis2_account("AAL2_OR_3", "2", serde_json::json!([published_profiles()[1]])),
+        "malformed": cis2_account("AAL3_ANY", "3", serde_json::json!([{"org_code": "RWH01", "role_code": "S8000:G8000:R8001"}])),
+        "outsider": cis2_account("AAL3_ANY", "3", serde_json::json!([published_profiles()[0]])),
+        "forger": {"acr": "AAL3_ANY", "claims": {
+            "name": "Flo Nurse", "authentication_assurance_level": "3",
+            "nhsid_nrbac_roles": published_profiles(), "selected_roleid": "999999999999"}},
+    });
+    let mut provider = tokio::process::Command::new("node")
+        .arg("server.mjs")
+        .current_dir(&dir)
+        .env("OIDC_REDIRECT_URI", format!("{gateway}/signin/callback"))
+        .env("OIDC_CLIENT_SECRET", secret)
+        .env("OIDC_CIS2_ACCOUNTS", accounts.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node must be installed to run the OpenID Connect interoperability test");
+    let issuer = first_line_with(&mut provider, "issuer ").await;
+
+    let tmp = tempfile::tempdir().expect("dir");
+    let data = tmp.path().join("data");
+    let config = tmp.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"listen = "127.0.0.1:{port}"
+data_dir = "{data}"
+[auth]
+issuer = "{issuer}"
+client_id = "mcr-gateway"
+client_secret = "{secret}"
+algorithms = ["RS256"]
+scope = "openid profile nationalrbacaccess selectedrole"
+[auth.cis2]
+min_assurance_for_records = 3
+[[organisations]]
+code = "PRIV01"
+name = "Acme Health Analytics Ltd"
+kind = "private-company"
+member = false
+[[sources]]
+id = "acute"
+base_url = "http://127.0.0.1:9"
+resource_types = ["Patient"]
+organisation = {{ code = "RWH01", name = "East and North Hertfordshire NHS Trust", kind = "acute-trust", member = true }}
+"#,
+            data = data.display()
+        ),
+    )
+    .expect("config");
+    let mut gw = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcr"))
+        .args(["serve", "--insecure-http", "--config"])
+        .arg(&config)
+        .env("MCR_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start mcr serve");
+    assert_eq!(
+        first_line_with(&mut gw, "gateway listening on ").await,
+        gateway
+    );
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+
+    // Two role profiles, no selection: signed in, then sent to choose before anything else.
+    let two = cis2_sign_in(&http, &gateway, &issuer, "two.roles").await;
+    assert_eq!(
+        (two.status, two.location.as_str()),
+        (303, "/app"),
+        "{}",
+        two.body
+    );
+    let (status, loc, _) = get_page(&http, &format!("{gateway}/app"), &two.jar).await;
+    assert_eq!((status, loc.as_str()), (303, "/signin/role"));
+    let (status, _, page) = get_page(&http, &format!("{gateway}/signin/role"), &two.jar).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("Nurse Access Role")
+            && page.contains("East and North Hertfordshire NHS Trust"),
+        "{page}"
+    );
+    assert!(
+        page.contains("1 of your roles cannot be used here") && page.contains("not a member"),
+        "the profile at a non-member is listed with its reason: {page}"
+    );
+    assert!(
+        !page.contains("value=\"555057898108\""),
+        "and cannot be chosen"
+    );
+    let csrf = csrf_of(&page);
+    let post = |profile: &'static str| {
+        let (http, url, cookie, csrf) = (
+            http.clone(),
+            format!("{gateway}/signin/role"),
+            two.jar.header(),
+            csrf.clone(),
+        );
+        async move {
+            let r = http
+                .post(url)
+                .header("cookie", cookie)
+                .form(&[("csrf", csrf.as_str()), ("profile", profile)])
+                .send()
+                .await
+                .expect("post");
+            let mut jar = Jar::default();
+            jar.take(&r);
+            (r.status().as_u16(), jar, r.text().await.expect("body"))
+        }
+    };
+    // A profile the user does not hold (a forged form), and one at a non-member: refused.
+    let (status, _, body) = post("999999999999").await;
+    assert_eq!(status, 403);
+    assert!(body.contains("not one of yours"), "{body}");
+    let (status, _, body) = post("555057898108").await;
+    assert_eq!(status, 403);
+    assert!(body.contains("not a member"), "{body}");
+    // Their own nurse profile: a new session, working as a nurse at the trust.
+    let (status, new_jar, _) = post("555057996107").await;
+    assert_eq!(status, 303);
+    let mut jar = Jar(two.jar.0.clone());
+    jar.0.extend(new_jar.0);
+    let (status, _, app) = get_page(&http, &format!("{gateway}/app"), &jar).await;
+    assert_eq!(status, 200, "{app}");
+    assert!(
+        app.contains("Flo Nurse, Nurse, East and North Hertfordshire NHS Trust"),
+        "{app}"
+    );
+    assert!(app.contains("Change role"), "{app}");
+    // Smartcard level: the record view is not refused for assurance.
+    let (status, _, view) =
+        get_page(&http, &format!("{gateway}/app/patient/9434765919"), &jar).await;
+    assert!(!view.contains("assurance level"), "{status} {view}");
+
+    // Signed in at level 2: searching is fine, a record view is refused with a sentence.
+    let low = cis2_sign_in(&http, &gateway, &issuer, "low.assurance").await;
+    assert_eq!(low.status, 303, "{}", low.body);
+    let (status, _, _) = get_page(&http, &format!("{gateway}/app"), &low.jar).await;
+    assert_eq!(status, 200);
+    let (status, _, view) = get_page(
+        &http,
+        &format!("{gateway}/app/patient/9434765919"),
+        &low.jar,
+    )
+    .await;
+    assert_eq!(status, 403, "{view}");
+    assert!(
+        view.contains("assurance level 2") && view.contains("needs level 3"),
+        "{view}"
+    );
+
+    // Malformed role profiles; only a profile at a non-member; a selection not held.
+    let bad = cis2_sign_in(&http, &gateway, &issuer, "malformed").await;
+    assert_eq!(bad.status, 403);
+    assert!(
+        bad.body.contains("role profile 1") && bad.body.contains("lacks `person_roleid`"),
+        "{}",
+        bad.body
+    );
+    let outsider = cis2_sign_in(&http, &gateway, &issuer, "outsider").await;
+    assert_eq!(outsider.status, 403);
+    assert!(outsider.body.contains("not a member"), "{}", outsider.body);
+    let forger = cis2_sign_in(&http, &gateway, &issuer, "forger").await;
+    assert_eq!(forger.status, 403);
+    assert!(
+        forger
+            .body
+            .contains("not one your NHS Care Identity account holds"),
+        "{}",
+        forger.body
+    );
+
+    gw.kill().await.ok();
+    provider.kill().await.ok();
+
+    // Every refusal is in the audit trail, and the nurse's records name their role profile.
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", data.join("mcr.db").display()))
+        .await
+        .expect("the gateway's store");
+    let rows: Vec<(String, String, Option<String>)> =
+        sqlx::query_as("SELECT action, payload, role_profile_id FROM audit_log ORDER BY seq")
+            .fetch_all(&db)
+            .await
+            .expect("audit");
+    let basis = |b: &str| {
+        rows.iter()
+            .filter(|(_, p, _)| p.contains(&format!("\"basis\":\"{b}\"")))
+            .count()
+    };
+    assert_eq!(
+        basis("role-profile-not-held"),
+        2,
+        "the forged form and the forged selection"
+    );
+    assert_eq!(
+        basis("organisation-not-member"),
+        2,
+        "the choice and the outsider's sign-in"
+    );
+    assert_eq!(basis("malformed-nationalrbacaccess"), 1);
+    assert_eq!(basis("assurance-too-low"), 1);
+    assert!(
+        rows.iter()
+            .any(|(_, p, r)| r.as_deref() == Some("555057996107")
+                && p.contains("\"user_id\":\"two.roles\"")),
+        "the nurse's view is audited with the role profile she chose"
+    );
+    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_mcr"))
+        .args(["audit", "verify", "--data-dir"])
+        .arg(&data)
+        .output()
+        .expect("mcr audit verify");
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+}

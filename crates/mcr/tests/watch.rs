@@ -171,6 +171,7 @@ fn ctx_of(t: &TestDemo, user: &str) -> mcr_gateway::RequestContext {
         .expect("a demo user");
     mcr_gateway::RequestContext {
         principal: mcr_domain::Principal {
+            role_profile: None,
             user_id: u.id.clone(),
             name: u.name.clone(),
             role: u.role,

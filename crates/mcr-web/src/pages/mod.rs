@@ -19,6 +19,7 @@ mod patient;
 mod public;
 mod record;
 mod review;
+mod role;
 mod search;
 mod session;
 mod text;
@@ -42,6 +43,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/privacy", get(public::privacy))
         .route("/signin", get(session::signin_page).post(session::signin))
         .route("/signin/callback", get(session::callback))
+        .route("/signin/role", get(role::choose_page).post(role::choose))
         .route("/signout", post(session::signout))
         .route("/launch", get(launch::ehr_launch))
         .route(
@@ -133,6 +135,7 @@ impl Layout {
                     p.role,
                     mcr_domain::Role::PrivacyOfficer | mcr_domain::Role::Admin
                 ),
+                change_role: user.2 > 1,
             }),
             staff: true,
             asset_version: assets::version(),
@@ -160,6 +163,8 @@ pub(crate) struct UserBar {
     pub privacy_officer: bool,
     /// Shows the patient matching queue in the menu (records staff and privacy officers).
     pub records_staff: bool,
+    /// The user holds several CIS2 role profiles: the header offers to change role.
+    pub change_role: bool,
 }
 
 /// Render a template, or a bare 500 if the template itself fails (it cannot leak anything).

@@ -8,7 +8,9 @@
 
 use super::forms::Errors;
 use super::{error_page, render, Layout};
-use crate::auth::{audit_refusal, cookie, correlation_id, SESSION_COOKIE};
+use crate::auth::{
+    audit_refusal, cookie, correlation_id, is_record_view, AuthError, SESSION_COOKIE,
+};
 use crate::sessions::LOGIN_SECONDS;
 use crate::{ApiError, AppState};
 use askama::Template;
@@ -17,16 +19,18 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use mcr_gateway::RequestContext;
-use mcr_oidc::OidcError;
+use mcr_oidc::{OidcError, RbacError, Rejection};
 use serde::Deserialize;
 
 /// The cookie holding a sign-in in progress.
 const LOGIN_COOKIE: &str = "mcr_login";
 
-/// A signed-in member of staff on a page, and their session's CSRF token. Without a live
-/// session the request is sent to the sign-in page (303), never served.
+/// A signed-in member of staff on a page, their session's CSRF token, and how many CIS2 role
+/// profiles they hold (more than one: they may change role). Without a live session the
+/// request is sent to the sign-in page (303), never served; a CIS2 user who holds several
+/// role profiles and has not chosen one is sent to choose.
 #[derive(Debug, Clone)]
-pub(crate) struct PageUser(pub RequestContext, pub(crate) String);
+pub(crate) struct PageUser(pub RequestContext, pub(crate) String, pub(crate) usize);
 
 impl FromRequestParts<AppState> for PageUser {
     type Rejection = Response;
@@ -47,6 +51,9 @@ impl FromRequestParts<AppState> for PageUser {
         };
         let principal = match state.auth.principal(&session.identity) {
             Ok(p) => p,
+            Err(AuthError::RoleNotChosen) => {
+                return Err(Redirect::to("/signin/role").into_response());
+            }
             Err(e) => {
                 tracing::info!(reason = e.code(), "page session refused");
                 state.sessions.end(&id).await;
@@ -57,6 +64,33 @@ impl FromRequestParts<AppState> for PageUser {
             }
         };
         crate::refusals::Who::set(parts, &principal.user_id);
+        let cid = correlation_id(parts);
+        if is_record_view(&parts.method, parts.uri.path()) {
+            if let Err(need) = state.auth.check_assurance(&session.identity) {
+                tracing::info!(reason = "assurance-too-low", "record view refused");
+                audit_refusal(
+                    state,
+                    &cid,
+                    "assurance",
+                    "assurance-too-low",
+                    Some(&principal),
+                )
+                .await;
+                let user = PageUser(
+                    RequestContext {
+                        principal,
+                        correlation_id: cid,
+                    },
+                    session.csrf,
+                    session.identity.role_profiles.len(),
+                );
+                return Err(error_page(
+                    Layout::staff(&user),
+                    StatusCode::FORBIDDEN,
+                    &crate::cis2::assurance_sentence(session.identity.assurance, need),
+                ));
+            }
+        }
         if parts.uri.path() == "/app" && parts.uri.query().is_some_and(|q| !q.is_empty()) {
             if let Err(e) = crate::security::limit_search(state, &principal.user_id).await {
                 return Err(too_many(e));
@@ -65,9 +99,10 @@ impl FromRequestParts<AppState> for PageUser {
         Ok(PageUser(
             RequestContext {
                 principal,
-                correlation_id: correlation_id(parts),
+                correlation_id: cid,
             },
             session.csrf,
+            session.identity.role_profiles.len(),
         ))
     }
 }
@@ -98,6 +133,16 @@ pub(super) fn secure(state: &AppState) -> &'static str {
 
 pub(super) fn session_cookie(id: &str, max_age: u64, secure: &str) -> String {
     format!("{SESSION_COOKIE}={id}; HttpOnly; SameSite=Lax; Path=/; Max-Age={max_age}{secure}")
+}
+
+/// `resp` with a new page session's cookie.
+pub(crate) fn with_session_cookie(
+    resp: Response,
+    state: &AppState,
+    id: &str,
+    max: u64,
+) -> Response {
+    with_cookie(resp, &session_cookie(id, max, secure(state)))
 }
 
 fn login_cookie(id: &str, secure: &str) -> String {
@@ -267,8 +312,18 @@ pub(crate) async fn callback(
             .await;
         }
     };
-    let identity = match rp.verify_id_token(&tokens.id_token, &pending.nonce).await {
+    let identity = match rp.sign_in_identity(&tokens, &pending.nonce).await {
         Ok(i) => i,
+        Err(OidcError::Token(Rejection::Rbac(e))) => {
+            // The national RBAC claims: say what is wrong with them (never a token's text).
+            tracing::info!(reason = e.code(), "sign-in refused");
+            audit_refusal(&state, &cid, "sign-in", e.code(), None).await;
+            let message = match &e {
+                RbacError::NotHeld(_) => "The role selected at sign-in is not one your NHS Care Identity account holds. Sign in again and choose one of your roles".to_owned(),
+                other => format!("Your NHS Care Identity roles could not be read: {other}. Contact your Registration Authority"),
+            };
+            return signin_with_error(StatusCode::FORBIDDEN, &message);
+        }
         Err(OidcError::Token(r)) => {
             return refuse(
                 r.code(),
@@ -287,13 +342,31 @@ pub(crate) async fn callback(
             .await;
         }
     };
-    if let Err(e) = state.auth.principal(&identity) {
-        return refuse(
-            e.code(),
-            StatusCode::FORBIDDEN,
-            "Your account's role cannot use My Care Record",
-        )
-        .await;
+    match state.auth.principal(&identity) {
+        Ok(_) => {}
+        // Several role profiles: the user chooses once signed in, if any can be used here.
+        Err(AuthError::RoleNotChosen) if usable_profiles(&state, &identity) > 0 => {}
+        Err(AuthError::RoleNotChosen) => {
+            return refuse(
+                "no-usable-role-profile",
+                StatusCode::FORBIDDEN,
+                "None of your roles can be used in My Care Record: each is at an organisation that is not a member, or is a role that cannot use it",
+            )
+            .await;
+        }
+        Err(AuthError::Unusable(u)) => {
+            tracing::info!(reason = u.code(), "sign-in refused");
+            audit_refusal(&state, &cid, "sign-in", u.code(), None).await;
+            return signin_with_error(StatusCode::FORBIDDEN, u.sentence().trim_end_matches('.'));
+        }
+        Err(e) => {
+            return refuse(
+                e.code(),
+                StatusCode::FORBIDDEN,
+                "Your account's role cannot use My Care Record",
+            )
+            .await;
+        }
     }
     if let Err(e) = crate::security::limit_signin_user(&state, &identity.user_id).await {
         return too_many(e);
@@ -312,6 +385,16 @@ pub(crate) async fn callback(
         &session_cookie(&id, max, secure(&state)),
     );
     with_cookie(resp, &clear(LOGIN_COOKIE, "/signin"))
+}
+
+/// How many of an identity's CIS2 role profiles can be used here.
+fn usable_profiles(state: &AppState, id: &mcr_oidc::Identity) -> usize {
+    state.auth.cis2().map_or(0, |rules| {
+        id.role_profiles
+            .iter()
+            .filter(|p| crate::cis2::classify(rules, state.auth.organisations(), p).is_ok())
+            .count()
+    })
 }
 
 /// Sign out: the session ends here, not just in the browser.

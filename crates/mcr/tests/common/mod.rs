@@ -311,6 +311,25 @@ impl TestDemo {
             .expect("client")
     }
 
+    /// A sign-in through the provider that the gateway refuses: its status and page.
+    pub async fn refused_sign_in(&self, user: &str) -> (u16, String) {
+        let http = self.browser();
+        let (authorize, login) = start_sign_in(self, &http).await;
+        let back = choose_user(&http, &authorize, user).await;
+        assert_eq!(back.status(), 303, "the provider sends the browser back");
+        let resp = http
+            .get(location(&back))
+            .header("cookie", &login)
+            .send()
+            .await
+            .expect("callback");
+        assert!(
+            set_cookie(&resp, "mcr_session").is_none(),
+            "no session for a refused sign-in"
+        );
+        (resp.status().as_u16(), resp.text().await.expect("page"))
+    }
+
     /// Sign in to the pages as a demo user, through the provider, like a browser would.
     pub async fn sign_in(&self, user: &str) -> SignedIn {
         let http = self.browser();
@@ -335,13 +354,56 @@ impl TestDemo {
             cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
             "{cookie}"
         );
-        let cookie = cookie.split(';').next().expect("cookie").to_owned();
-        let page = http
+        let mut cookie = cookie.split(';').next().expect("cookie").to_owned();
+        let mut page = http
             .get(self.url("/app"))
             .header("cookie", &cookie)
             .send()
             .await
             .expect("GET /app");
+        if page.status() == 303 && location(&page) == "/signin/role" {
+            // Several NHS CIS2 role profiles: work in the first offered.
+            let html = http
+                .get(self.url("/signin/role"))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .expect("GET /signin/role")
+                .text()
+                .await
+                .expect("page");
+            let field = |name: &str| {
+                html.split(name)
+                    .nth(1)
+                    .and_then(|rest| rest.split('"').next())
+                    .expect("the role page's field")
+                    .to_owned()
+            };
+            let (csrf, profile) = (
+                field("name=\"csrf\" value=\""),
+                field("name=\"profile\" type=\"radio\" value=\""),
+            );
+            let chosen = http
+                .post(self.url("/signin/role"))
+                .header("cookie", &cookie)
+                .form(&[("csrf", csrf), ("profile", profile)])
+                .send()
+                .await
+                .expect("POST /signin/role");
+            assert_eq!(chosen.status(), 303, "a role chosen");
+            cookie = set_cookie(&chosen, "mcr_session")
+                .expect("a new session")
+                .split(';')
+                .next()
+                .expect("cookie")
+                .to_owned();
+            page = http
+                .get(self.url("/app"))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .expect("GET /app");
+        }
         assert_eq!(page.status(), 200);
         let html = page.text().await.expect("page");
         let csrf = html
