@@ -101,7 +101,18 @@ fn link<'a>(bundle: &'a Value, relation: &str) -> Option<&'a str> {
 
 #[tokio::test]
 async fn audit_event_search_pages_with_links_and_finds_one_record_by_id() {
-    let t = start().await;
+    audit_search_pages(&start().await).await;
+}
+
+/// The same on PostgreSQL, whose store reads pages backwards its own way.
+#[tokio::test]
+async fn audit_event_search_pages_on_postgres() {
+    let t = start_with(Some(mcr_testkit::postgres_url().await), 1_500).await;
+    assert_eq!(t.demo.gateway.gateway.store().backend(), "postgres");
+    audit_search_pages(&t).await;
+}
+
+async fn audit_search_pages(t: &TestDemo) {
     let patient = t.patient("all_four_sources", 0);
     t.give_permission("ae.okafor", &patient).await;
     for _ in 0..3 {
