@@ -348,6 +348,10 @@ pub struct MergedRecord {
     pub nhs_number: NhsNumber,
     /// The patient's demographics as the most authoritative source gave them.
     pub patient: Option<serde_json::Value>,
+    /// Where [`Self::patient`] is held: its address at the source it came from (its `fullUrl`
+    /// in a Bundle, which must agree with its id there).
+    #[serde(default)]
+    pub patient_url: Option<String>,
     /// Sections in display order; each section's items newest first.
     pub sections: Vec<(Section, Vec<RecordItem>)>,
     /// Every source asked, in configuration order.

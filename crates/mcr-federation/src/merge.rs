@@ -191,6 +191,7 @@ pub fn merge(filter: &ResourceFilter<'_>, fetches: Vec<SourceFetch>) -> MergedRe
     let mut by_key: HashMap<String, usize> = HashMap::new();
     let mut outcomes = Vec::with_capacity(fetches.len());
     let mut patient: Option<Value> = None;
+    let mut patient_url: Option<String> = None;
     let mut unavailable: BTreeSet<Section> = BTreeSet::new();
     let mut withheld_any = false;
 
@@ -213,6 +214,7 @@ pub fn merge(filter: &ResourceFilter<'_>, fetches: Vec<SourceFetch>) -> MergedRe
                 Digested::Withheld => continue,
                 Digested::Patient(p) => {
                     if patient.is_none() {
+                        patient_url = Some(full_url(&f.base_url, &p));
                         patient = Some(p);
                     }
                     continue;
@@ -284,6 +286,7 @@ pub fn merge(filter: &ResourceFilter<'_>, fetches: Vec<SourceFetch>) -> MergedRe
     MergedRecord {
         nhs_number: filter.grant().patient().clone(),
         patient,
+        patient_url,
         sections,
         sources: outcomes,
         unavailable_sections: unavailable.into_iter().collect(),

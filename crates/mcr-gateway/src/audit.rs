@@ -35,7 +35,7 @@ impl Default for AuditConfig {
 
 /// The widest period one audit search may cover.
 pub const MAX_SEARCH_DAYS: i64 = 366;
-/// The most entries one audit search returns.
+/// The most entries one page of an audit search returns (more are on the next page).
 pub const MAX_SEARCH_COUNT: u32 = 1_000;
 /// How far back a patient's access history goes.
 pub const HISTORY_DAYS: i64 = 365;
@@ -64,8 +64,14 @@ pub struct AuditSearch {
     pub to: Option<DateTime<Utc>>,
     /// Any of these audit outcomes (`permit`, `deny`, …); empty: all.
     pub outcomes: Vec<String>,
-    /// At most this many (0: 100).
+    /// At most this many on a page (0: 100; at most [`MAX_SEARCH_COUNT`]).
     pub count: u32,
+    /// Only the record with this sequence number (`_id`).
+    pub id: Option<i64>,
+    /// The page of records just older than this one (a `next` link).
+    pub before: Option<i64>,
+    /// The page of records just newer than this one (a `previous` link).
+    pub after: Option<i64>,
 }
 
 /// One audit record read back.
@@ -91,7 +97,12 @@ pub struct AuditPage {
     pub scope: AuditScope,
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
+    /// One page, newest first.
     pub entries: Vec<AuditEntry>,
+    /// Whether records older than this page's last match too (there is a next page).
+    pub older: bool,
+    /// Whether records newer than this page's first match too (there is a previous page).
+    pub newer: bool,
 }
 
 fn entry(row: &AuditRow) -> Result<AuditEntry, GatewayError> {
@@ -244,19 +255,30 @@ impl Gateway {
             outcomes: search.outcomes.clone(),
             from: Some(from),
             to: Some(to),
-            limit: if search.count == 0 {
-                100
-            } else {
-                search.count.min(MAX_SEARCH_COUNT)
-            },
+            seq: search.id,
+            before_seq: search.before,
+            after_seq: search.after,
+            // One more than a page: whether there is another page beyond it.
+            limit: page_size(search.count) + 1,
             ..AuditQuery::default()
         };
-        let entries = self
-            .query(&query)
-            .await?
-            .iter()
-            .map(entry)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut rows = self.query(&query).await?;
+        let beyond = rows.len() > page_size(search.count) as usize;
+        if beyond {
+            if search.after.is_some() {
+                // Read upwards from `after`: the extra one is the newest.
+                rows.remove(0);
+            } else {
+                rows.truncate(page_size(search.count) as usize);
+            }
+        }
+        // A page reached by a link has the page it came from on its other side.
+        let (older, newer) = if search.after.is_some() {
+            (true, beyond)
+        } else {
+            (beyond, search.before.is_some())
+        };
+        let entries = rows.iter().map(entry).collect::<Result<Vec<_>, _>>()?;
         let mut event = self.event(ctx, ACTION, patient);
         event.outcome = "permit".into();
         event.detail = Some(format!(
@@ -285,7 +307,18 @@ impl Gateway {
             from,
             to,
             entries,
+            older,
+            newer,
         })
+    }
+}
+
+/// Entries on one page of an audit search asking for `count` (0: the default).
+fn page_size(count: u32) -> u32 {
+    if count == 0 {
+        100
+    } else {
+        count.min(MAX_SEARCH_COUNT)
     }
 }
 

@@ -38,8 +38,13 @@ pub struct AuditQuery {
     pub outcomes: Vec<String>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
+    /// Only the record with this sequence number.
+    pub seq: Option<i64>,
     /// Only records older than this one (paging).
     pub before_seq: Option<i64>,
+    /// Only records newer than this one (paging back): the `limit` oldest of them, still
+    /// returned newest first.
+    pub after_seq: Option<i64>,
     /// At most this many (0: the default page; capped).
     pub limit: u32,
 }
@@ -158,10 +163,24 @@ impl AuditTrailStore for SqliteStore {
         if let Some(before) = q.before_seq {
             qb.push(" AND seq < ").push_bind(before);
         }
-        qb.push(" ORDER BY seq DESC LIMIT ")
-            .push_bind(limit(q.limit));
+        if let Some(seq) = q.seq {
+            qb.push(" AND seq = ").push_bind(seq);
+        }
+        if let Some(after) = q.after_seq {
+            qb.push(" AND seq > ").push_bind(after);
+        }
+        qb.push(if q.after_seq.is_some() {
+            " ORDER BY seq ASC LIMIT "
+        } else {
+            " ORDER BY seq DESC LIMIT "
+        })
+        .push_bind(limit(q.limit));
         let rows = qb.build().fetch_all(&self.read).await?;
-        rows.iter().map(audit_from_row).collect()
+        let mut rows: Vec<AuditRow> = rows.iter().map(audit_from_row).collect::<Result<_>>()?;
+        if q.after_seq.is_some() {
+            rows.reverse();
+        }
+        Ok(rows)
     }
 }
 
@@ -233,9 +252,23 @@ impl AuditTrailStore for PostgresStore {
         if let Some(before) = q.before_seq {
             qb.push(" AND seq < ").push_bind(before);
         }
-        qb.push(" ORDER BY seq DESC LIMIT ")
-            .push_bind(limit(q.limit));
+        if let Some(seq) = q.seq {
+            qb.push(" AND seq = ").push_bind(seq);
+        }
+        if let Some(after) = q.after_seq {
+            qb.push(" AND seq > ").push_bind(after);
+        }
+        qb.push(if q.after_seq.is_some() {
+            " ORDER BY seq ASC LIMIT "
+        } else {
+            " ORDER BY seq DESC LIMIT "
+        })
+        .push_bind(limit(q.limit));
         let rows = qb.build().fetch_all(&self.pool).await?;
-        rows.iter().map(audit_from_row).collect()
+        let mut rows: Vec<AuditRow> = rows.iter().map(audit_from_row).collect::<Result<_>>()?;
+        if q.after_seq.is_some() {
+            rows.reverse();
+        }
+        Ok(rows)
     }
 }

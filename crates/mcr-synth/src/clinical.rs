@@ -278,6 +278,15 @@ impl Gen<'_> {
         self.p.age_on(self.core.today)
     }
 
+    /// Who asserted or recorded an item: a clinician in a role at the provider (R4 allows no
+    /// Organization there), named but not resolvable, as GP systems often send it.
+    fn clinician(&self) -> Value {
+        json!({
+            "type": "PractitionerRole",
+            "display": format!("Clinician, {}", self.provider["display"].as_str().unwrap_or("the provider")),
+        })
+    }
+
     fn subject(&self) -> Value {
         json!({ "reference": format!("Patient/{}", self.local) })
     }
@@ -352,7 +361,7 @@ impl Gen<'_> {
             "subject": self.subject(),
             "onsetDateTime": day(onset),
             "recordedDate": day(recorded),
-            "asserter": self.provider.clone(),
+            "asserter": self.clinician(),
         });
         if !active {
             let end = (onset + Duration::days(self.rng.gen_range(5..40))).min(self.today());
@@ -717,7 +726,7 @@ impl Gen<'_> {
                 "patient": self.subject(),
                 "onsetDateTime": day(onset),
                 "recordedDate": day(recorded),
-                "recorder": self.provider.clone(),
+                "recorder": self.clinician(),
                 "reaction": [{
                     "manifestation": [cc(SNOMED, &codes::REACTIONS[reaction])],
                     "severity": if criticality == "high" { "severe" } else { "mild" },

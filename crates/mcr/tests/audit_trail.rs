@@ -75,6 +75,111 @@ async fn unknown_patient(t: &TestDemo) -> String {
     panic!("no unknown NHS number found");
 }
 
+fn ids(bundle: &Value) -> Vec<i64> {
+    bundle["entry"]
+        .as_array()
+        .map(|es| {
+            es.iter()
+                .map(|e| {
+                    e["resource"]["id"]
+                        .as_str()
+                        .expect("id")
+                        .parse()
+                        .expect("a number")
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn link<'a>(bundle: &'a Value, relation: &str) -> Option<&'a str> {
+    bundle["link"]
+        .as_array()?
+        .iter()
+        .find(|l| l["relation"] == relation)?["url"]
+        .as_str()
+}
+
+#[tokio::test]
+async fn audit_event_search_pages_with_links_and_finds_one_record_by_id() {
+    audit_search_pages(&start().await).await;
+}
+
+/// The same on PostgreSQL, whose store reads pages backwards its own way.
+#[tokio::test]
+async fn audit_event_search_pages_on_postgres() {
+    let t = start_with(Some(mcr_testkit::postgres_url().await), 1_500).await;
+    assert_eq!(t.demo.gateway.gateway.store().backend(), "postgres");
+    audit_search_pages(&t).await;
+}
+
+async fn audit_search_pages(t: &TestDemo) {
+    let patient = t.patient("all_four_sources", 0);
+    t.give_permission("ae.okafor", &patient).await;
+    for _ in 0..3 {
+        let (status, _) = t.everything("ae.okafor", &patient).await;
+        assert_eq!(status, 200);
+    }
+    let search = format!("/fhir/AuditEvent?patient=Patient/{patient}");
+
+    // Pages of two, newest first, each with a next link until the last; no total that is
+    // only the page's size.
+    let (status, first) = t.get("po.wright", &format!("{search}&_count=2")).await;
+    assert_eq!(status, 200, "{first}");
+    assert!(first.get("total").is_none(), "{first}");
+    assert_eq!(ids(&first).len(), 2);
+    assert!(link(&first, "previous").is_none());
+    assert!(link(&first, "self").is_some_and(|u| u.contains("_count=2")));
+    let mut paged = ids(&first);
+    let mut next = link(&first, "next").map(str::to_owned);
+    let mut second = None;
+    while let Some(url) = next {
+        let path = url
+            .strip_prefix(&t.demo.info.gateway_url)
+            .expect("our own URL");
+        let (status, page) = t.get("po.wright", path).await;
+        assert_eq!(status, 200, "{page}");
+        assert!(ids(&page).len() <= 2);
+        paged.extend(ids(&page));
+        next = link(&page, "next").map(str::to_owned);
+        second.get_or_insert(page);
+        assert!(paged.len() < 100, "paging does not end: {paged:?}");
+    }
+    assert!(
+        paged.windows(2).all(|w| w[0] > w[1]),
+        "newest first, none twice: {paged:?}"
+    );
+    // Every record there was when the first page was read, once: the same as one big page.
+    let (_, all) = t.get("po.wright", &format!("{search}&_count=100")).await;
+    let all: Vec<i64> = ids(&all).into_iter().filter(|id| *id <= paged[0]).collect();
+    assert_eq!(paged, all);
+    assert!(
+        paged.len() >= 5,
+        "a permission, three views, a search: {paged:?}"
+    );
+
+    // Back from the second page is the first.
+    let second = second.expect("a second page");
+    let previous = link(&second, "previous").expect("a previous link");
+    let path = previous
+        .strip_prefix(&t.demo.info.gateway_url)
+        .expect("our own URL");
+    let (status, back) = t.get("po.wright", path).await;
+    assert_eq!(status, 200, "{back}");
+    assert_eq!(ids(&back), ids(&first));
+
+    // `_id` finds one record, within the caller's scope; a bad one is a clear error.
+    let one = paged[2];
+    let (status, found) = t
+        .get("po.wright", &format!("/fhir/AuditEvent?_id={one}"))
+        .await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(ids(&found), vec![one]);
+    let (status, body) = t.get("po.wright", "/fhir/AuditEvent?_id=seven").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("_id=seven"), "{body}");
+}
+
 #[tokio::test]
 async fn audit_event_search_follows_the_access_rules_and_is_itself_audited() {
     let t = start().await;

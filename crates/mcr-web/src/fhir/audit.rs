@@ -1,6 +1,8 @@
 //! `GET /fhir/AuditEvent`: the audit trail as FHIR R4 AuditEvents in the IHE Basic Audit Log
 //! Patterns (BALP) shape, searchable by `patient`, `agent`, `date` (with `ge`/`gt`/`le`/`lt`/
-//! `eq` prefixes) and `outcome`. Who may see what is decided in the gateway
+//! `eq` prefixes), `outcome` and `_id`, newest first, in pages of `_count` (default 100, at
+//! most 1,000) with `self`, `next` and `previous` links (`_before`/`_after` name the record a
+//! page starts beyond). No `total`: counting every match would read the whole period. Who may see what is decided in the gateway
 //! (`Gateway::search_audit`); the search itself is audited there.
 
 use super::fhir_json;
@@ -14,7 +16,9 @@ use mcr_domain::{NhsNumber, OdsCode, Role};
 use mcr_gateway::{AuditEntry, AuditSearch};
 use serde_json::{json, Value};
 
-const PARAMS: [&str; 5] = ["patient", "agent", "date", "outcome", "_count"];
+const PARAMS: [&str; 8] = [
+    "patient", "agent", "date", "outcome", "_id", "_count", "_before", "_after",
+];
 const PURPOSE_SYSTEM: &str = "https://mycarerecord.example/fhir/CodeSystem/purpose-of-use";
 const USER_SYSTEM: &str = "https://mycarerecord.example/Id/user";
 const ACTION_SYSTEM: &str = "https://mycarerecord.example/fhir/CodeSystem/audit-action";
@@ -139,13 +143,17 @@ pub(crate) fn audit_event(e: &AuditEntry, base_url: &str) -> Value {
             "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1", "display": "Patient"}
         }));
     }
-    entity.push(json!({
+    let mut query = json!({
         "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object"},
         "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "24", "display": "Query"},
         "name": ev.action,
-        "description": ev.detail.clone().unwrap_or_default(),
         "detail": details
-    }));
+    });
+    // No description when there is none: R4 allows no empty strings.
+    if let Some(d) = ev.detail.as_deref().filter(|d| !d.is_empty()) {
+        query["description"] = json!(d);
+    }
+    entity.push(query);
     let mut r = json!({
         "resourceType": "AuditEvent",
         "id": e.seq.to_string(),
@@ -224,6 +232,9 @@ pub(crate) async fn search(
                         .at("_count")
                 })?;
             }
+            "_id" => q.id = Some(seq_param(k, v)?),
+            "_before" => q.before = Some(seq_param(k, v)?),
+            "_after" => q.after = Some(seq_param(k, v)?),
             other => {
                 return Err(ApiError::invalid(
                     "unknown-parameter",
@@ -242,13 +253,63 @@ pub(crate) async fn search(
         .iter()
         .map(|e| json!({"fullUrl": format!("{}/fhir/AuditEvent/{}", state.base_url, e.seq), "resource": audit_event(e, &state.base_url), "search": {"mode": "match"}}))
         .collect();
-    let body = json!({
+    // Links keep the search and name where the page starts.
+    let link = |relation: &str, at: Option<(&str, i64)>| {
+        let mut url = format!("{}/fhir/AuditEvent", state.base_url);
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in params
+            .iter()
+            .filter(|(k, _)| k != "_before" && k != "_after")
+        {
+            query.append_pair(k, v);
+        }
+        if let Some((k, seq)) = at {
+            query.append_pair(k, &seq.to_string());
+        }
+        let query = query.finish();
+        if !query.is_empty() {
+            url.push('?');
+            url.push_str(&query);
+        }
+        json!({"relation": relation, "url": url})
+    };
+    let mut links = vec![link(
+        "self",
+        params.iter().find_map(|(k, v)| match k.as_str() {
+            "_before" => v.parse().ok().map(|s| ("_before", s)),
+            "_after" => v.parse().ok().map(|s| ("_after", s)),
+            _ => None,
+        }),
+    )];
+    if let (true, Some(last)) = (page.older, page.entries.last()) {
+        links.push(link("next", Some(("_before", last.seq))));
+    }
+    if let (true, Some(first)) = (page.newer, page.entries.first()) {
+        links.push(link("previous", Some(("_after", first.seq))));
+    }
+    let mut body = json!({
         "resourceType": "Bundle",
         "type": "searchset",
-        "total": entries.len(),
-        "entry": entries
+        "link": links,
     });
+    if !entries.is_empty() {
+        body["entry"] = entries.into();
+    }
     Ok(fhir_json(StatusCode::OK, &body))
+}
+
+/// An audit record's sequence number, as `_id`, `_before` or `_after` give it.
+fn seq_param(name: &str, v: &str) -> Result<i64, ApiError> {
+    v.parse::<i64>().ok().filter(|s| *s > 0).ok_or_else(|| {
+        ApiError::invalid(
+            "invalid-id",
+            format!(
+                "`{name}={}` is not an audit record id: use the id of an AuditEvent (a whole number).",
+                clip(v)
+            ),
+        )
+        .at(name)
+    })
 }
 
 #[cfg(test)]

@@ -29,9 +29,9 @@ pub(crate) fn patient_resource(m: &PatientMatch) -> Value {
     if let Some(gp) = &p.gp_practice {
         r["generalPractitioner"] = json!([{"type": "Organization", "identifier": {"system": OdsCode::SYSTEM, "value": gp}}]);
     }
-    // Where the patient is held, and how each link was made.
-    r["link"] = json!([]);
-    r["extension"] = m
+    // Where the patient is held, and how each link was made (no `extension` when nowhere:
+    // R4 allows no empty arrays).
+    let held: Vec<Value> = m
         .links
         .iter()
         .map(|l| {
@@ -45,8 +45,10 @@ pub(crate) fn patient_resource(m: &PatientMatch) -> Value {
                 ]
             })
         })
-        .collect::<Vec<_>>()
-        .into();
+        .collect();
+    if !held.is_empty() {
+        r["extension"] = held.into();
+    }
     r
 }
 
@@ -151,16 +153,16 @@ struct Entity<'a> {
 /// Serialised straight from the record: each resource is written as the text its source sent
 /// (checked JSON, never decoded and encoded again).
 pub(crate) fn everything(
-    base_url: &str,
     view: &View,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Vec<u8>, serde_json::Error> {
     let record = &view.record;
     let recorded = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let mut entries = Vec::with_capacity(record.item_count() * 2 + 2);
+    // The source's Patient, at the source's address: its fullUrl agrees with its id.
     if let Some(p) = &record.patient {
         entries.push(Entry {
-            full_url: Some(format!("{base_url}/fhir/Patient/{}", record.nhs_number).into()),
+            full_url: record.patient_url.as_deref().map(Into::into),
             resource: Res::Borrowed(p),
             search: Search { mode: "match" },
         });

@@ -219,10 +219,30 @@ pub(crate) async fn create(
             .at("Consent.category"))
         }
     };
+    // The request as recorded, with what R4 requires of a Consent that the request may leave
+    // out: its scope and the policy it records (ppc-1).
     let mut out = r.clone();
     out["id"] = json!(format!("audit-{seq}"));
     out["status"] = json!("active");
+    out["scope"] = privacy_scope();
+    out["policyRule"] = policy_rule(provision.unwrap_or("permit"));
     Ok(fhir_json(StatusCode::CREATED, &out))
+}
+
+/// Every Consent we record is about privacy: who may see the record.
+fn privacy_scope() -> Value {
+    json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]})
+}
+
+/// The policy a Consent records (R4 invariant ppc-1): the patient opted in to sharing (a
+/// permission given, an objection withdrawn or overridden, a care relationship) or out of it.
+fn policy_rule(provision: &str) -> Value {
+    let (code, display) = if provision == "deny" {
+        ("OPTOUT", "opt-out")
+    } else {
+        ("OPTIN", "opt-in")
+    };
+    json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": code, "display": display}]})
 }
 
 fn consent(
@@ -235,10 +255,11 @@ fn consent(
     json!({
         "resourceType": "Consent",
         "status": "active",
-        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "scope": privacy_scope(),
         "category": [{"coding": [{"system": CATEGORY_SYSTEM, "code": category}]}],
         "patient": {"reference": format!("Patient/{nhs}")},
         "dateTime": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "policyRule": policy_rule(provision),
         "provision": {"type": provision},
         "extension": extensions,
     })
@@ -312,14 +333,65 @@ pub(crate) async fn search(
             vec![e("organisation", &r.org_code), e("kind", &r.kind)],
         );
         c["provision"]["period"] =
-            json!({"start": r.start.to_rfc3339(), "end": r.end.map(|d| d.to_rfc3339())});
+            json!({"start": r.start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)});
+        if let Some(end) = r.end {
+            c["provision"]["period"]["end"] =
+                json!(end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        }
         resources.push(c);
     }
-    let body = json!({
+    let mut body = json!({
         "resourceType": "Bundle",
         "type": "searchset",
         "total": resources.len(),
-        "entry": resources.into_iter().map(|r| json!({"resource": r, "search": {"mode": "match"}})).collect::<Vec<_>>(),
+    });
+    // No `entry` when there is none: R4 allows no empty arrays.
+    if !resources.is_empty() {
+        body["entry"] = resources
+            .into_iter()
+            .map(|r| json!({"resource": r, "search": {"mode": "match"}}))
+            .collect::<Vec<_>>()
+            .into();
+    }
+    Ok(fhir_json(StatusCode::OK, &body))
+}
+
+/// The canonical URL of the `$emergency-access` OperationDefinition, served at that address.
+pub(crate) fn emergency_access_url(base_url: &str) -> String {
+    format!("{base_url}/fhir/OperationDefinition/emergency-access")
+}
+
+/// `GET /fhir/OperationDefinition/{id}`: the operations this server defines itself.
+pub(crate) async fn operation_definition(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if id != "emergency-access" {
+        return Err(ApiError::not_found(
+            "No such OperationDefinition: this server defines emergency-access.",
+        ));
+    }
+    let param = |name: &str, use_: &str, ty: &str, doc: &str| json!({"name": name, "use": use_, "min": 1, "max": "1", "type": ty, "documentation": doc});
+    let body = json!({
+        "resourceType": "OperationDefinition",
+        "id": "emergency-access",
+        "url": emergency_access_url(&state.base_url),
+        "name": "EmergencyAccess",
+        "title": "Emergency (break-glass) access to a patient's record",
+        "status": "active",
+        "kind": "operation",
+        "affectsState": true,
+        "description": "Records that the caller needs the patient's record in an emergency, without the patient's permission or a care relationship. The access is audited and raises an alert a privacy officer reviews; once recorded, the caller may view the record.",
+        "code": "emergency-access",
+        "resource": ["Patient"],
+        "system": false,
+        "type": false,
+        "instance": true,
+        "parameter": [
+            param("reason", "in", "code", "Why: one of the programme's emergency reason codes."),
+            param("text", "in", "string", "The caller's own words: what the emergency is."),
+            param("return", "out", "OperationOutcome", "That the emergency access was recorded, with its audit record."),
+        ]
     });
     Ok(fhir_json(StatusCode::OK, &body))
 }

@@ -27,6 +27,10 @@ pub(crate) fn routes() -> Router<AppState> {
             "/fhir/Patient/{id}/{operation}",
             get(patient::operation).post(consent::patient_operation),
         )
+        .route(
+            "/fhir/OperationDefinition/{id}",
+            get(consent::operation_definition),
+        )
         .route("/fhir/Consent", post(consent::create).get(consent::search))
         .route("/fhir/AuditEvent", get(audit::search))
         .route("/fhir/Binary/{id}", get(binary::read))

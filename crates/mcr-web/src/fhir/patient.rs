@@ -41,7 +41,7 @@ pub(crate) async fn metadata(State(state): State<AppState>) -> Response {
                     ],
                     "operation": [
                         {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
-                        {"name": "emergency-access", "definition": "Break-glass access with a reason code; raises a privacy officer alert"}
+                        {"name": "emergency-access", "definition": super::consent::emergency_access_url(&state.base_url), "documentation": "Break-glass access with a reason code; raises a privacy officer alert."}
                     ]
                 },
                 {
@@ -149,12 +149,15 @@ pub(crate) async fn search(
             })
         })
         .collect();
-    let body = json!({
+    let mut body = json!({
         "resourceType": "Bundle",
         "type": "searchset",
         "total": entries.len(),
-        "entry": entries,
     });
+    // No `entry` when nothing matched: R4 allows no empty arrays.
+    if !entries.is_empty() {
+        body["entry"] = entries.into();
+    }
     Ok(fhir_json(StatusCode::OK, &body))
 }
 
@@ -199,14 +202,13 @@ pub(crate) async fn operation(
     }
     let nhs = parse_nhs(&id, "Patient.id")?;
     let now = state.gateway.clock().now();
-    let base_url = &state.base_url;
     let pending = match state.gateway.view_record(&ctx, &nhs).await? {
         ViewOutcome::Record(pending) => pending,
         ViewOutcome::NotPermitted(decision) => return Err(bundle::decision_error(&decision)),
     };
     // Encoded while the audit record commits; sent only once it has.
     let encoding = std::time::Instant::now();
-    let body = bundle::everything(base_url, pending.view(), now);
+    let body = bundle::everything(pending.view(), now);
     let encode_ms = encoding.elapsed().as_secs_f64() * 1000.0;
     let view = pending.committed().await?;
     let body = body.map_err(|_| encode_failed())?;

@@ -710,6 +710,7 @@ mod tests {
         let record = MergedRecord {
             nhs_number: NhsNumber::parse("9434765919").unwrap_or_else(|_| unreachable!()),
             patient: None,
+            patient_url: None,
             sections: Vec::new(),
             sources: vec![
                 outcome("gp", SourceStatus::Ok, 0),
@@ -826,6 +827,7 @@ mod tests {
         let record = MergedRecord {
             nhs_number: NhsNumber::parse("9434765919").unwrap_or_else(|_| unreachable!()),
             patient: None,
+            patient_url: None,
             sections: Vec::new(),
             sources: vec![base, warned],
             unavailable_sections: Vec::new(),

@@ -457,6 +457,7 @@ pub(crate) async fn search(
         to: filter.to,
         outcomes: Vec::new(),
         count: 1_000,
+        ..AuditSearch::default()
     };
     match state.gateway.search_audit(&user.0, &search).await {
         Ok(result) => {
