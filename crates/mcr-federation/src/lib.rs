@@ -295,7 +295,13 @@ impl Federation {
         let deadline = self.config.document_deadline;
         tokio::time::timeout(
             deadline,
-            source.open_document(filter.grant(), at, id, &check, self.config.max_document_bytes),
+            source.open_document(
+                filter.grant(),
+                at,
+                id,
+                &check,
+                self.config.max_document_bytes,
+            ),
         )
         .await
         .map_err(|_| {

@@ -83,10 +83,7 @@ impl Gateway {
         // The same filter as the record view: what the grant covers, what the source shares
         // with this kind of organisation, nothing withheld.
         let filter = grant.filter(&self.policy, self.agreements(), self.clock.now());
-        let opened = self
-            .federation
-            .open_document(&filter, &location, id)
-            .await;
+        let opened = self.federation.open_document(&filter, &location, id).await;
         let doc = match opened {
             Ok(doc) => doc,
             Err(refusal) => return self.document_refused(ctx, nhs, source, id, refusal).await,
@@ -115,7 +112,10 @@ impl Gateway {
             DocumentCut::Transport => "cut-off",
         };
         self.metrics.decision(ACTION, code);
-        tracing::warn!(reason = code, "a document was cut off while being passed on");
+        tracing::warn!(
+            reason = code,
+            "a document was cut off while being passed on"
+        );
     }
 
     async fn not_permitted(

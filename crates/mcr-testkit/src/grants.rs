@@ -27,6 +27,7 @@ pub fn grant(nhs: &NhsNumber, classes: &[DataClass]) -> (Grant, PolicyConfig) {
         name: "Dr Asha Patel".into(),
         role: Role::Clinician,
         organisation: practice.clone(),
+        role_profile: None,
     };
     let now = mcr_domain::Clock::now(&mcr_domain::SystemClock);
     let relationships = [Relationship {

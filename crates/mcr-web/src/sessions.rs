@@ -77,6 +77,16 @@ impl std::fmt::Debug for Sessions {
 }
 
 /// The store's key for a cookie id: its SHA-256, base64url. The id itself is never stored.
+/// A patient session ends after this long without a request.
+pub const PATIENT_IDLE: Duration = Duration::from_secs(15 * 60);
+/// And after this long in any case.
+pub const PATIENT_MAX: Duration = Duration::from_secs(8 * 60 * 60);
+
+/// The store's key of a patient session: apart from staff sessions' keys.
+fn patient_key(id: &str) -> String {
+    id_hash(&format!("patient:{id}"))
+}
+
 pub(crate) fn id_hash(id: &str) -> String {
     use base64::Engine;
     use sha2::Digest;
@@ -211,6 +221,52 @@ impl Sessions {
         }
     }
 
+    /// Start a patient's session (`/my-record`) in the same shared store as staff sessions,
+    /// apart from them: its key is the hash of `patient:` and its id, so a staff cookie is
+    /// never a patient's session nor the reverse. It holds the NHS number only. `None` when
+    /// the store cannot keep it.
+    pub async fn create_patient(&self, nhs: &mcr_domain::NhsNumber) -> Option<String> {
+        let id = mcr_oidc::random_token();
+        let data = json!({ "patient": nhs.as_str() }).to_string();
+        let (idle, max) = (millis(PATIENT_IDLE), millis(PATIENT_MAX));
+        match self
+            .store
+            .put_session(&patient_key(&id), &data, self.now_ms(), idle, max)
+            .await
+        {
+            Ok(()) => Some(id),
+            Err(e) => {
+                tracing::warn!(error = %e, "a patient session could not be stored: sign-in refused");
+                None
+            }
+        }
+    }
+
+    /// The NHS number of a live patient session (any gateway's); marks it used now.
+    pub async fn touch_patient(&self, id: &str) -> Option<mcr_domain::NhsNumber> {
+        let (idle, max) = (millis(PATIENT_IDLE), millis(PATIENT_MAX));
+        let data = match self
+            .store
+            .touch_session(&patient_key(id), self.now_ms(), idle, max)
+            .await
+        {
+            Ok(data) => data?,
+            Err(e) => {
+                tracing::warn!(error = %e, "patient sessions cannot be read: treated as signed out");
+                return None;
+            }
+        };
+        let v: serde_json::Value = serde_json::from_str(&data).ok()?;
+        mcr_domain::NhsNumber::parse(v["patient"].as_str()?).ok()
+    }
+
+    /// End a patient's session (sign-out), on every gateway.
+    pub async fn end_patient(&self, id: &str) {
+        if let Err(e) = self.store.end_session(&patient_key(id)).await {
+            tracing::warn!(error = %e, "a patient sign-out could not be stored: the session lives until it expires");
+        }
+    }
+
     /// Remember a sign-in in progress; returns the id for its cookie.
     pub async fn begin_login(
         &self,
@@ -337,6 +393,35 @@ mod tests {
     async fn store(dir: &std::path::Path) -> Arc<dyn Store> {
         let url = format!("sqlite://{}", dir.join("s.db").display());
         mcr_store::connect_and_migrate(&url).await.expect("store")
+    }
+
+    /// A patient signed in on one gateway is signed in on another sharing the store, and
+    /// signed out on both; a patient's session is never a member of staff's, nor the reverse.
+    #[tokio::test]
+    async fn patient_sessions_live_in_the_shared_store_apart_from_staff_sessions() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = store(dir.path()).await;
+        let one = Sessions::new(SessionLimits::default(), store.clone(), clock());
+        let other = Sessions::new(SessionLimits::default(), store.clone(), clock());
+        let nhs = mcr_domain::NhsNumber::parse("9434765919").expect("nhs");
+        let id = one.create_patient(&nhs).await.expect("created");
+        assert_eq!(other.touch_patient(&id).await, Some(nhs.clone()));
+        assert!(
+            other.touch(&id).await.is_none(),
+            "a patient's session is not staff's"
+        );
+        let staff = one.create(who()).await.expect("staff");
+        assert!(
+            other.touch_patient(&staff).await.is_none(),
+            "a staff session is not a patient's"
+        );
+        assert!(other.touch_patient("made-up").await.is_none());
+        other.end_patient(&id).await;
+        assert!(one.touch_patient(&id).await.is_none(), "signed out on both");
+        assert!(
+            one.touch(&staff).await.is_some(),
+            "staff sessions untouched"
+        );
     }
 
     #[tokio::test]

@@ -214,7 +214,9 @@ impl GpConnectSource {
         })?;
         let att = crate::document::check_reference(&raw, id, check)?;
         let endpoint = parse(target.address).map_err(DocumentRefusal::Source)?;
-        let url = endpoint.join(&att.url).map_err(|_| DocumentRefusal::Elsewhere)?;
+        let url = endpoint
+            .join(&att.url)
+            .map_err(|_| DocumentRefusal::Elsewhere)?;
         if url.origin() != endpoint.origin() {
             return Err(DocumentRefusal::Elsewhere);
         }

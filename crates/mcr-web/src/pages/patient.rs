@@ -18,15 +18,10 @@ use axum::Form;
 use mcr_domain::NhsNumber;
 use mcr_gateway::DownloadFormat;
 use serde::Deserialize;
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 const PATIENT_COOKIE: &str = "mcr_patient";
 /// A patient session ends after this long without a request.
-const IDLE: Duration = Duration::from_secs(15 * 60);
-/// The most patient sessions held at once.
-const MAX_SESSIONS: usize = 50_000;
+const IDLE: std::time::Duration = crate::sessions::PATIENT_IDLE;
 
 /// A sample patient the demo's patient sign-in offers.
 #[derive(Debug, Clone)]
@@ -36,11 +31,11 @@ pub struct DemoPatient {
     pub label: String,
 }
 
-/// Patient sign-in: which patients may sign in (demo only) and the live patient sessions.
+/// Patient sign-in: which patients may sign in (demo only). Their sessions live in the shared
+/// store ([`crate::sessions::Sessions::create_patient`]), so any gateway serves them.
 #[derive(Debug, Default)]
 pub struct PatientAccess {
     demo: Vec<DemoPatient>,
-    sessions: Mutex<HashMap<String, (NhsNumber, Instant)>>,
 }
 
 impl PatientAccess {
@@ -51,48 +46,7 @@ impl PatientAccess {
 
     /// Patient sign-in offering these demo patients (none: patient sign-in is not available).
     pub fn demo(patients: Vec<DemoPatient>) -> Self {
-        Self {
-            demo: patients,
-            sessions: Mutex::default(),
-        }
-    }
-
-    fn start(&self, nhs: NhsNumber) -> Option<String> {
-        let mut map = self.sessions.lock().ok()?;
-        let now = Instant::now();
-        map.retain(|_, (_, seen)| now.duration_since(*seen) < IDLE);
-        if map.len() >= MAX_SESSIONS {
-            return None;
-        }
-        let id = format!(
-            "{}{}",
-            uuid::Uuid::new_v4().simple(),
-            uuid::Uuid::new_v4().simple()
-        );
-        map.insert(id.clone(), (nhs, now));
-        Some(id)
-    }
-
-    fn touch(&self, id: &str) -> Option<NhsNumber> {
-        let mut map = self.sessions.lock().ok()?;
-        let now = Instant::now();
-        match map.get_mut(id) {
-            Some((nhs, seen)) if now.duration_since(*seen) < IDLE => {
-                *seen = now;
-                Some(nhs.clone())
-            }
-            Some(_) => {
-                map.remove(id);
-                None
-            }
-            None => None,
-        }
-    }
-
-    fn end(&self, id: &str) {
-        if let Ok(mut map) = self.sessions.lock() {
-            map.remove(id);
-        }
+        Self { demo: patients }
     }
 }
 
@@ -129,7 +83,7 @@ impl FromRequestParts<AppState> for SignedInPatient {
         let Some(id) = cookie(parts, PATIENT_COOKIE) else {
             return Err(to_signin());
         };
-        match state.patients.touch(&id) {
+        match state.sessions.touch_patient(&id).await {
             Some(nhs) => Ok(SignedInPatient(nhs)),
             None => Err(with_cookie(to_signin(), &clear_cookie())),
         }
@@ -196,7 +150,7 @@ pub(crate) async fn signin(
             &signin_view(&state, Some(msg.into())),
         );
     };
-    match state.patients.start(p.nhs_number.clone()) {
+    match state.sessions.create_patient(&p.nhs_number).await {
         Some(id) => with_cookie(
             Redirect::to("/my-record").into_response(),
             &patient_cookie(&id, state.secure_cookies),
@@ -204,14 +158,14 @@ pub(crate) async fn signin(
         None => super::error_page(
             Layout::public(),
             StatusCode::SERVICE_UNAVAILABLE,
-            "Too many people are signed in. Try again shortly.",
+            "Signing in is not possible just now. Try again shortly.",
         ),
     }
 }
 
 pub(crate) async fn signout(State(state): State<AppState>, parts: Parts) -> Response {
     if let Some(id) = cookie(&parts, PATIENT_COOKIE) {
-        state.patients.end(&id);
+        state.sessions.end_patient(&id).await;
     }
     with_cookie(Redirect::to("/").into_response(), &clear_cookie())
 }
@@ -290,22 +244,7 @@ pub(crate) async fn download(patient: SignedInPatient, State(state): State<AppSt
 mod tests {
     use super::*;
 
-    fn nhs() -> NhsNumber {
-        NhsNumber::parse("9434765919").expect("valid")
-    }
-
-    #[test]
-    fn sessions_name_one_patient_and_end() {
-        let access = PatientAccess::demo(vec![DemoPatient {
-            nhs_number: nhs(),
-            label: "A".into(),
-        }]);
-        let id = access.start(nhs()).expect("started");
-        assert_eq!(access.touch(&id), Some(nhs()));
-        assert_eq!(access.touch("not-a-session"), None);
-        access.end(&id);
-        assert_eq!(access.touch(&id), None);
-    }
+    // Patient sessions themselves: sessions::tests::patient_sessions_live_in_the_shared_store_apart_from_staff_sessions.
 
     #[test]
     fn the_cookie_is_locked_to_the_patient_pages() {

@@ -779,6 +779,7 @@ mod tests {
             sources: vec![partial],
             unavailable_sections: Vec::new(),
             withheld: false,
+            patient_url: None,
         };
         let rows = source_rows(&record);
         assert_eq!(rows[0].tag_text, "Partly shown");
