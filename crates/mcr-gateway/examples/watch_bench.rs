@@ -3,7 +3,8 @@
 //! (or without `--release`, as the workspace's dev profile builds it, for a pessimistic bound).
 //!
 //! Each view is timed on its own: the protected person list lookup (10,000 people cached), the
-//! counters (distinct patients per user in the window, in memory) and the rules, and the flag
+//! counters (distinct patients per user in the window, in memory: `MemoryCounters`; the
+//! store's cost is `mcr-bench --example watch_counts`) and the rules, and the flag
 //! claims when rules fire, exactly as `Gateway::watch_view` runs them before the fetch. Three
 //! scenarios of 200,000 views each: a region's ordinary load (2,000 users, a few patients
 //! each, over a day, so half the views are out of hours), one user viewing patient after patient up to and past the hard limit (flags and
@@ -96,20 +97,22 @@ fn main() {
                 + Duration::milliseconds((i as i64) * 432);
             let start = Instant::now();
             let protected = watch.cached_category(patient);
-            let checked = rt.block_on(watch.check(Seen {
-                user_id: user,
-                patient,
-                facts: ViewFacts {
-                    at,
-                    org_kind: sc.kind,
-                    user_name: "Dr Asha Patel",
-                    user_postcode: None,
-                    patient_family: "Jones",
-                    patient_postcode: Some("AL1 3ER"),
-                    protected: protected.as_deref(),
-                    count: ViewCount::default(),
-                },
-            }));
+            let checked = rt
+                .block_on(watch.check(Seen {
+                    user_id: user,
+                    patient,
+                    facts: ViewFacts {
+                        at,
+                        org_kind: sc.kind,
+                        user_name: "Dr Asha Patel",
+                        user_postcode: None,
+                        patient_family: "Jones",
+                        patient_postcode: Some("AL1 3ER"),
+                        protected: protected.as_deref(),
+                        count: ViewCount::default(),
+                    },
+                }))
+                .expect("counters in memory do not fail");
             ns.push(start.elapsed().as_nanos() as u64);
             flags += checked.flags.len();
             refused += usize::from(checked.refused.is_some());
