@@ -159,7 +159,11 @@ pub struct Attachment {
 
 /// The media type of a `Content-Type` value: lower case, parameters dropped.
 pub fn media_type(v: &str) -> String {
-    v.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+    v.split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
 }
 
 /// Check a `DocumentReference` a source sent (`raw`, asked for by `id`) as a record view
@@ -183,7 +187,11 @@ pub fn check_reference(
     }
     match digest(Received { doc: &doc, raw }) {
         Digested::Item(_) => {}
-        Digested::AnotherPatient => return Err(DocumentRefusal::NotInRecord { why: "another-patient" }),
+        Digested::AnotherPatient => {
+            return Err(DocumentRefusal::NotInRecord {
+                why: "another-patient",
+            })
+        }
         Digested::Untied => return Err(DocumentRefusal::NotInRecord { why: "not-tied" }),
         Digested::NotGranted(_) => return Err(DocumentRefusal::NotInRecord { why: "not-granted" }),
         Digested::Withheld => return Err(DocumentRefusal::NotInRecord { why: "withheld" }),
@@ -193,7 +201,8 @@ pub fn check_reference(
             })
         }
     }
-    let value: Value = serde_json::from_str(raw.get()).map_err(|_| DocumentRefusal::NoAttachment)?;
+    let value: Value =
+        serde_json::from_str(raw.get()).map_err(|_| DocumentRefusal::NoAttachment)?;
     let att = value
         .pointer("/content/0/attachment")
         .ok_or(DocumentRefusal::NoAttachment)?;
@@ -262,9 +271,9 @@ fn looks_like(bytes: &[u8]) -> Option<&'static str> {
 /// type's signature.
 pub fn agrees(declared: &str, first: &[u8]) -> Result<(), String> {
     let describe = |b: &[u8]| looks_like(b).unwrap_or("something else").to_owned();
-    let own = SIGNATURES
-        .iter()
-        .find(|(t, _)| declared == *t || (t.ends_with("openxmlformats") && declared.starts_with(t)));
+    let own = SIGNATURES.iter().find(|(t, _)| {
+        declared == *t || (t.ends_with("openxmlformats") && declared.starts_with(t))
+    });
     if let Some((_, sig)) = own {
         return if first.starts_with(sig) {
             Ok(())
@@ -366,7 +375,11 @@ pub async fn read_binary(
         match response.chunk().await {
             Ok(Some(c)) => first.extend_from_slice(&c),
             Ok(None) => break,
-            Err(e) => return Err(DocumentRefusal::Source(crate::client::transport_failure(&e))),
+            Err(e) => {
+                return Err(DocumentRefusal::Source(crate::client::transport_failure(
+                    &e,
+                )))
+            }
         }
         if first.len() as u64 > cap {
             return Err(DocumentRefusal::TooLarge {
@@ -430,7 +443,11 @@ pub fn binary_resource(body: &[u8], declared: &str) -> Result<Vec<u8>, DocumentR
     if said != declared {
         return Err(DocumentRefusal::TypeMismatch {
             declared: declared.to_owned(),
-            arrived: if said.is_empty() { "no type".into() } else { said },
+            arrived: if said.is_empty() {
+                "no type".into()
+            } else {
+                said
+            },
         });
     }
     let data = v
@@ -494,7 +511,11 @@ mod tests {
             "//evil.example/x",
             "https://acute.example:8443/fhir/Binary/1",
         ] {
-            assert_eq!(resolve(&base, elsewhere), Err(DocumentRefusal::Elsewhere), "{elsewhere}");
+            assert_eq!(
+                resolve(&base, elsewhere),
+                Err(DocumentRefusal::Elsewhere),
+                "{elsewhere}"
+            );
         }
     }
 }

@@ -135,7 +135,10 @@ impl Gateway {
             DocumentCut::Transport => "cut-off",
         };
         self.metrics.decision(ACTION, code);
-        tracing::warn!(reason = code, "a document was cut off while being passed on");
+        tracing::warn!(
+            reason = code,
+            "a document was cut off while being passed on"
+        );
     }
 
     async fn not_permitted(

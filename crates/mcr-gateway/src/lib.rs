@@ -40,12 +40,12 @@ pub use care_events::{
 };
 pub use checkpoints::DEFAULT_CHECKPOINT_INTERVAL;
 pub use document::DocumentOutcome;
-pub use mcr_federation::document::{DocumentCut, DocumentRefusal, OpenedDocument};
 pub use governance::{
     check_permission_request, EmergencyRequest, ObjectionRequest, PermissionProblem,
     PermissionRequest, RelationshipClaim, LIFT_REFUSED,
 };
 pub use matching::{MatchPair, MatchVerdict};
+pub use mcr_federation::document::{DocumentCut, DocumentRefusal, OpenedDocument};
 pub use mcr_store::OptOutKind;
 pub use metrics::{Metrics, SourceTiming};
 pub use opt_out::{

@@ -379,7 +379,8 @@ impl SourceSlice {
             format!("From: {from}"),
             String::new(),
             "Admitted and treated; discharged home with a plan for follow-up.".to_owned(),
-            "Please continue current medication and review in primary care in two weeks.".to_owned(),
+            "Please continue current medication and review in primary care in two weeks."
+                .to_owned(),
         ];
         Some(("application/pdf", pdf::letter(title, &lines)))
     }

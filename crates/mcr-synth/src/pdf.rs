@@ -15,7 +15,10 @@ pub fn letter(title: &str, lines: &[String]) -> Vec<u8> {
     let mut text = format!("BT /F1 16 Tf 56 780 Td ({}) Tj ET\n", escape(title));
     for (n, line) in lines.iter().enumerate() {
         let y = 748 - 18 * n as i64;
-        text.push_str(&format!("BT /F1 11 Tf 56 {y} Td ({}) Tj ET\n", escape(line)));
+        text.push_str(&format!(
+            "BT /F1 11 Tf 56 {y} Td ({}) Tj ET\n",
+            escape(line)
+        ));
     }
     let objects = [
         "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
@@ -31,7 +34,9 @@ pub fn letter(title: &str, lines: &[String]) -> Vec<u8> {
         out.extend_from_slice(format!("{} 0 obj\n{body}\nendobj\n", i + 1).as_bytes());
     }
     let xref = out.len();
-    out.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
     for o in offsets {
         out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
     }
@@ -62,7 +67,10 @@ mod tests {
         assert!(text[xref..].starts_with("xref\n0 6\n"));
         for (n, line) in text[xref..].lines().skip(3).take(5).enumerate() {
             let at: usize = line[..10].parse().expect("offset");
-            assert!(text[at..].starts_with(&format!("{} 0 obj", n + 1)), "{line}");
+            assert!(
+                text[at..].starts_with(&format!("{} 0 obj", n + 1)),
+                "{line}"
+            );
         }
         assert!(text.contains("(Discharge \\(summary\\)) Tj"));
     }

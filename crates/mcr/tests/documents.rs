@@ -108,7 +108,10 @@ async fn a_pdf_opens_through_the_gateway_audited_as_its_own_event_and_never_on_d
         .into_iter()
         .find(|r| r["id"] == id.as_str())
         .unwrap_or_else(|| panic!("DocumentReference/{id} in {bundle}"));
-    assert_eq!(listed["content"][0]["attachment"]["url"], format!("Binary/{id}"));
+    assert_eq!(
+        listed["content"][0]["attachment"]["url"],
+        format!("Binary/{id}")
+    );
     assert!(openings(&t, &nhs).await.is_empty(), "nothing opened yet");
 
     let resp = open_binary(&t, AE, &nhs, &id).await;
@@ -116,21 +119,30 @@ async fn a_pdf_opens_through_the_gateway_audited_as_its_own_event_and_never_on_d
     let h = resp.headers().clone();
     assert_eq!(h["content-type"], "application/pdf");
     assert_eq!(h["cache-control"], "no-store");
-    assert!(h["content-security-policy"].to_str().unwrap().starts_with("sandbox"));
-    assert!(h["content-disposition"].to_str().unwrap().starts_with("attachment;"));
+    assert!(h["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .starts_with("sandbox"));
+    assert!(h["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("attachment;"));
     let bytes = resp.bytes().await.expect("body");
     let held = held_bytes(&t, &id);
-    assert_eq!(bytes.as_ref(), held.as_slice(), "the source's bytes, unchanged");
+    assert_eq!(
+        bytes.as_ref(),
+        held.as_slice(),
+        "the source's bytes, unchanged"
+    );
 
     // Audited as its own event, naming the document and the source.
     let opened = openings(&t, &nhs).await;
     assert_eq!(opened.len(), 1, "{opened:?}");
     let (outcome, _, payload) = &opened[0];
     assert_eq!(outcome, "permit");
-    assert!(payload["detail"]
-        .as_str()
-        .unwrap()
-        .contains(&format!("DocumentReference/{id} at acute (application/pdf)")));
+    assert!(payload["detail"].as_str().unwrap().contains(&format!(
+        "DocumentReference/{id} at acute (application/pdf)"
+    )));
     assert_eq!(payload["sources"][0]["source"], "acute");
 
     // Through the record page too: inline, in the browser's viewer, sandboxed.
@@ -166,7 +178,10 @@ async fn a_pdf_opens_through_the_gateway_audited_as_its_own_event_and_never_on_d
 
     // Never written to disk: no file under the data directory holds any of it.
     let middle = &held[held.len() / 3..held.len() / 3 + 64];
-    assert_eq!(files_containing(t.data_dir(), middle), Vec::<std::path::PathBuf>::new());
+    assert_eq!(
+        files_containing(t.data_dir(), middle),
+        Vec::<std::path::PathBuf>::new()
+    );
 }
 
 #[tokio::test]
@@ -235,12 +250,20 @@ async fn bytes_that_are_not_what_the_document_says_are_refused() {
     let resp = open_binary(&t, AE, &nhs, &id).await;
     assert_eq!(resp.status(), 502);
     let body: Value = resp.json().await.expect("OperationOutcome");
-    let text = body["issue"][0]["diagnostics"].as_str().unwrap_or_default().to_owned()
-        + body["issue"][0]["details"]["text"].as_str().unwrap_or_default();
+    let text = body["issue"][0]["diagnostics"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+        + body["issue"][0]["details"]["text"]
+            .as_str()
+            .unwrap_or_default();
     assert!(text.contains("application/pdf"), "{body}");
     let opened = openings(&t, &nhs).await;
     assert_eq!(opened.len(), 1);
-    assert_eq!((opened[0].0.as_str(), opened[0].1.as_deref()), ("error", Some("type-mismatch")));
+    assert_eq!(
+        (opened[0].0.as_str(), opened[0].1.as_deref()),
+        ("error", Some("type-mismatch"))
+    );
 }
 
 #[tokio::test]
@@ -258,12 +281,17 @@ async fn a_document_over_the_size_cap_is_refused_and_counted() {
     let body: Value = resp.json().await.expect("OperationOutcome");
     assert!(body.to_string().contains("too large"), "{body}");
     let opened = openings(&t, &nhs).await;
-    assert_eq!((opened[0].0.as_str(), opened[0].1.as_deref()), ("error", Some("too-large")));
+    assert_eq!(
+        (opened[0].0.as_str(), opened[0].1.as_deref()),
+        ("error", Some("too-large"))
+    );
     let metrics = t.demo.gateway.gateway.metrics().encode();
     assert!(
         metrics
             .lines()
-            .any(|l| l.contains("action=\"open-document\"") && l.contains("outcome=\"too-large\"") && l.ends_with(" 1")),
+            .any(|l| l.contains("action=\"open-document\"")
+                && l.contains("outcome=\"too-large\"")
+                && l.ends_with(" 1")),
         "{metrics}"
     );
 }

@@ -515,12 +515,12 @@ impl Source for GpConnectSource {
         cap: u64,
     ) -> Result<crate::document::OpenedDocument, crate::document::DocumentRefusal> {
         use crate::document::DocumentRefusal;
-        let signer = self
-            .identity
-            .as_ref()
-            .ok_or(DocumentRefusal::Source(FailureReason::Unreachable {
-                detail: "GP Connect needs the user's access token: no identity key".into(),
-            }))?;
+        let signer =
+            self.identity
+                .as_ref()
+                .ok_or(DocumentRefusal::Source(FailureReason::Unreachable {
+                    detail: "GP Connect needs the user's access token: no identity key".into(),
+                }))?;
         let who = Requester::of(grant);
         match &self.directory {
             None => {
@@ -536,11 +536,12 @@ impl Source for GpConnectSource {
                     .await
             }
             Some(directory) => {
-                let practice = at.registered_practice.as_deref().ok_or(
-                    DocumentRefusal::Source(FailureReason::Unreachable {
+                let practice = at
+                    .registered_practice
+                    .as_deref()
+                    .ok_or(DocumentRefusal::Source(FailureReason::Unreachable {
                         detail: "no registered GP practice is known for this patient".into(),
-                    }),
-                )?;
+                    }))?;
                 let endpoint = directory
                     .endpoint(practice, INTERACTION_STRUCTURED)
                     .await

@@ -105,7 +105,12 @@ mod tests {
             parse_binary_id("9434765919.gp.a.b").map(|p| p.2.to_owned()),
             Some("a.b".into())
         );
-        for bad in ["9434765918.acute.1", "9434765919.Acute.1", "9434765919.acute.", "x"] {
+        for bad in [
+            "9434765918.acute.1",
+            "9434765919.Acute.1",
+            "9434765919.acute.",
+            "x",
+        ] {
             assert!(parse_binary_id(bad).is_none(), "{bad}");
         }
     }

@@ -56,7 +56,11 @@ pub(crate) fn file_name(title: Option<&str>, content_type: &str) -> String {
         .filter(|s| !s.is_empty())
         .collect::<Vec<_>>()
         .join("-");
-    let stem = if stem.is_empty() { "document".to_owned() } else { clip(&stem, 60) };
+    let stem = if stem.is_empty() {
+        "document".to_owned()
+    } else {
+        clip(&stem, 60)
+    };
     let ext = match content_type {
         "application/pdf" => "pdf",
         "text/html" => "html",
@@ -156,10 +160,10 @@ pub(crate) fn refusal_words(
 
 /// The organisation a source belongs to, by name.
 pub(crate) fn org_name(gateway: &Gateway, source: &SourceId) -> String {
-    gateway
-        .federation()
-        .source(source)
-        .map_or_else(|| "the source".to_owned(), |s| s.config().organisation.name.clone())
+    gateway.federation().source(source).map_or_else(
+        || "the source".to_owned(),
+        |s| s.config().organisation.name.clone(),
+    )
 }
 
 #[derive(Template)]
@@ -185,9 +189,16 @@ pub(crate) fn rtf_to_text(rtf: &str) -> String {
                 depth += 1;
                 if chars.peek() == Some(&'\\') && skip_from.is_none() {
                     let rest: String = chars.clone().take(12).collect();
-                    if ["\\*", "\\fonttbl", "\\colortbl", "\\stylesheet", "\\info", "\\pict"]
-                        .iter()
-                        .any(|g| rest.starts_with(g))
+                    if [
+                        "\\*",
+                        "\\fonttbl",
+                        "\\colortbl",
+                        "\\stylesheet",
+                        "\\info",
+                        "\\pict",
+                    ]
+                    .iter()
+                    .any(|g| rest.starts_with(g))
                     {
                         skip_from = Some(depth);
                     }
@@ -226,13 +237,17 @@ pub(crate) fn rtf_to_text(rtf: &str) -> String {
                     continue;
                 }
                 // A numeric parameter, then one optional space.
-                while chars.peek().is_some_and(|n| n.is_ascii_digit() || *n == '-') {
+                while chars
+                    .peek()
+                    .is_some_and(|n| n.is_ascii_digit() || *n == '-')
+                {
                     chars.next();
                 }
                 if chars.peek() == Some(&' ') {
                     chars.next();
                 }
-                if skip_from.is_none() && matches!(word.as_str(), "par" | "line" | "sect" | "page") {
+                if skip_from.is_none() && matches!(word.as_str(), "par" | "line" | "sect" | "page")
+                {
                     out.push('\n');
                 } else if skip_from.is_none() && word == "tab" {
                     out.push('\t');
@@ -328,7 +343,10 @@ mod tests {
     #[test]
     fn rtf_becomes_its_words() {
         let rtf = r"{\rtf1\ansi{\fonttbl{\f0 Arial;}}{\*\generator x;}\f0\fs24 Discharge summary\par Seen on 3 May.\tab Caf\'e9 \{ok\}}";
-        assert_eq!(rtf_to_text(rtf), "Discharge summary\nSeen on 3 May.\tCaf\u{e9} {ok}");
+        assert_eq!(
+            rtf_to_text(rtf),
+            "Discharge summary\nSeen on 3 May.\tCaf\u{e9} {ok}"
+        );
     }
 
     #[test]
