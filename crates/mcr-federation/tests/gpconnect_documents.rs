@@ -39,10 +39,13 @@ fn fixture(name: &str) -> String {
     text.replace("9999999999", NHS)
 }
 
+/// (path and query, Ssp-InteractionID, Ssp-From, Ssp-To) of one request.
+type Request = (String, String, String, String);
+
 #[derive(Clone, Default)]
 struct Provider {
     /// (path, Ssp-InteractionID, Ssp-From, Ssp-To) of each request.
-    seen: Arc<Mutex<Vec<(String, String, String, String)>>>,
+    seen: Arc<Mutex<Vec<Request>>>,
     binary: Arc<Mutex<String>>,
 }
 
