@@ -57,21 +57,22 @@ mod tests {
         let pdf = super::letter("Discharge (summary)", &["Seen on 3 May.".into()]);
         assert!(pdf.starts_with(b"%PDF-1.4"));
         assert!(pdf.ends_with(b"%%EOF\n"));
-        let text = String::from_utf8_lossy(&pdf);
-        let xref: usize = text
+        // Offsets are in bytes: find them in the bytes (the binary comment is not UTF-8).
+        let find = |at: usize, what: &[u8]| pdf[at..].starts_with(what);
+        let tail = String::from_utf8_lossy(&pdf[pdf.len() - 40..]).into_owned();
+        let xref: usize = tail
             .split("startxref\n")
             .nth(1)
             .and_then(|s| s.lines().next())
             .and_then(|s| s.parse().ok())
             .expect("startxref");
-        assert!(text[xref..].starts_with("xref\n0 6\n"));
-        for (n, line) in text[xref..].lines().skip(3).take(5).enumerate() {
+        assert!(find(xref, b"xref\n0 6\n"));
+        let table = String::from_utf8_lossy(&pdf[xref..]).into_owned();
+        for (n, line) in table.lines().skip(3).take(5).enumerate() {
             let at: usize = line[..10].parse().expect("offset");
-            assert!(
-                text[at..].starts_with(&format!("{} 0 obj", n + 1)),
-                "{line}"
-            );
+            assert!(find(at, format!("{} 0 obj", n + 1).as_bytes()), "{line}");
         }
+        let text = String::from_utf8_lossy(&pdf);
         assert!(text.contains("(Discharge \\(summary\\)) Tj"));
     }
 }

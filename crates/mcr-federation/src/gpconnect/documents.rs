@@ -186,6 +186,25 @@ impl GpConnectSource {
             .collect()
     }
 
+    /// [`GpConnectSource::open_document_at`] at the configured provider (no directory), as
+    /// `token`'s user.
+    pub async fn open_document_as(
+        &self,
+        nhs: &NhsNumber,
+        id: &str,
+        token: &str,
+        check: &Digest<'_>,
+        cap: u64,
+    ) -> Result<OpenedDocument, DocumentRefusal> {
+        let target = Target {
+            address: self.audience(),
+            asid: &self.gpc.provider_asid,
+            practice: None,
+        };
+        self.open_document_at(&target, nhs, id, token, check, cap)
+            .await
+    }
+
     /// Open document `id` for `nhs`: the practice's current list must still name it, it must
     /// pass `check`, and its bytes come from the address it names, on the practice's server.
     pub(super) async fn open_document_at(
