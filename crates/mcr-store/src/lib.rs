@@ -9,6 +9,7 @@
 //! carry counts and reasons, never clinical content).
 
 mod audit_trail;
+mod backend_services;
 mod care_event;
 mod common;
 mod governance_postgres;
@@ -26,6 +27,7 @@ mod shared_state;
 mod sqlite;
 
 pub use audit_trail::{AuditCheckpoint, AuditQuery, AuditTrailStore, AUDIT_QUERY_MAX};
+pub use backend_services::BackendServicesStore;
 pub use care_event::{CareEventKey, CareEventRow, CareEventStore, HeldMessage, HELD_LIST_MAX};
 pub use match_review::{
     MatchCandidateRow, MatchDecisionRow, MatchStore, RecordKey, MATCH_LIST_MAX,
@@ -160,6 +162,7 @@ pub trait Store:
     + std::fmt::Debug
     + CareEventStore
     + SharedStateStore
+    + BackendServicesStore
     + MatchStore
 {
     /// Bring the schema up to date (idempotent).
