@@ -66,6 +66,10 @@ pub struct AuditEvent {
     pub detail: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<SourceAudit>,
+    /// The system the request came through (a SMART backend services client's id), acting
+    /// for the user above; `None` for a person's own sign-in or token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -73,6 +73,9 @@ use std::sync::Arc;
 pub struct RequestContext {
     pub principal: Principal,
     pub correlation_id: String,
+    /// The system the request came through (a SMART backend services client's id) when the
+    /// principal is the end user a system acts for; audited with every record it makes.
+    pub system: Option<String>,
 }
 
 /// What went wrong, in terms the web layer maps to status codes and words.
@@ -246,6 +249,7 @@ impl Gateway {
             basis: None,
             detail: None,
             sources: Vec::new(),
+            system: ctx.system.clone(),
         }
     }
 }

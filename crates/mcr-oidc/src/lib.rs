@@ -9,6 +9,7 @@
 //! randomness the operating system's. This crate must never log a token, a code, a verifier
 //! or the client secret.
 
+pub mod assertion;
 mod keys;
 mod token;
 
