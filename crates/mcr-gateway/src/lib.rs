@@ -23,6 +23,7 @@ mod opt_out_letter;
 mod protected;
 mod refusals;
 mod search;
+mod system_access;
 mod view;
 mod watch;
 mod watch_counter;
@@ -53,6 +54,7 @@ pub use opt_out_letter::{OptOutLetter, MAX_WRONG_CODES};
 pub use protected::{ProtectedCategory, ProtectedPerson};
 pub use refusals::RefusalCount;
 pub use search::{PatientMatch, PatientQuery};
+pub use system_access::SystemTokenRequest;
 pub use view::{View, ViewOutcome};
 pub use watch::{
     assess, family_of, uk_local, Checked, Finding, FlagNotice, FlagSink, Seen, ViewFacts, Watch,

@@ -398,6 +398,7 @@ impl FromRequestParts<AppState> for Caller {
         Ok(Caller(RequestContext {
             principal,
             correlation_id: cid,
+            system: None,
         }))
     }
 }

@@ -703,6 +703,7 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
             organisation: acute.clone(),
         },
         correlation_id: "demo-setup".into(),
+        system: None,
     };
     let records = gateway.gateway.store().governance(&opted_out).await?;
     if records.objections.is_empty() {

@@ -66,6 +66,7 @@ impl FromRequestParts<AppState> for PageUser {
             RequestContext {
                 principal,
                 correlation_id: correlation_id(parts),
+                system: None,
             },
             session.csrf,
         ))
