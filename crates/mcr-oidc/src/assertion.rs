@@ -140,7 +140,7 @@ fn signing_keys(set: &JwkSet) -> Vec<ClientKey> {
 
 impl ClientKeys {
     /// Keys given in the configuration itself (a JWKS document).
-    pub fn inline(jwks: &Value, http: reqwest::Client) -> Result<Self, String> {
+    pub fn inline(jwks: &Value) -> Result<Self, String> {
         let set: JwkSet = serde_json::from_value(jwks.clone())
             .map_err(|e| format!("the JWKS is not a valid JWK Set: {e}"))?;
         let keys = signing_keys(&set);
@@ -149,7 +149,7 @@ impl ClientKeys {
         }
         Ok(Self {
             source: Source::Inline,
-            http,
+            http: reqwest::Client::new(),
             cache: RwLock::new(Cached {
                 keys: Arc::new(keys),
                 fetched: Some(Instant::now()),
@@ -158,7 +158,7 @@ impl ClientKeys {
     }
 
     /// Keys the client publishes at `url` (HTTPS; plain HTTP only on loopback, for tests).
-    pub fn at_url(url: &str, http: reqwest::Client) -> Result<Self, String> {
+    pub fn at_url(url: &str) -> Result<Self, String> {
         if !acceptable_url(url) {
             return Err(format!(
                 "the JWKS URL `{url}` must be https:// (http:// only on a loopback address)"
@@ -166,7 +166,10 @@ impl ClientKeys {
         }
         Ok(Self {
             source: Source::Url(url.to_owned()),
-            http,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .map_err(|e| format!("no HTTP client: {e}"))?,
             cache: RwLock::new(Cached {
                 keys: Arc::new(Vec::new()),
                 fetched: None,
@@ -394,13 +397,10 @@ mod tests {
 
     #[test]
     fn only_https_jwks_urls_except_on_loopback() {
-        let http = reqwest::Client::new();
-        assert!(ClientKeys::at_url("http://jwks.example/keys", http.clone()).is_err());
-        assert!(ClientKeys::at_url("https://jwks.example/keys", http.clone()).is_ok());
-        assert!(ClientKeys::at_url("http://127.0.0.1:9/keys", http.clone()).is_ok());
-        assert!(ClientKeys::inline(&json!({"keys": []}), http.clone()).is_err());
-        assert!(
-            ClientKeys::inline(&json!({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}), http).is_err()
-        );
+        assert!(ClientKeys::at_url("http://jwks.example/keys").is_err());
+        assert!(ClientKeys::at_url("https://jwks.example/keys").is_ok());
+        assert!(ClientKeys::at_url("http://127.0.0.1:9/keys").is_ok());
+        assert!(ClientKeys::inline(&json!({"keys": []})).is_err());
+        assert!(ClientKeys::inline(&json!({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]})).is_err());
     }
 }

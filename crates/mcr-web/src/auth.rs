@@ -83,6 +83,14 @@ impl Authenticator {
         &self.rp
     }
 
+    /// An organisation as the programme's registry knows it now (unknown: a non-member).
+    pub fn organisation(&self, code: &str) -> Organisation {
+        OdsCode::parse(code)
+            .ok()
+            .and_then(|c| self.orgs.get(&c).cloned())
+            .unwrap_or_else(|| unknown_org(code))
+    }
+
     /// Verify an API access token: who it is for, what it may do, and the patient its
     /// `patient/` scopes are bound to (its SMART `patient` claim).
     pub async fn verify_bearer(
@@ -342,9 +350,19 @@ impl FromRequestParts<AppState> for Caller {
         let cid = correlation_id(parts);
         let verified = match bearer(parts) {
             None => Err(AuthError::Missing),
-            Some(token) => state.auth.verify_bearer(&token).await,
+            Some(token) if crate::system::is_system_token(&token) => {
+                // A token this gateway issued to a system (SMART backend services).
+                let (principal, scopes, system) =
+                    crate::system::caller(state, &token, &cid).await?;
+                Ok((principal, scopes, None, Some(system)))
+            }
+            Some(token) => state
+                .auth
+                .verify_bearer(&token)
+                .await
+                .map(|(p, s, patient)| (p, s, patient, None)),
         };
-        let (principal, scopes, token_patient) = match verified {
+        let (principal, scopes, token_patient, system) = match verified {
             Ok(v) => v,
             Err(e) => {
                 tracing::info!(reason = e.code(), "rejected credentials");
@@ -380,7 +398,22 @@ impl FromRequestParts<AppState> for Caller {
             }
         }
         if grant.is_none() {
-            audit_refusal(state, &cid, "scope", "insufficient-scope", Some(&principal)).await;
+            if let Some(system) = &system {
+                let ctx = RequestContext {
+                    principal: principal.clone(),
+                    correlation_id: cid.clone(),
+                    system: Some(system.clone()),
+                };
+                if let Err(e) = state
+                    .gateway
+                    .record_caller_refusal(&ctx, "scope", "insufficient-scope")
+                    .await
+                {
+                    tracing::error!(error = %e, "could not audit a refused system request");
+                }
+            } else {
+                audit_refusal(state, &cid, "scope", "insufficient-scope", Some(&principal)).await;
+            }
             let what = match need {
                 Need::Read(_) => "read records",
                 Need::Write(_) => {
@@ -398,7 +431,7 @@ impl FromRequestParts<AppState> for Caller {
         Ok(Caller(RequestContext {
             principal,
             correlation_id: cid,
-            system: None,
+            system,
         }))
     }
 }

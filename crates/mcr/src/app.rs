@@ -60,6 +60,28 @@ pub fn registry(s: &Settings) -> OrgRegistry {
     OrgRegistry::new(orgs)
 }
 
+/// The systems registered for SMART backend services, each run by a member organisation
+/// that may view records (never a private company or third party).
+fn backend_services(s: &Settings) -> anyhow::Result<mcr_web::SystemAccess> {
+    let systems = mcr_web::SystemAccess::new(&s.backend_services)
+        .map_err(|e| anyhow::anyhow!("config: {e}"))?;
+    let orgs = registry(s);
+    for (client, code) in systems.organisations() {
+        let known = mcr_domain::OdsCode::parse(code)
+            .ok()
+            .and_then(|c| orgs.get(&c).cloned());
+        if !known
+            .as_ref()
+            .is_some_and(mcr_web::system::may_run_a_system)
+        {
+            anyhow::bail!(
+                "config: [[backend_services.clients]] `{client}` belongs to `{code}`, which is not a member organisation that may view records"
+            );
+        }
+    }
+    Ok(systems)
+}
+
 /// Open (and migrate) the store and build the gateway.
 pub async fn gateway(s: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Gateway> {
     if s.store.is_none() {
@@ -244,10 +266,12 @@ pub async fn serve(s: &Settings, listener: TcpListener) -> anyhow::Result<Runnin
         .unwrap_or_else(|| format!("{}://{addr}", serving.scheme()));
     gateway = notifying(s, gateway, &base_url, clock)?;
     let auth = Authenticator::new(Arc::new(relying_party(s, &base_url)?), registry(s));
+    let systems = backend_services(s)?;
     let secure_cookies = matches!(serving, crate::network::Serving::Tls(_));
     let state = AppState::new(gateway.clone(), auth, base_url, secure_cookies)
         .with_demo_patients(s.demo_patients.clone())
-        .with_trusted_proxy_hops(s.http.trusted_proxy_hops);
+        .with_trusted_proxy_hops(s.http.trusted_proxy_hops)
+        .with_backend_services(systems);
     let refusals = state.refusals.clone();
     let readiness = state.readiness.clone();
     let flusher = refusals.spawn_flush(
