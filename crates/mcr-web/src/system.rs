@@ -727,6 +727,41 @@ mod tests {
     }
 
     #[test]
+    fn smart_v2_scopes_by_context_resource_and_permission() {
+        use crate::auth::{scope_grants, scopes_allow, Need, ScopeGrant};
+        let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            scope_grants(&s(&["system/*.rs"]), Need::Read("*")),
+            Some(ScopeGrant::AnyPatient)
+        );
+        assert_eq!(
+            scope_grants(&s(&["patient/*.rs"]), Need::Read("*")),
+            Some(ScopeGrant::OnePatient),
+            "bound to the token's patient"
+        );
+        assert!(scopes_allow(
+            &s(&["system/Patient.rs"]),
+            Need::Read("Patient")
+        ));
+        assert!(scopes_allow(
+            &s(&["system/Patient.s"]),
+            Need::Read("Patient")
+        ));
+        assert!(
+            !scopes_allow(&s(&["system/Patient.rs"]), Need::Read("*")),
+            "one type is not the whole record"
+        );
+        assert!(!scopes_allow(&s(&["system/*.c"]), Need::Read("Patient")));
+        assert!(scopes_allow(
+            &s(&["system/Consent.c"]),
+            Need::Write("Consent")
+        ));
+        assert!(!scopes_allow(&s(&["system/*.d"]), Need::Write("Consent")));
+        assert!(!scopes_allow(&s(&["system/*.rs"]), Need::Write("Consent")));
+        assert!(!scopes_allow(&s(&["system/*.rsx"]), Need::Read("Patient")));
+    }
+
+    #[test]
     fn the_end_user_claim_must_be_whole() {
         let ok = json!({"id": "u1", "name": "Dr A", "role": "clinician"});
         assert_eq!(end_user(&ok).map(|u| u.role), Some(Role::Clinician));
