@@ -110,15 +110,19 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// A client assertion for the demo system, five minutes long, naming `user` as the end user
-/// it acts for (no one: `None`).
-pub fn assertion(system: &DemoSystem, user: Option<&DemoUser>) -> anyhow::Result<String> {
+/// A client assertion for the demo system, four minutes long from `clock`'s now, naming `user`
+/// as the end user it acts for (no one: `None`).
+pub fn assertion(
+    system: &DemoSystem,
+    user: Option<&DemoUser>,
+    clock: &dyn mcr_domain::Clock,
+) -> anyhow::Result<String> {
     let pem =
         std::fs::read(&system.key).with_context(|| format!("reading {}", system.key.display()))?;
     let key = jsonwebtoken::EncodingKey::from_ec_pem(&pem).context("the demo system's key")?;
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES384);
     header.kid = Some(system.kid.clone());
-    let now = chrono::Utc::now().timestamp();
+    let now = clock.now().timestamp();
     let mut claims = serde_json::json!({
         "iss": system.client_id, "sub": system.client_id, "aud": system.token_endpoint,
         "exp": now + 240, "iat": now, "jti": uuid::Uuid::new_v4().to_string(),

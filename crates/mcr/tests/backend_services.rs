@@ -65,7 +65,7 @@ fn sign(
 }
 
 fn claims(client: &str, aud: &str, user: Option<Value>) -> Value {
-    let now = chrono::Utc::now().timestamp();
+    let now = mcr_domain::Clock::now(&mcr_domain::SystemClock).timestamp();
     let mut c = json!({"iss": client, "sub": client, "aud": aud, "exp": now + 240,
         "jti": uuid::Uuid::new_v4().to_string()});
     if let Some(u) = user {
@@ -298,7 +298,7 @@ async fn a_system_reads_a_record_for_its_end_user_and_bad_assertions_are_refused
         .contains("used already"));
 
     let mut expired = claims("rs-epr", &aud, Some(user.clone()));
-    expired["exp"] = json!(chrono::Utc::now().timestamp() - 10);
+    expired["exp"] = json!(mcr_domain::Clock::now(&mcr_domain::SystemClock).timestamp() - 10);
     let cases: Vec<(&str, String, &str, u16, &str, &str)> = vec![
         (
             "expired",
@@ -457,7 +457,8 @@ async fn a_system_reads_a_record_for_its_end_user_and_bad_assertions_are_refused
     let demo_system = info.system_client.as_ref().expect("demo system");
     let (status, token) = ask_token(
         &t,
-        &mcr::demo_system::assertion(demo_system, None).expect("assertion"),
+        &mcr::demo_system::assertion(demo_system, None, &mcr_domain::SystemClock)
+            .expect("assertion"),
         "system/*.rs",
     )
     .await;
@@ -490,7 +491,8 @@ async fn a_system_reads_a_record_for_its_end_user_and_bad_assertions_are_refused
     // The demo's own client, through `mcr demo-assertion`'s code, for the named doctor.
     let (status, token) = ask_token(
         &t,
-        &mcr::demo_system::assertion(demo_system, Some(&doctor)).expect("assertion"),
+        &mcr::demo_system::assertion(demo_system, Some(&doctor), &mcr_domain::SystemClock)
+            .expect("assertion"),
         "system/*.rs",
     )
     .await;
