@@ -20,6 +20,7 @@ fn event(i: usize, at: DateTime<Utc>) -> AuditEvent {
     AuditEvent {
         at,
         correlation_id: format!("bench-{i}"),
+        system: None,
         user_id: format!("user-{}", i % 500),
         user_name: "Bench User".into(),
         role: "clinician".into(),

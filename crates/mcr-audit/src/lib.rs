@@ -70,6 +70,10 @@ pub struct AuditEvent {
     /// records with none (and for every record made before role profiles were recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role_profile_id: Option<String>,
+    /// The system the request came through (a SMART backend services client's id), acting
+    /// for the user above; `None` for a person's own sign-in or token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

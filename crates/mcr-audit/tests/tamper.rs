@@ -59,6 +59,7 @@ fn event(i: i64) -> AuditEvent {
     AuditEvent {
         at: t0() + Duration::seconds(i),
         correlation_id: format!("req-{i}"),
+        system: None,
         user_id: "ae.okafor".into(),
         user_name: "Dr Chidi Okafor".into(),
         role: "clinician".into(),

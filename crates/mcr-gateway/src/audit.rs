@@ -491,6 +491,7 @@ impl Gateway {
         let event = AuditEvent {
             at: until,
             correlation_id: uuid::Uuid::new_v4().to_string(),
+            system: None,
             user_id: "patient".into(),
             user_name: "the patient".into(),
             role: "patient".into(),
@@ -999,6 +1000,7 @@ mod tests {
             event: AuditEvent {
                 at: t0 + Duration::minutes(minute),
                 correlation_id: String::new(),
+                system: None,
                 user_id: user.into(),
                 user_name: "Dr Test User".into(),
                 role: "clinician".into(),

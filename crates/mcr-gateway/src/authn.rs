@@ -23,6 +23,7 @@ impl Gateway {
                 &crate::RequestContext {
                     principal: p.clone(),
                     correlation_id: f.correlation_id.to_owned(),
+                    system: None,
                 },
                 "authenticate",
                 None,
@@ -30,6 +31,7 @@ impl Gateway {
             None => mcr_audit::AuditEvent {
                 at: self.clock.now(),
                 correlation_id: f.correlation_id.to_owned(),
+                system: None,
                 user_id: "anonymous".into(),
                 user_name: "anonymous".into(),
                 role: String::new(),

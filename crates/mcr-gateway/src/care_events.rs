@@ -95,6 +95,7 @@ impl Gateway {
                 organisation: org.clone(),
             },
             correlation_id: correlation.to_owned(),
+            system: None,
         }
     }
 

@@ -66,6 +66,7 @@ pub(crate) fn system_event(g: &Gateway, action: &str) -> AuditEvent {
     AuditEvent {
         at: g.clock.now(),
         correlation_id: uuid::Uuid::new_v4().to_string(),
+        system: None,
         user_id: "system".into(),
         user_name: "My Care Record gateway".into(),
         role: "system".into(),

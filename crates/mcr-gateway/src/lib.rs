@@ -24,6 +24,7 @@ mod opt_out_letter;
 mod protected;
 mod refusals;
 mod search;
+mod system_access;
 mod view;
 mod watch;
 mod watch_counter;
@@ -56,6 +57,7 @@ pub use opt_out_letter::{OptOutLetter, MAX_WRONG_CODES};
 pub use protected::{ProtectedCategory, ProtectedPerson};
 pub use refusals::RefusalCount;
 pub use search::{PatientMatch, PatientQuery};
+pub use system_access::SystemTokenRequest;
 pub use view::{PendingView, View, ViewOutcome};
 pub use watch::{
     assess, family_of, uk_local, Checked, Finding, FlagNotice, FlagSink, Seen, ViewFacts, Watch,
@@ -78,6 +80,9 @@ use std::sync::Arc;
 pub struct RequestContext {
     pub principal: Principal,
     pub correlation_id: String,
+    /// The system the request came through (a SMART backend services client's id) when the
+    /// principal is the end user a system acts for; audited with every record it makes.
+    pub system: Option<String>,
 }
 
 /// What went wrong, in terms the web layer maps to status codes and words.
@@ -255,6 +260,7 @@ impl Gateway {
             detail: None,
             sources: Vec::new(),
             role_profile_id: p.role_profile.clone(),
+            system: ctx.system.clone(),
         }
     }
 }

@@ -190,6 +190,7 @@ impl Gateway {
         let event = AuditEvent {
             at: request.received_at,
             correlation_id: correlation_id.to_owned(),
+            system: None,
             user_id: PUBLIC_USER.into(),
             user_name: "a member of the public".into(),
             role: "public".into(),

@@ -400,6 +400,7 @@ fn public_event(g: &Gateway, action: &str, correlation_id: &str) -> AuditEvent {
     AuditEvent {
         at: g.clock.now(),
         correlation_id: correlation_id.to_owned(),
+        system: None,
         user_id: "public".into(),
         user_name: "a member of the public".into(),
         role: "public".into(),

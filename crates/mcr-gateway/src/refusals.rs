@@ -30,6 +30,7 @@ impl Gateway {
         let event = mcr_audit::AuditEvent {
             at: self.clock.now(),
             correlation_id: uuid::Uuid::new_v4().to_string(),
+            system: None,
             user_id: r.user_id.clone().unwrap_or_else(|| "anonymous".into()),
             user_name: r.user_id.clone().unwrap_or_else(|| "anonymous".into()),
             role: String::new(),

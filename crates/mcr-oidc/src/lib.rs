@@ -11,6 +11,7 @@
 //! randomness the operating system's. This crate must never log a token, a code, a verifier
 //! or the client secret.
 
+pub mod assertion;
 pub mod cis2;
 mod keys;
 pub mod smart;

@@ -9,6 +9,7 @@
 //! carry counts and reasons, never clinical content).
 
 mod audit_trail;
+mod backend_services;
 mod care_event;
 mod common;
 mod governance_postgres;
@@ -27,6 +28,7 @@ mod sqlite;
 mod watch_counts;
 
 pub use audit_trail::{AuditCheckpoint, AuditQuery, AuditTrailStore, AUDIT_QUERY_MAX};
+pub use backend_services::BackendServicesStore;
 pub use care_event::{CareEventKey, CareEventRow, CareEventStore, HeldMessage, HELD_LIST_MAX};
 pub use match_review::{
     MatchCandidateRow, MatchDecisionRow, MatchStore, RecordKey, MATCH_LIST_MAX,
@@ -163,6 +165,7 @@ pub trait Store:
     + CareEventStore
     + SharedStateStore
     + WatchCountStore
+    + BackendServicesStore
     + MatchStore
 {
     /// Bring the schema up to date (idempotent).

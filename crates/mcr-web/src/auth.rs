@@ -123,6 +123,14 @@ impl Authenticator {
         &self.rp
     }
 
+    /// An organisation as the programme's registry knows it now (unknown: a non-member).
+    pub fn organisation(&self, code: &str) -> Organisation {
+        OdsCode::parse(code)
+            .ok()
+            .and_then(|c| self.orgs.get(&c).cloned())
+            .unwrap_or_else(|| unknown_org(code))
+    }
+
     /// Verify an API access token: who it is for, what it may do, and the patient its
     /// `patient/` scopes are bound to (its SMART `patient` claim).
     pub async fn verify_bearer(&self, token: &str) -> Result<(Principal, Identity), AuthError> {
@@ -418,9 +426,19 @@ impl FromRequestParts<AppState> for Caller {
         let cid = correlation_id(parts);
         let verified = match bearer(parts) {
             None => Err(AuthError::Missing),
-            Some(token) => state.auth.verify_bearer(&token).await,
+            Some(token) if crate::system::is_system_token(&token) => {
+                // A token this gateway issued to a system (SMART backend services).
+                let (principal, scopes, system) =
+                    crate::system::caller(state, &token, &cid).await?;
+                Ok((principal, scopes, None, Some(system), None))
+            }
+            Some(token) => state.auth.verify_bearer(&token).await.map(|(p, id)| {
+                let (scopes, patient) = (id.scopes.clone(), id.patient.clone());
+                (p, scopes, patient, None, Some(id))
+            }),
         };
-        let (principal, identity) = match verified {
+        // `identity`: a person's own token (a system's token has its own checks).
+        let (principal, scopes, token_patient, system, identity) = match verified {
             Ok(v) => v,
             Err(e) => {
                 tracing::info!(reason = e.code(), "rejected credentials");
@@ -432,7 +450,6 @@ impl FromRequestParts<AppState> for Caller {
             }
         };
         crate::refusals::Who::set(parts, &principal.user_id);
-        let (scopes, token_patient) = (identity.scopes.clone(), identity.patient.clone());
         let need = need_for(&parts.method, parts.uri.path());
         let grant = scope_grants(&scopes, need);
         if grant == Some(ScopeGrant::OnePatient) {
@@ -457,7 +474,22 @@ impl FromRequestParts<AppState> for Caller {
             }
         }
         if grant.is_none() {
-            audit_refusal(state, &cid, "scope", "insufficient-scope", Some(&principal)).await;
+            if let Some(system) = &system {
+                let ctx = RequestContext {
+                    principal: principal.clone(),
+                    correlation_id: cid.clone(),
+                    system: Some(system.clone()),
+                };
+                if let Err(e) = state
+                    .gateway
+                    .record_caller_refusal(&ctx, "scope", "insufficient-scope")
+                    .await
+                {
+                    tracing::error!(error = %e, "could not audit a refused system request");
+                }
+            } else {
+                audit_refusal(state, &cid, "scope", "insufficient-scope", Some(&principal)).await;
+            }
             let what = match need {
                 Need::Read(_) => "read records",
                 Need::Write(_) => {
@@ -469,8 +501,9 @@ impl FromRequestParts<AppState> for Caller {
                 format!("This token's scopes do not allow it to {what}."),
             ));
         }
-        if is_record_view(&parts.method, parts.uri.path()) {
-            if let Err(need) = state.auth.check_assurance(&identity) {
+        if let (true, Some(identity)) = (is_record_view(&parts.method, parts.uri.path()), &identity)
+        {
+            if let Err(need) = state.auth.check_assurance(identity) {
                 audit_refusal(
                     state,
                     &cid,
@@ -491,6 +524,7 @@ impl FromRequestParts<AppState> for Caller {
         Ok(Caller(RequestContext {
             principal,
             correlation_id: cid,
+            system,
         }))
     }
 }

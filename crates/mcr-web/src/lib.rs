@@ -18,6 +18,8 @@ pub mod ratelimit;
 mod refusals;
 mod security;
 pub mod sessions;
+mod smart;
+pub mod system;
 
 pub use auth::{AuthConfig, Authenticator};
 pub use error::ApiError;
@@ -27,6 +29,7 @@ pub use pages::{DemoPatient, PatientAccess};
 pub use ratelimit::{Rate, RateLimits};
 pub use refusals::RefusalTally;
 pub use sessions::SessionLimits;
+pub use system::{BackendServicesConfig, SystemAccess};
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue};
@@ -63,6 +66,8 @@ pub struct AppState {
     pub readiness: Arc<health::Readiness>,
     /// Host systems that may launch the viewer (SMART App Launch).
     pub launcher: Arc<Launcher>,
+    /// Systems registered for SMART backend services, and the tokens issued to them.
+    pub system: Arc<SystemAccess>,
 }
 
 impl AppState {
@@ -92,7 +97,14 @@ impl AppState {
             trusted_proxy_hops: 0,
             refusals: Arc::new(RefusalTally::default()),
             patients: Arc::new(PatientAccess::default()),
+            system: Arc::new(SystemAccess::default()),
         }
+    }
+
+    /// Register these systems for SMART backend services.
+    pub fn with_backend_services(mut self, system: SystemAccess) -> Self {
+        self.system = Arc::new(system);
+        self
     }
 
     /// Trust `hops` proxies' `X-Forwarded-For` entries for the client address.
@@ -120,6 +132,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .merge(health::routes())
         .merge(fhir::routes())
+        .merge(smart::routes())
         .merge(ops::routes())
         .merge(pages::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))

@@ -39,7 +39,9 @@ pub(crate) async fn guard(State(state): State<AppState>, req: Request, next: Nex
         return plain(StatusCode::URI_TOO_LONG, "Request address too long.");
     }
     let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    let api = req.uri().path().starts_with("/fhir") || req.uri().path().starts_with("/access/");
+    let api = req.uri().path().starts_with("/fhir")
+        || req.uri().path().starts_with("/access/")
+        || req.uri().path() == crate::system::TOKEN_PATH;
     let req = if unsafe_method && !api {
         match check_form(&state, req).await {
             Ok(r) => r,

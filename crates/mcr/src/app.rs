@@ -60,6 +60,28 @@ pub fn registry(s: &Settings) -> OrgRegistry {
     OrgRegistry::new(orgs)
 }
 
+/// The systems registered for SMART backend services, each run by a member organisation
+/// that may view records (never a private company or third party).
+fn backend_services(s: &Settings) -> anyhow::Result<mcr_web::SystemAccess> {
+    let systems = mcr_web::SystemAccess::new(&s.backend_services)
+        .map_err(|e| anyhow::anyhow!("config: {e}"))?;
+    let orgs = registry(s);
+    for (client, code) in systems.organisations() {
+        let known = mcr_domain::OdsCode::parse(code)
+            .ok()
+            .and_then(|c| orgs.get(&c).cloned());
+        if !known
+            .as_ref()
+            .is_some_and(mcr_web::system::may_run_a_system)
+        {
+            anyhow::bail!(
+                "config: [[backend_services.clients]] `{client}` belongs to `{code}`, which is not a member organisation that may view records"
+            );
+        }
+    }
+    Ok(systems)
+}
+
 /// Open (and migrate) the store and build the gateway.
 pub async fn gateway(s: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Gateway> {
     if s.store.is_none() {
@@ -276,12 +298,14 @@ pub async fn serve(s: &Settings, listener: TcpListener) -> anyhow::Result<Runnin
     if let Some(rules) = cis2_rules(s)? {
         auth = auth.with_cis2(rules);
     }
+    let systems = backend_services(s)?;
     let secure_cookies = matches!(serving, crate::network::Serving::Tls(_));
     let launcher = launcher(s, &base_url)?;
     let state = AppState::new(gateway.clone(), auth, base_url, secure_cookies)
         .with_launcher(launcher)
         .with_demo_patients(s.demo_patients.clone())
-        .with_trusted_proxy_hops(s.http.trusted_proxy_hops);
+        .with_trusted_proxy_hops(s.http.trusted_proxy_hops)
+        .with_backend_services(systems);
     let refusals = state.refusals.clone();
     let readiness = state.readiness.clone();
     let flusher = refusals.spawn_flush(

@@ -64,6 +64,10 @@ pub struct Settings {
     /// `[http]`: what the gateway may believe about the proxies in front of it.
     #[serde(default)]
     pub http: HttpSettings,
+    /// `[backend_services]`: systems that may ask the token endpoint for access tokens
+    /// (SMART backend services), their keys, scopes and organisations.
+    #[serde(default)]
+    pub backend_services: mcr_web::BackendServicesConfig,
 }
 
 /// `[http]`: `trusted_proxy_hops` is how many reverse proxies (load balancer, TLS

@@ -41,6 +41,8 @@ pub struct DemoOptions {
     /// The GP system answers the gateway through GP Connect Access Record: Structured (STU3),
     /// as English practices do; off: plain FHIR R4 searches, as the other sources.
     pub gp_connect: bool,
+    /// Systems registered for SMART backend services besides the demo's own (tests).
+    pub system_clients: Vec<mcr_web::system::SystemClientConfig>,
 }
 
 /// The demo's ASIDs (Spine accredited system ids): the gateway's and the GP system's.
@@ -64,6 +66,7 @@ impl Default for DemoOptions {
             refusal_flush_seconds: 60,
             watch: crate::watch_settings::WatchSettings::default(),
             gp_connect: true,
+            system_clients: Vec::new(),
         }
     }
 }
@@ -115,6 +118,9 @@ pub struct DemoInfo {
     /// open a patient in My Care Record.
     #[serde(default)]
     pub launch_hosts: Vec<DemoLaunchHost>,
+    /// The demo's backend services client (the acute trust's EPR) and its key.
+    #[serde(default)]
+    pub system_client: Option<crate::demo_system::DemoSystem>,
 }
 
 /// A host system of the demo that may launch the viewer.
@@ -677,6 +683,13 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
     )
     .await?;
     let gateway_client_secret = auth.client_secret.clone();
+    let (demo_system, system_client) = crate::demo_system::load_or_create(
+        &opts.data_dir,
+        acute.code.as_str(),
+        &format!("{scheme}://{addr}"),
+    )?;
+    let mut system_clients = vec![demo_system];
+    system_clients.extend(opts.system_clients.iter().cloned());
     let settings = Settings {
         listen: opts.listen,
         base_url: None,
@@ -728,6 +741,10 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
             identity_key: Some(identity_key_path.clone()),
             identity_issuer: Some(format!("{scheme}://{addr}")),
         },
+        backend_services: mcr_web::BackendServicesConfig {
+            clients: system_clients,
+            ..Default::default()
+        },
     };
     settings.validate()?;
 
@@ -757,6 +774,7 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
             url: format!("{}/ehr", idp.issuer()),
             patients: ehr_list.iter().map(|p| p.nhs_number.clone()).collect(),
         }],
+        system_client: Some(system_client),
     };
     let gateway = app::serve(&settings, listener).await?;
     let adt_addr = gateway
@@ -800,6 +818,7 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
             organisation: acute.clone(),
         },
         correlation_id: "demo-setup".into(),
+        system: None,
     };
     let records = gateway.gateway.store().governance(&opted_out).await?;
     if records.objections.is_empty() {

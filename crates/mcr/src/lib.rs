@@ -9,6 +9,8 @@ pub mod config;
 pub mod demo;
 #[cfg(feature = "demo")]
 pub mod demo_adt;
+#[cfg(feature = "demo")]
+pub mod demo_system;
 pub mod network;
 #[cfg(feature = "demo")]
 pub mod sources_cmd;

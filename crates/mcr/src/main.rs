@@ -87,6 +87,19 @@ enum Command {
         #[arg(long, default_value = "data")]
         data_dir: PathBuf,
     },
+    /// Print a client assertion signed by the demo's backend services client (the acute
+    /// trust's EPR), naming a demo user as the end user it acts for: POST it to the token
+    /// endpoint (`demo.json` → `system_client`).
+    #[cfg(feature = "demo")]
+    DemoAssertion {
+        /// The demo user the system acts for; none with `--no-user`.
+        #[arg(default_value = "ae.okafor")]
+        user: String,
+        #[arg(long)]
+        no_user: bool,
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+    },
     /// The audit trail.
     Audit {
         #[command(subcommand)]
@@ -380,6 +393,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::DemoToken { user, data_dir } => {
             let info = demo::read_info(&data_dir)?;
             out(&demo::token_for(&info, &user)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        #[cfg(feature = "demo")]
+        Command::DemoAssertion {
+            user,
+            no_user,
+            data_dir,
+        } => {
+            let info = demo::read_info(&data_dir)?;
+            let system = info
+                .system_client
+                .as_ref()
+                .context("demo.json names no system client: start the demo again")?;
+            let user =
+                if no_user {
+                    None
+                } else {
+                    Some(info.users.iter().find(|u| u.id == user).with_context(|| {
+                        format!("no demo user `{user}` (see demo.json → users)")
+                    })?)
+                };
+            out(&mcr::demo_system::assertion(system, user, &SystemClock)?)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit {

@@ -296,6 +296,7 @@ async fn mcr_audit_verify_finds_a_tampered_record_in_a_sqlite_file() {
         let event = mcr_audit::AuditEvent {
             at: SystemClock.now(),
             correlation_id: format!("req-{i}"),
+            system: None,
             user_id: "gp.one".into(),
             user_name: "Dr One".into(),
             role: "clinician".into(),

@@ -38,6 +38,7 @@ fn ctx(t: &TestDemo, user: &str) -> RequestContext {
             organisation,
         },
         correlation_id: format!("test-{user}"),
+        system: None,
     }
 }
 

@@ -182,6 +182,7 @@ fn ctx_of(t: &TestDemo, user: &str) -> mcr_gateway::RequestContext {
                 .expect("the user's organisation"),
         },
         correlation_id: "watch-test".into(),
+        system: None,
     }
 }
 

@@ -200,8 +200,19 @@ pub(crate) fn audit_event(e: &AuditEntry, base_url: &str) -> Value {
     if let Some(d) = &ev.detail {
         r["outcomeDesc"] = json!(format!("{}: {d}", ev.outcome));
     }
+    if let (Some(system), Some(agents)) = (&ev.system, r["agent"].as_array_mut()) {
+        // The system the user acted through (SMART backend services): BALP's client agent.
+        agents.push(json!({
+            "type": {"coding": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110150", "display": "Application"}]},
+            "who": {"identifier": {"system": SYSTEM_CLIENT_SYSTEM, "value": system}},
+            "requestor": false
+        }));
+    }
     r
 }
+
+/// Identifiers of the systems registered for backend services (their `client_id`).
+const SYSTEM_CLIENT_SYSTEM: &str = "https://mycarerecord.example/Id/system-client";
 
 pub(crate) async fn search(
     State(state): State<AppState>,

@@ -24,10 +24,7 @@ pub(crate) async fn metadata(State(state): State<AppState>) -> Response {
         "format": ["application/fhir+json"],
         "rest": [{
             "mode": "server",
-            "security": {
-                "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "OAuth"}]}],
-                "description": "Bearer JWT (Ed25519) from the configured issuer; every request is checked against the programme's access rules and audited."
-            },
+            "security": crate::smart::security(&state.base_url),
             "resource": [
                 {
                     "type": "Patient",

@@ -47,6 +47,7 @@ pub fn test_options() -> DemoOptions {
         refusal_flush_seconds: 60,
         watch: Default::default(),
         gp_connect: true,
+        system_clients: Vec::new(),
     }
 }
 
