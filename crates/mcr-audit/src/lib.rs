@@ -222,6 +222,7 @@ mod tests {
             detail: None,
             sources: Vec::new(),
             role_profile_id: None,
+            system: None,
         };
         let a = to_append(&e).expect("encodes");
         assert!(

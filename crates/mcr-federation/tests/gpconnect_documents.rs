@@ -16,11 +16,10 @@ use mcr_federation::gpconnect::documents::{
 };
 use mcr_federation::gpconnect::{GpConnectConfig, GpConnectSource};
 use mcr_federation::{
-    Digested, FederationConfig, IdentitySigner, MergeInput, Received, Requester, SourceConfig,
+    digest, Digested, FederationConfig, IdentitySigner, Received, Requester, SourceConfig,
     SourceKind, SourceMeta,
 };
 use serde_json::{json, Value};
-use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 /// The specification's example provider, as its examples' URLs name it.
@@ -123,6 +122,8 @@ async fn rig() -> Rig {
             provider_asid: "200000000116".into(),
             directory: None,
         }),
+        deadline_ms: None,
+        feed_timeout_secs: None,
     };
     let rng = ring::rand::SystemRandom::new();
     let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).expect("key");
@@ -179,16 +180,18 @@ async fn the_specs_document_search_is_found_listed_and_tied_to_the_patient() {
     // The stand-in has no structured record (404): only the documents are looked at.
     let items = {
         let n = nhs.clone();
-        let classes: BTreeSet<DataClass> = DataClass::ALL.into_iter().collect();
-        let shares = HashMap::new();
-        let input = MergeInput {
-            nhs_number: &n,
-            classes: &classes,
-            source_shares: &shares,
-            withhold: &|_| false,
-            encounters_since: None,
+        let (grant, mut policy) = mcr_testkit::grant(&n, &DataClass::ALL);
+        // Nothing withheld as sensitive here (withholding is the policy's own test).
+        policy.sensitive = mcr_policy::SensitivityConfig {
+            codes: Vec::new(),
+            withhold_confidential_labels: false,
         };
-        let digest = |r: Received<'_>| input.digest(&m, r);
+        let input = grant.filter(
+            &policy,
+            [],
+            mcr_domain::Clock::now(&mcr_domain::SystemClock),
+        );
+        let digest = |r: Received<'_>| digest(&input, &m, r);
         let fetched = rig
             .source
             .structured_record(&nhs, &["Patient", "DocumentReference"], &rig.token, &digest)
@@ -280,16 +283,18 @@ async fn the_specs_binary_is_retrieved_only_when_opened_and_checked_against_its_
     );
     let m = meta(&id, &code);
     let n = nhs.clone();
-    let classes: BTreeSet<DataClass> = DataClass::ALL.into_iter().collect();
-    let shares = HashMap::new();
-    let input = MergeInput {
-        nhs_number: &n,
-        classes: &classes,
-        source_shares: &shares,
-        withhold: &|_| false,
-        encounters_since: None,
+    let (grant, mut policy) = mcr_testkit::grant(&n, &DataClass::ALL);
+    // Nothing withheld as sensitive here (withholding is the policy's own test).
+    policy.sensitive = mcr_policy::SensitivityConfig {
+        codes: Vec::new(),
+        withhold_confidential_labels: false,
     };
-    let check = |r: Received<'_>| input.digest(&m, r);
+    let input = grant.filter(
+        &policy,
+        [],
+        mcr_domain::Clock::now(&mcr_domain::SystemClock),
+    );
+    let check = |r: Received<'_>| digest(&input, &m, r);
     let cap = 20 * 1024 * 1024;
 
     // As published: the reference and the Binary say Word 97 (application/msword), but the

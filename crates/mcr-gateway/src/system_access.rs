@@ -69,6 +69,7 @@ impl Gateway {
             detail: Some(detail),
             sources: Vec::new(),
             system: r.client_id.map(str::to_owned),
+            role_profile_id: None,
         };
         self.audit(&event).await.map(|_| ())
     }

@@ -602,12 +602,14 @@ pub(crate) async fn caller(
             name: u.name.clone(),
             role: u.role,
             organisation: organisation.clone(),
+            role_profile: None,
         }),
         (None, Some(role)) => Some(Principal {
             user_id: format!("system:{}", issued.client_id),
             name: system_name.to_owned(),
             role,
             organisation: organisation.clone(),
+            role_profile: None,
         }),
         (None, None) => None,
     };
@@ -618,6 +620,7 @@ pub(crate) async fn caller(
                 name: system_name.to_owned(),
                 role: Role::Admin,
                 organisation: organisation.clone(),
+                role_profile: None,
             },
             correlation_id: cid.to_owned(),
             system: Some(issued.client_id.clone()),

@@ -80,6 +80,7 @@ impl FromRequestParts<AppState> for PageUser {
                     RequestContext {
                         principal,
                         correlation_id: cid,
+                        system: None,
                     },
                     session.csrf,
                     session.identity.role_profiles.len(),
