@@ -64,7 +64,8 @@ pub use watch::{
     WatchConfig, WatchRule, WorkingHours, EMERGENCY_KINDS, FLAG_ACTION,
 };
 pub use watch_counter::{
-    CounterResult, FlagClaim, FlagKey, MemoryCounters, StoreCounters, ViewCount, WatchCounters,
+    counters_for, CounterResult, FlagClaim, FlagKey, MemoryCounters, StoreCounters, ViewCount,
+    WatchCounters, WriteBehindCounters,
 };
 
 use mcr_domain::{Clock, OdsCode, Organisation, Principal};
@@ -167,7 +168,7 @@ impl Gateway {
             .fold(policy.relationship_recent_days, u32::max);
         let indexer = Indexer::new(federation.clone(), store.clone(), clock.clone())
             .with_care_event_days(longest);
-        let counters = Arc::new(StoreCounters::new(store.clone()));
+        let counters = watch_counter::counters_for(store.clone());
         Self {
             store,
             federation,

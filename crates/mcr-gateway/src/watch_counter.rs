@@ -1,8 +1,16 @@
 //! The watch's counters: distinct patients per user in a moving window, and which flags were
 //! written when (so one user and rule is flagged once per window). Behind [`WatchCounters`]:
-//! in the store ([`StoreCounters`], what the gateway runs with: shared by every gateway of a
-//! region, kept across restarts), or in one process's memory ([`MemoryCounters`], for tests
-//! and benchmarks of the rules alone).
+//!
+//! - [`StoreCounters`], on PostgreSQL: every view counted in the store, so all the gateways of
+//!   a region count a user's views together.
+//! - [`WriteBehindCounters`], on SQLite (one gateway per store by construction): views counted
+//!   and flags claimed in memory and written to the store behind them, in batches, so the view
+//!   does not wait for SQLite's one write connection (which its own audit record needs);
+//!   started from the store's counts, so a restart forgets only the last second's unwritten
+//!   batch.
+//! - [`MemoryCounters`] alone, for tests and benchmarks of the rules.
+//!
+//! [`counters_for`] picks by the store.
 
 use crate::watch::WatchRule;
 use async_trait::async_trait;
@@ -10,6 +18,7 @@ use chrono::{DateTime, Duration, Utc};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, OnceCell};
 
 /// Why the counters could not be read or written (the view then fails closed).
 pub type CounterResult<T> = Result<T, mcr_store::StoreError>;
@@ -260,6 +269,205 @@ impl WatchCounters for StoreCounters {
     }
 }
 
+/// The counters a gateway runs with on `store`: written behind on SQLite, counted in the store
+/// on PostgreSQL (shared by several gateways).
+pub fn counters_for(store: Arc<dyn mcr_store::Store>) -> Arc<dyn WatchCounters> {
+    if store.backend() == "sqlite" {
+        Arc::new(WriteBehindCounters::new(store))
+    } else {
+        Arc::new(StoreCounters::new(store))
+    }
+}
+
+/// Changes waiting to be written, at most this many per store call.
+const BATCH: usize = 512;
+
+/// How long the writer rests after a write, so changes gather into one batch instead of one
+/// write per view (each write takes SQLite's one write connection, which the audit needs).
+/// At most this much is lost to a crash; the audit trail holds every view regardless.
+pub const WRITE_BEHIND_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What the writer writes behind: a counted view, or a flag's state after a claim.
+#[derive(Debug)]
+enum Behind {
+    View(mcr_store::WatchView),
+    Flag(mcr_store::WatchFlag),
+}
+
+/// Counters in this gateway's memory, written to the store behind the views (see the module
+/// notes): views, and the flags' state after each claim. The first call loads the window's
+/// views and flags from the store, and fails closed if it cannot (the next one tries again).
+/// A batch the store refuses is logged and counted in [`WriteBehindCounters::lost`]; the
+/// counts in memory, which the watch decides on, are whole.
+#[derive(Debug)]
+pub struct WriteBehindCounters {
+    store: Arc<dyn mcr_store::Store>,
+    memory: MemoryCounters,
+    started: OnceCell<mpsc::UnboundedSender<Behind>>,
+    lost: Arc<AtomicU64>,
+    forgets: AtomicU64,
+}
+
+impl WriteBehindCounters {
+    pub fn new(store: Arc<dyn mcr_store::Store>) -> Self {
+        Self {
+            store,
+            memory: MemoryCounters::default(),
+            started: OnceCell::new(),
+            lost: Arc::new(AtomicU64::new(0)),
+            forgets: AtomicU64::new(0),
+        }
+    }
+
+    /// Changes the store refused to take (each batch logged when it happened).
+    pub fn lost(&self) -> u64 {
+        self.lost.load(Ordering::Relaxed)
+    }
+
+    /// The window's views and flags loaded into memory and the writer started, once.
+    async fn start(
+        &self,
+        at: DateTime<Utc>,
+        window: Duration,
+    ) -> CounterResult<&mpsc::UnboundedSender<Behind>> {
+        self.started
+            .get_or_try_init(|| async {
+                let since = (at - window).timestamp_millis();
+                let views = self.store.watch_views_since(since).await?;
+                let flags = self.store.watch_flags_since(since).await?;
+                let time = DateTime::<Utc>::from_timestamp_millis;
+                {
+                    let mut users = lock(&self.memory.users);
+                    for v in views {
+                        if let Some(seen) = time(v.seen_ms) {
+                            users.entry(v.user_id).or_default().insert(v.patient, seen);
+                        }
+                    }
+                }
+                {
+                    let mut held = lock(&self.memory.flags);
+                    for f in flags {
+                        let (Some(rule), Some(last)) = (WatchRule::parse(&f.rule), time(f.last_ms))
+                        else {
+                            tracing::warn!(rule = %f.rule, "a stored watch flag of an unknown rule was not loaded");
+                            continue;
+                        };
+                        let key = FlagKey {
+                            user_id: f.user_id,
+                            rule,
+                            patient: (!f.patient.is_empty()).then_some(f.patient),
+                        };
+                        held.insert(key, (last, u64::try_from(f.held).unwrap_or(0)));
+                    }
+                }
+                let (tx, rx) = mpsc::unbounded_channel();
+                tokio::spawn(write_behind(self.store.clone(), rx, self.lost.clone()));
+                Ok(tx)
+            })
+            .await
+    }
+
+    /// Forget old counts in the store now and then, in the background (memory sweeps itself).
+    fn forget(&self, at: DateTime<Utc>, window: Duration) {
+        if self.forgets.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY != SWEEP_EVERY - 1 {
+            return;
+        }
+        let store = self.store.clone();
+        let before = (at - window).timestamp_millis();
+        tokio::spawn(async move {
+            if let Err(e) = store.forget_watch(before).await {
+                tracing::warn!(error = %e, "the watch's old counts could not be forgotten");
+            }
+        });
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The writer: takes what is waiting (up to [`BATCH`]) and writes it, views and flags in a
+/// store call each, then rests [`WRITE_BEHIND_EVERY`]; ends when the counters are dropped,
+/// after writing what was left.
+async fn write_behind(
+    store: Arc<dyn mcr_store::Store>,
+    mut rx: mpsc::UnboundedReceiver<Behind>,
+    lost: Arc<AtomicU64>,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    let (mut views, mut flags) = (Vec::new(), Vec::new());
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        for b in batch.drain(..) {
+            match b {
+                Behind::View(v) => views.push(v),
+                Behind::Flag(f) => flags.push(f),
+            }
+        }
+        for (what, n, written) in [
+            ("views", views.len(), store.record_watch_views(&views).await),
+            ("flags", flags.len(), store.record_watch_flags(&flags).await),
+        ] {
+            if let Err(e) = written {
+                let n = u64::try_from(n).unwrap_or(u64::MAX);
+                lost.fetch_add(n, Ordering::Relaxed);
+                tracing::error!(error = %e, what, n, "the watch's counts could not be written to the store; kept in memory only");
+            }
+        }
+        views.clear();
+        flags.clear();
+        tokio::time::sleep(WRITE_BEHIND_EVERY).await;
+    }
+}
+
+#[async_trait]
+impl WatchCounters for WriteBehindCounters {
+    async fn count_view(
+        &self,
+        user_id: &str,
+        patient: &str,
+        at: DateTime<Utc>,
+        window: Duration,
+        limit: usize,
+    ) -> CounterResult<ViewCount> {
+        let writer = self.start(at, window).await?;
+        self.forget(at, window);
+        let counted = self
+            .memory
+            .count_view(user_id, patient, at, window, limit)
+            .await?;
+        if !counted.refused {
+            // Fails only once the writer has ended, i.e. the runtime is going down.
+            let _ = writer.send(Behind::View(mcr_store::WatchView {
+                user_id: user_id.to_owned(),
+                patient: patient.to_owned(),
+                seen_ms: at.timestamp_millis(),
+            }));
+        }
+        Ok(counted)
+    }
+
+    async fn claim_flag(
+        &self,
+        key: &FlagKey,
+        at: DateTime<Utc>,
+        window: Duration,
+    ) -> CounterResult<FlagClaim> {
+        let writer = self.start(at, window).await?;
+        let claim = self.memory.claim_flag(key, at, window).await?;
+        let state = lock(&self.memory.flags).get(key).copied();
+        if let Some((last, held)) = state {
+            let _ = writer.send(Behind::Flag(mcr_store::WatchFlag {
+                user_id: key.user_id.clone(),
+                rule: key.rule.code().to_owned(),
+                patient: key.patient.clone().unwrap_or_default(),
+                last_ms: last.timestamp_millis(),
+                held: i64::try_from(held).unwrap_or(i64::MAX),
+            }));
+        }
+        Ok(claim)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,6 +507,94 @@ mod tests {
         }
         let first = c.count_view("v", "x", t(0), w, 3).await.expect("memory");
         assert_eq!(first.oldest, Some(t(0)));
+    }
+
+    /// The store's views for `user`, once the writer has written `n` of them.
+    async fn written(store: &dyn mcr_store::Store, user: &str, n: usize) -> Vec<String> {
+        for _ in 0..500 {
+            let mut seen: Vec<_> = store
+                .watch_views_since(0)
+                .await
+                .expect("read")
+                .into_iter()
+                .filter(|v| v.user_id == user)
+                .map(|v| v.patient)
+                .collect();
+            if seen.len() >= n {
+                seen.sort();
+                return seen;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the writer did not write {n} views for {user} within 5 s");
+    }
+
+    #[tokio::test]
+    async fn written_behind_on_sqlite_and_remembered_after_a_restart() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("store.db").display());
+        let store = mcr_store::connect_and_migrate(&url).await.expect("open");
+        let counters = counters_for(store.clone());
+        let w = Duration::minutes(60);
+        for (min, p) in [(0, "a"), (1, "b"), (2, "a")] {
+            let got = counters.count_view("u", p, t(min), w, 3).await.expect("count");
+            assert!(!got.refused);
+        }
+        assert_eq!(written(&*store, "u", 2).await, ["a", "b"]);
+        drop(counters);
+        drop(store);
+
+        // A restart: a new store handle and counters start from what was written.
+        let store = mcr_store::connect_and_migrate(&url).await.expect("open again");
+        let counters = counters_for(store.clone());
+        let third = counters.count_view("u", "c", t(3), w, 3).await.expect("count");
+        assert_eq!((third.distinct, third.oldest), (3, Some(t(1))), "b is the oldest");
+        let fourth = counters.count_view("u", "d", t(4), w, 3).await.expect("count");
+        assert!(fourth.refused, "the limit holds across the restart");
+        assert_eq!(written(&*store, "u", 3).await, ["a", "b", "c"], "refused: not written");
+
+        // Flags: claimed in memory, their state written behind and read back after a restart.
+        let key = FlagKey {
+            user_id: "u".into(),
+            rule: WatchRule::ManyPatients,
+            patient: None,
+        };
+        let claims = [
+            counters.claim_flag(&key, t(5), w).await.expect("claim"),
+            counters.claim_flag(&key, t(6), w).await.expect("claim"),
+            counters.claim_flag(&key, t(7), w).await.expect("claim"),
+        ];
+        assert_eq!(
+            claims,
+            [
+                FlagClaim::Write { suppressed_before: 0 },
+                FlagClaim::Suppress,
+                FlagClaim::Suppress
+            ]
+        );
+        for _ in 0..500 {
+            let flags = store.watch_flags_since(0).await.expect("read flags");
+            if flags.iter().any(|f| f.user_id == "u" && f.held == 2) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let again = counters_for(store.clone());
+        assert_eq!(
+            again.claim_flag(&key, t(30), w).await.expect("claim"),
+            FlagClaim::Suppress,
+            "still within the window after a restart"
+        );
+        assert_eq!(
+            again.claim_flag(&key, t(66), w).await.expect("claim"),
+            FlagClaim::Write { suppressed_before: 3 },
+            "the next flag written says how many were held back, across the restart"
+        );
+
+        // A view out of the window when the gateway started is not loaded.
+        let late = counters_for(store.clone());
+        let got = late.count_view("u", "e", t(62), w, 3).await.expect("count");
+        assert_eq!(got.distinct, 2, "b (minute 1) and a (minute 2) have left; c and e remain");
     }
 
     #[tokio::test]

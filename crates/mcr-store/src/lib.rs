@@ -42,7 +42,7 @@ pub use postgres::PostgresStore;
 pub use protected::{ProtectedPersonRow, ProtectedPersonStore, PROTECTED_LIST_MAX};
 pub use shared_state::{Bucket, SharedStateStore};
 pub use sqlite::SqliteStore;
-pub use watch_counts::{WatchCount, WatchCountStore};
+pub use watch_counts::{WatchCount, WatchCountStore, WatchFlag, WatchView};
 
 use async_trait::async_trait;
 use mcr_domain::{NhsNumber, SourceId};

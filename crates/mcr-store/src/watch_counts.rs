@@ -1,17 +1,20 @@
-//! The watch's counters in the store (every gateway of a region counts a user's views
-//! together, and a restart forgets nothing): the distinct patients each user viewed within
-//! the window, and when a flag was last written per user and rule. Both are touched on every
-//! permitted view, so each is cheap:
+//! The watch's counters in the store (a restart forgets nothing, and every gateway on
+//! PostgreSQL counts a user's views together): the distinct patients each user viewed within
+//! the window, and when a flag was last written per user and rule.
 //!
-//! - SQLite: three short statements on a connection of their own with `synchronous = NORMAL`,
-//!   taken while holding the write connection (so no other writer of this process comes
-//!   between, and neither waits on SQLite's lock): no flush to disk of their own. They reach
-//!   the disk with the next durable commit to the same write-ahead log, which is the view's
-//!   own audit record, moments later (or the refusal's).
-//! - PostgreSQL: one call of `watch_count_view` (migration 0110): one round trip, the user's
-//!   views counted one at a time across gateways (a lock on the user for the transaction),
-//!   committed without waiting for the disk; the view's durable audit commit, later in the
-//!   same write-ahead log, flushes it.
+//! - SQLite holds one gateway: it counts in its memory and writes the views behind, in
+//!   batches ([`WatchCountStore::record_watch_views`], and its flags' state with
+//!   [`WatchCountStore::record_watch_flags`]: one transaction on a connection of its own with
+//!   `synchronous = NORMAL`, taken while holding the write connection), and reads the window
+//!   back when it starts ([`WatchCountStore::watch_views_since`], `watch_flags_since`). The batches reach
+//!   the disk with the next durable commit to the same write-ahead log (an audit record).
+//! - PostgreSQL counts every view in the store: one call of `watch_count_view` (migration
+//!   0110), one round trip, the user's views counted one at a time across gateways (a lock on
+//!   the user for the transaction), committed without waiting for the disk; the view's
+//!   durable audit commit, later in the same write-ahead log, flushes it.
+//!
+//! [`WatchCountStore::count_watch_view`] also works on SQLite (the same statements, on the
+//! watch connection).
 //!
 //! Times are Unix milliseconds from the caller's clock.
 
@@ -58,7 +61,67 @@ pub trait WatchCountStore: Send + Sync {
     /// Forget views seen at or before `before_ms`, and flags written then with none held back
     /// since. Returns the rows deleted.
     async fn forget_watch(&self, before_ms: i64) -> Result<u64>;
+
+    /// Record views a gateway counted in its own memory (written behind the views, in
+    /// batches): each user and patient keeps the later of its stored and given time.
+    async fn record_watch_views(&self, views: &[WatchView]) -> Result<()>;
+
+    /// The views seen after `since_ms`: what a gateway counting in memory starts from.
+    async fn watch_views_since(&self, since_ms: i64) -> Result<Vec<WatchView>>;
+
+    /// Record the flags' state as a gateway claiming them in memory holds it (written behind,
+    /// in order): each flag's last written time and how many were held back since.
+    async fn record_watch_flags(&self, flags: &[WatchFlag]) -> Result<()>;
+
+    /// The flags written after `since_ms` or with some held back since: what a gateway
+    /// claiming flags in memory starts from.
+    async fn watch_flags_since(&self, since_ms: i64) -> Result<Vec<WatchFlag>>;
 }
+
+/// One flag's state: when it was last written for a user and rule (and patient, `""` for
+/// rules about the user), and how many like it were held back since.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct WatchFlag {
+    pub user_id: String,
+    pub rule: String,
+    pub patient: String,
+    pub last_ms: i64,
+    pub held: i64,
+}
+
+/// The upsert of one written-behind flag state, with the backend's placeholders.
+fn record_flag_sql(p: [&str; 5]) -> String {
+    let [user, rule, patient, last, held] = p;
+    format!(
+        "INSERT INTO watch_flag (user_id, rule, patient, last_ms, held, held_before) \
+         VALUES ({user}, {rule}, {patient}, {last}, {held}, 0) \
+         ON CONFLICT (user_id, rule, patient) DO UPDATE SET \
+         last_ms = excluded.last_ms, held = excluded.held"
+    )
+}
+
+const FLAGS_SINCE: &str =
+    "SELECT user_id, rule, patient, last_ms, held FROM watch_flag WHERE held > 0 OR last_ms > ";
+
+/// One user's latest view of one patient.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct WatchView {
+    pub user_id: String,
+    pub patient: String,
+    pub seen_ms: i64,
+}
+
+/// The upsert of one written-behind view, with the backend's placeholders and `max`.
+fn record_view_sql(max: &str, p: [&str; 3]) -> String {
+    let [user, patient, at] = p;
+    format!(
+        "INSERT INTO watch_view (user_id, patient, seen_ms) VALUES ({user}, {patient}, {at}) \
+         ON CONFLICT (user_id, patient) DO UPDATE SET \
+         seen_ms = {max}(watch_view.seen_ms, excluded.seen_ms)"
+    )
+}
+
+const VIEWS_SINCE: &str = "SELECT user_id, patient, seen_ms FROM watch_view WHERE seen_ms > ";
 
 /// The flag upsert, with the backend's placeholders: `held` 0 after it means it is written.
 fn claim_flag_sql(p: [&str; 5]) -> String {
@@ -198,6 +261,86 @@ impl WatchCountStore for SqliteStore {
             .await?;
         Ok(views.rows_affected() + flags.rows_affected())
     }
+
+    async fn record_watch_views(&self, views: &[WatchView]) -> Result<()> {
+        if views.is_empty() {
+            return Ok(());
+        }
+        let _writer = self.write_conn().await?;
+        let mut slot = self.watch_conn().await?;
+        let written = match slot.as_mut() {
+            Some(conn) => record_on(conn, views).await,
+            None => Err(crate::StoreError::Unavailable("no watch connection".into())),
+        };
+        if written.is_err() {
+            *slot = None;
+        }
+        written
+    }
+
+    async fn watch_views_since(&self, since_ms: i64) -> Result<Vec<WatchView>> {
+        Ok(sqlx::query_as(&format!("{VIEWS_SINCE}?1"))
+            .bind(since_ms)
+            .fetch_all(&self.read)
+            .await?)
+    }
+
+    async fn record_watch_flags(&self, flags: &[WatchFlag]) -> Result<()> {
+        if flags.is_empty() {
+            return Ok(());
+        }
+        let _writer = self.write_conn().await?;
+        let mut slot = self.watch_conn().await?;
+        let written = match slot.as_mut() {
+            Some(conn) => record_flags_on(conn, flags).await,
+            None => Err(crate::StoreError::Unavailable("no watch connection".into())),
+        };
+        if written.is_err() {
+            *slot = None;
+        }
+        written
+    }
+
+    async fn watch_flags_since(&self, since_ms: i64) -> Result<Vec<WatchFlag>> {
+        Ok(sqlx::query_as(&format!("{FLAGS_SINCE}?1"))
+            .bind(since_ms)
+            .fetch_all(&self.read)
+            .await?)
+    }
+}
+
+/// Written-behind flag states in one transaction on SQLite's watch connection.
+async fn record_flags_on(conn: &mut sqlx::SqliteConnection, flags: &[WatchFlag]) -> Result<()> {
+    let sql = record_flag_sql(["?1", "?2", "?3", "?4", "?5"]);
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    for f in flags {
+        sqlx::query(&sql)
+            .bind(&f.user_id)
+            .bind(&f.rule)
+            .bind(&f.patient)
+            .bind(f.last_ms)
+            .bind(f.held)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Written-behind views in one transaction on SQLite's watch connection.
+async fn record_on(conn: &mut sqlx::SqliteConnection, views: &[WatchView]) -> Result<()> {
+    let sql = record_view_sql("MAX", ["?1", "?2", "?3"]);
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    for v in views {
+        sqlx::query(&sql)
+            .bind(&v.user_id)
+            .bind(&v.patient)
+            .bind(v.seen_ms)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 #[async_trait]
@@ -258,5 +401,57 @@ impl WatchCountStore for PostgresStore {
         .await?;
         let n: i64 = sqlx::Row::try_get(&done, 0)?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn record_watch_views(&self, views: &[WatchView]) -> Result<()> {
+        if views.is_empty() {
+            return Ok(());
+        }
+        let sql = record_view_sql("GREATEST", ["$1", "$2", "$3"]);
+        let mut tx = self.pool.begin().await?;
+        for v in views {
+            sqlx::query(&sql)
+                .bind(&v.user_id)
+                .bind(&v.patient)
+                .bind(v.seen_ms)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn watch_views_since(&self, since_ms: i64) -> Result<Vec<WatchView>> {
+        Ok(sqlx::query_as(&format!("{VIEWS_SINCE}$1"))
+            .bind(since_ms)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn record_watch_flags(&self, flags: &[WatchFlag]) -> Result<()> {
+        if flags.is_empty() {
+            return Ok(());
+        }
+        let sql = record_flag_sql(["$1", "$2", "$3", "$4::int8", "$5::int8"]);
+        let mut tx = self.pool.begin().await?;
+        for f in flags {
+            sqlx::query(&sql)
+                .bind(&f.user_id)
+                .bind(&f.rule)
+                .bind(&f.patient)
+                .bind(f.last_ms)
+                .bind(f.held)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn watch_flags_since(&self, since_ms: i64) -> Result<Vec<WatchFlag>> {
+        Ok(sqlx::query_as(&format!("{FLAGS_SINCE}$1"))
+            .bind(since_ms)
+            .fetch_all(&self.pool)
+            .await?)
     }
 }

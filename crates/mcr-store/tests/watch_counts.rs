@@ -66,6 +66,12 @@ async fn story(store: &dyn Store) {
             .await
             .expect("claim")
     };
+    let claim_as = |user: &'static str, min: i64| async move {
+        store
+            .claim_watch_flag(user, "many-patients", "", t(min), t(min) - 60 * MIN)
+            .await
+            .expect("claim")
+    };
     assert_eq!(claim("many-patients", "", 0).await, Some(0));
     assert_eq!(claim("many-patients", "", 0).await, None, "same moment");
     assert_eq!(claim("many-patients", "", 30).await, None);
@@ -88,6 +94,54 @@ async fn story(store: &dyn Store) {
     assert!(store.forget_watch(t(500)).await.expect("forget") > 0);
     assert_eq!(count(store, "u", "e", 501, 3).await.distinct, 1);
     assert_eq!(claim("many-patients", "", 501).await, Some(0), "forgotten");
+
+    // Views written behind (a gateway counting in memory): the later time is kept, and a
+    // gateway starting up reads back the window's views.
+    let view = |patient: &str, min: i64| mcr_store::WatchView {
+        user_id: "behind".into(),
+        patient: patient.into(),
+        seen_ms: t(min),
+    };
+    store
+        .record_watch_views(&[view("b1", 600), view("b2", 610), view("b1", 590)])
+        .await
+        .expect("record");
+    store
+        .record_watch_views(&[view("b2", 605), view("b3", 540)])
+        .await
+        .expect("record again");
+    let mut back: Vec<_> = store
+        .watch_views_since(t(550))
+        .await
+        .expect("read back")
+        .into_iter()
+        .filter(|v| v.user_id == "behind")
+        .collect();
+    back.sort_by(|a, b| a.patient.cmp(&b.patient));
+    assert_eq!(back, vec![view("b1", 600), view("b2", 610)], "latest kept, old left out");
+    assert_eq!(
+        count(store, "behind", "b4", 620, 3).await.distinct,
+        3,
+        "counted with what was written behind"
+    );
+    let flag = |last: i64, held: i64| mcr_store::WatchFlag {
+        user_id: "behind".into(),
+        rule: "many-patients".into(),
+        patient: String::new(),
+        last_ms: t(last),
+        held,
+    };
+    store
+        .record_watch_flags(&[flag(600, 0), flag(600, 4)])
+        .await
+        .expect("record flags");
+    let flags = store.watch_flags_since(t(550)).await.expect("read flags");
+    assert!(flags.contains(&flag(600, 4)), "the last state written: {flags:?}");
+    assert_eq!(
+        claim_as("behind", 630).await,
+        None,
+        "the store's own claim sees the written-behind flag"
+    );
 }
 
 #[tokio::test]

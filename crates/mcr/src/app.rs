@@ -92,8 +92,9 @@ pub async fn gateway(s: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Gate
         .await
         .context("opening the gateway's store")?;
     let federation = Arc::new(federation(s, clock.clone())?);
-    // The watch counts views in the store: every gateway on it counts a user's views together.
-    let counters = Arc::new(mcr_gateway::StoreCounters::new(store.clone()));
+    // The watch's counters live in the store (see `counters_for`): a restart forgets nothing,
+    // and on PostgreSQL every gateway counts a user's views together.
+    let counters = mcr_gateway::counters_for(store.clone());
     Ok(
         Gateway::new(store, federation, clock, s.policy.clone(), registry(s))
             .with_sharing(s.sharing.clone())
