@@ -853,3 +853,112 @@ async fn every_answer_with_patient_data_says_no_store() {
         assert_eq!(cache.as_deref(), Some("no-store"), "{path}: {status}");
     }
 }
+
+/// `$everything` a page at a time: following `next` from `_count=N` gives every item of the
+/// whole Bundle once, each page with the Patient and the sources' OperationOutcome; bad paging
+/// parameters are refused, saying which.
+#[tokio::test]
+async fn everything_pages_through_the_whole_record() {
+    let t = start().await;
+    let nhs = t.patient("all_four_sources", 0);
+    t.give_permission(AE, &nhs).await;
+    let (status, whole) = t.everything(AE, &nhs).await;
+    assert_eq!(status, 200, "{whole}");
+    let total = whole["total"].as_u64().expect("total") as usize;
+    assert!(total > 7, "a record of several pages: {total}");
+    let items_of = |b: &serde_json::Value| -> Vec<String> {
+        b["entry"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .filter(|e| e["search"]["mode"] == "include")
+            .filter(|e| e["resource"]["resourceType"] != "Provenance")
+            .map(|e| e["fullUrl"].as_str().expect("fullUrl").to_owned())
+            .collect()
+    };
+    let link = |b: &serde_json::Value, rel: &str| -> Option<String> {
+        b["link"].as_array()?.iter().find_map(|l| {
+            (l["relation"] == rel).then(|| l["url"].as_str().expect("url").to_owned())
+        })
+    };
+
+    let mut path = format!("/fhir/Patient/{nhs}/$everything?_count=7");
+    let (mut paged, mut pages) = (Vec::new(), 0);
+    loop {
+        let (status, page) = t.get(AE, &path).await;
+        assert_eq!(status, 200, "{path}: {page}");
+        pages += 1;
+        assert_eq!(
+            page["total"].as_u64(),
+            Some(total as u64),
+            "the whole record's total"
+        );
+        let on_page = items_of(&page);
+        assert!(on_page.len() <= 7, "page {pages}: {}", on_page.len());
+        assert_eq!(
+            resources(&page, "Patient").len(),
+            1,
+            "the Patient on page {pages}"
+        );
+        assert_eq!(
+            issue_codes(outcome(&page))
+                .iter()
+                .filter(|(c, _)| c == "source-ok")
+                .count(),
+            4,
+            "each page says which sources answered"
+        );
+        assert_eq!(
+            resources(&page, "Provenance").len(),
+            on_page.len(),
+            "each item with its Provenance"
+        );
+        if pages > 1 {
+            assert!(link(&page, "previous").is_some(), "page {pages} links back");
+        }
+        paged.extend(on_page);
+        match link(&page, "next") {
+            Some(next) => {
+                path = next
+                    .strip_prefix(t.demo.info.gateway_url.as_str())
+                    .expect("links at the gateway's own address")
+                    .to_owned();
+            }
+            None => break,
+        }
+        assert!(pages < 100, "paging does not end");
+    }
+    assert_eq!(pages, total.div_ceil(7));
+    let mut all = items_of(&whole);
+    all.sort();
+    paged.sort();
+    assert_eq!(
+        paged, all,
+        "the pages together are the whole record, each item once"
+    );
+
+    // The total alone.
+    let (status, count_only) = t
+        .get(AE, &format!("/fhir/Patient/{nhs}/$everything?_count=0"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(count_only["total"].as_u64(), Some(total as u64));
+    assert!(items_of(&count_only).is_empty());
+    assert!(link(&count_only, "next").is_none());
+
+    for (query, at) in [
+        ("_count=-1", "_count"),
+        ("_count=1001", "_count"),
+        ("_offset=x", "_offset"),
+        ("_since=2020-01-01", "_since"),
+    ] {
+        let (status, body) = t
+            .get(AE, &format!("/fhir/Patient/{nhs}/$everything?{query}"))
+            .await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(
+            body["issue"][0]["expression"][0], at,
+            "{query} names what is wrong: {body}"
+        );
+    }
+}

@@ -152,13 +152,19 @@ struct Entity<'a> {
 ///
 /// Serialised straight from the record: each resource is written as the text its source sent
 /// (checked JSON, never decoded and encoded again).
+///
+/// `page` cuts the items to one page (with `link`s to the others); the Patient and the
+/// OperationOutcome are on every page, so no page hides a source's failure. `None`: all of it.
 pub(crate) fn everything(
     view: &View,
     now: chrono::DateTime<chrono::Utc>,
+    page: Option<&Page>,
 ) -> Result<Vec<u8>, serde_json::Error> {
     let record = &view.record;
     let recorded = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let mut entries = Vec::with_capacity(record.item_count() * 2 + 2);
+    let total = record.item_count();
+    let (skip, take) = page.map_or((0, total), |p| (p.offset, p.count));
+    let mut entries = Vec::with_capacity(take.min(total) * 2 + 2);
     // The source's Patient, at the source's address: its fullUrl agrees with its id.
     if let Some(p) = &record.patient {
         entries.push(Entry {
@@ -167,8 +173,14 @@ pub(crate) fn everything(
             search: Search { mode: "match" },
         });
     }
-    for (_, items) in &record.sections {
-        for item in items {
+    let paged = record
+        .sections
+        .iter()
+        .flat_map(|(_, items)| items)
+        .skip(skip)
+        .take(take);
+    {
+        for item in paged {
             entries.push(Entry {
                 full_url: Some(item.sources[0].full_url.as_str().into()),
                 resource: Res::AsSent(&item.resource),
@@ -270,10 +282,48 @@ pub(crate) fn everything(
         resource_type: "Bundle",
         kind: "searchset",
         timestamp: &recorded,
-        total: record.item_count(),
+        total,
         meta: json!({"tag": [{"system": "https://mycarerecord.example/fhir/CodeSystem/access-basis", "code": view.basis.code()}]}),
+        link: page.map(|p| p.links(total)).unwrap_or_default(),
         entry: entries,
     })
+}
+
+/// One page of `$everything`: `count` items from `offset` (in the record's order), and the
+/// address to link the other pages at (`…/$everything`, without a query).
+#[derive(Debug, Clone)]
+pub(crate) struct Page {
+    pub offset: usize,
+    pub count: usize,
+    pub url: String,
+}
+
+impl Page {
+    /// `self`, `first`, and `previous` / `next` where there is such a page.
+    fn links(&self, total: usize) -> Vec<Link> {
+        let at = |relation: &'static str, offset: usize| Link {
+            relation,
+            url: format!("{}?_count={}&_offset={offset}", self.url, self.count),
+        };
+        let mut links = vec![at("self", self.offset), at("first", 0)];
+        if self.count == 0 {
+            // `_count=0`: the total alone; there are no pages to walk.
+            return links;
+        }
+        if self.offset > 0 {
+            links.push(at("previous", self.offset.saturating_sub(self.count)));
+        }
+        if self.offset + self.count < total {
+            links.push(at("next", self.offset + self.count));
+        }
+        links
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Link {
+    relation: &'static str,
+    url: String,
 }
 
 #[derive(serde::Serialize)]
@@ -285,6 +335,8 @@ struct Bundle<'a> {
     timestamp: &'a str,
     total: usize,
     meta: Value,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    link: Vec<Link>,
     entry: Vec<Entry<'a>>,
 }
 

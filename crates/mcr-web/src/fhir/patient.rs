@@ -179,12 +179,66 @@ pub(crate) async fn read(
     Ok(fhir_json(StatusCode::OK, &bundle::patient_resource(m)))
 }
 
-/// `Patient/{nhs}/$everything`.
+/// The most items one page of `$everything` holds.
+pub const MAX_PAGE: usize = 1_000;
+/// A page's size when `_offset` is given without `_count`.
+const DEFAULT_PAGE: usize = 100;
+
+/// `$everything`'s paging parameters: `_count` (0 to [`MAX_PAGE`]) and `_offset` (from a
+/// `next` or `previous` link). `None`: neither was given, the whole record in one Bundle.
+fn page_of(
+    params: &HashMap<String, String>,
+    url: String,
+) -> Result<Option<bundle::Page>, ApiError> {
+    for k in params.keys() {
+        if k != "_count" && k != "_offset" {
+            return Err(ApiError::invalid(
+                "unsupported-parameter",
+                format!(
+                    "`{}` is not supported by $everything here: use _count and _offset.",
+                    clip(k)
+                ),
+            )
+            .at(k));
+        }
+    }
+    let number = |k: &str, max: usize| -> Result<Option<usize>, ApiError> {
+        params
+            .get(k)
+            .map(|v| {
+                v.parse::<usize>()
+                    .ok()
+                    .filter(|n| *n <= max)
+                    .ok_or_else(|| {
+                        ApiError::invalid(
+                            "invalid-paging",
+                            format!("`{k}` must be a whole number from 0 to {max}."),
+                        )
+                        .at(k)
+                    })
+            })
+            .transpose()
+    };
+    let count = number("_count", MAX_PAGE)?;
+    let offset = number("_offset", usize::MAX)?;
+    if count.is_none() && offset.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(bundle::Page {
+        offset: offset.unwrap_or(0),
+        count: count.unwrap_or(DEFAULT_PAGE),
+        url,
+    }))
+}
+
+/// `Patient/{nhs}/$everything`, whole or a page at a time (`_count`, `_offset`): every page is
+/// a view of its own, decided, fetched and audited again (nothing is kept between pages).
 pub(crate) async fn operation(
     State(state): State<AppState>,
     arrived: Option<axum::Extension<crate::ops::Arrived>>,
     Caller(ctx): Caller,
     Path((id, operation)): Path<(String, String)>,
+    Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
     // From the router's receiving the request to here: security checks and the token check.
@@ -198,6 +252,10 @@ pub(crate) async fn operation(
         ));
     }
     let nhs = parse_nhs(&id, "Patient.id")?;
+    let page = page_of(
+        &params,
+        format!("{}/fhir/Patient/{nhs}/$everything", state.base_url),
+    )?;
     let now = state.gateway.clock().now();
     let pending = match state.gateway.view_record(&ctx, &nhs).await? {
         ViewOutcome::Record(pending) => pending,
@@ -205,7 +263,7 @@ pub(crate) async fn operation(
     };
     // Encoded while the audit record commits; sent only once it has.
     let encoding = std::time::Instant::now();
-    let body = bundle::everything(pending.view(), now);
+    let body = bundle::everything(pending.view(), now, page.as_ref());
     let encode_ms = encoding.elapsed().as_secs_f64() * 1000.0;
     let view = pending.committed().await?;
     let body = body.map_err(|_| encode_failed())?;
