@@ -190,6 +190,13 @@ pub enum FailureReason {
     AccessDenied { code: String },
     /// A GP Connect provider failed on its side (`INTERNAL_SERVER_ERROR`, …).
     ProviderError { code: String },
+    /// A search's Bundle said it matched `held` resources (`Bundle.total`) but the source sent
+    /// `sent` and offered no next page: the rest cannot be asked for.
+    Unpaged {
+        resource_type: String,
+        held: u64,
+        sent: u64,
+    },
 }
 
 impl FailureReason {
@@ -228,6 +235,13 @@ impl FailureReason {
             FailureReason::ProviderError { code } => {
                 format!("failed on its side ({code})")
             }
+            FailureReason::Unpaged {
+                resource_type,
+                held,
+                sent,
+            } => format!(
+                "said it holds {held} {resource_type} resources for this patient but sent {sent} and offered no next page"
+            ),
         }
     }
 
@@ -245,6 +259,7 @@ impl FailureReason {
             FailureReason::InvalidRequest { .. } => "invalid-request",
             FailureReason::AccessDenied { .. } => "access-denied",
             FailureReason::ProviderError { .. } => "provider-error",
+            FailureReason::Unpaged { .. } => "unpaged",
         }
     }
 }
@@ -306,6 +321,17 @@ impl SourceOutcome {
             }
             FailureReason::TooLarge { limit_bytes } => {
                 format!("the {} MB limit was reached", limit_bytes / (1024 * 1024))
+            }
+            FailureReason::Unpaged {
+                resource_type,
+                held,
+                sent,
+            } => {
+                return Some(format!(
+                    "Only part of the record at {} is shown: it holds {held} {resource_type} resources for this patient but sent {sent} and offered no way to ask for the rest, so {} are missing here",
+                    self.org_name,
+                    held.saturating_sub(*sent)
+                ));
             }
             other => format!("it {}", other.describe()),
         };

@@ -178,6 +178,8 @@ fn read_resource(raw: &RawValue) -> Result<Doc<'_>, FailureReason> {
 struct Page<'a> {
     #[serde(rename = "resourceType")]
     resource_type: Option<Value>,
+    /// How many resources the search matched in all (optional in R4).
+    total: Option<Value>,
     link: Option<Value>,
     #[serde(borrow)]
     entry: Option<Vec<PageEntry<'a>>>,
@@ -187,6 +189,40 @@ struct Page<'a> {
 enum Pages<'a, T> {
     Collect(&'a mut Vec<T>),
     Send(&'a tokio::sync::mpsc::Sender<Vec<T>>),
+}
+
+/// One page read: what was kept, the next page, the search's total if the page says it, and
+/// how many resources of the type asked for the page sent.
+type PageRead<T> = (Vec<T>, Option<Url>, Option<u64>, u64);
+
+/// What a search has seen so far: pages read, the total its first page said it matched
+/// (`Bundle.total`), and the resources of the type asked for sent so far. A search whose
+/// pages end with fewer sent than its total said is a shortfall
+/// ([`FailureReason::Unpaged`]), never silence.
+#[derive(Debug, Clone, Copy, Default)]
+struct Seen {
+    pages: u32,
+    total: Option<u64>,
+    sent: u64,
+}
+
+impl Seen {
+    /// One more page: its total (the first page's counts) and how many it sent.
+    fn page(&mut self, total: Option<u64>, sent: u64) {
+        self.pages += 1;
+        self.total = self.total.or(total);
+        self.sent += sent;
+    }
+
+    /// The search ended (no next page): the shortfall, if the source sent fewer than it said.
+    fn shortfall(&self, want: &str) -> Option<FailureReason> {
+        let held = self.total?;
+        (held > self.sent).then(|| FailureReason::Unpaged {
+            resource_type: want.to_owned(),
+            held,
+            sent: self.sent,
+        })
+    }
 }
 
 /// One `Bundle.entry`: its resource as text, borrowed from the page. An entry that is not an object, or has no
@@ -465,7 +501,7 @@ impl HttpSource {
         patient: Option<&str>,
         budget: &Budget,
         keep: &(dyn Fn(Received<'_>) -> T + Send + Sync + '_),
-        pages_before: u32,
+        seen: Seen,
     ) -> Result<(Vec<T>, Option<f64>), FailureReason> {
         let mut out = Vec::new();
         let ms = self
@@ -476,7 +512,7 @@ impl HttpSource {
                 budget,
                 keep,
                 Pages::Collect(&mut out),
-                pages_before,
+                seen,
             )
             .await?;
         Ok((out, ms))
@@ -496,23 +532,23 @@ impl HttpSource {
         budget: &Budget,
         keep: &(dyn Fn(Received<'_>) -> T + Send + Sync + '_),
         mut pages_out: Pages<'_, T>,
-        pages_before: u32,
+        mut seen: Seen,
     ) -> Result<Option<f64>, FailureReason> {
         let mut source_ms: Option<f64> = None;
         let mut next = Some(first);
-        let mut pages = pages_before;
         while let Some(url) = next.take() {
-            pages += 1;
-            if pages > self.limits.max_pages {
+            if seen.pages >= self.limits.max_pages {
                 return Err(FailureReason::Malformed {
                     detail: format!("more than {} pages", self.limits.max_pages),
                 });
             }
             let Some((body, ms)) = budget.page(self.get_body(url, budget)).await? else {
-                break;
+                // Cut short by the deadline: said as that.
+                return Ok(source_ms);
             };
             source_ms = add_ms(source_ms, ms);
-            let (out, after) = self.take_page(&body, want, patient, keep)?;
+            let (out, after, total, sent) = self.take_page(&body, want, patient, keep)?;
+            seen.page(total, sent);
             next = after;
             match &mut pages_out {
                 Pages::Collect(all) => all.extend(out),
@@ -520,6 +556,9 @@ impl HttpSource {
                     detail: "the reader of this feed stopped".into(),
                 })?,
             }
+        }
+        if let Some(short) = seen.shortfall(want) {
+            budget.short(short);
         }
         Ok(source_ms)
     }
@@ -532,7 +571,7 @@ impl HttpSource {
         want: &str,
         patient: Option<&str>,
         keep: &(dyn Fn(Received<'_>) -> T + Send + Sync + '_),
-    ) -> Result<(Vec<T>, Option<Url>), FailureReason> {
+    ) -> Result<PageRead<T>, FailureReason> {
         // The page's resources are read in place: nothing is copied but what is kept.
         let page: Page<'_> = serde_json::from_slice(body).map_err(|e| not_json(&e))?;
         if page.resource_type.as_ref().and_then(Value::as_str) != Some("Bundle") {
@@ -544,10 +583,15 @@ impl HttpSource {
             Some(link) => Some(self.same_origin(link)?),
             None => None,
         };
+        let total = page.total.as_ref().and_then(Value::as_u64);
         let mut out = Vec::new();
+        let mut sent = 0;
         for PageEntry(raw) in page.entry.unwrap_or_default() {
             let Some(raw) = raw else { continue };
             let doc = read_resource(raw)?;
+            if mcr_fhir::resource_type(&doc) == Some(want) {
+                sent += 1;
+            }
             if mcr_fhir::resource_type(&doc) != Some(want) || mcr_fhir::resource_id(&doc).is_none()
             {
                 // Included resources (e.g. OperationOutcome) or junk: not part of the record.
@@ -564,7 +608,7 @@ impl HttpSource {
             }
             out.push(keep(Received { doc: &doc, raw }));
         }
-        Ok((out, next))
+        Ok((out, next, total, sent))
     }
 
     /// A view's searches and read in one FHIR `batch`, answered in order by one
@@ -608,11 +652,18 @@ impl HttpSource {
                     all.resources.push(patient_from(raw, local_id, digest)?);
                     continue;
                 }
-                let (kept, next) =
+                let (kept, next, total, sent) =
                     self.take_page(raw.get().as_bytes(), t, Some(local_id), digest)?;
                 all.resources.extend(kept);
-                if let Some(next) = next {
-                    more.push((next, *t));
+                let mut seen = Seen::default();
+                seen.page(total, sent);
+                match next {
+                    Some(next) => more.push((next, *t, seen)),
+                    None => {
+                        if let Some(short) = seen.shortfall(t) {
+                            budget.short(short);
+                        }
+                    }
                 }
             }
             ms
@@ -620,7 +671,7 @@ impl HttpSource {
         let mut slowest: Option<f64> = None;
         let later = more
             .into_iter()
-            .map(|(next, t)| self.search_all(next, t, Some(local_id), budget, digest, 1));
+            .map(|(next, t, seen)| self.search_all(next, t, Some(local_id), budget, digest, seen));
         for r in join_all(later).await {
             let (resources, ms) = r?;
             all.resources.extend(resources);
@@ -870,6 +921,44 @@ impl Budget {
         }
     }
 
+    /// A search ended with fewer resources than it said it matched: the view is cut short
+    /// for that reason (the first such reason is kept, as for a deadline).
+    fn short(&self, reason: FailureReason) {
+        let mut cut = self
+            .cut
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Several searches short: one reason naming them all, with their sums.
+        if let (
+            Some(FailureReason::Unpaged {
+                resource_type,
+                held,
+                sent,
+            }),
+            FailureReason::Unpaged {
+                resource_type: t,
+                held: h,
+                sent: n,
+            },
+        ) = (cut.as_mut(), &reason)
+        {
+            resource_type.push_str(" and ");
+            resource_type.push_str(t);
+            *held += h;
+            *sent += n;
+            return;
+        }
+        cut.get_or_insert(reason);
+    }
+
+    /// The reason a search stopped short, if one did (taken).
+    fn take_cut(&self) -> Option<FailureReason> {
+        self.cut
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+
     /// `fetched`, cut short if a search stopped early; nothing at all arrived: the reason.
     fn finish(&self, mut fetched: Fetched) -> Result<Fetched, FailureReason> {
         let cut = self
@@ -992,7 +1081,7 @@ impl Source for HttpSource {
                     return self.read_patient(local_id, budget, digest).await;
                 }
                 let url = self.ask_url(t, local_id, count)?;
-                self.search_all(url, t, Some(local_id), budget, digest, 0)
+                self.search_all(url, t, Some(local_id), budget, digest, Seen::default())
                     .await
             }
         });
@@ -1124,14 +1213,19 @@ impl HttpSource {
             &budget,
             &keep,
             Pages::Send(&pages),
-            0,
+            Seen::default(),
         );
         tokio::time::timeout(timeout, feed)
             .await
             .map_err(|_| FailureReason::Timeout {
                 after_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-            })?
-            .map(|_| ())
+            })??;
+        // Every page read, but fewer patients than the source said it holds: a failed feed,
+        // saying so, not a complete one.
+        match budget.take_cut() {
+            Some(short) => Err(short),
+            None => Ok(()),
+        }
     }
 }
 
