@@ -386,6 +386,10 @@ pub struct MergedRecord {
     pub unavailable_sections: Vec<Section>,
     /// True when anything was withheld from this view (never what, nor how many per category).
     pub withheld: bool,
+    /// Sentences for the banner when the sources' Patients disagree on name, date of birth or
+    /// sex for this NHS number (a wrong-patient risk), one per detail that differs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub demographics_differ: Vec<String>,
 }
 
 impl MergedRecord {

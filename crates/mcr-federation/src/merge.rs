@@ -194,6 +194,8 @@ pub fn merge(filter: &ResourceFilter<'_>, fetches: Vec<SourceFetch>) -> MergedRe
     let mut patient_url: Option<String> = None;
     let mut unavailable: BTreeSet<Section> = BTreeSet::new();
     let mut withheld_any = false;
+    // Each source's Patient, as (organisation, what it says), to compare.
+    let mut demographics: Vec<(String, Demographics)> = Vec::new();
 
     for mut f in fetches {
         let counts = f.counts();
@@ -213,6 +215,7 @@ pub fn merge(filter: &ResourceFilter<'_>, fetches: Vec<SourceFetch>) -> MergedRe
                 }
                 Digested::Withheld => continue,
                 Digested::Patient(p) => {
+                    demographics.push((f.org_name.clone(), Demographics::of(&p)));
                     if patient.is_none() {
                         patient_url = Some(full_url(&f.base_url, &p));
                         patient = Some(p);
@@ -291,7 +294,104 @@ pub fn merge(filter: &ResourceFilter<'_>, fetches: Vec<SourceFetch>) -> MergedRe
         sources: outcomes,
         unavailable_sections: unavailable.into_iter().collect(),
         withheld: withheld_any,
+        demographics_differ: differences(&demographics),
     }
+}
+
+/// What a source's Patient says of who this is: name (family and first given, compared
+/// without case, spaces or punctuation, so `O'Brien` and `OBRIEN` agree), date of birth, sex.
+#[derive(Debug, Default)]
+struct Demographics {
+    name: Option<(String, String)>,
+    birth_date: Option<String>,
+    gender: Option<String>,
+}
+
+impl Demographics {
+    fn of(p: &Value) -> Self {
+        let name = p["name"]
+            .as_array()
+            .and_then(|names| {
+                names
+                    .iter()
+                    .find(|n| n["use"] == "official")
+                    .or_else(|| names.first())
+            })
+            .map(|n| {
+                (
+                    n["family"].as_str().unwrap_or("").to_owned(),
+                    n["given"][0].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .filter(|(f, g)| !f.is_empty() || !g.is_empty());
+        Self {
+            name,
+            birth_date: p["birthDate"].as_str().map(str::to_owned),
+            gender: p["gender"].as_str().map(str::to_owned),
+        }
+    }
+}
+
+/// Letters only, lower case: how names are compared.
+fn letters(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_alphabetic())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// One sentence per detail the sources' Patients disagree on (details a source leaves out
+/// are not a disagreement).
+fn differences(said: &[(String, Demographics)]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut compare = |what: &str, values: Vec<(&str, String, String)>| {
+        // (organisation, as compared, as shown)
+        let mut distinct: Vec<&str> = values.iter().map(|(_, k, _)| k.as_str()).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct.len() > 1 {
+            let who: Vec<String> = values
+                .iter()
+                .map(|(org, _, shown)| format!("{org} says {shown}"))
+                .collect();
+            out.push(format!(
+                "The sources disagree on this patient's {what}: {}. Check that this is the right patient before acting on this record.",
+                who.join("; ")
+            ));
+        }
+    };
+    compare(
+        "name",
+        said.iter()
+            .filter_map(|(org, d)| {
+                let (family, given) = d.name.as_ref()?;
+                Some((
+                    org.as_str(),
+                    format!("{}|{}", letters(family), letters(given)),
+                    format!("{given} {family}").trim().to_owned(),
+                ))
+            })
+            .collect(),
+    );
+    compare(
+        "date of birth",
+        said.iter()
+            .filter_map(|(org, d)| {
+                let b = d.birth_date.clone()?;
+                Some((org.as_str(), b.clone(), b))
+            })
+            .collect(),
+    );
+    compare(
+        "sex",
+        said.iter()
+            .filter_map(|(org, d)| {
+                let g = d.gender.clone()?;
+                Some((org.as_str(), g.clone(), g))
+            })
+            .collect(),
+    );
+    out
 }
 
 fn code_field<J: mcr_fhir::Json>(r: &J) -> &'static str {
@@ -512,6 +612,63 @@ mod tests {
             )],
         );
         assert_eq!(r.items(Section::Medications).len(), 2);
+    }
+
+    #[test]
+    fn sources_that_disagree_on_who_the_patient_is_are_said() {
+        let patient = |family: &str, given: &str, born: &str, sex: &str| {
+            json!({"resourceType": "Patient", "id": "p", "birthDate": born, "gender": sex,
+                "name": [{"use": "official", "family": family, "given": [given]}]})
+        };
+        // Spelling and case alone are not a disagreement; a date of birth is.
+        let agree = run(
+            &DataClass::ALL,
+            &[
+                fetch(
+                    "gp",
+                    "GPA",
+                    vec![patient("O'Brien", "Ann", "1950-02-01", "female")],
+                ),
+                fetch(
+                    "acute",
+                    "RWH",
+                    vec![patient("OBRIEN", "ANN", "1950-02-01", "female")],
+                ),
+            ],
+        );
+        assert!(
+            agree.demographics_differ.is_empty(),
+            "{:?}",
+            agree.demographics_differ
+        );
+        let differ = run(
+            &DataClass::ALL,
+            &[
+                fetch(
+                    "gp",
+                    "GPA",
+                    vec![patient("O'Brien", "Ann", "1950-02-01", "female")],
+                ),
+                fetch(
+                    "acute",
+                    "RWH",
+                    vec![patient("O'Brien", "Ann", "1950-01-02", "female")],
+                ),
+                fetch(
+                    "community",
+                    "RY4",
+                    vec![patient("Byrne", "Ann", "1950-02-01", "male")],
+                ),
+            ],
+        );
+        assert_eq!(
+            differ.demographics_differ,
+            [
+                "The sources disagree on this patient's name: GPA org says Ann O'Brien; RWH org says Ann O'Brien; RY4 org says Ann Byrne. Check that this is the right patient before acting on this record.",
+                "The sources disagree on this patient's date of birth: GPA org says 1950-02-01; RWH org says 1950-01-02; RY4 org says 1950-02-01. Check that this is the right patient before acting on this record.",
+                "The sources disagree on this patient's sex: GPA org says female; RWH org says female; RY4 org says male. Check that this is the right patient before acting on this record.",
+            ]
+        );
     }
 
     #[test]

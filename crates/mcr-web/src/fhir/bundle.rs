@@ -255,6 +255,17 @@ pub(crate) fn everything(
             });
         }
     }
+    // A wrong-patient risk: said first among the warnings a reader checks.
+    issues.splice(
+        0..0,
+        record.demographics_differ.iter().map(|sentence| {
+            Issue::warning(
+                IssueType::Incomplete,
+                "demographics-differ",
+                sentence.clone(),
+            )
+        }),
+    );
     if record.withheld {
         issues.push(Issue {
             severity: mcr_fhir::IssueSeverity::Information,
@@ -379,4 +390,70 @@ pub(crate) fn decision_error(decision: &Decision) -> ApiError {
         Decision::Permit(_) => ("permit", StatusCode::OK, IssueType::Informational),
     };
     ApiError::new(status, issue_type, code, decision.sentence())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcr_domain::{MergedRecord, NhsNumber};
+
+    #[test]
+    fn sources_disagreeing_on_who_this_is_come_first_in_the_operation_outcome() {
+        let view = View {
+            record: MergedRecord {
+                nhs_number: NhsNumber::parse("9434765919").unwrap_or_else(|_| unreachable!()),
+                patient: None,
+                patient_url: None,
+                sections: Vec::new(),
+                sources: Vec::new(),
+                unavailable_sections: Vec::new(),
+                withheld: true,
+                demographics_differ: vec![
+                    "The sources disagree on this patient's date of birth.".into(),
+                    "The sources disagree on this patient's sex.".into(),
+                ],
+            },
+            basis: mcr_policy::Basis::LegalBasis {
+                relationship: mcr_policy::RelationshipKind::GpRegistration,
+            },
+            classes: Default::default(),
+            timings: Vec::new(),
+            phases: Vec::new(),
+            identity_warnings: Vec::new(),
+        };
+        let body = everything(&view, chrono::Utc::now(), None).unwrap_or_default();
+        let bundle: Value = serde_json::from_slice(&body).unwrap_or_default();
+        let issues = &bundle["entry"][0]["resource"]["issue"];
+        let said: Vec<(&str, &str, &str)> = issues
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|i| {
+                        (
+                            i["severity"].as_str().unwrap_or(""),
+                            i["details"]["coding"][0]["code"].as_str().unwrap_or(""),
+                            i["details"]["text"].as_str().unwrap_or(""),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(
+            &said[..2],
+            [
+                (
+                    "warning",
+                    "demographics-differ",
+                    "The sources disagree on this patient's date of birth."
+                ),
+                (
+                    "warning",
+                    "demographics-differ",
+                    "The sources disagree on this patient's sex."
+                ),
+            ],
+            "{issues}"
+        );
+        assert_eq!(said[2].1, "items-withheld", "then the rest: {issues}");
+    }
 }

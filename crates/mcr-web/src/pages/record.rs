@@ -209,8 +209,8 @@ pub(crate) struct RecordPage {
     /// sentence that says how many.
     pub not_tied: Vec<String>,
     pub withheld: bool,
-    /// Open identity questions from patient matching (possible wrong NHS number, records in
-    /// review).
+    /// The sources disagreeing on name, date of birth or sex, and open identity questions
+    /// from patient matching (possible wrong NHS number, records in review).
     pub identity_warnings: Vec<String>,
     /// Alerts, allergies, current medications, active problems, last encounters.
     pub summary: Vec<SectionView>,
@@ -449,7 +449,13 @@ pub(crate) fn record_page(layout: Layout, view: &mcr_gateway::View) -> RecordPag
             .filter_map(mcr_domain::SourceOutcome::not_tied_sentence)
             .collect(),
         withheld: r.withheld,
-        identity_warnings: view.identity_warnings.clone(),
+        // The sources' own disagreement on who this is, then the matching queue's questions.
+        identity_warnings: r
+            .demographics_differ
+            .iter()
+            .chain(&view.identity_warnings)
+            .cloned()
+            .collect(),
         summary: vec![
             sub(section(
                 r,
@@ -729,6 +735,7 @@ mod tests {
             ],
             unavailable_sections: vec![Section::Documents],
             withheld: true,
+            demographics_differ: Vec::new(),
         };
         let rows = source_rows(&record);
         assert_eq!(rows.len(), 4);
@@ -779,6 +786,9 @@ mod tests {
             sources: vec![partial],
             unavailable_sections: Vec::new(),
             withheld: false,
+            demographics_differ: vec![
+                "The sources disagree on this patient's date of birth.".into()
+            ],
             patient_url: None,
         };
         let rows = source_rows(&record);
@@ -795,13 +805,21 @@ mod tests {
             classes: Default::default(),
             timings: Vec::new(),
             phases: Vec::new(),
-            identity_warnings: Vec::new(),
+            identity_warnings: vec!["A possible wrong NHS number is in review.".into()],
         };
         let page = record_page(Layout::default(), &view);
         assert_eq!(
             page.failed,
             ["East and North Hertfordshire NHS Trust"],
             "the banner names it among those to contact for what is missing"
+        );
+        assert_eq!(
+            page.identity_warnings,
+            [
+                "The sources disagree on this patient's date of birth.",
+                "A possible wrong NHS number is in review."
+            ],
+            "the sources' disagreement on who this is, first, under 'Check this is the right person'"
         );
     }
 
@@ -833,6 +851,7 @@ mod tests {
             sources: vec![base, warned],
             unavailable_sections: Vec::new(),
             withheld: false,
+            demographics_differ: Vec::new(),
         };
         let rows = source_rows(&record);
         assert_eq!(rows[0].tag_text, "Declined to share");
