@@ -421,7 +421,12 @@ mod tests {
             phases: Vec::new(),
             identity_warnings: Vec::new(),
         };
-        let body = everything(&view, chrono::Utc::now(), None).unwrap_or_default();
+        let body = everything(
+            &view,
+            mcr_domain::Clock::now(&mcr_domain::SystemClock),
+            None,
+        )
+        .unwrap_or_default();
         let bundle: Value = serde_json::from_slice(&body).unwrap_or_default();
         let issues = &bundle["entry"][0]["resource"]["issue"];
         let said: Vec<(&str, &str, &str)> = issues
