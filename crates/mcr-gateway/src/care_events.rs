@@ -293,7 +293,7 @@ impl Gateway {
             GatewayError::StoreUnavailable
         })?;
         if removed > 0 {
-            let mut event = crate::checkpoints::system_event(self, "prune-care-events");
+            let mut event = crate::audit::system_event(self, "prune-care-events");
             event.outcome = "removed".into();
             event.detail = Some(format!(
                 "{removed} care event(s) that ended before {} removed: older than the longest relationship window ({days} days), they no longer make a relationship",

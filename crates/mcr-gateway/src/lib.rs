@@ -13,7 +13,6 @@
 mod audit;
 mod authn;
 mod care_events;
-mod checkpoints;
 mod document;
 mod governance;
 mod inputs;
@@ -33,13 +32,12 @@ mod watch_metrics;
 pub use audit::{
     reason_words, AccessHistory, AccessLine, Anomaly, AnomalyFlag, AuditConfig, AuditEntry,
     AuditPage, AuditScope, AuditSearch, Download, DownloadFormat, FollowingView, Review,
-    ReviewFilter, ReviewItem, ReviewOutcome, ReviewQueue,
+    ReviewFilter, ReviewItem, ReviewOutcome, ReviewQueue, DEFAULT_CHECKPOINT_INTERVAL,
 };
 pub use authn::AuthFailure;
 pub use care_events::{
     CareEventAction, CareEventNotice, CareEventRefusal, CARE_EVENT_PRUNE_INTERVAL,
 };
-pub use checkpoints::DEFAULT_CHECKPOINT_INTERVAL;
 pub use document::DocumentOutcome;
 pub use governance::{
     check_permission_request, EmergencyRequest, ObjectionRequest, PermissionProblem,

@@ -1,16 +1,50 @@
-//! Signed audit checkpoints beyond "every N records": one at start-up (after a record saying
-//! the gateway started, so even a fresh trail has a signed head at once) and one on a timer
-//! whenever the head has moved, so a quiet gateway's recent records are not left unsigned
-//! until record 1,000.
+//! How the audit trail is kept ([`AuditConfig`]) and its signed checkpoints: one every N
+//! records as they are appended, one at start-up (after a record saying the gateway started,
+//! so even a fresh trail has a signed head at once) and one on a timer whenever the head has
+//! moved, so a quiet gateway's recent records are not left unsigned until record 1,000.
 
 use crate::Gateway;
-use mcr_audit::AuditEvent;
+use mcr_audit::{AuditEvent, Checkpointer};
+use mcr_store::AuditRow;
 use std::time::Duration;
 
 /// Default: sign the head at least this often when it has moved.
 pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10 * 60);
 
+/// How the audit trail is kept and read, beyond what cannot be configured.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// Signs a checkpoint every N records (none: no checkpoints are made).
+    pub checkpointer: Option<Checkpointer>,
+    /// The review queue flags a user who, within one hour, reaches more than this many patients
+    /// without an existing care relationship (by emergency access or a self-claimed one).
+    pub many_patients_per_hour: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            checkpointer: None,
+            many_patients_per_hour: 20,
+        }
+    }
+}
+
 impl Gateway {
+    /// The audit configuration (checkpoints, anomaly thresholds).
+    pub fn with_audit(mut self, config: AuditConfig) -> Self {
+        self.audit_config = std::sync::Arc::new(config);
+        self
+    }
+
+    /// Called with every record this gateway appends: signs a checkpoint when one is due.
+    pub(crate) async fn after_append(&self, row: &AuditRow) {
+        if let Some(cp) = &self.audit_config.checkpointer {
+            cp.after_append(self.store.as_ref(), row.seq, &row.hash, self.clock.now())
+                .await;
+        }
+    }
+
     /// Record that the gateway started, then sign the head of the chain. Without a
     /// checkpoint key, only the record is written. `Ok(Some(seq))`: the record signed.
     pub async fn start_audit(

@@ -1,0 +1,228 @@
+//! Asking a source: what the federation needs of any source (the [`Source`] trait, how one view
+//! asks it, [`Ask`], and what comes back, [`Fetched`] of [`Received`] resources), with the
+//! plain FHIR R4 source over HTTP in its rooms:
+//!
+//! - `config`: how sources and their limits are configured;
+//! - `http`: [`HttpSource`], its requests, identity header, `Server-Timing` and transport errors;
+//! - `page`: reading a search's pages and following them;
+//! - `batch`: a view's searches in one FHIR `batch`;
+//! - `budget`: the bytes and time one call to a source may still use.
+
+mod batch;
+mod budget;
+mod config;
+mod http;
+mod page;
+
+pub use config::{FederationConfig, SourceConfig, SourceKind};
+pub use http::HttpSource;
+pub(crate) use http::{server_timing_app_ms, transport_failure};
+
+use async_trait::async_trait;
+use mcr_domain::{FailureReason, SourceId, SourceJson};
+use mcr_fhir::Doc;
+use serde_json::value::RawValue;
+use serde_json::Value;
+use std::time::Duration;
+
+use crate::document::{DocumentRefusal, OpenedDocument};
+use crate::identity::Requester;
+use crate::merge::Digested;
+use mcr_policy::Grant;
+
+/// Where one source holds a patient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub source: SourceId,
+    pub local_id: String,
+    /// The patient's registered GP practice (ODS code) as the index has it: a GP Connect
+    /// source with a directory asks that practice's endpoint.
+    pub registered_practice: Option<String>,
+}
+
+/// What one source answered for one view.
+#[derive(Debug)]
+pub struct SourceFetch {
+    pub source: SourceId,
+    pub org_code: mcr_domain::OdsCode,
+    pub org_name: String,
+    pub base_url: String,
+    /// The resources as sent, each digested as it arrived, or why there are none.
+    pub outcome: Result<Vec<Digested>, FailureReason>,
+    pub elapsed_ms: u64,
+    /// The source's own handling time for this view, as it reported it (`Server-Timing`), along
+    /// its slowest concurrent search, in milliseconds; `None` when it did not say or failed.
+    pub source_ms: Option<f64>,
+    /// What the source said about its answer, for the banner (GP Connect list warnings).
+    pub warnings: Vec<String>,
+    /// The source sent part of the record, then stopped for this reason (its deadline or the
+    /// size cap): what arrived is in `outcome`, shown, and the view says the rest is missing.
+    pub cut_short: Option<FailureReason>,
+}
+
+/// What one source answered: the resources, and how long it said it took.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    pub resources: Vec<Digested>,
+    /// Sum of the `Server-Timing: app;dur=` of each page along the slowest of the concurrent
+    /// searches (pages of one search follow each other), in milliseconds.
+    pub source_ms: Option<f64>,
+    /// What the source said about its answer (GP Connect list warnings), for the banner.
+    pub warnings: Vec<String>,
+    /// Set when the source stopped short (its deadline passed, or it reached the size cap)
+    /// after sending some of the record: `resources` is what arrived before.
+    pub cut_short: Option<FailureReason>,
+}
+
+/// One resource as a source sent it: read, for the checks and the merge, and the text it came
+/// as, for the API to return unchanged. Both borrow the page being read; what a digest keeps
+/// it copies ([`Received::json`], [`Received::value`]), so resources dropped by the grant or
+/// withheld are never copied at all.
+#[derive(Clone, Copy)]
+pub struct Received<'a> {
+    pub doc: &'a Doc<'a>,
+    pub raw: &'a RawValue,
+}
+
+impl Received<'_> {
+    /// The text as received, kept.
+    pub fn json(&self) -> SourceJson {
+        SourceJson::from_raw(self.raw.to_owned())
+    }
+
+    /// A parsed copy (for the few resources kept whole).
+    pub fn value(&self) -> Value {
+        Value::from(self.doc)
+    }
+}
+
+impl std::fmt::Debug for Received<'_> {
+    /// Clinical data: only its size, never its content, may reach a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Received({} bytes)", self.raw.get().len())
+    }
+}
+
+impl SourceFetch {
+    pub(crate) fn failed_unknown(id: &SourceId) -> Self {
+        Self {
+            source: id.clone(),
+            org_code: mcr_domain::OdsCode::parse("UNKNOWN")
+                .expect("UNKNOWN is a well-formed ODS code"),
+            org_name: id.to_string(),
+            base_url: String::new(),
+            outcome: Err(FailureReason::Unreachable {
+                detail: "no longer configured".into(),
+            }),
+            elapsed_ms: 0,
+            source_ms: None,
+            warnings: Vec::new(),
+            cut_short: None,
+        }
+    }
+}
+
+/// What the view keeps of each resource a source sends ([`crate::digest`]).
+pub type Digest<'a> = dyn Fn(Received<'_>) -> Digested + Send + Sync + 'a;
+
+/// How one view asks one source: by when, and with which identity token.
+#[derive(Debug, Clone)]
+pub struct Ask {
+    /// The identity token for the grant's requester, if one was signed ahead
+    /// ([`Source::sign_identity`]); without it the source signs its own.
+    pub signed: Option<String>,
+    /// When the view stops waiting for this source: a source that pages stops asking for more
+    /// then and hands back what arrived, cut short ([`Fetched::cut_short`]).
+    pub until: tokio::time::Instant,
+    /// The same deadline as a length, for the words that name it.
+    pub deadline: Duration,
+}
+
+impl Ask {
+    /// Ask within `deadline` from now, signing the identity token afresh.
+    pub fn within(deadline: Duration) -> Self {
+        Self {
+            signed: None,
+            until: tokio::time::Instant::now() + deadline,
+            deadline,
+        }
+    }
+
+    pub(crate) fn timeout(&self) -> FailureReason {
+        FailureReason::Timeout {
+            after_ms: u64::try_from(self.deadline.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+/// A source system the gateway can ask. `Arc<dyn Source>` in the app state.
+#[async_trait]
+pub trait Source: Send + Sync + std::fmt::Debug {
+    fn id(&self) -> &SourceId;
+    fn config(&self) -> &SourceConfig;
+    /// One patient's resources of the given types (all pages), asked on behalf of `grant`'s
+    /// user. Called only through [`crate::Federation::fetch_record`], which holds the deadline
+    /// (`ask.until`: a source that has sent part of the record by then returns that part, cut
+    /// short). Each resource is handed to `digest` as soon as its page is read.
+    async fn fetch_patient(
+        &self,
+        grant: &Grant,
+        local_id: &str,
+        types: &[&str],
+        digest: &Digest<'_>,
+        ask: Ask,
+    ) -> Result<Fetched, FailureReason>;
+    /// [`Source::fetch_patient`] for the patient at `at`: a source that needs more than the
+    /// local id (the registered practice, for a GP Connect source with a directory) reads it
+    /// here.
+    async fn fetch_at(
+        &self,
+        grant: &Grant,
+        at: &Location,
+        types: &[&str],
+        digest: &Digest<'_>,
+        ask: Ask,
+    ) -> Result<Fetched, FailureReason> {
+        self.fetch_patient(grant, &at.local_id, types, digest, ask)
+            .await
+    }
+    /// The identity token this source sends with its requests for `who`, signed now; `None`
+    /// when it sends none.
+    fn sign_identity(&self, who: &Requester<'_>) -> Option<Result<String, FailureReason>> {
+        let _ = who;
+        None
+    }
+    /// Open document `id` (a `DocumentReference` at this source) of the patient at `at`:
+    /// the reference is read again and handed to `check` (the record view's digest: it must
+    /// come back an item), then the `Binary` its attachment names is asked for, at most
+    /// `cap` bytes of it. Called only through [`crate::Federation::open_document`].
+    async fn open_document(
+        &self,
+        grant: &Grant,
+        at: &Location,
+        id: &str,
+        check: &Digest<'_>,
+        cap: u64,
+    ) -> Result<OpenedDocument, DocumentRefusal> {
+        let _ = (grant, at, id, check, cap);
+        Err(DocumentRefusal::Unsupported)
+    }
+    /// Every `Patient` resource (or those updated after `since`), a page at a time into
+    /// `pages`: the index is built as it is read, never held whole.
+    async fn patient_feed(
+        &self,
+        since: Option<&str>,
+        timeout: Duration,
+        pages: tokio::sync::mpsc::Sender<Vec<Value>>,
+    ) -> Result<(), FailureReason>;
+    /// Every `resource_type` (a care-event type: `Encounter`, `EpisodeOfCare`, …) whose
+    /// period reaches `from` or later (`date=ge{from}`), for every patient, a page at a time
+    /// into `pages`: the index sync reads care-event metadata with it.
+    async fn care_event_feed(
+        &self,
+        resource_type: &str,
+        from: chrono::NaiveDate,
+        timeout: Duration,
+        pages: tokio::sync::mpsc::Sender<Vec<Value>>,
+    ) -> Result<(), FailureReason>;
+}

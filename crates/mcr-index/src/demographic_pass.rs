@@ -1,0 +1,172 @@
+//! The demographic pass, once every source is in: the records without an NHS number (or with
+//! one the index holds for someone else) handed to [`crate::linkage`] against the whole index,
+//! under what people decided about pairs; links, review candidates and unmatched records
+//! written in batches.
+
+use crate::matching::Prepared;
+use crate::{linkage, Indexer, SourcePatient, SourceSyncReport};
+use mcr_domain::NhsNumber;
+use mcr_store::{LinkMethod, MatchCandidateRow, RecordKey, StoreError};
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// What the matching pass did and how long it took (no patient data).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MatchingPass {
+    /// Records matched against the index (without an NHS number, or with a wrong one).
+    pub records: usize,
+    /// Index patients read.
+    pub index_patients: u64,
+    /// Pairs compared (after blocking).
+    pub comparisons: u64,
+    /// Wall time of the pass, reads and writes included, milliseconds.
+    pub millis: u64,
+    /// Of which: reading the index and comparing, before anything is written.
+    pub compare_millis: u64,
+}
+
+/// What people decided about pairs: never overridden by a sync.
+#[derive(Debug, Default)]
+pub(crate) struct Decisions {
+    /// Records a person linked, to the patient they chose.
+    linked: HashMap<RecordKey, NhsNumber>,
+    /// Patients a person said a record is not.
+    not_a_match: HashMap<RecordKey, Vec<NhsNumber>>,
+}
+
+impl Decisions {
+    pub(crate) fn confirmed(&self, p: &SourcePatient, nhs: &NhsNumber) -> bool {
+        self.linked.get(&p.key()) == Some(nhs)
+    }
+}
+impl Indexer {
+    /// What people decided about pairs.
+    pub(crate) async fn decisions(&self) -> Result<Decisions, StoreError> {
+        let mut d = Decisions::default();
+        for row in self.store.match_decisions().await? {
+            let key = (row.source, row.local_id);
+            match row.decision.as_str() {
+                "link" => {
+                    d.linked.insert(key, row.nhs_number);
+                }
+                _ => d.not_a_match.entry(key).or_default().push(row.nhs_number),
+            }
+        }
+        Ok(d)
+    }
+
+    /// The demographic pass: every waiting record matched against the whole index at once;
+    /// links, review candidates and unmatched records written in batches; a record that no
+    /// longer links loses its old link.
+    pub(crate) async fn match_waiting(
+        &self,
+        waiting: Vec<(usize, SourcePatient)>,
+        flagged: Vec<MatchCandidateRow>,
+        decisions: &Decisions,
+        reports: &mut [SourceSyncReport],
+    ) -> Result<MatchingPass, StoreError> {
+        let now = self.clock.now();
+        let started = std::time::Instant::now();
+        let waiting_count = waiting.len();
+        let mut links = Vec::new();
+        let mut to_match = Vec::with_capacity(waiting.len());
+        for (at, p) in waiting {
+            match decisions.linked.get(&p.key()) {
+                Some(nhs) => {
+                    links.push(p.link(nhs.clone(), LinkMethod::Demographics, now));
+                    reports[at].linked_by_demographics += 1;
+                }
+                None => to_match.push((at, p)),
+            }
+        }
+        let prepared: Vec<Prepared> = to_match.iter().map(|(_, p)| p.prepared()).collect();
+        let mut ruled_out = linkage::Ruled::new();
+        for (i, (_, p)) in to_match.iter().enumerate() {
+            for nhs in decisions.not_a_match.get(&p.key()).into_iter().flatten() {
+                ruled_out.insert((i, nhs.clone()));
+            }
+            // A record flagged for carrying someone else's NHS number is not linked back to
+            // them by its demographics either.
+            if let Some(nhs) = &p.nhs_number {
+                ruled_out.insert((i, nhs.clone()));
+            }
+        }
+        let (outcomes, counts) =
+            linkage::match_against_index(&*self.store, &prepared, &ruled_out, &self.weights)
+                .await?;
+
+        let mut evaluated: Vec<RecordKey> = Vec::with_capacity(to_match.len());
+        let mut candidates = flagged;
+        let mut unmatched = Vec::new();
+        let mut unlink: Vec<Vec<RecordKey>> = vec![Vec::new(); reports.len()];
+        for ((at, p), outcome) in to_match.iter().zip(outcomes) {
+            let report = &mut reports[*at];
+            evaluated.push(p.key());
+            match outcome {
+                linkage::Outcome::Link(nhs, _) => {
+                    links.push(p.link(nhs, LinkMethod::Demographics, now));
+                    report.linked_by_demographics += 1;
+                }
+                linkage::Outcome::Review {
+                    candidates: found,
+                    ambiguous,
+                } => {
+                    for (nhs, s) in &found {
+                        let guard = linkage::review_guard(s, ambiguous);
+                        candidates.push(p.candidate(nhs, "review", s, guard, now));
+                    }
+                    let (reason, n) = if ambiguous {
+                        report.ambiguous += 1;
+                        ("ambiguous", found.len())
+                    } else {
+                        report.review += 1;
+                        ("review", found.len())
+                    };
+                    unmatched.push(p.unmatched(reason, n, now));
+                    unlink[*at].push(p.key());
+                }
+                linkage::Outcome::NoMatch => {
+                    report.unmatched += 1;
+                    unmatched.push(p.unmatched("no-match", 0, now));
+                    unlink[*at].push(p.key());
+                }
+            }
+        }
+        evaluated.extend(
+            candidates
+                .iter()
+                .map(|c| (c.source.clone(), c.local_id.clone())),
+        );
+        let compared = started.elapsed();
+        // One transaction each (the store splits them into statements).
+        self.store.upsert_links(&links).await?;
+        let linked: Vec<RecordKey> = links
+            .iter()
+            .map(|l| (l.source.clone(), l.local_id.clone()))
+            .collect();
+        self.store.clear_unmatched_batch(&linked).await?;
+        for (report, keys) in reports.iter_mut().zip(&unlink) {
+            report.stale_links_removed += self.store.remove_links(keys).await?;
+        }
+        self.store.record_unmatched_batch(&unmatched).await?;
+        self.store
+            .replace_match_candidates(&evaluated, &candidates)
+            .await?;
+        tracing::info!(
+            records = to_match.len(),
+            index_patients = counts.index_patients_read,
+            comparisons = counts.comparisons,
+            linked = links.len(),
+            review = candidates.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "matching pass"
+        );
+        Ok(MatchingPass {
+            records: waiting_count,
+            index_patients: counts.index_patients_read,
+            comparisons: counts.comparisons,
+            millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            compare_millis: u64::try_from(compared.as_millis()).unwrap_or(u64::MAX),
+        })
+    }
+}

@@ -1,0 +1,220 @@
+//! A source's `Patient`s, page by page as they arrive: each record with an NHS number linked by
+//! it (unless the index holds that number for someone who disagrees outright), its GP
+//! registration kept, and the rest set aside for the demographic pass.
+
+use crate::demographic_pass::Decisions;
+use crate::{
+    care_events, matching, parse_patient, Indexer, SourcePatient, SourceSyncReport, BATCH,
+};
+use matching::Prepared;
+use mcr_domain::{NhsNumber, SourceId};
+use mcr_store::{LinkMethod, MatchCandidateRow, RecordKey, StoreError};
+use std::collections::{HashMap, HashSet};
+
+/// What a source's sync has gathered so far, page after page.
+struct PageState {
+    report: SourceSyncReport,
+    /// Local ids an earlier sync left unmatched (few).
+    unmatched: std::collections::HashSet<String>,
+    /// Records without an NHS number (or with one the index holds for someone else), for the
+    /// demographic pass.
+    pending: Vec<SourcePatient>,
+    /// Records whose NHS number the index holds for someone else, as review candidates.
+    flagged: Vec<MatchCandidateRow>,
+    /// The latest `meta.lastUpdated` seen.
+    watermark: Option<String>,
+}
+impl Indexer {
+    /// One source's feed, page by page. Returns its report and the records that carry no
+    /// NHS number (matched by demographics once every source is in). If the feed fails part
+    /// way, what was read stays in the index and the watermark stays where it was, so the next
+    /// incremental sync reads again from there.
+    pub(crate) async fn sync_source(
+        &self,
+        source: SourceId,
+        authoritative: bool,
+        full: bool,
+        decisions: &Decisions,
+    ) -> Result<(SourceSyncReport, Vec<SourcePatient>, Vec<MatchCandidateRow>), StoreError> {
+        let since = if full {
+            None
+        } else {
+            self.store.sync_watermark(&source).await?
+        };
+        let mut page = PageState {
+            report: SourceSyncReport {
+                source: source.to_string(),
+                ..Default::default()
+            },
+            // Records an earlier sync left unmatched: cleared when they now carry an NHS number.
+            unmatched: self
+                .store
+                .unmatched(Some(&source))
+                .await?
+                .into_iter()
+                .map(|u| u.local_id)
+                .collect(),
+            pending: Vec::new(),
+            flagged: Vec::new(),
+            watermark: None,
+        };
+        // Two pages in hand at most: the next is read while this one is written.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<serde_json::Value>>(2);
+        let feed = self.federation.patient_feed(&source, since.as_deref(), tx);
+        let apply = async {
+            while let Some(resources) = rx.recv().await {
+                self.apply_page(&source, authoritative, &resources, decisions, &mut page)
+                    .await?;
+            }
+            Ok::<_, StoreError>(())
+        };
+        let (fed, applied) = tokio::join!(feed, apply);
+        applied?;
+        let PageState {
+            mut report,
+            pending,
+            flagged,
+            watermark,
+            ..
+        } = page;
+        match fed {
+            Err(reason) => {
+                tracing::warn!(source = %source, reason = reason.code(), "index sync: source failed");
+                report.failed = Some(reason);
+            }
+            Ok(()) => {
+                if let Some(w) = watermark {
+                    self.store.set_sync_watermark(&source, &w).await?;
+                }
+            }
+        }
+        Ok((report, pending, flagged))
+    }
+
+    /// Write one page of a source's `Patient`s to the index.
+    ///
+    /// A record carrying an NHS number the index already holds is first compared with the
+    /// patient held: if given name, birth date or sex disagree outright it is not linked (nor
+    /// are its demographics written) but flagged as a possible wrong NHS number and matched by
+    /// demographics with the records that carry none.
+    async fn apply_page(
+        &self,
+        source: &SourceId,
+        authoritative: bool,
+        resources: &[serde_json::Value],
+        decisions: &Decisions,
+        state: &mut PageState,
+    ) -> Result<(), StoreError> {
+        state.report.seen += resources.len();
+        let now = self.clock.now();
+        let mut read = Vec::with_capacity(resources.len());
+        for r in resources {
+            match parse_patient(source, r) {
+                Some(p)
+                    if p.birth_date.is_some() && !(p.family.is_empty() && p.given.is_empty()) =>
+                {
+                    read.push((p, r));
+                }
+                _ => state.report.rejected += 1,
+            }
+        }
+        // The patients the index already holds under this page's NHS numbers: one read.
+        let numbers: Vec<NhsNumber> = read
+            .iter()
+            .filter_map(|(p, _)| p.nhs_number.clone())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let held_now: HashMap<NhsNumber, Prepared> = self
+            .store
+            .patients_by_nhs(&numbers)
+            .await?
+            .into_iter()
+            .map(|h| {
+                let prepared = Prepared::new(
+                    &h.family,
+                    &h.given,
+                    Some(h.birth_date),
+                    h.gender.as_deref(),
+                    h.postcode.as_deref(),
+                    Some(h.nhs_number.clone()),
+                );
+                (h.nhs_number, prepared)
+            })
+            .collect();
+
+        let mut patients = Vec::new();
+        // NHS numbers already in `patients`: a source may hold one person twice.
+        let mut held = HashSet::new();
+        let mut links = Vec::new();
+        let mut registrations = Vec::new();
+        for (p, r) in read {
+            if let Some(lu) = &p.last_updated {
+                if state.watermark.as_deref().is_none_or(|w| lu.as_str() > w) {
+                    state.watermark = Some(lu.clone());
+                }
+            }
+            let Some(nhs) = p.nhs_number.clone() else {
+                state.pending.push(p);
+                continue;
+            };
+            if let Some(theirs) = held_now.get(&nhs) {
+                let scored = matching::compare(&p.prepared(), theirs, &self.weights);
+                if matching::wrong_nhs_number(&scored, &self.weights)
+                    && !decisions.confirmed(&p, &nhs)
+                {
+                    state.flagged.push(p.candidate(
+                        &nhs,
+                        "possible-wrong-nhs-number",
+                        &scored,
+                        None,
+                        now,
+                    ));
+                    state.report.possible_wrong_nhs_number += 1;
+                    state.pending.push(p);
+                    continue;
+                }
+            }
+            if let (true, Some(practice)) = (authoritative, &p.gp_practice) {
+                match care_events::registration(source, r, practice) {
+                    Some(parts) => registrations.push(parts.row(nhs.clone(), now)),
+                    None => state.report.registrations_without_period += 1,
+                }
+            }
+            if held.insert(nhs.clone()) {
+                patients.push(p.indexed(nhs.clone(), now));
+            }
+            links.push(p.link(nhs, LinkMethod::NhsNumber, now));
+            state.report.linked_by_nhs_number += 1;
+        }
+        // Demographics from a GP source replace what is held; others only fill gaps.
+        for chunk in patients.chunks(BATCH) {
+            if authoritative {
+                self.store.upsert_patients(chunk).await?;
+            } else {
+                self.store.insert_missing_patients(chunk).await?;
+            }
+        }
+        for chunk in links.chunks(BATCH) {
+            self.store.upsert_links(chunk).await?;
+        }
+        for r in &mut registrations {
+            r.origin = "gp-registration".into();
+        }
+        for chunk in registrations.chunks(BATCH) {
+            self.store.upsert_care_events(chunk).await?;
+        }
+        state.report.registrations += registrations.len();
+        // Records an earlier sync left unmatched or in review, now linked by NHS number.
+        let settled: Vec<RecordKey> = links
+            .iter()
+            .filter(|l| state.unmatched.remove(&l.local_id))
+            .map(|l| (l.source.clone(), l.local_id.clone()))
+            .collect();
+        if !settled.is_empty() {
+            self.store.clear_unmatched_batch(&settled).await?;
+            self.store.replace_match_candidates(&settled, &[]).await?;
+        }
+        Ok(())
+    }
+}
