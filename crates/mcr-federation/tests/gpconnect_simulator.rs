@@ -797,6 +797,32 @@ async fn access_documents_errors_reach_the_consumer_as_their_own_refusals_with_w
             "{nhs}"
         );
     }
+    // Nor is their Binary given to anyone asking for it directly: dissent is refused as
+    // such, the others are records the practice does not share.
+    let client = reqwest::Client::new();
+    for (nhs, status, code) in [
+        (&dissent, 403, "NO_PATIENT_CONSENT"),
+        (&elsewhere, 404, "NO_RECORD_FOUND"),
+        (&missing, 404, "NO_RECORD_FOUND"),
+    ] {
+        let id = held_documents(&rig, nhs)[0].clone();
+        let r = client
+            .get(format!("{}/documents/Binary/{id}", rig.handle.base_url()))
+            .header("Ssp-TraceID", "629ea9ba-a077-4d99-b289-7a9b19fd4e03")
+            .header("Ssp-From", "200000000115")
+            .header("Ssp-To", PROVIDER_ASID)
+            .header(
+                "Ssp-InteractionID",
+                mcr_federation::gpconnect::documents::INTERACTION_READ_BINARY,
+            )
+            .bearer_auth(token(&rig, nhs))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(r.status().as_u16(), status, "{nhs}");
+        let v: Value = r.json().await.expect("json");
+        assert_eq!(v["issue"][0]["details"]["coding"][0]["code"], code, "{nhs}");
+    }
     // In a record view the structured record's refusal stands for the whole source, documents
     // and all: dissent is never shown as an empty record.
     let mut types = TYPES.to_vec();

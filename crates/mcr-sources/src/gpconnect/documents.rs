@@ -378,13 +378,15 @@ pub(crate) fn read_binary(
     if !registered_here(shared, local, practice) {
         return no_record_found();
     }
-    if let Some(e) = sp
+    match sp
         .nhs_number
         .as_ref()
         .and_then(|n| options.errors.get(n.as_str()))
-        .filter(|e| matches!(e, GpcError::Dissent | GpcError::InternalError))
     {
-        return patient_error(*e);
+        Some(e @ (GpcError::Dissent | GpcError::InternalError)) => return patient_error(*e),
+        // Not a patient this practice shares documents for: it holds none of theirs.
+        Some(GpcError::NotRegistered | GpcError::NotFound) => return no_record_found(),
+        None => {}
     }
     let Some((content_type, bytes)) = shared.slice.binary(id) else {
         return no_record_found();
