@@ -801,13 +801,13 @@ async fn practice_structured_record(
 }
 
 /// The query string, or the refusal to send when it cannot be read.
-fn query_or_refuse(params: Params) -> Result<Vec<(String, String)>, Response> {
+fn query_or_refuse(params: Params) -> Result<Vec<(String, String)>, Box<Response>> {
     params.map(|Query(p)| p).map_err(|_| {
-        fhir::outcome(
+        Box::new(fhir::outcome(
             StatusCode::BAD_REQUEST,
             "invalid",
             "the query string could not be read",
-        )
+        ))
     })
 }
 
@@ -841,7 +841,7 @@ async fn find_patient_at(
     }
     match query_or_refuse(params) {
         Ok(p) => gpconnect::documents::find_patient(s, headers, practice, &p),
-        Err(refused) => refused,
+        Err(refused) => *refused,
     }
 }
 
@@ -876,7 +876,7 @@ async fn search_documents_at(
     }
     match query_or_refuse(params) {
         Ok(p) => gpconnect::documents::search_documents(s, headers, practice, id, &p),
-        Err(refused) => refused,
+        Err(refused) => *refused,
     }
 }
 
