@@ -1,9 +1,11 @@
 //! A GP Connect provider: the simulated GP system answering NHS GP Connect Access Record:
-//! Structured (`POST /Patient/$gpc.getstructuredrecord`, FHIR STU3) from the same synthetic
-//! patients it serves as R4, the way a real practice system would answer a shared care record.
+//! Structured (`POST /Patient/$gpc.getstructuredrecord`, FHIR STU3) and Access Document
+//! ([`documents`]) from the same synthetic patients it serves as R4, the way a real practice
+//! system would answer a shared care record.
 //!
-//! It checks each request the way the specification says a provider must: the Spine proxy
-//! headers, the access token's claims, the `Parameters`; a bad request is refused with the
+//! It checks each request the way the specification says a provider must ([`admit`]): the
+//! Spine proxy headers (the interaction id the one its path answers), the access token's
+//! claims, then the `Parameters`; a bad request is refused with the
 //! specification's Spine error code and HTTP status (`BAD_REQUEST` 400 for a header or claim,
 //! `INVALID_RESOURCE` / `INVALID_PARAMETER` 422, `INVALID_NHS_NUMBER` 400). The specification's
 //! patient-level errors (dissent, not registered here, not found, internal error) are given
