@@ -3,7 +3,7 @@
 //! ([`documents`]) from the same synthetic patients it serves as R4, the way a real practice
 //! system would answer a shared care record.
 //!
-//! It checks each request the way the specification says a provider must ([`admit`]): the
+//! It checks each request the way the specification says a provider must (`admit`): the
 //! Spine proxy headers (the interaction id the one its path answers), the access token's
 //! claims, then the `Parameters`; a bad request is refused with the
 //! specification's Spine error code and HTTP status (`BAD_REQUEST` 400 for a header or claim,

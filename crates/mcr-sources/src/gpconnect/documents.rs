@@ -4,7 +4,7 @@
 //! (`GET /Binary/{id}`), from the letters the synthetic practice holds for the patient
 //! ([`mcr_synth::SourceSlice::practice_documents`]).
 //!
-//! Each request is checked as Access Record: Structured's are ([`super::admit`]: the Spine
+//! Each request is checked as Access Record: Structured's are (`super::admit`: the Spine
 //! proxy headers with this interaction's `Ssp-InteractionID`, the access token's claims), and
 //! refused with the specification's Spine error codes: `INVALID_PARAMETER` (a missing
 //! `identifier` or mandatory `_include`, an `author` or `facility` that is not an ODS code, a
