@@ -128,14 +128,25 @@ const TYPES: [&str; 6] = [
     "Observation",
 ];
 
-/// One view of `nhs`'s GP record through GP Connect, merged.
-async fn view(rig: &Rig, nhs: &NhsNumber) -> mcr_domain::MergedRecord {
+/// A grant to view `nhs` and its policy, nothing withheld as sensitive (withholding is the
+/// policy's own test).
+fn granted(nhs: &NhsNumber) -> (mcr_policy::Grant, mcr_policy::PolicyConfig) {
     let (grant, mut policy) = mcr_testkit::grant(nhs, &DataClass::ALL);
-    // Item for item: nothing withheld as sensitive here (withholding is the policy's own test).
     policy.sensitive = mcr_policy::SensitivityConfig {
         codes: Vec::new(),
         withhold_confidential_labels: false,
     };
+    (grant, policy)
+}
+
+/// One view of `nhs`'s GP record through GP Connect, merged.
+async fn view(rig: &Rig, nhs: &NhsNumber) -> mcr_domain::MergedRecord {
+    view_of(rig, nhs, &TYPES).await
+}
+
+/// One view of `nhs`'s GP record through GP Connect asking for `types`, merged.
+async fn view_of(rig: &Rig, nhs: &NhsNumber, types: &[&str]) -> mcr_domain::MergedRecord {
+    let (grant, policy) = granted(nhs);
     let input = grant.filter(
         &policy,
         [],
@@ -152,7 +163,7 @@ async fn view(rig: &Rig, nhs: &NhsNumber) -> mcr_domain::MergedRecord {
     let digest = |r: Received<'_>| digest(&input, &meta, r);
     let result = rig
         .source
-        .structured_record(nhs, &TYPES, &token(rig, nhs), &digest)
+        .structured_record(nhs, types, &token(rig, nhs), &digest)
         .await;
     let (outcome, warnings) = match result {
         Ok(f) => (Ok(f.resources), f.warnings),
@@ -616,4 +627,390 @@ async fn the_registered_practices_endpoint_is_found_in_the_directory_and_cached(
     assert_eq!(expiring.directory().expect("directory").lookups(), 2);
     assert_eq!(sds.searches(), before + 4);
     sds.stop();
+}
+
+// ---- Access Document ------------------------------------------------------------------------
+
+/// The letters the simulated practice holds for `nhs`, by id.
+fn held_documents(rig: &Rig, nhs: &NhsNumber) -> Vec<String> {
+    let mut ids: Vec<String> = rig
+        .region
+        .source("gp")
+        .expect("gp")
+        .practice_documents(&local_id(rig, nhs))
+        .iter()
+        .filter_map(|d| d["id"].as_str().map(str::to_owned))
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Open document `id` of `nhs` through the consumer, as the rig's user.
+async fn open(
+    rig: &Rig,
+    nhs: &NhsNumber,
+    id: &str,
+) -> Result<Vec<u8>, mcr_federation::document::DocumentRefusal> {
+    use futures::StreamExt as _;
+    let (grant, policy) = granted(nhs);
+    let input = grant.filter(
+        &policy,
+        [],
+        mcr_domain::Clock::now(&mcr_domain::SystemClock),
+    );
+    let config = mcr_federation::Source::config(&rig.source);
+    let meta = SourceMeta {
+        source: &config.id,
+        org_code: &config.organisation.code,
+        org_name: &config.organisation.name,
+        base_url: config.base_url.as_str(),
+        local_id: "not used by GP Connect",
+    };
+    let check = |r: Received<'_>| digest(&input, &meta, r);
+    let opened = rig
+        .source
+        .open_document_as(nhs, id, &token(rig, nhs), &check, 20 * 1024 * 1024)
+        .await?;
+    assert_eq!(opened.content_type, "application/pdf");
+    let mut bytes = Vec::new();
+    let mut body = std::pin::pin!(opened.body.into_stream());
+    while let Some(chunk) = body.next().await {
+        bytes.extend_from_slice(&chunk.expect("the whole document"));
+    }
+    Ok(bytes)
+}
+
+#[tokio::test]
+async fn a_patients_gp_documents_are_listed_with_the_record_and_one_opens_byte_for_byte() {
+    let rig = rig(&[]).await;
+    let nhs = rig.region.samples.all_four[0].clone();
+    let held = held_documents(&rig, &nhs);
+    assert!(!held.is_empty(), "every synthetic GP patient has letters");
+
+    let mut types = TYPES.to_vec();
+    types.push("DocumentReference");
+    let record = view_of(&rig, &nhs, &types).await;
+    assert_eq!(record.sources[0].status, SourceStatus::Ok);
+    assert!(
+        record.sources[0].warnings.is_empty(),
+        "{:?}",
+        record.sources[0].warnings
+    );
+    let docs = record.items(Section::Documents);
+    let mut listed: Vec<String> = docs
+        .iter()
+        .filter(|i| i.resource_type == "DocumentReference")
+        .map(|i| {
+            i.sources[0]
+                .full_url
+                .rsplit('/')
+                .next()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect();
+    listed.sort();
+    assert_eq!(
+        listed, held,
+        "the practice's letters, listed with the record"
+    );
+    // The structured record came too, beside them.
+    assert!(!record.items(Section::Encounters).is_empty());
+
+    // One opened: the bytes the practice holds, exactly.
+    let (content_type, want) = rig
+        .region
+        .source("gp")
+        .and_then(|s| s.binary(&held[0]))
+        .expect("held");
+    assert_eq!(content_type, "application/pdf");
+    let got = open(&rig, &nhs, &held[0]).await.expect("opened");
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "the opened bytes are the held bytes");
+
+    // Another patient's letter is not theirs to open: the practice's list for this patient
+    // does not name it, so it is not asked for.
+    let other = rig.region.samples.all_four[1].clone();
+    let theirs = held_documents(&rig, &other);
+    assert_eq!(
+        open(&rig, &nhs, &theirs[0]).await.expect_err("not listed"),
+        mcr_federation::document::DocumentRefusal::NotFound
+    );
+}
+
+#[tokio::test]
+async fn access_documents_errors_reach_the_consumer_as_their_own_refusals_with_words() {
+    use mcr_federation::document::DocumentRefusal;
+    let region = mcr_synth::generate(&mcr_synth::SynthConfig {
+        patients: 400,
+        ..Default::default()
+    });
+    let (dissent, elsewhere, missing, broken) = (
+        region.samples.all_four[0].clone(),
+        region.samples.all_four[1].clone(),
+        region.samples.all_four[2].clone(),
+        region.samples.gp_only[0].clone(),
+    );
+    drop(region);
+    let rig = rig(&[
+        (&dissent, GpcError::Dissent),
+        (&elsewhere, GpcError::NotRegistered),
+        (&missing, GpcError::NotFound),
+        (&broken, GpcError::InternalError),
+    ])
+    .await;
+    // Dissent: the document search is refused with NO_PATIENT_CONSENT, said as the banner says it.
+    let id = held_documents(&rig, &dissent)[0].clone();
+    let refused = open(&rig, &dissent, &id).await.expect_err("dissent");
+    assert_eq!(
+        refused,
+        DocumentRefusal::Source(FailureReason::PatientDissent)
+    );
+    assert!(
+        refused
+            .to_string()
+            .contains("the patient has declined to share their GP record"),
+        "{refused}"
+    );
+    // The provider failing: its own code, in words.
+    let id = held_documents(&rig, &broken)[0].clone();
+    let refused = open(&rig, &broken, &id).await.expect_err("provider error");
+    assert_eq!(
+        refused,
+        DocumentRefusal::Source(FailureReason::ProviderError {
+            code: "INTERNAL_SERVER_ERROR".into()
+        })
+    );
+    assert!(
+        refused
+            .to_string()
+            .contains("failed on its side (INTERNAL_SERVER_ERROR)"),
+        "{refused}"
+    );
+    // Not registered here, or no record: Find a patient finds no one (not an error, the
+    // specification says), so there is no such document to open.
+    for nhs in [&elsewhere, &missing] {
+        let id = held_documents(&rig, nhs)[0].clone();
+        assert_eq!(
+            open(&rig, nhs, &id).await.expect_err("not found"),
+            DocumentRefusal::NotFound,
+            "{nhs}"
+        );
+    }
+    // Nor is their Binary given to anyone asking for it directly: dissent is refused as
+    // such, the others are records the practice does not share.
+    let client = reqwest::Client::new();
+    for (nhs, status, code) in [
+        (&dissent, 403, "NO_PATIENT_CONSENT"),
+        (&elsewhere, 404, "NO_RECORD_FOUND"),
+        (&missing, 404, "NO_RECORD_FOUND"),
+    ] {
+        let id = held_documents(&rig, nhs)[0].clone();
+        let r = client
+            .get(format!("{}/documents/Binary/{id}", rig.handle.base_url()))
+            .header("Ssp-TraceID", "629ea9ba-a077-4d99-b289-7a9b19fd4e03")
+            .header("Ssp-From", "200000000115")
+            .header("Ssp-To", PROVIDER_ASID)
+            .header(
+                "Ssp-InteractionID",
+                mcr_federation::gpconnect::documents::INTERACTION_READ_BINARY,
+            )
+            .bearer_auth(token(&rig, nhs))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(r.status().as_u16(), status, "{nhs}");
+        let v: Value = r.json().await.expect("json");
+        assert_eq!(v["issue"][0]["details"]["coding"][0]["code"], code, "{nhs}");
+    }
+    // In a record view the structured record's refusal stands for the whole source, documents
+    // and all: dissent is never shown as an empty record.
+    let mut types = TYPES.to_vec();
+    types.push("DocumentReference");
+    let record = view_of(&rig, &dissent, &types).await;
+    assert_eq!(
+        record.sources[0].status,
+        SourceStatus::Failed(FailureReason::PatientDissent)
+    );
+    assert_eq!(record.item_count(), 0);
+}
+
+#[tokio::test]
+async fn each_access_document_interaction_is_checked_and_refused_as_the_spec_says() {
+    use mcr_federation::gpconnect::documents::{
+        INTERACTION_FIND_PATIENT, INTERACTION_READ_BINARY, INTERACTION_SEARCH_DOCUMENTS,
+        SEARCH_INCLUDES,
+    };
+    let rig = rig(&[]).await;
+    let nhs = rig.region.samples.all_four[0].clone();
+    let local = local_id(&rig, &nhs);
+    let doc = held_documents(&rig, &nhs)[0].clone();
+    let root = format!("{}/documents", rig.handle.base_url());
+    let good_token = token(&rig, &nhs);
+    let client = reqwest::Client::new();
+    let includes = SEARCH_INCLUDES
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let find = format!(
+        "{root}/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number%7C{}",
+        nhs.as_str()
+    );
+    let search = format!("{root}/Patient/{local}/DocumentReference?{includes}");
+    let binary = format!("{root}/Binary/{doc}");
+    let get = |url: String, interaction: &str, token: String| {
+        let rb = client
+            .get(url)
+            .header("Ssp-TraceID", "629ea9ba-a077-4d99-b289-7a9b19fd4e03")
+            .header("Ssp-From", "200000000115")
+            .header("Ssp-To", PROVIDER_ASID)
+            .header("Ssp-InteractionID", interaction)
+            .bearer_auth(token);
+        async move {
+            let r = rb.send().await.expect("answer");
+            let status = r.status().as_u16();
+            let bytes = r.bytes().await.expect("body");
+            let v: Value = serde_json::from_slice(&bytes).expect("json");
+            let code = v["issue"][0]["details"]["coding"][0]["code"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            let diagnostics = v["issue"][0]["diagnostics"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            (status, code, diagnostics, v, bytes.to_vec())
+        }
+    };
+    // Well-formed, each is answered.
+    let (status, _, _, found, _) =
+        get(find.clone(), INTERACTION_FIND_PATIENT, good_token.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(found["type"], "searchset");
+    assert_eq!(found["entry"][0]["resource"]["id"], local.as_str());
+    let (status, _, _, listed, _) = get(
+        search.clone(),
+        INTERACTION_SEARCH_DOCUMENTS,
+        good_token.clone(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let reference = listed["entry"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| &e["resource"])
+        .find(|r| r["resourceType"] == "DocumentReference")
+        .expect("a DocumentReference")
+        .clone();
+    // The profile's elements: custodian and author the practice, type, created/indexed, the
+    // attachment naming its Binary with size and type.
+    let person = rig.region.person(&nhs).expect("person");
+    let practice = format!("Organization/{}", person.gp_practice.as_str());
+    assert_eq!(reference["custodian"]["reference"], practice.as_str());
+    assert_eq!(reference["author"][0]["reference"], practice.as_str());
+    assert!(reference["type"]["coding"][0]["code"].is_string());
+    assert!(reference["created"].is_string() && reference["indexed"].is_string());
+    let att = &reference["content"][0]["attachment"];
+    assert_eq!(att["contentType"], "application/pdf");
+    let (status, _, _, bin, raw) = get(
+        att["url"].as_str().expect("url").to_owned(),
+        INTERACTION_READ_BINARY,
+        good_token.clone(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(bin["resourceType"], "Binary");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(bin["content"].as_str().expect("content"))
+        .expect("base64");
+    assert_eq!(att["size"].as_u64(), Some(bytes.len() as u64));
+    assert!(raw.len() > bytes.len(), "the whole Binary arrived");
+
+    // The interaction id must be the one the path answers; the token's claims are checked.
+    let no_scope = forged(&rig, |c| {
+        c.as_object_mut().expect("claims").remove("requested_scope");
+    });
+    let no_device = forged(&rig, |c| {
+        c.as_object_mut()
+            .expect("claims")
+            .remove("requesting_device");
+    });
+    let cases: Vec<(String, &str, String, u16, &str, &str)> = vec![
+        (find.clone(), INTERACTION_SEARCH_DOCUMENTS, good_token.clone(), 400, "BAD_REQUEST", "Ssp-InteractionID"),
+        (search.clone(), INTERACTION_FIND_PATIENT, good_token.clone(), 400, "BAD_REQUEST", "Ssp-InteractionID"),
+        (binary.clone(), INTERACTION_STRUCTURED, good_token.clone(), 400, "BAD_REQUEST", "Ssp-InteractionID"),
+        (find.clone(), INTERACTION_FIND_PATIENT, no_scope.clone(), 400, "BAD_REQUEST", "requested_scope"),
+        (search.clone(), INTERACTION_SEARCH_DOCUMENTS, no_device.clone(), 400, "BAD_REQUEST", "requesting_device"),
+        (binary.clone(), INTERACTION_READ_BINARY, no_scope.clone(), 400, "BAD_REQUEST", "requested_scope"),
+        // The specification's parameter and identity errors.
+        (format!("{root}/Patient"), INTERACTION_FIND_PATIENT, good_token.clone(), 422, "INVALID_PARAMETER", "identifier"),
+        (
+            format!("{root}/Patient?identifier=https://example.org/id%7C{}", nhs.as_str()),
+            INTERACTION_FIND_PATIENT, good_token.clone(), 422, "INVALID_IDENTIFIER_SYSTEM", "system",
+        ),
+        (
+            format!("{root}/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number%7C9434765918"),
+            INTERACTION_FIND_PATIENT, good_token.clone(), 400, "INVALID_NHS_NUMBER", "check digit",
+        ),
+        (
+            format!("{root}/Patient/{local}/DocumentReference?_include=DocumentReference:subject:Patient"),
+            INTERACTION_SEARCH_DOCUMENTS, good_token.clone(), 422, "INVALID_PARAMETER", "_include",
+        ),
+        (
+            format!("{search}&author=https://example.org/org%7CX1"),
+            INTERACTION_SEARCH_DOCUMENTS, good_token.clone(), 422, "INVALID_PARAMETER", "author",
+        ),
+        (
+            format!("{root}/Patient/no-such-patient/DocumentReference?{includes}"),
+            INTERACTION_SEARCH_DOCUMENTS, good_token.clone(), 404, "PATIENT_NOT_FOUND", "no record",
+        ),
+        (
+            format!("{root}/Binary/{local}-no-such-document"),
+            INTERACTION_READ_BINARY, good_token.clone(), 404, "NO_RECORD_FOUND", "no document",
+        ),
+    ];
+    for (url, interaction, token, want_status, want_code, said) in cases {
+        let (status, code, diagnostics, _, body) = get(url.clone(), interaction, token).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (want_status, want_code),
+            "{url}: {diagnostics}"
+        );
+        assert!(diagnostics.contains(said), "{url}: {diagnostics}");
+        // And the consumer reads each as the specification's failure.
+        let reason = mcr_federation::gpconnect::failure_from(status, &body);
+        let expected = match want_code {
+            "INVALID_NHS_NUMBER" => FailureReason::InvalidNhsNumber,
+            "PATIENT_NOT_FOUND" | "NO_RECORD_FOUND" => FailureReason::PatientNotFound,
+            c => FailureReason::InvalidRequest { code: c.into() },
+        };
+        assert_eq!(reason, expected, "{url}");
+    }
+
+    // A search's filters: created on or after a date to come finds none; the document's own
+    // type finds it.
+    let (status, _, _, none, _) = get(
+        format!("{search}&created=ge2999-01-01"),
+        INTERACTION_SEARCH_DOCUMENTS,
+        good_token.clone(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(none["total"], 0);
+    let code = reference["type"]["coding"][0]["code"]
+        .as_str()
+        .expect("code");
+    let (_, _, _, typed, _) = get(
+        format!("{search}&type=http://snomed.info/sct%7C{code}"),
+        INTERACTION_SEARCH_DOCUMENTS,
+        good_token,
+    )
+    .await;
+    assert!(typed["entry"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .any(|e| e["resource"]["id"] == reference["id"]));
 }

@@ -1,9 +1,11 @@
 //! A GP Connect provider: the simulated GP system answering NHS GP Connect Access Record:
-//! Structured (`POST /Patient/$gpc.getstructuredrecord`, FHIR STU3) from the same synthetic
-//! patients it serves as R4, the way a real practice system would answer a shared care record.
+//! Structured (`POST /Patient/$gpc.getstructuredrecord`, FHIR STU3) and Access Document
+//! ([`documents`]) from the same synthetic patients it serves as R4, the way a real practice
+//! system would answer a shared care record.
 //!
-//! It checks each request the way the specification says a provider must: the Spine proxy
-//! headers, the access token's claims, the `Parameters`; a bad request is refused with the
+//! It checks each request the way the specification says a provider must (`admit`): the
+//! Spine proxy headers (the interaction id the one its path answers), the access token's
+//! claims, then the `Parameters`; a bad request is refused with the
 //! specification's Spine error code and HTTP status (`BAD_REQUEST` 400 for a header or claim,
 //! `INVALID_RESOURCE` / `INVALID_PARAMETER` 422, `INVALID_NHS_NUMBER` 400). The specification's
 //! patient-level errors (dissent, not registered here, not found, internal error) are given
@@ -19,6 +21,8 @@ use mcr_domain::NhsNumber;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+
+pub mod documents;
 
 /// `Ssp-InteractionID` of Access Record: Structured.
 pub const INTERACTION: &str =
@@ -77,7 +81,7 @@ pub(crate) fn spine_error(
     )
 }
 
-fn bad_request(why: &str) -> Response {
+pub(crate) fn bad_request(why: &str) -> Response {
     spine_error(
         StatusCode::BAD_REQUEST,
         "invalid",
@@ -94,8 +98,13 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|v| !v.trim().is_empty())
 }
 
-/// The Spine proxy headers the specification requires. `Err` says which is wrong.
-pub(crate) fn check_headers(headers: &HeaderMap, asid: &str) -> Result<(), String> {
+/// The Spine proxy headers the specification requires, `Ssp-InteractionID` naming
+/// `interaction` (the one the request's path answers). `Err` says which is wrong.
+pub(crate) fn check_headers(
+    headers: &HeaderMap,
+    asid: &str,
+    interaction: &str,
+) -> Result<(), String> {
     let trace = header(headers, "Ssp-TraceID").ok_or("the Ssp-TraceID header is missing")?;
     if trace.len() > 64 {
         return Err("the Ssp-TraceID header is not a trace id".into());
@@ -108,8 +117,10 @@ pub(crate) fn check_headers(headers: &HeaderMap, asid: &str) -> Result<(), Strin
         }
         Some(_) => {}
     }
-    if header(headers, "Ssp-InteractionID") != Some(INTERACTION) {
-        return Err("the Ssp-InteractionID header is not the structured record interaction".into());
+    if header(headers, "Ssp-InteractionID") != Some(interaction) {
+        return Err(format!(
+            "the Ssp-InteractionID header is not {interaction}, the interaction this path answers"
+        ));
     }
     Ok(())
 }
@@ -303,16 +314,54 @@ pub(crate) async fn structured(
     body: &[u8],
     practice: Option<&str>,
 ) -> Response {
-    let options = shared.gp_connect();
-    let Some(options) = &options else {
-        return fhir::outcome(
+    let options = match admit(shared, headers, practice, INTERACTION) {
+        Ok(o) => o,
+        Err(refused) => return *refused,
+    };
+    let asked = match read_parameters(body) {
+        Ok(a) => a,
+        Err(refused) => return *refused,
+    };
+    let Ok(nhs) = NhsNumber::parse(&asked.nhs) else {
+        return invalid_nhs_number("the patientNHSNumber fails its format or check digit");
+    };
+    if let Some(e) = options.errors.get(nhs.as_str()) {
+        return patient_error(*e);
+    }
+    let slice = &shared.slice;
+    let Some(sp) = slice
+        .patients()
+        .iter()
+        .find(|p| p.nhs_number.as_ref() == Some(&nhs))
+    else {
+        return patient_not_found();
+    };
+    let registered = slice.person(&sp.local_id).map(|p| p.gp_practice.as_str());
+    if practice.is_some_and(|p| registered != Some(p)) {
+        return not_registered();
+    }
+    structured_answer(shared, practice, &sp.local_id, &asked)
+}
+
+/// The checks every GP Connect request passes before it is answered, whichever interaction
+/// (`interaction`, the one its path answers): GP Connect answered here at all, the Spine
+/// proxy headers, the access token (its signature and audience when the source checks
+/// identities, then its claims). The provider's options, or the refusal to send.
+pub(crate) fn admit(
+    shared: &Shared,
+    headers: &HeaderMap,
+    practice: Option<&str>,
+    interaction: &str,
+) -> Result<GpConnectOptions, Box<Response>> {
+    let Some(options) = shared.gp_connect() else {
+        return Err(Box::new(fhir::outcome(
             StatusCode::NOT_FOUND,
             "not-supported",
             "this source does not answer GP Connect",
-        );
+        )));
     };
-    if let Err(why) = check_headers(headers, &options.asid) {
-        return bad_request(&why);
+    if let Err(why) = check_headers(headers, &options.asid, interaction) {
+        return Err(Box::new(bad_request(&why)));
     }
     if let Some(v) = &shared.identity {
         let mut audiences = vec![
@@ -327,79 +376,76 @@ pub(crate) async fn structured(
             audiences = own;
         }
         if let Err(why) = v.check(headers, &audiences) {
-            return bad_request(why);
+            return Err(Box::new(bad_request(why)));
         }
     }
     let Some(claims) = claims_of(headers) else {
-        return bad_request("no access token");
+        return Err(Box::new(bad_request("no access token")));
     };
     // The simulated system keeps real time, as its token verifier does.
     let now = mcr_domain::Clock::now(&mcr_domain::SystemClock).timestamp();
     if let Err(why) = check_claims(&claims, now) {
-        return bad_request(&why);
+        return Err(Box::new(bad_request(&why)));
     }
-    let asked = match read_parameters(body) {
-        Ok(a) => a,
-        Err(refused) => return *refused,
-    };
-    let Ok(nhs) = NhsNumber::parse(&asked.nhs) else {
-        return spine_error(
-            StatusCode::BAD_REQUEST,
-            "value",
-            "INVALID_NHS_NUMBER",
-            "Invalid NHS number",
-            "the patientNHSNumber fails its format or check digit",
-        );
-    };
-    if let Some(e) = options.errors.get(nhs.as_str()) {
-        return match e {
-            GpcError::Dissent => spine_error(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "NO_PATIENT_CONSENT",
-                "Patient has not provided consent to share data",
-                "the patient has dissented to sharing their clinical record",
-            ),
-            GpcError::NotRegistered => not_registered(),
-            GpcError::NotFound => patient_not_found(),
-            GpcError::InternalError => spine_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "processing",
-                "INTERNAL_SERVER_ERROR",
-                "Unexpected internal server error",
-                "the provider system failed",
-            ),
-        };
+    Ok(options)
+}
+
+/// `INVALID_NHS_NUMBER`, 400, saying `why`.
+pub(crate) fn invalid_nhs_number(why: &str) -> Response {
+    spine_error(
+        StatusCode::BAD_REQUEST,
+        "value",
+        "INVALID_NHS_NUMBER",
+        "Invalid NHS number",
+        why,
+    )
+}
+
+/// The answer for a patient configured with one of the specification's errors.
+pub(crate) fn patient_error(e: GpcError) -> Response {
+    match e {
+        GpcError::Dissent => spine_error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "NO_PATIENT_CONSENT",
+            "Patient has not provided consent to share data",
+            "the patient has dissented to sharing their clinical record",
+        ),
+        GpcError::NotRegistered => not_registered(),
+        GpcError::NotFound => patient_not_found(),
+        GpcError::InternalError => spine_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "processing",
+            "INTERNAL_SERVER_ERROR",
+            "Unexpected internal server error",
+            "the provider system failed",
+        ),
     }
-    let slice = &shared.slice;
-    let Some(sp) = slice
-        .patients()
-        .iter()
-        .find(|p| p.nhs_number.as_ref() == Some(&nhs))
-    else {
-        return patient_not_found();
-    };
-    let registered = slice.person(&sp.local_id).map(|p| p.gp_practice.as_str());
-    if practice.is_some_and(|p| registered != Some(p)) {
-        return not_registered();
-    }
+}
+
+fn structured_answer(
+    shared: &Shared,
+    practice: Option<&str>,
+    local_id: &str,
+    asked: &Asked,
+) -> Response {
     // A simulated record never changes: the same question has the same answer, written once
     // (as the R4 searches' answers are), so that a benchmark measures the gateway, not this.
     let key = format!(
         "gpconnect\n{}\n{}\n{:?}",
         practice.unwrap_or(""),
-        sp.local_id,
+        local_id,
         asked
     );
     if let Some(body) = shared.answers.get(&key) {
         return fhir::raw(StatusCode::OK, axum::body::Body::from(body));
     }
-    let body = axum::body::Bytes::from(record(slice, &sp.local_id, &asked).to_string());
+    let body = axum::body::Bytes::from(record(&shared.slice, local_id, asked).to_string());
     shared.answers.put(key, body.clone());
     fhir::raw(StatusCode::OK, axum::body::Body::from(body))
 }
 
-fn not_registered() -> Response {
+pub(crate) fn not_registered() -> Response {
     spine_error(
         StatusCode::NOT_FOUND,
         "not-found",
@@ -409,7 +455,7 @@ fn not_registered() -> Response {
     )
 }
 
-fn patient_not_found() -> Response {
+pub(crate) fn patient_not_found() -> Response {
     spine_error(
         StatusCode::NOT_FOUND,
         "not-found",
@@ -419,7 +465,7 @@ fn patient_not_found() -> Response {
     )
 }
 
-fn profile(name: &str) -> Value {
+pub(crate) fn profile(name: &str) -> Value {
     json!({"profile": [format!("https://fhir.nhs.uk/STU3/StructureDefinition/{name}")]})
 }
 

@@ -130,7 +130,8 @@ pub struct SourceOptions {
     pub tls: Option<SourceTls>,
     /// Check the end user's identity token on every FHIR request.
     pub identity: Option<IdentityCheck>,
-    /// Answer GP Connect Access Record: Structured too (`POST /Patient/$gpc.getstructuredrecord`).
+    /// Answer GP Connect too: Access Record: Structured (`POST /Patient/$gpc.getstructuredrecord`)
+    /// and Access Document (`/documents/…`), at the base and at each practice's endpoint.
     pub gp_connect: Option<GpConnectOptions>,
 }
 
@@ -515,6 +516,24 @@ fn router(shared: Arc<Shared>) -> Router {
             "/{practice}/STU3/1/gpconnect/Patient/$gpc.getstructuredrecord",
             post(practice_structured_record),
         )
+        .route("/documents/Patient", get(gpc_find_patient))
+        .route(
+            "/documents/Patient/{id}/DocumentReference",
+            get(gpc_search_documents),
+        )
+        .route("/documents/Binary/{id}", get(gpc_read_binary))
+        .route(
+            "/{practice}/STU3/1/gpconnect/documents/Patient",
+            get(practice_find_patient),
+        )
+        .route(
+            "/{practice}/STU3/1/gpconnect/documents/Patient/{id}/DocumentReference",
+            get(practice_search_documents),
+        )
+        .route(
+            "/{practice}/STU3/1/gpconnect/documents/Binary/{id}",
+            get(practice_read_binary),
+        )
         .route("/{resource_type}", get(search))
         .route("/{resource_type}/{id}", get(read))
         .fallback(fallback)
@@ -779,6 +798,109 @@ async fn practice_structured_record(
         return r;
     }
     gpconnect::structured(&s, &headers, &body, Some(&practice)).await
+}
+
+/// The query string, or the refusal to send when it cannot be read.
+fn query_or_refuse(params: Params) -> Result<Vec<(String, String)>, Box<Response>> {
+    params.map(|Query(p)| p).map_err(|_| {
+        Box::new(fhir::outcome(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "the query string could not be read",
+        ))
+    })
+}
+
+/// GP Connect Access Document ([`gpconnect::documents`]): Find a patient. The simulated
+/// latency and failures apply as to every request; the token is checked the GP Connect way.
+async fn gpc_find_patient(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    params: Params,
+) -> Response {
+    find_patient_at(&s, &headers, None, params).await
+}
+
+async fn practice_find_patient(
+    State(s): State<Arc<Shared>>,
+    Path(practice): Path<String>,
+    headers: HeaderMap,
+    params: Params,
+) -> Response {
+    find_patient_at(&s, &headers, Some(&practice), params).await
+}
+
+async fn find_patient_at(
+    s: &Shared,
+    headers: &HeaderMap,
+    practice: Option<&str>,
+    params: Params,
+) -> Response {
+    if let Some(r) = gate(s, None).await {
+        return r;
+    }
+    match query_or_refuse(params) {
+        Ok(p) => gpconnect::documents::find_patient(s, headers, practice, &p),
+        Err(refused) => *refused,
+    }
+}
+
+/// Access Document: Search for a patient's documents.
+async fn gpc_search_documents(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    params: Params,
+) -> Response {
+    search_documents_at(&s, &headers, None, &id, params).await
+}
+
+async fn practice_search_documents(
+    State(s): State<Arc<Shared>>,
+    Path((practice, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    params: Params,
+) -> Response {
+    search_documents_at(&s, &headers, Some(&practice), &id, params).await
+}
+
+async fn search_documents_at(
+    s: &Shared,
+    headers: &HeaderMap,
+    practice: Option<&str>,
+    id: &str,
+    params: Params,
+) -> Response {
+    if let Some(r) = gate(s, None).await {
+        return r;
+    }
+    match query_or_refuse(params) {
+        Ok(p) => gpconnect::documents::search_documents(s, headers, practice, id, &p),
+        Err(refused) => *refused,
+    }
+}
+
+/// Access Document: Retrieve a document.
+async fn gpc_read_binary(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = gate(&s, None).await {
+        return r;
+    }
+    gpconnect::documents::read_binary(&s, &headers, None, &id)
+}
+
+async fn practice_read_binary(
+    State(s): State<Arc<Shared>>,
+    Path((practice, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = gate(&s, None).await {
+        return r;
+    }
+    gpconnect::documents::read_binary(&s, &headers, Some(&practice), &id)
 }
 
 async fn read(

@@ -229,6 +229,7 @@ pub(crate) fn generate(
         (SourceKind::Gp, "Observation") => g.gp_observations(),
         (SourceKind::Gp, "Encounter") => g.gp_encounters(),
         (SourceKind::Gp, "Flag") => g.gp_flags(),
+        (SourceKind::Gp, "DocumentReference") => g.gp_documents(),
         (SourceKind::Acute, "Encounter") => g.acute_encounters(),
         (SourceKind::Acute, "Condition") => g.acute_conditions(),
         (SourceKind::Acute, "MedicationStatement") => g.acute_medications(),
@@ -828,6 +829,27 @@ impl Gen<'_> {
                 conds[self.rng.gen_range(0..conds.len())]
             };
             self.encounter(("AMB", "ambulatory"), &kind, d, Some(d), Some(&reason));
+        }
+    }
+
+    /// The letters a practice holds as PDFs (a referral it sent, a discharge summary it
+    /// received), shared through GP Connect Access Document only: see
+    /// [`crate::SourceSlice::practice_documents`].
+    fn gp_documents(&mut self) {
+        let category = json!({ "coding": [{
+            "system": "https://fhir.hertsgp.example/CodeSystem/document-category",
+            "code": "correspondence",
+            "display": "Correspondence",
+        }]});
+        let n = self.rng.gen_range(1..=3);
+        for k in 0..n {
+            let d = self.recent_date(4);
+            let (code, title) = if k % 2 == 0 {
+                (codes::REFERRAL, "Referral letter (PDF)")
+            } else {
+                (codes::DISCHARGE_SUMMARY, "Discharge summary received (PDF)")
+            };
+            self.pdf_document(cc(SNOMED, &code), category.clone(), title, d);
         }
     }
 

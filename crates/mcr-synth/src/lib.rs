@@ -359,14 +359,36 @@ impl SourceSlice {
         clinical::generate(&self.core, self.kind, &self.organisation, sp, resource_type)
     }
 
+    /// The letters a GP practice holds for this patient as PDFs, which it shares through GP
+    /// Connect Access Document only (a GP source's R4 searches list no documents, as GP
+    /// systems' R4 interfaces in England do not). Empty for other kinds of source.
+    pub fn practice_documents(&self, local_id: &str) -> Vec<Value> {
+        let Some(sp) = self.patient(local_id) else {
+            return Vec::new();
+        };
+        if self.kind != SourceKind::Gp {
+            return Vec::new();
+        }
+        clinical::generate(
+            &self.core,
+            self.kind,
+            &self.organisation,
+            sp,
+            "DocumentReference",
+        )
+    }
+
     /// The content of `Binary/{id}`: the PDF a `DocumentReference` of the same id names
     /// (`attachment.url` = `Binary/{id}`), made from the reference's title and date.
     pub fn binary(&self, id: &str) -> Option<(&'static str, Vec<u8>)> {
         let (local, _) = id.rsplit_once('-')?;
-        let doc = self
-            .resources(local, "DocumentReference")
-            .into_iter()
-            .find(|r| r["id"] == id)?;
+        let doc = if self.kind == SourceKind::Gp {
+            self.practice_documents(local)
+        } else {
+            self.resources(local, "DocumentReference")
+        }
+        .into_iter()
+        .find(|r| r["id"] == id)?;
         let att = doc.pointer("/content/0/attachment")?;
         if att.get("url")?.as_str()? != format!("Binary/{id}") {
             return None;
@@ -374,14 +396,25 @@ impl SourceSlice {
         let title = doc["description"].as_str().unwrap_or("Document");
         let date = doc["date"].as_str().unwrap_or("").get(..10).unwrap_or("");
         let from = doc["custodian"]["display"].as_str().unwrap_or("the source");
-        let lines = vec![
-            format!("Date: {date}"),
-            format!("From: {from}"),
-            String::new(),
-            "Admitted and treated; discharged home with a plan for follow-up.".to_owned(),
-            "Please continue current medication and review in primary care in two weeks."
-                .to_owned(),
-        ];
+        let referral = doc.pointer("/type/coding/0/code") == Some(&Value::from("3457005"));
+        let lines = if referral {
+            vec![
+                format!("Date: {date}"),
+                format!("From: {from}"),
+                String::new(),
+                "Thank you for seeing this patient, referred for a specialist opinion.".to_owned(),
+                "Current medication and problems are in the shared record.".to_owned(),
+            ]
+        } else {
+            vec![
+                format!("Date: {date}"),
+                format!("From: {from}"),
+                String::new(),
+                "Admitted and treated; discharged home with a plan for follow-up.".to_owned(),
+                "Please continue current medication and review in primary care in two weeks."
+                    .to_owned(),
+            ]
+        };
         Some(("application/pdf", pdf::letter(title, &lines)))
     }
 

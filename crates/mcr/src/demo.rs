@@ -474,10 +474,13 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
             id: slice.id.clone(),
             organisation: slice.organisation.clone(),
             base_url: url::Url::parse(&handle.base_url()).context("source URL")?,
+            // The practices share their letters through GP Connect Access Document (their
+            // R4 interface lists none).
             resource_types: slice
                 .resource_types
                 .iter()
                 .map(|t| (*t).to_owned())
+                .chain(gp_connect.then(|| "DocumentReference".to_owned()))
                 .collect(),
             batch: opts.source_batch && !gp_connect,
             kind: if gp_connect {

@@ -295,3 +295,90 @@ async fn a_document_over_the_size_cap_is_refused_and_counted() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn a_gp_letter_comes_through_gp_connect_and_opens_through_the_gateway_audited() {
+    let t = start().await;
+    let nhs = t.patient("all_four_sources", 0);
+    t.give_permission(AE, &nhs).await;
+    // The practice's letters for this patient, as the simulated GP system holds them.
+    let gp = t.demo.region.source("gp").expect("gp");
+    let local = gp
+        .patients()
+        .iter()
+        .find(|p| p.nhs_number.as_ref().map(ToString::to_string) == Some(nhs.clone()))
+        .expect("held by the GP")
+        .local_id
+        .clone();
+    let mut held: Vec<String> = gp
+        .practice_documents(&local)
+        .iter()
+        .filter_map(|d| d["id"].as_str().map(str::to_owned))
+        .collect();
+    held.sort();
+    assert!(!held.is_empty());
+
+    // The record lists them (from GP Connect Access Document), from the GP practice.
+    let (status, bundle) = t.everything(AE, &nhs).await;
+    assert_eq!(status, 200, "{bundle}");
+    let mut listed: Vec<String> = resources(&bundle, "DocumentReference")
+        .into_iter()
+        .filter_map(|r| r["id"].as_str())
+        .filter(|id| held.iter().any(|h| h == id))
+        .map(str::to_owned)
+        .collect();
+    listed.sort();
+    assert_eq!(listed, held, "the GP letters in {bundle}");
+    let id = held[0].clone();
+
+    // Opened through the gateway: the practice's bytes, unchanged, audited as its own event.
+    let resp = t
+        .http
+        .get(t.url(&format!("/fhir/Binary/{nhs}.gp.{id}")))
+        .bearer_auth(t.token(AE))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/pdf");
+    let bytes = resp.bytes().await.expect("body");
+    let (_, want) = gp.binary(&id).expect("held");
+    assert_eq!(bytes.as_ref(), want.as_slice(), "the practice's bytes");
+    let opened = openings(&t, &nhs).await;
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    let (outcome, _, payload) = &opened[0];
+    assert_eq!(outcome, "permit");
+    assert!(
+        payload["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("DocumentReference/{id} at gp (application/pdf)")),
+        "{payload}"
+    );
+    assert_eq!(payload["sources"][0]["source"], "gp");
+
+    // The record page links it, and opens it.
+    let page = t.sign_in(AE).await;
+    let html = page
+        .http
+        .get(t.url(&format!("/app/patient/{nhs}")))
+        .header("cookie", &page.cookie)
+        .send()
+        .await
+        .expect("record page")
+        .text()
+        .await
+        .expect("html");
+    let link = format!("/app/patient/{nhs}/documents/gp/{id}");
+    assert!(html.contains(&link), "the record page links the GP letter");
+    let resp = page
+        .http
+        .get(t.url(&link))
+        .header("cookie", &page.cookie)
+        .send()
+        .await
+        .expect("open from the page");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.bytes().await.expect("body").as_ref(), want.as_slice());
+    assert_eq!(openings(&t, &nhs).await.len(), 2);
+}
