@@ -21,6 +21,11 @@ async fn everything_for_a_four_source_patient_has_items_from_all_four_with_prove
     // Every source organisation is named by at least one Provenance: the GP system's items
     // by the patient's practice, whose endpoint answered through GP Connect.
     let orgs = provenance_orgs(&bundle);
+    assert_eq!(
+        orgs.len(),
+        t.demo.region.sources.len(),
+        "one organisation per source, the GP's letters the practice's too: {orgs:?}"
+    );
     for s in &t.demo.region.sources {
         let org = if s.id.as_str() == "gp" {
             practice_of(&t, &nhs)

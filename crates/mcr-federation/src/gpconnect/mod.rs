@@ -209,9 +209,15 @@ impl GpConnectSource {
                 }
             }
         );
-        let mut fetched = structured?;
+        let (mut fetched, answering) = structured?;
         match documents {
-            Some(Ok(docs)) => fetched.resources.extend(docs),
+            Some(Ok(mut docs)) => {
+                // The practice's letters are the practice's, as its structured record is.
+                if let Some((code, name)) = &answering {
+                    self.attribute(&mut docs, code, name, target);
+                }
+                fetched.resources.extend(docs);
+            }
             Some(Err(reason)) => fetched.warnings.push(format!(
                 "Its documents could not be listed ({}): any it holds are missing from this view.",
                 reason.describe()
@@ -221,7 +227,36 @@ impl GpConnectSource {
         Ok(fetched)
     }
 
-    /// Access Record: Structured alone.
+    /// Items at the practice `code` answering at `target`: each of their sources names the
+    /// practice, at the practice's endpoint.
+    fn attribute(
+        &self,
+        resources: &mut [crate::Digested],
+        code: &mcr_domain::OdsCode,
+        name: &str,
+        target: &Target<'_>,
+    ) {
+        let base = self
+            .registrations
+            .config()
+            .base_url
+            .as_str()
+            .trim_end_matches('/');
+        for d in resources {
+            if let crate::Digested::Item(item) = d {
+                for s in &mut item.1.sources {
+                    s.org_code = code.clone();
+                    name.clone_into(&mut s.org_name);
+                    if let Some(rest) = s.full_url.strip_prefix(base) {
+                        s.full_url = format!("{}{rest}", target.address);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Access Record: Structured alone, and the practice that answered (when it is the one
+    /// asked), whose items they are.
     async fn structured_only(
         &self,
         target: &Target<'_>,
@@ -229,7 +264,7 @@ impl GpConnectSource {
         types: &[&str],
         token: &str,
         digest: &Digest<'_>,
-    ) -> Result<Fetched, FailureReason> {
+    ) -> Result<(Fetched, Option<(mcr_domain::OdsCode, String)>), FailureReason> {
         let body = parameters(nhs, types);
         let trace = uuid::Uuid::new_v4().to_string();
         let response = self
@@ -299,31 +334,18 @@ impl GpConnectSource {
                 .map(|c| (c, name.clone())),
             _ => None,
         };
-        if let Some((code, name)) = answering {
-            let base = self
-                .registrations
-                .config()
-                .base_url
-                .as_str()
-                .trim_end_matches('/');
-            for d in &mut resources {
-                if let crate::Digested::Item(item) = d {
-                    for s in &mut item.1.sources {
-                        s.org_code = code.clone();
-                        s.org_name.clone_from(&name);
-                        if let Some(rest) = s.full_url.strip_prefix(base) {
-                            s.full_url = format!("{}{rest}", target.address);
-                        }
-                    }
-                }
-            }
+        if let Some((code, name)) = &answering {
+            self.attribute(&mut resources, code, name, target);
         }
-        Ok(Fetched {
-            resources,
-            source_ms,
-            warnings: read.warnings,
-            cut_short: None,
-        })
+        Ok((
+            Fetched {
+                resources,
+                source_ms,
+                warnings: read.warnings,
+                cut_short: None,
+            },
+            answering,
+        ))
     }
 }
 
