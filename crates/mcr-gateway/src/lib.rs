@@ -35,7 +35,7 @@ pub use audit::{
     AuditPage, AuditScope, AuditSearch, Download, DownloadFormat, FollowingView, Review,
     ReviewFilter, ReviewItem, ReviewOutcome, ReviewQueue,
 };
-pub use authn::AuthFailure;
+pub use authn::{AuthFailure, PatientSignIn};
 pub use care_events::{
     CareEventAction, CareEventNotice, CareEventRefusal, CARE_EVENT_PRUNE_INTERVAL,
 };

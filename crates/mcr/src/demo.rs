@@ -724,6 +724,7 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
             max_connections: 64,
         }),
         demo_patients: demo_patients(&region)?,
+        patient_stand_in: true,
         http: crate::config::HttpSettings {
             trusted_proxy_hops: opts.trusted_proxy_hops,
             refusal_flush_seconds: opts.refusal_flush_seconds,

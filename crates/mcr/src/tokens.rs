@@ -189,6 +189,7 @@ pub async fn start_idp(
         scope: "openid profile".into(),
         claims: mcr_oidc::ClaimNames::default(),
         cis2: Some(mcr_oidc::Cis2Config::default()),
+        nhs_login: None,
     };
     Ok((idp, task, auth, smart))
 }

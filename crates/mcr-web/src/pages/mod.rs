@@ -94,6 +94,7 @@ pub(crate) fn routes() -> Router<AppState> {
             "/my-record/signin",
             get(patient::signin_page).post(patient::signin),
         )
+        .route("/my-record/signin/callback", get(patient::callback))
         .route("/my-record/signout", post(patient::signout))
         .route("/favicon.ico", get(assets::favicon))
         .route("/assets/{*path}", get(assets::asset))
