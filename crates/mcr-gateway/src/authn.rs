@@ -58,10 +58,7 @@ impl Gateway {
     /// (`nhs-login`, `proofing-level-too-low`, `state-mismatch`, …), `level` the identity
     /// proofing level when NHS login said it, `patient` the NHS number when known (the audit
     /// trail holds NHS numbers; logs never do).
-    pub async fn record_patient_sign_in(
-        &self,
-        r: &PatientSignIn<'_>,
-    ) -> Result<(), GatewayError> {
+    pub async fn record_patient_sign_in(&self, r: &PatientSignIn<'_>) -> Result<(), GatewayError> {
         let event = mcr_audit::AuditEvent {
             at: self.clock.now(),
             correlation_id: r.correlation_id.to_owned(),

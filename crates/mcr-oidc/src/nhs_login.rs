@@ -136,7 +136,10 @@ pub fn patient_identity(claims: &Map<String, Value>) -> Result<PatientIdentity, 
             })
         }
     };
-    let by_vot = claims.get("vot").and_then(Value::as_str).and_then(vot_level);
+    let by_vot = claims
+        .get("vot")
+        .and_then(Value::as_str)
+        .and_then(vot_level);
     let level = match (claimed, by_vot) {
         (Some(a), Some(b)) => a.min(b),
         (Some(a), None) => a,
@@ -189,10 +192,12 @@ impl NhsLogin {
         if config.client_id.trim().is_empty() {
             return Err(cfg("client_id is empty".into()));
         }
-        let alg: Algorithm = config
-            .assertion_algorithm
-            .parse()
-            .map_err(|_| cfg(format!("unknown assertion_algorithm `{}`", config.assertion_algorithm)))?;
+        let alg: Algorithm = config.assertion_algorithm.parse().map_err(|_| {
+            cfg(format!(
+                "unknown assertion_algorithm `{}`",
+                config.assertion_algorithm
+            ))
+        })?;
         let pem = std::fs::read(&config.private_key).map_err(|e| {
             cfg(format!(
                 "private_key {} cannot be read: {e}",
@@ -393,12 +398,11 @@ mod tests {
     #[test]
     fn missing_or_malformed_claims_are_refused_saying_which() {
         let e = patient_identity(&claims(json!({"sub": "x", "vot": "P9.Cp.Cd"}))).unwrap_err();
-        assert_eq!(
-            e,
-            Rejection::MissingClaim("identity_proofing_level".into())
-        );
-        let e = patient_identity(&claims(json!({"sub": "x", "identity_proofing_level": "P7"})))
-            .unwrap_err();
+        assert_eq!(e, Rejection::MissingClaim("identity_proofing_level".into()));
+        let e = patient_identity(&claims(
+            json!({"sub": "x", "identity_proofing_level": "P7"}),
+        ))
+        .unwrap_err();
         assert_eq!(e.code(), "malformed-claim");
         assert!(e.to_string().contains("identity_proofing_level"), "{e}");
         let e = patient_identity(&claims(
@@ -432,7 +436,11 @@ mod tests {
                 .unwrap_err()
                 .to_string()
         };
-        assert!(err(&base).contains("is not a PEM private key"), "{}", err(&base));
+        assert!(
+            err(&base).contains("is not a PEM private key"),
+            "{}",
+            err(&base)
+        );
         let missing = NhsLoginConfig {
             private_key: dir.join("absent.pem"),
             ..base.clone()

@@ -620,7 +620,8 @@ async fn patient_sign_in(
     ] {
         assert!(url.contains(part), "the authorization asks {part}: {url}");
     }
-    let returned = through_provider(http, issuer, authorize(format!("{url}&login_hint={who}"))).await;
+    let returned =
+        through_provider(http, issuer, authorize(format!("{url}&login_hint={who}"))).await;
     assert!(
         returned.starts_with(&format!("{gateway}/my-record/signin/callback?")),
         "{returned}"
@@ -653,7 +654,11 @@ fn with_param(url: &str, name: &str, value: &str) -> String {
     let pairs: Vec<(String, String)> = u
         .query_pairs()
         .map(|(k, v)| {
-            let v = if k == name { value.to_owned() } else { v.into_owned() };
+            let v = if k == name {
+                value.to_owned()
+            } else {
+                v.into_owned()
+            };
             (k.into_owned(), v)
         })
         .collect();
@@ -756,20 +761,35 @@ organisation = {{ code = "RWH01", name = "East and North Hertfordshire NHS Trust
         .expect("client");
     let same = |u: String| u;
 
-    let page = get_page(&http, &format!("{gateway}/my-record/signin"), &Jar::default()).await;
+    let page = get_page(
+        &http,
+        &format!("{gateway}/my-record/signin"),
+        &Jar::default(),
+    )
+    .await;
     assert!(page.2.contains("Continue to NHS login"), "{}", page.2);
     assert!(!page.2.contains("stand-in"), "no stand-in beside NHS login");
 
     // P9: a patient session naming their NHS number; the access history is theirs to see.
     let p9 = patient_sign_in(&http, &gateway, &issuer, "p9.patient", same, same).await;
-    assert_eq!((p9.status, p9.location.as_str()), (303, "/my-record"), "{}", p9.body);
+    assert_eq!(
+        (p9.status, p9.location.as_str()),
+        (303, "/my-record"),
+        "{}",
+        p9.body
+    );
     let (status, _, body) = get_page(&http, &format!("{gateway}/my-record"), &p9.jar).await;
     assert_ne!(status, 403, "{body}");
     assert!(!body.contains("Prove who you are"), "{body}");
 
     // P5: signed in, general information only; the history and its download are refused.
     let p5 = patient_sign_in(&http, &gateway, &issuer, "p5.patient", same, same).await;
-    assert_eq!((p5.status, p5.location.as_str()), (303, "/my-record"), "{}", p5.body);
+    assert_eq!(
+        (p5.status, p5.location.as_str()),
+        (303, "/my-record"),
+        "{}",
+        p5.body
+    );
     for path in ["/my-record", "/my-record/access-history.csv"] {
         let (status, _, body) = get_page(&http, &format!("{gateway}{path}"), &p5.jar).await;
         assert_eq!(status, 403, "{path}: {body}");
@@ -855,7 +875,11 @@ organisation = {{ code = "RWH01", name = "East and North Hertfordshire NHS Trust
         signed_in[0]
     );
     assert_eq!(with("nhs-login-general-information-only").len(), 1);
-    assert_eq!(with("proofing-level-too-low").len(), 2, "history and download");
+    assert_eq!(
+        with("proofing-level-too-low").len(),
+        2,
+        "history and download"
+    );
     for (basis, n) in [
         ("missing-nhs-number", 1),
         ("malformed-nhs-number", 1),

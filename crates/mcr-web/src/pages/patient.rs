@@ -273,10 +273,7 @@ pub(crate) async fn signin(
     if !state.patients.stand_in {
         return render(
             StatusCode::BAD_REQUEST,
-            &signin_view(
-                &state,
-                Some("Patient sign-in is not available here".into()),
-            ),
+            &signin_view(&state, Some("Patient sign-in is not available here".into())),
         );
     }
     // The development stand-in: only the demo's own patients, the number one offered.
