@@ -460,4 +460,163 @@ mod tests {
         assert_eq!(vot_level("P5.Cm"), Some(ProofingLevel::P5));
         assert_eq!(vot_level("Cp.Cd"), None);
     }
+
+    /// A provider on loopback that checks the client assertion it is sent and answers with
+    /// the ID token `id_token` makes from the nonce the sign-in sent.
+    async fn provider(
+        client_key: jsonwebtoken::DecodingKey,
+        id_token: impl Fn(&str) -> String + Send + Sync + 'static,
+    ) -> String {
+        use axum::routing::{get, post};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let iss = format!("http://{}", listener.local_addr().expect("addr"));
+        let (doc, jwk) = {
+            use base64::Engine;
+            use ring::signature::{Ed25519KeyPair, KeyPair};
+            let doc =
+                Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).expect("key");
+            let pair = Ed25519KeyPair::from_pkcs8(doc.as_ref()).expect("key");
+            let x =
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
+            (
+                doc,
+                json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "p1", "alg": "EdDSA", "use": "sig"}),
+            )
+        };
+        let signing = EncodingKey::from_ed_der(doc.as_ref());
+        let nonce = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let id_token = std::sync::Arc::new(id_token);
+        let (i1, i2) = (iss.clone(), iss.clone());
+        let n1 = nonce.clone();
+        let app = axum::Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                get(move || async move {
+                    axum::Json(json!({"issuer": i1, "authorization_endpoint": format!("{i1}/authorize"),
+                        "token_endpoint": format!("{i1}/token"), "jwks_uri": format!("{i1}/jwks")}))
+                }),
+            )
+            .route("/jwks", get(move || async move { axum::Json(json!({"keys": [jwk]})) }))
+            .route(
+                "/authorize",
+                get(move |q: axum::extract::Query<std::collections::HashMap<String, String>>| async move {
+                    *n1.lock().expect("lock") = q.get("nonce").cloned().unwrap_or_default();
+                    "ok"
+                }),
+            )
+            .route(
+                "/token",
+                post(move |f: axum::Form<std::collections::HashMap<String, String>>| async move {
+                    let mut v = jsonwebtoken::Validation::new(Algorithm::ES384);
+                    v.set_audience(&[format!("{i2}/token")]);
+                    v.set_issuer(&["mcr"]);
+                    let ok = f.get("client_assertion_type").map(String::as_str)
+                        == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+                        && jsonwebtoken::decode::<Value>(
+                            f.get("client_assertion").map_or("", String::as_str),
+                            &client_key,
+                            &v,
+                        )
+                        .is_ok_and(|d| d.claims["sub"] == "mcr" && d.claims["jti"].is_string());
+                    if !ok {
+                        return (axum::http::StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "invalid_client"})));
+                    }
+                    let n = nonce.lock().expect("lock").clone();
+                    let mut h = Header::new(Algorithm::EdDSA);
+                    h.kid = Some("p1".into());
+                    // `"ISS"` in the claims stands for this provider's issuer.
+                    let text = id_token(&n).replace("\"ISS\"", &format!("\"{i2}\""));
+                    let claims: Value = serde_json::from_str(&text).expect("claims");
+                    let t = jsonwebtoken::encode(&h, &claims, &signing).expect("sign");
+                    (axum::http::StatusCode::OK, axum::Json(json!({"id_token": t, "token_type": "Bearer"})))
+                }),
+            );
+        tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+        iss
+    }
+
+    /// A P-384 client key: its PEM file and its public key.
+    fn client_key(dir: &std::path::Path) -> (PathBuf, jsonwebtoken::DecodingKey) {
+        use base64::Engine;
+        use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P384_SHA384_FIXED_SIGNING};
+        let rng = ring::rand::SystemRandom::new();
+        let doc =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &rng).expect("key");
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, doc.as_ref(), &rng)
+            .expect("key");
+        let b64 = base64::engine::general_purpose::STANDARD.encode(doc.as_ref());
+        let path = dir.join("client.pem");
+        std::fs::write(
+            &path,
+            format!("-----BEGIN PRIVATE KEY-----\n{b64}\n-----END PRIVATE KEY-----\n"),
+        )
+        .expect("write");
+        let p = pair.public_key().as_ref();
+        let enc = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let key = jsonwebtoken::DecodingKey::from_ec_components(&enc(&p[1..49]), &enc(&p[49..97]))
+            .expect("public key");
+        (path, key)
+    }
+
+    /// A whole sign-in against `provider` answering with `claims(nonce)`.
+    async fn sign_in(
+        claims: impl Fn(&str) -> String + Send + Sync + 'static,
+    ) -> Result<PatientIdentity, OidcError> {
+        let dir = std::env::temp_dir().join(format!("mcr-nhs-login-{}", random_token()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let (pem, public) = client_key(&dir);
+        let iss = provider(public, claims).await;
+        let login = NhsLogin::new(
+            &NhsLoginConfig {
+                issuer: iss,
+                client_id: "mcr".into(),
+                private_key: pem,
+                key_id: None,
+                assertion_algorithm: "ES384".into(),
+                scope: default_scope(),
+                vtr: default_vtr(),
+                algorithms: vec!["EdDSA".into()],
+                redirect_url: None,
+            },
+            "http://127.0.0.1:1",
+            reqwest::Client::new(),
+        )
+        .expect("configured");
+        let a = login.begin().await.expect("begin");
+        assert!(a.url.contains("vtr=%5B%22P9.Cp.Cd%22"), "{}", a.url);
+        reqwest::get(&a.url).await.expect("authorize");
+        let tokens = login.exchange("code", &a.verifier).await?;
+        let _ = std::fs::remove_dir_all(&dir);
+        login.patient(&tokens, &a.nonce).await
+    }
+
+    fn now() -> i64 {
+        crate::keys::unix_now()
+    }
+
+    #[tokio::test]
+    async fn a_signed_assertion_gets_the_tokens_and_the_id_token_is_checked() {
+        let good = |exp: i64| {
+            move |nonce: &str| {
+                json!({"iss": "ISS", "aud": "mcr", "sub": "p", "exp": exp, "nonce": nonce,
+                    "identity_proofing_level": "P9", "nhs_number": "9434765919"})
+                .to_string()
+            }
+        };
+        let p = sign_in(good(now() + 300)).await.expect("signed in");
+        assert_eq!(p.level, ProofingLevel::P9);
+        assert_eq!(p.nhs_number.as_deref(), Some("9434765919"));
+        let e = sign_in(good(now() - 120)).await.unwrap_err();
+        assert!(matches!(e, OidcError::Token(Rejection::Expired)), "{e}");
+        let e = sign_in(|_: &str| {
+            json!({"iss": "ISS", "aud": "mcr", "sub": "p", "exp": now() + 300,
+                "nonce": "another sign-in's", "identity_proofing_level": "P9"})
+            .to_string()
+        })
+        .await
+        .unwrap_err();
+        assert!(matches!(e, OidcError::Token(Rejection::Nonce)), "{e}");
+    }
 }

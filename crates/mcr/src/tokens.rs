@@ -187,7 +187,6 @@ fn nhs_login_client(
 /// The gateway's client id at the demo's stand-in for NHS login.
 pub const DEMO_NHS_LOGIN_CLIENT: &str = "mcr-patient";
 
-#[allow(clippy::too_many_arguments)]
 pub async fn start_idp(
     gateway: SocketAddr,
     key: SigningKey,
