@@ -520,11 +520,25 @@ pub(crate) async fn callback(
     )
     .await;
     tracing::info!(level = level.as_str(), "patient signed in with NHS login");
+    // A page of ours that moves on to `/my-record` (not a redirect): the browser arrived from
+    // NHS login, another site, and would not send the SameSite=Strict patient cookie on a
+    // redirect that began there.
     let resp = with_cookie(
-        Redirect::to("/my-record").into_response(),
+        render(
+            StatusCode::OK,
+            &SignedInPage {
+                layout: Layout::public(),
+            },
+        ),
         &patient_cookie(&id, state.secure_cookies),
     );
     with_cookie(resp, &clear_login_cookie())
+}
+
+#[derive(Template)]
+#[template(path = "public/patient_signed_in.html")]
+pub(crate) struct SignedInPage {
+    pub layout: Layout,
 }
 
 pub(crate) async fn signout(State(state): State<AppState>, parts: Parts) -> Response {
