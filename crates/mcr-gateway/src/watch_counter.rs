@@ -537,10 +537,7 @@ mod tests {
         let counters = counters_for(store.clone());
         let w = Duration::minutes(60);
         for (min, p) in [(0, "a"), (1, "b"), (2, "a")] {
-            let got = counters
-                .count_view("u", p, t(min), w, 3)
-                .await
-                .expect("count");
+            let got = counters.count_view("u", p, t(min), w, 3).await.expect("count");
             assert!(!got.refused);
         }
         assert_eq!(written(&*store, "u", 2).await, ["a", "b"]);
@@ -548,29 +545,13 @@ mod tests {
         drop(store);
 
         // A restart: a new store handle and counters start from what was written.
-        let store = mcr_store::connect_and_migrate(&url)
-            .await
-            .expect("open again");
+        let store = mcr_store::connect_and_migrate(&url).await.expect("open again");
         let counters = counters_for(store.clone());
-        let third = counters
-            .count_view("u", "c", t(3), w, 3)
-            .await
-            .expect("count");
-        assert_eq!(
-            (third.distinct, third.oldest),
-            (3, Some(t(1))),
-            "b is the oldest"
-        );
-        let fourth = counters
-            .count_view("u", "d", t(4), w, 3)
-            .await
-            .expect("count");
+        let third = counters.count_view("u", "c", t(3), w, 3).await.expect("count");
+        assert_eq!((third.distinct, third.oldest), (3, Some(t(1))), "b is the oldest");
+        let fourth = counters.count_view("u", "d", t(4), w, 3).await.expect("count");
         assert!(fourth.refused, "the limit holds across the restart");
-        assert_eq!(
-            written(&*store, "u", 3).await,
-            ["a", "b", "c"],
-            "refused: not written"
-        );
+        assert_eq!(written(&*store, "u", 3).await, ["a", "b", "c"], "refused: not written");
 
         // Flags: claimed in memory, their state written behind and read back after a restart.
         let key = FlagKey {
@@ -586,9 +567,7 @@ mod tests {
         assert_eq!(
             claims,
             [
-                FlagClaim::Write {
-                    suppressed_before: 0
-                },
+                FlagClaim::Write { suppressed_before: 0 },
                 FlagClaim::Suppress,
                 FlagClaim::Suppress
             ]
@@ -608,19 +587,14 @@ mod tests {
         );
         assert_eq!(
             again.claim_flag(&key, t(66), w).await.expect("claim"),
-            FlagClaim::Write {
-                suppressed_before: 3
-            },
+            FlagClaim::Write { suppressed_before: 3 },
             "the next flag written says how many were held back, across the restart"
         );
 
         // A view out of the window when the gateway started is not loaded.
         let late = counters_for(store.clone());
         let got = late.count_view("u", "e", t(62), w, 3).await.expect("count");
-        assert_eq!(
-            got.distinct, 2,
-            "b (minute 1) and a (minute 2) have left; c and e remain"
-        );
+        assert_eq!(got.distinct, 2, "b (minute 1) and a (minute 2) have left; c and e remain");
     }
 
     #[tokio::test]

@@ -118,11 +118,7 @@ async fn story(store: &dyn Store) {
         .filter(|v| v.user_id == "behind")
         .collect();
     back.sort_by(|a, b| a.patient.cmp(&b.patient));
-    assert_eq!(
-        back,
-        vec![view("b1", 600), view("b2", 610)],
-        "latest kept, old left out"
-    );
+    assert_eq!(back, vec![view("b1", 600), view("b2", 610)], "latest kept, old left out");
     assert_eq!(
         count(store, "behind", "b4", 620, 3).await.distinct,
         3,
@@ -140,10 +136,7 @@ async fn story(store: &dyn Store) {
         .await
         .expect("record flags");
     let flags = store.watch_flags_since(t(550)).await.expect("read flags");
-    assert!(
-        flags.contains(&flag(600, 4)),
-        "the last state written: {flags:?}"
-    );
+    assert!(flags.contains(&flag(600, 4)), "the last state written: {flags:?}");
     assert_eq!(
         claim_as("behind", 630).await,
         None,
