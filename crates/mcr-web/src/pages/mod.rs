@@ -247,7 +247,7 @@ pub(crate) fn sentence_case(s: &str) -> String {
     out
 }
 
-async fn not_found() -> Response {
+pub(super) async fn not_found() -> Response {
     error_page(
         Layout::public(),
         StatusCode::NOT_FOUND,

@@ -371,13 +371,8 @@ pub(crate) async fn callback(
         }
     };
     let Some(login) = state.patients.nhs_login.clone() else {
-        return refuse(
-            "nhs-login-not-configured",
-            None,
-            StatusCode::NOT_FOUND,
-            "Signing in with NHS login is not available here".into(),
-        )
-        .await;
+        // No NHS login here: the page does not exist (as any unknown address, not audited).
+        return super::not_found().await;
     };
     let pending = match cookie(&parts, LOGIN_COOKIE) {
         Some(id) => state.sessions.take_login(&id).await,
