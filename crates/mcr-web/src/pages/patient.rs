@@ -632,5 +632,18 @@ mod tests {
             assert!(c.contains(part), "{c} lacks {part}");
         }
         assert!(clear_cookie().contains("Max-Age=0"));
+        // The sign-in in progress comes back from NHS login, another site: Lax, and only on
+        // the sign-in's own path.
+        let l = login_cookie("xyz", true);
+        for part in [
+            "mcr_patient_login=xyz",
+            "HttpOnly",
+            "SameSite=Lax",
+            "Path=/my-record/signin",
+            "Secure",
+        ] {
+            assert!(l.contains(part), "{l} lacks {part}");
+        }
+        assert!(clear_login_cookie().contains("Max-Age=0"));
     }
 }
