@@ -1,4 +1,5 @@
-// A patient signs in (demo sign-in) and sees who viewed their record, and downloads it.
+// A patient signs in with NHS login (the demo provider playing it) and sees who viewed their
+// record, and downloads it; a patient proved only to P5 sees general information.
 'use strict';
 const { test, before, after } = require('node:test');
 const fs = require('node:fs');
@@ -24,11 +25,13 @@ test('the patient sees each view of their record and can download the list', asy
   const { ctx, page } = await context(browser);
   await page.goto('/my-record');
   await assertText(page, 'h1', 'See who viewed your record');
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await assertText(page, '.nhsuk-error-summary', 'Select who you are');
-  await check(page, 'patient-signin-error');
-  await page.locator(`input[value="${patient}"]`).check();
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  await check(page, 'patient-signin');
+  await page.getByRole('button', { name: 'Continue to NHS login' }).click();
+  await assertText(page, 'h1', 'Demo NHS login');
+  const login = demo.patient_logins.find((l) => l.nhs_number === patient && l.level === 'P9');
+  assert.ok(login, 'the patient has a P9 NHS login account in demo.json');
+  await page.locator(`button[value="${login.login_id}"]`).click();
+  await page.waitForURL(/\/my-record$/);
   await assertText(page, 'h1', 'Who viewed your record');
   const text = await bodyText(page);
   assert.ok(text.includes('Doctor'), 'the GP\'s view is listed with their role');
@@ -49,5 +52,21 @@ test('the patient sees each view of their record and can download the list', asy
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.goto('/my-record');
   await assertText(page, 'h1', 'See who viewed your record');
+  await ctx.close();
+});
+
+test('a patient proved only to P5 sees general information and how to prove who they are', async () => {
+  const { ctx, page } = await context(browser);
+  await page.goto('/my-record/signin');
+  await page.getByRole('button', { name: 'Continue to NHS login' }).click();
+  const p5 = demo.patient_logins.find((l) => l.level === 'P5');
+  assert.ok(p5, 'demo.json names a P5 patient');
+  await page.locator(`button[value="${p5.login_id}"]`).click();
+  await page.waitForURL(/\/my-record$/);
+  await assertText(page, 'h1', 'Prove who you are');
+  const text = await bodyText(page);
+  assert.ok(text.includes('level P5') && text.includes('(level P9)'), text);
+  assert.ok(!text.includes(p5.nhs_number), 'no NHS number shown below P9');
+  await check(page, 'patient-general-information');
   await ctx.close();
 });

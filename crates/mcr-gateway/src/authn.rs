@@ -52,4 +52,44 @@ impl Gateway {
         event.basis = Some(f.reason.to_owned());
         self.audit(&event).await.map(|_| ())
     }
+
+    /// Append an audit record of a patient's sign-in with NHS login, or of a signed-in
+    /// patient's request refused: `outcome` `permit` or `deny`, `reason` a short code
+    /// (`nhs-login`, `proofing-level-too-low`, `state-mismatch`, …), `level` the identity
+    /// proofing level when NHS login said it, `patient` the NHS number when known (the audit
+    /// trail holds NHS numbers; logs never do).
+    pub async fn record_patient_sign_in(&self, r: &PatientSignIn<'_>) -> Result<(), GatewayError> {
+        let event = mcr_audit::AuditEvent {
+            at: self.clock.now(),
+            correlation_id: r.correlation_id.to_owned(),
+            system: None,
+            user_id: "patient".into(),
+            user_name: "the patient".into(),
+            role: "patient".into(),
+            org_code: "PUBLIC".into(),
+            org_name: "My Care Record public site".into(),
+            patient: r.patient.map(|n| n.as_str().to_owned()),
+            purpose: mcr_domain::Purpose::DirectCare.as_str().to_owned(),
+            action: format!("authenticate:{}", r.channel),
+            outcome: if r.permitted { "permit" } else { "deny" }.into(),
+            basis: Some(r.reason.to_owned()),
+            detail: r.level.map(|l| format!("identity proofing level {l}")),
+            sources: Vec::new(),
+            role_profile_id: None,
+        };
+        self.audit(&event).await.map(|_| ())
+    }
+}
+
+/// A patient's sign-in, or a signed-in patient's refused request, for the audit trail.
+#[derive(Debug, Clone)]
+pub struct PatientSignIn<'a> {
+    pub correlation_id: &'a str,
+    /// `patient-sign-in`, or `patient-access` for a request refused after sign-in.
+    pub channel: &'a str,
+    pub permitted: bool,
+    pub reason: &'a str,
+    /// `P0`, `P5` or `P9`.
+    pub level: Option<&'a str>,
+    pub patient: Option<&'a mcr_domain::NhsNumber>,
 }

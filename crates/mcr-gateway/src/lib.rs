@@ -34,7 +34,7 @@ pub use audit::{
     AuditPage, AuditScope, AuditSearch, Download, DownloadFormat, FollowingView, Review,
     ReviewFilter, ReviewItem, ReviewOutcome, ReviewQueue, DEFAULT_CHECKPOINT_INTERVAL,
 };
-pub use authn::AuthFailure;
+pub use authn::{AuthFailure, PatientSignIn};
 pub use care_events::{
     CareEventAction, CareEventNotice, CareEventRefusal, CARE_EVENT_PRUNE_INTERVAL,
 };

@@ -7,6 +7,11 @@
 //! launch's sign-in) is answered without asking. Beside it, `/ehr` is the demo's host system
 //! ([`ehr`]), a SMART EHR that launches the viewer.
 //!
+//! With [`Idp::with_nhs_login`] it also plays NHS login for the demo's patients: a client that
+//! authenticates with a signed assertion (`private_key_jwt`) only, a sign-in page listing the
+//! demo patients, and ID tokens carrying NHS login's `identity_proofing_level`, `vot`, `vtm`
+//! and `nhs_number` (some patients at P9, one at P5).
+//!
 //! It is started by `mcr demo`, never by `mcr serve`. It must never be used as a real
 //! identity provider: anyone who can reach its sign-in page can be any demo user.
 
@@ -103,8 +108,31 @@ struct PendingCode {
     expires: i64,
 }
 
+/// The relying party NHS login knows: it proves itself with assertions signed by the private
+/// key whose public half is `public_key`.
+#[derive(Clone)]
+pub struct NhsLoginClient {
+    pub client_id: String,
+    pub redirect_uris: Vec<String>,
+    pub public_key: jsonwebtoken::DecodingKey,
+    pub alg: jsonwebtoken::Algorithm,
+}
+
+/// A demo patient with an NHS login account.
+#[derive(Debug, Clone)]
+pub struct IdpPatient {
+    pub id: String,
+    /// What the sign-in page shows.
+    pub label: String,
+    /// `P9`, `P5` or `P0`.
+    pub level: String,
+    pub nhs_number: Option<String>,
+}
+
 /// The provider. Share it behind an `Arc`.
 pub struct Idp {
+    /// Playing NHS login for the demo's patients, if at all.
+    nhs_login: Option<(NhsLoginClient, Vec<IdpPatient>)>,
     config: IdpConfig,
     key: SigningKey,
     clock: Arc<dyn Clock>,
@@ -158,7 +186,54 @@ impl Idp {
             codes: Mutex::new(HashMap::new()),
             sso: Mutex::new(HashMap::new()),
             ehr: None,
+            nhs_login: None,
         }
+    }
+
+    /// Play NHS login for these patients, with this client registered.
+    pub fn with_nhs_login(mut self, client: NhsLoginClient, patients: Vec<IdpPatient>) -> Self {
+        self.nhs_login = Some((client, patients));
+        self
+    }
+
+    /// The NHS login client, when `id` is it.
+    fn nhs_client(&self, id: &str) -> Option<&NhsLoginClient> {
+        self.nhs_login
+            .as_ref()
+            .map(|(c, _)| c)
+            .filter(|c| c.client_id == id)
+    }
+
+    fn patient(&self, id: &str) -> Option<&IdpPatient> {
+        self.nhs_login
+            .as_ref()
+            .and_then(|(_, ps)| ps.iter().find(|p| p.id == id))
+    }
+
+    /// An NHS-login-shaped ID token for a patient.
+    fn patient_id_token(
+        &self,
+        p: &IdpPatient,
+        client_id: &str,
+        nonce: Option<&str>,
+    ) -> Result<String, IdpError> {
+        let now = self.clock.now().timestamp();
+        let mut claims = json!({
+            "iss": self.config.issuer, "sub": p.id, "aud": client_id,
+            "iat": now, "nbf": now, "exp": now + self.config.token_seconds, "auth_time": now,
+            "identity_proofing_level": p.level,
+            "vot": format!("{}.Cp.Cd", p.level),
+            "vtm": "https://auth.sandpit.signin.nhs.uk/trustmark/auth.sandpit.signin.nhs.uk",
+        });
+        if let Some(obj) = claims.as_object_mut() {
+            if let Some(n) = nonce {
+                obj.insert("nonce".into(), json!(n));
+            }
+            if let Some(nhs) = &p.nhs_number {
+                obj.insert("nhs_number".into(), json!(nhs));
+            }
+        }
+        self.key.sign(&claims).map_err(|_| IdpError::Signing)
     }
 
     /// Serve the demo host system (`/ehr`) beside the provider.
@@ -316,9 +391,9 @@ async fn discovery(State(idp): State<Arc<Idp>>) -> Response {
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["EdDSA"],
         "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
         "scopes_supported": ["openid", "profile", "user/*.read", "patient/*.read", "user/Consent.write"],
-        "claims_supported": ["sub", "name", "role", "org", "nonce", "nhsid_nrbac_roles", "acr", "authentication_assurance_level"],
+        "claims_supported": ["sub", "name", "role", "org", "nonce", "nhsid_nrbac_roles", "acr", "authentication_assurance_level", "identity_proofing_level", "vot", "vtm", "nhs_number"],
     }))
     .into_response()
 }
@@ -380,13 +455,17 @@ fn redirect_error(p: &AuthParams, error: &str) -> Response {
 
 /// Check a request; `Err` is the response to give instead.
 fn check(idp: &Idp, p: &AuthParams) -> Result<(), Box<Response>> {
-    let Some(client) = idp.client(&p.client_id) else {
-        return Err(Box::new(error_page(
-            StatusCode::BAD_REQUEST,
-            "The application asking you to sign in is not registered.",
-        )));
+    let registered = match (idp.client(&p.client_id), idp.nhs_client(&p.client_id)) {
+        (Some(c), _) => &c.redirect_uris,
+        (None, Some(c)) => &c.redirect_uris,
+        (None, None) => {
+            return Err(Box::new(error_page(
+                StatusCode::BAD_REQUEST,
+                "The application asking you to sign in is not registered.",
+            )))
+        }
     };
-    if !client.redirect_uris.contains(&p.redirect_uri) {
+    if !registered.contains(&p.redirect_uri) {
         return Err(Box::new(error_page(
             StatusCode::BAD_REQUEST,
             "The application asked to send you to an address it has not registered.",
@@ -416,7 +495,8 @@ async fn authorize_page(
     if let Err(r) = check(&idp, &p) {
         return *r;
     }
-    if p.prompt == "none" {
+    let patients = idp.nhs_client(&p.client_id).is_some();
+    if p.prompt == "none" && !patients {
         // Single sign-on: whoever signed in here already, without asking; nobody: say so.
         return match idp.sso_user(&headers) {
             Some(user) => issue_code(&idp, &p, &user),
@@ -441,22 +521,43 @@ async fn authorize_page(
         )
     })
     .collect();
-    let buttons: String = idp
-        .config
-        .users
+    let choices: Vec<(&str, &str)> = match &idp.nhs_login {
+        Some((_, ps)) if patients => ps
+            .iter()
+            .map(|p| (p.id.as_str(), p.label.as_str()))
+            .collect(),
+        _ => idp
+            .config
+            .users
+            .iter()
+            .map(|u| (u.id.as_str(), u.label.as_str()))
+            .collect(),
+    };
+    let buttons: String = choices
         .iter()
-        .map(|u| {
+        .map(|(id, label)| {
             format!(
                 "<li><button type=\"submit\" name=\"user\" value=\"{}\">{}</button></li>",
-                escape(&u.id),
-                escape(&u.label)
+                escape(id),
+                escape(label)
             )
         })
         .collect();
+    let (title, intro) = if patients {
+        (
+            "Demo NHS login",
+            "This stands in for NHS login, where patients sign in. Choose who to sign in as.",
+        )
+    } else {
+        (
+            "Demo identity provider",
+            "This stands in for your organisation's sign-in (such as NHS CIS2). Choose who to sign in as.",
+        )
+    };
     let body = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Demo identity provider: sign in</title></head>\
-         <body><h1>Demo identity provider</h1>\
-         <p>This stands in for your organisation's sign-in (such as NHS CIS2). Choose who to sign in as.</p>\
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}: sign in</title></head>\
+         <body><h1>{title}</h1>\
+         <p>{intro}</p>\
          <form action=\"/authorize\" method=\"post\">{hidden}<ul>{buttons}</ul></form></body></html>"
     );
     (StatusCode::OK, security_headers(), Html(body)).into_response()
@@ -478,6 +579,13 @@ async fn authorize(
     }
     if let Err(r) = check(&idp, &p) {
         return *r;
+    }
+    if idp.nhs_client(&p.client_id).is_some() {
+        // A patient: no single sign-on session (staff launches use it).
+        if idp.patient(&p.user).is_none() {
+            return error_page(StatusCode::BAD_REQUEST, "Choose who to sign in as.");
+        }
+        return issue_code(&idp, &p, &p.user);
     }
     if !idp.config.users.iter().any(|u| u.id == p.user) {
         return error_page(StatusCode::BAD_REQUEST, "Choose a user to sign in as.");
@@ -534,6 +642,8 @@ struct TokenForm {
     code_verifier: String,
     client_id: Option<String>,
     client_secret: Option<String>,
+    client_assertion_type: Option<String>,
+    client_assertion: Option<String>,
 }
 
 fn oauth_error(status: StatusCode, error: &str) -> Response {
@@ -578,11 +688,81 @@ fn same(a: &str, b: &str) -> bool {
             == 0
 }
 
+/// The client a signed assertion proves (`private_key_jwt`, RFC 7523): signed by the NHS login
+/// client's key, `iss` = `sub` = its id, `aud` this token endpoint, unexpired.
+fn asserted_client(idp: &Idp, form: &TokenForm) -> Option<String> {
+    if form.client_assertion_type.as_deref()
+        != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+    {
+        return None;
+    }
+    let (client, _) = idp.nhs_login.as_ref()?;
+    let mut v = jsonwebtoken::Validation::new(client.alg);
+    v.set_audience(&[format!("{}/token", idp.config.issuer)]);
+    v.set_issuer(&[&client.client_id]);
+    v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    let data = jsonwebtoken::decode::<serde_json::Value>(
+        form.client_assertion.as_deref()?,
+        &client.public_key,
+        &v,
+    )
+    .ok()?;
+    (data.claims["sub"] == client.client_id.as_str()).then(|| client.client_id.clone())
+}
+
+/// The token endpoint for the NHS login client: its code, for one of the patients.
+fn patient_token(idp: &Idp, client_id: &str, form: &TokenForm) -> Response {
+    if form.grant_type != "authorization_code" {
+        return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
+    }
+    let pending = match idp.codes.lock() {
+        Ok(mut codes) => codes.remove(&form.code),
+        Err(_) => return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
+    };
+    let Some(p) = pending else {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+    };
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(Sha256::digest(form.code_verifier.as_bytes()));
+    if p.client_id != client_id
+        || p.redirect_uri != form.redirect_uri
+        || p.expires <= idp.clock.now().timestamp()
+        || form.code_verifier.is_empty()
+        || !same(&challenge, &p.challenge)
+    {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+    }
+    let Some(patient) = idp.patient(&p.user) else {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+    };
+    let Ok(id_token) = idp.patient_id_token(patient, client_id, p.nonce.as_deref()) else {
+        return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error");
+    };
+    (
+        StatusCode::OK,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(json!({
+            "token_type": "Bearer",
+            "id_token": id_token,
+            "access_token": random(),
+            "expires_in": idp.config.token_seconds,
+            "scope": p.scope,
+        })),
+    )
+        .into_response()
+}
+
 async fn token(
     State(idp): State<Arc<Idp>>,
     headers: HeaderMap,
     Form(form): Form<TokenForm>,
 ) -> Response {
+    if form.client_assertion.is_some() {
+        return match asserted_client(&idp, &form) {
+            Some(client_id) => patient_token(&idp, &client_id, &form),
+            None => oauth_error(StatusCode::UNAUTHORIZED, "invalid_client"),
+        };
+    }
     let Some((client_id, secret)) = client_credentials(&headers, &form) else {
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
     };

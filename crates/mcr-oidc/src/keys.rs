@@ -294,7 +294,7 @@ fn token_id(issuer: &str, audience: &str, token: &str) -> [u8; 32] {
 }
 
 /// Seconds since the Unix epoch, as `exp` counts them (the clock `jsonwebtoken` checks with).
-fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))

@@ -14,11 +14,13 @@
 pub mod assertion;
 pub mod cis2;
 mod keys;
+pub mod nhs_login;
 pub mod smart;
 mod token;
 
 pub use cis2::{Cis2Config, RbacError, RbacMapping, RoleProfile};
 pub use keys::KeySet;
+pub use nhs_login::{NhsLogin, NhsLoginConfig, PatientIdentity, ProofingLevel};
 pub use token::{Identity, Rejection};
 
 use base64::Engine;
@@ -61,6 +63,9 @@ pub struct OidcConfig {
     /// configured authentication assurance level to view records.
     #[serde(default)]
     pub cis2: Option<Cis2Config>,
+    /// `[auth.nhs_login]`: patients sign in to `/my-record` with NHS login.
+    #[serde(default)]
+    pub nhs_login: Option<NhsLoginConfig>,
 }
 
 /// Which claim holds each fact about the user.
@@ -344,7 +349,7 @@ impl RelyingParty {
             &self.http,
             &m.token_endpoint,
             &self.config.client_id,
-            Some(&self.config.client_secret),
+            ClientAuth::Secret(&self.config.client_secret),
             code,
             verifier,
             redirect_url,
@@ -467,14 +472,31 @@ pub struct SignInOptions<'a> {
     pub login_hint: Option<&'a str>,
 }
 
-/// An authorization code grant at `endpoint` (RFC 6749 §4.1.3): HTTP Basic with the client's
-/// secret when it has one, else the public client's `client_id` in the form. The answer's
-/// body, or the provider's OAuth error code only (its text is not ours to echo).
+/// How a client proves itself at a token endpoint.
+#[derive(Clone, Copy)]
+pub(crate) enum ClientAuth<'a> {
+    /// HTTP Basic with the client's secret (`client_secret_basic`).
+    Secret(&'a SecretString),
+    /// A public client: its `client_id` in the form.
+    Public,
+    /// A signed client assertion (`private_key_jwt`, RFC 7523 §2.2).
+    Assertion(&'a str),
+}
+
+impl<'a> From<Option<&'a SecretString>> for ClientAuth<'a> {
+    fn from(s: Option<&'a SecretString>) -> Self {
+        s.map_or(ClientAuth::Public, ClientAuth::Secret)
+    }
+}
+
+/// An authorization code grant at `endpoint` (RFC 6749 §4.1.3), the client authenticated as
+/// `auth` says. The answer's body, or the provider's OAuth error code only (its text is not
+/// ours to echo).
 pub(crate) async fn post_token(
     http: &reqwest::Client,
     endpoint: &str,
     client_id: &str,
-    secret: Option<&SecretString>,
+    auth: ClientAuth<'_>,
     code: &str,
     verifier: &SecretString,
     redirect_url: &str,
@@ -486,14 +508,22 @@ pub(crate) async fn post_token(
         ("code_verifier", verifier.expose_secret()),
     ];
     let mut req = http.post(endpoint);
-    match secret {
-        Some(secret) => {
+    match auth {
+        ClientAuth::Secret(secret) => {
             req = req.basic_auth(
                 form_encode(client_id),
                 Some(form_encode(secret.expose_secret())),
             );
         }
-        None => form.push(("client_id", client_id)),
+        ClientAuth::Public => form.push(("client_id", client_id)),
+        ClientAuth::Assertion(jwt) => {
+            form.push(("client_id", client_id));
+            form.push((
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ));
+            form.push(("client_assertion", jwt));
+        }
     }
     let resp = req
         .header(reqwest::header::ACCEPT, "application/json")

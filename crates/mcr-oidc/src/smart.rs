@@ -196,7 +196,7 @@ impl SmartClient {
             &self.http,
             &c.token_endpoint,
             &self.host.client_id,
-            self.host.client_secret.as_ref(),
+            self.host.client_secret.as_ref().into(),
             code,
             verifier,
             redirect_url,

@@ -27,6 +27,12 @@ pub enum Rejection {
     MissingClaim(String),
     #[error("it was not issued for this sign-in")]
     Nonce,
+    /// A claim is there but not in the form its issuer documents.
+    #[error("its `{claim}` claim {problem}")]
+    BadClaim {
+        claim: &'static str,
+        problem: &'static str,
+    },
     /// The national RBAC claims (role profiles, the selected one) do not hold.
     #[error("{0}")]
     Rbac(RbacError),
@@ -46,6 +52,7 @@ impl Rejection {
             Rejection::Audience => "wrong-audience",
             Rejection::MissingClaim(_) => "missing-claim",
             Rejection::Nonce => "nonce-mismatch",
+            Rejection::BadClaim { .. } => "malformed-claim",
             Rejection::Rbac(e) => e.code(),
         }
     }

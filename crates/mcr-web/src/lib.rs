@@ -124,6 +124,12 @@ impl AppState {
         self.patients = Arc::new(PatientAccess::demo(patients));
         self
     }
+
+    /// How patients sign in to `/my-record` (NHS login; see [`PatientAccess`]).
+    pub fn with_patient_access(mut self, patients: PatientAccess) -> Self {
+        self.patients = Arc::new(patients);
+        self
+    }
 }
 
 /// The whole HTTP surface.

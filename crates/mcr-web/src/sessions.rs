@@ -52,6 +52,13 @@ pub struct Session {
     pub csrf: String,
 }
 
+/// A signed-in patient: their NHS number and how well NHS login proofed who they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatientSession {
+    pub nhs_number: Option<mcr_domain::NhsNumber>,
+    pub level: mcr_oidc::ProofingLevel,
+}
+
 /// A sign-in sent to the provider and not yet back.
 #[derive(Debug)]
 pub struct PendingLogin {
@@ -223,11 +230,17 @@ impl Sessions {
 
     /// Start a patient's session (`/my-record`) in the same shared store as staff sessions,
     /// apart from them: its key is the hash of `patient:` and its id, so a staff cookie is
-    /// never a patient's session nor the reverse. It holds the NHS number only. `None` when
-    /// the store cannot keep it.
-    pub async fn create_patient(&self, nhs: &mcr_domain::NhsNumber) -> Option<String> {
+    /// never a patient's session nor the reverse. It holds the NHS number (none when NHS login
+    /// gave none below P9) and the identity proofing level only. `None` when the store cannot
+    /// keep it.
+    pub async fn create_patient(
+        &self,
+        nhs: Option<&mcr_domain::NhsNumber>,
+        level: mcr_oidc::ProofingLevel,
+    ) -> Option<String> {
         let id = mcr_oidc::random_token();
-        let data = json!({ "patient": nhs.as_str() }).to_string();
+        let data =
+            json!({ "patient": nhs.map(|n| n.as_str()), "level": level.as_str() }).to_string();
         let (idle, max) = (millis(PATIENT_IDLE), millis(PATIENT_MAX));
         match self
             .store
@@ -242,8 +255,9 @@ impl Sessions {
         }
     }
 
-    /// The NHS number of a live patient session (any gateway's); marks it used now.
-    pub async fn touch_patient(&self, id: &str) -> Option<mcr_domain::NhsNumber> {
+    /// A live patient session (any gateway's); marks it used now. A session that names no
+    /// proofing level is P0: it may see general information only.
+    pub async fn touch_patient(&self, id: &str) -> Option<PatientSession> {
         let (idle, max) = (millis(PATIENT_IDLE), millis(PATIENT_MAX));
         let data = match self
             .store
@@ -257,7 +271,15 @@ impl Sessions {
             }
         };
         let v: serde_json::Value = serde_json::from_str(&data).ok()?;
-        mcr_domain::NhsNumber::parse(v["patient"].as_str()?).ok()
+        Some(PatientSession {
+            nhs_number: v["patient"]
+                .as_str()
+                .and_then(|n| mcr_domain::NhsNumber::parse(n).ok()),
+            level: v["level"]
+                .as_str()
+                .and_then(mcr_oidc::ProofingLevel::parse)
+                .unwrap_or(mcr_oidc::ProofingLevel::P0),
+        })
     }
 
     /// End a patient's session (sign-out), on every gateway.
@@ -404,8 +426,17 @@ mod tests {
         let one = Sessions::new(SessionLimits::default(), store.clone(), clock());
         let other = Sessions::new(SessionLimits::default(), store.clone(), clock());
         let nhs = mcr_domain::NhsNumber::parse("9434765919").expect("nhs");
-        let id = one.create_patient(&nhs).await.expect("created");
-        assert_eq!(other.touch_patient(&id).await, Some(nhs.clone()));
+        let id = one
+            .create_patient(Some(&nhs), mcr_oidc::ProofingLevel::P9)
+            .await
+            .expect("created");
+        assert_eq!(
+            other.touch_patient(&id).await,
+            Some(PatientSession {
+                nhs_number: Some(nhs.clone()),
+                level: mcr_oidc::ProofingLevel::P9
+            })
+        );
         assert!(
             other.touch(&id).await.is_none(),
             "a patient's session is not staff's"

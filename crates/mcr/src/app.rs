@@ -131,6 +131,31 @@ pub fn relying_party(s: &Settings, base_url: &str) -> anyhow::Result<mcr_oidc::R
         .map_err(|e| anyhow::anyhow!("[auth]: {e}"))
 }
 
+/// How patients sign in to `/my-record`: NHS login when `[auth.nhs_login]` is configured;
+/// else the development stand-in when the demo's patients are given and its switch is on;
+/// else not at all.
+pub fn patient_access(s: &Settings, base_url: &str) -> anyhow::Result<mcr_web::PatientAccess> {
+    let Some(cfg) = &s.auth.nhs_login else {
+        return Ok(if s.patient_stand_in {
+            mcr_web::PatientAccess::demo(s.demo_patients.clone())
+        } else {
+            mcr_web::PatientAccess::default()
+        });
+    };
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("my-care-record/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("building the HTTP client for NHS login")?;
+    let login = mcr_oidc::NhsLogin::new(cfg, base_url, http).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(mcr_web::PatientAccess::nhs_login(
+        Arc::new(login),
+        s.demo_patients.clone(),
+    ))
+}
+
 /// The host systems that may launch the viewer (`[smart]`), each reached as a SMART client.
 pub fn launcher(s: &Settings, base_url: &str) -> anyhow::Result<mcr_web::Launcher> {
     let http = reqwest::Client::builder()
@@ -302,9 +327,10 @@ pub async fn serve(s: &Settings, listener: TcpListener) -> anyhow::Result<Runnin
     let systems = backend_services(s)?;
     let secure_cookies = matches!(serving, crate::network::Serving::Tls(_));
     let launcher = launcher(s, &base_url)?;
+    let patients = patient_access(s, &base_url)?;
     let state = AppState::new(gateway.clone(), auth, base_url, secure_cookies)
         .with_launcher(launcher)
-        .with_demo_patients(s.demo_patients.clone())
+        .with_patient_access(patients)
         .with_trusted_proxy_hops(s.http.trusted_proxy_hops)
         .with_backend_services(systems);
     let refusals = state.refusals.clone();

@@ -61,6 +61,11 @@ pub struct Settings {
     /// config file; empty: no patient sign-in).
     #[serde(skip)]
     pub demo_patients: Vec<mcr_web::DemoPatient>,
+    /// Development only: patients sign in by picking one of `demo_patients`, with no NHS login
+    /// (never from a config file; off unless the demo is started with it, and ignored when
+    /// `[auth.nhs_login]` is configured).
+    #[serde(skip)]
+    pub patient_stand_in: bool,
     /// `[http]`: what the gateway may believe about the proxies in front of it.
     #[serde(default)]
     pub http: HttpSettings,

@@ -121,6 +121,21 @@ pub struct DemoInfo {
     /// The demo's backend services client (the acute trust's EPR) and its key.
     #[serde(default)]
     pub system_client: Option<crate::demo_system::DemoSystem>,
+    /// The demo patients' NHS login accounts at the demo provider: who they are and the level
+    /// NHS login proofed them to (P9: sees who viewed their record; P5: general information).
+    #[serde(default)]
+    pub patient_logins: Vec<DemoPatientLogin>,
+}
+
+/// A demo patient's NHS login account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DemoPatientLogin {
+    /// The account's id (`sub`) at the demo provider.
+    pub login_id: String,
+    pub label: String,
+    pub nhs_number: String,
+    /// `P9` or `P5`.
+    pub level: String,
 }
 
 /// A host system of the demo that may launch the viewer.
@@ -313,6 +328,35 @@ fn ehr_patients(region: &Region) -> anyhow::Result<Vec<mcr_idp::ehr::EhrPatient>
             })
         })
         .collect()
+}
+
+/// The demo patients' NHS login accounts: the sample patients at P9, and one more at P5.
+fn patient_logins(region: &Region) -> anyhow::Result<Vec<DemoPatientLogin>> {
+    let mut out: Vec<DemoPatientLogin> = demo_patients(region)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| DemoPatientLogin {
+            login_id: format!("nhs-login-p9-{}", i + 1),
+            label: p.label,
+            nhs_number: p.nhs_number.to_string(),
+            level: "P9".into(),
+        })
+        .collect();
+    if let Some(nhs) = region.samples.all_four.get(1) {
+        let p = region.person(nhs).context("sample patient")?;
+        out.push(DemoPatientLogin {
+            login_id: "nhs-login-p5-1".into(),
+            label: format!(
+                "{} {}, born {}",
+                p.given.join(" "),
+                p.family,
+                p.birth_date.format("%-d %B %Y")
+            ),
+            nhs_number: nhs.to_string(),
+            level: "P5".into(),
+        });
+    }
+    Ok(out)
 }
 
 fn demo_patients(region: &Region) -> anyhow::Result<Vec<mcr_web::DemoPatient>> {
@@ -677,12 +721,15 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
         &extra_names,
     )?;
     let ehr_list = ehr_patients(&region)?;
+    let patient_logins = patient_logins(&region)?;
     let (idp, idp_task, auth, smart) = tokens::start_idp(
         addr,
         key,
         &users,
         &format!("{scheme}://{addr}"),
         ehr_list.clone(),
+        &patient_logins,
+        &opts.data_dir.join("nhs-login-client.pem"),
     )
     .await?;
     let gateway_client_secret = auth.client_secret.clone();
@@ -727,6 +774,7 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
             max_connections: 64,
         }),
         demo_patients: demo_patients(&region)?,
+        patient_stand_in: false,
         http: crate::config::HttpSettings {
             trusted_proxy_hops: opts.trusted_proxy_hops,
             refusal_flush_seconds: opts.refusal_flush_seconds,
@@ -778,6 +826,7 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
             patients: ehr_list.iter().map(|p| p.nhs_number.clone()).collect(),
         }],
         system_client: Some(system_client),
+        patient_logins,
     };
     let gateway = app::serve(&settings, listener).await?;
     let adt_addr = gateway

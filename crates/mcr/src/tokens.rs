@@ -118,12 +118,83 @@ pub const DEMO_EHR_NAME: &str = "Parkbury House Surgery clinical system (demo)";
 /// The gateway's client id at the demo's host system.
 const EHR_CLIENT: &str = "mcr-viewer";
 
+/// The demo's NHS login client: a fresh P-384 key pair, its private key written (PKCS#8 PEM)
+/// to `key_path` for the gateway, its public key registered at the demo provider.
+fn nhs_login_client(
+    issuer: &str,
+    gateway: &str,
+    key_path: &std::path::Path,
+    patients: &[crate::demo::DemoPatientLogin],
+) -> anyhow::Result<(
+    mcr_idp::NhsLoginClient,
+    Vec<mcr_idp::IdpPatient>,
+    mcr_oidc::NhsLoginConfig,
+)> {
+    use base64::Engine;
+    use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P384_SHA384_FIXED_SIGNING};
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &rng)
+        .map_err(|_| anyhow::anyhow!("generating the demo NHS login client key"))?;
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+        .map_err(|_| anyhow::anyhow!("reading the demo NHS login client key"))?;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(pkcs8.as_ref());
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap_or_default())
+        .collect();
+    let pem = format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        lines.join("\n")
+    );
+    std::fs::write(key_path, pem).with_context(|| format!("writing {}", key_path.display()))?;
+    // The public key is the uncompressed point: 0x04, x, y.
+    let point = pair.public_key().as_ref();
+    let enc = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let public_key =
+        jsonwebtoken::DecodingKey::from_ec_components(&enc(&point[1..49]), &enc(&point[49..97]))
+            .context("the demo NHS login client's public key")?;
+    let client = mcr_idp::NhsLoginClient {
+        client_id: DEMO_NHS_LOGIN_CLIENT.into(),
+        redirect_uris: vec![format!("{gateway}/my-record/signin/callback")],
+        public_key,
+        alg: jsonwebtoken::Algorithm::ES384,
+    };
+    let accounts = patients
+        .iter()
+        .map(|p| mcr_idp::IdpPatient {
+            id: p.login_id.clone(),
+            label: format!("{} (identity proved to {})", p.label, p.level),
+            level: p.level.clone(),
+            nhs_number: Some(p.nhs_number.clone()),
+        })
+        .collect();
+    let config = mcr_oidc::NhsLoginConfig {
+        issuer: issuer.to_owned(),
+        client_id: DEMO_NHS_LOGIN_CLIENT.into(),
+        private_key: key_path.to_owned(),
+        key_id: None,
+        assertion_algorithm: "ES384".into(),
+        scope: "openid profile".into(),
+        // P9 first; P5 too, so the demo shows what a patient proofed to P5 sees.
+        vtr: r#"["P9.Cp.Cd","P9.Cp.Ck","P9.Cm","P5.Cp.Cd","P5.Cp.Ck","P5.Cm"]"#.into(),
+        algorithms: vec!["EdDSA".into()],
+        redirect_url: None,
+    };
+    Ok((client, accounts, config))
+}
+
+/// The gateway's client id at the demo's stand-in for NHS login.
+pub const DEMO_NHS_LOGIN_CLIENT: &str = "mcr-patient";
+
 pub async fn start_idp(
     gateway: SocketAddr,
     key: SigningKey,
     users: &[DemoUser],
     gateway_url: &str,
     ehr_patients: Vec<mcr_idp::ehr::EhrPatient>,
+    patients: &[crate::demo::DemoPatientLogin],
+    nhs_login_key: &std::path::Path,
 ) -> anyhow::Result<(
     Arc<Idp>,
     tokio::task::JoinHandle<()>,
@@ -163,7 +234,13 @@ pub async fn start_idp(
         },
         ehr_patients,
     );
-    let idp = Arc::new(demo_idp(&issuer, key, users, vec![client]).with_ehr(ehr));
+    let (nhs_client, accounts, nhs_login) =
+        nhs_login_client(&issuer, gateway, nhs_login_key, patients)?;
+    let idp = Arc::new(
+        demo_idp(&issuer, key, users, vec![client])
+            .with_ehr(ehr)
+            .with_nhs_login(nhs_client, accounts),
+    );
     let smart = mcr_web::SmartSettings {
         hosts: vec![mcr_web::launch::SmartHostSettings {
             name: DEMO_EHR_NAME.into(),
@@ -189,6 +266,7 @@ pub async fn start_idp(
         scope: "openid profile".into(),
         claims: mcr_oidc::ClaimNames::default(),
         cis2: Some(mcr_oidc::Cis2Config::default()),
+        nhs_login: Some(nhs_login),
     };
     Ok((idp, task, auth, smart))
 }

@@ -589,3 +589,324 @@ organisation = {{ code = "RWH01", name = "East and North Hertfordshire NHS Trust
         String::from_utf8_lossy(&verify.stdout)
     );
 }
+
+/// A patient's NHS login sign-in at `/my-record`, through the provider as `who`; `authorize`
+/// and `back` may change the URLs on the way (a forged nonce, state, …).
+async fn patient_sign_in(
+    http: &reqwest::Client,
+    gateway: &str,
+    issuer: &str,
+    who: &str,
+    authorize: impl Fn(String) -> String,
+    back: impl Fn(String) -> String,
+) -> Signin {
+    let start = http
+        .post(format!("{gateway}/my-record/signin"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send()
+        .await
+        .expect("POST /my-record/signin");
+    assert_eq!(start.status(), 303);
+    let mut jar = Jar::default();
+    jar.take(&start);
+    let url = location(&start);
+    assert!(url.starts_with(issuer), "{url}");
+    for part in [
+        "client_id=mcr-patient",
+        "vtr=%5B%22P9.Cp.Cd%22%2C%22P9.Cp.Ck%22%2C%22P9.Cm%22%5D",
+        "code_challenge_method=S256",
+        "nonce=",
+        "state=",
+    ] {
+        assert!(url.contains(part), "the authorization asks {part}: {url}");
+    }
+    let returned =
+        through_provider(http, issuer, authorize(format!("{url}&login_hint={who}"))).await;
+    assert!(
+        returned.starts_with(&format!("{gateway}/my-record/signin/callback?")),
+        "{returned}"
+    );
+    let resp = http
+        .get(back(returned))
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .expect("callback");
+    jar.take(&resp);
+    let status = resp.status().as_u16();
+    let location = resp
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().expect("ascii").to_owned())
+        .unwrap_or_default();
+    let body = resp.text().await.expect("body");
+    Signin {
+        status,
+        location,
+        body,
+        jar,
+    }
+}
+
+/// Replace the value of query parameter `name` in `url`.
+fn with_param(url: &str, name: &str, value: &str) -> String {
+    let mut u = url::Url::parse(url).expect("url");
+    let pairs: Vec<(String, String)> = u
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == name {
+                value.to_owned()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    u.query_pairs_mut().clear().extend_pairs(pairs);
+    u.into()
+}
+
+#[tokio::test]
+async fn patients_sign_in_with_nhs_login_shaped_claims_from_an_independent_provider() {
+    let dir = interop_dir();
+    ensure_installed(&dir);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let gateway = format!("http://127.0.0.1:{port}");
+    let secret = "interop-client-secret-0123456789";
+    let tmp = tempfile::tempdir().expect("dir");
+    let key = tmp.path().join("nhs-login-client.pem");
+    // NHS numbers: valid check digits (P9, P5), and one that fails its check digit.
+    let (p9_nhs, p5_nhs) = ("9434765919", "9434765870");
+    let account = |level: &str, nhs: Option<&str>| {
+        let mut a = serde_json::json!({
+            "identity_proofing_level": level, "vot": format!("{level}.Cp.Cd"), "name": "Pat Interop",
+        });
+        if let Some(n) = nhs {
+            a["nhs_number"] = n.into();
+        }
+        a
+    };
+    let accounts = serde_json::json!({
+        "p9.patient": account("P9", Some(p9_nhs)),
+        "p5.patient": account("P5", Some(p5_nhs)),
+        "no.number": account("P9", None),
+        "bad.number": account("P9", Some("1234567890")),
+    });
+    let mut provider = tokio::process::Command::new("node")
+        .arg("server.mjs")
+        .current_dir(&dir)
+        .env(
+            "OIDC_REDIRECT_URI",
+            format!("{gateway}/signin/callback {gateway}/my-record/signin/callback"),
+        )
+        .env("OIDC_CLIENT_SECRET", secret)
+        .env("OIDC_NHS_LOGIN_ACCOUNTS", accounts.to_string())
+        .env("OIDC_NHS_LOGIN_KEY_FILE", &key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node must be installed to run the OpenID Connect interoperability test");
+    let issuer = first_line_with(&mut provider, "issuer ").await;
+
+    let data = tmp.path().join("data");
+    let config = tmp.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"listen = "127.0.0.1:{port}"
+data_dir = "{data}"
+[auth]
+issuer = "{issuer}"
+client_id = "mcr-gateway"
+client_secret = "{secret}"
+algorithms = ["RS256"]
+[auth.nhs_login]
+issuer = "{issuer}"
+client_id = "mcr-patient"
+private_key = "{key}"
+key_id = "mcr-patient-key"
+[[sources]]
+id = "acute"
+base_url = "http://127.0.0.1:9"
+resource_types = ["Patient"]
+organisation = {{ code = "RWH01", name = "East and North Hertfordshire NHS Trust", kind = "acute-trust", member = true }}
+"#,
+            data = data.display(),
+            key = key.display(),
+        ),
+    )
+    .expect("config");
+    let log = tmp.path().join("gateway.log");
+    let mut gw = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcr"))
+        .args(["serve", "--insecure-http", "--config"])
+        .arg(&config)
+        .env("MCR_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start mcr serve");
+    assert_eq!(
+        first_line_with(&mut gw, "gateway listening on ").await,
+        gateway
+    );
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let same = |u: String| u;
+
+    let page = get_page(
+        &http,
+        &format!("{gateway}/my-record/signin"),
+        &Jar::default(),
+    )
+    .await;
+    assert!(page.2.contains("Continue to NHS login"), "{}", page.2);
+    assert!(!page.2.contains("stand-in"), "no stand-in beside NHS login");
+
+    // P9: a patient session naming their NHS number; the access history is theirs to see.
+    let p9 = patient_sign_in(&http, &gateway, &issuer, "p9.patient", same, same).await;
+    assert_eq!(p9.status, 200, "{}", p9.body);
+    assert!(
+        p9.body.contains("content=\"0;url=/my-record\""),
+        "on to /my-record from a page of the gateway's own: {}",
+        p9.body
+    );
+    let (status, _, body) = get_page(&http, &format!("{gateway}/my-record"), &p9.jar).await;
+    assert_ne!(status, 403, "{body}");
+    assert!(!body.contains("Prove who you are"), "{body}");
+
+    // P5: signed in, general information only; the history and its download are refused.
+    let p5 = patient_sign_in(&http, &gateway, &issuer, "p5.patient", same, same).await;
+    assert_eq!(p5.status, 200, "{}", p5.body);
+    assert!(
+        p5.body.contains("content=\"0;url=/my-record\""),
+        "on to /my-record from a page of the gateway's own: {}",
+        p5.body
+    );
+    for path in ["/my-record", "/my-record/access-history.csv"] {
+        let (status, _, body) = get_page(&http, &format!("{gateway}{path}"), &p5.jar).await;
+        assert_eq!(status, 403, "{path}: {body}");
+        assert!(
+            body.contains("Prove who you are")
+                && body.contains("level P5")
+                && body.contains("(level P9)"),
+            "{path} says why and how to reach P9: {body}"
+        );
+        assert!(!body.contains(p5_nhs), "{body}");
+    }
+
+    // Refusals, each with its sentence.
+    let refused = |s: &Signin, status: u16, words: &str| {
+        assert_eq!(s.status, status, "{}", s.body);
+        assert!(s.body.contains(words), "{words}: {}", s.body);
+        assert!(
+            !s.jar.0.contains_key("mcr_patient"),
+            "no patient session after a refusal"
+        );
+    };
+    let none = patient_sign_in(&http, &gateway, &issuer, "no.number", same, same).await;
+    refused(&none, 403, "did not give your NHS number");
+    let bad = patient_sign_in(&http, &gateway, &issuer, "bad.number", same, same).await;
+    refused(&bad, 403, "NHS number that is not valid");
+    let forged_state = patient_sign_in(&http, &gateway, &issuer, "p9.patient", same, |u| {
+        with_param(&u, "state", "forged")
+    })
+    .await;
+    refused(&forged_state, 400, "not started here");
+    let forged_nonce = patient_sign_in(
+        &http,
+        &gateway,
+        &issuer,
+        "p9.patient",
+        |u| with_param(&u, "nonce", "someone-elses-nonce"),
+        same,
+    )
+    .await;
+    refused(&forged_nonce, 401, "it was not issued for this sign-in");
+    let no_vtr = patient_sign_in(
+        &http,
+        &gateway,
+        &issuer,
+        "p9.patient",
+        |u| with_param(&u, "vtr", "[]"),
+        same,
+    )
+    .await;
+    refused(&no_vtr, 401, "NHS login did not sign you in");
+    // The callback with no sign-in in progress (no cookie).
+    let (status, _, body) = get_page(
+        &http,
+        &format!("{gateway}/my-record/signin/callback?code=x&state=y"),
+        &Jar::default(),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("took too long"), "{body}");
+
+    gw.kill().await.ok();
+    provider.kill().await.ok();
+
+    // Every sign-in and refusal is audited; the NHS number only once proofed to P9.
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", data.join("mcr.db").display()))
+        .await
+        .expect("the gateway's store");
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT action, payload FROM audit_log ORDER BY seq")
+            .fetch_all(&db)
+            .await
+            .expect("audit");
+    let with = |b: &str| {
+        rows.iter()
+            .filter(|(_, p)| p.contains(&format!("\"basis\":\"{b}\"")))
+            .collect::<Vec<_>>()
+    };
+    let signed_in = with("nhs-login");
+    assert_eq!(signed_in.len(), 1, "{rows:?}");
+    assert!(
+        signed_in[0].1.contains(p9_nhs) && signed_in[0].1.contains("identity proofing level P9"),
+        "{:?}",
+        signed_in[0]
+    );
+    assert_eq!(with("nhs-login-general-information-only").len(), 1);
+    assert_eq!(
+        with("proofing-level-too-low").len(),
+        2,
+        "history and download"
+    );
+    for (basis, n) in [
+        ("missing-nhs-number", 1),
+        ("malformed-nhs-number", 1),
+        ("state-mismatch", 1),
+        ("nonce-mismatch", 1),
+        ("provider-refused", 1),
+        ("no-sign-in-in-progress", 1),
+    ] {
+        assert_eq!(with(basis).len(), n, "{basis}: {rows:?}");
+    }
+    assert!(
+        rows.iter().all(|(_, p)| !p.contains(p5_nhs)),
+        "a P5 patient's unproofed NHS number is not kept"
+    );
+    let log = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        !log.contains(p9_nhs) && !log.contains(p5_nhs),
+        "no NHS number in the gateway's logs"
+    );
+    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_mcr"))
+        .args(["audit", "verify", "--data-dir"])
+        .arg(&data)
+        .output()
+        .expect("mcr audit verify");
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+}

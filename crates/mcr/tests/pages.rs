@@ -709,3 +709,89 @@ async fn the_matching_queue_links_and_rules_out_pairs_and_audits_each_decision()
         "no demographics in the audit trail"
     );
 }
+
+/// A demo patient signs in at `/my-record` through the demo's NHS login; returns the status
+/// and page of `/my-record` afterwards.
+async fn patient_signs_in(t: &TestDemo, login_id: &str) -> (u16, String) {
+    let http = t.browser();
+    let start = http
+        .post(t.url("/my-record/signin"))
+        .form(&[("go", "1")])
+        .send()
+        .await
+        .expect("POST /my-record/signin");
+    assert_eq!(start.status(), 303, "to NHS login");
+    let login = set_cookie(&start, "mcr_patient_login").expect("a sign-in in progress");
+    let login = login.split(';').next().expect("cookie").to_owned();
+    let authorize = url::Url::parse(&location(&start)).expect("authorize URL");
+    assert!(
+        authorize
+            .query_pairs()
+            .any(|(k, v)| k == "vtr" && v.contains("P9.Cp.Cd")),
+        "{authorize}"
+    );
+    let back = choose_user(&http, &authorize, login_id).await;
+    assert_eq!(back.status(), 303, "NHS login sends the patient back");
+    let resp = http
+        .get(location(&back))
+        .header("cookie", &login)
+        .send()
+        .await
+        .expect("callback");
+    assert_eq!(resp.status(), 200, "signed in");
+    let cookie = set_cookie(&resp, "mcr_patient").expect("a patient session");
+    assert!(
+        resp.text()
+            .await
+            .expect("page")
+            .contains("http-equiv=\"refresh\" content=\"0;url=/my-record\""),
+        "on to /my-record from a page of the gateway's own"
+    );
+    let cookie = cookie.split(';').next().expect("cookie").to_owned();
+    let page = http
+        .get(t.url("/my-record"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("GET /my-record");
+    (page.status().as_u16(), page.text().await.expect("page"))
+}
+
+#[tokio::test]
+async fn demo_patients_sign_in_with_the_demos_nhs_login_p9_sees_history_p5_general_information() {
+    let t = start().await;
+    let resp = t
+        .http
+        .get(t.url("/my-record/signin"))
+        .send()
+        .await
+        .expect("GET /my-record/signin");
+    assert_eq!(resp.status(), 200);
+    let page = resp.text().await.expect("page");
+    assert!(page.contains("Continue to NHS login"), "{page}");
+    assert!(
+        !page.contains("type=\"radio\""),
+        "no stand-in patient picker in the demo: {page}"
+    );
+    let logins = &t.demo.info.patient_logins;
+    let p9 = logins
+        .iter()
+        .find(|l| l.level == "P9")
+        .expect("a P9 patient");
+    let p5 = logins
+        .iter()
+        .find(|l| l.level == "P5")
+        .expect("demo.json names a P5 patient");
+
+    let (status, page) = patient_signs_in(&t, &p9.login_id).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Who viewed your record"), "{page}");
+
+    let (status, page) = patient_signs_in(&t, &p5.login_id).await;
+    assert_eq!(status, 403, "{page}");
+    assert!(
+        page.contains("level P5") && page.contains("Prove who you are"),
+        "{page}"
+    );
+    assert!(!page.contains("Who viewed your record"), "{page}");
+}

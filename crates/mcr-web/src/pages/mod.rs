@@ -94,6 +94,7 @@ pub(crate) fn routes() -> Router<AppState> {
             "/my-record/signin",
             get(patient::signin_page).post(patient::signin),
         )
+        .route("/my-record/signin/callback", get(patient::callback))
         .route("/my-record/signout", post(patient::signout))
         .route("/favicon.ico", get(assets::favicon))
         .route("/assets/{*path}", get(assets::asset))
@@ -246,7 +247,7 @@ pub(crate) fn sentence_case(s: &str) -> String {
     out
 }
 
-async fn not_found() -> Response {
+pub(super) async fn not_found() -> Response {
     error_page(
         Layout::public(),
         StatusCode::NOT_FOUND,
