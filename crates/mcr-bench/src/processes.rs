@@ -193,13 +193,17 @@ impl System {
         let org = acute_org;
         for (id, url) in &source_urls {
             let slice = region.source(id).with_context(|| format!("source {id}"))?;
-            let types: Vec<String> = slice
+            let gp_connect = o.gp_connect && id == "gp";
+            let mut types: Vec<String> = slice
                 .resource_types
                 .iter()
                 .map(|t| format!("\"{t}\""))
                 .collect();
+            // Through GP Connect the practice's letters come too (Access Document), as in the demo.
+            if gp_connect && !slice.resource_types.contains(&"DocumentReference") {
+                types.push("\"DocumentReference\"".into());
+            }
             let org_toml = toml_org(&slice.organisation)?;
-            let gp_connect = o.gp_connect && id == "gp";
             gw.push_str(&format!(
                 "\n[[sources]]\nid = \"{id}\"\nbase_url = \"{url}\"\nresource_types = [{}]\nbatch = {}\norganisation = {org_toml}\n",
                 types.join(", "),
