@@ -201,16 +201,7 @@ impl StoreCounters {
     }
 
     fn sweep(&self, at: DateTime<Utc>, window: Duration) {
-        if self.calls.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY != SWEEP_EVERY - 1 {
-            return;
-        }
-        let store = self.store.clone();
-        let before = (at - window).timestamp_millis();
-        tokio::spawn(async move {
-            if let Err(e) = store.forget_watch(before).await {
-                tracing::warn!(error = %e, "the watch's old counts could not be forgotten");
-            }
-        });
+        forget_now_and_then(&self.store, &self.calls, at, window);
     }
 }
 
@@ -367,19 +358,37 @@ impl WriteBehindCounters {
             .await
     }
 
+    /// Hand `change` to the writer; if it has ended, the change is counted as lost.
+    fn send(&self, writer: &mpsc::UnboundedSender<Behind>, change: Behind) {
+        if writer.send(change).is_err() {
+            self.lost.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Forget old counts in the store now and then, in the background (memory sweeps itself).
     fn forget(&self, at: DateTime<Utc>, window: Duration) {
-        if self.forgets.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY != SWEEP_EVERY - 1 {
-            return;
-        }
-        let store = self.store.clone();
-        let before = (at - window).timestamp_millis();
-        tokio::spawn(async move {
-            if let Err(e) = store.forget_watch(before).await {
-                tracing::warn!(error = %e, "the watch's old counts could not be forgotten");
-            }
-        });
+        forget_now_and_then(&self.store, &self.forgets, at, window);
     }
+}
+
+/// Every [`SWEEP_EVERY`] calls (counted in `calls`), forget the store's views and flags older
+/// than `window` before `at`, in the background.
+fn forget_now_and_then(
+    store: &Arc<dyn mcr_store::Store>,
+    calls: &AtomicU64,
+    at: DateTime<Utc>,
+    window: Duration,
+) {
+    if calls.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY != SWEEP_EVERY - 1 {
+        return;
+    }
+    let store = store.clone();
+    let before = (at - window).timestamp_millis();
+    tokio::spawn(async move {
+        if let Err(e) = store.forget_watch(before).await {
+            tracing::warn!(error = %e, "the watch's old counts could not be forgotten");
+        }
+    });
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -436,12 +445,15 @@ impl WatchCounters for WriteBehindCounters {
             .count_view(user_id, patient, at, window, limit)
             .await?;
         if !counted.refused {
-            // Fails only once the writer has ended, i.e. the runtime is going down.
-            let _ = writer.send(Behind::View(mcr_store::WatchView {
-                user_id: user_id.to_owned(),
-                patient: patient.to_owned(),
-                seen_ms: at.timestamp_millis(),
-            }));
+            // Fails only once the writer has ended (the runtime is going down): counted.
+            self.send(
+                writer,
+                Behind::View(mcr_store::WatchView {
+                    user_id: user_id.to_owned(),
+                    patient: patient.to_owned(),
+                    seen_ms: at.timestamp_millis(),
+                }),
+            );
         }
         Ok(counted)
     }
@@ -456,13 +468,16 @@ impl WatchCounters for WriteBehindCounters {
         let claim = self.memory.claim_flag(key, at, window).await?;
         let state = lock(&self.memory.flags).get(key).copied();
         if let Some((last, held)) = state {
-            let _ = writer.send(Behind::Flag(mcr_store::WatchFlag {
-                user_id: key.user_id.clone(),
-                rule: key.rule.code().to_owned(),
-                patient: key.patient.clone().unwrap_or_default(),
-                last_ms: last.timestamp_millis(),
-                held: i64::try_from(held).unwrap_or(i64::MAX),
-            }));
+            self.send(
+                writer,
+                Behind::Flag(mcr_store::WatchFlag {
+                    user_id: key.user_id.clone(),
+                    rule: key.rule.code().to_owned(),
+                    patient: key.patient.clone().unwrap_or_default(),
+                    last_ms: last.timestamp_millis(),
+                    held: i64::try_from(held).unwrap_or(i64::MAX),
+                }),
+            );
         }
         Ok(claim)
     }
