@@ -390,9 +390,25 @@ pub struct MergedRecord {
     /// sex for this NHS number (a wrong-patient risk), one per detail that differs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub demographics_differ: Vec<String>,
+    /// The patient is restricted (a source's or PDS's confidentiality label, or the index's
+    /// status): their address, telephone, contacts and registered practice were removed from
+    /// [`Self::patient`] and are never shown ([`MergedRecord::withhold_location`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub location_withheld: bool,
 }
 
 impl MergedRecord {
+    /// Remove where the patient is (`address`, `telecom`, `contact`, `generalPractitioner`)
+    /// from the record's Patient, and say so.
+    pub fn withhold_location(&mut self) {
+        self.location_withheld = true;
+        if let Some(serde_json::Value::Object(p)) = &mut self.patient {
+            for field in ["address", "telecom", "contact", "generalPractitioner"] {
+                p.remove(field);
+            }
+        }
+    }
+
     pub fn items(&self, section: Section) -> &[RecordItem] {
         self.sections
             .iter()

@@ -64,6 +64,9 @@ pub struct SourceMeta<'a> {
 pub enum Digested {
     /// Demographics, for the record's header (only when the grant includes them).
     Patient(Value),
+    /// A restricted patient's demographics (`meta.security` R or V), where they are already
+    /// removed ([`mcr_fhir::LOCATION_FIELDS`]).
+    RestrictedPatient(Value),
     /// An item to show, with the key that finds the same item from other sources.
     Item(Box<(Option<String>, RecordItem)>),
     /// Withheld: sensitive, confidential, or outside the source's sharing agreement.
@@ -111,11 +114,20 @@ pub fn digest(
         Sight::Withheld => return Digested::Withheld,
     }
     if class == DataClass::Demographics {
-        return if filter.grant().allows(class) {
-            Digested::Patient(received.value())
-        } else {
-            Digested::Ignored
-        };
+        if !filter.grant().allows(class) {
+            return Digested::Ignored;
+        }
+        let restricted = mcr_fhir::restricted_label(r);
+        let mut value = received.value();
+        if !restricted {
+            return Digested::Patient(value);
+        }
+        if let Some(p) = value.as_object_mut() {
+            for field in mcr_fhir::LOCATION_FIELDS {
+                p.remove(field);
+            }
+        }
+        return Digested::RestrictedPatient(value);
     }
     let Some(section) = section else {
         return Digested::Ignored;
@@ -176,7 +188,10 @@ impl SourceFetch {
                 Digested::Withheld => c.withheld += 1,
                 Digested::Untied => c.untied += 1,
                 Digested::AnotherPatient => c.another_patient += 1,
-                Digested::Patient(_) | Digested::NotGranted(_) | Digested::Ignored => {}
+                Digested::Patient(_)
+                | Digested::RestrictedPatient(_)
+                | Digested::NotGranted(_)
+                | Digested::Ignored => {}
             }
             c
         })
@@ -194,6 +209,7 @@ pub fn merge(filter: &ResourceFilter<'_>, fetches: Vec<SourceFetch>) -> MergedRe
     let mut patient_url: Option<String> = None;
     let mut unavailable: BTreeSet<Section> = BTreeSet::new();
     let mut withheld_any = false;
+    let mut restricted = false;
     // Each source's Patient, as (organisation, what it says), to compare.
     let mut demographics: Vec<(String, Demographics)> = Vec::new();
 
@@ -214,7 +230,8 @@ pub fn merge(filter: &ResourceFilter<'_>, fetches: Vec<SourceFetch>) -> MergedRe
                     continue;
                 }
                 Digested::Withheld => continue,
-                Digested::Patient(p) => {
+                Digested::Patient(p) | Digested::RestrictedPatient(p) => {
+                    restricted |= mcr_fhir::restricted_label(&p);
                     demographics.push((f.org_name.clone(), Demographics::of(&p)));
                     if patient.is_none() {
                         patient_url = Some(full_url(&f.base_url, &p));
@@ -286,7 +303,7 @@ pub fn merge(filter: &ResourceFilter<'_>, fetches: Vec<SourceFetch>) -> MergedRe
             unavailable.insert(s);
         }
     }
-    MergedRecord {
+    let mut record = MergedRecord {
         nhs_number: filter.grant().patient().clone(),
         patient,
         patient_url,
@@ -295,7 +312,14 @@ pub fn merge(filter: &ResourceFilter<'_>, fetches: Vec<SourceFetch>) -> MergedRe
         unavailable_sections: unavailable.into_iter().collect(),
         withheld: withheld_any,
         demographics_differ: differences(&demographics),
+        location_withheld: false,
+    };
+    // One source saying the patient is restricted is enough: the Patient shown (whichever
+    // source it came from) is then without their location.
+    if restricted {
+        record.withhold_location();
     }
+    record
 }
 
 /// What a source's Patient says of who this is: name (family and first given, compared

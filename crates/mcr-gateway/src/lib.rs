@@ -56,7 +56,7 @@ pub use protected::{ProtectedCategory, ProtectedPerson};
 pub use refusals::RefusalCount;
 pub use search::{PatientMatch, PatientQuery};
 pub use system_access::SystemTokenRequest;
-pub use view::{PendingView, View, ViewOutcome};
+pub use view::{PendingView, View, ViewOutcome, LOCATION_WITHHELD};
 pub use watch::{
     assess, family_of, uk_local, Checked, Finding, FlagNotice, FlagSink, Seen, ViewFacts, Watch,
     WatchConfig, WatchRule, WorkingHours, EMERGENCY_KINDS, FLAG_ACTION,

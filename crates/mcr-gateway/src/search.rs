@@ -18,6 +18,9 @@ pub struct PatientMatch {
     pub links: Vec<SourceLink>,
     /// Sources whose demographics differ from the index (name, date of birth or postcode).
     pub differing_sources: Vec<String>,
+    /// A restricted patient: `patient.postcode` and `patient.gp_practice` were removed here
+    /// and are never shown.
+    pub location_withheld: bool,
 }
 
 impl PatientMatch {
@@ -105,8 +108,28 @@ impl Gateway {
             PatientQuery::Demographics(q) => self.store.search_patients(q, MAX_RESULTS).await,
         };
         let patients = found.map_err(|_| GatewayError::StoreUnavailable)?;
+        let by_postcode = matches!(query, PatientQuery::Demographics(q) if q.postcode.is_some());
         let mut out = Vec::with_capacity(patients.len());
-        for p in patients {
+        let mut withheld = 0;
+        let mut left_out = 0;
+        for mut p in patients {
+            // A restricted patient's location is never shown; and, as PDS does, a search that
+            // names a postcode never finds them (it would confirm where they live). Unreadable
+            // status: treated as restricted (fail closed).
+            let restricted = self
+                .store
+                .patient_status(&p.nhs_number)
+                .await
+                .map_or(true, |s| s.is_some_and(|s| s.restricted));
+            if restricted && by_postcode {
+                left_out += 1;
+                continue;
+            }
+            if restricted {
+                p.postcode = None;
+                p.gp_practice = None;
+                withheld += 1;
+            }
             let links = self
                 .store
                 .links(&p.nhs_number)
@@ -129,11 +152,21 @@ impl Gateway {
                 patient: p,
                 links,
                 differing_sources,
+                location_withheld: restricted,
             });
         }
         let mut event = self.event(ctx, ACTION, nhs);
         event.outcome = "permit".into();
-        event.detail = Some(format!("{} result(s)", out.len()));
+        let mut detail = format!("{} result(s)", out.len());
+        if withheld > 0 {
+            detail.push_str(&format!("; location withheld for {withheld} restricted"));
+        }
+        if left_out > 0 {
+            detail.push_str(&format!(
+                "; {left_out} restricted left out of a search by postcode"
+            ));
+        }
+        event.detail = Some(detail);
         self.audit(&event).await?;
         Ok(out)
     }

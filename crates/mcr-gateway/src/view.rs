@@ -103,6 +103,8 @@ impl Phases {
 }
 
 const VIEW: &str = "view-record";
+/// What a view of a restricted patient says, in the view and in its audit record.
+pub const LOCATION_WITHHELD: &str = "address withheld: restricted record";
 
 /// What the access phase decided.
 enum Access<'a> {
@@ -190,11 +192,26 @@ impl Gateway {
             phases.end("access");
 
             let filter = grant.filter(&self.policy, self.agreements(), self.clock.now());
-            let fetched = self
-                .fetch(&filter, &locations, ahead, phases.began)
-                .instrument(Phases::span("fetch"))
-                .await;
+            // What PDS (or a source's label, at the last sync) said of this patient is read
+            // beside the fetch; unreadable, the location is withheld (fail closed).
+            let (fetched, status) = tokio::join!(
+                self.fetch(&filter, &locations, ahead, phases.began)
+                    .instrument(Phases::span("fetch")),
+                self.store.patient_status(nhs)
+            );
             phases.end("fetch");
+            let restricted = match status {
+                Ok(s) => s.is_some_and(|s| s.restricted),
+                Err(_) => {
+                    tracing::warn!("patient status unreadable: location withheld");
+                    true
+                }
+            } || fetched.fetches.iter().any(|f| {
+                f.outcome.as_ref().is_ok_and(|d| {
+                    d.iter()
+                        .any(|d| matches!(d, mcr_federation::Digested::RestrictedPatient(_)))
+                })
+            });
 
             // The audit record needs only what each source sent (counted as the merge will
             // count it), so it is submitted now and commits while the record is merged and the
@@ -203,6 +220,9 @@ impl Gateway {
             event.outcome = "permit".into();
             event.basis = Some(grant.basis().code().to_owned());
             event.detail = Some(grant.basis().describe());
+            if restricted {
+                event.detail = Some(format!("{}; {LOCATION_WITHHELD}", grant.basis().describe()));
+            }
             event.sources = fetched.fetches.iter().map(source_audit).collect();
             let submitted = std::time::Instant::now();
             let gateway = self.clone();
@@ -215,8 +235,11 @@ impl Gateway {
                 .instrument(Phases::span("audit")),
             );
 
-            let record =
+            let mut record =
                 Phases::span("merge").in_scope(|| mcr_federation::merge(&filter, fetched.fetches));
+            if restricted {
+                record.withhold_location();
+            }
             phases.end("merge");
             tracing::info!(
                 sources = record.sources.len(),

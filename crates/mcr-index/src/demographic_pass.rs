@@ -99,9 +99,20 @@ impl Indexer {
         let mut candidates = flagged;
         let mut unmatched = Vec::new();
         let mut unlink: Vec<Vec<RecordKey>> = vec![Vec::new(); reports.len()];
+        let mut traced = Traced::default();
         for ((at, p), outcome) in to_match.iter().zip(outcomes) {
             let report = &mut reports[*at];
             evaluated.push(p.key());
+            if let (Some(pds), false) = (&self.pds, matches!(outcome, linkage::Outcome::Link(..))) {
+                match trace_one(pds, p, &mut report.pds, now, &mut traced).await {
+                    TraceStep::Linked(link) => {
+                        links.push(link);
+                        continue;
+                    }
+                    TraceStep::Review(candidate) => candidates.push(candidate),
+                    TraceStep::Nothing => {}
+                }
+            }
             match outcome {
                 linkage::Outcome::Link(nhs, _) => {
                     links.push(p.link(nhs, LinkMethod::Demographics, now));
@@ -138,7 +149,10 @@ impl Indexer {
                 .map(|c| (c.source.clone(), c.local_id.clone())),
         );
         let compared = started.elapsed();
-        // One transaction each (the store splits them into statements).
+        // One transaction each (the store splits them into statements). Patients PDS traced
+        // that the index did not hold yet come first: links and review pairs name them.
+        self.store.insert_missing_patients(&traced.patients).await?;
+        self.store.put_patient_statuses(&traced.statuses).await?;
         self.store.upsert_links(&links).await?;
         let linked: Vec<RecordKey> = links
             .iter()
@@ -168,5 +182,117 @@ impl Indexer {
             millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             compare_millis: u64::try_from(compared.as_millis()).unwrap_or(u64::MAX),
         })
+    }
+}
+
+/// What the traces of one pass add to the index: patients PDS named that the index may not
+/// hold yet, and what PDS said of each (restricted, deceased).
+#[derive(Debug, Default)]
+struct Traced {
+    patients: Vec<mcr_store::IndexedPatient>,
+    statuses: Vec<mcr_store::PatientStatusRow>,
+}
+
+enum TraceStep {
+    /// Link the record (PDS's unique match at or above the link score).
+    Linked(mcr_store::SourceLink),
+    /// A pair for review (PDS's unique match below the link score), besides whatever the
+    /// index found.
+    Review(MatchCandidateRow),
+    /// Nothing to add: the record stays as the index left it.
+    Nothing,
+}
+
+/// Trace one record the index could not link. Counted in `counts`; never logged with
+/// patient data.
+async fn trace_one(
+    pds: &crate::pds::PdsClient,
+    p: &SourcePatient,
+    counts: &mut crate::pds::TraceCounts,
+    now: chrono::DateTime<chrono::Utc>,
+    traced: &mut Traced,
+) -> TraceStep {
+    use crate::pds::Trace;
+    counts.asked += 1;
+    let query = p.birth_date.map(|birth_date| crate::pds::TraceQuery {
+        family: &p.family,
+        given: &p.given,
+        birth_date,
+        gender: p.gender.as_deref(),
+        postcode: p.postcode.as_deref(),
+    });
+    let trace = match pds.trace(query).await {
+        Ok(t) => t,
+        Err(e) => {
+            counts.failed += 1;
+            tracing::warn!(error = %e, "PDS trace failed");
+            return TraceStep::Nothing;
+        }
+    };
+    let found = match &trace {
+        Trace::Traced(found, _) | Trace::Review(found, _) => found,
+        Trace::NotFound => {
+            counts.not_found += 1;
+            return TraceStep::Nothing;
+        }
+        Trace::TooMany => {
+            counts.too_many += 1;
+            return TraceStep::Nothing;
+        }
+        Trace::Untraceable => {
+            counts.untraceable += 1;
+            return TraceStep::Nothing;
+        }
+    };
+    counts.restricted += usize::from(found.restricted);
+    counts.deceased += usize::from(found.deceased.is_some());
+    counts.superseded += usize::from(found.superseded.is_some());
+    let Some(birth_date) = found.birth_date else {
+        // The index needs a birth date; a PDS record without one is not linked to.
+        counts.untraceable += 1;
+        return TraceStep::Nothing;
+    };
+    let nhs = found.nhs_number.clone();
+    traced.patients.push(mcr_store::IndexedPatient {
+        nhs_number: nhs.clone(),
+        family: found.family.clone(),
+        given: found.given.clone(),
+        birth_date,
+        gender: found.gender.clone(),
+        postcode: found.postcode.clone(),
+        gp_practice: found.gp_practice.clone(),
+        updated_at: now,
+    });
+    traced.statuses.push(mcr_store::PatientStatusRow {
+        nhs_number: nhs.clone(),
+        restricted: found.restricted,
+        deceased: found.deceased.clone(),
+        said_by: "pds".into(),
+        updated_at: now,
+    });
+    match trace {
+        Trace::Traced(..) => {
+            counts.linked += 1;
+            TraceStep::Linked(p.link(nhs, LinkMethod::PdsTrace, now))
+        }
+        Trace::Review(_, score) => {
+            counts.review += 1;
+            TraceStep::Review(MatchCandidateRow {
+                source: p.source.clone(),
+                local_id: p.local_id.clone(),
+                nhs_number: nhs,
+                kind: "pds-review".into(),
+                score,
+                agreement: format!("pds-score={score:.2}"),
+                guard: None,
+                family: p.family.clone(),
+                given: p.given.clone(),
+                birth_date: p.birth_date,
+                gender: p.gender.clone(),
+                postcode: p.postcode.clone(),
+                found_at: now,
+            })
+        }
+        _ => TraceStep::Nothing,
     }
 }

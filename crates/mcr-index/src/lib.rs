@@ -33,6 +33,7 @@ pub mod linkage;
 pub mod matching;
 mod parse;
 mod patient_feed;
+pub mod pds;
 mod sync;
 
 pub use demographic_pass::MatchingPass;
@@ -65,6 +66,8 @@ pub struct Indexer {
     care_event_days: u32,
     /// Match weights and thresholds.
     weights: Arc<Weights>,
+    /// Where records the index cannot link are traced (`[pds]`), if anywhere.
+    pds: Option<Arc<pds::PdsClient>>,
 }
 
 /// How many rows go to the store per batch.
@@ -78,7 +81,14 @@ impl Indexer {
             clock,
             care_event_days: 90,
             weights: Arc::new(Weights::default()),
+            pds: None,
         }
+    }
+
+    /// Trace the records the index cannot link against the Personal Demographics Service.
+    pub fn with_pds(mut self, pds: Arc<pds::PdsClient>) -> Self {
+        self.pds = Some(pds);
+        self
     }
 
     /// Match with these weights and thresholds instead of the defaults.

@@ -148,6 +148,7 @@ impl Indexer {
         let mut held = HashSet::new();
         let mut links = Vec::new();
         let mut registrations = Vec::new();
+        let mut statuses = Vec::new();
         for (p, r) in read {
             if let Some(lu) = &p.last_updated {
                 if state.watermark.as_deref().is_none_or(|w| lu.as_str() > w) {
@@ -184,6 +185,17 @@ impl Indexer {
             if held.insert(nhs.clone()) {
                 patients.push(p.indexed(nhs.clone(), now));
             }
+            // A source labelling its Patient restricted (R or V) restricts the person in the
+            // index too: their location is never shown, whichever source is asked.
+            if mcr_fhir::restricted_label(r) {
+                statuses.push(mcr_store::PatientStatusRow {
+                    nhs_number: nhs.clone(),
+                    restricted: true,
+                    deceased: None,
+                    said_by: "source-label".into(),
+                    updated_at: now,
+                });
+            }
             links.push(p.link(nhs, LinkMethod::NhsNumber, now));
             state.report.linked_by_nhs_number += 1;
         }
@@ -198,6 +210,7 @@ impl Indexer {
         for chunk in links.chunks(BATCH) {
             self.store.upsert_links(chunk).await?;
         }
+        self.store.put_patient_statuses(&statuses).await?;
         for r in &mut registrations {
             r.origin = "gp-registration".into();
         }

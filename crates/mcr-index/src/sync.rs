@@ -44,6 +44,8 @@ pub struct SourceSyncReport {
     pub care_events_skipped: usize,
     /// The care-event read failed part way (what was read is kept).
     pub care_events_failed: Option<FailureReason>,
+    /// Records the index could not link, traced against PDS (when `[pds]` is configured).
+    pub pds: crate::pds::TraceCounts,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -79,8 +79,13 @@ impl<'a> ResourceFilter<'a> {
         if self.shares.get(source).is_some_and(|s| !s.contains(&class)) {
             return Sight::Withheld;
         }
-        if crate::withhold(resource, &self.policy.sensitive).is_some() {
-            return Sight::Withheld;
+        match crate::withhold(resource, &self.policy.sensitive) {
+            None => {}
+            // A restricted label on a Patient marks a restricted (S-flagged) person: their
+            // demographics are shown without where they are (the merge removes it), so the
+            // viewer can still tell whose record this is.
+            Some(crate::WithholdReason::ConfidentialLabel) if class == DataClass::Demographics => {}
+            Some(_) => return Sight::Withheld,
         }
         Sight::Shown
     }

@@ -10,6 +10,7 @@ pub mod directory;
 mod fhir;
 pub mod gpconnect;
 mod identity;
+pub mod pds;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};

@@ -20,6 +20,7 @@ mod match_review;
 mod model;
 mod opt_out;
 mod opt_out_letter;
+mod patient_status;
 mod pg_hosts;
 mod postgres;
 mod protected;
@@ -38,6 +39,7 @@ pub use opt_out::{
     OptOutDecision, OptOutKind, OptOutRequestRow, OptOutState, OptOutStore, OPT_OUT_LIST_MAX,
 };
 pub use opt_out_letter::{LetterAttempt, OptOutLetterRow, OptOutLetterStore};
+pub use patient_status::{PatientStatusRow, PatientStatusStore};
 pub use postgres::PostgresStore;
 pub use protected::{ProtectedPersonRow, ProtectedPersonStore, PROTECTED_LIST_MAX};
 pub use shared_state::{Bucket, SharedStateStore};
@@ -167,6 +169,7 @@ pub trait Store:
     + WatchCountStore
     + BackendServicesStore
     + MatchStore
+    + PatientStatusStore
 {
     /// Bring the schema up to date (idempotent).
     async fn migrate(&self) -> Result<()>;

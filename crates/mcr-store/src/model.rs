@@ -27,6 +27,9 @@ pub enum LinkMethod {
     /// The source record has no NHS number; name, date of birth and postcode matched exactly
     /// one indexed patient.
     Demographics,
+    /// The source record has no NHS number; the Personal Demographics Service traced it to a
+    /// unique patient at or above the configured score.
+    PdsTrace,
 }
 
 impl LinkMethod {
@@ -34,6 +37,7 @@ impl LinkMethod {
         match self {
             LinkMethod::NhsNumber => "nhs-number",
             LinkMethod::Demographics => "demographics",
+            LinkMethod::PdsTrace => "pds-trace",
         }
     }
 
@@ -41,6 +45,7 @@ impl LinkMethod {
         match s {
             "nhs-number" => Some(LinkMethod::NhsNumber),
             "demographics" => Some(LinkMethod::Demographics),
+            "pds-trace" => Some(LinkMethod::PdsTrace),
             _ => None,
         }
     }

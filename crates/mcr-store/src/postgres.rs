@@ -30,6 +30,8 @@ const AUDIT_LOCK_KEY: i64 = 0x4D43_5241_5544_4954;
 /// store unavailable. Callers fail closed, so a dead database must be noticed quickly.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
+mod patient_status;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 pub struct PostgresStore {

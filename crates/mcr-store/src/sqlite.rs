@@ -33,6 +33,8 @@ use tokio::sync::{Mutex, MutexGuard};
 /// full chunk has the same SQL, so its prepared statement is reused from the cache.
 const CHUNK: usize = 500;
 
+mod patient_status;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 pub struct SqliteStore {

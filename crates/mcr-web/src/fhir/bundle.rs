@@ -26,6 +26,10 @@ pub(crate) fn patient_resource(m: &PatientMatch) -> Value {
     if let Some(pc) = &p.postcode {
         r["address"] = json!([{"postalCode": pc}]);
     }
+    if m.location_withheld {
+        // Restricted: the postcode and practice were removed before they reached here.
+        r["meta"] = json!({"security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R", "display": "restricted"}]});
+    }
     if let Some(gp) = &p.gp_practice {
         r["generalPractitioner"] = json!([{"type": "Organization", "identifier": {"system": OdsCode::SYSTEM, "value": gp}}]);
     }
@@ -275,6 +279,15 @@ pub(crate) fn everything(
             expression: None,
         });
     }
+    if record.location_withheld {
+        issues.push(Issue {
+            severity: mcr_fhir::IssueSeverity::Information,
+            code: IssueType::Suppressed,
+            detail_code: Some("location-withheld".into()),
+            text: "Restricted record: the patient's address, telephone numbers and registered practice are withheld from every view.".into(),
+            expression: Some("Patient".into()),
+        });
+    }
     for s in &record.unavailable_sections {
         issues.push(Issue {
             severity: mcr_fhir::IssueSeverity::Information,
@@ -412,6 +425,7 @@ mod tests {
                     "The sources disagree on this patient's date of birth.".into(),
                     "The sources disagree on this patient's sex.".into(),
                 ],
+                location_withheld: false,
             },
             basis: mcr_policy::Basis::LegalBasis {
                 relationship: mcr_policy::RelationshipKind::GpRegistration,

@@ -212,6 +212,8 @@ pub(crate) struct RecordPage {
     /// The sources disagreeing on name, date of birth or sex, and open identity questions
     /// from patient matching (possible wrong NHS number, records in review).
     pub identity_warnings: Vec<String>,
+    /// A restricted patient: address and registered practice removed (said on the page).
+    pub location_withheld: bool,
     /// Alerts, allergies, current medications, active problems, last encounters.
     pub summary: Vec<SectionView>,
     /// Alerts and flags.
@@ -432,7 +434,16 @@ pub(crate) fn record_page(layout: Layout, view: &mcr_gateway::View) -> RecordPag
         layout,
         nhs: r.nhs_number.to_string(),
         nhs_formatted: r.nhs_number.formatted(),
-        patient: r.patient.as_ref().map(patient_banner),
+        patient: r.patient.as_ref().map(|p| {
+            let mut banner = patient_banner(p);
+            if r.location_withheld {
+                // Said, never left blank: the viewer knows the address exists and why it is
+                // not here.
+                banner.postcode = mcr_gateway::LOCATION_WITHHELD.to_owned();
+            }
+            banner
+        }),
+        location_withheld: r.location_withheld,
         basis: view.basis.describe(),
         sources: source_rows(r),
         // Sources whose record is missing here, wholly or in part.
@@ -736,6 +747,7 @@ mod tests {
             unavailable_sections: vec![Section::Documents],
             withheld: true,
             demographics_differ: Vec::new(),
+            location_withheld: false,
         };
         let rows = source_rows(&record);
         assert_eq!(rows.len(), 4);
@@ -789,6 +801,7 @@ mod tests {
             demographics_differ: vec![
                 "The sources disagree on this patient's date of birth.".into()
             ],
+            location_withheld: false,
             patient_url: None,
         };
         let rows = source_rows(&record);
@@ -852,6 +865,7 @@ mod tests {
             unavailable_sections: Vec::new(),
             withheld: false,
             demographics_differ: Vec::new(),
+            location_withheld: false,
         };
         let rows = source_rows(&record);
         assert_eq!(rows[0].tag_text, "Declined to share");

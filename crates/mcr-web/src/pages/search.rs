@@ -184,8 +184,16 @@ fn row(state: &AppState, m: &PatientMatch) -> ResultRow {
         name: list_name(&p.family, &p.given),
         birth_date: human_date(&p.birth_date.to_string()),
         gender: gender(p.gender.as_deref()),
-        postcode: p.postcode.clone().unwrap_or_else(|| "Not recorded".into()),
-        gp_practice: practice_name(state, p.gp_practice.as_deref()),
+        postcode: if m.location_withheld {
+            mcr_gateway::LOCATION_WITHHELD.to_owned()
+        } else {
+            p.postcode.clone().unwrap_or_else(|| "Not recorded".into())
+        },
+        gp_practice: if m.location_withheld {
+            "Withheld: restricted record".to_owned()
+        } else {
+            practice_name(state, p.gp_practice.as_deref())
+        },
         sources: m
             .links
             .iter()

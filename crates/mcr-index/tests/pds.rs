@@ -1,0 +1,481 @@
+//! The PDS trace, against things this project did not write and through the real path: the
+//! PDS FHIR API's published example payloads (tests/fixtures/pds, see its README) parsed by
+//! the client; the simulator's answers compared in shape with them; and `Indexer::sync` over
+//! a FHIR source on real HTTP tracing against the simulator on real HTTP, read back from a
+//! real SQLite store.
+
+use axum::routing::get;
+use axum::Json;
+use mcr_domain::{FixedClock, NhsNumber, OdsCode, OrgKind, Organisation, SourceId};
+use mcr_federation::{Federation, FederationConfig, HttpSource, Source, SourceConfig};
+use mcr_index::pds::{
+    read_search, spine_code, PdsClient, PdsPatient, PdsSettings, SearchAnswer, Trace, TraceQuery,
+};
+use mcr_index::Indexer;
+use mcr_sources::pds::{PdsData, PdsHandle};
+use mcr_store::{LinkMethod, Store};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+const TOKEN: &str = "pds-test-token";
+
+fn fixture(name: &str) -> Value {
+    let path = format!("{}/tests/fixtures/pds/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("fixture JSON")
+}
+
+fn nhs(s: &str) -> NhsNumber {
+    NhsNumber::parse(s).expect("test NHS number")
+}
+
+async fn pds() -> PdsHandle {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("test setup");
+    mcr_sources::pds::serve(listener, PdsData::demo(), TOKEN)
+        .await
+        .expect("test setup")
+}
+
+fn client(base_url: String, token: &str) -> PdsClient {
+    PdsClient::new(PdsSettings {
+        base_url,
+        access_token: token.to_owned().into(),
+        link_score: 1.0,
+        timeout_ms: 5000,
+    })
+    .expect("client")
+}
+
+#[test]
+fn published_examples_parse_through_the_client() {
+    let p = PdsPatient::from_fhir(&fixture("Patient.json")).expect("Patient.json");
+    assert_eq!(p.nhs_number.as_str(), "9000000009");
+    assert_eq!(p.postcode.as_deref(), Some("LS1 6AE"));
+    assert_eq!(p.gp_practice.as_deref(), Some("Y12345"));
+    assert!(!p.restricted);
+    assert_eq!(p.deceased.as_deref(), Some("2010-10-22T00:00:00+00:00"));
+
+    let s = PdsPatient::from_fhir(&fixture("Sensitive_Patient.json")).expect("Sensitive");
+    assert_eq!(s.nhs_number.as_str(), "9000000025");
+    assert!(s.restricted, "meta.security R");
+    assert_eq!((s.postcode, s.gp_practice), (None, None));
+
+    let m = PdsPatient::from_fhir(&fixture("Minimal_Patient.json")).expect("Minimal");
+    assert!(!m.restricted);
+
+    match read_search(&fixture("PatientSearch.json")).expect("PatientSearch.json") {
+        SearchAnswer::One(p, score) => {
+            assert_eq!(p.nhs_number.as_str(), "9000000009");
+            assert!((score - 0.75).abs() < 1e-9);
+        }
+        other => panic!("{other:?}"),
+    }
+    match read_search(&fixture("Sensitive_PatientSearch.json")).expect("sensitive search") {
+        SearchAnswer::One(p, _) => assert!(p.restricted && p.postcode.is_none()),
+        other => panic!("{other:?}"),
+    }
+    match read_search(&fixture("dateOfDeath_searchset.json")).expect("deceased search") {
+        SearchAnswer::One(p, _) => assert!(p.deceased.is_some()),
+        other => panic!("{other:?}"),
+    }
+    match read_search(&fixture("cuff_superseded_searchset.json")).expect("superseded search") {
+        SearchAnswer::One(p, score) => {
+            assert_eq!(p.nhs_number.as_str(), "9732019395");
+            assert!((score - 1.0).abs() < 1e-9);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        read_search(&fixture("TOO_MANY_MATCHES.json")).expect("too many"),
+        SearchAnswer::TooMany
+    );
+    for code in [
+        "RESOURCE_NOT_FOUND",
+        "INVALID_RESOURCE_ID",
+        "INVALIDATED_RESOURCE",
+        "INVALID_SEARCH_DATA",
+        "ACCESS_DENIED",
+    ] {
+        let outcome = fixture(&format!("error_{code}.json"));
+        assert_eq!(spine_code(&outcome).as_deref(), Some(code));
+    }
+}
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+async fn ask(url: &str, token: Option<&str>, request_id: bool) -> (u16, Value) {
+    let mut req = reqwest::Client::new().get(url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if request_id {
+        req = req.header("x-request-id", "60E0B220-8136-4CA5-AE46-1D97EF59D068");
+    }
+    let answer = req.send().await.expect("request");
+    let status = answer.status().as_u16();
+    (status, answer.json().await.expect("JSON"))
+}
+
+#[tokio::test]
+async fn the_simulator_answers_in_the_published_shapes() {
+    let pds = pds().await;
+    let base = pds.base_url();
+    let example = fixture("Patient.json");
+
+    let (status, read) = ask(&format!("{base}/Patient/9990000034"), Some(TOKEN), true).await;
+    assert_eq!(status, 200);
+    // Every field the simulator sends is one the published example has, with the same
+    // systems and extension URLs.
+    let extra: Vec<_> = keys(&read).difference(&keys(&example)).cloned().collect();
+    assert!(extra.is_empty(), "not in the published example: {extra:?}");
+    for pointer in [
+        "/identifier/0/system",
+        "/identifier/0/extension/0/url",
+        "/meta/security/0/system",
+        "/generalPractitioner/0/identifier/system",
+    ] {
+        assert_eq!(read.pointer(pointer), example.pointer(pointer), "{pointer}");
+    }
+    for field in ["address", "name", "telecom", "generalPractitioner"] {
+        let ours = keys(&read[field][0]);
+        let theirs = keys(&example[field][0]);
+        assert!(ours.is_subset(&theirs), "{field}: {ours:?} vs {theirs:?}");
+    }
+
+    let search_example = fixture("PatientSearch.json");
+    let (status, search) = ask(
+        &format!("{base}/Patient?family=Attison&given=Pauline&birthdate=eq1962-09-30"),
+        Some(TOKEN),
+        true,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(keys(&search), keys(&search_example));
+    assert_eq!(keys(&search["entry"][0]), keys(&search_example["entry"][0]));
+    assert_eq!(search["entry"][0]["search"]["score"], json!(1.0));
+
+    // The errors, each with the status and Spine code the specification gives, and the
+    // issue type the published error examples carry.
+    let cases = [
+        (
+            "/Patient/9990000035",
+            Some(TOKEN),
+            true,
+            400,
+            "INVALID_RESOURCE_ID",
+        ),
+        (
+            "/Patient/9990000107",
+            Some(TOKEN),
+            true,
+            404,
+            "RESOURCE_NOT_FOUND",
+        ),
+        (
+            "/Patient/9990000042",
+            Some(TOKEN),
+            true,
+            404,
+            "INVALIDATED_RESOURCE",
+        ),
+        ("/Patient/9990000034", None, true, 401, "ACCESS_DENIED"),
+        (
+            "/Patient/9990000034",
+            Some("wrong"),
+            true,
+            401,
+            "ACCESS_DENIED",
+        ),
+        (
+            "/Patient/9990000034",
+            Some(TOKEN),
+            false,
+            400,
+            "MISSING_VALUE",
+        ),
+        (
+            "/Patient?family=Attison",
+            Some(TOKEN),
+            true,
+            400,
+            "INVALID_SEARCH_DATA",
+        ),
+    ];
+    for (path, token, rid, want_status, want_code) in cases {
+        let (status, body) = ask(&format!("{base}{path}"), token, rid).await;
+        assert_eq!(
+            (status, spine_code(&body).as_deref()),
+            (want_status, Some(want_code)),
+            "{path}"
+        );
+        assert_eq!(body["resourceType"], "OperationOutcome");
+        let published = format!("error_{want_code}.json");
+        if std::path::Path::new(&format!(
+            "{}/tests/fixtures/pds/{published}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .exists()
+        {
+            assert_eq!(
+                body["issue"][0]["code"],
+                fixture(&published)["issue"][0]["code"],
+                "{path}: issue type"
+            );
+        }
+    }
+    let (status, body) = ask(
+        &format!("{base}/Patient?family=Jones&given=Jackie&birthdate=eq1990-03-04"),
+        Some(TOKEN),
+        true,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(spine_code(&body).as_deref(), Some("TOO_MANY_MATCHES"));
+    assert_eq!(
+        body["issue"][0]["code"],
+        fixture("TOO_MANY_MATCHES.json")["issue"][0]["code"]
+    );
+}
+
+#[tokio::test]
+async fn what_pds_says_is_read_superseded_deceased_restricted() {
+    let pds = pds().await;
+    let c = client(pds.base_url(), TOKEN);
+    // A superseded number leads to the current one.
+    let current = c
+        .read(&nhs("9990000069"))
+        .await
+        .expect("read")
+        .expect("held");
+    assert_eq!(current.nhs_number.as_str(), "9990000077");
+    assert_eq!(
+        current.superseded.as_ref().map(NhsNumber::as_str),
+        Some("9990000069")
+    );
+    // Deceased.
+    let dead = c
+        .read(&nhs("9990000026"))
+        .await
+        .expect("read")
+        .expect("held");
+    assert!(dead.deceased.is_some());
+    // Restricted: flagged, and PDS sends no location.
+    let r = c
+        .read(&nhs("9990000018"))
+        .await
+        .expect("read")
+        .expect("held");
+    assert!(r.restricted);
+    assert_eq!((r.postcode, r.gp_practice), (None, None));
+    // Not held.
+    assert_eq!(c.read(&nhs("9990000107")).await.expect("read"), None);
+    // A wrong token is an error naming the Spine code, never a patient.
+    let wrong = client(pds.base_url(), "wrong");
+    let e = wrong.read(&nhs("9990000034")).await.expect_err("refused");
+    assert_eq!(e.to_string(), "PDS answered 401 ACCESS_DENIED");
+
+    let born = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date");
+    let q = |family: &'static str, given: &'static str, dob: &str, postcode| TraceQuery {
+        family,
+        given,
+        birth_date: born(dob),
+        gender: Some("female"),
+        postcode,
+    };
+    // An exact match links; a Soundex match scores below 1.0: review.
+    match c
+        .trace(Some(q("Attison", "Pauline", "1962-09-30", Some("LS1 6AE"))))
+        .await
+    {
+        Ok(Trace::Traced(p, score)) => {
+            assert_eq!((p.nhs_number.as_str(), score), ("9990000034", 1.0));
+        }
+        other => panic!("{other:?}"),
+    }
+    match c
+        .trace(Some(q("Atison", "Pauline", "1962-09-30", Some("LS1 6AE"))))
+        .await
+    {
+        Ok(Trace::Review(p, score)) => {
+            assert_eq!(p.nhs_number.as_str(), "9990000034");
+            assert!(score < 1.0, "{score}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Two people answer: nobody is chosen.
+    assert_eq!(
+        c.trace(Some(q("Jones", "Jackie", "1990-03-04", None)))
+            .await
+            .expect("trace"),
+        Trace::TooMany
+    );
+    // The restricted patient is found without the postcode, as PDS allows.
+    match c
+        .trace(Some(q("Smythe", "Janet", "2005-06-16", Some("LS1 6AE"))))
+        .await
+    {
+        Ok(Trace::Traced(p, _)) => assert!(p.restricted),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.trace(None).await.expect("trace"), Trace::Untraceable);
+}
+
+/// A FHIR server holding `patients`.
+async fn serve(patients: Vec<Value>) -> String {
+    let app = axum::Router::new().route(
+        "/Patient",
+        get(move || {
+            let held = patients.clone();
+            async move {
+                Json(json!({"resourceType": "Bundle", "type": "searchset",
+                    "total": held.len(),
+                    "entry": held.into_iter().map(|p| json!({"resource": p})).collect::<Vec<_>>()}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("test setup");
+    let addr = listener.local_addr().expect("test setup");
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("test setup") });
+    format!("http://{addr}")
+}
+
+fn person(id: &str, family: &str, given: &str, dob: &str, sex: &str, postcode: &str) -> Value {
+    json!({
+        "resourceType": "Patient", "id": id,
+        "meta": {"lastUpdated": "2026-11-01T10:00:00Z"},
+        "name": [{"use": "official", "family": family, "given": [given]}],
+        "birthDate": dob, "gender": sex,
+        "address": [{"postalCode": postcode}]
+    })
+}
+
+#[tokio::test]
+async fn a_sync_traces_what_the_index_cannot_link() {
+    let pds = pds().await;
+    let acute = serve(vec![
+        // No NHS number, PDS's exact match: linked to PDS's number.
+        person(
+            "a1",
+            "Attison",
+            "Pauline",
+            "1962-09-30",
+            "female",
+            "LS1 6AE",
+        ),
+        // A typo: PDS's fuzzy match scores below 1.0, so review, never a link.
+        person("a2", "Atison", "Pauline", "1962-09-30", "female", "LS1 6AE"),
+        // Deceased, per PDS.
+        person("a3", "Garton", "Bill", "1936-02-11", "male", "LS1 6AE"),
+        // Restricted, per PDS.
+        person("a4", "Smythe", "Janet", "2005-06-16", "female", "LS1 6AE"),
+        // Twins in PDS: nobody chosen.
+        person("a5", "Jones", "Jackie", "1990-03-04", "female", "LS2 7UE"),
+    ])
+    .await;
+    let source = Arc::new(HttpSource::new(
+        SourceConfig {
+            id: SourceId::parse("acute").expect("id"),
+            organisation: Organisation {
+                code: OdsCode::parse("RWH").expect("ods"),
+                name: "RWH".into(),
+                kind: OrgKind::AcuteTrust,
+                member: true,
+                suspended: false,
+            },
+            base_url: acute.parse().expect("url"),
+            resource_types: vec!["Patient".into()],
+            batch: false,
+            kind: mcr_federation::SourceKind::FhirR4,
+            gp_connect: None,
+            deadline_ms: None,
+            feed_timeout_secs: None,
+        },
+        reqwest::Client::new(),
+        FederationConfig::default(),
+    )) as Arc<dyn Source>;
+    let dir = tempfile::tempdir().expect("test setup");
+    let store: Arc<dyn Store> =
+        mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
+            .await
+            .expect("test setup");
+    let fed = Arc::new(Federation::new(vec![source], FederationConfig::default()));
+    let clock = Arc::new(FixedClock::new("2026-11-24T09:00:00Z".parse().expect("t")));
+    let indexer =
+        Indexer::new(fed, store.clone(), clock).with_pds(Arc::new(client(pds.base_url(), TOKEN)));
+    let report = indexer.sync(true).await.expect("sync");
+    let counts = report.sources[0].pds;
+    assert_eq!(
+        (
+            counts.asked,
+            counts.linked,
+            counts.review,
+            counts.too_many,
+            counts.failed
+        ),
+        (5, 3, 1, 1, 0),
+        "{counts:?}"
+    );
+    assert_eq!((counts.deceased, counts.restricted), (1, 1));
+
+    let acute_id = SourceId::parse("acute").expect("id");
+    let link = |local: &'static str| {
+        let store = store.clone();
+        let acute_id = acute_id.clone();
+        async move { store.link_for_local(&acute_id, local).await.expect("read") }
+    };
+    let a1 = link("a1").await.expect("a1 linked");
+    assert_eq!(
+        (a1.nhs_number.as_str(), a1.method),
+        ("9990000034", LinkMethod::PdsTrace)
+    );
+    assert_eq!(link("a2").await, None, "a low score is never a silent link");
+    let review = store.match_candidates().await.expect("read");
+    assert!(
+        review.iter().any(|c| c.local_id == "a2"
+            && c.nhs_number.as_str() == "9990000034"
+            && c.kind == "pds-review"),
+        "{review:?}"
+    );
+    assert_eq!(link("a5").await, None);
+
+    let dead = store
+        .patient_status(&nhs("9990000026"))
+        .await
+        .expect("read")
+        .expect("held");
+    assert!(dead.deceased.is_some() && !dead.restricted);
+    assert_eq!(
+        link("a3").await.map(|l| l.nhs_number),
+        Some(nhs("9990000026"))
+    );
+    let restricted = store
+        .patient_status(&nhs("9990000018"))
+        .await
+        .expect("read")
+        .expect("held");
+    assert!(restricted.restricted);
+    // The index patient PDS gave for a restricted person holds no location.
+    let held = store
+        .patient(&nhs("9990000018"))
+        .await
+        .expect("read")
+        .expect("held");
+    assert_eq!((held.postcode, held.gp_practice), (None, None));
+    // Nothing else in the index carries a status.
+    assert_eq!(
+        store
+            .patient_status(&nhs("9990000034"))
+            .await
+            .expect("read")
+            .map(|s| s.restricted),
+        Some(false)
+    );
+}

@@ -1,0 +1,45 @@
+//! [`PatientStatusStore`] on PostgreSQL.
+
+use crate::common::ts;
+use crate::patient_status::{
+    status_from_row, PatientStatusRow, PatientStatusStore, COLUMNS, UPSERT,
+};
+use crate::{PostgresStore, Result};
+use async_trait::async_trait;
+use mcr_domain::NhsNumber;
+
+#[async_trait]
+impl PatientStatusStore for PostgresStore {
+    async fn put_patient_statuses(&self, rows: &[PatientStatusRow]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for r in rows {
+            sqlx::query(&format!(
+                "INSERT INTO patient_status ({COLUMNS}) VALUES ($1, $2, $3, $4, $5){UPSERT}"
+            ))
+            .bind(r.nhs_number.as_str())
+            .bind(r.restricted)
+            .bind(r.deceased.as_deref())
+            .bind(&r.said_by)
+            .bind(ts(&r.updated_at))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn patient_status(&self, nhs: &NhsNumber) -> Result<Option<PatientStatusRow>> {
+        sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM patient_status WHERE nhs_number = $1"
+        ))
+        .bind(nhs.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(status_from_row)
+        .transpose()
+    }
+}
