@@ -527,6 +527,43 @@ mod tests {
     }
 
     #[test]
+    fn one_source_labelling_the_patient_restricted_withholds_their_location_from_every_patient() {
+        let patient = |restricted: bool| {
+            let mut p = json!({"resourceType": "Patient", "id": "p",
+                "name": [{"family": "Smythe", "given": ["Janet"]}], "birthDate": "2005-06-16",
+                "address": [{"postalCode": "LS1 6AE"}],
+                "telecom": [{"system": "phone", "value": "01632960587"}],
+                "generalPractitioner": [{"identifier": {"value": "Y12345"}}]});
+            if restricted {
+                p["meta"] = json!({"security": [{"system":
+                    "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}]});
+            }
+            p
+        };
+        // The unlabelled GP Patient comes first and is the one shown; the hospital's label
+        // still restricts it.
+        let answers = [
+            fetch("gp", "E82001", vec![patient(false)]),
+            fetch("acute", "RWH", vec![patient(true)]),
+        ];
+        let r = run(&[DataClass::Demographics], &answers);
+        assert!(r.location_withheld);
+        let shown = r.patient.expect("the Patient is shown, without location");
+        assert_eq!(shown["birthDate"], "2005-06-16");
+        for field in ["address", "telecom", "generalPractitioner"] {
+            assert!(shown.get(field).is_none(), "{field}: {shown}");
+        }
+        assert!(!r.withheld, "nothing else was withheld");
+
+        let r = run(
+            &[DataClass::Demographics],
+            &[fetch("gp", "E82001", vec![patient(false)])],
+        );
+        assert!(!r.location_withheld);
+        assert!(r.patient.expect("patient").get("address").is_some());
+    }
+
+    #[test]
     fn items_that_cannot_be_tied_to_the_patient_are_counted_and_said_never_shown() {
         let with = |id: &str, subject: Value| {
             let mut m = med(id, id, "1 daily");

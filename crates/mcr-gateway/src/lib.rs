@@ -183,6 +183,12 @@ impl Gateway {
         }
     }
 
+    /// Trace the records the index cannot link against the Personal Demographics Service.
+    pub fn with_pds(mut self, pds: Arc<mcr_index::pds::PdsClient>) -> Self {
+        self.indexer = self.indexer.with_pds(pds);
+        self
+    }
+
     /// Source organisations' data sharing agreements (absent: shares everything).
     pub fn with_sharing(mut self, agreements: Vec<SharingAgreement>) -> Self {
         self.sharing = Arc::new(agreements);

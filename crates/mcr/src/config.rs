@@ -73,6 +73,10 @@ pub struct Settings {
     /// (SMART backend services), their keys, scopes and organisations.
     #[serde(default)]
     pub backend_services: mcr_web::BackendServicesConfig,
+    /// `[pds]`: the Personal Demographics Service the index traces the records it cannot link
+    /// against (absent: no trace).
+    #[serde(default)]
+    pub pds: Option<mcr_index::pds::PdsSettings>,
 }
 
 /// `[http]`: `trusted_proxy_hops` is how many reverse proxies (load balancer, TLS

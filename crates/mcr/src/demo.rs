@@ -50,6 +50,8 @@ pub const GATEWAY_ASID: &str = "200000000115";
 pub const GP_SYSTEM_ASID: &str = "200000000116";
 /// The demo endpoint directory's API key.
 pub const DIRECTORY_API_KEY: &str = "demo-directory-key";
+/// The access token the demo's simulated PDS accepts (application-restricted access stand-in).
+pub const PDS_TOKEN: &str = "demo-pds-token";
 
 impl Default for DemoOptions {
     fn default() -> Self {
@@ -211,6 +213,8 @@ pub struct Demo {
     pub gateway_client_secret: secrecy::SecretString,
     /// The endpoint directory the gateway finds GP practices' GP Connect endpoints in.
     pub directory: mcr_sources::directory::DirectoryHandle,
+    /// The simulated Personal Demographics Service the index traces against.
+    pub pds: mcr_sources::pds::PdsHandle,
 }
 
 impl Demo {
@@ -566,6 +570,15 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
         mcr_sources::directory::serve(directory_listener, directory_entries, DIRECTORY_API_KEY)
             .await
             .context("starting the endpoint directory")?;
+    // The Personal Demographics Service, simulated: its demo people (one restricted, one
+    // deceased, one whose old NHS number was superseded) for the index's trace.
+    let pds = mcr_sources::pds::serve(
+        TcpListener::bind(("127.0.0.1", 0)).await?,
+        mcr_sources::pds::PdsData::demo(),
+        PDS_TOKEN,
+    )
+    .await
+    .context("starting the PDS simulator")?;
 
     // Organisations beyond the sources: the practices, a hospice with no patients in common,
     // and a private company that is never a member.
@@ -796,6 +809,12 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
             clients: system_clients,
             ..Default::default()
         },
+        pds: Some(mcr_index::pds::PdsSettings {
+            base_url: pds.base_url(),
+            access_token: PDS_TOKEN.to_owned().into(),
+            link_score: 1.0,
+            timeout_ms: 5000,
+        }),
     };
     settings.validate()?;
 
@@ -1098,6 +1117,7 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
         idp_task,
         gateway_client_secret,
         directory,
+        pds,
     })
 }
 

@@ -69,6 +69,9 @@ fn why(kind: &str, guard: Option<&str>) -> String {
     if kind == "possible-wrong-nhs-number" {
         return "Possible wrong NHS number: the NHS numbers agree but the person does not. The record is not linked by it.".into();
     }
+    if kind == "pds-review" {
+        return "Traced in the Personal Demographics Service: one patient matched, but only partly (PDS's score is below the configured link score). Never linked automatically.".into();
+    }
     match guard {
         Some("possible-twin") => "Possible twin: the same date of birth and family, but a different given name or sex. Never linked automatically.".into(),
         Some("possible-parent-child") => "Possible parent and child: the same name, dates of birth years apart. Never linked automatically.".into(),
@@ -108,7 +111,12 @@ fn pair_view(p: &MatchPair) -> PairView {
         nhs: c.nhs_number.to_string(),
         nhs_formatted: c.nhs_number.formatted(),
         kind: c.kind.clone(),
-        score: format!("{:.1}", c.score),
+        // PDS scores from 0 to 1; the index's are log2 odds.
+        score: if c.kind == "pds-review" {
+            format!("PDS {:.2}", c.score)
+        } else {
+            format!("{:.1}", c.score)
+        },
         why: why(&c.kind, c.guard.as_deref()),
         fields: vec![
             row(
