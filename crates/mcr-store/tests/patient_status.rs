@@ -1,0 +1,105 @@
+//! What PDS (or a source's label) says of a patient, on both backends: written and read back;
+//! a source's label adds a restriction but never lifts one; PDS's own word replaces it; a
+//! death is kept when a later row says nothing of it.
+
+use chrono::{TimeZone, Utc};
+use mcr_domain::NhsNumber;
+use mcr_store::{PatientStatusRow, Store};
+
+fn row(nhs: &str, restricted: bool, deceased: Option<&str>, said_by: &str) -> PatientStatusRow {
+    PatientStatusRow {
+        nhs_number: NhsNumber::parse(nhs).expect("nhs"),
+        restricted,
+        deceased: deceased.map(str::to_owned),
+        said_by: said_by.into(),
+        updated_at: Utc
+            .with_ymd_and_hms(2026, 12, 4, 9, 0, 0)
+            .single()
+            .expect("t"),
+    }
+}
+
+async fn story(store: &dyn Store) {
+    let nhs = NhsNumber::parse("9990000018").expect("nhs");
+    assert_eq!(store.patient_status(&nhs).await.expect("read"), None);
+    store
+        .put_patient_statuses(&[row("9990000018", true, None, "pds")])
+        .await
+        .expect("write");
+    let held = store
+        .patient_status(&nhs)
+        .await
+        .expect("read")
+        .expect("held");
+    assert_eq!(held, row("9990000018", true, None, "pds"));
+
+    // A source that does not label the patient does not lift PDS's restriction.
+    store
+        .put_patient_statuses(&[row("9990000018", false, None, "source-label")])
+        .await
+        .expect("write");
+    assert!(
+        store
+            .patient_status(&nhs)
+            .await
+            .expect("read")
+            .expect("held")
+            .restricted
+    );
+
+    // PDS lifting it does; a death stays once said.
+    store
+        .put_patient_statuses(&[row(
+            "9990000018",
+            false,
+            Some("2026-10-02T00:00:00+00:00"),
+            "pds",
+        )])
+        .await
+        .expect("write");
+    store
+        .put_patient_statuses(&[row("9990000018", false, None, "pds")])
+        .await
+        .expect("write");
+    let held = store
+        .patient_status(&nhs)
+        .await
+        .expect("read")
+        .expect("held");
+    assert!(!held.restricted);
+    assert_eq!(held.deceased.as_deref(), Some("2026-10-02T00:00:00+00:00"));
+
+    // A source's label restricts.
+    store
+        .put_patient_statuses(&[row("9990000018", true, None, "source-label")])
+        .await
+        .expect("write");
+    assert!(
+        store
+            .patient_status(&nhs)
+            .await
+            .expect("read")
+            .expect("held")
+            .restricted
+    );
+    store
+        .put_patient_statuses(&[])
+        .await
+        .expect("nothing to write");
+}
+
+#[tokio::test]
+async fn patient_status_on_sqlite() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
+        .await
+        .expect("open");
+    story(&*store).await;
+}
+
+#[tokio::test]
+async fn patient_status_on_postgres() {
+    let url = mcr_testkit::postgres_url().await;
+    let store = mcr_store::connect_and_migrate(&url).await.expect("open");
+    story(&*store).await;
+}
