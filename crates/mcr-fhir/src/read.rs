@@ -218,6 +218,26 @@ pub(crate) fn clip(s: &str, max: usize) -> String {
     }
 }
 
+/// The fields of a Patient that say where the person is: never shown for a restricted patient
+/// (the PDS FHIR API removes the same ones from a restricted patient's answers).
+pub const LOCATION_FIELDS: [&str; 4] = ["address", "telecom", "contact", "generalPractitioner"];
+
+/// Whether a resource carries the v3-Confidentiality label `R` (restricted) or `V` (very
+/// restricted) in `meta.security`: on a Patient, PDS's restricted (S-flagged) patient.
+pub fn restricted_label<J: Json>(r: &J) -> bool {
+    r.get("meta")
+        .and_then(|m| m.get("security"))
+        .and_then(J::as_array)
+        .into_iter()
+        .flatten()
+        .take(32)
+        .any(|s| {
+            s.get("system").and_then(J::as_str)
+                == Some("http://terminology.hl7.org/CodeSystem/v3-Confidentiality")
+                && matches!(s.get("code").and_then(J::as_str), Some("R" | "V"))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,24 +323,4 @@ mod tests {
         let c = clip(&long, 10);
         assert_eq!(c.chars().count(), 11);
     }
-}
-
-/// The fields of a Patient that say where the person is: never shown for a restricted patient
-/// (the PDS FHIR API removes the same ones from a restricted patient's answers).
-pub const LOCATION_FIELDS: [&str; 4] = ["address", "telecom", "contact", "generalPractitioner"];
-
-/// Whether a resource carries the v3-Confidentiality label `R` (restricted) or `V` (very
-/// restricted) in `meta.security`: on a Patient, PDS's restricted (S-flagged) patient.
-pub fn restricted_label<J: Json>(r: &J) -> bool {
-    r.get("meta")
-        .and_then(|m| m.get("security"))
-        .and_then(J::as_array)
-        .into_iter()
-        .flatten()
-        .take(32)
-        .any(|s| {
-            s.get("system").and_then(J::as_str)
-                == Some("http://terminology.hl7.org/CodeSystem/v3-Confidentiality")
-                && matches!(s.get("code").and_then(J::as_str), Some("R" | "V"))
-        })
 }

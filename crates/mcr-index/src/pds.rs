@@ -171,7 +171,7 @@ pub enum SearchAnswer {
     /// No one.
     None,
     /// One match, with its score (0.0 to 1.0).
-    One(PdsPatient, f64),
+    One(Box<PdsPatient>, f64),
     /// More than one: PDS's `TOO_MANY_MATCHES` (application-restricted access returns a
     /// unique match only), or a searchset of several.
     TooMany,
@@ -207,7 +207,10 @@ pub fn read_search(body: &Value) -> Result<SearchAnswer, PdsError> {
                     let resource = e
                         .get("resource")
                         .ok_or_else(|| PdsError::Unreadable("entry.resource missing".into()))?;
-                    Ok(SearchAnswer::One(PdsPatient::from_fhir(resource)?, score))
+                    Ok(SearchAnswer::One(
+                        Box::new(PdsPatient::from_fhir(resource)?),
+                        score,
+                    ))
                 }
                 _ => Ok(SearchAnswer::TooMany),
             }
@@ -416,9 +419,9 @@ pub struct TraceCounts {
 pub enum Trace {
     /// A unique match at or above the link score: the record is this patient (current NHS
     /// number, superseded numbers followed).
-    Traced(PdsPatient, f64),
+    Traced(Box<PdsPatient>, f64),
     /// A unique match below the link score: for a person to look at, never linked silently.
-    Review(PdsPatient, f64),
+    Review(Box<PdsPatient>, f64),
     /// PDS found no one.
     NotFound,
     /// PDS found more than one.
@@ -457,7 +460,11 @@ impl PdsClient {
             SearchAnswer::None => Ok(Trace::NotFound),
             SearchAnswer::TooMany => Ok(Trace::TooMany),
             SearchAnswer::One(found, score) => {
-                let current = self.read(&found.nhs_number).await?.unwrap_or(found);
+                let current = self
+                    .read(&found.nhs_number)
+                    .await?
+                    .map(Box::new)
+                    .unwrap_or(found);
                 if score >= self.settings.link_score {
                     Ok(Trace::Traced(current, score))
                 } else {

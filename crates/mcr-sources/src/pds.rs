@@ -573,7 +573,7 @@ async fn search(
     let mut bundle = json!({
         "resourceType": "Bundle",
         "type": "searchset",
-        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+        "timestamp": mcr_domain::Clock::now(&mcr_domain::SystemClock).to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
         "total": entries.len(),
     });
     if !entries.is_empty() {

@@ -60,7 +60,7 @@ async fn a_restricted_patients_address_and_practice_are_never_shown() {
             restricted: true,
             deceased: None,
             said_by: "pds".into(),
-            updated_at: chrono::Utc::now(),
+            updated_at: mcr_domain::Clock::now(&mcr_domain::SystemClock),
         }])
         .await
         .expect("status written");
