@@ -59,25 +59,43 @@ impl Gateway {
     /// proofing level when NHS login said it, `patient` the NHS number when known (the audit
     /// trail holds NHS numbers; logs never do).
     pub async fn record_patient_sign_in(&self, r: &PatientSignIn<'_>) -> Result<(), GatewayError> {
-        let event = mcr_audit::AuditEvent {
+        let mut event = self.patient_event(
+            r.correlation_id,
+            r.patient,
+            format!("authenticate:{}", r.channel),
+        );
+        event.outcome = if r.permitted { "permit" } else { "deny" }.into();
+        event.basis = Some(r.reason.to_owned());
+        event.detail = r.level.map(|l| format!("identity proofing level {l}"));
+        self.audit(&event).await.map(|_| ())
+    }
+
+    /// An audit record of a patient's own act on the public site (signing in, changing their
+    /// choice): the user is `patient`, the organisation the public site.
+    pub(crate) fn patient_event(
+        &self,
+        correlation_id: &str,
+        patient: Option<&mcr_domain::NhsNumber>,
+        action: String,
+    ) -> mcr_audit::AuditEvent {
+        mcr_audit::AuditEvent {
             at: self.clock.now(),
-            correlation_id: r.correlation_id.to_owned(),
+            correlation_id: correlation_id.to_owned(),
             system: None,
             user_id: "patient".into(),
             user_name: "the patient".into(),
             role: "patient".into(),
             org_code: "PUBLIC".into(),
             org_name: "My Care Record public site".into(),
-            patient: r.patient.map(|n| n.as_str().to_owned()),
+            patient: patient.map(|n| n.as_str().to_owned()),
             purpose: mcr_domain::Purpose::DirectCare.as_str().to_owned(),
-            action: format!("authenticate:{}", r.channel),
-            outcome: if r.permitted { "permit" } else { "deny" }.into(),
-            basis: Some(r.reason.to_owned()),
-            detail: r.level.map(|l| format!("identity proofing level {l}")),
+            action,
+            outcome: String::new(),
+            basis: None,
+            detail: None,
             sources: Vec::new(),
             role_profile_id: None,
-        };
-        self.audit(&event).await.map(|_| ())
+        }
     }
 }
 

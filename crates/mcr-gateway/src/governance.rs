@@ -231,7 +231,7 @@ impl Gateway {
         Ok(())
     }
 
-    async fn must_exist(&self, nhs: &NhsNumber) -> Result<(), GatewayError> {
+    pub(crate) async fn must_exist(&self, nhs: &NhsNumber) -> Result<(), GatewayError> {
         match self.store.patient(nhs).await {
             Ok(Some(_)) => Ok(()),
             Ok(None) => Err(GatewayError::PatientNotFound),
@@ -239,7 +239,7 @@ impl Gateway {
         }
     }
 
-    async fn commit(
+    pub(crate) async fn commit(
         &self,
         change: GovernanceChange,
         event: mcr_audit::AuditEvent,

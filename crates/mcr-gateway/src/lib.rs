@@ -20,6 +20,7 @@ mod matching;
 mod metrics;
 mod opt_out;
 mod opt_out_letter;
+mod patient_choice;
 mod protected;
 mod refusals;
 mod search;
@@ -52,6 +53,9 @@ pub use opt_out::{
     MAX_OPT_OUT_FIELD,
 };
 pub use opt_out_letter::{OptOutLetter, MAX_WRONG_CODES};
+pub use patient_choice::{
+    ChoiceMade, Sharing, SignedInPatient, CHOICE_PROOFING_LEVEL, ONLINE_WORD,
+};
 pub use protected::{ProtectedCategory, ProtectedPerson};
 pub use refusals::RefusalCount;
 pub use search::{PatientMatch, PatientQuery};

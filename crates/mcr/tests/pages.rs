@@ -712,7 +712,8 @@ async fn the_matching_queue_links_and_rules_out_pairs_and_audits_each_decision()
 
 /// A demo patient signs in at `/my-record` through the demo's NHS login; returns the status
 /// and page of `/my-record` afterwards.
-async fn patient_signs_in(t: &TestDemo, login_id: &str) -> (u16, String) {
+/// Sign a demo patient in through the demo's NHS login; their session cookie.
+async fn patient_session(t: &TestDemo, login_id: &str) -> String {
     let http = t.browser();
     let start = http
         .post(t.url("/my-record/signin"))
@@ -747,14 +748,36 @@ async fn patient_signs_in(t: &TestDemo, login_id: &str) -> (u16, String) {
             .contains("http-equiv=\"refresh\" content=\"0;url=/my-record\""),
         "on to /my-record from a page of the gateway's own"
     );
-    let cookie = cookie.split(';').next().expect("cookie").to_owned();
-    let page = http
-        .get(t.url("/my-record"))
-        .header("cookie", &cookie)
+    cookie.split(';').next().expect("cookie").to_owned()
+}
+
+async fn patient_signs_in(t: &TestDemo, login_id: &str) -> (u16, String) {
+    let cookie = patient_session(t, login_id).await;
+    patient_page(t, &cookie, "/my-record").await
+}
+
+async fn patient_page(t: &TestDemo, cookie: &str, path: &str) -> (u16, String) {
+    let page = t
+        .browser()
+        .get(t.url(path))
+        .header("cookie", cookie)
         .send()
         .await
-        .expect("GET /my-record");
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
     (page.status().as_u16(), page.text().await.expect("page"))
+}
+
+async fn patient_chooses(t: &TestDemo, cookie: &str, choice: &str) -> (u16, String) {
+    let resp = t
+        .browser()
+        .post(t.url("/my-record/choice"))
+        .header("cookie", cookie)
+        .header("origin", t.url(""))
+        .form(&[("choice", choice)])
+        .send()
+        .await
+        .expect("POST /my-record/choice");
+    (resp.status().as_u16(), resp.text().await.expect("page"))
 }
 
 #[tokio::test]
@@ -794,4 +817,97 @@ async fn demo_patients_sign_in_with_the_demos_nhs_login_p9_sees_history_p5_gener
         "{page}"
     );
     assert!(!page.contains("Who viewed your record"), "{page}");
+}
+
+/// A patient proofed to P9 opts out online and it takes effect at once, recorded as their own
+/// act; they opt back in the same way. Below P9 nothing can be changed, and the attempt is
+/// audited.
+#[tokio::test]
+async fn a_p9_patient_opts_out_and_back_in_online_at_once_and_below_p9_cannot() {
+    let t = start().await;
+    let logins = &t.demo.info.patient_logins;
+    let p9 = logins
+        .iter()
+        .find(|l| l.level == "P9")
+        .expect("a P9 patient");
+    let p5 = logins
+        .iter()
+        .find(|l| l.level == "P5")
+        .expect("a P5 patient");
+    let nhs = p9.nhs_number.clone();
+    let cookie = patient_session(&t, &p9.login_id).await;
+
+    let (status, page) = patient_page(&t, &cookie, "/my-record").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("Your record is shared through My Care Record"),
+        "{page}"
+    );
+    let (status, page) = patient_page(&t, &cookie, "/my-record/choice").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Do you want your record shared"), "{page}");
+
+    // No choice made: said, nothing changed.
+    let (status, page) = patient_chooses(&t, &cookie, "").await;
+    assert_eq!(status, 400, "{page}");
+    assert!(
+        page.contains("Select whether to share your record or to opt out"),
+        "{page}"
+    );
+
+    // Opt out: at once. A clinician with the patient's permission is refused, opted out.
+    let (status, page) = patient_chooses(&t, &cookie, "opt-out").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("You have opted out"), "{page}");
+    t.give_permission("ae.okafor", &nhs).await;
+    let (status, body) = t.everything("ae.okafor", &nhs).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(
+        body["issue"][0]["details"]["coding"][0]["code"], "opted-out",
+        "{body}"
+    );
+    let (_, page) = patient_page(&t, &cookie, "/my-record").await;
+    assert!(page.contains("You have opted out of sharing"), "{page}");
+    // Saying it twice records nothing more.
+    let (status, _) = patient_chooses(&t, &cookie, "opt-out").await;
+    assert_eq!(status, 200);
+
+    // Back in: the same clinician, with the same permission, sees the record.
+    let (status, page) = patient_chooses(&t, &cookie, "share").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Your record is shared again"), "{page}");
+    let (status, body) = t.everything("ae.okafor", &nhs).await;
+    assert_eq!(status, 200, "{body}");
+
+    // The register and the audit trail say it was the patient, on NHS login at P9.
+    let (status, trail) = t
+        .get(
+            "po.wright",
+            &format!("/fhir/AuditEvent?patient={nhs}&_count=100"),
+        )
+        .await;
+    assert_eq!(status, 200, "{trail}");
+    let own: Vec<&serde_json::Value> = trail["entry"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| &e["resource"])
+        .filter(|r| r.to_string().contains("nhs-login:P9"))
+        .collect();
+    assert_eq!(
+        own.len(),
+        2,
+        "one opt-out, one opt-in, each the patient's own: {trail}"
+    );
+    for r in &own {
+        assert!(r.to_string().contains("\"value\":\"patient\""), "{r}");
+    }
+
+    // P5: general information, no choice, and nothing recorded.
+    let p5_cookie = patient_session(&t, &p5.login_id).await;
+    let (status, page) = patient_chooses(&t, &p5_cookie, "opt-out").await;
+    assert_eq!(status, 403, "{page}");
+    assert!(page.contains("Prove who you are"), "{page}");
+    let (status, page) = patient_page(&t, &p5_cookie, "/my-record/choice").await;
+    assert_eq!(status, 403, "{page}");
 }

@@ -91,6 +91,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/my-record", get(patient::history))
         .route("/my-record/access-history.csv", get(patient::download))
         .route(
+            "/my-record/choice",
+            get(patient::choice_page).post(patient::choose),
+        )
+        .route(
             "/my-record/signin",
             get(patient::signin_page).post(patient::signin),
         )
