@@ -46,6 +46,7 @@ pub use governance::{
 };
 pub use matching::{MatchPair, MatchVerdict};
 pub use mcr_federation::document::{DocumentCut, DocumentRefusal, OpenedDocument};
+pub use mcr_federation::SourceKind;
 pub use mcr_store::OptOutKind;
 pub use metrics::{Metrics, SourceTiming};
 pub use opt_out::{
@@ -199,6 +200,16 @@ impl Gateway {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Read every source's CapabilityStatement now and put what each said in the metrics;
+    /// how many were read.
+    pub async fn discover_capabilities(&self) -> usize {
+        let read = self.federation.discover(self.clock.now()).await;
+        for (source, d) in self.federation.discovered() {
+            self.metrics.capabilities(source.id().as_str(), &d);
+        }
+        read
     }
 
     pub fn federation(&self) -> &Arc<Federation> {

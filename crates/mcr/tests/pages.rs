@@ -911,3 +911,64 @@ async fn a_p9_patient_opts_out_and_back_in_online_at_once_and_below_p9_cannot() 
     let (status, page) = patient_page(&t, &p5_cookie, "/my-record/choice").await;
     assert_eq!(status, 403, "{page}");
 }
+
+/// The sources' capability statements, read at start-up, are shown to staff and counted in
+/// `/metrics`; a GP Connect source says its areas are the specification's.
+#[tokio::test]
+async fn staff_see_what_each_source_says_it_can_be_asked_for() {
+    let t = start().await;
+    let staff = t.sign_in("ae.okafor").await;
+    let resp = staff
+        .http
+        .get(t.url("/app/sources"))
+        .header("cookie", &staff.cookie)
+        .send()
+        .await
+        .expect("GET /app/sources");
+    assert_eq!(resp.status(), 200);
+    let page = resp.text().await.expect("page");
+    assert!(page.contains("<h1>Source systems</h1>"), "{page}");
+    for org in [
+        "East and North Hertfordshire NHS Trust",
+        "Hertfordshire Community NHS Trust",
+    ] {
+        assert!(page.contains(org), "{org}: {page}");
+    }
+    assert!(page.contains("Searchable by patient"), "{page}");
+    assert!(page.contains("My Care Record simulated source"), "{page}");
+    assert!(page.contains("GP Connect specification"), "{page}");
+    assert!(
+        !page.contains("Never read"),
+        "every R4 source was read at start-up: {page}"
+    );
+
+    let metrics = t
+        .http
+        .get(t.url("/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("text");
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("mcr_source_capability_types{source=\"acute\"}"))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    let n: i64 = line
+        .rsplit(' ')
+        .next()
+        .expect("value")
+        .parse()
+        .expect("number");
+    assert!(n >= 5, "{line}");
+
+    // Not signed in: to the sign-in page.
+    let anonymous = t
+        .browser()
+        .get(t.url("/app/sources"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(anonymous.status(), 303);
+}
