@@ -245,6 +245,13 @@ pub(crate) fn everything(
                 }),
             },
         }
+        // Types the record has no place for: named and counted, never ignored in silence.
+        if let Some(sentence) = s.not_shown_sentence() {
+            issues.push(
+                Issue::warning(IssueType::Incomplete, "types-not-shown", sentence)
+                    .at(s.source.as_str()),
+            );
+        }
         for w in &s.warnings {
             issues.push(Issue {
                 severity: mcr_fhir::IssueSeverity::Warning,
