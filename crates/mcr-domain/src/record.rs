@@ -393,7 +393,11 @@ impl SourceOutcome {
             .not_shown
             .iter()
             .map(|n| {
-                let word = if n.count == 1 { "resource" } else { "resources" };
+                let word = if n.count == 1 {
+                    "resource"
+                } else {
+                    "resources"
+                };
                 format!("{} {} {word}", n.count, n.resource_type)
             })
             .collect();

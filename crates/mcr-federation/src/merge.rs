@@ -5,8 +5,7 @@
 
 use crate::{Received, SourceFetch};
 use mcr_domain::{
-    DataClass, ItemSource, MergedRecord, NotShown, RecordItem, Section, SourceOutcome,
-    SourceStatus,
+    DataClass, ItemSource, MergedRecord, NotShown, RecordItem, Section, SourceOutcome, SourceStatus,
 };
 use mcr_policy::{ResourceFilter, Sight};
 use serde_json::Value;
@@ -612,7 +611,11 @@ mod tests {
             .iter()
             .map(|n| (n.resource_type.as_str(), n.count))
             .collect();
-        assert_eq!(counted, [("Goal", 2), ("NutritionOrder", 1)], "a search's own OperationOutcome is not the record");
+        assert_eq!(
+            counted,
+            [("Goal", 2), ("NutritionOrder", 1)],
+            "a search's own OperationOutcome is not the record"
+        );
         assert_eq!(
             s.not_shown_sentence().as_deref(),
             Some("Not shown: 2 Goal resources, 1 NutritionOrder resource from RY4 org (this record has no section for them; ask RY4 org if you need them).")
@@ -639,7 +642,10 @@ mod tests {
         assert_eq!(legal.len(), 1);
         assert_eq!(legal[0].sources.len(), 2);
         // A role without the class sees the section named as not available, not an empty one.
-        let r = run(&[DataClass::Alerts], &[fetch("gp", "GPA", vec![dnacpr("f1", "2026-01-01")])]);
+        let r = run(
+            &[DataClass::Alerts],
+            &[fetch("gp", "GPA", vec![dnacpr("f1", "2026-01-01")])],
+        );
         assert!(r.unavailable_sections.contains(&Section::LegalEndOfLife));
     }
 

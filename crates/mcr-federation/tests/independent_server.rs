@@ -111,9 +111,11 @@ fn transaction(acute: &mcr_synth::SourceSlice, local_id: &str) -> (Value, BTreeM
     }
     // A type the record has no place for, as real servers hold (Synthea writes care plan
     // goals): it must be counted and named as not shown, never ignored.
-    resources.push(json!({"resourceType": "Goal", "id": format!("{local_id}-goal1"),
+    resources.push(
+        json!({"resourceType": "Goal", "id": format!("{local_id}-goal1"),
         "lifecycleStatus": "active", "description": {"text": "Walk to the shops again"},
-        "subject": {"reference": format!("Patient/{local_id}")}}));
+        "subject": {"reference": format!("Patient/{local_id}")}}),
+    );
     counts.insert("Goal".to_owned(), 1);
     let urns: HashMap<String, String> = resources
         .iter()

@@ -16,7 +16,11 @@ const CLASS_TYPES: [(DataClass, &[&str]); 17] = [
     (DataClass::Problems, &["Condition"]),
     (
         DataClass::Medications,
-        &["MedicationStatement", "MedicationRequest", "MedicationDispense"],
+        &[
+            "MedicationStatement",
+            "MedicationRequest",
+            "MedicationDispense",
+        ],
     ),
     (DataClass::Encounters, &["Encounter"]),
     (DataClass::Appointments, &["Appointment"]),
@@ -341,11 +345,9 @@ pub fn summarise<J: Json>(r: &J) -> Summary {
                 .and_then(|p| p.get("actor"))
                 .and_then(|a| a.at(0))
                 .and_then(|a| {
-                    text_of_cc(a, "role").map(|role| {
-                        match str_at(a, &["reference", "display"]) {
-                            Some(who) => format!("{role}: {}", clip(who, 100)),
-                            None => role,
-                        }
+                    text_of_cc(a, "role").map(|role| match str_at(a, &["reference", "display"]) {
+                        Some(who) => format!("{role}: {}", clip(who, 100)),
+                        None => role,
                     })
                 });
             s.detail = match (provision, actor) {
@@ -385,10 +387,15 @@ pub fn summarise<J: Json>(r: &J) -> Summary {
         }
         "DiagnosticReport" => {
             s.display = text_of_cc(r, "code").unwrap_or_default();
-            s.detail = str_at(r, &["conclusion"]).map(|d| clip(d, 300)).or_else(|| {
-                let n = r.get("result").and_then(|x| x.as_array()).map_or(0, |a| a.len());
-                (n > 0).then(|| format!("{n} result{}", if n == 1 { "" } else { "s" }))
-            });
+            s.detail = str_at(r, &["conclusion"])
+                .map(|d| clip(d, 300))
+                .or_else(|| {
+                    let n = r
+                        .get("result")
+                        .and_then(|x| x.as_array())
+                        .map_or(0, |a| a.len());
+                    (n > 0).then(|| format!("{n} result{}", if n == 1 { "" } else { "s" }))
+                });
             s.date = date_field(
                 r,
                 &[
@@ -540,7 +547,10 @@ mod tests {
             "code": {"coding": [{"system": "http://snomed.info/sct", "code": "80146002", "display": "Appendicectomy"}]},
             "performedDateTime": "2019-07-01"});
         let s = summary(&proc);
-        assert_eq!((s.display.as_str(), s.date.as_deref()), ("Appendicectomy", Some("2019-07-01")));
+        assert_eq!(
+            (s.display.as_str(), s.date.as_deref()),
+            ("Appendicectomy", Some("2019-07-01"))
+        );
         let appt = json!({"resourceType": "Appointment", "status": "booked", "description": "Diabetes review",
             "start": "2027-01-10T09:30:00Z"});
         let s = summary(&appt);
@@ -551,7 +561,10 @@ mod tests {
             "code": {"text": "Full blood count"}, "effectiveDateTime": "2026-03-01",
             "result": [{"reference": "Observation/1"}, {"reference": "Observation/2"}]});
         let s = summary(&report);
-        assert_eq!((s.display.as_str(), s.detail.as_deref()), ("Full blood count", Some("2 results")));
+        assert_eq!(
+            (s.display.as_str(), s.detail.as_deref()),
+            ("Full blood count", Some("2 results"))
+        );
         assert!(!is_shown_type("Goal"));
         assert_eq!(classify(&json!({"resourceType": "Goal"})), None);
     }

@@ -152,14 +152,18 @@ fn appointment_patient<J: Json>(r: &J) -> Option<&J> {
     if crate::resource_type(r) != Some("Appointment") {
         return None;
     }
-    r.get("participant")?.as_array()?.iter().take(64).find_map(|p| {
-        let actor = p.get("actor")?;
-        let reference = actor.get("reference").and_then(J::as_str).unwrap_or("");
-        let is_patient = reference.starts_with("Patient/")
-            || reference.contains("/Patient/")
-            || actor.get("type").and_then(J::as_str) == Some("Patient");
-        is_patient.then_some(actor)
-    })
+    r.get("participant")?
+        .as_array()?
+        .iter()
+        .take(64)
+        .find_map(|p| {
+            let actor = p.get("actor")?;
+            let reference = actor.get("reference").and_then(J::as_str).unwrap_or("");
+            let is_patient = reference.starts_with("Patient/")
+                || reference.contains("/Patient/")
+                || actor.get("type").and_then(J::as_str) == Some("Patient");
+            is_patient.then_some(actor)
+        })
 }
 
 /// A `#id` reference: the contained `Patient` with that id, tied by its NHS number.
@@ -305,9 +309,14 @@ mod tests {
                 {"actor": {"reference": "Location/clinic"}}, {"actor": actor}]})
         };
         let t = |r: serde_json::Value| tie_to_patient(&r, "123", nhs, base);
-        assert_eq!(t(appointment(json!({"reference": "Patient/123"}))), Tie::This);
         assert_eq!(
-            t(appointment(json!({"reference": "https://gp.example.org/fhir/Patient/124"}))),
+            t(appointment(json!({"reference": "Patient/123"}))),
+            Tie::This
+        );
+        assert_eq!(
+            t(appointment(
+                json!({"reference": "https://gp.example.org/fhir/Patient/124"})
+            )),
             Tie::Another
         );
         assert_eq!(

@@ -1487,7 +1487,12 @@ impl Gen<'_> {
         if self.rng.gen_bool(0.35) {
             let d = self.recent_date(8);
             let rel = codes::RELATIONSHIPS[self.rng.gen_range(0..4)];
-            self.legal_consent(&codes::LPA_HEALTH, "permit", d, Some(("Attorney", rel.display)));
+            self.legal_consent(
+                &codes::LPA_HEALTH,
+                "permit",
+                d,
+                Some(("Attorney", rel.display)),
+            );
         }
         if self.rng.gen_bool(0.15) {
             let d = self.recent_date(8);
