@@ -177,6 +177,8 @@ pub struct Counts {
     pub untied: usize,
     /// About another of the source's patients.
     pub another_patient: usize,
+    /// Of types the record has no place for.
+    pub not_shown: usize,
 }
 
 impl SourceFetch {
@@ -192,10 +194,8 @@ impl SourceFetch {
                 Digested::Withheld => c.withheld += 1,
                 Digested::Untied => c.untied += 1,
                 Digested::AnotherPatient => c.another_patient += 1,
-                Digested::Patient(_)
-                | Digested::NotGranted(_)
-                | Digested::Ignored
-                | Digested::NotShown(_) => {}
+                Digested::NotShown(_) => c.not_shown += 1,
+                Digested::Patient(_) | Digested::NotGranted(_) | Digested::Ignored => {}
             }
             c
         })

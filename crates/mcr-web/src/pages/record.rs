@@ -297,6 +297,15 @@ pub(crate) struct Glance {
     pub href: &'static str,
 }
 
+/// An investigation: a report (`DiagnosticReport`) with the results it names, as one row.
+pub(crate) struct Investigation {
+    pub report: ItemView,
+    /// Each result the report names that this record holds: what was measured and the value.
+    pub results: Vec<String>,
+    /// Results it names that are not in this record (not sent, withheld, or not granted).
+    pub missing: usize,
+}
+
 /// Repeated measurements of one thing, newest first, with a chart when there are several.
 pub(crate) struct ResultGroup {
     pub title: String,
@@ -335,6 +344,8 @@ pub(crate) struct RecordPage {
     /// The sections above the results, in order.
     pub upper: Vec<SectionView>,
     pub results_available: bool,
+    /// Reports with their results grouped, newest first.
+    pub investigations: Vec<Investigation>,
     pub results: Vec<ResultGroup>,
     pub results_before_filter: usize,
     pub results_older_href: String,
@@ -443,6 +454,67 @@ fn glance(
         count: record.items(s).iter().filter(|i| keep(i)).count(),
         href,
     })
+}
+
+/// Each report among `items` (newest first) with the observations it names (`result`),
+/// found among `items` from the same source by id. Observations stay in their own groups
+/// too (the trend of one test across reports).
+pub(crate) fn investigations(items: &[&RecordItem]) -> Vec<Investigation> {
+    let reports: Vec<&&RecordItem> = items
+        .iter()
+        .filter(|i| i.resource_type == "DiagnosticReport")
+        .collect();
+    if reports.is_empty() {
+        return Vec::new();
+    }
+    // (source, observation id) -> the observation, ids borrowed from the items' addresses.
+    let observations: std::collections::HashMap<(&str, &str), &RecordItem> = items
+        .iter()
+        .filter(|i| i.resource_type == "Observation")
+        .flat_map(|i| {
+            i.sources.iter().filter_map(move |s| {
+                let (_, id) = s.full_url.rsplit_once("/Observation/")?;
+                Some(((s.source.as_str(), id), *i))
+            })
+        })
+        .collect();
+    reports
+        .into_iter()
+        .map(|report| {
+            let source = report.sources.first().map_or("", |s| s.source.as_str());
+            let named: Vec<String> = report
+                .resource
+                .value()
+                .and_then(|v| {
+                    v.get("result")?.as_array().map(|rs| {
+                        rs.iter()
+                            .take(200)
+                            .filter_map(|r| r.get("reference")?.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                })
+                .unwrap_or_default();
+            let mut results = Vec::new();
+            let mut missing = 0;
+            for reference in &named {
+                let id = reference
+                    .rsplit_once("Observation/")
+                    .map_or(reference.as_str(), |(_, id)| id);
+                match observations.get(&(source, id)) {
+                    Some(o) => results.push(match &o.detail {
+                        Some(d) => format!("{}: {d}", o.display),
+                        None => o.display.clone(),
+                    }),
+                    None => missing += 1,
+                }
+            }
+            Investigation {
+                report: item_view(report),
+                results,
+                missing,
+            }
+        })
+        .collect()
 }
 
 /// Group results by code (or name), newest first within each group; chart the numeric ones.
@@ -755,6 +827,7 @@ pub(crate) fn record_page(layout: Layout, view: &mcr_gateway::View, filter: Filt
     ];
     let results_available = !r.unavailable_sections.contains(&Section::Results);
     let mut results_before_filter = 0;
+    let mut investigations = Vec::new();
     let results = if results_available {
         let shown: Vec<&RecordItem> = r
             .items(Section::Results)
@@ -766,6 +839,7 @@ pub(crate) fn record_page(layout: Layout, view: &mcr_gateway::View, filter: Filt
             })
             .collect();
         let limit = (!f.whole("results")).then_some(RESULT_ROWS);
+        investigations = self::investigations(&shown);
         result_groups(&shown, limit)
     } else {
         Vec::new()
@@ -851,6 +925,7 @@ pub(crate) fn record_page(layout: Layout, view: &mcr_gateway::View, filter: Filt
         glance,
         upper,
         results_available,
+        investigations,
         results,
         results_before_filter,
         results_older_href,
@@ -1431,5 +1506,23 @@ mod tests {
         let html = page.render().unwrap_or_default();
         assert!(html.contains("12 Goal resources"), "{html}");
         assert!(html.contains("has no place in this record"));
+    }
+
+    #[test]
+    fn a_report_is_listed_with_the_results_it_names() {
+        let mut report = dated(Section::Results, "Full blood count", "2026-03-01", "final");
+        report.resource_type = "DiagnosticReport".into();
+        report.resource = mcr_domain::SourceJson::from_value(&json!({"resourceType": "DiagnosticReport",
+            "result": [{"reference": "Observation/hb"}, {"reference": "Observation/gone"}]}));
+        let mut hb = item("Haemoglobin", "2026-03-01", 131.0);
+        hb.sources[0].full_url = "http://gp/Observation/hb".into();
+        let other = item("Sodium", "2026-03-01", 140.0);
+        let items = [&report, &hb, &other];
+        let inv = investigations(&items);
+        assert_eq!(inv.len(), 1);
+        assert_eq!(inv[0].report.display, "Full blood count");
+        assert_eq!(inv[0].results, ["Haemoglobin: 131 mmol/mol"]);
+        assert_eq!(inv[0].missing, 1, "a result it names that the record lacks is counted");
+        assert!(investigations(&[&hb, &other]).is_empty());
     }
 }
