@@ -937,7 +937,10 @@ impl Gen<'_> {
             today + Duration::days(31),
             today + Duration::days(120),
         );
-        let start = self.ts(d);
+        let secs = self.rng.gen_range(9 * 2..17 * 2) * 1800;
+        let start = timestamp(d, secs);
+        // R4: an appointment with a start has an end (app-2).
+        let end = timestamp(d, secs + 1800);
         let booked = today - Duration::days(self.rng.gen_range(1..30));
         let r = json!({
             "resourceType": "Appointment",
@@ -947,6 +950,8 @@ impl Gen<'_> {
             "serviceType": [{ "text": clinic }],
             "description": clinic,
             "start": start,
+            "end": end,
+            "minutesDuration": 30,
             "created": day(booked),
             "participant": [
                 { "actor": { "reference": format!("Patient/{}", self.local) }, "status": "accepted" },
