@@ -46,8 +46,9 @@ test('a large record: the summary in the first screen, sections as tables, show 
   await page.setViewportSize(FIRST_SCREEN);
   await signIn(page, 'Asha Patel');
   await openRecord(page, large);
-  await assertSummaryInFirstScreen(page, 'large record');
   await check(page, 'record-page-large');
+  await page.screenshot({ path: require('node:path').resolve(__dirname, '../../target/screenshots/record-page-first-screen.png') });
+  await assertSummaryInFirstScreen(page, 'large record');
 
   // Every listed item shows its date and its source.
   const tables = page.locator('section table.app-dense-table');
@@ -108,9 +109,9 @@ test('legal and end-of-life decisions are in the summary, in the first screen', 
   await page.setViewportSize(FIRST_SCREEN);
   await signIn(page, 'Asha Patel');
   await openRecord(page, legal);
+  await check(page, 'record-page-legal');
   await assertSummaryInFirstScreen(page, 'legal');
   const box = await page.locator('#summary-legal').innerText();
   assert.ok(/resuscitation|attorney|advance decision/i.test(box), `the legal box shows the decision: ${box}`);
-  await check(page, 'record-page-legal');
   await ctx.close();
 });

@@ -444,31 +444,30 @@ fn with_pdf_documents(region: &Region, n: usize) -> Vec<String> {
         .collect()
 }
 
-/// Sample patients (of those every source holds) whose record carries legal and end-of-life
-/// decisions: a DNACPR flag at the community trust, or a lasting power of attorney or an
-/// advance decision at social care.
+/// Sample patients whose record carries legal and end-of-life decisions: a DNACPR flag at the
+/// community trust, or a lasting power of attorney or an advance decision at social care.
 fn with_legal_decisions(region: &Region, n: usize) -> Vec<String> {
-    let holds = |source: &str, rt: &str, nhs: &mcr_domain::NhsNumber| {
-        region.source(source).is_some_and(|slice| {
-            slice
-                .patients()
-                .iter()
-                .filter(|sp| sp.nhs_number.as_ref() == Some(nhs))
-                .any(|sp| {
-                    slice.resources(&sp.local_id, rt).iter().any(|r| {
-                        mcr_fhir::classify(r) == Some(mcr_domain::DataClass::LegalEndOfLife)
-                    })
-                })
-        })
-    };
-    region
-        .samples
-        .all_four
-        .iter()
-        .filter(|nhs| holds("community", "Flag", nhs) || holds("socialcare", "Consent", nhs))
-        .map(ToString::to_string)
-        .take(n)
-        .collect()
+    let mut found: Vec<String> = Vec::new();
+    for (source, rt) in [("community", "Flag"), ("socialcare", "Consent")] {
+        let Some(slice) = region.source(source) else {
+            continue;
+        };
+        for sp in slice.patients() {
+            if found.len() >= n {
+                return found;
+            }
+            let Some(nhs) = sp.nhs_number.as_ref().map(ToString::to_string) else {
+                continue;
+            };
+            let legal = slice.resources(&sp.local_id, rt).iter().any(|r| {
+                mcr_fhir::classify(r) == Some(mcr_domain::DataClass::LegalEndOfLife)
+            });
+            if legal && !found.contains(&nhs) {
+                found.push(nhs);
+            }
+        }
+    }
+    found
 }
 
 /// Start the whole demo.
