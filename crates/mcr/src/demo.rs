@@ -459,9 +459,10 @@ fn with_legal_decisions(region: &Region, n: usize) -> Vec<String> {
             let Some(nhs) = sp.nhs_number.as_ref().map(ToString::to_string) else {
                 continue;
             };
-            let legal = slice.resources(&sp.local_id, rt).iter().any(|r| {
-                mcr_fhir::classify(r) == Some(mcr_domain::DataClass::LegalEndOfLife)
-            });
+            let legal = slice
+                .resources(&sp.local_id, rt)
+                .iter()
+                .any(|r| mcr_fhir::classify(r) == Some(mcr_domain::DataClass::LegalEndOfLife));
             if legal && !found.contains(&nhs) {
                 found.push(nhs);
             }

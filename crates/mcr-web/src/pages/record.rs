@@ -1050,7 +1050,7 @@ mod tests {
 
     #[test]
     fn results_group_by_code_and_chart_repeats() {
-        let items = vec![
+        let items = [
             item("HbA1c", "2026-03-01", 50.0),
             item("Sodium", "2026-02-01", 140.0),
             item("HbA1c", "2025-09-01", 55.0),
@@ -1512,7 +1512,8 @@ mod tests {
     fn a_report_is_listed_with_the_results_it_names() {
         let mut report = dated(Section::Results, "Full blood count", "2026-03-01", "final");
         report.resource_type = "DiagnosticReport".into();
-        report.resource = mcr_domain::SourceJson::from_value(&json!({"resourceType": "DiagnosticReport",
+        report.resource =
+            mcr_domain::SourceJson::from_value(&json!({"resourceType": "DiagnosticReport",
             "result": [{"reference": "Observation/hb"}, {"reference": "Observation/gone"}]}));
         let mut hb = item("Haemoglobin", "2026-03-01", 131.0);
         hb.sources[0].full_url = "http://gp/Observation/hb".into();
@@ -1522,7 +1523,10 @@ mod tests {
         assert_eq!(inv.len(), 1);
         assert_eq!(inv[0].report.display, "Full blood count");
         assert_eq!(inv[0].results, ["Haemoglobin: 131 mmol/mol"]);
-        assert_eq!(inv[0].missing, 1, "a result it names that the record lacks is counted");
+        assert_eq!(
+            inv[0].missing, 1,
+            "a result it names that the record lacks is counted"
+        );
         assert!(investigations(&[&hb, &other]).is_empty());
     }
 }
