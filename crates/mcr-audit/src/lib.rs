@@ -38,6 +38,9 @@ pub struct SourceAudit {
     /// Items sent that could not be tied to this patient (or named another): not shown.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub not_tied: usize,
+    /// Resources sent of types the record has no place for: not shown, named in the view.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub not_shown: usize,
 }
 
 fn is_zero(n: &usize) -> bool {

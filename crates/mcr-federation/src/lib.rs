@@ -25,7 +25,7 @@ pub use identity::{IdentitySigner, Requester};
 pub use merge::{digest, merge, Digested, SourceMeta};
 
 use futures::future::join_all;
-use mcr_domain::{FailureReason, SourceId};
+use mcr_domain::{DataClass, FailureReason, SourceId};
 use mcr_policy::{Grant, ResourceFilter};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -250,6 +250,10 @@ impl Federation {
             // see nothing else; the merge drops them if the grant does not include them.
             types.push("Patient");
         }
+        let clinical = grant
+            .data_classes()
+            .iter()
+            .any(|c| !matches!(c, DataClass::Demographics | DataClass::CareTeam));
         let futures = locations.iter().map(|loc| {
             let source = self.sources.get(&loc.source).cloned();
             let types = types.clone();
@@ -269,11 +273,21 @@ impl Federation {
                     until: tokio::time::Instant::from_std(started + deadline),
                     deadline,
                 };
-                let wanted: Vec<&str> = types
+                let mut wanted: Vec<&str> = types
                     .iter()
                     .copied()
                     .filter(|t| *t == "Patient" || self.asks(&*source, t))
                     .collect();
+                // What the source holds that the record has no place for is asked for too
+                // (when the grant covers any clinical data), to be counted and named as not
+                // shown: never ignored because the gateway did not ask.
+                if clinical {
+                    for t in &config.resource_types {
+                        if !mcr_fhir::is_shown_type(t) && !wanted.contains(&t.as_str()) {
+                            wanted.push(t);
+                        }
+                    }
+                }
                 let meta = SourceMeta {
                     source: source.id(),
                     org_code: &config.organisation.code,

@@ -172,6 +172,7 @@ impl Gateway {
             items,
             withheld: 0,
             not_tied: 0,
+            not_shown: 0,
         }
     }
 }

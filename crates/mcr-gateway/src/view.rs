@@ -502,5 +502,6 @@ fn source_audit(f: &SourceFetch) -> SourceAudit {
         items: counts.kept,
         withheld: counts.withheld,
         not_tied: counts.untied + counts.another_patient,
+        not_shown: counts.not_shown,
     }
 }
