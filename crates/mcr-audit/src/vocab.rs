@@ -297,6 +297,18 @@ words! {
         Verified = "verified",
         Rejected = "rejected",
         LetterSent = "letter-sent",
+        /// A letter's code entered right.
+        CodeConfirmed = "code-confirmed",
+        /// A letter's code entered wrong.
+        WrongCode = "wrong-code",
+        /// A letter's code entered for a request that does not exist.
+        UnknownReference = "unknown-reference",
+        /// A letter's code entered for a request no letter was sent for.
+        NoLetter = "no-letter",
+        /// A letter's code entered after too many wrong ones.
+        LetterSpent = "letter-spent",
+        /// A person added to the protected list.
+        Added = "added",
         /// The gateway started.
         Started = "started",
     }
@@ -465,7 +477,14 @@ impl Outcome {
     /// 8 serious failure (it could not be done). Nothing here is a major failure (12).
     pub fn code(self) -> &'static str {
         match self {
-            Self::Deny | Self::NeedsPermission | Self::NeedsRelationship | Self::NotFound => "4",
+            Self::Deny
+            | Self::NeedsPermission
+            | Self::NeedsRelationship
+            | Self::NotFound
+            | Self::WrongCode
+            | Self::UnknownReference
+            | Self::NoLetter
+            | Self::LetterSpent => "4",
             Self::Error => "8",
             Self::Permit
             | Self::Alert
@@ -487,6 +506,8 @@ impl Outcome {
             | Self::Verified
             | Self::Rejected
             | Self::LetterSent
+            | Self::CodeConfirmed
+            | Self::Added
             | Self::Started => "0",
         }
     }

@@ -2,13 +2,14 @@
 //! is known: `anonymous` when the credentials say nothing trustworthy), when, and why not.
 
 use crate::{Gateway, GatewayError};
+use mcr_audit::{Action, AuthChannel, Outcome};
 
 /// A refused attempt to authenticate or to use a token beyond its scopes.
 #[derive(Debug, Clone)]
 pub struct AuthFailure<'a> {
     pub correlation_id: &'a str,
     /// `api`, `sign-in` or `scope`.
-    pub channel: &'a str,
+    pub channel: AuthChannel,
     /// A short code: `no-token`, `expired-token`, `state-mismatch`, …
     pub reason: &'a str,
     /// The user, when known from verified credentials; otherwise `anonymous`.
@@ -25,7 +26,7 @@ impl Gateway {
                     correlation_id: f.correlation_id.to_owned(),
                     system: None,
                 },
-                "authenticate",
+                Action::Authenticate(f.channel),
                 None,
             ),
             None => mcr_audit::AuditEvent {
@@ -39,16 +40,15 @@ impl Gateway {
                 org_name: String::new(),
                 patient: None,
                 purpose: mcr_domain::Purpose::DirectCare.as_str().to_owned(),
-                action: "authenticate".into(),
-                outcome: String::new(),
+                action: Action::Authenticate(f.channel),
+                outcome: Outcome::Deny,
                 basis: None,
                 detail: None,
                 sources: Vec::new(),
                 role_profile_id: None,
             },
         };
-        event.action = format!("authenticate:{}", f.channel);
-        event.outcome = "deny".into();
+        event.outcome = Outcome::Deny;
         event.basis = Some(f.reason.to_owned());
         self.audit(&event).await.map(|_| ())
     }
@@ -70,8 +70,12 @@ impl Gateway {
             org_name: "My Care Record public site".into(),
             patient: r.patient.map(|n| n.as_str().to_owned()),
             purpose: mcr_domain::Purpose::DirectCare.as_str().to_owned(),
-            action: format!("authenticate:{}", r.channel),
-            outcome: if r.permitted { "permit" } else { "deny" }.into(),
+            action: Action::Authenticate(r.channel),
+            outcome: if r.permitted {
+                Outcome::Permit
+            } else {
+                Outcome::Deny
+            },
             basis: Some(r.reason.to_owned()),
             detail: r.level.map(|l| format!("identity proofing level {l}")),
             sources: Vec::new(),
@@ -86,7 +90,7 @@ impl Gateway {
 pub struct PatientSignIn<'a> {
     pub correlation_id: &'a str,
     /// `patient-sign-in`, or `patient-access` for a request refused after sign-in.
-    pub channel: &'a str,
+    pub channel: AuthChannel,
     pub permitted: bool,
     pub reason: &'a str,
     /// `P0`, `P5` or `P9`.

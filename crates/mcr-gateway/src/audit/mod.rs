@@ -30,6 +30,7 @@ pub use search::{AuditPage, AuditScope, AuditSearch};
 use crate::{Gateway, GatewayError, RequestContext};
 use chrono::{DateTime, Duration, Utc};
 use mcr_audit::AuditEvent;
+use mcr_audit::{Action, Outcome};
 use mcr_domain::{NhsNumber, Role};
 use mcr_store::{AuditQuery, AuditRow};
 use serde::Serialize;
@@ -44,16 +45,14 @@ pub const HISTORY_DAYS: i64 = 365;
 /// The actions a privacy officer reviews: break-glass, self-claimed relationships, answers on
 /// a patient's behalf that open their record, objection overrides, every lift of an objection
 /// or attempt at one (refused attempts included), and the watch's flags on views.
-pub const REVIEWABLE: [&str; 6] = [
-    "emergency-access",
-    "claim-relationship",
-    crate::governance::ON_BEHALF_ACTION,
-    crate::governance::OVERRIDE_ACTION,
-    crate::governance::LIFT_ACTION,
-    "anomaly-flag",
+pub const REVIEWABLE: [Action; 6] = [
+    Action::EmergencyAccess,
+    Action::ClaimRelationship,
+    Action::RecordPermissionOnBehalf,
+    Action::OverrideObjection,
+    Action::WithdrawObjection,
+    Action::AnomalyFlag,
 ];
-pub(crate) const REVIEW_ACTION: &str = "review-access";
-pub(crate) const VIEW_ACTION: &str = "view-record";
 
 /// One audit record read back.
 #[derive(Debug, Clone, Serialize)]
@@ -63,9 +62,14 @@ pub struct AuditEntry {
     pub event: AuditEvent,
 }
 
+/// A stored record read back. One this build cannot read (an action or outcome word it does
+/// not know, say) is reported, by its number, and the read fails: never shown as something
+/// else.
 fn entry(row: &AuditRow) -> Result<AuditEntry, GatewayError> {
-    let event: AuditEvent =
-        serde_json::from_str(&row.record.payload).map_err(|_| GatewayError::StoreUnavailable)?;
+    let event: AuditEvent = serde_json::from_str(&row.record.payload).map_err(|e| {
+        tracing::error!(seq = row.seq, error = %e, "audit record cannot be read back");
+        GatewayError::StoreUnavailable
+    })?;
     Ok(AuditEntry {
         seq: row.seq,
         event,
@@ -123,12 +127,12 @@ impl Gateway {
     pub(crate) async fn refuse(
         &self,
         ctx: &RequestContext,
-        action: &str,
+        action: Action,
         patient: Option<&str>,
         why: &str,
     ) -> GatewayError {
         let mut event = self.event(ctx, action, patient);
-        event.outcome = "deny".into();
+        event.outcome = Outcome::Deny;
         event.detail = Some(why.to_owned());
         match self.audit(&event).await {
             Ok(_) => GatewayError::Forbidden(why.to_owned()),
