@@ -44,7 +44,7 @@ pub use governance::{
     PermissionRequest, RelationshipClaim, LIFT_REFUSED,
 };
 pub use matching::{MatchPair, MatchVerdict};
-pub use mcr_audit::{Action, AuthChannel, Outcome, RefusalKind, UnknownWord};
+pub use mcr_audit::{Action, AuditEvent, AuthChannel, Outcome, RefusalKind, UnknownWord};
 pub use mcr_federation::document::{DocumentCut, DocumentRefusal, OpenedDocument};
 pub use mcr_store::OptOutKind;
 pub use metrics::{Metrics, SourceTiming};

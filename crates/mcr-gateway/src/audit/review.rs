@@ -23,10 +23,7 @@ pub enum ReviewOutcome {
 
 impl ReviewOutcome {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Appropriate => "appropriate",
-            Self::ReferredForInvestigation => "referred-for-investigation",
-        }
+        self.outcome().as_str()
     }
 
     /// The outcome the review is audited with.
@@ -38,9 +35,9 @@ impl ReviewOutcome {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "appropriate" => Some(Self::Appropriate),
-            "referred-for-investigation" => Some(Self::ReferredForInvestigation),
+        match s.parse() {
+            Ok(Outcome::Appropriate) => Some(Self::Appropriate),
+            Ok(Outcome::ReferredForInvestigation) => Some(Self::ReferredForInvestigation),
             _ => None,
         }
     }

@@ -345,4 +345,61 @@ mod tests {
         assert_eq!(outcomes("12").expect("ok"), vec![Outcome::Error]);
         assert!(outcomes("maybe").is_err());
     }
+
+    fn rendered(action: mcr_gateway::Action, outcome: Outcome) -> Value {
+        let event = event_of(action, outcome);
+        audit_event(&AuditEntry { seq: 7, event }, "https://mcr.example")
+    }
+
+    fn event_of(action: mcr_gateway::Action, outcome: Outcome) -> mcr_gateway::AuditEvent {
+        mcr_gateway::AuditEvent {
+            at: "2026-03-02T09:00:00Z".parse().expect("time"),
+            correlation_id: "c".into(),
+            user_id: "u".into(),
+            user_name: "U".into(),
+            role: "clinician".into(),
+            org_code: "RWH".into(),
+            org_name: "Trust".into(),
+            patient: None,
+            purpose: "directcare".into(),
+            action,
+            outcome,
+            basis: None,
+            detail: None,
+            sources: Vec::new(),
+            role_profile_id: None,
+            system: None,
+        }
+    }
+
+    #[test]
+    fn each_action_is_coded_as_balp_codes_it() {
+        use mcr_gateway::{Action, AuthChannel};
+        let view = rendered(Action::ViewRecord, Outcome::NeedsPermission);
+        assert_eq!(view["type"]["code"], "rest");
+        assert_eq!(view["subtype"][0]["code"], "operation");
+        assert_eq!(view["subtype"][1]["code"], "view-record");
+        assert_eq!(
+            (&view["action"], &view["outcome"]),
+            (&json!("E"), &json!("4"))
+        );
+
+        // Opening a document reads it (it was coded as a create).
+        let doc = rendered(Action::OpenDocument, Outcome::Permit);
+        assert_eq!(
+            (&doc["subtype"][0]["code"], &doc["action"]),
+            (&json!("read"), &json!("R"))
+        );
+
+        let sign_in = rendered(Action::Authenticate(AuthChannel::SignIn), Outcome::Deny);
+        assert_eq!(
+            sign_in["type"],
+            json!({"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110114", "display": "User Authentication"})
+        );
+        assert_eq!(sign_in["subtype"][1]["code"], "authenticate:sign-in");
+        assert_eq!(
+            (&sign_in["action"], &sign_in["outcome"]),
+            (&json!("E"), &json!("4"))
+        );
+    }
 }
