@@ -129,15 +129,16 @@ impl EventAction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventCoding {
     pub event_type: Coding,
-    /// The standard subtype; our own action word is given beside it by the renderer.
-    pub subtype: Coding,
+    /// The standard subtype, when one fits; our own action word is given beside it by the
+    /// renderer.
+    pub subtype: Option<Coding>,
     pub action: EventAction,
 }
 
 const fn rest(subtype: Coding, action: EventAction) -> EventCoding {
     EventCoding {
         event_type: REST,
-        subtype,
+        subtype: Some(subtype),
         action,
     }
 }
@@ -432,23 +433,24 @@ impl Action {
             Action::UnprotectPerson | Action::PruneCareEvents => rest(DELETE, Delete),
             Action::IssueSystemToken => EventCoding {
                 event_type: USER_AUTHENTICATION,
-                subtype: GET_ACCESS_TOKEN,
+                subtype: Some(GET_ACCESS_TOKEN),
                 action: Execute,
             },
             Action::GatewayStart => EventCoding {
                 event_type: APPLICATION_ACTIVITY,
-                subtype: APPLICATION_START,
+                subtype: Some(APPLICATION_START),
                 action: Execute,
             },
             Action::Authenticate(_) => EventCoding {
                 event_type: USER_AUTHENTICATION,
-                subtype: LOGIN,
+                subtype: Some(LOGIN),
                 action: Execute,
             },
-            // A refused request never became an interaction: a security alert.
+            // A refused request never became an interaction: a security alert, with no
+            // standard subtype.
             Action::Refused(_) => EventCoding {
                 event_type: SECURITY_ALERT,
-                subtype: OPERATION,
+                subtype: None,
                 action: Execute,
             },
         }
@@ -620,11 +622,18 @@ mod tests {
     fn codings_follow_balp() {
         let view = Action::ViewRecord.coding();
         assert_eq!(
-            (view.event_type.code, view.subtype.code, view.action.code()),
-            ("rest", "operation", "E")
+            (
+                view.event_type.code,
+                view.subtype.map(|s| s.code),
+                view.action.code()
+            ),
+            ("rest", Some("operation"), "E")
         );
         let doc = Action::OpenDocument.coding();
-        assert_eq!((doc.subtype.code, doc.action.code()), ("read", "R"));
+        assert_eq!(
+            (doc.subtype.map(|s| s.code), doc.action.code()),
+            (Some("read"), "R")
+        );
         assert_eq!(Action::UnprotectPerson.coding().action, EventAction::Delete);
         assert_eq!(
             Action::WithdrawObjection.coding().action,
@@ -632,8 +641,8 @@ mod tests {
         );
         let token = Action::IssueSystemToken.coding();
         assert_eq!(
-            (token.event_type.code, token.subtype.code),
-            ("110114", "ITI-71")
+            (token.event_type.code, token.subtype.map(|s| s.code)),
+            ("110114", Some("ITI-71"))
         );
         assert_eq!(Outcome::Permit.code(), "0");
         assert_eq!(Outcome::NeedsPermission.code(), "4");

@@ -104,6 +104,13 @@ fn outcomes(raw: &str) -> Result<Vec<Outcome>, ApiError> {
 pub(crate) fn audit_event(e: &AuditEntry, base_url: &str) -> Value {
     let ev = &e.event;
     let coding = ev.action.coding();
+    // The standard subtype when one fits, then our own word for the action.
+    let subtype: Vec<Value> = coding
+        .subtype
+        .iter()
+        .map(|s| json!({"system": s.system, "code": s.code}))
+        .chain([json!({"system": ACTION_SYSTEM, "code": ev.action})])
+        .collect();
     let role_display = ev
         .role
         .parse::<Role>()
@@ -146,10 +153,7 @@ pub(crate) fn audit_event(e: &AuditEntry, base_url: &str) -> Value {
         "id": e.seq.to_string(),
         "meta": {"profile": ["https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.Read"]},
         "type": {"system": coding.event_type.system, "code": coding.event_type.code, "display": coding.event_type.display},
-        "subtype": [
-            {"system": coding.subtype.system, "code": coding.subtype.code},
-            {"system": ACTION_SYSTEM, "code": ev.action}
-        ],
+        "subtype": subtype,
         "action": coding.action.code(),
         "recorded": ev.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         "outcome": ev.outcome.code(),
@@ -397,6 +401,17 @@ mod tests {
             json!({"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110114", "display": "User Authentication"})
         );
         assert_eq!(sign_in["subtype"][1]["code"], "authenticate:sign-in");
+
+        // A request refused at the door: a security alert with no standard subtype.
+        let refused = rendered(
+            Action::Refused(mcr_gateway::RefusalKind::Csrf),
+            Outcome::Deny,
+        );
+        assert_eq!(refused["type"]["code"], "110113");
+        assert_eq!(
+            refused["subtype"],
+            json!([{"system": ACTION_SYSTEM, "code": "refused:csrf"}])
+        );
         assert_eq!(
             (&sign_in["action"], &sign_in["outcome"]),
             (&json!("E"), &json!("4"))
