@@ -173,4 +173,45 @@ mod tests {
         let (from, to) = period(None, None, now).expect("default");
         assert_eq!((to - from).num_days(), HISTORY_DAYS);
     }
+
+    #[test]
+    fn a_record_with_an_unknown_action_is_refused_not_shown_as_another() {
+        let event = AuditEvent {
+            at: DateTime::parse_from_rfc3339("2026-03-02T09:00:00Z")
+                .expect("time")
+                .with_timezone(&Utc),
+            correlation_id: "c".into(),
+            user_id: "u".into(),
+            user_name: "U".into(),
+            role: "clinician".into(),
+            org_code: "RWH".into(),
+            org_name: "Trust".into(),
+            patient: None,
+            purpose: "directcare".into(),
+            action: mcr_audit::Action::ViewRecord,
+            outcome: mcr_audit::Outcome::Permit,
+            basis: None,
+            detail: None,
+            sources: Vec::new(),
+            role_profile_id: None,
+            system: None,
+        };
+        let record = mcr_audit::to_append(&event).expect("encodes");
+        let row = |record: mcr_store::AuditAppend| AuditRow {
+            seq: 9,
+            prev_hash: String::new(),
+            hash: String::new(),
+            record,
+        };
+        let read = entry(&row(record.clone())).expect("a known record reads back");
+        assert_eq!(read.event, event);
+
+        // A word from a newer build (or a typo in an old one): never rendered as something else.
+        let mut unknown = record;
+        unknown.payload = unknown.payload.replace("view-record", "read-patient");
+        assert!(matches!(
+            entry(&row(unknown)),
+            Err(GatewayError::StoreUnavailable)
+        ));
+    }
 }
