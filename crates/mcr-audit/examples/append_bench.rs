@@ -28,8 +28,8 @@ fn event(i: usize, at: DateTime<Utc>) -> AuditEvent {
         org_name: "East and North Hertfordshire NHS Trust".into(),
         patient: Some("9990000018".into()),
         purpose: "directcare".into(),
-        action: "view-record".into(),
-        outcome: "permit".into(),
+        action: mcr_audit::Action::ViewRecord,
+        outcome: mcr_audit::Outcome::Permit,
         basis: Some("relationship-and-permission".into()),
         detail: Some("They were involved in your care (open encounter) and permission was given by the patient.".into()),
         sources: ["gp", "acute", "community", "socialcare"]

@@ -67,8 +67,8 @@ fn event(i: i64) -> AuditEvent {
         org_name: "East and North Hertfordshire NHS Trust".into(),
         patient: Some("9990000018".into()),
         purpose: "directcare".into(),
-        action: "view-record".into(),
-        outcome: "permit".into(),
+        action: mcr_audit::Action::ViewRecord,
+        outcome: mcr_audit::Outcome::Permit,
         basis: Some("legal-basis".into()),
         detail: None,
         sources: vec![SourceAudit {

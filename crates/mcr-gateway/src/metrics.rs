@@ -224,9 +224,12 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    pub(crate) fn decision(&self, action: &'static str, outcome: &'static str) {
+    pub(crate) fn decision(&self, action: mcr_audit::Action, outcome: &'static str) {
         self.decisions
-            .get_or_create(&DecisionLabel { action, outcome })
+            .get_or_create(&DecisionLabel {
+                action: action.as_str(),
+                outcome,
+            })
             .inc();
     }
 
@@ -350,7 +353,7 @@ mod tests {
     fn exposes_every_series_with_codes_only() {
         let m = Metrics::new();
         m.view("permit", Duration::from_millis(42));
-        m.decision("view-record", "needs-permission");
+        m.decision(mcr_audit::Action::ViewRecord, "needs-permission");
         m.source("gp", Duration::from_millis(30), Some(25.0), None);
         m.source(
             "acute",

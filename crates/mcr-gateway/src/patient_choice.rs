@@ -8,8 +8,8 @@
 //! `nhs-login:P9`). Below P9 nobody can change anything here: the public opt-out form, which a
 //! privacy officer verifies, remains for them.
 
-use crate::governance::LIFT_ACTION;
 use crate::{Gateway, GatewayError};
+use mcr_audit::{Action, Outcome};
 use mcr_domain::NhsNumber;
 use mcr_store::{GovernanceChange, ObjectionRow, OptOutKind};
 
@@ -75,16 +75,16 @@ impl Gateway {
         kind: OptOutKind,
     ) -> Result<ChoiceMade, GatewayError> {
         let action = match kind {
-            OptOutKind::OptOut => "record-objection",
-            OptOutKind::OptIn => LIFT_ACTION,
+            OptOutKind::OptOut => Action::RecordObjection,
+            OptOutKind::OptIn => Action::WithdrawObjection,
         };
         if who.proofing_level != CHOICE_PROOFING_LEVEL {
             let why = format!(
                 "Your identity was checked to level {}; changing your choice online needs level {CHOICE_PROOFING_LEVEL}.",
                 who.proofing_level
             );
-            let mut event = self.patient_event(who.correlation_id, Some(who.nhs), action.into());
-            event.outcome = "deny".into();
+            let mut event = self.patient_event(who.correlation_id, Some(who.nhs), action);
+            event.outcome = Outcome::Deny;
             event.basis = Some("proofing-level-too-low".into());
             event.detail = Some(format!("identity proofing level {}", who.proofing_level));
             self.audit(&event).await?;
@@ -92,16 +92,18 @@ impl Gateway {
         }
         self.must_exist(who.nhs).await?;
         let now = self.patient_sharing(who.nhs).await?;
-        let (state, detail) = match (kind, now) {
+        let (state, outcome, detail) = match (kind, now) {
             (OptOutKind::OptOut, Sharing::OptedOut) | (OptOutKind::OptIn, Sharing::Shared) => {
                 return Ok(ChoiceMade::AlreadySo)
             }
             (OptOutKind::OptOut, Sharing::Shared) => (
                 "active",
+                Outcome::Active,
                 "Opted out online by the patient, signed in with NHS login at P9.",
             ),
             (OptOutKind::OptIn, Sharing::OptedOut) => (
                 "withdrawn",
+                Outcome::Withdrawn,
                 "Opted back in online by the patient, signed in with NHS login at P9.",
             ),
         };
@@ -116,8 +118,8 @@ impl Gateway {
             at: self.clock.now(),
             ends_at: None,
         };
-        let mut event = self.patient_event(who.correlation_id, Some(who.nhs), action.into());
-        event.outcome = state.into();
+        let mut event = self.patient_event(who.correlation_id, Some(who.nhs), action);
+        event.outcome = outcome;
         event.basis = Some(format!("nhs-login:{CHOICE_PROOFING_LEVEL}"));
         event.detail = Some(format!("on {ONLINE_WORD}: {detail}"));
         self.commit(GovernanceChange::Objection(row), event)

@@ -420,7 +420,7 @@ async fn a_refused_views_audit_record_says_why() {
     }
     assert!(outcomes.iter().any(|o| o == "deny"), "{outcomes:?}");
     assert!(
-        outcomes.iter().any(|o| o.starts_with("needs-")),
+        outcomes.iter().any(|o| o.as_str().starts_with("needs-")),
         "{outcomes:?}"
     );
 }

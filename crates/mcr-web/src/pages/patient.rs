@@ -25,6 +25,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use mcr_domain::NhsNumber;
+use mcr_gateway::AuthChannel;
 use mcr_gateway::DownloadFormat;
 use mcr_gateway::{OptOutKind, PatientSignIn, Sharing};
 use mcr_oidc::{NhsLogin, OidcError, ProofingLevel};
@@ -159,7 +160,7 @@ impl FromRequestParts<AppState> for SignedInPatient {
                 audit_patient(
                     state,
                     &cid,
-                    "patient-access",
+                    AuthChannel::PatientAccess,
                     false,
                     "proofing-level-too-low",
                     Some(level),
@@ -177,7 +178,7 @@ impl FromRequestParts<AppState> for SignedInPatient {
 async fn audit_patient(
     state: &AppState,
     cid: &str,
-    channel: &str,
+    channel: AuthChannel,
     permitted: bool,
     reason: &str,
     level: Option<ProofingLevel>,
@@ -375,7 +376,16 @@ pub(crate) async fn callback(
         let (state, cid) = (state.clone(), cid.clone());
         async move {
             tracing::info!(reason, "patient sign-in refused");
-            audit_patient(&state, &cid, "patient-sign-in", false, reason, level, None).await;
+            audit_patient(
+                &state,
+                &cid,
+                AuthChannel::PatientSignIn,
+                false,
+                reason,
+                level,
+                None,
+            )
+            .await;
             signin_error(&state, status, &message)
         }
     };
@@ -516,7 +526,7 @@ pub(crate) async fn callback(
     audit_patient(
         &state,
         &cid,
-        "patient-sign-in",
+        AuthChannel::PatientSignIn,
         true,
         reason,
         Some(level),

@@ -15,6 +15,7 @@ use axum::response::Response;
 use base64::Engine;
 use chrono::NaiveDate;
 use mcr_domain::{MergedRecord, NhsNumber, RecordItem, Section, SourceStatus};
+use mcr_gateway::RefusalKind;
 use mcr_gateway::ViewOutcome;
 use mcr_policy::{Decision, DenyCode};
 use serde_json::Value;
@@ -28,7 +29,7 @@ pub(crate) fn path_nhs(user: &PageUser, raw: &str) -> Result<NhsNumber, Box<Resp
             &format!("The address does not contain a valid NHS number: {e}."),
         );
         resp.extensions_mut()
-            .insert(crate::refusals::Refused("invalid-nhs-number"));
+            .insert(crate::refusals::Refused(RefusalKind::InvalidNhsNumber));
         Box::new(resp)
     })
 }
