@@ -166,8 +166,10 @@ where
 }
 
 /// The `INSERT … VALUES …` of a chunk of events, for either backend.
-fn push_events<DB: sqlx::Database>(qb: &mut QueryBuilder<'_, DB>, chunk: &[&CareEventRow])
-where
+pub(crate) fn push_events<DB: sqlx::Database>(
+    qb: &mut QueryBuilder<'_, DB>,
+    chunk: &[&CareEventRow],
+) where
     for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
@@ -196,28 +198,6 @@ fn keyed(events: &[CareEventRow]) -> Vec<&CareEventRow> {
             e.source_event_id.clone(),
         )
     })
-}
-
-/// Insert or replace one event inside a transaction already open (a governance change).
-pub(crate) async fn upsert_in_sqlite(
-    conn: &mut sqlx::SqliteConnection,
-    e: &CareEventRow,
-) -> Result<()> {
-    let mut qb = QueryBuilder::<Sqlite>::new("");
-    push_events(&mut qb, &[e]);
-    qb.build().execute(&mut *conn).await?;
-    Ok(())
-}
-
-/// [`upsert_in_sqlite`] on PostgreSQL.
-pub(crate) async fn upsert_in_postgres(
-    conn: &mut sqlx::PgConnection,
-    e: &CareEventRow,
-) -> Result<()> {
-    let mut qb = QueryBuilder::<Postgres>::new("");
-    push_events(&mut qb, &[e]);
-    qb.build().execute(&mut *conn).await?;
-    Ok(())
 }
 
 #[async_trait]
