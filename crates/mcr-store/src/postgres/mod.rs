@@ -9,6 +9,7 @@
 //! beside it, the same files as `sqlite/` has.
 
 mod audit;
+mod audit_trail;
 mod governance;
 mod index;
 mod store;

@@ -15,6 +15,7 @@
 //! of its own beside it, the same files as `postgres/` has.
 
 mod audit;
+mod audit_trail;
 mod governance;
 mod index;
 mod store;
