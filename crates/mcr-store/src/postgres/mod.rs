@@ -10,6 +10,7 @@
 
 mod audit;
 mod audit_trail;
+mod backend_services;
 mod governance;
 mod index;
 mod store;
