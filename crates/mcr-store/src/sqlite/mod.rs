@@ -17,6 +17,7 @@
 mod audit;
 mod audit_trail;
 mod backend_services;
+mod care_event;
 mod governance;
 mod index;
 mod store;
