@@ -14,6 +14,7 @@ mod backend_services;
 mod care_event;
 mod governance;
 mod index;
+mod opt_out;
 mod store;
 
 use crate::common::open_error;
