@@ -21,6 +21,7 @@ mod care_event;
 mod governance;
 mod index;
 mod opt_out;
+mod opt_out_letter;
 mod store;
 
 use crate::common::open_error;
