@@ -22,6 +22,7 @@ mod governance;
 mod index;
 mod opt_out;
 mod opt_out_letter;
+mod protected;
 mod store;
 
 use crate::common::open_error;
