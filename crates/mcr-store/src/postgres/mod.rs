@@ -17,6 +17,7 @@ mod index;
 mod opt_out;
 mod opt_out_letter;
 mod protected;
+mod shared_state;
 mod store;
 
 use crate::common::open_error;
