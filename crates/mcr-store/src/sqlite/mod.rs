@@ -26,6 +26,7 @@ mod opt_out_letter;
 mod protected;
 mod shared_state;
 mod store;
+mod watch_counts;
 
 use crate::common::open_error;
 use crate::Result;
