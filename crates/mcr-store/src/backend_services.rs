@@ -1,8 +1,9 @@
-//! What the gateways of a region share for SMART backend services (system-to-system callers):
-//! the `jti` of every client assertion until its `exp`, so a replay is refused by whichever
-//! gateway it reaches, and the access tokens issued (by hash; what they hold is the web
-//! layer's own JSON), so any gateway accepts a token another issued. One statement per call on
-//! either backend (`sqlite/backend_services.rs`, `postgres/backend_services.rs`). Times are Unix milliseconds from the caller's clock.
+//! What the gateways of a region share for SMART backend services (system-to-system callers): the
+//! `jti` of every client assertion until its `exp`, so a replay is refused by whichever gateway it
+//! reaches, and the access tokens issued (by hash; what they hold is the web layer's own JSON), so
+//! any gateway accepts a token another issued. One statement per call on either backend
+//! (`sqlite/backend_services.rs`, `postgres/backend_services.rs`). Times are Unix milliseconds from
+//! the caller's clock.
 
 use crate::Result;
 use async_trait::async_trait;

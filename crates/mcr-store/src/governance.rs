@@ -9,7 +9,8 @@
 //! (`sqlite/governance.rs`, `postgres/governance.rs`); what is read and written is here.
 
 use crate::care_event::{care_event_from_row, push_events};
-use crate::common::{link_from_row, parse_nhs, parse_ts, patient_from_row, ts};
+use crate::common::{parse_nhs, parse_ts, ts};
+use crate::index::{link_from_row, patient_from_row};
 use crate::{
     EmergencyRow, GovernanceChange, GovernanceRecords, ObjectionRow, PermissionRow,
     RelationshipRow, Result, SourceLink, StoreError, ViewInputs,

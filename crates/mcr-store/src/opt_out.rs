@@ -1,6 +1,7 @@
 //! Opt-out requests from the public site, waiting for staff to verify them against the patient
-//! index: the trait and its rows (each backend's `opt_out.rs` implements it). A request and its audit record are written in one transaction, and so
-//! is each decision on it (verified or rejected), which can be made once.
+//! index: the trait and its rows (each backend's `opt_out.rs` implements it). A request and its
+//! audit record are written in one transaction, and so is each decision on it (verified or
+//! rejected), which can be made once.
 
 use crate::common::{parse_nhs, parse_ts};
 use crate::{AuditAppend, AuditRow, ChainFn, Result, StoreError};

@@ -2,7 +2,8 @@
 //! governance changes with their audit records.
 
 use super::PostgresStore;
-use crate::common::{audit_from_row, audit_limit, ts, AUDIT_COLUMNS};
+use crate::audit::{audit_from_row, audit_limit, AUDIT_COLUMNS};
+use crate::common::ts;
 use crate::{AuditAppend, AuditFilter, AuditRow, AuditStore, ChainFn, Result, AUDIT_GENESIS_HASH};
 use async_trait::async_trait;
 use sqlx::{PgConnection, Postgres, QueryBuilder};

@@ -1,8 +1,9 @@
 //! The audit trail's searches and signed checkpoints on PostgreSQL.
 
 use super::PostgresStore;
+use crate::audit::{audit_from_row, AUDIT_COLUMNS};
 use crate::audit_trail::{checkpoint_from, limit, AuditCheckpoint, AuditQuery, AuditTrailStore};
-use crate::common::{audit_from_row, ts, AUDIT_COLUMNS};
+use crate::common::ts;
 use crate::{AuditRow, Result};
 use async_trait::async_trait;
 use sqlx::{Postgres, QueryBuilder};

@@ -1,4 +1,5 @@
-//! What the gateways share for SMART backend services (assertion `jti`s, issued tokens) on PostgreSQL.
+//! What the gateways share for SMART backend services (assertion `jti`s, issued tokens) on
+//! PostgreSQL.
 
 use super::PostgresStore;
 use crate::backend_services::BackendServicesStore;

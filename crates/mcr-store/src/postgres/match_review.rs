@@ -1,8 +1,10 @@
-//! What probabilistic matching keeps (review candidates, decisions, batched index reads and writes) on PostgreSQL.
+//! What probabilistic matching keeps (review candidates, decisions, batched index reads and writes)
+//! on PostgreSQL.
 
 use super::audit::append_audit_in_tx;
 use super::PostgresStore;
-use crate::common::{last_per_key, patient_from_row, ts, PATIENT_COLUMNS};
+use crate::common::{last_per_key, ts};
+use crate::index::{patient_from_row, PATIENT_COLUMNS};
 use crate::match_review::{
     candidate_from_row, check_decision, decision_from_row, MatchCandidateRow, MatchDecisionRow,
     MatchStore, RecordKey, CANDIDATE_COLUMNS, DECISION_COLUMNS, MATCH_LIST_MAX,

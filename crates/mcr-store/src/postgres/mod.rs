@@ -27,13 +27,11 @@ use crate::{Result, StoreError};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use std::time::Duration;
 
-pub(crate) use audit::append_audit_in_tx;
-
 /// How long to wait for a connection (including the first one, at open) before reporting the
 /// store unavailable. Callers fail closed, so a dead database must be noticed quickly.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct PostgresStore {
-    pub(crate) pool: PgPool,
+    pool: PgPool,
     /// With several hosts: the task that moves the pool to the host that suits.
     watcher: Option<tokio::task::JoinHandle<()>>,
     /// In-process group commit of audit appends; across processes the advisory lock orders them.

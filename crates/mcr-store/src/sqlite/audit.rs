@@ -2,7 +2,8 @@
 //! changes with their audit records.
 
 use super::{SqliteStore, IMMEDIATE};
-use crate::common::{audit_from_row, audit_limit, ts, AUDIT_COLUMNS};
+use crate::audit::{audit_from_row, audit_limit, AUDIT_COLUMNS};
+use crate::common::ts;
 use crate::{
     AuditAppend, AuditFilter, AuditRow, AuditStore, ChainFn, Result, StoreError, AUDIT_GENESIS_HASH,
 };

@@ -1,9 +1,10 @@
 //! The patient index on SQLite.
 
 use super::SqliteStore;
-use crate::common::{
-    last_per_key, link_from_row, patient_from_row, ts, unmatched_from_row, NormalQuery, PatientRow,
-    LINK_COLUMNS, PATIENT_COLUMNS,
+use crate::common::{last_per_key, ts};
+use crate::index::{
+    link_from_row, patient_from_row, unmatched_from_row, NormalQuery, PatientRow, LINK_COLUMNS,
+    PATIENT_COLUMNS,
 };
 use crate::{
     DemographicQuery, IndexStore, IndexedPatient, Result, SourceLink, StoreError, UnmatchedRecord,

@@ -1,8 +1,10 @@
-//! What probabilistic matching keeps (review candidates, decisions, batched index reads and writes) on SQLite.
+//! What probabilistic matching keeps (review candidates, decisions, batched index reads and writes)
+//! on SQLite.
 
 use super::audit::append_audit_in_tx;
 use super::{SqliteStore, IMMEDIATE};
-use crate::common::{last_per_key, patient_from_row, ts, PATIENT_COLUMNS};
+use crate::common::{last_per_key, ts};
+use crate::index::{patient_from_row, PATIENT_COLUMNS};
 use crate::match_review::{
     candidate_from_row, check_decision, decision_from_row, MatchCandidateRow, MatchDecisionRow,
     MatchStore, RecordKey, CANDIDATE_COLUMNS, DECISION_COLUMNS, MATCH_LIST_MAX,

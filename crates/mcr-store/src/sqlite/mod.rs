@@ -38,10 +38,8 @@ use std::str::FromStr;
 use std::time::Duration;
 use tokio::sync::{Mutex, MutexGuard};
 
-pub(crate) use audit::append_audit_in_tx;
-
 pub struct SqliteStore {
-    pub(crate) read: SqlitePool,
+    read: SqlitePool,
     /// The one connection that writes. Taken only through [`SqliteStore::write_conn`], which
     /// replaces it when a failed write left it unusable.
     writer: Mutex<SqliteConnection>,
@@ -109,9 +107,7 @@ impl SqliteStore {
     /// For an audit append transaction: takes the in-process append lock, then the writer.
     /// Begin the transaction on the writer with [`IMMEDIATE`], and keep both guards until it
     /// has ended.
-    pub(crate) async fn begin_append(
-        &self,
-    ) -> Result<(MutexGuard<'_, ()>, MutexGuard<'_, SqliteConnection>)> {
+    async fn begin_append(&self) -> Result<(MutexGuard<'_, ()>, MutexGuard<'_, SqliteConnection>)> {
         let one_chain = self.append.lock().await;
         // The transaction may append a record of its own, or roll back: read the head afresh.
         *self
@@ -128,7 +124,7 @@ impl SqliteStore {
     /// that no longer answers, is closed and replaced by a new one. A healthy connection costs
     /// one atomic load here. Fails (the store is unavailable) if no new connection can be
     /// opened; the next taker tries again.
-    pub(crate) async fn write_conn(&self) -> Result<MutexGuard<'_, SqliteConnection>> {
+    async fn write_conn(&self) -> Result<MutexGuard<'_, SqliteConnection>> {
         use std::sync::atomic::Ordering;
         let mut writer = self.writer.lock().await;
         let suspect = self.writer_suspect.swap(false, Ordering::AcqRel);
@@ -164,7 +160,7 @@ impl SqliteStore {
     /// its commits are not flushed on their own but with the next durable commit to the same
     /// write-ahead log. Take it only while holding [`SqliteStore::write_conn`]; set it to
     /// `None` after a failed statement (it is opened again next time).
-    pub(crate) async fn watch_conn(&self) -> Result<MutexGuard<'_, Option<SqliteConnection>>> {
+    async fn watch_conn(&self) -> Result<MutexGuard<'_, Option<SqliteConnection>>> {
         let mut slot = self.watcher.lock().await;
         if slot.is_none() {
             let options = self.options.clone().synchronous(SqliteSynchronous::Normal);
@@ -178,18 +174,14 @@ impl SqliteStore {
     }
 
     /// Marks the write connection for a check by its next taker (after a failed write).
-    pub(crate) fn writer_failed(&self) {
+    fn writer_failed(&self) {
         self.writer_suspect
             .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// The rows of `sql` for `nhs`, read on the view's own connection (opened again if it
     /// failed last time).
-    pub(crate) async fn read_for_view(
-        &self,
-        sql: &str,
-        nhs: &str,
-    ) -> Result<Vec<sqlx::sqlite::SqliteRow>> {
+    async fn read_for_view(&self, sql: &str, nhs: &str) -> Result<Vec<sqlx::sqlite::SqliteRow>> {
         let mut viewer = self.viewer.lock().await;
         let conn = match &mut *viewer {
             Some(conn) => conn,
@@ -210,4 +202,4 @@ impl SqliteStore {
 
 /// How an audit append transaction begins: no other writer (another process) can come
 /// between reading the chain's head and inserting after it.
-pub(crate) const IMMEDIATE: &str = "BEGIN IMMEDIATE";
+const IMMEDIATE: &str = "BEGIN IMMEDIATE";
