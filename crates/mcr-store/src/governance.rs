@@ -12,8 +12,8 @@ use crate::care_event::{care_event_from_row, push_events};
 use crate::common::{parse_nhs, parse_ts, ts};
 use crate::index::{link_from_row, patient_from_row};
 use crate::{
-    EmergencyRow, GovernanceChange, GovernanceRecords, ObjectionRow, PermissionRow,
-    RelationshipRow, Result, SourceLink, StoreError, ViewInputs,
+    CareEventRow, EmergencyRow, GovernanceChange, GovernanceRecords, IndexedPatient, ObjectionRow,
+    PermissionRow, RelationshipRow, Result, SourceLink, StoreError, ViewInputs,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use mcr_domain::NhsNumber;
@@ -280,8 +280,71 @@ where
     }
 }
 
-/// A column of a row of either backend; a value that cannot be read is named by table and
-/// column (never echoed: it may be patient data).
+/// A row of [`governance_sql`]'s or [`view_inputs_sql`]'s answer, on either backend: what the
+/// readers below take, so each says only which column goes where. A value that cannot be read
+/// is named by table and column, never echoed (it may be patient data).
+pub(crate) trait UnionRow {
+    fn text(&self, table: &str, column: &str) -> Result<String>;
+    fn text_opt(&self, table: &str, column: &str) -> Result<Option<String>>;
+    /// The table tag `t`.
+    fn tag(&self, statement: &str) -> Result<i32>;
+    fn patient(&self) -> Result<IndexedPatient>;
+    fn link(&self) -> Result<SourceLink>;
+    fn care_event(&self) -> Result<CareEventRow>;
+
+    fn at(&self, table: &str, column: &str) -> Result<DateTime<Utc>> {
+        parse_ts(&format!("{table}.{column}"), &self.text(table, column)?)
+    }
+
+    fn at_opt(&self, table: &str, column: &str) -> Result<Option<DateTime<Utc>>> {
+        self.text_opt(table, column)?
+            .map(|s| parse_ts(&format!("{table}.{column}"), &s))
+            .transpose()
+    }
+
+    fn nhs(&self, table: &str) -> Result<NhsNumber> {
+        parse_nhs(
+            &format!("{table}.nhs_number"),
+            &self.text(table, "nhs_number")?,
+        )
+    }
+}
+
+impl<R> UnionRow for R
+where
+    R: Row,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i32: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> NaiveDate: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<NaiveDate>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'c> &'c str: ColumnIndex<R>,
+{
+    fn text(&self, table: &str, column: &str) -> Result<String> {
+        get(self, table, column)
+    }
+
+    fn text_opt(&self, table: &str, column: &str) -> Result<Option<String>> {
+        get(self, table, column)
+    }
+
+    fn tag(&self, statement: &str) -> Result<i32> {
+        get(self, statement, "t")
+    }
+
+    fn patient(&self) -> Result<IndexedPatient> {
+        patient_from_row(self)
+    }
+
+    fn link(&self) -> Result<SourceLink> {
+        link_from_row(self)
+    }
+
+    fn care_event(&self) -> Result<CareEventRow> {
+        care_event_from_row(self)
+    }
+}
+
 fn get<'r, R, T>(row: &'r R, table: &str, column: &str) -> Result<T>
 where
     R: Row,
@@ -292,138 +355,75 @@ where
         .map_err(|_| StoreError::Corrupt(format!("column {table}.{column} cannot be read")))
 }
 
-fn get_ts<R>(row: &R, table: &str, column: &str) -> Result<DateTime<Utc>>
-where
-    R: Row,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'c> &'c str: ColumnIndex<R>,
-{
-    let s: String = get(row, table, column)?;
-    parse_ts(&format!("{table}.{column}"), &s)
-}
-
-fn get_ts_opt<R>(row: &R, table: &str, column: &str) -> Result<Option<DateTime<Utc>>>
-where
-    R: Row,
-    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-    for<'c> &'c str: ColumnIndex<R>,
-{
-    let s: Option<String> = get(row, table, column)?;
-    s.as_deref()
-        .map(|s| parse_ts(&format!("{table}.{column}"), s))
-        .transpose()
-}
-
-fn get_nhs<R>(row: &R, table: &str) -> Result<NhsNumber>
-where
-    R: Row,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'c> &'c str: ColumnIndex<R>,
-{
-    let s: String = get(row, table, "nhs_number")?;
-    parse_nhs(&format!("{table}.nhs_number"), &s)
-}
-
-fn permission_from_row<R>(row: &R) -> Result<PermissionRow>
-where
-    R: Row,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-    for<'c> &'c str: ColumnIndex<R>,
-{
+fn permission_from_row(row: &impl UnionRow) -> Result<PermissionRow> {
     const T: &str = "permission";
     Ok(PermissionRow {
-        nhs_number: get_nhs(row, T)?,
-        org_code: get(row, T, "org_code")?,
-        user_id: get(row, T, "user_id")?,
-        decision: get(row, T, "decision")?,
-        given_by: get(row, T, "given_by")?,
-        at: get_ts(row, T, "at")?,
-        reason_code: get(row, T, "reason_code")?,
-        reason_text: get(row, T, "reason_text")?,
+        nhs_number: row.nhs(T)?,
+        org_code: row.text(T, "org_code")?,
+        user_id: row.text(T, "user_id")?,
+        decision: row.text(T, "decision")?,
+        given_by: row.text(T, "given_by")?,
+        at: row.at(T, "at")?,
+        reason_code: row.text_opt(T, "reason_code")?,
+        reason_text: row.text_opt(T, "reason_text")?,
     })
 }
 
-fn relationship_from_row<R>(row: &R) -> Result<RelationshipRow>
-where
-    R: Row,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-    for<'c> &'c str: ColumnIndex<R>,
-{
+fn relationship_from_row(row: &impl UnionRow) -> Result<RelationshipRow> {
     const T: &str = "relationship";
     Ok(RelationshipRow {
-        nhs_number: get_nhs(row, T)?,
-        org_code: get(row, T, "org_code")?,
-        kind: get(row, T, "kind")?,
-        user_id: get(row, T, "user_id")?,
-        reason: get(row, T, "reason")?,
-        start: get_ts(row, T, "start")?,
-        end: get_ts_opt(row, T, "end")?,
-        recorded_by: get(row, T, "recorded_by")?,
+        nhs_number: row.nhs(T)?,
+        org_code: row.text(T, "org_code")?,
+        kind: row.text(T, "kind")?,
+        user_id: row.text_opt(T, "user_id")?,
+        reason: row.text_opt(T, "reason")?,
+        start: row.at(T, "start")?,
+        end: row.at_opt(T, "end")?,
+        recorded_by: row.text(T, "recorded_by")?,
     })
 }
 
-fn objection_from_row<R>(row: &R) -> Result<ObjectionRow>
-where
-    R: Row,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-    for<'c> &'c str: ColumnIndex<R>,
-{
+fn objection_from_row(row: &impl UnionRow) -> Result<ObjectionRow> {
     const T: &str = "objection";
     Ok(ObjectionRow {
-        nhs_number: get_nhs(row, T)?,
-        state: get(row, T, "state")?,
-        recorded_by: get(row, T, "recorded_by")?,
-        on_whose_word: get(row, T, "on_whose_word")?,
-        override_reason: get(row, T, "override_reason")?,
-        by_role: get(row, T, "by_role")?,
-        note: get(row, T, "note")?,
-        at: get_ts(row, T, "at")?,
-        ends_at: get_ts_opt(row, T, "ends_at")?,
+        nhs_number: row.nhs(T)?,
+        state: row.text(T, "state")?,
+        recorded_by: row.text(T, "recorded_by")?,
+        on_whose_word: row.text(T, "on_whose_word")?,
+        override_reason: row.text_opt(T, "override_reason")?,
+        by_role: row.text_opt(T, "by_role")?,
+        note: row.text_opt(T, "note")?,
+        at: row.at(T, "at")?,
+        ends_at: row.at_opt(T, "ends_at")?,
     })
 }
 
-fn emergency_from_row<R>(row: &R) -> Result<EmergencyRow>
-where
-    R: Row,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'c> &'c str: ColumnIndex<R>,
-{
+fn emergency_from_row(row: &impl UnionRow) -> Result<EmergencyRow> {
     const T: &str = "emergency_access";
     Ok(EmergencyRow {
-        nhs_number: get_nhs(row, T)?,
-        user_id: get(row, T, "user_id")?,
-        org_code: get(row, T, "org_code")?,
-        reason_code: get(row, T, "reason_code")?,
-        reason_text: get(row, T, "reason_text")?,
-        started_at: get_ts(row, T, "started_at")?,
+        nhs_number: row.nhs(T)?,
+        user_id: row.text(T, "user_id")?,
+        org_code: row.text(T, "org_code")?,
+        reason_code: row.text(T, "reason_code")?,
+        reason_text: row.text(T, "reason_text")?,
+        started_at: row.at(T, "started_at")?,
     })
 }
 
 /// Sorts [`governance_sql`]'s rows into the five lists by their tag `t`; `statement` names the
 /// statement in the error when a tag cannot be read.
-fn governance_from_rows<'r, R: 'r>(
+fn governance_from_rows<'r, R: UnionRow + 'r>(
     rows: impl IntoIterator<Item = &'r R>,
     statement: &str,
-) -> Result<GovernanceRecords>
-where
-    R: Row,
-    for<'a> String: Decode<'a, R::Database> + Type<R::Database>,
-    for<'a> Option<String>: Decode<'a, R::Database> + Type<R::Database>,
-    for<'a> i32: Decode<'a, R::Database> + Type<R::Database>,
-    for<'c> &'c str: ColumnIndex<R>,
-{
+) -> Result<GovernanceRecords> {
     let mut records = GovernanceRecords::default();
     for row in rows {
-        let tag: i32 = get(row, statement, "t")?;
-        match tag {
+        match row.tag(statement)? {
             1 => records.permissions.push(permission_from_row(row)?),
             2 => records.relationships.push(relationship_from_row(row)?),
             3 => records.objections.push(objection_from_row(row)?),
             4 => records.emergencies.push(emergency_from_row(row)?),
-            7 => records.care_events.push(care_event_from_row(row)?),
+            7 => records.care_events.push(row.care_event()?),
             _ => {
                 return Err(StoreError::Corrupt(
                     "governance row of no known table".into(),
@@ -435,43 +435,26 @@ where
 }
 
 /// [`governance_sql`]'s answer, read.
-pub(crate) fn governance_from<R>(rows: &[R]) -> Result<GovernanceRecords>
-where
-    R: Row,
-    for<'a> String: Decode<'a, R::Database> + Type<R::Database>,
-    for<'a> Option<String>: Decode<'a, R::Database> + Type<R::Database>,
-    for<'a> i32: Decode<'a, R::Database> + Type<R::Database>,
-    for<'c> &'c str: ColumnIndex<R>,
-{
+pub(crate) fn governance_from(rows: &[impl UnionRow]) -> Result<GovernanceRecords> {
     governance_from_rows(rows, "governance")
 }
 
 /// [`view_inputs_sql`]'s answer, read: the patient, their links (by source, then local id, in
 /// byte order as both stores sort them), and the governance lists.
-pub(crate) fn view_inputs_from<R>(rows: &[R]) -> Result<ViewInputs>
-where
-    R: Row,
-    for<'a> String: Decode<'a, R::Database> + Type<R::Database>,
-    for<'a> Option<String>: Decode<'a, R::Database> + Type<R::Database>,
-    for<'a> i32: Decode<'a, R::Database> + Type<R::Database>,
-    for<'a> NaiveDate: Decode<'a, R::Database> + Type<R::Database>,
-    for<'a> Option<NaiveDate>: Decode<'a, R::Database> + Type<R::Database>,
-    for<'c> &'c str: ColumnIndex<R>,
-{
+pub(crate) fn view_inputs_from(rows: &[impl UnionRow]) -> Result<ViewInputs> {
     const STATEMENT: &str = "view inputs";
     let mut patient = None;
     let mut links = Vec::new();
     let mut rest = Vec::with_capacity(rows.len());
     for row in rows {
-        let tag: i32 = get(row, STATEMENT, "t")?;
-        match tag {
+        match row.tag(STATEMENT)? {
             5 if patient.is_some() => {
                 return Err(StoreError::Corrupt(
                     "two patients with one NHS number".into(),
                 ))
             }
-            5 => patient = Some(patient_from_row(row)?),
-            6 => links.push(link_from_row(row)?),
+            5 => patient = Some(row.patient()?),
+            6 => links.push(row.link()?),
             _ => rest.push(row),
         }
     }
