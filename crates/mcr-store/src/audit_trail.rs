@@ -3,12 +3,13 @@
 //! chain: the trait and its rows. Each backend implements it in its `audit_trail.rs` and appends
 //! the chain in its `audit.rs`.
 
-use crate::common::parse_ts;
+use crate::audit::AUDIT_COLUMNS;
+use crate::common::{parse_ts, ts};
 use crate::{AuditRow, Result, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
+use sqlx::{Database, Encode, QueryBuilder, Row, Type};
 
 /// A signed statement "the chain's record `seq` has hash `hash`", made at `at` with the
 /// Ed25519 key whose public half is `public_key` (hex). The audit crate decides what is signed.
@@ -85,4 +86,66 @@ where
         public_key: row.try_get("public_key").map_err(|_| bad("public_key"))?,
         signature: row.try_get("signature").map_err(|_| bad("signature"))?,
     })
+}
+
+/// How a backend writes the two conditions of [`AuditTrailStore::query_audit`] it says its own
+/// way.
+pub(crate) struct QueryDialect<'a, DB: Database> {
+    /// The record's per-source list names this organisation.
+    pub source_org: fn(&mut QueryBuilder<'a, DB>, String),
+    /// The column's value is one of these.
+    pub any_of: fn(&mut QueryBuilder<'a, DB>, &str, &[String]),
+}
+
+/// Appends to `qb` (empty) [`AuditTrailStore::query_audit`]'s statement: each field of `q`
+/// given narrowing, newest first (oldest first when paging back, which the caller reverses).
+pub(crate) fn push_query<'a, DB: Database>(
+    qb: &mut QueryBuilder<'a, DB>,
+    q: &AuditQuery,
+    dialect: &QueryDialect<'a, DB>,
+) where
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+{
+    qb.push(format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE 1 = 1"));
+    let equal = [
+        ("patient", &q.patient),
+        ("user_id", &q.user_id),
+        ("org_code", &q.org_code),
+    ];
+    for (column, value) in equal {
+        if let Some(value) = value {
+            qb.push(format!(" AND {column} = "))
+                .push_bind(value.clone());
+        }
+    }
+    if let Some(v) = &q.source_org {
+        (dialect.source_org)(qb, v.clone());
+    }
+    for (column, values) in [("action", &q.actions), ("outcome", &q.outcomes)] {
+        if !values.is_empty() {
+            (dialect.any_of)(qb, column, values);
+        }
+    }
+    if let Some(from) = &q.from {
+        qb.push(" AND at >= ").push_bind(ts(from));
+    }
+    if let Some(to) = &q.to {
+        qb.push(" AND at <= ").push_bind(ts(to));
+    }
+    if let Some(before) = q.before_seq {
+        qb.push(" AND seq < ").push_bind(before);
+    }
+    if let Some(seq) = q.seq {
+        qb.push(" AND seq = ").push_bind(seq);
+    }
+    if let Some(after) = q.after_seq {
+        qb.push(" AND seq > ").push_bind(after);
+    }
+    qb.push(if q.after_seq.is_some() {
+        " ORDER BY seq ASC LIMIT "
+    } else {
+        " ORDER BY seq DESC LIMIT "
+    })
+    .push_bind(limit(q.limit));
 }

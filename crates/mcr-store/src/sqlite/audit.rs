@@ -2,7 +2,7 @@
 //! changes with their audit records.
 
 use super::{SqliteStore, IMMEDIATE};
-use crate::audit::{audit_from_row, audit_limit, AUDIT_COLUMNS};
+use crate::audit::{audit_from_row, push_search, AUDIT_COLUMNS};
 use crate::common::ts;
 use crate::{
     AuditAppend, AuditFilter, AuditRow, AuditStore, ChainFn, Result, StoreError, AUDIT_GENESIS_HASH,
@@ -194,29 +194,8 @@ impl AuditStore for SqliteStore {
     }
 
     async fn search_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>> {
-        let mut qb = QueryBuilder::<Sqlite>::new(format!(
-            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE 1 = 1"
-        ));
-        if let Some(patient) = &filter.patient {
-            qb.push(" AND patient = ").push_bind(patient);
-        }
-        if let Some(user_id) = &filter.user_id {
-            qb.push(" AND user_id = ").push_bind(user_id);
-        }
-        if let Some(org_code) = &filter.org_code {
-            qb.push(" AND org_code = ").push_bind(org_code);
-        }
-        if let Some(outcome) = &filter.outcome {
-            qb.push(" AND outcome = ").push_bind(outcome);
-        }
-        if let Some(from) = &filter.from {
-            qb.push(" AND at >= ").push_bind(ts(from));
-        }
-        if let Some(to) = &filter.to {
-            qb.push(" AND at <= ").push_bind(ts(to));
-        }
-        qb.push(" ORDER BY seq DESC LIMIT ")
-            .push_bind(audit_limit(filter.limit));
+        let mut qb = QueryBuilder::<Sqlite>::new("");
+        push_search(&mut qb, filter);
         let rows = qb.build().fetch_all(&self.read).await?;
         rows.iter().map(audit_from_row).collect()
     }

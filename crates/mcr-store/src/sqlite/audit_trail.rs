@@ -1,8 +1,10 @@
 //! The audit trail's searches and signed checkpoints on SQLite.
 
 use super::{SqliteStore, IMMEDIATE};
-use crate::audit::{audit_from_row, AUDIT_COLUMNS};
-use crate::audit_trail::{checkpoint_from, limit, AuditCheckpoint, AuditQuery, AuditTrailStore};
+use crate::audit::audit_from_row;
+use crate::audit_trail::{
+    checkpoint_from, push_query, AuditCheckpoint, AuditQuery, AuditTrailStore, QueryDialect,
+};
 use crate::common::ts;
 use crate::{AuditRow, Result};
 use async_trait::async_trait;
@@ -46,57 +48,8 @@ impl AuditTrailStore for SqliteStore {
     }
 
     async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRow>> {
-        let mut qb = QueryBuilder::<Sqlite>::new(format!(
-            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE 1 = 1"
-        ));
-        if let Some(v) = &q.patient {
-            qb.push(" AND patient = ").push_bind(v.clone());
-        }
-        if let Some(v) = &q.user_id {
-            qb.push(" AND user_id = ").push_bind(v.clone());
-        }
-        if let Some(v) = &q.org_code {
-            qb.push(" AND org_code = ").push_bind(v.clone());
-        }
-        if let Some(v) = &q.source_org {
-            qb.push(
-                " AND EXISTS (SELECT 1 FROM json_each(audit_log.payload, '$.sources') s \
-                 WHERE json_extract(s.value, '$.org_code') = ",
-            )
-            .push_bind(v.clone())
-            .push(")");
-        }
-        for (column, values) in [("action", &q.actions), ("outcome", &q.outcomes)] {
-            if !values.is_empty() {
-                qb.push(format!(" AND {column} IN ("));
-                let mut list = qb.separated(", ");
-                for v in values {
-                    list.push_bind(v.clone());
-                }
-                qb.push(")");
-            }
-        }
-        if let Some(from) = &q.from {
-            qb.push(" AND at >= ").push_bind(ts(from));
-        }
-        if let Some(to) = &q.to {
-            qb.push(" AND at <= ").push_bind(ts(to));
-        }
-        if let Some(before) = q.before_seq {
-            qb.push(" AND seq < ").push_bind(before);
-        }
-        if let Some(seq) = q.seq {
-            qb.push(" AND seq = ").push_bind(seq);
-        }
-        if let Some(after) = q.after_seq {
-            qb.push(" AND seq > ").push_bind(after);
-        }
-        qb.push(if q.after_seq.is_some() {
-            " ORDER BY seq ASC LIMIT "
-        } else {
-            " ORDER BY seq DESC LIMIT "
-        })
-        .push_bind(limit(q.limit));
+        let mut qb = QueryBuilder::<Sqlite>::new("");
+        push_query(&mut qb, q, &DIALECT);
         let rows = qb.build().fetch_all(&self.read).await?;
         let mut rows: Vec<AuditRow> = rows.iter().map(audit_from_row).collect::<Result<_>>()?;
         if q.after_seq.is_some() {
@@ -105,3 +58,23 @@ impl AuditTrailStore for SqliteStore {
         Ok(rows)
     }
 }
+
+/// How SQLite says the conditions of an audit query it says its own way.
+const DIALECT: QueryDialect<'static, Sqlite> = QueryDialect {
+    source_org: |qb, org| {
+        qb.push(
+            " AND EXISTS (SELECT 1 FROM json_each(audit_log.payload, '$.sources') s \
+             WHERE json_extract(s.value, '$.org_code') = ",
+        )
+        .push_bind(org)
+        .push(")");
+    },
+    any_of: |qb, column, values| {
+        qb.push(format!(" AND {column} IN ("));
+        let mut list = qb.separated(", ");
+        for v in values {
+            list.push_bind(v.clone());
+        }
+        qb.push(")");
+    },
+};
