@@ -1,60 +1,21 @@
-//! The production backend: PostgreSQL, shared by every gateway process of a region.
-//!
-//! Batched upserts send one `INSERT .. SELECT FROM UNNEST(arrays)` per chunk: one statement
-//! with eleven array parameters, whatever the chunk size. Audit appends from any number of
-//! processes form one chain: each append transaction first takes a transaction-scoped advisory
-//! lock, then reads the last record and inserts the next; the lock is released by the commit.
+//! The patient index on PostgreSQL.
 
-use crate::common::{
-    audit_from_row, audit_limit, last_per_key, link_from_row, open_error, patient_from_row, ts,
-    unmatched_from_row, NormalQuery, PatientRow, AUDIT_COLUMNS, LINK_COLUMNS, PATIENT_COLUMNS,
+use super::PostgresStore;
+use crate::common::{last_per_key, ts};
+use crate::index::{
+    link_from_row, patient_from_row, unmatched_from_row, NormalQuery, PatientRow, LINK_COLUMNS,
+    PATIENT_COLUMNS,
 };
 use crate::{
-    AuditAppend, AuditFilter, AuditRow, AuditStore, ChainFn, DemographicQuery, IndexStore,
-    IndexedPatient, Result, SourceLink, Store, StoreError, UnmatchedRecord, AUDIT_GENESIS_HASH,
+    DemographicQuery, IndexStore, IndexedPatient, Result, SourceLink, StoreError, UnmatchedRecord,
 };
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use mcr_domain::{NhsNumber, SourceId};
-use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
-use std::time::Duration;
+use sqlx::{Postgres, QueryBuilder, Row};
 
 /// Rows per `UNNEST` statement.
 const CHUNK: usize = 10_000;
-
-/// The advisory lock key that serialises audit appends ("MCRAUDIT" in ASCII).
-const AUDIT_LOCK_KEY: i64 = 0x4D43_5241_5544_4954;
-
-/// How long to wait for a connection (including the first one, at open) before reporting the
-/// store unavailable. Callers fail closed, so a dead database must be noticed quickly.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
-
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-
-pub struct PostgresStore {
-    pub(crate) pool: PgPool,
-    /// With several hosts: the task that moves the pool to the host that suits.
-    watcher: Option<tokio::task::JoinHandle<()>>,
-    /// In-process group commit of audit appends; across processes the advisory lock orders them.
-    append: tokio::sync::Mutex<()>,
-    group: crate::group_commit::GroupCommit,
-}
-
-impl Drop for PostgresStore {
-    fn drop(&mut self) {
-        if let Some(w) = &self.watcher {
-            w.abort();
-        }
-    }
-}
-
-impl std::fmt::Debug for PostgresStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresStore").finish_non_exhaustive()
-    }
-}
-
 impl PostgresStore {
     /// Patients in batches of arrays ([`CHUNK`] rows), one transaction per call.
     async fn write_patients(&self, patients: &[IndexedPatient], on_conflict: &str) -> Result<()> {
@@ -100,42 +61,6 @@ impl PostgresStore {
         }
         tx.commit().await?;
         Ok(())
-    }
-
-    /// Connect to `postgres://user@host:port/db` (or `postgresql://`), or to the first of
-    /// several hosts that suits (`postgres://user@h1,h2/db?target_session_attrs=read-write`,
-    /// see [`crate::pg_hosts`]). Fails with [`StoreError::Unavailable`] within a few seconds
-    /// if no server can be reached.
-    pub async fn open(url: &str) -> Result<Self> {
-        let targets = crate::pg_hosts::PgTargets::parse(url)?;
-        let options = if targets.hosts.len() == 1 {
-            targets.hosts[0].clone()
-        } else {
-            targets
-                .first_suitable(ACQUIRE_TIMEOUT)
-                .await
-                .map_err(|reasons| {
-                    StoreError::Unavailable(format!("no database host suits: {reasons}"))
-                })?
-        };
-        let read_write = targets.read_write;
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .after_connect(move |conn, _| {
-                Box::pin(crate::pg_hosts::PgTargets::suits(read_write, conn))
-            })
-            .connect_with(options)
-            .await
-            .map_err(open_error)?;
-        let watcher = (targets.hosts.len() > 1)
-            .then(|| crate::pg_hosts::spawn_watcher(pool.clone(), targets));
-        Ok(Self {
-            pool,
-            watcher,
-            append: tokio::sync::Mutex::new(()),
-            group: crate::group_commit::GroupCommit::default(),
-        })
     }
 }
 
@@ -196,55 +121,6 @@ impl PostgresStore {
         copy.send(text.into_bytes()).await?;
         Ok(copy.finish().await?)
     }
-}
-
-/// Appends one audit record inside the caller's transaction: takes the audit advisory lock
-/// (held until that transaction ends), assigns the next sequence number, reads the previous
-/// hash, computes the new hash with `chain` and inserts. The caller commits (or drops the
-/// transaction to roll back).
-pub(crate) async fn append_audit_in_tx(
-    conn: &mut PgConnection,
-    record: &AuditAppend,
-    chain: &ChainFn,
-) -> Result<AuditRow> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(AUDIT_LOCK_KEY)
-        .execute(&mut *conn)
-        .await?;
-    let last: Option<(i64, String)> =
-        sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *conn)
-            .await?;
-    let (seq, prev_hash) = match last {
-        Some((seq, hash)) => (seq + 1, hash),
-        None => (1, AUDIT_GENESIS_HASH.to_owned()),
-    };
-    let hash = chain(seq, &prev_hash, record);
-    sqlx::query(
-        "INSERT INTO audit_log (seq, at, correlation_id, user_id, org_code, patient, action, \
-         outcome, payload, prev_hash, hash, role_profile_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-    )
-    .bind(seq)
-    .bind(ts(&record.at))
-    .bind(&record.correlation_id)
-    .bind(&record.user_id)
-    .bind(&record.org_code)
-    .bind(record.patient.as_deref())
-    .bind(&record.action)
-    .bind(&record.outcome)
-    .bind(&record.payload)
-    .bind(&prev_hash)
-    .bind(&hash)
-    .bind(record.role_profile_id.as_deref())
-    .execute(&mut *conn)
-    .await?;
-    Ok(AuditRow {
-        seq,
-        prev_hash,
-        hash,
-        record: record.clone(),
-    })
 }
 
 #[async_trait]
@@ -423,111 +299,5 @@ impl IndexStore for PostgresStore {
             .fetch_one(&self.pool)
             .await?;
         u64::try_from(n).map_err(|_| StoreError::Corrupt("negative patient count".into()))
-    }
-}
-
-impl PostgresStore {
-    /// Appends `record`, with the governance change it records, through the group commit:
-    /// the batch's changes and records in one transaction.
-    pub(crate) async fn group_append(
-        &self,
-        change: Option<&crate::GovernanceChange>,
-        record: &AuditAppend,
-        chain: &ChainFn,
-    ) -> Result<AuditRow> {
-        let entry = crate::group_commit::Entry {
-            change: change.cloned(),
-            record: record.clone(),
-        };
-        self.group
-            .append(&self.append, entry, |batch| async move {
-                let mut tx = self.pool.begin().await?;
-                for change in batch.iter().filter_map(|e| e.change.as_ref()) {
-                    crate::governance_postgres::insert_change(&mut tx, change).await?;
-                }
-                let mut rows = Vec::with_capacity(batch.len());
-                for e in &batch {
-                    rows.push(append_audit_in_tx(&mut tx, &e.record, chain).await?);
-                }
-                // synchronous_commit is left at the server's setting (on by default): the
-                // commit returns once the records are on disk.
-                tx.commit().await?;
-                Ok(rows)
-            })
-            .await
-    }
-}
-
-#[async_trait]
-impl AuditStore for PostgresStore {
-    async fn append_audit(&self, record: &AuditAppend, chain: &ChainFn) -> Result<AuditRow> {
-        // Concurrent appends in this process share one transaction (group commit).
-        self.group_append(None, record, chain).await
-    }
-
-    async fn audit_rows(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditRow>> {
-        let sql =
-            format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2");
-        let rows = sqlx::query(&sql)
-            .bind(after_seq)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(audit_from_row).collect()
-    }
-
-    async fn search_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>> {
-        let mut qb = QueryBuilder::<Postgres>::new(format!(
-            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE TRUE"
-        ));
-        if let Some(patient) = &filter.patient {
-            qb.push(" AND patient = ").push_bind(patient);
-        }
-        if let Some(user_id) = &filter.user_id {
-            qb.push(" AND user_id = ").push_bind(user_id);
-        }
-        if let Some(org_code) = &filter.org_code {
-            qb.push(" AND org_code = ").push_bind(org_code);
-        }
-        if let Some(outcome) = &filter.outcome {
-            qb.push(" AND outcome = ").push_bind(outcome);
-        }
-        if let Some(from) = &filter.from {
-            qb.push(" AND at >= ").push_bind(ts(from));
-        }
-        if let Some(to) = &filter.to {
-            qb.push(" AND at <= ").push_bind(ts(to));
-        }
-        qb.push(" ORDER BY seq DESC LIMIT ")
-            .push_bind(audit_limit(filter.limit));
-        let rows = qb.build().fetch_all(&self.pool).await?;
-        rows.iter().map(audit_from_row).collect()
-    }
-}
-
-#[async_trait]
-impl Store for PostgresStore {
-    async fn migrate(&self) -> Result<()> {
-        MIGRATOR
-            .run(&self.pool)
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
-    }
-
-    fn backend(&self) -> &'static str {
-        "postgres"
-    }
-
-    async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn view_inputs(&self, nhs: &NhsNumber) -> Result<crate::ViewInputs> {
-        crate::governance_postgres::view_inputs(self, nhs).await
-    }
-
-    async fn probe_write(&self, instance: &str, at: chrono::DateTime<chrono::Utc>) -> Result<()> {
-        crate::health::probe_postgres(self, instance, at).await
     }
 }
