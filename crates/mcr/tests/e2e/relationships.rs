@@ -4,7 +4,7 @@
 //! issue 16, being held in the acute trust's system was a relationship for ever). The ADT
 //! listener over mutual TLS takes a sender only with its own organisation's certificate.
 
-use crate::helpers::{relationship, start, TestDemo};
+use crate::helpers::{nhs, relationship, start, TestDemo};
 use mcr_adt::listener::send_framed;
 use mcr_adt::{ListenerConfig, SenderConfig, Transport};
 use mcr_domain::{Clock, OdsCode, SystemClock};
@@ -86,8 +86,7 @@ async fn each_sample_patient_has_the_relationship_its_care_events_give() {
     // And the gateway does not keep that discharge: events too old to count anywhere are
     // removed (on a timer; here at once), and the removal is audited with its count.
     let g = &t.demo.gateway.gateway;
-    let gone =
-        mcr_domain::NhsNumber::parse(&t.patient("no_relationship_any_more", 0)).expect("nhs");
+    let gone = nhs(&t.patient("no_relationship_any_more", 0));
     let held = |events: Vec<mcr_store::CareEventRow>| {
         events.into_iter().filter(|e| e.origin == "adt").count()
     };

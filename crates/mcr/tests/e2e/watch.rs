@@ -467,7 +467,7 @@ async fn the_watch_flags_refuses_and_tells_privacy_officers() {
     g.emergency_access(
         &ctx_of(&t, "ae.okafor"),
         &mcr_gateway::EmergencyRequest {
-            nhs_number: NhsNumber::parse(&gp_patient).expect("nhs"),
+            nhs_number: nhs(&gp_patient),
             reason_code: "unconscious".into(),
             reason_text: "Found collapsed at the bus station".into(),
         },
