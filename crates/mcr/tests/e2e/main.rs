@@ -11,6 +11,9 @@
 //! `availability`, the npm and Python servers) are children it started, never this process.
 //! The PostgreSQL cluster is started once for the binary (`mcr-testkit`), a fresh database per
 //! test.
+//!
+//! Not here: `tests/bench_harness.rs`, which drives a load for a fixed window against views with
+//! a 500 ms deadline, so it has the machine to itself in a binary of its own.
 
 mod helpers;
 
@@ -20,7 +23,6 @@ mod audit_crash;
 mod audit_trail;
 mod availability;
 mod backend_services;
-mod bench_harness;
 mod cli;
 mod documents;
 mod fhir_output;
