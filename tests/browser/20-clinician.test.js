@@ -49,7 +49,7 @@ test('sign in, find a patient, record permission, read the record', async () => 
   await page.waitForSelector('#sources-heading');
   await assertText(page, '#sources-heading', 'Every source answered');
   const text = await bodyText(page);
-  for (const section of ['Summary', 'Medications', 'Allergies']) assert.ok(text.includes(section), `record lacks ${section}`);
+  for (const section of ['Summary', 'Current medications', 'Legal and end-of-life', 'Allergies']) assert.ok(text.includes(section), `record lacks ${section}`);
   await check(page, 'clinician-record');
   await ctx.close();
 });

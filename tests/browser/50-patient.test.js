@@ -46,6 +46,20 @@ test('the patient sees each view of their record and can download the list', asy
   assert.ok(csv.startsWith('time,organisation,organisation_code,role,reason,explanation'), csv.slice(0, 200));
   assert.ok(csv.split('\r\n').length > 2, 'the CSV lists the views');
 
+  // Proved to P9, the patient changes their own choice online, at once.
+  await page.getByRole('link', { name: /Opt out of sharing your record/ }).click();
+  await assertText(page, 'h1', 'Sharing your record');
+  await check(page, 'patient-sharing-choice');
+  await page.getByLabel('No, opt me out').check();
+  await page.getByRole('button', { name: 'Save my choice' }).click();
+  await assertText(page, 'h1', 'You have opted out');
+  await check(page, 'patient-opted-out');
+  await page.getByLabel(/Yes, share my record/).check();
+  await page.getByRole('button', { name: 'Save my choice' }).click();
+  await assertText(page, 'h1', 'Your record is shared again');
+  await page.getByRole('link', { name: 'Back to who viewed your record' }).click();
+  await assertText(page, 'h1', 'Who viewed your record');
+
   // The patient's session names only their own record: no way to ask for another's.
   const other = await page.request.get(`/my-record?patient=${demo.patients.gp_only[0]}`);
   assert.ok((await other.text()).includes(patient.slice(0, 3)), 'still the signed-in patient');

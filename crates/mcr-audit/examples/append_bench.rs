@@ -28,13 +28,13 @@ fn event(i: usize, at: DateTime<Utc>) -> AuditEvent {
         org_name: "East and North Hertfordshire NHS Trust".into(),
         patient: Some("9990000018".into()),
         purpose: "directcare".into(),
-        action: "view-record".into(),
-        outcome: "permit".into(),
+        action: mcr_audit::Action::ViewRecord,
+        outcome: mcr_audit::Outcome::Permit,
         basis: Some("relationship-and-permission".into()),
         detail: Some("They were involved in your care (open encounter) and permission was given by the patient.".into()),
         sources: ["gp", "acute", "community", "socialcare"]
             .iter()
-            .map(|s| SourceAudit { source: (*s).into(), org_code: "X".into(), status: "ok".into(), items: 40, withheld: 1, not_tied: 0 })
+            .map(|s| SourceAudit { source: (*s).into(), org_code: "X".into(), status: "ok".into(), items: 40, withheld: 1, not_tied: 0, not_shown: 0 })
             .collect(),
         role_profile_id: None,
     }

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 mod checkpoint;
 mod verify;
+mod vocab;
 
 pub use checkpoint::{
     checkpoint_at, checkpoint_head, parse_public_key, CheckpointKey, Checkpointer, KeyError,
@@ -22,6 +23,10 @@ pub use checkpoint::{
 };
 pub use ed25519_dalek::VerifyingKey;
 pub use verify::{verify, verify_with, Verification};
+pub use vocab::{
+    Action, AuthChannel, Coding, EventAction, EventCoding, Outcome, RefusalKind, UnknownWord,
+    APPLICATION_ACTIVITY, REST, SECURITY_ALERT, USER_AUTHENTICATION,
+};
 
 /// The hash a chain starts from.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -38,6 +43,9 @@ pub struct SourceAudit {
     /// Items sent that could not be tied to this patient (or named another): not shown.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub not_tied: usize,
+    /// Resources sent of types the record has no place for: not shown, named in the view.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub not_shown: usize,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -56,10 +64,11 @@ pub struct AuditEvent {
     pub org_name: String,
     pub patient: Option<String>,
     pub purpose: String,
-    /// What was attempted: `view-record`, `search-patient`, `read-patient`, …
-    pub action: String,
-    /// `permit`, `deny`, `needs-permission`, `needs-relationship`, `error`.
-    pub outcome: String,
+    /// What was attempted; stored as its word (`view-record`, `search-patient`, …), and a
+    /// stored word this build does not know fails to read back.
+    pub action: Action,
+    /// How it ended (`permit`, `deny`, `needs-permission`, …).
+    pub outcome: Outcome,
     /// The basis of a permit or the code of a denial.
     pub basis: Option<String>,
     /// Words: the denial's sentence or the basis described.
@@ -120,8 +129,8 @@ pub fn to_append(event: &AuditEvent) -> Result<AuditAppend, AuditError> {
         user_id: event.user_id.clone(),
         org_code: event.org_code.clone(),
         patient: event.patient.clone(),
-        action: event.action.clone(),
-        outcome: event.outcome.clone(),
+        action: event.action.as_str().to_owned(),
+        outcome: event.outcome.as_str().to_owned(),
         payload,
         role_profile_id: event.role_profile_id.clone(),
     })
@@ -216,8 +225,8 @@ mod tests {
             org_name: "Trust".into(),
             patient: None,
             purpose: "directcare".into(),
-            action: "view-record".into(),
-            outcome: "permit".into(),
+            action: Action::ViewRecord,
+            outcome: Outcome::Permit,
             basis: None,
             detail: None,
             sources: Vec::new(),
@@ -234,5 +243,28 @@ mod tests {
         let a = to_append(&e).expect("encodes");
         assert!(a.payload.contains("\"role_profile_id\":\"555254240100\""));
         assert_eq!(a.role_profile_id.as_deref(), Some("555254240100"));
+    }
+
+    #[test]
+    fn stored_words_read_back_and_an_unknown_action_is_reported() {
+        // A payload as the trail has stored it (keys sorted), words as strings.
+        let stored = r#"{"action":"authenticate:sign-in","at":"2026-03-02T09:00:00Z","basis":"nhs-login","correlation_id":"c","detail":null,"org_code":"","org_name":"","outcome":"deny","patient":null,"purpose":"directcare","role":"","user_id":"anonymous","user_name":"anonymous"}"#;
+        let e: AuditEvent = serde_json::from_str(stored).expect("reads back");
+        assert_eq!(e.action, Action::Authenticate(AuthChannel::SignIn));
+        assert_eq!(e.outcome, Outcome::Deny);
+        // Written again, the words are the same strings.
+        let a = to_append(&e).expect("encodes");
+        assert_eq!(
+            (a.action.as_str(), a.outcome.as_str()),
+            ("authenticate:sign-in", "deny")
+        );
+
+        let unknown = stored.replace("authenticate:sign-in", "read-patient");
+        let err = serde_json::from_str::<AuditEvent>(&unknown).expect_err("unknown action");
+        assert!(
+            err.to_string()
+                .contains("unknown audit action `read-patient`"),
+            "{err}"
+        );
     }
 }

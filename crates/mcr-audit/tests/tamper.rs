@@ -67,8 +67,8 @@ fn event(i: i64) -> AuditEvent {
         org_name: "East and North Hertfordshire NHS Trust".into(),
         patient: Some("9990000018".into()),
         purpose: "directcare".into(),
-        action: "view-record".into(),
-        outcome: "permit".into(),
+        action: mcr_audit::Action::ViewRecord,
+        outcome: mcr_audit::Outcome::Permit,
         basis: Some("legal-basis".into()),
         detail: None,
         sources: vec![SourceAudit {
@@ -78,6 +78,7 @@ fn event(i: i64) -> AuditEvent {
             items: 12,
             withheld: 0,
             not_tied: 0,
+            not_shown: 0,
         }],
         // Records from 13 on name the CIS2 role profile the user worked in; those before, as
         // every record made before role profiles were recorded, name none.

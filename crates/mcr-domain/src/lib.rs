@@ -17,7 +17,7 @@ pub use nhs_number::{NhsNumber, NhsNumberError};
 pub use org::{OdsCode, OdsCodeError, OrgKind, Organisation};
 pub use principal::{DataClass, Principal, Purpose, Role};
 pub use record::{
-    FailureReason, ItemSource, MergedRecord, RecordItem, Section, SourceJson, SourceOutcome,
-    SourceStatus,
+    FailureReason, ItemSource, MergedRecord, NotShown, RecordItem, Section, SourceJson,
+    SourceOutcome, SourceStatus,
 };
 pub use source::{SourceId, SourceIdError};

@@ -97,11 +97,19 @@ pub enum DataClass {
     Demographics,
     CareTeam,
     Alerts,
+    /// Advance decisions to refuse treatment, DNACPR and ReSPECT decisions, lasting powers of
+    /// attorney for health and welfare: what a paramedic needs first.
+    LegalEndOfLife,
     Allergies,
     Problems,
     Medications,
     Encounters,
     Results,
+    Immunisations,
+    Procedures,
+    /// Referrals (`ServiceRequest`).
+    Referrals,
+    Appointments,
     Documents,
     Assessments,
     CarePlans,
@@ -109,15 +117,20 @@ pub enum DataClass {
 }
 
 impl DataClass {
-    pub const ALL: [DataClass; 12] = [
+    pub const ALL: [DataClass; 17] = [
         DataClass::Demographics,
         DataClass::CareTeam,
         DataClass::Alerts,
+        DataClass::LegalEndOfLife,
         DataClass::Allergies,
         DataClass::Problems,
         DataClass::Medications,
         DataClass::Encounters,
         DataClass::Results,
+        DataClass::Immunisations,
+        DataClass::Procedures,
+        DataClass::Referrals,
+        DataClass::Appointments,
         DataClass::Documents,
         DataClass::Assessments,
         DataClass::CarePlans,
@@ -129,11 +142,16 @@ impl DataClass {
             DataClass::Demographics => "demographics",
             DataClass::CareTeam => "care-team",
             DataClass::Alerts => "alerts",
+            DataClass::LegalEndOfLife => "legal-end-of-life",
             DataClass::Allergies => "allergies",
             DataClass::Problems => "problems",
             DataClass::Medications => "medications",
             DataClass::Encounters => "encounters",
             DataClass::Results => "results",
+            DataClass::Immunisations => "immunisations",
+            DataClass::Procedures => "procedures",
+            DataClass::Referrals => "referrals",
+            DataClass::Appointments => "appointments",
             DataClass::Documents => "documents",
             DataClass::Assessments => "assessments",
             DataClass::CarePlans => "care-plans",

@@ -1,41 +1,60 @@
 use crate::{DataClass, NhsNumber, OdsCode, SourceId};
 use serde::{Deserialize, Serialize};
 
-/// The sections a merged record is shown in, in display order.
+/// The sections a merged record is shown in, in display order: what a clinician needs first
+/// (alerts, then legal and end-of-life decisions) at the top.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Section {
     Alerts,
+    LegalEndOfLife,
     Allergies,
     Medications,
     Problems,
     Encounters,
+    Appointments,
     Results,
+    Immunisations,
+    Procedures,
+    Referrals,
     Documents,
+    CareTeam,
     CareAndSupport,
 }
 
 impl Section {
-    pub const ALL: [Section; 8] = [
+    pub const ALL: [Section; 14] = [
         Section::Alerts,
+        Section::LegalEndOfLife,
         Section::Allergies,
         Section::Medications,
         Section::Problems,
         Section::Encounters,
+        Section::Appointments,
         Section::Results,
+        Section::Immunisations,
+        Section::Procedures,
+        Section::Referrals,
         Section::Documents,
+        Section::CareTeam,
         Section::CareAndSupport,
     ];
 
     pub fn title(self) -> &'static str {
         match self {
             Section::Alerts => "Alerts and flags",
+            Section::LegalEndOfLife => "Legal and end-of-life decisions",
             Section::Allergies => "Allergies and adverse reactions",
             Section::Medications => "Medications",
             Section::Problems => "Problems and diagnoses",
             Section::Encounters => "Encounters",
+            Section::Appointments => "Appointments",
             Section::Results => "Observations and results",
+            Section::Immunisations => "Immunisations",
+            Section::Procedures => "Procedures",
+            Section::Referrals => "Referrals",
             Section::Documents => "Documents",
+            Section::CareTeam => "Care team and episodes of care",
             Section::CareAndSupport => "Care and support",
         }
     }
@@ -43,12 +62,18 @@ impl Section {
     pub fn as_str(self) -> &'static str {
         match self {
             Section::Alerts => "alerts",
+            Section::LegalEndOfLife => "legal-end-of-life",
             Section::Allergies => "allergies",
             Section::Medications => "medications",
             Section::Problems => "problems",
             Section::Encounters => "encounters",
+            Section::Appointments => "appointments",
             Section::Results => "results",
+            Section::Immunisations => "immunisations",
+            Section::Procedures => "procedures",
+            Section::Referrals => "referrals",
             Section::Documents => "documents",
+            Section::CareTeam => "care-team",
             Section::CareAndSupport => "care-and-support",
         }
     }
@@ -58,16 +83,22 @@ impl Section {
     pub fn for_class(class: DataClass) -> Option<Section> {
         Some(match class {
             DataClass::Alerts => Section::Alerts,
+            DataClass::LegalEndOfLife => Section::LegalEndOfLife,
             DataClass::Allergies => Section::Allergies,
             DataClass::Medications => Section::Medications,
             DataClass::Problems => Section::Problems,
             DataClass::Encounters => Section::Encounters,
+            DataClass::Appointments => Section::Appointments,
             DataClass::Results => Section::Results,
+            DataClass::Immunisations => Section::Immunisations,
+            DataClass::Procedures => Section::Procedures,
+            DataClass::Referrals => Section::Referrals,
             DataClass::Documents => Section::Documents,
+            DataClass::CareTeam => Section::CareTeam,
             DataClass::Assessments | DataClass::CarePlans | DataClass::KeyContacts => {
                 Section::CareAndSupport
             }
-            DataClass::Demographics | DataClass::CareTeam => return None,
+            DataClass::Demographics => return None,
         })
     }
 }
@@ -299,6 +330,17 @@ pub struct SourceOutcome {
     /// list warnings (confidential items excluded, record in transit, awaiting filing).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Resources this source sent of types the record has no place for, counted by type
+    /// (sorted by type): never shown, never ignored in silence.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_shown: Vec<NotShown>,
+}
+
+/// How many resources of one type a source sent that the record does not show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotShown {
+    pub resource_type: String,
+    pub count: usize,
 }
 
 impl SourceOutcome {
@@ -338,6 +380,32 @@ impl SourceOutcome {
         Some(format!(
             "Only part of the record at {} is shown: {} {items} arrived before {cut}; the rest of its record is missing here",
             self.org_name, self.items
+        ))
+    }
+
+    /// The sentence for the view's warnings when this source sent resources of types the
+    /// record does not show ("Not shown: 12 Goal resources from …"), or `None`.
+    pub fn not_shown_sentence(&self) -> Option<String> {
+        if self.not_shown.is_empty() {
+            return None;
+        }
+        let kinds: Vec<String> = self
+            .not_shown
+            .iter()
+            .map(|n| {
+                let word = if n.count == 1 {
+                    "resource"
+                } else {
+                    "resources"
+                };
+                format!("{} {} {word}", n.count, n.resource_type)
+            })
+            .collect();
+        Some(format!(
+            "Not shown: {} from {} (this record has no section for them; ask {} if you need them).",
+            kinds.join(", "),
+            self.org_name,
+            self.org_name
         ))
     }
 

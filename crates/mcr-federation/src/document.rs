@@ -195,7 +195,10 @@ pub fn check_reference(
         Digested::Untied => return Err(DocumentRefusal::NotInRecord { why: "not-tied" }),
         Digested::NotGranted(_) => return Err(DocumentRefusal::NotInRecord { why: "not-granted" }),
         Digested::Withheld => return Err(DocumentRefusal::NotInRecord { why: "withheld" }),
-        Digested::Patient(_) | Digested::RestrictedPatient(_) | Digested::Ignored => {
+        Digested::Patient(_)
+        | Digested::RestrictedPatient(_)
+        | Digested::Ignored
+        | Digested::NotShown(_) => {
             return Err(DocumentRefusal::NotInRecord {
                 why: "not-a-document",
             })

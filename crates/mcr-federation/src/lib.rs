@@ -10,6 +10,7 @@
 //! identifiers; a source's answer is untrusted input (slow, wrong, huge or hostile) and a
 //! failing source becomes a [`FailureReason`] in the record, never an error of the whole view.
 
+pub mod capabilities;
 mod client;
 pub mod document;
 pub mod gpconnect;
@@ -24,7 +25,7 @@ pub use identity::{IdentitySigner, Requester};
 pub use merge::{digest, merge, Digested, SourceMeta};
 
 use futures::future::join_all;
-use mcr_domain::{FailureReason, SourceId};
+use mcr_domain::{DataClass, FailureReason, SourceId};
 use mcr_policy::{Grant, ResourceFilter};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -37,6 +38,8 @@ pub struct Federation {
     sources: BTreeMap<SourceId, Arc<dyn Source>>,
     order: Vec<SourceId>,
     config: FederationConfig,
+    /// What each source's CapabilityStatement says, as last read.
+    discovery: BTreeMap<SourceId, Arc<capabilities::Discovery>>,
 }
 
 /// Identity tokens signed for one requester before the access decision, a source at a time
@@ -114,12 +117,65 @@ pub use mcr_fhir::resource_types_for;
 impl Federation {
     pub fn new(sources: Vec<Arc<dyn Source>>, config: FederationConfig) -> Self {
         let order = sources.iter().map(|s| s.id().clone()).collect();
+        let discovery = sources
+            .iter()
+            .map(|s| (s.id().clone(), Arc::default()))
+            .collect();
         let sources = sources.into_iter().map(|s| (s.id().clone(), s)).collect();
         Self {
             sources,
             order,
             config,
+            discovery,
         }
+    }
+
+    /// Read every source's CapabilityStatement now, all at once, each within the view
+    /// deadline; what each said (or why not) is kept for the views and the operators. Returns
+    /// how many were read.
+    pub async fn discover(&self, now: chrono::DateTime<chrono::Utc>) -> usize {
+        let asks = self.sources().map(|source| async move {
+            let outcome = source.capability_statement(self.config.deadline).await?;
+            let read = match outcome {
+                Ok(statement) => capabilities::Capabilities::read(&statement),
+                Err(reason) => Err(capabilities::failure_words(&reason)),
+            };
+            if let Err(why) = &read {
+                tracing::warn!(source = %source.id(), why = %why, "capabilities not read");
+            }
+            let ok = read.is_ok();
+            self.discovery.get(source.id())?.record(read, now);
+            Some(ok)
+        });
+        join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .filter(|ok| *ok)
+            .count()
+    }
+
+    /// Whether `source` is asked for `resource_type` (by a view, or by the index's care-event
+    /// feed): its configured types override what it says; without them, what its
+    /// CapabilityStatement lists as searchable by patient (every type, until it has said).
+    pub fn asks(&self, source: &dyn Source, resource_type: &str) -> bool {
+        let configured = &source.config().resource_types;
+        if configured.is_empty() {
+            self.discovery
+                .get(source.id())
+                .and_then(|d| d.answers(resource_type))
+                .unwrap_or(true)
+        } else {
+            configured.iter().any(|t| t == resource_type)
+        }
+    }
+
+    /// Each source in configuration order with what its CapabilityStatement said, for the
+    /// operators' page and `/metrics`; `None` for a source that has none (GP Connect).
+    pub fn discovered(&self) -> Vec<(&Arc<dyn Source>, capabilities::Discovered)> {
+        self.sources()
+            .filter_map(|s| Some((s, self.discovery.get(s.id())?.snapshot())))
+            .collect()
     }
 
     pub fn config(&self) -> &FederationConfig {
@@ -194,6 +250,10 @@ impl Federation {
             // see nothing else; the merge drops them if the grant does not include them.
             types.push("Patient");
         }
+        let clinical = grant
+            .data_classes()
+            .iter()
+            .any(|c| !matches!(c, DataClass::Demographics | DataClass::CareTeam));
         let futures = locations.iter().map(|loc| {
             let source = self.sources.get(&loc.source).cloned();
             let types = types.clone();
@@ -213,11 +273,21 @@ impl Federation {
                     until: tokio::time::Instant::from_std(started + deadline),
                     deadline,
                 };
-                let wanted: Vec<&str> = types
+                let mut wanted: Vec<&str> = types
                     .iter()
                     .copied()
-                    .filter(|t| *t == "Patient" || config.resource_types.iter().any(|h| h == t))
+                    .filter(|t| *t == "Patient" || self.asks(&*source, t))
                     .collect();
+                // What the source holds that the record has no place for is asked for too
+                // (when the grant covers any clinical data), to be counted and named as not
+                // shown: never ignored because the gateway did not ask.
+                if clinical {
+                    for t in &config.resource_types {
+                        if !mcr_fhir::is_shown_type(t) && !wanted.contains(&t.as_str()) {
+                            wanted.push(t);
+                        }
+                    }
+                }
                 let meta = SourceMeta {
                     source: source.id(),
                     org_code: &config.organisation.code,

@@ -5,7 +5,7 @@
 
 use crate::{Received, SourceFetch};
 use mcr_domain::{
-    DataClass, ItemSource, MergedRecord, RecordItem, Section, SourceOutcome, SourceStatus,
+    DataClass, ItemSource, MergedRecord, NotShown, RecordItem, Section, SourceOutcome, SourceStatus,
 };
 use mcr_policy::{ResourceFilter, Sight};
 use serde_json::Value;
@@ -36,13 +36,22 @@ fn merge_key(
         Section::Allergies => format!("allergy|{system}|{code}"),
         Section::Problems => format!("problem|{system}|{code}|{}", day(&summary.date)),
         Section::Alerts => format!("alert|{system}|{code}"),
+        // The same decision (a DNACPR, a power of attorney) held by two sources is one line.
+        Section::LegalEndOfLife => format!("legal|{system}|{code}"),
+        Section::Immunisations => format!("imm|{system}|{code}|{}", day(&summary.date)),
+        Section::Procedures => format!("proc|{system}|{code}|{}", day(&summary.date)),
         // A measurement is the same if taken at the same instant.
         Section::Results => format!(
             "result|{system}|{code}|{}",
             summary.date.as_deref().unwrap_or("")
         ),
-        // Encounters, documents and care items are each their own.
-        Section::Encounters | Section::Documents | Section::CareAndSupport => return None,
+        // Encounters, appointments, referrals, documents and care items are each their own.
+        Section::Encounters
+        | Section::Appointments
+        | Section::Referrals
+        | Section::Documents
+        | Section::CareTeam
+        | Section::CareAndSupport => return None,
     })
 }
 
@@ -73,8 +82,11 @@ pub enum Digested {
     Withheld,
     /// Of a class the viewer's role may not see: its section is named as not available.
     NotGranted(Option<Section>),
-    /// Not part of the record: unclassifiable, or outside the role's encounter window.
+    /// Not part of the record: outside the role's encounter window, or not a resource.
     Ignored,
+    /// Of a resource type the record has no place for: counted by type and named in the
+    /// view's warnings, never shown and never ignored in silence.
+    NotShown(Box<str>),
     /// Cannot be tied to this patient (no subject, a reference to another server, …):
     /// counted and said, never shown.
     Untied,
@@ -93,7 +105,11 @@ pub fn digest(
 ) -> Digested {
     let r = received.doc;
     let Some(class) = mcr_fhir::classify(r) else {
-        return Digested::Ignored;
+        return match mcr_fhir::resource_type(r) {
+            // A search's own note about itself is not the patient's record.
+            Some("OperationOutcome") | None => Digested::Ignored,
+            Some(rt) => Digested::NotShown(rt.into()),
+        };
     };
     if class != DataClass::Demographics {
         match mcr_fhir::tie_to_patient(
@@ -173,6 +189,8 @@ pub struct Counts {
     pub untied: usize,
     /// About another of the source's patients.
     pub another_patient: usize,
+    /// Of types the record has no place for.
+    pub not_shown: usize,
 }
 
 impl SourceFetch {
@@ -188,6 +206,7 @@ impl SourceFetch {
                 Digested::Withheld => c.withheld += 1,
                 Digested::Untied => c.untied += 1,
                 Digested::AnotherPatient => c.another_patient += 1,
+                Digested::NotShown(_) => c.not_shown += 1,
                 Digested::Patient(_)
                 | Digested::RestrictedPatient(_)
                 | Digested::NotGranted(_)
@@ -222,9 +241,20 @@ pub fn merge(filter: &ResourceFilter<'_>, fetches: Vec<SourceFetch>) -> MergedRe
                 None => (SourceStatus::Ok, digested),
             },
         };
+        let mut not_shown: Vec<NotShown> = Vec::new();
         for d in digested {
             let (key, mut item) = match d {
                 Digested::Ignored | Digested::Untied | Digested::AnotherPatient => continue,
+                Digested::NotShown(rt) => {
+                    match not_shown.iter_mut().find(|n| *n.resource_type == *rt) {
+                        Some(n) => n.count += 1,
+                        None => not_shown.push(NotShown {
+                            resource_type: rt.into(),
+                            count: 1,
+                        }),
+                    }
+                    continue;
+                }
                 Digested::NotGranted(section) => {
                     unavailable.extend(section);
                     continue;
@@ -281,6 +311,10 @@ pub fn merge(filter: &ResourceFilter<'_>, fetches: Vec<SourceFetch>) -> MergedRe
             another_patient: counts.another_patient,
             elapsed_ms: f.elapsed_ms,
             warnings: std::mem::take(&mut f.warnings),
+            not_shown: {
+                not_shown.sort_by(|a, b| a.resource_type.cmp(&b.resource_type));
+                not_shown
+            },
         });
     }
 
@@ -420,11 +454,13 @@ fn differences(said: &[(String, Demographics)]) -> Vec<String> {
 
 fn code_field<J: mcr_fhir::Json>(r: &J) -> &'static str {
     match mcr_fhir::resource_type(r) {
-        Some("MedicationStatement" | "MedicationRequest") => "medicationCodeableConcept",
+        Some("MedicationStatement" | "MedicationRequest" | "MedicationDispense") => {
+            "medicationCodeableConcept"
+        }
         Some("Encounter" | "DocumentReference" | "EpisodeOfCare") => "type",
         Some("RelatedPerson") => "relationship",
         Some("Immunization") => "vaccineCode",
-        Some("CarePlan") => "category",
+        Some("CarePlan" | "Consent" | "CareTeam") => "category",
         _ => "code",
     }
 }
@@ -609,6 +645,69 @@ mod tests {
             r.sources[0].not_tied_sentence().as_deref(),
             Some("1 item from E82001 org could not be tied to this patient and is not shown: nothing it sent could be shown.")
         );
+    }
+
+    #[test]
+    fn types_the_record_has_no_place_for_are_counted_by_type_never_ignored() {
+        let goal = |id: &str| {
+            json!({"resourceType": "Goal", "id": id, "subject": {"reference": "Patient/p"},
+                "description": {"text": "Walk to the shops"}})
+        };
+        let answers = [fetch(
+            "community",
+            "RY4",
+            vec![
+                med("m1", "111", "one daily"),
+                goal("g1"),
+                goal("g2"),
+                json!({"resourceType": "NutritionOrder", "id": "n1", "patient": {"reference": "Patient/p"}}),
+                json!({"resourceType": "OperationOutcome", "issue": []}),
+            ],
+        )];
+        let r = run(&DataClass::ALL, &answers);
+        let s = &r.sources[0];
+        assert_eq!(s.items, 1);
+        let counted: Vec<(&str, usize)> = s
+            .not_shown
+            .iter()
+            .map(|n| (n.resource_type.as_str(), n.count))
+            .collect();
+        assert_eq!(
+            counted,
+            [("Goal", 2), ("NutritionOrder", 1)],
+            "a search's own OperationOutcome is not the record"
+        );
+        assert_eq!(
+            s.not_shown_sentence().as_deref(),
+            Some("Not shown: 2 Goal resources, 1 NutritionOrder resource from RY4 org (this record has no section for them; ask RY4 org if you need them).")
+        );
+    }
+
+    #[test]
+    fn a_dnacpr_decision_two_sources_hold_is_one_legal_item_with_both() {
+        let dnacpr = |id: &str, start: &str| {
+            json!({"resourceType": "Flag", "id": id, "status": "active", "subject": {"reference": "Patient/p"},
+                "code": {"coding": [{"system": "http://snomed.info/sct", "code": "450476008",
+                    "display": "Not for attempted cardiopulmonary resuscitation"}]},
+                "period": {"start": start}})
+        };
+        let r = run(
+            &DataClass::ALL,
+            &[
+                fetch("gp", "GPA", vec![dnacpr("f1", "2026-01-01")]),
+                fetch("community", "RY4", vec![dnacpr("f9", "2026-01-01")]),
+            ],
+        );
+        assert!(r.items(Section::Alerts).is_empty());
+        let legal = r.items(Section::LegalEndOfLife);
+        assert_eq!(legal.len(), 1);
+        assert_eq!(legal[0].sources.len(), 2);
+        // A role without the class sees the section named as not available, not an empty one.
+        let r = run(
+            &[DataClass::Alerts],
+            &[fetch("gp", "GPA", vec![dnacpr("f1", "2026-01-01")])],
+        );
+        assert!(r.unavailable_sections.contains(&Section::LegalEndOfLife));
     }
 
     #[test]

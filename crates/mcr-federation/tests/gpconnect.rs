@@ -453,8 +453,7 @@ async fn the_published_examples_become_one_record_with_the_practice_as_source_me
         "{r4}"
     );
 
-    // Results: the immunisation (named by its vaccination procedure, the vaccine being
-    // unknown) and the uncategorised observations with their values. The published example's
+    // Results: the uncategorised observations with their values. The published example's
     // respiration rate names a patient the Bundle does not hold
     // (`Patient/9340157B-6973-4209-9B57-BF6C64F29E46`): it cannot be tied to this patient, so
     // it is not shown, and the practice's row says one item could not be tied.
@@ -467,7 +466,6 @@ async fn the_published_examples_become_one_record_with_the_practice_as_source_me
     assert_eq!(
         shown,
         [
-            ("Immunization".to_owned(), Some("batch AAJN11K".into())),
             ("Observation".to_owned(), Some("36.7 C".into())),
             ("Observation".to_owned(), Some("96 %".into())),
         ]
@@ -478,16 +476,19 @@ async fn the_published_examples_become_one_record_with_the_practice_as_source_me
         .find(|s| s.source.as_str() == "gp")
         .expect("the practice's row");
     assert_eq!(practice.untied, 1, "{practice:?}");
-    let vaccine = results
-        .iter()
-        .find(|i| i.resource_type == "Immunization")
-        .expect("immunisation");
+    // Immunisations, in their own section: the vaccination named by its procedure (the
+    // vaccine being unknown).
+    let immunisations = record.items(Section::Immunisations);
+    assert_eq!(immunisations.len(), 1, "{immunisations:?}");
+    let vaccine = &immunisations[0];
+    assert_eq!(vaccine.resource_type, "Immunization");
+    assert_eq!(vaccine.detail.as_deref(), Some("batch AAJN11K"));
     assert_eq!(vaccine.display, "First hepatitis A vaccination");
     assert_eq!(vaccine.status.as_deref(), Some("completed"));
 
-    // Referrals: the two outbound referrals as R4 ServiceRequests, with care and support.
+    // Referrals: the two outbound referrals as R4 ServiceRequests, in their own section.
     let referrals: Vec<_> = record
-        .items(Section::CareAndSupport)
+        .items(Section::Referrals)
         .iter()
         .filter(|i| i.resource_type == "ServiceRequest")
         .collect();

@@ -46,6 +46,9 @@ struct Provider {
     /// (path, Ssp-InteractionID, Ssp-From, Ssp-To) of each request.
     seen: Arc<Mutex<Vec<Request>>>,
     binary: Arc<Mutex<String>>,
+    /// When set, the document search names its patient by this NHS number instead (the
+    /// practice's id now belongs to someone else), and Find a patient finds nobody.
+    reassigned: Arc<Mutex<Option<String>>>,
 }
 
 async fn answer(State(p): State<Provider>, uri: Uri, headers: HeaderMap) -> impl IntoResponse {
@@ -57,13 +60,18 @@ async fn answer(State(p): State<Provider>, uri: Uri, headers: HeaderMap) -> impl
             .to_owned()
     };
     let path = uri.path().to_owned();
+    let reassigned = p.reassigned.lock().expect("lock").clone();
     p.seen.lock().expect("lock").push((
         format!("{path}?{}", uri.query().unwrap_or("")),
         h("ssp-interactionid"),
         h("ssp-from"),
         h("ssp-to"),
     ));
-    let body = if path.ends_with("/documents/Patient") {
+    let body = if reassigned.is_some() && path.ends_with("/documents/Patient") {
+        json!({"resourceType": "Bundle", "type": "searchset", "entry": []}).to_string()
+    } else if let (Some(other), true) = (&reassigned, path.ends_with("/DocumentReference")) {
+        fixture("documents_response").replace(NHS, other)
+    } else if path.ends_with("/documents/Patient") {
         // Find a patient: the searchset of the example's own Patient.
         let search: Value = serde_json::from_str(&fixture("documents_response")).expect("json");
         let patient = search["entry"][0].clone();
@@ -358,4 +366,98 @@ async fn the_specs_binary_is_retrieved_only_when_opened_and_checked_against_its_
     assert!(after[before..]
         .iter()
         .all(|s| s.1 != INTERACTION_READ_BINARY));
+}
+
+/// The practice's id for a patient is remembered, so a later view asks once (search) instead
+/// of twice (find, then search); but a remembered id is used only when the search's own answer
+/// says it is still this patient. When the practice's answer names someone else, nothing of
+/// it is listed, the id is forgotten and the patient found again.
+#[tokio::test]
+async fn a_remembered_patient_id_saves_a_round_trip_and_is_never_trusted_alone() {
+    let rig = rig().await;
+    let nhs = NhsNumber::parse(NHS).expect("nhs");
+    let (id, code) = (
+        SourceId::parse("gp").expect("id"),
+        OdsCode::parse("A20047").expect("ods"),
+    );
+    let m = meta(&id, &code);
+    let n = nhs.clone();
+    let (grant, mut policy) = mcr_testkit::grant(&n, &DataClass::ALL);
+    policy.sensitive = mcr_policy::SensitivityConfig {
+        codes: Vec::new(),
+        withhold_confidential_labels: false,
+    };
+    let input = grant.filter(
+        &policy,
+        [],
+        mcr_domain::Clock::now(&mcr_domain::SystemClock),
+    );
+    let check = |r: Received<'_>| digest(&input, &m, r);
+    let cap = 20 * 1024 * 1024;
+    let interactions = |from: usize| -> Vec<String> {
+        rig.provider.seen.lock().expect("lock")[from..]
+            .iter()
+            .map(|s| s.1.clone())
+            .collect()
+    };
+    let open = || {
+        rig.source
+            .open_document_as(&nhs, "27863182736", &rig.token, &check, cap)
+    };
+
+    // First: found, then searched (the published Binary's type disagrees; that refusal is
+    // the other test's, and comes after the list was read).
+    let first = open().await.expect_err("type mismatch");
+    assert!(
+        matches!(first, DocumentRefusal::TypeMismatch { .. }),
+        "{first:?}"
+    );
+    assert_eq!(
+        interactions(0),
+        [
+            INTERACTION_FIND_PATIENT,
+            INTERACTION_SEARCH_DOCUMENTS,
+            INTERACTION_READ_BINARY
+        ]
+    );
+
+    // Again: the search alone, its answer confirming the id is still this NHS number.
+    let seen = rig.provider.seen.lock().expect("lock").len();
+    let second = open().await.expect_err("type mismatch");
+    assert!(
+        matches!(second, DocumentRefusal::TypeMismatch { .. }),
+        "{second:?}"
+    );
+    assert_eq!(
+        interactions(seen),
+        [INTERACTION_SEARCH_DOCUMENTS, INTERACTION_READ_BINARY]
+    );
+
+    // The practice's id now names another patient, who has left: the answer is not this
+    // patient's, so nothing of it is opened; the patient is looked for again, not found.
+    *rig.provider.reassigned.lock().expect("lock") = Some("9000000009".into());
+    let seen = rig.provider.seen.lock().expect("lock").len();
+    let stale = open().await.expect_err("not this patient's");
+    assert_eq!(stale, DocumentRefusal::NotFound);
+    assert_eq!(
+        interactions(seen),
+        [INTERACTION_SEARCH_DOCUMENTS, INTERACTION_FIND_PATIENT]
+    );
+
+    // The id was forgotten: back to the practice's own word, find first.
+    *rig.provider.reassigned.lock().expect("lock") = None;
+    let seen = rig.provider.seen.lock().expect("lock").len();
+    let back = open().await.expect_err("type mismatch");
+    assert!(
+        matches!(back, DocumentRefusal::TypeMismatch { .. }),
+        "{back:?}"
+    );
+    assert_eq!(
+        interactions(seen),
+        [
+            INTERACTION_FIND_PATIENT,
+            INTERACTION_SEARCH_DOCUMENTS,
+            INTERACTION_READ_BINARY
+        ]
+    );
 }

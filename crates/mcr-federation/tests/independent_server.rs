@@ -109,6 +109,14 @@ fn transaction(acute: &mcr_synth::SourceSlice, local_id: &str) -> (Value, BTreeM
         }
         resources.extend(of_type);
     }
+    // A type the record has no place for, as real servers hold (Synthea writes care plan
+    // goals): it must be counted and named as not shown, never ignored.
+    resources.push(
+        json!({"resourceType": "Goal", "id": format!("{local_id}-goal1"),
+        "lifecycleStatus": "active", "description": {"text": "Walk to the shops again"},
+        "subject": {"reference": format!("Patient/{local_id}")}}),
+    );
+    counts.insert("Goal".to_owned(), 1);
     let urns: HashMap<String, String> = resources
         .iter()
         .map(|r| {
@@ -188,6 +196,7 @@ fn source(base: &url::Url, batch: bool, page_size: u32) -> (Arc<dyn Source>, Fed
             .resource_types()
             .iter()
             .map(|t| (*t).to_owned())
+            .chain(["Goal".to_owned()])
             .collect(),
         batch,
         kind: SourceKind::FhirR4,
@@ -279,12 +288,24 @@ async fn every_resource_on_an_independent_server_is_shown_or_said() {
                 }
                 other => panic!("batch {batch}: {other:?}"),
             };
+            let not_shown: usize = s.not_shown.iter().map(|n| n.count).sum();
             assert_eq!(
-                s.items + s.withheld + s.not_tied() + missing,
+                s.not_shown
+                    .iter()
+                    .map(|n| (n.resource_type.as_str(), n.count))
+                    .collect::<Vec<_>>(),
+                [("Goal", 1)],
+                "the Goal the server holds is named as not shown"
+            );
+            assert!(s
+                .not_shown_sentence()
+                .is_some_and(|t| t.starts_with("Not shown: 1 Goal resource from")));
+            assert_eq!(
+                s.items + s.withheld + s.not_tied() + not_shown + missing,
                 held,
                 "batch {batch}, {page_size} a page, patient {id}: the server holds {held} \
-                 resources ({counts:?}); {} shown, {} withheld, {} not tied, {missing} said \
-                 missing: every one shown or said",
+                 resources ({counts:?}); {} shown, {} withheld, {} not tied, {not_shown} not \
+                 shown, {missing} said missing: every one shown or said",
                 s.items,
                 s.withheld,
                 s.not_tied()

@@ -3,30 +3,75 @@ use crate::Json;
 use mcr_domain::DataClass;
 
 /// Each data class and the FHIR resource types that hold it: the one table, read both ways
-/// (what to ask a source for, and which class a resource it sent belongs to). A
-/// `DocumentReference` is a document unless its category or type says `assessment`.
-const CLASS_TYPES: [(DataClass, &[&str]); 12] = [
+/// (what to ask a source for, and which class a resource it sent belongs to). A type listed
+/// under several classes belongs to the first, unless its codes say otherwise: a
+/// `DocumentReference` is a document unless its category or type says `assessment`; a `Flag`
+/// or `DocumentReference` coded as a legal or end-of-life decision ([`END_OF_LIFE_CODES`]) is
+/// legal and end-of-life information, as every `Consent` a source holds is.
+const CLASS_TYPES: [(DataClass, &[&str]); 17] = [
     (DataClass::Demographics, &["Patient"]),
-    (DataClass::CareTeam, &["EpisodeOfCare", "CareTeam"]),
+    (DataClass::CareTeam, &["CareTeam", "EpisodeOfCare"]),
     (DataClass::Alerts, &["Flag"]),
     (DataClass::Allergies, &["AllergyIntolerance"]),
     (DataClass::Problems, &["Condition"]),
     (
         DataClass::Medications,
-        &["MedicationStatement", "MedicationRequest"],
+        &[
+            "MedicationStatement",
+            "MedicationRequest",
+            "MedicationDispense",
+        ],
     ),
     (DataClass::Encounters, &["Encounter"]),
-    // Immunisations are shown with results (the record has no section of their own).
-    (
-        DataClass::Results,
-        &["Observation", "DiagnosticReport", "Immunization"],
-    ),
+    (DataClass::Appointments, &["Appointment"]),
+    (DataClass::Results, &["Observation", "DiagnosticReport"]),
+    (DataClass::Immunisations, &["Immunization"]),
+    (DataClass::Procedures, &["Procedure"]),
+    (DataClass::Referrals, &["ServiceRequest"]),
     (DataClass::Documents, &["DocumentReference"]),
     (DataClass::Assessments, &["DocumentReference"]),
-    // Referrals (a GP's outbound referrals, as GP Connect sends them) are care planned.
-    (DataClass::CarePlans, &["CarePlan", "ServiceRequest"]),
+    (DataClass::CarePlans, &["CarePlan"]),
     (DataClass::KeyContacts, &["RelatedPerson"]),
+    (
+        DataClass::LegalEndOfLife,
+        &["Consent", "Flag", "DocumentReference"],
+    ),
 ];
+
+/// SNOMED CT concepts that make a `Flag` or a `DocumentReference` (its `code`, `type` or
+/// `category`) legal and end-of-life information: decisions about resuscitation, advance
+/// decisions and directives, and who may decide for the patient.
+///
+/// - 304253006 Not for resuscitation, 714748000 Has advance care plan, 425392003 Active
+///   advance directive: HL7 PACIO Advance Directive Interoperability IG, ValueSet
+///   `ADIDocumentationTypeVS` (build.fhir.org/ig/HL7/fhir-pacio-adi).
+/// - 310305009 Active advance directive, 425393008 Active durable power of attorney for
+///   healthcare (a lasting power of attorney for health and welfare), 425394002 Active
+///   healthcare will, 425395001 Active living will, 425396000 and 425397009 Active advance
+///   directive verified by family / by a healthcare professional: IHE PCC mPSC ValueSet
+///   `Active.Advance.Directive.Finding.VS` (profiles.ihe.net/PCC/mPSC).
+/// - 450476008 Not for attempted cardiopulmonary resuscitation (DNACPR) and, in the UK
+///   extension, 816301000000100 Has advance decision to refuse treatment (Mental Capacity Act
+///   2005) (UK terminology browser).
+pub const END_OF_LIFE_CODES: [&str; 12] = [
+    "304253006",
+    "714748000",
+    "425392003",
+    "310305009",
+    "425393008",
+    "425394002",
+    "425395001",
+    "425396000",
+    "425397009",
+    "450476008",
+    "816301000000100",
+    // 845151000000104 is "Not aware of do not attempt cardiopulmonary resuscitation clinical
+    // decision" (NHS Structured Headings, ResuscitationStatusSnCT): the paramedic must see
+    // that no decision is known as plainly as a decision.
+    "845151000000104",
+];
+
+const SNOMED: &str = "http://snomed.info/sct";
 
 /// The resource types that carry `class`.
 pub fn resource_types_for(class: DataClass) -> &'static [&'static str] {
@@ -36,26 +81,48 @@ pub fn resource_types_for(class: DataClass) -> &'static [&'static str] {
         .map_or(&[], |(_, types)| types)
 }
 
-/// The data class a resource belongs to, from its type (and, for documents, its category).
-/// `None` for types the record does not show.
+/// True when the record has a place for resources of type `rt` (a type outside the table is
+/// counted and named as not shown, never ignored in silence).
+pub fn is_shown_type(rt: &str) -> bool {
+    CLASS_TYPES.iter().any(|(_, types)| types.contains(&rt))
+}
+
+fn coded_end_of_life<J: Json>(r: &J, fields: &[&str]) -> bool {
+    fields.iter().any(|f| {
+        codings(r, f)
+            .iter()
+            .any(|c| c.system == SNOMED && END_OF_LIFE_CODES.contains(&c.code.as_str()))
+    })
+}
+
+/// The data class a resource belongs to, from its type (and, for flags and documents, its
+/// codes). `None` for types the record does not show.
 pub fn classify<J: Json>(r: &J) -> Option<DataClass> {
     let rt = crate::resource_type(r)?;
     let class = CLASS_TYPES
         .iter()
         .find(|(_, types)| types.contains(&rt))
         .map(|(c, _)| *c)?;
-    if class != DataClass::Documents {
-        return Some(class);
+    match class {
+        DataClass::Alerts if coded_end_of_life(r, &["code", "category"]) => {
+            Some(DataClass::LegalEndOfLife)
+        }
+        DataClass::Documents => {
+            if coded_end_of_life(r, &["type", "category"]) {
+                return Some(DataClass::LegalEndOfLife);
+            }
+            let is_assessment = codings(r, "category")
+                .iter()
+                .chain(codings(r, "type").iter())
+                .any(|c| c.code == "assessment");
+            Some(if is_assessment {
+                DataClass::Assessments
+            } else {
+                DataClass::Documents
+            })
+        }
+        other => Some(other),
     }
-    let is_assessment = codings(r, "category")
-        .iter()
-        .chain(codings(r, "type").iter())
-        .any(|c| c.code == "assessment");
-    Some(if is_assessment {
-        DataClass::Assessments
-    } else {
-        DataClass::Documents
-    })
 }
 
 /// The few fields the merged record shows for an item, read from the raw resource.
@@ -262,6 +329,95 @@ pub fn summarise<J: Json>(r: &J) -> Summary {
             };
             s.date = date_field(r, &[&["period", "start"]]);
         }
+        "Consent" => {
+            // An advance decision, a DNACPR decision or a power of attorney as a source holds
+            // it: what (category, else scope), whether it permits or refuses, since when.
+            s.display = text_of_cc(r, "category")
+                .or_else(|| text_of_cc(r, "scope"))
+                .unwrap_or_default();
+            let provision = str_at(r, &["provision", "type"]).map(|t| match t {
+                "deny" => "refuses".to_owned(),
+                "permit" => "permits".to_owned(),
+                other => clip(other, 20),
+            });
+            let actor = r
+                .get("provision")
+                .and_then(|p| p.get("actor"))
+                .and_then(|a| a.at(0))
+                .and_then(|a| {
+                    text_of_cc(a, "role").map(|role| match str_at(a, &["reference", "display"]) {
+                        Some(who) => format!("{role}: {}", clip(who, 100)),
+                        None => role,
+                    })
+                });
+            s.detail = match (provision, actor) {
+                (Some(p), Some(a)) => Some(format!("{p}; {a}")),
+                (p, a) => p.or(a),
+            };
+            s.date = date_field(r, &[&["dateTime"], &["provision", "period", "start"]]);
+        }
+        "Procedure" => {
+            s.display = text_of_cc(r, "code").unwrap_or_default();
+            s.detail = text_of_cc(r, "bodySite").or_else(|| text_of_cc(r, "outcome"));
+            s.date = date_field(
+                r,
+                &[
+                    &["performedDateTime"],
+                    &["performedPeriod", "start"],
+                    &["recorded"],
+                ],
+            );
+        }
+        "Appointment" => {
+            s.display = str_at(r, &["description"])
+                .map(|d| clip(d, 300))
+                .or_else(|| text_of_cc(r, "serviceType"))
+                .or_else(|| text_of_cc(r, "appointmentType"))
+                .unwrap_or_default();
+            s.detail = text_of_cc(r, "serviceType").filter(|d| *d != s.display);
+            s.date = date_field(r, &[&["start"], &["created"]]);
+        }
+        "MedicationDispense" => {
+            s.display = text_of_cc(r, "medicationCodeableConcept").unwrap_or_default();
+            s.detail = r
+                .get("quantity")
+                .and_then(quantity)
+                .map(|q| format!("dispensed {q}"));
+            s.date = date_field(r, &[&["whenHandedOver"], &["whenPrepared"]]);
+        }
+        "DiagnosticReport" => {
+            s.display = text_of_cc(r, "code").unwrap_or_default();
+            s.detail = str_at(r, &["conclusion"])
+                .map(|d| clip(d, 300))
+                .or_else(|| {
+                    let n = r
+                        .get("result")
+                        .and_then(|x| x.as_array())
+                        .map_or(0, |a| a.len());
+                    (n > 0).then(|| format!("{n} result{}", if n == 1 { "" } else { "s" }))
+                });
+            s.date = date_field(
+                r,
+                &[
+                    &["effectiveDateTime"],
+                    &["effectivePeriod", "start"],
+                    &["issued"],
+                ],
+            );
+        }
+        "CareTeam" => {
+            s.display = str_at(r, &["name"])
+                .map(|d| clip(d, 200))
+                .or_else(|| text_of_cc(r, "category"))
+                .unwrap_or_default();
+            s.detail = r
+                .get("managingOrganization")
+                .and_then(|m| m.at(0))
+                .and_then(|m| m.get("display"))
+                .and_then(J::as_str)
+                .map(|d| clip(d, 200));
+            s.date = date_field(r, &[&["period", "start"]]);
+        }
         "EpisodeOfCare" => {
             s.display = text_of_cc(r, "type").unwrap_or_default();
             s.detail = str_at(r, &["managingOrganization", "display"]).map(|d| clip(d, 200));
@@ -338,6 +494,82 @@ mod tests {
     }
 
     #[test]
+    fn legal_and_end_of_life_decisions_are_recognised_by_their_snomed_codes() {
+        let dnacpr = json!({"resourceType": "Flag", "status": "active",
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "450476008",
+                "display": "Not for attempted cardiopulmonary resuscitation"}]},
+            "period": {"start": "2026-02-01"}});
+        assert_eq!(classify(&dnacpr), Some(DataClass::LegalEndOfLife));
+        let s = summary(&dnacpr);
+        assert_eq!(s.display, "Not for attempted cardiopulmonary resuscitation");
+        assert_eq!(s.date.as_deref(), Some("2026-02-01"));
+
+        // The same code from another code system is not SNOMED's: an ordinary alert.
+        let other = json!({"resourceType": "Flag",
+            "code": {"coding": [{"system": "http://example.org", "code": "450476008"}]}});
+        assert_eq!(classify(&other), Some(DataClass::Alerts));
+        let falls = json!({"resourceType": "Flag",
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "129839007", "display": "At risk for falls"}]}});
+        assert_eq!(classify(&falls), Some(DataClass::Alerts));
+
+        let adrt_letter = json!({"resourceType": "DocumentReference",
+            "type": {"coding": [{"system": "http://snomed.info/sct", "code": "816301000000100"}]}});
+        assert_eq!(classify(&adrt_letter), Some(DataClass::LegalEndOfLife));
+
+        let lpa = json!({"resourceType": "Consent", "status": "active",
+            "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "adr", "display": "Advanced Care Directive"}]},
+            "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "425393008",
+                "display": "Active durable power of attorney for healthcare"}]}],
+            "dateTime": "2024-05-06",
+            "provision": {"type": "permit", "actor": [{"role": {"text": "Attorney"}, "reference": {"display": "Jane Doe"}}]}});
+        assert_eq!(classify(&lpa), Some(DataClass::LegalEndOfLife));
+        let s = summary(&lpa);
+        assert_eq!(s.display, "Active durable power of attorney for healthcare");
+        assert_eq!(s.detail.as_deref(), Some("permits; Attorney: Jane Doe"));
+        assert_eq!(s.date.as_deref(), Some("2024-05-06"));
+    }
+
+    #[test]
+    fn the_other_clinical_areas_have_a_class_and_a_summary() {
+        for (rt, class) in [
+            ("Immunization", DataClass::Immunisations),
+            ("Procedure", DataClass::Procedures),
+            ("ServiceRequest", DataClass::Referrals),
+            ("Appointment", DataClass::Appointments),
+            ("CareTeam", DataClass::CareTeam),
+            ("EpisodeOfCare", DataClass::CareTeam),
+            ("MedicationDispense", DataClass::Medications),
+            ("DiagnosticReport", DataClass::Results),
+        ] {
+            assert_eq!(classify(&json!({"resourceType": rt})), Some(class), "{rt}");
+        }
+        let proc = json!({"resourceType": "Procedure", "status": "completed",
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "80146002", "display": "Appendicectomy"}]},
+            "performedDateTime": "2019-07-01"});
+        let s = summary(&proc);
+        assert_eq!(
+            (s.display.as_str(), s.date.as_deref()),
+            ("Appendicectomy", Some("2019-07-01"))
+        );
+        let appt = json!({"resourceType": "Appointment", "status": "booked", "description": "Diabetes review",
+            "start": "2027-01-10T09:30:00Z"});
+        let s = summary(&appt);
+        assert_eq!(s.display, "Diabetes review");
+        assert_eq!(s.status.as_deref(), Some("booked"));
+        assert_eq!(s.date.as_deref(), Some("2027-01-10T09:30:00Z"));
+        let report = json!({"resourceType": "DiagnosticReport", "status": "final",
+            "code": {"text": "Full blood count"}, "effectiveDateTime": "2026-03-01",
+            "result": [{"reference": "Observation/1"}, {"reference": "Observation/2"}]});
+        let s = summary(&report);
+        assert_eq!(
+            (s.display.as_str(), s.detail.as_deref()),
+            ("Full blood count", Some("2 results"))
+        );
+        assert!(!is_shown_type("Goal"));
+        assert_eq!(classify(&json!({"resourceType": "Goal"})), None);
+    }
+
+    #[test]
     fn garbage_gives_a_placeholder_not_a_panic() {
         let s = summary(
             &json!({"resourceType": "Condition", "code": {"coding": "nope"}, "onsetDateTime": 12}),
@@ -359,9 +591,13 @@ mod table_tests {
             for rt in types {
                 let r = serde_json::json!({"resourceType": rt});
                 let back = classify(&r).expect("a shown type");
-                let same =
-                    back == class || (*rt == "DocumentReference" && back == DataClass::Documents);
-                assert!(same, "{rt} is {back:?}, not {class:?}");
+                // A type under several classes is the first's unless its codes say otherwise.
+                let first = CLASS_TYPES
+                    .iter()
+                    .find(|(_, ts)| ts.contains(rt))
+                    .map(|(c, _)| *c);
+                assert_eq!(Some(back), first, "{rt} is {back:?}");
+                assert!(is_shown_type(rt));
             }
         }
         let assessment = serde_json::json!({"resourceType": "DocumentReference",

@@ -15,7 +15,9 @@ mod doc;
 mod outcome;
 mod read;
 
-pub use classify::{classify, resource_types_for, summarise, Summary};
+pub use classify::{
+    classify, is_shown_type, resource_types_for, summarise, Summary, END_OF_LIFE_CODES,
+};
 pub use doc::{Doc, Json};
 pub use outcome::{operation_outcome, Issue, IssueSeverity, IssueType};
 pub use read::{

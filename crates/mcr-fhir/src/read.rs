@@ -100,7 +100,11 @@ pub enum Tie {
 /// trailing slash), contained (`#p1` with the NHS number among its identifiers), and a
 /// logical reference by NHS number (`identifier` only).
 pub fn tie_to_patient<J: Json>(r: &J, local_id: &str, nhs: &str, base: &str) -> Tie {
-    let Some(who) = r.get("subject").or_else(|| r.get("patient")) else {
+    let Some(who) = r
+        .get("subject")
+        .or_else(|| r.get("patient"))
+        .or_else(|| appointment_patient(r))
+    else {
         return Tie::Unknown;
     };
     let by_id = |id: &str| {
@@ -140,6 +144,26 @@ pub fn tie_to_patient<J: Json>(r: &J, local_id: &str, nhs: &str, base: &str) -> 
             None => Tie::Unknown,
         },
     }
+}
+
+/// An `Appointment` names its patient among its participants (R4 gives it no `subject`): the
+/// first participant whose actor is a `Patient`, by reference or by type.
+fn appointment_patient<J: Json>(r: &J) -> Option<&J> {
+    if crate::resource_type(r) != Some("Appointment") {
+        return None;
+    }
+    r.get("participant")?
+        .as_array()?
+        .iter()
+        .take(64)
+        .find_map(|p| {
+            let actor = p.get("actor")?;
+            let reference = actor.get("reference").and_then(J::as_str).unwrap_or("");
+            let is_patient = reference.starts_with("Patient/")
+                || reference.contains("/Patient/")
+                || actor.get("type").and_then(J::as_str) == Some("Patient");
+            is_patient.then_some(actor)
+        })
 }
 
 /// A `#id` reference: the contained `Patient` with that id, tied by its NHS number.
@@ -299,6 +323,32 @@ mod tests {
         let via_patient =
             json!({"resourceType": "AllergyIntolerance", "patient": {"reference": "Patient/123"}});
         assert_eq!(tie_to_patient(&via_patient, "123", nhs, base), Tie::This);
+        // An appointment names its patient among its participants.
+        let appointment = |actor: serde_json::Value| {
+            json!({"resourceType": "Appointment", "participant": [
+                {"actor": {"reference": "Location/clinic"}}, {"actor": actor}]})
+        };
+        let t = |r: serde_json::Value| tie_to_patient(&r, "123", nhs, base);
+        assert_eq!(
+            t(appointment(json!({"reference": "Patient/123"}))),
+            Tie::This
+        );
+        assert_eq!(
+            t(appointment(
+                json!({"reference": "https://gp.example.org/fhir/Patient/124"})
+            )),
+            Tie::Another
+        );
+        assert_eq!(
+            t(appointment(json!({"type": "Patient", "identifier":
+                {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhs}}))),
+            Tie::This
+        );
+        assert_eq!(
+            t(appointment(json!({"reference": "Practitioner/9"}))),
+            Tie::Unknown,
+            "an appointment with no patient among its participants cannot be tied"
+        );
     }
 
     #[test]

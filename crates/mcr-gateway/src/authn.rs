@@ -2,13 +2,14 @@
 //! is known: `anonymous` when the credentials say nothing trustworthy), when, and why not.
 
 use crate::{Gateway, GatewayError};
+use mcr_audit::{Action, AuthChannel, Outcome};
 
 /// A refused attempt to authenticate or to use a token beyond its scopes.
 #[derive(Debug, Clone)]
 pub struct AuthFailure<'a> {
     pub correlation_id: &'a str,
     /// `api`, `sign-in` or `scope`.
-    pub channel: &'a str,
+    pub channel: AuthChannel,
     /// A short code: `no-token`, `expired-token`, `state-mismatch`, …
     pub reason: &'a str,
     /// The user, when known from verified credentials; otherwise `anonymous`.
@@ -25,7 +26,7 @@ impl Gateway {
                     correlation_id: f.correlation_id.to_owned(),
                     system: None,
                 },
-                "authenticate",
+                Action::Authenticate(f.channel),
                 None,
             ),
             None => mcr_audit::AuditEvent {
@@ -39,16 +40,15 @@ impl Gateway {
                 org_name: String::new(),
                 patient: None,
                 purpose: mcr_domain::Purpose::DirectCare.as_str().to_owned(),
-                action: "authenticate".into(),
-                outcome: String::new(),
+                action: Action::Authenticate(f.channel),
+                outcome: Outcome::Deny,
                 basis: None,
                 detail: None,
                 sources: Vec::new(),
                 role_profile_id: None,
             },
         };
-        event.action = format!("authenticate:{}", f.channel);
-        event.outcome = "deny".into();
+        event.outcome = Outcome::Deny;
         event.basis = Some(f.reason.to_owned());
         self.audit(&event).await.map(|_| ())
     }
@@ -59,25 +59,44 @@ impl Gateway {
     /// proofing level when NHS login said it, `patient` the NHS number when known (the audit
     /// trail holds NHS numbers; logs never do).
     pub async fn record_patient_sign_in(&self, r: &PatientSignIn<'_>) -> Result<(), GatewayError> {
-        let event = mcr_audit::AuditEvent {
+        let mut event =
+            self.patient_event(r.correlation_id, r.patient, Action::Authenticate(r.channel));
+        event.outcome = if r.permitted {
+            Outcome::Permit
+        } else {
+            Outcome::Deny
+        };
+        event.basis = Some(r.reason.to_owned());
+        event.detail = r.level.map(|l| format!("identity proofing level {l}"));
+        self.audit(&event).await.map(|_| ())
+    }
+
+    /// An audit record of a patient's own act on the public site (signing in, changing their
+    /// choice): the user is `patient`, the organisation the public site.
+    pub(crate) fn patient_event(
+        &self,
+        correlation_id: &str,
+        patient: Option<&mcr_domain::NhsNumber>,
+        action: Action,
+    ) -> mcr_audit::AuditEvent {
+        mcr_audit::AuditEvent {
             at: self.clock.now(),
-            correlation_id: r.correlation_id.to_owned(),
+            correlation_id: correlation_id.to_owned(),
             system: None,
             user_id: "patient".into(),
             user_name: "the patient".into(),
             role: "patient".into(),
             org_code: "PUBLIC".into(),
             org_name: "My Care Record public site".into(),
-            patient: r.patient.map(|n| n.as_str().to_owned()),
+            patient: patient.map(|n| n.as_str().to_owned()),
             purpose: mcr_domain::Purpose::DirectCare.as_str().to_owned(),
-            action: format!("authenticate:{}", r.channel),
-            outcome: if r.permitted { "permit" } else { "deny" }.into(),
-            basis: Some(r.reason.to_owned()),
-            detail: r.level.map(|l| format!("identity proofing level {l}")),
+            action,
+            outcome: Outcome::Error,
+            basis: None,
+            detail: None,
             sources: Vec::new(),
             role_profile_id: None,
-        };
-        self.audit(&event).await.map(|_| ())
+        }
     }
 }
 
@@ -86,7 +105,7 @@ impl Gateway {
 pub struct PatientSignIn<'a> {
     pub correlation_id: &'a str,
     /// `patient-sign-in`, or `patient-access` for a request refused after sign-in.
-    pub channel: &'a str,
+    pub channel: AuthChannel,
     pub permitted: bool,
     pub reason: &'a str,
     /// `P0`, `P5` or `P9`.

@@ -9,6 +9,7 @@
 
 use crate::{Gateway, GatewayError, RequestContext};
 use chrono::{DateTime, Utc};
+use mcr_audit::{Action, Outcome};
 use mcr_domain::{NhsNumber, Organisation, Principal, Role};
 use mcr_store::{CareEventKey, CareEventRow, HeldMessage};
 
@@ -159,7 +160,7 @@ impl Gateway {
                     *start,
                     *end,
                 ));
-                "recorded"
+                Outcome::Recorded
             }
             CareEventAction::End {
                 kind,
@@ -188,13 +189,13 @@ impl Gateway {
                     return Err(CareEventRefusal::EndsBeforeStart);
                 }
                 write = Some(e);
-                "ended"
+                Outcome::Ended
             }
             CareEventAction::Cancel => {
                 if !store.cancel_care_event(key).await.map_err(unavailable)? {
                     return Err(CareEventRefusal::NoSuchEvent);
                 }
-                "cancelled"
+                Outcome::Cancelled
             }
             CareEventAction::Reopen => {
                 if !store
@@ -204,20 +205,20 @@ impl Gateway {
                 {
                     return Err(CareEventRefusal::NoSuchEvent);
                 }
-                "reopened"
+                Outcome::Reopened
             }
             CareEventAction::Merge { from } => {
                 store
                     .merge_care_events(from, &notice.nhs_number)
                     .await
                     .map_err(unavailable)?;
-                "merged"
+                Outcome::Merged
             }
-            CareEventAction::Noted => "noted",
+            CareEventAction::Noted => Outcome::Noted,
         };
         let ctx = self.feed_context(notice.origin, &notice.org, correlation);
-        let mut event = self.event(&ctx, "care-event", Some(notice.nhs_number.as_str()));
-        event.outcome = outcome.to_owned();
+        let mut event = self.event(&ctx, Action::CareEvent, Some(notice.nhs_number.as_str()));
+        event.outcome = outcome;
         event.detail = Some(format!(
             "{} {} from {}",
             notice.origin, notice.message_type, notice.org.code
@@ -239,7 +240,7 @@ impl Gateway {
                     .map_err(|_| CareEventRefusal::Unavailable)?;
             }
         }
-        Ok(outcome)
+        Ok(outcome.as_str())
     }
 
     /// Keep a message that was not applied, for review. Counted, and logged without content.
@@ -261,9 +262,9 @@ impl Gateway {
         ctx: &RequestContext,
         limit: u32,
     ) -> Result<Vec<HeldMessage>, GatewayError> {
-        let mut event = self.event(ctx, "list-held-messages", None);
+        let mut event = self.event(ctx, Action::ListHeldMessages, None);
         if ctx.principal.role != Role::PrivacyOfficer {
-            event.outcome = "deny".into();
+            event.outcome = Outcome::Deny;
             self.audit(&event).await?;
             return Err(GatewayError::Forbidden(
                 "Only privacy officers can see the messages held for review.".into(),
@@ -274,7 +275,7 @@ impl Gateway {
             .held_messages(limit)
             .await
             .map_err(|_| GatewayError::StoreUnavailable)?;
-        event.outcome = "permit".into();
+        event.outcome = Outcome::Permit;
         event.detail = Some(format!("{} held messages listed", held.len()));
         self.audit(&event).await?;
         Ok(held)
@@ -293,8 +294,8 @@ impl Gateway {
             GatewayError::StoreUnavailable
         })?;
         if removed > 0 {
-            let mut event = crate::audit::system_event(self, "prune-care-events");
-            event.outcome = "removed".into();
+            let mut event = crate::audit::system_event(self, Action::PruneCareEvents);
+            event.outcome = Outcome::Removed;
             event.detail = Some(format!(
                 "{removed} care event(s) that ended before {} removed: older than the longest relationship window ({days} days), they no longer make a relationship",
                 cutoff.format("%-d %b %Y")

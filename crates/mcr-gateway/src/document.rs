@@ -9,12 +9,13 @@
 
 use crate::{Gateway, GatewayError, RequestContext};
 use mcr_audit::SourceAudit;
+use mcr_audit::{Action, Outcome};
 use mcr_domain::{NhsNumber, Purpose, SourceId};
 use mcr_federation::document::{DocumentCut, DocumentRefusal, OpenedDocument};
 use mcr_federation::Location;
 use mcr_policy::{Decision, DecisionRequest};
 
-const ACTION: &str = "open-document";
+const ACTION: Action = Action::OpenDocument;
 
 /// What became of a request to open a document (each already audited).
 #[derive(Debug)]
@@ -48,7 +49,7 @@ impl Gateway {
         };
         if read.patient.is_none() {
             let mut event = self.event(ctx, ACTION, Some(nhs.as_str()));
-            event.outcome = "not-found".into();
+            event.outcome = Outcome::NotFound;
             self.audit(&event).await?;
             return Err(GatewayError::PatientNotFound);
         }
@@ -90,7 +91,7 @@ impl Gateway {
         };
         // Audited before a byte leaves: no audit, no document.
         let mut event = self.event(ctx, ACTION, Some(nhs.as_str()));
-        event.outcome = "permit".into();
+        event.outcome = Outcome::Permit;
         event.basis = Some(grant.basis().code().to_owned());
         event.detail = Some(format!(
             "DocumentReference/{id} at {source} ({}); {}",
@@ -126,7 +127,7 @@ impl Gateway {
     ) -> Result<DocumentOutcome, GatewayError> {
         self.metrics.decision(ACTION, decision.code());
         let mut event = self.event(ctx, ACTION, Some(nhs.as_str()));
-        event.outcome = decision.code().to_owned();
+        event.outcome = crate::decision_outcome(&decision);
         event.basis = match &decision {
             Decision::Deny(d) => Some(d.code.as_str().to_owned()),
             _ => None,
@@ -148,10 +149,9 @@ impl Gateway {
         self.metrics.decision(ACTION, code);
         let mut event = self.event(ctx, ACTION, Some(nhs.as_str()));
         event.outcome = match refusal {
-            DocumentRefusal::NotFound | DocumentRefusal::NotInRecord { .. } => "deny",
-            _ => "error",
-        }
-        .into();
+            DocumentRefusal::NotFound | DocumentRefusal::NotInRecord { .. } => Outcome::Deny,
+            _ => Outcome::Error,
+        };
         event.basis = Some(code.to_owned());
         event.detail = Some(format!("DocumentReference/{id} at {source}: {refusal}"));
         event.sources = vec![self.document_source_audit(source, code, 0)];
@@ -172,6 +172,7 @@ impl Gateway {
             items,
             withheld: 0,
             not_tied: 0,
+            not_shown: 0,
         }
     }
 }

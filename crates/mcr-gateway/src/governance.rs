@@ -4,6 +4,7 @@
 
 use crate::{Gateway, GatewayError, RequestContext};
 use chrono::{DateTime, Duration, Utc};
+use mcr_audit::{Action, Outcome};
 use mcr_domain::NhsNumber;
 use mcr_policy::{EmergencyReason, OnBehalfReason, OverrideReason, PermissionGiver};
 use mcr_store::{EmergencyRow, GovernanceChange, ObjectionRow, PermissionRow, RelationshipRow};
@@ -77,11 +78,6 @@ pub const LIFT_REFUSED: &str = "Only a privacy officer or the Caldicott guardian
 
 /// Longest free text kept in a governance record.
 pub const MAX_REASON: usize = 1_000;
-
-/// The audit actions of the governance changes a privacy officer reviews.
-pub(crate) const LIFT_ACTION: &str = "withdraw-objection";
-pub(crate) const OVERRIDE_ACTION: &str = "override-objection";
-pub(crate) const ON_BEHALF_ACTION: &str = "record-permission-on-behalf";
 
 /// What is wrong with a request to record permission, by the part of the request it is
 /// about, so a form can put the sentence beside the right field.
@@ -231,7 +227,7 @@ impl Gateway {
         Ok(())
     }
 
-    async fn must_exist(&self, nhs: &NhsNumber) -> Result<(), GatewayError> {
+    pub(crate) async fn must_exist(&self, nhs: &NhsNumber) -> Result<(), GatewayError> {
         match self.store.patient(nhs).await {
             Ok(Some(_)) => Ok(()),
             Ok(None) => Err(GatewayError::PatientNotFound),
@@ -239,7 +235,7 @@ impl Gateway {
         }
     }
 
-    async fn commit(
+    pub(crate) async fn commit(
         &self,
         change: GovernanceChange,
         event: mcr_audit::AuditEvent,
@@ -285,11 +281,19 @@ impl Gateway {
         // An answer on the patient's behalf that opens the record is reviewed, like
         // break-glass: its own action, so the review queue lists it.
         let action = match (&on_behalf, req.decision.as_str()) {
-            (Some(_), "given") => ON_BEHALF_ACTION,
-            _ => "record-permission",
+            (Some(_), "given") => Action::RecordPermissionOnBehalf,
+            _ => Action::RecordPermission,
         };
         let mut event = self.event(ctx, action, Some(req.nhs_number.as_str()));
-        event.outcome = format!("permission-{}", req.decision);
+        event.outcome = match req.decision.as_str() {
+            "given" => Outcome::PermissionGiven,
+            "refused" => Outcome::PermissionRefused,
+            other => {
+                return Err(GatewayError::Invalid(format!(
+                    "A permission decision is `given` or `refused`, not `{other}`."
+                )))
+            }
+        };
         match &on_behalf {
             Some((reason, text)) => {
                 event.basis = Some(reason.as_str().into());
@@ -336,8 +340,12 @@ impl Gateway {
             end: Some(end),
             recorded_by: ctx.principal.user_id.clone(),
         };
-        let mut event = self.event(ctx, "claim-relationship", Some(req.nhs_number.as_str()));
-        event.outcome = "alert".into();
+        let mut event = self.event(
+            ctx,
+            Action::ClaimRelationship,
+            Some(req.nhs_number.as_str()),
+        );
+        event.outcome = Outcome::Alert;
         event.detail = Some(reason);
         self.commit(GovernanceChange::Relationship(row), event)
             .await
@@ -372,8 +380,8 @@ impl Gateway {
             reason_text: text.clone(),
             started_at: self.clock.now(),
         };
-        let mut event = self.event(ctx, "emergency-access", Some(req.nhs_number.as_str()));
-        event.outcome = "alert".into();
+        let mut event = self.event(ctx, Action::EmergencyAccess, Some(req.nhs_number.as_str()));
+        event.outcome = Outcome::Alert;
         event.basis = Some(reason.as_str().into());
         event.detail = Some(text);
         let notice = crate::watch::FlagNotice {
@@ -403,7 +411,7 @@ impl Gateway {
         req: &ObjectionRequest,
     ) -> Result<i64, GatewayError> {
         self.may_act(ctx)?;
-        let (row, action) = match req {
+        let (row, action, outcome) = match req {
             ObjectionRequest::Record {
                 nhs_number,
                 on_whose_word,
@@ -416,7 +424,8 @@ impl Gateway {
                     .transpose()?;
                 (
                     self.objection_row(ctx, nhs_number, "active", word, note),
-                    "record-objection",
+                    Action::RecordObjection,
+                    Outcome::Active,
                 )
             }
             ObjectionRequest::Withdraw {
@@ -426,7 +435,12 @@ impl Gateway {
             } => {
                 if !self.policy.may_lift_objection(ctx.principal.role) {
                     return Err(self
-                        .refuse(ctx, LIFT_ACTION, Some(nhs_number.as_str()), LIFT_REFUSED)
+                        .refuse(
+                            ctx,
+                            Action::WithdrawObjection,
+                            Some(nhs_number.as_str()),
+                            LIFT_REFUSED,
+                        )
                         .await);
                 }
                 let reference = reason_text(written_request, "patient's written request (its reference)")
@@ -448,7 +462,8 @@ impl Gateway {
                         format!("written-request:{reference}"),
                         note,
                     ),
-                    LIFT_ACTION,
+                    Action::WithdrawObjection,
+                    Outcome::Withdrawn,
                 )
             }
             ObjectionRequest::Override {
@@ -472,7 +487,7 @@ impl Gateway {
                     return Err(self
                         .refuse(
                             ctx,
-                            OVERRIDE_ACTION,
+                            Action::OverrideObjection,
                             Some(nhs_number.as_str()),
                             "Your role cannot override an objection. Ask your safeguarding lead or Caldicott guardian.",
                         )
@@ -504,12 +519,12 @@ impl Gateway {
                 row.override_reason = Some(reason.as_str().into());
                 row.by_role = Some(ctx.principal.role.as_str().into());
                 row.ends_at = Some(ends);
-                (row, OVERRIDE_ACTION)
+                (row, Action::OverrideObjection, Outcome::Overridden)
             }
         };
         self.must_exist(&row.nhs_number).await?;
         let mut event = self.event(ctx, action, Some(row.nhs_number.as_str()));
-        event.outcome = row.state.clone();
+        event.outcome = outcome;
         event.basis = row.override_reason.clone();
         event.detail = match (&row.ends_at, &row.note) {
             (Some(ends), note) => Some(format!(
@@ -519,7 +534,7 @@ impl Gateway {
                     .map(|n| format!(": {n}"))
                     .unwrap_or_default()
             )),
-            (None, note) if action == LIFT_ACTION => Some(format!(
+            (None, note) if action == Action::WithdrawObjection => Some(format!(
                 "on {}{}",
                 row.on_whose_word,
                 note.as_deref()
@@ -550,8 +565,8 @@ impl Gateway {
                 "Opt-in request {reference} verified against the index: {basis}."
             )),
         );
-        let mut event = self.event(ctx, LIFT_ACTION, Some(nhs.as_str()));
-        event.outcome = row.state.clone();
+        let mut event = self.event(ctx, Action::WithdrawObjection, Some(nhs.as_str()));
+        event.outcome = Outcome::Withdrawn;
         event.detail = Some(format!("on {}: {basis}", row.on_whose_word));
         self.commit(GovernanceChange::Objection(row), event).await
     }
@@ -615,8 +630,8 @@ impl Gateway {
             .governance(nhs)
             .await
             .map_err(|_| GatewayError::StoreUnavailable)?;
-        let mut event = self.event(ctx, "read-consents", Some(nhs.as_str()));
-        event.outcome = "permit".into();
+        let mut event = self.event(ctx, Action::ReadConsents, Some(nhs.as_str()));
+        event.outcome = Outcome::Permit;
         self.audit(&event).await?;
         Ok(records)
     }

@@ -20,6 +20,7 @@ mod matching;
 mod metrics;
 mod opt_out;
 mod opt_out_letter;
+mod patient_choice;
 mod protected;
 mod refusals;
 mod search;
@@ -44,7 +45,9 @@ pub use governance::{
     PermissionRequest, RelationshipClaim, LIFT_REFUSED,
 };
 pub use matching::{MatchPair, MatchVerdict};
+pub use mcr_audit::{Action, AuditEvent, AuthChannel, Outcome, RefusalKind, UnknownWord};
 pub use mcr_federation::document::{DocumentCut, DocumentRefusal, OpenedDocument};
+pub use mcr_federation::SourceKind;
 pub use mcr_store::OptOutKind;
 pub use metrics::{Metrics, SourceTiming};
 pub use opt_out::{
@@ -52,6 +55,9 @@ pub use opt_out::{
     MAX_OPT_OUT_FIELD,
 };
 pub use opt_out_letter::{OptOutLetter, MAX_WRONG_CODES};
+pub use patient_choice::{
+    ChoiceMade, Sharing, SignedInPatient, CHOICE_PROOFING_LEVEL, ONLINE_WORD,
+};
 pub use protected::{ProtectedCategory, ProtectedPerson};
 pub use refusals::RefusalCount;
 pub use search::{PatientMatch, PatientQuery};
@@ -59,7 +65,7 @@ pub use system_access::SystemTokenRequest;
 pub use view::{PendingView, View, ViewOutcome, LOCATION_WITHHELD};
 pub use watch::{
     assess, family_of, uk_local, Checked, Finding, FlagNotice, FlagSink, Seen, ViewFacts, Watch,
-    WatchConfig, WatchRule, WorkingHours, EMERGENCY_KINDS, FLAG_ACTION,
+    WatchConfig, WatchRule, WorkingHours, EMERGENCY_KINDS,
 };
 pub use watch_counter::{
     counters_for, CounterResult, FlagClaim, FlagKey, MemoryCounters, StoreCounters, ViewCount,
@@ -203,6 +209,16 @@ impl Gateway {
         &self.store
     }
 
+    /// Read every source's CapabilityStatement now and put what each said in the metrics;
+    /// how many were read.
+    pub async fn discover_capabilities(&self) -> usize {
+        let read = self.federation.discover(self.clock.now()).await;
+        for (source, d) in self.federation.discovered() {
+            self.metrics.capabilities(source.id().as_str(), &d);
+        }
+        read
+    }
+
     pub fn federation(&self) -> &Arc<Federation> {
         &self.federation
     }
@@ -241,11 +257,12 @@ impl Gateway {
         Ok(row)
     }
 
-    /// The skeleton of an audit event for this request.
+    /// The skeleton of an audit event for this request. Its outcome is `error` until the
+    /// caller sets the real one.
     pub(crate) fn event(
         &self,
         ctx: &RequestContext,
-        action: &str,
+        action: Action,
         patient: Option<&str>,
     ) -> mcr_audit::AuditEvent {
         let p = &ctx.principal;
@@ -259,13 +276,23 @@ impl Gateway {
             org_name: p.organisation.name.clone(),
             patient: patient.map(str::to_owned),
             purpose: mcr_domain::Purpose::DirectCare.as_str().to_owned(),
-            action: action.to_owned(),
-            outcome: String::new(),
+            action,
+            outcome: Outcome::Error,
             basis: None,
             detail: None,
             sources: Vec::new(),
             role_profile_id: p.role_profile.clone(),
             system: ctx.system.clone(),
         }
+    }
+}
+
+/// The audit outcome of a policy decision.
+pub(crate) fn decision_outcome(decision: &mcr_policy::Decision) -> Outcome {
+    match decision {
+        mcr_policy::Decision::Permit(_) => Outcome::Permit,
+        mcr_policy::Decision::NeedsPermission { .. } => Outcome::NeedsPermission,
+        mcr_policy::Decision::NeedsRelationship { .. } => Outcome::NeedsRelationship,
+        mcr_policy::Decision::Deny(_) => Outcome::Deny,
     }
 }

@@ -6,6 +6,7 @@
 //! record, and no later sync overrides it.
 
 use crate::{Gateway, GatewayError, RequestContext};
+use mcr_audit::{Action, Outcome};
 use mcr_domain::{NhsNumber, Role, SourceId};
 use mcr_store::{IndexedPatient, LinkMethod, MatchCandidateRow, MatchDecisionRow, SourceLink};
 use std::collections::HashMap;
@@ -88,12 +89,12 @@ impl Gateway {
     async fn refuse_matching(
         &self,
         ctx: &RequestContext,
-        action: &str,
+        action: Action,
         patient: Option<&str>,
         why: String,
     ) -> GatewayError {
         let mut event = self.event(ctx, action, patient);
-        event.outcome = "deny".into();
+        event.outcome = Outcome::Deny;
         event.detail = Some(why.clone());
         match self.audit(&event).await {
             Ok(_) => GatewayError::Forbidden(why),
@@ -114,7 +115,7 @@ impl Gateway {
     /// The pairs awaiting review, highest score first, each with the index patient. Audited
     /// (`read-match-queue`), refusals too.
     pub async fn match_queue(&self, ctx: &RequestContext) -> Result<Vec<MatchPair>, GatewayError> {
-        const ACTION: &str = "read-match-queue";
+        const ACTION: Action = Action::ReadMatchQueue;
         let scope = match self.may_review_matches(ctx) {
             Ok(scope) => scope,
             Err(why) => return Err(self.refuse_matching(ctx, ACTION, None, why).await),
@@ -137,7 +138,7 @@ impl Gateway {
             .map(|p| (p.nhs_number.clone(), p))
             .collect();
         let mut event = self.event(ctx, ACTION, None);
-        event.outcome = "permit".into();
+        event.outcome = Outcome::Permit;
         event.detail = Some(format!("{} pair(s) listed", rows.len()));
         self.audit(&event).await?;
         Ok(rows
@@ -163,8 +164,8 @@ impl Gateway {
         verdict: MatchVerdict,
     ) -> Result<i64, GatewayError> {
         let action = match verdict {
-            MatchVerdict::Link => "match-link",
-            MatchVerdict::NotAMatch => "match-not-a-match",
+            MatchVerdict::Link => Action::MatchLink,
+            MatchVerdict::NotAMatch => Action::MatchNotAMatch,
         };
         let scope = match self.may_review_matches(ctx) {
             Ok(scope) => scope,
@@ -228,7 +229,7 @@ impl Gateway {
             decided_at: now,
         };
         let mut event = self.event(ctx, action, Some(nhs.as_str()));
-        event.outcome = "recorded".into();
+        event.outcome = Outcome::Recorded;
         event.basis = queued.as_ref().map(|c| c.kind.clone());
         event.detail = Some(match &queued {
             Some(c) => format!("{source}/{local_id}: score {:.1}; {}", c.score, c.agreement),

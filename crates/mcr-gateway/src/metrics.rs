@@ -68,6 +68,9 @@ pub struct Metrics {
     audit_appends: Family<OutcomeLabel, Histogram>,
     ready: Gauge,
     not_ready: Family<OutcomeLabel, Counter>,
+    capability_types: Family<SourceLabel, Gauge>,
+    capability_age: Family<SourceLabel, Gauge>,
+    capability_failures: Family<SourceLabel, Gauge>,
     pub(crate) watch: crate::watch_metrics::WatchMetrics,
 }
 
@@ -136,8 +139,29 @@ impl Metrics {
             "Readiness checks that failed, by reason (draining, store-unwritable)",
             not_ready.clone(),
         );
+        let capability_types = Family::<SourceLabel, Gauge>::default();
+        registry.register(
+            "source_capability_types",
+            "Resource types a source's CapabilityStatement lists as searchable by patient, as last read (-1: never read)",
+            capability_types.clone(),
+        );
+        let capability_age = Family::<SourceLabel, Gauge>::default();
+        registry.register(
+            "source_capability_read_timestamp_seconds",
+            "When a source's CapabilityStatement was last read (Unix time; 0: never)",
+            capability_age.clone(),
+        );
+        let capability_failures = Family::<SourceLabel, Gauge>::default();
+        registry.register(
+            "source_capability_failures",
+            "Attempts to read a source's CapabilityStatement that failed since start-up",
+            capability_failures.clone(),
+        );
         let watch = crate::watch_metrics::WatchMetrics::register(&mut registry);
         Self {
+            capability_types,
+            capability_age,
+            capability_failures,
             ready,
             not_ready,
             registry,
@@ -149,6 +173,26 @@ impl Metrics {
             decisions,
             audit_appends,
         }
+    }
+
+    /// What a source's CapabilityStatement said when last read.
+    pub fn capabilities(&self, source: &str, d: &mcr_federation::capabilities::Discovered) {
+        let label = SourceLabel {
+            source: source.to_owned(),
+        };
+        let (types, at) = match &d.capabilities {
+            Some((c, at)) => (
+                i64::try_from(c.types.values().filter(|t| t.by_patient).count())
+                    .unwrap_or(i64::MAX),
+                at.timestamp(),
+            ),
+            None => (-1, 0),
+        };
+        self.capability_types.get_or_create(&label).set(types);
+        self.capability_age.get_or_create(&label).set(at);
+        self.capability_failures
+            .get_or_create(&label)
+            .set(i64::try_from(d.failures).unwrap_or(i64::MAX));
     }
 
     /// The Prometheus text exposition of every series.
@@ -180,9 +224,12 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    pub(crate) fn decision(&self, action: &'static str, outcome: &'static str) {
+    pub(crate) fn decision(&self, action: mcr_audit::Action, outcome: &'static str) {
         self.decisions
-            .get_or_create(&DecisionLabel { action, outcome })
+            .get_or_create(&DecisionLabel {
+                action: action.as_str(),
+                outcome,
+            })
             .inc();
     }
 
@@ -306,7 +353,7 @@ mod tests {
     fn exposes_every_series_with_codes_only() {
         let m = Metrics::new();
         m.view("permit", Duration::from_millis(42));
-        m.decision("view-record", "needs-permission");
+        m.decision(mcr_audit::Action::ViewRecord, "needs-permission");
         m.source("gp", Duration::from_millis(30), Some(25.0), None);
         m.source(
             "acute",

@@ -10,6 +10,7 @@
 use crate::{Gateway, GatewayError, ObjectionRequest, RequestContext};
 use chrono::NaiveDate;
 use mcr_audit::AuditEvent;
+use mcr_audit::{Action, Outcome};
 use mcr_domain::demographics::{normalise_name, normalise_postcode};
 use mcr_domain::{NhsNumber, Role};
 use mcr_store::{
@@ -152,11 +153,11 @@ impl Gateway {
     pub(crate) async fn refuse_opt_out(
         &self,
         ctx: &RequestContext,
-        action: &str,
+        action: Action,
         e: GatewayError,
     ) -> GatewayError {
         let mut event = self.event(ctx, action, None);
-        event.outcome = "deny".into();
+        event.outcome = Outcome::Deny;
         event.detail = Some(e.to_string());
         match self.audit(&event).await {
             Ok(_) => e,
@@ -198,8 +199,11 @@ impl Gateway {
             org_name: "My Care Record public site".into(),
             patient: None,
             purpose: "patient-request".into(),
-            action: format!("{}-request", request.kind.as_str()),
-            outcome: "received".into(),
+            action: match request.kind {
+                OptOutKind::OptOut => Action::OptOutRequest,
+                OptOutKind::OptIn => Action::OptInRequest,
+            },
+            outcome: Outcome::Received,
             basis: Some(request.reference.clone()),
             detail: Some(format!(
                 "{} request {} received ({})",
@@ -234,7 +238,7 @@ impl Gateway {
         ctx: &RequestContext,
         state: Option<OptOutState>,
     ) -> Result<Vec<OptOutRequestRow>, GatewayError> {
-        const ACTION: &str = "read-opt-out-requests";
+        const ACTION: Action = Action::ReadOptOutRequests;
         if let Err(e) = self.may_handle_opt_outs(ctx) {
             return Err(self.refuse_opt_out(ctx, ACTION, e).await);
         }
@@ -244,7 +248,7 @@ impl Gateway {
             .await
             .map_err(|_| GatewayError::StoreUnavailable)?;
         let mut event = self.event(ctx, ACTION, None);
-        event.outcome = "permit".into();
+        event.outcome = Outcome::Permit;
         event.detail = Some(format!(
             "{} request(s), {}",
             list.len(),
@@ -330,14 +334,14 @@ impl Gateway {
         ctx: &RequestContext,
         reference: &str,
     ) -> Result<OptOutCase, GatewayError> {
-        const ACTION: &str = "read-opt-out-request";
+        const ACTION: Action = Action::ReadOptOutRequest;
         if let Err(e) = self.may_handle_opt_outs(ctx) {
             return Err(self.refuse_opt_out(ctx, ACTION, e).await);
         }
         let request = self.opt_out_request_row(reference).await?;
         let (candidates, warnings) = self.candidates(&request).await?;
         let mut event = self.event(ctx, ACTION, None);
-        event.outcome = "permit".into();
+        event.outcome = Outcome::Permit;
         event.basis = Some(request.reference.clone());
         event.detail = Some(format!("{} candidate(s)", candidates.len()));
         self.audit(&event).await?;
@@ -357,7 +361,7 @@ impl Gateway {
         reference: &str,
         nhs: &NhsNumber,
     ) -> Result<i64, GatewayError> {
-        const ACTION: &str = "verify-opt-out-request";
+        const ACTION: Action = Action::VerifyOptOutRequest;
         if let Err(e) = self.may_handle_opt_outs(ctx) {
             return Err(self.refuse_opt_out(ctx, ACTION, e).await);
         }
@@ -409,7 +413,7 @@ impl Gateway {
             note: Some(basis.to_owned()),
         };
         let mut event = self.event(ctx, ACTION, Some(nhs.as_str()));
-        event.outcome = "verified".into();
+        event.outcome = Outcome::Verified;
         event.basis = Some(request.reference.clone());
         event.detail = Some(format!(
             "{} request {} verified: {basis}; {}",
@@ -430,7 +434,7 @@ impl Gateway {
         reference: &str,
         note: &str,
     ) -> Result<i64, GatewayError> {
-        const ACTION: &str = "reject-opt-out-request";
+        const ACTION: Action = Action::RejectOptOutRequest;
         if let Err(e) = self.may_handle_opt_outs(ctx) {
             return Err(self.refuse_opt_out(ctx, ACTION, e).await);
         }
@@ -452,7 +456,7 @@ impl Gateway {
             note: Some(note.clone()),
         };
         let mut event = self.event(ctx, ACTION, None);
-        event.outcome = "rejected".into();
+        event.outcome = Outcome::Rejected;
         event.basis = Some(request.reference.clone());
         event.detail = Some(note);
         self.decide(&decision, &event).await

@@ -14,6 +14,7 @@
 
 use crate::{Gateway, GatewayError, RequestContext};
 use mcr_audit::AuditEvent;
+use mcr_audit::{Action, Outcome};
 use mcr_domain::NhsNumber;
 use mcr_store::{LetterAttempt, OptOutDecision, OptOutLetterRow, OptOutRequestRow, OptOutState};
 use sha2::{Digest, Sha256};
@@ -85,7 +86,7 @@ impl Gateway {
         reference: &str,
         nhs: &NhsNumber,
     ) -> Result<OptOutLetter, GatewayError> {
-        const ACTION: &str = "send-opt-out-letter";
+        const ACTION: Action = Action::SendOptOutLetter;
         let case = self.opt_out_case(ctx, reference).await?;
         let request = &case.request;
         if request.state != OptOutState::Received {
@@ -123,7 +124,7 @@ impl Gateway {
             confirmed_at: None,
         };
         let mut event = self.event(ctx, ACTION, Some(nhs.as_str()));
-        event.outcome = "letter-sent".into();
+        event.outcome = Outcome::LetterSent;
         event.basis = Some(request.reference.clone());
         event.detail = Some(format!(
             "verification letter for opt-out request {} sent to {sent_to}; the request awaits its letter code",
@@ -163,7 +164,7 @@ impl Gateway {
         code: &str,
     ) -> Result<i64, GatewayError> {
         if let Err(e) = self.may_handle_opt_outs(ctx) {
-            return Err(self.refuse_opt_out(ctx, "confirm-opt-out-code", e).await);
+            return Err(self.refuse_opt_out(ctx, Action::ConfirmOptOutCode, e).await);
         }
         let (request, letter) = self
             .check_code(Entered::Staff(ctx), reference, code)
@@ -189,10 +190,10 @@ impl Gateway {
         // An opt-out records the objection; a request to opt back in lifts it (the patient's
         // own request, verified: the public site's one way to lift an objection).
         let (state, action, asked) = match request.kind {
-            mcr_store::OptOutKind::OptOut => ("active", "record-objection", "opt-out"),
+            mcr_store::OptOutKind::OptOut => ("active", Action::RecordObjection, "opt-out"),
             mcr_store::OptOutKind::OptIn => {
                 self.must_have_objection(&nhs).await?;
-                ("withdrawn", crate::governance::LIFT_ACTION, "opt-in")
+                ("withdrawn", Action::WithdrawObjection, "opt-in")
             }
         };
         let row = mcr_store::ObjectionRow {
@@ -217,7 +218,10 @@ impl Gateway {
         };
         let mut event = public_event(self, action, correlation_id);
         event.patient = Some(nhs.as_str().to_owned());
-        event.outcome = state.into();
+        event.outcome = match request.kind {
+            mcr_store::OptOutKind::OptOut => Outcome::Active,
+            mcr_store::OptOutKind::OptIn => Outcome::Withdrawn,
+        };
         event.basis = Some(request.reference.clone());
         event.detail = row.note.clone();
         match mcr_audit::record_change(
@@ -241,9 +245,9 @@ impl Gateway {
             decided_at: now,
             note: Some("identity confirmed by the code from the letter".into()),
         };
-        let mut event = public_event(self, "verify-opt-out-request", correlation_id);
+        let mut event = public_event(self, Action::VerifyOptOutRequest, correlation_id);
         event.patient = Some(nhs.as_str().to_owned());
-        event.outcome = "verified".into();
+        event.outcome = Outcome::Verified;
         event.basis = Some(request.reference.clone());
         event.detail = Some(format!(
             "{asked} request {} verified by the letter code; objection {}",
@@ -289,7 +293,7 @@ impl Gateway {
         reference: &str,
         code: &str,
     ) -> Result<(OptOutRequestRow, OptOutLetterRow), GatewayError> {
-        const ACTION: &str = "confirm-opt-out-code";
+        const ACTION: Action = Action::ConfirmOptOutCode;
         let reference = crate::normalise_reference(reference);
         let wrong = || {
             GatewayError::Invalid(
@@ -301,7 +305,7 @@ impl Gateway {
             Ok(Some(r)) => r,
             Ok(None) => {
                 return Err(self
-                    .audit_attempt(&who, &reference, None, "unknown-reference")
+                    .audit_attempt(&who, &reference, None, Outcome::UnknownReference)
                     .await
                     .unwrap_or_else(wrong))
             }
@@ -309,7 +313,7 @@ impl Gateway {
         };
         let Some(letter) = self.opt_out_letter(&reference).await? else {
             return Err(self
-                .audit_attempt(&who, &reference, None, "no-letter")
+                .audit_attempt(&who, &reference, None, Outcome::NoLetter)
                 .await
                 .unwrap_or_else(wrong));
         };
@@ -320,8 +324,13 @@ impl Gateway {
             )));
         }
         if letter.wrong_attempts >= MAX_WRONG_CODES {
-            self.audit_attempt(&who, &reference, Some(&letter.nhs_number), "letter-spent")
-                .await;
+            self.audit_attempt(
+                &who,
+                &reference,
+                Some(&letter.nhs_number),
+                Outcome::LetterSpent,
+            )
+            .await;
             return Err(GatewayError::Invalid(format!(
                 "Too many wrong codes were entered for request {reference}, so its letter can no longer be used. A privacy officer will reject it; the person can then ask again."
             )));
@@ -335,11 +344,10 @@ impl Gateway {
         let mut event = self.attempt_event(&who, ACTION);
         event.patient = Some(letter.nhs_number.as_str().to_owned());
         event.outcome = if right {
-            "code-confirmed"
+            Outcome::CodeConfirmed
         } else {
-            "wrong-code"
-        }
-        .into();
+            Outcome::WrongCode
+        };
         event.basis = Some(reference.clone());
         event.detail = Some(if right {
             format!("the code from the letter for opt-out request {reference} was entered")
@@ -379,16 +387,16 @@ impl Gateway {
         who: &Entered<'_>,
         reference: &str,
         nhs: Option<&NhsNumber>,
-        outcome: &str,
+        outcome: Outcome,
     ) -> Option<GatewayError> {
-        let mut event = self.attempt_event(who, "confirm-opt-out-code");
+        let mut event = self.attempt_event(who, Action::ConfirmOptOutCode);
         event.patient = nhs.map(|n| n.as_str().to_owned());
-        event.outcome = outcome.into();
+        event.outcome = outcome;
         event.basis = Some(reference.chars().take(20).collect());
         self.audit(&event).await.err()
     }
 
-    fn attempt_event(&self, who: &Entered<'_>, action: &str) -> AuditEvent {
+    fn attempt_event(&self, who: &Entered<'_>, action: Action) -> AuditEvent {
         match who {
             Entered::Staff(ctx) => self.event(ctx, action, None),
             Entered::Public { correlation_id } => public_event(self, action, correlation_id),
@@ -396,7 +404,7 @@ impl Gateway {
     }
 }
 
-fn public_event(g: &Gateway, action: &str, correlation_id: &str) -> AuditEvent {
+fn public_event(g: &Gateway, action: Action, correlation_id: &str) -> AuditEvent {
     AuditEvent {
         at: g.clock.now(),
         correlation_id: correlation_id.to_owned(),
@@ -408,8 +416,8 @@ fn public_event(g: &Gateway, action: &str, correlation_id: &str) -> AuditEvent {
         org_name: "My Care Record public site".into(),
         patient: None,
         purpose: "patient-request".into(),
-        action: action.into(),
-        outcome: String::new(),
+        action,
+        outcome: Outcome::Error,
         basis: None,
         detail: None,
         sources: Vec::new(),

@@ -6,6 +6,7 @@
 
 use crate::{Gateway, GatewayError, RequestContext};
 use chrono::{DateTime, Utc};
+use mcr_audit::{Action, Outcome};
 use mcr_domain::NhsNumber;
 use mcr_store::ProtectedPersonRow;
 use serde::Serialize;
@@ -159,12 +160,12 @@ impl Gateway {
     async fn refuse_list(
         &self,
         ctx: &RequestContext,
-        action: &str,
+        action: Action,
         patient: Option<&str>,
         why: String,
     ) -> GatewayError {
         let mut event = self.event(ctx, action, patient);
-        event.outcome = "deny".into();
+        event.outcome = Outcome::Deny;
         event.detail = Some(why.clone());
         match self.audit(&event).await {
             Ok(_) => GatewayError::Forbidden(why),
@@ -181,7 +182,7 @@ impl Gateway {
         category: &str,
         note: &str,
     ) -> Result<i64, GatewayError> {
-        const ACTION: &str = "protect-person";
+        const ACTION: Action = Action::ProtectPerson;
         if let Err(why) = self.must_keep_the_list(ctx) {
             return Err(self.refuse_list(ctx, ACTION, Some(nhs.as_str()), why).await);
         }
@@ -210,7 +211,7 @@ impl Gateway {
             added_at: now,
         };
         let mut event = self.event(ctx, ACTION, Some(nhs.as_str()));
-        event.outcome = "added".into();
+        event.outcome = Outcome::Added;
         event.basis = Some(category.as_str().into());
         event.detail = Some(note.into());
         let append = mcr_audit::to_append(&event).map_err(|_| GatewayError::AuditUnavailable)?;
@@ -236,12 +237,12 @@ impl Gateway {
         ctx: &RequestContext,
         nhs: &NhsNumber,
     ) -> Result<Option<i64>, GatewayError> {
-        const ACTION: &str = "unprotect-person";
+        const ACTION: Action = Action::UnprotectPerson;
         if let Err(why) = self.must_keep_the_list(ctx) {
             return Err(self.refuse_list(ctx, ACTION, Some(nhs.as_str()), why).await);
         }
         let mut event = self.event(ctx, ACTION, Some(nhs.as_str()));
-        event.outcome = "removed".into();
+        event.outcome = Outcome::Removed;
         let append = mcr_audit::to_append(&event).map_err(|_| GatewayError::AuditUnavailable)?;
         let removed = self
             .store
@@ -267,7 +268,7 @@ impl Gateway {
         &self,
         ctx: &RequestContext,
     ) -> Result<Vec<ProtectedPerson>, GatewayError> {
-        const ACTION: &str = "read-protected-persons";
+        const ACTION: Action = Action::ReadProtectedPersons;
         if let Err(why) = self.must_keep_the_list(ctx) {
             return Err(self.refuse_list(ctx, ACTION, None, why).await);
         }
@@ -277,7 +278,7 @@ impl Gateway {
             .await
             .map_err(|_| GatewayError::StoreUnavailable)?;
         let mut event = self.event(ctx, ACTION, None);
-        event.outcome = "permit".into();
+        event.outcome = Outcome::Permit;
         event.detail = Some(format!("{} person(s) listed", rows.len()));
         self.audit(&event).await?;
         Ok(rows.into_iter().map(ProtectedPerson::from).collect())

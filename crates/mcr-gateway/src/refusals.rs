@@ -5,12 +5,13 @@
 
 use crate::{Gateway, GatewayError};
 use chrono::{DateTime, Utc};
+use mcr_audit::{Action, Outcome, RefusalKind};
 
 /// One aggregated count of refusals.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefusalCount {
     /// What was refused, e.g. `invalid-nhs-number`, `csrf`, `too-large`, `rate-limited`.
-    pub kind: String,
+    pub kind: RefusalKind,
     /// The user's id when known, otherwise `None` and [`RefusalCount::address`] is.
     pub user_id: Option<String>,
     pub address: Option<String>,
@@ -38,9 +39,9 @@ impl Gateway {
             org_name: String::new(),
             patient: None,
             purpose: mcr_domain::Purpose::DirectCare.as_str().to_owned(),
-            action: format!("refused:{}", r.kind),
-            outcome: "deny".into(),
-            basis: Some(r.kind.clone()),
+            action: Action::Refused(r.kind),
+            outcome: Outcome::Deny,
+            basis: Some(r.kind.as_str().to_owned()),
             detail: Some(format!(
                 "{} request(s) refused before the gateway ({}) from {who}, {} to {}",
                 r.count,

@@ -1,6 +1,7 @@
 //! Finding a patient in the index: by NHS number, or by name and date of birth (and postcode).
 
 use crate::{Gateway, GatewayError, RequestContext};
+use mcr_audit::{Action, Outcome};
 use mcr_domain::demographics::{normalise_name, normalise_postcode};
 use mcr_domain::NhsNumber;
 use mcr_store::{DemographicQuery, IndexedPatient, LinkMethod, SourceLink};
@@ -69,7 +70,7 @@ impl Gateway {
         ctx: &RequestContext,
         query: &PatientQuery,
     ) -> Result<Vec<PatientMatch>, GatewayError> {
-        const ACTION: &str = "search-patient";
+        const ACTION: Action = Action::SearchPatient;
         let nhs = match query {
             PatientQuery::NhsNumber(n) => Some(n.as_str()),
             PatientQuery::Demographics(_) => None,
@@ -86,7 +87,7 @@ impl Gateway {
         };
         if let Some(code) = refusal {
             let mut event = self.event(ctx, ACTION, nhs);
-            event.outcome = "deny".into();
+            event.outcome = Outcome::Deny;
             event.basis = Some(code.as_str().into());
             self.audit(&event).await?;
             return Err(GatewayError::Forbidden(code.sentence().to_owned()));
@@ -156,7 +157,7 @@ impl Gateway {
             });
         }
         let mut event = self.event(ctx, ACTION, nhs);
-        event.outcome = "permit".into();
+        event.outcome = Outcome::Permit;
         let mut detail = format!("{} result(s)", out.len());
         if withheld > 0 {
             detail.push_str(&format!("; location withheld for {withheld} restricted"));

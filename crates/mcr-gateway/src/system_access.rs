@@ -4,6 +4,7 @@
 //! the outcome before the answer leaves.
 
 use crate::{Gateway, GatewayError};
+use mcr_audit::{Action, AuthChannel, Outcome};
 use mcr_domain::Organisation;
 
 /// A token request from a system, as far as it was understood.
@@ -40,12 +41,12 @@ impl Gateway {
         };
         let (outcome, basis, detail) = match r.outcome {
             Ok(()) => (
-                "permit",
+                Outcome::Permit,
                 "client-credentials".to_owned(),
                 format!("scopes: {}", r.scopes),
             ),
             Err((code, words)) => (
-                "deny",
+                Outcome::Deny,
                 code.to_owned(),
                 format!("{words} (scopes asked: {})", r.scopes),
             ),
@@ -63,8 +64,8 @@ impl Gateway {
             org_name: r.organisation.map(|o| o.name.clone()).unwrap_or_default(),
             patient: None,
             purpose: mcr_domain::Purpose::DirectCare.as_str().to_owned(),
-            action: "issue-system-token".into(),
-            outcome: outcome.into(),
+            action: Action::IssueSystemToken,
+            outcome,
             basis: Some(basis),
             detail: Some(detail),
             sources: Vec::new(),
@@ -81,11 +82,11 @@ impl Gateway {
     pub async fn record_caller_refusal(
         &self,
         ctx: &crate::RequestContext,
-        channel: &str,
+        channel: AuthChannel,
         reason: &str,
     ) -> Result<(), GatewayError> {
-        let mut event = self.event(ctx, &format!("authenticate:{channel}"), None);
-        event.outcome = "deny".into();
+        let mut event = self.event(ctx, Action::Authenticate(channel), None);
+        event.outcome = Outcome::Deny;
         event.basis = Some(reason.to_owned());
         self.audit(&event).await.map(|_| ())
     }

@@ -2,6 +2,7 @@
 
 use crate::{Gateway, GatewayError, RequestContext};
 use mcr_audit::SourceAudit;
+use mcr_audit::{Action, Outcome};
 use mcr_domain::{DataClass, MergedRecord, NhsNumber, Purpose};
 use mcr_federation::{Location, SourceFetch};
 use mcr_policy::{Basis, Decision, DecisionRequest, Explanation};
@@ -102,7 +103,6 @@ impl Phases {
     }
 }
 
-const VIEW: &str = "view-record";
 /// What a view of a restricted patient says, in the view and in its audit record.
 pub const LOCATION_WITHHELD: &str = "address withheld: restricted record";
 
@@ -136,21 +136,21 @@ impl Gateway {
         ctx: &RequestContext,
         nhs: &NhsNumber,
     ) -> Result<Explanation, GatewayError> {
-        if let Some(refused) = self.refuse_caller(ctx, nhs, "explain-access").await? {
+        if let Some(refused) = self.refuse_caller(ctx, nhs, Action::ExplainAccess).await? {
             return Ok(refused);
         }
         // An unknown patient is refused (and audited) here; what the index holds is not a
         // relationship, so only the governance records are read for the decision.
-        self.locate(ctx, nhs, "explain-access").await?;
+        self.locate(ctx, nhs, Action::ExplainAccess).await?;
         let inputs = match self.load_inputs(ctx, nhs).await {
             Ok(i) => i,
-            Err(_) => return Err(self.fail_closed(ctx, nhs, "explain-access").await),
+            Err(_) => return Err(self.fail_closed(ctx, nhs, Action::ExplainAccess).await),
         };
         let explanation = mcr_policy::explain(&self.request(ctx, nhs, &inputs), &self.policy);
         self.metrics
-            .decision("explain-access", explanation.decision.code());
-        let mut event = self.event(ctx, "explain-access", Some(nhs.as_str()));
-        event.outcome = explanation.decision.code().to_owned();
+            .decision(Action::ExplainAccess, explanation.decision.code());
+        let mut event = self.event(ctx, Action::ExplainAccess, Some(nhs.as_str()));
+        event.outcome = crate::decision_outcome(&explanation.decision);
         event.detail = Some(explanation.decision.sentence());
         self.audit(&event).await?;
         Ok(explanation)
@@ -216,8 +216,8 @@ impl Gateway {
             // The audit record needs only what each source sent (counted as the merge will
             // count it), so it is submitted now and commits while the record is merged and the
             // caller renders it.
-            let mut event = self.event(ctx, VIEW, Some(nhs.as_str()));
-            event.outcome = "permit".into();
+            let mut event = self.event(ctx, Action::ViewRecord, Some(nhs.as_str()));
+            event.outcome = Outcome::Permit;
             event.basis = Some(grant.basis().code().to_owned());
             event.detail = Some(grant.basis().describe());
             if restricted {
@@ -276,7 +276,11 @@ impl Gateway {
         let error = |e| ("error", e);
         // Who may never look is refused before the index is read: the same answer whether or
         // not the region holds this NHS number.
-        if let Some(refused) = self.refuse_caller(ctx, nhs, VIEW).await.map_err(error)? {
+        if let Some(refused) = self
+            .refuse_caller(ctx, nhs, Action::ViewRecord)
+            .await
+            .map_err(error)?
+        {
             return Ok(Access::Refused(refused.decision));
         }
         // The patient, their sources and their governance records: one statement, one
@@ -295,21 +299,21 @@ impl Gateway {
             .sign_while(who, self.store.view_inputs(nhs))
             .await;
         let Ok(read) = read else {
-            return Err(error(self.fail_closed(ctx, nhs, VIEW).await));
+            return Err(error(self.fail_closed(ctx, nhs, Action::ViewRecord).await));
         };
         let Some(patient) = read.patient else {
-            return Err(error(self.not_found(ctx, nhs, VIEW).await));
+            return Err(error(self.not_found(ctx, nhs, Action::ViewRecord).await));
         };
         let Ok(inputs) = self.inputs_from(ctx, &read.governance) else {
-            return Err(error(self.fail_closed(ctx, nhs, VIEW).await));
+            return Err(error(self.fail_closed(ctx, nhs, Action::ViewRecord).await));
         };
         let decision = mcr_policy::decide(&self.request(ctx, nhs, &inputs), &self.policy);
-        self.metrics.decision(VIEW, decision.code());
+        self.metrics.decision(Action::ViewRecord, decision.code());
         let grant = match decision {
             Decision::Permit(grant) => grant,
             other => {
-                let mut event = self.event(ctx, VIEW, Some(nhs.as_str()));
-                event.outcome = other.code().to_owned();
+                let mut event = self.event(ctx, Action::ViewRecord, Some(nhs.as_str()));
+                event.outcome = crate::decision_outcome(&other);
                 event.basis = match &other {
                     Decision::Deny(d) => Some(d.code.as_str().to_owned()),
                     _ => None,
@@ -324,7 +328,7 @@ impl Gateway {
         // here, audited as a refusal. Its flags are committed beside the view's own audit
         // record. Not counted (the store failed): fail closed.
         let Ok(watched) = self.watch_view(ctx, nhs, &patient).await else {
-            return Err(error(self.fail_closed(ctx, nhs, VIEW).await));
+            return Err(error(self.fail_closed(ctx, nhs, Action::ViewRecord).await));
         };
         if watched.refusal.is_some() {
             return Err((
@@ -441,7 +445,7 @@ impl Gateway {
         &self,
         ctx: &RequestContext,
         nhs: &NhsNumber,
-        action: &'static str,
+        action: Action,
     ) -> Result<Option<Explanation>, GatewayError> {
         let Some(refused) =
             mcr_policy::refuse_caller(&ctx.principal, Purpose::DirectCare, &self.policy)
@@ -450,7 +454,7 @@ impl Gateway {
         };
         self.metrics.decision(action, refused.decision.code());
         let mut event = self.event(ctx, action, Some(nhs.as_str()));
-        event.outcome = refused.decision.code().to_owned();
+        event.outcome = crate::decision_outcome(&refused.decision);
         event.basis = match &refused.decision {
             Decision::Deny(d) => Some(d.code.as_str().to_owned()),
             _ => None,
@@ -466,7 +470,7 @@ impl Gateway {
         &self,
         ctx: &RequestContext,
         nhs: &NhsNumber,
-        action: &str,
+        action: Action,
     ) -> Result<(mcr_store::IndexedPatient, Vec<mcr_store::SourceLink>), GatewayError> {
         let (found, links) = tokio::join!(self.store.patient(nhs), self.store.links(nhs));
         let found = match found {
@@ -484,9 +488,14 @@ impl Gateway {
     }
 
     /// The patient is not in the index: audited, and reported.
-    async fn not_found(&self, ctx: &RequestContext, nhs: &NhsNumber, action: &str) -> GatewayError {
+    async fn not_found(
+        &self,
+        ctx: &RequestContext,
+        nhs: &NhsNumber,
+        action: Action,
+    ) -> GatewayError {
         let mut event = self.event(ctx, action, Some(nhs.as_str()));
-        event.outcome = "not-found".into();
+        event.outcome = Outcome::NotFound;
         match self.audit(&event).await {
             Ok(_) => GatewayError::PatientNotFound,
             Err(e) => e,
@@ -498,11 +507,11 @@ impl Gateway {
         &self,
         ctx: &RequestContext,
         nhs: &NhsNumber,
-        action: &str,
+        action: Action,
     ) -> GatewayError {
         tracing::error!(correlation = %ctx.correlation_id, "store unavailable: failing closed");
         let mut event = self.event(ctx, action, Some(nhs.as_str()));
-        event.outcome = "deny".into();
+        event.outcome = Outcome::Deny;
         event.basis = Some(mcr_policy::DenyCode::DecisionUnavailable.as_str().into());
         match self.audit(&event).await {
             Ok(_) => GatewayError::StoreUnavailable,
@@ -525,5 +534,6 @@ fn source_audit(f: &SourceFetch) -> SourceAudit {
         items: counts.kept,
         withheld: counts.withheld,
         not_tied: counts.untied + counts.another_patient,
+        not_shown: counts.not_shown,
     }
 }

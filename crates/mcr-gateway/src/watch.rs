@@ -23,14 +23,12 @@ use crate::watch_counter::{
 };
 use crate::{Gateway, GatewayError, RequestContext};
 use chrono::{DateTime, Duration, Utc};
+use mcr_audit::{Action, Outcome};
 use mcr_domain::demographics::{normalise_name, normalise_postcode};
 use mcr_domain::{NhsNumber, OrgKind};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// The audit action of a flag.
-pub const FLAG_ACTION: &str = "anomaly-flag";
 
 /// A rule of the watch. Its code is the `basis` of the flag's audit record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -487,8 +485,8 @@ impl Gateway {
         }
         for (f, suppressed) in checked.flags {
             self.metrics.watch_flag(f.rule.code());
-            let mut event = self.event(ctx, FLAG_ACTION, Some(nhs.as_str()));
-            event.outcome = "alert".into();
+            let mut event = self.event(ctx, Action::AnomalyFlag, Some(nhs.as_str()));
+            event.outcome = Outcome::Alert;
             event.basis = Some(f.rule.code().to_owned());
             let mut evidence = f.evidence;
             if suppressed > 0 {
@@ -547,8 +545,8 @@ impl Gateway {
         watched: Watched,
     ) -> GatewayError {
         let sentence = watched.refusal.clone().unwrap_or_default();
-        let mut event = self.event(ctx, "view-record", Some(nhs.as_str()));
-        event.outcome = "deny".into();
+        let mut event = self.event(ctx, Action::ViewRecord, Some(nhs.as_str()));
+        event.outcome = Outcome::Deny;
         event.basis = Some(WatchRule::TooManyPatients.code().into());
         event.detail = Some(sentence.clone());
         let (refusal, ()) = tokio::join!(self.audit(&event), self.write_flags(&watched));

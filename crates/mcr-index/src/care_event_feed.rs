@@ -15,13 +15,12 @@ impl Indexer {
         source: Arc<dyn mcr_federation::Source>,
     ) -> Result<SourceSyncReport, StoreError> {
         let mut counts = SourceSyncReport::default();
-        let config = source.config();
         let from = (self.clock.now() - chrono::Duration::days(i64::from(self.care_event_days)))
             .date_naive();
         let mut nhs_of: std::collections::HashMap<String, Option<NhsNumber>> =
             std::collections::HashMap::new();
         for rt in care_events::CARE_EVENT_TYPES {
-            if !config.resource_types.iter().any(|t| t == rt) {
+            if !self.federation.asks(&*source, rt) {
                 continue;
             }
             let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<serde_json::Value>>(2);

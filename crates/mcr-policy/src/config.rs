@@ -75,13 +75,18 @@ impl Default for PolicyConfig {
     fn default() -> Self {
         use DataClass as C;
         let all: BTreeSet<DataClass> = DataClass::ALL.into_iter().collect();
+        // Social care: the care-relevant subset. Legal and end-of-life decisions (who holds a
+        // lasting power of attorney, an advance decision) shape care decisions; referrals
+        // say who else is involved.
         let social: BTreeSet<DataClass> = [
             C::Demographics,
             C::CareTeam,
             C::Alerts,
+            C::LegalEndOfLife,
             C::Allergies,
             C::KeyContacts,
             C::CarePlans,
+            C::Referrals,
             C::Assessments,
             C::Encounters,
         ]

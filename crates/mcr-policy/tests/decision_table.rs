@@ -244,9 +244,11 @@ fn class_set(name: &str) -> BTreeSet<DataClass> {
             C::Demographics,
             C::CareTeam,
             C::Alerts,
+            C::LegalEndOfLife,
             C::Allergies,
             C::KeyContacts,
             C::CarePlans,
+            C::Referrals,
             C::Assessments,
             C::Encounters,
         ]

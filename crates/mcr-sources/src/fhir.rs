@@ -219,7 +219,13 @@ pub(crate) fn search(
 
 /// Care-event types a system may ask for across every patient, by date (the gateway's index
 /// sync reads their metadata).
-const CARE_EVENT_TYPES: [&str; 3] = ["Encounter", "EpisodeOfCare", "ServiceRequest"];
+const CARE_EVENT_TYPES: [&str; 5] = [
+    "Encounter",
+    "EpisodeOfCare",
+    "ServiceRequest",
+    "Appointment",
+    "CareTeam",
+];
 
 pub(crate) fn is_care_event_feed(resource_type: &str, params: &Params) -> bool {
     CARE_EVENT_TYPES.contains(&resource_type)

@@ -1,13 +1,15 @@
 //! Reading the audit trail beyond the chain walk (searches for the FHIR API, the privacy
 //! officer's review queue and a patient's access history), and the signed checkpoints of the
-//! chain. Both backends; the chain itself is appended in `sqlite.rs` / `postgres.rs`.
+//! chain: the trait and its rows. Each backend implements it in its `audit_trail.rs` and appends
+//! the chain in its `audit.rs`.
 
-use crate::common::{audit_from_row, parse_ts, ts, AUDIT_COLUMNS};
-use crate::{AuditRow, PostgresStore, Result, SqliteStore, StoreError};
+use crate::audit::AUDIT_COLUMNS;
+use crate::common::{parse_ts, ts};
+use crate::{AuditRow, Result, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
+use sqlx::{Database, Encode, QueryBuilder, Row, Type};
 
 /// A signed statement "the chain's record `seq` has hash `hash`", made at `at` with the
 /// Ed25519 key whose public half is `public_key` (hex). The audit crate decides what is signed.
@@ -52,7 +54,7 @@ pub struct AuditQuery {
 /// The most one audit query returns.
 pub const AUDIT_QUERY_MAX: u32 = 100_000;
 
-fn limit(l: u32) -> i64 {
+pub(crate) fn limit(l: u32) -> i64 {
     i64::from(if l == 0 { 100 } else { l.min(AUDIT_QUERY_MAX) })
 }
 
@@ -68,7 +70,7 @@ pub trait AuditTrailStore: Send + Sync {
     async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRow>>;
 }
 
-fn checkpoint_from<R>(row: &R) -> Result<AuditCheckpoint>
+pub(crate) fn checkpoint_from<R>(row: &R) -> Result<AuditCheckpoint>
 where
     R: Row,
     for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
@@ -86,189 +88,64 @@ where
     })
 }
 
-#[async_trait]
-impl AuditTrailStore for SqliteStore {
-    async fn add_checkpoint(&self, cp: &AuditCheckpoint) -> Result<bool> {
-        let (_one_chain, mut writer) = self.begin_append().await?;
-        let mut tx = sqlx::Connection::begin_with(&mut *writer, crate::sqlite::IMMEDIATE).await?;
-        let done = sqlx::query(
-            "INSERT INTO audit_checkpoint (seq, hash, at, public_key, signature) \
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (seq) DO NOTHING",
-        )
-        .bind(cp.seq)
-        .bind(&cp.hash)
-        .bind(ts(&cp.at))
-        .bind(&cp.public_key)
-        .bind(&cp.signature)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn checkpoints(&self) -> Result<Vec<AuditCheckpoint>> {
-        let rows = sqlx::query(
-            "SELECT seq, hash, at, public_key, signature FROM audit_checkpoint ORDER BY seq",
-        )
-        .fetch_all(&self.read)
-        .await?;
-        rows.iter().map(checkpoint_from).collect()
-    }
-
-    async fn audit_head(&self) -> Result<Option<(i64, String)>> {
-        Ok(
-            sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-                .fetch_optional(&self.read)
-                .await?,
-        )
-    }
-
-    async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRow>> {
-        let mut qb = QueryBuilder::<Sqlite>::new(format!(
-            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE 1 = 1"
-        ));
-        if let Some(v) = &q.patient {
-            qb.push(" AND patient = ").push_bind(v.clone());
-        }
-        if let Some(v) = &q.user_id {
-            qb.push(" AND user_id = ").push_bind(v.clone());
-        }
-        if let Some(v) = &q.org_code {
-            qb.push(" AND org_code = ").push_bind(v.clone());
-        }
-        if let Some(v) = &q.source_org {
-            qb.push(
-                " AND EXISTS (SELECT 1 FROM json_each(audit_log.payload, '$.sources') s \
-                 WHERE json_extract(s.value, '$.org_code') = ",
-            )
-            .push_bind(v.clone())
-            .push(")");
-        }
-        for (column, values) in [("action", &q.actions), ("outcome", &q.outcomes)] {
-            if !values.is_empty() {
-                qb.push(format!(" AND {column} IN ("));
-                let mut list = qb.separated(", ");
-                for v in values {
-                    list.push_bind(v.clone());
-                }
-                qb.push(")");
-            }
-        }
-        if let Some(from) = &q.from {
-            qb.push(" AND at >= ").push_bind(ts(from));
-        }
-        if let Some(to) = &q.to {
-            qb.push(" AND at <= ").push_bind(ts(to));
-        }
-        if let Some(before) = q.before_seq {
-            qb.push(" AND seq < ").push_bind(before);
-        }
-        if let Some(seq) = q.seq {
-            qb.push(" AND seq = ").push_bind(seq);
-        }
-        if let Some(after) = q.after_seq {
-            qb.push(" AND seq > ").push_bind(after);
-        }
-        qb.push(if q.after_seq.is_some() {
-            " ORDER BY seq ASC LIMIT "
-        } else {
-            " ORDER BY seq DESC LIMIT "
-        })
-        .push_bind(limit(q.limit));
-        let rows = qb.build().fetch_all(&self.read).await?;
-        let mut rows: Vec<AuditRow> = rows.iter().map(audit_from_row).collect::<Result<_>>()?;
-        if q.after_seq.is_some() {
-            rows.reverse();
-        }
-        Ok(rows)
-    }
+/// How a backend writes the two conditions of [`AuditTrailStore::query_audit`] it says its own
+/// way.
+pub(crate) struct QueryDialect<'a, DB: Database> {
+    /// The record's per-source list names this organisation.
+    pub source_org: fn(&mut QueryBuilder<'a, DB>, String),
+    /// The column's value is one of these.
+    pub any_of: fn(&mut QueryBuilder<'a, DB>, &str, &[String]),
 }
 
-#[async_trait]
-impl AuditTrailStore for PostgresStore {
-    async fn add_checkpoint(&self, cp: &AuditCheckpoint) -> Result<bool> {
-        let done = sqlx::query(
-            "INSERT INTO audit_checkpoint (seq, hash, at, public_key, signature) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq) DO NOTHING",
-        )
-        .bind(cp.seq)
-        .bind(&cp.hash)
-        .bind(ts(&cp.at))
-        .bind(&cp.public_key)
-        .bind(&cp.signature)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+/// Appends to `qb` (empty) [`AuditTrailStore::query_audit`]'s statement: each field of `q`
+/// given narrowing, newest first (oldest first when paging back, which the caller reverses).
+pub(crate) fn push_query<'a, DB: Database>(
+    qb: &mut QueryBuilder<'a, DB>,
+    q: &AuditQuery,
+    dialect: &QueryDialect<'a, DB>,
+) where
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+{
+    qb.push(format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE 1 = 1"));
+    let equal = [
+        ("patient", &q.patient),
+        ("user_id", &q.user_id),
+        ("org_code", &q.org_code),
+    ];
+    for (column, value) in equal {
+        if let Some(value) = value {
+            qb.push(format!(" AND {column} = "))
+                .push_bind(value.clone());
+        }
     }
-
-    async fn checkpoints(&self) -> Result<Vec<AuditCheckpoint>> {
-        let rows = sqlx::query(
-            "SELECT seq, hash, at, public_key, signature FROM audit_checkpoint ORDER BY seq",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(checkpoint_from).collect()
+    if let Some(v) = &q.source_org {
+        (dialect.source_org)(qb, v.clone());
     }
-
-    async fn audit_head(&self) -> Result<Option<(i64, String)>> {
-        Ok(
-            sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+    for (column, values) in [("action", &q.actions), ("outcome", &q.outcomes)] {
+        if !values.is_empty() {
+            (dialect.any_of)(qb, column, values);
+        }
     }
-
-    async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRow>> {
-        let mut qb = QueryBuilder::<Postgres>::new(format!(
-            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE TRUE"
-        ));
-        if let Some(v) = &q.patient {
-            qb.push(" AND patient = ").push_bind(v.clone());
-        }
-        if let Some(v) = &q.user_id {
-            qb.push(" AND user_id = ").push_bind(v.clone());
-        }
-        if let Some(v) = &q.org_code {
-            qb.push(" AND org_code = ").push_bind(v.clone());
-        }
-        if let Some(v) = &q.source_org {
-            qb.push(" AND (payload::jsonb -> 'sources') @> jsonb_build_array(jsonb_build_object('org_code', ")
-                .push_bind(v.clone())
-                .push("::text))");
-        }
-        for (column, values) in [("action", &q.actions), ("outcome", &q.outcomes)] {
-            if !values.is_empty() {
-                qb.push(format!(" AND {column} = ANY("))
-                    .push_bind(values.clone())
-                    .push(")");
-            }
-        }
-        if let Some(from) = &q.from {
-            qb.push(" AND at >= ").push_bind(ts(from));
-        }
-        if let Some(to) = &q.to {
-            qb.push(" AND at <= ").push_bind(ts(to));
-        }
-        if let Some(before) = q.before_seq {
-            qb.push(" AND seq < ").push_bind(before);
-        }
-        if let Some(seq) = q.seq {
-            qb.push(" AND seq = ").push_bind(seq);
-        }
-        if let Some(after) = q.after_seq {
-            qb.push(" AND seq > ").push_bind(after);
-        }
-        qb.push(if q.after_seq.is_some() {
-            " ORDER BY seq ASC LIMIT "
-        } else {
-            " ORDER BY seq DESC LIMIT "
-        })
-        .push_bind(limit(q.limit));
-        let rows = qb.build().fetch_all(&self.pool).await?;
-        let mut rows: Vec<AuditRow> = rows.iter().map(audit_from_row).collect::<Result<_>>()?;
-        if q.after_seq.is_some() {
-            rows.reverse();
-        }
-        Ok(rows)
+    if let Some(from) = &q.from {
+        qb.push(" AND at >= ").push_bind(ts(from));
     }
+    if let Some(to) = &q.to {
+        qb.push(" AND at <= ").push_bind(ts(to));
+    }
+    if let Some(before) = q.before_seq {
+        qb.push(" AND seq < ").push_bind(before);
+    }
+    if let Some(seq) = q.seq {
+        qb.push(" AND seq = ").push_bind(seq);
+    }
+    if let Some(after) = q.after_seq {
+        qb.push(" AND seq > ").push_bind(after);
+    }
+    qb.push(if q.after_seq.is_some() {
+        " ORDER BY seq ASC LIMIT "
+    } else {
+        " ORDER BY seq DESC LIMIT "
+    })
+    .push_bind(limit(q.limit));
 }

@@ -1,4 +1,5 @@
-//! Care events and held feed messages, on both backends.
+//! Care events and held feed messages: the trait, the rows, and how both backends write and
+//! read them (`sqlite/care_event.rs`, `postgres/care_event.rs` run the statements).
 //!
 //! A care event is when a patient's care at an organisation started and (once known) ended, as
 //! that organisation's systems announced it: an HL7 v2 ADT message, FHIR care-event metadata
@@ -11,11 +12,11 @@
 //! envelope (sender, type, control id) and the reason it was not applied.
 
 use crate::common::{last_per_key, parse_nhs, parse_ts, ts};
-use crate::{PostgresStore, Result, SqliteStore, StoreError};
+use crate::{Result, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mcr_domain::NhsNumber;
-use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
+use sqlx::{QueryBuilder, Row};
 
 /// One care event as stored.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -94,7 +95,8 @@ pub trait CareEventStore: Send + Sync {
     async fn prune_care_events(&self, ended_before: DateTime<Utc>) -> Result<u64>;
 }
 
-const EVENT_COLUMNS: &str = "nhs_number, org_code, kind, ward, team, service, \"start\", \"end\", \
+pub(crate) const EVENT_COLUMNS: &str =
+    "nhs_number, org_code, kind, ward, team, service, \"start\", \"end\", \
      origin, source_event_id, received_at";
 
 const UPSERT_TAIL: &str = " ON CONFLICT (origin, org_code, source_event_id) DO UPDATE SET \
@@ -102,13 +104,13 @@ const UPSERT_TAIL: &str = " ON CONFLICT (origin, org_code, source_event_id) DO U
      team = excluded.team, service = excluded.service, \"start\" = excluded.\"start\", \
      \"end\" = excluded.\"end\", received_at = excluded.received_at";
 
-const HELD_COLUMNS: &str =
+pub(crate) const HELD_COLUMNS: &str =
     "received_at, channel, sender, message_type, control_id, ack_code, reason";
 
 /// Rows per multi-row statement.
-const CHUNK: usize = 400;
+pub(crate) const CHUNK: usize = 400;
 
-fn limit(l: u32) -> i64 {
+pub(crate) fn limit(l: u32) -> i64 {
     i64::from(if l == 0 { 100 } else { l.min(HELD_LIST_MAX) })
 }
 
@@ -142,7 +144,7 @@ where
     })
 }
 
-fn held_from_row<R>(row: &R) -> Result<HeldMessage>
+pub(crate) fn held_from_row<R>(row: &R) -> Result<HeldMessage>
 where
     R: Row,
     for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
@@ -166,8 +168,10 @@ where
 }
 
 /// The `INSERT … VALUES …` of a chunk of events, for either backend.
-fn push_events<DB: sqlx::Database>(qb: &mut QueryBuilder<'_, DB>, chunk: &[&CareEventRow])
-where
+pub(crate) fn push_events<DB: sqlx::Database>(
+    qb: &mut QueryBuilder<'_, DB>,
+    chunk: &[&CareEventRow],
+) where
     for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
@@ -188,7 +192,7 @@ where
     qb.push(UPSERT_TAIL);
 }
 
-fn keyed(events: &[CareEventRow]) -> Vec<&CareEventRow> {
+pub(crate) fn keyed(events: &[CareEventRow]) -> Vec<&CareEventRow> {
     last_per_key(events, |e| {
         (
             e.origin.clone(),
@@ -196,229 +200,4 @@ fn keyed(events: &[CareEventRow]) -> Vec<&CareEventRow> {
             e.source_event_id.clone(),
         )
     })
-}
-
-/// Insert or replace one event inside a transaction already open (a governance change).
-pub(crate) async fn upsert_in_sqlite(
-    conn: &mut sqlx::SqliteConnection,
-    e: &CareEventRow,
-) -> Result<()> {
-    let mut qb = QueryBuilder::<Sqlite>::new("");
-    push_events(&mut qb, &[e]);
-    qb.build().execute(&mut *conn).await?;
-    Ok(())
-}
-
-/// [`upsert_in_sqlite`] on PostgreSQL.
-pub(crate) async fn upsert_in_postgres(
-    conn: &mut sqlx::PgConnection,
-    e: &CareEventRow,
-) -> Result<()> {
-    let mut qb = QueryBuilder::<Postgres>::new("");
-    push_events(&mut qb, &[e]);
-    qb.build().execute(&mut *conn).await?;
-    Ok(())
-}
-
-#[async_trait]
-impl CareEventStore for SqliteStore {
-    async fn upsert_care_events(&self, events: &[CareEventRow]) -> Result<()> {
-        let rows = keyed(events);
-        let mut writer = self.write_conn().await?;
-        let mut tx = sqlx::Connection::begin(&mut *writer).await?;
-        for chunk in rows.chunks(CHUNK) {
-            let mut qb = QueryBuilder::<Sqlite>::new("");
-            push_events(&mut qb, chunk);
-            qb.build().execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn care_event(&self, key: CareEventKey<'_>) -> Result<Option<CareEventRow>> {
-        let row = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM care_event WHERE origin = ?1 AND org_code = ?2 \
-             AND source_event_id = ?3"
-        ))
-        .bind(key.origin)
-        .bind(key.org_code)
-        .bind(key.source_event_id)
-        .fetch_optional(&self.read)
-        .await?;
-        row.as_ref().map(care_event_from_row).transpose()
-    }
-
-    async fn cancel_care_event(&self, key: CareEventKey<'_>) -> Result<bool> {
-        let done = sqlx::query(
-            "DELETE FROM care_event WHERE origin = ?1 AND org_code = ?2 AND source_event_id = ?3",
-        )
-        .bind(key.origin)
-        .bind(key.org_code)
-        .bind(key.source_event_id)
-        .execute(&mut *self.write_conn().await?)
-        .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn set_care_event_end(
-        &self,
-        key: CareEventKey<'_>,
-        end: Option<DateTime<Utc>>,
-    ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE care_event SET \"end\" = ?4 WHERE origin = ?1 AND org_code = ?2 \
-             AND source_event_id = ?3",
-        )
-        .bind(key.origin)
-        .bind(key.org_code)
-        .bind(key.source_event_id)
-        .bind(end.as_ref().map(ts))
-        .execute(&mut *self.write_conn().await?)
-        .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn merge_care_events(&self, from: &NhsNumber, to: &NhsNumber) -> Result<u64> {
-        let done = sqlx::query("UPDATE care_event SET nhs_number = ?2 WHERE nhs_number = ?1")
-            .bind(from.as_str())
-            .bind(to.as_str())
-            .execute(&mut *self.write_conn().await?)
-            .await?;
-        Ok(done.rows_affected())
-    }
-
-    async fn prune_care_events(&self, ended_before: DateTime<Utc>) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM care_event WHERE \"end\" IS NOT NULL AND \"end\" < ?1")
-            .bind(ts(&ended_before))
-            .execute(&mut *self.write_conn().await?)
-            .await?;
-        Ok(done.rows_affected())
-    }
-
-    async fn hold_message(&self, m: &HeldMessage) -> Result<()> {
-        sqlx::query(&format!(
-            "INSERT INTO held_message ({HELD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
-        ))
-        .bind(ts(&m.received_at))
-        .bind(&m.channel)
-        .bind(m.sender.as_deref())
-        .bind(m.message_type.as_deref())
-        .bind(m.control_id.as_deref())
-        .bind(&m.ack_code)
-        .bind(&m.reason)
-        .execute(&mut *self.write_conn().await?)
-        .await?;
-        Ok(())
-    }
-
-    async fn held_messages(&self, l: u32) -> Result<Vec<HeldMessage>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {HELD_COLUMNS} FROM held_message ORDER BY received_at DESC, id DESC LIMIT ?1"
-        ))
-        .bind(limit(l))
-        .fetch_all(&self.read)
-        .await?;
-        rows.iter().map(held_from_row).collect()
-    }
-}
-
-#[async_trait]
-impl CareEventStore for PostgresStore {
-    async fn upsert_care_events(&self, events: &[CareEventRow]) -> Result<()> {
-        let rows = keyed(events);
-        let mut tx = self.pool.begin().await?;
-        for chunk in rows.chunks(CHUNK) {
-            let mut qb = QueryBuilder::<Postgres>::new("");
-            push_events(&mut qb, chunk);
-            qb.build().execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn care_event(&self, key: CareEventKey<'_>) -> Result<Option<CareEventRow>> {
-        let row = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM care_event WHERE origin = $1 AND org_code = $2 \
-             AND source_event_id = $3"
-        ))
-        .bind(key.origin)
-        .bind(key.org_code)
-        .bind(key.source_event_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(care_event_from_row).transpose()
-    }
-
-    async fn cancel_care_event(&self, key: CareEventKey<'_>) -> Result<bool> {
-        let done = sqlx::query(
-            "DELETE FROM care_event WHERE origin = $1 AND org_code = $2 AND source_event_id = $3",
-        )
-        .bind(key.origin)
-        .bind(key.org_code)
-        .bind(key.source_event_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn set_care_event_end(
-        &self,
-        key: CareEventKey<'_>,
-        end: Option<DateTime<Utc>>,
-    ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE care_event SET \"end\" = $4 WHERE origin = $1 AND org_code = $2 \
-             AND source_event_id = $3",
-        )
-        .bind(key.origin)
-        .bind(key.org_code)
-        .bind(key.source_event_id)
-        .bind(end.as_ref().map(ts))
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn merge_care_events(&self, from: &NhsNumber, to: &NhsNumber) -> Result<u64> {
-        let done = sqlx::query("UPDATE care_event SET nhs_number = $2 WHERE nhs_number = $1")
-            .bind(from.as_str())
-            .bind(to.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
-    }
-
-    async fn prune_care_events(&self, ended_before: DateTime<Utc>) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM care_event WHERE \"end\" IS NOT NULL AND \"end\" < $1")
-            .bind(ts(&ended_before))
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
-    }
-
-    async fn hold_message(&self, m: &HeldMessage) -> Result<()> {
-        sqlx::query(&format!(
-            "INSERT INTO held_message ({HELD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-        ))
-        .bind(ts(&m.received_at))
-        .bind(&m.channel)
-        .bind(m.sender.as_deref())
-        .bind(m.message_type.as_deref())
-        .bind(m.control_id.as_deref())
-        .bind(&m.ack_code)
-        .bind(&m.reason)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn held_messages(&self, l: u32) -> Result<Vec<HeldMessage>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {HELD_COLUMNS} FROM held_message ORDER BY received_at DESC, id DESC LIMIT $1"
-        ))
-        .bind(limit(l))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(held_from_row).collect()
-    }
 }

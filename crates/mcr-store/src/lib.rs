@@ -8,14 +8,14 @@
 //! links between NHS numbers and source-local ids, governance records and audit records (which
 //! carry counts and reasons, never clinical content).
 
+mod audit;
 mod audit_trail;
 mod backend_services;
 mod care_event;
 mod common;
-mod governance_postgres;
-mod governance_sqlite;
+mod governance;
 mod group_commit;
-mod health;
+mod index;
 mod match_review;
 mod model;
 mod opt_out;

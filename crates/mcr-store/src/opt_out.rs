@@ -1,13 +1,14 @@
 //! Opt-out requests from the public site, waiting for staff to verify them against the patient
-//! index. Both backends. A request and its audit record are written in one transaction, and so
-//! is each decision on it (verified or rejected), which can be made once.
+//! index: the trait and its rows (each backend's `opt_out.rs` implements it). A request and its
+//! audit record are written in one transaction, and so is each decision on it (verified or
+//! rejected), which can be made once.
 
-use crate::common::{parse_nhs, parse_ts, ts};
-use crate::{AuditAppend, AuditRow, ChainFn, PostgresStore, Result, SqliteStore, StoreError};
+use crate::common::{parse_nhs, parse_ts};
+use crate::{AuditAppend, AuditRow, ChainFn, Result, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use mcr_domain::NhsNumber;
-use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
+use sqlx::Row;
 
 /// Where a request stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -104,7 +105,7 @@ pub struct OptOutDecision {
 /// The most requests one listing returns.
 pub const OPT_OUT_LIST_MAX: u32 = 1_000;
 
-fn list_limit(l: u32) -> i64 {
+pub(crate) fn list_limit(l: u32) -> i64 {
     i64::from(if l == 0 { 100 } else { l.min(OPT_OUT_LIST_MAX) })
 }
 
@@ -135,11 +136,11 @@ pub trait OptOutStore: Send + Sync {
     ) -> Result<Option<AuditRow>>;
 }
 
-const COLUMNS: &str =
+pub(crate) const COLUMNS: &str =
     "reference, received_at, given_name, family_name, birth_date, nhs_number, postcode, \
      contact, state, matched_nhs, decided_by, decided_at, decision_note, kind";
 
-fn request_from_row<R>(row: &R) -> Result<OptOutRequestRow>
+pub(crate) fn request_from_row<R>(row: &R) -> Result<OptOutRequestRow>
 where
     R: Row,
     for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
@@ -177,185 +178,6 @@ where
 }
 
 /// The values of a new request in column order (after `reference`, `received_at`).
-fn birth(r: &OptOutRequestRow) -> String {
+pub(crate) fn birth(r: &OptOutRequestRow) -> String {
     r.birth_date.format("%Y-%m-%d").to_string()
-}
-
-#[async_trait]
-impl OptOutStore for SqliteStore {
-    async fn add_opt_out_request(
-        &self,
-        r: &OptOutRequestRow,
-        audit: &AuditAppend,
-        chain: &ChainFn,
-    ) -> Result<AuditRow> {
-        let (_one_chain, mut writer) = self.begin_append().await?;
-        let mut tx = sqlx::Connection::begin_with(&mut *writer, crate::sqlite::IMMEDIATE).await?;
-        sqlx::query(
-            "INSERT INTO opt_out_request (reference, received_at, given_name, family_name, birth_date, \
-             nhs_number, postcode, contact, state, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'received', ?9)",
-        )
-        .bind(&r.reference)
-        .bind(ts(&r.received_at))
-        .bind(&r.given_name)
-        .bind(&r.family_name)
-        .bind(birth(r))
-        .bind(r.nhs_number.as_ref().map(NhsNumber::as_str))
-        .bind(&r.postcode)
-        .bind(&r.contact)
-        .bind(r.kind.as_str())
-        .execute(&mut *tx)
-        .await?;
-        let row = crate::sqlite::append_audit_in_tx(&mut tx, audit, chain).await?;
-        tx.commit().await?;
-        Ok(row)
-    }
-
-    async fn opt_out_requests(
-        &self,
-        state: Option<OptOutState>,
-        limit: u32,
-    ) -> Result<Vec<OptOutRequestRow>> {
-        let mut qb = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM opt_out_request"));
-        if let Some(s) = state {
-            qb.push(" WHERE state = ").push_bind(s.as_str());
-        }
-        qb.push(" ORDER BY received_at, reference LIMIT ")
-            .push_bind(list_limit(limit));
-        qb.build()
-            .fetch_all(&self.read)
-            .await?
-            .iter()
-            .map(request_from_row)
-            .collect()
-    }
-
-    async fn opt_out_request(&self, reference: &str) -> Result<Option<OptOutRequestRow>> {
-        sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM opt_out_request WHERE reference = ?1"
-        ))
-        .bind(reference)
-        .fetch_optional(&self.read)
-        .await?
-        .as_ref()
-        .map(request_from_row)
-        .transpose()
-    }
-
-    async fn decide_opt_out_request(
-        &self,
-        d: &OptOutDecision,
-        audit: &AuditAppend,
-        chain: &ChainFn,
-    ) -> Result<Option<AuditRow>> {
-        let (_one_chain, mut writer) = self.begin_append().await?;
-        let mut tx = sqlx::Connection::begin_with(&mut *writer, crate::sqlite::IMMEDIATE).await?;
-        let done = sqlx::query(
-            "UPDATE opt_out_request SET state = ?2, matched_nhs = ?3, decided_by = ?4, decided_at = ?5, \
-             decision_note = ?6 WHERE reference = ?1 AND state = 'received'",
-        )
-        .bind(&d.reference)
-        .bind(d.state.as_str())
-        .bind(d.matched_nhs.as_ref().map(NhsNumber::as_str))
-        .bind(&d.decided_by)
-        .bind(ts(&d.decided_at))
-        .bind(d.note.as_deref())
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(None);
-        }
-        let row = crate::sqlite::append_audit_in_tx(&mut tx, audit, chain).await?;
-        tx.commit().await?;
-        Ok(Some(row))
-    }
-}
-
-#[async_trait]
-impl OptOutStore for PostgresStore {
-    async fn add_opt_out_request(
-        &self,
-        r: &OptOutRequestRow,
-        audit: &AuditAppend,
-        chain: &ChainFn,
-    ) -> Result<AuditRow> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO opt_out_request (reference, received_at, given_name, family_name, birth_date, \
-             nhs_number, postcode, contact, state, kind) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'received', $9)",
-        )
-        .bind(&r.reference)
-        .bind(ts(&r.received_at))
-        .bind(&r.given_name)
-        .bind(&r.family_name)
-        .bind(birth(r))
-        .bind(r.nhs_number.as_ref().map(NhsNumber::as_str))
-        .bind(&r.postcode)
-        .bind(&r.contact)
-        .bind(r.kind.as_str())
-        .execute(&mut *tx)
-        .await?;
-        let row = crate::postgres::append_audit_in_tx(&mut tx, audit, chain).await?;
-        tx.commit().await?;
-        Ok(row)
-    }
-
-    async fn opt_out_requests(
-        &self,
-        state: Option<OptOutState>,
-        limit: u32,
-    ) -> Result<Vec<OptOutRequestRow>> {
-        let mut qb =
-            QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM opt_out_request"));
-        if let Some(s) = state {
-            qb.push(" WHERE state = ").push_bind(s.as_str());
-        }
-        qb.push(" ORDER BY received_at, reference LIMIT ")
-            .push_bind(list_limit(limit));
-        qb.build()
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(request_from_row)
-            .collect()
-    }
-
-    async fn opt_out_request(&self, reference: &str) -> Result<Option<OptOutRequestRow>> {
-        sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM opt_out_request WHERE reference = $1"
-        ))
-        .bind(reference)
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(request_from_row)
-        .transpose()
-    }
-
-    async fn decide_opt_out_request(
-        &self,
-        d: &OptOutDecision,
-        audit: &AuditAppend,
-        chain: &ChainFn,
-    ) -> Result<Option<AuditRow>> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE opt_out_request SET state = $2, matched_nhs = $3, decided_by = $4, decided_at = $5, \
-             decision_note = $6 WHERE reference = $1 AND state = 'received'",
-        )
-        .bind(&d.reference)
-        .bind(d.state.as_str())
-        .bind(d.matched_nhs.as_ref().map(NhsNumber::as_str))
-        .bind(&d.decided_by)
-        .bind(ts(&d.decided_at))
-        .bind(d.note.as_deref())
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(None);
-        }
-        let row = crate::postgres::append_audit_in_tx(&mut tx, audit, chain).await?;
-        tx.commit().await?;
-        Ok(Some(row))
-    }
 }

@@ -1,9 +1,10 @@
-//! Verification letters for opt-out requests, both backends: the letter sent (a hash of its
+//! Verification letters for opt-out requests (the trait and its rows; each backend's
+//! `opt_out_letter.rs` implements it): the letter sent (a hash of its
 //! one-time code, never the code), each attempt to enter the code, and its confirmation, each
 //! written in one transaction with its audit record.
 
 use crate::common::{parse_nhs, parse_ts, ts};
-use crate::{AuditAppend, AuditRow, ChainFn, PostgresStore, Result, SqliteStore, StoreError};
+use crate::{AuditAppend, AuditRow, ChainFn, Result, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mcr_domain::NhsNumber;
@@ -55,10 +56,10 @@ pub trait OptOutLetterStore: Send + Sync {
     ) -> Result<Option<AuditRow>>;
 }
 
-const COLUMNS: &str = "reference, nhs_number, code_hash, sent_to, sent_by, sent_at, \
+pub(crate) const COLUMNS: &str = "reference, nhs_number, code_hash, sent_to, sent_by, sent_at, \
                        wrong_attempts, confirmed_at";
 
-fn letter_from_row<R>(row: &R) -> Result<OptOutLetterRow>
+pub(crate) fn letter_from_row<R>(row: &R) -> Result<OptOutLetterRow>
 where
     R: Row,
     for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
@@ -88,7 +89,7 @@ where
 
 /// The statement for an attempt: a wrong code counts, a right one confirms; only an
 /// unconfirmed letter changes. `$1`/`?1` the reference, `$2`/`?2` the confirmation time.
-fn attempt_sql(attempt: LetterAttempt, p: fn(u8) -> String) -> String {
+pub(crate) fn attempt_sql(attempt: LetterAttempt, p: fn(u8) -> String) -> String {
     match attempt {
         LetterAttempt::Wrong => format!(
             "UPDATE opt_out_letter SET wrong_attempts = wrong_attempts + 1 \
@@ -104,137 +105,9 @@ fn attempt_sql(attempt: LetterAttempt, p: fn(u8) -> String) -> String {
     }
 }
 
-fn confirmed_at(attempt: LetterAttempt) -> Option<String> {
+pub(crate) fn confirmed_at(attempt: LetterAttempt) -> Option<String> {
     match attempt {
         LetterAttempt::Wrong => None,
         LetterAttempt::Confirmed(at) => Some(ts(&at)),
-    }
-}
-
-#[async_trait]
-impl OptOutLetterStore for SqliteStore {
-    async fn add_opt_out_letter(
-        &self,
-        l: &OptOutLetterRow,
-        audit: &AuditAppend,
-        chain: &ChainFn,
-    ) -> Result<Option<AuditRow>> {
-        let (_one_chain, mut writer) = self.begin_append().await?;
-        let mut tx = sqlx::Connection::begin_with(&mut *writer, crate::sqlite::IMMEDIATE).await?;
-        let done = sqlx::query(&format!(
-            "INSERT INTO opt_out_letter ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, NULL) \
-             ON CONFLICT (reference) DO NOTHING"
-        ))
-        .bind(&l.reference)
-        .bind(l.nhs_number.as_str())
-        .bind(&l.code_hash)
-        .bind(&l.sent_to)
-        .bind(&l.sent_by)
-        .bind(ts(&l.sent_at))
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(None);
-        }
-        let row = crate::sqlite::append_audit_in_tx(&mut tx, audit, chain).await?;
-        tx.commit().await?;
-        Ok(Some(row))
-    }
-
-    async fn opt_out_letter(&self, reference: &str) -> Result<Option<OptOutLetterRow>> {
-        sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM opt_out_letter WHERE reference = ?1"
-        ))
-        .bind(reference)
-        .fetch_optional(&self.read)
-        .await?
-        .as_ref()
-        .map(letter_from_row)
-        .transpose()
-    }
-
-    async fn record_letter_attempt(
-        &self,
-        reference: &str,
-        attempt: LetterAttempt,
-        audit: &AuditAppend,
-        chain: &ChainFn,
-    ) -> Result<Option<AuditRow>> {
-        let (_one_chain, mut writer) = self.begin_append().await?;
-        let mut tx = sqlx::Connection::begin_with(&mut *writer, crate::sqlite::IMMEDIATE).await?;
-        let sql = attempt_sql(attempt, |n| format!("?{n}"));
-        let mut q = sqlx::query(&sql).bind(reference);
-        if let Some(at) = confirmed_at(attempt) {
-            q = q.bind(at);
-        }
-        if q.execute(&mut *tx).await?.rows_affected() != 1 {
-            return Ok(None);
-        }
-        let row = crate::sqlite::append_audit_in_tx(&mut tx, audit, chain).await?;
-        tx.commit().await?;
-        Ok(Some(row))
-    }
-}
-
-#[async_trait]
-impl OptOutLetterStore for PostgresStore {
-    async fn add_opt_out_letter(
-        &self,
-        l: &OptOutLetterRow,
-        audit: &AuditAppend,
-        chain: &ChainFn,
-    ) -> Result<Option<AuditRow>> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(&format!(
-            "INSERT INTO opt_out_letter ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, 0, NULL) \
-             ON CONFLICT (reference) DO NOTHING"
-        ))
-        .bind(&l.reference)
-        .bind(l.nhs_number.as_str())
-        .bind(&l.code_hash)
-        .bind(&l.sent_to)
-        .bind(&l.sent_by)
-        .bind(ts(&l.sent_at))
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(None);
-        }
-        let row = crate::postgres::append_audit_in_tx(&mut tx, audit, chain).await?;
-        tx.commit().await?;
-        Ok(Some(row))
-    }
-
-    async fn opt_out_letter(&self, reference: &str) -> Result<Option<OptOutLetterRow>> {
-        sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM opt_out_letter WHERE reference = $1"
-        ))
-        .bind(reference)
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(letter_from_row)
-        .transpose()
-    }
-
-    async fn record_letter_attempt(
-        &self,
-        reference: &str,
-        attempt: LetterAttempt,
-        audit: &AuditAppend,
-        chain: &ChainFn,
-    ) -> Result<Option<AuditRow>> {
-        let mut tx = self.pool.begin().await?;
-        let sql = attempt_sql(attempt, |n| format!("${n}"));
-        let mut q = sqlx::query(&sql).bind(reference);
-        if let Some(at) = confirmed_at(attempt) {
-            q = q.bind(at);
-        }
-        if q.execute(&mut *tx).await?.rows_affected() != 1 {
-            return Ok(None);
-        }
-        let row = crate::postgres::append_audit_in_tx(&mut tx, audit, chain).await?;
-        tx.commit().await?;
-        Ok(Some(row))
     }
 }

@@ -1,9 +1,10 @@
 //! The protected person list (staff members, public figures) that privacy officers keep: a view
-//! of one of them raises a flag. Both backends. Each change is written with its audit record in
+//! of one of them raises a flag: the trait and its rows (each backend's `protected.rs` implements
+//! it). Each change is written with its audit record in
 //! one transaction, so neither exists without the other.
 
-use crate::common::{parse_nhs, parse_ts, ts};
-use crate::{AuditAppend, AuditRow, ChainFn, PostgresStore, Result, SqliteStore, StoreError};
+use crate::common::{parse_nhs, parse_ts};
+use crate::{AuditAppend, AuditRow, ChainFn, Result, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mcr_domain::NhsNumber;
@@ -46,9 +47,9 @@ pub trait ProtectedPersonStore: Send + Sync {
     async fn protected_persons(&self) -> Result<Vec<ProtectedPersonRow>>;
 }
 
-const COLUMNS: &str = "nhs_number, category, note, added_by, added_at";
+pub(crate) const COLUMNS: &str = "nhs_number, category, note, added_by, added_at";
 
-fn person_from_row<R>(row: &R) -> Result<ProtectedPersonRow>
+pub(crate) fn person_from_row<R>(row: &R) -> Result<ProtectedPersonRow>
 where
     R: Row,
     for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
@@ -67,117 +68,6 @@ where
     })
 }
 
-const UPSERT: &str = " ON CONFLICT (nhs_number) DO UPDATE SET category = excluded.category, \
+pub(crate) const UPSERT: &str =
+    " ON CONFLICT (nhs_number) DO UPDATE SET category = excluded.category, \
      note = excluded.note, added_by = excluded.added_by, added_at = excluded.added_at";
-
-#[async_trait]
-impl ProtectedPersonStore for SqliteStore {
-    async fn add_protected_person(
-        &self,
-        p: &ProtectedPersonRow,
-        audit: &AuditAppend,
-        chain: &ChainFn,
-    ) -> Result<AuditRow> {
-        let (_one_chain, mut writer) = self.begin_append().await?;
-        let mut tx = sqlx::Connection::begin_with(&mut *writer, crate::sqlite::IMMEDIATE).await?;
-        sqlx::query(&format!(
-            "INSERT INTO protected_person ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5){UPSERT}"
-        ))
-        .bind(p.nhs_number.as_str())
-        .bind(&p.category)
-        .bind(&p.note)
-        .bind(&p.added_by)
-        .bind(ts(&p.added_at))
-        .execute(&mut *tx)
-        .await?;
-        let row = crate::sqlite::append_audit_in_tx(&mut tx, audit, chain).await?;
-        tx.commit().await?;
-        Ok(row)
-    }
-
-    async fn remove_protected_person(
-        &self,
-        nhs: &NhsNumber,
-        audit: &AuditAppend,
-        chain: &ChainFn,
-    ) -> Result<Option<AuditRow>> {
-        let (_one_chain, mut writer) = self.begin_append().await?;
-        let mut tx = sqlx::Connection::begin_with(&mut *writer, crate::sqlite::IMMEDIATE).await?;
-        let done = sqlx::query("DELETE FROM protected_person WHERE nhs_number = ?1")
-            .bind(nhs.as_str())
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() != 1 {
-            return Ok(None);
-        }
-        let row = crate::sqlite::append_audit_in_tx(&mut tx, audit, chain).await?;
-        tx.commit().await?;
-        Ok(Some(row))
-    }
-
-    async fn protected_persons(&self) -> Result<Vec<ProtectedPersonRow>> {
-        sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM protected_person ORDER BY nhs_number LIMIT {PROTECTED_LIST_MAX}"
-        ))
-        .fetch_all(&self.read)
-        .await?
-        .iter()
-        .map(person_from_row)
-        .collect()
-    }
-}
-
-#[async_trait]
-impl ProtectedPersonStore for PostgresStore {
-    async fn add_protected_person(
-        &self,
-        p: &ProtectedPersonRow,
-        audit: &AuditAppend,
-        chain: &ChainFn,
-    ) -> Result<AuditRow> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(&format!(
-            "INSERT INTO protected_person ({COLUMNS}) VALUES ($1, $2, $3, $4, $5){UPSERT}"
-        ))
-        .bind(p.nhs_number.as_str())
-        .bind(&p.category)
-        .bind(&p.note)
-        .bind(&p.added_by)
-        .bind(ts(&p.added_at))
-        .execute(&mut *tx)
-        .await?;
-        let row = crate::postgres::append_audit_in_tx(&mut tx, audit, chain).await?;
-        tx.commit().await?;
-        Ok(row)
-    }
-
-    async fn remove_protected_person(
-        &self,
-        nhs: &NhsNumber,
-        audit: &AuditAppend,
-        chain: &ChainFn,
-    ) -> Result<Option<AuditRow>> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("DELETE FROM protected_person WHERE nhs_number = $1")
-            .bind(nhs.as_str())
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() != 1 {
-            return Ok(None);
-        }
-        let row = crate::postgres::append_audit_in_tx(&mut tx, audit, chain).await?;
-        tx.commit().await?;
-        Ok(Some(row))
-    }
-
-    async fn protected_persons(&self) -> Result<Vec<ProtectedPersonRow>> {
-        sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM protected_person ORDER BY nhs_number LIMIT {PROTECTED_LIST_MAX}"
-        ))
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(person_from_row)
-        .collect()
-    }
-}

@@ -10,7 +10,7 @@ use crate::{
     SourceKind, SourcePatient, Traits,
 };
 use base64::Engine as _;
-use chrono::{Duration, NaiveDate};
+use chrono::{Datelike, Duration, NaiveDate};
 use mcr_domain::Organisation;
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -199,6 +199,11 @@ pub(crate) fn generate(
         "EpisodeOfCare" => "eoc",
         "RelatedPerson" => "rp",
         "ServiceRequest" => "sr",
+        "Consent" => "cons",
+        "Immunization" => "imm",
+        "Procedure" => "proc",
+        "Appointment" => "appt",
+        "CareTeam" => "ct",
         _ => return Vec::new(),
     };
     let mut g = Gen {
@@ -236,17 +241,22 @@ pub(crate) fn generate(
         (SourceKind::Acute, "Observation") => g.acute_observations(),
         (SourceKind::Acute, "DocumentReference") => g.acute_documents(),
         (SourceKind::Acute, "ServiceRequest") => g.acute_referrals(),
+        (SourceKind::Acute, "Procedure") => g.acute_procedures(),
+        (SourceKind::Acute, "Appointment") => g.acute_appointments(),
         (SourceKind::Community, "Encounter") => g.community_encounters(),
         (SourceKind::Community, "Condition") => g.community_conditions(),
         (SourceKind::Community, "CarePlan") => g.community_care_plans(),
         (SourceKind::Community, "Observation") => g.community_observations(),
         (SourceKind::Community, "EpisodeOfCare") => g.community_episodes(),
         (SourceKind::Community, "Flag") => g.community_flags(),
+        (SourceKind::Community, "Immunization") => g.community_immunisations(),
+        (SourceKind::Community, "CareTeam") => g.community_care_teams(),
         (SourceKind::SocialCare, "CarePlan") => g.social_care_plans(),
         (SourceKind::SocialCare, "RelatedPerson") => g.social_contacts(),
         (SourceKind::SocialCare, "DocumentReference") => g.social_assessments(),
         (SourceKind::SocialCare, "EpisodeOfCare") => g.social_episodes(),
         (SourceKind::SocialCare, "Flag") => g.social_flags(),
+        (SourceKind::SocialCare, "Consent") => g.social_legal_decisions(),
         _ => {}
     }
     g.out
@@ -890,6 +900,67 @@ impl Gen<'_> {
         }
     }
 
+    /// Operations and investigations done here: about one patient in four.
+    fn acute_procedures(&mut self) {
+        if !self.rng.gen_bool(0.25) {
+            return;
+        }
+        let n = self.count(1, 2);
+        for _ in 0..n {
+            let code = codes::PROCEDURES[self.rng.gen_range(0..codes::PROCEDURES.len())];
+            let d = self.recent_date(10);
+            let r = json!({
+                "resourceType": "Procedure",
+                "id": self.next_id(),
+                "meta": self.meta(d, false),
+                "status": "completed",
+                "code": cc(SNOMED, &code),
+                "subject": self.subject(),
+                "performedDateTime": day(d),
+                "performer": [{ "actor": self.clinician() }],
+            });
+            self.out.push(r);
+        }
+    }
+
+    /// An outpatient appointment booked one to four months ahead: about one patient in four.
+    /// (Further ahead than the policy's default 30 days, so the demo's relationships stay
+    /// what its other care events make them.)
+    fn acute_appointments(&mut self) {
+        if !self.rng.gen_bool(0.25) {
+            return;
+        }
+        let clinic = codes::CLINICS[self.rng.gen_range(0..codes::CLINICS.len())];
+        let today = self.today();
+        let d = date_between(
+            &mut self.rng,
+            today + Duration::days(31),
+            today + Duration::days(120),
+        );
+        let secs = self.rng.gen_range(9 * 2..17 * 2) * 1800;
+        let start = timestamp(d, secs);
+        // R4: an appointment with a start has an end (app-2).
+        let end = timestamp(d, secs + 1800);
+        let booked = today - Duration::days(self.rng.gen_range(1..30));
+        let r = json!({
+            "resourceType": "Appointment",
+            "id": self.next_id(),
+            "meta": self.meta(booked, false),
+            "status": "booked",
+            "serviceType": [{ "text": clinic }],
+            "description": clinic,
+            "start": start,
+            "end": end,
+            "minutesDuration": 30,
+            "created": day(booked),
+            "participant": [
+                { "actor": { "reference": format!("Patient/{}", self.local) }, "status": "accepted" },
+                { "actor": { "type": "Location", "display": clinic }, "status": "accepted" },
+            ],
+        });
+        self.out.push(r);
+    }
+
     fn referral(&mut self, authored: NaiveDate, active: bool) {
         let r = json!({
             "resourceType": "ServiceRequest",
@@ -1230,6 +1301,81 @@ impl Gen<'_> {
             let d = self.recent_date(2);
             self.flag(SNOMED, &codes::FALLS, "clinical", d, None);
         }
+        // A DNACPR decision, as palliative care teams hold it: a flag coded as such.
+        if self.age() >= 80 && self.rng.gen_bool(0.4) {
+            let d = self.recent_date(2);
+            self.flag(
+                SNOMED,
+                &codes::DNACPR,
+                "clinical",
+                d,
+                Some("DNACPR: do not attempt cardiopulmonary resuscitation. Form at home.".into()),
+            );
+        }
+    }
+
+    /// Seasonal flu every autumn for the over-65s (the last few seasons), and the
+    /// pneumococcal vaccine once.
+    fn community_immunisations(&mut self) {
+        if self.age() < 65 {
+            return;
+        }
+        let year = self.today().year();
+        for y in (year - 3)..year {
+            let Some(d) = NaiveDate::from_ymd_opt(y, 10, self.rng.gen_range(1..=28)) else {
+                continue;
+            };
+            if d >= self.today() || self.rng.gen_bool(0.2) {
+                continue;
+            }
+            self.immunisation(&codes::FLU_VACCINE, d);
+        }
+        if self.rng.gen_bool(0.7) {
+            let d = self.recent_date(6);
+            self.immunisation(&codes::PNEUMOCOCCAL_VACCINE, d);
+        }
+    }
+
+    fn immunisation(&mut self, vaccine: &Code, d: NaiveDate) {
+        let batch = format!("B{}", self.rng.gen_range(10_000..99_999));
+        let r = json!({
+            "resourceType": "Immunization",
+            "id": self.next_id(),
+            "meta": self.meta(d, false),
+            "status": "completed",
+            "vaccineCode": cc(codes::CVX, vaccine),
+            "patient": self.subject(),
+            "occurrenceDateTime": day(d),
+            "recorded": day(d),
+            "primarySource": true,
+            "lotNumber": batch,
+            "performer": [{ "actor": self.provider.clone() }],
+        });
+        self.out.push(r);
+    }
+
+    /// The community team caring for the patient now, when there is one.
+    fn community_care_teams(&mut self) {
+        if self.age() < 60 && !self.rng.gen_bool(0.2) {
+            return;
+        }
+        let team = codes::COMMUNITY_TEAMS[self.rng.gen_range(0..codes::COMMUNITY_TEAMS.len())];
+        let start = self.recent_date(3);
+        let r = json!({
+            "resourceType": "CareTeam",
+            "id": self.next_id(),
+            "meta": self.meta(start, false),
+            "status": "active",
+            "name": team,
+            "subject": self.subject(),
+            "period": { "start": day(start) },
+            "participant": [{
+                "role": [{ "text": "Named nurse" }],
+                "member": { "type": "PractitionerRole", "display": format!("Named nurse, {team}") },
+            }],
+            "managingOrganization": [self.provider.clone()],
+        });
+        self.out.push(r);
     }
 
     // ---- social care ------------------------------------------------------------------------
@@ -1334,6 +1480,61 @@ impl Gen<'_> {
             let start = self.recent_date(4);
             self.episode(type_, &team, start, k == 0);
         }
+    }
+
+    /// Lasting powers of attorney for health and welfare and advance decisions to refuse
+    /// treatment, as the council's adult social care system records them: `Consent`
+    /// (scope `adr`, the decision's SNOMED CT code as its category).
+    fn social_legal_decisions(&mut self) {
+        if self.age() < 70 {
+            return;
+        }
+        if self.rng.gen_bool(0.35) {
+            let d = self.recent_date(8);
+            let rel = codes::RELATIONSHIPS[self.rng.gen_range(0..4)];
+            self.legal_consent(
+                &codes::LPA_HEALTH,
+                "permit",
+                d,
+                Some(("Attorney", rel.display)),
+            );
+        }
+        if self.rng.gen_bool(0.15) {
+            let d = self.recent_date(8);
+            self.legal_consent(&codes::ADRT, "deny", d, None);
+        }
+    }
+
+    fn legal_consent(
+        &mut self,
+        code: &Code,
+        provision: &str,
+        d: NaiveDate,
+        actor: Option<(&str, &str)>,
+    ) {
+        let mut r = json!({
+            "resourceType": "Consent",
+            "id": self.next_id(),
+            "meta": self.meta(d, false),
+            "status": "active",
+            "scope": { "coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                "code": "adr", "display": "Advanced Care Directive",
+            }]},
+            "category": [cc(SNOMED, code)],
+            "patient": self.subject(),
+            "dateTime": day(d),
+            "organization": [self.provider.clone()],
+            "policy": [{ "uri": "https://www.legislation.gov.uk/ukpga/2005/9" }],
+            "provision": { "type": provision, "period": { "start": day(d) } },
+        });
+        if let Some((role, who)) = actor {
+            r["provision"]["actor"] = json!([{
+                "role": { "text": role },
+                "reference": { "display": format!("The patient's {who}") },
+            }]);
+        }
+        self.out.push(r);
     }
 
     fn social_flags(&mut self) {

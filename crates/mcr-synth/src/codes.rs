@@ -506,3 +506,41 @@ pub const RELATIONSHIPS: &[Code] = &[
     c("NBOR", "neighbor"),
     c("FRND", "friend"),
 ];
+
+/// Legal and end-of-life decisions (SNOMED CT; the gateway recognises them by these codes:
+/// `mcr_fhir::END_OF_LIFE_CODES`, where each is cited).
+pub const DNACPR: Code = c(
+    "450476008",
+    "Not for attempted cardiopulmonary resuscitation",
+);
+pub const ADRT: Code = c(
+    "816301000000100",
+    "Has advance decision to refuse treatment (Mental Capacity Act 2005)",
+);
+pub const LPA_HEALTH: Code = c(
+    "425393008",
+    "Active durable power of attorney for healthcare",
+);
+
+/// Vaccines (CVX, the HL7 vaccine code system): what a community nursing team gives at home.
+pub const CVX: &str = "http://hl7.org/fhir/sid/cvx";
+pub const FLU_VACCINE: Code = c("141", "Influenza, seasonal, injectable");
+pub const PNEUMOCOCCAL_VACCINE: Code = c("33", "Pneumococcal polysaccharide vaccine, 23 valent");
+
+/// Procedures done at the acute trust (SNOMED CT).
+pub const PROCEDURES: &[Code] = &[
+    c("80146002", "Appendicectomy"),
+    c("73761001", "Colonoscopy"),
+    c("52734007", "Total hip replacement"),
+    c("38102005", "Cholecystectomy"),
+    c("174041007", "Laparoscopic cholecystectomy"),
+];
+
+/// Outpatient clinics an appointment may be booked in.
+pub const CLINICS: &[&str] = &[
+    "Cardiology outpatient clinic",
+    "Diabetes and endocrinology clinic",
+    "Respiratory clinic",
+    "Orthopaedic fracture clinic",
+    "Falls clinic",
+];

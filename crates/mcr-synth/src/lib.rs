@@ -188,6 +188,8 @@ impl SourceKind {
                 "Observation",
                 "DocumentReference",
                 "ServiceRequest",
+                "Procedure",
+                "Appointment",
             ],
             SourceKind::Community => &[
                 "Encounter",
@@ -196,6 +198,8 @@ impl SourceKind {
                 "Observation",
                 "EpisodeOfCare",
                 "Flag",
+                "Immunization",
+                "CareTeam",
             ],
             SourceKind::SocialCare => &[
                 "CarePlan",
@@ -203,6 +207,7 @@ impl SourceKind {
                 "DocumentReference",
                 "EpisodeOfCare",
                 "Flag",
+                "Consent",
             ],
         }
     }

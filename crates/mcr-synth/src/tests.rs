@@ -329,18 +329,25 @@ fn codes_in_coding_zero() {
     let r = small();
     let field = |t: &str| match t {
         "MedicationStatement" => "medicationCodeableConcept",
-        "Encounter" | "EpisodeOfCare" | "CarePlan" | "RelatedPerson" => "",
+        "Immunization" => "vaccineCode",
+        "Encounter" | "EpisodeOfCare" | "CarePlan" | "RelatedPerson" | "Consent" => "",
         "DocumentReference" => "type",
         _ => "code",
     };
     for s in &r.sources {
         let sp = &s.patients()[1];
-        for t in s.resource_types.iter().filter(|t| **t != "Patient") {
+        // A care team and an appointment are named, not coded.
+        for t in s
+            .resource_types
+            .iter()
+            .filter(|t| !matches!(**t, "Patient" | "CareTeam" | "Appointment"))
+        {
             for res in s.resources(&sp.local_id, t) {
                 let cc = match *t {
                     "Encounter" | "EpisodeOfCare" => &res["type"][0],
                     "CarePlan" => &res["category"][0],
                     "RelatedPerson" => &res["relationship"][0],
+                    "Consent" => &res["category"][0],
                     other => &res[field(other)],
                 };
                 let c = &cc["coding"][0];

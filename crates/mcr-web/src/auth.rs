@@ -14,6 +14,7 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::Method;
 use mcr_domain::{OdsCode, OrgKind, Organisation, Principal, Role};
+use mcr_gateway::AuthChannel;
 use mcr_gateway::{AuthFailure, RequestContext};
 use mcr_oidc::{Identity, OidcError, Rejection, RelyingParty};
 use std::sync::Arc;
@@ -396,7 +397,7 @@ fn one_scope_allows(s: &str, need: Need) -> bool {
 pub(crate) async fn audit_refusal(
     state: &AppState,
     correlation_id: &str,
-    channel: &str,
+    channel: AuthChannel,
     reason: &str,
     user: Option<&Principal>,
 ) {
@@ -442,7 +443,7 @@ impl FromRequestParts<AppState> for Caller {
             Ok(v) => v,
             Err(e) => {
                 tracing::info!(reason = e.code(), "rejected credentials");
-                audit_refusal(state, &cid, "api", e.code(), None).await;
+                audit_refusal(state, &cid, AuthChannel::Api, e.code(), None).await;
                 if matches!(e, AuthError::Unavailable) {
                     return Err(ApiError::unavailable(e.to_string()));
                 }
@@ -466,7 +467,7 @@ impl FromRequestParts<AppState> for Caller {
                 } else {
                     "patient-scope-other-patient"
                 };
-                audit_refusal(state, &cid, "scope", reason, Some(&principal)).await;
+                audit_refusal(state, &cid, AuthChannel::Scope, reason, Some(&principal)).await;
                 return Err(ApiError::forbidden(
                     reason,
                     "This token's patient/ scopes are for one patient (its patient claim): it may only read that patient's record, by a request that names them.",
@@ -482,13 +483,20 @@ impl FromRequestParts<AppState> for Caller {
                 };
                 if let Err(e) = state
                     .gateway
-                    .record_caller_refusal(&ctx, "scope", "insufficient-scope")
+                    .record_caller_refusal(&ctx, AuthChannel::Scope, "insufficient-scope")
                     .await
                 {
                     tracing::error!(error = %e, "could not audit a refused system request");
                 }
             } else {
-                audit_refusal(state, &cid, "scope", "insufficient-scope", Some(&principal)).await;
+                audit_refusal(
+                    state,
+                    &cid,
+                    AuthChannel::Scope,
+                    "insufficient-scope",
+                    Some(&principal),
+                )
+                .await;
             }
             let what = match need {
                 Need::Read(_) => "read records",
@@ -507,7 +515,7 @@ impl FromRequestParts<AppState> for Caller {
                 audit_refusal(
                     state,
                     &cid,
-                    "assurance",
+                    AuthChannel::Assurance,
                     "assurance-too-low",
                     Some(&principal),
                 )

@@ -5,6 +5,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use mcr_fhir::{operation_outcome, Issue, IssueType};
 use mcr_gateway::GatewayError;
+use mcr_gateway::RefusalKind;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -130,7 +131,7 @@ impl IntoResponse for ApiError {
             .into_response();
         if self.issue.detail_code.as_deref() == Some("invalid-nhs-number") {
             resp.extensions_mut()
-                .insert(crate::refusals::Refused("invalid-nhs-number"));
+                .insert(crate::refusals::Refused(RefusalKind::InvalidNhsNumber));
         }
         if let Some(secs) = self.retry_after {
             if let Ok(v) = secs.to_string().parse() {

@@ -15,6 +15,7 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
+use mcr_gateway::RefusalKind;
 use mcr_gateway::{Gateway, RefusalCount};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,7 +23,7 @@ use std::time::Duration;
 
 /// A response extension: this response refused the request for `.0`.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Refused(pub &'static str);
+pub(crate) struct Refused(pub RefusalKind);
 
 /// A request extension: who the request turned out to be from, once an extractor knows.
 #[derive(Debug, Clone, Default)]
@@ -56,7 +57,7 @@ const MAX_KEYS: usize = 10_000;
 /// The counts since the last flush.
 #[derive(Debug, Default)]
 pub struct RefusalTally {
-    counts: Mutex<HashMap<(&'static str, Source), Tally>>,
+    counts: Mutex<HashMap<(RefusalKind, Source), Tally>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -67,7 +68,7 @@ enum Source {
 }
 
 impl RefusalTally {
-    fn add(&self, kind: &'static str, source: Source, at: DateTime<Utc>) {
+    fn add(&self, kind: RefusalKind, source: Source, at: DateTime<Utc>) {
         let Ok(mut counts) = self.counts.lock() else {
             return;
         };
@@ -100,7 +101,7 @@ impl RefusalTally {
                 Source::Others => (None, Some("others (too many sources to list)".to_owned())),
             };
             let r = RefusalCount {
-                kind: kind.to_owned(),
+                kind,
                 user_id,
                 address,
                 count: t.count,
@@ -110,7 +111,7 @@ impl RefusalTally {
             match gateway.record_refusals(&r).await {
                 Ok(_) => written += 1,
                 Err(e) => {
-                    tracing::error!(error = %e, kind, count = t.count, "refusals not audited yet; kept");
+                    tracing::error!(error = %e, kind = kind.as_str(), count = t.count, "refusals not audited yet; kept");
                     if let Ok(mut counts) = self.counts.lock() {
                         let kept = counts.entry((kind, source)).or_insert(Tally {
                             count: 0,
@@ -148,15 +149,15 @@ impl RefusalTally {
 }
 
 /// The kind of a refusal response, if it is one.
-fn kind_of(resp: &Response) -> Option<&'static str> {
+fn kind_of(resp: &Response) -> Option<RefusalKind> {
     if let Some(Refused(kind)) = resp.extensions().get::<Refused>() {
-        return Some(kind);
+        return Some(*kind);
     }
     match resp.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => Some("too-large"),
-        StatusCode::URI_TOO_LONG => Some("uri-too-long"),
-        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => Some("headers-too-large"),
-        StatusCode::TOO_MANY_REQUESTS => Some("rate-limited"),
+        StatusCode::PAYLOAD_TOO_LARGE => Some(RefusalKind::TooLarge),
+        StatusCode::URI_TOO_LONG => Some(RefusalKind::UriTooLong),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => Some(RefusalKind::HeadersTooLarge),
+        StatusCode::TOO_MANY_REQUESTS => Some(RefusalKind::RateLimited),
         _ => None,
     }
 }
@@ -210,23 +211,31 @@ mod tests {
         let t = RefusalTally::default();
         let now = chrono::DateTime::<Utc>::from_timestamp(1_764_806_400, 0).expect("a time");
         for _ in 0..50 {
-            t.add("invalid-nhs-number", Source::User("ae".into()), now);
+            t.add(
+                RefusalKind::InvalidNhsNumber,
+                Source::User("ae".into()),
+                now,
+            );
         }
-        t.add("csrf", Source::Address("10.0.0.1".into()), now);
+        t.add(RefusalKind::Csrf, Source::Address("10.0.0.1".into()), now);
         let counts = t.counts.lock().expect("lock");
         assert_eq!(counts.len(), 2);
         assert_eq!(
-            counts[&("invalid-nhs-number", Source::User("ae".into()))].count,
+            counts[&(RefusalKind::InvalidNhsNumber, Source::User("ae".into()))].count,
             50
         );
         drop(counts);
         for i in 0..MAX_KEYS + 5 {
-            t.add("rate-limited", Source::Address(format!("a{i}")), now);
+            t.add(
+                RefusalKind::RateLimited,
+                Source::Address(format!("a{i}")),
+                now,
+            );
         }
         let counts = t.counts.lock().expect("lock");
         let total: u64 = counts
             .iter()
-            .filter(|((k, _), _)| *k == "rate-limited")
+            .filter(|((k, _), _)| *k == RefusalKind::RateLimited)
             .map(|(_, v)| v.count)
             .sum();
         assert_eq!(total, (MAX_KEYS + 5) as u64, "nothing dropped");

@@ -12,6 +12,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use mcr_gateway::RefusalKind;
 
 /// The most header bytes (names and values) one request may carry.
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
@@ -76,7 +77,7 @@ fn refuse() -> Response {
         "This form was not sent from a page of this service, or the page was open too long. Go back, reload the page and try again.",
     );
     resp.extensions_mut()
-        .insert(crate::refusals::Refused("csrf"));
+        .insert(crate::refusals::Refused(RefusalKind::Csrf));
     resp
 }
 

@@ -23,6 +23,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Form;
 use mcr_domain::{OrgKind, Organisation, Principal, Role};
+use mcr_gateway::AuthChannel;
 use mcr_gateway::{RequestContext, SystemTokenRequest};
 use mcr_oidc::assertion::{claimed_issuer, AssertionError, ClientKeys};
 use serde::{Deserialize, Serialize};
@@ -583,8 +584,14 @@ pub(crate) async fn caller(
         }
     };
     let Some(issued) = issued else {
-        crate::auth::audit_refusal(state, cid, "api", "unknown-or-expired-system-token", None)
-            .await;
+        crate::auth::audit_refusal(
+            state,
+            cid,
+            AuthChannel::Api,
+            "unknown-or-expired-system-token",
+            None,
+        )
+        .await;
         return Err(ApiError::unauthenticated(
             "invalid-token",
             "This access token is not one this gateway issued, or it has expired: ask the token endpoint for a new one.",
@@ -628,7 +635,7 @@ pub(crate) async fn caller(
         async move {
             if let Err(e) = state
                 .gateway
-                .record_caller_refusal(&ctx, "system", reason)
+                .record_caller_refusal(&ctx, AuthChannel::System, reason)
                 .await
             {
                 tracing::error!(error = %e, "could not audit a refused system request");

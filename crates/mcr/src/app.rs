@@ -303,6 +303,13 @@ pub async fn serve(s: &Settings, listener: TcpListener) -> anyhow::Result<Runnin
     let serving = crate::network::serving(s, addr)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let mut gateway = gateway(s, clock.clone()).await?;
+    // What each source can be asked for, before the index's first sync asks any of them.
+    let read = gateway.discover_capabilities().await;
+    tracing::info!(
+        read,
+        sources = gateway.federation().sources().count(),
+        "sources' capability statements read"
+    );
     if s.sync_on_start {
         // Incremental: from each source's watermark (a source never synced is read whole), so
         // a restart does not rewrite the index; and on one gateway of a region at a time.
@@ -322,7 +329,7 @@ pub async fn serve(s: &Settings, listener: TcpListener) -> anyhow::Result<Runnin
         .base_url
         .clone()
         .unwrap_or_else(|| format!("{}://{addr}", serving.scheme()));
-    gateway = notifying(s, gateway, &base_url, clock)?;
+    gateway = notifying(s, gateway, &base_url, clock.clone())?;
     let mut auth = Authenticator::new(Arc::new(relying_party(s, &base_url)?), registry(s));
     if let Some(rules) = cis2_rules(s)? {
         auth = auth.with_cis2(rules);
@@ -351,6 +358,10 @@ pub async fn serve(s: &Settings, listener: TcpListener) -> anyhow::Result<Runnin
         .map_err(|e| anyhow::anyhow!("writing the start-up audit record: {e}"))?;
     let timer = gateway.spawn_checkpoints(interval);
     let pruning = gateway.spawn_care_event_pruning(mcr_gateway::CARE_EVENT_PRUNE_INTERVAL);
+    let discovery = spawn_discovery(
+        gateway.clone(),
+        Duration::from_secs(s.federation.capabilities_every_secs),
+    );
     let router = mcr_web::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     // The ADT listener first: once the gateway answers HTTP, its feed is open too.
     let adt = adt_listener(s, &gateway).await?;
@@ -361,6 +372,7 @@ pub async fn serve(s: &Settings, listener: TcpListener) -> anyhow::Result<Runnin
         let _timer = timer.map(AbortOnDrop);
         let _flusher = AbortOnDrop(flusher);
         let _pruning = AbortOnDrop(pruning);
+        let _discovery = AbortOnDrop(discovery);
         let mut server = AbortOnDrop(server);
         if let Err(e) = (&mut server.0).await {
             tracing::error!(error = %e, "gateway server task failed");
@@ -376,6 +388,19 @@ pub async fn serve(s: &Settings, listener: TcpListener) -> anyhow::Result<Runnin
         stop_accepting,
         drain_limit: Duration::from_secs(s.http.drain_seconds),
         drain_notice: Duration::from_secs(s.http.drain_notice_seconds),
+    })
+}
+
+/// Read every source's CapabilityStatement again every `every` (the first tick is after
+/// `every`: start-up has just read them).
+fn spawn_discovery(gateway: Gateway, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            gateway.discover_capabilities().await;
+        }
     })
 }
 

@@ -124,6 +124,9 @@ pub struct FederationSettings {
     /// The most one source may send for one view, in MiB.
     pub max_source_mib: u64,
     pub page_size: u32,
+    /// How often each source's CapabilityStatement is read again, in seconds (it is read at
+    /// start-up too).
+    pub capabilities_every_secs: u64,
 }
 
 impl Default for FederationSettings {
@@ -132,6 +135,7 @@ impl Default for FederationSettings {
             deadline_ms: 3_000,
             max_source_mib: 8,
             page_size: 200,
+            capabilities_every_secs: 3_600,
         }
     }
 }
@@ -306,6 +310,9 @@ impl Settings {
         }
         if self.federation.deadline_ms == 0 || self.federation.deadline_ms > 60_000 {
             bail!("config: federation.deadline_ms must be between 1 and 60000");
+        }
+        if !(60..=604_800).contains(&self.federation.capabilities_every_secs) {
+            bail!("config: federation.capabilities_every_secs must be between 60 (a minute) and 604800 (a week)");
         }
         for s in &self.sources {
             if s.deadline_ms.is_some_and(|ms| ms == 0 || ms > 60_000) {

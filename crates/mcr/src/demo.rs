@@ -448,6 +448,33 @@ fn with_pdf_documents(region: &Region, n: usize) -> Vec<String> {
         .collect()
 }
 
+/// Sample patients whose record carries legal and end-of-life decisions: a DNACPR flag at the
+/// community trust, or a lasting power of attorney or an advance decision at social care.
+fn with_legal_decisions(region: &Region, n: usize) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    for (source, rt) in [("community", "Flag"), ("socialcare", "Consent")] {
+        let Some(slice) = region.source(source) else {
+            continue;
+        };
+        for sp in slice.patients() {
+            if found.len() >= n {
+                return found;
+            }
+            let Some(nhs) = sp.nhs_number.as_ref().map(ToString::to_string) else {
+                continue;
+            };
+            let legal = slice
+                .resources(&sp.local_id, rt)
+                .iter()
+                .any(|r| mcr_fhir::classify(r) == Some(mcr_domain::DataClass::LegalEndOfLife));
+            if legal && !found.contains(&nhs) {
+                found.push(nhs);
+            }
+        }
+    }
+    found
+}
+
 /// Start the whole demo.
 pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
     std::fs::create_dir_all(&opts.data_dir)
@@ -970,6 +997,8 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
         .insert("hostile_text".into(), pick(&s.hostile, 3));
     info.patients
         .insert("pdf_documents".into(), with_pdf_documents(&region, 3));
+    info.patients
+        .insert("legal_end_of_life".into(), with_legal_decisions(&region, 3));
     if opts.gp_connect {
         for (nhs, e) in &gp_errors {
             let case = match e {

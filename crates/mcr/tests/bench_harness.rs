@@ -2,6 +2,12 @@
 //! source and gateway processes, a few clinicians for a second or two, the index at tiny
 //! scale. It checks the report has numbers, no errors, and that the gateway's `/metrics`
 //! agree with the harness's own count. No timing is asserted: the figures are the benchmark's.
+//!
+//! A test binary of its own, not a module of `tests/e2e`: it drives clinicians for a fixed
+//! window against views with a 500 ms deadline, and beside another end-to-end test (they run
+//! two to four at once in one binary) the large records missed that deadline and it counted
+//! no resources kept. Alone in its process, as cargo runs binaries one after another, it has
+//! the machine to itself.
 
 use mcr_bench::processes::SystemOptions;
 use mcr_bench::BenchOptions;

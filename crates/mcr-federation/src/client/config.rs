@@ -12,7 +12,10 @@ pub struct SourceConfig {
     pub organisation: Organisation,
     /// FHIR base URL, e.g. `http://127.0.0.1:8101` (no trailing slash needed).
     pub base_url: Url,
-    /// The resource types this source holds per patient.
+    /// The resource types a view asks this source for, overriding its CapabilityStatement.
+    /// Empty (the default): the types its CapabilityStatement lists as searchable by patient
+    /// ([`crate::capabilities`]).
+    #[serde(default)]
     pub resource_types: Vec<String>,
     /// Ask for a view's searches and read in one FHIR `batch` (a `POST` of a Bundle of `GET`
     /// entries to the base URL), for a source whose CapabilityStatement declares the `batch`

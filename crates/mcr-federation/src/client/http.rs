@@ -227,6 +227,24 @@ impl Source for HttpSource {
         Some(signer.for_requester(who, self.config.base_url.as_str()))
     }
 
+    async fn capability_statement(
+        &self,
+        timeout: Duration,
+    ) -> Option<Result<serde_json::Value, FailureReason>> {
+        let read = async {
+            let url = self.url("metadata", &[])?;
+            let budget = Budget::new(crate::capabilities::MAX_STATEMENT_BYTES, None);
+            let (body, _) = self.get_body(url, &budget).await?;
+            serde_json::from_slice(&body).map_err(|e| not_json(&e))
+        };
+        Some(match tokio::time::timeout(timeout, read).await {
+            Ok(r) => r,
+            Err(_) => Err(FailureReason::Timeout {
+                after_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            }),
+        })
+    }
+
     async fn fetch_patient(
         &self,
         grant: &Grant,

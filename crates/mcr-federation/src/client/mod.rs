@@ -207,6 +207,15 @@ pub trait Source: Send + Sync + std::fmt::Debug {
         let _ = (grant, at, id, check, cap);
         Err(DocumentRefusal::Unsupported)
     }
+    /// The source's CapabilityStatement (`GET [base]/metadata`), within `timeout`; `None` for
+    /// a source whose capabilities are fixed by its protocol (GP Connect).
+    async fn capability_statement(
+        &self,
+        timeout: Duration,
+    ) -> Option<Result<Value, FailureReason>> {
+        let _ = timeout;
+        None
+    }
     /// Every `Patient` resource (or those updated after `since`), a page at a time into
     /// `pages`: the index is built as it is read, never held whole.
     async fn patient_feed(

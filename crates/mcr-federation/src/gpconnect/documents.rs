@@ -18,6 +18,9 @@ use crate::document::{DocumentRefusal, OpenedDocument};
 use crate::merge::Digested;
 use mcr_domain::{FailureReason, NhsNumber};
 use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 use url::Url;
 
 /// `Ssp-InteractionID` of Access Document's Find a patient.
@@ -42,6 +45,65 @@ pub const SEARCH_INCLUDES: [(&str, &str); 5] = [
 
 /// A search answer's most: its `DocumentReference`s, not their bytes.
 const MAX_SEARCH_BYTES: u64 = 4 * 1024 * 1024;
+
+/// A document search's answer: the practice's id for the patient, their documents (STU3, as
+/// sent), and the provider's own time for the requests it took.
+pub(super) struct Searched {
+    patient: String,
+    docs: Vec<Value>,
+    source_ms: Option<f64>,
+}
+
+/// How long a practice's id for a patient is remembered (each use is confirmed by the
+/// search's answer all the same).
+const REMEMBER_FOR: Duration = Duration::from_secs(15 * 60);
+/// At most this many ids are remembered; past it the expired go, and if none has, all.
+const REMEMBER_AT_MOST: usize = 100_000;
+
+/// The practices' ids for patients at their documents endpoints (endpoint and NHS number to
+/// id), in memory only, so a view can search a patient's documents in one request instead of
+/// two (find, then search). Never trusted alone: see [`GpConnectSource::search_documents`].
+#[derive(Debug, Default)]
+pub(super) struct DocumentPatients {
+    ids: Mutex<HashMap<(String, NhsNumber), (String, Instant)>>,
+}
+
+impl DocumentPatients {
+    fn get(&self, address: &str, nhs: &NhsNumber) -> Option<String> {
+        let ids = self
+            .ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        ids.get(&(address.to_owned(), nhs.clone()))
+            .filter(|(_, at)| at.elapsed() < REMEMBER_FOR)
+            .map(|(id, _)| id.clone())
+    }
+
+    fn remember(&self, address: &str, nhs: &NhsNumber, patient: &str) {
+        let mut ids = self
+            .ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if ids.len() >= REMEMBER_AT_MOST {
+            ids.retain(|_, (_, at)| at.elapsed() < REMEMBER_FOR);
+            if ids.len() >= REMEMBER_AT_MOST {
+                ids.clear();
+            }
+        }
+        ids.insert(
+            (address.to_owned(), nhs.clone()),
+            (patient.to_owned(), Instant::now()),
+        );
+    }
+
+    fn forget(&self, address: &str, nhs: &NhsNumber) {
+        let mut ids = self
+            .ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        ids.remove(&(address.to_owned(), nhs.clone()));
+    }
+}
 
 impl GpConnectSource {
     /// The Access Document service root of the endpoint at `address`.
@@ -90,26 +152,34 @@ impl GpConnectSource {
             .map_err(|e| crate::client::transport_failure(&e))
     }
 
+    /// The answer to a `GET`, read as JSON, with the provider's own time for it
+    /// (`Server-Timing: app;dur=`) when it says.
     async fn gpc_json(
         &self,
         target: &Target<'_>,
         url: &Url,
         interaction: &str,
         token: &str,
-    ) -> Result<Value, FailureReason> {
+    ) -> Result<(Value, Option<f64>), FailureReason> {
         let response = self.gpc_get(target, url, interaction, token).await?;
         let status = response.status().as_u16();
+        let source_ms = response
+            .headers()
+            .get("server-timing")
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::client::server_timing_app_ms);
         let bytes = super::read_capped(response, MAX_SEARCH_BYTES).await?;
         if !(200..300).contains(&status) {
             return Err(failure_from(status, &bytes));
         }
-        serde_json::from_slice(&bytes).map_err(|e| FailureReason::Malformed {
+        let json = serde_json::from_slice(&bytes).map_err(|e| FailureReason::Malformed {
             detail: format!(
                 "a GP Connect answer is not JSON (line {} column {})",
                 e.line(),
                 e.column()
             ),
-        })
+        })?;
+        Ok((json, source_ms))
     }
 
     /// The practice's id for `nhs` at its documents endpoint; `None` when it holds no such
@@ -119,13 +189,13 @@ impl GpConnectSource {
         target: &Target<'_>,
         nhs: &NhsNumber,
         token: &str,
-    ) -> Result<Option<String>, FailureReason> {
+    ) -> Result<(Option<String>, Option<f64>), FailureReason> {
         let mut url = parse(&format!("{}/Patient", Self::documents_root(target.address)))?;
         url.query_pairs_mut().append_pair(
             "identifier",
             &format!("{}|{}", NhsNumber::SYSTEM, nhs.as_str()),
         );
-        let bundle = self
+        let (bundle, ms) = self
             .gpc_json(target, &url, INTERACTION_FIND_PATIENT, token)
             .await?;
         let found = entries(&bundle)
@@ -133,29 +203,28 @@ impl GpConnectSource {
             .find(|r| names_nhs(r, nhs))
             .and_then(|r| r["id"].as_str())
             .map(str::to_owned);
-        Ok(found)
+        Ok((found, ms))
     }
 
-    /// The patient's current documents at the practice, as the practice sent them (STU3), with
-    /// the practice's id for the patient.
-    pub(super) async fn search_documents(
+    /// The documents of the practice's patient `patient`, as the practice sent them (STU3),
+    /// and whether the answer itself says `patient` is `nhs`: its `_include`d Patient has that
+    /// id and names that NHS number.
+    async fn documents_of(
         &self,
         target: &Target<'_>,
+        patient: &str,
         nhs: &NhsNumber,
         token: &str,
-    ) -> Result<Option<(String, Vec<Value>)>, FailureReason> {
-        let Some(patient) = self.find_document_patient(target, nhs, token).await? else {
-            return Ok(None);
-        };
+    ) -> Result<(Vec<Value>, bool, Option<f64>), FailureReason> {
         let mut url = parse(&format!("{}/Patient", Self::documents_root(target.address)))?;
         url.path_segments_mut()
             .map_err(|()| FailureReason::Malformed {
                 detail: "the documents URL cannot take a path".into(),
             })?
-            .push(&patient)
+            .push(patient)
             .push("DocumentReference");
         url.query_pairs_mut().extend_pairs(SEARCH_INCLUDES);
-        let bundle = self
+        let (bundle, ms) = self
             .gpc_json(target, &url, INTERACTION_SEARCH_DOCUMENTS, token)
             .await?;
         if bundle["resourceType"] != "Bundle" {
@@ -163,11 +232,94 @@ impl GpConnectSource {
                 detail: "a document search was not answered with a Bundle".into(),
             });
         }
+        let confirmed = entries(&bundle)
+            .any(|r| r["resourceType"] == "Patient" && r["id"] == patient && names_nhs(r, nhs));
         let docs = entries(&bundle)
             .filter(|r| r["resourceType"] == "DocumentReference")
             .cloned()
             .collect();
-        Ok(Some((patient, docs)))
+        Ok((docs, confirmed, ms))
+    }
+
+    /// The patient's current documents at the practice, as the practice sent them (STU3),
+    /// with the practice's id for the patient and the provider's own time on the way.
+    ///
+    /// A view asks once where it can: the practice's id for the patient, once found, is
+    /// remembered for a while ([`DocumentPatients`]) and the search asked straight away. A
+    /// remembered id is trusted only when the search's answer confirms it (its `_include`d
+    /// Patient is that id and names this NHS number); otherwise, or when the search is
+    /// refused, it is forgotten and the patient found again, so a stale id can never list
+    /// another patient's letters.
+    pub(super) async fn search_documents(
+        &self,
+        target: &Target<'_>,
+        nhs: &NhsNumber,
+        token: &str,
+    ) -> Result<Option<Searched>, FailureReason> {
+        let mut waited = 0.0;
+        let mut said = false;
+        let mut add = |ms: Option<f64>| {
+            if let Some(ms) = ms {
+                waited += ms;
+                said = true;
+            }
+        };
+        let mut known = self.document_patients.get(target.address, nhs);
+        if let Some(patient) = known.take() {
+            match self.documents_of(target, &patient, nhs, token).await {
+                Ok((docs, true, ms)) => {
+                    add(ms);
+                    return Ok(Some(Searched {
+                        patient,
+                        docs,
+                        source_ms: said.then_some(waited),
+                    }));
+                }
+                Ok((docs, false, ms)) => {
+                    add(ms);
+                    // Unconfirmed: find the patient again. The same id and no letters to
+                    // confirm it by is a confirmed empty list.
+                    self.document_patients.forget(target.address, nhs);
+                    if docs.is_empty() {
+                        known = Some(patient);
+                    }
+                }
+                Err(
+                    reason @ (FailureReason::Timeout { .. } | FailureReason::Unreachable { .. }),
+                ) => {
+                    self.document_patients.forget(target.address, nhs);
+                    return Err(reason);
+                }
+                Err(_) => self.document_patients.forget(target.address, nhs),
+            }
+        }
+        let (found, ms) = self.find_document_patient(target, nhs, token).await?;
+        add(ms);
+        let Some(patient) = found else {
+            return Ok(None);
+        };
+        if known.as_deref() == Some(patient.as_str()) {
+            self.document_patients
+                .remember(target.address, nhs, &patient);
+            return Ok(Some(Searched {
+                patient,
+                docs: Vec::new(),
+                source_ms: said.then_some(waited),
+            }));
+        }
+        let (docs, confirmed, ms) = self.documents_of(target, &patient, nhs, token).await?;
+        add(ms);
+        // Found by NHS number just now: the find is the practice's word. Remember the id only
+        // when the search agreed, so the next view's shortcut starts from a confirmed id.
+        if confirmed {
+            self.document_patients
+                .remember(target.address, nhs, &patient);
+        }
+        Ok(Some(Searched {
+            patient,
+            docs,
+            source_ms: said.then_some(waited),
+        }))
     }
 
     /// The patient's documents for a record view, each digested as an R4 `DocumentReference`.
@@ -177,13 +329,16 @@ impl GpConnectSource {
         nhs: &NhsNumber,
         token: &str,
         digest: &Digest<'_>,
-    ) -> Result<Vec<Digested>, FailureReason> {
-        let Some((patient, docs)) = self.search_documents(target, nhs, token).await? else {
-            return Ok(Vec::new());
+    ) -> Result<(Vec<Digested>, Option<f64>), FailureReason> {
+        let Some(found) = self.search_documents(target, nhs, token).await? else {
+            return Ok((Vec::new(), None));
         };
-        docs.iter()
-            .map(|d| digest_value(&r4_document(d, &patient, nhs), digest))
-            .collect()
+        let docs = found
+            .docs
+            .iter()
+            .map(|d| digest_value(&r4_document(d, &found.patient, nhs), digest))
+            .collect::<Result<_, _>>()?;
+        Ok((docs, found.source_ms))
     }
 
     /// [`GpConnectSource::open_document_at`] at the configured provider (no directory), as
@@ -216,7 +371,7 @@ impl GpConnectSource {
         check: &Digest<'_>,
         cap: u64,
     ) -> Result<OpenedDocument, DocumentRefusal> {
-        let (patient, docs) = self
+        let Searched { patient, docs, .. } = self
             .search_documents(target, nhs, token)
             .await
             .map_err(DocumentRefusal::Source)?

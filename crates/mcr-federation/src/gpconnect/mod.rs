@@ -96,6 +96,8 @@ pub struct GpConnectSource {
     /// The same base URL asked the R4 way, for the index's registration feed only.
     registrations: HttpSource,
     directory: Option<Arc<directory::Directory>>,
+    /// The practices' ids for patients, remembered between views (shared by clones).
+    document_patients: Arc<documents::DocumentPatients>,
 }
 
 impl GpConnectSource {
@@ -118,6 +120,7 @@ impl GpConnectSource {
         });
         Self {
             directory,
+            document_patients: Arc::default(),
             gpc,
             registrations: HttpSource::new(config, client.clone(), limits.clone()),
             client,
@@ -211,12 +214,17 @@ impl GpConnectSource {
         );
         let (mut fetched, answering) = structured?;
         match documents {
-            Some(Ok(mut docs)) => {
+            Some(Ok((mut docs, docs_ms))) => {
                 // The practice's letters are the practice's, as its structured record is.
                 if let Some((code, name)) = &answering {
                     self.attribute(&mut docs, code, name, target);
                 }
                 fetched.resources.extend(docs);
+                // The practice answered on two paths at once: its time is the longer.
+                fetched.source_ms = match (fetched.source_ms, docs_ms) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                };
             }
             Some(Err(reason)) => fetched.warnings.push(format!(
                 "Its documents could not be listed ({}): any it holds are missing from this view.",

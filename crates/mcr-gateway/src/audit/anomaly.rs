@@ -2,9 +2,10 @@
 //! care relationship within an hour, and a user viewing the record of someone of their own
 //! family name.
 
-use super::{entry, AuditEntry, ReviewFilter, REVIEWABLE, VIEW_ACTION};
+use super::{entry, AuditEntry, ReviewFilter, REVIEWABLE};
 use crate::{Gateway, GatewayError};
 use chrono::{DateTime, Duration, Utc};
+use mcr_audit::Action;
 use mcr_audit::AuditEvent;
 use mcr_domain::NhsNumber;
 use mcr_store::AuditQuery;
@@ -110,7 +111,7 @@ impl Gateway {
     ) -> Result<(Vec<Anomaly>, bool), GatewayError> {
         let all_alerts: Vec<AuditEntry> = self
             .query(&AuditQuery {
-                actions: REVIEWABLE.map(str::to_owned).to_vec(),
+                actions: REVIEWABLE.map(|a| a.as_str().to_owned()).to_vec(),
                 from: Some(from),
                 to: Some(to),
                 limit: VIEWS_SCANNED_MAX,
@@ -144,7 +145,7 @@ impl Gateway {
         }
         let views = self
             .query(&AuditQuery {
-                actions: vec![VIEW_ACTION.into()],
+                actions: vec![Action::ViewRecord.as_str().into()],
                 outcomes: vec!["permit".into()],
                 user_id: filter.user_id.clone(),
                 org_code: filter.org_code.clone(),
@@ -207,6 +208,7 @@ impl Gateway {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mcr_audit::Outcome;
 
     fn alert(seq: i64, user: &str, patient: &str, minute: i64) -> AuditEntry {
         let t0 = DateTime::parse_from_rfc3339("2026-03-02T09:00:00Z")
@@ -225,8 +227,8 @@ mod tests {
                 org_name: "Trust".into(),
                 patient: Some(patient.into()),
                 purpose: "directcare".into(),
-                action: "emergency-access".into(),
-                outcome: "alert".into(),
+                action: Action::EmergencyAccess,
+                outcome: Outcome::Alert,
                 basis: None,
                 detail: None,
                 sources: Vec::new(),

@@ -4,6 +4,7 @@
 //! moved, so a quiet gateway's recent records are not left unsigned until record 1,000.
 
 use crate::Gateway;
+use mcr_audit::{Action, Outcome};
 use mcr_audit::{AuditEvent, Checkpointer};
 use mcr_store::AuditRow;
 use std::time::Duration;
@@ -51,8 +52,8 @@ impl Gateway {
         &self,
         interval: Duration,
     ) -> Result<Option<i64>, crate::GatewayError> {
-        let mut event = system_event(self, "gateway-start");
-        event.outcome = "started".into();
+        let mut event = system_event(self, Action::GatewayStart);
+        event.outcome = Outcome::Started;
         event.detail = Some(match &self.audit_config.checkpointer {
             Some(cp) => format!(
                 "audit checkpoints signed at start-up, every {} record(s) and every {} second(s) when the trail has moved",
@@ -96,7 +97,7 @@ impl Gateway {
     }
 }
 
-pub(crate) fn system_event(g: &Gateway, action: &str) -> AuditEvent {
+pub(crate) fn system_event(g: &Gateway, action: Action) -> AuditEvent {
     AuditEvent {
         at: g.clock.now(),
         correlation_id: uuid::Uuid::new_v4().to_string(),
@@ -108,8 +109,8 @@ pub(crate) fn system_event(g: &Gateway, action: &str) -> AuditEvent {
         org_name: String::new(),
         patient: None,
         purpose: "operations".into(),
-        action: action.into(),
-        outcome: String::new(),
+        action,
+        outcome: Outcome::Error,
         basis: None,
         detail: None,
         sources: Vec::new(),

@@ -1,10 +1,10 @@
 //! The views that followed a case under review: the same user's views of the same patient in
 //! the 24 hours after it.
 
-use super::{entry, VIEW_ACTION};
+use super::entry;
 use crate::{Gateway, GatewayError};
 use chrono::{DateTime, Duration, Utc};
-use mcr_audit::AuditEvent;
+use mcr_audit::{Action, AuditEvent};
 use mcr_store::AuditQuery;
 use serde::Serialize;
 
@@ -13,7 +13,7 @@ use serde::Serialize;
 pub struct FollowingView {
     pub seq: i64,
     pub at: DateTime<Utc>,
-    pub outcome: String,
+    pub outcome: mcr_audit::Outcome,
     pub basis: Option<String>,
 }
 
@@ -28,7 +28,7 @@ impl Gateway {
                 .query(&AuditQuery {
                     user_id: Some(ev.user_id.clone()),
                     patient: Some(p.clone()),
-                    actions: vec![VIEW_ACTION.into()],
+                    actions: vec![Action::ViewRecord.as_str().into()],
                     from: Some(ev.at),
                     to: Some(ev.at + Duration::hours(24)),
                     limit: 50,

@@ -1,10 +1,11 @@
 //! A patient's "who viewed my record": each view of the last 12 months in the words the
 //! patient sees, and its downloads (CSV, JSON).
 
-use super::{entry, HISTORY_DAYS, VIEW_ACTION};
+use super::{entry, HISTORY_DAYS};
 use crate::{Gateway, GatewayError};
 use chrono::{DateTime, Duration, Utc};
 use mcr_audit::AuditEvent;
+use mcr_audit::{Action, Outcome};
 use mcr_domain::{NhsNumber, Role};
 use mcr_store::AuditQuery;
 use serde::Serialize;
@@ -144,7 +145,7 @@ impl Gateway {
         let rows = self
             .query(&AuditQuery {
                 patient: Some(nhs.as_str().to_owned()),
-                actions: vec![VIEW_ACTION.into()],
+                actions: vec![Action::ViewRecord.as_str().into()],
                 outcomes: vec!["permit".into()],
                 from: Some(since),
                 to: Some(until),
@@ -183,8 +184,8 @@ impl Gateway {
             org_name: "My Care Record public site".into(),
             patient: Some(nhs.as_str().to_owned()),
             purpose: "patient-request".into(),
-            action: "read-access-history".into(),
-            outcome: "permit".into(),
+            action: Action::ReadAccessHistory,
+            outcome: Outcome::Permit,
             basis: None,
             detail: Some(format!("{} view(s) listed", views.len())),
             sources: Vec::new(),

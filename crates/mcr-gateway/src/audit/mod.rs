@@ -30,6 +30,7 @@ pub use search::{AuditPage, AuditScope, AuditSearch};
 use crate::{Gateway, GatewayError, RequestContext};
 use chrono::{DateTime, Duration, Utc};
 use mcr_audit::AuditEvent;
+use mcr_audit::{Action, Outcome};
 use mcr_domain::{NhsNumber, Role};
 use mcr_store::{AuditQuery, AuditRow};
 use serde::Serialize;
@@ -44,16 +45,14 @@ pub const HISTORY_DAYS: i64 = 365;
 /// The actions a privacy officer reviews: break-glass, self-claimed relationships, answers on
 /// a patient's behalf that open their record, objection overrides, every lift of an objection
 /// or attempt at one (refused attempts included), and the watch's flags on views.
-pub const REVIEWABLE: [&str; 6] = [
-    "emergency-access",
-    "claim-relationship",
-    crate::governance::ON_BEHALF_ACTION,
-    crate::governance::OVERRIDE_ACTION,
-    crate::governance::LIFT_ACTION,
-    "anomaly-flag",
+pub const REVIEWABLE: [Action; 6] = [
+    Action::EmergencyAccess,
+    Action::ClaimRelationship,
+    Action::RecordPermissionOnBehalf,
+    Action::OverrideObjection,
+    Action::WithdrawObjection,
+    Action::AnomalyFlag,
 ];
-pub(crate) const REVIEW_ACTION: &str = "review-access";
-pub(crate) const VIEW_ACTION: &str = "view-record";
 
 /// One audit record read back.
 #[derive(Debug, Clone, Serialize)]
@@ -63,9 +62,14 @@ pub struct AuditEntry {
     pub event: AuditEvent,
 }
 
+/// A stored record read back. One this build cannot read (an action or outcome word it does
+/// not know, say) is reported, by its number, and the read fails: never shown as something
+/// else.
 fn entry(row: &AuditRow) -> Result<AuditEntry, GatewayError> {
-    let event: AuditEvent =
-        serde_json::from_str(&row.record.payload).map_err(|_| GatewayError::StoreUnavailable)?;
+    let event: AuditEvent = serde_json::from_str(&row.record.payload).map_err(|e| {
+        tracing::error!(seq = row.seq, error = %e, "audit record cannot be read back");
+        GatewayError::StoreUnavailable
+    })?;
     Ok(AuditEntry {
         seq: row.seq,
         event,
@@ -123,12 +127,12 @@ impl Gateway {
     pub(crate) async fn refuse(
         &self,
         ctx: &RequestContext,
-        action: &str,
+        action: Action,
         patient: Option<&str>,
         why: &str,
     ) -> GatewayError {
         let mut event = self.event(ctx, action, patient);
-        event.outcome = "deny".into();
+        event.outcome = Outcome::Deny;
         event.detail = Some(why.to_owned());
         match self.audit(&event).await {
             Ok(_) => GatewayError::Forbidden(why.to_owned()),
@@ -168,5 +172,46 @@ mod tests {
         assert!(period(Some(now), Some(now - Duration::days(1)), now).is_err());
         let (from, to) = period(None, None, now).expect("default");
         assert_eq!((to - from).num_days(), HISTORY_DAYS);
+    }
+
+    #[test]
+    fn a_record_with_an_unknown_action_is_refused_not_shown_as_another() {
+        let event = AuditEvent {
+            at: DateTime::parse_from_rfc3339("2026-03-02T09:00:00Z")
+                .expect("time")
+                .with_timezone(&Utc),
+            correlation_id: "c".into(),
+            user_id: "u".into(),
+            user_name: "U".into(),
+            role: "clinician".into(),
+            org_code: "RWH".into(),
+            org_name: "Trust".into(),
+            patient: None,
+            purpose: "directcare".into(),
+            action: mcr_audit::Action::ViewRecord,
+            outcome: mcr_audit::Outcome::Permit,
+            basis: None,
+            detail: None,
+            sources: Vec::new(),
+            role_profile_id: None,
+            system: None,
+        };
+        let record = mcr_audit::to_append(&event).expect("encodes");
+        let row = |record: mcr_store::AuditAppend| AuditRow {
+            seq: 9,
+            prev_hash: String::new(),
+            hash: String::new(),
+            record,
+        };
+        let read = entry(&row(record.clone())).expect("a known record reads back");
+        assert_eq!(read.event, event);
+
+        // A word from a newer build (or a typo in an old one): never rendered as something else.
+        let mut unknown = record;
+        unknown.payload = unknown.payload.replace("view-record", "read-patient");
+        assert!(matches!(
+            entry(&row(unknown)),
+            Err(GatewayError::StoreUnavailable)
+        ));
     }
 }

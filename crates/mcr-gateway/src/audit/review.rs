@@ -4,10 +4,10 @@
 
 use super::{
     clean_text, entry, period, Anomaly, AnomalyFlag, AuditEntry, FollowingView, REVIEWABLE,
-    REVIEW_ACTION,
 };
 use crate::{Gateway, GatewayError, RequestContext};
 use chrono::{DateTime, Duration, Utc};
+use mcr_audit::{Action, Outcome};
 use mcr_domain::NhsNumber;
 use mcr_store::AuditQuery;
 use serde::Serialize;
@@ -23,16 +23,21 @@ pub enum ReviewOutcome {
 
 impl ReviewOutcome {
     pub fn as_str(self) -> &'static str {
+        self.outcome().as_str()
+    }
+
+    /// The outcome the review is audited with.
+    pub fn outcome(self) -> Outcome {
         match self {
-            Self::Appropriate => "appropriate",
-            Self::ReferredForInvestigation => "referred-for-investigation",
+            Self::Appropriate => Outcome::Appropriate,
+            Self::ReferredForInvestigation => Outcome::ReferredForInvestigation,
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "appropriate" => Some(Self::Appropriate),
-            "referred-for-investigation" => Some(Self::ReferredForInvestigation),
+        match s.parse() {
+            Ok(Outcome::Appropriate) => Some(Self::Appropriate),
+            Ok(Outcome::ReferredForInvestigation) => Some(Self::ReferredForInvestigation),
             _ => None,
         }
     }
@@ -58,7 +63,7 @@ pub struct Review {
     pub at: DateTime<Utc>,
     pub by_user_id: String,
     pub by_name: String,
-    pub outcome: String,
+    pub outcome: Outcome,
     pub note: String,
 }
 /// One case: an emergency access or a self-claimed relationship, and what followed.
@@ -66,9 +71,9 @@ pub struct Review {
 pub struct ReviewItem {
     pub seq: i64,
     /// One of [`REVIEWABLE`].
-    pub kind: String,
+    pub kind: Action,
     /// The audited outcome (`deny` for a refused attempt).
-    pub outcome: String,
+    pub outcome: Outcome,
     pub at: DateTime<Utc>,
     pub user_id: String,
     pub user_name: String,
@@ -116,7 +121,7 @@ impl Gateway {
         ctx: &RequestContext,
         filter: &ReviewFilter,
     ) -> Result<ReviewQueue, GatewayError> {
-        const ACTION: &str = "read-review-queue";
+        const ACTION: Action = Action::ReadReviewQueue;
         let patient = filter.patient.as_ref().map(NhsNumber::as_str);
         if let Err(why) = self.must_be_privacy_officer(ctx) {
             return Err(self.refuse(ctx, ACTION, patient, &why).await);
@@ -136,7 +141,7 @@ impl Gateway {
             patient: patient.map(str::to_owned),
             user_id: filter.user_id.clone(),
             org_code: filter.org_code.clone(),
-            actions: REVIEWABLE.map(str::to_owned).to_vec(),
+            actions: REVIEWABLE.map(|a| a.as_str().to_owned()).to_vec(),
             from: Some(from),
             to: Some(to),
             limit: QUEUE_MAX,
@@ -153,7 +158,7 @@ impl Gateway {
         // Reviews are recorded after the case, so those since `from` are enough.
         let review_rows = self
             .query(&AuditQuery {
-                actions: vec![REVIEW_ACTION.into()],
+                actions: vec![Action::ReviewAccess.as_str().into()],
                 from: Some(from),
                 limit: mcr_store::AUDIT_QUERY_MAX,
                 ..AuditQuery::default()
@@ -214,7 +219,7 @@ impl Gateway {
         }
 
         let mut event = self.event(ctx, ACTION, patient);
-        event.outcome = "permit".into();
+        event.outcome = Outcome::Permit;
         event.detail = Some(format!(
             "{} case(s), {} anomaly flag(s)",
             items.len(),
@@ -241,7 +246,7 @@ impl Gateway {
         note: &str,
     ) -> Result<i64, GatewayError> {
         if let Err(why) = self.must_be_privacy_officer(ctx) {
-            return Err(self.refuse(ctx, REVIEW_ACTION, None, &why).await);
+            return Err(self.refuse(ctx, Action::ReviewAccess, None, &why).await);
         }
         let note = clean_text(note, "note on the review", 2_000)?;
         let rows = self
@@ -252,14 +257,14 @@ impl Gateway {
         let Some(row) = rows
             .into_iter()
             .next()
-            .filter(|r| r.seq == seq && REVIEWABLE.contains(&r.record.action.as_str()))
+            .filter(|r| r.seq == seq && REVIEWABLE.iter().any(|a| a == r.record.action.as_str()))
         else {
             return Err(GatewayError::Invalid(format!(
                 "Audit record {seq} is not an access or governance change that is reviewed (emergency access, a self-claimed relationship, permission on the patient's behalf, or an objection override or lift), so it cannot be reviewed."
             )));
         };
-        let mut event = self.event(ctx, REVIEW_ACTION, row.record.patient.as_deref());
-        event.outcome = outcome.as_str().into();
+        let mut event = self.event(ctx, Action::ReviewAccess, row.record.patient.as_deref());
+        event.outcome = outcome.outcome();
         event.basis = Some(seq.to_string());
         event.detail = Some(note);
         Ok(self.audit(&event).await?.seq)

@@ -4,6 +4,7 @@
 use super::{clean_text, entry, period, AuditEntry, MAX_SEARCH_COUNT};
 use crate::{Gateway, GatewayError, RequestContext};
 use chrono::{DateTime, Utc};
+use mcr_audit::{Action, Outcome};
 use mcr_domain::NhsNumber;
 use mcr_store::AuditQuery;
 use serde::Serialize;
@@ -18,7 +19,7 @@ pub struct AuditSearch {
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
     /// Any of these audit outcomes (`permit`, `deny`, …); empty: all.
-    pub outcomes: Vec<String>,
+    pub outcomes: Vec<Outcome>,
     /// At most this many on a page (0: 100; at most [`MAX_SEARCH_COUNT`]).
     pub count: u32,
     /// Only the record with this sequence number (`_id`).
@@ -67,7 +68,7 @@ impl Gateway {
         ctx: &RequestContext,
         search: &AuditSearch,
     ) -> Result<AuditPage, GatewayError> {
-        const ACTION: &str = "search-audit";
+        const ACTION: Action = Action::SearchAudit;
         let patient = search.patient.as_ref().map(NhsNumber::as_str);
         let scope = if self.is_privacy_officer(ctx) {
             AuditScope::All
@@ -94,7 +95,11 @@ impl Gateway {
                 AuditScope::All => None,
                 AuditScope::SourceOrganisation(code) => Some(code.clone()),
             },
-            outcomes: search.outcomes.clone(),
+            outcomes: search
+                .outcomes
+                .iter()
+                .map(|o| o.as_str().to_owned())
+                .collect(),
             from: Some(from),
             to: Some(to),
             seq: search.id,
@@ -122,7 +127,7 @@ impl Gateway {
         };
         let entries = rows.iter().map(entry).collect::<Result<Vec<_>, _>>()?;
         let mut event = self.event(ctx, ACTION, patient);
-        event.outcome = "permit".into();
+        event.outcome = Outcome::Permit;
         event.detail = Some(format!(
             "audit search{}{}{}, {} to {}: {} record(s)",
             match &scope {
@@ -137,7 +142,15 @@ impl Gateway {
             if search.outcomes.is_empty() {
                 String::new()
             } else {
-                format!(", outcome {}", search.outcomes.join("/"))
+                format!(
+                    ", outcome {}",
+                    search
+                        .outcomes
+                        .iter()
+                        .map(|o| o.as_str())
+                        .collect::<Vec<_>>()
+                        .join("/")
+                )
             },
             from.format("%Y-%m-%d"),
             to.format("%Y-%m-%d"),

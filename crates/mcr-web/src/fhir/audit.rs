@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use mcr_domain::{NhsNumber, OdsCode, Role};
-use mcr_gateway::{AuditEntry, AuditSearch};
+use mcr_gateway::{AuditEntry, AuditSearch, Outcome};
 use serde_json::{json, Value};
 
 const PARAMS: [&str; 8] = [
@@ -68,55 +68,49 @@ fn date_bounds(raw: &str) -> Result<Bounds, ApiError> {
     })
 }
 
-/// BALP outcome codes (0 success, 4 minor failure, 8 serious failure) to our outcomes.
-fn outcomes(raw: &str) -> Result<Vec<String>, ApiError> {
+/// An `outcome` search value: an `audit-event-outcome` code (0 success, 4 minor failure, 8
+/// serious failure; 12, major failure, finds the serious failures as none are major) or one of
+/// our outcome words.
+fn outcomes(raw: &str) -> Result<Vec<Outcome>, ApiError> {
     let mut out = Vec::new();
     for code in raw.split(',').map(str::trim) {
-        let ours: &[&str] = match code {
-            "0" => &["permit", "alert", "permission-given", "permission-refused", "active", "withdrawn", "overridden", "appropriate", "referred-for-investigation"],
-            "4" => &["deny", "needs-permission", "needs-relationship", "not-found"],
-            "8" | "12" => &["error"],
-            "permit" | "deny" | "needs-permission" | "needs-relationship" | "not-found" | "error" | "alert" => {
-                out.push(code.to_owned());
-                continue;
-            }
-            _ => {
+        let code_of = match code {
+            "12" => "8",
+            c => c,
+        };
+        let coded: Vec<Outcome> = Outcome::ALL
+            .iter()
+            .copied()
+            .filter(|o| o.code() == code_of)
+            .collect();
+        if !coded.is_empty() {
+            out.extend(coded);
+            continue;
+        }
+        match code.parse::<Outcome>() {
+            Ok(o) => out.push(o),
+            Err(_) => {
                 return Err(ApiError::invalid(
                     "invalid-outcome",
                     format!("`outcome={}` is not an outcome: use 0, 4 or 8, or permit, deny, needs-permission, needs-relationship, not-found, error, alert.", clip(code)),
                 )
                 .at("outcome"))
             }
-        };
-        out.extend(ours.iter().map(|s| (*s).to_owned()));
+        }
     }
     Ok(out)
 }
 
-fn fhir_outcome(ours: &str) -> &'static str {
-    match ours {
-        "deny" | "needs-permission" | "needs-relationship" | "not-found" => "4",
-        "error" => "8",
-        _ => "0",
-    }
-}
-
-/// BALP subtype (a RESTful interaction) and action (C R U D E) for one of our actions.
-fn interaction(action: &str) -> (&'static str, &'static str) {
-    match action {
-        "view-record" | "explain-access" => ("operation", "E"),
-        "read-patient" | "read-consents" | "read-access-history" | "read-protected-persons" => {
-            ("read", "R")
-        }
-        "unprotect-person" => ("delete", "D"),
-        "search-patient" | "search-audit" | "read-review-queue" => ("search-type", "E"),
-        _ => ("create", "C"),
-    }
-}
-
 pub(crate) fn audit_event(e: &AuditEntry, base_url: &str) -> Value {
     let ev = &e.event;
-    let (subtype, action) = interaction(&ev.action);
+    let coding = ev.action.coding();
+    // The standard subtype when one fits, then our own word for the action.
+    let subtype: Vec<Value> = coding
+        .subtype
+        .iter()
+        .map(|s| json!({"system": s.system, "code": s.code}))
+        .chain([json!({"system": ACTION_SYSTEM, "code": ev.action})])
+        .collect();
     let role_display = ev
         .role
         .parse::<Role>()
@@ -158,14 +152,11 @@ pub(crate) fn audit_event(e: &AuditEntry, base_url: &str) -> Value {
         "resourceType": "AuditEvent",
         "id": e.seq.to_string(),
         "meta": {"profile": ["https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.Read"]},
-        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "Restful Operation"},
-        "subtype": [
-            {"system": "http://hl7.org/fhir/restful-interaction", "code": subtype},
-            {"system": ACTION_SYSTEM, "code": ev.action}
-        ],
-        "action": action,
+        "type": {"system": coding.event_type.system, "code": coding.event_type.code, "display": coding.event_type.display},
+        "subtype": subtype,
+        "action": coding.action.code(),
         "recorded": ev.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        "outcome": fhir_outcome(&ev.outcome),
+        "outcome": ev.outcome.code(),
         "outcomeDesc": ev.outcome,
         "purposeOfEvent": [{"coding": [
             {"system": PURPOSE_SYSTEM, "code": ev.purpose, "display": if ev.purpose == "directcare" { "Direct care" } else { "Patient request" }},
@@ -352,8 +343,78 @@ mod tests {
 
     #[test]
     fn outcomes_accept_balp_codes_and_words() {
-        assert!(outcomes("4").expect("ok").contains(&"deny".to_owned()));
-        assert_eq!(outcomes("permit").expect("ok"), vec!["permit".to_owned()]);
+        assert!(outcomes("4").expect("ok").contains(&Outcome::Deny));
+        assert!(!outcomes("4").expect("ok").contains(&Outcome::Permit));
+        assert_eq!(outcomes("permit").expect("ok"), vec![Outcome::Permit]);
+        assert_eq!(outcomes("12").expect("ok"), vec![Outcome::Error]);
         assert!(outcomes("maybe").is_err());
+    }
+
+    fn rendered(action: mcr_gateway::Action, outcome: Outcome) -> Value {
+        let event = event_of(action, outcome);
+        audit_event(&AuditEntry { seq: 7, event }, "https://mcr.example")
+    }
+
+    fn event_of(action: mcr_gateway::Action, outcome: Outcome) -> mcr_gateway::AuditEvent {
+        mcr_gateway::AuditEvent {
+            at: "2026-03-02T09:00:00Z".parse().expect("time"),
+            correlation_id: "c".into(),
+            user_id: "u".into(),
+            user_name: "U".into(),
+            role: "clinician".into(),
+            org_code: "RWH".into(),
+            org_name: "Trust".into(),
+            patient: None,
+            purpose: "directcare".into(),
+            action,
+            outcome,
+            basis: None,
+            detail: None,
+            sources: Vec::new(),
+            role_profile_id: None,
+            system: None,
+        }
+    }
+
+    #[test]
+    fn each_action_is_coded_as_balp_codes_it() {
+        use mcr_gateway::{Action, AuthChannel};
+        let view = rendered(Action::ViewRecord, Outcome::NeedsPermission);
+        assert_eq!(view["type"]["code"], "rest");
+        assert_eq!(view["subtype"][0]["code"], "operation");
+        assert_eq!(view["subtype"][1]["code"], "view-record");
+        assert_eq!(
+            (&view["action"], &view["outcome"]),
+            (&json!("E"), &json!("4"))
+        );
+
+        // Opening a document reads it (it was coded as a create).
+        let doc = rendered(Action::OpenDocument, Outcome::Permit);
+        assert_eq!(
+            (&doc["subtype"][0]["code"], &doc["action"]),
+            (&json!("read"), &json!("R"))
+        );
+
+        let sign_in = rendered(Action::Authenticate(AuthChannel::SignIn), Outcome::Deny);
+        assert_eq!(
+            sign_in["type"],
+            json!({"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110114", "display": "User Authentication"})
+        );
+        assert_eq!(sign_in["subtype"][1]["code"], "authenticate:sign-in");
+
+        // A request refused at the door: a security alert with no standard subtype.
+        let refused = rendered(
+            Action::Refused(mcr_gateway::RefusalKind::Csrf),
+            Outcome::Deny,
+        );
+        assert_eq!(refused["type"]["code"], "110113");
+        assert_eq!(
+            refused["subtype"],
+            json!([{"system": ACTION_SYSTEM, "code": "refused:csrf"}])
+        );
+        assert_eq!(
+            (&sign_in["action"], &sign_in["outcome"]),
+            (&json!("E"), &json!("4"))
+        );
     }
 }

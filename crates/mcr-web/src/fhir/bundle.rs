@@ -249,6 +249,13 @@ pub(crate) fn everything(
                 }),
             },
         }
+        // Types the record has no place for: named and counted, never ignored in silence.
+        if let Some(sentence) = s.not_shown_sentence() {
+            issues.push(
+                Issue::warning(IssueType::Incomplete, "types-not-shown", sentence)
+                    .at(s.source.as_str()),
+            );
+        }
         for w in &s.warnings {
             issues.push(Issue {
                 severity: mcr_fhir::IssueSeverity::Warning,
@@ -474,5 +481,67 @@ mod tests {
             "{issues}"
         );
         assert_eq!(said[2].1, "items-withheld", "then the rest: {issues}");
+    }
+
+    #[test]
+    fn types_a_source_holds_that_the_record_does_not_show_are_named_in_the_operation_outcome() {
+        let source = mcr_domain::SourceOutcome {
+            source: mcr_domain::SourceId::parse("community").unwrap_or_else(|_| unreachable!()),
+            org_code: mcr_domain::OdsCode::parse("RY4").unwrap_or_else(|_| unreachable!()),
+            org_name: "Hertfordshire Community NHS Trust".into(),
+            status: SourceStatus::Ok,
+            items: 4,
+            withheld: 0,
+            untied: 0,
+            another_patient: 0,
+            elapsed_ms: 10,
+            warnings: Vec::new(),
+            not_shown: vec![mcr_domain::NotShown {
+                resource_type: "Goal".into(),
+                count: 12,
+            }],
+        };
+        let view = View {
+            record: MergedRecord {
+                nhs_number: NhsNumber::parse("9434765919").unwrap_or_else(|_| unreachable!()),
+                patient: None,
+                patient_url: None,
+                sections: Vec::new(),
+                sources: vec![source],
+                unavailable_sections: Vec::new(),
+                withheld: false,
+                demographics_differ: Vec::new(),
+                location_withheld: false,
+            },
+            basis: mcr_policy::Basis::LegalBasis {
+                relationship: mcr_policy::RelationshipKind::GpRegistration,
+            },
+            classes: Default::default(),
+            timings: Vec::new(),
+            phases: Vec::new(),
+            identity_warnings: Vec::new(),
+        };
+        let body = everything(
+            &view,
+            mcr_domain::Clock::now(&mcr_domain::SystemClock),
+            None,
+        )
+        .unwrap_or_default();
+        let bundle: Value = serde_json::from_slice(&body).unwrap_or_default();
+        let issues = bundle["entry"][0]["resource"]["issue"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let not_shown = issues
+            .iter()
+            .find(|i| i["details"]["coding"][0]["code"] == "types-not-shown")
+            .unwrap_or_else(|| panic!("no types-not-shown issue: {issues:?}"));
+        assert_eq!(not_shown["severity"], "warning");
+        assert_eq!(not_shown["code"], "incomplete");
+        assert_eq!(
+            not_shown["details"]["text"],
+            "Not shown: 12 Goal resources from Hertfordshire Community NHS Trust (this record has no section for them; ask Hertfordshire Community NHS Trust if you need them)."
+        );
+        assert_eq!(not_shown["expression"][0], "community");
     }
 }

@@ -35,6 +35,7 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use mcr_domain::Principal;
+use mcr_gateway::AuthChannel;
 use mcr_oidc::{OidcError, SignInOptions};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -73,7 +74,14 @@ async fn refuse(
     user: Option<&Principal>,
 ) -> Response {
     tracing::info!(reason, "launch refused");
-    audit_refusal(state, &correlation_id(parts), "launch", reason, user).await;
+    audit_refusal(
+        state,
+        &correlation_id(parts),
+        AuthChannel::Launch,
+        reason,
+        user,
+    )
+    .await;
     let resp = error_page(Layout::staff_anonymous(), status, message);
     with_cookie(resp, &clear(LAUNCH_COOKIE, "/launch"))
 }

@@ -22,6 +22,7 @@ mod review;
 mod role;
 mod search;
 mod session;
+mod sources;
 mod text;
 
 use crate::{ApiError, AppState};
@@ -88,8 +89,13 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/app/review", get(review::queue))
         .route("/app/review/{seq}", post(review::record_outcome))
         .route("/app/audit", get(review::search))
+        .route("/app/sources", get(sources::page))
         .route("/my-record", get(patient::history))
         .route("/my-record/access-history.csv", get(patient::download))
+        .route(
+            "/my-record/choice",
+            get(patient::choice_page).post(patient::choose),
+        )
         .route(
             "/my-record/signin",
             get(patient::signin_page).post(patient::signin),

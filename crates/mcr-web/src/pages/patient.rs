@@ -1,4 +1,5 @@
-//! The patient's side of the public site: "who viewed my record". A patient signs in with NHS
+//! The patient's side of the public site: "who viewed my record", and their own choice to share
+//! or opt out (`/my-record/choice`, P9 only, in force at once). A patient signs in with NHS
 //! login (`[auth.nhs_login]`: authorization code flow with PKCE, `state`, `nonce` and a `vtr`
 //! asking for identity proofed to P9; [`mcr_oidc::NhsLogin`]) and gets a separate patient
 //! session, held server-side under its own cookie (`mcr_patient`, HttpOnly, SameSite=Strict,
@@ -24,8 +25,9 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use mcr_domain::NhsNumber;
+use mcr_gateway::AuthChannel;
 use mcr_gateway::DownloadFormat;
-use mcr_gateway::PatientSignIn;
+use mcr_gateway::{OptOutKind, PatientSignIn, Sharing};
 use mcr_oidc::{NhsLogin, OidcError, ProofingLevel};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -122,7 +124,11 @@ fn with_cookie(mut resp: Response, value: &str) -> Response {
 /// A signed-in patient whose identity NHS login proofed to P9: their NHS number, from their
 /// session. A patient signed in below P9 is shown general information instead (403), and the
 /// refusal is audited.
-pub(crate) struct SignedInPatient(NhsNumber);
+pub(crate) struct SignedInPatient {
+    nhs: NhsNumber,
+    level: ProofingLevel,
+    correlation_id: String,
+}
 
 impl FromRequestParts<AppState> for SignedInPatient {
     type Rejection = Response;
@@ -139,7 +145,11 @@ impl FromRequestParts<AppState> for SignedInPatient {
             return Err(with_cookie(to_signin(), &clear_cookie()));
         };
         match (session.level, session.nhs_number) {
-            (ProofingLevel::P9, Some(nhs)) => Ok(SignedInPatient(nhs)),
+            (ProofingLevel::P9, Some(nhs)) => Ok(SignedInPatient {
+                nhs,
+                level: ProofingLevel::P9,
+                correlation_id: correlation_id(parts),
+            }),
             (level, _) => {
                 let cid = correlation_id(parts);
                 tracing::info!(
@@ -150,7 +160,7 @@ impl FromRequestParts<AppState> for SignedInPatient {
                 audit_patient(
                     state,
                     &cid,
-                    "patient-access",
+                    AuthChannel::PatientAccess,
                     false,
                     "proofing-level-too-low",
                     Some(level),
@@ -168,7 +178,7 @@ impl FromRequestParts<AppState> for SignedInPatient {
 async fn audit_patient(
     state: &AppState,
     cid: &str,
-    channel: &str,
+    channel: AuthChannel,
     permitted: bool,
     reason: &str,
     level: Option<ProofingLevel>,
@@ -366,7 +376,16 @@ pub(crate) async fn callback(
         let (state, cid) = (state.clone(), cid.clone());
         async move {
             tracing::info!(reason, "patient sign-in refused");
-            audit_patient(&state, &cid, "patient-sign-in", false, reason, level, None).await;
+            audit_patient(
+                &state,
+                &cid,
+                AuthChannel::PatientSignIn,
+                false,
+                reason,
+                level,
+                None,
+            )
+            .await;
             signin_error(&state, status, &message)
         }
     };
@@ -507,7 +526,7 @@ pub(crate) async fn callback(
     audit_patient(
         &state,
         &cid,
-        "patient-sign-in",
+        AuthChannel::PatientSignIn,
         true,
         reason,
         Some(level),
@@ -556,14 +575,20 @@ pub(crate) struct HistoryPage {
     pub layout: Layout,
     pub name: String,
     pub nhs_formatted: String,
+    /// Whether an objection stands now.
+    pub opted_out: bool,
     pub since: String,
     pub views: Vec<ViewRow>,
 }
 
 pub(crate) async fn history(patient: SignedInPatient, State(state): State<AppState>) -> Response {
-    let nhs = patient.0;
+    let nhs = patient.nhs;
     let history = match state.gateway.access_history(&nhs, None).await {
         Ok(h) => h,
+        Err(e) => return gateway_error(Layout::public(), e),
+    };
+    let opted_out = match state.gateway.patient_sharing(&nhs).await {
+        Ok(s) => s == Sharing::OptedOut,
         Err(e) => return gateway_error(Layout::public(), e),
     };
     let name = state
@@ -577,6 +602,7 @@ pub(crate) async fn history(patient: SignedInPatient, State(state): State<AppSta
         layout: Layout::public(),
         name,
         nhs_formatted: nhs.formatted(),
+        opted_out,
         since: super::text::human_day(history.since.date_naive()),
         views: history
             .views
@@ -594,7 +620,7 @@ pub(crate) async fn history(patient: SignedInPatient, State(state): State<AppSta
 
 /// The same history as a CSV file to keep.
 pub(crate) async fn download(patient: SignedInPatient, State(state): State<AppState>) -> Response {
-    match state.gateway.access_history(&patient.0, None).await {
+    match state.gateway.access_history(&patient.nhs, None).await {
         Ok(h) => {
             let file = h.download(DownloadFormat::Csv);
             let disposition = format!("attachment; filename=\"{}\"", file.filename);
@@ -609,6 +635,90 @@ pub(crate) async fn download(patient: SignedInPatient, State(state): State<AppSt
             }
             resp
         }
+        Err(e) => gateway_error(Layout::public(), e),
+    }
+}
+
+/// The patient's own choice: shared, or opted out. Only a P9 session reaches it (the extractor
+/// refuses the rest, audited), and the choice takes effect at once
+/// ([`mcr_gateway::Gateway::patient_chooses`]).
+#[derive(Template)]
+#[template(path = "public/sharing_choice.html")]
+pub(crate) struct ChoicePage {
+    pub layout: Layout,
+    pub nhs_formatted: String,
+    pub opted_out: bool,
+    /// Whether a choice was just saved (`opted_out` says which).
+    pub saved: bool,
+    pub error: Option<String>,
+}
+
+pub(crate) async fn choice_page(
+    patient: SignedInPatient,
+    State(state): State<AppState>,
+) -> Response {
+    match state.gateway.patient_sharing(&patient.nhs).await {
+        Ok(s) => render(
+            StatusCode::OK,
+            &ChoicePage {
+                layout: Layout::public(),
+                nhs_formatted: patient.nhs.formatted(),
+                opted_out: s == Sharing::OptedOut,
+                saved: false,
+                error: None,
+            },
+        ),
+        Err(e) => gateway_error(Layout::public(), e),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ChoiceForm {
+    #[serde(default)]
+    choice: String,
+}
+
+pub(crate) async fn choose(
+    patient: SignedInPatient,
+    State(state): State<AppState>,
+    Form(form): Form<ChoiceForm>,
+) -> Response {
+    let kind = match form.choice.as_str() {
+        "opt-out" => OptOutKind::OptOut,
+        "share" => OptOutKind::OptIn,
+        _ => {
+            let opted_out = match state.gateway.patient_sharing(&patient.nhs).await {
+                Ok(s) => s == Sharing::OptedOut,
+                Err(e) => return gateway_error(Layout::public(), e),
+            };
+            return render(
+                StatusCode::BAD_REQUEST,
+                &ChoicePage {
+                    layout: Layout::public(),
+                    nhs_formatted: patient.nhs.formatted(),
+                    opted_out,
+                    saved: false,
+                    error: Some("Select whether to share your record or to opt out.".into()),
+                },
+            );
+        }
+    };
+    let who = mcr_gateway::SignedInPatient {
+        nhs: &patient.nhs,
+        proofing_level: patient.level.as_str(),
+        correlation_id: &patient.correlation_id,
+    };
+    match state.gateway.patient_chooses(&who, kind).await {
+        Ok(_) => render(
+            StatusCode::OK,
+            &ChoicePage {
+                layout: Layout::public(),
+                nhs_formatted: patient.nhs.formatted(),
+                opted_out: kind == OptOutKind::OptOut,
+                saved: true,
+                error: None,
+            },
+        ),
         Err(e) => gateway_error(Layout::public(), e),
     }
 }

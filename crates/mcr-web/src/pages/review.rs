@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use mcr_domain::{NhsNumber, Role};
+use mcr_gateway::{Action, Outcome};
 use mcr_gateway::{AuditSearch, GatewayError, ReviewFilter, ReviewItem, ReviewOutcome};
 use serde::Deserialize;
 
@@ -142,16 +143,16 @@ fn filter_error(e: GatewayError) -> Result<Errors, GatewayError> {
     }
 }
 
-fn kind_words(kind: &str, outcome: &str) -> &'static str {
+fn kind_words(kind: Action, outcome: Outcome) -> &'static str {
     match (kind, outcome) {
-        ("emergency-access", _) => "Emergency access",
-        ("claim-relationship", _) => "Self-claimed care relationship",
-        ("record-permission-on-behalf", _) => "Permission given on the patient's behalf",
-        ("override-objection", "deny") => "Refused attempt to override an objection",
-        ("override-objection", _) => "Objection overridden",
-        ("withdraw-objection", "deny") => "Refused attempt to lift an objection",
-        ("withdraw-objection", _) => "Objection lifted",
-        ("anomaly-flag", _) => "Unusual view",
+        (Action::EmergencyAccess, _) => "Emergency access",
+        (Action::ClaimRelationship, _) => "Self-claimed care relationship",
+        (Action::RecordPermissionOnBehalf, _) => "Permission given on the patient's behalf",
+        (Action::OverrideObjection, Outcome::Deny) => "Refused attempt to override an objection",
+        (Action::OverrideObjection, _) => "Objection overridden",
+        (Action::WithdrawObjection, Outcome::Deny) => "Refused attempt to lift an objection",
+        (Action::WithdrawObjection, _) => "Objection lifted",
+        (Action::AnomalyFlag, _) => "Unusual view",
         _ => "Access",
     }
 }
@@ -161,10 +162,10 @@ fn role_words(role: &str) -> String {
         .map_or_else(|_| role.to_owned(), |r| r.label().to_owned())
 }
 
-fn outcome_words(outcome: &str) -> &'static str {
+fn outcome_words(outcome: Outcome) -> &'static str {
     match outcome {
-        "appropriate" => "Appropriate",
-        "referred-for-investigation" => "Referred for investigation",
+        Outcome::Appropriate => "Appropriate",
+        Outcome::ReferredForInvestigation => "Referred for investigation",
         _ => "Reviewed",
     }
 }
@@ -189,7 +190,7 @@ pub(crate) struct CaseRow {
 fn case_row(i: &ReviewItem) -> CaseRow {
     CaseRow {
         seq: i.seq,
-        kind: kind_words(&i.kind, &i.outcome),
+        kind: kind_words(i.kind, i.outcome),
         when: human_time(&i.at),
         who: format!("{} ({})", i.user_name, i.user_id),
         role: role_words(&i.role),
@@ -200,12 +201,12 @@ fn case_row(i: &ReviewItem) -> CaseRow {
             .as_deref()
             .and_then(|p| NhsNumber::parse(p).ok())
             .map_or_else(|| i.patient.clone().unwrap_or_default(), |n| n.formatted()),
-        reason_label: if i.kind == mcr_gateway::FLAG_ACTION {
+        reason_label: if i.kind == Action::AnomalyFlag {
             "Evidence"
         } else {
             "Reason given"
         },
-        reason: if i.kind == mcr_gateway::FLAG_ACTION {
+        reason: if i.kind == Action::AnomalyFlag {
             // The rule in words, then the evidence the watch recorded.
             let rule = i
                 .reason_code
@@ -232,7 +233,7 @@ fn case_row(i: &ReviewItem) -> CaseRow {
             .map(|r| {
                 format!(
                     "{} by {} on {}: {}",
-                    outcome_words(&r.outcome),
+                    outcome_words(r.outcome),
                     r.by_name,
                     human_time(&r.at),
                     r.note
@@ -497,8 +498,8 @@ pub(crate) async fn search(
                             || e.event.patient.clone().unwrap_or_default(),
                             |n| n.formatted(),
                         ),
-                    action: e.event.action.clone(),
-                    outcome: e.event.outcome.clone(),
+                    action: e.event.action.to_string(),
+                    outcome: e.event.outcome.to_string(),
                     detail: e.event.detail.clone().unwrap_or_default(),
                 })
                 .collect();

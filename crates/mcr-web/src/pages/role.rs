@@ -17,6 +17,7 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
+use mcr_gateway::AuthChannel;
 use serde::Deserialize;
 
 pub(crate) struct ProfileChoice {
@@ -132,7 +133,7 @@ pub(crate) async fn choose(
         audit_refusal(
             &state,
             &cid,
-            "role",
+            AuthChannel::Role,
             "role-profile-not-held",
             current.as_ref(),
         )
@@ -149,7 +150,7 @@ pub(crate) async fn choose(
         .expect("a chosen identity names a held profile");
     if let Err(u) = classify(rules, state.auth.organisations(), &profile) {
         tracing::info!(reason = u.code(), "role choice refused");
-        audit_refusal(&state, &cid, "role", u.code(), current.as_ref()).await;
+        audit_refusal(&state, &cid, AuthChannel::Role, u.code(), current.as_ref()).await;
         return error_page(
             Layout::staff_anonymous(),
             StatusCode::FORBIDDEN,

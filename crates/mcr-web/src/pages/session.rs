@@ -18,6 +18,7 @@ use axum::extract::{FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use mcr_gateway::AuthChannel;
 use mcr_gateway::RequestContext;
 use mcr_oidc::{OidcError, RbacError, Rejection};
 use serde::Deserialize;
@@ -71,7 +72,7 @@ impl FromRequestParts<AppState> for PageUser {
                 audit_refusal(
                     state,
                     &cid,
-                    "assurance",
+                    AuthChannel::Assurance,
                     "assurance-too-low",
                     Some(&principal),
                 )
@@ -244,7 +245,7 @@ pub(crate) async fn callback(
         let (state, cid) = (state.clone(), cid.clone());
         async move {
             tracing::info!(reason, "sign-in refused");
-            audit_refusal(&state, &cid, "sign-in", reason, None).await;
+            audit_refusal(&state, &cid, AuthChannel::SignIn, reason, None).await;
             signin_with_error(status, message)
         }
     };
@@ -319,7 +320,7 @@ pub(crate) async fn callback(
         Err(OidcError::Token(Rejection::Rbac(e))) => {
             // The national RBAC claims: say what is wrong with them (never a token's text).
             tracing::info!(reason = e.code(), "sign-in refused");
-            audit_refusal(&state, &cid, "sign-in", e.code(), None).await;
+            audit_refusal(&state, &cid, AuthChannel::SignIn, e.code(), None).await;
             let message = match &e {
                 RbacError::NotHeld(_) => "The role selected at sign-in is not one your NHS Care Identity account holds. Sign in again and choose one of your roles".to_owned(),
                 other => format!("Your NHS Care Identity roles could not be read: {other}. Contact your Registration Authority"),
@@ -358,7 +359,7 @@ pub(crate) async fn callback(
         }
         Err(AuthError::Unusable(u)) => {
             tracing::info!(reason = u.code(), "sign-in refused");
-            audit_refusal(&state, &cid, "sign-in", u.code(), None).await;
+            audit_refusal(&state, &cid, AuthChannel::SignIn, u.code(), None).await;
             return signin_with_error(StatusCode::FORBIDDEN, u.sentence().trim_end_matches('.'));
         }
         Err(e) => {

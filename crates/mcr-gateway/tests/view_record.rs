@@ -1,0 +1,358 @@
+//! The record view use case at the gateway, where HTTP adds nothing: a real SQLite store and
+//! the real policy, audit and merge, with scripted sources in place of the source systems (the
+//! same resources over HTTP are tested end to end in `mcr`'s `e2e::record_view`). What only the
+//! gateway can show: a refused view asks no source at all, a permitted one asks each located
+//! source once, and what each source sent (or why it sent nothing) is in the audit record as
+//! the view counted it.
+
+use async_trait::async_trait;
+use chrono::Duration;
+use mcr_domain::{
+    Clock, FailureReason, NhsNumber, OdsCode, OrgKind, Organisation, Principal, Role, SourceId,
+    SystemClock,
+};
+use mcr_federation::{
+    Ask, Digest, Federation, FederationConfig, Fetched, Received, Source, SourceConfig,
+};
+use mcr_gateway::{Gateway, OrgRegistry, RequestContext, ViewOutcome};
+use mcr_policy::{ConsentModel, Grant, PolicyConfig};
+use mcr_store::{CareEventRow, IndexedPatient, LinkMethod, SourceLink, Store};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+const GP: &str = "A81001";
+const ACUTE: &str = "RWH";
+
+fn org(code: &str, kind: OrgKind) -> Organisation {
+    Organisation {
+        code: OdsCode::parse(code).expect("ODS code"),
+        name: format!("Test {code}"),
+        kind,
+        member: true,
+        suspended: false,
+    }
+}
+
+/// A source system that answers from a script: the resources it holds for its patient, or a
+/// failure. It counts the times it is asked.
+#[derive(Debug)]
+struct Scripted {
+    config: SourceConfig,
+    answer: Result<Vec<Value>, FailureReason>,
+    asked: AtomicUsize,
+}
+
+impl Scripted {
+    fn new(id: &str, org: Organisation, answer: Result<Vec<Value>, FailureReason>) -> Arc<Self> {
+        Arc::new(Self {
+            config: SourceConfig {
+                id: SourceId::parse(id).expect("source id"),
+                organisation: org,
+                base_url: format!("https://{id}.invalid/fhir").parse().expect("URL"),
+                resource_types: vec!["Patient".into(), "Condition".into()],
+                batch: false,
+                kind: Default::default(),
+                gp_connect: None,
+                deadline_ms: None,
+                feed_timeout_secs: None,
+            },
+            answer,
+            asked: AtomicUsize::new(0),
+        })
+    }
+
+    fn asked(&self) -> usize {
+        self.asked.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl Source for Scripted {
+    fn id(&self) -> &SourceId {
+        &self.config.id
+    }
+
+    fn config(&self) -> &SourceConfig {
+        &self.config
+    }
+
+    async fn fetch_patient(
+        &self,
+        _grant: &Grant,
+        _local_id: &str,
+        _types: &[&str],
+        digest: &Digest<'_>,
+        _ask: Ask,
+    ) -> Result<Fetched, FailureReason> {
+        self.asked.fetch_add(1, Ordering::SeqCst);
+        let resources = self.answer.clone()?;
+        let mut digested = Vec::new();
+        for r in resources {
+            let raw = serde_json::value::RawValue::from_string(r.to_string()).expect("JSON");
+            let doc = mcr_fhir::Doc::parse(raw.get()).expect("a resource");
+            digested.push(digest(Received {
+                doc: &doc,
+                raw: &raw,
+            }));
+        }
+        Ok(Fetched {
+            resources: digested,
+            source_ms: None,
+            warnings: Vec::new(),
+            cut_short: None,
+        })
+    }
+
+    /// These tests write the index themselves; no sync reads the feeds.
+    async fn patient_feed(
+        &self,
+        _since: Option<&str>,
+        _timeout: StdDuration,
+        _pages: tokio::sync::mpsc::Sender<Vec<Value>>,
+    ) -> Result<(), FailureReason> {
+        Err(FailureReason::Unreachable {
+            detail: "a scripted source has no feed".into(),
+        })
+    }
+
+    async fn care_event_feed(
+        &self,
+        _resource_type: &str,
+        _from: chrono::NaiveDate,
+        _timeout: StdDuration,
+        _pages: tokio::sync::mpsc::Sender<Vec<Value>>,
+    ) -> Result<(), FailureReason> {
+        Err(FailureReason::Unreachable {
+            detail: "a scripted source has no feed".into(),
+        })
+    }
+}
+
+/// What a source holds for its patient `local`: the Patient and two problems.
+fn record_of(local: &str, nhs: &NhsNumber) -> Vec<Value> {
+    let condition = |id: &str, text: &str| {
+        json!({
+            "resourceType": "Condition", "id": id,
+            "subject": {"reference": format!("Patient/{local}")},
+            "code": {"text": text},
+            "recordedDate": "2024-03-01"
+        })
+    };
+    vec![
+        json!({
+            "resourceType": "Patient", "id": local,
+            "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhs.as_str()}],
+            "name": [{"family": "Scripted", "given": ["Pat"]}],
+            "birthDate": "1970-01-01"
+        }),
+        condition("c1", "Asthma"),
+        condition("c2", "Hypertension"),
+    ]
+}
+
+struct Region {
+    gateway: Gateway,
+    store: Arc<dyn Store>,
+    nhs: NhsNumber,
+    _dir: tempfile::TempDir,
+}
+
+/// A gateway on a fresh SQLite store, under legal basis (no ask), whose index holds one
+/// patient at each of `sources` (local id `p1`), registered with the GP practice.
+async fn region(sources: &[Arc<Scripted>]) -> Region {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("gateway.db").display());
+    let store = mcr_store::connect_and_migrate(&url).await.expect("store");
+    let nhs = NhsNumber::parse("9434765919").expect("NHS number");
+    let now = SystemClock.now();
+    store
+        .upsert_patients(&[IndexedPatient {
+            nhs_number: nhs.clone(),
+            family: "SCRIPTED".into(),
+            given: "PAT".into(),
+            birth_date: chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("date"),
+            gender: None,
+            postcode: None,
+            gp_practice: Some(GP.into()),
+            updated_at: now,
+        }])
+        .await
+        .expect("patient");
+    let links: Vec<SourceLink> = sources
+        .iter()
+        .map(|s| SourceLink {
+            nhs_number: nhs.clone(),
+            source: s.config.id.clone(),
+            local_id: "p1".into(),
+            method: LinkMethod::NhsNumber,
+            family: "SCRIPTED".into(),
+            given: "PAT".into(),
+            birth_date: None,
+            postcode: None,
+            linked_at: now,
+        })
+        .collect();
+    store.upsert_links(&links).await.expect("links");
+    store
+        .upsert_care_events(&[CareEventRow {
+            nhs_number: nhs.clone(),
+            org_code: GP.into(),
+            kind: "gp-registration".into(),
+            ward: None,
+            team: None,
+            service: None,
+            start: now - Duration::days(365),
+            end: None,
+            origin: "gp-registration".into(),
+            source_event_id: "reg-1".into(),
+            received_at: now,
+        }])
+        .await
+        .expect("registration");
+    let federation = Federation::new(
+        sources
+            .iter()
+            .map(|s| Arc::clone(s) as Arc<dyn Source>)
+            .collect(),
+        FederationConfig::default(),
+    );
+    let policy = PolicyConfig {
+        consent_model: ConsentModel::LegalBasis,
+        ..PolicyConfig::default()
+    };
+    let gateway = Gateway::new(
+        store.clone(),
+        Arc::new(federation),
+        Arc::new(SystemClock),
+        policy,
+        OrgRegistry::new([
+            org(GP, OrgKind::GpPractice),
+            org(ACUTE, OrgKind::AcuteTrust),
+        ]),
+    );
+    Region {
+        gateway,
+        store,
+        nhs,
+        _dir: dir,
+    }
+}
+
+fn clinician_at(code: &str, kind: OrgKind, correlation: &str) -> RequestContext {
+    RequestContext {
+        principal: Principal {
+            user_id: format!("doctor.{}", code.to_lowercase()),
+            name: "Dr Test".into(),
+            role: Role::Clinician,
+            organisation: org(code, kind),
+            role_profile: None,
+        },
+        correlation_id: correlation.into(),
+        system: None,
+    }
+}
+
+/// The audit record of the view with `correlation`, its payload read.
+async fn audited(store: &Arc<dyn Store>, correlation: &str) -> (String, Value) {
+    let rows = store.audit_rows(0, 1_000).await.expect("audit rows");
+    let row = rows
+        .into_iter()
+        .find(|r| r.record.correlation_id == correlation && r.record.action == "view-record")
+        .unwrap_or_else(|| panic!("no audit record of the view {correlation}"));
+    let payload = serde_json::from_str(&row.record.payload).expect("payload JSON");
+    (row.record.outcome, payload)
+}
+
+#[tokio::test]
+async fn a_refused_view_is_audited_and_asks_no_source() {
+    let gp = Scripted::new("gp", org(GP, OrgKind::GpPractice), Ok(Vec::new()));
+    let r = region(std::slice::from_ref(&gp)).await;
+    let ctx = clinician_at(ACUTE, OrgKind::AcuteTrust, "refused-1");
+
+    let outcome = r.gateway.view_record(&ctx, &r.nhs).await.expect("view");
+    let ViewOutcome::NotPermitted(decision) = outcome else {
+        panic!("a clinician with no relationship was let in");
+    };
+    assert_eq!(gp.asked(), 0, "a source was asked before a grant");
+    let (outcome, payload) = audited(&r.store, "refused-1").await;
+    assert_eq!(outcome, decision.code());
+    assert_eq!(payload["patient"], r.nhs.as_str());
+}
+
+#[tokio::test]
+async fn a_permitted_view_asks_each_source_once_and_audits_what_each_sent() {
+    let nhs = NhsNumber::parse("9434765919").expect("NHS number");
+    let gp = Scripted::new(
+        "gp",
+        org(GP, OrgKind::GpPractice),
+        Ok(record_of("p1", &nhs)),
+    );
+    let r = region(std::slice::from_ref(&gp)).await;
+    let ctx = clinician_at(GP, OrgKind::GpPractice, "permitted-1");
+
+    let ViewOutcome::Record(pending) = r.gateway.view_record(&ctx, &r.nhs).await.expect("view")
+    else {
+        panic!("the patient's registered practice was refused");
+    };
+    let view = pending.committed().await.expect("audit committed");
+    assert_eq!(gp.asked(), 1);
+    assert_eq!(view.record.item_count(), 2, "{:#?}", view.record.sections);
+    assert_eq!(view.record.failed_sources().count(), 0);
+
+    let (outcome, payload) = audited(&r.store, "permitted-1").await;
+    assert_eq!(outcome, "permit");
+    assert_eq!(
+        payload["sources"],
+        json!([{"source": "gp", "org_code": GP, "status": "ok", "items": 2, "withheld": 0}])
+    );
+}
+
+#[tokio::test]
+async fn a_source_that_fails_is_named_and_audited_and_the_rest_are_shown() {
+    let nhs = NhsNumber::parse("9434765919").expect("NHS number");
+    let gp = Scripted::new(
+        "gp",
+        org(GP, OrgKind::GpPractice),
+        Ok(record_of("p1", &nhs)),
+    );
+    let acute = Scripted::new(
+        "acute",
+        org(ACUTE, OrgKind::AcuteTrust),
+        Err(FailureReason::Unreachable {
+            detail: "connection refused".into(),
+        }),
+    );
+    let r = region(&[gp.clone(), acute.clone()]).await;
+    let ctx = clinician_at(GP, OrgKind::GpPractice, "one-down-1");
+
+    let ViewOutcome::Record(pending) = r.gateway.view_record(&ctx, &r.nhs).await.expect("view")
+    else {
+        panic!("the patient's registered practice was refused");
+    };
+    let view = pending.committed().await.expect("audit committed");
+    assert_eq!((gp.asked(), acute.asked()), (1, 1));
+    assert_eq!(view.record.item_count(), 2);
+    let failed: Vec<&str> = view
+        .record
+        .failed_sources()
+        .map(|s| s.source.as_str())
+        .collect();
+    assert_eq!(failed, ["acute"]);
+
+    let (_, payload) = audited(&r.store, "one-down-1").await;
+    let mut statuses: Vec<(&str, &str)> = payload["sources"]
+        .as_array()
+        .expect("sources audited")
+        .iter()
+        .map(|s| {
+            (
+                s["source"].as_str().unwrap_or_default(),
+                s["status"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [("acute", "unreachable"), ("gp", "ok")]);
+}

@@ -1,0 +1,470 @@
+//! Governance records (permissions to view, care relationships, objections, emergency accesses
+//! and care events), the same on both backends: how a change is written and how a patient's
+//! records are read back.
+//!
+//! A patient's records are read as one statement, the rows of every table under one set of
+//! columns and tagged by table, so a read is one round trip and one snapshot; a record view
+//! reads the index's rows of the patient in the same statement ([`view_inputs_sql`]). Each
+//! backend runs these statements and writes changes in its own transactions
+//! (`sqlite/governance.rs`, `postgres/governance.rs`); what is read and written is here.
+
+use crate::care_event::{care_event_from_row, push_events};
+use crate::common::{parse_nhs, parse_ts, ts};
+use crate::index::{link_from_row, patient_from_row};
+use crate::{
+    CareEventRow, EmergencyRow, GovernanceChange, GovernanceRecords, IndexedPatient, ObjectionRow,
+    PermissionRow, RelationshipRow, Result, SourceLink, StoreError, ViewInputs,
+};
+use chrono::{DateTime, NaiveDate, Utc};
+use mcr_domain::NhsNumber;
+use sqlx::{ColumnIndex, Database, Decode, Encode, QueryBuilder, Row, Type};
+
+/// One table's part of a [`union_sql`] statement.
+struct UnionTable {
+    name: &'static str,
+    /// The `t` its rows are tagged with.
+    tag: i32,
+    columns: &'static [&'static str],
+    /// Rows of this table in this column's order, then by `id`; `None`: no order (the reader
+    /// sorts them) and no `id`.
+    order: Option<&'static str>,
+}
+
+const GOVERNANCE_TABLES: [UnionTable; 5] = [
+    UnionTable {
+        name: "permission",
+        tag: 1,
+        columns: &[
+            "nhs_number",
+            "org_code",
+            "user_id",
+            "decision",
+            "given_by",
+            "at",
+            "reason_code",
+            "reason_text",
+        ],
+        order: Some("at"),
+    },
+    UnionTable {
+        name: "relationship",
+        tag: 2,
+        columns: &[
+            "nhs_number",
+            "org_code",
+            "kind",
+            "user_id",
+            "reason",
+            "start",
+            "end",
+            "recorded_by",
+        ],
+        order: Some("start"),
+    },
+    UnionTable {
+        name: "objection",
+        tag: 3,
+        columns: &[
+            "nhs_number",
+            "state",
+            "recorded_by",
+            "on_whose_word",
+            "override_reason",
+            "by_role",
+            "note",
+            "at",
+            "ends_at",
+        ],
+        order: Some("at"),
+    },
+    UnionTable {
+        name: "emergency_access",
+        tag: 4,
+        columns: &[
+            "nhs_number",
+            "user_id",
+            "org_code",
+            "reason_code",
+            "reason_text",
+            "started_at",
+        ],
+        order: Some("started_at"),
+    },
+    UnionTable {
+        name: "care_event",
+        tag: 7,
+        columns: &[
+            "nhs_number",
+            "org_code",
+            "kind",
+            "ward",
+            "team",
+            "service",
+            "start",
+            "end",
+            "origin",
+            "source_event_id",
+            "received_at",
+        ],
+        order: Some("start"),
+    },
+];
+
+/// The index's rows of a patient: tag 5 the patient, tag 6 their source links (sorted by the
+/// reader: source, then local id).
+const INDEX_TABLES: [UnionTable; 2] = [
+    UnionTable {
+        name: "patient",
+        tag: 5,
+        columns: &[
+            "nhs_number",
+            "family",
+            "given",
+            "birth_date",
+            "gender",
+            "postcode",
+            "gp_practice",
+            "updated_at",
+        ],
+        order: None,
+    },
+    UnionTable {
+        name: "source_link",
+        tag: 6,
+        columns: &[
+            "nhs_number",
+            "source",
+            "local_id",
+            "method",
+            "family",
+            "given",
+            "birth_date",
+            "postcode",
+            "linked_at",
+        ],
+        order: None,
+    },
+];
+
+/// Rows of several tables for one patient, as one statement (one round trip, one snapshot):
+/// every table's rows under the union of their column names (`NULL` where a table has no such
+/// column), tagged by `t`, in each table's own order. `param` is the backend's first
+/// placeholder.
+fn union_sql(tables: &[&UnionTable], param: &str) -> String {
+    let mut all: Vec<&str> = Vec::new();
+    for table in tables {
+        for c in table.columns {
+            if !all.contains(c) {
+                all.push(c);
+            }
+        }
+    }
+    let selects: Vec<String> = tables
+        .iter()
+        .map(|table| {
+            let list: Vec<String> = all
+                .iter()
+                .map(|c| {
+                    let value = if table.columns.contains(c) {
+                        format!("\"{c}\"")
+                    } else {
+                        "NULL".into()
+                    };
+                    format!("{value} AS \"{c}\"")
+                })
+                .collect();
+            let (order, id) = match table.order {
+                Some(o) => (format!("\"{o}\""), "id"),
+                None => ("NULL".to_owned(), "0"),
+            };
+            format!(
+                "SELECT {} AS t, {}, {order} AS o, {id} AS id FROM {} WHERE nhs_number = {param}",
+                table.tag,
+                list.join(", "),
+                table.name
+            )
+        })
+        .collect();
+    format!("{} ORDER BY t, o, id", selects.join(" UNION ALL "))
+}
+
+/// The five governance lists of one patient, as one statement, so one round trip and one
+/// snapshot: rows tagged 1 permission, 2 relationship, 3 objection, 4 emergency access,
+/// 7 care event.
+pub(crate) fn governance_sql(param: &str) -> String {
+    union_sql(&GOVERNANCE_TABLES.iter().collect::<Vec<_>>(), param)
+}
+
+/// What a record view reads before deciding, as one statement: the patient (tag 5), their
+/// source links (tag 6) and the five governance lists (tags 1-4 and 7). The index's tables come
+/// first: PostgreSQL types a union's columns from left to right, and a column that is only
+/// `NULL` so far is taken as text, which a later `date` column (a birth date) could not join.
+pub(crate) fn view_inputs_sql(param: &str) -> String {
+    let tables: Vec<&UnionTable> = INDEX_TABLES.iter().chain(&GOVERNANCE_TABLES).collect();
+    union_sql(&tables, param)
+}
+
+/// Appends to `qb` (empty) the statement that writes `change`: an `INSERT`, or for a care event
+/// an insert-or-replace by its source key. The caller runs it inside the transaction that
+/// appends the change's audit record.
+pub(crate) fn push_change<DB: Database>(qb: &mut QueryBuilder<'_, DB>, change: &GovernanceChange)
+where
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
+{
+    match change {
+        GovernanceChange::Permission(p) => {
+            qb.push(
+                "INSERT INTO permission (nhs_number, org_code, user_id, decision, given_by, at, \
+                 reason_code, reason_text) ",
+            );
+            qb.push_values([p], |mut b, p| {
+                b.push_bind(p.nhs_number.as_str().to_owned())
+                    .push_bind(p.org_code.clone())
+                    .push_bind(p.user_id.clone())
+                    .push_bind(p.decision.clone())
+                    .push_bind(p.given_by.clone())
+                    .push_bind(ts(&p.at))
+                    .push_bind(p.reason_code.clone())
+                    .push_bind(p.reason_text.clone());
+            });
+        }
+        GovernanceChange::Relationship(r) => {
+            qb.push(
+                "INSERT INTO relationship (nhs_number, org_code, kind, user_id, reason, \
+                 \"start\", \"end\", recorded_by) ",
+            );
+            qb.push_values([r], |mut b, r| {
+                b.push_bind(r.nhs_number.as_str().to_owned())
+                    .push_bind(r.org_code.clone())
+                    .push_bind(r.kind.clone())
+                    .push_bind(r.user_id.clone())
+                    .push_bind(r.reason.clone())
+                    .push_bind(ts(&r.start))
+                    .push_bind(r.end.as_ref().map(ts))
+                    .push_bind(r.recorded_by.clone());
+            });
+        }
+        GovernanceChange::Objection(o) => {
+            qb.push(
+                "INSERT INTO objection (nhs_number, state, recorded_by, on_whose_word, \
+                 override_reason, by_role, note, at, ends_at) ",
+            );
+            qb.push_values([o], |mut b, o| {
+                b.push_bind(o.nhs_number.as_str().to_owned())
+                    .push_bind(o.state.clone())
+                    .push_bind(o.recorded_by.clone())
+                    .push_bind(o.on_whose_word.clone())
+                    .push_bind(o.override_reason.clone())
+                    .push_bind(o.by_role.clone())
+                    .push_bind(o.note.clone())
+                    .push_bind(ts(&o.at))
+                    .push_bind(o.ends_at.as_ref().map(ts));
+            });
+        }
+        GovernanceChange::Emergency(e) => {
+            qb.push(
+                "INSERT INTO emergency_access (nhs_number, user_id, org_code, reason_code, \
+                 reason_text, started_at) ",
+            );
+            qb.push_values([e], |mut b, e| {
+                b.push_bind(e.nhs_number.as_str().to_owned())
+                    .push_bind(e.user_id.clone())
+                    .push_bind(e.org_code.clone())
+                    .push_bind(e.reason_code.clone())
+                    .push_bind(e.reason_text.clone())
+                    .push_bind(ts(&e.started_at));
+            });
+        }
+        GovernanceChange::CareEvent(e) => push_events(qb, &[e]),
+    }
+}
+
+/// A row of [`governance_sql`]'s or [`view_inputs_sql`]'s answer, on either backend: what the
+/// readers below take, so each says only which column goes where. A value that cannot be read
+/// is named by table and column, never echoed (it may be patient data).
+pub(crate) trait UnionRow {
+    fn text(&self, table: &str, column: &str) -> Result<String>;
+    fn text_opt(&self, table: &str, column: &str) -> Result<Option<String>>;
+    /// The table tag `t`.
+    fn tag(&self, statement: &str) -> Result<i32>;
+    fn patient(&self) -> Result<IndexedPatient>;
+    fn link(&self) -> Result<SourceLink>;
+    fn care_event(&self) -> Result<CareEventRow>;
+
+    fn at(&self, table: &str, column: &str) -> Result<DateTime<Utc>> {
+        parse_ts(&format!("{table}.{column}"), &self.text(table, column)?)
+    }
+
+    fn at_opt(&self, table: &str, column: &str) -> Result<Option<DateTime<Utc>>> {
+        self.text_opt(table, column)?
+            .map(|s| parse_ts(&format!("{table}.{column}"), &s))
+            .transpose()
+    }
+
+    fn nhs(&self, table: &str) -> Result<NhsNumber> {
+        parse_nhs(
+            &format!("{table}.nhs_number"),
+            &self.text(table, "nhs_number")?,
+        )
+    }
+}
+
+impl<R> UnionRow for R
+where
+    R: Row,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i32: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> NaiveDate: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<NaiveDate>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'c> &'c str: ColumnIndex<R>,
+{
+    fn text(&self, table: &str, column: &str) -> Result<String> {
+        get(self, table, column)
+    }
+
+    fn text_opt(&self, table: &str, column: &str) -> Result<Option<String>> {
+        get(self, table, column)
+    }
+
+    fn tag(&self, statement: &str) -> Result<i32> {
+        get(self, statement, "t")
+    }
+
+    fn patient(&self) -> Result<IndexedPatient> {
+        patient_from_row(self)
+    }
+
+    fn link(&self) -> Result<SourceLink> {
+        link_from_row(self)
+    }
+
+    fn care_event(&self) -> Result<CareEventRow> {
+        care_event_from_row(self)
+    }
+}
+
+fn get<'r, R, T>(row: &'r R, table: &str, column: &str) -> Result<T>
+where
+    R: Row,
+    T: Decode<'r, R::Database> + Type<R::Database>,
+    for<'c> &'c str: ColumnIndex<R>,
+{
+    row.try_get(column)
+        .map_err(|_| StoreError::Corrupt(format!("column {table}.{column} cannot be read")))
+}
+
+fn permission_from_row(row: &impl UnionRow) -> Result<PermissionRow> {
+    const T: &str = "permission";
+    Ok(PermissionRow {
+        nhs_number: row.nhs(T)?,
+        org_code: row.text(T, "org_code")?,
+        user_id: row.text(T, "user_id")?,
+        decision: row.text(T, "decision")?,
+        given_by: row.text(T, "given_by")?,
+        at: row.at(T, "at")?,
+        reason_code: row.text_opt(T, "reason_code")?,
+        reason_text: row.text_opt(T, "reason_text")?,
+    })
+}
+
+fn relationship_from_row(row: &impl UnionRow) -> Result<RelationshipRow> {
+    const T: &str = "relationship";
+    Ok(RelationshipRow {
+        nhs_number: row.nhs(T)?,
+        org_code: row.text(T, "org_code")?,
+        kind: row.text(T, "kind")?,
+        user_id: row.text_opt(T, "user_id")?,
+        reason: row.text_opt(T, "reason")?,
+        start: row.at(T, "start")?,
+        end: row.at_opt(T, "end")?,
+        recorded_by: row.text(T, "recorded_by")?,
+    })
+}
+
+fn objection_from_row(row: &impl UnionRow) -> Result<ObjectionRow> {
+    const T: &str = "objection";
+    Ok(ObjectionRow {
+        nhs_number: row.nhs(T)?,
+        state: row.text(T, "state")?,
+        recorded_by: row.text(T, "recorded_by")?,
+        on_whose_word: row.text(T, "on_whose_word")?,
+        override_reason: row.text_opt(T, "override_reason")?,
+        by_role: row.text_opt(T, "by_role")?,
+        note: row.text_opt(T, "note")?,
+        at: row.at(T, "at")?,
+        ends_at: row.at_opt(T, "ends_at")?,
+    })
+}
+
+fn emergency_from_row(row: &impl UnionRow) -> Result<EmergencyRow> {
+    const T: &str = "emergency_access";
+    Ok(EmergencyRow {
+        nhs_number: row.nhs(T)?,
+        user_id: row.text(T, "user_id")?,
+        org_code: row.text(T, "org_code")?,
+        reason_code: row.text(T, "reason_code")?,
+        reason_text: row.text(T, "reason_text")?,
+        started_at: row.at(T, "started_at")?,
+    })
+}
+
+/// Sorts [`governance_sql`]'s rows into the five lists by their tag `t`; `statement` names the
+/// statement in the error when a tag cannot be read.
+fn governance_from_rows<'r, R: UnionRow + 'r>(
+    rows: impl IntoIterator<Item = &'r R>,
+    statement: &str,
+) -> Result<GovernanceRecords> {
+    let mut records = GovernanceRecords::default();
+    for row in rows {
+        match row.tag(statement)? {
+            1 => records.permissions.push(permission_from_row(row)?),
+            2 => records.relationships.push(relationship_from_row(row)?),
+            3 => records.objections.push(objection_from_row(row)?),
+            4 => records.emergencies.push(emergency_from_row(row)?),
+            7 => records.care_events.push(row.care_event()?),
+            _ => {
+                return Err(StoreError::Corrupt(
+                    "governance row of no known table".into(),
+                ))
+            }
+        }
+    }
+    Ok(records)
+}
+
+/// [`governance_sql`]'s answer, read.
+pub(crate) fn governance_from(rows: &[impl UnionRow]) -> Result<GovernanceRecords> {
+    governance_from_rows(rows, "governance")
+}
+
+/// [`view_inputs_sql`]'s answer, read: the patient, their links (by source, then local id, in
+/// byte order as both stores sort them), and the governance lists.
+pub(crate) fn view_inputs_from(rows: &[impl UnionRow]) -> Result<ViewInputs> {
+    const STATEMENT: &str = "view inputs";
+    let mut patient = None;
+    let mut links = Vec::new();
+    let mut rest = Vec::with_capacity(rows.len());
+    for row in rows {
+        match row.tag(STATEMENT)? {
+            5 if patient.is_some() => {
+                return Err(StoreError::Corrupt(
+                    "two patients with one NHS number".into(),
+                ))
+            }
+            5 => patient = Some(row.patient()?),
+            6 => links.push(row.link()?),
+            _ => rest.push(row),
+        }
+    }
+    links.sort_by(|a: &SourceLink, b| {
+        (a.source.as_str(), a.local_id.as_str()).cmp(&(b.source.as_str(), b.local_id.as_str()))
+    });
+    let governance = governance_from_rows(rest, STATEMENT)?;
+    Ok(ViewInputs {
+        patient,
+        links,
+        governance,
+    })
+}

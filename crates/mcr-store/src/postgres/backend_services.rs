@@ -1,0 +1,63 @@
+//! What the gateways share for SMART backend services (assertion `jti`s, issued tokens) on
+//! PostgreSQL.
+
+use super::PostgresStore;
+use crate::backend_services::BackendServicesStore;
+use crate::Result;
+use async_trait::async_trait;
+
+#[async_trait]
+impl BackendServicesStore for PostgresStore {
+    async fn remember_assertion(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool> {
+        sqlx::query("DELETE FROM client_assertion WHERE expires_ms < $1")
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
+        let new: Option<(String,)> = sqlx::query_as(
+            "INSERT INTO client_assertion (client_id, jti, expires_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (client_id, jti) DO NOTHING RETURNING jti",
+        )
+        .bind(client_id)
+        .bind(jti)
+        .bind(expires_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(new.is_some())
+    }
+
+    async fn put_system_token(
+        &self,
+        id_hash: &str,
+        data: &str,
+        expires_ms: i64,
+        now_ms: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "WITH gone AS (DELETE FROM system_token WHERE expires_ms < $4) \
+             INSERT INTO system_token (id_hash, data, expires_ms) VALUES ($1, $2, $3)",
+        )
+        .bind(id_hash)
+        .bind(data)
+        .bind(expires_ms)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn system_token(&self, id_hash: &str, now_ms: i64) -> Result<Option<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT data, expires_ms FROM system_token WHERE id_hash = $1 AND expires_ms > $2",
+        )
+        .bind(id_hash)
+        .bind(now_ms)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+}

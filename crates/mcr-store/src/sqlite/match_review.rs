@@ -1,0 +1,311 @@
+//! What probabilistic matching keeps (review candidates, decisions, batched index reads and writes)
+//! on SQLite.
+
+use super::audit::append_audit_in_tx;
+use super::{SqliteStore, IMMEDIATE};
+use crate::common::{last_per_key, ts};
+use crate::index::{patient_from_row, PATIENT_COLUMNS};
+use crate::match_review::{
+    candidate_from_row, check_decision, decision_from_row, MatchCandidateRow, MatchDecisionRow,
+    MatchStore, RecordKey, CANDIDATE_COLUMNS, DECISION_COLUMNS, MATCH_LIST_MAX,
+};
+use crate::{AuditAppend, AuditRow, ChainFn, IndexedPatient, Result, SourceLink, UnmatchedRecord};
+use async_trait::async_trait;
+use mcr_domain::{NhsNumber, SourceId};
+
+/// Record keys per statement on SQLite (two parameters each, well under its limit).
+const KEYS_PER_STATEMENT: usize = 400;
+
+/// Delete `records` from `table` by `(source, local_id)`, many per statement, in `tx`.
+async fn sqlite_delete_keys(
+    tx: &mut sqlx::SqliteConnection,
+    table: &str,
+    records: &[RecordKey],
+) -> Result<u64> {
+    let mut removed = 0;
+    for chunk in records.chunks(KEYS_PER_STATEMENT) {
+        let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(
+            "DELETE FROM {table} WHERE (source, local_id) IN (VALUES "
+        ));
+        let mut sep = qb.separated(", ");
+        for (source, local_id) in chunk {
+            sep.push("(")
+                .push_bind_unseparated(source.as_str())
+                .push_unseparated(", ")
+                .push_bind_unseparated(local_id.as_str())
+                .push_unseparated(")");
+        }
+        qb.push(")");
+        removed += qb.build().execute(&mut *tx).await?.rows_affected();
+    }
+    Ok(removed)
+}
+
+#[async_trait]
+impl MatchStore for SqliteStore {
+    async fn patients_after(
+        &self,
+        after: Option<&NhsNumber>,
+        limit: u32,
+    ) -> Result<Vec<IndexedPatient>> {
+        let sql = format!(
+            "SELECT {PATIENT_COLUMNS} FROM patient WHERE nhs_number > ?1 \
+             ORDER BY nhs_number LIMIT ?2"
+        );
+        sqlx::query(&sql)
+            .bind(after.map_or("", NhsNumber::as_str))
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(patient_from_row)
+            .collect()
+    }
+
+    async fn patients_by_nhs(&self, nhs: &[NhsNumber]) -> Result<Vec<IndexedPatient>> {
+        let mut out = Vec::with_capacity(nhs.len());
+        for chunk in nhs.chunks(500) {
+            let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(
+                "SELECT {PATIENT_COLUMNS} FROM patient WHERE nhs_number IN ("
+            ));
+            let mut sep = qb.separated(", ");
+            for n in chunk {
+                sep.push_bind(n.as_str());
+            }
+            qb.push(")");
+            for row in qb.build().fetch_all(&self.read).await? {
+                out.push(patient_from_row(&row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn remove_links(&self, records: &[RecordKey]) -> Result<u64> {
+        if records.is_empty() {
+            return Ok(0);
+        }
+        let mut writer = self.write_conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *writer).await?;
+        let removed = sqlite_delete_keys(&mut tx, "source_link", records).await?;
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    async fn replace_match_candidates(
+        &self,
+        evaluated: &[RecordKey],
+        candidates: &[MatchCandidateRow],
+    ) -> Result<()> {
+        let mut writer = self.write_conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *writer).await?;
+        sqlite_delete_keys(&mut tx, "match_candidate", evaluated).await?;
+        let rows = last_per_key(candidates, |c| {
+            (c.source.clone(), c.local_id.clone(), c.nhs_number.clone())
+        });
+        for c in rows {
+            sqlx::query(&format!(
+                "INSERT INTO match_candidate ({CANDIDATE_COLUMNS}) VALUES \
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+                 ON CONFLICT (source, local_id, nhs_number) DO UPDATE SET kind = excluded.kind, \
+                 score = excluded.score, agreement = excluded.agreement, guard = excluded.guard, \
+                 family = excluded.family, given = excluded.given, \
+                 birth_date = excluded.birth_date, gender = excluded.gender, \
+                 postcode = excluded.postcode, found_at = excluded.found_at"
+            ))
+            .bind(c.source.as_str())
+            .bind(&c.local_id)
+            .bind(c.nhs_number.as_str())
+            .bind(&c.kind)
+            .bind(c.score)
+            .bind(&c.agreement)
+            .bind(c.guard.as_deref())
+            .bind(&c.family)
+            .bind(&c.given)
+            .bind(c.birth_date)
+            .bind(c.gender.as_deref())
+            .bind(c.postcode.as_deref())
+            .bind(ts(&c.found_at))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn match_candidates(&self) -> Result<Vec<MatchCandidateRow>> {
+        sqlx::query(&format!(
+            "SELECT {CANDIDATE_COLUMNS} FROM match_candidate \
+             ORDER BY score DESC, source, local_id, nhs_number LIMIT {MATCH_LIST_MAX}"
+        ))
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(candidate_from_row)
+        .collect()
+    }
+
+    async fn match_candidates_for(&self, nhs: &NhsNumber) -> Result<Vec<MatchCandidateRow>> {
+        sqlx::query(&format!(
+            "SELECT {CANDIDATE_COLUMNS} FROM match_candidate WHERE nhs_number = ?1 \
+             ORDER BY source, local_id"
+        ))
+        .bind(nhs.as_str())
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(candidate_from_row)
+        .collect()
+    }
+
+    async fn match_candidates_of(
+        &self,
+        source: &SourceId,
+        local_id: &str,
+    ) -> Result<Vec<MatchCandidateRow>> {
+        sqlx::query(&format!(
+            "SELECT {CANDIDATE_COLUMNS} FROM match_candidate WHERE source = ?1 AND local_id = ?2 \
+             ORDER BY score DESC, nhs_number"
+        ))
+        .bind(source.as_str())
+        .bind(local_id)
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(candidate_from_row)
+        .collect()
+    }
+
+    async fn match_decisions(&self) -> Result<Vec<MatchDecisionRow>> {
+        sqlx::query(&format!(
+            "SELECT {DECISION_COLUMNS} FROM match_decision ORDER BY source, local_id, nhs_number"
+        ))
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(decision_from_row)
+        .collect()
+    }
+
+    async fn decide_match(
+        &self,
+        d: &MatchDecisionRow,
+        link: Option<&SourceLink>,
+        audit: &AuditAppend,
+        chain: &ChainFn,
+    ) -> Result<AuditRow> {
+        check_decision(d, link)?;
+        let (_one_chain, mut writer) = self.begin_append().await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *writer, IMMEDIATE).await?;
+        sqlx::query(&format!(
+            "INSERT INTO match_decision ({DECISION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             ON CONFLICT (source, local_id, nhs_number) DO UPDATE SET \
+             decision = excluded.decision, decided_by = excluded.decided_by, \
+             decided_at = excluded.decided_at"
+        ))
+        .bind(d.source.as_str())
+        .bind(&d.local_id)
+        .bind(d.nhs_number.as_str())
+        .bind(&d.decision)
+        .bind(&d.decided_by)
+        .bind(ts(&d.decided_at))
+        .execute(&mut *tx)
+        .await?;
+        match link {
+            Some(l) => {
+                sqlx::query("DELETE FROM match_candidate WHERE source = ?1 AND local_id = ?2")
+                    .bind(d.source.as_str())
+                    .bind(&d.local_id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO source_link (source, local_id, nhs_number, method, family, \
+                     given, birth_date, postcode, linked_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                     ON CONFLICT (source, local_id) DO UPDATE SET \
+                     nhs_number = excluded.nhs_number, method = excluded.method, \
+                     family = excluded.family, given = excluded.given, \
+                     birth_date = excluded.birth_date, postcode = excluded.postcode, \
+                     linked_at = excluded.linked_at",
+                )
+                .bind(l.source.as_str())
+                .bind(&l.local_id)
+                .bind(l.nhs_number.as_str())
+                .bind(l.method.as_str())
+                .bind(&l.family)
+                .bind(&l.given)
+                .bind(l.birth_date)
+                .bind(l.postcode.as_deref())
+                .bind(ts(&l.linked_at))
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("DELETE FROM unmatched_record WHERE source = ?1 AND local_id = ?2")
+                    .bind(d.source.as_str())
+                    .bind(&d.local_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            None => {
+                sqlx::query(
+                    "DELETE FROM match_candidate WHERE source = ?1 AND local_id = ?2 \
+                     AND nhs_number = ?3",
+                )
+                .bind(d.source.as_str())
+                .bind(&d.local_id)
+                .bind(d.nhs_number.as_str())
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "DELETE FROM source_link WHERE source = ?1 AND local_id = ?2 \
+                     AND nhs_number = ?3",
+                )
+                .bind(d.source.as_str())
+                .bind(&d.local_id)
+                .bind(d.nhs_number.as_str())
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        let row = append_audit_in_tx(&mut tx, audit, chain).await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    async fn record_unmatched_batch(&self, records: &[UnmatchedRecord]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let rows = last_per_key(records, |r| (r.source.clone(), r.local_id.clone()));
+        let mut writer = self.write_conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *writer).await?;
+        for chunk in rows.chunks(KEYS_PER_STATEMENT / 2) {
+            let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO unmatched_record (source, local_id, reason, candidates, seen_at) ",
+            );
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(r.source.as_str())
+                    .push_bind(r.local_id.as_str())
+                    .push_bind(r.reason.as_str())
+                    .push_bind(i64::from(r.candidates))
+                    .push_bind(ts(&r.seen_at));
+            });
+            qb.push(
+                " ON CONFLICT (source, local_id) DO UPDATE SET reason = excluded.reason, \
+                 candidates = excluded.candidates, seen_at = excluded.seen_at",
+            );
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn clear_unmatched_batch(&self, records: &[RecordKey]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut writer = self.write_conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *writer).await?;
+        sqlite_delete_keys(&mut tx, "unmatched_record", records).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,206 @@
+//! The embedded backend: one SQLite file in WAL mode.
+//!
+//! Reads use a pool of connections, and each record view's read its own connection; every
+//! write goes through one connection that writers in this process take in turn, so they queue
+//! instead of meeting `SQLITE_BUSY`. The view's reader and the writer are held, not pooled: a
+//! pool checks a connection back in with a round trip to its thread (a ping), which every
+//! view paid twice, in CPU and thread wake-ups, right as it fanned out or answered. Audit appends
+//! also take an in-process lock. A batch of them is one `INSERT` after the chain head this
+//! handle last wrote; if another process appended since, the sequence number is taken, the
+//! statement fails whole, and the batch is written in a `BEGIN IMMEDIATE` transaction that
+//! reads the head and inserts as one step. `synchronous = FULL`: a committed audit record
+//! survives power loss.
+//!
+//! This file holds the handle and its connections; each topic's part of the store is a file
+//! of its own beside it, the same files as `postgres/` has.
+
+mod audit;
+mod audit_trail;
+mod backend_services;
+mod care_event;
+mod governance;
+mod index;
+mod match_review;
+mod opt_out;
+mod opt_out_letter;
+mod patient_status;
+mod protected;
+mod shared_state;
+mod store;
+mod watch_counts;
+
+use crate::common::open_error;
+use crate::Result;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Connection as _, SqliteConnection};
+use std::str::FromStr;
+use std::time::Duration;
+use tokio::sync::{Mutex, MutexGuard};
+
+pub struct SqliteStore {
+    read: SqlitePool,
+    /// The one connection that writes. Taken only through [`SqliteStore::write_conn`], which
+    /// replaces it when a failed write left it unusable.
+    writer: Mutex<SqliteConnection>,
+    /// Set when a write on `writer` failed: the next taker checks it before use.
+    writer_suspect: std::sync::atomic::AtomicBool,
+    /// The connection each view's read (`view_inputs`) uses; `None` after it failed, until
+    /// the next view opens it again.
+    viewer: Mutex<Option<SqliteConnection>>,
+    /// The watch's counters' own connection (`synchronous = NORMAL`, used only while holding
+    /// `writer`; see `watch_counts`); `None` until first needed and after it failed.
+    watcher: Mutex<Option<SqliteConnection>>,
+    options: SqliteConnectOptions,
+    append: Mutex<()>,
+    /// The chain's last record as this handle committed it (sequence number, hash): `None`
+    /// until first needed and after any write whose outcome it does not know. Read and written
+    /// only while `append` is held.
+    head: std::sync::Mutex<Option<(i64, String)>>,
+    group: crate::group_commit::GroupCommit,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+impl SqliteStore {
+    /// Open (creating if missing) `sqlite:///abs/path.db` or `sqlite://relative.db`.
+    pub async fn open(url: &str) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(open_error)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        // The writer opens first so the file exists (and is in WAL mode) before readers connect.
+        let writer = SqliteConnection::connect_with(&options)
+            .await
+            .map_err(open_error)?;
+        // A connection to a file in this process cannot go stale, so the pool does not ping it
+        // before each use (sqlx's default): that would be one more trip to its thread per query.
+        let read = SqlitePoolOptions::new()
+            .max_connections(8)
+            .test_before_acquire(false)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone())
+            .await
+            .map_err(open_error)?;
+        let viewer = SqliteConnection::connect_with(&options)
+            .await
+            .map_err(open_error)?;
+        Ok(Self {
+            read,
+            writer: Mutex::new(writer),
+            writer_suspect: std::sync::atomic::AtomicBool::new(false),
+            viewer: Mutex::new(Some(viewer)),
+            watcher: Mutex::new(None),
+            options,
+            append: Mutex::new(()),
+            head: std::sync::Mutex::new(None),
+            group: crate::group_commit::GroupCommit::default(),
+        })
+    }
+
+    /// For an audit append transaction: takes the in-process append lock, then the writer.
+    /// Begin the transaction on the writer with [`IMMEDIATE`], and keep both guards until it
+    /// has ended.
+    async fn begin_append(&self) -> Result<(MutexGuard<'_, ()>, MutexGuard<'_, SqliteConnection>)> {
+        let one_chain = self.append.lock().await;
+        // The transaction may append a record of its own, or roll back: read the head afresh.
+        *self
+            .head
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        Ok((one_chain, self.write_conn().await?))
+    }
+
+    /// The write connection, checked first: a connection a failed write left inside a
+    /// transaction (e.g. a `COMMIT` refused with `SQLITE_FULL`, after which SQLite has rolled
+    /// back on its own and the driver's `ROLLBACK` fails too, so the driver believes a
+    /// transaction is still open and refuses every `BEGIN IMMEDIATE` from then on), or one
+    /// that no longer answers, is closed and replaced by a new one. A healthy connection costs
+    /// one atomic load here. Fails (the store is unavailable) if no new connection can be
+    /// opened; the next taker tries again.
+    async fn write_conn(&self) -> Result<MutexGuard<'_, SqliteConnection>> {
+        use std::sync::atomic::Ordering;
+        let mut writer = self.writer.lock().await;
+        let suspect = self.writer_suspect.swap(false, Ordering::AcqRel);
+        if !suspect && !writer.is_in_transaction() {
+            return Ok(writer);
+        }
+        // A dropped transaction's `ROLLBACK` may still be queued on the connection's worker:
+        // a ping waits for it, then the depth is read again.
+        let answers = writer.ping().await.is_ok();
+        if answers && !writer.is_in_transaction() {
+            return Ok(writer);
+        }
+        match SqliteConnection::connect_with(&self.options).await {
+            Ok(fresh) => {
+                let broken = std::mem::replace(&mut *writer, fresh);
+                tracing::warn!(
+                    answers,
+                    "the store's write connection was left unusable by a failed write; replaced it"
+                );
+                // Dropping it ends its worker, which closes the file handle; SQLite rolls back
+                // whatever was still open on it.
+                drop(broken);
+                Ok(writer)
+            }
+            Err(e) => {
+                self.writer_suspect.store(true, Ordering::Release);
+                Err(open_error(e))
+            }
+        }
+    }
+
+    /// The watch's counters' connection, opened if there is none: `synchronous = NORMAL`, so
+    /// its commits are not flushed on their own but with the next durable commit to the same
+    /// write-ahead log. Take it only while holding [`SqliteStore::write_conn`]; set it to
+    /// `None` after a failed statement (it is opened again next time).
+    async fn watch_conn(&self) -> Result<MutexGuard<'_, Option<SqliteConnection>>> {
+        let mut slot = self.watcher.lock().await;
+        if slot.is_none() {
+            let options = self.options.clone().synchronous(SqliteSynchronous::Normal);
+            *slot = Some(
+                SqliteConnection::connect_with(&options)
+                    .await
+                    .map_err(open_error)?,
+            );
+        }
+        Ok(slot)
+    }
+
+    /// Marks the write connection for a check by its next taker (after a failed write).
+    fn writer_failed(&self) {
+        self.writer_suspect
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The rows of `sql` for `nhs`, read on the view's own connection (opened again if it
+    /// failed last time).
+    async fn read_for_view(&self, sql: &str, nhs: &str) -> Result<Vec<sqlx::sqlite::SqliteRow>> {
+        let mut viewer = self.viewer.lock().await;
+        let conn = match &mut *viewer {
+            Some(conn) => conn,
+            empty => empty.insert(
+                SqliteConnection::connect_with(&self.options)
+                    .await
+                    .map_err(open_error)?,
+            ),
+        };
+        let fetched = sqlx::query(sql).bind(nhs).fetch_all(conn).await;
+        if fetched.is_err() {
+            // Whatever went wrong, the next view starts on a fresh connection.
+            *viewer = None;
+        }
+        Ok(fetched?)
+    }
+}
+
+/// How an audit append transaction begins: no other writer (another process) can come
+/// between reading the chain's head and inserting after it.
+const IMMEDIATE: &str = "BEGIN IMMEDIATE";

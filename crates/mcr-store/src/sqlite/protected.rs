@@ -1,0 +1,68 @@
+//! The protected person list on SQLite.
+
+use super::audit::append_audit_in_tx;
+use super::{SqliteStore, IMMEDIATE};
+use crate::common::ts;
+use crate::protected::{
+    person_from_row, ProtectedPersonRow, ProtectedPersonStore, COLUMNS, PROTECTED_LIST_MAX, UPSERT,
+};
+use crate::{AuditAppend, AuditRow, ChainFn, Result};
+use async_trait::async_trait;
+use mcr_domain::NhsNumber;
+
+#[async_trait]
+impl ProtectedPersonStore for SqliteStore {
+    async fn add_protected_person(
+        &self,
+        p: &ProtectedPersonRow,
+        audit: &AuditAppend,
+        chain: &ChainFn,
+    ) -> Result<AuditRow> {
+        let (_one_chain, mut writer) = self.begin_append().await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *writer, IMMEDIATE).await?;
+        sqlx::query(&format!(
+            "INSERT INTO protected_person ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5){UPSERT}"
+        ))
+        .bind(p.nhs_number.as_str())
+        .bind(&p.category)
+        .bind(&p.note)
+        .bind(&p.added_by)
+        .bind(ts(&p.added_at))
+        .execute(&mut *tx)
+        .await?;
+        let row = append_audit_in_tx(&mut tx, audit, chain).await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    async fn remove_protected_person(
+        &self,
+        nhs: &NhsNumber,
+        audit: &AuditAppend,
+        chain: &ChainFn,
+    ) -> Result<Option<AuditRow>> {
+        let (_one_chain, mut writer) = self.begin_append().await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *writer, IMMEDIATE).await?;
+        let done = sqlx::query("DELETE FROM protected_person WHERE nhs_number = ?1")
+            .bind(nhs.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let row = append_audit_in_tx(&mut tx, audit, chain).await?;
+        tx.commit().await?;
+        Ok(Some(row))
+    }
+
+    async fn protected_persons(&self) -> Result<Vec<ProtectedPersonRow>> {
+        sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM protected_person ORDER BY nhs_number LIMIT {PROTECTED_LIST_MAX}"
+        ))
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(person_from_row)
+        .collect()
+    }
+}

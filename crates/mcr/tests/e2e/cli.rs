@@ -1,0 +1,401 @@
+//! The `mcr` binary as an operator uses it: clear errors and non-zero exits on bad flags and
+//! config; `migrate` and `index sync` against real sources.
+
+use crate::helpers::mcr;
+use std::process::Command;
+
+fn run(cmd: &mut Command) -> (i32, String) {
+    let out = cmd.output().expect("mcr runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn bad_flags_and_config_give_a_clear_message_and_a_non_zero_exit() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (code, text) = run(mcr().args(["serve", "--config", "/no/such/file.toml"]));
+    assert_ne!(code, 0);
+    assert!(
+        text.contains("cannot read config file /no/such/file.toml"),
+        "{text}"
+    );
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "listen = \"not an address\"\n").expect("write");
+    let (code, text) = run(mcr().args(["serve", "--config"]).arg(&bad));
+    assert_ne!(code, 0);
+    assert!(text.contains("line 1"), "says where: {text}");
+
+    std::fs::write(
+        &bad,
+        "[auth]\nissuer = \"x\"\naudience = \"y\"\ned25519_public_keys = []\nsources = []\n",
+    )
+    .expect("write");
+    let (code, _) = run(mcr().args(["migrate", "--config"]).arg(&bad));
+    assert_ne!(code, 0);
+
+    let (code, text) = run(mcr().args(["demo", "--listen", "nowhere"]));
+    assert_ne!(code, 0);
+    assert!(text.contains("--listen"), "{text}");
+    let (code, text) = run(mcr().args(["demo", "--patients", "3"]));
+    assert_ne!(code, 0);
+    assert!(text.contains("--patients"), "{text}");
+    let (code, text) = run(mcr()
+        .args(["demo-token", "nobody", "--data-dir"])
+        .arg(dir.path()));
+    assert_ne!(code, 0);
+    assert!(text.contains("demo.json"), "{text}");
+    let (code, _) = run(mcr().arg("frobnicate"));
+    assert_ne!(code, 0);
+}
+
+#[test]
+fn the_example_configs_parse() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let gateway = mcr::config::Settings::load(&root.join("docs/example-gateway.toml"));
+    assert!(gateway.is_ok(), "{gateway:?}");
+    // Each source is asked in one batch, as the example says.
+    let gateway = gateway.expect("parsed");
+    assert!(
+        gateway.sources.iter().all(|s| s.batch),
+        "{:?}",
+        gateway.sources
+    );
+    let acute = gateway
+        .sources
+        .iter()
+        .find(|s| s.id.as_str() == "acute")
+        .expect("the example's acute source");
+    assert_eq!(
+        (acute.deadline_ms, acute.feed_timeout_secs),
+        (Some(5000), Some(1800))
+    );
+    let sources = mcr::sources_cmd::SourcesConfig::load(&root.join("docs/example-sources.toml"));
+    assert!(sources.is_ok(), "{sources:?}");
+}
+
+/// A source's own deadline and feed timeout are checked like the federation's, naming the
+/// source.
+#[test]
+fn a_sources_own_deadlines_out_of_range_are_refused_naming_it() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let example =
+        std::fs::read_to_string(root.join("docs/example-gateway.toml")).expect("the example");
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (from, to, says) in [
+        (
+            "deadline_ms = 5000",
+            "deadline_ms = 0",
+            "source `acute` deadline_ms must be between 1 and 60000",
+        ),
+        (
+            "deadline_ms = 5000",
+            "deadline_ms = 600000",
+            "source `acute` deadline_ms must be between 1 and 60000",
+        ),
+        (
+            "feed_timeout_secs = 1800",
+            "feed_timeout_secs = 0",
+            "source `acute` feed_timeout_secs must be between 1 and 86400",
+        ),
+    ] {
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(&path, example.replacen(from, to, 1)).expect("write");
+        let e = format!("{:#}", mcr::config::Settings::load(&path).expect_err(says));
+        assert!(e.contains(says), "{e}");
+    }
+}
+
+/// The example's GP Connect source, uncommented, is read; a GP Connect source missing what it
+/// needs, or GP Connect settings on an R4 source, are refused naming the source.
+#[test]
+fn a_gp_connect_source_is_configured_or_refused_saying_what_is_missing() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let example =
+        std::fs::read_to_string(root.join("docs/example-gateway.toml")).expect("the example");
+    let start = example
+        .find("# [[sources]]\n# id = \"gp-riverside\"")
+        .expect("the example's GP Connect source");
+    let end = start + example[start..].find("\n\n").expect("its end");
+    let block: Vec<&str> = example[start..end]
+        .lines()
+        .map(|l| l.strip_prefix("# ").unwrap_or(l))
+        .collect();
+    // On loopback like the example's other sources (an https one needs [sources_tls] ca).
+    let with = example
+        .replacen(&example[start..end], &block.join("\n"), 1)
+        .replacen("https://gp.example/", "http://127.0.0.1:8105/", 1);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let load = |text: &str| {
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(&path, text).expect("write");
+        mcr::config::Settings::load(&path)
+    };
+    let settings = load(&with).expect("the GP Connect example parses");
+    let gp = settings
+        .sources
+        .iter()
+        .find(|s| s.id.as_str() == "gp-riverside")
+        .expect("the GP Connect source");
+    assert_eq!(gp.kind, mcr_federation::SourceKind::GpConnect);
+    let gpc = gp.gp_connect.as_ref().expect("its settings");
+    assert_eq!(gpc.consumer_asid, "200000000115");
+    assert_eq!(
+        gpc.directory.as_ref().map(|d| (d.url.as_str(), d.ttl_secs)),
+        Some(("https://sds.example/spine-directory/FHIR/R4", 3600))
+    );
+
+    let refused = |text: String, says: &str| {
+        let e = load(&text).expect_err(says);
+        let e = format!("{e:#}");
+        assert!(e.contains(says) && e.contains("gp-riverside"), "{e}");
+    };
+    // A missing field is named with the line it is missing from.
+    let e = format!(
+        "{:#}",
+        load(&with.replacen("consumer_asid = \"200000000115\"\n", "", 1))
+            .expect_err("no consumer ASID")
+    );
+    assert!(
+        e.contains("consumer_asid") && e.contains("[sources.gp_connect]"),
+        "{e}"
+    );
+    refused(
+        with.replacen(
+            "consumer_asid = \"200000000115\"",
+            "consumer_asid = \" \"",
+            1,
+        ),
+        "needs consumer_asid",
+    );
+    refused(
+        with.replacen("kind = \"gp-connect\"\n", "", 1),
+        "is not kind = \"gp-connect\"",
+    );
+    let without: String = {
+        let cut = with.find("[sources.gp_connect]\n").expect("settings");
+        let after = cut + with[cut..].find("\n\n").expect("end");
+        format!("{}{}", &with[..cut], &with[after..])
+    };
+    refused(without, "set [sources.gp_connect]");
+}
+
+#[tokio::test]
+async fn migrate_and_index_sync_against_running_sources() {
+    let region = mcr_synth::generate(&mcr_synth::SynthConfig {
+        patients: 300,
+        ..Default::default()
+    });
+    let mut handles = Vec::new();
+    let mut sources_toml = String::new();
+    for slice in &region.sources {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let h = mcr_sources::serve(slice.clone(), listener, mcr_sources::Behaviour::default())
+            .await
+            .expect("source");
+        let o = &slice.organisation;
+        sources_toml.push_str(&format!(
+            "[[sources]]\nid = \"{}\"\nbase_url = \"{}\"\nresource_types = {:?}\norganisation = {{ code = \"{}\", name = \"{}\", kind = \"{}\", member = true }}\n\n",
+            slice.id, h.base_url(), slice.resource_types, o.code, o.name, o.kind
+        ));
+        handles.push(h);
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{}\"\n[auth]\nissuer = \"https://idp.example.nhs.uk\"\nclient_id = \"mcr-gateway\"\nclient_secret = \"s\"\n\n{sources_toml}",
+            dir.path().join("data").display()
+        ),
+    )
+    .expect("write config");
+    let config_arg = config.clone();
+    let (code, text) = tokio::task::spawn_blocking(move || {
+        run(mcr().args(["migrate", "--config"]).arg(&config_arg))
+    })
+    .await
+    .expect("join");
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("sqlite store is up to date"), "{text}");
+    let config_arg = config.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        mcr()
+            .args(["index", "sync", "--config"])
+            .arg(&config_arg)
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("mcr runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("a JSON report on stdout");
+    let gp = report["sources"]
+        .as_array()
+        .expect("sources")
+        .iter()
+        .find(|s| s["source"] == "gp")
+        .expect("gp");
+    assert_eq!(gp["seen"], 300);
+
+    // One source down: the sync says so and exits 1, the others are still indexed.
+    handles.pop().expect("a source").shutdown().await;
+    let (code, text) = tokio::task::spawn_blocking(move || {
+        run(mcr()
+            .args(["index", "sync", "--incremental", "--config"])
+            .arg(&config))
+    })
+    .await
+    .expect("join");
+    assert_eq!(code, 1, "{text}");
+}
+
+/// A new user's way to check the demo's trail: no config, just the data directory the demo
+/// ran in. The fresh trail already has a signed checkpoint (made at start-up), not only from
+/// record 1,000.
+#[tokio::test]
+async fn audit_verify_reads_the_demos_data_directory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = mcr::demo::start(&mcr::demo::DemoOptions {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: dir.path().to_path_buf(),
+        patients: 200,
+        ..Default::default()
+    })
+    .await
+    .expect("demo starts");
+    demo.stop().await;
+    let (code, text) = run(mcr()
+        .args(["audit", "verify", "--data-dir"])
+        .arg(dir.path()));
+    assert_eq!(code, 0, "{text}");
+    let records: u64 = text
+        .split("audit trail intact: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the count of records: {text}"));
+    assert!(records >= 1, "{text}");
+    let checkpoints: u64 = text
+        .split("head ")
+        .nth(1)
+        .and_then(|rest| rest.split(", ").nth(1))
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the count of checkpoints: {text}"));
+    assert!(checkpoints >= 1, "a checkpoint from start-up: {text}");
+    assert!(
+        !text.contains("no key configured"),
+        "the demo's key is used: {text}"
+    );
+    // A directory the demo never ran in is an error, not an empty trail.
+    let empty = tempfile::tempdir().expect("temp dir");
+    let (code, text) = run(mcr()
+        .args(["audit", "verify", "--data-dir"])
+        .arg(empty.path()));
+    assert_ne!(code, 0);
+    assert!(text.contains("mcr demo --data-dir"), "{text}");
+    // One of --config and --data-dir is needed.
+    let (code, _) = run(mcr().args(["audit", "verify"]));
+    assert_ne!(code, 0);
+}
+
+/// The workspace's crate dependencies as `cargo metadata` reports them, one table row per
+/// crate: depends on, only with the demo feature (optional), tests only (dev).
+fn crate_rows(metadata: &serde_json::Value) -> Vec<String> {
+    let mut packages: Vec<&serde_json::Value> = metadata["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .collect();
+    packages.sort_by_key(|p| p["name"].as_str().unwrap_or_default().to_owned());
+    packages
+        .iter()
+        .map(|p| {
+            let (mut normal, mut optional, mut dev) = (
+                std::collections::BTreeSet::new(),
+                std::collections::BTreeSet::new(),
+                std::collections::BTreeSet::new(),
+            );
+            for d in p["dependencies"].as_array().into_iter().flatten() {
+                let name = d["name"].as_str().unwrap_or_default();
+                if !name.starts_with("mcr") {
+                    continue;
+                }
+                match (d["kind"].as_str(), d["optional"].as_bool() == Some(true)) {
+                    (Some("dev"), _) => dev.insert(name),
+                    (None, true) => optional.insert(name),
+                    (None, false) => normal.insert(name),
+                    _ => false,
+                };
+            }
+            let dev: std::collections::BTreeSet<_> = dev.difference(&normal).copied().collect();
+            let list = |s: &std::collections::BTreeSet<&str>| {
+                if s.is_empty() {
+                    "-".to_owned()
+                } else {
+                    s.iter().copied().collect::<Vec<_>>().join(", ")
+                }
+            };
+            format!(
+                "| {} | {} | {} | {} |",
+                p["name"].as_str().unwrap_or_default(),
+                list(&normal),
+                list(&optional),
+                list(&dev)
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_architecture_map_shows_every_crate_dependency() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
+        .current_dir(&root)
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let metadata: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
+    let actual = crate_rows(&metadata);
+    let doc = std::fs::read_to_string(root.join("docs/ARCHITECTURE.md")).expect("the map");
+    let table = doc
+        .split("<!-- crate-dependencies:begin -->")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- crate-dependencies:end -->").next())
+        .expect("the crate table's markers");
+    let documented: Vec<String> = table
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("| mcr"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        documented,
+        actual,
+        "docs/ARCHITECTURE.md's crate table differs from the manifests; the rows should be:\n{}",
+        actual.join("\n")
+    );
+}

@@ -1,0 +1,525 @@
+//! What the end-to-end modules share: start what `mcr demo` starts (four sources and the
+//! gateway over real HTTP on port 0) in a fresh data directory and talk to it as a client
+//! would, and the fixtures more than one module uses, each defined here once.
+
+use mcr::demo::{self, Demo, DemoOptions};
+use mcr_domain::NhsNumber;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The demo's A&E doctor at the acute trust.
+pub const AE: &str = "ae.okafor";
+
+/// An NHS number the test knows is valid.
+pub fn nhs(s: &str) -> NhsNumber {
+    NhsNumber::parse(s).expect("a valid NHS number")
+}
+
+/// A valid NHS number (modulus 11) that the demo's patient index does not hold.
+pub async fn unknown_patient(t: &TestDemo) -> String {
+    for i in 0..10_000u32 {
+        let candidate = format!("99980{i:05}");
+        if let Ok(n) = NhsNumber::parse(&candidate) {
+            if t.demo
+                .gateway
+                .gateway
+                .store()
+                .patient(&n)
+                .await
+                .expect("index")
+                .is_none()
+            {
+                return candidate;
+            }
+        }
+    }
+    panic!("no unknown NHS number found");
+}
+
+/// The `mcr` binary this test run built, to run as an operator would.
+pub fn mcr() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_mcr"))
+}
+
+/// Base64url without padding, as JWTs and JWKs use.
+pub fn b64url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The detail code of an `OperationOutcome`'s first issue (why a request was refused).
+pub fn deny_code(body: &Value) -> String {
+    body["issue"][0]["details"]["coding"][0]["code"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// A FHIR `Consent` of our `category` for `nhs`, with string extensions named by `ext`.
+pub fn consent(category: &str, nhs: &str, provision: &str, ext: &[(&str, &str)]) -> Value {
+    json!({
+        "resourceType": "Consent",
+        "category": [{"coding": [{"system": "https://mycarerecord.example/fhir/CodeSystem/consent-category", "code": category}]}],
+        "patient": {"reference": format!("Patient/{nhs}")},
+        "provision": {"type": provision},
+        "extension": ext.iter().map(|(k, v)| json!({"url": format!("https://mycarerecord.example/fhir/StructureDefinition/{k}"), "valueString": v})).collect::<Vec<_>>()
+    })
+}
+
+/// The decision `/access/explain` gives `user` for `nhs`, and the relationship rule's sentence.
+pub async fn relationship(t: &TestDemo, user: &str, nhs: &str) -> (String, String) {
+    let (status, body) = t.get(user, &format!("/access/explain?patient={nhs}")).await;
+    assert_eq!(status, 200, "{body}");
+    let step = body["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["rule"] == "relationship")
+        .map(|s| s["sentence"].as_str().unwrap_or_default().to_owned())
+        .unwrap_or_default();
+    (
+        body["decision"].as_str().unwrap_or_default().to_owned(),
+        step,
+    )
+}
+
+/// `tests/oidc-interop`: the npm OpenID providers (`oidc-provider`) the sign-in tests run.
+pub fn interop_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/oidc-interop")
+}
+
+/// `npm ci` in `dir` unless every package in `packages` is installed there; `needed_by` says
+/// which test needs them when npm is missing. Fails, never skips.
+///
+/// One test at a time: `npm ci` first deletes `node_modules`, so a test checking for its
+/// packages while another installs them would find them gone.
+pub fn npm_ci_once(dir: &Path, packages: &[&str], needed_by: &str) {
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = INSTALLING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if packages.iter().all(|p| {
+        dir.join("node_modules")
+            .join(p)
+            .join("package.json")
+            .exists()
+    }) {
+        return;
+    }
+    let status = std::process::Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(dir)
+        .status()
+        .unwrap_or_else(|e| {
+            panic!("npm must be installed to run {needed_by} (apt-get install npm): {e}")
+        });
+    assert!(status.success(), "npm ci in {} failed", dir.display());
+}
+
+pub const PATIENTS: usize = 2_000;
+
+pub struct TestDemo {
+    pub demo: Demo,
+    pub http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn start() -> TestDemo {
+    start_with(None, 1_500).await
+}
+
+pub async fn start_with(store: Option<String>, deadline_ms: u64) -> TestDemo {
+    start_opts(DemoOptions {
+        store,
+        deadline_ms,
+        ..test_options()
+    })
+    .await
+}
+
+/// What the tests start: port 0, [`PATIENTS`] patients, 1.5 s deadline (the data directory
+/// is set by [`start_opts`]).
+pub fn test_options() -> DemoOptions {
+    DemoOptions {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        data_dir: std::path::PathBuf::new(),
+        seed: 2017,
+        patients: PATIENTS,
+        deadline_ms: 1_500,
+        store: None,
+        insecure_http: false,
+        source_batch: true,
+        trusted_proxy_hops: 0,
+        refusal_flush_seconds: 60,
+        watch: Default::default(),
+        gp_connect: true,
+        system_clients: Vec::new(),
+    }
+}
+
+/// Start a demo with `opts`, in a fresh data directory.
+pub async fn start_opts(mut opts: DemoOptions) -> TestDemo {
+    let dir = tempfile::tempdir().expect("temp dir");
+    opts.data_dir = dir.path().to_path_buf();
+    let demo = demo::start(&opts).await.expect("demo starts");
+    let http = trusting_client(&demo)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    TestDemo {
+        demo,
+        http,
+        _dir: dir,
+    }
+}
+
+/// A client builder that trusts the demo's regional CA (and nothing else), as
+/// `curl --cacert DATA_DIR/pki/ca.pem` does: the gateway serves HTTPS.
+pub fn trusting_client(demo: &Demo) -> reqwest::ClientBuilder {
+    let ca = demo
+        .info
+        .ca_cert
+        .as_ref()
+        .expect("demo.json names the CA certificate");
+    let pem = std::fs::read(ca).expect("the demo CA certificate");
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("a PEM certificate"))
+}
+
+impl TestDemo {
+    /// The demo's data directory (a fresh temporary one).
+    pub fn data_dir(&self) -> &Path {
+        self._dir.path()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.demo.info.gateway_url, path)
+    }
+
+    pub fn token(&self, user: &str) -> String {
+        self.demo.token(user).expect("token")
+    }
+
+    pub fn patient(&self, case: &str, i: usize) -> String {
+        self.demo.info.patients[case][i].clone()
+    }
+
+    pub async fn get(&self, user: &str, path: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(self.token(user))
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn get_text(&self, user: &str, path: &str) -> (u16, String) {
+        let resp = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(self.token(user))
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.expect("body"))
+    }
+
+    pub async fn post(&self, user: &str, path: &str, body: &Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(self.token(user))
+            .header("content-type", "application/fhir+json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Record "the patient gave permission" for `user`'s organisation.
+    pub async fn give_permission(&self, user: &str, nhs: &str) {
+        let (status, body) = self
+            .post(user, "/fhir/Consent", &permission(nhs, "permit", "patient"))
+            .await;
+        assert_eq!(status, 201, "permission recorded: {body}");
+    }
+
+    pub async fn everything(&self, user: &str, nhs: &str) -> (u16, Value) {
+        self.get(user, &format!("/fhir/Patient/{nhs}/$everything"))
+            .await
+    }
+}
+
+pub fn permission(nhs: &str, provision: &str, given_by: &str) -> Value {
+    json!({
+        "resourceType": "Consent",
+        "status": "active",
+        "category": [{"coding": [{"system": "https://mycarerecord.example/fhir/CodeSystem/consent-category", "code": "permission-to-view"}]}],
+        "patient": {"reference": format!("Patient/{nhs}")},
+        "provision": {"type": provision},
+        "extension": [{"url": "https://mycarerecord.example/fhir/StructureDefinition/given-by", "valueCode": given_by}]
+    })
+}
+
+/// The OperationOutcome entry of a `$everything` Bundle.
+pub fn outcome(bundle: &Value) -> &Value {
+    bundle["entry"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| &e["resource"])
+        .find(|r| r["resourceType"] == "OperationOutcome")
+        .expect("an OperationOutcome entry")
+}
+
+/// Detail codes of an OperationOutcome's issues, with their expression.
+pub fn issue_codes(oo: &Value) -> Vec<(String, String)> {
+    oo["issue"]
+        .as_array()
+        .expect("issues")
+        .iter()
+        .map(|i| {
+            (
+                i["details"]["coding"][0]["code"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned(),
+                i["expression"][0].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+pub fn resources<'a>(bundle: &'a Value, ty: &str) -> Vec<&'a Value> {
+    bundle["entry"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| &e["resource"])
+        .filter(|r| r["resourceType"] == ty)
+        .collect()
+}
+
+/// ODS codes named as agents across all Provenances.
+pub fn provenance_orgs(bundle: &Value) -> std::collections::BTreeSet<String> {
+    resources(bundle, "Provenance")
+        .iter()
+        .flat_map(|p| p["agent"].as_array().expect("agents").iter())
+        .map(|a| {
+            a["who"]["identifier"]["value"]
+                .as_str()
+                .expect("ods")
+                .to_owned()
+        })
+        .collect()
+}
+
+/// A browser signed in to the pages through the OpenID Connect flow with the demo identity
+/// provider: its session cookie and the session's CSRF token for forms.
+pub struct SignedIn {
+    pub http: reqwest::Client,
+    pub cookie: String,
+    pub csrf: String,
+}
+
+/// The first `Set-Cookie` value named `name` (`name=value` only).
+pub fn set_cookie(resp: &reqwest::Response, name: &str) -> Option<String> {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .map(str::to_owned)
+}
+
+pub fn location(resp: &reqwest::Response) -> String {
+    resp.headers()["location"]
+        .to_str()
+        .expect("a Location")
+        .to_owned()
+}
+
+/// Where the gateway's sign-in sends the browser: the provider's authorize URL, and the
+/// `mcr_login` cookie that ties the sign-in to this browser.
+pub async fn start_sign_in(t: &TestDemo, http: &reqwest::Client) -> (url::Url, String) {
+    let resp = http
+        .post(t.url("/signin"))
+        .send()
+        .await
+        .expect("POST /signin");
+    assert_eq!(resp.status(), 303, "sign-in goes to the provider");
+    let login = set_cookie(&resp, "mcr_login").expect("an mcr_login cookie");
+    let login = login.split(';').next().expect("cookie").to_owned();
+    (
+        url::Url::parse(&location(&resp)).expect("authorize URL"),
+        login,
+    )
+}
+
+/// At the provider's sign-in page, choose `user`; returns where the provider sends the browser.
+pub async fn choose_user(
+    http: &reqwest::Client,
+    authorize: &url::Url,
+    user: &str,
+) -> reqwest::Response {
+    let page = http
+        .get(authorize.clone())
+        .send()
+        .await
+        .expect("authorize page");
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.text()
+            .await
+            .expect("page")
+            .contains(&format!("value=\"{user}\"")),
+        "{user} is offered"
+    );
+    let mut form: Vec<(String, String)> = authorize
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    form.push(("user".into(), user.into()));
+    let mut post_url = authorize.clone();
+    post_url.set_query(None);
+    http.post(post_url)
+        .form(&form)
+        .send()
+        .await
+        .expect("POST authorize")
+}
+
+impl TestDemo {
+    /// A client builder trusting this demo's CA.
+    pub fn browser_builder(&self) -> reqwest::ClientBuilder {
+        trusting_client(&self.demo)
+    }
+
+    /// A client that, like a test of a browser, follows no redirects by itself.
+    pub fn browser(&self) -> reqwest::Client {
+        trusting_client(&self.demo)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client")
+    }
+
+    /// A sign-in through the provider that the gateway refuses: its status and page.
+    pub async fn refused_sign_in(&self, user: &str) -> (u16, String) {
+        let http = self.browser();
+        let (authorize, login) = start_sign_in(self, &http).await;
+        let back = choose_user(&http, &authorize, user).await;
+        assert_eq!(back.status(), 303, "the provider sends the browser back");
+        let resp = http
+            .get(location(&back))
+            .header("cookie", &login)
+            .send()
+            .await
+            .expect("callback");
+        assert!(
+            set_cookie(&resp, "mcr_session").is_none(),
+            "no session for a refused sign-in"
+        );
+        (resp.status().as_u16(), resp.text().await.expect("page"))
+    }
+
+    /// Sign in to the pages as a demo user, through the provider, like a browser would.
+    pub async fn sign_in(&self, user: &str) -> SignedIn {
+        let http = self.browser();
+        let (authorize, login) = start_sign_in(self, &http).await;
+        let back = choose_user(&http, &authorize, user).await;
+        assert_eq!(back.status(), 303, "the provider sends the browser back");
+        let callback = location(&back);
+        assert!(
+            callback.starts_with(&self.url("/signin/callback?")),
+            "{callback}"
+        );
+        let resp = http
+            .get(&callback)
+            .header("cookie", &login)
+            .send()
+            .await
+            .expect("callback");
+        assert_eq!(resp.status(), 303, "signed in: {:?}", resp.headers());
+        assert_eq!(location(&resp), "/app");
+        let cookie = set_cookie(&resp, "mcr_session").expect("a session cookie");
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+            "{cookie}"
+        );
+        let mut cookie = cookie.split(';').next().expect("cookie").to_owned();
+        let mut page = http
+            .get(self.url("/app"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .expect("GET /app");
+        if page.status() == 303 && location(&page) == "/signin/role" {
+            // Several NHS CIS2 role profiles: work in the first offered.
+            let html = http
+                .get(self.url("/signin/role"))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .expect("GET /signin/role")
+                .text()
+                .await
+                .expect("page");
+            let field = |name: &str| {
+                html.split(name)
+                    .nth(1)
+                    .and_then(|rest| rest.split('"').next())
+                    .expect("the role page's field")
+                    .to_owned()
+            };
+            let (csrf, profile) = (
+                field("name=\"csrf\" value=\""),
+                field("name=\"profile\" type=\"radio\" value=\""),
+            );
+            let chosen = http
+                .post(self.url("/signin/role"))
+                .header("cookie", &cookie)
+                .form(&[("csrf", csrf), ("profile", profile)])
+                .send()
+                .await
+                .expect("POST /signin/role");
+            assert_eq!(chosen.status(), 303, "a role chosen");
+            cookie = set_cookie(&chosen, "mcr_session")
+                .expect("a new session")
+                .split(';')
+                .next()
+                .expect("cookie")
+                .to_owned();
+            page = http
+                .get(self.url("/app"))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .expect("GET /app");
+        }
+        assert_eq!(page.status(), 200);
+        let html = page.text().await.expect("page");
+        let csrf = html
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("the page's forms carry a CSRF token")
+            .to_owned();
+        SignedIn { http, cookie, csrf }
+    }
+}
