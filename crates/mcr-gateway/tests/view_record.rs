@@ -356,3 +356,79 @@ async fn a_source_that_fails_is_named_and_audited_and_the_rest_are_shown() {
     statuses.sort_unstable();
     assert_eq!(statuses, [("acute", "unreachable"), ("gp", "ok")]);
 }
+
+/// The patient's own choice online, at the gateway: only at P9, whatever the web let through;
+/// below it nothing changes and the refusal is audited. At P9 it takes effect at once: the
+/// next view is refused as opted out, and opting back in lets it through again.
+#[tokio::test]
+async fn only_a_patient_proved_to_p9_changes_their_own_choice() {
+    use mcr_gateway::{ChoiceMade, OptOutKind, Sharing, SignedInPatient};
+    let gp = Scripted::new("gp", org(GP, OrgKind::GpPractice), Ok(Vec::new()));
+    let r = region(std::slice::from_ref(&gp)).await;
+    let at = |level, correlation| SignedInPatient {
+        nhs: &r.nhs,
+        proofing_level: level,
+        correlation_id: correlation,
+    };
+
+    let refused = r
+        .gateway
+        .patient_chooses(&at("P5", "choice-p5"), OptOutKind::OptOut)
+        .await
+        .expect_err("below P9");
+    assert!(refused.to_string().contains("level P5"), "{refused}");
+    assert_eq!(
+        r.gateway.patient_sharing(&r.nhs).await.expect("read"),
+        Sharing::Shared
+    );
+    let rows = r.store.audit_rows(0, 1_000).await.expect("audit rows");
+    let denied = rows
+        .iter()
+        .find(|row| row.record.correlation_id == "choice-p5")
+        .expect("the refusal is audited");
+    assert_eq!(denied.record.outcome, "deny");
+    assert_eq!(denied.record.action, "record-objection");
+
+    let made = r
+        .gateway
+        .patient_chooses(&at("P9", "choice-p9"), OptOutKind::OptOut)
+        .await
+        .expect("P9");
+    assert!(matches!(made, ChoiceMade::Recorded(_)), "{made:?}");
+    assert_eq!(
+        r.gateway.patient_sharing(&r.nhs).await.expect("read"),
+        Sharing::OptedOut
+    );
+    let gp_doctor = clinician_at(GP, OrgKind::GpPractice, "after-opt-out");
+    let outcome = r
+        .gateway
+        .view_record(&gp_doctor, &r.nhs)
+        .await
+        .expect("view");
+    let ViewOutcome::NotPermitted(decision) = outcome else {
+        panic!("an opted-out patient's record was shown");
+    };
+    assert_eq!(decision.code(), "deny");
+    assert_eq!(gp.asked(), 0, "no source asked for an opted-out patient");
+    assert_eq!(
+        r.gateway
+            .patient_chooses(&at("P9", "again"), OptOutKind::OptOut)
+            .await
+            .expect("again"),
+        ChoiceMade::AlreadySo
+    );
+
+    r.gateway
+        .patient_chooses(&at("P9", "back-in"), OptOutKind::OptIn)
+        .await
+        .expect("back in");
+    let outcome = r
+        .gateway
+        .view_record(
+            &clinician_at(GP, OrgKind::GpPractice, "after-opt-in"),
+            &r.nhs,
+        )
+        .await
+        .expect("view");
+    assert!(matches!(outcome, ViewOutcome::Record(_)), "{outcome:?}");
+}
