@@ -36,6 +36,8 @@ pub struct Capabilities {
     pub fhir_version: Option<String>,
     /// `software.name` and `software.version`, as given.
     pub software: Option<String>,
+    /// Resource entries passed over because their `type` is not a resource type's name.
+    pub unreadable_entries: usize,
 }
 
 impl Capabilities {
@@ -64,8 +66,10 @@ impl Capabilities {
                 .collect()
         };
         let mut types = BTreeMap::new();
+        let mut unreadable_entries = 0;
         for r in rest["resource"].as_array().into_iter().flatten() {
             let Some(name) = r["type"].as_str().filter(|t| is_type_name(t)) else {
+                unreadable_entries += 1;
                 continue;
             };
             let search_params: Vec<String> = r["searchParam"]
@@ -98,6 +102,7 @@ impl Capabilities {
             fhir_version: statement["fhirVersion"].as_str().map(str::to_owned),
             software,
             types,
+            unreadable_entries,
         })
     }
 
@@ -211,6 +216,7 @@ mod tests {
         assert!(!c.answers("Procedure"), "no patient or subject parameter");
         assert!(!c.answers("AllergyIntolerance"), "not listed");
         assert_eq!(c.types.len(), 4, "the malformed entry is skipped");
+        assert_eq!(c.unreadable_entries, 1, "and counted");
     }
 
     #[test]

@@ -140,8 +140,16 @@ impl Federation {
                 Ok(statement) => capabilities::Capabilities::read(&statement),
                 Err(reason) => Err(capabilities::failure_words(&reason)),
             };
-            if let Err(why) = &read {
-                tracing::warn!(source = %source.id(), why = %why, "capabilities not read");
+            match &read {
+                Err(why) => {
+                    tracing::warn!(source = %source.id(), why = %why, "capabilities not read")
+                }
+                Ok(c) if c.unreadable_entries > 0 => tracing::warn!(
+                    source = %source.id(),
+                    passed_over = c.unreadable_entries,
+                    "capability statement entries without a resource type name passed over"
+                ),
+                Ok(_) => {}
             }
             let ok = read.is_ok();
             self.discovery.get(source.id())?.record(read, now);

@@ -594,16 +594,7 @@ impl Gateway {
 
     /// Lifting or overriding needs an objection that stands.
     pub(crate) async fn must_have_objection(&self, nhs: &NhsNumber) -> Result<(), GatewayError> {
-        let records = match self.store.governance(nhs).await {
-            Ok(r) => r,
-            Err(_) => return Err(GatewayError::StoreUnavailable),
-        };
-        let standing = records
-            .objections
-            .iter()
-            .rev()
-            .find(|o| o.state == "active" || o.state == "withdrawn")
-            .is_some_and(|o| o.state == "active");
+        let standing = self.patient_sharing(nhs).await? == crate::Sharing::OptedOut;
         if standing {
             Ok(())
         } else {

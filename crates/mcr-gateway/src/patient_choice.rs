@@ -46,7 +46,9 @@ pub enum ChoiceMade {
 }
 
 impl Gateway {
-    /// Whether `nhs`'s record is shared now (for the patient's own page).
+    /// Whether `nhs`'s record is shared now: opted out while the latest objection recorded or
+    /// withdrawn is recorded (an override leaves it standing). The one reading of the register
+    /// for the patient's own page and for every lift or override.
     pub async fn patient_sharing(&self, nhs: &NhsNumber) -> Result<Sharing, GatewayError> {
         let records = self
             .store

@@ -653,20 +653,37 @@ pub(crate) struct ChoicePage {
     pub error: Option<String>,
 }
 
+/// The choice page for `patient`: `opted_out` now, `saved` when a choice was just made.
+fn choice_view(
+    status: StatusCode,
+    patient: &SignedInPatient,
+    opted_out: bool,
+    saved: bool,
+    error: Option<String>,
+) -> Response {
+    render(
+        status,
+        &ChoicePage {
+            layout: Layout::public(),
+            nhs_formatted: patient.nhs.formatted(),
+            opted_out,
+            saved,
+            error,
+        },
+    )
+}
+
 pub(crate) async fn choice_page(
     patient: SignedInPatient,
     State(state): State<AppState>,
 ) -> Response {
     match state.gateway.patient_sharing(&patient.nhs).await {
-        Ok(s) => render(
+        Ok(s) => choice_view(
             StatusCode::OK,
-            &ChoicePage {
-                layout: Layout::public(),
-                nhs_formatted: patient.nhs.formatted(),
-                opted_out: s == Sharing::OptedOut,
-                saved: false,
-                error: None,
-            },
+            &patient,
+            s == Sharing::OptedOut,
+            false,
+            None,
         ),
         Err(e) => gateway_error(Layout::public(), e),
     }
@@ -687,20 +704,16 @@ pub(crate) async fn choose(
         "opt-out" => OptOutKind::OptOut,
         "share" => OptOutKind::OptIn,
         _ => {
-            let opted_out = match state.gateway.patient_sharing(&patient.nhs).await {
-                Ok(s) => s == Sharing::OptedOut,
-                Err(e) => return gateway_error(Layout::public(), e),
+            return match state.gateway.patient_sharing(&patient.nhs).await {
+                Ok(s) => choice_view(
+                    StatusCode::BAD_REQUEST,
+                    &patient,
+                    s == Sharing::OptedOut,
+                    false,
+                    Some("Select whether to share your record or to opt out.".into()),
+                ),
+                Err(e) => gateway_error(Layout::public(), e),
             };
-            return render(
-                StatusCode::BAD_REQUEST,
-                &ChoicePage {
-                    layout: Layout::public(),
-                    nhs_formatted: patient.nhs.formatted(),
-                    opted_out,
-                    saved: false,
-                    error: Some("Select whether to share your record or to opt out.".into()),
-                },
-            );
         }
     };
     let who = mcr_gateway::SignedInPatient {
@@ -709,15 +722,12 @@ pub(crate) async fn choose(
         correlation_id: &patient.correlation_id,
     };
     match state.gateway.patient_chooses(&who, kind).await {
-        Ok(_) => render(
+        Ok(_) => choice_view(
             StatusCode::OK,
-            &ChoicePage {
-                layout: Layout::public(),
-                nhs_formatted: patient.nhs.formatted(),
-                opted_out: kind == OptOutKind::OptOut,
-                saved: true,
-                error: None,
-            },
+            &patient,
+            kind == OptOutKind::OptOut,
+            true,
+            None,
         ),
         Err(e) => gateway_error(Layout::public(), e),
     }

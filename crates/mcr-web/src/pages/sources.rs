@@ -24,6 +24,8 @@ pub(crate) struct SourceRow {
     pub software: String,
     pub fhir_version: String,
     pub batch: bool,
+    /// Entries of the statement passed over (no resource type name).
+    pub unreadable_entries: usize,
     /// Listed and searchable by patient.
     pub searchable: Vec<String>,
     /// Listed but not searchable by patient (never asked for unless configured).
@@ -52,6 +54,10 @@ pub(crate) async fn page(user: PageUser, State(state): State<AppState>) -> Respo
         .map(|(source, d)| {
             let config = source.config();
             let fixed = config.kind == mcr_gateway::SourceKind::GpConnect;
+            let unreadable_entries = d
+                .capabilities
+                .as_ref()
+                .map_or(0, |(c, _)| c.unreadable_entries);
             let (searchable, not_searchable, software, fhir_version, batch, read_at) =
                 match &d.capabilities {
                     Some((c, at)) => (
@@ -99,6 +105,7 @@ pub(crate) async fn page(user: PageUser, State(state): State<AppState>) -> Respo
                 software,
                 fhir_version,
                 batch,
+                unreadable_entries,
                 searchable,
                 not_searchable,
                 configured_unlisted,
