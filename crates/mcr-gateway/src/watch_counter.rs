@@ -270,7 +270,7 @@ pub fn counters_for(store: Arc<dyn mcr_store::Store>) -> Arc<dyn WatchCounters> 
     }
 }
 
-/// Changes waiting to be written, at most this many per store call.
+/// Changes taken from the queue at a time (the writer takes them all before writing).
 const BATCH: usize = 512;
 
 /// How long the writer rests after a write, so changes gather into one batch instead of one
@@ -395,23 +395,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The writer: takes what is waiting (up to [`BATCH`]) and writes it, views and flags in a
-/// store call each, then rests [`WRITE_BEHIND_EVERY`]; ends when the counters are dropped,
-/// after writing what was left.
+/// The writer: takes everything waiting, folds it to one row per user and patient (the later
+/// time) and one per flag (its last state), writes views and flags in a store call each, then
+/// rests [`WRITE_BEHIND_EVERY`]; ends when the counters are dropped, after writing what was
+/// left. Taking everything, not a fixed number, keeps it from falling behind under any load.
 async fn write_behind(
     store: Arc<dyn mcr_store::Store>,
     mut rx: mpsc::UnboundedReceiver<Behind>,
     lost: Arc<AtomicU64>,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
-    let (mut views, mut flags) = (Vec::new(), Vec::new());
-    while rx.recv_many(&mut batch, BATCH).await > 0 {
-        for b in batch.drain(..) {
-            match b {
-                Behind::View(v) => views.push(v),
-                Behind::Flag(f) => flags.push(f),
-            }
-        }
+    while take_all(&mut rx, &mut batch).await {
+        let (views, flags) = fold(batch.drain(..));
         for (what, n, written) in [
             ("views", views.len(), store.record_watch_views(&views).await),
             ("flags", flags.len(), store.record_watch_flags(&flags).await),
@@ -422,10 +417,57 @@ async fn write_behind(
                 tracing::error!(error = %e, what, n, "the watch's counts could not be written to the store; kept in memory only");
             }
         }
-        views.clear();
-        flags.clear();
         tokio::time::sleep(WRITE_BEHIND_EVERY).await;
     }
+}
+
+/// Wait for a change, then take every change waiting; `false` once the counters are dropped
+/// and nothing is left.
+async fn take_all(rx: &mut mpsc::UnboundedReceiver<Behind>, batch: &mut Vec<Behind>) -> bool {
+    if rx.recv_many(batch, BATCH).await == 0 {
+        return false;
+    }
+    while let Ok(more) = rx.try_recv() {
+        batch.push(more);
+    }
+    true
+}
+
+/// What a batch comes to: each user and patient's latest view, and each flag's last state
+/// (the changes arrive in the order they were made, so the last one is the state).
+fn fold(
+    batch: impl Iterator<Item = Behind>,
+) -> (Vec<mcr_store::WatchView>, Vec<mcr_store::WatchFlag>) {
+    let mut views: HashMap<(String, String), i64> = HashMap::new();
+    let mut flags: Vec<mcr_store::WatchFlag> = Vec::new();
+    let mut flag_at: HashMap<(String, String, String), usize> = HashMap::new();
+    for b in batch {
+        match b {
+            Behind::View(v) => {
+                let seen = views.entry((v.user_id, v.patient)).or_insert(v.seen_ms);
+                *seen = (*seen).max(v.seen_ms);
+            }
+            Behind::Flag(f) => {
+                let key = (f.user_id.clone(), f.rule.clone(), f.patient.clone());
+                match flag_at.get(&key) {
+                    Some(&i) => flags[i] = f,
+                    None => {
+                        flag_at.insert(key, flags.len());
+                        flags.push(f);
+                    }
+                }
+            }
+        }
+    }
+    let views = views
+        .into_iter()
+        .map(|((user_id, patient), seen_ms)| mcr_store::WatchView {
+            user_id,
+            patient,
+            seen_ms,
+        })
+        .collect();
+    (views, flags)
 }
 
 #[async_trait]
@@ -636,6 +678,65 @@ mod tests {
             got.distinct, 2,
             "b (minute 1) and a (minute 2) have left; c and e remain"
         );
+    }
+
+    #[test]
+    fn a_batch_folds_to_each_views_latest_time_and_each_flags_last_state() {
+        let view = |u: &str, p: &str, ms| {
+            Behind::View(mcr_store::WatchView {
+                user_id: u.into(),
+                patient: p.into(),
+                seen_ms: ms,
+            })
+        };
+        let flag = |u: &str, held| {
+            Behind::Flag(mcr_store::WatchFlag {
+                user_id: u.into(),
+                rule: "many-patients".into(),
+                patient: String::new(),
+                last_ms: 5,
+                held,
+            })
+        };
+        let (mut views, flags) = fold(
+            [
+                view("u", "a", 10),
+                flag("u", 1),
+                view("u", "a", 30),
+                view("u", "b", 20),
+                view("u", "a", 25),
+                flag("v", 1),
+                flag("u", 2),
+            ]
+            .into_iter(),
+        );
+        views.sort_by(|x, y| x.patient.cmp(&y.patient));
+        let times: Vec<_> = views
+            .iter()
+            .map(|v| (v.patient.as_str(), v.seen_ms))
+            .collect();
+        assert_eq!(times, [("a", 30), ("b", 20)]);
+        let held: Vec<_> = flags.iter().map(|f| (f.user_id.as_str(), f.held)).collect();
+        assert_eq!(held, [("u", 2), ("v", 1)], "first-seen order, last state");
+    }
+
+    #[tokio::test]
+    async fn the_writer_takes_everything_waiting_not_a_fixed_batch() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        for i in 0..6_000 {
+            tx.send(Behind::View(mcr_store::WatchView {
+                user_id: "u".into(),
+                patient: format!("p{i}"),
+                seen_ms: i,
+            }))
+            .expect("queued");
+        }
+        let mut batch = Vec::new();
+        assert!(take_all(&mut rx, &mut batch).await);
+        assert_eq!(batch.len(), 6_000, "one pass takes the whole queue");
+        drop(tx);
+        batch.clear();
+        assert!(!take_all(&mut rx, &mut batch).await, "ends when dropped");
     }
 
     #[tokio::test]

@@ -89,14 +89,18 @@ pub struct WatchFlag {
     pub held: i64,
 }
 
+/// The written-behind flag upsert: this, then `VALUES (user, rule, patient, last, held, 0)`
+/// (one row or several), then [`FLAG_UPSERT_TAIL`].
+pub(crate) const FLAG_UPSERT_HEAD: &str =
+    "INSERT INTO watch_flag (user_id, rule, patient, last_ms, held, held_before) ";
+pub(crate) const FLAG_UPSERT_TAIL: &str = " ON CONFLICT (user_id, rule, patient) DO UPDATE SET \
+     last_ms = excluded.last_ms, held = excluded.held";
+
 /// The upsert of one written-behind flag state, with the backend's placeholders.
 pub(crate) fn record_flag_sql(p: [&str; 5]) -> String {
     let [user, rule, patient, last, held] = p;
     format!(
-        "INSERT INTO watch_flag (user_id, rule, patient, last_ms, held, held_before) \
-         VALUES ({user}, {rule}, {patient}, {last}, {held}, 0) \
-         ON CONFLICT (user_id, rule, patient) DO UPDATE SET \
-         last_ms = excluded.last_ms, held = excluded.held"
+        "{FLAG_UPSERT_HEAD}VALUES ({user}, {rule}, {patient}, {last}, {held}, 0){FLAG_UPSERT_TAIL}"
     )
 }
 
@@ -111,13 +115,24 @@ pub struct WatchView {
     pub seen_ms: i64,
 }
 
+/// The written-behind view upsert: this, then `VALUES (user, patient, seen)` (one row or
+/// several), then [`view_upsert_tail`].
+pub(crate) const VIEW_UPSERT_HEAD: &str = "INSERT INTO watch_view (user_id, patient, seen_ms) ";
+
+/// The end of the view upsert, with the backend's `max` of two values.
+pub(crate) fn view_upsert_tail(max: &str) -> String {
+    format!(
+        " ON CONFLICT (user_id, patient) DO UPDATE SET \
+         seen_ms = {max}(watch_view.seen_ms, excluded.seen_ms)"
+    )
+}
+
 /// The upsert of one written-behind view, with the backend's placeholders and `max`.
 pub(crate) fn record_view_sql(max: &str, p: [&str; 3]) -> String {
     let [user, patient, at] = p;
     format!(
-        "INSERT INTO watch_view (user_id, patient, seen_ms) VALUES ({user}, {patient}, {at}) \
-         ON CONFLICT (user_id, patient) DO UPDATE SET \
-         seen_ms = {max}(watch_view.seen_ms, excluded.seen_ms)"
+        "{VIEW_UPSERT_HEAD}VALUES ({user}, {patient}, {at}){}",
+        view_upsert_tail(max)
     )
 }
 

@@ -2,8 +2,8 @@
 
 use super::SqliteStore;
 use crate::watch_counts::{
-    claim_flag_sql, claimed, record_flag_sql, record_view_sql, WatchCount, WatchCountStore,
-    WatchFlag, WatchView, FLAGS_SINCE, VIEWS_SINCE,
+    claim_flag_sql, claimed, view_upsert_tail, WatchCount, WatchCountStore, WatchFlag, WatchView,
+    FLAGS_SINCE, FLAG_UPSERT_HEAD, FLAG_UPSERT_TAIL, VIEWS_SINCE, VIEW_UPSERT_HEAD,
 };
 use crate::Result;
 use async_trait::async_trait;
@@ -176,35 +176,44 @@ impl WatchCountStore for SqliteStore {
     }
 }
 
-/// Written-behind flag states in one transaction on SQLite's watch connection.
+/// Rows per statement when writing behind: a few statements per batch, not one per row (each
+/// statement is a round trip to SQLite's worker thread), well under SQLite's 32,766 parameters.
+const ROWS_PER_STATEMENT: usize = 200;
+
+/// Written-behind flag states in one transaction on SQLite's watch connection, in order (a
+/// key given twice ends with its last state: SQLite applies an upsert's rows one by one).
 async fn record_flags_on(conn: &mut sqlx::SqliteConnection, flags: &[WatchFlag]) -> Result<()> {
-    let sql = record_flag_sql(["?1", "?2", "?3", "?4", "?5"]);
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-    for f in flags {
-        sqlx::query(&sql)
-            .bind(&f.user_id)
-            .bind(&f.rule)
-            .bind(&f.patient)
-            .bind(f.last_ms)
-            .bind(f.held)
-            .execute(&mut *tx)
-            .await?;
+    for chunk in flags.chunks(ROWS_PER_STATEMENT) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(FLAG_UPSERT_HEAD);
+        q.push_values(chunk, |mut row, f| {
+            row.push_bind(&f.user_id)
+                .push_bind(&f.rule)
+                .push_bind(&f.patient)
+                .push_bind(f.last_ms)
+                .push_bind(f.held)
+                .push("0");
+        });
+        q.push(FLAG_UPSERT_TAIL);
+        q.build().execute(&mut *tx).await?;
     }
     tx.commit().await?;
     Ok(())
 }
 
-/// Written-behind views in one transaction on SQLite's watch connection.
+/// Written-behind views in one transaction on SQLite's watch connection: each user and
+/// patient keeps the later of its stored and given times.
 async fn record_on(conn: &mut sqlx::SqliteConnection, views: &[WatchView]) -> Result<()> {
-    let sql = record_view_sql("MAX", ["?1", "?2", "?3"]);
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-    for v in views {
-        sqlx::query(&sql)
-            .bind(&v.user_id)
-            .bind(&v.patient)
-            .bind(v.seen_ms)
-            .execute(&mut *tx)
-            .await?;
+    for chunk in views.chunks(ROWS_PER_STATEMENT) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(VIEW_UPSERT_HEAD);
+        q.push_values(chunk, |mut row, v| {
+            row.push_bind(&v.user_id)
+                .push_bind(&v.patient)
+                .push_bind(v.seen_ms);
+        });
+        q.push(view_upsert_tail("MAX"));
+        q.build().execute(&mut *tx).await?;
     }
     tx.commit().await?;
     Ok(())
