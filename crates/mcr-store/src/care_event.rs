@@ -11,12 +11,13 @@
 //! Never clinical content: a ward, team or service name at most. A held message keeps only its
 //! envelope (sender, type, control id) and the reason it was not applied.
 
-use crate::common::{last_per_key, parse_nhs, parse_ts, ts};
+use crate::common::{last_per_key, parse_nhs, parse_ts, ts, Bind};
 use crate::{Result, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mcr_domain::NhsNumber;
 use sqlx::{QueryBuilder, Row};
+use std::sync::LazyLock;
 
 /// One care event as stored.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -201,3 +202,49 @@ pub(crate) fn keyed(events: &[CareEventRow]) -> Vec<&CareEventRow> {
         )
     })
 }
+
+/// Statements naming one event by its source key (`$1` origin, `$2` organisation, `$3` the
+/// source's id for it).
+pub(crate) fn by_key<Q: Bind>(q: Q, key: CareEventKey<'_>) -> Q {
+    q.text(key.origin)
+        .text(key.org_code)
+        .text(key.source_event_id)
+}
+
+pub(crate) static EVENT_BY_KEY: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {EVENT_COLUMNS} FROM care_event WHERE origin = $1 AND org_code = $2 \
+         AND source_event_id = $3"
+    )
+});
+
+pub(crate) const CANCEL_EVENT: &str =
+    "DELETE FROM care_event WHERE origin = $1 AND org_code = $2 AND source_event_id = $3";
+
+/// With [`by_key`]'s values, then `$4` the end (or none).
+pub(crate) const SET_EVENT_END: &str = "UPDATE care_event SET \"end\" = $4 WHERE origin = $1 \
+     AND org_code = $2 AND source_event_id = $3";
+
+pub(crate) const MERGE_EVENTS: &str = "UPDATE care_event SET nhs_number = $2 WHERE nhs_number = $1";
+
+pub(crate) const PRUNE_EVENTS: &str =
+    "DELETE FROM care_event WHERE \"end\" IS NOT NULL AND \"end\" < $1";
+
+/// A message held for review.
+pub(crate) fn insert_held<Q: Bind>(q: Q, m: &HeldMessage) -> Q {
+    q.text(ts(&m.received_at))
+        .text(&m.channel)
+        .opt_text(m.sender.as_deref())
+        .opt_text(m.message_type.as_deref())
+        .opt_text(m.control_id.as_deref())
+        .text(&m.ack_code)
+        .text(&m.reason)
+}
+
+pub(crate) static INSERT_HELD: LazyLock<String> = LazyLock::new(|| {
+    format!("INSERT INTO held_message ({HELD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+});
+
+pub(crate) static HELD_NEWEST_FIRST: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {HELD_COLUMNS} FROM held_message ORDER BY received_at DESC, id DESC LIMIT $1")
+});

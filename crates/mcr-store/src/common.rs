@@ -69,3 +69,30 @@ pub(crate) fn open_error(e: sqlx::Error) -> StoreError {
         other => StoreError::from(other),
     }
 }
+
+/// A statement's values bound the same way on both backends, so a topic writes each
+/// statement and its values once (in `<topic>.rs`) and each backend only runs it. The SQL
+/// uses PostgreSQL's `$1`, `$2`, … placeholders, which sqlx's SQLite driver reads as the
+/// same numbered parameters. Values are bound owned: these statements are not on a hot path.
+pub(crate) trait Bind: Sized {
+    fn text(self, v: impl Into<String>) -> Self;
+    fn opt_text(self, v: Option<impl Into<String>>) -> Self;
+}
+
+impl<'q> Bind for sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    fn text(self, v: impl Into<String>) -> Self {
+        self.bind(v.into())
+    }
+    fn opt_text(self, v: Option<impl Into<String>>) -> Self {
+        self.bind(v.map(Into::into))
+    }
+}
+
+impl Bind for sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    fn text(self, v: impl Into<String>) -> Self {
+        self.bind(v.into())
+    }
+    fn opt_text(self, v: Option<impl Into<String>>) -> Self {
+        self.bind(v.map(Into::into))
+    }
+}

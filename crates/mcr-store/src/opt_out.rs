@@ -3,7 +3,7 @@
 //! audit record are written in one transaction, and so is each decision on it (verified or
 //! rejected), which can be made once.
 
-use crate::common::{parse_nhs, parse_ts};
+use crate::common::{parse_nhs, parse_ts, ts, Bind};
 use crate::{AuditAppend, AuditRow, ChainFn, Result, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -177,7 +177,39 @@ where
     })
 }
 
-/// The values of a new request in column order (after `reference`, `received_at`).
-pub(crate) fn birth(r: &OptOutRequestRow) -> String {
-    r.birth_date.format("%Y-%m-%d").to_string()
+/// A new request, `received`.
+pub(crate) fn insert_request<Q: Bind>(q: Q, r: &OptOutRequestRow) -> Q {
+    q.text(&r.reference)
+        .text(ts(&r.received_at))
+        .text(&r.given_name)
+        .text(&r.family_name)
+        .text(r.birth_date.format("%Y-%m-%d").to_string())
+        .opt_text(r.nhs_number.as_ref().map(NhsNumber::as_str))
+        .text(&r.postcode)
+        .text(&r.contact)
+        .text(r.kind.as_str())
 }
+
+pub(crate) const INSERT_REQUEST: &str =
+    "INSERT INTO opt_out_request (reference, received_at, given_name, family_name, birth_date, \
+     nhs_number, postcode, contact, state, kind) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'received', $9)";
+
+/// The decision on a request still `received` (no row changed: none such).
+pub(crate) fn decide_request<Q: Bind>(q: Q, d: &OptOutDecision) -> Q {
+    q.text(&d.reference)
+        .text(d.state.as_str())
+        .opt_text(d.matched_nhs.as_ref().map(NhsNumber::as_str))
+        .text(&d.decided_by)
+        .text(ts(&d.decided_at))
+        .opt_text(d.note.as_deref())
+}
+
+pub(crate) const DECIDE_REQUEST: &str =
+    "UPDATE opt_out_request SET state = $2, matched_nhs = $3, decided_by = $4, decided_at = $5, \
+     decision_note = $6 WHERE reference = $1 AND state = 'received'";
+
+/// One request by its reference.
+pub(crate) static BY_REFERENCE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("SELECT {COLUMNS} FROM opt_out_request WHERE reference = $1")
+});

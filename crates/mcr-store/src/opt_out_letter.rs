@@ -3,12 +3,13 @@
 //! one-time code, never the code), each attempt to enter the code, and its confirmation, each
 //! written in one transaction with its audit record.
 
-use crate::common::{parse_nhs, parse_ts, ts};
+use crate::common::{parse_nhs, parse_ts, ts, Bind};
 use crate::{AuditAppend, AuditRow, ChainFn, Result, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mcr_domain::NhsNumber;
 use sqlx::Row;
+use std::sync::LazyLock;
 
 /// A letter posted for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,25 +90,44 @@ where
 
 /// The statement for an attempt: a wrong code counts, a right one confirms; only an
 /// unconfirmed letter changes. `$1`/`?1` the reference, `$2`/`?2` the confirmation time.
-pub(crate) fn attempt_sql(attempt: LetterAttempt, p: fn(u8) -> String) -> String {
-    match attempt {
-        LetterAttempt::Wrong => format!(
-            "UPDATE opt_out_letter SET wrong_attempts = wrong_attempts + 1 \
-             WHERE reference = {} AND confirmed_at IS NULL",
-            p(1)
-        ),
-        LetterAttempt::Confirmed(_) => format!(
-            "UPDATE opt_out_letter SET confirmed_at = {} \
-             WHERE reference = {} AND confirmed_at IS NULL",
-            p(2),
-            p(1)
-        ),
-    }
+/// A new letter (no row written: its reference is taken).
+pub(crate) fn insert_letter<Q: Bind>(q: Q, l: &OptOutLetterRow) -> Q {
+    q.text(&l.reference)
+        .text(l.nhs_number.as_str())
+        .text(&l.code_hash)
+        .text(&l.sent_to)
+        .text(&l.sent_by)
+        .text(ts(&l.sent_at))
 }
 
-pub(crate) fn confirmed_at(attempt: LetterAttempt) -> Option<String> {
+pub(crate) static INSERT_LETTER: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO opt_out_letter ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, 0, NULL) \
+         ON CONFLICT (reference) DO NOTHING"
+    )
+});
+
+/// One letter by its reference.
+pub(crate) static BY_REFERENCE: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {COLUMNS} FROM opt_out_letter WHERE reference = $1"));
+
+/// An attempt at a letter's code while it is unconfirmed: its statement and values.
+pub(crate) fn letter_attempt<Q: Bind>(
+    query: impl FnOnce(&'static str) -> Q,
+    reference: &str,
+    attempt: LetterAttempt,
+) -> Q {
     match attempt {
-        LetterAttempt::Wrong => None,
-        LetterAttempt::Confirmed(at) => Some(ts(&at)),
+        LetterAttempt::Wrong => query(
+            "UPDATE opt_out_letter SET wrong_attempts = wrong_attempts + 1 \
+             WHERE reference = $1 AND confirmed_at IS NULL",
+        )
+        .text(reference),
+        LetterAttempt::Confirmed(at) => query(
+            "UPDATE opt_out_letter SET confirmed_at = $2 \
+             WHERE reference = $1 AND confirmed_at IS NULL",
+        )
+        .text(reference)
+        .text(ts(&at)),
     }
 }

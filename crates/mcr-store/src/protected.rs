@@ -3,12 +3,13 @@
 //! it). Each change is written with its audit record in
 //! one transaction, so neither exists without the other.
 
-use crate::common::{parse_nhs, parse_ts};
+use crate::common::{parse_nhs, parse_ts, ts, Bind};
 use crate::{AuditAppend, AuditRow, ChainFn, Result, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mcr_domain::NhsNumber;
 use sqlx::Row;
+use std::sync::LazyLock;
 
 /// One person on the list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,3 +72,22 @@ where
 pub(crate) const UPSERT: &str =
     " ON CONFLICT (nhs_number) DO UPDATE SET category = excluded.category, \
      note = excluded.note, added_by = excluded.added_by, added_at = excluded.added_at";
+
+/// A person put on the list (or their entry replaced).
+pub(crate) fn insert_person<Q: Bind>(q: Q, p: &ProtectedPersonRow) -> Q {
+    q.text(p.nhs_number.as_str())
+        .text(&p.category)
+        .text(&p.note)
+        .text(&p.added_by)
+        .text(ts(&p.added_at))
+}
+
+pub(crate) static INSERT_PERSON: LazyLock<String> = LazyLock::new(|| {
+    format!("INSERT INTO protected_person ({COLUMNS}) VALUES ($1, $2, $3, $4, $5){UPSERT}")
+});
+
+pub(crate) const REMOVE_PERSON: &str = "DELETE FROM protected_person WHERE nhs_number = $1";
+
+pub(crate) static LIST: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {COLUMNS} FROM protected_person ORDER BY nhs_number LIMIT {PROTECTED_LIST_MAX}")
+});

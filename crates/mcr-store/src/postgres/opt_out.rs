@@ -2,14 +2,12 @@
 
 use super::audit::append_audit_in_tx;
 use super::PostgresStore;
-use crate::common::ts;
 use crate::opt_out::{
-    birth, list_limit, request_from_row, OptOutDecision, OptOutRequestRow, OptOutState,
-    OptOutStore, COLUMNS,
+    decide_request, insert_request, list_limit, request_from_row, OptOutDecision, OptOutRequestRow,
+    OptOutState, OptOutStore, BY_REFERENCE, COLUMNS, DECIDE_REQUEST, INSERT_REQUEST,
 };
 use crate::{AuditAppend, AuditRow, ChainFn, Result};
 use async_trait::async_trait;
-use mcr_domain::NhsNumber;
 use sqlx::{Postgres, QueryBuilder};
 
 #[async_trait]
@@ -21,21 +19,9 @@ impl OptOutStore for PostgresStore {
         chain: &ChainFn,
     ) -> Result<AuditRow> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO opt_out_request (reference, received_at, given_name, family_name, birth_date, \
-             nhs_number, postcode, contact, state, kind) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'received', $9)",
-        )
-        .bind(&r.reference)
-        .bind(ts(&r.received_at))
-        .bind(&r.given_name)
-        .bind(&r.family_name)
-        .bind(birth(r))
-        .bind(r.nhs_number.as_ref().map(NhsNumber::as_str))
-        .bind(&r.postcode)
-        .bind(&r.contact)
-        .bind(r.kind.as_str())
-        .execute(&mut *tx)
-        .await?;
+        insert_request(sqlx::query(INSERT_REQUEST), r)
+            .execute(&mut *tx)
+            .await?;
         let row = append_audit_in_tx(&mut tx, audit, chain).await?;
         tx.commit().await?;
         Ok(row)
@@ -62,15 +48,13 @@ impl OptOutStore for PostgresStore {
     }
 
     async fn opt_out_request(&self, reference: &str) -> Result<Option<OptOutRequestRow>> {
-        sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM opt_out_request WHERE reference = $1"
-        ))
-        .bind(reference)
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(request_from_row)
-        .transpose()
+        sqlx::query(BY_REFERENCE.as_str())
+            .bind(reference)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(request_from_row)
+            .transpose()
     }
 
     async fn decide_opt_out_request(
@@ -80,18 +64,9 @@ impl OptOutStore for PostgresStore {
         chain: &ChainFn,
     ) -> Result<Option<AuditRow>> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE opt_out_request SET state = $2, matched_nhs = $3, decided_by = $4, decided_at = $5, \
-             decision_note = $6 WHERE reference = $1 AND state = 'received'",
-        )
-        .bind(&d.reference)
-        .bind(d.state.as_str())
-        .bind(d.matched_nhs.as_ref().map(NhsNumber::as_str))
-        .bind(&d.decided_by)
-        .bind(ts(&d.decided_at))
-        .bind(d.note.as_deref())
-        .execute(&mut *tx)
-        .await?;
+        let done = decide_request(sqlx::query(DECIDE_REQUEST), d)
+            .execute(&mut *tx)
+            .await?;
         if done.rows_affected() != 1 {
             return Ok(None);
         }

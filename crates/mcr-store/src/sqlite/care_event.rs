@@ -2,8 +2,9 @@
 
 use super::SqliteStore;
 use crate::care_event::{
-    care_event_from_row, held_from_row, keyed, limit, push_events, CareEventKey, CareEventRow,
-    CareEventStore, HeldMessage, CHUNK, EVENT_COLUMNS, HELD_COLUMNS,
+    by_key, care_event_from_row, held_from_row, insert_held, keyed, limit, push_events,
+    CareEventKey, CareEventRow, CareEventStore, HeldMessage, CANCEL_EVENT, CHUNK, EVENT_BY_KEY,
+    HELD_NEWEST_FIRST, INSERT_HELD, MERGE_EVENTS, PRUNE_EVENTS, SET_EVENT_END,
 };
 use crate::common::ts;
 use crate::Result;
@@ -28,27 +29,16 @@ impl CareEventStore for SqliteStore {
     }
 
     async fn care_event(&self, key: CareEventKey<'_>) -> Result<Option<CareEventRow>> {
-        let row = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM care_event WHERE origin = ?1 AND org_code = ?2 \
-             AND source_event_id = ?3"
-        ))
-        .bind(key.origin)
-        .bind(key.org_code)
-        .bind(key.source_event_id)
-        .fetch_optional(&self.read)
-        .await?;
+        let row = by_key(sqlx::query(&EVENT_BY_KEY), key)
+            .fetch_optional(&self.read)
+            .await?;
         row.as_ref().map(care_event_from_row).transpose()
     }
 
     async fn cancel_care_event(&self, key: CareEventKey<'_>) -> Result<bool> {
-        let done = sqlx::query(
-            "DELETE FROM care_event WHERE origin = ?1 AND org_code = ?2 AND source_event_id = ?3",
-        )
-        .bind(key.origin)
-        .bind(key.org_code)
-        .bind(key.source_event_id)
-        .execute(&mut *self.write_conn().await?)
-        .await?;
+        let done = by_key(sqlx::query(CANCEL_EVENT), key)
+            .execute(&mut *self.write_conn().await?)
+            .await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -57,21 +47,15 @@ impl CareEventStore for SqliteStore {
         key: CareEventKey<'_>,
         end: Option<DateTime<Utc>>,
     ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE care_event SET \"end\" = ?4 WHERE origin = ?1 AND org_code = ?2 \
-             AND source_event_id = ?3",
-        )
-        .bind(key.origin)
-        .bind(key.org_code)
-        .bind(key.source_event_id)
-        .bind(end.as_ref().map(ts))
-        .execute(&mut *self.write_conn().await?)
-        .await?;
+        let done = by_key(sqlx::query(SET_EVENT_END), key)
+            .bind(end.as_ref().map(ts))
+            .execute(&mut *self.write_conn().await?)
+            .await?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn merge_care_events(&self, from: &NhsNumber, to: &NhsNumber) -> Result<u64> {
-        let done = sqlx::query("UPDATE care_event SET nhs_number = ?2 WHERE nhs_number = ?1")
+        let done = sqlx::query(MERGE_EVENTS)
             .bind(from.as_str())
             .bind(to.as_str())
             .execute(&mut *self.write_conn().await?)
@@ -80,7 +64,7 @@ impl CareEventStore for SqliteStore {
     }
 
     async fn prune_care_events(&self, ended_before: DateTime<Utc>) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM care_event WHERE \"end\" IS NOT NULL AND \"end\" < ?1")
+        let done = sqlx::query(PRUNE_EVENTS)
             .bind(ts(&ended_before))
             .execute(&mut *self.write_conn().await?)
             .await?;
@@ -88,28 +72,17 @@ impl CareEventStore for SqliteStore {
     }
 
     async fn hold_message(&self, m: &HeldMessage) -> Result<()> {
-        sqlx::query(&format!(
-            "INSERT INTO held_message ({HELD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
-        ))
-        .bind(ts(&m.received_at))
-        .bind(&m.channel)
-        .bind(m.sender.as_deref())
-        .bind(m.message_type.as_deref())
-        .bind(m.control_id.as_deref())
-        .bind(&m.ack_code)
-        .bind(&m.reason)
-        .execute(&mut *self.write_conn().await?)
-        .await?;
+        insert_held(sqlx::query(&INSERT_HELD), m)
+            .execute(&mut *self.write_conn().await?)
+            .await?;
         Ok(())
     }
 
     async fn held_messages(&self, l: u32) -> Result<Vec<HeldMessage>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {HELD_COLUMNS} FROM held_message ORDER BY received_at DESC, id DESC LIMIT ?1"
-        ))
-        .bind(limit(l))
-        .fetch_all(&self.read)
-        .await?;
+        let rows = sqlx::query(&HELD_NEWEST_FIRST)
+            .bind(limit(l))
+            .fetch_all(&self.read)
+            .await?;
         rows.iter().map(held_from_row).collect()
     }
 }

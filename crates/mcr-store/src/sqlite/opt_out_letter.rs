@@ -2,10 +2,9 @@
 
 use super::audit::append_audit_in_tx;
 use super::{SqliteStore, IMMEDIATE};
-use crate::common::ts;
 use crate::opt_out_letter::{
-    attempt_sql, confirmed_at, letter_from_row, LetterAttempt, OptOutLetterRow, OptOutLetterStore,
-    COLUMNS,
+    insert_letter, letter_attempt, letter_from_row, LetterAttempt, OptOutLetterRow,
+    OptOutLetterStore, BY_REFERENCE, INSERT_LETTER,
 };
 use crate::{AuditAppend, AuditRow, ChainFn, Result};
 use async_trait::async_trait;
@@ -20,18 +19,9 @@ impl OptOutLetterStore for SqliteStore {
     ) -> Result<Option<AuditRow>> {
         let (_one_chain, mut writer) = self.begin_append().await?;
         let mut tx = sqlx::Connection::begin_with(&mut *writer, IMMEDIATE).await?;
-        let done = sqlx::query(&format!(
-            "INSERT INTO opt_out_letter ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, NULL) \
-             ON CONFLICT (reference) DO NOTHING"
-        ))
-        .bind(&l.reference)
-        .bind(l.nhs_number.as_str())
-        .bind(&l.code_hash)
-        .bind(&l.sent_to)
-        .bind(&l.sent_by)
-        .bind(ts(&l.sent_at))
-        .execute(&mut *tx)
-        .await?;
+        let done = insert_letter(sqlx::query(&INSERT_LETTER), l)
+            .execute(&mut *tx)
+            .await?;
         if done.rows_affected() != 1 {
             return Ok(None);
         }
@@ -41,15 +31,13 @@ impl OptOutLetterStore for SqliteStore {
     }
 
     async fn opt_out_letter(&self, reference: &str) -> Result<Option<OptOutLetterRow>> {
-        sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM opt_out_letter WHERE reference = ?1"
-        ))
-        .bind(reference)
-        .fetch_optional(&self.read)
-        .await?
-        .as_ref()
-        .map(letter_from_row)
-        .transpose()
+        sqlx::query(BY_REFERENCE.as_str())
+            .bind(reference)
+            .fetch_optional(&self.read)
+            .await?
+            .as_ref()
+            .map(letter_from_row)
+            .transpose()
     }
 
     async fn record_letter_attempt(
@@ -61,11 +49,7 @@ impl OptOutLetterStore for SqliteStore {
     ) -> Result<Option<AuditRow>> {
         let (_one_chain, mut writer) = self.begin_append().await?;
         let mut tx = sqlx::Connection::begin_with(&mut *writer, IMMEDIATE).await?;
-        let sql = attempt_sql(attempt, |n| format!("?{n}"));
-        let mut q = sqlx::query(&sql).bind(reference);
-        if let Some(at) = confirmed_at(attempt) {
-            q = q.bind(at);
-        }
+        let q = letter_attempt(sqlx::query, reference, attempt);
         if q.execute(&mut *tx).await?.rows_affected() != 1 {
             return Ok(None);
         }

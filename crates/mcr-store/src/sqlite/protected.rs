@@ -2,9 +2,9 @@
 
 use super::audit::append_audit_in_tx;
 use super::{SqliteStore, IMMEDIATE};
-use crate::common::ts;
 use crate::protected::{
-    person_from_row, ProtectedPersonRow, ProtectedPersonStore, COLUMNS, PROTECTED_LIST_MAX, UPSERT,
+    insert_person, person_from_row, ProtectedPersonRow, ProtectedPersonStore, INSERT_PERSON, LIST,
+    REMOVE_PERSON,
 };
 use crate::{AuditAppend, AuditRow, ChainFn, Result};
 use async_trait::async_trait;
@@ -20,16 +20,9 @@ impl ProtectedPersonStore for SqliteStore {
     ) -> Result<AuditRow> {
         let (_one_chain, mut writer) = self.begin_append().await?;
         let mut tx = sqlx::Connection::begin_with(&mut *writer, IMMEDIATE).await?;
-        sqlx::query(&format!(
-            "INSERT INTO protected_person ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5){UPSERT}"
-        ))
-        .bind(p.nhs_number.as_str())
-        .bind(&p.category)
-        .bind(&p.note)
-        .bind(&p.added_by)
-        .bind(ts(&p.added_at))
-        .execute(&mut *tx)
-        .await?;
+        insert_person(sqlx::query(&INSERT_PERSON), p)
+            .execute(&mut *tx)
+            .await?;
         let row = append_audit_in_tx(&mut tx, audit, chain).await?;
         tx.commit().await?;
         Ok(row)
@@ -43,7 +36,7 @@ impl ProtectedPersonStore for SqliteStore {
     ) -> Result<Option<AuditRow>> {
         let (_one_chain, mut writer) = self.begin_append().await?;
         let mut tx = sqlx::Connection::begin_with(&mut *writer, IMMEDIATE).await?;
-        let done = sqlx::query("DELETE FROM protected_person WHERE nhs_number = ?1")
+        let done = sqlx::query(REMOVE_PERSON)
             .bind(nhs.as_str())
             .execute(&mut *tx)
             .await?;
@@ -56,13 +49,11 @@ impl ProtectedPersonStore for SqliteStore {
     }
 
     async fn protected_persons(&self) -> Result<Vec<ProtectedPersonRow>> {
-        sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM protected_person ORDER BY nhs_number LIMIT {PROTECTED_LIST_MAX}"
-        ))
-        .fetch_all(&self.read)
-        .await?
-        .iter()
-        .map(person_from_row)
-        .collect()
+        sqlx::query(&LIST)
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(person_from_row)
+            .collect()
     }
 }
