@@ -356,6 +356,51 @@ pub fn merge(filter: &ResourceFilter<'_>, fetches: Vec<SourceFetch>) -> MergedRe
     record
 }
 
+/// The items of `sections` merged from `fetches` (in the view's order of sources) exactly as
+/// [`merge`] merges them, for a page that shows a section once every source that may hold
+/// it has answered: with every such source among `fetches`, the section is what the whole
+/// record's will be. Each source's status is as [`merge`] gives it; its counts, the
+/// demographics and the withheld flag cover only these sections (the whole record's say
+/// the rest).
+pub fn merge_sections(
+    filter: &ResourceFilter<'_>,
+    fetches: &[&SourceFetch],
+    sections: &BTreeSet<Section>,
+) -> MergedRecord {
+    let part = fetches
+        .iter()
+        .map(|f| SourceFetch {
+            source: f.source.clone(),
+            org_code: f.org_code.clone(),
+            org_name: f.org_name.clone(),
+            base_url: f.base_url.clone(),
+            outcome: match &f.outcome {
+                Ok(digested) => Ok(digested
+                    .iter()
+                    .filter_map(|d| match d {
+                        Digested::Item(b) if sections.contains(&b.1.section) => {
+                            Some(Digested::Item(b.clone()))
+                        }
+                        _ => None,
+                    })
+                    .collect()),
+                Err(reason) => Err(reason.clone()),
+            },
+            elapsed_ms: f.elapsed_ms,
+            source_ms: f.source_ms,
+            warnings: f.warnings.clone(),
+            cut_short: f.cut_short.clone(),
+        })
+        .collect();
+    let mut record = merge(filter, part);
+    for (s, items) in &mut record.sections {
+        if !sections.contains(s) {
+            items.clear();
+        }
+    }
+    record
+}
+
 /// What a source's Patient says of who this is: name (family and first given, compared
 /// without case, spaces or punctuation, so `O'Brien` and `OBRIEN` agree), date of birth, sex.
 #[derive(Debug, Default)]

@@ -1,8 +1,8 @@
-//! Whose record this is and who answered: the patient banner from the merged `Patient`, and
+//! Where the patient lives and who answered: the postcode from the merged `Patient`, and
 //! one row per source saying how it answered (in full, in part, not at all, and why), so
 //! missing data never looks like no data.
 
-use super::super::text::{clip, gender, human_date, list_name};
+use super::super::text::clip;
 use mcr_domain::{MergedRecord, SourceStatus};
 use serde_json::Value;
 
@@ -14,31 +14,14 @@ pub(crate) struct SourceRow {
     pub tag_text: &'static str,
 }
 
+/// What the close says of where the patient lives (the opening names them from the index).
 pub(crate) struct PatientBanner {
-    pub name: String,
-    pub birth_date: String,
-    pub gender: String,
     pub postcode: String,
 }
 
+/// The postcode from the merged `Patient`, read defensively.
 pub(super) fn patient_banner(p: &Value) -> PatientBanner {
-    let name = p.get("name").and_then(|n| n.get(0));
-    let family = name
-        .and_then(|n| n.get("family"))
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let given: Vec<&str> = name
-        .and_then(|n| n.get("given"))
-        .and_then(Value::as_array)
-        .map(|g| g.iter().filter_map(Value::as_str).take(4).collect())
-        .unwrap_or_default();
     PatientBanner {
-        name: clip(&list_name(family, &given.join(" ")), 200),
-        birth_date: p
-            .get("birthDate")
-            .and_then(Value::as_str)
-            .map_or_else(|| "Not recorded".into(), human_date),
-        gender: gender(p.get("gender").and_then(Value::as_str)),
         postcode: p
             .get("address")
             .and_then(|a| a.get(0))
@@ -125,8 +108,8 @@ pub(super) fn source_rows(record: &MergedRecord) -> Vec<SourceRow> {
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::record_with;
+    use super::super::record_page;
     use super::super::sections::{section, Filter};
-    use super::super::{record_page, Layout};
     use super::*;
     use askama::Template;
     use mcr_domain::{NhsNumber, OdsCode, Section, SourceId};
@@ -245,7 +228,7 @@ mod tests {
             phases: Vec::new(),
             identity_warnings: vec!["A possible wrong NHS number is in review.".into()],
         };
-        let page = record_page(Layout::default(), &view, Filter::default());
+        let page = record_page(&view, &Filter::default());
         assert_eq!(
             page.failed,
             ["East and North Hertfordshire NHS Trust"],
@@ -314,11 +297,13 @@ mod tests {
         let b = patient_banner(
             &json!({"name": [{"family": "Smith", "given": ["Ann", 7]}], "birthDate": "1950-01-02", "gender": "female"}),
         );
-        assert_eq!(b.name, "SMITH, Ann");
-        assert_eq!(b.birth_date, "2 January 1950");
         assert_eq!(b.postcode, "Not recorded");
+        let b = patient_banner(
+            &json!({"address": [{"postalCode": "SG1 2AB and then a great deal more"}]}),
+        );
+        assert_eq!(b.postcode, "SG1 2AB and …", "clipped");
         let b = patient_banner(&json!("nonsense"));
-        assert_eq!(b.name, "(no name recorded)");
+        assert_eq!(b.postcode, "Not recorded");
     }
 
     #[test]
@@ -356,7 +341,7 @@ mod tests {
             phases: Vec::new(),
             identity_warnings: Vec::new(),
         };
-        let page = record_page(Layout::default(), &view, Filter::default());
+        let page = record_page(&view, &Filter::default());
         assert_eq!(
             page.not_shown,
             ["Not shown: 12 Goal resources, 1 NutritionOrder resource from Hertfordshire Community NHS Trust (this record has no section for them; ask Hertfordshire Community NHS Trust if you need them)."]

@@ -10,13 +10,15 @@
 //! - [`summary`]: the summary's boxes and the glance that counts the other areas;
 //! - [`results`]: investigations (reports with their results) and groups of results;
 //! - [`documents`]: a document's text when sent inline, or where to open it;
-//! - [`access_step`]: what the user can do when the view is not permitted now.
+//! - [`access_step`]: what the user can do when the view is not permitted now;
+//! - [`stream`]: the page sent in parts as the sources answer.
 
 mod access_step;
 mod banner;
 mod documents;
 mod results;
 mod sections;
+mod stream;
 mod summary;
 
 use sections::{Filter, RecordQuery};
@@ -29,11 +31,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use banner::{patient_banner, source_rows, PatientBanner, SourceRow};
-use mcr_domain::{NhsNumber, RecordItem, SourceStatus};
+use mcr_domain::{MergedRecord, NhsNumber, RecordItem, SourceStatus};
 use mcr_gateway::RefusalKind;
-use mcr_gateway::ViewOutcome;
+use mcr_gateway::StreamOutcome;
 use mcr_policy::Decision;
-use results::{Investigation, ResultGroup};
+use results::Results;
 use sections::SectionView;
 use summary::{Glance, SummaryBox};
 
@@ -94,14 +96,13 @@ fn item_view(item: &RecordItem) -> ItemView {
     }
 }
 
+/// The page's last part ([`stream`]): who answered and how, what could not be shown, and
+/// whether the record is complete; and every part of the record, for those not sent yet.
 #[derive(Template)]
-#[template(path = "app/record.html")]
+#[template(path = "app/record_close.html")]
 pub(crate) struct RecordPage {
-    pub layout: Layout,
     pub nhs: String,
-    pub nhs_formatted: String,
     pub patient: Option<PatientBanner>,
-    pub basis: String,
     pub sources: Vec<SourceRow>,
     pub failed: Vec<String>,
     /// For each source that answered with items that could not be tied to this patient: the
@@ -121,26 +122,22 @@ pub(crate) struct RecordPage {
     pub summary: Vec<SummaryBox>,
     /// The other areas, counted.
     pub glance: Vec<Glance>,
-    pub filter: Filter,
     /// The sections above the results, in order.
     pub upper: Vec<SectionView>,
-    pub results_available: bool,
-    /// Reports with their results grouped, newest first.
-    pub investigations: Vec<Investigation>,
-    pub results: Vec<ResultGroup>,
-    pub results_before_filter: usize,
-    pub results_older_href: String,
+    /// Reports with their results, and results grouped, newest first.
+    pub results: Results,
     /// The sections below the results.
     pub lower: Vec<SectionView>,
+    /// Items that arrived for a section after it was sent, one sentence per section.
+    pub late: Vec<String>,
+    /// The audit record of what each source gave could not be written.
+    pub audit_failed: bool,
 }
 
-pub(crate) fn record_page(layout: Layout, view: &mcr_gateway::View, filter: Filter) -> RecordPage {
+pub(crate) fn record_page(view: &mcr_gateway::View, filter: &Filter) -> RecordPage {
     let r = &view.record;
-    let results = results::Results::of(r, &filter);
     RecordPage {
-        layout,
         nhs: r.nhs_number.to_string(),
-        nhs_formatted: r.nhs_number.formatted(),
         patient: r.patient.as_ref().map(|p| {
             let mut banner = patient_banner(p);
             if r.location_withheld {
@@ -151,15 +148,8 @@ pub(crate) fn record_page(layout: Layout, view: &mcr_gateway::View, filter: Filt
             banner
         }),
         location_withheld: r.location_withheld,
-        basis: view.basis.describe(),
         sources: source_rows(r),
-        // Sources whose record is missing here, wholly or in part.
-        failed: r
-            .sources
-            .iter()
-            .filter(|s| !matches!(s.status, SourceStatus::Ok))
-            .map(|s| s.org_name.clone())
-            .collect(),
+        failed: failed(r),
         not_tied: r
             .sources
             .iter()
@@ -181,15 +171,21 @@ pub(crate) fn record_page(layout: Layout, view: &mcr_gateway::View, filter: Filt
             .collect(),
         summary: summary::boxes(r),
         glance: summary::glances(r),
-        upper: sections::upper(r, &filter),
-        results_available: results.available,
-        investigations: results.investigations,
-        results: results.groups,
-        results_before_filter: results.before_filter,
-        results_older_href: results.older_href,
-        lower: sections::lower(r, &filter),
-        filter,
+        upper: sections::upper(r, filter),
+        results: Results::of(r, filter),
+        lower: sections::lower(r, filter),
+        late: Vec::new(),
+        audit_failed: false,
     }
+}
+
+/// Sources whose record is missing here, wholly or in part.
+fn failed(r: &MergedRecord) -> Vec<String> {
+    r.sources
+        .iter()
+        .filter(|s| !matches!(s.status, SourceStatus::Ok))
+        .map(|s| s.org_name.clone())
+        .collect()
 }
 
 pub(crate) async fn patient(
@@ -203,20 +199,10 @@ pub(crate) async fn patient(
         Err(resp) => return *resp,
     };
     let layout = Layout::staff(&user);
-    match state.gateway.view_record(&user.0, &nhs).await {
-        Ok(ViewOutcome::Record(pending)) => {
-            // The page is written while the audit record commits; it is sent only once it has.
-            let filter = Filter::read(&query);
-            let page = render(
-                StatusCode::OK,
-                &record_page(layout.clone(), pending.view(), filter),
-            );
-            match pending.committed().await {
-                Ok(_) => page,
-                Err(e) => gateway_error(layout, e),
-            }
-        }
-        Ok(ViewOutcome::NotPermitted(decision)) => {
+    match state.gateway.view_record_streamed(&user.0, &nhs).await {
+        // Decided and audited: the page is sent in parts as the sources answer.
+        Ok(StreamOutcome::Opened(view)) => stream::respond(layout, view, Filter::read(&query)),
+        Ok(StreamOutcome::NotPermitted(decision)) => {
             let status = if matches!(decision, Decision::Deny(_)) {
                 StatusCode::FORBIDDEN
             } else {

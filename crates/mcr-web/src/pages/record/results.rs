@@ -30,7 +30,7 @@ pub(crate) struct ResultGroup {
 }
 
 /// The results part of the page, as the reader's filter lists it.
-pub(super) struct Results {
+pub(crate) struct Results {
     pub available: bool,
     pub investigations: Vec<Investigation>,
     pub groups: Vec<ResultGroup>,

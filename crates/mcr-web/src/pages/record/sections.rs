@@ -142,124 +142,94 @@ pub(super) fn section(
     v
 }
 
+/// Which of a section's items a table lists.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Keep {
+    All,
+    /// Medications still taken.
+    Current,
+    /// Medications no longer taken.
+    Past,
+}
+
+impl Keep {
+    fn keeps(self, item: &RecordItem) -> bool {
+        match self {
+            Keep::All => true,
+            Keep::Current => has_status(item, &CURRENT_MEDICATION),
+            Keep::Past => !has_status(item, &CURRENT_MEDICATION),
+        }
+    }
+}
+
+/// One table of the page: the section it lists, its anchor, its title (the section's own
+/// when `None`) and which items it lists.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Table {
+    pub section: Section,
+    pub id: &'static str,
+    pub title: Option<&'static str>,
+    pub keep: Keep,
+}
+
+const fn table(section: Section, id: &'static str) -> Table {
+    Table {
+        section,
+        id,
+        title: None,
+        keep: Keep::All,
+    }
+}
+
+/// The tables above the results, in the page's order.
+pub(super) const UPPER: [Table; 8] = [
+    table(Section::Alerts, "alerts"),
+    table(Section::LegalEndOfLife, "legal"),
+    table(Section::Allergies, "allergies"),
+    Table {
+        title: Some("Current medications"),
+        keep: Keep::Current,
+        ..table(Section::Medications, "medications-current")
+    },
+    Table {
+        title: Some("Past medications"),
+        keep: Keep::Past,
+        ..table(Section::Medications, "medications-past")
+    },
+    table(Section::Problems, "problems"),
+    table(Section::Encounters, "encounters"),
+    table(Section::Appointments, "appointments"),
+];
+
+/// The tables below the results, in the page's order.
+pub(super) const LOWER: [Table; 6] = [
+    table(Section::Immunisations, "immunisations"),
+    table(Section::Procedures, "procedures"),
+    table(Section::Referrals, "referrals"),
+    Table {
+        title: Some("Documents"),
+        ..table(Section::Documents, "documents")
+    },
+    table(Section::CareTeam, "care-team"),
+    table(Section::CareAndSupport, "care"),
+];
+
+impl Table {
+    /// This table as `f` lists it from `r`.
+    pub(super) fn view(&self, r: &MergedRecord, f: &Filter) -> SectionView {
+        let title = self.title.unwrap_or_else(|| self.section.title());
+        section(r, f, self.section, self.id, title, |i| self.keep.keeps(i))
+    }
+}
+
 /// The sections above the results, in the page's order.
 pub(super) fn upper(r: &MergedRecord, f: &Filter) -> Vec<SectionView> {
-    let all = |_: &RecordItem| true;
-    let current = |i: &RecordItem| has_status(i, &CURRENT_MEDICATION);
-    vec![
-        section(
-            r,
-            f,
-            Section::Alerts,
-            "alerts",
-            Section::Alerts.title(),
-            all,
-        ),
-        section(
-            r,
-            f,
-            Section::LegalEndOfLife,
-            "legal",
-            Section::LegalEndOfLife.title(),
-            all,
-        ),
-        section(
-            r,
-            f,
-            Section::Allergies,
-            "allergies",
-            Section::Allergies.title(),
-            all,
-        ),
-        section(
-            r,
-            f,
-            Section::Medications,
-            "medications-current",
-            "Current medications",
-            current,
-        ),
-        section(
-            r,
-            f,
-            Section::Medications,
-            "medications-past",
-            "Past medications",
-            |i| !current(i),
-        ),
-        section(
-            r,
-            f,
-            Section::Problems,
-            "problems",
-            Section::Problems.title(),
-            all,
-        ),
-        section(
-            r,
-            f,
-            Section::Encounters,
-            "encounters",
-            Section::Encounters.title(),
-            all,
-        ),
-        section(
-            r,
-            f,
-            Section::Appointments,
-            "appointments",
-            Section::Appointments.title(),
-            all,
-        ),
-    ]
+    UPPER.iter().map(|t| t.view(r, f)).collect()
 }
 
 /// The sections below the results, in the page's order.
 pub(super) fn lower(r: &MergedRecord, f: &Filter) -> Vec<SectionView> {
-    let all = |_: &RecordItem| true;
-    vec![
-        section(
-            r,
-            f,
-            Section::Immunisations,
-            "immunisations",
-            Section::Immunisations.title(),
-            all,
-        ),
-        section(
-            r,
-            f,
-            Section::Procedures,
-            "procedures",
-            Section::Procedures.title(),
-            all,
-        ),
-        section(
-            r,
-            f,
-            Section::Referrals,
-            "referrals",
-            Section::Referrals.title(),
-            all,
-        ),
-        section(r, f, Section::Documents, "documents", "Documents", all),
-        section(
-            r,
-            f,
-            Section::CareTeam,
-            "care-team",
-            Section::CareTeam.title(),
-            all,
-        ),
-        section(
-            r,
-            f,
-            Section::CareAndSupport,
-            "care",
-            Section::CareAndSupport.title(),
-            all,
-        ),
-    ]
+    LOWER.iter().map(|t| t.view(r, f)).collect()
 }
 
 #[cfg(test)]

@@ -187,7 +187,7 @@ pub(super) fn glances(r: &MergedRecord) -> Vec<Glance> {
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::{dated, record_with};
-    use super::super::{record_page, Filter, Layout};
+    use super::super::{record_page, Filter};
     use mcr_domain::Section;
 
     #[test]
@@ -230,7 +230,7 @@ mod tests {
             phases: Vec::new(),
             identity_warnings: Vec::new(),
         };
-        let page = record_page(Layout::default(), &view, Filter::default());
+        let page = record_page(&view, &Filter::default());
         let titles: Vec<&str> = page.summary.iter().map(|b| b.title).collect();
         assert_eq!(
             titles,
