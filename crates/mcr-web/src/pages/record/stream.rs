@@ -19,7 +19,9 @@
 //! audit of the answers is said, and if the whole view never arrives the page ends with
 //! "This record is incomplete".
 
-use super::super::text::{clip, gender, human_date, list_name, neutralise_bidi};
+use super::super::text::{
+    clip, gender, human_date, list_name, neutralise_bidi, neutralise_bidi_part,
+};
 use super::sections::{Filter, LOWER, UPPER};
 use super::summary::{self, SummaryBox};
 use super::{failed, record_page, Results, SectionView};
@@ -173,12 +175,14 @@ pub(super) fn respond(layout: Layout, view: StreamedView, filter: Filter) -> Res
                 .into_response();
         }
     };
+    // The opening says so itself if its text was altered; the parts say it once after.
+    let said = html.contains(super::super::text::BIDI_NOTICE);
     let (head, tail) = match html.split_once(PARTS_MARK) {
         Some((head, tail)) => (head.to_owned(), tail.to_owned()),
         None => (html, String::new()),
     };
     let (tx, rx) = mpsc::channel::<Bytes>(4);
-    tokio::spawn(write(head, tail, view, opening.filter, tx));
+    tokio::spawn(write(head, tail, view, opening.filter, said, tx));
     let body = Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
         let chunk = rx.recv().await?;
         Some((Ok::<_, std::convert::Infallible>(chunk), rx))
@@ -213,6 +217,7 @@ async fn write(
     tail: String,
     mut view: StreamedView,
     filter: Filter,
+    mut said: bool,
     tx: mpsc::Sender<Bytes>,
 ) {
     // A reader who has gone away stops the writing; the gateway finishes (and audits) anyway.
@@ -228,11 +233,13 @@ async fn write(
                 let mut html = page.close(&view, &filter, audited.is_err());
                 html.push_str("</div>");
                 html.push_str(&tail);
-                let _ = tx.send(Bytes::from(neutralise_bidi(html))).await;
+                let html = neutralise_bidi_part(html, &mut said);
+                let _ = tx.send(Bytes::from(html)).await;
                 return;
             }
         };
-        if !html.is_empty() && tx.send(Bytes::from(neutralise_bidi(html))).await.is_err() {
+        let html = neutralise_bidi_part(html, &mut said);
+        if !html.is_empty() && tx.send(Bytes::from(html)).await.is_err() {
             return;
         }
     }
