@@ -537,6 +537,35 @@ mod tests {
     }
 
     #[test]
+    fn a_source_may_hold_a_section_only_if_it_is_asked_for_a_type_that_carries_it() {
+        let f = federation(&["gp"]);
+        let nhs = NhsNumber::parse("9434765919").expect("nhs");
+        let (grant, _) = mcr_testkit::grant(
+            &nhs,
+            &[
+                DataClass::Problems,
+                DataClass::Allergies,
+                DataClass::Medications,
+            ],
+        );
+        let at = |id: &str| Location {
+            source: SourceId::parse(id).expect("id"),
+            local_id: "p".into(),
+            registered_practice: None,
+        };
+        use mcr_domain::Section;
+        // Configured for Condition alone.
+        assert!(f.may_hold(&grant, &at("gp"), Section::Problems));
+        assert!(!f.may_hold(&grant, &at("gp"), Section::Allergies));
+        let (problems_not_granted, _) = mcr_testkit::grant(&nhs, &[DataClass::Allergies]);
+        assert!(
+            !f.may_hold(&problems_not_granted, &at("gp"), Section::Problems),
+            "a section the grant does not cover is held by no one"
+        );
+        assert!(!f.may_hold(&grant, &at("elsewhere"), Section::Problems));
+    }
+
+    #[test]
     fn tokens_signed_ahead_name_each_source_and_serve_only_the_requester_they_name() {
         let f = federation(&["gp", "acute"]);
         let (nhs, other_nhs) = (

@@ -365,3 +365,90 @@ fn render_part(nhs: &str, failed: Vec<String>, part: Part) -> String {
         "<p class=\"app-record__part\">Part of this record could not be shown. Try again shortly.</p>".into()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{dated, record_with};
+    use super::*;
+
+    /// A record with every section, the problems holding `problems` items.
+    fn record(problems: usize) -> MergedRecord {
+        record_with(
+            Section::ALL
+                .iter()
+                .map(|s| {
+                    let n = if *s == Section::Problems { problems } else { 0 };
+                    let items = (0..n)
+                        .map(|i| dated(*s, &format!("Problem {i}"), "2026-01-01", "active"))
+                        .collect();
+                    (*s, items)
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn parts_go_in_the_pages_order_and_what_came_late_is_said() {
+        let filter = Filter::default();
+        let mut sent = Sent::default();
+        // The problems are in, but the summary above them waits for its other sections.
+        let html = sent.take(
+            "9434765919",
+            [Section::Problems].into_iter().collect(),
+            record(2),
+            &filter,
+        );
+        assert_eq!(html, "", "nothing is sent out of the page's order");
+        let html = sent.take(
+            "9434765919",
+            [
+                Section::Alerts,
+                Section::LegalEndOfLife,
+                Section::Allergies,
+                Section::Medications,
+                Section::Encounters,
+                Section::Appointments,
+            ]
+            .into_iter()
+            .collect(),
+            record(0),
+            &filter,
+        );
+        let at = |id: &str| html.find(&format!("id=\"{id}\""));
+        assert!(at("summary") < at("alerts") && at("alerts") < at("appointments"));
+        assert!(html.contains("Problem 1"), "the problems as they settled");
+        assert_eq!(at("results"), None, "the results wait for their sources");
+        assert_eq!(
+            sent.next, 9,
+            "the summary and the eight tables above the results"
+        );
+
+        // The whole view: one more problem than was sent; the rest of the page follows.
+        let view = mcr_gateway::View {
+            record: record(3),
+            basis: mcr_policy::Basis::LegalBasis {
+                relationship: mcr_policy::RelationshipKind::GpRegistration,
+            },
+            classes: Default::default(),
+            timings: Vec::new(),
+            phases: Vec::new(),
+            identity_warnings: Vec::new(),
+        };
+        let close = sent.close(&view, &filter, true);
+        assert!(
+            close.contains("1 more item of Problems and diagnoses arrived after that part of the page was shown"),
+            "{close}"
+        );
+        assert!(close.contains("could not be written to the audit trail"));
+        assert!(close.contains("id=\"sources\""), "the banner");
+        assert!(close.contains("id=\"results\"") && close.contains("id=\"care\""));
+        assert!(
+            !close.contains("id=\"alerts\""),
+            "a part is never sent twice"
+        );
+        assert!(
+            close.contains("End of the record: some items arrived after their part"),
+            "the last line says the record is not whole as shown"
+        );
+    }
+}
