@@ -217,6 +217,10 @@ macro_rules! actions {
 
 actions! {
     ViewRecord = "view-record",
+    /// What each source gave a record page that was sent as its sources answered: written
+    /// once every source has answered, after the view's own `view-record` record (which was
+    /// committed before the page's first byte).
+    ViewRecordAnswered = "view-record-answered",
     ExplainAccess = "explain-access",
     SearchPatient = "search-patient",
     OpenDocument = "open-document",
@@ -398,9 +402,10 @@ impl Action {
     pub fn coding(self) -> EventCoding {
         use EventAction::{Create, Delete, Execute, Read, Update};
         match self {
-            Action::ViewRecord | Action::ExplainAccess | Action::ConfirmOptOutCode => {
-                rest(OPERATION, Execute)
-            }
+            Action::ViewRecord
+            | Action::ViewRecordAnswered
+            | Action::ExplainAccess
+            | Action::ConfirmOptOutCode => rest(OPERATION, Execute),
             Action::OpenDocument
             | Action::ReadConsents
             | Action::ReadAccessHistory

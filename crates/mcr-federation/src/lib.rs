@@ -22,7 +22,7 @@ pub use client::{
     SourceFetch, SourceKind,
 };
 pub use identity::{IdentitySigner, Requester};
-pub use merge::{digest, merge, Digested, SourceMeta};
+pub use merge::{digest, merge, merge_sections, Digested, SourceMeta};
 
 use futures::future::join_all;
 use mcr_domain::{DataClass, FailureReason, SourceId};
@@ -243,6 +243,51 @@ impl Federation {
         started: Instant,
         ahead: SignedAhead<'_>,
     ) -> Vec<SourceFetch> {
+        join_all(self.asks_for(filter, locations, started, ahead)).await
+    }
+
+    /// As [`Federation::fetch_record`], but each source's answer is handed over as soon as
+    /// it is in (or its deadline has passed), with its place in `locations`: for a page that
+    /// shows each part of the record once every source that may hold it has answered.
+    pub fn fetch_each<'a>(
+        &'a self,
+        filter: &'a ResourceFilter<'a>,
+        locations: &'a [Location],
+        started: Instant,
+        ahead: SignedAhead<'_>,
+    ) -> impl futures::Stream<Item = (usize, SourceFetch)> + 'a {
+        self.asks_for(filter, locations, started, ahead)
+            .into_iter()
+            .enumerate()
+            .map(|(i, ask)| async move { (i, ask.await) })
+            .collect::<futures::stream::FuturesUnordered<_>>()
+    }
+
+    /// Whether the source at `at` may hold items of `section` in a view under `grant`: it is
+    /// asked for a type that carries one of the section's granted classes (a source whose
+    /// capabilities are not known is asked for every type, so it may). A source that is not
+    /// configured holds nothing.
+    pub fn may_hold(&self, grant: &Grant, at: &Location, section: mcr_domain::Section) -> bool {
+        let Some(source) = self.sources.get(&at.source) else {
+            return false;
+        };
+        grant
+            .data_classes()
+            .iter()
+            .filter(|c| mcr_domain::Section::for_class(**c) == Some(section))
+            .flat_map(|c| resource_types_for(*c))
+            .any(|t| self.asks(&**source, t))
+    }
+
+    /// One request per located source, each bounded by its deadline (see
+    /// [`Federation::fetch_record`]), not yet started.
+    fn asks_for<'a>(
+        &'a self,
+        filter: &'a ResourceFilter<'a>,
+        locations: &'a [Location],
+        started: Instant,
+        ahead: SignedAhead<'_>,
+    ) -> Vec<impl std::future::Future<Output = SourceFetch> + 'a> {
         let grant = filter.grant();
         let mut tokens = ahead.for_grant(grant);
         let mut types: Vec<&'static str> = Vec::new();
@@ -262,79 +307,81 @@ impl Federation {
             .data_classes()
             .iter()
             .any(|c| !matches!(c, DataClass::Demographics | DataClass::CareTeam));
-        let futures = locations.iter().map(|loc| {
-            let source = self.sources.get(&loc.source).cloned();
-            let types = types.clone();
-            let signed = tokens.remove(&loc.source);
-            async move {
-                let asked = Instant::now();
-                let Some(source) = source else {
-                    return SourceFetch::failed_unknown(&loc.source);
-                };
-                let config = source.config();
-                // Counted from the start of the view: the clinician's wait.
-                let deadline = config
-                    .deadline_ms
-                    .map_or(self.config.deadline, Duration::from_millis);
-                let ask = Ask {
-                    signed,
-                    until: tokio::time::Instant::from_std(started + deadline),
-                    deadline,
-                };
-                let mut wanted: Vec<&str> = types
-                    .iter()
-                    .copied()
-                    .filter(|t| *t == "Patient" || self.asks(&*source, t))
-                    .collect();
-                // What the source holds that the record has no place for is asked for too
-                // (when the grant covers any clinical data), to be counted and named as not
-                // shown: never ignored because the gateway did not ask.
-                if clinical {
-                    for t in &config.resource_types {
-                        if !mcr_fhir::is_shown_type(t) && !wanted.contains(&t.as_str()) {
-                            wanted.push(t);
+        locations
+            .iter()
+            .map(|loc| {
+                let source = self.sources.get(&loc.source).cloned();
+                let types = types.clone();
+                let signed = tokens.remove(&loc.source);
+                async move {
+                    let asked = Instant::now();
+                    let Some(source) = source else {
+                        return SourceFetch::failed_unknown(&loc.source);
+                    };
+                    let config = source.config();
+                    // Counted from the start of the view: the clinician's wait.
+                    let deadline = config
+                        .deadline_ms
+                        .map_or(self.config.deadline, Duration::from_millis);
+                    let ask = Ask {
+                        signed,
+                        until: tokio::time::Instant::from_std(started + deadline),
+                        deadline,
+                    };
+                    let mut wanted: Vec<&str> = types
+                        .iter()
+                        .copied()
+                        .filter(|t| *t == "Patient" || self.asks(&*source, t))
+                        .collect();
+                    // What the source holds that the record has no place for is asked for too
+                    // (when the grant covers any clinical data), to be counted and named as not
+                    // shown: never ignored because the gateway did not ask.
+                    if clinical {
+                        for t in &config.resource_types {
+                            if !mcr_fhir::is_shown_type(t) && !wanted.contains(&t.as_str()) {
+                                wanted.push(t);
+                            }
                         }
                     }
+                    let meta = SourceMeta {
+                        source: source.id(),
+                        org_code: &config.organisation.code,
+                        org_name: &config.organisation.name,
+                        base_url: config.base_url.as_str(),
+                        local_id: &loc.local_id,
+                    };
+                    let digest = |r: Received<'_>| digest(filter, &meta, r);
+                    // A source stops at its deadline and hands back what arrived; one that does
+                    // not is stopped a moment later, with nothing.
+                    let result = tokio::time::timeout_at(
+                        ask.until + DEADLINE_GRACE,
+                        source.fetch_at(grant, loc, &wanted, &digest, ask),
+                    )
+                    .await;
+                    let fetched = match result {
+                        Ok(fetched) => fetched,
+                        Err(_) => Err(FailureReason::Timeout {
+                            after_ms: millis(deadline),
+                        }),
+                    };
+                    let (outcome, source_ms, warnings, cut_short) = match fetched {
+                        Ok(f) => (Ok(f.resources), f.source_ms, f.warnings, f.cut_short),
+                        Err(reason) => (Err(reason), None, Vec::new(), None),
+                    };
+                    SourceFetch {
+                        source: source.id().clone(),
+                        org_code: config.organisation.code.clone(),
+                        org_name: config.organisation.name.clone(),
+                        base_url: config.base_url.to_string(),
+                        outcome,
+                        elapsed_ms: millis(asked.elapsed()),
+                        source_ms,
+                        warnings,
+                        cut_short,
+                    }
                 }
-                let meta = SourceMeta {
-                    source: source.id(),
-                    org_code: &config.organisation.code,
-                    org_name: &config.organisation.name,
-                    base_url: config.base_url.as_str(),
-                    local_id: &loc.local_id,
-                };
-                let digest = |r: Received<'_>| digest(filter, &meta, r);
-                // A source stops at its deadline and hands back what arrived; one that does
-                // not is stopped a moment later, with nothing.
-                let result = tokio::time::timeout_at(
-                    ask.until + DEADLINE_GRACE,
-                    source.fetch_at(grant, loc, &wanted, &digest, ask),
-                )
-                .await;
-                let fetched = match result {
-                    Ok(fetched) => fetched,
-                    Err(_) => Err(FailureReason::Timeout {
-                        after_ms: millis(deadline),
-                    }),
-                };
-                let (outcome, source_ms, warnings, cut_short) = match fetched {
-                    Ok(f) => (Ok(f.resources), f.source_ms, f.warnings, f.cut_short),
-                    Err(reason) => (Err(reason), None, Vec::new(), None),
-                };
-                SourceFetch {
-                    source: source.id().clone(),
-                    org_code: config.organisation.code.clone(),
-                    org_name: config.organisation.name.clone(),
-                    base_url: config.base_url.to_string(),
-                    outcome,
-                    elapsed_ms: millis(asked.elapsed()),
-                    source_ms,
-                    warnings,
-                    cut_short,
-                }
-            }
-        });
-        join_all(futures).await
+            })
+            .collect()
     }
 
     /// How long one sync of `source` may read it: its own `feed_timeout_secs`, or the
@@ -487,6 +534,35 @@ mod tests {
             .decode(body)
             .expect("base64url");
         serde_json::from_slice(&json).expect("claims")
+    }
+
+    #[test]
+    fn a_source_may_hold_a_section_only_if_it_is_asked_for_a_type_that_carries_it() {
+        let f = federation(&["gp"]);
+        let nhs = NhsNumber::parse("9434765919").expect("nhs");
+        let (grant, _) = mcr_testkit::grant(
+            &nhs,
+            &[
+                DataClass::Problems,
+                DataClass::Allergies,
+                DataClass::Medications,
+            ],
+        );
+        let at = |id: &str| Location {
+            source: SourceId::parse(id).expect("id"),
+            local_id: "p".into(),
+            registered_practice: None,
+        };
+        use mcr_domain::Section;
+        // Configured for Condition alone.
+        assert!(f.may_hold(&grant, &at("gp"), Section::Problems));
+        assert!(!f.may_hold(&grant, &at("gp"), Section::Allergies));
+        let (problems_not_granted, _) = mcr_testkit::grant(&nhs, &[DataClass::Allergies]);
+        assert!(
+            !f.may_hold(&problems_not_granted, &at("gp"), Section::Problems),
+            "a section the grant does not cover is held by no one"
+        );
+        assert!(!f.may_hold(&grant, &at("elsewhere"), Section::Problems));
     }
 
     #[test]

@@ -356,6 +356,51 @@ pub fn merge(filter: &ResourceFilter<'_>, fetches: Vec<SourceFetch>) -> MergedRe
     record
 }
 
+/// The items of `sections` merged from `fetches` (in the view's order of sources) exactly as
+/// [`merge`] merges them, for a page that shows a section once every source that may hold
+/// it has answered: with every such source among `fetches`, the section is what the whole
+/// record's will be. Each source's status is as [`merge`] gives it; its counts, the
+/// demographics and the withheld flag cover only these sections (the whole record's say
+/// the rest).
+pub fn merge_sections(
+    filter: &ResourceFilter<'_>,
+    fetches: &[&SourceFetch],
+    sections: &BTreeSet<Section>,
+) -> MergedRecord {
+    let part = fetches
+        .iter()
+        .map(|f| SourceFetch {
+            source: f.source.clone(),
+            org_code: f.org_code.clone(),
+            org_name: f.org_name.clone(),
+            base_url: f.base_url.clone(),
+            outcome: match &f.outcome {
+                Ok(digested) => Ok(digested
+                    .iter()
+                    .filter_map(|d| match d {
+                        Digested::Item(b) if sections.contains(&b.1.section) => {
+                            Some(Digested::Item(b.clone()))
+                        }
+                        _ => None,
+                    })
+                    .collect()),
+                Err(reason) => Err(reason.clone()),
+            },
+            elapsed_ms: f.elapsed_ms,
+            source_ms: f.source_ms,
+            warnings: f.warnings.clone(),
+            cut_short: f.cut_short.clone(),
+        })
+        .collect();
+    let mut record = merge(filter, part);
+    for (s, items) in &mut record.sections {
+        if !sections.contains(s) {
+            items.clear();
+        }
+    }
+    record
+}
+
 /// What a source's Patient says of who this is: name (family and first given, compared
 /// without case, spaces or punctuation, so `O'Brien` and `OBRIEN` agree), date of birth, sex.
 #[derive(Debug, Default)]
@@ -502,7 +547,12 @@ mod tests {
 
     /// Digest each answer as the client does, then merge.
     fn merge_answers(filter: &ResourceFilter<'_>, answers: Vec<Answer>) -> MergedRecord {
-        let fetches = answers
+        merge(filter, digest_answers(filter, answers))
+    }
+
+    /// Digest each answer as the client does.
+    fn digest_answers(filter: &ResourceFilter<'_>, answers: Vec<Answer>) -> Vec<SourceFetch> {
+        answers
             .into_iter()
             .map(|a| {
                 let meta = SourceMeta {
@@ -536,8 +586,47 @@ mod tests {
                     cut_short: None,
                 }
             })
-            .collect();
-        merge(filter, fetches)
+            .collect()
+    }
+
+    #[test]
+    fn a_section_merged_alone_is_the_whole_records_section() {
+        let problem = json!({"resourceType": "Condition", "id": "c1", "clinicalStatus":
+            {"coding": [{"code": "active"}]}, "code": {"text": "Asthma"},
+            "subject": {"reference": "Patient/p"}});
+        let answers = vec![
+            fetch(
+                "gp",
+                "E82001",
+                vec![med("1", "322236009", "1 daily"), problem],
+            ),
+            fetch("acute", "RWH", vec![med("9", "322236009", "2 daily")]),
+        ];
+        let (grant, policy) =
+            mcr_testkit::grant(&nhs(), &[DataClass::Medications, DataClass::Problems]);
+        let filter = grant.filter(
+            &policy,
+            [],
+            mcr_domain::Clock::now(&mcr_domain::SystemClock),
+        );
+        let whole = merge_answers(&filter, answers.clone());
+        let fetches = digest_answers(&filter, answers);
+        let wanted: BTreeSet<Section> = [Section::Medications].into_iter().collect();
+        let part = merge_sections(&filter, &fetches.iter().collect::<Vec<_>>(), &wanted);
+        assert_eq!(
+            part.items(Section::Medications),
+            whole.items(Section::Medications),
+            "one line, both sources, the difference flagged, as in the whole record"
+        );
+        assert_eq!(part.items(Section::Medications).len(), 1);
+        assert_eq!(part.items(Section::Medications)[0].sources.len(), 2);
+        assert!(part.items(Section::Medications)[0].discrepancy.is_some());
+        assert!(
+            part.items(Section::Problems).is_empty(),
+            "only what was asked"
+        );
+        assert_eq!(whole.items(Section::Problems).len(), 1);
+        assert_eq!(part.sources.len(), 2, "each source's status");
     }
 
     fn med(id: &str, code: &str, dose: &str) -> Value {

@@ -26,6 +26,7 @@ mod refusals;
 mod search;
 mod system_access;
 mod view;
+mod view_stream;
 mod watch;
 mod watch_counter;
 mod watch_metrics;
@@ -63,6 +64,7 @@ pub use refusals::RefusalCount;
 pub use search::{PatientMatch, PatientQuery};
 pub use system_access::SystemTokenRequest;
 pub use view::{PendingView, View, ViewOutcome, LOCATION_WITHHELD};
+pub use view_stream::{Arrival, IndexedName, Opening, StreamOutcome, StreamedView};
 pub use watch::{
     assess, family_of, uk_local, Checked, Finding, FlagNotice, FlagSink, Seen, ViewFacts, Watch,
     WatchConfig, WatchRule, WorkingHours, EMERGENCY_KINDS,

@@ -72,15 +72,15 @@ pub enum ViewOutcome {
 
 /// Times the phases of one view: each phase is a `tracing` span, and its duration goes to
 /// [`View::phases`] (hence `Server-Timing`).
-struct Phases {
+pub(crate) struct Phases {
     /// When the view began: the sources' deadline counts from here (the clinician's wait).
-    began: std::time::Instant,
+    pub(crate) began: std::time::Instant,
     lap: std::time::Instant,
-    done: Vec<(&'static str, f64)>,
+    pub(crate) done: Vec<(&'static str, f64)>,
 }
 
 impl Phases {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let now = std::time::Instant::now();
         Self {
             began: now,
@@ -90,12 +90,12 @@ impl Phases {
     }
 
     /// The span of the phase that starts now.
-    fn span(name: &'static str) -> tracing::Span {
+    pub(crate) fn span(name: &'static str) -> tracing::Span {
         tracing::info_span!("phase", name)
     }
 
     /// The phase `name` ends now.
-    fn end(&mut self, name: &'static str) {
+    pub(crate) fn end(&mut self, name: &'static str) {
         let now = std::time::Instant::now();
         self.done
             .push((name, (now - self.lap).as_secs_f64() * 1000.0));
@@ -107,18 +107,20 @@ impl Phases {
 pub const LOCATION_WITHHELD: &str = "address withheld: restricted record";
 
 /// What the access phase decided.
-enum Access<'a> {
-    Granted(Granted<'a>),
+pub(crate) enum Access<'a> {
+    Granted(Box<Granted<'a>>),
     Refused(Decision),
 }
 
 /// A granted view, ready to fetch.
-struct Granted<'a> {
-    grant: mcr_policy::Grant,
-    locations: Vec<Location>,
+pub(crate) struct Granted<'a> {
+    pub(crate) grant: mcr_policy::Grant,
+    pub(crate) locations: Vec<Location>,
     /// Identity tokens signed while the decision's inputs were read.
-    ahead: mcr_federation::SignedAhead<'a>,
-    watched: crate::watch::Watched,
+    pub(crate) ahead: mcr_federation::SignedAhead<'a>,
+    pub(crate) watched: crate::watch::Watched,
+    /// The patient as the index holds them.
+    pub(crate) patient: mcr_store::IndexedPatient,
 }
 
 /// What the fetch phase brought back.
@@ -178,8 +180,9 @@ impl Gateway {
                 locations,
                 ahead,
                 watched,
+                ..
             } = match access {
-                Ok(Access::Granted(granted)) => granted,
+                Ok(Access::Granted(granted)) => *granted,
                 Ok(Access::Refused(decision)) => {
                     timer.outcome(decision.code());
                     return Ok(ViewOutcome::NotPermitted(decision));
@@ -268,7 +271,7 @@ impl Gateway {
     /// The access phase: refuse who may never look, read the patient and their governance
     /// records (signing the sources' identity tokens meanwhile), decide, and watch. Every
     /// refusal is audited here; an error names the outcome the view's metrics record.
-    async fn decide_view<'a>(
+    pub(crate) async fn decide_view<'a>(
         &'a self,
         ctx: &'a RequestContext,
         nhs: &'a NhsNumber,
@@ -345,12 +348,13 @@ impl Gateway {
                 registered_practice: patient.gp_practice.clone(),
             })
             .collect();
-        Ok(Access::Granted(Granted {
+        Ok(Access::Granted(Box::new(Granted {
             grant,
             locations,
             ahead,
             watched,
-        }))
+            patient,
+        })))
     }
 
     /// The fetch phase: every located source at once, each resource filtered by the grant
@@ -389,7 +393,7 @@ impl Gateway {
     }
 
     /// What the record view says about pairs in the matching queue that name this patient.
-    fn identity_warnings(
+    pub(crate) fn identity_warnings(
         &self,
         reviews: Result<Vec<mcr_store::MatchCandidateRow>, mcr_store::StoreError>,
     ) -> Vec<String> {
@@ -521,7 +525,7 @@ impl Gateway {
 }
 
 /// What one source added to the view, for its audit record.
-fn source_audit(f: &SourceFetch) -> SourceAudit {
+pub(crate) fn source_audit(f: &SourceFetch) -> SourceAudit {
     let counts = f.counts();
     SourceAudit {
         source: f.source.to_string(),

@@ -14,7 +14,7 @@ use mcr_domain::{
 use mcr_federation::{
     Ask, Digest, Federation, FederationConfig, Fetched, Received, Source, SourceConfig,
 };
-use mcr_gateway::{Gateway, OrgRegistry, RequestContext, ViewOutcome};
+use mcr_gateway::{Arrival, Gateway, OrgRegistry, RequestContext, StreamOutcome, ViewOutcome};
 use mcr_policy::{ConsentModel, Grant, PolicyConfig};
 use mcr_store::{CareEventRow, IndexedPatient, LinkMethod, SourceLink, Store};
 use serde_json::{json, Value};
@@ -36,22 +36,35 @@ fn org(code: &str, kind: OrgKind) -> Organisation {
 }
 
 /// A source system that answers from a script: the resources it holds for its patient, or a
-/// failure. It counts the times it is asked.
+/// failure, after a delay if it has one. It counts the times it is asked.
 #[derive(Debug)]
 struct Scripted {
     config: SourceConfig,
     answer: Result<Vec<Value>, FailureReason>,
     asked: AtomicUsize,
+    delay: Option<StdDuration>,
 }
 
 impl Scripted {
     fn new(id: &str, org: Organisation, answer: Result<Vec<Value>, FailureReason>) -> Arc<Self> {
+        Self::with(id, org, answer, &["Patient", "Condition"], None)
+    }
+
+    /// A source that may be asked for `types` only, answering after `delay`.
+    fn with(
+        id: &str,
+        org: Organisation,
+        answer: Result<Vec<Value>, FailureReason>,
+        types: &[&str],
+        delay: Option<StdDuration>,
+    ) -> Arc<Self> {
         Arc::new(Self {
+            delay,
             config: SourceConfig {
                 id: SourceId::parse(id).expect("source id"),
                 organisation: org,
                 base_url: format!("https://{id}.invalid/fhir").parse().expect("URL"),
-                resource_types: vec!["Patient".into(), "Condition".into()],
+                resource_types: types.iter().map(|t| (*t).to_owned()).collect(),
                 batch: false,
                 kind: Default::default(),
                 gp_connect: None,
@@ -87,6 +100,9 @@ impl Source for Scripted {
         _ask: Ask,
     ) -> Result<Fetched, FailureReason> {
         self.asked.fetch_add(1, Ordering::SeqCst);
+        if let Some(delay) = self.delay {
+            tokio::time::sleep(delay).await;
+        }
         let resources = self.answer.clone()?;
         let mut digested = Vec::new();
         for r in resources {
@@ -355,6 +371,114 @@ async fn a_source_that_fails_is_named_and_audited_and_the_rest_are_shown() {
         .collect();
     statuses.sort_unstable();
     assert_eq!(statuses, [("acute", "unreachable"), ("gp", "ok")]);
+}
+
+/// The record page's use case: the decision is audited before anything is handed over; a
+/// section comes as soon as every source that may hold it has answered, before a slow source
+/// that cannot hold it; the whole view last, with what each source gave audited after it.
+#[tokio::test]
+async fn a_streamed_view_hands_over_each_section_once_its_sources_have_answered() {
+    let nhs = NhsNumber::parse("9434765919").expect("NHS number");
+    let slow_by = StdDuration::from_millis(800);
+    let gp = Scripted::new(
+        "gp",
+        org(GP, OrgKind::GpPractice),
+        Ok(record_of("p1", &nhs)),
+    );
+    let allergy = json!({
+        "resourceType": "AllergyIntolerance", "id": "a1",
+        "patient": {"reference": "Patient/p1"},
+        "code": {"text": "Penicillin"},
+        "recordedDate": "2023-01-01"
+    });
+    let acute = Scripted::with(
+        "acute",
+        org(ACUTE, OrgKind::AcuteTrust),
+        Ok(vec![allergy]),
+        &["Patient", "AllergyIntolerance"],
+        Some(slow_by),
+    );
+    let r = region(&[gp.clone(), acute.clone()]).await;
+    let ctx = clinician_at(GP, OrgKind::GpPractice, "streamed-1");
+
+    let started = std::time::Instant::now();
+    let StreamOutcome::Opened(mut view) = r
+        .gateway
+        .view_record_streamed(&ctx, &r.nhs)
+        .await
+        .expect("view")
+    else {
+        panic!("the patient's registered practice was refused");
+    };
+    assert!(
+        started.elapsed() < slow_by,
+        "opened before the slow source answered"
+    );
+    // Audited before anything about the patient is handed over.
+    let (outcome, payload) = audited(&r.store, "streamed-1").await;
+    assert_eq!(outcome, "permit");
+    assert_eq!(
+        payload["sources"],
+        Value::Null,
+        "the decision, not yet the answers"
+    );
+    let mut asking = view.opening.asking.clone();
+    asking.sort_unstable();
+    assert_eq!(asking, ["Test A81001", "Test RWH"], "who is being asked");
+    assert_eq!(
+        view.opening.patient.as_ref().map(|p| p.family.as_str()),
+        Some("SCRIPTED")
+    );
+
+    let mut problems_at = None;
+    let mut allergies_at = None;
+    let mut complete = None;
+    while let Some(arrival) = view.arrivals.recv().await {
+        match arrival {
+            Arrival::Sections { sections, record } => {
+                if sections.contains(&mcr_domain::Section::Problems) {
+                    assert_eq!(record.items(mcr_domain::Section::Problems).len(), 2);
+                    problems_at = Some(started.elapsed());
+                }
+                if sections.contains(&mcr_domain::Section::Allergies) {
+                    assert_eq!(record.items(mcr_domain::Section::Allergies).len(), 1);
+                    allergies_at = Some(started.elapsed());
+                }
+            }
+            Arrival::Complete { view, audited } => {
+                audited.expect("the answers audited");
+                complete = Some(view);
+            }
+        }
+    }
+    let problems_at = problems_at.expect("the problems were handed over");
+    let allergies_at = allergies_at.expect("the allergies were handed over");
+    assert!(
+        problems_at < slow_by,
+        "the GP's problems waited for the slow hospital: {problems_at:?}"
+    );
+    assert!(allergies_at >= slow_by, "{allergies_at:?}");
+    let view = complete.expect("the whole view comes last");
+    assert_eq!(view.record.item_count(), 3);
+    assert_eq!((gp.asked(), acute.asked()), (1, 1));
+
+    let rows = r.store.audit_rows(0, 1_000).await.expect("audit rows");
+    let answered = rows
+        .iter()
+        .find(|row| {
+            row.record.correlation_id == "streamed-1" && row.record.action == "view-record-answered"
+        })
+        .expect("what each source gave is audited");
+    let payload: Value = serde_json::from_str(&answered.record.payload).expect("payload");
+    let mut sources = payload["sources"].as_array().expect("sources").clone();
+    sources.sort_by_key(|s| s["source"].to_string());
+    assert_eq!(
+        sources,
+        [
+            json!({"source": "acute", "org_code": ACUTE, "status": "ok", "items": 1, "withheld": 0}),
+            json!({"source": "gp", "org_code": GP, "status": "ok", "items": 2, "withheld": 0})
+        ]
+    );
 }
 
 /// The patient's own choice online, at the gateway: only at P9, whatever the web let through;

@@ -109,6 +109,27 @@ pub(crate) fn neutralise_bidi(html: String) -> String {
     out
 }
 
+/// A part of a page sent after its opening, with every direction control replaced by
+/// [`BIDI_MARKER`]; `notice` says whether the page has said so yet, and the notice goes with
+/// the first part that needed it (placed at the top by `.app-record__bidi`).
+pub(crate) fn neutralise_bidi_part(html: String, notice: &mut bool) -> String {
+    if !html.contains(is_bidi_control) {
+        return html;
+    }
+    let mut out = String::with_capacity(html.len() + BIDI_NOTICE.len() + 40);
+    if !*notice {
+        out.push_str("<div class=\"app-record__bidi\">");
+        out.push_str(BIDI_NOTICE);
+        out.push_str("</div>");
+        *notice = true;
+    }
+    out.extend(
+        html.chars()
+            .map(|c| if is_bidi_control(c) { BIDI_MARKER } else { c }),
+    );
+    out
+}
+
 /// Readable text from an HTML document a source sent: tags dropped (with the contents of
 /// `script` and `style`), common entities decoded, runs of blank lines collapsed. The result
 /// is still untrusted text and is escaped when shown.

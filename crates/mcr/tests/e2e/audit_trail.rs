@@ -641,6 +641,9 @@ async fn views_are_refused_with_no_clinical_data_when_the_audit_trail_cannot_be_
         .family
         .clone();
 
+    // Signed in to the pages while the trail can still record the sign-in.
+    let page = t.sign_in("ae.okafor").await;
+
     // The audit store refuses every new record (as a full disk or a lost volume would).
     let pool = sqlx::SqlitePool::connect(&url).await.expect("open");
     sqlx::raw_sql("CREATE TRIGGER audit_log_unwritable BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END;")
@@ -673,6 +676,24 @@ async fn views_are_refused_with_no_clinical_data_when_the_audit_trail_cannot_be_
         .get("ae.okafor", &format!("/fhir/Patient/{patient}"))
         .await;
     assert_eq!(status, 503);
+    // The record page, sent in parts, sends not even its first part: the decision's audit
+    // record comes before any byte.
+    let resp = page
+        .http
+        .get(t.url(&format!("/app/patient/{patient}")))
+        .header("cookie", &page.cookie)
+        .send()
+        .await
+        .expect("record page");
+    assert_eq!(resp.status(), 503);
+    let html = resp.text().await.expect("html");
+    assert!(
+        !html.contains(&family) && !html.contains("Still asking"),
+        "{html}"
+    );
+    for c in &clinical {
+        assert!(!html.contains(c.as_str()), "clinical text `{c}`: {html}");
+    }
 
     // Once the store can be written again, the view is served and the chain is intact.
     sqlx::raw_sql("DROP TRIGGER audit_log_unwritable")

@@ -31,6 +31,7 @@ mod oidc_interop;
 mod oracle;
 mod pages;
 mod postgres;
+mod record_stream;
 mod record_view;
 mod relationships;
 mod restricted;
