@@ -121,7 +121,8 @@ impl Indexer {
         // The patients the index already holds under this page's NHS numbers: one read.
         let numbers: Vec<NhsNumber> = read
             .iter()
-            .filter_map(|(p, _)| p.nhs_number.clone())
+            .filter_map(|(p, _)| p.nhs_number.as_ref())
+            .map(|n| decisions.survivor_of(n).unwrap_or(n).clone())
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
@@ -155,9 +156,18 @@ impl Indexer {
                     state.watermark = Some(lu.clone());
                 }
             }
-            let Some(nhs) = p.nhs_number.clone() else {
+            let Some(carried) = p.nhs_number.clone() else {
                 state.pending.push(p);
                 continue;
+            };
+            // A number merged into another: the record is the survivor's (checked against
+            // them like any other), and its demographics do not bring the retired row back.
+            let (nhs, redirected) = match decisions.survivor_of(&carried) {
+                Some(survivor) => {
+                    state.report.merged_redirected += 1;
+                    (survivor.clone(), true)
+                }
+                None => (carried, false),
             };
             if let Some(theirs) = held_now.get(&nhs) {
                 let scored = matching::compare(&p.prepared(), theirs, &self.weights);
@@ -182,7 +192,7 @@ impl Indexer {
                     None => state.report.registrations_without_period += 1,
                 }
             }
-            if held.insert(nhs.clone()) {
+            if !redirected && held.insert(nhs.clone()) {
                 patients.push(p.indexed(nhs.clone(), now));
             }
             // A source labelling its Patient restricted (R or V) restricts the person in the
