@@ -121,8 +121,7 @@ impl Indexer {
         // The patients the index already holds under this page's NHS numbers: one read.
         let numbers: Vec<NhsNumber> = read
             .iter()
-            .filter_map(|(p, _)| p.nhs_number.as_ref())
-            .map(|n| decisions.survivor_of(n).unwrap_or(n).clone())
+            .filter_map(|(p, _)| p.nhs_number.clone())
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
@@ -169,7 +168,9 @@ impl Indexer {
                 }
                 None => (carried, false),
             };
-            if let Some(theirs) = held_now.get(&nhs) {
+            // A record of a merged number is not second-guessed against the survivor: a person
+            // decided these numbers are one person (an unmerge is how that is undone).
+            if let (false, Some(theirs)) = (redirected, held_now.get(&nhs)) {
                 let scored = matching::compare(&p.prepared(), theirs, &self.weights);
                 if matching::wrong_nhs_number(&scored, &self.weights)
                     && !decisions.confirmed(&p, &nhs)

@@ -15,8 +15,8 @@ use axum::response::Response;
 use base64::Engine;
 use chrono::NaiveDate;
 use mcr_domain::{MergedRecord, NhsNumber, RecordItem, Section, SourceStatus};
-use mcr_gateway::RefusalKind;
 use mcr_gateway::ViewOutcome;
+use mcr_gateway::{GatewayError, RefusalKind};
 use mcr_policy::{Decision, DenyCode};
 use serde_json::Value;
 
@@ -1025,6 +1025,9 @@ pub(crate) async fn patient(
                 StatusCode::OK
             };
             render(status, &access_step(&user, layout, &nhs, &decision))
+        }
+        Err(GatewayError::Merged { retired, survivor }) => {
+            super::merge::merged_page(layout, &retired, &survivor)
         }
         Err(e) => gateway_error(layout, e),
     }
