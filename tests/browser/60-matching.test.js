@@ -70,6 +70,8 @@ test('merge two index persons after a side-by-side check, then undo it', async (
   await page.getByRole('button', { name: 'Continue' }).click();
   await assertText(page, 'h1', 'Check before you merge');
   await assertText(page, '#merge-compare', spaced(retiredNhs));
+  // Two different demo people: the page says where they differ before anyone merges.
+  await assertText(page, '#merge-differs', 'These two differ in date of birth');
   await check(page, 'merge-confirm');
 
   // Without a reason: the error summary, and nothing merged.

@@ -554,7 +554,11 @@ async fn a_merge_survives_a_resync_and_a_not_a_match_holds_through_it() {
     let region = Region::new(gp, hospital).await;
     region.sync().await;
     assert_eq!(region.acute_link("H2").await, Some(nhs(2)));
-    assert_eq!(region.acute_link("H1").await, None, "two candidates: review");
+    assert_eq!(
+        region.acute_link("H1").await,
+        None,
+        "two candidates: review"
+    );
 
     // Records staff rule H1 out for the duplicate, then merge the duplicate into G1's number.
     let at: chrono::DateTime<chrono::Utc> = "2026-11-24T09:00:00Z".parse().expect("time");

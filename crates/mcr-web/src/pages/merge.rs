@@ -69,7 +69,7 @@ fn merge_view(m: &MergeRow) -> MergeView {
         survivor_raw: m.survivor.to_string(),
         merged_at: m.merged_at.format("%-d %B %Y, %H:%M").to_string(),
         merged_by: m.merged_by.clone(),
-        reason: m.reason.clone(),
+        reason: m.reason.trim_end_matches('.').to_owned(),
         moved,
         undone: m.undone.as_ref().map(|u| {
             let c = &u.counts;
@@ -205,12 +205,44 @@ fn side_view(s: &MergeSide) -> SideView {
     }
 }
 
+/// One compared field of the confirmation.
+pub(crate) struct CompareRow {
+    pub field: &'static str,
+    pub retired: String,
+    pub survivor: String,
+    pub agrees: bool,
+}
+
+/// The fields a person is told of when they disagree (what tells two people apart).
+fn compare(r: &SideView, s: &SideView) -> Vec<CompareRow> {
+    let norm = |v: &str| v.trim().to_lowercase().replace(' ', "");
+    [
+        ("Name", &r.name, &s.name),
+        ("Date of birth", &r.birth_date, &s.birth_date),
+        ("Sex", &r.sex, &s.sex),
+        ("Postcode", &r.postcode, &s.postcode),
+        ("GP practice", &r.practice, &s.practice),
+    ]
+    .into_iter()
+    .map(|(field, a, b)| CompareRow {
+        field,
+        retired: a.clone(),
+        survivor: b.clone(),
+        agrees: norm(a) == norm(b),
+    })
+    .collect()
+}
+
 #[derive(Template)]
 #[template(path = "app/merge_confirm.html")]
 pub(crate) struct ConfirmPage {
     pub layout: Layout,
     pub retired: SideView,
     pub survivor: SideView,
+    pub rows: Vec<CompareRow>,
+    /// The fields that disagree, in words (`date of birth and sex`), when birth date or sex
+    /// do: the strongest signs of two people.
+    pub warning: Option<String>,
     pub errors: Errors,
     pub reason: String,
     pub reason_max: usize,
@@ -258,6 +290,14 @@ async fn confirm_page(
         .await
     {
         Ok(preview) => {
+            let (retired, survivor) = (side_view(&preview.retired), side_view(&preview.survivor));
+            let rows = compare(&retired, &survivor);
+            let differ: Vec<String> = rows
+                .iter()
+                .filter(|r| !r.agrees && matches!(r.field, "Date of birth" | "Sex"))
+                .map(|r| r.field.to_lowercase())
+                .collect();
+            let warning = (!differ.is_empty()).then(|| differ.join(" and "));
             let status = if errors.is_empty() {
                 StatusCode::OK
             } else {
@@ -267,8 +307,10 @@ async fn confirm_page(
                 status,
                 &ConfirmPage {
                     layout: Layout::staff(user),
-                    retired: side_view(&preview.retired),
-                    survivor: side_view(&preview.survivor),
+                    retired,
+                    survivor,
+                    rows,
+                    warning,
                     errors,
                     reason,
                     reason_max: MERGE_REASON_MAX,
