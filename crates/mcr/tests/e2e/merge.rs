@@ -159,6 +159,14 @@ async fn merge_then_unmerge_keeps_every_opt_out_and_points_the_retired_number_to
         "{html}"
     );
     assert!(!html.contains(&retired_given), "nothing of the record");
+    // Found by its number, it says the same.
+    let (status, html) = clinician.get(&format!("/app?nhs={retired}")).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("was merged"), "{html}");
+    let (status, body) = t
+        .get("ae.okafor", &format!("/fhir/Patient/{retired}"))
+        .await;
+    assert_eq!(status, 404, "{body}");
     let (status, body) = t.everything("ae.okafor", &retired).await;
     assert_eq!(status, 404, "{body}");
     assert!(
