@@ -75,7 +75,7 @@ impl Gateway {
     }
 
     /// Whether a record held by `source` is within `scope`.
-    fn in_scope(&self, scope: &MatchScope, source: &SourceId) -> bool {
+    pub(crate) fn in_scope(&self, scope: &MatchScope, source: &SourceId) -> bool {
         match scope {
             MatchScope::Region => true,
             MatchScope::Organisation(code) => self

@@ -37,11 +37,21 @@ pub struct MergePreview {
 }
 
 impl Gateway {
-    /// Who may merge and unmerge: the same people as may review matching. A merge is about
-    /// the whole region's index, so records staff of any member organisation may (and every
-    /// one is audited).
-    fn may_merge(&self, ctx: &RequestContext) -> Result<(), String> {
-        self.may_review_matches(ctx).map(|_| ())
+    /// Who may merge and unmerge these numbers: the same people as may review matching, and
+    /// as there, records staff only where their own organisation holds a record of one of the
+    /// two (a privacy officer, any).
+    async fn may_merge(&self, ctx: &RequestContext, numbers: &[&NhsNumber]) -> Result<(), String> {
+        let scope = self.may_review_matches(ctx)?;
+        if scope == crate::matching::MatchScope::Region {
+            return Ok(());
+        }
+        for nhs in numbers {
+            let links = self.store.links(nhs).await.unwrap_or_default();
+            if links.iter().any(|l| self.in_scope(&scope, &l.source)) {
+                return Ok(());
+            }
+        }
+        Err("You can merge only people your organisation holds a record of; a privacy officer can merge the others.".into())
     }
 
     async fn merge_refused(
@@ -97,7 +107,7 @@ impl Gateway {
         survivor: &NhsNumber,
     ) -> Result<MergePreview, GatewayError> {
         const ACTION: Action = Action::ReadMerges;
-        if let Err(why) = self.may_merge(ctx) {
+        if let Err(why) = self.may_merge(ctx, &[retired, survivor]).await {
             return Err(self
                 .merge_refused(ctx, ACTION, Some(retired), why, false)
                 .await);
@@ -150,7 +160,7 @@ impl Gateway {
         reason: &str,
     ) -> Result<MergeRow, GatewayError> {
         const ACTION: Action = Action::MergePatients;
-        if let Err(why) = self.may_merge(ctx) {
+        if let Err(why) = self.may_merge(ctx, &[retired, survivor]).await {
             return Err(self
                 .merge_refused(ctx, ACTION, Some(retired), why, false)
                 .await);
@@ -227,7 +237,8 @@ impl Gateway {
             .await
             .map_err(|_| GatewayError::StoreUnavailable)?;
         let retired = merge.as_ref().map(|m| m.retired.clone());
-        if let Err(why) = self.may_merge(ctx) {
+        let numbers: Vec<&NhsNumber> = merge.iter().map(|m| &m.survivor).collect();
+        if let Err(why) = self.may_merge(ctx, &numbers).await {
             return Err(self
                 .merge_refused(ctx, ACTION, retired.as_ref(), why, false)
                 .await);
@@ -289,7 +300,7 @@ impl Gateway {
     /// Merges, standing and undone, newest first. Audited (`read-merges`), refusals too.
     pub async fn merges(&self, ctx: &RequestContext) -> Result<Vec<MergeRow>, GatewayError> {
         const ACTION: Action = Action::ReadMerges;
-        if let Err(why) = self.may_merge(ctx) {
+        if let Err(why) = self.may_review_matches(ctx) {
             return Err(self.merge_refused(ctx, ACTION, None, why, false).await);
         }
         let merges = self

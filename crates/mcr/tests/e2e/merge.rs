@@ -94,6 +94,20 @@ async fn merge_then_unmerge_keeps_every_opt_out_and_points_the_retired_number_to
         .await;
     assert_eq!(status, 403);
 
+    // Records staff merge only people their own organisation holds a record of: a GP
+    // practice's receptionist holds neither of these (the GP system is its own organisation).
+    let receptionist = sign_in(&t, "rec.murphy").await;
+    let (status, html) = receptionist
+        .get(&format!(
+            "/app/matching/merge?retired={retired}&survivor={survivor}"
+        ))
+        .await;
+    assert_eq!(status, 403, "{html}");
+    assert!(
+        html.contains("a privacy officer can merge the others"),
+        "{html}"
+    );
+
     let records = sign_in(&t, "rec.obi").await;
     let (status, html) = records.get("/app/matching").await;
     assert_eq!(status, 200);
