@@ -50,3 +50,55 @@ test('the matching queue: compare side by side, rule out a twin, and the warning
   await check(gp.page, 'matching-record-warning');
   await gp.ctx.close();
 });
+
+// Merge and unmerge of index persons: records staff find two numbers for one person, check
+// them side by side, give a reason and merge; the retired number's record then points to the
+// one kept; the merge is undone with a reason, and both pages list it.
+const [retiredNhs, keptNhs] = demo.patients.duplicated_items.slice(1, 3);
+const spaced = (n) => `${n.slice(0, 3)} ${n.slice(3, 6)} ${n.slice(6)}`;
+
+test('merge two index persons after a side-by-side check, then undo it', async () => {
+  const { ctx, page } = await context(browser);
+  await signIn(page, 'Grace Obi');
+  await page.goto('/app/matching');
+  await page.getByRole('link', { name: 'Merge index persons, or undo a merge' }).click();
+  await assertText(page, 'h1', 'Patient matching: merge index persons');
+  await check(page, 'merges');
+
+  await page.fill('#retired', retiredNhs);
+  await page.fill('#survivor', keptNhs);
+  await page.getByRole('button', { name: 'Continue' }).click();
+  await assertText(page, 'h1', 'Check before you merge');
+  await assertText(page, '#merge-compare', spaced(retiredNhs));
+  // Two different demo people: the page says where they differ before anyone merges.
+  await assertText(page, '#merge-differs', 'These two differ in date of birth');
+  await check(page, 'merge-confirm');
+
+  // Without a reason: the error summary, and nothing merged.
+  await page.getByRole('button', { name: 'Merge: these are one person' }).click();
+  await assertText(page, '.nhsuk-error-summary', 'Enter the reason');
+  await check(page, 'merge-confirm-error');
+  await page.fill('#reason', 'PDS shows the first number superseded by the second.');
+  await page.getByRole('button', { name: 'Merge: these are one person' }).click();
+  await assertText(page, '#merge-recorded', 'recorded');
+  const listed = await bodyText(page);
+  assert.ok(listed.includes('PDS shows the first number superseded'), 'the reason is listed');
+  await check(page, 'merges-after-merge');
+
+  // The retired number's record says where the person is now, and nothing else.
+  await page.goto(`/app/patient/${retiredNhs}`);
+  await assertText(page, 'h1', 'was merged');
+  await assertText(page, '#merged-sentence', spaced(keptNhs));
+  await check(page, 'merged-record');
+
+  await page.goto('/app/matching/merges');
+  await page.locator('a[id^="unmerge-"]').first().click();
+  await assertText(page, 'h1', 'Check before you undo merge');
+  await check(page, 'unmerge-confirm');
+  await page.fill('#reason', 'Two people: the GP practice confirmed different dates of birth.');
+  await page.getByRole('button', { name: 'Undo the merge' }).click();
+  await assertText(page, '#unmerge-recorded', 'undone');
+  assert.ok((await bodyText(page)).includes('Undone'), 'the merge shows as undone');
+  await check(page, 'merges-after-unmerge');
+  await ctx.close();
+});

@@ -243,6 +243,12 @@ actions! {
     ReadMatchQueue = "read-match-queue",
     MatchLink = "match-link",
     MatchNotAMatch = "match-not-a-match",
+    /// Two index persons found to be one: the retired NHS number merged into the survivor.
+    MergePatients = "merge-patients",
+    /// A merge undone: what it moved goes back.
+    UnmergePatients = "unmerge-patients",
+    /// The merges of index persons, listed.
+    ReadMerges = "read-merges",
     CareEvent = "care-event",
     ListHeldMessages = "list-held-messages",
     PruneCareEvents = "prune-care-events",
@@ -406,6 +412,8 @@ impl Action {
             | Action::ViewRecordAnswered
             | Action::ExplainAccess
             | Action::ConfirmOptOutCode => rest(OPERATION, Execute),
+            // FHIR's `Patient/$merge` and its reversal: operations that change the index.
+            Action::MergePatients | Action::UnmergePatients => rest(OPERATION, Update),
             Action::OpenDocument
             | Action::ReadConsents
             | Action::ReadAccessHistory
@@ -415,6 +423,7 @@ impl Action {
             | Action::SearchAudit
             | Action::ReadReviewQueue
             | Action::ReadMatchQueue
+            | Action::ReadMerges
             | Action::ListHeldMessages
             | Action::ReadOptOutRequests => rest(SEARCH, Execute),
             Action::RecordPermission
@@ -648,6 +657,16 @@ mod tests {
         assert_eq!(
             (token.event_type.code, token.subtype.map(|s| s.code)),
             ("110114", Some("ITI-71"))
+        );
+        let merge = Action::MergePatients.coding();
+        assert_eq!(
+            (merge.subtype.map(|s| s.code), merge.action.code()),
+            (Some("operation"), "U")
+        );
+        assert_eq!(Action::UnmergePatients.coding(), merge);
+        assert_eq!(
+            Action::ReadMerges.coding().subtype.map(|s| s.code),
+            Some("search-type")
         );
         assert_eq!(Outcome::Permit.code(), "0");
         assert_eq!(Outcome::NeedsPermission.code(), "4");

@@ -17,6 +17,7 @@ mod document;
 mod governance;
 mod inputs;
 mod matching;
+mod merge;
 mod metrics;
 mod opt_out;
 mod opt_out_letter;
@@ -50,6 +51,7 @@ pub use mcr_audit::{Action, AuditEvent, AuthChannel, Outcome, RefusalKind, Unkno
 pub use mcr_federation::document::{DocumentCut, DocumentRefusal, OpenedDocument};
 pub use mcr_federation::SourceKind;
 pub use mcr_store::OptOutKind;
+pub use merge::{MergePreview, MergeSide, MERGE_REASON_MAX};
 pub use metrics::{Metrics, SourceTiming};
 pub use opt_out::{
     normalise_reference, MatchBasis, OptOutCandidate, OptOutCase, OptOutSubmission,
@@ -98,6 +100,18 @@ pub enum GatewayError {
     /// No such patient in the index.
     #[error("no patient with that NHS number is known to My Care Record")]
     PatientNotFound,
+    /// The NHS number was merged into another: the same person's record is under `survivor`.
+    /// Nothing of either record is shown under the retired number.
+    #[error(
+        "NHS number {} was merged into NHS number {}: this person's record is under {}",
+        retired.formatted(),
+        survivor.formatted(),
+        survivor.formatted()
+    )]
+    Merged {
+        retired: mcr_domain::NhsNumber,
+        survivor: mcr_domain::NhsNumber,
+    },
     /// The request itself is wrong (e.g. a search with no family name).
     #[error("{0}")]
     Invalid(String),

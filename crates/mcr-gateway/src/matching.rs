@@ -52,7 +52,7 @@ const NOT_A_REVIEWER: &str =
 
 /// Whose records a reviewer may see in the matching queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum MatchScope {
+pub(crate) enum MatchScope {
     Region,
     /// One organisation's records (its ODS code).
     Organisation(String),
@@ -62,7 +62,7 @@ impl Gateway {
     /// Who may review patient matching, and whose records: privacy officers of member
     /// organisations the whole region's; records staff (administrative role) only their own
     /// organisation's records, since the queue shows demographics side by side.
-    fn may_review_matches(&self, ctx: &RequestContext) -> Result<MatchScope, String> {
+    pub(crate) fn may_review_matches(&self, ctx: &RequestContext) -> Result<MatchScope, String> {
         let p = &ctx.principal;
         if !p.organisation.member || p.organisation.suspended {
             return Err(NOT_A_REVIEWER.into());
@@ -75,7 +75,7 @@ impl Gateway {
     }
 
     /// Whether a record held by `source` is within `scope`.
-    fn in_scope(&self, scope: &MatchScope, source: &SourceId) -> bool {
+    pub(crate) fn in_scope(&self, scope: &MatchScope, source: &SourceId) -> bool {
         match scope {
             MatchScope::Region => true,
             MatchScope::Organisation(code) => self
@@ -102,7 +102,7 @@ impl Gateway {
         }
     }
 
-    fn source_name(&self, source: &SourceId) -> String {
+    pub(crate) fn source_name(&self, source: &SourceId) -> String {
         self.federation
             .sources()
             .find(|s| s.id() == source)

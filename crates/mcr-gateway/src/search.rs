@@ -109,6 +109,19 @@ impl Gateway {
             PatientQuery::Demographics(q) => self.store.search_patients(q, MAX_RESULTS).await,
         };
         let patients = found.map_err(|_| GatewayError::StoreUnavailable)?;
+        // A number merged into another finds nobody: it says where the person is now.
+        if let (true, PatientQuery::NhsNumber(n)) = (patients.is_empty(), query) {
+            if let Some(m) = self.merged_away(n).await {
+                let mut event = self.event(ctx, ACTION, nhs);
+                event.outcome = Outcome::NotFound;
+                event.basis = Some(format!("merged-into:{}", m.survivor));
+                self.audit(&event).await?;
+                return Err(GatewayError::Merged {
+                    retired: m.retired,
+                    survivor: m.survivor,
+                });
+            }
+        }
         let by_postcode = matches!(query, PatientQuery::Demographics(q) if q.postcode.is_some());
         let mut out = Vec::with_capacity(patients.len());
         let mut withheld = 0;

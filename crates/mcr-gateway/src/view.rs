@@ -498,10 +498,22 @@ impl Gateway {
         nhs: &NhsNumber,
         action: Action,
     ) -> GatewayError {
+        // Only here, off the path of a found patient: a retired number says where the person
+        // is now, never shows the other record's data.
+        let merged = self.merged_away(nhs).await;
         let mut event = self.event(ctx, action, Some(nhs.as_str()));
         event.outcome = Outcome::NotFound;
+        if let Some(m) = &merged {
+            event.basis = Some(format!("merged-into:{}", m.survivor));
+        }
         match self.audit(&event).await {
-            Ok(_) => GatewayError::PatientNotFound,
+            Ok(_) => match merged {
+                Some(m) => GatewayError::Merged {
+                    retired: m.retired,
+                    survivor: m.survivor,
+                },
+                None => GatewayError::PatientNotFound,
+            },
             Err(e) => e,
         }
     }

@@ -25,31 +25,47 @@ pub struct MatchingPass {
     pub compare_millis: u64,
 }
 
-/// What people decided about pairs: never overridden by a sync.
+/// What people decided about pairs and persons: never overridden by a sync.
 #[derive(Debug, Default)]
 pub(crate) struct Decisions {
-    /// Records a person linked, to the patient they chose.
+    /// Records a person linked, to the patient they chose (through any merge since).
     linked: HashMap<RecordKey, NhsNumber>,
-    /// Patients a person said a record is not.
+    /// Patients a person said a record is not (a merge's survivor too, when they named the
+    /// number it retired: one person).
     not_a_match: HashMap<RecordKey, Vec<NhsNumber>>,
+    /// Standing merges: a retired number to its survivor.
+    merged: HashMap<NhsNumber, NhsNumber>,
 }
 
 impl Decisions {
     pub(crate) fn confirmed(&self, p: &SourcePatient, nhs: &NhsNumber) -> bool {
         self.linked.get(&p.key()) == Some(nhs)
     }
+
+    /// The survivor of the merge that retired `nhs`, if one stands.
+    pub(crate) fn survivor_of(&self, nhs: &NhsNumber) -> Option<&NhsNumber> {
+        self.merged.get(nhs)
+    }
 }
 impl Indexer {
-    /// What people decided about pairs.
+    /// What people decided about pairs, read through the standing merges.
     pub(crate) async fn decisions(&self) -> Result<Decisions, StoreError> {
-        let mut d = Decisions::default();
+        let mut d = Decisions {
+            merged: self.store.merge_redirects().await?.into_iter().collect(),
+            ..Decisions::default()
+        };
         for row in self.store.match_decisions().await? {
             let key = (row.source, row.local_id);
+            let survivor = d.merged.get(&row.nhs_number).cloned();
             match row.decision.as_str() {
                 "link" => {
-                    d.linked.insert(key, row.nhs_number);
+                    d.linked.insert(key, survivor.unwrap_or(row.nhs_number));
                 }
-                _ => d.not_a_match.entry(key).or_default().push(row.nhs_number),
+                _ => {
+                    let ruled = d.not_a_match.entry(key).or_default();
+                    ruled.extend(survivor);
+                    ruled.push(row.nhs_number);
+                }
             }
         }
         Ok(d)
@@ -89,6 +105,9 @@ impl Indexer {
             // them by its demographics either.
             if let Some(nhs) = &p.nhs_number {
                 ruled_out.insert((i, nhs.clone()));
+                if let Some(survivor) = decisions.survivor_of(nhs) {
+                    ruled_out.insert((i, survivor.clone()));
+                }
             }
         }
         let (outcomes, counts) =

@@ -155,11 +155,22 @@ impl Indexer {
                     state.watermark = Some(lu.clone());
                 }
             }
-            let Some(nhs) = p.nhs_number.clone() else {
+            let Some(carried) = p.nhs_number.clone() else {
                 state.pending.push(p);
                 continue;
             };
-            if let Some(theirs) = held_now.get(&nhs) {
+            // A number merged into another: the record is the survivor's (checked against
+            // them like any other), and its demographics do not bring the retired row back.
+            let (nhs, redirected) = match decisions.survivor_of(&carried) {
+                Some(survivor) => {
+                    state.report.merged_redirected += 1;
+                    (survivor.clone(), true)
+                }
+                None => (carried, false),
+            };
+            // A record of a merged number is not second-guessed against the survivor: a person
+            // decided these numbers are one person (an unmerge is how that is undone).
+            if let (false, Some(theirs)) = (redirected, held_now.get(&nhs)) {
                 let scored = matching::compare(&p.prepared(), theirs, &self.weights);
                 if matching::wrong_nhs_number(&scored, &self.weights)
                     && !decisions.confirmed(&p, &nhs)
@@ -182,7 +193,7 @@ impl Indexer {
                     None => state.report.registrations_without_period += 1,
                 }
             }
-            if held.insert(nhs.clone()) {
+            if !redirected && held.insert(nhs.clone()) {
                 patients.push(p.indexed(nhs.clone(), now));
             }
             // A source labelling its Patient restricted (R or V) restricts the person in the

@@ -29,6 +29,9 @@ pub struct SourceSyncReport {
     pub unmatched: usize,
     /// Records that could not be read (no id, no birth date, no name).
     pub rejected: usize,
+    /// Records carrying an NHS number merged into another: linked to the survivor (their
+    /// demographics are not written to the index).
+    pub merged_redirected: usize,
     pub failed: Option<FailureReason>,
     /// GP registrations kept (GP systems).
     pub registrations: usize,

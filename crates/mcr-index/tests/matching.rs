@@ -532,3 +532,106 @@ async fn a_record_without_a_birth_date_is_rejected_and_counted() {
     assert_eq!(region.store.patient_count().await.expect("count"), 1);
     assert!(region.store.patient(&nhs(2)).await.expect("read").is_none());
 }
+
+/// A merge of index persons survives a full resync: records carrying the retired number go to
+/// the survivor (counted) without its index row coming back, and a "not a match" people made
+/// against the retired number holds against the survivor (one person).
+#[tokio::test]
+async fn a_merge_survives_a_resync_and_a_not_a_match_holds_through_it() {
+    let yusuf = |id: &str, n: Option<&NhsNumber>, postcode: &str| {
+        person(id, n, ("Ahmed", "Yusuf"), "1980-01-01", "male", postcode)
+    };
+    // The GP registered one man twice; the hospital holds a record carrying the duplicate's
+    // number, and one without a number at another address.
+    let gp = vec![
+        yusuf("G1", Some(&nhs(1)), "LU1 1AA"),
+        yusuf("G2", Some(&nhs(2)), "LU1 1AA"),
+    ];
+    let hospital = vec![
+        yusuf("H1", None, "SG1 9ZZ"),
+        yusuf("H2", Some(&nhs(2)), "LU1 1AA"),
+    ];
+    let region = Region::new(gp, hospital).await;
+    region.sync().await;
+    assert_eq!(region.acute_link("H2").await, Some(nhs(2)));
+    assert_eq!(
+        region.acute_link("H1").await,
+        None,
+        "two candidates: review"
+    );
+
+    // Records staff rule H1 out for the duplicate, then merge the duplicate into G1's number.
+    let at: chrono::DateTime<chrono::Utc> = "2026-11-24T09:00:00Z".parse().expect("time");
+    let audit = |action: &str| mcr_store::AuditAppend {
+        role_profile_id: None,
+        at,
+        correlation_id: format!("c-{action}"),
+        user_id: "rec.jones".into(),
+        org_code: "RWH".into(),
+        patient: Some(nhs(2).as_str().into()),
+        action: action.into(),
+        outcome: "recorded".into(),
+        payload: "{}".into(),
+    };
+    region
+        .store
+        .decide_match(
+            &MatchDecisionRow {
+                source: SourceId::parse("acute").expect("id"),
+                local_id: "H1".into(),
+                nhs_number: nhs(2),
+                decision: "not-a-match".into(),
+                decided_by: "rec.jones".into(),
+                decided_at: at,
+            },
+            None,
+            &audit("match-not-a-match"),
+            &|_, _, _| "h".into(),
+        )
+        .await
+        .expect("decide");
+    let merged = region
+        .store
+        .merge_patients(
+            &mcr_store::MergeRequest {
+                retired: nhs(2),
+                survivor: nhs(1),
+                reason: "Duplicate registration".into(),
+                by: "rec.jones".into(),
+                at,
+            },
+            &|_| audit("merge-patients"),
+            &|_, _, _| "h".into(),
+        )
+        .await
+        .expect("merge");
+    assert!(matches!(merged, mcr_store::MergeOutcome::Done(..)));
+
+    for _ in 0..2 {
+        let report = region.sync().await;
+        let gp = report
+            .sources
+            .iter()
+            .find(|s| s.source == "gp")
+            .expect("gp reported");
+        assert_eq!(
+            (gp.merged_redirected, acute(&report).merged_redirected),
+            (1, 1),
+            "{report:?}"
+        );
+        assert_eq!(region.store.patient(&nhs(2)).await.expect("read"), None);
+        assert_eq!(region.acute_link("H2").await, Some(nhs(1)));
+        assert_eq!(
+            region.acute_link("H1").await,
+            None,
+            "not the duplicate, so not the survivor: {report:?}"
+        );
+        assert!(region
+            .store
+            .match_candidates_for(&nhs(1))
+            .await
+            .expect("read")
+            .iter()
+            .all(|c| c.local_id != "H1"));
+    }
+}

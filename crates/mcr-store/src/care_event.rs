@@ -178,7 +178,11 @@ pub(crate) fn push_events<DB: sqlx::Database>(
 {
     qb.push(format!("INSERT INTO care_event ({EVENT_COLUMNS}) "));
     qb.push_values(chunk, |mut b, e| {
-        b.push_bind(e.nhs_number.as_str().to_owned())
+        b.push(crate::patient_merge::SURVIVOR_OF)
+            .push_bind_unseparated(e.nhs_number.as_str().to_owned())
+            .push_unseparated("), ")
+            .push_bind_unseparated(e.nhs_number.as_str().to_owned())
+            .push_unseparated(")")
             .push_bind(e.org_code.clone())
             .push_bind(e.kind.clone())
             .push_bind(e.ward.clone())

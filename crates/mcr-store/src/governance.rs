@@ -219,7 +219,11 @@ where
                  reason_code, reason_text) ",
             );
             qb.push_values([p], |mut b, p| {
-                b.push_bind(p.nhs_number.as_str().to_owned())
+                b.push(crate::patient_merge::SURVIVOR_OF)
+                    .push_bind_unseparated(p.nhs_number.as_str().to_owned())
+                    .push_unseparated("), ")
+                    .push_bind_unseparated(p.nhs_number.as_str().to_owned())
+                    .push_unseparated(")")
                     .push_bind(p.org_code.clone())
                     .push_bind(p.user_id.clone())
                     .push_bind(p.decision.clone())
@@ -235,7 +239,11 @@ where
                  \"start\", \"end\", recorded_by) ",
             );
             qb.push_values([r], |mut b, r| {
-                b.push_bind(r.nhs_number.as_str().to_owned())
+                b.push(crate::patient_merge::SURVIVOR_OF)
+                    .push_bind_unseparated(r.nhs_number.as_str().to_owned())
+                    .push_unseparated("), ")
+                    .push_bind_unseparated(r.nhs_number.as_str().to_owned())
+                    .push_unseparated(")")
                     .push_bind(r.org_code.clone())
                     .push_bind(r.kind.clone())
                     .push_bind(r.user_id.clone())
@@ -251,7 +259,11 @@ where
                  override_reason, by_role, note, at, ends_at) ",
             );
             qb.push_values([o], |mut b, o| {
-                b.push_bind(o.nhs_number.as_str().to_owned())
+                b.push(crate::patient_merge::SURVIVOR_OF)
+                    .push_bind_unseparated(o.nhs_number.as_str().to_owned())
+                    .push_unseparated("), ")
+                    .push_bind_unseparated(o.nhs_number.as_str().to_owned())
+                    .push_unseparated(")")
                     .push_bind(o.state.clone())
                     .push_bind(o.recorded_by.clone())
                     .push_bind(o.on_whose_word.clone())
@@ -268,7 +280,11 @@ where
                  reason_text, started_at) ",
             );
             qb.push_values([e], |mut b, e| {
-                b.push_bind(e.nhs_number.as_str().to_owned())
+                b.push(crate::patient_merge::SURVIVOR_OF)
+                    .push_bind_unseparated(e.nhs_number.as_str().to_owned())
+                    .push_unseparated("), ")
+                    .push_bind_unseparated(e.nhs_number.as_str().to_owned())
+                    .push_unseparated(")")
                     .push_bind(e.user_id.clone())
                     .push_bind(e.org_code.clone())
                     .push_bind(e.reason_code.clone())

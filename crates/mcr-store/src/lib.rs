@@ -20,6 +20,7 @@ mod match_review;
 mod model;
 mod opt_out;
 mod opt_out_letter;
+mod patient_merge;
 mod patient_status;
 mod pg_hosts;
 mod postgres;
@@ -39,6 +40,10 @@ pub use opt_out::{
     OptOutDecision, OptOutKind, OptOutRequestRow, OptOutState, OptOutStore, OPT_OUT_LIST_MAX,
 };
 pub use opt_out_letter::{LetterAttempt, OptOutLetterRow, OptOutLetterStore};
+pub use patient_merge::{
+    MergeAudit, MergeCounts, MergeOutcome, MergeRequest, MergeRow, MergeStore, UnmergeCounts,
+    UnmergeRequest, Unmerged, MERGE_LIST_MAX,
+};
 pub use patient_status::{PatientStatusRow, PatientStatusStore};
 pub use postgres::PostgresStore;
 pub use protected::{ProtectedPersonRow, ProtectedPersonStore, PROTECTED_LIST_MAX};
@@ -169,6 +174,7 @@ pub trait Store:
     + WatchCountStore
     + BackendServicesStore
     + MatchStore
+    + MergeStore
     + PatientStatusStore
 {
     /// Bring the schema up to date (idempotent).

@@ -93,6 +93,11 @@ impl From<GatewayError> for ApiError {
         let text = e.to_string();
         match e {
             GatewayError::PatientNotFound => ApiError::not_found(text),
+            GatewayError::Merged { .. } => {
+                let mut e = ApiError::not_found(text);
+                e.issue.detail_code = Some("patient-merged".into());
+                e
+            }
             GatewayError::Invalid(_) => ApiError::invalid("invalid-request", text),
             GatewayError::Forbidden(_) => ApiError::forbidden("forbidden", text),
             GatewayError::AuditUnavailable => {

@@ -59,6 +59,10 @@ impl PostgresStore {
                 .execute(&mut *tx)
                 .await?;
         }
+        // A number merged into another is never an index person again while the merge stands.
+        sqlx::query(crate::patient_merge::DROP_RETIRED_PATIENTS)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -168,6 +172,10 @@ impl IndexStore for PostgresStore {
             .execute(&mut *tx)
             .await?;
         }
+        // A record of a number merged into another goes to the survivor.
+        sqlx::query(&crate::patient_merge::redirect_sql("source_link"))
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -17,6 +17,7 @@ mod index;
 mod match_review;
 mod opt_out;
 mod opt_out_letter;
+mod patient_merge;
 mod patient_status;
 mod protected;
 mod shared_state;

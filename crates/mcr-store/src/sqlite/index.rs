@@ -46,6 +46,10 @@ impl SqliteStore {
             qb.push(on_conflict);
             qb.build().execute(&mut *tx).await?;
         }
+        // A number merged into another is never an index person again while the merge stands.
+        sqlx::query(crate::patient_merge::DROP_RETIRED_PATIENTS)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -89,6 +93,10 @@ impl IndexStore for SqliteStore {
             );
             qb.build().execute(&mut *tx).await?;
         }
+        // A record of a number merged into another goes to the survivor.
+        sqlx::query(&crate::patient_merge::redirect_sql("source_link"))
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -69,6 +69,9 @@ fn why(kind: &str, guard: Option<&str>) -> String {
     if kind == "possible-wrong-nhs-number" {
         return "Possible wrong NHS number: the NHS numbers agree but the person does not. The record is not linked by it.".into();
     }
+    if kind == "unmerged" {
+        return "Linked while two index persons were merged; the merge was undone, so which person this record belongs to is not known. Never linked automatically.".into();
+    }
     if kind == "pds-review" {
         return "Traced in the Personal Demographics Service: one patient matched, but only partly (PDS's score is below the configured link score). Never linked automatically.".into();
     }

@@ -14,6 +14,7 @@ pub(crate) mod document;
 mod forms;
 mod launch;
 mod matching;
+mod merge;
 mod opt_out;
 mod patient;
 mod public;
@@ -86,6 +87,15 @@ pub(crate) fn routes() -> Router<AppState> {
         )
         .route("/app/matching", get(matching::queue))
         .route("/app/matching/decide", post(matching::decide))
+        .route("/app/matching/merges", get(merge::list))
+        .route(
+            "/app/matching/merge",
+            get(merge::confirm).post(merge::merge),
+        )
+        .route(
+            "/app/matching/merges/{id}/unmerge",
+            get(merge::unmerge_confirm).post(merge::unmerge),
+        )
         .route("/app/review", get(review::queue))
         .route("/app/review/{seq}", post(review::record_outcome))
         .route("/app/audit", get(review::search))

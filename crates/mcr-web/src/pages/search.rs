@@ -256,6 +256,9 @@ pub(crate) async fn search(
                 },
             )
         }
+        Err(GatewayError::Merged { retired, survivor }) => {
+            super::merge::merged_page(layout, &retired, &survivor)
+        }
         Err(GatewayError::Invalid(msg)) => {
             let mut errors = Errors::default();
             errors.add("family", msg.trim_end_matches('.'));

@@ -33,7 +33,7 @@ use axum::response::Response;
 use banner::{patient_banner, source_rows, PatientBanner, SourceRow};
 use mcr_domain::{MergedRecord, NhsNumber, RecordItem, SourceStatus};
 use mcr_gateway::RefusalKind;
-use mcr_gateway::StreamOutcome;
+use mcr_gateway::{GatewayError, StreamOutcome};
 use mcr_policy::Decision;
 use results::Results;
 use sections::SectionView;
@@ -212,6 +212,9 @@ pub(crate) async fn patient(
                 status,
                 &access_step::access_step(&user, layout, &nhs, &decision),
             )
+        }
+        Err(GatewayError::Merged { retired, survivor }) => {
+            super::merge::merged_page(layout, &retired, &survivor)
         }
         Err(e) => gateway_error(layout, e),
     }

@@ -1,0 +1,126 @@
+//! Merges of index persons on SQLite: the steps of [`crate::patient_merge`] in one
+//! `BEGIN IMMEDIATE` transaction on the writer, with the audit record.
+
+use super::audit::append_audit_in_tx;
+use super::{SqliteStore, IMMEDIATE};
+use crate::patient_merge::{
+    merge_from_row, merge_steps, unmerge_steps, MergeAudit, MergeCounts, MergeOutcome,
+    MergeRequest, MergeRow, MergeStore, UnmergeCounts, UnmergeRequest, MERGE_COLUMNS,
+    MERGE_LIST_MAX,
+};
+use crate::{ChainFn, Result};
+use async_trait::async_trait;
+use mcr_domain::NhsNumber;
+
+/// The shared statements are written with `$n`; SQLite's numbered parameters are `?n`.
+fn q(sql: &str) -> String {
+    sql.replace('$', "?")
+}
+
+#[async_trait]
+impl MergeStore for SqliteStore {
+    async fn merge_patients(
+        &self,
+        request: &MergeRequest,
+        audit: &MergeAudit<'_, MergeCounts>,
+        chain: &ChainFn,
+    ) -> Result<MergeOutcome<MergeRow>> {
+        let (_one_chain, mut writer) = self.begin_append().await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *writer, IMMEDIATE).await?;
+        let done = merge_steps!(tx, q, append_audit_in_tx, request, audit, chain)?;
+        let (id, row) = match done {
+            MergeOutcome::Done(id, row) => (id, row),
+            MergeOutcome::Refused(why) => return Ok(MergeOutcome::Refused(why)),
+        };
+        let merge = read_merge(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(MergeOutcome::Done(merge, row))
+    }
+
+    async fn unmerge_patients(
+        &self,
+        request: &UnmergeRequest,
+        audit: &MergeAudit<'_, UnmergeCounts>,
+        chain: &ChainFn,
+    ) -> Result<MergeOutcome<MergeRow>> {
+        let (_one_chain, mut writer) = self.begin_append().await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *writer, IMMEDIATE).await?;
+        let merge = match sqlx::query(&format!(
+            "SELECT {MERGE_COLUMNS} FROM patient_merge WHERE id = ?1"
+        ))
+        .bind(request.merge_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        {
+            Some(r) => merge_from_row(&r)?,
+            None => return Ok(MergeOutcome::Refused("There is no such merge.".into())),
+        };
+        if merge.undone.is_some() {
+            return Ok(MergeOutcome::Refused(
+                "This merge has already been undone.".into(),
+            ));
+        }
+        let (id, row) =
+            match unmerge_steps!(tx, q, append_audit_in_tx, request, &merge, audit, chain)? {
+                MergeOutcome::Done(id, row) => (id, row),
+                MergeOutcome::Refused(why) => return Ok(MergeOutcome::Refused(why)),
+            };
+        let merge = read_merge(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(MergeOutcome::Done(merge, row))
+    }
+
+    async fn merges(&self) -> Result<Vec<MergeRow>> {
+        sqlx::query(&format!(
+            "SELECT {MERGE_COLUMNS} FROM patient_merge ORDER BY id DESC LIMIT {MERGE_LIST_MAX}"
+        ))
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(merge_from_row)
+        .collect()
+    }
+
+    async fn merge(&self, id: i64) -> Result<Option<MergeRow>> {
+        sqlx::query(&format!(
+            "SELECT {MERGE_COLUMNS} FROM patient_merge WHERE id = ?1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await?
+        .as_ref()
+        .map(merge_from_row)
+        .transpose()
+    }
+
+    async fn merged_into(&self, retired: &NhsNumber) -> Result<Option<MergeRow>> {
+        sqlx::query(&format!(
+            "SELECT {MERGE_COLUMNS} FROM patient_merge WHERE retired = ?1 AND undone_at IS NULL"
+        ))
+        .bind(retired.as_str())
+        .fetch_optional(&self.read)
+        .await?
+        .as_ref()
+        .map(merge_from_row)
+        .transpose()
+    }
+
+    async fn merge_redirects(&self) -> Result<Vec<(NhsNumber, NhsNumber)>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT retired, survivor FROM patient_merge WHERE undone_at IS NULL ORDER BY id",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        crate::patient_merge::redirects_from(rows)
+    }
+}
+
+async fn read_merge(tx: &mut sqlx::SqliteConnection, id: i64) -> Result<MergeRow> {
+    let row = sqlx::query(&format!(
+        "SELECT {MERGE_COLUMNS} FROM patient_merge WHERE id = ?1"
+    ))
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await?;
+    merge_from_row(&row)
+}
