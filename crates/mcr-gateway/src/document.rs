@@ -43,9 +43,10 @@ impl Gateway {
         if let Some(refused) = mcr_policy::refuse_caller(p, Purpose::DirectCare, &self.policy) {
             return self.not_permitted(ctx, nhs, refused.decision).await;
         }
-        let read = match self.store.view_inputs(nhs).await {
-            Ok(read) => read,
-            Err(_) => return Err(self.fail_closed(ctx, nhs, ACTION).await),
+        let (read, status) =
+            tokio::join!(self.store.view_inputs(nhs), self.store.patient_status(nhs));
+        let (Ok(read), Ok(status)) = (read, status) else {
+            return Err(self.fail_closed(ctx, nhs, ACTION).await);
         };
         if read.patient.is_none() {
             let mut event = self.event(ctx, ACTION, Some(nhs.as_str()));
@@ -66,6 +67,7 @@ impl Gateway {
             permissions: &inputs.permissions,
             objection: inputs.objection.as_ref(),
             emergency: inputs.emergency.as_ref(),
+            restricted: status.is_some_and(|s| s.restricted),
         };
         let grant = match mcr_policy::decide(&request, &self.policy) {
             Decision::Permit(grant) => grant,

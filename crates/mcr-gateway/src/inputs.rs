@@ -17,6 +17,8 @@ pub(crate) struct Inputs {
     pub permissions: Vec<PermissionRecord>,
     pub objection: Option<ObjectionState>,
     pub emergency: Option<EmergencyAccess>,
+    /// What PDS (or a source's label, at the last sync) says: the patient is restricted.
+    pub restricted: bool,
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -61,8 +63,11 @@ impl Gateway {
         ctx: &RequestContext,
         nhs: &NhsNumber,
     ) -> Result<Inputs, StoreError> {
-        let records = self.store.governance(nhs).await?;
-        self.inputs_from(ctx, &records)
+        let (records, status) =
+            tokio::join!(self.store.governance(nhs), self.store.patient_status(nhs));
+        let mut inputs = self.inputs_from(ctx, &records?)?;
+        inputs.restricted = status?.is_some_and(|s| s.restricted);
+        Ok(inputs)
     }
 
     /// The decision's inputs from governance records already read.

@@ -119,6 +119,8 @@ struct Granted<'a> {
     /// Identity tokens signed while the decision's inputs were read.
     ahead: mcr_federation::SignedAhead<'a>,
     watched: crate::watch::Watched,
+    /// The index's status says the patient is restricted.
+    restricted: bool,
 }
 
 /// What the fetch phase brought back.
@@ -178,6 +180,7 @@ impl Gateway {
                 locations,
                 ahead,
                 watched,
+                restricted,
             } = match access {
                 Ok(Access::Granted(granted)) => granted,
                 Ok(Access::Refused(decision)) => {
@@ -192,21 +195,14 @@ impl Gateway {
             phases.end("access");
 
             let filter = grant.filter(&self.policy, self.agreements(), self.clock.now());
-            // What PDS (or a source's label, at the last sync) said of this patient is read
-            // beside the fetch; unreadable, the location is withheld (fail closed).
-            let (fetched, status) = tokio::join!(
-                self.fetch(&filter, &locations, ahead, phases.began)
-                    .instrument(Phases::span("fetch")),
-                self.store.patient_status(nhs)
-            );
+            let fetched = self
+                .fetch(&filter, &locations, ahead, phases.began)
+                .instrument(Phases::span("fetch"))
+                .await;
             phases.end("fetch");
-            let restricted = match status {
-                Ok(s) => s.is_some_and(|s| s.restricted),
-                Err(_) => {
-                    tracing::warn!("patient status unreadable: location withheld");
-                    true
-                }
-            } || fetched.fetches.iter().any(|f| {
+            // Restricted: as PDS (or a source's label at the last sync) said, read with the
+            // decision's inputs, or as a source labels its Patient now.
+            let restricted = restricted || fetched.fetches.iter().any(|f| {
                 f.outcome.as_ref().is_ok_and(|d| {
                     d.iter()
                         .any(|d| matches!(d, mcr_federation::Digested::RestrictedPatient(_)))
@@ -294,42 +290,50 @@ impl Gateway {
             purpose: Purpose::DirectCare,
             patient: nhs,
         };
-        let (read, ahead) = self
+        let ((read, status), ahead) = self
             .federation
-            .sign_while(who, self.store.view_inputs(nhs))
+            .sign_while(who, async {
+                tokio::join!(self.store.view_inputs(nhs), self.store.patient_status(nhs))
+            })
             .await;
-        let Ok(read) = read else {
+        let (Ok(read), Ok(status)) = (read, status) else {
             return Err(error(self.fail_closed(ctx, nhs, Action::ViewRecord).await));
         };
         let Some(patient) = read.patient else {
             return Err(error(self.not_found(ctx, nhs, Action::ViewRecord).await));
         };
-        let Ok(inputs) = self.inputs_from(ctx, &read.governance) else {
+        let Ok(mut inputs) = self.inputs_from(ctx, &read.governance) else {
             return Err(error(self.fail_closed(ctx, nhs, Action::ViewRecord).await));
         };
+        inputs.restricted = status.is_some_and(|s| s.restricted);
         let decision = mcr_policy::decide(&self.request(ctx, nhs, &inputs), &self.policy);
         self.metrics.decision(Action::ViewRecord, decision.code());
         let grant = match decision {
             Decision::Permit(grant) => grant,
             other => {
-                let mut event = self.event(ctx, Action::ViewRecord, Some(nhs.as_str()));
-                event.outcome = crate::decision_outcome(&other);
-                event.basis = match &other {
-                    Decision::Deny(d) => Some(d.code.as_str().to_owned()),
-                    _ => None,
-                };
-                event.detail = Some(other.sentence());
-                self.audit(&event).await.map_err(error)?;
-                tracing::info!(outcome = other.code(), "view not permitted");
+                self.refuse_view(ctx, nhs, &other).await.map_err(error)?;
                 return Ok(Access::Refused(other));
             }
         };
         // The watch: counted in the store and checked; over its hard limit the view stops
         // here, audited as a refusal. Its flags are committed beside the view's own audit
         // record. Not counted (the store failed): fail closed.
-        let Ok(watched) = self.watch_view(ctx, nhs, &patient).await else {
+        let Ok(mut watched) = self.watch_view(ctx, nhs, &patient).await else {
             return Err(error(self.fail_closed(ctx, nhs, Action::ViewRecord).await));
         };
+        // Emergency access to a restricted patient: permitted, and always flagged for review.
+        if inputs.restricted && matches!(grant.basis(), Basis::Emergency { .. }) {
+            let flag = self.restricted_flag(
+                ctx,
+                nhs,
+                format!(
+                    "Viewed a restricted (S-flagged) patient's record by emergency access as {} (roles this region lets view restricted records: {}).",
+                    ctx.principal.role.label(),
+                    self.policy.restricted_roles_words()
+                ),
+            );
+            watched.add_flag(flag, crate::WatchRule::RestrictedRecord);
+        }
         if watched.refusal.is_some() {
             return Err((
                 "too-many-patients",
@@ -350,7 +354,46 @@ impl Gateway {
             locations,
             ahead,
             watched,
+            restricted: inputs.restricted,
         }))
+    }
+
+    /// A view the policy did not permit: audited as a refusal. A restricted record refused
+    /// is also flagged for the privacy officer's review queue, committed beside it.
+    async fn refuse_view(
+        &self,
+        ctx: &RequestContext,
+        nhs: &NhsNumber,
+        decision: &Decision,
+    ) -> Result<(), GatewayError> {
+        let mut event = self.event(ctx, Action::ViewRecord, Some(nhs.as_str()));
+        event.outcome = crate::decision_outcome(decision);
+        event.basis = match decision {
+            Decision::Deny(d) => Some(d.code.as_str().to_owned()),
+            _ => None,
+        };
+        event.detail = Some(decision.sentence());
+        tracing::info!(outcome = decision.code(), "view not permitted");
+        match decision {
+            Decision::Deny(d) if d.code == mcr_policy::DenyCode::RestrictedRecord => {
+                let mut flagged = crate::watch::Watched::default();
+                flagged.add_flag(
+                    self.restricted_flag(
+                        ctx,
+                        nhs,
+                        format!(
+                            "Refused a view of a restricted (S-flagged) patient's record: {} is not a role this region lets view restricted records ({}).",
+                            ctx.principal.role.label(),
+                            self.policy.restricted_roles_words()
+                        ),
+                    ),
+                    crate::WatchRule::RestrictedRecord,
+                );
+                let (refusal, ()) = tokio::join!(self.audit(&event), self.write_flags(&flagged));
+                refusal.map(|_| ())
+            }
+            _ => self.audit(&event).await.map(|_| ()),
+        }
     }
 
     /// The fetch phase: every located source at once, each resource filtered by the grant
@@ -435,6 +478,7 @@ impl Gateway {
             permissions: &inputs.permissions,
             objection: inputs.objection.as_ref(),
             emergency: inputs.emergency.as_ref(),
+            restricted: inputs.restricted,
         }
     }
 
