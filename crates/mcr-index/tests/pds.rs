@@ -9,6 +9,7 @@ use axum::Json;
 use mcr_domain::{FixedClock, NhsNumber, OdsCode, OrgKind, Organisation, SourceId};
 use mcr_federation::{Federation, FederationConfig, HttpSource, Source, SourceConfig};
 use mcr_index::pds::{
+    TraceAudit, TraceRecord,
     read_search, spine_code, PdsClient, PdsPatient, PdsSettings, SearchAnswer, Trace, TraceQuery,
 };
 use mcr_index::Indexer;
@@ -347,6 +348,18 @@ async fn serve(patients: Vec<Value>) -> String {
     format!("http://{addr}")
 }
 
+/// The audit the gateway would write, kept.
+#[derive(Debug, Default)]
+struct Audited(std::sync::Mutex<Vec<TraceRecord>>);
+
+#[async_trait::async_trait]
+impl TraceAudit for Audited {
+    async fn traced(&self, traces: &[TraceRecord]) -> Result<(), mcr_store::StoreError> {
+        self.0.lock().expect("lock").extend_from_slice(traces);
+        Ok(())
+    }
+}
+
 fn person(id: &str, family: &str, given: &str, dob: &str, sex: &str, postcode: &str) -> Value {
     json!({
         "resourceType": "Patient", "id": id,
@@ -408,9 +421,41 @@ async fn a_sync_traces_what_the_index_cannot_link() {
             .expect("test setup");
     let fed = Arc::new(Federation::new(vec![source], FederationConfig::default()));
     let clock = Arc::new(FixedClock::new("2026-11-24T09:00:00Z".parse().expect("t")));
-    let indexer =
-        Indexer::new(fed, store.clone(), clock).with_pds(Arc::new(client(pds.base_url(), TOKEN)));
+    let audit = Arc::new(Audited::default());
+    let indexer = Indexer::new(fed, store.clone(), clock).with_pds(
+        Arc::new(client(pds.base_url(), TOKEN)),
+        audit.clone() as Arc<dyn TraceAudit>,
+    );
     let report = indexer.sync(true).await.expect("sync");
+    // Every trace audited: the source record, what came of it, the NHS number PDS gave; no
+    // name, birth date or postcode.
+    let traces = audit.0.lock().expect("lock").clone();
+    let said: Vec<(&str, &str, Option<&str>, bool, bool)> = traces
+        .iter()
+        .map(|t| {
+            (
+                t.local_id.as_str(),
+                t.outcome.code(),
+                t.nhs_number.as_ref().map(NhsNumber::as_str),
+                t.deceased,
+                t.restricted,
+            )
+        })
+        .collect();
+    assert_eq!(
+        said,
+        [
+            ("a1", "linked", Some("9990000034"), false, false),
+            ("a2", "review", Some("9990000034"), false, false),
+            ("a3", "linked", Some("9990000026"), true, false),
+            ("a4", "linked", Some("9990000018"), false, true),
+            ("a5", "too-many", None, false, false),
+        ]
+    );
+    let words = format!("{traces:?}");
+    for demographic in ["Attison", "Pauline", "1962", "LS1"] {
+        assert!(!words.contains(demographic), "{words}");
+    }
     let counts = report.sources[0].pds;
     assert_eq!(
         (
