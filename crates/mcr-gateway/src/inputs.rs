@@ -58,6 +58,15 @@ pub(crate) fn care_event_relationship(e: &CareEventRow) -> Result<Relationship, 
 }
 
 impl Gateway {
+    /// Whether PDS (or a source's label) says the patient is restricted; a status that cannot
+    /// be read counts as restricted (fail closed: their location is withheld).
+    pub(crate) async fn is_restricted(&self, nhs: &NhsNumber) -> bool {
+        self.store
+            .patient_status(nhs)
+            .await
+            .map_or(true, |s| s.is_some_and(|s| s.restricted))
+    }
+
     pub(crate) async fn load_inputs(
         &self,
         ctx: &RequestContext,

@@ -19,7 +19,11 @@ pub(crate) struct TraceAuditor {
 }
 
 /// The audit record of one trace; `correlation` ties one sync's traces together.
-pub(crate) fn trace_event(t: &TraceRecord, correlation: &str, at: chrono::DateTime<chrono::Utc>) -> AuditEvent {
+pub(crate) fn trace_event(
+    t: &TraceRecord,
+    correlation: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> AuditEvent {
     let outcome = match t.outcome {
         TraceOutcome::Linked => Outcome::Linked,
         TraceOutcome::Review => Outcome::SentToReview,
@@ -31,10 +35,14 @@ pub(crate) fn trace_event(t: &TraceRecord, correlation: &str, at: chrono::DateTi
     let mut words = format!("{}/{}: ", t.source, t.local_id);
     words.push_str(match t.outcome {
         TraceOutcome::Linked => "PDS found one match; linked to it",
-        TraceOutcome::Review => "PDS found one match below the link score; sent to the matching review queue",
+        TraceOutcome::Review => {
+            "PDS found one match below the link score; sent to the matching review queue"
+        }
         TraceOutcome::NotFound => "PDS found no one; left as the index left it",
         TraceOutcome::TooMany => "PDS found more than one; left as the index left it",
-        TraceOutcome::Untraceable => "not traceable (no name or birth date to search by, or none in PDS's answer)",
+        TraceOutcome::Untraceable => {
+            "not traceable (no name or birth date to search by, or none in PDS's answer)"
+        }
         TraceOutcome::Failed => "PDS could not be asked; left as the index left it",
     });
     if let Some(score) = t.score {

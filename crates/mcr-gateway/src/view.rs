@@ -202,12 +202,13 @@ impl Gateway {
             phases.end("fetch");
             // Restricted: as PDS (or a source's label at the last sync) said, read with the
             // decision's inputs, or as a source labels its Patient now.
-            let restricted = restricted || fetched.fetches.iter().any(|f| {
-                f.outcome.as_ref().is_ok_and(|d| {
-                    d.iter()
-                        .any(|d| matches!(d, mcr_federation::Digested::RestrictedPatient(_)))
-                })
-            });
+            let restricted = restricted
+                || fetched.fetches.iter().any(|f| {
+                    f.outcome.as_ref().is_ok_and(|d| {
+                        d.iter()
+                            .any(|d| matches!(d, mcr_federation::Digested::RestrictedPatient(_)))
+                    })
+                });
 
             // The audit record needs only what each source sent (counted as the merge will
             // count it), so it is submitted now and commits while the record is merged and the
@@ -235,6 +236,7 @@ impl Gateway {
                 Phases::span("merge").in_scope(|| mcr_federation::merge(&filter, fetched.fetches));
             if restricted {
                 record.withhold_location();
+                record.withhold_practice_names(&self.practices_of(&locations));
             }
             phases.end("merge");
             tracing::info!(
@@ -417,6 +419,23 @@ impl Gateway {
             identity_warnings: self.identity_warnings(reviews),
             fetches,
         }
+    }
+
+    /// The GP practices a view of a restricted patient could name: the GP systems asked, and
+    /// the registered practice the index holds.
+    fn practices_of(&self, locations: &[Location]) -> BTreeSet<mcr_domain::OdsCode> {
+        self.federation
+            .sources()
+            .map(|s| &s.config().organisation)
+            .filter(|o| o.kind == mcr_domain::OrgKind::GpPractice)
+            .map(|o| o.code.clone())
+            .chain(
+                locations
+                    .iter()
+                    .filter_map(|l| l.registered_practice.as_deref())
+                    .filter_map(|c| mcr_domain::OdsCode::parse(c).ok()),
+            )
+            .collect()
     }
 
     /// Each source's data sharing agreement with the region (none: shares everything).

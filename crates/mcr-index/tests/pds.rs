@@ -9,8 +9,8 @@ use axum::Json;
 use mcr_domain::{FixedClock, NhsNumber, OdsCode, OrgKind, Organisation, SourceId};
 use mcr_federation::{Federation, FederationConfig, HttpSource, Source, SourceConfig};
 use mcr_index::pds::{
-    TraceAudit, TraceRecord,
-    read_search, spine_code, PdsClient, PdsPatient, PdsSettings, SearchAnswer, Trace, TraceQuery,
+    read_search, spine_code, PdsClient, PdsPatient, PdsSettings, SearchAnswer, Trace, TraceAudit,
+    TraceQuery, TraceRecord,
 };
 use mcr_index::Indexer;
 use mcr_sources::pds::{PdsData, PdsHandle};

@@ -755,7 +755,11 @@ fn a_restricted_patient_is_viewed_only_by_the_roles_the_region_names() {
         let mut c = Case::new(role);
         given(&mut c);
         assert!(c.decide().grant().is_some(), "{role}");
-        assert!(!c.explain().steps.iter().any(|s| s.rule == Rule::Restriction));
+        assert!(!c
+            .explain()
+            .steps
+            .iter()
+            .any(|s| s.rule == Rule::Restriction));
     }
     // Restricted, default region: doctors, nurses and paramedics only.
     for (role, may) in [
@@ -801,7 +805,11 @@ fn a_restricted_patient_is_viewed_only_by_the_roles_the_region_names() {
     c.cfg.restricted_roles = [Role::Clinician].into_iter().collect();
     let d = c.decide();
     assert_eq!(deny_code(&d), Some(DenyCode::RestrictedRecord));
-    assert!(d.sentence().contains("only a doctor may view it"), "{}", d.sentence());
+    assert!(
+        d.sentence().contains("only a doctor may view it"),
+        "{}",
+        d.sentence()
+    );
     c.cfg.restricted_roles.clear();
     assert!(c
         .decide()
@@ -811,7 +819,10 @@ fn a_restricted_patient_is_viewed_only_by_the_roles_the_region_names() {
     given(&mut admin);
     admin.restricted = true;
     admin.cfg.restricted_roles = [Role::Admin].into_iter().collect();
-    assert!(admin.decide().grant().is_some(), "a region may name admin staff");
+    assert!(
+        admin.decide().grant().is_some(),
+        "a region may name admin staff"
+    );
 }
 
 #[test]
@@ -830,14 +841,22 @@ fn emergency_access_passes_a_restriction_for_clinical_roles_only() {
     c.relationships.clear();
     assert_eq!(deny_code(&c.decide()), Some(DenyCode::RestrictedRecord));
     emergency(&mut c);
-    let g = c.decide().into_grant().expect("emergency passes the restriction");
+    let g = c
+        .decide()
+        .into_grant()
+        .expect("emergency passes the restriction");
     assert!(matches!(g.basis(), Basis::Emergency { .. }));
     let steps = c.explain().steps;
     let step = steps
         .iter()
         .find(|s| s.rule == Rule::Restriction)
         .expect("a step");
-    assert!(step.passed && step.sentence.contains("emergency access passes the restriction"));
+    assert!(
+        step.passed
+            && step
+                .sentence
+                .contains("emergency access passes the restriction")
+    );
 
     // Admin staff in an "emergency": refused for the restriction first.
     let mut a = Case::new(Role::Admin);

@@ -248,6 +248,128 @@ async fn every_pds_trace_is_audited_without_demographics() {
         .into_iter()
         .filter(|e| e.to_string().contains("pds-trace"))
         .collect();
-    eprintln!("{}", serde_json::to_string_pretty(&traces).unwrap_or_default());
     assert!(!traces.is_empty(), "{audit}");
+    let sources: Vec<String> = t
+        .demo
+        .gateway
+        .gateway
+        .federation()
+        .sources()
+        .map(|s| s.id().to_string())
+        .collect();
+    for e in traces {
+        // Who asked: the gateway itself; which record: `source/local id`; the outcome and its
+        // code; nothing else in words.
+        assert_eq!(e["agent"][0]["who"]["identifier"]["value"], "system", "{e}");
+        let what = e["entity"][0]["description"].as_str().unwrap_or_default();
+        let (record, said) = what.split_once(": ").expect("record: outcome");
+        assert!(
+            sources.iter().any(|s| record.starts_with(&format!("{s}/"))),
+            "{what}"
+        );
+        assert!(
+            said.starts_with("PDS ") || said.starts_with("not traceable"),
+            "{what}"
+        );
+        let basis = e["entity"][0]["detail"]
+            .as_array()
+            .and_then(|d| d.iter().find(|d| d["type"] == "basis"))
+            .and_then(|d| d["valueString"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            [
+                "linked",
+                "review",
+                "not-found",
+                "too-many",
+                "untraceable",
+                "failed"
+            ]
+            .contains(&basis.as_str()),
+            "{e}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn staff_pages_never_show_a_restricted_patients_postcode_or_practice() {
+    let t = start().await;
+    let g = &t.demo.gateway.gateway;
+    let nhs = t.patient("all_four_sources", 0);
+    let held = g
+        .store()
+        .patient(&NhsNumber::parse(&nhs).expect("nhs"))
+        .await
+        .expect("index")
+        .expect("held");
+    let postcode = held.postcode.clone().expect("a postcode");
+    let gp_names: Vec<String> = g
+        .federation()
+        .sources()
+        .map(|s| &s.config().organisation)
+        .filter(|o| o.kind == mcr_domain::OrgKind::GpPractice)
+        .map(|o| o.name.clone())
+        .collect();
+    assert!(!gp_names.is_empty());
+
+    // An opt-out request naming the person (as the public site takes it) and the matching
+    // queue's pairs: before, both pages show the postcodes (so the checks below can fail).
+    let reference = g
+        .submit_opt_out_request(
+            &mcr_gateway::OptOutSubmission {
+                kind: mcr_gateway::OptOutKind::OptOut,
+                given_name: held.given.clone(),
+                family_name: held.family.clone(),
+                birth_date: held.birth_date,
+                nhs_number: None,
+                postcode: postcode.clone(),
+                contact: "by post".into(),
+            },
+            "test",
+        )
+        .await
+        .expect("request");
+    let case_path = format!("/app/opt-outs/{reference}");
+    let (status, case) = page(&t, "po.wright", &case_path).await;
+    assert_eq!(status, 200, "{case}");
+    assert!(case.contains(&postcode), "{case}");
+    let pairs = g.store().match_candidates().await.expect("queue");
+    let pair_postcodes: Vec<String> = pairs.iter().filter_map(|c| c.postcode.clone()).collect();
+    assert!(!pair_postcodes.is_empty(), "the demo has pairs in review");
+    let (_, queue) = page(&t, "po.wright", "/app/matching").await;
+    assert!(pair_postcodes.iter().any(|p| queue.contains(p.as_str())));
+    t.give_permission(AE, &nhs).await;
+    let (_, record) = page(&t, AE, &format!("/app/patient/{nhs}")).await;
+    assert!(gp_names.iter().any(|n| record.contains(n.as_str())));
+
+    // Restricted: the patient, and every patient with a pair in review.
+    restrict(&t, &nhs).await;
+    for c in &pairs {
+        restrict(&t, c.nhs_number.as_str()).await;
+    }
+
+    let (status, case) = page(&t, "po.wright", &case_path).await;
+    assert_eq!(status, 200, "{case}");
+    assert!(
+        !case.contains(&postcode),
+        "the postcode on the opt-out case: {case}"
+    );
+    assert!(case.contains("Withheld: restricted record"), "{case}");
+
+    let (status, queue) = page(&t, "po.wright", "/app/matching").await;
+    assert_eq!(status, 200, "{queue}");
+    for p in &pair_postcodes {
+        assert!(!queue.contains(p.as_str()), "{p} in the matching queue");
+    }
+    assert!(queue.contains("Withheld: restricted record"), "{queue}");
+
+    // The record page: the GP practice is not named; its items stay.
+    let (status, record) = page(&t, AE, &format!("/app/patient/{nhs}")).await;
+    assert_eq!(status, 200, "{record}");
+    for n in &gp_names {
+        assert!(!record.contains(n.as_str()), "{n} named on the record page");
+    }
+    assert!(record.contains("GP practice (withheld: restricted record)"));
+    assert!(!record.contains(&postcode));
 }
