@@ -348,6 +348,31 @@ async fn serve(patients: Vec<Value>) -> String {
     format!("http://{addr}")
 }
 
+/// The acute trust's FHIR source at `url`.
+fn acute_source(url: &str) -> Arc<dyn Source> {
+    Arc::new(HttpSource::new(
+        SourceConfig {
+            id: SourceId::parse("acute").expect("id"),
+            organisation: Organisation {
+                code: OdsCode::parse("RWH").expect("ods"),
+                name: "RWH".into(),
+                kind: OrgKind::AcuteTrust,
+                member: true,
+                suspended: false,
+            },
+            base_url: url.parse().expect("url"),
+            resource_types: vec!["Patient".into()],
+            batch: false,
+            kind: mcr_federation::SourceKind::FhirR4,
+            gp_connect: None,
+            deadline_ms: None,
+            feed_timeout_secs: None,
+        },
+        reqwest::Client::new(),
+        FederationConfig::default(),
+    )) as Arc<dyn Source>
+}
+
 /// The audit the gateway would write, kept.
 #[derive(Debug, Default)]
 struct Audited(std::sync::Mutex<Vec<TraceRecord>>);
@@ -393,27 +418,7 @@ async fn a_sync_traces_what_the_index_cannot_link() {
         person("a5", "Jones", "Jackie", "1990-03-04", "female", "LS2 7UE"),
     ])
     .await;
-    let source = Arc::new(HttpSource::new(
-        SourceConfig {
-            id: SourceId::parse("acute").expect("id"),
-            organisation: Organisation {
-                code: OdsCode::parse("RWH").expect("ods"),
-                name: "RWH".into(),
-                kind: OrgKind::AcuteTrust,
-                member: true,
-                suspended: false,
-            },
-            base_url: acute.parse().expect("url"),
-            resource_types: vec!["Patient".into()],
-            batch: false,
-            kind: mcr_federation::SourceKind::FhirR4,
-            gp_connect: None,
-            deadline_ms: None,
-            feed_timeout_secs: None,
-        },
-        reqwest::Client::new(),
-        FederationConfig::default(),
-    )) as Arc<dyn Source>;
+    let source = acute_source(&acute);
     let dir = tempfile::tempdir().expect("test setup");
     let store: Arc<dyn Store> =
         mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
@@ -522,5 +527,59 @@ async fn a_sync_traces_what_the_index_cannot_link() {
             .expect("read")
             .map(|s| s.restricted),
         Some(false)
+    );
+}
+
+/// An audit trail that cannot be written.
+#[derive(Debug)]
+struct Unwritable;
+
+#[async_trait::async_trait]
+impl TraceAudit for Unwritable {
+    async fn traced(&self, _: &[TraceRecord]) -> Result<(), mcr_store::StoreError> {
+        Err(mcr_store::StoreError::Unavailable("audit down".into()))
+    }
+}
+
+#[tokio::test]
+async fn a_trace_that_cannot_be_audited_links_nothing() {
+    let pds = pds().await;
+    let acute = serve(vec![person(
+        "a1",
+        "Attison",
+        "Pauline",
+        "1962-09-30",
+        "female",
+        "LS1 6AE",
+    )])
+    .await;
+    let dir = tempfile::tempdir().expect("test setup");
+    let store: Arc<dyn Store> =
+        mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
+            .await
+            .expect("test setup");
+    let fed = Arc::new(Federation::new(
+        vec![acute_source(&acute)],
+        FederationConfig::default(),
+    ));
+    let clock = Arc::new(FixedClock::new("2026-11-24T09:00:00Z".parse().expect("t")));
+    let indexer = Indexer::new(fed, store.clone(), clock).with_pds(
+        Arc::new(client(pds.base_url(), TOKEN)),
+        Arc::new(Unwritable) as Arc<dyn TraceAudit>,
+    );
+    assert!(indexer.sync(true).await.is_err(), "the sync fails");
+    let acute_id = SourceId::parse("acute").expect("id");
+    assert_eq!(
+        store.link_for_local(&acute_id, "a1").await.expect("read"),
+        None,
+        "no audit, no link"
+    );
+    assert!(
+        store
+            .patient(&nhs("9990000034"))
+            .await
+            .expect("read")
+            .is_none(),
+        "nor a patient added from PDS"
     );
 }
