@@ -58,13 +58,19 @@ pub(crate) fn care_event_relationship(e: &CareEventRow) -> Result<Relationship, 
 }
 
 impl Gateway {
-    /// Whether PDS (or a source's label) says the patient is restricted; a status that cannot
-    /// be read counts as restricted (fail closed: their location is withheld).
-    pub(crate) async fn is_restricted(&self, nhs: &NhsNumber) -> bool {
-        self.store
-            .patient_status(nhs)
-            .await
-            .map_or(true, |s| s.is_some_and(|s| s.restricted))
+    /// Which of these patients are restricted, in one read; `None` when the status cannot be
+    /// read (then treat every one as restricted: fail closed).
+    pub(crate) async fn restricted_among(
+        &self,
+        nhs: &[NhsNumber],
+    ) -> Option<std::collections::HashSet<NhsNumber>> {
+        match self.store.restricted_among(nhs).await {
+            Ok(set) => Some(set),
+            Err(e) => {
+                tracing::warn!(error = %e, "patient status unreadable: every location withheld");
+                None
+            }
+        }
     }
 
     pub(crate) async fn load_inputs(

@@ -141,16 +141,9 @@ impl Gateway {
             .map(|p| (p.nhs_number.clone(), p))
             .collect();
         // A restricted patient's location is never shown, from either side of the pair.
-        let mut restricted: HashMap<NhsNumber, bool> = HashMap::new();
-        for n in &numbers {
-            if !restricted.contains_key(n) {
-                restricted.insert(n.clone(), self.is_restricted(n).await);
-            }
-        }
-        let withheld = rows
-            .iter()
-            .filter(|c| restricted.get(&c.nhs_number).copied().unwrap_or(true))
-            .count();
+        let restricted = self.restricted_among(&numbers).await;
+        let is_restricted = |n: &NhsNumber| restricted.as_ref().is_none_or(|set| set.contains(n));
+        let withheld = rows.iter().filter(|c| is_restricted(&c.nhs_number)).count();
         let mut event = self.event(ctx, ACTION, None);
         event.outcome = Outcome::Permit;
         event.detail = Some(format!("{} pair(s) listed", rows.len()));
@@ -164,7 +157,7 @@ impl Gateway {
         Ok(rows
             .into_iter()
             .map(|mut c| {
-                let restricted = restricted.get(&c.nhs_number).copied().unwrap_or(true);
+                let restricted = is_restricted(&c.nhs_number);
                 let mut patient = patients.get(&c.nhs_number).cloned();
                 if restricted {
                     c.postcode = None;

@@ -325,8 +325,13 @@ impl Gateway {
             }
         }
         // A restricted patient's location is never shown.
+        let numbers: Vec<NhsNumber> = out.iter().map(|c| c.patient.nhs_number.clone()).collect();
+        let restricted = self.restricted_among(&numbers).await;
         for c in &mut out {
-            if self.is_restricted(&c.patient.nhs_number).await {
+            if restricted
+                .as_ref()
+                .is_none_or(|set| set.contains(&c.patient.nhs_number))
+            {
                 c.restricted = true;
                 c.patient.postcode = None;
                 c.patient.gp_practice = None;
