@@ -128,14 +128,7 @@ impl Gateway {
         decision: Decision,
     ) -> Result<DocumentOutcome, GatewayError> {
         self.metrics.decision(ACTION, decision.code());
-        let mut event = self.event(ctx, ACTION, Some(nhs.as_str()));
-        event.outcome = crate::decision_outcome(&decision);
-        event.basis = match &decision {
-            Decision::Deny(d) => Some(d.code.as_str().to_owned()),
-            _ => None,
-        };
-        event.detail = Some(decision.sentence());
-        self.audit(&event).await?;
+        self.audit_refusal(ctx, nhs, ACTION, &decision).await?;
         Ok(DocumentOutcome::NotPermitted(decision))
     }
 

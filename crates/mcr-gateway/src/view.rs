@@ -313,7 +313,9 @@ impl Gateway {
         let grant = match decision {
             Decision::Permit(grant) => grant,
             other => {
-                self.refuse_view(ctx, nhs, &other).await.map_err(error)?;
+                self.audit_refusal(ctx, nhs, Action::ViewRecord, &other)
+                    .await
+                    .map_err(error)?;
                 return Ok(Access::Refused(other));
             }
         };
@@ -360,15 +362,17 @@ impl Gateway {
         }))
     }
 
-    /// A view the policy did not permit: audited as a refusal. A restricted record refused
-    /// is also flagged for the privacy officer's review queue, committed beside it.
-    async fn refuse_view(
+    /// A view (or a document) the policy did not permit: audited as a refusal. A restricted
+    /// record refused is also flagged for the privacy officer's review queue, committed
+    /// beside it.
+    pub(crate) async fn audit_refusal(
         &self,
         ctx: &RequestContext,
         nhs: &NhsNumber,
+        action: Action,
         decision: &Decision,
     ) -> Result<(), GatewayError> {
-        let mut event = self.event(ctx, Action::ViewRecord, Some(nhs.as_str()));
+        let mut event = self.event(ctx, action, Some(nhs.as_str()));
         event.outcome = crate::decision_outcome(decision);
         event.basis = match decision {
             Decision::Deny(d) => Some(d.code.as_str().to_owned()),
@@ -384,7 +388,12 @@ impl Gateway {
                         ctx,
                         nhs,
                         format!(
-                            "Refused a view of a restricted (S-flagged) patient's record: {} is not a role this region lets view restricted records ({}).",
+                            "Refused {} a restricted (S-flagged) patient's record: {} is not a role this region lets view restricted records ({}).",
+                            if action == Action::OpenDocument {
+                                "a document from"
+                            } else {
+                                "a view of"
+                            },
                             ctx.principal.role.label(),
                             self.policy.restricted_roles_words()
                         ),

@@ -190,6 +190,14 @@ async fn a_role_the_region_does_not_name_is_refused_audited_and_reviewed() {
         html.contains("only a doctor, nurse or paramedic may view it"),
         "{html}"
     );
+    // A document of theirs: refused the same way.
+    let (status, _) = page(
+        &t,
+        "rec.obi",
+        &format!("/app/patient/{nhs}/documents/acute/any-id"),
+    )
+    .await;
+    assert_eq!(status, 403);
     // A named role views (with permission, as ever).
     let (status, bundle) = t.everything(AE, &nhs).await;
     assert_eq!(status, 200, "{bundle}");
@@ -202,6 +210,7 @@ async fn a_role_the_region_does_not_name_is_refused_audited_and_reviewed() {
     assert!(
         queue.contains("Restricted record: refused, or viewed by emergency access")
             && queue.contains("Refused a view of a restricted (S-flagged) patient")
+            && queue.contains("Refused a document from a restricted (S-flagged) patient")
             && queue.contains("rec.obi"),
         "{queue}"
     );
