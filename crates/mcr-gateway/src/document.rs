@@ -43,9 +43,7 @@ impl Gateway {
         if let Some(refused) = mcr_policy::refuse_caller(p, Purpose::DirectCare, &self.policy) {
             return self.not_permitted(ctx, nhs, refused.decision).await;
         }
-        let (read, status) =
-            tokio::join!(self.store.view_inputs(nhs), self.store.patient_status(nhs));
-        let (Ok(read), Ok(status)) = (read, status) else {
+        let Ok(read) = self.store.view_inputs(nhs).await else {
             return Err(self.fail_closed(ctx, nhs, ACTION).await);
         };
         if read.patient.is_none() {
@@ -67,7 +65,7 @@ impl Gateway {
             permissions: &inputs.permissions,
             objection: inputs.objection.as_ref(),
             emergency: inputs.emergency.as_ref(),
-            restricted: status.is_some_and(|s| s.restricted),
+            restricted: read.restricted,
         };
         let grant = match mcr_policy::decide(&request, &self.policy) {
             Decision::Permit(grant) => grant,

@@ -292,13 +292,11 @@ impl Gateway {
             purpose: Purpose::DirectCare,
             patient: nhs,
         };
-        let ((read, status), ahead) = self
+        let (read, ahead) = self
             .federation
-            .sign_while(who, async {
-                tokio::join!(self.store.view_inputs(nhs), self.store.patient_status(nhs))
-            })
+            .sign_while(who, self.store.view_inputs(nhs))
             .await;
-        let (Ok(read), Ok(status)) = (read, status) else {
+        let Ok(read) = read else {
             return Err(error(self.fail_closed(ctx, nhs, Action::ViewRecord).await));
         };
         let Some(patient) = read.patient else {
@@ -307,7 +305,7 @@ impl Gateway {
         let Ok(mut inputs) = self.inputs_from(ctx, &read.governance) else {
             return Err(error(self.fail_closed(ctx, nhs, Action::ViewRecord).await));
         };
-        inputs.restricted = status.is_some_and(|s| s.restricted);
+        inputs.restricted = read.restricted;
         let decision = mcr_policy::decide(&self.request(ctx, nhs, &inputs), &self.policy);
         self.metrics.decision(Action::ViewRecord, decision.code());
         let grant = match decision {
