@@ -430,7 +430,7 @@ impl Gateway {
 
     /// The GP practices a view of a restricted patient could name: the GP systems asked, and
     /// the registered practice the index holds.
-    fn practices_of(&self, locations: &[Location]) -> BTreeSet<mcr_domain::OdsCode> {
+    pub(crate) fn practices_of(&self, locations: &[Location]) -> BTreeSet<mcr_domain::OdsCode> {
         self.federation
             .sources()
             .map(|s| &s.config().organisation)
