@@ -262,6 +262,8 @@ actions! {
     ConfirmOptOutCode = "confirm-opt-out-code",
     IssueSystemToken = "issue-system-token",
     GatewayStart = "gateway-start",
+    /// A source record traced against the Personal Demographics Service by the index sync.
+    PdsTrace = "pds-trace",
 }
 
 words! {
@@ -322,6 +324,12 @@ words! {
         Added = "added",
         /// The gateway started.
         Started = "started",
+        /// A PDS trace linked a source record to the NHS number PDS gave.
+        Linked = "linked",
+        /// A PDS trace sent a pair to the matching review queue.
+        SentToReview = "sent-to-review",
+        /// A PDS trace found no one (or more than one), or the record could not be traced.
+        NoMatch = "no-match",
     }
 }
 
@@ -425,7 +433,8 @@ impl Action {
             | Action::ReadMatchQueue
             | Action::ReadMerges
             | Action::ListHeldMessages
-            | Action::ReadOptOutRequests => rest(SEARCH, Execute),
+            | Action::ReadOptOutRequests
+            | Action::PdsTrace => rest(SEARCH, Execute),
             Action::RecordPermission
             | Action::RecordPermissionOnBehalf
             | Action::ClaimRelationship
@@ -524,7 +533,10 @@ impl Outcome {
             | Self::LetterSent
             | Self::CodeConfirmed
             | Self::Added
-            | Self::Started => "0",
+            | Self::Started
+            | Self::Linked
+            | Self::SentToReview
+            | Self::NoMatch => "0",
         }
     }
 }

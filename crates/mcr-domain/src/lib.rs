@@ -18,6 +18,6 @@ pub use org::{OdsCode, OdsCodeError, OrgKind, Organisation};
 pub use principal::{DataClass, Principal, Purpose, Role};
 pub use record::{
     FailureReason, ItemSource, MergedRecord, NotShown, RecordItem, Section, SourceJson,
-    SourceOutcome, SourceStatus,
+    SourceOutcome, SourceStatus, PRACTICE_WITHHELD,
 };
 pub use source::{SourceId, SourceIdError};

@@ -465,6 +465,9 @@ pub struct MergedRecord {
     pub location_withheld: bool,
 }
 
+/// What a restricted patient's GP practice is called wherever the record names it.
+pub const PRACTICE_WITHHELD: &str = "GP practice (withheld: restricted record)";
+
 impl MergedRecord {
     /// Remove where the patient is (`address`, `telecom`, `contact`, `generalPractitioner`)
     /// from the record's Patient, and say so.
@@ -473,6 +476,26 @@ impl MergedRecord {
         if let Some(serde_json::Value::Object(p)) = &mut self.patient {
             for field in ["address", "telecom", "contact", "generalPractitioner"] {
                 p.remove(field);
+            }
+        }
+    }
+
+    /// Name the GP practices among `practices` (ODS codes) only as "GP practice (withheld:
+    /// restricted record)", in the record's source list and on every item they hold: the
+    /// registered practice says where a restricted patient lives. Their items stay.
+    pub fn withhold_practice_names(&mut self, practices: &std::collections::BTreeSet<OdsCode>) {
+        for s in &mut self.sources {
+            if practices.contains(&s.org_code) {
+                s.org_name = PRACTICE_WITHHELD.into();
+            }
+        }
+        for (_, items) in &mut self.sections {
+            for item in items {
+                for src in &mut item.sources {
+                    if practices.contains(&src.org_code) {
+                        src.org_name = PRACTICE_WITHHELD.into();
+                    }
+                }
             }
         }
     }

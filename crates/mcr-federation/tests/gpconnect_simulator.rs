@@ -522,6 +522,7 @@ fn grant_for(nhs: &NhsNumber, practice: &mcr_domain::Organisation) -> mcr_policy
         permissions: &permissions,
         objection: None,
         emergency: None,
+        restricted: false,
     };
     mcr_policy::decide(&request, &mcr_policy::PolicyConfig::default())
         .into_grant()

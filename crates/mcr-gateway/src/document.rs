@@ -43,9 +43,8 @@ impl Gateway {
         if let Some(refused) = mcr_policy::refuse_caller(p, Purpose::DirectCare, &self.policy) {
             return self.not_permitted(ctx, nhs, refused.decision).await;
         }
-        let read = match self.store.view_inputs(nhs).await {
-            Ok(read) => read,
-            Err(_) => return Err(self.fail_closed(ctx, nhs, ACTION).await),
+        let Ok(read) = self.store.view_inputs(nhs).await else {
+            return Err(self.fail_closed(ctx, nhs, ACTION).await);
         };
         if read.patient.is_none() {
             let mut event = self.event(ctx, ACTION, Some(nhs.as_str()));
@@ -66,6 +65,7 @@ impl Gateway {
             permissions: &inputs.permissions,
             objection: inputs.objection.as_ref(),
             emergency: inputs.emergency.as_ref(),
+            restricted: read.restricted,
         };
         let grant = match mcr_policy::decide(&request, &self.policy) {
             Decision::Permit(grant) => grant,
@@ -126,14 +126,7 @@ impl Gateway {
         decision: Decision,
     ) -> Result<DocumentOutcome, GatewayError> {
         self.metrics.decision(ACTION, decision.code());
-        let mut event = self.event(ctx, ACTION, Some(nhs.as_str()));
-        event.outcome = crate::decision_outcome(&decision);
-        event.basis = match &decision {
-            Decision::Deny(d) => Some(d.code.as_str().to_owned()),
-            _ => None,
-        };
-        event.detail = Some(decision.sentence());
-        self.audit(&event).await?;
+        self.audit_refusal(ctx, nhs, ACTION, &decision).await?;
         Ok(DocumentOutcome::NotPermitted(decision))
     }
 

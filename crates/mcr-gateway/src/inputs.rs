@@ -17,6 +17,8 @@ pub(crate) struct Inputs {
     pub permissions: Vec<PermissionRecord>,
     pub objection: Option<ObjectionState>,
     pub emergency: Option<EmergencyAccess>,
+    /// What PDS (or a source's label, at the last sync) says: the patient is restricted.
+    pub restricted: bool,
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -56,13 +58,31 @@ pub(crate) fn care_event_relationship(e: &CareEventRow) -> Result<Relationship, 
 }
 
 impl Gateway {
+    /// Which of these patients are restricted, in one read; `None` when the status cannot be
+    /// read (then treat every one as restricted: fail closed).
+    pub(crate) async fn restricted_among(
+        &self,
+        nhs: &[NhsNumber],
+    ) -> Option<std::collections::HashSet<NhsNumber>> {
+        match self.store.restricted_among(nhs).await {
+            Ok(set) => Some(set),
+            Err(e) => {
+                tracing::warn!(error = %e, "patient status unreadable: every location withheld");
+                None
+            }
+        }
+    }
+
     pub(crate) async fn load_inputs(
         &self,
         ctx: &RequestContext,
         nhs: &NhsNumber,
     ) -> Result<Inputs, StoreError> {
-        let records = self.store.governance(nhs).await?;
-        self.inputs_from(ctx, &records)
+        let (records, status) =
+            tokio::join!(self.store.governance(nhs), self.store.patient_status(nhs));
+        let mut inputs = self.inputs_from(ctx, &records?)?;
+        inputs.restricted = status?.is_some_and(|s| s.restricted);
+        Ok(inputs)
     }
 
     /// The decision's inputs from governance records already read.

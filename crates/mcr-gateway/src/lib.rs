@@ -22,6 +22,7 @@ mod metrics;
 mod opt_out;
 mod opt_out_letter;
 mod patient_choice;
+mod pds_trace;
 mod protected;
 mod refusals;
 mod search;
@@ -205,9 +206,14 @@ impl Gateway {
         }
     }
 
-    /// Trace the records the index cannot link against the Personal Demographics Service.
+    /// Trace the records the index cannot link against the Personal Demographics Service,
+    /// every trace audited (`pds-trace`) before what it found is written.
     pub fn with_pds(mut self, pds: Arc<mcr_index::pds::PdsClient>) -> Self {
-        self.indexer = self.indexer.with_pds(pds);
+        let audit = pds_trace::TraceAuditor {
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+        };
+        self.indexer = self.indexer.with_pds(pds, Arc::new(audit));
         self
     }
 

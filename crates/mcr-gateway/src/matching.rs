@@ -19,6 +19,9 @@ pub struct MatchPair {
     pub source_name: String,
     /// `None` when the index no longer holds the patient.
     pub patient: Option<IndexedPatient>,
+    /// The patient is restricted (S-flagged): both sides' postcode and the practice were
+    /// removed here, never shown.
+    pub restricted: bool,
 }
 
 /// What a person decided.
@@ -137,16 +140,38 @@ impl Gateway {
             .into_iter()
             .map(|p| (p.nhs_number.clone(), p))
             .collect();
+        // A restricted patient's location is never shown, from either side of the pair.
+        let restricted = self.restricted_among(&numbers).await;
+        let is_restricted = |n: &NhsNumber| restricted.as_ref().is_none_or(|set| set.contains(n));
+        let withheld = rows.iter().filter(|c| is_restricted(&c.nhs_number)).count();
         let mut event = self.event(ctx, ACTION, None);
         event.outcome = Outcome::Permit;
         event.detail = Some(format!("{} pair(s) listed", rows.len()));
+        if withheld > 0 {
+            event.detail = Some(format!(
+                "{} pair(s) listed; location withheld for {withheld} restricted",
+                rows.len()
+            ));
+        }
         self.audit(&event).await?;
         Ok(rows
             .into_iter()
-            .map(|c| MatchPair {
-                source_name: self.source_name(&c.source),
-                patient: patients.get(&c.nhs_number).cloned(),
-                candidate: c,
+            .map(|mut c| {
+                let restricted = is_restricted(&c.nhs_number);
+                let mut patient = patients.get(&c.nhs_number).cloned();
+                if restricted {
+                    c.postcode = None;
+                    if let Some(p) = patient.as_mut() {
+                        p.postcode = None;
+                        p.gp_practice = None;
+                    }
+                }
+                MatchPair {
+                    source_name: self.source_name(&c.source),
+                    patient,
+                    restricted,
+                    candidate: c,
+                }
             })
             .collect())
     }

@@ -51,8 +51,11 @@ impl MatchBasis {
 
 #[derive(Debug, Clone)]
 pub struct OptOutCandidate {
+    /// For a restricted patient, without postcode or practice.
     pub patient: IndexedPatient,
     pub basis: MatchBasis,
+    /// The patient is restricted (S-flagged): their location is never shown.
+    pub restricted: bool,
 }
 
 /// One request with the patients it could be verified against.
@@ -63,6 +66,9 @@ pub struct OptOutCase {
     /// Things staff should know, e.g. "the NHS number given belongs to someone with a different
     /// date of birth".
     pub warnings: Vec<String>,
+    /// A candidate is restricted: the postcode the request gives (which may be where they live)
+    /// is not shown either.
+    pub location_withheld: bool,
 }
 
 /// Longest name, postcode or contact kept.
@@ -283,7 +289,7 @@ impl Gateway {
                     if normalise_name(&p.family) != normalise_name(&r.family_name) {
                         warnings.push("The NHS number and date of birth match, but the family name differs: check with the person.".into());
                     }
-                    out.push(OptOutCandidate { patient: p, basis: MatchBasis::NhsNumberAndBirthDate });
+                    out.push(OptOutCandidate { patient: p, basis: MatchBasis::NhsNumberAndBirthDate, restricted: false });
                 }
                 Some(_) => warnings.push(
                     "The NHS number given belongs to someone with a different date of birth: it cannot be used to verify this request.".into(),
@@ -313,8 +319,22 @@ impl Gateway {
                     out.push(OptOutCandidate {
                         patient: p,
                         basis: MatchBasis::NameBirthDateAndPostcode,
+                        restricted: false,
                     });
                 }
+            }
+        }
+        // A restricted patient's location is never shown.
+        let numbers: Vec<NhsNumber> = out.iter().map(|c| c.patient.nhs_number.clone()).collect();
+        let restricted = self.restricted_among(&numbers).await;
+        for c in &mut out {
+            if restricted
+                .as_ref()
+                .is_none_or(|set| set.contains(&c.patient.nhs_number))
+            {
+                c.restricted = true;
+                c.patient.postcode = None;
+                c.patient.gp_practice = None;
             }
         }
         if out.is_empty() {
@@ -340,15 +360,23 @@ impl Gateway {
         }
         let request = self.opt_out_request_row(reference).await?;
         let (candidates, warnings) = self.candidates(&request).await?;
+        let withheld = candidates.iter().filter(|c| c.restricted).count();
         let mut event = self.event(ctx, ACTION, None);
         event.outcome = Outcome::Permit;
         event.basis = Some(request.reference.clone());
         event.detail = Some(format!("{} candidate(s)", candidates.len()));
+        if withheld > 0 {
+            event.detail = Some(format!(
+                "{} candidate(s); location withheld for {withheld} restricted",
+                candidates.len()
+            ));
+        }
         self.audit(&event).await?;
         Ok(OptOutCase {
             request,
             candidates,
             warnings,
+            location_withheld: withheld > 0,
         })
     }
 

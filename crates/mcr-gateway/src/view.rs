@@ -121,6 +121,8 @@ pub(crate) struct Granted<'a> {
     pub(crate) watched: crate::watch::Watched,
     /// The patient as the index holds them.
     pub(crate) patient: mcr_store::IndexedPatient,
+    /// The index's status says the patient is restricted.
+    pub(crate) restricted: bool,
 }
 
 /// What the fetch phase brought back.
@@ -180,6 +182,7 @@ impl Gateway {
                 locations,
                 ahead,
                 watched,
+                restricted,
                 ..
             } = match access {
                 Ok(Access::Granted(granted)) => *granted,
@@ -195,26 +198,20 @@ impl Gateway {
             phases.end("access");
 
             let filter = grant.filter(&self.policy, self.agreements(), self.clock.now());
-            // What PDS (or a source's label, at the last sync) said of this patient is read
-            // beside the fetch; unreadable, the location is withheld (fail closed).
-            let (fetched, status) = tokio::join!(
-                self.fetch(&filter, &locations, ahead, phases.began)
-                    .instrument(Phases::span("fetch")),
-                self.store.patient_status(nhs)
-            );
+            let fetched = self
+                .fetch(&filter, &locations, ahead, phases.began)
+                .instrument(Phases::span("fetch"))
+                .await;
             phases.end("fetch");
-            let restricted = match status {
-                Ok(s) => s.is_some_and(|s| s.restricted),
-                Err(_) => {
-                    tracing::warn!("patient status unreadable: location withheld");
-                    true
-                }
-            } || fetched.fetches.iter().any(|f| {
-                f.outcome.as_ref().is_ok_and(|d| {
-                    d.iter()
-                        .any(|d| matches!(d, mcr_federation::Digested::RestrictedPatient(_)))
-                })
-            });
+            // Restricted: as PDS (or a source's label at the last sync) said, read with the
+            // decision's inputs, or as a source labels its Patient now.
+            let restricted = restricted
+                || fetched.fetches.iter().any(|f| {
+                    f.outcome.as_ref().is_ok_and(|d| {
+                        d.iter()
+                            .any(|d| matches!(d, mcr_federation::Digested::RestrictedPatient(_)))
+                    })
+                });
 
             // The audit record needs only what each source sent (counted as the merge will
             // count it), so it is submitted now and commits while the record is merged and the
@@ -242,6 +239,7 @@ impl Gateway {
                 Phases::span("merge").in_scope(|| mcr_federation::merge(&filter, fetched.fetches));
             if restricted {
                 record.withhold_location();
+                record.withhold_practice_names(&self.practices_of(&locations));
             }
             phases.end("merge");
             tracing::info!(
@@ -307,32 +305,40 @@ impl Gateway {
         let Some(patient) = read.patient else {
             return Err(error(self.not_found(ctx, nhs, Action::ViewRecord).await));
         };
-        let Ok(inputs) = self.inputs_from(ctx, &read.governance) else {
+        let Ok(mut inputs) = self.inputs_from(ctx, &read.governance) else {
             return Err(error(self.fail_closed(ctx, nhs, Action::ViewRecord).await));
         };
+        inputs.restricted = read.restricted;
         let decision = mcr_policy::decide(&self.request(ctx, nhs, &inputs), &self.policy);
         self.metrics.decision(Action::ViewRecord, decision.code());
         let grant = match decision {
             Decision::Permit(grant) => grant,
             other => {
-                let mut event = self.event(ctx, Action::ViewRecord, Some(nhs.as_str()));
-                event.outcome = crate::decision_outcome(&other);
-                event.basis = match &other {
-                    Decision::Deny(d) => Some(d.code.as_str().to_owned()),
-                    _ => None,
-                };
-                event.detail = Some(other.sentence());
-                self.audit(&event).await.map_err(error)?;
-                tracing::info!(outcome = other.code(), "view not permitted");
+                self.audit_refusal(ctx, nhs, Action::ViewRecord, &other)
+                    .await
+                    .map_err(error)?;
                 return Ok(Access::Refused(other));
             }
         };
         // The watch: counted in the store and checked; over its hard limit the view stops
         // here, audited as a refusal. Its flags are committed beside the view's own audit
         // record. Not counted (the store failed): fail closed.
-        let Ok(watched) = self.watch_view(ctx, nhs, &patient).await else {
+        let Ok(mut watched) = self.watch_view(ctx, nhs, &patient).await else {
             return Err(error(self.fail_closed(ctx, nhs, Action::ViewRecord).await));
         };
+        // Emergency access to a restricted patient: permitted, and always flagged for review.
+        if inputs.restricted && matches!(grant.basis(), Basis::Emergency { .. }) {
+            let flag = self.restricted_flag(
+                ctx,
+                nhs,
+                format!(
+                    "Viewed a restricted (S-flagged) patient's record by emergency access as {} (roles this region lets view restricted records: {}).",
+                    ctx.principal.role.label(),
+                    self.policy.restricted_roles_words()
+                ),
+            );
+            watched.add_flag(flag, crate::WatchRule::RestrictedRecord);
+        }
         if watched.refusal.is_some() {
             return Err((
                 "too-many-patients",
@@ -354,7 +360,53 @@ impl Gateway {
             ahead,
             watched,
             patient,
+            restricted: inputs.restricted,
         })))
+    }
+
+    /// A view (or a document) the policy did not permit: audited as a refusal. A restricted
+    /// record refused is also flagged for the privacy officer's review queue, committed
+    /// beside it.
+    pub(crate) async fn audit_refusal(
+        &self,
+        ctx: &RequestContext,
+        nhs: &NhsNumber,
+        action: Action,
+        decision: &Decision,
+    ) -> Result<(), GatewayError> {
+        let mut event = self.event(ctx, action, Some(nhs.as_str()));
+        event.outcome = crate::decision_outcome(decision);
+        event.basis = match decision {
+            Decision::Deny(d) => Some(d.code.as_str().to_owned()),
+            _ => None,
+        };
+        event.detail = Some(decision.sentence());
+        tracing::info!(outcome = decision.code(), "view not permitted");
+        match decision {
+            Decision::Deny(d) if d.code == mcr_policy::DenyCode::RestrictedRecord => {
+                let mut flagged = crate::watch::Watched::default();
+                flagged.add_flag(
+                    self.restricted_flag(
+                        ctx,
+                        nhs,
+                        format!(
+                            "Refused {} a restricted (S-flagged) patient's record: {} is not a role this region lets view restricted records ({}).",
+                            if action == Action::OpenDocument {
+                                "a document from"
+                            } else {
+                                "a view of"
+                            },
+                            ctx.principal.role.label(),
+                            self.policy.restricted_roles_words()
+                        ),
+                    ),
+                    crate::WatchRule::RestrictedRecord,
+                );
+                let (refusal, ()) = tokio::join!(self.audit(&event), self.write_flags(&flagged));
+                refusal.map(|_| ())
+            }
+            _ => self.audit(&event).await.map(|_| ()),
+        }
     }
 
     /// The fetch phase: every located source at once, each resource filtered by the grant
@@ -378,6 +430,23 @@ impl Gateway {
             identity_warnings: self.identity_warnings(reviews),
             fetches,
         }
+    }
+
+    /// The GP practices a view of a restricted patient could name: the GP systems asked, and
+    /// the registered practice the index holds.
+    pub(crate) fn practices_of(&self, locations: &[Location]) -> BTreeSet<mcr_domain::OdsCode> {
+        self.federation
+            .sources()
+            .map(|s| &s.config().organisation)
+            .filter(|o| o.kind == mcr_domain::OrgKind::GpPractice)
+            .map(|o| o.code.clone())
+            .chain(
+                locations
+                    .iter()
+                    .filter_map(|l| l.registered_practice.as_deref())
+                    .filter_map(|c| mcr_domain::OdsCode::parse(c).ok()),
+            )
+            .collect()
     }
 
     /// Each source's data sharing agreement with the region (none: shares everything).
@@ -439,6 +508,7 @@ impl Gateway {
             permissions: &inputs.permissions,
             objection: inputs.objection.as_ref(),
             emergency: inputs.emergency.as_ref(),
+            restricted: inputs.restricted,
         }
     }
 

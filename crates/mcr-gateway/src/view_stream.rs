@@ -102,6 +102,7 @@ impl Gateway {
                 locations,
                 watched,
                 patient,
+                restricted,
                 ..
             } = match access {
                 Ok(Access::Granted(granted)) => *granted,
@@ -116,6 +117,11 @@ impl Gateway {
             };
             phases.end("access");
 
+            // A restricted patient's GP practices are never named, from the first part on.
+            let withhold = Withhold {
+                restricted,
+                practices: self.practices_of(&locations),
+            };
             let opening = Opening {
                 nhs: nhs.clone(),
                 patient: grant.allows(DataClass::Demographics).then(|| IndexedName {
@@ -131,7 +137,14 @@ impl Gateway {
                     .map(|l| {
                         self.federation.source(&l.source).map_or_else(
                             || l.source.to_string(),
-                            |s| s.config().organisation.name.clone(),
+                            |s| {
+                                let org = &s.config().organisation;
+                                if restricted && withhold.practices.contains(&org.code) {
+                                    mcr_domain::PRACTICE_WITHHELD.to_owned()
+                                } else {
+                                    org.name.clone()
+                                }
+                            },
                         )
                     })
                     .collect(),
@@ -147,7 +160,17 @@ impl Gateway {
             let (tx, arrivals) = mpsc::channel(Section::ALL.len() + 1);
             let task = tokio::spawn(
                 self.clone()
-                    .answer(grant, locations, phases, timer, answered, tx)
+                    .answer(
+                        Decided {
+                            grant,
+                            locations,
+                            withhold,
+                        },
+                        phases,
+                        timer,
+                        answered,
+                        tx,
+                    )
                     .instrument(tracing::Span::current()),
             );
             let (committed, ()) = tokio::join!(self.audit(&decided), self.write_flags(&watched));
@@ -165,13 +188,17 @@ impl Gateway {
     /// record, audit what each source gave, and hand over the whole view.
     async fn answer(
         self,
-        grant: Grant,
-        locations: Vec<Location>,
+        decided: Decided,
         mut phases: Phases,
         mut timer: crate::metrics::ViewTimer,
         mut event: AuditEvent,
         tx: mpsc::Sender<Arrival>,
     ) {
+        let Decided {
+            grant,
+            locations,
+            withhold,
+        } = decided;
         let filter = grant.filter(&self.policy, self.agreements(), self.clock.now());
         let nhs = grant.patient().clone();
         // The sources that may hold each section, by their place in `locations`.
@@ -194,33 +221,23 @@ impl Gateway {
             );
             let mut each = std::pin::pin!(each);
             // Sections no source may hold (not granted, or no source is asked for them).
-            settle(&filter, &holders, &answers, &mut settled, &tx).await;
+            settle(&filter, &holders, &answers, &mut settled, &withhold, &tx).await;
             while let Some((i, fetched)) = each.next().await {
                 if let Some(slot) = answers.get_mut(i) {
                     *slot = Some(fetched);
                 }
-                settle(&filter, &holders, &answers, &mut settled, &tx).await;
+                settle(&filter, &holders, &answers, &mut settled, &withhold, &tx).await;
             }
         };
-        let ((), status, reviews) = tokio::join!(
+        let ((), reviews) = tokio::join!(
             fetch.instrument(Phases::span("fetch")),
-            self.store.patient_status(&nhs),
             self.store.match_candidates_for(&nhs)
         );
         phases.end("fetch");
         let fetches: Vec<SourceFetch> = answers.into_iter().flatten().collect();
-        let restricted = match status {
-            Ok(s) => s.is_some_and(|s| s.restricted),
-            Err(_) => {
-                tracing::warn!("patient status unreadable: location withheld");
-                true
-            }
-        } || fetches.iter().any(|f| {
-            f.outcome.as_ref().is_ok_and(|d| {
-                d.iter()
-                    .any(|d| matches!(d, mcr_federation::Digested::RestrictedPatient(_)))
-            })
-        });
+        // Restricted: as the index said with the decision's inputs, or as a source labels its
+        // Patient now.
+        let restricted = withhold.applies(fetches.iter());
 
         event.at = self.clock.now();
         event.outcome = Outcome::Permit;
@@ -239,6 +256,7 @@ impl Gateway {
         );
         if restricted {
             record.withhold_location();
+            record.withhold_practice_names(&withhold.practices);
         }
         phases.end("merge");
         timer.outcome("permit");
@@ -267,6 +285,7 @@ async fn settle(
     holders: &[(Section, Vec<usize>)],
     answers: &[Option<SourceFetch>],
     settled: &mut BTreeSet<Section>,
+    withhold: &Withhold,
     tx: &mpsc::Sender<Arrival>,
 ) {
     let newly: BTreeSet<Section> = holders
@@ -283,7 +302,10 @@ async fn settle(
         return;
     }
     let so_far: Vec<&SourceFetch> = answers.iter().flatten().collect();
-    let record = mcr_federation::merge_sections(filter, &so_far, &newly);
+    let mut record = mcr_federation::merge_sections(filter, &so_far, &newly);
+    if withhold.applies(so_far.iter().copied()) {
+        record.withhold_practice_names(&withhold.practices);
+    }
     settled.extend(newly.iter().copied());
     let _ = tx
         .send(Arrival::Sections {
@@ -291,4 +313,33 @@ async fn settle(
             record,
         })
         .await;
+}
+
+/// A granted streamed view: what may be seen, where to ask, and what to withhold.
+struct Decided {
+    grant: Grant,
+    locations: Vec<Location>,
+    withhold: Withhold,
+}
+
+/// What a restricted patient's view withholds: their GP practices' names (and, in the whole
+/// record, their location).
+struct Withhold {
+    /// The index says the patient is restricted.
+    restricted: bool,
+    practices: BTreeSet<mcr_domain::OdsCode>,
+}
+
+impl Withhold {
+    /// Restricted, as the index says or as a source that has answered labels its Patient.
+    fn applies<'f>(&self, answered: impl Iterator<Item = &'f SourceFetch>) -> bool {
+        self.restricted || answered.into_iter().any(restricted_label)
+    }
+}
+
+fn restricted_label(f: &SourceFetch) -> bool {
+    f.outcome.as_ref().is_ok_and(|d| {
+        d.iter()
+            .any(|d| matches!(d, mcr_federation::Digested::RestrictedPatient(_)))
+    })
 }

@@ -47,16 +47,20 @@ pub enum WatchRule {
     /// Emergency access declared: not a rule of the watch, but every one is told to the
     /// privacy officers the same way, at once.
     EmergencyAccess,
+    /// A restricted (S-flagged) patient: a view refused because the role is not one the
+    /// region names, or a view by emergency access. Every one is flagged (not once per window).
+    RestrictedRecord,
 }
 
 impl WatchRule {
-    pub const ALL: [WatchRule; 6] = [
+    pub const ALL: [WatchRule; 7] = [
         WatchRule::ManyPatients,
         WatchRule::TooManyPatients,
         WatchRule::SameFamilyName,
         WatchRule::OutOfHours,
         WatchRule::ProtectedPerson,
         WatchRule::EmergencyAccess,
+        WatchRule::RestrictedRecord,
     ];
 
     pub fn code(self) -> &'static str {
@@ -67,6 +71,7 @@ impl WatchRule {
             Self::OutOfHours => "out-of-hours",
             Self::ProtectedPerson => "protected-person",
             Self::EmergencyAccess => "emergency-access",
+            Self::RestrictedRecord => "restricted-record",
         }
     }
 
@@ -83,12 +88,16 @@ impl WatchRule {
             Self::OutOfHours => "View outside working hours",
             Self::ProtectedPerson => "Patient on the protected person list",
             Self::EmergencyAccess => "Emergency access declared",
+            Self::RestrictedRecord => "Restricted record: refused, or viewed by emergency access",
         }
     }
 
     /// Rules about one patient are flagged once per patient; the others once per user.
     fn per_patient(self) -> bool {
-        matches!(self, Self::SameFamilyName | Self::ProtectedPerson)
+        matches!(
+            self,
+            Self::SameFamilyName | Self::ProtectedPerson | Self::RestrictedRecord
+        )
     }
 }
 
@@ -438,7 +447,33 @@ pub(crate) struct Watched {
     notices: Vec<(WatchRule, Option<usize>, String)>,
 }
 
+impl Watched {
+    /// Add a flag of `rule` (with its evidence, never patient data) to commit beside the
+    /// view's audit record.
+    pub(crate) fn add_flag(&mut self, event: mcr_audit::AuditEvent, rule: WatchRule) {
+        let evidence = event.detail.clone().unwrap_or_default();
+        self.notices.push((rule, None, evidence));
+        self.flags.push(event);
+    }
+}
+
 impl Gateway {
+    /// A restricted-record flag on `nhs` for this request: an `anomaly-flag` (outcome
+    /// `alert`, basis `restricted-record`) that the review queue lists.
+    pub(crate) fn restricted_flag(
+        &self,
+        ctx: &RequestContext,
+        nhs: &NhsNumber,
+        evidence: String,
+    ) -> mcr_audit::AuditEvent {
+        self.metrics.watch_flag(WatchRule::RestrictedRecord.code());
+        let mut event = self.event(ctx, Action::AnomalyFlag, Some(nhs.as_str()));
+        event.outcome = Outcome::Alert;
+        event.basis = Some(WatchRule::RestrictedRecord.code().to_owned());
+        event.detail = Some(evidence);
+        event
+    }
+
     /// The watch's part of a permitted view: the view counted in the store (the protected
     /// person list is cached; only the very first view of a gateway reads it). `Err`: it could
     /// not be counted.

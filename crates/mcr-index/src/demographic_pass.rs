@@ -122,7 +122,9 @@ impl Indexer {
         for ((at, p), outcome) in to_match.iter().zip(outcomes) {
             let report = &mut reports[*at];
             evaluated.push(p.key());
-            if let (Some(pds), false) = (&self.pds, matches!(outcome, linkage::Outcome::Link(..))) {
+            if let (Some((pds, _)), false) =
+                (&self.pds, matches!(outcome, linkage::Outcome::Link(..)))
+            {
                 match trace_one(pds, p, &mut report.pds, now, &mut traced).await {
                     TraceStep::Linked(link) => {
                         links.push(link);
@@ -168,6 +170,10 @@ impl Indexer {
                 .map(|c| (c.source.clone(), c.local_id.clone())),
         );
         let compared = started.elapsed();
+        // Every trace is audited before anything it found is written: no audit, no link.
+        if let (Some((_, audit)), false) = (&self.pds, traced.records.is_empty()) {
+            audit.traced(&traced.records).await?;
+        }
         // One transaction each (the store splits them into statements). Patients PDS traced
         // that the index did not hold yet come first: links and review pairs name them.
         self.store.insert_missing_patients(&traced.patients).await?;
@@ -210,6 +216,8 @@ impl Indexer {
 struct Traced {
     patients: Vec<mcr_store::IndexedPatient>,
     statuses: Vec<mcr_store::PatientStatusRow>,
+    /// Every trace, for the audit trail.
+    records: Vec<crate::pds::TraceRecord>,
 }
 
 enum TraceStep {
@@ -222,8 +230,8 @@ enum TraceStep {
     Nothing,
 }
 
-/// Trace one record the index could not link. Counted in `counts`; never logged with
-/// patient data.
+/// Trace one record the index could not link. Counted in `counts` and kept for the audit
+/// trail in `traced.records`; never logged with patient data.
 async fn trace_one(
     pds: &crate::pds::PdsClient,
     p: &SourcePatient,
@@ -231,7 +239,31 @@ async fn trace_one(
     now: chrono::DateTime<chrono::Utc>,
     traced: &mut Traced,
 ) -> TraceStep {
-    use crate::pds::Trace;
+    use crate::pds::{TraceOutcome as O, TraceRecord};
+    let mut record = TraceRecord {
+        source: p.source.clone(),
+        local_id: p.local_id.clone(),
+        outcome: O::Failed,
+        nhs_number: None,
+        score: None,
+        superseded: false,
+        deceased: false,
+        restricted: false,
+    };
+    let step = trace_step(pds, p, counts, now, traced, &mut record).await;
+    traced.records.push(record);
+    step
+}
+
+async fn trace_step(
+    pds: &crate::pds::PdsClient,
+    p: &SourcePatient,
+    counts: &mut crate::pds::TraceCounts,
+    now: chrono::DateTime<chrono::Utc>,
+    traced: &mut Traced,
+    record: &mut crate::pds::TraceRecord,
+) -> TraceStep {
+    use crate::pds::{Trace, TraceOutcome as O};
     counts.asked += 1;
     let query = p.birth_date.map(|birth_date| crate::pds::TraceQuery {
         family: &p.family,
@@ -248,27 +280,36 @@ async fn trace_one(
             return TraceStep::Nothing;
         }
     };
-    let found = match &trace {
-        Trace::Traced(found, _) | Trace::Review(found, _) => found,
+    let (found, score) = match &trace {
+        Trace::Traced(found, score) | Trace::Review(found, score) => (found, *score),
         Trace::NotFound => {
             counts.not_found += 1;
+            record.outcome = O::NotFound;
             return TraceStep::Nothing;
         }
         Trace::TooMany => {
             counts.too_many += 1;
+            record.outcome = O::TooMany;
             return TraceStep::Nothing;
         }
         Trace::Untraceable => {
             counts.untraceable += 1;
+            record.outcome = O::Untraceable;
             return TraceStep::Nothing;
         }
     };
     counts.restricted += usize::from(found.restricted);
     counts.deceased += usize::from(found.deceased.is_some());
     counts.superseded += usize::from(found.superseded.is_some());
+    record.nhs_number = Some(found.nhs_number.clone());
+    record.score = Some(score);
+    record.superseded = found.superseded.is_some();
+    record.deceased = found.deceased.is_some();
+    record.restricted = found.restricted;
     let Some(birth_date) = found.birth_date else {
         // The index needs a birth date; a PDS record without one is not linked to.
         counts.untraceable += 1;
+        record.outcome = O::Untraceable;
         return TraceStep::Nothing;
     };
     let nhs = found.nhs_number.clone();
@@ -292,10 +333,12 @@ async fn trace_one(
     match trace {
         Trace::Traced(..) => {
             counts.linked += 1;
+            record.outcome = O::Linked;
             TraceStep::Linked(p.link(nhs, LinkMethod::PdsTrace, now))
         }
         Trace::Review(_, score) => {
             counts.review += 1;
+            record.outcome = O::Review;
             TraceStep::Review(MatchCandidateRow {
                 source: p.source.clone(),
                 local_id: p.local_id.clone(),

@@ -66,8 +66,9 @@ pub struct Indexer {
     care_event_days: u32,
     /// Match weights and thresholds.
     weights: Arc<Weights>,
-    /// Where records the index cannot link are traced (`[pds]`), if anywhere.
-    pds: Option<Arc<pds::PdsClient>>,
+    /// Where records the index cannot link are traced (`[pds]`), if anywhere, and where each
+    /// trace is audited.
+    pds: Option<(Arc<pds::PdsClient>, Arc<dyn pds::TraceAudit>)>,
 }
 
 /// How many rows go to the store per batch.
@@ -85,9 +86,10 @@ impl Indexer {
         }
     }
 
-    /// Trace the records the index cannot link against the Personal Demographics Service.
-    pub fn with_pds(mut self, pds: Arc<pds::PdsClient>) -> Self {
-        self.pds = Some(pds);
+    /// Trace the records the index cannot link against the Personal Demographics Service,
+    /// each trace audited through `audit` before what it found is written.
+    pub fn with_pds(mut self, pds: Arc<pds::PdsClient>, audit: Arc<dyn pds::TraceAudit>) -> Self {
+        self.pds = Some((pds, audit));
         self
     }
 

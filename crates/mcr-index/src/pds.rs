@@ -414,6 +414,66 @@ pub struct TraceCounts {
     pub superseded: usize,
 }
 
+/// One trace as the audit trail records it: which source record, what PDS answered and what
+/// the index did with it. Never demographics: the source's record id and the NHS number PDS
+/// gave are all it names (the audit already holds both kinds).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceRecord {
+    pub source: mcr_domain::SourceId,
+    pub local_id: String,
+    /// What came of it.
+    pub outcome: TraceOutcome,
+    /// The NHS number PDS gave (the current one, superseded numbers followed), when it found one.
+    pub nhs_number: Option<NhsNumber>,
+    /// PDS's match score, when it found one.
+    pub score: Option<f64>,
+    /// The number PDS matched was superseded and the current one was followed.
+    pub superseded: bool,
+    /// PDS says the patient has died: marked deceased.
+    pub deceased: bool,
+    /// PDS says the patient is restricted (S-flagged): marked restricted.
+    pub restricted: bool,
+}
+
+/// What came of one trace, as audited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceOutcome {
+    /// Linked to the NHS number PDS gave.
+    Linked,
+    /// A pair for the review queue (a unique match below the link score).
+    Review,
+    /// PDS found no one.
+    NotFound,
+    /// PDS found more than one.
+    TooMany,
+    /// Not traceable: no family name, given name or birth date (in the record or in PDS's).
+    Untraceable,
+    /// PDS unreachable or refusing.
+    Failed,
+}
+
+impl TraceOutcome {
+    /// The code the audit record's basis carries.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Linked => "linked",
+            Self::Review => "review",
+            Self::NotFound => "not-found",
+            Self::TooMany => "too-many",
+            Self::Untraceable => "untraceable",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Where every trace is audited, before anything it found is written to the index: a trace
+/// that cannot be audited changes nothing (the sync fails). The gateway writes them to the
+/// audit trail.
+#[async_trait::async_trait]
+pub trait TraceAudit: Send + Sync + std::fmt::Debug {
+    async fn traced(&self, traces: &[TraceRecord]) -> Result<(), mcr_store::StoreError>;
+}
+
 /// What a trace concluded for one source record.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Trace {

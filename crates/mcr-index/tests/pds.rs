@@ -9,7 +9,8 @@ use axum::Json;
 use mcr_domain::{FixedClock, NhsNumber, OdsCode, OrgKind, Organisation, SourceId};
 use mcr_federation::{Federation, FederationConfig, HttpSource, Source, SourceConfig};
 use mcr_index::pds::{
-    read_search, spine_code, PdsClient, PdsPatient, PdsSettings, SearchAnswer, Trace, TraceQuery,
+    read_search, spine_code, PdsClient, PdsPatient, PdsSettings, SearchAnswer, Trace, TraceAudit,
+    TraceQuery, TraceRecord,
 };
 use mcr_index::Indexer;
 use mcr_sources::pds::{PdsData, PdsHandle};
@@ -347,6 +348,43 @@ async fn serve(patients: Vec<Value>) -> String {
     format!("http://{addr}")
 }
 
+/// The acute trust's FHIR source at `url`.
+fn acute_source(url: &str) -> Arc<dyn Source> {
+    Arc::new(HttpSource::new(
+        SourceConfig {
+            id: SourceId::parse("acute").expect("id"),
+            organisation: Organisation {
+                code: OdsCode::parse("RWH").expect("ods"),
+                name: "RWH".into(),
+                kind: OrgKind::AcuteTrust,
+                member: true,
+                suspended: false,
+            },
+            base_url: url.parse().expect("url"),
+            resource_types: vec!["Patient".into()],
+            batch: false,
+            kind: mcr_federation::SourceKind::FhirR4,
+            gp_connect: None,
+            deadline_ms: None,
+            feed_timeout_secs: None,
+        },
+        reqwest::Client::new(),
+        FederationConfig::default(),
+    )) as Arc<dyn Source>
+}
+
+/// The audit the gateway would write, kept.
+#[derive(Debug, Default)]
+struct Audited(std::sync::Mutex<Vec<TraceRecord>>);
+
+#[async_trait::async_trait]
+impl TraceAudit for Audited {
+    async fn traced(&self, traces: &[TraceRecord]) -> Result<(), mcr_store::StoreError> {
+        self.0.lock().expect("lock").extend_from_slice(traces);
+        Ok(())
+    }
+}
+
 fn person(id: &str, family: &str, given: &str, dob: &str, sex: &str, postcode: &str) -> Value {
     json!({
         "resourceType": "Patient", "id": id,
@@ -380,27 +418,7 @@ async fn a_sync_traces_what_the_index_cannot_link() {
         person("a5", "Jones", "Jackie", "1990-03-04", "female", "LS2 7UE"),
     ])
     .await;
-    let source = Arc::new(HttpSource::new(
-        SourceConfig {
-            id: SourceId::parse("acute").expect("id"),
-            organisation: Organisation {
-                code: OdsCode::parse("RWH").expect("ods"),
-                name: "RWH".into(),
-                kind: OrgKind::AcuteTrust,
-                member: true,
-                suspended: false,
-            },
-            base_url: acute.parse().expect("url"),
-            resource_types: vec!["Patient".into()],
-            batch: false,
-            kind: mcr_federation::SourceKind::FhirR4,
-            gp_connect: None,
-            deadline_ms: None,
-            feed_timeout_secs: None,
-        },
-        reqwest::Client::new(),
-        FederationConfig::default(),
-    )) as Arc<dyn Source>;
+    let source = acute_source(&acute);
     let dir = tempfile::tempdir().expect("test setup");
     let store: Arc<dyn Store> =
         mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
@@ -408,9 +426,41 @@ async fn a_sync_traces_what_the_index_cannot_link() {
             .expect("test setup");
     let fed = Arc::new(Federation::new(vec![source], FederationConfig::default()));
     let clock = Arc::new(FixedClock::new("2026-11-24T09:00:00Z".parse().expect("t")));
-    let indexer =
-        Indexer::new(fed, store.clone(), clock).with_pds(Arc::new(client(pds.base_url(), TOKEN)));
+    let audit = Arc::new(Audited::default());
+    let indexer = Indexer::new(fed, store.clone(), clock).with_pds(
+        Arc::new(client(pds.base_url(), TOKEN)),
+        audit.clone() as Arc<dyn TraceAudit>,
+    );
     let report = indexer.sync(true).await.expect("sync");
+    // Every trace audited: the source record, what came of it, the NHS number PDS gave; no
+    // name, birth date or postcode.
+    let traces = audit.0.lock().expect("lock").clone();
+    let said: Vec<(&str, &str, Option<&str>, bool, bool)> = traces
+        .iter()
+        .map(|t| {
+            (
+                t.local_id.as_str(),
+                t.outcome.code(),
+                t.nhs_number.as_ref().map(NhsNumber::as_str),
+                t.deceased,
+                t.restricted,
+            )
+        })
+        .collect();
+    assert_eq!(
+        said,
+        [
+            ("a1", "linked", Some("9990000034"), false, false),
+            ("a2", "review", Some("9990000034"), false, false),
+            ("a3", "linked", Some("9990000026"), true, false),
+            ("a4", "linked", Some("9990000018"), false, true),
+            ("a5", "too-many", None, false, false),
+        ]
+    );
+    let words = format!("{traces:?}");
+    for demographic in ["Attison", "Pauline", "1962", "LS1"] {
+        assert!(!words.contains(demographic), "{words}");
+    }
     let counts = report.sources[0].pds;
     assert_eq!(
         (
@@ -477,5 +527,59 @@ async fn a_sync_traces_what_the_index_cannot_link() {
             .expect("read")
             .map(|s| s.restricted),
         Some(false)
+    );
+}
+
+/// An audit trail that cannot be written.
+#[derive(Debug)]
+struct Unwritable;
+
+#[async_trait::async_trait]
+impl TraceAudit for Unwritable {
+    async fn traced(&self, _: &[TraceRecord]) -> Result<(), mcr_store::StoreError> {
+        Err(mcr_store::StoreError::Unavailable("audit down".into()))
+    }
+}
+
+#[tokio::test]
+async fn a_trace_that_cannot_be_audited_links_nothing() {
+    let pds = pds().await;
+    let acute = serve(vec![person(
+        "a1",
+        "Attison",
+        "Pauline",
+        "1962-09-30",
+        "female",
+        "LS1 6AE",
+    )])
+    .await;
+    let dir = tempfile::tempdir().expect("test setup");
+    let store: Arc<dyn Store> =
+        mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
+            .await
+            .expect("test setup");
+    let fed = Arc::new(Federation::new(
+        vec![acute_source(&acute)],
+        FederationConfig::default(),
+    ));
+    let clock = Arc::new(FixedClock::new("2026-11-24T09:00:00Z".parse().expect("t")));
+    let indexer = Indexer::new(fed, store.clone(), clock).with_pds(
+        Arc::new(client(pds.base_url(), TOKEN)),
+        Arc::new(Unwritable) as Arc<dyn TraceAudit>,
+    );
+    assert!(indexer.sync(true).await.is_err(), "the sync fails");
+    let acute_id = SourceId::parse("acute").expect("id");
+    assert_eq!(
+        store.link_for_local(&acute_id, "a1").await.expect("read"),
+        None,
+        "no audit, no link"
+    );
+    assert!(
+        store
+            .patient(&nhs("9990000034"))
+            .await
+            .expect("read")
+            .is_none(),
+        "nor a patient added from PDS"
     );
 }

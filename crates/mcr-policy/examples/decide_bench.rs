@@ -95,6 +95,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         permissions: &permissions,
         objection: None,
         emergency: None,
+        restricted: false,
     };
     let opted_out = ObjectionState::Active {
         recorded_at: now - Duration::days(5),

@@ -48,6 +48,10 @@ pub struct PolicyConfig {
     pub roles: BTreeMap<Role, BTreeSet<DataClass>>,
     /// Roles that may use emergency (break-glass) access.
     pub clinical_roles: BTreeSet<Role>,
+    /// Roles that may view a restricted (S-flagged) patient's record at all; every other role
+    /// is refused, saying which roles can. Emergency access by a clinical role passes the
+    /// restriction, and each such view is flagged for the privacy officer's review.
+    pub restricted_roles: BTreeSet<Role>,
     /// Roles whose recorded override of an objection counts.
     pub override_roles: BTreeSet<Role>,
     /// How long an objection override lasts when its end is not given, and the longest it may
@@ -113,6 +117,11 @@ impl Default for PolicyConfig {
             clinical_roles: [Role::Clinician, Role::Nurse, Role::Paramedic]
                 .into_iter()
                 .collect(),
+            // Those treating the patient; receptionists, pharmacists and social care are
+            // refused unless the region names them.
+            restricted_roles: [Role::Clinician, Role::Nurse, Role::Paramedic]
+                .into_iter()
+                .collect(),
             // The Caldicott guardian function; regions that let safeguarding leads record
             // overrides add `clinician`.
             override_roles: [Role::PrivacyOfficer, Role::CaldicottGuardian]
@@ -171,6 +180,17 @@ impl PolicyConfig {
         self.clinical_roles.contains(&role)
     }
 
+    /// True when `role` may view a restricted patient's record without emergency access.
+    pub fn may_view_restricted(&self, role: Role) -> bool {
+        self.restricted_roles.contains(&role)
+    }
+
+    /// The roles that may view a restricted patient's record, in words ("doctor, nurse or
+    /// paramedic"); "nobody" when the region names none.
+    pub fn restricted_roles_words(&self) -> String {
+        role_words(&self.restricted_roles)
+    }
+
     /// True when `role` may record an objection override.
     pub fn may_record_override(&self, role: Role) -> bool {
         self.override_roles.contains(&role)
@@ -179,5 +199,15 @@ impl PolicyConfig {
     /// True when `role` may lift an objection on the patient's written request.
     pub fn may_lift_objection(&self, role: Role) -> bool {
         self.objection_lift_roles.contains(&role)
+    }
+}
+
+/// Roles in words, lower case: "doctor, nurse or paramedic"; "nobody" for none.
+pub(crate) fn role_words(roles: &BTreeSet<Role>) -> String {
+    let names: Vec<String> = roles.iter().map(|r| r.label().to_lowercase()).collect();
+    match names.as_slice() {
+        [] => "nobody".into(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
     }
 }

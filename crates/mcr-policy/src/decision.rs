@@ -24,6 +24,8 @@ pub enum DenyCode {
     OrgSuspended,
     RoleNoClinicalAccess,
     OptedOut,
+    /// The patient is restricted (S-flagged) and the role is not one the region lets view them.
+    RestrictedRecord,
     EmergencyNotAllowedForRole,
     PermissionRefused,
     /// The decision could not be made (e.g. the store could not be read): fail closed.
@@ -31,13 +33,14 @@ pub enum DenyCode {
 }
 
 impl DenyCode {
-    pub const ALL: [DenyCode; 9] = [
+    pub const ALL: [DenyCode; 10] = [
         DenyCode::PurposeNotSupported,
         DenyCode::OrgKindExcluded,
         DenyCode::OrgNotMember,
         DenyCode::OrgSuspended,
         DenyCode::RoleNoClinicalAccess,
         DenyCode::OptedOut,
+        DenyCode::RestrictedRecord,
         DenyCode::EmergencyNotAllowedForRole,
         DenyCode::PermissionRefused,
         DenyCode::DecisionUnavailable,
@@ -51,6 +54,7 @@ impl DenyCode {
             DenyCode::OrgSuspended => "org-suspended",
             DenyCode::RoleNoClinicalAccess => "role-no-clinical-access",
             DenyCode::OptedOut => "opted-out",
+            DenyCode::RestrictedRecord => "restricted-record",
             DenyCode::EmergencyNotAllowedForRole => "emergency-not-allowed-for-role",
             DenyCode::PermissionRefused => "permission-refused",
             DenyCode::DecisionUnavailable => "decision-unavailable",
@@ -66,6 +70,7 @@ impl DenyCode {
             DenyCode::OrgSuspended => "Your organisation's access to My Care Record is suspended. Please contact the person's GP practice by phone, fax, secure email or post, and your information governance team for details.",
             DenyCode::RoleNoClinicalAccess => "Your role does not give access to clinical records. Privacy officers can review who looked at a record in the audit screens instead.",
             DenyCode::OptedOut => "This person has opted out of My Care Record. Please contact their GP practice by phone, fax, secure email or post.",
+            DenyCode::RestrictedRecord => "This person's record is restricted, and your role is not one this region lets view restricted records. In an emergency, a doctor, nurse or paramedic can use emergency access, which the Caldicott guardian reviews; otherwise please ask your organisation's Caldicott guardian.",
             DenyCode::EmergencyNotAllowedForRole => "Emergency access can only be used by doctors, nurses and paramedics. Please ask a clinical colleague, or ask the person's permission.",
             DenyCode::PermissionRefused => "This person said no when asked for permission to view their record. If they have changed their mind, ask them again and record their answer.",
             DenyCode::DecisionUnavailable => "Access could not be checked just now, so the record cannot be shown. Please try again in a moment, or contact the person's GP practice by phone, fax, secure email or post.",
@@ -157,6 +162,8 @@ pub enum Rule {
     Suspension,
     RoleClasses,
     Objection,
+    /// Only for a restricted (S-flagged) patient: is the role one the region names?
+    Restriction,
     Emergency,
     Relationship,
     Permission,
@@ -171,6 +178,7 @@ impl Rule {
             Rule::Suspension => "suspension",
             Rule::RoleClasses => "role-classes",
             Rule::Objection => "objection",
+            Rule::Restriction => "restriction",
             Rule::Emergency => "emergency",
             Rule::Relationship => "relationship",
             Rule::Permission => "permission",
@@ -405,7 +413,34 @@ fn evaluate(req: &DecisionRequest<'_>, cfg: &PolicyConfig, t: &mut impl Trace) -
         }
     }
 
-    // 7. Emergency access: clinical roles only; no relationship or permission needed.
+    // 7. Restriction: a restricted patient is viewed only by the roles the region names, or
+    //    by a clinical role's emergency access (flagged for review by the gateway).
+    if req.restricted {
+        if cfg.may_view_restricted(p.role) {
+            t.step(Rule::Restriction, true, || {
+                format!(
+                    "This person's record is restricted; {} may view it in this region (their address and registered practice are never shown).",
+                    p.role.label()
+                )
+            });
+        } else if emergency.is_some() && clinical {
+            t.step(Rule::Restriction, true, || {
+                format!(
+                    "This person's record is restricted and {} is not a role this region lets view it; emergency access passes the restriction, and the privacy officer reviews it.",
+                    p.role.label()
+                )
+            });
+        } else {
+            let sentence = restricted_sentence(cfg);
+            t.step(Rule::Restriction, false, || sentence.clone());
+            return Decision::Deny(Denial {
+                code: DenyCode::RestrictedRecord,
+                sentence,
+            });
+        }
+    }
+
+    // 8. Emergency access: clinical roles only; no relationship or permission needed.
     match (emergency, req.emergency) {
         (Some((e, ends)), _) => {
             if !clinical {
@@ -425,7 +460,7 @@ fn evaluate(req: &DecisionRequest<'_>, cfg: &PolicyConfig, t: &mut impl Trace) -
         (None, None) => {}
     }
 
-    // 8. A care relationship at the user's organisation (a self-claim counts for its claimant).
+    // 9. A care relationship at the user's organisation (a self-claim counts for its claimant).
     let Some(rel) = best_relationship(req.relationships, req, cfg) else {
         t.step(Rule::Relationship, false, || {
             needs_relationship_sentence(&org.name)
@@ -450,7 +485,7 @@ fn evaluate(req: &DecisionRequest<'_>, cfg: &PolicyConfig, t: &mut impl Trace) -
         ),
     });
 
-    // 9. An overridden objection is itself the basis: the patient is not asked.
+    // 10. An overridden objection is itself the basis: the patient is not asked.
     if let Some((reason, by_role, at, until)) = override_basis {
         t.step(Rule::Permission, true, || {
             "Not asked: the objection override is the basis for viewing.".into()
@@ -464,7 +499,7 @@ fn evaluate(req: &DecisionRequest<'_>, cfg: &PolicyConfig, t: &mut impl Trace) -
         return permit(req, classes, basis, earliest(Some(until), rel_ends));
     }
 
-    // 10. Permission to view, per the consent model.
+    // 11. Permission to view, per the consent model.
     let model = cfg.consent_model;
     let (latest, window) = match model {
         ConsentModel::LegalBasis => {
@@ -566,6 +601,27 @@ fn evaluate(req: &DecisionRequest<'_>, cfg: &PolicyConfig, t: &mut impl Trace) -
             }
         }
     }
+}
+
+/// Who may view a restricted record, in this region's words.
+fn restricted_sentence(cfg: &PolicyConfig) -> String {
+    let who = cfg.restricted_roles_words();
+    let emergency = if cfg.clinical_roles.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " In an emergency, a {} can use emergency access, which the Caldicott guardian reviews.",
+            crate::config::role_words(&cfg.clinical_roles)
+        )
+    };
+    let only = if cfg.restricted_roles.is_empty() {
+        "In this region no role may view it without emergency access.".to_owned()
+    } else {
+        format!("In this region only a {who} may view it.")
+    };
+    format!(
+        "This person's record is restricted. {only}{emergency} Otherwise please ask your organisation's Caldicott guardian."
+    )
 }
 
 /// "the patient" -> "The patient".

@@ -337,4 +337,7 @@ pub struct DecisionRequest<'a> {
     pub permissions: &'a [PermissionRecord],
     pub objection: Option<&'a ObjectionState>,
     pub emergency: Option<&'a EmergencyAccess>,
+    /// The patient is restricted (S-flagged by PDS, or labelled R/V by a source): only the
+    /// roles the region names (`restricted_roles`) may view, or emergency access.
+    pub restricted: bool,
 }

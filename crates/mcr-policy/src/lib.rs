@@ -27,19 +27,24 @@
 //!    the objection applies again. An override passes the objection and takes the place of
 //!    permission, but a care relationship is still needed. (Who may lift an objection, and on
 //!    what, is the gateway's check: `objection_lift_roles`, on the patient's written request.)
-//! 7. **Emergency**: emergency access counts only for the user who started it, from its start
+//! 7. **Restriction** (only for a restricted, S-flagged patient): the role must be one of
+//!    `restricted_roles` (default doctors, nurses and paramedics), or a clinical role must be
+//!    using emergency access (permitted; the gateway flags every such view for the privacy
+//!    officer's review). Otherwise [`DenyCode::RestrictedRecord`], whose sentence names the
+//!    roles that may. No step is traced for a patient who is not restricted.
+//! 8. **Emergency**: emergency access counts only for the user who started it, from its start
 //!    until `emergency_minutes` later; otherwise it is ignored. In force for a non-clinical role:
 //!    [`DenyCode::EmergencyNotAllowedForRole`]. In force for a clinical role: permit with
 //!    [`Basis::Emergency`], no relationship or permission needed (a recorded refusal does not
 //!    block break-glass; an opt-out does, rule 6).
-//! 8. **Relationship**: a relationship at the user's organisation that has started and not
+//! 9. **Relationship**: a relationship at the user's organisation that has started and not
 //!    ended (from care events with their times, or recorded; a self-claim counts only for its
 //!    claimant; a finished encounter or a discharge counts for the window of the user's
 //!    organisation kind, `relationship_windows`, default `relationship_recent_days`, after it;
 //!    an appointment from `appointment_ahead_days` before it until it ends; one that ends
 //!    before it starts never counts). None: [`Decision::NeedsRelationship`].
-//! 9. **Override**: an overridden objection permits with [`Basis::ObjectionOverridden`].
-//! 10. **Permission**, by [`ConsentModel`]:
+//! 10. **Override**: an overridden objection permits with [`Basis::ObjectionOverridden`].
+//! 11. **Permission**, by [`ConsentModel`]:
 //!     - `legal-basis`: not asked; permit with [`Basis::LegalBasis`] (permission records are
 //!       ignored; the opt-out register is the patient's say).
 //!     - `ask-once-record`: the latest answer recorded at the user's organisation (a refusal wins

@@ -450,6 +450,7 @@ fn every_combination_has_its_written_answer() {
                                     permissions: &permissions,
                                     objection: objection.as_ref(),
                                     emergency: emergency.as_ref(),
+                                    restricted: false,
                                 };
                                 let decision = decide(&req, &cfg);
                                 let explained = explain(&req, &cfg);
@@ -587,6 +588,7 @@ fn the_window_is_per_organisation_kind_and_explain_names_the_event() {
             permissions: &[],
             objection: None,
             emergency: None,
+            restricted: false,
         };
         let e = explain(&req, &cfg);
         let step = e

@@ -66,6 +66,7 @@ struct Case {
     permissions: Vec<PermissionRecord>,
     objection: Option<ObjectionState>,
     emergency: Option<EmergencyAccess>,
+    restricted: bool,
     cfg: PolicyConfig,
 }
 
@@ -79,6 +80,7 @@ impl Case {
             permissions: vec![],
             objection: None,
             emergency: None,
+            restricted: false,
             cfg: PolicyConfig::default(),
         }
     }
@@ -92,6 +94,7 @@ impl Case {
             permissions: &self.permissions,
             objection: self.objection.as_ref(),
             emergency: self.emergency.as_ref(),
+            restricted: self.restricted,
         }
     }
     fn explain(&self) -> mcr_policy::Explanation {
@@ -742,4 +745,131 @@ fn callers_refused_before_the_patient_is_read() {
     }
     let c = Case::new(Role::Clinician);
     assert!(mcr_policy::refuse_caller(&c.principal, Purpose::DirectCare, &c.cfg).is_none());
+}
+
+#[test]
+fn a_restricted_patient_is_viewed_only_by_the_roles_the_region_names() {
+    let given = |c: &mut Case| c.permissions = vec![perm(USER, PermissionDecision::Given, t0())];
+    // Not restricted: every role with data classes goes on to the usual rules, no step traced.
+    for role in [Role::Clinician, Role::Admin, Role::Pharmacist] {
+        let mut c = Case::new(role);
+        given(&mut c);
+        assert!(c.decide().grant().is_some(), "{role}");
+        assert!(!c
+            .explain()
+            .steps
+            .iter()
+            .any(|s| s.rule == Rule::Restriction));
+    }
+    // Restricted, default region: doctors, nurses and paramedics only.
+    for (role, may) in [
+        (Role::Clinician, true),
+        (Role::Nurse, true),
+        (Role::Paramedic, true),
+        (Role::Pharmacist, false),
+        (Role::SocialCarePractitioner, false),
+        (Role::Admin, false),
+    ] {
+        let mut c = Case::new(role);
+        given(&mut c);
+        c.restricted = true;
+        let d = c.decide();
+        if may {
+            assert!(d.grant().is_some(), "{role}: {d:?}");
+            let step = c.explain().steps;
+            let step = step
+                .iter()
+                .find(|s| s.rule == Rule::Restriction)
+                .expect("a step");
+            assert!(step.passed && step.sentence.contains("restricted"));
+        } else {
+            assert_eq!(deny_code(&d), Some(DenyCode::RestrictedRecord), "{role}");
+            // The sentence says who can.
+            assert_eq!(
+                d.sentence(),
+                "This person's record is restricted. In this region only a doctor, nurse or paramedic may view it. In an emergency, a doctor, nurse or paramedic can use emergency access, which the Caldicott guardian reviews. Otherwise please ask your organisation's Caldicott guardian."
+            );
+        }
+    }
+    // A named role still needs the care relationship and permission.
+    let mut c = Case::new(Role::Clinician);
+    c.restricted = true;
+    assert!(matches!(c.decide(), Decision::NeedsPermission { .. }));
+    c.relationships.clear();
+    assert!(matches!(c.decide(), Decision::NeedsRelationship { .. }));
+
+    // The region names whom it likes; naming none leaves emergency access only.
+    let mut c = Case::new(Role::Nurse);
+    given(&mut c);
+    c.restricted = true;
+    c.cfg.restricted_roles = [Role::Clinician].into_iter().collect();
+    let d = c.decide();
+    assert_eq!(deny_code(&d), Some(DenyCode::RestrictedRecord));
+    assert!(
+        d.sentence().contains("only a doctor may view it"),
+        "{}",
+        d.sentence()
+    );
+    c.cfg.restricted_roles.clear();
+    assert!(c
+        .decide()
+        .sentence()
+        .contains("no role may view it without emergency access"));
+    let mut admin = Case::new(Role::Admin);
+    given(&mut admin);
+    admin.restricted = true;
+    admin.cfg.restricted_roles = [Role::Admin].into_iter().collect();
+    assert!(
+        admin.decide().grant().is_some(),
+        "a region may name admin staff"
+    );
+}
+
+#[test]
+fn emergency_access_passes_a_restriction_for_clinical_roles_only() {
+    let emergency = |c: &mut Case| {
+        c.emergency = Some(EmergencyAccess {
+            user_id: USER.into(),
+            reason: EmergencyReason::Unconscious,
+            started_at: t0(),
+        })
+    };
+    // A nurse the region does not name, in an emergency: permitted, the step says so.
+    let mut c = Case::new(Role::Nurse);
+    c.restricted = true;
+    c.cfg.restricted_roles = [Role::Clinician].into_iter().collect();
+    c.relationships.clear();
+    assert_eq!(deny_code(&c.decide()), Some(DenyCode::RestrictedRecord));
+    emergency(&mut c);
+    let g = c
+        .decide()
+        .into_grant()
+        .expect("emergency passes the restriction");
+    assert!(matches!(g.basis(), Basis::Emergency { .. }));
+    let steps = c.explain().steps;
+    let step = steps
+        .iter()
+        .find(|s| s.rule == Rule::Restriction)
+        .expect("a step");
+    assert!(
+        step.passed
+            && step
+                .sentence
+                .contains("emergency access passes the restriction")
+    );
+
+    // Admin staff in an "emergency": refused for the restriction first.
+    let mut a = Case::new(Role::Admin);
+    a.restricted = true;
+    emergency(&mut a);
+    assert_eq!(deny_code(&a.decide()), Some(DenyCode::RestrictedRecord));
+
+    // An opt-out still comes first.
+    let mut o = Case::new(Role::Clinician);
+    o.restricted = true;
+    emergency(&mut o);
+    o.objection = Some(ObjectionState::Active {
+        recorded_at: t0() - Duration::days(1),
+    });
+    assert_eq!(deny_code(&o.decide()), Some(DenyCode::OptedOut));
 }

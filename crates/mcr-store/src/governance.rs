@@ -146,6 +146,15 @@ const INDEX_TABLES: [UnionTable; 2] = [
     },
 ];
 
+/// What PDS (or a source's label) says of the patient, tag 8: only whether they are restricted.
+/// First in a view's statement: PostgreSQL takes the `boolean` column's type from it.
+const STATUS_TABLE: UnionTable = UnionTable {
+    name: "patient_status",
+    tag: 8,
+    columns: &["nhs_number", "restricted"],
+    order: None,
+};
+
 /// Rows of several tables for one patient, as one statement (one round trip, one snapshot):
 /// every table's rows under the union of their column names (`NULL` where a table has no such
 /// column), tagged by `t`, in each table's own order. `param` is the backend's first
@@ -195,12 +204,16 @@ pub(crate) fn governance_sql(param: &str) -> String {
     union_sql(&GOVERNANCE_TABLES.iter().collect::<Vec<_>>(), param)
 }
 
-/// What a record view reads before deciding, as one statement: the patient (tag 5), their
-/// source links (tag 6) and the five governance lists (tags 1-4 and 7). The index's tables come
-/// first: PostgreSQL types a union's columns from left to right, and a column that is only
-/// `NULL` so far is taken as text, which a later `date` column (a birth date) could not join.
+/// What a record view reads before deciding, as one statement: whether the patient is
+/// restricted (tag 8), the patient (tag 5), their source links (tag 6) and the five governance
+/// lists (tags 1-4 and 7). The status and the index's tables come first: PostgreSQL types a
+/// union's columns from left to right, and a column that is only `NULL` so far is taken as
+/// text, which a later `date` (a birth date) or `boolean` column could not join.
 pub(crate) fn view_inputs_sql(param: &str) -> String {
-    let tables: Vec<&UnionTable> = INDEX_TABLES.iter().chain(&GOVERNANCE_TABLES).collect();
+    let tables: Vec<&UnionTable> = std::iter::once(&STATUS_TABLE)
+        .chain(&INDEX_TABLES)
+        .chain(&GOVERNANCE_TABLES)
+        .collect();
     union_sql(&tables, param)
 }
 
@@ -307,6 +320,8 @@ pub(crate) trait UnionRow {
     fn patient(&self) -> Result<IndexedPatient>;
     fn link(&self) -> Result<SourceLink>;
     fn care_event(&self) -> Result<CareEventRow>;
+    /// `patient_status.restricted`.
+    fn restricted(&self) -> Result<bool>;
 
     fn at(&self, table: &str, column: &str) -> Result<DateTime<Utc>> {
         parse_ts(&format!("{table}.{column}"), &self.text(table, column)?)
@@ -334,6 +349,7 @@ where
     for<'r> i32: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> NaiveDate: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> Option<NaiveDate>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
     for<'c> &'c str: ColumnIndex<R>,
 {
     fn text(&self, table: &str, column: &str) -> Result<String> {
@@ -358,6 +374,10 @@ where
 
     fn care_event(&self) -> Result<CareEventRow> {
         care_event_from_row(self)
+    }
+
+    fn restricted(&self) -> Result<bool> {
+        get(self, "patient_status", "restricted")
     }
 }
 
@@ -456,14 +476,16 @@ pub(crate) fn governance_from(rows: &[impl UnionRow]) -> Result<GovernanceRecord
 }
 
 /// [`view_inputs_sql`]'s answer, read: the patient, their links (by source, then local id, in
-/// byte order as both stores sort them), and the governance lists.
+/// byte order as both stores sort them), the governance lists, and whether they are restricted.
 pub(crate) fn view_inputs_from(rows: &[impl UnionRow]) -> Result<ViewInputs> {
     const STATEMENT: &str = "view inputs";
     let mut patient = None;
     let mut links = Vec::new();
+    let mut restricted = false;
     let mut rest = Vec::with_capacity(rows.len());
     for row in rows {
         match row.tag(STATEMENT)? {
+            8 => restricted = row.restricted()?,
             5 if patient.is_some() => {
                 return Err(StoreError::Corrupt(
                     "two patients with one NHS number".into(),
@@ -482,5 +504,6 @@ pub(crate) fn view_inputs_from(rows: &[impl UnionRow]) -> Result<ViewInputs> {
         patient,
         links,
         governance,
+        restricted,
     })
 }

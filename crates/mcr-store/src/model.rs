@@ -218,10 +218,13 @@ pub struct GovernanceRecords {
 }
 
 /// What a record view reads before deciding: the patient as the index has them, the sources
-/// holding them (by source, then local id), and their governance records. Read as one snapshot.
+/// holding them (by source, then local id), their governance records and whether they are
+/// restricted. Read as one snapshot.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ViewInputs {
     pub patient: Option<IndexedPatient>,
     pub links: Vec<SourceLink>,
     pub governance: GovernanceRecords,
+    /// What PDS (or a source's label) says: the patient is restricted (`patient_status`).
+    pub restricted: bool,
 }

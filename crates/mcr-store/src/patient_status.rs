@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mcr_domain::NhsNumber;
 use sqlx::Row;
+use std::collections::HashSet;
 
 /// One patient's status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +32,44 @@ pub trait PatientStatusStore: Send + Sync {
     async fn put_patient_statuses(&self, rows: &[PatientStatusRow]) -> Result<()>;
     /// What is held for one patient.
     async fn patient_status(&self, nhs: &NhsNumber) -> Result<Option<PatientStatusRow>>;
+    /// Which of these patients are restricted, in as few reads as the backend allows (a
+    /// page listing many patients asks once).
+    async fn restricted_among(&self, nhs: &[NhsNumber]) -> Result<HashSet<NhsNumber>>;
+}
+
+/// How many NHS numbers one `restricted_among` statement names.
+pub(crate) const AMONG_CHUNK: usize = 500;
+
+/// Appends `SELECT nhs_number … WHERE restricted AND nhs_number IN (…)` for `chunk` to `qb`.
+pub(crate) fn push_restricted_among<'a, DB: sqlx::Database>(
+    qb: &mut sqlx::QueryBuilder<'a, DB>,
+    chunk: &'a [NhsNumber],
+) where
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    qb.push("SELECT nhs_number FROM patient_status WHERE restricted AND nhs_number IN (");
+    let mut list = qb.separated(", ");
+    for n in chunk {
+        list.push_bind(n.as_str());
+    }
+    qb.push(")");
+}
+
+/// The NHS numbers a `restricted_among` statement returned.
+pub(crate) fn restricted_numbers<R>(rows: &[R]) -> Result<HashSet<NhsNumber>>
+where
+    R: Row,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+{
+    rows.iter()
+        .map(|r| {
+            let s: String = r.try_get("nhs_number").map_err(|_| {
+                StoreError::Corrupt("patient_status.nhs_number cannot be read".into())
+            })?;
+            parse_nhs("patient_status.nhs_number", &s)
+        })
+        .collect()
 }
 
 pub(crate) const COLUMNS: &str = "nhs_number, restricted, deceased, said_by, updated_at";

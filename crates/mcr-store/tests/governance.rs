@@ -246,6 +246,7 @@ async fn view_inputs_are_the_three_reads_in_one(
             patient: store.patient(a).await.expect("patient"),
             links: store.links(a).await.expect("links"),
             governance: store.governance(a).await.expect("governance"),
+            restricted: false,
         }
     );
     assert_eq!(read.patient, Some(patient));
@@ -255,6 +256,22 @@ async fn view_inputs_are_the_three_reads_in_one(
         .map(|l| (l.source.as_str(), l.local_id.as_str()))
         .collect();
     assert_eq!(order, [("acute", "a1"), ("acute", "b2"), ("gp", "z9")]);
+    assert_eq!(&read.governance, for_a);
+
+    // Restricted, as PDS says: read in the same statement.
+    store
+        .put_patient_statuses(&[mcr_store::PatientStatusRow {
+            nhs_number: a.clone(),
+            restricted: true,
+            deceased: None,
+            said_by: "pds".into(),
+            updated_at: t(3, 0),
+        }])
+        .await
+        .expect("status");
+    let read = store.view_inputs(a).await.expect("view inputs");
+    assert!(read.restricted);
+    assert_eq!(read.links.len(), 3);
     assert_eq!(&read.governance, for_a);
 
     // Governance records but no index entry: no patient, no links, the records all the same.

@@ -86,6 +86,20 @@ async fn story(store: &dyn Store) {
         .put_patient_statuses(&[])
         .await
         .expect("nothing to write");
+
+    // Many at once: only the restricted are named, in chunks.
+    store
+        .put_patient_statuses(&[row("9990000026", false, None, "pds")])
+        .await
+        .expect("write");
+    let mut asked: Vec<NhsNumber> = (0..1_200u32)
+        .filter_map(|i| NhsNumber::parse(&format!("99980{i:05}")).ok())
+        .collect();
+    asked.push(nhs.clone());
+    asked.push(NhsNumber::parse("9990000026").expect("nhs"));
+    let restricted = store.restricted_among(&asked).await.expect("read");
+    assert_eq!(restricted.into_iter().collect::<Vec<_>>(), vec![nhs]);
+    assert!(store.restricted_among(&[]).await.expect("read").is_empty());
 }
 
 #[tokio::test]

@@ -54,6 +54,7 @@ pub fn grant(nhs: &NhsNumber, classes: &[DataClass]) -> (Grant, PolicyConfig) {
         permissions: &permissions,
         objection: None,
         emergency: None,
+        restricted: false,
     };
     let decision = mcr_policy::decide(&request, &policy);
     let grant = decision

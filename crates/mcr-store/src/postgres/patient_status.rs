@@ -2,11 +2,13 @@
 
 use crate::common::ts;
 use crate::patient_status::{
-    status_from_row, PatientStatusRow, PatientStatusStore, COLUMNS, UPSERT,
+    push_restricted_among, restricted_numbers, status_from_row, PatientStatusRow,
+    PatientStatusStore, AMONG_CHUNK, COLUMNS, UPSERT,
 };
 use crate::{PostgresStore, Result};
 use async_trait::async_trait;
 use mcr_domain::NhsNumber;
+use std::collections::HashSet;
 
 #[async_trait]
 impl PatientStatusStore for PostgresStore {
@@ -41,5 +43,16 @@ impl PatientStatusStore for PostgresStore {
         .as_ref()
         .map(status_from_row)
         .transpose()
+    }
+
+    async fn restricted_among(&self, nhs: &[NhsNumber]) -> Result<HashSet<NhsNumber>> {
+        let mut out = HashSet::new();
+        for chunk in nhs.chunks(AMONG_CHUNK) {
+            let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new("");
+            push_restricted_among(&mut qb, chunk);
+            let rows = qb.build().fetch_all(&self.pool).await?;
+            out.extend(restricted_numbers(&rows)?);
+        }
+        Ok(out)
     }
 }

@@ -2,11 +2,13 @@
 
 use crate::common::ts;
 use crate::patient_status::{
-    status_from_row, PatientStatusRow, PatientStatusStore, COLUMNS, UPSERT,
+    push_restricted_among, restricted_numbers, status_from_row, PatientStatusRow,
+    PatientStatusStore, AMONG_CHUNK, COLUMNS, UPSERT,
 };
 use crate::{Result, SqliteStore};
 use async_trait::async_trait;
 use mcr_domain::NhsNumber;
+use std::collections::HashSet;
 
 #[async_trait]
 impl PatientStatusStore for SqliteStore {
@@ -42,5 +44,16 @@ impl PatientStatusStore for SqliteStore {
         .as_ref()
         .map(status_from_row)
         .transpose()
+    }
+
+    async fn restricted_among(&self, nhs: &[NhsNumber]) -> Result<HashSet<NhsNumber>> {
+        let mut out = HashSet::new();
+        for chunk in nhs.chunks(AMONG_CHUNK) {
+            let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new("");
+            push_restricted_among(&mut qb, chunk);
+            let rows = qb.build().fetch_all(&self.read).await?;
+            out.extend(restricted_numbers(&rows)?);
+        }
+        Ok(out)
     }
 }

@@ -425,6 +425,7 @@ pub(crate) fn rule_label(rule: Rule) -> &'static str {
         Rule::Suspension => "Organisation not suspended",
         Rule::RoleClasses => "What your role may see",
         Rule::Objection => "Opt-out (objection)",
+        Rule::Restriction => "Restricted record",
         Rule::Emergency => "Emergency access",
         Rule::Relationship => "Care relationship",
         Rule::Permission => "Permission to view",

@@ -149,8 +149,8 @@ fn pair_view(p: &MatchPair) -> PairView {
             row(
                 "Postcode",
                 "postcode",
-                or_none(c.postcode.clone()),
-                or_none(i.and_then(|p| p.postcode.clone())),
+                withheld_if(p.restricted, || or_none(c.postcode.clone())),
+                withheld_if(p.restricted, || or_none(i.and_then(|p| p.postcode.clone()))),
             ),
             row(
                 "NHS number",
@@ -163,6 +163,15 @@ fn pair_view(p: &MatchPair) -> PairView {
                 c.nhs_number.formatted(),
             ),
         ],
+    }
+}
+
+/// A restricted patient's location, never shown.
+fn withheld_if(restricted: bool, shown: impl FnOnce() -> String) -> String {
+    if restricted {
+        super::search::WITHHELD.into()
+    } else {
+        shown()
     }
 }
 

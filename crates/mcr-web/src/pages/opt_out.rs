@@ -487,7 +487,12 @@ fn case_view(
             .nhs_number
             .as_ref()
             .map_or_else(|| "Not given".into(), NhsNumber::formatted),
-        postcode: r.postcode.clone(),
+        // The request's postcode may be where a restricted patient lives.
+        postcode: if case.location_withheld {
+            super::search::WITHHELD.into()
+        } else {
+            r.postcode.clone()
+        },
         contact: r.contact.clone(),
         waiting: r.state == OptOutState::Received,
         candidates: case
@@ -498,11 +503,14 @@ fn case_view(
                 nhs_formatted: c.patient.nhs_number.formatted(),
                 name: format!("{} {}", c.patient.given, c.patient.family),
                 birth_date: human_day(c.patient.birth_date),
-                postcode: c
-                    .patient
-                    .postcode
-                    .clone()
-                    .unwrap_or_else(|| "Not recorded".into()),
+                postcode: if c.restricted {
+                    super::search::WITHHELD.into()
+                } else {
+                    c.patient
+                        .postcode
+                        .clone()
+                        .unwrap_or_else(|| "Not recorded".into())
+                },
                 basis: c.basis.describe(),
             })
             .collect(),

@@ -15,6 +15,9 @@ use mcr_gateway::{GatewayError, PatientMatch, PatientQuery};
 use mcr_store::{DemographicQuery, LinkMethod};
 use serde::Deserialize;
 
+/// What a restricted (S-flagged) patient's postcode or practice shows as, wherever staff look.
+pub(crate) const WITHHELD: &str = "Withheld: restricted record";
+
 /// The search form as typed (kept to show again).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub(crate) struct SearchForm {
@@ -190,7 +193,7 @@ fn row(state: &AppState, m: &PatientMatch) -> ResultRow {
             p.postcode.clone().unwrap_or_else(|| "Not recorded".into())
         },
         gp_practice: if m.location_withheld {
-            "Withheld: restricted record".to_owned()
+            WITHHELD.to_owned()
         } else {
             practice_name(state, p.gp_practice.as_deref())
         },

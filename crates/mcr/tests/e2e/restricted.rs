@@ -1,11 +1,55 @@
 //! A restricted (S-flagged) patient over HTTP: their address, telephone and registered
 //! practice are never shown (record page, FHIR Patient read and search, `$everything`),
-//! whichever source sends them, and the view says so and audits it.
+//! whichever source sends them, and the view says so and audits it; only the roles the region
+//! names view the record at all (others are refused, audited and flagged for review), and
+//! emergency access to one is flagged for review.
 
 use crate::helpers::*;
 use mcr_domain::NhsNumber;
 use mcr_store::PatientStatusRow;
-use serde_json::Value;
+use serde_json::{json, Value};
+
+/// Say the patient is restricted, as a PDS trace would.
+async fn restrict(t: &TestDemo, nhs: &str) {
+    t.demo
+        .gateway
+        .gateway
+        .store()
+        .put_patient_statuses(&[PatientStatusRow {
+            nhs_number: NhsNumber::parse(nhs).expect("nhs"),
+            restricted: true,
+            deceased: None,
+            said_by: "pds".into(),
+            updated_at: mcr_domain::Clock::now(&mcr_domain::SystemClock),
+        }])
+        .await
+        .expect("status written");
+}
+
+/// A page, signed in as `user`: its status and HTML.
+async fn page(t: &TestDemo, user: &str, path: &str) -> (u16, String) {
+    let s = t.sign_in(user).await;
+    let resp = s
+        .http
+        .get(t.url(path))
+        .header("cookie", &s.cookie)
+        .send()
+        .await
+        .expect("page");
+    (resp.status().as_u16(), resp.text().await.expect("html"))
+}
+
+/// The audit records of `nhs` as the privacy officer reads them.
+async fn audit_of(t: &TestDemo, nhs: &str) -> Value {
+    let (status, audit) = t
+        .get(
+            "po.wright",
+            &format!("/fhir/AuditEvent?patient=Patient/{nhs}&_count=100"),
+        )
+        .await;
+    assert_eq!(status, 200, "{audit}");
+    audit
+}
 
 fn location_fields(p: &Value) -> Vec<&'static str> {
     ["address", "telecom", "contact", "generalPractitioner"]
@@ -47,19 +91,7 @@ async fn a_restricted_patients_address_and_practice_are_never_shown() {
         .to_owned();
 
     // PDS says the patient is restricted.
-    t.demo
-        .gateway
-        .gateway
-        .store()
-        .put_patient_statuses(&[PatientStatusRow {
-            nhs_number: NhsNumber::parse(&nhs).expect("nhs"),
-            restricted: true,
-            deceased: None,
-            said_by: "pds".into(),
-            updated_at: mcr_domain::Clock::now(&mcr_domain::SystemClock),
-        }])
-        .await
-        .expect("status written");
+    restrict(&t, &nhs).await;
 
     // $everything: the Patient without location, and the OperationOutcome says why.
     let (status, bundle) = t.everything(AE, &nhs).await;
@@ -124,4 +156,229 @@ async fn a_restricted_patients_address_and_practice_are_never_shown() {
             .contains("address withheld: restricted record"),
         "{audit}"
     );
+}
+
+#[tokio::test]
+async fn a_role_the_region_does_not_name_is_refused_audited_and_reviewed() {
+    let t = start().await;
+    let nhs = t.patient("all_four_sources", 0);
+    // The acute trust's records officer (admin staff) with the patient's permission: viewed
+    // before the restriction (so the refusal below is the restriction's).
+    t.give_permission("rec.obi", &nhs).await;
+    t.give_permission(AE, &nhs).await;
+    let (status, before) = t.everything("rec.obi", &nhs).await;
+    assert_eq!(status, 200, "{before}");
+
+    restrict(&t, &nhs).await;
+
+    // FHIR: 403, an OperationOutcome naming who can.
+    let (status, body) = t.everything("rec.obi", &nhs).await;
+    assert_eq!(
+        (status, deny_code(&body).as_str()),
+        (403, "restricted-record"),
+        "{body}"
+    );
+    let said = body["issue"][0]["diagnostics"].as_str().unwrap_or_default();
+    assert!(
+        said.contains("only a doctor, nurse or paramedic may view it"),
+        "{said}"
+    );
+    // The page: 403 with the same sentence; no record, no postcode.
+    let (status, html) = page(&t, "rec.obi", &format!("/app/patient/{nhs}")).await;
+    assert_eq!(status, 403, "{html}");
+    assert!(
+        html.contains("only a doctor, nurse or paramedic may view it"),
+        "{html}"
+    );
+    // A document of theirs: refused the same way.
+    let (status, _) = page(
+        &t,
+        "rec.obi",
+        &format!("/app/patient/{nhs}/documents/acute/any-id"),
+    )
+    .await;
+    assert_eq!(status, 403);
+    // A named role views (with permission, as ever).
+    let (status, bundle) = t.everything(AE, &nhs).await;
+    assert_eq!(status, 200, "{bundle}");
+
+    // Audited as a refusal with its reason, and flagged for the privacy officer.
+    let audit = audit_of(&t, &nhs).await.to_string();
+    assert!(audit.contains("restricted-record"), "{audit}");
+    let (status, queue) = page(&t, "po.wright", "/app/review").await;
+    assert_eq!(status, 200, "{queue}");
+    assert!(
+        queue.contains("Restricted record: refused, or viewed by emergency access")
+            && queue.contains("Refused a view of a restricted (S-flagged) patient")
+            && queue.contains("Refused a document from a restricted (S-flagged) patient")
+            && queue.contains("rec.obi"),
+        "{queue}"
+    );
+}
+
+#[tokio::test]
+async fn emergency_access_to_a_restricted_patient_lands_in_the_review_queue() {
+    let t = start().await;
+    let nhs = t.patient("all_four_sources", 0);
+    restrict(&t, &nhs).await;
+    // A hospice doctor with no relationship: emergency access.
+    let params = json!({"resourceType": "Parameters", "parameter": [{"name": "reason", "valueCode": "unconscious"}, {"name": "text", "valueString": "Brought in unresponsive"}]});
+    let (status, body) = t
+        .post(
+            "hospice.ali",
+            &format!("/fhir/Patient/{nhs}/$emergency-access"),
+            &params,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, bundle) = t.everything("hospice.ali", &nhs).await;
+    assert_eq!(status, 200, "{bundle}");
+    // Allowed, the location still withheld.
+    let patient = bundle_patient(&bundle);
+    assert_eq!(location_fields(&patient), Vec::<&str>::new(), "{patient}");
+    // Flagged beside the view.
+    let (status, queue) = page(&t, "po.wright", "/app/review").await;
+    assert_eq!(status, 200, "{queue}");
+    assert!(
+        queue.contains("Viewed a restricted (S-flagged) patient") && queue.contains("hospice.ali"),
+        "{queue}"
+    );
+}
+
+#[tokio::test]
+async fn every_pds_trace_is_audited_without_demographics() {
+    let t = start().await;
+    // The demo's start-up sync traced the records the index could not link.
+    let (status, audit) = t
+        .get("po.wright", "/fhir/AuditEvent?agent=system&_count=1000")
+        .await;
+    assert_eq!(status, 200, "{audit}");
+    let traces: Vec<&Value> = resources(&audit, "AuditEvent")
+        .into_iter()
+        .filter(|e| e.to_string().contains("pds-trace"))
+        .collect();
+    assert!(!traces.is_empty(), "{audit}");
+    let sources: Vec<String> = t
+        .demo
+        .gateway
+        .gateway
+        .federation()
+        .sources()
+        .map(|s| s.id().to_string())
+        .collect();
+    for e in traces {
+        // Who asked: the gateway itself; which record: `source/local id`; the outcome and its
+        // code; nothing else in words.
+        assert_eq!(e["agent"][0]["who"]["identifier"]["value"], "system", "{e}");
+        let what = e["entity"][0]["description"].as_str().unwrap_or_default();
+        let (record, said) = what.split_once(": ").expect("record: outcome");
+        assert!(
+            sources.iter().any(|s| record.starts_with(&format!("{s}/"))),
+            "{what}"
+        );
+        assert!(
+            said.starts_with("PDS ") || said.starts_with("not traceable"),
+            "{what}"
+        );
+        let basis = e["entity"][0]["detail"]
+            .as_array()
+            .and_then(|d| d.iter().find(|d| d["type"] == "basis"))
+            .and_then(|d| d["valueString"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            [
+                "linked",
+                "review",
+                "not-found",
+                "too-many",
+                "untraceable",
+                "failed"
+            ]
+            .contains(&basis.as_str()),
+            "{e}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn staff_pages_never_show_a_restricted_patients_postcode_or_practice() {
+    let t = start().await;
+    let g = &t.demo.gateway.gateway;
+    let nhs = t.patient("all_four_sources", 0);
+    let held = g
+        .store()
+        .patient(&NhsNumber::parse(&nhs).expect("nhs"))
+        .await
+        .expect("index")
+        .expect("held");
+    let postcode = held.postcode.clone().expect("a postcode");
+    let gp_names: Vec<String> = g
+        .federation()
+        .sources()
+        .map(|s| &s.config().organisation)
+        .filter(|o| o.kind == mcr_domain::OrgKind::GpPractice)
+        .map(|o| o.name.clone())
+        .collect();
+    assert!(!gp_names.is_empty());
+
+    // An opt-out request naming the person (as the public site takes it) and the matching
+    // queue's pairs: before, both pages show the postcodes (so the checks below can fail).
+    let reference = g
+        .submit_opt_out_request(
+            &mcr_gateway::OptOutSubmission {
+                kind: mcr_gateway::OptOutKind::OptOut,
+                given_name: held.given.clone(),
+                family_name: held.family.clone(),
+                birth_date: held.birth_date,
+                nhs_number: None,
+                postcode: postcode.clone(),
+                contact: "by post".into(),
+            },
+            "test",
+        )
+        .await
+        .expect("request");
+    let case_path = format!("/app/opt-outs/{reference}");
+    let (status, case) = page(&t, "po.wright", &case_path).await;
+    assert_eq!(status, 200, "{case}");
+    assert!(case.contains(&postcode), "{case}");
+    let pairs = g.store().match_candidates().await.expect("queue");
+    let pair_postcodes: Vec<String> = pairs.iter().filter_map(|c| c.postcode.clone()).collect();
+    assert!(!pair_postcodes.is_empty(), "the demo has pairs in review");
+    let (_, queue) = page(&t, "po.wright", "/app/matching").await;
+    assert!(pair_postcodes.iter().any(|p| queue.contains(p.as_str())));
+    t.give_permission(AE, &nhs).await;
+    let (_, record) = page(&t, AE, &format!("/app/patient/{nhs}")).await;
+    assert!(gp_names.iter().any(|n| record.contains(n.as_str())));
+
+    // Restricted: the patient, and every patient with a pair in review.
+    restrict(&t, &nhs).await;
+    for c in &pairs {
+        restrict(&t, c.nhs_number.as_str()).await;
+    }
+
+    let (status, case) = page(&t, "po.wright", &case_path).await;
+    assert_eq!(status, 200, "{case}");
+    assert!(
+        !case.contains(&postcode),
+        "the postcode on the opt-out case: {case}"
+    );
+    assert!(case.contains("Withheld: restricted record"), "{case}");
+
+    let (status, queue) = page(&t, "po.wright", "/app/matching").await;
+    assert_eq!(status, 200, "{queue}");
+    for p in &pair_postcodes {
+        assert!(!queue.contains(p.as_str()), "{p} in the matching queue");
+    }
+    assert!(queue.contains("Withheld: restricted record"), "{queue}");
+
+    // The record page: the GP practice is not named; its items stay.
+    let (status, record) = page(&t, AE, &format!("/app/patient/{nhs}")).await;
+    assert_eq!(status, 200, "{record}");
+    for n in &gp_names {
+        assert!(!record.contains(n.as_str()), "{n} named on the record page");
+    }
+    assert!(record.contains("GP practice (withheld: restricted record)"));
+    assert!(!record.contains(&postcode));
 }

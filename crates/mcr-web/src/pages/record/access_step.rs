@@ -19,7 +19,8 @@ pub(crate) struct AccessStepPage {
     pub sentence: String,
     /// The deny code, when denied.
     pub deny_code: String,
-    /// Offer emergency access (clinical roles, not after an opt-out or an organisation refusal).
+    /// Offer emergency access (clinical roles, not after an opt-out or an organisation refusal;
+    /// after a restricted record's refusal, yes).
     pub offer_emergency: bool,
     /// Offer to record the patient's changed mind after a refusal.
     pub offer_reask: bool,
@@ -38,7 +39,12 @@ pub(super) fn access_step(
     let (deny_code, offer_emergency, offer_reask) = match decision {
         Decision::Deny(d) => (
             d.code.as_str().to_owned(),
-            clinical && d.code == DenyCode::PermissionRefused,
+            // Emergency access passes a refusal recorded and a restriction (reviewed).
+            clinical
+                && matches!(
+                    d.code,
+                    DenyCode::PermissionRefused | DenyCode::RestrictedRecord
+                ),
             d.code == DenyCode::PermissionRefused,
         ),
         _ => (String::new(), clinical, false),
