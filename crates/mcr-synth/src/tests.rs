@@ -359,3 +359,84 @@ fn codes_in_coding_zero() {
         }
     }
 }
+
+#[test]
+fn a_very_large_record_and_its_copies() {
+    let cfg = SynthConfig {
+        patients: 300,
+        ..SynthConfig::default()
+    };
+    let plain = generate(&cfg);
+    let r = generate_with(
+        &cfg,
+        VeryLarge {
+            patients: 1,
+            scale: 75,
+        },
+    );
+    assert!(plain.samples.very_large.is_empty());
+    assert_eq!(r.samples.very_large.len(), 1);
+    // Chosen after every other sample: those are the same people with or without it.
+    assert_eq!(
+        Samples {
+            very_large: Vec::new(),
+            ..r.samples.clone()
+        },
+        plain.samples
+    );
+    let nhs = &r.samples.very_large[0];
+    let total: usize = r
+        .sources
+        .iter()
+        .filter_map(|s| held_by(&r, s.id.as_str(), nhs).map(|sp| s.resource_count(&sp.local_id)))
+        .sum();
+    assert!((12_000..18_000).contains(&total), "very large patient has {total}");
+
+    let copies = r.copies(nhs);
+    let (gp, acute) = (
+        held_by(&r, "gp", nhs).expect("the GP holds them"),
+        held_by(&r, "acute", nhs).expect("the acute trust holds them"),
+    );
+    let find = |source: &str, local: &str, rt: &str, id: &str| -> Value {
+        r.source(source)
+            .expect("source")
+            .resources(local, rt)
+            .into_iter()
+            .find(|x| x["id"] == id)
+            .unwrap_or_else(|| panic!("{source} has no {rt}/{id}"))
+    };
+    for rt in [
+        "Observation",
+        "Condition",
+        "MedicationStatement",
+        "AllergyIntolerance",
+    ] {
+        let n = copies.iter().filter(|c| c.resource_type == rt).count();
+        assert!(n > 0, "no {rt} copies");
+    }
+    assert!(copies.len() > 1_000, "{} copies", copies.len());
+    for c in &copies {
+        let g = find("gp", &gp.local_id, c.resource_type, &c.gp_id);
+        let a = find("acute", &acute.local_id, c.resource_type, &c.acute_id);
+        for field in [
+            "code",
+            "medicationCodeableConcept",
+            "effectiveDateTime",
+            "valueQuantity",
+            "onsetDateTime",
+            "effectivePeriod",
+            "dosage",
+        ] {
+            if field == "onsetDateTime" && c.resource_type == "AllergyIntolerance" {
+                continue;
+            }
+            assert_eq!(g.get(field), a.get(field), "{field} of {c:?}");
+        }
+        assert_eq!(
+            a.pointer("/subject/reference").or(a.pointer("/patient/reference")),
+            Some(&Value::from(format!("Patient/{}", acute.local_id)))
+        );
+    }
+    // Nobody else's record has copies.
+    assert!(r.copies(&r.samples.all_four[0]).len() <= 1);
+}
