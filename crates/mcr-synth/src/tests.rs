@@ -397,13 +397,18 @@ fn a_very_large_record_and_its_copies() {
         held_by(&r, "gp", nhs).expect("the GP holds them"),
         held_by(&r, "acute", nhs).expect("the acute trust holds them"),
     );
-    let find = |source: &str, local: &str, rt: &str, id: &str| -> Value {
-        r.source(source)
-            .expect("source")
-            .resources(local, rt)
-            .into_iter()
-            .find(|x| x["id"] == id)
-            .unwrap_or_else(|| panic!("{source} has no {rt}/{id}"))
+    // Each source's resources of the copied types, generated once, by id.
+    let by_id = |source: &str, local: &str| -> HashMap<String, Value> {
+        let slice = r.source(source).expect("source");
+        ["Observation", "Condition", "MedicationStatement", "AllergyIntolerance"]
+            .iter()
+            .flat_map(|rt| slice.resources(local, rt))
+            .map(|x| (x["id"].as_str().expect("id").to_owned(), x))
+            .collect()
+    };
+    let (gp_items, acute_items) = (by_id("gp", &gp.local_id), by_id("acute", &acute.local_id));
+    let find = |items: &HashMap<String, Value>, id: &str| -> Value {
+        items.get(id).cloned().unwrap_or_else(|| panic!("no {id}"))
     };
     for rt in [
         "Observation",
@@ -416,8 +421,8 @@ fn a_very_large_record_and_its_copies() {
     }
     assert!(copies.len() > 1_000, "{} copies", copies.len());
     for c in &copies {
-        let g = find("gp", &gp.local_id, c.resource_type, &c.gp_id);
-        let a = find("acute", &acute.local_id, c.resource_type, &c.acute_id);
+        let g = find(&gp_items, &c.gp_id);
+        let a = find(&acute_items, &c.acute_id);
         for field in [
             "code",
             "medicationCodeableConcept",
