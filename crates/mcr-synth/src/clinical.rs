@@ -296,6 +296,14 @@ fn gp_resources(core: &Core, person: usize, resource_type: &str) -> Vec<Value> {
     )
 }
 
+/// How many long-term problems the person has (the GP lists them first).
+pub(crate) fn chronic_problems(core: &Core, person: usize) -> usize {
+    match (core.people.get(person), core.traits.get(person)) {
+        (Some(p), Some(t)) => profile(core, p, t).conds.len(),
+        _ => 0,
+    }
+}
+
 /// Which of the person's GP items (positions in `gp_items`, the GP's list of one type) the
 /// acute trust holds a copy of: for a very large record, a third of the results, the
 /// long-term problems, the current medicines and half the courses; none otherwise. Never a

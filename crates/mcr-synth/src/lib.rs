@@ -103,10 +103,12 @@ impl Region {
         self.people.iter().find(|p| &p.nhs_number == nhs_number)
     }
 
-    /// The items both the GP system and the acute trust hold for this patient, each as the
-    /// GP's id and the acute trust's: the copies of a [`VeryLarge`] record (Observation,
-    /// Condition, MedicationStatement), and the allergy every acute record shares with the GP
-    /// record (the same code). Empty for a patient one of them does not hold.
+    /// The items the GP system and another source both hold for this patient, each as the
+    /// GP's id and the other's: the acute trust's copies in a [`VeryLarge`] record
+    /// (Observation, Condition, MedicationStatement); the allergy every acute record shares
+    /// with the GP record (the same code); the problem and medicine a `duplicated_items`
+    /// patient's acute record shares; the long-term problems (at most two) the community
+    /// trust records with the GP's onset. Empty when the GP does not hold the patient.
     pub fn copies(&self, nhs_number: &NhsNumber) -> Vec<Copy> {
         let held = |id: &str| {
             let slice = self.source(id)?;
@@ -114,41 +116,58 @@ impl Region {
                 .patients()
                 .iter()
                 .find(|p| p.nhs_number.as_ref() == Some(nhs_number))?;
-            Some((slice, sp.local_id.as_str()))
+            Some((slice, sp))
         };
-        let (Some((gp, gp_local)), Some((acute, acute_local))) = (held("gp"), held("acute"))
-        else {
+        let Some((gp, gp_sp)) = held("gp") else {
             return Vec::new();
         };
-        let mut out = Vec::new();
+        let core = &gp.core;
         let id = |r: &Value| r["id"].as_str().unwrap_or_default().to_owned();
-        if let Some(sp) = acute.patient(acute_local) {
+        let mut out = Vec::new();
+        let mut pair = |rt: &'static str, g: &Value, source: &'static str, c: &Value| {
+            out.push(Copy {
+                resource_type: rt,
+                gp_id: id(g),
+                source,
+                id: id(c),
+            });
+        };
+        let traits = core.traits.get(gp_sp.person).copied().unwrap_or_default();
+        if let Some((acute, sp)) = held("acute") {
             for rt in clinical::COPIED_TYPES {
-                let gp_items = gp.resources(gp_local, rt);
-                let acute_items = acute.resources(acute_local, rt);
-                let copied = clinical::copied_from_gp(&acute.core, sp.person, rt, &gp_items);
+                let gp_items = gp.resources(&gp_sp.local_id, rt);
+                let acute_items = acute.resources(&sp.local_id, rt);
+                let mut copied = clinical::copied_from_gp(core, sp.person, rt, &gp_items);
+                if traits.duplicated && rt != "Observation" && !gp_items.is_empty() {
+                    // The first long-term problem and the first medicine, recorded again.
+                    copied = vec![0];
+                }
                 // The acute trust's copies come first in its list, in the GP's order.
                 for (g, a) in copied.iter().zip(&acute_items) {
-                    out.push(Copy {
-                        resource_type: rt,
-                        gp_id: id(&gp_items[*g]),
-                        acute_id: id(a),
-                    });
+                    pair(rt, &gp_items[*g], "acute", a);
+                }
+            }
+            let gp_allergies = gp.resources(&gp_sp.local_id, "AllergyIntolerance");
+            for a in acute.resources(&sp.local_id, "AllergyIntolerance") {
+                let code = a.pointer("/code/coding/0/code");
+                if let Some(g) = gp_allergies
+                    .iter()
+                    .find(|g| g.pointer("/code/coding/0/code") == code)
+                {
+                    pair("AllergyIntolerance", g, "acute", &a);
                 }
             }
         }
-        let gp_allergies = gp.resources(gp_local, "AllergyIntolerance");
-        for a in acute.resources(acute_local, "AllergyIntolerance") {
-            let code = a.pointer("/code/coding/0/code");
-            if let Some(g) = gp_allergies
+        if let Some((community, sp)) = held("community") {
+            let gp_items = gp.resources(&gp_sp.local_id, "Condition");
+            let community_items = community.resources(&sp.local_id, "Condition");
+            let chronic = clinical::chronic_problems(core, sp.person);
+            for (g, c) in gp_items
                 .iter()
-                .find(|g| g.pointer("/code/coding/0/code") == code)
+                .zip(&community_items)
+                .take(chronic.min(2))
             {
-                out.push(Copy {
-                    resource_type: "AllergyIntolerance",
-                    gp_id: id(g),
-                    acute_id: id(&a),
-                });
+                pair("Condition", g, "community", c);
             }
         }
         out
@@ -687,14 +706,16 @@ pub struct VeryLarge {
     pub scale: usize,
 }
 
-/// An item two sources both hold: the GP's resource and the acute trust's copy of it.
+/// An item two sources both hold: the GP's resource and another source's copy of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Copy {
     pub resource_type: &'static str,
     /// The resource's id at the GP system.
     pub gp_id: String,
-    /// The copy's id at the acute trust.
-    pub acute_id: String,
+    /// The source holding the copy (`acute` or `community`).
+    pub source: &'static str,
+    /// The copy's id at that source.
+    pub id: String,
 }
 
 /// [`generate`], with `very_large` patients besides (chosen after every other sample, so the

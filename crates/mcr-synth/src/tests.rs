@@ -422,7 +422,10 @@ fn a_very_large_record_and_its_copies() {
     assert!(copies.len() > 1_000, "{} copies", copies.len());
     for c in &copies {
         let g = find(&gp_items, &c.gp_id);
-        let a = find(&acute_items, &c.acute_id);
+        if c.source != "acute" {
+            continue;
+        }
+        let a = find(&acute_items, &c.id);
         for field in [
             "code",
             "medicationCodeableConcept",
@@ -442,6 +445,8 @@ fn a_very_large_record_and_its_copies() {
             Some(&Value::from(format!("Patient/{}", acute.local_id)))
         );
     }
-    // Nobody else's record has copies.
-    assert!(r.copies(&r.samples.all_four[0]).len() <= 1);
+    // Anyone else's record shares at most an allergy and two long-term problems.
+    for nhs in r.samples.all_four.iter().take(20) {
+        assert!(r.copies(nhs).len() <= 3, "{:?}", r.copies(nhs));
+    }
 }
