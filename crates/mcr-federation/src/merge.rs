@@ -38,9 +38,8 @@ fn merge_key<J: mcr_fhir::Json>(
             if current {
                 format!("med|{system}|{code}|current")
             } else {
-                let end = mcr_fhir::str_at(r, &["effectivePeriod", "end"]).or_else(|| {
-                    mcr_fhir::str_at(r, &["dispenseRequest", "validityPeriod", "end"])
-                });
+                let end = mcr_fhir::str_at(r, &["effectivePeriod", "end"])
+                    .or_else(|| mcr_fhir::str_at(r, &["dispenseRequest", "validityPeriod", "end"]));
                 format!("med|{system}|{code}|{}|{}", day(date), day(end))
             }
         }

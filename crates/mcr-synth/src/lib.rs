@@ -162,11 +162,7 @@ impl Region {
             let gp_items = gp.resources(&gp_sp.local_id, "Condition");
             let community_items = community.resources(&sp.local_id, "Condition");
             let chronic = clinical::chronic_problems(core, sp.person);
-            for (g, c) in gp_items
-                .iter()
-                .zip(&community_items)
-                .take(chronic.min(2))
-            {
+            for (g, c) in gp_items.iter().zip(&community_items).take(chronic.min(2)) {
                 pair("Condition", g, "community", c);
             }
         }

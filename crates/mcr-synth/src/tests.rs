@@ -390,7 +390,10 @@ fn a_very_large_record_and_its_copies() {
         .iter()
         .filter_map(|s| held_by(&r, s.id.as_str(), nhs).map(|sp| s.resource_count(&sp.local_id)))
         .sum();
-    assert!((12_000..18_000).contains(&total), "very large patient has {total}");
+    assert!(
+        (12_000..18_000).contains(&total),
+        "very large patient has {total}"
+    );
 
     let copies = r.copies(nhs);
     let (gp, acute) = (
@@ -400,11 +403,16 @@ fn a_very_large_record_and_its_copies() {
     // Each source's resources of the copied types, generated once, by id.
     let by_id = |source: &str, local: &str| -> HashMap<String, Value> {
         let slice = r.source(source).expect("source");
-        ["Observation", "Condition", "MedicationStatement", "AllergyIntolerance"]
-            .iter()
-            .flat_map(|rt| slice.resources(local, rt))
-            .map(|x| (x["id"].as_str().expect("id").to_owned(), x))
-            .collect()
+        [
+            "Observation",
+            "Condition",
+            "MedicationStatement",
+            "AllergyIntolerance",
+        ]
+        .iter()
+        .flat_map(|rt| slice.resources(local, rt))
+        .map(|x| (x["id"].as_str().expect("id").to_owned(), x))
+        .collect()
     };
     let (gp_items, acute_items) = (by_id("gp", &gp.local_id), by_id("acute", &acute.local_id));
     let find = |items: &HashMap<String, Value>, id: &str| -> Value {
@@ -441,7 +449,8 @@ fn a_very_large_record_and_its_copies() {
             assert_eq!(g.get(field), a.get(field), "{field} of {c:?}");
         }
         assert_eq!(
-            a.pointer("/subject/reference").or(a.pointer("/patient/reference")),
+            a.pointer("/subject/reference")
+                .or(a.pointer("/patient/reference")),
             Some(&Value::from(format!("Patient/{}", acute.local_id)))
         );
     }
