@@ -1,5 +1,5 @@
 //! The very large record: one patient whose record across the GP, the acute trust and the
-//! community trust holds about 15,000 resources (`mcr_synth::VeryLarge`, scale 75), the
+//! community trust holds about 15,000 resources (`mcr_synth::VeryLarge`, scale 62), the
 //! acute trust holding copies of part of the GP record. A fresh `mcr sources` and `mcr serve`
 //! (HTTPS, a regional CA made for the run), one clinician opening the record again and again,
 //! one view at a time: the FHIR `$everything` Bundle and the record page.
@@ -7,10 +7,12 @@
 //! Measured per view: latency to the body's last byte; the gateway's overhead (latency minus
 //! the slowest source's own time, from `Server-Timing`, as every scenario counts it; the
 //! record page carries no `Server-Timing`, so its overhead is its latency minus the median
-//! slowest source of the Bundle views of the same record); the gateway's peak resident
-//! memory during the view (`VmHWM`, reset just before the view), over its resident memory
-//! before the first view. The answer's size is what the sources send for one view, read by
-//! asking them as the gateway does (every type, every page). The merge rate is scored from
+//! slowest source of the Bundle views of the same record); the gateway's peak resident memory
+//! (`VmHWM`, reset just before each view). What one view takes is the first view's peak over
+//! the resident memory just before it, on a fresh gateway (the Bundle's on this system, the
+//! page's on a second one started for it): later views reuse the heap the first grew. The
+//! answer's size is what the sources send for one view, read by asking them as the gateway
+//! does (every type, every page). The merge rate is scored from
 //! the Bundle's Provenances against the generator's list of copies (`Region::copies`).
 
 use crate::machine;
@@ -41,7 +43,7 @@ pub struct VeryLargeResult {
     pub resources_held: usize,
     /// Bytes the sources send for one view (every type, every page, as the gateway asks).
     pub answer_bytes: u64,
-    /// The gateway's resident memory before the first view, MiB.
+    /// The gateway's resident memory after start-up, before the first view, MiB.
     pub rss_before_mib: f64,
     pub bundle: ViewFigures,
     pub page: ViewFigures,
@@ -59,10 +61,12 @@ pub struct ViewFigures {
     /// The gateway's own phases (`Server-Timing`), where it sends them.
     pub phases: BTreeMap<String, Percentiles>,
     pub body_bytes: u64,
-    /// The highest `VmHWM` of any view (reset before each), MiB.
+    /// The highest `VmHWM` of any view, the warm-up's included (reset before each), MiB.
     pub peak_rss_mib: f64,
-    /// That peak over the resident memory before the first view, MiB.
-    pub peak_over_start_mib: f64,
+    /// The first view on a fresh gateway (its own system, just started): its peak resident
+    /// memory (`VmHWM`) over its resident memory just before, MiB. Later views reuse the heap
+    /// the first one grew, so only the first says what one view takes.
+    pub first_view_mib: f64,
     pub errors: usize,
 }
 
@@ -80,6 +84,9 @@ pub struct MergeRate {
     pub shown_twice: usize,
     /// A side missing from the view altogether.
     pub missing: usize,
+    /// The first few copies shown twice: the GP's item and the other source's, as the view
+    /// names them.
+    pub shown_twice_examples: Vec<(String, String)>,
 }
 
 impl MergeRate {
@@ -179,12 +186,15 @@ pub async fn run(
 
     let pid = system.gateway_pid;
     let bundle_url = format!("{}/fhir/Patient/{nhs}/$everything", system.gateway_url);
-    let page_url = format!("{}/app/patient/{nhs}", system.gateway_url);
-    // One of each to warm up (connections, the sources' first generation of the record).
-    view(&gw, &bundle_url, Some(&system.token), None, pid).await?;
-    view(&browser.http, &page_url, None, Some(&browser.cookie), pid).await?;
+    let page_base = system.gateway_url.clone();
+    let page_url = format!("{page_base}/app/patient/{nhs}");
+    // Before any view: what the fresh gateway holds after start-up (the index sync).
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let rss_before_mib = machine::memory_mib(pid).map_or(0.0, |(_, rss)| rss);
+    // One of each to warm up (connections, the sources' first generation of the record),
+    // counted in the peak: the first views grow the heap that later ones reuse.
+    let warm_bundle = view(&gw, &bundle_url, Some(&system.token), None, pid).await?;
+    let warm_page = view(&browser.http, &page_url, None, Some(&browser.cookie), pid).await?;
 
     let mut bundles = Vec::new();
     let mut pages = Vec::new();
@@ -197,14 +207,42 @@ pub async fn run(
         bundles.push(b);
         pages.push(view(&browser.http, &page_url, None, Some(&browser.cookie), pid).await?);
     }
-    let bundle = figures(&bundles, None, rss_before_mib);
-    let page = figures(&pages, Some(bundle.slowest_source.p50_ms), rss_before_mib);
+    let mut bundle = figures(&bundles, None);
+    let mut page = figures(&pages, Some(bundle.slowest_source.p50_ms));
+    for (f, warm) in [(&mut bundle, &warm_bundle), (&mut page, &warm_page)] {
+        f.peak_rss_mib = f.peak_rss_mib.max(round3(warm.peak_mib));
+    }
+    bundle.first_view_mib = round3((warm_bundle.peak_mib - rss_before_mib).max(0.0));
     anyhow::ensure!(
         !last_bundle.is_empty(),
         "no view of the very large record succeeded: {:?}",
         bundles.iter().map(|b| b.status).collect::<Vec<_>>()
     );
     let (shown_by_source, merge) = score(&last_bundle, &region, &nhs, &bases)?;
+    drop(system);
+    // The page's first view, on a fresh system of its own.
+    let system = System::start_with(sys, &tuning, client).await?;
+    system.admit(nhs.as_str()).await?;
+    system
+        .record_permission(&system.gateway_client, nhs.as_str())
+        .await?;
+    let browser = sign_in(&system).await.context("signing in to the pages")?;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let before = machine::memory_mib(system.gateway_pid).map_or(0.0, |(_, rss)| rss);
+    let first = view(
+        &browser.http,
+        &page_url.replace(&page_base, &system.gateway_url),
+        None,
+        Some(&browser.cookie),
+        system.gateway_pid,
+    )
+    .await?;
+    anyhow::ensure!(
+        first.status == 200,
+        "the record page: HTTP {}",
+        first.status
+    );
+    page.first_view_mib = round3((first.peak_mib - before).max(0.0));
     drop(system);
     Ok(VeryLargeResult {
         scale: o.scale,
@@ -266,7 +304,7 @@ async fn view(
 }
 
 /// `slowest`: the sources' time to subtract where the answer does not say it (the page).
-fn figures(views: &[Viewed], slowest: Option<f64>, rss_before_mib: f64) -> ViewFigures {
+fn figures(views: &[Viewed], slowest: Option<f64>) -> ViewFigures {
     let ok: Vec<&Viewed> = views.iter().filter(|v| v.status == 200).collect();
     let mut phases: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut slowests = Vec::new();
@@ -290,7 +328,7 @@ fn figures(views: &[Viewed], slowest: Option<f64>, rss_before_mib: f64) -> ViewF
             .collect(),
         body_bytes: ok.last().map_or(0, |v| v.body.len() as u64),
         peak_rss_mib: round3(peak),
-        peak_over_start_mib: round3((peak - rss_before_mib).max(0.0)),
+        first_view_mib: 0.0,
         errors: views.len() - ok.len(),
     }
 }
@@ -331,8 +369,9 @@ fn score(
         let (Some(gp), Some(other)) = (bases.get("gp"), bases.get(c.source)) else {
             continue;
         };
-        let a = item_of.get(&format!("{gp}/{}/{}", c.resource_type, c.gp_id));
-        let b = item_of.get(&format!("{other}/{}/{}", c.resource_type, c.id));
+        let gp_url = format!("{gp}/{}/{}", c.resource_type, c.gp_id);
+        let other_url = format!("{other}/{}/{}", c.resource_type, c.id);
+        let (a, b) = (item_of.get(&gp_url), item_of.get(&other_url));
         let rate = rates.entry(c.resource_type).or_insert_with(|| MergeRate {
             resource_type: c.resource_type.to_owned(),
             copies: 0,
@@ -340,6 +379,7 @@ fn score(
             with_an_identical_entry: 0,
             shown_twice: 0,
             missing: 0,
+            shown_twice_examples: Vec::new(),
         });
         rate.copies += 1;
         match (a, b) {
@@ -347,7 +387,12 @@ fn score(
             (Some(a), Some(b)) if same_entry(entries, *a, *b) => {
                 rate.with_an_identical_entry += 1;
             }
-            (Some(_), Some(_)) => rate.shown_twice += 1,
+            (Some(_), Some(_)) => {
+                rate.shown_twice += 1;
+                if rate.shown_twice_examples.len() < 5 {
+                    rate.shown_twice_examples.push((gp_url, other_url));
+                }
+            }
             _ => rate.missing += 1,
         }
     }
@@ -365,7 +410,9 @@ fn same_entry(entries: &[serde_json::Value], a: usize, b: usize) -> bool {
         o.remove("meta");
         Some(r)
     };
-    let merged = entries[b]["entity"].as_array().is_some_and(|e| e.len() > 1);
+    let merged = entries[b]["resource"]["entity"]
+        .as_array()
+        .is_some_and(|e| e.len() > 1);
     merged && resource(a).is_some() && resource(a) == resource(b)
 }
 
@@ -461,7 +508,7 @@ pub fn markdown(r: &VeryLargeResult) -> String {
     );
     let _ = writeln!(
         s,
-        "| view | views | latency p50 / p95 ms | slowest source p50 ms | overhead p50 / p95 ms | answer MiB | peak RSS MiB | peak over start MiB | x the sources' answer |"
+        "| view | views | latency p50 / p95 ms | slowest source p50 ms | overhead p50 / p95 ms | answer MiB | peak RSS MiB | first view on a fresh gateway MiB | x the sources' answer |"
     );
     let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (name, f) in [
@@ -483,8 +530,8 @@ pub fn markdown(r: &VeryLargeResult) -> String {
             f.overhead.p95_ms,
             mib(f.body_bytes),
             f.peak_rss_mib,
-            f.peak_over_start_mib,
-            f.peak_over_start_mib / mib(r.answer_bytes).max(f64::MIN_POSITIVE),
+            f.first_view_mib,
+            f.first_view_mib / mib(r.answer_bytes).max(f64::MIN_POSITIVE),
         );
     }
     if !r.bundle.phases.is_empty() {
@@ -506,16 +553,17 @@ pub fn markdown(r: &VeryLargeResult) -> String {
     );
     let _ = writeln!(
         s,
-        "| resource type | held by two sources | shown once | shown twice | missing | merge rate |"
+        "| resource type | held by two sources | shown once | shown once, beside the GP's identical other entry | shown twice | missing | merge rate |"
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
     for m in &r.merge {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {:.1}% |",
+            "| {} | {} | {} | {} | {} | {} | {:.1}% |",
             m.resource_type,
             m.copies,
             m.shown_once,
+            m.with_an_identical_entry,
             m.shown_twice,
             m.missing,
             100.0 * m.rate()
@@ -545,11 +593,11 @@ pub fn targets(r: &VeryLargeResult) -> Vec<crate::report::Target> {
             ),
             target: format!("< {MEMORY_TARGET_RATIO}x the sources' answer ({answer_mib:.1} MiB)"),
             measured: format!(
-                "{:.1} MiB over the resident memory before the first view ({:.2}x)",
-                f.peak_over_start_mib,
-                f.peak_over_start_mib / answer_mib.max(f64::MIN_POSITIVE)
+                "{:.1} MiB over the resident memory before it, the first view on a fresh gateway ({:.2}x)",
+                f.first_view_mib,
+                f.first_view_mib / answer_mib.max(f64::MIN_POSITIVE)
             ),
-            met: f.peak_over_start_mib < MEMORY_TARGET_RATIO * answer_mib,
+            met: f.first_view_mib < MEMORY_TARGET_RATIO * answer_mib,
         });
     }
     t

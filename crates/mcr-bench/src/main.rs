@@ -75,8 +75,9 @@ struct Args {
     /// it that way (the other three sources stay FHIR R4).
     #[arg(long)]
     gp_connect: bool,
-    /// The very large record's size, times a typical record (75: about 15,000 resources).
-    #[arg(long, default_value_t = 75)]
+    /// The very large record's size, times a typical record (62: about 15,000 resources in
+    /// the default region).
+    #[arg(long, default_value_t = 62)]
     very_large_scale: usize,
     /// Views of the very large record measured, of each kind (Bundle and page).
     #[arg(long, default_value_t = 10)]
@@ -165,7 +166,7 @@ async fn run(a: Args) -> anyhow::Result<()> {
         .chain(std::env::args().skip(1))
         .collect::<Vec<_>>()
         .join(" ");
-    let very_large = (!a.no_very_large).then(|| mcr_bench::big::VeryLargeOptions {
+    let very_large = (!a.no_very_large).then_some(mcr_bench::big::VeryLargeOptions {
         scale: a.very_large_scale,
         views: a.very_large_views,
     });

@@ -324,11 +324,11 @@ pub(crate) fn copied_from_gp(
     (0..gp_items.len())
         .filter(|k| gp_items[*k].pointer("/meta/security").is_none())
         .filter(|&k| match resource_type {
-            "Observation" => k % 3 == 0,
+            "Observation" => k.is_multiple_of(3),
             // The GP lists the long-term problems first, then the minor ones.
             "Condition" => k < prof.conds.len(),
             // The GP lists the current medicines first, then the courses.
-            "MedicationStatement" => k < prof.meds.len() || (k - prof.meds.len()) % 2 == 0,
+            "MedicationStatement" => k < prof.meds.len() || (k - prof.meds.len()).is_multiple_of(2),
             _ => false,
         })
         .collect()
