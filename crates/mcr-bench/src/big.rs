@@ -50,6 +50,9 @@ pub struct VeryLargeResult {
     /// Items in the view (each source's copy of an item counted), by source.
     pub shown_by_source: BTreeMap<String, usize>,
     pub merge: Vec<MergeRate>,
+    /// The last `$everything` Bundle, as received (written beside the report).
+    #[serde(skip)]
+    pub bundle_body: bytes::Bytes,
 }
 
 /// One kind of view, measured `views` times.
@@ -254,6 +257,7 @@ pub async fn run(
         page,
         shown_by_source,
         merge,
+        bundle_body: last_bundle,
     })
 }
 
@@ -364,6 +368,32 @@ fn score(
             item_of.insert(url.to_owned(), n);
         }
     }
+    // The GP's items of the copied types, but for id and meta, to tell an entry it holds twice.
+    let mut gp_items: HashMap<String, serde_json::Value> = HashMap::new();
+    if let (Some(gp), Some(sp)) = (
+        region.source("gp"),
+        region.source("gp").and_then(|g| {
+            g.patients()
+                .iter()
+                .find(|p| p.nhs_number.as_ref() == Some(nhs))
+        }),
+    ) {
+        for rt in [
+            "Observation",
+            "Condition",
+            "MedicationStatement",
+            "AllergyIntolerance",
+        ] {
+            for mut r in gp.resources(&sp.local_id, rt) {
+                let id = r["id"].as_str().unwrap_or_default().to_owned();
+                if let Some(o) = r.as_object_mut() {
+                    o.remove("id");
+                    o.remove("meta");
+                }
+                gp_items.insert(id, r);
+            }
+        }
+    }
     let mut rates: BTreeMap<&str, MergeRate> = BTreeMap::new();
     for c in region.copies(nhs) {
         let (Some(gp), Some(other)) = (bases.get("gp"), bases.get(c.source)) else {
@@ -384,7 +414,7 @@ fn score(
         rate.copies += 1;
         match (a, b) {
             (Some(a), Some(b)) if a == b => rate.shown_once += 1,
-            (Some(a), Some(b)) if same_entry(entries, *a, *b) => {
+            (Some(_), Some(b)) if beside_identical(entries, *b, &c.gp_id, gp, &gp_items) => {
                 rate.with_an_identical_entry += 1;
             }
             (Some(_), Some(_)) => {
@@ -399,21 +429,26 @@ fn score(
     Ok((shown_by_source, rates.into_values().collect()))
 }
 
-/// Whether the items whose Provenances are at `a` and `b` are the same entry twice at one
-/// source: each item's resource (the entry before its Provenance) alike but for id and meta,
-/// and `b` shown with more than one source.
-fn same_entry(entries: &[serde_json::Value], a: usize, b: usize) -> bool {
-    let resource = |n: usize| {
-        let mut r = entries.get(n.checked_sub(1)?)?["resource"].clone();
-        let o = r.as_object_mut()?;
-        o.remove("id");
-        o.remove("meta");
-        Some(r)
+/// Whether the item whose Provenance is at `at` also holds a GP entry (another than
+/// `gp_id`) that is the same as `gp_id` but for its id and meta: the GP holds it twice.
+fn beside_identical(
+    entries: &[serde_json::Value],
+    at: usize,
+    gp_id: &str,
+    gp_base: &str,
+    gp_items: &HashMap<String, serde_json::Value>,
+) -> bool {
+    let Some(this) = gp_items.get(gp_id) else {
+        return false;
     };
-    let merged = entries[b]["resource"]["entity"]
+    entries[at]["resource"]["entity"]
         .as_array()
-        .is_some_and(|e| e.len() > 1);
-    merged && resource(a).is_some() && resource(a) == resource(b)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["what"]["reference"].as_str())
+        .filter(|u| u.starts_with(gp_base))
+        .filter_map(|u| u.rsplit('/').next())
+        .any(|other| other != gp_id && gp_items.get(other) == Some(this))
 }
 
 struct Browser {

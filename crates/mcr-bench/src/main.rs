@@ -190,6 +190,7 @@ async fn run(a: Args) -> anyhow::Result<()> {
         std::fs::create_dir_all(&a.out)?;
         let md = format!("`{command}`\n\n{}", mcr_bench::big::markdown(&result));
         std::fs::write(a.out.join("very-large.md"), &md)?;
+        std::fs::write(a.out.join("very-large-bundle.json"), &result.bundle_body)?;
         std::fs::write(
             a.out.join("very-large.json"),
             serde_json::to_string_pretty(&result)?,
