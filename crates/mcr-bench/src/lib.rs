@@ -12,6 +12,7 @@
 //!
 //! This crate is a tool, not part of the product: nothing in the gateway depends on it.
 
+pub mod big;
 pub mod floor;
 pub mod index;
 pub mod linkage;
@@ -62,6 +63,8 @@ pub struct BenchOptions {
     pub index_lookups: usize,
     /// This binary, to start the floor stand-in from (`--floor-proxy`); `None` skips the floor.
     pub floor_exe: Option<std::path::PathBuf>,
+    /// View one very large record alone, on a system of its own (`big`); `None` skips it.
+    pub very_large: Option<big::VeryLargeOptions>,
 }
 
 /// Run everything, in an order that keeps the measurements apart: record views first, then
@@ -271,6 +274,11 @@ pub async fn run(o: &BenchOptions) -> anyhow::Result<Report> {
         );
     }
     drop(system);
+    // On a system of its own, started afresh: its memory is this record's alone.
+    let very_large = match &o.very_large {
+        Some(v) => Some(big::run(sys, v, &client).await?),
+        None => None,
+    };
 
     let mut index = Vec::new();
     if o.index_patients > 0 {
@@ -315,13 +323,14 @@ pub async fn run(o: &BenchOptions) -> anyhow::Result<Report> {
         "sources_asked": if sys.batch { "one FHIR batch per source per view" } else { "one request per search and read" },
         "gp_source": if sys.gp_connect { "GP Connect Access Record: Structured (one $gpc.getstructuredrecord per view)" } else { "FHIR R4 like the others" },
     });
-    let targets = targets(
+    let mut targets = targets(
         &scenarios,
         &index,
         sys.deadline_ms,
         &base_name,
         floor.as_ref(),
     );
+    targets.extend(very_large.iter().flat_map(big::targets));
     Ok(Report {
         command: o.command.clone(),
         machine: machine::Machine::describe(),
@@ -332,6 +341,7 @@ pub async fn run(o: &BenchOptions) -> anyhow::Result<Report> {
         floor,
         startup_peak_rss_mib,
         scenarios,
+        very_large,
         index,
         targets,
         total_seconds: stats::round3(started.elapsed().as_secs_f64()),

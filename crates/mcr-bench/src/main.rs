@@ -75,6 +75,19 @@ struct Args {
     /// it that way (the other three sources stay FHIR R4).
     #[arg(long)]
     gp_connect: bool,
+    /// The very large record's size, times a typical record (62: about 15,000 resources in
+    /// the default region).
+    #[arg(long, default_value_t = 62)]
+    very_large_scale: usize,
+    /// Views of the very large record measured, of each kind (Bundle and page).
+    #[arg(long, default_value_t = 10)]
+    very_large_views: usize,
+    /// Skip the very large record.
+    #[arg(long)]
+    no_very_large: bool,
+    /// Run only the very large record (a minute or two) and print its section of the report.
+    #[arg(long)]
+    very_large_only: bool,
     /// Run as the floor stand-in with this config (the benchmark starts it itself).
     #[arg(long, hide = true)]
     floor_proxy: Option<PathBuf>,
@@ -153,19 +166,52 @@ async fn run(a: Args) -> anyhow::Result<()> {
         .chain(std::env::args().skip(1))
         .collect::<Vec<_>>()
         .join(" ");
+    let very_large = (!a.no_very_large).then_some(mcr_bench::big::VeryLargeOptions {
+        scale: a.very_large_scale,
+        views: a.very_large_views,
+    });
+    let system = SystemOptions {
+        mcr,
+        seed: a.seed,
+        patients: a.patients,
+        today,
+        latency_ms: latency,
+        deadline_ms: a.deadline_ms,
+        store: a.store.clone(),
+        batch: !a.no_batch,
+        gp_connect: a.gp_connect,
+    };
+    if a.very_large_only {
+        let options = very_large.context("--very-large-only with --no-very-large")?;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()?;
+        let result = mcr_bench::big::run(&system, &options, &client).await?;
+        std::fs::create_dir_all(&a.out)?;
+        let md = format!("`{command}`\n\n{}", mcr_bench::big::markdown(&result));
+        std::fs::write(a.out.join("very-large.md"), &md)?;
+        std::fs::write(a.out.join("very-large-bundle.json"), &result.bundle_body)?;
+        std::fs::write(
+            a.out.join("very-large.json"),
+            serde_json::to_string_pretty(&result)?,
+        )?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{md}")?;
+        for t in mcr_bench::big::targets(&result) {
+            writeln!(
+                out,
+                "- {}: target {}; measured {}; {}",
+                t.what,
+                t.target,
+                t.measured,
+                if t.met { "met" } else { "NOT met" }
+            )?;
+        }
+        return Ok(());
+    }
     let o = BenchOptions {
         command,
-        system: SystemOptions {
-            mcr,
-            seed: a.seed,
-            patients: a.patients,
-            today,
-            latency_ms: latency,
-            deadline_ms: a.deadline_ms,
-            store: a.store.clone(),
-            batch: !a.no_batch,
-            gp_connect: a.gp_connect,
-        },
+        system,
         clinicians: a.clinicians.clone(),
         stress_clinicians: a.stress_clinicians,
         think_ms: (
@@ -185,6 +231,7 @@ async fn run(a: Args) -> anyhow::Result<()> {
         } else {
             Some(std::env::current_exe().context("this binary's path")?)
         },
+        very_large,
     };
     let report = mcr_bench::run(&o).await?;
     report.write(&a.out)?;

@@ -11,7 +11,7 @@ use tokio::process::{Child, Command};
 
 pub const AUDIENCE: &str = "mcr-gateway";
 pub const CLIENT: &str = "mcr-gateway";
-const USER: &str = "bench.clinician";
+pub const USER: &str = "bench.clinician";
 pub const SOURCES: [&str; 4] = ["gp", "acute", "community", "socialcare"];
 
 /// What the system under test is made of.
@@ -36,6 +36,21 @@ pub struct SystemOptions {
     pub gp_connect: bool,
 }
 
+/// What a run of one very large record changes in the system under test (the defaults are
+/// every other scenario's).
+#[derive(Debug, Clone, Default)]
+pub struct Tuning {
+    /// Very large records the sources hold besides: (patients, scale), `mcr_synth::VeryLarge`.
+    pub very_large: Option<(usize, usize)>,
+    /// The gateway serves HTTPS with a certificate from a regional CA made for the run (the
+    /// `mcr pki` commands), which the harness's clients trust.
+    pub tls: bool,
+    /// `[federation] deadline_ms`, `max_source_mib` and `page_size`, when not the run's own.
+    pub deadline_ms: Option<u64>,
+    pub max_source_mib: Option<u64>,
+    pub page_size: Option<u32>,
+}
+
 /// The bench's ASIDs when the GP system answers GP Connect.
 const GATEWAY_ASID: &str = "200000000115";
 const GP_ASID: &str = "200000000116";
@@ -53,6 +68,10 @@ pub struct System {
     /// The gateway's HL7 v2 ADT listener (plain TCP on loopback): the acute trust admits the
     /// patients its clinicians view, so they have a care relationship.
     pub adt_addr: String,
+    /// A client for the gateway: the caller's, or one that trusts the run's CA under TLS.
+    pub gateway_client: reqwest::Client,
+    /// The identity provider the gateway trusts (in this process), for signing in to pages.
+    pub idp_url: String,
     _gateway: Child,
     _sources: Child,
     _idp: tokio::task::JoinHandle<()>,
@@ -109,11 +128,25 @@ impl System {
     /// Write the configs, start both processes, wait until the gateway has synced its index
     /// and answers, and mint the clinicians' token.
     pub async fn start(o: &SystemOptions, client: &reqwest::Client) -> anyhow::Result<Self> {
+        Self::start_with(o, &Tuning::default(), client).await
+    }
+
+    /// [`System::start`], with what `tuning` changes.
+    pub async fn start_with(
+        o: &SystemOptions,
+        tuning: &Tuning,
+        client: &reqwest::Client,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let mut sources_toml = format!(
             "seed = {}\npatients = {}\ntoday = \"{}\"\n",
             o.seed, o.patients, o.today
         );
+        if let Some((patients, scale)) = tuning.very_large {
+            sources_toml.push_str(&format!(
+                "very_large = {{ patients = {patients}, scale = {scale} }}\n"
+            ));
+        }
         let mut source_urls = Vec::new();
         for id in SOURCES {
             let port = free_port()?;
@@ -136,6 +169,7 @@ impl System {
             today: o.today,
         });
         let port = free_port()?;
+        let scheme = if tuning.tls { "https" } else { "http" };
         let acute_org = region
             .source("acute")
             .context("the acute source")?
@@ -154,7 +188,7 @@ impl System {
                 clients: vec![ClientRegistration {
                     client_id: CLIENT.into(),
                     client_secret: secret.clone().into(),
-                    redirect_uris: vec![format!("http://127.0.0.1:{port}/signin/callback")],
+                    redirect_uris: vec![format!("{scheme}://127.0.0.1:{port}/signin/callback")],
                 }],
                 users: vec![IdpUser {
                     id: USER.into(),
@@ -177,14 +211,51 @@ impl System {
         if let Some(store) = &o.store {
             gw.push_str(&format!("store = \"{store}\"\n"));
         }
-        // Plain HTTP: everything is on loopback, and TLS would be measured as gateway overhead.
-        gw.push_str("\n[tls]\ndisabled = true\n");
+        let mut gateway_client = client.clone();
+        if tuning.tls {
+            // HTTPS with a certificate from a regional CA made for this run.
+            let pki = dir.path().join("pki");
+            let pki_arg = pki.display().to_string();
+            for args in [
+                vec!["pki", "init", "--dir", pki_arg.as_str()],
+                vec![
+                    "pki",
+                    "issue",
+                    acute_org.as_str(),
+                    "--dir",
+                    pki_arg.as_str(),
+                ],
+            ] {
+                let status = std::process::Command::new(&o.mcr)
+                    .args(&args)
+                    .stdout(Stdio::null())
+                    .status()
+                    .with_context(|| format!("mcr {}", args.join(" ")))?;
+                anyhow::ensure!(status.success(), "mcr {} failed", args.join(" "));
+            }
+            gw.push_str(&format!(
+                "\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+                pki.join(format!("{acute_org}.pem")).display(),
+                pki.join(format!("{acute_org}.key.pem")).display()
+            ));
+            let ca = reqwest::Certificate::from_pem(&std::fs::read(pki.join("ca.pem"))?)?;
+            gateway_client = reqwest::Client::builder()
+                .add_root_certificate(ca)
+                .pool_max_idle_per_host(64)
+                .timeout(Duration::from_secs(120))
+                .build()?;
+        } else {
+            // Plain HTTP: everything is on loopback, and TLS would be measured as gateway overhead.
+            gw.push_str("\n[tls]\ndisabled = true\n");
+        }
         // One clinician views every patient, over and over: the watch runs on each view (its
         // cost is part of what is measured) but its hard limit must not refuse the load.
         gw.push_str("\n[watch]\nrefuse_patients = 1000000\n");
         gw.push_str(&format!(
-            "\n[federation]\ndeadline_ms = {}\nmax_source_mib = 8\n\n[auth]\nissuer = \"{issuer}\"\nclient_id = \"{CLIENT}\"\nclient_secret = \"{secret}\"\napi_audience = \"{AUDIENCE}\"\nalgorithms = [\"EdDSA\"]\n\n[policy]\nconsent_model = \"ask-once-record\"\npermission_episode_hours = 24\n",
-            o.deadline_ms
+            "\n[federation]\ndeadline_ms = {}\nmax_source_mib = {}\npage_size = {}\n\n[auth]\nissuer = \"{issuer}\"\nclient_id = \"{CLIENT}\"\nclient_secret = \"{secret}\"\napi_audience = \"{AUDIENCE}\"\nalgorithms = [\"EdDSA\"]\n\n[policy]\nconsent_model = \"ask-once-record\"\npermission_episode_hours = 24\n",
+            tuning.deadline_ms.unwrap_or(o.deadline_ms),
+            tuning.max_source_mib.unwrap_or(8),
+            tuning.page_size.unwrap_or(200),
         ));
         let adt_port = free_port()?;
         gw.push_str(&format!(
@@ -239,9 +310,9 @@ impl System {
             &["serve", "--config", &gateway_arg],
             &dir.path().join("gateway.log"),
         )?;
-        let gateway_url = format!("http://127.0.0.1:{port}");
+        let gateway_url = format!("{scheme}://127.0.0.1:{port}");
         if let Err(e) = wait_ok(
-            client,
+            &gateway_client,
             &format!("{gateway_url}/healthz"),
             &mut gateway,
             Duration::from_secs(300),
@@ -262,6 +333,8 @@ impl System {
             token,
             org,
             adt_addr: format!("127.0.0.1:{adt_port}"),
+            gateway_client,
+            idp_url: issuer,
             _gateway: gateway,
             _sources: sources,
             _idp: idp_task,

@@ -27,6 +27,8 @@ pub struct Report {
     /// The gateway's peak resident memory at start-up (index sync), before any view, MiB.
     pub startup_peak_rss_mib: f64,
     pub scenarios: Vec<ScenarioResult>,
+    /// One very large record viewed alone (`crate::big`), when run.
+    pub very_large: Option<crate::big::VeryLargeResult>,
     pub index: Vec<IndexResult>,
     /// The targets of issue 7 and whether this run met them.
     pub targets: Vec<Target>,
@@ -199,6 +201,9 @@ impl Report {
                     i.broad_search.p99_ms,
                 );
             }
+        }
+        if let Some(v) = &self.very_large {
+            let _ = writeln!(s, "\n{}", crate::big::markdown(v));
         }
         if !self.targets.is_empty() {
             let _ = writeln!(

@@ -12,38 +12,51 @@ use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 
 /// Items that are the same across sources share a key: same kind of item, same code, and the
-/// same period (what "same period" means depends on the kind of item).
-fn merge_key(
+/// same period (what "same period" means depends on the kind of item). Two items with one key
+/// from two sources are shown once, with both sources; two from one source stay two.
+fn merge_key<J: mcr_fhir::Json>(
     section: Section,
+    r: &J,
     summary: &mcr_fhir::Summary,
     code: Option<&(String, String)>,
 ) -> Option<String> {
     let (system, code) = code?;
-    let day = |d: &Option<String>| {
-        d.as_deref()
-            .map(|d| d.chars().take(10).collect::<String>())
+    let day = |d: Option<&str>| {
+        d.map(|d| d.chars().take(10).collect::<String>())
             .unwrap_or_default()
     };
+    let date = summary.date.as_deref();
     Some(match section {
-        // The same drug, current or not, from GP and hospital is one line.
+        // The same drug, current, from GP and hospital is one line. A course that has ended
+        // is the same only over the same period: two courses of one antibiotic years apart
+        // are two courses.
         Section::Medications => {
             let current = matches!(
                 summary.status.as_deref(),
                 Some("active" | "intended" | "on-hold")
             );
-            format!("med|{system}|{code}|{current}")
+            if current {
+                format!("med|{system}|{code}|current")
+            } else {
+                let end = mcr_fhir::str_at(r, &["effectivePeriod", "end"])
+                    .or_else(|| mcr_fhir::str_at(r, &["dispenseRequest", "validityPeriod", "end"]));
+                format!("med|{system}|{code}|{}|{}", day(date), day(end))
+            }
         }
         Section::Allergies => format!("allergy|{system}|{code}"),
-        Section::Problems => format!("problem|{system}|{code}|{}", day(&summary.date)),
+        Section::Problems => format!("problem|{system}|{code}|{}", day(date)),
         Section::Alerts => format!("alert|{system}|{code}"),
         // The same decision (a DNACPR, a power of attorney) held by two sources is one line.
         Section::LegalEndOfLife => format!("legal|{system}|{code}"),
-        Section::Immunisations => format!("imm|{system}|{code}|{}", day(&summary.date)),
-        Section::Procedures => format!("proc|{system}|{code}|{}", day(&summary.date)),
-        // A measurement is the same if taken at the same instant.
+        Section::Immunisations => format!("imm|{system}|{code}|{}", day(date)),
+        Section::Procedures => format!("proc|{system}|{code}|{}", day(date)),
+        // A measurement is the same if taken at the same instant, however each source writes
+        // it (`Z` or `+00:00`, with or without fractions of a second); an observation and a
+        // report are never one item.
         Section::Results => format!(
-            "result|{system}|{code}|{}",
-            summary.date.as_deref().unwrap_or("")
+            "result|{}|{system}|{code}|{}",
+            mcr_fhir::resource_type(r).unwrap_or_default(),
+            date.map(instant).unwrap_or_default()
         ),
         // Encounters, appointments, referrals, documents and care items are each their own.
         Section::Encounters
@@ -53,6 +66,17 @@ fn merge_key(
         | Section::CareTeam
         | Section::CareAndSupport => return None,
     })
+}
+
+/// A FHIR `dateTime` as the instant it names, in UTC, to compare; a date or a partial date
+/// as written.
+fn instant(d: &str) -> String {
+    match chrono::DateTime::parse_from_rfc3339(d) {
+        Ok(t) => t
+            .to_utc()
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        Err(_) => d.to_owned(),
+    }
 }
 
 /// Where one source's items come from, for [`digest`].
@@ -153,7 +177,7 @@ pub fn digest(
         return Digested::Ignored;
     }
     let code = mcr_fhir::first_coding(r, code_field(r)).map(|c| (c.system, c.code));
-    let key = merge_key(section, &summary, code.as_ref());
+    let key = merge_key(section, r, &summary, code.as_ref());
     let source = ItemSource {
         source: from.source.clone(),
         org_code: from.org_code.clone(),
@@ -222,7 +246,8 @@ impl SourceFetch {
 pub fn merge(filter: &ResourceFilter<'_>, fetches: Vec<SourceFetch>) -> MergedRecord {
     let classes = filter.grant().data_classes();
     let mut items: Vec<RecordItem> = Vec::new();
-    let mut by_key: HashMap<String, usize> = HashMap::new();
+    // Items by merge key; several for a key when one source holds the same thing twice.
+    let mut by_key: HashMap<String, Vec<usize>> = HashMap::new();
     let mut outcomes = Vec::with_capacity(fetches.len());
     let mut patient: Option<Value> = None;
     let mut patient_url: Option<String> = None;
@@ -271,12 +296,19 @@ pub fn merge(filter: &ResourceFilter<'_>, fetches: Vec<SourceFetch>) -> MergedRe
                 }
                 Digested::Item(b) => *b,
             };
+            // The first item with this key that this source is not already on: the same
+            // source twice is two entries at that source, not a second opinion, and its
+            // second copy pairs with another source's second.
             let existing = key
                 .as_ref()
                 .and_then(|k| by_key.get(k))
-                .map(|i| &mut items[*i])
-                // The same source twice is two entries at that source, not a second opinion.
-                .filter(|e| !e.sources.iter().any(|s| s.source == f.source));
+                .and_then(|found| {
+                    found
+                        .iter()
+                        .copied()
+                        .find(|i| !items[*i].sources.iter().any(|s| s.source == f.source))
+                })
+                .map(|i| &mut items[i]);
             if let Some(existing) = existing {
                 if existing.detail != item.detail {
                     let note = format!(
@@ -295,7 +327,7 @@ pub fn merge(filter: &ResourceFilter<'_>, fetches: Vec<SourceFetch>) -> MergedRe
                 continue;
             }
             if let Some(k) = key {
-                by_key.entry(k).or_insert(items.len());
+                by_key.entry(k).or_default().push(items.len());
             }
             items.push(item);
         }
@@ -816,6 +848,126 @@ mod tests {
             "http://acute.example/MedicationStatement/x9"
         );
         assert_eq!(meds[0].discrepancy, None);
+    }
+
+    fn course(id: &str, start: &str, end: &str) -> Value {
+        let mut m = med(id, "222", "three times a day for seven days");
+        m["status"] = json!("completed");
+        m["effectivePeriod"] = json!({"start": start, "end": end});
+        m
+    }
+
+    fn observation(id: &str, rt: &str, when: &str, value: f64) -> Value {
+        json!({"resourceType": rt, "id": id, "status": "final", "subject": {"reference": "Patient/p"},
+            "code": {"coding": [{"system": "http://loinc.org", "code": "718-7", "display": "Haemoglobin"}]},
+            "effectiveDateTime": when,
+            "valueQuantity": {"value": value, "unit": "g/L"}})
+    }
+
+    #[test]
+    fn a_course_of_a_drug_is_the_same_only_over_the_same_period() {
+        let r = run(
+            &DataClass::ALL,
+            &[
+                fetch(
+                    "gp",
+                    "GPA",
+                    vec![
+                        course("c1", "2020-01-01", "2020-01-08"),
+                        course("c2", "2023-05-01", "2023-05-08"),
+                    ],
+                ),
+                fetch(
+                    "acute",
+                    "RWH",
+                    vec![
+                        course("x1", "2023-05-01", "2023-05-08"),
+                        course("x2", "2024-02-01", "2024-02-08"),
+                    ],
+                ),
+            ],
+        );
+        let meds = r.items(Section::Medications);
+        let sources: Vec<Vec<&str>> = meds
+            .iter()
+            .map(|m| m.sources.iter().map(|s| s.full_url.as_str()).collect())
+            .collect();
+        assert_eq!(meds.len(), 3, "{sources:?}");
+        assert!(
+            sources.contains(&vec![
+                "http://gp.example/MedicationStatement/c2",
+                "http://acute.example/MedicationStatement/x1"
+            ]),
+            "the 2023 course is one: {sources:?}"
+        );
+    }
+
+    #[test]
+    fn a_second_copy_pairs_with_the_other_sources_second_copy() {
+        // Two measurements of one code at one instant at each source (two analysers, say):
+        // each source's pair stays two items, and each item has both sources.
+        let at = "2024-03-01T09:30:00Z";
+        let r = run(
+            &DataClass::ALL,
+            &[
+                fetch(
+                    "gp",
+                    "GPA",
+                    vec![
+                        observation("o1", "Observation", at, 131.0),
+                        observation("o2", "Observation", at, 131.0),
+                    ],
+                ),
+                fetch(
+                    "acute",
+                    "RWH",
+                    vec![
+                        observation("a1", "Observation", at, 131.0),
+                        observation("a2", "Observation", at, 131.0),
+                    ],
+                ),
+            ],
+        );
+        let results = r.items(Section::Results);
+        assert_eq!(results.len(), 2);
+        assert!(results.iter().all(|i| i.sources.len() == 2), "{results:?}");
+    }
+
+    #[test]
+    fn a_measurement_is_the_same_at_the_same_instant_however_it_is_written() {
+        let r = run(
+            &DataClass::ALL,
+            &[
+                fetch(
+                    "gp",
+                    "GPA",
+                    vec![
+                        observation("o1", "Observation", "2024-03-01T09:30:00Z", 131.0),
+                        observation("o2", "Observation", "2024-03-02T09:30:00Z", 128.0),
+                        observation("d1", "DiagnosticReport", "2024-03-03T09:30:00Z", 1.0),
+                    ],
+                ),
+                fetch(
+                    "acute",
+                    "RWH",
+                    vec![
+                        observation("a1", "Observation", "2024-03-01T10:30:00.000+01:00", 131.0),
+                        // Another instant is another measurement.
+                        observation("a2", "Observation", "2024-03-02T09:31:00Z", 128.0),
+                        // An observation is never one item with a report.
+                        observation("a3", "Observation", "2024-03-03T09:30:00Z", 1.0),
+                    ],
+                ),
+            ],
+        );
+        let results = r.items(Section::Results);
+        let merged: Vec<_> = results.iter().filter(|i| i.sources.len() == 2).collect();
+        assert_eq!(results.len(), 5, "{results:?}");
+        assert_eq!(merged.len(), 1);
+        assert_eq!(
+            merged[0].sources[1].full_url,
+            "http://acute.example/Observation/a1"
+        );
     }
 
     #[test]

@@ -223,10 +223,23 @@ pub(crate) fn generate(
                 str_tag(resource_type),
             ],
         ),
-        scale: if t.large { 15 } else { 1 },
+        scale: if t.very_large {
+            core.very_large_scale
+        } else if t.large {
+            15
+        } else {
+            1
+        },
         out: Vec::new(),
         abbrev,
     };
+    if kind == SourceKind::Acute && t.very_large && COPIED_TYPES.contains(&resource_type) {
+        // The hospital's copies of the GP's items come first, in the GP's order.
+        let gp_items = gp_resources(core, sp.person, resource_type);
+        for k in copied_from_gp(core, sp.person, resource_type, &gp_items) {
+            g.copy_of_gp(&gp_items[k]);
+        }
+    }
     match (kind, resource_type) {
         (SourceKind::Gp, "Condition") => g.gp_conditions(),
         (SourceKind::Gp, "MedicationStatement") => g.gp_medications(),
@@ -260,6 +273,65 @@ pub(crate) fn generate(
         _ => {}
     }
     g.out
+}
+
+/// The types of which a very large record's acute trust holds copies of GP items.
+pub(crate) const COPIED_TYPES: [&str; 3] = ["Observation", "Condition", "MedicationStatement"];
+
+/// The person's GP resources of one type, as the GP system generates them.
+fn gp_resources(core: &Core, person: usize, resource_type: &str) -> Vec<Value> {
+    let sp = SourcePatient {
+        local_id: crate::local_id(SourceKind::Gp, core.seed, person),
+        resource: Value::Null,
+        last_updated: String::new(),
+        person,
+        nhs_number: None,
+    };
+    generate(
+        core,
+        SourceKind::Gp,
+        &SourceKind::Gp.organisation(),
+        &sp,
+        resource_type,
+    )
+}
+
+/// How many long-term problems the person has (the GP lists them first).
+pub(crate) fn chronic_problems(core: &Core, person: usize) -> usize {
+    match (core.people.get(person), core.traits.get(person)) {
+        (Some(p), Some(t)) => profile(core, p, t).conds.len(),
+        _ => 0,
+    }
+}
+
+/// Which of the person's GP items (positions in `gp_items`, the GP's list of one type) the
+/// acute trust holds a copy of: for a very large record, a third of the results, the
+/// long-term problems, the current medicines and half the courses; none otherwise. Never a
+/// restricted item.
+pub(crate) fn copied_from_gp(
+    core: &Core,
+    person: usize,
+    resource_type: &str,
+    gp_items: &[Value],
+) -> Vec<usize> {
+    let (Some(p), Some(t)) = (core.people.get(person), core.traits.get(person)) else {
+        return Vec::new();
+    };
+    if !t.very_large {
+        return Vec::new();
+    }
+    let prof = profile(core, p, t);
+    (0..gp_items.len())
+        .filter(|k| gp_items[*k].pointer("/meta/security").is_none())
+        .filter(|&k| match resource_type {
+            "Observation" => k.is_multiple_of(3),
+            // The GP lists the long-term problems first, then the minor ones.
+            "Condition" => k < prof.conds.len(),
+            // The GP lists the current medicines first, then the courses.
+            "MedicationStatement" => k < prof.meds.len() || (k - prof.meds.len()).is_multiple_of(2),
+            _ => false,
+        })
+        .collect()
 }
 
 fn cc(system: &str, code: &Code) -> Value {
@@ -411,6 +483,28 @@ impl Gen<'_> {
             "informationSource": self.provider.clone(),
             "dosage": [{ "text": dose }],
         });
+        self.out.push(r);
+    }
+
+    /// The acute trust's copy of a GP item: the same code, times, value and dose, under its
+    /// own id, about its own patient, recorded by the trust.
+    fn copy_of_gp(&mut self, gp: &Value) {
+        let mut r = gp.clone();
+        r["id"] = json!(self.next_id());
+        for field in ["subject", "patient"] {
+            if r.get(field).is_some() {
+                r[field] = self.subject();
+            }
+        }
+        if r.get("performer").is_some() {
+            r["performer"] = json!([self.provider.clone()]);
+        }
+        if r.get("informationSource").is_some() {
+            r["informationSource"] = self.provider.clone();
+        }
+        if r.get("asserter").is_some() {
+            r["asserter"] = self.clinician();
+        }
         self.out.push(r);
     }
 

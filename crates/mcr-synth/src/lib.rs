@@ -102,6 +102,72 @@ impl Region {
     pub fn person(&self, nhs_number: &NhsNumber) -> Option<&Person> {
         self.people.iter().find(|p| &p.nhs_number == nhs_number)
     }
+
+    /// The items the GP system and another source both hold for this patient, each as the
+    /// GP's id and the other's: the acute trust's copies in a [`VeryLarge`] record
+    /// (Observation, Condition, MedicationStatement); the allergy every acute record shares
+    /// with the GP record (the same code); the problem and medicine a `duplicated_items`
+    /// patient's acute record shares; the long-term problems (at most two) the community
+    /// trust records with the GP's onset. Empty when the GP does not hold the patient.
+    pub fn copies(&self, nhs_number: &NhsNumber) -> Vec<Copy> {
+        let held = |id: &str| {
+            let slice = self.source(id)?;
+            let sp = slice
+                .patients()
+                .iter()
+                .find(|p| p.nhs_number.as_ref() == Some(nhs_number))?;
+            Some((slice, sp))
+        };
+        let Some((gp, gp_sp)) = held("gp") else {
+            return Vec::new();
+        };
+        let core = &gp.core;
+        let id = |r: &Value| r["id"].as_str().unwrap_or_default().to_owned();
+        let mut out = Vec::new();
+        let mut pair = |rt: &'static str, g: &Value, source: &'static str, c: &Value| {
+            out.push(Copy {
+                resource_type: rt,
+                gp_id: id(g),
+                source,
+                id: id(c),
+            });
+        };
+        let traits = core.traits.get(gp_sp.person).copied().unwrap_or_default();
+        if let Some((acute, sp)) = held("acute") {
+            for rt in clinical::COPIED_TYPES {
+                let gp_items = gp.resources(&gp_sp.local_id, rt);
+                let acute_items = acute.resources(&sp.local_id, rt);
+                let mut copied = clinical::copied_from_gp(core, sp.person, rt, &gp_items);
+                if traits.duplicated && rt != "Observation" && !gp_items.is_empty() {
+                    // The first long-term problem and the first medicine, recorded again.
+                    copied = vec![0];
+                }
+                // The acute trust's copies come first in its list, in the GP's order.
+                for (g, a) in copied.iter().zip(&acute_items) {
+                    pair(rt, &gp_items[*g], "acute", a);
+                }
+            }
+            let gp_allergies = gp.resources(&gp_sp.local_id, "AllergyIntolerance");
+            for a in acute.resources(&sp.local_id, "AllergyIntolerance") {
+                let code = a.pointer("/code/coding/0/code");
+                if let Some(g) = gp_allergies
+                    .iter()
+                    .find(|g| g.pointer("/code/coding/0/code") == code)
+                {
+                    pair("AllergyIntolerance", g, "acute", &a);
+                }
+            }
+        }
+        if let Some((community, sp)) = held("community") {
+            let gp_items = gp.resources(&gp_sp.local_id, "Condition");
+            let community_items = community.resources(&sp.local_id, "Condition");
+            let chronic = clinical::chronic_problems(core, sp.person);
+            for (g, c) in gp_items.iter().zip(&community_items).take(chronic.min(2)) {
+                pair("Condition", g, "community", c);
+            }
+        }
+        out
+    }
 }
 
 /// Patients chosen to exercise particular cases. The lists are disjoint except where noted.
@@ -130,6 +196,9 @@ pub struct Samples {
     pub sensitive: Vec<NhsNumber>,
     /// About 3,000 resources across their sources.
     pub large: Vec<NhsNumber>,
+    /// Very large records ([`VeryLarge`]), whose acute record holds copies of part of their GP
+    /// record ([`Region::copies`]); empty unless [`generate_with`] asked for them.
+    pub very_large: Vec<NhsNumber>,
     /// Free text with script tags, bidi overrides, zero-width characters, a 5,000-char string.
     pub hostile: Vec<NhsNumber>,
     /// Currently admitted: an in-progress inpatient Encounter at the acute trust.
@@ -283,6 +352,8 @@ pub(crate) struct Traits {
     pub socialcare: bool,
     pub sensitive: bool,
     pub large: bool,
+    /// A [`VeryLarge`] record: `large`, scaled further, and copies of GP items at the acute.
+    pub very_large: bool,
     pub hostile: bool,
     pub duplicated: bool,
     pub dose_differs: bool,
@@ -302,6 +373,8 @@ pub(crate) struct Core {
     pub people: Vec<Person>,
     pub traits: Vec<Traits>,
     pub practices: Vec<Organisation>,
+    /// How many times a typical record a [`VeryLarge`] record is.
+    pub very_large_scale: usize,
 }
 
 /// One source system's share of the region.
@@ -615,6 +688,35 @@ pub fn demographics(seed: u64, n: usize, today: NaiveDate) -> Vec<Person> {
 /// Generate the whole region: people, source membership, sample cases and each source's
 /// Patient records. Clinical resources come later, on demand.
 pub fn generate(cfg: &SynthConfig) -> Region {
+    generate_with(cfg, VeryLarge::default())
+}
+
+/// Patients with very large records, for the benchmark of a view of one such record: held by
+/// the GP, the acute trust and the community trust, every count `scale` times a typical
+/// record's (75 gives about 15,000 resources), and the acute trust holding copies of part of
+/// the GP record (a third of its results, its long-term problems and current medicines, half
+/// its courses of medicine: the same code, time and value), which [`Region::copies`] lists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VeryLarge {
+    pub patients: usize,
+    pub scale: usize,
+}
+
+/// An item two sources both hold: the GP's resource and another source's copy of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copy {
+    pub resource_type: &'static str,
+    /// The resource's id at the GP system.
+    pub gp_id: String,
+    /// The source holding the copy (`acute` or `community`).
+    pub source: &'static str,
+    /// The copy's id at that source.
+    pub id: String,
+}
+
+/// [`generate`], with `very_large` patients besides (chosen after every other sample, so the
+/// other samples are the same people as without them).
+pub fn generate_with(cfg: &SynthConfig, very_large: VeryLarge) -> Region {
     let people = demographics(cfg.seed, cfg.patients, cfg.today);
     let n = people.len();
     let mut traits = vec![Traits::default(); n];
@@ -670,6 +772,7 @@ pub fn generate(cfg: &SynthConfig) -> Region {
     } else {
         (Vec::new(), Vec::new())
     };
+    let very_large_people = take(very_large.patients, false);
 
     for &i in &all_four {
         let t = &mut traits[i];
@@ -718,6 +821,10 @@ pub fn generate(cfg: &SynthConfig) -> Region {
     for &i in &acute_wrong_nhs {
         traits[i].acute_wrong_nhs = true;
     }
+    for &i in &very_large_people {
+        let t = &mut traits[i];
+        (t.acute, t.community, t.large, t.very_large) = (true, true, true, true);
+    }
 
     let nhs = |v: &[usize]| -> Vec<NhsNumber> {
         v.iter().map(|i| people[*i].nhs_number.clone()).collect()
@@ -740,6 +847,7 @@ pub fn generate(cfg: &SynthConfig) -> Region {
         admitted: nhs(&admitted),
         acute_twin: nhs(&acute_twin),
         acute_wrong_nhs_number: nhs(&acute_wrong_nhs),
+        very_large: nhs(&very_large_people),
     };
 
     let gp_practices = practices();
@@ -749,6 +857,7 @@ pub fn generate(cfg: &SynthConfig) -> Region {
         people,
         traits,
         practices: gp_practices.clone(),
+        very_large_scale: very_large.scale.max(1),
     });
     let sources = SourceKind::ALL
         .iter()

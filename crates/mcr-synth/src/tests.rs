@@ -359,3 +359,103 @@ fn codes_in_coding_zero() {
         }
     }
 }
+
+#[test]
+fn a_very_large_record_and_its_copies() {
+    let cfg = SynthConfig {
+        patients: 300,
+        ..SynthConfig::default()
+    };
+    let plain = generate(&cfg);
+    let r = generate_with(
+        &cfg,
+        VeryLarge {
+            patients: 1,
+            scale: 75,
+        },
+    );
+    assert!(plain.samples.very_large.is_empty());
+    assert_eq!(r.samples.very_large.len(), 1);
+    // Chosen after every other sample: those are the same people with or without it.
+    assert_eq!(
+        Samples {
+            very_large: Vec::new(),
+            ..r.samples.clone()
+        },
+        plain.samples
+    );
+    let nhs = &r.samples.very_large[0];
+    let total: usize = r
+        .sources
+        .iter()
+        .filter_map(|s| held_by(&r, s.id.as_str(), nhs).map(|sp| s.resource_count(&sp.local_id)))
+        .sum();
+    assert!(
+        (12_000..18_000).contains(&total),
+        "very large patient has {total}"
+    );
+
+    let copies = r.copies(nhs);
+    let (gp, acute) = (
+        held_by(&r, "gp", nhs).expect("the GP holds them"),
+        held_by(&r, "acute", nhs).expect("the acute trust holds them"),
+    );
+    // Each source's resources of the copied types, generated once, by id.
+    let by_id = |source: &str, local: &str| -> HashMap<String, Value> {
+        let slice = r.source(source).expect("source");
+        [
+            "Observation",
+            "Condition",
+            "MedicationStatement",
+            "AllergyIntolerance",
+        ]
+        .iter()
+        .flat_map(|rt| slice.resources(local, rt))
+        .map(|x| (x["id"].as_str().expect("id").to_owned(), x))
+        .collect()
+    };
+    let (gp_items, acute_items) = (by_id("gp", &gp.local_id), by_id("acute", &acute.local_id));
+    let find = |items: &HashMap<String, Value>, id: &str| -> Value {
+        items.get(id).cloned().unwrap_or_else(|| panic!("no {id}"))
+    };
+    for rt in [
+        "Observation",
+        "Condition",
+        "MedicationStatement",
+        "AllergyIntolerance",
+    ] {
+        let n = copies.iter().filter(|c| c.resource_type == rt).count();
+        assert!(n > 0, "no {rt} copies");
+    }
+    assert!(copies.len() > 1_000, "{} copies", copies.len());
+    for c in &copies {
+        let g = find(&gp_items, &c.gp_id);
+        if c.source != "acute" {
+            continue;
+        }
+        let a = find(&acute_items, &c.id);
+        for field in [
+            "code",
+            "medicationCodeableConcept",
+            "effectiveDateTime",
+            "valueQuantity",
+            "onsetDateTime",
+            "effectivePeriod",
+            "dosage",
+        ] {
+            if field == "onsetDateTime" && c.resource_type == "AllergyIntolerance" {
+                continue;
+            }
+            assert_eq!(g.get(field), a.get(field), "{field} of {c:?}");
+        }
+        assert_eq!(
+            a.pointer("/subject/reference")
+                .or(a.pointer("/patient/reference")),
+            Some(&Value::from(format!("Patient/{}", acute.local_id)))
+        );
+    }
+    // Anyone else's record shares at most an allergy and two long-term problems.
+    for nhs in r.samples.all_four.iter().take(20) {
+        assert!(r.copies(nhs).len() <= 3, "{:?}", r.copies(nhs));
+    }
+}

@@ -16,8 +16,20 @@ pub struct SourcesConfig {
     /// The region's "today" (default: the real today).
     #[serde(default)]
     pub today: Option<chrono::NaiveDate>,
+    /// Patients with very large records besides, for the benchmark's view of one:
+    /// `very_large = { patients = 1, scale = 75 }` (about 15,000 resources each;
+    /// `mcr_synth::VeryLarge`).
+    #[serde(default)]
+    pub very_large: Option<VeryLargeEntry>,
     #[serde(rename = "source")]
     pub sources: Vec<SourceEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VeryLargeEntry {
+    pub patients: usize,
+    pub scale: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -62,11 +74,21 @@ pub async fn start(
     c: &SourcesConfig,
     today: chrono::NaiveDate,
 ) -> anyhow::Result<Vec<SourceHandle>> {
-    let region = mcr_synth::generate(&mcr_synth::SynthConfig {
-        seed: c.seed,
-        patients: c.patients,
-        today: c.today.unwrap_or(today),
-    });
+    let very_large = c
+        .very_large
+        .as_ref()
+        .map_or_else(mcr_synth::VeryLarge::default, |v| mcr_synth::VeryLarge {
+            patients: v.patients,
+            scale: v.scale,
+        });
+    let region = mcr_synth::generate_with(
+        &mcr_synth::SynthConfig {
+            seed: c.seed,
+            patients: c.patients,
+            today: c.today.unwrap_or(today),
+        },
+        very_large,
+    );
     let mut handles = Vec::new();
     for entry in &c.sources {
         let slice = region.source(&entry.id).with_context(|| {

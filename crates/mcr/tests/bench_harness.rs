@@ -43,6 +43,8 @@ async fn the_benchmark_harness_runs_and_counts() {
         index_lookups: 50,
         // The floor stand-in runs from the mcr-bench binary; its own test is in mcr-bench.
         floor_exe: None,
+        // Its own test runs it at a twentieth of the size (mcr-federation's very_large).
+        very_large: None,
     };
     let report = mcr_bench::run(&o).await.expect("the benchmark runs");
     assert!(report.search.count > 0, "searches succeeded");
