@@ -11,7 +11,9 @@
 //! - a **standing objection** (opt-out) of the retired number is carried to the survivor as a
 //!   new objection row, unless the survivor already objects: the stricter wins, an opt-out is
 //!   never lost. The retired number's own history stays as it was;
-//! - **protection** (the protected person list) is carried the same way;
+//! - **protection** (the protected person list) is carried the same way, and so is a
+//!   **restriction** (PDS's S flag in `patient_status`): a restricted person's address and
+//!   practice stay withheld, and their record is viewed only by the roles the region names;
 //! - **permissions to view** and **emergency accesses** do not move: a permission was given
 //!   for a view of that record, so the merged record is asked again (the safe side), and an
 //!   emergency access is history, already alerted;
@@ -470,6 +472,39 @@ macro_rules! merge_steps {
                 .execute(&mut *$tx)
                 .await?;
             }
+            // A restriction (PDS's S flag) holds on the merged person too: the retired
+            // number's restricted status is carried to the survivor unless it is restricted
+            // already, listed (with whether the survivor had a status row) for the unmerge.
+            let retired_restricted: Option<(bool,)> = sqlx::query_as(&q(
+                "SELECT restricted FROM patient_status WHERE nhs_number = $1",
+            ))
+            .bind(retired)
+            .fetch_optional(&mut *$tx)
+            .await?;
+            let survivor_status: Option<(bool,)> = sqlx::query_as(&q(
+                "SELECT restricted FROM patient_status WHERE nhs_number = $1",
+            ))
+            .bind(survivor)
+            .fetch_optional(&mut *$tx)
+            .await?;
+            if retired_restricted.is_some_and(|(r,)| r) && !survivor_status.is_some_and(|(r,)| r) {
+                sqlx::query(&q(
+                    "INSERT INTO patient_status (nhs_number, restricted, deceased, said_by, updated_at) \
+                     VALUES ($1, TRUE, NULL, 'merge', $2) ON CONFLICT (nhs_number) DO UPDATE SET \
+                     restricted = TRUE, said_by = 'merge', updated_at = excluded.updated_at",
+                ))
+                .bind(survivor)
+                .bind(ts(&req.at))
+                .execute(&mut *$tx)
+                .await?;
+                sqlx::query(&q(
+                    "INSERT INTO patient_merge_item (merge_id, kind, row_id) VALUES ($1, 'restriction', $2)",
+                ))
+                .bind(id)
+                .bind(i64::from(survivor_status.is_some()))
+                .execute(&mut *$tx)
+                .await?;
+            }
             counts.pairs_dropped = sqlx::query(&q("DELETE FROM match_candidate WHERE nhs_number = $1"))
                 .bind(retired)
                 .execute(&mut *$tx)
@@ -622,6 +657,24 @@ macro_rules! unmerge_steps {
         .await?;
         if merge.counts.protection_carried {
             sqlx::query(&q("DELETE FROM protected_person WHERE nhs_number = $1"))
+                .bind(survivor)
+                .execute(&mut *$tx)
+                .await?;
+        }
+        // A restriction the merge carried goes, unless PDS has spoken of the survivor since.
+        let carried: Option<(Option<i64>,)> = sqlx::query_as(&q(
+            "SELECT row_id FROM patient_merge_item WHERE merge_id = $1 AND kind = 'restriction'",
+        ))
+        .bind(id)
+        .fetch_optional(&mut *$tx)
+        .await?;
+        if let Some((had_row,)) = carried {
+            let restore = if had_row == Some(1) {
+                "UPDATE patient_status SET restricted = FALSE WHERE nhs_number = $1 AND said_by = 'merge'"
+            } else {
+                "DELETE FROM patient_status WHERE nhs_number = $1 AND said_by = 'merge'"
+            };
+            sqlx::query(&q(restore))
                 .bind(survivor)
                 .execute(&mut *$tx)
                 .await?;

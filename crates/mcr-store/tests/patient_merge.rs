@@ -10,8 +10,8 @@ use mcr_domain::{NhsNumber, SourceId};
 use mcr_store::{
     AuditAppend, CareEventRow, GovernanceChange, IndexedPatient, LinkMethod, MatchCandidateRow,
     MatchDecisionRow, MergeCounts, MergeOutcome, MergeRequest, MergeRow, ObjectionRow,
-    PermissionRow, ProtectedPersonRow, RelationshipRow, SourceLink, Store, UnmergeCounts,
-    UnmergeRequest,
+    PatientStatusRow, PermissionRow, ProtectedPersonRow, RelationshipRow, SourceLink, Store,
+    UnmergeCounts, UnmergeRequest,
 };
 
 fn chain(seq: i64, prev_hash: &str, record: &AuditAppend) -> String {
@@ -188,6 +188,14 @@ async fn link_of(store: &dyn Store, source: &str, local: &str) -> Option<NhsNumb
         .map(|l| l.nhs_number)
 }
 
+async fn restricted(store: &dyn Store, n: u8) -> bool {
+    store
+        .patient_status(&nhs(n))
+        .await
+        .expect("status")
+        .is_some_and(|s| s.restricted)
+}
+
 async fn story(store: &dyn Store) {
     // 1 survives, 2 is retired into it; 3 is someone else.
     store
@@ -276,6 +284,18 @@ async fn story(store: &dyn Store) {
         .await
         .expect("candidate");
     assert!(!objects(store, 1).await, "the survivor opted back in");
+    // PDS says the retired number's person is restricted (S flag); the survivor is not.
+    store
+        .put_patient_statuses(&[PatientStatusRow {
+            nhs_number: nhs(2),
+            restricted: true,
+            deceased: None,
+            said_by: "pds".into(),
+            updated_at: t(3),
+        }])
+        .await
+        .expect("status");
+    assert!(!restricted(store, 1).await);
 
     // A merge into itself, or of a number the index does not hold, is refused.
     assert!(refused(merge(store, 1, 1, 4).await).contains("itself"));
@@ -296,6 +316,10 @@ async fn story(store: &dyn Store) {
     );
     assert_eq!(m.retired_patient, patient(2));
     assert!(m.undone.is_none());
+    assert!(
+        restricted(store, 1).await,
+        "a restriction holds on the merged person"
+    );
 
     // One person: the retired number's row is gone from the index, its links, care events and
     // relationships are the survivor's, and the survivor objects (the retired number did).
@@ -453,6 +477,8 @@ async fn story(store: &dyn Store) {
         .all(|o| !o.on_whose_word.starts_with("merged-record")));
     // The survivor keeps the opt-out recorded on the merged person; the retired its own.
     assert!(objects(store, 1).await && objects(store, 2).await);
+    // The restriction the merge carried goes; the retired number keeps its own.
+    assert!(!restricted(store, 1).await && restricted(store, 2).await);
     assert!(!store
         .protected_persons()
         .await
