@@ -46,7 +46,9 @@ impl Gateway {
             return Ok(());
         }
         for nhs in numbers {
-            let links = self.store.links(nhs).await.unwrap_or_default();
+            let Ok(links) = self.store.links(nhs).await else {
+                return Err("Whether your organisation holds a record of this person could not be read just now. Nothing was merged; try again.".into());
+            };
             if links.iter().any(|l| self.in_scope(&scope, &l.source)) {
                 return Ok(());
             }
@@ -315,9 +317,16 @@ impl Gateway {
         Ok(merges)
     }
 
-    /// For a number the index does not hold: the standing merge that retired it, if any.
-    pub(crate) async fn merged_away(&self, nhs: &NhsNumber) -> Option<MergeRow> {
-        self.store.merged_into(nhs).await.ok().flatten()
+    /// For a number the index does not hold: the standing merge that retired it, if any. The
+    /// store unreadable is an error, never "not merged" (which would say "not found").
+    pub(crate) async fn merged_away(
+        &self,
+        nhs: &NhsNumber,
+    ) -> Result<Option<MergeRow>, GatewayError> {
+        self.store.merged_into(nhs).await.map_err(|e| {
+            tracing::error!(error = %e, "merges unreadable: failing closed");
+            GatewayError::StoreUnavailable
+        })
     }
 }
 

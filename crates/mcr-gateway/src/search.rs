@@ -111,7 +111,7 @@ impl Gateway {
         let patients = found.map_err(|_| GatewayError::StoreUnavailable)?;
         // A number merged into another finds nobody: it says where the person is now.
         if let (true, PatientQuery::NhsNumber(n)) = (patients.is_empty(), query) {
-            if let Some(m) = self.merged_away(n).await {
+            if let Some(m) = self.merged_away(n).await? {
                 let mut event = self.event(ctx, ACTION, nhs);
                 event.outcome = Outcome::NotFound;
                 event.basis = Some(format!("merged-into:{}", m.survivor));

@@ -206,12 +206,10 @@ impl Gateway {
             // Restricted: as PDS (or a source's label at the last sync) said, read with the
             // decision's inputs, or as a source labels its Patient now.
             let restricted = restricted
-                || fetched.fetches.iter().any(|f| {
-                    f.outcome.as_ref().is_ok_and(|d| {
-                        d.iter()
-                            .any(|d| matches!(d, mcr_federation::Digested::RestrictedPatient(_)))
-                    })
-                });
+                || fetched
+                    .fetches
+                    .iter()
+                    .any(mcr_federation::SourceFetch::labels_patient_restricted);
 
             // The audit record needs only what each source sent (counted as the merge will
             // count it), so it is submitted now and commits while the record is merged and the
@@ -570,7 +568,9 @@ impl Gateway {
     ) -> GatewayError {
         // Only here, off the path of a found patient: a retired number says where the person
         // is now, never shows the other record's data.
-        let merged = self.merged_away(nhs).await;
+        let Ok(merged) = self.merged_away(nhs).await else {
+            return self.fail_closed(ctx, nhs, action).await;
+        };
         let mut event = self.event(ctx, action, Some(nhs.as_str()));
         event.outcome = Outcome::NotFound;
         if let Some(m) = &merged {

@@ -333,13 +333,9 @@ struct Withhold {
 impl Withhold {
     /// Restricted, as the index says or as a source that has answered labels its Patient.
     fn applies<'f>(&self, answered: impl Iterator<Item = &'f SourceFetch>) -> bool {
-        self.restricted || answered.into_iter().any(restricted_label)
+        self.restricted
+            || answered
+                .into_iter()
+                .any(SourceFetch::labels_patient_restricted)
     }
-}
-
-fn restricted_label(f: &SourceFetch) -> bool {
-    f.outcome.as_ref().is_ok_and(|d| {
-        d.iter()
-            .any(|d| matches!(d, mcr_federation::Digested::RestrictedPatient(_)))
-    })
 }

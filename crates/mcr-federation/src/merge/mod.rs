@@ -158,6 +158,15 @@ pub struct Counts {
 }
 
 impl SourceFetch {
+    /// This source's Patient carries a restricted (R/V) security label: the patient's location
+    /// and practice are withheld from the view, whatever the index knew.
+    pub fn labels_patient_restricted(&self) -> bool {
+        self.outcome.as_ref().is_ok_and(|d| {
+            d.iter()
+                .any(|d| matches!(d, Digested::RestrictedPatient(_)))
+        })
+    }
+
     /// What this source adds to the view, as the merge will count it. Known before the
     /// merge, so the view's audit record can be written while the record is merged.
     pub fn counts(&self) -> Counts {
