@@ -11,7 +11,7 @@
 //! Never clinical content: a ward, team or service name at most. A held message keeps only its
 //! envelope (sender, type, control id) and the reason it was not applied.
 
-use crate::common::{last_per_key, parse_nhs, parse_ts, ts, Bind};
+use crate::common::{last_per_key, parse_ts, ts, Bind, Cells};
 use crate::{Result, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -116,32 +116,20 @@ pub(crate) fn limit(l: u32) -> i64 {
 }
 
 /// One care event from a row of either backend (its own table or a union statement).
-pub(crate) fn care_event_from_row<R>(row: &R) -> Result<CareEventRow>
-where
-    R: Row,
-    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'c> &'c str: sqlx::ColumnIndex<R>,
-{
-    let bad = |c: &str| StoreError::Corrupt(format!("column care_event.{c} cannot be read"));
-    let text = |c: &str| -> Result<String> { row.try_get::<String, _>(c).map_err(|_| bad(c)) };
-    let opt = |c: &str| -> Result<Option<String>> {
-        row.try_get::<Option<String>, _>(c).map_err(|_| bad(c))
-    };
+pub(crate) fn care_event_from_row(row: &impl Cells) -> Result<CareEventRow> {
+    const T: &str = "care_event";
     Ok(CareEventRow {
-        nhs_number: parse_nhs("care_event.nhs_number", &text("nhs_number")?)?,
-        org_code: text("org_code")?,
-        kind: text("kind")?,
-        ward: opt("ward")?,
-        team: opt("team")?,
-        service: opt("service")?,
-        start: parse_ts("care_event.start", &text("start")?)?,
-        end: opt("end")?
-            .map(|t| parse_ts("care_event.end", &t))
-            .transpose()?,
-        origin: text("origin")?,
-        source_event_id: text("source_event_id")?,
-        received_at: parse_ts("care_event.received_at", &text("received_at")?)?,
+        nhs_number: row.nhs(T)?,
+        org_code: row.text(T, "org_code")?,
+        kind: row.text(T, "kind")?,
+        ward: row.text_opt(T, "ward")?,
+        team: row.text_opt(T, "team")?,
+        service: row.text_opt(T, "service")?,
+        start: row.at(T, "start")?,
+        end: row.at_opt(T, "end")?,
+        origin: row.text(T, "origin")?,
+        source_event_id: row.text(T, "source_event_id")?,
+        received_at: row.at(T, "received_at")?,
     })
 }
 

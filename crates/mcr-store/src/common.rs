@@ -1,7 +1,7 @@
 //! What both backends share: how values are written and read back, and batch preparation.
 
 use crate::{Result, StoreError};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use mcr_domain::{NhsNumber, SourceId};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use std::collections::HashMap;
@@ -57,6 +57,119 @@ where
 {
     row.try_get(column)
         .map_err(|_| StoreError::Corrupt(format!("column {column} cannot be read")))
+}
+
+/// One row's values by table and column name, from either backend's row or from a row the
+/// database sent as JSON ([`JsonRow`]): what the model's readers take, so each says only which
+/// column goes where. A value that cannot be read is named by table and column, never echoed
+/// (it may be patient data).
+pub(crate) trait Cells {
+    fn text(&self, table: &str, column: &str) -> Result<String>;
+    fn text_opt(&self, table: &str, column: &str) -> Result<Option<String>>;
+    fn date_opt(&self, table: &str, column: &str) -> Result<Option<NaiveDate>>;
+    fn flag(&self, table: &str, column: &str) -> Result<bool>;
+
+    fn date(&self, table: &str, column: &str) -> Result<NaiveDate> {
+        self.date_opt(table, column)?
+            .ok_or_else(|| unreadable(table, column))
+    }
+
+    fn at(&self, table: &str, column: &str) -> Result<DateTime<Utc>> {
+        parse_ts(&format!("{table}.{column}"), &self.text(table, column)?)
+    }
+
+    fn at_opt(&self, table: &str, column: &str) -> Result<Option<DateTime<Utc>>> {
+        self.text_opt(table, column)?
+            .map(|s| parse_ts(&format!("{table}.{column}"), &s))
+            .transpose()
+    }
+
+    fn nhs(&self, table: &str) -> Result<NhsNumber> {
+        parse_nhs(
+            &format!("{table}.nhs_number"),
+            &self.text(table, "nhs_number")?,
+        )
+    }
+}
+
+fn unreadable(table: &str, column: &str) -> StoreError {
+    StoreError::Corrupt(format!("column {table}.{column} cannot be read"))
+}
+
+impl<R> Cells for R
+where
+    R: Row,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<NaiveDate>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+    for<'c> &'c str: ColumnIndex<R>,
+{
+    fn text(&self, table: &str, column: &str) -> Result<String> {
+        self.try_get(column).map_err(|_| unreadable(table, column))
+    }
+
+    fn text_opt(&self, table: &str, column: &str) -> Result<Option<String>> {
+        self.try_get(column).map_err(|_| unreadable(table, column))
+    }
+
+    fn date_opt(&self, table: &str, column: &str) -> Result<Option<NaiveDate>> {
+        self.try_get(column).map_err(|_| unreadable(table, column))
+    }
+
+    fn flag(&self, table: &str, column: &str) -> Result<bool> {
+        self.try_get(column).map_err(|_| unreadable(table, column))
+    }
+}
+
+/// A row the database sent as a JSON array, its values in the order of `columns` (the
+/// statement built them that way): strings, `null`, and a flag as `true`/`false` (PostgreSQL)
+/// or `1`/`0` (SQLite). Dates are `YYYY-MM-DD` text on both.
+pub(crate) struct JsonRow<'a> {
+    pub columns: &'a [&'a str],
+    pub values: &'a [serde_json::Value],
+}
+
+impl JsonRow<'_> {
+    fn value(&self, table: &str, column: &str) -> Result<&serde_json::Value> {
+        self.columns
+            .iter()
+            .position(|c| *c == column)
+            .and_then(|i| self.values.get(i))
+            .ok_or_else(|| unreadable(table, column))
+    }
+}
+
+impl Cells for JsonRow<'_> {
+    fn text(&self, table: &str, column: &str) -> Result<String> {
+        self.text_opt(table, column)?
+            .ok_or_else(|| unreadable(table, column))
+    }
+
+    fn text_opt(&self, table: &str, column: &str) -> Result<Option<String>> {
+        match self.value(table, column)? {
+            serde_json::Value::Null => Ok(None),
+            serde_json::Value::String(s) => Ok(Some(s.clone())),
+            _ => Err(unreadable(table, column)),
+        }
+    }
+
+    fn date_opt(&self, table: &str, column: &str) -> Result<Option<NaiveDate>> {
+        self.text_opt(table, column)?
+            .map(|s| {
+                NaiveDate::parse_from_str(&s, "%Y-%m-%d").map_err(|_| unreadable(table, column))
+            })
+            .transpose()
+    }
+
+    fn flag(&self, table: &str, column: &str) -> Result<bool> {
+        match self.value(table, column)? {
+            serde_json::Value::Bool(b) => Ok(*b),
+            serde_json::Value::Number(n) if n.as_i64() == Some(0) => Ok(false),
+            serde_json::Value::Number(n) if n.as_i64() == Some(1) => Ok(true),
+            _ => Err(unreadable(table, column)),
+        }
+    }
 }
 
 /// Maps a failure to open a pool to a store error without echoing the URL (it may hold a

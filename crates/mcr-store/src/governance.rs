@@ -9,14 +9,12 @@
 //! (`sqlite/governance.rs`, `postgres/governance.rs`); what is read and written is here.
 
 use crate::care_event::{care_event_from_row, push_events};
-use crate::common::{parse_nhs, parse_ts, ts};
+use crate::common::{ts, Cells, JsonRow};
 use crate::index::{link_from_row, patient_from_row};
 use crate::{
-    CareEventRow, EmergencyRow, GovernanceChange, GovernanceRecords, IndexedPatient, ObjectionRow,
-    PermissionRow, RelationshipRow, Result, SourceLink, StoreError, ViewInputs,
+    EmergencyRow, GovernanceChange, GovernanceRecords, ObjectionRow, PermissionRow,
+    RelationshipRow, Result, SourceLink, StoreError, ViewInputs,
 };
-use chrono::{DateTime, NaiveDate, Utc};
-use mcr_domain::NhsNumber;
 use sqlx::{ColumnIndex, Database, Decode, Encode, QueryBuilder, Row, Type};
 
 /// One table's part of a [`union_sql`] statement.
@@ -204,17 +202,62 @@ pub(crate) fn governance_sql(param: &str) -> String {
     union_sql(&GOVERNANCE_TABLES.iter().collect::<Vec<_>>(), param)
 }
 
-/// What a record view reads before deciding, as one statement: whether the patient is
-/// restricted (tag 8), the patient (tag 5), their source links (tag 6) and the five governance
-/// lists (tags 1-4 and 7). The status and the index's tables come first: PostgreSQL types a
-/// union's columns from left to right, and a column that is only `NULL` so far is taken as
-/// text, which a later `date` (a birth date) or `boolean` column could not join.
-pub(crate) fn view_inputs_sql(param: &str) -> String {
-    let tables: Vec<&UnionTable> = std::iter::once(&STATUS_TABLE)
-        .chain(&INDEX_TABLES)
-        .chain(&GOVERNANCE_TABLES)
+/// The tables a record view reads, in the order of [`view_inputs_sql`]'s answer: whether the
+/// patient is restricted, the patient, their source links, then the five governance lists.
+fn view_tables() -> [&'static UnionTable; 8] {
+    let [permission, relationship, objection, emergency, care_event] = &GOVERNANCE_TABLES;
+    let [patient, link] = &INDEX_TABLES;
+    [
+        &STATUS_TABLE,
+        patient,
+        link,
+        permission,
+        relationship,
+        objection,
+        emergency,
+        care_event,
+    ]
+}
+
+/// Which SQL a statement is written in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// What a record view reads before deciding, as one statement answering one value: a JSON
+/// array holding, for each of [`view_tables`], an array of its rows of the patient, each row
+/// an array of the table's columns in order (each list in its table's order). One value
+/// rather than a row per record: the driver hands a row across from the database one at a
+/// time, and at a view's rate that handing over, not the SQL, was most of the read's time.
+pub(crate) fn view_inputs_sql(dialect: Dialect) -> String {
+    let parts: Vec<String> = view_tables()
+        .iter()
+        .map(|table| {
+            let columns: Vec<String> = table.columns.iter().map(|c| format!("\"{c}\"")).collect();
+            let columns = columns.join(", ");
+            let order = table
+                .order
+                .map(|o| format!(" ORDER BY \"{o}\", id"))
+                .unwrap_or_default();
+            let name = table.name;
+            match dialect {
+                Dialect::Sqlite => format!(
+                    "json((SELECT json_group_array(json_array({columns}){order}) \
+                     FROM {name} WHERE nhs_number = ?1))"
+                ),
+                Dialect::Postgres => format!(
+                    "(SELECT coalesce(json_agg(json_build_array({columns}){order}), '[]'::json) \
+                     FROM {name} WHERE nhs_number = $1)"
+                ),
+            }
+        })
         .collect();
-    union_sql(&tables, param)
+    match dialect {
+        Dialect::Sqlite => format!("SELECT json_array({})", parts.join(", ")),
+        Dialect::Postgres => format!("SELECT json_build_array({})::text", parts.join(", ")),
+    }
 }
 
 /// Appends to `qb` (empty) the statement that writes `change`: an `INSERT`, or for a care event
@@ -309,89 +352,25 @@ where
     }
 }
 
-/// A row of [`governance_sql`]'s or [`view_inputs_sql`]'s answer, on either backend: what the
-/// readers below take, so each says only which column goes where. A value that cannot be read
-/// is named by table and column, never echoed (it may be patient data).
-pub(crate) trait UnionRow {
-    fn text(&self, table: &str, column: &str) -> Result<String>;
-    fn text_opt(&self, table: &str, column: &str) -> Result<Option<String>>;
-    /// The table tag `t`.
+/// A row of [`governance_sql`]'s answer, on either backend: its values, and the tag `t`
+/// naming its table.
+pub(crate) trait Tagged: Cells {
     fn tag(&self, statement: &str) -> Result<i32>;
-    fn patient(&self) -> Result<IndexedPatient>;
-    fn link(&self) -> Result<SourceLink>;
-    fn care_event(&self) -> Result<CareEventRow>;
-    /// `patient_status.restricted`.
-    fn restricted(&self) -> Result<bool>;
-
-    fn at(&self, table: &str, column: &str) -> Result<DateTime<Utc>> {
-        parse_ts(&format!("{table}.{column}"), &self.text(table, column)?)
-    }
-
-    fn at_opt(&self, table: &str, column: &str) -> Result<Option<DateTime<Utc>>> {
-        self.text_opt(table, column)?
-            .map(|s| parse_ts(&format!("{table}.{column}"), &s))
-            .transpose()
-    }
-
-    fn nhs(&self, table: &str) -> Result<NhsNumber> {
-        parse_nhs(
-            &format!("{table}.nhs_number"),
-            &self.text(table, "nhs_number")?,
-        )
-    }
 }
 
-impl<R> UnionRow for R
+impl<R> Tagged for R
 where
-    R: Row,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    R: Row + Cells,
     for<'r> i32: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> NaiveDate: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> Option<NaiveDate>: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
     for<'c> &'c str: ColumnIndex<R>,
 {
-    fn text(&self, table: &str, column: &str) -> Result<String> {
-        get(self, table, column)
-    }
-
-    fn text_opt(&self, table: &str, column: &str) -> Result<Option<String>> {
-        get(self, table, column)
-    }
-
     fn tag(&self, statement: &str) -> Result<i32> {
-        get(self, statement, "t")
-    }
-
-    fn patient(&self) -> Result<IndexedPatient> {
-        patient_from_row(self)
-    }
-
-    fn link(&self) -> Result<SourceLink> {
-        link_from_row(self)
-    }
-
-    fn care_event(&self) -> Result<CareEventRow> {
-        care_event_from_row(self)
-    }
-
-    fn restricted(&self) -> Result<bool> {
-        get(self, "patient_status", "restricted")
+        self.try_get("t")
+            .map_err(|_| StoreError::Corrupt(format!("column {statement}.t cannot be read")))
     }
 }
 
-fn get<'r, R, T>(row: &'r R, table: &str, column: &str) -> Result<T>
-where
-    R: Row,
-    T: Decode<'r, R::Database> + Type<R::Database>,
-    for<'c> &'c str: ColumnIndex<R>,
-{
-    row.try_get(column)
-        .map_err(|_| StoreError::Corrupt(format!("column {table}.{column} cannot be read")))
-}
-
-fn permission_from_row(row: &impl UnionRow) -> Result<PermissionRow> {
+fn permission_from_row(row: &impl Cells) -> Result<PermissionRow> {
     const T: &str = "permission";
     Ok(PermissionRow {
         nhs_number: row.nhs(T)?,
@@ -405,7 +384,7 @@ fn permission_from_row(row: &impl UnionRow) -> Result<PermissionRow> {
     })
 }
 
-fn relationship_from_row(row: &impl UnionRow) -> Result<RelationshipRow> {
+fn relationship_from_row(row: &impl Cells) -> Result<RelationshipRow> {
     const T: &str = "relationship";
     Ok(RelationshipRow {
         nhs_number: row.nhs(T)?,
@@ -419,7 +398,7 @@ fn relationship_from_row(row: &impl UnionRow) -> Result<RelationshipRow> {
     })
 }
 
-fn objection_from_row(row: &impl UnionRow) -> Result<ObjectionRow> {
+fn objection_from_row(row: &impl Cells) -> Result<ObjectionRow> {
     const T: &str = "objection";
     Ok(ObjectionRow {
         nhs_number: row.nhs(T)?,
@@ -434,7 +413,7 @@ fn objection_from_row(row: &impl UnionRow) -> Result<ObjectionRow> {
     })
 }
 
-fn emergency_from_row(row: &impl UnionRow) -> Result<EmergencyRow> {
+fn emergency_from_row(row: &impl Cells) -> Result<EmergencyRow> {
     const T: &str = "emergency_access";
     Ok(EmergencyRow {
         nhs_number: row.nhs(T)?,
@@ -448,7 +427,7 @@ fn emergency_from_row(row: &impl UnionRow) -> Result<EmergencyRow> {
 
 /// Sorts [`governance_sql`]'s rows into the five lists by their tag `t`; `statement` names the
 /// statement in the error when a tag cannot be read.
-fn governance_from_rows<'r, R: UnionRow + 'r>(
+fn governance_from_rows<'r, R: Tagged + 'r>(
     rows: impl IntoIterator<Item = &'r R>,
     statement: &str,
 ) -> Result<GovernanceRecords> {
@@ -459,7 +438,7 @@ fn governance_from_rows<'r, R: UnionRow + 'r>(
             2 => records.relationships.push(relationship_from_row(row)?),
             3 => records.objections.push(objection_from_row(row)?),
             4 => records.emergencies.push(emergency_from_row(row)?),
-            7 => records.care_events.push(row.care_event()?),
+            7 => records.care_events.push(care_event_from_row(row)?),
             _ => {
                 return Err(StoreError::Corrupt(
                     "governance row of no known table".into(),
@@ -471,35 +450,63 @@ fn governance_from_rows<'r, R: UnionRow + 'r>(
 }
 
 /// [`governance_sql`]'s answer, read.
-pub(crate) fn governance_from(rows: &[impl UnionRow]) -> Result<GovernanceRecords> {
+pub(crate) fn governance_from(rows: &[impl Tagged]) -> Result<GovernanceRecords> {
     governance_from_rows(rows, "governance")
 }
 
 /// [`view_inputs_sql`]'s answer, read: the patient, their links (by source, then local id, in
 /// byte order as both stores sort them), the governance lists, and whether they are restricted.
-pub(crate) fn view_inputs_from(rows: &[impl UnionRow]) -> Result<ViewInputs> {
-    const STATEMENT: &str = "view inputs";
-    let mut patient = None;
-    let mut links = Vec::new();
-    let mut restricted = false;
-    let mut rest = Vec::with_capacity(rows.len());
-    for row in rows {
-        match row.tag(STATEMENT)? {
-            8 => restricted = row.restricted()?,
-            5 if patient.is_some() => {
-                return Err(StoreError::Corrupt(
-                    "two patients with one NHS number".into(),
-                ))
-            }
-            5 => patient = Some(row.patient()?),
-            6 => links.push(row.link()?),
-            _ => rest.push(row),
-        }
+pub(crate) fn view_inputs_from(answer: &str) -> Result<ViewInputs> {
+    let corrupt = || StoreError::Corrupt("the view's read is not the JSON it should be".into());
+    let lists: Vec<Vec<Vec<serde_json::Value>>> =
+        serde_json::from_str(answer).map_err(|_| corrupt())?;
+    let tables = view_tables();
+    if lists.len() != tables.len() {
+        return Err(corrupt());
     }
-    links.sort_by(|a: &SourceLink, b| {
+    let rows = |i: usize| {
+        lists[i].iter().map(move |values| JsonRow {
+            columns: tables[i].columns,
+            values,
+        })
+    };
+    let mut restricted = false;
+    for row in rows(0) {
+        restricted = row.flag("patient_status", "restricted")?;
+    }
+    let mut patients = rows(1);
+    let patient = patients
+        .next()
+        .map(|row| patient_from_row(&row))
+        .transpose()?;
+    if patients.next().is_some() {
+        return Err(StoreError::Corrupt(
+            "two patients with one NHS number".into(),
+        ));
+    }
+    let mut links = rows(2)
+        .map(|row| link_from_row(&row))
+        .collect::<Result<Vec<SourceLink>>>()?;
+    links.sort_by(|a, b| {
         (a.source.as_str(), a.local_id.as_str()).cmp(&(b.source.as_str(), b.local_id.as_str()))
     });
-    let governance = governance_from_rows(rest, STATEMENT)?;
+    let governance = GovernanceRecords {
+        permissions: rows(3)
+            .map(|r| permission_from_row(&r))
+            .collect::<Result<_>>()?,
+        relationships: rows(4)
+            .map(|r| relationship_from_row(&r))
+            .collect::<Result<_>>()?,
+        objections: rows(5)
+            .map(|r| objection_from_row(&r))
+            .collect::<Result<_>>()?,
+        emergencies: rows(6)
+            .map(|r| emergency_from_row(&r))
+            .collect::<Result<_>>()?,
+        care_events: rows(7)
+            .map(|r| care_event_from_row(&r))
+            .collect::<Result<_>>()?,
+    };
     Ok(ViewInputs {
         patient,
         links,

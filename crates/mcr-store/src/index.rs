@@ -3,7 +3,7 @@
 //! patient, link and unmatched-record rows. The trait is [`crate::IndexStore`]; each backend's
 //! `index.rs` implements it.
 
-use crate::common::{get, parse_nhs, parse_source, parse_ts, ts};
+use crate::common::{get, parse_source, parse_ts, ts, Cells};
 use crate::{IndexedPatient, LinkMethod, Result, SourceLink, StoreError, UnmatchedRecord};
 use chrono::NaiveDate;
 use sqlx::{ColumnIndex, Decode, Row, Type};
@@ -75,51 +75,33 @@ impl NormalQuery {
     }
 }
 
-pub(crate) fn patient_from_row<R>(row: &R) -> Result<IndexedPatient>
-where
-    R: Row,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> NaiveDate: Decode<'r, R::Database> + Type<R::Database>,
-    for<'c> &'c str: ColumnIndex<R>,
-{
-    let nhs: String = get(row, "nhs_number")?;
-    let updated: String = get(row, "updated_at")?;
+pub(crate) fn patient_from_row(row: &impl Cells) -> Result<IndexedPatient> {
+    const T: &str = "patient";
     Ok(IndexedPatient {
-        nhs_number: parse_nhs("patient.nhs_number", &nhs)?,
-        family: get(row, "family")?,
-        given: get(row, "given")?,
-        birth_date: get(row, "birth_date")?,
-        gender: get(row, "gender")?,
-        postcode: get(row, "postcode")?,
-        gp_practice: get(row, "gp_practice")?,
-        updated_at: parse_ts("patient.updated_at", &updated)?,
+        nhs_number: row.nhs(T)?,
+        family: row.text(T, "family")?,
+        given: row.text(T, "given")?,
+        birth_date: row.date(T, "birth_date")?,
+        gender: row.text_opt(T, "gender")?,
+        postcode: row.text_opt(T, "postcode")?,
+        gp_practice: row.text_opt(T, "gp_practice")?,
+        updated_at: row.at(T, "updated_at")?,
     })
 }
 
-pub(crate) fn link_from_row<R>(row: &R) -> Result<SourceLink>
-where
-    R: Row,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> Option<NaiveDate>: Decode<'r, R::Database> + Type<R::Database>,
-    for<'c> &'c str: ColumnIndex<R>,
-{
-    let nhs: String = get(row, "nhs_number")?;
-    let source: String = get(row, "source")?;
-    let method: String = get(row, "method")?;
-    let linked: String = get(row, "linked_at")?;
+pub(crate) fn link_from_row(row: &impl Cells) -> Result<SourceLink> {
+    const T: &str = "source_link";
     Ok(SourceLink {
-        nhs_number: parse_nhs("source_link.nhs_number", &nhs)?,
-        source: parse_source("source_link.source", &source)?,
-        local_id: get(row, "local_id")?,
-        method: LinkMethod::parse(&method)
+        nhs_number: row.nhs(T)?,
+        source: parse_source("source_link.source", &row.text(T, "source")?)?,
+        local_id: row.text(T, "local_id")?,
+        method: LinkMethod::parse(&row.text(T, "method")?)
             .ok_or_else(|| StoreError::Corrupt("source_link.method is not a link method".into()))?,
-        family: get(row, "family")?,
-        given: get(row, "given")?,
-        birth_date: get(row, "birth_date")?,
-        postcode: get(row, "postcode")?,
-        linked_at: parse_ts("source_link.linked_at", &linked)?,
+        family: row.text(T, "family")?,
+        given: row.text(T, "given")?,
+        birth_date: row.date_opt(T, "birth_date")?,
+        postcode: row.text_opt(T, "postcode")?,
+        linked_at: row.at(T, "linked_at")?,
     })
 }
 

@@ -6,7 +6,7 @@
 
 use super::PostgresStore;
 use crate::common::ts;
-use crate::governance::{view_inputs_from, view_inputs_sql};
+use crate::governance::{view_inputs_from, view_inputs_sql, Dialect};
 use crate::{Result, Store, StoreError};
 use async_trait::async_trait;
 use mcr_domain::NhsNumber;
@@ -33,12 +33,12 @@ impl Store for PostgresStore {
 
     async fn view_inputs(&self, nhs: &NhsNumber) -> Result<crate::ViewInputs> {
         static SQL: std::sync::LazyLock<String> =
-            std::sync::LazyLock::new(|| view_inputs_sql("$1"));
-        let rows = sqlx::query(SQL.as_str())
+            std::sync::LazyLock::new(|| view_inputs_sql(Dialect::Postgres));
+        let answer: String = sqlx::query_scalar(SQL.as_str())
             .bind(nhs.as_str())
-            .fetch_all(&self.pool)
+            .fetch_one(&self.pool)
             .await?;
-        view_inputs_from(&rows)
+        view_inputs_from(&answer)
     }
 
     async fn probe_write(&self, instance: &str, at: chrono::DateTime<chrono::Utc>) -> Result<()> {

@@ -181,9 +181,9 @@ impl SqliteStore {
             .store(true, std::sync::atomic::Ordering::Release);
     }
 
-    /// The rows of `sql` for `nhs`, read on the view's own connection (opened again if it
-    /// failed last time).
-    async fn read_for_view(&self, sql: &str, nhs: &str) -> Result<Vec<sqlx::sqlite::SqliteRow>> {
+    /// The one value `sql` answers for `nhs`, read on the view's own connection (opened
+    /// again if it failed last time).
+    async fn read_for_view(&self, sql: &str, nhs: &str) -> Result<String> {
         let mut viewer = self.viewer.lock().await;
         let conn = match &mut *viewer {
             Some(conn) => conn,
@@ -193,7 +193,7 @@ impl SqliteStore {
                     .map_err(open_error)?,
             ),
         };
-        let fetched = sqlx::query(sql).bind(nhs).fetch_all(conn).await;
+        let fetched = sqlx::query_scalar(sql).bind(nhs).fetch_one(conn).await;
         if fetched.is_err() {
             // Whatever went wrong, the next view starts on a fresh connection.
             *viewer = None;

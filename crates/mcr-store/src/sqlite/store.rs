@@ -6,7 +6,7 @@
 
 use super::SqliteStore;
 use crate::common::ts;
-use crate::governance::{view_inputs_from, view_inputs_sql};
+use crate::governance::{view_inputs_from, view_inputs_sql, Dialect};
 use crate::{Result, Store, StoreError};
 use async_trait::async_trait;
 use mcr_domain::NhsNumber;
@@ -39,9 +39,9 @@ impl Store for SqliteStore {
 
     async fn view_inputs(&self, nhs: &NhsNumber) -> Result<crate::ViewInputs> {
         static SQL: std::sync::LazyLock<String> =
-            std::sync::LazyLock::new(|| view_inputs_sql("?1"));
-        let rows = self.read_for_view(SQL.as_str(), nhs.as_str()).await?;
-        view_inputs_from(&rows)
+            std::sync::LazyLock::new(|| view_inputs_sql(Dialect::Sqlite));
+        let answer = self.read_for_view(SQL.as_str(), nhs.as_str()).await?;
+        view_inputs_from(&answer)
     }
 
     async fn probe_write(&self, instance: &str, at: chrono::DateTime<chrono::Utc>) -> Result<()> {
