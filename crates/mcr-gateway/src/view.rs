@@ -123,6 +123,9 @@ pub(crate) struct Granted<'a> {
     pub(crate) patient: mcr_store::IndexedPatient,
     /// The index's status says the patient is restricted.
     pub(crate) restricted: bool,
+    /// What the decision was made from, to decide again if a source labels the patient
+    /// restricted when asked.
+    pub(crate) inputs: crate::inputs::Inputs,
 }
 
 /// What the fetch phase brought back.
@@ -181,8 +184,9 @@ impl Gateway {
                 grant,
                 locations,
                 ahead,
-                watched,
+                mut watched,
                 restricted,
+                inputs,
                 ..
             } = match access {
                 Ok(Access::Granted(granted)) => *granted,
@@ -204,12 +208,24 @@ impl Gateway {
                 .await;
             phases.end("fetch");
             // Restricted: as PDS (or a source's label at the last sync) said, read with the
-            // decision's inputs, or as a source labels its Patient now.
-            let restricted = restricted
-                || fetched
+            // decision's inputs, or as a source labels its Patient now. Labelled now: the
+            // index is told (so the next view decides with it before asking any source) and
+            // the decision is made again with it, before anything leaves.
+            let labelled_now = !restricted
+                && fetched
                     .fetches
                     .iter()
                     .any(mcr_federation::SourceFetch::labels_patient_restricted);
+            if labelled_now {
+                if let Some(refused) = self
+                    .restricted_when_asked(ctx, nhs, inputs, &grant, &mut watched)
+                    .await?
+                {
+                    timer.outcome(refused.code());
+                    return Ok(ViewOutcome::NotPermitted(refused));
+                }
+            }
+            let restricted = restricted || labelled_now;
 
             // The audit record needs only what each source sent (counted as the merge will
             // count it), so it is submitted now and commits while the record is merged and the
@@ -324,18 +340,8 @@ impl Gateway {
         let Ok(mut watched) = self.watch_view(ctx, nhs, &patient).await else {
             return Err(error(self.fail_closed(ctx, nhs, Action::ViewRecord).await));
         };
-        // Emergency access to a restricted patient: permitted, and always flagged for review.
-        if inputs.restricted && matches!(grant.basis(), Basis::Emergency { .. }) {
-            let flag = self.restricted_flag(
-                ctx,
-                nhs,
-                format!(
-                    "Viewed a restricted (S-flagged) patient's record by emergency access as {} (roles this region lets view restricted records: {}).",
-                    ctx.principal.role.label(),
-                    self.policy.restricted_roles_words()
-                ),
-            );
-            watched.add_flag(flag, crate::WatchRule::RestrictedRecord);
+        if inputs.restricted {
+            self.flag_emergency_restricted(ctx, nhs, &grant, &mut watched);
         }
         if watched.refusal.is_some() {
             return Err((
@@ -359,7 +365,80 @@ impl Gateway {
             watched,
             patient,
             restricted: inputs.restricted,
+            inputs,
         })))
+    }
+
+    /// Emergency access to a restricted patient: permitted, and always flagged for review.
+    fn flag_emergency_restricted(
+        &self,
+        ctx: &RequestContext,
+        nhs: &NhsNumber,
+        grant: &mcr_policy::Grant,
+        watched: &mut crate::watch::Watched,
+    ) {
+        if !matches!(grant.basis(), Basis::Emergency { .. }) {
+            return;
+        }
+        let flag = self.restricted_flag(
+            ctx,
+            nhs,
+            format!(
+                "Viewed a restricted (S-flagged) patient's record by emergency access as {} (roles this region lets view restricted records: {}).",
+                ctx.principal.role.label(),
+                self.policy.restricted_roles_words()
+            ),
+        );
+        watched.add_flag(flag, crate::WatchRule::RestrictedRecord);
+    }
+
+    /// Tell the index a source labels the patient restricted (a `source-label` status, as
+    /// the sync writes it), so the next view decides with it before asking any source.
+    pub(crate) async fn remember_restricted(
+        &self,
+        nhs: &NhsNumber,
+    ) -> Result<(), mcr_store::StoreError> {
+        let status = mcr_store::PatientStatusRow {
+            nhs_number: nhs.clone(),
+            restricted: true,
+            deceased: None,
+            said_by: "source-label".into(),
+            updated_at: self.clock.now(),
+        };
+        self.store.put_patient_statuses(&[status]).await
+    }
+
+    /// A source labelled the patient restricted when asked, though the index did not hold
+    /// them so: the index is told (a `source-label` status, as the sync would write), and
+    /// the decision is made again as rule 7 makes it for a restricted patient. A refusal is
+    /// audited and flagged (with the view's other flags) and returned; the sources' answers
+    /// are then dropped unshown. A permit by emergency access is flagged for review. If the
+    /// index cannot be told, the view fails closed (the store is failing: its audit record
+    /// could not be trusted to commit either).
+    async fn restricted_when_asked(
+        &self,
+        ctx: &RequestContext,
+        nhs: &NhsNumber,
+        mut inputs: crate::inputs::Inputs,
+        grant: &mcr_policy::Grant,
+        watched: &mut crate::watch::Watched,
+    ) -> Result<Option<Decision>, GatewayError> {
+        if self.remember_restricted(nhs).await.is_err() {
+            return Err(self.fail_closed(ctx, nhs, Action::ViewRecord).await);
+        }
+        inputs.restricted = true;
+        let decision = mcr_policy::decide(&self.request(ctx, nhs, &inputs), &self.policy);
+        if matches!(decision, Decision::Permit(_)) {
+            self.flag_emergency_restricted(ctx, nhs, grant, watched);
+            return Ok(None);
+        }
+        self.metrics.decision(Action::ViewRecord, decision.code());
+        let (refused, ()) = tokio::join!(
+            self.audit_refusal(ctx, nhs, Action::ViewRecord, &decision),
+            self.write_flags(watched)
+        );
+        refused?;
+        Ok(Some(decision))
     }
 
     /// A view (or a document) the policy did not permit: audited as a refusal. A restricted

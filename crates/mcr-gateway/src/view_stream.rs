@@ -238,6 +238,10 @@ impl Gateway {
         // Restricted: as the index said with the decision's inputs, or as a source labels its
         // Patient now.
         let restricted = withhold.applies(fetches.iter());
+        // Labelled by a source now: the index is told, so the next view decides with it.
+        if restricted && !withhold.restricted && self.remember_restricted(&nhs).await.is_err() {
+            tracing::error!(correlation = %event.correlation_id, "a source's restricted label could not be written to the index");
+        }
 
         event.at = self.clock.now();
         event.outcome = Outcome::Permit;

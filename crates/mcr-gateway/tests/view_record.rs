@@ -556,3 +556,79 @@ async fn only_a_patient_proved_to_p9_changes_their_own_choice() {
         .expect("view");
     assert!(matches!(outcome, ViewOutcome::Record(_)), "{outcome:?}");
 }
+
+/// A source that labels its Patient restricted (`meta.security` R) when asked, though the
+/// index did not hold the patient so: the decision is made again with the restriction before
+/// anything is shown, so a role the region does not name is refused, audited and flagged for
+/// review; the index now holds the restriction, so the next view is refused before any source
+/// is asked; a role the region names still views.
+#[tokio::test]
+async fn a_restriction_a_source_labels_when_asked_is_decided_on_before_anything_is_shown() {
+    let nhs = NhsNumber::parse("9434765919").expect("NHS number");
+    let mut resources = record_of("p1", &nhs);
+    resources[0]["meta"] = json!({"security": [{
+        "system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality",
+        "code": "R"
+    }]});
+    let gp = Scripted::new("gp", org(GP, OrgKind::GpPractice), Ok(resources));
+    let r = region(std::slice::from_ref(&gp)).await;
+    let pharmacist = |correlation: &str| {
+        let mut ctx = clinician_at(GP, OrgKind::GpPractice, correlation);
+        ctx.principal.role = Role::Pharmacist;
+        ctx
+    };
+
+    let outcome = r
+        .gateway
+        .view_record(&pharmacist("labelled-1"), &r.nhs)
+        .await
+        .expect("view");
+    let ViewOutcome::NotPermitted(decision) = outcome else {
+        panic!("a pharmacist was shown a record its source labels restricted");
+    };
+    let mcr_policy::Decision::Deny(denial) = &decision else {
+        panic!("not a denial: {decision:?}");
+    };
+    assert_eq!(denial.code, mcr_policy::DenyCode::RestrictedRecord);
+    assert_eq!(
+        gp.asked(),
+        1,
+        "the first decision (unrestricted) let the fetch go"
+    );
+    let (outcome, payload) = audited(&r.store, "labelled-1").await;
+    assert_eq!(outcome, "deny");
+    assert_eq!(payload["basis"], "restricted-record", "{payload}");
+    let rows = r.store.audit_rows(0, 1_000).await.expect("audit rows");
+    assert!(
+        rows.iter()
+            .any(|row| row.record.correlation_id == "labelled-1"
+                && row.record.action == "anomaly-flag"
+                && row.record.payload.contains("restricted-record")),
+        "the refusal was not flagged for review"
+    );
+    let status = r
+        .store
+        .patient_status(&r.nhs)
+        .await
+        .expect("status")
+        .expect("the index was told");
+    assert!(status.restricted);
+    assert_eq!(status.said_by, "source-label");
+
+    let outcome = r
+        .gateway
+        .view_record(&pharmacist("labelled-2"), &r.nhs)
+        .await
+        .expect("view");
+    assert!(matches!(outcome, ViewOutcome::NotPermitted(_)));
+    assert_eq!(gp.asked(), 1, "the next refusal asked a source");
+
+    let ctx = clinician_at(GP, OrgKind::GpPractice, "labelled-3");
+    let ViewOutcome::Record(pending) = r.gateway.view_record(&ctx, &r.nhs).await.expect("view")
+    else {
+        panic!("a doctor was refused a restricted patient's record");
+    };
+    let view = pending.committed().await.expect("audit committed");
+    assert_eq!(view.record.item_count(), 2);
+    assert_eq!(gp.asked(), 2);
+}
