@@ -523,3 +523,93 @@ impl TestDemo {
         SignedIn { http, cookie, csrf }
     }
 }
+
+/// The lines a process prints, by prefix, as they come.
+pub async fn lines_with(child: &mut tokio::process::Child, prefixes: &[&str]) -> Vec<String> {
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let prefixes: Vec<String> = prefixes.iter().map(|p| (*p).to_owned()).collect();
+    let want = prefixes.len();
+    // Keep reading after the lines: a closed pipe would kill the process at its next write.
+    tokio::spawn(async move {
+        let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+        while let Ok(Some(line)) = lines.next_line().await {
+            for (i, p) in prefixes.iter().enumerate() {
+                if let Some(rest) = line.strip_prefix(p.as_str()) {
+                    let _ = tx.send((i, rest.trim().to_owned()));
+                }
+            }
+        }
+    });
+    let mut out = vec![String::new(); want];
+    for _ in 0..want {
+        let (i, v) = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await
+            .expect("started in time")
+            .expect("the process exited before saying where it listens");
+        out[i] = v;
+    }
+    out
+}
+
+/// Cookies by name, as a browser keeps them for one site.
+#[derive(Default, Clone)]
+pub struct Jar(pub std::collections::BTreeMap<String, String>);
+
+impl Jar {
+    pub fn take(&mut self, resp: &reqwest::Response) {
+        for v in resp.headers().get_all("set-cookie") {
+            let Some((name, value)) = v
+                .to_str()
+                .expect("ascii")
+                .split(';')
+                .next()
+                .and_then(|kv| kv.split_once('='))
+            else {
+                continue;
+            };
+            if value.is_empty() {
+                self.0.remove(name);
+            } else {
+                self.0.insert(name.to_owned(), value.to_owned());
+            }
+        }
+    }
+
+    pub fn header(&self) -> String {
+        self.0
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// The rest of the first line a process prints that starts with `prefix`.
+pub async fn first_line_with(child: &mut tokio::process::Child, prefix: &str) -> String {
+    lines_with(child, &[prefix]).await.remove(0)
+}
+
+/// `mcr serve --insecure-http` on `config`, logging at `log` to `stderr`, once it says it
+/// listens at `gateway` (killed when dropped).
+pub async fn serve_insecure(
+    config: &Path,
+    log: &str,
+    stderr: impl Into<std::process::Stdio>,
+    gateway: &str,
+) -> tokio::process::Child {
+    let mut gw = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcr"))
+        .args(["serve", "--insecure-http", "--config"])
+        .arg(config)
+        .env("MCR_LOG", log)
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start mcr serve");
+    assert_eq!(
+        first_line_with(&mut gw, "gateway listening on ").await,
+        gateway
+    );
+    gw
+}

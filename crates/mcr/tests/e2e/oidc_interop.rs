@@ -3,72 +3,28 @@
 //! with `npm ci` when missing; the test fails, never skips, if it cannot be). Authorization code
 //! flow with PKCE S256, client_secret_basic, an RS256-signed ID token with custom claims.
 
-use crate::helpers::{interop_dir, npm_ci_once};
-use std::collections::BTreeMap;
+use crate::helpers::{first_line_with, interop_dir, location, npm_ci_once, serve_insecure, Jar};
 use std::process::Stdio;
-use std::time::Duration;
-use tokio::io::AsyncBufReadExt as _;
 
-async fn first_line_with(child: &mut tokio::process::Child, prefix: &str) -> String {
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let prefix = prefix.to_owned();
-    // Keep reading after the line: a closed pipe would kill the process at its next write.
-    tokio::spawn(async move {
-        let mut lines = tokio::io::BufReader::new(stdout).lines();
-        let mut tx = Some(tx);
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(rest) = line.strip_prefix(&prefix) {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(rest.trim().to_owned());
-                }
-            }
-        }
-    });
-    tokio::time::timeout(Duration::from_secs(60), rx)
-        .await
-        .expect("started in time")
-        .expect("the process exited before saying where it listens")
-}
-
-/// Cookies by name, as a browser would keep them for one host.
-#[derive(Default)]
-struct Jar(BTreeMap<String, String>);
-
-impl Jar {
-    fn take(&mut self, resp: &reqwest::Response) {
-        for v in resp.headers().get_all("set-cookie") {
-            let Some((name, value)) = v
-                .to_str()
-                .expect("ascii")
-                .split(';')
-                .next()
-                .and_then(|kv| kv.split_once('='))
-            else {
-                continue;
-            };
-            if value.is_empty() {
-                self.0.remove(name);
-            } else {
-                self.0.insert(name.to_owned(), value.to_owned());
-            }
-        }
+/// The `oidc-provider` server (`tests/oidc-interop/server.mjs`) with these settings, and the
+/// issuer it says it is.
+async fn start_provider(
+    dir: &std::path::Path,
+    settings: &[(&str, String)],
+) -> (tokio::process::Child, String) {
+    let mut provider = tokio::process::Command::new("node");
+    provider.arg("server.mjs").current_dir(dir);
+    for (name, value) in settings {
+        provider.env(name, value);
     }
-
-    fn header(&self) -> String {
-        self.0
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-}
-
-fn location(resp: &reqwest::Response) -> String {
-    resp.headers()["location"]
-        .to_str()
-        .expect("location")
-        .to_owned()
+    let mut provider = provider
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node must be installed to run the OpenID Connect interoperability test");
+    let issuer = first_line_with(&mut provider, "issuer ").await;
+    (provider, issuer)
 }
 
 #[tokio::test]
@@ -88,18 +44,15 @@ async fn the_gateway_signs_in_with_an_independent_openid_provider() {
         .port();
     let gateway = format!("http://127.0.0.1:{port}");
     let secret = "interop-client-secret-0123456789";
-    let mut provider = tokio::process::Command::new("node")
-        .arg("server.mjs")
-        .current_dir(&dir)
-        .env("OIDC_REDIRECT_URI", format!("{gateway}/signin/callback"))
-        .env("OIDC_CLIENT_SECRET", secret)
-        .env("OIDC_USER_ORG", "RWH01")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node must be installed to run the OpenID Connect interoperability test");
-    let issuer = first_line_with(&mut provider, "issuer ").await;
+    let (mut provider, issuer) = start_provider(
+        &dir,
+        &[
+            ("OIDC_REDIRECT_URI", format!("{gateway}/signin/callback")),
+            ("OIDC_CLIENT_SECRET", secret.to_owned()),
+            ("OIDC_USER_ORG", "RWH01".to_owned()),
+        ],
+    )
+    .await;
 
     let tmp = tempfile::tempdir().expect("dir");
     let config = tmp.path().join("gateway.toml");
@@ -123,17 +76,7 @@ organisation = {{ code = "RWH01", name = "East and North Hertfordshire NHS Trust
         ),
     )
     .expect("config");
-    let mut gw = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcr"))
-        .args(["serve", "--insecure-http", "--config"])
-        .arg(&config)
-        .env("MCR_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start mcr serve");
-    let listening = first_line_with(&mut gw, "gateway listening on ").await;
-    assert_eq!(listening, gateway);
+    let mut gw = serve_insecure(&config, "warn", Stdio::inherit(), &gateway).await;
 
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -147,7 +90,7 @@ organisation = {{ code = "RWH01", name = "East and North Hertfordshire NHS Trust
     assert_eq!(start.status(), 303);
     let mut gateway_jar = Jar::default();
     gateway_jar.take(&start);
-    let mut next = location(&start);
+    let next = location(&start);
     assert!(next.starts_with(&issuer), "{next}");
     assert!(
         next.contains("code_challenge_method=S256") && next.contains("nonce="),
@@ -155,31 +98,7 @@ organisation = {{ code = "RWH01", name = "East and North Hertfordshire NHS Trust
     );
 
     // Through the provider's own login and consent steps, as a browser would.
-    let mut provider_jar = Jar::default();
-    let mut hops = 0;
-    while next.starts_with(&issuer) || next.starts_with('/') {
-        hops += 1;
-        assert!(hops < 15, "too many redirects at the provider");
-        let url = if next.starts_with('/') {
-            format!("{issuer}{next}")
-        } else {
-            next.clone()
-        };
-        let resp = http
-            .get(&url)
-            .header("cookie", provider_jar.header())
-            .send()
-            .await
-            .expect("provider");
-        provider_jar.take(&resp);
-        assert!(
-            resp.status().is_redirection(),
-            "{url}: {} {}",
-            resp.status(),
-            resp.text().await.unwrap_or_default()
-        );
-        next = location(&resp);
-    }
+    let next = through_provider(&http, &issuer, next).await;
     assert!(
         next.starts_with(&format!("{gateway}/signin/callback?")),
         "back to the gateway: {next}"
@@ -364,18 +283,15 @@ async fn cis2_role_profiles_assurance_and_bad_claims_against_an_independent_prov
             "name": "Flo Nurse", "authentication_assurance_level": "3",
             "nhsid_nrbac_roles": published_profiles(), "selected_roleid": "999999999999"}},
     });
-    let mut provider = tokio::process::Command::new("node")
-        .arg("server.mjs")
-        .current_dir(&dir)
-        .env("OIDC_REDIRECT_URI", format!("{gateway}/signin/callback"))
-        .env("OIDC_CLIENT_SECRET", secret)
-        .env("OIDC_CIS2_ACCOUNTS", accounts.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node must be installed to run the OpenID Connect interoperability test");
-    let issuer = first_line_with(&mut provider, "issuer ").await;
+    let (mut provider, issuer) = start_provider(
+        &dir,
+        &[
+            ("OIDC_REDIRECT_URI", format!("{gateway}/signin/callback")),
+            ("OIDC_CLIENT_SECRET", secret.to_owned()),
+            ("OIDC_CIS2_ACCOUNTS", accounts.to_string()),
+        ],
+    )
+    .await;
 
     let tmp = tempfile::tempdir().expect("dir");
     let data = tmp.path().join("data");
@@ -408,19 +324,7 @@ organisation = {{ code = "RWH01", name = "East and North Hertfordshire NHS Trust
         ),
     )
     .expect("config");
-    let mut gw = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcr"))
-        .args(["serve", "--insecure-http", "--config"])
-        .arg(&config)
-        .env("MCR_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start mcr serve");
-    assert_eq!(
-        first_line_with(&mut gw, "gateway listening on ").await,
-        gateway
-    );
+    let mut gw = serve_insecure(&config, "warn", Stdio::inherit(), &gateway).await;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -691,22 +595,19 @@ async fn patients_sign_in_with_nhs_login_shaped_claims_from_an_independent_provi
         "no.number": account("P9", None),
         "bad.number": account("P9", Some("1234567890")),
     });
-    let mut provider = tokio::process::Command::new("node")
-        .arg("server.mjs")
-        .current_dir(&dir)
-        .env(
-            "OIDC_REDIRECT_URI",
-            format!("{gateway}/signin/callback {gateway}/my-record/signin/callback"),
-        )
-        .env("OIDC_CLIENT_SECRET", secret)
-        .env("OIDC_NHS_LOGIN_ACCOUNTS", accounts.to_string())
-        .env("OIDC_NHS_LOGIN_KEY_FILE", &key)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node must be installed to run the OpenID Connect interoperability test");
-    let issuer = first_line_with(&mut provider, "issuer ").await;
+    let (mut provider, issuer) = start_provider(
+        &dir,
+        &[
+            (
+                "OIDC_REDIRECT_URI",
+                format!("{gateway}/signin/callback {gateway}/my-record/signin/callback"),
+            ),
+            ("OIDC_CLIENT_SECRET", secret.to_owned()),
+            ("OIDC_NHS_LOGIN_ACCOUNTS", accounts.to_string()),
+            ("OIDC_NHS_LOGIN_KEY_FILE", key.display().to_string()),
+        ],
+    )
+    .await;
 
     let data = tmp.path().join("data");
     let config = tmp.path().join("gateway.toml");
@@ -737,19 +638,13 @@ organisation = {{ code = "RWH01", name = "East and North Hertfordshire NHS Trust
     )
     .expect("config");
     let log = tmp.path().join("gateway.log");
-    let mut gw = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcr"))
-        .args(["serve", "--insecure-http", "--config"])
-        .arg(&config)
-        .env("MCR_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start mcr serve");
-    assert_eq!(
-        first_line_with(&mut gw, "gateway listening on ").await,
-        gateway
-    );
+    let mut gw = serve_insecure(
+        &config,
+        "debug",
+        std::fs::File::create(&log).expect("log file"),
+        &gateway,
+    )
+    .await;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

@@ -10,73 +10,10 @@
 //! does not parse (not a FHIR id; no valid NHS number), a host user who is not the region's,
 //! a state that does not match; each refused with its sentence and audited.
 
-use crate::helpers::{interop_dir, npm_ci_once};
+use crate::helpers::{interop_dir, lines_with, npm_ci_once, serve_insecure, Jar};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::Duration;
-use tokio::io::AsyncBufReadExt as _;
-
-/// The lines a process prints, by prefix, as they come.
-async fn lines_with(child: &mut tokio::process::Child, prefixes: &[&str]) -> Vec<String> {
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let prefixes: Vec<String> = prefixes.iter().map(|p| (*p).to_owned()).collect();
-    let want = prefixes.len();
-    // Keep reading after the lines: a closed pipe would kill the process at its next write.
-    tokio::spawn(async move {
-        let mut lines = tokio::io::BufReader::new(stdout).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            for (i, p) in prefixes.iter().enumerate() {
-                if let Some(rest) = line.strip_prefix(p.as_str()) {
-                    let _ = tx.send((i, rest.trim().to_owned()));
-                }
-            }
-        }
-    });
-    let mut out = vec![String::new(); want];
-    for _ in 0..want {
-        let (i, v) = tokio::time::timeout(Duration::from_secs(60), rx.recv())
-            .await
-            .expect("started in time")
-            .expect("the process exited before saying where it listens");
-        out[i] = v;
-    }
-    out
-}
-
-/// Cookies by name, as a browser keeps them for one site.
-#[derive(Default, Clone)]
-struct Jar(BTreeMap<String, String>);
-
-impl Jar {
-    fn take(&mut self, resp: &reqwest::Response) {
-        for v in resp.headers().get_all("set-cookie") {
-            let Some((name, value)) = v
-                .to_str()
-                .expect("ascii")
-                .split(';')
-                .next()
-                .and_then(|kv| kv.split_once('='))
-            else {
-                continue;
-            };
-            if value.is_empty() {
-                self.0.remove(name);
-            } else {
-                self.0.insert(name.to_owned(), value.to_owned());
-            }
-        }
-    }
-
-    fn header(&self) -> String {
-        self.0
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-}
 
 /// A browser: one cookie jar per site, redirects followed by hand.
 #[derive(Default, Clone)]
@@ -207,19 +144,7 @@ organisation = {{ code = "RWH01", name = "East and North Hertfordshire NHS Trust
             ),
         )
         .expect("config");
-        let mut gw = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcr"))
-            .args(["serve", "--insecure-http", "--config"])
-            .arg(&config)
-            .env("MCR_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start mcr serve");
-        let listening = lines_with(&mut gw, &["gateway listening on "])
-            .await
-            .remove(0);
-        assert_eq!(listening, gateway);
+        let gw = serve_insecure(&config, "warn", Stdio::inherit(), &gateway).await;
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
