@@ -92,6 +92,27 @@ pub struct LocalResolution {
     pub at: DateTime<Utc>,
 }
 
+/// A source record and a local identity that may be one person: for a person to look at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalCandidateRow {
+    pub source: SourceId,
+    pub local_id: String,
+    pub person: LocalPersonId,
+    /// The match weight (log2 of the odds the comparison gives).
+    pub score: f64,
+    /// The comparison vector: levels, never values.
+    pub agreement: String,
+    /// `possible-twin`, `possible-parent-child`, `ambiguous`, or none.
+    pub guard: Option<String>,
+    /// The source record's demographics.
+    pub family: String,
+    pub given: String,
+    pub birth_date: Option<NaiveDate>,
+    pub gender: Option<String>,
+    pub postcode: Option<String>,
+    pub found_at: DateTime<Utc>,
+}
+
 #[async_trait]
 pub trait LocalIdentityStore: Send + Sync {
     /// For each record: a new local identity made from it, unless an open one was made from
@@ -115,8 +136,9 @@ pub trait LocalIdentityStore: Send + Sync {
     /// Remove these records' links to local identities; returns how many there were.
     async fn remove_local_links(&self, records: &[RecordKey]) -> Result<u64>;
     /// Resolve a local identity to an NHS number and append `audit`, in one transaction: its
-    /// links move to `source_link` under the number (through a standing merge), it says where
-    /// it went. `None` (nothing written, no audit) when it is unknown or resolved already;
+    /// links move to `source_link` under the number (through a standing merge; a record
+    /// already linked to an NHS number keeps that link), its pairs in review are dropped, it
+    /// says where it went. `None` (nothing written, no audit) when it is unknown or resolved already;
     /// else the links moved and the audit row.
     async fn resolve_local_person(
         &self,
@@ -124,6 +146,16 @@ pub trait LocalIdentityStore: Send + Sync {
         audit: &AuditAppend,
         chain: &ChainFn,
     ) -> Result<Option<(u64, AuditRow)>>;
+    /// Forget the pairs with local identities kept before for `evaluated` records and keep
+    /// `candidates` instead (one transaction).
+    async fn replace_local_candidates(
+        &self,
+        evaluated: &[RecordKey],
+        candidates: &[LocalCandidateRow],
+    ) -> Result<()>;
+    /// Pairs with a local identity awaiting review, highest score first, at most
+    /// [`crate::MATCH_LIST_MAX`].
+    async fn local_candidates(&self) -> Result<Vec<LocalCandidateRow>>;
     /// Local identities whose normalised family name equals `family`, narrowed by birth date,
     /// open ones only, at most `limit`.
     async fn search_local_persons(
@@ -196,6 +228,41 @@ where
         created_at: parse_ts("local_person.created_at", &created)?,
         updated_at: parse_ts("local_person.updated_at", &updated)?,
         resolved,
+    })
+}
+
+pub(crate) const LOCAL_CANDIDATE_COLUMNS: &str =
+    "source, local_id, local_person, score, agreement, guard, family, given, birth_date, \
+     gender, postcode, found_at";
+
+pub(crate) fn local_candidate_from_row<R>(row: &R) -> Result<LocalCandidateRow>
+where
+    R: Row,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> f64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<NaiveDate>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'c> &'c str: ColumnIndex<R>,
+{
+    let source: String = get(row, "source")?;
+    let found: String = get(row, "found_at")?;
+    Ok(LocalCandidateRow {
+        source: parse_source("local_match_candidate.source", &source)?,
+        local_id: get(row, "local_id")?,
+        person: local_id_from(
+            "local_match_candidate.local_person",
+            get(row, "local_person")?,
+        )?,
+        score: get(row, "score")?,
+        agreement: get(row, "agreement")?,
+        guard: get(row, "guard")?,
+        family: get(row, "family")?,
+        given: get(row, "given")?,
+        birth_date: get(row, "birth_date")?,
+        gender: get(row, "gender")?,
+        postcode: get(row, "postcode")?,
+        found_at: parse_ts("local_match_candidate.found_at", &found)?,
     })
 }
 
@@ -502,11 +569,7 @@ macro_rules! local_identity_impl {
                              family, given, birth_date, postcode, linked_at) \
                              SELECT source, local_id, $2, $3, family, given, birth_date, \
                              postcode, $4 FROM local_link WHERE local_person = $1 \
-                             ON CONFLICT (source, local_id) DO UPDATE SET \
-                             nhs_number = excluded.nhs_number, method = excluded.method, \
-                             family = excluded.family, given = excluded.given, \
-                             birth_date = excluded.birth_date, postcode = excluded.postcode, \
-                             linked_at = excluded.linked_at",
+                             ON CONFLICT (source, local_id) DO NOTHING",
                         ))
                         .bind(r.person.seq())
                         .bind(r.nhs_number.as_str())
@@ -515,10 +578,16 @@ macro_rules! local_identity_impl {
                         .execute(&mut *tx)
                         .await?
                         .rows_affected();
-                        sqlx::query(&$q("DELETE FROM local_link WHERE local_person = $1"))
+                        // Its pairs in review name a person no longer matched: the next sync
+                        // finds them again against the NHS number.
+                        for table in ["local_link", "local_match_candidate"] {
+                            sqlx::query(&$q(&format!(
+                                "DELETE FROM {table} WHERE local_person = $1"
+                            )))
                             .bind(r.person.seq())
                             .execute(&mut *tx)
                             .await?;
+                        }
                         // A number merged into another: the links go to the survivor.
                         sqlx::query(&$crate::patient_merge::redirect_sql("source_link"))
                             .execute(&mut *tx)
@@ -539,6 +608,76 @@ macro_rules! local_identity_impl {
                     }
                 });
                 Ok(done)
+            }
+
+            async fn replace_local_candidates(
+                &self,
+                evaluated: &[$crate::RecordKey],
+                candidates: &[$crate::local_identity::LocalCandidateRow],
+            ) -> $crate::Result<()> {
+                use $crate::common::ts;
+                if evaluated.is_empty() && candidates.is_empty() {
+                    return Ok(());
+                }
+                let rows = $crate::common::last_per_key(candidates, |c| {
+                    (c.source.clone(), c.local_id.clone(), c.person)
+                });
+                let this = self;
+                $write!(this, tx, {
+                    for (source, local_id) in evaluated {
+                        sqlx::query(&$q(
+                            "DELETE FROM local_match_candidate WHERE source = $1 AND local_id = $2",
+                        ))
+                        .bind(source.as_str())
+                        .bind(local_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    for c in rows {
+                        sqlx::query(&$q(&format!(
+                            "INSERT INTO local_match_candidate ({}) VALUES \
+                             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                             ON CONFLICT (source, local_id, local_person) DO UPDATE SET \
+                             score = excluded.score, agreement = excluded.agreement, \
+                             guard = excluded.guard, family = excluded.family, \
+                             given = excluded.given, birth_date = excluded.birth_date, \
+                             gender = excluded.gender, postcode = excluded.postcode, \
+                             found_at = excluded.found_at",
+                            $crate::local_identity::LOCAL_CANDIDATE_COLUMNS
+                        )))
+                        .bind(c.source.as_str())
+                        .bind(&c.local_id)
+                        .bind(c.person.seq())
+                        .bind(c.score)
+                        .bind(&c.agreement)
+                        .bind(c.guard.as_deref())
+                        .bind(&c.family)
+                        .bind(&c.given)
+                        .bind(c.birth_date)
+                        .bind(c.gender.as_deref())
+                        .bind(c.postcode.as_deref())
+                        .bind(ts(&c.found_at))
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                });
+                Ok(())
+            }
+
+            async fn local_candidates(
+                &self,
+            ) -> $crate::Result<Vec<$crate::local_identity::LocalCandidateRow>> {
+                sqlx::query(&format!(
+                    "SELECT {} FROM local_match_candidate \
+                     ORDER BY score DESC, source, local_id, local_person LIMIT {}",
+                    $crate::local_identity::LOCAL_CANDIDATE_COLUMNS,
+                    $crate::MATCH_LIST_MAX
+                ))
+                .fetch_all(&self.$read)
+                .await?
+                .iter()
+                .map($crate::local_identity::local_candidate_from_row)
+                .collect()
             }
 
             async fn search_local_persons(
