@@ -77,7 +77,10 @@ mod tests {
             let id = LocalPersonId::from_seq(seq).expect("in range");
             let text = id.to_string();
             assert_eq!(text.len(), 10);
-            assert!(NhsNumber::parse(&text).is_err(), "{text} parsed as an NHS number");
+            assert!(
+                NhsNumber::parse(&text).is_err(),
+                "{text} parsed as an NHS number"
+            );
             assert!(NhsNumber::parse(&text[1..]).is_err() || text[1..].len() != 10);
             assert_eq!(LocalPersonId::parse(&text), Ok(id));
         }

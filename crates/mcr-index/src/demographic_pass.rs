@@ -3,9 +3,9 @@
 //! under what people decided about pairs; links, review candidates and unmatched records
 //! written in batches.
 
+use crate::local_identity::{Home, Homes, Person, Resolve};
 use crate::matching::Prepared;
 use crate::{linkage, Indexer, SourcePatient, SourceSyncReport};
-use crate::local_identity::{Home, Homes, Person, Resolve};
 use mcr_domain::{LocalPersonId, NhsNumber};
 use mcr_store::{LinkMethod, MatchCandidateRow, RecordKey, StoreError};
 use serde::Serialize;
@@ -151,9 +151,8 @@ impl Indexer {
                 l.birth_date = record.birth_date;
                 l.gender.clone_from(&record.gender);
                 l.postcode.clone_from(&record.postcode);
-                refreshed.push(record);
+                refreshed.push((l.id, record));
                 reread.insert(i, at);
-                reports[at].linked_to_local_identity += 1;
                 continue;
             }
             to_match.push((at, p));
@@ -188,7 +187,12 @@ impl Indexer {
             }
         }
         for (j, &i) in checked.iter().enumerate() {
-            for nhs in decisions.not_a_match.get(&open[i].origin).into_iter().flatten() {
+            for nhs in decisions
+                .not_a_match
+                .get(&open[i].origin)
+                .into_iter()
+                .flatten()
+            {
                 ruled_out.insert((records + j, nhs.clone()));
             }
         }
@@ -207,8 +211,16 @@ impl Indexer {
             let l = &open[i];
             let origin = crate::local_identity::origin_record(l);
             evaluated.push(l.origin.clone());
+            // Its record, read again, is counted as any record: linked (the identity resolved),
+            // in review or matching nobody, and still at home in the local identity.
+            let report = reread.get(&i).map(|&at| &mut reports[at]);
             let found = match outcome {
-                linkage::Outcome::Link(nhs, _) => Some((nhs, LinkMethod::Demographics)),
+                linkage::Outcome::Link(nhs, _) => {
+                    if let Some(r) = report {
+                        r.linked_by_demographics += 1;
+                    }
+                    Some((nhs, LinkMethod::Demographics))
+                }
                 linkage::Outcome::Review {
                     candidates: found,
                     ambiguous,
@@ -217,9 +229,23 @@ impl Indexer {
                         let guard = linkage::review_guard(s, ambiguous);
                         candidates.push(origin.candidate(nhs, "review", s, guard, now));
                     }
+                    if let Some(r) = report {
+                        r.linked_to_local_identity += 1;
+                        if ambiguous {
+                            r.ambiguous += 1;
+                        } else {
+                            r.review += 1;
+                        }
+                    }
                     None
                 }
-                linkage::Outcome::NoMatch => None,
+                linkage::Outcome::NoMatch => {
+                    if let Some(r) = report {
+                        r.unmatched += 1;
+                        r.linked_to_local_identity += 1;
+                    }
+                    None
+                }
             };
             let found = match (found, &self.pds, reread.get(&i)) {
                 (Some(found), _, _) => Some(found),
@@ -258,13 +284,24 @@ impl Indexer {
         // joining them (by their number in `fresh`).
         let mut fresh: Vec<SourcePatient> = Vec::new();
         let mut joining: Vec<(usize, SourcePatient)> = Vec::new();
-        let mut fresh_candidates: Vec<(usize, SourcePatient, crate::matching::Scored, Option<&'static str>)> =
-            Vec::new();
+        let mut fresh_candidates: Vec<(
+            usize,
+            SourcePatient,
+            crate::matching::Scored,
+            Option<&'static str>,
+        )> = Vec::new();
         let mut homed: Vec<RecordKey> = Vec::new();
         for (((at, p), outcome), prepared) in to_match.iter().zip(outcomes).zip(&prepared) {
             let report = &mut reports[*at];
             evaluated.push(p.key());
-            let (local_found, compared) = homes.candidates(prepared, &self.weights);
+            // A record carrying an NHS number held for someone else is in review already (a
+            // possible wrong NHS number): it neither joins nor makes a local identity.
+            let flagged = p.nhs_number.is_some();
+            let (local_found, compared) = if flagged {
+                (Vec::new(), 0)
+            } else {
+                homes.candidates(prepared, &self.weights)
+            };
             counts.comparisons += compared;
             let outcome = if local_found.is_empty() {
                 match outcome {
@@ -372,6 +409,11 @@ impl Indexer {
                         leave_home.push(p.key());
                     }
                 }
+                linkage::Outcome::NoMatch if flagged => {
+                    report.unmatched += 1;
+                    unmatched.push(p.unmatched("no-match", 0, now));
+                    unlink[*at].push(p.key());
+                }
                 linkage::Outcome::NoMatch => {
                     // Matched nobody and not sent to review: a local identity of its own,
                     // which the records after it in this pass are compared with too.
@@ -433,7 +475,12 @@ impl Indexer {
         self.store.remove_local_links(&leave_home).await?;
         // Local identities: those read again refreshed, the new ones made (with the records
         // they were made from linked to them), then the records joining them.
-        let mut records: Vec<mcr_store::LocalPersonRecord> = refreshed;
+        // (One resolved in this pass is not refreshed: that would make it anew.)
+        let mut records: Vec<mcr_store::LocalPersonRecord> = refreshed
+            .into_iter()
+            .filter(|(id, _)| !resolving.contains(id))
+            .map(|(_, record)| record)
+            .collect();
         let first_fresh = records.len();
         records.extend(fresh.iter().filter_map(|p| p.local_person(now)));
         let made = self.store.put_local_persons(&records).await?;

@@ -34,7 +34,8 @@ pub use audit_trail::{AuditCheckpoint, AuditQuery, AuditTrailStore, AUDIT_QUERY_
 pub use backend_services::BackendServicesStore;
 pub use care_event::{CareEventKey, CareEventRow, CareEventStore, HeldMessage, HELD_LIST_MAX};
 pub use local_identity::{
-    LocalCandidateRow, LocalIdentityStore, LocalLink, LocalPerson, LocalPersonRecord, LocalResolution, LocalResolved,
+    LocalCandidateRow, LocalIdentityStore, LocalLink, LocalPerson, LocalPersonRecord,
+    LocalResolution, LocalResolved,
 };
 pub use match_review::{
     MatchCandidateRow, MatchDecisionRow, MatchStore, RecordKey, MATCH_LIST_MAX,
