@@ -267,9 +267,12 @@ pub async fn run_index(ds: &Dataset, dir: &std::path::Path) -> anyhow::Result<In
     s.review =
         Some(acute_report.review + acute_report.ambiguous + acute_report.possible_wrong_nhs_number);
     s.note = format!(
-        "rejected {}, unmatched {}, by NHS number {}, by demographics {}",
+        "rejected {}, unmatched {} (local identities made {}, linked to one {}), \
+         by NHS number {}, by demographics {}",
         acute_report.rejected,
         acute_report.unmatched,
+        acute_report.local_identities,
+        acute_report.linked_to_local_identity,
         acute_report.linked_by_nhs_number,
         acute_report.linked_by_demographics
     );
