@@ -174,6 +174,37 @@ async fn story(store: &dyn Store) {
         .expect("search")
         .is_empty());
 
+    // A pair for review beside it (a twin, say), replaced when the record is matched again.
+    let pair = mcr_store::LocalCandidateRow {
+        source: src("walk-in"),
+        local_id: "w-twin".into(),
+        person: id,
+        score: 27.5,
+        agreement: "family=exact given=typo sex=differs".into(),
+        guard: Some("possible-twin".into()),
+        family: "Nwosu".into(),
+        given: "Adanna".into(),
+        birth_date: Some(born()),
+        gender: Some("male".into()),
+        postcode: None,
+        found_at: t(8),
+    };
+    store
+        .replace_local_candidates(&[], std::slice::from_ref(&pair))
+        .await
+        .expect("pairs");
+    store
+        .replace_local_candidates(
+            &[(src("walk-in"), "w-twin".into())],
+            std::slice::from_ref(&pair),
+        )
+        .await
+        .expect("pairs again");
+    assert_eq!(
+        store.local_candidates().await.expect("read"),
+        vec![pair.clone()]
+    );
+
     // Resolved to an NHS number: its links move there, with the resolution's method, and it
     // says where it went; the audit record is written with it.
     let before = store.audit_rows(0, 100).await.expect("audit").len();
@@ -202,6 +233,8 @@ async fn story(store: &dyn Store) {
         ]
     );
     assert!(local_keys(store).await.is_empty());
+    // Its pairs in review are dropped: the next sync finds them against the number.
+    assert!(store.local_candidates().await.expect("read").is_empty());
     let gone = store.local_person(id).await.expect("read").expect("kept");
     let resolved = gone.resolved.expect("says where it went");
     assert_eq!(resolved.nhs_number, nhs(2));

@@ -280,10 +280,7 @@ pub async fn run_index(ds: &Dataset, dir: &std::path::Path) -> anyhow::Result<In
             continue;
         };
         let origin = ds.who.get(&l.origin.1);
-        false_local += members
-            .iter()
-            .filter(|m| ds.who.get(*m) != origin)
-            .count();
+        false_local += members.iter().filter(|m| ds.who.get(*m) != origin).count();
     }
     s.note = format!(
         "rejected {}, unmatched {} (local identities made {}, linked to one {}, of which \
