@@ -392,7 +392,7 @@ impl Indexer {
                                 local_candidates.push(p.local_candidate(*l, s, guard, now));
                             }
                             Person::Home(Home::Fresh(k)) => {
-                                fresh_candidates.push((*k, p.clone(), s.clone(), guard));
+                                fresh_candidates.push((*k, p.clone(), *s, guard));
                             }
                         }
                     }
