@@ -264,6 +264,9 @@ actions! {
     GatewayStart = "gateway-start",
     /// A source record traced against the Personal Demographics Service by the index sync.
     PdsTrace = "pds-trace",
+    /// A local identity (an index person made from a record with no NHS number) found to have
+    /// one: its links moved to that NHS number by the index sync.
+    ResolveLocalIdentity = "resolve-local-identity",
 }
 
 words! {
@@ -421,7 +424,9 @@ impl Action {
             | Action::ExplainAccess
             | Action::ConfirmOptOutCode => rest(OPERATION, Execute),
             // FHIR's `Patient/$merge` and its reversal: operations that change the index.
-            Action::MergePatients | Action::UnmergePatients => rest(OPERATION, Update),
+            Action::MergePatients | Action::UnmergePatients | Action::ResolveLocalIdentity => {
+                rest(OPERATION, Update)
+            }
             Action::OpenDocument
             | Action::ReadConsents
             | Action::ReadAccessHistory

@@ -6,6 +6,7 @@
 
 mod clock;
 pub mod demographics;
+mod local_person;
 mod nhs_number;
 mod org;
 mod principal;
@@ -13,6 +14,7 @@ mod record;
 mod source;
 
 pub use clock::{Clock, FixedClock, SystemClock};
+pub use local_person::{LocalPersonId, LocalPersonIdError};
 pub use nhs_number::{NhsNumber, NhsNumberError};
 pub use org::{OdsCode, OdsCodeError, OrgKind, Organisation};
 pub use principal::{DataClass, Principal, Purpose, Role};

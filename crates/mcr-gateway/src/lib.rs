@@ -47,7 +47,7 @@ pub use governance::{
     check_permission_request, EmergencyRequest, ObjectionRequest, PermissionProblem,
     PermissionRequest, RelationshipClaim, LIFT_REFUSED,
 };
-pub use matching::{MatchPair, MatchVerdict};
+pub use matching::{LocalMatchPair, MatchPair, MatchQueue, MatchVerdict};
 pub use mcr_audit::{Action, AuditEvent, AuthChannel, Outcome, RefusalKind, UnknownWord};
 pub use mcr_federation::document::{DocumentCut, DocumentRefusal, OpenedDocument};
 pub use mcr_federation::SourceKind;

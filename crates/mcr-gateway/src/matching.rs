@@ -24,6 +24,24 @@ pub struct MatchPair {
     pub restricted: bool,
 }
 
+/// One pair of a source record and a local identity (an index person made from a record with
+/// no NHS number): shown labelled as a local identity, never as an NHS number.
+#[derive(Debug, Clone)]
+pub struct LocalMatchPair {
+    pub candidate: mcr_store::LocalCandidateRow,
+    /// The source organisation's name.
+    pub source_name: String,
+    /// `None` when the local identity is no longer held open (resolved since).
+    pub person: Option<mcr_store::LocalPerson>,
+}
+
+/// The review queue: pairs with index patients, and pairs with local identities.
+#[derive(Debug, Clone, Default)]
+pub struct MatchQueue {
+    pub pairs: Vec<MatchPair>,
+    pub local: Vec<LocalMatchPair>,
+}
+
 /// What a person decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MatchVerdict {
@@ -115,9 +133,9 @@ impl Gateway {
             )
     }
 
-    /// The pairs awaiting review, highest score first, each with the index patient. Audited
-    /// (`read-match-queue`), refusals too.
-    pub async fn match_queue(&self, ctx: &RequestContext) -> Result<Vec<MatchPair>, GatewayError> {
+    /// The pairs awaiting review, highest score first, each with the index patient, and the
+    /// pairs with a local identity, each with it. Audited (`read-match-queue`), refusals too.
+    pub async fn match_queue(&self, ctx: &RequestContext) -> Result<MatchQueue, GatewayError> {
         const ACTION: Action = Action::ReadMatchQueue;
         let scope = match self.may_review_matches(ctx) {
             Ok(scope) => scope,
@@ -131,6 +149,30 @@ impl Gateway {
             .into_iter()
             .filter(|c| self.in_scope(&scope, &c.source))
             .collect();
+        let local_rows: Vec<_> = self
+            .store
+            .local_candidates()
+            .await
+            .map_err(|_| GatewayError::StoreUnavailable)?
+            .into_iter()
+            .filter(|c| self.in_scope(&scope, &c.source))
+            .collect();
+        let mut persons: HashMap<mcr_domain::LocalPersonId, mcr_store::LocalPerson> =
+            HashMap::new();
+        for c in &local_rows {
+            if persons.contains_key(&c.person) {
+                continue;
+            }
+            if let Some(l) = self
+                .store
+                .local_person(c.person)
+                .await
+                .map_err(|_| GatewayError::StoreUnavailable)?
+                .filter(|l| l.resolved.is_none())
+            {
+                persons.insert(c.person, l);
+            }
+        }
         let numbers: Vec<NhsNumber> = rows.iter().map(|r| r.nhs_number.clone()).collect();
         let patients: HashMap<NhsNumber, IndexedPatient> = self
             .store
@@ -146,15 +188,27 @@ impl Gateway {
         let withheld = rows.iter().filter(|c| is_restricted(&c.nhs_number)).count();
         let mut event = self.event(ctx, ACTION, None);
         event.outcome = Outcome::Permit;
-        event.detail = Some(format!("{} pair(s) listed", rows.len()));
-        if withheld > 0 {
-            event.detail = Some(format!(
-                "{} pair(s) listed; location withheld for {withheld} restricted",
-                rows.len()
+        let mut detail = format!("{} pair(s) listed", rows.len());
+        if !local_rows.is_empty() {
+            detail.push_str(&format!(
+                ", {} with a local identity (no NHS number)",
+                local_rows.len()
             ));
         }
+        if withheld > 0 {
+            detail.push_str(&format!("; location withheld for {withheld} restricted"));
+        }
+        event.detail = Some(detail);
         self.audit(&event).await?;
-        Ok(rows
+        let local = local_rows
+            .into_iter()
+            .map(|c| LocalMatchPair {
+                source_name: self.source_name(&c.source),
+                person: persons.get(&c.person).cloned(),
+                candidate: c,
+            })
+            .collect();
+        let pairs = rows
             .into_iter()
             .map(|mut c| {
                 let restricted = is_restricted(&c.nhs_number);
@@ -173,7 +227,8 @@ impl Gateway {
                     candidate: c,
                 }
             })
-            .collect())
+            .collect();
+        Ok(MatchQueue { pairs, local })
     }
 
     /// Decide about a pair: `Link` needs the pair in the queue; `NotAMatch` needs it in the

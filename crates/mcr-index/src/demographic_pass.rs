@@ -3,12 +3,13 @@
 //! under what people decided about pairs; links, review candidates and unmatched records
 //! written in batches.
 
+use crate::local_identity::{Home, Homes, Person, Resolve};
 use crate::matching::Prepared;
 use crate::{linkage, Indexer, SourcePatient, SourceSyncReport};
-use mcr_domain::NhsNumber;
+use mcr_domain::{LocalPersonId, NhsNumber};
 use mcr_store::{LinkMethod, MatchCandidateRow, RecordKey, StoreError};
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// What the matching pass did and how long it took (no patient data).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -23,6 +24,13 @@ pub struct MatchingPass {
     pub millis: u64,
     /// Of which: reading the index and comparing, before anything is written.
     pub compare_millis: u64,
+    /// Local identities open after the pass (made from records with no NHS number that
+    /// matched nobody, not yet found to have one).
+    pub local_identities_open: usize,
+    /// Local identities resolved to an NHS number in this pass (their links moved there).
+    pub local_identities_resolved: usize,
+    /// Links those resolutions moved.
+    pub links_moved: u64,
 }
 
 /// What people decided about pairs and persons: never overridden by a sync.
@@ -35,6 +43,9 @@ pub(crate) struct Decisions {
     not_a_match: HashMap<RecordKey, Vec<NhsNumber>>,
     /// Standing merges: a retired number to its survivor.
     merged: HashMap<NhsNumber, NhsNumber>,
+    /// Records linked to a local identity, read with the decisions once per sync (few: records
+    /// without an NHS number).
+    homes: HashMap<RecordKey, LocalPersonId>,
 }
 
 impl Decisions {
@@ -46,12 +57,18 @@ impl Decisions {
     pub(crate) fn survivor_of(&self, nhs: &NhsNumber) -> Option<&NhsNumber> {
         self.merged.get(nhs)
     }
+
+    /// The local identity a record is linked to, if any.
+    pub(crate) fn home_of(&self, p: &SourcePatient) -> Option<LocalPersonId> {
+        self.homes.get(&p.key()).copied()
+    }
 }
 impl Indexer {
     /// What people decided about pairs, read through the standing merges.
     pub(crate) async fn decisions(&self) -> Result<Decisions, StoreError> {
         let mut d = Decisions {
             merged: self.store.merge_redirects().await?.into_iter().collect(),
+            homes: self.store.local_link_keys().await?.into_iter().collect(),
             ..Decisions::default()
         };
         for row in self.store.match_decisions().await? {
@@ -71,13 +88,16 @@ impl Indexer {
         Ok(d)
     }
 
-    /// The demographic pass: every waiting record matched against the whole index at once;
-    /// links, review candidates and unmatched records written in batches; a record that no
-    /// longer links loses its old link.
+    /// The demographic pass: every waiting record matched against the whole index and the
+    /// local identities at once; links, review candidates and local identities written in
+    /// batches; a record that no longer links loses its old link. Local identities are matched
+    /// against the index too: one that now matches an index patient (or that a record linked
+    /// to it names by NHS number, `resolve`, or that PDS traces) is resolved to them.
     pub(crate) async fn match_waiting(
         &self,
         waiting: Vec<(usize, SourcePatient)>,
         flagged: Vec<MatchCandidateRow>,
+        resolve: Vec<(LocalPersonId, NhsNumber)>,
         decisions: &Decisions,
         reports: &mut [SourceSyncReport],
     ) -> Result<MatchingPass, StoreError> {
@@ -85,17 +105,73 @@ impl Indexer {
         let started = std::time::Instant::now();
         let waiting_count = waiting.len();
         let mut links = Vec::new();
-        let mut to_match = Vec::with_capacity(waiting.len());
-        for (at, p) in waiting {
-            match decisions.linked.get(&p.key()) {
-                Some(nhs) => {
-                    links.push(p.link(nhs.clone(), LinkMethod::Demographics, now));
-                    reports[at].linked_by_demographics += 1;
-                }
-                None => to_match.push((at, p)),
+
+        // Local identities: resolved by a record of theirs carrying an NHS number, or open.
+        let mut resolutions: Vec<Resolve> = Vec::new();
+        let mut resolving: HashSet<LocalPersonId> = HashSet::new();
+        for (person, nhs) in resolve {
+            if resolving.insert(person) {
+                resolutions.push(Resolve {
+                    person,
+                    nhs,
+                    method: LinkMethod::NhsNumber,
+                    origin: None,
+                });
             }
         }
-        let prepared: Vec<Prepared> = to_match.iter().map(|(_, p)| p.prepared()).collect();
+        let mut open = self.store.open_local_persons().await?;
+        open.retain(|l| !resolving.contains(&l.id));
+        let origin_of: HashMap<RecordKey, usize> = open
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.origin.clone(), i))
+            .collect();
+
+        let mut to_match = Vec::with_capacity(waiting.len());
+        // Records that leave a local identity (linked to an NHS number, or sent to review).
+        let mut leave_home: Vec<RecordKey> = Vec::new();
+        // Local identities whose record was read again: (identity, report), refreshed from it.
+        let mut reread: HashMap<usize, usize> = HashMap::new();
+        let mut refreshed = Vec::new();
+        for (at, p) in waiting {
+            if let Some(nhs) = decisions.linked.get(&p.key()) {
+                links.push(p.link(nhs.clone(), LinkMethod::Demographics, now));
+                reports[at].linked_by_demographics += 1;
+                if decisions.home_of(&p).is_some() {
+                    leave_home.push(p.key());
+                }
+                continue;
+            }
+            // The record a local identity was made from, read again: the identity follows it
+            // (matched against the index below with its new demographics), never a second one.
+            if let (Some(&i), Some(record)) = (origin_of.get(&p.key()), p.local_person(now)) {
+                let l = &mut open[i];
+                l.family.clone_from(&record.family);
+                l.given.clone_from(&record.given);
+                l.birth_date = record.birth_date;
+                l.gender.clone_from(&record.gender);
+                l.postcode.clone_from(&record.postcode);
+                refreshed.push((l.id, record));
+                reread.insert(i, at);
+                continue;
+            }
+            to_match.push((at, p));
+        }
+        // Every open local identity is matched against the index when the index may have
+        // gained someone (a record linked by NHS number in this sync); else only those read
+        // again.
+        let index_grew = reports.iter().any(|r| r.linked_by_nhs_number > 0);
+        let checked: Vec<usize> = (0..open.len())
+            .filter(|i| index_grew || reread.contains_key(i))
+            .collect();
+
+        let mut prepared: Vec<Prepared> = to_match.iter().map(|(_, p)| p.prepared()).collect();
+        let records = prepared.len();
+        prepared.extend(
+            checked
+                .iter()
+                .map(|&i| crate::local_identity::prepared(&open[i])),
+        );
         let mut ruled_out = linkage::Ruled::new();
         for (i, (_, p)) in to_match.iter().enumerate() {
             for nhs in decisions.not_a_match.get(&p.key()).into_iter().flatten() {
@@ -110,23 +186,174 @@ impl Indexer {
                 }
             }
         }
-        let (outcomes, counts) =
+        for (j, &i) in checked.iter().enumerate() {
+            for nhs in decisions
+                .not_a_match
+                .get(&open[i].origin)
+                .into_iter()
+                .flatten()
+            {
+                ruled_out.insert((records + j, nhs.clone()));
+            }
+        }
+        let (mut outcomes, mut counts) =
             linkage::match_against_index(&*self.store, &prepared, &ruled_out, &self.weights)
                 .await?;
+        let local_outcomes = outcomes.split_off(records);
 
         let mut evaluated: Vec<RecordKey> = Vec::with_capacity(to_match.len());
         let mut candidates = flagged;
+        let mut local_candidates = Vec::new();
+        let mut traced = Traced::default();
+        // A local identity that now matches an index patient is them; one sent to review is
+        // shown beside them; one PDS traces (when its record was read again) is them too.
+        for (&i, outcome) in checked.iter().zip(local_outcomes) {
+            let l = &open[i];
+            let origin = crate::local_identity::origin_record(l);
+            evaluated.push(l.origin.clone());
+            // Its record, read again, is counted as any record: linked (the identity resolved),
+            // in review or matching nobody, and still at home in the local identity.
+            let report = reread.get(&i).map(|&at| &mut reports[at]);
+            let found = match outcome {
+                linkage::Outcome::Link(nhs, _) => {
+                    if let Some(r) = report {
+                        r.linked_by_demographics += 1;
+                    }
+                    Some((nhs, LinkMethod::Demographics))
+                }
+                linkage::Outcome::Review {
+                    candidates: found,
+                    ambiguous,
+                } => {
+                    for (nhs, s) in &found {
+                        let guard = linkage::review_guard(s, ambiguous);
+                        candidates.push(origin.candidate(nhs, "review", s, guard, now));
+                    }
+                    if let Some(r) = report {
+                        r.linked_to_local_identity += 1;
+                        if ambiguous {
+                            r.ambiguous += 1;
+                        } else {
+                            r.review += 1;
+                        }
+                    }
+                    None
+                }
+                linkage::Outcome::NoMatch => {
+                    if let Some(r) = report {
+                        r.unmatched += 1;
+                        r.linked_to_local_identity += 1;
+                    }
+                    None
+                }
+            };
+            let found = match (found, &self.pds, reread.get(&i)) {
+                (Some(found), _, _) => Some(found),
+                (None, Some((pds, _)), Some(&at)) => {
+                    match trace_one(pds, &origin, &mut reports[at].pds, now, &mut traced).await {
+                        TraceStep::Linked(link) => Some((link.nhs_number, LinkMethod::PdsTrace)),
+                        TraceStep::Review(candidate) => {
+                            candidates.push(candidate);
+                            None
+                        }
+                        TraceStep::Nothing => None,
+                    }
+                }
+                (None, _, _) => None,
+            };
+            if let Some((nhs, method)) = found {
+                resolving.insert(l.id);
+                resolutions.push(Resolve {
+                    person: l.id,
+                    nhs,
+                    method,
+                    origin: Some(l.origin.clone()),
+                });
+            }
+        }
+        // The local identities still open, for the records to be compared with.
+        let mut homes = Homes::default();
+        for l in open.iter().filter(|l| !resolving.contains(&l.id)) {
+            homes.add(Home::Local(l.id), crate::local_identity::prepared(l))?;
+        }
+
         let mut unmatched = Vec::new();
         let mut unlink: Vec<Vec<RecordKey>> = vec![Vec::new(); reports.len()];
-        let mut traced = Traced::default();
-        for ((at, p), outcome) in to_match.iter().zip(outcomes) {
+        let mut local_links = Vec::new();
+        // Local identities this pass makes: the records they are made from, and the records
+        // joining them (by their number in `fresh`).
+        let mut fresh: Vec<SourcePatient> = Vec::new();
+        let mut joining: Vec<(usize, SourcePatient)> = Vec::new();
+        let mut fresh_candidates: Vec<(
+            usize,
+            SourcePatient,
+            crate::matching::Scored,
+            Option<&'static str>,
+        )> = Vec::new();
+        let mut homed: Vec<RecordKey> = Vec::new();
+        for (((at, p), outcome), prepared) in to_match.iter().zip(outcomes).zip(&prepared) {
             let report = &mut reports[*at];
             evaluated.push(p.key());
-            if let (Some((pds, _)), false) =
-                (&self.pds, matches!(outcome, linkage::Outcome::Link(..)))
-            {
+            // A record carrying an NHS number held for someone else is in review already (a
+            // possible wrong NHS number): it neither joins nor makes a local identity.
+            let flagged = p.nhs_number.is_some();
+            let (local_found, compared) = if flagged {
+                (Vec::new(), 0)
+            } else {
+                homes.candidates(prepared, &self.weights)
+            };
+            counts.comparisons += compared;
+            let outcome = if local_found.is_empty() {
+                match outcome {
+                    linkage::Outcome::Link(n, s) => linkage::Outcome::Link(Person::Nhs(n), s),
+                    linkage::Outcome::Review {
+                        candidates,
+                        ambiguous,
+                    } => linkage::Outcome::Review {
+                        candidates: candidates
+                            .into_iter()
+                            .map(|(n, s)| (Person::Nhs(n), s))
+                            .collect(),
+                        ambiguous,
+                    },
+                    linkage::Outcome::NoMatch => linkage::Outcome::NoMatch,
+                }
+            } else {
+                // Index patients and local identities decided together, by the same rules.
+                let mut found: Vec<(Person, crate::matching::Scored)> = match outcome {
+                    linkage::Outcome::Link(n, s) => vec![(Person::Nhs(n), s)],
+                    linkage::Outcome::Review { candidates, .. } => candidates
+                        .into_iter()
+                        .map(|(n, s)| (Person::Nhs(n), s))
+                        .collect(),
+                    linkage::Outcome::NoMatch => Vec::new(),
+                };
+                found.extend(local_found.into_iter().map(|(h, s)| (Person::Home(h), s)));
+                found.sort_by(|a, b| b.1.weight.total_cmp(&a.1.weight));
+                linkage::decide(found, &self.weights)
+            };
+            let home = decisions.home_of(p);
+            if let (Some((pds, _)), false) = (
+                &self.pds,
+                matches!(outcome, linkage::Outcome::Link(Person::Nhs(..), _)),
+            ) {
                 match trace_one(pds, p, &mut report.pds, now, &mut traced).await {
                     TraceStep::Linked(link) => {
+                        // PDS knows the person of a record linked to a local identity: so is
+                        // the local identity.
+                        if let linkage::Outcome::Link(Person::Home(Home::Local(l)), _) = outcome {
+                            if resolving.insert(l) {
+                                resolutions.push(Resolve {
+                                    person: l,
+                                    nhs: link.nhs_number.clone(),
+                                    method: LinkMethod::PdsTrace,
+                                    origin: None,
+                                });
+                            }
+                        }
+                        if home.is_some() {
+                            leave_home.push(p.key());
+                        }
                         links.push(link);
                         continue;
                     }
@@ -135,17 +362,39 @@ impl Indexer {
                 }
             }
             match outcome {
-                linkage::Outcome::Link(nhs, _) => {
+                linkage::Outcome::Link(Person::Nhs(nhs), _) => {
                     links.push(p.link(nhs, LinkMethod::Demographics, now));
                     report.linked_by_demographics += 1;
+                    if home.is_some() {
+                        leave_home.push(p.key());
+                    }
+                }
+                linkage::Outcome::Link(Person::Home(h), _) => {
+                    report.linked_to_local_identity += 1;
+                    unlink[*at].push(p.key());
+                    homed.push(p.key());
+                    match h {
+                        Home::Local(l) => local_links.push(p.local_link(l, now)),
+                        Home::Fresh(k) => joining.push((k, p.clone())),
+                    }
                 }
                 linkage::Outcome::Review {
                     candidates: found,
                     ambiguous,
                 } => {
-                    for (nhs, s) in &found {
+                    for (person, s) in &found {
                         let guard = linkage::review_guard(s, ambiguous);
-                        candidates.push(p.candidate(nhs, "review", s, guard, now));
+                        match person {
+                            Person::Nhs(nhs) => {
+                                candidates.push(p.candidate(nhs, "review", s, guard, now));
+                            }
+                            Person::Home(Home::Local(l)) => {
+                                local_candidates.push(p.local_candidate(*l, s, guard, now));
+                            }
+                            Person::Home(Home::Fresh(k)) => {
+                                fresh_candidates.push((*k, p.clone(), *s, guard));
+                            }
+                        }
                     }
                     let (reason, n) = if ambiguous {
                         report.ambiguous += 1;
@@ -156,11 +405,24 @@ impl Indexer {
                     };
                     unmatched.push(p.unmatched(reason, n, now));
                     unlink[*at].push(p.key());
+                    if home.is_some() {
+                        leave_home.push(p.key());
+                    }
                 }
-                linkage::Outcome::NoMatch => {
+                linkage::Outcome::NoMatch if flagged => {
                     report.unmatched += 1;
                     unmatched.push(p.unmatched("no-match", 0, now));
                     unlink[*at].push(p.key());
+                }
+                linkage::Outcome::NoMatch => {
+                    // Matched nobody and not sent to review: a local identity of its own,
+                    // which the records after it in this pass are compared with too.
+                    report.unmatched += 1;
+                    report.local_identities += 1;
+                    unlink[*at].push(p.key());
+                    homed.push(p.key());
+                    homes.add(Home::Fresh(fresh.len()), prepared.clone())?;
+                    fresh.push(p.clone());
                 }
             }
         }
@@ -175,21 +437,71 @@ impl Indexer {
             audit.traced(&traced.records).await?;
         }
         // One transaction each (the store splits them into statements). Patients PDS traced
-        // that the index did not hold yet come first: links and review pairs name them.
+        // that the index did not hold yet come first: links, resolutions and review pairs
+        // name them.
         self.store.insert_missing_patients(&traced.patients).await?;
         self.store.put_patient_statuses(&traced.statuses).await?;
+        // Resolutions, each with its audit record: the local identity's links move.
+        let mut resolved = 0;
+        let mut links_moved = 0;
+        let correlation = format!("index-sync-{}", now.timestamp_millis());
+        for r in &resolutions {
+            let audit = crate::local_identity::resolution_audit(r, &correlation, now)?;
+            let resolution = mcr_store::LocalResolution {
+                person: r.person,
+                nhs_number: r.nhs.clone(),
+                method: r.method,
+                at: now,
+            };
+            if let Some((moved, _)) = self
+                .store
+                .resolve_local_person(&resolution, &audit, &mcr_audit::chain_hash)
+                .await?
+            {
+                resolved += 1;
+                links_moved += moved;
+            }
+        }
         self.store.upsert_links(&links).await?;
         let linked: Vec<RecordKey> = links
             .iter()
             .map(|l| (l.source.clone(), l.local_id.clone()))
+            .chain(homed)
             .collect();
         self.store.clear_unmatched_batch(&linked).await?;
         for (report, keys) in reports.iter_mut().zip(&unlink) {
             report.stale_links_removed += self.store.remove_links(keys).await?;
         }
+        self.store.remove_local_links(&leave_home).await?;
+        // Local identities: those read again refreshed, the new ones made (with the records
+        // they were made from linked to them), then the records joining them.
+        // (One resolved in this pass is not refreshed: that would make it anew.)
+        let mut records: Vec<mcr_store::LocalPersonRecord> = refreshed
+            .into_iter()
+            .filter(|(id, _)| !resolving.contains(id))
+            .map(|(_, record)| record)
+            .collect();
+        let first_fresh = records.len();
+        records.extend(fresh.iter().filter_map(|p| p.local_person(now)));
+        let made = self.store.put_local_persons(&records).await?;
+        let fresh_ids: Vec<LocalPersonId> = made[first_fresh..].iter().map(|(id, _)| *id).collect();
+        for (k, p) in &joining {
+            if let Some(id) = fresh_ids.get(*k) {
+                local_links.push(p.local_link(*id, now));
+            }
+        }
+        for (k, p, s, guard) in &fresh_candidates {
+            if let Some(id) = fresh_ids.get(*k) {
+                local_candidates.push(p.local_candidate(*id, s, *guard, now));
+            }
+        }
+        self.store.upsert_local_links(&local_links).await?;
         self.store.record_unmatched_batch(&unmatched).await?;
         self.store
             .replace_match_candidates(&evaluated, &candidates)
+            .await?;
+        self.store
+            .replace_local_candidates(&evaluated, &local_candidates)
             .await?;
         tracing::info!(
             records = to_match.len(),
@@ -197,6 +509,9 @@ impl Indexer {
             comparisons = counts.comparisons,
             linked = links.len(),
             review = candidates.len(),
+            local_identities = fresh_ids.len(),
+            linked_locally = local_links.len(),
+            resolved,
             seconds = started.elapsed().as_secs_f64(),
             "matching pass"
         );
@@ -206,6 +521,10 @@ impl Indexer {
             comparisons: counts.comparisons,
             millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             compare_millis: u64::try_from(compared.as_millis()).unwrap_or(u64::MAX),
+            local_identities_open: open.iter().filter(|l| !resolving.contains(&l.id)).count()
+                + fresh_ids.len(),
+            local_identities_resolved: resolved,
+            links_moved,
         })
     }
 }

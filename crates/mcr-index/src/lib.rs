@@ -30,6 +30,7 @@ mod care_event_feed;
 pub mod care_events;
 mod demographic_pass;
 pub mod linkage;
+mod local_identity;
 pub mod matching;
 mod parse;
 mod patient_feed;

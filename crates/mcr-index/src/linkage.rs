@@ -24,15 +24,16 @@ const KEEP: usize = 3;
 /// Two candidates closer than this (log2 odds: 64 to 1) are too close to call.
 const CLEAR_MARGIN: f64 = 6.0;
 
-/// What matching concluded for one waiting record.
+/// What matching concluded for one waiting record (about index patients, `K` their NHS
+/// numbers, or any person the same rules decide between).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub enum Outcome<K = NhsNumber> {
     /// Linked automatically to this patient.
-    Link(NhsNumber, Scored),
+    Link(K, Scored),
     /// A person must look: each candidate with its score. `ambiguous` when two candidates were
     /// too close to call.
     Review {
-        candidates: Vec<(NhsNumber, Scored)>,
+        candidates: Vec<(K, Scored)>,
         ambiguous: bool,
     },
     /// Nobody in the index is close enough.
@@ -180,7 +181,7 @@ fn compare_page(
 }
 
 /// The outcome from a record's best candidates (best first).
-pub fn decide(mut found: Vec<(NhsNumber, Scored)>, w: &Weights) -> Outcome {
+pub fn decide<K: Clone>(mut found: Vec<(K, Scored)>, w: &Weights) -> Outcome<K> {
     found.retain(|(_, s)| s.weight >= w.review_at);
     let Some((nhs, top)) = found.first().cloned() else {
         return Outcome::NoMatch;
@@ -226,7 +227,7 @@ fn hash(parts: &[&[u8]]) -> u64 {
 }
 
 /// A record's blocking keys. `waiting` adds the birth date with day and month swapped.
-fn keys(p: &Prepared, waiting: bool) -> Vec<u64> {
+pub(crate) fn keys(p: &Prepared, waiting: bool) -> Vec<u64> {
     let mut out = Vec::with_capacity(5);
     if let Some(d) = p.birth_date {
         let days = d.num_days_from_ce().to_le_bytes();

@@ -7,7 +7,7 @@ use crate::{
     care_events, matching, parse_patient, Indexer, SourcePatient, SourceSyncReport, BATCH,
 };
 use matching::Prepared;
-use mcr_domain::{NhsNumber, SourceId};
+use mcr_domain::{LocalPersonId, NhsNumber, SourceId};
 use mcr_store::{LinkMethod, MatchCandidateRow, RecordKey, StoreError};
 use std::collections::{HashMap, HashSet};
 
@@ -23,7 +23,20 @@ struct PageState {
     flagged: Vec<MatchCandidateRow>,
     /// The latest `meta.lastUpdated` seen.
     watermark: Option<String>,
+    /// Local identities a record linked to one now names by its NHS number.
+    resolve: Vec<(LocalPersonId, NhsNumber)>,
 }
+/// What one source's feed gave the sync.
+pub(crate) struct SourceFeed {
+    pub report: SourceSyncReport,
+    /// Records for the demographic pass.
+    pub pending: Vec<SourcePatient>,
+    /// Records whose NHS number the index holds for someone else, as review candidates.
+    pub flagged: Vec<MatchCandidateRow>,
+    /// Local identities a record linked to one now names by its NHS number.
+    pub resolve: Vec<(LocalPersonId, NhsNumber)>,
+}
+
 impl Indexer {
     /// One source's feed, page by page. Returns its report and the records that carry no
     /// NHS number (matched by demographics once every source is in). If the feed fails part
@@ -35,7 +48,7 @@ impl Indexer {
         authoritative: bool,
         full: bool,
         decisions: &Decisions,
-    ) -> Result<(SourceSyncReport, Vec<SourcePatient>, Vec<MatchCandidateRow>), StoreError> {
+    ) -> Result<SourceFeed, StoreError> {
         let since = if full {
             None
         } else {
@@ -57,6 +70,7 @@ impl Indexer {
             pending: Vec::new(),
             flagged: Vec::new(),
             watermark: None,
+            resolve: Vec::new(),
         };
         // Two pages in hand at most: the next is read while this one is written.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<serde_json::Value>>(2);
@@ -75,6 +89,7 @@ impl Indexer {
             pending,
             flagged,
             watermark,
+            resolve,
             ..
         } = page;
         match fed {
@@ -88,7 +103,12 @@ impl Indexer {
                 }
             }
         }
-        Ok((report, pending, flagged))
+        Ok(SourceFeed {
+            report,
+            pending,
+            flagged,
+            resolve,
+        })
     }
 
     /// Write one page of a source's `Patient`s to the index.
@@ -206,6 +226,11 @@ impl Indexer {
                     said_by: "source-label".into(),
                     updated_at: now,
                 });
+            }
+            // A record linked to a local identity now carries an NHS number: the local
+            // identity is that person.
+            if let Some(home) = decisions.home_of(&p) {
+                state.resolve.push((home, nhs.clone()));
             }
             links.push(p.link(nhs, LinkMethod::NhsNumber, now));
             state.report.linked_by_nhs_number += 1;

@@ -25,8 +25,15 @@ pub struct SourceSyncReport {
     pub possible_wrong_nhs_number: usize,
     /// Links removed because the record, read again, no longer matches its patient.
     pub stale_links_removed: u64,
-    /// Records without an NHS number that matched nobody.
+    /// Records without an NHS number that matched nobody (each became a local identity, or
+    /// joined one made in this sync).
     pub unmatched: usize,
+    /// Local identities made from this source's records (no NHS number, matched nobody, not
+    /// sent to review).
+    pub local_identities: usize,
+    /// Records linked to a local identity made before, or earlier in this sync (a record a
+    /// local identity was made from, read again, counted too).
+    pub linked_to_local_identity: usize,
     /// Records that could not be read (no id, no birth date, no name).
     pub rejected: usize,
     /// Records carrying an NHS number merged into another: linked to the survivor (their
@@ -142,17 +149,19 @@ impl Indexer {
         let mut reports = Vec::new();
         let mut waiting: Vec<(usize, SourcePatient)> = Vec::new();
         let mut flagged = Vec::new();
+        let mut resolve = Vec::new();
         for result in synced {
-            let (report, pending, flags) = result?;
+            let feed = result?;
             let at = reports.len();
-            waiting.extend(pending.into_iter().map(|p| (at, p)));
-            flagged.extend(flags);
-            reports.push(report);
+            waiting.extend(feed.pending.into_iter().map(|p| (at, p)));
+            flagged.extend(feed.flagged);
+            resolve.extend(feed.resolve);
+            reports.push(feed.report);
         }
 
         // Second pass, once every NHS-numbered record is in: match the rest by demographics.
         let matching = self
-            .match_waiting(waiting, flagged, &decisions, &mut reports)
+            .match_waiting(waiting, flagged, resolve, &decisions, &mut reports)
             .await?;
         // Care events, once every link is in: they are kept by NHS number.
         let care = join_all(others.iter().map(|s| self.sync_care_events(Arc::clone(s)))).await;
@@ -180,6 +189,7 @@ impl Indexer {
                 by_demographics = r.linked_by_demographics, ambiguous = r.ambiguous,
                 review = r.review, wrong_nhs = r.possible_wrong_nhs_number,
                 stale = r.stale_links_removed, unmatched = r.unmatched, rejected = r.rejected,
+                local_identities = r.local_identities, to_local = r.linked_to_local_identity,
                 failed = r.failed.is_some(),
                 "index sync"
             );

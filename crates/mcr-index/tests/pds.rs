@@ -583,3 +583,94 @@ async fn a_trace_that_cannot_be_audited_links_nothing() {
         "nor a patient added from PDS"
     );
 }
+
+/// A local identity (made while PDS was not asked) is resolved when its record, read again, is
+/// traced: its links move to the NHS number PDS gave, audited.
+#[tokio::test]
+async fn a_pds_trace_resolves_a_local_identity() {
+    let pds = pds().await;
+    // Pauline, twice at the hospital (two registrations), no NHS number.
+    let acute = serve(vec![
+        person(
+            "a1",
+            "Attison",
+            "Pauline",
+            "1962-09-30",
+            "female",
+            "LS1 6AE",
+        ),
+        person(
+            "a1-again",
+            "Attison",
+            "Pauline",
+            "1962-09-30",
+            "female",
+            "LS1 6AE",
+        ),
+    ])
+    .await;
+    let dir = tempfile::tempdir().expect("test setup");
+    let store: Arc<dyn Store> =
+        mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
+            .await
+            .expect("test setup");
+    let clock = Arc::new(FixedClock::new("2026-11-24T09:00:00Z".parse().expect("t")));
+    let fed = || {
+        Arc::new(Federation::new(
+            vec![acute_source(&acute)],
+            FederationConfig::default(),
+        ))
+    };
+    // Without PDS: one local identity, both records at home in it.
+    let report = Indexer::new(fed(), store.clone(), clock.clone())
+        .sync(true)
+        .await
+        .expect("sync");
+    assert_eq!(report.sources[0].local_identities, 1, "{report:?}");
+    let homes = store.local_link_keys().await.expect("read");
+    assert_eq!(homes.len(), 2, "{homes:?}");
+    let home = homes[0].1;
+
+    // With PDS: the record it was made from is traced, and PDS knows her.
+    let audit = Arc::new(Audited::default());
+    let report = Indexer::new(fed(), store.clone(), clock)
+        .with_pds(
+            Arc::new(client(pds.base_url(), TOKEN)),
+            audit.clone() as Arc<dyn TraceAudit>,
+        )
+        .sync(true)
+        .await
+        .expect("sync");
+    assert_eq!(report.matching.local_identities_resolved, 1, "{report:?}");
+    let resolved = store
+        .local_person(home)
+        .await
+        .expect("read")
+        .expect("kept")
+        .resolved
+        .expect("resolved");
+    assert_eq!(
+        (resolved.nhs_number.as_str(), resolved.method),
+        ("9990000034", LinkMethod::PdsTrace)
+    );
+    let acute_id = SourceId::parse("acute").expect("id");
+    for local in ["a1", "a1-again"] {
+        let link = store
+            .link_for_local(&acute_id, local)
+            .await
+            .expect("read")
+            .expect("linked");
+        assert_eq!(link.nhs_number.as_str(), "9990000034", "{local}");
+    }
+    assert!(store.local_link_keys().await.expect("read").is_empty());
+    assert!(store.open_local_persons().await.expect("read").is_empty());
+    let trail = store.audit_rows(0, 100).await.expect("audit");
+    assert!(
+        trail
+            .iter()
+            .any(|r| r.record.action == "resolve-local-identity"
+                && r.record.patient.as_deref() == Some("9990000034")
+                && r.record.payload.contains("pds-trace")),
+        "{trail:?}"
+    );
+}

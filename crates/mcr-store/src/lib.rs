@@ -16,6 +16,7 @@ mod common;
 mod governance;
 mod group_commit;
 mod index;
+mod local_identity;
 mod match_review;
 mod model;
 mod opt_out;
@@ -32,6 +33,10 @@ mod watch_counts;
 pub use audit_trail::{AuditCheckpoint, AuditQuery, AuditTrailStore, AUDIT_QUERY_MAX};
 pub use backend_services::BackendServicesStore;
 pub use care_event::{CareEventKey, CareEventRow, CareEventStore, HeldMessage, HELD_LIST_MAX};
+pub use local_identity::{
+    LocalCandidateRow, LocalIdentityStore, LocalLink, LocalPerson, LocalPersonRecord,
+    LocalResolution, LocalResolved,
+};
 pub use match_review::{
     MatchCandidateRow, MatchDecisionRow, MatchStore, RecordKey, MATCH_LIST_MAX,
 };
@@ -176,6 +181,7 @@ pub trait Store:
     + MatchStore
     + MergeStore
     + PatientStatusStore
+    + LocalIdentityStore
 {
     /// Bring the schema up to date (idempotent).
     async fn migrate(&self) -> Result<()>;

@@ -30,6 +30,9 @@ pub enum LinkMethod {
     /// The source record has no NHS number; the Personal Demographics Service traced it to a
     /// unique patient at or above the configured score.
     PdsTrace,
+    /// The record a local identity was made from (no NHS number, matched nobody): linked to
+    /// that local identity only, never written to `source_link` under this method.
+    LocalIdentity,
 }
 
 impl LinkMethod {
@@ -38,6 +41,7 @@ impl LinkMethod {
             LinkMethod::NhsNumber => "nhs-number",
             LinkMethod::Demographics => "demographics",
             LinkMethod::PdsTrace => "pds-trace",
+            LinkMethod::LocalIdentity => "local-identity",
         }
     }
 
@@ -46,6 +50,7 @@ impl LinkMethod {
             "nhs-number" => Some(LinkMethod::NhsNumber),
             "demographics" => Some(LinkMethod::Demographics),
             "pds-trace" => Some(LinkMethod::PdsTrace),
+            "local-identity" => Some(LinkMethod::LocalIdentity),
             _ => None,
         }
     }

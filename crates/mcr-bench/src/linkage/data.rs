@@ -34,6 +34,9 @@ pub struct Dataset {
     pub truth: HashMap<String, String>,
     /// `b` id to what was done to it (`exact`, `moved`, `twin`, …).
     pub kind: HashMap<String, &'static str>,
+    /// `b` id to the person it is, whether `a` holds them or not (two `b` records of one
+    /// person who is not in `a` share it): to score links to local identities.
+    pub who: HashMap<String, String>,
 }
 
 /// NHS numbers for records that have none of their own (FEBRL): the `i`-th valid number of a
@@ -98,8 +101,10 @@ pub fn febrl4(dir: &std::path::Path) -> anyhow::Result<Dataset> {
         .collect();
     let mut truth = HashMap::new();
     let mut kind = HashMap::new();
+    let mut who = HashMap::new();
     for r in &b {
         let person = r.id.split("-dup").next().unwrap_or_default();
+        who.insert(r.id.clone(), person.to_owned());
         match originals.get(person) {
             Some(a_id) => {
                 truth.insert(r.id.clone(), a_id.clone());
@@ -116,6 +121,7 @@ pub fn febrl4(dir: &std::path::Path) -> anyhow::Result<Dataset> {
         b,
         truth,
         kind,
+        who,
     })
 }
 
@@ -191,6 +197,7 @@ pub fn generate(seed: u64, people: usize, records: usize, nhs_numbers: bool) -> 
     let mut b = Vec::with_capacity(records);
     let mut truth = HashMap::new();
     let mut kind = HashMap::new();
+    let mut who = HashMap::new();
     for i in 0..records {
         let id = format!("H{i}");
         let roll: f64 = rng.gen();
@@ -297,6 +304,15 @@ pub fn generate(seed: u64, people: usize, records: usize, nhs_numbers: bool) -> 
             "stranger"
         };
         let same_person = !matches!(k, "twin" | "parent-child-namesake" | "stranger");
+        who.insert(
+            id.clone(),
+            match k {
+                "twin" => format!("twin:{}:{}", person.id, r.given),
+                "parent-child-namesake" => format!("namesake:{}:{}", person.id, r.dob),
+                "stranger" => format!("stranger:{}", i % strangers.len()),
+                _ => person.id.clone(),
+            },
+        );
         if same_person {
             truth.insert(id.clone(), person.id.clone());
         }
@@ -329,6 +345,7 @@ pub fn generate(seed: u64, people: usize, records: usize, nhs_numbers: bool) -> 
         b,
         truth,
         kind,
+        who,
     }
 }
 

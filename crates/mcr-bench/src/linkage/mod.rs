@@ -266,10 +266,30 @@ pub async fn run_index(ds: &Dataset, dir: &std::path::Path) -> anyhow::Result<In
         .context("acute reported")?;
     s.review =
         Some(acute_report.review + acute_report.ambiguous + acute_report.possible_wrong_nhs_number);
+    // Links to local identities: a record linked to a local identity made from another
+    // person's record is a false link too (counted here, beside the table's false links).
+    let mut homes: HashMap<mcr_domain::LocalPersonId, Vec<String>> = HashMap::new();
+    for ((source, local_id), person) in store.local_link_keys().await? {
+        if source == acute_id {
+            homes.entry(person).or_default().push(local_id);
+        }
+    }
+    let mut false_local = 0usize;
+    for (person, members) in &homes {
+        let Some(l) = store.local_person(*person).await? else {
+            continue;
+        };
+        let origin = ds.who.get(&l.origin.1);
+        false_local += members.iter().filter(|m| ds.who.get(*m) != origin).count();
+    }
     s.note = format!(
-        "rejected {}, unmatched {}, by NHS number {}, by demographics {}",
+        "rejected {}, unmatched {} (local identities made {}, linked to one {}, of which \
+         another person's {}), by NHS number {}, by demographics {}",
         acute_report.rejected,
         acute_report.unmatched,
+        acute_report.local_identities,
+        acute_report.linked_to_local_identity,
+        false_local,
         acute_report.linked_by_nhs_number,
         acute_report.linked_by_demographics
     );

@@ -231,6 +231,12 @@ impl MatchStore for PostgresStore {
                     .bind(&d.local_id)
                     .execute(&mut *tx)
                     .await?;
+                // Linked to an NHS number: no longer linked to a local identity.
+                sqlx::query("DELETE FROM local_link WHERE source = $1 AND local_id = $2")
+                    .bind(d.source.as_str())
+                    .bind(&d.local_id)
+                    .execute(&mut *tx)
+                    .await?;
             }
             None => {
                 for table in ["match_candidate", "source_link"] {

@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use mcr_domain::{NhsNumber, SourceId};
-use mcr_gateway::{GatewayError, MatchPair, MatchVerdict};
+use mcr_gateway::{GatewayError, LocalMatchPair, MatchPair, MatchVerdict};
 use serde::Deserialize;
 
 /// One field of a pair: the source record's value, the index patient's, and how they compare.
@@ -40,11 +40,24 @@ pub(crate) struct PairView {
     pub fields: Vec<FieldRow>,
 }
 
+/// A pair of a source record and a local identity: labelled as a local identity (its own
+/// identifier, `L` and nine digits), never as an NHS number.
+pub(crate) struct LocalPairView {
+    pub id: String,
+    pub source_name: String,
+    pub local_id: String,
+    pub person: String,
+    pub score: String,
+    pub why: String,
+    pub fields: Vec<FieldRow>,
+}
+
 #[derive(Template)]
 #[template(path = "app/matching.html")]
 pub(crate) struct MatchingPage {
     pub layout: Layout,
     pub pairs: Vec<PairView>,
+    pub local: Vec<LocalPairView>,
     pub done: Option<i64>,
     pub error: Option<String>,
 }
@@ -166,6 +179,71 @@ fn pair_view(p: &MatchPair) -> PairView {
     }
 }
 
+fn local_pair_view(p: &LocalMatchPair) -> LocalPairView {
+    let c = &p.candidate;
+    let levels: std::collections::HashMap<&str, &str> = c
+        .agreement
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .collect();
+    let level = |k: &str| levels.get(k).copied().unwrap_or("missing");
+    let or_none = |s: Option<String>| {
+        s.filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "Not recorded".into())
+    };
+    let l = p.person.as_ref();
+    let row = |field, key: &str, record: String, held: String| FieldRow {
+        field,
+        record,
+        index: held,
+        agreement: level_text(level(key)),
+        tag: level_tag(level(key)),
+    };
+    LocalPairView {
+        id: format!("{}-{}-{}", c.source, c.local_id, c.person)
+            .chars()
+            .map(|ch| if ch.is_ascii_alphanumeric() { ch } else { '-' })
+            .collect(),
+        source_name: p.source_name.clone(),
+        local_id: c.local_id.clone(),
+        person: c.person.to_string(),
+        score: format!("{:.1}", c.score),
+        why: why("review", c.guard.as_deref()),
+        fields: vec![
+            row(
+                "Family name",
+                "family",
+                or_none(Some(c.family.clone())),
+                or_none(l.map(|p| p.family.clone())),
+            ),
+            row(
+                "Given names",
+                "given",
+                or_none(Some(c.given.clone())),
+                or_none(l.map(|p| p.given.clone())),
+            ),
+            row(
+                "Date of birth",
+                "birth-date",
+                or_none(c.birth_date.map(human_day)),
+                or_none(l.map(|p| human_day(p.birth_date))),
+            ),
+            row(
+                "Sex",
+                "sex",
+                or_none(c.gender.clone()),
+                or_none(l.and_then(|p| p.gender.clone())),
+            ),
+            row(
+                "Postcode",
+                "postcode",
+                or_none(c.postcode.clone()),
+                or_none(l.and_then(|p| p.postcode.clone())),
+            ),
+        ],
+    }
+}
+
 /// A restricted patient's location, never shown.
 fn withheld_if(restricted: bool, shown: impl FnOnce() -> String) -> String {
     if restricted {
@@ -188,7 +266,7 @@ async fn queue_page(
     error: Option<String>,
 ) -> Response {
     match state.gateway.match_queue(&user.0).await {
-        Ok(pairs) => render(
+        Ok(queue) => render(
             if error.is_some() {
                 StatusCode::BAD_REQUEST
             } else {
@@ -196,7 +274,8 @@ async fn queue_page(
             },
             &MatchingPage {
                 layout: Layout::staff(user),
-                pairs: pairs.iter().map(pair_view).collect(),
+                pairs: queue.pairs.iter().map(pair_view).collect(),
+                local: queue.local.iter().map(local_pair_view).collect(),
                 done,
                 error,
             },

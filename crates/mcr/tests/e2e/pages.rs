@@ -970,3 +970,77 @@ async fn staff_see_what_each_source_says_it_can_be_asked_for() {
         .expect("GET");
     assert_eq!(anonymous.status(), 303);
 }
+
+/// A pair with a local identity (issue 19: an index person made from a record with no NHS
+/// number) is in the matching queue in its own list, labelled with the local identity's own
+/// identifier, never as an NHS number, and counted in the queue read's audit record.
+#[tokio::test]
+async fn the_matching_queue_shows_a_local_identity_as_one_never_as_an_nhs_number() {
+    let t = start().await;
+    let store = t.demo.gateway.gateway.store().clone();
+    let made = store
+        .put_local_persons(&[mcr_store::LocalPersonRecord {
+            source: mcr_domain::SourceId::parse("acute").expect("test step"),
+            local_id: "H-LOCAL-SISTER".into(),
+            family: "Localfamily".into(),
+            given: "Louise".into(),
+            birth_date: chrono::NaiveDate::from_ymd_opt(1990, 4, 2).expect("test step"),
+            gender: Some("female".into()),
+            postcode: Some("SG1 1AA".into()),
+            at: "2026-11-24T09:00:00Z".parse().expect("test step"),
+        }])
+        .await
+        .expect("test step");
+    let person = made[0].0;
+    store
+        .replace_local_candidates(
+            &[],
+            &[mcr_store::LocalCandidateRow {
+                source: mcr_domain::SourceId::parse("acute").expect("test step"),
+                local_id: "H-LOCAL-BROTHER".into(),
+                person,
+                score: 27.5,
+                agreement: "family=exact given=typo birth-date=exact sex=differs postcode=full nhs-number=missing".into(),
+                guard: Some("possible-twin".into()),
+                family: "Localfamily".into(),
+                given: "Louis".into(),
+                birth_date: chrono::NaiveDate::from_ymd_opt(1990, 4, 2),
+                gender: Some("male".into()),
+                postcode: Some("SG1 1AA".into()),
+                found_at: "2026-11-24T09:00:00Z".parse().expect("test step"),
+            }],
+        )
+        .await
+        .expect("test step");
+
+    let b = sign_in(&t, "rec.obi").await;
+    let (status, html) = b.get("/app/matching").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("Records that may be a local identity (1)"),
+        "{html}"
+    );
+    let label = person.to_string();
+    assert!(label.starts_with('L') && mcr_domain::NhsNumber::parse(&label).is_err());
+    assert!(
+        html.contains(&format!("record <span class=\"app-untrusted\">H-LOCAL-BROTHER</span> and local identity {label}")),
+        "{html}"
+    );
+    assert!(html.contains("Local identity: no NHS number"));
+    assert!(!html.contains(&format!("NHS number {label}")));
+    assert!(html.contains("Possible twin"), "the guard is explained");
+    // No decision form names the local identity as an NHS number.
+    assert!(!html.contains(&format!("name=\"nhs\" value=\"{label}\"")));
+
+    // A receptionist at a GP practice does not see the hospital's pair.
+    let receptionist = sign_in(&t, "rec.murphy").await;
+    let (_, html) = receptionist.get("/app/matching").await;
+    assert!(!html.contains("H-LOCAL-BROTHER"), "{html}");
+
+    let trail = store.audit_rows(0, 10_000).await.expect("test step");
+    assert!(
+        trail.iter().any(|r| r.record.action == "read-match-queue"
+            && r.record.payload.contains("1 with a local identity")),
+        "the queue read counts the local pairs"
+    );
+}

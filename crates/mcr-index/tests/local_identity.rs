@@ -1,0 +1,386 @@
+//! Local identities through the real path: `Indexer::sync` over three FHIR sources on real
+//! HTTP (a GP system, a hospital and a walk-in centre), read back from a real SQLite store. A
+//! record with no NHS number that matches nobody becomes a local identity; another source's
+//! record of the person links to it; a twin is never linked to it; a re-sync makes no second
+//! one; a later NHS-numbered record (by demographics, or a record of it now carrying the
+//! number) resolves it, its links move, audited.
+
+use axum::routing::get;
+use axum::Json;
+use mcr_domain::{FixedClock, LocalPersonId, NhsNumber, OdsCode, OrgKind, Organisation, SourceId};
+use mcr_federation::{Federation, FederationConfig, HttpSource, Source, SourceConfig};
+use mcr_index::{Indexer, SourceSyncReport, SyncReport};
+use mcr_store::{LinkMethod, Store};
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+
+fn nhs(i: u8) -> NhsNumber {
+    (0u8..)
+        .filter_map(|n| {
+            NhsNumber::from_first_nine([9, 9, 9, 1, 0, 1, n / 100, n / 10 % 10, n % 10])
+        })
+        .nth(usize::from(i))
+        .expect("test setup")
+}
+
+fn person(
+    id: &str,
+    nhs: Option<&NhsNumber>,
+    name: (&str, &str),
+    dob: &str,
+    sex: &str,
+    postcode: &str,
+) -> Value {
+    let mut p = json!({
+        "resourceType": "Patient", "id": id,
+        "meta": {"lastUpdated": "2026-11-01T10:00:00Z"},
+        "name": [{"use": "official", "family": name.0, "given": [name.1]}],
+        "birthDate": dob, "gender": sex,
+        "address": [{"postalCode": postcode}]
+    });
+    if let Some(n) = nhs {
+        p["identifier"] = json!([{"system": NhsNumber::SYSTEM, "value": n.as_str()}]);
+    }
+    p
+}
+
+fn adaeze(id: &str, nhs: Option<&NhsNumber>) -> Value {
+    person(
+        id,
+        nhs,
+        ("Nwosu", "Adaeze"),
+        "1984-02-29",
+        "female",
+        "LU1 3AA",
+    )
+}
+
+async fn serve(patients: Arc<Mutex<Vec<Value>>>) -> String {
+    let app = axum::Router::new().route(
+        "/Patient",
+        get(move || {
+            let held = patients.lock().expect("test setup").clone();
+            async move {
+                Json(json!({"resourceType": "Bundle", "type": "searchset",
+                    "total": held.len(),
+                    "entry": held.into_iter().map(|p| json!({"resource": p})).collect::<Vec<_>>()}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("test setup");
+    let addr = listener.local_addr().expect("test setup");
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("test setup") });
+    format!("http://{addr}")
+}
+
+struct Region {
+    _dir: tempfile::TempDir,
+    store: Arc<dyn Store>,
+    indexer: Indexer,
+    gp: Arc<Mutex<Vec<Value>>>,
+    walk_in: Arc<Mutex<Vec<Value>>>,
+}
+
+fn src(s: &str) -> SourceId {
+    SourceId::parse(s).expect("test setup")
+}
+
+impl Region {
+    async fn new(gp: Vec<Value>, acute: Vec<Value>, walk_in: Vec<Value>) -> Self {
+        let gp = Arc::new(Mutex::new(gp));
+        let acute = Arc::new(Mutex::new(acute));
+        let walk_in = Arc::new(Mutex::new(walk_in));
+        let source = |id: &str, code: &str, kind: OrgKind, base: String| -> Arc<dyn Source> {
+            Arc::new(HttpSource::new(
+                SourceConfig {
+                    id: src(id),
+                    organisation: Organisation {
+                        code: OdsCode::parse(code).expect("test setup"),
+                        name: code.into(),
+                        kind,
+                        member: true,
+                        suspended: false,
+                    },
+                    base_url: base.parse().expect("test setup"),
+                    resource_types: vec!["Patient".into()],
+                    batch: false,
+                    kind: mcr_federation::SourceKind::FhirR4,
+                    gp_connect: None,
+                    deadline_ms: None,
+                    feed_timeout_secs: None,
+                },
+                reqwest::Client::new(),
+                FederationConfig::default(),
+            ))
+        };
+        let sources = vec![
+            source("gp", "E82001", OrgKind::GpPractice, serve(gp.clone()).await),
+            source("acute", "RWH", OrgKind::AcuteTrust, serve(acute).await),
+            source(
+                "walk-in",
+                "RWH01",
+                OrgKind::AcuteTrust,
+                serve(walk_in.clone()).await,
+            ),
+        ];
+        let dir = tempfile::tempdir().expect("test setup");
+        let store = mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
+            .await
+            .expect("test setup");
+        let fed = Arc::new(Federation::new(sources, FederationConfig::default()));
+        let clock = Arc::new(FixedClock::new(
+            "2026-11-24T09:00:00Z".parse().expect("test setup"),
+        ));
+        let indexer = Indexer::new(fed, store.clone(), clock);
+        Self {
+            _dir: dir,
+            store,
+            indexer,
+            gp,
+            walk_in,
+        }
+    }
+
+    async fn sync(&self) -> SyncReport {
+        let report = self.indexer.sync(true).await.expect("sync");
+        assert!(
+            report.sources.iter().all(|s| s.failed.is_none()),
+            "{report:?}"
+        );
+        report
+    }
+
+    /// The local identity a record is linked to.
+    async fn home(&self, source: &str, local: &str) -> Option<LocalPersonId> {
+        self.store
+            .local_link_keys()
+            .await
+            .expect("read")
+            .into_iter()
+            .find(|((s, l), _)| s.as_str() == source && l == local)
+            .map(|(_, p)| p)
+    }
+
+    async fn nhs_link(&self, source: &str, local: &str) -> Option<(NhsNumber, LinkMethod)> {
+        self.store
+            .link_for_local(&src(source), local)
+            .await
+            .expect("read")
+            .map(|l| (l.nhs_number, l.method))
+    }
+}
+
+fn of<'a>(report: &'a SyncReport, source: &str) -> &'a SourceSyncReport {
+    report
+        .sources
+        .iter()
+        .find(|s| s.source == source)
+        .expect("reported")
+}
+
+#[tokio::test]
+async fn a_record_that_matches_nobody_becomes_a_local_identity_that_others_link_to() {
+    let gp = vec![person(
+        "G1",
+        Some(&nhs(1)),
+        ("Okafor", "Grace"),
+        "1961-07-14",
+        "female",
+        "SG1 2AB",
+    )];
+    // The hospital and the walk-in centre each hold Adaeze, with no NHS number; nobody in the
+    // index is her.
+    let region = Region::new(gp, vec![adaeze("H1", None)], vec![adaeze("W1", None)]).await;
+    let report = region.sync().await;
+    assert_eq!(of(&report, "acute").local_identities, 1, "{report:?}");
+    assert_eq!(of(&report, "acute").unmatched, 1);
+    assert_eq!(of(&report, "walk-in").local_identities, 0, "{report:?}");
+    assert_eq!(of(&report, "walk-in").linked_to_local_identity, 1);
+    assert_eq!(report.matching.local_identities_open, 1);
+
+    let home = region.home("acute", "H1").await.expect("a home");
+    assert_eq!(region.home("walk-in", "W1").await, Some(home));
+    // Its identifier is its own, never an NHS number, and it is not an index patient.
+    assert!(NhsNumber::parse(&home.to_string()).is_err());
+    assert_eq!(region.store.patient_count().await.expect("count"), 1);
+    assert_eq!(region.nhs_link("acute", "H1").await, None);
+    assert!(region.store.unmatched(None).await.expect("read").is_empty());
+    let held = region
+        .store
+        .local_person(home)
+        .await
+        .expect("read")
+        .expect("held");
+    assert_eq!(held.origin, (src("acute"), "H1".to_owned()));
+
+    // A re-sync (twice) makes no second local identity: the same one, the same links.
+    for _ in 0..2 {
+        let report = region.sync().await;
+        assert_eq!(of(&report, "acute").local_identities, 0, "{report:?}");
+        assert_eq!(of(&report, "acute").linked_to_local_identity, 1);
+        assert_eq!(of(&report, "walk-in").linked_to_local_identity, 1);
+        let open = region.store.open_local_persons().await.expect("read");
+        assert_eq!(open.iter().map(|l| l.id).collect::<Vec<_>>(), vec![home]);
+        assert_eq!(region.home("acute", "H1").await, Some(home));
+        assert_eq!(region.home("walk-in", "W1").await, Some(home));
+    }
+}
+
+#[tokio::test]
+async fn twins_are_not_linked_to_each_others_local_identity() {
+    // Louise at the hospital, her twin brother Louis at the walk-in centre: same family name,
+    // birth date and address, neither with an NHS number, neither known to the GP.
+    let louise = person(
+        "H1",
+        None,
+        ("Smith", "Louise"),
+        "1990-04-02",
+        "female",
+        "SG1 1AA",
+    );
+    let louis = person(
+        "W1",
+        None,
+        ("Smith", "Louis"),
+        "1990-04-02",
+        "male",
+        "SG1 1AA",
+    );
+    let region = Region::new(Vec::new(), vec![louise], vec![louis]).await;
+    for round in 0..2 {
+        let report = region.sync().await;
+        let home = region.home("acute", "H1").await.expect("Louise's home");
+        assert_eq!(
+            region.home("walk-in", "W1").await,
+            None,
+            "round {round}: Louis linked to his sister: {report:?}"
+        );
+        assert_eq!(of(&report, "walk-in").review, 1, "{report:?}");
+        // The pair is for a person to look at, labelled with the local identity.
+        let pairs = region.store.local_candidates().await.expect("read");
+        assert_eq!(pairs.len(), 1, "{pairs:?}");
+        assert_eq!(pairs[0].person, home);
+        assert_eq!(pairs[0].local_id, "W1");
+        assert_eq!(pairs[0].guard.as_deref(), Some("possible-twin"));
+        assert_eq!(
+            region.store.open_local_persons().await.expect("read").len(),
+            1
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_later_nhs_numbered_record_resolves_the_local_identity_and_its_links_move() {
+    let region = Region::new(
+        Vec::new(),
+        vec![adaeze("H1", None)],
+        vec![adaeze("W1", None)],
+    )
+    .await;
+    region.sync().await;
+    let home = region.home("acute", "H1").await.expect("a home");
+
+    // She registers with the GP, who has her NHS number: the local identity is her.
+    region
+        .gp
+        .lock()
+        .expect("test setup")
+        .push(adaeze("G9", Some(&nhs(9))));
+    let report = region.sync().await;
+    assert_eq!(report.matching.local_identities_resolved, 1, "{report:?}");
+    assert_eq!(report.matching.links_moved, 2);
+    assert_eq!(report.matching.local_identities_open, 0);
+    for (source, local) in [("acute", "H1"), ("walk-in", "W1")] {
+        assert_eq!(
+            region.nhs_link(source, local).await.map(|(n, _)| n),
+            Some(nhs(9)),
+            "{source}/{local}"
+        );
+        assert_eq!(region.home(source, local).await, None);
+    }
+    // It says where it went, and the move is in the audit trail (an update, BALP U).
+    let gone = region
+        .store
+        .local_person(home)
+        .await
+        .expect("read")
+        .expect("kept");
+    let resolved = gone.resolved.expect("resolved");
+    assert_eq!(resolved.nhs_number, nhs(9));
+    assert_eq!(resolved.method, LinkMethod::Demographics);
+    let trail = region.store.audit_rows(0, 100).await.expect("audit");
+    let moved: Vec<_> = trail
+        .iter()
+        .filter(|r| r.record.action == "resolve-local-identity")
+        .collect();
+    assert_eq!(moved.len(), 1, "{trail:?}");
+    assert_eq!(moved[0].record.patient.as_deref(), Some(nhs(9).as_str()));
+    assert!(moved[0].record.payload.contains(&home.to_string()));
+    assert!(!moved[0].record.payload.contains("Nwosu"));
+    assert_eq!(
+        mcr_audit::Action::ResolveLocalIdentity
+            .coding()
+            .action
+            .code(),
+        "U"
+    );
+
+    // Later syncs keep them with her and make no new local identity.
+    let report = region.sync().await;
+    assert_eq!(of(&report, "acute").linked_by_demographics, 1, "{report:?}");
+    assert_eq!(of(&report, "acute").local_identities, 0);
+    assert!(region
+        .store
+        .open_local_persons()
+        .await
+        .expect("read")
+        .is_empty());
+    assert_eq!(
+        region.nhs_link("walk-in", "W1").await.map(|(n, _)| n),
+        Some(nhs(9))
+    );
+}
+
+#[tokio::test]
+async fn a_record_of_a_local_identity_now_carrying_an_nhs_number_resolves_it() {
+    let region = Region::new(
+        Vec::new(),
+        vec![adaeze("H1", None)],
+        vec![adaeze("W1", None)],
+    )
+    .await;
+    region.sync().await;
+    let home = region.home("acute", "H1").await.expect("a home");
+    // The walk-in centre learns her NHS number.
+    *region.walk_in.lock().expect("test setup") = vec![adaeze("W1", Some(&nhs(5)))];
+    let report = region.sync().await;
+    assert_eq!(report.matching.local_identities_resolved, 1, "{report:?}");
+    assert_eq!(
+        region.nhs_link("walk-in", "W1").await,
+        Some((nhs(5), LinkMethod::NhsNumber))
+    );
+    assert_eq!(
+        region.nhs_link("acute", "H1").await.map(|(n, _)| n),
+        Some(nhs(5))
+    );
+    let resolved = region
+        .store
+        .local_person(home)
+        .await
+        .expect("read")
+        .expect("kept")
+        .resolved
+        .expect("resolved");
+    assert_eq!(
+        (resolved.nhs_number, resolved.method),
+        (nhs(5), LinkMethod::NhsNumber)
+    );
+    assert!(region
+        .store
+        .local_link_keys()
+        .await
+        .expect("read")
+        .is_empty());
+}

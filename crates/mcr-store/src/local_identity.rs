@@ -1,0 +1,719 @@
+//! Local identities (the trait and its rows; both backends run the same statements, written
+//! once here in [`local_identity_impl`]).
+//!
+//! A source record that carries no NHS number and matches nobody becomes an index person of
+//! its own: a local identity (`local_person`), with the demographics matching compares and the
+//! record it was made from (its origin). Later records without an NHS number link to it
+//! (`local_link`). Once the person is found to have an NHS number (a record carrying one
+//! matches it, or PDS traces it), the local identity is resolved: its links move to
+//! `source_link` under that number, it says where it went, and it is never matched again. The
+//! resolution is written with its audit record in one transaction.
+//!
+//! Local identities are kept apart from `patient` on purpose: every table keyed by an NHS
+//! number (opt-outs, permissions, care events and relationships, protection, patient status)
+//! stays keyed by one, and a [`LocalPersonId`] is its own type, so none of them can be keyed
+//! to a local identity by accident. A record is linked to an NHS number or to a local
+//! identity, never both: writing one link removes the other.
+
+use crate::common::{get, parse_nhs, parse_source, parse_ts};
+use crate::{AuditAppend, AuditRow, ChainFn, LinkMethod, RecordKey, Result, StoreError};
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use mcr_domain::{LocalPersonId, NhsNumber, SourceId};
+use sqlx::{ColumnIndex, Decode, Row, Type};
+
+/// A local identity as kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalPerson {
+    pub id: LocalPersonId,
+    /// The source record it was made from.
+    pub origin: RecordKey,
+    pub family: String,
+    pub given: String,
+    pub birth_date: NaiveDate,
+    pub gender: Option<String>,
+    pub postcode: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Where it went, once resolved.
+    pub resolved: Option<LocalResolved>,
+}
+
+/// A local identity found to have an NHS number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalResolved {
+    pub nhs_number: NhsNumber,
+    /// How: `demographics` (a record carrying the number matched it), `pds-trace`, or
+    /// `nhs-number` (a record linked to it now carries the number).
+    pub method: LinkMethod,
+    pub at: DateTime<Utc>,
+    /// Links moved to the NHS number.
+    pub links_moved: u64,
+}
+
+/// A source record a local identity is made from (or, when an open one was made from it
+/// already, refreshed from).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalPersonRecord {
+    pub source: SourceId,
+    pub local_id: String,
+    pub family: String,
+    pub given: String,
+    pub birth_date: NaiveDate,
+    pub gender: Option<String>,
+    pub postcode: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// A source record linked to a local identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalLink {
+    pub person: LocalPersonId,
+    pub source: SourceId,
+    pub local_id: String,
+    /// [`LinkMethod::LocalIdentity`] for the record it was made from, else
+    /// [`LinkMethod::Demographics`].
+    pub method: LinkMethod,
+    pub family: String,
+    pub given: String,
+    pub birth_date: Option<NaiveDate>,
+    pub postcode: Option<String>,
+    pub linked_at: DateTime<Utc>,
+}
+
+/// A resolution to make: the local identity is this NHS number's person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalResolution {
+    pub person: LocalPersonId,
+    pub nhs_number: NhsNumber,
+    /// `Demographics`, `PdsTrace` or `NhsNumber` (see [`LocalResolved::method`]); the moved
+    /// links are written with it.
+    pub method: LinkMethod,
+    pub at: DateTime<Utc>,
+}
+
+/// A source record and a local identity that may be one person: for a person to look at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalCandidateRow {
+    pub source: SourceId,
+    pub local_id: String,
+    pub person: LocalPersonId,
+    /// The match weight (log2 of the odds the comparison gives).
+    pub score: f64,
+    /// The comparison vector: levels, never values.
+    pub agreement: String,
+    /// `possible-twin`, `possible-parent-child`, `ambiguous`, or none.
+    pub guard: Option<String>,
+    /// The source record's demographics.
+    pub family: String,
+    pub given: String,
+    pub birth_date: Option<NaiveDate>,
+    pub gender: Option<String>,
+    pub postcode: Option<String>,
+    pub found_at: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait LocalIdentityStore: Send + Sync {
+    /// For each record: a new local identity made from it, unless an open one was made from
+    /// it already (then its demographics are refreshed from the record); the record is linked
+    /// to it (and loses any link to an NHS number). Returns each record's local identity and
+    /// whether it is new, in order. One transaction.
+    async fn put_local_persons(
+        &self,
+        records: &[LocalPersonRecord],
+    ) -> Result<Vec<(LocalPersonId, bool)>>;
+    /// Every local identity not resolved: what matching compares records with.
+    async fn open_local_persons(&self) -> Result<Vec<LocalPerson>>;
+    async fn local_person(&self, id: LocalPersonId) -> Result<Option<LocalPerson>>;
+    /// The records linked to a local identity, by source and local id.
+    async fn local_links(&self, id: LocalPersonId) -> Result<Vec<LocalLink>>;
+    /// Every record linked to a local identity, with it.
+    async fn local_link_keys(&self) -> Result<Vec<(RecordKey, LocalPersonId)>>;
+    /// Insert or replace links to local identities by `(source, local_id)`; each record's link
+    /// to an NHS number, if it had one, is removed. One transaction.
+    async fn upsert_local_links(&self, links: &[LocalLink]) -> Result<()>;
+    /// Remove these records' links to local identities; returns how many there were.
+    async fn remove_local_links(&self, records: &[RecordKey]) -> Result<u64>;
+    /// Resolve a local identity to an NHS number and append `audit`, in one transaction: its
+    /// links move to `source_link` under the number (through a standing merge; a record
+    /// already linked to an NHS number keeps that link), its pairs in review are dropped, it
+    /// says where it went. `None` (nothing written, no audit) when it is unknown or resolved already;
+    /// else the links moved and the audit row.
+    async fn resolve_local_person(
+        &self,
+        resolution: &LocalResolution,
+        audit: &AuditAppend,
+        chain: &ChainFn,
+    ) -> Result<Option<(u64, AuditRow)>>;
+    /// Forget the pairs with local identities kept before for `evaluated` records and keep
+    /// `candidates` instead (one transaction).
+    async fn replace_local_candidates(
+        &self,
+        evaluated: &[RecordKey],
+        candidates: &[LocalCandidateRow],
+    ) -> Result<()>;
+    /// Pairs with a local identity awaiting review, highest score first, at most
+    /// [`crate::MATCH_LIST_MAX`].
+    async fn local_candidates(&self) -> Result<Vec<LocalCandidateRow>>;
+    /// Local identities whose normalised family name equals `family`, narrowed by birth date,
+    /// open ones only, at most `limit`.
+    async fn search_local_persons(
+        &self,
+        family: &str,
+        birth_date: Option<NaiveDate>,
+        limit: u32,
+    ) -> Result<Vec<LocalPerson>>;
+}
+
+pub(crate) const LOCAL_PERSON_COLUMNS: &str =
+    "id, origin_source, origin_local_id, family, given, birth_date, gender, postcode, \
+     created_at, updated_at, resolved_to, resolved_method, resolved_at, links_moved";
+
+pub(crate) const LOCAL_LINK_COLUMNS: &str =
+    "local_person, source, local_id, method, family, given, birth_date, postcode, linked_at";
+
+pub(crate) fn local_id_from(column: &str, seq: i64) -> Result<LocalPersonId> {
+    LocalPersonId::from_seq(seq)
+        .map_err(|_| StoreError::Corrupt(format!("{column} is not a local person id")))
+}
+
+fn method_from(column: &str, s: &str) -> Result<LinkMethod> {
+    LinkMethod::parse(s)
+        .ok_or_else(|| StoreError::Corrupt(format!("{column} is not a link method")))
+}
+
+pub(crate) fn local_person_from_row<R>(row: &R) -> Result<LocalPerson>
+where
+    R: Row,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> NaiveDate: Decode<'r, R::Database> + Type<R::Database>,
+    for<'c> &'c str: ColumnIndex<R>,
+{
+    let resolved_to: Option<String> = get(row, "resolved_to")?;
+    let resolved = match resolved_to {
+        None => None,
+        Some(nhs) => {
+            let method: Option<String> = get(row, "resolved_method")?;
+            let at: Option<String> = get(row, "resolved_at")?;
+            let moved: Option<i64> = get(row, "links_moved")?;
+            Some(LocalResolved {
+                nhs_number: parse_nhs("local_person.resolved_to", &nhs)?,
+                method: method_from(
+                    "local_person.resolved_method",
+                    method.as_deref().unwrap_or(""),
+                )?,
+                at: parse_ts("local_person.resolved_at", at.as_deref().unwrap_or(""))?,
+                links_moved: u64::try_from(moved.unwrap_or(0)).unwrap_or(0),
+            })
+        }
+    };
+    let source: String = get(row, "origin_source")?;
+    let created: String = get(row, "created_at")?;
+    let updated: String = get(row, "updated_at")?;
+    Ok(LocalPerson {
+        id: local_id_from("local_person.id", get(row, "id")?)?,
+        origin: (
+            parse_source("local_person.origin_source", &source)?,
+            get(row, "origin_local_id")?,
+        ),
+        family: get(row, "family")?,
+        given: get(row, "given")?,
+        birth_date: get(row, "birth_date")?,
+        gender: get(row, "gender")?,
+        postcode: get(row, "postcode")?,
+        created_at: parse_ts("local_person.created_at", &created)?,
+        updated_at: parse_ts("local_person.updated_at", &updated)?,
+        resolved,
+    })
+}
+
+pub(crate) const LOCAL_CANDIDATE_COLUMNS: &str =
+    "source, local_id, local_person, score, agreement, guard, family, given, birth_date, \
+     gender, postcode, found_at";
+
+pub(crate) fn local_candidate_from_row<R>(row: &R) -> Result<LocalCandidateRow>
+where
+    R: Row,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> f64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<NaiveDate>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'c> &'c str: ColumnIndex<R>,
+{
+    let source: String = get(row, "source")?;
+    let found: String = get(row, "found_at")?;
+    Ok(LocalCandidateRow {
+        source: parse_source("local_match_candidate.source", &source)?,
+        local_id: get(row, "local_id")?,
+        person: local_id_from(
+            "local_match_candidate.local_person",
+            get(row, "local_person")?,
+        )?,
+        score: get(row, "score")?,
+        agreement: get(row, "agreement")?,
+        guard: get(row, "guard")?,
+        family: get(row, "family")?,
+        given: get(row, "given")?,
+        birth_date: get(row, "birth_date")?,
+        gender: get(row, "gender")?,
+        postcode: get(row, "postcode")?,
+        found_at: parse_ts("local_match_candidate.found_at", &found)?,
+    })
+}
+
+pub(crate) fn local_link_from_row<R>(row: &R) -> Result<LocalLink>
+where
+    R: Row,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<NaiveDate>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'c> &'c str: ColumnIndex<R>,
+{
+    let source: String = get(row, "source")?;
+    let method: String = get(row, "method")?;
+    let linked: String = get(row, "linked_at")?;
+    Ok(LocalLink {
+        person: local_id_from("local_link.local_person", get(row, "local_person")?)?,
+        source: parse_source("local_link.source", &source)?,
+        local_id: get(row, "local_id")?,
+        method: method_from("local_link.method", &method)?,
+        family: get(row, "family")?,
+        given: get(row, "given")?,
+        birth_date: get(row, "birth_date")?,
+        postcode: get(row, "postcode")?,
+        linked_at: parse_ts("local_link.linked_at", &linked)?,
+    })
+}
+
+/// The statements both backends run, written with `$n` parameters (`q` maps them to the
+/// backend's). `$read` is the pool reads use; `$write` opens a write transaction; `$append`
+/// opens one that may append to the audit trail; `$append_in_tx` appends in it.
+macro_rules! local_identity_impl {
+    ($store:ty, $q:path, $read:ident, $write:ident, $append:ident, $append_in_tx:path) => {
+        #[async_trait::async_trait]
+        impl $crate::local_identity::LocalIdentityStore for $store {
+            async fn put_local_persons(
+                &self,
+                records: &[$crate::local_identity::LocalPersonRecord],
+            ) -> $crate::Result<Vec<(mcr_domain::LocalPersonId, bool)>> {
+                use $crate::common::ts;
+                let mut out = Vec::with_capacity(records.len());
+                if records.is_empty() {
+                    return Ok(out);
+                }
+                let this = self;
+                $write!(this, tx, {
+                    for r in records {
+                        let family_norm = mcr_domain::demographics::normalise_name(&r.family);
+                        let given_norm = mcr_domain::demographics::normalise_name(&r.given);
+                        let postcode_norm = r
+                            .postcode
+                            .as_deref()
+                            .map(mcr_domain::demographics::normalise_postcode);
+                        let at = ts(&r.at);
+                        let sql = $q("SELECT id FROM local_person WHERE origin_source = $1 \
+                             AND origin_local_id = $2 AND resolved_to IS NULL");
+                        let held: Option<i64> = sqlx::query_scalar(&sql)
+                        .bind(r.source.as_str())
+                        .bind(&r.local_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        let (seq, new) = match held {
+                            Some(seq) => {
+                                sqlx::query(&$q(
+                                    "UPDATE local_person SET family = $2, given = $3, \
+                                     family_norm = $4, given_norm = $5, birth_date = $6, \
+                                     gender = $7, postcode = $8, postcode_norm = $9, \
+                                     updated_at = $10 WHERE id = $1",
+                                ))
+                                .bind(seq)
+                                .bind(&r.family)
+                                .bind(&r.given)
+                                .bind(&family_norm)
+                                .bind(&given_norm)
+                                .bind(r.birth_date)
+                                .bind(r.gender.as_deref())
+                                .bind(r.postcode.as_deref())
+                                .bind(postcode_norm.as_deref())
+                                .bind(&at)
+                                .execute(&mut *tx)
+                                .await?;
+                                (seq, false)
+                            }
+                            None => {
+                                let sql = $q(
+                                    "INSERT INTO local_person (origin_source, origin_local_id, \
+                                     family, given, family_norm, given_norm, birth_date, gender, \
+                                     postcode, postcode_norm, created_at, updated_at) \
+                                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) \
+                                     RETURNING id",
+                                );
+                                let seq: i64 = sqlx::query_scalar(&sql)
+                                .bind(r.source.as_str())
+                                .bind(&r.local_id)
+                                .bind(&r.family)
+                                .bind(&r.given)
+                                .bind(&family_norm)
+                                .bind(&given_norm)
+                                .bind(r.birth_date)
+                                .bind(r.gender.as_deref())
+                                .bind(r.postcode.as_deref())
+                                .bind(postcode_norm.as_deref())
+                                .bind(&at)
+                                .fetch_one(&mut *tx)
+                                .await?;
+                                (seq, true)
+                            }
+                        };
+                        sqlx::query(&$q(
+                            "INSERT INTO local_link (source, local_id, local_person, method, \
+                             family, given, birth_date, postcode, linked_at) \
+                             VALUES ($1, $2, $3, 'local-identity', $4, $5, $6, $7, $8) \
+                             ON CONFLICT (source, local_id) DO UPDATE SET \
+                             local_person = excluded.local_person, method = excluded.method, \
+                             family = excluded.family, given = excluded.given, \
+                             birth_date = excluded.birth_date, postcode = excluded.postcode, \
+                             linked_at = excluded.linked_at",
+                        ))
+                        .bind(r.source.as_str())
+                        .bind(&r.local_id)
+                        .bind(seq)
+                        .bind(&r.family)
+                        .bind(&r.given)
+                        .bind(r.birth_date)
+                        .bind(r.postcode.as_deref())
+                        .bind(&at)
+                        .execute(&mut *tx)
+                        .await?;
+                        sqlx::query(&$q(
+                            "DELETE FROM source_link WHERE source = $1 AND local_id = $2",
+                        ))
+                        .bind(r.source.as_str())
+                        .bind(&r.local_id)
+                        .execute(&mut *tx)
+                        .await?;
+                        out.push((
+                            $crate::local_identity::local_id_from("local_person.id", seq)?,
+                            new,
+                        ));
+                    }
+                });
+                Ok(out)
+            }
+
+            async fn open_local_persons(
+                &self,
+            ) -> $crate::Result<Vec<$crate::local_identity::LocalPerson>> {
+                sqlx::query(&format!(
+                    "SELECT {} FROM local_person WHERE resolved_to IS NULL ORDER BY id",
+                    $crate::local_identity::LOCAL_PERSON_COLUMNS
+                ))
+                .fetch_all(&self.$read)
+                .await?
+                .iter()
+                .map($crate::local_identity::local_person_from_row)
+                .collect()
+            }
+
+            async fn local_person(
+                &self,
+                id: mcr_domain::LocalPersonId,
+            ) -> $crate::Result<Option<$crate::local_identity::LocalPerson>> {
+                sqlx::query(&$q(&format!(
+                    "SELECT {} FROM local_person WHERE id = $1",
+                    $crate::local_identity::LOCAL_PERSON_COLUMNS
+                )))
+                .bind(id.seq())
+                .fetch_optional(&self.$read)
+                .await?
+                .as_ref()
+                .map($crate::local_identity::local_person_from_row)
+                .transpose()
+            }
+
+            async fn local_links(
+                &self,
+                id: mcr_domain::LocalPersonId,
+            ) -> $crate::Result<Vec<$crate::local_identity::LocalLink>> {
+                sqlx::query(&$q(&format!(
+                    "SELECT {} FROM local_link WHERE local_person = $1 ORDER BY source, local_id",
+                    $crate::local_identity::LOCAL_LINK_COLUMNS
+                )))
+                .bind(id.seq())
+                .fetch_all(&self.$read)
+                .await?
+                .iter()
+                .map($crate::local_identity::local_link_from_row)
+                .collect()
+            }
+
+            async fn local_link_keys(
+                &self,
+            ) -> $crate::Result<Vec<($crate::RecordKey, mcr_domain::LocalPersonId)>> {
+                use sqlx::Row as _;
+                let rows = sqlx::query("SELECT source, local_id, local_person FROM local_link")
+                    .fetch_all(&self.$read)
+                    .await?;
+                rows.iter()
+                    .map(|r| {
+                        let source: String = r.try_get("source")?;
+                        let local_id: String = r.try_get("local_id")?;
+                        let seq: i64 = r.try_get("local_person")?;
+                        Ok((
+                            (
+                                $crate::common::parse_source("local_link.source", &source)?,
+                                local_id,
+                            ),
+                            $crate::local_identity::local_id_from("local_link.local_person", seq)?,
+                        ))
+                    })
+                    .collect()
+            }
+
+            async fn upsert_local_links(
+                &self,
+                links: &[$crate::local_identity::LocalLink],
+            ) -> $crate::Result<()> {
+                use $crate::common::ts;
+                if links.is_empty() {
+                    return Ok(());
+                }
+                let rows = $crate::common::last_per_key(links, |l| {
+                    (l.source.clone(), l.local_id.clone())
+                });
+                let this = self;
+                $write!(this, tx, {
+                    for l in rows {
+                        sqlx::query(&$q(
+                            "INSERT INTO local_link (source, local_id, local_person, method, \
+                             family, given, birth_date, postcode, linked_at) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                             ON CONFLICT (source, local_id) DO UPDATE SET \
+                             local_person = excluded.local_person, method = excluded.method, \
+                             family = excluded.family, given = excluded.given, \
+                             birth_date = excluded.birth_date, postcode = excluded.postcode, \
+                             linked_at = excluded.linked_at",
+                        ))
+                        .bind(l.source.as_str())
+                        .bind(&l.local_id)
+                        .bind(l.person.seq())
+                        .bind(l.method.as_str())
+                        .bind(&l.family)
+                        .bind(&l.given)
+                        .bind(l.birth_date)
+                        .bind(l.postcode.as_deref())
+                        .bind(ts(&l.linked_at))
+                        .execute(&mut *tx)
+                        .await?;
+                        sqlx::query(&$q(
+                            "DELETE FROM source_link WHERE source = $1 AND local_id = $2",
+                        ))
+                        .bind(l.source.as_str())
+                        .bind(&l.local_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                });
+                Ok(())
+            }
+
+            async fn remove_local_links(
+                &self,
+                records: &[$crate::RecordKey],
+            ) -> $crate::Result<u64> {
+                let mut removed = 0;
+                if records.is_empty() {
+                    return Ok(removed);
+                }
+                let this = self;
+                $write!(this, tx, {
+                    for (source, local_id) in records {
+                        removed += sqlx::query(&$q(
+                            "DELETE FROM local_link WHERE source = $1 AND local_id = $2",
+                        ))
+                        .bind(source.as_str())
+                        .bind(local_id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    }
+                });
+                Ok(removed)
+            }
+
+            async fn resolve_local_person(
+                &self,
+                r: &$crate::local_identity::LocalResolution,
+                audit: &$crate::AuditAppend,
+                chain: &$crate::ChainFn,
+            ) -> $crate::Result<Option<(u64, $crate::AuditRow)>> {
+                use $crate::common::ts;
+                let this = self;
+                let mut done = None;
+                $append!(this, tx, {
+                    let sql = $q("SELECT id FROM local_person WHERE id = $1 AND resolved_to IS NULL");
+                    let open: Option<i64> = sqlx::query_scalar(&sql)
+                    .bind(r.person.seq())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if open.is_some() {
+                        let at = ts(&r.at);
+                        let moved = sqlx::query(&$q(
+                            "INSERT INTO source_link (source, local_id, nhs_number, method, \
+                             family, given, birth_date, postcode, linked_at) \
+                             SELECT source, local_id, $2, $3, family, given, birth_date, \
+                             postcode, $4 FROM local_link WHERE local_person = $1 \
+                             ON CONFLICT (source, local_id) DO NOTHING",
+                        ))
+                        .bind(r.person.seq())
+                        .bind(r.nhs_number.as_str())
+                        .bind(r.method.as_str())
+                        .bind(&at)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                        // Its pairs in review name a person no longer matched: the next sync
+                        // finds them again against the NHS number.
+                        for table in ["local_link", "local_match_candidate"] {
+                            sqlx::query(&$q(&format!(
+                                "DELETE FROM {table} WHERE local_person = $1"
+                            )))
+                            .bind(r.person.seq())
+                            .execute(&mut *tx)
+                            .await?;
+                        }
+                        // A number merged into another: the links go to the survivor.
+                        sqlx::query(&$crate::patient_merge::redirect_sql("source_link"))
+                            .execute(&mut *tx)
+                            .await?;
+                        sqlx::query(&$q(
+                            "UPDATE local_person SET resolved_to = $2, resolved_method = $3, \
+                             resolved_at = $4, links_moved = $5 WHERE id = $1",
+                        ))
+                        .bind(r.person.seq())
+                        .bind(r.nhs_number.as_str())
+                        .bind(r.method.as_str())
+                        .bind(&at)
+                        .bind(i64::try_from(moved).unwrap_or(i64::MAX))
+                        .execute(&mut *tx)
+                        .await?;
+                        let row = $append_in_tx(&mut tx, audit, chain).await?;
+                        done = Some((moved, row));
+                    }
+                });
+                Ok(done)
+            }
+
+            async fn replace_local_candidates(
+                &self,
+                evaluated: &[$crate::RecordKey],
+                candidates: &[$crate::local_identity::LocalCandidateRow],
+            ) -> $crate::Result<()> {
+                use $crate::common::ts;
+                if evaluated.is_empty() && candidates.is_empty() {
+                    return Ok(());
+                }
+                let rows = $crate::common::last_per_key(candidates, |c| {
+                    (c.source.clone(), c.local_id.clone(), c.person)
+                });
+                let this = self;
+                $write!(this, tx, {
+                    for (source, local_id) in evaluated {
+                        sqlx::query(&$q(
+                            "DELETE FROM local_match_candidate WHERE source = $1 AND local_id = $2",
+                        ))
+                        .bind(source.as_str())
+                        .bind(local_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    for c in rows {
+                        sqlx::query(&$q(&format!(
+                            "INSERT INTO local_match_candidate ({}) VALUES \
+                             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                             ON CONFLICT (source, local_id, local_person) DO UPDATE SET \
+                             score = excluded.score, agreement = excluded.agreement, \
+                             guard = excluded.guard, family = excluded.family, \
+                             given = excluded.given, birth_date = excluded.birth_date, \
+                             gender = excluded.gender, postcode = excluded.postcode, \
+                             found_at = excluded.found_at",
+                            $crate::local_identity::LOCAL_CANDIDATE_COLUMNS
+                        )))
+                        .bind(c.source.as_str())
+                        .bind(&c.local_id)
+                        .bind(c.person.seq())
+                        .bind(c.score)
+                        .bind(&c.agreement)
+                        .bind(c.guard.as_deref())
+                        .bind(&c.family)
+                        .bind(&c.given)
+                        .bind(c.birth_date)
+                        .bind(c.gender.as_deref())
+                        .bind(c.postcode.as_deref())
+                        .bind(ts(&c.found_at))
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                });
+                Ok(())
+            }
+
+            async fn local_candidates(
+                &self,
+            ) -> $crate::Result<Vec<$crate::local_identity::LocalCandidateRow>> {
+                sqlx::query(&format!(
+                    "SELECT {} FROM local_match_candidate \
+                     ORDER BY score DESC, source, local_id, local_person LIMIT {}",
+                    $crate::local_identity::LOCAL_CANDIDATE_COLUMNS,
+                    $crate::MATCH_LIST_MAX
+                ))
+                .fetch_all(&self.$read)
+                .await?
+                .iter()
+                .map($crate::local_identity::local_candidate_from_row)
+                .collect()
+            }
+
+            async fn search_local_persons(
+                &self,
+                family: &str,
+                birth_date: Option<chrono::NaiveDate>,
+                limit: u32,
+            ) -> $crate::Result<Vec<$crate::local_identity::LocalPerson>> {
+                let family = mcr_domain::demographics::normalise_name(family);
+                if family.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let by_birth = if birth_date.is_some() {
+                    " AND birth_date = $3"
+                } else {
+                    ""
+                };
+                let sql = $q(&format!(
+                    "SELECT {} FROM local_person WHERE resolved_to IS NULL AND family_norm = $1\
+                     {by_birth} ORDER BY given_norm, birth_date, id LIMIT $2",
+                    $crate::local_identity::LOCAL_PERSON_COLUMNS
+                ));
+                let mut query = sqlx::query(&sql)
+                .bind(family)
+                .bind(i64::from(limit));
+                if let Some(d) = birth_date {
+                    query = query.bind(d);
+                }
+                query
+                    .fetch_all(&self.$read)
+                    .await?
+                    .iter()
+                    .map($crate::local_identity::local_person_from_row)
+                    .collect()
+            }
+        }
+    };
+}
+pub(crate) use local_identity_impl;

@@ -1,0 +1,333 @@
+//! Local identities on both backends: one made from a source record with no NHS number (and
+//! only one, however often that record is written again), later records linked to it, a link
+//! to an NHS number and a link to a local identity never both held for one record, and the
+//! resolution: its links move to the NHS number, it says where it went, with its audit record,
+//! once.
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use mcr_domain::{LocalPersonId, NhsNumber, SourceId};
+use mcr_store::{
+    AuditAppend, LinkMethod, LocalLink, LocalPersonRecord, LocalResolution, MatchDecisionRow,
+    SourceLink, Store,
+};
+
+fn chain(seq: i64, prev_hash: &str, record: &AuditAppend) -> String {
+    format!("{seq}:{}:{}", prev_hash.len(), record.action)
+}
+
+fn t(minute: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0)
+        .single()
+        .expect("valid time")
+        + chrono::Duration::minutes(minute)
+}
+
+fn nhs(j: u8) -> NhsNumber {
+    (0u8..100)
+        .filter_map(|k| NhsNumber::from_first_nine([9, 9, 9, 0, 0, 2, 0, k / 10, k % 10]))
+        .nth(usize::from(j))
+        .expect("valid NHS number")
+}
+
+fn src(s: &str) -> SourceId {
+    SourceId::parse(s).expect("source id")
+}
+
+fn born() -> NaiveDate {
+    NaiveDate::from_ymd_opt(1984, 2, 29).expect("date")
+}
+
+fn record(source: &str, local: &str, postcode: &str, at: i64) -> LocalPersonRecord {
+    LocalPersonRecord {
+        source: src(source),
+        local_id: local.into(),
+        family: "Nwosu".into(),
+        given: "Adaeze".into(),
+        birth_date: born(),
+        gender: Some("female".into()),
+        postcode: Some(postcode.into()),
+        at: t(at),
+    }
+}
+
+fn local_link(person: LocalPersonId, source: &str, local: &str, at: i64) -> LocalLink {
+    LocalLink {
+        person,
+        source: src(source),
+        local_id: local.into(),
+        method: LinkMethod::Demographics,
+        family: "NWOSU".into(),
+        given: "Ada".into(),
+        birth_date: Some(born()),
+        postcode: Some("LU1 3AA".into()),
+        linked_at: t(at),
+    }
+}
+
+fn nhs_link(source: &str, local: &str, n: u8, at: i64) -> SourceLink {
+    SourceLink {
+        nhs_number: nhs(n),
+        source: src(source),
+        local_id: local.into(),
+        method: LinkMethod::NhsNumber,
+        family: "Nwosu".into(),
+        given: "Adaeze".into(),
+        birth_date: Some(born()),
+        postcode: Some("LU1 3AA".into()),
+        linked_at: t(at),
+    }
+}
+
+fn audit(at: i64) -> AuditAppend {
+    AuditAppend {
+        role_profile_id: None,
+        at: t(at),
+        correlation_id: format!("c-{at}"),
+        user_id: "system".into(),
+        org_code: String::new(),
+        patient: Some(nhs(2).as_str().to_owned()),
+        action: "resolve-local-identity".into(),
+        outcome: "recorded".into(),
+        payload: "{}".into(),
+    }
+}
+
+async fn local_keys(store: &dyn Store) -> Vec<(String, String, LocalPersonId)> {
+    let mut keys: Vec<_> = store
+        .local_link_keys()
+        .await
+        .expect("keys")
+        .into_iter()
+        .map(|((s, l), p)| (s.to_string(), l, p))
+        .collect();
+    keys.sort();
+    keys
+}
+
+async fn story(store: &dyn Store) {
+    // A record with no NHS number that matched nobody: a local identity of its own.
+    let made = store
+        .put_local_persons(&[record("hospital", "h-1", "LU1 3AA", 0)])
+        .await
+        .expect("put");
+    let [(id, true)] = made[..] else {
+        panic!("one new local identity: {made:?}")
+    };
+    assert!(
+        NhsNumber::parse(&id.to_string()).is_err(),
+        "{id} reads as an NHS number"
+    );
+    let held = store.local_person(id).await.expect("read").expect("held");
+    assert_eq!(held.origin, (src("hospital"), "h-1".to_owned()));
+    assert_eq!(held.birth_date, born());
+    assert!(held.resolved.is_none());
+    let links = store.local_links(id).await.expect("links");
+    assert_eq!(links.len(), 1);
+    assert_eq!(links[0].method, LinkMethod::LocalIdentity);
+    // Nothing keyed by an NHS number sees it: not an index patient.
+    assert_eq!(store.patient_count().await.expect("count"), 0);
+
+    // The same record again (a re-sync; it moved house): the same local identity, refreshed.
+    let again = store
+        .put_local_persons(&[record("hospital", "h-1", "SG2 7QT", 5)])
+        .await
+        .expect("put again");
+    assert_eq!(again, vec![(id, false)]);
+    let open = store.open_local_persons().await.expect("open");
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].postcode.as_deref(), Some("SG2 7QT"));
+    assert_eq!(open[0].created_at, t(0));
+    assert_eq!(open[0].updated_at, t(5));
+
+    // Another source's record of the person links to it; a link it had to an NHS number goes
+    // (a record is linked to one or the other, never both).
+    store
+        .upsert_links(&[nhs_link("walk-in", "w-9", 1, 6)])
+        .await
+        .expect("nhs link");
+    store
+        .upsert_local_links(&[local_link(id, "walk-in", "w-9", 7)])
+        .await
+        .expect("local link");
+    assert!(store
+        .link_for_local(&src("walk-in"), "w-9")
+        .await
+        .expect("read")
+        .is_none());
+    assert_eq!(
+        local_keys(store).await,
+        vec![
+            ("hospital".into(), "h-1".into(), id),
+            ("walk-in".into(), "w-9".into(), id)
+        ]
+    );
+
+    // Found by demographics, open ones only.
+    let found = store
+        .search_local_persons("NWOSU", Some(born()), 10)
+        .await
+        .expect("search");
+    assert_eq!(found.iter().map(|p| p.id).collect::<Vec<_>>(), vec![id]);
+    assert!(store
+        .search_local_persons("Nwosu", NaiveDate::from_ymd_opt(1984, 3, 1), 10)
+        .await
+        .expect("search")
+        .is_empty());
+
+    // A pair for review beside it (a twin, say), replaced when the record is matched again.
+    let pair = mcr_store::LocalCandidateRow {
+        source: src("walk-in"),
+        local_id: "w-twin".into(),
+        person: id,
+        score: 27.5,
+        agreement: "family=exact given=typo sex=differs".into(),
+        guard: Some("possible-twin".into()),
+        family: "Nwosu".into(),
+        given: "Adanna".into(),
+        birth_date: Some(born()),
+        gender: Some("male".into()),
+        postcode: None,
+        found_at: t(8),
+    };
+    store
+        .replace_local_candidates(&[], std::slice::from_ref(&pair))
+        .await
+        .expect("pairs");
+    store
+        .replace_local_candidates(
+            &[(src("walk-in"), "w-twin".into())],
+            std::slice::from_ref(&pair),
+        )
+        .await
+        .expect("pairs again");
+    assert_eq!(
+        store.local_candidates().await.expect("read"),
+        vec![pair.clone()]
+    );
+
+    // Resolved to an NHS number: its links move there, with the resolution's method, and it
+    // says where it went; the audit record is written with it.
+    let before = store.audit_rows(0, 100).await.expect("audit").len();
+    let resolution = LocalResolution {
+        person: id,
+        nhs_number: nhs(2),
+        method: LinkMethod::PdsTrace,
+        at: t(10),
+    };
+    let (moved, row) = store
+        .resolve_local_person(&resolution, &audit(10), &chain)
+        .await
+        .expect("resolve")
+        .expect("resolved");
+    assert_eq!(moved, 2);
+    assert_eq!(row.record.action, "resolve-local-identity");
+    let links = store.links(&nhs(2)).await.expect("links");
+    assert_eq!(
+        links
+            .iter()
+            .map(|l| (l.source.as_str(), l.local_id.as_str(), l.method))
+            .collect::<Vec<_>>(),
+        vec![
+            ("hospital", "h-1", LinkMethod::PdsTrace),
+            ("walk-in", "w-9", LinkMethod::PdsTrace)
+        ]
+    );
+    assert!(local_keys(store).await.is_empty());
+    // Its pairs in review are dropped: the next sync finds them against the number.
+    assert!(store.local_candidates().await.expect("read").is_empty());
+    let gone = store.local_person(id).await.expect("read").expect("kept");
+    let resolved = gone.resolved.expect("says where it went");
+    assert_eq!(resolved.nhs_number, nhs(2));
+    assert_eq!(resolved.method, LinkMethod::PdsTrace);
+    assert_eq!(resolved.links_moved, 2);
+    assert!(store.open_local_persons().await.expect("open").is_empty());
+    assert!(store
+        .search_local_persons("Nwosu", None, 10)
+        .await
+        .expect("search")
+        .is_empty());
+    assert_eq!(
+        store.audit_rows(0, 100).await.expect("audit").len(),
+        before + 1
+    );
+
+    // Resolving it again does nothing and audits nothing.
+    assert!(store
+        .resolve_local_person(&resolution, &audit(11), &chain)
+        .await
+        .expect("again")
+        .is_none());
+    assert_eq!(
+        store.audit_rows(0, 100).await.expect("audit").len(),
+        before + 1
+    );
+
+    // A record linked to a local identity that staff link to an NHS number leaves it.
+    let made = store
+        .put_local_persons(&[record("hospital", "h-2", "LU1 3AA", 20)])
+        .await
+        .expect("put");
+    let [(second, true)] = made[..] else {
+        panic!("a new local identity: {made:?}")
+    };
+    assert_ne!(second, id);
+    store
+        .decide_match(
+            &MatchDecisionRow {
+                source: src("hospital"),
+                local_id: "h-2".into(),
+                nhs_number: nhs(3),
+                decision: "link".into(),
+                decided_by: "dq.patel".into(),
+                decided_at: t(21),
+            },
+            Some(&SourceLink {
+                method: LinkMethod::Demographics,
+                ..nhs_link("hospital", "h-2", 3, 21)
+            }),
+            &audit(21),
+            &chain,
+        )
+        .await
+        .expect("decide");
+    assert!(local_keys(store).await.is_empty());
+    assert_eq!(
+        store
+            .link_for_local(&src("hospital"), "h-2")
+            .await
+            .expect("read")
+            .map(|l| l.nhs_number),
+        Some(nhs(3))
+    );
+    // And a local link removed is counted.
+    store
+        .upsert_local_links(&[local_link(second, "walk-in", "w-10", 22)])
+        .await
+        .expect("link");
+    assert_eq!(
+        store
+            .remove_local_links(&[
+                (src("walk-in"), "w-10".into()),
+                (src("walk-in"), "w-11".into())
+            ])
+            .await
+            .expect("remove"),
+        1
+    );
+}
+
+#[tokio::test]
+async fn local_identities_on_sqlite() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
+        .await
+        .expect("open");
+    story(&*store).await;
+}
+
+#[tokio::test]
+async fn local_identities_on_postgres() {
+    let url = mcr_testkit::postgres_url().await;
+    let store = mcr_store::connect_and_migrate(&url).await.expect("open");
+    story(&*store).await;
+}
