@@ -3,15 +3,30 @@
 //! under what people decided about pairs; links, review candidates and unmatched records
 //! written in batches.
 
-use crate::matching::Prepared;
+use crate::matching::{Prepared, WeightsMode};
 use crate::{linkage, Indexer, SourcePatient, SourceSyncReport};
 use mcr_domain::NhsNumber;
 use mcr_store::{LinkMethod, MatchCandidateRow, RecordKey, StoreError};
 use serde::Serialize;
 use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Which weights a matching pass used.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum WeightsUsed {
+    /// The configured weights (`[matching] weights = "configured"`).
+    #[default]
+    Configured,
+    /// Weights estimated from this pass's pairs (`"estimated"`): each level's m, u and weight.
+    Estimated(crate::estimate::Estimated),
+    /// Estimated weights were asked for but could not be made (the reason says why): the
+    /// configured weights were used.
+    ConfiguredNotEstimated { reason: String },
+}
 
 /// What the matching pass did and how long it took (no patient data).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct MatchingPass {
     /// Records matched against the index (without an NHS number, or with a wrong one).
     pub records: usize,
@@ -21,8 +36,13 @@ pub struct MatchingPass {
     pub comparisons: u64,
     /// Wall time of the pass, reads and writes included, milliseconds.
     pub millis: u64,
-    /// Of which: reading the index and comparing, before anything is written.
+    /// Of which: reading the index and comparing, before anything is written (estimating
+    /// the weights included).
     pub compare_millis: u64,
+    /// Of which: estimating the weights (a read of the index of its own), when estimated.
+    pub estimate_millis: u64,
+    /// The weights the pass matched with.
+    pub weights: WeightsUsed,
 }
 
 /// What people decided about pairs and persons: never overridden by a sync.
@@ -110,9 +130,37 @@ impl Indexer {
                 }
             }
         }
+        let estimating = std::time::Instant::now();
+        let (weights, used) = match self.weights_mode {
+            WeightsMode::Configured => (Arc::clone(&self.weights), WeightsUsed::Configured),
+            WeightsMode::Estimated => {
+                let (estimated, counts) =
+                    linkage::estimate_weights(&*self.store, &prepared, &self.weights).await?;
+                tracing::info!(
+                    records = prepared.len(),
+                    index_patients = counts.index_patients_read,
+                    comparisons = counts.comparisons,
+                    estimated = estimated.is_ok(),
+                    seconds = estimating.elapsed().as_secs_f64(),
+                    "matching weights estimated"
+                );
+                match estimated {
+                    Ok(e) => (Arc::new(e.weights.clone()), WeightsUsed::Estimated(e)),
+                    Err(why) => (
+                        Arc::clone(&self.weights),
+                        WeightsUsed::ConfiguredNotEstimated {
+                            reason: why.to_string(),
+                        },
+                    ),
+                }
+            }
+        };
+        let estimate_millis = match used {
+            WeightsUsed::Configured => 0,
+            _ => u64::try_from(estimating.elapsed().as_millis()).unwrap_or(u64::MAX),
+        };
         let (outcomes, counts) =
-            linkage::match_against_index(&*self.store, &prepared, &ruled_out, &self.weights)
-                .await?;
+            linkage::match_against_index(&*self.store, &prepared, &ruled_out, &weights).await?;
 
         let mut evaluated: Vec<RecordKey> = Vec::with_capacity(to_match.len());
         let mut candidates = flagged;
@@ -206,6 +254,8 @@ impl Indexer {
             comparisons: counts.comparisons,
             millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             compare_millis: u64::try_from(compared.as_millis()).unwrap_or(u64::MAX),
+            estimate_millis,
+            weights: used,
         })
     }
 }

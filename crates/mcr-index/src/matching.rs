@@ -178,6 +178,26 @@ impl Agreement {
     }
 }
 
+/// Which weights the matching pass uses (`[matching] weights`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightsMode {
+    /// [`Weights::default`] (or those given to the indexer).
+    #[default]
+    Configured,
+    /// Estimated from each pass's own pairs ([`crate::estimate`]), starting from the
+    /// configured ones; the configured ones when there are too few pairs to estimate from.
+    Estimated,
+}
+
+/// `[matching]`: how the index matches records without an NHS number.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MatchingSettings {
+    /// `"configured"` (the default) or `"estimated"`.
+    pub weights: WeightsMode,
+}
+
 /// The weight, log2(m/u), of each level. The defaults are set from what registers are known
 /// to hold (about 1 in 10 people move in a year, 1 in 50 records has a typo in a name, birth
 /// dates are spread over ~30,000 days) and checked against the linkage benchmark.
