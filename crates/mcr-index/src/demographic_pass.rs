@@ -19,7 +19,7 @@ pub enum WeightsUsed {
     #[default]
     Configured,
     /// Weights estimated from this pass's pairs (`"estimated"`): each level's m, u and weight.
-    Estimated(crate::estimate::Estimated),
+    Estimated(Box<crate::estimate::Estimated>),
     /// Estimated weights were asked for but could not be made (the reason says why): the
     /// configured weights were used.
     ConfiguredNotEstimated { reason: String },
@@ -145,7 +145,7 @@ impl Indexer {
                     "matching weights estimated"
                 );
                 match estimated {
-                    Ok(e) => (Arc::new(e.weights.clone()), WeightsUsed::Estimated(e)),
+                    Ok(e) => (Arc::new(e.weights.clone()), WeightsUsed::Estimated(Box::new(e))),
                     Err(why) => (
                         Arc::clone(&self.weights),
                         WeightsUsed::ConfiguredNotEstimated {
