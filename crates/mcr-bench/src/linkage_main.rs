@@ -86,12 +86,14 @@ fn estimated(run: &IndexRun) -> Option<String> {
         }
         match (l.m, l.u) {
             (Some(m), Some(u)) => line.push_str(&format!(
-                " {} {:.2} (m {m:.4}, u {u:.6}{}),",
+                " {} {:.2}{} (m {m:.4} on {:.0} pairs, u {u:.6} on {}),",
                 l.level,
                 l.weight,
-                if l.u_unseen { " unseen" } else { "" }
+                if l.estimated { "" } else { " configured" },
+                l.one_person_pairs,
+                l.random_pairs
             )),
-            _ => line.push_str(&format!(" {} {:.2},", l.level, l.weight)),
+            _ => line.push_str(&format!(" {} {:.2} configured,", l.level, l.weight)),
         }
     }
     out.push(line);

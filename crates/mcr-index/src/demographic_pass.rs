@@ -145,7 +145,10 @@ impl Indexer {
                     "matching weights estimated"
                 );
                 match estimated {
-                    Ok(e) => (Arc::new(e.weights.clone()), WeightsUsed::Estimated(Box::new(e))),
+                    Ok(e) => (
+                        Arc::new(e.weights.clone()),
+                        WeightsUsed::Estimated(Box::new(e)),
+                    ),
                     Err(why) => (
                         Arc::clone(&self.weights),
                         WeightsUsed::ConfiguredNotEstimated {

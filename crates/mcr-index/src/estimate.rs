@@ -153,6 +153,9 @@ pub struct Training {
 pub const MIN_RANDOM_PAIRS: u64 = 1_000;
 /// A session over fewer blocked pairs than this is not run.
 pub const MIN_SESSION_PAIRS: u64 = 100;
+/// A level whose m or u rests on fewer pairs than this keeps its configured weight: a level
+/// seen a handful of times says little (EM drives such an m to 0, a weight of minus infinity).
+pub const MIN_LEVEL_PAIRS: f64 = 5.0;
 /// EM stops when no probability moves more than this in an iteration.
 const TOLERANCE: f64 = 1e-7;
 const MAX_ITERATIONS: u32 = 500;
@@ -169,12 +172,15 @@ pub struct LevelWeight {
     pub m: Option<f64>,
     /// P(level | two people).
     pub u: Option<f64>,
-    /// log2(m/u), or the configured weight where m or u is `None`.
+    /// Random pairs that fell in this level (u's support).
+    pub random_pairs: u64,
+    /// Pairs EM took for one person that fell in this level (m's support), summed over the
+    /// sessions that estimated it.
+    pub one_person_pairs: f64,
+    /// Whether `weight` is log2(m/u): false where m or u rests on fewer than
+    /// [`MIN_LEVEL_PAIRS`] pairs (or for `missing`), which keep the configured weight.
+    pub estimated: bool,
     pub weight: f64,
-    /// The level was never seen among the random pairs: u is an upper bound (1 in the
-    /// number of pairs), so the weight is a lower bound.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub u_unseen: bool,
 }
 
 /// One EM session's fit.
@@ -216,15 +222,19 @@ fn per_field(f: impl Fn(Field) -> Vec<f64>) -> PerField {
     Field::ALL.map(f)
 }
 
-/// u per level from the random pairs. `None` for a field never compared (always missing).
-fn estimate_u(random: &Tally) -> ([Option<Vec<f64>>; 5], [Vec<bool>; 5]) {
-    let mut unseen: [Vec<bool>; 5] = Field::ALL.map(|f| vec![false; f.len()]);
-    let u = Field::ALL.map(|f| {
+/// u per level from the random pairs, and how many pairs fell in each level. u is `None` for
+/// a field never compared (always missing).
+fn estimate_u(random: &Tally) -> ([Option<Vec<f64>>; 5], [Vec<u64>; 5]) {
+    let counts: [Vec<u64>; 5] = Field::ALL.map(|f| {
         let fi = field_at(f);
         let mut counts = vec![0u64; f.len()];
         for (l, n) in &random.0 {
             counts[usize::from(l[fi])] += n;
         }
+        counts
+    });
+    let u = Field::ALL.map(|f| {
+        let counts = &counts[field_at(f)];
         let missing = usize::from(f.missing());
         let seen: u64 = counts.iter().take(missing).sum();
         if seen == 0 {
@@ -238,17 +248,15 @@ fn estimate_u(random: &Tally) -> ([Option<Vec<f64>>; 5], [Vec<bool>; 5]) {
                 .map(|(i, &c)| {
                     if i == missing {
                         0.0
-                    } else if c == 0 {
-                        unseen[fi][i] = true;
-                        1.0 / total
                     } else {
-                        c as f64 / total
+                        // A level never seen: at most about one in the pairs compared.
+                        (c as f64).max(1.0) / total
                     }
                 })
                 .collect(),
         )
     });
-    (u, unseen)
+    (u, counts)
 }
 
 fn field_at(f: Field) -> usize {
@@ -268,8 +276,15 @@ fn m_from_weights(u: &[f64], w: &[f64], missing: usize) -> Vec<f64> {
 }
 
 /// Estimate m by EM over one session's pairs, with u fixed; `m` holds the starting values and
-/// comes back with the fit for the active fields.
-fn em(pairs: &Tally, active: [bool; 5], u: &PerField, m: &mut PerField) -> SessionFit {
+/// comes back with the fit for the active fields, `support` with the pairs taken for one
+/// person in each level.
+fn em(
+    pairs: &Tally,
+    active: [bool; 5],
+    u: &PerField,
+    m: &mut PerField,
+    support: &mut PerField,
+) -> SessionFit {
     let missing = Field::ALL.map(|f| f.missing());
     // The vectors reduced to the active fields (held-out fields read as missing).
     let mut reduced: HashMap<Levels, f64> = HashMap::new();
@@ -324,6 +339,7 @@ fn em(pairs: &Tally, active: [bool; 5], u: &PerField, m: &mut PerField) -> Sessi
             }
         }
         let new_lambda = if total > 0.0 { matched / total } else { 0.0 };
+        *support = counts;
         moved = moved.max((new_lambda - lambda).abs());
         lambda = new_lambda;
         fit.iterations = iteration;
@@ -352,7 +368,7 @@ pub fn estimate(t: &Training, start: &Weights) -> Result<Estimated, NotEstimated
         let most = t.sessions.iter().map(|s| s.pairs.pairs()).max();
         return Err(NotEstimated::TooFewBlockedPairs(most.unwrap_or(0)));
     }
-    let (u, unseen) = estimate_u(&t.random);
+    let (u, random_counts) = estimate_u(&t.random);
     // A field never compared in the random pairs keeps its configured weights (u unknown).
     let known = u.clone().map(|u| u.is_some());
     let u: PerField = per_field(|f| u[field_at(f)].clone().unwrap_or_else(|| vec![1.0; f.len()]));
@@ -362,15 +378,20 @@ pub fn estimate(t: &Training, start: &Weights) -> Result<Estimated, NotEstimated
     });
     let mut m_sum: PerField = Field::ALL.map(|f| vec![0.0; f.len()]);
     let mut m_runs = [0u32; 5];
+    let mut one_person: PerField = Field::ALL.map(|f| vec![0.0; f.len()]);
     let mut fits = Vec::with_capacity(sessions.len());
     for s in sessions {
         let active = Field::ALL.map(|f| known[field_at(f)] && !s.held_out.contains(&f));
         let mut m = start_m.clone();
-        let mut fit = em(&s.pairs, active, &u, &mut m);
+        let mut support = one_person.clone();
+        let mut fit = em(&s.pairs, active, &u, &mut m, &mut support);
         fit.blocked_on = s.blocked_on;
         fits.push(fit);
         for f in (0..5).filter(|f| active[*f]) {
             for (sum, x) in m_sum[f].iter_mut().zip(&m[f]) {
+                *sum += x;
+            }
+            for (sum, x) in one_person[f].iter_mut().zip(&support[f]) {
                 *sum += x;
             }
             m_runs[f] += 1;
@@ -391,9 +412,12 @@ pub fn estimate(t: &Training, start: &Weights) -> Result<Estimated, NotEstimated
             } else {
                 (None, None)
             };
+            let random_pairs = random_counts[fi][i];
+            let supported =
+                one_person[fi][i] >= MIN_LEVEL_PAIRS && random_pairs as f64 >= MIN_LEVEL_PAIRS;
+            let level_estimated = m.is_some() && supported;
             values[i] = match (m, u_) {
-                (Some(m), Some(u)) => (m / u).log2().clamp(-MAX_WEIGHT, MAX_WEIGHT),
-                _ if i == missing && estimated => 0.0,
+                (Some(m), Some(u)) if supported => (m / u).log2().clamp(-MAX_WEIGHT, MAX_WEIGHT),
                 _ => configured[i],
             };
             levels.push(LevelWeight {
@@ -401,8 +425,10 @@ pub fn estimate(t: &Training, start: &Weights) -> Result<Estimated, NotEstimated
                 level: code,
                 m,
                 u: u_,
+                random_pairs: if i == missing { 0 } else { random_pairs },
+                one_person_pairs: one_person[fi][i],
+                estimated: level_estimated,
                 weight: values[i],
-                u_unseen: estimated && unseen[fi][i],
             });
         }
         f.set(&mut weights, &values);
@@ -587,6 +613,36 @@ mod tests {
         assert_eq!(
             estimate(&t, &Weights::default()),
             Err(NotEstimated::TooFewBlockedPairs(99))
+        );
+    }
+
+    /// A level the one-person pairs never fall in (EM drives its m to 0) keeps its configured
+    /// weight instead of minus infinity; the others are estimated as before.
+    #[test]
+    fn a_level_seen_too_rarely_keeps_its_configured_weight() {
+        let mut t = synthetic(23);
+        let initial = 4; // given: initial
+        for s in &mut t.sessions {
+            s.pairs.0.retain(|l, _| l[1] != initial);
+        }
+        let configured = Weights::default();
+        let got = estimate(&t, &configured).expect("estimated");
+        let level = |field: &str, level: &str| {
+            got.levels
+                .iter()
+                .find(|l| l.field == field && l.level == level)
+                .cloned()
+                .expect("level")
+        };
+        let thin = level("given", "initial");
+        assert!(!thin.estimated, "{thin:?}");
+        assert!(thin.one_person_pairs < MIN_LEVEL_PAIRS, "{thin:?}");
+        assert_eq!(thin.weight, configured.given[4]);
+        assert_eq!(got.weights.given[4], configured.given[4]);
+        let exact = level("given", "exact");
+        assert!(
+            exact.estimated && exact.weight != configured.given[0],
+            "{exact:?}"
         );
     }
 

@@ -78,6 +78,35 @@ fn the_example_configs_parse() {
     assert!(sources.is_ok(), "{sources:?}");
 }
 
+/// `[matching] weights` is `configured` (the example's, and the default) or `estimated`;
+/// anything else is refused naming the setting.
+#[test]
+fn the_matching_weights_are_configured_or_estimated() {
+    use mcr_index::matching::WeightsMode;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let example =
+        std::fs::read_to_string(root.join("docs/example-gateway.toml")).expect("the example");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("gateway.toml");
+    let load = |text: String| {
+        std::fs::write(&path, text).expect("write");
+        mcr::config::Settings::load(&path)
+    };
+    let from = "weights = \"configured\"";
+    assert!(example.contains(from), "the example names the weights");
+    let configured = load(example.clone()).expect("the example");
+    assert_eq!(configured.matching.weights, WeightsMode::Configured);
+    let without = load(example.replacen(from, "", 1)).expect("no weights named");
+    assert_eq!(without.matching.weights, WeightsMode::Configured);
+    let estimated = load(example.replacen(from, "weights = \"estimated\"", 1)).expect("estimated");
+    assert_eq!(estimated.matching.weights, WeightsMode::Estimated);
+    let e = format!(
+        "{:#}",
+        load(example.replacen(from, "weights = \"guessed\"", 1)).expect_err("refused")
+    );
+    assert!(e.contains("guessed") && e.contains("weights"), "{e}");
+}
+
 /// A source's own deadline and feed timeout are checked like the federation's, naming the
 /// source.
 #[test]
