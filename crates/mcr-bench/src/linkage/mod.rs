@@ -249,6 +249,14 @@ pub async fn run_index(
             );
         }
     }
+    if let Some(path) = std::env::var_os("MCR_LINKAGE_WRITE_LINKS") {
+        // Every link (`b id,a id`, sorted), to show two builds link the same records.
+        let mut rows: Vec<String> = linked.iter().map(|(b, a)| format!("{b},{a}")).collect();
+        rows.sort();
+        rows.push(String::new());
+        std::fs::write(&path, rows.join("\n"))
+            .with_context(|| format!("writing the links to {}", path.to_string_lossy()))?;
+    }
     let mut s = score(ds, "this index", &linked);
     let mut in_review = 0usize;
     for r in ds.b.iter().filter(|r| !linked.contains_key(&r.id)) {
