@@ -277,6 +277,41 @@ async fn migrate_and_index_sync_against_running_sources() {
         .find(|s| s["source"] == "gp")
         .expect("gp");
     assert_eq!(gp["seen"], 300);
+    // The report says which weights the matching pass used.
+    assert_eq!(
+        report["matching"]["weights"]["kind"], "configured",
+        "{report}"
+    );
+    // Asked to estimate them from this small region (a few records without an NHS number), it
+    // says why it could not, and that the configured weights were used.
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str("\n[matching]\nweights = \"estimated\"\n");
+    std::fs::write(&config, text).expect("write config");
+    let config_arg = config.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        mcr()
+            .args(["index", "sync", "--config"])
+            .arg(&config_arg)
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("mcr runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("a JSON report on stdout");
+    let weights = &report["matching"]["weights"];
+    assert_eq!(weights["kind"], "configured-not-estimated", "{report}");
+    assert!(
+        weights["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("too few blocked pairs")),
+        "{report}"
+    );
 
     // One source down: the sync says so and exits 1, the others are still indexed.
     handles.pop().expect("a source").shutdown().await;
