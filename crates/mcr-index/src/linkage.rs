@@ -89,6 +89,7 @@ pub async fn match_against_index(
     let mut best = vec![Best::default(); waiting.len()];
     read_index(
         store,
+        None,
         |part, _| compare_page(part, waiting, &blocks, weights),
         |part, found| {
             counts.index_patients_read += part.len() as u64;
@@ -118,11 +119,17 @@ fn block(waiting: &[Prepared]) -> Result<HashMap<u64, Vec<u32>>, StoreError> {
     Ok(blocks)
 }
 
-/// Read the whole index a page at a time, the next page read while this one is worked on.
-/// Each page is split in two halves worked on at once (the machine's two cores) by `work`,
-/// which is given the half and the position in the index of its first patient; `fold` then
-/// takes each half's result, in index order.
-async fn read_index<T, W, F>(store: &dyn Store, work: W, mut fold: F) -> Result<(), StoreError>
+/// Read the index a page at a time (the whole of it, or its first `limit` patients in NHS
+/// number order), the next page read while this one is worked on. Each page is split in two
+/// halves worked on at once (the machine's two cores) by `work`, which is given the half and
+/// the position in the index of its first patient; `fold` then takes each half's result, in
+/// index order.
+async fn read_index<T, W, F>(
+    store: &dyn Store,
+    limit: Option<u64>,
+    work: W,
+    mut fold: F,
+) -> Result<(), StoreError>
 where
     T: Send,
     W: Fn(&[IndexedPatient], u64) -> T + Sync,
@@ -133,7 +140,8 @@ where
     while !page.is_empty() {
         let after = page.last().map(|p| p.nhs_number.clone());
         let next = async {
-            if page.len() < PAGE as usize {
+            let enough = limit.is_some_and(|l| read + page.len() as u64 >= l);
+            if page.len() < PAGE as usize || enough {
                 Ok(Vec::new())
             } else {
                 store.patients_after(after.as_ref(), PAGE).await
@@ -217,6 +225,10 @@ fn compare_page(
 
 /// About how many random pairs u is estimated from (Splink's default is a million).
 const RANDOM_PAIRS: f64 = 1_000_000.0;
+/// The weights are estimated from the first this many index patients in NHS number order (a
+/// sample as good as any other of a large index's demographics), so that estimating costs at
+/// most this much of a read however large the index.
+const ESTIMATE_FROM: u64 = 200_000;
 /// The random pairs are drawn from a fixed seed: the same data gives the same weights.
 const RANDOM_SEED: u64 = 0x19_e3_4d_a7;
 
@@ -240,9 +252,9 @@ fn sessions() -> Vec<Session> {
 const SESSION_KEYS: [Key; 2] = [Key::BirthDate, Key::PostcodeGiven];
 
 /// Estimate the weights from this pass's own pairs ([`crate::estimate`]): one read of the
-/// index, each index patient compared with the waiting records it shares a blocking key with
-/// (tallied for the EM session of each key it shares) and with about
-/// `RANDOM_PAIRS / index size` waiting records drawn at random (for u). `start` is EM's
+/// index (its first [`ESTIMATE_FROM`] patients), each index patient compared with the waiting
+/// records it shares a blocking key with (tallied for the EM session of each key it shares)
+/// and with about `RANDOM_PAIRS / patients read` waiting records drawn at random (for u). `start` is EM's
 /// starting point and gives the NHS number weights and thresholds.
 pub async fn estimate_weights(
     store: &dyn Store,
@@ -256,7 +268,7 @@ pub async fn estimate_weights(
     };
     if !waiting.is_empty() {
         let blocks = block(waiting)?;
-        let size = store.patient_count().await?;
+        let size = store.patient_count().await?.min(ESTIMATE_FROM);
         let rate = if size == 0 {
             0.0
         } else {
@@ -264,6 +276,7 @@ pub async fn estimate_weights(
         };
         read_index(
             store,
+            Some(ESTIMATE_FROM),
             |part, offset| tally_page(part, offset, waiting, &blocks, rate, start),
             |part, t| {
                 counts.index_patients_read += part.len() as u64;
