@@ -154,8 +154,9 @@ pub const MIN_RANDOM_PAIRS: u64 = 1_000;
 /// A session over fewer blocked pairs than this is not run.
 pub const MIN_SESSION_PAIRS: u64 = 100;
 /// A level whose m or u rests on fewer pairs than this keeps its configured weight: a level
-/// seen a handful of times says little (EM drives such an m to 0, a weight of minus infinity).
-pub const MIN_LEVEL_PAIRS: f64 = 5.0;
+/// seen a handful of times says little (EM drives such an m to 0, a weight of minus infinity;
+/// a u counted on 5 pairs is a third out either way, on 20 about a fifth).
+pub const MIN_LEVEL_PAIRS: f64 = 20.0;
 /// EM stops when no probability moves more than this in an iteration.
 const TOLERANCE: f64 = 1e-7;
 const MAX_ITERATIONS: u32 = 500;
