@@ -2,7 +2,8 @@
 //! `Indexer::sync` over two FHIR sources on real HTTP into a real SQLite store, links read back.
 //! A GP system of 3,000 synthetic people and a hospital holding some of them again without an
 //! NHS number (as they are, moved house, or with a typo), and the cases a clinical safety
-//! officer asks about: a moved person linked, twins never linked, whatever the weights.
+//! officer asks about: a moved person linked, twins never linked, a "not a match" decision
+//! kept, whatever the weights.
 
 use axum::routing::get;
 use axum::Json;
@@ -288,4 +289,38 @@ async fn estimated_weights_link_a_moved_person_and_never_twins() {
     }
     assert_eq!(wrong, 0, "false links with estimated weights");
     assert!(right >= 540, "{right} of 600 linked");
+
+    // Records staff say the moved record is not that patient: a resync with estimated weights
+    // does not link them again.
+    let decision = mcr_store::MatchDecisionRow {
+        source: acute.clone(),
+        local_id: "M1".into(),
+        nhs_number: moved.nhs_number.clone(),
+        decision: "not-a-match".into(),
+        decided_by: "rec.jones".into(),
+        decided_at: "2026-11-24T09:00:00Z".parse().expect("time"),
+    };
+    let audit = mcr_store::AuditAppend {
+        role_profile_id: None,
+        at: decision.decided_at,
+        correlation_id: "c1".into(),
+        user_id: "rec.jones".into(),
+        org_code: "RWH".into(),
+        patient: Some(moved.nhs_number.as_str().into()),
+        action: "match-not-a-match".into(),
+        outcome: "recorded".into(),
+        payload: "{}".into(),
+    };
+    store
+        .decide_match(&decision, None, &audit, &|_, _, _| "h".into())
+        .await
+        .expect("decide");
+    let report = indexer.sync(true).await.expect("resync");
+    assert!(
+        matches!(report.matching.weights, WeightsUsed::Estimated(_)),
+        "{:?}",
+        report.matching.weights
+    );
+    assert_eq!(link("M1".into()).await, None);
+    assert_eq!(link("L1".into()).await, Some(louise.nhs_number.clone()));
 }
