@@ -25,6 +25,17 @@ pub enum WeightsUsed {
     ConfiguredNotEstimated { reason: String },
 }
 
+impl WeightsUsed {
+    /// `configured`, `estimated` or `configured-not-estimated` (as serialised).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WeightsUsed::Configured => "configured",
+            WeightsUsed::Estimated(_) => "estimated",
+            WeightsUsed::ConfiguredNotEstimated { .. } => "configured-not-estimated",
+        }
+    }
+}
+
 /// What the matching pass did and how long it took (no patient data).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct MatchingPass {
@@ -249,6 +260,7 @@ impl Indexer {
             linked = links.len(),
             review = candidates.len(),
             seconds = started.elapsed().as_secs_f64(),
+            weights = used.kind(),
             "matching pass"
         );
         Ok(MatchingPass {

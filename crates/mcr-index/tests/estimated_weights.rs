@@ -256,6 +256,7 @@ async fn estimated_weights_link_a_moved_person_and_never_twins() {
     assert!(weight("postcode", "full") > weight("postcode", "differs"));
     let json = serde_json::to_value(&report.matching).expect("json");
     assert_eq!(json["weights"]["kind"], "estimated", "{json}");
+    assert_eq!(report.matching.weights.kind(), "estimated");
     assert!(json["weights"]["levels"][0]["m"].is_number(), "{json}");
 
     let acute = SourceId::parse("acute").expect("id");
