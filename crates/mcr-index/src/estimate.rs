@@ -8,7 +8,8 @@
 //!
 //! Only the five demographic comparisons are estimated; the NHS number's weights and the two
 //! thresholds stay as configured (the pass compares records without an NHS number, so it never
-//! sees that comparison). The safety rules do not depend on the weights.
+//! sees that comparison). The twin and parent/child rules read the comparison levels, not the
+//! weights.
 //!
 //! Pure: tallies of comparison vectors in, weights out.
 
@@ -155,7 +156,7 @@ pub const MIN_RANDOM_PAIRS: u64 = 1_000;
 pub const MIN_SESSION_PAIRS: u64 = 100;
 /// A level whose m or u rests on fewer pairs than this keeps its configured weight: a level
 /// seen a handful of times says little (EM drives such an m to 0, a weight of minus infinity;
-/// a u counted on 5 pairs is a third out either way, on 20 about a fifth).
+/// a u counted on 5 pairs may be half out, on 20 a fifth).
 pub const MIN_LEVEL_PAIRS: f64 = 20.0;
 /// EM stops when no probability moves more than this in an iteration.
 const TOLERANCE: f64 = 1e-7;
