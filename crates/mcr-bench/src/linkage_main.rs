@@ -8,6 +8,7 @@
 use anyhow::Context;
 use clap::Parser;
 use mcr_bench::linkage::{self, data, IndexRun, Score};
+use mcr_index::matching::WeightsMode;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -34,6 +35,69 @@ struct Args {
     /// Only the speed run: PEOPLE GP records, RECORDS hospital records without NHS numbers.
     #[arg(long, num_args = 2, value_names = ["PEOPLE", "RECORDS"])]
     throughput: Option<Vec<usize>>,
+    /// The index's weights: `configured` or `estimated` (from each run's own pairs).
+    #[arg(long, default_value = "configured", value_parser = parse_weights)]
+    weights: WeightsMode,
+}
+
+fn parse_weights(s: &str) -> Result<WeightsMode, String> {
+    match s {
+        "configured" => Ok(WeightsMode::Configured),
+        "estimated" => Ok(WeightsMode::Estimated),
+        _ => Err(format!("`{s}`: configured or estimated")),
+    }
+}
+
+/// The estimated weights, one line per field: `level m/u weight`.
+fn estimated(run: &IndexRun) -> Option<String> {
+    let mcr_index::WeightsUsed::Estimated(e) = &run.weights else {
+        return match &run.weights {
+            mcr_index::WeightsUsed::ConfiguredNotEstimated { reason } => {
+                Some(format!("  weights not estimated: {reason}"))
+            }
+            _ => None,
+        };
+    };
+    let mut out = vec![format!(
+        "  estimated from {} random pairs; EM: {}",
+        e.random_pairs,
+        e.sessions
+            .iter()
+            .map(|s| format!(
+                "{} ({} pairs, match share {:.3}, {} iterations{})",
+                s.blocked_on,
+                s.pairs,
+                s.match_share,
+                s.iterations,
+                if s.converged { "" } else { ", not converged" }
+            ))
+            .collect::<Vec<_>>()
+            .join("; ")
+    )];
+    let mut field = "";
+    let mut line = String::new();
+    for l in &e.levels {
+        if l.field != field {
+            if !line.is_empty() {
+                out.push(std::mem::take(&mut line));
+            }
+            field = l.field;
+            line = format!("  {field}:");
+        }
+        match (l.m, l.u) {
+            (Some(m), Some(u)) => line.push_str(&format!(
+                " {} {:.2}{} (m {m:.4} on {:.0} pairs, u {u:.6} on {}),",
+                l.level,
+                l.weight,
+                if l.estimated { "" } else { " configured" },
+                l.one_person_pairs,
+                l.random_pairs
+            )),
+            _ => line.push_str(&format!(" {} {:.2} configured,", l.level, l.weight)),
+        }
+    }
+    out.push(line);
+    Some(out.join("\n"))
 }
 
 fn febrl_dir(python: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
@@ -85,12 +149,13 @@ async fn main() -> anyhow::Result<()> {
     use std::io::Write as _;
     let speed = |run: &IndexRun| {
         format!(
-            "matching pass: {} records against {} index patients, {} comparisons, {:.2} s ({:.2} s reading and comparing, the rest writing), {:.0} records/s; whole sync {:.1} s",
+            "matching pass: {} records against {} index patients, {} comparisons, {:.2} s ({:.2} s reading and comparing, of which {:.2} s estimating the weights; the rest writing), {:.0} records/s; whole sync {:.1} s",
             run.matching_records,
             run.matching_index_patients,
             run.matching_comparisons,
             run.matching_seconds,
             run.matching_compare_seconds,
+            run.matching_estimate_seconds,
             run.matching_records_per_second,
             run.sync_seconds
         )
@@ -98,8 +163,11 @@ async fn main() -> anyhow::Result<()> {
     if let Some(t) = &args.throughput {
         let ds = data::generate(args.seed, t[0], t[1], false);
         let dir = tempfile::tempdir()?;
-        let run = linkage::run_index(&ds, dir.path()).await?;
+        let run = linkage::run_index(&ds, dir.path(), args.weights).await?;
         writeln!(out, "{}\n{}", ds.name, speed(&run))?;
+        if let Some(e) = estimated(&run) {
+            writeln!(out, "{e}")?;
+        }
         writeln!(out, "{}", row(&ds.name, &run.score))?;
         return Ok(());
     }
@@ -118,8 +186,9 @@ async fn main() -> anyhow::Result<()> {
     let mut speeds = Vec::new();
     for ds in &sets {
         let dir = tempfile::tempdir()?;
-        let run = linkage::run_index(ds, dir.path()).await?;
+        let run = linkage::run_index(ds, dir.path(), args.weights).await?;
         speeds.push(format!("{}: {}", ds.name, speed(&run)));
+        speeds.extend(estimated(&run));
         table.push(row(&ds.name, &run.score));
         if !args.no_splink {
             let target = run.score.precision.min(0.999);

@@ -217,6 +217,13 @@ impl Gateway {
         self
     }
 
+    /// Match records without an NHS number with the configured weights or with weights
+    /// estimated from each sync's own pairs (`[matching] weights`).
+    pub fn with_match_weights(mut self, mode: mcr_index::matching::WeightsMode) -> Self {
+        self.indexer = self.indexer.with_weights_mode(mode);
+        self
+    }
+
     /// Source organisations' data sharing agreements (absent: shares everything).
     pub fn with_sharing(mut self, agreements: Vec<SharingAgreement>) -> Self {
         self.sharing = Arc::new(agreements);

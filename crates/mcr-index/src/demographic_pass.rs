@@ -4,15 +4,41 @@
 //! written in batches.
 
 use crate::local_identity::{Home, Homes, Person, Resolve};
-use crate::matching::Prepared;
+use crate::matching::{Prepared, WeightsMode};
 use crate::{linkage, Indexer, SourcePatient, SourceSyncReport};
 use mcr_domain::{LocalPersonId, NhsNumber};
 use mcr_store::{LinkMethod, MatchCandidateRow, RecordKey, StoreError};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// Which weights a matching pass used.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum WeightsUsed {
+    /// The configured weights (`[matching] weights = "configured"`).
+    #[default]
+    Configured,
+    /// Weights estimated from this pass's pairs (`"estimated"`): each level's m, u and weight.
+    Estimated(Box<crate::estimate::Estimated>),
+    /// Estimated weights were asked for but could not be made (the reason says why): the
+    /// configured weights were used.
+    ConfiguredNotEstimated { reason: String },
+}
+
+impl WeightsUsed {
+    /// `configured`, `estimated` or `configured-not-estimated` (as serialised).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WeightsUsed::Configured => "configured",
+            WeightsUsed::Estimated(_) => "estimated",
+            WeightsUsed::ConfiguredNotEstimated { .. } => "configured-not-estimated",
+        }
+    }
+}
 
 /// What the matching pass did and how long it took (no patient data).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct MatchingPass {
     /// Records matched against the index (without an NHS number, or with a wrong one).
     pub records: usize,
@@ -22,7 +48,8 @@ pub struct MatchingPass {
     pub comparisons: u64,
     /// Wall time of the pass, reads and writes included, milliseconds.
     pub millis: u64,
-    /// Of which: reading the index and comparing, before anything is written.
+    /// Of which: reading the index and comparing, before anything is written (estimating
+    /// the weights included).
     pub compare_millis: u64,
     /// Local identities open after the pass (made from records with no NHS number that
     /// matched nobody, not yet found to have one).
@@ -31,6 +58,10 @@ pub struct MatchingPass {
     pub local_identities_resolved: usize,
     /// Links those resolutions moved.
     pub links_moved: u64,
+    /// Of which: estimating the weights (a read of the index of its own), when estimated.
+    pub estimate_millis: u64,
+    /// The weights the pass matched with.
+    pub weights: WeightsUsed,
 }
 
 /// What people decided about pairs and persons: never overridden by a sync.
@@ -196,9 +227,41 @@ impl Indexer {
                 ruled_out.insert((records + j, nhs.clone()));
             }
         }
+        let estimating = std::time::Instant::now();
+        let (weights, used) = match self.weights_mode {
+            WeightsMode::Configured => (Arc::clone(&self.weights), WeightsUsed::Configured),
+            WeightsMode::Estimated => {
+                let (estimated, counts) =
+                    linkage::estimate_weights(&*self.store, &prepared[..records], &self.weights)
+                        .await?;
+                tracing::info!(
+                    records = prepared.len(),
+                    index_patients = counts.index_patients_read,
+                    comparisons = counts.comparisons,
+                    estimated = estimated.is_ok(),
+                    seconds = estimating.elapsed().as_secs_f64(),
+                    "matching weights estimated"
+                );
+                match estimated {
+                    Ok(e) => (
+                        Arc::new(e.weights.clone()),
+                        WeightsUsed::Estimated(Box::new(e)),
+                    ),
+                    Err(why) => (
+                        Arc::clone(&self.weights),
+                        WeightsUsed::ConfiguredNotEstimated {
+                            reason: why.to_string(),
+                        },
+                    ),
+                }
+            }
+        };
+        let estimate_millis = match used {
+            WeightsUsed::Configured => 0,
+            _ => u64::try_from(estimating.elapsed().as_millis()).unwrap_or(u64::MAX),
+        };
         let (mut outcomes, mut counts) =
-            linkage::match_against_index(&*self.store, &prepared, &ruled_out, &self.weights)
-                .await?;
+            linkage::match_against_index(&*self.store, &prepared, &ruled_out, &weights).await?;
         let local_outcomes = outcomes.split_off(records);
 
         let mut evaluated: Vec<RecordKey> = Vec::with_capacity(to_match.len());
@@ -513,6 +576,7 @@ impl Indexer {
             linked_locally = local_links.len(),
             resolved,
             seconds = started.elapsed().as_secs_f64(),
+            weights = used.kind(),
             "matching pass"
         );
         Ok(MatchingPass {
@@ -525,6 +589,8 @@ impl Indexer {
                 + fresh_ids.len(),
             local_identities_resolved: resolved,
             links_moved,
+            estimate_millis,
+            weights: used,
         })
     }
 }

@@ -29,6 +29,7 @@
 mod care_event_feed;
 pub mod care_events;
 mod demographic_pass;
+pub mod estimate;
 pub mod linkage;
 mod local_identity;
 pub mod matching;
@@ -37,11 +38,11 @@ mod patient_feed;
 pub mod pds;
 mod sync;
 
-pub use demographic_pass::MatchingPass;
+pub use demographic_pass::{MatchingPass, WeightsUsed};
 pub use parse::{parse_patient, SourcePatient};
 pub use sync::{SourceSyncReport, SyncReport};
 
-use matching::Weights;
+use matching::{Weights, WeightsMode};
 use mcr_domain::{Clock, NhsNumber, SourceId};
 use mcr_federation::Federation;
 use mcr_store::{SourceLink, Store, StoreError};
@@ -65,8 +66,10 @@ pub struct Indexer {
     clock: Arc<dyn Clock>,
     /// Care events that ended more than this many days ago are not read.
     care_event_days: u32,
-    /// Match weights and thresholds.
+    /// Match weights and thresholds (the configured ones, and EM's starting point).
     weights: Arc<Weights>,
+    /// Match with `weights`, or with weights estimated from each pass's own pairs.
+    weights_mode: WeightsMode,
     /// Where records the index cannot link are traced (`[pds]`), if anywhere, and where each
     /// trace is audited.
     pds: Option<(Arc<pds::PdsClient>, Arc<dyn pds::TraceAudit>)>,
@@ -83,6 +86,7 @@ impl Indexer {
             clock,
             care_event_days: 90,
             weights: Arc::new(Weights::default()),
+            weights_mode: WeightsMode::Configured,
             pds: None,
         }
     }
@@ -97,6 +101,13 @@ impl Indexer {
     /// Match with these weights and thresholds instead of the defaults.
     pub fn with_weights(mut self, weights: Weights) -> Self {
         self.weights = Arc::new(weights);
+        self
+    }
+
+    /// Match with the configured weights, or estimate them from the data at each pass
+    /// ([`estimate`]).
+    pub fn with_weights_mode(mut self, mode: WeightsMode) -> Self {
+        self.weights_mode = mode;
         self
     }
 

@@ -10,11 +10,17 @@
 //! Blocking keys (a pair is compared when any one agrees): the birth date (and, for the waiting
 //! record, its day and month swapped); family-name Soundex with birth year and first initial;
 //! family and given name with birth decade; postcode with given-name Soundex.
+//!
+//! With estimated weights ([`estimate_weights`]) the index is read once more before that, to
+//! tally the comparison vectors of the blocked pairs and of random pairs for
+//! [`crate::estimate`].
 
+use crate::estimate::{self, Estimated, Field, NotEstimated, Session, Tally, Training};
 use crate::matching::{compare, Guard, Prepared, Scored, Weights};
 use chrono::Datelike;
 use mcr_domain::NhsNumber;
-use mcr_store::{Store, StoreError};
+use mcr_store::{IndexedPatient, Store, StoreError};
+use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 
 /// How many index patients are read per page.
@@ -80,56 +86,90 @@ pub async fn match_against_index(
     if waiting.is_empty() {
         return Ok((Vec::new(), counts));
     }
+    let blocks = block(waiting)?;
+    let mut best = vec![Best::default(); waiting.len()];
+    read_index(
+        store,
+        None,
+        |part, _| compare_page(part, waiting, &blocks, weights),
+        |part, found| {
+            counts.index_patients_read += part.len() as u64;
+            counts.comparisons += found.comparisons;
+            for (i, at, s) in found.high {
+                let nhs = &part[at].nhs_number;
+                if !ruled_out.contains(&(i, nhs.clone())) {
+                    best[i].offer(nhs, s);
+                }
+            }
+        },
+    )
+    .await?;
+    let outcomes = best.into_iter().map(|b| decide(b.0, weights)).collect();
+    Ok((outcomes, counts))
+}
+
+/// The waiting records filed under their blocking keys.
+fn block(waiting: &[Prepared]) -> Result<HashMap<u64, Vec<u32>>, StoreError> {
     let mut blocks: HashMap<u64, Vec<u32>> = HashMap::with_capacity(waiting.len() * 5);
     for (i, w) in waiting.iter().enumerate() {
         let i = u32::try_from(i).map_err(|_| StoreError::Config("too many records".into()))?;
-        for key in keys(w, true) {
+        for (_, key) in keys(w, true) {
             blocks.entry(key).or_default().push(i);
         }
     }
-    let mut best = vec![Best::default(); waiting.len()];
+    Ok(blocks)
+}
+
+/// Read the index a page at a time (the whole of it, or its first `limit` patients in NHS
+/// number order), the next page read while this one is worked on. Each page is split in two
+/// halves worked on at once (the machine's two cores) by `work`, which is given the half and
+/// the position in the index of its first patient; `fold` then takes each half's result, in
+/// index order.
+async fn read_index<T, W, F>(
+    store: &dyn Store,
+    limit: Option<u64>,
+    work: W,
+    mut fold: F,
+) -> Result<(), StoreError>
+where
+    T: Send,
+    W: Fn(&[IndexedPatient], u64) -> T + Sync,
+    F: FnMut(&[IndexedPatient], T),
+{
+    let mut read: u64 = 0;
     let mut page = store.patients_after(None, PAGE).await?;
     while !page.is_empty() {
         let after = page.last().map(|p| p.nhs_number.clone());
         let next = async {
-            if page.len() < PAGE as usize {
+            let enough = limit.is_some_and(|l| read + page.len() as u64 >= l);
+            if page.len() < PAGE as usize || enough {
                 Ok(Vec::new())
             } else {
                 store.patients_after(after.as_ref(), PAGE).await
             }
         };
-        let score = async {
-            // The page is compared on two threads (the machine's two cores), each half on
-            // its own; what scored high enough is offered to the records' best lists after.
+        let worked = async {
             let half = page.len().div_ceil(2);
             let (left, right) = page.split_at(half);
-            let blocks = &blocks;
-            let (found_left, found_right) = std::thread::scope(|scope| {
-                let other = scope.spawn(|| compare_page(left, waiting, blocks, weights));
-                let mine = compare_page(right, waiting, blocks, weights);
+            let work = &work;
+            let (done_left, done_right) = std::thread::scope(|scope| {
+                let other = scope.spawn(move || work(left, read));
+                let mine = work(right, read + half as u64);
                 (other.join(), mine)
             });
-            let found_left = found_left.map_err(|_| {
+            let done_left = done_left.map_err(|_| {
                 StoreError::Config("the matching thread stopped unexpectedly".into())
             })?;
-            for (half, found) in [(left, found_left), (right, found_right)] {
-                counts.index_patients_read += half.len() as u64;
-                counts.comparisons += found.comparisons;
-                for (i, at, s) in found.high {
-                    let nhs = &half[at].nhs_number;
-                    if !ruled_out.contains(&(i, nhs.clone())) {
-                        best[i].offer(nhs, s);
-                    }
-                }
-            }
+            fold(left, done_left);
+            fold(right, done_right);
             Ok::<_, StoreError>(())
         };
-        let (next, scored) = tokio::join!(next, score);
-        scored?;
+        let (next, worked) = tokio::join!(next, worked);
+        worked?;
+        read += page.len() as u64;
         page = next?;
     }
-    let outcomes = best.into_iter().map(|b| decide(b.0, weights)).collect();
-    Ok((outcomes, counts))
+    Ok(())
 }
 
 /// What one thread found in its part of a page.
@@ -139,9 +179,20 @@ struct PageFinds {
     high: Vec<(usize, usize, Scored)>,
 }
 
+fn prepare(p: &IndexedPatient) -> Prepared {
+    Prepared::new(
+        &p.family,
+        &p.given,
+        Some(p.birth_date),
+        p.gender.as_deref(),
+        p.postcode.as_deref(),
+        None,
+    )
+}
+
 /// Compare each index patient of `part` with the waiting records sharing a blocking key.
 fn compare_page(
-    part: &[mcr_store::IndexedPatient],
+    part: &[IndexedPatient],
     waiting: &[Prepared],
     blocks: &HashMap<u64, Vec<u32>>,
     weights: &Weights,
@@ -152,16 +203,9 @@ fn compare_page(
     };
     let mut seen: Vec<u32> = Vec::new();
     for (at, p) in part.iter().enumerate() {
-        let prepared = Prepared::new(
-            &p.family,
-            &p.given,
-            Some(p.birth_date),
-            p.gender.as_deref(),
-            p.postcode.as_deref(),
-            None,
-        );
+        let prepared = prepare(p);
         seen.clear();
-        for key in keys(&prepared, false) {
+        for (_, key) in keys(&prepared, false) {
             if let Some(hits) = blocks.get(&key) {
                 seen.extend_from_slice(hits);
             }
@@ -178,6 +222,133 @@ fn compare_page(
         }
     }
     found
+}
+
+/// About how many random pairs u is estimated from (Splink's default is a million).
+const RANDOM_PAIRS: f64 = 1_000_000.0;
+/// The weights are estimated from the first this many index patients in NHS number order (a
+/// sample as good as any other of a large index's demographics), so that estimating costs at
+/// most this much of a read however large the index.
+const ESTIMATE_FROM: u64 = 200_000;
+/// The random pairs are drawn from a fixed seed: the same data gives the same weights.
+const RANDOM_SEED: u64 = 0x19_e3_4d_a7;
+
+/// The EM sessions, one per blocking rule used, with the comparisons each rule used.
+fn sessions() -> Vec<Session> {
+    vec![
+        Session {
+            blocked_on: "birth-date",
+            held_out: &[Field::BirthDate],
+            pairs: Tally::default(),
+        },
+        Session {
+            blocked_on: "postcode-and-given-name-sound",
+            held_out: &[Field::Postcode, Field::Given],
+            pairs: Tally::default(),
+        },
+    ]
+}
+
+/// The blocking keys each session's pairs share.
+const SESSION_KEYS: [Key; 2] = [Key::BirthDate, Key::PostcodeGiven];
+
+/// Estimate the weights from this pass's own pairs ([`crate::estimate`]): one read of the
+/// index (its first [`ESTIMATE_FROM`] patients), each index patient compared with the waiting
+/// records it shares a blocking key with (tallied for the EM session of each key it shares)
+/// and with about `RANDOM_PAIRS / patients read` waiting records drawn at random (for u). `start` is EM's
+/// starting point and gives the NHS number weights and thresholds.
+pub async fn estimate_weights(
+    store: &dyn Store,
+    waiting: &[Prepared],
+    start: &Weights,
+) -> Result<(Result<Estimated, NotEstimated>, PassCounts), StoreError> {
+    let mut counts = PassCounts::default();
+    let mut training = Training {
+        random: Tally::default(),
+        sessions: sessions(),
+    };
+    if !waiting.is_empty() {
+        let blocks = block(waiting)?;
+        let size = store.patient_count().await?.min(ESTIMATE_FROM);
+        let rate = if size == 0 {
+            0.0
+        } else {
+            (RANDOM_PAIRS / size as f64).min(waiting.len() as f64)
+        };
+        read_index(
+            store,
+            Some(ESTIMATE_FROM),
+            |part, offset| tally_page(part, offset, waiting, &blocks, rate, start),
+            |part, t| {
+                counts.index_patients_read += part.len() as u64;
+                counts.comparisons += t.comparisons;
+                training.random.merge(t.random);
+                for (s, pairs) in training.sessions.iter_mut().zip(t.sessions) {
+                    s.pairs.merge(pairs);
+                }
+            },
+        )
+        .await?;
+    }
+    Ok((estimate::estimate(&training, start), counts))
+}
+
+/// What one thread tallied in its part of a page.
+struct PageTally {
+    comparisons: u64,
+    random: Tally,
+    sessions: [Tally; 2],
+}
+
+fn tally_page(
+    part: &[IndexedPatient],
+    offset: u64,
+    waiting: &[Prepared],
+    blocks: &HashMap<u64, Vec<u32>>,
+    rate: f64,
+    weights: &Weights,
+) -> PageTally {
+    let mut t = PageTally {
+        comparisons: 0,
+        random: Tally::default(),
+        sessions: [Tally::default(), Tally::default()],
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(RANDOM_SEED ^ offset);
+    let mut seen: Vec<(u32, u8)> = Vec::new();
+    for p in part {
+        let prepared = prepare(p);
+        seen.clear();
+        for (kind, key) in keys(&prepared, false) {
+            if let Some(hits) = blocks.get(&key) {
+                seen.extend(hits.iter().map(|&i| (i, kind.bit())));
+            }
+        }
+        seen.sort_unstable();
+        let mut at = 0;
+        while at < seen.len() {
+            let i = seen[at].0;
+            let mut shared = 0u8;
+            while at < seen.len() && seen[at].0 == i {
+                shared |= seen[at].1;
+                at += 1;
+            }
+            t.comparisons += 1;
+            let l = estimate::levels(&compare(&waiting[i as usize], &prepared, weights).agreement);
+            for (tally, key) in t.sessions.iter_mut().zip(SESSION_KEYS) {
+                if shared & key.bit() != 0 {
+                    tally.add(l);
+                }
+            }
+        }
+        let draws = rate.floor() as usize + usize::from(rng.gen::<f64>() < rate.fract());
+        for _ in 0..draws {
+            let i = rng.gen_range(0..waiting.len());
+            t.random.add(estimate::levels(
+                &compare(&waiting[i], &prepared, weights).agreement,
+            ));
+        }
+    }
+    t
 }
 
 /// The outcome from a record's best candidates (best first).
@@ -226,32 +397,63 @@ fn hash(parts: &[&[u8]]) -> u64 {
     h
 }
 
+/// The kinds of blocking key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Key {
+    /// The birth date (for a waiting record, also with day and month swapped).
+    BirthDate,
+    /// Family-name Soundex, birth year, first initial.
+    FamilyYearInitial,
+    /// Family and given name, birth decade.
+    NameDecade,
+    /// Postcode and given-name Soundex.
+    PostcodeGiven,
+}
+
+impl Key {
+    fn bit(self) -> u8 {
+        match self {
+            Key::BirthDate => 1,
+            Key::FamilyYearInitial => 2,
+            Key::NameDecade => 4,
+            Key::PostcodeGiven => 8,
+        }
+    }
+}
+
 /// A record's blocking keys. `waiting` adds the birth date with day and month swapped.
-pub(crate) fn keys(p: &Prepared, waiting: bool) -> Vec<u64> {
+pub(crate) fn keys(p: &Prepared, waiting: bool) -> Vec<(Key, u64)> {
     let mut out = Vec::with_capacity(5);
     if let Some(d) = p.birth_date {
         let days = d.num_days_from_ce().to_le_bytes();
-        out.push(hash(&[b"D", &days]));
+        out.push((Key::BirthDate, hash(&[b"D", &days])));
         if waiting && d.day() <= 12 && d.day() != d.month() {
             if let Some(s) = chrono::NaiveDate::from_ymd_opt(d.year(), d.day(), d.month()) {
-                out.push(hash(&[b"D", &s.num_days_from_ce().to_le_bytes()]));
+                out.push((
+                    Key::BirthDate,
+                    hash(&[b"D", &s.num_days_from_ce().to_le_bytes()]),
+                ));
             }
         }
         let year = d.year().to_le_bytes();
         let initial = &p.given.as_bytes()[..p.given.len().min(1)];
         if !p.family.is_empty() {
-            out.push(hash(&[b"F", &p.family_sound, &year, initial]));
+            out.push((
+                Key::FamilyYearInitial,
+                hash(&[b"F", &p.family_sound, &year, initial]),
+            ));
             let decade = (d.year() / 10).to_le_bytes();
-            out.push(hash(&[
-                b"N",
-                p.family.as_bytes(),
-                p.given.as_bytes(),
-                &decade,
-            ]));
+            out.push((
+                Key::NameDecade,
+                hash(&[b"N", p.family.as_bytes(), p.given.as_bytes(), &decade]),
+            ));
         }
     }
     if !p.postcode.is_empty() && !p.given.is_empty() {
-        out.push(hash(&[b"P", p.postcode.as_bytes(), &p.given_sound]));
+        out.push((
+            Key::PostcodeGiven,
+            hash(&[b"P", p.postcode.as_bytes(), &p.given_sound]),
+        ));
     }
     out
 }

@@ -42,7 +42,7 @@ impl Homes {
     pub(crate) fn add(&mut self, home: Home, prepared: Prepared) -> Result<(), StoreError> {
         let at = u32::try_from(self.held.len())
             .map_err(|_| StoreError::Config("too many local identities".into()))?;
-        for key in keys(&prepared, false) {
+        for (_, key) in keys(&prepared, false) {
             self.blocks.entry(key).or_default().push(at);
         }
         self.held.push((home, prepared));
@@ -54,7 +54,7 @@ impl Homes {
     pub(crate) fn candidates(&self, waiting: &Prepared, w: &Weights) -> (Vec<(Home, Scored)>, u64) {
         let mut seen: Vec<u32> = keys(waiting, true)
             .iter()
-            .filter_map(|k| self.blocks.get(k))
+            .filter_map(|(_, k)| self.blocks.get(k))
             .flatten()
             .copied()
             .collect();

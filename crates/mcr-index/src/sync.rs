@@ -58,7 +58,7 @@ pub struct SourceSyncReport {
     pub pds: crate::pds::TraceCounts,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct SyncReport {
     pub sources: Vec<SourceSyncReport>,
     /// The demographic matching pass, once every source is in.

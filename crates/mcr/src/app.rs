@@ -98,7 +98,8 @@ pub async fn gateway(s: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Gate
     let mut gateway = Gateway::new(store, federation, clock, s.policy.clone(), registry(s))
         .with_sharing(s.sharing.clone())
         .with_audit(s.audit.gateway_config()?)
-        .with_watch(mcr_gateway::Watch::new(s.watch.config()?).with_counters(counters));
+        .with_watch(mcr_gateway::Watch::new(s.watch.config()?).with_counters(counters))
+        .with_match_weights(s.matching.weights);
     if let Some(pds) = &s.pds {
         let client = mcr_index::pds::PdsClient::new(pds.clone()).context("[pds]")?;
         gateway = gateway.with_pds(Arc::new(client));

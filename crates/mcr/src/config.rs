@@ -77,6 +77,10 @@ pub struct Settings {
     /// against (absent: no trace).
     #[serde(default)]
     pub pds: Option<mcr_index::pds::PdsSettings>,
+    /// `[matching]`: the weights the index matches records without an NHS number with
+    /// (`weights = "configured"`, the default, or `"estimated"` from each sync's own pairs).
+    #[serde(default)]
+    pub matching: mcr_index::matching::MatchingSettings,
 }
 
 /// `[http]`: `trusted_proxy_hops` is how many reverse proxies (load balancer, TLS

@@ -54,6 +54,10 @@ pub struct IndexRun {
     /// Of which reading the index and comparing (the rest is writing the outcome).
     pub matching_compare_seconds: f64,
     pub matching_records_per_second: f64,
+    /// Of the pass, estimating the weights (when estimated).
+    pub matching_estimate_seconds: f64,
+    /// The weights the pass used.
+    pub weights: mcr_index::WeightsUsed,
 }
 
 /// Score links (`b` id to the `a` id it was linked to) against the truth.
@@ -167,8 +171,12 @@ fn source(id: &str, code: &str, kind: OrgKind, base: &str) -> anyhow::Result<Arc
 }
 
 /// Run the index on a data set: `a` as a GP system, `b` as a hospital, a fresh SQLite store
-/// under `dir`; read the links back and score them.
-pub async fn run_index(ds: &Dataset, dir: &std::path::Path) -> anyhow::Result<IndexRun> {
+/// under `dir`, matching with `weights`; read the links back and score them.
+pub async fn run_index(
+    ds: &Dataset,
+    dir: &std::path::Path,
+    weights: mcr_index::matching::WeightsMode,
+) -> anyhow::Result<IndexRun> {
     let gp = serve(Arc::new(ds.a.clone())).await?;
     let acute = serve(Arc::new(ds.b.clone())).await?;
     let url = format!("sqlite://{}", dir.join("linkage.db").display());
@@ -187,7 +195,8 @@ pub async fn run_index(ds: &Dataset, dir: &std::path::Path) -> anyhow::Result<In
         },
     ));
     let clock = Arc::new(FixedClock::new("2026-11-24T09:00:00Z".parse()?));
-    let indexer = mcr_index::Indexer::new(fed, Arc::clone(&store), clock);
+    let indexer =
+        mcr_index::Indexer::new(fed, Arc::clone(&store), clock).with_weights_mode(weights);
     let started = Instant::now();
     let report = indexer.sync(true).await.context("index sync")?;
     let sync_seconds = started.elapsed().as_secs_f64();
@@ -239,6 +248,14 @@ pub async fn run_index(ds: &Dataset, dir: &std::path::Path) -> anyhow::Result<In
                     .collect::<Vec<_>>()
             );
         }
+    }
+    if let Some(path) = std::env::var_os("MCR_LINKAGE_WRITE_LINKS") {
+        // Every link (`b id,a id`, sorted), to show two builds link the same records.
+        let mut rows: Vec<String> = linked.iter().map(|(b, a)| format!("{b},{a}")).collect();
+        rows.sort();
+        rows.push(String::new());
+        std::fs::write(&path, rows.join("\n"))
+            .with_context(|| format!("writing the links to {}", path.to_string_lossy()))?;
     }
     let mut s = score(ds, "this index", &linked);
     let mut in_review = 0usize;
@@ -294,6 +311,13 @@ pub async fn run_index(ds: &Dataset, dir: &std::path::Path) -> anyhow::Result<In
         acute_report.linked_by_demographics
     );
     let m = report.matching;
+    s.linker = match &m.weights {
+        mcr_index::WeightsUsed::Configured => "this index".into(),
+        mcr_index::WeightsUsed::Estimated(_) => "this index, estimated weights".into(),
+        mcr_index::WeightsUsed::ConfiguredNotEstimated { .. } => {
+            "this index (weights not estimated: configured)".into()
+        }
+    };
     let matching_seconds = m.millis as f64 / 1000.0;
     Ok(IndexRun {
         score: s,
@@ -303,11 +327,13 @@ pub async fn run_index(ds: &Dataset, dir: &std::path::Path) -> anyhow::Result<In
         matching_comparisons: m.comparisons,
         matching_seconds,
         matching_compare_seconds: m.compare_millis as f64 / 1000.0,
+        matching_estimate_seconds: m.estimate_millis as f64 / 1000.0,
         matching_records_per_second: if matching_seconds > 0.0 {
             m.records as f64 / matching_seconds
         } else {
             0.0
         },
+        weights: m.weights,
     })
 }
 

@@ -68,6 +68,13 @@ impl std::fmt::Debug for SqliteStore {
         f.debug_struct("SqliteStore").finish_non_exhaustive()
     }
 }
+/// The writer's page cache: at most 64 MiB (negative: KiB, SQLite's convention).
+const WRITER_CACHE: &str = "-65536";
+
+fn writer_options(options: &SqliteConnectOptions) -> SqliteConnectOptions {
+    options.clone().pragma("cache_size", WRITER_CACHE)
+}
+
 impl SqliteStore {
     /// Open (creating if missing) `sqlite:///abs/path.db` or `sqlite://relative.db`.
     pub async fn open(url: &str) -> Result<Self> {
@@ -79,7 +86,10 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
         // The writer opens first so the file exists (and is in WAL mode) before readers connect.
-        let writer = SqliteConnection::connect_with(&options)
+        // Its page cache may grow to 64 MiB (SQLite's default is 2 MiB): an index sync upserts
+        // hundreds of thousands of rows into B-trees larger than that, and with the default
+        // each insert read its pages from the file again.
+        let writer = SqliteConnection::connect_with(&writer_options(&options))
             .await
             .map_err(open_error)?;
         // A connection to a file in this process cannot go stale, so the pool does not ping it
@@ -140,7 +150,7 @@ impl SqliteStore {
         if answers && !writer.is_in_transaction() {
             return Ok(writer);
         }
-        match SqliteConnection::connect_with(&self.options).await {
+        match SqliteConnection::connect_with(&writer_options(&self.options)).await {
             Ok(fresh) => {
                 let broken = std::mem::replace(&mut *writer, fresh);
                 tracing::warn!(

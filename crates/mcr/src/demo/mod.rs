@@ -427,6 +427,7 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
             link_score: 1.0,
             timeout_ms: 5000,
         }),
+        matching: mcr_index::matching::MatchingSettings::default(),
     };
     settings.validate()?;
 

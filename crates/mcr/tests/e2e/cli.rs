@@ -78,6 +78,35 @@ fn the_example_configs_parse() {
     assert!(sources.is_ok(), "{sources:?}");
 }
 
+/// `[matching] weights` is `configured` (the example's, and the default) or `estimated`;
+/// anything else is refused naming the setting.
+#[test]
+fn the_matching_weights_are_configured_or_estimated() {
+    use mcr_index::matching::WeightsMode;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let example =
+        std::fs::read_to_string(root.join("docs/example-gateway.toml")).expect("the example");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("gateway.toml");
+    let load = |text: String| {
+        std::fs::write(&path, text).expect("write");
+        mcr::config::Settings::load(&path)
+    };
+    let from = "weights = \"configured\"";
+    assert!(example.contains(from), "the example names the weights");
+    let configured = load(example.clone()).expect("the example");
+    assert_eq!(configured.matching.weights, WeightsMode::Configured);
+    let without = load(example.replacen(from, "", 1)).expect("no weights named");
+    assert_eq!(without.matching.weights, WeightsMode::Configured);
+    let estimated = load(example.replacen(from, "weights = \"estimated\"", 1)).expect("estimated");
+    assert_eq!(estimated.matching.weights, WeightsMode::Estimated);
+    let e = format!(
+        "{:#}",
+        load(example.replacen(from, "weights = \"guessed\"", 1)).expect_err("refused")
+    );
+    assert!(e.contains("guessed") && e.contains("weights"), "{e}");
+}
+
 /// A source's own deadline and feed timeout are checked like the federation's, naming the
 /// source.
 #[test]
@@ -248,6 +277,41 @@ async fn migrate_and_index_sync_against_running_sources() {
         .find(|s| s["source"] == "gp")
         .expect("gp");
     assert_eq!(gp["seen"], 300);
+    // The report says which weights the matching pass used.
+    assert_eq!(
+        report["matching"]["weights"]["kind"], "configured",
+        "{report}"
+    );
+    // Asked to estimate them from this small region (a few records without an NHS number), it
+    // says why it could not, and that the configured weights were used.
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str("\n[matching]\nweights = \"estimated\"\n");
+    std::fs::write(&config, text).expect("write config");
+    let config_arg = config.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        mcr()
+            .args(["index", "sync", "--config"])
+            .arg(&config_arg)
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("mcr runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("a JSON report on stdout");
+    let weights = &report["matching"]["weights"];
+    assert_eq!(weights["kind"], "configured-not-estimated", "{report}");
+    assert!(
+        weights["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("too few blocked pairs")),
+        "{report}"
+    );
 
     // One source down: the sync says so and exits 1, the others are still indexed.
     handles.pop().expect("a source").shutdown().await;
