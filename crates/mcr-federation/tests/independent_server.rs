@@ -6,6 +6,11 @@
 //! patient with `urn:uuid:` references, which the server rewrites to the ids it assigns. Then
 //! the gateway's own HTTP source reads them: every resource the server holds for the patient
 //! is in the merged record or counted in a warning, and the patient feed reads every patient.
+//! One of every type the record shows arrives in its own section. Each form of patient
+//! reference R4 allows is posted on its own, and what this server does with each is asserted:
+//! it stores every form as sent, but its `patient` search finds only relative references, so
+//! no client asking by patient is sent the others (a finding about the server; see
+//! [`each_form_of_patient_reference_on_an_independent_server_is_stored_as_sent_and_found_only_when_relative`]).
 
 use mcr_domain::{DataClass, FailureReason, SourceStatus};
 use mcr_federation::{
@@ -567,7 +572,9 @@ async fn view(base: &url::Url, types: Vec<String>, local_id: &str) -> mcr_domain
 async fn every_type_the_record_shows_arrives_from_an_independent_server_in_its_section() {
     let server = start_server().await;
     let http = reqwest::Client::new();
-    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let today = mcr_domain::Clock::now(&mcr_domain::SystemClock)
+        .format("%Y-%m-%d")
+        .to_string();
     let typed = every_type(&today);
     let at_server = load_each(
         &http,
