@@ -1,5 +1,5 @@
 //! The very large record: one patient whose record across the GP, the acute trust and the
-//! community trust holds about 15,000 resources (`mcr_synth::VeryLarge`, scale 62), the
+//! community trust holds about 15,000 resources (`mcr_synth::VeryLarge`, scale 53), the
 //! acute trust holding copies of part of the GP record. A fresh `mcr sources` and `mcr serve`
 //! (HTTPS, a regional CA made for the run), one clinician opening the record again and again,
 //! one view at a time: the FHIR `$everything` Bundle and the record page.
@@ -383,6 +383,8 @@ fn score(
             "Condition",
             "MedicationStatement",
             "AllergyIntolerance",
+            "DiagnosticReport",
+            "MedicationRequest",
         ] {
             for mut r in gp.resources(&sp.local_id, rt) {
                 let id = r["id"].as_str().unwrap_or_default().to_owned();

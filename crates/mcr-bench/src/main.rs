@@ -75,9 +75,9 @@ struct Args {
     /// it that way (the other three sources stay FHIR R4).
     #[arg(long)]
     gp_connect: bool,
-    /// The very large record's size, times a typical record (62: about 15,000 resources in
+    /// The very large record's size, times a typical record (53: about 15,000 resources in
     /// the default region).
-    #[arg(long, default_value_t = 62)]
+    #[arg(long, default_value_t = 53)]
     very_large_scale: usize,
     /// Views of the very large record measured, of each kind (Bundle and page).
     #[arg(long, default_value_t = 10)]

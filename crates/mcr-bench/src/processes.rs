@@ -162,12 +162,19 @@ impl System {
         let sources_path = dir.path().join("sources.toml");
         std::fs::write(&sources_path, sources_toml)?;
 
-        // The sources' organisations, as the region generates them.
-        let region = mcr_synth::generate(&mcr_synth::SynthConfig {
-            seed: o.seed,
-            patients: 100,
-            today: o.today,
-        });
+        // The sources' organisations and the types they hold, as the region generates them (a
+        // region with a very large record holds more types: its reports and prescriptions).
+        let region = mcr_synth::generate_with(
+            &mcr_synth::SynthConfig {
+                seed: o.seed,
+                patients: 100,
+                today: o.today,
+            },
+            mcr_synth::VeryLarge {
+                patients: usize::from(tuning.very_large.is_some()),
+                scale: 1,
+            },
+        );
         let port = free_port()?;
         let scheme = if tuning.tls { "https" } else { "http" };
         let acute_org = region

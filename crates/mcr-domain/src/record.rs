@@ -481,23 +481,85 @@ impl MergedRecord {
     }
 
     /// Name the GP practices among `practices` (ODS codes) only as "GP practice (withheld:
-    /// restricted record)", in the record's source list and on every item they hold: the
-    /// registered practice says where a restricted patient lives. Their items stay.
-    pub fn withhold_practice_names(&mut self, practices: &std::collections::BTreeSet<OdsCode>) {
+    /// restricted record)", in the record's source list, on every item they hold, and inside
+    /// the resources as their sources sent them (a `performer` or `informationSource` naming
+    /// the practice by ODS code, a contained `Organization`, the practice's name in a
+    /// display such as "Clinician, Bridge Street Surgery") and the Patient (its
+    /// `managingOrganization`): the registered practice says where a restricted patient lives.
+    /// Their items stay. Returns how many resources were rewritten.
+    pub fn withhold_practice_names(
+        &mut self,
+        practices: &std::collections::BTreeSet<OdsCode>,
+    ) -> usize {
+        let mut names = std::collections::BTreeSet::new();
         for s in &mut self.sources {
-            if practices.contains(&s.org_code) {
-                s.org_name = PRACTICE_WITHHELD.into();
+            if practices.contains(&s.org_code) && s.org_name != PRACTICE_WITHHELD {
+                names.insert(std::mem::replace(&mut s.org_name, PRACTICE_WITHHELD.into()));
             }
         }
         for (_, items) in &mut self.sections {
             for item in items {
                 for src in &mut item.sources {
-                    if practices.contains(&src.org_code) {
-                        src.org_name = PRACTICE_WITHHELD.into();
+                    if practices.contains(&src.org_code) && src.org_name != PRACTICE_WITHHELD {
+                        names.insert(std::mem::replace(
+                            &mut src.org_name,
+                            PRACTICE_WITHHELD.into(),
+                        ));
                     }
                 }
             }
         }
+        if practices.is_empty() {
+            return 0;
+        }
+        // First the references by ODS code (which also tell the practices' names), then the
+        // names wherever they are written. ODS codes are plain ASCII: a resource whose text
+        // does not contain one does not name it, so only those are parsed.
+        let codes: Vec<&str> = practices.iter().map(OdsCode::as_str).collect();
+        let mut rewritten = 0;
+        if let Some(p) = &mut self.patient {
+            redact::references(p, &codes, &mut names);
+        }
+        for (_, items) in &mut self.sections {
+            for item in items {
+                let text = item.resource.json();
+                if !codes.iter().any(|c| text.contains(c)) {
+                    continue;
+                }
+                if let Some(mut v) = item.resource.value() {
+                    if redact::references(&mut v, &codes, &mut names) {
+                        item.resource = SourceJson::from_value(&v);
+                        rewritten += 1;
+                    }
+                }
+            }
+        }
+        names.remove(PRACTICE_WITHHELD);
+        names.retain(|n| n.trim().len() >= 3);
+        if names.is_empty() {
+            return rewritten;
+        }
+        // A name's longest run of letters and digits finds it however a source escapes its
+        // punctuation; the parsed text then decides.
+        let hints: Vec<&str> = names.iter().map(|n| redact::hint(n)).collect();
+        if let Some(p) = &mut self.patient {
+            redact::names(p, &names);
+        }
+        for (_, items) in &mut self.sections {
+            for item in items {
+                let text = item.resource.json();
+                if !hints.iter().any(|h| text.contains(h)) {
+                    continue;
+                }
+                if let Some(mut v) = item.resource.value() {
+                    if redact::names(&mut v, &names) {
+                        item.resource = SourceJson::from_value(&v);
+                        rewritten += 1;
+                    }
+                }
+            }
+        }
+        rewritten
     }
 
     pub fn items(&self, section: Section) -> &[RecordItem] {
@@ -516,5 +578,193 @@ impl MergedRecord {
         self.sources
             .iter()
             .filter(|s| matches!(s.status, SourceStatus::Failed(_)))
+    }
+}
+
+/// Removing a restricted patient's GP practice from resources as sources sent them.
+mod redact {
+    use super::PRACTICE_WITHHELD;
+    use serde_json::Value;
+    use std::collections::BTreeSet;
+
+    fn names_code(identifier: &Value, codes: &[&str]) -> bool {
+        identifier
+            .get("value")
+            .and_then(Value::as_str)
+            .is_some_and(|v| codes.contains(&v.trim()))
+    }
+
+    /// Every reference to an organisation among `codes` (by `identifier`) becomes a
+    /// reference by display only, "GP practice (withheld: restricted record)"; a resource
+    /// (contained `Organization`) with such an identifier loses it and its name. The names
+    /// they carried are added to `names`. True if anything changed.
+    pub(super) fn references(v: &mut Value, codes: &[&str], names: &mut BTreeSet<String>) -> bool {
+        match v {
+            Value::Object(map) => {
+                let is_reference = map.get("identifier").is_some_and(|i| names_code(i, codes));
+                if is_reference {
+                    if let Some(Value::String(d)) = map.get("display") {
+                        names.insert(d.clone());
+                    }
+                    let kind = map.remove("type");
+                    map.clear();
+                    if let Some(k) = kind {
+                        map.insert("type".into(), k);
+                    }
+                    map.insert("display".into(), PRACTICE_WITHHELD.into());
+                    return true;
+                }
+                let mut changed = false;
+                if let Some(Value::Array(ids)) = map.get_mut("identifier") {
+                    let before = ids.len();
+                    ids.retain(|i| !names_code(i, codes));
+                    if ids.len() != before {
+                        changed = true;
+                        if ids.is_empty() {
+                            map.remove("identifier");
+                        }
+                        if let Some(Value::String(n)) = map.get("name") {
+                            names.insert(n.clone());
+                            map.insert("name".into(), PRACTICE_WITHHELD.into());
+                        }
+                    }
+                }
+                for child in map.values_mut() {
+                    changed |= references(child, codes, names);
+                }
+                changed
+            }
+            Value::Array(items) => items
+                .iter_mut()
+                .fold(false, |c, i| references(i, codes, names) | c),
+            _ => false,
+        }
+    }
+
+    /// Every string naming one of `names` says "GP practice (withheld: restricted record)"
+    /// in its place. True if anything changed.
+    pub(super) fn names(v: &mut Value, names: &BTreeSet<String>) -> bool {
+        match v {
+            Value::String(s) => {
+                let mut changed = false;
+                for n in names {
+                    if s.contains(n.as_str()) {
+                        *s = s.replace(n.as_str(), PRACTICE_WITHHELD);
+                        changed = true;
+                    }
+                }
+                changed
+            }
+            Value::Object(map) => map
+                .values_mut()
+                .fold(false, |c, child| self::names(child, names) | c),
+            Value::Array(items) => items
+                .iter_mut()
+                .fold(false, |c, i| self::names(i, names) | c),
+            _ => false,
+        }
+    }
+
+    /// The longest run of ASCII letters and digits in `name`.
+    pub(super) fn hint(name: &str) -> &str {
+        name.split(|c: char| !c.is_ascii_alphanumeric())
+            .max_by_key(|w| w.len())
+            .unwrap_or(name)
+    }
+}
+
+#[cfg(test)]
+mod withhold_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn item(org: &str, org_name: &str, resource: serde_json::Value) -> RecordItem {
+        RecordItem {
+            section: Section::Problems,
+            class: DataClass::Problems,
+            resource_type: "Condition".into(),
+            code: None,
+            display: "Asthma".into(),
+            detail: None,
+            status: None,
+            date: None,
+            sources: vec![ItemSource {
+                source: SourceId::parse("gp").expect("id"),
+                org_code: OdsCode::parse(org).expect("ods"),
+                org_name: org_name.into(),
+                full_url: "https://gp.example/fhir/Condition/1".into(),
+                recorded: None,
+            }],
+            discrepancy: None,
+            resource: SourceJson::from_value(&resource),
+        }
+    }
+
+    #[test]
+    fn a_restricted_patients_practice_is_named_nowhere_in_the_record() {
+        let practice = "E82012";
+        let named = json!({"resourceType": "MedicationStatement", "id": "m1",
+            "informationSource": {"type": "Organization", "identifier": {"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": practice}, "display": "Bridge Street Surgery"},
+            "contained": [{"resourceType": "Organization", "id": "o1", "identifier": [{"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": practice}], "name": "Bridge Street Surgery"}]});
+        // Named only in words (R4 allows no Organization as an asserter): found by name.
+        let in_words = json!({"resourceType": "Condition", "id": "c1",
+            "asserter": {"type": "PractitionerRole", "display": "Clinician, Bridge Street Surgery"}});
+        let elsewhere = json!({"resourceType": "Condition", "id": "c2",
+            "asserter": {"type": "PractitionerRole", "display": "Clinician, Lister Hospital"}});
+        let mut record = MergedRecord {
+            nhs_number: NhsNumber::parse("9434765919").expect("nhs"),
+            patient: Some(json!({"resourceType": "Patient", "id": "p1",
+                "managingOrganization": {"identifier": {"value": practice}, "display": "Bridge Street Surgery"}})),
+            patient_url: None,
+            sections: vec![(
+                Section::Problems,
+                vec![
+                    item("E82000", "Hertfordshire GP Practices", named),
+                    item("E82000", "Hertfordshire GP Practices", in_words),
+                    item(
+                        "RWH",
+                        "East and North Hertfordshire NHS Trust",
+                        elsewhere.clone(),
+                    ),
+                ],
+            )],
+            sources: Vec::new(),
+            unavailable_sections: Vec::new(),
+            withheld: false,
+            demographics_differ: Vec::new(),
+            location_withheld: true,
+        };
+        let practices = ["E82000", practice]
+            .into_iter()
+            .map(|c| OdsCode::parse(c).expect("ods"))
+            .collect();
+        assert_eq!(record.withhold_practice_names(&practices), 2);
+        let text = serde_json::to_string(&record).expect("json");
+        for gone in [
+            practice,
+            "Bridge Street Surgery",
+            "Hertfordshire GP Practices",
+        ] {
+            assert!(!text.contains(gone), "{gone} in {text}");
+        }
+        let items = record.items(Section::Problems);
+        let first = items[0].resource.value().expect("json");
+        assert_eq!(
+            first["informationSource"],
+            json!({"type": "Organization", "display": PRACTICE_WITHHELD})
+        );
+        assert_eq!(first["contained"][0]["name"], PRACTICE_WITHHELD);
+        assert_eq!(
+            items[1].resource.value().expect("json")["asserter"]["display"],
+            format!("Clinician, {PRACTICE_WITHHELD}")
+        );
+        // Another organisation's item is as its source sent it.
+        assert_eq!(items[2].resource.value(), Some(elsewhere));
+        assert_eq!(
+            items[2].sources[0].org_name,
+            "East and North Hertfordshire NHS Trust"
+        );
+        // The source code of the trust stays: only practices are withheld.
+        assert!(text.contains("RWH"));
     }
 }

@@ -6,6 +6,11 @@
 //! patient with `urn:uuid:` references, which the server rewrites to the ids it assigns. Then
 //! the gateway's own HTTP source reads them: every resource the server holds for the patient
 //! is in the merged record or counted in a warning, and the patient feed reads every patient.
+//! One of every type the record shows arrives in its own section. Each form of patient
+//! reference R4 allows is posted on its own, and what this server does with each is asserted:
+//! it stores every form as sent, but its `patient` search finds only relative references, so
+//! no client asking by patient is sent the others (a finding about the server; see
+//! [`each_form_of_patient_reference_on_an_independent_server_is_stored_as_sent_and_found_only_when_relative`]).
 
 use mcr_domain::{DataClass, FailureReason, SourceStatus};
 use mcr_federation::{
@@ -117,6 +122,12 @@ fn transaction(acute: &mcr_synth::SourceSlice, local_id: &str) -> (Value, BTreeM
         "subject": {"reference": format!("Patient/{local_id}")}}),
     );
     counts.insert("Goal".to_owned(), 1);
+    (as_transaction(resources), counts)
+}
+
+/// `resources` (with ids, referring to each other as `Type/id`) as one transaction Bundle with
+/// `urn:uuid:` references throughout: the ids are the server's to assign.
+fn as_transaction(resources: Vec<Value>) -> Value {
     let urns: HashMap<String, String> = resources
         .iter()
         .map(|r| {
@@ -143,10 +154,7 @@ fn transaction(acute: &mcr_synth::SourceSlice, local_id: &str) -> (Value, BTreeM
             json!({"fullUrl": urn, "resource": r, "request": {"method": "POST", "url": kind}})
         })
         .collect();
-    (
-        json!({"resourceType": "Bundle", "type": "transaction", "entry": entry}),
-        counts,
-    )
+    json!({"resourceType": "Bundle", "type": "transaction", "entry": entry})
 }
 
 /// Load a transaction; the server's id for the Patient.
@@ -177,6 +185,21 @@ async fn load(http: &reqwest::Client, base: &url::Url, bundle: &Value) -> String
 }
 
 fn source(base: &url::Url, batch: bool, page_size: u32) -> (Arc<dyn Source>, FederationConfig) {
+    let types = mcr_synth::SourceKind::Acute
+        .resource_types()
+        .iter()
+        .map(|t| (*t).to_owned())
+        .chain(["Goal".to_owned()])
+        .collect();
+    source_asking(base, batch, page_size, types)
+}
+
+fn source_asking(
+    base: &url::Url,
+    batch: bool,
+    page_size: u32,
+    resource_types: Vec<String>,
+) -> (Arc<dyn Source>, FederationConfig) {
     let limits = FederationConfig {
         deadline: Duration::from_secs(30),
         page_size,
@@ -192,12 +215,7 @@ fn source(base: &url::Url, batch: bool, page_size: u32) -> (Arc<dyn Source>, Fed
             suspended: false,
         },
         base_url: base.clone(),
-        resource_types: mcr_synth::SourceKind::Acute
-            .resource_types()
-            .iter()
-            .map(|t| (*t).to_owned())
-            .chain(["Goal".to_owned()])
-            .collect(),
+        resource_types,
         batch,
         kind: SourceKind::FhirR4,
         gp_connect: None,
@@ -368,4 +386,371 @@ async fn the_patient_feed_reads_every_patient_on_an_independent_server() {
     read.sort();
     ids.sort();
     assert_eq!(read, ids, "every patient the server holds, once");
+}
+
+const NHS: &str = "9434765919";
+const SNOMED: &str = "http://snomed.info/sct";
+
+fn snomed(code: &str, display: &str) -> Value {
+    json!({"coding": [{"system": SNOMED, "code": code, "display": display}], "text": display})
+}
+
+/// One resource of every type the record shows, as a hospital's FHIR server holds them (a
+/// full blood count report with its two results, a DNACPR decision as a `Flag`, an advance
+/// decision to refuse treatment as a `DocumentReference`, a lasting power of attorney as a
+/// `Consent`), and one it does not show (`Goal`), about the Patient `p`: each with the
+/// section it must be shown in (`None`: named as not shown).
+fn every_type(today: &str) -> Vec<(Value, Option<mcr_domain::Section>)> {
+    use mcr_domain::Section as S;
+    let p = json!({"reference": "Patient/p"});
+    let loinc = |code: &str, display: &str| json!({"coding": [{"system": "http://loinc.org", "code": code, "display": display}]});
+    let dmd = json!({"coding": [{"system": "https://dmd.nhs.uk", "code": "39732311000001104", "display": "Amlodipine 5mg tablets"}]});
+    vec![
+        (
+            json!({"resourceType": "Patient", "id": "p", "identifier": [{"system": mcr_domain::NhsNumber::SYSTEM, "value": NHS}], "name": [{"family": "Shape", "given": ["Ada"]}], "birthDate": "1950-02-03"}),
+            None,
+        ),
+        (
+            json!({"resourceType": "Immunization", "id": "imm", "status": "completed", "vaccineCode": snomed("39114911000001105", "Influenza vaccine"), "patient": p, "occurrenceDateTime": "2025-10-01"}),
+            Some(S::Immunisations),
+        ),
+        (
+            json!({"resourceType": "Procedure", "id": "proc", "status": "completed", "code": snomed("80146002", "Appendicectomy"), "subject": p, "performedDateTime": "2019-07-01"}),
+            Some(S::Procedures),
+        ),
+        (
+            json!({"resourceType": "ServiceRequest", "id": "sr", "status": "active", "intent": "order", "code": snomed("183519002", "Referral to cardiology service"), "subject": p, "authoredOn": "2026-11-02"}),
+            Some(S::Referrals),
+        ),
+        (
+            json!({"resourceType": "Appointment", "id": "appt", "status": "booked", "description": "Cardiology clinic", "start": "2027-01-10T09:30:00Z", "end": "2027-01-10T10:00:00Z", "participant": [{"actor": p, "status": "accepted"}]}),
+            Some(S::Appointments),
+        ),
+        (
+            json!({"resourceType": "CareTeam", "id": "ct", "status": "active", "name": "Heart failure team", "subject": p}),
+            Some(S::CareTeam),
+        ),
+        (
+            json!({"resourceType": "EpisodeOfCare", "id": "eoc", "status": "active", "patient": p, "period": {"start": "2026-01-05"}}),
+            Some(S::CareTeam),
+        ),
+        (
+            json!({"resourceType": "Observation", "id": "hb", "status": "final", "code": loinc("718-7", "Haemoglobin"), "subject": p, "effectiveDateTime": "2026-11-20T09:00:00Z", "valueQuantity": {"value": 131, "unit": "g/L"}}),
+            Some(S::Results),
+        ),
+        (
+            json!({"resourceType": "Observation", "id": "wbc", "status": "final", "code": loinc("6690-2", "White cell count"), "subject": p, "effectiveDateTime": "2026-11-20T09:00:00Z", "valueQuantity": {"value": 6.1, "unit": "10*9/L"}}),
+            Some(S::Results),
+        ),
+        (
+            json!({"resourceType": "DiagnosticReport", "id": "fbc", "status": "final", "code": loinc("58410-2", "Full blood count"), "subject": p, "effectiveDateTime": "2026-11-20T09:00:00Z", "result": [{"reference": "Observation/hb"}, {"reference": "Observation/wbc"}]}),
+            Some(S::Results),
+        ),
+        (
+            json!({"resourceType": "MedicationRequest", "id": "mr", "status": "active", "intent": "order", "medicationCodeableConcept": dmd, "subject": p, "authoredOn": "2026-10-01", "dosageInstruction": [{"text": "One daily"}]}),
+            Some(S::Medications),
+        ),
+        (
+            json!({"resourceType": "MedicationDispense", "id": "md", "status": "completed", "medicationCodeableConcept": dmd, "subject": p, "whenHandedOver": "2026-10-02"}),
+            Some(S::Medications),
+        ),
+        (
+            json!({"resourceType": "MedicationStatement", "id": "ms", "status": "active", "medicationCodeableConcept": {"coding": [{"system": "https://dmd.nhs.uk", "code": "42206511000001102", "display": "Ramipril 2.5mg capsules"}]}, "subject": p, "effectivePeriod": {"start": "2024-01-01"}}),
+            Some(S::Medications),
+        ),
+        (
+            json!({"resourceType": "AllergyIntolerance", "id": "alg", "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "active"}]}, "code": snomed("91936005", "Allergy to penicillin"), "patient": p}),
+            Some(S::Allergies),
+        ),
+        (
+            json!({"resourceType": "Condition", "id": "cond", "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]}, "code": snomed("84114007", "Heart failure"), "subject": p, "onsetDateTime": "2024-01-01"}),
+            Some(S::Problems),
+        ),
+        (
+            json!({"resourceType": "Encounter", "id": "enc", "status": "finished", "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB", "display": "ambulatory"}, "subject": p, "period": {"start": today}}),
+            Some(S::Encounters),
+        ),
+        (
+            json!({"resourceType": "CarePlan", "id": "cp", "status": "active", "intent": "plan", "title": "Heart failure plan", "subject": p}),
+            Some(S::CareAndSupport),
+        ),
+        (
+            json!({"resourceType": "RelatedPerson", "id": "rp", "patient": p, "name": [{"family": "Shape", "given": ["Tom"]}]}),
+            Some(S::CareAndSupport),
+        ),
+        (
+            json!({"resourceType": "Flag", "id": "flag", "status": "active", "code": snomed("13790001000004100", "Falls risk"), "subject": p}),
+            Some(S::Alerts),
+        ),
+        (
+            json!({"resourceType": "Flag", "id": "dnacpr", "status": "active", "code": snomed("450476008", "Not for attempted cardiopulmonary resuscitation"), "subject": p}),
+            Some(S::LegalEndOfLife),
+        ),
+        (
+            json!({"resourceType": "DocumentReference", "id": "adrt", "status": "current", "type": snomed("816301000000100", "Has advance decision to refuse treatment (Mental Capacity Act 2005)"), "subject": p, "date": "2025-06-01T10:00:00Z", "content": [{"attachment": {"contentType": "text/plain", "data": "UmVmdXNlcyB2ZW50aWxhdGlvbg=="}}]}),
+            Some(S::LegalEndOfLife),
+        ),
+        (
+            json!({"resourceType": "Consent", "id": "lpa", "status": "active", "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "adr"}]}, "category": [snomed("816361000000101", "Has appointed person with personal welfare lasting power of attorney (Mental Capacity Act 2005)")], "patient": p, "dateTime": "2024-03-01", "policyRule": {"text": "Mental Capacity Act 2005"}, "provision": {"type": "permit"}}),
+            Some(S::LegalEndOfLife),
+        ),
+        (
+            json!({"resourceType": "Goal", "id": "goal", "lifecycleStatus": "active", "description": {"text": "Walk to the shops again"}, "subject": p}),
+            None,
+        ),
+    ]
+}
+
+/// Load a transaction; each entry's `Type/id` at the server, in the bundle's order.
+async fn load_each(http: &reqwest::Client, base: &url::Url, bundle: &Value) -> Vec<String> {
+    let resp = http
+        .post(base.as_str().trim_end_matches('/'))
+        .header("content-type", "application/fhir+json")
+        .json(bundle)
+        .send()
+        .await
+        .expect("post the transaction");
+    let status = resp.status();
+    let answer: Value = resp.json().await.expect("json");
+    assert!(
+        status.is_success(),
+        "the server refused the transaction: {answer}"
+    );
+    answer["entry"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            let loc = e["response"]["location"].as_str().expect("a location");
+            loc.split("/_history/").next().unwrap_or(loc).to_owned()
+        })
+        .collect()
+}
+
+/// Every type the gateway asks any source for, and `Goal` (which it shows nowhere).
+fn every_shown_type() -> Vec<String> {
+    let mut types: Vec<String> = DataClass::ALL
+        .iter()
+        .flat_map(|c| {
+            mcr_fhir::resource_types_for(*c)
+                .iter()
+                .map(|t| (*t).to_owned())
+        })
+        .chain(["Goal".to_owned()])
+        .collect();
+    types.sort();
+    types.dedup();
+    types
+}
+
+async fn view(base: &url::Url, types: Vec<String>, local_id: &str) -> mcr_domain::MergedRecord {
+    let (src, limits) = source_asking(base, true, 200, types);
+    let federation = Federation::new(vec![src], limits);
+    let nhs = mcr_domain::NhsNumber::parse(NHS).expect("nhs");
+    let (grant, policy) = mcr_testkit::grant(&nhs, &DataClass::ALL);
+    let filter = grant.filter(
+        &policy,
+        [],
+        mcr_domain::Clock::now(&mcr_domain::SystemClock),
+    );
+    let location = Location {
+        source: mcr_domain::SourceId::parse("medplum").expect("id"),
+        local_id: local_id.to_owned(),
+        registered_practice: None,
+    };
+    let fetches = federation
+        .fetch_record(&filter, &[location], Instant::now(), SignedAhead::default())
+        .await;
+    mcr_federation::merge(&filter, fetches)
+}
+
+/// Issue 18: every type the record shows, held by a server this project did not write, is
+/// shown in its own section (legal and end-of-life decisions as a `Flag`, a
+/// `DocumentReference` and a `Consent` among them; a report and the results it groups), and a
+/// type it has no place for is named; nothing else is missing.
+#[tokio::test]
+async fn every_type_the_record_shows_arrives_from_an_independent_server_in_its_section() {
+    let server = start_server().await;
+    let http = reqwest::Client::new();
+    let today = mcr_domain::Clock::now(&mcr_domain::SystemClock)
+        .format("%Y-%m-%d")
+        .to_string();
+    let typed = every_type(&today);
+    let at_server = load_each(
+        &http,
+        &server.base,
+        &as_transaction(typed.iter().map(|(r, _)| r.clone()).collect()),
+    )
+    .await;
+    let patient = at_server[0]
+        .strip_prefix("Patient/")
+        .expect("the Patient first")
+        .to_owned();
+    let record = view(&server.base, every_shown_type(), &patient).await;
+    let s = &record.sources[0];
+    assert_eq!(s.status, SourceStatus::Ok, "{s:?}");
+    let base = server.base.as_str().trim_end_matches('/');
+    for ((resource, section), at) in typed.iter().zip(&at_server).skip(1) {
+        let url = format!("{base}/{at}");
+        let shown_in: Vec<mcr_domain::Section> = record
+            .sections
+            .iter()
+            .filter(|(_, items)| {
+                items
+                    .iter()
+                    .any(|i| i.sources.iter().any(|s| s.full_url == url))
+            })
+            .map(|(sec, _)| *sec)
+            .collect();
+        match section {
+            Some(sec) => assert_eq!(
+                shown_in,
+                [*sec],
+                "{} {}: shown in {shown_in:?}",
+                resource["resourceType"],
+                resource["id"]
+            ),
+            None => assert!(shown_in.is_empty(), "{url}"),
+        }
+    }
+    assert_eq!(
+        s.not_shown
+            .iter()
+            .map(|n| (n.resource_type.as_str(), n.count))
+            .collect::<Vec<_>>(),
+        [("Goal", 1)]
+    );
+    let shown = typed.iter().filter(|(_, sec)| sec.is_some()).count();
+    assert_eq!(
+        (s.items, s.withheld, s.not_tied()),
+        (shown, 0, 0),
+        "every one shown, nothing withheld or untied: {s:?}"
+    );
+    // The report keeps the two results it groups.
+    let report = record
+        .items(mcr_domain::Section::Results)
+        .iter()
+        .find(|i| i.resource_type == "DiagnosticReport")
+        .expect("the report");
+    assert_eq!(report.detail.as_deref(), Some("2 results"));
+}
+
+/// Issue 18: a patient reference in each form R4 allows, each resource posted on its own (the
+/// way a system writes one record at a time). What this server does with each is asserted, as
+/// a finding: it refuses none and stores every form as sent, and its `patient` search finds
+/// only the relative reference. A resource naming its patient by absolute URL (even its own
+/// base), by a contained `Patient` or by identifier is invisible to every client that asks by
+/// patient (the gateway, a SMART app); only a `subject=<absolute URL>` search finds the first.
+/// The gateway's view shows every resource the server sends it.
+#[tokio::test]
+async fn each_form_of_patient_reference_on_an_independent_server_is_stored_as_sent_and_found_only_when_relative(
+) {
+    let server = start_server().await;
+    let http = reqwest::Client::new();
+    let base = server.base.as_str().trim_end_matches('/').to_owned();
+    let at = load_each(
+        &http,
+        &server.base,
+        &as_transaction(vec![json!({"resourceType": "Patient", "id": "p",
+            "identifier": [{"system": mcr_domain::NhsNumber::SYSTEM, "value": NHS}]})]),
+    )
+    .await;
+    let patient = at[0].strip_prefix("Patient/").expect("patient").to_owned();
+    let nhs_id = json!({"system": mcr_domain::NhsNumber::SYSTEM, "value": NHS});
+    let shapes: Vec<(&str, Value, bool)> = vec![
+        (
+            "relative",
+            json!({"resourceType": "Condition", "code": snomed("84114007", "Heart failure"),
+            "subject": {"reference": format!("Patient/{patient}")}}),
+            true,
+        ),
+        (
+            "absolute, this server",
+            json!({"resourceType": "Condition", "code": snomed("195967001", "Asthma"),
+            "subject": {"reference": format!("{base}/Patient/{patient}")}}),
+            false,
+        ),
+        (
+            "absolute, another server",
+            json!({"resourceType": "Condition", "code": snomed("44054006", "Type 2 diabetes"),
+            "subject": {"reference": format!("https://elsewhere.example/fhir/Patient/{patient}")}}),
+            false,
+        ),
+        (
+            "contained",
+            json!({"resourceType": "Condition", "code": snomed("38341003", "Hypertension"),
+            "contained": [{"resourceType": "Patient", "id": "pt", "identifier": [nhs_id]}],
+            "subject": {"reference": "#pt"}}),
+            false,
+        ),
+        (
+            "identifier",
+            json!({"resourceType": "Condition", "code": snomed("13645005", "COPD"),
+            "subject": {"identifier": nhs_id}}),
+            false,
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (form, resource, _) in &shapes {
+        let resp = http
+            .post(format!("{base}/Condition"))
+            .header("content-type", "application/fhir+json")
+            .json(resource)
+            .send()
+            .await
+            .expect("post");
+        let status = resp.status();
+        let stored: Value = resp.json().await.expect("json");
+        assert!(status.is_success(), "{form}: refused: {stored}");
+        assert_eq!(
+            stored["subject"], resource["subject"],
+            "{form}: stored as sent"
+        );
+        ids.push(stored["id"].as_str().expect("id").to_owned());
+    }
+    let found = |query: String| {
+        let http = http.clone();
+        async move {
+            let b: Value = http
+                .get(query)
+                .send()
+                .await
+                .expect("search")
+                .json()
+                .await
+                .expect("json");
+            b["entry"]
+                .as_array()
+                .map(|e| {
+                    e.iter()
+                        .filter_map(|e| e["resource"]["id"].as_str().map(str::to_owned))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        }
+    };
+    let by_patient = found(format!("{base}/Condition?patient={patient}")).await;
+    for ((form, _, findable), id) in shapes.iter().zip(&ids) {
+        assert_eq!(
+            by_patient.contains(id),
+            *findable,
+            "{form}: found by `patient` search: {by_patient:?}"
+        );
+    }
+    let by_url = found(format!("{base}/Condition?subject={base}/Patient/{patient}")).await;
+    assert_eq!(
+        by_url,
+        [ids[1].clone()],
+        "only `subject=<absolute URL>` finds the absolute form"
+    );
+
+    // The gateway asks by patient: it is sent the relative form only, and shows it.
+    let record = view(&server.base, vec!["Condition".to_owned()], &patient).await;
+    let s = &record.sources[0];
+    assert_eq!((s.items, s.not_tied()), (1, 0), "{s:?}");
+    let shown = &record.items(mcr_domain::Section::Problems)[0];
+    assert_eq!(
+        shown.sources[0].full_url,
+        format!("{base}/Condition/{}", ids[0])
+    );
 }

@@ -216,8 +216,64 @@ async fn a_very_large_record_shows_every_item_or_counts_it_and_merges_every_copy
         "Condition",
         "MedicationStatement",
         "AllergyIntolerance",
+        "DiagnosticReport",
+        "MedicationRequest",
     ] {
         assert!(by_type.get(rt).copied().unwrap_or(0) > 0, "no {rt} copies");
+    }
+    // Reports and prescriptions the GP holds that the trust does not are shown alone: the
+    // same panel on another day, the same medicine issued another month, is another item.
+    for rt in ["DiagnosticReport", "MedicationRequest"] {
+        let copied: HashSet<&str> = copies
+            .iter()
+            .filter(|c| c.resource_type == rt)
+            .map(|c| c.gp_id.as_str())
+            .collect();
+        let alone = rig
+            .region
+            .source("gp")
+            .expect("gp")
+            .resources(&rig.local_id("gp"), rt)
+            .into_iter()
+            .filter(|r| !copied.contains(r["id"].as_str().expect("id")))
+            .map(|r| url("gp", rt, r["id"].as_str().expect("id")))
+            .collect::<Vec<_>>();
+        assert!(!alone.is_empty(), "the GP holds {rt}s the trust does not");
+        for u in &alone {
+            let n = *shown_in
+                .get(u.as_str())
+                .unwrap_or_else(|| panic!("{u} not shown"));
+            assert_eq!(
+                items[n].sources.len(),
+                1,
+                "{u} merged with {:?}",
+                items[n].sources
+            );
+        }
+    }
+    // Each report the trust holds names its results by the trust's own ids, each shown once
+    // with the GP's copy of it.
+    let acute = rig.region.source("acute").expect("acute");
+    for c in copies
+        .iter()
+        .filter(|c| c.resource_type == "DiagnosticReport")
+    {
+        let report = acute
+            .resources(&rig.local_id("acute"), "DiagnosticReport")
+            .into_iter()
+            .find(|r| r["id"] == c.id.as_str())
+            .expect("the copy");
+        for r in report["result"].as_array().expect("results") {
+            let id = r["reference"]
+                .as_str()
+                .expect("reference")
+                .trim_start_matches("Observation/");
+            let n = shown_in[url("acute", "Observation", id).as_str()];
+            assert!(
+                items[n].sources.iter().any(|s| s.source.as_str() == "gp"),
+                "{id}: a copied report's result is a copy of the GP's"
+            );
+        }
     }
     // And nothing else is merged: every item with several sources is a known copy.
     for item in items.iter().filter(|i| i.sources.len() > 1) {

@@ -50,9 +50,16 @@ const CLASS_TYPES: [(DataClass, &[&str]); 17] = [
 ///   healthcare will, 425395001 Active living will, 425396000 and 425397009 Active advance
 ///   directive verified by family / by a healthcare professional: IHE PCC mPSC ValueSet
 ///   `Active.Advance.Directive.Finding.VS` (profiles.ihe.net/PCC/mPSC).
-/// - 450476008 Not for attempted cardiopulmonary resuscitation (DNACPR) and, in the UK
-///   extension, 816301000000100 Has advance decision to refuse treatment (Mental Capacity Act
-///   2005) (UK terminology browser).
+/// - 450476008 Not for attempted cardiopulmonary resuscitation (finding), the DNACPR code:
+///   NHS Digital's End of Life Care FHIR API, CPR status Flag, "SCR Inclusion Dataset, and
+///   advised codes" (github.com/nhsconnect/FHIR-END-OF-LIFE-API,
+///   pages/explore/api_eol_management_flag_cprstatus.md), and the SCCI1580 (EPaCCS) compliant
+///   code where 304253006 is not (support-ew.ardens.org.uk, "Resuscitation status coding
+///   SCCI1580").
+/// - 816301000000100 Has advance decision to refuse treatment (Mental Capacity Act 2005)
+///   (finding), UK extension: the ADRT Flag of the End of Life Care API's worked example (the
+///   same NHS Digital programme) and the openEHR UK `advance_care_directive` archetype's "Type
+///   of directive" value set. Both checked December 2026; neither needed replacing.
 pub const END_OF_LIFE_CODES: [&str; 12] = [
     "304253006",
     "714748000",

@@ -16,6 +16,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
 
 const TAG_PROFILE: u64 = 0x9F;
 const TAG_RESOURCES: u64 = 0xC1;
@@ -204,6 +205,8 @@ pub(crate) fn generate(
         "Procedure" => "proc",
         "Appointment" => "appt",
         "CareTeam" => "ct",
+        "DiagnosticReport" => "dr",
+        "MedicationRequest" => "rx",
         _ => return Vec::new(),
     };
     let mut g = Gen {
@@ -239,6 +242,35 @@ pub(crate) fn generate(
         for k in copied_from_gp(core, sp.person, resource_type, &gp_items) {
             g.copy_of_gp(&gp_items[k]);
         }
+        if resource_type == "DiagnosticReport" {
+            // A report names its results by the trust's own ids: the trust's copies of the
+            // GP's results, which come first in its list of observations, in the GP's order.
+            let gp_obs = gp_resources(core, sp.person, "Observation");
+            let own: HashMap<String, String> =
+                copied_from_gp(core, sp.person, "Observation", &gp_obs)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(j, k)| {
+                        (
+                            format!(
+                                "Observation/{}",
+                                gp_obs[k]["id"].as_str().unwrap_or_default()
+                            ),
+                            format!("Observation/{}-obs{}", sp.local_id, j + 1),
+                        )
+                    })
+                    .collect();
+            for report in &mut g.out {
+                if let Some(results) = report["result"].as_array_mut() {
+                    for r in results {
+                        let theirs = r["reference"].as_str().unwrap_or_default();
+                        r["reference"] = json!(own
+                            .get(theirs)
+                            .expect("a copied report's results are copied"));
+                    }
+                }
+            }
+        }
     }
     match (kind, resource_type) {
         (SourceKind::Gp, "Condition") => g.gp_conditions(),
@@ -248,6 +280,8 @@ pub(crate) fn generate(
         (SourceKind::Gp, "Encounter") => g.gp_encounters(),
         (SourceKind::Gp, "Flag") => g.gp_flags(),
         (SourceKind::Gp, "DocumentReference") => g.gp_documents(),
+        (SourceKind::Gp, "DiagnosticReport") => g.gp_reports(),
+        (SourceKind::Gp, "MedicationRequest") => g.gp_prescriptions(),
         (SourceKind::Acute, "Encounter") => g.acute_encounters(),
         (SourceKind::Acute, "Condition") => g.acute_conditions(),
         (SourceKind::Acute, "MedicationStatement") => g.acute_medications(),
@@ -276,7 +310,67 @@ pub(crate) fn generate(
 }
 
 /// The types of which a very large record's acute trust holds copies of GP items.
-pub(crate) const COPIED_TYPES: [&str; 3] = ["Observation", "Condition", "MedicationStatement"];
+pub(crate) const COPIED_TYPES: [&str; 5] = [
+    "Observation",
+    "Condition",
+    "MedicationStatement",
+    "DiagnosticReport",
+    "MedicationRequest",
+];
+
+/// The types only a very large record's GP and acute records hold (the GP's laboratory reports
+/// and prescriptions, and the trust's copies of half of them): other records and regions
+/// without a very large record are as they were.
+pub(crate) const VERY_LARGE_TYPES: [&str; 2] = ["DiagnosticReport", "MedicationRequest"];
+
+/// The laboratory panels among the GP's observations (`gp_observations` takes a full blood
+/// count and then urea and electrolytes on one day, in this order): each panel's LOINC code
+/// and display, and the positions of its results in `gp_obs`.
+fn panels(gp_obs: &[Value]) -> Vec<(&'static str, &'static str, Vec<usize>)> {
+    const PANELS: [(&str, &str, &[&str]); 2] = [
+        (
+            "58410-2",
+            "CBC panel - Blood by Automated count",
+            &[
+                codes::HAEMOGLOBIN.code,
+                codes::WBC.code,
+                codes::PLATELETS.code,
+            ],
+        ),
+        (
+            "24362-6",
+            "Renal function 2000 panel - Serum or Plasma",
+            &[
+                codes::SODIUM.code,
+                codes::POTASSIUM.code,
+                codes::CREATININE.code,
+                codes::EGFR.code,
+            ],
+        ),
+    ];
+    let code_at = |k: usize| {
+        gp_obs
+            .get(k)
+            .and_then(|o| o.pointer("/code/coding/0/code")?.as_str())
+    };
+    let mut out = Vec::new();
+    let mut k = 0;
+    while k < gp_obs.len() {
+        match PANELS.iter().find(|(_, _, members)| {
+            members
+                .iter()
+                .enumerate()
+                .all(|(i, c)| code_at(k + i) == Some(*c))
+        }) {
+            Some((code, display, members)) => {
+                out.push((*code, *display, (k..k + members.len()).collect()));
+                k += members.len();
+            }
+            None => k += 1,
+        }
+    }
+    out
+}
 
 /// The person's GP resources of one type, as the GP system generates them.
 fn gp_resources(core: &Core, person: usize, resource_type: &str) -> Vec<Value> {
@@ -321,10 +415,22 @@ pub(crate) fn copied_from_gp(
         return Vec::new();
     }
     let prof = profile(core, p, t);
+    // The results of every report the trust holds a copy of, besides a third of the rest.
+    let reported: HashSet<usize> = if resource_type == "Observation" {
+        panels(gp_items)
+            .into_iter()
+            .step_by(2)
+            .flat_map(|(_, _, results)| results)
+            .collect()
+    } else {
+        HashSet::new()
+    };
     (0..gp_items.len())
         .filter(|k| gp_items[*k].pointer("/meta/security").is_none())
         .filter(|&k| match resource_type {
-            "Observation" => k.is_multiple_of(3),
+            "Observation" => k.is_multiple_of(3) || reported.contains(&k),
+            // Every other report, and every other prescription issued.
+            "DiagnosticReport" | "MedicationRequest" => k.is_multiple_of(2),
             // The GP lists the long-term problems first, then the minor ones.
             "Condition" => k < prof.conds.len(),
             // The GP lists the current medicines first, then the courses.
@@ -504,6 +610,9 @@ impl Gen<'_> {
         }
         if r.get("asserter").is_some() {
             r["asserter"] = self.clinician();
+        }
+        if r.get("requester").is_some() {
+            r["requester"] = self.provider.clone();
         }
         self.out.push(r);
     }
@@ -912,6 +1021,97 @@ impl Gen<'_> {
                 if ckd { 150.0 } else { codes::CREATININE.mean },
             );
             self.observation(&codes::EGFR, d, if ckd { 42.0 } else { codes::EGFR.mean });
+        }
+    }
+
+    /// A very large record's laboratory reports: each full blood count and each urea and
+    /// electrolytes panel among the GP's observations, as a `DiagnosticReport` naming its
+    /// results, dated as its first result.
+    fn gp_reports(&mut self) {
+        if !self.t.very_large {
+            return;
+        }
+        let obs = gp_resources(self.core, self.p.index, "Observation");
+        for (code, display, results) in panels(&obs) {
+            let first = &obs[results[0]];
+            let r = json!({
+                "resourceType": "DiagnosticReport",
+                "id": self.next_id(),
+                "meta": first["meta"].clone(),
+                "status": "final",
+                "category": [{ "coding": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/v2-0074",
+                    "code": "LAB",
+                    "display": "Laboratory",
+                }]}],
+                "code": cc(LOINC, &Code { code, display }),
+                "subject": self.subject(),
+                "effectiveDateTime": first["effectiveDateTime"].clone(),
+                "issued": first["issued"].clone(),
+                "performer": [self.provider.clone()],
+                "result": results
+                    .iter()
+                    .map(|k| json!({ "reference": format!("Observation/{}", obs[*k]["id"].as_str().unwrap_or_default()) }))
+                    .collect::<Vec<_>>(),
+            });
+            self.out.push(r);
+        }
+    }
+
+    /// A very large record's prescriptions, each a completed `MedicationRequest` valid for 28
+    /// days: each current medicine issued every 28 days since it started (at most eight years
+    /// back), and each course of medicine the GP records, issued the day it started.
+    fn gp_prescriptions(&mut self) {
+        if !self.t.very_large {
+            return;
+        }
+        let from = self.today() - Duration::days(8 * 365);
+        let mut issues: Vec<(Med, NaiveDate)> = Vec::new();
+        for (m, start) in self.prof.meds.clone() {
+            let mut d = start.max(from);
+            while d < self.today() {
+                issues.push((codes::MEDS[m], d));
+                d += Duration::days(28);
+            }
+        }
+        let courses = gp_resources(self.core, self.p.index, "MedicationStatement");
+        for c in courses
+            .iter()
+            .filter(|c| c["status"] == "completed" && c.pointer("/meta/security").is_none())
+        {
+            let code = c.pointer("/medicationCodeableConcept/coding/0/code");
+            let start = c.pointer("/effectivePeriod/start").and_then(Value::as_str);
+            let med = codes::MEDS
+                .iter()
+                .find(|m| code == Some(&Value::from(m.code)));
+            if let (Some(med), Some(Ok(d))) = (med, start.map(|s| s.parse::<NaiveDate>())) {
+                issues.push((*med, d));
+            }
+        }
+        for (med, d) in issues {
+            {
+                let r = json!({
+                    "resourceType": "MedicationRequest",
+                    "id": self.next_id(),
+                    "meta": self.meta(d, false),
+                    "status": "completed",
+                    "intent": "order",
+                    "courseOfTherapyType": { "coding": [{
+                        "system": "http://terminology.hl7.org/CodeSystem/medicationrequest-course-of-therapy",
+                        "code": "continuous",
+                    }]},
+                    "medicationCodeableConcept": cc(DMD, &med_code(&med)),
+                    "subject": self.subject(),
+                    "authoredOn": day(d),
+                    "requester": self.provider.clone(),
+                    "dosageInstruction": [{ "text": med.dose }],
+                    "dispenseRequest": { "validityPeriod": {
+                        "start": day(d),
+                        "end": day(d + Duration::days(28)),
+                    }},
+                });
+                self.out.push(r);
+            }
         }
     }
 

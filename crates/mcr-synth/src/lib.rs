@@ -105,7 +105,8 @@ impl Region {
 
     /// The items the GP system and another source both hold for this patient, each as the
     /// GP's id and the other's: the acute trust's copies in a [`VeryLarge`] record
-    /// (Observation, Condition, MedicationStatement); the allergy every acute record shares
+    /// (Observation, Condition, MedicationStatement, DiagnosticReport with its results,
+    /// MedicationRequest); the allergy every acute record shares
     /// with the GP record (the same code); the problem and medicine a `duplicated_items`
     /// patient's acute record shares; the long-term problems (at most two) the community
     /// trust records with the GP's onset. Empty when the GP does not hold the patient.
@@ -1037,6 +1038,11 @@ fn build_slice(core: &Arc<Core>, kind: SourceKind) -> SourceSlice {
         .collect();
     let mut resource_types = vec!["Patient"];
     resource_types.extend_from_slice(kind.resource_types());
+    if matches!(kind, SourceKind::Gp | SourceKind::Acute)
+        && core.traits.iter().any(|t| t.very_large)
+    {
+        resource_types.extend_from_slice(&clinical::VERY_LARGE_TYPES);
+    }
     SourceSlice {
         id: SourceId::parse(kind.id()).expect("source ids are constants in the right shape"),
         kind,

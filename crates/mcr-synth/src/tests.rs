@@ -371,7 +371,7 @@ fn a_very_large_record_and_its_copies() {
         &cfg,
         VeryLarge {
             patients: 1,
-            scale: 75,
+            scale: 53,
         },
     );
     assert!(plain.samples.very_large.is_empty());
@@ -408,6 +408,8 @@ fn a_very_large_record_and_its_copies() {
             "Condition",
             "MedicationStatement",
             "AllergyIntolerance",
+            "DiagnosticReport",
+            "MedicationRequest",
         ]
         .iter()
         .flat_map(|rt| slice.resources(local, rt))
@@ -423,6 +425,8 @@ fn a_very_large_record_and_its_copies() {
         "Condition",
         "MedicationStatement",
         "AllergyIntolerance",
+        "DiagnosticReport",
+        "MedicationRequest",
     ] {
         let n = copies.iter().filter(|c| c.resource_type == rt).count();
         assert!(n > 0, "no {rt} copies");
@@ -442,6 +446,10 @@ fn a_very_large_record_and_its_copies() {
             "onsetDateTime",
             "effectivePeriod",
             "dosage",
+            "authoredOn",
+            "dosageInstruction",
+            "dispenseRequest",
+            "issued",
         ] {
             if field == "onsetDateTime" && c.resource_type == "AllergyIntolerance" {
                 continue;
@@ -454,6 +462,46 @@ fn a_very_large_record_and_its_copies() {
             Some(&Value::from(format!("Patient/{}", acute.local_id)))
         );
     }
+    // A report the trust holds names the trust's copies of the GP's results, in order.
+    for c in copies
+        .iter()
+        .filter(|c| c.resource_type == "DiagnosticReport")
+    {
+        let (g, a) = (find(&gp_items, &c.gp_id), find(&acute_items, &c.id));
+        let results = |r: &Value, items: &HashMap<String, Value>| -> Vec<Value> {
+            r["result"]
+                .as_array()
+                .expect("results")
+                .iter()
+                .map(|x| {
+                    let id = x["reference"]
+                        .as_str()
+                        .expect("ref")
+                        .trim_start_matches("Observation/");
+                    let mut o = find(items, id);
+                    for f in ["id", "subject", "performer", "meta"] {
+                        o.as_object_mut().expect("object").remove(f);
+                    }
+                    o
+                })
+                .collect()
+        };
+        assert_eq!(results(&g, &gp_items), results(&a, &acute_items), "{c:?}");
+        assert!(a["result"][0]["reference"]
+            .as_str()
+            .is_some_and(|r| r.starts_with(&format!("Observation/{}-", acute.local_id))));
+    }
+    // Only a very large record holds reports and prescriptions.
+    for nhs in r.samples.all_four.iter().take(20) {
+        let gp = r.source("gp").expect("gp");
+        let sp = held_by(&r, "gp", nhs).expect("held");
+        assert!(gp.resources(&sp.local_id, "DiagnosticReport").is_empty());
+        assert!(gp.resources(&sp.local_id, "MedicationRequest").is_empty());
+    }
+    assert!(!plain
+        .source("gp")
+        .expect("gp")
+        .holds_type("DiagnosticReport"));
     // Anyone else's record shares at most an allergy and two long-term problems.
     for nhs in r.samples.all_four.iter().take(20) {
         assert!(r.copies(nhs).len() <= 3, "{:?}", r.copies(nhs));

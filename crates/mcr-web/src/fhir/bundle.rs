@@ -4,7 +4,7 @@
 
 use crate::ApiError;
 use axum::http::StatusCode;
-use mcr_domain::{NhsNumber, OdsCode, RecordItem, SourceStatus};
+use mcr_domain::{NhsNumber, OdsCode, RecordItem, SourceOutcome, SourceStatus, PRACTICE_WITHHELD};
 use mcr_fhir::{operation_outcome, Issue, IssueType};
 use mcr_gateway::{PatientMatch, View};
 use mcr_policy::Decision;
@@ -71,10 +71,12 @@ fn provenance<'a>(item: &'a RecordItem, recorded: &'a str) -> Provenance<'a> {
             .map(|s| Agent {
                 kind: CUSTODIAN,
                 who: Who {
-                    identifier: Identifier {
+                    // A restricted patient's GP practice by its words only: its ODS code
+                    // says where they live.
+                    identifier: (s.org_name != PRACTICE_WITHHELD).then(|| Identifier {
                         system: OdsCode::SYSTEM,
                         value: s.org_code.as_str(),
-                    },
+                    }),
                     display: &s.org_name,
                 },
             })
@@ -134,7 +136,8 @@ const CUSTODIAN: CodeableConcept = CodeableConcept {
 
 #[derive(serde::Serialize)]
 struct Who<'a> {
-    identifier: Identifier<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    identifier: Option<Identifier<'a>>,
     display: &'a str,
 }
 
@@ -209,9 +212,8 @@ pub(crate) fn everything(
                     },
                     &format!("source-{}", reason.code()),
                     format!(
-                        "{} ({}) {}: its records are missing from this view.",
-                        s.org_name,
-                        s.org_code,
+                        "{} {}: its records are missing from this view.",
+                        named(s),
                         reason.describe()
                     ),
                 )
@@ -244,7 +246,7 @@ pub(crate) fn everything(
                     severity: mcr_fhir::IssueSeverity::Information,
                     code: IssueType::Informational,
                     detail_code: Some("source-ok".into()),
-                    text: format!("{} ({}) answered.", s.org_name, s.org_code),
+                    text: format!("{} answered.", named(s)),
                     expression: Some(s.source.to_string()),
                 }),
             },
@@ -261,7 +263,7 @@ pub(crate) fn everything(
                 severity: mcr_fhir::IssueSeverity::Warning,
                 code: IssueType::Incomplete,
                 detail_code: Some("source-warning".into()),
-                text: format!("{} ({}): {w}", s.org_name, s.org_code),
+                text: format!("{}: {w}", named(s)),
                 expression: Some(s.source.to_string()),
             });
         }
@@ -295,6 +297,25 @@ pub(crate) fn everything(
             expression: Some("Patient".into()),
         });
     }
+    // Said, and counted: the items a restricted patient's practice holds are shown, under
+    // its words only.
+    let practice_items = record
+        .sections
+        .iter()
+        .flat_map(|(_, items)| items)
+        .filter(|i| i.sources.iter().any(|s| s.org_name == PRACTICE_WITHHELD))
+        .count();
+    if record.location_withheld && practice_items > 0 {
+        issues.push(Issue {
+            severity: mcr_fhir::IssueSeverity::Information,
+            code: IssueType::Suppressed,
+            detail_code: Some("practice-withheld".into()),
+            text: format!(
+                "Restricted record: the patient's GP practice is not named; {practice_items} item(s) it holds are shown as held by \"{PRACTICE_WITHHELD}\", without its ODS code or name."
+            ),
+            expression: Some("Provenance.agent".into()),
+        });
+    }
     for s in &record.unavailable_sections {
         issues.push(Issue {
             severity: mcr_fhir::IssueSeverity::Information,
@@ -325,6 +346,16 @@ pub(crate) fn everything(
         },
     )?;
     Ok(out)
+}
+
+/// A source as the OperationOutcome names it: its name and ODS code, or for a restricted
+/// patient's GP practice only the words that withhold it.
+fn named(s: &SourceOutcome) -> String {
+    if s.org_name == PRACTICE_WITHHELD {
+        s.org_name.clone()
+    } else {
+        format!("{} ({})", s.org_name, s.org_code)
+    }
 }
 
 /// About the size of the encoded Bundle (a little more, as a rule): each item as its source

@@ -382,3 +382,130 @@ async fn staff_pages_never_show_a_restricted_patients_postcode_or_practice() {
     assert!(record.contains("GP practice (withheld: restricted record)"));
     assert!(!record.contains(&postcode));
 }
+
+/// Issue 19: the `$everything` Bundle withholds a restricted patient's GP practice as the
+/// record page does: no Provenance agent, OperationOutcome sentence or resource (a
+/// `performer`, an `informationSource`, a clinician's display) names it by ODS code or name;
+/// its items stay, and the OperationOutcome counts them and says why.
+#[tokio::test]
+async fn a_restricted_patients_bundle_names_their_practice_nowhere() {
+    let t = start().await;
+    let g = &t.demo.gateway.gateway;
+    let nhs = t.patient("all_four_sources", 0);
+    let held = g
+        .store()
+        .patient(&NhsNumber::parse(&nhs).expect("nhs"))
+        .await
+        .expect("index")
+        .expect("held");
+    let registered = held.gp_practice.clone().expect("a registered practice");
+    let gp_orgs: Vec<mcr_domain::Organisation> = g
+        .federation()
+        .sources()
+        .map(|s| s.config().organisation.clone())
+        .filter(|o| o.kind == mcr_domain::OrgKind::GpPractice)
+        .collect();
+    assert!(!gp_orgs.is_empty());
+    let mut codes: Vec<String> = gp_orgs.iter().map(|o| o.code.to_string()).collect();
+    codes.push(registered.clone());
+    t.give_permission(AE, &nhs).await;
+
+    // Before: the Bundle names the practice (so the checks below can fail): GP Connect
+    // answers as the registered practice, named in Provenance and in the items.
+    let (status, before) = t.everything(AE, &nhs).await;
+    assert_eq!(status, 200, "{before}");
+    let text = before.to_string();
+    assert!(
+        text.contains(&format!("\"{registered}\"")),
+        "{registered} not in the Bundle before: {:?}",
+        provenance_orgs(&before)
+    );
+    let gp_items = |b: &Value| {
+        resources(b, "Provenance")
+            .iter()
+            .filter(|p| {
+                p["agent"].to_string().contains("GP practice (withheld")
+                    || codes
+                        .iter()
+                        .any(|c| p["agent"].to_string().contains(c.as_str()))
+            })
+            .count()
+    };
+    let held_by_gp = gp_items(&before);
+    assert!(held_by_gp > 0, "the GP holds items of theirs");
+    // The practice's name as the Bundle carries it beside its code (Provenance agents, the
+    // items' `performer` or `informationSource`).
+    let practice_name = display_of(&before, &registered).expect("the practice named by code");
+
+    restrict(&t, &nhs).await;
+
+    let (status, bundle) = t.everything(AE, &nhs).await;
+    assert_eq!(status, 200, "{bundle}");
+    let text = bundle.to_string();
+    for c in &codes {
+        assert!(
+            !text.contains(&format!("\"{c}\"")),
+            "{c} in the restricted Bundle"
+        );
+        assert!(
+            !text.contains(&format!("({c})")),
+            "{c} in the restricted Bundle"
+        );
+    }
+    assert!(
+        !text.contains(&practice_name),
+        "{practice_name} in the Bundle"
+    );
+    for o in &gp_orgs {
+        assert!(!text.contains(&o.name), "{} in the Bundle", o.name);
+    }
+    // The items stay, each Provenance agent named in words only.
+    assert_eq!(
+        gp_items(&bundle),
+        held_by_gp,
+        "the practice's items are all still there"
+    );
+    let withheld_agents = resources(&bundle, "Provenance")
+        .iter()
+        .flat_map(|p| p["agent"].as_array().cloned().unwrap_or_default())
+        .filter(|a| a["who"]["display"] == mcr_domain::PRACTICE_WITHHELD)
+        .inspect(|a| assert!(a["who"].get("identifier").is_none(), "{a}"))
+        .count();
+    assert!(
+        withheld_agents >= held_by_gp,
+        "{withheld_agents} < {held_by_gp}"
+    );
+    // Said and counted in the OperationOutcome.
+    let oo = outcome(&bundle);
+    let said = oo["issue"]
+        .as_array()
+        .expect("issues")
+        .iter()
+        .find(|i| i["details"]["coding"][0]["code"] == "practice-withheld")
+        .unwrap_or_else(|| panic!("no practice-withheld issue: {oo}"));
+    let sentence = said["diagnostics"]
+        .as_str()
+        .or_else(|| said["details"]["text"].as_str())
+        .unwrap_or_default();
+    assert!(
+        sentence.contains(&format!("{held_by_gp} item(s)")),
+        "{sentence}"
+    );
+}
+
+/// The `display` of the first object in `v` that names `code` by its `identifier` (as a
+/// Reference does, or a Provenance agent's `who`).
+fn display_of(v: &Value, code: &str) -> Option<String> {
+    match v {
+        Value::Object(map) => {
+            if map.get("identifier").and_then(|i| i.get("value")) == Some(&json!(code)) {
+                if let Some(d) = map.get("display").and_then(Value::as_str) {
+                    return Some(d.to_owned());
+                }
+            }
+            map.values().find_map(|c| display_of(c, code))
+        }
+        Value::Array(items) => items.iter().find_map(|c| display_of(c, code)),
+        _ => None,
+    }
+}
