@@ -25,6 +25,7 @@ pub(crate) struct SummaryBox {
 /// Another area of the record, counted in the summary with a link to it.
 pub(crate) struct Glance {
     pub label: &'static str,
+    pub section: Section,
     pub count: usize,
     pub href: &'static str,
 }
@@ -65,21 +66,6 @@ fn summary_box(
         }
     }
     b
-}
-
-/// How many items of section `s` that `keep` selects, or `None` when the role may not see it.
-fn glance(
-    record: &MergedRecord,
-    label: &'static str,
-    s: Section,
-    href: &'static str,
-    keep: impl Fn(&RecordItem) -> bool,
-) -> Option<Glance> {
-    (!record.unavailable_sections.contains(&s)).then(|| Glance {
-        label,
-        count: record.items(s).iter().filter(|i| keep(i)).count(),
-        href,
-    })
 }
 
 /// The summary's boxes, in the page's order.
@@ -151,37 +137,52 @@ pub(super) fn boxes(r: &MergedRecord) -> Vec<SummaryBox> {
     ]
 }
 
+/// The record's other areas the glance counts: label, section, anchor, and which items count.
+const GLANCES: [(&str, Section, &str, fn(&RecordItem) -> bool); 7] = [
+    (
+        "Upcoming appointments",
+        Section::Appointments,
+        "#appointments",
+        |i| has_status(i, &UPCOMING),
+    ),
+    ("Open referrals", Section::Referrals, "#referrals", |i| {
+        has_status(i, &OPEN_REFERRAL)
+    }),
+    ("Care team", Section::CareTeam, "#care-team", |i| {
+        !has_status(i, &ENDED)
+    }),
+    (
+        "Immunisations",
+        Section::Immunisations,
+        "#immunisations",
+        |_| true,
+    ),
+    ("Procedures", Section::Procedures, "#procedures", |_| true),
+    ("Results", Section::Results, "#results", |_| true),
+    ("Documents", Section::Documents, "#documents", |_| true),
+];
+
 /// The record's other areas, counted (those the role may see).
 pub(super) fn glances(r: &MergedRecord) -> Vec<Glance> {
-    let all = |_: &RecordItem| true;
-    [
-        glance(
-            r,
-            "Upcoming appointments",
-            Section::Appointments,
-            "#appointments",
-            |i| has_status(i, &UPCOMING),
-        ),
-        glance(r, "Open referrals", Section::Referrals, "#referrals", |i| {
-            has_status(i, &OPEN_REFERRAL)
-        }),
-        glance(r, "Care team", Section::CareTeam, "#care-team", |i| {
-            !has_status(i, &ENDED)
-        }),
-        glance(
-            r,
-            "Immunisations",
-            Section::Immunisations,
-            "#immunisations",
-            all,
-        ),
-        glance(r, "Procedures", Section::Procedures, "#procedures", all),
-        glance(r, "Results", Section::Results, "#results", all),
-        glance(r, "Documents", Section::Documents, "#documents", all),
-    ]
-    .into_iter()
-    .flatten()
-    .collect()
+    GLANCES
+        .iter()
+        .filter(|(_, s, _, _)| !r.unavailable_sections.contains(s))
+        .map(|(label, s, href, _)| Glance {
+            label,
+            section: *s,
+            count: glance_count(*s, r.items(*s)),
+            href,
+        })
+        .collect()
+}
+
+/// How many of `items`, of section `s`, the glance counts (none when it does not count `s`).
+pub(super) fn glance_count(s: Section, items: &[RecordItem]) -> usize {
+    GLANCES
+        .iter()
+        .filter(|(_, at, _, _)| *at == s)
+        .map(|(_, _, _, keep)| items.iter().filter(|i| keep(i)).count())
+        .sum()
 }
 
 #[cfg(test)]
