@@ -507,7 +507,7 @@ pub(crate) fn decision_error(decision: &Decision) -> ApiError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use mcr_domain::{MergedRecord, NhsNumber};
 
@@ -640,7 +640,7 @@ mod tests {
     }
 
     /// A view of `n` items in each of two sections, from two sources.
-    fn view_of(n: usize) -> View {
+    pub(crate) fn view_of(n: usize) -> View {
         let item = |section: mcr_domain::Section, i: usize| RecordItem {
             section,
             class: mcr_domain::DataClass::Results,

@@ -333,3 +333,35 @@ fn encode_failed() -> ApiError {
         "The record could not be encoded.",
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    /// A Bundle sent in parts after its first: the body is the Bundle written whole, and comes
+    /// a part at a time.
+    #[tokio::test]
+    async fn a_large_bundle_is_sent_a_part_at_a_time_and_whole() {
+        let view = bundle::tests::view_of(400);
+        let now = mcr_domain::Clock::now(&mcr_domain::SystemClock);
+        let whole = bundle::everything(&view, now, None).unwrap_or_default();
+        let mut writer = bundle::BundleWriter::new(&view, now, None);
+        let mut first = Vec::new();
+        let done = writer.write(&view, &mut first, 1024).unwrap_or(true);
+        assert!(
+            !done && first.len() < whole.len(),
+            "more than the first part"
+        );
+        let parts: Vec<axum::body::Bytes> = rest_of(writer, Box::new(view), first)
+            .map(|p| p.unwrap_or_default())
+            .collect()
+            .await;
+        assert!(parts.len() > 2, "{} parts", parts.len());
+        assert!(parts
+            .iter()
+            .skip(1)
+            .all(|p| p.len() < PART_BYTES + PART_BYTES / 4));
+        assert_eq!(parts.concat(), whole);
+    }
+}
