@@ -137,41 +137,64 @@ pub(super) fn boxes(r: &MergedRecord) -> Vec<SummaryBox> {
     ]
 }
 
-/// The record's other areas the glance counts: label, section, anchor, and which items count.
-const GLANCES: [(&str, Section, &str, fn(&RecordItem) -> bool); 7] = [
-    (
+/// An area of the record the glance counts.
+struct Area {
+    label: &'static str,
+    section: Section,
+    href: &'static str,
+    /// Which of its items count.
+    counts: fn(&RecordItem) -> bool,
+}
+
+const fn area(
+    label: &'static str,
+    section: Section,
+    href: &'static str,
+    counts: fn(&RecordItem) -> bool,
+) -> Area {
+    Area {
+        label,
+        section,
+        href,
+        counts,
+    }
+}
+
+/// The record's other areas the glance counts, in its order.
+const GLANCES: [Area; 7] = [
+    area(
         "Upcoming appointments",
         Section::Appointments,
         "#appointments",
         |i| has_status(i, &UPCOMING),
     ),
-    ("Open referrals", Section::Referrals, "#referrals", |i| {
+    area("Open referrals", Section::Referrals, "#referrals", |i| {
         has_status(i, &OPEN_REFERRAL)
     }),
-    ("Care team", Section::CareTeam, "#care-team", |i| {
+    area("Care team", Section::CareTeam, "#care-team", |i| {
         !has_status(i, &ENDED)
     }),
-    (
+    area(
         "Immunisations",
         Section::Immunisations,
         "#immunisations",
         |_| true,
     ),
-    ("Procedures", Section::Procedures, "#procedures", |_| true),
-    ("Results", Section::Results, "#results", |_| true),
-    ("Documents", Section::Documents, "#documents", |_| true),
+    area("Procedures", Section::Procedures, "#procedures", |_| true),
+    area("Results", Section::Results, "#results", |_| true),
+    area("Documents", Section::Documents, "#documents", |_| true),
 ];
 
 /// The record's other areas, counted (those the role may see).
 pub(super) fn glances(r: &MergedRecord) -> Vec<Glance> {
     GLANCES
         .iter()
-        .filter(|(_, s, _, _)| !r.unavailable_sections.contains(s))
-        .map(|(label, s, href, _)| Glance {
-            label,
-            section: *s,
-            count: glance_count(*s, r.items(*s)),
-            href,
+        .filter(|a| !r.unavailable_sections.contains(&a.section))
+        .map(|a| Glance {
+            label: a.label,
+            section: a.section,
+            count: glance_count(a.section, r.items(a.section)),
+            href: a.href,
         })
         .collect()
 }
@@ -180,8 +203,8 @@ pub(super) fn glances(r: &MergedRecord) -> Vec<Glance> {
 pub(super) fn glance_count(s: Section, items: &[RecordItem]) -> usize {
     GLANCES
         .iter()
-        .filter(|(_, at, _, _)| *at == s)
-        .map(|(_, _, _, keep)| items.iter().filter(|i| keep(i)).count())
+        .filter(|a| a.section == s)
+        .map(|a| items.iter().filter(|i| (a.counts)(i)).count())
         .sum()
 }
 
