@@ -198,7 +198,8 @@ pub fn check_reference(
         Digested::Patient(_)
         | Digested::RestrictedPatient(_)
         | Digested::Ignored
-        | Digested::NotShown(_) => {
+        | Digested::NotShown(_)
+        | Digested::HandedOver => {
             return Err(DocumentRefusal::NotInRecord {
                 why: "not-a-document",
             })

@@ -22,7 +22,7 @@ pub use client::{
     SourceFetch, SourceKind,
 };
 pub use identity::{IdentitySigner, Requester};
-pub use merge::{digest, merge, merge_sections, Digested, SourceMeta};
+pub use merge::{digest, merge, take_sections, Digested, SourceMeta};
 
 use futures::future::join_all;
 use mcr_domain::{DataClass, FailureReason, SourceId};

@@ -5,9 +5,10 @@
 //! before [`Gateway::view_record_streamed`] returns, so before the page's first byte; the
 //! sources are asked meanwhile. Then each section is handed over once every source that may
 //! hold it ([`mcr_federation::Federation::may_hold`]) has answered or passed its deadline,
-//! merged from all of them as the whole record will be; last, the whole view, with the audit
-//! record of what each source gave (`view-record-answered`). `$everything` keeps
-//! [`Gateway::view_record`]: one audit record, sent whole.
+//! merged from all of them as the whole record would be, its items taken out of the answers
+//! (never copied, never merged twice); last, the whole view (who answered, counts, warnings),
+//! with the audit record of what each source gave (`view-record-answered`). `$everything`
+//! keeps [`Gateway::view_record`]: one audit record, sent whole.
 
 use crate::view::{source_audit, Access, Granted, Phases, View, LOCATION_WITHHELD};
 use crate::{Gateway, GatewayError, RequestContext};
@@ -24,8 +25,10 @@ use tracing::Instrument;
 #[derive(Debug)]
 pub struct StreamedView {
     pub opening: Opening,
-    /// Sections as they settle, then the whole view ([`Arrival::Complete`], always last; the
-    /// channel closes after it). Closed without it only if the gateway's task failed.
+    /// Sections as they settle, each once, then the whole view ([`Arrival::Complete`], always
+    /// last; the channel closes after it). Every section is handed over before the whole view
+    /// (once every source has answered, every section is settled). Closed without it only if
+    /// the gateway's task failed.
     pub arrivals: mpsc::Receiver<Arrival>,
 }
 
@@ -63,8 +66,11 @@ pub enum Arrival {
         sections: BTreeSet<Section>,
         record: MergedRecord,
     },
-    /// Every source has answered: the whole view (banner, warnings, every section), and
-    /// whether the audit record of what each source gave was written.
+    /// Every source has answered: the whole view (banner, each source's status and counts,
+    /// warnings), and whether the audit record of what each source gave was written. Its
+    /// sections hold only what no [`Arrival::Sections`] held: items that reached a section
+    /// after it was handed over (a source sending a type it was not asked for), to be said
+    /// as late. The items handed over are counted in each source's outcome, not held again.
     Complete {
         view: Box<View>,
         audited: Result<(), GatewayError>,
@@ -184,8 +190,9 @@ impl Gateway {
         .await
     }
 
-    /// Ask every located source, hand over each section as it settles, then merge the whole
-    /// record, audit what each source gave, and hand over the whole view.
+    /// Ask every located source, hand over each section as it settles, then merge what is left
+    /// of the whole record (the counts, statuses and warnings, and any item that came late),
+    /// audit what each source gave, and hand over the whole view.
     async fn answer(
         self,
         decided: Decided,
@@ -221,12 +228,28 @@ impl Gateway {
             );
             let mut each = std::pin::pin!(each);
             // Sections no source may hold (not granted, or no source is asked for them).
-            settle(&filter, &holders, &answers, &mut settled, &withhold, &tx).await;
+            settle(
+                &filter,
+                &holders,
+                &mut answers,
+                &mut settled,
+                &withhold,
+                &tx,
+            )
+            .await;
             while let Some((i, fetched)) = each.next().await {
                 if let Some(slot) = answers.get_mut(i) {
                     *slot = Some(fetched);
                 }
-                settle(&filter, &holders, &answers, &mut settled, &withhold, &tx).await;
+                settle(
+                    &filter,
+                    &holders,
+                    &mut answers,
+                    &mut settled,
+                    &withhold,
+                    &tx,
+                )
+                .await;
             }
         };
         let ((), reviews) = tokio::join!(
@@ -283,11 +306,12 @@ impl Gateway {
     }
 }
 
-/// Hand over the sections that every source that may hold them has now answered for.
+/// Hand over the sections that every source that may hold them has now answered for, their
+/// items taken out of the answers (never copied): each section is handed over once.
 async fn settle(
     filter: &ResourceFilter<'_>,
     holders: &[(Section, Vec<usize>)],
-    answers: &[Option<SourceFetch>],
+    answers: &mut [Option<SourceFetch>],
     settled: &mut BTreeSet<Section>,
     withhold: &Withhold,
     tx: &mpsc::Sender<Arrival>,
@@ -305,9 +329,9 @@ async fn settle(
     if newly.is_empty() {
         return;
     }
-    let so_far: Vec<&SourceFetch> = answers.iter().flatten().collect();
-    let mut record = mcr_federation::merge_sections(filter, &so_far, &newly);
-    if withhold.applies(so_far.iter().copied()) {
+    let mut so_far: Vec<&mut SourceFetch> = answers.iter_mut().flatten().collect();
+    let mut record = mcr_federation::take_sections(filter, &mut so_far, &newly);
+    if withhold.applies(so_far.iter().map(|f| &**f)) {
         record.withhold_practice_names(&withhold.practices);
     }
     settled.extend(newly.iter().copied());

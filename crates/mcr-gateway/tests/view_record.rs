@@ -459,7 +459,13 @@ async fn a_streamed_view_hands_over_each_section_once_its_sources_have_answered(
     );
     assert!(allergies_at >= slow_by, "{allergies_at:?}");
     let view = complete.expect("the whole view comes last");
-    assert_eq!(view.record.item_count(), 3);
+    assert_eq!(
+        view.record.item_count(),
+        0,
+        "every item was handed over with its section, and is not held again"
+    );
+    let counted: usize = view.record.sources.iter().map(|s| s.items).sum();
+    assert_eq!(counted, 3, "but every item is counted");
     assert_eq!((gp.asked(), acute.asked()), (1, 1));
 
     let rows = r.store.audit_rows(0, 1_000).await.expect("audit rows");

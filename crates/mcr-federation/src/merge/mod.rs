@@ -57,6 +57,9 @@ pub enum Digested {
     /// About another of the source's patients: a source error, counted and said, never shown
     /// as this patient's.
     AnotherPatient,
+    /// An item already merged into a part of the record handed over before the whole
+    /// ([`take_sections`]): counted as kept, never held or merged again.
+    HandedOver,
 }
 
 /// Read one resource from a source: drop what the grant does not cover, withhold what
@@ -175,7 +178,7 @@ impl SourceFetch {
         };
         digested.iter().fold(Counts::default(), |mut c, d| {
             match d {
-                Digested::Item(_) => c.kept += 1,
+                Digested::Item(_) | Digested::HandedOver => c.kept += 1,
                 Digested::Withheld => c.withheld += 1,
                 Digested::Untied => c.untied += 1,
                 Digested::AnotherPatient => c.another_patient += 1,
@@ -194,9 +197,15 @@ impl SourceFetch {
 /// sources hold become one item with all their sources, differences flagged.
 pub fn merge(filter: &ResourceFilter<'_>, fetches: Vec<SourceFetch>) -> MergedRecord {
     let classes = filter.grant().data_classes();
-    let mut items: Vec<RecordItem> = Vec::new();
+    // Sized once: a record of thousands of items would otherwise be copied as it grows.
+    let held: usize = fetches
+        .iter()
+        .filter_map(|f| f.outcome.as_ref().ok())
+        .map(|d| d.iter().filter(|d| matches!(d, Digested::Item(_))).count())
+        .sum();
+    let mut items: Vec<RecordItem> = Vec::with_capacity(held);
     // Items by merge key; several for a key when one source holds the same thing twice.
-    let mut by_key: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut by_key: HashMap<String, Vec<usize>> = HashMap::with_capacity(held);
     let mut outcomes = Vec::with_capacity(fetches.len());
     let mut patient: Option<Value> = None;
     let mut patient_url: Option<String> = None;
@@ -218,7 +227,10 @@ pub fn merge(filter: &ResourceFilter<'_>, fetches: Vec<SourceFetch>) -> MergedRe
         let mut not_shown: Vec<NotShown> = Vec::new();
         for d in digested {
             let (key, mut item) = match d {
-                Digested::Ignored | Digested::Untied | Digested::AnotherPatient => continue,
+                Digested::Ignored
+                | Digested::Untied
+                | Digested::AnotherPatient
+                | Digested::HandedOver => continue,
                 Digested::NotShown(rt) => {
                     match not_shown.iter_mut().find(|n| *n.resource_type == *rt) {
                         Some(n) => n.count += 1,
@@ -299,8 +311,17 @@ pub fn merge(filter: &ResourceFilter<'_>, fetches: Vec<SourceFetch>) -> MergedRe
         });
     }
 
-    let mut sections: Vec<(Section, Vec<RecordItem>)> =
-        Section::ALL.iter().map(|s| (*s, Vec::new())).collect();
+    let mut sizes = [0; Section::ALL.len()];
+    for item in &items {
+        if let Some(at) = Section::ALL.iter().position(|s| *s == item.section) {
+            sizes[at] += 1;
+        }
+    }
+    let mut sections: Vec<(Section, Vec<RecordItem>)> = Section::ALL
+        .iter()
+        .zip(sizes)
+        .map(|(s, n)| (*s, Vec::with_capacity(n)))
+        .collect();
     for item in items {
         if let Some((_, list)) = sections.iter_mut().find(|(s, _)| *s == item.section) {
             list.push(item);
@@ -337,33 +358,30 @@ pub fn merge(filter: &ResourceFilter<'_>, fetches: Vec<SourceFetch>) -> MergedRe
     record
 }
 
-/// The items of `sections` merged from `fetches` (in the view's order of sources) exactly as
-/// [`merge`] merges them, for a page that shows a section once every source that may hold
-/// it has answered: with every such source among `fetches`, the section is what the whole
-/// record's will be. Each source's status is as [`merge`] gives it; its counts, the
-/// demographics and the withheld flag cover only these sections (the whole record's say
-/// the rest).
-pub fn merge_sections(
+/// The items of `sections`, taken out of `fetches` (in the view's order of sources) and merged
+/// exactly as [`merge`] merges them, for a page that shows a section once every source that
+/// may hold it has answered: with every such source among `fetches`, the section is what the
+/// whole record's would be. Each item taken leaves [`Digested::HandedOver`] in its place, so
+/// the whole record merged afterwards counts it but neither holds nor merges it again. Each
+/// source's status is as [`merge`] gives it; its counts, the demographics and the withheld
+/// flag cover only these sections (the whole record's say the rest).
+pub fn take_sections(
     filter: &ResourceFilter<'_>,
-    fetches: &[&SourceFetch],
+    fetches: &mut [&mut SourceFetch],
     sections: &BTreeSet<Section>,
 ) -> MergedRecord {
     let part = fetches
-        .iter()
+        .iter_mut()
         .map(|f| SourceFetch {
             source: f.source.clone(),
             org_code: f.org_code.clone(),
             org_name: f.org_name.clone(),
             base_url: f.base_url.clone(),
-            outcome: match &f.outcome {
+            outcome: match &mut f.outcome {
                 Ok(digested) => Ok(digested
-                    .iter()
-                    .filter_map(|d| match d {
-                        Digested::Item(b) if sections.contains(&b.1.section) => {
-                            Some(Digested::Item(b.clone()))
-                        }
-                        _ => None,
-                    })
+                    .iter_mut()
+                    .filter(|d| matches!(d, Digested::Item(b) if sections.contains(&b.1.section)))
+                    .map(|d| std::mem::replace(d, Digested::HandedOver))
                     .collect()),
                 Err(reason) => Err(reason.clone()),
             },

@@ -89,9 +89,13 @@ fn a_section_merged_alone_is_the_whole_records_section() {
         mcr_domain::Clock::now(&mcr_domain::SystemClock),
     );
     let whole = merge_answers(&filter, answers.clone());
-    let fetches = digest_answers(&filter, answers);
+    let mut fetches = digest_answers(&filter, answers);
     let wanted: BTreeSet<Section> = [Section::Medications].into_iter().collect();
-    let part = merge_sections(&filter, &fetches.iter().collect::<Vec<_>>(), &wanted);
+    let part = take_sections(
+        &filter,
+        &mut fetches.iter_mut().collect::<Vec<_>>(),
+        &wanted,
+    );
     assert_eq!(
         part.items(Section::Medications),
         whole.items(Section::Medications),
@@ -106,6 +110,24 @@ fn a_section_merged_alone_is_the_whole_records_section() {
     );
     assert_eq!(whole.items(Section::Problems).len(), 1);
     assert_eq!(part.sources.len(), 2, "each source's status");
+
+    // What was handed over is counted in the whole record, never held or merged again.
+    let rest = merge(&filter, fetches);
+    assert!(
+        rest.items(Section::Medications).is_empty(),
+        "handed over once"
+    );
+    assert_eq!(
+        rest.items(Section::Problems),
+        whole.items(Section::Problems)
+    );
+    let items = |r: &MergedRecord| r.sources.iter().map(|s| s.items).collect::<Vec<_>>();
+    assert_eq!(
+        items(&rest),
+        items(&whole),
+        "each source's items counted as before"
+    );
+    assert_eq!(items(&rest), [2, 1]);
 }
 
 fn med(id: &str, code: &str, dose: &str) -> Value {

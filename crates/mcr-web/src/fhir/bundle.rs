@@ -162,44 +162,165 @@ struct Entity<'a> {
 ///
 /// `page` cuts the items to one page (with `link`s to the others); the Patient and the
 /// OperationOutcome are on every page, so no page hides a source's failure. `None`: all of it.
+///
+/// The whole Bundle in one buffer; the API writes it a part at a time ([`BundleWriter`]).
+#[cfg(test)]
 pub(crate) fn everything(
     view: &View,
     now: chrono::DateTime<chrono::Utc>,
     page: Option<&Page>,
 ) -> Result<Vec<u8>, serde_json::Error> {
-    let record = &view.record;
-    let recorded = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let total = record.item_count();
-    let (skip, take) = page.map_or((0, total), |p| (p.offset, p.count));
-    let mut entries = Vec::with_capacity(take.min(total) * 2 + 2);
-    // The source's Patient, at the source's address: its fullUrl agrees with its id.
-    if let Some(p) = &record.patient {
-        entries.push(Entry {
-            full_url: record.patient_url.as_deref().map(Into::into),
-            resource: Res::Borrowed(p),
-            search: Search { mode: "match" },
-        });
-    }
-    let paged = record
-        .sections
-        .iter()
-        .flat_map(|(_, items)| items)
-        .skip(skip)
-        .take(take);
-    {
-        for item in paged {
-            entries.push(Entry {
-                full_url: Some(item.sources[0].full_url.as_str().into()),
-                resource: Res::AsSent(&item.resource),
-                search: Search { mode: "include" },
-            });
-            entries.push(Entry {
-                full_url: None,
-                resource: Res::Provenance(provenance(item, &recorded)),
-                search: Search { mode: "include" },
-            });
+    let mut out = Vec::new();
+    BundleWriter::new(view, now, page.cloned()).write(view, &mut out, usize::MAX)?;
+    Ok(out)
+}
+
+/// `$everything`'s Bundle ([`everything`] says what it holds), written a part at a time: a
+/// record of thousands of items is never encoded whole beside the record it is encoded from.
+/// Each call to [`BundleWriter::write`] goes on where the last stopped, from the same view.
+pub(crate) struct BundleWriter {
+    recorded: String,
+    page: Option<Page>,
+    /// The next item to write, counted over the record's sections in order.
+    next: usize,
+    /// One past the last item to write.
+    end: usize,
+    at: At,
+}
+
+/// Where a [`BundleWriter`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum At {
+    /// Nothing written yet: next, the Bundle's own fields and the Patient.
+    Start,
+    /// Writing the items (each with its Provenance).
+    Items,
+    /// Every item written: next, the OperationOutcome and the Bundle's end.
+    Outcome,
+    Done,
+}
+
+impl BundleWriter {
+    pub(crate) fn new(view: &View, now: chrono::DateTime<chrono::Utc>, page: Option<Page>) -> Self {
+        let total = view.record.item_count();
+        let (skip, take) = page.as_ref().map_or((0, total), |p| (p.offset, p.count));
+        let next = skip.min(total);
+        Self {
+            recorded: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            page,
+            next,
+            end: next.saturating_add(take).min(total),
+            at: At::Start,
         }
     }
+
+    /// Write the Bundle's next entries to `out` until it holds at least `upto` bytes or the
+    /// Bundle is written; `true` once it is. `view` must be the one the writer was made for.
+    pub(crate) fn write(
+        &mut self,
+        view: &View,
+        out: &mut Vec<u8>,
+        upto: usize,
+    ) -> Result<bool, serde_json::Error> {
+        let record = &view.record;
+        if self.at == At::Start {
+            let total = record.item_count();
+            out.extend_from_slice(br#"{"resourceType":"Bundle","type":"searchset","timestamp":"#);
+            serde_json::to_writer(&mut *out, &self.recorded)?;
+            out.extend_from_slice(format!(r#","total":{total},"meta":"#).as_bytes());
+            serde_json::to_writer(
+                &mut *out,
+                &json!({"tag": [{"system": "https://mycarerecord.example/fhir/CodeSystem/access-basis", "code": view.basis.code()}]}),
+            )?;
+            let links = self
+                .page
+                .as_ref()
+                .map(|p| p.links(total))
+                .unwrap_or_default();
+            if !links.is_empty() {
+                out.extend_from_slice(br#","link":"#);
+                serde_json::to_writer(&mut *out, &links)?;
+            }
+            out.extend_from_slice(br#","entry":["#);
+            // The source's Patient, at the source's address: its fullUrl agrees with its id.
+            if let Some(p) = &record.patient {
+                serde_json::to_writer(
+                    &mut *out,
+                    &Entry {
+                        full_url: record.patient_url.as_deref().map(Into::into),
+                        resource: Res::Borrowed(p),
+                        search: Search { mode: "match" },
+                    },
+                )?;
+                out.push(b',');
+            }
+            self.at = At::Items;
+        }
+        if self.at == At::Items {
+            let mut sections = record.sections.iter().map(|(_, items)| items.as_slice());
+            // The section holding item `next`, and its place there.
+            let mut items: &[RecordItem] = &[];
+            let mut at = self.next;
+            for section in sections.by_ref() {
+                if at < section.len() {
+                    items = section;
+                    break;
+                }
+                at -= section.len();
+            }
+            while self.next < self.end && out.len() < upto {
+                let Some(item) = items.get(at) else {
+                    match sections.next() {
+                        Some(section) => (items, at) = (section, 0),
+                        // Fewer items than counted: cannot be, but never write forever.
+                        None => self.next = self.end,
+                    }
+                    continue;
+                };
+                serde_json::to_writer(
+                    &mut *out,
+                    &Entry {
+                        full_url: Some(item.sources[0].full_url.as_str().into()),
+                        resource: Res::AsSent(&item.resource),
+                        search: Search { mode: "include" },
+                    },
+                )?;
+                out.push(b',');
+                serde_json::to_writer(
+                    &mut *out,
+                    &Entry {
+                        full_url: None,
+                        resource: Res::Provenance(provenance(item, &self.recorded)),
+                        search: Search { mode: "include" },
+                    },
+                )?;
+                out.push(b',');
+                at += 1;
+                self.next += 1;
+            }
+            if self.next >= self.end {
+                self.at = At::Outcome;
+            }
+        }
+        if self.at == At::Outcome && out.len() < upto {
+            serde_json::to_writer(
+                &mut *out,
+                &Entry {
+                    full_url: None,
+                    resource: Res::Owned(operation_outcome(&outcome_issues(record))),
+                    search: Search { mode: "outcome" },
+                },
+            )?;
+            out.extend_from_slice(b"]}");
+            self.at = At::Done;
+        }
+        Ok(self.at == At::Done)
+    }
+}
+
+/// What the Bundle's OperationOutcome says: who disagrees on who this is, each source's
+/// answer (failed, partial, not tied, types not shown, its warnings), and what was withheld.
+fn outcome_issues(record: &mcr_domain::MergedRecord) -> Vec<Issue> {
     let mut issues = Vec::new();
     for s in &record.sources {
         match &s.status {
@@ -325,27 +446,7 @@ pub(crate) fn everything(
             expression: Some(s.as_str().into()),
         });
     }
-    entries.push(Entry {
-        full_url: None,
-        resource: Res::Owned(operation_outcome(&issues)),
-        search: Search { mode: "outcome" },
-    });
-    // Written into a buffer of about its final size: a record of thousands of items would
-    // otherwise be copied into a buffer twice the size, again and again, as it grows.
-    let mut out = Vec::with_capacity(encoded_size(record, skip, take));
-    serde_json::to_writer(
-        &mut out,
-        &Bundle {
-            resource_type: "Bundle",
-            kind: "searchset",
-            timestamp: &recorded,
-            total,
-            meta: json!({"tag": [{"system": "https://mycarerecord.example/fhir/CodeSystem/access-basis", "code": view.basis.code()}]}),
-            link: page.map(|p| p.links(total)).unwrap_or_default(),
-            entry: entries,
-        },
-    )?;
-    Ok(out)
+    issues
 }
 
 /// A source as the OperationOutcome names it: its name and ODS code, or for a restricted
@@ -356,26 +457,6 @@ fn named(s: &SourceOutcome) -> String {
     } else {
         format!("{} ({})", s.org_name, s.org_code)
     }
-}
-
-/// About the size of the encoded Bundle (a little more, as a rule): each item as its source
-/// sent it, its entry's `fullUrl`, and its Provenance (about 500 bytes and 350 more for each
-/// further source), and a few KiB for the Patient and the OperationOutcome.
-fn encoded_size(record: &mcr_domain::MergedRecord, skip: usize, take: usize) -> usize {
-    let items: usize = record
-        .sections
-        .iter()
-        .flat_map(|(_, items)| items)
-        .skip(skip)
-        .take(take)
-        .map(|i| {
-            i.resource.json().len()
-                + 3 * i.sources[0].full_url.len()
-                + 500
-                + 350 * i.sources.len().saturating_sub(1)
-        })
-        .sum();
-    items + 16 * 1024
 }
 
 /// One page of `$everything`: `count` items from `offset` (in the record's order), and the
@@ -413,20 +494,6 @@ impl Page {
 struct Link {
     relation: &'static str,
     url: String,
-}
-
-#[derive(serde::Serialize)]
-struct Bundle<'a> {
-    #[serde(rename = "resourceType")]
-    resource_type: &'static str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    timestamp: &'a str,
-    total: usize,
-    meta: Value,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    link: Vec<Link>,
-    entry: Vec<Entry<'a>>,
 }
 
 #[derive(serde::Serialize)]
@@ -471,7 +538,7 @@ pub(crate) fn decision_error(decision: &Decision) -> ApiError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use mcr_domain::{MergedRecord, NhsNumber};
 
@@ -601,5 +668,140 @@ mod tests {
             "Not shown: 12 Goal resources from Hertfordshire Community NHS Trust (this record has no section for them; ask Hertfordshire Community NHS Trust if you need them)."
         );
         assert_eq!(not_shown["expression"][0], "community");
+    }
+
+    /// A view of `n` items in each of two sections, from two sources.
+    pub(crate) fn view_of(n: usize) -> View {
+        let item = |section: mcr_domain::Section, i: usize| RecordItem {
+            section,
+            class: mcr_domain::DataClass::Results,
+            resource_type: "Observation".into(),
+            code: None,
+            display: format!("Result {i}"),
+            detail: None,
+            status: None,
+            date: None,
+            sources: ["gp", "acute"]
+                .iter()
+                .map(|s| mcr_domain::ItemSource {
+                    source: mcr_domain::SourceId::parse(s).unwrap_or_else(|_| unreachable!()),
+                    org_code: OdsCode::parse("A81001").unwrap_or_else(|_| unreachable!()),
+                    org_name: format!("{s} \"organisation\""),
+                    full_url: format!("https://{s}/Observation/{i}"),
+                    recorded: None,
+                })
+                .collect(),
+            discrepancy: None,
+            resource: mcr_domain::SourceJson::from_value(
+                &json!({"resourceType": "Observation", "id": i.to_string(), "note": [{"text": "é \u{2028} \\"}]}),
+            ),
+        };
+        View {
+            record: MergedRecord {
+                nhs_number: NhsNumber::parse("9434765919").unwrap_or_else(|_| unreachable!()),
+                patient: Some(json!({"resourceType": "Patient", "id": "p1"})),
+                patient_url: Some("https://gp/Patient/p1".into()),
+                sections: vec![
+                    (
+                        mcr_domain::Section::Problems,
+                        (0..n)
+                            .map(|i| item(mcr_domain::Section::Problems, i))
+                            .collect(),
+                    ),
+                    (mcr_domain::Section::Allergies, Vec::new()),
+                    (
+                        mcr_domain::Section::Results,
+                        (n..2 * n)
+                            .map(|i| item(mcr_domain::Section::Results, i))
+                            .collect(),
+                    ),
+                ],
+                sources: Vec::new(),
+                unavailable_sections: Vec::new(),
+                withheld: true,
+                demographics_differ: Vec::new(),
+                location_withheld: false,
+            },
+            basis: mcr_policy::Basis::LegalBasis {
+                relationship: mcr_policy::RelationshipKind::GpRegistration,
+            },
+            classes: Default::default(),
+            timings: Vec::new(),
+            phases: Vec::new(),
+            identity_warnings: Vec::new(),
+        }
+    }
+
+    /// Written a few bytes at a time, a Bundle (whole or one page) is byte for byte the one
+    /// written at once, and is the record: every item once, with its Provenance, in order.
+    #[test]
+    fn a_bundle_written_in_parts_is_the_bundle_written_whole() {
+        let view = view_of(7);
+        let now = mcr_domain::Clock::now(&mcr_domain::SystemClock);
+        let page = |offset, count| Page {
+            offset,
+            count,
+            url: "https://mcr/fhir/Patient/9434765919/$everything".into(),
+        };
+        for page in [
+            None,
+            Some(page(0, 5)),
+            Some(page(5, 5)),
+            Some(page(12, 5)),
+            Some(page(40, 5)),
+            Some(page(3, 0)),
+        ] {
+            let whole = everything(&view, now, page.as_ref()).unwrap_or_default();
+            for part in [1, 300, 4096] {
+                let mut writer = BundleWriter::new(&view, now, page.clone());
+                let mut parts = Vec::new();
+                let mut calls = 0;
+                loop {
+                    let mut out = Vec::new();
+                    let done = writer.write(&view, &mut out, part).unwrap_or(true);
+                    parts.extend_from_slice(&out);
+                    calls += 1;
+                    if done || calls > 1_000 {
+                        break;
+                    }
+                }
+                assert_eq!(
+                    String::from_utf8_lossy(&parts),
+                    String::from_utf8_lossy(&whole),
+                    "{page:?} in parts of {part} bytes"
+                );
+                if part == 1 {
+                    let (offset, count) = page.as_ref().map_or((0, 14), |p| (p.offset, p.count));
+                    let items = (offset + count).min(14).saturating_sub(offset);
+                    assert_eq!(calls, items + 2, "the head, each item, then the outcome");
+                }
+            }
+            let bundle: Value = serde_json::from_slice(&whole).unwrap_or_default();
+            let entries = bundle["entry"].as_array().cloned().unwrap_or_default();
+            let (offset, count) = page.as_ref().map_or((0, 14), |p| (p.offset, p.count));
+            let ids: Vec<&str> = entries
+                .iter()
+                .filter(|e| e["resource"]["resourceType"] == "Observation")
+                .filter_map(|e| e["resource"]["id"].as_str())
+                .collect();
+            let expected: Vec<String> = (offset.min(14)..(offset + count).min(14))
+                .map(|i| i.to_string())
+                .collect();
+            assert_eq!(ids, expected, "{page:?}");
+            assert_eq!(bundle["total"], 14);
+            assert_eq!(
+                entries.first().map(|e| &e["resource"]["resourceType"]),
+                Some(&json!("Patient"))
+            );
+            assert_eq!(
+                entries.last().map(|e| &e["resource"]["resourceType"]),
+                Some(&json!("OperationOutcome"))
+            );
+            let provenances = entries
+                .iter()
+                .filter(|e| e["resource"]["resourceType"] == "Provenance")
+                .count();
+            assert_eq!(provenances, ids.len(), "one Provenance per item");
+        }
     }
 }

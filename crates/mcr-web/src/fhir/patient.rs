@@ -261,26 +261,68 @@ pub(crate) async fn operation(
         ViewOutcome::Record(pending) => pending,
         ViewOutcome::NotPermitted(decision) => return Err(bundle::decision_error(&decision)),
     };
-    // Encoded while the audit record commits; sent only once it has.
+    // The Bundle's first part is encoded while the audit record commits; nothing is sent
+    // until it has.
     let encoding = std::time::Instant::now();
-    let body = bundle::everything(pending.view(), now, page.as_ref());
+    let mut writer = bundle::BundleWriter::new(pending.view(), now, page);
+    let mut first = Vec::new();
+    let whole = writer.write(pending.view(), &mut first, AHEAD_BYTES);
     let encode_ms = encoding.elapsed().as_secs_f64() * 1000.0;
     let view = pending.committed().await?;
-    let body = body.map_err(|_| encode_failed())?;
-    let mut response = (
-        StatusCode::OK,
-        [(axum::http::header::CONTENT_TYPE, mcr_fhir::FHIR_JSON)],
-        body,
-    )
-        .into_response();
+    let whole = whole.map_err(|_| encode_failed())?;
     let mut phases = Vec::with_capacity(view.phases.len() + 2);
     if let Some(ms) = request_ms {
         phases.push(("request", ms));
     }
     phases.extend(view.phases.iter().cloned());
     phases.push(("encode", encode_ms));
-    crate::ops::server_timing(&mut response, &view.timings, &phases, started);
+    let timings = view.timings.clone();
+    let body = if whole {
+        axum::body::Body::from(first)
+    } else {
+        axum::body::Body::from_stream(rest_of(writer, view, first))
+    };
+    let mut response = (
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, mcr_fhir::FHIR_JSON)],
+        body,
+    )
+        .into_response();
+    crate::ops::server_timing(&mut response, &timings, &phases, started);
     Ok(response)
+}
+
+/// How much of a Bundle is encoded while its audit record commits: an ordinary record's
+/// (a few hundred KiB) whole, sent as one body with its length; of a larger one, the first
+/// part, and the rest as the connection takes it, so the record is never held beside its
+/// whole encoding (a 15,000-item record's Bundle is about 20 MiB).
+const AHEAD_BYTES: usize = 4 << 20;
+/// About how much of the rest of a Bundle each part of the body holds.
+const PART_BYTES: usize = 256 << 10;
+
+/// A Bundle's body after its audit record is committed: `first` (encoded meanwhile), then
+/// the rest a part at a time, each encoded when the connection is ready for it. An encoding
+/// error ends the body there, so the client sees a broken answer, never a short Bundle that
+/// looks whole (it cannot happen: the record is checked JSON and strings).
+fn rest_of(
+    writer: bundle::BundleWriter,
+    view: Box<mcr_gateway::View>,
+    first: Vec<u8>,
+) -> impl futures::Stream<Item = Result<axum::body::Bytes, serde_json::Error>> {
+    futures::stream::unfold(Some((writer, view, Some(first))), |state| async move {
+        let (mut writer, view, first) = state?;
+        if let Some(first) = first {
+            return Some((Ok(first.into()), Some((writer, view, None))));
+        }
+        let mut part = Vec::with_capacity(PART_BYTES + PART_BYTES / 4);
+        match writer.write(&view, &mut part, PART_BYTES) {
+            Ok(done) => Some((Ok(part.into()), (!done).then_some((writer, view, None)))),
+            Err(e) => {
+                tracing::error!(error = %e, "the record could not be encoded: its answer is cut short");
+                Some((Err(e), None))
+            }
+        }
+    })
 }
 
 fn encode_failed() -> ApiError {
@@ -290,4 +332,36 @@ fn encode_failed() -> ApiError {
         "encode-failed",
         "The record could not be encoded.",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    /// A Bundle sent in parts after its first: the body is the Bundle written whole, and comes
+    /// a part at a time.
+    #[tokio::test]
+    async fn a_large_bundle_is_sent_a_part_at_a_time_and_whole() {
+        let view = bundle::tests::view_of(400);
+        let now = mcr_domain::Clock::now(&mcr_domain::SystemClock);
+        let whole = bundle::everything(&view, now, None).unwrap_or_default();
+        let mut writer = bundle::BundleWriter::new(&view, now, None);
+        let mut first = Vec::new();
+        let done = writer.write(&view, &mut first, 1024).unwrap_or(true);
+        assert!(
+            !done && first.len() < whole.len(),
+            "more than the first part"
+        );
+        let parts: Vec<axum::body::Bytes> = rest_of(writer, Box::new(view), first)
+            .map(|p| p.unwrap_or_default())
+            .collect()
+            .await;
+        assert!(parts.len() > 2, "{} parts", parts.len());
+        assert!(parts
+            .iter()
+            .skip(1)
+            .all(|p| p.len() < PART_BYTES + PART_BYTES / 4));
+        assert_eq!(parts.concat(), whole);
+    }
 }

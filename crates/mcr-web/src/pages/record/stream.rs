@@ -230,7 +230,7 @@ async fn write(
         let html = match arrival {
             Arrival::Sections { sections, record } => page.take(&nhs, sections, record, &filter),
             Arrival::Complete { view, audited } => {
-                let mut html = page.close(&view, &filter, audited.is_err());
+                let mut html = page.close(*view, &filter, audited.is_err());
                 html.push_str("</div>");
                 html.push_str(&tail);
                 let html = neutralise_bidi_part(html, &mut said);
@@ -259,14 +259,17 @@ async fn write(
 /// What has been sent so far.
 #[derive(Default)]
 struct Sent {
-    /// The settled sections' items, and each answered source's status.
+    /// The settled sections' items that a part still to send shows, and each answered
+    /// source's status.
     so_far: Option<MergedRecord>,
     /// Sections every source that may hold them has answered for.
     settled: BTreeSet<Section>,
     /// How many of `SLOTS` have been sent.
     next: usize,
-    /// Items of each section when it was sent.
-    counts: BTreeMap<Section, usize>,
+    /// Sections shown in a part already sent.
+    sent: BTreeSet<Section>,
+    /// What the glance counts of the items let go once every part showing them was sent.
+    glanced: BTreeMap<Section, usize>,
 }
 
 impl Sent {
@@ -303,31 +306,69 @@ impl Sent {
             if !slot.sections().iter().all(|s| self.settled.contains(s)) {
                 break;
             }
-            for s in slot.sections() {
-                self.counts.insert(*s, so_far.items(*s).len());
-            }
             html.push_str(&render_part(nhs, failed(so_far), slot.part(so_far, filter)));
+            self.sent.extend(slot.sections());
             self.next += 1;
+            // Items no part still to send shows are let go; the glance's count of them is kept.
+            for s in slot.sections() {
+                if SLOTS[self.next..]
+                    .iter()
+                    .any(|later| later.sections().contains(s))
+                {
+                    continue;
+                }
+                if let Some((_, items)) = so_far.sections.iter_mut().find(|(at, _)| at == s) {
+                    let items = std::mem::take(items);
+                    *self.glanced.entry(*s).or_default() += summary::glance_count(*s, &items);
+                }
+            }
         }
         html
     }
 
     /// The close: the banner and warnings from the whole view, each part not sent yet, and
-    /// for each part already sent, what reached it afterwards.
-    fn close(&self, view: &mcr_gateway::View, filter: &Filter, audit_failed: bool) -> String {
-        let r = &view.record;
-        let mut page = record_page(view, filter);
-        page.audit_failed = audit_failed;
-        for (s, sent) in &self.counts {
-            let now = r.items(*s).len();
-            if now > *sent {
-                let more = now - sent;
-                page.late.push(format!(
+    /// for each part already sent, what reached it afterwards. The whole view's sections hold
+    /// only what was not handed over in a part ([`Arrival::Complete`]).
+    fn close(
+        &mut self,
+        mut view: mcr_gateway::View,
+        filter: &Filter,
+        audit_failed: bool,
+    ) -> String {
+        let mut late = Vec::new();
+        for s in &self.sent {
+            let more = view.record.items(*s).len();
+            if more > 0 {
+                late.push(format!(
                     "{more} more {} of {} arrived after that part of the page was shown: reload the page to see them.",
                     if more == 1 { "item" } else { "items" },
                     s.title()
                 ));
             }
+        }
+        // The record as the page holds it for the parts not sent yet: what was handed over,
+        // with what came after, newest first as the merge orders them.
+        if let Some(so_far) = self.so_far.take() {
+            for (s, mut items) in so_far.sections {
+                if items.is_empty() {
+                    continue;
+                }
+                if let Some((_, after)) = view.record.sections.iter_mut().find(|(at, _)| *at == s) {
+                    let more = !after.is_empty();
+                    items.append(after);
+                    if more {
+                        items.sort_by(|a, b| b.date.cmp(&a.date));
+                    }
+                    *after = items;
+                }
+            }
+        }
+        let r = &view.record;
+        let mut page = record_page(&view, filter);
+        page.audit_failed = audit_failed;
+        page.late = late;
+        for g in &mut page.glance {
+            g.count += self.glanced.get(&g.section).copied().unwrap_or(0);
         }
         let mut html = page.render().unwrap_or_else(|e| {
             tracing::error!(error = %e, "template failed to render");
@@ -423,9 +464,10 @@ mod tests {
             "the summary and the eight tables above the results"
         );
 
-        // The whole view: one more problem than was sent; the rest of the page follows.
+        // The whole view: it holds only what no part was handed (one problem that came after
+        // the problems were sent); the rest of the page follows.
         let view = mcr_gateway::View {
-            record: record(3),
+            record: record(1),
             basis: mcr_policy::Basis::LegalBasis {
                 relationship: mcr_policy::RelationshipKind::GpRegistration,
             },
@@ -434,7 +476,7 @@ mod tests {
             phases: Vec::new(),
             identity_warnings: Vec::new(),
         };
-        let close = sent.close(&view, &filter, true);
+        let close = sent.close(view, &filter, true);
         assert!(
             close.contains("1 more item of Problems and diagnoses arrived after that part of the page was shown"),
             "{close}"
@@ -449,6 +491,81 @@ mod tests {
         assert!(
             close.contains("End of the record: some items arrived after their part"),
             "the last line says the record is not whole as shown"
+        );
+    }
+
+    /// The items of a part are let go once every part showing them is sent; the glance at the
+    /// end still counts them, and what came after.
+    #[test]
+    fn items_sent_are_let_go_and_still_counted_in_the_glance() {
+        let filter = Filter::default();
+        let mut sent = Sent::default();
+        let mut record = record(2);
+        let results = (0..4)
+            .map(|i| {
+                dated(
+                    Section::Results,
+                    &format!("HbA1c {i}"),
+                    "2026-01-01",
+                    "final",
+                )
+            })
+            .collect();
+        if let Some((_, items)) = record
+            .sections
+            .iter_mut()
+            .find(|(s, _)| *s == Section::Results)
+        {
+            *items = results;
+        }
+        let html = sent.take(
+            "9434765919",
+            Section::ALL.iter().copied().collect(),
+            record,
+            &filter,
+        );
+        assert!(
+            html.contains("HbA1c 3") && html.contains("Problem 1"),
+            "{html}"
+        );
+        assert_eq!(sent.next, SLOTS.len(), "every part sent");
+        let held: usize = sent
+            .so_far
+            .as_ref()
+            .map_or(0, |r| r.sections.iter().map(|(_, items)| items.len()).sum());
+        assert_eq!(held, 0, "no item is held once its parts are sent");
+        assert_eq!(sent.glanced.get(&Section::Results), Some(&4));
+
+        // One more result came after the results were sent.
+        let mut whole = super::super::fixtures::record_with(vec![(
+            Section::Results,
+            vec![dated(Section::Results, "HbA1c late", "2026-02-01", "final")],
+        )]);
+        whole.sources = Vec::new();
+        let view = mcr_gateway::View {
+            record: whole,
+            basis: mcr_policy::Basis::LegalBasis {
+                relationship: mcr_policy::RelationshipKind::GpRegistration,
+            },
+            classes: Default::default(),
+            timings: Vec::new(),
+            phases: Vec::new(),
+            identity_warnings: Vec::new(),
+        };
+        let close = sent.close(view, &filter, false);
+        assert!(
+            close.contains("Results: 5"),
+            "the glance counts all five: {close}"
+        );
+        assert!(
+            close.contains(
+                "1 more item of Observations and results arrived after that part of the page was shown"
+            ),
+            "{close}"
+        );
+        assert!(
+            !close.contains("id=\"results\""),
+            "a part is never sent twice"
         );
     }
 }

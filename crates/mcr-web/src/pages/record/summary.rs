@@ -25,6 +25,7 @@ pub(crate) struct SummaryBox {
 /// Another area of the record, counted in the summary with a link to it.
 pub(crate) struct Glance {
     pub label: &'static str,
+    pub section: Section,
     pub count: usize,
     pub href: &'static str,
 }
@@ -65,21 +66,6 @@ fn summary_box(
         }
     }
     b
-}
-
-/// How many items of section `s` that `keep` selects, or `None` when the role may not see it.
-fn glance(
-    record: &MergedRecord,
-    label: &'static str,
-    s: Section,
-    href: &'static str,
-    keep: impl Fn(&RecordItem) -> bool,
-) -> Option<Glance> {
-    (!record.unavailable_sections.contains(&s)).then(|| Glance {
-        label,
-        count: record.items(s).iter().filter(|i| keep(i)).count(),
-        href,
-    })
 }
 
 /// The summary's boxes, in the page's order.
@@ -151,37 +137,75 @@ pub(super) fn boxes(r: &MergedRecord) -> Vec<SummaryBox> {
     ]
 }
 
+/// An area of the record the glance counts.
+struct Area {
+    label: &'static str,
+    section: Section,
+    href: &'static str,
+    /// Which of its items count.
+    counts: fn(&RecordItem) -> bool,
+}
+
+const fn area(
+    label: &'static str,
+    section: Section,
+    href: &'static str,
+    counts: fn(&RecordItem) -> bool,
+) -> Area {
+    Area {
+        label,
+        section,
+        href,
+        counts,
+    }
+}
+
+/// The record's other areas the glance counts, in its order.
+const GLANCES: [Area; 7] = [
+    area(
+        "Upcoming appointments",
+        Section::Appointments,
+        "#appointments",
+        |i| has_status(i, &UPCOMING),
+    ),
+    area("Open referrals", Section::Referrals, "#referrals", |i| {
+        has_status(i, &OPEN_REFERRAL)
+    }),
+    area("Care team", Section::CareTeam, "#care-team", |i| {
+        !has_status(i, &ENDED)
+    }),
+    area(
+        "Immunisations",
+        Section::Immunisations,
+        "#immunisations",
+        |_| true,
+    ),
+    area("Procedures", Section::Procedures, "#procedures", |_| true),
+    area("Results", Section::Results, "#results", |_| true),
+    area("Documents", Section::Documents, "#documents", |_| true),
+];
+
 /// The record's other areas, counted (those the role may see).
 pub(super) fn glances(r: &MergedRecord) -> Vec<Glance> {
-    let all = |_: &RecordItem| true;
-    [
-        glance(
-            r,
-            "Upcoming appointments",
-            Section::Appointments,
-            "#appointments",
-            |i| has_status(i, &UPCOMING),
-        ),
-        glance(r, "Open referrals", Section::Referrals, "#referrals", |i| {
-            has_status(i, &OPEN_REFERRAL)
-        }),
-        glance(r, "Care team", Section::CareTeam, "#care-team", |i| {
-            !has_status(i, &ENDED)
-        }),
-        glance(
-            r,
-            "Immunisations",
-            Section::Immunisations,
-            "#immunisations",
-            all,
-        ),
-        glance(r, "Procedures", Section::Procedures, "#procedures", all),
-        glance(r, "Results", Section::Results, "#results", all),
-        glance(r, "Documents", Section::Documents, "#documents", all),
-    ]
-    .into_iter()
-    .flatten()
-    .collect()
+    GLANCES
+        .iter()
+        .filter(|a| !r.unavailable_sections.contains(&a.section))
+        .map(|a| Glance {
+            label: a.label,
+            section: a.section,
+            count: glance_count(a.section, r.items(a.section)),
+            href: a.href,
+        })
+        .collect()
+}
+
+/// How many of `items`, of section `s`, the glance counts (none when it does not count `s`).
+pub(super) fn glance_count(s: Section, items: &[RecordItem]) -> usize {
+    GLANCES
+        .iter()
+        .filter(|a| a.section == s)
+        .map(|a| items.iter().filter(|i| (a.counts)(i)).count())
+        .sum()
 }
 
 #[cfg(test)]
