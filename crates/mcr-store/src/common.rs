@@ -190,22 +190,81 @@ pub(crate) fn open_error(e: sqlx::Error) -> StoreError {
 pub(crate) trait Bind: Sized {
     fn text(self, v: impl Into<String>) -> Self;
     fn opt_text(self, v: Option<impl Into<String>>) -> Self;
+    fn int(self, v: i64) -> Self;
+    fn flag(self, v: bool) -> Self;
+    fn opt_date(self, v: Option<NaiveDate>) -> Self;
+
+    /// One [`Value`] of a [`Statement`].
+    fn value(self, v: &Value<'_>) -> Self {
+        match v {
+            Value::Text(t) => self.text(*t),
+            Value::OptText(t) => self.opt_text(*t),
+            Value::Int(i) => self.int(*i),
+            Value::Flag(b) => self.flag(*b),
+            Value::OptDate(d) => self.opt_date(*d),
+            Value::Owned(t) => self.text(t.as_str()),
+        }
+    }
 }
 
-impl<'q> Bind for sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
-    fn text(self, v: impl Into<String>) -> Self {
-        self.bind(v.into())
-    }
-    fn opt_text(self, v: Option<impl Into<String>>) -> Self {
-        self.bind(v.map(Into::into))
-    }
+macro_rules! bind_impl {
+    ($db:ty, $args:ty) => {
+        impl<'q> Bind for sqlx::query::Query<'q, $db, $args> {
+            fn text(self, v: impl Into<String>) -> Self {
+                self.bind(v.into())
+            }
+            fn opt_text(self, v: Option<impl Into<String>>) -> Self {
+                self.bind(v.map(Into::into))
+            }
+            fn int(self, v: i64) -> Self {
+                self.bind(v)
+            }
+            fn flag(self, v: bool) -> Self {
+                self.bind(v)
+            }
+            fn opt_date(self, v: Option<NaiveDate>) -> Self {
+                self.bind(v)
+            }
+        }
+    };
 }
 
-impl Bind for sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    fn text(self, v: impl Into<String>) -> Self {
-        self.bind(v.into())
+bind_impl!(sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>);
+bind_impl!(sqlx::Postgres, sqlx::postgres::PgArguments);
+
+/// A value of a [`Statement`], bound by [`Bind::value`].
+pub(crate) enum Value<'a> {
+    Text(&'a str),
+    OptText(Option<&'a str>),
+    Int(i64),
+    Flag(bool),
+    OptDate(Option<NaiveDate>),
+    /// Text made for the statement (e.g. a timestamp written by [`ts`]).
+    Owned(String),
+}
+
+/// One statement and its values, written once in a topic's file; a backend runs it with
+/// [`Statement::query`] on whichever connection and transaction it chooses.
+pub(crate) struct Statement<'a> {
+    pub sql: &'static str,
+    pub values: Vec<Value<'a>>,
+}
+
+impl<'a> Statement<'a> {
+    pub fn new(sql: &'static str, values: Vec<Value<'a>>) -> Self {
+        Self { sql, values }
     }
-    fn opt_text(self, v: Option<impl Into<String>>) -> Self {
-        self.bind(v.map(Into::into))
+
+    /// The statement with its values bound, for either backend (the executor it runs on says
+    /// which).
+    pub fn query<DB: sqlx::Database>(
+        &self,
+    ) -> sqlx::query::Query<'static, DB, DB::Arguments<'static>>
+    where
+        sqlx::query::Query<'static, DB, DB::Arguments<'static>>: Bind,
+    {
+        self.values
+            .iter()
+            .fold(sqlx::query(self.sql), |q, v| q.value(v))
     }
 }

@@ -130,3 +130,15 @@ pub(crate) const PATIENT_COLUMNS: &str =
     "nhs_number, family, given, birth_date, gender, postcode, gp_practice, updated_at";
 pub(crate) const LINK_COLUMNS: &str =
     "nhs_number, source, local_id, method, family, given, birth_date, postcode, linked_at";
+
+/// What writing a source link does to the record's link already there: the latest wins.
+pub(crate) const LINK_UPSERT: &str =
+    " ON CONFLICT (source, local_id) DO UPDATE SET nhs_number = excluded.nhs_number, \
+     method = excluded.method, family = excluded.family, given = excluded.given, \
+     birth_date = excluded.birth_date, postcode = excluded.postcode, \
+     linked_at = excluded.linked_at";
+
+/// What keeping an unmatched record does to one already kept: the latest reason wins.
+pub(crate) const UNMATCHED_UPSERT: &str =
+    " ON CONFLICT (source, local_id) DO UPDATE SET reason = excluded.reason, \
+     candidates = excluded.candidates, seen_at = excluded.seen_at";
