@@ -4,6 +4,7 @@ use crate::{Result, StoreError};
 use chrono::{DateTime, NaiveDate, Utc};
 use mcr_domain::{NhsNumber, SourceId};
 use sqlx::{ColumnIndex, Decode, Row, Type};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::Hash;
 
@@ -246,25 +247,26 @@ pub(crate) enum Value<'a> {
 /// One statement and its values, written once in a topic's file; a backend runs it with
 /// [`Statement::query`] on whichever connection and transaction it chooses.
 pub(crate) struct Statement<'a> {
-    pub sql: &'static str,
+    pub sql: Cow<'static, str>,
     pub values: Vec<Value<'a>>,
 }
 
 impl<'a> Statement<'a> {
-    pub fn new(sql: &'static str, values: Vec<Value<'a>>) -> Self {
-        Self { sql, values }
+    pub fn new(sql: impl Into<Cow<'static, str>>, values: Vec<Value<'a>>) -> Self {
+        Self {
+            sql: sql.into(),
+            values,
+        }
     }
 
     /// The statement with its values bound, for either backend (the executor it runs on says
     /// which).
-    pub fn query<DB: sqlx::Database>(
-        &self,
-    ) -> sqlx::query::Query<'static, DB, DB::Arguments<'static>>
+    pub fn query<'s, DB: sqlx::Database>(&'s self) -> sqlx::query::Query<'s, DB, DB::Arguments<'s>>
     where
-        sqlx::query::Query<'static, DB, DB::Arguments<'static>>: Bind,
+        sqlx::query::Query<'s, DB, DB::Arguments<'s>>: Bind,
     {
         self.values
             .iter()
-            .fold(sqlx::query(self.sql), |q, v| q.value(v))
+            .fold(sqlx::query(&self.sql), |q, v| q.value(v))
     }
 }

@@ -188,7 +188,7 @@ pub(crate) fn patients_after(after: Option<&NhsNumber>, limit: u32) -> Statement
         )
     });
     Statement::new(
-        &SQL,
+        SQL.as_str(),
         vec![
             Value::Text(after.map_or("", NhsNumber::as_str)),
             Value::Int(i64::from(limit)),
@@ -204,7 +204,7 @@ pub(crate) fn candidates() -> Statement<'static> {
              ORDER BY score DESC, source, local_id, nhs_number LIMIT {MATCH_LIST_MAX}"
         )
     });
-    Statement::new(&SQL, vec![])
+    Statement::new(SQL.as_str(), vec![])
 }
 
 /// Pairs awaiting review that name this patient.
@@ -215,7 +215,7 @@ pub(crate) fn candidates_for(nhs: &NhsNumber) -> Statement<'_> {
              ORDER BY source, local_id"
         )
     });
-    Statement::new(&SQL, vec![Value::Text(nhs.as_str())])
+    Statement::new(SQL.as_str(), vec![Value::Text(nhs.as_str())])
 }
 
 /// One source record's pairs awaiting review.
@@ -227,7 +227,7 @@ pub(crate) fn candidates_of<'a>(source: &'a SourceId, local_id: &'a str) -> Stat
         )
     });
     Statement::new(
-        &SQL,
+        SQL.as_str(),
         vec![Value::Text(source.as_str()), Value::Text(local_id)],
     )
 }
@@ -239,7 +239,7 @@ pub(crate) fn decisions() -> Statement<'static> {
             "SELECT {DECISION_COLUMNS} FROM match_decision ORDER BY source, local_id, nhs_number"
         )
     });
-    Statement::new(&SQL, vec![])
+    Statement::new(SQL.as_str(), vec![])
 }
 
 /// What recording a decision writes, in order, before its audit record (all in one
@@ -273,7 +273,7 @@ pub(crate) fn decision_writes<'a>(
         ]
     };
     let mut writes = vec![Statement::new(
-        &DECISION,
+        DECISION.as_str(),
         vec![
             Value::Text(d.source.as_str()),
             Value::Text(&d.local_id),
@@ -290,7 +290,7 @@ pub(crate) fn decision_writes<'a>(
                 record(),
             ),
             Statement::new(
-                &LINK,
+                LINK.as_str(),
                 vec![
                     Value::Text(l.nhs_number.as_str()),
                     Value::Text(l.source.as_str()),

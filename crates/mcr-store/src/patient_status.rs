@@ -111,7 +111,7 @@ pub(crate) fn put_status(r: &PatientStatusRow) -> Statement<'_> {
         format!("INSERT INTO patient_status ({COLUMNS}) VALUES ($1, $2, $3, $4, $5){UPSERT}")
     });
     Statement::new(
-        &SQL,
+        SQL.as_str(),
         vec![
             Value::Text(r.nhs_number.as_str()),
             Value::Flag(r.restricted),
@@ -126,5 +126,5 @@ pub(crate) fn put_status(r: &PatientStatusRow) -> Statement<'_> {
 pub(crate) fn status_of(nhs: &NhsNumber) -> Statement<'_> {
     static SQL: LazyLock<String> =
         LazyLock::new(|| format!("SELECT {COLUMNS} FROM patient_status WHERE nhs_number = $1"));
-    Statement::new(&SQL, vec![Value::Text(nhs.as_str())])
+    Statement::new(SQL.as_str(), vec![Value::Text(nhs.as_str())])
 }
