@@ -210,7 +210,11 @@ pub(crate) trait Bind: Sized {
 
 macro_rules! bind_impl {
     ($db:ty, $args:ty) => {
-        impl<'q> Bind for sqlx::query::Query<'q, $db, $args> {
+        bind_impl!($db, $args, sqlx::query::Query<'q, $db, $args>,);
+        bind_impl!($db, $args, sqlx::query::QueryAs<'q, $db, O, $args>, O);
+    };
+    ($db:ty, $args:ty, $query:ty, $($o:ident)?) => {
+        impl<'q, $($o)?> Bind for $query {
             fn text(self, v: impl Into<String>) -> Self {
                 self.bind(v.into())
             }
@@ -257,6 +261,19 @@ impl<'a> Statement<'a> {
             sql: sql.into(),
             values,
         }
+    }
+
+    /// The statement with its values bound, its rows read as `O`.
+    pub fn query_as<'s, DB: sqlx::Database, O>(
+        &'s self,
+    ) -> sqlx::query::QueryAs<'s, DB, O, DB::Arguments<'s>>
+    where
+        O: for<'r> sqlx::FromRow<'r, DB::Row>,
+        sqlx::query::QueryAs<'s, DB, O, DB::Arguments<'s>>: Bind,
+    {
+        self.values
+            .iter()
+            .fold(sqlx::query_as(&self.sql), |q, v| q.value(v))
     }
 
     /// The statement with its values bound, for either backend (the executor it runs on says
