@@ -30,12 +30,13 @@
 //! objection recorded on the merged person while merged. Both are written in one transaction
 //! with their audit record.
 
-use crate::common::{get, parse_nhs, parse_ts};
+use crate::common::{get, parse_nhs, parse_ts, Statement, Value};
 use crate::{AuditAppend, AuditRow, IndexedPatient, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use mcr_domain::NhsNumber;
 use sqlx::{ColumnIndex, Decode, Row, Type};
+use std::sync::LazyLock;
 
 /// A merge to make.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,6 +188,43 @@ pub(crate) const SURVIVOR_OF: &str =
 /// each batch of patients, in the batch's transaction.
 pub(crate) const DROP_RETIRED_PATIENTS: &str =
     "DELETE FROM patient WHERE nhs_number IN (SELECT retired FROM patient_merge WHERE undone_at IS NULL)";
+
+/// The latest merges first, at most [`MERGE_LIST_MAX`].
+pub(crate) fn merges() -> Statement<'static> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!("SELECT {MERGE_COLUMNS} FROM patient_merge ORDER BY id DESC LIMIT {MERGE_LIST_MAX}")
+    });
+    Statement::new(SQL.as_str(), vec![])
+}
+
+/// One merge by its id.
+pub(crate) fn merge_by_id(id: i64) -> Statement<'static> {
+    static SQL: LazyLock<String> =
+        LazyLock::new(|| format!("SELECT {MERGE_COLUMNS} FROM patient_merge WHERE id = $1"));
+    Statement::new(SQL.as_str(), vec![Value::Int(id)])
+}
+
+/// One merge by its id, its row locked until the transaction ends, for an unmerge on
+/// PostgreSQL (SQLite's `BEGIN IMMEDIATE` holds the whole file already, and has no
+/// `FOR UPDATE`).
+pub(crate) fn merge_for_update(id: i64) -> Statement<'static> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!("SELECT {MERGE_COLUMNS} FROM patient_merge WHERE id = $1 FOR UPDATE")
+    });
+    Statement::new(SQL.as_str(), vec![Value::Int(id)])
+}
+
+/// The standing merge that retired this number.
+pub(crate) fn merged_into(retired: &NhsNumber) -> Statement<'_> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!("SELECT {MERGE_COLUMNS} FROM patient_merge WHERE retired = $1 AND {STANDING}")
+    });
+    Statement::new(SQL.as_str(), vec![Value::Text(retired.as_str())])
+}
+
+/// Every standing merge as (retired, survivor), read with [`redirects_from`].
+pub(crate) const REDIRECTS: &str =
+    "SELECT retired, survivor FROM patient_merge WHERE undone_at IS NULL ORDER BY id";
 
 fn count<'r, R>(row: &'r R, column: &str) -> Result<u64>
 where

@@ -4,9 +4,9 @@
 use super::audit::append_audit_in_tx;
 use super::PostgresStore;
 use crate::patient_merge::{
-    merge_from_row, merge_steps, unmerge_steps, MergeAudit, MergeCounts, MergeOutcome,
-    MergeRequest, MergeRow, MergeStore, UnmergeCounts, UnmergeRequest, MERGE_COLUMNS,
-    MERGE_LIST_MAX,
+    merge_by_id, merge_for_update, merge_from_row, merge_steps, merged_into, merges,
+    redirects_from, unmerge_steps, MergeAudit, MergeCounts, MergeOutcome, MergeRequest, MergeRow,
+    MergeStore, UnmergeCounts, UnmergeRequest, REDIRECTS,
 };
 use crate::{ChainFn, Result};
 use async_trait::async_trait;
@@ -46,12 +46,10 @@ impl MergeStore for PostgresStore {
     ) -> Result<MergeOutcome<MergeRow>> {
         let mut tx = self.pool.begin().await?;
         take_merge_lock(&mut tx).await?;
-        let merge = match sqlx::query(&format!(
-            "SELECT {MERGE_COLUMNS} FROM patient_merge WHERE id = $1 FOR UPDATE"
-        ))
-        .bind(request.merge_id)
-        .fetch_optional(&mut *tx)
-        .await?
+        let merge = match merge_for_update(request.merge_id)
+            .query()
+            .fetch_optional(&mut *tx)
+            .await?
         {
             Some(r) => merge_from_row(&r)?,
             None => return Ok(MergeOutcome::Refused("There is no such merge.".into())),
@@ -72,47 +70,38 @@ impl MergeStore for PostgresStore {
     }
 
     async fn merges(&self) -> Result<Vec<MergeRow>> {
-        sqlx::query(&format!(
-            "SELECT {MERGE_COLUMNS} FROM patient_merge ORDER BY id DESC LIMIT {MERGE_LIST_MAX}"
-        ))
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(merge_from_row)
-        .collect()
+        merges()
+            .query()
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(merge_from_row)
+            .collect()
     }
 
     async fn merge(&self, id: i64) -> Result<Option<MergeRow>> {
-        sqlx::query(&format!(
-            "SELECT {MERGE_COLUMNS} FROM patient_merge WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(merge_from_row)
-        .transpose()
+        merge_by_id(id)
+            .query()
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(merge_from_row)
+            .transpose()
     }
 
     async fn merged_into(&self, retired: &NhsNumber) -> Result<Option<MergeRow>> {
-        sqlx::query(&format!(
-            "SELECT {MERGE_COLUMNS} FROM patient_merge WHERE retired = $1 AND undone_at IS NULL"
-        ))
-        .bind(retired.as_str())
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(merge_from_row)
-        .transpose()
+        merged_into(retired)
+            .query()
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(merge_from_row)
+            .transpose()
     }
 
     async fn merge_redirects(&self) -> Result<Vec<(NhsNumber, NhsNumber)>> {
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT retired, survivor FROM patient_merge WHERE undone_at IS NULL ORDER BY id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        crate::patient_merge::redirects_from(rows)
+        let rows: Vec<(String, String)> = sqlx::query_as(REDIRECTS).fetch_all(&self.pool).await?;
+        redirects_from(rows)
     }
 }
 
@@ -129,11 +118,6 @@ async fn take_merge_lock(tx: &mut sqlx::PgConnection) -> Result<()> {
 }
 
 async fn read_merge(tx: &mut sqlx::PgConnection, id: i64) -> Result<MergeRow> {
-    let row = sqlx::query(&format!(
-        "SELECT {MERGE_COLUMNS} FROM patient_merge WHERE id = $1"
-    ))
-    .bind(id)
-    .fetch_one(&mut *tx)
-    .await?;
+    let row = merge_by_id(id).query().fetch_one(&mut *tx).await?;
     merge_from_row(&row)
 }
