@@ -192,6 +192,7 @@ pub(crate) trait Bind: Sized {
     fn text(self, v: impl Into<String>) -> Self;
     fn opt_text(self, v: Option<impl Into<String>>) -> Self;
     fn int(self, v: i64) -> Self;
+    fn real(self, v: f64) -> Self;
     fn flag(self, v: bool) -> Self;
     fn opt_date(self, v: Option<NaiveDate>) -> Self;
 
@@ -201,6 +202,7 @@ pub(crate) trait Bind: Sized {
             Value::Text(t) => self.text(*t),
             Value::OptText(t) => self.opt_text(*t),
             Value::Int(i) => self.int(*i),
+            Value::Real(r) => self.real(*r),
             Value::Flag(b) => self.flag(*b),
             Value::OptDate(d) => self.opt_date(*d),
             Value::Owned(t) => self.text(t.as_str()),
@@ -224,6 +226,9 @@ macro_rules! bind_impl {
             fn int(self, v: i64) -> Self {
                 self.bind(v)
             }
+            fn real(self, v: f64) -> Self {
+                self.bind(v)
+            }
             fn flag(self, v: bool) -> Self {
                 self.bind(v)
             }
@@ -242,6 +247,7 @@ pub(crate) enum Value<'a> {
     Text(&'a str),
     OptText(Option<&'a str>),
     Int(i64),
+    Real(f64),
     Flag(bool),
     OptDate(Option<NaiveDate>),
     /// Text made for the statement (e.g. a timestamp written by [`ts`]).
