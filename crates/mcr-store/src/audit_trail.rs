@@ -168,9 +168,6 @@ pub(crate) fn add_checkpoint(cp: &AuditCheckpoint) -> Statement<'_> {
 pub(crate) const CHECKPOINTS: &str =
     "SELECT seq, hash, at, public_key, signature FROM audit_checkpoint ORDER BY seq";
 
-/// The last record's sequence number and hash.
-pub(crate) const HEAD: &str = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1";
-
 /// The rows of a query built by [`push_query`], oldest first when it pages forward.
 pub(crate) fn query_rows<R>(q: &AuditQuery, rows: &[R]) -> Result<Vec<AuditRow>>
 where

@@ -1,9 +1,10 @@
 //! The audit trail's searches and signed checkpoints on PostgreSQL.
 
 use super::PostgresStore;
+use crate::audit::AUDIT_HEAD;
 use crate::audit_trail::{
     add_checkpoint, checkpoint_from, push_query, query_rows, AuditCheckpoint, AuditQuery,
-    AuditTrailStore, QueryDialect, CHECKPOINTS, HEAD,
+    AuditTrailStore, QueryDialect, CHECKPOINTS,
 };
 use crate::{AuditRow, Result};
 use async_trait::async_trait;
@@ -22,7 +23,9 @@ impl AuditTrailStore for PostgresStore {
     }
 
     async fn audit_head(&self) -> Result<Option<(i64, String)>> {
-        Ok(sqlx::query_as(HEAD).fetch_optional(&self.pool).await?)
+        Ok(sqlx::query_as(AUDIT_HEAD)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRow>> {

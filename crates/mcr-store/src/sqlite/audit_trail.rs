@@ -1,9 +1,10 @@
 //! The audit trail's searches and signed checkpoints on SQLite.
 
 use super::{SqliteStore, IMMEDIATE};
+use crate::audit::AUDIT_HEAD;
 use crate::audit_trail::{
     add_checkpoint, checkpoint_from, push_query, query_rows, AuditCheckpoint, AuditQuery,
-    AuditTrailStore, QueryDialect, CHECKPOINTS, HEAD,
+    AuditTrailStore, QueryDialect, CHECKPOINTS,
 };
 use crate::{AuditRow, Result};
 use async_trait::async_trait;
@@ -25,7 +26,9 @@ impl AuditTrailStore for SqliteStore {
     }
 
     async fn audit_head(&self) -> Result<Option<(i64, String)>> {
-        Ok(sqlx::query_as(HEAD).fetch_optional(&self.read).await?)
+        Ok(sqlx::query_as(AUDIT_HEAD)
+            .fetch_optional(&self.read)
+            .await?)
     }
 
     async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRow>> {
