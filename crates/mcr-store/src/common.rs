@@ -269,6 +269,49 @@ impl<'a> Statement<'a> {
         }
     }
 
+    /// Runs the statement on `e` (a pool or a connection of either backend): its rows, each
+    /// read with `read`.
+    pub async fn fetch_all<'s, 'e, 'c: 'e, DB, E, T>(
+        &'s self,
+        e: E,
+        read: impl Fn(&DB::Row) -> Result<T>,
+    ) -> Result<Vec<T>>
+    where
+        's: 'e,
+        DB: sqlx::Database,
+        E: 'e + sqlx::Executor<'c, Database = DB>,
+        sqlx::query::Query<'s, DB, DB::Arguments<'s>>: Bind,
+        DB::Arguments<'s>: sqlx::IntoArguments<'s, DB> + 'e,
+    {
+        self.query::<DB>()
+            .fetch_all(e)
+            .await?
+            .iter()
+            .map(read)
+            .collect()
+    }
+
+    /// Runs the statement on `e`: its one row, if any, read with `read`.
+    pub async fn fetch_optional<'s, 'e, 'c: 'e, DB, E, T>(
+        &'s self,
+        e: E,
+        read: impl Fn(&DB::Row) -> Result<T>,
+    ) -> Result<Option<T>>
+    where
+        's: 'e,
+        DB: sqlx::Database,
+        E: 'e + sqlx::Executor<'c, Database = DB>,
+        sqlx::query::Query<'s, DB, DB::Arguments<'s>>: Bind,
+        DB::Arguments<'s>: sqlx::IntoArguments<'s, DB> + 'e,
+    {
+        self.query::<DB>()
+            .fetch_optional(e)
+            .await?
+            .as_ref()
+            .map(read)
+            .transpose()
+    }
+
     /// The statement with its values bound, its rows read as `O`.
     pub fn query_as<'s, DB: sqlx::Database, O>(
         &'s self,

@@ -79,12 +79,8 @@ impl AuditStore for PostgresStore {
 
     async fn audit_rows(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditRow>> {
         audit_rows(after_seq, limit)
-            .query()
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(audit_from_row)
-            .collect()
+            .fetch_all(&self.pool, audit_from_row)
+            .await
     }
 
     async fn search_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>> {

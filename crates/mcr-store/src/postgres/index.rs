@@ -173,22 +173,12 @@ impl IndexStore for PostgresStore {
 
     async fn patient(&self, nhs: &NhsNumber) -> Result<Option<IndexedPatient>> {
         index::patient(nhs)
-            .query()
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(patient_from_row)
-            .transpose()
+            .fetch_optional(&self.pool, patient_from_row)
+            .await
     }
 
     async fn links(&self, nhs: &NhsNumber) -> Result<Vec<SourceLink>> {
-        index::links(nhs)
-            .query()
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(link_from_row)
-            .collect()
+        index::links(nhs).fetch_all(&self.pool, link_from_row).await
     }
 
     async fn link_for_local(
@@ -197,12 +187,8 @@ impl IndexStore for PostgresStore {
         local_id: &str,
     ) -> Result<Option<SourceLink>> {
         index::link_for_local(source, local_id)
-            .query()
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(link_from_row)
-            .transpose()
+            .fetch_optional(&self.pool, link_from_row)
+            .await
     }
 
     async fn search_patients(
@@ -214,12 +200,8 @@ impl IndexStore for PostgresStore {
             return Ok(Vec::new());
         };
         index::search(&q, limit, None)
-            .query()
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(patient_from_row)
-            .collect()
+            .fetch_all(&self.pool, patient_from_row)
+            .await
     }
 
     async fn record_unmatched(&self, record: &UnmatchedRecord) -> Result<()> {
@@ -240,22 +222,14 @@ impl IndexStore for PostgresStore {
 
     async fn unmatched(&self, source: Option<&SourceId>) -> Result<Vec<UnmatchedRecord>> {
         index::unmatched(source)
-            .query()
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(unmatched_from_row)
-            .collect()
+            .fetch_all(&self.pool, unmatched_from_row)
+            .await
     }
 
     async fn sync_watermark(&self, source: &SourceId) -> Result<Option<String>> {
         index::sync_watermark(source)
-            .query()
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(watermark_from_row)
-            .transpose()
+            .fetch_optional(&self.pool, watermark_from_row)
+            .await
     }
 
     async fn set_sync_watermark(&self, source: &SourceId, watermark: &str) -> Result<()> {

@@ -46,12 +46,8 @@ impl MatchStore for PostgresStore {
         limit: u32,
     ) -> Result<Vec<IndexedPatient>> {
         patients_after(after, limit)
-            .query()
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(patient_from_row)
-            .collect()
+            .fetch_all(&self.pool, patient_from_row)
+            .await
     }
 
     async fn patients_by_nhs(&self, nhs: &[NhsNumber]) -> Result<Vec<IndexedPatient>> {
@@ -117,23 +113,13 @@ impl MatchStore for PostgresStore {
     }
 
     async fn match_candidates(&self) -> Result<Vec<MatchCandidateRow>> {
-        candidates()
-            .query()
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(candidate_from_row)
-            .collect()
+        candidates().fetch_all(&self.pool, candidate_from_row).await
     }
 
     async fn match_candidates_for(&self, nhs: &NhsNumber) -> Result<Vec<MatchCandidateRow>> {
         candidates_for(nhs)
-            .query()
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(candidate_from_row)
-            .collect()
+            .fetch_all(&self.pool, candidate_from_row)
+            .await
     }
 
     async fn match_candidates_of(
@@ -142,22 +128,12 @@ impl MatchStore for PostgresStore {
         local_id: &str,
     ) -> Result<Vec<MatchCandidateRow>> {
         candidates_of(source, local_id)
-            .query()
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(candidate_from_row)
-            .collect()
+            .fetch_all(&self.pool, candidate_from_row)
+            .await
     }
 
     async fn match_decisions(&self) -> Result<Vec<MatchDecisionRow>> {
-        decisions()
-            .query()
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(decision_from_row)
-            .collect()
+        decisions().fetch_all(&self.pool, decision_from_row).await
     }
 
     async fn decide_match(

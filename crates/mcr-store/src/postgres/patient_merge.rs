@@ -70,33 +70,19 @@ impl MergeStore for PostgresStore {
     }
 
     async fn merges(&self) -> Result<Vec<MergeRow>> {
-        merges()
-            .query()
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(merge_from_row)
-            .collect()
+        merges().fetch_all(&self.pool, merge_from_row).await
     }
 
     async fn merge(&self, id: i64) -> Result<Option<MergeRow>> {
         merge_by_id(id)
-            .query()
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(merge_from_row)
-            .transpose()
+            .fetch_optional(&self.pool, merge_from_row)
+            .await
     }
 
     async fn merged_into(&self, retired: &NhsNumber) -> Result<Option<MergeRow>> {
         merged_into(retired)
-            .query()
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(merge_from_row)
-            .transpose()
+            .fetch_optional(&self.pool, merge_from_row)
+            .await
     }
 
     async fn merge_redirects(&self) -> Result<Vec<(NhsNumber, NhsNumber)>> {

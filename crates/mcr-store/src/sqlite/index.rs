@@ -93,22 +93,12 @@ impl IndexStore for SqliteStore {
 
     async fn patient(&self, nhs: &NhsNumber) -> Result<Option<IndexedPatient>> {
         index::patient(nhs)
-            .query()
-            .fetch_optional(&self.read)
-            .await?
-            .as_ref()
-            .map(patient_from_row)
-            .transpose()
+            .fetch_optional(&self.read, patient_from_row)
+            .await
     }
 
     async fn links(&self, nhs: &NhsNumber) -> Result<Vec<SourceLink>> {
-        index::links(nhs)
-            .query()
-            .fetch_all(&self.read)
-            .await?
-            .iter()
-            .map(link_from_row)
-            .collect()
+        index::links(nhs).fetch_all(&self.read, link_from_row).await
     }
 
     async fn link_for_local(
@@ -117,12 +107,8 @@ impl IndexStore for SqliteStore {
         local_id: &str,
     ) -> Result<Option<SourceLink>> {
         index::link_for_local(source, local_id)
-            .query()
-            .fetch_optional(&self.read)
-            .await?
-            .as_ref()
-            .map(link_from_row)
-            .transpose()
+            .fetch_optional(&self.read, link_from_row)
+            .await
     }
 
     async fn search_patients(
@@ -141,12 +127,8 @@ impl IndexStore for SqliteStore {
             "patient_family_given"
         };
         index::search(&q, limit, Some(index))
-            .query()
-            .fetch_all(&self.read)
-            .await?
-            .iter()
-            .map(patient_from_row)
-            .collect()
+            .fetch_all(&self.read, patient_from_row)
+            .await
     }
 
     async fn record_unmatched(&self, record: &UnmatchedRecord) -> Result<()> {
@@ -167,22 +149,14 @@ impl IndexStore for SqliteStore {
 
     async fn unmatched(&self, source: Option<&SourceId>) -> Result<Vec<UnmatchedRecord>> {
         index::unmatched(source)
-            .query()
-            .fetch_all(&self.read)
-            .await?
-            .iter()
-            .map(unmatched_from_row)
-            .collect()
+            .fetch_all(&self.read, unmatched_from_row)
+            .await
     }
 
     async fn sync_watermark(&self, source: &SourceId) -> Result<Option<String>> {
         index::sync_watermark(source)
-            .query()
-            .fetch_optional(&self.read)
-            .await?
-            .as_ref()
-            .map(watermark_from_row)
-            .transpose()
+            .fetch_optional(&self.read, watermark_from_row)
+            .await
     }
 
     async fn set_sync_watermark(&self, source: &SourceId, watermark: &str) -> Result<()> {

@@ -69,33 +69,19 @@ impl MergeStore for SqliteStore {
     }
 
     async fn merges(&self) -> Result<Vec<MergeRow>> {
-        merges()
-            .query()
-            .fetch_all(&self.read)
-            .await?
-            .iter()
-            .map(merge_from_row)
-            .collect()
+        merges().fetch_all(&self.read, merge_from_row).await
     }
 
     async fn merge(&self, id: i64) -> Result<Option<MergeRow>> {
         merge_by_id(id)
-            .query()
-            .fetch_optional(&self.read)
-            .await?
-            .as_ref()
-            .map(merge_from_row)
-            .transpose()
+            .fetch_optional(&self.read, merge_from_row)
+            .await
     }
 
     async fn merged_into(&self, retired: &NhsNumber) -> Result<Option<MergeRow>> {
         merged_into(retired)
-            .query()
-            .fetch_optional(&self.read)
-            .await?
-            .as_ref()
-            .map(merge_from_row)
-            .transpose()
+            .fetch_optional(&self.read, merge_from_row)
+            .await
     }
 
     async fn merge_redirects(&self) -> Result<Vec<(NhsNumber, NhsNumber)>> {

@@ -26,12 +26,8 @@ impl PatientStatusStore for SqliteStore {
 
     async fn patient_status(&self, nhs: &NhsNumber) -> Result<Option<PatientStatusRow>> {
         status_of(nhs)
-            .query()
-            .fetch_optional(&self.read)
-            .await?
-            .as_ref()
-            .map(status_from_row)
-            .transpose()
+            .fetch_optional(&self.read, status_from_row)
+            .await
     }
 
     async fn restricted_among(&self, nhs: &[NhsNumber]) -> Result<HashSet<NhsNumber>> {
