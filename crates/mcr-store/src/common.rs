@@ -206,6 +206,7 @@ pub(crate) trait Bind: Sized {
             Value::Flag(b) => self.flag(*b),
             Value::OptDate(d) => self.opt_date(*d),
             Value::Owned(t) => self.text(t.as_str()),
+            Value::OptOwned(t) => self.opt_text(t.as_deref()),
         }
     }
 }
@@ -252,6 +253,36 @@ pub(crate) enum Value<'a> {
     OptDate(Option<NaiveDate>),
     /// Text made for the statement (e.g. a timestamp written by [`ts`]).
     Owned(String),
+    OptOwned(Option<String>),
+}
+
+/// A statement's values gathered by a topic's binding function (`fn bind<Q: Bind>(q: Q, …)`),
+/// so a backend can hand the statement on whole (e.g. to run with its audit record).
+impl Bind for Statement<'_> {
+    fn text(mut self, v: impl Into<String>) -> Self {
+        self.values.push(Value::Owned(v.into()));
+        self
+    }
+    fn opt_text(mut self, v: Option<impl Into<String>>) -> Self {
+        self.values.push(Value::OptOwned(v.map(Into::into)));
+        self
+    }
+    fn int(mut self, v: i64) -> Self {
+        self.values.push(Value::Int(v));
+        self
+    }
+    fn real(mut self, v: f64) -> Self {
+        self.values.push(Value::Real(v));
+        self
+    }
+    fn flag(mut self, v: bool) -> Self {
+        self.values.push(Value::Flag(v));
+        self
+    }
+    fn opt_date(mut self, v: Option<NaiveDate>) -> Self {
+        self.values.push(Value::OptDate(v));
+        self
+    }
 }
 
 /// One statement and its values, written once in a topic's file; a backend runs it with
@@ -262,6 +293,11 @@ pub(crate) struct Statement<'a> {
 }
 
 impl<'a> Statement<'a> {
+    /// A statement whose values a binding function gives (see [`Bind`]).
+    pub fn sql(sql: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(sql, Vec::new())
+    }
+
     pub fn new(sql: impl Into<Cow<'static, str>>, values: Vec<Value<'a>>) -> Self {
         Self {
             sql: sql.into(),

@@ -2,7 +2,6 @@
 //! [`crate::match_review`] on the pool, and the batched reads and writes as arrays (`UNNEST`,
 //! `ANY`), one statement per batch where SQLite binds rows in chunks.
 
-use super::audit::append_audit_in_tx;
 use super::PostgresStore;
 use crate::common::{last_per_key, ts};
 use crate::index::{patient_from_row, PATIENT_COLUMNS, UNMATCHED_UPSERT};
@@ -144,13 +143,7 @@ impl MatchStore for PostgresStore {
         chain: &ChainFn,
     ) -> Result<AuditRow> {
         check_decision(d, link)?;
-        let mut tx = self.pool.begin().await?;
-        for write in decision_writes(d, link) {
-            write.query().execute(&mut *tx).await?;
-        }
-        let row = append_audit_in_tx(&mut tx, audit, chain).await?;
-        tx.commit().await?;
-        Ok(row)
+        self.audited(&decision_writes(d, link), audit, chain).await
     }
 
     async fn record_unmatched_batch(&self, records: &[UnmatchedRecord]) -> Result<()> {

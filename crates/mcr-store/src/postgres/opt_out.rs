@@ -1,7 +1,7 @@
 //! Opt-out requests and the decisions on them on PostgreSQL.
 
-use super::audit::append_audit_in_tx;
 use super::PostgresStore;
+use crate::common::{Statement, Value};
 use crate::opt_out::{
     decide_request, insert_request, list_limit, request_from_row, OptOutDecision, OptOutRequestRow,
     OptOutState, OptOutStore, BY_REFERENCE, COLUMNS, DECIDE_REQUEST, INSERT_REQUEST,
@@ -18,13 +18,8 @@ impl OptOutStore for PostgresStore {
         audit: &AuditAppend,
         chain: &ChainFn,
     ) -> Result<AuditRow> {
-        let mut tx = self.pool.begin().await?;
-        insert_request(sqlx::query(INSERT_REQUEST), r)
-            .execute(&mut *tx)
-            .await?;
-        let row = append_audit_in_tx(&mut tx, audit, chain).await?;
-        tx.commit().await?;
-        Ok(row)
+        let write = insert_request(Statement::sql(INSERT_REQUEST), r);
+        self.audited(&[write], audit, chain).await
     }
 
     async fn opt_out_requests(
@@ -48,13 +43,9 @@ impl OptOutStore for PostgresStore {
     }
 
     async fn opt_out_request(&self, reference: &str) -> Result<Option<OptOutRequestRow>> {
-        sqlx::query(BY_REFERENCE.as_str())
-            .bind(reference)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(request_from_row)
-            .transpose()
+        Statement::new(BY_REFERENCE.as_str(), vec![Value::Text(reference)])
+            .fetch_optional(&self.pool, request_from_row)
+            .await
     }
 
     async fn decide_opt_out_request(
@@ -63,15 +54,7 @@ impl OptOutStore for PostgresStore {
         audit: &AuditAppend,
         chain: &ChainFn,
     ) -> Result<Option<AuditRow>> {
-        let mut tx = self.pool.begin().await?;
-        let done = decide_request(sqlx::query(DECIDE_REQUEST), d)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() != 1 {
-            return Ok(None);
-        }
-        let row = append_audit_in_tx(&mut tx, audit, chain).await?;
-        tx.commit().await?;
-        Ok(Some(row))
+        let write = decide_request(Statement::sql(DECIDE_REQUEST), d);
+        self.audited_if_one(write, audit, chain).await
     }
 }

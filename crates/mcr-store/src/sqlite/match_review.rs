@@ -2,8 +2,7 @@
 //! the reader or the writer, and the batched reads and writes as rows bound in chunks (SQLite
 //! has no arrays; PostgreSQL binds a batch as arrays, one statement each).
 
-use super::audit::append_audit_in_tx;
-use super::{SqliteStore, IMMEDIATE};
+use super::SqliteStore;
 use crate::common::{last_per_key, ts};
 use crate::index::{patient_from_row, PATIENT_COLUMNS, UNMATCHED_UPSERT};
 use crate::match_review::{
@@ -157,14 +156,7 @@ impl MatchStore for SqliteStore {
         chain: &ChainFn,
     ) -> Result<AuditRow> {
         check_decision(d, link)?;
-        let (_one_chain, mut writer) = self.begin_append().await?;
-        let mut tx = sqlx::Connection::begin_with(&mut *writer, IMMEDIATE).await?;
-        for write in decision_writes(d, link) {
-            write.query().execute(&mut *tx).await?;
-        }
-        let row = append_audit_in_tx(&mut tx, audit, chain).await?;
-        tx.commit().await?;
-        Ok(row)
+        self.audited(&decision_writes(d, link), audit, chain).await
     }
 
     async fn record_unmatched_batch(&self, records: &[UnmatchedRecord]) -> Result<()> {

@@ -1,7 +1,7 @@
 //! Opt-out requests and the decisions on them on SQLite.
 
-use super::audit::append_audit_in_tx;
-use super::{SqliteStore, IMMEDIATE};
+use super::SqliteStore;
+use crate::common::{Statement, Value};
 use crate::opt_out::{
     decide_request, insert_request, list_limit, request_from_row, OptOutDecision, OptOutRequestRow,
     OptOutState, OptOutStore, BY_REFERENCE, COLUMNS, DECIDE_REQUEST, INSERT_REQUEST,
@@ -18,14 +18,8 @@ impl OptOutStore for SqliteStore {
         audit: &AuditAppend,
         chain: &ChainFn,
     ) -> Result<AuditRow> {
-        let (_one_chain, mut writer) = self.begin_append().await?;
-        let mut tx = sqlx::Connection::begin_with(&mut *writer, IMMEDIATE).await?;
-        insert_request(sqlx::query(INSERT_REQUEST), r)
-            .execute(&mut *tx)
-            .await?;
-        let row = append_audit_in_tx(&mut tx, audit, chain).await?;
-        tx.commit().await?;
-        Ok(row)
+        let write = insert_request(Statement::sql(INSERT_REQUEST), r);
+        self.audited(&[write], audit, chain).await
     }
 
     async fn opt_out_requests(
@@ -48,13 +42,9 @@ impl OptOutStore for SqliteStore {
     }
 
     async fn opt_out_request(&self, reference: &str) -> Result<Option<OptOutRequestRow>> {
-        sqlx::query(BY_REFERENCE.as_str())
-            .bind(reference)
-            .fetch_optional(&self.read)
-            .await?
-            .as_ref()
-            .map(request_from_row)
-            .transpose()
+        Statement::new(BY_REFERENCE.as_str(), vec![Value::Text(reference)])
+            .fetch_optional(&self.read, request_from_row)
+            .await
     }
 
     async fn decide_opt_out_request(
@@ -63,16 +53,7 @@ impl OptOutStore for SqliteStore {
         audit: &AuditAppend,
         chain: &ChainFn,
     ) -> Result<Option<AuditRow>> {
-        let (_one_chain, mut writer) = self.begin_append().await?;
-        let mut tx = sqlx::Connection::begin_with(&mut *writer, IMMEDIATE).await?;
-        let done = decide_request(sqlx::query(DECIDE_REQUEST), d)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() != 1 {
-            return Ok(None);
-        }
-        let row = append_audit_in_tx(&mut tx, audit, chain).await?;
-        tx.commit().await?;
-        Ok(Some(row))
+        let write = decide_request(Statement::sql(DECIDE_REQUEST), d);
+        self.audited_if_one(write, audit, chain).await
     }
 }
