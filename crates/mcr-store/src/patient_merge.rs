@@ -784,6 +784,53 @@ macro_rules! unmerge_steps {
 }
 pub(crate) use unmerge_steps;
 
+/// [`merge_steps`], then the merge read back: evaluates to `Result<MergeOutcome<MergeRow>>`;
+/// the caller commits on `Done` (and drops the transaction on a refusal).
+macro_rules! merge_in_tx {
+    ($tx:ident, $q:expr, $append:path, $req:expr, $audit:expr, $chain:expr) => {{
+        use $crate::patient_merge::{merge_by_id, merge_from_row, MergeOutcome};
+        match $crate::patient_merge::merge_steps!($tx, $q, $append, $req, $audit, $chain)? {
+            MergeOutcome::Done(id, row) => {
+                let merge = merge_by_id(id).query().fetch_one(&mut *$tx).await?;
+                Ok::<_, $crate::StoreError>(MergeOutcome::Done(merge_from_row(&merge)?, row))
+            }
+            MergeOutcome::Refused(why) => Ok(MergeOutcome::Refused(why)),
+        }
+    }};
+}
+pub(crate) use merge_in_tx;
+
+/// An unmerge in the backend's open transaction: the merge read with `$select` (the backend's
+/// [`merge_by_id`], or [`merge_for_update`]), refused when there is none or it is undone
+/// already, then [`unmerge_steps`] and the merge read back. Evaluates to
+/// `Result<MergeOutcome<MergeRow>>`; the caller commits on `Done`.
+macro_rules! unmerge_in_tx {
+    ($tx:ident, $q:expr, $append:path, $req:expr, $select:expr, $audit:expr, $chain:expr) => {{
+        use $crate::patient_merge::{merge_by_id, merge_from_row, MergeOutcome};
+        'unmerge: {
+            let merge = match $select.query().fetch_optional(&mut *$tx).await? {
+                Some(r) => merge_from_row(&r)?,
+                None => break 'unmerge Ok(MergeOutcome::Refused("There is no such merge.".into())),
+            };
+            if merge.undone.is_some() {
+                break 'unmerge Ok(MergeOutcome::Refused(
+                    "This merge has already been undone.".into(),
+                ));
+            }
+            match $crate::patient_merge::unmerge_steps!(
+                $tx, $q, $append, $req, &merge, $audit, $chain
+            )? {
+                MergeOutcome::Done(id, row) => {
+                    let merge = merge_by_id(id).query().fetch_one(&mut *$tx).await?;
+                    Ok::<_, $crate::StoreError>(MergeOutcome::Done(merge_from_row(&merge)?, row))
+                }
+                MergeOutcome::Refused(why) => Ok(MergeOutcome::Refused(why)),
+            }
+        }
+    }};
+}
+pub(crate) use unmerge_in_tx;
+
 /// Where a number's objection register stands: the latest opt-out or opt-back-in (`$1`).
 pub(crate) const STANDING_OBJECTION: &str =
     "SELECT state FROM objection WHERE nhs_number = $1 AND state IN ('active', 'withdrawn') \

@@ -4,8 +4,8 @@
 use super::audit::append_audit_in_tx;
 use super::PostgresStore;
 use crate::patient_merge::{
-    merge_by_id, merge_for_update, merge_from_row, merge_steps, merged_into, merges,
-    redirects_from, unmerge_steps, MergeAudit, MergeCounts, MergeOutcome, MergeRequest, MergeRow,
+    merge_by_id, merge_for_update, merge_from_row, merge_in_tx, merged_into, merges,
+    redirects_from, unmerge_in_tx, MergeAudit, MergeCounts, MergeOutcome, MergeRequest, MergeRow,
     MergeStore, UnmergeCounts, UnmergeRequest, REDIRECTS,
 };
 use crate::{ChainFn, Result};
@@ -28,14 +28,11 @@ impl MergeStore for PostgresStore {
         let mut tx = self.pool.begin().await?;
         // One merge at a time: the checks below hold until the commit.
         take_merge_lock(&mut tx).await?;
-        let done = merge_steps!(tx, q, append_audit_in_tx, request, audit, chain)?;
-        let (id, row) = match done {
-            MergeOutcome::Done(id, row) => (id, row),
-            MergeOutcome::Refused(why) => return Ok(MergeOutcome::Refused(why)),
-        };
-        let merge = read_merge(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok(MergeOutcome::Done(merge, row))
+        let done = merge_in_tx!(tx, q, append_audit_in_tx, request, audit, chain)?;
+        if let MergeOutcome::Done(..) = done {
+            tx.commit().await?;
+        }
+        Ok(done)
     }
 
     async fn unmerge_patients(
@@ -46,27 +43,19 @@ impl MergeStore for PostgresStore {
     ) -> Result<MergeOutcome<MergeRow>> {
         let mut tx = self.pool.begin().await?;
         take_merge_lock(&mut tx).await?;
-        let merge = match merge_for_update(request.merge_id)
-            .query()
-            .fetch_optional(&mut *tx)
-            .await?
-        {
-            Some(r) => merge_from_row(&r)?,
-            None => return Ok(MergeOutcome::Refused("There is no such merge.".into())),
-        };
-        if merge.undone.is_some() {
-            return Ok(MergeOutcome::Refused(
-                "This merge has already been undone.".into(),
-            ));
+        let done = unmerge_in_tx!(
+            tx,
+            q,
+            append_audit_in_tx,
+            request,
+            merge_for_update(request.merge_id),
+            audit,
+            chain
+        )?;
+        if let MergeOutcome::Done(..) = done {
+            tx.commit().await?;
         }
-        let (id, row) =
-            match unmerge_steps!(tx, q, append_audit_in_tx, request, &merge, audit, chain)? {
-                MergeOutcome::Done(id, row) => (id, row),
-                MergeOutcome::Refused(why) => return Ok(MergeOutcome::Refused(why)),
-            };
-        let merge = read_merge(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok(MergeOutcome::Done(merge, row))
+        Ok(done)
     }
 
     async fn merges(&self) -> Result<Vec<MergeRow>> {
@@ -101,9 +90,4 @@ async fn take_merge_lock(tx: &mut sqlx::PgConnection) -> Result<()> {
         .execute(&mut *tx)
         .await?;
     Ok(())
-}
-
-async fn read_merge(tx: &mut sqlx::PgConnection, id: i64) -> Result<MergeRow> {
-    let row = merge_by_id(id).query().fetch_one(&mut *tx).await?;
-    merge_from_row(&row)
 }

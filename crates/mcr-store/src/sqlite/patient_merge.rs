@@ -4,7 +4,7 @@
 use super::audit::append_audit_in_tx;
 use super::{SqliteStore, IMMEDIATE};
 use crate::patient_merge::{
-    merge_by_id, merge_from_row, merge_steps, merged_into, merges, redirects_from, unmerge_steps,
+    merge_by_id, merge_from_row, merge_in_tx, merged_into, merges, redirects_from, unmerge_in_tx,
     MergeAudit, MergeCounts, MergeOutcome, MergeRequest, MergeRow, MergeStore, UnmergeCounts,
     UnmergeRequest, REDIRECTS,
 };
@@ -27,14 +27,11 @@ impl MergeStore for SqliteStore {
     ) -> Result<MergeOutcome<MergeRow>> {
         let (_one_chain, mut writer) = self.begin_append().await?;
         let mut tx = sqlx::Connection::begin_with(&mut *writer, IMMEDIATE).await?;
-        let done = merge_steps!(tx, q, append_audit_in_tx, request, audit, chain)?;
-        let (id, row) = match done {
-            MergeOutcome::Done(id, row) => (id, row),
-            MergeOutcome::Refused(why) => return Ok(MergeOutcome::Refused(why)),
-        };
-        let merge = read_merge(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok(MergeOutcome::Done(merge, row))
+        let done = merge_in_tx!(tx, q, append_audit_in_tx, request, audit, chain)?;
+        if let MergeOutcome::Done(..) = done {
+            tx.commit().await?;
+        }
+        Ok(done)
     }
 
     async fn unmerge_patients(
@@ -45,27 +42,19 @@ impl MergeStore for SqliteStore {
     ) -> Result<MergeOutcome<MergeRow>> {
         let (_one_chain, mut writer) = self.begin_append().await?;
         let mut tx = sqlx::Connection::begin_with(&mut *writer, IMMEDIATE).await?;
-        let merge = match merge_by_id(request.merge_id)
-            .query()
-            .fetch_optional(&mut *tx)
-            .await?
-        {
-            Some(r) => merge_from_row(&r)?,
-            None => return Ok(MergeOutcome::Refused("There is no such merge.".into())),
-        };
-        if merge.undone.is_some() {
-            return Ok(MergeOutcome::Refused(
-                "This merge has already been undone.".into(),
-            ));
+        let done = unmerge_in_tx!(
+            tx,
+            q,
+            append_audit_in_tx,
+            request,
+            merge_by_id(request.merge_id),
+            audit,
+            chain
+        )?;
+        if let MergeOutcome::Done(..) = done {
+            tx.commit().await?;
         }
-        let (id, row) =
-            match unmerge_steps!(tx, q, append_audit_in_tx, request, &merge, audit, chain)? {
-                MergeOutcome::Done(id, row) => (id, row),
-                MergeOutcome::Refused(why) => return Ok(MergeOutcome::Refused(why)),
-            };
-        let merge = read_merge(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok(MergeOutcome::Done(merge, row))
+        Ok(done)
     }
 
     async fn merges(&self) -> Result<Vec<MergeRow>> {
@@ -88,9 +77,4 @@ impl MergeStore for SqliteStore {
         let rows: Vec<(String, String)> = sqlx::query_as(REDIRECTS).fetch_all(&self.read).await?;
         redirects_from(rows)
     }
-}
-
-async fn read_merge(tx: &mut sqlx::SqliteConnection, id: i64) -> Result<MergeRow> {
-    let row = merge_by_id(id).query().fetch_one(&mut *tx).await?;
-    merge_from_row(&row)
 }
