@@ -12,11 +12,6 @@ use crate::{ChainFn, Result};
 use async_trait::async_trait;
 use mcr_domain::NhsNumber;
 
-/// The shared statements are written with PostgreSQL's `$n` parameters already.
-fn q(sql: &str) -> String {
-    sql.to_owned()
-}
-
 #[async_trait]
 impl MergeStore for PostgresStore {
     async fn merge_patients(
@@ -28,7 +23,7 @@ impl MergeStore for PostgresStore {
         let mut tx = self.pool.begin().await?;
         // One merge at a time: the checks below hold until the commit.
         take_merge_lock(&mut tx).await?;
-        let done = merge_in_tx!(tx, q, append_audit_in_tx, request, audit, chain)?;
+        let done = merge_in_tx!(tx, append_audit_in_tx, request, audit, chain)?;
         if let MergeOutcome::Done(..) = done {
             tx.commit().await?;
         }
@@ -45,7 +40,6 @@ impl MergeStore for PostgresStore {
         take_merge_lock(&mut tx).await?;
         let done = unmerge_in_tx!(
             tx,
-            q,
             append_audit_in_tx,
             request,
             merge_for_update(request.merge_id),

@@ -12,11 +12,6 @@ use crate::{ChainFn, Result};
 use async_trait::async_trait;
 use mcr_domain::NhsNumber;
 
-/// The shared statements are written with `$n`; SQLite's numbered parameters are `?n`.
-fn q(sql: &str) -> String {
-    sql.replace('$', "?")
-}
-
 #[async_trait]
 impl MergeStore for SqliteStore {
     async fn merge_patients(
@@ -27,7 +22,7 @@ impl MergeStore for SqliteStore {
     ) -> Result<MergeOutcome<MergeRow>> {
         let (_one_chain, mut writer) = self.begin_append().await?;
         let mut tx = sqlx::Connection::begin_with(&mut *writer, IMMEDIATE).await?;
-        let done = merge_in_tx!(tx, q, append_audit_in_tx, request, audit, chain)?;
+        let done = merge_in_tx!(tx, append_audit_in_tx, request, audit, chain)?;
         if let MergeOutcome::Done(..) = done {
             tx.commit().await?;
         }
@@ -44,7 +39,6 @@ impl MergeStore for SqliteStore {
         let mut tx = sqlx::Connection::begin_with(&mut *writer, IMMEDIATE).await?;
         let done = unmerge_in_tx!(
             tx,
-            q,
             append_audit_in_tx,
             request,
             merge_by_id(request.merge_id),
