@@ -3,12 +3,11 @@
 use super::PostgresStore;
 use crate::common::{Statement, Value};
 use crate::opt_out::{
-    decide_request, insert_request, list_limit, request_from_row, OptOutDecision, OptOutRequestRow,
-    OptOutState, OptOutStore, BY_REFERENCE, COLUMNS, DECIDE_REQUEST, INSERT_REQUEST,
+    decide_request, insert_request, request_from_row, requests, OptOutDecision, OptOutRequestRow,
+    OptOutState, OptOutStore, BY_REFERENCE, DECIDE_REQUEST, INSERT_REQUEST,
 };
 use crate::{AuditAppend, AuditRow, ChainFn, Result};
 use async_trait::async_trait;
-use sqlx::{Postgres, QueryBuilder};
 
 #[async_trait]
 impl OptOutStore for PostgresStore {
@@ -27,19 +26,9 @@ impl OptOutStore for PostgresStore {
         state: Option<OptOutState>,
         limit: u32,
     ) -> Result<Vec<OptOutRequestRow>> {
-        let mut qb =
-            QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM opt_out_request"));
-        if let Some(s) = state {
-            qb.push(" WHERE state = ").push_bind(s.as_str());
-        }
-        qb.push(" ORDER BY received_at, reference LIMIT ")
-            .push_bind(list_limit(limit));
-        qb.build()
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(request_from_row)
-            .collect()
+        requests(state, limit)
+            .fetch_all(&self.pool, request_from_row)
+            .await
     }
 
     async fn opt_out_request(&self, reference: &str) -> Result<Option<OptOutRequestRow>> {
