@@ -4,7 +4,7 @@
 //! the chain in its `audit.rs`.
 
 use crate::audit::AUDIT_COLUMNS;
-use crate::common::{parse_ts, ts};
+use crate::common::{parse_ts, ts, Statement, Value};
 use crate::{AuditRow, Result, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -148,4 +148,41 @@ pub(crate) fn push_query<'a, DB: Database>(
         " ORDER BY seq DESC LIMIT "
     })
     .push_bind(limit(q.limit));
+}
+
+/// Keep a checkpoint; no row changed when one is kept at that sequence number already.
+pub(crate) fn add_checkpoint(cp: &AuditCheckpoint) -> Statement<'_> {
+    Statement::new(
+        "INSERT INTO audit_checkpoint (seq, hash, at, public_key, signature) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq) DO NOTHING",
+        vec![
+            Value::Int(cp.seq),
+            Value::Text(&cp.hash),
+            Value::Owned(ts(&cp.at)),
+            Value::Text(&cp.public_key),
+            Value::Text(&cp.signature),
+        ],
+    )
+}
+
+pub(crate) const CHECKPOINTS: &str =
+    "SELECT seq, hash, at, public_key, signature FROM audit_checkpoint ORDER BY seq";
+
+/// The rows of a query built by [`push_query`], oldest first when it pages forward.
+pub(crate) fn query_rows<R>(q: &AuditQuery, rows: &[R]) -> Result<Vec<AuditRow>>
+where
+    R: Row,
+    for<'r> String: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+{
+    let mut rows: Vec<AuditRow> = rows
+        .iter()
+        .map(crate::audit::audit_from_row)
+        .collect::<Result<_>>()?;
+    if q.after_seq.is_some() {
+        rows.reverse();
+    }
+    Ok(rows)
 }

@@ -5,6 +5,7 @@
 //! (`sqlite/backend_services.rs`, `postgres/backend_services.rs`). Times are Unix milliseconds from
 //! the caller's clock.
 
+use crate::common::{Statement, Value};
 use crate::Result;
 use async_trait::async_trait;
 
@@ -29,4 +30,37 @@ pub trait BackendServicesStore: Send + Sync {
     ) -> Result<()>;
     /// An issued token's data with its expiry, while it has not expired at `now_ms`.
     async fn system_token(&self, id_hash: &str, now_ms: i64) -> Result<Option<(String, i64)>>;
+}
+
+/// Forget the assertions past their `exp`.
+pub(crate) fn forget_assertions(now_ms: i64) -> Statement<'static> {
+    Statement::new(
+        "DELETE FROM client_assertion WHERE expires_ms < $1",
+        vec![Value::Int(now_ms)],
+    )
+}
+
+/// Remember an assertion's `jti`: a row back when it is new, none when it was seen before.
+pub(crate) fn remember_assertion<'a>(
+    client_id: &'a str,
+    jti: &'a str,
+    expires_ms: i64,
+) -> Statement<'a> {
+    Statement::new(
+        "INSERT INTO client_assertion (client_id, jti, expires_ms) VALUES ($1, $2, $3) \
+         ON CONFLICT (client_id, jti) DO NOTHING RETURNING jti",
+        vec![
+            Value::Text(client_id),
+            Value::Text(jti),
+            Value::Int(expires_ms),
+        ],
+    )
+}
+
+/// An issued token not yet expired: what it holds and when it expires.
+pub(crate) fn system_token(id_hash: &str, now_ms: i64) -> Statement<'_> {
+    Statement::new(
+        "SELECT data, expires_ms FROM system_token WHERE id_hash = $1 AND expires_ms > $2",
+        vec![Value::Text(id_hash), Value::Int(now_ms)],
+    )
 }

@@ -11,7 +11,7 @@
 //! Never clinical content: a ward, team or service name at most. A held message keeps only its
 //! envelope (sender, type, control id) and the reason it was not applied.
 
-use crate::common::{last_per_key, parse_ts, ts, Bind, Cells};
+use crate::common::{last_per_key, parse_ts, ts, Bind, Cells, Statement, Value};
 use crate::{Result, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -240,3 +240,13 @@ pub(crate) static INSERT_HELD: LazyLock<String> = LazyLock::new(|| {
 pub(crate) static HELD_NEWEST_FIRST: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT {HELD_COLUMNS} FROM held_message ORDER BY received_at DESC, id DESC LIMIT $1")
 });
+
+/// One event by its source key.
+pub(crate) fn event(key: CareEventKey<'_>) -> Statement<'static> {
+    by_key(Statement::sql(EVENT_BY_KEY.as_str()), key)
+}
+
+/// The held messages, newest first, at most `l` (see [`limit`]).
+pub(crate) fn held_newest_first(l: u32) -> Statement<'static> {
+    Statement::new(HELD_NEWEST_FIRST.as_str(), vec![Value::Int(limit(l))])
+}

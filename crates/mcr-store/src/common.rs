@@ -4,6 +4,7 @@ use crate::{Result, StoreError};
 use chrono::{DateTime, NaiveDate, Utc};
 use mcr_domain::{NhsNumber, SourceId};
 use sqlx::{ColumnIndex, Decode, Row, Type};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::Hash;
 
@@ -186,26 +187,189 @@ pub(crate) fn open_error(e: sqlx::Error) -> StoreError {
 /// A statement's values bound the same way on both backends, so a topic writes each
 /// statement and its values once (in `<topic>.rs`) and each backend only runs it. The SQL
 /// uses PostgreSQL's `$1`, `$2`, … placeholders, which sqlx's SQLite driver reads as the
-/// same numbered parameters. Values are bound owned: these statements are not on a hot path.
+/// same numbered parameters. Values are bound owned (a copy of each text value, small beside
+/// the round trip); the batch writes, which bind thousands of rows, bind their own per backend.
 pub(crate) trait Bind: Sized {
     fn text(self, v: impl Into<String>) -> Self;
     fn opt_text(self, v: Option<impl Into<String>>) -> Self;
+    fn int(self, v: i64) -> Self;
+    fn real(self, v: f64) -> Self;
+    fn flag(self, v: bool) -> Self;
+    fn opt_date(self, v: Option<NaiveDate>) -> Self;
+
+    /// One [`Value`] of a [`Statement`].
+    fn value(self, v: &Value<'_>) -> Self {
+        match v {
+            Value::Text(t) => self.text(*t),
+            Value::OptText(t) => self.opt_text(*t),
+            Value::Int(i) => self.int(*i),
+            Value::Real(r) => self.real(*r),
+            Value::Flag(b) => self.flag(*b),
+            Value::OptDate(d) => self.opt_date(*d),
+            Value::Owned(t) => self.text(t.as_str()),
+            Value::OptOwned(t) => self.opt_text(t.as_deref()),
+        }
+    }
 }
 
-impl<'q> Bind for sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
-    fn text(self, v: impl Into<String>) -> Self {
-        self.bind(v.into())
+macro_rules! bind_impl {
+    ($db:ty, $args:ty) => {
+        bind_impl!($db, $args, sqlx::query::Query<'q, $db, $args>,);
+        bind_impl!($db, $args, sqlx::query::QueryAs<'q, $db, O, $args>, O);
+    };
+    ($db:ty, $args:ty, $query:ty, $($o:ident)?) => {
+        impl<'q, $($o)?> Bind for $query {
+            fn text(self, v: impl Into<String>) -> Self {
+                self.bind(v.into())
+            }
+            fn opt_text(self, v: Option<impl Into<String>>) -> Self {
+                self.bind(v.map(Into::into))
+            }
+            fn int(self, v: i64) -> Self {
+                self.bind(v)
+            }
+            fn real(self, v: f64) -> Self {
+                self.bind(v)
+            }
+            fn flag(self, v: bool) -> Self {
+                self.bind(v)
+            }
+            fn opt_date(self, v: Option<NaiveDate>) -> Self {
+                self.bind(v)
+            }
+        }
+    };
+}
+
+bind_impl!(sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>);
+bind_impl!(sqlx::Postgres, sqlx::postgres::PgArguments);
+
+/// A value of a [`Statement`], bound by [`Bind::value`].
+pub(crate) enum Value<'a> {
+    Text(&'a str),
+    OptText(Option<&'a str>),
+    Int(i64),
+    Real(f64),
+    Flag(bool),
+    OptDate(Option<NaiveDate>),
+    /// Text made for the statement (e.g. a timestamp written by [`ts`]).
+    Owned(String),
+    OptOwned(Option<String>),
+}
+
+/// A statement's values gathered by a topic's binding function (`fn bind<Q: Bind>(q: Q, …)`),
+/// so a backend can hand the statement on whole (e.g. to run with its audit record).
+impl Bind for Statement<'_> {
+    fn text(mut self, v: impl Into<String>) -> Self {
+        self.values.push(Value::Owned(v.into()));
+        self
     }
-    fn opt_text(self, v: Option<impl Into<String>>) -> Self {
-        self.bind(v.map(Into::into))
+    fn opt_text(mut self, v: Option<impl Into<String>>) -> Self {
+        self.values.push(Value::OptOwned(v.map(Into::into)));
+        self
+    }
+    fn int(mut self, v: i64) -> Self {
+        self.values.push(Value::Int(v));
+        self
+    }
+    fn real(mut self, v: f64) -> Self {
+        self.values.push(Value::Real(v));
+        self
+    }
+    fn flag(mut self, v: bool) -> Self {
+        self.values.push(Value::Flag(v));
+        self
+    }
+    fn opt_date(mut self, v: Option<NaiveDate>) -> Self {
+        self.values.push(Value::OptDate(v));
+        self
     }
 }
 
-impl Bind for sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    fn text(self, v: impl Into<String>) -> Self {
-        self.bind(v.into())
+/// One statement and its values, written once in a topic's file; a backend runs it with
+/// [`Statement::query`] on whichever connection and transaction it chooses.
+pub(crate) struct Statement<'a> {
+    pub sql: Cow<'static, str>,
+    pub values: Vec<Value<'a>>,
+}
+
+impl<'a> Statement<'a> {
+    /// A statement whose values a binding function gives (see [`Bind`]).
+    pub fn sql(sql: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(sql, Vec::new())
     }
-    fn opt_text(self, v: Option<impl Into<String>>) -> Self {
-        self.bind(v.map(Into::into))
+
+    pub fn new(sql: impl Into<Cow<'static, str>>, values: Vec<Value<'a>>) -> Self {
+        Self {
+            sql: sql.into(),
+            values,
+        }
+    }
+
+    /// Runs the statement on `e` (a pool or a connection of either backend): its rows, each
+    /// read with `read`.
+    pub async fn fetch_all<'s, 'e, 'c: 'e, DB, E, T>(
+        &'s self,
+        e: E,
+        read: impl Fn(&DB::Row) -> Result<T>,
+    ) -> Result<Vec<T>>
+    where
+        's: 'e,
+        DB: sqlx::Database,
+        E: 'e + sqlx::Executor<'c, Database = DB>,
+        sqlx::query::Query<'s, DB, DB::Arguments<'s>>: Bind,
+        DB::Arguments<'s>: sqlx::IntoArguments<'s, DB> + 'e,
+    {
+        self.query::<DB>()
+            .fetch_all(e)
+            .await?
+            .iter()
+            .map(read)
+            .collect()
+    }
+
+    /// Runs the statement on `e`: its one row, if any, read with `read`.
+    pub async fn fetch_optional<'s, 'e, 'c: 'e, DB, E, T>(
+        &'s self,
+        e: E,
+        read: impl Fn(&DB::Row) -> Result<T>,
+    ) -> Result<Option<T>>
+    where
+        's: 'e,
+        DB: sqlx::Database,
+        E: 'e + sqlx::Executor<'c, Database = DB>,
+        sqlx::query::Query<'s, DB, DB::Arguments<'s>>: Bind,
+        DB::Arguments<'s>: sqlx::IntoArguments<'s, DB> + 'e,
+    {
+        self.query::<DB>()
+            .fetch_optional(e)
+            .await?
+            .as_ref()
+            .map(read)
+            .transpose()
+    }
+
+    /// The statement with its values bound, its rows read as `O`.
+    pub fn query_as<'s, DB: sqlx::Database, O>(
+        &'s self,
+    ) -> sqlx::query::QueryAs<'s, DB, O, DB::Arguments<'s>>
+    where
+        O: for<'r> sqlx::FromRow<'r, DB::Row>,
+        sqlx::query::QueryAs<'s, DB, O, DB::Arguments<'s>>: Bind,
+    {
+        self.values
+            .iter()
+            .fold(sqlx::query_as(&self.sql), |q, v| q.value(v))
+    }
+
+    /// The statement with its values bound, for either backend (the executor it runs on says
+    /// which).
+    pub fn query<'s, DB: sqlx::Database>(&'s self) -> sqlx::query::Query<'s, DB, DB::Arguments<'s>>
+    where
+        sqlx::query::Query<'s, DB, DB::Arguments<'s>>: Bind,
+    {
+        self.values
+            .iter()
+            .fold(sqlx::query(&self.sql), |q, v| q.value(v))
     }
 }

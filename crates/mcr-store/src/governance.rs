@@ -9,13 +9,14 @@
 //! (`sqlite/governance.rs`, `postgres/governance.rs`); what is read and written is here.
 
 use crate::care_event::{care_event_from_row, push_events};
-use crate::common::{ts, Cells, JsonRow};
+use crate::common::{ts, Cells, JsonRow, Statement, Value};
 use crate::index::{link_from_row, patient_from_row};
 use crate::{
     EmergencyRow, GovernanceChange, GovernanceRecords, ObjectionRow, PermissionRow,
     RelationshipRow, Result, SourceLink, StoreError, ViewInputs,
 };
 use sqlx::{ColumnIndex, Database, Decode, Encode, QueryBuilder, Row, Type};
+use std::sync::LazyLock;
 
 /// One table's part of a [`union_sql`] statement.
 struct UnionTable {
@@ -198,7 +199,7 @@ fn union_sql(tables: &[&UnionTable], param: &str) -> String {
 /// The five governance lists of one patient, as one statement, so one round trip and one
 /// snapshot: rows tagged 1 permission, 2 relationship, 3 objection, 4 emergency access,
 /// 7 care event.
-pub(crate) fn governance_sql(param: &str) -> String {
+fn governance_sql(param: &str) -> String {
     union_sql(&GOVERNANCE_TABLES.iter().collect::<Vec<_>>(), param)
 }
 
@@ -513,4 +514,10 @@ pub(crate) fn view_inputs_from(answer: &str) -> Result<ViewInputs> {
         governance,
         restricted,
     })
+}
+
+/// One patient's governance records ([`governance_sql`]), read with [`governance_from`].
+pub(crate) fn governance(nhs: &mcr_domain::NhsNumber) -> Statement<'_> {
+    static SQL: LazyLock<String> = LazyLock::new(|| governance_sql("$1"));
+    Statement::new(SQL.as_str(), vec![Value::Text(nhs.as_str())])
 }

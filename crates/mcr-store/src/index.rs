@@ -3,10 +3,13 @@
 //! patient, link and unmatched-record rows. The trait is [`crate::IndexStore`]; each backend's
 //! `index.rs` implements it.
 
-use crate::common::{get, parse_source, parse_ts, ts, Cells};
+use crate::common::{get, parse_source, parse_ts, ts, Cells, Statement, Value};
 use crate::{IndexedPatient, LinkMethod, Result, SourceLink, StoreError, UnmatchedRecord};
 use chrono::NaiveDate;
+use mcr_domain::{NhsNumber, SourceId};
 use sqlx::{ColumnIndex, Decode, Row, Type};
+use std::fmt::Write as _;
+use std::sync::LazyLock;
 
 /// A patient with its normalised search columns, ready to bind.
 pub(crate) struct PatientRow<'a> {
@@ -130,3 +133,154 @@ pub(crate) const PATIENT_COLUMNS: &str =
     "nhs_number, family, given, birth_date, gender, postcode, gp_practice, updated_at";
 pub(crate) const LINK_COLUMNS: &str =
     "nhs_number, source, local_id, method, family, given, birth_date, postcode, linked_at";
+
+/// The table and columns a batch of patients is written to, in the order each backend binds
+/// them (a batch is many rows per statement: SQLite binds rows, PostgreSQL binds arrays or
+/// copies text).
+pub(crate) const PATIENT_WRITE: &str =
+    "patient (nhs_number, family, given, family_norm, given_norm, birth_date, gender, \
+     postcode, postcode_norm, gp_practice, updated_at)";
+
+/// The table and columns a batch of source links is written to (see [`PATIENT_WRITE`]).
+pub(crate) const LINK_WRITE: &str =
+    "source_link (source, local_id, nhs_number, method, family, given, birth_date, postcode, \
+     linked_at)";
+
+/// What writing a source link does to the record's link already there: the latest wins.
+pub(crate) const LINK_UPSERT: &str =
+    " ON CONFLICT (source, local_id) DO UPDATE SET nhs_number = excluded.nhs_number, \
+     method = excluded.method, family = excluded.family, given = excluded.given, \
+     birth_date = excluded.birth_date, postcode = excluded.postcode, \
+     linked_at = excluded.linked_at";
+
+/// What keeping an unmatched record does to one already kept: the latest reason wins.
+pub(crate) const UNMATCHED_UPSERT: &str =
+    " ON CONFLICT (source, local_id) DO UPDATE SET reason = excluded.reason, \
+     candidates = excluded.candidates, seen_at = excluded.seen_at";
+
+/// One patient by NHS number.
+pub(crate) fn patient(nhs: &NhsNumber) -> Statement<'_> {
+    static SQL: LazyLock<String> =
+        LazyLock::new(|| format!("SELECT {PATIENT_COLUMNS} FROM patient WHERE nhs_number = $1"));
+    Statement::new(SQL.as_str(), vec![Value::Text(nhs.as_str())])
+}
+
+/// A patient's source links, by source and local id.
+pub(crate) fn links(nhs: &NhsNumber) -> Statement<'_> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {LINK_COLUMNS} FROM source_link WHERE nhs_number = $1 ORDER BY source, local_id"
+        )
+    });
+    Statement::new(SQL.as_str(), vec![Value::Text(nhs.as_str())])
+}
+
+/// The link of one source record.
+pub(crate) fn link_for_local<'a>(source: &'a SourceId, local_id: &'a str) -> Statement<'a> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!("SELECT {LINK_COLUMNS} FROM source_link WHERE source = $1 AND local_id = $2")
+    });
+    Statement::new(
+        SQL.as_str(),
+        vec![Value::Text(source.as_str()), Value::Text(local_id)],
+    )
+}
+
+/// Patients matching a query in normal form, at most `limit`. Only the given conditions appear
+/// in the SQL, so the planner can use the (family_norm, birth_date) index for both
+/// equalities. `indexed_by` names the index to use (SQLite's `INDEXED BY`; PostgreSQL has
+/// statistics and chooses well itself).
+pub(crate) fn search<'a>(
+    q: &'a NormalQuery,
+    limit: u32,
+    indexed_by: Option<&str>,
+) -> Statement<'a> {
+    let mut sql = format!("SELECT {PATIENT_COLUMNS} FROM patient");
+    if let Some(index) = indexed_by {
+        let _ = write!(sql, " INDEXED BY {index}");
+    }
+    sql.push_str(" WHERE family_norm = $1");
+    let mut values = vec![Value::Text(&q.family)];
+    let mut and = |sql: &mut String, condition: &str, value: Value<'a>| {
+        values.push(value);
+        let _ = write!(sql, " AND {condition} ${}", values.len());
+    };
+    if let Some(birth_date) = q.birth_date {
+        and(&mut sql, "birth_date =", Value::OptDate(Some(birth_date)));
+    }
+    if let Some((from, to)) = &q.given_range {
+        and(&mut sql, "given_norm >=", Value::Text(from));
+        and(&mut sql, "given_norm <", Value::Text(to));
+    }
+    if let Some(postcode) = &q.postcode {
+        and(&mut sql, "postcode_norm =", Value::Text(postcode));
+    }
+    values.push(Value::Int(i64::from(limit)));
+    let _ = write!(
+        sql,
+        " ORDER BY family_norm, given_norm, birth_date, nhs_number LIMIT ${}",
+        values.len()
+    );
+    Statement::new(sql, values)
+}
+
+/// Keep a source record that could not be linked (see [`UNMATCHED_UPSERT`]).
+pub(crate) fn record_unmatched(r: &UnmatchedRecord) -> Statement<'_> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "INSERT INTO unmatched_record (source, local_id, reason, candidates, seen_at) \
+             VALUES ($1, $2, $3, $4, $5){UNMATCHED_UPSERT}"
+        )
+    });
+    Statement::new(
+        SQL.as_str(),
+        vec![
+            Value::Text(r.source.as_str()),
+            Value::Text(&r.local_id),
+            Value::Text(&r.reason),
+            Value::Int(i64::from(r.candidates)),
+            Value::Owned(ts(&r.seen_at)),
+        ],
+    )
+}
+
+/// Drop a record's unmatched entry.
+pub(crate) fn clear_unmatched<'a>(source: &'a SourceId, local_id: &'a str) -> Statement<'a> {
+    Statement::new(
+        "DELETE FROM unmatched_record WHERE source = $1 AND local_id = $2",
+        vec![Value::Text(source.as_str()), Value::Text(local_id)],
+    )
+}
+
+/// The unmatched records of a source (of all sources when `None`), by source and local id.
+pub(crate) fn unmatched(source: Option<&SourceId>) -> Statement<'_> {
+    Statement::new(
+        // The cast gives the parameter its type where it is only tested for NULL.
+        "SELECT source, local_id, reason, candidates, seen_at FROM unmatched_record \
+         WHERE CAST($1 AS TEXT) IS NULL OR source = $1 ORDER BY source, local_id",
+        vec![Value::OptText(source.map(SourceId::as_str))],
+    )
+}
+
+/// A source's sync high-water mark.
+pub(crate) fn sync_watermark(source: &SourceId) -> Statement<'_> {
+    Statement::new(
+        "SELECT watermark FROM sync_state WHERE source = $1",
+        vec![Value::Text(source.as_str())],
+    )
+}
+
+pub(crate) fn watermark_from_row(row: &impl Cells) -> Result<String> {
+    row.text("sync_state", "watermark")
+}
+
+/// Set a source's sync high-water mark.
+pub(crate) fn set_sync_watermark<'a>(source: &'a SourceId, watermark: &'a str) -> Statement<'a> {
+    Statement::new(
+        "INSERT INTO sync_state (source, watermark) VALUES ($1, $2) \
+         ON CONFLICT (source) DO UPDATE SET watermark = excluded.watermark",
+        vec![Value::Text(source.as_str()), Value::Text(watermark)],
+    )
+}
+
+pub(crate) const PATIENT_COUNT: &str = "SELECT COUNT(*) FROM patient";

@@ -291,11 +291,11 @@ where
     })
 }
 
-/// The statements both backends run, written with `$n` parameters (`q` maps them to the
-/// backend's). `$read` is the pool reads use; `$write` opens a write transaction; `$append`
+/// The statements both backends run, written with `$n` parameters (which sqlx's SQLite
+/// driver reads as the same numbered parameters). `$read` is the pool reads use; `$write` opens a write transaction; `$append`
 /// opens one that may append to the audit trail; `$append_in_tx` appends in it.
 macro_rules! local_identity_impl {
-    ($store:ty, $q:path, $read:ident, $write:ident, $append:ident, $append_in_tx:path) => {
+    ($store:ty, $read:ident, $write:ident, $append:ident, $append_in_tx:path) => {
         #[async_trait::async_trait]
         impl $crate::local_identity::LocalIdentityStore for $store {
             async fn put_local_persons(
@@ -317,8 +317,8 @@ macro_rules! local_identity_impl {
                             .as_deref()
                             .map(mcr_domain::demographics::normalise_postcode);
                         let at = ts(&r.at);
-                        let sql = $q("SELECT id FROM local_person WHERE origin_source = $1 \
-                             AND origin_local_id = $2 AND resolved_to IS NULL");
+                        let sql = "SELECT id FROM local_person WHERE origin_source = $1 \
+                             AND origin_local_id = $2 AND resolved_to IS NULL";
                         let held: Option<i64> = sqlx::query_scalar(&sql)
                         .bind(r.source.as_str())
                         .bind(&r.local_id)
@@ -326,12 +326,12 @@ macro_rules! local_identity_impl {
                         .await?;
                         let (seq, new) = match held {
                             Some(seq) => {
-                                sqlx::query(&$q(
+                                sqlx::query(
                                     "UPDATE local_person SET family = $2, given = $3, \
                                      family_norm = $4, given_norm = $5, birth_date = $6, \
                                      gender = $7, postcode = $8, postcode_norm = $9, \
                                      updated_at = $10 WHERE id = $1",
-                                ))
+                                )
                                 .bind(seq)
                                 .bind(&r.family)
                                 .bind(&r.given)
@@ -347,13 +347,12 @@ macro_rules! local_identity_impl {
                                 (seq, false)
                             }
                             None => {
-                                let sql = $q(
+                                let sql =
                                     "INSERT INTO local_person (origin_source, origin_local_id, \
                                      family, given, family_norm, given_norm, birth_date, gender, \
                                      postcode, postcode_norm, created_at, updated_at) \
                                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) \
-                                     RETURNING id",
-                                );
+                                     RETURNING id";
                                 let seq: i64 = sqlx::query_scalar(&sql)
                                 .bind(r.source.as_str())
                                 .bind(&r.local_id)
@@ -371,7 +370,7 @@ macro_rules! local_identity_impl {
                                 (seq, true)
                             }
                         };
-                        sqlx::query(&$q(
+                        sqlx::query(
                             "INSERT INTO local_link (source, local_id, local_person, method, \
                              family, given, birth_date, postcode, linked_at) \
                              VALUES ($1, $2, $3, 'local-identity', $4, $5, $6, $7, $8) \
@@ -380,7 +379,7 @@ macro_rules! local_identity_impl {
                              family = excluded.family, given = excluded.given, \
                              birth_date = excluded.birth_date, postcode = excluded.postcode, \
                              linked_at = excluded.linked_at",
-                        ))
+                        )
                         .bind(r.source.as_str())
                         .bind(&r.local_id)
                         .bind(seq)
@@ -391,9 +390,9 @@ macro_rules! local_identity_impl {
                         .bind(&at)
                         .execute(&mut *tx)
                         .await?;
-                        sqlx::query(&$q(
+                        sqlx::query(
                             "DELETE FROM source_link WHERE source = $1 AND local_id = $2",
-                        ))
+                        )
                         .bind(r.source.as_str())
                         .bind(&r.local_id)
                         .execute(&mut *tx)
@@ -425,10 +424,10 @@ macro_rules! local_identity_impl {
                 &self,
                 id: mcr_domain::LocalPersonId,
             ) -> $crate::Result<Option<$crate::local_identity::LocalPerson>> {
-                sqlx::query(&$q(&format!(
+                sqlx::query(&format!(
                     "SELECT {} FROM local_person WHERE id = $1",
                     $crate::local_identity::LOCAL_PERSON_COLUMNS
-                )))
+                ))
                 .bind(id.seq())
                 .fetch_optional(&self.$read)
                 .await?
@@ -441,10 +440,10 @@ macro_rules! local_identity_impl {
                 &self,
                 id: mcr_domain::LocalPersonId,
             ) -> $crate::Result<Vec<$crate::local_identity::LocalLink>> {
-                sqlx::query(&$q(&format!(
+                sqlx::query(&format!(
                     "SELECT {} FROM local_link WHERE local_person = $1 ORDER BY source, local_id",
                     $crate::local_identity::LOCAL_LINK_COLUMNS
-                )))
+                ))
                 .bind(id.seq())
                 .fetch_all(&self.$read)
                 .await?
@@ -490,7 +489,7 @@ macro_rules! local_identity_impl {
                 let this = self;
                 $write!(this, tx, {
                     for l in rows {
-                        sqlx::query(&$q(
+                        sqlx::query(
                             "INSERT INTO local_link (source, local_id, local_person, method, \
                              family, given, birth_date, postcode, linked_at) \
                              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
@@ -499,7 +498,7 @@ macro_rules! local_identity_impl {
                              family = excluded.family, given = excluded.given, \
                              birth_date = excluded.birth_date, postcode = excluded.postcode, \
                              linked_at = excluded.linked_at",
-                        ))
+                        )
                         .bind(l.source.as_str())
                         .bind(&l.local_id)
                         .bind(l.person.seq())
@@ -511,9 +510,9 @@ macro_rules! local_identity_impl {
                         .bind(ts(&l.linked_at))
                         .execute(&mut *tx)
                         .await?;
-                        sqlx::query(&$q(
+                        sqlx::query(
                             "DELETE FROM source_link WHERE source = $1 AND local_id = $2",
-                        ))
+                        )
                         .bind(l.source.as_str())
                         .bind(&l.local_id)
                         .execute(&mut *tx)
@@ -534,9 +533,9 @@ macro_rules! local_identity_impl {
                 let this = self;
                 $write!(this, tx, {
                     for (source, local_id) in records {
-                        removed += sqlx::query(&$q(
+                        removed += sqlx::query(
                             "DELETE FROM local_link WHERE source = $1 AND local_id = $2",
-                        ))
+                        )
                         .bind(source.as_str())
                         .bind(local_id)
                         .execute(&mut *tx)
@@ -557,20 +556,20 @@ macro_rules! local_identity_impl {
                 let this = self;
                 let mut done = None;
                 $append!(this, tx, {
-                    let sql = $q("SELECT id FROM local_person WHERE id = $1 AND resolved_to IS NULL");
+                    let sql = "SELECT id FROM local_person WHERE id = $1 AND resolved_to IS NULL";
                     let open: Option<i64> = sqlx::query_scalar(&sql)
                     .bind(r.person.seq())
                     .fetch_optional(&mut *tx)
                     .await?;
                     if open.is_some() {
                         let at = ts(&r.at);
-                        let moved = sqlx::query(&$q(
+                        let moved = sqlx::query(
                             "INSERT INTO source_link (source, local_id, nhs_number, method, \
                              family, given, birth_date, postcode, linked_at) \
                              SELECT source, local_id, $2, $3, family, given, birth_date, \
                              postcode, $4 FROM local_link WHERE local_person = $1 \
                              ON CONFLICT (source, local_id) DO NOTHING",
-                        ))
+                        )
                         .bind(r.person.seq())
                         .bind(r.nhs_number.as_str())
                         .bind(r.method.as_str())
@@ -581,9 +580,9 @@ macro_rules! local_identity_impl {
                         // Its pairs in review name a person no longer matched: the next sync
                         // finds them again against the NHS number.
                         for table in ["local_link", "local_match_candidate"] {
-                            sqlx::query(&$q(&format!(
+                            sqlx::query(&format!(
                                 "DELETE FROM {table} WHERE local_person = $1"
-                            )))
+                            ))
                             .bind(r.person.seq())
                             .execute(&mut *tx)
                             .await?;
@@ -592,10 +591,10 @@ macro_rules! local_identity_impl {
                         sqlx::query(&$crate::patient_merge::redirect_sql("source_link"))
                             .execute(&mut *tx)
                             .await?;
-                        sqlx::query(&$q(
+                        sqlx::query(
                             "UPDATE local_person SET resolved_to = $2, resolved_method = $3, \
                              resolved_at = $4, links_moved = $5 WHERE id = $1",
-                        ))
+                        )
                         .bind(r.person.seq())
                         .bind(r.nhs_number.as_str())
                         .bind(r.method.as_str())
@@ -625,16 +624,16 @@ macro_rules! local_identity_impl {
                 let this = self;
                 $write!(this, tx, {
                     for (source, local_id) in evaluated {
-                        sqlx::query(&$q(
+                        sqlx::query(
                             "DELETE FROM local_match_candidate WHERE source = $1 AND local_id = $2",
-                        ))
+                        )
                         .bind(source.as_str())
                         .bind(local_id)
                         .execute(&mut *tx)
                         .await?;
                     }
                     for c in rows {
-                        sqlx::query(&$q(&format!(
+                        sqlx::query(&format!(
                             "INSERT INTO local_match_candidate ({}) VALUES \
                              ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
                              ON CONFLICT (source, local_id, local_person) DO UPDATE SET \
@@ -644,7 +643,7 @@ macro_rules! local_identity_impl {
                              gender = excluded.gender, postcode = excluded.postcode, \
                              found_at = excluded.found_at",
                             $crate::local_identity::LOCAL_CANDIDATE_COLUMNS
-                        )))
+                        ))
                         .bind(c.source.as_str())
                         .bind(&c.local_id)
                         .bind(c.person.seq())
@@ -695,11 +694,11 @@ macro_rules! local_identity_impl {
                 } else {
                     ""
                 };
-                let sql = $q(&format!(
+                let sql = format!(
                     "SELECT {} FROM local_person WHERE resolved_to IS NULL AND family_norm = $1\
                      {by_birth} ORDER BY given_norm, birth_date, id LIMIT $2",
                     $crate::local_identity::LOCAL_PERSON_COLUMNS
-                ));
+                );
                 let mut query = sqlx::query(&sql)
                 .bind(family)
                 .bind(i64::from(limit));

@@ -6,7 +6,8 @@
 //! records kept, a batch at a time). A decision is written with its audit record in one
 //! transaction.
 
-use crate::common::{parse_nhs, parse_source, parse_ts};
+use crate::common::{parse_nhs, parse_source, parse_ts, ts, Statement, Value};
+use crate::index::{LINK_COLUMNS, LINK_UPSERT, PATIENT_COLUMNS};
 use crate::{
     AuditAppend, AuditRow, ChainFn, IndexedPatient, Result, SourceLink, StoreError, UnmatchedRecord,
 };
@@ -14,6 +15,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use mcr_domain::{NhsNumber, SourceId};
 use sqlx::Row;
+use std::sync::LazyLock;
 
 /// A source record and an index patient that may be one person.
 #[derive(Debug, Clone, PartialEq)]
@@ -175,4 +177,154 @@ pub(crate) fn check_decision(d: &MatchDecisionRow, link: Option<&SourceLink>) ->
                 .into(),
         )),
     }
+}
+
+/// Index patients with an NHS number after `after`, in NHS number order, at most `limit`.
+pub(crate) fn patients_after(after: Option<&NhsNumber>, limit: u32) -> Statement<'_> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {PATIENT_COLUMNS} FROM patient WHERE nhs_number > $1 \
+             ORDER BY nhs_number LIMIT $2"
+        )
+    });
+    Statement::new(
+        SQL.as_str(),
+        vec![
+            Value::Text(after.map_or("", NhsNumber::as_str)),
+            Value::Int(i64::from(limit)),
+        ],
+    )
+}
+
+/// Pairs awaiting review, highest score first, at most [`MATCH_LIST_MAX`].
+pub(crate) fn candidates() -> Statement<'static> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {CANDIDATE_COLUMNS} FROM match_candidate \
+             ORDER BY score DESC, source, local_id, nhs_number LIMIT {MATCH_LIST_MAX}"
+        )
+    });
+    Statement::new(SQL.as_str(), vec![])
+}
+
+/// Pairs awaiting review that name this patient.
+pub(crate) fn candidates_for(nhs: &NhsNumber) -> Statement<'_> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {CANDIDATE_COLUMNS} FROM match_candidate WHERE nhs_number = $1 \
+             ORDER BY source, local_id"
+        )
+    });
+    Statement::new(SQL.as_str(), vec![Value::Text(nhs.as_str())])
+}
+
+/// One source record's pairs awaiting review.
+pub(crate) fn candidates_of<'a>(source: &'a SourceId, local_id: &'a str) -> Statement<'a> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {CANDIDATE_COLUMNS} FROM match_candidate WHERE source = $1 AND local_id = $2 \
+             ORDER BY score DESC, nhs_number"
+        )
+    });
+    Statement::new(
+        SQL.as_str(),
+        vec![Value::Text(source.as_str()), Value::Text(local_id)],
+    )
+}
+
+/// Every decision people have made.
+pub(crate) fn decisions() -> Statement<'static> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {DECISION_COLUMNS} FROM match_decision ORDER BY source, local_id, nhs_number"
+        )
+    });
+    Statement::new(SQL.as_str(), vec![])
+}
+
+/// What recording a decision writes, in order, before its audit record (all in one
+/// transaction): the decision; then for a `link`, the link, with the record's pairs, its
+/// unmatched entry and any link to a local identity gone; for a `not-a-match`, that pair and
+/// the record's link to that patient gone. Call [`check_decision`] first.
+pub(crate) fn decision_writes<'a>(
+    d: &'a MatchDecisionRow,
+    link: Option<&'a SourceLink>,
+) -> Vec<Statement<'a>> {
+    static DECISION: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "INSERT INTO match_decision ({DECISION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (source, local_id, nhs_number) DO UPDATE SET \
+             decision = excluded.decision, decided_by = excluded.decided_by, \
+             decided_at = excluded.decided_at"
+        )
+    });
+    static LINK: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "INSERT INTO source_link ({LINK_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9){LINK_UPSERT}"
+        )
+    });
+    let record = || vec![Value::Text(d.source.as_str()), Value::Text(&d.local_id)];
+    let pair = || {
+        vec![
+            Value::Text(d.source.as_str()),
+            Value::Text(&d.local_id),
+            Value::Text(d.nhs_number.as_str()),
+        ]
+    };
+    let mut writes = vec![Statement::new(
+        DECISION.as_str(),
+        vec![
+            Value::Text(d.source.as_str()),
+            Value::Text(&d.local_id),
+            Value::Text(d.nhs_number.as_str()),
+            Value::Text(&d.decision),
+            Value::Text(&d.decided_by),
+            Value::Owned(ts(&d.decided_at)),
+        ],
+    )];
+    match link {
+        Some(l) => writes.extend([
+            Statement::new(
+                "DELETE FROM match_candidate WHERE source = $1 AND local_id = $2",
+                record(),
+            ),
+            Statement::new(
+                LINK.as_str(),
+                vec![
+                    Value::Text(l.nhs_number.as_str()),
+                    Value::Text(l.source.as_str()),
+                    Value::Text(&l.local_id),
+                    Value::Text(l.method.as_str()),
+                    Value::Text(&l.family),
+                    Value::Text(&l.given),
+                    Value::OptDate(l.birth_date),
+                    Value::OptText(l.postcode.as_deref()),
+                    Value::Owned(ts(&l.linked_at)),
+                ],
+            ),
+            Statement::new(
+                "DELETE FROM unmatched_record WHERE source = $1 AND local_id = $2",
+                record(),
+            ),
+            // Linked to an NHS number: no longer linked to a local identity.
+            Statement::new(
+                "DELETE FROM local_link WHERE source = $1 AND local_id = $2",
+                record(),
+            ),
+        ]),
+        None => writes.extend([
+            Statement::new(
+                "DELETE FROM match_candidate WHERE source = $1 AND local_id = $2 \
+                 AND nhs_number = $3",
+                pair(),
+            ),
+            Statement::new(
+                "DELETE FROM source_link WHERE source = $1 AND local_id = $2 \
+                 AND nhs_number = $3",
+                pair(),
+            ),
+        ]),
+    }
+    writes
 }

@@ -3,7 +3,7 @@
 //! audit record are written in one transaction, and so is each decision on it (verified or
 //! rejected), which can be made once.
 
-use crate::common::{parse_nhs, parse_ts, ts, Bind};
+use crate::common::{parse_nhs, parse_ts, ts, Bind, Statement, Value};
 use crate::{AuditAppend, AuditRow, ChainFn, Result, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -213,3 +213,20 @@ pub(crate) const DECIDE_REQUEST: &str =
 pub(crate) static BY_REFERENCE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!("SELECT {COLUMNS} FROM opt_out_request WHERE reference = $1")
 });
+
+/// Requests in `state` (all when `None`), oldest first, at most `limit` (0: 100).
+pub(crate) fn requests(state: Option<OptOutState>, limit: u32) -> Statement<'static> {
+    let (filter, mut values) = match state {
+        Some(s) => (" WHERE state = $1", vec![Value::Text(s.as_str())]),
+        None => ("", Vec::new()),
+    };
+    values.push(Value::Int(list_limit(limit)));
+    Statement::new(
+        format!(
+            "SELECT {COLUMNS} FROM opt_out_request{filter} \
+             ORDER BY received_at, reference LIMIT ${}",
+            values.len()
+        ),
+        values,
+    )
+}

@@ -88,8 +88,6 @@ where
     })
 }
 
-/// The statement for an attempt: a wrong code counts, a right one confirms; only an
-/// unconfirmed letter changes. `$1`/`?1` the reference, `$2`/`?2` the confirmation time.
 /// A new letter (no row written: its reference is taken).
 pub(crate) fn insert_letter<Q: Bind>(q: Q, l: &OptOutLetterRow) -> Q {
     q.text(&l.reference)
@@ -111,7 +109,8 @@ pub(crate) static INSERT_LETTER: LazyLock<String> = LazyLock::new(|| {
 pub(crate) static BY_REFERENCE: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {COLUMNS} FROM opt_out_letter WHERE reference = $1"));
 
-/// An attempt at a letter's code while it is unconfirmed: its statement and values.
+/// An attempt at a letter's code while it is unconfirmed: its statement and values. A wrong
+/// code counts, a right one confirms; only an unconfirmed letter changes.
 pub(crate) fn letter_attempt<Q: Bind>(
     query: impl FnOnce(&'static str) -> Q,
     reference: &str,

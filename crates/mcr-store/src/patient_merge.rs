@@ -30,12 +30,13 @@
 //! objection recorded on the merged person while merged. Both are written in one transaction
 //! with their audit record.
 
-use crate::common::{get, parse_nhs, parse_ts};
+use crate::common::{get, parse_nhs, parse_ts, Statement, Value};
 use crate::{AuditAppend, AuditRow, IndexedPatient, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use mcr_domain::NhsNumber;
 use sqlx::{ColumnIndex, Decode, Row, Type};
+use std::sync::LazyLock;
 
 /// A merge to make.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,6 +189,43 @@ pub(crate) const SURVIVOR_OF: &str =
 pub(crate) const DROP_RETIRED_PATIENTS: &str =
     "DELETE FROM patient WHERE nhs_number IN (SELECT retired FROM patient_merge WHERE undone_at IS NULL)";
 
+/// The latest merges first, at most [`MERGE_LIST_MAX`].
+pub(crate) fn merges() -> Statement<'static> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!("SELECT {MERGE_COLUMNS} FROM patient_merge ORDER BY id DESC LIMIT {MERGE_LIST_MAX}")
+    });
+    Statement::new(SQL.as_str(), vec![])
+}
+
+/// One merge by its id.
+pub(crate) fn merge_by_id(id: i64) -> Statement<'static> {
+    static SQL: LazyLock<String> =
+        LazyLock::new(|| format!("SELECT {MERGE_COLUMNS} FROM patient_merge WHERE id = $1"));
+    Statement::new(SQL.as_str(), vec![Value::Int(id)])
+}
+
+/// One merge by its id, its row locked until the transaction ends, for an unmerge on
+/// PostgreSQL (SQLite's `BEGIN IMMEDIATE` holds the whole file already, and has no
+/// `FOR UPDATE`).
+pub(crate) fn merge_for_update(id: i64) -> Statement<'static> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!("SELECT {MERGE_COLUMNS} FROM patient_merge WHERE id = $1 FOR UPDATE")
+    });
+    Statement::new(SQL.as_str(), vec![Value::Int(id)])
+}
+
+/// The standing merge that retired this number.
+pub(crate) fn merged_into(retired: &NhsNumber) -> Statement<'_> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!("SELECT {MERGE_COLUMNS} FROM patient_merge WHERE retired = $1 AND {STANDING}")
+    });
+    Statement::new(SQL.as_str(), vec![Value::Text(retired.as_str())])
+}
+
+/// Every standing merge as (retired, survivor), read with [`redirects_from`].
+pub(crate) const REDIRECTS: &str =
+    "SELECT retired, survivor FROM patient_merge WHERE undone_at IS NULL ORDER BY id";
+
 fn count<'r, R>(row: &'r R, column: &str) -> Result<u64>
 where
     R: Row,
@@ -268,31 +306,30 @@ where
 }
 
 /// The merge's steps inside a transaction, for either backend: `$tx` is the open transaction
-/// (`&mut *tx` is a connection), `$q` turns a statement written with `$n` parameters into the
-/// backend's, `$append` is the backend's `append_audit_in_tx`. Evaluates to
+/// (`&mut *tx` is a connection), `$append` is the backend's `append_audit_in_tx`; the
+/// statements' `$n` parameters serve both backends. Evaluates to
 /// `Result<MergeOutcome<i64>>` (the merge's id); the caller commits on `Done`.
 macro_rules! merge_steps {
-    ($tx:ident, $q:expr, $append:path, $req:expr, $audit:expr, $chain:expr) => {{
+    ($tx:ident, $append:path, $req:expr, $audit:expr, $chain:expr) => {{
         use $crate::common::ts;
         use $crate::patient_merge::{MergeCounts, MergeOutcome};
         let req = $req;
-        let q = $q;
         let (retired, survivor) = (req.retired.as_str(), req.survivor.as_str());
         let refuse = |why: String| Ok::<_, $crate::StoreError>(MergeOutcome::Refused(why));
         loop {
             if retired == survivor {
                 break refuse("A number cannot be merged into itself.".into());
             }
-            let held: Vec<(String,)> = sqlx::query_as(&q(
+            let held: Vec<(String,)> = sqlx::query_as(
                 "SELECT nhs_number FROM patient WHERE nhs_number IN ($1, $2)",
-            ))
+            )
             .bind(retired)
             .bind(survivor)
             .fetch_all(&mut *$tx)
             .await?;
-            let into: Option<(String,)> = sqlx::query_as(&q(
+            let into: Option<(String,)> = sqlx::query_as(
                 "SELECT survivor FROM patient_merge WHERE retired = $1 AND undone_at IS NULL",
-            ))
+            )
             .bind(retired)
             .fetch_optional(&mut *$tx)
             .await?;
@@ -303,9 +340,9 @@ macro_rules! merge_steps {
                     mcr_domain::NhsNumber::parse(&s).map(|n| n.formatted()).unwrap_or(s)
                 ));
             }
-            let survivor_retired: Option<(String,)> = sqlx::query_as(&q(
+            let survivor_retired: Option<(String,)> = sqlx::query_as(
                 "SELECT survivor FROM patient_merge WHERE retired = $1 AND undone_at IS NULL",
-            ))
+            )
             .bind(survivor)
             .fetch_optional(&mut *$tx)
             .await?;
@@ -315,9 +352,9 @@ macro_rules! merge_steps {
                     req.survivor.formatted()
                 ));
             }
-            let chained: (i64,) = sqlx::query_as(&q(
+            let chained: (i64,) = sqlx::query_as(
                 "SELECT COUNT(*) FROM patient_merge WHERE survivor = $1 AND undone_at IS NULL",
-            ))
+            )
             .bind(retired)
             .fetch_one(&mut *$tx)
             .await?;
@@ -335,11 +372,11 @@ macro_rules! merge_steps {
                     req.survivor.formatted()
                 ));
             }
-            let ruled_out: (i64,) = sqlx::query_as(&q(
+            let ruled_out: (i64,) = sqlx::query_as(
                 "SELECT COUNT(*) FROM match_decision d JOIN source_link l \
                  ON l.source = d.source AND l.local_id = d.local_id \
                  WHERE l.nhs_number = $1 AND d.nhs_number = $2 AND d.decision = 'not-a-match'",
-            ))
+            )
             .bind(retired)
             .bind(survivor)
             .fetch_one(&mut *$tx)
@@ -353,14 +390,14 @@ macro_rules! merge_steps {
                 ));
             }
 
-            let (id,): (i64,) = sqlx::query_as(&q(
+            let (id,): (i64,) = sqlx::query_as(
                 "INSERT INTO patient_merge (retired, survivor, reason, merged_by, merged_at, \
                  family, given, family_norm, given_norm, birth_date, gender, postcode, \
                  postcode_norm, gp_practice, patient_updated_at) \
                  SELECT nhs_number, $2, $3, $4, $5, family, given, family_norm, given_norm, \
                  birth_date, gender, postcode, postcode_norm, gp_practice, updated_at \
                  FROM patient WHERE nhs_number = $1 RETURNING id",
-            ))
+            )
             .bind(retired)
             .bind(survivor)
             .bind(&req.reason)
@@ -372,37 +409,37 @@ macro_rules! merge_steps {
             // The survivor's own links (kept, so an unmerge can tell what arrived later),
             // then the retired number's (moved).
             for (kind, of) in [("kept-link", survivor), ("link", retired)] {
-                sqlx::query(&q(
+                sqlx::query(
                     "INSERT INTO patient_merge_item (merge_id, kind, source, local_id) \
                      SELECT $1, $2, source, local_id FROM source_link WHERE nhs_number = $3",
-                ))
+                )
                 .bind(id)
                 .bind(kind)
                 .bind(of)
                 .execute(&mut *$tx)
                 .await?;
             }
-            counts.links_moved = sqlx::query(&q(
+            counts.links_moved = sqlx::query(
                 "UPDATE source_link SET nhs_number = $2 WHERE nhs_number = $1",
-            ))
+            )
             .bind(retired)
             .bind(survivor)
             .execute(&mut *$tx)
             .await?
             .rows_affected();
             for (kind, table) in [("care-event", "care_event"), ("relationship", "relationship")] {
-                sqlx::query(&q(&format!(
+                sqlx::query(&format!(
                     "INSERT INTO patient_merge_item (merge_id, kind, row_id) \
                      SELECT $1, $2, id FROM {table} WHERE nhs_number = $3"
-                )))
+                ))
                 .bind(id)
                 .bind(kind)
                 .bind(retired)
                 .execute(&mut *$tx)
                 .await?;
-                let moved = sqlx::query(&q(&format!(
+                let moved = sqlx::query(&format!(
                     "UPDATE {table} SET nhs_number = $2 WHERE nhs_number = $1"
-                )))
+                ))
                 .bind(retired)
                 .bind(survivor)
                 .execute(&mut *$tx)
@@ -417,21 +454,21 @@ macro_rules! merge_steps {
             // The stricter wins: the retired number's standing objection holds on the
             // merged person unless the survivor already objects.
             let standing = $crate::patient_merge::STANDING_OBJECTION;
-            let retired_objects: Option<(String,)> = sqlx::query_as(&q(standing))
+            let retired_objects: Option<(String,)> = sqlx::query_as(standing)
                 .bind(retired)
                 .fetch_optional(&mut *$tx)
                 .await?;
-            let survivor_objects: Option<(String,)> = sqlx::query_as(&q(standing))
+            let survivor_objects: Option<(String,)> = sqlx::query_as(standing)
                 .bind(survivor)
                 .fetch_optional(&mut *$tx)
                 .await?;
             let active = |o: &Option<(String,)>| o.as_ref().is_some_and(|(s,)| s == "active");
             if active(&retired_objects) && !active(&survivor_objects) {
-                let (oid,): (i64,) = sqlx::query_as(&q(
+                let (oid,): (i64,) = sqlx::query_as(
                     "INSERT INTO objection (nhs_number, state, recorded_by, on_whose_word, \
                      override_reason, by_role, note, at, ends_at) \
                      VALUES ($1, 'active', $2, $3, NULL, NULL, $4, $5, NULL) RETURNING id",
-                ))
+                )
                 .bind(survivor)
                 .bind(&req.by)
                 .bind(format!("merged-record:{retired}"))
@@ -442,20 +479,20 @@ macro_rules! merge_steps {
                 .bind(ts(&req.at))
                 .fetch_one(&mut *$tx)
                 .await?;
-                sqlx::query(&q(
+                sqlx::query(
                     "INSERT INTO patient_merge_item (merge_id, kind, row_id) VALUES ($1, 'objection', $2)",
-                ))
+                )
                 .bind(id)
                 .bind(oid)
                 .execute(&mut *$tx)
                 .await?;
                 counts.objection_carried = true;
             }
-            counts.protection_carried = sqlx::query(&q(
+            counts.protection_carried = sqlx::query(
                 "INSERT INTO protected_person (nhs_number, category, note, added_by, added_at) \
                  SELECT $2, category, note, $3, $4 FROM protected_person p WHERE p.nhs_number = $1 \
                  AND NOT EXISTS (SELECT 1 FROM protected_person s WHERE s.nhs_number = $2)",
-            ))
+            )
             .bind(retired)
             .bind(survivor)
             .bind(&req.by)
@@ -465,9 +502,9 @@ macro_rules! merge_steps {
             .rows_affected()
                 > 0;
             if counts.protection_carried {
-                sqlx::query(&q(
+                sqlx::query(
                     "INSERT INTO patient_merge_item (merge_id, kind) VALUES ($1, 'protection')",
-                ))
+                )
                 .bind(id)
                 .execute(&mut *$tx)
                 .await?;
@@ -475,51 +512,51 @@ macro_rules! merge_steps {
             // A restriction (PDS's S flag) holds on the merged person too: the retired
             // number's restricted status is carried to the survivor unless it is restricted
             // already, listed (with whether the survivor had a status row) for the unmerge.
-            let retired_restricted: Option<(bool,)> = sqlx::query_as(&q(
+            let retired_restricted: Option<(bool,)> = sqlx::query_as(
                 "SELECT restricted FROM patient_status WHERE nhs_number = $1",
-            ))
+            )
             .bind(retired)
             .fetch_optional(&mut *$tx)
             .await?;
-            let survivor_status: Option<(bool,)> = sqlx::query_as(&q(
+            let survivor_status: Option<(bool,)> = sqlx::query_as(
                 "SELECT restricted FROM patient_status WHERE nhs_number = $1",
-            ))
+            )
             .bind(survivor)
             .fetch_optional(&mut *$tx)
             .await?;
             if retired_restricted.is_some_and(|(r,)| r) && !survivor_status.is_some_and(|(r,)| r) {
-                sqlx::query(&q(
+                sqlx::query(
                     "INSERT INTO patient_status (nhs_number, restricted, deceased, said_by, updated_at) \
                      VALUES ($1, TRUE, NULL, 'merge', $2) ON CONFLICT (nhs_number) DO UPDATE SET \
                      restricted = TRUE, said_by = 'merge', updated_at = excluded.updated_at",
-                ))
+                )
                 .bind(survivor)
                 .bind(ts(&req.at))
                 .execute(&mut *$tx)
                 .await?;
-                sqlx::query(&q(
+                sqlx::query(
                     "INSERT INTO patient_merge_item (merge_id, kind, row_id) VALUES ($1, 'restriction', $2)",
-                ))
+                )
                 .bind(id)
                 .bind(i64::from(survivor_status.is_some()))
                 .execute(&mut *$tx)
                 .await?;
             }
-            counts.pairs_dropped = sqlx::query(&q("DELETE FROM match_candidate WHERE nhs_number = $1"))
+            counts.pairs_dropped = sqlx::query("DELETE FROM match_candidate WHERE nhs_number = $1")
                 .bind(retired)
                 .execute(&mut *$tx)
                 .await?
                 .rows_affected();
-            sqlx::query(&q("DELETE FROM patient WHERE nhs_number = $1"))
+            sqlx::query("DELETE FROM patient WHERE nhs_number = $1")
                 .bind(retired)
                 .execute(&mut *$tx)
                 .await?;
             let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-            sqlx::query(&q(
+            sqlx::query(
                 "UPDATE patient_merge SET links_moved = $2, care_events_moved = $3, \
                  relationships_moved = $4, objection_carried = $5, protection_carried = $6, \
                  pairs_dropped = $7 WHERE id = $1",
-            ))
+            )
             .bind(id)
             .bind(n(counts.links_moved))
             .bind(n(counts.care_events_moved))
@@ -539,30 +576,29 @@ pub(crate) use merge_steps;
 /// The unmerge's steps inside a transaction, as [`merge_steps`]. `$merge` is the merge as
 /// read in the transaction (a standing one).
 macro_rules! unmerge_steps {
-    ($tx:ident, $q:expr, $append:path, $req:expr, $merge:expr, $audit:expr, $chain:expr) => {{
+    ($tx:ident, $append:path, $req:expr, $merge:expr, $audit:expr, $chain:expr) => {{
         use $crate::common::ts;
         use $crate::patient_merge::{MergeOutcome, UnmergeCounts};
         let req = $req;
         let merge: &$crate::patient_merge::MergeRow = $merge;
-        let q = $q;
         let id = merge.id;
         let (retired, survivor) = (merge.retired.as_str(), merge.survivor.as_str());
         let mut counts = UnmergeCounts::default();
-        sqlx::query(&q(
+        sqlx::query(
             "INSERT INTO patient (nhs_number, family, given, family_norm, given_norm, \
              birth_date, gender, postcode, postcode_norm, gp_practice, updated_at) \
              SELECT retired, family, given, family_norm, given_norm, birth_date, gender, \
              postcode, postcode_norm, gp_practice, patient_updated_at FROM patient_merge \
              WHERE id = $1 ON CONFLICT (nhs_number) DO NOTHING",
-        ))
+        )
         .bind(id)
         .execute(&mut *$tx)
         .await?;
-        counts.links_back = sqlx::query(&q(
+        counts.links_back = sqlx::query(
             "UPDATE source_link SET nhs_number = $2 WHERE nhs_number = $3 AND EXISTS \
              (SELECT 1 FROM patient_merge_item i WHERE i.merge_id = $1 AND i.kind = 'link' \
              AND i.source = source_link.source AND i.local_id = source_link.local_id)",
-        ))
+        )
         .bind(id)
         .bind(retired)
         .bind(survivor)
@@ -572,25 +608,25 @@ macro_rules! unmerge_steps {
         // Links that arrived while merged: whose they are is not known. Sent to review
         // against both numbers, never guessed.
         let arrived: Vec<(String, String, String, String, Option<chrono::NaiveDate>, Option<String>)> =
-            sqlx::query_as(&q(
+            sqlx::query_as(
                 "SELECT source, local_id, family, given, birth_date, postcode FROM source_link \
                  WHERE nhs_number = $2 AND NOT EXISTS (SELECT 1 FROM patient_merge_item i \
                  WHERE i.merge_id = $1 AND i.kind IN ('link', 'kept-link') \
                  AND i.source = source_link.source AND i.local_id = source_link.local_id)",
-            ))
+            )
             .bind(id)
             .bind(survivor)
             .fetch_all(&mut *$tx)
             .await?;
         for (source, local_id, family, given, birth_date, postcode) in &arrived {
             for nhs in [survivor, retired] {
-                sqlx::query(&q(
+                sqlx::query(
                     "INSERT INTO match_candidate (source, local_id, nhs_number, kind, score, \
                      agreement, guard, family, given, birth_date, gender, postcode, found_at) \
                      VALUES ($1, $2, $3, 'unmerged', 0, 'linked-while-merged', NULL, $4, $5, $6, \
                      NULL, $7, $8) ON CONFLICT (source, local_id, nhs_number) DO UPDATE SET \
                      kind = excluded.kind, agreement = excluded.agreement, found_at = excluded.found_at",
-                ))
+                )
                 .bind(source)
                 .bind(local_id)
                 .bind(nhs)
@@ -602,25 +638,25 @@ macro_rules! unmerge_steps {
                 .execute(&mut *$tx)
                 .await?;
             }
-            sqlx::query(&q(
+            sqlx::query(
                 "INSERT INTO unmatched_record (source, local_id, reason, candidates, seen_at) \
                  VALUES ($1, $2, 'unmerged', 2, $3) ON CONFLICT (source, local_id) DO UPDATE SET \
                  reason = excluded.reason, candidates = excluded.candidates, seen_at = excluded.seen_at",
-            ))
+            )
             .bind(source)
             .bind(local_id)
             .bind(ts(&req.at))
             .execute(&mut *$tx)
             .await?;
-            sqlx::query(&q("DELETE FROM source_link WHERE source = $1 AND local_id = $2"))
+            sqlx::query("DELETE FROM source_link WHERE source = $1 AND local_id = $2")
                 .bind(source)
                 .bind(local_id)
                 .execute(&mut *$tx)
                 .await?;
-            sqlx::query(&q(
+            sqlx::query(
                 "INSERT INTO patient_merge_item (merge_id, kind, source, local_id) \
                  VALUES ($1, 'review', $2, $3)",
-            ))
+            )
             .bind(id)
             .bind(source)
             .bind(local_id)
@@ -629,10 +665,10 @@ macro_rules! unmerge_steps {
         }
         counts.sent_to_review = u64::try_from(arrived.len()).unwrap_or(u64::MAX);
         for (kind, table) in [("care-event", "care_event"), ("relationship", "relationship")] {
-            let back = sqlx::query(&q(&format!(
+            let back = sqlx::query(&format!(
                 "UPDATE {table} SET nhs_number = $2 WHERE nhs_number = $3 AND id IN \
                  (SELECT row_id FROM patient_merge_item WHERE merge_id = $1 AND kind = $4)"
-            )))
+            ))
             .bind(id)
             .bind(retired)
             .bind(survivor)
@@ -647,24 +683,24 @@ macro_rules! unmerge_steps {
             }
         }
         // What the merge carried goes: the survivor's own history is as it was.
-        sqlx::query(&q(
+        sqlx::query(
             "DELETE FROM objection WHERE nhs_number = $2 AND id IN \
              (SELECT row_id FROM patient_merge_item WHERE merge_id = $1 AND kind = 'objection')",
-        ))
+        )
         .bind(id)
         .bind(survivor)
         .execute(&mut *$tx)
         .await?;
         if merge.counts.protection_carried {
-            sqlx::query(&q("DELETE FROM protected_person WHERE nhs_number = $1"))
+            sqlx::query("DELETE FROM protected_person WHERE nhs_number = $1")
                 .bind(survivor)
                 .execute(&mut *$tx)
                 .await?;
         }
         // A restriction the merge carried goes, unless PDS has spoken of the survivor since.
-        let carried: Option<(Option<i64>,)> = sqlx::query_as(&q(
+        let carried: Option<(Option<i64>,)> = sqlx::query_as(
             "SELECT row_id FROM patient_merge_item WHERE merge_id = $1 AND kind = 'restriction'",
-        ))
+        )
         .bind(id)
         .fetch_optional(&mut *$tx)
         .await?;
@@ -674,36 +710,36 @@ macro_rules! unmerge_steps {
             } else {
                 "DELETE FROM patient_status WHERE nhs_number = $1 AND said_by = 'merge'"
             };
-            sqlx::query(&q(restore))
+            sqlx::query(restore)
                 .bind(survivor)
                 .execute(&mut *$tx)
                 .await?;
         }
         // An objection recorded on the merged person while merged may have been either
         // person's: it holds for both (never lose an opt-out).
-        let during: (i64,) = sqlx::query_as(&q(
+        let during: (i64,) = sqlx::query_as(
             "SELECT COUNT(*) FROM objection WHERE nhs_number = $1 AND at >= $2",
-        ))
+        )
         .bind(survivor)
         .bind(ts(&merge.merged_at))
         .fetch_one(&mut *$tx)
         .await?;
         let standing = $crate::patient_merge::STANDING_OBJECTION;
         let active = |o: &Option<(String,)>| o.as_ref().is_some_and(|(s,)| s == "active");
-        let survivor_objects: Option<(String,)> = sqlx::query_as(&q(standing))
+        let survivor_objects: Option<(String,)> = sqlx::query_as(standing)
             .bind(survivor)
             .fetch_optional(&mut *$tx)
             .await?;
-        let retired_objects: Option<(String,)> = sqlx::query_as(&q(standing))
+        let retired_objects: Option<(String,)> = sqlx::query_as(standing)
             .bind(retired)
             .fetch_optional(&mut *$tx)
             .await?;
         if during.0 > 0 && active(&survivor_objects) && !active(&retired_objects) {
-            let (oid,): (i64,) = sqlx::query_as(&q(
+            let (oid,): (i64,) = sqlx::query_as(
                 "INSERT INTO objection (nhs_number, state, recorded_by, on_whose_word, \
                  override_reason, by_role, note, at, ends_at) \
                  VALUES ($1, 'active', $2, $3, NULL, NULL, $4, $5, NULL) RETURNING id",
-            ))
+            )
             .bind(retired)
             .bind(&req.by)
             .bind(format!("merged-record:{survivor}"))
@@ -714,9 +750,9 @@ macro_rules! unmerge_steps {
             .bind(ts(&req.at))
             .fetch_one(&mut *$tx)
             .await?;
-            sqlx::query(&q(
+            sqlx::query(
                 "INSERT INTO patient_merge_item (merge_id, kind, row_id) VALUES ($1, 'objection-back', $2)",
-            ))
+            )
             .bind(id)
             .bind(oid)
             .execute(&mut *$tx)
@@ -724,11 +760,11 @@ macro_rules! unmerge_steps {
             counts.objection_carried_back = true;
         }
         let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        sqlx::query(&q(
+        sqlx::query(
             "UPDATE patient_merge SET undone_by = $2, undone_at = $3, undo_reason = $4, \
              links_back = $5, sent_to_review = $6, care_events_back = $7, \
              relationships_back = $8, objection_carried_back = $9 WHERE id = $1",
-        ))
+        )
         .bind(id)
         .bind(&req.by)
         .bind(ts(&req.at))
@@ -745,6 +781,52 @@ macro_rules! unmerge_steps {
     }};
 }
 pub(crate) use unmerge_steps;
+
+/// [`merge_steps`], then the merge read back: evaluates to `Result<MergeOutcome<MergeRow>>`;
+/// the caller commits on `Done` (and drops the transaction on a refusal).
+macro_rules! merge_in_tx {
+    ($tx:ident, $append:path, $req:expr, $audit:expr, $chain:expr) => {{
+        use $crate::patient_merge::{merge_by_id, merge_from_row, MergeOutcome};
+        match $crate::patient_merge::merge_steps!($tx, $append, $req, $audit, $chain)? {
+            MergeOutcome::Done(id, row) => {
+                let merge = merge_by_id(id).query().fetch_one(&mut *$tx).await?;
+                Ok::<_, $crate::StoreError>(MergeOutcome::Done(merge_from_row(&merge)?, row))
+            }
+            MergeOutcome::Refused(why) => Ok(MergeOutcome::Refused(why)),
+        }
+    }};
+}
+pub(crate) use merge_in_tx;
+
+/// An unmerge in the backend's open transaction: the merge read with `$select` (the backend's
+/// [`merge_by_id`], or [`merge_for_update`]), refused when there is none or it is undone
+/// already, then [`unmerge_steps`] and the merge read back. Evaluates to
+/// `Result<MergeOutcome<MergeRow>>`; the caller commits on `Done`.
+macro_rules! unmerge_in_tx {
+    ($tx:ident, $append:path, $req:expr, $select:expr, $audit:expr, $chain:expr) => {{
+        use $crate::patient_merge::{merge_by_id, merge_from_row, MergeOutcome};
+        'unmerge: {
+            let merge = match $select.query().fetch_optional(&mut *$tx).await? {
+                Some(r) => merge_from_row(&r)?,
+                None => break 'unmerge Ok(MergeOutcome::Refused("There is no such merge.".into())),
+            };
+            if merge.undone.is_some() {
+                break 'unmerge Ok(MergeOutcome::Refused(
+                    "This merge has already been undone.".into(),
+                ));
+            }
+            match $crate::patient_merge::unmerge_steps!($tx, $append, $req, &merge, $audit, $chain)?
+            {
+                MergeOutcome::Done(id, row) => {
+                    let merge = merge_by_id(id).query().fetch_one(&mut *$tx).await?;
+                    Ok::<_, $crate::StoreError>(MergeOutcome::Done(merge_from_row(&merge)?, row))
+                }
+                MergeOutcome::Refused(why) => Ok(MergeOutcome::Refused(why)),
+            }
+        }
+    }};
+}
+pub(crate) use unmerge_in_tx;
 
 /// Where a number's objection register stands: the latest opt-out or opt-back-in (`$1`).
 pub(crate) const STANDING_OBJECTION: &str =

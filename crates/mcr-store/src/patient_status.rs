@@ -3,13 +3,14 @@
 //! One row per NHS number, no clinical data. Both backends (`sqlite/patient_status.rs`,
 //! `postgres/patient_status.rs`).
 
-use crate::common::{parse_nhs, parse_ts};
+use crate::common::{parse_nhs, parse_ts, ts, Statement, Value};
 use crate::{Result, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mcr_domain::NhsNumber;
 use sqlx::Row;
 use std::collections::HashSet;
+use std::sync::LazyLock;
 
 /// One patient's status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +76,7 @@ where
 pub(crate) const COLUMNS: &str = "nhs_number, restricted, deceased, said_by, updated_at";
 
 /// Keep a held restriction unless PDS itself says the patient is not restricted.
-pub(crate) const UPSERT: &str = " ON CONFLICT (nhs_number) DO UPDATE SET \
+const UPSERT: &str = " ON CONFLICT (nhs_number) DO UPDATE SET \
      restricted = CASE WHEN excluded.said_by = 'pds' THEN excluded.restricted \
                        ELSE (patient_status.restricted OR excluded.restricted) END, \
      deceased = COALESCE(excluded.deceased, patient_status.deceased), \
@@ -102,4 +103,28 @@ where
         said_by: text("said_by")?,
         updated_at: parse_ts("patient_status.updated_at", &text("updated_at")?)?,
     })
+}
+
+/// One patient's status written (see [`UPSERT`]).
+pub(crate) fn put_status(r: &PatientStatusRow) -> Statement<'_> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!("INSERT INTO patient_status ({COLUMNS}) VALUES ($1, $2, $3, $4, $5){UPSERT}")
+    });
+    Statement::new(
+        SQL.as_str(),
+        vec![
+            Value::Text(r.nhs_number.as_str()),
+            Value::Flag(r.restricted),
+            Value::OptText(r.deceased.as_deref()),
+            Value::Text(&r.said_by),
+            Value::Owned(ts(&r.updated_at)),
+        ],
+    )
+}
+
+/// One patient's status.
+pub(crate) fn status_of(nhs: &NhsNumber) -> Statement<'_> {
+    static SQL: LazyLock<String> =
+        LazyLock::new(|| format!("SELECT {COLUMNS} FROM patient_status WHERE nhs_number = $1"));
+    Statement::new(SQL.as_str(), vec![Value::Text(nhs.as_str())])
 }

@@ -6,6 +6,7 @@
 //! RETURNING`, a sign-in taken in one `DELETE .. RETURNING`, a token taken in one conditional
 //! upsert. Times are Unix milliseconds from the caller's clock.
 
+use crate::common::{Statement, Value};
 use crate::Result;
 use async_trait::async_trait;
 
@@ -107,5 +108,108 @@ pub(crate) fn take_token_sql(p: [&str; 4], min: &str, max: &str) -> String {
         "INSERT INTO rate_bucket (key, tokens, at_ms) VALUES ({key}, {burst} - 1, {now}) \
          ON CONFLICT (key) DO UPDATE SET tokens = {refilled} - 1, at_ms = {max}(rate_bucket.at_ms, {now}) \
          WHERE {refilled} >= 1 RETURNING tokens"
+    )
+}
+
+/// [`take_token_sql`]'s values, in the order of its placeholders; [`tokens_left_sql`] takes
+/// the same.
+pub(crate) fn token_values(key: &str, bucket: Bucket, now_ms: i64) -> Vec<Value<'_>> {
+    vec![
+        Value::Text(key),
+        Value::Real(bucket.burst()),
+        Value::Int(now_ms),
+        Value::Real(bucket.per_ms()),
+    ]
+}
+
+/// The tokens a bucket holds now, when none could be taken (placeholders and functions as
+/// [`take_token_sql`]'s).
+pub(crate) fn tokens_left_sql(p: [&str; 4], min: &str, max: &str) -> String {
+    let [key, burst, now, per_ms] = p;
+    format!("SELECT {min}({burst}, tokens + {max}(0, {now} - at_ms) * {per_ms}) FROM rate_bucket WHERE key = {key}")
+}
+
+/// [`take_lease_sql`]'s values, in the order of its placeholders.
+pub(crate) fn lease_values<'a>(
+    name: &'a str,
+    holder: &'a str,
+    now_ms: i64,
+    ttl_ms: i64,
+) -> Vec<Value<'a>> {
+    vec![
+        Value::Text(name),
+        Value::Text(holder),
+        Value::Int(now_ms),
+        Value::Int(now_ms + ttl_ms),
+    ]
+}
+
+/// Keep a session alive, unless it has been idle or open too long: what it holds, if kept.
+/// `max` is the backend's two-argument maximum (`MAX` on SQLite, `GREATEST` on PostgreSQL).
+pub(crate) fn touch_session_sql(max: &str) -> String {
+    format!(
+        "UPDATE web_session SET last_seen_ms = {max}(last_seen_ms, $2) \
+         WHERE id_hash = $1 AND last_seen_ms >= $3 AND created_ms >= $4 RETURNING data"
+    )
+}
+
+/// [`touch_session_sql`]'s values.
+pub(crate) fn touch_values(
+    id_hash: &str,
+    now_ms: i64,
+    idle_ms: i64,
+    max_ms: i64,
+) -> Vec<Value<'_>> {
+    vec![
+        Value::Text(id_hash),
+        Value::Int(now_ms),
+        Value::Int(now_ms - idle_ms),
+        Value::Int(now_ms - max_ms),
+    ]
+}
+
+pub(crate) fn end_session(id_hash: &str) -> Statement<'_> {
+    Statement::new(
+        "DELETE FROM web_session WHERE id_hash = $1",
+        vec![Value::Text(id_hash)],
+    )
+}
+
+/// A sign-in's state, gone once read: what it holds and when it was made.
+pub(crate) fn take_login(id_hash: &str) -> Statement<'_> {
+    Statement::new(
+        "DELETE FROM web_login WHERE id_hash = $1 RETURNING data, created_ms",
+        vec![Value::Text(id_hash)],
+    )
+}
+
+pub(crate) fn forget_buckets(before_ms: i64) -> Statement<'static> {
+    Statement::new(
+        "DELETE FROM rate_bucket WHERE at_ms < $1",
+        vec![Value::Int(before_ms)],
+    )
+}
+
+pub(crate) fn release_lease<'a>(name: &'a str, holder: &'a str) -> Statement<'a> {
+    Statement::new(
+        "DELETE FROM lease WHERE name = $1 AND holder = $2",
+        vec![Value::Text(name), Value::Text(holder)],
+    )
+}
+
+/// Forget the launch keys past their expiry.
+pub(crate) fn forget_launches(now_ms: i64) -> Statement<'static> {
+    Statement::new(
+        "DELETE FROM launch_used WHERE expires_ms < $1",
+        vec![Value::Int(now_ms)],
+    )
+}
+
+/// Use a launch key: one row written the first time, none while an earlier use stands.
+pub(crate) fn use_launch(key_hash: &str, expires_ms: i64) -> Statement<'_> {
+    Statement::new(
+        "INSERT INTO launch_used (key_hash, expires_ms) VALUES ($1, $2) \
+         ON CONFLICT (key_hash) DO NOTHING",
+        vec![Value::Text(key_hash), Value::Int(expires_ms)],
     )
 }

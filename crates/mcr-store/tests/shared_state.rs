@@ -189,6 +189,62 @@ async fn story(store: &dyn Store) {
             .expect("use"),
         "forgotten once expired"
     );
+
+    // A lease: one holder at a time, renewed by it, taken over only once expired, and given
+    // up only by its holder.
+    let ttl = 10_000;
+    assert!(store.take_lease("sync", "a", t0, ttl).await.expect("take"));
+    assert!(
+        !store
+            .take_lease("sync", "b", t0 + 1, ttl)
+            .await
+            .expect("take"),
+        "held by a"
+    );
+    assert!(
+        store
+            .take_lease("sync", "a", t0 + 5_000, ttl)
+            .await
+            .expect("take"),
+        "renewed by its holder"
+    );
+    assert!(
+        !store
+            .take_lease("sync", "b", t0 + 12_000, ttl)
+            .await
+            .expect("take"),
+        "the renewal lasts from when it was made"
+    );
+    assert!(
+        store
+            .take_lease("other", "b", t0 + 1, ttl)
+            .await
+            .expect("take"),
+        "another lease"
+    );
+    assert!(
+        store
+            .take_lease("sync", "b", t0 + 15_001, ttl)
+            .await
+            .expect("take"),
+        "taken over once expired"
+    );
+    store.release_lease("sync", "a").await.expect("release");
+    assert!(
+        !store
+            .take_lease("sync", "a", t0 + 15_002, ttl)
+            .await
+            .expect("take"),
+        "a cannot give up what b holds"
+    );
+    store.release_lease("sync", "b").await.expect("release");
+    assert!(
+        store
+            .take_lease("sync", "a", t0 + 15_003, ttl)
+            .await
+            .expect("take"),
+        "free once its holder gave it up"
+    );
 }
 
 #[tokio::test]

@@ -2,9 +2,11 @@
 //! governance changes with their audit records.
 
 use super::PostgresStore;
-use crate::audit::{audit_from_row, push_search, AUDIT_COLUMNS};
-use crate::common::ts;
-use crate::{AuditAppend, AuditFilter, AuditRow, AuditStore, ChainFn, Result, AUDIT_GENESIS_HASH};
+use crate::audit::{
+    audit_from_row, audit_rows, chained, head_or_genesis, insert_rows, push_search, AUDIT_HEAD,
+};
+use crate::common::Statement;
+use crate::{AuditAppend, AuditFilter, AuditRow, AuditStore, ChainFn, Result, StoreError};
 use async_trait::async_trait;
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 
@@ -24,43 +26,51 @@ pub(crate) async fn append_audit_in_tx(
         .bind(AUDIT_LOCK_KEY)
         .execute(&mut *conn)
         .await?;
-    let last: Option<(i64, String)> =
-        sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+    let head = head_or_genesis(
+        sqlx::query_as(AUDIT_HEAD)
             .fetch_optional(&mut *conn)
-            .await?;
-    let (seq, prev_hash) = match last {
-        Some((seq, hash)) => (seq + 1, hash),
-        None => (1, AUDIT_GENESIS_HASH.to_owned()),
-    };
-    let hash = chain(seq, &prev_hash, record);
-    sqlx::query(
-        "INSERT INTO audit_log (seq, at, correlation_id, user_id, org_code, patient, action, \
-         outcome, payload, prev_hash, hash, role_profile_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-    )
-    .bind(seq)
-    .bind(ts(&record.at))
-    .bind(&record.correlation_id)
-    .bind(&record.user_id)
-    .bind(&record.org_code)
-    .bind(record.patient.as_deref())
-    .bind(&record.action)
-    .bind(&record.outcome)
-    .bind(&record.payload)
-    .bind(&prev_hash)
-    .bind(&hash)
-    .bind(record.role_profile_id.as_deref())
-    .execute(&mut *conn)
-    .await?;
-    Ok(AuditRow {
-        seq,
-        prev_hash,
-        hash,
-        record: record.clone(),
-    })
+            .await?,
+    );
+    let mut rows = chained(head, [record], chain);
+    insert_rows(&rows).query().execute(&mut *conn).await?;
+    rows.pop()
+        .ok_or_else(|| StoreError::Corrupt("an audit append made no row".into()))
 }
 
 impl PostgresStore {
+    /// `writes` in order, then `audit` appended, in one transaction (the append takes the audit advisory lock).
+    pub(super) async fn audited(
+        &self,
+        writes: &[Statement<'_>],
+        audit: &AuditAppend,
+        chain: &ChainFn,
+    ) -> Result<AuditRow> {
+        let mut tx = self.pool.begin().await?;
+        for write in writes {
+            write.query().execute(&mut *tx).await?;
+        }
+        let row = append_audit_in_tx(&mut tx, audit, chain).await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    /// [`Self::audited`] for one write that must change exactly one row: when it changes
+    /// none (or more), nothing is written and no audit record appended (`None`).
+    pub(super) async fn audited_if_one(
+        &self,
+        write: Statement<'_>,
+        audit: &AuditAppend,
+        chain: &ChainFn,
+    ) -> Result<Option<AuditRow>> {
+        let mut tx = self.pool.begin().await?;
+        if write.query().execute(&mut *tx).await?.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let row = append_audit_in_tx(&mut tx, audit, chain).await?;
+        tx.commit().await?;
+        Ok(Some(row))
+    }
+
     /// Appends `record`, with the governance change it records, through the group commit:
     /// the batch's changes and records in one transaction.
     pub(crate) async fn group_append(
@@ -102,14 +112,9 @@ impl AuditStore for PostgresStore {
     }
 
     async fn audit_rows(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditRow>> {
-        let sql =
-            format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2");
-        let rows = sqlx::query(&sql)
-            .bind(after_seq)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(audit_from_row).collect()
+        audit_rows(after_seq, limit)
+            .fetch_all(&self.pool, audit_from_row)
+            .await
     }
 
     async fn search_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>> {

@@ -2,7 +2,9 @@
 //! PostgreSQL.
 
 use super::PostgresStore;
-use crate::backend_services::BackendServicesStore;
+use crate::backend_services::{
+    forget_assertions, remember_assertion, system_token, BackendServicesStore,
+};
 use crate::Result;
 use async_trait::async_trait;
 
@@ -15,19 +17,14 @@ impl BackendServicesStore for PostgresStore {
         expires_ms: i64,
         now_ms: i64,
     ) -> Result<bool> {
-        sqlx::query("DELETE FROM client_assertion WHERE expires_ms < $1")
-            .bind(now_ms)
+        forget_assertions(now_ms)
+            .query()
             .execute(&self.pool)
             .await?;
-        let new: Option<(String,)> = sqlx::query_as(
-            "INSERT INTO client_assertion (client_id, jti, expires_ms) VALUES ($1, $2, $3) \
-             ON CONFLICT (client_id, jti) DO NOTHING RETURNING jti",
-        )
-        .bind(client_id)
-        .bind(jti)
-        .bind(expires_ms)
-        .fetch_optional(&self.pool)
-        .await?;
+        let new: Option<(String,)> = remember_assertion(client_id, jti, expires_ms)
+            .query_as()
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(new.is_some())
     }
 
@@ -38,6 +35,8 @@ impl BackendServicesStore for PostgresStore {
         expires_ms: i64,
         now_ms: i64,
     ) -> Result<()> {
+        // The expired tokens go in the same statement (a data-modifying WITH, which SQLite
+        // does not have: it runs the two on its one writer).
         sqlx::query(
             "WITH gone AS (DELETE FROM system_token WHERE expires_ms < $4) \
              INSERT INTO system_token (id_hash, data, expires_ms) VALUES ($1, $2, $3)",
@@ -52,12 +51,9 @@ impl BackendServicesStore for PostgresStore {
     }
 
     async fn system_token(&self, id_hash: &str, now_ms: i64) -> Result<Option<(String, i64)>> {
-        Ok(sqlx::query_as(
-            "SELECT data, expires_ms FROM system_token WHERE id_hash = $1 AND expires_ms > $2",
-        )
-        .bind(id_hash)
-        .bind(now_ms)
-        .fetch_optional(&self.pool)
-        .await?)
+        Ok(system_token(id_hash, now_ms)
+            .query_as()
+            .fetch_optional(&self.pool)
+            .await?)
     }
 }

@@ -7,7 +7,7 @@
 //! append rolls the governance rows back.
 
 use super::PostgresStore;
-use crate::governance::{governance_from, governance_sql};
+use crate::governance::{governance, governance_from};
 use crate::{
     AuditAppend, AuditRow, ChainFn, GovernanceChange, GovernanceRecords, GovernanceStore, Result,
 };
@@ -28,11 +28,7 @@ impl GovernanceStore for PostgresStore {
     }
 
     async fn governance(&self, nhs: &NhsNumber) -> Result<GovernanceRecords> {
-        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| governance_sql("$1"));
-        let rows = sqlx::query(SQL.as_str())
-            .bind(nhs.as_str())
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = governance(nhs).query().fetch_all(&self.pool).await?;
         governance_from(&rows)
     }
 }

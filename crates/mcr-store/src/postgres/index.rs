@@ -1,10 +1,11 @@
-//! The patient index on PostgreSQL.
+//! The patient index on PostgreSQL: the statements of [`crate::index`] on the pool, and batches
+//! written as arrays (`UNNEST`) or copied (`COPY`), where SQLite binds rows in chunks.
 
 use super::PostgresStore;
 use crate::common::{last_per_key, ts};
 use crate::index::{
-    link_from_row, patient_from_row, unmatched_from_row, NormalQuery, PatientRow, LINK_COLUMNS,
-    PATIENT_COLUMNS,
+    self, link_from_row, patient_from_row, unmatched_from_row, watermark_from_row, NormalQuery,
+    PatientRow, LINK_UPSERT, LINK_WRITE, PATIENT_COUNT, PATIENT_WRITE,
 };
 use crate::{
     DemographicQuery, IndexStore, IndexedPatient, Result, SourceLink, StoreError, UnmatchedRecord,
@@ -12,7 +13,6 @@ use crate::{
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use mcr_domain::{NhsNumber, SourceId};
-use sqlx::{Postgres, QueryBuilder, Row};
 
 /// Rows per `UNNEST` statement.
 const CHUNK: usize = 10_000;
@@ -39,8 +39,7 @@ impl PostgresStore {
             let gp: Vec<Option<&str>> = chunk.iter().map(|r| r.p.gp_practice.as_deref()).collect();
             let updated: Vec<&str> = chunk.iter().map(|r| r.updated_at.as_str()).collect();
             let sql = format!(
-                "INSERT INTO patient (nhs_number, family, given, family_norm, given_norm, \
-                 birth_date, gender, postcode, postcode_norm, gp_practice, updated_at) \
+                "INSERT INTO {PATIENT_WRITE} \
                  SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
                  $6::date[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[]){on_conflict}"
             );
@@ -117,10 +116,7 @@ impl PostgresStore {
         }
         let mut conn = self.pool.acquire().await?;
         let mut copy = conn
-            .copy_in_raw(
-                "COPY patient (nhs_number, family, given, family_norm, given_norm, birth_date, \
-                 gender, postcode, postcode_norm, gp_practice, updated_at) FROM STDIN",
-            )
+            .copy_in_raw(&format!("COPY {PATIENT_WRITE} FROM STDIN"))
             .await?;
         copy.send(text.into_bytes()).await?;
         Ok(copy.finish().await?)
@@ -150,16 +146,11 @@ impl IndexStore for PostgresStore {
             let birth_date: Vec<Option<NaiveDate>> = chunk.iter().map(|l| l.birth_date).collect();
             let postcode: Vec<Option<&str>> = chunk.iter().map(|l| l.postcode.as_deref()).collect();
             let linked: Vec<String> = chunk.iter().map(|l| ts(&l.linked_at)).collect();
-            sqlx::query(
-                "INSERT INTO source_link (source, local_id, nhs_number, method, family, given, \
-                 birth_date, postcode, linked_at) \
+            sqlx::query(&format!(
+                "INSERT INTO {LINK_WRITE} \
                  SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
-                 $6::text[], $7::date[], $8::text[], $9::text[]) \
-                 ON CONFLICT (source, local_id) DO UPDATE SET nhs_number = excluded.nhs_number, \
-                 method = excluded.method, family = excluded.family, given = excluded.given, \
-                 birth_date = excluded.birth_date, postcode = excluded.postcode, \
-                 linked_at = excluded.linked_at",
-            )
+                 $6::text[], $7::date[], $8::text[], $9::text[]){LINK_UPSERT}"
+            ))
             .bind(&source)
             .bind(&local_id)
             .bind(&nhs)
@@ -181,23 +172,13 @@ impl IndexStore for PostgresStore {
     }
 
     async fn patient(&self, nhs: &NhsNumber) -> Result<Option<IndexedPatient>> {
-        let sql = format!("SELECT {PATIENT_COLUMNS} FROM patient WHERE nhs_number = $1");
-        let row = sqlx::query(&sql)
-            .bind(nhs.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(patient_from_row).transpose()
+        index::patient(nhs)
+            .fetch_optional(&self.pool, patient_from_row)
+            .await
     }
 
     async fn links(&self, nhs: &NhsNumber) -> Result<Vec<SourceLink>> {
-        let sql = format!(
-            "SELECT {LINK_COLUMNS} FROM source_link WHERE nhs_number = $1 ORDER BY source, local_id"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(nhs.as_str())
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(link_from_row).collect()
+        index::links(nhs).fetch_all(&self.pool, link_from_row).await
     }
 
     async fn link_for_local(
@@ -205,14 +186,9 @@ impl IndexStore for PostgresStore {
         source: &SourceId,
         local_id: &str,
     ) -> Result<Option<SourceLink>> {
-        let sql =
-            format!("SELECT {LINK_COLUMNS} FROM source_link WHERE source = $1 AND local_id = $2");
-        let row = sqlx::query(&sql)
-            .bind(source.as_str())
-            .bind(local_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(link_from_row).transpose()
+        index::link_for_local(source, local_id)
+            .fetch_optional(&self.pool, link_from_row)
+            .await
     }
 
     async fn search_patients(
@@ -223,87 +199,49 @@ impl IndexStore for PostgresStore {
         let Some(q) = NormalQuery::new(query) else {
             return Ok(Vec::new());
         };
-        // Only the given conditions appear in the SQL, so the planner can use the
-        // (family_norm, birth_date) index for both equalities.
-        let mut qb = QueryBuilder::<Postgres>::new(format!(
-            "SELECT {PATIENT_COLUMNS} FROM patient WHERE family_norm = "
-        ));
-        qb.push_bind(&q.family);
-        if let Some(birth_date) = q.birth_date {
-            qb.push(" AND birth_date = ").push_bind(birth_date);
-        }
-        if let Some((from, to)) = &q.given_range {
-            qb.push(" AND given_norm >= ").push_bind(from);
-            qb.push(" AND given_norm < ").push_bind(to);
-        }
-        if let Some(postcode) = &q.postcode {
-            qb.push(" AND postcode_norm = ").push_bind(postcode);
-        }
-        qb.push(" ORDER BY family_norm, given_norm, birth_date, nhs_number LIMIT ")
-            .push_bind(i64::from(limit));
-        let rows = qb.build().fetch_all(&self.pool).await?;
-        rows.iter().map(patient_from_row).collect()
+        index::search(&q, limit, None)
+            .fetch_all(&self.pool, patient_from_row)
+            .await
     }
 
     async fn record_unmatched(&self, record: &UnmatchedRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO unmatched_record (source, local_id, reason, candidates, seen_at) \
-             VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (source, local_id) DO UPDATE SET reason = excluded.reason, \
-             candidates = excluded.candidates, seen_at = excluded.seen_at",
-        )
-        .bind(record.source.as_str())
-        .bind(&record.local_id)
-        .bind(&record.reason)
-        .bind(i64::from(record.candidates))
-        .bind(ts(&record.seen_at))
-        .execute(&self.pool)
-        .await?;
+        index::record_unmatched(record)
+            .query()
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     async fn clear_unmatched(&self, source: &SourceId, local_id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM unmatched_record WHERE source = $1 AND local_id = $2")
-            .bind(source.as_str())
-            .bind(local_id)
+        index::clear_unmatched(source, local_id)
+            .query()
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
     async fn unmatched(&self, source: Option<&SourceId>) -> Result<Vec<UnmatchedRecord>> {
-        let rows = sqlx::query(
-            "SELECT source, local_id, reason, candidates, seen_at FROM unmatched_record \
-             WHERE $1::text IS NULL OR source = $1 ORDER BY source, local_id",
-        )
-        .bind(source.map(SourceId::as_str))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(unmatched_from_row).collect()
+        index::unmatched(source)
+            .fetch_all(&self.pool, unmatched_from_row)
+            .await
     }
 
     async fn sync_watermark(&self, source: &SourceId) -> Result<Option<String>> {
-        let row = sqlx::query("SELECT watermark FROM sync_state WHERE source = $1")
-            .bind(source.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| r.try_get("watermark")).transpose()?)
+        index::sync_watermark(source)
+            .fetch_optional(&self.pool, watermark_from_row)
+            .await
     }
 
     async fn set_sync_watermark(&self, source: &SourceId, watermark: &str) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO sync_state (source, watermark) VALUES ($1, $2) \
-             ON CONFLICT (source) DO UPDATE SET watermark = excluded.watermark",
-        )
-        .bind(source.as_str())
-        .bind(watermark)
-        .execute(&self.pool)
-        .await?;
+        index::set_sync_watermark(source, watermark)
+            .query()
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     async fn patient_count(&self) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM patient")
+        let n: i64 = sqlx::query_scalar(PATIENT_COUNT)
             .fetch_one(&self.pool)
             .await?;
         u64::try_from(n).map_err(|_| StoreError::Corrupt("negative patient count".into()))

@@ -5,11 +5,6 @@
 use super::audit::append_audit_in_tx;
 use super::PostgresStore;
 
-/// The shared statements are written with PostgreSQL's `$n` parameters already.
-fn q(sql: &str) -> String {
-    sql.to_owned()
-}
-
 macro_rules! write_tx {
     ($this:ident, $tx:ident, $body:block) => {{
         let mut $tx = $this.pool.begin().await?;
@@ -20,7 +15,6 @@ macro_rules! write_tx {
 
 crate::local_identity::local_identity_impl!(
     PostgresStore,
-    q,
     pool,
     write_tx,
     write_tx,

@@ -1,14 +1,13 @@
 //! Opt-out requests and the decisions on them on PostgreSQL.
 
-use super::audit::append_audit_in_tx;
 use super::PostgresStore;
+use crate::common::{Statement, Value};
 use crate::opt_out::{
-    decide_request, insert_request, list_limit, request_from_row, OptOutDecision, OptOutRequestRow,
-    OptOutState, OptOutStore, BY_REFERENCE, COLUMNS, DECIDE_REQUEST, INSERT_REQUEST,
+    decide_request, insert_request, request_from_row, requests, OptOutDecision, OptOutRequestRow,
+    OptOutState, OptOutStore, BY_REFERENCE, DECIDE_REQUEST, INSERT_REQUEST,
 };
 use crate::{AuditAppend, AuditRow, ChainFn, Result};
 use async_trait::async_trait;
-use sqlx::{Postgres, QueryBuilder};
 
 #[async_trait]
 impl OptOutStore for PostgresStore {
@@ -18,13 +17,8 @@ impl OptOutStore for PostgresStore {
         audit: &AuditAppend,
         chain: &ChainFn,
     ) -> Result<AuditRow> {
-        let mut tx = self.pool.begin().await?;
-        insert_request(sqlx::query(INSERT_REQUEST), r)
-            .execute(&mut *tx)
-            .await?;
-        let row = append_audit_in_tx(&mut tx, audit, chain).await?;
-        tx.commit().await?;
-        Ok(row)
+        let write = insert_request(Statement::sql(INSERT_REQUEST), r);
+        self.audited(&[write], audit, chain).await
     }
 
     async fn opt_out_requests(
@@ -32,29 +26,15 @@ impl OptOutStore for PostgresStore {
         state: Option<OptOutState>,
         limit: u32,
     ) -> Result<Vec<OptOutRequestRow>> {
-        let mut qb =
-            QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM opt_out_request"));
-        if let Some(s) = state {
-            qb.push(" WHERE state = ").push_bind(s.as_str());
-        }
-        qb.push(" ORDER BY received_at, reference LIMIT ")
-            .push_bind(list_limit(limit));
-        qb.build()
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(request_from_row)
-            .collect()
+        requests(state, limit)
+            .fetch_all(&self.pool, request_from_row)
+            .await
     }
 
     async fn opt_out_request(&self, reference: &str) -> Result<Option<OptOutRequestRow>> {
-        sqlx::query(BY_REFERENCE.as_str())
-            .bind(reference)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(request_from_row)
-            .transpose()
+        Statement::new(BY_REFERENCE.as_str(), vec![Value::Text(reference)])
+            .fetch_optional(&self.pool, request_from_row)
+            .await
     }
 
     async fn decide_opt_out_request(
@@ -63,15 +43,7 @@ impl OptOutStore for PostgresStore {
         audit: &AuditAppend,
         chain: &ChainFn,
     ) -> Result<Option<AuditRow>> {
-        let mut tx = self.pool.begin().await?;
-        let done = decide_request(sqlx::query(DECIDE_REQUEST), d)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() != 1 {
-            return Ok(None);
-        }
-        let row = append_audit_in_tx(&mut tx, audit, chain).await?;
-        tx.commit().await?;
-        Ok(Some(row))
+        let write = decide_request(Statement::sql(DECIDE_REQUEST), d);
+        self.audited_if_one(write, audit, chain).await
     }
 }

@@ -1,9 +1,8 @@
-//! [`PatientStatusStore`] on PostgreSQL.
+//! [`PatientStatusStore`] on PostgreSQL: the statements of [`crate::patient_status`].
 
-use crate::common::ts;
 use crate::patient_status::{
-    push_restricted_among, restricted_numbers, status_from_row, PatientStatusRow,
-    PatientStatusStore, AMONG_CHUNK, COLUMNS, UPSERT,
+    push_restricted_among, put_status, restricted_numbers, status_from_row, status_of,
+    PatientStatusRow, PatientStatusStore, AMONG_CHUNK,
 };
 use crate::{PostgresStore, Result};
 use async_trait::async_trait;
@@ -18,31 +17,16 @@ impl PatientStatusStore for PostgresStore {
         }
         let mut tx = self.pool.begin().await?;
         for r in rows {
-            sqlx::query(&format!(
-                "INSERT INTO patient_status ({COLUMNS}) VALUES ($1, $2, $3, $4, $5){UPSERT}"
-            ))
-            .bind(r.nhs_number.as_str())
-            .bind(r.restricted)
-            .bind(r.deceased.as_deref())
-            .bind(&r.said_by)
-            .bind(ts(&r.updated_at))
-            .execute(&mut *tx)
-            .await?;
+            put_status(r).query().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
     }
 
     async fn patient_status(&self, nhs: &NhsNumber) -> Result<Option<PatientStatusRow>> {
-        sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM patient_status WHERE nhs_number = $1"
-        ))
-        .bind(nhs.as_str())
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(status_from_row)
-        .transpose()
+        status_of(nhs)
+            .fetch_optional(&self.pool, status_from_row)
+            .await
     }
 
     async fn restricted_among(&self, nhs: &[NhsNumber]) -> Result<HashSet<NhsNumber>> {

@@ -1,7 +1,7 @@
 //! The protected person list on PostgreSQL.
 
-use super::audit::append_audit_in_tx;
 use super::PostgresStore;
+use crate::common::{Statement, Value};
 use crate::protected::{
     insert_person, person_from_row, ProtectedPersonRow, ProtectedPersonStore, INSERT_PERSON, LIST,
     REMOVE_PERSON,
@@ -18,13 +18,8 @@ impl ProtectedPersonStore for PostgresStore {
         audit: &AuditAppend,
         chain: &ChainFn,
     ) -> Result<AuditRow> {
-        let mut tx = self.pool.begin().await?;
-        insert_person(sqlx::query(&INSERT_PERSON), p)
-            .execute(&mut *tx)
-            .await?;
-        let row = append_audit_in_tx(&mut tx, audit, chain).await?;
-        tx.commit().await?;
-        Ok(row)
+        let write = insert_person(Statement::sql(INSERT_PERSON.as_str()), p);
+        self.audited(&[write], audit, chain).await
     }
 
     async fn remove_protected_person(
@@ -33,25 +28,13 @@ impl ProtectedPersonStore for PostgresStore {
         audit: &AuditAppend,
         chain: &ChainFn,
     ) -> Result<Option<AuditRow>> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(REMOVE_PERSON)
-            .bind(nhs.as_str())
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() != 1 {
-            return Ok(None);
-        }
-        let row = append_audit_in_tx(&mut tx, audit, chain).await?;
-        tx.commit().await?;
-        Ok(Some(row))
+        let write = Statement::new(REMOVE_PERSON, vec![Value::Text(nhs.as_str())]);
+        self.audited_if_one(write, audit, chain).await
     }
 
     async fn protected_persons(&self) -> Result<Vec<ProtectedPersonRow>> {
-        sqlx::query(&LIST)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(person_from_row)
-            .collect()
+        Statement::sql(LIST.as_str())
+            .fetch_all(&self.pool, person_from_row)
+            .await
     }
 }

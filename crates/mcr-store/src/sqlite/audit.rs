@@ -2,11 +2,11 @@
 //! changes with their audit records.
 
 use super::{SqliteStore, IMMEDIATE};
-use crate::audit::{audit_from_row, push_search, AUDIT_COLUMNS};
-use crate::common::ts;
-use crate::{
-    AuditAppend, AuditFilter, AuditRow, AuditStore, ChainFn, Result, StoreError, AUDIT_GENESIS_HASH,
+use crate::audit::{
+    audit_from_row, audit_rows, chained, head_or_genesis, insert_rows, push_search, AUDIT_HEAD,
 };
+use crate::common::Statement;
+use crate::{AuditAppend, AuditFilter, AuditRow, AuditStore, ChainFn, Result, StoreError};
 use async_trait::async_trait;
 use sqlx::{Connection as _, QueryBuilder, Sqlite, SqliteConnection};
 
@@ -27,33 +27,8 @@ pub(crate) async fn append_audit_in_tx(
 
 /// The chain's last record: its sequence number and hash (the genesis hash before the first).
 async fn read_head(conn: &mut SqliteConnection) -> Result<(i64, String)> {
-    let last: Option<(i64, String)> =
-        sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(conn)
-            .await?;
-    Ok(last.unwrap_or_else(|| (0, AUDIT_GENESIS_HASH.to_owned())))
-}
-
-/// `records` as the rows that follow `head` in the chain.
-fn chained<'a>(
-    head: (i64, String),
-    records: impl IntoIterator<Item = &'a AuditAppend>,
-    chain: &ChainFn,
-) -> Vec<AuditRow> {
-    let (mut seq, mut prev_hash) = head;
-    records
-        .into_iter()
-        .map(|record| {
-            seq += 1;
-            let hash = chain(seq, &prev_hash, record);
-            AuditRow {
-                seq,
-                prev_hash: std::mem::replace(&mut prev_hash, hash.clone()),
-                hash,
-                record: record.clone(),
-            }
-        })
-        .collect()
+    let last = sqlx::query_as(AUDIT_HEAD).fetch_optional(conn).await?;
+    Ok(head_or_genesis(last))
 }
 
 /// Inserts `rows` in one statement: outside a transaction SQLite commits it on its own, all
@@ -62,30 +37,46 @@ async fn insert_audit_rows<'c>(
     conn: impl sqlx::Executor<'c, Database = Sqlite>,
     rows: &[AuditRow],
 ) -> std::result::Result<(), sqlx::Error> {
-    let mut qb = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO audit_log (seq, at, correlation_id, user_id, org_code, patient, action, \
-         outcome, payload, prev_hash, hash, role_profile_id) ",
-    );
-    qb.push_values(rows, |mut b, row| {
-        let r = &row.record;
-        b.push_bind(row.seq)
-            .push_bind(ts(&r.at))
-            .push_bind(r.correlation_id.as_str())
-            .push_bind(r.user_id.as_str())
-            .push_bind(r.org_code.as_str())
-            .push_bind(r.patient.as_deref())
-            .push_bind(r.action.as_str())
-            .push_bind(r.outcome.as_str())
-            .push_bind(r.payload.as_str())
-            .push_bind(row.prev_hash.as_str())
-            .push_bind(row.hash.as_str())
-            .push_bind(r.role_profile_id.as_deref());
-    });
-    qb.build().execute(conn).await?;
+    insert_rows(rows).query().execute(conn).await?;
     Ok(())
 }
 
 impl SqliteStore {
+    /// `writes` in order, then `audit` appended, in one `BEGIN IMMEDIATE` transaction on the chain's writer.
+    pub(super) async fn audited(
+        &self,
+        writes: &[Statement<'_>],
+        audit: &AuditAppend,
+        chain: &ChainFn,
+    ) -> Result<AuditRow> {
+        let (_one_chain, mut writer) = self.begin_append().await?;
+        let mut tx = writer.begin_with(IMMEDIATE).await?;
+        for write in writes {
+            write.query().execute(&mut *tx).await?;
+        }
+        let row = append_audit_in_tx(&mut tx, audit, chain).await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    /// [`Self::audited`] for one write that must change exactly one row: when it changes
+    /// none (or more), nothing is written and no audit record appended (`None`).
+    pub(super) async fn audited_if_one(
+        &self,
+        write: Statement<'_>,
+        audit: &AuditAppend,
+        chain: &ChainFn,
+    ) -> Result<Option<AuditRow>> {
+        let (_one_chain, mut writer) = self.begin_append().await?;
+        let mut tx = writer.begin_with(IMMEDIATE).await?;
+        if write.query().execute(&mut *tx).await?.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let row = append_audit_in_tx(&mut tx, audit, chain).await?;
+        tx.commit().await?;
+        Ok(Some(row))
+    }
+
     /// Writes a batch of audit records, with the governance changes they record, and returns
     /// their rows once committed.
     ///
@@ -183,14 +174,9 @@ impl AuditStore for SqliteStore {
     }
 
     async fn audit_rows(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditRow>> {
-        let sql =
-            format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2");
-        let rows = sqlx::query(&sql)
-            .bind(after_seq)
-            .bind(i64::from(limit))
-            .fetch_all(&self.read)
-            .await?;
-        rows.iter().map(audit_from_row).collect()
+        audit_rows(after_seq, limit)
+            .fetch_all(&self.read, audit_from_row)
+            .await
     }
 
     async fn search_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>> {

@@ -1,7 +1,9 @@
 //! What the gateways share for SMART backend services (assertion `jti`s, issued tokens) on SQLite.
 
 use super::SqliteStore;
-use crate::backend_services::BackendServicesStore;
+use crate::backend_services::{
+    forget_assertions, remember_assertion, system_token, BackendServicesStore,
+};
 use crate::Result;
 use async_trait::async_trait;
 
@@ -15,19 +17,14 @@ impl BackendServicesStore for SqliteStore {
         now_ms: i64,
     ) -> Result<bool> {
         let mut writer = self.write_conn().await?;
-        sqlx::query("DELETE FROM client_assertion WHERE expires_ms < ?1")
-            .bind(now_ms)
+        forget_assertions(now_ms)
+            .query()
             .execute(&mut *writer)
             .await?;
-        let new: Option<(String,)> = sqlx::query_as(
-            "INSERT INTO client_assertion (client_id, jti, expires_ms) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (client_id, jti) DO NOTHING RETURNING jti",
-        )
-        .bind(client_id)
-        .bind(jti)
-        .bind(expires_ms)
-        .fetch_optional(&mut *writer)
-        .await?;
+        let new: Option<(String,)> = remember_assertion(client_id, jti, expires_ms)
+            .query_as()
+            .fetch_optional(&mut *writer)
+            .await?;
         Ok(new.is_some())
     }
 
@@ -53,12 +50,9 @@ impl BackendServicesStore for SqliteStore {
     }
 
     async fn system_token(&self, id_hash: &str, now_ms: i64) -> Result<Option<(String, i64)>> {
-        Ok(sqlx::query_as(
-            "SELECT data, expires_ms FROM system_token WHERE id_hash = ?1 AND expires_ms > ?2",
-        )
-        .bind(id_hash)
-        .bind(now_ms)
-        .fetch_optional(&self.read)
-        .await?)
+        Ok(system_token(id_hash, now_ms)
+            .query_as()
+            .fetch_optional(&self.read)
+            .await?)
     }
 }

@@ -2,9 +2,9 @@
 
 use super::SqliteStore;
 use crate::care_event::{
-    by_key, care_event_from_row, held_from_row, insert_held, keyed, limit, push_events,
-    CareEventKey, CareEventRow, CareEventStore, HeldMessage, CANCEL_EVENT, CHUNK, EVENT_BY_KEY,
-    HELD_NEWEST_FIRST, INSERT_HELD, MERGE_EVENTS, PRUNE_EVENTS, SET_EVENT_END,
+    by_key, care_event_from_row, event, held_from_row, held_newest_first, insert_held, keyed,
+    push_events, CareEventKey, CareEventRow, CareEventStore, HeldMessage, CANCEL_EVENT, CHUNK,
+    INSERT_HELD, MERGE_EVENTS, PRUNE_EVENTS, SET_EVENT_END,
 };
 use crate::common::ts;
 use crate::Result;
@@ -29,10 +29,9 @@ impl CareEventStore for SqliteStore {
     }
 
     async fn care_event(&self, key: CareEventKey<'_>) -> Result<Option<CareEventRow>> {
-        let row = by_key(sqlx::query(&EVENT_BY_KEY), key)
-            .fetch_optional(&self.read)
-            .await?;
-        row.as_ref().map(care_event_from_row).transpose()
+        event(key)
+            .fetch_optional(&self.read, care_event_from_row)
+            .await
     }
 
     async fn cancel_care_event(&self, key: CareEventKey<'_>) -> Result<bool> {
@@ -79,10 +78,8 @@ impl CareEventStore for SqliteStore {
     }
 
     async fn held_messages(&self, l: u32) -> Result<Vec<HeldMessage>> {
-        let rows = sqlx::query(&HELD_NEWEST_FIRST)
-            .bind(limit(l))
-            .fetch_all(&self.read)
-            .await?;
-        rows.iter().map(held_from_row).collect()
+        held_newest_first(l)
+            .fetch_all(&self.read, held_from_row)
+            .await
     }
 }

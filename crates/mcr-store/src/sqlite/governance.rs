@@ -6,7 +6,7 @@
 //! so a failed append rolls the governance rows back.
 
 use super::SqliteStore;
-use crate::governance::{governance_from, governance_sql};
+use crate::governance::{governance, governance_from};
 use crate::{
     AuditAppend, AuditRow, ChainFn, GovernanceChange, GovernanceRecords, GovernanceStore, Result,
 };
@@ -26,11 +26,7 @@ impl GovernanceStore for SqliteStore {
     }
 
     async fn governance(&self, nhs: &NhsNumber) -> Result<GovernanceRecords> {
-        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| governance_sql("?1"));
-        let rows = sqlx::query(SQL.as_str())
-            .bind(nhs.as_str())
-            .fetch_all(&self.read)
-            .await?;
+        let rows = governance(nhs).query().fetch_all(&self.read).await?;
         governance_from(&rows)
     }
 }

@@ -4,11 +4,6 @@
 use super::audit::append_audit_in_tx;
 use super::{SqliteStore, IMMEDIATE};
 
-/// The shared statements are written with `$n`; SQLite's numbered parameters are `?n`.
-fn q(sql: &str) -> String {
-    sql.replace('$', "?")
-}
-
 macro_rules! write_tx {
     ($this:ident, $tx:ident, $body:block) => {{
         let mut writer = $this.write_conn().await?;
@@ -29,7 +24,6 @@ macro_rules! append_tx {
 
 crate::local_identity::local_identity_impl!(
     SqliteStore,
-    q,
     read,
     write_tx,
     append_tx,

@@ -1,13 +1,14 @@
-//! What probabilistic matching keeps (review candidates, decisions, batched index reads and writes)
-//! on SQLite.
+//! What probabilistic matching keeps on SQLite: the statements of [`crate::match_review`] on
+//! the reader or the writer, and the batched reads and writes as rows bound in chunks (SQLite
+//! has no arrays; PostgreSQL binds a batch as arrays, one statement each).
 
-use super::audit::append_audit_in_tx;
-use super::{SqliteStore, IMMEDIATE};
+use super::SqliteStore;
 use crate::common::{last_per_key, ts};
-use crate::index::{patient_from_row, PATIENT_COLUMNS};
+use crate::index::{patient_from_row, PATIENT_COLUMNS, UNMATCHED_UPSERT};
 use crate::match_review::{
-    candidate_from_row, check_decision, decision_from_row, MatchCandidateRow, MatchDecisionRow,
-    MatchStore, RecordKey, CANDIDATE_COLUMNS, DECISION_COLUMNS, MATCH_LIST_MAX,
+    candidate_from_row, candidates, candidates_for, candidates_of, check_decision,
+    decision_from_row, decision_writes, decisions, patients_after, MatchCandidateRow,
+    MatchDecisionRow, MatchStore, RecordKey, CANDIDATE_COLUMNS,
 };
 use crate::{AuditAppend, AuditRow, ChainFn, IndexedPatient, Result, SourceLink, UnmatchedRecord};
 use async_trait::async_trait;
@@ -48,18 +49,9 @@ impl MatchStore for SqliteStore {
         after: Option<&NhsNumber>,
         limit: u32,
     ) -> Result<Vec<IndexedPatient>> {
-        let sql = format!(
-            "SELECT {PATIENT_COLUMNS} FROM patient WHERE nhs_number > ?1 \
-             ORDER BY nhs_number LIMIT ?2"
-        );
-        sqlx::query(&sql)
-            .bind(after.map_or("", NhsNumber::as_str))
-            .bind(i64::from(limit))
-            .fetch_all(&self.read)
-            .await?
-            .iter()
-            .map(patient_from_row)
-            .collect()
+        patients_after(after, limit)
+            .fetch_all(&self.read, patient_from_row)
+            .await
     }
 
     async fn patients_by_nhs(&self, nhs: &[NhsNumber]) -> Result<Vec<IndexedPatient>> {
@@ -133,28 +125,13 @@ impl MatchStore for SqliteStore {
     }
 
     async fn match_candidates(&self) -> Result<Vec<MatchCandidateRow>> {
-        sqlx::query(&format!(
-            "SELECT {CANDIDATE_COLUMNS} FROM match_candidate \
-             ORDER BY score DESC, source, local_id, nhs_number LIMIT {MATCH_LIST_MAX}"
-        ))
-        .fetch_all(&self.read)
-        .await?
-        .iter()
-        .map(candidate_from_row)
-        .collect()
+        candidates().fetch_all(&self.read, candidate_from_row).await
     }
 
     async fn match_candidates_for(&self, nhs: &NhsNumber) -> Result<Vec<MatchCandidateRow>> {
-        sqlx::query(&format!(
-            "SELECT {CANDIDATE_COLUMNS} FROM match_candidate WHERE nhs_number = ?1 \
-             ORDER BY source, local_id"
-        ))
-        .bind(nhs.as_str())
-        .fetch_all(&self.read)
-        .await?
-        .iter()
-        .map(candidate_from_row)
-        .collect()
+        candidates_for(nhs)
+            .fetch_all(&self.read, candidate_from_row)
+            .await
     }
 
     async fn match_candidates_of(
@@ -162,28 +139,13 @@ impl MatchStore for SqliteStore {
         source: &SourceId,
         local_id: &str,
     ) -> Result<Vec<MatchCandidateRow>> {
-        sqlx::query(&format!(
-            "SELECT {CANDIDATE_COLUMNS} FROM match_candidate WHERE source = ?1 AND local_id = ?2 \
-             ORDER BY score DESC, nhs_number"
-        ))
-        .bind(source.as_str())
-        .bind(local_id)
-        .fetch_all(&self.read)
-        .await?
-        .iter()
-        .map(candidate_from_row)
-        .collect()
+        candidates_of(source, local_id)
+            .fetch_all(&self.read, candidate_from_row)
+            .await
     }
 
     async fn match_decisions(&self) -> Result<Vec<MatchDecisionRow>> {
-        sqlx::query(&format!(
-            "SELECT {DECISION_COLUMNS} FROM match_decision ORDER BY source, local_id, nhs_number"
-        ))
-        .fetch_all(&self.read)
-        .await?
-        .iter()
-        .map(decision_from_row)
-        .collect()
+        decisions().fetch_all(&self.read, decision_from_row).await
     }
 
     async fn decide_match(
@@ -194,86 +156,7 @@ impl MatchStore for SqliteStore {
         chain: &ChainFn,
     ) -> Result<AuditRow> {
         check_decision(d, link)?;
-        let (_one_chain, mut writer) = self.begin_append().await?;
-        let mut tx = sqlx::Connection::begin_with(&mut *writer, IMMEDIATE).await?;
-        sqlx::query(&format!(
-            "INSERT INTO match_decision ({DECISION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-             ON CONFLICT (source, local_id, nhs_number) DO UPDATE SET \
-             decision = excluded.decision, decided_by = excluded.decided_by, \
-             decided_at = excluded.decided_at"
-        ))
-        .bind(d.source.as_str())
-        .bind(&d.local_id)
-        .bind(d.nhs_number.as_str())
-        .bind(&d.decision)
-        .bind(&d.decided_by)
-        .bind(ts(&d.decided_at))
-        .execute(&mut *tx)
-        .await?;
-        match link {
-            Some(l) => {
-                sqlx::query("DELETE FROM match_candidate WHERE source = ?1 AND local_id = ?2")
-                    .bind(d.source.as_str())
-                    .bind(&d.local_id)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(
-                    "INSERT INTO source_link (source, local_id, nhs_number, method, family, \
-                     given, birth_date, postcode, linked_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-                     ON CONFLICT (source, local_id) DO UPDATE SET \
-                     nhs_number = excluded.nhs_number, method = excluded.method, \
-                     family = excluded.family, given = excluded.given, \
-                     birth_date = excluded.birth_date, postcode = excluded.postcode, \
-                     linked_at = excluded.linked_at",
-                )
-                .bind(l.source.as_str())
-                .bind(&l.local_id)
-                .bind(l.nhs_number.as_str())
-                .bind(l.method.as_str())
-                .bind(&l.family)
-                .bind(&l.given)
-                .bind(l.birth_date)
-                .bind(l.postcode.as_deref())
-                .bind(ts(&l.linked_at))
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query("DELETE FROM unmatched_record WHERE source = ?1 AND local_id = ?2")
-                    .bind(d.source.as_str())
-                    .bind(&d.local_id)
-                    .execute(&mut *tx)
-                    .await?;
-                // Linked to an NHS number: no longer linked to a local identity.
-                sqlx::query("DELETE FROM local_link WHERE source = ?1 AND local_id = ?2")
-                    .bind(d.source.as_str())
-                    .bind(&d.local_id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            None => {
-                sqlx::query(
-                    "DELETE FROM match_candidate WHERE source = ?1 AND local_id = ?2 \
-                     AND nhs_number = ?3",
-                )
-                .bind(d.source.as_str())
-                .bind(&d.local_id)
-                .bind(d.nhs_number.as_str())
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "DELETE FROM source_link WHERE source = ?1 AND local_id = ?2 \
-                     AND nhs_number = ?3",
-                )
-                .bind(d.source.as_str())
-                .bind(&d.local_id)
-                .bind(d.nhs_number.as_str())
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-        let row = append_audit_in_tx(&mut tx, audit, chain).await?;
-        tx.commit().await?;
-        Ok(row)
+        self.audited(&decision_writes(d, link), audit, chain).await
     }
 
     async fn record_unmatched_batch(&self, records: &[UnmatchedRecord]) -> Result<()> {
@@ -294,10 +177,7 @@ impl MatchStore for SqliteStore {
                     .push_bind(i64::from(r.candidates))
                     .push_bind(ts(&r.seen_at));
             });
-            qb.push(
-                " ON CONFLICT (source, local_id) DO UPDATE SET reason = excluded.reason, \
-                 candidates = excluded.candidates, seen_at = excluded.seen_at",
-            );
+            qb.push(UNMATCHED_UPSERT);
             qb.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;

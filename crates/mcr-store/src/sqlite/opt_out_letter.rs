@@ -1,7 +1,7 @@
 //! Opt-out verification letters and the attempts at their codes on SQLite.
 
-use super::audit::append_audit_in_tx;
-use super::{SqliteStore, IMMEDIATE};
+use super::SqliteStore;
+use crate::common::{Statement, Value};
 use crate::opt_out_letter::{
     insert_letter, letter_attempt, letter_from_row, LetterAttempt, OptOutLetterRow,
     OptOutLetterStore, BY_REFERENCE, INSERT_LETTER,
@@ -17,27 +17,14 @@ impl OptOutLetterStore for SqliteStore {
         audit: &AuditAppend,
         chain: &ChainFn,
     ) -> Result<Option<AuditRow>> {
-        let (_one_chain, mut writer) = self.begin_append().await?;
-        let mut tx = sqlx::Connection::begin_with(&mut *writer, IMMEDIATE).await?;
-        let done = insert_letter(sqlx::query(&INSERT_LETTER), l)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() != 1 {
-            return Ok(None);
-        }
-        let row = append_audit_in_tx(&mut tx, audit, chain).await?;
-        tx.commit().await?;
-        Ok(Some(row))
+        let write = insert_letter(Statement::sql(INSERT_LETTER.as_str()), l);
+        self.audited_if_one(write, audit, chain).await
     }
 
     async fn opt_out_letter(&self, reference: &str) -> Result<Option<OptOutLetterRow>> {
-        sqlx::query(BY_REFERENCE.as_str())
-            .bind(reference)
-            .fetch_optional(&self.read)
-            .await?
-            .as_ref()
-            .map(letter_from_row)
-            .transpose()
+        Statement::new(BY_REFERENCE.as_str(), vec![Value::Text(reference)])
+            .fetch_optional(&self.read, letter_from_row)
+            .await
     }
 
     async fn record_letter_attempt(
@@ -47,14 +34,7 @@ impl OptOutLetterStore for SqliteStore {
         audit: &AuditAppend,
         chain: &ChainFn,
     ) -> Result<Option<AuditRow>> {
-        let (_one_chain, mut writer) = self.begin_append().await?;
-        let mut tx = sqlx::Connection::begin_with(&mut *writer, IMMEDIATE).await?;
-        let q = letter_attempt(sqlx::query, reference, attempt);
-        if q.execute(&mut *tx).await?.rows_affected() != 1 {
-            return Ok(None);
-        }
-        let row = append_audit_in_tx(&mut tx, audit, chain).await?;
-        tx.commit().await?;
-        Ok(Some(row))
+        let write = letter_attempt(Statement::sql, reference, attempt);
+        self.audited_if_one(write, audit, chain).await
     }
 }

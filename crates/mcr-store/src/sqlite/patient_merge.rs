@@ -4,18 +4,13 @@
 use super::audit::append_audit_in_tx;
 use super::{SqliteStore, IMMEDIATE};
 use crate::patient_merge::{
-    merge_from_row, merge_steps, unmerge_steps, MergeAudit, MergeCounts, MergeOutcome,
-    MergeRequest, MergeRow, MergeStore, UnmergeCounts, UnmergeRequest, MERGE_COLUMNS,
-    MERGE_LIST_MAX,
+    merge_by_id, merge_from_row, merge_in_tx, merged_into, merges, redirects_from, unmerge_in_tx,
+    MergeAudit, MergeCounts, MergeOutcome, MergeRequest, MergeRow, MergeStore, UnmergeCounts,
+    UnmergeRequest, REDIRECTS,
 };
 use crate::{ChainFn, Result};
 use async_trait::async_trait;
 use mcr_domain::NhsNumber;
-
-/// The shared statements are written with `$n`; SQLite's numbered parameters are `?n`.
-fn q(sql: &str) -> String {
-    sql.replace('$', "?")
-}
 
 #[async_trait]
 impl MergeStore for SqliteStore {
@@ -27,14 +22,11 @@ impl MergeStore for SqliteStore {
     ) -> Result<MergeOutcome<MergeRow>> {
         let (_one_chain, mut writer) = self.begin_append().await?;
         let mut tx = sqlx::Connection::begin_with(&mut *writer, IMMEDIATE).await?;
-        let done = merge_steps!(tx, q, append_audit_in_tx, request, audit, chain)?;
-        let (id, row) = match done {
-            MergeOutcome::Done(id, row) => (id, row),
-            MergeOutcome::Refused(why) => return Ok(MergeOutcome::Refused(why)),
-        };
-        let merge = read_merge(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok(MergeOutcome::Done(merge, row))
+        let done = merge_in_tx!(tx, append_audit_in_tx, request, audit, chain)?;
+        if let MergeOutcome::Done(..) = done {
+            tx.commit().await?;
+        }
+        Ok(done)
     }
 
     async fn unmerge_patients(
@@ -45,82 +37,38 @@ impl MergeStore for SqliteStore {
     ) -> Result<MergeOutcome<MergeRow>> {
         let (_one_chain, mut writer) = self.begin_append().await?;
         let mut tx = sqlx::Connection::begin_with(&mut *writer, IMMEDIATE).await?;
-        let merge = match sqlx::query(&format!(
-            "SELECT {MERGE_COLUMNS} FROM patient_merge WHERE id = ?1"
-        ))
-        .bind(request.merge_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        {
-            Some(r) => merge_from_row(&r)?,
-            None => return Ok(MergeOutcome::Refused("There is no such merge.".into())),
-        };
-        if merge.undone.is_some() {
-            return Ok(MergeOutcome::Refused(
-                "This merge has already been undone.".into(),
-            ));
+        let done = unmerge_in_tx!(
+            tx,
+            append_audit_in_tx,
+            request,
+            merge_by_id(request.merge_id),
+            audit,
+            chain
+        )?;
+        if let MergeOutcome::Done(..) = done {
+            tx.commit().await?;
         }
-        let (id, row) =
-            match unmerge_steps!(tx, q, append_audit_in_tx, request, &merge, audit, chain)? {
-                MergeOutcome::Done(id, row) => (id, row),
-                MergeOutcome::Refused(why) => return Ok(MergeOutcome::Refused(why)),
-            };
-        let merge = read_merge(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok(MergeOutcome::Done(merge, row))
+        Ok(done)
     }
 
     async fn merges(&self) -> Result<Vec<MergeRow>> {
-        sqlx::query(&format!(
-            "SELECT {MERGE_COLUMNS} FROM patient_merge ORDER BY id DESC LIMIT {MERGE_LIST_MAX}"
-        ))
-        .fetch_all(&self.read)
-        .await?
-        .iter()
-        .map(merge_from_row)
-        .collect()
+        merges().fetch_all(&self.read, merge_from_row).await
     }
 
     async fn merge(&self, id: i64) -> Result<Option<MergeRow>> {
-        sqlx::query(&format!(
-            "SELECT {MERGE_COLUMNS} FROM patient_merge WHERE id = ?1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.read)
-        .await?
-        .as_ref()
-        .map(merge_from_row)
-        .transpose()
+        merge_by_id(id)
+            .fetch_optional(&self.read, merge_from_row)
+            .await
     }
 
     async fn merged_into(&self, retired: &NhsNumber) -> Result<Option<MergeRow>> {
-        sqlx::query(&format!(
-            "SELECT {MERGE_COLUMNS} FROM patient_merge WHERE retired = ?1 AND undone_at IS NULL"
-        ))
-        .bind(retired.as_str())
-        .fetch_optional(&self.read)
-        .await?
-        .as_ref()
-        .map(merge_from_row)
-        .transpose()
+        merged_into(retired)
+            .fetch_optional(&self.read, merge_from_row)
+            .await
     }
 
     async fn merge_redirects(&self) -> Result<Vec<(NhsNumber, NhsNumber)>> {
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT retired, survivor FROM patient_merge WHERE undone_at IS NULL ORDER BY id",
-        )
-        .fetch_all(&self.read)
-        .await?;
-        crate::patient_merge::redirects_from(rows)
+        let rows: Vec<(String, String)> = sqlx::query_as(REDIRECTS).fetch_all(&self.read).await?;
+        redirects_from(rows)
     }
-}
-
-async fn read_merge(tx: &mut sqlx::SqliteConnection, id: i64) -> Result<MergeRow> {
-    let row = sqlx::query(&format!(
-        "SELECT {MERGE_COLUMNS} FROM patient_merge WHERE id = ?1"
-    ))
-    .bind(id)
-    .fetch_one(&mut *tx)
-    .await?;
-    merge_from_row(&row)
 }

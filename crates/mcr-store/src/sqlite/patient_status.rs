@@ -1,9 +1,8 @@
-//! [`PatientStatusStore`] on SQLite.
+//! [`PatientStatusStore`] on SQLite: the statements of [`crate::patient_status`].
 
-use crate::common::ts;
 use crate::patient_status::{
-    push_restricted_among, restricted_numbers, status_from_row, PatientStatusRow,
-    PatientStatusStore, AMONG_CHUNK, COLUMNS, UPSERT,
+    push_restricted_among, put_status, restricted_numbers, status_from_row, status_of,
+    PatientStatusRow, PatientStatusStore, AMONG_CHUNK,
 };
 use crate::{Result, SqliteStore};
 use async_trait::async_trait;
@@ -19,31 +18,16 @@ impl PatientStatusStore for SqliteStore {
         let mut writer = self.write_conn().await?;
         let mut tx = sqlx::Connection::begin(&mut *writer).await?;
         for r in rows {
-            sqlx::query(&format!(
-                "INSERT INTO patient_status ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5){UPSERT}"
-            ))
-            .bind(r.nhs_number.as_str())
-            .bind(r.restricted)
-            .bind(r.deceased.as_deref())
-            .bind(&r.said_by)
-            .bind(ts(&r.updated_at))
-            .execute(&mut *tx)
-            .await?;
+            put_status(r).query().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
     }
 
     async fn patient_status(&self, nhs: &NhsNumber) -> Result<Option<PatientStatusRow>> {
-        sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM patient_status WHERE nhs_number = ?1"
-        ))
-        .bind(nhs.as_str())
-        .fetch_optional(&self.read)
-        .await?
-        .as_ref()
-        .map(status_from_row)
-        .transpose()
+        status_of(nhs)
+            .fetch_optional(&self.read, status_from_row)
+            .await
     }
 
     async fn restricted_among(&self, nhs: &[NhsNumber]) -> Result<HashSet<NhsNumber>> {

@@ -1,9 +1,20 @@
 //! State the gateways of a region share (sessions, sign-ins, token buckets, leases) on SQLite.
 
 use super::SqliteStore;
-use crate::shared_state::{take_lease_sql, take_token_sql, Bucket, SharedStateStore};
+use crate::common::Statement;
+use crate::shared_state::{
+    end_session, forget_buckets, forget_launches, lease_values, release_lease, take_lease_sql,
+    take_login, take_token_sql, token_values, tokens_left_sql, touch_session_sql, touch_values,
+    use_launch, Bucket, SharedStateStore,
+};
 use crate::Result;
 use async_trait::async_trait;
+use std::sync::LazyLock;
+
+/// The placeholders of [`take_token_sql`] and [`tokens_left_sql`] (key, burst, now, rate).
+const TOKEN_PARAMS: [&str; 4] = ["?1", "?2", "?3", "?4"];
+/// The placeholders of [`take_lease_sql`] (name, holder, now, until).
+const LEASE_PARAMS: [&str; 4] = ["?1", "?2", "?3", "?4"];
 
 #[async_trait]
 impl SharedStateStore for SqliteStore {
@@ -39,22 +50,18 @@ impl SharedStateStore for SqliteStore {
         idle_ms: i64,
         max_ms: i64,
     ) -> Result<Option<String>> {
-        let data: Option<(String,)> = sqlx::query_as(
-            "UPDATE web_session SET last_seen_ms = MAX(last_seen_ms, ?2) \
-             WHERE id_hash = ?1 AND last_seen_ms >= ?3 AND created_ms >= ?4 RETURNING data",
-        )
-        .bind(id_hash)
-        .bind(now_ms)
-        .bind(now_ms - idle_ms)
-        .bind(now_ms - max_ms)
-        .fetch_optional(&mut *self.write_conn().await?)
-        .await?;
+        static SQL: LazyLock<String> = LazyLock::new(|| touch_session_sql("MAX"));
+        let data: Option<(String,)> =
+            Statement::new(SQL.as_str(), touch_values(id_hash, now_ms, idle_ms, max_ms))
+                .query_as()
+                .fetch_optional(&mut *self.write_conn().await?)
+                .await?;
         Ok(data.map(|(d,)| d))
     }
 
     async fn end_session(&self, id_hash: &str) -> Result<()> {
-        sqlx::query("DELETE FROM web_session WHERE id_hash = ?1")
-            .bind(id_hash)
+        end_session(id_hash)
+            .query()
             .execute(&mut *self.write_conn().await?)
             .await?;
         Ok(())
@@ -76,11 +83,10 @@ impl SharedStateStore for SqliteStore {
     }
 
     async fn take_login(&self, id_hash: &str, now_ms: i64, max_ms: i64) -> Result<Option<String>> {
-        let row: Option<(String, i64)> =
-            sqlx::query_as("DELETE FROM web_login WHERE id_hash = ?1 RETURNING data, created_ms")
-                .bind(id_hash)
-                .fetch_optional(&mut *self.write_conn().await?)
-                .await?;
+        let row: Option<(String, i64)> = take_login(id_hash)
+            .query_as()
+            .fetch_optional(&mut *self.write_conn().await?)
+            .await?;
         Ok(row.and_then(|(data, created)| (created >= now_ms - max_ms).then_some(data)))
     }
 
@@ -90,53 +96,47 @@ impl SharedStateStore for SqliteStore {
         bucket: Bucket,
         now_ms: i64,
     ) -> Result<std::result::Result<(), u64>> {
-        let sql = take_token_sql(["?1", "?2", "?3", "?4"], "MIN", "MAX");
+        static TAKE: LazyLock<String> =
+            LazyLock::new(|| take_token_sql(TOKEN_PARAMS, "MIN", "MAX"));
+        static LEFT: LazyLock<String> =
+            LazyLock::new(|| tokens_left_sql(TOKEN_PARAMS, "MIN", "MAX"));
         let mut writer = self.write_conn().await?;
-        let taken: Option<(f64,)> = sqlx::query_as(&sql)
-            .bind(key)
-            .bind(bucket.burst())
-            .bind(now_ms)
-            .bind(bucket.per_ms())
-            .fetch_optional(&mut *writer)
-            .await?;
+        let taken: Option<(f64,)> =
+            Statement::new(TAKE.as_str(), token_values(key, bucket, now_ms))
+                .query_as()
+                .fetch_optional(&mut *writer)
+                .await?;
         if taken.is_some() {
             return Ok(Ok(()));
         }
-        let (tokens,): (f64,) = sqlx::query_as(
-            "SELECT MIN(?2, tokens + MAX(0, ?3 - at_ms) * ?4) FROM rate_bucket WHERE key = ?1",
-        )
-        .bind(key)
-        .bind(bucket.burst())
-        .bind(now_ms)
-        .bind(bucket.per_ms())
-        .fetch_one(&mut *writer)
-        .await?;
+        let (tokens,): (f64,) = Statement::new(LEFT.as_str(), token_values(key, bucket, now_ms))
+            .query_as()
+            .fetch_one(&mut *writer)
+            .await?;
         Ok(Err(bucket.wait_seconds(tokens)))
     }
 
     async fn forget_buckets(&self, before_ms: i64) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM rate_bucket WHERE at_ms < ?1")
-            .bind(before_ms)
+        let done = forget_buckets(before_ms)
+            .query()
             .execute(&mut *self.write_conn().await?)
             .await?;
         Ok(done.rows_affected())
     }
 
     async fn take_lease(&self, name: &str, holder: &str, now_ms: i64, ttl_ms: i64) -> Result<bool> {
-        let taken: Option<(String,)> = sqlx::query_as(&take_lease_sql(["?1", "?2", "?3", "?4"]))
-            .bind(name)
-            .bind(holder)
-            .bind(now_ms)
-            .bind(now_ms + ttl_ms)
-            .fetch_optional(&mut *self.write_conn().await?)
-            .await?;
+        static SQL: LazyLock<String> = LazyLock::new(|| take_lease_sql(LEASE_PARAMS));
+        let taken: Option<(String,)> =
+            Statement::new(SQL.as_str(), lease_values(name, holder, now_ms, ttl_ms))
+                .query_as()
+                .fetch_optional(&mut *self.write_conn().await?)
+                .await?;
         Ok(taken.is_some())
     }
 
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
-        sqlx::query("DELETE FROM lease WHERE name = ?1 AND holder = ?2")
-            .bind(name)
-            .bind(holder)
+        release_lease(name, holder)
+            .query()
             .execute(&mut *self.write_conn().await?)
             .await?;
         Ok(())
@@ -144,18 +144,14 @@ impl SharedStateStore for SqliteStore {
 
     async fn use_once(&self, key_hash: &str, now_ms: i64, ttl_ms: i64) -> Result<bool> {
         let mut writer = self.write_conn().await?;
-        sqlx::query("DELETE FROM launch_used WHERE expires_ms < ?1")
-            .bind(now_ms)
+        forget_launches(now_ms)
+            .query()
             .execute(&mut *writer)
             .await?;
-        let done = sqlx::query(
-            "INSERT INTO launch_used (key_hash, expires_ms) VALUES (?1, ?2) \
-             ON CONFLICT (key_hash) DO NOTHING",
-        )
-        .bind(key_hash)
-        .bind(now_ms + ttl_ms)
-        .execute(&mut *writer)
-        .await?;
+        let done = use_launch(key_hash, now_ms + ttl_ms)
+            .query()
+            .execute(&mut *writer)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 }
