@@ -214,6 +214,29 @@ impl BundleWriter {
         }
     }
 
+    /// About how many bytes the rest of the Bundle takes (a little more, as a rule): each
+    /// item as its source sent it, its entry's `fullUrl` and its Provenance (about 500 bytes
+    /// and 350 more for each further source), and a few KiB for the Patient and the
+    /// OperationOutcome. A buffer of this size is written into without growing: grown from
+    /// empty, an ordinary record's few hundred KiB are copied again at every doubling.
+    pub(crate) fn size_hint(&self, view: &View) -> usize {
+        let items: usize = view
+            .record
+            .sections
+            .iter()
+            .flat_map(|(_, items)| items)
+            .skip(self.next)
+            .take(self.end - self.next)
+            .map(|i| {
+                i.resource.json().len()
+                    + 3 * i.sources[0].full_url.len()
+                    + 500
+                    + 350 * i.sources.len().saturating_sub(1)
+            })
+            .sum();
+        items + 16 * 1024
+    }
+
     /// Write the Bundle's next entries to `out` until it holds at least `upto` bytes or the
     /// Bundle is written; `true` once it is. `view` must be the one the writer was made for.
     pub(crate) fn write(

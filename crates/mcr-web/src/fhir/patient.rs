@@ -265,7 +265,11 @@ pub(crate) async fn operation(
     // until it has.
     let encoding = std::time::Instant::now();
     let mut writer = bundle::BundleWriter::new(pending.view(), now, page);
-    let mut first = Vec::new();
+    let mut first = Vec::with_capacity(
+        writer
+            .size_hint(pending.view())
+            .min(AHEAD_BYTES + AHEAD_BYTES / 4),
+    );
     let whole = writer.write(pending.view(), &mut first, AHEAD_BYTES);
     let encode_ms = encoding.elapsed().as_secs_f64() * 1000.0;
     let view = pending.committed().await?;
