@@ -110,6 +110,15 @@ pub(crate) const CANDIDATE_COLUMNS: &str =
     "source, local_id, nhs_number, kind, score, agreement, guard, \
      family, given, birth_date, gender, postcode, found_at";
 
+/// A candidate written again replaces the one held for its record and patient, on both
+/// backends (a batch has one row per key: `last_per_key`).
+pub(crate) const CANDIDATE_UPSERT: &str =
+    " ON CONFLICT (source, local_id, nhs_number) DO UPDATE SET \
+     kind = excluded.kind, score = excluded.score, agreement = excluded.agreement, \
+     guard = excluded.guard, family = excluded.family, given = excluded.given, \
+     birth_date = excluded.birth_date, gender = excluded.gender, \
+     postcode = excluded.postcode, found_at = excluded.found_at";
+
 pub(crate) const DECISION_COLUMNS: &str =
     "source, local_id, nhs_number, decision, decided_by, decided_at";
 

@@ -151,6 +151,19 @@ async fn story(store: &dyn Store) {
         [("H2", 20.25), ("H1", 18.5), ("H1", 17.0)]
     );
     assert_eq!(queue[0], candidate("H2", 3, 20.25), "read back whole");
+    // A candidate written again without its record among those evaluated (its old pairs
+    // not cleared first) replaces the one held, on both backends: no error, no second row.
+    store
+        .replace_match_candidates(&[], &[candidate("H1", 1, 19.0)])
+        .await
+        .expect("a candidate written again replaces the one held");
+    let queue = store.match_candidates().await.expect("queue");
+    assert_eq!(queue.len(), 3);
+    assert!(queue.contains(&candidate("H1", 1, 19.0)));
+    store
+        .replace_match_candidates(&[], &[candidate("H1", 1, 18.5)])
+        .await
+        .expect("and back");
     // H2 evaluated again and no longer in review: its candidate goes; H1's stay.
     store
         .replace_match_candidates(std::slice::from_ref(&h2), &[])

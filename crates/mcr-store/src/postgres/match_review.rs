@@ -8,7 +8,7 @@ use crate::index::{patient_from_row, PATIENT_COLUMNS, UNMATCHED_UPSERT};
 use crate::match_review::{
     candidate_from_row, candidates, candidates_for, candidates_of, check_decision,
     decision_from_row, decision_writes, decisions, patients_after, MatchCandidateRow,
-    MatchDecisionRow, MatchStore, RecordKey, CANDIDATE_COLUMNS,
+    MatchDecisionRow, MatchStore, RecordKey, CANDIDATE_COLUMNS, CANDIDATE_UPSERT,
 };
 use crate::{AuditAppend, AuditRow, ChainFn, IndexedPatient, Result, SourceLink, UnmatchedRecord};
 use async_trait::async_trait;
@@ -89,7 +89,7 @@ impl MatchStore for PostgresStore {
                 "INSERT INTO match_candidate ({CANDIDATE_COLUMNS}) SELECT * FROM UNNEST(\
                  $1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::text[], \
                  $7::text[], $8::text[], $9::text[], $10::date[], $11::text[], $12::text[], \
-                 $13::text[])"
+                 $13::text[]){CANDIDATE_UPSERT}"
             ))
             .bind(col(&|c| Some(c.source.to_string())))
             .bind(col(&|c| Some(c.local_id.clone())))

@@ -8,7 +8,7 @@ use crate::index::{patient_from_row, PATIENT_COLUMNS, UNMATCHED_UPSERT};
 use crate::match_review::{
     candidate_from_row, candidates, candidates_for, candidates_of, check_decision,
     decision_from_row, decision_writes, decisions, patients_after, MatchCandidateRow,
-    MatchDecisionRow, MatchStore, RecordKey, CANDIDATE_COLUMNS,
+    MatchDecisionRow, MatchStore, RecordKey, CANDIDATE_COLUMNS, CANDIDATE_UPSERT,
 };
 use crate::{AuditAppend, AuditRow, ChainFn, IndexedPatient, Result, SourceLink, UnmatchedRecord};
 use async_trait::async_trait;
@@ -97,12 +97,7 @@ impl MatchStore for SqliteStore {
         for c in rows {
             sqlx::query(&format!(
                 "INSERT INTO match_candidate ({CANDIDATE_COLUMNS}) VALUES \
-                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
-                 ON CONFLICT (source, local_id, nhs_number) DO UPDATE SET kind = excluded.kind, \
-                 score = excluded.score, agreement = excluded.agreement, guard = excluded.guard, \
-                 family = excluded.family, given = excluded.given, \
-                 birth_date = excluded.birth_date, gender = excluded.gender, \
-                 postcode = excluded.postcode, found_at = excluded.found_at"
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13){CANDIDATE_UPSERT}"
             ))
             .bind(c.source.as_str())
             .bind(&c.local_id)
