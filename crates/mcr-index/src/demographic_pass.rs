@@ -545,7 +545,15 @@ impl Indexer {
             .map(|(_, record)| record)
             .collect();
         let first_fresh = records.len();
-        records.extend(fresh.iter().filter_map(|p| p.local_person(now)));
+        // Each new local identity is found again by its place among `fresh`, so none may be
+        // left out: the feed rejects records without a birth date before they get here.
+        for p in &fresh {
+            records.push(p.local_person(now).ok_or_else(|| {
+                StoreError::Corrupt(
+                    "a record without a birth date reached the matching pass".into(),
+                )
+            })?);
+        }
         let made = self.store.put_local_persons(&records).await?;
         let fresh_ids: Vec<LocalPersonId> = made[first_fresh..].iter().map(|(id, _)| *id).collect();
         for (k, p) in &joining {
