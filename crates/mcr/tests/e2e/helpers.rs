@@ -613,3 +613,63 @@ pub async fn serve_insecure(
     );
     gw
 }
+
+/// A member of staff signed in to the pages: their cookie and the form token.
+pub struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookie: String,
+    csrf: String,
+}
+
+/// `user` signed in to the demo's pages.
+pub async fn sign_in(t: &TestDemo, user: &str) -> Browser {
+    let s = t.sign_in(user).await;
+    Browser {
+        http: s.http,
+        base: t.demo.info.gateway_url.clone(),
+        cookie: s.cookie,
+        csrf: s.csrf,
+    }
+}
+
+impl Browser {
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .send()
+            .await
+            .expect("test step");
+        let s = resp.status().as_u16();
+        (s, resp.text().await.expect("test step"))
+    }
+
+    async fn send_form(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .form(&[form, &[("csrf", self.csrf.as_str())]].concat())
+            .send()
+            .await
+            .expect("test step")
+    }
+
+    /// Posts the form (with the form token): the status and the page.
+    pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+        let resp = self.send_form(path, form).await;
+        let s = resp.status().as_u16();
+        (s, resp.text().await.expect("test step"))
+    }
+
+    /// Posts the form: the status and the `location` of a redirect (or the page).
+    pub async fn post_then(&self, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+        let resp = self.send_form(path, form).await;
+        let s = resp.status().as_u16();
+        match resp.headers().get("location").and_then(|l| l.to_str().ok()) {
+            Some(l) => (s, l.to_owned()),
+            None => (s, resp.text().await.expect("test step")),
+        }
+    }
+}

@@ -6,59 +6,6 @@
 
 use crate::helpers::*;
 
-struct Browser {
-    http: reqwest::Client,
-    base: String,
-    cookie: String,
-    csrf: String,
-}
-
-async fn sign_in(t: &TestDemo, user: &str) -> Browser {
-    let s = t.sign_in(user).await;
-    Browser {
-        http: s.http,
-        base: t.demo.info.gateway_url.clone(),
-        cookie: s.cookie,
-        csrf: s.csrf,
-    }
-}
-
-impl Browser {
-    async fn get(&self, path: &str) -> (u16, String) {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header("cookie", &self.cookie)
-            .send()
-            .await
-            .expect("test step");
-        let s = resp.status().as_u16();
-        (s, resp.text().await.expect("test step"))
-    }
-
-    /// Posts the form; the status and the `location` of a redirect (or the page).
-    async fn post(&self, path: &str, form: &[(&str, &str)]) -> (u16, String) {
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("cookie", &self.cookie)
-            .form(&[form, &[("csrf", self.csrf.as_str())]].concat())
-            .send()
-            .await
-            .expect("test step");
-        let s = resp.status().as_u16();
-        let location = resp
-            .headers()
-            .get("location")
-            .and_then(|l| l.to_str().ok())
-            .map(str::to_owned);
-        match location {
-            Some(l) => (s, l),
-            None => (s, resp.text().await.expect("test step")),
-        }
-    }
-}
-
 #[tokio::test]
 async fn merge_then_unmerge_keeps_every_opt_out_and_points_the_retired_number_to_the_survivor() {
     let t = start().await;
@@ -83,7 +30,7 @@ async fn merge_then_unmerge_keeps_every_opt_out_and_points_the_retired_number_to
     let (status, _) = clinician.get("/app/matching/merges").await;
     assert_eq!(status, 403);
     let (status, _) = clinician
-        .post(
+        .post_then(
             "/app/matching/merge",
             &[
                 ("retired", &retired),
@@ -136,7 +83,7 @@ async fn merge_then_unmerge_keeps_every_opt_out_and_points_the_retired_number_to
         "{html}"
     );
     let (status, html) = records
-        .post(
+        .post_then(
             "/app/matching/merge",
             &[
                 ("retired", &retired),
@@ -148,7 +95,7 @@ async fn merge_then_unmerge_keeps_every_opt_out_and_points_the_retired_number_to
     assert_eq!(status, 400, "a reason is required");
     assert!(html.contains("Enter the reason"), "{html}");
     let (status, location) = records
-        .post(
+        .post_then(
             "/app/matching/merge",
             &[
                 ("retired", &retired),
@@ -250,7 +197,7 @@ async fn merge_then_unmerge_keeps_every_opt_out_and_points_the_retired_number_to
         .await;
     assert_eq!(status, 200, "{html}");
     let (status, location) = records
-        .post(
+        .post_then(
             &format!("/app/matching/merges/{merge_id}/unmerge"),
             &[(
                 "reason",

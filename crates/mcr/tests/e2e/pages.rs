@@ -4,50 +4,6 @@
 use crate::helpers::*;
 use mcr_sources::{Behaviour, Failure};
 
-struct Browser {
-    http: reqwest::Client,
-    base: String,
-    cookie: String,
-    csrf: String,
-}
-
-async fn sign_in(t: &TestDemo, user: &str) -> Browser {
-    let s = t.sign_in(user).await;
-    Browser {
-        http: s.http,
-        base: t.demo.info.gateway_url.clone(),
-        cookie: s.cookie,
-        csrf: s.csrf,
-    }
-}
-
-impl Browser {
-    async fn get(&self, path: &str) -> (u16, String) {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header("cookie", &self.cookie)
-            .send()
-            .await
-            .expect("test step");
-        let s = resp.status().as_u16();
-        (s, resp.text().await.expect("test step"))
-    }
-
-    async fn post(&self, path: &str, form: &[(&str, &str)]) -> (u16, String) {
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("cookie", &self.cookie)
-            .form(&[form, &[("csrf", self.csrf.as_str())]].concat())
-            .send()
-            .await
-            .expect("test step");
-        let s = resp.status().as_u16();
-        (s, resp.text().await.expect("test step"))
-    }
-}
-
 #[tokio::test]
 async fn public_pages_need_no_sign_in_and_staff_pages_do() {
     let t = start().await;
