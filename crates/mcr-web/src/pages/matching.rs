@@ -98,24 +98,36 @@ fn why(kind: &str, guard: Option<&str>) -> String {
 
 fn pair_view(p: &MatchPair) -> PairView {
     let c = &p.candidate;
-    let levels: std::collections::HashMap<&str, &str> = c
-        .agreement
-        .split_whitespace()
-        .filter_map(|kv| kv.split_once('='))
-        .collect();
-    let level = |k: &str| levels.get(k).copied().unwrap_or("missing");
-    let or_none = |s: Option<String>| {
-        s.filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "Not recorded".into())
-    };
     let i = p.patient.as_ref();
-    let row = |field, key: &str, record: String, index: String| FieldRow {
-        field,
-        record,
-        index,
-        agreement: level_text(level(key)),
-        tag: level_tag(level(key)),
-    };
+    let mut fields = demographic_rows(
+        &c.agreement,
+        Sides {
+            family: Some(&c.family),
+            given: Some(&c.given),
+            birth_date: c.birth_date,
+            gender: c.gender.as_deref(),
+            postcode: c.postcode.as_deref(),
+        },
+        i.map(|p| Sides {
+            family: Some(&p.family),
+            given: Some(&p.given),
+            birth_date: Some(p.birth_date),
+            gender: p.gender.as_deref(),
+            postcode: p.postcode.as_deref(),
+        }),
+        p.restricted,
+    );
+    fields.push(FieldRow {
+        field: "NHS number",
+        record: if c.kind == "possible-wrong-nhs-number" {
+            c.nhs_number.formatted()
+        } else {
+            "Not recorded".into()
+        },
+        index: c.nhs_number.formatted(),
+        agreement: level_text(agreement_level(&c.agreement, "nhs-number")),
+        tag: level_tag(agreement_level(&c.agreement, "nhs-number")),
+    });
     PairView {
         id: format!("{}-{}-{}", c.source, c.local_id, c.nhs_number)
             .chars()
@@ -134,71 +146,31 @@ fn pair_view(p: &MatchPair) -> PairView {
             format!("{:.1}", c.score)
         },
         why: why(&c.kind, c.guard.as_deref()),
-        fields: vec![
-            row(
-                "Family name",
-                "family",
-                or_none(Some(c.family.clone())),
-                or_none(i.map(|p| p.family.clone())),
-            ),
-            row(
-                "Given names",
-                "given",
-                or_none(Some(c.given.clone())),
-                or_none(i.map(|p| p.given.clone())),
-            ),
-            row(
-                "Date of birth",
-                "birth-date",
-                or_none(c.birth_date.map(human_day)),
-                or_none(i.map(|p| human_day(p.birth_date))),
-            ),
-            row(
-                "Sex",
-                "sex",
-                or_none(c.gender.clone()),
-                or_none(i.and_then(|p| p.gender.clone())),
-            ),
-            row(
-                "Postcode",
-                "postcode",
-                withheld_if(p.restricted, || or_none(c.postcode.clone())),
-                withheld_if(p.restricted, || or_none(i.and_then(|p| p.postcode.clone()))),
-            ),
-            row(
-                "NHS number",
-                "nhs-number",
-                if c.kind == "possible-wrong-nhs-number" {
-                    c.nhs_number.formatted()
-                } else {
-                    "Not recorded".into()
-                },
-                c.nhs_number.formatted(),
-            ),
-        ],
+        fields,
     }
 }
 
 fn local_pair_view(p: &LocalMatchPair) -> LocalPairView {
     let c = &p.candidate;
-    let levels: std::collections::HashMap<&str, &str> = c
-        .agreement
-        .split_whitespace()
-        .filter_map(|kv| kv.split_once('='))
-        .collect();
-    let level = |k: &str| levels.get(k).copied().unwrap_or("missing");
-    let or_none = |s: Option<String>| {
-        s.filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "Not recorded".into())
-    };
     let l = p.person.as_ref();
-    let row = |field, key: &str, record: String, held: String| FieldRow {
-        field,
-        record,
-        index: held,
-        agreement: level_text(level(key)),
-        tag: level_tag(level(key)),
-    };
+    let fields = demographic_rows(
+        &c.agreement,
+        Sides {
+            family: Some(&c.family),
+            given: Some(&c.given),
+            birth_date: c.birth_date,
+            gender: c.gender.as_deref(),
+            postcode: c.postcode.as_deref(),
+        },
+        l.map(|p| Sides {
+            family: Some(&p.family),
+            given: Some(&p.given),
+            birth_date: Some(p.birth_date),
+            gender: p.gender.as_deref(),
+            postcode: p.postcode.as_deref(),
+        }),
+        false,
+    );
     LocalPairView {
         id: format!("{}-{}-{}", c.source, c.local_id, c.person)
             .chars()
@@ -209,42 +181,84 @@ fn local_pair_view(p: &LocalMatchPair) -> LocalPairView {
         person: c.person.to_string(),
         score: format!("{:.1}", c.score),
         why: why("review", c.guard.as_deref()),
-        fields: vec![
-            row(
-                "Family name",
-                "family",
-                or_none(Some(c.family.clone())),
-                or_none(l.map(|p| p.family.clone())),
-            ),
-            row(
-                "Given names",
-                "given",
-                or_none(Some(c.given.clone())),
-                or_none(l.map(|p| p.given.clone())),
-            ),
-            row(
-                "Date of birth",
-                "birth-date",
-                or_none(c.birth_date.map(human_day)),
-                or_none(l.map(|p| human_day(p.birth_date))),
-            ),
-            row(
-                "Sex",
-                "sex",
-                or_none(c.gender.clone()),
-                or_none(l.and_then(|p| p.gender.clone())),
-            ),
-            row(
-                "Postcode",
-                "postcode",
-                or_none(c.postcode.clone()),
-                or_none(l.and_then(|p| p.postcode.clone())),
-            ),
-        ],
+        fields,
     }
 }
 
-/// A restricted patient's location, never shown.
+/// The demographics one side of a pair is compared on.
+struct Sides<'a> {
+    family: Option<&'a str>,
+    given: Option<&'a str>,
+    birth_date: Option<chrono::NaiveDate>,
+    gender: Option<&'a str>,
+    postcode: Option<&'a str>,
+}
+
+/// The comparison level `agreement` (`key=level ...`) gives `key`; `missing` if none.
+fn agreement_level<'a>(agreement: &'a str, key: &str) -> &'a str {
+    agreement
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map_or("missing", |(_, v)| v)
+}
+
+/// A pair's demographics side by side, each row with how the two compared: the record's,
+/// and the index's (or local identity's) if it is still held. A restricted patient's
+/// postcodes are withheld on both sides.
+fn demographic_rows(
+    agreement: &str,
+    record: Sides<'_>,
+    held: Option<Sides<'_>>,
+    restricted: bool,
+) -> Vec<FieldRow> {
+    let shown = |s: Option<&str>| {
+        s.filter(|s| !s.is_empty())
+            .map_or_else(|| "Not recorded".to_owned(), str::to_owned)
+    };
+    let h = held.as_ref();
+    let row = |field, key: &str, record: String, index: String| FieldRow {
+        field,
+        record,
+        index,
+        agreement: level_text(agreement_level(agreement, key)),
+        tag: level_tag(agreement_level(agreement, key)),
+    };
+    let day = |d: Option<chrono::NaiveDate>| d.map(human_day);
+    vec![
+        row(
+            "Family name",
+            "family",
+            shown(record.family),
+            shown(h.and_then(|p| p.family)),
+        ),
+        row(
+            "Given names",
+            "given",
+            shown(record.given),
+            shown(h.and_then(|p| p.given)),
+        ),
+        row(
+            "Date of birth",
+            "birth-date",
+            shown(day(record.birth_date).as_deref()),
+            shown(day(h.and_then(|p| p.birth_date)).as_deref()),
+        ),
+        row(
+            "Sex",
+            "sex",
+            shown(record.gender),
+            shown(h.and_then(|p| p.gender)),
+        ),
+        row(
+            "Postcode",
+            "postcode",
+            withheld_if(restricted, || shown(record.postcode)),
+            withheld_if(restricted, || shown(h.and_then(|p| p.postcode))),
+        ),
+    ]
+}
+
 fn withheld_if(restricted: bool, shown: impl FnOnce() -> String) -> String {
     if restricted {
         super::search::WITHHELD.into()
