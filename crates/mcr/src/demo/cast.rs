@@ -302,18 +302,22 @@ pub(super) fn confidential_at_gp(region: &Region) -> Option<NhsNumber> {
 }
 
 /// Patients the acute trust holds a PDF document for (a `DocumentReference` whose content is
-/// a `Binary` on the source), among those every source holds, at most `n`.
+/// a `Binary` on the source), among those every source holds, at most `n`; never the
+/// governance cases' opted-out and overridden patients (the second and third of them), whose
+/// records a document case could not open.
 pub(super) fn with_pdf_documents(region: &Region, n: usize) -> Vec<String> {
     let Some(acute) = region.source("acute") else {
         return Vec::new();
     };
+    let all_four = &region.samples.all_four;
+    let cases: Vec<&mcr_domain::NhsNumber> = all_four.iter().skip(1).take(2).collect();
     acute
         .patients()
         .iter()
         .filter(|sp| {
             sp.nhs_number
                 .as_ref()
-                .is_some_and(|nhs| region.samples.all_four.contains(nhs))
+                .is_some_and(|nhs| all_four.contains(nhs) && !cases.contains(&nhs))
         })
         .filter(|sp| {
             acute

@@ -49,6 +49,10 @@ pub struct DemoOptions {
     pub gp_connect: bool,
     /// Systems registered for SMART backend services besides the demo's own (tests).
     pub system_clients: Vec<mcr_web::system::SystemClientConfig>,
+    /// The day the synthetic records are written as of (their dates and which items they
+    /// hold follow from it); `None`: today. A test that compares output with a stored
+    /// snapshot names the day the snapshot was taken.
+    pub records_as_of: Option<chrono::NaiveDate>,
 }
 
 /// The demo's ASIDs (Spine accredited system ids): the gateway's and the GP system's.
@@ -75,6 +79,7 @@ impl Default for DemoOptions {
             watch: crate::watch_settings::WatchSettings::default(),
             gp_connect: true,
             system_clients: Vec::new(),
+            records_as_of: None,
         }
     }
 }
@@ -301,7 +306,7 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
     let region = Arc::new(mcr_synth::generate(&SynthConfig {
         seed: opts.seed,
         patients: opts.patients,
-        today,
+        today: opts.records_as_of.unwrap_or(today),
     }));
 
     // Every source serves HTTPS with a certificate from the regional CA and accepts only

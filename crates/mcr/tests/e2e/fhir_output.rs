@@ -249,7 +249,12 @@ fn the_validators_catch_the_errors_we_once_emitted() {
 /// review as a snapshot diff.
 #[tokio::test]
 async fn fhir_output_snapshots() {
-    let t = start().await;
+    // The synthetic records follow the day they are written as of: the snapshots' day.
+    let t = start_opts(mcr::demo::DemoOptions {
+        records_as_of: chrono::NaiveDate::from_ymd_opt(2026, 12, 4),
+        ..test_options()
+    })
+    .await;
     let collected = collect(&t).await;
     let mut addresses: Vec<String> = t
         .demo

@@ -155,6 +155,7 @@ pub fn test_options() -> DemoOptions {
         watch: Default::default(),
         gp_connect: true,
         system_clients: Vec::new(),
+        records_as_of: None,
     }
 }
 
