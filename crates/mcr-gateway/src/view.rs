@@ -126,6 +126,9 @@ pub(crate) struct Granted<'a> {
     /// What the decision was made from, to decide again if a source labels the patient
     /// restricted when asked.
     pub(crate) inputs: crate::inputs::Inputs,
+    /// Pairs in the matching queue naming this NHS number, read with the decision's inputs
+    /// and said only in the view the decision permits.
+    pub(crate) reviews: Vec<mcr_store::MatchCandidateRow>,
 }
 
 /// What the fetch phase brought back.
@@ -187,6 +190,7 @@ impl Gateway {
                 mut watched,
                 restricted,
                 inputs,
+                reviews,
                 ..
             } = match access {
                 Ok(Access::Granted(granted)) => *granted,
@@ -203,7 +207,7 @@ impl Gateway {
 
             let filter = grant.filter(&self.policy, self.agreements(), self.clock.now());
             let fetched = self
-                .fetch(&filter, &locations, ahead, phases.began)
+                .fetch(&filter, &locations, ahead, phases.began, reviews)
                 .instrument(Phases::span("fetch"))
                 .await;
             phases.end("fetch");
@@ -366,6 +370,7 @@ impl Gateway {
             patient,
             restricted: inputs.restricted,
             inputs,
+            reviews: read.match_candidates,
         })))
     }
 
@@ -487,24 +492,24 @@ impl Gateway {
     }
 
     /// The fetch phase: every located source at once, each resource filtered by the grant
-    /// as it arrives; the matching queue's questions about this NHS number are read
-    /// meanwhile (only once the view is granted, so a refused caller learns nothing of them).
+    /// as it arrives. The matching queue's questions about this NHS number (`reviews`, read
+    /// with the decision's inputs) are said only now the view is granted, so a refused caller
+    /// learns nothing of them.
     async fn fetch(
         &self,
         filter: &mcr_policy::ResourceFilter<'_>,
         locations: &[Location],
         ahead: mcr_federation::SignedAhead<'_>,
         started: std::time::Instant,
+        reviews: Vec<mcr_store::MatchCandidateRow>,
     ) -> Fetched {
-        let nhs = filter.grant().patient();
-        let (fetches, reviews) = tokio::join!(
-            self.federation
-                .fetch_record(filter, locations, started, ahead),
-            self.store.match_candidates_for(nhs)
-        );
+        let fetches = self
+            .federation
+            .fetch_record(filter, locations, started, ahead)
+            .await;
         Fetched {
             timings: self.metrics.sources(&fetches),
-            identity_warnings: self.identity_warnings(reviews),
+            identity_warnings: self.identity_warnings(&reviews),
             fetches,
         }
     }
@@ -541,12 +546,8 @@ impl Gateway {
     /// What the record view says about pairs in the matching queue that name this patient.
     pub(crate) fn identity_warnings(
         &self,
-        reviews: Result<Vec<mcr_store::MatchCandidateRow>, mcr_store::StoreError>,
+        reviews: &[mcr_store::MatchCandidateRow],
     ) -> Vec<String> {
-        let Ok(reviews) = reviews else {
-            tracing::warn!("matching queue unreadable: the view says so");
-            return vec!["Whether any record is waiting for an identity check could not be read: if something looks wrong, check the person's details with them.".into()];
-        };
         let org = |source: &mcr_domain::SourceId| {
             self.federation
                 .sources()

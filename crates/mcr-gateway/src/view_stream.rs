@@ -109,6 +109,7 @@ impl Gateway {
                 watched,
                 patient,
                 restricted,
+                reviews,
                 ..
             } = match access {
                 Ok(Access::Granted(granted)) => *granted,
@@ -171,6 +172,7 @@ impl Gateway {
                             grant,
                             locations,
                             withhold,
+                            reviews,
                         },
                         phases,
                         timer,
@@ -205,6 +207,7 @@ impl Gateway {
             grant,
             locations,
             withhold,
+            reviews,
         } = decided;
         let filter = grant.filter(&self.policy, self.agreements(), self.clock.now());
         let nhs = grant.patient().clone();
@@ -252,10 +255,7 @@ impl Gateway {
                 .await;
             }
         };
-        let ((), reviews) = tokio::join!(
-            fetch.instrument(Phases::span("fetch")),
-            self.store.match_candidates_for(&nhs)
-        );
+        fetch.instrument(Phases::span("fetch")).await;
         phases.end("fetch");
         let fetches: Vec<SourceFetch> = answers.into_iter().flatten().collect();
         // Restricted: as the index said with the decision's inputs, or as a source labels its
@@ -294,7 +294,7 @@ impl Gateway {
             record,
             timings,
             phases: phases.done,
-            identity_warnings: self.identity_warnings(reviews),
+            identity_warnings: self.identity_warnings(&reviews),
         };
         // A reader who has gone away is not an error: the answers are audited either way.
         let _ = tx
@@ -348,6 +348,8 @@ struct Decided {
     grant: Grant,
     locations: Vec<Location>,
     withhold: Withhold,
+    /// The matching queue's pairs naming the patient, said in the finished view.
+    reviews: Vec<mcr_store::MatchCandidateRow>,
 }
 
 /// What a restricted patient's view withholds: their GP practices' names (and, in the whole

@@ -69,6 +69,7 @@ pub(crate) trait Cells {
     fn text_opt(&self, table: &str, column: &str) -> Result<Option<String>>;
     fn date_opt(&self, table: &str, column: &str) -> Result<Option<NaiveDate>>;
     fn flag(&self, table: &str, column: &str) -> Result<bool>;
+    fn real(&self, table: &str, column: &str) -> Result<f64>;
 
     fn date(&self, table: &str, column: &str) -> Result<NaiveDate> {
         self.date_opt(table, column)?
@@ -104,6 +105,7 @@ where
     for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> Option<NaiveDate>: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> f64: Decode<'r, R::Database> + Type<R::Database>,
     for<'c> &'c str: ColumnIndex<R>,
 {
     fn text(&self, table: &str, column: &str) -> Result<String> {
@@ -119,6 +121,10 @@ where
     }
 
     fn flag(&self, table: &str, column: &str) -> Result<bool> {
+        self.try_get(column).map_err(|_| unreadable(table, column))
+    }
+
+    fn real(&self, table: &str, column: &str) -> Result<f64> {
         self.try_get(column).map_err(|_| unreadable(table, column))
     }
 }
@@ -170,6 +176,12 @@ impl Cells for JsonRow<'_> {
             serde_json::Value::Number(n) if n.as_i64() == Some(1) => Ok(true),
             _ => Err(unreadable(table, column)),
         }
+    }
+
+    fn real(&self, table: &str, column: &str) -> Result<f64> {
+        self.value(table, column)?
+            .as_f64()
+            .ok_or_else(|| unreadable(table, column))
     }
 }
 

@@ -205,7 +205,16 @@ fn governance_sql(param: &str) -> String {
 
 /// The tables a record view reads, in the order of [`view_inputs_sql`]'s answer: whether the
 /// patient is restricted, the patient, their source links, then the five governance lists.
-fn view_tables() -> [&'static UnionTable; 8] {
+/// Pairs in the matching queue that name the patient (the reader sorts them by source, then
+/// local id): read with the decision's inputs, said only in a view the decision permits.
+const CANDIDATE_TABLE: UnionTable = UnionTable {
+    name: "match_candidate",
+    tag: 9,
+    columns: crate::match_review::CANDIDATE_FIELDS,
+    order: None,
+};
+
+fn view_tables() -> [&'static UnionTable; 9] {
     let [permission, relationship, objection, emergency, care_event] = &GOVERNANCE_TABLES;
     let [patient, link] = &INDEX_TABLES;
     [
@@ -217,6 +226,7 @@ fn view_tables() -> [&'static UnionTable; 8] {
         objection,
         emergency,
         care_event,
+        &CANDIDATE_TABLE,
     ]
 }
 
@@ -508,11 +518,18 @@ pub(crate) fn view_inputs_from(answer: &str) -> Result<ViewInputs> {
             .map(|r| care_event_from_row(&r))
             .collect::<Result<_>>()?,
     };
+    let mut match_candidates = rows(8)
+        .map(|r| crate::match_review::candidate_from_row(&r))
+        .collect::<Result<Vec<_>>>()?;
+    match_candidates.sort_by(|a, b| {
+        (a.source.as_str(), a.local_id.as_str()).cmp(&(b.source.as_str(), b.local_id.as_str()))
+    });
     Ok(ViewInputs {
         patient,
         links,
         governance,
         restricted,
+        match_candidates,
     })
 }
 

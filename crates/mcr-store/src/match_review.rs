@@ -6,7 +6,7 @@
 //! records kept, a batch at a time). A decision is written with its audit record in one
 //! transaction.
 
-use crate::common::{parse_nhs, parse_source, parse_ts, ts, Statement, Value};
+use crate::common::{parse_nhs, parse_source, parse_ts, ts, Cells, Statement, Value};
 use crate::index::{LINK_COLUMNS, LINK_UPSERT, PATIENT_COLUMNS};
 use crate::{
     AuditAppend, AuditRow, ChainFn, IndexedPatient, Result, SourceLink, StoreError, UnmatchedRecord,
@@ -122,34 +122,39 @@ pub(crate) const CANDIDATE_UPSERT: &str =
 pub(crate) const DECISION_COLUMNS: &str =
     "source, local_id, nhs_number, decision, decided_by, decided_at";
 
-pub(crate) fn candidate_from_row<R>(row: &R) -> Result<MatchCandidateRow>
-where
-    R: Row,
-    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Option<NaiveDate>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> f64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'c> &'c str: sqlx::ColumnIndex<R>,
-{
-    let bad = |c: &str| StoreError::Corrupt(format!("match_candidate.{c} cannot be read"));
-    let text = |c: &str| -> Result<String> { row.try_get::<String, _>(c).map_err(|_| bad(c)) };
-    let opt = |c: &str| -> Result<Option<String>> {
-        row.try_get::<Option<String>, _>(c).map_err(|_| bad(c))
-    };
+/// The columns [`candidate_from_row`] reads, in [`CANDIDATE_COLUMNS`]' order.
+pub(crate) const CANDIDATE_FIELDS: &[&str] = &[
+    "source",
+    "local_id",
+    "nhs_number",
+    "kind",
+    "score",
+    "agreement",
+    "guard",
+    "family",
+    "given",
+    "birth_date",
+    "gender",
+    "postcode",
+    "found_at",
+];
+
+pub(crate) fn candidate_from_row(row: &impl Cells) -> Result<MatchCandidateRow> {
+    const T: &str = "match_candidate";
     Ok(MatchCandidateRow {
-        source: parse_source("match_candidate.source", &text("source")?)?,
-        local_id: text("local_id")?,
-        nhs_number: parse_nhs("match_candidate.nhs_number", &text("nhs_number")?)?,
-        kind: text("kind")?,
-        score: row.try_get("score").map_err(|_| bad("score"))?,
-        agreement: text("agreement")?,
-        guard: opt("guard")?,
-        family: text("family")?,
-        given: text("given")?,
-        birth_date: row.try_get("birth_date").map_err(|_| bad("birth_date"))?,
-        gender: opt("gender")?,
-        postcode: opt("postcode")?,
-        found_at: parse_ts("match_candidate.found_at", &text("found_at")?)?,
+        source: parse_source("match_candidate.source", &row.text(T, "source")?)?,
+        local_id: row.text(T, "local_id")?,
+        nhs_number: row.nhs(T)?,
+        kind: row.text(T, "kind")?,
+        score: row.real(T, "score")?,
+        agreement: row.text(T, "agreement")?,
+        guard: row.text_opt(T, "guard")?,
+        family: row.text(T, "family")?,
+        given: row.text(T, "given")?,
+        birth_date: row.date_opt(T, "birth_date")?,
+        gender: row.text_opt(T, "gender")?,
+        postcode: row.text_opt(T, "postcode")?,
+        found_at: row.at(T, "found_at")?,
     })
 }
 

@@ -223,13 +223,15 @@ pub struct GovernanceRecords {
 }
 
 /// What a record view reads before deciding: the patient as the index has them, the sources
-/// holding them (by source, then local id), their governance records and whether they are
-/// restricted. Read as one snapshot.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// holding them (by source, then local id), their governance records, whether they are
+/// restricted, and the matching queue's pairs naming them. Read as one snapshot.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ViewInputs {
     pub patient: Option<IndexedPatient>,
     pub links: Vec<SourceLink>,
     pub governance: GovernanceRecords,
     /// What PDS (or a source's label) says: the patient is restricted (`patient_status`).
     pub restricted: bool,
+    /// Pairs in the matching queue that name this NHS number, by source, then local id.
+    pub match_candidates: Vec<crate::MatchCandidateRow>,
 }

@@ -238,6 +238,28 @@ async fn view_inputs_are_the_three_reads_in_one(
         link("acute", "a1", None),
     ];
     store.upsert_links(&links).await.expect("links");
+    // Pairs in the matching queue naming the patient: written out of order, read by source,
+    // then local id, with their score and dates as written.
+    let candidate = |source: &str, local: &str, score: f64| mcr_store::MatchCandidateRow {
+        source: SourceId::parse(source).expect("source id"),
+        local_id: local.into(),
+        nhs_number: a.clone(),
+        kind: "possible-wrong-nhs-number".into(),
+        score,
+        agreement: "family=exact sex=disagree nhs-number=agree".into(),
+        guard: None,
+        family: "Smith".into(),
+        given: "Anne".into(),
+        birth_date: chrono::NaiveDate::from_ymd_opt(1971, 2, 1),
+        gender: Some("male".into()),
+        postcode: None,
+        found_at: t(3, 250_000_000),
+    };
+    let candidates = [candidate("gp", "q1", -3.25), candidate("acute", "c3", 7.5)];
+    store
+        .replace_match_candidates(&[], &candidates)
+        .await
+        .expect("candidates");
 
     let read = store.view_inputs(a).await.expect("view inputs");
     assert_eq!(
@@ -247,6 +269,7 @@ async fn view_inputs_are_the_three_reads_in_one(
             links: store.links(a).await.expect("links"),
             governance: store.governance(a).await.expect("governance"),
             restricted: false,
+            match_candidates: store.match_candidates_for(a).await.expect("candidates"),
         }
     );
     assert_eq!(read.patient, Some(patient));
@@ -257,6 +280,10 @@ async fn view_inputs_are_the_three_reads_in_one(
         .collect();
     assert_eq!(order, [("acute", "a1"), ("acute", "b2"), ("gp", "z9")]);
     assert_eq!(&read.governance, for_a);
+    assert_eq!(
+        read.match_candidates,
+        [candidates[1].clone(), candidates[0].clone()]
+    );
 
     // Restricted, as PDS says: read in the same statement.
     store

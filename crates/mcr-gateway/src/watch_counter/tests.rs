@@ -39,9 +39,13 @@ async fn distinct_patients_in_a_moving_window() {
     assert_eq!(first.oldest, Some(t(0)));
 }
 
+/// How many times a test looks again, 10 ms apart, for what the writer writes behind: up to
+/// 30 s, so a machine busy with other work does not fail a test that is only waiting.
+const LOOKS: usize = 3_000;
+
 /// The store's views for `user`, once the writer has written `n` of them.
 async fn written(store: &dyn mcr_store::Store, user: &str, n: usize) -> Vec<String> {
-    for _ in 0..500 {
+    for _ in 0..LOOKS {
         let mut seen: Vec<_> = store
             .watch_views_since(0)
             .await
@@ -123,7 +127,7 @@ async fn written_behind_on_sqlite_and_remembered_after_a_restart() {
             FlagClaim::Suppress
         ]
     );
-    for _ in 0..500 {
+    for _ in 0..LOOKS {
         let flags = store.watch_flags_since(0).await.expect("read flags");
         if flags.iter().any(|f| f.user_id == "u" && f.held == 2) {
             break;
