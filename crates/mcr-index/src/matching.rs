@@ -142,8 +142,10 @@ levels!(
     SexLevel { Agree = "agree", Differs = "differs", Missing = "missing" }
 );
 levels!(
-    /// Postcode: the whole code, its sector, its district.
-    PostcodeLevel { Full = "full", Sector = "sector", District = "district", Differs = "differs", Missing = "missing" }
+    /// Postcode: the whole code, its sector, its district, or the whole code a slip of one key
+    /// from the other in another sector (weighed as a sector: `SG1 2AB` and `SG1 3AB`; FEBRL's
+    /// four-digit codes, which have no sectors).
+    PostcodeLevel { Full = "full", Sector = "sector", District = "district", Typo = "typo", Differs = "differs", Missing = "missing" }
 );
 levels!(
     /// NHS number.
@@ -225,7 +227,7 @@ pub struct Weights {
     pub given: [f64; 7],
     pub birth_date: [f64; 6],
     pub sex: [f64; 3],
-    pub postcode: [f64; 5],
+    pub postcode: [f64; 6],
     pub nhs_number: [f64; 3],
     /// At or above: linked automatically (unless a safety rule holds it back).
     pub link_at: f64,
@@ -244,8 +246,8 @@ impl Default for Weights {
             birth_date: [14.0, 8.0, 5.0, -1.0, -6.0, 0.0],
             //    agree differs missing
             sex: [1.0, -7.0, 0.0],
-            //        full sector district differs missing
-            postcode: [10.0, 3.5, 1.0, -3.0, 0.0],
+            //        full sector district typo differs missing
+            postcode: [10.0, 3.5, 1.0, 3.5, -3.0, 0.0],
             //          agree differs missing
             nhs_number: [20.0, -6.0, 0.0],
             link_at: 22.0,
@@ -504,10 +506,26 @@ fn postcode_level(a: &Prepared, b: &Prepared) -> PostcodeLevel {
         (Some(x), Some(y)) if x == y => return PostcodeLevel::Sector,
         _ => {}
     }
+    if one_key_apart(a.postcode.as_bytes(), b.postcode.as_bytes()) {
+        return PostcodeLevel::Typo;
+    }
     match (a.district(), b.district()) {
         (Some(x), Some(y)) if x == y => PostcodeLevel::District,
         _ => PostcodeLevel::Differs,
     }
+}
+
+/// The same length, and one character different or two neighbours swapped: a slip of a key
+/// (codes of four characters or more).
+fn one_key_apart(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() || a.len() < 4 {
+        return false;
+    }
+    let Some(i) = (0..a.len()).find(|&i| a[i] != b[i]) else {
+        return false;
+    };
+    a[i + 1..] == b[i + 1..]
+        || (i + 1 < a.len() && a[i] == b[i + 1] && a[i + 1] == b[i] && a[i + 2..] == b[i + 2..])
 }
 
 /// American Soundex of upper-case ASCII letters: the first letter and three digits.
@@ -1084,6 +1102,27 @@ mod tests {
         assert!(one_digit_apart(d("1950-05-07"), d("1959-05-07")));
         assert!(!one_digit_apart(d("1950-05-07"), d("1850-05-07")));
         assert!(one_digit_apart(d("1950-05-07"), d("1950-05-27")));
+    }
+
+    #[test]
+    fn a_postcode_a_key_apart_is_a_typo() {
+        let level = |x: &str, y: &str| {
+            let a = p("Smith", "Ann", "1950-05-05", "female", x);
+            let b = p("Smith", "Ann", "1950-05-05", "female", y);
+            compare(&a, &b, &Weights::default()).agreement.postcode
+        };
+        assert_eq!(level("3150", "3159"), PostcodeLevel::Typo);
+        assert_eq!(level("2324", "2342"), PostcodeLevel::Typo);
+        assert_eq!(level("SG1 2AB", "SG1 3AB"), PostcodeLevel::Typo);
+        assert_eq!(level("SG1 2AB", "SG7 2AB"), PostcodeLevel::Typo);
+        assert_eq!(level("SG1 2AB", "SG1 2BA"), PostcodeLevel::Sector);
+        assert_eq!(level("SG1 2AB", "SG1 4AD"), PostcodeLevel::District);
+        assert_eq!(level("2324", "2433"), PostcodeLevel::Differs);
+        assert_eq!(level("SG1 2AB", "LU4 9ZZ"), PostcodeLevel::Differs);
+        // Her birth date, family name and a postcode a slip away, no given name recorded.
+        let ann = p("Smith", "Ann", "1950-05-05", "female", "3150");
+        let (got, s) = verdict(&ann, &p("Smith", "", "1950-05-05", "female", "3159"));
+        assert_eq!(got, "link", "{} {:.1}", s.agreement, s.weight);
     }
 
     #[test]
