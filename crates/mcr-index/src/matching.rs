@@ -7,8 +7,10 @@
 //! Three outcomes: at or above the link threshold the records are linked; between the review
 //! threshold and the link threshold a person looks at them; below, nothing. Hard safety rules
 //! come on top of the score and can only lower the outcome: twins (same birth date and family,
-//! different given name or sex) and parent/child namesakes (the same name, birth dates years
-//! apart) are never linked automatically, however high the score.
+//! another given name or a different sex) and parent/child namesakes (the same name, birth
+//! dates years apart) are never linked automatically, however high the score. A given name a
+//! letter apart is a slip of the keys, not another name, unless the first letters differ, the
+//! sexes differ, or both spellings are names people hold (`data/given-names.txt`).
 //!
 //! Pure: plain values in, plain values out. No I/O, no logging (these are names and birth
 //! dates).
