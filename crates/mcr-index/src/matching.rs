@@ -7,8 +7,10 @@
 //! Three outcomes: at or above the link threshold the records are linked; between the review
 //! threshold and the link threshold a person looks at them; below, nothing. Hard safety rules
 //! come on top of the score and can only lower the outcome: twins (same birth date and family,
-//! different given name or sex) and parent/child namesakes (the same name, birth dates years
-//! apart) are never linked automatically, however high the score.
+//! another given name or a different sex) and parent/child namesakes (the same name, birth
+//! dates years apart) are never linked automatically, however high the score. A given name a
+//! letter apart is a slip of the keys, not another name, unless the first letters differ, the
+//! sexes differ, or both spellings are names people hold (`data/given-names.txt`).
 //!
 //! Pure: plain values in, plain values out. No I/O, no logging (these are names and birth
 //! dates).
@@ -25,6 +27,9 @@ pub struct Prepared {
     pub family: String,
     /// The first given name.
     pub given: String,
+    /// All the given names written as one (`ISABELLA` of `Isabe lla`); empty when there is
+    /// only one.
+    pub given_whole: String,
     pub family_sound: [u8; 4],
     pub given_sound: [u8; 4],
     pub birth_date: Option<NaiveDate>,
@@ -62,20 +67,35 @@ impl Prepared {
         nhs_number: Option<NhsNumber>,
     ) -> Self {
         let family = normalise_name(family);
-        let given = given
+        let mut names = given
             .split_whitespace()
             .map(normalise_name)
-            .find(|g| !g.is_empty())
-            .unwrap_or_default();
+            .filter(|g| !g.is_empty());
+        let given = names.next().unwrap_or_default();
+        let mut given_whole = String::new();
+        if let Some(more) = names.next() {
+            given_whole = given.clone() + &more;
+            names.for_each(|n| given_whole.push_str(&n));
+        }
         Self {
             family_sound: soundex(&family),
             given_sound: soundex(&given),
             family,
             given,
+            given_whole,
             birth_date,
             sex: Sex::from_fhir(gender),
             postcode: postcode.map(normalise_postcode).unwrap_or_default(),
             nhs_number,
+        }
+    }
+
+    /// The given names written as one.
+    fn given_whole(&self) -> &str {
+        if self.given_whole.is_empty() {
+            &self.given
+        } else {
+            &self.given_whole
         }
     }
 
@@ -124,8 +144,10 @@ levels!(
     SexLevel { Agree = "agree", Differs = "differs", Missing = "missing" }
 );
 levels!(
-    /// Postcode: the whole code, its sector, its district.
-    PostcodeLevel { Full = "full", Sector = "sector", District = "district", Differs = "differs", Missing = "missing" }
+    /// Postcode: the whole code, its sector, its district, or the whole code a slip of one key
+    /// from the other in another sector (weighed as a sector: `SG1 2AB` and `SG1 3AB`; FEBRL's
+    /// four-digit codes, which have no sectors).
+    PostcodeLevel { Full = "full", Sector = "sector", District = "district", Typo = "typo", Differs = "differs", Missing = "missing" }
 );
 levels!(
     /// NHS number.
@@ -207,7 +229,7 @@ pub struct Weights {
     pub given: [f64; 7],
     pub birth_date: [f64; 6],
     pub sex: [f64; 3],
-    pub postcode: [f64; 5],
+    pub postcode: [f64; 6],
     pub nhs_number: [f64; 3],
     /// At or above: linked automatically (unless a safety rule holds it back).
     pub link_at: f64,
@@ -226,8 +248,8 @@ impl Default for Weights {
             birth_date: [14.0, 8.0, 5.0, -1.0, -6.0, 0.0],
             //    agree differs missing
             sex: [1.0, -7.0, 0.0],
-            //        full sector district differs missing
-            postcode: [10.0, 3.5, 1.0, -3.0, 0.0],
+            //        full sector district typo differs missing
+            postcode: [10.0, 3.5, 1.0, 3.5, -3.0, 0.0],
             //          agree differs missing
             nhs_number: [20.0, -6.0, 0.0],
             link_at: 22.0,
@@ -287,9 +309,13 @@ pub fn compare(a: &Prepared, b: &Prepared, w: &Weights) -> Scored {
     let family = family_level(a, b);
     let agreement = Agreement {
         family,
-        // Given and family swapped: the given name agrees crosswise too.
+        // Given and family swapped: the given name is compared crosswise too.
         given: if family == FamilyLevel::Swapped {
-            GivenLevel::Exact
+            if a.given == b.family && a.family == b.given {
+                GivenLevel::Exact
+            } else {
+                GivenLevel::Typo
+            }
         } else {
             given_level(a, b)
         },
@@ -313,18 +339,31 @@ pub fn compare(a: &Prepared, b: &Prepared, w: &Weights) -> Scored {
     }
 }
 
+/// Two given names a letter apart (the typo level) that are one name mistyped, not two names:
+/// the first letter kept (names that rhyme differ there: Emma and Gemma, Jayden and Hayden),
+/// the sex not recorded differently, and not both names people hold ([`given_names`]): Louis
+/// and Louie, Mia and Mila, Louise and Louis are two names each; Margaert is no one's name.
+fn slip(x: &Prepared, y: &Prepared) -> bool {
+    let names = given_names::get();
+    x.given.as_bytes().first() == y.given.as_bytes().first()
+        && !(x.sex != y.sex && x.sex != Sex::Unknown && y.sex != Sex::Unknown)
+        && !(names.contains(x.given.as_str()) && names.contains(y.given.as_str()))
+}
+
 fn guard(a: &Agreement, x: &Prepared, y: &Prepared) -> Option<Guard> {
     let family_alike = matches!(
         a.family,
         FamilyLevel::Exact | FamilyLevel::Typo | FamilyLevel::Phonetic | FamilyLevel::Similar
     );
     // Twins: the same birth date in one family or household, and a given name that is not
-    // this one (a letter apart is not enough to tell a typo from a twin: Louis and Louie,
-    // Lisa and Louise), or a sex that differs (Louis and Louise).
-    let another_name = matches!(
-        a.given,
-        GivenLevel::Differs | GivenLevel::Initial | GivenLevel::Phonetic | GivenLevel::Typo
-    );
+    // this one, or a sex that differs (Louis and Louise). A given name a letter apart is
+    // another name unless it is a slip of the keys ([`slip`]): Louis and Louie are two names.
+    let another_name = match a.given {
+        GivenLevel::Differs | GivenLevel::Initial | GivenLevel::Phonetic => true,
+        // Swapped names compare crosswise: a typo there is not another name.
+        GivenLevel::Typo => a.family != FamilyLevel::Swapped && !slip(x, y),
+        GivenLevel::Exact | GivenLevel::Nickname | GivenLevel::Missing => false,
+    };
     if a.birth_date == DobLevel::Exact
         && (family_alike || a.postcode == PostcodeLevel::Full)
         && (another_name || (a.given != GivenLevel::Exact && a.sex == SexLevel::Differs))
@@ -363,10 +402,19 @@ fn family_level(a: &Prepared, b: &Prepared) -> FamilyLevel {
     if a.family == b.family {
         return FamilyLevel::Exact;
     }
-    if !a.given.is_empty() && a.family == b.given && a.given == b.family {
-        return FamilyLevel::Swapped;
-    }
     let jw = jaro_winkler(&a.family, &b.family);
+    // Given and family written the other way round, either perhaps with a typo (never both
+    // mistyped, and not when the family names alike anyway).
+    if !a.given.is_empty() && !b.given.is_empty() {
+        let family_given = a.family == b.given;
+        let given_family = a.given == b.family;
+        let one_mistyped = jw < 0.84
+            && ((family_given && typo(&a.given, &b.family))
+                || (given_family && typo(&a.family, &b.given)));
+        if (family_given && given_family) || one_mistyped {
+            return FamilyLevel::Swapped;
+        }
+    }
     if jw >= 0.92 || damerau_one(&a.family, &b.family) {
         return FamilyLevel::Typo;
     }
@@ -383,7 +431,8 @@ fn given_level(a: &Prepared, b: &Prepared) -> GivenLevel {
     if a.given.is_empty() || b.given.is_empty() {
         return GivenLevel::Missing;
     }
-    if a.given == b.given {
+    // One name, or one written in two parts (`Isabe lla`, `Mary Ann` and `Maryann`).
+    if a.given == b.given || a.given_whole() == b.given_whole() {
         return GivenLevel::Exact;
     }
     if a.given.len() == 1 || b.given.len() == 1 {
@@ -396,7 +445,7 @@ fn given_level(a: &Prepared, b: &Prepared) -> GivenLevel {
     if nicknames::alike(&a.given, &b.given) {
         return GivenLevel::Nickname;
     }
-    if jaro_winkler(&a.given, &b.given) >= 0.92 || damerau_one(&a.given, &b.given) {
+    if typo(&a.given, &b.given) {
         return GivenLevel::Typo;
     }
     if a.given_sound == b.given_sound {
@@ -459,10 +508,26 @@ fn postcode_level(a: &Prepared, b: &Prepared) -> PostcodeLevel {
         (Some(x), Some(y)) if x == y => return PostcodeLevel::Sector,
         _ => {}
     }
+    if one_key_apart(a.postcode.as_bytes(), b.postcode.as_bytes()) {
+        return PostcodeLevel::Typo;
+    }
     match (a.district(), b.district()) {
         (Some(x), Some(y)) if x == y => PostcodeLevel::District,
         _ => PostcodeLevel::Differs,
     }
+}
+
+/// The same length, and one character different or two neighbours swapped: a slip of a key
+/// (codes of four characters or more).
+fn one_key_apart(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() || a.len() < 4 {
+        return false;
+    }
+    let Some(i) = (0..a.len()).find(|&i| a[i] != b[i]) else {
+        return false;
+    };
+    a[i + 1..] == b[i + 1..]
+        || (i + 1 < a.len() && a[i] == b[i + 1] && a[i + 1] == b[i] && a[i + 2..] == b[i + 2..])
 }
 
 /// American Soundex of upper-case ASCII letters: the first letter and three digits.
@@ -557,6 +622,11 @@ pub fn jaro_winkler(a: &str, b: &str) -> f64 {
     jaro + prefix as f64 * 0.1 * (1.0 - jaro)
 }
 
+/// A typo apart: Jaro–Winkler at least 0.92, or one edit ([`damerau_one`]).
+fn typo(a: &str, b: &str) -> bool {
+    jaro_winkler(a, b) >= 0.92 || damerau_one(a, b)
+}
+
 /// One insertion, deletion, substitution or adjacent transposition apart (names of four
 /// letters or more: in shorter ones one letter is too much of the name).
 fn damerau_one(a: &str, b: &str) -> bool {
@@ -573,6 +643,26 @@ fn damerau_one(a: &str, b: &str) -> bool {
         ra[1..] == *rb
     } else {
         rb[1..] == *ra
+    }
+}
+
+/// The given names people hold (`data/given-names.txt`: every name the US Social Security
+/// Administration counted for at least 500 babies, 1880 to 2017), normalised as names are.
+mod given_names {
+    use std::collections::HashSet;
+    use std::sync::LazyLock;
+
+    static NAMES: LazyLock<HashSet<String>> = LazyLock::new(|| {
+        include_str!("../data/given-names.txt")
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(mcr_domain::demographics::normalise_name)
+            .filter(|n| !n.is_empty())
+            .collect()
+    });
+
+    pub(super) fn get() -> &'static HashSet<String> {
+        &NAMES
     }
 }
 
@@ -810,15 +900,16 @@ mod tests {
                 s.agreement, s.weight, s.guard
             );
         }
-        // A typo in a given name on the same birth date and address cannot be told from a twin
-        // (Louis and Louie): review, never linked alone. Moved, the same typo still links.
+        // A given name a letter apart on the same birth date and address: two names people
+        // hold (Louis and Louie) may be twins, review; a slip of the keys (Margaert, no one's
+        // name) is her.
         let margaret = p("Okafor", "Margaret", "1950-05-07", "female", "SG1 1AA");
         let (got, s) = verdict(
             &margaret,
             &p("Okafor", "Margaert", "1950-05-07", "female", "SG1 1AA"),
         );
-        assert_eq!(got, "review", "{}", s.agreement);
-        assert_eq!(s.guard, Some(Guard::PossibleTwin));
+        assert_eq!(got, "link", "{}", s.agreement);
+        assert_eq!(s.guard, None);
         let (got, s) = verdict(
             &p("Yates", "Louis", "1970-11-01", "male", "AL8 2EX"),
             &p("Yates", "Louie", "1970-11-01", "male", "AL8 2EX"),
@@ -830,6 +921,106 @@ mod tests {
             &swapped,
         );
         assert_eq!(s.agreement.birth_date, DobLevel::DayMonthSwapped);
+    }
+
+    /// A typo in a given name is the same person; twins, however near their names, are not
+    /// linked: the same birth date, family and address in every case.
+    #[test]
+    fn a_typo_in_a_given_name_links_and_twins_do_not() {
+        let margaret = p("Okafor", "Margaret", "1950-05-07", "female", "SG1 1AA");
+        let typos: &[(&str, Prepared)] = &[
+            (
+                "letters swapped",
+                p("Okafor", "Margaert", "1950-05-07", "female", "SG1 1AA"),
+            ),
+            (
+                "a letter dropped",
+                p("Okafor", "Magaret", "1950-05-07", "female", "SG1 1AA"),
+            ),
+            (
+                "a letter dropped, sex not recorded",
+                Prepared::new(
+                    "Okafor",
+                    "Margaet",
+                    d("1950-05-07"),
+                    None,
+                    Some("SG1 1AA"),
+                    None,
+                ),
+            ),
+            (
+                "the name typed in two parts",
+                p("Okafor", "Marga ret", "1950-05-07", "female", "SG1 1AA"),
+            ),
+            (
+                "given and family swapped, one mistyped",
+                p("Margaret", "Okafro", "1950-05-07", "female", "SG1 1AA"),
+            ),
+        ];
+        for (what, other) in typos {
+            let (got, s) = verdict(&margaret, other);
+            assert_eq!(
+                (got, s.guard),
+                ("link", None),
+                "{what}: {} weight {:.1}",
+                s.agreement,
+                s.weight
+            );
+        }
+        let twins: &[(&str, Prepared, Prepared)] = &[
+            (
+                "same-sex twins, different names",
+                p("Reid", "Oliver", "2001-03-04", "male", "LU2 7QQ"),
+                p("Reid", "Noah", "2001-03-04", "male", "LU2 7QQ"),
+            ),
+            (
+                "same-sex twins, two names a letter apart",
+                p("Reid", "Mia", "2001-03-04", "female", "LU2 7QQ"),
+                p("Reid", "Mila", "2001-03-04", "female", "LU2 7QQ"),
+            ),
+            (
+                "same-sex twins, names that rhyme",
+                p("Reid", "Jayden", "2001-03-04", "male", "LU2 7QQ"),
+                p("Reid", "Hayden", "2001-03-04", "male", "LU2 7QQ"),
+            ),
+            (
+                "boy/girl twins, near names",
+                p("Reid", "Louis", "2001-03-04", "male", "LU2 7QQ"),
+                p("Reid", "Louise", "2001-03-04", "female", "LU2 7QQ"),
+            ),
+            (
+                "boy/girl twins, near names",
+                p("Reid", "Daniel", "2001-03-04", "male", "LU2 7QQ"),
+                p("Reid", "Danielle", "2001-03-04", "female", "LU2 7QQ"),
+            ),
+            (
+                "boy/girl twins, near names, one with no sex recorded",
+                p("Reid", "Louis", "2001-03-04", "male", "LU2 7QQ"),
+                Prepared::new(
+                    "Reid",
+                    "Louise",
+                    d("2001-03-04"),
+                    None,
+                    Some("LU2 7QQ"),
+                    None,
+                ),
+            ),
+            (
+                "boy/girl twins, a name a typo apart",
+                p("Reid", "Margaret", "2001-03-04", "female", "LU2 7QQ"),
+                p("Reid", "Margaert", "2001-03-04", "male", "LU2 7QQ"),
+            ),
+        ];
+        for (what, a, b) in twins {
+            let (got, s) = verdict(a, b);
+            assert_ne!(got, "link", "{what}: {}", s.agreement);
+            assert_eq!(
+                s.guard,
+                Some(Guard::PossibleTwin),
+                "{what}: {}",
+                s.agreement
+            );
+        }
     }
 
     #[test]
@@ -913,6 +1104,27 @@ mod tests {
         assert!(one_digit_apart(d("1950-05-07"), d("1959-05-07")));
         assert!(!one_digit_apart(d("1950-05-07"), d("1850-05-07")));
         assert!(one_digit_apart(d("1950-05-07"), d("1950-05-27")));
+    }
+
+    #[test]
+    fn a_postcode_a_key_apart_is_a_typo() {
+        let level = |x: &str, y: &str| {
+            let a = p("Smith", "Ann", "1950-05-05", "female", x);
+            let b = p("Smith", "Ann", "1950-05-05", "female", y);
+            compare(&a, &b, &Weights::default()).agreement.postcode
+        };
+        assert_eq!(level("3150", "3159"), PostcodeLevel::Typo);
+        assert_eq!(level("2324", "2342"), PostcodeLevel::Typo);
+        assert_eq!(level("SG1 2AB", "SG1 3AB"), PostcodeLevel::Typo);
+        assert_eq!(level("SG1 2AB", "SG7 2AB"), PostcodeLevel::Typo);
+        assert_eq!(level("SG1 2AB", "SG1 2BA"), PostcodeLevel::Sector);
+        assert_eq!(level("SG1 2AB", "SG1 4AD"), PostcodeLevel::District);
+        assert_eq!(level("2324", "2433"), PostcodeLevel::Differs);
+        assert_eq!(level("SG1 2AB", "LU4 9ZZ"), PostcodeLevel::Differs);
+        // Her birth date, family name and a postcode a slip away, no given name recorded.
+        let ann = p("Smith", "Ann", "1950-05-05", "female", "3150");
+        let (got, s) = verdict(&ann, &p("Smith", "", "1950-05-05", "female", "3159"));
+        assert_eq!(got, "link", "{} {:.1}", s.agreement, s.weight);
     }
 
     #[test]

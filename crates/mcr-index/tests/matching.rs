@@ -252,6 +252,99 @@ async fn twins_are_never_linked_automatically() {
 }
 
 #[tokio::test]
+async fn a_typo_in_a_given_name_links_and_twins_with_near_names_do_not() {
+    let gp = vec![
+        person(
+            "G1",
+            Some(&nhs(1)),
+            ("Okafor", "Margaret"),
+            "1950-05-07",
+            "female",
+            "SG1 1AA",
+        ),
+        person(
+            "G2",
+            Some(&nhs(2)),
+            ("Reid", "Oliver"),
+            "2001-03-04",
+            "male",
+            "LU2 7QQ",
+        ),
+        person(
+            "G3",
+            Some(&nhs(3)),
+            ("Price", "Daniel"),
+            "1988-10-12",
+            "male",
+            "AL8 2EX",
+        ),
+        person(
+            "G4",
+            Some(&nhs(4)),
+            ("Yates", "Mia"),
+            "1970-11-01",
+            "female",
+            "SG2 9BB",
+        ),
+    ];
+    let hospital = vec![
+        // Margaret, her name mistyped (no one's name): her.
+        person(
+            "H1",
+            None,
+            ("Okafor", "Margaert"),
+            "1950-05-07",
+            "female",
+            "SG1 1AA",
+        ),
+        // Oliver's twin brother Noah.
+        person(
+            "H2",
+            None,
+            ("Reid", "Noah"),
+            "2001-03-04",
+            "male",
+            "LU2 7QQ",
+        ),
+        // Daniel's twin sister Danielle.
+        person(
+            "H3",
+            None,
+            ("Price", "Danielle"),
+            "1988-10-12",
+            "female",
+            "AL8 2EX",
+        ),
+        // Mia's twin sister Mila: a letter apart, and both names people hold.
+        person(
+            "H4",
+            None,
+            ("Yates", "Mila"),
+            "1970-11-01",
+            "female",
+            "SG2 9BB",
+        ),
+    ];
+    let region = Region::new(gp, hospital).await;
+    let report = region.sync().await;
+    assert_eq!(region.acute_link("H1").await, Some(nhs(1)), "{report:?}");
+    let acute_id = SourceId::parse("acute").expect("id");
+    for (twin, sibling) in [("H2", nhs(2)), ("H3", nhs(3)), ("H4", nhs(4))] {
+        assert_eq!(region.acute_link(twin).await, None, "{twin} never linked");
+        let shown = region
+            .store
+            .match_candidates_of(&acute_id, twin)
+            .await
+            .expect("queue");
+        assert_eq!(shown.len(), 1, "{twin}: {shown:?}");
+        assert_eq!(shown[0].nhs_number, sibling);
+        assert_eq!(shown[0].guard.as_deref(), Some("possible-twin"), "{twin}");
+    }
+    let r = acute(&report);
+    assert_eq!((r.linked_by_demographics, r.review), (1, 3), "{r:?}");
+}
+
+#[tokio::test]
 async fn a_moved_person_is_linked_and_a_parent_namesake_is_not() {
     let gp = vec![
         person(

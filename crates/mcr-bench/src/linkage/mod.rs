@@ -249,6 +249,11 @@ pub async fn run_index(
             );
         }
     }
+    if std::env::var_os("MCR_LINKAGE_SHOW_MISSED").is_some() {
+        for (n, why) in missed_vectors(ds, &linked, &*store).await? {
+            eprintln!("missed {n:5}: {why}");
+        }
+    }
     if let Some(path) = std::env::var_os("MCR_LINKAGE_WRITE_LINKS") {
         // Every link (`b id,a id`, sorted), to show two builds link the same records.
         let mut rows: Vec<String> = linked.iter().map(|(b, a)| format!("{b},{a}")).collect();
@@ -335,6 +340,74 @@ pub async fn run_index(
         },
         weights: m.weights,
     })
+}
+
+/// Why the true pairs the index did not link were missed, most common first: each pair's
+/// comparison vector under the configured weights, its safety rule, and whether the pair waits
+/// in review; or that a record was never compared (no valid birth date). Public or generated
+/// data only.
+async fn missed_vectors(
+    ds: &Dataset,
+    linked: &HashMap<String, String>,
+    store: &dyn mcr_store::Store,
+) -> anyhow::Result<Vec<(usize, String)>> {
+    use mcr_index::matching::{compare, Prepared, Weights};
+    let prepared = |r: &Rec| {
+        Prepared::new(
+            &r.family,
+            &r.given,
+            chrono::NaiveDate::parse_from_str(&r.dob, "%Y-%m-%d").ok(),
+            Some(r.sex.as_str()).filter(|s| !s.is_empty()),
+            Some(r.postcode.as_str()).filter(|p| !p.is_empty()),
+            None,
+        )
+    };
+    let a_by_id: HashMap<&str, &Rec> = ds.a.iter().map(|r| (r.id.as_str(), r)).collect();
+    let nhs_of: HashMap<&str, &str> =
+        ds.a.iter()
+            .filter_map(|r| Some((r.id.as_str(), r.nhs.as_ref()?.as_str())))
+            .collect();
+    let acute_id = SourceId::parse("acute")?;
+    let w = Weights::default();
+    let mut why: HashMap<String, usize> = HashMap::new();
+    for r in &ds.b {
+        let Some(t) = ds.truth.get(&r.id).and_then(|t| a_by_id.get(t.as_str())) else {
+            continue;
+        };
+        if linked.get(&r.id) == Some(&t.id) {
+            continue;
+        }
+        let reason = if r.dob.is_empty() {
+            "rejected: the hospital record has no valid birth date".to_owned()
+        } else if t.dob.is_empty() {
+            "not in the index: the GP record has no valid birth date".to_owned()
+        } else {
+            let s = compare(&prepared(r), &prepared(t), &w);
+            let shown = store.match_candidates_of(&acute_id, &r.id).await?;
+            let in_review = shown
+                .iter()
+                .any(|c| Some(c.nhs_number.as_str()) == nhs_of.get(t.id.as_str()).copied());
+            let outcome = match (linked.contains_key(&r.id), in_review) {
+                (true, _) => "linked to another",
+                (false, true) => "in review",
+                (false, false) => "not offered",
+            };
+            format!(
+                "{outcome}: {} guard={} weight {:.1}",
+                s.agreement,
+                s.guard.map_or("none", |g| g.code()),
+                s.weight
+            )
+        };
+        *why.entry(format!(
+            "{} {reason}",
+            ds.kind.get(&r.id).copied().unwrap_or("?")
+        ))
+        .or_default() += 1;
+    }
+    let mut out: Vec<(usize, String)> = why.into_iter().map(|(k, n)| (n, k)).collect();
+    out.sort_by(|x, y| y.0.cmp(&x.0).then_with(|| x.1.cmp(&y.1)));
+    Ok(out)
 }
 
 /// Splink's predictions: `(b id, a id, match probability)`, read from the script's output.
