@@ -31,6 +31,15 @@ pub(crate) enum Person {
     Home(Home),
 }
 
+/// Where a person put a record they linked to a local identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LocalHome {
+    /// The local identity, still open.
+    Open(LocalPersonId),
+    /// The NHS number it was resolved to since (through any merge).
+    Resolved(NhsNumber),
+}
+
 /// Local identities, prepared and filed under their blocking keys.
 #[derive(Debug, Default)]
 pub(crate) struct Homes {
@@ -50,8 +59,14 @@ impl Homes {
     }
 
     /// The local identities sharing a blocking key with `waiting` that score at or above the
-    /// review threshold, best first, at most a few; and how many were compared.
-    pub(crate) fn candidates(&self, waiting: &Prepared, w: &Weights) -> (Vec<(Home, Scored)>, u64) {
+    /// review threshold, best first, at most a few, leaving out those a person said it is not
+    /// (`ruled_out`); and how many were compared.
+    pub(crate) fn candidates(
+        &self,
+        waiting: &Prepared,
+        w: &Weights,
+        ruled_out: &[LocalPersonId],
+    ) -> (Vec<(Home, Scored)>, u64) {
         let mut seen: Vec<u32> = keys(waiting, true)
             .iter()
             .filter_map(|(_, k)| self.blocks.get(k))
@@ -60,6 +75,10 @@ impl Homes {
             .collect();
         seen.sort_unstable();
         seen.dedup();
+        seen.retain(|&i| match self.held[i as usize].0 {
+            Home::Local(l) => !ruled_out.contains(&l),
+            Home::Fresh(_) => true,
+        });
         let mut found: Vec<(Home, Scored)> = seen
             .iter()
             .map(|&i| {
