@@ -549,6 +549,18 @@ impl Indexer {
                 }
             }
         }
+        // A local identity resolved in this pass is its NHS number's person: a record a
+        // person said is not that local identity is not put in review beside the number.
+        let resolved_now: HashMap<LocalPersonId, &NhsNumber> =
+            resolutions.iter().map(|r| (r.person, &r.nhs)).collect();
+        candidates.retain(|c| {
+            let key = (c.source.clone(), c.local_id.clone());
+            !decisions.local_ruled.get(&key).is_some_and(|ruled| {
+                ruled
+                    .iter()
+                    .any(|l| resolved_now.get(l) == Some(&&c.nhs_number))
+            })
+        });
         evaluated.extend(
             candidates
                 .iter()
