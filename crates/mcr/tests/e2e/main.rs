@@ -25,6 +25,7 @@ mod availability;
 mod backend_services;
 mod cli;
 mod documents;
+mod local_matching;
 mod fhir_output;
 mod merge;
 mod network;
