@@ -258,7 +258,12 @@ impl Gateway {
         Ok(audited.seq)
     }
 
-    async fn refuse_local(&self, ctx: &RequestContext, action: Action, why: String) -> GatewayError {
+    async fn refuse_local(
+        &self,
+        ctx: &RequestContext,
+        action: Action,
+        why: String,
+    ) -> GatewayError {
         let mut event = self.event(ctx, action, None);
         event.outcome = Outcome::Deny;
         event.detail = Some(why.clone());

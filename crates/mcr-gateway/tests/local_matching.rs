@@ -11,7 +11,7 @@ use mcr_domain::{
 use mcr_federation::{Ask, Digest, Federation, FederationConfig, Fetched, Source, SourceConfig};
 use mcr_gateway::{Gateway, GatewayError, LocalVerdict, OrgRegistry, RequestContext};
 use mcr_policy::{Grant, PolicyConfig};
-use mcr_store::{LocalCandidateRow, LocalLink, LocalPersonRecord, LinkMethod, Store};
+use mcr_store::{LinkMethod, LocalCandidateRow, LocalLink, LocalPersonRecord, Store};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -217,12 +217,24 @@ async fn records_staff_link_rule_out_and_unlink_each_audited_with_its_own_action
         .await
         .expect("link");
     assert!(seq > 0);
-    g.decide_local_match(&records_staff, &acute(), "H3", r.person, LocalVerdict::NotAMatch)
-        .await
-        .expect("not a match");
-    g.decide_local_match(&records_staff, &acute(), "H4", r.person, LocalVerdict::Unlink)
-        .await
-        .expect("unlink");
+    g.decide_local_match(
+        &records_staff,
+        &acute(),
+        "H3",
+        r.person,
+        LocalVerdict::NotAMatch,
+    )
+    .await
+    .expect("not a match");
+    g.decide_local_match(
+        &records_staff,
+        &acute(),
+        "H4",
+        r.person,
+        LocalVerdict::Unlink,
+    )
+    .await
+    .expect("unlink");
 
     let linked: Vec<_> = r
         .store
@@ -282,7 +294,10 @@ async fn only_reviewers_may_decide_and_records_staff_only_their_own_records() {
         let refused = g
             .decide_local_match(ctx, &acute(), "H2", r.person, LocalVerdict::Link)
             .await;
-        assert!(matches!(refused, Err(GatewayError::Forbidden(_))), "{refused:?}");
+        assert!(
+            matches!(refused, Err(GatewayError::Forbidden(_))),
+            "{refused:?}"
+        );
     }
     let denied = audited(&r.store, "local-match-link").await;
     assert_eq!(denied.len(), 2, "{denied:?}");

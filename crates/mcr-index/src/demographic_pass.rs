@@ -150,7 +150,10 @@ impl Indexer {
                 let home = to.map_or(LocalHome::Open(row.person), LocalHome::Resolved);
                 d.local_linked.insert(key, home);
             } else {
-                d.local_ruled.entry(key.clone()).or_default().push(row.person);
+                d.local_ruled
+                    .entry(key.clone())
+                    .or_default()
+                    .push(row.person);
                 if let Some(nhs) = to {
                     d.not_a_match.entry(key).or_default().push(nhs);
                 }

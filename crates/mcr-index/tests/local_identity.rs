@@ -469,15 +469,29 @@ async fn a_not_a_match_with_a_local_identity_holds_through_resyncs_and_its_resol
     region.sync().await;
     let hers = region.home("acute", "H1").await.expect("Louise's home");
     decide(&region, "W1", hers, "not-a-match").await;
-    assert!(region.store.local_candidates().await.expect("read").is_empty());
+    assert!(region
+        .store
+        .local_candidates()
+        .await
+        .expect("read")
+        .is_empty());
 
     // Later syncs never offer the pair again: matching nobody else, Louis is a local identity
     // of his own.
     for round in 0..2 {
         let report = region.sync().await;
-        assert_eq!(of(&report, "walk-in").review, 0, "round {round}: {report:?}");
+        assert_eq!(
+            of(&report, "walk-in").review,
+            0,
+            "round {round}: {report:?}"
+        );
         assert!(
-            region.store.local_candidates().await.expect("read").is_empty(),
+            region
+                .store
+                .local_candidates()
+                .await
+                .expect("read")
+                .is_empty(),
             "round {round}"
         );
         let his = region.home("walk-in", "W1").await.expect("Louis's home");
@@ -486,18 +500,14 @@ async fn a_not_a_match_with_a_local_identity_holds_through_resyncs_and_its_resol
 
     // Louise registers with the GP: her local identity resolves to her NHS number. The "not a
     // match" holds against that number too: Louis's record is not put in review beside her.
-    region
-        .gp
-        .lock()
-        .expect("test setup")
-        .push(person(
-            "G1",
-            Some(&nhs(1)),
-            ("Smith", "Louise"),
-            "1990-04-02",
-            "female",
-            "SG1 1AA",
-        ));
+    region.gp.lock().expect("test setup").push(person(
+        "G1",
+        Some(&nhs(1)),
+        ("Smith", "Louise"),
+        "1990-04-02",
+        "female",
+        "SG1 1AA",
+    ));
     let report = region.sync().await;
     assert_eq!(report.matching.local_identities_resolved, 1, "{report:?}");
     assert_eq!(
@@ -530,25 +540,34 @@ async fn a_record_a_person_linked_to_a_local_identity_stays_with_it_and_follows_
     decide(&region, "W1", hers, "link").await;
     for round in 0..2 {
         let report = region.sync().await;
-        assert_eq!(of(&report, "walk-in").linked_to_local_identity, 1, "round {round}: {report:?}");
+        assert_eq!(
+            of(&report, "walk-in").linked_to_local_identity,
+            1,
+            "round {round}: {report:?}"
+        );
         assert_eq!(of(&report, "walk-in").review, 0, "round {round}");
-        assert_eq!(region.home("walk-in", "W1").await, Some(hers), "round {round}");
-        assert!(region.store.local_candidates().await.expect("read").is_empty());
+        assert_eq!(
+            region.home("walk-in", "W1").await,
+            Some(hers),
+            "round {round}"
+        );
+        assert!(region
+            .store
+            .local_candidates()
+            .await
+            .expect("read")
+            .is_empty());
     }
     // Resolved to an NHS number: the record moves with it, and stays there on later syncs
     // (its demographics alone would only send it to review beside her).
-    region
-        .gp
-        .lock()
-        .expect("test setup")
-        .push(person(
-            "G1",
-            Some(&nhs(1)),
-            ("Smith", "Louise"),
-            "1990-04-02",
-            "female",
-            "SG1 1AA",
-        ));
+    region.gp.lock().expect("test setup").push(person(
+        "G1",
+        Some(&nhs(1)),
+        ("Smith", "Louise"),
+        "1990-04-02",
+        "female",
+        "SG1 1AA",
+    ));
     region.sync().await;
     for round in 0..2 {
         let report = region.sync().await;

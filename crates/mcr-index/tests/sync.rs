@@ -114,8 +114,7 @@ async fn full_then_incremental_sync_of_the_simulated_region() {
     let unmatched = store.unmatched(None).await.expect("test setup");
     let twins = &region.samples.acute_local_twins;
     assert_eq!(twins.len(), 2);
-    let cases =
-        region.samples.acute_twin.len() + region.samples.acute_wrong_nhs_number.len() + 1;
+    let cases = region.samples.acute_twin.len() + region.samples.acute_wrong_nhs_number.len() + 1;
     assert_eq!(unmatched.len(), cases, "{unmatched:?}");
     let local = store.local_candidates().await.expect("test setup");
     assert_eq!(local.len(), 1, "{local:?}");

@@ -461,7 +461,10 @@ async fn decisions(store: &dyn Store) {
         .expect("open");
     assert!(store.local_candidates().await.expect("read").is_empty());
     assert_eq!(
-        store.local_link_of(&src("walk-in"), "w-2").await.expect("read"),
+        store
+            .local_link_of(&src("walk-in"), "w-2")
+            .await
+            .expect("read"),
         None
     );
 
@@ -477,7 +480,10 @@ async fn decisions(store: &dyn Store) {
         .expect("decide")
         .expect("open");
     assert_eq!(
-        store.local_link_of(&src("walk-in"), "w-1").await.expect("read"),
+        store
+            .local_link_of(&src("walk-in"), "w-1")
+            .await
+            .expect("read"),
         None
     );
     let kept: Vec<_> = store
@@ -517,7 +523,12 @@ async fn decisions(store: &dyn Store) {
         ..local_link(id, "hospital", "h-9", 5)
     };
     let refused = store
-        .decide_local_match(&theirs, Some(&theirs_link), &decided("local-match-link", 5), &chain)
+        .decide_local_match(
+            &theirs,
+            Some(&theirs_link),
+            &decided("local-match-link", 5),
+            &chain,
+        )
         .await;
     assert!(matches!(refused, Err(StoreError::Config(_))), "{refused:?}");
     let refused = store

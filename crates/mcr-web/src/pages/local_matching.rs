@@ -58,16 +58,17 @@ fn or_not_recorded(s: Option<&str>) -> String {
         .map_or_else(|| "Not recorded".to_owned(), str::to_owned)
 }
 
-fn page(layout: Layout, v: &LocalIdentityView, done: Option<i64>, error: Option<String>) -> LocalIdentityPage {
+fn page(
+    layout: Layout,
+    v: &LocalIdentityView,
+    done: Option<i64>,
+    error: Option<String>,
+) -> LocalIdentityPage {
     let p = &v.person;
-    let made_from = v
-        .records
-        .iter()
-        .find(|r| r.origin)
-        .map_or_else(
-            || format!("A record held by {}", p.origin.0),
-            |r| format!("{} record {}", r.source_name, r.link.local_id),
-        );
+    let made_from = v.records.iter().find(|r| r.origin).map_or_else(
+        || format!("A record held by {}", p.origin.0),
+        |r| format!("{} record {}", r.source_name, r.link.local_id),
+    );
     LocalIdentityPage {
         layout,
         person: p.id.to_string(),

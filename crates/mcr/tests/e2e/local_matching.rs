@@ -84,7 +84,11 @@ async fn records_staff_rule_out_link_and_unlink_a_local_identitys_records_audite
         .expect("test step");
     assert_eq!(no_token.status().as_u16(), 403);
     assert_eq!(
-        store.local_candidates_of(&acute(), &brother).await.expect("test step").len(),
+        store
+            .local_candidates_of(&acute(), &brother)
+            .await
+            .expect("test step")
+            .len(),
         1,
         "nothing decided by a refused request"
     );
@@ -137,7 +141,10 @@ async fn records_staff_rule_out_link_and_unlink_a_local_identitys_records_audite
     assert!(html.contains("Record unlinked"), "{html}");
     assert!(!html.contains("H-LOCAL-SAME"), "{html}");
     assert_eq!(
-        store.local_link_of(&acute(), "H-LOCAL-SAME").await.expect("test step"),
+        store
+            .local_link_of(&acute(), "H-LOCAL-SAME")
+            .await
+            .expect("test step"),
         None
     );
     // A clinician may not read the local identity's page either.
@@ -151,7 +158,13 @@ async fn records_staff_rule_out_link_and_unlink_a_local_identitys_records_audite
         trail
             .iter()
             .filter(|r| r.record.action == action)
-            .map(|r| (r.record.outcome.clone(), r.record.patient.clone(), r.record.payload.clone()))
+            .map(|r| {
+                (
+                    r.record.outcome.clone(),
+                    r.record.patient.clone(),
+                    r.record.payload.clone(),
+                )
+            })
             .collect()
     };
     let ruled = of("local-match-not-a-match");

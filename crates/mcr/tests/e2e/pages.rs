@@ -1001,8 +1001,7 @@ async fn the_matching_queue_shows_a_local_identity_as_one_never_as_an_nhs_number
     let trail = store.audit_rows(0, 10_000).await.expect("test step");
     assert!(
         trail.iter().any(|r| r.record.action == "read-match-queue"
-            && r
-                .record
+            && r.record
                 .payload
                 .contains(&format!("{} with a local identity", before + 1))),
         "the queue read counts the local pairs"
