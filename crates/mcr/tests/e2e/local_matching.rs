@@ -12,6 +12,12 @@ fn acute() -> SourceId {
     SourceId::parse("acute").expect("test step")
 }
 
+/// Posts a local identity decision: the status and the redirect's location (or the page).
+async fn decide(b: &Browser, form: Vec<(&'static str, String)>) -> (u16, String) {
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    b.post_then("/app/matching/local/decide", &form).await
+}
+
 #[tokio::test]
 async fn records_staff_rule_out_link_and_unlink_a_local_identitys_records_audited() {
     let t = start().await;
@@ -55,14 +61,7 @@ async fn records_staff_rule_out_link_and_unlink_a_local_identitys_records_audite
             ("verdict", verdict.to_owned()),
         ]
     };
-    let as_refs = |f: &[(&'static str, String)]| -> Vec<(&'static str, String)> { f.to_vec() };
-    let post = |f: Vec<(&'static str, String)>| {
-        let b = &b;
-        async move {
-            let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            b.post_then("/app/matching/local/decide", &f).await
-        }
-    };
+    let post = |f: Vec<(&'static str, String)>| decide(&b, f);
 
     // Who may not decide: a clinician; a GP practice's records staff (not their record);
     // anyone without the form token.
@@ -78,7 +77,7 @@ async fn records_staff_rule_out_link_and_unlink_a_local_identitys_records_audite
         .http
         .post(t.url("/app/matching/local/decide"))
         .header("cookie", &s.cookie)
-        .form(&as_refs(&form(&brother, "not-a-match")))
+        .form(&form(&brother, "not-a-match"))
         .send()
         .await
         .expect("test step");
