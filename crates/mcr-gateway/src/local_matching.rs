@@ -84,7 +84,7 @@ impl Gateway {
         const ACTION: Action = Action::ReadLocalIdentity;
         let scope = match self.may_review_matches(ctx) {
             Ok(scope) => scope,
-            Err(why) => return Err(self.refuse_local(ctx, ACTION, why).await),
+            Err(why) => return Err(self.refuse_matching(ctx, ACTION, None, why).await),
         };
         let Some(person) = self
             .store
@@ -150,11 +150,11 @@ impl Gateway {
         let action = verdict.action();
         let scope = match self.may_review_matches(ctx) {
             Ok(scope) => scope,
-            Err(why) => return Err(self.refuse_local(ctx, action, why).await),
+            Err(why) => return Err(self.refuse_matching(ctx, action, None, why).await),
         };
         if !self.in_scope(&scope, source) {
             let why = "You can review only your own organisation's records; a privacy officer can review the others.".to_owned();
-            return Err(self.refuse_local(ctx, action, why).await);
+            return Err(self.refuse_matching(ctx, action, None, why).await);
         }
         let store_down = |_| GatewayError::StoreUnavailable;
         let held = self.store.local_person(person).await.map_err(store_down)?;
@@ -246,9 +246,9 @@ impl Gateway {
             Ok(Some(row)) => row,
             // Resolved between the read above and the write: nothing written.
             Ok(None) => return Err(GatewayError::Invalid(NOT_OPEN.into())),
-            Err(mcr_store::StoreError::Config(why)) => {
-                return Err(GatewayError::Invalid(sentence(&why)))
-            }
+            // The store's own refusal (the record a local identity was made from): nothing
+            // written.
+            Err(mcr_store::StoreError::Config(why)) => return Err(GatewayError::Invalid(why)),
             Err(e) => {
                 tracing::error!(error = %e, "local identity decision not recorded");
                 return Err(GatewayError::AuditUnavailable);
@@ -257,26 +257,4 @@ impl Gateway {
         self.after_append(&audited).await;
         Ok(audited.seq)
     }
-
-    async fn refuse_local(
-        &self,
-        ctx: &RequestContext,
-        action: Action,
-        why: String,
-    ) -> GatewayError {
-        let mut event = self.event(ctx, action, None);
-        event.outcome = Outcome::Deny;
-        event.detail = Some(why.clone());
-        match self.audit(&event).await {
-            Ok(_) => GatewayError::Forbidden(why),
-            Err(e) => e,
-        }
-    }
-}
-
-/// A store's refusal as a sentence for the page: `the record …` reads `The record ….`
-fn sentence(s: &str) -> String {
-    let mut chars = s.chars();
-    let first = chars.next().map(|c| c.to_uppercase().collect::<String>());
-    format!("{}{}.", first.unwrap_or_default(), chars.as_str())
 }
