@@ -127,38 +127,12 @@ impl Indexer {
                 }
             }
         }
-        // Decisions about local identities: one resolved since stands for its NHS number
-        // (through any merge), so a "not a match" holds against that person too.
-        let mut resolved_to: HashMap<LocalPersonId, Option<NhsNumber>> = HashMap::new();
-        for row in self.store.local_decisions().await? {
-            let to = match resolved_to.get(&row.person) {
-                Some(to) => to.clone(),
-                None => {
-                    let to = self
-                        .store
-                        .local_person(row.person)
-                        .await?
-                        .and_then(|l| l.resolved)
-                        .map(|r| d.merged.get(&r.nhs_number).cloned().unwrap_or(r.nhs_number));
-                    resolved_to.insert(row.person, to.clone());
-                    to
-                }
-            };
-            let links = row.links();
-            let key = (row.source, row.local_id);
-            if links {
-                let home = to.map_or(LocalHome::Open(row.person), LocalHome::Resolved);
-                d.local_linked.insert(key, home);
-            } else {
-                d.local_ruled
-                    .entry(key.clone())
-                    .or_default()
-                    .push(row.person);
-                if let Some(nhs) = to {
-                    d.not_a_match.entry(key).or_default().push(nhs);
-                }
-            }
+        let local = crate::local_identity::local_decisions(&*self.store, &d.merged).await?;
+        for (key, nhs) in local.ruled_numbers {
+            d.not_a_match.entry(key).or_default().push(nhs);
         }
+        d.local_linked = local.linked;
+        d.local_ruled = local.ruled;
         Ok(d)
     }
 
