@@ -1137,9 +1137,10 @@ fn local_twin_ids(seed: u64, index: usize) -> [String; 2] {
     [1_300_000, 1_400_000].map(|past| local_id(SourceKind::Acute, seed, index + past))
 }
 
-/// Two acute records, with no NHS number, of twins the GP does not hold (a family name no
-/// synthetic GP patient has), living at `p`'s address: the matching pass makes a local
-/// identity of the first and sends the second to review beside it.
+/// Two acute records, with no NHS number, of twins the GP does not hold (a family name and a
+/// postcode district, Knebworth's SG3, no synthetic GP patient has): the matching pass makes a
+/// local identity of the first and sends the second to review beside it. Their ids are past
+/// `p`'s in the acute id space; nothing else of `p` is theirs.
 fn local_twin_records(core: &Core, p: &Person) -> Vec<SourcePatient> {
     let twins = [("Louise", "female"), ("Louis", "male")];
     local_twin_ids(core.seed, p.index)
@@ -1158,9 +1159,9 @@ fn local_twin_records(core: &Core, p: &Person) -> Vec<SourcePatient> {
                 "birthDate": "1990-04-02",
                 "address": [{
                     "use": "home",
-                    "line": [p.address_line],
-                    "city": p.town,
-                    "postalCode": p.postcode,
+                    "line": ["12 Station Road"],
+                    "city": "Knebworth",
+                    "postalCode": "SG3 6PU",
                     "country": "GB",
                 }],
             });
