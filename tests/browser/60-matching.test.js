@@ -102,3 +102,39 @@ test('merge two index persons after a side-by-side check, then undo it', async (
   await check(page, 'merges-after-unmerge');
   await ctx.close();
 });
+
+// A pair with a local identity (an index person made from a record with no NHS number): the
+// demo's hospital holds twins the GP does not; one became a local identity and the other waits
+// beside it. Records staff link the pair, open the local identity's page, and unlink the record
+// again; the local identity is labelled as one, never as an NHS number.
+test('a pair with a local identity: link it, then unlink it from the local identity page', async () => {
+  const { ctx, page } = await context(browser);
+  await signIn(page, 'Grace Obi');
+  await page.goto('/app/matching');
+  const card = page.locator('section.nhsuk-card', { hasText: 'Local identity: no NHS number' }).first();
+  const heading = await card.locator('h3').innerText();
+  const label = (heading.match(/local identity (L\d{9})/) || [])[1];
+  assert.ok(label, `the card names the local identity: ${heading}`);
+  assert.ok(!heading.includes('NHS number'), `never as an NHS number: ${heading}`);
+  const waiting = Number(((await bodyText(page)).match(/Records that may be a local identity \((\d+)\)/) || [])[1]);
+  assert.ok(waiting >= 1, `local pairs waiting: ${waiting}`);
+
+  await card.getByRole('button', { name: `Link to local identity ${label}: the same person` }).click();
+  await assertText(page, '#decision-recorded', 'Decision recorded');
+  const after = Number(((await bodyText(page)).match(/Records that may be a local identity \((\d+)\)/) || [])[1]);
+  assert.equal(after, waiting - 1, 'one local pair fewer');
+  await check(page, 'matching-local-linked');
+
+  await page.goto(`/app/matching/local/${label}`);
+  await assertText(page, 'h1', `Local identity ${label}`);
+  await assertText(page, '#linked-records', 'Records linked to it (2)');
+  const text = await bodyText(page);
+  assert.ok(text.includes('Made from this record') && text.includes('Cannot be unlinked'), 'the record it was made from stays');
+  await check(page, 'local-identity');
+
+  await page.getByRole('button', { name: /^Unlink: not this person/ }).click();
+  await assertText(page, '#decision-recorded', 'Record unlinked');
+  await assertText(page, '#linked-records', 'Records linked to it (1)');
+  await check(page, 'local-identity-unlinked');
+  await ctx.close();
+});

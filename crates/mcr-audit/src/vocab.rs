@@ -267,6 +267,15 @@ actions! {
     /// A local identity (an index person made from a record with no NHS number) found to have
     /// one: its links moved to that NHS number by the index sync.
     ResolveLocalIdentity = "resolve-local-identity",
+    /// A person linked a source record to a local identity (a pair in review: one person).
+    LocalMatchLink = "local-match-link",
+    /// A person ruled out a pair of a source record and a local identity: never linked.
+    LocalMatchNotAMatch = "local-match-not-a-match",
+    /// A person unlinked a source record from the local identity it was linked to: not
+    /// that person, never linked to them again.
+    LocalMatchUnlink = "local-match-unlink",
+    /// A local identity and the records linked to it, read for review.
+    ReadLocalIdentity = "read-local-identity",
 }
 
 words! {
@@ -431,7 +440,8 @@ impl Action {
             | Action::ReadConsents
             | Action::ReadAccessHistory
             | Action::ReadProtectedPersons
-            | Action::ReadOptOutRequest => rest(READ, Read),
+            | Action::ReadOptOutRequest
+            | Action::ReadLocalIdentity => rest(READ, Read),
             Action::SearchPatient
             | Action::SearchAudit
             | Action::ReadReviewQueue
@@ -450,6 +460,8 @@ impl Action {
             | Action::AnomalyFlag
             | Action::MatchLink
             | Action::MatchNotAMatch
+            | Action::LocalMatchLink
+            | Action::LocalMatchNotAMatch
             | Action::CareEvent
             | Action::OptOutRequest
             | Action::OptInRequest
@@ -458,7 +470,10 @@ impl Action {
             | Action::OverrideObjection
             | Action::VerifyOptOutRequest
             | Action::RejectOptOutRequest => rest(UPDATE, Update),
-            Action::UnprotectPerson | Action::PruneCareEvents => rest(DELETE, Delete),
+            // A link removed (the decision that it is not the person is kept beside it).
+            Action::UnprotectPerson | Action::PruneCareEvents | Action::LocalMatchUnlink => {
+                rest(DELETE, Delete)
+            }
             Action::IssueSystemToken => EventCoding {
                 event_type: USER_AUTHENTICATION,
                 subtype: Some(GET_ACCESS_TOKEN),
@@ -684,6 +699,22 @@ mod tests {
         assert_eq!(
             Action::ReadMerges.coding().subtype.map(|s| s.code),
             Some("search-type")
+        );
+        // A person's decisions about a local identity: the same coding as about an index
+        // patient (a decision created), and an unlink deletes a link.
+        assert_eq!(Action::LocalMatchLink.coding(), Action::MatchLink.coding());
+        assert_eq!(
+            Action::LocalMatchNotAMatch.coding(),
+            Action::MatchNotAMatch.coding()
+        );
+        let unlink = Action::LocalMatchUnlink.coding();
+        assert_eq!(
+            (unlink.subtype.map(|s| s.code), unlink.action.code()),
+            (Some("delete"), "D")
+        );
+        assert_eq!(
+            Action::ReadLocalIdentity.coding().subtype.map(|s| s.code),
+            Some("read")
         );
         assert_eq!(Outcome::Permit.code(), "0");
         assert_eq!(Outcome::NeedsPermission.code(), "4");

@@ -16,6 +16,7 @@ mod care_events;
 mod document;
 mod governance;
 mod inputs;
+mod local_matching;
 mod matching;
 mod merge;
 mod metrics;
@@ -47,6 +48,7 @@ pub use governance::{
     check_permission_request, EmergencyRequest, ObjectionRequest, PermissionProblem,
     PermissionRequest, RelationshipClaim, LIFT_REFUSED,
 };
+pub use local_matching::{LocalIdentityView, LocalRecord, LocalVerdict};
 pub use matching::{LocalMatchPair, MatchPair, MatchQueue, MatchVerdict};
 pub use mcr_audit::{Action, AuditEvent, AuthChannel, Outcome, RefusalKind, UnknownWord};
 pub use mcr_federation::document::{DocumentCut, DocumentRefusal, OpenedDocument};

@@ -107,7 +107,7 @@ impl Gateway {
         }
     }
 
-    async fn refuse_matching(
+    pub(crate) async fn refuse_matching(
         &self,
         ctx: &RequestContext,
         action: Action,

@@ -3,7 +3,7 @@
 //! under what people decided about pairs; links, review candidates and unmatched records
 //! written in batches.
 
-use crate::local_identity::{Home, Homes, Person, Resolve};
+use crate::local_identity::{Home, Homes, LocalHome, Person, Resolve};
 use crate::matching::{Prepared, WeightsMode};
 use crate::{linkage, Indexer, SourcePatient, SourceSyncReport};
 use mcr_domain::{LocalPersonId, NhsNumber};
@@ -77,6 +77,12 @@ pub(crate) struct Decisions {
     /// Records linked to a local identity, read with the decisions once per sync (few: records
     /// without an NHS number).
     homes: HashMap<RecordKey, LocalPersonId>,
+    /// Records a person linked to a local identity: kept with it while it is open, or with
+    /// the NHS number it was resolved to.
+    local_linked: HashMap<RecordKey, LocalHome>,
+    /// Local identities a person said a record is not (`not-a-match`, `unlink`); the NHS
+    /// number one was resolved to is ruled out with it, in `not_a_match`.
+    local_ruled: HashMap<RecordKey, Vec<LocalPersonId>>,
 }
 
 impl Decisions {
@@ -92,6 +98,11 @@ impl Decisions {
     /// The local identity a record is linked to, if any.
     pub(crate) fn home_of(&self, p: &SourcePatient) -> Option<LocalPersonId> {
         self.homes.get(&p.key()).copied()
+    }
+
+    /// The local identities a person said this record is not.
+    pub(crate) fn local_ruled_out(&self, p: &SourcePatient) -> &[LocalPersonId] {
+        self.local_ruled.get(&p.key()).map_or(&[], Vec::as_slice)
     }
 }
 impl Indexer {
@@ -116,6 +127,12 @@ impl Indexer {
                 }
             }
         }
+        let local = crate::local_identity::local_decisions(&*self.store, &d.merged).await?;
+        for (key, nhs) in local.ruled_numbers {
+            d.not_a_match.entry(key).or_default().push(nhs);
+        }
+        d.local_linked = local.linked;
+        d.local_ruled = local.ruled;
         Ok(d)
     }
 
@@ -164,6 +181,9 @@ impl Indexer {
         // Local identities whose record was read again: (identity, report), refreshed from it.
         let mut reread: HashMap<usize, usize> = HashMap::new();
         let mut refreshed = Vec::new();
+        let mut unlink: Vec<Vec<RecordKey>> = vec![Vec::new(); reports.len()];
+        let mut local_links = Vec::new();
+        let mut homed: Vec<RecordKey> = Vec::new();
         for (at, p) in waiting {
             if let Some(nhs) = decisions.linked.get(&p.key()) {
                 links.push(p.link(nhs.clone(), LinkMethod::Demographics, now));
@@ -172,6 +192,26 @@ impl Indexer {
                     leave_home.push(p.key());
                 }
                 continue;
+            }
+            // Linked to a local identity by a person: kept with it (or with the NHS number it
+            // was resolved to), never matched again.
+            match decisions.local_linked.get(&p.key()) {
+                Some(LocalHome::Resolved(nhs)) => {
+                    links.push(p.link(nhs.clone(), LinkMethod::Demographics, now));
+                    reports[at].linked_by_demographics += 1;
+                    if decisions.home_of(&p).is_some() {
+                        leave_home.push(p.key());
+                    }
+                    continue;
+                }
+                Some(LocalHome::Open(l)) => {
+                    reports[at].linked_to_local_identity += 1;
+                    unlink[at].push(p.key());
+                    homed.push(p.key());
+                    local_links.push(p.local_link(*l, now));
+                    continue;
+                }
+                None => {}
             }
             // The record a local identity was made from, read again: the identity follows it
             // (matched against the index below with its new demographics), never a second one.
@@ -341,8 +381,6 @@ impl Indexer {
         }
 
         let mut unmatched = Vec::new();
-        let mut unlink: Vec<Vec<RecordKey>> = vec![Vec::new(); reports.len()];
-        let mut local_links = Vec::new();
         // Local identities this pass makes: the records they are made from, and the records
         // joining them (by their number in `fresh`).
         let mut fresh: Vec<SourcePatient> = Vec::new();
@@ -353,7 +391,6 @@ impl Indexer {
             crate::matching::Scored,
             Option<&'static str>,
         )> = Vec::new();
-        let mut homed: Vec<RecordKey> = Vec::new();
         for (((at, p), outcome), prepared) in to_match.iter().zip(outcomes).zip(&prepared) {
             let report = &mut reports[*at];
             evaluated.push(p.key());
@@ -363,7 +400,7 @@ impl Indexer {
             let (local_found, compared) = if flagged {
                 (Vec::new(), 0)
             } else {
-                homes.candidates(prepared, &self.weights)
+                homes.candidates(prepared, &self.weights, decisions.local_ruled_out(p))
             };
             counts.comparisons += compared;
             let outcome = if local_found.is_empty() {
@@ -489,6 +526,18 @@ impl Indexer {
                 }
             }
         }
+        // A local identity resolved in this pass is its NHS number's person: a record a
+        // person said is not that local identity is not put in review beside the number.
+        let resolved_now: HashMap<LocalPersonId, &NhsNumber> =
+            resolutions.iter().map(|r| (r.person, &r.nhs)).collect();
+        candidates.retain(|c| {
+            let key = (c.source.clone(), c.local_id.clone());
+            !decisions.local_ruled.get(&key).is_some_and(|ruled| {
+                ruled
+                    .iter()
+                    .any(|l| resolved_now.get(l) == Some(&&c.nhs_number))
+            })
+        });
         evaluated.extend(
             candidates
                 .iter()
@@ -566,6 +615,8 @@ impl Indexer {
                 local_candidates.push(p.local_candidate(*id, s, *guard, now));
             }
         }
+        // A person's link to a local identity resolved in this pass moved with it.
+        local_links.retain(|l| !resolving.contains(&l.person));
         self.store.upsert_local_links(&local_links).await?;
         self.store.record_unmatched_batch(&unmatched).await?;
         self.store

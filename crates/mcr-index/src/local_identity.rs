@@ -3,14 +3,16 @@
 //! ([`mcr_store::LocalIdentityStore`]). The pass holds the open ones in memory, filed under the
 //! same blocking keys as the index ([`Homes`]), so a waiting record is compared with them by
 //! the same comparisons, weights, thresholds and safety rules as with index patients, and its
-//! candidates of both kinds are decided together ([`crate::linkage::decide`]).
+//! candidates of both kinds are decided together ([`crate::linkage::decide`]). What people
+//! decided about records and local identities ([`local_decisions`]) holds: a linked record
+//! stays, a ruled-out pair is never offered again.
 
 use crate::linkage::keys;
 use crate::matching::{compare, Prepared, Scored, Weights};
 use crate::SourcePatient;
 use chrono::{DateTime, Utc};
 use mcr_domain::{LocalPersonId, NhsNumber};
-use mcr_store::{LinkMethod, LocalPerson, LocalPersonRecord, StoreError};
+use mcr_store::{LinkMethod, LocalPerson, LocalPersonRecord, RecordKey, Store, StoreError};
 use std::collections::HashMap;
 
 /// How many local candidates a waiting record keeps.
@@ -29,6 +31,63 @@ pub(crate) enum Home {
 pub(crate) enum Person {
     Nhs(NhsNumber),
     Home(Home),
+}
+
+/// Where a person put a record they linked to a local identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LocalHome {
+    /// The local identity, still open.
+    Open(LocalPersonId),
+    /// The NHS number it was resolved to since (through any merge).
+    Resolved(NhsNumber),
+}
+
+/// What people decided about records and local identities (`mcr_store::LocalDecisionStore`).
+#[derive(Debug, Default)]
+pub(crate) struct LocalDecisions {
+    /// Records a person linked to a local identity: to it, or to the NHS number it went to.
+    pub linked: HashMap<RecordKey, LocalHome>,
+    /// Local identities a person said a record is not (`not-a-match`, `unlink`).
+    pub ruled: HashMap<RecordKey, Vec<LocalPersonId>>,
+    /// And the NHS numbers those of them resolved since went to: ruled out as well.
+    pub ruled_numbers: Vec<(RecordKey, NhsNumber)>,
+}
+
+/// Read the decisions about local identities, once per sync (few: records without an NHS
+/// number). A local identity resolved since stands for the NHS number it went to, through a
+/// standing merge (`merged`: a retired number to its survivor).
+pub(crate) async fn local_decisions(
+    store: &dyn Store,
+    merged: &HashMap<NhsNumber, NhsNumber>,
+) -> Result<LocalDecisions, StoreError> {
+    let mut out = LocalDecisions::default();
+    let mut resolved_to: HashMap<LocalPersonId, Option<NhsNumber>> = HashMap::new();
+    for row in store.local_decisions().await? {
+        let to = match resolved_to.get(&row.person) {
+            Some(to) => to.clone(),
+            None => {
+                let to = store
+                    .local_person(row.person)
+                    .await?
+                    .and_then(|l| l.resolved)
+                    .map(|r| merged.get(&r.nhs_number).cloned().unwrap_or(r.nhs_number));
+                resolved_to.insert(row.person, to.clone());
+                to
+            }
+        };
+        let links = row.links();
+        let key = (row.source, row.local_id);
+        if links {
+            let home = to.map_or(LocalHome::Open(row.person), LocalHome::Resolved);
+            out.linked.insert(key, home);
+        } else {
+            out.ruled.entry(key.clone()).or_default().push(row.person);
+            if let Some(nhs) = to {
+                out.ruled_numbers.push((key, nhs));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Local identities, prepared and filed under their blocking keys.
@@ -50,8 +109,14 @@ impl Homes {
     }
 
     /// The local identities sharing a blocking key with `waiting` that score at or above the
-    /// review threshold, best first, at most a few; and how many were compared.
-    pub(crate) fn candidates(&self, waiting: &Prepared, w: &Weights) -> (Vec<(Home, Scored)>, u64) {
+    /// review threshold, best first, at most a few, leaving out those a person said it is not
+    /// (`ruled_out`); and how many were compared.
+    pub(crate) fn candidates(
+        &self,
+        waiting: &Prepared,
+        w: &Weights,
+        ruled_out: &[LocalPersonId],
+    ) -> (Vec<(Home, Scored)>, u64) {
         let mut seen: Vec<u32> = keys(waiting, true)
             .iter()
             .filter_map(|(_, k)| self.blocks.get(k))
@@ -60,6 +125,10 @@ impl Homes {
             .collect();
         seen.sort_unstable();
         seen.dedup();
+        seen.retain(|&i| match self.held[i as usize].0 {
+            Home::Local(l) => !ruled_out.contains(&l),
+            Home::Fresh(_) => true,
+        });
         let mut found: Vec<(Home, Scored)> = seen
             .iter()
             .map(|&i| {

@@ -384,3 +384,228 @@ async fn a_record_of_a_local_identity_now_carrying_an_nhs_number_resolves_it() {
         .expect("read")
         .is_empty());
 }
+
+/// A person's decision about a record and a local identity, written as the gateway writes it
+/// (with an audit record, in one transaction).
+async fn decide(region: &Region, local: &str, person: LocalPersonId, verdict: &str) {
+    let pair = region
+        .store
+        .local_candidates_of(&src("walk-in"), local)
+        .await
+        .expect("read")
+        .into_iter()
+        .find(|c| c.person == person);
+    let link = (verdict == "link").then(|| {
+        let c = pair.expect("the pair is in review");
+        mcr_store::LocalLink {
+            person,
+            source: src("walk-in"),
+            local_id: local.into(),
+            method: LinkMethod::Demographics,
+            family: c.family,
+            given: c.given,
+            birth_date: c.birth_date,
+            postcode: c.postcode,
+            linked_at: "2026-11-24T09:30:00Z".parse().expect("test setup"),
+        }
+    });
+    let at = "2026-11-24T09:30:00Z".parse().expect("test setup");
+    let audit = mcr_store::AuditAppend {
+        role_profile_id: None,
+        at,
+        correlation_id: format!("decide-{local}"),
+        user_id: "dq.patel".into(),
+        org_code: "RWH01".into(),
+        patient: None,
+        action: format!("local-match-{verdict}"),
+        outcome: "recorded".into(),
+        payload: "{}".into(),
+    };
+    region
+        .store
+        .decide_local_match(
+            &mcr_store::LocalDecisionRow {
+                source: src("walk-in"),
+                local_id: local.into(),
+                person,
+                decision: verdict.into(),
+                decided_by: "dq.patel".into(),
+                decided_at: at,
+            },
+            link.as_ref(),
+            &audit,
+            &mcr_audit::chain_hash,
+        )
+        .await
+        .expect("decide")
+        .expect("the local identity is open");
+}
+
+fn twins() -> (Value, Value) {
+    (
+        person(
+            "H1",
+            None,
+            ("Smith", "Louise"),
+            "1990-04-02",
+            "female",
+            "SG1 1AA",
+        ),
+        person(
+            "W1",
+            None,
+            ("Smith", "Louis"),
+            "1990-04-02",
+            "male",
+            "SG1 1AA",
+        ),
+    )
+}
+
+#[tokio::test]
+async fn a_not_a_match_with_a_local_identity_holds_through_resyncs_and_its_resolution() {
+    let (louise, louis) = twins();
+    let region = Region::new(Vec::new(), vec![louise.clone()], vec![louis]).await;
+    region.sync().await;
+    let hers = region.home("acute", "H1").await.expect("Louise's home");
+    decide(&region, "W1", hers, "not-a-match").await;
+    assert!(region
+        .store
+        .local_candidates()
+        .await
+        .expect("read")
+        .is_empty());
+
+    // Later syncs never offer the pair again: matching nobody else, Louis is a local identity
+    // of his own.
+    for round in 0..2 {
+        let report = region.sync().await;
+        assert_eq!(
+            of(&report, "walk-in").review,
+            0,
+            "round {round}: {report:?}"
+        );
+        assert!(
+            region
+                .store
+                .local_candidates()
+                .await
+                .expect("read")
+                .is_empty(),
+            "round {round}"
+        );
+        let his = region.home("walk-in", "W1").await.expect("Louis's home");
+        assert_ne!(his, hers, "round {round}");
+    }
+
+    // Louise registers with the GP: her local identity resolves to her NHS number. The "not a
+    // match" holds against that number too: Louis's record is not put in review beside her.
+    region.gp.lock().expect("test setup").push(person(
+        "G1",
+        Some(&nhs(1)),
+        ("Smith", "Louise"),
+        "1990-04-02",
+        "female",
+        "SG1 1AA",
+    ));
+    let report = region.sync().await;
+    assert_eq!(report.matching.local_identities_resolved, 1, "{report:?}");
+    assert_eq!(
+        region.nhs_link("acute", "H1").await.map(|(n, _)| n),
+        Some(nhs(1))
+    );
+    for round in 0..2 {
+        assert!(
+            region
+                .store
+                .match_candidates_of(&src("walk-in"), "W1")
+                .await
+                .expect("read")
+                .is_empty(),
+            "round {round}: Louis in review beside the sister a person said he is not"
+        );
+        assert_eq!(region.nhs_link("walk-in", "W1").await, None);
+        assert!(region.home("walk-in", "W1").await.is_some());
+        region.sync().await;
+    }
+}
+
+#[tokio::test]
+async fn a_record_a_person_linked_to_a_local_identity_stays_with_it_and_follows_it() {
+    // The walk-in centre recorded the wrong sex and a nickname: a person checked and linked.
+    let (louise, louis) = twins();
+    let region = Region::new(Vec::new(), vec![louise.clone()], vec![louis]).await;
+    region.sync().await;
+    let hers = region.home("acute", "H1").await.expect("a home");
+    decide(&region, "W1", hers, "link").await;
+    for round in 0..2 {
+        let report = region.sync().await;
+        assert_eq!(
+            of(&report, "walk-in").linked_to_local_identity,
+            1,
+            "round {round}: {report:?}"
+        );
+        assert_eq!(of(&report, "walk-in").review, 0, "round {round}");
+        assert_eq!(
+            region.home("walk-in", "W1").await,
+            Some(hers),
+            "round {round}"
+        );
+        assert!(region
+            .store
+            .local_candidates()
+            .await
+            .expect("read")
+            .is_empty());
+    }
+    // Resolved to an NHS number: the record moves with it, and stays there on later syncs
+    // (its demographics alone would only send it to review beside her).
+    region.gp.lock().expect("test setup").push(person(
+        "G1",
+        Some(&nhs(1)),
+        ("Smith", "Louise"),
+        "1990-04-02",
+        "female",
+        "SG1 1AA",
+    ));
+    region.sync().await;
+    for round in 0..2 {
+        let report = region.sync().await;
+        assert_eq!(
+            region.nhs_link("walk-in", "W1").await.map(|(n, _)| n),
+            Some(nhs(1)),
+            "round {round}: {report:?}"
+        );
+        assert!(region
+            .store
+            .match_candidates_of(&src("walk-in"), "W1")
+            .await
+            .expect("read")
+            .is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_record_unlinked_from_a_local_identity_is_never_linked_to_it_again() {
+    let region = Region::new(
+        Vec::new(),
+        vec![adaeze("H1", None)],
+        vec![adaeze("W1", None)],
+    )
+    .await;
+    region.sync().await;
+    let home = region.home("acute", "H1").await.expect("a home");
+    assert_eq!(region.home("walk-in", "W1").await, Some(home));
+    decide(&region, "W1", home, "unlink").await;
+    assert_eq!(region.home("walk-in", "W1").await, None);
+    for round in 0..2 {
+        let report = region.sync().await;
+        let now = region.home("walk-in", "W1").await;
+        assert!(
+            now.is_some() && now != Some(home),
+            "round {round}: {now:?} {report:?}"
+        );
+        assert_eq!(of(&report, "walk-in").review, 0, "round {round}");
+        assert_eq!(region.home("acute", "H1").await, Some(home));
+    }
+}

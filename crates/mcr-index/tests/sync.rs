@@ -107,11 +107,26 @@ async fn full_then_incremental_sync_of_the_simulated_region() {
         assert_eq!(acute.method, LinkMethod::Demographics);
     }
     // The region's matching cases, and nothing else, are left unmatched: a twin the GP does
-    // not hold (in review against their sibling, never linked) and a parent carrying their
-    // child's NHS number (not linked by it; a possible wrong NHS number for review).
+    // not hold (in review against their sibling, never linked), a parent carrying their
+    // child's NHS number (not linked by it; a possible wrong NHS number for review), and one of
+    // two twins neither of whom the GP holds (in review beside the local identity made from
+    // the other's record).
     let unmatched = store.unmatched(None).await.expect("test setup");
-    let cases = region.samples.acute_twin.len() + region.samples.acute_wrong_nhs_number.len();
+    let twins = &region.samples.acute_local_twins;
+    assert_eq!(twins.len(), 2);
+    let cases = region.samples.acute_twin.len() + region.samples.acute_wrong_nhs_number.len() + 1;
     assert_eq!(unmatched.len(), cases, "{unmatched:?}");
+    let local = store.local_candidates().await.expect("test setup");
+    assert_eq!(local.len(), 1, "{local:?}");
+    assert!(twins.contains(&local[0].local_id));
+    assert_eq!(local[0].guard.as_deref(), Some("possible-twin"));
+    let origin = store
+        .local_person(local[0].person)
+        .await
+        .expect("test setup")
+        .expect("the local identity")
+        .origin;
+    assert!(twins.contains(&origin.1) && origin.1 != local[0].local_id);
     for twin in &region.samples.acute_twin {
         let pairs = store.match_candidates_for(twin).await.expect("test setup");
         assert_eq!(pairs.len(), 1, "{pairs:?}");

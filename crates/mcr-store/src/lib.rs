@@ -16,6 +16,7 @@ mod common;
 mod governance;
 mod group_commit;
 mod index;
+mod local_decision;
 mod local_identity;
 mod match_review;
 mod model;
@@ -33,6 +34,7 @@ mod watch_counts;
 pub use audit_trail::{AuditCheckpoint, AuditQuery, AuditTrailStore, AUDIT_QUERY_MAX};
 pub use backend_services::BackendServicesStore;
 pub use care_event::{CareEventKey, CareEventRow, CareEventStore, HeldMessage, HELD_LIST_MAX};
+pub use local_decision::{LocalDecisionRow, LocalDecisionStore};
 pub use local_identity::{
     LocalCandidateRow, LocalIdentityStore, LocalLink, LocalPerson, LocalPersonRecord,
     LocalResolution, LocalResolved,
@@ -182,6 +184,7 @@ pub trait Store:
     + MergeStore
     + PatientStatusStore
     + LocalIdentityStore
+    + LocalDecisionStore
 {
     /// Bring the schema up to date (idempotent).
     async fn migrate(&self) -> Result<()>;

@@ -2,13 +2,16 @@
 //! only one, however often that record is written again), later records linked to it, a link
 //! to an NHS number and a link to a local identity never both held for one record, and the
 //! resolution: its links move to the NHS number, it says where it went, with its audit record,
-//! once.
+//! once. And what people decide about a record and a local identity (link, not a match,
+//! unlink), each with its audit record in one transaction, refused for the record a local
+//! identity was made from and for a local identity resolved since.
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use mcr_domain::{LocalPersonId, NhsNumber, SourceId};
 use mcr_store::{
-    AuditAppend, LinkMethod, LocalLink, LocalPersonRecord, LocalResolution, MatchDecisionRow,
-    SourceLink, Store,
+    AuditAppend, LinkMethod, LocalCandidateRow, LocalDecisionRow, LocalLink, LocalPersonRecord,
+    LocalResolution, MatchCandidateRow, MatchDecisionRow, SourceLink, Store, StoreError,
+    UnmatchedRecord,
 };
 
 fn chain(seq: i64, prev_hash: &str, record: &AuditAppend) -> String {
@@ -314,6 +317,297 @@ async fn story(store: &dyn Store) {
             .expect("remove"),
         1
     );
+}
+
+fn local_pair(local: &str, person: LocalPersonId, at: i64) -> LocalCandidateRow {
+    LocalCandidateRow {
+        source: src("walk-in"),
+        local_id: local.into(),
+        person,
+        score: 27.5,
+        agreement: "family=exact given=typo sex=differs".into(),
+        guard: Some("possible-twin".into()),
+        family: "Nwosu".into(),
+        given: "Adanna".into(),
+        birth_date: Some(born()),
+        gender: Some("male".into()),
+        postcode: Some("LU1 3AA".into()),
+        found_at: t(at),
+    }
+}
+
+fn decision(local: &str, person: LocalPersonId, verdict: &str, at: i64) -> LocalDecisionRow {
+    LocalDecisionRow {
+        source: src("walk-in"),
+        local_id: local.into(),
+        person,
+        decision: verdict.into(),
+        decided_by: "dq.patel".into(),
+        decided_at: t(at),
+    }
+}
+
+fn decided(action: &str, at: i64) -> AuditAppend {
+    AuditAppend {
+        patient: None,
+        action: action.into(),
+        ..audit(at)
+    }
+}
+
+async fn audit_count(store: &dyn Store) -> usize {
+    store.audit_rows(0, 1_000).await.expect("audit").len()
+}
+
+/// What people decide about records and local identities.
+async fn decisions(store: &dyn Store) {
+    let made = store
+        .put_local_persons(&[
+            record("hospital", "h-1", "LU1 3AA", 0),
+            record("hospital", "h-9", "SG2 7QT", 0),
+        ])
+        .await
+        .expect("put");
+    let [(id, true), (other, true)] = made[..] else {
+        panic!("two new local identities: {made:?}")
+    };
+    // W1 waits beside the local identity, and beside an index patient too; it is unmatched.
+    store
+        .replace_local_candidates(&[], &[local_pair("w-1", id, 1), local_pair("w-2", id, 1)])
+        .await
+        .expect("pairs");
+    store
+        .replace_match_candidates(
+            &[],
+            &[MatchCandidateRow {
+                source: src("walk-in"),
+                local_id: "w-1".into(),
+                nhs_number: nhs(4),
+                kind: "review".into(),
+                score: 20.0,
+                agreement: "family=exact".into(),
+                guard: None,
+                family: "Nwosu".into(),
+                given: "Adanna".into(),
+                birth_date: Some(born()),
+                gender: None,
+                postcode: None,
+                found_at: t(1),
+            }],
+        )
+        .await
+        .expect("index pair");
+    store
+        .record_unmatched(&UnmatchedRecord {
+            source: src("walk-in"),
+            local_id: "w-1".into(),
+            reason: "review".into(),
+            candidates: 2,
+            seen_at: t(1),
+        })
+        .await
+        .expect("unmatched");
+    let before = audit_count(store).await;
+
+    // Link: the record joins the local identity; its pairs of both kinds and its unmatched
+    // entry go; the decision is kept with its audit record.
+    let link = LocalLink {
+        person: id,
+        ..local_link(id, "walk-in", "w-1", 2)
+    };
+    let row = store
+        .decide_local_match(
+            &decision("w-1", id, "link", 2),
+            Some(&link),
+            &decided("local-match-link", 2),
+            &chain,
+        )
+        .await
+        .expect("decide")
+        .expect("the local identity is open");
+    assert_eq!(row.record.action, "local-match-link");
+    assert_eq!(row.record.patient, None, "no NHS number in the trail");
+    assert_eq!(
+        store
+            .local_link_of(&src("walk-in"), "w-1")
+            .await
+            .expect("read")
+            .map(|l| (l.person, l.method)),
+        Some((id, LinkMethod::Demographics))
+    );
+    assert!(store
+        .local_candidates_of(&src("walk-in"), "w-1")
+        .await
+        .expect("read")
+        .is_empty());
+    assert!(store
+        .match_candidates_of(&src("walk-in"), "w-1")
+        .await
+        .expect("read")
+        .is_empty());
+    assert!(store.unmatched(None).await.expect("read").is_empty());
+    assert_eq!(audit_count(store).await, before + 1);
+
+    // Not a match: that pair goes, nothing is linked.
+    store
+        .decide_local_match(
+            &decision("w-2", id, "not-a-match", 3),
+            None,
+            &decided("local-match-not-a-match", 3),
+            &chain,
+        )
+        .await
+        .expect("decide")
+        .expect("open");
+    assert!(store.local_candidates().await.expect("read").is_empty());
+    assert_eq!(
+        store
+            .local_link_of(&src("walk-in"), "w-2")
+            .await
+            .expect("read"),
+        None
+    );
+
+    // Unlink: the record leaves the local identity; the decision replaces the link.
+    store
+        .decide_local_match(
+            &decision("w-1", id, "unlink", 4),
+            None,
+            &decided("local-match-unlink", 4),
+            &chain,
+        )
+        .await
+        .expect("decide")
+        .expect("open");
+    assert_eq!(
+        store
+            .local_link_of(&src("walk-in"), "w-1")
+            .await
+            .expect("read"),
+        None
+    );
+    let kept: Vec<_> = store
+        .local_decisions()
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|d| (d.local_id, d.person, d.decision, d.decided_by))
+        .collect();
+    assert_eq!(
+        kept,
+        vec![
+            ("w-1".into(), id, "unlink".into(), "dq.patel".into()),
+            ("w-2".into(), id, "not-a-match".into(), "dq.patel".into()),
+        ]
+    );
+    assert_eq!(audit_count(store).await, before + 3);
+
+    // Refused, nothing written or audited: unlinking the record a local identity was made
+    // from; linking the record another one was made from; a link without the link it makes.
+    let origin = LocalDecisionRow {
+        source: src("hospital"),
+        local_id: "h-1".into(),
+        ..decision("h-1", id, "unlink", 5)
+    };
+    let refused = store
+        .decide_local_match(&origin, None, &decided("local-match-unlink", 5), &chain)
+        .await;
+    assert!(matches!(refused, Err(StoreError::Config(_))), "{refused:?}");
+    let theirs = LocalDecisionRow {
+        source: src("hospital"),
+        local_id: "h-9".into(),
+        ..decision("h-9", id, "link", 5)
+    };
+    let theirs_link = LocalLink {
+        source: src("hospital"),
+        ..local_link(id, "hospital", "h-9", 5)
+    };
+    let refused = store
+        .decide_local_match(
+            &theirs,
+            Some(&theirs_link),
+            &decided("local-match-link", 5),
+            &chain,
+        )
+        .await;
+    assert!(matches!(refused, Err(StoreError::Config(_))), "{refused:?}");
+    let refused = store
+        .decide_local_match(
+            &decision("w-1", id, "link", 5),
+            None,
+            &decided("local-match-link", 5),
+            &chain,
+        )
+        .await;
+    assert!(matches!(refused, Err(StoreError::Config(_))), "{refused:?}");
+    assert_eq!(
+        store
+            .local_link_of(&src("hospital"), "h-9")
+            .await
+            .expect("read")
+            .map(|l| l.person),
+        Some(other)
+    );
+    assert_eq!(
+        store
+            .local_links(id)
+            .await
+            .expect("read")
+            .iter()
+            .map(|l| l.local_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["h-1"]
+    );
+    assert_eq!(audit_count(store).await, before + 3);
+
+    // A local identity resolved since: nothing written, nothing audited.
+    store
+        .resolve_local_person(
+            &LocalResolution {
+                person: id,
+                nhs_number: nhs(7),
+                method: LinkMethod::PdsTrace,
+                at: t(6),
+            },
+            &audit(6),
+            &chain,
+        )
+        .await
+        .expect("resolve")
+        .expect("resolved");
+    let after_resolve = audit_count(store).await;
+    store
+        .replace_local_candidates(&[], &[local_pair("w-3", other, 7)])
+        .await
+        .expect("pair");
+    assert!(store
+        .decide_local_match(
+            &decision("w-3", id, "not-a-match", 7),
+            None,
+            &decided("local-match-not-a-match", 7),
+            &chain,
+        )
+        .await
+        .expect("decide")
+        .is_none());
+    assert_eq!(audit_count(store).await, after_resolve);
+    assert_eq!(store.local_decisions().await.expect("read").len(), 2);
+}
+
+#[tokio::test]
+async fn local_identity_decisions_on_sqlite() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
+        .await
+        .expect("open");
+    decisions(&*store).await;
+}
+
+#[tokio::test]
+async fn local_identity_decisions_on_postgres() {
+    let url = mcr_testkit::postgres_url().await;
+    let store = mcr_store::connect_and_migrate(&url).await.expect("open");
+    decisions(&*store).await;
 }
 
 #[tokio::test]

@@ -211,6 +211,11 @@ pub struct Samples {
     /// Patient matching: the acute trust holds a record of this person's parent, who shares
     /// their name and address, carrying this person's NHS number (a wrong NHS number).
     pub acute_wrong_nhs_number: Vec<NhsNumber>,
+    /// Patient matching with a local identity: the acute trust's local ids of two twins
+    /// (brother and sister: the same family, birth date and address) whom the GP does not hold
+    /// and whose records carry no NHS number. The first record matching reads makes a local
+    /// identity; the other is a pair for review beside it, never linked automatically.
+    pub acute_local_twins: Vec<String>,
 }
 
 /// Which of the four kinds of source system a slice is.
@@ -848,6 +853,10 @@ pub fn generate_with(cfg: &SynthConfig, very_large: VeryLarge) -> Region {
         admitted: nhs(&admitted),
         acute_twin: nhs(&acute_twin),
         acute_wrong_nhs_number: nhs(&acute_wrong_nhs),
+        acute_local_twins: acute_twin
+            .first()
+            .map(|&i| local_twin_ids(cfg.seed, i).to_vec())
+            .unwrap_or_default(),
         very_large: nhs(&very_large_people),
     };
 
@@ -1059,9 +1068,13 @@ fn build_slice(core: &Arc<Core>, kind: SourceKind) -> SourceSlice {
 /// acute id space past every person's own (the region is below a million people here).
 fn matching_cases(core: &Core) -> Vec<SourcePatient> {
     let mut out = Vec::new();
+    let mut local_twins = true;
     for (p, t) in core.people.iter().zip(core.traits.iter()) {
         if !(t.acute_twin || t.acute_wrong_nhs) {
             continue;
+        }
+        if t.acute_twin && std::mem::take(&mut local_twins) {
+            out.extend(local_twin_records(core, p));
         }
         let lid = local_id(SourceKind::Acute, core.seed, p.index + 1_200_000);
         let mut rng = rng_for(core.seed, &[0xFB, p.index as u64]);
@@ -1116,6 +1129,51 @@ fn matching_cases(core: &Core) -> Vec<SourcePatient> {
         });
     }
     out
+}
+
+/// The acute local ids of the twins [`Samples::acute_local_twins`] names, past the other
+/// matching cases' ids.
+fn local_twin_ids(seed: u64, index: usize) -> [String; 2] {
+    [1_300_000, 1_400_000].map(|past| local_id(SourceKind::Acute, seed, index + past))
+}
+
+/// Two acute records, with no NHS number, of twins the GP does not hold (a family name and a
+/// postcode district, Knebworth's SG3, no synthetic GP patient has): the matching pass makes a
+/// local identity of the first and sends the second to review beside it. Their ids are past
+/// `p`'s in the acute id space; nothing else of `p` is theirs.
+fn local_twin_records(core: &Core, p: &Person) -> Vec<SourcePatient> {
+    let twins = [("Louise", "female"), ("Louis", "male")];
+    local_twin_ids(core.seed, p.index)
+        .into_iter()
+        .zip(twins)
+        .map(|(lid, (given, gender))| {
+            let last_updated = timestamp(core.today - chrono::Duration::days(30), 36_000);
+            let resource = json!({
+                "resourceType": "Patient",
+                "id": lid,
+                "meta": { "lastUpdated": last_updated },
+                "identifier": [{ "system": SourceKind::Acute.mrn_system(), "value": lid }],
+                "active": true,
+                "name": [{ "use": "official", "family": "Okonjo-Hartley", "given": [given] }],
+                "gender": gender,
+                "birthDate": "1990-04-02",
+                "address": [{
+                    "use": "home",
+                    "line": ["12 Station Road"],
+                    "city": "Knebworth",
+                    "postalCode": "SG3 6PU",
+                    "country": "GB",
+                }],
+            });
+            SourcePatient {
+                local_id: lid,
+                resource,
+                last_updated,
+                person: p.index,
+                nhs_number: None,
+            }
+        })
+        .collect()
 }
 
 /// The extension carrying a GP registration's period on the GP system's `Patient`.

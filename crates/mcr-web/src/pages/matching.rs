@@ -1,8 +1,9 @@
 //! The patient matching review queue, for records staff and privacy officers: each pair of a
 //! source record and an index patient side by side, field by field, with the score and what
 //! held it back (possible twin, possible parent and child, too close to call, possible wrong
-//! NHS number); link or not a match. One gateway call per page; the gateway decides who may
-//! look and audits every read and decision.
+//! NHS number); link or not a match. Pairs with a local identity are listed apart and decided
+//! in `local_matching`. One gateway call per page; the gateway decides who may look and audits
+//! every read and decision.
 
 use super::forms::clean;
 use super::text::human_day;
@@ -44,6 +45,7 @@ pub(crate) struct PairView {
 /// identifier, `L` and nine digits), never as an NHS number.
 pub(crate) struct LocalPairView {
     pub id: String,
+    pub source: String,
     pub source_name: String,
     pub local_id: String,
     pub person: String,
@@ -176,6 +178,7 @@ fn local_pair_view(p: &LocalMatchPair) -> LocalPairView {
             .chars()
             .map(|ch| if ch.is_ascii_alphanumeric() { ch } else { '-' })
             .collect(),
+        source: c.source.to_string(),
         source_name: p.source_name.clone(),
         local_id: c.local_id.clone(),
         person: c.person.to_string(),
@@ -273,7 +276,7 @@ pub(crate) struct QueueQuery {
     done: Option<i64>,
 }
 
-async fn queue_page(
+pub(crate) async fn queue_page(
     state: &AppState,
     user: &PageUser,
     done: Option<i64>,

@@ -13,6 +13,7 @@ mod chart;
 pub(crate) mod document;
 mod forms;
 mod launch;
+mod local_matching;
 mod matching;
 mod merge;
 mod opt_out;
@@ -87,6 +88,8 @@ pub(crate) fn routes() -> Router<AppState> {
         )
         .route("/app/matching", get(matching::queue))
         .route("/app/matching/decide", post(matching::decide))
+        .route("/app/matching/local/decide", post(local_matching::decide))
+        .route("/app/matching/local/{id}", get(local_matching::identity))
         .route("/app/matching/merges", get(merge::list))
         .route(
             "/app/matching/merge",

@@ -26,6 +26,7 @@ mod backend_services;
 mod cli;
 mod documents;
 mod fhir_output;
+mod local_matching;
 mod merge;
 mod network;
 mod oidc_interop;
