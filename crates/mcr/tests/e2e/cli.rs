@@ -463,3 +463,59 @@ fn the_architecture_map_shows_every_crate_dependency() {
         actual.join("\n")
     );
 }
+
+/// The example's `[pds]`, uncommented, is read; a token URL off loopback without TLS, an empty
+/// key id, or the fixed `access_token` that signed-JWT access replaced are refused naming
+/// `[pds]` and the setting.
+#[test]
+fn the_example_pds_settings_are_read_or_refused_saying_what() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let example =
+        std::fs::read_to_string(root.join("docs/example-gateway.toml")).expect("the example");
+    let start = example.find("# [pds]\n").expect("the example's [pds]");
+    let end = start + example[start..].find("\n\n").expect("its end");
+    let block: Vec<&str> = example[start..end]
+        .lines()
+        .map(|l| l.strip_prefix("# ").unwrap_or(l))
+        .collect();
+    let with = example.replacen(&example[start..end], &block.join("\n"), 1);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("gateway.toml");
+    let load = |text: &str| {
+        std::fs::write(&path, text).expect("write");
+        mcr::config::Settings::load(&path)
+    };
+    let pds = load(&with)
+        .expect("the example's [pds]")
+        .pds
+        .expect("[pds]");
+    assert_eq!(
+        (pds.token_url.as_str(), pds.key_id.as_str()),
+        ("https://int.api.service.nhs.uk/oauth2/token", "mcr-int-1")
+    );
+    assert_eq!(
+        pds.private_key,
+        std::path::Path::new("secrets/pds-jwt-key.pem")
+    );
+    for (from, to, says) in [
+        (
+            "token_url = \"https://int.api.service.nhs.uk/oauth2/token\"",
+            "token_url = \"http://int.api.service.nhs.uk/oauth2/token\"",
+            "config: [pds] token_url `http://int.api.service.nhs.uk/oauth2/token` must be an https:// URL (http:// only on a loopback address)",
+        ),
+        (
+            "key_id = \"mcr-int-1\"",
+            "key_id = \" \"",
+            "config: [pds] key_id is empty",
+        ),
+        (
+            "api_key = \"...\"",
+            "api_key = \"...\"\naccess_token = \"fixed\"",
+            "unknown field `access_token`",
+        ),
+    ] {
+        assert!(with.contains(from), "{from}");
+        let e = format!("{:#}", load(&with.replacen(from, to, 1)).expect_err(says));
+        assert!(e.contains(says), "{e}");
+    }
+}
