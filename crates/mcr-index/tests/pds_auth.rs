@@ -318,7 +318,8 @@ async fn each_jwt_fault_is_refused_with_the_platforms_error() {
 
     // The form itself.
     let good = sign(&rs512, &claims("j-form"), good_key);
-    let form_cases: Vec<(&str, Vec<(&str, &str)>, (u16, Value))> = vec![
+    type Form<'a> = Vec<(&'a str, &'a str)>;
+    let form_cases: Vec<(&str, Form, (u16, Value))> = vec![
         (
             "grant_type wrong",
             vec![("grant_type", "invalid"), ("client_assertion_type", CLIENT_ASSERTION_TYPE), ("client_assertion", &good)],

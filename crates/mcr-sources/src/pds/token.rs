@@ -105,18 +105,18 @@ impl TokenEndpoint {
         self.exchanges.fetch_add(1, Ordering::Relaxed);
         match self.check(headers, body) {
             Ok(()) => self.grant(),
-            Err(refusal) => refusal,
+            Err(refusal) => refusal.response(),
         }
     }
 
-    fn check(&self, headers: &HeaderMap, body: &Bytes) -> Result<(), Response> {
+    fn check(&self, headers: &HeaderMap, body: &Bytes) -> Result<(), Refusal> {
         let form_type = headers
             .get("content-type")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(';').next())
             .map(str::trim);
         if form_type != Some("application/x-www-form-urlencoded") {
-            return Err(refuse(
+            return Err(Refusal(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "invalid_request",
                 "Content-Type header must be application/x-www-form-urlencoded",
@@ -129,7 +129,7 @@ impl TokenEndpoint {
             None => return Err(bad("grant_type is missing")),
             Some("client_credentials") => {}
             Some(_) => {
-                return Err(refuse(
+                return Err(Refusal(
                     StatusCode::BAD_REQUEST,
                     "unsupported_grant_type",
                     "grant_type is invalid",
@@ -151,7 +151,7 @@ impl TokenEndpoint {
         &self,
         header: &Map<String, Value>,
         claims: &Map<String, Value>,
-    ) -> Result<(), Response> {
+    ) -> Result<(), Refusal> {
         let now = self.clock.now().timestamp();
         let text =
             |m: &Map<String, Value>, k: &str| m.get(k).and_then(Value::as_str).map(str::to_owned);
@@ -164,7 +164,7 @@ impl TokenEndpoint {
                 "Invalid 'exp' claim in client_assertion JWT - JWT has expired",
             ));
         }
-        if !text(header, "kid").is_some_and(|k| !k.is_empty()) {
+        if text(header, "kid").is_none_or(|k| k.is_empty()) {
             return Err(bad("Missing 'kid' header in client_assertion JWT"));
         }
         if !text(header, "typ").is_some_and(|t| t.eq_ignore_ascii_case("jwt")) {
@@ -172,9 +172,9 @@ impl TokenEndpoint {
                 "Invalid 'typ' header in client_assertion JWT - must be 'JWT'",
             ));
         }
-        if !claims
+        if claims
             .get("exp")
-            .is_some_and(|v| !v.is_null() && v != &json!(0) && v != &json!(""))
+            .is_none_or(|v| v.is_null() || v == &json!(0) || v == &json!(""))
         {
             return Err(bad("Missing 'exp' claim in client_assertion JWT"));
         }
@@ -184,7 +184,7 @@ impl TokenEndpoint {
             ));
         };
         let (iss, sub) = (text(claims, "iss"), text(claims, "sub"));
-        if !iss.as_deref().is_some_and(|s| !s.is_empty()) || iss != sub {
+        if iss.as_deref().is_none_or(str::is_empty) || iss != sub {
             return Err(bad(
                 "Missing or non-matching 'iss'/'sub' claims in client_assertion JWT",
             ));
@@ -223,9 +223,9 @@ impl TokenEndpoint {
         claims: &Map<String, Value>,
         signed: &str,
         signature: &str,
-    ) -> Result<(), Response> {
+    ) -> Result<(), Refusal> {
         let unauthorised =
-            |error: &str, description: &str| refuse(StatusCode::UNAUTHORIZED, error, description);
+            |error, description| Refusal(StatusCode::UNAUTHORIZED, error, description);
         if claims.get("iss").and_then(Value::as_str) != Some(self.api_key.as_str()) {
             return Err(unauthorised(
                 "invalid_request",
@@ -290,9 +290,12 @@ impl TokenEndpoint {
     }
 }
 
+/// A JWT's header and claims (JSON objects), the signed part (`header.claims`) and the signature.
+type Decoded<'a> = (Map<String, Value>, Map<String, Value>, &'a str, &'a str);
+
 /// A JWT's header and claims (JSON objects), the signed part and the signature; `None` when
 /// it is not three base64url parts of which the first two are JSON objects.
-fn decode(jwt: &str) -> Option<(Map<String, Value>, Map<String, Value>, &str, &str)> {
+fn decode(jwt: &str) -> Option<Decoded<'_>> {
     let (signed, signature) = jwt.rsplit_once('.')?;
     let (header, claims) = signed.split_once('.')?;
     let object = |part: &str| match serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).ok()?) {
@@ -311,19 +314,25 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
         .into_response()
 }
 
-/// The platform's error body: `error`, `error_description`, and a `message_id`.
-fn refuse(status: StatusCode, error: &str, description: &str) -> Response {
-    let message_id = format!(
-        "rrt-{}-a-sim-{}",
-        rand::random::<u64>(),
-        rand::random::<u32>()
-    );
-    json_response(
-        status,
-        &json!({"error": error, "error_description": description, "message_id": message_id}),
-    )
+/// A refusal: the status, the platform's `error` and `error_description`.
+struct Refusal(StatusCode, &'static str, &'static str);
+
+impl Refusal {
+    /// The platform's error body: `error`, `error_description`, and a `message_id`.
+    fn response(&self) -> Response {
+        let message_id = format!(
+            "rrt-{}-a-sim-{}",
+            rand::random::<u64>(),
+            rand::random::<u32>()
+        );
+        json_response(
+            self.0,
+            &json!({"error": self.1, "error_description": self.2, "message_id": message_id}),
+        )
+    }
 }
 
-fn bad(description: &str) -> Response {
-    refuse(StatusCode::BAD_REQUEST, "invalid_request", description)
+/// 400 `invalid_request`.
+fn bad(description: &'static str) -> Refusal {
+    Refusal(StatusCode::BAD_REQUEST, "invalid_request", description)
 }
