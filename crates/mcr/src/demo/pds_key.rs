@@ -56,3 +56,45 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::io::Write::write_all(&mut file, bytes)
         .with_context(|| format!("writing {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The key is made once and read back after; a JWT signed with the file verifies with the
+    /// JWK the simulator is given, and with no other.
+    #[test]
+    fn the_key_is_made_once_and_its_jwks_verifies_what_it_signs() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("pds-jwt-key.pem");
+        let made = load_or_create(&path).expect("made");
+        let pem = std::fs::read(&path).expect("written");
+        assert!(String::from_utf8_lossy(&pem).starts_with("-----BEGIN PRIVATE KEY-----"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o077, 0, "readable by its owner only: {mode:o}");
+        }
+        assert_eq!(load_or_create(&path).expect("read back"), made, "the same key");
+
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(&pem).expect("RSA PEM");
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS512);
+        header.kid = Some(KEY_ID.into());
+        let jwt = jsonwebtoken::encode(&header, &json!({"iss": API_KEY}), &key).expect("sign");
+        let jwk: jsonwebtoken::jwk::Jwk =
+            serde_json::from_value(made["keys"][0].clone()).expect("a JWK");
+        let decoding = jsonwebtoken::DecodingKey::from_jwk(&jwk).expect("RSA JWK");
+        let (signed, signature) = jwt.rsplit_once('.').expect("JWT");
+        assert!(jsonwebtoken::crypto::verify(
+            signature,
+            signed.as_bytes(),
+            &decoding,
+            jsonwebtoken::Algorithm::RS512
+        )
+        .expect("verify"));
+
+        let other = load_or_create(&dir.path().join("other.pem")).expect("another");
+        assert_ne!(other["keys"][0]["n"], made["keys"][0]["n"]);
+    }
+}
