@@ -330,6 +330,10 @@ pub async fn serve(s: &Settings, listener: TcpListener) -> anyhow::Result<Runnin
             if let Some(f) = &r.failed {
                 tracing::warn!(source = %r.source, reason = %f.describe(), "source not indexed at start-up");
             }
+            if let Some(why) = &r.pds.failure {
+                // In the platform's or PDS's words: no patient data.
+                tracing::warn!(source = %r.source, failed = r.pds.failed, reason = %why, "PDS traces failed at start-up");
+            }
         }
     }
     let base_url = s

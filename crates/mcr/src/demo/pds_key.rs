@@ -76,7 +76,11 @@ mod tests {
             let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
             assert_eq!(mode & 0o077, 0, "readable by its owner only: {mode:o}");
         }
-        assert_eq!(load_or_create(&path).expect("read back"), made, "the same key");
+        assert_eq!(
+            load_or_create(&path).expect("read back"),
+            made,
+            "the same key"
+        );
 
         let key = jsonwebtoken::EncodingKey::from_rsa_pem(&pem).expect("RSA PEM");
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS512);
