@@ -721,6 +721,7 @@ async fn trace_step(
         Err(e) => {
             counts.failed += 1;
             tracing::warn!(error = %e, "PDS trace failed");
+            counts.failure.get_or_insert_with(|| e.to_string());
             return TraceStep::Nothing;
         }
     };

@@ -9,13 +9,20 @@
 //! less for a partial one; only a unique match at or above the configured score links a
 //! record ([`PdsSettings::link_score`]); a lower one is for a person to look at.
 //!
+//! Access is application-restricted, as NHS England's API platform gives it: an access token
+//! got for a signed JWT at the platform's token endpoint ([`token`]), renewed before it expires.
+//!
 //! Nothing PDS answers is logged; errors carry the Spine error code, never the patient.
 
+pub mod token;
+
 use chrono::NaiveDate;
-use mcr_domain::NhsNumber;
+use mcr_domain::{Clock, NhsNumber};
 use serde::Deserialize;
 use serde_json::Value;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// `[pds]`: where PDS is and how to reach it.
@@ -24,10 +31,17 @@ use std::time::Duration;
 pub struct PdsSettings {
     /// The API's base URL, e.g. `https://int.api.service.nhs.uk/personal-demographics/FHIR/R4`.
     pub base_url: String,
-    /// The access token sent as `Authorization: Bearer` (application-restricted access: the
-    /// token the platform's token endpoint gives for a signed JWT; the simulator takes a
-    /// configured one).
-    pub access_token: secrecy::SecretString,
+    /// The platform's OAuth 2.0 token endpoint, e.g. `https://int.api.service.nhs.uk/oauth2/token`:
+    /// where the signed JWT is exchanged for an access token, and the JWT's `aud`.
+    pub token_url: String,
+    /// The application's API key from the platform's developer portal: the JWT's `iss` and `sub`.
+    pub api_key: secrecy::SecretString,
+    /// The key id (`kid`) the platform knows the application's public key by (in the JWKS the
+    /// application registered).
+    pub key_id: String,
+    /// The application's RSA private key (PEM, PKCS#8 or PKCS#1; 2048 bits or more) the JWT is
+    /// signed with (RS512). Read once at start; never logged.
+    pub private_key: PathBuf,
     /// The lowest search score that links a record automatically (default 1.0: PDS's exact
     /// match). A unique match below it goes to the review queue.
     #[serde(default = "default_link_score")]
@@ -45,14 +59,81 @@ fn default_timeout_ms() -> u64 {
     5000
 }
 
+impl PdsSettings {
+    /// The checks that need no file or network: what is wrong, and in which key.
+    pub fn validate(&self) -> Result<(), String> {
+        use secrecy::ExposeSecret;
+        for (key, url) in [("base_url", &self.base_url), ("token_url", &self.token_url)] {
+            if !acceptable_url(url) {
+                return Err(format!(
+                    "{key} `{url}` must be an https:// URL (http:// only on a loopback address)"
+                ));
+            }
+        }
+        if self.api_key.expose_secret().trim().is_empty() {
+            return Err(
+                "api_key is empty: set the application's API key from the developer portal".into(),
+            );
+        }
+        if self.key_id.trim().is_empty() {
+            return Err(
+                "key_id is empty: set the kid the application's public key is registered under"
+                    .into(),
+            );
+        }
+        if !(0.0..=1.0).contains(&self.link_score) {
+            return Err(format!(
+                "link_score {} must be between 0 and 1",
+                self.link_score
+            ));
+        }
+        if self.timeout_ms == 0 || self.timeout_ms > 60_000 {
+            return Err(format!(
+                "timeout_ms {} must be between 1 and 60000",
+                self.timeout_ms
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `https://`, or `http://` to a loopback address (tests, the demo).
+fn acceptable_url(url: &str) -> bool {
+    match url::Url::parse(url) {
+        Ok(u) if u.scheme() == "https" => u.host().is_some(),
+        Ok(u) if u.scheme() == "http" => match u.host() {
+            Some(url::Host::Domain(d)) => d == "localhost",
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        },
+        _ => false,
+    }
+}
+
 /// What went wrong asking PDS (no patient data).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PdsError {
     #[error("PDS could not be reached: {0}")]
     Unreachable(String),
     /// PDS answered with an error: the HTTP status and the Spine error code.
     #[error("PDS answered {status} {code}")]
     Refused { status: u16, code: String },
+    /// The platform's token endpoint refused the signed JWT: its status, `error` and
+    /// `error_description` (which name the fault in the JWT, e.g. "Invalid 'kid' header in
+    /// client_assertion JWT - no matching public key").
+    #[error("the PDS token endpoint refused the signed JWT: {status} {error}: {description}")]
+    TokenRefused {
+        status: u16,
+        error: String,
+        description: String,
+    },
+    /// The token endpoint could not be reached, or its answer was not a token.
+    #[error("the PDS token endpoint: {0}")]
+    TokenUnavailable(String),
+    /// `[pds]` cannot be used as configured: what, and where.
+    #[error("[pds] {0}")]
+    Config(String),
     /// The answer did not have the specification's shape: what, and where.
     #[error("PDS answer unreadable: {0}")]
     Unreadable(String),
@@ -281,25 +362,36 @@ impl TraceQuery<'_> {
     }
 }
 
-/// A PDS client: one connection pool, counts of what it asked.
+/// A PDS client: one connection pool, the access token it holds, counts of what it asked.
 #[derive(Debug)]
 pub struct PdsClient {
     http: reqwest::Client,
     settings: PdsSettings,
+    auth: token::AccessTokens,
     requests: AtomicU64,
 }
 
 impl PdsClient {
-    pub fn new(settings: PdsSettings) -> Result<Self, PdsError> {
+    /// Reads the private key (an error names the file and what is wrong with it); asks for no
+    /// token yet. `clock` dates the JWTs and decides when the token is renewed.
+    pub fn new(settings: PdsSettings, clock: Arc<dyn Clock>) -> Result<Self, PdsError> {
+        settings.validate().map_err(PdsError::Config)?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(settings.timeout_ms))
             .build()
             .map_err(|e| PdsError::Unreachable(e.to_string()))?;
+        let auth = token::AccessTokens::new(&settings, http.clone(), clock)?;
         Ok(Self {
             http,
             settings,
+            auth,
             requests: AtomicU64::new(0),
         })
+    }
+
+    /// The access tokens this client gets and holds.
+    pub fn access_tokens(&self) -> &token::AccessTokens {
+        &self.auth
     }
 
     pub fn settings(&self) -> &PdsSettings {
@@ -311,15 +403,32 @@ impl PdsClient {
         self.requests.load(Ordering::Relaxed)
     }
 
+    /// One GET with the held access token (got first if none is held, or it is near expiry).
+    /// A 401 means PDS no longer takes the token: it is dropped and the request made once more
+    /// with a new one.
     async fn get(&self, url: &str, query: &[(&str, String)]) -> Result<(u16, Value), PdsError> {
+        let first = self.get_once(url, query).await?;
+        if first.0 != 401 {
+            return Ok(first);
+        }
+        self.auth.forget().await;
+        self.get_once(url, query).await
+    }
+
+    async fn get_once(
+        &self,
+        url: &str,
+        query: &[(&str, String)],
+    ) -> Result<(u16, Value), PdsError> {
         use secrecy::ExposeSecret;
+        let bearer = self.auth.bearer().await?;
         self.requests.fetch_add(1, Ordering::Relaxed);
         let n = self.requests.load(Ordering::Relaxed);
         let answer = self
             .http
             .get(url)
             .query(query)
-            .bearer_auth(self.settings.access_token.expose_secret())
+            .bearer_auth(bearer.expose_secret())
             .header("accept", "application/fhir+json")
             .header("x-request-id", request_id(n))
             .send()
@@ -377,8 +486,9 @@ impl PdsClient {
     }
 }
 
-/// A request id in the UUID form PDS requires for `X-Request-ID` (random, never patient data).
-fn request_id(n: u64) -> String {
+/// A request id in the UUID form PDS requires for `X-Request-ID` (random, never patient data);
+/// also a JWT's `jti`.
+pub(crate) fn request_id(n: u64) -> String {
     let r: u128 = rand::random::<u128>() ^ u128::from(n);
     let h = format!("{r:032x}");
     format!(
@@ -392,7 +502,7 @@ fn request_id(n: u64) -> String {
 }
 
 /// What the traces of one source's records came to, for the sync report (no patient data).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct TraceCounts {
     /// Traces asked.
     pub asked: usize,
@@ -406,8 +516,13 @@ pub struct TraceCounts {
     pub too_many: usize,
     /// Records without a family name or birth date to search by.
     pub untraceable: usize,
-    /// PDS unreachable or refusing: the record stays as the index left it.
+    /// PDS unreachable or refusing, or no access token (the token endpoint refused the signed
+    /// JWT): the record stays as the index left it.
     pub failed: usize,
+    /// Why traces failed, in the error's own words (the first reason met in this sync, e.g.
+    /// "the PDS token endpoint refused the signed JWT: 401 public_key error: JWT signature
+    /// verification failed"); `None` when none failed. Never patient data.
+    pub failure: Option<String>,
     /// Of those PDS found: restricted, deceased, and superseded numbers followed.
     pub restricted: usize,
     pub deceased: usize,

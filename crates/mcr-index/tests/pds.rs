@@ -2,24 +2,36 @@
 //! PDS FHIR API's published example payloads (tests/fixtures/pds, see its README) parsed by
 //! the client; the simulator's answers compared in shape with them; and `Indexer::sync` over
 //! a FHIR source on real HTTP tracing against the simulator on real HTTP, read back from a
-//! real SQLite store.
+//! real SQLite store. Access is the platform's signed-JWT exchange throughout (its own tests:
+//! tests/pds_auth.rs).
 
 use axum::routing::get;
 use axum::Json;
-use mcr_domain::{FixedClock, NhsNumber, OdsCode, OrgKind, Organisation, SourceId};
+use mcr_domain::{FixedClock, NhsNumber, OdsCode, OrgKind, Organisation, SourceId, SystemClock};
 use mcr_federation::{Federation, FederationConfig, HttpSource, Source, SourceConfig};
 use mcr_index::pds::{
     read_search, spine_code, PdsClient, PdsPatient, PdsSettings, SearchAnswer, Trace, TraceAudit,
     TraceQuery, TraceRecord,
 };
 use mcr_index::Indexer;
-use mcr_sources::pds::{PdsData, PdsHandle};
+use mcr_sources::pds::{PdsAccess, PdsData, PdsHandle};
 use mcr_store::{LinkMethod, Store};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-const TOKEN: &str = "pds-test-token";
+/// The application the simulated platform knows: its API key, and the key id of its public key
+/// in tests/fixtures/pds-auth/jwks.json.
+const API_KEY: &str = "pds-test-application";
+const KID: &str = "test-1";
+
+fn auth_fixture(name: &str) -> std::path::PathBuf {
+    format!(
+        "{}/tests/fixtures/pds-auth/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+    .into()
+}
 
 fn fixture(name: &str) -> Value {
     let path = format!("{}/tests/fixtures/pds/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -34,19 +46,48 @@ async fn pds() -> PdsHandle {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("test setup");
-    mcr_sources::pds::serve(listener, PdsData::demo(), TOKEN)
+    let jwks = std::fs::read_to_string(auth_fixture("jwks.json")).expect("fixture");
+    let access = PdsAccess {
+        api_key: API_KEY.into(),
+        jwks: serde_json::from_str(&jwks).expect("fixture JSON"),
+        clock: Arc::new(SystemClock),
+    };
+    mcr_sources::pds::serve(listener, PdsData::demo(), access)
         .await
         .expect("test setup")
 }
 
-fn client(base_url: String, token: &str) -> PdsClient {
-    PdsClient::new(PdsSettings {
-        base_url,
-        access_token: token.to_owned().into(),
-        link_score: 1.0,
-        timeout_ms: 5000,
-    })
+/// A client of `pds` signing its JWTs with `key` (a file in tests/fixtures/pds-auth).
+fn client_signing_with(pds: &PdsHandle, key: &str) -> PdsClient {
+    PdsClient::new(
+        PdsSettings {
+            base_url: pds.base_url(),
+            token_url: pds.token_url(),
+            api_key: API_KEY.to_owned().into(),
+            key_id: KID.into(),
+            private_key: auth_fixture(key),
+            link_score: 1.0,
+            timeout_ms: 5000,
+        },
+        Arc::new(SystemClock),
+    )
     .expect("client")
+}
+
+fn client(pds: &PdsHandle) -> PdsClient {
+    client_signing_with(pds, "application-key.pem")
+}
+
+/// An access token from `pds`'s token endpoint, for requests made by hand.
+async fn token(pds: &PdsHandle) -> String {
+    use secrecy::ExposeSecret;
+    client(pds)
+        .access_tokens()
+        .bearer()
+        .await
+        .expect("token")
+        .expose_secret()
+        .to_owned()
 }
 
 #[test]
@@ -128,8 +169,10 @@ async fn the_simulator_answers_in_the_published_shapes() {
     let pds = pds().await;
     let base = pds.base_url();
     let example = fixture("Patient.json");
+    let token = token(&pds).await;
+    let token = token.as_str();
 
-    let (status, read) = ask(&format!("{base}/Patient/9990000034"), Some(TOKEN), true).await;
+    let (status, read) = ask(&format!("{base}/Patient/9990000034"), Some(token), true).await;
     assert_eq!(status, 200);
     // Every field the simulator sends is one the published example has, with the same
     // systems and extension URLs.
@@ -152,7 +195,7 @@ async fn the_simulator_answers_in_the_published_shapes() {
     let search_example = fixture("PatientSearch.json");
     let (status, search) = ask(
         &format!("{base}/Patient?family=Attison&given=Pauline&birthdate=eq1962-09-30"),
-        Some(TOKEN),
+        Some(token),
         true,
     )
     .await;
@@ -166,21 +209,21 @@ async fn the_simulator_answers_in_the_published_shapes() {
     let cases = [
         (
             "/Patient/9990000035",
-            Some(TOKEN),
+            Some(token),
             true,
             400,
             "INVALID_RESOURCE_ID",
         ),
         (
             "/Patient/9990000107",
-            Some(TOKEN),
+            Some(token),
             true,
             404,
             "RESOURCE_NOT_FOUND",
         ),
         (
             "/Patient/9990000042",
-            Some(TOKEN),
+            Some(token),
             true,
             404,
             "INVALIDATED_RESOURCE",
@@ -195,14 +238,14 @@ async fn the_simulator_answers_in_the_published_shapes() {
         ),
         (
             "/Patient/9990000034",
-            Some(TOKEN),
+            Some(token),
             false,
             400,
             "MISSING_VALUE",
         ),
         (
             "/Patient?family=Attison",
-            Some(TOKEN),
+            Some(token),
             true,
             400,
             "INVALID_SEARCH_DATA",
@@ -232,7 +275,7 @@ async fn the_simulator_answers_in_the_published_shapes() {
     }
     let (status, body) = ask(
         &format!("{base}/Patient?family=Jones&given=Jackie&birthdate=eq1990-03-04"),
-        Some(TOKEN),
+        Some(token),
         true,
     )
     .await;
@@ -247,7 +290,7 @@ async fn the_simulator_answers_in_the_published_shapes() {
 #[tokio::test]
 async fn what_pds_says_is_read_superseded_deceased_restricted() {
     let pds = pds().await;
-    let c = client(pds.base_url(), TOKEN);
+    let c = client(&pds);
     // A superseded number leads to the current one.
     let current = c
         .read(&nhs("9990000069"))
@@ -276,10 +319,14 @@ async fn what_pds_says_is_read_superseded_deceased_restricted() {
     assert_eq!((r.postcode, r.gp_practice), (None, None));
     // Not held.
     assert_eq!(c.read(&nhs("9990000107")).await.expect("read"), None);
-    // A wrong token is an error naming the Spine code, never a patient.
-    let wrong = client(pds.base_url(), "wrong");
+    // A JWT signed with a key the platform does not hold gets no token: an error in the
+    // platform's words, never a patient.
+    let wrong = client_signing_with(&pds, "other-key.pem");
     let e = wrong.read(&nhs("9990000034")).await.expect_err("refused");
-    assert_eq!(e.to_string(), "PDS answered 401 ACCESS_DENIED");
+    assert_eq!(
+        e.to_string(),
+        "the PDS token endpoint refused the signed JWT: 401 public_key error: JWT signature verification failed"
+    );
 
     let born = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date");
     let q = |family: &'static str, given: &'static str, dob: &str, postcode| TraceQuery {
@@ -427,10 +474,8 @@ async fn a_sync_traces_what_the_index_cannot_link() {
     let fed = Arc::new(Federation::new(vec![source], FederationConfig::default()));
     let clock = Arc::new(FixedClock::new("2026-11-24T09:00:00Z".parse().expect("t")));
     let audit = Arc::new(Audited::default());
-    let indexer = Indexer::new(fed, store.clone(), clock).with_pds(
-        Arc::new(client(pds.base_url(), TOKEN)),
-        audit.clone() as Arc<dyn TraceAudit>,
-    );
+    let indexer = Indexer::new(fed, store.clone(), clock)
+        .with_pds(Arc::new(client(&pds)), audit.clone() as Arc<dyn TraceAudit>);
     let report = indexer.sync(true).await.expect("sync");
     // Every trace audited: the source record, what came of it, the NHS number PDS gave; no
     // name, birth date or postcode.
@@ -461,7 +506,7 @@ async fn a_sync_traces_what_the_index_cannot_link() {
     for demographic in ["Attison", "Pauline", "1962", "LS1"] {
         assert!(!words.contains(demographic), "{words}");
     }
-    let counts = report.sources[0].pds;
+    let counts = report.sources[0].pds.clone();
     assert_eq!(
         (
             counts.asked,
@@ -564,7 +609,7 @@ async fn a_trace_that_cannot_be_audited_links_nothing() {
     ));
     let clock = Arc::new(FixedClock::new("2026-11-24T09:00:00Z".parse().expect("t")));
     let indexer = Indexer::new(fed, store.clone(), clock).with_pds(
-        Arc::new(client(pds.base_url(), TOKEN)),
+        Arc::new(client(&pds)),
         Arc::new(Unwritable) as Arc<dyn TraceAudit>,
     );
     assert!(indexer.sync(true).await.is_err(), "the sync fails");
@@ -634,10 +679,7 @@ async fn a_pds_trace_resolves_a_local_identity() {
     // With PDS: the record it was made from is traced, and PDS knows her.
     let audit = Arc::new(Audited::default());
     let report = Indexer::new(fed(), store.clone(), clock)
-        .with_pds(
-            Arc::new(client(pds.base_url(), TOKEN)),
-            audit.clone() as Arc<dyn TraceAudit>,
-        )
+        .with_pds(Arc::new(client(&pds)), audit.clone() as Arc<dyn TraceAudit>)
         .sync(true)
         .await
         .expect("sync");
@@ -672,5 +714,76 @@ async fn a_pds_trace_resolves_a_local_identity() {
                 && r.record.patient.as_deref() == Some("9990000034")
                 && r.record.payload.contains("pds-trace")),
         "{trail:?}"
+    );
+}
+
+/// A token exchange the platform refuses is no silent skip: every record it would have traced
+/// is counted failed, the report says why in the platform's words, each trace is audited as
+/// failed, and nothing is linked.
+#[tokio::test]
+async fn a_refused_exchange_is_a_clear_error_in_the_sync_report() {
+    let pds = pds().await;
+    let acute = serve(vec![
+        person(
+            "a1",
+            "Attison",
+            "Pauline",
+            "1962-09-30",
+            "female",
+            "LS1 6AE",
+        ),
+        person("a3", "Garton", "Bill", "1936-02-11", "male", "LS1 6AE"),
+    ])
+    .await;
+    let dir = tempfile::tempdir().expect("test setup");
+    let store: Arc<dyn Store> =
+        mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
+            .await
+            .expect("test setup");
+    let fed = Arc::new(Federation::new(
+        vec![acute_source(&acute)],
+        FederationConfig::default(),
+    ));
+    let clock = Arc::new(FixedClock::new("2026-11-24T09:00:00Z".parse().expect("t")));
+    let audit = Arc::new(Audited::default());
+    // Signed with a key the platform was never given.
+    let refused = Arc::new(client_signing_with(&pds, "other-key.pem"));
+    let report = Indexer::new(fed, store.clone(), clock)
+        .with_pds(refused.clone(), audit.clone() as Arc<dyn TraceAudit>)
+        .sync(true)
+        .await
+        .expect("the sync itself completes");
+    let counts = &report.sources[0].pds;
+    assert_eq!(
+        (counts.asked, counts.failed, counts.linked),
+        (2, 2, 0),
+        "{counts:?}"
+    );
+    assert_eq!(
+        counts.failure.as_deref(),
+        Some("the PDS token endpoint refused the signed JWT: 401 public_key error: JWT signature verification failed")
+    );
+    // The report as `mcr index sync` prints it says so too.
+    let printed = serde_json::to_value(&report).expect("JSON");
+    assert_eq!(
+        printed["sources"][0]["pds"]["failure"],
+        json!("the PDS token endpoint refused the signed JWT: 401 public_key error: JWT signature verification failed")
+    );
+    let outcomes: Vec<&str> = audit
+        .0
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|t| t.outcome.code())
+        .collect();
+    assert_eq!(outcomes, ["failed", "failed"]);
+    // The refusal was remembered: one exchange for the whole sync, not one per record.
+    assert_eq!(refused.access_tokens().exchanges(), 1);
+    assert_eq!(pds.token_requests(), (1, 0));
+    assert_eq!(pds.searches(), 0, "PDS is never asked without a token");
+    let acute_id = SourceId::parse("acute").expect("id");
+    assert_eq!(
+        store.link_for_local(&acute_id, "a1").await.expect("read"),
+        None
     );
 }

@@ -9,13 +9,20 @@
 //! `address`, `telecom`, `contact` and `generalPractitioner`, and is never found by a search
 //! that names a postcode or a practice; a deceased patient carries `deceasedDateTime`.
 //!
-//! Access: a bearer token, compared with the one configured (the real service takes a signed
-//! JWT at its token endpoint; the simulator stands in for that exchange with a fixed token).
+//! Access is application-restricted, as on NHS England's API platform: the server also answers
+//! the platform's token endpoint ([`token`]: a signed JWT checked against the application's
+//! registered public keys), and a request to PDS needs an access token that endpoint issued
+//! and that has not expired.
 
+mod token;
+
+pub use token::{PdsAccess, TOKEN_PATH, TOKEN_SECONDS};
+
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -152,7 +159,7 @@ impl PdsData {
 
 struct Pds {
     data: PdsData,
-    token: String,
+    tokens: token::TokenEndpoint,
     reads: AtomicU64,
     searches: AtomicU64,
 }
@@ -188,6 +195,19 @@ impl PdsHandle {
     pub fn searches(&self) -> u64 {
         self.state.searches.load(Ordering::Relaxed)
     }
+
+    /// `http://127.0.0.1:port/oauth2/token`: the token endpoint, and the `aud` a JWT must name.
+    pub fn token_url(&self) -> String {
+        self.state.tokens.url.clone()
+    }
+
+    /// Token requests answered so far (any status), and of those the ones that got a token.
+    pub fn token_requests(&self) -> (u64, u64) {
+        (
+            self.state.tokens.exchanges.load(Ordering::Relaxed),
+            self.state.tokens.granted.load(Ordering::Relaxed),
+        )
+    }
 }
 
 impl Drop for PdsHandle {
@@ -196,22 +216,27 @@ impl Drop for PdsHandle {
     }
 }
 
-/// Serve `data` on `listener`, accepting requests that carry `Authorization: Bearer {token}`.
+/// Serve `data` on `listener`, with the token endpoint for the application `access` names;
+/// PDS accepts requests carrying `Authorization: Bearer` with a token it issued, unexpired.
+/// An error when `access.jwks` holds no usable key.
 pub async fn serve(
     listener: TcpListener,
     data: PdsData,
-    token: &str,
+    access: PdsAccess,
 ) -> std::io::Result<PdsHandle> {
     let addr = listener.local_addr()?;
+    let tokens = token::TokenEndpoint::new(access, format!("http://{addr}{TOKEN_PATH}"))
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let state = Arc::new(Pds {
         data,
-        token: token.to_owned(),
+        tokens,
         reads: AtomicU64::new(0),
         searches: AtomicU64::new(0),
     });
     let app = axum::Router::new()
         .route(&format!("{BASE_PATH}/Patient"), get(search))
         .route(&format!("{BASE_PATH}/Patient/{{id}}"), get(read))
+        .route(TOKEN_PATH, post(issue_token))
         .with_state(Arc::clone(&state));
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
@@ -246,13 +271,18 @@ fn outcome(status: StatusCode, issue: &str, code: &str, display: &str, diag: &st
     )
 }
 
-/// The checks every request passes first: the access token, then `X-Request-ID`.
+async fn issue_token(State(pds): State<Arc<Pds>>, headers: HeaderMap, body: Bytes) -> Response {
+    pds.tokens.answer(&headers, &body)
+}
+
+/// The checks every request passes first: an access token the token endpoint issued and that
+/// has not expired, then `X-Request-ID`.
 fn admit(pds: &Pds, headers: &HeaderMap) -> Option<Response> {
     let bearer = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if bearer != Some(pds.token.as_str()) {
+    if !bearer.is_some_and(|t| pds.tokens.admits(t)) {
         return Some(outcome(
             StatusCode::UNAUTHORIZED,
             "forbidden",

@@ -95,13 +95,19 @@ pub async fn gateway(s: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Gate
     // The watch's counters live in the store (see `counters_for`): a restart forgets nothing,
     // and on PostgreSQL every gateway counts a user's views together.
     let counters = mcr_gateway::counters_for(store.clone());
-    let mut gateway = Gateway::new(store, federation, clock, s.policy.clone(), registry(s))
-        .with_sharing(s.sharing.clone())
-        .with_audit(s.audit.gateway_config()?)
-        .with_watch(mcr_gateway::Watch::new(s.watch.config()?).with_counters(counters))
-        .with_match_weights(s.matching.weights);
+    let mut gateway = Gateway::new(
+        store,
+        federation,
+        clock.clone(),
+        s.policy.clone(),
+        registry(s),
+    )
+    .with_sharing(s.sharing.clone())
+    .with_audit(s.audit.gateway_config()?)
+    .with_watch(mcr_gateway::Watch::new(s.watch.config()?).with_counters(counters))
+    .with_match_weights(s.matching.weights);
     if let Some(pds) = &s.pds {
-        let client = mcr_index::pds::PdsClient::new(pds.clone()).context("[pds]")?;
+        let client = mcr_index::pds::PdsClient::new(pds.clone(), clock.clone())?;
         gateway = gateway.with_pds(Arc::new(client));
     }
     Ok(gateway)
@@ -323,6 +329,10 @@ pub async fn serve(s: &Settings, listener: TcpListener) -> anyhow::Result<Runnin
         for r in report.iter().flat_map(|r| &r.sources) {
             if let Some(f) = &r.failed {
                 tracing::warn!(source = %r.source, reason = %f.describe(), "source not indexed at start-up");
+            }
+            if let Some(why) = &r.pds.failure {
+                // In the platform's or PDS's words: no patient data.
+                tracing::warn!(source = %r.source, failed = r.pds.failed, reason = %why, "PDS traces failed at start-up");
             }
         }
     }

@@ -346,6 +346,10 @@ impl Settings {
                 bail!("config: [adt] over TLS needs [tls] cert and key and [sources_tls] ca (the regional CA its senders' certificates chain to)");
             }
         }
+        if let Some(pds) = &self.pds {
+            pds.validate()
+                .map_err(|e| anyhow::anyhow!("config: [pds] {e}"))?;
+        }
         if !(1..=1000).contains(&self.federation.page_size) {
             bail!("config: federation.page_size must be between 1 and 1000");
         }

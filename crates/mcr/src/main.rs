@@ -133,7 +133,8 @@ enum PkiCommand {
 
 #[derive(Debug, Subcommand)]
 enum IndexCommand {
-    /// Read every source's patients and update the index.
+    /// Read every source's patients and update the index. Prints the report (JSON); exits 1
+    /// when a source could not be read or a PDS trace failed (the report says why).
     Sync {
         #[arg(long)]
         config: PathBuf,
@@ -368,7 +369,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(3));
             };
             out(&serde_json::to_string_pretty(&report)?)?;
-            let failed = report.sources.iter().any(|s| s.failed.is_some());
+            // A source not read, or PDS traces that failed (the token endpoint refusing the
+            // signed JWT among them): said in the report, and in the exit code.
+            let failed = report
+                .sources
+                .iter()
+                .any(|s| s.failed.is_some() || s.pds.failed > 0);
             Ok(if failed {
                 ExitCode::from(1)
             } else {

@@ -6,6 +6,7 @@
 
 mod cases;
 mod cast;
+pub mod pds_key;
 mod sources;
 
 use crate::app::{self, Running};
@@ -60,8 +61,6 @@ pub const GATEWAY_ASID: &str = "200000000115";
 pub const GP_SYSTEM_ASID: &str = "200000000116";
 /// The demo endpoint directory's API key.
 pub const DIRECTORY_API_KEY: &str = "demo-directory-key";
-/// The access token the demo's simulated PDS accepts (application-restricted access stand-in).
-pub const PDS_TOKEN: &str = "demo-pds-token";
 
 impl Default for DemoOptions {
     fn default() -> Self {
@@ -318,12 +317,15 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
     // The GP system's GP Connect cases: a patient who has dissented from sharing their GP
     // record, and one the practice asked does not hold as a registered patient.
     let gp_errors = cast::gp_connect_cases(&region);
+    // The gateway's key for PDS's signed-JWT access, and its public half for the platform.
+    let pds_key_path = opts.data_dir.join("pds-jwt-key.pem");
+    let pds_jwks = pds_key::load_or_create(&pds_key_path)?;
     let sources::Simulated {
         sources,
         source_configs,
         directory,
         pds,
-    } = sources::start(opts, &region, &pki, &identity_x, &gp_errors).await?;
+    } = sources::start(opts, &region, &pki, &identity_x, &gp_errors, pds_jwks).await?;
     let cast = cast::cast(&region)?;
     let (organisations, users, acute) = (
         cast.organisations.clone(),
@@ -428,7 +430,10 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
         },
         pds: Some(mcr_index::pds::PdsSettings {
             base_url: pds.base_url(),
-            access_token: PDS_TOKEN.to_owned().into(),
+            token_url: pds.token_url(),
+            api_key: pds_key::API_KEY.to_owned().into(),
+            key_id: pds_key::KEY_ID.into(),
+            private_key: pds_key_path,
             link_score: 1.0,
             timeout_ms: 5000,
         }),

@@ -2,7 +2,7 @@
 //! answering GP Connect as well, when asked), the endpoint directory the gateway finds GP
 //! practices in, and the Personal Demographics Service.
 
-use super::{DemoOptions, DemoPki, DIRECTORY_API_KEY, GATEWAY_ASID, GP_SYSTEM_ASID, PDS_TOKEN};
+use super::{DemoOptions, DemoPki, DIRECTORY_API_KEY, GATEWAY_ASID, GP_SYSTEM_ASID};
 use anyhow::Context;
 use mcr_domain::NhsNumber;
 use mcr_sources::{Behaviour, SourceHandle};
@@ -19,13 +19,15 @@ pub(super) struct Simulated {
 
 /// Start each source of `region` (HTTPS with a certificate from `pki`, requiring the end
 /// user's identity signed with the key whose public half is `identity_x`), the directory and
-/// PDS. `gp_errors`: the GP Connect cases the GP system answers with an error.
+/// PDS. `gp_errors`: the GP Connect cases the GP system answers with an error. `pds_jwks`: the
+/// gateway's public key, which PDS's token endpoint checks the gateway's signed JWTs against.
 pub(super) async fn start(
     opts: &DemoOptions,
     region: &Region,
     pki: &DemoPki,
     identity_x: &str,
     gp_errors: &[(NhsNumber, mcr_sources::GpcError)],
+    pds_jwks: serde_json::Value,
 ) -> anyhow::Result<Simulated> {
     let mut sources = Vec::new();
     let mut source_configs = Vec::new();
@@ -125,11 +127,17 @@ pub(super) async fn start(
             .await
             .context("starting the endpoint directory")?;
     // The Personal Demographics Service, simulated: its demo people (one restricted, one
-    // deceased, one whose old NHS number was superseded) for the index's trace.
+    // deceased, one whose old NHS number was superseded) for the index's trace, behind the
+    // platform's token endpoint, which knows the gateway as an application by its API key and
+    // public key.
     let pds = mcr_sources::pds::serve(
         TcpListener::bind(("127.0.0.1", 0)).await?,
         mcr_sources::pds::PdsData::demo(),
-        PDS_TOKEN,
+        mcr_sources::pds::PdsAccess {
+            api_key: super::pds_key::API_KEY.into(),
+            jwks: pds_jwks,
+            clock: std::sync::Arc::new(mcr_domain::SystemClock),
+        },
     )
     .await
     .context("starting the PDS simulator")?;

@@ -463,3 +463,150 @@ fn the_architecture_map_shows_every_crate_dependency() {
         actual.join("\n")
     );
 }
+
+/// The example's `[pds]`, uncommented, is read; a token URL off loopback without TLS, an empty
+/// key id, or the fixed `access_token` that signed-JWT access replaced are refused naming
+/// `[pds]` and the setting.
+#[test]
+fn the_example_pds_settings_are_read_or_refused_saying_what() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let example =
+        std::fs::read_to_string(root.join("docs/example-gateway.toml")).expect("the example");
+    let start = example.find("# [pds]\n").expect("the example's [pds]");
+    let end = start + example[start..].find("\n\n").expect("its end");
+    let block: Vec<&str> = example[start..end]
+        .lines()
+        .map(|l| l.strip_prefix("# ").unwrap_or(l))
+        .collect();
+    let with = example.replacen(&example[start..end], &block.join("\n"), 1);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("gateway.toml");
+    let load = |text: &str| {
+        std::fs::write(&path, text).expect("write");
+        mcr::config::Settings::load(&path)
+    };
+    let pds = load(&with)
+        .expect("the example's [pds]")
+        .pds
+        .expect("[pds]");
+    assert_eq!(
+        (pds.token_url.as_str(), pds.key_id.as_str()),
+        ("https://int.api.service.nhs.uk/oauth2/token", "mcr-int-1")
+    );
+    assert_eq!(
+        pds.private_key,
+        std::path::Path::new("secrets/pds-jwt-key.pem")
+    );
+    for (from, to, says) in [
+        (
+            "token_url = \"https://int.api.service.nhs.uk/oauth2/token\"",
+            "token_url = \"http://int.api.service.nhs.uk/oauth2/token\"",
+            "config: [pds] token_url `http://int.api.service.nhs.uk/oauth2/token` must be an https:// URL (http:// only on a loopback address)",
+        ),
+        (
+            "key_id = \"mcr-int-1\"",
+            "key_id = \" \"",
+            "config: [pds] key_id is empty",
+        ),
+        (
+            "api_key = \"...\"",
+            "api_key = \"...\"\naccess_token = \"fixed\"",
+            "unknown field `access_token`",
+        ),
+    ] {
+        assert!(with.contains(from), "{from}");
+        let e = format!("{:#}", load(&with.replacen(from, to, 1)).expect_err(says));
+        assert!(e.contains(says), "{e}");
+    }
+}
+
+/// `mcr index sync` with `[pds]` whose signed JWT the platform refuses (signed with a key it
+/// was never given): the records it would have traced are counted failed, the report says why
+/// in the platform's words, and the command exits 1, never a quiet success.
+#[tokio::test]
+async fn index_sync_with_a_refused_pds_exchange_exits_1_saying_why() {
+    let region = mcr_synth::generate(&mcr_synth::SynthConfig {
+        patients: 300,
+        ..Default::default()
+    });
+    let mut handles = Vec::new();
+    let mut sources_toml = String::new();
+    for slice in &region.sources {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let h = mcr_sources::serve(slice.clone(), listener, mcr_sources::Behaviour::default())
+            .await
+            .expect("source");
+        let o = &slice.organisation;
+        sources_toml.push_str(&format!(
+            "[[sources]]\nid = \"{}\"\nbase_url = \"{}\"\nresource_types = {:?}\norganisation = {{ code = \"{}\", name = \"{}\", kind = \"{}\", member = true }}\n\n",
+            slice.id, h.base_url(), slice.resource_types, o.code, o.name, o.kind
+        ));
+        handles.push(h);
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The platform knows the application by one key; the gateway signs with another.
+    let registered =
+        mcr::demo::pds_key::load_or_create(&dir.path().join("registered.pem")).expect("key");
+    let signing = dir.path().join("signing.pem");
+    mcr::demo::pds_key::load_or_create(&signing).expect("key");
+    let pds = mcr_sources::pds::serve(
+        tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind"),
+        mcr_sources::pds::PdsData::demo(),
+        mcr_sources::pds::PdsAccess {
+            api_key: mcr::demo::pds_key::API_KEY.into(),
+            jwks: registered,
+            clock: std::sync::Arc::new(mcr_domain::SystemClock),
+        },
+    )
+    .await
+    .expect("PDS");
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{}\"\n[auth]\nissuer = \"https://idp.example.nhs.uk\"\nclient_id = \"mcr-gateway\"\nclient_secret = \"s\"\n\n[pds]\nbase_url = \"{}\"\ntoken_url = \"{}\"\napi_key = \"{}\"\nkey_id = \"{}\"\nprivate_key = \"{}\"\n\n{sources_toml}",
+            dir.path().join("data").display(),
+            pds.base_url(),
+            pds.token_url(),
+            mcr::demo::pds_key::API_KEY,
+            mcr::demo::pds_key::KEY_ID,
+            signing.display(),
+        ),
+    )
+    .expect("write config");
+    let config_arg = config.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        mcr()
+            .args(["index", "sync", "--config"])
+            .arg(&config_arg)
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("mcr runs");
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("a JSON report on stdout");
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    let traced: Vec<&serde_json::Value> = report["sources"]
+        .as_array()
+        .expect("sources")
+        .iter()
+        .map(|s| &s["pds"])
+        .filter(|p| p["asked"].as_u64() > Some(0))
+        .collect();
+    assert!(!traced.is_empty(), "some records were traced: {report}");
+    for p in traced {
+        assert_eq!(p["failed"], p["asked"], "{p}");
+        assert_eq!(
+            p["failure"],
+            "the PDS token endpoint refused the signed JWT: 401 public_key error: JWT signature verification failed",
+            "{p}"
+        );
+    }
+    assert_eq!(pds.token_requests().1, 0, "no token granted");
+    assert_eq!((pds.reads(), pds.searches()), (0, 0), "PDS never asked");
+}

@@ -258,6 +258,20 @@ async fn every_pds_trace_is_audited_without_demographics() {
         .filter(|e| e.to_string().contains("pds-trace"))
         .collect();
     assert!(!traces.is_empty(), "{audit}");
+    // The gateway reached PDS with an access token the platform's token endpoint gave it for
+    // its signed JWT (the demo's RSA key, registered with the simulator): no trace failed.
+    let (asked, granted) = t.demo.pds.token_requests();
+    assert!(
+        granted >= 1 && asked == granted,
+        "token requests {asked}, granted {granted}"
+    );
+    assert!(t.demo.pds.searches() > 0, "PDS was searched");
+    assert!(
+        !traces
+            .iter()
+            .any(|e| e.to_string().contains("\"valueString\":\"failed\"")),
+        "{traces:?}"
+    );
     let sources: Vec<String> = t
         .demo
         .gateway
