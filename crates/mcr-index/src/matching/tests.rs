@@ -1,0 +1,344 @@
+use super::*;
+
+fn d(s: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+}
+
+fn p(family: &str, given: &str, dob: &str, sex: &str, postcode: &str) -> Prepared {
+    Prepared::new(family, given, d(dob), Some(sex), Some(postcode), None)
+}
+
+fn verdict(a: &Prepared, b: &Prepared) -> (&'static str, Scored) {
+    let w = Weights::default();
+    let s = compare(a, b, &w);
+    let v = if s.weight >= w.link_at && s.guard.is_none() {
+        "link"
+    } else if s.weight >= w.review_at || (s.weight >= w.link_at) {
+        "review"
+    } else {
+        "none"
+    };
+    (v, s)
+}
+
+#[test]
+fn soundex_and_jaro_winkler_as_published() {
+    assert_eq!(&soundex("ROBERT"), b"R163");
+    assert_eq!(&soundex("RUPERT"), b"R163");
+    assert_eq!(&soundex("ASHCRAFT"), b"A261");
+    assert_eq!(&soundex("TYMCZAK"), b"T522");
+    assert_eq!(&soundex("PFISTER"), b"P236");
+    assert!((jaro_winkler("MARTHA", "MARHTA") - 0.9611).abs() < 0.001);
+    assert!((jaro_winkler("DWAYNE", "DUANE") - 0.84).abs() < 0.001);
+    assert!(damerau_one("SMITH", "SMTIH"));
+    assert!(damerau_one("SMITH", "SMITHE"));
+    assert!(!damerau_one("SMITH", "SMYTHE"));
+}
+
+/// A table of pairs a clinical safety officer would ask about, with the outcome each must get.
+#[test]
+fn the_cases_a_safety_officer_asks_about() {
+    let ann = p("Smith", "Ann", "1950-05-07", "female", "SG1 1AA");
+    let cases: &[(&str, Prepared, &str)] = &[
+        ("identical", ann.clone(), "link"),
+        (
+            "moved house",
+            p("Smith", "Ann", "1950-05-07", "female", "LU4 9ZZ"),
+            "link",
+        ),
+        (
+            "moved, typo in family name",
+            p("Smiht", "Ann", "1950-05-07", "female", "LU4 9ZZ"),
+            "link",
+        ),
+        (
+            "nickname",
+            p("Smith", "Annie", "1950-05-07", "female", "SG1 1AA"),
+            "link",
+        ),
+        (
+            "married and stayed",
+            p("Jones", "Ann", "1950-05-07", "female", "SG1 1AA"),
+            "link",
+        ),
+        (
+            "day and month swapped",
+            p("Smith", "Ann", "1950-07-05", "female", "SG1 1AA"),
+            "link",
+        ),
+        (
+            "twin sister",
+            p("Smith", "Alice", "1950-05-07", "female", "SG1 1AA"),
+            "review",
+        ),
+        (
+            "boy/girl twin, near name",
+            p("Smith", "Anne", "1950-05-07", "male", "SG1 1AA"),
+            "review",
+        ),
+        (
+            "mother and daughter namesake",
+            p("Smith", "Ann", "1976-05-07", "female", "SG1 1AA"),
+            "review",
+        ),
+        (
+            "a stranger",
+            p("Patel", "Ravi", "1980-01-02", "male", "LU1 1AA"),
+            "none",
+        ),
+        (
+            "twin, a name that sounds alike",
+            p("Smith", "Amy", "1950-05-07", "female", "SG1 1AA"),
+            "review",
+        ),
+        (
+            "given and family swapped",
+            p("Ann", "Smith", "1950-05-07", "female", "SG1 1AA"),
+            "link",
+        ),
+    ];
+    for (what, other, want) in cases {
+        let (got, s) = verdict(&ann, other);
+        assert_eq!(
+            got, *want,
+            "{what}: {} weight {:.1} guard {:?}",
+            s.agreement, s.weight, s.guard
+        );
+    }
+    // A given name a letter apart on the same birth date and address: two names people
+    // hold (Louis and Louie) may be twins, review; a slip of the keys (Margaert, no one's
+    // name) is her.
+    let margaret = p("Okafor", "Margaret", "1950-05-07", "female", "SG1 1AA");
+    let (got, s) = verdict(
+        &margaret,
+        &p("Okafor", "Margaert", "1950-05-07", "female", "SG1 1AA"),
+    );
+    assert_eq!(got, "link", "{}", s.agreement);
+    assert_eq!(s.guard, None);
+    let (got, s) = verdict(
+        &p("Yates", "Louis", "1970-11-01", "male", "AL8 2EX"),
+        &p("Yates", "Louie", "1970-11-01", "male", "AL8 2EX"),
+    );
+    assert_eq!((got, s.guard), ("review", Some(Guard::PossibleTwin)));
+    let swapped = p("Smith", "Ann", "1950-12-03", "female", "SG1 1AA");
+    let (_, s) = verdict(
+        &p("Smith", "Ann", "1950-03-12", "female", "SG1 1AA"),
+        &swapped,
+    );
+    assert_eq!(s.agreement.birth_date, DobLevel::DayMonthSwapped);
+}
+
+/// A typo in a given name is the same person; twins, however near their names, are not
+/// linked: the same birth date, family and address in every case.
+#[test]
+fn a_typo_in_a_given_name_links_and_twins_do_not() {
+    let margaret = p("Okafor", "Margaret", "1950-05-07", "female", "SG1 1AA");
+    let typos: &[(&str, Prepared)] = &[
+        (
+            "letters swapped",
+            p("Okafor", "Margaert", "1950-05-07", "female", "SG1 1AA"),
+        ),
+        (
+            "a letter dropped",
+            p("Okafor", "Magaret", "1950-05-07", "female", "SG1 1AA"),
+        ),
+        (
+            "a letter dropped, sex not recorded",
+            Prepared::new(
+                "Okafor",
+                "Margaet",
+                d("1950-05-07"),
+                None,
+                Some("SG1 1AA"),
+                None,
+            ),
+        ),
+        (
+            "the name typed in two parts",
+            p("Okafor", "Marga ret", "1950-05-07", "female", "SG1 1AA"),
+        ),
+        (
+            "given and family swapped, one mistyped",
+            p("Margaret", "Okafro", "1950-05-07", "female", "SG1 1AA"),
+        ),
+    ];
+    for (what, other) in typos {
+        let (got, s) = verdict(&margaret, other);
+        assert_eq!(
+            (got, s.guard),
+            ("link", None),
+            "{what}: {} weight {:.1}",
+            s.agreement,
+            s.weight
+        );
+    }
+    let twins: &[(&str, Prepared, Prepared)] = &[
+        (
+            "same-sex twins, different names",
+            p("Reid", "Oliver", "2001-03-04", "male", "LU2 7QQ"),
+            p("Reid", "Noah", "2001-03-04", "male", "LU2 7QQ"),
+        ),
+        (
+            "same-sex twins, two names a letter apart",
+            p("Reid", "Mia", "2001-03-04", "female", "LU2 7QQ"),
+            p("Reid", "Mila", "2001-03-04", "female", "LU2 7QQ"),
+        ),
+        (
+            "same-sex twins, names that rhyme",
+            p("Reid", "Jayden", "2001-03-04", "male", "LU2 7QQ"),
+            p("Reid", "Hayden", "2001-03-04", "male", "LU2 7QQ"),
+        ),
+        (
+            "boy/girl twins, near names",
+            p("Reid", "Louis", "2001-03-04", "male", "LU2 7QQ"),
+            p("Reid", "Louise", "2001-03-04", "female", "LU2 7QQ"),
+        ),
+        (
+            "boy/girl twins, near names",
+            p("Reid", "Daniel", "2001-03-04", "male", "LU2 7QQ"),
+            p("Reid", "Danielle", "2001-03-04", "female", "LU2 7QQ"),
+        ),
+        (
+            "boy/girl twins, near names, one with no sex recorded",
+            p("Reid", "Louis", "2001-03-04", "male", "LU2 7QQ"),
+            Prepared::new(
+                "Reid",
+                "Louise",
+                d("2001-03-04"),
+                None,
+                Some("LU2 7QQ"),
+                None,
+            ),
+        ),
+        (
+            "boy/girl twins, a name a typo apart",
+            p("Reid", "Margaret", "2001-03-04", "female", "LU2 7QQ"),
+            p("Reid", "Margaert", "2001-03-04", "male", "LU2 7QQ"),
+        ),
+    ];
+    for (what, a, b) in twins {
+        let (got, s) = verdict(a, b);
+        assert_ne!(got, "link", "{what}: {}", s.agreement);
+        assert_eq!(
+            s.guard,
+            Some(Guard::PossibleTwin),
+            "{what}: {}",
+            s.agreement
+        );
+    }
+}
+
+#[test]
+fn a_relatives_nhs_number_is_a_wrong_nhs_number() {
+    let nhs = NhsNumber::from_first_nine([9, 4, 3, 4, 7, 6, 5, 9, 1]);
+    let mother = Prepared::new(
+        "Smith",
+        "Ann",
+        d("1950-05-05"),
+        Some("female"),
+        Some("SG1 1AA"),
+        nhs.clone(),
+    );
+    let son = Prepared::new(
+        "Smith",
+        "Tom",
+        d("1979-08-01"),
+        Some("male"),
+        Some("SG1 1AA"),
+        nhs.clone(),
+    );
+    let w = Weights::default();
+    let s = compare(&mother, &son, &w);
+    assert!(wrong_nhs_number(&s, &w), "{}", s.agreement);
+    let other = |family: &str, given: &str, dob: &str, postcode: &str| {
+        Prepared::new(
+            family,
+            given,
+            d(dob),
+            Some("female"),
+            Some(postcode),
+            nhs.clone(),
+        )
+    };
+    let married = other("Jones", "Ann", "1950-05-05", "LU1 1AA");
+    assert!(!wrong_nhs_number(&compare(&mother, &married, &w), &w));
+    // A twin carrying her sister's number: the same birth date, another given name.
+    let twin = other("Smith", "Alice", "1950-05-05", "SG1 1AA");
+    assert!(wrong_nhs_number(&compare(&mother, &twin, &w), &w));
+    // The daughter named after her, with the mother's number.
+    let daughter = other("Smith", "Ann", "1976-02-11", "SG1 1AA");
+    assert!(wrong_nhs_number(&compare(&mother, &daughter, &w), &w));
+    // Her own record with a typo in her name.
+    let typo = other("Smith", "Anne", "1950-05-05", "SG1 1AA");
+    assert!(!wrong_nhs_number(&compare(&mother, &typo, &w), &w));
+}
+
+/// The digit comparison on numbers says what the one on `YYYYMMDD` text says.
+#[test]
+fn one_digit_apart_as_on_the_written_date() {
+    fn on_text(a: NaiveDate, b: NaiveDate) -> bool {
+        let (da, db) = (
+            a.format("%Y%m%d").to_string(),
+            b.format("%Y%m%d").to_string(),
+        );
+        let differing: Vec<usize> = da
+            .bytes()
+            .zip(db.bytes())
+            .enumerate()
+            .filter(|(_, (x, y))| x != y)
+            .map(|(i, _)| i)
+            .collect();
+        matches!(differing.as_slice(), [i] if *i >= 3)
+    }
+    let base = NaiveDate::from_ymd_opt(1950, 1, 1).expect("date");
+    let mut agreeing = 0;
+    for i in 0..4_000i64 {
+        let a = base + chrono::Duration::days(i * 7);
+        for j in [1i64, 9, 10, 30, 31, 60, 365, 366, 3_650, 3_653, 36_525] {
+            for b in [a + chrono::Duration::days(j), a - chrono::Duration::days(j)] {
+                assert_eq!(one_digit_apart(a, b), on_text(a, b), "{a} {b}");
+                agreeing += usize::from(on_text(a, b));
+            }
+        }
+    }
+    assert!(
+        agreeing > 1_000,
+        "the table has pairs one digit apart: {agreeing}"
+    );
+    let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date");
+    assert!(one_digit_apart(d("1950-05-07"), d("1959-05-07")));
+    assert!(!one_digit_apart(d("1950-05-07"), d("1850-05-07")));
+    assert!(one_digit_apart(d("1950-05-07"), d("1950-05-27")));
+}
+
+#[test]
+fn a_postcode_a_key_apart_is_a_typo() {
+    let level = |x: &str, y: &str| {
+        let a = p("Smith", "Ann", "1950-05-05", "female", x);
+        let b = p("Smith", "Ann", "1950-05-05", "female", y);
+        compare(&a, &b, &Weights::default()).agreement.postcode
+    };
+    assert_eq!(level("3150", "3159"), PostcodeLevel::Typo);
+    assert_eq!(level("2324", "2342"), PostcodeLevel::Typo);
+    assert_eq!(level("SG1 2AB", "SG1 3AB"), PostcodeLevel::Typo);
+    assert_eq!(level("SG1 2AB", "SG7 2AB"), PostcodeLevel::Typo);
+    assert_eq!(level("SG1 2AB", "SG1 2BA"), PostcodeLevel::Sector);
+    assert_eq!(level("SG1 2AB", "SG1 4AD"), PostcodeLevel::District);
+    assert_eq!(level("2324", "2433"), PostcodeLevel::Differs);
+    assert_eq!(level("SG1 2AB", "LU4 9ZZ"), PostcodeLevel::Differs);
+    // Her birth date, family name and a postcode a slip away, no given name recorded.
+    let ann = p("Smith", "Ann", "1950-05-05", "female", "3150");
+    let (got, s) = verdict(&ann, &p("Smith", "", "1950-05-05", "female", "3159"));
+    assert_eq!(got, "link", "{} {:.1}", s.agreement, s.weight);
+}
+
+#[test]
+fn the_comparison_vector_reads_back() {
+    let a = p("Smith", "Ann", "1950-05-05", "female", "SG1 1AA");
+    let b = p("Smyth", "Annie", "1950-05-05", "female", "SG1 1AB");
+    let s = compare(&a, &b, &Weights::default());
+    let text = s.agreement.to_string();
+    assert_eq!(Agreement::parse(&text), Some(s.agreement), "{text}");
+    assert_eq!(s.agreement.postcode, PostcodeLevel::Sector);
+    assert_eq!(s.agreement.given, GivenLevel::Nickname);
+}
