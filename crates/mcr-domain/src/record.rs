@@ -334,6 +334,42 @@ pub struct SourceOutcome {
     /// (sorted by type): never shown, never ignored in silence.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_shown: Vec<NotShown>,
+    /// The forms of patient reference R4 allows that this source's search cannot be asked
+    /// for (sorted): items naming the patient only that way are never sent, so the view says
+    /// they may exist ([`SourceOutcome::unsearchable_sentence`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unsearchable: Vec<UnsearchableForm>,
+}
+
+/// A form of patient reference R4 allows that a source's search by patient cannot find, so
+/// items naming the patient only that way never reach a view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnsearchableForm {
+    /// A logical reference: `subject.identifier` with the NHS number and no `reference`,
+    /// where the source does not declare the `:identifier` modifier on its patient parameter.
+    Identifier,
+    /// A `Patient` contained in the item (`"reference": "#p"`): a search by patient never
+    /// finds one.
+    Contained,
+}
+
+impl UnsearchableForm {
+    /// The word the audit trail keeps.
+    pub fn code(self) -> &'static str {
+        match self {
+            UnsearchableForm::Identifier => "identifier",
+            UnsearchableForm::Contained => "contained",
+        }
+    }
+
+    /// How an item names the patient in this form, as the view says it.
+    fn words(self) -> &'static str {
+        match self {
+            UnsearchableForm::Identifier => "only by NHS number",
+            UnsearchableForm::Contained => "inside the item",
+        }
+    }
 }
 
 /// How many resources of one type a source sent that the record does not show.
@@ -406,6 +442,22 @@ impl SourceOutcome {
             kinds.join(", "),
             self.org_name,
             self.org_name
+        ))
+    }
+
+    /// The sentence for the view's warnings when this source's search cannot be asked for
+    /// every form of patient reference ("… search cannot find items that name the patient
+    /// only by NHS number or inside the item; any such items are not shown."), or `None`. Not
+    /// said of a source that failed: everything it holds is missing, and said so.
+    pub fn unsearchable_sentence(&self) -> Option<String> {
+        if self.unsearchable.is_empty() || matches!(self.status, SourceStatus::Failed(_)) {
+            return None;
+        }
+        let forms: Vec<&str> = self.unsearchable.iter().map(|f| f.words()).collect();
+        Some(format!(
+            "{}'s search cannot find items that name the patient {}; any such items are not shown.",
+            self.org_name,
+            forms.join(" or ")
         ))
     }
 

@@ -70,6 +70,7 @@ impl Scripted {
                 gp_connect: None,
                 deadline_ms: None,
                 feed_timeout_secs: None,
+                patient_search: Default::default(),
             },
             answer,
             asked: AtomicUsize::new(0),

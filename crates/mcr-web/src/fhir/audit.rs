@@ -120,14 +120,33 @@ pub(crate) fn audit_event(e: &AuditEntry, base_url: &str) -> Value {
         details.push(json!({"type": "basis", "valueString": b}));
     }
     for s in &ev.sources {
-        details.push(json!({
-            "type": format!("source:{}", s.source),
-            "valueString": if s.not_tied > 0 {
-                format!("{} ({}): {}, {} item(s), {} withheld, {} not tied to this patient", s.source, s.org_code, s.status, s.items, s.withheld, s.not_tied)
-            } else {
-                format!("{} ({}): {}, {} item(s), {} withheld", s.source, s.org_code, s.status, s.items, s.withheld)
-            }
-        }));
+        let mut said = if s.not_tied > 0 {
+            format!(
+                "{} ({}): {}, {} item(s), {} withheld, {} not tied to this patient",
+                s.source, s.org_code, s.status, s.items, s.withheld, s.not_tied
+            )
+        } else {
+            format!(
+                "{} ({}): {}, {} item(s), {} withheld",
+                s.source, s.org_code, s.status, s.items, s.withheld
+            )
+        };
+        if !s.unsearchable.is_empty() {
+            let forms: Vec<&str> = s
+                .unsearchable
+                .iter()
+                .map(|f| match f.as_str() {
+                    "identifier" => "NHS number only",
+                    "contained" => "a contained Patient",
+                    other => other,
+                })
+                .collect();
+            said.push_str(&format!(
+                ", its search cannot find items naming the patient by {}",
+                forms.join(" or ")
+            ));
+        }
+        details.push(json!({"type": format!("source:{}", s.source), "valueString": said}));
     }
     let mut entity = Vec::new();
     if let Some(nhs) = &ev.patient {
