@@ -151,7 +151,8 @@ mod tests {
                 },
             );
         }
-        d.record(Ok(caps.clone()), chrono::Utc::now());
+        let at = chrono::DateTime::<chrono::Utc>::from_timestamp(1_795_000_000, 0).expect("time");
+        d.record(Ok(caps), at);
         let (forms, unsearchable) = other_forms(&c, Some(&d), &["Condition", "Flag"]);
         assert_eq!(
             forms,
