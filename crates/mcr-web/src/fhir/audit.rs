@@ -396,6 +396,30 @@ mod tests {
     }
 
     #[test]
+    fn a_sources_detail_names_the_forms_its_search_cannot_find() {
+        let mut event = event_of(mcr_gateway::Action::ViewRecord, Outcome::Permit);
+        // As the trail stores it.
+        event.sources = serde_json::from_value(json!([{
+            "source": "community", "org_code": "RY4", "status": "ok", "items": 3, "withheld": 0,
+            "unsearchable": ["identifier", "contained"]
+        }]))
+        .expect("a source's audit");
+        let rendered = audit_event(&AuditEntry { seq: 7, event }, "https://mcr.example");
+        let said = rendered["entity"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|e| e["detail"].as_array().into_iter().flatten())
+            .find(|d| d["type"] == "source:community")
+            .map(|d| d["valueString"].clone())
+            .unwrap_or_default();
+        assert_eq!(
+            said,
+            "community (RY4): ok, 3 item(s), 0 withheld, its search cannot find items naming the patient by NHS number only or a contained Patient"
+        );
+    }
+
+    #[test]
     fn each_action_is_coded_as_balp_codes_it() {
         use mcr_gateway::{Action, AuthChannel};
         let view = rendered(Action::ViewRecord, Outcome::NeedsPermission);
