@@ -34,7 +34,7 @@ fn event(i: usize, at: DateTime<Utc>) -> AuditEvent {
         detail: Some("They were involved in your care (open encounter) and permission was given by the patient.".into()),
         sources: ["gp", "acute", "community", "socialcare"]
             .iter()
-            .map(|s| SourceAudit { source: (*s).into(), org_code: "X".into(), status: "ok".into(), items: 40, withheld: 1, not_tied: 0, not_shown: 0 })
+            .map(|s| SourceAudit { source: (*s).into(), org_code: "X".into(), status: "ok".into(), items: 40, withheld: 1, not_tied: 0, not_shown: 0, unsearchable: Vec::new() })
             .collect(),
         role_profile_id: None,
     }

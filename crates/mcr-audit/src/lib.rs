@@ -46,6 +46,11 @@ pub struct SourceAudit {
     /// Resources sent of types the record has no place for: not shown, named in the view.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub not_shown: usize,
+    /// The forms of patient reference the source's search could not be asked for
+    /// (`identifier`, `contained`): items naming the patient only so may exist and were not
+    /// shown, as the view said.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unsearchable: Vec<String>,
 }
 
 fn is_zero(n: &usize) -> bool {

@@ -79,6 +79,7 @@ fn event(i: i64) -> AuditEvent {
             withheld: 0,
             not_tied: 0,
             not_shown: 0,
+            unsearchable: Vec::new(),
         }],
         // Records from 13 on name the CIS2 role profile the user worked in; those before, as
         // every record made before role profiles were recorded, name none.

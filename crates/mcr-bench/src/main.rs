@@ -75,6 +75,12 @@ struct Args {
     /// it that way (the other three sources stay FHIR R4).
     #[arg(long)]
     gp_connect: bool,
+    /// Configure the FHIR sources as servers whose search by patient finds only relative
+    /// references (`patient_search = "relative"`): each view also asks them by their own
+    /// address and by NHS number. By default they are configured as what the simulated sources
+    /// are, servers whose search finds every form (`"every-form"`): one search per type.
+    #[arg(long)]
+    relative_search: bool,
     /// The very large record's size, times a typical record (53: about 15,000 resources in
     /// the default region).
     #[arg(long, default_value_t = 53)]
@@ -180,6 +186,7 @@ async fn run(a: Args) -> anyhow::Result<()> {
         store: a.store.clone(),
         batch: !a.no_batch,
         gp_connect: a.gp_connect,
+        relative_search: a.relative_search,
     };
     if a.very_large_only {
         let options = very_large.context("--very-large-only with --no-very-large")?;

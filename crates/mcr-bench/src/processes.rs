@@ -34,6 +34,10 @@ pub struct SystemOptions {
     /// The GP system answers through GP Connect Access Record: Structured (STU3), and the
     /// gateway asks it that way (`kind = "gp-connect"`).
     pub gp_connect: bool,
+    /// The FHIR sources are configured as finding only relative references by patient
+    /// (`patient_search = "relative"`: each view also asks by their own address and by NHS
+    /// number); otherwise as what the simulated sources are, finding every form.
+    pub relative_search: bool,
 }
 
 /// What a run of one very large record changes in the system under test (the defaults are
@@ -283,9 +287,10 @@ impl System {
             }
             let org_toml = toml_org(&slice.organisation)?;
             gw.push_str(&format!(
-                "\n[[sources]]\nid = \"{id}\"\nbase_url = \"{url}\"\nresource_types = [{}]\nbatch = {}\norganisation = {org_toml}\n",
+                "\n[[sources]]\nid = \"{id}\"\nbase_url = \"{url}\"\nresource_types = [{}]\nbatch = {}\npatient_search = \"{}\"\norganisation = {org_toml}\n",
                 types.join(", "),
-                o.batch && !gp_connect
+                o.batch && !gp_connect,
+                if o.relative_search { "relative" } else { "every-form" }
             ));
             if gp_connect {
                 gw.push_str(&format!(

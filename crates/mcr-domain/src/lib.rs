@@ -20,6 +20,6 @@ pub use org::{OdsCode, OdsCodeError, OrgKind, Organisation};
 pub use principal::{DataClass, Principal, Purpose, Role};
 pub use record::{
     FailureReason, ItemSource, MergedRecord, NotShown, RecordItem, Section, SourceJson,
-    SourceOutcome, SourceStatus, PRACTICE_WITHHELD,
+    SourceOutcome, SourceStatus, UnsearchableForm, PRACTICE_WITHHELD,
 };
 pub use source::{SourceId, SourceIdError};

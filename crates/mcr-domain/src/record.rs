@@ -334,6 +334,42 @@ pub struct SourceOutcome {
     /// (sorted by type): never shown, never ignored in silence.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_shown: Vec<NotShown>,
+    /// The forms of patient reference R4 allows that this source's search cannot be asked
+    /// for (sorted): items naming the patient only that way are never sent, so the view says
+    /// they may exist ([`SourceOutcome::unsearchable_sentence`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unsearchable: Vec<UnsearchableForm>,
+}
+
+/// A form of patient reference R4 allows that a source's search by patient cannot find, so
+/// items naming the patient only that way never reach a view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnsearchableForm {
+    /// A logical reference: `subject.identifier` with the NHS number and no `reference`,
+    /// where the source does not declare the `:identifier` modifier on its patient parameter.
+    Identifier,
+    /// A `Patient` contained in the item (`"reference": "#p"`): a search by patient never
+    /// finds one.
+    Contained,
+}
+
+impl UnsearchableForm {
+    /// The word the audit trail keeps.
+    pub fn code(self) -> &'static str {
+        match self {
+            UnsearchableForm::Identifier => "identifier",
+            UnsearchableForm::Contained => "contained",
+        }
+    }
+
+    /// How an item names the patient in this form, as the view says it.
+    fn words(self) -> &'static str {
+        match self {
+            UnsearchableForm::Identifier => "only by NHS number",
+            UnsearchableForm::Contained => "inside the item",
+        }
+    }
 }
 
 /// How many resources of one type a source sent that the record does not show.
@@ -406,6 +442,22 @@ impl SourceOutcome {
             kinds.join(", "),
             self.org_name,
             self.org_name
+        ))
+    }
+
+    /// The sentence for the view's warnings when this source's search cannot be asked for
+    /// every form of patient reference ("… search cannot find items that name the patient
+    /// only by NHS number or inside the item; any such items are not shown."), or `None`. Not
+    /// said of a source that failed: everything it holds is missing, and said so.
+    pub fn unsearchable_sentence(&self) -> Option<String> {
+        if self.unsearchable.is_empty() || matches!(self.status, SourceStatus::Failed(_)) {
+            return None;
+        }
+        let forms: Vec<&str> = self.unsearchable.iter().map(|f| f.words()).collect();
+        Some(format!(
+            "{}'s search cannot find items that name the patient {}; any such items are not shown.",
+            self.org_name,
+            forms.join(" or ")
         ))
     }
 
@@ -766,5 +818,55 @@ mod withhold_tests {
         );
         // The source code of the trust stays: only practices are withheld.
         assert!(text.contains("RWH"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(status: SourceStatus, unsearchable: Vec<UnsearchableForm>) -> SourceOutcome {
+        SourceOutcome {
+            source: SourceId::parse("acute").expect("id"),
+            org_code: OdsCode::parse("RWH").expect("ods"),
+            org_name: "East and North Hertfordshire NHS Trust".into(),
+            status,
+            items: 3,
+            withheld: 0,
+            untied: 0,
+            another_patient: 0,
+            elapsed_ms: 1,
+            warnings: Vec::new(),
+            not_shown: Vec::new(),
+            unsearchable,
+        }
+    }
+
+    #[test]
+    fn the_forms_a_search_cannot_find_are_one_line_and_only_for_a_source_that_answered() {
+        use UnsearchableForm::{Contained, Identifier};
+        assert_eq!(
+            outcome(SourceStatus::Ok, vec![Contained]).unsearchable_sentence().as_deref(),
+            Some("East and North Hertfordshire NHS Trust's search cannot find items that name the patient inside the item; any such items are not shown.")
+        );
+        let partial = SourceStatus::Partial(FailureReason::Timeout { after_ms: 3000 });
+        assert_eq!(
+            outcome(partial, vec![Identifier, Contained]).unsearchable_sentence().as_deref(),
+            Some("East and North Hertfordshire NHS Trust's search cannot find items that name the patient only by NHS number or inside the item; any such items are not shown.")
+        );
+        assert_eq!(
+            outcome(SourceStatus::Ok, Vec::new()).unsearchable_sentence(),
+            None
+        );
+        // A failed source's whole record is missing, and said so: nothing more to say.
+        let failed = SourceStatus::Failed(FailureReason::Timeout { after_ms: 3000 });
+        assert_eq!(
+            outcome(failed, vec![Contained]).unsearchable_sentence(),
+            None
+        );
+        assert_eq!(
+            (Identifier.code(), Contained.code()),
+            ("identifier", "contained")
+        );
     }
 }

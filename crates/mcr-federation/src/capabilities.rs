@@ -24,6 +24,18 @@ pub struct TypeCapability {
     pub search_params: Vec<String>,
     /// Searchable for one patient: `search-type` is listed and so is `patient` or `subject`.
     pub by_patient: bool,
+    /// Its `patient` parameter takes the `:identifier` modifier (`patient:identifier=…`
+    /// finds items naming the patient by identifier only): its `definition` names a
+    /// `SearchParameter` the statement holds (contained, by `#id` or its `url`) whose
+    /// `modifier` lists `identifier`. A statement has no other way to say so.
+    pub patient_identifier: bool,
+}
+
+impl TypeCapability {
+    /// Whether `subject` is among its search parameters.
+    pub fn has_subject(&self) -> bool {
+        self.search_params.iter().any(|p| p == "subject")
+    }
 }
 
 /// A source's CapabilityStatement, as far as the gateway uses it.
@@ -65,6 +77,25 @@ impl Capabilities {
                 .filter_map(|i| i["code"].as_str().map(str::to_owned))
                 .collect()
         };
+        // The SearchParameters the statement holds, by `#id` and by `url`, with their modifiers.
+        let mut modifiers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for c in statement["contained"].as_array().into_iter().flatten() {
+            if c["resourceType"] != "SearchParameter" {
+                continue;
+            }
+            let listed: Vec<String> = c["modifier"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m.as_str().map(str::to_owned))
+                .collect();
+            if let Some(id) = c["id"].as_str() {
+                modifiers.insert(format!("#{id}"), listed.clone());
+            }
+            if let Some(url) = c["url"].as_str() {
+                modifiers.insert(url.to_owned(), listed);
+            }
+        }
         let mut types = BTreeMap::new();
         let mut unreadable_entries = 0;
         for r in rest["resource"].as_array().into_iter().flatten() {
@@ -78,6 +109,13 @@ impl Capabilities {
                 .flatten()
                 .filter_map(|p| p["name"].as_str().map(str::to_owned))
                 .collect();
+            let patient_identifier = r["searchParam"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["name"] == "patient")
+                .filter_map(|p| modifiers.get(p["definition"].as_str()?))
+                .any(|m| m.iter().any(|m| m == "identifier"));
             let searchable = codes(&r["interaction"]).iter().any(|c| c == "search-type");
             let by_patient = searchable
                 && search_params
@@ -88,6 +126,7 @@ impl Capabilities {
                 TypeCapability {
                     search_params,
                     by_patient,
+                    patient_identifier,
                 },
             );
         }
@@ -142,6 +181,19 @@ impl Discovery {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// What the statement last read says of `resource_type`: `None` when nothing has been
+    /// read yet, or it does not list the type.
+    pub fn of_type(&self, resource_type: &str) -> Option<TypeCapability> {
+        let state = self
+            .state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state
+            .capabilities
+            .as_ref()
+            .and_then(|(c, _)| c.types.get(resource_type).cloned())
     }
 
     /// Whether a view may ask for `resource_type`: `None` when nothing has been read yet.
@@ -220,6 +272,46 @@ mod tests {
     }
 
     #[test]
+    fn the_identifier_modifier_is_read_from_the_search_parameter_the_statement_holds() {
+        let statement = json!({
+            "resourceType": "CapabilityStatement",
+            "contained": [
+                {"resourceType": "SearchParameter", "id": "pat", "url": "https://x.example/SearchParameter/pat",
+                 "code": "patient", "type": "reference", "modifier": ["identifier", "missing"]},
+                {"resourceType": "SearchParameter", "id": "plain", "code": "patient", "type": "reference"}
+            ],
+            "rest": [{
+                "mode": "server",
+                "resource": [
+                    {"type": "Condition", "interaction": [{"code": "search-type"}],
+                     "searchParam": [{"name": "patient", "type": "reference", "definition": "#pat"},
+                                     {"name": "subject", "type": "reference"}]},
+                    {"type": "Flag", "interaction": [{"code": "search-type"}],
+                     "searchParam": [{"name": "patient", "type": "reference", "definition": "https://x.example/SearchParameter/pat"}]},
+                    {"type": "Observation", "interaction": [{"code": "search-type"}],
+                     "searchParam": [{"name": "patient", "type": "reference", "definition": "#plain"}]},
+                    {"type": "Procedure", "interaction": [{"code": "search-type"}],
+                     "searchParam": [{"name": "patient", "type": "reference",
+                                      "definition": "http://hl7.org/fhir/SearchParameter/clinical-patient"}]}
+                ]
+            }]
+        });
+        let c = Capabilities::read(&statement).expect("read");
+        let identifier = |t: &str| c.types[t].patient_identifier;
+        assert!(identifier("Condition"), "by #id");
+        assert!(identifier("Flag"), "by url");
+        assert!(
+            !identifier("Observation"),
+            "its definition lists no modifier"
+        );
+        assert!(
+            !identifier("Procedure"),
+            "a definition the statement does not hold says nothing"
+        );
+        assert!(c.types["Condition"].has_subject() && !c.types["Flag"].has_subject());
+    }
+
+    #[test]
     fn what_is_not_a_statement_is_said() {
         for (v, words) in [
             (
@@ -247,6 +339,7 @@ mod tests {
             TypeCapability {
                 search_params: vec!["patient".into()],
                 by_patient: true,
+                patient_identifier: false,
             },
         );
         let at = DateTime::<Utc>::from_timestamp(1_795_000_000, 0).expect("time");

@@ -16,10 +16,11 @@ pub mod document;
 pub mod gpconnect;
 pub mod identity;
 mod merge;
+mod search_plan;
 
 pub use client::{
-    Ask, Digest, FederationConfig, Fetched, HttpSource, Location, Received, Source, SourceConfig,
-    SourceFetch, SourceKind,
+    Ask, Digest, FederationConfig, Fetched, HttpSource, Location, OtherForm, PatientSearch,
+    Received, Source, SourceConfig, SourceFetch, SourceKind,
 };
 pub use identity::{IdentitySigner, Requester};
 pub use merge::{digest, merge, take_sections, Digested, SourceMeta};
@@ -323,11 +324,6 @@ impl Federation {
                     let deadline = config
                         .deadline_ms
                         .map_or(self.config.deadline, Duration::from_millis);
-                    let ask = Ask {
-                        signed,
-                        until: tokio::time::Instant::from_std(started + deadline),
-                        deadline,
-                    };
                     let mut wanted: Vec<&str> = types
                         .iter()
                         .copied()
@@ -343,6 +339,19 @@ impl Federation {
                             }
                         }
                     }
+                    // Items naming the patient in other forms than `Patient/{id}` are asked
+                    // for where the source can be asked; the forms it cannot are said.
+                    let (other_forms, unsearchable) = search_plan::other_forms(
+                        config,
+                        self.discovery.get(source.id()).map(|d| &**d),
+                        &wanted,
+                    );
+                    let ask = Ask {
+                        signed,
+                        until: tokio::time::Instant::from_std(started + deadline),
+                        deadline,
+                        other_forms,
+                    };
                     let meta = SourceMeta {
                         source: source.id(),
                         org_code: &config.organisation.code,
@@ -378,6 +387,7 @@ impl Federation {
                         source_ms,
                         warnings,
                         cut_short,
+                        unsearchable,
                     }
                 }
             })
@@ -518,6 +528,7 @@ mod tests {
                     gp_connect: None,
                     deadline_ms: None,
                     feed_timeout_secs: None,
+                    patient_search: PatientSearch::default(),
                 };
                 let source =
                     HttpSource::new(config, reqwest::Client::new(), FederationConfig::default())

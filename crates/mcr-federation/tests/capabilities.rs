@@ -46,6 +46,7 @@ async fn rig() -> Rig {
         gp_connect: None,
         deadline_ms: None,
         feed_timeout_secs: None,
+        patient_search: Default::default(),
     };
     let limits = FederationConfig::default();
     let source: Arc<dyn Source> = Arc::new(HttpSource::new(

@@ -139,6 +139,7 @@ async fn rig() -> Rig {
         }),
         deadline_ms: None,
         feed_timeout_secs: None,
+        patient_search: Default::default(),
     };
     let rng = ring::rand::SystemRandom::new();
     let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).expect("key");
@@ -232,6 +233,7 @@ async fn ask(
             source_ms: None,
             warnings,
             cut_short: None,
+            unsearchable: Vec::new(),
         },
         token,
     }
@@ -267,6 +269,7 @@ fn acute(input: &mcr_policy::ResourceFilter<'_>, resources: &[Value]) -> SourceF
         source_ms: None,
         warnings: Vec::new(),
         cut_short: None,
+        unsearchable: Vec::new(),
     }
 }
 

@@ -91,6 +91,7 @@ async fn rig(errors: &[(&NhsNumber, GpcError)]) -> Rig {
         }),
         deadline_ms: None,
         feed_timeout_secs: None,
+        patient_search: Default::default(),
     };
     let source = GpConnectSource::new(config, reqwest::Client::new(), FederationConfig::default())
         .with_identity(Arc::clone(&signer));
@@ -181,6 +182,7 @@ async fn view_of(rig: &Rig, nhs: &NhsNumber, types: &[&str]) -> mcr_domain::Merg
             source_ms: None,
             warnings,
             cut_short: None,
+            unsearchable: Vec::new(),
         }],
     )
 }

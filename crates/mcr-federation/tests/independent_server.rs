@@ -7,12 +7,13 @@
 //! the gateway's own HTTP source reads them: every resource the server holds for the patient
 //! is in the merged record or counted in a warning, and the patient feed reads every patient.
 //! One of every type the record shows arrives in its own section. Each form of patient
-//! reference R4 allows is posted on its own, and what this server does with each is asserted:
-//! it stores every form as sent, but its `patient` search finds only relative references, so
-//! no client asking by patient is sent the others (a finding about the server; see
-//! [`each_form_of_patient_reference_on_an_independent_server_is_stored_as_sent_and_found_only_when_relative`]).
+//! reference R4 allows is posted on its own: this server stores every form as sent, and its
+//! `patient` search finds only relative references, so the gateway asks it again by its own
+//! address and names the forms it cannot ask for (see
+//! [`items_naming_the_patient_relatively_or_by_the_servers_own_address_are_shown_and_the_forms_it_cannot_find_are_named`]);
+//! the same is asserted of the simulated sources.
 
-use mcr_domain::{DataClass, FailureReason, SourceStatus};
+use mcr_domain::{DataClass, FailureReason, SourceStatus, UnsearchableForm};
 use mcr_federation::{
     Federation, FederationConfig, HttpSource, Location, SignedAhead, Source, SourceConfig,
     SourceKind,
@@ -221,6 +222,7 @@ fn source_asking(
         gp_connect: None,
         deadline_ms: None,
         feed_timeout_secs: None,
+        patient_search: Default::default(),
     };
     let s: Arc<dyn Source> = Arc::new(HttpSource::new(
         config,
@@ -544,9 +546,33 @@ fn every_shown_type() -> Vec<String> {
 }
 
 async fn view(base: &url::Url, types: Vec<String>, local_id: &str) -> mcr_domain::MergedRecord {
-    let (src, limits) = source_asking(base, true, 200, types);
+    view_asking(base, true, types, local_id).await
+}
+
+/// A view of the patient `local_id` (NHS number [`NHS`]) at the server at `base`, asked in a
+/// batch or not, after reading its CapabilityStatement as the gateway does at start-up.
+async fn view_asking(
+    base: &url::Url,
+    batch: bool,
+    types: Vec<String>,
+    local_id: &str,
+) -> mcr_domain::MergedRecord {
+    let (src, limits) = source_asking(base, batch, 200, types);
     let federation = Federation::new(vec![src], limits);
-    let nhs = mcr_domain::NhsNumber::parse(NHS).expect("nhs");
+    federation
+        .discover(mcr_domain::Clock::now(&mcr_domain::SystemClock))
+        .await;
+    view_by(&federation, "medplum", NHS, local_id).await
+}
+
+/// A view with every data class granted of the patient `nhs`, held at `source` as `local_id`.
+async fn view_by(
+    federation: &Federation,
+    source: &str,
+    nhs: &str,
+    local_id: &str,
+) -> mcr_domain::MergedRecord {
+    let nhs = mcr_domain::NhsNumber::parse(nhs).expect("nhs");
     let (grant, policy) = mcr_testkit::grant(&nhs, &DataClass::ALL);
     let filter = grant.filter(
         &policy,
@@ -554,7 +580,7 @@ async fn view(base: &url::Url, types: Vec<String>, local_id: &str) -> mcr_domain
         mcr_domain::Clock::now(&mcr_domain::SystemClock),
     );
     let location = Location {
-        source: mcr_domain::SourceId::parse("medplum").expect("id"),
+        source: mcr_domain::SourceId::parse(source).expect("id"),
         local_id: local_id.to_owned(),
         registered_practice: None,
     };
@@ -562,6 +588,19 @@ async fn view(base: &url::Url, types: Vec<String>, local_id: &str) -> mcr_domain
         .fetch_record(&filter, &[location], Instant::now(), SignedAhead::default())
         .await;
     mcr_federation::merge(&filter, fetches)
+}
+
+/// Each item's address at its source, as the view shows it, sorted (an item shown twice is
+/// there twice).
+fn shown_urls(record: &mcr_domain::MergedRecord) -> Vec<String> {
+    let mut urls: Vec<String> = record
+        .sections
+        .iter()
+        .flat_map(|(_, items)| items)
+        .flat_map(|i| i.sources.iter().map(|s| s.full_url.clone()))
+        .collect();
+    urls.sort();
+    urls
 }
 
 /// Issue 18: every type the record shows, held by a server this project did not write, is
@@ -636,14 +675,16 @@ async fn every_type_the_record_shows_arrives_from_an_independent_server_in_its_s
 }
 
 /// Issue 18: a patient reference in each form R4 allows, each resource posted on its own (the
-/// way a system writes one record at a time). What this server does with each is asserted, as
-/// a finding: it refuses none and stores every form as sent, and its `patient` search finds
-/// only the relative reference. A resource naming its patient by absolute URL (even its own
-/// base), by a contained `Patient` or by identifier is invisible to every client that asks by
-/// patient (the gateway, a SMART app); only a `subject=<absolute URL>` search finds the first.
-/// The gateway's view shows every resource the server sends it.
+/// way a system writes one record at a time), on a server whose search by patient finds only
+/// the relative form (Medplum stores every form as sent; `patient={id}` finds `Patient/{id}`
+/// alone, and `subject={its own base}/Patient/{id}` finds that form). What a clinician relies
+/// on: the items naming the patient relatively or by the server's own address are all shown,
+/// each once, asked in a batch or not; the forms the server cannot be asked for (an NHS number
+/// alone: it declares no `:identifier` modifier; a contained `Patient`: never searchable) are
+/// named in one line for the source. An item naming another server's patient is not this
+/// patient's record here, and is not shown.
 #[tokio::test]
-async fn each_form_of_patient_reference_on_an_independent_server_is_stored_as_sent_and_found_only_when_relative(
+async fn items_naming_the_patient_relatively_or_by_the_servers_own_address_are_shown_and_the_forms_it_cannot_find_are_named(
 ) {
     let server = start_server().await;
     let http = reqwest::Client::new();
@@ -657,6 +698,8 @@ async fn each_form_of_patient_reference_on_an_independent_server_is_stored_as_se
     .await;
     let patient = at[0].strip_prefix("Patient/").expect("patient").to_owned();
     let nhs_id = json!({"system": mcr_domain::NhsNumber::SYSTEM, "value": NHS});
+    let penicillin = snomed("91936005", "Allergy to penicillin");
+    // (form, resource, shown)
     let shapes: Vec<(&str, Value, bool)> = vec![
         (
             "relative",
@@ -668,7 +711,13 @@ async fn each_form_of_patient_reference_on_an_independent_server_is_stored_as_se
             "absolute, this server",
             json!({"resourceType": "Condition", "code": snomed("195967001", "Asthma"),
             "subject": {"reference": format!("{base}/Patient/{patient}")}}),
-            false,
+            true,
+        ),
+        (
+            "absolute, this server, a type searched by `patient` only",
+            json!({"resourceType": "AllergyIntolerance", "code": penicillin,
+            "patient": {"reference": format!("{base}/Patient/{patient}")}}),
+            true,
         ),
         (
             "absolute, another server",
@@ -690,10 +739,11 @@ async fn each_form_of_patient_reference_on_an_independent_server_is_stored_as_se
             false,
         ),
     ];
-    let mut ids = Vec::new();
-    for (form, resource, _) in &shapes {
+    let mut expected = Vec::new();
+    for (form, resource, shown) in &shapes {
+        let kind = resource["resourceType"].as_str().expect("type");
         let resp = http
-            .post(format!("{base}/Condition"))
+            .post(format!("{base}/{kind}"))
             .header("content-type", "application/fhir+json")
             .json(resource)
             .send()
@@ -702,55 +752,164 @@ async fn each_form_of_patient_reference_on_an_independent_server_is_stored_as_se
         let status = resp.status();
         let stored: Value = resp.json().await.expect("json");
         assert!(status.is_success(), "{form}: refused: {stored}");
-        assert_eq!(
-            stored["subject"], resource["subject"],
-            "{form}: stored as sent"
-        );
-        ids.push(stored["id"].as_str().expect("id").to_owned());
-    }
-    let found = |query: String| {
-        let http = http.clone();
-        async move {
-            let b: Value = http
-                .get(query)
-                .send()
-                .await
-                .expect("search")
-                .json()
-                .await
-                .expect("json");
-            b["entry"]
-                .as_array()
-                .map(|e| {
-                    e.iter()
-                        .filter_map(|e| e["resource"]["id"].as_str().map(str::to_owned))
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default()
+        let field = if kind == "Condition" {
+            "subject"
+        } else {
+            "patient"
+        };
+        assert_eq!(stored[field], resource[field], "{form}: stored as sent");
+        if *shown {
+            expected.push(format!(
+                "{base}/{kind}/{}",
+                stored["id"].as_str().expect("id")
+            ));
         }
-    };
-    let by_patient = found(format!("{base}/Condition?patient={patient}")).await;
-    for ((form, _, findable), id) in shapes.iter().zip(&ids) {
+    }
+    expected.sort();
+
+    for batch in [true, false] {
+        let record = view_asking(
+            &server.base,
+            batch,
+            vec!["Condition".to_owned(), "AllergyIntolerance".to_owned()],
+            &patient,
+        )
+        .await;
+        let s = &record.sources[0];
+        assert_eq!(s.status, SourceStatus::Ok, "batch {batch}: {s:?}");
         assert_eq!(
-            by_patient.contains(id),
-            *findable,
-            "{form}: found by `patient` search: {by_patient:?}"
+            shown_urls(&record),
+            expected,
+            "batch {batch}: the relative and own-address items, each once"
+        );
+        assert_eq!((s.items, s.not_tied()), (3, 0), "batch {batch}: {s:?}");
+        assert_eq!(
+            s.unsearchable,
+            [UnsearchableForm::Identifier, UnsearchableForm::Contained],
+            "batch {batch}"
+        );
+        assert_eq!(
+            s.unsearchable_sentence().as_deref(),
+            Some(
+                "A trust on an independent FHIR server's search cannot find items that name \
+                 the patient only by NHS number or inside the item; any such items are not shown."
+            )
         );
     }
-    let by_url = found(format!("{base}/Condition?subject={base}/Patient/{patient}")).await;
-    assert_eq!(
-        by_url,
-        [ids[1].clone()],
-        "only `subject=<absolute URL>` finds the absolute form"
-    );
+}
 
-    // The gateway asks by patient: it is sent the relative form only, and shows it.
-    let record = view(&server.base, vec!["Condition".to_owned()], &patient).await;
-    let s = &record.sources[0];
-    assert_eq!((s.items, s.not_tied()), (1, 0), "{s:?}");
-    let shown = &record.items(mcr_domain::Section::Problems)[0];
-    assert_eq!(
-        shown.sources[0].full_url,
-        format!("{base}/Condition/{}", ids[0])
-    );
+/// The same, against the simulated sources (`mcr-sources`), which write every resource's
+/// patient reference in one form (relative, their own address, an NHS number, a contained
+/// `Patient`) and find each by patient whatever the form, and whose CapabilityStatement
+/// declares the `:identifier` modifier. A source configured as finding only relative
+/// references is asked by patient, by its own address and by NHS number: every item it holds
+/// is shown exactly once (as a source configured as finding every form shows it, asked once),
+/// and the one form it still cannot be asked for, a contained `Patient`, is named.
+#[tokio::test]
+async fn items_are_shown_once_and_the_forms_a_simulated_source_cannot_be_asked_for_are_named() {
+    use mcr_federation::PatientSearch;
+    use mcr_sources::References;
+    let region = mcr_synth::generate(&mcr_synth::SynthConfig {
+        patients: 60,
+        ..Default::default()
+    });
+    let acute = region.source("acute").expect("acute").clone();
+    let p = acute
+        .patients()
+        .iter()
+        .filter(|p| p.nhs_number.is_some())
+        .max_by_key(|p| acute.resource_count(&p.local_id))
+        .expect("a patient with an NHS number");
+    let nhs = p.nhs_number.clone().expect("nhs").to_string();
+    for style in [
+        References::Relative,
+        References::Absolute,
+        References::Identifier,
+        References::Contained,
+    ] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let handle = mcr_sources::serve_with(
+            acute.clone(),
+            listener,
+            mcr_sources::Behaviour {
+                references: style,
+                ..mcr_sources::Behaviour::default()
+            },
+            mcr_sources::SourceOptions::default(),
+        )
+        .await
+        .expect("serve");
+        let viewed = |search: PatientSearch, batch: bool| {
+            let base = handle.base_url();
+            let acute = acute.clone();
+            let nhs = nhs.clone();
+            let local_id = p.local_id.clone();
+            async move {
+                let limits = FederationConfig {
+                    deadline: Duration::from_secs(30),
+                    ..FederationConfig::default()
+                };
+                let config = SourceConfig {
+                    id: acute.id.clone(),
+                    organisation: acute.organisation.clone(),
+                    base_url: url::Url::parse(&base).expect("url"),
+                    resource_types: Vec::new(),
+                    batch,
+                    kind: SourceKind::FhirR4,
+                    gp_connect: None,
+                    deadline_ms: None,
+                    feed_timeout_secs: None,
+                    patient_search: search,
+                };
+                let src: Arc<dyn Source> = Arc::new(HttpSource::new(
+                    config,
+                    reqwest::Client::new(),
+                    limits.clone(),
+                ));
+                let federation = Federation::new(vec![src], limits);
+                assert_eq!(
+                    federation
+                        .discover(mcr_domain::Clock::now(&mcr_domain::SystemClock))
+                        .await,
+                    1,
+                    "its statement is read"
+                );
+                view_by(&federation, acute.id.as_str(), &nhs, &local_id).await
+            }
+        };
+        let once = viewed(PatientSearch::EveryForm, true).await;
+        let s = &once.sources[0];
+        assert_eq!(s.status, SourceStatus::Ok, "{style:?}: {s:?}");
+        assert!(s.items > 0 && s.unsearchable.is_empty(), "{style:?}: {s:?}");
+        assert_eq!(s.unsearchable_sentence(), None);
+        for batch in [true, false] {
+            let asked_every_way = viewed(PatientSearch::Relative, batch).await;
+            let r = &asked_every_way.sources[0];
+            assert_eq!(
+                r.status,
+                SourceStatus::Ok,
+                "{style:?}, batch {batch}: {r:?}"
+            );
+            assert_eq!(
+                shown_urls(&asked_every_way),
+                shown_urls(&once),
+                "{style:?}, batch {batch}: every item once"
+            );
+            assert_eq!(
+                (r.items, r.withheld, r.not_tied()),
+                (s.items, s.withheld, s.not_tied()),
+                "{style:?}, batch {batch}: counted once"
+            );
+            assert_eq!(
+                r.unsearchable,
+                [UnsearchableForm::Contained],
+                "{style:?}: its statement declares `patient:identifier`"
+            );
+            assert!(r
+                .unsearchable_sentence()
+                .is_some_and(|t| t.ends_with("search cannot find items that name the patient inside the item; any such items are not shown.")));
+        }
+    }
 }

@@ -87,6 +87,7 @@ fn federation(
         gp_connect: None,
         deadline_ms: own_deadline_ms,
         feed_timeout_secs: None,
+        patient_search: Default::default(),
     };
     let source: Arc<dyn Source> = Arc::new(HttpSource::new(
         config,

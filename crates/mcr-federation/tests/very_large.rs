@@ -71,6 +71,7 @@ async fn rig(scale: usize) -> Rig {
             gp_connect: None,
             deadline_ms: None,
             feed_timeout_secs: None,
+            patient_search: Default::default(),
         };
         sources.push(Arc::new(HttpSource::new(
             config,

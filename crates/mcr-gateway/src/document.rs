@@ -166,6 +166,7 @@ impl Gateway {
             withheld: 0,
             not_tied: 0,
             not_shown: 0,
+            unsearchable: Vec::new(),
         }
     }
 }

@@ -701,5 +701,11 @@ pub(crate) fn source_audit(f: &SourceFetch) -> SourceAudit {
         withheld: counts.withheld,
         not_tied: counts.untied + counts.another_patient,
         not_shown: counts.not_shown,
+        // Said only of a source that answered, as the view says it.
+        unsearchable: if f.outcome.is_ok() {
+            f.unsearchable.iter().map(|u| u.code().to_owned()).collect()
+        } else {
+            Vec::new()
+        },
     }
 }

@@ -70,6 +70,8 @@ impl Scripted {
                 gp_connect: None,
                 deadline_ms: None,
                 feed_timeout_secs: None,
+                // It answers with the patient's whole scripted record, whatever is asked.
+                patient_search: mcr_federation::PatientSearch::EveryForm,
             },
             answer,
             asked: AtomicUsize::new(0),
@@ -322,6 +324,43 @@ async fn a_permitted_view_asks_each_source_once_and_audits_what_each_sent() {
     assert_eq!(
         payload["sources"],
         json!([{"source": "gp", "org_code": GP, "status": "ok", "items": 2, "withheld": 0}])
+    );
+}
+
+/// A source whose search finds only relative references, with no CapabilityStatement read:
+/// the forms it cannot be asked for are listed in the view's audit record, as the view says
+/// them.
+#[tokio::test]
+async fn the_forms_a_sources_search_cannot_find_are_audited() {
+    let nhs = NhsNumber::parse("9434765919").expect("NHS number");
+    let mut gp = Scripted::new(
+        "gp",
+        org(GP, OrgKind::GpPractice),
+        Ok(record_of("p1", &nhs)),
+    );
+    Arc::get_mut(&mut gp)
+        .expect("not shared yet")
+        .config
+        .patient_search = mcr_federation::PatientSearch::Relative;
+    let r = region(std::slice::from_ref(&gp)).await;
+    let ctx = clinician_at(GP, OrgKind::GpPractice, "relative-1");
+    let ViewOutcome::Record(pending) = r.gateway.view_record(&ctx, &r.nhs).await.expect("view")
+    else {
+        panic!("the patient's registered practice was refused");
+    };
+    let view = pending.committed().await.expect("audit committed");
+    assert_eq!(
+        view.record.sources[0].unsearchable,
+        [
+            mcr_domain::UnsearchableForm::Identifier,
+            mcr_domain::UnsearchableForm::Contained
+        ]
+    );
+    let (_, payload) = audited(&r.store, "relative-1").await;
+    assert_eq!(
+        payload["sources"],
+        json!([{"source": "gp", "org_code": GP, "status": "ok", "items": 2, "withheld": 0,
+                "unsearchable": ["identifier", "contained"]}])
     );
 }
 

@@ -74,6 +74,7 @@ fn source(id: &str, code: &str, kind: OrgKind, base: String) -> Arc<dyn Source> 
             gp_connect: None,
             deadline_ms: None,
             feed_timeout_secs: None,
+            patient_search: Default::default(),
         },
         reqwest::Client::new(),
         FederationConfig::default(),

@@ -100,6 +100,7 @@ impl Region {
                     gp_connect: None,
                     deadline_ms: None,
                     feed_timeout_secs: None,
+                    patient_search: Default::default(),
                 },
                 reqwest::Client::new(),
                 FederationConfig::default(),

@@ -414,6 +414,7 @@ fn acute_source(url: &str) -> Arc<dyn Source> {
             gp_connect: None,
             deadline_ms: None,
             feed_timeout_secs: None,
+            patient_search: Default::default(),
         },
         reqwest::Client::new(),
         FederationConfig::default(),

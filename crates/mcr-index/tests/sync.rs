@@ -27,6 +27,7 @@ fn http_source(id: &str, org: Organisation, base: &str, types: &[&str]) -> Arc<d
         gp_connect: None,
         deadline_ms: None,
         feed_timeout_secs: None,
+        patient_search: Default::default(),
     };
     Arc::new(HttpSource::new(
         cfg,

@@ -68,7 +68,7 @@ pub(crate) fn capability_statement(slice: &SourceSlice, base: &str) -> Value {
                 ])
             } else {
                 json!([
-                    { "name": "patient", "type": "reference", "documentation": "required: {id} or Patient/{id}" },
+                    { "name": "patient", "type": "reference", "definition": "#patient", "documentation": "required: {id}, Patient/{id} or this server's absolute URL for it; or, with :identifier, an NHS number" },
                     { "name": "subject", "type": "reference", "documentation": "alternative to patient" },
                 ])
             };
@@ -79,8 +79,29 @@ pub(crate) fn capability_statement(slice: &SourceSlice, base: &str) -> Value {
             })
         })
         .collect();
+    // The patient parameter as this server implements it: with the `:identifier` modifier.
+    let clinical_types: Vec<&str> = slice
+        .resource_types
+        .iter()
+        .copied()
+        .filter(|t| *t != "Patient")
+        .collect();
+    let patient_param = json!({
+        "resourceType": "SearchParameter",
+        "id": "patient",
+        "url": format!("{base}/SearchParameter/patient"),
+        "name": "patient",
+        "status": "active",
+        "description": "The patient an item is about: by id, by reference, or (with :identifier) by NHS number.",
+        "code": "patient",
+        "base": clinical_types,
+        "type": "reference",
+        "target": ["Patient"],
+        "modifier": ["identifier"],
+    });
     json!({
         "resourceType": "CapabilityStatement",
+        "contained": [patient_param],
         "status": "active",
         "date": slice.today().format("%Y-%m-%d").to_string(),
         "publisher": slice.organisation.name,
@@ -193,6 +214,29 @@ pub(crate) fn search(
                     if id.is_empty() {
                         return invalid(bad("patient must name a patient id"));
                     }
+                    if patient.is_some_and(|p| p != id) {
+                        return invalid(bad("only one patient per search"));
+                    }
+                    patient = Some(id);
+                }
+                // A logical reference's search (`patient:identifier=system|value`): the patient
+                // this source holds under that NHS number, if any.
+                "patient:identifier" | "subject:identifier" => {
+                    let Some(nhs) = v
+                        .split_once('|')
+                        .filter(|(system, _)| *system == mcr_domain::NhsNumber::SYSTEM)
+                        .map(|(_, nhs)| nhs)
+                    else {
+                        return invalid(bad(
+                            "patient:identifier takes an NHS number: https://fhir.nhs.uk/Id/nhs-number|{number}",
+                        ));
+                    };
+                    // No one held under that number: a search that finds nothing.
+                    let id = slice
+                        .patients()
+                        .iter()
+                        .find(|p| p.nhs_number.as_ref().is_some_and(|n| n.as_str() == nhs))
+                        .map_or("", |p| p.local_id.as_str());
                     if patient.is_some_and(|p| p != id) {
                         return invalid(bad("only one patient per search"));
                     }

@@ -29,6 +29,7 @@ async fn the_benchmark_harness_runs_and_counts() {
             batch: true,
             // The GP system as English regions reach it: through GP Connect.
             gp_connect: true,
+            relative_search: false,
         },
         clinicians: vec![2],
         stress_clinicians: 2,

@@ -76,13 +76,18 @@ fn batch_entries(body: &[u8], asked: usize) -> Result<Vec<&RawValue>, FailureRea
 
 impl HttpSource {
     /// [`HttpSource::ask_url`] relative to the base URL, as a batch entry names it.
+    #[cfg(test)]
     fn batch_entry_url(
         &self,
         resource_type: &str,
         local_id: &str,
         count: &str,
     ) -> Result<String, FailureReason> {
-        let url = self.ask_url(resource_type, local_id, count)?;
+        self.relative_to_base(&self.ask_url(resource_type, local_id, count)?)
+    }
+
+    /// `url` relative to the base URL, as a batch entry names it.
+    fn relative_to_base(&self, url: &url::Url) -> Result<String, FailureReason> {
         let base = self.config.base_url.as_str().trim_end_matches('/');
         url.as_str()
             .strip_prefix(base)
@@ -99,20 +104,19 @@ impl HttpSource {
     pub(super) async fn fetch_batch(
         &self,
         local_id: &str,
-        types: &[&str],
+        asks: &[(&str, url::Url)],
         budget: &Budget,
         digest: &Digest<'_>,
     ) -> Result<Fetched, FailureReason> {
-        let count = self.limits.page_size.to_string();
         // Written out directly: building it as a `Value` tree cost each source's request
         // tens of microseconds before it could leave, and every view waits for the last.
-        let mut batch = String::with_capacity(64 + 96 * types.len());
+        let mut batch = String::with_capacity(64 + 96 * asks.len());
         batch.push_str(r#"{"resourceType":"Bundle","type":"batch","entry":["#);
-        for (i, t) in types.iter().enumerate() {
+        for (i, (_, url)) in asks.iter().enumerate() {
             if i > 0 {
                 batch.push(',');
             }
-            let url = Value::String(self.batch_entry_url(t, local_id, &count)?);
+            let url = Value::String(self.relative_to_base(url)?);
             batch.push_str(r#"{"request":{"method":"GET","url":"#);
             batch.push_str(&url.to_string());
             batch.push_str("}}");
@@ -129,7 +133,7 @@ impl HttpSource {
             let Some((answer, ms)) = budget.page(self.body_of(request, budget)).await? else {
                 return Ok(all);
             };
-            for (t, raw) in types.iter().zip(batch_entries(&answer, types.len())?) {
+            for ((t, _), raw) in asks.iter().zip(batch_entries(&answer, asks.len())?) {
                 if *t == "Patient" {
                     all.resources.push(patient_from(raw, local_id, digest)?);
                     continue;
@@ -189,6 +193,7 @@ mod tests {
                 gp_connect: None,
                 deadline_ms: None,
                 feed_timeout_secs: None,
+                patient_search: crate::PatientSearch::default(),
             },
             reqwest::Client::new(),
             crate::FederationConfig::default(),

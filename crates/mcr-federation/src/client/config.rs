@@ -38,6 +38,31 @@ pub struct SourceConfig {
     /// source of millions of records needs longer.
     #[serde(default)]
     pub feed_timeout_secs: Option<u64>,
+    /// What this source's search by patient finds (default `relative`): see [`PatientSearch`].
+    #[serde(default)]
+    pub patient_search: PatientSearch,
+}
+
+/// What a source's search by patient (`patient={id}`) finds, by the form in which an item
+/// names its patient. R4 allows a relative reference (`Patient/123`), an absolute one
+/// (`https://host/fhir/Patient/123`), a contained `Patient` (`#p`) and a logical reference
+/// (an identifier only); most servers store each as sent and match a search only against
+/// references of the form `Patient/123` (Medplum does), so the others never reach a client
+/// that asks by patient.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PatientSearch {
+    /// It finds relative references only (the default: assume nothing more). A view also asks
+    /// by its own base URL (`subject={base}/Patient/{id}`, in the same batch), and by NHS
+    /// number (`patient:identifier=…`) for the types whose CapabilityStatement declares the
+    /// `:identifier` modifier; what it still cannot be asked for (a contained `Patient`, and
+    /// an identifier without that modifier) is said in the view, one line for the source.
+    #[default]
+    Relative,
+    /// It finds every item about the patient whatever form names them (it resolves
+    /// references when it stores them, as the simulated sources do): one search per type,
+    /// and nothing to say.
+    EveryForm,
 }
 
 /// The protocol a source speaks.

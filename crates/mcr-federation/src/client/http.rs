@@ -14,7 +14,9 @@ use url::Url;
 
 use super::budget::Budget;
 use super::page::{not_json, patient_from, Pages, Seen};
-use super::{Ask, Digest, FederationConfig, Fetched, Location, Received, Source, SourceConfig};
+use super::{
+    Ask, Digest, FederationConfig, Fetched, Location, OtherForm, Received, Source, SourceConfig,
+};
 use crate::document::{DocumentRefusal, OpenedDocument};
 use crate::identity::{IdentitySigner, Requester};
 use crate::merge::Digested;
@@ -78,6 +80,60 @@ impl HttpSource {
             })?
             .push(local_id);
         Ok(url)
+    }
+
+    /// Every request of one view, as (resource type, URL): the `Patient` read, a search by
+    /// patient per type, and the searches `ask` adds for other forms of patient reference
+    /// ([`OtherForm`]) of the types asked for.
+    pub(super) fn view_asks<'a>(
+        &self,
+        local_id: &str,
+        nhs: &str,
+        types: &[&'a str],
+        ask: &'a Ask,
+        count: &str,
+    ) -> Result<Vec<(&'a str, Url)>, FailureReason> {
+        let mut asks = Vec::with_capacity(types.len() + ask.other_forms.len());
+        for t in types {
+            asks.push((*t, self.ask_url(t, local_id, count)?));
+        }
+        for form in &ask.other_forms {
+            let t = form.resource_type();
+            if types.contains(&t) {
+                asks.push((t, self.other_form_url(form, local_id, nhs, count)?));
+            }
+        }
+        Ok(asks)
+    }
+
+    /// The search for items naming the patient in `form`, `count` per page.
+    pub(super) fn other_form_url(
+        &self,
+        form: &OtherForm,
+        local_id: &str,
+        nhs: &str,
+        count: &str,
+    ) -> Result<Url, FailureReason> {
+        match form {
+            OtherForm::Absolute {
+                resource_type,
+                param,
+            } => {
+                // The patient's address here, as the server writes it in an absolute reference.
+                let patient = self.ask_url("Patient", local_id, count)?;
+                self.url(
+                    resource_type,
+                    &[(param, patient.as_str()), ("_count", count)],
+                )
+            }
+            OtherForm::Identifier { resource_type } => {
+                let token = format!("{}|{nhs}", mcr_domain::NhsNumber::SYSTEM);
+                self.url(
+                    resource_type,
+                    &[("patient:identifier", token.as_str()), ("_count", count)],
+                )
+            }
+        }
     }
 
     async fn read_patient(
@@ -259,19 +315,42 @@ impl Source for HttpSource {
             (None, _) => None,
         };
         let budget = Budget::for_view(self.limits.max_bytes_per_source, identity, &ask);
+        let count = self.limits.page_size.to_string();
+        let asks = self.view_asks(local_id, grant.patient().as_str(), types, &ask, &count)?;
+        // Two searches of one type (by `Patient/{id}` and by the base URL, say) may both find
+        // an item, from a server that finds either form by either search: it is kept once.
+        let seen = std::sync::Mutex::new(std::collections::HashSet::<String>::new());
+        let once = |r: Received<'_>| {
+            let key = format!(
+                "{}/{}",
+                mcr_fhir::resource_type(r.doc).unwrap_or_default(),
+                mcr_fhir::resource_id(r.doc).unwrap_or_default()
+            );
+            let first = seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(key);
+            if first {
+                digest(r)
+            } else {
+                Digested::Ignored
+            }
+        };
+        let digest: &Digest<'_> = if ask.other_forms.is_empty() {
+            digest
+        } else {
+            &once
+        };
         if self.config.batch {
-            let fetched = self.fetch_batch(local_id, types, &budget, digest).await?;
+            let fetched = self.fetch_batch(local_id, &asks, &budget, digest).await?;
             return budget.finish(fetched);
         }
-        let count = self.limits.page_size.to_string();
-        let searches = types.iter().map(|t| {
+        let searches = asks.into_iter().map(|(t, url)| {
             let budget = &budget;
-            let count = &count;
             async move {
-                if *t == "Patient" {
+                if t == "Patient" {
                     return self.read_patient(local_id, budget, digest).await;
                 }
-                let url = self.ask_url(t, local_id, count)?;
                 self.search_all(url, t, Some(local_id), budget, digest, Seen::default())
                     .await
             }

@@ -14,7 +14,7 @@ mod config;
 mod http;
 mod page;
 
-pub use config::{FederationConfig, SourceConfig, SourceKind};
+pub use config::{FederationConfig, PatientSearch, SourceConfig, SourceKind};
 pub use http::HttpSource;
 pub(crate) use http::{server_timing_app_ms, transport_failure};
 
@@ -58,6 +58,9 @@ pub struct SourceFetch {
     /// The source sent part of the record, then stopped for this reason (its deadline or the
     /// size cap): what arrived is in `outcome`, shown, and the view says the rest is missing.
     pub cut_short: Option<FailureReason>,
+    /// The forms of patient reference this source's search could not be asked for (see
+    /// [`crate::PatientSearch`]): said in the view and counted in the audit record.
+    pub unsearchable: Vec<mcr_domain::UnsearchableForm>,
 }
 
 /// What one source answered: the resources, and how long it said it took.
@@ -118,6 +121,7 @@ impl SourceFetch {
             source_ms: None,
             warnings: Vec::new(),
             cut_short: None,
+            unsearchable: Vec::new(),
         }
     }
 }
@@ -136,6 +140,35 @@ pub struct Ask {
     pub until: tokio::time::Instant,
     /// The same deadline as a length, for the words that name it.
     pub deadline: Duration,
+    /// The searches made besides `patient={id}` for each type, for items naming the patient
+    /// in another form (see [`crate::PatientSearch`]); an item two of them find is kept once.
+    pub other_forms: Vec<OtherForm>,
+}
+
+/// A search a view makes of a FHIR R4 source besides `patient={local id}`, for the items
+/// that name the patient in another form of reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OtherForm {
+    /// By the source's own base URL, `{param}={base}/Patient/{local id}`: `param` is
+    /// `subject` where the type has that parameter (a server may match a `patient` search
+    /// only against relative references, as Medplum does), else `patient`.
+    Absolute {
+        resource_type: String,
+        param: &'static str,
+    },
+    /// By NHS number, `patient:identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs}`: for a
+    /// type whose CapabilityStatement declares the modifier.
+    Identifier { resource_type: String },
+}
+
+impl OtherForm {
+    pub fn resource_type(&self) -> &str {
+        match self {
+            OtherForm::Absolute { resource_type, .. } | OtherForm::Identifier { resource_type } => {
+                resource_type
+            }
+        }
+    }
 }
 
 impl Ask {
@@ -145,6 +178,7 @@ impl Ask {
             signed: None,
             until: tokio::time::Instant::now() + deadline,
             deadline,
+            other_forms: Vec::new(),
         }
     }
 

@@ -308,6 +308,7 @@ pub fn merge(filter: &ResourceFilter<'_>, fetches: Vec<SourceFetch>) -> MergedRe
                 not_shown.sort_by(|a, b| a.resource_type.cmp(&b.resource_type));
                 not_shown
             },
+            unsearchable: std::mem::take(&mut f.unsearchable),
         });
     }
 
@@ -389,6 +390,7 @@ pub fn take_sections(
             source_ms: f.source_ms,
             warnings: f.warnings.clone(),
             cut_short: f.cut_short.clone(),
+            unsearchable: f.unsearchable.clone(),
         })
         .collect();
     let mut record = merge(filter, part);

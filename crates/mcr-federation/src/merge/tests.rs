@@ -63,6 +63,7 @@ fn digest_answers(filter: &ResourceFilter<'_>, answers: Vec<Answer>) -> Vec<Sour
                 source_ms: None,
                 warnings: Vec::new(),
                 cut_short: None,
+                unsearchable: Vec::new(),
             }
         })
         .collect()

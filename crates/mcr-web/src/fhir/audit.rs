@@ -120,14 +120,33 @@ pub(crate) fn audit_event(e: &AuditEntry, base_url: &str) -> Value {
         details.push(json!({"type": "basis", "valueString": b}));
     }
     for s in &ev.sources {
-        details.push(json!({
-            "type": format!("source:{}", s.source),
-            "valueString": if s.not_tied > 0 {
-                format!("{} ({}): {}, {} item(s), {} withheld, {} not tied to this patient", s.source, s.org_code, s.status, s.items, s.withheld, s.not_tied)
-            } else {
-                format!("{} ({}): {}, {} item(s), {} withheld", s.source, s.org_code, s.status, s.items, s.withheld)
-            }
-        }));
+        let mut said = if s.not_tied > 0 {
+            format!(
+                "{} ({}): {}, {} item(s), {} withheld, {} not tied to this patient",
+                s.source, s.org_code, s.status, s.items, s.withheld, s.not_tied
+            )
+        } else {
+            format!(
+                "{} ({}): {}, {} item(s), {} withheld",
+                s.source, s.org_code, s.status, s.items, s.withheld
+            )
+        };
+        if !s.unsearchable.is_empty() {
+            let forms: Vec<&str> = s
+                .unsearchable
+                .iter()
+                .map(|f| match f.as_str() {
+                    "identifier" => "NHS number only",
+                    "contained" => "a contained Patient",
+                    other => other,
+                })
+                .collect();
+            said.push_str(&format!(
+                ", its search cannot find items naming the patient by {}",
+                forms.join(" or ")
+            ));
+        }
+        details.push(json!({"type": format!("source:{}", s.source), "valueString": said}));
     }
     let mut entity = Vec::new();
     if let Some(nhs) = &ev.patient {
@@ -374,6 +393,30 @@ mod tests {
             role_profile_id: None,
             system: None,
         }
+    }
+
+    #[test]
+    fn a_sources_detail_names_the_forms_its_search_cannot_find() {
+        let mut event = event_of(mcr_gateway::Action::ViewRecord, Outcome::Permit);
+        // As the trail stores it.
+        event.sources = serde_json::from_value(json!([{
+            "source": "community", "org_code": "RY4", "status": "ok", "items": 3, "withheld": 0,
+            "unsearchable": ["identifier", "contained"]
+        }]))
+        .expect("a source's audit");
+        let rendered = audit_event(&AuditEntry { seq: 7, event }, "https://mcr.example");
+        let said = rendered["entity"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|e| e["detail"].as_array().into_iter().flatten())
+            .find(|d| d["type"] == "source:community")
+            .map(|d| d["valueString"].clone())
+            .unwrap_or_default();
+        assert_eq!(
+            said,
+            "community (RY4): ok, 3 item(s), 0 withheld, its search cannot find items naming the patient by NHS number only or a contained Patient"
+        );
     }
 
     #[test]

@@ -395,6 +395,14 @@ fn outcome_issues(record: &mcr_domain::MergedRecord) -> Vec<Issue> {
                 }),
             },
         }
+        // Forms of patient reference the source's search cannot be asked for: items naming
+        // the patient only so may exist, and are not here.
+        if let Some(sentence) = s.unsearchable_sentence() {
+            issues.push(
+                Issue::warning(IssueType::Incomplete, "references-not-searchable", sentence)
+                    .at(s.source.as_str()),
+            );
+        }
         // Types the record has no place for: named and counted, never ignored in silence.
         if let Some(sentence) = s.not_shown_sentence() {
             issues.push(
@@ -632,7 +640,8 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn types_a_source_holds_that_the_record_does_not_show_are_named_in_the_operation_outcome() {
+    fn types_a_source_holds_that_the_record_does_not_show_and_forms_its_search_cannot_find_are_named_in_the_operation_outcome(
+    ) {
         let source = mcr_domain::SourceOutcome {
             source: mcr_domain::SourceId::parse("community").unwrap_or_else(|_| unreachable!()),
             org_code: mcr_domain::OdsCode::parse("RY4").unwrap_or_else(|_| unreachable!()),
@@ -648,6 +657,7 @@ pub(crate) mod tests {
                 resource_type: "Goal".into(),
                 count: 12,
             }],
+            unsearchable: vec![mcr_domain::UnsearchableForm::Contained],
         };
         let view = View {
             record: MergedRecord {
@@ -691,6 +701,16 @@ pub(crate) mod tests {
             "Not shown: 12 Goal resources from Hertfordshire Community NHS Trust (this record has no section for them; ask Hertfordshire Community NHS Trust if you need them)."
         );
         assert_eq!(not_shown["expression"][0], "community");
+        let unsearchable = issues
+            .iter()
+            .find(|i| i["details"]["coding"][0]["code"] == "references-not-searchable")
+            .unwrap_or_else(|| panic!("no references-not-searchable issue: {issues:?}"));
+        assert_eq!(unsearchable["severity"], "warning");
+        assert_eq!(
+            unsearchable["details"]["text"],
+            "Hertfordshire Community NHS Trust's search cannot find items that name the patient inside the item; any such items are not shown."
+        );
+        assert_eq!(unsearchable["expression"][0], "community");
     }
 
     /// A view of `n` items in each of two sections, from two sources.

@@ -104,6 +104,9 @@ pub(super) async fn start(
             }),
             deadline_ms: None,
             feed_timeout_secs: None,
+            // A simulated source holds its records by local id and finds them whatever form
+            // of patient reference it writes them with: one search per type is enough.
+            patient_search: mcr_federation::PatientSearch::EveryForm,
         });
         if gp_connect {
             // The one GP system answers for every practice, each at its own endpoint.

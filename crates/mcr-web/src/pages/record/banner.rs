@@ -129,6 +129,7 @@ mod tests {
             elapsed_ms: 10,
             warnings: Vec::new(),
             not_shown: Vec::new(),
+            unsearchable: Vec::new(),
         };
         let record = MergedRecord {
             nhs_number: NhsNumber::parse("9434765919").unwrap_or_else(|_| unreachable!()),
@@ -198,6 +199,7 @@ mod tests {
             elapsed_ms: 3000,
             warnings: Vec::new(),
             not_shown: Vec::new(),
+            unsearchable: Vec::new(),
         };
         let record = MergedRecord {
             nhs_number: NhsNumber::parse("9434765919").unwrap_or_else(|_| unreachable!()),
@@ -258,6 +260,7 @@ mod tests {
             elapsed_ms: 10,
             warnings: Vec::new(),
             not_shown: Vec::new(),
+            unsearchable: Vec::new(),
         };
         let warned = mcr_domain::SourceOutcome {
             status: SourceStatus::Ok,
@@ -307,7 +310,7 @@ mod tests {
     }
 
     #[test]
-    fn types_the_record_does_not_show_are_named_in_the_banner() {
+    fn types_the_record_does_not_show_and_forms_a_search_cannot_find_are_named_in_the_banner() {
         let mut record = record_with(Vec::new());
         record.sources.push(mcr_domain::SourceOutcome {
             source: SourceId::parse("community").unwrap_or_else(|_| unreachable!()),
@@ -330,6 +333,10 @@ mod tests {
                     count: 1,
                 },
             ],
+            unsearchable: vec![
+                mcr_domain::UnsearchableForm::Identifier,
+                mcr_domain::UnsearchableForm::Contained,
+            ],
         });
         let view = mcr_gateway::View {
             record,
@@ -346,8 +353,17 @@ mod tests {
             page.not_shown,
             ["Not shown: 12 Goal resources, 1 NutritionOrder resource from Hertfordshire Community NHS Trust (this record has no section for them; ask Hertfordshire Community NHS Trust if you need them)."]
         );
+        assert_eq!(
+            page.unsearchable,
+            ["Hertfordshire Community NHS Trust's search cannot find items that name the patient only by NHS number or inside the item; any such items are not shown."],
+            "one line for the source"
+        );
         let html = page.render().unwrap_or_default();
         assert!(html.contains("12 Goal resources"), "{html}");
-        assert!(html.contains("has no place in this record"));
+        assert!(
+            html.contains("only by NHS number or inside the item"),
+            "{html}"
+        );
+        assert!(html.contains("not every source can be asked for every item"));
     }
 }

@@ -111,6 +111,9 @@ pub(crate) struct RecordPage {
     /// For each source that sent resources of types the record has no place for: the
     /// sentence naming them and how many.
     pub not_shown: Vec<String>,
+    /// For each source that answered whose search cannot be asked for every form of patient
+    /// reference: the sentence naming the forms (one line a source).
+    pub unsearchable: Vec<String>,
     pub withheld: bool,
     /// The sources disagreeing on name, date of birth or sex, and open identity questions
     /// from patient matching (possible wrong NHS number, records in review).
@@ -160,6 +163,11 @@ pub(crate) fn record_page(view: &mcr_gateway::View, filter: &Filter) -> RecordPa
             .sources
             .iter()
             .filter_map(mcr_domain::SourceOutcome::not_shown_sentence)
+            .collect(),
+        unsearchable: r
+            .sources
+            .iter()
+            .filter_map(mcr_domain::SourceOutcome::unsearchable_sentence)
             .collect(),
         withheld: r.withheld,
         // The sources' own disagreement on who this is, then the matching queue's questions.

@@ -1,0 +1,196 @@
+//! Which searches a view makes of a FHIR R4 source for the forms in which an item may name its
+//! patient, and which forms it cannot ask for (see [`PatientSearch`]).
+//!
+//! A source whose search finds only relative references is asked again, per type, by its own
+//! base URL (`subject={base}/Patient/{id}`, or `patient=…` for a type without `subject`), and
+//! by NHS number (`patient:identifier=…`) for each type its CapabilityStatement declares the
+//! modifier on. A contained `Patient` can never be searched for, nor an identifier without the
+//! modifier: those forms are named, for the view to say and the audit record to count.
+
+use crate::capabilities::Discovery;
+use crate::client::{OtherForm, PatientSearch, SourceConfig, SourceKind};
+use mcr_domain::UnsearchableForm;
+
+/// The R4 resource types whose search parameters include `subject` (the rest of the types a
+/// view asks for are searched by `patient` only): used until a source's CapabilityStatement
+/// says which it lists.
+const R4_SUBJECT_TYPES: &[&str] = &[
+    "CarePlan",
+    "CareTeam",
+    "ClinicalImpression",
+    "Composition",
+    "Condition",
+    "DeviceRequest",
+    "DiagnosticReport",
+    "DocumentReference",
+    "Encounter",
+    "Flag",
+    "Goal",
+    "List",
+    "Media",
+    "MedicationAdministration",
+    "MedicationDispense",
+    "MedicationRequest",
+    "MedicationStatement",
+    "Observation",
+    "Procedure",
+    "QuestionnaireResponse",
+    "RiskAssessment",
+    "ServiceRequest",
+    "Specimen",
+];
+
+/// The searches besides `patient={id}` for the types `wanted` of a source configured as
+/// `config` (whose statement, if read, is in `discovery`), and the forms it cannot be asked
+/// for, sorted. Nothing for a GP Connect source (one structured-record call, by NHS number),
+/// a source whose search finds every form, or a view that asks for no type but `Patient`.
+pub(crate) fn other_forms(
+    config: &SourceConfig,
+    discovery: Option<&Discovery>,
+    wanted: &[&str],
+) -> (Vec<OtherForm>, Vec<UnsearchableForm>) {
+    if config.kind != SourceKind::FhirR4 || config.patient_search == PatientSearch::EveryForm {
+        return (Vec::new(), Vec::new());
+    }
+    let mut forms = Vec::new();
+    let mut identifier_everywhere = true;
+    for t in wanted.iter().copied().filter(|t| *t != "Patient") {
+        let said = discovery.and_then(|d| d.of_type(t));
+        let subject = match &said {
+            Some(c) => c.has_subject(),
+            None => R4_SUBJECT_TYPES.contains(&t),
+        };
+        forms.push(OtherForm::Absolute {
+            resource_type: t.to_owned(),
+            param: if subject { "subject" } else { "patient" },
+        });
+        if said.is_some_and(|c| c.patient_identifier) {
+            forms.push(OtherForm::Identifier {
+                resource_type: t.to_owned(),
+            });
+        } else {
+            identifier_everywhere = false;
+        }
+    }
+    if forms.is_empty() {
+        return (forms, Vec::new());
+    }
+    let mut unsearchable = Vec::new();
+    if !identifier_everywhere {
+        unsearchable.push(UnsearchableForm::Identifier);
+    }
+    unsearchable.push(UnsearchableForm::Contained);
+    (forms, unsearchable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capabilities::{Capabilities, TypeCapability};
+
+    fn config(patient_search: PatientSearch, kind: SourceKind) -> SourceConfig {
+        SourceConfig {
+            id: mcr_domain::SourceId::parse("acute").expect("id"),
+            organisation: mcr_domain::Organisation {
+                code: mcr_domain::OdsCode::parse("RWH").expect("ods"),
+                name: "Acute".into(),
+                kind: mcr_domain::OrgKind::AcuteTrust,
+                member: true,
+                suspended: false,
+            },
+            base_url: url::Url::parse("https://acute.example/fhir").expect("url"),
+            resource_types: Vec::new(),
+            batch: true,
+            kind,
+            gp_connect: None,
+            deadline_ms: None,
+            feed_timeout_secs: None,
+            patient_search,
+        }
+    }
+
+    fn absolute(t: &str, param: &'static str) -> OtherForm {
+        OtherForm::Absolute {
+            resource_type: t.into(),
+            param,
+        }
+    }
+
+    #[test]
+    fn a_source_that_finds_only_relative_references_is_asked_again_by_its_base_url() {
+        let c = config(PatientSearch::Relative, SourceKind::FhirR4);
+        // Nothing read yet: R4's own parameters decide `subject` or `patient`.
+        let (forms, unsearchable) =
+            other_forms(&c, None, &["Patient", "Condition", "AllergyIntolerance"]);
+        assert_eq!(
+            forms,
+            [
+                absolute("Condition", "subject"),
+                absolute("AllergyIntolerance", "patient")
+            ]
+        );
+        assert_eq!(
+            unsearchable,
+            [UnsearchableForm::Identifier, UnsearchableForm::Contained],
+            "no statement declares `:identifier`, and a contained Patient is never searchable"
+        );
+    }
+
+    #[test]
+    fn by_nhs_number_only_where_the_statement_declares_the_identifier_modifier() {
+        let c = config(PatientSearch::Relative, SourceKind::FhirR4);
+        let d = Discovery::default();
+        let mut caps = Capabilities::default();
+        for (t, identifier) in [("Condition", true), ("Flag", false)] {
+            caps.types.insert(
+                t.into(),
+                TypeCapability {
+                    search_params: vec!["patient".into()],
+                    by_patient: true,
+                    patient_identifier: identifier,
+                },
+            );
+        }
+        let at = chrono::DateTime::<chrono::Utc>::from_timestamp(1_795_000_000, 0).expect("time");
+        d.record(Ok(caps), at);
+        let (forms, unsearchable) = other_forms(&c, Some(&d), &["Condition", "Flag"]);
+        assert_eq!(
+            forms,
+            [
+                // The statement lists no `subject` for either: asked by `patient`.
+                absolute("Condition", "patient"),
+                OtherForm::Identifier {
+                    resource_type: "Condition".into()
+                },
+                absolute("Flag", "patient"),
+            ]
+        );
+        assert_eq!(
+            unsearchable,
+            [UnsearchableForm::Identifier, UnsearchableForm::Contained],
+            "Flag items naming the patient by NHS number alone cannot be asked for"
+        );
+        // Every type declares it: only the contained form is left.
+        let (_, unsearchable) = other_forms(&c, Some(&d), &["Condition"]);
+        assert_eq!(unsearchable, [UnsearchableForm::Contained]);
+    }
+
+    #[test]
+    fn nothing_more_is_asked_or_said_where_it_cannot_help() {
+        for c in [
+            config(PatientSearch::EveryForm, SourceKind::FhirR4),
+            config(PatientSearch::Relative, SourceKind::GpConnect),
+        ] {
+            assert_eq!(
+                other_forms(&c, None, &["Condition"]),
+                (Vec::new(), Vec::new())
+            );
+        }
+        let c = config(PatientSearch::Relative, SourceKind::FhirR4);
+        assert_eq!(
+            other_forms(&c, None, &["Patient"]),
+            (Vec::new(), Vec::new()),
+            "a view of demographics alone asks for no item"
+        );
+    }
+}
