@@ -252,6 +252,12 @@ impl Gateway {
                 }
                 .instrument(Phases::span("audit")),
             );
+            // A task spawned from a runtime worker waits in that worker's own next-task slot,
+            // which no other worker takes, until the spawning task yields. Without this yield
+            // the audit record reached the store only once the caller had merged, encoded and
+            // begun to wait for it, so its commit followed all that instead of running beside
+            // it. Yielding runs it now, up to its write being handed to the store's thread.
+            tokio::task::yield_now().await;
 
             let mut record =
                 Phases::span("merge").in_scope(|| mcr_federation::merge(&filter, fetched.fetches));

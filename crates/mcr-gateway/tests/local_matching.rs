@@ -85,6 +85,7 @@ fn held(id: &str, org: Organisation) -> Arc<dyn Source> {
         gp_connect: None,
         deadline_ms: None,
         feed_timeout_secs: None,
+        patient_search: mcr_federation::PatientSearch::EveryForm,
     }))
 }
 
