@@ -3,16 +3,19 @@
 //! has no arrays; PostgreSQL binds a batch as arrays, one statement each).
 
 use super::SqliteStore;
-use crate::common::{last_per_key, ts};
+use crate::common::{last_per_key, ts, Dialect, Statement};
 use crate::index::{patient_from_row, PATIENT_COLUMNS, UNMATCHED_UPSERT};
 use crate::match_review::{
     candidate_from_row, candidates, candidates_for, candidates_of, check_decision,
-    decision_from_row, decision_writes, decisions, patients_after, MatchCandidateRow,
+    decision_from_row, decision_writes, decisions, patients_after_sql, patients_after_values,
+    patients_from_json, MatchCandidateRow,
     MatchDecisionRow, MatchStore, RecordKey, CANDIDATE_COLUMNS, CANDIDATE_UPSERT,
 };
 use crate::{AuditAppend, AuditRow, ChainFn, IndexedPatient, Result, SourceLink, UnmatchedRecord};
 use async_trait::async_trait;
 use mcr_domain::{NhsNumber, SourceId};
+use sqlx::Row;
+use std::sync::LazyLock;
 
 /// Record keys per statement on SQLite (two parameters each, well under its limit).
 const KEYS_PER_STATEMENT: usize = 400;
@@ -49,9 +52,10 @@ impl MatchStore for SqliteStore {
         after: Option<&NhsNumber>,
         limit: u32,
     ) -> Result<Vec<IndexedPatient>> {
-        patients_after(after, limit)
-            .fetch_all(&self.read, patient_from_row)
-            .await
+        static SQL: LazyLock<String> = LazyLock::new(|| patients_after_sql(Dialect::Sqlite));
+        let page = Statement::new(SQL.as_str(), patients_after_values(after, limit));
+        let answer: String = page.query::<sqlx::Sqlite>().fetch_one(&self.read).await?.try_get(0)?;
+        patients_from_json(&answer)
     }
 
     async fn patients_by_nhs(&self, nhs: &[NhsNumber]) -> Result<Vec<IndexedPatient>> {
