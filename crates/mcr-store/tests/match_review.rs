@@ -129,11 +129,11 @@ async fn story(store: &dyn Store) {
         .await
         .expect("page");
     assert_eq!(rest, patients[2..]);
-    let after_last = store
-        .patients_after(Some(&nhs(5)), 10)
-        .await
-        .expect("page");
-    assert!(after_last.is_empty(), "a page after the last patient is empty");
+    let after_last = store.patients_after(Some(&nhs(5)), 10).await.expect("page");
+    assert!(
+        after_last.is_empty(),
+        "a page after the last patient is empty"
+    );
     let mut some = store
         .patients_by_nhs(&[nhs(2), nhs(4), nhs(77)])
         .await

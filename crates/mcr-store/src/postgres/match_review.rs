@@ -8,8 +8,8 @@ use crate::index::{patient_from_row, PATIENT_COLUMNS, UNMATCHED_UPSERT};
 use crate::match_review::{
     candidate_from_row, candidates, candidates_for, candidates_of, check_decision,
     decision_from_row, decision_writes, decisions, patients_after_sql, patients_after_values,
-    patients_from_json, MatchCandidateRow,
-    MatchDecisionRow, MatchStore, RecordKey, CANDIDATE_COLUMNS, CANDIDATE_UPSERT,
+    patients_from_json, MatchCandidateRow, MatchDecisionRow, MatchStore, RecordKey,
+    CANDIDATE_COLUMNS, CANDIDATE_UPSERT,
 };
 use crate::{AuditAppend, AuditRow, ChainFn, IndexedPatient, Result, SourceLink, UnmatchedRecord};
 use async_trait::async_trait;
@@ -49,7 +49,11 @@ impl MatchStore for PostgresStore {
     ) -> Result<Vec<IndexedPatient>> {
         static SQL: LazyLock<String> = LazyLock::new(|| patients_after_sql(Dialect::Postgres));
         let page = Statement::new(SQL.as_str(), patients_after_values(after, limit));
-        let answer: String = page.query::<sqlx::Postgres>().fetch_one(&self.pool).await?.try_get(0)?;
+        let answer: String = page
+            .query::<sqlx::Postgres>()
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
         patients_from_json(&answer)
     }
 

@@ -8,8 +8,8 @@ use crate::index::{patient_from_row, PATIENT_COLUMNS, UNMATCHED_UPSERT};
 use crate::match_review::{
     candidate_from_row, candidates, candidates_for, candidates_of, check_decision,
     decision_from_row, decision_writes, decisions, patients_after_sql, patients_after_values,
-    patients_from_json, MatchCandidateRow,
-    MatchDecisionRow, MatchStore, RecordKey, CANDIDATE_COLUMNS, CANDIDATE_UPSERT,
+    patients_from_json, MatchCandidateRow, MatchDecisionRow, MatchStore, RecordKey,
+    CANDIDATE_COLUMNS, CANDIDATE_UPSERT,
 };
 use crate::{AuditAppend, AuditRow, ChainFn, IndexedPatient, Result, SourceLink, UnmatchedRecord};
 use async_trait::async_trait;
@@ -54,7 +54,11 @@ impl MatchStore for SqliteStore {
     ) -> Result<Vec<IndexedPatient>> {
         static SQL: LazyLock<String> = LazyLock::new(|| patients_after_sql(Dialect::Sqlite));
         let page = Statement::new(SQL.as_str(), patients_after_values(after, limit));
-        let answer: String = page.query::<sqlx::Sqlite>().fetch_one(&self.read).await?.try_get(0)?;
+        let answer: String = page
+            .query::<sqlx::Sqlite>()
+            .fetch_one(&self.read)
+            .await?
+            .try_get(0)?;
         patients_from_json(&answer)
     }
 
