@@ -18,5 +18,6 @@ crate::local_identity::local_identity_impl!(
     pool,
     write_tx,
     write_tx,
-    append_audit_in_tx
+    append_audit_in_tx,
+    super::match_review::delete_keys
 );

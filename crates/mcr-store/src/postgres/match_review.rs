@@ -20,7 +20,7 @@ use std::sync::LazyLock;
 
 /// Delete `records` from `table` by `(source, local_id)`, in one statement (the keys as two
 /// arrays: SQLite, which has none, binds them in chunks of rows instead).
-async fn delete_keys<'e>(
+pub(super) async fn delete_keys<'e>(
     e: impl sqlx::PgExecutor<'e>,
     table: &str,
     records: &[RecordKey],

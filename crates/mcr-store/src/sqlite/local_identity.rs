@@ -27,5 +27,6 @@ crate::local_identity::local_identity_impl!(
     read,
     write_tx,
     append_tx,
-    append_audit_in_tx
+    append_audit_in_tx,
+    super::match_review::sqlite_delete_keys
 );

@@ -21,7 +21,7 @@ use std::sync::LazyLock;
 const KEYS_PER_STATEMENT: usize = 400;
 
 /// Delete `records` from `table` by `(source, local_id)`, many per statement, in `tx`.
-async fn sqlite_delete_keys(
+pub(super) async fn sqlite_delete_keys(
     tx: &mut sqlx::SqliteConnection,
     table: &str,
     records: &[RecordKey],
