@@ -129,6 +129,13 @@ where
     }
 }
 
+/// Which SQL a statement is written in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
 /// A row the database sent as a JSON array, its values in the order of `columns` (the
 /// statement built them that way): strings, `null`, and a flag as `true`/`false` (PostgreSQL)
 /// or `1`/`0` (SQLite). Dates are `YYYY-MM-DD` text on both.

@@ -9,8 +9,8 @@
 //! (`sqlite/governance.rs`, `postgres/governance.rs`); what is read and written is here.
 
 use crate::care_event::{care_event_from_row, push_events};
-use crate::common::{ts, Cells, JsonRow, Statement, Value};
-use crate::index::{link_from_row, patient_from_row};
+use crate::common::{ts, Cells, Dialect, JsonRow, Statement, Value};
+use crate::index::{link_from_row, patient_from_row, PATIENT_COLUMN_NAMES};
 use crate::{
     EmergencyRow, GovernanceChange, GovernanceRecords, ObjectionRow, PermissionRow,
     RelationshipRow, Result, SourceLink, StoreError, ViewInputs,
@@ -115,16 +115,7 @@ const INDEX_TABLES: [UnionTable; 2] = [
     UnionTable {
         name: "patient",
         tag: 5,
-        columns: &[
-            "nhs_number",
-            "family",
-            "given",
-            "birth_date",
-            "gender",
-            "postcode",
-            "gp_practice",
-            "updated_at",
-        ],
+        columns: &PATIENT_COLUMN_NAMES,
         order: None,
     },
     UnionTable {
@@ -228,13 +219,6 @@ fn view_tables() -> [&'static UnionTable; 9] {
         care_event,
         &CANDIDATE_TABLE,
     ]
-}
-
-/// Which SQL a statement is written in.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Dialect {
-    Sqlite,
-    Postgres,
 }
 
 /// What a record view reads before deciding, as one statement answering one value: a JSON

@@ -131,6 +131,17 @@ where
 
 pub(crate) const PATIENT_COLUMNS: &str =
     "nhs_number, family, given, birth_date, gender, postcode, gp_practice, updated_at";
+/// [`PATIENT_COLUMNS`] one by one, for a patient row the database sends as JSON.
+pub(crate) const PATIENT_COLUMN_NAMES: [&str; 8] = [
+    "nhs_number",
+    "family",
+    "given",
+    "birth_date",
+    "gender",
+    "postcode",
+    "gp_practice",
+    "updated_at",
+];
 pub(crate) const LINK_COLUMNS: &str =
     "nhs_number, source, local_id, method, family, given, birth_date, postcode, linked_at";
 

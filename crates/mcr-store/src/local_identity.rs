@@ -293,9 +293,11 @@ where
 
 /// The statements both backends run, written with `$n` parameters (which sqlx's SQLite
 /// driver reads as the same numbered parameters). `$read` is the pool reads use; `$write` opens a write transaction; `$append`
-/// opens one that may append to the audit trail; `$append_in_tx` appends in it.
+/// opens one that may append to the audit trail; `$append_in_tx` appends in it;
+/// `$delete_keys` deletes rows of a table by many `(source, local_id)` keys at once, in a
+/// transaction.
 macro_rules! local_identity_impl {
-    ($store:ty, $read:ident, $write:ident, $append:ident, $append_in_tx:path) => {
+    ($store:ty, $read:ident, $write:ident, $append:ident, $append_in_tx:path, $delete_keys:path) => {
         #[async_trait::async_trait]
         impl $crate::local_identity::LocalIdentityStore for $store {
             async fn put_local_persons(
@@ -623,15 +625,8 @@ macro_rules! local_identity_impl {
                 });
                 let this = self;
                 $write!(this, tx, {
-                    for (source, local_id) in evaluated {
-                        sqlx::query(
-                            "DELETE FROM local_match_candidate WHERE source = $1 AND local_id = $2",
-                        )
-                        .bind(source.as_str())
-                        .bind(local_id)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
+                    // Many records per statement: a pass evaluates every waiting record.
+                    $delete_keys(&mut *tx, "local_match_candidate", evaluated).await?;
                     for c in rows {
                         sqlx::query(&format!(
                             "INSERT INTO local_match_candidate ({}) VALUES \

@@ -6,8 +6,10 @@
 //! records kept, a batch at a time). A decision is written with its audit record in one
 //! transaction.
 
-use crate::common::{parse_nhs, parse_source, parse_ts, ts, Cells, Statement, Value};
-use crate::index::{LINK_COLUMNS, LINK_UPSERT, PATIENT_COLUMNS};
+use crate::common::{
+    parse_nhs, parse_source, parse_ts, ts, Cells, Dialect, JsonRow, Statement, Value,
+};
+use crate::index::{patient_from_row, LINK_COLUMNS, LINK_UPSERT, PATIENT_COLUMN_NAMES};
 use crate::{
     AuditAppend, AuditRow, ChainFn, IndexedPatient, Result, SourceLink, StoreError, UnmatchedRecord,
 };
@@ -193,21 +195,50 @@ pub(crate) fn check_decision(d: &MatchDecisionRow, link: Option<&SourceLink>) ->
     }
 }
 
-/// Index patients with an NHS number after `after`, in NHS number order, at most `limit`.
-pub(crate) fn patients_after(after: Option<&NhsNumber>, limit: u32) -> Statement<'_> {
-    static SQL: LazyLock<String> = LazyLock::new(|| {
-        format!(
-            "SELECT {PATIENT_COLUMNS} FROM patient WHERE nhs_number > $1 \
-             ORDER BY nhs_number LIMIT $2"
-        )
-    });
-    Statement::new(
-        SQL.as_str(),
-        vec![
-            Value::Text(after.map_or("", NhsNumber::as_str)),
-            Value::Int(i64::from(limit)),
-        ],
-    )
+/// Index patients with an NHS number after `$1`, in NHS number order, at most `$2`, as one
+/// statement answering one value: a JSON array of the patients, each an array of
+/// [`PATIENT_COLUMN_NAMES`] in order (read with [`patients_from_json`]). One value rather
+/// than a row per patient: the matching pass reads the whole index this way, and the driver
+/// handing each row across from the database one at a time, not the SQL, was most of that
+/// read's time.
+pub(crate) fn patients_after_sql(dialect: Dialect) -> String {
+    let columns = PATIENT_COLUMN_NAMES.join(", ");
+    let page = format!(
+        "(SELECT {columns} FROM patient WHERE nhs_number > $1 ORDER BY nhs_number LIMIT $2) page"
+    );
+    match dialect {
+        Dialect::Sqlite => format!(
+            "SELECT json_group_array(json_array({columns}) ORDER BY nhs_number) FROM {page}"
+        ),
+        Dialect::Postgres => format!(
+            "SELECT coalesce(json_agg(json_build_array({columns}) ORDER BY nhs_number), \
+             '[]'::json)::text FROM {page}"
+        ),
+    }
+}
+
+/// The values of [`patients_after_sql`]: the NHS number after which the page starts, and the
+/// page's size.
+pub(crate) fn patients_after_values(after: Option<&NhsNumber>, limit: u32) -> Vec<Value<'_>> {
+    vec![
+        Value::Text(after.map_or("", NhsNumber::as_str)),
+        Value::Int(i64::from(limit)),
+    ]
+}
+
+/// [`patients_after_sql`]'s answer, read (in its order).
+pub(crate) fn patients_from_json(answer: &str) -> Result<Vec<IndexedPatient>> {
+    let rows: Vec<Vec<serde_json::Value>> = serde_json::from_str(answer).map_err(|_| {
+        StoreError::Corrupt("the index page's read is not the JSON it should be".into())
+    })?;
+    rows.iter()
+        .map(|values| {
+            patient_from_row(&JsonRow {
+                columns: &PATIENT_COLUMN_NAMES,
+                values,
+            })
+        })
+        .collect()
 }
 
 /// Pairs awaiting review, highest score first, at most [`MATCH_LIST_MAX`].

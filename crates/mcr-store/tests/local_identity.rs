@@ -207,6 +207,41 @@ async fn story(store: &dyn Store) {
         store.local_candidates().await.expect("read"),
         vec![pair.clone()]
     );
+    // Records matched again with nothing to show lose their pairs (many records at once); a
+    // record not matched again keeps its own.
+    let other = mcr_store::LocalCandidateRow {
+        local_id: "w-other".into(),
+        ..pair.clone()
+    };
+    store
+        .replace_local_candidates(&[], std::slice::from_ref(&other))
+        .await
+        .expect("another record's pair");
+    store
+        .replace_local_candidates(
+            &[
+                (src("walk-in"), "w-twin".into()),
+                (src("walk-in"), "never-paired".into()),
+            ],
+            &[],
+        )
+        .await
+        .expect("matched again, nothing to show");
+    assert_eq!(
+        store.local_candidates().await.expect("read"),
+        vec![other.clone()]
+    );
+    store
+        .replace_local_candidates(
+            &[(src("walk-in"), "w-other".into())],
+            std::slice::from_ref(&pair),
+        )
+        .await
+        .expect("the pair again");
+    assert_eq!(
+        store.local_candidates().await.expect("read"),
+        vec![pair.clone()]
+    );
 
     // Resolved to an NHS number: its links move there, with the resolution's method, and it
     // says where it went; the audit record is written with it.

@@ -103,18 +103,37 @@ fn audit(action: &str) -> AuditAppend {
 }
 
 async fn story(store: &dyn Store) {
-    let patients: Vec<IndexedPatient> = (1..=5).map(|i| patient(i, "Smith")).collect();
-    store.upsert_patients(&patients).await.expect("patients");
+    // Written out of order, with every column's kinds of value: text JSON must escape
+    // (quotes, a backslash, a newline, letters outside ASCII), empty values, no values, a
+    // time to the nanosecond.
+    let mut patients: Vec<IndexedPatient> = (1..=5).map(|i| patient(i, "Smith")).collect();
+    patients[1].family = "O'Brien \"Jo\" \\ Ní Bhriain".into();
+    patients[1].given = "Zoë\nMarie-José".into();
+    patients[1].gender = None;
+    patients[1].postcode = None;
+    patients[1].gp_practice = Some("E82001".into());
+    patients[1].updated_at = t(5) + chrono::Duration::nanoseconds(123_456_789);
+    patients[3].gender = Some("unknown".into());
+    patients[3].postcode = Some(String::new());
+    patients[3].birth_date = NaiveDate::from_ymd_opt(1900, 1, 1).expect("date");
+    let mut shuffled = patients.clone();
+    shuffled.swap(0, 4);
+    shuffled.swap(1, 3);
+    store.upsert_patients(&shuffled).await.expect("patients");
 
-    // The index in pages, in NHS number order.
+    // The index in pages, in NHS number order, each patient exactly as written.
     let first = store.patients_after(None, 2).await.expect("page");
-    assert_eq!(first.len(), 2);
+    assert_eq!(first, patients[..2]);
     let rest = store
         .patients_after(Some(&first[1].nhs_number), 10)
         .await
         .expect("page");
-    assert_eq!(rest.len(), 3);
-    assert!(first[1].nhs_number < rest[0].nhs_number);
+    assert_eq!(rest, patients[2..]);
+    let after_last = store.patients_after(Some(&nhs(5)), 10).await.expect("page");
+    assert!(
+        after_last.is_empty(),
+        "a page after the last patient is empty"
+    );
     let mut some = store
         .patients_by_nhs(&[nhs(2), nhs(4), nhs(77)])
         .await

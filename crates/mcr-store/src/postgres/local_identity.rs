@@ -18,7 +18,8 @@ crate::local_identity::local_identity_impl!(
     pool,
     write_tx,
     write_tx,
-    append_audit_in_tx
+    append_audit_in_tx,
+    super::match_review::delete_keys
 );
 
 crate::local_decision::local_decision_impl!(PostgresStore, pool, write_tx, append_audit_in_tx);

@@ -3,21 +3,24 @@
 //! `ANY`), one statement per batch where SQLite binds rows in chunks.
 
 use super::PostgresStore;
-use crate::common::{last_per_key, ts};
+use crate::common::{last_per_key, ts, Dialect, Statement};
 use crate::index::{patient_from_row, PATIENT_COLUMNS, UNMATCHED_UPSERT};
 use crate::match_review::{
     candidate_from_row, candidates, candidates_for, candidates_of, check_decision,
-    decision_from_row, decision_writes, decisions, patients_after, MatchCandidateRow,
-    MatchDecisionRow, MatchStore, RecordKey, CANDIDATE_COLUMNS, CANDIDATE_UPSERT,
+    decision_from_row, decision_writes, decisions, patients_after_sql, patients_after_values,
+    patients_from_json, MatchCandidateRow, MatchDecisionRow, MatchStore, RecordKey,
+    CANDIDATE_COLUMNS, CANDIDATE_UPSERT,
 };
 use crate::{AuditAppend, AuditRow, ChainFn, IndexedPatient, Result, SourceLink, UnmatchedRecord};
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use mcr_domain::{NhsNumber, SourceId};
+use sqlx::Row;
+use std::sync::LazyLock;
 
 /// Delete `records` from `table` by `(source, local_id)`, in one statement (the keys as two
 /// arrays: SQLite, which has none, binds them in chunks of rows instead).
-async fn delete_keys<'e>(
+pub(super) async fn delete_keys<'e>(
     e: impl sqlx::PgExecutor<'e>,
     table: &str,
     records: &[RecordKey],
@@ -44,9 +47,14 @@ impl MatchStore for PostgresStore {
         after: Option<&NhsNumber>,
         limit: u32,
     ) -> Result<Vec<IndexedPatient>> {
-        patients_after(after, limit)
-            .fetch_all(&self.pool, patient_from_row)
-            .await
+        static SQL: LazyLock<String> = LazyLock::new(|| patients_after_sql(Dialect::Postgres));
+        let page = Statement::new(SQL.as_str(), patients_after_values(after, limit));
+        let answer: String = page
+            .query::<sqlx::Postgres>()
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        patients_from_json(&answer)
     }
 
     async fn patients_by_nhs(&self, nhs: &[NhsNumber]) -> Result<Vec<IndexedPatient>> {

@@ -28,7 +28,8 @@ crate::local_identity::local_identity_impl!(
     read,
     write_tx,
     append_tx,
-    append_audit_in_tx
+    append_audit_in_tx,
+    super::match_review::sqlite_delete_keys
 );
 
 crate::local_decision::local_decision_impl!(SqliteStore, read, append_tx, append_audit_in_tx);

@@ -3,22 +3,28 @@
 //! has no arrays; PostgreSQL binds a batch as arrays, one statement each).
 
 use super::SqliteStore;
-use crate::common::{last_per_key, ts};
+use crate::common::{last_per_key, ts, Dialect, Statement};
 use crate::index::{patient_from_row, PATIENT_COLUMNS, UNMATCHED_UPSERT};
 use crate::match_review::{
     candidate_from_row, candidates, candidates_for, candidates_of, check_decision,
-    decision_from_row, decision_writes, decisions, patients_after, MatchCandidateRow,
-    MatchDecisionRow, MatchStore, RecordKey, CANDIDATE_COLUMNS, CANDIDATE_UPSERT,
+    decision_from_row, decision_writes, decisions, patients_after_sql, patients_after_values,
+    patients_from_json, MatchCandidateRow, MatchDecisionRow, MatchStore, RecordKey,
+    CANDIDATE_COLUMNS, CANDIDATE_UPSERT,
 };
 use crate::{AuditAppend, AuditRow, ChainFn, IndexedPatient, Result, SourceLink, UnmatchedRecord};
 use async_trait::async_trait;
 use mcr_domain::{NhsNumber, SourceId};
+use sqlx::Row;
+use std::sync::LazyLock;
 
 /// Record keys per statement on SQLite (two parameters each, well under its limit).
 const KEYS_PER_STATEMENT: usize = 400;
 
+/// Review pairs per statement on SQLite.
+const CANDIDATES_PER_STATEMENT: usize = 400;
+
 /// Delete `records` from `table` by `(source, local_id)`, many per statement, in `tx`.
-async fn sqlite_delete_keys(
+pub(super) async fn sqlite_delete_keys(
     tx: &mut sqlx::SqliteConnection,
     table: &str,
     records: &[RecordKey],
@@ -49,9 +55,14 @@ impl MatchStore for SqliteStore {
         after: Option<&NhsNumber>,
         limit: u32,
     ) -> Result<Vec<IndexedPatient>> {
-        patients_after(after, limit)
-            .fetch_all(&self.read, patient_from_row)
-            .await
+        static SQL: LazyLock<String> = LazyLock::new(|| patients_after_sql(Dialect::Sqlite));
+        let page = Statement::new(SQL.as_str(), patients_after_values(after, limit));
+        let answer: String = page
+            .query::<sqlx::Sqlite>()
+            .fetch_one(&self.read)
+            .await?
+            .try_get(0)?;
+        patients_from_json(&answer)
     }
 
     async fn patients_by_nhs(&self, nhs: &[NhsNumber]) -> Result<Vec<IndexedPatient>> {
@@ -94,26 +105,29 @@ impl MatchStore for SqliteStore {
         let rows = last_per_key(candidates, |c| {
             (c.source.clone(), c.local_id.clone(), c.nhs_number.clone())
         });
-        for c in rows {
-            sqlx::query(&format!(
-                "INSERT INTO match_candidate ({CANDIDATE_COLUMNS}) VALUES \
-                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13){CANDIDATE_UPSERT}"
-            ))
-            .bind(c.source.as_str())
-            .bind(&c.local_id)
-            .bind(c.nhs_number.as_str())
-            .bind(&c.kind)
-            .bind(c.score)
-            .bind(&c.agreement)
-            .bind(c.guard.as_deref())
-            .bind(&c.family)
-            .bind(&c.given)
-            .bind(c.birth_date)
-            .bind(c.gender.as_deref())
-            .bind(c.postcode.as_deref())
-            .bind(ts(&c.found_at))
-            .execute(&mut *tx)
-            .await?;
+        // Many rows per statement (13 values each, well under SQLite's limit): a pass at a
+        // region's size keeps tens of thousands of pairs.
+        for chunk in rows.chunks(CANDIDATES_PER_STATEMENT) {
+            let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(
+                "INSERT INTO match_candidate ({CANDIDATE_COLUMNS}) "
+            ));
+            qb.push_values(chunk, |mut b, c| {
+                b.push_bind(c.source.as_str())
+                    .push_bind(c.local_id.as_str())
+                    .push_bind(c.nhs_number.as_str())
+                    .push_bind(c.kind.as_str())
+                    .push_bind(c.score)
+                    .push_bind(c.agreement.as_str())
+                    .push_bind(c.guard.as_deref())
+                    .push_bind(c.family.as_str())
+                    .push_bind(c.given.as_str())
+                    .push_bind(c.birth_date)
+                    .push_bind(c.gender.as_deref())
+                    .push_bind(c.postcode.as_deref())
+                    .push_bind(ts(&c.found_at));
+            });
+            qb.push(CANDIDATE_UPSERT);
+            qb.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -6,7 +6,8 @@
 
 use super::SqliteStore;
 use crate::common::ts;
-use crate::governance::{view_inputs_from, view_inputs_sql, Dialect};
+use crate::common::Dialect;
+use crate::governance::{view_inputs_from, view_inputs_sql};
 use crate::{Result, Store, StoreError};
 use async_trait::async_trait;
 use mcr_domain::NhsNumber;
