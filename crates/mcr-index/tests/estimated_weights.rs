@@ -8,7 +8,7 @@
 mod common;
 
 use chrono::NaiveDate;
-use common::{clock, federation, person, serve, source, sqlite};
+use common::{clock, federation, not_a_match, person, serve, source, sqlite};
 use mcr_domain::{NhsNumber, OrgKind, SourceId};
 use mcr_index::matching::WeightsMode;
 use mcr_index::Indexer;
@@ -232,29 +232,7 @@ async fn estimated_weights_link_a_moved_person_and_never_twins() {
 
     // Records staff say the moved record is not that patient: a resync with estimated weights
     // does not link them again.
-    let decision = mcr_store::MatchDecisionRow {
-        source: acute.clone(),
-        local_id: "M1".into(),
-        nhs_number: moved.nhs_number.clone(),
-        decision: "not-a-match".into(),
-        decided_by: "rec.jones".into(),
-        decided_at: "2026-11-24T09:00:00Z".parse().expect("time"),
-    };
-    let audit = mcr_store::AuditAppend {
-        role_profile_id: None,
-        at: decision.decided_at,
-        correlation_id: "c1".into(),
-        user_id: "rec.jones".into(),
-        org_code: "RWH".into(),
-        patient: Some(moved.nhs_number.as_str().into()),
-        action: "match-not-a-match".into(),
-        outcome: "recorded".into(),
-        payload: "{}".into(),
-    };
-    store
-        .decide_match(&decision, None, &audit, &|_, _, _| "h".into())
-        .await
-        .expect("decide");
+    not_a_match(&*store, "M1", &moved.nhs_number).await;
     let report = indexer.sync(true).await.expect("resync");
     assert!(
         matches!(report.matching.weights, WeightsUsed::Estimated(_)),

@@ -6,7 +6,8 @@
 mod common;
 
 use common::{
-    clock, federation, nhs, no_source_failed, of, person, serve_changing, source, sqlite,
+    clock, federation, nhs, no_source_failed, not_a_match, of, person, serve_changing, source,
+    sqlite,
 };
 use mcr_domain::{NhsNumber, OrgKind, SourceId};
 use mcr_index::{Indexer, SyncReport};
@@ -451,30 +452,7 @@ async fn not_a_match_survives_a_resync() {
     assert_eq!(region.acute_link("H1").await, Some(nhs(1)));
 
     // Records staff find they are two people.
-    let decision = MatchDecisionRow {
-        source: SourceId::parse("acute").expect("id"),
-        local_id: "H1".into(),
-        nhs_number: nhs(1),
-        decision: "not-a-match".into(),
-        decided_by: "rec.jones".into(),
-        decided_at: "2026-11-24T09:00:00Z".parse().expect("time"),
-    };
-    let audit = mcr_store::AuditAppend {
-        role_profile_id: None,
-        at: decision.decided_at,
-        correlation_id: "c1".into(),
-        user_id: "rec.jones".into(),
-        org_code: "RWH".into(),
-        patient: Some(nhs(1).as_str().into()),
-        action: "match-not-a-match".into(),
-        outcome: "recorded".into(),
-        payload: "{}".into(),
-    };
-    region
-        .store
-        .decide_match(&decision, None, &audit, &|_, _, _| "h".into())
-        .await
-        .expect("decide");
+    not_a_match(&*region.store, "H1", &nhs(1)).await;
     assert_eq!(region.acute_link("H1").await, None);
 
     for _ in 0..2 {

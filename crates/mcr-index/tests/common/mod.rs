@@ -164,3 +164,31 @@ pub fn of<'a>(report: &'a SyncReport, source: &str) -> &'a SourceSyncReport {
         .find(|s| s.source == source)
         .expect("reported")
 }
+
+/// Records staff say the acute trust's record `local` is not the patient `nhs`: the decision
+/// and its audit record, written in one transaction as the gateway writes them.
+pub async fn not_a_match(store: &dyn Store, local: &str, nhs: &NhsNumber) {
+    let decision = mcr_store::MatchDecisionRow {
+        source: SourceId::parse("acute").expect("id"),
+        local_id: local.into(),
+        nhs_number: nhs.clone(),
+        decision: "not-a-match".into(),
+        decided_by: "rec.jones".into(),
+        decided_at: "2026-11-24T09:00:00Z".parse().expect("time"),
+    };
+    let audit = mcr_store::AuditAppend {
+        role_profile_id: None,
+        at: decision.decided_at,
+        correlation_id: "c1".into(),
+        user_id: "rec.jones".into(),
+        org_code: "RWH".into(),
+        patient: Some(nhs.as_str().into()),
+        action: "match-not-a-match".into(),
+        outcome: "recorded".into(),
+        payload: "{}".into(),
+    };
+    store
+        .decide_match(&decision, None, &audit, &|_, _, _| "h".into())
+        .await
+        .expect("decide");
+}
