@@ -5,16 +5,17 @@
 //! officer asks about: a moved person linked, twins never linked, a "not a match" decision
 //! kept, whatever the weights.
 
-use axum::routing::get;
-use axum::Json;
-use chrono::NaiveDate;
-use mcr_domain::{FixedClock, NhsNumber, OdsCode, OrgKind, Organisation, SourceId};
-use mcr_federation::{Federation, FederationConfig, HttpSource, Source, SourceConfig};
-use mcr_index::matching::WeightsMode;
-use mcr_index::{Indexer, WeightsUsed};
-use serde_json::{json, Value};
-use std::sync::Arc;
+mod common;
 
+use chrono::NaiveDate;
+use common::{clock, federation, not_a_match, person, serve, source, sqlite};
+use mcr_domain::{NhsNumber, OrgKind, SourceId};
+use mcr_index::matching::WeightsMode;
+use mcr_index::Indexer;
+use mcr_index::WeightsUsed;
+use serde_json::Value;
+
+/// A `Patient` born on `dob`.
 fn patient(
     id: &str,
     nhs: Option<&NhsNumber>,
@@ -23,62 +24,7 @@ fn patient(
     sex: &str,
     postcode: &str,
 ) -> Value {
-    let mut p = json!({
-        "resourceType": "Patient", "id": id,
-        "meta": {"lastUpdated": "2026-11-01T10:00:00Z"},
-        "name": [{"use": "official", "family": name.0, "given": [name.1]}],
-        "birthDate": dob.to_string(), "gender": sex,
-        "address": [{"postalCode": postcode}]
-    });
-    if let Some(n) = nhs {
-        p["identifier"] = json!([{"system": NhsNumber::SYSTEM, "value": n.as_str()}]);
-    }
-    p
-}
-
-/// A FHIR server holding `patients`, all on one page.
-async fn serve(patients: Vec<Value>) -> String {
-    let bundle = Arc::new(json!({"resourceType": "Bundle", "type": "searchset",
-        "total": patients.len(),
-        "entry": patients.into_iter().map(|p| json!({"resource": p})).collect::<Vec<_>>()}));
-    let app = axum::Router::new().route(
-        "/Patient",
-        get(move || {
-            let bundle = Arc::clone(&bundle);
-            async move { Json((*bundle).clone()) }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("test setup");
-    let addr = listener.local_addr().expect("test setup");
-    tokio::spawn(async move { axum::serve(listener, app).await.expect("test setup") });
-    format!("http://{addr}")
-}
-
-fn source(id: &str, code: &str, kind: OrgKind, base: String) -> Arc<dyn Source> {
-    Arc::new(HttpSource::new(
-        SourceConfig {
-            id: SourceId::parse(id).expect("test setup"),
-            organisation: Organisation {
-                code: OdsCode::parse(code).expect("test setup"),
-                name: code.into(),
-                kind,
-                member: true,
-                suspended: false,
-            },
-            base_url: base.parse().expect("test setup"),
-            resource_types: vec!["Patient".into()],
-            batch: false,
-            kind: mcr_federation::SourceKind::FhirR4,
-            gp_connect: None,
-            deadline_ms: None,
-            feed_timeout_secs: None,
-            patient_search: Default::default(),
-        },
-        reqwest::Client::new(),
-        FederationConfig::default(),
-    ))
+    person(id, nhs, name, &dob.to_string(), sex, postcode)
 }
 
 /// A letter of `s` changed (the third, or the last of a short name).
@@ -214,21 +160,13 @@ async fn estimated_weights_link_a_moved_person_and_never_twins() {
         &people[1_234].postcode,
     ));
 
-    let dir = tempfile::tempdir().expect("test setup");
-    let store = mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
-        .await
-        .expect("test setup");
-    let fed = Arc::new(Federation::new(
-        vec![
-            source("gp", "E82001", OrgKind::GpPractice, serve(gp).await),
-            source("acute", "RWH", OrgKind::AcuteTrust, serve(hospital).await),
-        ],
-        FederationConfig::default(),
-    ));
-    let clock = Arc::new(FixedClock::new(
-        "2026-11-24T09:00:00Z".parse().expect("time"),
-    ));
-    let indexer = Indexer::new(fed, store.clone(), clock).with_weights_mode(WeightsMode::Estimated);
+    let (_dir, store) = sqlite().await;
+    let fed = federation(vec![
+        source("gp", "E82001", OrgKind::GpPractice, &serve(gp).await),
+        source("acute", "RWH", OrgKind::AcuteTrust, &serve(hospital).await),
+    ]);
+    let indexer =
+        Indexer::new(fed, store.clone(), clock()).with_weights_mode(WeightsMode::Estimated);
     let report = indexer.sync(true).await.expect("sync");
     assert!(
         report.sources.iter().all(|s| s.failed.is_none()),
@@ -294,29 +232,7 @@ async fn estimated_weights_link_a_moved_person_and_never_twins() {
 
     // Records staff say the moved record is not that patient: a resync with estimated weights
     // does not link them again.
-    let decision = mcr_store::MatchDecisionRow {
-        source: acute.clone(),
-        local_id: "M1".into(),
-        nhs_number: moved.nhs_number.clone(),
-        decision: "not-a-match".into(),
-        decided_by: "rec.jones".into(),
-        decided_at: "2026-11-24T09:00:00Z".parse().expect("time"),
-    };
-    let audit = mcr_store::AuditAppend {
-        role_profile_id: None,
-        at: decision.decided_at,
-        correlation_id: "c1".into(),
-        user_id: "rec.jones".into(),
-        org_code: "RWH".into(),
-        patient: Some(moved.nhs_number.as_str().into()),
-        action: "match-not-a-match".into(),
-        outcome: "recorded".into(),
-        payload: "{}".into(),
-    };
-    store
-        .decide_match(&decision, None, &audit, &|_, _, _| "h".into())
-        .await
-        .expect("decide");
+    not_a_match(&*store, "M1", &moved.nhs_number).await;
     let report = indexer.sync(true).await.expect("resync");
     assert!(
         matches!(report.matching.weights, WeightsUsed::Estimated(_)),

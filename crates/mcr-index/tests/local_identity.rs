@@ -5,44 +5,16 @@
 //! one; a later NHS-numbered record (by demographics, or a record of it now carrying the
 //! number) resolves it, its links move, audited.
 
-use axum::routing::get;
-use axum::Json;
-use mcr_domain::{FixedClock, LocalPersonId, NhsNumber, OdsCode, OrgKind, Organisation, SourceId};
-use mcr_federation::{Federation, FederationConfig, HttpSource, Source, SourceConfig};
-use mcr_index::{Indexer, SourceSyncReport, SyncReport};
+mod common;
+
+use common::{
+    clock, federation, nhs, no_source_failed, of, person, serve, serve_changing, source, sqlite,
+};
+use mcr_domain::{LocalPersonId, NhsNumber, OrgKind, SourceId};
+use mcr_index::{Indexer, SyncReport};
 use mcr_store::{LinkMethod, Store};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::sync::{Arc, Mutex};
-
-fn nhs(i: u8) -> NhsNumber {
-    (0u8..)
-        .filter_map(|n| {
-            NhsNumber::from_first_nine([9, 9, 9, 1, 0, 1, n / 100, n / 10 % 10, n % 10])
-        })
-        .nth(usize::from(i))
-        .expect("test setup")
-}
-
-fn person(
-    id: &str,
-    nhs: Option<&NhsNumber>,
-    name: (&str, &str),
-    dob: &str,
-    sex: &str,
-    postcode: &str,
-) -> Value {
-    let mut p = json!({
-        "resourceType": "Patient", "id": id,
-        "meta": {"lastUpdated": "2026-11-01T10:00:00Z"},
-        "name": [{"use": "official", "family": name.0, "given": [name.1]}],
-        "birthDate": dob, "gender": sex,
-        "address": [{"postalCode": postcode}]
-    });
-    if let Some(n) = nhs {
-        p["identifier"] = json!([{"system": NhsNumber::SYSTEM, "value": n.as_str()}]);
-    }
-    p
-}
 
 fn adaeze(id: &str, nhs: Option<&NhsNumber>) -> Value {
     person(
@@ -53,26 +25,6 @@ fn adaeze(id: &str, nhs: Option<&NhsNumber>) -> Value {
         "female",
         "LU1 3AA",
     )
-}
-
-async fn serve(patients: Arc<Mutex<Vec<Value>>>) -> String {
-    let app = axum::Router::new().route(
-        "/Patient",
-        get(move || {
-            let held = patients.lock().expect("test setup").clone();
-            async move {
-                Json(json!({"resourceType": "Bundle", "type": "searchset",
-                    "total": held.len(),
-                    "entry": held.into_iter().map(|p| json!({"resource": p})).collect::<Vec<_>>()}))
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("test setup");
-    let addr = listener.local_addr().expect("test setup");
-    tokio::spawn(async move { axum::serve(listener, app).await.expect("test setup") });
-    format!("http://{addr}")
 }
 
 struct Region {
@@ -90,51 +42,24 @@ fn src(s: &str) -> SourceId {
 impl Region {
     async fn new(gp: Vec<Value>, acute: Vec<Value>, walk_in: Vec<Value>) -> Self {
         let gp = Arc::new(Mutex::new(gp));
-        let acute = Arc::new(Mutex::new(acute));
         let walk_in = Arc::new(Mutex::new(walk_in));
-        let source = |id: &str, code: &str, kind: OrgKind, base: String| -> Arc<dyn Source> {
-            Arc::new(HttpSource::new(
-                SourceConfig {
-                    id: src(id),
-                    organisation: Organisation {
-                        code: OdsCode::parse(code).expect("test setup"),
-                        name: code.into(),
-                        kind,
-                        member: true,
-                        suspended: false,
-                    },
-                    base_url: base.parse().expect("test setup"),
-                    resource_types: vec!["Patient".into()],
-                    batch: false,
-                    kind: mcr_federation::SourceKind::FhirR4,
-                    gp_connect: None,
-                    deadline_ms: None,
-                    feed_timeout_secs: None,
-                    patient_search: Default::default(),
-                },
-                reqwest::Client::new(),
-                FederationConfig::default(),
-            ))
-        };
         let sources = vec![
-            source("gp", "E82001", OrgKind::GpPractice, serve(gp.clone()).await),
-            source("acute", "RWH", OrgKind::AcuteTrust, serve(acute).await),
+            source(
+                "gp",
+                "E82001",
+                OrgKind::GpPractice,
+                &serve_changing(gp.clone()).await,
+            ),
+            source("acute", "RWH", OrgKind::AcuteTrust, &serve(acute).await),
             source(
                 "walk-in",
                 "RWH01",
                 OrgKind::AcuteTrust,
-                serve(walk_in.clone()).await,
+                &serve_changing(walk_in.clone()).await,
             ),
         ];
-        let dir = tempfile::tempdir().expect("test setup");
-        let store = mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
-            .await
-            .expect("test setup");
-        let fed = Arc::new(Federation::new(sources, FederationConfig::default()));
-        let clock = Arc::new(FixedClock::new(
-            "2026-11-24T09:00:00Z".parse().expect("test setup"),
-        ));
-        let indexer = Indexer::new(fed, store.clone(), clock);
+        let (dir, store) = sqlite().await;
+        let indexer = Indexer::new(federation(sources), store.clone(), clock());
         Self {
             _dir: dir,
             store,
@@ -145,12 +70,7 @@ impl Region {
     }
 
     async fn sync(&self) -> SyncReport {
-        let report = self.indexer.sync(true).await.expect("sync");
-        assert!(
-            report.sources.iter().all(|s| s.failed.is_none()),
-            "{report:?}"
-        );
-        report
+        no_source_failed(self.indexer.sync(true).await.expect("sync"))
     }
 
     /// The local identity a record is linked to.
@@ -173,12 +93,62 @@ impl Region {
     }
 }
 
-fn of<'a>(report: &'a SyncReport, source: &str) -> &'a SourceSyncReport {
-    report
-        .sources
-        .iter()
-        .find(|s| s.source == source)
-        .expect("reported")
+/// Adaeze at the hospital and at the walk-in centre, with no NHS number and known to nobody
+/// else, synced once: the local identity both records are linked to.
+async fn adaeze_in_a_local_identity() -> (Region, LocalPersonId) {
+    let region = Region::new(
+        Vec::new(),
+        vec![adaeze("H1", None)],
+        vec![adaeze("W1", None)],
+    )
+    .await;
+    region.sync().await;
+    let home = region.home("acute", "H1").await.expect("a home");
+    (region, home)
+}
+
+/// Louise at the hospital, her twin brother Louis at the walk-in centre: same family name,
+/// birth date and address, neither with an NHS number.
+fn twins() -> (Value, Value) {
+    (
+        person(
+            "H1",
+            None,
+            ("Smith", "Louise"),
+            "1990-04-02",
+            "female",
+            "SG1 1AA",
+        ),
+        person(
+            "W1",
+            None,
+            ("Smith", "Louis"),
+            "1990-04-02",
+            "male",
+            "SG1 1AA",
+        ),
+    )
+}
+
+/// The twins (`twins`), synced once: the local identity made from Louise's record.
+async fn twins_synced() -> (Region, LocalPersonId) {
+    let (louise, louis) = twins();
+    let region = Region::new(Vec::new(), vec![louise], vec![louis]).await;
+    region.sync().await;
+    let hers = region.home("acute", "H1").await.expect("Louise's home");
+    (region, hers)
+}
+
+/// Louise as the GP holds her, with her NHS number.
+fn louise_at_the_gp() -> Value {
+    person(
+        "G1",
+        Some(&nhs(1)),
+        ("Smith", "Louise"),
+        "1990-04-02",
+        "female",
+        "SG1 1AA",
+    )
 }
 
 #[tokio::test]
@@ -233,22 +203,7 @@ async fn a_record_that_matches_nobody_becomes_a_local_identity_that_others_link_
 async fn twins_are_not_linked_to_each_others_local_identity() {
     // Louise at the hospital, her twin brother Louis at the walk-in centre: same family name,
     // birth date and address, neither with an NHS number, neither known to the GP.
-    let louise = person(
-        "H1",
-        None,
-        ("Smith", "Louise"),
-        "1990-04-02",
-        "female",
-        "SG1 1AA",
-    );
-    let louis = person(
-        "W1",
-        None,
-        ("Smith", "Louis"),
-        "1990-04-02",
-        "male",
-        "SG1 1AA",
-    );
+    let (louise, louis) = twins();
     let region = Region::new(Vec::new(), vec![louise], vec![louis]).await;
     for round in 0..2 {
         let report = region.sync().await;
@@ -274,14 +229,7 @@ async fn twins_are_not_linked_to_each_others_local_identity() {
 
 #[tokio::test]
 async fn a_later_nhs_numbered_record_resolves_the_local_identity_and_its_links_move() {
-    let region = Region::new(
-        Vec::new(),
-        vec![adaeze("H1", None)],
-        vec![adaeze("W1", None)],
-    )
-    .await;
-    region.sync().await;
-    let home = region.home("acute", "H1").await.expect("a home");
+    let (region, home) = adaeze_in_a_local_identity().await;
 
     // She registers with the GP, who has her NHS number: the local identity is her.
     region
@@ -346,14 +294,7 @@ async fn a_later_nhs_numbered_record_resolves_the_local_identity_and_its_links_m
 
 #[tokio::test]
 async fn a_record_of_a_local_identity_now_carrying_an_nhs_number_resolves_it() {
-    let region = Region::new(
-        Vec::new(),
-        vec![adaeze("H1", None)],
-        vec![adaeze("W1", None)],
-    )
-    .await;
-    region.sync().await;
-    let home = region.home("acute", "H1").await.expect("a home");
+    let (region, home) = adaeze_in_a_local_identity().await;
     // The walk-in centre learns her NHS number.
     *region.walk_in.lock().expect("test setup") = vec![adaeze("W1", Some(&nhs(5)))];
     let report = region.sync().await;
@@ -442,33 +383,9 @@ async fn decide(region: &Region, local: &str, person: LocalPersonId, verdict: &s
         .expect("the local identity is open");
 }
 
-fn twins() -> (Value, Value) {
-    (
-        person(
-            "H1",
-            None,
-            ("Smith", "Louise"),
-            "1990-04-02",
-            "female",
-            "SG1 1AA",
-        ),
-        person(
-            "W1",
-            None,
-            ("Smith", "Louis"),
-            "1990-04-02",
-            "male",
-            "SG1 1AA",
-        ),
-    )
-}
-
 #[tokio::test]
 async fn a_not_a_match_with_a_local_identity_holds_through_resyncs_and_its_resolution() {
-    let (louise, louis) = twins();
-    let region = Region::new(Vec::new(), vec![louise.clone()], vec![louis]).await;
-    region.sync().await;
-    let hers = region.home("acute", "H1").await.expect("Louise's home");
+    let (region, hers) = twins_synced().await;
     decide(&region, "W1", hers, "not-a-match").await;
     assert!(region
         .store
@@ -501,14 +418,11 @@ async fn a_not_a_match_with_a_local_identity_holds_through_resyncs_and_its_resol
 
     // Louise registers with the GP: her local identity resolves to her NHS number. The "not a
     // match" holds against that number too: Louis's record is not put in review beside her.
-    region.gp.lock().expect("test setup").push(person(
-        "G1",
-        Some(&nhs(1)),
-        ("Smith", "Louise"),
-        "1990-04-02",
-        "female",
-        "SG1 1AA",
-    ));
+    region
+        .gp
+        .lock()
+        .expect("test setup")
+        .push(louise_at_the_gp());
     let report = region.sync().await;
     assert_eq!(report.matching.local_identities_resolved, 1, "{report:?}");
     assert_eq!(
@@ -534,10 +448,7 @@ async fn a_not_a_match_with_a_local_identity_holds_through_resyncs_and_its_resol
 #[tokio::test]
 async fn a_record_a_person_linked_to_a_local_identity_stays_with_it_and_follows_it() {
     // The walk-in centre recorded the wrong sex and a nickname: a person checked and linked.
-    let (louise, louis) = twins();
-    let region = Region::new(Vec::new(), vec![louise.clone()], vec![louis]).await;
-    region.sync().await;
-    let hers = region.home("acute", "H1").await.expect("a home");
+    let (region, hers) = twins_synced().await;
     decide(&region, "W1", hers, "link").await;
     for round in 0..2 {
         let report = region.sync().await;
@@ -561,14 +472,11 @@ async fn a_record_a_person_linked_to_a_local_identity_stays_with_it_and_follows_
     }
     // Resolved to an NHS number: the record moves with it, and stays there on later syncs
     // (its demographics alone would only send it to review beside her).
-    region.gp.lock().expect("test setup").push(person(
-        "G1",
-        Some(&nhs(1)),
-        ("Smith", "Louise"),
-        "1990-04-02",
-        "female",
-        "SG1 1AA",
-    ));
+    region
+        .gp
+        .lock()
+        .expect("test setup")
+        .push(louise_at_the_gp());
     region.sync().await;
     for round in 0..2 {
         let report = region.sync().await;
@@ -588,14 +496,7 @@ async fn a_record_a_person_linked_to_a_local_identity_stays_with_it_and_follows_
 
 #[tokio::test]
 async fn a_record_unlinked_from_a_local_identity_is_never_linked_to_it_again() {
-    let region = Region::new(
-        Vec::new(),
-        vec![adaeze("H1", None)],
-        vec![adaeze("W1", None)],
-    )
-    .await;
-    region.sync().await;
-    let home = region.home("acute", "H1").await.expect("a home");
+    let (region, home) = adaeze_in_a_local_identity().await;
     assert_eq!(region.home("walk-in", "W1").await, Some(home));
     decide(&region, "W1", home, "unlink").await;
     assert_eq!(region.home("walk-in", "W1").await, None);

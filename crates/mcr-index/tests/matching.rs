@@ -3,73 +3,17 @@
 //! safety officer asks about: twins, a moved person, a wrong NHS number, a stale link, a "not a
 //! match" decision surviving a resync, a record without a birth date.
 
-use axum::routing::get;
-use axum::Json;
-use mcr_domain::{FixedClock, NhsNumber, OdsCode, OrgKind, Organisation, SourceId};
-use mcr_federation::{Federation, FederationConfig, HttpSource, Source, SourceConfig};
+mod common;
+
+use common::{
+    clock, federation, nhs, no_source_failed, not_a_match, of, person, serve_changing, source,
+    sqlite,
+};
+use mcr_domain::{NhsNumber, OrgKind, SourceId};
 use mcr_index::{Indexer, SyncReport};
 use mcr_store::{LinkMethod, MatchDecisionRow, Store};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
-
-fn clock() -> Arc<FixedClock> {
-    Arc::new(FixedClock::new(
-        "2026-11-24T09:00:00Z".parse().expect("test setup"),
-    ))
-}
-
-/// The `i`-th valid NHS number of a test range (some nine digits have no check digit).
-fn nhs(i: u8) -> NhsNumber {
-    (0u8..)
-        .filter_map(|n| {
-            NhsNumber::from_first_nine([9, 9, 9, 1, 0, 0, n / 100, n / 10 % 10, n % 10])
-        })
-        .nth(usize::from(i))
-        .expect("test setup")
-}
-
-/// A `Patient` as a source holds it.
-fn person(
-    id: &str,
-    nhs: Option<&NhsNumber>,
-    name: (&str, &str),
-    dob: &str,
-    sex: &str,
-    postcode: &str,
-) -> Value {
-    let mut p = json!({
-        "resourceType": "Patient", "id": id,
-        "meta": {"lastUpdated": "2026-11-01T10:00:00Z"},
-        "name": [{"use": "official", "family": name.0, "given": [name.1]}],
-        "birthDate": dob, "gender": sex,
-        "address": [{"postalCode": postcode}]
-    });
-    if let Some(n) = nhs {
-        p["identifier"] = json!([{"system": NhsNumber::SYSTEM, "value": n.as_str()}]);
-    }
-    p
-}
-
-/// A FHIR server whose `Patient`s the test may change between syncs.
-async fn serve(patients: Arc<Mutex<Vec<Value>>>) -> String {
-    let app = axum::Router::new().route(
-        "/Patient",
-        get(move || {
-            let held = patients.lock().expect("test setup").clone();
-            async move {
-                Json(json!({"resourceType": "Bundle", "type": "searchset",
-                    "total": held.len(),
-                    "entry": held.into_iter().map(|p| json!({"resource": p})).collect::<Vec<_>>()}))
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("test setup");
-    let addr = listener.local_addr().expect("test setup");
-    tokio::spawn(async move { axum::serve(listener, app).await.expect("test setup") });
-    format!("http://{addr}")
-}
 
 struct Region {
     _dir: tempfile::TempDir,
@@ -82,46 +26,23 @@ impl Region {
     async fn new(gp: Vec<Value>, acute: Vec<Value>) -> Self {
         let gp = Arc::new(Mutex::new(gp));
         let acute = Arc::new(Mutex::new(acute));
-        let source = |id: &str, code: &str, kind: OrgKind, base: String| -> Arc<dyn Source> {
-            Arc::new(HttpSource::new(
-                SourceConfig {
-                    id: SourceId::parse(id).expect("test setup"),
-                    organisation: Organisation {
-                        code: OdsCode::parse(code).expect("test setup"),
-                        name: code.into(),
-                        kind,
-                        member: true,
-                        suspended: false,
-                    },
-                    base_url: base.parse().expect("test setup"),
-                    resource_types: vec!["Patient".into()],
-                    batch: false,
-                    kind: mcr_federation::SourceKind::FhirR4,
-                    gp_connect: None,
-                    deadline_ms: None,
-                    feed_timeout_secs: None,
-                    patient_search: Default::default(),
-                },
-                reqwest::Client::new(),
-                FederationConfig::default(),
-            ))
-        };
         // The hospital is configured first: GP systems are still read before it.
         let sources = vec![
             source(
                 "acute",
                 "RWH",
                 OrgKind::AcuteTrust,
-                serve(acute.clone()).await,
+                &serve_changing(acute.clone()).await,
             ),
-            source("gp", "E82001", OrgKind::GpPractice, serve(gp.clone()).await),
+            source(
+                "gp",
+                "E82001",
+                OrgKind::GpPractice,
+                &serve_changing(gp.clone()).await,
+            ),
         ];
-        let dir = tempfile::tempdir().expect("test setup");
-        let store = mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
-            .await
-            .expect("test setup");
-        let fed = Arc::new(Federation::new(sources, FederationConfig::default()));
-        let indexer = Indexer::new(fed, store.clone(), clock());
+        let (dir, store) = sqlite().await;
+        let indexer = Indexer::new(federation(sources), store.clone(), clock());
         Self {
             _dir: dir,
             store,
@@ -131,12 +52,7 @@ impl Region {
     }
 
     async fn sync(&self) -> SyncReport {
-        let report = self.indexer.sync(true).await.expect("sync");
-        assert!(
-            report.sources.iter().all(|s| s.failed.is_none()),
-            "{report:?}"
-        );
-        report
+        no_source_failed(self.indexer.sync(true).await.expect("sync"))
     }
 
     async fn acute_link(&self, local: &str) -> Option<NhsNumber> {
@@ -149,11 +65,7 @@ impl Region {
 }
 
 fn acute(report: &SyncReport) -> &mcr_index::SourceSyncReport {
-    report
-        .sources
-        .iter()
-        .find(|s| s.source == "acute")
-        .expect("acute reported")
+    of(report, "acute")
 }
 
 #[tokio::test]
@@ -540,30 +452,7 @@ async fn not_a_match_survives_a_resync() {
     assert_eq!(region.acute_link("H1").await, Some(nhs(1)));
 
     // Records staff find they are two people.
-    let decision = MatchDecisionRow {
-        source: SourceId::parse("acute").expect("id"),
-        local_id: "H1".into(),
-        nhs_number: nhs(1),
-        decision: "not-a-match".into(),
-        decided_by: "rec.jones".into(),
-        decided_at: "2026-11-24T09:00:00Z".parse().expect("time"),
-    };
-    let audit = mcr_store::AuditAppend {
-        role_profile_id: None,
-        at: decision.decided_at,
-        correlation_id: "c1".into(),
-        user_id: "rec.jones".into(),
-        org_code: "RWH".into(),
-        patient: Some(nhs(1).as_str().into()),
-        action: "match-not-a-match".into(),
-        outcome: "recorded".into(),
-        payload: "{}".into(),
-    };
-    region
-        .store
-        .decide_match(&decision, None, &audit, &|_, _, _| "h".into())
-        .await
-        .expect("decide");
+    not_a_match(&*region.store, "H1", &nhs(1)).await;
     assert_eq!(region.acute_link("H1").await, None);
 
     for _ in 0..2 {

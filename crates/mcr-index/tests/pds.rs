@@ -5,17 +5,18 @@
 //! real SQLite store. Access is the platform's signed-JWT exchange throughout (its own tests:
 //! tests/pds_auth.rs).
 
-use axum::routing::get;
-use axum::Json;
-use mcr_domain::{FixedClock, NhsNumber, OdsCode, OrgKind, Organisation, SourceId, SystemClock};
-use mcr_federation::{Federation, FederationConfig, HttpSource, Source, SourceConfig};
+mod common;
+
+use common::{clock, federation, serve, source, sqlite};
+use mcr_domain::{NhsNumber, OrgKind, SourceId, SystemClock};
+use mcr_federation::Source;
 use mcr_index::pds::{
     read_search, spine_code, PdsClient, PdsPatient, PdsSettings, SearchAnswer, Trace, TraceAudit,
     TraceQuery, TraceRecord,
 };
 use mcr_index::Indexer;
 use mcr_sources::pds::{PdsAccess, PdsData, PdsHandle};
-use mcr_store::{LinkMethod, Store};
+use mcr_store::LinkMethod;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -374,51 +375,9 @@ async fn what_pds_says_is_read_superseded_deceased_restricted() {
     assert_eq!(c.trace(None).await.expect("trace"), Trace::Untraceable);
 }
 
-/// A FHIR server holding `patients`.
-async fn serve(patients: Vec<Value>) -> String {
-    let app = axum::Router::new().route(
-        "/Patient",
-        get(move || {
-            let held = patients.clone();
-            async move {
-                Json(json!({"resourceType": "Bundle", "type": "searchset",
-                    "total": held.len(),
-                    "entry": held.into_iter().map(|p| json!({"resource": p})).collect::<Vec<_>>()}))
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("test setup");
-    let addr = listener.local_addr().expect("test setup");
-    tokio::spawn(async move { axum::serve(listener, app).await.expect("test setup") });
-    format!("http://{addr}")
-}
-
 /// The acute trust's FHIR source at `url`.
 fn acute_source(url: &str) -> Arc<dyn Source> {
-    Arc::new(HttpSource::new(
-        SourceConfig {
-            id: SourceId::parse("acute").expect("id"),
-            organisation: Organisation {
-                code: OdsCode::parse("RWH").expect("ods"),
-                name: "RWH".into(),
-                kind: OrgKind::AcuteTrust,
-                member: true,
-                suspended: false,
-            },
-            base_url: url.parse().expect("url"),
-            resource_types: vec!["Patient".into()],
-            batch: false,
-            kind: mcr_federation::SourceKind::FhirR4,
-            gp_connect: None,
-            deadline_ms: None,
-            feed_timeout_secs: None,
-            patient_search: Default::default(),
-        },
-        reqwest::Client::new(),
-        FederationConfig::default(),
-    )) as Arc<dyn Source>
+    source("acute", "RWH", OrgKind::AcuteTrust, url)
 }
 
 /// The audit the gateway would write, kept.
@@ -433,14 +392,14 @@ impl TraceAudit for Audited {
     }
 }
 
+/// A `Patient` with no NHS number.
 fn person(id: &str, family: &str, given: &str, dob: &str, sex: &str, postcode: &str) -> Value {
-    json!({
-        "resourceType": "Patient", "id": id,
-        "meta": {"lastUpdated": "2026-11-01T10:00:00Z"},
-        "name": [{"use": "official", "family": family, "given": [given]}],
-        "birthDate": dob, "gender": sex,
-        "address": [{"postalCode": postcode}]
-    })
+    common::person(id, None, (family, given), dob, sex, postcode)
+}
+
+/// Pauline Attison, whom the simulated PDS knows (9990000034), with no NHS number.
+fn pauline(id: &str) -> Value {
+    person(id, "Attison", "Pauline", "1962-09-30", "female", "LS1 6AE")
 }
 
 #[tokio::test]
@@ -448,14 +407,7 @@ async fn a_sync_traces_what_the_index_cannot_link() {
     let pds = pds().await;
     let acute = serve(vec![
         // No NHS number, PDS's exact match: linked to PDS's number.
-        person(
-            "a1",
-            "Attison",
-            "Pauline",
-            "1962-09-30",
-            "female",
-            "LS1 6AE",
-        ),
+        pauline("a1"),
         // A typo: PDS's fuzzy match scores below 1.0, so review, never a link.
         person("a2", "Atison", "Pauline", "1962-09-30", "female", "LS1 6AE"),
         // Deceased, per PDS.
@@ -467,13 +419,9 @@ async fn a_sync_traces_what_the_index_cannot_link() {
     ])
     .await;
     let source = acute_source(&acute);
-    let dir = tempfile::tempdir().expect("test setup");
-    let store: Arc<dyn Store> =
-        mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
-            .await
-            .expect("test setup");
-    let fed = Arc::new(Federation::new(vec![source], FederationConfig::default()));
-    let clock = Arc::new(FixedClock::new("2026-11-24T09:00:00Z".parse().expect("t")));
+    let (_dir, store) = sqlite().await;
+    let fed = federation(vec![source]);
+    let clock = clock();
     let audit = Arc::new(Audited::default());
     let indexer = Indexer::new(fed, store.clone(), clock)
         .with_pds(Arc::new(client(&pds)), audit.clone() as Arc<dyn TraceAudit>);
@@ -590,25 +538,10 @@ impl TraceAudit for Unwritable {
 #[tokio::test]
 async fn a_trace_that_cannot_be_audited_links_nothing() {
     let pds = pds().await;
-    let acute = serve(vec![person(
-        "a1",
-        "Attison",
-        "Pauline",
-        "1962-09-30",
-        "female",
-        "LS1 6AE",
-    )])
-    .await;
-    let dir = tempfile::tempdir().expect("test setup");
-    let store: Arc<dyn Store> =
-        mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
-            .await
-            .expect("test setup");
-    let fed = Arc::new(Federation::new(
-        vec![acute_source(&acute)],
-        FederationConfig::default(),
-    ));
-    let clock = Arc::new(FixedClock::new("2026-11-24T09:00:00Z".parse().expect("t")));
+    let acute = serve(vec![pauline("a1")]).await;
+    let (_dir, store) = sqlite().await;
+    let fed = federation(vec![acute_source(&acute)]);
+    let clock = clock();
     let indexer = Indexer::new(fed, store.clone(), clock).with_pds(
         Arc::new(client(&pds)),
         Arc::new(Unwritable) as Arc<dyn TraceAudit>,
@@ -636,37 +569,10 @@ async fn a_trace_that_cannot_be_audited_links_nothing() {
 async fn a_pds_trace_resolves_a_local_identity() {
     let pds = pds().await;
     // Pauline, twice at the hospital (two registrations), no NHS number.
-    let acute = serve(vec![
-        person(
-            "a1",
-            "Attison",
-            "Pauline",
-            "1962-09-30",
-            "female",
-            "LS1 6AE",
-        ),
-        person(
-            "a1-again",
-            "Attison",
-            "Pauline",
-            "1962-09-30",
-            "female",
-            "LS1 6AE",
-        ),
-    ])
-    .await;
-    let dir = tempfile::tempdir().expect("test setup");
-    let store: Arc<dyn Store> =
-        mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
-            .await
-            .expect("test setup");
-    let clock = Arc::new(FixedClock::new("2026-11-24T09:00:00Z".parse().expect("t")));
-    let fed = || {
-        Arc::new(Federation::new(
-            vec![acute_source(&acute)],
-            FederationConfig::default(),
-        ))
-    };
+    let acute = serve(vec![pauline("a1"), pauline("a1-again")]).await;
+    let (_dir, store) = sqlite().await;
+    let clock = clock();
+    let fed = || federation(vec![acute_source(&acute)]);
     // Without PDS: one local identity, both records at home in it.
     let report = Indexer::new(fed(), store.clone(), clock.clone())
         .sync(true)
@@ -725,27 +631,13 @@ async fn a_pds_trace_resolves_a_local_identity() {
 async fn a_refused_exchange_is_a_clear_error_in_the_sync_report() {
     let pds = pds().await;
     let acute = serve(vec![
-        person(
-            "a1",
-            "Attison",
-            "Pauline",
-            "1962-09-30",
-            "female",
-            "LS1 6AE",
-        ),
+        pauline("a1"),
         person("a3", "Garton", "Bill", "1936-02-11", "male", "LS1 6AE"),
     ])
     .await;
-    let dir = tempfile::tempdir().expect("test setup");
-    let store: Arc<dyn Store> =
-        mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
-            .await
-            .expect("test setup");
-    let fed = Arc::new(Federation::new(
-        vec![acute_source(&acute)],
-        FederationConfig::default(),
-    ));
-    let clock = Arc::new(FixedClock::new("2026-11-24T09:00:00Z".parse().expect("t")));
+    let (_dir, store) = sqlite().await;
+    let fed = federation(vec![acute_source(&acute)]);
+    let clock = clock();
     let audit = Arc::new(Audited::default());
     // Signed with a key the platform was never given.
     let refused = Arc::new(client_signing_with(&pds, "other-key.pem"));

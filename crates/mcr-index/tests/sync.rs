@@ -1,40 +1,16 @@
 //! Index sync against sources over real HTTP: the simulated region, and a crafted FHIR server
 //! for the ambiguous case the region never produces.
 
+mod common;
+
 use axum::routing::get;
 use axum::Json;
-use mcr_domain::{FixedClock, NhsNumber, OdsCode, OrgKind, Organisation, SourceId};
-use mcr_federation::{Federation, FederationConfig, HttpSource, Source, SourceConfig};
+use common::{clock, federation, http_source, org, serve, sqlite};
+use mcr_domain::{NhsNumber, OrgKind, SourceId};
 use mcr_index::Indexer;
 use mcr_store::LinkMethod;
 use serde_json::{json, Value};
 use std::sync::Arc;
-
-fn clock() -> Arc<FixedClock> {
-    Arc::new(FixedClock::new(
-        "2026-11-24T09:00:00Z".parse().expect("test setup"),
-    ))
-}
-
-fn http_source(id: &str, org: Organisation, base: &str, types: &[&str]) -> Arc<dyn Source> {
-    let cfg = SourceConfig {
-        id: SourceId::parse(id).expect("test setup"),
-        organisation: org,
-        base_url: base.parse().expect("test setup"),
-        resource_types: types.iter().map(|t| (*t).to_owned()).collect(),
-        batch: false,
-        kind: mcr_federation::SourceKind::FhirR4,
-        gp_connect: None,
-        deadline_ms: None,
-        feed_timeout_secs: None,
-        patient_search: Default::default(),
-    };
-    Arc::new(HttpSource::new(
-        cfg,
-        reqwest::Client::new(),
-        FederationConfig::default(),
-    ))
-}
 
 #[tokio::test]
 async fn full_then_incremental_sync_of_the_simulated_region() {
@@ -59,11 +35,8 @@ async fn full_then_incremental_sync_of_the_simulated_region() {
         ));
         handles.push(h);
     }
-    let dir = tempfile::tempdir().expect("test setup");
-    let store = mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
-        .await
-        .expect("test setup");
-    let fed = Arc::new(Federation::new(sources, FederationConfig::default()));
+    let (_dir, store) = sqlite().await;
+    let fed = federation(sources);
     let indexer = Indexer::new(fed, store.clone(), clock());
 
     let report = indexer.sync(true).await.expect("test setup");
@@ -154,46 +127,9 @@ async fn full_then_incremental_sync_of_the_simulated_region() {
     assert_eq!(store.patient_count().await.expect("test setup"), 1_000);
 }
 
-fn patient(id: &str, nhs: Option<&str>, family: &str, given: &str) -> Value {
-    let mut p = json!({
-        "resourceType": "Patient", "id": id,
-        "meta": {"lastUpdated": "2026-11-01T10:00:00Z"},
-        "name": [{"use": "official", "family": family, "given": [given]}],
-        "birthDate": "1950-05-05", "gender": "female",
-        "address": [{"postalCode": "SG1 1AA"}]
-    });
-    if let Some(n) = nhs {
-        p["identifier"] = json!([{"system": NhsNumber::SYSTEM, "value": n}]);
-    }
-    p
-}
-
-async fn serve_patients(patients: Vec<Value>) -> String {
-    let bundle = json!({"resourceType": "Bundle", "type": "searchset", "total": patients.len(),
-        "entry": patients.into_iter().map(|p| json!({"resource": p})).collect::<Vec<_>>()});
-    let app = axum::Router::new().route(
-        "/Patient",
-        get(move || {
-            let b = bundle.clone();
-            async move { Json(b) }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("test setup");
-    let addr = listener.local_addr().expect("test setup");
-    tokio::spawn(async move { axum::serve(listener, app).await.expect("test setup") });
-    format!("http://{addr}")
-}
-
-fn org(code: &str, kind: OrgKind) -> Organisation {
-    Organisation {
-        code: OdsCode::parse(code).expect("test setup"),
-        name: code.into(),
-        kind,
-        member: true,
-        suspended: false,
-    }
+/// A `Patient` born 1950-05-05 at SG1 1AA.
+fn patient(id: &str, nhs: Option<&NhsNumber>, family: &str, given: &str) -> Value {
+    common::person(id, nhs, (family, given), "1950-05-05", "female", "SG1 1AA")
 }
 
 /// A fresh SQLite index, fully synced from sources that hold `Patient`s only:
@@ -205,15 +141,12 @@ async fn full_sync(
     Arc<dyn mcr_store::Store>,
     mcr_index::SyncReport,
 ) {
-    let dir = tempfile::tempdir().expect("test setup");
-    let store = mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
-        .await
-        .expect("test setup");
+    let (dir, store) = sqlite().await;
     let sources = sources
         .iter()
         .map(|(id, code, kind, base)| http_source(id, org(code, *kind), base, &["Patient"]))
         .collect();
-    let fed = Arc::new(Federation::new(sources, FederationConfig::default()));
+    let fed = federation(sources);
     let report = Indexer::new(fed, store.clone(), clock())
         .sync(true)
         .await
@@ -227,9 +160,9 @@ async fn an_ambiguous_demographic_match_is_never_linked() {
     // the GP; the hospital holds one of them without an NHS number.
     let a = NhsNumber::from_first_nine([9, 9, 9, 0, 0, 0, 0, 0, 1]).expect("test setup");
     let b = NhsNumber::from_first_nine([9, 9, 9, 0, 0, 0, 0, 0, 2]).expect("test setup");
-    let gp = serve_patients(vec![
-        patient("G1", Some(a.as_str()), "Smith", "Ann"),
-        patient("G2", Some(b.as_str()), "Smith", "Alice"),
+    let gp = serve(vec![
+        patient("G1", Some(&a), "Smith", "Ann"),
+        patient("G2", Some(&b), "Smith", "Alice"),
         // Born another year: with the same birth date and postcode as the twins, a third
         // person is close enough for a person to look at (the matching is probabilistic).
         {
@@ -239,7 +172,7 @@ async fn an_ambiguous_demographic_match_is_never_linked() {
         },
     ])
     .await;
-    let acute = serve_patients(vec![patient("H1", None, "SMITH", "A.")]).await;
+    let acute = serve(vec![patient("H1", None, "SMITH", "A.")]).await;
     let (_dir, store, report) = full_sync(&[
         ("gp", "E82001", OrgKind::GpPractice, &gp),
         ("acute", "RWH", OrgKind::AcuteTrust, &acute),
@@ -310,8 +243,8 @@ async fn a_feed_that_fails_part_way_keeps_what_it_read_and_reads_again_next_time
     let a = NhsNumber::from_first_nine([9, 9, 9, 0, 0, 0, 0, 1, 1]).expect("test setup");
     let b = NhsNumber::from_first_nine([9, 9, 9, 0, 0, 0, 0, 1, 2]).expect("test setup");
     let gp = serve_first_page_then_fail(vec![
-        patient("G1", Some(a.as_str()), "Smith", "Ann"),
-        patient("G2", Some(b.as_str()), "Patel", "Ravi"),
+        patient("G1", Some(&a), "Smith", "Ann"),
+        patient("G2", Some(&b), "Patel", "Ravi"),
     ])
     .await;
     let (_dir, store, report) = full_sync(&[("gp", "E82001", OrgKind::GpPractice, &gp)]).await;
@@ -335,10 +268,10 @@ async fn a_feed_that_fails_part_way_keeps_what_it_read_and_reads_again_next_time
 #[tokio::test]
 async fn where_two_gp_systems_hold_one_person_the_last_configured_wins_every_time() {
     let a = NhsNumber::from_first_nine([9, 9, 9, 0, 0, 0, 0, 2, 1]).expect("test setup");
-    let old_practice = serve_patients(vec![patient("P1", Some(a.as_str()), "Smith", "Ann")]).await;
-    let new_practice = serve_patients(vec![patient("Q7", Some(a.as_str()), "Jones", "Ann")]).await;
+    let old_practice = serve(vec![patient("P1", Some(&a), "Smith", "Ann")]).await;
+    let new_practice = serve(vec![patient("Q7", Some(&a), "Jones", "Ann")]).await;
     // A hospital that holds her under her old name only fills gaps.
-    let acute = serve_patients(vec![patient("H1", Some(a.as_str()), "Smith", "Ann")]).await;
+    let acute = serve(vec![patient("H1", Some(&a), "Smith", "Ann")]).await;
     for _ in 0..3 {
         let (_dir, store, report) = full_sync(&[
             ("acute", "RWH", OrgKind::AcuteTrust, &acute),
@@ -389,16 +322,7 @@ async fn a_sync_started_on_both_runs_once(store: Arc<dyn mcr_store::Store>) {
         &h.base_url(),
         &slice.resource_types,
     );
-    let gateway = || {
-        Indexer::new(
-            Arc::new(Federation::new(
-                vec![source.clone()],
-                FederationConfig::default(),
-            )),
-            store.clone(),
-            clock(),
-        )
-    };
+    let gateway = || Indexer::new(federation(vec![source.clone()]), store.clone(), clock());
     let (a, b) = (gateway(), gateway());
     let served_before = h.requests_served();
     let (ran_a, ran_b) = tokio::join!(a.sync_once(true, "gw-a"), b.sync_once(true, "gw-b"));
@@ -422,10 +346,7 @@ async fn a_sync_started_on_both_runs_once(store: Arc<dyn mcr_store::Store>) {
 
 #[tokio::test]
 async fn a_sync_started_on_two_gateways_runs_once_on_sqlite() {
-    let dir = tempfile::tempdir().expect("test setup");
-    let store = mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
-        .await
-        .expect("test setup");
+    let (_dir, store) = sqlite().await;
     a_sync_started_on_both_runs_once(store).await;
 }
 
