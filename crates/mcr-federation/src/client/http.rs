@@ -318,14 +318,16 @@ impl Source for HttpSource {
         let count = self.limits.page_size.to_string();
         let asks = self.view_asks(local_id, grant.patient().as_str(), types, &ask, &count)?;
         // Two searches of one type (by `Patient/{id}` and by the base URL, say) may both find
-        // an item, from a server that finds either form by either search: it is kept once.
+        // an item, from a server that finds either form by either search: it is kept once. An
+        // item without a type or id cannot be known again, so it is never taken for another.
         let seen = std::sync::Mutex::new(std::collections::HashSet::<String>::new());
         let once = |r: Received<'_>| {
-            let key = format!(
-                "{}/{}",
-                mcr_fhir::resource_type(r.doc).unwrap_or_default(),
-                mcr_fhir::resource_id(r.doc).unwrap_or_default()
-            );
+            let (Some(resource_type), Some(id)) =
+                (mcr_fhir::resource_type(r.doc), mcr_fhir::resource_id(r.doc))
+            else {
+                return digest(r);
+            };
+            let key = format!("{resource_type}/{id}");
             let first = seen
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
