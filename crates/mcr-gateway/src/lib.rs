@@ -29,6 +29,7 @@ mod refusals;
 mod search;
 mod system_access;
 mod view;
+mod view_refused;
 mod view_stream;
 mod watch;
 mod watch_counter;
