@@ -243,27 +243,10 @@ macro_rules! local_decision_impl {
                                     .execute(&mut *tx)
                                     .await?;
                                 }
-                                sqlx::query(
-                                    "INSERT INTO local_link (source, local_id, local_person, \
-                                     method, family, given, birth_date, postcode, linked_at) \
-                                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                                     ON CONFLICT (source, local_id) DO UPDATE SET \
-                                     local_person = excluded.local_person, \
-                                     method = excluded.method, family = excluded.family, \
-                                     given = excluded.given, birth_date = excluded.birth_date, \
-                                     postcode = excluded.postcode, linked_at = excluded.linked_at",
-                                )
-                                .bind(l.source.as_str())
-                                .bind(&l.local_id)
-                                .bind(l.person.seq())
-                                .bind(l.method.as_str())
-                                .bind(&l.family)
-                                .bind(&l.given)
-                                .bind(l.birth_date)
-                                .bind(l.postcode.as_deref())
-                                .bind(ts(&l.linked_at))
-                                .execute(&mut *tx)
-                                .await?;
+                                $crate::local_identity::local_link_upsert(l)
+                                    .query()
+                                    .execute(&mut *tx)
+                                    .await?;
                             }
                             None => {
                                 for table in ["local_match_candidate", "local_link"] {

@@ -231,6 +231,36 @@ where
     })
 }
 
+/// Writes a record's link to its local identity, replacing the one it had: the values are
+/// source, local id, local person, method, family, given, birth date, postcode, linked at.
+pub(crate) const LOCAL_LINK_UPSERT: &str = "INSERT INTO local_link (source, local_id, \
+     local_person, method, family, given, birth_date, postcode, linked_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+     ON CONFLICT (source, local_id) DO UPDATE SET \
+     local_person = excluded.local_person, method = excluded.method, \
+     family = excluded.family, given = excluded.given, \
+     birth_date = excluded.birth_date, postcode = excluded.postcode, \
+     linked_at = excluded.linked_at";
+
+/// [`LOCAL_LINK_UPSERT`] for `l`.
+pub(crate) fn local_link_upsert(l: &LocalLink) -> crate::common::Statement<'_> {
+    use crate::common::Value;
+    crate::common::Statement::new(
+        LOCAL_LINK_UPSERT,
+        vec![
+            Value::Text(l.source.as_str()),
+            Value::Text(&l.local_id),
+            Value::Int(l.person.seq()),
+            Value::Text(l.method.as_str()),
+            Value::Text(&l.family),
+            Value::Text(&l.given),
+            Value::OptDate(l.birth_date),
+            Value::OptText(l.postcode.as_deref()),
+            Value::Owned(crate::common::ts(&l.linked_at)),
+        ],
+    )
+}
+
 pub(crate) const LOCAL_CANDIDATE_COLUMNS: &str =
     "source, local_id, local_person, score, agreement, guard, family, given, birth_date, \
      gender, postcode, found_at";
@@ -373,18 +403,12 @@ macro_rules! local_identity_impl {
                             }
                         };
                         sqlx::query(
-                            "INSERT INTO local_link (source, local_id, local_person, method, \
-                             family, given, birth_date, postcode, linked_at) \
-                             VALUES ($1, $2, $3, 'local-identity', $4, $5, $6, $7, $8) \
-                             ON CONFLICT (source, local_id) DO UPDATE SET \
-                             local_person = excluded.local_person, method = excluded.method, \
-                             family = excluded.family, given = excluded.given, \
-                             birth_date = excluded.birth_date, postcode = excluded.postcode, \
-                             linked_at = excluded.linked_at",
+                            $crate::local_identity::LOCAL_LINK_UPSERT,
                         )
                         .bind(r.source.as_str())
                         .bind(&r.local_id)
                         .bind(seq)
+                        .bind("local-identity")
                         .bind(&r.family)
                         .bind(&r.given)
                         .bind(r.birth_date)
@@ -481,7 +505,6 @@ macro_rules! local_identity_impl {
                 &self,
                 links: &[$crate::local_identity::LocalLink],
             ) -> $crate::Result<()> {
-                use $crate::common::ts;
                 if links.is_empty() {
                     return Ok(());
                 }
@@ -491,27 +514,10 @@ macro_rules! local_identity_impl {
                 let this = self;
                 $write!(this, tx, {
                     for l in rows {
-                        sqlx::query(
-                            "INSERT INTO local_link (source, local_id, local_person, method, \
-                             family, given, birth_date, postcode, linked_at) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                             ON CONFLICT (source, local_id) DO UPDATE SET \
-                             local_person = excluded.local_person, method = excluded.method, \
-                             family = excluded.family, given = excluded.given, \
-                             birth_date = excluded.birth_date, postcode = excluded.postcode, \
-                             linked_at = excluded.linked_at",
-                        )
-                        .bind(l.source.as_str())
-                        .bind(&l.local_id)
-                        .bind(l.person.seq())
-                        .bind(l.method.as_str())
-                        .bind(&l.family)
-                        .bind(&l.given)
-                        .bind(l.birth_date)
-                        .bind(l.postcode.as_deref())
-                        .bind(ts(&l.linked_at))
-                        .execute(&mut *tx)
-                        .await?;
+                        $crate::local_identity::local_link_upsert(l)
+                            .query()
+                            .execute(&mut *tx)
+                            .await?;
                         sqlx::query(
                             "DELETE FROM source_link WHERE source = $1 AND local_id = $2",
                         )
