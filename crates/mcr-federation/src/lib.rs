@@ -19,8 +19,8 @@ mod merge;
 mod search_plan;
 
 pub use client::{
-    Ask, Digest, FederationConfig, Fetched, HttpSource, Location, OtherForm, PatientSearch,
-    Received, Source, SourceConfig, SourceFetch, SourceKind,
+    Ask, Digest, FederationConfig, Fetched, HttpSource, IdentifierSearch, Location, OtherForm,
+    PatientSearch, Received, Source, SourceConfig, SourceFetch, SourceKind,
 };
 pub use identity::{IdentitySigner, Requester};
 pub use merge::{digest, merge, take_sections, Digested, SourceMeta};
@@ -529,6 +529,7 @@ mod tests {
                     deadline_ms: None,
                     feed_timeout_secs: None,
                     patient_search: PatientSearch::default(),
+                    identifier_search: Default::default(),
                 };
                 let source =
                     HttpSource::new(config, reqwest::Client::new(), FederationConfig::default())

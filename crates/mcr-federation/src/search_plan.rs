@@ -4,11 +4,14 @@
 //! A source whose search finds only relative references is asked again, per type, by its own
 //! base URL (`subject={base}/Patient/{id}`, or `patient=…` for a type without `subject`), and
 //! by NHS number (`patient:identifier=…`) for each type its CapabilityStatement declares the
-//! modifier on. A contained `Patient` can never be searched for, nor an identifier without the
-//! modifier: those forms are named, for the view to say and the audit record to count.
+//! modifier on, or as its configuration says instead ([`IdentifierSearch`]). A contained
+//! `Patient` can never be searched for, nor another server's address (an item naming one is
+//! stored as sent, and no search by this patient here matches it), nor an identifier where the
+//! source is not asked by one: those forms are named, for the view to say and the audit
+//! record to count.
 
 use crate::capabilities::Discovery;
-use crate::client::{OtherForm, PatientSearch, SourceConfig, SourceKind};
+use crate::client::{IdentifierSearch, OtherForm, PatientSearch, SourceConfig, SourceKind};
 use mcr_domain::UnsearchableForm;
 
 /// The R4 resource types whose search parameters include `subject` (the rest of the types a
@@ -60,16 +63,24 @@ pub(crate) fn other_forms(
             Some(c) => c.has_subject(),
             None => R4_SUBJECT_TYPES.contains(&t),
         };
+        let param = if subject { "subject" } else { "patient" };
         forms.push(OtherForm::Absolute {
             resource_type: t.to_owned(),
-            param: if subject { "subject" } else { "patient" },
+            param,
         });
-        if said.is_some_and(|c| c.patient_identifier) {
-            forms.push(OtherForm::Identifier {
+        let by_identifier = match config.identifier_search {
+            IdentifierSearch::Declared => said
+                .is_some_and(|c| c.patient_identifier)
+                .then_some("patient"),
+            IdentifierSearch::Always => Some(param),
+            IdentifierSearch::Never => None,
+        };
+        match by_identifier {
+            Some(param) => forms.push(OtherForm::Identifier {
                 resource_type: t.to_owned(),
-            });
-        } else {
-            identifier_everywhere = false;
+                param,
+            }),
+            None => identifier_everywhere = false,
         }
     }
     if forms.is_empty() {
@@ -79,6 +90,7 @@ pub(crate) fn other_forms(
     if !identifier_everywhere {
         unsearchable.push(UnsearchableForm::Identifier);
     }
+    unsearchable.push(UnsearchableForm::OtherServer);
     unsearchable.push(UnsearchableForm::Contained);
     (forms, unsearchable)
 }
@@ -106,6 +118,7 @@ mod tests {
             deadline_ms: None,
             feed_timeout_secs: None,
             patient_search,
+            identifier_search: IdentifierSearch::Declared,
         }
     }
 
@@ -131,8 +144,13 @@ mod tests {
         );
         assert_eq!(
             unsearchable,
-            [UnsearchableForm::Identifier, UnsearchableForm::Contained],
-            "no statement declares `:identifier`, and a contained Patient is never searchable"
+            [
+                UnsearchableForm::Identifier,
+                UnsearchableForm::OtherServer,
+                UnsearchableForm::Contained
+            ],
+            "no statement declares `:identifier`; another server's address and a contained \
+             Patient are never searchable"
         );
     }
 
@@ -160,19 +178,78 @@ mod tests {
                 // The statement lists no `subject` for either: asked by `patient`.
                 absolute("Condition", "patient"),
                 OtherForm::Identifier {
-                    resource_type: "Condition".into()
+                    resource_type: "Condition".into(),
+                    param: "patient"
                 },
                 absolute("Flag", "patient"),
             ]
         );
         assert_eq!(
             unsearchable,
-            [UnsearchableForm::Identifier, UnsearchableForm::Contained],
+            [
+                UnsearchableForm::Identifier,
+                UnsearchableForm::OtherServer,
+                UnsearchableForm::Contained
+            ],
             "Flag items naming the patient by NHS number alone cannot be asked for"
         );
-        // Every type declares it: only the contained form is left.
+        // Every type declares it: the NHS number is not named.
         let (_, unsearchable) = other_forms(&c, Some(&d), &["Condition"]);
-        assert_eq!(unsearchable, [UnsearchableForm::Contained]);
+        assert_eq!(
+            unsearchable,
+            [UnsearchableForm::OtherServer, UnsearchableForm::Contained]
+        );
+    }
+
+    #[test]
+    fn configuration_overrides_the_statement_on_asking_by_nhs_number() {
+        let d = Discovery::default();
+        let mut caps = Capabilities::default();
+        caps.types.insert(
+            "Condition".into(),
+            TypeCapability {
+                search_params: vec!["patient".into(), "subject".into()],
+                by_patient: true,
+                patient_identifier: true,
+            },
+        );
+        let at = chrono::DateTime::<chrono::Utc>::from_timestamp(1_795_000_000, 0).expect("time");
+        d.record(Ok(caps), at);
+        let identifier = |t: &str, param| OtherForm::Identifier {
+            resource_type: t.into(),
+            param,
+        };
+        // Always: every type, by `subject` where it has it (Condition here; AllergyIntolerance
+        // by R4's own parameters, unlisted), whatever the statement declares.
+        let mut c = config(PatientSearch::Relative, SourceKind::FhirR4);
+        c.identifier_search = IdentifierSearch::Always;
+        let (forms, unsearchable) = other_forms(&c, Some(&d), &["Condition", "AllergyIntolerance"]);
+        assert_eq!(
+            forms,
+            [
+                absolute("Condition", "subject"),
+                identifier("Condition", "subject"),
+                absolute("AllergyIntolerance", "patient"),
+                identifier("AllergyIntolerance", "patient"),
+            ]
+        );
+        assert_eq!(
+            unsearchable,
+            [UnsearchableForm::OtherServer, UnsearchableForm::Contained],
+            "asked by NHS number for every type: that form is not named"
+        );
+        // Never: not even where the statement declares it, and the form is named.
+        c.identifier_search = IdentifierSearch::Never;
+        let (forms, unsearchable) = other_forms(&c, Some(&d), &["Condition"]);
+        assert_eq!(forms, [absolute("Condition", "subject")]);
+        assert_eq!(
+            unsearchable,
+            [
+                UnsearchableForm::Identifier,
+                UnsearchableForm::OtherServer,
+                UnsearchableForm::Contained
+            ]
+        );
     }
 
     #[test]

@@ -47,6 +47,7 @@ async fn rig() -> Rig {
         deadline_ms: None,
         feed_timeout_secs: None,
         patient_search: Default::default(),
+        identifier_search: Default::default(),
     };
     let limits = FederationConfig::default();
     let source: Arc<dyn Source> = Arc::new(HttpSource::new(

@@ -140,6 +140,7 @@ async fn rig() -> Rig {
         deadline_ms: None,
         feed_timeout_secs: None,
         patient_search: Default::default(),
+        identifier_search: Default::default(),
     };
     let rng = ring::rand::SystemRandom::new();
     let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).expect("key");

@@ -92,6 +92,7 @@ async fn rig(errors: &[(&NhsNumber, GpcError)]) -> Rig {
         deadline_ms: None,
         feed_timeout_secs: None,
         patient_search: Default::default(),
+        identifier_search: Default::default(),
     };
     let source = GpConnectSource::new(config, reqwest::Client::new(), FederationConfig::default())
         .with_identity(Arc::clone(&signer));

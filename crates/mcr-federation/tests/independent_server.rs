@@ -223,6 +223,7 @@ fn source_asking(
         deadline_ms: None,
         feed_timeout_secs: None,
         patient_search: Default::default(),
+        identifier_search: Default::default(),
     };
     let s: Arc<dyn Source> = Arc::new(HttpSource::new(
         config,
@@ -680,9 +681,11 @@ async fn every_type_the_record_shows_arrives_from_an_independent_server_in_its_s
 /// alone, and `subject={its own base}/Patient/{id}` finds that form). What a clinician relies
 /// on: the items naming the patient relatively or by the server's own address are all shown,
 /// each once, asked in a batch or not; the forms the server cannot be asked for (an NHS number
-/// alone: it declares no `:identifier` modifier; a contained `Patient`: never searchable) are
-/// named in one line for the source. An item naming another server's patient is not this
-/// patient's record here, and is not shown.
+/// alone: it declares no `:identifier` modifier; another server's address; a contained
+/// `Patient`: never searchable) are named in one line for the source. Each form is one or the
+/// other. Nor does this server find those items by any search it answers without declaring
+/// it (asked by hand below), so configuration does not override its statement
+/// (`identifier_search` stays `declared`).
 #[tokio::test]
 async fn items_naming_the_patient_relatively_or_by_the_servers_own_address_are_shown_and_the_forms_it_cannot_find_are_named(
 ) {
@@ -740,6 +743,7 @@ async fn items_naming_the_patient_relatively_or_by_the_servers_own_address_are_s
         ),
     ];
     let mut expected = Vec::new();
+    let mut stored_as = BTreeMap::new();
     for (form, resource, shown) in &shapes {
         let kind = resource["resourceType"].as_str().expect("type");
         let resp = http
@@ -758,12 +762,11 @@ async fn items_naming_the_patient_relatively_or_by_the_servers_own_address_are_s
             "patient"
         };
         assert_eq!(stored[field], resource[field], "{form}: stored as sent");
+        let id = stored["id"].as_str().expect("id").to_owned();
         if *shown {
-            expected.push(format!(
-                "{base}/{kind}/{}",
-                stored["id"].as_str().expect("id")
-            ));
+            expected.push(format!("{base}/{kind}/{id}"));
         }
+        stored_as.insert(*form, id);
     }
     expected.sort();
 
@@ -785,29 +788,77 @@ async fn items_naming_the_patient_relatively_or_by_the_servers_own_address_are_s
         assert_eq!((s.items, s.not_tied()), (3, 0), "batch {batch}: {s:?}");
         assert_eq!(
             s.unsearchable,
-            [UnsearchableForm::Identifier, UnsearchableForm::Contained],
-            "batch {batch}"
+            [
+                UnsearchableForm::Identifier,
+                UnsearchableForm::OtherServer,
+                UnsearchableForm::Contained
+            ],
+            "batch {batch}: the three forms not shown are named"
         );
         assert_eq!(
             s.unsearchable_sentence().as_deref(),
             Some(
                 "A trust on an independent FHIR server's search cannot find items that name \
-                 the patient only by NHS number or inside the item; any such items are not shown."
+                 the patient only by NHS number, by another server's address or inside the \
+                 item; any such items are not shown."
             )
         );
+    }
+
+    // By hand: what this server answers for the searches R4 has for the forms not shown. It
+    // accepts each and finds none of those items (the modifier it does not declare, a chain
+    // through the Patient, which finds only what resolves, and `_contained`), so no
+    // configuration can make it find them. Should a later version find one, this fails, and
+    // the source above is then configured to ask that way.
+    let nhs_token = format!("{}|{NHS}", mcr_domain::NhsNumber::SYSTEM);
+    for query in [
+        vec![("subject:identifier", nhs_token.as_str())],
+        vec![("patient:identifier", nhs_token.as_str())],
+        vec![("subject:Patient.identifier", nhs_token.as_str())],
+        vec![
+            ("_contained", "true"),
+            ("patient.identifier", nhs_token.as_str()),
+        ],
+        vec![("_contained", "true"), ("patient", patient.as_str())],
+    ] {
+        let found: Value = http
+            .get(format!("{base}/Condition"))
+            .query(&query)
+            .send()
+            .await
+            .expect("search")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(found["resourceType"], "Bundle", "{query:?}: {found}");
+        let ids: Vec<&str> = found["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["resource"]["id"].as_str())
+            .collect();
+        for form in ["identifier", "contained", "absolute, another server"] {
+            assert!(
+                !ids.contains(&stored_as[form].as_str()),
+                "{query:?} finds the item naming the patient {form}: configure the source to ask so"
+            );
+        }
     }
 }
 
 /// The same, against the simulated sources (`mcr-sources`), which write every resource's
 /// patient reference in one form (relative, their own address, an NHS number, a contained
 /// `Patient`) and find each by patient whatever the form, and whose CapabilityStatement
-/// declares the `:identifier` modifier. A source configured as finding only relative
-/// references is asked by patient, by its own address and by NHS number: every item it holds
-/// is shown exactly once (as a source configured as finding every form shows it, asked once),
-/// and the one form it still cannot be asked for, a contained `Patient`, is named.
+/// declares the `:identifier` modifier (on `patient`; they answer it on `subject` too). A
+/// source configured as finding only relative references is asked by patient, by its own
+/// address and by NHS number: every item it holds is shown exactly once (as a source
+/// configured as finding every form shows it, asked once), and the forms it still cannot be
+/// asked for, another server's address and a contained `Patient`, are named. Configured
+/// (`identifier_search`) to be asked by NHS number whatever it declares, it is asked so and
+/// the same holds; configured never to be, the NHS number is named too.
 #[tokio::test]
 async fn items_are_shown_once_and_the_forms_a_simulated_source_cannot_be_asked_for_are_named() {
-    use mcr_federation::PatientSearch;
+    use mcr_federation::{IdentifierSearch, PatientSearch};
     use mcr_sources::References;
     let region = mcr_synth::generate(&mcr_synth::SynthConfig {
         patients: 60,
@@ -841,7 +892,7 @@ async fn items_are_shown_once_and_the_forms_a_simulated_source_cannot_be_asked_f
         )
         .await
         .expect("serve");
-        let viewed = |search: PatientSearch, batch: bool| {
+        let viewed = |search: PatientSearch, identifier_search: IdentifierSearch, batch: bool| {
             let base = handle.base_url();
             let acute = acute.clone();
             let nhs = nhs.clone();
@@ -862,6 +913,7 @@ async fn items_are_shown_once_and_the_forms_a_simulated_source_cannot_be_asked_f
                     deadline_ms: None,
                     feed_timeout_secs: None,
                     patient_search: search,
+                    identifier_search,
                 };
                 let src: Arc<dyn Source> = Arc::new(HttpSource::new(
                     config,
@@ -879,37 +931,48 @@ async fn items_are_shown_once_and_the_forms_a_simulated_source_cannot_be_asked_f
                 view_by(&federation, acute.id.as_str(), &nhs, &local_id).await
             }
         };
-        let once = viewed(PatientSearch::EveryForm, true).await;
+        let once = viewed(PatientSearch::EveryForm, IdentifierSearch::Declared, true).await;
         let s = &once.sources[0];
         assert_eq!(s.status, SourceStatus::Ok, "{style:?}: {s:?}");
         assert!(s.items > 0 && s.unsearchable.is_empty(), "{style:?}: {s:?}");
         assert_eq!(s.unsearchable_sentence(), None);
-        for batch in [true, false] {
-            let asked_every_way = viewed(PatientSearch::Relative, batch).await;
+        for (identifier_search, batch, named) in [
+            (IdentifierSearch::Declared, true, false),
+            (IdentifierSearch::Declared, false, false),
+            (IdentifierSearch::Always, true, false),
+            (IdentifierSearch::Never, true, true),
+        ] {
+            let asked_every_way = viewed(PatientSearch::Relative, identifier_search, batch).await;
             let r = &asked_every_way.sources[0];
-            assert_eq!(
-                r.status,
-                SourceStatus::Ok,
-                "{style:?}, batch {batch}: {r:?}"
-            );
+            let case = format!("{style:?}, {identifier_search:?}, batch {batch}");
+            assert_eq!(r.status, SourceStatus::Ok, "{case}: {r:?}");
             assert_eq!(
                 shown_urls(&asked_every_way),
                 shown_urls(&once),
-                "{style:?}, batch {batch}: every item once"
+                "{case}: every item once"
             );
             assert_eq!(
                 (r.items, r.withheld, r.not_tied()),
                 (s.items, s.withheld, s.not_tied()),
-                "{style:?}, batch {batch}: counted once"
+                "{case}: counted once"
             );
-            assert_eq!(
-                r.unsearchable,
-                [UnsearchableForm::Contained],
-                "{style:?}: its statement declares `patient:identifier`"
+            let mut unsearchable = vec![UnsearchableForm::OtherServer, UnsearchableForm::Contained];
+            if named {
+                unsearchable.insert(0, UnsearchableForm::Identifier);
+            }
+            assert_eq!(r.unsearchable, unsearchable, "{case}");
+            let words = if named {
+                "only by NHS number, by another server's address or inside the item"
+            } else {
+                "by another server's address or inside the item"
+            };
+            assert!(
+                r.unsearchable_sentence().is_some_and(|t| t.ends_with(&format!(
+                    "search cannot find items that name the patient {words}; any such items are not shown."
+                ))),
+                "{case}: {:?}",
+                r.unsearchable_sentence()
             );
-            assert!(r
-                .unsearchable_sentence()
-                .is_some_and(|t| t.ends_with("search cannot find items that name the patient inside the item; any such items are not shown.")));
         }
     }
 }

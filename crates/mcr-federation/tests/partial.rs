@@ -88,6 +88,7 @@ fn federation(
         deadline_ms: own_deadline_ms,
         feed_timeout_secs: None,
         patient_search: Default::default(),
+        identifier_search: Default::default(),
     };
     let source: Arc<dyn Source> = Arc::new(HttpSource::new(
         config,

@@ -72,6 +72,7 @@ async fn rig(scale: usize) -> Rig {
             deadline_ms: None,
             feed_timeout_secs: None,
             patient_search: Default::default(),
+            identifier_search: Default::default(),
         };
         sources.push(Arc::new(HttpSource::new(
             config,

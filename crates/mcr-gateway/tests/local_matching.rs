@@ -86,6 +86,7 @@ fn held(id: &str, org: Organisation) -> Arc<dyn Source> {
         deadline_ms: None,
         feed_timeout_secs: None,
         patient_search: mcr_federation::PatientSearch::EveryForm,
+        identifier_search: Default::default(),
     }))
 }
 

@@ -72,6 +72,7 @@ impl Scripted {
                 feed_timeout_secs: None,
                 // It answers with the patient's whole scripted record, whatever is asked.
                 patient_search: mcr_federation::PatientSearch::EveryForm,
+                identifier_search: Default::default(),
             },
             answer,
             asked: AtomicUsize::new(0),

@@ -165,6 +165,7 @@ fn source(id: &str, code: &str, kind: OrgKind, base: &str) -> anyhow::Result<Arc
             deadline_ms: None,
             feed_timeout_secs: None,
             patient_search: Default::default(),
+            identifier_search: Default::default(),
         },
         reqwest::Client::new(),
         FederationConfig::default(),

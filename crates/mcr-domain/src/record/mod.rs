@@ -349,6 +349,10 @@ pub enum UnsearchableForm {
     /// A logical reference: `subject.identifier` with the NHS number and no `reference`,
     /// where the source does not declare the `:identifier` modifier on its patient parameter.
     Identifier,
+    /// An absolute reference to another server's `Patient`
+    /// (`https://elsewhere.example/fhir/Patient/123`): a source's search by patient or by its
+    /// own address never finds one.
+    OtherServer,
     /// A `Patient` contained in the item (`"reference": "#p"`): a search by patient never
     /// finds one.
     Contained,
@@ -359,6 +363,7 @@ impl UnsearchableForm {
     pub fn code(self) -> &'static str {
         match self {
             UnsearchableForm::Identifier => "identifier",
+            UnsearchableForm::OtherServer => "other-server",
             UnsearchableForm::Contained => "contained",
         }
     }
@@ -367,6 +372,7 @@ impl UnsearchableForm {
     fn words(self) -> &'static str {
         match self {
             UnsearchableForm::Identifier => "only by NHS number",
+            UnsearchableForm::OtherServer => "by another server's address",
             UnsearchableForm::Contained => "inside the item",
         }
     }
@@ -447,17 +453,21 @@ impl SourceOutcome {
 
     /// The sentence for the view's warnings when this source's search cannot be asked for
     /// every form of patient reference ("… search cannot find items that name the patient
-    /// only by NHS number or inside the item; any such items are not shown."), or `None`. Not
+    /// only by NHS number, by another server's address or inside the item; any such items are
+    /// not shown."), or `None`. Not
     /// said of a source that failed: everything it holds is missing, and said so.
     pub fn unsearchable_sentence(&self) -> Option<String> {
         if self.unsearchable.is_empty() || matches!(self.status, SourceStatus::Failed(_)) {
             return None;
         }
         let forms: Vec<&str> = self.unsearchable.iter().map(|f| f.words()).collect();
+        let forms = match forms.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+            _ => forms.concat(),
+        };
         Some(format!(
-            "{}'s search cannot find items that name the patient {}; any such items are not shown.",
+            "{}'s search cannot find items that name the patient {forms}; any such items are not shown.",
             self.org_name,
-            forms.join(" or ")
         ))
     }
 

@@ -19,15 +19,19 @@ fn outcome(status: SourceStatus, unsearchable: Vec<UnsearchableForm>) -> SourceO
 
 #[test]
 fn the_forms_a_search_cannot_find_are_one_line_and_only_for_a_source_that_answered() {
-    use UnsearchableForm::{Contained, Identifier};
+    use UnsearchableForm::{Contained, Identifier, OtherServer};
     assert_eq!(
         outcome(SourceStatus::Ok, vec![Contained]).unsearchable_sentence().as_deref(),
         Some("East and North Hertfordshire NHS Trust's search cannot find items that name the patient inside the item; any such items are not shown.")
     );
     let partial = SourceStatus::Partial(FailureReason::Timeout { after_ms: 3000 });
     assert_eq!(
-        outcome(partial, vec![Identifier, Contained]).unsearchable_sentence().as_deref(),
-        Some("East and North Hertfordshire NHS Trust's search cannot find items that name the patient only by NHS number or inside the item; any such items are not shown.")
+        outcome(partial.clone(), vec![Identifier, OtherServer, Contained]).unsearchable_sentence().as_deref(),
+        Some("East and North Hertfordshire NHS Trust's search cannot find items that name the patient only by NHS number, by another server's address or inside the item; any such items are not shown.")
+    );
+    assert_eq!(
+        outcome(partial, vec![OtherServer, Contained]).unsearchable_sentence().as_deref(),
+        Some("East and North Hertfordshire NHS Trust's search cannot find items that name the patient by another server's address or inside the item; any such items are not shown.")
     );
     assert_eq!(
         outcome(SourceStatus::Ok, Vec::new()).unsearchable_sentence(),
@@ -40,7 +44,7 @@ fn the_forms_a_search_cannot_find_are_one_line_and_only_for_a_source_that_answer
         None
     );
     assert_eq!(
-        (Identifier.code(), Contained.code()),
-        ("identifier", "contained")
+        (Identifier.code(), OtherServer.code(), Contained.code()),
+        ("identifier", "other-server", "contained")
     );
 }

@@ -194,6 +194,7 @@ mod tests {
                 deadline_ms: None,
                 feed_timeout_secs: None,
                 patient_search: crate::PatientSearch::default(),
+                identifier_search: Default::default(),
             },
             reqwest::Client::new(),
             crate::FederationConfig::default(),

@@ -41,6 +41,10 @@ pub struct SourceConfig {
     /// What this source's search by patient finds (default `relative`): see [`PatientSearch`].
     #[serde(default)]
     pub patient_search: PatientSearch,
+    /// Whether a `relative` source is asked by NHS number (default `declared`): see
+    /// [`IdentifierSearch`].
+    #[serde(default)]
+    pub identifier_search: IdentifierSearch,
 }
 
 /// What a source's search by patient (`patient={id}`) finds, by the form in which an item
@@ -54,15 +58,37 @@ pub struct SourceConfig {
 pub enum PatientSearch {
     /// It finds relative references only (the default: assume nothing more). A view also asks
     /// by its own base URL (`subject={base}/Patient/{id}`, in the same batch), and by NHS
-    /// number (`patient:identifier=…`) for the types whose CapabilityStatement declares the
-    /// `:identifier` modifier; what it still cannot be asked for (a contained `Patient`, and
-    /// an identifier without that modifier) is said in the view, one line for the source.
+    /// number as its [`IdentifierSearch`] says; what it still cannot be asked for (a contained
+    /// `Patient`, another server's address, and an NHS number where it is not asked by one) is
+    /// said in the view, one line for the source.
     #[default]
     Relative,
     /// It finds every item about the patient whatever form names them (it resolves
     /// references when it stores them, as the simulated sources do): one search per type,
     /// and nothing to say.
     EveryForm,
+}
+
+/// Whether a `relative` source is asked for the items that name the patient only by NHS
+/// number (a logical reference, `subject.identifier`), with R4's `:identifier` modifier. Its
+/// CapabilityStatement is the default word; configuration overrides it both ways, for a
+/// server that answers the modifier without declaring it (Medplum's server does, on every
+/// reference parameter) or declares it and answers wrongly.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdentifierSearch {
+    /// Asked `patient:identifier=…` for the types whose statement declares the modifier on
+    /// `patient`; for the rest the form is named as not searchable.
+    #[default]
+    Declared,
+    /// Asked for every type, whatever the statement says: `subject:identifier=…` where the
+    /// type has `subject` (a server may take `patient` to mean a reference it can resolve to a
+    /// `Patient`, which an identifier alone is not), else `patient:identifier=…`. Set it only
+    /// for a server known to answer the modifier: one that ignores it answers an empty search,
+    /// and the view would then say nothing of the items it holds in that form.
+    Always,
+    /// Never asked; the form is named as not searchable.
+    Never,
 }
 
 /// The protocol a source speaks.

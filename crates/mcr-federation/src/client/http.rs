@@ -126,11 +126,15 @@ impl HttpSource {
                     &[(param, patient.as_str()), ("_count", count)],
                 )
             }
-            OtherForm::Identifier { resource_type } => {
+            OtherForm::Identifier {
+                resource_type,
+                param,
+            } => {
                 let token = format!("{}|{nhs}", mcr_domain::NhsNumber::SYSTEM);
+                let key = format!("{param}:identifier");
                 self.url(
                     resource_type,
-                    &[("patient:identifier", token.as_str()), ("_count", count)],
+                    &[(key.as_str(), token.as_str()), ("_count", count)],
                 )
             }
         }
@@ -501,6 +505,74 @@ impl HttpSource {
 #[cfg(test)]
 mod tests {
     use super::server_timing_app_ms;
+    use crate::client::{HttpSource, OtherForm, SourceConfig};
+
+    #[test]
+    fn the_other_forms_are_asked_by_the_parameter_the_plan_names() {
+        let source = HttpSource::new(
+            SourceConfig {
+                id: mcr_domain::SourceId::parse("acute").expect("id"),
+                organisation: mcr_domain::Organisation {
+                    code: mcr_domain::OdsCode::parse("RWH").expect("ods"),
+                    name: "Acute".into(),
+                    kind: mcr_domain::OrgKind::AcuteTrust,
+                    member: true,
+                    suspended: false,
+                },
+                base_url: url::Url::parse("https://acute.example/fhir/").expect("url"),
+                resource_types: Vec::new(),
+                batch: false,
+                kind: crate::client::SourceKind::FhirR4,
+                gp_connect: None,
+                deadline_ms: None,
+                feed_timeout_secs: None,
+                patient_search: crate::PatientSearch::Relative,
+                identifier_search: crate::IdentifierSearch::Always,
+            },
+            reqwest::Client::new(),
+            crate::FederationConfig::default(),
+        );
+        let url = |form: OtherForm| {
+            let url = source
+                .other_form_url(&form, "p1", "9434765919", "200")
+                .expect("url");
+            let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+            (url.path().to_owned(), query)
+        };
+        let nhs = "https://fhir.nhs.uk/Id/nhs-number|9434765919".to_owned();
+        assert_eq!(
+            url(OtherForm::Identifier {
+                resource_type: "Condition".into(),
+                param: "subject"
+            }),
+            (
+                "/fhir/Condition".to_owned(),
+                vec![
+                    ("subject:identifier".to_owned(), nhs.clone()),
+                    ("_count".to_owned(), "200".to_owned())
+                ]
+            )
+        );
+        assert_eq!(
+            url(OtherForm::Identifier {
+                resource_type: "AllergyIntolerance".into(),
+                param: "patient"
+            })
+            .1[0],
+            ("patient:identifier".to_owned(), nhs)
+        );
+        assert_eq!(
+            url(OtherForm::Absolute {
+                resource_type: "Condition".into(),
+                param: "subject"
+            })
+            .1[0],
+            (
+                "subject".to_owned(),
+                "https://acute.example/fhir/Patient/p1".to_owned()
+            )
+        );
+    }
 
     #[test]
     fn reads_the_app_duration_of_a_server_timing_header() {

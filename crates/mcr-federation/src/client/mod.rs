@@ -14,7 +14,7 @@ mod config;
 mod http;
 mod page;
 
-pub use config::{FederationConfig, PatientSearch, SourceConfig, SourceKind};
+pub use config::{FederationConfig, IdentifierSearch, PatientSearch, SourceConfig, SourceKind};
 pub use http::HttpSource;
 pub(crate) use http::{server_timing_app_ms, transport_failure};
 
@@ -156,17 +156,21 @@ pub enum OtherForm {
         resource_type: String,
         param: &'static str,
     },
-    /// By NHS number, `patient:identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs}`: for a
-    /// type whose CapabilityStatement declares the modifier.
-    Identifier { resource_type: String },
+    /// By NHS number, `{param}:identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs}`: `patient`
+    /// for a type whose CapabilityStatement declares the modifier on it; for a source
+    /// configured to be asked by NHS number whatever it declares, `subject` where the type has
+    /// it, else `patient` (see [`crate::IdentifierSearch`]).
+    Identifier {
+        resource_type: String,
+        param: &'static str,
+    },
 }
 
 impl OtherForm {
     pub fn resource_type(&self) -> &str {
         match self {
-            OtherForm::Absolute { resource_type, .. } | OtherForm::Identifier { resource_type } => {
-                resource_type
-            }
+            OtherForm::Absolute { resource_type, .. }
+            | OtherForm::Identifier { resource_type, .. } => resource_type,
         }
     }
 }

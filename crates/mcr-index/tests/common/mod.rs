@@ -120,6 +120,7 @@ pub fn http_source(id: &str, org: Organisation, base: &str, types: &[&str]) -> A
         deadline_ms: None,
         feed_timeout_secs: None,
         patient_search: Default::default(),
+        identifier_search: Default::default(),
     };
     Arc::new(HttpSource::new(
         cfg,

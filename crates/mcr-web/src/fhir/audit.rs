@@ -137,13 +137,19 @@ pub(crate) fn audit_event(e: &AuditEntry, base_url: &str) -> Value {
                 .iter()
                 .map(|f| match f.as_str() {
                     "identifier" => "NHS number only",
+                    "other-server" => "another server's address",
                     "contained" => "a contained Patient",
                     other => other,
                 })
                 .collect();
+            let forms = match forms.split_last() {
+                Some((last, rest)) if !rest.is_empty() => {
+                    format!("{} or {last}", rest.join(", "))
+                }
+                _ => forms.concat(),
+            };
             said.push_str(&format!(
-                ", its search cannot find items naming the patient by {}",
-                forms.join(" or ")
+                ", its search cannot find items naming the patient by {forms}"
             ));
         }
         details.push(json!({"type": format!("source:{}", s.source), "valueString": said}));
@@ -401,7 +407,7 @@ mod tests {
         // As the trail stores it.
         event.sources = serde_json::from_value(json!([{
             "source": "community", "org_code": "RY4", "status": "ok", "items": 3, "withheld": 0,
-            "unsearchable": ["identifier", "contained"]
+            "unsearchable": ["identifier", "other-server", "contained"]
         }]))
         .expect("a source's audit");
         let rendered = audit_event(&AuditEntry { seq: 7, event }, "https://mcr.example");
@@ -415,7 +421,7 @@ mod tests {
             .unwrap_or_default();
         assert_eq!(
             said,
-            "community (RY4): ok, 3 item(s), 0 withheld, its search cannot find items naming the patient by NHS number only or a contained Patient"
+            "community (RY4): ok, 3 item(s), 0 withheld, its search cannot find items naming the patient by NHS number only, another server's address or a contained Patient"
         );
     }
 

@@ -657,7 +657,10 @@ pub(crate) mod tests {
                 resource_type: "Goal".into(),
                 count: 12,
             }],
-            unsearchable: vec![mcr_domain::UnsearchableForm::Contained],
+            unsearchable: vec![
+                mcr_domain::UnsearchableForm::OtherServer,
+                mcr_domain::UnsearchableForm::Contained,
+            ],
         };
         let view = View {
             record: MergedRecord {
@@ -708,7 +711,7 @@ pub(crate) mod tests {
         assert_eq!(unsearchable["severity"], "warning");
         assert_eq!(
             unsearchable["details"]["text"],
-            "Hertfordshire Community NHS Trust's search cannot find items that name the patient inside the item; any such items are not shown."
+            "Hertfordshire Community NHS Trust's search cannot find items that name the patient by another server's address or inside the item; any such items are not shown."
         );
         assert_eq!(unsearchable["expression"][0], "community");
     }

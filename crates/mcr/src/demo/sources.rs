@@ -107,6 +107,7 @@ pub(super) async fn start(
             // A simulated source holds its records by local id and finds them whatever form
             // of patient reference it writes them with: one search per type is enough.
             patient_search: mcr_federation::PatientSearch::EveryForm,
+            identifier_search: Default::default(),
         });
         if gp_connect {
             // The one GP system answers for every practice, each at its own endpoint.
