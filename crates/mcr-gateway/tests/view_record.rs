@@ -354,6 +354,7 @@ async fn the_forms_a_sources_search_cannot_find_are_audited() {
         view.record.sources[0].unsearchable,
         [
             mcr_domain::UnsearchableForm::Identifier,
+            mcr_domain::UnsearchableForm::OtherServer,
             mcr_domain::UnsearchableForm::Contained
         ]
     );
@@ -361,7 +362,7 @@ async fn the_forms_a_sources_search_cannot_find_are_audited() {
     assert_eq!(
         payload["sources"],
         json!([{"source": "gp", "org_code": GP, "status": "ok", "items": 2, "withheld": 0,
-                "unsearchable": ["identifier", "contained"]}])
+                "unsearchable": ["identifier", "other-server", "contained"]}])
     );
 }
 
