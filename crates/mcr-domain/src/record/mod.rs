@@ -347,7 +347,8 @@ pub struct SourceOutcome {
 #[serde(rename_all = "kebab-case")]
 pub enum UnsearchableForm {
     /// A logical reference: `subject.identifier` with the NHS number and no `reference`,
-    /// where the source does not declare the `:identifier` modifier on its patient parameter.
+    /// where the source is not asked with the `:identifier` modifier (its statement does not
+    /// declare it, and its configuration does not say it answers it).
     Identifier,
     /// An absolute reference to another server's `Patient`
     /// (`https://elsewhere.example/fhir/Patient/123`): a source's search by patient or by its
@@ -454,8 +455,8 @@ impl SourceOutcome {
     /// The sentence for the view's warnings when this source's search cannot be asked for
     /// every form of patient reference ("… search cannot find items that name the patient
     /// only by NHS number, by another server's address or inside the item; any such items are
-    /// not shown."), or `None`. Not
-    /// said of a source that failed: everything it holds is missing, and said so.
+    /// not shown."), or `None`. Not said of a source that failed: everything it holds is
+    /// missing, and said so.
     pub fn unsearchable_sentence(&self) -> Option<String> {
         if self.unsearchable.is_empty() || matches!(self.status, SourceStatus::Failed(_)) {
             return None;
