@@ -20,6 +20,7 @@ mod backend_services;
 mod care_event;
 mod governance;
 mod index;
+mod local_decision;
 mod local_identity;
 mod match_review;
 mod opt_out;
