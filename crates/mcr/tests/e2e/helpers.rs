@@ -406,6 +406,80 @@ pub async fn choose_user(
         .expect("POST authorize")
 }
 
+/// A sign-in as far as the provider's answer: started at the gateway, `user` chosen at the
+/// provider. Returns the callback URL the provider sends the browser back to (with its `code`
+/// and `state`) and the sign-in's `mcr_login` cookie.
+pub async fn provider_answer(
+    t: &TestDemo,
+    http: &reqwest::Client,
+    user: &str,
+) -> (url::Url, String) {
+    let (authorize, login) = start_sign_in(t, http).await;
+    let back = location(&choose_user(http, &authorize, user).await);
+    (url::Url::parse(&back).expect("a callback URL"), login)
+}
+
+/// The value of query parameter `name` in `url`.
+pub fn query_param(url: &url::Url, name: &str) -> String {
+    url.query_pairs()
+        .find(|(k, _)| k == name)
+        .unwrap_or_else(|| panic!("{name} in {url}"))
+        .1
+        .into_owned()
+}
+
+/// `callback` with only `code` and `state` in its query: a return from the provider as a
+/// forger or a replayer would make it.
+pub fn with_code_and_state(callback: &url::Url, code: &str, state: &str) -> url::Url {
+    let mut url = callback.clone();
+    url.query_pairs_mut()
+        .clear()
+        .append_pair("code", code)
+        .append_pair("state", state);
+    url
+}
+
+/// `GET url` with `cookie` sent, as the browser holding it would.
+pub async fn get_with_cookie(
+    http: &reqwest::Client,
+    url: impl reqwest::IntoUrl,
+    cookie: &str,
+) -> reqwest::Response {
+    http.get(url)
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("GET with a cookie")
+}
+
+/// Where a browser's return to the gateway from a provider landed: the answer's status,
+/// `Location` (empty when none), body, and the browser's cookies after it.
+pub struct Landing {
+    pub status: u16,
+    pub location: String,
+    pub body: String,
+    pub jar: Jar,
+}
+
+/// The browser holding `jar` comes back to the gateway at `url` (a sign-in's callback).
+pub async fn land(http: &reqwest::Client, url: impl reqwest::IntoUrl, mut jar: Jar) -> Landing {
+    let resp = get_with_cookie(http, url, &jar.header()).await;
+    jar.take(&resp);
+    let status = resp.status().as_u16();
+    let location = resp
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().expect("ascii").to_owned())
+        .unwrap_or_default();
+    let body = resp.text().await.expect("body");
+    Landing {
+        status,
+        location,
+        body,
+        jar,
+    }
+}
+
 impl TestDemo {
     /// A client builder trusting this demo's CA.
     pub fn browser_builder(&self) -> reqwest::ClientBuilder {
