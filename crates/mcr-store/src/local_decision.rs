@@ -1,5 +1,5 @@
 //! What people decide about a source record and a local identity (the trait, its rows and the
-//! statements both backends run; each backend's `local_decision.rs` implements it).
+//! statements, run on either backend through [`crate::runner::Runner`]).
 //!
 //! The same three decisions as about an index patient, kept apart in `local_match_decision`
 //! (a local identity is never written where an NHS number belongs): `link` (a pair in review
@@ -9,8 +9,10 @@
 
 use crate::common::{get, parse_source, parse_ts, ts, Statement, Value};
 use crate::local_identity::{
-    local_id_from, local_link_upsert, LOCAL_CANDIDATE_COLUMNS, LOCAL_LINK_COLUMNS,
+    local_candidate_from_row, local_id_from, local_link_from_row, local_link_upsert,
+    LOCAL_CANDIDATE_COLUMNS, LOCAL_LINK_COLUMNS,
 };
+use crate::runner::{Reader, Runner};
 use crate::{AuditAppend, AuditRow, ChainFn, LocalLink, Result, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -145,7 +147,7 @@ pub(crate) fn link_of<'a>(source: &'a SourceId, local_id: &'a str) -> Statement<
     )
 }
 
-/// The decision's local identity, if it is open (read with [`id_from_row`]): a decision about
+/// The decision's local identity, if it is open (an `id`): a decision about
 /// one that is unknown or resolved to an NHS number since writes nothing.
 pub(crate) fn open_person(d: &LocalDecisionRow) -> Statement<'_> {
     Statement::new(
@@ -154,24 +156,14 @@ pub(crate) fn open_person(d: &LocalDecisionRow) -> Statement<'_> {
     )
 }
 
-/// The open local identity the decision's record was made from, if any (read with
-/// [`id_from_row`]; judged by [`check_origin`]).
+/// The open local identity the decision's record was made from, if any (an `id`;
+/// judged by [`check_origin`]).
 pub(crate) fn origin_of(d: &LocalDecisionRow) -> Statement<'_> {
     Statement::new(
         "SELECT id FROM local_person WHERE origin_source = $1 \
          AND origin_local_id = $2 AND resolved_to IS NULL",
         vec![Value::Text(d.source.as_str()), Value::Text(&d.local_id)],
     )
-}
-
-/// A local identity's id, as [`open_person`] and [`origin_of`] read it.
-pub(crate) fn id_from_row<R>(row: &R) -> Result<i64>
-where
-    R: Row,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-    for<'c> &'c str: ColumnIndex<R>,
-{
-    get(row, "id")
 }
 
 /// The record another open local identity was made from is that identity: linking it here
@@ -253,4 +245,64 @@ pub(crate) fn decision_writes<'a>(
         ),
     }
     writes
+}
+
+/// What a decision writes once [`open_person`] and [`origin_of`] have read (`found`, in that
+/// order): nothing when the local identity is not open, a refusal when [`check_origin`] says
+/// so, else [`decision_writes`].
+fn writes_if_open<'a>(
+    d: &'a LocalDecisionRow,
+    link: Option<&'a LocalLink>,
+    found: &[Option<i64>],
+) -> Result<Option<Vec<Statement<'a>>>> {
+    let (open, made) = match found {
+        [open, made] => (*open, *made),
+        _ => {
+            return Err(StoreError::Corrupt(
+                "a local decision's reads went astray".into(),
+            ))
+        }
+    };
+    if open.is_none() {
+        return Ok(None);
+    }
+    check_origin(d, made)?;
+    Ok(Some(decision_writes(d, link)))
+}
+
+/// Both backends run the same statements: [`Runner`] says on which connection, and opens the
+/// transaction a decision is written in with its audit record.
+#[async_trait]
+impl<S: Runner> LocalDecisionStore for S {
+    async fn local_decisions(&self) -> Result<Vec<LocalDecisionRow>> {
+        let read = Reader::new(local_decision_from_row, local_decision_from_row);
+        self.fetch_all(&decisions(), read).await
+    }
+
+    async fn local_candidates_of(
+        &self,
+        source: &SourceId,
+        local_id: &str,
+    ) -> Result<Vec<crate::LocalCandidateRow>> {
+        let read = Reader::new(local_candidate_from_row, local_candidate_from_row);
+        self.fetch_all(&candidates_of(source, local_id), read).await
+    }
+
+    async fn local_link_of(&self, source: &SourceId, local_id: &str) -> Result<Option<LocalLink>> {
+        let read = Reader::new(local_link_from_row, local_link_from_row);
+        self.fetch_optional(&link_of(source, local_id), read).await
+    }
+
+    async fn decide_local_match(
+        &self,
+        d: &LocalDecisionRow,
+        link: Option<&LocalLink>,
+        audit: &AuditAppend,
+        chain: &ChainFn,
+    ) -> Result<Option<AuditRow>> {
+        check_local_decision(d, link)?;
+        let reads = [open_person(d), origin_of(d)];
+        let writes = move |found: &[Option<i64>]| writes_if_open(d, link, found);
+        self.audited_after_ids(&reads, &writes, audit, chain).await
+    }
 }

@@ -10,6 +10,7 @@ use crate::{AuditAppend, AuditRow, ChainFn, Result};
 use async_trait::async_trait;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
+use sqlx::{ColumnIndex, Decode, Row, Type};
 
 /// A row reader for both backends: a topic's generic reader (over sqlx's `Row`), once per
 /// backend's row type, as `Reader::new(person_from_row, person_from_row)`.
@@ -23,6 +24,20 @@ impl<T> Reader<T> {
         Self { sqlite, postgres }
     }
 }
+
+/// A row's `id`, as the reads of [`Runner::audited_after_ids`] answer it.
+pub(crate) fn id_from_row<R>(row: &R) -> Result<i64>
+where
+    R: Row,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'c> &'c str: ColumnIndex<R>,
+{
+    crate::common::get(row, "id")
+}
+
+/// What [`Runner::audited_after_ids`] writes, given what its reads found.
+pub(crate) type WritesAfter<'w, 'a> =
+    dyn Fn(&[Option<i64>]) -> Result<Option<Vec<Statement<'a>>>> + Send + Sync + 'w;
 
 /// Runs a topic's [`Statement`]s on a backend.
 #[async_trait]
@@ -54,6 +69,18 @@ pub(crate) trait Runner: Send + Sync {
     async fn audited_if_one(
         &self,
         write: Statement<'_>,
+        audit: &AuditAppend,
+        chain: &ChainFn,
+    ) -> Result<Option<AuditRow>>;
+
+    /// `reads` first, each answering at most one row's `id` (read with [`id_from_row`]), then
+    /// the statements `writes` makes of what they found, in order, then `audit` appended, all
+    /// in one transaction. When `writes` answers `None`, nothing is written and no audit
+    /// record appended (`None`); when it fails, the transaction is rolled back.
+    async fn audited_after_ids(
+        &self,
+        reads: &[Statement<'_>],
+        writes: &WritesAfter<'_, '_>,
         audit: &AuditAppend,
         chain: &ChainFn,
     ) -> Result<Option<AuditRow>>;

@@ -14,7 +14,6 @@ mod backend_services;
 mod care_event;
 mod governance;
 mod index;
-mod local_decision;
 mod local_identity;
 mod match_review;
 mod patient_merge;

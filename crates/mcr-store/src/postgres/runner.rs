@@ -4,7 +4,7 @@
 use super::audit::append_audit_in_tx;
 use super::PostgresStore;
 use crate::common::Statement;
-use crate::runner::{Reader, Runner};
+use crate::runner::{id_from_row, Reader, Runner, WritesAfter};
 use crate::{AuditAppend, AuditRow, ChainFn, Result};
 use async_trait::async_trait;
 
@@ -50,6 +50,29 @@ impl Runner for PostgresStore {
         let mut tx = self.pool.begin().await?;
         if write.query().execute(&mut *tx).await?.rows_affected() != 1 {
             return Ok(None);
+        }
+        let row = append_audit_in_tx(&mut tx, audit, chain).await?;
+        tx.commit().await?;
+        Ok(Some(row))
+    }
+
+    async fn audited_after_ids(
+        &self,
+        reads: &[Statement<'_>],
+        writes: &WritesAfter<'_, '_>,
+        audit: &AuditAppend,
+        chain: &ChainFn,
+    ) -> Result<Option<AuditRow>> {
+        let mut tx = self.pool.begin().await?;
+        let mut found = Vec::with_capacity(reads.len());
+        for read in reads {
+            found.push(read.fetch_optional(&mut *tx, id_from_row).await?);
+        }
+        let Some(writes) = writes(&found)? else {
+            return Ok(None);
+        };
+        for write in &writes {
+            write.query().execute(&mut *tx).await?;
         }
         let row = append_audit_in_tx(&mut tx, audit, chain).await?;
         tx.commit().await?;
