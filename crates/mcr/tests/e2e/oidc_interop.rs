@@ -30,22 +30,26 @@ async fn start_provider(
     (provider, issuer)
 }
 
-#[tokio::test]
-async fn the_gateway_signs_in_with_an_independent_openid_provider() {
+/// The provider's packages installed (`npm ci` when missing), and the port and address the
+/// gateway will listen at: chosen first, because the provider must know the redirect URI.
+fn prepare() -> (std::path::PathBuf, u16, String) {
     let dir = interop_dir();
     npm_ci_once(
         &dir,
         &["oidc-provider"],
         "the OpenID Connect interoperability test",
     );
-
-    // The gateway's port first: the provider must know the redirect URI.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
         .expect("addr")
         .port();
-    let gateway = format!("http://127.0.0.1:{port}");
+    (dir, port, format!("http://127.0.0.1:{port}"))
+}
+
+#[tokio::test]
+async fn the_gateway_signs_in_with_an_independent_openid_provider() {
+    let (dir, port, gateway) = prepare();
     let secret = "interop-client-secret-0123456789";
     let (mut provider, issuer) = start_provider(
         &dir,
@@ -217,18 +221,7 @@ fn csrf_of(html: &str) -> String {
 
 #[tokio::test]
 async fn cis2_role_profiles_assurance_and_bad_claims_against_an_independent_provider() {
-    let dir = interop_dir();
-    npm_ci_once(
-        &dir,
-        &["oidc-provider"],
-        "the OpenID Connect interoperability test",
-    );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let gateway = format!("http://127.0.0.1:{port}");
+    let (dir, port, gateway) = prepare();
     let secret = "interop-client-secret-0123456789";
     let accounts = serde_json::json!({
         "two.roles": cis2_account("AAL3_ANY", "3", published_profiles()),
@@ -500,18 +493,7 @@ fn with_param(url: &str, name: &str, value: &str) -> String {
 
 #[tokio::test]
 async fn patients_sign_in_with_nhs_login_shaped_claims_from_an_independent_provider() {
-    let dir = interop_dir();
-    npm_ci_once(
-        &dir,
-        &["oidc-provider"],
-        "the OpenID Connect interoperability test",
-    );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let gateway = format!("http://127.0.0.1:{port}");
+    let (dir, port, gateway) = prepare();
     let secret = "interop-client-secret-0123456789";
     let tmp = tempfile::tempdir().expect("dir");
     let key = tmp.path().join("nhs-login-client.pem");

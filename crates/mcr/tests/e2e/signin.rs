@@ -82,6 +82,26 @@ async fn assert_audited(t: &TestDemo, channel: &str, reason: &str, user: &str) {
     );
 }
 
+/// The token request the gateway makes for `code` at the demo provider, as client
+/// `mcr-gateway` with `secret`, and without the PKCE verifier.
+async fn token_without_verifier(
+    t: &TestDemo,
+    http: &reqwest::Client,
+    secret: &str,
+    code: &str,
+) -> reqwest::Response {
+    http.post(format!("{}/token", t.demo.info.token_issuer))
+        .basic_auth("mcr-gateway", Some(secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", &t.url("/signin/callback")),
+        ])
+        .send()
+        .await
+        .expect("POST /token")
+}
+
 #[tokio::test]
 async fn bad_bearer_tokens_are_refused_and_audited() {
     let t = start().await;
@@ -410,17 +430,7 @@ async fn broken_sign_ins_are_refused_and_audited() {
 
     let (back, _) = provider_answer(&t, &http, AE).await;
     let code = query_param(&back, "code");
-    let resp = http
-        .post(format!("{}/token", t.demo.info.token_issuer))
-        .basic_auth("mcr-gateway", Some("wrong"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", &t.url("/signin/callback")),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let resp = token_without_verifier(&t, &http, "wrong", &code).await;
     assert_eq!(resp.status(), 401, "client authentication is required");
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "invalid_client");
@@ -435,17 +445,7 @@ async fn the_provider_wants_the_pkce_verifier() {
     // The demo provider's client secret is the gateway's own; a verifier-less request by
     // someone who somehow had it still fails on PKCE.
     let secret = secrecy::ExposeSecret::expose_secret(&t.demo.gateway_client_secret).to_owned();
-    let resp = http
-        .post(format!("{}/token", t.demo.info.token_issuer))
-        .basic_auth("mcr-gateway", Some(secret))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", &t.url("/signin/callback")),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let resp = token_without_verifier(&t, &http, &secret, &code).await;
     assert_eq!(resp.status(), 400, "no verifier");
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "invalid_grant");
