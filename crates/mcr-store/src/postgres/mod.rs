@@ -5,7 +5,8 @@
 //! processes form one chain: each append transaction first takes a transaction-scoped advisory
 //! lock, then reads the last record and inserts the next; the lock is released by the commit.
 //!
-//! This file holds the handle and its pool; each topic's part of the store is a file of its own
+//! This file holds the handle and its pool; `runner.rs` runs the statements of topics that are
+//! the same on both backends, and each topic that differs by backend has a file of its own
 //! beside it, the same files as `sqlite/` has.
 
 mod audit;

@@ -11,8 +11,9 @@
 //! reads the head and inserts as one step. `synchronous = FULL`: a committed audit record
 //! survives power loss.
 //!
-//! This file holds the handle and its connections; each topic's part of the store is a file
-//! of its own beside it, the same files as `postgres/` has.
+//! This file holds the handle and its connections; `runner.rs` runs the statements of topics
+//! that are the same on both backends, and each topic that differs by backend has a file of
+//! its own beside it, the same files as `postgres/` has.
 
 mod audit;
 mod audit_trail;
