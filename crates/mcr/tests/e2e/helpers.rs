@@ -500,12 +500,7 @@ impl TestDemo {
         let (authorize, login) = start_sign_in(self, &http).await;
         let back = choose_user(&http, &authorize, user).await;
         assert_eq!(back.status(), 303, "the provider sends the browser back");
-        let resp = http
-            .get(location(&back))
-            .header("cookie", &login)
-            .send()
-            .await
-            .expect("callback");
+        let resp = get_with_cookie(&http, location(&back), &login).await;
         assert!(
             set_cookie(&resp, "mcr_session").is_none(),
             "no session for a refused sign-in"
@@ -524,12 +519,7 @@ impl TestDemo {
             callback.starts_with(&self.url("/signin/callback?")),
             "{callback}"
         );
-        let resp = http
-            .get(&callback)
-            .header("cookie", &login)
-            .send()
-            .await
-            .expect("callback");
+        let resp = get_with_cookie(&http, &callback, &login).await;
         assert_eq!(resp.status(), 303, "signed in: {:?}", resp.headers());
         assert_eq!(location(&resp), "/app");
         let cookie = set_cookie(&resp, "mcr_session").expect("a session cookie");
@@ -538,20 +528,11 @@ impl TestDemo {
             "{cookie}"
         );
         let mut cookie = cookie.split(';').next().expect("cookie").to_owned();
-        let mut page = http
-            .get(self.url("/app"))
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .expect("GET /app");
+        let mut page = get_with_cookie(&http, self.url("/app"), &cookie).await;
         if page.status() == 303 && location(&page) == "/signin/role" {
             // Several NHS CIS2 role profiles: work in the first offered.
-            let html = http
-                .get(self.url("/signin/role"))
-                .header("cookie", &cookie)
-                .send()
+            let html = get_with_cookie(&http, self.url("/signin/role"), &cookie)
                 .await
-                .expect("GET /signin/role")
                 .text()
                 .await
                 .expect("page");
@@ -580,12 +561,7 @@ impl TestDemo {
                 .next()
                 .expect("cookie")
                 .to_owned();
-            page = http
-                .get(self.url("/app"))
-                .header("cookie", &cookie)
-                .send()
-                .await
-                .expect("GET /app");
+            page = get_with_cookie(&http, self.url("/app"), &cookie).await;
         }
         assert_eq!(page.status(), 200);
         let html = page.text().await.expect("page");
