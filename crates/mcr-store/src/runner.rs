@@ -56,6 +56,9 @@ pub(crate) trait Runner: Send + Sync {
         read: Reader<T>,
     ) -> Result<Option<T>>;
 
+    /// `writes` in order, in one transaction on the connection writes use.
+    async fn written(&self, writes: &[Statement<'_>]) -> Result<()>;
+
     /// `writes` in order, then `audit` appended, in one transaction.
     async fn audited(
         &self,

@@ -18,7 +18,6 @@ mod index;
 mod local_identity;
 mod match_review;
 mod patient_merge;
-mod patient_status;
 mod runner;
 mod shared_state;
 mod store;

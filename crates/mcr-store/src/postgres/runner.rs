@@ -26,6 +26,15 @@ impl Runner for PostgresStore {
         statement.fetch_optional(&self.pool, read.postgres).await
     }
 
+    async fn written(&self, writes: &[Statement<'_>]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for write in writes {
+            write.query().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn audited(
         &self,
         writes: &[Statement<'_>],

@@ -27,6 +27,16 @@ impl Runner for SqliteStore {
         statement.fetch_optional(&self.read, read.sqlite).await
     }
 
+    async fn written(&self, writes: &[Statement<'_>]) -> Result<()> {
+        let mut writer = self.write_conn().await?;
+        let mut tx = writer.begin().await?;
+        for write in writes {
+            write.query().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn audited(
         &self,
         writes: &[Statement<'_>],
