@@ -27,6 +27,7 @@ mod patient_status;
 mod pg_hosts;
 mod postgres;
 mod protected;
+mod runner;
 mod shared_state;
 mod sqlite;
 mod watch_counts;

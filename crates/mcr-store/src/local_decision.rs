@@ -1,5 +1,5 @@
-//! What people decide about a source record and a local identity (the trait and its rows; both
-//! backends run the same statements, written once here in [`local_decision_impl`]).
+//! What people decide about a source record and a local identity (the trait, its rows and the
+//! statements, run on either backend through [`crate::runner::Runner`]).
 //!
 //! The same three decisions as about an index patient, kept apart in `local_match_decision`
 //! (a local identity is never written where an NHS number belongs): `link` (a pair in review
@@ -7,13 +7,18 @@
 //! not) and `unlink` (a record linked to the local identity is not its person). Each is
 //! written with its audit record in one transaction, and no later sync overrides it.
 
-use crate::common::{get, parse_source, parse_ts};
-use crate::local_identity::local_id_from;
+use crate::common::{get, parse_source, parse_ts, ts, Statement, Value};
+use crate::local_identity::{
+    local_candidate_from_row, local_id_from, local_link_from_row, local_link_upsert,
+    LOCAL_CANDIDATE_COLUMNS, LOCAL_LINK_COLUMNS,
+};
+use crate::runner::{Reader, Runner};
 use crate::{AuditAppend, AuditRow, ChainFn, LocalLink, Result, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mcr_domain::{LocalPersonId, SourceId};
 use sqlx::{ColumnIndex, Decode, Row, Type};
+use std::sync::LazyLock;
 
 /// What a person decided about a source record and a local identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,169 +110,199 @@ pub(crate) fn check_local_decision(d: &LocalDecisionRow, link: Option<&LocalLink
     }
 }
 
-/// The statements both backends run, written with `$n` parameters. `$read` is the pool reads
-/// use; `$append` opens a transaction that may append to the audit trail; `$append_in_tx`
-/// appends in it.
-macro_rules! local_decision_impl {
-    ($store:ty, $read:ident, $append:ident, $append_in_tx:path) => {
-        #[async_trait::async_trait]
-        impl $crate::local_decision::LocalDecisionStore for $store {
-            async fn local_decisions(
-                &self,
-            ) -> $crate::Result<Vec<$crate::local_decision::LocalDecisionRow>> {
-                sqlx::query(&format!(
-                    "SELECT {} FROM local_match_decision ORDER BY source, local_id, local_person",
-                    $crate::local_decision::LOCAL_DECISION_COLUMNS
-                ))
-                .fetch_all(&self.$read)
-                .await?
-                .iter()
-                .map($crate::local_decision::local_decision_from_row)
-                .collect()
-            }
+/// Every decision people made about records and local identities.
+pub(crate) fn decisions() -> Statement<'static> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {LOCAL_DECISION_COLUMNS} FROM local_match_decision \
+             ORDER BY source, local_id, local_person"
+        )
+    });
+    Statement::new(SQL.as_str(), vec![])
+}
 
-            async fn local_candidates_of(
-                &self,
-                source: &mcr_domain::SourceId,
-                local_id: &str,
-            ) -> $crate::Result<Vec<$crate::LocalCandidateRow>> {
-                sqlx::query(&format!(
-                    "SELECT {} FROM local_match_candidate WHERE source = $1 AND local_id = $2 \
-                     ORDER BY score DESC, local_person",
-                    $crate::local_identity::LOCAL_CANDIDATE_COLUMNS
-                ))
-                .bind(source.as_str())
-                .bind(local_id)
-                .fetch_all(&self.$read)
-                .await?
-                .iter()
-                .map($crate::local_identity::local_candidate_from_row)
-                .collect()
-            }
+/// One source record's pairs with local identities awaiting review (read with
+/// [`local_candidate_from_row`]).
+pub(crate) fn candidates_of<'a>(source: &'a SourceId, local_id: &'a str) -> Statement<'a> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {LOCAL_CANDIDATE_COLUMNS} FROM local_match_candidate \
+             WHERE source = $1 AND local_id = $2 ORDER BY score DESC, local_person"
+        )
+    });
+    Statement::new(
+        SQL.as_str(),
+        vec![Value::Text(source.as_str()), Value::Text(local_id)],
+    )
+}
 
-            async fn local_link_of(
-                &self,
-                source: &mcr_domain::SourceId,
-                local_id: &str,
-            ) -> $crate::Result<Option<$crate::LocalLink>> {
-                sqlx::query(&format!(
-                    "SELECT {} FROM local_link WHERE source = $1 AND local_id = $2",
-                    $crate::local_identity::LOCAL_LINK_COLUMNS
-                ))
-                .bind(source.as_str())
-                .bind(local_id)
-                .fetch_optional(&self.$read)
-                .await?
-                .as_ref()
-                .map($crate::local_identity::local_link_from_row)
-                .transpose()
-            }
+/// The local identity a source record is linked to (read with [`local_link_from_row`]).
+pub(crate) fn link_of<'a>(source: &'a SourceId, local_id: &'a str) -> Statement<'a> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!("SELECT {LOCAL_LINK_COLUMNS} FROM local_link WHERE source = $1 AND local_id = $2")
+    });
+    Statement::new(
+        SQL.as_str(),
+        vec![Value::Text(source.as_str()), Value::Text(local_id)],
+    )
+}
 
-            async fn decide_local_match(
-                &self,
-                d: &$crate::local_decision::LocalDecisionRow,
-                link: Option<&$crate::LocalLink>,
-                audit: &$crate::AuditAppend,
-                chain: &$crate::ChainFn,
-            ) -> $crate::Result<Option<$crate::AuditRow>> {
-                use $crate::common::ts;
-                $crate::local_decision::check_local_decision(d, link)?;
-                let this = self;
-                let mut done = None;
-                $append!(this, tx, {
-                    let sql = "SELECT id FROM local_person WHERE id = $1 AND resolved_to IS NULL";
-                    let open: Option<i64> = sqlx::query_scalar(&sql)
-                        .bind(d.person.seq())
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    if open.is_some() {
-                        // The record another open local identity was made from is that
-                        // identity: linking it here would make one person of two.
-                        let sql = "SELECT id FROM local_person WHERE origin_source = $1 \
-                                   AND origin_local_id = $2 AND resolved_to IS NULL";
-                        let made: Option<i64> = sqlx::query_scalar(&sql)
-                            .bind(d.source.as_str())
-                            .bind(&d.local_id)
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                        match (d.decision.as_str(), made) {
-                            ("link", Some(other)) if other != d.person.seq() => {
-                                return Err($crate::StoreError::Config(
-                                    "the record another local identity was made from cannot \
-                                     be linked to this one"
-                                        .into(),
-                                ));
-                            }
-                            ("not-a-match" | "unlink", Some(this_one))
-                                if this_one == d.person.seq() =>
-                            {
-                                return Err($crate::StoreError::Config(
-                                    "the record a local identity was made from cannot be \
-                                     unlinked from it"
-                                        .into(),
-                                ));
-                            }
-                            _ => {}
-                        }
-                        sqlx::query(&format!(
-                            "INSERT INTO local_match_decision ({}) \
-                             VALUES ($1, $2, $3, $4, $5, $6) \
-                             ON CONFLICT (source, local_id, local_person) DO UPDATE SET \
-                             decision = excluded.decision, decided_by = excluded.decided_by, \
-                             decided_at = excluded.decided_at",
-                            $crate::local_decision::LOCAL_DECISION_COLUMNS
-                        ))
-                        .bind(d.source.as_str())
-                        .bind(&d.local_id)
-                        .bind(d.person.seq())
-                        .bind(&d.decision)
-                        .bind(&d.decided_by)
-                        .bind(ts(&d.decided_at))
-                        .execute(&mut *tx)
-                        .await?;
-                        match link {
-                            Some(l) => {
-                                // Its other pairs, its link to an NHS number and its unmatched
-                                // entry go: the record has its person.
-                                for table in [
-                                    "local_match_candidate",
-                                    "match_candidate",
-                                    "source_link",
-                                    "unmatched_record",
-                                ] {
-                                    sqlx::query(&format!(
-                                        "DELETE FROM {table} WHERE source = $1 AND local_id = $2"
-                                    ))
-                                    .bind(d.source.as_str())
-                                    .bind(&d.local_id)
-                                    .execute(&mut *tx)
-                                    .await?;
-                                }
-                                $crate::local_identity::local_link_upsert(l)
-                                    .query()
-                                    .execute(&mut *tx)
-                                    .await?;
-                            }
-                            None => {
-                                for table in ["local_match_candidate", "local_link"] {
-                                    sqlx::query(&format!(
-                                        "DELETE FROM {table} WHERE source = $1 AND local_id = $2 \
-                                         AND local_person = $3"
-                                    ))
-                                    .bind(d.source.as_str())
-                                    .bind(&d.local_id)
-                                    .bind(d.person.seq())
-                                    .execute(&mut *tx)
-                                    .await?;
-                                }
-                            }
-                        }
-                        done = Some($append_in_tx(&mut tx, audit, chain).await?);
-                    }
-                });
-                Ok(done)
-            }
+/// The decision's local identity, if it is open (an `id`): a decision about
+/// one that is unknown or resolved to an NHS number since writes nothing.
+pub(crate) fn open_person(d: &LocalDecisionRow) -> Statement<'_> {
+    Statement::new(
+        "SELECT id FROM local_person WHERE id = $1 AND resolved_to IS NULL",
+        vec![Value::Int(d.person.seq())],
+    )
+}
+
+/// The open local identity the decision's record was made from, if any (an `id`;
+/// judged by [`check_origin`]).
+pub(crate) fn origin_of(d: &LocalDecisionRow) -> Statement<'_> {
+    Statement::new(
+        "SELECT id FROM local_person WHERE origin_source = $1 \
+         AND origin_local_id = $2 AND resolved_to IS NULL",
+        vec![Value::Text(d.source.as_str()), Value::Text(&d.local_id)],
+    )
+}
+
+/// The record another open local identity was made from is that identity: linking it here
+/// would make one person of two; and the record this one was made from stays its own.
+/// `made` is what [`origin_of`] read.
+pub(crate) fn check_origin(d: &LocalDecisionRow, made: Option<i64>) -> Result<()> {
+    match (d.decision.as_str(), made) {
+        ("link", Some(other)) if other != d.person.seq() => Err(StoreError::Config(
+            "the record another local identity was made from cannot be linked to this one".into(),
+        )),
+        ("not-a-match" | "unlink", Some(this_one)) if this_one == d.person.seq() => {
+            Err(StoreError::Config(
+                "the record a local identity was made from cannot be unlinked from it".into(),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// What recording a decision writes, in order, before its audit record (all in one
+/// transaction, after [`open_person`] found the identity open and [`check_origin`] passed):
+/// the decision; then for a `link`, the record's other pairs, its link to an NHS number and
+/// its unmatched entry gone (the record has its person) and its link to the local identity
+/// written; for `not-a-match` and `unlink`, that pair and the record's link to that local
+/// identity gone. Call [`check_local_decision`] first.
+pub(crate) fn decision_writes<'a>(
+    d: &'a LocalDecisionRow,
+    link: Option<&'a LocalLink>,
+) -> Vec<Statement<'a>> {
+    static DECISION: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "INSERT INTO local_match_decision ({LOCAL_DECISION_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (source, local_id, local_person) DO UPDATE SET \
+             decision = excluded.decision, decided_by = excluded.decided_by, \
+             decided_at = excluded.decided_at"
+        )
+    });
+    let record = || vec![Value::Text(d.source.as_str()), Value::Text(&d.local_id)];
+    let pair = || {
+        vec![
+            Value::Text(d.source.as_str()),
+            Value::Text(&d.local_id),
+            Value::Int(d.person.seq()),
+        ]
+    };
+    let mut writes = vec![Statement::new(
+        DECISION.as_str(),
+        vec![
+            Value::Text(d.source.as_str()),
+            Value::Text(&d.local_id),
+            Value::Int(d.person.seq()),
+            Value::Text(&d.decision),
+            Value::Text(&d.decided_by),
+            Value::Owned(ts(&d.decided_at)),
+        ],
+    )];
+    match link {
+        Some(l) => {
+            writes.extend(
+                [
+                    "DELETE FROM local_match_candidate WHERE source = $1 AND local_id = $2",
+                    "DELETE FROM match_candidate WHERE source = $1 AND local_id = $2",
+                    "DELETE FROM source_link WHERE source = $1 AND local_id = $2",
+                    "DELETE FROM unmatched_record WHERE source = $1 AND local_id = $2",
+                ]
+                .map(|sql| Statement::new(sql, record())),
+            );
+            writes.push(local_link_upsert(l));
+        }
+        None => writes.extend(
+            [
+                "DELETE FROM local_match_candidate WHERE source = $1 AND local_id = $2 \
+                 AND local_person = $3",
+                "DELETE FROM local_link WHERE source = $1 AND local_id = $2 \
+                 AND local_person = $3",
+            ]
+            .map(|sql| Statement::new(sql, pair())),
+        ),
+    }
+    writes
+}
+
+/// What a decision writes once [`open_person`] and [`origin_of`] have read (`found`, in that
+/// order): nothing when the local identity is not open, a refusal when [`check_origin`] says
+/// so, else [`decision_writes`].
+fn writes_if_open<'a>(
+    d: &'a LocalDecisionRow,
+    link: Option<&'a LocalLink>,
+    found: &[Option<i64>],
+) -> Result<Option<Vec<Statement<'a>>>> {
+    let (open, made) = match found {
+        [open, made] => (*open, *made),
+        _ => {
+            return Err(StoreError::Corrupt(
+                "a local decision's reads went astray".into(),
+            ))
         }
     };
+    if open.is_none() {
+        return Ok(None);
+    }
+    check_origin(d, made)?;
+    Ok(Some(decision_writes(d, link)))
 }
-pub(crate) use local_decision_impl;
+
+/// Both backends run the same statements: [`Runner`] says on which connection, and opens the
+/// transaction a decision is written in with its audit record.
+#[async_trait]
+impl<S: Runner> LocalDecisionStore for S {
+    async fn local_decisions(&self) -> Result<Vec<LocalDecisionRow>> {
+        let read = Reader::new(local_decision_from_row, local_decision_from_row);
+        self.fetch_all(&decisions(), read).await
+    }
+
+    async fn local_candidates_of(
+        &self,
+        source: &SourceId,
+        local_id: &str,
+    ) -> Result<Vec<crate::LocalCandidateRow>> {
+        let read = Reader::new(local_candidate_from_row, local_candidate_from_row);
+        self.fetch_all(&candidates_of(source, local_id), read).await
+    }
+
+    async fn local_link_of(&self, source: &SourceId, local_id: &str) -> Result<Option<LocalLink>> {
+        let read = Reader::new(local_link_from_row, local_link_from_row);
+        self.fetch_optional(&link_of(source, local_id), read).await
+    }
+
+    async fn decide_local_match(
+        &self,
+        d: &LocalDecisionRow,
+        link: Option<&LocalLink>,
+        audit: &AuditAppend,
+        chain: &ChainFn,
+    ) -> Result<Option<AuditRow>> {
+        check_local_decision(d, link)?;
+        let reads = [open_person(d), origin_of(d)];
+        let writes = move |found: &[Option<i64>]| writes_if_open(d, link, found);
+        self.audited_after_ids(&reads, &writes, audit, chain).await
+    }
+}

@@ -1,9 +1,10 @@
 //! Opt-out requests from the public site, waiting for staff to verify them against the patient
-//! index: the trait and its rows (each backend's `opt_out.rs` implements it). A request and its
-//! audit record are written in one transaction, and so is each decision on it (verified or
+//! index: the trait, its rows and the statements, run on either backend through
+//! [`crate::runner::Runner`]. A request and its audit record are written in one transaction, and so is each decision on it (verified or
 //! rejected), which can be made once.
 
 use crate::common::{parse_nhs, parse_ts, ts, Bind, Statement, Value};
+use crate::runner::{Reader, Runner};
 use crate::{AuditAppend, AuditRow, ChainFn, Result, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -229,4 +230,43 @@ pub(crate) fn requests(state: Option<OptOutState>, limit: u32) -> Statement<'sta
         ),
         values,
     )
+}
+
+/// Both backends run the same statements: [`Runner`] says on which connection.
+#[async_trait]
+impl<S: Runner> OptOutStore for S {
+    async fn add_opt_out_request(
+        &self,
+        r: &OptOutRequestRow,
+        audit: &AuditAppend,
+        chain: &ChainFn,
+    ) -> Result<AuditRow> {
+        let write = insert_request(Statement::sql(INSERT_REQUEST), r);
+        self.audited(&[write], audit, chain).await
+    }
+
+    async fn opt_out_requests(
+        &self,
+        state: Option<OptOutState>,
+        limit: u32,
+    ) -> Result<Vec<OptOutRequestRow>> {
+        let read = Reader::new(request_from_row, request_from_row);
+        self.fetch_all(&requests(state, limit), read).await
+    }
+
+    async fn opt_out_request(&self, reference: &str) -> Result<Option<OptOutRequestRow>> {
+        let one = Statement::new(BY_REFERENCE.as_str(), vec![Value::Text(reference)]);
+        let read = Reader::new(request_from_row, request_from_row);
+        self.fetch_optional(&one, read).await
+    }
+
+    async fn decide_opt_out_request(
+        &self,
+        d: &OptOutDecision,
+        audit: &AuditAppend,
+        chain: &ChainFn,
+    ) -> Result<Option<AuditRow>> {
+        let write = decide_request(Statement::sql(DECIDE_REQUEST), d);
+        self.audited_if_one(write, audit, chain).await
+    }
 }

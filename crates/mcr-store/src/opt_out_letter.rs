@@ -1,9 +1,10 @@
-//! Verification letters for opt-out requests (the trait and its rows; each backend's
-//! `opt_out_letter.rs` implements it): the letter sent (a hash of its
+//! Verification letters for opt-out requests (the trait, its rows and the
+//! statements, run on either backend through [`crate::runner::Runner`]): the letter sent (a hash of its
 //! one-time code, never the code), each attempt to enter the code, and its confirmation, each
 //! written in one transaction with its audit record.
 
-use crate::common::{parse_nhs, parse_ts, ts, Bind};
+use crate::common::{parse_nhs, parse_ts, ts, Bind, Statement, Value};
+use crate::runner::{Reader, Runner};
 use crate::{AuditAppend, AuditRow, ChainFn, Result, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -128,5 +129,36 @@ pub(crate) fn letter_attempt<Q: Bind>(
         )
         .text(reference)
         .text(ts(&at)),
+    }
+}
+
+/// Both backends run the same statements: [`Runner`] says on which connection.
+#[async_trait]
+impl<S: Runner> OptOutLetterStore for S {
+    async fn add_opt_out_letter(
+        &self,
+        l: &OptOutLetterRow,
+        audit: &AuditAppend,
+        chain: &ChainFn,
+    ) -> Result<Option<AuditRow>> {
+        let write = insert_letter(Statement::sql(INSERT_LETTER.as_str()), l);
+        self.audited_if_one(write, audit, chain).await
+    }
+
+    async fn opt_out_letter(&self, reference: &str) -> Result<Option<OptOutLetterRow>> {
+        let one = Statement::new(BY_REFERENCE.as_str(), vec![Value::Text(reference)]);
+        let read = Reader::new(letter_from_row, letter_from_row);
+        self.fetch_optional(&one, read).await
+    }
+
+    async fn record_letter_attempt(
+        &self,
+        reference: &str,
+        attempt: LetterAttempt,
+        audit: &AuditAppend,
+        chain: &ChainFn,
+    ) -> Result<Option<AuditRow>> {
+        let write = letter_attempt(Statement::sql, reference, attempt);
+        self.audited_if_one(write, audit, chain).await
     }
 }

@@ -1,9 +1,10 @@
 //! What the Personal Demographics Service, or a source's own security label, says of an index
 //! patient: restricted (their address and registered practice are never shown) and deceased.
-//! One row per NHS number, no clinical data. Both backends (`sqlite/patient_status.rs`,
-//! `postgres/patient_status.rs`).
+//! One row per NHS number, no clinical data. The trait, its rows and the statements, run on
+//! either backend through [`crate::runner::Runner`].
 
 use crate::common::{parse_nhs, parse_ts, ts, Statement, Value};
+use crate::runner::{Reader, Runner};
 use crate::{Result, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -41,36 +42,30 @@ pub trait PatientStatusStore: Send + Sync {
 /// How many NHS numbers one `restricted_among` statement names.
 pub(crate) const AMONG_CHUNK: usize = 500;
 
-/// Appends `SELECT nhs_number … WHERE restricted AND nhs_number IN (…)` for `chunk` to `qb`.
-pub(crate) fn push_restricted_among<'a, DB: sqlx::Database>(
-    qb: &mut sqlx::QueryBuilder<'a, DB>,
-    chunk: &'a [NhsNumber],
-) where
-    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-{
-    qb.push("SELECT nhs_number FROM patient_status WHERE restricted AND nhs_number IN (");
-    let mut list = qb.separated(", ");
-    for n in chunk {
-        list.push_bind(n.as_str());
-    }
-    qb.push(")");
+/// `SELECT nhs_number … WHERE restricted AND nhs_number IN (…)` for `chunk` (each row read
+/// with [`restricted_number`]).
+pub(crate) fn restricted_among(chunk: &[NhsNumber]) -> Statement<'_> {
+    let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+    Statement::new(
+        format!(
+            "SELECT nhs_number FROM patient_status WHERE restricted AND nhs_number IN ({})",
+            list.join(", ")
+        ),
+        chunk.iter().map(|n| Value::Text(n.as_str())).collect(),
+    )
 }
 
-/// The NHS numbers a `restricted_among` statement returned.
-pub(crate) fn restricted_numbers<R>(rows: &[R]) -> Result<HashSet<NhsNumber>>
+/// An NHS number a [`restricted_among`] statement returned.
+pub(crate) fn restricted_number<R>(row: &R) -> Result<NhsNumber>
 where
     R: Row,
     for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'c> &'c str: sqlx::ColumnIndex<R>,
 {
-    rows.iter()
-        .map(|r| {
-            let s: String = r.try_get("nhs_number").map_err(|_| {
-                StoreError::Corrupt("patient_status.nhs_number cannot be read".into())
-            })?;
-            parse_nhs("patient_status.nhs_number", &s)
-        })
-        .collect()
+    let s: String = row
+        .try_get("nhs_number")
+        .map_err(|_| StoreError::Corrupt("patient_status.nhs_number cannot be read".into()))?;
+    parse_nhs("patient_status.nhs_number", &s)
 }
 
 pub(crate) const COLUMNS: &str = "nhs_number, restricted, deceased, said_by, updated_at";
@@ -127,4 +122,30 @@ pub(crate) fn status_of(nhs: &NhsNumber) -> Statement<'_> {
     static SQL: LazyLock<String> =
         LazyLock::new(|| format!("SELECT {COLUMNS} FROM patient_status WHERE nhs_number = $1"));
     Statement::new(SQL.as_str(), vec![Value::Text(nhs.as_str())])
+}
+
+/// Both backends run the same statements: [`Runner`] says on which connection.
+#[async_trait]
+impl<S: Runner> PatientStatusStore for S {
+    async fn put_patient_statuses(&self, rows: &[PatientStatusRow]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let writes: Vec<Statement<'_>> = rows.iter().map(put_status).collect();
+        self.written(&writes).await
+    }
+
+    async fn patient_status(&self, nhs: &NhsNumber) -> Result<Option<PatientStatusRow>> {
+        let read = Reader::new(status_from_row, status_from_row);
+        self.fetch_optional(&status_of(nhs), read).await
+    }
+
+    async fn restricted_among(&self, nhs: &[NhsNumber]) -> Result<HashSet<NhsNumber>> {
+        let mut out = HashSet::new();
+        for chunk in nhs.chunks(AMONG_CHUNK) {
+            let read = Reader::new(restricted_number, restricted_number);
+            out.extend(self.fetch_all(&restricted_among(chunk), read).await?);
+        }
+        Ok(out)
+    }
 }

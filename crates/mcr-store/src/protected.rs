@@ -1,9 +1,10 @@
 //! The protected person list (staff members, public figures) that privacy officers keep: a view
-//! of one of them raises a flag: the trait and its rows (each backend's `protected.rs` implements
-//! it). Each change is written with its audit record in
+//! of one of them raises a flag: the trait, its rows and the statements,
+//! run on either backend through [`crate::runner::Runner`]. Each change is written with its audit record in
 //! one transaction, so neither exists without the other.
 
-use crate::common::{parse_nhs, parse_ts, ts, Bind};
+use crate::common::{parse_nhs, parse_ts, ts, Bind, Statement, Value};
+use crate::runner::{Reader, Runner};
 use crate::{AuditAppend, AuditRow, ChainFn, Result, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -91,3 +92,32 @@ pub(crate) const REMOVE_PERSON: &str = "DELETE FROM protected_person WHERE nhs_n
 pub(crate) static LIST: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT {COLUMNS} FROM protected_person ORDER BY nhs_number LIMIT {PROTECTED_LIST_MAX}")
 });
+
+/// Both backends run the same statements: [`Runner`] says on which connection.
+#[async_trait]
+impl<S: Runner> ProtectedPersonStore for S {
+    async fn add_protected_person(
+        &self,
+        p: &ProtectedPersonRow,
+        audit: &AuditAppend,
+        chain: &ChainFn,
+    ) -> Result<AuditRow> {
+        let write = insert_person(Statement::sql(INSERT_PERSON.as_str()), p);
+        self.audited(&[write], audit, chain).await
+    }
+
+    async fn remove_protected_person(
+        &self,
+        nhs: &NhsNumber,
+        audit: &AuditAppend,
+        chain: &ChainFn,
+    ) -> Result<Option<AuditRow>> {
+        let write = Statement::new(REMOVE_PERSON, vec![Value::Text(nhs.as_str())]);
+        self.audited_if_one(write, audit, chain).await
+    }
+
+    async fn protected_persons(&self) -> Result<Vec<ProtectedPersonRow>> {
+        let read = Reader::new(person_from_row, person_from_row);
+        self.fetch_all(&Statement::sql(LIST.as_str()), read).await
+    }
+}

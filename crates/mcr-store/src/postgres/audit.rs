@@ -5,7 +5,6 @@ use super::PostgresStore;
 use crate::audit::{
     audit_from_row, audit_rows, chained, head_or_genesis, insert_rows, push_search, AUDIT_HEAD,
 };
-use crate::common::Statement;
 use crate::{AuditAppend, AuditFilter, AuditRow, AuditStore, ChainFn, Result, StoreError};
 use async_trait::async_trait;
 use sqlx::{PgConnection, Postgres, QueryBuilder};
@@ -38,39 +37,6 @@ pub(crate) async fn append_audit_in_tx(
 }
 
 impl PostgresStore {
-    /// `writes` in order, then `audit` appended, in one transaction (the append takes the audit advisory lock).
-    pub(super) async fn audited(
-        &self,
-        writes: &[Statement<'_>],
-        audit: &AuditAppend,
-        chain: &ChainFn,
-    ) -> Result<AuditRow> {
-        let mut tx = self.pool.begin().await?;
-        for write in writes {
-            write.query().execute(&mut *tx).await?;
-        }
-        let row = append_audit_in_tx(&mut tx, audit, chain).await?;
-        tx.commit().await?;
-        Ok(row)
-    }
-
-    /// [`Self::audited`] for one write that must change exactly one row: when it changes
-    /// none (or more), nothing is written and no audit record appended (`None`).
-    pub(super) async fn audited_if_one(
-        &self,
-        write: Statement<'_>,
-        audit: &AuditAppend,
-        chain: &ChainFn,
-    ) -> Result<Option<AuditRow>> {
-        let mut tx = self.pool.begin().await?;
-        if write.query().execute(&mut *tx).await?.rows_affected() != 1 {
-            return Ok(None);
-        }
-        let row = append_audit_in_tx(&mut tx, audit, chain).await?;
-        tx.commit().await?;
-        Ok(Some(row))
-    }
-
     /// Appends `record`, with the governance change it records, through the group commit:
     /// the batch's changes and records in one transaction.
     pub(crate) async fn group_append(

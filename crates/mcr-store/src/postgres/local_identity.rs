@@ -1,6 +1,6 @@
-//! Local identities on PostgreSQL: the statements of [`crate::local_identity`] and
-//! [`crate::local_decision`], each write in one transaction, a resolution and a person's
-//! decision with its audit record (the audit advisory lock taken by the append).
+//! Local identities on PostgreSQL: the statements of [`crate::local_identity`], each write in
+//! one transaction, a resolution with its audit record (the audit advisory lock taken by the
+//! append).
 
 use super::audit::append_audit_in_tx;
 use super::PostgresStore;
@@ -21,5 +21,3 @@ crate::local_identity::local_identity_impl!(
     append_audit_in_tx,
     super::match_review::delete_keys
 );
-
-crate::local_decision::local_decision_impl!(PostgresStore, pool, write_tx, append_audit_in_tx);

@@ -5,7 +5,8 @@
 //! processes form one chain: each append transaction first takes a transaction-scoped advisory
 //! lock, then reads the last record and inserts the next; the lock is released by the commit.
 //!
-//! This file holds the handle and its pool; each topic's part of the store is a file of its own
+//! This file holds the handle and its pool; `runner.rs` runs the statements of topics that are
+//! the same on both backends, and each topic that differs by backend has a file of its own
 //! beside it, the same files as `sqlite/` has.
 
 mod audit;
@@ -16,11 +17,8 @@ mod governance;
 mod index;
 mod local_identity;
 mod match_review;
-mod opt_out;
-mod opt_out_letter;
 mod patient_merge;
-mod patient_status;
-mod protected;
+mod runner;
 mod shared_state;
 mod store;
 mod watch_counts;

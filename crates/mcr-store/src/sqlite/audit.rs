@@ -5,7 +5,6 @@ use super::{SqliteStore, IMMEDIATE};
 use crate::audit::{
     audit_from_row, audit_rows, chained, head_or_genesis, insert_rows, push_search, AUDIT_HEAD,
 };
-use crate::common::Statement;
 use crate::{AuditAppend, AuditFilter, AuditRow, AuditStore, ChainFn, Result, StoreError};
 use async_trait::async_trait;
 use sqlx::{Connection as _, QueryBuilder, Sqlite, SqliteConnection};
@@ -42,41 +41,6 @@ async fn insert_audit_rows<'c>(
 }
 
 impl SqliteStore {
-    /// `writes` in order, then `audit` appended, in one `BEGIN IMMEDIATE` transaction on the chain's writer.
-    pub(super) async fn audited(
-        &self,
-        writes: &[Statement<'_>],
-        audit: &AuditAppend,
-        chain: &ChainFn,
-    ) -> Result<AuditRow> {
-        let (_one_chain, mut writer) = self.begin_append().await?;
-        let mut tx = writer.begin_with(IMMEDIATE).await?;
-        for write in writes {
-            write.query().execute(&mut *tx).await?;
-        }
-        let row = append_audit_in_tx(&mut tx, audit, chain).await?;
-        tx.commit().await?;
-        Ok(row)
-    }
-
-    /// [`Self::audited`] for one write that must change exactly one row: when it changes
-    /// none (or more), nothing is written and no audit record appended (`None`).
-    pub(super) async fn audited_if_one(
-        &self,
-        write: Statement<'_>,
-        audit: &AuditAppend,
-        chain: &ChainFn,
-    ) -> Result<Option<AuditRow>> {
-        let (_one_chain, mut writer) = self.begin_append().await?;
-        let mut tx = writer.begin_with(IMMEDIATE).await?;
-        if write.query().execute(&mut *tx).await?.rows_affected() != 1 {
-            return Ok(None);
-        }
-        let row = append_audit_in_tx(&mut tx, audit, chain).await?;
-        tx.commit().await?;
-        Ok(Some(row))
-    }
-
     /// Writes a batch of audit records, with the governance changes they record, and returns
     /// their rows once committed.
     ///

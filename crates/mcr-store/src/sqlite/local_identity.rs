@@ -1,6 +1,5 @@
-//! Local identities on SQLite: the statements of [`crate::local_identity`] and
-//! [`crate::local_decision`], writes on the writer connection, a resolution and a person's
-//! decision each in a `BEGIN IMMEDIATE` transaction with its audit record.
+//! Local identities on SQLite: the statements of [`crate::local_identity`], writes on the
+//! writer connection, a resolution in a `BEGIN IMMEDIATE` transaction with its audit record.
 
 use super::audit::append_audit_in_tx;
 use super::{SqliteStore, IMMEDIATE};
@@ -31,5 +30,3 @@ crate::local_identity::local_identity_impl!(
     append_audit_in_tx,
     super::match_review::sqlite_delete_keys
 );
-
-crate::local_decision::local_decision_impl!(SqliteStore, read, append_tx, append_audit_in_tx);

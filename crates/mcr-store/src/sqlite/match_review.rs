@@ -11,6 +11,7 @@ use crate::match_review::{
     patients_from_json, MatchCandidateRow, MatchDecisionRow, MatchStore, RecordKey,
     CANDIDATE_COLUMNS, CANDIDATE_UPSERT,
 };
+use crate::runner::Runner as _;
 use crate::{AuditAppend, AuditRow, ChainFn, IndexedPatient, Result, SourceLink, UnmatchedRecord};
 use async_trait::async_trait;
 use mcr_domain::{NhsNumber, SourceId};

@@ -11,8 +11,9 @@
 //! reads the head and inserts as one step. `synchronous = FULL`: a committed audit record
 //! survives power loss.
 //!
-//! This file holds the handle and its connections; each topic's part of the store is a file
-//! of its own beside it, the same files as `postgres/` has.
+//! This file holds the handle and its connections; `runner.rs` runs the statements of topics
+//! that are the same on both backends, and each topic that differs by backend has a file of
+//! its own beside it, the same files as `postgres/` has.
 
 mod audit;
 mod audit_trail;
@@ -22,11 +23,8 @@ mod governance;
 mod index;
 mod local_identity;
 mod match_review;
-mod opt_out;
-mod opt_out_letter;
 mod patient_merge;
-mod patient_status;
-mod protected;
+mod runner;
 mod shared_state;
 mod store;
 mod watch_counts;

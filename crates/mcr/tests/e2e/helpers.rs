@@ -406,6 +406,80 @@ pub async fn choose_user(
         .expect("POST authorize")
 }
 
+/// A sign-in as far as the provider's answer: started at the gateway, `user` chosen at the
+/// provider. Returns the callback URL the provider sends the browser back to (with its `code`
+/// and `state`) and the sign-in's `mcr_login` cookie.
+pub async fn provider_answer(
+    t: &TestDemo,
+    http: &reqwest::Client,
+    user: &str,
+) -> (url::Url, String) {
+    let (authorize, login) = start_sign_in(t, http).await;
+    let back = location(&choose_user(http, &authorize, user).await);
+    (url::Url::parse(&back).expect("a callback URL"), login)
+}
+
+/// The value of query parameter `name` in `url`.
+pub fn query_param(url: &url::Url, name: &str) -> String {
+    url.query_pairs()
+        .find(|(k, _)| k == name)
+        .unwrap_or_else(|| panic!("{name} in {url}"))
+        .1
+        .into_owned()
+}
+
+/// `callback` with only `code` and `state` in its query: a return from the provider as a
+/// forger or a replayer would make it.
+pub fn with_code_and_state(callback: &url::Url, code: &str, state: &str) -> url::Url {
+    let mut url = callback.clone();
+    url.query_pairs_mut()
+        .clear()
+        .append_pair("code", code)
+        .append_pair("state", state);
+    url
+}
+
+/// `GET url` with `cookie` sent, as the browser holding it would.
+pub async fn get_with_cookie(
+    http: &reqwest::Client,
+    url: impl reqwest::IntoUrl,
+    cookie: &str,
+) -> reqwest::Response {
+    http.get(url)
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("GET with a cookie")
+}
+
+/// Where a browser's return to the gateway from a provider landed: the answer's status,
+/// `Location` (empty when none), body, and the browser's cookies after it.
+pub struct Landing {
+    pub status: u16,
+    pub location: String,
+    pub body: String,
+    pub jar: Jar,
+}
+
+/// The browser holding `jar` comes back to the gateway at `url` (a sign-in's callback).
+pub async fn land(http: &reqwest::Client, url: impl reqwest::IntoUrl, mut jar: Jar) -> Landing {
+    let resp = get_with_cookie(http, url, &jar.header()).await;
+    jar.take(&resp);
+    let status = resp.status().as_u16();
+    let location = resp
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().expect("ascii").to_owned())
+        .unwrap_or_default();
+    let body = resp.text().await.expect("body");
+    Landing {
+        status,
+        location,
+        body,
+        jar,
+    }
+}
+
 impl TestDemo {
     /// A client builder trusting this demo's CA.
     pub fn browser_builder(&self) -> reqwest::ClientBuilder {
@@ -426,12 +500,7 @@ impl TestDemo {
         let (authorize, login) = start_sign_in(self, &http).await;
         let back = choose_user(&http, &authorize, user).await;
         assert_eq!(back.status(), 303, "the provider sends the browser back");
-        let resp = http
-            .get(location(&back))
-            .header("cookie", &login)
-            .send()
-            .await
-            .expect("callback");
+        let resp = get_with_cookie(&http, location(&back), &login).await;
         assert!(
             set_cookie(&resp, "mcr_session").is_none(),
             "no session for a refused sign-in"
@@ -450,12 +519,7 @@ impl TestDemo {
             callback.starts_with(&self.url("/signin/callback?")),
             "{callback}"
         );
-        let resp = http
-            .get(&callback)
-            .header("cookie", &login)
-            .send()
-            .await
-            .expect("callback");
+        let resp = get_with_cookie(&http, &callback, &login).await;
         assert_eq!(resp.status(), 303, "signed in: {:?}", resp.headers());
         assert_eq!(location(&resp), "/app");
         let cookie = set_cookie(&resp, "mcr_session").expect("a session cookie");
@@ -464,20 +528,11 @@ impl TestDemo {
             "{cookie}"
         );
         let mut cookie = cookie.split(';').next().expect("cookie").to_owned();
-        let mut page = http
-            .get(self.url("/app"))
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .expect("GET /app");
+        let mut page = get_with_cookie(&http, self.url("/app"), &cookie).await;
         if page.status() == 303 && location(&page) == "/signin/role" {
             // Several NHS CIS2 role profiles: work in the first offered.
-            let html = http
-                .get(self.url("/signin/role"))
-                .header("cookie", &cookie)
-                .send()
+            let html = get_with_cookie(&http, self.url("/signin/role"), &cookie)
                 .await
-                .expect("GET /signin/role")
                 .text()
                 .await
                 .expect("page");
@@ -506,12 +561,7 @@ impl TestDemo {
                 .next()
                 .expect("cookie")
                 .to_owned();
-            page = http
-                .get(self.url("/app"))
-                .header("cookie", &cookie)
-                .send()
-                .await
-                .expect("GET /app");
+            page = get_with_cookie(&http, self.url("/app"), &cookie).await;
         }
         assert_eq!(page.status(), 200);
         let html = page.text().await.expect("page");

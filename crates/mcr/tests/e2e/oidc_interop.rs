@@ -3,7 +3,10 @@
 //! with `npm ci` when missing; the test fails, never skips, if it cannot be). Authorization code
 //! flow with PKCE S256, client_secret_basic, an RS256-signed ID token with custom claims.
 
-use crate::helpers::{first_line_with, interop_dir, location, npm_ci_once, serve_insecure, Jar};
+use crate::helpers::{
+    first_line_with, get_with_cookie, interop_dir, land, location, npm_ci_once, serve_insecure,
+    Jar, Landing,
+};
 use std::process::Stdio;
 
 /// The `oidc-provider` server (`tests/oidc-interop/server.mjs`) with these settings, and the
@@ -27,22 +30,26 @@ async fn start_provider(
     (provider, issuer)
 }
 
-#[tokio::test]
-async fn the_gateway_signs_in_with_an_independent_openid_provider() {
+/// The provider's packages installed (`npm ci` when missing), and the port and address the
+/// gateway will listen at: chosen first, because the provider must know the redirect URI.
+fn prepare() -> (std::path::PathBuf, u16, String) {
     let dir = interop_dir();
     npm_ci_once(
         &dir,
         &["oidc-provider"],
         "the OpenID Connect interoperability test",
     );
-
-    // The gateway's port first: the provider must know the redirect URI.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
         .expect("addr")
         .port();
-    let gateway = format!("http://127.0.0.1:{port}");
+    (dir, port, format!("http://127.0.0.1:{port}"))
+}
+
+#[tokio::test]
+async fn the_gateway_signs_in_with_an_independent_openid_provider() {
+    let (dir, port, gateway) = prepare();
     let secret = "interop-client-secret-0123456789";
     let (mut provider, issuer) = start_provider(
         &dir,
@@ -105,22 +112,11 @@ organisation = {{ code = "RWH01", name = "East and North Hertfordshire NHS Trust
     );
     assert!(next.contains("code="), "{next}");
 
-    let resp = http
-        .get(&next)
-        .header("cookie", gateway_jar.header())
-        .send()
-        .await
-        .expect("callback");
-    let status = resp.status();
-    gateway_jar.take(&resp);
-    assert_eq!(status, 303, "signed in: {:?}", resp.text().await);
+    let back = land(&http, &next, gateway_jar).await;
+    assert_eq!(back.status, 303, "signed in: {:?}", back.body);
+    let gateway_jar = back.jar;
     assert!(gateway_jar.0.contains_key("mcr_session"), "a session");
-    let page = http
-        .get(format!("{gateway}/app"))
-        .header("cookie", gateway_jar.header())
-        .send()
-        .await
-        .expect("app");
+    let page = get_with_cookie(&http, format!("{gateway}/app"), &gateway_jar.header()).await;
     assert_eq!(page.status(), 200);
     let html = page.text().await.expect("html");
     assert!(
@@ -190,14 +186,7 @@ fn published_profiles() -> serde_json::Value {
     ])
 }
 
-struct Signin {
-    status: u16,
-    location: String,
-    body: String,
-    jar: Jar,
-}
-
-async fn cis2_sign_in(http: &reqwest::Client, gateway: &str, issuer: &str, who: &str) -> Signin {
+async fn cis2_sign_in(http: &reqwest::Client, gateway: &str, issuer: &str, who: &str) -> Landing {
     let start = http
         .post(format!("{gateway}/signin"))
         .send()
@@ -216,42 +205,13 @@ async fn cis2_sign_in(http: &reqwest::Client, gateway: &str, issuer: &str, who: 
         back.starts_with(&format!("{gateway}/signin/callback?")),
         "{back}"
     );
-    let resp = http
-        .get(&back)
-        .header("cookie", jar.header())
-        .send()
-        .await
-        .expect("callback");
-    jar.take(&resp);
-    let status = resp.status().as_u16();
-    let location = resp
-        .headers()
-        .get("location")
-        .map(|l| l.to_str().expect("ascii").to_owned())
-        .unwrap_or_default();
-    let body = resp.text().await.expect("body");
-    Signin {
-        status,
-        location,
-        body,
-        jar,
-    }
+    land(http, &back, jar).await
 }
 
+/// A page as the browser holding `jar` sees it: status, `Location` and body (the jar unchanged).
 async fn get_page(http: &reqwest::Client, url: &str, jar: &Jar) -> (u16, String, String) {
-    let resp = http
-        .get(url)
-        .header("cookie", jar.header())
-        .send()
-        .await
-        .expect("page");
-    let status = resp.status().as_u16();
-    let loc = resp
-        .headers()
-        .get("location")
-        .map(|l| l.to_str().expect("ascii").to_owned())
-        .unwrap_or_default();
-    (status, loc, resp.text().await.expect("body"))
+    let page = land(http, url, jar.clone()).await;
+    (page.status, page.location, page.body)
 }
 
 fn csrf_of(html: &str) -> String {
@@ -261,18 +221,7 @@ fn csrf_of(html: &str) -> String {
 
 #[tokio::test]
 async fn cis2_role_profiles_assurance_and_bad_claims_against_an_independent_provider() {
-    let dir = interop_dir();
-    npm_ci_once(
-        &dir,
-        &["oidc-provider"],
-        "the OpenID Connect interoperability test",
-    );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let gateway = format!("http://127.0.0.1:{port}");
+    let (dir, port, gateway) = prepare();
     let secret = "interop-client-secret-0123456789";
     let accounts = serde_json::json!({
         "two.roles": cis2_account("AAL3_ANY", "3", published_profiles()),
@@ -494,7 +443,7 @@ async fn patient_sign_in(
     who: &str,
     authorize: impl Fn(String) -> String,
     back: impl Fn(String) -> String,
-) -> Signin {
+) -> Landing {
     let start = http
         .post(format!("{gateway}/my-record/signin"))
         .header("content-type", "application/x-www-form-urlencoded")
@@ -521,26 +470,7 @@ async fn patient_sign_in(
         returned.starts_with(&format!("{gateway}/my-record/signin/callback?")),
         "{returned}"
     );
-    let resp = http
-        .get(back(returned))
-        .header("cookie", jar.header())
-        .send()
-        .await
-        .expect("callback");
-    jar.take(&resp);
-    let status = resp.status().as_u16();
-    let location = resp
-        .headers()
-        .get("location")
-        .map(|l| l.to_str().expect("ascii").to_owned())
-        .unwrap_or_default();
-    let body = resp.text().await.expect("body");
-    Signin {
-        status,
-        location,
-        body,
-        jar,
-    }
+    land(http, back(returned), jar).await
 }
 
 /// Replace the value of query parameter `name` in `url`.
@@ -563,18 +493,7 @@ fn with_param(url: &str, name: &str, value: &str) -> String {
 
 #[tokio::test]
 async fn patients_sign_in_with_nhs_login_shaped_claims_from_an_independent_provider() {
-    let dir = interop_dir();
-    npm_ci_once(
-        &dir,
-        &["oidc-provider"],
-        "the OpenID Connect interoperability test",
-    );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let gateway = format!("http://127.0.0.1:{port}");
+    let (dir, port, gateway) = prepare();
     let secret = "interop-client-secret-0123456789";
     let tmp = tempfile::tempdir().expect("dir");
     let key = tmp.path().join("nhs-login-client.pem");
@@ -693,7 +612,7 @@ organisation = {{ code = "RWH01", name = "East and North Hertfordshire NHS Trust
     }
 
     // Refusals, each with its sentence.
-    let refused = |s: &Signin, status: u16, words: &str| {
+    let refused = |s: &Landing, status: u16, words: &str| {
         assert_eq!(s.status, status, "{}", s.body);
         assert!(s.body.contains(words), "{words}: {}", s.body);
         assert!(

@@ -82,6 +82,26 @@ async fn assert_audited(t: &TestDemo, channel: &str, reason: &str, user: &str) {
     );
 }
 
+/// The token request the gateway makes for `code` at the demo provider, as client
+/// `mcr-gateway` with `secret`, and without the PKCE verifier.
+async fn token_without_verifier(
+    t: &TestDemo,
+    http: &reqwest::Client,
+    secret: &str,
+    code: &str,
+) -> reqwest::Response {
+    http.post(format!("{}/token", t.demo.info.token_issuer))
+        .basic_auth("mcr-gateway", Some(secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", &t.url("/signin/callback")),
+        ])
+        .send()
+        .await
+        .expect("POST /token")
+}
+
 #[tokio::test]
 async fn bad_bearer_tokens_are_refused_and_audited() {
     let t = start().await;
@@ -354,106 +374,39 @@ async fn broken_sign_ins_are_refused_and_audited() {
     let http = t.browser();
 
     // State mismatch: the browser comes back with a state this sign-in did not send.
-    let (authorize, login) = start_sign_in(&t, &http).await;
-    let back = location(&choose_user(&http, &authorize, AE).await);
-    let mut forged = url::Url::parse(&back).unwrap();
-    let code = forged
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .unwrap()
-        .1
-        .into_owned();
-    forged
-        .query_pairs_mut()
-        .clear()
-        .append_pair("code", &code)
-        .append_pair("state", "forged");
-    let resp = http
-        .get(forged.as_str())
-        .header("cookie", &login)
-        .send()
-        .await
-        .unwrap();
+    let (back, login) = provider_answer(&t, &http, AE).await;
+    let forged = with_code_and_state(&back, &query_param(&back, "code"), "forged");
+    let resp = get_with_cookie(&http, forged, &login).await;
     assert_eq!(resp.status(), 400, "state mismatch");
     assert!(set_cookie(&resp, "mcr_session").is_none());
     assert!(resp.text().await.unwrap().contains("nhsuk-error-summary"));
     assert_audited(&t, "sign-in", "state-mismatch", "anonymous").await;
 
     // Replayed authorization code: a completed sign-in's code, replayed in a new sign-in.
-    let (authorize, login) = start_sign_in(&t, &http).await;
-    let back = location(&choose_user(&http, &authorize, AE).await);
-    let resp = http
-        .get(&back)
-        .header("cookie", &login)
-        .send()
-        .await
-        .unwrap();
+    let (back, login) = provider_answer(&t, &http, AE).await;
+    let resp = get_with_cookie(&http, back.clone(), &login).await;
     assert_eq!(resp.status(), 303, "the first use signs in");
-    let used = url::Url::parse(&back)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .unwrap()
-        .1
-        .into_owned();
+    let used = query_param(&back, "code");
     let (authorize2, login2) = start_sign_in(&t, &http).await;
-    let state2 = authorize2
-        .query_pairs()
-        .find(|(k, _)| k == "state")
-        .unwrap()
-        .1
-        .into_owned();
-    let mut replay = url::Url::parse(&t.url("/signin/callback")).unwrap();
-    replay
-        .query_pairs_mut()
-        .append_pair("code", &used)
-        .append_pair("state", &state2);
-    let resp = http
-        .get(replay.as_str())
-        .header("cookie", &login2)
-        .send()
-        .await
-        .unwrap();
+    let state2 = query_param(&authorize2, "state");
+    let callback = url::Url::parse(&t.url("/signin/callback")).unwrap();
+    let replay = with_code_and_state(&callback, &used, &state2);
+    let resp = get_with_cookie(&http, replay, &login2).await;
     assert_eq!(resp.status(), 401, "a replayed code");
     assert!(set_cookie(&resp, "mcr_session").is_none());
     assert_audited(&t, "sign-in", "code-refused", "anonymous").await;
     // The same callback URL twice: the sign-in it belonged to is over.
-    let resp = http
-        .get(&back)
-        .header("cookie", &login)
-        .send()
-        .await
-        .unwrap();
+    let resp = get_with_cookie(&http, back, &login).await;
     assert_eq!(resp.status(), 400);
     assert_audited(&t, "sign-in", "no-sign-in-in-progress", "anonymous").await;
 
     // A code issued to another browser's sign-in (so for another PKCE verifier) is useless.
-    let (authorize_a, _login_a) = start_sign_in(&t, &http).await;
-    let code_a = url::Url::parse(&location(&choose_user(&http, &authorize_a, AE).await))
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .unwrap()
-        .1
-        .into_owned();
+    let (back_a, _login_a) = provider_answer(&t, &http, AE).await;
+    let code_a = query_param(&back_a, "code");
     let (authorize_b, login_b) = start_sign_in(&t, &http).await;
-    let state_b = authorize_b
-        .query_pairs()
-        .find(|(k, _)| k == "state")
-        .unwrap()
-        .1
-        .into_owned();
-    let mut injected = url::Url::parse(&t.url("/signin/callback")).unwrap();
-    injected
-        .query_pairs_mut()
-        .append_pair("code", &code_a)
-        .append_pair("state", &state_b);
-    let resp = http
-        .get(injected.as_str())
-        .header("cookie", &login_b)
-        .send()
-        .await
-        .unwrap();
+    let state_b = query_param(&authorize_b, "state");
+    let injected = with_code_and_state(&callback, &code_a, &state_b);
+    let resp = get_with_cookie(&http, injected, &login_b).await;
     assert_eq!(resp.status(), 401, "PKCE verifier does not match");
 
     // Missing PKCE: the provider refuses a request without a challenge, and a token request
@@ -470,36 +423,14 @@ async fn broken_sign_ins_are_refused_and_audited() {
     assert_eq!(resp.status(), 303);
     let back = location(&resp);
     assert!(back.contains("error=invalid_request"), "{back}");
-    let resp = http
-        .get(&back)
-        .header("cookie", &login4)
-        .send()
-        .await
-        .unwrap();
+    let resp = get_with_cookie(&http, &back, &login4).await;
     assert_eq!(resp.status(), 401);
     assert!(set_cookie(&resp, "mcr_session").is_none());
     assert_audited(&t, "sign-in", "provider-refused", "anonymous").await;
 
-    let (authorize, _) = start_sign_in(&t, &http).await;
-    let back = location(&choose_user(&http, &authorize, AE).await);
-    let code = url::Url::parse(&back)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .unwrap()
-        .1
-        .into_owned();
-    let resp = http
-        .post(format!("{}/token", t.demo.info.token_issuer))
-        .basic_auth("mcr-gateway", Some("wrong"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", &t.url("/signin/callback")),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let (back, _) = provider_answer(&t, &http, AE).await;
+    let code = query_param(&back, "code");
+    let resp = token_without_verifier(&t, &http, "wrong", &code).await;
     assert_eq!(resp.status(), 401, "client authentication is required");
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "invalid_client");
@@ -509,29 +440,12 @@ async fn broken_sign_ins_are_refused_and_audited() {
 async fn the_provider_wants_the_pkce_verifier() {
     let t = start().await;
     let http = t.browser();
-    let (authorize, _) = start_sign_in(&t, &http).await;
-    let back = location(&choose_user(&http, &authorize, AE).await);
-    let code = url::Url::parse(&back)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .unwrap()
-        .1
-        .into_owned();
+    let (back, _) = provider_answer(&t, &http, AE).await;
+    let code = query_param(&back, "code");
     // The demo provider's client secret is the gateway's own; a verifier-less request by
     // someone who somehow had it still fails on PKCE.
     let secret = secrecy::ExposeSecret::expose_secret(&t.demo.gateway_client_secret).to_owned();
-    let resp = http
-        .post(format!("{}/token", t.demo.info.token_issuer))
-        .basic_auth("mcr-gateway", Some(secret))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", &t.url("/signin/callback")),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let resp = token_without_verifier(&t, &http, &secret, &code).await;
     assert_eq!(resp.status(), 400, "no verifier");
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "invalid_grant");
