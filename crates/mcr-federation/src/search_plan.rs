@@ -126,6 +126,8 @@ impl Asking {
     }
 }
 
+/// How views ask a source configured as `config` (whose statement, if read, is in
+/// `discovery`) for the types `wanted`: [`other_forms`], told as an [`Asking`].
 pub(crate) fn asking(
     config: &SourceConfig,
     discovery: Option<&Discovery>,
