@@ -24,6 +24,7 @@ pub use client::{
 };
 pub use identity::{IdentitySigner, Requester};
 pub use merge::{digest, merge, take_sections, Digested, SourceMeta};
+pub use search_plan::Asking;
 
 use futures::future::join_all;
 use mcr_domain::{DataClass, FailureReason, SourceId};
@@ -280,6 +281,52 @@ impl Federation {
             .any(|t| self.asks(&**source, t))
     }
 
+    /// The types a view asks `source` for, of the `types` its grant covers (`Patient`
+    /// always): those the source is asked for ([`Federation::asks`]), and, when the grant
+    /// covers any `clinical` data, the types configured that the record has no place for, to
+    /// be counted and named as not shown: never ignored because the gateway did not ask.
+    fn wanted<'a>(
+        &self,
+        source: &'a dyn Source,
+        types: &[&'a str],
+        clinical: bool,
+    ) -> Vec<&'a str> {
+        let mut wanted: Vec<&str> = types
+            .iter()
+            .copied()
+            .filter(|t| *t == "Patient" || self.asks(source, t))
+            .collect();
+        if clinical {
+            for t in &source.config().resource_types {
+                if !mcr_fhir::is_shown_type(t) && !wanted.contains(&t.as_str()) {
+                    wanted.push(t);
+                }
+            }
+        }
+        wanted
+    }
+
+    /// How views ask `source` for the items that name a patient, and which forms of patient
+    /// reference they cannot ask it for, over every type a view granted every data class asks
+    /// it for (a role granted fewer may be asked fewer types, and its view names no more
+    /// forms): by the plan each view follows, for the operators' page and `/metrics`.
+    pub fn asking(&self, source: &dyn Source) -> Asking {
+        let mut types: Vec<&'static str> = Vec::new();
+        for class in DataClass::ALL {
+            for t in resource_types_for(class) {
+                if !types.contains(t) {
+                    types.push(t);
+                }
+            }
+        }
+        let wanted = self.wanted(source, &types, true);
+        search_plan::asking(
+            source.config(),
+            self.discovery.get(source.id()).map(|d| &**d),
+            &wanted,
+        )
+    }
+
     /// One request per located source, each bounded by its deadline (see
     /// [`Federation::fetch_record`]), not yet started.
     fn asks_for<'a>(
@@ -324,21 +371,7 @@ impl Federation {
                     let deadline = config
                         .deadline_ms
                         .map_or(self.config.deadline, Duration::from_millis);
-                    let mut wanted: Vec<&str> = types
-                        .iter()
-                        .copied()
-                        .filter(|t| *t == "Patient" || self.asks(&*source, t))
-                        .collect();
-                    // What the source holds that the record has no place for is asked for too
-                    // (when the grant covers any clinical data), to be counted and named as not
-                    // shown: never ignored because the gateway did not ask.
-                    if clinical {
-                        for t in &config.resource_types {
-                            if !mcr_fhir::is_shown_type(t) && !wanted.contains(&t.as_str()) {
-                                wanted.push(t);
-                            }
-                        }
-                    }
+                    let wanted = self.wanted(&*source, &types, clinical);
                     // Items naming the patient in other forms than `Patient/{id}` are asked
                     // for where the source can be asked; the forms it cannot are said.
                     let (other_forms, unsearchable) = search_plan::other_forms(

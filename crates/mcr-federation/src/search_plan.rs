@@ -95,6 +95,74 @@ pub(crate) fn other_forms(
     (forms, unsearchable)
 }
 
+/// How views ask one source for the items that name a patient, and what they cannot ask it
+/// for, over the types `wanted` (every type a view may ask it for): for the operators' page
+/// of sources and `/metrics`, made by the same plan as a view's ([`other_forms`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Asking {
+    pub patient_search: PatientSearch,
+    pub identifier_search: IdentifierSearch,
+    /// The types asked by NHS number (`:identifier`), in the order asked.
+    pub by_identifier: Vec<String>,
+    /// The types whose CapabilityStatement, as last read, declares the `:identifier`
+    /// modifier on `patient`.
+    pub declared_identifier: Vec<String>,
+    /// The types asked for besides `Patient`.
+    pub types: Vec<String>,
+    /// The forms it cannot be asked for, sorted: what a view's warning names.
+    pub unsearchable: Vec<UnsearchableForm>,
+}
+
+impl Asking {
+    /// Whether the configuration, not the CapabilityStatement, decides whether it is asked by
+    /// NHS number: `always` where the statement does not declare the modifier on every type
+    /// asked, `never` where it declares it on any.
+    pub fn identifier_overridden(&self) -> bool {
+        match self.identifier_search {
+            IdentifierSearch::Declared => false,
+            IdentifierSearch::Always => self.declared_identifier.len() < self.types.len(),
+            IdentifierSearch::Never => !self.declared_identifier.is_empty(),
+        }
+    }
+}
+
+/// How views ask a source configured as `config` (whose statement, if read, is in
+/// `discovery`) for the types `wanted`: [`other_forms`], told as an [`Asking`].
+pub(crate) fn asking(
+    config: &SourceConfig,
+    discovery: Option<&Discovery>,
+    wanted: &[&str],
+) -> Asking {
+    let (forms, unsearchable) = other_forms(config, discovery, wanted);
+    let types: Vec<String> = wanted
+        .iter()
+        .filter(|t| **t != "Patient")
+        .map(|t| (*t).to_owned())
+        .collect();
+    let declared_identifier = types
+        .iter()
+        .filter(|t| {
+            discovery
+                .and_then(|d| d.of_type(t))
+                .is_some_and(|c| c.patient_identifier)
+        })
+        .cloned()
+        .collect();
+    let by_identifier = forms
+        .iter()
+        .filter(|f| matches!(f, OtherForm::Identifier { .. }))
+        .map(|f| f.resource_type().to_owned())
+        .collect();
+    Asking {
+        patient_search: config.patient_search,
+        identifier_search: config.identifier_search,
+        by_identifier,
+        declared_identifier,
+        types,
+        unsearchable,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,6 +318,56 @@ mod tests {
                 UnsearchableForm::Contained
             ]
         );
+    }
+
+    #[test]
+    fn how_a_source_is_asked_says_where_configuration_overrides_the_statement() {
+        let d = Discovery::default();
+        let mut caps = Capabilities::default();
+        caps.types.insert(
+            "Condition".into(),
+            TypeCapability {
+                search_params: vec!["patient".into()],
+                by_patient: true,
+                patient_identifier: true,
+            },
+        );
+        let at = chrono::DateTime::<chrono::Utc>::from_timestamp(1_795_000_000, 0).expect("time");
+        d.record(Ok(caps), at);
+        let wanted = ["Patient", "Condition", "Flag"];
+        let mut c = config(PatientSearch::Relative, SourceKind::FhirR4);
+        let declared = asking(&c, Some(&d), &wanted);
+        assert_eq!(declared.types, ["Condition", "Flag"]);
+        assert_eq!(declared.declared_identifier, ["Condition"]);
+        assert_eq!(declared.by_identifier, ["Condition"]);
+        assert_eq!(declared.unsearchable, other_forms(&c, Some(&d), &wanted).1);
+        assert!(!declared.identifier_overridden());
+
+        c.identifier_search = IdentifierSearch::Always;
+        let always = asking(&c, Some(&d), &wanted);
+        assert_eq!(always.by_identifier, ["Condition", "Flag"]);
+        assert!(
+            always.identifier_overridden(),
+            "the statement does not declare it on Flag"
+        );
+        assert!(!always.unsearchable.contains(&UnsearchableForm::Identifier));
+        assert!(
+            !asking(&c, Some(&d), &["Condition"]).identifier_overridden(),
+            "declared on every type asked: configuration says no more than the statement"
+        );
+
+        c.identifier_search = IdentifierSearch::Never;
+        let never = asking(&c, Some(&d), &wanted);
+        assert!(never.by_identifier.is_empty());
+        assert!(never.identifier_overridden(), "declared on Condition");
+        assert!(!asking(&c, Some(&d), &["Flag"]).identifier_overridden());
+
+        let every = asking(
+            &config(PatientSearch::EveryForm, SourceKind::FhirR4),
+            Some(&d),
+            &wanted,
+        );
+        assert!(every.unsearchable.is_empty() && every.by_identifier.is_empty());
     }
 
     #[test]

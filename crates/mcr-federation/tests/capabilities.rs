@@ -128,6 +128,23 @@ async fn a_source_is_asked_only_for_what_its_capability_statement_lists() {
         record.sources[0]
     );
     assert!(held_items > 1, "a patient with a record: {held_items}");
+    // How the operators' page says it is asked is how this view asked it: the same types, and
+    // the same forms its search cannot find as the view's warning names.
+    let asking = rig.federation.asking(&*source);
+    let mut asked = asking.types.clone();
+    asked.sort();
+    let mut listed: Vec<String> = held
+        .iter()
+        .filter(|t| **t != "Patient")
+        .map(|t| (*t).to_owned())
+        .collect();
+    listed.sort();
+    assert_eq!(asked, listed);
+    assert!(
+        !record.sources[0].unsearchable.is_empty(),
+        "a relative source"
+    );
+    assert_eq!(asking.unsearchable, record.sources[0].unsearchable);
     let discovered = rig.federation.discovered();
     let (_, d) = &discovered[0];
     let (caps, at) = d.capabilities.as_ref().expect("read");

@@ -53,7 +53,7 @@ pub use local_matching::{LocalIdentityView, LocalRecord, LocalVerdict};
 pub use matching::{LocalMatchPair, MatchPair, MatchQueue, MatchVerdict};
 pub use mcr_audit::{Action, AuditEvent, AuthChannel, Outcome, RefusalKind, UnknownWord};
 pub use mcr_federation::document::{DocumentCut, DocumentRefusal, OpenedDocument};
-pub use mcr_federation::SourceKind;
+pub use mcr_federation::{Asking, IdentifierSearch, PatientSearch, SourceKind};
 pub use mcr_store::OptOutKind;
 pub use merge::{MergePreview, MergeSide, MERGE_REASON_MAX};
 pub use metrics::{Metrics, SourceTiming};
@@ -247,6 +247,8 @@ impl Gateway {
         let read = self.federation.discover(self.clock.now()).await;
         for (source, d) in self.federation.discovered() {
             self.metrics.capabilities(source.id().as_str(), &d);
+            self.metrics
+                .asking(source.id().as_str(), &self.federation.asking(&**source));
         }
         read
     }

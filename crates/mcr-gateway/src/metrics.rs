@@ -37,6 +37,12 @@ struct SourceLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceFormLabel {
+    source: String,
+    form: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SourceFailureLabel {
     source: String,
     reason: &'static str,
@@ -71,6 +77,7 @@ pub struct Metrics {
     capability_types: Family<SourceLabel, Gauge>,
     capability_age: Family<SourceLabel, Gauge>,
     capability_failures: Family<SourceLabel, Gauge>,
+    unsearchable_forms: Family<SourceFormLabel, Gauge>,
     pub(crate) watch: crate::watch_metrics::WatchMetrics,
 }
 
@@ -157,9 +164,16 @@ impl Metrics {
             "Attempts to read a source's CapabilityStatement that failed since start-up",
             capability_failures.clone(),
         );
+        let unsearchable_forms = Family::<SourceFormLabel, Gauge>::default();
+        registry.register(
+            "source_unsearchable_form",
+            "1 when views cannot ask a source for the items that name the patient in this form of reference (identifier: only by NHS number; other-server: by another server's address; contained: inside the item), so its view warns of them; 0 when they can",
+            unsearchable_forms.clone(),
+        );
         let watch = crate::watch_metrics::WatchMetrics::register(&mut registry);
         Self {
             capability_types,
+            unsearchable_forms,
             capability_age,
             capability_failures,
             ready,
@@ -193,6 +207,18 @@ impl Metrics {
         self.capability_failures
             .get_or_create(&label)
             .set(i64::try_from(d.failures).unwrap_or(i64::MAX));
+    }
+
+    /// Which forms of patient reference views cannot ask a source for ([`mcr_federation::Asking`]).
+    pub fn asking(&self, source: &str, asking: &mcr_federation::Asking) {
+        for form in mcr_domain::UnsearchableForm::ALL {
+            self.unsearchable_forms
+                .get_or_create(&SourceFormLabel {
+                    source: source.to_owned(),
+                    form: form.code(),
+                })
+                .set(i64::from(asking.unsearchable.contains(&form)));
+        }
     }
 
     /// The Prometheus text exposition of every series.
@@ -362,6 +388,20 @@ mod tests {
             Some(&FailureReason::Timeout { after_ms: 3000 }),
         );
         m.audit_append(true, Duration::from_micros(800));
+        m.asking(
+            "acute",
+            &mcr_federation::Asking {
+                patient_search: mcr_federation::PatientSearch::Relative,
+                identifier_search: mcr_federation::IdentifierSearch::Always,
+                by_identifier: vec!["Condition".into()],
+                declared_identifier: Vec::new(),
+                types: vec!["Condition".into()],
+                unsearchable: vec![
+                    mcr_domain::UnsearchableForm::OtherServer,
+                    mcr_domain::UnsearchableForm::Contained,
+                ],
+            },
+        );
         let text = m.encode();
         for series in [
             "mcr_view_duration_seconds_bucket{le=\"0.05\",outcome=\"permit\"} 1",
@@ -370,6 +410,9 @@ mod tests {
             "mcr_source_reported_duration_seconds_sum{source=\"gp\"} 0.025",
             "mcr_source_failures_total{source=\"acute\",reason=\"timeout\"} 1",
             "mcr_audit_append_duration_seconds_count{outcome=\"ok\"} 1",
+            "mcr_source_unsearchable_form{source=\"acute\",form=\"identifier\"} 0",
+            "mcr_source_unsearchable_form{source=\"acute\",form=\"other-server\"} 1",
+            "mcr_source_unsearchable_form{source=\"acute\",form=\"contained\"} 1",
         ] {
             assert!(text.contains(series), "missing {series} in\n{text}");
         }

@@ -360,6 +360,27 @@ pub enum UnsearchableForm {
 }
 
 impl UnsearchableForm {
+    /// Every form, in the order they are said.
+    pub const ALL: [UnsearchableForm; 3] = [
+        UnsearchableForm::Identifier,
+        UnsearchableForm::OtherServer,
+        UnsearchableForm::Contained,
+    ];
+
+    /// What a search that cannot be asked for `forms` cannot do ("cannot find items that name
+    /// the patient only by NHS number, by another server's address or inside the item"), in
+    /// the words of the view's warning ([`SourceOutcome::unsearchable_sentence`]) and of the
+    /// operators' page of sources; `None` for no form.
+    pub fn cannot_find(forms: &[UnsearchableForm]) -> Option<String> {
+        let words: Vec<&str> = forms.iter().map(|f| f.words()).collect();
+        let words = match words.split_last() {
+            None => return None,
+            Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+            Some((only, _)) => (*only).to_owned(),
+        };
+        Some(format!("cannot find items that name the patient {words}"))
+    }
+
     /// The word the audit trail keeps.
     pub fn code(self) -> &'static str {
         match self {
@@ -458,16 +479,12 @@ impl SourceOutcome {
     /// not shown."), or `None`. Not said of a source that failed: everything it holds is
     /// missing, and said so.
     pub fn unsearchable_sentence(&self) -> Option<String> {
-        if self.unsearchable.is_empty() || matches!(self.status, SourceStatus::Failed(_)) {
+        if matches!(self.status, SourceStatus::Failed(_)) {
             return None;
         }
-        let forms: Vec<&str> = self.unsearchable.iter().map(|f| f.words()).collect();
-        let forms = match forms.split_last() {
-            Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
-            _ => forms.concat(),
-        };
+        let cannot = UnsearchableForm::cannot_find(&self.unsearchable)?;
         Some(format!(
-            "{}'s search cannot find items that name the patient {forms}; any such items are not shown.",
+            "{}'s search {cannot}; any such items are not shown.",
             self.org_name,
         ))
     }

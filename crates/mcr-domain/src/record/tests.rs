@@ -43,6 +43,12 @@ fn the_forms_a_search_cannot_find_are_one_line_and_only_for_a_source_that_answer
         outcome(failed, vec![Contained]).unsearchable_sentence(),
         None
     );
+    // The operators' page of sources says the same words, from the same place.
+    assert_eq!(
+        UnsearchableForm::cannot_find(&UnsearchableForm::ALL).as_deref(),
+        Some("cannot find items that name the patient only by NHS number, by another server's address or inside the item")
+    );
+    assert_eq!(UnsearchableForm::cannot_find(&[]), None);
     assert_eq!(
         (Identifier.code(), OtherServer.code(), Contained.code()),
         ("identifier", "other-server", "contained")

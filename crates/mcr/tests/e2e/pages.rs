@@ -867,7 +867,8 @@ async fn a_p9_patient_opts_out_and_back_in_online_at_once_and_below_p9_cannot() 
 }
 
 /// The sources' capability statements, read at start-up, are shown to staff and counted in
-/// `/metrics`; a GP Connect source says its areas are the specification's.
+/// `/metrics`, with how each is searched and the forms of patient reference it cannot be asked
+/// for; a GP Connect source says its areas are the specification's.
 #[tokio::test]
 async fn staff_see_what_each_source_says_it_can_be_asked_for() {
     let t = start().await;
@@ -895,6 +896,20 @@ async fn staff_see_what_each_source_says_it_can_be_asked_for() {
         !page.contains("Never read"),
         "every R4 source was read at start-up: {page}"
     );
+    // How each is searched: the simulated R4 sources find every form of patient reference
+    // (configured `every-form`), so none is asked by NHS number and none has items it cannot
+    // find; the GP Connect source is asked by NHS number alone.
+    assert!(page.contains("How it is searched"), "{page}");
+    assert!(page.contains("patient_search = every-form"), "{page}");
+    assert!(
+        page.contains("Nothing: its search finds every form of patient reference"),
+        "{page}"
+    );
+    assert!(
+        page.contains("By NHS number, in one GP Connect structured-record request"),
+        "{page}"
+    );
+    assert!(!page.contains("Asked by NHS number"), "{page}");
 
     let metrics = t
         .http
@@ -916,6 +931,13 @@ async fn staff_see_what_each_source_says_it_can_be_asked_for() {
         .parse()
         .expect("number");
     assert!(n >= 5, "{line}");
+    for form in ["identifier", "other-server", "contained"] {
+        let series = format!("mcr_source_unsearchable_form{{source=\"acute\",form=\"{form}\"}} 0");
+        assert!(
+            metrics.lines().any(|l| l == series),
+            "an every-form source can be asked for every form: {series} in {metrics}"
+        );
+    }
 
     // Not signed in: to the sign-in page.
     let anonymous = t
