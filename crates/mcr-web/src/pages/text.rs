@@ -41,9 +41,14 @@ pub(crate) fn human_time(t: &DateTime<chrono::Utc>) -> String {
     t.format("%-d %B %Y at %H:%M UTC").to_string()
 }
 
-/// The date a date-ish string sorts by (`YYYY-MM-DD…` sorts as text); unknown dates sort first.
-pub(crate) fn sort_key(s: Option<&str>) -> String {
-    s.map(|d| d.chars().take(25).collect()).unwrap_or_default()
+/// The date a date-ish string sorts by (`YYYY-MM-DD…` sorts as text: its first 25
+/// characters, borrowed); unknown dates sort first.
+pub(crate) fn sort_key(s: Option<&str>) -> &str {
+    let d = s.unwrap_or_default();
+    match d.char_indices().nth(25) {
+        Some((at, _)) => &d[..at],
+        None => d,
+    }
 }
 
 /// At most `max` characters, with an ellipsis when cut.

@@ -9,6 +9,7 @@
 //! - [`sections`]: the reader's date filter and "show older", and each section's table;
 //! - [`summary`]: the summary's boxes and the glance that counts the other areas;
 //! - [`results`]: investigations (reports with their results) and groups of results;
+//! - [`read`]: the few fields the results read from a resource's text, without its tree;
 //! - [`documents`]: a document's text when sent inline, or where to open it;
 //! - [`access_step`]: what the user can do when the view is not permitted now;
 //! - [`stream`]: the page sent in parts as the sources answer.
@@ -16,6 +17,7 @@
 mod access_step;
 mod banner;
 mod documents;
+mod read;
 mod results;
 mod sections;
 mod stream;

@@ -4,6 +4,7 @@
 
 use super::super::chart::{trend_svg, Point};
 use super::super::text::{clip, human_date, sort_key};
+use super::read;
 use super::sections::Filter;
 use super::{item_view, ItemView};
 use mcr_domain::{MergedRecord, RecordItem, Section};
@@ -97,18 +98,7 @@ pub(crate) fn investigations(items: &[&RecordItem]) -> Vec<Investigation> {
         .into_iter()
         .map(|report| {
             let source = report.sources.first().map_or("", |s| s.source.as_str());
-            let named: Vec<String> = report
-                .resource
-                .value()
-                .and_then(|v| {
-                    v.get("result")?.as_array().map(|rs| {
-                        rs.iter()
-                            .take(200)
-                            .filter_map(|r| r.get("reference")?.as_str().map(str::to_owned))
-                            .collect()
-                    })
-                })
-                .unwrap_or_default();
+            let named = read::result_references(report.resource.json());
             let mut results = Vec::new();
             let mut missing = 0;
             for reference in &named {
@@ -135,61 +125,62 @@ pub(crate) fn investigations(items: &[&RecordItem]) -> Vec<Investigation> {
 /// Group results by code (or name), newest first within each group; chart the numeric ones.
 /// `limit` rows per group are listed (all when `None`); older ones are counted.
 pub(crate) fn result_groups(items: &[&RecordItem], limit: Option<usize>) -> Vec<ResultGroup> {
-    let mut order: Vec<String> = Vec::new();
-    let mut groups: std::collections::HashMap<String, Vec<&RecordItem>> =
+    let mut order: Vec<GroupKey<'_>> = Vec::new();
+    let mut groups: std::collections::HashMap<GroupKey<'_>, Vec<&RecordItem>> =
         std::collections::HashMap::new();
     for item in items {
-        let key = item.code.as_ref().map_or_else(
-            || format!("text|{}", item.display),
-            |(s, c)| format!("{s}|{c}"),
-        );
-        if !groups.contains_key(&key) {
-            order.push(key.clone());
-        }
-        groups.entry(key).or_default().push(item);
+        let key = match &item.code {
+            Some((system, code)) => GroupKey::Code(system, code),
+            None => GroupKey::Text(&item.display),
+        };
+        groups
+            .entry(key)
+            .or_insert_with(|| {
+                order.push(key);
+                Vec::new()
+            })
+            .push(item);
     }
     order
         .iter()
         .enumerate()
         .filter_map(|(n, key)| {
             let mut members = groups.remove(key)?;
-            members.sort_by_key(|i| std::cmp::Reverse(sort_key(i.date.as_deref())));
+            // Newest first (stable: the merge's order among equal dates stays).
+            members.sort_by(|a, b| sort_key(b.date.as_deref()).cmp(sort_key(a.date.as_deref())));
             let title = members
                 .first()
                 .map(|i| i.display.clone())
                 .unwrap_or_default();
-            let unit = members
+            // Each measurement's value and unit, read once from its text (oldest first, as
+            // the chart draws them).
+            let measured: Vec<read::Quantity> = members
                 .iter()
-                .find_map(|i| {
-                    i.resource
-                        .value()?
-                        .get("valueQuantity")?
-                        .get("unit")?
-                        .as_str()
-                        .map(str::to_owned)
-                })
+                .rev()
+                .map(|i| read::quantity(i.resource.json()))
+                .collect();
+            // The unit of the newest measurement that gives one.
+            let unit = measured
+                .iter()
+                .rev()
+                .find_map(|q| q.unit.as_deref())
                 .unwrap_or_default();
             let points: Vec<Point> = members
                 .iter()
                 .rev()
-                .filter(|i| i.date.is_some())
-                .filter_map(|i| {
-                    let v = i
-                        .resource
-                        .value()?
-                        .get("valueQuantity")?
-                        .get("value")?
-                        .as_f64()?;
+                .zip(&measured)
+                .filter(|(i, _)| i.date.is_some())
+                .filter_map(|(i, q)| {
                     Some(Point {
                         label: human_date(i.date.as_deref().unwrap_or_default()),
-                        value: v,
+                        value: q.value?,
                     })
                 })
                 .collect();
             let chart = trend_svg(
                 &format!("chart-{n}"),
                 &clip(&title, 80),
-                &clip(&unit, 20),
+                &clip(unit, 20),
                 &points,
             );
             let listed = limit.unwrap_or(members.len()).min(members.len());
@@ -202,6 +193,13 @@ pub(crate) fn result_groups(items: &[&RecordItem], limit: Option<usize>) -> Vec<
             })
         })
         .collect()
+}
+
+/// What results are grouped by: their code, or their name when they have none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum GroupKey<'a> {
+    Code(&'a str, &'a str),
+    Text(&'a str),
 }
 
 #[cfg(test)]
