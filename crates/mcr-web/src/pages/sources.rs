@@ -30,7 +30,7 @@ pub(crate) struct SourceRow {
     pub batch: bool,
     /// Entries of the statement passed over (no resource type name).
     pub unreadable_entries: usize,
-    /// Listed and searchable by patient.
+    /// Listed and asked for: searchable by patient, or (a `Patient`) read by its id.
     pub searchable: Vec<String>,
     /// Listed but not searchable by patient (never asked for unless configured).
     pub not_searchable: Vec<String>,
@@ -194,16 +194,13 @@ pub(crate) async fn page(user: PageUser, State(state): State<AppState>) -> Respo
             let (searchable, not_searchable, software, fhir_version, batch, read_at) =
                 match &d.capabilities {
                     Some((c, at)) => (
+                        // A Patient is read by its id, not searched: it is asked for.
                         c.types
-                            .iter()
-                            .filter(|(_, t)| t.by_patient)
-                            .map(|(n, _)| n.clone())
+                            .keys()
+                            .filter(|n| c.answers(n))
+                            .cloned()
                             .collect::<Vec<_>>(),
-                        c.types
-                            .iter()
-                            .filter(|(_, t)| !t.by_patient)
-                            .map(|(n, _)| n.clone())
-                            .collect(),
+                        c.types.keys().filter(|n| !c.answers(n)).cloned().collect(),
                         c.software.clone().unwrap_or_default(),
                         c.fhir_version.clone().unwrap_or_default(),
                         c.batch,

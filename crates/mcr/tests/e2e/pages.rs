@@ -889,7 +889,13 @@ async fn staff_see_what_each_source_says_it_can_be_asked_for() {
     ] {
         assert!(page.contains(org), "{org}: {page}");
     }
-    assert!(page.contains("Searchable by patient"), "{page}");
+    assert!(page.contains("Asked for (searched by patient"), "{page}");
+    // The simulated sources list `Patient` without a search by patient: it is read by its
+    // id, so it is asked for, and nothing they list goes unasked.
+    assert!(
+        !page.contains("Listed, not searchable by patient"),
+        "{page}"
+    );
     assert!(page.contains("My Care Record simulated source"), "{page}");
     assert!(page.contains("GP Connect specification"), "{page}");
     assert!(
