@@ -1,15 +1,21 @@
-//! A source's `Patient`s, page by page as they arrive: each record with an NHS number linked by
+//! A source's `Patient`s, pages gathered as they arrive and written [`FEED_WRITE_ROWS`] at a
+//! time: each record with an NHS number linked by
 //! it (unless the index holds that number for someone who disagrees outright), its GP
 //! registration kept, and the rest set aside for the demographic pass.
 
 use crate::demographic_pass::Decisions;
-use crate::{
-    care_events, matching, parse_patient, Indexer, SourcePatient, SourceSyncReport, BATCH,
-};
+use crate::{care_events, matching, parse_patient, Indexer, SourcePatient, SourceSyncReport};
 use matching::Prepared;
 use mcr_domain::{LocalPersonId, NhsNumber, SourceId};
 use mcr_store::{LinkMethod, MatchCandidateRow, RecordKey, StoreError};
 use std::collections::{HashMap, HashSet};
+
+/// The records a feed's pages are gathered to before they are written, each kind in one
+/// transaction. SQLite writes every page of its B-trees that a transaction changed to the
+/// log once per transaction, and a source's records land all over the index's B-trees: a
+/// page of 1,000 records written alone changes nearly as many B-tree pages as ten together.
+/// Ten hold the writer for a few tenths of a second.
+pub(crate) const FEED_WRITE_ROWS: usize = 10_000;
 
 /// What a source's sync has gathered so far, page after page.
 struct PageState {
@@ -38,10 +44,11 @@ pub(crate) struct SourceFeed {
 }
 
 impl Indexer {
-    /// One source's feed, page by page. Returns its report and the records that carry no
-    /// NHS number (matched by demographics once every source is in). If the feed fails part
-    /// way, what was read stays in the index and the watermark stays where it was, so the next
-    /// incremental sync reads again from there.
+    /// One source's feed, page by page (written [`FEED_WRITE_ROWS`] records at a time).
+    /// Returns its report and the records that carry no NHS number (matched by demographics
+    /// once every source is in). If the feed fails part way, what was read stays in the index
+    /// and the watermark stays where it was, so the next incremental sync reads again from
+    /// there.
     pub(crate) async fn sync_source(
         &self,
         source: SourceId,
@@ -72,12 +79,22 @@ impl Indexer {
             watermark: None,
             resolve: Vec::new(),
         };
-        // Two pages in hand at most: the next is read while this one is written.
+        // Two pages waiting at most: the feed reads on while those gathered are written (a
+        // feed that fails part way ends the channel, and what it gave is written).
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<serde_json::Value>>(2);
         let feed = self.federation.patient_feed(&source, since.as_deref(), tx);
         let apply = async {
+            let mut gathered = Vec::new();
             while let Some(resources) = rx.recv().await {
-                self.apply_page(&source, authoritative, &resources, decisions, &mut page)
+                gathered.extend(resources);
+                if gathered.len() >= FEED_WRITE_ROWS {
+                    self.apply_page(&source, authoritative, &gathered, decisions, &mut page)
+                        .await?;
+                    gathered.clear();
+                }
+            }
+            if !gathered.is_empty() {
+                self.apply_page(&source, authoritative, &gathered, decisions, &mut page)
                     .await?;
             }
             Ok::<_, StoreError>(())
@@ -111,7 +128,7 @@ impl Indexer {
         })
     }
 
-    /// Write one page of a source's `Patient`s to the index.
+    /// Write a source's `Patient`s (the pages gathered so far) to the index.
     ///
     /// A record carrying an NHS number the index already holds is first compared with the
     /// patient held: if given name, birth date or sex disagree outright it is not linked (nor
@@ -236,21 +253,21 @@ impl Indexer {
             state.report.linked_by_nhs_number += 1;
         }
         // Demographics from a GP source replace what is held; others only fill gaps.
-        for chunk in patients.chunks(BATCH) {
+        for chunk in patients.chunks(FEED_WRITE_ROWS) {
             if authoritative {
                 self.store.upsert_patients(chunk).await?;
             } else {
                 self.store.insert_missing_patients(chunk).await?;
             }
         }
-        for chunk in links.chunks(BATCH) {
+        for chunk in links.chunks(FEED_WRITE_ROWS) {
             self.store.upsert_links(chunk).await?;
         }
         self.store.put_patient_statuses(&statuses).await?;
         for r in &mut registrations {
             r.origin = "gp-registration".into();
         }
-        for chunk in registrations.chunks(BATCH) {
+        for chunk in registrations.chunks(FEED_WRITE_ROWS) {
             self.store.upsert_care_events(chunk).await?;
         }
         state.report.registrations += registrations.len();

@@ -231,22 +231,30 @@ where
     })
 }
 
-/// Writes a record's link to its local identity, replacing the one it had: the values are
-/// source, local id, local person, method, family, given, birth date, postcode, linked at.
-pub(crate) const LOCAL_LINK_UPSERT: &str = "INSERT INTO local_link (source, local_id, \
-     local_person, method, family, given, birth_date, postcode, linked_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-     ON CONFLICT (source, local_id) DO UPDATE SET \
+/// Where a record's link to its local identity is written: the values are source, local id,
+/// local person, method, family, given, birth date, postcode, linked at.
+pub(crate) const LOCAL_LINK_WRITE: &str = "local_link (source, local_id, local_person, method, \
+     family, given, birth_date, postcode, linked_at)";
+
+/// What writing a record's link to its local identity does to the link it had: the latest
+/// wins.
+pub(crate) const LOCAL_LINK_UPSERT: &str = " ON CONFLICT (source, local_id) DO UPDATE SET \
      local_person = excluded.local_person, method = excluded.method, \
      family = excluded.family, given = excluded.given, \
      birth_date = excluded.birth_date, postcode = excluded.postcode, \
      linked_at = excluded.linked_at";
 
-/// [`LOCAL_LINK_UPSERT`] for `l`.
+/// A record's link to its local identity for `l`, replacing the one it had.
 pub(crate) fn local_link_upsert(l: &LocalLink) -> crate::common::Statement<'_> {
     use crate::common::Value;
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "INSERT INTO {LOCAL_LINK_WRITE} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)\
+             {LOCAL_LINK_UPSERT}"
+        )
+    });
     crate::common::Statement::new(
-        LOCAL_LINK_UPSERT,
+        SQL.as_str(),
         vec![
             Value::Text(l.source.as_str()),
             Value::Text(&l.local_id),
@@ -260,6 +268,47 @@ pub(crate) fn local_link_upsert(l: &LocalLink) -> crate::common::Statement<'_> {
         ],
     )
 }
+
+/// Where a new local identity is written: the values are [`LocalPersonRow`]'s, in its order
+/// (its time twice, as created and updated).
+pub(crate) const LOCAL_PERSON_WRITE: &str = "local_person (origin_source, origin_local_id, \
+     family, given, family_norm, given_norm, birth_date, gender, postcode, postcode_norm, \
+     created_at, updated_at)";
+
+/// A local identity to write or refresh from a record: the record and the normalised forms
+/// matching and search read.
+pub(crate) struct LocalPersonRow<'a> {
+    pub(crate) r: &'a LocalPersonRecord,
+    pub(crate) family_norm: String,
+    pub(crate) given_norm: String,
+    pub(crate) postcode_norm: Option<String>,
+    pub(crate) at: String,
+}
+
+impl<'a> LocalPersonRow<'a> {
+    pub(crate) fn new(r: &'a LocalPersonRecord) -> Self {
+        use mcr_domain::demographics::{normalise_name, normalise_postcode};
+        LocalPersonRow {
+            r,
+            family_norm: normalise_name(&r.family),
+            given_norm: normalise_name(&r.given),
+            postcode_norm: r.postcode.as_deref().map(normalise_postcode),
+            at: crate::common::ts(&r.at),
+        }
+    }
+
+    /// The record's key, as the batched statements answer it.
+    pub(crate) fn key(&self) -> (String, String) {
+        (self.r.source.as_str().to_owned(), self.r.local_id.clone())
+    }
+}
+
+/// What writing a pair with a local identity does to the pair kept already: the latest wins.
+pub(crate) const LOCAL_CANDIDATE_UPSERT: &str = " ON CONFLICT (source, local_id, local_person) \
+     DO UPDATE SET score = excluded.score, agreement = excluded.agreement, \
+     guard = excluded.guard, family = excluded.family, given = excluded.given, \
+     birth_date = excluded.birth_date, gender = excluded.gender, \
+     postcode = excluded.postcode, found_at = excluded.found_at";
 
 pub(crate) const LOCAL_CANDIDATE_COLUMNS: &str =
     "source, local_id, local_person, score, agreement, guard, family, given, birth_date, \
@@ -325,109 +374,100 @@ where
 /// driver reads as the same numbered parameters). `$read` is the pool reads use; `$write` opens a write transaction; `$append`
 /// opens one that may append to the audit trail; `$append_in_tx` appends in it;
 /// `$delete_keys` deletes rows of a table by many `(source, local_id)` keys at once, in a
-/// transaction.
+/// transaction; `$batch` is the backend's module of the other batched statements, many rows
+/// each (`open_origins`, `insert_persons`, `upsert_links`, `upsert_candidates`).
 macro_rules! local_identity_impl {
-    ($store:ty, $read:ident, $write:ident, $append:ident, $append_in_tx:path, $delete_keys:path) => {
+    ($store:ty, $read:ident, $write:ident, $append:ident, $append_in_tx:path, $delete_keys:path, $batch:ident) => {
         #[async_trait::async_trait]
         impl $crate::local_identity::LocalIdentityStore for $store {
             async fn put_local_persons(
                 &self,
                 records: &[$crate::local_identity::LocalPersonRecord],
             ) -> $crate::Result<Vec<(mcr_domain::LocalPersonId, bool)>> {
-                use $crate::common::ts;
+                use $crate::local_identity::{LocalLink, LocalPersonRow};
                 let mut out = Vec::with_capacity(records.len());
                 if records.is_empty() {
                     return Ok(out);
                 }
+                let rows: Vec<LocalPersonRow<'_>> =
+                    records.iter().map(LocalPersonRow::new).collect();
+                let keys: Vec<$crate::RecordKey> = records
+                    .iter()
+                    .map(|r| (r.source.clone(), r.local_id.clone()))
+                    .collect();
                 let this = self;
                 $write!(this, tx, {
-                    for r in records {
-                        let family_norm = mcr_domain::demographics::normalise_name(&r.family);
-                        let given_norm = mcr_domain::demographics::normalise_name(&r.given);
-                        let postcode_norm = r
-                            .postcode
-                            .as_deref()
-                            .map(mcr_domain::demographics::normalise_postcode);
-                        let at = ts(&r.at);
-                        let sql = "SELECT id FROM local_person WHERE origin_source = $1 \
-                             AND origin_local_id = $2 AND resolved_to IS NULL";
-                        let held: Option<i64> = sqlx::query_scalar(&sql)
-                        .bind(r.source.as_str())
-                        .bind(&r.local_id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                        let (seq, new) = match held {
-                            Some(seq) => {
-                                sqlx::query(
-                                    "UPDATE local_person SET family = $2, given = $3, \
-                                     family_norm = $4, given_norm = $5, birth_date = $6, \
-                                     gender = $7, postcode = $8, postcode_norm = $9, \
-                                     updated_at = $10 WHERE id = $1",
-                                )
-                                .bind(seq)
-                                .bind(&r.family)
-                                .bind(&r.given)
-                                .bind(&family_norm)
-                                .bind(&given_norm)
-                                .bind(r.birth_date)
-                                .bind(r.gender.as_deref())
-                                .bind(r.postcode.as_deref())
-                                .bind(postcode_norm.as_deref())
-                                .bind(&at)
-                                .execute(&mut *tx)
-                                .await?;
-                                (seq, false)
-                            }
+                    // Many rows per statement: a pass at a region's size makes tens of
+                    // thousands. The open identities made from these records already, then
+                    // one new identity for each other record (its first occurrence).
+                    let held = $batch::open_origins(&mut *tx, &keys).await?;
+                    let mut first = std::collections::HashSet::new();
+                    let fresh: Vec<&LocalPersonRow<'_>> = rows
+                        .iter()
+                        .filter(|row| {
+                            let key = row.key();
+                            !held.contains_key(&key) && first.insert(key)
+                        })
+                        .collect();
+                    let made = $batch::insert_persons(&mut *tx, &fresh).await?;
+                    // Each record in order: new, or refreshing the identity held (a record
+                    // given twice refreshes the identity its first occurrence made).
+                    let mut seen = std::collections::HashSet::new();
+                    let mut links = Vec::with_capacity(rows.len());
+                    for row in &rows {
+                        let key = row.key();
+                        let (seq, new) = match held.get(&key) {
+                            Some(&seq) => (seq, false),
                             None => {
-                                let sql =
-                                    "INSERT INTO local_person (origin_source, origin_local_id, \
-                                     family, given, family_norm, given_norm, birth_date, gender, \
-                                     postcode, postcode_norm, created_at, updated_at) \
-                                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) \
-                                     RETURNING id";
-                                let seq: i64 = sqlx::query_scalar(&sql)
-                                .bind(r.source.as_str())
-                                .bind(&r.local_id)
-                                .bind(&r.family)
-                                .bind(&r.given)
-                                .bind(&family_norm)
-                                .bind(&given_norm)
-                                .bind(r.birth_date)
-                                .bind(r.gender.as_deref())
-                                .bind(r.postcode.as_deref())
-                                .bind(postcode_norm.as_deref())
-                                .bind(&at)
-                                .fetch_one(&mut *tx)
-                                .await?;
-                                (seq, true)
+                                let seq = *made.get(&key).ok_or_else(|| {
+                                    $crate::StoreError::Corrupt(
+                                        "a new local identity was not answered".into(),
+                                    )
+                                })?;
+                                (seq, seen.insert(key))
                             }
                         };
-                        sqlx::query(
-                            $crate::local_identity::LOCAL_LINK_UPSERT,
-                        )
-                        .bind(r.source.as_str())
-                        .bind(&r.local_id)
-                        .bind(seq)
-                        .bind("local-identity")
-                        .bind(&r.family)
-                        .bind(&r.given)
-                        .bind(r.birth_date)
-                        .bind(r.postcode.as_deref())
-                        .bind(&at)
-                        .execute(&mut *tx)
-                        .await?;
-                        sqlx::query(
-                            "DELETE FROM source_link WHERE source = $1 AND local_id = $2",
-                        )
-                        .bind(r.source.as_str())
-                        .bind(&r.local_id)
-                        .execute(&mut *tx)
-                        .await?;
-                        out.push((
-                            $crate::local_identity::local_id_from("local_person.id", seq)?,
-                            new,
-                        ));
+                        if !new {
+                            sqlx::query(
+                                "UPDATE local_person SET family = $2, given = $3, \
+                                 family_norm = $4, given_norm = $5, birth_date = $6, \
+                                 gender = $7, postcode = $8, postcode_norm = $9, \
+                                 updated_at = $10 WHERE id = $1",
+                            )
+                            .bind(seq)
+                            .bind(&row.r.family)
+                            .bind(&row.r.given)
+                            .bind(&row.family_norm)
+                            .bind(&row.given_norm)
+                            .bind(row.r.birth_date)
+                            .bind(row.r.gender.as_deref())
+                            .bind(row.r.postcode.as_deref())
+                            .bind(row.postcode_norm.as_deref())
+                            .bind(&row.at)
+                            .execute(&mut *tx)
+                            .await?;
+                        }
+                        let person = $crate::local_identity::local_id_from("local_person.id", seq)?;
+                        out.push((person, new));
+                        links.push(LocalLink {
+                            person,
+                            source: row.r.source.clone(),
+                            local_id: row.r.local_id.clone(),
+                            method: $crate::LinkMethod::LocalIdentity,
+                            family: row.r.family.clone(),
+                            given: row.r.given.clone(),
+                            birth_date: Some(row.r.birth_date),
+                            postcode: row.r.postcode.clone(),
+                            linked_at: row.r.at,
+                        });
                     }
+                    // Each record is linked to its identity and loses any link to an NHS
+                    // number.
+                    let links = $crate::common::last_per_key(&links, |l| {
+                        (l.source.clone(), l.local_id.clone())
+                    });
+                    $batch::upsert_links(&mut *tx, &links).await?;
+                    $delete_keys(&mut *tx, "source_link", &keys).await?;
                 });
                 Ok(out)
             }
@@ -511,21 +551,14 @@ macro_rules! local_identity_impl {
                 let rows = $crate::common::last_per_key(links, |l| {
                     (l.source.clone(), l.local_id.clone())
                 });
+                let keys: Vec<$crate::RecordKey> = rows
+                    .iter()
+                    .map(|l| (l.source.clone(), l.local_id.clone()))
+                    .collect();
                 let this = self;
                 $write!(this, tx, {
-                    for l in rows {
-                        $crate::local_identity::local_link_upsert(l)
-                            .query()
-                            .execute(&mut *tx)
-                            .await?;
-                        sqlx::query(
-                            "DELETE FROM source_link WHERE source = $1 AND local_id = $2",
-                        )
-                        .bind(l.source.as_str())
-                        .bind(&l.local_id)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
+                    $batch::upsert_links(&mut *tx, &rows).await?;
+                    $delete_keys(&mut *tx, "source_link", &keys).await?;
                 });
                 Ok(())
             }
@@ -534,22 +567,13 @@ macro_rules! local_identity_impl {
                 &self,
                 records: &[$crate::RecordKey],
             ) -> $crate::Result<u64> {
-                let mut removed = 0;
                 if records.is_empty() {
-                    return Ok(removed);
+                    return Ok(0);
                 }
+                let removed;
                 let this = self;
                 $write!(this, tx, {
-                    for (source, local_id) in records {
-                        removed += sqlx::query(
-                            "DELETE FROM local_link WHERE source = $1 AND local_id = $2",
-                        )
-                        .bind(source.as_str())
-                        .bind(local_id)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                    }
+                    removed = $delete_keys(&mut *tx, "local_link", records).await?;
                 });
                 Ok(removed)
             }
@@ -622,7 +646,6 @@ macro_rules! local_identity_impl {
                 evaluated: &[$crate::RecordKey],
                 candidates: &[$crate::local_identity::LocalCandidateRow],
             ) -> $crate::Result<()> {
-                use $crate::common::ts;
                 if evaluated.is_empty() && candidates.is_empty() {
                     return Ok(());
                 }
@@ -633,33 +656,7 @@ macro_rules! local_identity_impl {
                 $write!(this, tx, {
                     // Many records per statement: a pass evaluates every waiting record.
                     $delete_keys(&mut *tx, "local_match_candidate", evaluated).await?;
-                    for c in rows {
-                        sqlx::query(&format!(
-                            "INSERT INTO local_match_candidate ({}) VALUES \
-                             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-                             ON CONFLICT (source, local_id, local_person) DO UPDATE SET \
-                             score = excluded.score, agreement = excluded.agreement, \
-                             guard = excluded.guard, family = excluded.family, \
-                             given = excluded.given, birth_date = excluded.birth_date, \
-                             gender = excluded.gender, postcode = excluded.postcode, \
-                             found_at = excluded.found_at",
-                            $crate::local_identity::LOCAL_CANDIDATE_COLUMNS
-                        ))
-                        .bind(c.source.as_str())
-                        .bind(&c.local_id)
-                        .bind(c.person.seq())
-                        .bind(c.score)
-                        .bind(&c.agreement)
-                        .bind(c.guard.as_deref())
-                        .bind(&c.family)
-                        .bind(&c.given)
-                        .bind(c.birth_date)
-                        .bind(c.gender.as_deref())
-                        .bind(c.postcode.as_deref())
-                        .bind(ts(&c.found_at))
-                        .execute(&mut *tx)
-                        .await?;
-                    }
+                    $batch::upsert_candidates(&mut *tx, &rows).await?;
                 });
                 Ok(())
             }

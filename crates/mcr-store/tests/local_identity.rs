@@ -629,6 +629,119 @@ async fn decisions(store: &dyn Store) {
     assert_eq!(store.local_decisions().await.expect("read").len(), 2);
 }
 
+/// A pass's worth of records at once (more than one statement's rows on either backend):
+/// each record answered in order with the identity made from it, a record given twice making
+/// one identity (refreshed by the second), an identity held already refreshed, not made again,
+/// each record linked to its identity and to no NHS number; links and review pairs in batches
+/// too.
+async fn batch(store: &dyn Store) {
+    let id = |k: usize| format!("h-{k:05}");
+    let held = store
+        .put_local_persons(&[record("hospital", &id(3), "LU1 3AA", 0)])
+        .await
+        .expect("put one")[0]
+        .0;
+    store
+        .upsert_links(&[nhs_link("hospital", &id(7), 1, 0)])
+        .await
+        .expect("link by NHS number");
+    let mut records: Vec<LocalPersonRecord> = (0..6_001)
+        .map(|k| record("hospital", &id(k), "LU1 3AA", 1))
+        .collect();
+    records.push(record("hospital", &id(10), "SG2 7QT", 2));
+    let made = store.put_local_persons(&records).await.expect("put many");
+    assert_eq!(made.len(), records.len());
+    assert_eq!(made[3], (held, false), "the identity held is refreshed");
+    assert_eq!(
+        made[6_001],
+        (made[10].0, false),
+        "a record given twice makes one"
+    );
+    assert_eq!(made.iter().filter(|(_, new)| *new).count(), 6_000);
+    let open = store.open_local_persons().await.expect("open");
+    assert_eq!(open.len(), 6_001);
+    for (k, (person, _)) in made.iter().enumerate().step_by(499) {
+        let kept = store
+            .local_person(*person)
+            .await
+            .expect("read")
+            .expect("kept");
+        assert_eq!(kept.origin, (src("hospital"), records[k].local_id.clone()));
+    }
+    let refreshed = store
+        .local_person(made[10].0)
+        .await
+        .expect("read")
+        .expect("kept");
+    assert_eq!(refreshed.postcode.as_deref(), Some("SG2 7QT"));
+    assert_eq!(refreshed.updated_at, t(2));
+    let linked = local_keys(store).await;
+    assert_eq!(linked.len(), 6_001);
+    for (k, (person, _)) in made.iter().enumerate().take(6_001) {
+        let key = ("hospital".to_owned(), id(k), *person);
+        assert!(linked.binary_search(&key).is_ok(), "{key:?} not linked");
+    }
+    assert!(store
+        .link_for_local(&src("hospital"), &id(7))
+        .await
+        .expect("read")
+        .is_none());
+
+    // Links in a batch move records to another identity; review pairs in a batch.
+    let links: Vec<LocalLink> = (0..450)
+        .map(|k| local_link(held, "gp", &id(k), 3))
+        .collect();
+    store.upsert_local_links(&links).await.expect("links");
+    assert_eq!(store.local_links(held).await.expect("links").len(), 451);
+    let pairs: Vec<LocalCandidateRow> = (0..450)
+        .map(|k| LocalCandidateRow {
+            source: src("outpatients"),
+            local_id: id(k),
+            person: made[k].0,
+            score: 9.5,
+            agreement: "family:exact".into(),
+            guard: None,
+            family: "Nwosu".into(),
+            given: "Ada".into(),
+            birth_date: Some(born()),
+            gender: None,
+            postcode: None,
+            found_at: t(4),
+        })
+        .collect();
+    store
+        .replace_local_candidates(&[], &pairs)
+        .await
+        .expect("pairs");
+    assert_eq!(store.local_candidates().await.expect("pairs").len(), 450);
+    let evaluated: Vec<(SourceId, String)> =
+        (0..400).map(|k| (src("outpatients"), id(k))).collect();
+    store
+        .replace_local_candidates(&evaluated, &[])
+        .await
+        .expect("forget");
+    assert_eq!(store.local_candidates().await.expect("pairs").len(), 50);
+    let gone: Vec<(SourceId, String)> = (0..450).map(|k| (src("gp"), id(k))).collect();
+    assert_eq!(store.remove_local_links(&gone).await.expect("remove"), 450);
+    assert_eq!(store.local_links(held).await.expect("links").len(), 1);
+}
+
+#[tokio::test]
+async fn a_batch_of_local_identities_on_sqlite() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
+        .await
+        .expect("open");
+    batch(&*store).await;
+}
+
+#[tokio::test]
+async fn a_batch_of_local_identities_on_postgres() {
+    let url = mcr_testkit::postgres_url().await;
+    let store = mcr_store::connect_and_migrate(&url).await.expect("open");
+    batch(&*store).await;
+}
+
 #[tokio::test]
 async fn local_identity_decisions_on_sqlite() {
     let dir = tempfile::tempdir().expect("dir");

@@ -69,6 +69,12 @@ impl std::fmt::Debug for SqliteStore {
 /// The writer's page cache: at most 64 MiB (negative: KiB, SQLite's convention).
 const WRITER_CACHE: &str = "-65536";
 
+/// The log's pages after which the writer copies them into the database: 16,384 (64 MiB;
+/// SQLite's default is 1,000). A checkpoint copies each database page changed since the last
+/// once, however often it was changed; an index sync changes the same B-tree pages again and
+/// again, and with the default copied (and read back from the log) about twice the pages.
+const WAL_CHECKPOINT_PAGES: &str = "16384";
+
 /// The writer's page cache, and its temporary files in memory: a statement that may fail
 /// part way (an upsert of many rows, a foreign key checked) keeps the pages it changes in a
 /// statement journal, which SQLite otherwise writes to a temporary file page by page (an
@@ -79,6 +85,7 @@ fn writer_options(options: &SqliteConnectOptions) -> SqliteConnectOptions {
         .clone()
         .pragma("cache_size", WRITER_CACHE)
         .pragma("temp_store", "memory")
+        .pragma("wal_autocheckpoint", WAL_CHECKPOINT_PAGES)
 }
 
 impl SqliteStore {
