@@ -438,6 +438,40 @@ mod tests {
     }
 
     #[test]
+    fn the_next_link_read_ahead_is_the_one_the_page_gives() {
+        use super::next_link_ahead;
+        let next = r#"[{"relation":"self","url":"s"},{"relation":"next","url":"n?page=2"}]"#;
+        // Before the entries, after them (skipped over), or none; an entry's own `link` is not
+        // the page's.
+        assert_eq!(
+            next_link_ahead(
+                format!(r#"{{"resourceType":"Bundle","link":{next},"entry":[{{"#).as_bytes()
+            ),
+            Some("n?page=2".to_owned()),
+            "read before the entries, whatever follows"
+        );
+        assert_eq!(
+            next_link_ahead(
+                format!(
+                    r#"{{"entry":[{{"link":[{{"relation":"next","url":"x"}}]}}],"link":{next}}}"#
+                )
+                .as_bytes()
+            ),
+            Some("n?page=2".to_owned())
+        );
+        assert_eq!(
+            next_link_ahead(br#"{"resourceType":"Bundle","link":[{"relation":"self","url":"s"}]}"#),
+            None
+        );
+        assert_eq!(
+            next_link_ahead(br#"{"resourceType":"Bundle","entry":[]}"#),
+            None
+        );
+        assert_eq!(next_link_ahead(b"[1]"), None);
+        assert_eq!(next_link_ahead(br#"{"entry":[{"#), None);
+    }
+
+    #[test]
     fn a_page_of_the_wrong_shape_or_not_json_says_which() {
         let shape = page(r#"{"resourceType":"Bundle","entry":{"resource":{}}}"#).unwrap_err();
         assert!(
