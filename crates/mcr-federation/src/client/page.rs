@@ -159,7 +159,10 @@ pub(super) fn patient_from(
 /// One page asked for: its request and answer run as a task of their own, so that the page
 /// before it can be read meanwhile. Dropped, it is called off (the search ended or failed,
 /// or its caller gave up).
-struct Asked(tokio::task::JoinHandle<Result<Option<(Vec<u8>, Option<f64>)>, FailureReason>>);
+struct Asked(tokio::task::JoinHandle<Result<Option<Answer>, FailureReason>>);
+
+/// A page's body and the source's own time for it.
+type Answer = (Vec<u8>, Option<f64>);
 
 impl Asked {
     /// Ask `source` for the page at `url`, within `budget` (its deadline and bytes).
@@ -173,7 +176,7 @@ impl Asked {
 
     /// The page's body and the source's time for it; `None` if the deadline or the byte
     /// budget stopped it (recorded in the budget).
-    async fn answer(mut self) -> Result<Option<(Vec<u8>, Option<f64>)>, FailureReason> {
+    async fn answer(mut self) -> Result<Option<Answer>, FailureReason> {
         match (&mut self.0).await {
             Ok(answer) => answer,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
