@@ -105,7 +105,7 @@ impl HttpSource {
         &self,
         local_id: &str,
         asks: &[(&str, url::Url)],
-        budget: &Budget,
+        budget: &std::sync::Arc<Budget>,
         digest: &Digest<'_>,
     ) -> Result<Fetched, FailureReason> {
         // Written out directly: building it as a `Value` tree cost each source's request

@@ -169,39 +169,47 @@ impl HttpSource {
         request: reqwest::RequestBuilder,
         budget: &Budget,
     ) -> Result<(Vec<u8>, Option<f64>), FailureReason> {
-        let mut request = request.header(reqwest::header::ACCEPT, mcr_fhir::FHIR_JSON);
-        if let Some(token) = &budget.identity {
-            request = request.bearer_auth(token);
-        }
-        let mut resp = request.send().await.map_err(|e| transport_failure(&e))?;
-        let status = resp.status();
-        if !status.is_success() {
-            return Err(FailureReason::HttpStatus {
-                status: status.as_u16(),
-            });
-        }
-        let source_ms = resp
-            .headers()
-            .get("server-timing")
-            .and_then(|v| v.to_str().ok())
-            .and_then(server_timing_app_ms);
-        let declared = resp.content_length();
-        if let Some(len) = declared {
-            budget.take(len)?;
-            budget.give_back(len);
-        }
-        // Sized once when the source says how long the answer is: growing it as chunks arrive
-        // copied it over and over into fresh memory. Up to 1 MiB: a length is only a claim,
-        // and the bytes must still arrive within the budget.
-        let mut body = Vec::with_capacity(
-            declared.map_or(0, |len| usize::try_from(len.min(PRESIZE_MAX)).unwrap_or(0)),
-        );
-        while let Some(chunk) = resp.chunk().await.map_err(|e| transport_failure(&e))? {
-            budget.take(chunk.len() as u64)?;
-            body.extend_from_slice(&chunk);
-        }
-        Ok((body, source_ms))
+        read_body(request, budget).await
     }
+}
+
+/// `request` sent with the identity token, and its answer's body within `budget`.
+pub(super) async fn read_body(
+    request: reqwest::RequestBuilder,
+    budget: &Budget,
+) -> Result<(Vec<u8>, Option<f64>), FailureReason> {
+    let mut request = request.header(reqwest::header::ACCEPT, mcr_fhir::FHIR_JSON);
+    if let Some(token) = &budget.identity {
+        request = request.bearer_auth(token);
+    }
+    let mut resp = request.send().await.map_err(|e| transport_failure(&e))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(FailureReason::HttpStatus {
+            status: status.as_u16(),
+        });
+    }
+    let source_ms = resp
+        .headers()
+        .get("server-timing")
+        .and_then(|v| v.to_str().ok())
+        .and_then(server_timing_app_ms);
+    let declared = resp.content_length();
+    if let Some(len) = declared {
+        budget.take(len)?;
+        budget.give_back(len);
+    }
+    // Sized once when the source says how long the answer is: growing it as chunks arrive
+    // copied it over and over into fresh memory. Up to 1 MiB: a length is only a claim,
+    // and the bytes must still arrive within the budget.
+    let mut body = Vec::with_capacity(
+        declared.map_or(0, |len| usize::try_from(len.min(PRESIZE_MAX)).unwrap_or(0)),
+    );
+    while let Some(chunk) = resp.chunk().await.map_err(|e| transport_failure(&e))? {
+        budget.take(chunk.len() as u64)?;
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, source_ms))
 }
 
 /// Whether `id` is a FHIR id (`[A-Za-z0-9\-\.]{1,64}`).
@@ -318,7 +326,11 @@ impl Source for HttpSource {
             (Some(signer), None) => Some(signer.for_user(grant, self.config.base_url.as_str())?),
             (None, _) => None,
         };
-        let budget = Budget::for_view(self.limits.max_bytes_per_source, identity, &ask);
+        let budget = Arc::new(Budget::for_view(
+            self.limits.max_bytes_per_source,
+            identity,
+            &ask,
+        ));
         let count = self.limits.page_size.to_string();
         let asks = self.view_asks(local_id, grant.patient().as_str(), types, &ask, &count)?;
         // Two searches of one type (by `Patient/{id}` and by the base URL, say) may both find
@@ -470,7 +482,7 @@ impl HttpSource {
             Some(signer) => Some(signer.for_system(self.config.base_url.as_str())?),
             None => None,
         };
-        let budget = Budget::new(u64::MAX / 4, identity);
+        let budget = Arc::new(Budget::new(u64::MAX / 4, identity));
         let me = HttpSource {
             limits: FederationConfig {
                 max_pages: u32::MAX,

@@ -13,6 +13,8 @@ mod budget;
 mod config;
 mod http;
 mod page;
+#[cfg(test)]
+mod paging_tests;
 
 pub use config::{FederationConfig, IdentifierSearch, PatientSearch, SourceConfig, SourceKind};
 pub use http::HttpSource;

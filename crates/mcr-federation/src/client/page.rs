@@ -6,10 +6,11 @@ use mcr_domain::FailureReason;
 use mcr_fhir::Doc;
 use serde_json::value::RawValue;
 use serde_json::Value;
+use std::sync::Arc;
 use url::Url;
 
 use super::budget::Budget;
-use super::http::{add_ms, HttpSource};
+use super::http::{add_ms, read_body, HttpSource};
 use super::{Digest, Received};
 use crate::merge::Digested;
 
@@ -155,6 +156,73 @@ pub(super) fn patient_from(
     Ok(digest(Received { doc: &doc, raw }))
 }
 
+/// One page asked for: its request and answer run as a task of their own, so that the page
+/// before it can be read meanwhile. Dropped, it is called off (the search ended or failed,
+/// or its caller gave up).
+struct Asked(tokio::task::JoinHandle<Result<Option<Answer>, FailureReason>>);
+
+/// A page's body and the source's own time for it.
+type Answer = (Vec<u8>, Option<f64>);
+
+impl Asked {
+    /// Ask `source` for the page at `url`, within `budget` (its deadline and bytes).
+    fn ask(source: &HttpSource, url: Url, budget: &Arc<Budget>) -> Self {
+        let request = source.client.get(url);
+        let budget = Arc::clone(budget);
+        Self(tokio::spawn(async move {
+            budget.page(read_body(request, &budget)).await
+        }))
+    }
+
+    /// The page's body and the source's time for it; `None` if the deadline or the byte
+    /// budget stopped it (recorded in the budget).
+    async fn answer(mut self) -> Result<Option<Answer>, FailureReason> {
+        match (&mut self.0).await {
+            Ok(answer) => answer,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(FailureReason::Unreachable {
+                detail: "the request was called off".into(),
+            }),
+        }
+    }
+}
+
+impl Drop for Asked {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The `next` link of a search page, read before the page is: only the Bundle's top-level
+/// keys up to `link` are looked at (servers write `link` before `entry`; where one does not,
+/// the entries are skipped over, not built). The same link the page's reading finds, for any
+/// page that reads: the first `link` key (a page with two is refused by that reading).
+fn next_link_ahead(body: &[u8]) -> Option<String> {
+    use serde::de::{Deserializer, Error, IgnoredAny, MapAccess, Visitor};
+    struct Links<'s>(&'s mut Option<Value>);
+    impl<'de> Visitor<'de> for Links<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a Bundle")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if key == "link" {
+                    *self.0 = Some(map.next_value::<Value>()?);
+                    // Found: the rest of the page is not looked at.
+                    return Err(A::Error::custom("found"));
+                }
+                map.next_value::<IgnoredAny>()?;
+            }
+            Ok(())
+        }
+    }
+    let mut links = None;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let _ = de.deserialize_map(Links(&mut links));
+    mcr_fhir::next_link_in(&links?).map(str::to_owned)
+}
+
 impl HttpSource {
     /// Follow a search through all its pages, keeping the resources of type `want`.
     /// `budget` is the byte allowance left for this source in this view.
@@ -164,7 +232,7 @@ impl HttpSource {
         first: Url,
         want: &str,
         patient: Option<&str>,
-        budget: &Budget,
+        budget: &Arc<Budget>,
         keep: &(dyn Fn(Received<'_>) -> T + Send + Sync + '_),
         seen: Seen,
     ) -> Result<(Vec<T>, Option<f64>), FailureReason> {
@@ -194,38 +262,66 @@ impl HttpSource {
         first: Url,
         want: &str,
         patient: Option<&str>,
-        budget: &Budget,
+        budget: &Arc<Budget>,
         keep: &(dyn Fn(Received<'_>) -> T + Send + Sync + '_),
         mut pages_out: Pages<'_, T>,
         mut seen: Seen,
     ) -> Result<Option<f64>, FailureReason> {
+        if seen.pages >= self.limits.max_pages {
+            return Err(self.too_many_pages());
+        }
         let mut source_ms: Option<f64> = None;
-        let mut next = Some(first);
-        while let Some(url) = next.take() {
-            if seen.pages >= self.limits.max_pages {
-                return Err(FailureReason::Malformed {
-                    detail: format!("more than {} pages", self.limits.max_pages),
-                });
-            }
-            let Some((body, ms)) = budget.page(self.get_body(url, budget)).await? else {
-                // Cut short by the deadline: said as that.
+        let mut asked = Some(Asked::ask(self, first, budget));
+        while let Some(page) = asked.take() {
+            let Some((body, ms)) = page.answer().await? else {
+                // Cut short by the deadline or the byte budget: said as that.
                 return Ok(source_ms);
             };
             source_ms = add_ms(source_ms, ms);
+            // The next page is asked for as soon as this one has arrived, and this one is read
+            // while it comes: one request of the search outstanding at a time, as before, but
+            // the source's time and ours overlap. Only a link that would be followed is asked
+            // for: one within the page limit, on the same server. Reading the page below
+            // decides, as it always has; whatever it refuses, the early ask is dropped with it.
+            let ahead = match next_link_ahead(&body) {
+                Some(link) if seen.pages + 1 < self.limits.max_pages => self
+                    .same_origin(&link)
+                    .ok()
+                    .map(|url| (url.clone(), Asked::ask(self, url, budget))),
+                _ => None,
+            };
+            if ahead.is_some() {
+                // Lets the ask leave before this page is read (a task spawned here waits
+                // behind this one on its worker otherwise).
+                tokio::task::yield_now().await;
+            }
             let (out, after, total, sent) = self.take_page(&body, want, patient, keep)?;
+            drop(body);
             seen.page(total, sent);
-            next = after;
             match &mut pages_out {
                 Pages::Collect(all) => all.extend(out),
                 Pages::Send(tx) => tx.send(out).await.map_err(|_| FailureReason::Unreachable {
                     detail: "the reader of this feed stopped".into(),
                 })?,
             }
+            let Some(after) = after else { continue };
+            if seen.pages >= self.limits.max_pages {
+                return Err(self.too_many_pages());
+            }
+            // The early ask is the page's own link (an ask for any other is dropped first).
+            let early = ahead.and_then(|(url, early)| (url == after).then_some(early));
+            asked = Some(early.unwrap_or_else(|| Asked::ask(self, after, budget)));
         }
         if let Some(short) = seen.shortfall(want) {
             budget.short(short);
         }
         Ok(source_ms)
+    }
+
+    fn too_many_pages(&self) -> FailureReason {
+        FailureReason::Malformed {
+            detail: format!("more than {} pages", self.limits.max_pages),
+        }
     }
 
     /// One page of a search: the resources of type `want` (about `patient`, when given) as
@@ -342,6 +438,40 @@ mod tests {
         let r = Received { doc: &doc, raw };
         assert_eq!(r.value()["note"][0]["text"], "café <b>");
         assert!(r.json().json().contains(r"caf\u00e9"));
+    }
+
+    #[test]
+    fn the_next_link_read_ahead_is_the_one_the_page_gives() {
+        use super::next_link_ahead;
+        let next = r#"[{"relation":"self","url":"s"},{"relation":"next","url":"n?page=2"}]"#;
+        // Before the entries, after them (skipped over), or none; an entry's own `link` is not
+        // the page's.
+        assert_eq!(
+            next_link_ahead(
+                format!(r#"{{"resourceType":"Bundle","link":{next},"entry":[{{"#).as_bytes()
+            ),
+            Some("n?page=2".to_owned()),
+            "read before the entries, whatever follows"
+        );
+        assert_eq!(
+            next_link_ahead(
+                format!(
+                    r#"{{"entry":[{{"link":[{{"relation":"next","url":"x"}}]}}],"link":{next}}}"#
+                )
+                .as_bytes()
+            ),
+            Some("n?page=2".to_owned())
+        );
+        assert_eq!(
+            next_link_ahead(br#"{"resourceType":"Bundle","link":[{"relation":"self","url":"s"}]}"#),
+            None
+        );
+        assert_eq!(
+            next_link_ahead(br#"{"resourceType":"Bundle","entry":[]}"#),
+            None
+        );
+        assert_eq!(next_link_ahead(b"[1]"), None);
+        assert_eq!(next_link_ahead(br#"{"entry":[{"#), None);
     }
 
     #[test]
