@@ -69,6 +69,21 @@ impl Budget {
         }
     }
 
+    /// A later page of a search failed (an error status, no answer, a page that cannot be
+    /// read) after earlier ones arrived. In a view, the search stops there and
+    /// the view keeps what arrived, cut short for that reason (`Ok`); a feed fails as a whole
+    /// (`Err`), as the index must not take part of a feed for all of it.
+    pub(super) fn stop_short(&self, reason: FailureReason) -> Result<(), FailureReason> {
+        if self.until.is_none() {
+            return Err(reason);
+        }
+        self.cut
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_or_insert(reason);
+        Ok(())
+    }
+
     /// A search ended with fewer resources than it said it matched: the view is cut short
     /// for that reason (several such searches: one reason naming them all, with their sums).
     pub(super) fn short(&self, reason: FailureReason) {

@@ -273,7 +273,14 @@ impl HttpSource {
         let mut source_ms: Option<f64> = None;
         let mut asked = Some(Asked::ask(self, first, budget));
         while let Some(page) = asked.take() {
-            let Some((body, ms)) = page.answer().await? else {
+            // A page that fails after earlier ones arrived: a view keeps those, cut short.
+            let answered = match page.answer().await {
+                Err(reason) if seen.pages > 0 => {
+                    return budget.stop_short(reason).map(|()| source_ms)
+                }
+                answered => answered?,
+            };
+            let Some((body, ms)) = answered else {
                 // Cut short by the deadline or the byte budget: said as that.
                 return Ok(source_ms);
             };
@@ -295,7 +302,12 @@ impl HttpSource {
                 // behind this one on its worker otherwise).
                 tokio::task::yield_now().await;
             }
-            let (out, after, total, sent) = self.take_page(&body, want, patient, keep)?;
+            let (out, after, total, sent) = match self.take_page(&body, want, patient, keep) {
+                Err(reason) if seen.pages > 0 => {
+                    return budget.stop_short(reason).map(|()| source_ms)
+                }
+                read => read?,
+            };
             drop(body);
             seen.page(total, sent);
             match &mut pages_out {

@@ -307,7 +307,7 @@ async fn what_arrived_by_the_deadline_is_kept_and_the_search_marked_cut() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_page_after_good_ones_fails_the_search_with_its_status() {
+async fn a_failed_page_after_good_ones_keeps_them_in_a_view_cut_short_with_its_status() {
     let server = Arc::new(Server {
         pages: 3,
         fail: Some(2),
@@ -315,6 +315,28 @@ async fn a_failed_page_after_good_ones_fails_the_search_with_its_status() {
     });
     let base = serve(Arc::clone(&server)).await;
     let budget = view_budget(1 << 20, Duration::from_secs(30));
+    let kept = search(&source(base.clone(), 10), &base, &budget, Duration::ZERO)
+        .await
+        .expect("what arrived is kept");
+    assert_eq!(ids(&kept), ["c1-1", "c1-2", "c1-3"]);
+    assert_eq!(
+        budget.take_cut(),
+        Some(FailureReason::HttpStatus { status: 500 })
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(server.asked(), [1, 2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_page_after_good_ones_fails_a_feed_with_its_status() {
+    let server = Arc::new(Server {
+        pages: 3,
+        fail: Some(2),
+        ..Server::default()
+    });
+    let base = serve(Arc::clone(&server)).await;
+    // A feed (the index's sync): part of it must never be taken for all of it.
+    let budget = Arc::new(Budget::new(1 << 20, None));
     let err = search(&source(base.clone(), 10), &base, &budget, Duration::ZERO)
         .await
         .expect_err("failed");
