@@ -1,5 +1,6 @@
-//! Local identities (the trait and its rows; both backends run the same statements, written
-//! once here in [`local_identity_impl`]).
+//! Local identities (the trait, its rows and the statements: the reads run on either backend
+//! through [`crate::runner::Runner`], the writes written once here in [`local_identity_impl`]
+//! around each backend's batched statements).
 //!
 //! A source record that carries no NHS number and matches nobody becomes an index person of
 //! its own: a local identity (`local_person`), with the demographics matching compares and the
@@ -15,12 +16,14 @@
 //! to a local identity by accident. A record is linked to an NHS number or to a local
 //! identity, never both: writing one link removes the other.
 
-use crate::common::{get, parse_nhs, parse_source, parse_ts};
+use crate::common::{get, parse_nhs, parse_source, parse_ts, Statement, Value};
+use crate::runner::{Reader, Runner};
 use crate::{AuditAppend, AuditRow, ChainFn, LinkMethod, RecordKey, Result, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use mcr_domain::{LocalPersonId, NhsNumber, SourceId};
 use sqlx::{ColumnIndex, Decode, Row, Type};
+use std::sync::LazyLock;
 
 /// A local identity as kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -370,14 +373,116 @@ where
     })
 }
 
-/// The statements both backends run, written with `$n` parameters (which sqlx's SQLite
-/// driver reads as the same numbered parameters). `$read` is the pool reads use; `$write` opens a write transaction; `$append`
+/// The reads, the same on both backends: [`Runner`] says on which connection they run (the
+/// macro below calls them; the writes, batched differently by each backend, stay in it).
+pub(crate) async fn open_local_persons<S: Runner>(s: &S) -> Result<Vec<LocalPerson>> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {LOCAL_PERSON_COLUMNS} FROM local_person WHERE resolved_to IS NULL ORDER BY id"
+        )
+    });
+    let read = Reader::new(local_person_from_row, local_person_from_row);
+    s.fetch_all(&Statement::new(SQL.as_str(), vec![]), read)
+        .await
+}
+
+pub(crate) async fn local_person<S: Runner>(
+    s: &S,
+    id: LocalPersonId,
+) -> Result<Option<LocalPerson>> {
+    static SQL: LazyLock<String> =
+        LazyLock::new(|| format!("SELECT {LOCAL_PERSON_COLUMNS} FROM local_person WHERE id = $1"));
+    let read = Reader::new(local_person_from_row, local_person_from_row);
+    let statement = Statement::new(SQL.as_str(), vec![Value::Int(id.seq())]);
+    s.fetch_optional(&statement, read).await
+}
+
+pub(crate) async fn local_links<S: Runner>(s: &S, id: LocalPersonId) -> Result<Vec<LocalLink>> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {LOCAL_LINK_COLUMNS} FROM local_link WHERE local_person = $1 \
+             ORDER BY source, local_id"
+        )
+    });
+    let read = Reader::new(local_link_from_row, local_link_from_row);
+    let statement = Statement::new(SQL.as_str(), vec![Value::Int(id.seq())]);
+    s.fetch_all(&statement, read).await
+}
+
+fn link_key_from_row<R>(row: &R) -> Result<(RecordKey, LocalPersonId)>
+where
+    R: Row,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'c> &'c str: ColumnIndex<R>,
+{
+    let source: String = get(row, "source")?;
+    let local_id: String = get(row, "local_id")?;
+    let seq: i64 = get(row, "local_person")?;
+    Ok((
+        (parse_source("local_link.source", &source)?, local_id),
+        local_id_from("local_link.local_person", seq)?,
+    ))
+}
+
+pub(crate) async fn local_link_keys<S: Runner>(s: &S) -> Result<Vec<(RecordKey, LocalPersonId)>> {
+    let statement = Statement::new(
+        "SELECT source, local_id, local_person FROM local_link",
+        vec![],
+    );
+    let read = Reader::new(link_key_from_row, link_key_from_row);
+    s.fetch_all(&statement, read).await
+}
+
+pub(crate) async fn local_candidates<S: Runner>(s: &S) -> Result<Vec<LocalCandidateRow>> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {LOCAL_CANDIDATE_COLUMNS} FROM local_match_candidate \
+             ORDER BY score DESC, source, local_id, local_person LIMIT {}",
+            crate::MATCH_LIST_MAX
+        )
+    });
+    let read = Reader::new(local_candidate_from_row, local_candidate_from_row);
+    s.fetch_all(&Statement::new(SQL.as_str(), vec![]), read)
+        .await
+}
+
+pub(crate) async fn search_local_persons<S: Runner>(
+    s: &S,
+    family: &str,
+    birth_date: Option<NaiveDate>,
+    limit: u32,
+) -> Result<Vec<LocalPerson>> {
+    let family = mcr_domain::demographics::normalise_name(family);
+    if family.is_empty() {
+        return Ok(Vec::new());
+    }
+    let by_birth = if birth_date.is_some() {
+        " AND birth_date = $3"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT {LOCAL_PERSON_COLUMNS} FROM local_person WHERE resolved_to IS NULL \
+         AND family_norm = $1{by_birth} ORDER BY given_norm, birth_date, id LIMIT $2"
+    );
+    let mut values = vec![Value::Owned(family), Value::Int(i64::from(limit))];
+    if let Some(d) = birth_date {
+        values.push(Value::OptDate(Some(d)));
+    }
+    let read = Reader::new(local_person_from_row, local_person_from_row);
+    s.fetch_all(&Statement::new(sql, values), read).await
+}
+
+/// The trait for a backend's store (a [`Runner`]): the reads above, and the writes both
+/// backends run, written with `$n` parameters (which sqlx's SQLite driver reads as the same
+/// numbered parameters). `$write` opens a write transaction; `$append`
 /// opens one that may append to the audit trail; `$append_in_tx` appends in it;
 /// `$delete_keys` deletes rows of a table by many `(source, local_id)` keys at once, in a
 /// transaction; `$batch` is the backend's module of the other batched statements, many rows
 /// each (`open_origins`, `insert_persons`, `upsert_links`, `upsert_candidates`).
 macro_rules! local_identity_impl {
-    ($store:ty, $read:ident, $write:ident, $append:ident, $append_in_tx:path, $delete_keys:path, $batch:ident) => {
+    ($store:ty, $write:ident, $append:ident, $append_in_tx:path, $delete_keys:path, $batch:ident) => {
         #[async_trait::async_trait]
         impl $crate::local_identity::LocalIdentityStore for $store {
             async fn put_local_persons(
@@ -475,70 +580,27 @@ macro_rules! local_identity_impl {
             async fn open_local_persons(
                 &self,
             ) -> $crate::Result<Vec<$crate::local_identity::LocalPerson>> {
-                sqlx::query(&format!(
-                    "SELECT {} FROM local_person WHERE resolved_to IS NULL ORDER BY id",
-                    $crate::local_identity::LOCAL_PERSON_COLUMNS
-                ))
-                .fetch_all(&self.$read)
-                .await?
-                .iter()
-                .map($crate::local_identity::local_person_from_row)
-                .collect()
+                $crate::local_identity::open_local_persons(self).await
             }
 
             async fn local_person(
                 &self,
                 id: mcr_domain::LocalPersonId,
             ) -> $crate::Result<Option<$crate::local_identity::LocalPerson>> {
-                sqlx::query(&format!(
-                    "SELECT {} FROM local_person WHERE id = $1",
-                    $crate::local_identity::LOCAL_PERSON_COLUMNS
-                ))
-                .bind(id.seq())
-                .fetch_optional(&self.$read)
-                .await?
-                .as_ref()
-                .map($crate::local_identity::local_person_from_row)
-                .transpose()
+                $crate::local_identity::local_person(self, id).await
             }
 
             async fn local_links(
                 &self,
                 id: mcr_domain::LocalPersonId,
             ) -> $crate::Result<Vec<$crate::local_identity::LocalLink>> {
-                sqlx::query(&format!(
-                    "SELECT {} FROM local_link WHERE local_person = $1 ORDER BY source, local_id",
-                    $crate::local_identity::LOCAL_LINK_COLUMNS
-                ))
-                .bind(id.seq())
-                .fetch_all(&self.$read)
-                .await?
-                .iter()
-                .map($crate::local_identity::local_link_from_row)
-                .collect()
+                $crate::local_identity::local_links(self, id).await
             }
 
             async fn local_link_keys(
                 &self,
             ) -> $crate::Result<Vec<($crate::RecordKey, mcr_domain::LocalPersonId)>> {
-                use sqlx::Row as _;
-                let rows = sqlx::query("SELECT source, local_id, local_person FROM local_link")
-                    .fetch_all(&self.$read)
-                    .await?;
-                rows.iter()
-                    .map(|r| {
-                        let source: String = r.try_get("source")?;
-                        let local_id: String = r.try_get("local_id")?;
-                        let seq: i64 = r.try_get("local_person")?;
-                        Ok((
-                            (
-                                $crate::common::parse_source("local_link.source", &source)?,
-                                local_id,
-                            ),
-                            $crate::local_identity::local_id_from("local_link.local_person", seq)?,
-                        ))
-                    })
-                    .collect()
+                $crate::local_identity::local_link_keys(self).await
             }
 
             async fn upsert_local_links(
@@ -548,9 +610,8 @@ macro_rules! local_identity_impl {
                 if links.is_empty() {
                     return Ok(());
                 }
-                let rows = $crate::common::last_per_key(links, |l| {
-                    (l.source.clone(), l.local_id.clone())
-                });
+                let rows =
+                    $crate::common::last_per_key(links, |l| (l.source.clone(), l.local_id.clone()));
                 let keys: Vec<$crate::RecordKey> = rows
                     .iter()
                     .map(|l| (l.source.clone(), l.local_id.clone()))
@@ -590,9 +651,9 @@ macro_rules! local_identity_impl {
                 $append!(this, tx, {
                     let sql = "SELECT id FROM local_person WHERE id = $1 AND resolved_to IS NULL";
                     let open: Option<i64> = sqlx::query_scalar(&sql)
-                    .bind(r.person.seq())
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                        .bind(r.person.seq())
+                        .fetch_optional(&mut *tx)
+                        .await?;
                     if open.is_some() {
                         let at = ts(&r.at);
                         let moved = sqlx::query(
@@ -612,12 +673,10 @@ macro_rules! local_identity_impl {
                         // Its pairs in review name a person no longer matched: the next sync
                         // finds them again against the NHS number.
                         for table in ["local_link", "local_match_candidate"] {
-                            sqlx::query(&format!(
-                                "DELETE FROM {table} WHERE local_person = $1"
-                            ))
-                            .bind(r.person.seq())
-                            .execute(&mut *tx)
-                            .await?;
+                            sqlx::query(&format!("DELETE FROM {table} WHERE local_person = $1"))
+                                .bind(r.person.seq())
+                                .execute(&mut *tx)
+                                .await?;
                         }
                         // A number merged into another: the links go to the survivor.
                         sqlx::query(&$crate::patient_merge::redirect_sql("source_link"))
@@ -664,17 +723,7 @@ macro_rules! local_identity_impl {
             async fn local_candidates(
                 &self,
             ) -> $crate::Result<Vec<$crate::local_identity::LocalCandidateRow>> {
-                sqlx::query(&format!(
-                    "SELECT {} FROM local_match_candidate \
-                     ORDER BY score DESC, source, local_id, local_person LIMIT {}",
-                    $crate::local_identity::LOCAL_CANDIDATE_COLUMNS,
-                    $crate::MATCH_LIST_MAX
-                ))
-                .fetch_all(&self.$read)
-                .await?
-                .iter()
-                .map($crate::local_identity::local_candidate_from_row)
-                .collect()
+                $crate::local_identity::local_candidates(self).await
             }
 
             async fn search_local_persons(
@@ -683,32 +732,7 @@ macro_rules! local_identity_impl {
                 birth_date: Option<chrono::NaiveDate>,
                 limit: u32,
             ) -> $crate::Result<Vec<$crate::local_identity::LocalPerson>> {
-                let family = mcr_domain::demographics::normalise_name(family);
-                if family.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let by_birth = if birth_date.is_some() {
-                    " AND birth_date = $3"
-                } else {
-                    ""
-                };
-                let sql = format!(
-                    "SELECT {} FROM local_person WHERE resolved_to IS NULL AND family_norm = $1\
-                     {by_birth} ORDER BY given_norm, birth_date, id LIMIT $2",
-                    $crate::local_identity::LOCAL_PERSON_COLUMNS
-                );
-                let mut query = sqlx::query(&sql)
-                .bind(family)
-                .bind(i64::from(limit));
-                if let Some(d) = birth_date {
-                    query = query.bind(d);
-                }
-                query
-                    .fetch_all(&self.$read)
-                    .await?
-                    .iter()
-                    .map($crate::local_identity::local_person_from_row)
-                    .collect()
+                $crate::local_identity::search_local_persons(self, family, birth_date, limit).await
             }
         }
     };

@@ -15,7 +15,6 @@ macro_rules! write_tx {
 
 crate::local_identity::local_identity_impl!(
     PostgresStore,
-    pool,
     write_tx,
     write_tx,
     append_audit_in_tx,

@@ -24,7 +24,6 @@ macro_rules! append_tx {
 
 crate::local_identity::local_identity_impl!(
     SqliteStore,
-    read,
     write_tx,
     append_tx,
     append_audit_in_tx,

@@ -2,140 +2,27 @@
 //! one the index holds for someone else) handed to [`crate::linkage`] against the whole index,
 //! under what people decided about pairs; links, review candidates and unmatched records
 //! written in batches.
+//!
+//! The pass itself is here; what people decided, read before it, is in `decisions`, the PDS
+//! trace of a record it cannot link in `trace`, and what it reports in `report`.
+
+mod decisions;
+mod report;
+mod trace;
+
+pub(crate) use decisions::Decisions;
+pub use report::{MatchingPass, WeightsUsed};
 
 use crate::local_identity::{Home, Homes, LocalHome, Person, Resolve};
 use crate::matching::{Prepared, WeightsMode};
 use crate::{linkage, Indexer, SourcePatient, SourceSyncReport};
 use mcr_domain::{LocalPersonId, NhsNumber};
 use mcr_store::{LinkMethod, MatchCandidateRow, RecordKey, StoreError};
-use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use trace::{trace_one, TraceStep, Traced};
 
-/// Which weights a matching pass used.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum WeightsUsed {
-    /// The configured weights (`[matching] weights = "configured"`).
-    #[default]
-    Configured,
-    /// Weights estimated from this pass's pairs (`"estimated"`): each level's m, u and weight.
-    Estimated(Box<crate::estimate::Estimated>),
-    /// Estimated weights were asked for but could not be made (the reason says why): the
-    /// configured weights were used.
-    ConfiguredNotEstimated { reason: String },
-}
-
-impl WeightsUsed {
-    /// `configured`, `estimated` or `configured-not-estimated` (as serialised).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            WeightsUsed::Configured => "configured",
-            WeightsUsed::Estimated(_) => "estimated",
-            WeightsUsed::ConfiguredNotEstimated { .. } => "configured-not-estimated",
-        }
-    }
-}
-
-/// What the matching pass did and how long it took (no patient data).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct MatchingPass {
-    /// Records matched against the index (without an NHS number, or with a wrong one).
-    pub records: usize,
-    /// Index patients read.
-    pub index_patients: u64,
-    /// Pairs compared (after blocking).
-    pub comparisons: u64,
-    /// Wall time of the pass, reads and writes included, milliseconds.
-    pub millis: u64,
-    /// Of which: reading the index and comparing, before anything is written (estimating
-    /// the weights included).
-    pub compare_millis: u64,
-    /// Local identities open after the pass (made from records with no NHS number that
-    /// matched nobody, not yet found to have one).
-    pub local_identities_open: usize,
-    /// Local identities resolved to an NHS number in this pass (their links moved there).
-    pub local_identities_resolved: usize,
-    /// Links those resolutions moved.
-    pub links_moved: u64,
-    /// Of which: estimating the weights (a read of the index of its own), when estimated.
-    pub estimate_millis: u64,
-    /// The weights the pass matched with.
-    pub weights: WeightsUsed,
-}
-
-/// What people decided about pairs and persons: never overridden by a sync.
-#[derive(Debug, Default)]
-pub(crate) struct Decisions {
-    /// Records a person linked, to the patient they chose (through any merge since).
-    linked: HashMap<RecordKey, NhsNumber>,
-    /// Patients a person said a record is not (a merge's survivor too, when they named the
-    /// number it retired: one person).
-    not_a_match: HashMap<RecordKey, Vec<NhsNumber>>,
-    /// Standing merges: a retired number to its survivor.
-    merged: HashMap<NhsNumber, NhsNumber>,
-    /// Records linked to a local identity, read with the decisions once per sync (few: records
-    /// without an NHS number).
-    homes: HashMap<RecordKey, LocalPersonId>,
-    /// Records a person linked to a local identity: kept with it while it is open, or with
-    /// the NHS number it was resolved to.
-    local_linked: HashMap<RecordKey, LocalHome>,
-    /// Local identities a person said a record is not (`not-a-match`, `unlink`); the NHS
-    /// number one was resolved to is ruled out with it, in `not_a_match`.
-    local_ruled: HashMap<RecordKey, Vec<LocalPersonId>>,
-}
-
-impl Decisions {
-    pub(crate) fn confirmed(&self, p: &SourcePatient, nhs: &NhsNumber) -> bool {
-        self.linked.get(&p.key()) == Some(nhs)
-    }
-
-    /// The survivor of the merge that retired `nhs`, if one stands.
-    pub(crate) fn survivor_of(&self, nhs: &NhsNumber) -> Option<&NhsNumber> {
-        self.merged.get(nhs)
-    }
-
-    /// The local identity a record is linked to, if any.
-    pub(crate) fn home_of(&self, p: &SourcePatient) -> Option<LocalPersonId> {
-        self.homes.get(&p.key()).copied()
-    }
-
-    /// The local identities a person said this record is not.
-    pub(crate) fn local_ruled_out(&self, p: &SourcePatient) -> &[LocalPersonId] {
-        self.local_ruled.get(&p.key()).map_or(&[], Vec::as_slice)
-    }
-}
 impl Indexer {
-    /// What people decided about pairs, read through the standing merges.
-    pub(crate) async fn decisions(&self) -> Result<Decisions, StoreError> {
-        let mut d = Decisions {
-            merged: self.store.merge_redirects().await?.into_iter().collect(),
-            homes: self.store.local_link_keys().await?.into_iter().collect(),
-            ..Decisions::default()
-        };
-        for row in self.store.match_decisions().await? {
-            let key = (row.source, row.local_id);
-            let survivor = d.merged.get(&row.nhs_number).cloned();
-            match row.decision.as_str() {
-                "link" => {
-                    d.linked.insert(key, survivor.unwrap_or(row.nhs_number));
-                }
-                _ => {
-                    let ruled = d.not_a_match.entry(key).or_default();
-                    ruled.extend(survivor);
-                    ruled.push(row.nhs_number);
-                }
-            }
-        }
-        let local = crate::local_identity::local_decisions(&*self.store, &d.merged).await?;
-        for (key, nhs) in local.ruled_numbers {
-            d.not_a_match.entry(key).or_default().push(nhs);
-        }
-        d.local_linked = local.linked;
-        d.local_ruled = local.ruled;
-        Ok(d)
-    }
-
     /// The demographic pass: every waiting record matched against the whole index and the
     /// local identities at once; links, review candidates and local identities written in
     /// batches; a record that no longer links loses its old link. Local identities are matched
@@ -651,155 +538,5 @@ impl Indexer {
             estimate_millis,
             weights: used,
         })
-    }
-}
-
-/// What the traces of one pass add to the index: patients PDS named that the index may not
-/// hold yet, and what PDS said of each (restricted, deceased).
-#[derive(Debug, Default)]
-struct Traced {
-    patients: Vec<mcr_store::IndexedPatient>,
-    statuses: Vec<mcr_store::PatientStatusRow>,
-    /// Every trace, for the audit trail.
-    records: Vec<crate::pds::TraceRecord>,
-}
-
-enum TraceStep {
-    /// Link the record (PDS's unique match at or above the link score).
-    Linked(mcr_store::SourceLink),
-    /// A pair for review (PDS's unique match below the link score), besides whatever the
-    /// index found.
-    Review(MatchCandidateRow),
-    /// Nothing to add: the record stays as the index left it.
-    Nothing,
-}
-
-/// Trace one record the index could not link. Counted in `counts` and kept for the audit
-/// trail in `traced.records`; never logged with patient data.
-async fn trace_one(
-    pds: &crate::pds::PdsClient,
-    p: &SourcePatient,
-    counts: &mut crate::pds::TraceCounts,
-    now: chrono::DateTime<chrono::Utc>,
-    traced: &mut Traced,
-) -> TraceStep {
-    use crate::pds::{TraceOutcome as O, TraceRecord};
-    let mut record = TraceRecord {
-        source: p.source.clone(),
-        local_id: p.local_id.clone(),
-        outcome: O::Failed,
-        nhs_number: None,
-        score: None,
-        superseded: false,
-        deceased: false,
-        restricted: false,
-    };
-    let step = trace_step(pds, p, counts, now, traced, &mut record).await;
-    traced.records.push(record);
-    step
-}
-
-async fn trace_step(
-    pds: &crate::pds::PdsClient,
-    p: &SourcePatient,
-    counts: &mut crate::pds::TraceCounts,
-    now: chrono::DateTime<chrono::Utc>,
-    traced: &mut Traced,
-    record: &mut crate::pds::TraceRecord,
-) -> TraceStep {
-    use crate::pds::{Trace, TraceOutcome as O};
-    counts.asked += 1;
-    let query = p.birth_date.map(|birth_date| crate::pds::TraceQuery {
-        family: &p.family,
-        given: &p.given,
-        birth_date,
-        gender: p.gender.as_deref(),
-        postcode: p.postcode.as_deref(),
-    });
-    let trace = match pds.trace(query).await {
-        Ok(t) => t,
-        Err(e) => {
-            counts.failed += 1;
-            tracing::warn!(error = %e, "PDS trace failed");
-            counts.failure.get_or_insert_with(|| e.to_string());
-            return TraceStep::Nothing;
-        }
-    };
-    let (found, score) = match &trace {
-        Trace::Traced(found, score) | Trace::Review(found, score) => (found, *score),
-        Trace::NotFound => {
-            counts.not_found += 1;
-            record.outcome = O::NotFound;
-            return TraceStep::Nothing;
-        }
-        Trace::TooMany => {
-            counts.too_many += 1;
-            record.outcome = O::TooMany;
-            return TraceStep::Nothing;
-        }
-        Trace::Untraceable => {
-            counts.untraceable += 1;
-            record.outcome = O::Untraceable;
-            return TraceStep::Nothing;
-        }
-    };
-    counts.restricted += usize::from(found.restricted);
-    counts.deceased += usize::from(found.deceased.is_some());
-    counts.superseded += usize::from(found.superseded.is_some());
-    record.nhs_number = Some(found.nhs_number.clone());
-    record.score = Some(score);
-    record.superseded = found.superseded.is_some();
-    record.deceased = found.deceased.is_some();
-    record.restricted = found.restricted;
-    let Some(birth_date) = found.birth_date else {
-        // The index needs a birth date; a PDS record without one is not linked to.
-        counts.untraceable += 1;
-        record.outcome = O::Untraceable;
-        return TraceStep::Nothing;
-    };
-    let nhs = found.nhs_number.clone();
-    traced.patients.push(mcr_store::IndexedPatient {
-        nhs_number: nhs.clone(),
-        family: found.family.clone(),
-        given: found.given.clone(),
-        birth_date,
-        gender: found.gender.clone(),
-        postcode: found.postcode.clone(),
-        gp_practice: found.gp_practice.clone(),
-        updated_at: now,
-    });
-    traced.statuses.push(mcr_store::PatientStatusRow {
-        nhs_number: nhs.clone(),
-        restricted: found.restricted,
-        deceased: found.deceased.clone(),
-        said_by: "pds".into(),
-        updated_at: now,
-    });
-    match trace {
-        Trace::Traced(..) => {
-            counts.linked += 1;
-            record.outcome = O::Linked;
-            TraceStep::Linked(p.link(nhs, LinkMethod::PdsTrace, now))
-        }
-        Trace::Review(_, score) => {
-            counts.review += 1;
-            record.outcome = O::Review;
-            TraceStep::Review(MatchCandidateRow {
-                source: p.source.clone(),
-                local_id: p.local_id.clone(),
-                nhs_number: nhs,
-                kind: "pds-review".into(),
-                score,
-                agreement: format!("pds-score={score:.2}"),
-                guard: None,
-                family: p.family.clone(),
-                given: p.given.clone(),
-                birth_date: p.birth_date,
-                gender: p.gender.clone(),
-                postcode: p.postcode.clone(),
-                found_at: now,
-            })
-        }
-        _ => TraceStep::Nothing,
     }
 }
