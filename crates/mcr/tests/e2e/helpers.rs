@@ -641,6 +641,17 @@ pub async fn first_line_with(child: &mut tokio::process::Child, prefix: &str) ->
     lines_with(child, &[prefix]).await.remove(0)
 }
 
+/// As [`first_line_with`], but `None` if the process has not printed it within `within`.
+pub async fn first_line_within(
+    child: &mut tokio::process::Child,
+    prefix: &str,
+    within: Duration,
+) -> Option<String> {
+    tokio::time::timeout(within, first_line_with(child, prefix))
+        .await
+        .ok()
+}
+
 /// `mcr serve --insecure-http` on `config`, logging at `log` to `stderr`, once it says it
 /// listens at `gateway` (killed when dropped).
 pub async fn serve_insecure(
