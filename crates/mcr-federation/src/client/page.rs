@@ -219,6 +219,8 @@ fn next_link_ahead(body: &[u8]) -> Option<String> {
     }
     let mut links = None;
     let mut de = serde_json::Deserializer::from_slice(body);
+    // Its error is how the read stops at `link`, or a body that is not a Bundle: either way
+    // nothing is asked ahead, and the page's full reading below says what is wrong with it.
     let _ = de.deserialize_map(Links(&mut links));
     mcr_fhir::next_link_in(&links?).map(str::to_owned)
 }
