@@ -43,6 +43,10 @@ pub struct Prepared {
     /// Normalised (`SG12AB`); empty when unknown.
     pub postcode: String,
     pub nhs_number: Option<NhsNumber>,
+    /// The nickname groups holding the first given name ([`nicknames::groups_of`]).
+    given_nicknames: u128,
+    /// The first given name is one people hold ([`given_names`]).
+    given_is_a_name: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -86,6 +90,8 @@ impl Prepared {
         Self {
             family_sound: soundex(&family),
             given_sound: soundex(&given),
+            given_nicknames: nicknames::groups_of(&given),
+            given_is_a_name: given_names::get().contains(given.as_str()),
             family,
             given,
             given_whole,
@@ -350,10 +356,9 @@ pub fn compare(a: &Prepared, b: &Prepared, w: &Weights) -> Scored {
 /// the sex not recorded differently, and not both names people hold ([`given_names`]): Louis
 /// and Louie, Mia and Mila, Louise and Louis are two names each; Margaert is no one's name.
 fn slip(x: &Prepared, y: &Prepared) -> bool {
-    let names = given_names::get();
     x.given.as_bytes().first() == y.given.as_bytes().first()
         && !(x.sex != y.sex && x.sex != Sex::Unknown && y.sex != Sex::Unknown)
-        && !(names.contains(x.given.as_str()) && names.contains(y.given.as_str()))
+        && !(x.given_is_a_name && y.given_is_a_name)
 }
 
 fn guard(a: &Agreement, x: &Prepared, y: &Prepared) -> Option<Guard> {
@@ -448,7 +453,7 @@ fn given_level(a: &Prepared, b: &Prepared) -> GivenLevel {
             GivenLevel::Differs
         };
     }
-    if nicknames::alike(&a.given, &b.given) {
+    if a.given_nicknames & b.given_nicknames != 0 {
         return GivenLevel::Nickname;
     }
     if typo(&a.given, &b.given) {

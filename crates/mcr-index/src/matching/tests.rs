@@ -342,3 +342,21 @@ fn the_comparison_vector_reads_back() {
     assert_eq!(s.agreement.postcode, PostcodeLevel::Sector);
     assert_eq!(s.agreement.given, GivenLevel::Nickname);
 }
+
+#[test]
+fn a_names_nickname_groups_meet_exactly_when_the_list_holds_both_names_together() {
+    let names: Vec<&str> = nicknames::all()
+        .chain(["JOHN", "ZEB", "", "BOBBYY", "ROBERTS"])
+        .collect();
+    let mut alike = 0;
+    for a in &names {
+        for b in &names {
+            let meet = nicknames::groups_of(a) & nicknames::groups_of(b) != 0;
+            assert_eq!(meet, nicknames::alike(a, b), "{a} and {b}");
+            alike += usize::from(meet);
+        }
+    }
+    // Every listed name is alike itself and others; the names outside the list are alike none.
+    assert!(alike > names.len());
+    assert_eq!(nicknames::groups_of("ZEB"), 0);
+}

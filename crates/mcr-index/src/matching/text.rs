@@ -257,7 +257,28 @@ pub(super) mod nicknames {
         &["NIAMH", "NEVE", "NEVE"],
     ];
 
+    /// The groups holding `name`, one bit each: two names are one name when their groups
+    /// meet. Worked out once per record, so a comparison is one `&`, not a scan of the list
+    /// (which was most of an index pass's string comparisons).
+    pub(in crate::matching) fn groups_of(name: &str) -> u128 {
+        GROUPS
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| g.contains(&name))
+            .fold(0, |groups, (i, _)| groups | 1 << i)
+    }
+
+    const _: () = assert!(GROUPS.len() <= 128, "a name's groups are held in a u128");
+
+    /// Whether `a` and `b` are forms of one name: some group holds both.
+    #[cfg(test)]
     pub(in crate::matching) fn alike(a: &str, b: &str) -> bool {
         GROUPS.iter().any(|g| g.contains(&a) && g.contains(&b))
+    }
+
+    /// Every name in the list, for tests.
+    #[cfg(test)]
+    pub(in crate::matching) fn all() -> impl Iterator<Item = &'static str> {
+        GROUPS.iter().flat_map(|g| g.iter().copied())
     }
 }
