@@ -402,12 +402,18 @@ impl Federation {
                         &wanted,
                     );
                     let elsewhere = self.addresses_elsewhere(loc, locations);
+                    // Asked for only beside the source's own address, where it is asked by one.
+                    let addresses = if other_forms.is_empty() {
+                        Vec::new()
+                    } else {
+                        elsewhere.iter().map(Elsewhere::address).collect()
+                    };
                     let ask = Ask {
                         signed,
                         until: tokio::time::Instant::from_std(started + deadline),
                         deadline,
                         other_forms,
-                        elsewhere: elsewhere.iter().map(|at| at.address()).collect(),
+                        elsewhere: addresses,
                     };
                     let elsewhere: Vec<_> = elsewhere.iter().map(Elsewhere::at).collect();
                     let meta = SourceMeta {

@@ -423,10 +423,9 @@ mod tests {
             )
         );
         assert!(!w.overridden);
-        assert!(w
-            .cannot_find
-            .as_deref()
-            .is_some_and(|c| c.contains("name the patient only by NHS number, by an address outside")));
+        assert!(w.cannot_find.as_deref().is_some_and(
+            |c| c.contains("name the patient only by NHS number, by an address outside")
+        ));
         let w = words(IdentifierSearch::Declared, &[], &[], false);
         assert!(w
             .by_nhs_number
