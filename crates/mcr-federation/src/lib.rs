@@ -110,6 +110,28 @@ impl<'a> SignAhead<'a> {
     }
 }
 
+/// A patient's address at another FHIR source of the region (see
+/// [`mcr_fhir::PatientAt`]), owned.
+struct Elsewhere {
+    /// The source's base URL, without a trailing slash.
+    base: String,
+    local_id: String,
+}
+
+impl Elsewhere {
+    fn at(&self) -> mcr_fhir::PatientAt<'_> {
+        mcr_fhir::PatientAt {
+            base: &self.base,
+            local_id: &self.local_id,
+        }
+    }
+
+    /// `{base}/Patient/{id}`, as a server writes it in an absolute reference.
+    fn address(&self) -> String {
+        format!("{}/Patient/{}", self.base, self.local_id)
+    }
+}
+
 /// How long past its deadline a source that does not stop by itself is waited for.
 const DEADLINE_GRACE: Duration = Duration::from_millis(250);
 
@@ -379,18 +401,28 @@ impl Federation {
                         self.discovery.get(source.id()).map(|d| &**d),
                         &wanted,
                     );
+                    let elsewhere = self.addresses_elsewhere(loc, locations);
+                    // Asked for only beside the source's own address, where it is asked by one.
+                    let addresses = if other_forms.is_empty() {
+                        Vec::new()
+                    } else {
+                        elsewhere.iter().map(Elsewhere::address).collect()
+                    };
                     let ask = Ask {
                         signed,
                         until: tokio::time::Instant::from_std(started + deadline),
                         deadline,
                         other_forms,
+                        elsewhere: addresses,
                     };
+                    let elsewhere: Vec<_> = elsewhere.iter().map(Elsewhere::at).collect();
                     let meta = SourceMeta {
                         source: source.id(),
                         org_code: &config.organisation.code,
                         org_name: &config.organisation.name,
                         base_url: config.base_url.as_str(),
                         local_id: &loc.local_id,
+                        elsewhere: &elsewhere,
                     };
                     let digest = |r: Received<'_>| digest(filter, &meta, r);
                     // A source stops at its deadline and hands back what arrived; one that does
@@ -427,6 +459,23 @@ impl Federation {
             .collect()
     }
 
+    /// The patient's addresses at the region's other FHIR R4 sources, from `locations` (all
+    /// the index holds for them), for the source at `at`: an item there may name the patient
+    /// by one of them.
+    fn addresses_elsewhere(&self, at: &Location, locations: &[Location]) -> Vec<Elsewhere> {
+        locations
+            .iter()
+            .filter(|other| other.source != at.source)
+            .filter_map(|other| {
+                let config = self.sources.get(&other.source)?.config();
+                (config.kind == SourceKind::FhirR4).then(|| Elsewhere {
+                    base: config.base_url.as_str().trim_end_matches('/').to_owned(),
+                    local_id: other.local_id.clone(),
+                })
+            })
+            .collect()
+    }
+
     /// How long one sync of `source` may read it: its own `feed_timeout_secs`, or the
     /// federation's.
     fn feed_timeout(&self, source: &SourceConfig) -> Duration {
@@ -445,6 +494,7 @@ impl Federation {
         &self,
         filter: &ResourceFilter<'_>,
         at: &Location,
+        locations: &[Location],
         id: &str,
     ) -> Result<document::OpenedDocument, document::DocumentRefusal> {
         let source = self
@@ -452,12 +502,15 @@ impl Federation {
             .get(&at.source)
             .ok_or(document::DocumentRefusal::NotFound)?;
         let config = source.config();
+        let elsewhere = self.addresses_elsewhere(at, locations);
+        let elsewhere: Vec<_> = elsewhere.iter().map(Elsewhere::at).collect();
         let meta = SourceMeta {
             source: source.id(),
             org_code: &config.organisation.code,
             org_name: &config.organisation.name,
             base_url: config.base_url.as_str(),
             local_id: &at.local_id,
+            elsewhere: &elsewhere,
         };
         let check = |r: Received<'_>| digest(filter, &meta, r);
         let deadline = self.config.document_deadline;

@@ -2,13 +2,14 @@
 //! patient, and which forms it cannot ask for (see [`PatientSearch`]).
 //!
 //! A source whose search finds only relative references is asked again, per type, by its own
-//! base URL (`subject={base}/Patient/{id}`, or `patient=…` for a type without `subject`), and
-//! by NHS number (`patient:identifier=…`) for each type its CapabilityStatement declares the
-//! modifier on, or as its configuration says instead ([`IdentifierSearch`]). A contained
-//! `Patient` can never be searched for, nor another server's address (an item naming one is
-//! stored as sent, and no search by this patient here matches it), nor an identifier where the
-//! source is not asked by one: those forms are named, for the view to say and the audit
-//! record to count.
+//! base URL (`subject={base}/Patient/{id}`, or `patient=…` for a type without `subject`) with
+//! the patient's addresses at the region's other sources beside it (`Ask::elsewhere`, one
+//! search, the addresses as alternatives), and by NHS number (`patient:identifier=…`) for each
+//! type its CapabilityStatement declares the modifier on, or as its configuration says instead
+//! ([`IdentifierSearch`]). A contained `Patient` can never be searched for, nor an address
+//! outside the region's sources (an item naming one is stored as sent, and no search by an
+//! address the index holds matches it), nor an identifier where the source is not asked by
+//! one: those forms are named, for the view to say and the audit record to count.
 
 use crate::capabilities::Discovery;
 use crate::client::{IdentifierSearch, OtherForm, PatientSearch, SourceConfig, SourceKind};
@@ -217,8 +218,8 @@ mod tests {
                 UnsearchableForm::OtherServer,
                 UnsearchableForm::Contained
             ],
-            "no statement declares `:identifier`; another server's address and a contained \
-             Patient are never searchable"
+            "no statement declares `:identifier`; an address outside the region's sources and \
+             a contained Patient are never searchable"
         );
     }
 

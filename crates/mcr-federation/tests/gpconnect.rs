@@ -213,6 +213,7 @@ async fn ask(
         org_name: "Riverside Surgery",
         base_url: PROVIDER,
         local_id: "not used by GP Connect",
+        elsewhere: &[],
     };
     let digest = |r: Received<'_>| digest(input, &meta, r);
     let result = rig
@@ -250,6 +251,7 @@ fn acute(input: &mcr_policy::ResourceFilter<'_>, resources: &[Value]) -> SourceF
         org_name: "East and North Hertfordshire NHS Trust",
         base_url: "https://acute.example/fhir",
         local_id: "x",
+        elsewhere: &[],
     };
     let digested: Vec<Digested> = resources
         .iter()

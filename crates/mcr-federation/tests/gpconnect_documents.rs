@@ -175,6 +175,7 @@ fn meta<'a>(id: &'a SourceId, code: &'a OdsCode) -> SourceMeta<'a> {
         org_name: "The Trevelyan Practice",
         base_url: PROVIDER,
         local_id: "not used by GP Connect",
+        elsewhere: &[],
     }
 }
 

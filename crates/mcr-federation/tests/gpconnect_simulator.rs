@@ -161,6 +161,7 @@ async fn view_of(rig: &Rig, nhs: &NhsNumber, types: &[&str]) -> mcr_domain::Merg
         org_name: &config.organisation.name,
         base_url: config.base_url.as_str(),
         local_id: "not used by GP Connect",
+        elsewhere: &[],
     };
     let digest = |r: Received<'_>| digest(&input, &meta, r);
     let result = rig
@@ -669,6 +670,7 @@ async fn open(
         org_name: &config.organisation.name,
         base_url: config.base_url.as_str(),
         local_id: "not used by GP Connect",
+        elsewhere: &[],
     };
     let check = |r: Received<'_>| digest(&input, &meta, r);
     let opened = rig

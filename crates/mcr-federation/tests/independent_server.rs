@@ -681,7 +681,7 @@ async fn every_type_the_record_shows_arrives_from_an_independent_server_in_its_s
 /// alone, and `subject={its own base}/Patient/{id}` finds that form). What a clinician relies
 /// on: the items naming the patient relatively or by the server's own address are all shown,
 /// each once, asked in a batch or not; the forms the server cannot be asked for (an NHS number
-/// alone: it declares no `:identifier` modifier; another server's address; a contained
+/// alone: it declares no `:identifier` modifier; an address outside the region's sources; a contained
 /// `Patient`: never searchable) are named in one line for the source. Each form is one or the
 /// other. Nor does this server find those items by any search it answers without declaring
 /// it (asked by hand below), so configuration does not override its statement
@@ -799,7 +799,7 @@ async fn items_naming_the_patient_relatively_or_by_the_servers_own_address_are_s
             s.unsearchable_sentence().as_deref(),
             Some(
                 "A trust on an independent FHIR server's search cannot find items that name \
-                 the patient only by NHS number, by another server's address or inside the \
+                 the patient only by NHS number, by an address outside this region's sources or inside the \
                  item; any such items are not shown."
             )
         );
@@ -846,6 +846,140 @@ async fn items_naming_the_patient_relatively_or_by_the_servers_own_address_are_s
     }
 }
 
+/// Issue 18: an item a server holds that names the patient by their address at another
+/// server of the region (a copy of a letter or a result written at the hospital), where the
+/// index holds the patient at that very address, is found and shown: the source is asked by
+/// that address beside its own (one search per type, the addresses as R4's comma-separated
+/// alternatives, which Medplum answers), and the item is tied to the patient by it. An item
+/// naming another patient at that server is neither found nor shown, and a server outside the
+/// region is still named as a form that cannot be asked for. The other server here is one that
+/// does not answer (its failure is said for it alone).
+#[tokio::test]
+async fn an_item_naming_the_patient_by_their_address_at_another_source_of_the_region_is_shown() {
+    let server = start_server().await;
+    let http = reqwest::Client::new();
+    let base = server.base.as_str().trim_end_matches('/').to_owned();
+    let at = load_each(
+        &http,
+        &server.base,
+        &as_transaction(vec![json!({"resourceType": "Patient", "id": "p",
+            "identifier": [{"system": mcr_domain::NhsNumber::SYSTEM, "value": NHS}]})]),
+    )
+    .await;
+    let patient = at[0].strip_prefix("Patient/").expect("patient").to_owned();
+    // The region's other server: nothing listens there (the discard port refuses).
+    let acute = "http://127.0.0.1:9/fhir";
+    // (what, resource, shown)
+    let shapes: Vec<(&str, Value, bool)> = vec![
+        (
+            "this patient at the other source",
+            json!({"resourceType": "Condition", "code": snomed("84114007", "Heart failure"),
+            "subject": {"reference": format!("{acute}/Patient/A77")}}),
+            true,
+        ),
+        (
+            "this patient at the other source, a type searched by `patient` only",
+            json!({"resourceType": "AllergyIntolerance",
+            "code": snomed("91936005", "Allergy to penicillin"),
+            "patient": {"reference": format!("{acute}/Patient/A77")}}),
+            true,
+        ),
+        (
+            "another patient at the other source",
+            json!({"resourceType": "Condition", "code": snomed("195967001", "Asthma"),
+            "subject": {"reference": format!("{acute}/Patient/A78")}}),
+            false,
+        ),
+        (
+            "this patient, relatively",
+            json!({"resourceType": "Condition", "code": snomed("38341003", "Hypertension"),
+            "subject": {"reference": format!("Patient/{patient}")}}),
+            true,
+        ),
+    ];
+    let mut expected = Vec::new();
+    for (what, resource, shown) in &shapes {
+        let kind = resource["resourceType"].as_str().expect("type");
+        let resp = http
+            .post(format!("{base}/{kind}"))
+            .header("content-type", "application/fhir+json")
+            .json(resource)
+            .send()
+            .await
+            .expect("post");
+        let status = resp.status();
+        let stored: Value = resp.json().await.expect("json");
+        assert!(status.is_success(), "{what}: refused: {stored}");
+        if *shown {
+            let id = stored["id"].as_str().expect("id");
+            expected.push(format!("{base}/{kind}/{id}"));
+        }
+    }
+    expected.sort();
+
+    for batch in [true, false] {
+        let types = vec!["Condition".to_owned(), "AllergyIntolerance".to_owned()];
+        let (medplum, limits) = source_asking(&server.base, batch, 200, types.clone());
+        let other = SourceConfig {
+            id: mcr_domain::SourceId::parse("acute").expect("id"),
+            base_url: url::Url::parse(acute).expect("url"),
+            ..medplum.config().clone()
+        };
+        let other: Arc<dyn Source> = Arc::new(HttpSource::new(
+            other,
+            reqwest::Client::new(),
+            limits.clone(),
+        ));
+        let federation = Federation::new(vec![medplum, other], limits);
+        federation
+            .discover(mcr_domain::Clock::now(&mcr_domain::SystemClock))
+            .await;
+        let nhs = mcr_domain::NhsNumber::parse(NHS).expect("nhs");
+        let (grant, policy) = mcr_testkit::grant(&nhs, &DataClass::ALL);
+        let filter = grant.filter(
+            &policy,
+            [],
+            mcr_domain::Clock::now(&mcr_domain::SystemClock),
+        );
+        let location = |source: &str, local_id: &str| Location {
+            source: mcr_domain::SourceId::parse(source).expect("id"),
+            local_id: local_id.to_owned(),
+            registered_practice: None,
+        };
+        let fetches = federation
+            .fetch_record(
+                &filter,
+                &[location("medplum", &patient), location("acute", "A77")],
+                Instant::now(),
+                SignedAhead::default(),
+            )
+            .await;
+        let record = mcr_federation::merge(&filter, fetches);
+        let s = &record.sources[0];
+        assert_eq!(s.status, SourceStatus::Ok, "batch {batch}: {s:?}");
+        assert_eq!(
+            shown_urls(&record),
+            expected,
+            "batch {batch}: the items naming this patient here or at the other source, each once"
+        );
+        assert_eq!((s.items, s.not_tied()), (3, 0), "batch {batch}: {s:?}");
+        assert_eq!(
+            s.unsearchable,
+            [
+                UnsearchableForm::Identifier,
+                UnsearchableForm::OtherServer,
+                UnsearchableForm::Contained
+            ],
+            "batch {batch}: a server outside the region is still named"
+        );
+        assert!(
+            matches!(record.sources[1].status, SourceStatus::Failed(_)),
+            "batch {batch}: the other source does not answer: {:?}",
+            record.sources[1]
+        );
+    }
+}
+
 /// The same, against the simulated sources (`mcr-sources`), which write every resource's
 /// patient reference in one form (relative, their own address, an NHS number, a contained
 /// `Patient`) and find each by patient whatever the form, and whose CapabilityStatement
@@ -853,7 +987,7 @@ async fn items_naming_the_patient_relatively_or_by_the_servers_own_address_are_s
 /// source configured as finding only relative references is asked by patient, by its own
 /// address and by NHS number: every item it holds is shown exactly once (as a source
 /// configured as finding every form shows it, asked once), and the forms it still cannot be
-/// asked for, another server's address and a contained `Patient`, are named. Configured
+/// asked for, an address outside the region's sources and a contained `Patient`, are named. Configured
 /// (`identifier_search`) to be asked by NHS number whatever it declares, it is asked so and
 /// the same holds; configured never to be, the NHS number is named too.
 #[tokio::test]
@@ -962,9 +1096,9 @@ async fn items_are_shown_once_and_the_forms_a_simulated_source_cannot_be_asked_f
             }
             assert_eq!(r.unsearchable, unsearchable, "{case}");
             let words = if named {
-                "only by NHS number, by another server's address or inside the item"
+                "only by NHS number, by an address outside this region's sources or inside the item"
             } else {
-                "by another server's address or inside the item"
+                "by an address outside this region's sources or inside the item"
             };
             assert!(
                 r.unsearchable_sentence().is_some_and(|t| t.ends_with(&format!(

@@ -22,7 +22,7 @@ pub use doc::{Doc, Json};
 pub use outcome::{operation_outcome, Issue, IssueSeverity, IssueType};
 pub use read::{
     codings, first_coding, next_link, next_link_in, patient_reference, resource_id, resource_type,
-    restricted_label, str_at, tie_to_patient, Coding, Tie, LOCATION_FIELDS,
+    restricted_label, str_at, tie_to_patient, Coding, PatientAt, Tie, LOCATION_FIELDS,
 };
 
 /// The media type FHIR R4 JSON is exchanged in.

@@ -88,18 +88,35 @@ pub enum Tie {
     /// It names another patient: a source error, never shown as this patient's.
     Another,
     /// It cannot be tied to any patient the source holds by id: no subject, a reference to
-    /// another server, a `urn:` reference with nothing to resolve it, a contained patient
-    /// without an NHS number.
+    /// another server where the index does not hold this patient at that address, a `urn:`
+    /// reference with nothing to resolve it, a contained patient without an NHS number.
     Unknown,
 }
 
+/// A patient's address at another FHIR server of the region: its base URL and the patient's
+/// id there, as the patient index links that id to this patient's NHS number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PatientAt<'a> {
+    pub base: &'a str,
+    pub local_id: &'a str,
+}
+
 /// Whom `r` (a clinical resource, through `subject` or `patient`) is about, against the
-/// patient with id `local_id` at the FHIR server whose base URL is `base`, NHS number `nhs`.
-/// Every form R4 allows: relative (`Patient/123`, with or without `_history`), absolute on
-/// that server (`https://host/fhir/Patient/123`, compared without scheme, default port or
-/// trailing slash), contained (`#p1` with the NHS number among its identifiers), and a
-/// logical reference by NHS number (`identifier` only).
-pub fn tie_to_patient<J: Json>(r: &J, local_id: &str, nhs: &str, base: &str) -> Tie {
+/// patient with id `local_id` at the FHIR server whose base URL is `base`, NHS number `nhs`,
+/// held also at `elsewhere`. Every form R4 allows: relative (`Patient/123`, with or without
+/// `_history`), absolute on that server (`https://host/fhir/Patient/123`, compared without
+/// scheme, default port or trailing slash), absolute on another server where the index holds
+/// this patient at that very address (a copy of an item written at another organisation of
+/// the region), contained (`#p1` with the NHS number among its identifiers), and a logical
+/// reference by NHS number (`identifier` only). Another server's address the index does not
+/// hold for this patient cannot be tied.
+pub fn tie_to_patient<J: Json>(
+    r: &J,
+    local_id: &str,
+    nhs: &str,
+    base: &str,
+    elsewhere: &[PatientAt<'_>],
+) -> Tie {
     let Some(who) = r
         .get("subject")
         .or_else(|| r.get("patient"))
@@ -127,6 +144,11 @@ pub fn tie_to_patient<J: Json>(r: &J, local_id: &str, nhs: &str, base: &str) -> 
                     Some((server, id)) if !id.is_empty() && !id.contains('/') => {
                         if same_server(server, base) {
                             by_id(id)
+                        } else if elsewhere
+                            .iter()
+                            .any(|at| at.local_id == id && same_server(server, at.base))
+                        {
+                            Tie::This
                         } else {
                             Tie::Unknown
                         }
@@ -284,6 +306,10 @@ mod tests {
                 "123",
                 nhs,
                 base,
+                &[PatientAt {
+                    base: "https://acute.example.org/fhir/",
+                    local_id: "A77",
+                }],
             )
         };
         for this in [
@@ -294,6 +320,9 @@ mod tests {
             json!({"reference": "https://gp.example.org:443/fhir/Patient/123/_history/2"}),
             json!({"reference": "#p1"}),
             json!({"identifier": {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "943 476 5919"}}),
+            // Another server of the region, where the index holds this patient as A77.
+            json!({"reference": "https://acute.example.org/fhir/Patient/A77"}),
+            json!({"reference": "http://ACUTE.example.org/fhir/Patient/A77/_history/1"}),
         ] {
             assert_eq!(tie(this.clone()), Tie::This, "{this}");
         }
@@ -307,6 +336,11 @@ mod tests {
         }
         for unknown in [
             json!({"reference": "https://other.example.org/fhir/Patient/123"}),
+            // The region's other server, but not the id the index holds for this patient
+            // there, nor its own id here.
+            json!({"reference": "https://acute.example.org/fhir/Patient/A78"}),
+            json!({"reference": "https://acute.example.org/fhir/Patient/123"}),
+            json!({"reference": "https://acute.example.org/other/Patient/A77"}),
             json!({"reference": "https://gp.example.org/fhir/other/Patient/123"}),
             json!({"reference": "urn:uuid:0b7c2f0e-5d1e-4f5a-9c55-3f0f6a1a2b3c"}),
             json!({"reference": "#p3"}),
@@ -319,16 +353,19 @@ mod tests {
             assert_eq!(tie(unknown.clone()), Tie::Unknown, "{unknown}");
         }
         let none = json!({"resourceType": "Condition"});
-        assert_eq!(tie_to_patient(&none, "123", nhs, base), Tie::Unknown);
+        assert_eq!(tie_to_patient(&none, "123", nhs, base, &[]), Tie::Unknown);
         let via_patient =
             json!({"resourceType": "AllergyIntolerance", "patient": {"reference": "Patient/123"}});
-        assert_eq!(tie_to_patient(&via_patient, "123", nhs, base), Tie::This);
+        assert_eq!(
+            tie_to_patient(&via_patient, "123", nhs, base, &[]),
+            Tie::This
+        );
         // An appointment names its patient among its participants.
         let appointment = |actor: serde_json::Value| {
             json!({"resourceType": "Appointment", "participant": [
                 {"actor": {"reference": "Location/clinic"}}, {"actor": actor}]})
         };
-        let t = |r: serde_json::Value| tie_to_patient(&r, "123", nhs, base);
+        let t = |r: serde_json::Value| tie_to_patient(&r, "123", nhs, base, &[]);
         assert_eq!(
             t(appointment(json!({"reference": "Patient/123"}))),
             Tie::This

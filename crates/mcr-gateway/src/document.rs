@@ -76,15 +76,30 @@ impl Gateway {
                 .document_refused(ctx, nhs, source, id, DocumentRefusal::NotFound)
                 .await;
         };
+        let practice = read.patient.as_ref().and_then(|p| p.gp_practice.clone());
         let location = Location {
             source: link.source.clone(),
             local_id: link.local_id.clone(),
-            registered_practice: read.patient.as_ref().and_then(|p| p.gp_practice.clone()),
+            registered_practice: practice.clone(),
         };
+        // Where else the index holds the patient: a document may name them by an address at
+        // another of the region's servers, as the record view that listed it accepted.
+        let locations: Vec<Location> = read
+            .links
+            .iter()
+            .map(|l| Location {
+                source: l.source.clone(),
+                local_id: l.local_id.clone(),
+                registered_practice: practice.clone(),
+            })
+            .collect();
         // The same filter as the record view: what the grant covers, what the source shares
         // with this kind of organisation, nothing withheld.
         let filter = grant.filter(&self.policy, self.agreements(), self.clock.now());
-        let opened = self.federation.open_document(&filter, &location, id).await;
+        let opened = self
+            .federation
+            .open_document(&filter, &location, &locations, id)
+            .await;
         let doc = match opened {
             Ok(doc) => doc,
             Err(refusal) => return self.document_refused(ctx, nhs, source, id, refusal).await,

@@ -167,7 +167,7 @@ impl Metrics {
         let unsearchable_forms = Family::<SourceFormLabel, Gauge>::default();
         registry.register(
             "source_unsearchable_form",
-            "1 when views cannot ask a source for the items that name the patient in this form of reference (identifier: only by NHS number; other-server: by another server's address; contained: inside the item), so its view warns of them; 0 when they can",
+            "1 when views cannot ask a source for the items that name the patient in this form of reference (identifier: only by NHS number; other-server: by an address outside this region's sources; contained: inside the item), so its view warns of them; 0 when they can",
             unsearchable_forms.clone(),
         );
         let watch = crate::watch_metrics::WatchMetrics::register(&mut registry);

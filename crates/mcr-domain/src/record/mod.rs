@@ -318,7 +318,8 @@ pub struct SourceOutcome {
     /// Items this source sent that were withheld (sensitive, confidential, or outside the grant).
     pub withheld: usize,
     /// Items this source sent that could not be tied to this patient (no subject, a reference
-    /// to another server, …): not shown, counted and said.
+    /// to a server where the index does not hold this patient, …): not shown, counted and
+    /// said.
     #[serde(default)]
     pub untied: usize,
     /// Items this source sent about another of its patients: a source error, not shown,
@@ -350,9 +351,10 @@ pub enum UnsearchableForm {
     /// where the source is not asked with the `:identifier` modifier (its statement does not
     /// declare it, and its configuration does not say it answers it).
     Identifier,
-    /// An absolute reference to another server's `Patient`
-    /// (`https://elsewhere.example/fhir/Patient/123`): a source's search by patient or by its
-    /// own address never finds one.
+    /// An absolute reference to a `Patient` on a server outside the region's sources
+    /// (`https://elsewhere.example/fhir/Patient/123`), or at one of them where the index does
+    /// not hold this patient: a source is asked by its own address and by the patient's
+    /// addresses at the region's other sources, never by one nobody knows.
     OtherServer,
     /// A `Patient` contained in the item (`"reference": "#p"`): a search by patient never
     /// finds one.
@@ -368,7 +370,8 @@ impl UnsearchableForm {
     ];
 
     /// What a search that cannot be asked for `forms` cannot do ("cannot find items that name
-    /// the patient only by NHS number, by another server's address or inside the item"), in
+    /// the patient only by NHS number, by an address outside this region's sources or inside
+    /// the item"), in
     /// the words of the view's warning ([`SourceOutcome::unsearchable_sentence`]) and of the
     /// operators' page of sources; `None` for no form.
     pub fn cannot_find(forms: &[UnsearchableForm]) -> Option<String> {
@@ -394,7 +397,7 @@ impl UnsearchableForm {
     fn words(self) -> &'static str {
         match self {
             UnsearchableForm::Identifier => "only by NHS number",
-            UnsearchableForm::OtherServer => "by another server's address",
+            UnsearchableForm::OtherServer => "by an address outside this region's sources",
             UnsearchableForm::Contained => "inside the item",
         }
     }
@@ -475,7 +478,7 @@ impl SourceOutcome {
 
     /// The sentence for the view's warnings when this source's search cannot be asked for
     /// every form of patient reference ("… search cannot find items that name the patient
-    /// only by NHS number, by another server's address or inside the item; any such items are
+    /// only by NHS number, by an address outside this region's sources or inside the item; any such items are
     /// not shown."), or `None`. Not said of a source that failed: everything it holds is
     /// missing, and said so.
     pub fn unsearchable_sentence(&self) -> Option<String> {

@@ -27,11 +27,11 @@ fn the_forms_a_search_cannot_find_are_one_line_and_only_for_a_source_that_answer
     let partial = SourceStatus::Partial(FailureReason::Timeout { after_ms: 3000 });
     assert_eq!(
         outcome(partial.clone(), vec![Identifier, OtherServer, Contained]).unsearchable_sentence().as_deref(),
-        Some("East and North Hertfordshire NHS Trust's search cannot find items that name the patient only by NHS number, by another server's address or inside the item; any such items are not shown.")
+        Some("East and North Hertfordshire NHS Trust's search cannot find items that name the patient only by NHS number, by an address outside this region's sources or inside the item; any such items are not shown.")
     );
     assert_eq!(
         outcome(partial, vec![OtherServer, Contained]).unsearchable_sentence().as_deref(),
-        Some("East and North Hertfordshire NHS Trust's search cannot find items that name the patient by another server's address or inside the item; any such items are not shown.")
+        Some("East and North Hertfordshire NHS Trust's search cannot find items that name the patient by an address outside this region's sources or inside the item; any such items are not shown.")
     );
     assert_eq!(
         outcome(SourceStatus::Ok, Vec::new()).unsearchable_sentence(),
@@ -46,7 +46,7 @@ fn the_forms_a_search_cannot_find_are_one_line_and_only_for_a_source_that_answer
     // The operators' page of sources says the same words, from the same place.
     assert_eq!(
         UnsearchableForm::cannot_find(&UnsearchableForm::ALL).as_deref(),
-        Some("cannot find items that name the patient only by NHS number, by another server's address or inside the item")
+        Some("cannot find items that name the patient only by NHS number, by an address outside this region's sources or inside the item")
     );
     assert_eq!(UnsearchableForm::cannot_find(&[]), None);
     assert_eq!(

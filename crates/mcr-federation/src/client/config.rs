@@ -57,10 +57,11 @@ pub struct SourceConfig {
 #[serde(rename_all = "kebab-case")]
 pub enum PatientSearch {
     /// It finds relative references only (the default: assume nothing more). A view also asks
-    /// by its own base URL (`subject={base}/Patient/{id}`, in the same batch), and by NHS
-    /// number as its [`IdentifierSearch`] says; what it still cannot be asked for (a contained
-    /// `Patient`, another server's address, and an NHS number where it is not asked by one) is
-    /// said in the view, one line for the source.
+    /// by its own base URL and by the patient's addresses at the region's other sources
+    /// (`subject={base}/Patient/{id},…`, in the same batch), and by NHS number as its
+    /// [`IdentifierSearch`] says; what it still cannot be asked for (a contained `Patient`, an
+    /// address outside the region's sources, and an NHS number where it is not asked by one)
+    /// is said in the view, one line for the source.
     #[default]
     Relative,
     /// It finds every item about the patient whatever form names them (it resolves

@@ -100,18 +100,21 @@ impl HttpSource {
         for form in &ask.other_forms {
             let t = form.resource_type();
             if types.contains(&t) {
-                asks.push((t, self.other_form_url(form, local_id, nhs, count)?));
+                let url = self.other_form_url(form, local_id, nhs, &ask.elsewhere, count)?;
+                asks.push((t, url));
             }
         }
         Ok(asks)
     }
 
-    /// The search for items naming the patient in `form`, `count` per page.
+    /// The search for items naming the patient in `form`, `count` per page; `elsewhere`, the
+    /// patient's addresses at the region's other servers, are asked beside this server's own.
     pub(super) fn other_form_url(
         &self,
         form: &OtherForm,
         local_id: &str,
         nhs: &str,
+        elsewhere: &[String],
         count: &str,
     ) -> Result<Url, FailureReason> {
         match form {
@@ -119,11 +122,17 @@ impl HttpSource {
                 resource_type,
                 param,
             } => {
-                // The patient's address here, as the server writes it in an absolute reference.
+                // The patient's address here, as the server writes it in an absolute reference,
+                // then elsewhere: alternatives, separated by commas (a comma inside one is
+                // escaped, as R4's search syntax says).
                 let patient = self.ask_url("Patient", local_id, count)?;
+                let addresses: Vec<String> = std::iter::once(patient.as_str())
+                    .chain(elsewhere.iter().map(String::as_str))
+                    .map(|a| a.replace('\\', "\\\\").replace(',', "\\,"))
+                    .collect();
                 self.url(
                     resource_type,
-                    &[(param, patient.as_str()), ("_count", count)],
+                    &[(param, addresses.join(",").as_str()), ("_count", count)],
                 )
             }
             OtherForm::Identifier {
@@ -544,13 +553,14 @@ mod tests {
             reqwest::Client::new(),
             crate::FederationConfig::default(),
         );
-        let url = |form: OtherForm| {
+        let url_with = |form: OtherForm, elsewhere: &[String]| {
             let url = source
-                .other_form_url(&form, "p1", "9434765919", "200")
+                .other_form_url(&form, "p1", "9434765919", elsewhere, "200")
                 .expect("url");
             let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
             (url.path().to_owned(), query)
         };
+        let url = |form: OtherForm| url_with(form, &[]);
         let nhs = "https://fhir.nhs.uk/Id/nhs-number|9434765919".to_owned();
         assert_eq!(
             url(OtherForm::Identifier {
@@ -582,6 +592,30 @@ mod tests {
             (
                 "subject".to_owned(),
                 "https://acute.example/fhir/Patient/p1".to_owned()
+            )
+        );
+        // With the patient's addresses at the region's other servers: one search, the
+        // addresses as alternatives, a comma inside one escaped.
+        assert_eq!(
+            url_with(
+                OtherForm::Absolute {
+                    resource_type: "Condition".into(),
+                    param: "subject"
+                },
+                &[
+                    "https://gp.example/fhir/Patient/G1".to_owned(),
+                    "https://odd.example/fhir/Patient/a,b".to_owned()
+                ]
+            )
+            .1[0],
+            (
+                "subject".to_owned(),
+                concat!(
+                    "https://acute.example/fhir/Patient/p1,",
+                    "https://gp.example/fhir/Patient/G1,",
+                    "https://odd.example/fhir/Patient/a\\,b"
+                )
+                .to_owned()
             )
         );
     }

@@ -145,15 +145,21 @@ pub struct Ask {
     /// The searches made besides `patient={id}` for each type, for items naming the patient
     /// in another form (see [`crate::PatientSearch`]); an item two of them find is kept once.
     pub other_forms: Vec<OtherForm>,
+    /// The patient's addresses at the region's other FHIR servers (`{base}/Patient/{id}`), as
+    /// the index links them: asked for beside the source's own address in the
+    /// [`OtherForm::Absolute`] searches, for a copy of an item written at another organisation.
+    pub elsewhere: Vec<String>,
 }
 
 /// A search a view makes of a FHIR R4 source besides `patient={local id}`, for the items
 /// that name the patient in another form of reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OtherForm {
-    /// By the source's own base URL, `{param}={base}/Patient/{local id}`: `param` is
-    /// `subject` where the type has that parameter (a server may match a `patient` search
-    /// only against relative references, as Medplum does), else `patient`.
+    /// By the source's own base URL, `{param}={base}/Patient/{local id}`, and by the
+    /// patient's addresses at the region's other servers ([`Ask::elsewhere`]), one search with
+    /// the addresses as alternatives (R4: values separated by commas): `param` is `subject`
+    /// where the type has that parameter (a server may match a `patient` search only against
+    /// relative references, as Medplum does), else `patient`.
     Absolute {
         resource_type: String,
         param: &'static str,
@@ -185,6 +191,7 @@ impl Ask {
             until: tokio::time::Instant::now() + deadline,
             deadline,
             other_forms: Vec::new(),
+            elsewhere: Vec::new(),
         }
     }
 

@@ -142,6 +142,7 @@ fn view_budget(bytes: u64, within: Duration) -> Arc<Budget> {
         until: tokio::time::Instant::now() + within,
         deadline: within,
         other_forms: Vec::new(),
+        elsewhere: Vec::new(),
     };
     Arc::new(Budget::for_view(bytes, None, &ask))
 }

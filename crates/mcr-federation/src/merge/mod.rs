@@ -28,6 +28,9 @@ pub struct SourceMeta<'a> {
     pub base_url: &'a str,
     /// The patient's id at this source: what its resources must be about.
     pub local_id: &'a str,
+    /// The patient's addresses at the region's other sources, as the index links them: an
+    /// item naming one of them is this patient's too ([`mcr_fhir::tie_to_patient`]).
+    pub elsewhere: &'a [mcr_fhir::PatientAt<'a>],
 }
 
 /// One resource as the merge keeps it. Each resource is digested as soon as its page is read,
@@ -84,6 +87,7 @@ pub fn digest(
             from.local_id,
             filter.grant().patient().as_str(),
             from.base_url,
+            from.elsewhere,
         ) {
             mcr_fhir::Tie::This => {}
             mcr_fhir::Tie::Another => return Digested::AnotherPatient,

@@ -40,6 +40,7 @@ fn digest_answers(filter: &ResourceFilter<'_>, answers: Vec<Answer>) -> Vec<Sour
                 org_name: &a.org_name,
                 base_url: &a.base_url,
                 local_id: "p",
+                elsewhere: &[],
             };
             let outcome = a.outcome.clone().map(|resources| {
                 resources

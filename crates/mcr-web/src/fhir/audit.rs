@@ -137,7 +137,7 @@ pub(crate) fn audit_event(e: &AuditEntry, base_url: &str) -> Value {
                 .iter()
                 .map(|f| match f.as_str() {
                     "identifier" => "NHS number only",
-                    "other-server" => "another server's address",
+                    "other-server" => "an address outside this region's sources",
                     "contained" => "a contained Patient",
                     other => other,
                 })
@@ -421,7 +421,7 @@ mod tests {
             .unwrap_or_default();
         assert_eq!(
             said,
-            "community (RY4): ok, 3 item(s), 0 withheld, its search cannot find items naming the patient by NHS number only, another server's address or a contained Patient"
+            "community (RY4): ok, 3 item(s), 0 withheld, its search cannot find items naming the patient by NHS number only, an address outside this region's sources or a contained Patient"
         );
     }
 

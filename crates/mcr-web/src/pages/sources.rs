@@ -336,8 +336,9 @@ mod tests {
         assert_eq!(
             always.cannot_find.as_deref(),
             Some(
-                "Its search cannot find items that name the patient by another server's \
-                 address or inside the item: each view says so for this source in its warnings"
+                "Its search cannot find items that name the patient by an address outside this \
+                 region's sources or inside the item: each view says so for this source in its \
+                 warnings"
             )
         );
 
@@ -422,10 +423,9 @@ mod tests {
             )
         );
         assert!(!w.overridden);
-        assert!(w
-            .cannot_find
-            .as_deref()
-            .is_some_and(|c| c.contains("name the patient only by NHS number, by another")));
+        assert!(w.cannot_find.as_deref().is_some_and(
+            |c| c.contains("name the patient only by NHS number, by an address outside")
+        ));
         let w = words(IdentifierSearch::Declared, &[], &[], false);
         assert!(w
             .by_nhs_number

@@ -141,7 +141,7 @@ fn types_a_source_holds_that_the_record_does_not_show_and_forms_its_search_canno
     assert_eq!(unsearchable["severity"], "warning");
     assert_eq!(
         unsearchable["details"]["text"],
-        "Hertfordshire Community NHS Trust's search cannot find items that name the patient by another server's address or inside the item; any such items are not shown."
+        "Hertfordshire Community NHS Trust's search cannot find items that name the patient by an address outside this region's sources or inside the item; any such items are not shown."
     );
     assert_eq!(unsearchable["expression"][0], "community");
 }

@@ -356,15 +356,15 @@ mod tests {
         );
         assert_eq!(
             page.unsearchable,
-            ["Hertfordshire Community NHS Trust's search cannot find items that name the patient only by NHS number, by another server's address or inside the item; any such items are not shown."],
+            ["Hertfordshire Community NHS Trust's search cannot find items that name the patient only by NHS number, by an address outside this region's sources or inside the item; any such items are not shown."],
             "one line for the source"
         );
         let html = page.render().unwrap_or_default();
         assert!(html.contains("12 Goal resources"), "{html}");
         assert!(
             // The apostrophe is escaped in HTML.
-            html.contains("only by NHS number, by another server")
-                && html.contains("s address or inside the item"),
+            html.contains("only by NHS number, by an address outside this region")
+                && html.contains("s sources or inside the item"),
             "{html}"
         );
         assert!(html.contains("not every source can be asked for every item"));
