@@ -6,7 +6,7 @@
 //! Also the operator's commands on a real file: `mcr audit checkpoint` and `mcr audit verify`
 //! (exit 0 when intact, 1 when tampered, naming the record).
 
-use crate::helpers::mcr;
+use crate::helpers::{mcr, practice_and_patients, serve_sources};
 use mcr_domain::{Clock, SystemClock};
 use mcr_idp::SigningKey;
 use mcr_synth::SynthConfig;
@@ -55,39 +55,8 @@ async fn a_gateway_killed_mid_load_loses_no_acknowledged_audit_record() {
         patients: 600,
         today,
     });
-    let mut sources = Vec::new();
-    let mut handles = Vec::new();
-    for slice in &region.sources {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-            .await
-            .expect("bind");
-        let h = mcr_sources::serve(slice.clone(), listener, mcr_sources::Behaviour::default())
-            .await
-            .expect("source");
-        sources.push(json!({
-            "id": slice.id.to_string(),
-            "base_url": h.base_url(),
-            "resource_types": slice.resource_types,
-            "organisation": slice.organisation,
-        }));
-        handles.push(h);
-    }
-    let sample = region.samples.all_four.first().expect("sample");
-    let practice = region.person(sample).expect("person").gp_practice.clone();
-    let practice_org = region
-        .gp_practices
-        .iter()
-        .find(|o| o.code == practice)
-        .expect("practice")
-        .clone();
-    let patients: Vec<String> = region
-        .people
-        .iter()
-        .filter(|p| p.gp_practice == practice)
-        .map(|p| p.nhs_number.to_string())
-        .take(40)
-        .collect();
-    assert!(patients.len() >= 5, "patients at the practice");
+    let (sources, handles) = serve_sources(&region, &mcr_sources::Behaviour::default()).await;
+    let (practice_org, patients) = practice_and_patients(&region, 40);
     // An identity provider for the gateway to verify the user's API token against.
     let idp_listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
         .await
@@ -97,7 +66,7 @@ async fn a_gateway_killed_mid_load_loses_no_acknowledged_audit_record() {
         id: PRACTICE_USER.into(),
         name: "Dr Crash Test".into(),
         role: "clinician".into(),
-        org: practice.to_string(),
+        org: practice_org.code.to_string(),
         label: "Dr Crash Test".into(),
         role_profiles: Vec::new(),
     };

@@ -8,6 +8,7 @@
 //!   fails mid-answer, the process exits 0, every acknowledged view has its audit record and
 //!   `mcr audit verify` finds the chain intact.
 
+use crate::helpers::{practice_and_patients, serve_sources};
 use mcr_domain::{Clock, SystemClock};
 use mcr_idp::SigningKey;
 use mcr_synth::SynthConfig;
@@ -48,43 +49,9 @@ async fn region_for(latency_ms: (u64, u64), public_url: Option<&str>) -> Region 
         patients: 300,
         today,
     });
-    let mut sources = Vec::new();
-    let mut handles = Vec::new();
-    for slice in &region.sources {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-            .await
-            .expect("bind");
-        let h = mcr_sources::serve(
-            slice.clone(),
-            listener,
-            mcr_sources::Behaviour::with_latency(latency_ms.0, latency_ms.1),
-        )
-        .await
-        .expect("source");
-        sources.push(json!({
-            "id": slice.id.to_string(),
-            "base_url": h.base_url(),
-            "resource_types": slice.resource_types,
-            "organisation": slice.organisation,
-        }));
-        handles.push(h);
-    }
-    let sample = region.samples.all_four.first().expect("sample");
-    let practice = region.person(sample).expect("person").gp_practice.clone();
-    let practice_org = region
-        .gp_practices
-        .iter()
-        .find(|o| o.code == practice)
-        .expect("practice")
-        .clone();
-    let patients: Vec<String> = region
-        .people
-        .iter()
-        .filter(|p| p.gp_practice == practice)
-        .map(|p| p.nhs_number.to_string())
-        .take(30)
-        .collect();
-    assert!(patients.len() >= 5, "patients at the practice");
+    let behaviour = mcr_sources::Behaviour::with_latency(latency_ms.0, latency_ms.1);
+    let (sources, handles) = serve_sources(&region, &behaviour).await;
+    let (practice_org, patients) = practice_and_patients(&region, 30);
     let idp_listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
         .await
         .expect("bind");
@@ -105,7 +72,7 @@ async fn region_for(latency_ms: (u64, u64), public_url: Option<&str>) -> Region 
                 id: USER.into(),
                 name: "Dr Available".into(),
                 role: "clinician".into(),
-                org: practice.to_string(),
+                org: practice_org.code.to_string(),
                 label: "Dr Available".into(),
                 role_profiles: Vec::new(),
             }],

@@ -37,6 +37,58 @@ pub async fn unknown_patient(t: &TestDemo) -> String {
     panic!("no unknown NHS number found");
 }
 
+/// A synthetic region's sources, each served over real HTTP on its own port with
+/// `behaviour`: their entries for a gateway config's `sources`, and the handles that keep
+/// them running.
+pub async fn serve_sources(
+    region: &mcr_synth::Region,
+    behaviour: &mcr_sources::Behaviour,
+) -> (Vec<Value>, Vec<mcr_sources::SourceHandle>) {
+    let mut sources = Vec::new();
+    let mut handles = Vec::new();
+    for slice in &region.sources {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("bind");
+        let h = mcr_sources::serve(slice.clone(), listener, behaviour.clone())
+            .await
+            .expect("source");
+        sources.push(json!({
+            "id": slice.id.to_string(),
+            "base_url": h.base_url(),
+            "resource_types": slice.resource_types,
+            "organisation": slice.organisation,
+        }));
+        handles.push(h);
+    }
+    (sources, handles)
+}
+
+/// The GP practice of a patient every source holds, and the NHS numbers of (up to `n`, at
+/// least five) patients registered there.
+pub fn practice_and_patients(
+    region: &mcr_synth::Region,
+    n: usize,
+) -> (mcr_domain::Organisation, Vec<String>) {
+    let sample = region.samples.all_four.first().expect("sample");
+    let practice = region.person(sample).expect("person").gp_practice.clone();
+    let practice_org = region
+        .gp_practices
+        .iter()
+        .find(|o| o.code == practice)
+        .expect("practice")
+        .clone();
+    let patients: Vec<String> = region
+        .people
+        .iter()
+        .filter(|p| p.gp_practice == practice)
+        .map(|p| p.nhs_number.to_string())
+        .take(n)
+        .collect();
+    assert!(patients.len() >= 5, "patients at the practice");
+    (practice_org, patients)
+}
+
 /// The `mcr` binary this test run built, to run as an operator would.
 pub fn mcr() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_mcr"))
