@@ -103,6 +103,20 @@ struct Rig {
     source: GpConnectSource,
     provider: Provider,
     signer: Arc<IdentitySigner>,
+    /// A clinician's grant to see every data class of [`nhs`], and the policy it came from.
+    grant: mcr_policy::Grant,
+    policy: mcr_policy::PolicyConfig,
+}
+
+impl Rig {
+    /// What the grant lets through, as the policy hands it to federation.
+    fn filter(&self) -> mcr_policy::ResourceFilter<'_> {
+        self.grant.filter(
+            &self.policy,
+            [],
+            mcr_domain::Clock::now(&mcr_domain::SystemClock),
+        )
+    }
 }
 
 async fn rig() -> Rig {
@@ -158,10 +172,13 @@ async fn rig() -> Rig {
     );
     let source = GpConnectSource::new(config, reqwest::Client::new(), FederationConfig::default())
         .with_identity(Arc::clone(&signer));
+    let (grant, policy) = mcr_testkit::grant(&nhs(), &DataClass::ALL);
     Rig {
         source,
         provider,
         signer,
+        grant,
+        policy,
     }
 }
 
@@ -286,13 +303,7 @@ fn claims(token: &str) -> Value {
 async fn the_request_goes_through_the_proxy_with_the_headers_parameters_and_token_the_spec_requires(
 ) {
     let rig = rig().await;
-    let n = nhs();
-    let (grant, policy) = mcr_testkit::grant(&n, &DataClass::ALL);
-    let input = grant.filter(
-        &policy,
-        [],
-        mcr_domain::Clock::now(&mcr_domain::SystemClock),
-    );
+    let input = rig.filter();
     let asked = ask(
         &rig,
         &input,
@@ -345,13 +356,7 @@ async fn the_request_goes_through_the_proxy_with_the_headers_parameters_and_toke
 #[tokio::test]
 async fn the_published_examples_become_one_record_with_the_practice_as_source_merged_with_r4() {
     let rig = rig().await;
-    let n = nhs();
-    let (grant, policy) = mcr_testkit::grant(&n, &DataClass::ALL);
-    let input = grant.filter(
-        &policy,
-        [],
-        mcr_domain::Clock::now(&mcr_domain::SystemClock),
-    );
+    let input = rig.filter();
     let bundle = combined(&[
         "allergies_response1",
         "meds_response",
@@ -516,13 +521,7 @@ async fn the_published_examples_become_one_record_with_the_practice_as_source_me
 #[tokio::test]
 async fn investigations_keep_the_report_and_every_test_result() {
     let rig = rig().await;
-    let n = nhs();
-    let (grant, policy) = mcr_testkit::grant(&n, &DataClass::ALL);
-    let input = grant.filter(
-        &policy,
-        [],
-        mcr_domain::Clock::now(&mcr_domain::SystemClock),
-    );
+    let input = rig.filter();
     let published = fixture("pathology_response1");
     let observations = published["entry"]
         .as_array()
@@ -557,13 +556,7 @@ async fn investigations_keep_the_report_and_every_test_result() {
 #[tokio::test]
 async fn a_providers_list_warning_reaches_the_banner_in_words_and_its_items_still_show() {
     let rig = rig().await;
-    let n = nhs();
-    let (grant, policy) = mcr_testkit::grant(&n, &DataClass::ALL);
-    let input = grant.filter(
-        &policy,
-        [],
-        mcr_domain::Clock::now(&mcr_domain::SystemClock),
-    );
+    let input = rig.filter();
     // The published example with the spec's confidential-items warning added to its list
     // (none of the published examples carries one).
     let mut bundle = fixture("allergies_response1");
@@ -589,13 +582,7 @@ async fn a_providers_list_warning_reaches_the_banner_in_words_and_its_items_stil
 #[tokio::test]
 async fn each_error_the_spec_defines_is_its_own_failure_and_never_an_empty_record() {
     let rig = rig().await;
-    let n = nhs();
-    let (grant, policy) = mcr_testkit::grant(&n, &DataClass::ALL);
-    let input = grant.filter(
-        &policy,
-        [],
-        mcr_domain::Clock::now(&mcr_domain::SystemClock),
-    );
+    let input = rig.filter();
     let outcome = |issue: &str, code: &str, display: &str, diagnostics: Option<&str>| {
         let mut i = json!({"severity": "error", "code": issue, "details": {"coding": [{
             "system": "https://fhir.nhs.uk/STU3/CodeSystem/Spine-ErrorOrWarningCode-1",
@@ -709,13 +696,7 @@ async fn each_error_the_spec_defines_is_its_own_failure_and_never_an_empty_recor
 #[tokio::test]
 async fn an_answer_about_another_nhs_number_shows_nothing_and_is_counted() {
     let rig = rig().await;
-    let n = nhs();
-    let (grant, policy) = mcr_testkit::grant(&n, &DataClass::ALL);
-    let input = grant.filter(
-        &policy,
-        [],
-        mcr_domain::Clock::now(&mcr_domain::SystemClock),
-    );
+    let input = rig.filter();
     let asked = ask(&rig, &input, 200, fixture_as_published("meds_response")).await;
     let counts = asked.fetch.counts();
     assert_eq!(counts.kept, 0, "{counts:?}");
