@@ -3,18 +3,19 @@
 //! with an R4 source's record. Fixtures: `tests/fixtures/gpconnect/README.md` says where each
 //! came from.
 
+mod common;
+
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::IntoResponse;
 use base64::Engine as _;
 use mcr_domain::{
-    DataClass, FailureReason, NhsNumber, OdsCode, OrgKind, Organisation, Purpose, Role, Section,
-    SourceId, SourceStatus,
+    DataClass, FailureReason, NhsNumber, OdsCode, Purpose, Role, Section, SourceId, SourceStatus,
 };
-use mcr_federation::gpconnect::{GpConnectConfig, GpConnectSource, INTERACTION_STRUCTURED};
+use mcr_federation::gpconnect::{GpConnectSource, INTERACTION_STRUCTURED};
 use mcr_federation::{
-    digest, merge, Digested, FederationConfig, IdentitySigner, Received, Requester, SourceConfig,
-    SourceFetch, SourceKind, SourceMeta,
+    digest, merge, Digested, FederationConfig, IdentitySigner, Received, Requester, SourceFetch,
+    SourceMeta,
 };
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -127,49 +128,8 @@ async fn rig() -> Rig {
     let app = axum::Router::new()
         .fallback(answer)
         .with_state(provider.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let config = SourceConfig {
-        id: SourceId::parse("gp").expect("id"),
-        organisation: Organisation {
-            code: OdsCode::parse("A20047").expect("ods"),
-            name: "Riverside Surgery".into(),
-            kind: OrgKind::GpPractice,
-            member: true,
-            suspended: false,
-        },
-        base_url: url::Url::parse(PROVIDER).expect("url"),
-        resource_types: vec![],
-        batch: false,
-        kind: SourceKind::GpConnect,
-        gp_connect: Some(GpConnectConfig {
-            ssp_prefix: Some(url::Url::parse(&format!("http://{addr}/ssp")).expect("url")),
-            consumer_asid: "200000000115".into(),
-            provider_asid: "200000000116".into(),
-            directory: None,
-        }),
-        deadline_ms: None,
-        feed_timeout_secs: None,
-        patient_search: Default::default(),
-        identifier_search: Default::default(),
-    };
-    let rng = ring::rand::SystemRandom::new();
-    let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).expect("key");
-    let clock = Arc::new(mcr_domain::FixedClock::new(
-        chrono::DateTime::<chrono::Utc>::from_timestamp(1_795_000_000, 0).expect("time"),
-    ));
-    let signer = Arc::new(
-        IdentitySigner::new(
-            pkcs8.as_ref(),
-            "https://mcr.example",
-            OdsCode::parse("MCR01").expect("ods"),
-            clock,
-        )
-        .expect("signer"),
-    );
+    let config = common::source_config(PROVIDER, "Riverside Surgery", common::serve(app).await);
+    let signer = common::signer();
     let source = GpConnectSource::new(config, reqwest::Client::new(), FederationConfig::default())
         .with_identity(Arc::clone(&signer));
     let (grant, policy) = mcr_testkit::grant(&nhs(), &DataClass::ALL);
