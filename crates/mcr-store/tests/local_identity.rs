@@ -6,6 +6,9 @@
 //! unlink), each with its audit record in one transaction, refused for the record a local
 //! identity was made from and for a local identity resolved since.
 
+mod backends;
+
+use backends::on_both_backends;
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use mcr_domain::{LocalPersonId, NhsNumber, SourceId};
 use mcr_store::{
@@ -726,50 +729,20 @@ async fn batch(store: &dyn Store) {
     assert_eq!(store.local_links(held).await.expect("links").len(), 1);
 }
 
-#[tokio::test]
-async fn a_batch_of_local_identities_on_sqlite() {
-    let dir = tempfile::tempdir().expect("dir");
-    let store = mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
-        .await
-        .expect("open");
-    batch(&*store).await;
-}
+on_both_backends!(
+    batch,
+    a_batch_of_local_identities_on_sqlite,
+    a_batch_of_local_identities_on_postgres
+);
 
-#[tokio::test]
-async fn a_batch_of_local_identities_on_postgres() {
-    let url = mcr_testkit::postgres_url().await;
-    let store = mcr_store::connect_and_migrate(&url).await.expect("open");
-    batch(&*store).await;
-}
+on_both_backends!(
+    decisions,
+    local_identity_decisions_on_sqlite,
+    local_identity_decisions_on_postgres
+);
 
-#[tokio::test]
-async fn local_identity_decisions_on_sqlite() {
-    let dir = tempfile::tempdir().expect("dir");
-    let store = mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
-        .await
-        .expect("open");
-    decisions(&*store).await;
-}
-
-#[tokio::test]
-async fn local_identity_decisions_on_postgres() {
-    let url = mcr_testkit::postgres_url().await;
-    let store = mcr_store::connect_and_migrate(&url).await.expect("open");
-    decisions(&*store).await;
-}
-
-#[tokio::test]
-async fn local_identities_on_sqlite() {
-    let dir = tempfile::tempdir().expect("dir");
-    let store = mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
-        .await
-        .expect("open");
-    story(&*store).await;
-}
-
-#[tokio::test]
-async fn local_identities_on_postgres() {
-    let url = mcr_testkit::postgres_url().await;
-    let store = mcr_store::connect_and_migrate(&url).await.expect("open");
-    story(&*store).await;
-}
+on_both_backends!(
+    story,
+    local_identities_on_sqlite,
+    local_identities_on_postgres
+);

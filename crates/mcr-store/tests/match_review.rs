@@ -4,6 +4,9 @@
 //! to that patient only, each with its audit record; decisions read back; links removed and
 //! unmatched records kept and cleared in batches.
 
+mod backends;
+
+use backends::on_both_backends;
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use mcr_domain::{NhsNumber, SourceId};
 use mcr_store::{
@@ -331,18 +334,4 @@ async fn story(store: &dyn Store) {
     );
 }
 
-#[tokio::test]
-async fn match_review_on_sqlite() {
-    let dir = tempfile::tempdir().expect("dir");
-    let store = mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
-        .await
-        .expect("open");
-    story(&*store).await;
-}
-
-#[tokio::test]
-async fn match_review_on_postgres() {
-    let url = mcr_testkit::postgres_url().await;
-    let store = mcr_store::connect_and_migrate(&url).await.expect("open");
-    story(&*store).await;
-}
+on_both_backends!(story, match_review_on_sqlite, match_review_on_postgres);

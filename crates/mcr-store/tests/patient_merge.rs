@@ -5,6 +5,9 @@
 //! governance records go to the survivor); and that an unmerge moves back exactly what moved,
 //! sends links that arrived while merged to review, and never loses an opt-out.
 
+mod backends;
+
+use backends::on_both_backends;
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use mcr_domain::{NhsNumber, SourceId};
 use mcr_store::{
@@ -552,18 +555,8 @@ async fn story(store: &dyn Store) {
     );
 }
 
-#[tokio::test]
-async fn merge_and_unmerge_on_sqlite() {
-    let dir = tempfile::tempdir().expect("dir");
-    let store = mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
-        .await
-        .expect("open");
-    story(&*store).await;
-}
-
-#[tokio::test]
-async fn merge_and_unmerge_on_postgres() {
-    let url = mcr_testkit::postgres_url().await;
-    let store = mcr_store::connect_and_migrate(&url).await.expect("open");
-    story(&*store).await;
-}
+on_both_backends!(
+    story,
+    merge_and_unmerge_on_sqlite,
+    merge_and_unmerge_on_postgres
+);
