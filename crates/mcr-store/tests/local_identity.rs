@@ -7,26 +7,17 @@
 //! identity was made from and for a local identity resolved since.
 
 mod backends;
+mod fixtures;
 
 use backends::on_both_backends;
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::NaiveDate;
+use fixtures::{chain, t};
 use mcr_domain::{LocalPersonId, NhsNumber, SourceId};
 use mcr_store::{
     AuditAppend, LinkMethod, LocalCandidateRow, LocalDecisionRow, LocalLink, LocalPersonRecord,
     LocalResolution, MatchCandidateRow, MatchDecisionRow, SourceLink, Store, StoreError,
     UnmatchedRecord,
 };
-
-fn chain(seq: i64, prev_hash: &str, record: &AuditAppend) -> String {
-    format!("{seq}:{}:{}", prev_hash.len(), record.action)
-}
-
-fn t(minute: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0)
-        .single()
-        .expect("valid time")
-        + chrono::Duration::minutes(minute)
-}
 
 fn nhs(j: u8) -> NhsNumber {
     (0u8..100)

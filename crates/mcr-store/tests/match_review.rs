@@ -5,25 +5,16 @@
 //! unmatched records kept and cleared in batches.
 
 mod backends;
+mod fixtures;
 
 use backends::on_both_backends;
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::NaiveDate;
+use fixtures::{chain, t};
 use mcr_domain::{NhsNumber, SourceId};
 use mcr_store::{
     AuditAppend, IndexedPatient, LinkMethod, MatchCandidateRow, MatchDecisionRow, SourceLink,
     Store, UnmatchedRecord,
 };
-
-fn chain(seq: i64, prev_hash: &str, record: &AuditAppend) -> String {
-    format!("{seq}:{}:{}", prev_hash.len(), record.action)
-}
-
-fn t(minute: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0)
-        .single()
-        .expect("valid time")
-        + chrono::Duration::minutes(minute)
-}
 
 fn nhs(i: u8) -> NhsNumber {
     NhsNumber::from_first_nine([9, 9, 9, 0, 0, 0, 0, i / 10, i % 10]).expect("valid NHS number")

@@ -6,9 +6,11 @@
 //! sends links that arrived while merged to review, and never loses an opt-out.
 
 mod backends;
+mod fixtures;
 
 use backends::on_both_backends;
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::NaiveDate;
+use fixtures::{chain, t};
 use mcr_domain::{NhsNumber, SourceId};
 use mcr_store::{
     AuditAppend, CareEventRow, GovernanceChange, IndexedPatient, LinkMethod, MatchCandidateRow,
@@ -16,17 +18,6 @@ use mcr_store::{
     PatientStatusRow, PermissionRow, ProtectedPersonRow, RelationshipRow, SourceLink, Store,
     UnmergeCounts, UnmergeRequest,
 };
-
-fn chain(seq: i64, prev_hash: &str, record: &AuditAppend) -> String {
-    format!("{seq}:{}:{}", prev_hash.len(), record.action)
-}
-
-fn t(minute: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0)
-        .single()
-        .expect("valid time")
-        + chrono::Duration::minutes(minute)
-}
 
 /// The `i`-th valid test-range number from 999 001 000 (some first nine digits have none).
 fn nhs(i: u8) -> NhsNumber {

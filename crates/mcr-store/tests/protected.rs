@@ -3,21 +3,12 @@
 //! once (removing someone not on the list writes nothing), and a change whose audit append
 //! fails is not kept.
 
-use chrono::{DateTime, TimeZone, Utc};
+mod fixtures;
+
+use fixtures::{chain, t};
 use mcr_domain::NhsNumber;
 use mcr_store::{AuditAppend, ProtectedPersonRow, Store};
 use sqlx::{PgPool, SqlitePool};
-
-fn chain(seq: i64, prev_hash: &str, record: &AuditAppend) -> String {
-    format!("{seq}:{}:{}", prev_hash.len(), record.action)
-}
-
-fn t(minute: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0)
-        .single()
-        .expect("valid time")
-        + chrono::Duration::minutes(minute)
-}
 
 fn nhs(s: &str) -> NhsNumber {
     NhsNumber::parse(s).expect("valid test NHS number")
