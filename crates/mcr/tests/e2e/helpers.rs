@@ -704,6 +704,50 @@ pub async fn first_line_within(
         .ok()
 }
 
+/// The config of a gateway tested against an independent provider: `gateway.toml` in `dir`
+/// listening on `port`, signing staff in at `issuer` as `mcr-gateway` with `secret` (RS256),
+/// then `more` (more `[auth]` keys, then tables), and one acute trust's source that is never
+/// reached; and its data directory.
+pub fn interop_config(
+    dir: &Path,
+    port: u16,
+    issuer: &str,
+    secret: &str,
+    more: &str,
+) -> (PathBuf, PathBuf) {
+    let config = dir.join("gateway.toml");
+    let data = dir.join("data");
+    std::fs::write(
+        &config,
+        format!(
+            r#"listen = "127.0.0.1:{port}"
+data_dir = "{data}"
+[auth]
+issuer = "{issuer}"
+client_id = "mcr-gateway"
+client_secret = "{secret}"
+algorithms = ["RS256"]
+{more}[[sources]]
+id = "acute"
+base_url = "http://127.0.0.1:9"
+resource_types = ["Patient"]
+organisation = {{ code = "RWH01", name = "East and North Hertfordshire NHS Trust", kind = "acute-trust", member = true }}
+"#,
+            data = data.display()
+        ),
+    )
+    .expect("config");
+    (config, data)
+}
+
+/// A client that, like a test of a browser, follows no redirects by itself.
+pub fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
 /// `mcr serve --insecure-http` on `config`, logging at `log` to `stderr`, once it says it
 /// listens at `gateway` (killed when dropped).
 pub async fn serve_insecure(
