@@ -23,7 +23,7 @@
 //! and the region's ID token: never the patient, who is learned only in the last step. Every
 //! refusal is audited (`authenticate:launch`, with its reason) and said in a sentence.
 
-use super::session::{clear, secure, session_cookie, too_many, with_cookie};
+use super::session::{clear, secure, session_cookie, too_many, with_cookie, CallbackQuery};
 use super::{error_page, render, Layout};
 use crate::auth::{audit_refusal, cookie, correlation_id, SESSION_COOKIE};
 use crate::launch::{fhir_id, nhs_number_of, Host};
@@ -304,14 +304,6 @@ async fn go(state: &AppState, parts: &Parts, pending: &Value, url: &str) -> Resp
         Redirect::to(url).into_response(),
         &launch_cookie(&id, secure(state)),
     )
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub(crate) struct CallbackQuery {
-    code: Option<String>,
-    state: Option<String>,
-    error: Option<String>,
 }
 
 impl CallbackQuery {

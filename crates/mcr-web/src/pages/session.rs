@@ -225,12 +225,14 @@ pub(crate) async fn signin(State(state): State<AppState>, req: Request) -> Respo
     )
 }
 
+/// What an OpenID provider sends back to a callback (a staff sign-in's, a launch's at either
+/// provider, a patient's NHS login): its code, the state it was sent with, or its error.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub(crate) struct CallbackQuery {
-    code: Option<String>,
-    state: Option<String>,
-    error: Option<String>,
+    pub code: Option<String>,
+    pub state: Option<String>,
+    pub error: Option<String>,
 }
 
 /// The provider sends the browser back here.

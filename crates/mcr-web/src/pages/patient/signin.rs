@@ -7,7 +7,9 @@ use super::{
     LOGIN_COOKIE, PATIENT_COOKIE,
 };
 use crate::auth::{cookie, correlation_id};
+use crate::pages::session::CallbackQuery;
 use crate::pages::{render, Layout};
+use crate::sessions::PendingLogin;
 use crate::AppState;
 use askama::Template;
 use axum::extract::{Query, State};
@@ -154,12 +156,49 @@ async fn start_nhs_login(state: &AppState, parts: &Parts, login: &NhsLogin) -> R
     )
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub(crate) struct CallbackQuery {
-    code: Option<String>,
-    state: Option<String>,
-    error: Option<String>,
+/// Why a patient's sign-in is refused: the reason for the audit trail and the log, the
+/// proofing level once NHS login has said it, and the sentence on the sign-in page.
+struct Refusal {
+    reason: &'static str,
+    level: Option<ProofingLevel>,
+    status: StatusCode,
+    message: String,
+}
+
+impl Refusal {
+    fn new(reason: &'static str, status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            level: None,
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// NHS login did not answer.
+    fn unavailable() -> Self {
+        Self::new(
+            "provider-unavailable",
+            StatusCode::SERVICE_UNAVAILABLE,
+            "NHS login is not available just now. Try again shortly",
+        )
+    }
+
+    /// The refusal audited, logged by reason, and said on the sign-in page.
+    async fn answer(self, state: &AppState, cid: &str) -> Response {
+        tracing::info!(reason = self.reason, "patient sign-in refused");
+        audit_patient(
+            state,
+            cid,
+            AuthChannel::PatientSignIn,
+            false,
+            self.reason,
+            self.level,
+            None,
+        )
+        .await;
+        signin_error(state, self.status, &self.message)
+    }
 }
 
 /// NHS login sends the patient back here. Each refusal is audited with its reason and shown
@@ -170,26 +209,6 @@ pub(crate) async fn callback(
     parts: Parts,
 ) -> Response {
     let cid = correlation_id(&parts);
-    let refuse = |reason: &'static str,
-                  level: Option<ProofingLevel>,
-                  status: StatusCode,
-                  message: String| {
-        let (state, cid) = (state.clone(), cid.clone());
-        async move {
-            tracing::info!(reason, "patient sign-in refused");
-            audit_patient(
-                &state,
-                &cid,
-                AuthChannel::PatientSignIn,
-                false,
-                reason,
-                level,
-                None,
-            )
-            .await;
-            signin_error(&state, status, &message)
-        }
-    };
     let Some(login) = state.patients.nhs_login.clone() else {
         // No NHS login here: the page does not exist (as any unknown address, not audited).
         return crate::pages::not_found().await;
@@ -202,115 +221,17 @@ pub(crate) async fn callback(
         if let Err(e) = crate::security::limit_signin(&state, &parts).await {
             return crate::pages::session::too_many(e);
         }
-        return refuse(
+        return Refusal::new(
             "no-sign-in-in-progress",
-            None,
             StatusCode::BAD_REQUEST,
-            "Your sign-in took too long or was started elsewhere. Sign in again".into(),
+            "Your sign-in took too long or was started elsewhere. Sign in again",
         )
+        .answer(&state, &cid)
         .await;
     };
-    if q.error.is_some() {
-        return refuse(
-            "provider-refused",
-            None,
-            StatusCode::UNAUTHORIZED,
-            "NHS login did not sign you in. Sign in again".into(),
-        )
-        .await;
-    }
-    let state_ok = q
-        .state
-        .as_deref()
-        .is_some_and(|s| mcr_oidc::constant_time_eq(s.as_bytes(), pending.state.as_bytes()));
-    if !state_ok {
-        return refuse(
-            "state-mismatch",
-            None,
-            StatusCode::BAD_REQUEST,
-            "This sign-in was not started here. Sign in again".into(),
-        )
-        .await;
-    }
-    let Some(code) = q.code.filter(|c| !c.is_empty() && c.len() <= 2048) else {
-        return refuse(
-            "no-code",
-            None,
-            StatusCode::BAD_REQUEST,
-            "The sign-in did not complete. Sign in again".into(),
-        )
-        .await;
-    };
-    let tokens = match login.exchange(&code, &pending.verifier).await {
-        Ok(t) => t,
-        Err(OidcError::Refused(_)) => {
-            return refuse(
-                "code-refused",
-                None,
-                StatusCode::UNAUTHORIZED,
-                "Your sign-in could not be completed. Sign in again".into(),
-            )
-            .await;
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "NHS login token exchange failed");
-            return refuse(
-                "provider-unavailable",
-                None,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "NHS login is not available just now. Try again shortly".into(),
-            )
-            .await;
-        }
-    };
-    let patient = match login.patient(&tokens, &pending.nonce).await {
+    let (level, nhs) = match proofed_patient(&login, &pending, q).await {
         Ok(p) => p,
-        Err(OidcError::Token(r)) => {
-            return refuse(
-                r.code(),
-                None,
-                StatusCode::UNAUTHORIZED,
-                format!("Your NHS login sign-in could not be checked: {r}. Sign in again"),
-            )
-            .await;
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "NHS login ID token could not be checked");
-            return refuse(
-                "provider-unavailable",
-                None,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "NHS login is not available just now. Try again shortly".into(),
-            )
-            .await;
-        }
-    };
-    let level = patient.level;
-    // Below P9 the NHS number is not proofed: it is neither kept nor audited.
-    let nhs = if level == ProofingLevel::P9 {
-        match patient.nhs_number.as_deref().map(NhsNumber::parse) {
-            Some(Ok(n)) => Some(n),
-            None => {
-                return refuse(
-                    "missing-nhs-number",
-                    Some(level),
-                    StatusCode::FORBIDDEN,
-                    "NHS login did not give your NHS number, so your record cannot be found. Sign in again".into(),
-                )
-                .await;
-            }
-            Some(Err(_)) => {
-                return refuse(
-                    "malformed-nhs-number",
-                    Some(level),
-                    StatusCode::FORBIDDEN,
-                    "NHS login gave an NHS number that is not valid, so your record cannot be found. Sign in again".into(),
-                )
-                .await;
-            }
-        }
-    } else {
-        None
+        Err(r) => return r.answer(&state, &cid).await,
     };
     let Some(id) = state.sessions.create_patient(nhs.as_ref(), level).await else {
         return signin_error(
@@ -348,6 +269,88 @@ pub(crate) async fn callback(
         &patient_cookie(&id, state.secure_cookies),
     );
     with_cookie(resp, &clear_login_cookie())
+}
+
+/// Who NHS login says the patient is: the answer checked against the sign-in in progress
+/// (`pending`), its code exchanged, its ID token checked; their proofing level and, at P9
+/// only, their NHS number (below P9 it is not proofed: neither kept nor audited).
+async fn proofed_patient(
+    login: &NhsLogin,
+    pending: &PendingLogin,
+    q: CallbackQuery,
+) -> Result<(ProofingLevel, Option<NhsNumber>), Refusal> {
+    if q.error.is_some() {
+        return Err(Refusal::new(
+            "provider-refused",
+            StatusCode::UNAUTHORIZED,
+            "NHS login did not sign you in. Sign in again",
+        ));
+    }
+    let state_ok = q
+        .state
+        .as_deref()
+        .is_some_and(|s| mcr_oidc::constant_time_eq(s.as_bytes(), pending.state.as_bytes()));
+    if !state_ok {
+        return Err(Refusal::new(
+            "state-mismatch",
+            StatusCode::BAD_REQUEST,
+            "This sign-in was not started here. Sign in again",
+        ));
+    }
+    let Some(code) = q.code.filter(|c| !c.is_empty() && c.len() <= 2048) else {
+        return Err(Refusal::new(
+            "no-code",
+            StatusCode::BAD_REQUEST,
+            "The sign-in did not complete. Sign in again",
+        ));
+    };
+    let tokens = match login.exchange(&code, &pending.verifier).await {
+        Ok(t) => t,
+        Err(OidcError::Refused(_)) => {
+            return Err(Refusal::new(
+                "code-refused",
+                StatusCode::UNAUTHORIZED,
+                "Your sign-in could not be completed. Sign in again",
+            ));
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "NHS login token exchange failed");
+            return Err(Refusal::unavailable());
+        }
+    };
+    let patient = match login.patient(&tokens, &pending.nonce).await {
+        Ok(p) => p,
+        Err(OidcError::Token(r)) => {
+            return Err(Refusal::new(
+                r.code(),
+                StatusCode::UNAUTHORIZED,
+                format!("Your NHS login sign-in could not be checked: {r}. Sign in again"),
+            ));
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "NHS login ID token could not be checked");
+            return Err(Refusal::unavailable());
+        }
+    };
+    let level = patient.level;
+    if level != ProofingLevel::P9 {
+        return Ok((level, None));
+    }
+    let refused = |reason, message: &str| Refusal {
+        level: Some(level),
+        ..Refusal::new(reason, StatusCode::FORBIDDEN, message)
+    };
+    match patient.nhs_number.as_deref().map(NhsNumber::parse) {
+        Some(Ok(n)) => Ok((level, Some(n))),
+        None => Err(refused(
+            "missing-nhs-number",
+            "NHS login did not give your NHS number, so your record cannot be found. Sign in again",
+        )),
+        Some(Err(_)) => Err(refused(
+            "malformed-nhs-number",
+            "NHS login gave an NHS number that is not valid, so your record cannot be found. Sign in again",
+        )),
+    }
 }
 
 #[derive(Template)]
