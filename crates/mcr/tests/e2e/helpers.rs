@@ -748,6 +748,66 @@ pub fn no_redirects() -> reqwest::Client {
         .expect("client")
 }
 
+/// `mcr serve` over plain HTTP with `config`, listening where the config says: the process,
+/// and the URL it says it listens at (within a minute).
+pub async fn serve_config(config: &Path) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcr"))
+        .args(["serve", "--insecure-http", "--config"])
+        .arg(config)
+        .env("MCR_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start mcr serve");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let url = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.expect("read") {
+            if let Some(u) = line.strip_prefix("gateway listening on ") {
+                return u.trim().to_owned();
+            }
+        }
+        panic!("mcr serve exited before listening")
+    })
+    .await
+    .expect("gateway starts within a minute");
+    (child, url)
+}
+
+/// The record of `nhs` (`$everything`) asked of the gateway at `url` with the bearer `token`,
+/// under the correlation id `id`.
+pub async fn view_with_id(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    nhs: &str,
+    id: &str,
+) -> reqwest::Result<reqwest::Response> {
+    http.get(format!("{url}/fhir/Patient/{nhs}/$everything"))
+        .bearer_auth(token)
+        .header("x-request-id", id)
+        .send()
+        .await
+}
+
+/// The correlation ids of every `view-record` record in the audit trail.
+pub async fn audited_views(store: &dyn mcr_store::Store) -> std::collections::HashSet<String> {
+    let mut audited = std::collections::HashSet::new();
+    let mut after = 0;
+    loop {
+        let rows = store.audit_rows(after, 5_000).await.expect("rows");
+        let Some(last) = rows.last() else { break };
+        after = last.seq;
+        audited.extend(
+            rows.into_iter()
+                .filter(|r| r.record.action == "view-record")
+                .map(|r| r.record.correlation_id),
+        );
+    }
+    audited
+}
+
 /// `mcr serve --insecure-http` on `config`, logging at `log` to `stderr`, once it says it
 /// listens at `gateway` (killed when dropped).
 pub async fn serve_insecure(
