@@ -213,6 +213,28 @@ fn a_gp_connect_source_is_configured_or_refused_saying_what_is_missing() {
     refused(without, "set [sources.gp_connect]");
 }
 
+/// `mcr index sync` with `config`, on a blocking thread: how it ended, and the JSON report it
+/// wrote on stdout.
+async fn index_sync(config: &std::path::Path) -> (std::process::Output, serde_json::Value) {
+    let config = config.to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        mcr()
+            .args(["index", "sync", "--config"])
+            .arg(&config)
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("mcr runs");
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "a JSON report on stdout ({e}); stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out, report)
+}
+
 /// The sources of a synthetic region of 300 patients, each served over real HTTP on its own
 /// port: the handles that keep them running, and their `[[sources]]` as a gateway config
 /// writes them.
@@ -254,23 +276,12 @@ async fn migrate_and_index_sync_against_running_sources() {
     .expect("join");
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("sqlite store is up to date"), "{text}");
-    let config_arg = config.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        mcr()
-            .args(["index", "sync", "--config"])
-            .arg(&config_arg)
-            .output()
-    })
-    .await
-    .expect("join")
-    .expect("mcr runs");
+    let (out, report) = index_sync(&config).await;
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("a JSON report on stdout");
     let gp = report["sources"]
         .as_array()
         .expect("sources")
@@ -288,23 +299,12 @@ async fn migrate_and_index_sync_against_running_sources() {
     let mut text = std::fs::read_to_string(&config).expect("config");
     text.push_str("\n[matching]\nweights = \"estimated\"\n");
     std::fs::write(&config, text).expect("write config");
-    let config_arg = config.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        mcr()
-            .args(["index", "sync", "--config"])
-            .arg(&config_arg)
-            .output()
-    })
-    .await
-    .expect("join")
-    .expect("mcr runs");
+    let (out, report) = index_sync(&config).await;
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("a JSON report on stdout");
     let weights = &report["matching"]["weights"];
     assert_eq!(weights["kind"], "configured-not-estimated", "{report}");
     assert!(
@@ -560,18 +560,7 @@ async fn index_sync_with_a_refused_pds_exchange_exits_1_saying_why() {
         ),
     )
     .expect("write config");
-    let config_arg = config.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        mcr()
-            .args(["index", "sync", "--config"])
-            .arg(&config_arg)
-            .output()
-    })
-    .await
-    .expect("join")
-    .expect("mcr runs");
-    let report: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("a JSON report on stdout");
+    let (out, report) = index_sync(&config).await;
     assert_eq!(out.status.code(), Some(1), "{report}");
     let traced: Vec<&serde_json::Value> = report["sources"]
         .as_array()
