@@ -227,12 +227,7 @@ async fn an_opted_out_patients_sources_are_not_even_asked() {
     let t = start().await;
     let nhs = t.patient("opted_out", 0);
     t.give_permission("ae.okafor", &nhs).await;
-    let before: u64 = t
-        .demo
-        .sources
-        .iter()
-        .map(mcr_sources::SourceHandle::requests_served)
-        .sum();
+    let before = t.requests_served();
     let (status, body) = t.everything("ae.okafor", &nhs).await;
     assert_eq!(
         (status, deny_code(&body).as_str()),
@@ -255,12 +250,7 @@ async fn an_opted_out_patients_sources_are_not_even_asked() {
     assert_eq!(status, 200);
     let (status, _) = t.everything("ae.okafor", &nhs).await;
     assert_eq!(status, 403);
-    let after: u64 = t
-        .demo
-        .sources
-        .iter()
-        .map(mcr_sources::SourceHandle::requests_served)
-        .sum();
+    let after = t.requests_served();
     assert_eq!(
         before, after,
         "no source was asked for an opted-out patient"
@@ -441,21 +431,11 @@ async fn when_governance_records_cannot_be_read_the_answer_is_no() {
         .execute(&mut conn)
         .await
         .unwrap();
-    let before: u64 = t
-        .demo
-        .sources
-        .iter()
-        .map(mcr_sources::SourceHandle::requests_served)
-        .sum();
+    let before = t.requests_served();
     let (status, body) = t.everything("ae.okafor", &nhs).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(deny_code(&body), "decision-unavailable");
-    let after: u64 = t
-        .demo
-        .sources
-        .iter()
-        .map(mcr_sources::SourceHandle::requests_served)
-        .sum();
+    let after = t.requests_served();
     assert_eq!(before, after, "failing closed asks no source");
 }
 

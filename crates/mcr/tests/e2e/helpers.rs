@@ -242,6 +242,15 @@ pub fn trusting_client(demo: &Demo) -> reqwest::ClientBuilder {
 }
 
 impl TestDemo {
+    /// How many requests the demo's sources have answered, all together.
+    pub fn requests_served(&self) -> u64 {
+        self.demo
+            .sources
+            .iter()
+            .map(mcr_sources::SourceHandle::requests_served)
+            .sum()
+    }
+
     /// The demo's data directory (a fresh temporary one).
     pub fn data_dir(&self) -> &Path {
         self._dir.path()
