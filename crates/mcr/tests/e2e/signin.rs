@@ -307,7 +307,7 @@ async fn sign_out(t: &TestDemo, s: &SignedIn, origin: Option<&str>, csrf: Option
     if let Some(csrf) = csrf {
         post = post.form(&[("csrf", csrf)]);
     }
-    post.send().await.unwrap().status().as_u16()
+    post.send().await.expect("POST /signout").status().as_u16()
 }
 
 #[tokio::test]
@@ -460,7 +460,7 @@ async fn search_by_nhs(t: &TestDemo, token: &str, nhs: &str) -> reqwest::Respons
         .bearer_auth(token)
         .send()
         .await
-        .unwrap()
+        .expect("search")
 }
 
 #[tokio::test]
