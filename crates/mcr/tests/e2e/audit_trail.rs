@@ -678,13 +678,12 @@ async fn views_are_refused_with_no_clinical_data_when_the_audit_trail_cannot_be_
     assert_eq!(status, 503);
     // The record page, sent in parts, sends not even its first part: the decision's audit
     // record comes before any byte.
-    let resp = page
-        .http
-        .get(t.url(&format!("/app/patient/{patient}")))
-        .header("cookie", &page.cookie)
-        .send()
-        .await
-        .expect("record page");
+    let resp = get_with_cookie(
+        &page.http,
+        t.url(&format!("/app/patient/{patient}")),
+        &page.cookie,
+    )
+    .await;
     assert_eq!(resp.status(), 503);
     let html = resp.text().await.expect("html");
     assert!(

@@ -400,6 +400,17 @@ pub struct SignedIn {
     pub csrf: String,
 }
 
+impl SignedIn {
+    /// The HTML of the page at `url`, as this browser sees it.
+    pub async fn html(&self, url: String) -> String {
+        get_with_cookie(&self.http, url, &self.cookie)
+            .await
+            .text()
+            .await
+            .expect("html")
+    }
+}
+
 /// The first `Set-Cookie` value named `name` (`name=value` only).
 pub fn set_cookie(resp: &reqwest::Response, name: &str) -> Option<String> {
     resp.headers()

@@ -125,16 +125,7 @@ async fn a_restricted_patients_address_and_practice_are_never_shown() {
 
     // The record page: says the address is withheld, never shows it.
     let page = t.sign_in(AE).await;
-    let html = page
-        .http
-        .get(t.url(&format!("/app/patient/{nhs}")))
-        .header("cookie", &page.cookie)
-        .send()
-        .await
-        .expect("record page")
-        .text()
-        .await
-        .expect("html");
+    let html = page.html(t.url(&format!("/app/patient/{nhs}"))).await;
     assert!(
         html.contains("address withheld: restricted record"),
         "{html}"
