@@ -37,14 +37,7 @@ async fn permission_is_per_organisation_and_refusal_blocks() {
         (403, "needs-permission")
     );
     // A refusal is recorded and blocks.
-    let (status, _) = t
-        .post(
-            "nurse.evans",
-            "/fhir/Consent",
-            &permission(&nhs, "deny", "patient"),
-        )
-        .await;
-    assert_eq!(status, 201);
+    t.refuse_permission("nurse.evans", &nhs).await;
     let (status, body) = t.everything("nurse.evans", &nhs).await;
     assert_eq!(
         (status, deny_code(&body).as_str()),
@@ -239,14 +232,7 @@ async fn an_opted_out_patients_sources_are_not_even_asked() {
         .unwrap()
         .contains("opted out"));
     // Emergency access does not pass an opt-out by default either.
-    let params = json!({"resourceType": "Parameters", "parameter": [{"name": "reason", "valueCode": "unconscious"}, {"name": "text", "valueString": "Unresponsive"}]});
-    let (status, _) = t
-        .post(
-            "ae.okafor",
-            &format!("/fhir/Patient/{nhs}/$emergency-access"),
-            &params,
-        )
-        .await;
+    let (status, _) = t.emergency_access("ae.okafor", &nhs, "Unresponsive").await;
     assert_eq!(status, 200);
     let (status, _) = t.everything("ae.okafor", &nhs).await;
     assert_eq!(status, 403);

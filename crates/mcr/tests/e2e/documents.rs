@@ -180,10 +180,7 @@ async fn a_document_is_refused_once_permission_is_withdrawn_and_the_refusal_audi
     t.give_permission(AE, &nhs).await;
     assert_eq!(open_binary(&t, AE, &nhs, &id).await.status(), 200);
 
-    let (status, _) = t
-        .post(AE, "/fhir/Consent", &permission(&nhs, "deny", "patient"))
-        .await;
-    assert_eq!(status, 201);
+    t.refuse_permission(AE, &nhs).await;
     let resp = open_binary(&t, AE, &nhs, &id).await;
     assert_eq!(resp.status(), 403);
     let body: Value = resp.json().await.expect("OperationOutcome");

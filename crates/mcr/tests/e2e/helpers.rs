@@ -322,6 +322,28 @@ impl TestDemo {
         assert_eq!(status, 201, "permission recorded: {body}");
     }
 
+    /// Record "the patient refused permission" for `user`'s organisation.
+    pub async fn refuse_permission(&self, user: &str, nhs: &str) {
+        let (status, body) = self
+            .post(user, "/fhir/Consent", &permission(nhs, "deny", "patient"))
+            .await;
+        assert_eq!(status, 201, "refusal recorded: {body}");
+    }
+
+    /// `$emergency-access` to `nhs`'s record by `user`: the patient is unconscious, `text`
+    /// says more.
+    pub async fn emergency_access(&self, user: &str, nhs: &str, text: &str) -> (u16, Value) {
+        let params = json!({"resourceType": "Parameters", "parameter": [
+            {"name": "reason", "valueCode": "unconscious"},
+            {"name": "text", "valueString": text}]});
+        self.post(
+            user,
+            &format!("/fhir/Patient/{nhs}/$emergency-access"),
+            &params,
+        )
+        .await
+    }
+
     pub async fn everything(&self, user: &str, nhs: &str) -> (u16, Value) {
         self.get(user, &format!("/fhir/Patient/{nhs}/$everything"))
             .await

@@ -213,13 +213,8 @@ async fn emergency_access_to_a_restricted_patient_lands_in_the_review_queue() {
     let nhs = t.patient("all_four_sources", 0);
     restrict(&t, &nhs).await;
     // A hospice doctor with no relationship: emergency access.
-    let params = json!({"resourceType": "Parameters", "parameter": [{"name": "reason", "valueCode": "unconscious"}, {"name": "text", "valueString": "Brought in unresponsive"}]});
     let (status, body) = t
-        .post(
-            "hospice.ali",
-            &format!("/fhir/Patient/{nhs}/$emergency-access"),
-            &params,
-        )
+        .emergency_access("hospice.ali", &nhs, "Brought in unresponsive")
         .await;
     assert_eq!(status, 200, "{body}");
     let (status, bundle) = t.everything("hospice.ali", &nhs).await;
