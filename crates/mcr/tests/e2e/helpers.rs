@@ -89,6 +89,11 @@ pub fn practice_and_patients(
     (practice_org, patients)
 }
 
+/// A body as JSON, or as a JSON string when it is not JSON.
+fn json_or_text(text: String) -> Value {
+    serde_json::from_str(&text).unwrap_or(Value::String(text))
+}
+
 /// The `mcr` binary this test run built, to run as an operator would.
 pub fn mcr() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_mcr"))
@@ -269,26 +274,25 @@ impl TestDemo {
     }
 
     pub async fn get(&self, user: &str, path: &str) -> (u16, Value) {
-        let resp = self
-            .http
-            .get(self.url(path))
-            .bearer_auth(self.token(user))
-            .send()
-            .await
-            .expect("request");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.expect("body");
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        self.get_with(&self.token(user), path).await
+    }
+
+    /// A GET with the bearer `token`: the status, and the body as JSON (as a string when it is
+    /// not JSON).
+    pub async fn get_with(&self, token: &str, path: &str) -> (u16, Value) {
+        let (status, text) = self.get_text_with(token, path).await;
+        (status, json_or_text(text))
     }
 
     pub async fn get_text(&self, user: &str, path: &str) -> (u16, String) {
+        self.get_text_with(&self.token(user), path).await
+    }
+
+    async fn get_text_with(&self, token: &str, path: &str) -> (u16, String) {
         let resp = self
             .http
             .get(self.url(path))
-            .bearer_auth(self.token(user))
+            .bearer_auth(token)
             .send()
             .await
             .expect("request");
@@ -307,11 +311,7 @@ impl TestDemo {
             .await
             .expect("request");
         let status = resp.status().as_u16();
-        let text = resp.text().await.expect("body");
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        (status, json_or_text(resp.text().await.expect("body")))
     }
 
     /// Record "the patient gave permission" for `user`'s organisation.
