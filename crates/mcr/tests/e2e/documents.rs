@@ -42,15 +42,9 @@ fn held_bytes(t: &TestDemo, id: &str) -> Vec<u8> {
 
 /// The `open-document` audit records about `nhs`, as (outcome, basis).
 async fn openings(t: &TestDemo, nhs: &str) -> Vec<(String, Option<String>, Value)> {
-    let rows = t
-        .demo
-        .gateway
-        .gateway
-        .store()
-        .audit_rows(0, 100_000)
+    t.audit_trail()
         .await
-        .expect("audit rows");
-    rows.into_iter()
+        .into_iter()
         .filter(|r| r.record.action == "open-document" && r.record.patient.as_deref() == Some(nhs))
         .map(|r| {
             let payload: Value = serde_json::from_str(&r.record.payload).expect("payload");

@@ -314,6 +314,17 @@ impl TestDemo {
         (status, json_or_text(resp.text().await.expect("body")))
     }
 
+    /// Every record of the demo's audit trail, oldest first.
+    pub async fn audit_trail(&self) -> Vec<mcr_store::AuditRow> {
+        self.demo
+            .gateway
+            .gateway
+            .store()
+            .audit_rows(0, 100_000)
+            .await
+            .expect("audit rows")
+    }
+
     /// Record "the patient gave permission" for `user`'s organisation.
     pub async fn give_permission(&self, user: &str, nhs: &str) {
         let (status, body) = self

@@ -56,15 +56,9 @@ fn sign_with_other_key(kid: &str, claims: &Value) -> String {
 }
 
 async fn auth_failures(t: &TestDemo) -> Vec<Value> {
-    let rows = t
-        .demo
-        .gateway
-        .gateway
-        .store()
-        .audit_rows(0, 100_000)
+    t.audit_trail()
         .await
-        .expect("test helper");
-    rows.into_iter()
+        .into_iter()
         .filter(|r| r.record.action.starts_with("authenticate"))
         .map(|r| serde_json::from_str(&r.record.payload).expect("test helper"))
         .collect()
