@@ -84,11 +84,13 @@ async fn audit_trail(data: &std::path::Path) -> Vec<(String, String, Option<Stri
 
 /// `POST /signin` at the gateway: its cookies, and where it sends the browser.
 async fn staff_sign_in(http: &reqwest::Client, gateway: &str) -> (Jar, String) {
-    let start = http
-        .post(format!("{gateway}/signin"))
-        .send()
-        .await
-        .expect("POST /signin");
+    started(http.post(format!("{gateway}/signin"))).await
+}
+
+/// A sign-in started with `request` (a `POST` to the gateway): its cookies, and where it
+/// sends the browser.
+async fn started(request: reqwest::RequestBuilder) -> (Jar, String) {
+    let start = request.send().await.expect("POST to start a sign-in");
     assert_eq!(start.status(), 303);
     let mut jar = Jar::default();
     jar.take(&start);
@@ -418,16 +420,11 @@ async fn patient_sign_in(
     authorize: impl Fn(String) -> String,
     back: impl Fn(String) -> String,
 ) -> Landing {
-    let start = http
-        .post(format!("{gateway}/my-record/signin"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .send()
-        .await
-        .expect("POST /my-record/signin");
-    assert_eq!(start.status(), 303);
-    let mut jar = Jar::default();
-    jar.take(&start);
-    let url = location(&start);
+    let (jar, url) = started(
+        http.post(format!("{gateway}/my-record/signin"))
+            .header("content-type", "application/x-www-form-urlencoded"),
+    )
+    .await;
     assert!(url.starts_with(issuer), "{url}");
     for part in [
         "client_id=mcr-patient",

@@ -482,13 +482,7 @@ async fn a_possible_wrong_nhs_number_is_warned_on_the_record_page() {
 
     let b = sign_in(&t, "ae.okafor").await;
     for n in [&nhs, &other] {
-        let (status, _) = b
-            .post(
-                &format!("/app/patient/{n}/permission"),
-                &[("answer", "given-patient")],
-            )
-            .await;
-        assert_eq!(status, 303);
+        permission_given(&b, n).await;
     }
     let (status, html) = b.get(&format!("/app/patient/{nhs}")).await;
     assert_eq!(status, 200);
