@@ -42,16 +42,7 @@ async fn main() -> anyhow::Result<()> {
     for (i, chunk) in people.chunks(CHUNK).enumerate() {
         let batch: Vec<IndexedPatient> = chunk
             .iter()
-            .map(|p| IndexedPatient {
-                nhs_number: p.nhs_number.clone(),
-                family: p.family.clone(),
-                given: p.given.join(" "),
-                birth_date: p.birth_date,
-                gender: Some(p.gender.to_owned()),
-                postcode: Some(p.postcode.clone()),
-                gp_practice: Some(p.gp_practice.to_string()),
-                updated_at: at,
-            })
+            .map(|p| mcr_bench::index::indexed(p, at))
             .collect();
         copied += store.copy_patients(&batch).await?;
         if i % 10 == 9 {

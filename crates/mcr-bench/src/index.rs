@@ -28,6 +28,20 @@ pub struct IndexResult {
 
 const BATCH: usize = 20_000;
 
+/// A synthetic person as the index holds them, updated `at`.
+pub fn indexed(p: &mcr_synth::Person, at: chrono::DateTime<chrono::Utc>) -> IndexedPatient {
+    IndexedPatient {
+        nhs_number: p.nhs_number.clone(),
+        family: p.family.clone(),
+        given: p.given.join(" "),
+        birth_date: p.birth_date,
+        gender: Some(p.gender.to_owned()),
+        postcode: Some(p.postcode.clone()),
+        gp_practice: Some(p.gp_practice.to_string()),
+        updated_at: at,
+    }
+}
+
 /// Build an index of `people` in the store at `url`, then time lookups.
 pub async fn bench_index(
     url: &str,
@@ -42,19 +56,7 @@ pub async fn bench_index(
     let at = today.and_hms_opt(0, 0, 0).context("midnight")?.and_utc();
     let started = Instant::now();
     for chunk in people.chunks(BATCH) {
-        let batch: Vec<IndexedPatient> = chunk
-            .iter()
-            .map(|p| IndexedPatient {
-                nhs_number: p.nhs_number.clone(),
-                family: p.family.clone(),
-                given: p.given.join(" "),
-                birth_date: p.birth_date,
-                gender: Some(p.gender.to_owned()),
-                postcode: Some(p.postcode.clone()),
-                gp_practice: Some(p.gp_practice.to_string()),
-                updated_at: at,
-            })
-            .collect();
+        let batch: Vec<IndexedPatient> = chunk.iter().map(|p| indexed(p, at)).collect();
         store
             .upsert_patients(&batch)
             .await

@@ -3,18 +3,19 @@
 //! with an R4 source's record. Fixtures: `tests/fixtures/gpconnect/README.md` says where each
 //! came from.
 
+mod common;
+
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::IntoResponse;
 use base64::Engine as _;
 use mcr_domain::{
-    DataClass, FailureReason, NhsNumber, OdsCode, OrgKind, Organisation, Purpose, Role, Section,
-    SourceId, SourceStatus,
+    DataClass, FailureReason, NhsNumber, OdsCode, Purpose, Role, Section, SourceId, SourceStatus,
 };
-use mcr_federation::gpconnect::{GpConnectConfig, GpConnectSource, INTERACTION_STRUCTURED};
+use mcr_federation::gpconnect::{GpConnectSource, INTERACTION_STRUCTURED};
 use mcr_federation::{
-    digest, merge, Digested, FederationConfig, IdentitySigner, Received, Requester, SourceConfig,
-    SourceFetch, SourceKind, SourceMeta,
+    digest, merge, Digested, FederationConfig, IdentitySigner, Received, Requester, SourceFetch,
+    SourceMeta,
 };
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -103,6 +104,20 @@ struct Rig {
     source: GpConnectSource,
     provider: Provider,
     signer: Arc<IdentitySigner>,
+    /// A clinician's grant to see every data class of [`nhs`], and the policy it came from.
+    grant: mcr_policy::Grant,
+    policy: mcr_policy::PolicyConfig,
+}
+
+impl Rig {
+    /// What the grant lets through, as the policy hands it to federation.
+    fn filter(&self) -> mcr_policy::ResourceFilter<'_> {
+        self.grant.filter(
+            &self.policy,
+            [],
+            mcr_domain::Clock::now(&mcr_domain::SystemClock),
+        )
+    }
 }
 
 async fn rig() -> Rig {
@@ -113,55 +128,17 @@ async fn rig() -> Rig {
     let app = axum::Router::new()
         .fallback(answer)
         .with_state(provider.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let config = SourceConfig {
-        id: SourceId::parse("gp").expect("id"),
-        organisation: Organisation {
-            code: OdsCode::parse("A20047").expect("ods"),
-            name: "Riverside Surgery".into(),
-            kind: OrgKind::GpPractice,
-            member: true,
-            suspended: false,
-        },
-        base_url: url::Url::parse(PROVIDER).expect("url"),
-        resource_types: vec![],
-        batch: false,
-        kind: SourceKind::GpConnect,
-        gp_connect: Some(GpConnectConfig {
-            ssp_prefix: Some(url::Url::parse(&format!("http://{addr}/ssp")).expect("url")),
-            consumer_asid: "200000000115".into(),
-            provider_asid: "200000000116".into(),
-            directory: None,
-        }),
-        deadline_ms: None,
-        feed_timeout_secs: None,
-        patient_search: Default::default(),
-        identifier_search: Default::default(),
-    };
-    let rng = ring::rand::SystemRandom::new();
-    let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).expect("key");
-    let clock = Arc::new(mcr_domain::FixedClock::new(
-        chrono::DateTime::<chrono::Utc>::from_timestamp(1_795_000_000, 0).expect("time"),
-    ));
-    let signer = Arc::new(
-        IdentitySigner::new(
-            pkcs8.as_ref(),
-            "https://mcr.example",
-            OdsCode::parse("MCR01").expect("ods"),
-            clock,
-        )
-        .expect("signer"),
-    );
+    let config = common::source_config(PROVIDER, "Riverside Surgery", common::serve(app).await);
+    let signer = common::signer();
     let source = GpConnectSource::new(config, reqwest::Client::new(), FederationConfig::default())
         .with_identity(Arc::clone(&signer));
+    let (grant, policy) = mcr_testkit::grant(&nhs(), &DataClass::ALL);
     Rig {
         source,
         provider,
         signer,
+        grant,
+        policy,
     }
 }
 
@@ -288,13 +265,7 @@ fn claims(token: &str) -> Value {
 async fn the_request_goes_through_the_proxy_with_the_headers_parameters_and_token_the_spec_requires(
 ) {
     let rig = rig().await;
-    let n = nhs();
-    let (grant, policy) = mcr_testkit::grant(&n, &DataClass::ALL);
-    let input = grant.filter(
-        &policy,
-        [],
-        mcr_domain::Clock::now(&mcr_domain::SystemClock),
-    );
+    let input = rig.filter();
     let asked = ask(
         &rig,
         &input,
@@ -347,13 +318,7 @@ async fn the_request_goes_through_the_proxy_with_the_headers_parameters_and_toke
 #[tokio::test]
 async fn the_published_examples_become_one_record_with_the_practice_as_source_merged_with_r4() {
     let rig = rig().await;
-    let n = nhs();
-    let (grant, policy) = mcr_testkit::grant(&n, &DataClass::ALL);
-    let input = grant.filter(
-        &policy,
-        [],
-        mcr_domain::Clock::now(&mcr_domain::SystemClock),
-    );
+    let input = rig.filter();
     let bundle = combined(&[
         "allergies_response1",
         "meds_response",
@@ -518,13 +483,7 @@ async fn the_published_examples_become_one_record_with_the_practice_as_source_me
 #[tokio::test]
 async fn investigations_keep_the_report_and_every_test_result() {
     let rig = rig().await;
-    let n = nhs();
-    let (grant, policy) = mcr_testkit::grant(&n, &DataClass::ALL);
-    let input = grant.filter(
-        &policy,
-        [],
-        mcr_domain::Clock::now(&mcr_domain::SystemClock),
-    );
+    let input = rig.filter();
     let published = fixture("pathology_response1");
     let observations = published["entry"]
         .as_array()
@@ -559,13 +518,7 @@ async fn investigations_keep_the_report_and_every_test_result() {
 #[tokio::test]
 async fn a_providers_list_warning_reaches_the_banner_in_words_and_its_items_still_show() {
     let rig = rig().await;
-    let n = nhs();
-    let (grant, policy) = mcr_testkit::grant(&n, &DataClass::ALL);
-    let input = grant.filter(
-        &policy,
-        [],
-        mcr_domain::Clock::now(&mcr_domain::SystemClock),
-    );
+    let input = rig.filter();
     // The published example with the spec's confidential-items warning added to its list
     // (none of the published examples carries one).
     let mut bundle = fixture("allergies_response1");
@@ -591,13 +544,7 @@ async fn a_providers_list_warning_reaches_the_banner_in_words_and_its_items_stil
 #[tokio::test]
 async fn each_error_the_spec_defines_is_its_own_failure_and_never_an_empty_record() {
     let rig = rig().await;
-    let n = nhs();
-    let (grant, policy) = mcr_testkit::grant(&n, &DataClass::ALL);
-    let input = grant.filter(
-        &policy,
-        [],
-        mcr_domain::Clock::now(&mcr_domain::SystemClock),
-    );
+    let input = rig.filter();
     let outcome = |issue: &str, code: &str, display: &str, diagnostics: Option<&str>| {
         let mut i = json!({"severity": "error", "code": issue, "details": {"coding": [{
             "system": "https://fhir.nhs.uk/STU3/CodeSystem/Spine-ErrorOrWarningCode-1",
@@ -711,13 +658,7 @@ async fn each_error_the_spec_defines_is_its_own_failure_and_never_an_empty_recor
 #[tokio::test]
 async fn an_answer_about_another_nhs_number_shows_nothing_and_is_counted() {
     let rig = rig().await;
-    let n = nhs();
-    let (grant, policy) = mcr_testkit::grant(&n, &DataClass::ALL);
-    let input = grant.filter(
-        &policy,
-        [],
-        mcr_domain::Clock::now(&mcr_domain::SystemClock),
-    );
+    let input = rig.filter();
     let asked = ask(&rig, &input, 200, fixture_as_published("meds_response")).await;
     let counts = asked.fetch.counts();
     assert_eq!(counts.kept, 0, "{counts:?}");

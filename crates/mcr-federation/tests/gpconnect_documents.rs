@@ -5,20 +5,19 @@
 //! with the patient's record, and one is retrieved only when opened, with the interaction ids
 //! and headers the specification requires.
 
+mod common;
+
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::IntoResponse;
 use base64::Engine as _;
-use mcr_domain::{DataClass, NhsNumber, OdsCode, OrgKind, Organisation, Purpose, Role, SourceId};
+use mcr_domain::{DataClass, NhsNumber, OdsCode, Purpose, Role, SourceId};
 use mcr_federation::document::DocumentRefusal;
 use mcr_federation::gpconnect::documents::{
     INTERACTION_FIND_PATIENT, INTERACTION_READ_BINARY, INTERACTION_SEARCH_DOCUMENTS,
 };
-use mcr_federation::gpconnect::{GpConnectConfig, GpConnectSource};
-use mcr_federation::{
-    digest, Digested, FederationConfig, IdentitySigner, Received, Requester, SourceConfig,
-    SourceKind, SourceMeta,
-};
+use mcr_federation::gpconnect::GpConnectSource;
+use mcr_federation::{digest, Digested, FederationConfig, Received, Requester, SourceMeta};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 
@@ -106,49 +105,9 @@ async fn rig() -> Rig {
     let app = axum::Router::new()
         .fallback(answer)
         .with_state(provider.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let config = SourceConfig {
-        id: SourceId::parse("gp").expect("id"),
-        organisation: Organisation {
-            code: OdsCode::parse("A20047").expect("ods"),
-            name: "The Trevelyan Practice".into(),
-            kind: OrgKind::GpPractice,
-            member: true,
-            suspended: false,
-        },
-        base_url: url::Url::parse(PROVIDER).expect("url"),
-        resource_types: vec![],
-        batch: false,
-        kind: SourceKind::GpConnect,
-        gp_connect: Some(GpConnectConfig {
-            ssp_prefix: Some(url::Url::parse(&format!("http://{addr}/ssp")).expect("url")),
-            consumer_asid: "200000000115".into(),
-            provider_asid: "200000000116".into(),
-            directory: None,
-        }),
-        deadline_ms: None,
-        feed_timeout_secs: None,
-        patient_search: Default::default(),
-        identifier_search: Default::default(),
-    };
-    let rng = ring::rand::SystemRandom::new();
-    let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).expect("key");
-    let clock = Arc::new(mcr_domain::FixedClock::new(
-        chrono::DateTime::<chrono::Utc>::from_timestamp(1_795_000_000, 0).expect("time"),
-    ));
-    let signer = Arc::new(
-        IdentitySigner::new(
-            pkcs8.as_ref(),
-            "https://mcr.example",
-            OdsCode::parse("MCR01").expect("ods"),
-            clock,
-        )
-        .expect("signer"),
-    );
+    let config =
+        common::source_config(PROVIDER, "The Trevelyan Practice", common::serve(app).await);
+    let signer = common::signer();
     let nhs = NhsNumber::parse(NHS).expect("nhs");
     let org = OdsCode::parse("RWH").expect("ods");
     let who = Requester {

@@ -1,10 +1,16 @@
 //! The patient index's rows as both backends write and read them: a patient with its
 //! normalised search columns, a demographic query in normal form, and the generic readers of
-//! patient, link and unmatched-record rows. The trait is [`crate::IndexStore`]; each backend's
-//! `index.rs` implements it.
+//! patient, link and unmatched-record rows; and [`crate::IndexStore`], implemented here once for
+//! both backends through [`Runner`], but for the batch writes, which each backend's `index.rs`
+//! writes its own way ([`IndexBatches`]).
 
 use crate::common::{get, parse_source, parse_ts, ts, Cells, Statement, Value};
-use crate::{IndexedPatient, LinkMethod, Result, SourceLink, StoreError, UnmatchedRecord};
+use crate::runner::{Reader, Runner};
+use crate::{
+    DemographicQuery, IndexStore, IndexedPatient, LinkMethod, Result, SourceLink, StoreError,
+    UnmatchedRecord,
+};
+use async_trait::async_trait;
 use chrono::NaiveDate;
 use mcr_domain::{NhsNumber, SourceId};
 use sqlx::{ColumnIndex, Decode, Row, Type};
@@ -294,4 +300,111 @@ pub(crate) fn set_sync_watermark<'a>(source: &'a SourceId, watermark: &'a str) -
     )
 }
 
-pub(crate) const PATIENT_COUNT: &str = "SELECT COUNT(*) FROM patient";
+pub(crate) const PATIENT_COUNT: &str = "SELECT COUNT(*) AS patients FROM patient";
+
+fn count_from_row<R>(row: &R) -> Result<i64>
+where
+    R: Row,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'c> &'c str: ColumnIndex<R>,
+{
+    get(row, "patients")
+}
+
+/// What differs by backend in the patient index: the batch writes (SQLite binds rows in
+/// chunks, PostgreSQL binds arrays) and the index a search names.
+#[async_trait]
+pub(crate) trait IndexBatches: Runner {
+    /// Patients, the last given for each NHS number, in one transaction, with `on_conflict`
+    /// ([`crate::PATIENT_REPLACE`] or [`crate::PATIENT_KEEP`]); a number merged into another
+    /// is never an index person again while the merge stands.
+    async fn write_patients(&self, patients: &[IndexedPatient], on_conflict: &str) -> Result<()>;
+
+    /// Links, the last given for each source record, in one transaction; a record of a
+    /// number merged into another goes to the survivor.
+    async fn write_links(&self, links: &[SourceLink]) -> Result<()>;
+
+    /// The index a demographic search names (see [`search`]).
+    fn search_index(q: &NormalQuery) -> Option<&'static str>;
+}
+
+/// Both backends run the same statements but for the batches: [`Runner`] says on which
+/// connection.
+#[async_trait]
+impl<S: IndexBatches> IndexStore for S {
+    async fn upsert_patients(&self, patients: &[IndexedPatient]) -> Result<()> {
+        self.write_patients(patients, crate::PATIENT_REPLACE).await
+    }
+
+    async fn insert_missing_patients(&self, patients: &[IndexedPatient]) -> Result<()> {
+        self.write_patients(patients, crate::PATIENT_KEEP).await
+    }
+
+    async fn upsert_links(&self, links: &[SourceLink]) -> Result<()> {
+        self.write_links(links).await
+    }
+
+    async fn patient(&self, nhs: &NhsNumber) -> Result<Option<IndexedPatient>> {
+        let read = Reader::new(patient_from_row, patient_from_row);
+        self.fetch_optional(&patient(nhs), read).await
+    }
+
+    async fn links(&self, nhs: &NhsNumber) -> Result<Vec<SourceLink>> {
+        let read = Reader::new(link_from_row, link_from_row);
+        self.fetch_all(&links(nhs), read).await
+    }
+
+    async fn link_for_local(
+        &self,
+        source: &SourceId,
+        local_id: &str,
+    ) -> Result<Option<SourceLink>> {
+        let read = Reader::new(link_from_row, link_from_row);
+        self.fetch_optional(&link_for_local(source, local_id), read)
+            .await
+    }
+
+    async fn search_patients(
+        &self,
+        query: &DemographicQuery,
+        limit: u32,
+    ) -> Result<Vec<IndexedPatient>> {
+        let Some(q) = NormalQuery::new(query) else {
+            return Ok(Vec::new());
+        };
+        let read = Reader::new(patient_from_row, patient_from_row);
+        self.fetch_all(&search(&q, limit, S::search_index(&q)), read)
+            .await
+    }
+
+    async fn record_unmatched(&self, record: &UnmatchedRecord) -> Result<()> {
+        self.written(&[record_unmatched(record)]).await
+    }
+
+    async fn clear_unmatched(&self, source: &SourceId, local_id: &str) -> Result<()> {
+        self.written(&[clear_unmatched(source, local_id)]).await
+    }
+
+    async fn unmatched(&self, source: Option<&SourceId>) -> Result<Vec<UnmatchedRecord>> {
+        let read = Reader::new(unmatched_from_row, unmatched_from_row);
+        self.fetch_all(&unmatched(source), read).await
+    }
+
+    async fn sync_watermark(&self, source: &SourceId) -> Result<Option<String>> {
+        let read = Reader::new(watermark_from_row, watermark_from_row);
+        self.fetch_optional(&sync_watermark(source), read).await
+    }
+
+    async fn set_sync_watermark(&self, source: &SourceId, watermark: &str) -> Result<()> {
+        self.written(&[set_sync_watermark(source, watermark)]).await
+    }
+
+    async fn patient_count(&self) -> Result<u64> {
+        let read = Reader::new(count_from_row, count_from_row);
+        let n = self
+            .fetch_optional(&Statement::sql(PATIENT_COUNT), read)
+            .await?
+            .unwrap_or_default();
+        u64::try_from(n).map_err(|_| StoreError::Corrupt("negative patient count".into()))
+    }
+}

@@ -41,7 +41,7 @@ pub use local_identity::{
     LocalResolution, LocalResolved,
 };
 pub use match_review::{
-    MatchCandidateRow, MatchDecisionRow, MatchStore, RecordKey, MATCH_LIST_MAX,
+    MatchCandidateRow, MatchDecisionRow, MatchReviewStore, MatchStore, RecordKey, MATCH_LIST_MAX,
 };
 pub use model::*;
 pub use opt_out::{
@@ -182,6 +182,7 @@ pub trait Store:
     + WatchCountStore
     + BackendServicesStore
     + MatchStore
+    + MatchReviewStore
     + MergeStore
     + PatientStatusStore
     + LocalIdentityStore

@@ -1,5 +1,6 @@
-//! What probabilistic matching keeps (the trait and its rows; each backend's `match_review.rs`
-//! implements it): the pairs of a source record and an
+//! What probabilistic matching keeps (the traits and their rows: [`MatchStore`], which each
+//! backend's `match_review.rs` implements, and [`MatchReviewStore`], implemented here once
+//! through [`Runner`]): the pairs of a source record and an
 //! index patient that a person must look at (`match_candidate`), the decisions people made
 //! about pairs (`match_decision`, which a later sync never overrides), and the batched reads
 //! and writes the matching pass needs (the index read in pages, links removed, unmatched
@@ -10,6 +11,7 @@ use crate::common::{
     parse_nhs, parse_source, parse_ts, ts, Cells, Dialect, JsonRow, Statement, Value,
 };
 use crate::index::{patient_from_row, LINK_COLUMNS, LINK_UPSERT, PATIENT_COLUMN_NAMES};
+use crate::runner::{Reader, Runner};
 use crate::{
     AuditAppend, AuditRow, ChainFn, IndexedPatient, Result, SourceLink, StoreError, UnmatchedRecord,
 };
@@ -60,6 +62,8 @@ pub const MATCH_LIST_MAX: u32 = 1_000;
 /// A source record, by its source and local id.
 pub type RecordKey = (SourceId, String);
 
+/// What a matching pass reads and writes a batch at a time; each backend's `match_review.rs`
+/// implements it its own way (SQLite binds rows in chunks, PostgreSQL binds arrays).
 #[async_trait]
 pub trait MatchStore: Send + Sync {
     /// Index patients with an NHS number after `after`, in NHS number order, at most `limit`:
@@ -80,6 +84,15 @@ pub trait MatchStore: Send + Sync {
         evaluated: &[RecordKey],
         candidates: &[MatchCandidateRow],
     ) -> Result<()>;
+    /// [`crate::IndexStore::record_unmatched`] for many records, one transaction.
+    async fn record_unmatched_batch(&self, records: &[UnmatchedRecord]) -> Result<()>;
+    /// [`crate::IndexStore::clear_unmatched`] for many records, one transaction.
+    async fn clear_unmatched_batch(&self, records: &[RecordKey]) -> Result<()>;
+}
+
+/// The review queue: the pairs people must look at, and what they decided.
+#[async_trait]
+pub trait MatchReviewStore: Send + Sync {
     /// Pairs awaiting review, highest score first, at most [`MATCH_LIST_MAX`].
     async fn match_candidates(&self) -> Result<Vec<MatchCandidateRow>>;
     /// Pairs awaiting review that name this patient.
@@ -102,10 +115,6 @@ pub trait MatchStore: Send + Sync {
         audit: &AuditAppend,
         chain: &ChainFn,
     ) -> Result<AuditRow>;
-    /// [`crate::IndexStore::record_unmatched`] for many records, one transaction.
-    async fn record_unmatched_batch(&self, records: &[UnmatchedRecord]) -> Result<()>;
-    /// [`crate::IndexStore::clear_unmatched`] for many records, one transaction.
-    async fn clear_unmatched_batch(&self, records: &[RecordKey]) -> Result<()>;
 }
 
 pub(crate) const CANDIDATE_COLUMNS: &str =
@@ -372,4 +381,44 @@ pub(crate) fn decision_writes<'a>(
         ]),
     }
     writes
+}
+
+/// Both backends run the same statements for the review queue: [`Runner`] says on which
+/// connection.
+#[async_trait]
+impl<S: Runner> MatchReviewStore for S {
+    async fn match_candidates(&self) -> Result<Vec<MatchCandidateRow>> {
+        let read = Reader::new(candidate_from_row, candidate_from_row);
+        self.fetch_all(&candidates(), read).await
+    }
+
+    async fn match_candidates_for(&self, nhs: &NhsNumber) -> Result<Vec<MatchCandidateRow>> {
+        let read = Reader::new(candidate_from_row, candidate_from_row);
+        self.fetch_all(&candidates_for(nhs), read).await
+    }
+
+    async fn match_candidates_of(
+        &self,
+        source: &SourceId,
+        local_id: &str,
+    ) -> Result<Vec<MatchCandidateRow>> {
+        let read = Reader::new(candidate_from_row, candidate_from_row);
+        self.fetch_all(&candidates_of(source, local_id), read).await
+    }
+
+    async fn match_decisions(&self) -> Result<Vec<MatchDecisionRow>> {
+        let read = Reader::new(decision_from_row, decision_from_row);
+        self.fetch_all(&decisions(), read).await
+    }
+
+    async fn decide_match(
+        &self,
+        d: &MatchDecisionRow,
+        link: Option<&SourceLink>,
+        audit: &AuditAppend,
+        chain: &ChainFn,
+    ) -> Result<AuditRow> {
+        check_decision(d, link)?;
+        self.audited(&decision_writes(d, link), audit, chain).await
+    }
 }

@@ -6,24 +6,18 @@
 //! unlink), each with its audit record in one transaction, refused for the record a local
 //! identity was made from and for a local identity resolved since.
 
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+mod backends;
+mod fixtures;
+
+use backends::on_both_backends;
+use chrono::NaiveDate;
+use fixtures::{chain, t};
 use mcr_domain::{LocalPersonId, NhsNumber, SourceId};
 use mcr_store::{
     AuditAppend, LinkMethod, LocalCandidateRow, LocalDecisionRow, LocalLink, LocalPersonRecord,
     LocalResolution, MatchCandidateRow, MatchDecisionRow, SourceLink, Store, StoreError,
     UnmatchedRecord,
 };
-
-fn chain(seq: i64, prev_hash: &str, record: &AuditAppend) -> String {
-    format!("{seq}:{}:{}", prev_hash.len(), record.action)
-}
-
-fn t(minute: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0)
-        .single()
-        .expect("valid time")
-        + chrono::Duration::minutes(minute)
-}
 
 fn nhs(j: u8) -> NhsNumber {
     (0u8..100)
@@ -726,50 +720,20 @@ async fn batch(store: &dyn Store) {
     assert_eq!(store.local_links(held).await.expect("links").len(), 1);
 }
 
-#[tokio::test]
-async fn a_batch_of_local_identities_on_sqlite() {
-    let dir = tempfile::tempdir().expect("dir");
-    let store = mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
-        .await
-        .expect("open");
-    batch(&*store).await;
-}
+on_both_backends!(
+    batch,
+    a_batch_of_local_identities_on_sqlite,
+    a_batch_of_local_identities_on_postgres
+);
 
-#[tokio::test]
-async fn a_batch_of_local_identities_on_postgres() {
-    let url = mcr_testkit::postgres_url().await;
-    let store = mcr_store::connect_and_migrate(&url).await.expect("open");
-    batch(&*store).await;
-}
+on_both_backends!(
+    decisions,
+    local_identity_decisions_on_sqlite,
+    local_identity_decisions_on_postgres
+);
 
-#[tokio::test]
-async fn local_identity_decisions_on_sqlite() {
-    let dir = tempfile::tempdir().expect("dir");
-    let store = mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
-        .await
-        .expect("open");
-    decisions(&*store).await;
-}
-
-#[tokio::test]
-async fn local_identity_decisions_on_postgres() {
-    let url = mcr_testkit::postgres_url().await;
-    let store = mcr_store::connect_and_migrate(&url).await.expect("open");
-    decisions(&*store).await;
-}
-
-#[tokio::test]
-async fn local_identities_on_sqlite() {
-    let dir = tempfile::tempdir().expect("dir");
-    let store = mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
-        .await
-        .expect("open");
-    story(&*store).await;
-}
-
-#[tokio::test]
-async fn local_identities_on_postgres() {
-    let url = mcr_testkit::postgres_url().await;
-    let store = mcr_store::connect_and_migrate(&url).await.expect("open");
-    story(&*store).await;
-}
+on_both_backends!(
+    story,
+    local_identities_on_sqlite,
+    local_identities_on_postgres
+);

@@ -4,23 +4,17 @@
 //! to that patient only, each with its audit record; decisions read back; links removed and
 //! unmatched records kept and cleared in batches.
 
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+mod backends;
+mod fixtures;
+
+use backends::on_both_backends;
+use chrono::NaiveDate;
+use fixtures::{chain, t};
 use mcr_domain::{NhsNumber, SourceId};
 use mcr_store::{
     AuditAppend, IndexedPatient, LinkMethod, MatchCandidateRow, MatchDecisionRow, SourceLink,
     Store, UnmatchedRecord,
 };
-
-fn chain(seq: i64, prev_hash: &str, record: &AuditAppend) -> String {
-    format!("{seq}:{}:{}", prev_hash.len(), record.action)
-}
-
-fn t(minute: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0)
-        .single()
-        .expect("valid time")
-        + chrono::Duration::minutes(minute)
-}
 
 fn nhs(i: u8) -> NhsNumber {
     NhsNumber::from_first_nine([9, 9, 9, 0, 0, 0, 0, i / 10, i % 10]).expect("valid NHS number")
@@ -331,18 +325,4 @@ async fn story(store: &dyn Store) {
     );
 }
 
-#[tokio::test]
-async fn match_review_on_sqlite() {
-    let dir = tempfile::tempdir().expect("dir");
-    let store = mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
-        .await
-        .expect("open");
-    story(&*store).await;
-}
-
-#[tokio::test]
-async fn match_review_on_postgres() {
-    let url = mcr_testkit::postgres_url().await;
-    let store = mcr_store::connect_and_migrate(&url).await.expect("open");
-    story(&*store).await;
-}
+on_both_backends!(story, match_review_on_sqlite, match_review_on_postgres);

@@ -2,10 +2,12 @@
 //! state oldest first, decided once (a second decision writes nothing), and a request whose
 //! audit append fails is not kept.
 
+mod raw;
+
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use mcr_domain::NhsNumber;
 use mcr_store::{AuditAppend, OptOutDecision, OptOutKind, OptOutRequestRow, OptOutState, Store};
-use sqlx::{PgPool, SqlitePool};
+use raw::{on_both_backends_raw, Raw};
 
 fn chain(seq: i64, prev_hash: &str, record: &AuditAppend) -> String {
     format!(
@@ -65,44 +67,8 @@ fn request(reference: &str, minute: u32, nhs_number: Option<NhsNumber>) -> OptOu
     }
 }
 
-enum Raw {
-    Sqlite(SqlitePool),
-    Postgres(PgPool),
-}
-
 impl Raw {
-    async fn exec(&self, sql: &str) {
-        match self {
-            Raw::Sqlite(pool) => sqlx::raw_sql(sql)
-                .execute(pool)
-                .await
-                .map(|_| ())
-                .expect("raw sql"),
-            Raw::Postgres(pool) => sqlx::raw_sql(sql)
-                .execute(pool)
-                .await
-                .map(|_| ())
-                .expect("raw sql"),
-        }
-    }
-
-    async fn refuse_audit(&self) {
-        match self {
-            Raw::Sqlite(_) => {
-                self.exec("CREATE TRIGGER audit_refused BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'refused'); END")
-                    .await;
-            }
-            Raw::Postgres(_) => {
-                self.exec(
-                    "CREATE OR REPLACE FUNCTION test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ \
-                     BEGIN RAISE EXCEPTION 'refused by the test'; END; $$; \
-                     CREATE TRIGGER audit_refused BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION test_refuse();",
-                )
-                .await;
-            }
-        }
-    }
-
+    /// Audit appends are taken again.
     async fn allow_audit(&self) {
         match self {
             Raw::Sqlite(_) => self.exec("DROP TRIGGER audit_refused").await,
@@ -253,19 +219,8 @@ async fn story(store: &dyn Store, raw: Raw) {
     );
 }
 
-#[tokio::test]
-async fn opt_out_requests_on_sqlite() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = mcr_testkit::sqlite_url(dir.path());
-    let store = mcr_store::connect_and_migrate(&url).await.expect("open");
-    let raw = SqlitePool::connect(&url).await.expect("raw connection");
-    story(&*store, Raw::Sqlite(raw)).await;
-}
-
-#[tokio::test]
-async fn opt_out_requests_on_postgres() {
-    let url = mcr_testkit::postgres_url().await;
-    let store = mcr_store::connect_and_migrate(&url).await.expect("open");
-    let raw = PgPool::connect(&url).await.expect("raw connection");
-    story(&*store, Raw::Postgres(raw)).await;
-}
+on_both_backends_raw!(
+    story,
+    opt_out_requests_on_sqlite,
+    opt_out_requests_on_postgres
+);

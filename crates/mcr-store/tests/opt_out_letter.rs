@@ -2,22 +2,14 @@
 //! audit record; wrong codes are counted and a confirmation happens once, each with its audit
 //! record; nothing changes for a request with no letter.
 
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+mod fixtures;
+
+use chrono::NaiveDate;
+use fixtures::{chain, t};
 use mcr_domain::NhsNumber;
 use mcr_store::{
     AuditAppend, LetterAttempt, OptOutLetterRow, OptOutRequestRow, OptOutState, Store,
 };
-
-fn chain(seq: i64, prev_hash: &str, record: &AuditAppend) -> String {
-    format!("{seq}:{}:{}", prev_hash.len(), record.action)
-}
-
-fn t(minute: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0)
-        .single()
-        .expect("valid time")
-        + chrono::Duration::minutes(minute)
-}
 
 fn audit(action: &str) -> AuditAppend {
     AuditAppend {

@@ -5,7 +5,12 @@
 //! governance records go to the survivor); and that an unmerge moves back exactly what moved,
 //! sends links that arrived while merged to review, and never loses an opt-out.
 
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+mod backends;
+mod fixtures;
+
+use backends::on_both_backends;
+use chrono::NaiveDate;
+use fixtures::{chain, t};
 use mcr_domain::{NhsNumber, SourceId};
 use mcr_store::{
     AuditAppend, CareEventRow, GovernanceChange, IndexedPatient, LinkMethod, MatchCandidateRow,
@@ -13,17 +18,6 @@ use mcr_store::{
     PatientStatusRow, PermissionRow, ProtectedPersonRow, RelationshipRow, SourceLink, Store,
     UnmergeCounts, UnmergeRequest,
 };
-
-fn chain(seq: i64, prev_hash: &str, record: &AuditAppend) -> String {
-    format!("{seq}:{}:{}", prev_hash.len(), record.action)
-}
-
-fn t(minute: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0)
-        .single()
-        .expect("valid time")
-        + chrono::Duration::minutes(minute)
-}
 
 /// The `i`-th valid test-range number from 999 001 000 (some first nine digits have none).
 fn nhs(i: u8) -> NhsNumber {
@@ -552,18 +546,8 @@ async fn story(store: &dyn Store) {
     );
 }
 
-#[tokio::test]
-async fn merge_and_unmerge_on_sqlite() {
-    let dir = tempfile::tempdir().expect("dir");
-    let store = mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
-        .await
-        .expect("open");
-    story(&*store).await;
-}
-
-#[tokio::test]
-async fn merge_and_unmerge_on_postgres() {
-    let url = mcr_testkit::postgres_url().await;
-    let store = mcr_store::connect_and_migrate(&url).await.expect("open");
-    story(&*store).await;
-}
+on_both_backends!(
+    story,
+    merge_and_unmerge_on_sqlite,
+    merge_and_unmerge_on_postgres
+);

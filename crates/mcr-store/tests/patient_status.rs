@@ -2,6 +2,9 @@
 //! a source's label adds a restriction but never lifts one; PDS's own word replaces it; a
 //! death is kept when a later row says nothing of it.
 
+mod backends;
+
+use backends::on_both_backends;
 use chrono::{TimeZone, Utc};
 use mcr_domain::NhsNumber;
 use mcr_store::{PatientStatusRow, Store};
@@ -102,18 +105,4 @@ async fn story(store: &dyn Store) {
     assert!(store.restricted_among(&[]).await.expect("read").is_empty());
 }
 
-#[tokio::test]
-async fn patient_status_on_sqlite() {
-    let dir = tempfile::tempdir().expect("dir");
-    let store = mcr_store::connect_and_migrate(&mcr_testkit::sqlite_url(dir.path()))
-        .await
-        .expect("open");
-    story(&*store).await;
-}
-
-#[tokio::test]
-async fn patient_status_on_postgres() {
-    let url = mcr_testkit::postgres_url().await;
-    let store = mcr_store::connect_and_migrate(&url).await.expect("open");
-    story(&*store).await;
-}
+on_both_backends!(story, patient_status_on_sqlite, patient_status_on_postgres);

@@ -3,21 +3,13 @@
 //! once (removing someone not on the list writes nothing), and a change whose audit append
 //! fails is not kept.
 
-use chrono::{DateTime, TimeZone, Utc};
+mod fixtures;
+mod raw;
+
+use fixtures::{chain, t};
 use mcr_domain::NhsNumber;
 use mcr_store::{AuditAppend, ProtectedPersonRow, Store};
-use sqlx::{PgPool, SqlitePool};
-
-fn chain(seq: i64, prev_hash: &str, record: &AuditAppend) -> String {
-    format!("{seq}:{}:{}", prev_hash.len(), record.action)
-}
-
-fn t(minute: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0)
-        .single()
-        .expect("valid time")
-        + chrono::Duration::minutes(minute)
-}
+use raw::{on_both_backends_raw, Raw};
 
 fn nhs(s: &str) -> NhsNumber {
     NhsNumber::parse(s).expect("valid test NHS number")
@@ -49,38 +41,6 @@ fn person(n: &str, category: &str, note: &str) -> ProtectedPersonRow {
 
 async fn audit_count(store: &dyn Store) -> usize {
     store.audit_rows(0, 1000).await.expect("read audit").len()
-}
-
-enum Raw {
-    Sqlite(SqlitePool),
-    Postgres(PgPool),
-}
-
-impl Raw {
-    async fn exec(&self, sql: &str) {
-        match self {
-            Raw::Sqlite(pool) => sqlx::raw_sql(sql).execute(pool).await.map(|_| ()),
-            Raw::Postgres(pool) => sqlx::raw_sql(sql).execute(pool).await.map(|_| ()),
-        }
-        .expect("raw sql");
-    }
-
-    async fn refuse_audit(&self) {
-        match self {
-            Raw::Sqlite(_) => {
-                self.exec("CREATE TRIGGER audit_refused BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'refused'); END")
-                    .await;
-            }
-            Raw::Postgres(_) => {
-                self.exec(
-                    "CREATE OR REPLACE FUNCTION test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ \
-                     BEGIN RAISE EXCEPTION 'refused by the test'; END; $$; \
-                     CREATE TRIGGER audit_refused BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION test_refuse();",
-                )
-                .await;
-            }
-        }
-    }
 }
 
 async fn story(store: &dyn Store, raw: Raw) {
@@ -167,19 +127,8 @@ async fn story(store: &dyn Store, raw: Raw) {
     assert_eq!(list[0].nhs_number.as_str(), b);
 }
 
-#[tokio::test]
-async fn protected_persons_on_sqlite() {
-    let dir = tempfile::tempdir().expect("dir");
-    let url = mcr_testkit::sqlite_url(dir.path());
-    let store = mcr_store::connect_and_migrate(&url).await.expect("open");
-    let raw = SqlitePool::connect(&url).await.expect("raw connection");
-    story(&*store, Raw::Sqlite(raw)).await;
-}
-
-#[tokio::test]
-async fn protected_persons_on_postgres() {
-    let url = mcr_testkit::postgres_url().await;
-    let store = mcr_store::connect_and_migrate(&url).await.expect("open");
-    let raw = PgPool::connect(&url).await.expect("raw connection");
-    story(&*store, Raw::Postgres(raw)).await;
-}
+on_both_backends_raw!(
+    story,
+    protected_persons_on_sqlite,
+    protected_persons_on_postgres
+);

@@ -129,14 +129,20 @@ pub fn cis2_rules(s: &Settings) -> anyhow::Result<Option<mcr_web::cis2::Cis2Rule
         .map_err(|e| anyhow::anyhow!("[auth.cis2]: {e}"))
 }
 
-pub fn relying_party(s: &Settings, base_url: &str) -> anyhow::Result<mcr_oidc::RelyingParty> {
-    let http = reqwest::Client::builder()
+/// The HTTP client for an identity service (`what`: the region's provider, NHS login, the
+/// host systems): short timeouts, no redirects followed, the gateway named as its agent.
+fn identity_client(what: &str) -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("my-care-record/", env!("CARGO_PKG_VERSION")))
         .build()
-        .context("building the HTTP client for the identity provider")?;
+        .with_context(|| format!("building the HTTP client for {what}"))
+}
+
+pub fn relying_party(s: &Settings, base_url: &str) -> anyhow::Result<mcr_oidc::RelyingParty> {
+    let http = identity_client("the identity provider")?;
     mcr_oidc::RelyingParty::new(s.auth.clone(), base_url, http)
         .map_err(|e| anyhow::anyhow!("[auth]: {e}"))
 }
@@ -152,13 +158,7 @@ pub fn patient_access(s: &Settings, base_url: &str) -> anyhow::Result<mcr_web::P
             mcr_web::PatientAccess::default()
         });
     };
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(10))
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("my-care-record/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .context("building the HTTP client for NHS login")?;
+    let http = identity_client("NHS login")?;
     let login = mcr_oidc::NhsLogin::new(cfg, base_url, http).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(mcr_web::PatientAccess::nhs_login(
         Arc::new(login),
@@ -168,13 +168,7 @@ pub fn patient_access(s: &Settings, base_url: &str) -> anyhow::Result<mcr_web::P
 
 /// The host systems that may launch the viewer (`[smart]`), each reached as a SMART client.
 pub fn launcher(s: &Settings, base_url: &str) -> anyhow::Result<mcr_web::Launcher> {
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(10))
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("my-care-record/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .context("building the HTTP client for launching host systems")?;
+    let http = identity_client("launching host systems")?;
     mcr_web::Launcher::new(&s.smart, base_url, http).map_err(|e| anyhow::anyhow!("{e}"))
 }
 

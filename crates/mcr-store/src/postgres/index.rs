@@ -1,22 +1,18 @@
-//! The patient index on PostgreSQL: the statements of [`crate::index`] on the pool, and batches
-//! written as arrays (`UNNEST`) or copied (`COPY`), where SQLite binds rows in chunks.
+//! The patient index's batches on PostgreSQL ([`IndexBatches`]): written as arrays (`UNNEST`)
+//! or copied (`COPY`), where SQLite binds rows in chunks.
 
 use super::PostgresStore;
 use crate::common::{last_per_key, ts};
-use crate::index::{
-    self, link_from_row, patient_from_row, unmatched_from_row, watermark_from_row, NormalQuery,
-    PatientRow, LINK_UPSERT, LINK_WRITE, PATIENT_COUNT, PATIENT_WRITE,
-};
-use crate::{
-    DemographicQuery, IndexStore, IndexedPatient, Result, SourceLink, StoreError, UnmatchedRecord,
-};
+use crate::index::{IndexBatches, NormalQuery, PatientRow, LINK_UPSERT, LINK_WRITE, PATIENT_WRITE};
+use crate::{IndexedPatient, Result, SourceLink};
 use async_trait::async_trait;
 use chrono::NaiveDate;
-use mcr_domain::{NhsNumber, SourceId};
 
 /// Rows per `UNNEST` statement.
 const CHUNK: usize = 10_000;
-impl PostgresStore {
+
+#[async_trait]
+impl IndexBatches for PostgresStore {
     /// Patients in batches of arrays ([`CHUNK`] rows), one transaction per call.
     async fn write_patients(&self, patients: &[IndexedPatient], on_conflict: &str) -> Result<()> {
         let rows: Vec<PatientRow<'_>> = last_per_key(patients, |p| p.nhs_number.clone())
@@ -65,12 +61,56 @@ impl PostgresStore {
         tx.commit().await?;
         Ok(())
     }
+
+    /// Links in batches of arrays ([`CHUNK`] rows), one transaction per call.
+    async fn write_links(&self, links: &[SourceLink]) -> Result<()> {
+        let rows = last_per_key(links, |l| (l.source.clone(), l.local_id.clone()));
+        let mut tx = self.pool.begin().await?;
+        for chunk in rows.chunks(CHUNK) {
+            let source: Vec<&str> = chunk.iter().map(|l| l.source.as_str()).collect();
+            let local_id: Vec<&str> = chunk.iter().map(|l| l.local_id.as_str()).collect();
+            let nhs: Vec<&str> = chunk.iter().map(|l| l.nhs_number.as_str()).collect();
+            let method: Vec<&str> = chunk.iter().map(|l| l.method.as_str()).collect();
+            let family: Vec<&str> = chunk.iter().map(|l| l.family.as_str()).collect();
+            let given: Vec<&str> = chunk.iter().map(|l| l.given.as_str()).collect();
+            let birth_date: Vec<Option<NaiveDate>> = chunk.iter().map(|l| l.birth_date).collect();
+            let postcode: Vec<Option<&str>> = chunk.iter().map(|l| l.postcode.as_deref()).collect();
+            let linked: Vec<String> = chunk.iter().map(|l| ts(&l.linked_at)).collect();
+            sqlx::query(&format!(
+                "INSERT INTO {LINK_WRITE} \
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                 $6::text[], $7::date[], $8::text[], $9::text[]){LINK_UPSERT}"
+            ))
+            .bind(&source)
+            .bind(&local_id)
+            .bind(&nhs)
+            .bind(&method)
+            .bind(&family)
+            .bind(&given)
+            .bind(&birth_date)
+            .bind(&postcode)
+            .bind(&linked)
+            .execute(&mut *tx)
+            .await?;
+        }
+        // A record of a number merged into another goes to the survivor.
+        sqlx::query(&crate::patient_merge::redirect_sql("source_link"))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    fn search_index(_: &NormalQuery) -> Option<&'static str> {
+        // PostgreSQL has statistics and chooses well itself.
+        None
+    }
 }
 
 impl PostgresStore {
     /// Load patients into an index that holds none of them yet, with `COPY .. FROM STDIN`
     /// (text format): the fastest way in for a region's first load (tens of millions). Fails
-    /// whole if any NHS number is already there; use [`IndexStore::upsert_patients`] for
+    /// whole if any NHS number is already there; use [`crate::IndexStore::upsert_patients`] for
     /// updates. Returns the rows copied.
     pub async fn copy_patients(&self, patients: &[IndexedPatient]) -> Result<u64> {
         fn field(out: &mut String, value: Option<&str>) {
@@ -120,130 +160,5 @@ impl PostgresStore {
             .await?;
         copy.send(text.into_bytes()).await?;
         Ok(copy.finish().await?)
-    }
-}
-
-#[async_trait]
-impl IndexStore for PostgresStore {
-    async fn upsert_patients(&self, patients: &[IndexedPatient]) -> Result<()> {
-        self.write_patients(patients, crate::PATIENT_REPLACE).await
-    }
-
-    async fn insert_missing_patients(&self, patients: &[IndexedPatient]) -> Result<()> {
-        self.write_patients(patients, crate::PATIENT_KEEP).await
-    }
-
-    async fn upsert_links(&self, links: &[SourceLink]) -> Result<()> {
-        let rows = last_per_key(links, |l| (l.source.clone(), l.local_id.clone()));
-        let mut tx = self.pool.begin().await?;
-        for chunk in rows.chunks(CHUNK) {
-            let source: Vec<&str> = chunk.iter().map(|l| l.source.as_str()).collect();
-            let local_id: Vec<&str> = chunk.iter().map(|l| l.local_id.as_str()).collect();
-            let nhs: Vec<&str> = chunk.iter().map(|l| l.nhs_number.as_str()).collect();
-            let method: Vec<&str> = chunk.iter().map(|l| l.method.as_str()).collect();
-            let family: Vec<&str> = chunk.iter().map(|l| l.family.as_str()).collect();
-            let given: Vec<&str> = chunk.iter().map(|l| l.given.as_str()).collect();
-            let birth_date: Vec<Option<NaiveDate>> = chunk.iter().map(|l| l.birth_date).collect();
-            let postcode: Vec<Option<&str>> = chunk.iter().map(|l| l.postcode.as_deref()).collect();
-            let linked: Vec<String> = chunk.iter().map(|l| ts(&l.linked_at)).collect();
-            sqlx::query(&format!(
-                "INSERT INTO {LINK_WRITE} \
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
-                 $6::text[], $7::date[], $8::text[], $9::text[]){LINK_UPSERT}"
-            ))
-            .bind(&source)
-            .bind(&local_id)
-            .bind(&nhs)
-            .bind(&method)
-            .bind(&family)
-            .bind(&given)
-            .bind(&birth_date)
-            .bind(&postcode)
-            .bind(&linked)
-            .execute(&mut *tx)
-            .await?;
-        }
-        // A record of a number merged into another goes to the survivor.
-        sqlx::query(&crate::patient_merge::redirect_sql("source_link"))
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn patient(&self, nhs: &NhsNumber) -> Result<Option<IndexedPatient>> {
-        index::patient(nhs)
-            .fetch_optional(&self.pool, patient_from_row)
-            .await
-    }
-
-    async fn links(&self, nhs: &NhsNumber) -> Result<Vec<SourceLink>> {
-        index::links(nhs).fetch_all(&self.pool, link_from_row).await
-    }
-
-    async fn link_for_local(
-        &self,
-        source: &SourceId,
-        local_id: &str,
-    ) -> Result<Option<SourceLink>> {
-        index::link_for_local(source, local_id)
-            .fetch_optional(&self.pool, link_from_row)
-            .await
-    }
-
-    async fn search_patients(
-        &self,
-        query: &DemographicQuery,
-        limit: u32,
-    ) -> Result<Vec<IndexedPatient>> {
-        let Some(q) = NormalQuery::new(query) else {
-            return Ok(Vec::new());
-        };
-        index::search(&q, limit, None)
-            .fetch_all(&self.pool, patient_from_row)
-            .await
-    }
-
-    async fn record_unmatched(&self, record: &UnmatchedRecord) -> Result<()> {
-        index::record_unmatched(record)
-            .query()
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn clear_unmatched(&self, source: &SourceId, local_id: &str) -> Result<()> {
-        index::clear_unmatched(source, local_id)
-            .query()
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn unmatched(&self, source: Option<&SourceId>) -> Result<Vec<UnmatchedRecord>> {
-        index::unmatched(source)
-            .fetch_all(&self.pool, unmatched_from_row)
-            .await
-    }
-
-    async fn sync_watermark(&self, source: &SourceId) -> Result<Option<String>> {
-        index::sync_watermark(source)
-            .fetch_optional(&self.pool, watermark_from_row)
-            .await
-    }
-
-    async fn set_sync_watermark(&self, source: &SourceId, watermark: &str) -> Result<()> {
-        index::set_sync_watermark(source, watermark)
-            .query()
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn patient_count(&self) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar(PATIENT_COUNT)
-            .fetch_one(&self.pool)
-            .await?;
-        u64::try_from(n).map_err(|_| StoreError::Corrupt("negative patient count".into()))
     }
 }

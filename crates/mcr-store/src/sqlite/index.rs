@@ -1,23 +1,19 @@
-//! The patient index on SQLite: the statements of [`crate::index`] on the reader or the writer,
-//! and batches written as rows bound in chunks (PostgreSQL binds them as arrays).
+//! The patient index's batches on SQLite ([`IndexBatches`]): rows bound in chunks (PostgreSQL
+//! binds them as arrays), and the index each search names.
 
 use super::SqliteStore;
 use crate::common::{last_per_key, ts};
-use crate::index::{
-    self, link_from_row, patient_from_row, unmatched_from_row, watermark_from_row, NormalQuery,
-    PatientRow, LINK_UPSERT, LINK_WRITE, PATIENT_COUNT, PATIENT_WRITE,
-};
-use crate::{
-    DemographicQuery, IndexStore, IndexedPatient, Result, SourceLink, StoreError, UnmatchedRecord,
-};
+use crate::index::{IndexBatches, NormalQuery, PatientRow, LINK_UPSERT, LINK_WRITE, PATIENT_WRITE};
+use crate::{IndexedPatient, Result, SourceLink};
 use async_trait::async_trait;
-use mcr_domain::{NhsNumber, SourceId};
 use sqlx::{Connection as _, QueryBuilder, Sqlite};
 
 /// Rows per multi-row `INSERT` (11 parameters each, far below SQLite's 32766 limit). Every
 /// full chunk has the same SQL, so its prepared statement is reused from the cache.
 const CHUNK: usize = 500;
-impl SqliteStore {
+
+#[async_trait]
+impl IndexBatches for SqliteStore {
     /// Patients in multi-row statements of [`CHUNK`], one transaction per call.
     async fn write_patients(&self, patients: &[IndexedPatient], on_conflict: &str) -> Result<()> {
         let rows: Vec<PatientRow<'_>> = last_per_key(patients, |p| p.nhs_number.clone())
@@ -51,19 +47,9 @@ impl SqliteStore {
         tx.commit().await?;
         Ok(())
     }
-}
 
-#[async_trait]
-impl IndexStore for SqliteStore {
-    async fn upsert_patients(&self, patients: &[IndexedPatient]) -> Result<()> {
-        self.write_patients(patients, crate::PATIENT_REPLACE).await
-    }
-
-    async fn insert_missing_patients(&self, patients: &[IndexedPatient]) -> Result<()> {
-        self.write_patients(patients, crate::PATIENT_KEEP).await
-    }
-
-    async fn upsert_links(&self, links: &[SourceLink]) -> Result<()> {
+    /// Links in multi-row statements of [`CHUNK`], one transaction per call.
+    async fn write_links(&self, links: &[SourceLink]) -> Result<()> {
         let rows = last_per_key(links, |l| (l.source.clone(), l.local_id.clone()));
         let mut writer = self.write_conn().await?;
         let mut tx = writer.begin().await?;
@@ -91,86 +77,13 @@ impl IndexStore for SqliteStore {
         Ok(())
     }
 
-    async fn patient(&self, nhs: &NhsNumber) -> Result<Option<IndexedPatient>> {
-        index::patient(nhs)
-            .fetch_optional(&self.read, patient_from_row)
-            .await
-    }
-
-    async fn links(&self, nhs: &NhsNumber) -> Result<Vec<SourceLink>> {
-        index::links(nhs).fetch_all(&self.read, link_from_row).await
-    }
-
-    async fn link_for_local(
-        &self,
-        source: &SourceId,
-        local_id: &str,
-    ) -> Result<Option<SourceLink>> {
-        index::link_for_local(source, local_id)
-            .fetch_optional(&self.read, link_from_row)
-            .await
-    }
-
-    async fn search_patients(
-        &self,
-        query: &DemographicQuery,
-        limit: u32,
-    ) -> Result<Vec<IndexedPatient>> {
-        let Some(q) = NormalQuery::new(query) else {
-            return Ok(Vec::new());
-        };
+    fn search_index(q: &NormalQuery) -> Option<&'static str> {
         // Without statistics SQLite prefers the index that avoids the sort even when a birth
         // date makes (family_norm, birth_date) far more selective; say which to use.
-        let index = if q.birth_date.is_some() {
+        Some(if q.birth_date.is_some() {
             "patient_family_birth"
         } else {
             "patient_family_given"
-        };
-        index::search(&q, limit, Some(index))
-            .fetch_all(&self.read, patient_from_row)
-            .await
-    }
-
-    async fn record_unmatched(&self, record: &UnmatchedRecord) -> Result<()> {
-        index::record_unmatched(record)
-            .query()
-            .execute(&mut *self.write_conn().await?)
-            .await?;
-        Ok(())
-    }
-
-    async fn clear_unmatched(&self, source: &SourceId, local_id: &str) -> Result<()> {
-        index::clear_unmatched(source, local_id)
-            .query()
-            .execute(&mut *self.write_conn().await?)
-            .await?;
-        Ok(())
-    }
-
-    async fn unmatched(&self, source: Option<&SourceId>) -> Result<Vec<UnmatchedRecord>> {
-        index::unmatched(source)
-            .fetch_all(&self.read, unmatched_from_row)
-            .await
-    }
-
-    async fn sync_watermark(&self, source: &SourceId) -> Result<Option<String>> {
-        index::sync_watermark(source)
-            .fetch_optional(&self.read, watermark_from_row)
-            .await
-    }
-
-    async fn set_sync_watermark(&self, source: &SourceId, watermark: &str) -> Result<()> {
-        index::set_sync_watermark(source, watermark)
-            .query()
-            .execute(&mut *self.write_conn().await?)
-            .await?;
-        Ok(())
-    }
-
-    async fn patient_count(&self) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar(PATIENT_COUNT)
-            .fetch_one(&self.read)
-            .await?;
-        u64::try_from(n).map_err(|_| StoreError::Corrupt("negative patient count".into()))
+        })
     }
 }

@@ -1,20 +1,17 @@
-//! What probabilistic matching keeps on SQLite: the statements of [`crate::match_review`] on
-//! the reader or the writer, and the batched reads and writes as rows bound in chunks (SQLite
-//! has no arrays; PostgreSQL binds a batch as arrays, one statement each).
+//! What a matching pass reads and writes on SQLite ([`MatchStore`]): batches as rows bound in
+//! chunks (SQLite has no arrays; PostgreSQL binds a batch as arrays, one statement each). The
+//! review queue is [`crate::match_review::MatchReviewStore`], the same on both backends.
 
 use super::SqliteStore;
 use crate::common::{last_per_key, ts, Dialect, Statement};
 use crate::index::{patient_from_row, PATIENT_COLUMNS, UNMATCHED_UPSERT};
 use crate::match_review::{
-    candidate_from_row, candidates, candidates_for, candidates_of, check_decision,
-    decision_from_row, decision_writes, decisions, patients_after_sql, patients_after_values,
-    patients_from_json, MatchCandidateRow, MatchDecisionRow, MatchStore, RecordKey,
-    CANDIDATE_COLUMNS, CANDIDATE_UPSERT,
+    patients_after_sql, patients_after_values, patients_from_json, MatchCandidateRow, MatchStore,
+    RecordKey, CANDIDATE_COLUMNS, CANDIDATE_UPSERT,
 };
-use crate::runner::Runner as _;
-use crate::{AuditAppend, AuditRow, ChainFn, IndexedPatient, Result, SourceLink, UnmatchedRecord};
+use crate::{IndexedPatient, Result, UnmatchedRecord};
 use async_trait::async_trait;
-use mcr_domain::{NhsNumber, SourceId};
+use mcr_domain::NhsNumber;
 use sqlx::Row;
 use std::sync::LazyLock;
 
@@ -132,41 +129,6 @@ impl MatchStore for SqliteStore {
         }
         tx.commit().await?;
         Ok(())
-    }
-
-    async fn match_candidates(&self) -> Result<Vec<MatchCandidateRow>> {
-        candidates().fetch_all(&self.read, candidate_from_row).await
-    }
-
-    async fn match_candidates_for(&self, nhs: &NhsNumber) -> Result<Vec<MatchCandidateRow>> {
-        candidates_for(nhs)
-            .fetch_all(&self.read, candidate_from_row)
-            .await
-    }
-
-    async fn match_candidates_of(
-        &self,
-        source: &SourceId,
-        local_id: &str,
-    ) -> Result<Vec<MatchCandidateRow>> {
-        candidates_of(source, local_id)
-            .fetch_all(&self.read, candidate_from_row)
-            .await
-    }
-
-    async fn match_decisions(&self) -> Result<Vec<MatchDecisionRow>> {
-        decisions().fetch_all(&self.read, decision_from_row).await
-    }
-
-    async fn decide_match(
-        &self,
-        d: &MatchDecisionRow,
-        link: Option<&SourceLink>,
-        audit: &AuditAppend,
-        chain: &ChainFn,
-    ) -> Result<AuditRow> {
-        check_decision(d, link)?;
-        self.audited(&decision_writes(d, link), audit, chain).await
     }
 
     async fn record_unmatched_batch(&self, records: &[UnmatchedRecord]) -> Result<()> {

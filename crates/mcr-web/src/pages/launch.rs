@@ -23,7 +23,7 @@
 //! and the region's ID token: never the patient, who is learned only in the last step. Every
 //! refusal is audited (`authenticate:launch`, with its reason) and said in a sentence.
 
-use super::session::{clear, secure, session_cookie, too_many, with_cookie};
+use super::session::{clear, secure, session_cookie, too_many, with_cookie, CallbackQuery};
 use super::{error_page, render, Layout};
 use crate::auth::{audit_refusal, cookie, correlation_id, SESSION_COOKIE};
 use crate::launch::{fhir_id, nhs_number_of, Host};
@@ -34,11 +34,11 @@ use axum::extract::{Form, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use mcr_domain::Principal;
+use mcr_domain::{NhsNumber, Principal};
 use mcr_gateway::AuthChannel;
-use mcr_oidc::{OidcError, SignInOptions};
+use mcr_oidc::{Identity, OidcError, SignInOptions};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use std::time::Duration;
 
 /// The cookie holding a launch in progress.
@@ -63,31 +63,96 @@ fn launch_cookie(id: &str, secure: &str) -> String {
     )
 }
 
-/// A refused launch: audited (with the user when the region has said who), logged by reason,
-/// and shown as a page with the sentence.
-async fn refuse(
-    state: &AppState,
-    parts: &Parts,
+/// Why a launch stops: the reason for the audit trail and the log, and the sentence the user
+/// reads.
+struct Refusal {
     reason: &'static str,
     status: StatusCode,
-    message: &str,
-    user: Option<&Principal>,
-) -> Response {
-    tracing::info!(reason, "launch refused");
-    audit_refusal(
-        state,
-        &correlation_id(parts),
-        AuthChannel::Launch,
-        reason,
-        user,
-    )
-    .await;
-    let resp = error_page(Layout::staff_anonymous(), status, message);
-    with_cookie(resp, &clear(LAUNCH_COOKIE, "/launch"))
+    message: String,
 }
 
-fn unavailable(what: &str) -> String {
-    format!("{what} is not available. Try again shortly")
+impl Refusal {
+    fn new(reason: &'static str, status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// A part the launch needs did not answer: `what` is not available.
+    fn unavailable(reason: &'static str, what: &str) -> Self {
+        Self::new(
+            reason,
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{what} is not available. Try again shortly"),
+        )
+    }
+
+    /// The store (used launches, sign-ins in progress, sessions) did not answer.
+    fn store_unavailable() -> Self {
+        Self::unavailable("store-unavailable", "Opening records from your system")
+    }
+
+    /// The region's provider did not answer.
+    fn provider_unavailable() -> Self {
+        Self::unavailable("provider-unavailable", "The sign-in service")
+    }
+
+    /// The refused launch: audited (with the user when the region has said who), logged by
+    /// reason, and shown as a page with the sentence; the launch in progress is forgotten.
+    async fn answer(self, state: &AppState, parts: &Parts, user: Option<&Principal>) -> Response {
+        tracing::info!(reason = self.reason, "launch refused");
+        audit_refusal(
+            state,
+            &correlation_id(parts),
+            AuthChannel::Launch,
+            self.reason,
+            user,
+        )
+        .await;
+        let resp = error_page(Layout::staff_anonymous(), self.status, &self.message);
+        with_cookie(resp, &clear(LAUNCH_COOKIE, "/launch"))
+    }
+}
+
+/// The region's provider refused its ID token (said with `message`) or did not answer (logged
+/// as `failed`).
+fn provider_refusal(e: OidcError, message: &str, failed: &str) -> Refusal {
+    match e {
+        OidcError::Token(r) => Refusal::new(r.code(), StatusCode::UNAUTHORIZED, message),
+        e => {
+            tracing::warn!(error = %e, "{failed}");
+            Refusal::provider_unavailable()
+        }
+    }
+}
+
+/// The host did not answer: logged as `failed`, said as its `part` (its sign-in, its patient
+/// record) not being available.
+fn host_unavailable(host: &Host, part: &str, e: OidcError, failed: &str) -> Refusal {
+    tracing::warn!(error = %e, host = %host.name, "{failed}");
+    Refusal::unavailable("host-unavailable", &format!("{}'s {part}", host.name))
+}
+
+/// The host would not confirm the launch (its answer an error, or its code refused).
+fn refused_by_host(host: &Host) -> Refusal {
+    Refusal::new(
+        "launch-refused-by-host",
+        StatusCode::UNAUTHORIZED,
+        format!("{} did not confirm this launch: it may have expired or been used already. Open the record again from {}", host.name, host.name),
+    )
+}
+
+/// The user's principal, if the identity's role is one the gateway knows.
+fn principal_of(state: &AppState, identity: &Identity) -> Result<Principal, Refusal> {
+    state.auth.principal(identity).map_err(|e| {
+        Refusal::new(
+            e.code(),
+            StatusCode::FORBIDDEN,
+            "Your account's role cannot use My Care Record",
+        )
+    })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -107,63 +172,47 @@ pub(crate) async fn ehr_launch(
     if let Err(e) = crate::security::limit_signin(&state, &parts).await {
         return too_many(e);
     }
+    match launch_once(&state, q).await {
+        Ok((host, launch)) => region_signin(&state, &parts, host, Some(&launch), false).await,
+        Err(r) => r.answer(&state, &parts, None).await,
+    }
+}
+
+/// The configured host an EHR launch came from (by its index) and its `launch` value, used
+/// once.
+async fn launch_once(state: &AppState, q: LaunchQuery) -> Result<(usize, String), Refusal> {
     let iss = q.iss.unwrap_or_default();
     let Some((host_index, host)) = state.launcher.by_iss(&iss) else {
-        return refuse(
-            &state,
-            &parts,
+        return Err(Refusal::new(
             "launch-unknown-host",
             StatusCode::BAD_REQUEST,
             "The system that opened My Care Record is not one allowed to. Ask your IT service desk to register it, or sign in to My Care Record and find the patient",
-            None,
-        )
-        .await;
+        ));
     };
     let launch = q.launch.unwrap_or_default();
     if launch.is_empty() || launch.len() > 1024 {
-        return refuse(
-            &state,
-            &parts,
+        return Err(Refusal::new(
             "launch-missing",
             StatusCode::BAD_REQUEST,
-            &format!("{} opened My Care Record without saying which launch this is. Open the record again from {}", host.name, host.name),
-            None,
-        )
-        .await;
+            format!("{} opened My Care Record without saying which launch this is. Open the record again from {}", host.name, host.name),
+        ));
     }
     match state
         .sessions
         .use_launch_once(&iss, &launch, LAUNCH_USED)
         .await
     {
-        Some(true) => {}
-        Some(false) => {
-            return refuse(
-                &state,
-                &parts,
-                "launch-replayed",
-                StatusCode::BAD_REQUEST,
-                &format!(
-                    "This launch from {} has already been used. Open the record again from {}",
-                    host.name, host.name
-                ),
-                None,
-            )
-            .await;
-        }
-        None => {
-            return refuse(
-                &state,
-                &parts,
-                "store-unavailable",
-                StatusCode::SERVICE_UNAVAILABLE,
-                &unavailable("Opening records from your system"),
-                None,
-            )
-            .await;
-        }
+        Some(true) => Ok((host_index, launch)),
+        Some(false) => Err(Refusal::new(
+            "launch-replayed",
+            StatusCode::BAD_REQUEST,
+            format!(
+                "This launch from {} has already been used. Open the record again from {}",
+                host.name, host.name
+            ),
+        )),
+        None => Err(Refusal::store_unavailable()),
     }
-    region_signin(&state, &parts, host_index, Some(&launch), false).await
 }
 
 #[derive(Template)]
@@ -199,14 +248,12 @@ pub(crate) async fn standalone(
         return too_many(e);
     }
     if state.launcher.host(f.host).is_none() {
-        return refuse(
-            &state,
-            &parts,
+        return Refusal::new(
             "launch-unknown-host",
             StatusCode::BAD_REQUEST,
             "Choose one of the systems listed",
-            None,
         )
+        .answer(&state, &parts, None)
         .await;
     }
     region_signin(&state, &parts, f.host, None, false).await
@@ -233,15 +280,9 @@ async fn region_signin(
         Ok(a) => a,
         Err(e) => {
             tracing::warn!(error = %e, "cannot start a launch's sign-in");
-            return refuse(
-                state,
-                parts,
-                "provider-unavailable",
-                StatusCode::SERVICE_UNAVAILABLE,
-                &unavailable("The sign-in service"),
-                None,
-            )
-            .await;
+            return Refusal::provider_unavailable()
+                .answer(state, parts, None)
+                .await;
         }
     };
     let pending = json!({
@@ -255,15 +296,9 @@ async fn region_signin(
 /// Keep `pending` under a fresh launch cookie and send the browser to `url`.
 async fn go(state: &AppState, parts: &Parts, pending: &Value, url: &str) -> Response {
     let Some(id) = state.sessions.begin_pending(pending).await else {
-        return refuse(
-            state,
-            parts,
-            "store-unavailable",
-            StatusCode::SERVICE_UNAVAILABLE,
-            &unavailable("Opening records from your system"),
-            None,
-        )
-        .await;
+        return Refusal::store_unavailable()
+            .answer(state, parts, None)
+            .await;
     };
     with_cookie(
         Redirect::to(url).into_response(),
@@ -271,40 +306,62 @@ async fn go(state: &AppState, parts: &Parts, pending: &Value, url: &str) -> Resp
     )
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub(crate) struct CallbackQuery {
-    code: Option<String>,
-    state: Option<String>,
-    error: Option<String>,
+impl CallbackQuery {
+    /// The authorization code, if there is a plausible one; if not, refused with `message`.
+    fn code(self, message: &str) -> Result<String, Refusal> {
+        self.code
+            .filter(|c| !c.is_empty() && c.len() <= 2048)
+            .ok_or_else(|| Refusal::new("no-code", StatusCode::BAD_REQUEST, message))
+    }
 }
 
-/// The launch in progress at `step`, taken (once), with the state it was sent with checked.
-/// `Err` is the refusal to answer with.
-async fn take(
-    state: &AppState,
+/// The PKCE verifier a launch in progress was sent with.
+fn verifier_of(pending: &Value) -> secrecy::SecretString {
+    pending["verifier"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+        .into()
+}
+
+/// The launch in progress at `step`, taken (once), with the state it was sent with checked,
+/// and the host it is with (still configured). `Err` is the refusal to answer with.
+async fn take<'a>(
+    state: &'a AppState,
     parts: &Parts,
     step: &str,
     q: &CallbackQuery,
-) -> Result<Value, Response> {
+) -> Result<(Value, &'a Host), Response> {
     let pending = match cookie(parts, LAUNCH_COOKIE) {
         Some(id) => state.sessions.take_pending(&id).await,
         None => None,
     };
-    let Some(pending) = pending.filter(|p| p["step"] == step) else {
-        if let Err(e) = crate::security::limit_signin(state, parts).await {
-            return Err(too_many(e));
+    let refusal = match pending.filter(|p| p["step"] == step) {
+        Some(pending) => match started_here(state, pending, q) {
+            Ok(taken) => return Ok(taken),
+            Err(r) => r,
+        },
+        None => {
+            if let Err(e) = crate::security::limit_signin(state, parts).await {
+                return Err(too_many(e));
+            }
+            Refusal::new(
+                "no-launch-in-progress",
+                StatusCode::BAD_REQUEST,
+                "Opening this record took too long or was started elsewhere. Open it again from your system",
+            )
         }
-        return Err(refuse(
-            state,
-            parts,
-            "no-launch-in-progress",
-            StatusCode::BAD_REQUEST,
-            "Opening this record took too long or was started elsewhere. Open it again from your system",
-            None,
-        )
-        .await);
     };
+    Err(refusal.answer(state, parts, None).await)
+}
+
+/// The launch in progress if this callback carries the state it was sent with, and the host
+/// it is with, if that is still configured.
+fn started_here<'a>(
+    state: &'a AppState,
+    pending: Value,
+    q: &CallbackQuery,
+) -> Result<(Value, &'a Host), Refusal> {
     let expected = pending["state"].as_str().unwrap_or_default();
     let state_ok = q.state.as_deref().is_some_and(|s| {
         !expected.is_empty() && mcr_oidc::constant_time_eq(s.as_bytes(), expected.as_bytes())
@@ -312,17 +369,20 @@ async fn take(
     // An error answer without our state is still refused as a state mismatch: anyone can
     // send a browser here with `?error=`.
     if !state_ok {
-        return Err(refuse(
-            state,
-            parts,
+        return Err(Refusal::new(
             "launch-state-mismatch",
             StatusCode::BAD_REQUEST,
             "This launch was not started here. Open the record again from your system",
-            None,
-        )
-        .await);
+        ));
     }
-    Ok(pending)
+    let Some(host) = host_of(state, &pending) else {
+        return Err(Refusal::new(
+            "launch-unknown-host",
+            StatusCode::BAD_REQUEST,
+            "The system that opened My Care Record is no longer allowed to",
+        ));
+    };
+    Ok((pending, host))
 }
 
 fn host_of<'a>(state: &'a AppState, pending: &Value) -> Option<&'a Host> {
@@ -337,149 +397,54 @@ pub(crate) async fn region_callback(
     req: Request,
 ) -> Response {
     let (parts, _) = req.into_parts();
-    let pending = match take(&state, &parts, "region", &q).await {
+    let (pending, host) = match take(&state, &parts, "region", &q).await {
         Ok(p) => p,
         Err(r) => return r,
     };
-    let Some(host) = host_of(&state, &pending) else {
-        return refuse(
-            &state,
-            &parts,
-            "launch-unknown-host",
-            StatusCode::BAD_REQUEST,
-            "The system that opened My Care Record is no longer allowed to",
-            None,
-        )
-        .await;
-    };
     let host_index = pending["host"].as_u64().unwrap_or_default() as usize;
     let launch = pending["launch"].as_str();
-    if let Some(error) = q.error.as_deref() {
-        if ASK_THE_USER.contains(&error) && pending["interactive"] == false {
-            // No single sign-on session at the provider: let it ask the user.
-            return region_signin(&state, &parts, host_index, launch, true).await;
-        }
-        return refuse(
-            &state,
-            &parts,
-            "provider-refused",
-            StatusCode::UNAUTHORIZED,
-            "Your organisation's sign-in did not let you in. Open the record again from your system",
-            None,
-        )
-        .await;
+    let ask = q
+        .error
+        .as_deref()
+        .is_some_and(|e| ASK_THE_USER.contains(&e));
+    if ask && pending["interactive"] == false {
+        // No single sign-on session at the provider: let it ask the user.
+        return region_signin(&state, &parts, host_index, launch, true).await;
     }
-    let Some(code) = q.code.filter(|c| !c.is_empty() && c.len() <= 2048) else {
-        return refuse(
-            &state,
-            &parts,
-            "no-code",
-            StatusCode::BAD_REQUEST,
-            "The sign-in did not complete. Open the record again from your system",
-            None,
-        )
-        .await;
-    };
-    let rp = state.auth.relying_party();
-    let verifier: secrecy::SecretString = pending["verifier"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-        .into();
     let nonce = pending["nonce"].as_str().unwrap_or_default();
-    let checked = match rp
-        .exchange_at(&code, &verifier, &state.launcher.signin_redirect_url)
-        .await
-    {
-        Ok(tokens) => rp
-            .verify_id_token_claims(&tokens.id_token, nonce)
-            .await
-            .map(|(identity, claims)| (identity, claims, tokens.id_token)),
-        Err(e) => Err(e),
+    let (principal, claims, id_token) = match region_user(&state, &pending, nonce, q).await {
+        Ok(u) => u,
+        Err(r) => return r.answer(&state, &parts, None).await,
     };
-    let (identity, claims, id_token) = match checked {
-        Ok(c) => c,
-        Err(OidcError::Refused(_)) => {
-            return refuse(
-                &state,
-                &parts,
-                "code-refused",
-                StatusCode::UNAUTHORIZED,
-                "Your sign-in could not be completed. Open the record again from your system",
-                None,
-            )
-            .await;
-        }
-        Err(OidcError::Token(r)) => {
-            return refuse(
-                &state,
-                &parts,
-                r.code(),
-                StatusCode::UNAUTHORIZED,
-                "Your sign-in could not be checked. Open the record again from your system",
-                None,
-            )
-            .await;
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "a launch's sign-in could not be completed");
-            return refuse(
-                &state,
-                &parts,
-                "provider-unavailable",
-                StatusCode::SERVICE_UNAVAILABLE,
-                &unavailable("The sign-in service"),
-                None,
-            )
-            .await;
-        }
-    };
-    let principal = match state.auth.principal(&identity) {
-        Ok(p) => p,
-        Err(e) => {
-            return refuse(
-                &state,
-                &parts,
-                e.code(),
-                StatusCode::FORBIDDEN,
-                "Your account's role cannot use My Care Record",
-                None,
-            )
-            .await;
-        }
-    };
+    let who = Some(&principal);
     let Some(region_user) = claims
         .get(&host.user_match.region_claim)
         .and_then(Value::as_str)
         .filter(|v| !v.is_empty())
     else {
-        return refuse(&state, &parts, "launch-region-user-unknown", StatusCode::FORBIDDEN, &format!("Your sign-in does not say who you are in the way {} needs. Ask your IT service desk", host.name), Some(&principal)).await;
+        return Refusal::new(
+            "launch-region-user-unknown",
+            StatusCode::FORBIDDEN,
+            format!("Your sign-in does not say who you are in the way {} needs. Ask your IT service desk", host.name),
+        )
+        .answer(&state, &parts, who)
+        .await;
+    };
+    let scope = if launch.is_some() {
+        EHR_SCOPE
+    } else {
+        STANDALONE_SCOPE
     };
     let auth = match host
         .client
-        .begin(
-            launch,
-            &state.launcher.redirect_url,
-            if launch.is_some() {
-                EHR_SCOPE
-            } else {
-                STANDALONE_SCOPE
-            },
-        )
+        .begin(launch, &state.launcher.redirect_url, scope)
         .await
     {
         Ok(a) => a,
         Err(e) => {
-            tracing::warn!(error = %e, host = %host.name, "cannot start a launch at its host");
-            return refuse(
-                &state,
-                &parts,
-                "host-unavailable",
-                StatusCode::SERVICE_UNAVAILABLE,
-                &unavailable(&format!("{}'s sign-in", host.name)),
-                Some(&principal),
-            )
-            .await;
+            return host_unavailable(host, "sign-in", e, "cannot start a launch at its host")
+                .answer(&state, &parts, who)
+                .await;
         }
     };
     let next = json!({
@@ -491,6 +456,52 @@ pub(crate) async fn region_callback(
     go(&state, &parts, &next, &auth.url).await
 }
 
+/// Who the region's provider says the user is: its code exchanged, its ID token checked with
+/// the launch's `nonce`, and a role the gateway knows; with the token's claims and the token.
+async fn region_user(
+    state: &AppState,
+    pending: &Value,
+    nonce: &str,
+    q: CallbackQuery,
+) -> Result<(Principal, Map<String, Value>, String), Refusal> {
+    if q.error.is_some() {
+        return Err(Refusal::new(
+            "provider-refused",
+            StatusCode::UNAUTHORIZED,
+            "Your organisation's sign-in did not let you in. Open the record again from your system",
+        ));
+    }
+    let code = q.code("The sign-in did not complete. Open the record again from your system")?;
+    let rp = state.auth.relying_party();
+    let checked = match rp
+        .exchange_at(
+            &code,
+            &verifier_of(pending),
+            &state.launcher.signin_redirect_url,
+        )
+        .await
+    {
+        Ok(tokens) => rp
+            .verify_id_token_claims(&tokens.id_token, nonce)
+            .await
+            .map(|(identity, claims)| (identity, claims, tokens.id_token)),
+        Err(e) => Err(e),
+    };
+    let (identity, claims, id_token) = checked.map_err(|e| match e {
+        OidcError::Refused(_) => Refusal::new(
+            "code-refused",
+            StatusCode::UNAUTHORIZED,
+            "Your sign-in could not be completed. Open the record again from your system",
+        ),
+        e => provider_refusal(
+            e,
+            "Your sign-in could not be checked. Open the record again from your system",
+            "a launch's sign-in could not be completed",
+        ),
+    })?;
+    Ok((principal_of(state, &identity)?, claims, id_token))
+}
+
 /// `GET /launch/callback`: the host says who its user is and which patient is open.
 pub(crate) async fn host_callback(
     State(state): State<AppState>,
@@ -498,20 +509,9 @@ pub(crate) async fn host_callback(
     req: Request,
 ) -> Response {
     let (parts, _) = req.into_parts();
-    let pending = match take(&state, &parts, "host", &q).await {
+    let (pending, host) = match take(&state, &parts, "host", &q).await {
         Ok(p) => p,
         Err(r) => return r,
-    };
-    let Some(host) = host_of(&state, &pending) else {
-        return refuse(
-            &state,
-            &parts,
-            "launch-unknown-host",
-            StatusCode::BAD_REQUEST,
-            "The system that opened My Care Record is no longer allowed to",
-            None,
-        )
-        .await;
     };
     // The region's identity again (checked as it was a moment ago: the same token, nonce).
     let rp = state.auth.relying_party();
@@ -523,212 +523,32 @@ pub(crate) async fn host_callback(
         .await
     {
         Ok(i) => i,
-        Err(OidcError::Token(r)) => {
-            return refuse(
-                &state,
-                &parts,
-                r.code(),
-                StatusCode::UNAUTHORIZED,
-                "Your sign-in took too long. Open the record again from your system",
-                None,
-            )
-            .await;
-        }
         Err(e) => {
-            tracing::warn!(error = %e, "a launch's sign-in could not be checked again");
-            return refuse(
-                &state,
-                &parts,
-                "provider-unavailable",
-                StatusCode::SERVICE_UNAVAILABLE,
-                &unavailable("The sign-in service"),
-                None,
+            return provider_refusal(
+                e,
+                "Your sign-in took too long. Open the record again from your system",
+                "a launch's sign-in could not be checked again",
             )
+            .answer(&state, &parts, None)
             .await;
         }
     };
-    let principal = match state.auth.principal(&identity) {
+    let principal = match principal_of(&state, &identity) {
         Ok(p) => p,
-        Err(e) => {
-            return refuse(
-                &state,
-                &parts,
-                e.code(),
-                StatusCode::FORBIDDEN,
-                "Your account's role cannot use My Care Record",
-                None,
-            )
-            .await;
-        }
+        Err(r) => return r.answer(&state, &parts, None).await,
     };
     let who = Some(&principal);
-    if q.error.is_some() {
-        return refuse(
-            &state,
-            &parts,
-            "launch-refused-by-host",
-            StatusCode::UNAUTHORIZED,
-            &format!("{} did not confirm this launch: it may have expired or been used already. Open the record again from {}", host.name, host.name),
-            who,
-        )
-        .await;
-    }
-    let Some(code) = q.code.filter(|c| !c.is_empty() && c.len() <= 2048) else {
-        return refuse(
-            &state,
-            &parts,
-            "no-code",
-            StatusCode::BAD_REQUEST,
-            "The launch did not complete. Open the record again from your system",
-            who,
-        )
-        .await;
-    };
-    let verifier: secrecy::SecretString = pending["verifier"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-        .into();
-    let tokens = match host
-        .client
-        .exchange(&code, &verifier, &state.launcher.redirect_url)
-        .await
-    {
-        Ok(t) => t,
-        Err(OidcError::Refused(_)) => {
-            return refuse(&state, &parts, "launch-refused-by-host", StatusCode::UNAUTHORIZED, &format!("{} did not confirm this launch: it may have expired or been used already. Open the record again from {}", host.name, host.name), who).await;
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, host = %host.name, "a launch's token exchange failed");
-            return refuse(
-                &state,
-                &parts,
-                "host-unavailable",
-                StatusCode::SERVICE_UNAVAILABLE,
-                &unavailable(&format!("{}'s sign-in", host.name)),
-                who,
-            )
-            .await;
-        }
-    };
-    let Some(host_id_token) = tokens.id_token.as_deref() else {
-        return refuse(
-            &state,
-            &parts,
-            "launch-no-host-user",
-            StatusCode::FORBIDDEN,
-            &format!(
-                "{} did not say who you are signed in as. Ask your IT service desk",
-                host.name
-            ),
-            who,
-        )
-        .await;
-    };
-    let host_claims = match host
-        .client
-        .verify_id_token(host_id_token, pending["nonce"].as_str().unwrap_or_default())
-        .await
-    {
-        Ok(c) => c,
-        Err(OidcError::Token(r)) => {
-            tracing::info!(reason = r.code(), "a host's ID token was refused");
-            return refuse(
-                &state,
-                &parts,
-                "launch-host-token-refused",
-                StatusCode::UNAUTHORIZED,
-                &format!(
-                    "{}'s word on who you are could not be checked. Open the record again from {}",
-                    host.name, host.name
-                ),
-                who,
-            )
-            .await;
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, host = %host.name, "a host's ID token could not be checked");
-            return refuse(
-                &state,
-                &parts,
-                "host-unavailable",
-                StatusCode::SERVICE_UNAVAILABLE,
-                &unavailable(&format!("{}'s sign-in", host.name)),
-                who,
-            )
-            .await;
-        }
-    };
-    let host_user = host_claims
-        .get(&host.user_match.host_claim)
-        .and_then(Value::as_str);
-    let region_user = pending["region_user"].as_str();
-    let same = matches!((host_user, region_user), (Some(h), Some(r)) if !h.is_empty() && mcr_oidc::constant_time_eq(h.as_bytes(), r.as_bytes()));
-    if !same {
-        return refuse(
-            &state,
-            &parts,
-            "launch-user-mismatch",
-            StatusCode::FORBIDDEN,
-            &format!("You are signed in to {} as someone other than the person signed in to My Care Record. Sign in to both as yourself, then open the record again", host.name),
-            who,
-        )
-        .await;
-    }
-    let Some(patient_id) = tokens.patient.as_ref().and_then(fhir_id) else {
-        return refuse(
-            &state,
-            &parts,
-            "launch-patient-unreadable",
-            StatusCode::BAD_REQUEST,
-            &format!("{} did not say which patient to open in a form My Care Record can read. Find the patient by NHS number instead", host.name),
-            who,
-        )
-        .await;
-    };
-    let nhs = match host
-        .client
-        .read(&tokens.access_token, &format!("Patient/{patient_id}"))
-        .await
-    {
-        Ok(body) => nhs_number_of(&body),
-        Err(e) => {
-            tracing::warn!(error = %e, host = %host.name, "a launch's patient could not be read");
-            return refuse(
-                &state,
-                &parts,
-                "host-unavailable",
-                StatusCode::SERVICE_UNAVAILABLE,
-                &unavailable(&format!("{}'s patient record", host.name)),
-                who,
-            )
-            .await;
-        }
-    };
-    let Some(nhs) = nhs else {
-        return refuse(
-            &state,
-            &parts,
-            "launch-patient-unreadable",
-            StatusCode::BAD_REQUEST,
-            &format!("The patient open in {} has no valid NHS number, so My Care Record cannot find their record. Check the NHS number in {}", host.name, host.name),
-            who,
-        )
-        .await;
+    let nhs = match host_patient(&state, host, &pending, q).await {
+        Ok(nhs) => nhs,
+        Err(r) => return r.answer(&state, &parts, who).await,
     };
     if let Err(e) = crate::security::limit_signin_user(&state, &identity.user_id).await {
         return too_many(e);
     }
     let Some(id) = state.sessions.create(identity).await else {
-        return refuse(
-            &state,
-            &parts,
-            "store-unavailable",
-            StatusCode::SERVICE_UNAVAILABLE,
-            &unavailable("Opening records from your system"),
-            who,
-        )
-        .await;
+        return Refusal::store_unavailable()
+            .answer(&state, &parts, who)
+            .await;
     };
     tracing::info!(user = %principal.user_id, host = %host.name, "launched from a host system");
     let max = state.sessions.limits().max.as_secs();
@@ -742,4 +562,109 @@ pub(crate) async fn host_callback(
         state.sessions.end(&old).await;
     }
     resp
+}
+
+/// The patient open at the host: the host's code exchanged, its user the region's user (by the
+/// host's rule), and its `Patient` (read with the host's access token) naming one valid NHS
+/// number.
+async fn host_patient(
+    state: &AppState,
+    host: &Host,
+    pending: &Value,
+    q: CallbackQuery,
+) -> Result<NhsNumber, Refusal> {
+    if q.error.is_some() {
+        return Err(refused_by_host(host));
+    }
+    let code = q.code("The launch did not complete. Open the record again from your system")?;
+    let tokens = match host
+        .client
+        .exchange(&code, &verifier_of(pending), &state.launcher.redirect_url)
+        .await
+    {
+        Ok(t) => t,
+        Err(OidcError::Refused(_)) => return Err(refused_by_host(host)),
+        Err(e) => {
+            return Err(host_unavailable(
+                host,
+                "sign-in",
+                e,
+                "a launch's token exchange failed",
+            ))
+        }
+    };
+    let Some(host_id_token) = tokens.id_token.as_deref() else {
+        return Err(Refusal::new(
+            "launch-no-host-user",
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} did not say who you are signed in as. Ask your IT service desk",
+                host.name
+            ),
+        ));
+    };
+    let host_claims = match host
+        .client
+        .verify_id_token(host_id_token, pending["nonce"].as_str().unwrap_or_default())
+        .await
+    {
+        Ok(c) => c,
+        Err(OidcError::Token(r)) => {
+            tracing::info!(reason = r.code(), "a host's ID token was refused");
+            return Err(Refusal::new(
+                "launch-host-token-refused",
+                StatusCode::UNAUTHORIZED,
+                format!(
+                    "{}'s word on who you are could not be checked. Open the record again from {}",
+                    host.name, host.name
+                ),
+            ));
+        }
+        Err(e) => {
+            return Err(host_unavailable(
+                host,
+                "sign-in",
+                e,
+                "a host's ID token could not be checked",
+            ))
+        }
+    };
+    let host_user = host_claims
+        .get(&host.user_match.host_claim)
+        .and_then(Value::as_str);
+    let region_user = pending["region_user"].as_str();
+    let same = matches!((host_user, region_user), (Some(h), Some(r)) if !h.is_empty() && mcr_oidc::constant_time_eq(h.as_bytes(), r.as_bytes()));
+    if !same {
+        return Err(Refusal::new(
+            "launch-user-mismatch",
+            StatusCode::FORBIDDEN,
+            format!("You are signed in to {} as someone other than the person signed in to My Care Record. Sign in to both as yourself, then open the record again", host.name),
+        ));
+    }
+    let Some(patient_id) = tokens.patient.as_ref().and_then(fhir_id) else {
+        return Err(Refusal::new(
+            "launch-patient-unreadable",
+            StatusCode::BAD_REQUEST,
+            format!("{} did not say which patient to open in a form My Care Record can read. Find the patient by NHS number instead", host.name),
+        ));
+    };
+    let body = host
+        .client
+        .read(&tokens.access_token, &format!("Patient/{patient_id}"))
+        .await
+        .map_err(|e| {
+            host_unavailable(
+                host,
+                "patient record",
+                e,
+                "a launch's patient could not be read",
+            )
+        })?;
+    nhs_number_of(&body).ok_or_else(|| {
+        Refusal::new(
+            "launch-patient-unreadable",
+            StatusCode::BAD_REQUEST,
+            format!("The patient open in {} has no valid NHS number, so My Care Record cannot find their record. Check the NHS number in {}", host.name, host.name),
+        )
+    })
 }

@@ -65,27 +65,27 @@ impl FromRequestParts<AppState> for PageUser {
             }
         };
         crate::refusals::Who::set(parts, &principal.user_id);
-        let cid = correlation_id(parts);
+        let user = PageUser(
+            RequestContext {
+                principal,
+                correlation_id: correlation_id(parts),
+                system: None,
+            },
+            session.csrf,
+            session.identity.role_profiles.len(),
+        );
+        let ctx = &user.0;
         if is_record_view(&parts.method, parts.uri.path()) {
             if let Err(need) = state.auth.check_assurance(&session.identity) {
                 tracing::info!(reason = "assurance-too-low", "record view refused");
                 audit_refusal(
                     state,
-                    &cid,
+                    &ctx.correlation_id,
                     AuthChannel::Assurance,
                     "assurance-too-low",
-                    Some(&principal),
+                    Some(&ctx.principal),
                 )
                 .await;
-                let user = PageUser(
-                    RequestContext {
-                        principal,
-                        correlation_id: cid,
-                        system: None,
-                    },
-                    session.csrf,
-                    session.identity.role_profiles.len(),
-                );
                 return Err(error_page(
                     Layout::staff(&user),
                     StatusCode::FORBIDDEN,
@@ -94,19 +94,11 @@ impl FromRequestParts<AppState> for PageUser {
             }
         }
         if parts.uri.path() == "/app" && parts.uri.query().is_some_and(|q| !q.is_empty()) {
-            if let Err(e) = crate::security::limit_search(state, &principal.user_id).await {
+            if let Err(e) = crate::security::limit_search(state, &ctx.principal.user_id).await {
                 return Err(too_many(e));
             }
         }
-        Ok(PageUser(
-            RequestContext {
-                principal,
-                correlation_id: cid,
-                system: None,
-            },
-            session.csrf,
-            session.identity.role_profiles.len(),
-        ))
+        Ok(user)
     }
 }
 
@@ -225,12 +217,14 @@ pub(crate) async fn signin(State(state): State<AppState>, req: Request) -> Respo
     )
 }
 
+/// What an OpenID provider sends back to a callback (a staff sign-in's, a launch's at either
+/// provider, a patient's NHS login): its code, the state it was sent with, or its error.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub(crate) struct CallbackQuery {
-    code: Option<String>,
-    state: Option<String>,
-    error: Option<String>,
+    pub code: Option<String>,
+    pub state: Option<String>,
+    pub error: Option<String>,
 }
 
 /// The provider sends the browser back here.

@@ -37,14 +37,7 @@ async fn permission_is_per_organisation_and_refusal_blocks() {
         (403, "needs-permission")
     );
     // A refusal is recorded and blocks.
-    let (status, _) = t
-        .post(
-            "nurse.evans",
-            "/fhir/Consent",
-            &permission(&nhs, "deny", "patient"),
-        )
-        .await;
-    assert_eq!(status, 201);
+    t.refuse_permission("nurse.evans", &nhs).await;
     let (status, body) = t.everything("nurse.evans", &nhs).await;
     assert_eq!(
         (status, deny_code(&body).as_str()),
@@ -227,12 +220,7 @@ async fn an_opted_out_patients_sources_are_not_even_asked() {
     let t = start().await;
     let nhs = t.patient("opted_out", 0);
     t.give_permission("ae.okafor", &nhs).await;
-    let before: u64 = t
-        .demo
-        .sources
-        .iter()
-        .map(mcr_sources::SourceHandle::requests_served)
-        .sum();
+    let before = t.requests_served();
     let (status, body) = t.everything("ae.okafor", &nhs).await;
     assert_eq!(
         (status, deny_code(&body).as_str()),
@@ -244,23 +232,11 @@ async fn an_opted_out_patients_sources_are_not_even_asked() {
         .unwrap()
         .contains("opted out"));
     // Emergency access does not pass an opt-out by default either.
-    let params = json!({"resourceType": "Parameters", "parameter": [{"name": "reason", "valueCode": "unconscious"}, {"name": "text", "valueString": "Unresponsive"}]});
-    let (status, _) = t
-        .post(
-            "ae.okafor",
-            &format!("/fhir/Patient/{nhs}/$emergency-access"),
-            &params,
-        )
-        .await;
+    let (status, _) = t.emergency_access("ae.okafor", &nhs, "Unresponsive").await;
     assert_eq!(status, 200);
     let (status, _) = t.everything("ae.okafor", &nhs).await;
     assert_eq!(status, 403);
-    let after: u64 = t
-        .demo
-        .sources
-        .iter()
-        .map(mcr_sources::SourceHandle::requests_served)
-        .sum();
+    let after = t.requests_served();
     assert_eq!(
         before, after,
         "no source was asked for an opted-out patient"
@@ -441,21 +417,11 @@ async fn when_governance_records_cannot_be_read_the_answer_is_no() {
         .execute(&mut conn)
         .await
         .unwrap();
-    let before: u64 = t
-        .demo
-        .sources
-        .iter()
-        .map(mcr_sources::SourceHandle::requests_served)
-        .sum();
+    let before = t.requests_served();
     let (status, body) = t.everything("ae.okafor", &nhs).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(deny_code(&body), "decision-unavailable");
-    let after: u64 = t
-        .demo
-        .sources
-        .iter()
-        .map(mcr_sources::SourceHandle::requests_served)
-        .sum();
+    let after = t.requests_served();
     assert_eq!(before, after, "failing closed asks no source");
 }
 

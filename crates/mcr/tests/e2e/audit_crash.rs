@@ -6,17 +6,16 @@
 //! Also the operator's commands on a real file: `mcr audit checkpoint` and `mcr audit verify`
 //! (exit 0 when intact, 1 when tampered, naming the record).
 
-use crate::helpers::mcr;
+use crate::helpers::{
+    audited_views, mcr, practice_and_patients, serve_config, serve_sources, view_with_id,
+};
 use mcr_domain::{Clock, SystemClock};
 use mcr_idp::SigningKey;
 use mcr_synth::SynthConfig;
 use serde_json::json;
-use std::collections::HashSet;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::AsyncBufReadExt;
 
 const PRACTICE_USER: &str = "gp.crash";
 
@@ -55,39 +54,8 @@ async fn a_gateway_killed_mid_load_loses_no_acknowledged_audit_record() {
         patients: 600,
         today,
     });
-    let mut sources = Vec::new();
-    let mut handles = Vec::new();
-    for slice in &region.sources {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-            .await
-            .expect("bind");
-        let h = mcr_sources::serve(slice.clone(), listener, mcr_sources::Behaviour::default())
-            .await
-            .expect("source");
-        sources.push(json!({
-            "id": slice.id.to_string(),
-            "base_url": h.base_url(),
-            "resource_types": slice.resource_types,
-            "organisation": slice.organisation,
-        }));
-        handles.push(h);
-    }
-    let sample = region.samples.all_four.first().expect("sample");
-    let practice = region.person(sample).expect("person").gp_practice.clone();
-    let practice_org = region
-        .gp_practices
-        .iter()
-        .find(|o| o.code == practice)
-        .expect("practice")
-        .clone();
-    let patients: Vec<String> = region
-        .people
-        .iter()
-        .filter(|p| p.gp_practice == practice)
-        .map(|p| p.nhs_number.to_string())
-        .take(40)
-        .collect();
-    assert!(patients.len() >= 5, "patients at the practice");
+    let (sources, handles) = serve_sources(&region, &mcr_sources::Behaviour::default()).await;
+    let (practice_org, patients) = practice_and_patients(&region, 40);
     // An identity provider for the gateway to verify the user's API token against.
     let idp_listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
         .await
@@ -97,7 +65,7 @@ async fn a_gateway_killed_mid_load_loses_no_acknowledged_audit_record() {
         id: PRACTICE_USER.into(),
         name: "Dr Crash Test".into(),
         role: "clinician".into(),
-        org: practice.to_string(),
+        org: practice_org.code.to_string(),
         label: "Dr Crash Test".into(),
         role_profiles: Vec::new(),
     };
@@ -125,26 +93,7 @@ async fn a_gateway_killed_mid_load_loses_no_acknowledged_audit_record() {
         .access_token(PRACTICE_USER, mcr_idp::DEFAULT_API_SCOPES, "crash-test")
         .expect("token");
 
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcr"))
-        .args(["serve", "--insecure-http", "--config"])
-        .arg(&config)
-        .env("MCR_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start mcr serve");
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let url = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.expect("read") {
-            if let Some(u) = line.strip_prefix("gateway listening on ") {
-                return u.trim().to_owned();
-            }
-        }
-        panic!("mcr serve exited before listening")
-    })
-    .await
-    .expect("gateway starts within a minute");
+    let (mut child, url) = serve_config(&config).await;
 
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -165,12 +114,7 @@ async fn a_gateway_killed_mid_load_loses_no_acknowledged_audit_record() {
                 }
                 let id = format!("crash-{w}-{i}");
                 let nhs = &patients[(w * 7 + i) % patients.len()];
-                let sent = http
-                    .get(format!("{url}/fhir/Patient/{nhs}/$everything"))
-                    .bearer_auth(&token)
-                    .header("x-request-id", &id)
-                    .send()
-                    .await;
+                let sent = view_with_id(&http, &url, &token, nhs, &id).await;
                 match sent {
                     // The status line (and headers) arrived: the gateway acknowledged this view.
                     Ok(resp) => {
@@ -218,18 +162,7 @@ async fn a_gateway_killed_mid_load_loses_no_acknowledged_audit_record() {
     ))
     .await
     .expect("store");
-    let mut audited = HashSet::new();
-    let mut after = 0;
-    loop {
-        let rows = store.audit_rows(after, 5_000).await.expect("rows");
-        let Some(last) = rows.last() else { break };
-        after = last.seq;
-        audited.extend(
-            rows.into_iter()
-                .filter(|r| r.record.action == "view-record")
-                .map(|r| r.record.correlation_id),
-        );
-    }
+    let audited = audited_views(&*store).await;
     let missing: Vec<_> = acked
         .iter()
         .filter(|(id, _)| !audited.contains(id))

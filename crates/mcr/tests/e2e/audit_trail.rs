@@ -9,7 +9,7 @@ use mcr_gateway::{
     ReviewOutcome, ViewOutcome,
 };
 use mcr_store::AuditQuery;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 fn ctx(t: &TestDemo, user: &str) -> RequestContext {
     let u = t
@@ -405,13 +405,8 @@ async fn patients_see_who_viewed_them_and_privacy_officers_review_emergencies() 
     let g = &t.demo.gateway.gateway;
     let patient = t.patient("all_four_sources", 0);
     let n = nhs(&patient);
-    let params = json!({"resourceType": "Parameters", "parameter": [{"name": "reason", "valueCode": "unconscious"}, {"name": "text", "valueString": "Brought in unresponsive"}]});
     let (status, body) = t
-        .post(
-            "hospice.ali",
-            &format!("/fhir/Patient/{patient}/$emergency-access"),
-            &params,
-        )
+        .emergency_access("hospice.ali", &patient, "Brought in unresponsive")
         .await;
     assert_eq!(status, 200, "{body}");
     let (status, _) = t.everything("hospice.ali", &patient).await;
@@ -678,13 +673,12 @@ async fn views_are_refused_with_no_clinical_data_when_the_audit_trail_cannot_be_
     assert_eq!(status, 503);
     // The record page, sent in parts, sends not even its first part: the decision's audit
     // record comes before any byte.
-    let resp = page
-        .http
-        .get(t.url(&format!("/app/patient/{patient}")))
-        .header("cookie", &page.cookie)
-        .send()
-        .await
-        .expect("record page");
+    let resp = get_with_cookie(
+        &page.http,
+        t.url(&format!("/app/patient/{patient}")),
+        &page.cookie,
+    )
+    .await;
     assert_eq!(resp.status(), 503);
     let html = resp.text().await.expect("html");
     assert!(

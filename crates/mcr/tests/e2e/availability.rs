@@ -8,17 +8,17 @@
 //!   fails mid-answer, the process exits 0, every acknowledged view has its audit record and
 //!   `mcr audit verify` finds the chain intact.
 
+use crate::helpers::{
+    audited_views, practice_and_patients, serve_config, serve_sources, view_with_id,
+};
 use mcr_domain::{Clock, SystemClock};
 use mcr_idp::SigningKey;
 use mcr_synth::SynthConfig;
 use serde_json::json;
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::AsyncBufReadExt;
 
 const USER: &str = "gp.available";
 
@@ -48,43 +48,9 @@ async fn region_for(latency_ms: (u64, u64), public_url: Option<&str>) -> Region 
         patients: 300,
         today,
     });
-    let mut sources = Vec::new();
-    let mut handles = Vec::new();
-    for slice in &region.sources {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-            .await
-            .expect("bind");
-        let h = mcr_sources::serve(
-            slice.clone(),
-            listener,
-            mcr_sources::Behaviour::with_latency(latency_ms.0, latency_ms.1),
-        )
-        .await
-        .expect("source");
-        sources.push(json!({
-            "id": slice.id.to_string(),
-            "base_url": h.base_url(),
-            "resource_types": slice.resource_types,
-            "organisation": slice.organisation,
-        }));
-        handles.push(h);
-    }
-    let sample = region.samples.all_four.first().expect("sample");
-    let practice = region.person(sample).expect("person").gp_practice.clone();
-    let practice_org = region
-        .gp_practices
-        .iter()
-        .find(|o| o.code == practice)
-        .expect("practice")
-        .clone();
-    let patients: Vec<String> = region
-        .people
-        .iter()
-        .filter(|p| p.gp_practice == practice)
-        .map(|p| p.nhs_number.to_string())
-        .take(30)
-        .collect();
-    assert!(patients.len() >= 5, "patients at the practice");
+    let behaviour = mcr_sources::Behaviour::with_latency(latency_ms.0, latency_ms.1);
+    let (sources, handles) = serve_sources(&region, &behaviour).await;
+    let (practice_org, patients) = practice_and_patients(&region, 30);
     let idp_listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
         .await
         .expect("bind");
@@ -105,7 +71,7 @@ async fn region_for(latency_ms: (u64, u64), public_url: Option<&str>) -> Region 
                 id: USER.into(),
                 name: "Dr Available".into(),
                 role: "clinician".into(),
-                org: practice.to_string(),
+                org: practice_org.code.to_string(),
                 label: "Dr Available".into(),
                 role_profiles: Vec::new(),
             }],
@@ -166,30 +132,6 @@ fn write_config_at(
     path
 }
 
-async fn start_gateway(config: &Path) -> (tokio::process::Child, String) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcr"))
-        .args(["serve", "--insecure-http", "--config"])
-        .arg(config)
-        .env("MCR_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start mcr serve");
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let url = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.expect("read") {
-            if let Some(u) = line.strip_prefix("gateway listening on ") {
-                return u.trim().to_owned();
-            }
-        }
-        panic!("mcr serve exited before listening")
-    })
-    .await
-    .expect("gateway starts within a minute");
-    (child, url)
-}
-
 /// What happened to one view request.
 #[derive(Debug, Clone)]
 struct Outcome {
@@ -235,12 +177,7 @@ fn stream(
                     let id = format!("avail-{w}-{i}");
                     let nhs = &patients[(w * 7 + i) % patients.len()];
                     let started = Instant::now();
-                    let sent = http
-                        .get(format!("{url}/fhir/Patient/{nhs}/$everything"))
-                        .bearer_auth(&token)
-                        .header("x-request-id", &id)
-                        .send()
-                        .await;
+                    let sent = view_with_id(&http, &url, &token, nhs, &id).await;
                     let mut outcome = Outcome {
                         id,
                         status: None,
@@ -312,18 +249,7 @@ async fn get(http: &reqwest::Client, url: &str) -> (u16, String) {
 /// Every view answered 200 has its `view-record` audit record; then `mcr audit verify`.
 async fn assert_audited(store_url: &str, config: &Path, outcomes: &[Outcome]) {
     let store = mcr_store::connect(store_url).await.expect("store");
-    let mut audited = HashSet::new();
-    let mut after = 0;
-    loop {
-        let rows = store.audit_rows(after, 5_000).await.expect("rows");
-        let Some(last) = rows.last() else { break };
-        after = last.seq;
-        audited.extend(
-            rows.into_iter()
-                .filter(|r| r.record.action == "view-record")
-                .map(|r| r.record.correlation_id),
-        );
-    }
+    let audited = audited_views(&*store).await;
     let missing: Vec<&str> = outcomes
         .iter()
         .filter(|o| o.status == Some(200) && !audited.contains(&o.id))
@@ -358,7 +284,7 @@ async fn a_full_disk_refuses_views_and_the_gateway_serves_again_once_space_retur
     let db = fs.path().join("mcr.db");
     let store_url = format!("sqlite://{}", db.display());
     let config = write_config(dir.path(), &store_url, &r, json!({}));
-    let (child, url) = start_gateway(&config).await;
+    let (child, url) = serve_config(&config).await;
     let http = reqwest::Client::new();
     assert_eq!(get(&http, &format!("{url}/livez")).await.0, 200);
     let (status, body) = get(&http, &format!("{url}/readyz")).await;
@@ -486,7 +412,7 @@ async fn sigterm_finishes_the_views_in_flight_and_loses_no_audit_record() {
         &r,
         json!({"drain_seconds": 20, "drain_notice_seconds": 3}),
     );
-    let (mut child, url) = start_gateway(&config).await;
+    let (mut child, url) = serve_config(&config).await;
     let stop = Arc::new(AtomicBool::new(false));
     let (outcomes, tasks) = stream(&url, &r, 16, stop.clone(), true);
     wait_for("views served", Duration::from_secs(60), || {
@@ -617,9 +543,9 @@ async fn two_gateways_on_postgres_share_sign_ins_sessions_and_limits_and_restart
     );
     // Each prints the public URL it is reached at (the same for both); the test reaches each
     // at its own address.
-    let (mut gw_a, printed) = start_gateway(&config_a).await;
+    let (mut gw_a, printed) = serve_config(&config_a).await;
     assert_eq!(printed, public);
-    let (gw_b, _) = start_gateway(&config_b).await;
+    let (gw_b, _) = serve_config(&config_b).await;
     let (url_a, url_b) = (format!("http://{addr_a}"), format!("http://{addr_b}"));
     let browser = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -795,7 +721,7 @@ async fn two_gateways_on_postgres_share_sign_ins_sessions_and_limits_and_restart
         || served_on(1, down) >= 10,
     )
     .await;
-    let (gw_a2, _) = start_gateway(&config_a).await;
+    let (gw_a2, _) = serve_config(&config_a).await;
     let up = Instant::now();
     wait_for(
         "views on A after its restart",
@@ -864,8 +790,8 @@ async fn two_gateways_on_postgres_count_one_user_together_across_a_restart() {
         config
     };
     let (config_a, config_b) = (watch(dir_a.path()), watch(dir_b.path()));
-    let (mut gw_a, url_a) = start_gateway(&config_a).await;
-    let (gw_b, url_b) = start_gateway(&config_b).await;
+    let (mut gw_a, url_a) = serve_config(&config_a).await;
+    let (gw_b, url_b) = serve_config(&config_b).await;
     let api = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()
@@ -897,7 +823,7 @@ async fn two_gateways_on_postgres_count_one_user_together_across_a_restart() {
     sigterm(&gw_a).await;
     let exit = gw_a.wait().await.expect("status");
     assert_eq!(exit.code(), Some(0), "{exit}");
-    let (gw_a2, url_a) = start_gateway(&config_a).await;
+    let (gw_a2, url_a) = serve_config(&config_a).await;
     assert_eq!(view(url_a.clone(), 5).await.0, 200, "the sixth patient");
     let (status, body) = view(url_a.clone(), 6).await;
     assert_eq!(
@@ -1012,7 +938,7 @@ async fn a_gateway_carries_on_through_a_database_restart_and_failover() {
     let dir = tempfile::tempdir().expect("dir");
     let r = region((0, 0)).await;
     let config = write_config(dir.path(), &store_url, &r, json!({}));
-    let (mut child, url) = start_gateway(&config).await;
+    let (mut child, url) = serve_config(&config).await;
     let http = reqwest::Client::new();
     readiness_becomes(&http, &url, 200, Duration::from_secs(10)).await;
     let stop = Arc::new(AtomicBool::new(false));

@@ -87,22 +87,6 @@ async fn ask_token(t: &TestDemo, assertion: &str, scope: &str) -> (u16, Value) {
     (status, resp.json().await.expect("JSON"))
 }
 
-async fn get_with(t: &TestDemo, token: &str, path: &str) -> (u16, Value) {
-    let resp = t
-        .http
-        .get(t.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("request");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.expect("body");
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
 /// The audit records of an action, as events.
 async fn audited(t: &TestDemo, action: &str) -> Vec<mcr_audit::AuditEvent> {
     t.demo
@@ -158,7 +142,9 @@ async fn a_system_reads_a_record_for_its_end_user_and_bad_assertions_are_refused
     );
 
     // Discovery: the SMART configuration and the CapabilityStatement name the token endpoint.
-    let (status, config) = get_with(&t, "unused", "/fhir/.well-known/smart-configuration").await;
+    let (status, config) = t
+        .get_with("unused", "/fhir/.well-known/smart-configuration")
+        .await;
     assert_eq!(status, 200, "{config}");
     assert_eq!(config["token_endpoint"], json!(aud));
     assert_eq!(
@@ -179,7 +165,7 @@ async fn a_system_reads_a_record_for_its_end_user_and_bad_assertions_are_refused
             .expect("list")
             .contains(&json!(cap)));
     }
-    let (_, metadata) = get_with(&t, "unused", "/fhir/metadata").await;
+    let (_, metadata) = t.get_with("unused", "/fhir/metadata").await;
     let security = &metadata["rest"][0]["security"];
     assert_eq!(security["service"][0]["coding"][0]["code"], "SMART-on-FHIR");
     assert_eq!(
@@ -217,7 +203,9 @@ async fn a_system_reads_a_record_for_its_end_user_and_bad_assertions_are_refused
         .as_i64()
         .is_some_and(|s| (30..=300).contains(&s)));
     let access = token["access_token"].as_str().expect("token").to_owned();
-    let (status, bundle) = get_with(&t, &access, &format!("/fhir/Patient/{nhs}/$everything")).await;
+    let (status, bundle) = t
+        .get_with(&access, &format!("/fhir/Patient/{nhs}/$everything"))
+        .await;
     assert_eq!(status, 200, "{bundle}");
     assert_eq!(bundle["resourceType"], "Bundle");
     assert!(!resources(&bundle, "Patient").is_empty());
@@ -247,12 +235,9 @@ async fn a_system_reads_a_record_for_its_end_user_and_bad_assertions_are_refused
 
     // The same token for a patient the doctor has no relationship with: decided like any view.
     let stranger = t.patient("gp_only", 0);
-    let (status, body) = get_with(
-        &t,
-        &access,
-        &format!("/fhir/Patient/{stranger}/$everything"),
-    )
-    .await;
+    let (status, body) = t
+        .get_with(&access, &format!("/fhir/Patient/{stranger}/$everything"))
+        .await;
     assert_eq!(status, 403, "{body}");
 
     // ES384, keys at the client's JWKS URL, a one-type scope: reads Patient, not the record.
@@ -265,15 +250,16 @@ async fn a_system_reads_a_record_for_its_end_user_and_bad_assertions_are_refused
     .await;
     assert_eq!(status, 200, "{token}");
     let es_access = token["access_token"].as_str().expect("token").to_owned();
-    let (status, body) = get_with(
-        &t,
-        &es_access,
-        &format!("/fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs}"),
-    )
-    .await;
+    let (status, body) = t
+        .get_with(
+            &es_access,
+            &format!("/fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs}"),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) =
-        get_with(&t, &es_access, &format!("/fhir/Patient/{nhs}/$everything")).await;
+    let (status, body) = t
+        .get_with(&es_access, &format!("/fhir/Patient/{nhs}/$everything"))
+        .await;
     assert_eq!(status, 403, "{body}");
     assert!(body.to_string().contains("insufficient-scope"), "{body}");
 
@@ -456,12 +442,12 @@ async fn a_system_reads_a_record_for_its_end_user_and_bad_assertions_are_refused
     )
     .await;
     assert_eq!(status, 200, "{token}");
-    let (status, body) = get_with(
-        &t,
-        token["access_token"].as_str().expect("token"),
-        &format!("/fhir/Patient/{nhs}/$everything"),
-    )
-    .await;
+    let (status, body) = t
+        .get_with(
+            token["access_token"].as_str().expect("token"),
+            &format!("/fhir/Patient/{nhs}/$everything"),
+        )
+        .await;
     assert_eq!(status, 403, "{body}");
     assert!(body.to_string().contains("system-without-user"), "{body}");
     let refused = audited(&t, "authenticate:system").await;
@@ -473,12 +459,9 @@ async fn a_system_reads_a_record_for_its_end_user_and_bad_assertions_are_refused
         "{refused:?}"
     );
     // A token this gateway never issued.
-    let (status, body) = get_with(
-        &t,
-        "mcrs.forged",
-        &format!("/fhir/Patient/{nhs}/$everything"),
-    )
-    .await;
+    let (status, body) = t
+        .get_with("mcrs.forged", &format!("/fhir/Patient/{nhs}/$everything"))
+        .await;
     assert_eq!(status, 401, "{body}");
 
     // The demo's own client, through `mcr demo-assertion`'s code, for the named doctor.
@@ -490,12 +473,12 @@ async fn a_system_reads_a_record_for_its_end_user_and_bad_assertions_are_refused
     )
     .await;
     assert_eq!(status, 200, "{token}");
-    let (status, bundle) = get_with(
-        &t,
-        token["access_token"].as_str().expect("token"),
-        &format!("/fhir/Patient/{nhs}/$everything"),
-    )
-    .await;
+    let (status, bundle) = t
+        .get_with(
+            token["access_token"].as_str().expect("token"),
+            &format!("/fhir/Patient/{nhs}/$everything"),
+        )
+        .await;
     assert_eq!(status, 200, "{bundle}");
     t.demo.stop().await;
 }

@@ -1,7 +1,7 @@
 //! The `mcr` binary as an operator uses it: clear errors and non-zero exits on bad flags and
 //! config; `migrate` and `index sync` against real sources.
 
-use crate::helpers::mcr;
+use crate::helpers::{mcr, serve_sources};
 use std::process::Command;
 
 fn run(cmd: &mut Command) -> (i32, String) {
@@ -213,28 +213,51 @@ fn a_gp_connect_source_is_configured_or_refused_saying_what_is_missing() {
     refused(without, "set [sources.gp_connect]");
 }
 
-#[tokio::test]
-async fn migrate_and_index_sync_against_running_sources() {
+/// `mcr index sync` with `config`, on a blocking thread: how it ended, and the JSON report it
+/// wrote on stdout.
+async fn index_sync(config: &std::path::Path) -> (std::process::Output, serde_json::Value) {
+    let config = config.to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        mcr()
+            .args(["index", "sync", "--config"])
+            .arg(&config)
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("mcr runs");
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "a JSON report on stdout ({e}); stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out, report)
+}
+
+/// The sources of a synthetic region of 300 patients, each served over real HTTP on its own
+/// port: the handles that keep them running, and their `[[sources]]` as a gateway config
+/// writes them.
+async fn region_served() -> (Vec<mcr_sources::SourceHandle>, String) {
     let region = mcr_synth::generate(&mcr_synth::SynthConfig {
         patients: 300,
         ..Default::default()
     });
-    let mut handles = Vec::new();
+    let (_, handles) = serve_sources(&region, &mcr_sources::Behaviour::default()).await;
     let mut sources_toml = String::new();
-    for slice in &region.sources {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let h = mcr_sources::serve(slice.clone(), listener, mcr_sources::Behaviour::default())
-            .await
-            .expect("source");
+    for (slice, h) in region.sources.iter().zip(&handles) {
         let o = &slice.organisation;
         sources_toml.push_str(&format!(
             "[[sources]]\nid = \"{}\"\nbase_url = \"{}\"\nresource_types = {:?}\norganisation = {{ code = \"{}\", name = \"{}\", kind = \"{}\", member = true }}\n\n",
             slice.id, h.base_url(), slice.resource_types, o.code, o.name, o.kind
         ));
-        handles.push(h);
     }
+    (handles, sources_toml)
+}
+
+#[tokio::test]
+async fn migrate_and_index_sync_against_running_sources() {
+    let (mut handles, sources_toml) = region_served().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("gateway.toml");
     std::fs::write(
@@ -253,23 +276,12 @@ async fn migrate_and_index_sync_against_running_sources() {
     .expect("join");
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("sqlite store is up to date"), "{text}");
-    let config_arg = config.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        mcr()
-            .args(["index", "sync", "--config"])
-            .arg(&config_arg)
-            .output()
-    })
-    .await
-    .expect("join")
-    .expect("mcr runs");
+    let (out, report) = index_sync(&config).await;
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("a JSON report on stdout");
     let gp = report["sources"]
         .as_array()
         .expect("sources")
@@ -287,23 +299,12 @@ async fn migrate_and_index_sync_against_running_sources() {
     let mut text = std::fs::read_to_string(&config).expect("config");
     text.push_str("\n[matching]\nweights = \"estimated\"\n");
     std::fs::write(&config, text).expect("write config");
-    let config_arg = config.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        mcr()
-            .args(["index", "sync", "--config"])
-            .arg(&config_arg)
-            .output()
-    })
-    .await
-    .expect("join")
-    .expect("mcr runs");
+    let (out, report) = index_sync(&config).await;
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("a JSON report on stdout");
     let weights = &report["matching"]["weights"];
     assert_eq!(weights["kind"], "configured-not-estimated", "{report}");
     assert!(
@@ -525,26 +526,7 @@ fn the_example_pds_settings_are_read_or_refused_saying_what() {
 /// in the platform's words, and the command exits 1, never a quiet success.
 #[tokio::test]
 async fn index_sync_with_a_refused_pds_exchange_exits_1_saying_why() {
-    let region = mcr_synth::generate(&mcr_synth::SynthConfig {
-        patients: 300,
-        ..Default::default()
-    });
-    let mut handles = Vec::new();
-    let mut sources_toml = String::new();
-    for slice in &region.sources {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let h = mcr_sources::serve(slice.clone(), listener, mcr_sources::Behaviour::default())
-            .await
-            .expect("source");
-        let o = &slice.organisation;
-        sources_toml.push_str(&format!(
-            "[[sources]]\nid = \"{}\"\nbase_url = \"{}\"\nresource_types = {:?}\norganisation = {{ code = \"{}\", name = \"{}\", kind = \"{}\", member = true }}\n\n",
-            slice.id, h.base_url(), slice.resource_types, o.code, o.name, o.kind
-        ));
-        handles.push(h);
-    }
+    let (_handles, sources_toml) = region_served().await;
     let dir = tempfile::tempdir().expect("temp dir");
     // The platform knows the application by one key; the gateway signs with another.
     let registered =
@@ -578,18 +560,7 @@ async fn index_sync_with_a_refused_pds_exchange_exits_1_saying_why() {
         ),
     )
     .expect("write config");
-    let config_arg = config.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        mcr()
-            .args(["index", "sync", "--config"])
-            .arg(&config_arg)
-            .output()
-    })
-    .await
-    .expect("join")
-    .expect("mcr runs");
-    let report: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("a JSON report on stdout");
+    let (out, report) = index_sync(&config).await;
     assert_eq!(out.status.code(), Some(1), "{report}");
     let traced: Vec<&serde_json::Value> = report["sources"]
         .as_array()

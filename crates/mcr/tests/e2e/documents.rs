@@ -42,15 +42,9 @@ fn held_bytes(t: &TestDemo, id: &str) -> Vec<u8> {
 
 /// The `open-document` audit records about `nhs`, as (outcome, basis).
 async fn openings(t: &TestDemo, nhs: &str) -> Vec<(String, Option<String>, Value)> {
-    let rows = t
-        .demo
-        .gateway
-        .gateway
-        .store()
-        .audit_rows(0, 100_000)
+    t.audit_trail()
         .await
-        .expect("audit rows");
-    rows.into_iter()
+        .into_iter()
         .filter(|r| r.record.action == "open-document" && r.record.patient.as_deref() == Some(nhs))
         .map(|r| {
             let payload: Value = serde_json::from_str(&r.record.payload).expect("payload");
@@ -143,23 +137,16 @@ async fn a_pdf_opens_through_the_gateway_audited_as_its_own_event_and_never_on_d
 
     // Through the record page too: inline, in the browser's viewer, sandboxed.
     let page = t.sign_in(AE).await;
-    let resp = page
-        .http
-        .get(t.url(&format!("/app/patient/{nhs}")))
-        .header("cookie", &page.cookie)
-        .send()
-        .await
-        .expect("record page");
+    let resp = get_with_cookie(
+        &page.http,
+        t.url(&format!("/app/patient/{nhs}")),
+        &page.cookie,
+    )
+    .await;
     let html = resp.text().await.expect("html");
     let link = format!("/app/patient/{nhs}/documents/acute/{id}");
     assert!(html.contains(&link), "the record page links the document");
-    let resp = page
-        .http
-        .get(t.url(&link))
-        .header("cookie", &page.cookie)
-        .send()
-        .await
-        .expect("open from the page");
+    let resp = get_with_cookie(&page.http, t.url(&link), &page.cookie).await;
     assert_eq!(resp.status(), 200);
     assert!(resp.headers()["content-disposition"]
         .to_str()
@@ -187,10 +174,7 @@ async fn a_document_is_refused_once_permission_is_withdrawn_and_the_refusal_audi
     t.give_permission(AE, &nhs).await;
     assert_eq!(open_binary(&t, AE, &nhs, &id).await.status(), 200);
 
-    let (status, _) = t
-        .post(AE, "/fhir/Consent", &permission(&nhs, "deny", "patient"))
-        .await;
-    assert_eq!(status, 201);
+    t.refuse_permission(AE, &nhs).await;
     let resp = open_binary(&t, AE, &nhs, &id).await;
     assert_eq!(resp.status(), 403);
     let body: Value = resp.json().await.expect("OperationOutcome");
@@ -355,25 +339,10 @@ async fn a_gp_letter_comes_through_gp_connect_and_opens_through_the_gateway_audi
 
     // The record page links it, and opens it.
     let page = t.sign_in(AE).await;
-    let html = page
-        .http
-        .get(t.url(&format!("/app/patient/{nhs}")))
-        .header("cookie", &page.cookie)
-        .send()
-        .await
-        .expect("record page")
-        .text()
-        .await
-        .expect("html");
+    let html = page.html(t.url(&format!("/app/patient/{nhs}"))).await;
     let link = format!("/app/patient/{nhs}/documents/gp/{id}");
     assert!(html.contains(&link), "the record page links the GP letter");
-    let resp = page
-        .http
-        .get(t.url(&link))
-        .header("cookie", &page.cookie)
-        .send()
-        .await
-        .expect("open from the page");
+    let resp = get_with_cookie(&page.http, t.url(&link), &page.cookie).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.bytes().await.expect("body").as_ref(), want.as_slice());
     assert_eq!(openings(&t, &nhs).await.len(), 2);

@@ -37,6 +37,63 @@ pub async fn unknown_patient(t: &TestDemo) -> String {
     panic!("no unknown NHS number found");
 }
 
+/// A synthetic region's sources, each served over real HTTP on its own port with
+/// `behaviour`: their entries for a gateway config's `sources`, and the handles that keep
+/// them running.
+pub async fn serve_sources(
+    region: &mcr_synth::Region,
+    behaviour: &mcr_sources::Behaviour,
+) -> (Vec<Value>, Vec<mcr_sources::SourceHandle>) {
+    let mut sources = Vec::new();
+    let mut handles = Vec::new();
+    for slice in &region.sources {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("bind");
+        let h = mcr_sources::serve(slice.clone(), listener, behaviour.clone())
+            .await
+            .expect("source");
+        sources.push(json!({
+            "id": slice.id.to_string(),
+            "base_url": h.base_url(),
+            "resource_types": slice.resource_types,
+            "organisation": slice.organisation,
+        }));
+        handles.push(h);
+    }
+    (sources, handles)
+}
+
+/// The GP practice of a patient every source holds, and the NHS numbers of (up to `n`, at
+/// least five) patients registered there.
+pub fn practice_and_patients(
+    region: &mcr_synth::Region,
+    n: usize,
+) -> (mcr_domain::Organisation, Vec<String>) {
+    let sample = region.samples.all_four.first().expect("sample");
+    let practice = region.person(sample).expect("person").gp_practice.clone();
+    let practice_org = region
+        .gp_practices
+        .iter()
+        .find(|o| o.code == practice)
+        .expect("practice")
+        .clone();
+    let patients: Vec<String> = region
+        .people
+        .iter()
+        .filter(|p| p.gp_practice == practice)
+        .map(|p| p.nhs_number.to_string())
+        .take(n)
+        .collect();
+    assert!(patients.len() >= 5, "patients at the practice");
+    (practice_org, patients)
+}
+
+/// A body as JSON, or as a JSON string when it is not JSON.
+fn json_or_text(text: String) -> Value {
+    serde_json::from_str(&text).unwrap_or(Value::String(text))
+}
+
 /// The `mcr` binary this test run built, to run as an operator would.
 pub fn mcr() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_mcr"))
@@ -190,6 +247,15 @@ pub fn trusting_client(demo: &Demo) -> reqwest::ClientBuilder {
 }
 
 impl TestDemo {
+    /// How many requests the demo's sources have answered, all together.
+    pub fn requests_served(&self) -> u64 {
+        self.demo
+            .sources
+            .iter()
+            .map(mcr_sources::SourceHandle::requests_served)
+            .sum()
+    }
+
     /// The demo's data directory (a fresh temporary one).
     pub fn data_dir(&self) -> &Path {
         self._dir.path()
@@ -208,26 +274,25 @@ impl TestDemo {
     }
 
     pub async fn get(&self, user: &str, path: &str) -> (u16, Value) {
-        let resp = self
-            .http
-            .get(self.url(path))
-            .bearer_auth(self.token(user))
-            .send()
-            .await
-            .expect("request");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.expect("body");
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        self.get_with(&self.token(user), path).await
+    }
+
+    /// A GET with the bearer `token`: the status, and the body as JSON (as a string when it is
+    /// not JSON).
+    pub async fn get_with(&self, token: &str, path: &str) -> (u16, Value) {
+        let (status, text) = self.get_text_with(token, path).await;
+        (status, json_or_text(text))
     }
 
     pub async fn get_text(&self, user: &str, path: &str) -> (u16, String) {
+        self.get_text_with(&self.token(user), path).await
+    }
+
+    async fn get_text_with(&self, token: &str, path: &str) -> (u16, String) {
         let resp = self
             .http
             .get(self.url(path))
-            .bearer_auth(self.token(user))
+            .bearer_auth(token)
             .send()
             .await
             .expect("request");
@@ -246,11 +311,18 @@ impl TestDemo {
             .await
             .expect("request");
         let status = resp.status().as_u16();
-        let text = resp.text().await.expect("body");
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        (status, json_or_text(resp.text().await.expect("body")))
+    }
+
+    /// Every record of the demo's audit trail, oldest first.
+    pub async fn audit_trail(&self) -> Vec<mcr_store::AuditRow> {
+        self.demo
+            .gateway
+            .gateway
+            .store()
+            .audit_rows(0, 100_000)
+            .await
+            .expect("audit rows")
     }
 
     /// Record "the patient gave permission" for `user`'s organisation.
@@ -259,6 +331,28 @@ impl TestDemo {
             .post(user, "/fhir/Consent", &permission(nhs, "permit", "patient"))
             .await;
         assert_eq!(status, 201, "permission recorded: {body}");
+    }
+
+    /// Record "the patient refused permission" for `user`'s organisation.
+    pub async fn refuse_permission(&self, user: &str, nhs: &str) {
+        let (status, body) = self
+            .post(user, "/fhir/Consent", &permission(nhs, "deny", "patient"))
+            .await;
+        assert_eq!(status, 201, "refusal recorded: {body}");
+    }
+
+    /// `$emergency-access` to `nhs`'s record by `user`: the patient is unconscious, `text`
+    /// says more.
+    pub async fn emergency_access(&self, user: &str, nhs: &str, text: &str) -> (u16, Value) {
+        let params = json!({"resourceType": "Parameters", "parameter": [
+            {"name": "reason", "valueCode": "unconscious"},
+            {"name": "text", "valueString": text}]});
+        self.post(
+            user,
+            &format!("/fhir/Patient/{nhs}/$emergency-access"),
+            &params,
+        )
+        .await
     }
 
     pub async fn everything(&self, user: &str, nhs: &str) -> (u16, Value) {
@@ -337,6 +431,17 @@ pub struct SignedIn {
     pub http: reqwest::Client,
     pub cookie: String,
     pub csrf: String,
+}
+
+impl SignedIn {
+    /// The HTML of the page at `url`, as this browser sees it.
+    pub async fn html(&self, url: String) -> String {
+        get_with_cookie(&self.http, url, &self.cookie)
+            .await
+            .text()
+            .await
+            .expect("html")
+    }
 }
 
 /// The first `Set-Cookie` value named `name` (`name=value` only).
@@ -650,6 +755,110 @@ pub async fn first_line_within(
     tokio::time::timeout(within, first_line_with(child, prefix))
         .await
         .ok()
+}
+
+/// The config of a gateway tested against an independent provider: `gateway.toml` in `dir`
+/// listening on `port`, signing staff in at `issuer` as `mcr-gateway` with `secret` (RS256),
+/// then `more` (more `[auth]` keys, then tables), and one acute trust's source that is never
+/// reached; and its data directory.
+pub fn interop_config(
+    dir: &Path,
+    port: u16,
+    issuer: &str,
+    secret: &str,
+    more: &str,
+) -> (PathBuf, PathBuf) {
+    let config = dir.join("gateway.toml");
+    let data = dir.join("data");
+    std::fs::write(
+        &config,
+        format!(
+            r#"listen = "127.0.0.1:{port}"
+data_dir = "{data}"
+[auth]
+issuer = "{issuer}"
+client_id = "mcr-gateway"
+client_secret = "{secret}"
+algorithms = ["RS256"]
+{more}[[sources]]
+id = "acute"
+base_url = "http://127.0.0.1:9"
+resource_types = ["Patient"]
+organisation = {{ code = "RWH01", name = "East and North Hertfordshire NHS Trust", kind = "acute-trust", member = true }}
+"#,
+            data = data.display()
+        ),
+    )
+    .expect("config");
+    (config, data)
+}
+
+/// A client that, like a test of a browser, follows no redirects by itself.
+pub fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// `mcr serve` over plain HTTP with `config`, listening where the config says: the process,
+/// and the URL it says it listens at (within a minute).
+pub async fn serve_config(config: &Path) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcr"))
+        .args(["serve", "--insecure-http", "--config"])
+        .arg(config)
+        .env("MCR_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start mcr serve");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let url = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.expect("read") {
+            if let Some(u) = line.strip_prefix("gateway listening on ") {
+                return u.trim().to_owned();
+            }
+        }
+        panic!("mcr serve exited before listening")
+    })
+    .await
+    .expect("gateway starts within a minute");
+    (child, url)
+}
+
+/// The record of `nhs` (`$everything`) asked of the gateway at `url` with the bearer `token`,
+/// under the correlation id `id`.
+pub async fn view_with_id(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    nhs: &str,
+    id: &str,
+) -> reqwest::Result<reqwest::Response> {
+    http.get(format!("{url}/fhir/Patient/{nhs}/$everything"))
+        .bearer_auth(token)
+        .header("x-request-id", id)
+        .send()
+        .await
+}
+
+/// The correlation ids of every `view-record` record in the audit trail.
+pub async fn audited_views(store: &dyn mcr_store::Store) -> std::collections::HashSet<String> {
+    let mut audited = std::collections::HashSet::new();
+    let mut after = 0;
+    loop {
+        let rows = store.audit_rows(after, 5_000).await.expect("rows");
+        let Some(last) = rows.last() else { break };
+        after = last.seq;
+        audited.extend(
+            rows.into_iter()
+                .filter(|r| r.record.action == "view-record")
+                .map(|r| r.record.correlation_id),
+        );
+    }
+    audited
 }
 
 /// `mcr serve --insecure-http` on `config`, logging at `log` to `stderr`, once it says it

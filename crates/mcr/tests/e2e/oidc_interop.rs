@@ -4,8 +4,8 @@
 //! flow with PKCE S256, client_secret_basic, an RS256-signed ID token with custom claims.
 
 use crate::helpers::{
-    first_line_within, get_with_cookie, interop_dir, land, location, npm_ci_once, serve_insecure,
-    Jar, Landing,
+    first_line_within, get_with_cookie, interop_config, interop_dir, land, location, no_redirects,
+    npm_ci_once, serve_insecure, Jar, Landing,
 };
 use std::process::Stdio;
 use std::time::Duration;
@@ -60,6 +60,43 @@ fn prepare() -> (std::path::PathBuf, u16, String) {
     (dir, port, format!("http://127.0.0.1:{port}"))
 }
 
+/// The audit trail a stopped gateway left in `data`, its chain checked by `mcr audit verify`:
+/// each record's action, payload and role profile, in order.
+async fn audit_trail(data: &std::path::Path) -> Vec<(String, String, Option<String>)> {
+    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_mcr"))
+        .args(["audit", "verify", "--data-dir"])
+        .arg(data)
+        .output()
+        .expect("mcr audit verify");
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", data.join("mcr.db").display()))
+        .await
+        .expect("the gateway's store");
+    sqlx::query_as("SELECT action, payload, role_profile_id FROM audit_log ORDER BY seq")
+        .fetch_all(&db)
+        .await
+        .expect("audit")
+}
+
+/// `POST /signin` at the gateway: its cookies, and where it sends the browser.
+async fn staff_sign_in(http: &reqwest::Client, gateway: &str) -> (Jar, String) {
+    started(http.post(format!("{gateway}/signin"))).await
+}
+
+/// A sign-in started with `request` (a `POST` to the gateway): its cookies, and where it
+/// sends the browser.
+async fn started(request: reqwest::RequestBuilder) -> (Jar, String) {
+    let start = request.send().await.expect("POST to start a sign-in");
+    assert_eq!(start.status(), 303);
+    let mut jar = Jar::default();
+    jar.take(&start);
+    (jar, location(&start))
+}
+
 #[tokio::test]
 async fn the_gateway_signs_in_with_an_independent_openid_provider() {
     let (dir, port, gateway) = prepare();
@@ -75,42 +112,11 @@ async fn the_gateway_signs_in_with_an_independent_openid_provider() {
     .await;
 
     let tmp = tempfile::tempdir().expect("dir");
-    let config = tmp.path().join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"listen = "127.0.0.1:{port}"
-data_dir = "{data}"
-[auth]
-issuer = "{issuer}"
-client_id = "mcr-gateway"
-client_secret = "{secret}"
-algorithms = ["RS256"]
-[[sources]]
-id = "acute"
-base_url = "http://127.0.0.1:9"
-resource_types = ["Patient"]
-organisation = {{ code = "RWH01", name = "East and North Hertfordshire NHS Trust", kind = "acute-trust", member = true }}
-"#,
-            data = tmp.path().join("data").display()
-        ),
-    )
-    .expect("config");
+    let (config, _) = interop_config(tmp.path(), port, &issuer, secret, "");
     let mut gw = serve_insecure(&config, "warn", Stdio::inherit(), &gateway).await;
 
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let start = http
-        .post(format!("{gateway}/signin"))
-        .send()
-        .await
-        .expect("POST /signin");
-    assert_eq!(start.status(), 303);
-    let mut gateway_jar = Jar::default();
-    gateway_jar.take(&start);
-    let next = location(&start);
+    let http = no_redirects();
+    let (gateway_jar, next) = staff_sign_in(&http, &gateway).await;
     assert!(next.starts_with(&issuer), "{next}");
     assert!(
         next.contains("code_challenge_method=S256") && next.contains("nonce="),
@@ -200,15 +206,7 @@ fn published_profiles() -> serde_json::Value {
 }
 
 async fn cis2_sign_in(http: &reqwest::Client, gateway: &str, issuer: &str, who: &str) -> Landing {
-    let start = http
-        .post(format!("{gateway}/signin"))
-        .send()
-        .await
-        .expect("POST /signin");
-    assert_eq!(start.status(), 303);
-    let mut jar = Jar::default();
-    jar.take(&start);
-    let authorize = location(&start);
+    let (jar, authorize) = staff_sign_in(http, gateway).await;
     assert!(
         authorize.contains("nationalrbacaccess"),
         "the gateway asks for the national RBAC scope: {authorize}"
@@ -256,19 +254,12 @@ async fn cis2_role_profiles_assurance_and_bad_claims_against_an_independent_prov
     .await;
 
     let tmp = tempfile::tempdir().expect("dir");
-    let data = tmp.path().join("data");
-    let config = tmp.path().join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"listen = "127.0.0.1:{port}"
-data_dir = "{data}"
-[auth]
-issuer = "{issuer}"
-client_id = "mcr-gateway"
-client_secret = "{secret}"
-algorithms = ["RS256"]
-scope = "openid profile nationalrbacaccess selectedrole"
+    let (config, data) = interop_config(
+        tmp.path(),
+        port,
+        &issuer,
+        secret,
+        r#"scope = "openid profile nationalrbacaccess selectedrole"
 [auth.cis2]
 min_assurance_for_records = 3
 [[organisations]]
@@ -276,21 +267,10 @@ code = "PRIV01"
 name = "Acme Health Analytics Ltd"
 kind = "private-company"
 member = false
-[[sources]]
-id = "acute"
-base_url = "http://127.0.0.1:9"
-resource_types = ["Patient"]
-organisation = {{ code = "RWH01", name = "East and North Hertfordshire NHS Trust", kind = "acute-trust", member = true }}
 "#,
-            data = data.display()
-        ),
-    )
-    .expect("config");
+    );
     let mut gw = serve_insecure(&config, "warn", Stdio::inherit(), &gateway).await;
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
+    let http = no_redirects();
 
     // Two role profiles, no selection: signed in, then sent to choose before anything else.
     let two = cis2_sign_in(&http, &gateway, &issuer, "two.roles").await;
@@ -404,14 +384,7 @@ organisation = {{ code = "RWH01", name = "East and North Hertfordshire NHS Trust
     provider.kill().await.ok();
 
     // Every refusal is in the audit trail, and the nurse's records name their role profile.
-    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", data.join("mcr.db").display()))
-        .await
-        .expect("the gateway's store");
-    let rows: Vec<(String, String, Option<String>)> =
-        sqlx::query_as("SELECT action, payload, role_profile_id FROM audit_log ORDER BY seq")
-            .fetch_all(&db)
-            .await
-            .expect("audit");
+    let rows = audit_trail(&data).await;
     let basis = |b: &str| {
         rows.iter()
             .filter(|(_, p, _)| p.contains(&format!("\"basis\":\"{b}\"")))
@@ -435,16 +408,6 @@ organisation = {{ code = "RWH01", name = "East and North Hertfordshire NHS Trust
                 && p.contains("\"user_id\":\"two.roles\"")),
         "the nurse's view is audited with the role profile she chose"
     );
-    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_mcr"))
-        .args(["audit", "verify", "--data-dir"])
-        .arg(&data)
-        .output()
-        .expect("mcr audit verify");
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stdout)
-    );
 }
 
 /// A patient's NHS login sign-in at `/my-record`, through the provider as `who`; `authorize`
@@ -457,16 +420,11 @@ async fn patient_sign_in(
     authorize: impl Fn(String) -> String,
     back: impl Fn(String) -> String,
 ) -> Landing {
-    let start = http
-        .post(format!("{gateway}/my-record/signin"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .send()
-        .await
-        .expect("POST /my-record/signin");
-    assert_eq!(start.status(), 303);
-    let mut jar = Jar::default();
-    jar.take(&start);
-    let url = location(&start);
+    let (jar, url) = started(
+        http.post(format!("{gateway}/my-record/signin"))
+            .header("content-type", "application/x-www-form-urlencoded"),
+    )
+    .await;
     assert!(url.starts_with(issuer), "{url}");
     for part in [
         "client_id=mcr-patient",
@@ -484,6 +442,25 @@ async fn patient_sign_in(
         "{returned}"
     );
     land(http, back(returned), jar).await
+}
+
+/// A patient signed in as `who` (at whatever level), sent on to `/my-record` from a page of
+/// the gateway's own.
+async fn patient_signed_in(
+    http: &reqwest::Client,
+    gateway: &str,
+    issuer: &str,
+    who: &str,
+) -> Landing {
+    let same = |u: String| u;
+    let signed_in = patient_sign_in(http, gateway, issuer, who, same, same).await;
+    assert_eq!(signed_in.status, 200, "{}", signed_in.body);
+    assert!(
+        signed_in.body.contains("content=\"0;url=/my-record\""),
+        "on to /my-record from a page of the gateway's own: {}",
+        signed_in.body
+    );
+    signed_in
 }
 
 /// Replace the value of query parameter `name` in `url`.
@@ -541,34 +518,21 @@ async fn patients_sign_in_with_nhs_login_shaped_claims_from_an_independent_provi
     )
     .await;
 
-    let data = tmp.path().join("data");
-    let config = tmp.path().join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"listen = "127.0.0.1:{port}"
-data_dir = "{data}"
-[auth]
-issuer = "{issuer}"
-client_id = "mcr-gateway"
-client_secret = "{secret}"
-algorithms = ["RS256"]
-[auth.nhs_login]
+    let (config, data) = interop_config(
+        tmp.path(),
+        port,
+        &issuer,
+        secret,
+        &format!(
+            r#"[auth.nhs_login]
 issuer = "{issuer}"
 client_id = "mcr-patient"
 private_key = "{key}"
 key_id = "mcr-patient-key"
-[[sources]]
-id = "acute"
-base_url = "http://127.0.0.1:9"
-resource_types = ["Patient"]
-organisation = {{ code = "RWH01", name = "East and North Hertfordshire NHS Trust", kind = "acute-trust", member = true }}
 "#,
-            data = data.display(),
             key = key.display(),
         ),
-    )
-    .expect("config");
+    );
     let log = tmp.path().join("gateway.log");
     let mut gw = serve_insecure(
         &config,
@@ -577,10 +541,7 @@ organisation = {{ code = "RWH01", name = "East and North Hertfordshire NHS Trust
         &gateway,
     )
     .await;
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
+    let http = no_redirects();
     let same = |u: String| u;
 
     let page = get_page(
@@ -593,25 +554,13 @@ organisation = {{ code = "RWH01", name = "East and North Hertfordshire NHS Trust
     assert!(!page.2.contains("stand-in"), "no stand-in beside NHS login");
 
     // P9: a patient session naming their NHS number; the access history is theirs to see.
-    let p9 = patient_sign_in(&http, &gateway, &issuer, "p9.patient", same, same).await;
-    assert_eq!(p9.status, 200, "{}", p9.body);
-    assert!(
-        p9.body.contains("content=\"0;url=/my-record\""),
-        "on to /my-record from a page of the gateway's own: {}",
-        p9.body
-    );
+    let p9 = patient_signed_in(&http, &gateway, &issuer, "p9.patient").await;
     let (status, _, body) = get_page(&http, &format!("{gateway}/my-record"), &p9.jar).await;
     assert_ne!(status, 403, "{body}");
     assert!(!body.contains("Prove who you are"), "{body}");
 
     // P5: signed in, general information only; the history and its download are refused.
-    let p5 = patient_sign_in(&http, &gateway, &issuer, "p5.patient", same, same).await;
-    assert_eq!(p5.status, 200, "{}", p5.body);
-    assert!(
-        p5.body.contains("content=\"0;url=/my-record\""),
-        "on to /my-record from a page of the gateway's own: {}",
-        p5.body
-    );
+    let p5 = patient_signed_in(&http, &gateway, &issuer, "p5.patient").await;
     for path in ["/my-record", "/my-record/access-history.csv"] {
         let (status, _, body) = get_page(&http, &format!("{gateway}{path}"), &p5.jar).await;
         assert_eq!(status, 403, "{path}: {body}");
@@ -676,17 +625,10 @@ organisation = {{ code = "RWH01", name = "East and North Hertfordshire NHS Trust
     provider.kill().await.ok();
 
     // Every sign-in and refusal is audited; the NHS number only once proofed to P9.
-    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", data.join("mcr.db").display()))
-        .await
-        .expect("the gateway's store");
-    let rows: Vec<(String, String)> =
-        sqlx::query_as("SELECT action, payload FROM audit_log ORDER BY seq")
-            .fetch_all(&db)
-            .await
-            .expect("audit");
+    let rows = audit_trail(&data).await;
     let with = |b: &str| {
         rows.iter()
-            .filter(|(_, p)| p.contains(&format!("\"basis\":\"{b}\"")))
+            .filter(|(_, p, _)| p.contains(&format!("\"basis\":\"{b}\"")))
             .collect::<Vec<_>>()
     };
     let signed_in = with("nhs-login");
@@ -713,22 +655,12 @@ organisation = {{ code = "RWH01", name = "East and North Hertfordshire NHS Trust
         assert_eq!(with(basis).len(), n, "{basis}: {rows:?}");
     }
     assert!(
-        rows.iter().all(|(_, p)| !p.contains(p5_nhs)),
+        rows.iter().all(|(_, p, _)| !p.contains(p5_nhs)),
         "a P5 patient's unproofed NHS number is not kept"
     );
     let log = std::fs::read_to_string(&log).expect("log");
     assert!(
         !log.contains(p9_nhs) && !log.contains(p5_nhs),
         "no NHS number in the gateway's logs"
-    );
-    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_mcr"))
-        .args(["audit", "verify", "--data-dir"])
-        .arg(&data)
-        .output()
-        .expect("mcr audit verify");
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stdout)
     );
 }

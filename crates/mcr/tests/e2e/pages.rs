@@ -2,6 +2,8 @@
 //! record with its source banner, and untrusted text shown as text.
 
 use crate::helpers::*;
+use mcr::demo::DemoPatientLogin;
+use mcr_domain::NhsNumber;
 use mcr_sources::{Behaviour, Failure};
 
 #[tokio::test]
@@ -39,6 +41,17 @@ async fn public_pages_need_no_sign_in_and_staff_pages_do() {
     assert_eq!(resp.headers()["location"], "/signin");
 }
 
+/// The patient's permission recorded with the one-click button on their record page.
+async fn permission_given(b: &Browser, nhs: &str) {
+    let (status, _) = b
+        .post(
+            &format!("/app/patient/{nhs}/permission"),
+            &[("answer", "given-patient")],
+        )
+        .await;
+    assert_eq!(status, 303);
+}
+
 #[tokio::test]
 async fn find_ask_and_read_a_record_with_every_source_named() {
     let t = start().await;
@@ -67,13 +80,7 @@ async fn find_ask_and_read_a_record_with_every_source_named() {
         html.contains("given-patient"),
         "the one-click permission button is offered"
     );
-    let (status, _) = b
-        .post(
-            &format!("/app/patient/{nhs}/permission"),
-            &[("answer", "given-patient")],
-        )
-        .await;
-    assert_eq!(status, 303);
+    permission_given(&b, &nhs).await;
 
     // One source down: named in the banner, the rest shown.
     t.demo
@@ -134,13 +141,7 @@ async fn hostile_text_from_sources_is_shown_as_text() {
     let b = sign_in(&t, "ae.okafor").await;
     for i in 0..2 {
         let nhs = t.patient("hostile_text", i);
-        let (status, _) = b
-            .post(
-                &format!("/app/patient/{nhs}/permission"),
-                &[("answer", "given-patient")],
-            )
-            .await;
-        assert_eq!(status, 303);
+        permission_given(&b, &nhs).await;
         let (status, html) = b.get(&format!("/app/patient/{nhs}")).await;
         assert_eq!(status, 200);
         assert!(
@@ -481,13 +482,7 @@ async fn a_possible_wrong_nhs_number_is_warned_on_the_record_page() {
 
     let b = sign_in(&t, "ae.okafor").await;
     for n in [&nhs, &other] {
-        let (status, _) = b
-            .post(
-                &format!("/app/patient/{n}/permission"),
-                &[("answer", "given-patient")],
-            )
-            .await;
-        assert_eq!(status, 303);
+        permission_given(&b, n).await;
     }
     let (status, html) = b.get(&format!("/app/patient/{nhs}")).await;
     assert_eq!(status, 200);
@@ -508,6 +503,20 @@ async fn a_possible_wrong_nhs_number_is_warned_on_the_record_page() {
 /// The patient matching queue (issue 19): records staff see each pair side by side with the
 /// comparison; "not a match" and "link" are recorded with their audit records, the pair leaves
 /// the queue, and a clinician may not look.
+/// Decide (`verdict`) about the review pair of the acute trust's record `local_id` and `nhs`.
+async fn decide(b: &Browser, local_id: &str, nhs: &NhsNumber, verdict: &str) -> (u16, String) {
+    b.post(
+        "/app/matching/decide",
+        &[
+            ("source", "acute"),
+            ("local_id", local_id),
+            ("nhs", nhs.as_str()),
+            ("verdict", verdict),
+        ],
+    )
+    .await
+}
+
 #[tokio::test]
 async fn the_matching_queue_links_and_rules_out_pairs_and_audits_each_decision() {
     let t = start().await;
@@ -554,17 +563,7 @@ async fn the_matching_queue_links_and_rules_out_pairs_and_audits_each_decision()
     let (status, html) = receptionist.get("/app/matching").await;
     assert_eq!(status, 200, "{html}");
     assert!(!html.contains("Queue-Family"), "{html}");
-    let (status, _) = receptionist
-        .post(
-            "/app/matching/decide",
-            &[
-                ("source", "acute"),
-                ("local_id", "H-TWIN"),
-                ("nhs", twin.as_str()),
-                ("verdict", "link"),
-            ],
-        )
-        .await;
+    let (status, _) = decide(&receptionist, "H-TWIN", &twin, "link").await;
     assert_eq!(status, 403, "nor to decide");
 
     let b = sign_in(&t, "rec.obi").await;
@@ -580,29 +579,9 @@ async fn the_matching_queue_links_and_rules_out_pairs_and_audits_each_decision()
         "side by side"
     );
 
-    let (status, _) = b
-        .post(
-            "/app/matching/decide",
-            &[
-                ("source", "acute"),
-                ("local_id", "H-TWIN"),
-                ("nhs", twin.as_str()),
-                ("verdict", "not-a-match"),
-            ],
-        )
-        .await;
+    let (status, _) = decide(&b, "H-TWIN", &twin, "not-a-match").await;
     assert_eq!(status, 303);
-    let (status, _) = b
-        .post(
-            "/app/matching/decide",
-            &[
-                ("source", "acute"),
-                ("local_id", "H-OWNER"),
-                ("nhs", owner.as_str()),
-                ("verdict", "link"),
-            ],
-        )
-        .await;
+    let (status, _) = decide(&b, "H-OWNER", &owner, "link").await;
     assert_eq!(status, 303);
     let (_, html) = b.get("/app/matching").await;
     assert!(
@@ -611,17 +590,7 @@ async fn the_matching_queue_links_and_rules_out_pairs_and_audits_each_decision()
     );
     assert!(!html.contains("H-TWIN") && !html.contains("H-OWNER"));
     // Deciding again about a pair no longer in the queue is refused, and says why.
-    let (status, html) = b
-        .post(
-            "/app/matching/decide",
-            &[
-                ("source", "acute"),
-                ("local_id", "H-TWIN"),
-                ("nhs", twin.as_str()),
-                ("verdict", "link"),
-            ],
-        )
-        .await;
+    let (status, html) = decide(&b, "H-TWIN", &twin, "link").await;
     assert_eq!(status, 400);
     assert!(html.contains("not waiting for review"), "{html}");
 
@@ -662,6 +631,19 @@ async fn the_matching_queue_links_and_rules_out_pairs_and_audits_each_decision()
             .all(|r| !r.record.payload.contains("Queue-Given")),
         "no demographics in the audit trail"
     );
+}
+
+/// The demo's patients proofed to P9 and to P5 (demo.json names one of each).
+fn p9_and_p5(t: &TestDemo) -> (&DemoPatientLogin, &DemoPatientLogin) {
+    let at = |level: &str| {
+        t.demo
+            .info
+            .patient_logins
+            .iter()
+            .find(|l| l.level == level)
+            .unwrap_or_else(|| panic!("demo.json names a {level} patient"))
+    };
+    (at("P9"), at("P5"))
 }
 
 /// A demo patient signs in at `/my-record` through the demo's NHS login; returns the status
@@ -750,15 +732,7 @@ async fn demo_patients_sign_in_with_the_demos_nhs_login_p9_sees_history_p5_gener
         !page.contains("type=\"radio\""),
         "no stand-in patient picker in the demo: {page}"
     );
-    let logins = &t.demo.info.patient_logins;
-    let p9 = logins
-        .iter()
-        .find(|l| l.level == "P9")
-        .expect("a P9 patient");
-    let p5 = logins
-        .iter()
-        .find(|l| l.level == "P5")
-        .expect("demo.json names a P5 patient");
+    let (p9, p5) = p9_and_p5(&t);
 
     let (status, page) = patient_signs_in(&t, &p9.login_id).await;
     assert_eq!(status, 200, "{page}");
@@ -779,15 +753,7 @@ async fn demo_patients_sign_in_with_the_demos_nhs_login_p9_sees_history_p5_gener
 #[tokio::test]
 async fn a_p9_patient_opts_out_and_back_in_online_at_once_and_below_p9_cannot() {
     let t = start().await;
-    let logins = &t.demo.info.patient_logins;
-    let p9 = logins
-        .iter()
-        .find(|l| l.level == "P9")
-        .expect("a P9 patient");
-    let p5 = logins
-        .iter()
-        .find(|l| l.level == "P5")
-        .expect("a P5 patient");
+    let (p9, p5) = p9_and_p5(&t);
     let nhs = p9.nhs_number.clone();
     let cookie = patient_session(&t, &p9.login_id).await;
 

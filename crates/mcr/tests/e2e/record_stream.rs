@@ -40,13 +40,12 @@ async fn the_opening_leaves_before_a_slow_source_answers_and_the_close_says_it_a
     let page = t.sign_in(AE).await;
 
     let asked = Instant::now();
-    let mut resp = page
-        .http
-        .get(t.url(&format!("/app/patient/{nhs}")))
-        .header("cookie", &page.cookie)
-        .send()
-        .await
-        .expect("record page");
+    let mut resp = get_with_cookie(
+        &page.http,
+        t.url(&format!("/app/patient/{nhs}")),
+        &page.cookie,
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     let mut chunks: Vec<(Duration, String)> = Vec::new();
     while let Some(chunk) = resp.chunk().await.expect("a chunk") {
@@ -165,16 +164,7 @@ async fn a_source_past_its_deadline_is_named_as_missing_at_the_end_of_a_streamed
             ..Behaviour::default()
         });
     let page = t.sign_in(AE).await;
-    let html = page
-        .http
-        .get(t.url(&format!("/app/patient/{nhs}")))
-        .header("cookie", &page.cookie)
-        .send()
-        .await
-        .expect("record page")
-        .text()
-        .await
-        .expect("html");
+    let html = page.html(t.url(&format!("/app/patient/{nhs}"))).await;
     assert!(
         html.contains("Some information is missing: not every source answered in full"),
         "{html}"

@@ -51,6 +51,18 @@ async fn audit_of(t: &TestDemo, nhs: &str) -> Value {
     audit
 }
 
+/// The index's record of `nhs`.
+async fn indexed(t: &TestDemo, nhs: &str) -> mcr_store::IndexedPatient {
+    t.demo
+        .gateway
+        .gateway
+        .store()
+        .patient(&NhsNumber::parse(nhs).expect("nhs"))
+        .await
+        .expect("index")
+        .expect("held")
+}
+
 fn location_fields(p: &Value) -> Vec<&'static str> {
     ["address", "telecom", "contact", "generalPractitioner"]
         .into_iter()
@@ -125,16 +137,7 @@ async fn a_restricted_patients_address_and_practice_are_never_shown() {
 
     // The record page: says the address is withheld, never shows it.
     let page = t.sign_in(AE).await;
-    let html = page
-        .http
-        .get(t.url(&format!("/app/patient/{nhs}")))
-        .header("cookie", &page.cookie)
-        .send()
-        .await
-        .expect("record page")
-        .text()
-        .await
-        .expect("html");
+    let html = page.html(t.url(&format!("/app/patient/{nhs}"))).await;
     assert!(
         html.contains("address withheld: restricted record"),
         "{html}"
@@ -143,13 +146,7 @@ async fn a_restricted_patients_address_and_practice_are_never_shown() {
     assert!(!html.contains(&postcode), "the postcode is on the page");
 
     // Audited: the view's record says the location was withheld.
-    let (status, audit) = t
-        .get(
-            "po.wright",
-            &format!("/fhir/AuditEvent?patient=Patient/{nhs}&_count=100"),
-        )
-        .await;
-    assert_eq!(status, 200, "{audit}");
+    let audit = audit_of(&t, &nhs).await;
     assert!(
         audit
             .to_string()
@@ -222,13 +219,8 @@ async fn emergency_access_to_a_restricted_patient_lands_in_the_review_queue() {
     let nhs = t.patient("all_four_sources", 0);
     restrict(&t, &nhs).await;
     // A hospice doctor with no relationship: emergency access.
-    let params = json!({"resourceType": "Parameters", "parameter": [{"name": "reason", "valueCode": "unconscious"}, {"name": "text", "valueString": "Brought in unresponsive"}]});
     let (status, body) = t
-        .post(
-            "hospice.ali",
-            &format!("/fhir/Patient/{nhs}/$emergency-access"),
-            &params,
-        )
+        .emergency_access("hospice.ali", &nhs, "Brought in unresponsive")
         .await;
     assert_eq!(status, 200, "{body}");
     let (status, bundle) = t.everything("hospice.ali", &nhs).await;
@@ -320,12 +312,7 @@ async fn staff_pages_never_show_a_restricted_patients_postcode_or_practice() {
     let t = start().await;
     let g = &t.demo.gateway.gateway;
     let nhs = t.patient("all_four_sources", 0);
-    let held = g
-        .store()
-        .patient(&NhsNumber::parse(&nhs).expect("nhs"))
-        .await
-        .expect("index")
-        .expect("held");
+    let held = indexed(&t, &nhs).await;
     let postcode = held.postcode.clone().expect("a postcode");
     let gp_names: Vec<String> = g
         .federation()
@@ -406,12 +393,7 @@ async fn a_restricted_patients_bundle_names_their_practice_nowhere() {
     let t = start().await;
     let g = &t.demo.gateway.gateway;
     let nhs = t.patient("all_four_sources", 0);
-    let held = g
-        .store()
-        .patient(&NhsNumber::parse(&nhs).expect("nhs"))
-        .await
-        .expect("index")
-        .expect("held");
+    let held = indexed(&t, &nhs).await;
     let registered = held.gp_practice.clone().expect("a registered practice");
     let gp_orgs: Vec<mcr_domain::Organisation> = g
         .federation()

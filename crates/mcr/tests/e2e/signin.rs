@@ -56,15 +56,9 @@ fn sign_with_other_key(kid: &str, claims: &Value) -> String {
 }
 
 async fn auth_failures(t: &TestDemo) -> Vec<Value> {
-    let rows = t
-        .demo
-        .gateway
-        .gateway
-        .store()
-        .audit_rows(0, 100_000)
+    t.audit_trail()
         .await
-        .expect("test helper");
-    rows.into_iter()
+        .into_iter()
         .filter(|r| r.record.action.starts_with("authenticate"))
         .map(|r| serde_json::from_str(&r.record.payload).expect("test helper"))
         .collect()
@@ -297,17 +291,24 @@ async fn scopes_limit_what_a_token_may_do() {
     assert_eq!(resp.status(), 200, "and the read scope can then read");
 }
 
+/// `POST /signout` with the session's cookie, from `origin` if given, with the form token
+/// `csrf` if given: the answer's status.
+async fn sign_out(t: &TestDemo, s: &SignedIn, origin: Option<&str>, csrf: Option<&str>) -> u16 {
+    let mut post = s.http.post(t.url("/signout")).header("cookie", &s.cookie);
+    if let Some(origin) = origin {
+        post = post.header("origin", origin);
+    }
+    if let Some(csrf) = csrf {
+        post = post.form(&[("csrf", csrf)]);
+    }
+    post.send().await.expect("POST /signout").status().as_u16()
+}
+
 #[tokio::test]
 async fn a_browser_signs_in_through_the_provider_and_out_again() {
     let t = start().await;
     let s = t.sign_in("gp.patel").await;
-    let resp = s
-        .http
-        .get(t.url("/app"))
-        .header("cookie", &s.cookie)
-        .send()
-        .await
-        .unwrap();
+    let resp = get_with_cookie(&s.http, t.url("/app"), &s.cookie).await;
     assert_eq!(resp.status(), 200);
     let h = resp.headers().clone();
     assert!(h["content-security-policy"]
@@ -319,51 +320,22 @@ async fn a_browser_signs_in_through_the_provider_and_out_again() {
     assert!(resp.text().await.unwrap().contains("Dr Asha Patel"));
 
     // A form without the session's CSRF token, or from another site, is refused.
-    let resp = s
-        .http
-        .post(t.url("/signout"))
-        .header("cookie", &s.cookie)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 403, "no CSRF token");
-    let resp = s
-        .http
-        .post(t.url("/signout"))
-        .header("cookie", &s.cookie)
-        .header("origin", "https://evil.example")
-        .form(&[("csrf", s.csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 403, "another origin");
-    let resp = s
-        .http
-        .post(t.url("/signout"))
-        .header("cookie", &s.cookie)
-        .form(&[("csrf", "guess")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 403, "a wrong token");
+    assert_eq!(sign_out(&t, &s, None, None).await, 403, "no CSRF token");
+    let csrf = Some(s.csrf.as_str());
+    assert_eq!(
+        sign_out(&t, &s, Some("https://evil.example"), csrf).await,
+        403,
+        "another origin"
+    );
+    assert_eq!(
+        sign_out(&t, &s, None, Some("guess")).await,
+        403,
+        "a wrong token"
+    );
 
     // Sign-out ends the session on the server: the old cookie is worthless.
-    let resp = s
-        .http
-        .post(t.url("/signout"))
-        .header("cookie", &s.cookie)
-        .form(&[("csrf", s.csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 303);
-    let resp = s
-        .http
-        .get(t.url("/app"))
-        .header("cookie", &s.cookie)
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(sign_out(&t, &s, None, csrf).await, 303);
+    let resp = get_with_cookie(&s.http, t.url("/app"), &s.cookie).await;
     assert_eq!(resp.status(), 303);
     assert_eq!(location(&resp), "/signin");
 }
@@ -473,6 +445,18 @@ async fn sign_in_is_rate_limited_per_address() {
     assert!((1..=3600).contains(&retry));
 }
 
+/// A search by NHS number through the FHIR API with the bearer `token`.
+async fn search_by_nhs(t: &TestDemo, token: &str, nhs: &str) -> reqwest::Response {
+    t.http
+        .get(t.url(&format!(
+            "/fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs}"
+        )))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("search")
+}
+
 #[tokio::test]
 async fn patient_search_is_rate_limited_per_user() {
     let t = start().await;
@@ -480,15 +464,7 @@ async fn patient_search_is_rate_limited_per_user() {
     let nhs = t.patient("all_four_sources", 0);
     let mut statuses = Vec::new();
     for _ in 0..80 {
-        let resp = t
-            .http
-            .get(t.url(&format!(
-                "/fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs}"
-            )))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
+        let resp = search_by_nhs(&t, &token, &nhs).await;
         statuses.push(resp.status().as_u16());
         if resp.status() == 429 {
             assert!(resp.headers().contains_key("retry-after"));
@@ -534,15 +510,7 @@ async fn forty_users_behind_one_address_can_all_search_and_sign_in() {
         claims["jti"] = json!(format!("forty-{i}"));
         let token = key.sign(&claims).unwrap();
         for k in 0..5 {
-            let resp = t
-                .http
-                .get(t.url(&format!(
-                    "/fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs}"
-                )))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .unwrap();
+            let resp = search_by_nhs(&t, &token, &nhs).await;
             assert_eq!(resp.status(), 200, "user {i}, search {k}");
         }
     }

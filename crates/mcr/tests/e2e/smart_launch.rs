@@ -10,7 +10,9 @@
 //! does not parse (not a FHIR id; no valid NHS number), a host user who is not the region's,
 //! a state that does not match; each refused with its sentence and audited.
 
-use crate::helpers::{interop_dir, lines_with, npm_ci_once, serve_insecure, Jar};
+use crate::helpers::{
+    interop_config, interop_dir, lines_with, no_redirects, npm_ci_once, serve_insecure, Jar,
+};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -115,40 +117,24 @@ impl World {
         let (host_issuer, fhir) = (got.remove(0), got.remove(0));
 
         let tmp = tempfile::tempdir().expect("dir");
-        let data = tmp.path().join("data");
-        let config = tmp.path().join("gateway.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"listen = "127.0.0.1:{port}"
-data_dir = "{data}"
-[auth]
-issuer = "{region_issuer}"
-client_id = "mcr-gateway"
-client_secret = "{region_secret}"
-algorithms = ["RS256"]
-[[smart.hosts]]
+        let (config, data) = interop_config(
+            tmp.path(),
+            port,
+            &region_issuer,
+            region_secret,
+            &format!(
+                r#"[[smart.hosts]]
 name = "Interop EHR"
 iss = "{fhir}"
 client_id = "mcr-viewer"
 client_secret = "{host_secret}"
 algorithms = ["RS256"]
 user_match = {{ host_claim = "sub", region_claim = "sub" }}
-[[sources]]
-id = "acute"
-base_url = "http://127.0.0.1:9"
-resource_types = ["Patient"]
-organisation = {{ code = "RWH01", name = "East and North Hertfordshire NHS Trust", kind = "acute-trust", member = true }}
-"#,
-                data = data.display()
+"#
             ),
-        )
-        .expect("config");
+        );
         let gw = serve_insecure(&config, "warn", Stdio::inherit(), &gateway).await;
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client");
+        let http = no_redirects();
         World {
             http,
             gateway,

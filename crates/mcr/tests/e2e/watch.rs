@@ -367,13 +367,8 @@ async fn the_watch_flags_refuses_and_tells_privacy_officers() {
     t.give_permission("gp.patel", &gp_patient).await;
     let (status, _) = t.everything("gp.patel", &gp_patient).await;
     assert_eq!(status, 200);
-    let emergency = json!({"resourceType": "Parameters", "parameter": [{"name": "reason", "valueCode": "unconscious"}, {"name": "text", "valueString": "Brought in unresponsive at night"}]});
     let (status, body) = t
-        .post(
-            "ae.okafor",
-            &format!("/fhir/Patient/{gp_patient}/$emergency-access"),
-            &emergency,
-        )
+        .emergency_access("ae.okafor", &gp_patient, "Brought in unresponsive at night")
         .await;
     assert_eq!(status, 200, "{body}");
     let (status, _) = t.everything("ae.okafor", &gp_patient).await;

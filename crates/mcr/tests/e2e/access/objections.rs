@@ -374,14 +374,7 @@ async fn answers_on_a_patients_behalf_need_a_coded_reason_and_are_reviewed() {
 async fn a_refusal_blocks_for_the_episode_and_says_so() {
     let t = start().await;
     let nhs = t.patient("needs_permission", 1);
-    let (status, _) = t
-        .post(
-            "nurse.evans",
-            "/fhir/Consent",
-            &permission(&nhs, "deny", "patient"),
-        )
-        .await;
-    assert_eq!(status, 201);
+    t.refuse_permission("nurse.evans", &nhs).await;
     let (status, body) = t.everything("nurse.evans", &nhs).await;
     assert_eq!(
         (status, deny_code(&body).as_str()),
