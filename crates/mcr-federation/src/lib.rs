@@ -17,6 +17,7 @@ pub mod gpconnect;
 pub mod identity;
 mod merge;
 mod search_plan;
+mod sign_ahead;
 
 pub use client::{
     Ask, Digest, FederationConfig, Fetched, HttpSource, IdentifierSearch, Location, OtherForm,
@@ -25,12 +26,13 @@ pub use client::{
 pub use identity::{IdentitySigner, Requester};
 pub use merge::{digest, merge, take_sections, Digested, SourceMeta};
 pub use search_plan::Asking;
+pub use sign_ahead::SignedAhead;
 
 use futures::future::join_all;
 use mcr_domain::{DataClass, FailureReason, SourceId};
 use mcr_policy::{Grant, ResourceFilter};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,72 +44,6 @@ pub struct Federation {
     config: FederationConfig,
     /// What each source's CapabilityStatement says, as last read.
     discovery: BTreeMap<SourceId, Arc<capabilities::Discovery>>,
-}
-
-/// Identity tokens signed for one requester before the access decision, a source at a time
-/// ([`SignAhead`]), so that signing them overlaps the gateway's read of what it needs to
-/// decide. They stay in memory: [`Federation::fetch_record`] uses them only if its grant is
-/// for exactly this requester (anything else is signed afresh), and a denied view just drops
-/// them. Nothing is sent to a source before a grant either way.
-#[derive(Default)]
-pub struct SignedAhead<'a> {
-    /// The requester the tokens name: user, role, organisation, purpose, patient.
-    who: Option<Requester<'a>>,
-    tokens: HashMap<SourceId, String>,
-}
-
-impl std::fmt::Debug for SignedAhead<'_> {
-    /// Tokens name a patient: only how many there are may reach a log.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SignedAhead({} tokens)", self.tokens.len())
-    }
-}
-
-impl SignedAhead<'_> {
-    /// The tokens, by source, if they were signed for `grant`'s requester; otherwise none.
-    fn for_grant(self, grant: &Grant) -> HashMap<SourceId, String> {
-        self.for_requester(&Requester::of(grant))
-    }
-
-    fn for_requester(self, wanted: &Requester<'_>) -> HashMap<SourceId, String> {
-        if self.who.as_ref() == Some(wanted) {
-            self.tokens
-        } else {
-            HashMap::new()
-        }
-    }
-}
-
-/// Signing ahead, one source at a time: see [`Federation::sign_while`].
-struct SignAhead<'a> {
-    who: Requester<'a>,
-    sources: std::slice::Iter<'a, SourceId>,
-    federation: &'a Federation,
-    tokens: HashMap<SourceId, String>,
-}
-
-impl<'a> SignAhead<'a> {
-    /// Sign the next source's token; `false` once every source has been done. A source that
-    /// sends no identity, or fails to sign, is skipped (the fetch signs or fails on its own).
-    fn sign_next(&mut self) -> bool {
-        for id in self.sources.by_ref() {
-            let Some(source) = self.federation.sources.get(id) else {
-                continue;
-            };
-            if let Some(Ok(token)) = source.sign_identity(&self.who) {
-                self.tokens.insert(id.clone(), token);
-                return true;
-            }
-        }
-        false
-    }
-
-    fn finish(self) -> SignedAhead<'a> {
-        SignedAhead {
-            who: Some(self.who),
-            tokens: self.tokens,
-        }
-    }
 }
 
 /// A patient's address at another FHIR source of the region (see
@@ -221,34 +157,6 @@ impl Federation {
 
     pub fn source(&self, id: &SourceId) -> Option<&Arc<dyn Source>> {
         self.sources.get(id)
-    }
-
-    /// Wait for `meanwhile` (the gateway's read of what it needs to decide) and, while it is
-    /// pending, sign `who`'s identity tokens for the sources, a source at a time. Pass the
-    /// tokens to [`Federation::fetch_record`]: they are used only if its grant is for exactly
-    /// `who`, and simply dropped if the decision refuses.
-    pub async fn sign_while<'a, T>(
-        &'a self,
-        who: Requester<'a>,
-        meanwhile: impl std::future::Future<Output = T>,
-    ) -> (T, SignedAhead<'a>) {
-        let mut ahead = SignAhead {
-            who,
-            sources: self.order.iter(),
-            federation: self,
-            tokens: HashMap::new(),
-        };
-        let mut meanwhile = std::pin::pin!(meanwhile);
-        let out = std::future::poll_fn(|cx| loop {
-            if let std::task::Poll::Ready(out) = meanwhile.as_mut().poll(cx) {
-                return std::task::Poll::Ready(out);
-            }
-            if !ahead.sign_next() {
-                return std::task::Poll::Pending;
-            }
-        })
-        .await;
-        (out, ahead.finish())
     }
 
     /// Ask every located source at once for the data classes of `filter`'s grant, each bounded
