@@ -7,6 +7,7 @@ use mcr_domain::{DataClass, MergedRecord, NhsNumber, Purpose};
 use mcr_federation::{Location, SourceFetch};
 use mcr_policy::{Basis, Decision, DecisionRequest, Explanation};
 use std::collections::BTreeSet;
+use std::future::Future as _;
 use tracing::Instrument;
 
 /// A record that may be shown, and the audit record that says so.
@@ -36,9 +37,17 @@ pub struct View {
 #[derive(Debug)]
 pub struct PendingView {
     view: Box<View>,
-    audit: tokio::task::JoinHandle<Result<(), GatewayError>>,
+    audit: Committing,
     submitted: std::time::Instant,
     timer: crate::metrics::ViewTimer,
+}
+
+/// The audit record's commit: already over, or a task of its own (which finishes even if the
+/// view is dropped, so the other records written in its batch get their answers).
+#[derive(Debug)]
+enum Committing {
+    Done(Result<(), GatewayError>),
+    Task(tokio::task::JoinHandle<Result<(), GatewayError>>),
 }
 
 impl PendingView {
@@ -50,9 +59,12 @@ impl PendingView {
     /// Wait for the audit record. The record is handed over only once it is committed, and
     /// never if that failed.
     pub async fn committed(mut self) -> Result<Box<View>, GatewayError> {
-        let committed = match (&mut self.audit).await {
-            Ok(committed) => committed,
-            Err(_) => Err(GatewayError::AuditUnavailable),
+        let committed = match &mut self.audit {
+            Committing::Done(done) => std::mem::replace(done, Ok(())),
+            Committing::Task(task) => match task.await {
+                Ok(committed) => committed,
+                Err(_) => Err(GatewayError::AuditUnavailable),
+            },
         };
         committed?;
         let audit_ms = self.submitted.elapsed().as_secs_f64() * 1000.0;
@@ -244,7 +256,7 @@ impl Gateway {
             event.sources = fetched.fetches.iter().map(source_audit).collect();
             let submitted = std::time::Instant::now();
             let gateway = self.clone();
-            let audit = tokio::spawn(
+            let mut audit = Box::pin(
                 async move {
                     let (committed, ()) =
                         tokio::join!(gateway.audit(&event), gateway.write_flags(&watched));
@@ -252,12 +264,18 @@ impl Gateway {
                 }
                 .instrument(Phases::span("audit")),
             );
-            // A task spawned from a runtime worker waits in that worker's own next-task slot,
-            // which no other worker takes, until the spawning task yields. Without this yield
-            // the audit record reached the store only once the caller had merged, encoded and
-            // begun to wait for it, so its commit followed all that instead of running beside
-            // it. Yielding runs it now, up to its write being handed to the store's thread.
-            tokio::task::yield_now().await;
+            // Its first step here and now: the record is handed to the store's thread, which
+            // commits it while the record is merged and rendered. The rest is a task of its
+            // own. Spawned first, the audit waited in this worker's next-task slot until this
+            // task yielded, and yielding to it moved the merge to the other core: both cost
+            // more than this step.
+            let audit =
+                match std::future::poll_fn(|cx| std::task::Poll::Ready(audit.as_mut().poll(cx)))
+                    .await
+                {
+                    std::task::Poll::Ready(done) => Committing::Done(done),
+                    std::task::Poll::Pending => Committing::Task(tokio::spawn(audit)),
+                };
 
             let mut record =
                 Phases::span("merge").in_scope(|| mcr_federation::merge(&filter, fetched.fetches));
