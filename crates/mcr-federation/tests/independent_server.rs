@@ -742,33 +742,7 @@ async fn items_naming_the_patient_relatively_or_by_the_servers_own_address_are_s
             false,
         ),
     ];
-    let mut expected = Vec::new();
-    let mut stored_as = BTreeMap::new();
-    for (form, resource, shown) in &shapes {
-        let kind = resource["resourceType"].as_str().expect("type");
-        let resp = http
-            .post(format!("{base}/{kind}"))
-            .header("content-type", "application/fhir+json")
-            .json(resource)
-            .send()
-            .await
-            .expect("post");
-        let status = resp.status();
-        let stored: Value = resp.json().await.expect("json");
-        assert!(status.is_success(), "{form}: refused: {stored}");
-        let field = if kind == "Condition" {
-            "subject"
-        } else {
-            "patient"
-        };
-        assert_eq!(stored[field], resource[field], "{form}: stored as sent");
-        let id = stored["id"].as_str().expect("id").to_owned();
-        if *shown {
-            expected.push(format!("{base}/{kind}/{id}"));
-        }
-        stored_as.insert(*form, id);
-    }
-    expected.sort();
+    let (expected, stored_as) = store_each(&http, &base, &shapes).await;
 
     for batch in [true, false] {
         let record = view_asking(
@@ -846,6 +820,44 @@ async fn items_naming_the_patient_relatively_or_by_the_servers_own_address_are_s
     }
 }
 
+/// Store each `(form, resource, shown)` at the server at `base`, one `POST` each, and check
+/// it is stored with its patient reference as sent. Returns the addresses of those to be
+/// shown, sorted, and each form's stored id.
+async fn store_each<'a>(
+    http: &reqwest::Client,
+    base: &str,
+    shapes: &[(&'a str, Value, bool)],
+) -> (Vec<String>, BTreeMap<&'a str, String>) {
+    let mut expected = Vec::new();
+    let mut stored_as = BTreeMap::new();
+    for (form, resource, shown) in shapes {
+        let kind = resource["resourceType"].as_str().expect("type");
+        let resp = http
+            .post(format!("{base}/{kind}"))
+            .header("content-type", "application/fhir+json")
+            .json(resource)
+            .send()
+            .await
+            .expect("post");
+        let status = resp.status();
+        let stored: Value = resp.json().await.expect("json");
+        assert!(status.is_success(), "{form}: refused: {stored}");
+        let field = if kind == "Condition" {
+            "subject"
+        } else {
+            "patient"
+        };
+        assert_eq!(stored[field], resource[field], "{form}: stored as sent");
+        let id = stored["id"].as_str().expect("id").to_owned();
+        if *shown {
+            expected.push(format!("{base}/{kind}/{id}"));
+        }
+        stored_as.insert(*form, id);
+    }
+    expected.sort();
+    (expected, stored_as)
+}
+
 /// Issue 18: an item a server holds that names the patient by their address at another
 /// server of the region (a copy of a letter or a result written at the hospital), where the
 /// index holds the patient at that very address, is found and shown: the source is asked by
@@ -897,25 +909,7 @@ async fn an_item_naming_the_patient_by_their_address_at_another_source_of_the_re
             true,
         ),
     ];
-    let mut expected = Vec::new();
-    for (what, resource, shown) in &shapes {
-        let kind = resource["resourceType"].as_str().expect("type");
-        let resp = http
-            .post(format!("{base}/{kind}"))
-            .header("content-type", "application/fhir+json")
-            .json(resource)
-            .send()
-            .await
-            .expect("post");
-        let status = resp.status();
-        let stored: Value = resp.json().await.expect("json");
-        assert!(status.is_success(), "{what}: refused: {stored}");
-        if *shown {
-            let id = stored["id"].as_str().expect("id");
-            expected.push(format!("{base}/{kind}/{id}"));
-        }
-    }
-    expected.sort();
+    let (expected, _) = store_each(&http, &base, &shapes).await;
 
     for batch in [true, false] {
         let types = vec!["Condition".to_owned(), "AllergyIntolerance".to_owned()];
