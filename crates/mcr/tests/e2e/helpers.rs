@@ -682,6 +682,42 @@ impl TestDemo {
 
 /// The lines a process prints, by prefix, as they come.
 pub async fn lines_with(child: &mut tokio::process::Child, prefixes: &[&str]) -> Vec<String> {
+    lines_within(child, prefixes, Duration::from_secs(60))
+        .await
+        .expect("started in time")
+}
+
+/// Start `make()`'s process (its stdout piped, killed on drop) and wait for its lines
+/// `prefixes` ([`lines_within`]). A process that has said nothing within 45 s gets a second
+/// start, said on stderr: once in a loaded full run, a node server printed nothing for a
+/// minute after loading its packages while others started beside it answered at once.
+pub async fn start_saying(
+    make: impl Fn() -> tokio::process::Command,
+    prefixes: &[&str],
+    what: &str,
+) -> (tokio::process::Child, Vec<String>) {
+    for attempt in 1..=2 {
+        let mut command = make();
+        command
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("{what} cannot be started: {e}"));
+        if let Some(lines) = lines_within(&mut child, prefixes, Duration::from_secs(45)).await {
+            return (child, lines);
+        }
+        eprintln!("{what} did not say where it listens within 45 s (start {attempt} of 2)");
+    }
+    panic!("{what} did not start twice");
+}
+
+/// [`lines_with`], or `None` if they have not all come `within`.
+pub async fn lines_within(
+    child: &mut tokio::process::Child,
+    prefixes: &[&str],
+    within: Duration,
+) -> Option<Vec<String>> {
     let stdout = child.stdout.take().expect("stdout");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let prefixes: Vec<String> = prefixes.iter().map(|p| (*p).to_owned()).collect();
@@ -698,14 +734,15 @@ pub async fn lines_with(child: &mut tokio::process::Child, prefixes: &[&str]) ->
         }
     });
     let mut out = vec![String::new(); want];
+    let deadline = tokio::time::Instant::now() + within;
     for _ in 0..want {
-        let (i, v) = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+        let (i, v) = tokio::time::timeout_at(deadline, rx.recv())
             .await
-            .expect("started in time")
+            .ok()?
             .expect("the process exited before saying where it listens");
         out[i] = v;
     }
-    out
+    Some(out)
 }
 
 /// Cookies by name, as a browser keeps them for one site.

@@ -11,7 +11,7 @@
 //! a state that does not match; each refused with its sentence and audited.
 
 use crate::helpers::{
-    interop_config, interop_dir, lines_with, no_redirects, npm_ci_once, serve_insecure, Jar,
+    interop_config, interop_dir, no_redirects, npm_ci_once, serve_insecure, start_saying, Jar,
 };
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -83,37 +83,45 @@ impl World {
         let gateway = format!("http://127.0.0.1:{port}");
         let region_secret = "region-client-secret-0123456789";
         let host_secret = "host-client-secret-0123456789";
-        let mut region = tokio::process::Command::new("node")
-            .arg("server.mjs")
-            .current_dir(&dir)
-            .env(
-                "OIDC_REDIRECT_URI",
-                format!("{gateway}/signin/callback {gateway}/launch/signin/callback"),
-            )
-            .env("OIDC_CLIENT_SECRET", region_secret)
-            .env("OIDC_USER_ORG", "RWH01")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("node must be installed to run the SMART launch test");
-        let region_issuer = lines_with(&mut region, &["issuer "]).await.remove(0);
-        let mut host = tokio::process::Command::new("node")
-            .arg("smart-host.mjs")
-            .current_dir(&dir)
-            .env("SMART_REDIRECT_URI", format!("{gateway}/launch/callback"))
-            .env("SMART_CLIENT_SECRET", host_secret)
-            .env(
-                "SMART_PATIENTS",
-                r#"{"p-known":"9434765919","p-badnhs":"9434765918"}"#,
-            )
-            .env("SMART_STANDALONE_PATIENT", "p-known")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start the SMART host");
-        let mut got = lines_with(&mut host, &["issuer ", "fhir "]).await;
+        let (region, mut said) = start_saying(
+            || {
+                let mut region = tokio::process::Command::new("node");
+                region
+                    .arg("server.mjs")
+                    .current_dir(&dir)
+                    .env(
+                        "OIDC_REDIRECT_URI",
+                        format!("{gateway}/signin/callback {gateway}/launch/signin/callback"),
+                    )
+                    .env("OIDC_CLIENT_SECRET", region_secret)
+                    .env("OIDC_USER_ORG", "RWH01")
+                    .stderr(Stdio::null());
+                region
+            },
+            &["issuer "],
+            "the region's OpenID provider (node server.mjs)",
+        )
+        .await;
+        let region_issuer = said.remove(0);
+        let (host, mut got) = start_saying(
+            || {
+                let mut host = tokio::process::Command::new("node");
+                host.arg("smart-host.mjs")
+                    .current_dir(&dir)
+                    .env("SMART_REDIRECT_URI", format!("{gateway}/launch/callback"))
+                    .env("SMART_CLIENT_SECRET", host_secret)
+                    .env(
+                        "SMART_PATIENTS",
+                        r#"{"p-known":"9434765919","p-badnhs":"9434765918"}"#,
+                    )
+                    .env("SMART_STANDALONE_PATIENT", "p-known")
+                    .stderr(Stdio::null());
+                host
+            },
+            &["issuer ", "fhir "],
+            "the SMART host (node smart-host.mjs)",
+        )
+        .await;
         let (host_issuer, fhir) = (got.remove(0), got.remove(0));
 
         let tmp = tempfile::tempdir().expect("dir");
