@@ -44,6 +44,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             birth_date: NaiveDate::from_ymd_opt(1960, 1, 1).unwrap_or_default(),
             gender: None,
             postcode: None,
+            address: None,
             gp_practice: None,
             updated_at: SystemClock.now(),
         })

@@ -3,8 +3,9 @@
 
 Usage: splink_link.py A.csv B.csv OUT.csv sex|no-sex
 
-A and B are `unique_id,given,family,dob,sex,postcode` (dob `YYYY-MM-DD`, empty when
-unknown). Splink's out-of-the-box comparisons for names, date of birth, sex and postcode;
+A and B are `unique_id,given,family,dob,sex,postcode,address` (dob `YYYY-MM-DD`, empty when
+unknown; address the first line). Splink's out-of-the-box comparisons for names, date of
+birth, sex, postcode and the address's first line (Levenshtein within 1 and 2);
 u from random sampling, m by expectation maximisation on two blocking rules (as Splink's own
 tutorials do); every pair with a match probability of at least 0.01 written to OUT as
 `b_id,a_id,probability`. Nothing is tuned on the truth.
@@ -28,6 +29,7 @@ comparisons = [
     cl.NameComparison("family"),
     cl.DateOfBirthComparison("dob", input_is_string=True, datetime_format="%Y-%m-%d"),
     cl.PostcodeComparison("postcode"),
+    cl.LevenshteinAtThresholds("address", [1, 2]),
 ]
 if sex == "sex":
     comparisons.append(cl.ExactMatch("sex"))

@@ -37,6 +37,7 @@ pub fn indexed(p: &mcr_synth::Person, at: chrono::DateTime<chrono::Utc>) -> Inde
         birth_date: p.birth_date,
         gender: Some(p.gender.to_owned()),
         postcode: Some(p.postcode.clone()),
+        address: None,
         gp_practice: Some(p.gp_practice.to_string()),
         updated_at: at,
     }

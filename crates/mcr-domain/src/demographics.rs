@@ -16,9 +16,41 @@ pub fn normalise_postcode(s: &str) -> String {
         .collect()
 }
 
+/// The first line of an address (house number or name, and street) in the form matching
+/// compares: letters and digits upper-cased, words one space apart, at most 100 characters
+/// (`12a, High St.` is `12A HIGH ST`). Empty when nothing is left.
+pub fn normalise_address_line(s: &str) -> String {
+    let mut out = String::new();
+    for word in s.split(|c: char| !c.is_ascii_alphanumeric()) {
+        if word.is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.extend(word.chars().map(|c| c.to_ascii_uppercase()));
+        if out.len() >= 100 {
+            out.truncate(100);
+            break;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn address_lines() {
+        assert_eq!(normalise_address_line("12a, High St."), "12A HIGH ST");
+        assert_eq!(
+            normalise_address_line("  flat 3 -- 4 Mill  Lane "),
+            "FLAT 3 4 MILL LANE"
+        );
+        assert_eq!(normalise_address_line(" , "), "");
+        assert_eq!(normalise_address_line(&"x".repeat(300)).len(), 100);
+    }
 
     #[test]
     fn names_and_postcodes() {

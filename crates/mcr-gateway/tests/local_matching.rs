@@ -148,6 +148,7 @@ async fn region() -> Region {
             birth_date: chrono::NaiveDate::from_ymd_opt(1990, 4, 2).expect("date"),
             gender: Some("female".into()),
             postcode: Some("SG1 1AA".into()),
+            address: None,
             at,
         }])
         .await

@@ -194,6 +194,7 @@ async fn region(sources: &[Arc<Scripted>]) -> Region {
             birth_date: chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("date"),
             gender: None,
             postcode: None,
+            address: None,
             gp_practice: Some(GP.into()),
             updated_at: now,
         }])

@@ -6,7 +6,7 @@
 //! (within its pairs they agree by construction, so they say nothing there); a level's m is the
 //! mean over the sessions that estimated it. EM starts from the configured weights.
 //!
-//! Only the five demographic comparisons are estimated; the NHS number's weights and the two
+//! Only the six demographic comparisons are estimated; the NHS number's weights and the two
 //! thresholds stay as configured (the pass compares records without an NHS number, so it never
 //! sees that comparison). The twin and parent/child rules read the comparison levels, not the
 //! weights.
@@ -14,7 +14,7 @@
 //! Pure: tallies of comparison vectors in, weights out.
 
 use crate::matching::{
-    Agreement, DobLevel, FamilyLevel, GivenLevel, PostcodeLevel, SexLevel, Weights,
+    AddressLevel, Agreement, DobLevel, FamilyLevel, GivenLevel, PostcodeLevel, SexLevel, Weights,
 };
 use serde::Serialize;
 use std::collections::HashMap;
@@ -28,15 +28,20 @@ pub enum Field {
     BirthDate,
     Sex,
     Postcode,
+    Address,
 }
 
+/// How many demographic comparisons there are.
+const FIELDS: usize = 6;
+
 impl Field {
-    pub const ALL: [Field; 5] = [
+    pub const ALL: [Field; FIELDS] = [
         Field::Family,
         Field::Given,
         Field::BirthDate,
         Field::Sex,
         Field::Postcode,
+        Field::Address,
     ];
 
     pub fn code(self) -> &'static str {
@@ -46,6 +51,7 @@ impl Field {
             Field::BirthDate => "birth-date",
             Field::Sex => "sex",
             Field::Postcode => "postcode",
+            Field::Address => "address",
         }
     }
 
@@ -57,6 +63,7 @@ impl Field {
             Field::BirthDate => DobLevel::ALL.iter().map(|l| l.code()).collect(),
             Field::Sex => SexLevel::ALL.iter().map(|l| l.code()).collect(),
             Field::Postcode => PostcodeLevel::ALL.iter().map(|l| l.code()).collect(),
+            Field::Address => AddressLevel::ALL.iter().map(|l| l.code()).collect(),
         }
     }
 
@@ -76,6 +83,7 @@ impl Field {
             Field::BirthDate => &w.birth_date,
             Field::Sex => &w.sex,
             Field::Postcode => &w.postcode,
+            Field::Address => &w.address,
         }
     }
 
@@ -86,13 +94,14 @@ impl Field {
             Field::BirthDate => &mut w.birth_date,
             Field::Sex => &mut w.sex,
             Field::Postcode => &mut w.postcode,
+            Field::Address => &mut w.address,
         };
         slot.copy_from_slice(values);
     }
 }
 
-/// A comparison vector as level positions of the five demographic fields ([`Field::ALL`]).
-pub type Levels = [u8; 5];
+/// A comparison vector as level positions of the six demographic fields ([`Field::ALL`]).
+pub type Levels = [u8; FIELDS];
 
 fn position<T: PartialEq>(all: &[T], x: &T) -> u8 {
     u8::try_from(all.iter().position(|a| a == x).unwrap_or(0)).unwrap_or(0)
@@ -105,6 +114,7 @@ pub fn levels(a: &Agreement) -> Levels {
         position(DobLevel::ALL, &a.birth_date),
         position(SexLevel::ALL, &a.sex),
         position(PostcodeLevel::ALL, &a.postcode),
+        position(AddressLevel::ALL, &a.address),
     ]
 }
 
@@ -201,7 +211,7 @@ pub struct SessionFit {
 pub struct Estimated {
     pub random_pairs: u64,
     pub sessions: Vec<SessionFit>,
-    /// Every level of the five demographic comparisons.
+    /// Every level of the six demographic comparisons.
     pub levels: Vec<LevelWeight>,
     /// The weights to match with: these levels' weights, the configured NHS number weights
     /// and thresholds.
@@ -218,7 +228,7 @@ pub enum NotEstimated {
     TooFewBlockedPairs(u64),
 }
 
-type PerField = [Vec<f64>; 5];
+type PerField = [Vec<f64>; FIELDS];
 
 fn per_field(f: impl Fn(Field) -> Vec<f64>) -> PerField {
     Field::ALL.map(f)
@@ -226,8 +236,8 @@ fn per_field(f: impl Fn(Field) -> Vec<f64>) -> PerField {
 
 /// u per level from the random pairs, and how many pairs fell in each level. u is `None` for
 /// a field never compared (always missing).
-fn estimate_u(random: &Tally) -> ([Option<Vec<f64>>; 5], [Vec<u64>; 5]) {
-    let counts: [Vec<u64>; 5] = Field::ALL.map(|f| {
+fn estimate_u(random: &Tally) -> ([Option<Vec<f64>>; FIELDS], [Vec<u64>; FIELDS]) {
+    let counts: [Vec<u64>; FIELDS] = Field::ALL.map(|f| {
         let fi = field_at(f);
         let mut counts = vec![0u64; f.len()];
         for (l, n) in &random.0 {
@@ -282,7 +292,7 @@ fn m_from_weights(u: &[f64], w: &[f64], missing: usize) -> Vec<f64> {
 /// person in each level.
 fn em(
     pairs: &Tally,
-    active: [bool; 5],
+    active: [bool; FIELDS],
     u: &PerField,
     m: &mut PerField,
     support: &mut PerField,
@@ -292,7 +302,7 @@ fn em(
     let mut reduced: HashMap<Levels, f64> = HashMap::new();
     for (l, n) in &pairs.0 {
         let mut k = *l;
-        for f in 0..5 {
+        for f in 0..FIELDS {
             if !active[f] {
                 k[f] = missing[f];
             }
@@ -314,7 +324,7 @@ fn em(
         let mut matched = 0.0;
         for (k, n) in &reduced {
             let (mut pm, mut pu) = (lambda, 1.0 - lambda);
-            for f in 0..5 {
+            for f in 0..FIELDS {
                 if active[f] && k[f] != missing[f] {
                     pm *= m[f][usize::from(k[f])];
                     pu *= u[f][usize::from(k[f])];
@@ -322,14 +332,14 @@ fn em(
             }
             let posterior = if pm + pu > 0.0 { pm / (pm + pu) } else { 0.0 };
             matched += n * posterior;
-            for f in 0..5 {
+            for f in 0..FIELDS {
                 if active[f] && k[f] != missing[f] {
                     counts[f][usize::from(k[f])] += n * posterior;
                 }
             }
         }
         let mut moved: f64 = 0.0;
-        for f in (0..5).filter(|f| active[*f]) {
+        for f in (0..FIELDS).filter(|f| active[*f]) {
             let sum: f64 = counts[f].iter().sum();
             if sum <= 0.0 {
                 continue;
@@ -379,7 +389,7 @@ pub fn estimate(t: &Training, start: &Weights) -> Result<Estimated, NotEstimated
         m_from_weights(&u[fi], f.configured(start), usize::from(f.missing()))
     });
     let mut m_sum: PerField = Field::ALL.map(|f| vec![0.0; f.len()]);
-    let mut m_runs = [0u32; 5];
+    let mut m_runs = [0u32; FIELDS];
     let mut one_person: PerField = Field::ALL.map(|f| vec![0.0; f.len()]);
     let mut fits = Vec::with_capacity(sessions.len());
     for s in sessions {
@@ -389,7 +399,7 @@ pub fn estimate(t: &Training, start: &Weights) -> Result<Estimated, NotEstimated
         let mut fit = em(&s.pairs, active, &u, &mut m, &mut support);
         fit.blocked_on = s.blocked_on;
         fits.push(fit);
-        for f in (0..5).filter(|f| active[*f]) {
+        for f in (0..FIELDS).filter(|f| active[*f]) {
             for (sum, x) in m_sum[f].iter_mut().zip(&m[f]) {
                 *sum += x;
             }
@@ -468,6 +478,7 @@ mod tests {
             vec![0.90, 0.03, 0.03, 0.02, 0.02, 0.0],
             vec![0.97, 0.03, 0.0],
             vec![0.70, 0.08, 0.04, 0.03, 0.15, 0.0],
+            vec![0.75, 0.05, 0.20, 0.0],
         ];
         let u: PerField = [
             vec![0.01, 0.0005, 0.01, 0.02, 0.05, 0.9095, 0.0],
@@ -475,12 +486,13 @@ mod tests {
             vec![0.0004, 0.0004, 0.003, 0.03, 0.9662, 0.0],
             vec![0.5, 0.5, 0.0],
             vec![0.0005, 0.002, 0.02, 0.001, 0.9765, 0.0],
+            vec![0.0004, 0.0006, 0.999, 0.0],
         ];
         (m, u)
     }
 
     fn vector(rng: &mut rand::rngs::StdRng, p: &PerField) -> Levels {
-        [0, 1, 2, 3, 4].map(|f| draw(rng, &p[f]))
+        [0, 1, 2, 3, 4, 5].map(|f| draw(rng, &p[f]))
     }
 
     /// A seeded synthetic set: random pairs drawn from u; for each blocking rule, pairs whose
@@ -577,7 +589,7 @@ mod tests {
         }
         assert_eq!(
             checked,
-            6 + 6 + 5 + 2 + 5,
+            6 + 6 + 5 + 2 + 5 + 3,
             "every level but missing estimated"
         );
         // The weights to match with are these levels'; the thresholds stay configured.
@@ -602,7 +614,7 @@ mod tests {
     fn too_little_data_is_said_not_guessed() {
         let mut t = synthetic(7);
         t.random = Tally::default();
-        t.random.add_n([0, 0, 0, 0, 0], 999);
+        t.random.add_n([0; FIELDS], 999);
         assert_eq!(
             estimate(&t, &Weights::default()),
             Err(NotEstimated::TooFewRandomPairs(999))
@@ -610,7 +622,7 @@ mod tests {
         let mut t = synthetic(7);
         for s in &mut t.sessions {
             s.pairs = Tally::default();
-            s.pairs.add_n([0, 0, 0, 0, 0], 99);
+            s.pairs.add_n([0; FIELDS], 99);
         }
         assert_eq!(
             estimate(&t, &Weights::default()),
@@ -656,8 +668,9 @@ mod tests {
             birth_date: DobLevel::Exact,
             sex: SexLevel::Differs,
             postcode: PostcodeLevel::District,
+            address: AddressLevel::Typo,
             nhs_number: crate::matching::NhsLevel::Agree,
         };
-        assert_eq!(levels(&a), [2, 6, 0, 1, 2]);
+        assert_eq!(levels(&a), [2, 6, 0, 1, 2, 1]);
     }
 }

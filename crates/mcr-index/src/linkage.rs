@@ -188,6 +188,7 @@ fn prepare(p: &IndexedPatient) -> Prepared {
         p.postcode.as_deref(),
         None,
     )
+    .with_address(p.address.as_deref())
 }
 
 /// Compare each index patient of `part` with the waiting records sharing a blocking key.
@@ -243,7 +244,7 @@ fn sessions() -> Vec<Session> {
         },
         Session {
             blocked_on: "postcode-and-given-name-sound",
-            held_out: &[Field::Postcode, Field::Given],
+            held_out: &[Field::Postcode, Field::Given, Field::Address],
             pairs: Tally::default(),
         },
     ]

@@ -153,6 +153,7 @@ pub(crate) fn prepared(l: &LocalPerson) -> Prepared {
         l.postcode.as_deref(),
         None,
     )
+    .with_address(l.address.as_deref())
 }
 
 /// The record a local identity was made from, as the pass handles records (for review pairs
@@ -167,6 +168,7 @@ pub(crate) fn origin_record(l: &LocalPerson) -> SourcePatient {
         birth_date: Some(l.birth_date),
         gender: l.gender.clone(),
         postcode: l.postcode.clone(),
+        address: l.address.clone(),
         gp_practice: None,
         last_updated: None,
     }
@@ -184,6 +186,7 @@ impl SourcePatient {
             birth_date: self.birth_date?,
             gender: self.gender.clone(),
             postcode: self.postcode.clone(),
+            address: self.address.clone(),
             at: now,
         })
     }

@@ -15,6 +15,9 @@ pub struct SourcePatient {
     pub birth_date: Option<NaiveDate>,
     pub gender: Option<String>,
     pub postcode: Option<String>,
+    /// The first line of the same address, normalised; `None` when there is none or the
+    /// source labels the patient restricted (kept for matching only, never shown).
+    pub address: Option<String>,
     pub gp_practice: Option<String>,
     pub last_updated: Option<String>,
 }
@@ -68,11 +71,19 @@ pub fn parse_patient(source: &SourceId, r: &Value) -> Option<SourcePatient> {
         .and_then(Value::as_str)
         .filter(|g| matches!(*g, "male" | "female" | "other" | "unknown"))
         .map(str::to_owned);
-    let postcode = r
-        .get("address")
-        .and_then(Value::as_array)
-        .and_then(|a| a.iter().find_map(|ad| ad.get("postalCode")?.as_str()))
+    // The first address with a postcode (or the first address): its postcode and first line.
+    let home = r.get("address").and_then(Value::as_array).and_then(|a| {
+        a.iter()
+            .find(|ad| ad.get("postalCode").and_then(Value::as_str).is_some())
+            .or_else(|| a.first())
+    });
+    let postcode = home
+        .and_then(|ad| ad.get("postalCode")?.as_str())
         .map(|p| clip(p.trim(), 10));
+    let address = home
+        .and_then(|ad| ad.get("line")?.as_array()?.first()?.as_str())
+        .map(mcr_domain::demographics::normalise_address_line)
+        .filter(|l| !l.is_empty() && !mcr_fhir::restricted_label(r));
     let gp_practice = r
         .get("generalPractitioner")
         .and_then(Value::as_array)
@@ -94,6 +105,7 @@ pub fn parse_patient(source: &SourceId, r: &Value) -> Option<SourcePatient> {
         birth_date,
         gender,
         postcode,
+        address,
         gp_practice,
         last_updated,
     })
@@ -115,6 +127,7 @@ impl SourcePatient {
             self.postcode.as_deref(),
             self.nhs_number.clone(),
         )
+        .with_address(self.address.as_deref())
     }
 
     /// A review candidate pairing this record with an index patient.
@@ -170,6 +183,7 @@ impl SourcePatient {
             birth_date: self.birth_date.unwrap_or(NaiveDate::MIN),
             gender: self.gender.clone(),
             postcode: self.postcode.clone(),
+            address: self.address.clone(),
             gp_practice: self.gp_practice.clone(),
             updated_at: now,
         }

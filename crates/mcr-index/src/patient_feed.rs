@@ -175,7 +175,8 @@ impl Indexer {
                     h.gender.as_deref(),
                     h.postcode.as_deref(),
                     Some(h.nhs_number.clone()),
-                );
+                )
+                .with_address(h.address.as_deref());
                 (h.nhs_number, prepared)
             })
             .collect();

@@ -150,6 +150,9 @@ pub struct PdsPatient {
     pub gender: Option<String>,
     /// Absent for a restricted patient (PDS removes it).
     pub postcode: Option<String>,
+    /// The home address's first line, normalised, for matching only; absent for a restricted
+    /// patient (PDS removes the address, and the index keeps none for them anyway).
+    pub address: Option<String>,
     /// The registered practice's ODS code; absent for a restricted patient.
     pub gp_practice: Option<String>,
     /// `meta.security` `R` (or `V`): location never shown.
@@ -213,17 +216,19 @@ impl PdsPatient {
                     .map_err(|_| PdsError::Unreadable("Patient.birthDate is not a date".into()))?,
             ),
         };
-        let postcode = r
-            .get("address")
-            .and_then(Value::as_array)
-            .and_then(|a| {
-                a.iter()
-                    .find(|a| a.get("use").and_then(Value::as_str) == Some("home"))
-                    .or_else(|| a.first())
-            })
+        let home = r.get("address").and_then(Value::as_array).and_then(|a| {
+            a.iter()
+                .find(|a| a.get("use").and_then(Value::as_str) == Some("home"))
+                .or_else(|| a.first())
+        });
+        let postcode = home
             .and_then(|a| a.get("postalCode"))
             .and_then(Value::as_str)
             .map(str::to_owned);
+        let address = home
+            .and_then(|a| a.get("line")?.as_array()?.first()?.as_str())
+            .map(mcr_domain::demographics::normalise_address_line)
+            .filter(|l| !l.is_empty() && !restricted_label(r));
         let gp_practice = r
             .pointer("/generalPractitioner/0/identifier/value")
             .and_then(Value::as_str)
@@ -235,6 +240,7 @@ impl PdsPatient {
             birth_date,
             gender: r.get("gender").and_then(Value::as_str).map(str::to_owned),
             postcode,
+            address,
             gp_practice,
             restricted: restricted_label(r),
             deceased: r

@@ -618,3 +618,76 @@ async fn a_merge_survives_a_resync_and_a_not_a_match_holds_through_it() {
             .all(|c| c.local_id != "H1"));
     }
 }
+
+/// The first line of the address is compared too: a hospital record without a postcode and
+/// with a birth date a digit out links to the GP's patient in the same house, and stays in
+/// review without it. A source labelling its patient restricted: their house is never kept.
+#[tokio::test]
+async fn the_same_house_links_a_record_without_a_postcode_and_a_restricted_house_is_never_kept() {
+    let at = |mut p: Value, line: &str| {
+        p["address"][0]["line"] = json!([line]);
+        p
+    };
+    let mut grace = at(
+        person(
+            "G2",
+            Some(&nhs(2)),
+            ("Okafor", "Grace"),
+            "1972-11-30",
+            "female",
+            "SG1 1AA",
+        ),
+        "9 Park View",
+    );
+    grace["meta"]["security"] = json!([{
+        "system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}]);
+    let gp = vec![
+        at(
+            person(
+                "G1",
+                Some(&nhs(1)),
+                ("Adeyemi", "Tolu"),
+                "1988-03-02",
+                "female",
+                "LU2 7HQ",
+            ),
+            "4, Elm Road",
+        ),
+        grace,
+    ];
+    let hospital = vec![
+        at(
+            person("H1", None, ("Adeyemi", "Tolu"), "1988-03-12", "female", ""),
+            "4 ELM ROAD",
+        ),
+        person("H2", None, ("Adeyemi", "Tolu"), "1988-03-12", "female", ""),
+        at(
+            person("H3", None, ("Adeyemi", "Tolu"), "1988-03-12", "female", ""),
+            "40 Elm Road",
+        ),
+    ];
+    let region = Region::new(gp, hospital).await;
+    let report = region.sync().await;
+    assert_eq!(region.acute_link("H1").await, Some(nhs(1)), "{report:?}");
+    assert_eq!(region.acute_link("H2").await, None, "{report:?}");
+    assert_eq!(region.acute_link("H3").await, None, "{report:?}");
+    assert_eq!(acute(&report).review, 2, "{report:?}");
+    let tolu = region
+        .store
+        .patient(&nhs(1))
+        .await
+        .expect("read")
+        .expect("held");
+    assert_eq!(tolu.address.as_deref(), Some("4 ELM ROAD"));
+    let grace = region
+        .store
+        .patient(&nhs(2))
+        .await
+        .expect("read")
+        .expect("held");
+    assert_eq!(grace.postcode.as_deref(), Some("SG1 1AA"));
+    assert_eq!(
+        grace.address, None,
+        "a restricted patient's house is never kept"
+    );
+}

@@ -93,6 +93,7 @@ pub(crate) fn patient_from_row(row: &impl Cells) -> Result<IndexedPatient> {
         birth_date: row.date(T, "birth_date")?,
         gender: row.text_opt(T, "gender")?,
         postcode: row.text_opt(T, "postcode")?,
+        address: row.text_opt(T, "address_line")?,
         gp_practice: row.text_opt(T, "gp_practice")?,
         updated_at: row.at(T, "updated_at")?,
     })
@@ -136,15 +137,17 @@ where
 }
 
 pub(crate) const PATIENT_COLUMNS: &str =
-    "nhs_number, family, given, birth_date, gender, postcode, gp_practice, updated_at";
+    "nhs_number, family, given, birth_date, gender, postcode, address_line, gp_practice, \
+     updated_at";
 /// [`PATIENT_COLUMNS`] one by one, for a patient row the database sends as JSON.
-pub(crate) const PATIENT_COLUMN_NAMES: [&str; 8] = [
+pub(crate) const PATIENT_COLUMN_NAMES: [&str; 9] = [
     "nhs_number",
     "family",
     "given",
     "birth_date",
     "gender",
     "postcode",
+    "address_line",
     "gp_practice",
     "updated_at",
 ];
@@ -156,7 +159,7 @@ pub(crate) const LINK_COLUMNS: &str =
 /// copies text).
 pub(crate) const PATIENT_WRITE: &str =
     "patient (nhs_number, family, given, family_norm, given_norm, birth_date, gender, \
-     postcode, postcode_norm, gp_practice, updated_at)";
+     postcode, postcode_norm, address_line, gp_practice, updated_at)";
 
 /// The table and columns a batch of source links is written to (see [`PATIENT_WRITE`]).
 pub(crate) const LINK_WRITE: &str =

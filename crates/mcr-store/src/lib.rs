@@ -94,7 +94,8 @@ pub(crate) const PATIENT_REPLACE: &str =
     " ON CONFLICT (nhs_number) DO UPDATE SET family = excluded.family, \
      given = excluded.given, family_norm = excluded.family_norm, given_norm = excluded.given_norm, \
      birth_date = excluded.birth_date, gender = excluded.gender, postcode = excluded.postcode, \
-     postcode_norm = excluded.postcode_norm, gp_practice = excluded.gp_practice, \
+     postcode_norm = excluded.postcode_norm, address_line = excluded.address_line, \
+     gp_practice = excluded.gp_practice, \
      updated_at = excluded.updated_at";
 pub(crate) const PATIENT_KEEP: &str = " ON CONFLICT (nhs_number) DO NOTHING";
 

@@ -13,6 +13,9 @@ pub struct IndexedPatient {
     /// FHIR administrative gender: male, female, other, unknown.
     pub gender: Option<String>,
     pub postcode: Option<String>,
+    /// The address's first line, normalised (`12A HIGH ST`), for matching only: never shown.
+    /// `None` when unknown or the source labels the patient restricted.
+    pub address: Option<String>,
     /// ODS code of the registered GP practice.
     pub gp_practice: Option<String>,
     pub updated_at: DateTime<Utc>,

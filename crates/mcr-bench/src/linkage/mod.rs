@@ -363,6 +363,7 @@ async fn missed_vectors(
             Some(r.postcode.as_str()).filter(|p| !p.is_empty()),
             None,
         )
+        .with_address(Some(r.address.as_str()))
     };
     let a_by_id: HashMap<&str, &Rec> = ds.a.iter().map(|r| (r.id.as_str(), r)).collect();
     let nhs_of: HashMap<&str, &str> =

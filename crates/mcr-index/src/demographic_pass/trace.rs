@@ -116,6 +116,7 @@ async fn trace_step(
         birth_date,
         gender: found.gender.clone(),
         postcode: found.postcode.clone(),
+        address: found.address.clone(),
         gp_practice: found.gp_practice.clone(),
         updated_at: now,
     });

@@ -16,7 +16,7 @@
 //! dates).
 
 use chrono::{Datelike, NaiveDate};
-use mcr_domain::demographics::{normalise_name, normalise_postcode};
+use mcr_domain::demographics::{normalise_address_line, normalise_name, normalise_postcode};
 use mcr_domain::NhsNumber;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -42,6 +42,9 @@ pub struct Prepared {
     pub sex: Sex,
     /// Normalised (`SG12AB`); empty when unknown.
     pub postcode: String,
+    /// The address's first line, normalised ([`normalise_address_line`]); empty when unknown.
+    /// Compared, never shown.
+    pub address: String,
     pub nhs_number: Option<NhsNumber>,
     /// The nickname groups holding the first given name ([`nicknames::groups_of`]).
     given_nicknames: u128,
@@ -98,8 +101,15 @@ impl Prepared {
             birth_date,
             sex: Sex::from_fhir(gender),
             postcode: postcode.map(normalise_postcode).unwrap_or_default(),
+            address: String::new(),
             nhs_number,
         }
+    }
+
+    /// The same, with the first line of the address (as written, or already normalised).
+    pub fn with_address(mut self, line: Option<&str>) -> Self {
+        self.address = line.map(normalise_address_line).unwrap_or_default();
+        self
     }
 
     /// The given names written as one.
@@ -162,6 +172,12 @@ levels!(
     PostcodeLevel { Full = "full", Sector = "sector", District = "district", Typo = "typo", Differs = "differs", Missing = "missing" }
 );
 levels!(
+    /// The address's first line (house number or name, and street): the same; a slip of the
+    /// keys (Jaro-Winkler at least 0.92, or one insertion, deletion, substitution or
+    /// transposition); another; missing.
+    AddressLevel { Exact = "exact", Typo = "typo", Differs = "differs", Missing = "missing" }
+);
+levels!(
     /// NHS number.
     NhsLevel { Agree = "agree", Differs = "differs", Missing = "missing" }
 );
@@ -175,6 +191,7 @@ pub struct Agreement {
     pub birth_date: DobLevel,
     pub sex: SexLevel,
     pub postcode: PostcodeLevel,
+    pub address: AddressLevel,
     pub nhs_number: NhsLevel,
 }
 
@@ -182,19 +199,21 @@ impl fmt::Display for Agreement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "family={} given={} birth-date={} sex={} postcode={} nhs-number={}",
+            "family={} given={} birth-date={} sex={} postcode={} address={} nhs-number={}",
             self.family.code(),
             self.given.code(),
             self.birth_date.code(),
             self.sex.code(),
             self.postcode.code(),
+            self.address.code(),
             self.nhs_number.code()
         )
     }
 }
 
 impl Agreement {
-    /// Read back what [`fmt::Display`] wrote.
+    /// Read back what [`fmt::Display`] wrote. A vector kept before addresses were compared
+    /// has no `address`: missing.
     pub fn parse(s: &str) -> Option<Self> {
         let mut fields = std::collections::HashMap::new();
         for part in s.split_whitespace() {
@@ -207,6 +226,10 @@ impl Agreement {
             birth_date: DobLevel::parse(fields.get("birth-date")?)?,
             sex: SexLevel::parse(fields.get("sex")?)?,
             postcode: PostcodeLevel::parse(fields.get("postcode")?)?,
+            address: match fields.get("address") {
+                Some(a) => AddressLevel::parse(a)?,
+                None => AddressLevel::Missing,
+            },
             nhs_number: NhsLevel::parse(fields.get("nhs-number")?)?,
         })
     }
@@ -242,6 +265,9 @@ pub struct Weights {
     pub birth_date: [f64; 6],
     pub sex: [f64; 3],
     pub postcode: [f64; 6],
+    /// Weights set before addresses were compared have none: the default's.
+    #[serde(default = "default_address_weights")]
+    pub address: [f64; 4],
     pub nhs_number: [f64; 3],
     /// At or above: linked automatically (unless a safety rule holds it back).
     pub link_at: f64,
@@ -262,12 +288,20 @@ impl Default for Weights {
             sex: [1.0, -7.0, 0.0],
             //        full sector district typo differs missing
             postcode: [10.0, 3.5, 1.0, 3.5, -3.0, 0.0],
+            address: default_address_weights(),
             //          agree differs missing
             nhs_number: [20.0, -6.0, 0.0],
             link_at: 22.0,
             review_at: 15.0,
         }
     }
+}
+
+/// exact typo differs missing. Evidence only for: a different first line says little the
+/// postcode has not said already (people who moved differ in both), and within one postcode
+/// neighbours differ in it anyway.
+fn default_address_weights() -> [f64; 4] {
+    [4.0, 2.0, 0.0, 0.0]
 }
 
 fn index_of<T: PartialEq>(all: &[T], x: &T) -> usize {
@@ -281,6 +315,7 @@ impl Weights {
             + self.birth_date[index_of(DobLevel::ALL, &a.birth_date)]
             + self.sex[index_of(SexLevel::ALL, &a.sex)]
             + self.postcode[index_of(PostcodeLevel::ALL, &a.postcode)]
+            + self.address[index_of(AddressLevel::ALL, &a.address)]
             + self.nhs_number[index_of(NhsLevel::ALL, &a.nhs_number)]
     }
 
@@ -338,6 +373,7 @@ pub fn compare(a: &Prepared, b: &Prepared, w: &Weights) -> Scored {
             _ => SexLevel::Differs,
         },
         postcode: postcode_level(a, b),
+        address: address_level(a, b),
         nhs_number: match (&a.nhs_number, &b.nhs_number) {
             (Some(x), Some(y)) if x == y => NhsLevel::Agree,
             (Some(_), Some(_)) => NhsLevel::Differs,
@@ -375,8 +411,9 @@ fn guard(a: &Agreement, x: &Prepared, y: &Prepared) -> Option<Guard> {
         GivenLevel::Typo => a.family != FamilyLevel::Swapped && !slip(x, y),
         GivenLevel::Exact | GivenLevel::Nickname | GivenLevel::Missing => false,
     };
+    let one_address = a.postcode == PostcodeLevel::Full || a.address == AddressLevel::Exact;
     if a.birth_date == DobLevel::Exact
-        && (family_alike || a.postcode == PostcodeLevel::Full)
+        && (family_alike || one_address)
         && (another_name || (a.given != GivenLevel::Exact && a.sex == SexLevel::Differs))
     {
         return Some(Guard::PossibleTwin);
@@ -506,6 +543,24 @@ fn one_digit_apart(a: NaiveDate, b: NaiveDate) -> bool {
         y /= 10;
     }
     differing == 1 && leftmost <= 4
+}
+
+fn address_level(a: &Prepared, b: &Prepared) -> AddressLevel {
+    if a.address.is_empty() || b.address.is_empty() {
+        return AddressLevel::Missing;
+    }
+    if a.address == b.address {
+        return AddressLevel::Exact;
+    }
+    // A slip of the keys, but never another house number: `12 MILL LANE` and `14 MILL LANE`
+    // are neighbours.
+    let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
+    if digits(&a.address) == digits(&b.address)
+        && (jaro_winkler(&a.address, &b.address) >= 0.92 || damerau_one(&a.address, &b.address))
+    {
+        return AddressLevel::Typo;
+    }
+    AddressLevel::Differs
 }
 
 fn postcode_level(a: &Prepared, b: &Prepared) -> PostcodeLevel {

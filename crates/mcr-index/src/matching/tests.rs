@@ -344,6 +344,78 @@ fn the_comparison_vector_reads_back() {
 }
 
 #[test]
+fn a_vector_kept_before_addresses_were_compared_reads_back_as_address_missing() {
+    let old =
+        "family=exact given=exact birth-date=exact sex=agree postcode=full nhs-number=missing";
+    let a = Agreement::parse(old).expect("reads");
+    assert_eq!(a.address, AddressLevel::Missing);
+    assert!(Agreement::parse(&old.replace("postcode=full", "postcode=nowhere")).is_none());
+}
+
+/// The address's first line: the same house is evidence, a slip of the keys less so, and
+/// another house number in the same street is another house.
+#[test]
+fn the_first_line_of_the_address_is_compared() {
+    let at =
+        |line: &str| p("Smith", "Ann", "1950-05-07", "female", "SG1 1AA").with_address(Some(line));
+    let level = |x: &str, y: &str| {
+        compare(&at(x), &at(y), &Weights::default())
+            .agreement
+            .address
+    };
+    assert_eq!(level("12 Mill Lane", "12, MILL LANE."), AddressLevel::Exact);
+    assert_eq!(level("12 Mill Lane", "12 Mil Lane"), AddressLevel::Typo);
+    assert_eq!(level("12 Mill Lane", "14 Mill Lane"), AddressLevel::Differs);
+    assert_eq!(
+        level("12 Mill Lane", "3 Station Road"),
+        AddressLevel::Differs
+    );
+    assert_eq!(level("12 Mill Lane", ""), AddressLevel::Missing);
+    let w = Weights::default();
+    let base = p("Smith", "Ann", "1950-05-07", "female", "SG1 1AA");
+    let plain = compare(&base, &base, &w).weight;
+    let same_house = compare(&at("12 Mill Lane"), &at("12 Mill Lane"), &w).weight;
+    let other_house = compare(&at("12 Mill Lane"), &at("14 Mill Lane"), &w).weight;
+    assert_eq!(same_house, plain + w.address[0]);
+    // A different line says nothing the postcode has not said: never evidence against.
+    assert_eq!(other_house, plain);
+
+    // No postcode and a birth date a digit out: a person looks at it, unless the house agrees.
+    let gp =
+        p("Adeyemi", "Tolu", "1988-03-02", "female", "LU2 7HQ").with_address(Some("4 Elm Road"));
+    let hospital =
+        |line: Option<&str>| p("Adeyemi", "Tolu", "1988-03-12", "female", "").with_address(line);
+    for (line, want) in [
+        (None, "review"),
+        (Some("4 Elm Road"), "link"),
+        (Some("4 Elm Raod"), "link"),
+        (Some("40 Elm Road"), "review"),
+    ] {
+        let (got, s) = verdict(&gp, &hospital(line));
+        assert_eq!(got, want, "{line:?}: {} {:.1}", s.agreement, s.weight);
+    }
+}
+
+/// Twins share a house as well as a postcode: one address holds a pair back like one
+/// postcode does, even where the postcodes were written differently.
+#[test]
+fn twins_at_one_address_are_held_back_whatever_the_postcodes_say() {
+    let louis =
+        p("Okafor", "Louis", "2001-06-09", "male", "SG1 1AA").with_address(Some("9 Park View"));
+    let louise =
+        p("Okafor", "Louise", "2001-06-09", "female", "").with_address(Some("9 Park View"));
+    let (got, s) = verdict(&louis, &louise);
+    assert_eq!(s.guard, Some(Guard::PossibleTwin), "{}", s.agreement);
+    assert_ne!(got, "link");
+    // Strangers in one house with one birth date and wholly other names: held back too.
+    let other = p("Briggs", "Amir", "2001-06-09", "male", "").with_address(Some("9 Park View"));
+    assert_eq!(
+        compare(&louis, &other, &Weights::default()).guard,
+        Some(Guard::PossibleTwin)
+    );
+}
+
+#[test]
 fn a_names_nickname_groups_meet_exactly_when_the_list_holds_both_names_together() {
     let names: Vec<&str> = nicknames::all()
         .chain(["JOHN", "ZEB", "", "BOBBYY", "ROBERTS"])

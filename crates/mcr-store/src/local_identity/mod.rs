@@ -40,6 +40,8 @@ pub struct LocalPerson {
     pub birth_date: NaiveDate,
     pub gender: Option<String>,
     pub postcode: Option<String>,
+    /// The address's first line, normalised, for matching only: never shown.
+    pub address: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Where it went, once resolved.
@@ -69,6 +71,8 @@ pub struct LocalPersonRecord {
     pub birth_date: NaiveDate,
     pub gender: Option<String>,
     pub postcode: Option<String>,
+    /// The address's first line, normalised, for matching only: never shown.
+    pub address: Option<String>,
     pub at: DateTime<Utc>,
 }
 
@@ -175,7 +179,7 @@ pub trait LocalIdentityStore: Send + Sync {
 
 pub(crate) const LOCAL_PERSON_COLUMNS: &str =
     "id, origin_source, origin_local_id, family, given, birth_date, gender, postcode, \
-     created_at, updated_at, resolved_to, resolved_method, resolved_at, links_moved";
+     address_line, created_at, updated_at, resolved_to, resolved_method, resolved_at, links_moved";
 
 pub(crate) const LOCAL_LINK_COLUMNS: &str =
     "local_person, source, local_id, method, family, given, birth_date, postcode, linked_at";
@@ -232,6 +236,7 @@ where
         birth_date: get(row, "birth_date")?,
         gender: get(row, "gender")?,
         postcode: get(row, "postcode")?,
+        address: get(row, "address_line")?,
         created_at: parse_ts("local_person.created_at", &created)?,
         updated_at: parse_ts("local_person.updated_at", &updated)?,
         resolved,
@@ -280,7 +285,7 @@ pub(crate) fn local_link_upsert(l: &LocalLink) -> crate::common::Statement<'_> {
 /// (its time twice, as created and updated).
 pub(crate) const LOCAL_PERSON_WRITE: &str = "local_person (origin_source, origin_local_id, \
      family, given, family_norm, given_norm, birth_date, gender, postcode, postcode_norm, \
-     created_at, updated_at)";
+     address_line, created_at, updated_at)";
 
 /// A local identity to write or refresh from a record: the record and the normalised forms
 /// matching and search read.

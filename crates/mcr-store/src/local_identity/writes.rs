@@ -65,7 +65,7 @@ macro_rules! local_identity_impl {
                                 "UPDATE local_person SET family = $2, given = $3, \
                                  family_norm = $4, given_norm = $5, birth_date = $6, \
                                  gender = $7, postcode = $8, postcode_norm = $9, \
-                                 updated_at = $10 WHERE id = $1",
+                                 updated_at = $10, address_line = $11 WHERE id = $1",
                             )
                             .bind(seq)
                             .bind(&row.r.family)
@@ -77,6 +77,7 @@ macro_rules! local_identity_impl {
                             .bind(row.r.postcode.as_deref())
                             .bind(row.postcode_norm.as_deref())
                             .bind(&row.at)
+                            .bind(row.r.address.as_deref())
                             .execute(&mut *tx)
                             .await?;
                         }

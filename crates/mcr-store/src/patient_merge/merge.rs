@@ -90,9 +90,10 @@ macro_rules! merge_steps {
             let (id,): (i64,) = sqlx::query_as(
                 "INSERT INTO patient_merge (retired, survivor, reason, merged_by, merged_at, \
                  family, given, family_norm, given_norm, birth_date, gender, postcode, \
-                 postcode_norm, gp_practice, patient_updated_at) \
+                 postcode_norm, address_line, gp_practice, patient_updated_at) \
                  SELECT nhs_number, $2, $3, $4, $5, family, given, family_norm, given_norm, \
-                 birth_date, gender, postcode, postcode_norm, gp_practice, updated_at \
+                 birth_date, gender, postcode, postcode_norm, address_line, gp_practice, \
+                 updated_at \
                  FROM patient WHERE nhs_number = $1 RETURNING id",
             )
             .bind(retired)

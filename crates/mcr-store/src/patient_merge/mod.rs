@@ -167,8 +167,8 @@ pub trait MergeStore: Send + Sync {
 }
 
 pub(crate) const MERGE_COLUMNS: &str = "id, retired, survivor, reason, merged_by, merged_at, \
-     family, given, birth_date, gender, postcode, gp_practice, patient_updated_at, \
-     links_moved, care_events_moved, relationships_moved, objection_carried, \
+     family, given, birth_date, gender, postcode, address_line, gp_practice, \
+     patient_updated_at, links_moved, care_events_moved, relationships_moved, objection_carried, \
      protection_carried, pairs_dropped, undone_by, undone_at, undo_reason, links_back, \
      sent_to_review, care_events_back, relationships_back, objection_carried_back";
 
@@ -292,6 +292,7 @@ where
             birth_date: get(row, "birth_date")?,
             gender: get(row, "gender")?,
             postcode: get(row, "postcode")?,
+            address: get(row, "address_line")?,
             gp_practice: get(row, "gp_practice")?,
             updated_at: parse_ts(
                 "patient_merge.patient_updated_at",

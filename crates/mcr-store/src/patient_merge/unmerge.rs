@@ -15,9 +15,11 @@ macro_rules! unmerge_steps {
         let mut counts = UnmergeCounts::default();
         sqlx::query(
             "INSERT INTO patient (nhs_number, family, given, family_norm, given_norm, \
-             birth_date, gender, postcode, postcode_norm, gp_practice, updated_at) \
+             birth_date, gender, postcode, postcode_norm, address_line, gp_practice, \
+             updated_at) \
              SELECT retired, family, given, family_norm, given_norm, birth_date, gender, \
-             postcode, postcode_norm, gp_practice, patient_updated_at FROM patient_merge \
+             postcode, postcode_norm, address_line, gp_practice, patient_updated_at \
+             FROM patient_merge \
              WHERE id = $1 ON CONFLICT (nhs_number) DO NOTHING",
         )
         .bind(id)

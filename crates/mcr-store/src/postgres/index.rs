@@ -32,12 +32,14 @@ impl IndexBatches for PostgresStore {
                 chunk.iter().map(|r| r.p.postcode.as_deref()).collect();
             let postcode_norm: Vec<Option<&str>> =
                 chunk.iter().map(|r| r.postcode_norm.as_deref()).collect();
+            let address: Vec<Option<&str>> = chunk.iter().map(|r| r.p.address.as_deref()).collect();
             let gp: Vec<Option<&str>> = chunk.iter().map(|r| r.p.gp_practice.as_deref()).collect();
             let updated: Vec<&str> = chunk.iter().map(|r| r.updated_at.as_str()).collect();
             let sql = format!(
                 "INSERT INTO {PATIENT_WRITE} \
                  SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
-                 $6::date[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[]){on_conflict}"
+                 $6::date[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
+                 $12::text[]){on_conflict}"
             );
             sqlx::query(&sql)
                 .bind(&nhs)
@@ -49,6 +51,7 @@ impl IndexBatches for PostgresStore {
                 .bind(&gender)
                 .bind(&postcode)
                 .bind(&postcode_norm)
+                .bind(&address)
                 .bind(&gp)
                 .bind(&updated)
                 .execute(&mut *tx)

@@ -83,10 +83,10 @@ mod batch {
             let birth: Vec<NaiveDate> = chunk.iter().map(|row| row.r.birth_date).collect();
             let answered = sqlx::query(&format!(
                 "INSERT INTO {LOCAL_PERSON_WRITE} \
-                 SELECT s, i, f, g, fn, gn, b, ge, p, pn, a, a FROM UNNEST($1::text[], \
+                 SELECT s, i, f, g, fn, gn, b, ge, p, pn, ad, a, a FROM UNNEST($1::text[], \
                  $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::date[], \
-                 $8::text[], $9::text[], $10::text[], $11::text[]) WITH ORDINALITY \
-                 AS u (s, i, f, g, fn, gn, b, ge, p, pn, a, n) ORDER BY n \
+                 $8::text[], $9::text[], $10::text[], $11::text[], $12::text[]) WITH ORDINALITY \
+                 AS u (s, i, f, g, fn, gn, b, ge, p, pn, ad, a, n) ORDER BY n \
                  RETURNING id, origin_source, origin_local_id"
             ))
             .bind(text(&|row| Some(row.r.source.as_str())))
@@ -99,6 +99,7 @@ mod batch {
             .bind(text(&|row| row.r.gender.as_deref()))
             .bind(text(&|row| row.r.postcode.as_deref()))
             .bind(text(&|row| row.postcode_norm.as_deref()))
+            .bind(text(&|row| row.r.address.as_deref()))
             .bind(text(&|row| Some(row.at.as_str())))
             .fetch_all(&mut *tx)
             .await?;

@@ -34,6 +34,7 @@ impl IndexBatches for SqliteStore {
                     .push_bind(r.p.gender.as_deref())
                     .push_bind(r.p.postcode.as_deref())
                     .push_bind(r.postcode_norm.as_deref())
+                    .push_bind(r.p.address.as_deref())
                     .push_bind(r.p.gp_practice.as_deref())
                     .push_bind(r.updated_at.as_str());
             });

@@ -98,6 +98,7 @@ mod batch {
                     .push_bind(row.r.gender.as_deref())
                     .push_bind(row.r.postcode.as_deref())
                     .push_bind(row.postcode_norm.as_deref())
+                    .push_bind(row.r.address.as_deref())
                     .push_bind(row.at.as_str())
                     .push_bind(row.at.as_str());
             });

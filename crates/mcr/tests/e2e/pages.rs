@@ -937,6 +937,7 @@ async fn the_matching_queue_shows_a_local_identity_as_one_never_as_an_nhs_number
             birth_date: chrono::NaiveDate::from_ymd_opt(1990, 4, 2).expect("test step"),
             gender: Some("female".into()),
             postcode: Some("SG1 1AA".into()),
+            address: None,
             at: "2026-11-24T09:00:00Z".parse().expect("test step"),
         }])
         .await
