@@ -280,7 +280,7 @@ async fn copy_loads_an_empty_index_on_postgres() {
         birth_date: NaiveDate::from_ymd_opt(1950, 3, 1).expect("date"),
         gender: Some("female".into()),
         postcode: Some("ls1 4ab".into()),
-        address: None,
+        address: Some("4 MILL LANE".into()),
         gp_practice: None,
         updated_at: Utc
             .with_ymd_and_hms(2026, 12, 4, 9, 0, 0)

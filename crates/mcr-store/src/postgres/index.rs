@@ -146,6 +146,7 @@ impl PostgresStore {
                 p.gender.as_deref(),
                 p.postcode.as_deref(),
                 r.postcode_norm.as_deref(),
+                p.address.as_deref(),
                 p.gp_practice.as_deref(),
                 Some(r.updated_at.as_str()),
             ];
