@@ -91,7 +91,7 @@ fn why(kind: &str, guard: Option<&str>) -> String {
         return "Traced in the Personal Demographics Service: one patient matched, but only partly (PDS's score is below the configured link score). Never linked automatically.".into();
     }
     match guard {
-        Some("possible-twin") => "Possible twin: the same date of birth and family, but a different given name or sex. Never linked automatically.".into(),
+        Some("possible-twin") => "Possible twin: the same date of birth, in one family or at one address, but a different given name or sex. Never linked automatically.".into(),
         Some("possible-parent-child") => "Possible parent and child: the same name, dates of birth years apart. Never linked automatically.".into(),
         Some("ambiguous") => "Too close to call: more than one patient matches this record almost as well.".into(),
         _ => "The score is between the thresholds: neither clearly the same person nor clearly not.".into(),
@@ -259,8 +259,18 @@ fn demographic_rows(
             withheld_if(restricted, || shown(record.postcode)),
             withheld_if(restricted, || shown(h.and_then(|p| p.postcode))),
         ),
+        // Compared, never shown: how the two first lines compared is what the reviewer needs.
+        row(
+            "Address, first line",
+            "address",
+            withheld_if(restricted, || ADDRESS_NOT_SHOWN.into()),
+            withheld_if(restricted, || ADDRESS_NOT_SHOWN.into()),
+        ),
     ]
 }
+
+/// What a pair's address line says in place of the line: it is compared, never shown.
+const ADDRESS_NOT_SHOWN: &str = "Compared, not shown";
 
 fn withheld_if(restricted: bool, shown: impl FnOnce() -> String) -> String {
     if restricted {

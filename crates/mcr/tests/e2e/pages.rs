@@ -574,6 +574,11 @@ async fn the_matching_queue_links_and_rules_out_pairs_and_audits_each_decision()
         "{html}"
     );
     assert!(html.contains("Possible twin"), "the guard is explained");
+    // The address's first line is compared and said so, never shown.
+    assert!(
+        html.contains("Address, first line") && html.contains("Compared, not shown"),
+        "{html}"
+    );
     assert!(
         html.contains("Queue-Given") && html.contains("Sex"),
         "side by side"
