@@ -6,8 +6,10 @@
 //!
 //! Measured per view: latency to the body's last byte; the gateway's overhead (latency minus
 //! the slowest source's own time, from `Server-Timing`, as every scenario counts it; the
-//! record page carries no `Server-Timing`, so its overhead is its latency minus the median
-//! slowest source of the Bundle views of the same record); the gateway's peak resident memory
+//! record page is streamed, so carries no `Server-Timing`: its slowest source is read from
+//! the gateway's `/metrics`, the growth of each source's `mcr_source_reported_duration_seconds`
+//! sum over that one view: the sources' own time, as `Server-Timing` gives it); the gateway's
+//! peak resident memory
 //! (`VmHWM`, reset just before each view). What one view takes is the first view's peak over
 //! the resident memory just before it, on a fresh gateway (the Bundle's on this system, the
 //! page's on a second one started for it): later views reuse the heap the first grew. The
@@ -205,6 +207,8 @@ pub async fn run(
 
     let mut bundles = Vec::new();
     let mut pages = Vec::new();
+    // Each page view's slowest source, as the gateway saw it.
+    let mut page_slowest = Vec::new();
     let mut last_bundle = bytes::Bytes::new();
     for _ in 0..o.views {
         let b = view(&gw, &bundle_url, Some(&system.token), None, pid).await?;
@@ -212,10 +216,13 @@ pub async fn run(
             last_bundle = b.body.clone();
         }
         bundles.push(b);
+        let before = system.metrics(&gw).await.context("reading /metrics")?;
         pages.push(view(&browser.http, &page_url, None, Some(&browser.cookie), pid).await?);
+        let after = system.metrics(&gw).await.context("reading /metrics")?;
+        page_slowest.push(slowest_between(&before, &after));
     }
     let mut bundle = figures(&bundles, None);
-    let mut page = figures(&pages, Some(bundle.slowest_source.p50_ms));
+    let mut page = figures(&pages, Some(&page_slowest));
     for (f, warm) in [(&mut bundle, &warm_bundle), (&mut page, &warm_page)] {
         f.peak_rss_mib = f.peak_rss_mib.max(round3(warm.peak_mib));
     }
@@ -319,14 +326,33 @@ async fn view(
     })
 }
 
-/// `slowest`: the sources' time to subtract where the answer does not say it (the page).
-fn figures(views: &[Viewed], slowest: Option<f64>) -> ViewFigures {
-    let ok: Vec<&Viewed> = views.iter().filter(|v| v.status == 200).collect();
+/// The slowest source of the one view between two scrapes of the gateway's `/metrics`, ms:
+/// the largest growth of a source's `mcr_source_reported_duration_seconds` sum.
+fn slowest_between(before: &crate::processes::Metrics, after: &crate::processes::Metrics) -> f64 {
+    after
+        .samples
+        .iter()
+        .filter(|(k, _)| k.starts_with("mcr_source_reported_duration_seconds_sum{"))
+        .map(|(k, v)| (v - before.get(k)) * 1000.0)
+        .fold(0.0, f64::max)
+}
+
+/// `slowest`: each view's slowest source where the answer does not say it (the page), in
+/// the order of `views`.
+fn figures(views: &[Viewed], slowest: Option<&[f64]>) -> ViewFigures {
     let mut phases: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut slowests = Vec::new();
     let mut overheads = Vec::new();
-    for v in &ok {
-        let s = slowest.unwrap_or_else(|| crate::load::slowest_source(&v.timing));
+    let mut ok = Vec::new();
+    for (i, v) in views.iter().enumerate() {
+        if v.status != 200 {
+            continue;
+        }
+        ok.push(v);
+        let s = match slowest {
+            Some(each) => each.get(i).copied().unwrap_or(0.0),
+            None => crate::load::slowest_source(&v.timing),
+        };
         slowests.push(s);
         overheads.push((v.ms - s).max(0.0));
         for (name, ms) in crate::load::phases(&v.timing) {
@@ -564,7 +590,7 @@ pub fn markdown(r: &VeryLargeResult) -> String {
     for (name, f) in [
         ("`$everything` Bundle", &r.bundle),
         (
-            "record page (overhead: latency − the Bundle views' median slowest source)",
+            "record page (overhead: latency − its slowest source, from the gateway's `/metrics`)",
             &r.page,
         ),
     ] {
