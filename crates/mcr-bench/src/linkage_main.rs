@@ -7,6 +7,10 @@
 
 use anyhow::Context;
 use clap::Parser;
+
+/// The product's allocator (`mcr`'s): the pass is measured as `mcr index sync` runs it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use mcr_bench::linkage::{self, data, IndexRun, Score};
 use mcr_index::matching::WeightsMode;
 
