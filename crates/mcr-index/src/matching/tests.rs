@@ -35,6 +35,37 @@ fn soundex_and_jaro_winkler_as_published() {
     assert!(!damerau_one("SMITH", "SMYTHE"));
 }
 
+/// Jaro–Winkler by bits gives what scanning each window gives, to the last bit, on strings
+/// of every length up to and past 64, with repeated letters, digits, spaces and bytes outside
+/// the table (which fall back to scanning).
+#[test]
+fn jaro_winkler_by_bits_is_jaro_winkler_by_scan() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(19);
+    let alphabets: [&[u8]; 3] = [
+        b"AEILNORST",
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789",
+        b"AB\xc3\xa9a~",
+    ];
+    for _ in 0..200_000 {
+        let alphabet = alphabets[rng.gen_range(0..alphabets.len())];
+        let word = |rng: &mut rand::rngs::StdRng| {
+            let n = if rng.gen_bool(0.05) {
+                rng.gen_range(60..80)
+            } else {
+                rng.gen_range(0..12)
+            };
+            let bytes: Vec<u8> = (0..n)
+                .map(|_| alphabet[rng.gen_range(0..alphabet.len())])
+                .collect();
+            String::from_utf8_lossy(&bytes).into_owned()
+        };
+        let (a, b) = (word(&mut rng), word(&mut rng));
+        let (fast, scan) = (jaro_winkler(&a, &b), text::jaro_winkler_by_scan(&a, &b));
+        assert_eq!(fast.to_bits(), scan.to_bits(), "{a:?} {b:?}: {fast} {scan}");
+    }
+}
+
 /// A table of pairs a clinical safety officer would ask about, with the outcome each must get.
 #[test]
 fn the_cases_a_safety_officer_asks_about() {

@@ -41,16 +41,72 @@ pub fn soundex(s: &str) -> [u8; 4] {
 }
 
 /// Jaro–Winkler similarity of two short strings (bytes; names are normalised to ASCII-ish
-/// upper case first).
-pub fn jaro_winkler(a: &str, b: &str) -> f64 {
+/// upper case first; the first 64 bytes of each are compared).
+///
+/// Where every byte of `b` is between space and `_` (upper-case names, digits, addresses),
+/// each character's places in `b` are kept as bits, and each of `a`'s characters finds its
+/// first unmatched place in the window in one step: the matching pass compares millions of
+/// pairs. Otherwise [`jaro_winkler_by_scan`] does the same by scanning.
+pub fn jaro_winkler(a_text: &str, b_text: &str) -> f64 {
+    let (a, b) = (a_text.as_bytes(), b_text.as_bytes());
+    if a.is_empty() || b.is_empty() {
+        return 0.0;
+    }
+    let window = (a.len().max(b.len()) / 2).saturating_sub(1);
+    let (a, b) = (&a[..a.len().min(64)], &b[..b.len().min(64)]);
+    let slot = |c: u8| (32..96).contains(&c).then(|| usize::from(c - 32));
+    let mut places = [0u64; 64];
+    for (j, &c) in b.iter().enumerate() {
+        match slot(c) {
+            Some(s) => places[s] |= 1 << j,
+            None => return jaro_winkler_by_scan(a_text, b_text),
+        }
+    }
+    let (mut a_hit, mut b_hit, mut matches) = (0u64, 0u64, 0usize);
+    for (i, &ca) in a.iter().enumerate() {
+        // A character `b` does not hold matches nothing.
+        let Some(s) = slot(ca) else {
+            continue;
+        };
+        let lo = i.saturating_sub(window);
+        let hi = (i + window + 1).min(b.len());
+        if lo >= hi {
+            continue;
+        }
+        let below_hi = if hi == 64 { u64::MAX } else { (1u64 << hi) - 1 };
+        let free = places[s] & !b_hit & below_hi & !((1u64 << lo) - 1);
+        if free != 0 {
+            b_hit |= 1 << free.trailing_zeros();
+            a_hit |= 1 << i;
+            matches += 1;
+        }
+    }
+    if matches == 0 {
+        return 0.0;
+    }
+    let mut transpositions = 0usize;
+    let (mut am, mut bm) = (a_hit, b_hit);
+    while am != 0 {
+        let (i, j) = (am.trailing_zeros() as usize, bm.trailing_zeros() as usize);
+        if a[i] != b[j] {
+            transpositions += 1;
+        }
+        am &= am - 1;
+        bm &= bm - 1;
+    }
+    winkler(a, b, matches, transpositions)
+}
+
+/// Jaro–Winkler by scanning each window ([`jaro_winkler`] for any bytes).
+pub(super) fn jaro_winkler_by_scan(a: &str, b: &str) -> f64 {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     if a.is_empty() || b.is_empty() {
         return 0.0;
     }
     let window = (a.len().max(b.len()) / 2).saturating_sub(1);
+    let (a, b) = (&a[..a.len().min(64)], &b[..b.len().min(64)]);
     let mut a_hit = [false; 64];
     let mut b_hit = [false; 64];
-    let (a, b) = (&a[..a.len().min(64)], &b[..b.len().min(64)]);
     let mut matches = 0usize;
     for (i, &ca) in a.iter().enumerate() {
         let lo = i.saturating_sub(window);
@@ -81,6 +137,12 @@ pub fn jaro_winkler(a: &str, b: &str) -> f64 {
         }
         j += 1;
     }
+    winkler(a, b, matches, transpositions)
+}
+
+/// Jaro from the matches and transpositions, then Winkler's bonus for a common prefix of up
+/// to four.
+fn winkler(a: &[u8], b: &[u8], matches: usize, transpositions: usize) -> f64 {
     let m = matches as f64;
     let jaro =
         (m / a.len() as f64 + m / b.len() as f64 + (m - transpositions as f64 / 2.0) / m) / 3.0;
