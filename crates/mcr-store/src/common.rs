@@ -60,6 +60,15 @@ where
         .map_err(|_| StoreError::Corrupt(format!("column {column} cannot be read")))
 }
 
+/// A timestamp column's value; the column is named only when it cannot be read (a row of the
+/// index is read a million times in a matching pass).
+fn at_of(table: &str, column: &str, s: &str) -> Result<DateTime<Utc>> {
+    match DateTime::parse_from_rfc3339(s) {
+        Ok(t) => Ok(t.with_timezone(&Utc)),
+        Err(_) => parse_ts(&format!("{table}.{column}"), s),
+    }
+}
+
 /// One row's values by table and column name, from either backend's row or from a row the
 /// database sent as JSON ([`JsonRow`]): what the model's readers take, so each says only which
 /// column goes where. A value that cannot be read is named by table and column, never echoed
@@ -77,12 +86,12 @@ pub(crate) trait Cells {
     }
 
     fn at(&self, table: &str, column: &str) -> Result<DateTime<Utc>> {
-        parse_ts(&format!("{table}.{column}"), &self.text(table, column)?)
+        at_of(table, column, &self.text(table, column)?)
     }
 
     fn at_opt(&self, table: &str, column: &str) -> Result<Option<DateTime<Utc>>> {
         self.text_opt(table, column)?
-            .map(|s| parse_ts(&format!("{table}.{column}"), &s))
+            .map(|s| at_of(table, column, &s))
             .transpose()
     }
 
@@ -171,7 +180,8 @@ impl Cells for JsonRow<'_> {
     fn date_opt(&self, table: &str, column: &str) -> Result<Option<NaiveDate>> {
         self.text_opt(table, column)?
             .map(|s| {
-                NaiveDate::parse_from_str(&s, "%Y-%m-%d").map_err(|_| unreadable(table, column))
+                // ISO 8601's calendar date, as the store writes it (`1950-05-07`).
+                s.parse::<NaiveDate>().map_err(|_| unreadable(table, column))
             })
             .transpose()
     }
