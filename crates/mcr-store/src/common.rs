@@ -181,7 +181,8 @@ impl Cells for JsonRow<'_> {
         self.text_opt(table, column)?
             .map(|s| {
                 // ISO 8601's calendar date, as the store writes it (`1950-05-07`).
-                s.parse::<NaiveDate>().map_err(|_| unreadable(table, column))
+                s.parse::<NaiveDate>()
+                    .map_err(|_| unreadable(table, column))
             })
             .transpose()
     }
