@@ -22,6 +22,14 @@ pub struct SourcePatient {
     pub last_updated: Option<String>,
 }
 
+/// The first line of `home`, one of Patient `r`'s addresses, normalised for matching; `None`
+/// when it has none or `r` is labelled restricted (the index keeps no address for them).
+pub(crate) fn address_line(home: Option<&Value>, r: &Value) -> Option<String> {
+    home.and_then(|ad| ad.get("line")?.as_array()?.first()?.as_str())
+        .map(mcr_domain::demographics::normalise_address_line)
+        .filter(|l| !l.is_empty() && !mcr_fhir::restricted_label(r))
+}
+
 fn clip(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
 }
@@ -80,10 +88,7 @@ pub fn parse_patient(source: &SourceId, r: &Value) -> Option<SourcePatient> {
     let postcode = home
         .and_then(|ad| ad.get("postalCode")?.as_str())
         .map(|p| clip(p.trim(), 10));
-    let address = home
-        .and_then(|ad| ad.get("line")?.as_array()?.first()?.as_str())
-        .map(mcr_domain::demographics::normalise_address_line)
-        .filter(|l| !l.is_empty() && !mcr_fhir::restricted_label(r));
+    let address = address_line(home, r);
     let gp_practice = r
         .get("generalPractitioner")
         .and_then(Value::as_array)

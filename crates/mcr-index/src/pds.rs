@@ -225,10 +225,7 @@ impl PdsPatient {
             .and_then(|a| a.get("postalCode"))
             .and_then(Value::as_str)
             .map(str::to_owned);
-        let address = home
-            .and_then(|a| a.get("line")?.as_array()?.first()?.as_str())
-            .map(mcr_domain::demographics::normalise_address_line)
-            .filter(|l| !l.is_empty() && !restricted_label(r));
+        let address = crate::parse::address_line(home, r);
         let gp_practice = r
             .pointer("/generalPractitioner/0/identifier/value")
             .and_then(Value::as_str)
