@@ -40,6 +40,9 @@ use std::time::Duration;
 use tokio::sync::{Mutex, MutexGuard};
 
 pub struct SqliteStore {
+    /// Held while the store is open: the background checkpoint ([`checkpoint_behind`]) stops
+    /// once it is gone.
+    _alive: std::sync::Arc<()>,
     read: SqlitePool,
     /// The one connection that writes. Taken only through [`SqliteStore::write_conn`], which
     /// replaces it when a failed write left it unusable.
@@ -88,6 +91,40 @@ fn writer_options(options: &SqliteConnectOptions) -> SqliteConnectOptions {
         .pragma("wal_autocheckpoint", WAL_CHECKPOINT_PAGES)
 }
 
+/// How often the write-ahead log is copied into the database behind the writers
+/// ([`checkpoint_behind`]).
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Copies the write-ahead log into the database every [`CHECKPOINT_EVERY`], on a connection
+/// of its own, for as long as the store it was started for is open (`alive`). A `PASSIVE`
+/// checkpoint takes no writer's lock: no view's audit record waits for it, where a checkpoint
+/// the writers' own commits start (at [`WAL_CHECKPOINT_PAGES`]) holds the write connection
+/// while it flushes the database. Copied, the log starts again from its beginning, so each
+/// commit's flush writes over blocks the file already has: a flush that extends the file also
+/// writes the file's size, and took 0.60 ms after idle against 0.49 for one that does not
+/// (this machine). A checkpoint that fails (the disk full, the file gone) is logged and tried
+/// again on a fresh connection next time; the writers' own checkpoints remain behind it.
+async fn checkpoint_behind(options: SqliteConnectOptions, alive: std::sync::Weak<()>) {
+    let mut conn: Option<SqliteConnection> = None;
+    loop {
+        tokio::time::sleep(CHECKPOINT_EVERY).await;
+        if alive.strong_count() == 0 {
+            return;
+        }
+        if conn.is_none() {
+            conn = SqliteConnection::connect_with(&options).await.ok();
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(c)
+            .await
+        {
+            tracing::warn!(error = %e, "the store's log could not be copied into the database; trying again");
+            conn = None;
+        }
+    }
+}
+
 impl SqliteStore {
     /// Open (creating if missing) `sqlite:///abs/path.db` or `sqlite://relative.db`.
     pub async fn open(url: &str) -> Result<Self> {
@@ -117,7 +154,15 @@ impl SqliteStore {
         let viewer = SqliteConnection::connect_with(&options)
             .await
             .map_err(open_error)?;
+        let alive = std::sync::Arc::new(());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(checkpoint_behind(
+                options.clone(),
+                std::sync::Arc::downgrade(&alive),
+            ));
+        }
         Ok(Self {
+            _alive: alive,
             read,
             writer: Mutex::new(writer),
             writer_suspect: std::sync::atomic::AtomicBool::new(false),
@@ -185,11 +230,19 @@ impl SqliteStore {
     /// The watch's counters' connection, opened if there is none: `synchronous = NORMAL`, so
     /// its commits are not flushed on their own but with the next durable commit to the same
     /// write-ahead log. Take it only while holding [`SqliteStore::write_conn`]; set it to
-    /// `None` after a failed statement (it is opened again next time).
+    /// `None` after a failed statement (it is opened again next time). It copies the log into
+    /// the database at the writer's threshold ([`WAL_CHECKPOINT_PAGES`]), not SQLite's 1,000
+    /// pages: its counts write about as many log pages as the audit trail, and at 1,000 it
+    /// checkpointed every few seconds under load, flushing the database (12 ms measured) while
+    /// holding the write connection every view's audit record waits for.
     async fn watch_conn(&self) -> Result<MutexGuard<'_, Option<SqliteConnection>>> {
         let mut slot = self.watcher.lock().await;
         if slot.is_none() {
-            let options = self.options.clone().synchronous(SqliteSynchronous::Normal);
+            let options = self
+                .options
+                .clone()
+                .synchronous(SqliteSynchronous::Normal)
+                .pragma("wal_autocheckpoint", WAL_CHECKPOINT_PAGES);
             *slot = Some(
                 SqliteConnection::connect_with(&options)
                     .await
@@ -229,3 +282,74 @@ impl SqliteStore {
 /// How an audit append transaction begins: no other writer (another process) can come
 /// between reading the chain's head and inserting after it.
 const IMMEDIATE: &str = "BEGIN IMMEDIATE";
+
+#[cfg(test)]
+mod tests {
+    use super::{SqliteStore, WAL_CHECKPOINT_PAGES};
+
+    /// Both connections that write checkpoint at the writer's threshold: the watch's counters
+    /// never copy the log into the database (and flush it) every 1,000 pages while holding the
+    /// write connection.
+    #[tokio::test]
+    async fn the_watch_connection_checkpoints_at_the_writers_threshold() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("store.db").display());
+        let store = SqliteStore::open(&url).await.expect("store opens");
+        let expected: i64 = WAL_CHECKPOINT_PAGES.parse().expect("a number");
+        let mut writer = store.write_conn().await.expect("write connection");
+        let at: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+            .fetch_one(&mut *writer)
+            .await
+            .expect("pragma");
+        assert_eq!(at, expected, "the writer");
+        let mut slot = store.watch_conn().await.expect("watch connection");
+        let conn = slot.as_mut().expect("opened");
+        let at: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+            .fetch_one(conn)
+            .await
+            .expect("pragma");
+        assert_eq!(at, expected, "the watch's counters");
+    }
+
+    /// The log is copied into the database behind the writers, so it starts again from its
+    /// beginning within a second or two and never grows with everything written since the
+    /// store opened. Ten bursts of about 1.6 MiB each, 0.7 s apart: without the background
+    /// checkpoint the log would hold all 16 MiB (the writers' own threshold is 64 MiB).
+    #[tokio::test]
+    async fn the_log_is_copied_into_the_database_behind_the_writers() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("store.db");
+        let store = SqliteStore::open(&format!("sqlite://{}", path.display()))
+            .await
+            .expect("store opens");
+        let wal = dir.path().join("store.db-wal");
+        {
+            let mut writer = store.write_conn().await.expect("write connection");
+            sqlx::query("CREATE TABLE filler (x BLOB)")
+                .execute(&mut *writer)
+                .await
+                .expect("table");
+        }
+        let mut largest = 0;
+        for _ in 0..10 {
+            {
+                let mut writer = store.write_conn().await.expect("write connection");
+                let mut tx = sqlx::Connection::begin(&mut *writer).await.expect("begin");
+                for _ in 0..100 {
+                    sqlx::query("INSERT INTO filler (x) VALUES (randomblob(16000))")
+                        .execute(&mut *tx)
+                        .await
+                        .expect("insert");
+                }
+                tx.commit().await.expect("commit");
+            }
+            largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+            tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        }
+        let written = 10 * 100 * 16_000;
+        assert!(
+            largest < written / 2,
+            "the log grew to {largest} bytes of the {written} written"
+        );
+    }
+}
