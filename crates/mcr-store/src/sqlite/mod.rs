@@ -286,6 +286,21 @@ const IMMEDIATE: &str = "BEGIN IMMEDIATE";
 #[cfg(test)]
 mod tests {
     use super::{SqliteStore, WAL_CHECKPOINT_PAGES};
+    use sqlx::SqliteConnection;
+
+    async fn store_in(dir: &tempfile::TempDir) -> SqliteStore {
+        let path = dir.path().join("store.db");
+        SqliteStore::open(&format!("sqlite://{}", path.display()))
+            .await
+            .expect("store opens")
+    }
+
+    async fn autocheckpoint(conn: &mut SqliteConnection) -> i64 {
+        sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+            .fetch_one(conn)
+            .await
+            .expect("pragma")
+    }
 
     /// Both connections that write checkpoint at the writer's threshold: the watch's counters
     /// never copy the log into the database (and flush it) every 1,000 pages while holding the
@@ -293,22 +308,13 @@ mod tests {
     #[tokio::test]
     async fn the_watch_connection_checkpoints_at_the_writers_threshold() {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let url = format!("sqlite://{}", dir.path().join("store.db").display());
-        let store = SqliteStore::open(&url).await.expect("store opens");
+        let store = store_in(&dir).await;
         let expected: i64 = WAL_CHECKPOINT_PAGES.parse().expect("a number");
         let mut writer = store.write_conn().await.expect("write connection");
-        let at: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
-            .fetch_one(&mut *writer)
-            .await
-            .expect("pragma");
-        assert_eq!(at, expected, "the writer");
+        assert_eq!(autocheckpoint(&mut writer).await, expected, "the writer");
         let mut slot = store.watch_conn().await.expect("watch connection");
         let conn = slot.as_mut().expect("opened");
-        let at: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
-            .fetch_one(conn)
-            .await
-            .expect("pragma");
-        assert_eq!(at, expected, "the watch's counters");
+        assert_eq!(autocheckpoint(conn).await, expected, "the watch's counters");
     }
 
     /// The log is copied into the database behind the writers, so it starts again from its
@@ -318,10 +324,7 @@ mod tests {
     #[tokio::test]
     async fn the_log_is_copied_into_the_database_behind_the_writers() {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let path = dir.path().join("store.db");
-        let store = SqliteStore::open(&format!("sqlite://{}", path.display()))
-            .await
-            .expect("store opens");
+        let store = store_in(&dir).await;
         let wal = dir.path().join("store.db-wal");
         {
             let mut writer = store.write_conn().await.expect("write connection");
