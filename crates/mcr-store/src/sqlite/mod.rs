@@ -102,27 +102,51 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// while it flushes the database. Copied, the log starts again from its beginning, so each
 /// commit's flush writes over blocks the file already has: a flush that extends the file also
 /// writes the file's size, and took 0.60 ms after idle against 0.49 for one that does not
-/// (this machine). A checkpoint that fails (the disk full, the file gone) is logged and tried
-/// again on a fresh connection next time; the writers' own checkpoints remain behind it.
+/// (this machine). A checkpoint that fails (the disk full, the file gone) is tried again on a
+/// fresh connection next second, logged when the failing starts and when it ends; the
+/// writers' own checkpoints remain behind it.
 async fn checkpoint_behind(options: SqliteConnectOptions, alive: std::sync::Weak<()>) {
     let mut conn: Option<SqliteConnection> = None;
+    // When checkpoints began to fail: said once, and once more when they work again, not
+    // every second in between.
+    let mut failing_since: Option<std::time::Instant> = None;
     loop {
         tokio::time::sleep(CHECKPOINT_EVERY).await;
         if alive.strong_count() == 0 {
             return;
         }
-        if conn.is_none() {
-            conn = SqliteConnection::connect_with(&options).await.ok();
-        }
-        let Some(c) = conn.as_mut() else { continue };
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(c)
-            .await
-        {
-            tracing::warn!(error = %e, "the store's log could not be copied into the database; trying again");
-            conn = None;
+        match (checkpoint_once(&options, &mut conn).await, failing_since) {
+            (Ok(()), Some(since)) => {
+                tracing::info!(
+                    seconds = since.elapsed().as_secs(),
+                    "the store's log is copied into the database again"
+                );
+                failing_since = None;
+            }
+            (Err(e), None) => {
+                tracing::warn!(error = %e, "the store's log could not be copied into the database; trying again every second");
+                failing_since = Some(std::time::Instant::now());
+            }
+            _ => {}
         }
     }
+}
+
+/// One `PASSIVE` checkpoint on `conn` (opened if there is none). A connection that failed is
+/// dropped, never reused: the next one is opened afresh.
+async fn checkpoint_once(
+    options: &SqliteConnectOptions,
+    conn: &mut Option<SqliteConnection>,
+) -> std::result::Result<(), sqlx::Error> {
+    let mut c = match conn.take() {
+        Some(c) => c,
+        None => SqliteConnection::connect_with(options).await?,
+    };
+    sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+        .execute(&mut c)
+        .await?;
+    *conn = Some(c);
+    Ok(())
 }
 
 impl SqliteStore {
@@ -315,6 +339,26 @@ mod tests {
         let mut slot = store.watch_conn().await.expect("watch connection");
         let conn = slot.as_mut().expect("opened");
         assert_eq!(autocheckpoint(conn).await, expected, "the watch's counters");
+    }
+
+    /// A checkpoint that cannot be made says why and keeps no connection; one that can keeps
+    /// its connection for the next second's.
+    #[tokio::test]
+    async fn a_checkpoint_that_fails_keeps_no_connection() {
+        use std::str::FromStr;
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let gone = dir.path().join("no such folder").join("store.db");
+        let options =
+            sqlx::sqlite::SqliteConnectOptions::from_str(&format!("sqlite://{}", gone.display()))
+                .expect("options");
+        let mut conn = None;
+        assert!(super::checkpoint_once(&options, &mut conn).await.is_err());
+        assert!(conn.is_none());
+        let store = store_in(&dir).await;
+        assert!(super::checkpoint_once(&store.options, &mut conn)
+            .await
+            .is_ok());
+        assert!(conn.is_some(), "kept for the next checkpoint");
     }
 
     /// The log is copied into the database behind the writers, so it starts again from its
