@@ -7,12 +7,12 @@
 
 use anyhow::Context;
 use clap::Parser;
+use mcr_bench::linkage::{self, data, IndexRun, Score};
+use mcr_index::matching::WeightsMode;
 
 /// The product's allocator (`mcr`'s): the pass is measured as `mcr index sync` runs it.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use mcr_bench::linkage::{self, data, IndexRun, Score};
-use mcr_index::matching::WeightsMode;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -100,9 +100,8 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// checkpoint takes no writer's lock: no view's audit record waits for it, where a checkpoint
 /// the writers' own commits start (at [`WAL_CHECKPOINT_PAGES`]) holds the write connection
 /// while it flushes the database. Copied, the log starts again from its beginning, so each
-/// commit's flush writes over blocks the file already has: a flush that extends the file also
-/// writes the file's size, and took 0.60 ms after idle against 0.49 for one that does not
-/// (this machine). A checkpoint that fails (the disk full, the file gone) is tried again on a
+/// commit's flush writes over blocks the file already has, where a flush that extends the file
+/// must write the file's size as well, and takes longer. A checkpoint that fails (the disk full, the file gone) is tried again on a
 /// fresh connection next second, logged when the failing starts and when it ends; the
 /// writers' own checkpoints remain behind it.
 async fn checkpoint_behind(options: SqliteConnectOptions, alive: std::sync::Weak<()>) {
@@ -254,19 +253,16 @@ impl SqliteStore {
     /// The watch's counters' connection, opened if there is none: `synchronous = NORMAL`, so
     /// its commits are not flushed on their own but with the next durable commit to the same
     /// write-ahead log. Take it only while holding [`SqliteStore::write_conn`]; set it to
-    /// `None` after a failed statement (it is opened again next time). It copies the log into
-    /// the database at the writer's threshold ([`WAL_CHECKPOINT_PAGES`]), not SQLite's 1,000
-    /// pages: its counts write about as many log pages as the audit trail, and at 1,000 it
-    /// checkpointed every few seconds under load, flushing the database (12 ms measured) while
-    /// holding the write connection every view's audit record waits for.
+    /// `None` after a failed statement (it is opened again next time). A write connection like
+    /// the writer ([`writer_options`]): it copies the log into the database at the writer's
+    /// threshold ([`WAL_CHECKPOINT_PAGES`]), not SQLite's 1,000 pages: its counts write about
+    /// as many log pages as the audit trail, and at 1,000 it checkpointed every few seconds
+    /// under load, flushing the database while holding the write connection every view's audit
+    /// record waits for.
     async fn watch_conn(&self) -> Result<MutexGuard<'_, Option<SqliteConnection>>> {
         let mut slot = self.watcher.lock().await;
         if slot.is_none() {
-            let options = self
-                .options
-                .clone()
-                .synchronous(SqliteSynchronous::Normal)
-                .pragma("wal_autocheckpoint", WAL_CHECKPOINT_PAGES);
+            let options = writer_options(&self.options).synchronous(SqliteSynchronous::Normal);
             *slot = Some(
                 SqliteConnection::connect_with(&options)
                     .await
