@@ -1,4 +1,5 @@
 use super::*;
+use crate::population::NhsAllocator;
 use std::collections::HashSet;
 
 fn small() -> Region {
