@@ -30,7 +30,7 @@ mod store;
 mod watch_counts;
 
 use crate::common::open_error;
-use crate::Result;
+use crate::{Result, StoreError};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -49,9 +49,12 @@ pub struct SqliteStore {
     writer: Mutex<SqliteConnection>,
     /// Set when a write on `writer` failed: the next taker checks it before use.
     writer_suspect: std::sync::atomic::AtomicBool,
-    /// The connection each view's read (`view_inputs`) uses; `None` after it failed, until
-    /// the next view opens it again.
-    viewer: Mutex<Option<SqliteConnection>>,
+    /// The read-only connections each view's read (`view_inputs`) runs on, in the calling
+    /// thread ([`SqliteStore::read_for_view`]); one is taken per read and put back after it
+    /// succeeded, so there are never more than the threads reading at once.
+    viewers: std::sync::Mutex<Vec<rusqlite::Connection>>,
+    /// The database file, for opening another viewer.
+    path: std::path::PathBuf,
     /// The watch's counters' own connection (`synchronous = NORMAL`, used only while holding
     /// `writer`; see `watch_counts`); `None` until first needed and after it failed.
     watcher: Mutex<Option<SqliteConnection>>,
@@ -174,9 +177,8 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .map_err(open_error)?;
-        let viewer = SqliteConnection::connect_with(&options)
-            .await
-            .map_err(open_error)?;
+        let path = options.get_filename().to_path_buf();
+        let viewer = open_viewer(&path)?;
         let alive = std::sync::Arc::new(());
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(checkpoint_behind(
@@ -189,7 +191,8 @@ impl SqliteStore {
             read,
             writer: Mutex::new(writer),
             writer_suspect: std::sync::atomic::AtomicBool::new(false),
-            viewer: Mutex::new(Some(viewer)),
+            viewers: std::sync::Mutex::new(vec![viewer]),
+            path,
             watcher: Mutex::new(None),
             options,
             append: Mutex::new(()),
@@ -278,25 +281,49 @@ impl SqliteStore {
             .store(true, std::sync::atomic::Ordering::Release);
     }
 
-    /// The one value `sql` answers for `nhs`, read on the view's own connection (opened
-    /// again if it failed last time).
-    async fn read_for_view(&self, sql: &str, nhs: &str) -> Result<String> {
-        let mut viewer = self.viewer.lock().await;
-        let conn = match &mut *viewer {
+    /// The one value `sql` answers for `nhs`, read on one of the viewers in this thread: the
+    /// statement is one indexed read of a few pages the cache holds, shorter than handing it
+    /// to a connection's own thread and being woken when it answers (which is how every
+    /// `sqlx` statement runs, and on an idle core the wake-up cost more than the read). A
+    /// viewer that failed is dropped, never reused; the next read opens another.
+    fn read_for_view(&self, sql: &str, nhs: &str) -> Result<String> {
+        let taken = self.viewers().pop();
+        let conn = match taken {
             Some(conn) => conn,
-            empty => empty.insert(
-                SqliteConnection::connect_with(&self.options)
-                    .await
-                    .map_err(open_error)?,
-            ),
+            None => open_viewer(&self.path)?,
         };
-        let fetched = sqlx::query_scalar(sql).bind(nhs).fetch_one(conn).await;
-        if fetched.is_err() {
-            // Whatever went wrong, the next view starts on a fresh connection.
-            *viewer = None;
-        }
-        Ok(fetched?)
+        let answer = conn
+            .prepare_cached(sql)
+            .and_then(|mut statement| statement.query_row([nhs], |row| row.get(0)))
+            .map_err(|e| StoreError::Unavailable(format!("the view's read failed: {e}")))?;
+        self.viewers().push(conn);
+        Ok(answer)
     }
+
+    fn viewers(&self) -> std::sync::MutexGuard<'_, Vec<rusqlite::Connection>> {
+        self.viewers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// How long a view's read waits for a lock before failing: in WAL mode a reader waits only
+/// while the log is being recovered or reset, and it waits in the calling thread.
+const VIEWER_BUSY: Duration = Duration::from_millis(500);
+
+/// A read-only connection for views' reads. The writer opened the file first, in WAL mode.
+fn open_viewer(path: &std::path::Path) -> Result<rusqlite::Connection> {
+    use rusqlite::OpenFlags;
+    let failed = |e: rusqlite::Error| {
+        StoreError::Unavailable(format!("opening a connection for views' reads: {e}"))
+    };
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(failed)?;
+    conn.busy_timeout(VIEWER_BUSY).map_err(failed)?;
+    Ok(conn)
 }
 
 /// How an audit append transaction begins: no other writer (another process) can come
@@ -335,6 +362,31 @@ mod tests {
         let mut slot = store.watch_conn().await.expect("watch connection");
         let conn = slot.as_mut().expect("opened");
         assert_eq!(autocheckpoint(conn).await, expected, "the watch's counters");
+    }
+
+    /// A view's read sees what the writer committed a moment before; a read that failed
+    /// puts no connection back, and the next one opens another.
+    #[tokio::test]
+    async fn a_views_read_sees_the_last_commit_and_a_failed_one_keeps_no_connection() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = store_in(&dir).await;
+        let count = "SELECT CAST(count(*) AS TEXT) FROM seen WHERE nhs = ?1";
+        let write = |sql: &'static str| {
+            let store = &store;
+            async move {
+                let mut writer = store.write_conn().await.expect("write connection");
+                sqlx::query(sql).execute(&mut *writer).await.expect(sql);
+            }
+        };
+        write("CREATE TABLE seen (nhs TEXT)").await;
+        assert_eq!(store.read_for_view(count, "9990000018").expect("read"), "0");
+        write("INSERT INTO seen (nhs) VALUES ('9990000018')").await;
+        assert_eq!(store.read_for_view(count, "9990000018").expect("read"), "1");
+        assert_eq!(store.viewers().len(), 1);
+        assert!(store.read_for_view("SELECT no_such_column FROM seen", "x").is_err());
+        assert_eq!(store.viewers().len(), 0, "the failed connection is dropped");
+        assert_eq!(store.read_for_view(count, "9990000018").expect("read again"), "1");
+        assert_eq!(store.viewers().len(), 1);
     }
 
     /// A checkpoint that cannot be made says why and keeps no connection; one that can keeps

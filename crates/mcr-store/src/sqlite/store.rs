@@ -41,7 +41,7 @@ impl Store for SqliteStore {
     async fn view_inputs(&self, nhs: &NhsNumber) -> Result<crate::ViewInputs> {
         static SQL: std::sync::LazyLock<String> =
             std::sync::LazyLock::new(|| view_inputs_sql(Dialect::Sqlite));
-        let answer = self.read_for_view(SQL.as_str(), nhs.as_str()).await?;
+        let answer = self.read_for_view(SQL.as_str(), nhs.as_str())?;
         view_inputs_from(&answer)
     }
 
