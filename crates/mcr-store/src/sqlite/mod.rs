@@ -383,9 +383,16 @@ mod tests {
         write("INSERT INTO seen (nhs) VALUES ('9990000018')").await;
         assert_eq!(store.read_for_view(count, "9990000018").expect("read"), "1");
         assert_eq!(store.viewers().len(), 1);
-        assert!(store.read_for_view("SELECT no_such_column FROM seen", "x").is_err());
+        assert!(store
+            .read_for_view("SELECT no_such_column FROM seen", "x")
+            .is_err());
         assert_eq!(store.viewers().len(), 0, "the failed connection is dropped");
-        assert_eq!(store.read_for_view(count, "9990000018").expect("read again"), "1");
+        assert_eq!(
+            store
+                .read_for_view(count, "9990000018")
+                .expect("read again"),
+            "1"
+        );
         assert_eq!(store.viewers().len(), 1);
     }
 
