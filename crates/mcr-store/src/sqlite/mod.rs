@@ -53,8 +53,6 @@ pub struct SqliteStore {
     /// thread ([`SqliteStore::read_for_view`]); one is taken per read and put back after it
     /// succeeded, so there are never more than the threads reading at once.
     viewers: std::sync::Mutex<Vec<rusqlite::Connection>>,
-    /// The database file, for opening another viewer.
-    path: std::path::PathBuf,
     /// The watch's counters' own connection (`synchronous = NORMAL`, used only while holding
     /// `writer`; see `watch_counts`); `None` until first needed and after it failed.
     watcher: Mutex<Option<SqliteConnection>>,
@@ -177,8 +175,7 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .map_err(open_error)?;
-        let path = options.get_filename().to_path_buf();
-        let viewer = open_viewer(&path)?;
+        let viewer = open_viewer(options.get_filename())?;
         let alive = std::sync::Arc::new(());
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(checkpoint_behind(
@@ -192,7 +189,6 @@ impl SqliteStore {
             writer: Mutex::new(writer),
             writer_suspect: std::sync::atomic::AtomicBool::new(false),
             viewers: std::sync::Mutex::new(vec![viewer]),
-            path,
             watcher: Mutex::new(None),
             options,
             append: Mutex::new(()),
@@ -290,7 +286,7 @@ impl SqliteStore {
         let taken = self.viewers().pop();
         let conn = match taken {
             Some(conn) => conn,
-            None => open_viewer(&self.path)?,
+            None => open_viewer(self.options.get_filename())?,
         };
         let answer = conn
             .prepare_cached(sql)
