@@ -1,4 +1,4 @@
-use crate::read::{clip, codings, first_coding, str_at};
+use crate::read::{clip, codings_at, str_at};
 use crate::Json;
 use mcr_domain::DataClass;
 
@@ -96,9 +96,7 @@ pub fn is_shown_type(rt: &str) -> bool {
 
 fn coded_end_of_life<J: Json>(r: &J, fields: &[&str]) -> bool {
     fields.iter().any(|f| {
-        codings(r, f)
-            .iter()
-            .any(|c| c.system == SNOMED && END_OF_LIFE_CODES.contains(&c.code.as_str()))
+        codings_at(r, f).any(|c| c.system == SNOMED && END_OF_LIFE_CODES.contains(&c.code))
     })
 }
 
@@ -118,9 +116,8 @@ pub fn classify<J: Json>(r: &J) -> Option<DataClass> {
             if coded_end_of_life(r, &["type", "category"]) {
                 return Some(DataClass::LegalEndOfLife);
             }
-            let is_assessment = codings(r, "category")
-                .iter()
-                .chain(codings(r, "type").iter())
+            let is_assessment = codings_at(r, "category")
+                .chain(codings_at(r, "type"))
                 .any(|c| c.code == "assessment");
             Some(if is_assessment {
                 DataClass::Assessments
@@ -145,15 +142,18 @@ pub struct Summary {
 }
 
 fn text_of_cc<J: Json>(r: &J, field: &str) -> Option<String> {
-    first_coding(r, field)
+    codings_at(r, field)
+        .next()
         .and_then(|c| c.display)
-        .or_else(|| str_at(r, &[field, "text"]).map(|t| clip(t, crate::MAX_TEXT)))
+        .or_else(|| str_at(r, &[field, "text"]))
+        .map(|t| clip(t, crate::MAX_TEXT))
 }
 
 fn status_of<J: Json>(r: &J) -> Option<String> {
-    first_coding(r, "clinicalStatus")
-        .map(|c| c.code)
-        .or_else(|| str_at(r, &["status"]).map(|s| clip(s, 40)))
+    match codings_at(r, "clinicalStatus").next() {
+        Some(c) => Some(clip(c.code, 128)),
+        None => str_at(r, &["status"]).map(|s| clip(s, 40)),
+    }
 }
 
 fn quantity<J: Json>(q: &J) -> Option<String> {

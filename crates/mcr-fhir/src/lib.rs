@@ -21,8 +21,9 @@ pub use classify::{
 pub use doc::{Doc, Json};
 pub use outcome::{operation_outcome, Issue, IssueSeverity, IssueType};
 pub use read::{
-    codings, first_coding, next_link, next_link_in, patient_reference, resource_id, resource_type,
-    restricted_label, str_at, tie_to_patient, Coding, PatientAt, Tie, LOCATION_FIELDS,
+    codings, codings_at, first_coding, next_link, next_link_in, patient_reference, resource_id,
+    resource_type, restricted_label, str_at, tie_to_patient, Coding, CodingAt, PatientAt, Tie,
+    LOCATION_FIELDS,
 };
 
 /// The media type FHIR R4 JSON is exchanged in.

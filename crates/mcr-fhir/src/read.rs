@@ -34,40 +34,69 @@ pub fn str_at<'a, J: Json>(r: &'a J, path: &[&str]) -> Option<&'a str> {
     v.as_str()
 }
 
-fn coding_of<J: Json>(c: &J) -> Option<Coding> {
-    let system = c.get("system")?.as_str()?;
-    let code = c.get("code")?.as_str()?;
-    Some(Coding {
-        system: clip(system, 256),
-        code: clip(code, 128),
-        display: c
-            .get("display")
-            .and_then(J::as_str)
-            .map(|d| clip(d, crate::MAX_TEXT)),
+/// A `Coding` as it stands in the resource, read in place: [`Coding`] is its owned, clipped
+/// copy, made only for what is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodingAt<'a> {
+    pub system: &'a str,
+    pub code: &'a str,
+    pub display: Option<&'a str>,
+}
+
+impl CodingAt<'_> {
+    /// The copy kept: each part clipped to its limit.
+    pub fn to_owned(&self) -> Coding {
+        Coding {
+            system: clip(self.system, 256),
+            code: clip(self.code, 128),
+            display: self.display.map(|d| clip(d, crate::MAX_TEXT)),
+        }
+    }
+
+    /// The system and code kept (clipped as [`CodingAt::to_owned`] clips them), without the
+    /// display.
+    pub fn system_and_code(&self) -> (String, String) {
+        (clip(self.system, 256), clip(self.code, 128))
+    }
+}
+
+fn coding_at<J: Json>(c: &J) -> Option<CodingAt<'_>> {
+    Some(CodingAt {
+        system: c.get("system")?.as_str()?,
+        code: c.get("code")?.as_str()?,
+        display: c.get("display").and_then(J::as_str),
+    })
+}
+
+/// Every coding in a CodeableConcept (or a list of them) at `field`, read in place: at most
+/// 32 concepts of at most 32 codings each.
+pub fn codings_at<'a, J: Json>(r: &'a J, field: &str) -> impl Iterator<Item = CodingAt<'a>> {
+    let concepts: &'a [J] = match r.get(field) {
+        Some(v) => match v.as_array() {
+            Some(items) => items,
+            None if v.is_object() => std::slice::from_ref(v),
+            None => &[],
+        },
+        None => &[],
+    };
+    concepts.iter().take(32).flat_map(|cc| {
+        cc.get("coding")
+            .and_then(J::as_array)
+            .unwrap_or(&[])
+            .iter()
+            .take(32)
+            .filter_map(coding_at)
     })
 }
 
 /// Every coding in a CodeableConcept (or a list of them) at `field`.
 pub fn codings<J: Json>(r: &J, field: &str) -> Vec<Coding> {
-    let mut out = Vec::new();
-    let mut push_cc = |cc: &J| {
-        if let Some(list) = cc.get("coding").and_then(J::as_array) {
-            out.extend(list.iter().take(32).filter_map(coding_of));
-        }
-    };
-    if let Some(v) = r.get(field) {
-        match v.as_array() {
-            Some(items) => items.iter().take(32).for_each(&mut push_cc),
-            None if v.is_object() => push_cc(v),
-            None => {}
-        }
-    }
-    out
+    codings_at(r, field).map(|c| c.to_owned()).collect()
 }
 
 /// The first coding at `field`.
 pub fn first_coding<J: Json>(r: &J, field: &str) -> Option<Coding> {
-    codings(r, field).into_iter().next()
+    codings_at(r, field).next().map(|c| c.to_owned())
 }
 
 /// The local patient id a resource refers to, from `subject` or `patient` (`Patient/123`).
@@ -402,6 +431,33 @@ mod tests {
         assert_eq!(resource_type(&hostile), None);
         assert_eq!(resource_id(&hostile), None);
         assert!(codings(&hostile, "code").is_empty());
+    }
+
+    #[test]
+    fn codings_read_in_place_are_the_kept_codings_unclipped() {
+        let long = "d".repeat(crate::MAX_TEXT + 10);
+        let r = json!({"category": [
+            {"coding": [{"code": "no-system"}, {"system": "s1", "code": "c1", "display": long}]},
+            {"text": "no codings"},
+            {"coding": [{"system": "s2", "code": "c2"}]}
+        ]});
+        let text = r.to_string();
+        let doc = crate::Doc::parse(&text).expect("parses");
+        let at: Vec<CodingAt<'_>> = codings_at(&doc, "category").collect();
+        assert_eq!(
+            at.iter().map(|c| (c.system, c.code)).collect::<Vec<_>>(),
+            [("s1", "c1"), ("s2", "c2")]
+        );
+        assert_eq!(at[0].display, Some(long.as_str()));
+        let kept = codings(&r, "category");
+        assert_eq!(kept, at.iter().map(CodingAt::to_owned).collect::<Vec<_>>());
+        assert_eq!(first_coding(&doc, "category"), Some(kept[0].clone()));
+        assert!(kept[0]
+            .display
+            .as_ref()
+            .is_some_and(|d| d.len() < long.len()));
+        assert_eq!(at[1].system_and_code(), ("s2".to_owned(), "c2".to_owned()));
+        assert_eq!(codings_at(&doc, "code").count(), 0);
     }
 
     #[test]

@@ -8,25 +8,30 @@ use serde_json::Value;
 
 use super::budget::Budget;
 use super::http::{add_ms, max_ms, HttpSource};
-use super::page::{not_json, patient_from, Seen};
+use super::page::{not_json, patient_from, Page, Seen};
 use super::{Digest, Fetched};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use std::borrow::Cow;
 
-/// A `batch-response` as read off the wire: only the entries' statuses are decoded; each
-/// resource is kept as its text.
-#[derive(serde::Deserialize)]
+/// A `batch-response` as read off the wire, in one pass: each search's page is read in place
+/// as it comes ([`Page`]: only what the gateway looks at is decoded), and the read's resource
+/// kept as its text.
 struct BatchAnswer<'a> {
-    #[serde(rename = "resourceType")]
     resource_type: Option<Value>,
-    #[serde(rename = "type")]
     kind: Option<Value>,
-    #[serde(borrow)]
     entry: Option<Vec<BatchEntry<'a>>>,
 }
 
-#[derive(serde::Deserialize)]
+/// What one entry of a `batch-response` answers: a search (its first page) or a read (the
+/// resource).
+#[derive(Debug)]
+pub(super) enum Answered<'a> {
+    Page(Page<'a>),
+    Read(&'a RawValue),
+}
+
 struct BatchEntry<'a> {
-    #[serde(borrow)]
-    resource: Option<&'a RawValue>,
+    resource: Option<Answered<'a>>,
     response: Option<BatchEntryResponse>,
 }
 
@@ -35,10 +40,152 @@ struct BatchEntryResponse {
     status: Option<String>,
 }
 
-/// The resource of each entry of a `batch-response` to `asked` requests, in order. An entry
-/// that failed fails the whole answer, as a failed search would.
-fn batch_entries(body: &[u8], asked: usize) -> Result<Vec<&RawValue>, FailureReason> {
-    let answer: BatchAnswer<'_> = serde_json::from_slice(body).map_err(|e| not_json(&e))?;
+/// Reads a `batch-response` whose entries answer, in order, searches and reads: `reads[i]`
+/// says the `i`th entry answers a read. An entry past those asked is read as a search's
+/// (the count is checked afterwards).
+struct BatchSeed<'s> {
+    reads: &'s [bool],
+}
+
+impl<'de> DeserializeSeed<'de> for BatchSeed<'_> {
+    type Value = BatchAnswer<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BatchSeed<'_> {
+    type Value = BatchAnswer<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a batch-response Bundle")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut answer = BatchAnswer {
+            resource_type: None,
+            kind: None,
+            entry: None,
+        };
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match &*key {
+                "resourceType" => answer.resource_type = map.next_value()?,
+                "type" => answer.kind = map.next_value()?,
+                "entry" => {
+                    answer.entry =
+                        map.next_value_seed(OptionalSeed(EntriesSeed { reads: self.reads }))?;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(answer)
+    }
+}
+
+/// `null` or what `0` reads.
+struct OptionalSeed<S>(S);
+
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for OptionalSeed<S> {
+    type Value = Option<S::Value>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for OptionalSeed<S> {
+    type Value = Option<S::Value>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a value or null")
+    }
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        self.0.deserialize(d).map(Some)
+    }
+}
+
+struct EntriesSeed<'s> {
+    reads: &'s [bool],
+}
+
+impl<'de> DeserializeSeed<'de> for EntriesSeed<'_> {
+    type Value = Vec<BatchEntry<'de>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EntriesSeed<'_> {
+    type Value = Vec<BatchEntry<'de>>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a list of batch entries")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut entries = Vec::with_capacity(self.reads.len());
+        loop {
+            let read = self.reads.get(entries.len()).copied().unwrap_or(false);
+            match seq.next_element_seed(EntrySeed { read })? {
+                Some(entry) => entries.push(entry),
+                None => return Ok(entries),
+            }
+        }
+    }
+}
+
+struct EntrySeed {
+    read: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for EntrySeed {
+    type Value = BatchEntry<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EntrySeed {
+    type Value = BatchEntry<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a batch entry")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut entry = BatchEntry {
+            resource: None,
+            response: None,
+        };
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match &*key {
+                "resource" if self.read => {
+                    entry.resource = map
+                        .next_value::<Option<&'de RawValue>>()?
+                        .map(Answered::Read);
+                }
+                "resource" => {
+                    entry.resource = map.next_value::<Option<Page<'de>>>()?.map(Answered::Page);
+                }
+                "response" => entry.response = map.next_value()?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(entry)
+    }
+}
+
+/// What each entry of a `batch-response` answers, in order: `reads[i]` says the `i`th of the
+/// requests asked was a read, the others searches. An entry that failed fails the whole
+/// answer, as a failed search would.
+fn batch_entries<'a>(body: &'a [u8], reads: &[bool]) -> Result<Vec<Answered<'a>>, FailureReason> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let answer = BatchSeed { reads }
+        .deserialize(&mut de)
+        .and_then(|a| de.end().map(|()| a))
+        .map_err(|e| not_json(&e))?;
     let is = |v: &Option<Value>, s: &str| v.as_ref().and_then(Value::as_str) == Some(s);
     if !is(&answer.resource_type, "Bundle") || !is(&answer.kind, "batch-response") {
         return Err(FailureReason::Malformed {
@@ -46,6 +193,7 @@ fn batch_entries(body: &[u8], asked: usize) -> Result<Vec<&RawValue>, FailureRea
         });
     }
     let entries = answer.entry.unwrap_or_default();
+    let asked = reads.len();
     if entries.len() != asked {
         return Err(FailureReason::Malformed {
             detail: format!(
@@ -133,13 +281,16 @@ impl HttpSource {
             let Some((answer, ms)) = budget.page(self.body_of(request, budget)).await? else {
                 return Ok(all);
             };
-            for ((t, _), raw) in asks.iter().zip(batch_entries(&answer, asks.len())?) {
-                if *t == "Patient" {
-                    all.resources.push(patient_from(raw, local_id, digest)?);
-                    continue;
-                }
-                let (kept, next, total, sent) =
-                    self.take_page(raw.get().as_bytes(), t, Some(local_id), digest)?;
+            let reads: Vec<bool> = asks.iter().map(|(t, _)| *t == "Patient").collect();
+            for ((t, _), answered) in asks.iter().zip(batch_entries(&answer, &reads)?) {
+                let page = match answered {
+                    Answered::Read(raw) => {
+                        all.resources.push(patient_from(raw, local_id, digest)?);
+                        continue;
+                    }
+                    Answered::Page(page) => page,
+                };
+                let (kept, next, total, sent) = self.read_page(page, t, Some(local_id), digest)?;
                 all.resources.extend(kept);
                 let mut seen = Seen::default();
                 seen.page(total, sent);
@@ -170,7 +321,7 @@ impl HttpSource {
 
 #[cfg(test)]
 mod tests {
-    use super::batch_entries;
+    use super::{batch_entries, Answered};
     use crate::client::{HttpSource, SourceConfig};
     use mcr_domain::FailureReason;
 
@@ -219,14 +370,16 @@ mod tests {
         let ok = r#"{"resourceType":"Bundle","type":"batch-response","entry":[
             {"resource":{"resourceType":"Bundle","type":"searchset"},"response":{"status":"200 OK"}},
             {"resource":{"resourceType":"Patient","id":"p1"},"response":{"status":"200"}}]}"#;
-        let got = batch_entries(ok.as_bytes(), 2).expect("read");
+        let got = batch_entries(ok.as_bytes(), &[false, true]).expect("read");
         assert_eq!(got.len(), 2);
-        assert!(got[0].get().contains("searchset") && got[1].get().contains("p1"));
+        assert!(matches!(&got[0], Answered::Page(_)));
+        assert!(matches!(&got[1], Answered::Read(raw) if raw.get().contains("p1")));
 
-        let malformed = |body: &str, asked: usize| match batch_entries(body.as_bytes(), asked) {
-            Err(FailureReason::Malformed { detail }) => detail,
-            other => panic!("{body}: {other:?}"),
-        };
+        let malformed =
+            |body: &str, asked: usize| match batch_entries(body.as_bytes(), &vec![false; asked]) {
+                Err(FailureReason::Malformed { detail }) => detail,
+                other => panic!("{body}: {other:?}"),
+            };
         assert!(malformed(ok, 3).contains("batch of 3 was answered with 2 entries"));
         assert!(malformed(
             r#"{"resourceType":"Bundle","type":"searchset","entry":[]}"#,
@@ -246,7 +399,7 @@ mod tests {
             {"resource":{"resourceType":"Patient","id":"p1"},"response":{"status":"200 OK"}},
             {"response":{"status":"404 Not Found","outcome":{"resourceType":"OperationOutcome"}}}]}"#;
         assert!(matches!(
-            batch_entries(failed.as_bytes(), 2),
+            batch_entries(failed.as_bytes(), &[true, false]),
             Err(FailureReason::HttpStatus { status: 404 })
         ));
     }

@@ -24,8 +24,8 @@ fn read_resource(raw: &RawValue) -> Result<Doc<'_>, FailureReason> {
 
 /// A search result page as read off the wire: only what the gateway looks at is decoded;
 /// each resource is kept as its text.
-#[derive(serde::Deserialize)]
-struct Page<'a> {
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct Page<'a> {
     #[serde(rename = "resourceType")]
     resource_type: Option<Value>,
     /// How many resources the search matched in all (optional in R4).
@@ -78,6 +78,7 @@ impl Seen {
 /// One `Bundle.entry`: its resource as text, borrowed from the page. An entry that is not an object, or has no
 /// resource, is junk and is skipped (as a `Value` reader would). Read in one pass, keeping
 /// the last `resource` key as a `Value` reader would.
+#[derive(Debug)]
 struct PageEntry<'a>(Option<&'a RawValue>);
 
 impl<'de: 'a, 'a> serde::Deserialize<'de> for PageEntry<'a> {
@@ -349,6 +350,17 @@ impl HttpSource {
     ) -> Result<PageRead<T>, FailureReason> {
         // The page's resources are read in place: nothing is copied but what is kept.
         let page: Page<'_> = serde_json::from_slice(body).map_err(|e| not_json(&e))?;
+        self.read_page(page, want, patient, keep)
+    }
+
+    /// [`HttpSource::take_page`] for a page already read off the wire (a batch's entry).
+    pub(super) fn read_page<T>(
+        &self,
+        page: Page<'_>,
+        want: &str,
+        patient: Option<&str>,
+        keep: &(dyn Fn(Received<'_>) -> T + Send + Sync + '_),
+    ) -> Result<PageRead<T>, FailureReason> {
         if page.resource_type.as_ref().and_then(Value::as_str) != Some("Bundle") {
             return Err(FailureReason::Malformed {
                 detail: "a search did not return a Bundle".into(),

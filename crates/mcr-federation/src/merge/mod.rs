@@ -123,7 +123,9 @@ pub fn digest(
     if class == DataClass::Encounters && !filter.encounter_in_window(summary.date.as_deref()) {
         return Digested::Ignored;
     }
-    let code = mcr_fhir::first_coding(r, code_field(r)).map(|c| (c.system, c.code));
+    let code = mcr_fhir::codings_at(r, code_field(r))
+        .next()
+        .map(|c| c.system_and_code());
     let key = merge_key(section, r, &summary, code.as_ref());
     let source = ItemSource {
         source: from.source.clone(),
