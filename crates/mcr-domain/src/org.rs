@@ -1,5 +1,6 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 /// The kinds of organisation the programme knows. Only some may ever view (see the policy crate).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -79,10 +80,10 @@ impl std::str::FromStr for OrgKind {
 }
 
 /// An ODS (Organisation Data Service) code such as `E82001` or `RWH`: 3 to 10 upper-case
-/// letters and digits.
+/// letters and digits. Held shared, as [`crate::SourceId`] is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct OdsCode(String);
+pub struct OdsCode(Arc<str>);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("an ODS code is 3 to 10 capital letters and digits; got `{0}`")]
@@ -96,7 +97,7 @@ impl OdsCode {
             && s.bytes()
                 .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
         if ok {
-            Ok(Self(s.to_owned()))
+            Ok(Self(s.into()))
         } else {
             Err(OdsCodeError(s.chars().take(20).collect()))
         }
@@ -122,7 +123,7 @@ impl TryFrom<String> for OdsCode {
 
 impl From<OdsCode> for String {
     fn from(value: OdsCode) -> Self {
-        value.0
+        value.0.as_ref().to_owned()
     }
 }
 

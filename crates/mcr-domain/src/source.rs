@@ -1,11 +1,13 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 /// The short name of a configured source system, e.g. `gp`, `acute`. Lower-case letters,
-/// digits and `-`, at most 32 characters, so it is safe in URLs, logs and HTML ids.
+/// digits and `-`, at most 32 characters, so it is safe in URLs, logs and HTML ids. Held
+/// shared: every item a source sends names it, and a copy is a count, not an allocation.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct SourceId(String);
+pub struct SourceId(Arc<str>);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("a source id is 1 to 32 lower-case letters, digits or `-`; got `{0}`")]
@@ -17,7 +19,7 @@ impl SourceId {
             && s.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if ok {
-            Ok(Self(s.to_owned()))
+            Ok(Self(s.into()))
         } else {
             Err(SourceIdError(s.chars().take(40).collect()))
         }
@@ -43,6 +45,6 @@ impl TryFrom<String> for SourceId {
 
 impl From<SourceId> for String {
     fn from(value: SourceId) -> Self {
-        value.0
+        value.0.as_ref().to_owned()
     }
 }

@@ -108,21 +108,22 @@ fn withhold_at<J: Json>(
     depth: u8,
 ) -> Option<WithholdReason> {
     if let Some(security) = resource.get("meta").and_then(|m| m.get("security")) {
-        for coding in codings(security) {
+        let label = find_coding(security, &mut |coding| {
             if cfg.withhold_confidential_labels
                 && coding.0 == V3_CONFIDENTIALITY
                 && matches!(coding.1, "R" | "V")
             {
                 return Some(WithholdReason::ConfidentialLabel);
             }
-            if let Some(cat) = sensitive_category(cfg, coding) {
-                return Some(WithholdReason::Sensitive(cat));
-            }
+            sensitive_category(cfg, coding).map(WithholdReason::Sensitive)
+        });
+        if label.is_some() {
+            return label;
         }
     }
     for element in CODED_ELEMENTS {
         if let Some(v) = resource.get(element) {
-            if let Some(cat) = codings(v).find_map(|c| sensitive_category(cfg, c)) {
+            if let Some(cat) = find_coding(v, &mut |c| sensitive_category(cfg, c)) {
                 return Some(WithholdReason::Sensitive(cat));
             }
         }
@@ -147,17 +148,21 @@ fn sensitive_category(
         .map(|c| c.category)
 }
 
-/// Every `(system, code)` in a Coding, a CodeableConcept, or an array of either.
-fn codings<J: Json>(v: &J) -> Box<dyn Iterator<Item = (&str, &str)> + '_> {
+/// The first of what `found` makes of each `(system, code)` in a Coding, a CodeableConcept,
+/// or an array of either, in order.
+fn find_coding<'a, J: Json, T>(
+    v: &'a J,
+    found: &mut impl FnMut((&'a str, &'a str)) -> Option<T>,
+) -> Option<T> {
     if let Some(items) = v.as_array() {
-        return Box::new(items.iter().flat_map(codings));
+        return items.iter().find_map(|item| find_coding(item, found));
     }
     if !v.is_object() {
-        return Box::new(std::iter::empty());
+        return None;
     }
     match v.get("coding").and_then(J::as_array) {
-        Some(cs) => Box::new(cs.iter().filter_map(coding_pair)),
-        None => Box::new(coding_pair(v).into_iter()),
+        Some(cs) => cs.iter().filter_map(coding_pair).find_map(found),
+        None => coding_pair(v).and_then(found),
     }
 }
 

@@ -13,10 +13,6 @@ pub(super) fn merge_key<J: mcr_fhir::Json>(
     code: Option<&(String, String)>,
 ) -> Option<String> {
     let (system, code) = code?;
-    let day = |d: Option<&str>| {
-        d.map(|d| d.chars().take(10).collect::<String>())
-            .unwrap_or_default()
-    };
     let date = summary.date.as_deref();
     Some(match section {
         // The same drug, current, from GP and hospital is one line. A course that has ended
@@ -28,28 +24,30 @@ pub(super) fn merge_key<J: mcr_fhir::Json>(
                 Some("active" | "intended" | "on-hold")
             );
             if current {
-                format!("med|{system}|{code}|current")
+                key(&["med", system, code, "current"])
             } else {
                 let end = mcr_fhir::str_at(r, &["effectivePeriod", "end"])
                     .or_else(|| mcr_fhir::str_at(r, &["dispenseRequest", "validityPeriod", "end"]));
-                format!("med|{system}|{code}|{}|{}", day(date), day(end))
+                key(&["med", system, code, day(date), day(end)])
             }
         }
-        Section::Allergies => format!("allergy|{system}|{code}"),
-        Section::Problems => format!("problem|{system}|{code}|{}", day(date)),
-        Section::Alerts => format!("alert|{system}|{code}"),
+        Section::Allergies => key(&["allergy", system, code]),
+        Section::Problems => key(&["problem", system, code, day(date)]),
+        Section::Alerts => key(&["alert", system, code]),
         // The same decision (a DNACPR, a power of attorney) held by two sources is one line.
-        Section::LegalEndOfLife => format!("legal|{system}|{code}"),
-        Section::Immunisations => format!("imm|{system}|{code}|{}", day(date)),
-        Section::Procedures => format!("proc|{system}|{code}|{}", day(date)),
+        Section::LegalEndOfLife => key(&["legal", system, code]),
+        Section::Immunisations => key(&["imm", system, code, day(date)]),
+        Section::Procedures => key(&["proc", system, code, day(date)]),
         // A measurement is the same if taken at the same instant, however each source writes
         // it (`Z` or `+00:00`, with or without fractions of a second); an observation and a
         // report are never one item.
-        Section::Results => format!(
-            "result|{}|{system}|{code}|{}",
+        Section::Results => key(&[
+            "result",
             mcr_fhir::resource_type(r).unwrap_or_default(),
-            date.map(instant).unwrap_or_default()
-        ),
+            system,
+            code,
+            &date.map(instant).unwrap_or_default(),
+        ]),
         // Encounters, appointments, referrals, documents and care items are each their own.
         Section::Encounters
         | Section::Appointments
@@ -58,6 +56,26 @@ pub(super) fn merge_key<J: mcr_fhir::Json>(
         | Section::CareTeam
         | Section::CareAndSupport => return None,
     })
+}
+
+/// Up to the day: a date's first ten characters.
+fn day(d: Option<&str>) -> &str {
+    d.map_or("", |d| {
+        d.char_indices().nth(10).map_or(d, |(at, _)| &d[..at])
+    })
+}
+
+/// The parts of a key, joined with `|`: by hand, as `format!` cost each item more than the
+/// copy.
+fn key(parts: &[&str]) -> String {
+    let mut k = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            k.push('|');
+        }
+        k.push_str(part);
+    }
+    k
 }
 
 /// A FHIR `dateTime` as the instant it names, in UTC, to compare; a date or a partial date
