@@ -648,34 +648,3 @@ pub fn markdown(r: &VeryLargeResult) -> String {
     }
     s
 }
-
-/// The targets for this run.
-pub fn targets(r: &VeryLargeResult) -> Vec<crate::report::Target> {
-    let answer_mib = r.answer_bytes as f64 / 1_048_576.0;
-    let mut t = Vec::new();
-    for (what, f) in [("`$everything`", &r.bundle), ("record page", &r.page)] {
-        t.push(crate::report::Target {
-            what: format!("{} resources, {what}: gateway overhead", r.resources_held),
-            target: format!("p50 and p95 < {OVERHEAD_TARGET_MS} ms"),
-            measured: format!(
-                "p50 {:.0} ms, p95 {:.0} ms",
-                f.overhead.p50_ms, f.overhead.p95_ms
-            ),
-            met: f.errors == 0 && f.overhead.count > 0 && f.overhead.p95_ms < OVERHEAD_TARGET_MS,
-        });
-        t.push(crate::report::Target {
-            what: format!(
-                "{} resources, {what}: gateway peak memory",
-                r.resources_held
-            ),
-            target: format!("< {MEMORY_TARGET_RATIO}x the sources' answer ({answer_mib:.1} MiB)"),
-            measured: format!(
-                "{:.1} MiB over the resident memory before it, the first view on a fresh gateway ({:.2}x)",
-                f.first_view_mib,
-                f.first_view_mib / answer_mib.max(f64::MIN_POSITIVE)
-            ),
-            met: f.first_view_mib < MEMORY_TARGET_RATIO * answer_mib,
-        });
-    }
-    t
-}

@@ -330,7 +330,7 @@ pub async fn run(o: &BenchOptions) -> anyhow::Result<Report> {
         &base_name,
         floor.as_ref(),
     );
-    targets.extend(very_large.iter().flat_map(big::targets));
+    targets.extend(very_large.iter().flat_map(report::very_large_targets));
     Ok(Report {
         command: o.command.clone(),
         machine: machine::Machine::describe(),

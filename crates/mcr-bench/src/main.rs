@@ -204,7 +204,7 @@ async fn run(a: Args) -> anyhow::Result<()> {
         )?;
         let mut out = std::io::stdout().lock();
         writeln!(out, "{md}")?;
-        for t in mcr_bench::big::targets(&result) {
+        for t in mcr_bench::report::very_large_targets(&result) {
             writeln!(
                 out,
                 "- {}: target {}; measured {}; {}",

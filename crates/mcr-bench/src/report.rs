@@ -2,6 +2,7 @@
 //! `view-latency.svg` (a histogram of view latencies per scenario, drawn by hand: no plotting
 //! crate needed for a few rectangles).
 
+use crate::big::{self, VeryLargeResult, MEMORY_TARGET_RATIO, OVERHEAD_TARGET_MS};
 use crate::index::IndexResult;
 use crate::load::ScenarioResult;
 use crate::machine::Machine;
@@ -28,7 +29,7 @@ pub struct Report {
     pub startup_peak_rss_mib: f64,
     pub scenarios: Vec<ScenarioResult>,
     /// One very large record viewed alone (`crate::big`), when run.
-    pub very_large: Option<crate::big::VeryLargeResult>,
+    pub very_large: Option<VeryLargeResult>,
     pub index: Vec<IndexResult>,
     /// The targets of issue 7 and whether this run met them.
     pub targets: Vec<Target>,
@@ -203,7 +204,7 @@ impl Report {
             }
         }
         if let Some(v) = &self.very_large {
-            let _ = writeln!(s, "\n{}", crate::big::markdown(v));
+            let _ = writeln!(s, "\n{}", big::markdown(v));
         }
         if !self.targets.is_empty() {
             let _ = writeln!(
@@ -314,4 +315,35 @@ fn xml(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+/// The very large record's targets for this run ([`crate::big`]).
+pub fn very_large_targets(r: &VeryLargeResult) -> Vec<Target> {
+    let answer_mib = r.answer_bytes as f64 / 1_048_576.0;
+    let mut t = Vec::new();
+    for (what, f) in [("`$everything`", &r.bundle), ("record page", &r.page)] {
+        t.push(Target {
+            what: format!("{} resources, {what}: gateway overhead", r.resources_held),
+            target: format!("p50 and p95 < {OVERHEAD_TARGET_MS} ms"),
+            measured: format!(
+                "p50 {:.0} ms, p95 {:.0} ms",
+                f.overhead.p50_ms, f.overhead.p95_ms
+            ),
+            met: f.errors == 0 && f.overhead.count > 0 && f.overhead.p95_ms < OVERHEAD_TARGET_MS,
+        });
+        t.push(Target {
+            what: format!(
+                "{} resources, {what}: gateway peak memory",
+                r.resources_held
+            ),
+            target: format!("< {MEMORY_TARGET_RATIO}x the sources' answer ({answer_mib:.1} MiB)"),
+            measured: format!(
+                "{:.1} MiB over the resident memory before it, the first view on a fresh gateway ({:.2}x)",
+                f.first_view_mib,
+                f.first_view_mib / answer_mib.max(f64::MIN_POSITIVE)
+            ),
+            met: f.first_view_mib < MEMORY_TARGET_RATIO * answer_mib,
+        });
+    }
+    t
 }

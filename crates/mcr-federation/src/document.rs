@@ -8,8 +8,8 @@
 //! ([`DocumentBody`]). A caller can name only a `DocumentReference` id at a source; the
 //! `Binary` asked for is the one that reference's attachment names, on the same server.
 
-use crate::client::{Digest, Received};
 use crate::merge::Digested;
+use crate::merge::{Digest, Received};
 use bytes::Bytes;
 use mcr_domain::FailureReason;
 use serde_json::Value;
@@ -380,9 +380,9 @@ pub async fn read_binary(
             Ok(Some(c)) => first.extend_from_slice(&c),
             Ok(None) => break,
             Err(e) => {
-                return Err(DocumentRefusal::Source(crate::client::transport_failure(
-                    &e,
-                )))
+                return Err(DocumentRefusal::Source(
+                    crate::transport::transport_failure(&e),
+                ))
             }
         }
         if first.len() as u64 > cap {
@@ -417,7 +417,7 @@ async fn read_at_most(
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| DocumentRefusal::Source(crate::client::transport_failure(&e)))?
+        .map_err(|e| DocumentRefusal::Source(crate::transport::transport_failure(&e)))?
     {
         if (body.len() + chunk.len()) as u64 > limit {
             return Ok(None);

@@ -18,13 +18,16 @@ pub mod identity;
 mod merge;
 mod search_plan;
 mod sign_ahead;
+mod transport;
 
 pub use client::{
-    Ask, Digest, FederationConfig, Fetched, HttpSource, IdentifierSearch, Location, OtherForm,
-    PatientSearch, Received, Source, SourceConfig, SourceFetch, SourceKind,
+    Ask, FederationConfig, Fetched, HttpSource, IdentifierSearch, Location, OtherForm,
+    PatientSearch, Source, SourceConfig, SourceKind,
 };
 pub use identity::{IdentitySigner, Requester};
-pub use merge::{digest, merge, take_sections, Digested, SourceMeta};
+pub use merge::{
+    digest, merge, take_sections, Digest, Digested, Received, SourceFetch, SourceMeta,
+};
 pub use search_plan::Asking;
 pub use sign_ahead::SignedAhead;
 

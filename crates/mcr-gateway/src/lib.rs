@@ -32,8 +32,6 @@ mod view;
 mod view_refused;
 mod view_stream;
 mod watch;
-mod watch_counter;
-mod watch_metrics;
 
 pub use audit::{
     reason_words, AccessHistory, AccessLine, Anomaly, AnomalyFlag, AuditConfig, AuditEntry,
@@ -71,13 +69,13 @@ pub use search::{PatientMatch, PatientQuery};
 pub use system_access::SystemTokenRequest;
 pub use view::{PendingView, View, ViewOutcome, LOCATION_WITHHELD};
 pub use view_stream::{Arrival, IndexedName, Opening, StreamOutcome, StreamedView};
+pub use watch::counter::{
+    counters_for, CounterResult, FlagClaim, FlagKey, MemoryCounters, StoreCounters, ViewCount,
+    WatchCounters, WriteBehindCounters,
+};
 pub use watch::{
     assess, family_of, uk_local, Checked, Finding, FlagNotice, FlagSink, Seen, ViewFacts, Watch,
     WatchConfig, WatchRule, WorkingHours, EMERGENCY_KINDS,
-};
-pub use watch_counter::{
-    counters_for, CounterResult, FlagClaim, FlagKey, MemoryCounters, StoreCounters, ViewCount,
-    WatchCounters, WriteBehindCounters,
 };
 
 use mcr_domain::{Clock, OdsCode, Organisation, Principal};
@@ -192,7 +190,7 @@ impl Gateway {
             .fold(policy.relationship_recent_days, u32::max);
         let indexer = Indexer::new(federation.clone(), store.clone(), clock.clone())
             .with_care_event_days(longest);
-        let counters = watch_counter::counters_for(store.clone());
+        let counters = watch::counter::counters_for(store.clone());
         Self {
             store,
             federation,

@@ -36,11 +36,11 @@ pub mod matching;
 mod parse;
 mod patient_feed;
 pub mod pds;
+mod report;
 mod sync;
 
-pub use demographic_pass::{MatchingPass, WeightsUsed};
 pub use parse::{parse_patient, SourcePatient};
-pub use sync::{SourceSyncReport, SyncReport};
+pub use report::{MatchingPass, SourceSyncReport, SyncReport, WeightsUsed};
 
 use matching::{Weights, WeightsMode};
 use mcr_domain::{Clock, NhsNumber, SourceId};

@@ -1,69 +1,11 @@
 //! One index sync: under the store's lease, one gateway of a region at a time; GP systems
 //! first, one after another, then the other sources at once; then the demographic pass and the
-//! care events; and what it did, per source ([`SourceSyncReport`]).
+//! care events; and what it did, per source ([`crate::SourceSyncReport`]).
 
-use crate::{IndexError, Indexer, MatchingPass, SourcePatient, SYNC_LEASE, SYNC_LEASE_MS};
+use crate::{IndexError, Indexer, SourcePatient, SyncReport, SYNC_LEASE, SYNC_LEASE_MS};
 use futures::future::join_all;
-use mcr_domain::{FailureReason, OrgKind};
-use serde::Serialize;
+use mcr_domain::OrgKind;
 use std::sync::Arc;
-
-/// What one sync did for one source.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct SourceSyncReport {
-    pub source: String,
-    pub seen: usize,
-    pub linked_by_nhs_number: usize,
-    pub linked_by_demographics: usize,
-    /// Records sent to review because two candidates were too close to call.
-    pub ambiguous: usize,
-    /// Records sent to review for any other reason: a score between the thresholds, or a
-    /// safety rule (possible twin, possible parent/child namesake) holding back a link.
-    pub review: usize,
-    /// Records whose NHS number the index holds for someone else (given name, birth date or
-    /// sex disagree outright): not linked by it, sent to review.
-    pub possible_wrong_nhs_number: usize,
-    /// Links removed because the record, read again, no longer matches its patient.
-    pub stale_links_removed: u64,
-    /// Records without an NHS number that matched nobody (each became a local identity, or
-    /// joined one made in this sync).
-    pub unmatched: usize,
-    /// Local identities made from this source's records (no NHS number, matched nobody, not
-    /// sent to review).
-    pub local_identities: usize,
-    /// Records linked to a local identity made before, or earlier in this sync (a record a
-    /// local identity was made from, read again, counted too).
-    pub linked_to_local_identity: usize,
-    /// Records that could not be read (no id, no birth date, no name).
-    pub rejected: usize,
-    /// Records carrying an NHS number merged into another: linked to the survivor (their
-    /// demographics are not written to the index).
-    pub merged_redirected: usize,
-    pub failed: Option<FailureReason>,
-    /// GP registrations kept (GP systems).
-    pub registrations: usize,
-    /// GP records naming a practice but no registration period: no relationship comes of them.
-    pub registrations_without_period: usize,
-    /// Care events kept (other sources).
-    pub care_events: usize,
-    /// Care events the source withdrew (entered in error, cancelled), removed if kept before.
-    pub care_events_withdrawn: usize,
-    /// Care events for a patient the index does not link: not kept.
-    pub care_events_unlinked: usize,
-    /// Care-event resources that are not a relationship (planned, unreadable).
-    pub care_events_skipped: usize,
-    /// The care-event read failed part way (what was read is kept).
-    pub care_events_failed: Option<FailureReason>,
-    /// Records the index could not link, traced against PDS (when `[pds]` is configured).
-    pub pds: crate::pds::TraceCounts,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct SyncReport {
-    pub sources: Vec<SourceSyncReport>,
-    /// The demographic matching pass, once every source is in.
-    pub matching: MatchingPass,
-}
 
 impl Indexer {
     /// [`Indexer::sync`] on one gateway of a region at a time: under the store's lease

@@ -3,7 +3,7 @@
 //! how it writes patient references and how it sends documents; and [`gate`], which applies
 //! the behaviour to each request.
 
-use crate::{fhir, Shared};
+use crate::{fhir, References, Shared};
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -42,25 +42,6 @@ pub enum Documents {
     WrongType,
     /// The document padded to this many bytes, with its `Content-Length`.
     Padded(usize),
-}
-
-/// How a source writes the patient reference (`subject` or `patient`) of the resources it
-/// sends. R4 allows each of the first four, and real servers write each; the last cannot be
-/// tied to the patient by anyone. From TOML: `references = "absolute"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum References {
-    /// `Patient/123`.
-    #[default]
-    Relative,
-    /// `https://host/fhir/Patient/123`: this server's own base URL.
-    Absolute,
-    /// `#p`, a contained `Patient` carrying the NHS number.
-    Contained,
-    /// No reference: an `identifier` with the NHS number (a logical reference).
-    Identifier,
-    /// `https://elsewhere.example/fhir/Patient/123`: another server's patient.
-    OtherServer,
 }
 
 impl Behaviour {

@@ -3,7 +3,8 @@
 //! the `/_control` endpoints tests and benchmarks use to change its behaviour; and the
 //! middleware that refuses suspended organisations and writes `Server-Timing`.
 
-use crate::behaviour::{gate, Behaviour, Documents, References};
+use crate::behaviour::{gate, Behaviour, Documents};
+use crate::References;
 use crate::{fhir, gpconnect, Peer, Shared};
 use axum::body::Body;
 use axum::extract::{Path, Query, State};

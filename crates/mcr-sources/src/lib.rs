@@ -25,8 +25,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-pub use behaviour::{Behaviour, Documents, Failure, References};
-pub use fhir::FHIR_JSON;
+pub use behaviour::{Behaviour, Documents, Failure};
+pub use fhir::{References, FHIR_JSON};
 pub use gpconnect::{GpConnectOptions, GpcError};
 pub use identity::IdentityCheck;
 

@@ -3,7 +3,7 @@
 //! the NHS number where it has one), and the matching cases planted among them. Clinical
 //! resources are generated on demand by [`SourceSlice::resources`] (`clinical.rs`).
 
-use crate::{clinical, pdf};
+use crate::pdf;
 use crate::{history_start, mix, rng_for, Person, REGISTRATION_DETAILS};
 use chrono::NaiveDate;
 use mcr_domain::{NhsNumber, OdsCode, OrgKind, Organisation, SourceId};
@@ -138,7 +138,7 @@ pub struct SourcePatient {
     pub resource: Value,
     /// `meta.lastUpdated`, RFC 3339.
     pub last_updated: String,
-    /// Index into [`Region::people`].
+    /// Index into [`crate::Region::people`].
     pub person: usize,
     /// The NHS number on this record, if the source holds one.
     pub nhs_number: Option<NhsNumber>,
@@ -152,7 +152,7 @@ pub(crate) struct Traits {
     pub socialcare: bool,
     pub sensitive: bool,
     pub large: bool,
-    /// A [`VeryLarge`] record: `large`, scaled further, and copies of GP items at the acute.
+    /// A [`crate::VeryLarge`] record: `large`, scaled further, and copies of GP items at the acute.
     pub very_large: bool,
     pub hostile: bool,
     pub duplicated: bool,
@@ -173,9 +173,14 @@ pub(crate) struct Core {
     pub people: Vec<Person>,
     pub traits: Vec<Traits>,
     pub practices: Vec<Organisation>,
-    /// How many times a typical record a [`VeryLarge`] record is.
+    /// How many times a typical record a [`crate::VeryLarge`] record is.
     pub very_large_scale: usize,
 }
+
+/// The types only a very large record's GP and acute records hold (the GP's laboratory reports
+/// and prescriptions, and the trust's copies of half of them): other records and regions
+/// without a very large record are as they were.
+pub(crate) const VERY_LARGE_TYPES: [&str; 2] = ["DiagnosticReport", "MedicationRequest"];
 
 /// One source system's share of the region.
 #[derive(Debug, Clone)]
@@ -220,40 +225,6 @@ impl SourceSlice {
 
     pub fn holds_type(&self, resource_type: &str) -> bool {
         self.resource_types.contains(&resource_type)
-    }
-
-    /// This patient's resources of one type, generated deterministically on demand.
-    /// Empty for unknown patients and types this source does not hold.
-    pub fn resources(&self, local_id: &str, resource_type: &str) -> Vec<Value> {
-        let Some(sp) = self.patient(local_id) else {
-            return Vec::new();
-        };
-        if resource_type == "Patient" {
-            return vec![sp.resource.clone()];
-        }
-        if !self.holds_type(resource_type) {
-            return Vec::new();
-        }
-        clinical::generate(&self.core, self.kind, &self.organisation, sp, resource_type)
-    }
-
-    /// The letters a GP practice holds for this patient as PDFs, which it shares through GP
-    /// Connect Access Document only (a GP source's R4 searches list no documents, as GP
-    /// systems' R4 interfaces in England do not). Empty for other kinds of source.
-    pub fn practice_documents(&self, local_id: &str) -> Vec<Value> {
-        let Some(sp) = self.patient(local_id) else {
-            return Vec::new();
-        };
-        if self.kind != SourceKind::Gp {
-            return Vec::new();
-        }
-        clinical::generate(
-            &self.core,
-            self.kind,
-            &self.organisation,
-            sp,
-            "DocumentReference",
-        )
     }
 
     /// The content of `Binary/{id}`: the PDF a `DocumentReference` of the same id names
@@ -473,7 +444,7 @@ pub(crate) fn build_slice(core: &Arc<Core>, kind: SourceKind) -> SourceSlice {
     if matches!(kind, SourceKind::Gp | SourceKind::Acute)
         && core.traits.iter().any(|t| t.very_large)
     {
-        resource_types.extend_from_slice(&clinical::VERY_LARGE_TYPES);
+        resource_types.extend_from_slice(&VERY_LARGE_TYPES);
     }
     SourceSlice {
         id: SourceId::parse(kind.id()).expect("source ids are constants in the right shape"),
@@ -554,7 +525,7 @@ fn matching_cases(core: &Core) -> Vec<SourcePatient> {
     out
 }
 
-/// The acute local ids of the twins [`Samples::acute_local_twins`] names, past the other
+/// The acute local ids of the twins [`crate::Samples::acute_local_twins`] names, past the other
 /// matching cases' ids.
 pub(crate) fn local_twin_ids(seed: u64, index: usize) -> [String; 2] {
     [1_300_000, 1_400_000].map(|past| local_id(SourceKind::Acute, seed, index + past))

@@ -9,11 +9,7 @@ pub mod config;
 pub mod demo;
 #[cfg(feature = "demo")]
 pub mod demo_adt;
-#[cfg(feature = "demo")]
-pub mod demo_system;
 pub mod network;
 #[cfg(feature = "demo")]
 pub mod sources_cmd;
-#[cfg(feature = "demo")]
-pub mod tokens;
 pub mod watch_settings;

@@ -420,7 +420,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         format!("no demo user `{user}` (see demo.json → users)")
                     })?)
                 };
-            out(&mcr::demo_system::assertion(system, user, &SystemClock)?)?;
+            out(&mcr::demo::system::assertion(system, user, &SystemClock)?)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit {

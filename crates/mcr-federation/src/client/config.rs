@@ -29,7 +29,7 @@ pub struct SourceConfig {
     pub kind: SourceKind,
     /// The GP Connect settings of a `gp-connect` source.
     #[serde(default)]
-    pub gp_connect: Option<crate::gpconnect::GpConnectConfig>,
+    pub gp_connect: Option<GpConnectConfig>,
     /// How long a view waits for this source, in milliseconds, counted from the start of the
     /// view (default: `[federation] deadline_ms`). What it sent by then is shown, marked partial.
     #[serde(default)]
@@ -135,4 +135,43 @@ impl Default for FederationConfig {
             document_deadline: Duration::from_secs(10),
         }
     }
+}
+
+/// `[sources.gp_connect]`: how a `gp-connect` source is reached.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GpConnectConfig {
+    /// The Spine Secure Proxy: requests go to `{ssp_prefix}/{base_url}/Patient/…` (the
+    /// provider's whole URL after the proxy's, as the specification's absolute request shows).
+    /// Absent: straight to the provider.
+    #[serde(default)]
+    pub ssp_prefix: Option<Url>,
+    /// This gateway's ASID (`Ssp-From`).
+    pub consumer_asid: String,
+    /// The provider system's ASID (`Ssp-To`), when `base_url` is the one provider asked (no
+    /// directory).
+    #[serde(default)]
+    pub provider_asid: String,
+    /// Find each patient's registered practice's endpoint and ASID in a directory shaped like
+    /// the Spine Directory Service FHIR API, instead of asking `base_url` for everyone.
+    #[serde(default)]
+    pub directory: Option<DirectoryConfig>,
+}
+
+/// `[sources.gp_connect.directory]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryConfig {
+    /// The directory's FHIR base URL.
+    pub url: Url,
+    /// Sent as the `apikey` header.
+    #[serde(default)]
+    pub api_key: String,
+    /// How long an endpoint found is used before it is looked up again (default an hour).
+    #[serde(default = "default_ttl_secs")]
+    pub ttl_secs: u64,
+}
+
+fn default_ttl_secs() -> u64 {
+    3600
 }

@@ -3,6 +3,7 @@
 //! from `Server-Timing`, and transport errors as a [`FailureReason`]; what a view, a document
 //! and a feed ask of it.
 
+use crate::transport::transport_failure;
 use async_trait::async_trait;
 use futures::future::join_all;
 use mcr_domain::{FailureReason, SourceId};
@@ -262,30 +263,6 @@ pub(super) fn max_ms(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
-    }
-}
-
-pub(crate) fn transport_failure(e: &reqwest::Error) -> FailureReason {
-    if e.is_timeout() {
-        FailureReason::Timeout { after_ms: 0 }
-    } else if let Some(detail) = mcr_tls::describe_tls_failure(e) {
-        // A source whose certificate does not chain to the regional CA is never trusted, and
-        // one that refuses our certificate cannot be asked: both are failed sources.
-        FailureReason::Unreachable {
-            detail: detail.into(),
-        }
-    } else if e.is_connect() {
-        FailureReason::Unreachable {
-            detail: "connection refused or failed".into(),
-        }
-    } else if e.is_body() || e.is_decode() {
-        FailureReason::Malformed {
-            detail: "the answer was cut off".into(),
-        }
-    } else {
-        FailureReason::Unreachable {
-            detail: "the connection failed".into(),
-        }
     }
 }
 

@@ -16,20 +16,20 @@ mod page;
 #[cfg(test)]
 mod paging_tests;
 
-pub use config::{FederationConfig, IdentifierSearch, PatientSearch, SourceConfig, SourceKind};
+pub use async_trait::async_trait;
+pub use config::{
+    DirectoryConfig, FederationConfig, GpConnectConfig, IdentifierSearch, PatientSearch,
+    SourceConfig, SourceKind,
+};
+pub(crate) use http::server_timing_app_ms;
 pub use http::HttpSource;
-pub(crate) use http::{server_timing_app_ms, transport_failure};
-
-use async_trait::async_trait;
-use mcr_domain::{FailureReason, SourceId, SourceJson};
-use mcr_fhir::Doc;
-use serde_json::value::RawValue;
+use mcr_domain::{FailureReason, SourceId};
 use serde_json::Value;
 use std::time::Duration;
 
 use crate::document::{DocumentRefusal, OpenedDocument};
 use crate::identity::Requester;
-use crate::merge::Digested;
+use crate::merge::{Digest, Digested, Received, SourceFetch};
 use mcr_policy::Grant;
 
 /// Where one source holds a patient.
@@ -40,29 +40,6 @@ pub struct Location {
     /// The patient's registered GP practice (ODS code) as the index has it: a GP Connect
     /// source with a directory asks that practice's endpoint.
     pub registered_practice: Option<String>,
-}
-
-/// What one source answered for one view.
-#[derive(Debug)]
-pub struct SourceFetch {
-    pub source: SourceId,
-    pub org_code: mcr_domain::OdsCode,
-    pub org_name: String,
-    pub base_url: String,
-    /// The resources as sent, each digested as it arrived, or why there are none.
-    pub outcome: Result<Vec<Digested>, FailureReason>,
-    pub elapsed_ms: u64,
-    /// The source's own handling time for this view, as it reported it (`Server-Timing`), along
-    /// its slowest concurrent search, in milliseconds; `None` when it did not say or failed.
-    pub source_ms: Option<f64>,
-    /// What the source said about its answer, for the banner (GP Connect list warnings).
-    pub warnings: Vec<String>,
-    /// The source sent part of the record, then stopped for this reason (its deadline or the
-    /// size cap): what arrived is in `outcome`, shown, and the view says the rest is missing.
-    pub cut_short: Option<FailureReason>,
-    /// The forms of patient reference this source's search could not be asked for (see
-    /// [`crate::PatientSearch`]): said in the view and counted in the audit record.
-    pub unsearchable: Vec<mcr_domain::UnsearchableForm>,
 }
 
 /// What one source answered: the resources, and how long it said it took.
@@ -77,35 +54,6 @@ pub struct Fetched {
     /// Set when the source stopped short (its deadline passed, or it reached the size cap)
     /// after sending some of the record: `resources` is what arrived before.
     pub cut_short: Option<FailureReason>,
-}
-
-/// One resource as a source sent it: read, for the checks and the merge, and the text it came
-/// as, for the API to return unchanged. Both borrow the page being read; what a digest keeps
-/// it copies ([`Received::json`], [`Received::value`]), so resources dropped by the grant or
-/// withheld are never copied at all.
-#[derive(Clone, Copy)]
-pub struct Received<'a> {
-    pub doc: &'a Doc<'a>,
-    pub raw: &'a RawValue,
-}
-
-impl Received<'_> {
-    /// The text as received, kept.
-    pub fn json(&self) -> SourceJson {
-        SourceJson::from_raw(self.raw.to_owned())
-    }
-
-    /// A parsed copy (for the few resources kept whole).
-    pub fn value(&self) -> Value {
-        Value::from(self.doc)
-    }
-}
-
-impl std::fmt::Debug for Received<'_> {
-    /// Clinical data: only its size, never its content, may reach a log.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Received({} bytes)", self.raw.get().len())
-    }
 }
 
 impl SourceFetch {
@@ -127,9 +75,6 @@ impl SourceFetch {
         }
     }
 }
-
-/// What the view keeps of each resource a source sends ([`crate::digest`]).
-pub type Digest<'a> = dyn Fn(Received<'_>) -> Digested + Send + Sync + 'a;
 
 /// How one view asks one source: by when, and with which identity token.
 #[derive(Debug, Clone)]

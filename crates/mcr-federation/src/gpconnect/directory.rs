@@ -131,7 +131,7 @@ impl Directory {
             .timeout(Duration::from_secs(2))
             .send()
             .await
-            .map_err(|e| directory_failure(&crate::client::transport_failure(&e)))?;
+            .map_err(|e| directory_failure(&crate::transport::transport_failure(&e)))?;
         if !response.status().is_success() {
             return Err(FailureReason::Unreachable {
                 detail: format!("the directory answered HTTP {}", response.status().as_u16()),

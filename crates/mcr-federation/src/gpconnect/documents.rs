@@ -13,9 +13,9 @@
 //! the practice's server.
 
 use super::{failure_from, GpConnectSource, Target, FHIR_JSON};
-use crate::client::{Digest, Received};
 use crate::document::{DocumentRefusal, OpenedDocument};
 use crate::merge::Digested;
+use crate::merge::{Digest, Received};
 use mcr_domain::{FailureReason, NhsNumber};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -149,7 +149,7 @@ impl GpConnectSource {
             .bearer_auth(token)
             .send()
             .await
-            .map_err(|e| crate::client::transport_failure(&e))
+            .map_err(|e| crate::transport::transport_failure(&e))
     }
 
     /// The answer to a `GET`, read as JSON, with the provider's own time for it

@@ -19,13 +19,13 @@ pub mod stu3;
 
 pub use directory::Directory;
 
-use crate::client::{Ask, Digest, Fetched, HttpSource, Location, Received, Source, SourceConfig};
+use crate::client::{Ask, Fetched, HttpSource, Location, Source, SourceConfig};
 use crate::identity::{IdentitySigner, Requester};
+use crate::merge::{Digest, Received};
 use crate::FederationConfig;
 use async_trait::async_trait;
 use mcr_domain::{FailureReason, NhsNumber, SourceId};
 use mcr_policy::Grant;
-use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,44 +39,7 @@ pub const INTERACTION_STRUCTURED: &str =
 pub const SPINE_ERROR_SYSTEM: &str =
     "https://fhir.nhs.uk/STU3/CodeSystem/Spine-ErrorOrWarningCode-1";
 
-/// `[sources.gp_connect]`: how a `gp-connect` source is reached.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct GpConnectConfig {
-    /// The Spine Secure Proxy: requests go to `{ssp_prefix}/{base_url}/Patient/…` (the
-    /// provider's whole URL after the proxy's, as the specification's absolute request shows).
-    /// Absent: straight to the provider.
-    #[serde(default)]
-    pub ssp_prefix: Option<Url>,
-    /// This gateway's ASID (`Ssp-From`).
-    pub consumer_asid: String,
-    /// The provider system's ASID (`Ssp-To`), when `base_url` is the one provider asked (no
-    /// directory).
-    #[serde(default)]
-    pub provider_asid: String,
-    /// Find each patient's registered practice's endpoint and ASID in a directory shaped like
-    /// the Spine Directory Service FHIR API, instead of asking `base_url` for everyone.
-    #[serde(default)]
-    pub directory: Option<DirectoryConfig>,
-}
-
-/// `[sources.gp_connect.directory]`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct DirectoryConfig {
-    /// The directory's FHIR base URL.
-    pub url: Url,
-    /// Sent as the `apikey` header.
-    #[serde(default)]
-    pub api_key: String,
-    /// How long an endpoint found is used before it is looked up again (default an hour).
-    #[serde(default = "default_ttl_secs")]
-    pub ttl_secs: u64,
-}
-
-fn default_ttl_secs() -> u64 {
-    3600
-}
+pub use crate::client::{DirectoryConfig, GpConnectConfig};
 
 /// Where one request goes: the provider's service root and its ASID, and, when it is one
 /// practice's endpoint, that practice's ODS code.
@@ -288,7 +251,7 @@ impl GpConnectSource {
             .body(body.to_string())
             .send()
             .await
-            .map_err(|e| crate::client::transport_failure(&e))?;
+            .map_err(|e| crate::transport::transport_failure(&e))?;
         let status = response.status().as_u16();
         let source_ms = response
             .headers()
@@ -368,7 +331,7 @@ async fn read_capped(mut response: reqwest::Response, cap: u64) -> Result<Vec<u8
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| crate::client::transport_failure(&e))?
+        .map_err(|e| crate::transport::transport_failure(&e))?
     {
         if (body.len() + chunk.len()) as u64 > cap {
             return Err(FailureReason::TooLarge { limit_bytes: cap });

@@ -1,13 +1,16 @@
-//! One record from many answers: each resource is digested as it arrives (tied to the patient,
-//! then shown, dropped or withheld as the grant's [`ResourceFilter`] says: the rules are the
-//! policy's, not this crate's), then items several sources hold become one item with all their
+//! One record from many answers: each resource, as a source sent it ([`Received`]), is digested
+//! as it arrives (tied to the patient, then shown, dropped or withheld as the grant's
+//! [`ResourceFilter`] says: the rules are the policy's, not this crate's) into each source's
+//! answer ([`SourceFetch`]); then items several sources hold become one item with all their
 //! sources. Pure: no I/O, no clock.
 
-use crate::{Received, SourceFetch};
 use mcr_domain::{
-    DataClass, ItemSource, MergedRecord, NotShown, RecordItem, Section, SourceOutcome, SourceStatus,
+    DataClass, FailureReason, ItemSource, MergedRecord, NotShown, RecordItem, Section, SourceId,
+    SourceJson, SourceOutcome, SourceStatus,
 };
+use mcr_fhir::Doc;
 use mcr_policy::{ResourceFilter, Sight};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 
@@ -18,6 +21,61 @@ mod tests;
 
 use demographics::{differences, Demographics};
 use keys::merge_key;
+
+/// What one source answered for one view.
+#[derive(Debug)]
+pub struct SourceFetch {
+    pub source: SourceId,
+    pub org_code: mcr_domain::OdsCode,
+    pub org_name: String,
+    pub base_url: String,
+    /// The resources as sent, each digested as it arrived, or why there are none.
+    pub outcome: Result<Vec<Digested>, FailureReason>,
+    pub elapsed_ms: u64,
+    /// The source's own handling time for this view, as it reported it (`Server-Timing`), along
+    /// its slowest concurrent search, in milliseconds; `None` when it did not say or failed.
+    pub source_ms: Option<f64>,
+    /// What the source said about its answer, for the banner (GP Connect list warnings).
+    pub warnings: Vec<String>,
+    /// The source sent part of the record, then stopped for this reason (its deadline or the
+    /// size cap): what arrived is in `outcome`, shown, and the view says the rest is missing.
+    pub cut_short: Option<FailureReason>,
+    /// The forms of patient reference this source's search could not be asked for (see
+    /// [`crate::PatientSearch`]): said in the view and counted in the audit record.
+    pub unsearchable: Vec<mcr_domain::UnsearchableForm>,
+}
+
+/// One resource as a source sent it: read, for the checks and the merge, and the text it came
+/// as, for the API to return unchanged. Both borrow the page being read; what a digest keeps
+/// it copies ([`Received::json`], [`Received::value`]), so resources dropped by the grant or
+/// withheld are never copied at all.
+#[derive(Clone, Copy)]
+pub struct Received<'a> {
+    pub doc: &'a Doc<'a>,
+    pub raw: &'a RawValue,
+}
+
+impl Received<'_> {
+    /// The text as received, kept.
+    pub fn json(&self) -> SourceJson {
+        SourceJson::from_raw(self.raw.to_owned())
+    }
+
+    /// A parsed copy (for the few resources kept whole).
+    pub fn value(&self) -> Value {
+        Value::from(self.doc)
+    }
+}
+
+impl std::fmt::Debug for Received<'_> {
+    /// Clinical data: only its size, never its content, may reach a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Received({} bytes)", self.raw.get().len())
+    }
+}
+
+/// What the view keeps of each resource a source sends ([`crate::digest`]).
+pub type Digest<'a> = dyn Fn(Received<'_>) -> Digested + Send + Sync + 'a;
 
 /// Where one source's items come from, for [`digest`].
 #[derive(Debug, Clone, Copy)]

@@ -18,11 +18,9 @@
 //!
 //! Never logs patient data; evidence carries counts, times and thresholds, never clinical data.
 
-use crate::watch_counter::{
-    CounterResult, FlagClaim, FlagKey, MemoryCounters, ViewCount, WatchCounters,
-};
 use crate::{Gateway, GatewayError, RequestContext};
 use chrono::{DateTime, Duration, Utc};
+use counter::{CounterResult, FlagClaim, FlagKey, MemoryCounters, ViewCount, WatchCounters};
 use mcr_audit::{Action, Outcome};
 use mcr_domain::demographics::{normalise_name, normalise_postcode};
 use mcr_domain::{NhsNumber, OrgKind};
@@ -101,6 +99,7 @@ impl WatchRule {
     }
 }
 
+pub(crate) mod counter;
 mod gateway;
 mod hours;
 #[cfg(test)]

@@ -4,18 +4,16 @@
 //! written in batches.
 //!
 //! The pass itself is here; what people decided, read before it, is in `decisions`, the PDS
-//! trace of a record it cannot link in `trace`, and what it reports in `report`.
+//! trace of a record it cannot link in `trace`, and what it reports in [`crate::report`].
 
 mod decisions;
-mod report;
 mod trace;
 
 pub(crate) use decisions::Decisions;
-pub use report::{MatchingPass, WeightsUsed};
 
 use crate::local_identity::{Home, Homes, LocalHome, Person, Resolve};
 use crate::matching::{Prepared, WeightsMode};
-use crate::{linkage, Indexer, SourcePatient, SourceSyncReport};
+use crate::{linkage, Indexer, MatchingPass, SourcePatient, SourceSyncReport, WeightsUsed};
 use mcr_domain::{LocalPersonId, NhsNumber};
 use mcr_store::{LinkMethod, MatchCandidateRow, RecordKey, StoreError};
 use std::collections::{HashMap, HashSet};

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 mod batch;
 mod feed;
 mod references;
+pub use references::References;
 mod search;
 
 pub(crate) use batch::{batch_requests, batch_response, BatchGet};

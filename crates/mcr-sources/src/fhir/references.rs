@@ -7,15 +7,35 @@ use axum::body::Body;
 use axum::http::StatusCode;
 use axum::response::Response;
 use mcr_synth::SourceSlice;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+/// How a source writes the patient reference (`subject` or `patient`) of the resources it
+/// sends. R4 allows each of the first four, and real servers write each; the last cannot be
+/// tied to the patient by anyone. From TOML: `references = "absolute"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum References {
+    /// `Patient/123`.
+    #[default]
+    Relative,
+    /// `https://host/fhir/Patient/123`: this server's own base URL.
+    Absolute,
+    /// `#p`, a contained `Patient` carrying the NHS number.
+    Contained,
+    /// No reference: an `identifier` with the NHS number (a logical reference).
+    Identifier,
+    /// `https://elsewhere.example/fhir/Patient/123`: another server's patient.
+    OtherServer,
+}
+
 /// A search's answer with each resource's patient reference written as `style` says
-/// (see [`crate::References`]). Anything but a 200 Bundle is passed on as it is.
+/// (see [`References`]). Anything but a 200 Bundle is passed on as it is.
 pub(crate) async fn rewrite_references(
     slice: &SourceSlice,
     base: &str,
     answer: Response,
-    style: crate::References,
+    style: References,
 ) -> Response {
     if answer.status() != StatusCode::OK {
         return answer;
@@ -50,21 +70,21 @@ pub(crate) async fn rewrite_references(
             .map(|n| n.as_str().to_owned());
         let identifier = |n: &str| json!({"system": mcr_domain::NhsNumber::SYSTEM, "value": n});
         r[field] = match (style, nhs.as_deref()) {
-            (crate::References::Relative, _) => continue,
-            (crate::References::Absolute, _) => {
+            (References::Relative, _) => continue,
+            (References::Absolute, _) => {
                 json!({"reference": format!("{base}/Patient/{local}")})
             }
-            (crate::References::OtherServer, _) => {
+            (References::OtherServer, _) => {
                 json!({"reference": format!("https://elsewhere.example/fhir/Patient/{local}")})
             }
-            (crate::References::Identifier, Some(n)) => json!({"identifier": identifier(n)}),
-            (crate::References::Contained, Some(n)) => {
+            (References::Identifier, Some(n)) => json!({"identifier": identifier(n)}),
+            (References::Contained, Some(n)) => {
                 r["contained"] =
                     json!([{"resourceType": "Patient", "id": "p", "identifier": [identifier(n)]}]);
                 json!({"reference": "#p"})
             }
             // Without an NHS number there is nothing to write but the id.
-            (crate::References::Identifier | crate::References::Contained, None) => continue,
+            (References::Identifier | References::Contained, None) => continue,
         };
     }
     match serde_json::to_vec(&bundle) {

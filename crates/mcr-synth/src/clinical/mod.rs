@@ -7,7 +7,7 @@
 use crate::codes::{self, Code, Med, ObsKind, ACT_CODE, CONFIDENTIALITY, DMD, LOINC, SNOMED, UCUM};
 use crate::{
     days_between, history_start, names, org_reference, rng_for, str_tag, timestamp, Core, Person,
-    SourceKind, SourcePatient, Traits,
+    SourceKind, SourcePatient, SourceSlice, Traits,
 };
 use base64::Engine as _;
 use chrono::{Datelike, Duration, NaiveDate};
@@ -324,10 +324,42 @@ pub(crate) const COPIED_TYPES: [&str; 5] = [
     "MedicationRequest",
 ];
 
-/// The types only a very large record's GP and acute records hold (the GP's laboratory reports
-/// and prescriptions, and the trust's copies of half of them): other records and regions
-/// without a very large record are as they were.
-pub(crate) const VERY_LARGE_TYPES: [&str; 2] = ["DiagnosticReport", "MedicationRequest"];
+/// What a source's slice of the region holds, generated here on demand.
+impl SourceSlice {
+    /// This patient's resources of one type, generated deterministically on demand.
+    /// Empty for unknown patients and types this source does not hold.
+    pub fn resources(&self, local_id: &str, resource_type: &str) -> Vec<Value> {
+        let Some(sp) = self.patient(local_id) else {
+            return Vec::new();
+        };
+        if resource_type == "Patient" {
+            return vec![sp.resource.clone()];
+        }
+        if !self.holds_type(resource_type) {
+            return Vec::new();
+        }
+        generate(&self.core, self.kind, &self.organisation, sp, resource_type)
+    }
+
+    /// The letters a GP practice holds for this patient as PDFs, which it shares through GP
+    /// Connect Access Document only (a GP source's R4 searches list no documents, as GP
+    /// systems' R4 interfaces in England do not). Empty for other kinds of source.
+    pub fn practice_documents(&self, local_id: &str) -> Vec<Value> {
+        let Some(sp) = self.patient(local_id) else {
+            return Vec::new();
+        };
+        if self.kind != SourceKind::Gp {
+            return Vec::new();
+        }
+        generate(
+            &self.core,
+            self.kind,
+            &self.organisation,
+            sp,
+            "DocumentReference",
+        )
+    }
+}
 
 /// The laboratory panels among the GP's observations (`gp_observations` takes a full blood
 /// count and then urea and electrolytes on one day, in this order): each panel's LOINC code

@@ -8,11 +8,12 @@ mod cases;
 mod cast;
 pub mod pds_key;
 mod sources;
+pub mod system;
+pub mod tokens;
 
 use crate::app::{self, Running};
 use crate::audit_cmd::audit_key_path;
 use crate::config::{FederationSettings, Settings};
-use crate::tokens;
 use anyhow::Context;
 use mcr_domain::{Clock, Role, SystemClock};
 use mcr_sources::SourceHandle;
@@ -132,7 +133,7 @@ pub struct DemoInfo {
     pub launch_hosts: Vec<DemoLaunchHost>,
     /// The demo's backend services client (the acute trust's EPR) and its key.
     #[serde(default)]
-    pub system_client: Option<crate::demo_system::DemoSystem>,
+    pub system_client: Option<system::DemoSystem>,
     /// The demo patients' NHS login accounts at the demo provider: who they are and the level
     /// NHS login proofed them to (P9: sees who viewed their record; P5: general information).
     #[serde(default)]
@@ -365,7 +366,7 @@ pub async fn start(opts: &DemoOptions) -> anyhow::Result<Demo> {
     )
     .await?;
     let gateway_client_secret = auth.client_secret.clone();
-    let (demo_system, system_client) = crate::demo_system::load_or_create(
+    let (demo_system, system_client) = system::load_or_create(
         &opts.data_dir,
         acute.code.as_str(),
         &format!("{scheme}://{addr}"),

@@ -436,7 +436,7 @@ async fn a_system_reads_a_record_for_its_end_user_and_bad_assertions_are_refused
     let demo_system = info.system_client.as_ref().expect("demo system");
     let (status, token) = ask_token(
         &t,
-        &mcr::demo_system::assertion(demo_system, None, &mcr_domain::SystemClock)
+        &mcr::demo::system::assertion(demo_system, None, &mcr_domain::SystemClock)
             .expect("assertion"),
         "system/*.rs",
     )
@@ -467,7 +467,7 @@ async fn a_system_reads_a_record_for_its_end_user_and_bad_assertions_are_refused
     // The demo's own client, through `mcr demo-assertion`'s code, for the named doctor.
     let (status, token) = ask_token(
         &t,
-        &mcr::demo_system::assertion(demo_system, Some(&doctor), &mcr_domain::SystemClock)
+        &mcr::demo::system::assertion(demo_system, Some(&doctor), &mcr_domain::SystemClock)
             .expect("assertion"),
         "system/*.rs",
     )

@@ -12,7 +12,7 @@
 //!
 //! [`counters_for`] picks by the store.
 
-use crate::watch::WatchRule;
+use super::WatchRule;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use std::collections::HashMap;

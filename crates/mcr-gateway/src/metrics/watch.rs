@@ -2,7 +2,7 @@
 //! failures to read the protected person list, and what the notifier sent or failed to send.
 //! Labels are codes only.
 
-use crate::metrics::Metrics;
+use super::Metrics;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

@@ -14,6 +14,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::time::{Duration, Instant};
 
+mod watch;
+
 /// Bucket bounds (seconds) for views and sources: fine below 10 ms where the gateway's own
 /// overhead lives, then up to and past the default 3 s deadline.
 const LATENCY_BUCKETS: [f64; 20] = [
@@ -78,7 +80,7 @@ pub struct Metrics {
     capability_age: Family<SourceLabel, Gauge>,
     capability_failures: Family<SourceLabel, Gauge>,
     unsearchable_forms: Family<SourceFormLabel, Gauge>,
-    pub(crate) watch: crate::watch_metrics::WatchMetrics,
+    pub(crate) watch: watch::WatchMetrics,
 }
 
 impl Default for Metrics {
@@ -170,7 +172,7 @@ impl Metrics {
             "1 when views cannot ask a source for the items that name the patient in this form of reference (identifier: only by NHS number; other-server: by an address outside this region's sources; contained: inside the item), so its view warns of them; 0 when they can",
             unsearchable_forms.clone(),
         );
-        let watch = crate::watch_metrics::WatchMetrics::register(&mut registry);
+        let watch = watch::WatchMetrics::register(&mut registry);
         Self {
             capability_types,
             unsearchable_forms,
