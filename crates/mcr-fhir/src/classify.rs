@@ -151,7 +151,7 @@ fn text_of_cc<J: Json>(r: &J, field: &str) -> Option<String> {
 
 fn status_of<J: Json>(r: &J) -> Option<String> {
     match codings_at(r, "clinicalStatus").next() {
-        Some(c) => Some(clip(c.code, 128)),
+        Some(c) => Some(clip(c.code, crate::read::MAX_CODE)),
         None => str_at(r, &["status"]).map(|s| clip(s, 40)),
     }
 }

@@ -43,20 +43,24 @@ pub struct CodingAt<'a> {
     pub display: Option<&'a str>,
 }
 
+/// The longest coding system and code kept, in characters.
+const MAX_SYSTEM: usize = 256;
+pub(crate) const MAX_CODE: usize = 128;
+
 impl CodingAt<'_> {
     /// The copy kept: each part clipped to its limit.
     pub fn to_owned(&self) -> Coding {
+        let (system, code) = self.system_and_code();
         Coding {
-            system: clip(self.system, 256),
-            code: clip(self.code, 128),
+            system,
+            code,
             display: self.display.map(|d| clip(d, crate::MAX_TEXT)),
         }
     }
 
-    /// The system and code kept (clipped as [`CodingAt::to_owned`] clips them), without the
-    /// display.
+    /// The system and code kept, without the display.
     pub fn system_and_code(&self) -> (String, String) {
-        (clip(self.system, 256), clip(self.code, 128))
+        (clip(self.system, MAX_SYSTEM), clip(self.code, MAX_CODE))
     }
 }
 

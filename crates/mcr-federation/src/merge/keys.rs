@@ -12,7 +12,7 @@ pub(super) fn merge_key<J: mcr_fhir::Json>(
     summary: &mcr_fhir::Summary,
     code: Option<&(String, String)>,
 ) -> Option<String> {
-    let (system, code) = code?;
+    let (system, code) = code.map(|(s, c)| (s.as_str(), c.as_str()))?;
     let date = summary.date.as_deref();
     Some(match section {
         // The same drug, current, from GP and hospital is one line. A course that has ended
@@ -24,30 +24,31 @@ pub(super) fn merge_key<J: mcr_fhir::Json>(
                 Some("active" | "intended" | "on-hold")
             );
             if current {
-                key(&["med", system, code, "current"])
+                ["med", system, code, "current"].join("|")
             } else {
                 let end = mcr_fhir::str_at(r, &["effectivePeriod", "end"])
                     .or_else(|| mcr_fhir::str_at(r, &["dispenseRequest", "validityPeriod", "end"]));
-                key(&["med", system, code, day(date), day(end)])
+                ["med", system, code, day(date), day(end)].join("|")
             }
         }
-        Section::Allergies => key(&["allergy", system, code]),
-        Section::Problems => key(&["problem", system, code, day(date)]),
-        Section::Alerts => key(&["alert", system, code]),
+        Section::Allergies => ["allergy", system, code].join("|"),
+        Section::Problems => ["problem", system, code, day(date)].join("|"),
+        Section::Alerts => ["alert", system, code].join("|"),
         // The same decision (a DNACPR, a power of attorney) held by two sources is one line.
-        Section::LegalEndOfLife => key(&["legal", system, code]),
-        Section::Immunisations => key(&["imm", system, code, day(date)]),
-        Section::Procedures => key(&["proc", system, code, day(date)]),
+        Section::LegalEndOfLife => ["legal", system, code].join("|"),
+        Section::Immunisations => ["imm", system, code, day(date)].join("|"),
+        Section::Procedures => ["proc", system, code, day(date)].join("|"),
         // A measurement is the same if taken at the same instant, however each source writes
         // it (`Z` or `+00:00`, with or without fractions of a second); an observation and a
         // report are never one item.
-        Section::Results => key(&[
+        Section::Results => [
             "result",
             mcr_fhir::resource_type(r).unwrap_or_default(),
             system,
             code,
             &date.map(instant).unwrap_or_default(),
-        ]),
+        ]
+        .join("|"),
         // Encounters, appointments, referrals, documents and care items are each their own.
         Section::Encounters
         | Section::Appointments
@@ -63,19 +64,6 @@ fn day(d: Option<&str>) -> &str {
     d.map_or("", |d| {
         d.char_indices().nth(10).map_or(d, |(at, _)| &d[..at])
     })
-}
-
-/// The parts of a key, joined with `|`: by hand, as `format!` cost each item more than the
-/// copy.
-fn key(parts: &[&str]) -> String {
-    let mut k = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
-    for (i, part) in parts.iter().enumerate() {
-        if i > 0 {
-            k.push('|');
-        }
-        k.push_str(part);
-    }
-    k
 }
 
 /// A FHIR `dateTime` as the instant it names, in UTC, to compare; a date or a partial date

@@ -480,13 +480,10 @@ fn code_field<J: mcr_fhir::Json>(r: &J) -> &'static str {
 }
 
 fn full_url<J: mcr_fhir::Json>(base: &str, r: &J) -> String {
-    // Joined by hand: `format!` cost each item more than the copy itself.
-    let base = base.trim_end_matches('/');
-    let rt = mcr_fhir::resource_type(r).unwrap_or("Resource");
-    let id = mcr_fhir::resource_id(r).unwrap_or("unknown");
-    let mut url = String::with_capacity(base.len() + rt.len() + id.len() + 2);
-    for part in [base, "/", rt, "/", id] {
-        url.push_str(part);
-    }
-    url
+    [
+        base.trim_end_matches('/'),
+        mcr_fhir::resource_type(r).unwrap_or("Resource"),
+        mcr_fhir::resource_id(r).unwrap_or("unknown"),
+    ]
+    .join("/")
 }
