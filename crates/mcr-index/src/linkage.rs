@@ -22,6 +22,7 @@ use mcr_domain::NhsNumber;
 use mcr_store::{IndexedPatient, Store, StoreError};
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// How many index patients are read per page.
 const PAGE: u32 = 20_000;
@@ -77,7 +78,7 @@ pub struct PassCounts {
 /// Match `waiting` against the whole index. `ruled_out` holds (waiting index, NHS number)
 /// pairs a person said are not one person.
 pub async fn match_against_index(
-    store: &dyn Store,
+    store: &Arc<dyn Store>,
     waiting: &[Prepared],
     ruled_out: &Ruled,
     weights: &Weights,
@@ -121,12 +122,13 @@ fn block(waiting: &[Prepared]) -> Result<HashMap<u64, Vec<u32>>, StoreError> {
 }
 
 /// Read the index a page at a time (the whole of it, or its first `limit` patients in NHS
-/// number order), the next page read while this one is worked on. Each page is split in two
-/// halves worked on at once (the machine's two cores) by `work`, which is given the half and
-/// the position in the index of its first patient; `fold` then takes each half's result, in
-/// index order.
+/// number order), the next page read by a task of its own while this one is worked on. Each
+/// page is worked on in parts of [`PART`] patients by two threads at once (the machine's two
+/// cores), each taking the next part not yet taken, so that neither waits for the other while
+/// parts are left; `work` is given the part and the position in the index of its first
+/// patient, and `fold` then takes each part's result, in index order.
 async fn read_index<T, W, F>(
-    store: &dyn Store,
+    store: &Arc<dyn Store>,
     limit: Option<u64>,
     work: W,
     mut fold: F,
@@ -139,37 +141,64 @@ where
     let mut read: u64 = 0;
     let mut page = store.patients_after(None, PAGE).await?;
     while !page.is_empty() {
-        let after = page.last().map(|p| p.nhs_number.clone());
-        let next = async {
-            let enough = limit.is_some_and(|l| read + page.len() as u64 >= l);
-            if page.len() < PAGE as usize || enough {
-                Ok(Vec::new())
-            } else {
-                store.patients_after(after.as_ref(), PAGE).await
-            }
-        };
-        let worked = async {
-            let half = page.len().div_ceil(2);
-            let (left, right) = page.split_at(half);
-            let work = &work;
-            let (done_left, done_right) = std::thread::scope(|scope| {
-                let other = scope.spawn(move || work(left, read));
-                let mine = work(right, read + half as u64);
-                (other.join(), mine)
-            });
-            let done_left = done_left.map_err(|_| {
-                StoreError::Config("the matching thread stopped unexpectedly".into())
-            })?;
-            fold(left, done_left);
-            fold(right, done_right);
-            Ok::<_, StoreError>(())
-        };
-        let (next, worked) = tokio::join!(next, worked);
-        worked?;
+        let enough = limit.is_some_and(|l| read + page.len() as u64 >= l);
+        // Read on another of the runtime's threads, it goes on while this one works (on a
+        // runtime of one thread, it is read when awaited: the same pages, later).
+        let next = (page.len() == PAGE as usize && !enough).then(|| {
+            let store = Arc::clone(store);
+            let after = page.last().map(|p| p.nhs_number.clone());
+            tokio::spawn(async move { store.patients_after(after.as_ref(), PAGE).await })
+        });
+        for (at, done) in work_in_parts(&page, read, &work)? {
+            fold(&page[at..page.len().min(at + PART)], done);
+        }
         read += page.len() as u64;
-        page = next?;
+        page = match next {
+            Some(reading) => reading.await.map_err(|e| {
+                StoreError::Config(format!("reading the index stopped unexpectedly: {e}"))
+            })??,
+            None => Vec::new(),
+        };
     }
     Ok(())
+}
+
+/// How many index patients a thread takes at a time.
+const PART: usize = 1_000;
+
+/// `work` over `page` in parts of [`PART`], on two threads each taking the next part left;
+/// each part's result with the part's start in `page`, in page order.
+fn work_in_parts<T, W>(
+    page: &[IndexedPatient],
+    read: u64,
+    work: &W,
+) -> Result<Vec<(usize, T)>, StoreError>
+where
+    T: Send,
+    W: Fn(&[IndexedPatient], u64) -> T + Sync,
+{
+    let taken = std::sync::atomic::AtomicUsize::new(0);
+    let worker = || {
+        let mut done = Vec::new();
+        loop {
+            let at = taken.fetch_add(PART, std::sync::atomic::Ordering::Relaxed);
+            if at >= page.len() {
+                return done;
+            }
+            let part = &page[at..page.len().min(at + PART)];
+            done.push((at, work(part, read + at as u64)));
+        }
+    };
+    let (theirs, mine) = std::thread::scope(|scope| {
+        let other = scope.spawn(worker);
+        let mine = worker();
+        (other.join(), mine)
+    });
+    let theirs = theirs
+        .map_err(|_| StoreError::Config("the matching thread stopped unexpectedly".into()))?;
+    let mut done: Vec<(usize, T)> = theirs.into_iter().chain(mine).collect();
+    done.sort_unstable_by_key(|(at, _)| *at);
+    Ok(done)
 }
 
 /// What one thread found in its part of a page.
@@ -259,7 +288,7 @@ const SESSION_KEYS: [Key; 2] = [Key::BirthDate, Key::PostcodeGiven];
 /// and with about `RANDOM_PAIRS / patients read` waiting records drawn at random (for u). `start` is EM's
 /// starting point and gives the NHS number weights and thresholds.
 pub async fn estimate_weights(
-    store: &dyn Store,
+    store: &Arc<dyn Store>,
     waiting: &[Prepared],
     start: &Weights,
 ) -> Result<(Result<Estimated, NotEstimated>, PassCounts), StoreError> {

@@ -8,7 +8,7 @@
 //! stays, a ruled-out pair is never offered again.
 
 use crate::linkage::keys;
-use crate::matching::{compare, Prepared, Scored, Weights};
+use crate::matching::{compare_reaching, Prepared, Reach, Scored, Weights};
 use crate::SourcePatient;
 use chrono::{DateTime, Utc};
 use mcr_domain::{LocalPersonId, NhsNumber};
@@ -129,11 +129,12 @@ impl Homes {
             Home::Local(l) => !ruled_out.contains(&l),
             Home::Fresh(_) => true,
         });
+        let reach = Reach::new(w, w.review_at);
         let mut found: Vec<(Home, Scored)> = seen
             .iter()
-            .map(|&i| {
+            .filter_map(|&i| {
                 let (home, prepared) = &self.held[i as usize];
-                (*home, compare(waiting, prepared, w))
+                Some((*home, compare_reaching(waiting, prepared, w, &reach)?))
             })
             .filter(|(_, s)| s.weight >= w.review_at)
             .collect();

@@ -157,7 +157,7 @@ impl Indexer {
             WeightsMode::Configured => (Arc::clone(&self.weights), WeightsUsed::Configured),
             WeightsMode::Estimated => {
                 let (estimated, counts) =
-                    linkage::estimate_weights(&*self.store, &prepared[..records], &self.weights)
+                    linkage::estimate_weights(&self.store, &prepared[..records], &self.weights)
                         .await?;
                 tracing::info!(
                     records = prepared.len(),
@@ -186,7 +186,7 @@ impl Indexer {
             _ => u64::try_from(estimating.elapsed().as_millis()).unwrap_or(u64::MAX),
         };
         let (mut outcomes, mut counts) =
-            linkage::match_against_index(&*self.store, &prepared, &ruled_out, &weights).await?;
+            linkage::match_against_index(&self.store, &prepared, &ruled_out, &weights).await?;
         let local_outcomes = outcomes.split_off(records);
 
         let mut evaluated: Vec<RecordKey> = Vec::with_capacity(to_match.len());

@@ -357,7 +357,82 @@ pub struct Scored {
 
 /// Compare two records field by field.
 pub fn compare(a: &Prepared, b: &Prepared, w: &Weights) -> Scored {
+    let everything = Reach {
+        at: f64::NEG_INFINITY,
+        family: 0.0,
+        given: 0.0,
+        address: 0.0,
+    };
+    match compare_reaching(a, b, w, &everything) {
+        Some(s) => s,
+        None => unreachable!("no comparison falls below minus infinity"),
+    }
+}
+
+/// The weight a comparison must reach to matter (the review threshold, in the matching pass),
+/// with the most that the family name, given name and address can add: a pair that cannot
+/// reach it is left unfinished ([`compare_reaching`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Reach {
+    at: f64,
+    family: f64,
+    given: f64,
+    address: f64,
+}
+
+impl Reach {
+    pub fn new(w: &Weights, at: f64) -> Self {
+        let most = |levels: &[f64]| levels.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        Self {
+            at,
+            family: most(&w.family),
+            given: most(&w.given),
+            address: most(&w.address),
+        }
+    }
+
+    /// The fields already compared weigh `sure`, and those left could add `left` at most:
+    /// short of the weight that matters (by more than rounding).
+    fn short(&self, sure: f64, left: f64) -> bool {
+        sure + left < self.at - 1e-9
+    }
+}
+
+/// Compare two records field by field, the cheap fields first; `None` as soon as the fields
+/// left cannot bring the weight up to `reach`. Most pairs a blocking key brings together are
+/// strangers born on the same day, whose family name and address already rule them out: their
+/// given names (the dearest comparison) are then never compared. A pair that does reach it is
+/// scored exactly as [`compare`] scores it.
+pub fn compare_reaching(a: &Prepared, b: &Prepared, w: &Weights, reach: &Reach) -> Option<Scored> {
+    let birth_date = dob_level(a.birth_date, b.birth_date);
+    let sex = match (a.sex, b.sex) {
+        (Sex::Unknown, _) | (_, Sex::Unknown) => SexLevel::Missing,
+        (x, y) if x == y => SexLevel::Agree,
+        _ => SexLevel::Differs,
+    };
+    let postcode = postcode_level(a, b);
+    let nhs_number = match (&a.nhs_number, &b.nhs_number) {
+        (Some(x), Some(y)) if x == y => NhsLevel::Agree,
+        (Some(_), Some(_)) => NhsLevel::Differs,
+        _ => NhsLevel::Missing,
+    };
+    let mut sure = w.birth_date[index_of(DobLevel::ALL, &birth_date)]
+        + w.sex[index_of(SexLevel::ALL, &sex)]
+        + w.postcode[index_of(PostcodeLevel::ALL, &postcode)]
+        + w.nhs_number[index_of(NhsLevel::ALL, &nhs_number)];
+    if reach.short(sure, reach.family + reach.given + reach.address) {
+        return None;
+    }
     let family = family_level(a, b);
+    sure += w.family[index_of(FamilyLevel::ALL, &family)];
+    if reach.short(sure, reach.given + reach.address) {
+        return None;
+    }
+    let address = address_level(a, b);
+    sure += w.address[index_of(AddressLevel::ALL, &address)];
+    if reach.short(sure, reach.given) {
+        return None;
+    }
     let agreement = Agreement {
         family,
         // Given and family swapped: the given name is compared crosswise too.
@@ -370,25 +445,19 @@ pub fn compare(a: &Prepared, b: &Prepared, w: &Weights) -> Scored {
         } else {
             given_level(a, b)
         },
-        birth_date: dob_level(a.birth_date, b.birth_date),
-        sex: match (a.sex, b.sex) {
-            (Sex::Unknown, _) | (_, Sex::Unknown) => SexLevel::Missing,
-            (x, y) if x == y => SexLevel::Agree,
-            _ => SexLevel::Differs,
-        },
-        postcode: postcode_level(a, b),
-        address: address_level(a, b),
-        nhs_number: match (&a.nhs_number, &b.nhs_number) {
-            (Some(x), Some(y)) if x == y => NhsLevel::Agree,
-            (Some(_), Some(_)) => NhsLevel::Differs,
-            _ => NhsLevel::Missing,
-        },
+        birth_date,
+        sex,
+        postcode,
+        address,
+        nhs_number,
     };
-    Scored {
+    // Summed in the one order every score is, so that a pair on a threshold falls the same
+    // side of it however it was compared.
+    Some(Scored {
         weight: w.weight(&agreement),
         guard: guard(&agreement, a, b),
         agreement,
-    }
+    })
 }
 
 /// Two given names a letter apart (the typo level) that are one name mistyped, not two names:

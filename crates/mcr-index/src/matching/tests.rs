@@ -463,3 +463,85 @@ fn a_names_nickname_groups_meet_exactly_when_the_list_holds_both_names_together(
     assert!(alike > names.len());
     assert_eq!(nicknames::groups_of("ZEB"), 0);
 }
+
+/// A comparison left unfinished is one that could not have reached the threshold, and one
+/// finished is scored to the bit as the whole comparison scores it: over pairs of records
+/// made alike on purpose (a few names, dates, postcodes and houses, so that every level of
+/// every field is met), under the default weights and under weights drawn at random.
+#[test]
+fn a_comparison_left_unfinished_could_never_have_reached_the_threshold() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(23);
+    let families = ["Smith", "Smyth", "Smiht", "Jones", "Ann", "Okafor", ""];
+    let givens = [
+        "Ann", "Anne", "Annie", "A", "Smith", "Louis", "Louise", "Mary Ann", "",
+    ];
+    let dates = [
+        "1950-03-12",
+        "1950-12-03",
+        "1950-03-13",
+        "1950-07-01",
+        "1990-03-12",
+        "",
+    ];
+    let sexes = ["male", "female", "unknown"];
+    let postcodes = ["SG1 2AB", "SG1 2AD", "SG1 3AB", "SG1 9ZZ", "LU4 1AA", ""];
+    let lines = [
+        "12 Mill Lane",
+        "12 Mil Lane",
+        "14 Mill Lane",
+        "The Old Barn",
+        "",
+    ];
+    let pick = |rng: &mut rand::rngs::StdRng, of: &[&'static str]| of[rng.gen_range(0..of.len())];
+    let records: Vec<Prepared> = (0..400)
+        .map(|_| {
+            p(
+                pick(&mut rng, &families),
+                pick(&mut rng, &givens),
+                pick(&mut rng, &dates),
+                pick(&mut rng, &sexes),
+                pick(&mut rng, &postcodes),
+            )
+            .with_address(Some(pick(&mut rng, &lines)))
+        })
+        .collect();
+    let mut random = Weights::default();
+    for level in random
+        .family
+        .iter_mut()
+        .chain(&mut random.given)
+        .chain(&mut random.birth_date)
+        .chain(&mut random.sex)
+        .chain(&mut random.postcode)
+        .chain(&mut random.address)
+        .chain(&mut random.nhs_number)
+    {
+        *level = rng.gen_range(-10.0..12.0);
+    }
+    let (mut finished, mut unfinished) = (0, 0);
+    for w in [Weights::default(), random] {
+        let reach = Reach::new(&w, w.review_at);
+        for a in &records {
+            for b in &records {
+                let whole = compare(a, b, &w);
+                match compare_reaching(a, b, &w, &reach) {
+                    Some(s) => {
+                        assert_eq!(s, whole);
+                        assert_eq!(s.weight.to_bits(), whole.weight.to_bits());
+                        finished += 1;
+                    }
+                    None => {
+                        assert!(whole.weight < w.review_at, "{}", whole.agreement);
+                        unfinished += 1;
+                    }
+                }
+            }
+        }
+    }
+    // Both kinds were met, many times.
+    assert!(
+        finished > 10_000 && unfinished > 10_000,
+        "{finished} {unfinished}"
+    );
+}
