@@ -16,6 +16,7 @@
 //! dates).
 
 use chrono::{Datelike, NaiveDate};
+use compact_str::CompactString;
 use mcr_domain::demographics::{normalise_address_line, normalise_name, normalise_postcode};
 use mcr_domain::NhsNumber;
 use serde::{Deserialize, Serialize};
@@ -28,31 +29,44 @@ mod tests;
 mod text;
 
 /// One record's demographics in the form the comparisons need, prepared once.
+///
+/// Laid out for the matching pass, which compares each index patient with waiting records
+/// scattered over a table far larger than the processor's caches: the texts are held inline
+/// (names and postcodes are short), and what every pair compares comes first, in the first
+/// 128 bytes (two cache lines, which the processor fetches together), so that a pair costs one
+/// wait on memory rather than one per field.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[repr(C, align(128))]
 pub struct Prepared {
-    pub family: String,
-    /// The first given name.
-    pub given: String,
-    /// All the given names written as one (`ISABELLA` of `Isabe lla`); empty when there is
-    /// only one.
-    pub given_whole: String,
-    pub family_sound: [u8; 4],
-    pub given_sound: [u8; 4],
     pub birth_date: Option<NaiveDate>,
     pub sex: Sex,
-    /// Normalised (`SG12AB`); empty when unknown.
-    pub postcode: String,
-    /// The address's first line, normalised ([`normalise_address_line`]); empty when unknown.
-    /// Compared, never shown.
-    pub address: String,
-    /// The digits of `address` (its house and flat numbers), to tell another house at once.
-    address_digits: String,
-    pub nhs_number: Option<NhsNumber>,
-    /// The nickname groups holding the first given name ([`nicknames::groups_of`]).
-    given_nicknames: u128,
     /// The first given name is one people hold ([`given_names`]).
     given_is_a_name: bool,
+    /// Boxed: a pointer says whether there is one, and the number itself is read only when
+    /// both records have one.
+    pub nhs_number: Option<Box<NhsNumber>>,
+    /// Normalised (`SG12AB`); empty when unknown.
+    pub postcode: CompactString,
+    pub family: CompactString,
+    /// The first given name.
+    pub given: CompactString,
+    /// The address's first line, normalised ([`normalise_address_line`]); empty when unknown.
+    /// Compared, never shown.
+    pub address: CompactString,
+    pub family_sound: [u8; 4],
+    pub given_sound: [u8; 4],
+    /// The digits of `address` (its house and flat numbers), to tell another house at once.
+    address_digits: CompactString,
+    /// All the given names written as one (`ISABELLA` of `Isabe lla`); empty when there is
+    /// only one.
+    pub given_whole: CompactString,
+    /// The nickname groups holding the first given name ([`nicknames::groups_of`]).
+    given_nicknames: u128,
 }
+
+// What every pair compares, within the first two cache lines.
+const _: () =
+    assert!(std::mem::offset_of!(Prepared, address) + std::mem::size_of::<CompactString>() <= 128);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Sex {
@@ -86,12 +100,13 @@ impl Prepared {
             .split_whitespace()
             .map(normalise_name)
             .filter(|g| !g.is_empty());
-        let given = names.next().unwrap_or_default();
-        let mut given_whole = String::new();
+        let given = CompactString::from(names.next().unwrap_or_default());
+        let mut given_whole = CompactString::default();
         if let Some(more) = names.next() {
             given_whole = given.clone() + &more;
             names.for_each(|n| given_whole.push_str(&n));
         }
+        let family = CompactString::from(family);
         Self {
             family_sound: soundex(&family),
             given_sound: soundex(&given),
@@ -102,16 +117,16 @@ impl Prepared {
             given_whole,
             birth_date,
             sex: Sex::from_fhir(gender),
-            postcode: postcode.map(normalise_postcode).unwrap_or_default(),
-            address: String::new(),
-            address_digits: String::new(),
-            nhs_number,
+            postcode: postcode.map(normalise_postcode).unwrap_or_default().into(),
+            address: CompactString::default(),
+            address_digits: CompactString::default(),
+            nhs_number: nhs_number.map(Box::new),
         }
     }
 
     /// The same, with the first line of the address (as written, or already normalised).
     pub fn with_address(mut self, line: Option<&str>) -> Self {
-        self.address = line.map(normalise_address_line).unwrap_or_default();
+        self.address = line.map(normalise_address_line).unwrap_or_default().into();
         self.address_digits = self.address.chars().filter(char::is_ascii_digit).collect();
         self
     }
