@@ -149,8 +149,8 @@ where
             let after = page.last().map(|p| p.nhs_number.clone());
             tokio::spawn(async move { store.patients_after(after.as_ref(), PAGE).await })
         });
-        for (at, done) in work_in_parts(&page, read, &work)? {
-            fold(&page[at..page.len().min(at + PART)], done);
+        for (part, done) in work_in_parts(&page, read, &work)? {
+            fold(&page[part], done);
         }
         read += page.len() as u64;
         page = match next {
@@ -167,12 +167,12 @@ where
 const PART: usize = 1_000;
 
 /// `work` over `page` in parts of [`PART`], on two threads each taking the next part left;
-/// each part's result with the part's start in `page`, in page order.
+/// each part's result with the part's place in `page`, in page order.
 fn work_in_parts<T, W>(
     page: &[IndexedPatient],
     read: u64,
     work: &W,
-) -> Result<Vec<(usize, T)>, StoreError>
+) -> Result<Vec<(std::ops::Range<usize>, T)>, StoreError>
 where
     T: Send,
     W: Fn(&[IndexedPatient], u64) -> T + Sync,
@@ -185,8 +185,9 @@ where
             if at >= page.len() {
                 return done;
             }
-            let part = &page[at..page.len().min(at + PART)];
-            done.push((at, work(part, read + at as u64)));
+            let part = at..page.len().min(at + PART);
+            let result = work(&page[part.clone()], read + at as u64);
+            done.push((part, result));
         }
     };
     let (theirs, mine) = std::thread::scope(|scope| {
@@ -196,8 +197,8 @@ where
     });
     let theirs = theirs
         .map_err(|_| StoreError::Config("the matching thread stopped unexpectedly".into()))?;
-    let mut done: Vec<(usize, T)> = theirs.into_iter().chain(mine).collect();
-    done.sort_unstable_by_key(|(at, _)| *at);
+    let mut done: Vec<_> = theirs.into_iter().chain(mine).collect();
+    done.sort_unstable_by_key(|(part, _)| part.start);
     Ok(done)
 }
 
