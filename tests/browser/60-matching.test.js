@@ -19,6 +19,10 @@ test('the matching queue: compare side by side, rule out a twin, and the warning
   const before = await bodyText(page);
   assert.ok(before.includes('Possible twin'), 'the twin pair is explained');
   assert.ok(before.includes('Possible wrong NHS number'), 'the wrong NHS number is flagged');
+  // A hospital record whose birth date is only a month and a year cannot be matched: listed,
+  // with why, so that the hospital can correct it.
+  assert.match(before, /Records that could not be read \(1\)/);
+  assert.ok(before.includes('Date of birth not a whole date'), 'why it could not be read');
   await check(page, 'matching-queue');
   const waiting = Number((before.match(/Waiting to be checked \((\d+)\)/) || [])[1]);
   assert.ok(waiting >= 2, `pairs waiting: ${waiting}`);

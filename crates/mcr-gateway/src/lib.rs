@@ -48,7 +48,7 @@ pub use governance::{
     PermissionRequest, RelationshipClaim, LIFT_REFUSED,
 };
 pub use local_matching::{LocalIdentityView, LocalRecord, LocalVerdict};
-pub use matching::{LocalMatchPair, MatchPair, MatchQueue, MatchVerdict};
+pub use matching::{LocalMatchPair, MatchPair, MatchQueue, MatchVerdict, UnreadableRecords};
 pub use mcr_audit::{Action, AuditEvent, AuthChannel, Outcome, RefusalKind, UnknownWord};
 pub use mcr_federation::document::{DocumentCut, DocumentRefusal, OpenedDocument};
 pub use mcr_federation::{Asking, IdentifierSearch, PatientSearch, SourceKind};

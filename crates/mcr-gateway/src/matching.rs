@@ -35,11 +35,26 @@ pub struct LocalMatchPair {
     pub person: Option<mcr_store::LocalPerson>,
 }
 
-/// The review queue: pairs with index patients, and pairs with local identities.
+/// The records one source sent that could not be read ([`mcr_store::UNREADABLE_REASONS`]),
+/// by local id: in no one's record until the source corrects them.
+#[derive(Debug, Clone)]
+pub struct UnreadableRecords {
+    pub source: SourceId,
+    /// The source organisation's name.
+    pub source_name: String,
+    /// At most [`mcr_store::UNREADABLE_LIST_MAX`].
+    pub records: Vec<mcr_store::UnmatchedRecord>,
+    /// How many there are in all.
+    pub total: u64,
+}
+
+/// The review queue: pairs with index patients, pairs with local identities, and the records
+/// that could not be read, by source (only sources that sent any).
 #[derive(Debug, Clone, Default)]
 pub struct MatchQueue {
     pub pairs: Vec<MatchPair>,
     pub local: Vec<LocalMatchPair>,
+    pub unreadable: Vec<UnreadableRecords>,
 }
 
 /// What a person decided.
@@ -173,6 +188,25 @@ impl Gateway {
                 persons.insert(c.person, l);
             }
         }
+        let mut unreadable = Vec::new();
+        for source in self.federation.sources().map(|s| s.id().clone()) {
+            if !self.in_scope(&scope, &source) {
+                continue;
+            }
+            let (records, total) = self
+                .store
+                .unreadable(&source, mcr_store::UNREADABLE_LIST_MAX)
+                .await
+                .map_err(|_| GatewayError::StoreUnavailable)?;
+            if total > 0 {
+                unreadable.push(UnreadableRecords {
+                    source_name: self.source_name(&source),
+                    source,
+                    records,
+                    total,
+                });
+            }
+        }
         let numbers: Vec<NhsNumber> = rows.iter().map(|r| r.nhs_number.clone()).collect();
         let patients: HashMap<NhsNumber, IndexedPatient> = self
             .store
@@ -197,6 +231,12 @@ impl Gateway {
         }
         if withheld > 0 {
             detail.push_str(&format!("; location withheld for {withheld} restricted"));
+        }
+        let cannot_be_read: u64 = unreadable.iter().map(|u| u.total).sum();
+        if cannot_be_read > 0 {
+            detail.push_str(&format!(
+                "; {cannot_be_read} record(s) that could not be read"
+            ));
         }
         event.detail = Some(detail);
         self.audit(&event).await?;
@@ -228,7 +268,11 @@ impl Gateway {
                 }
             })
             .collect();
-        Ok(MatchQueue { pairs, local })
+        Ok(MatchQueue {
+            pairs,
+            local,
+            unreadable,
+        })
     }
 
     /// Decide about a pair: `Link` needs the pair in the queue; `NotAMatch` needs it in the

@@ -22,6 +22,10 @@ struct PageState {
     report: SourceSyncReport,
     /// Local ids an earlier sync left unmatched (few).
     unmatched: std::collections::HashSet<String>,
+    /// Of those, the records an earlier sync could not read.
+    unreadable_before: HashSet<String>,
+    /// The records this sync could not read.
+    unreadable_now: HashSet<String>,
     /// Records without an NHS number (or with one the index holds for someone else), for the
     /// demographic pass.
     pending: Vec<SourcePatient>,
@@ -61,19 +65,20 @@ impl Indexer {
         } else {
             self.store.sync_watermark(&source).await?
         };
+        // Records an earlier sync left unmatched: cleared when they now carry an NHS number.
+        let unmatched = self.store.unmatched(Some(&source)).await?;
         let mut page = PageState {
             report: SourceSyncReport {
                 source: source.to_string(),
                 ..Default::default()
             },
-            // Records an earlier sync left unmatched: cleared when they now carry an NHS number.
-            unmatched: self
-                .store
-                .unmatched(Some(&source))
-                .await?
-                .into_iter()
-                .map(|u| u.local_id)
+            unreadable_before: unmatched
+                .iter()
+                .filter(|u| mcr_store::UNREADABLE_REASONS.contains(&u.reason.as_str()))
+                .map(|u| u.local_id.clone())
                 .collect(),
+            unreadable_now: HashSet::new(),
+            unmatched: unmatched.into_iter().map(|u| u.local_id).collect(),
             pending: Vec::new(),
             flagged: Vec::new(),
             watermark: None,
@@ -107,6 +112,8 @@ impl Indexer {
             flagged,
             watermark,
             resolve,
+            unreadable_before,
+            unreadable_now,
             ..
         } = page;
         match fed {
@@ -115,6 +122,16 @@ impl Indexer {
                 report.failed = Some(reason);
             }
             Ok(()) => {
+                // A whole source read without a failure: a record an earlier sync could not
+                // read that was not sent this time (deleted at the source, or read now and
+                // settled above or in the demographic pass) is listed no longer.
+                if full {
+                    let gone: Vec<RecordKey> = unreadable_before
+                        .difference(&unreadable_now)
+                        .map(|id| (source.clone(), id.clone()))
+                        .collect();
+                    self.store.clear_unmatched_batch(&gone).await?;
+                }
                 if let Some(w) = watermark {
                     self.store.set_sync_watermark(&source, &w).await?;
                 }
@@ -145,15 +162,40 @@ impl Indexer {
         state.report.seen += resources.len();
         let now = self.clock.now();
         let mut read = Vec::with_capacity(resources.len());
+        let mut unreadable = Vec::new();
         for r in resources {
-            match parse_patient(source, r) {
-                Some(p)
-                    if p.birth_date.is_some() && !(p.family.is_empty() && p.given.is_empty()) =>
-                {
-                    read.push((p, r));
+            let Some(p) = parse_patient(source, r) else {
+                // Not a Patient, or without an id: counted, with nothing to name it by.
+                state.report.rejected += 1;
+                continue;
+            };
+            match unreadable_because(&p, r) {
+                None => read.push((p, r)),
+                Some(reason) => {
+                    state.report.rejected += 1;
+                    state.unreadable_now.insert(p.local_id.clone());
+                    unreadable.push(mcr_store::UnmatchedRecord {
+                        source: source.clone(),
+                        local_id: p.local_id,
+                        reason: reason.into(),
+                        candidates: 0,
+                        seen_at: now,
+                    });
                 }
-                _ => state.report.rejected += 1,
             }
+        }
+        // Listed for the people who check matching, so that the source can correct them. A
+        // record linked before it became unreadable keeps that link (its NHS number, or the
+        // demographics it was matched on, still stand) until it is read again; the pairs it
+        // waited in for review showed what it said before, and leave the queue.
+        if !unreadable.is_empty() {
+            self.store.record_unmatched_batch(&unreadable).await?;
+            let keys: Vec<RecordKey> = unreadable
+                .iter()
+                .map(|u| (u.source.clone(), u.local_id.clone()))
+                .collect();
+            self.store.replace_match_candidates(&keys, &[]).await?;
+            self.store.replace_local_candidates(&keys, &[]).await?;
         }
         // The patients the index already holds under this page's NHS numbers: one read.
         let numbers: Vec<NhsNumber> = read
@@ -284,4 +326,17 @@ impl Indexer {
         }
         Ok(())
     }
+}
+
+/// Why a source record cannot be read for the index ([`mcr_store::UNREADABLE_REASONS`]), if
+/// it cannot: every index person has a birth date and a name, which matching needs.
+fn unreadable_because(p: &SourcePatient, r: &serde_json::Value) -> Option<&'static str> {
+    if p.birth_date.is_none() {
+        return Some(if r.get("birthDate").is_some_and(|d| !d.is_null()) {
+            "birth-date-unreadable"
+        } else {
+            "no-birth-date"
+        });
+    }
+    (p.family.is_empty() && p.given.is_empty()).then_some("no-name")
 }

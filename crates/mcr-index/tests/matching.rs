@@ -516,6 +516,114 @@ async fn a_record_without_a_birth_date_is_rejected_and_counted() {
     assert!(region.store.patient(&nhs(2)).await.expect("read").is_none());
 }
 
+/// A record that cannot be read is listed, with why, for the people who check matching (so
+/// that its source can correct it), until it is read or no longer sent. A record linked before
+/// it became unreadable keeps its link until it is read again, and its pairs in review (which
+/// showed what it said before) leave the queue.
+#[tokio::test]
+async fn a_record_that_cannot_be_read_is_listed_with_why_until_it_is_corrected() {
+    let fiona = |id: &str, dob: &str| person(id, None, ("Reid", "Fiona"), dob, "female", "SG2 8XY");
+    let mut no_dob = fiona("H1", "1966-06-01");
+    no_dob.as_object_mut().expect("object").remove("birthDate");
+    let mut no_name = fiona("H3", "1966-06-01");
+    no_name["name"] = json!([{"use": "official"}]);
+    let region = Region::new(
+        vec![person(
+            "G1",
+            Some(&nhs(1)),
+            ("Reid", "Fiona"),
+            "1966-06-01",
+            "female",
+            "SG2 8XY",
+        )],
+        vec![
+            no_dob,
+            fiona("H2", "1966-06-93"),
+            no_name,
+            // A twin: in review beside G1.
+            person(
+                "H4",
+                None,
+                ("Reid", "Morag"),
+                "1966-06-01",
+                "female",
+                "SG2 8XY",
+            ),
+        ],
+    )
+    .await;
+    let acute_id = SourceId::parse("acute").expect("id");
+    let listed = |store: Arc<dyn Store>| {
+        let acute_id = acute_id.clone();
+        async move {
+            let (rows, total) = store.unreadable(&acute_id, 500).await.expect("read");
+            assert_eq!(u64::try_from(rows.len()).expect("few"), total);
+            rows.into_iter()
+                .map(|r| (r.local_id, r.reason))
+                .collect::<Vec<_>>()
+        }
+    };
+    let report = region.sync().await;
+    assert_eq!(acute(&report).rejected, 3, "{report:?}");
+    assert_eq!(
+        listed(region.store.clone()).await,
+        [
+            ("H1".to_owned(), "no-birth-date".to_owned()),
+            ("H2".to_owned(), "birth-date-unreadable".to_owned()),
+            ("H3".to_owned(), "no-name".to_owned()),
+        ]
+    );
+    assert_eq!(region.acute_link("H1").await, None);
+    let in_review = || async {
+        region
+            .store
+            .match_candidates()
+            .await
+            .expect("read")
+            .into_iter()
+            .map(|c| c.local_id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(in_review().await, ["H4"]);
+
+    // H1 corrected at the hospital, H2 no longer sent, H4 sent without its birth date: H1 is
+    // linked, H2 listed no longer, and H4's pair (what it said before) leaves the queue.
+    {
+        let mut acute = region.acute.lock().expect("test setup");
+        let mut h4 = acute[3].clone();
+        h4.as_object_mut().expect("object").remove("birthDate");
+        *acute = vec![fiona("H1", "1966-06-01"), acute[2].clone(), h4];
+    }
+    let report = region.sync().await;
+    assert_eq!(acute(&report).rejected, 2, "{report:?}");
+    assert_eq!(region.acute_link("H1").await, Some(nhs(1)));
+    assert_eq!(
+        listed(region.store.clone()).await,
+        [
+            ("H3".to_owned(), "no-name".to_owned()),
+            ("H4".to_owned(), "no-birth-date".to_owned()),
+        ]
+    );
+    assert!(in_review().await.is_empty());
+
+    // H1 loses its birth date again: listed, and still linked as it was (its link was made
+    // on what it said before; nothing it says now says otherwise).
+    region.acute.lock().expect("test setup")[0]
+        .as_object_mut()
+        .expect("object")
+        .remove("birthDate");
+    region.sync().await;
+    assert_eq!(region.acute_link("H1").await, Some(nhs(1)));
+    assert_eq!(
+        listed(region.store.clone()).await,
+        [
+            ("H1".to_owned(), "no-birth-date".to_owned()),
+            ("H3".to_owned(), "no-name".to_owned()),
+            ("H4".to_owned(), "no-birth-date".to_owned()),
+        ]
+    );
+}
+
 /// A merge of index persons survives a full resync: records carrying the retired number go to
 /// the survivor (counted) without its index row coming back, and a "not a match" people made
 /// against the retired number holds against the survivor (one person).

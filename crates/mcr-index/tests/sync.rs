@@ -84,12 +84,26 @@ async fn full_then_incremental_sync_of_the_simulated_region() {
     // not hold (in review against their sibling, never linked), a parent carrying their
     // child's NHS number (not linked by it; a possible wrong NHS number for review), and one of
     // two twins neither of whom the GP holds (in review beside the local identity made from
-    // the other's record).
+    // the other's record), and a record whose birth date is not a whole date (listed as one
+    // that could not be read, with why).
     let unmatched = store.unmatched(None).await.expect("test setup");
     let twins = &region.samples.acute_local_twins;
     assert_eq!(twins.len(), 2);
-    let cases = region.samples.acute_twin.len() + region.samples.acute_wrong_nhs_number.len() + 1;
+    let cases = region.samples.acute_twin.len() + region.samples.acute_wrong_nhs_number.len() + 2;
     assert_eq!(unmatched.len(), cases, "{unmatched:?}");
+    let acute = mcr_domain::SourceId::parse("acute").expect("test setup");
+    let (unreadable, total) = store.unreadable(&acute, 500).await.expect("test setup");
+    assert_eq!(total, 1);
+    assert_eq!(
+        (
+            unreadable[0].local_id.as_str(),
+            unreadable[0].reason.as_str()
+        ),
+        (
+            region.samples.acute_unreadable[0].as_str(),
+            "birth-date-unreadable"
+        )
+    );
     let local = store.local_candidates().await.expect("test setup");
     assert_eq!(local.len(), 1, "{local:?}");
     assert!(twins.contains(&local[0].local_id));

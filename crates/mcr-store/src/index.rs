@@ -282,6 +282,30 @@ pub(crate) fn unmatched(source: Option<&SourceId>) -> Statement<'_> {
     )
 }
 
+/// `reason IN (...)` over [`crate::UNREADABLE_REASONS`] (constants, not input).
+fn unreadable_filter() -> String {
+    let reasons: Vec<String> = crate::UNREADABLE_REASONS
+        .iter()
+        .map(|r| format!("'{r}'"))
+        .collect();
+    format!("reason IN ({})", reasons.join(", "))
+}
+
+pub(crate) static UNREADABLE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT source, local_id, reason, candidates, seen_at FROM unmatched_record \
+         WHERE source = $1 AND {} ORDER BY local_id LIMIT $2",
+        unreadable_filter()
+    )
+});
+
+pub(crate) static UNREADABLE_COUNT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT COUNT(*) AS patients FROM unmatched_record WHERE source = $1 AND {}",
+        unreadable_filter()
+    )
+});
+
 /// A source's sync high-water mark.
 pub(crate) fn sync_watermark(source: &SourceId) -> Statement<'_> {
     Statement::new(
@@ -391,6 +415,28 @@ impl<S: IndexBatches> IndexStore for S {
     async fn unmatched(&self, source: Option<&SourceId>) -> Result<Vec<UnmatchedRecord>> {
         let read = Reader::new(unmatched_from_row, unmatched_from_row);
         self.fetch_all(&unmatched(source), read).await
+    }
+
+    async fn unreadable(
+        &self,
+        source: &SourceId,
+        limit: u32,
+    ) -> Result<(Vec<UnmatchedRecord>, u64)> {
+        let read = Reader::new(unmatched_from_row, unmatched_from_row);
+        let page = Statement::new(
+            UNREADABLE.as_str(),
+            vec![Value::Text(source.as_str()), Value::Int(i64::from(limit))],
+        );
+        let rows = self.fetch_all(&page, read).await?;
+        let read = Reader::new(count_from_row, count_from_row);
+        let count = Statement::new(
+            UNREADABLE_COUNT.as_str(),
+            vec![Value::Text(source.as_str())],
+        );
+        let n = self.fetch_optional(&count, read).await?.unwrap_or_default();
+        let n = u64::try_from(n)
+            .map_err(|_| StoreError::Corrupt("negative count of unreadable records".into()))?;
+        Ok((rows, n))
     }
 
     async fn sync_watermark(&self, source: &SourceId) -> Result<Option<String>> {

@@ -128,6 +128,13 @@ pub trait IndexStore: Send + Sync {
     /// Drop an unmatched entry once it has been linked.
     async fn clear_unmatched(&self, source: &SourceId, local_id: &str) -> Result<()>;
     async fn unmatched(&self, source: Option<&SourceId>) -> Result<Vec<UnmatchedRecord>>;
+    /// The records a source sent that could not be read ([`UNREADABLE_REASONS`]), by local
+    /// id, at most `limit`; and how many there are in all.
+    async fn unreadable(
+        &self,
+        source: &SourceId,
+        limit: u32,
+    ) -> Result<(Vec<UnmatchedRecord>, u64)>;
     /// The `meta.lastUpdated` high-water mark of the last sync of a source.
     async fn sync_watermark(&self, source: &SourceId) -> Result<Option<String>>;
     async fn set_sync_watermark(&self, source: &SourceId, watermark: &str) -> Result<()>;

@@ -80,12 +80,21 @@ pub struct SourceLink {
 pub struct UnmatchedRecord {
     pub source: SourceId,
     pub local_id: String,
-    /// `no-match` or `ambiguous` (more than one indexed patient matched).
+    /// `no-match`, `ambiguous` (more than one indexed patient matched), `review` (a pair
+    /// waits for a person), or one of [`UNREADABLE_REASONS`]: the record could not be read.
     pub reason: String,
     /// How many candidates matched (0 for no-match).
     pub candidates: u32,
     pub seen_at: DateTime<Utc>,
 }
+
+/// Why a source record could not be read, and so is in no one's record until its source
+/// corrects it: no birth date; a birth date that is not a whole date (`1945-04`, `1945-04-93`);
+/// no name (neither family nor given).
+pub const UNREADABLE_REASONS: [&str; 3] = ["no-birth-date", "birth-date-unreadable", "no-name"];
+
+/// The most records that could not be read one listing returns.
+pub const UNREADABLE_LIST_MAX: u32 = 500;
 
 /// A demographic search. `family` is required; the others narrow it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -324,6 +324,38 @@ async fn story(store: &dyn Store) {
             .collect::<Vec<_>>(),
         ["U2"]
     );
+
+    // Records that could not be read: listed by source apart from the unmatched, by local
+    // id, at most as many as asked, with how many there are in all.
+    let unreadable = |source: &str, l: &str, reason: &str| UnmatchedRecord {
+        source: src(source),
+        local_id: l.into(),
+        reason: reason.into(),
+        candidates: 0,
+        seen_at: t(5),
+    };
+    store
+        .record_unmatched_batch(&[
+            unreadable("acute", "R3", "no-name"),
+            unreadable("acute", "R1", "no-birth-date"),
+            unreadable("acute", "R2", "birth-date-unreadable"),
+            unreadable("gp", "R9", "no-birth-date"),
+        ])
+        .await
+        .expect("unreadable");
+    let (rows, total) = store.unreadable(&src("acute"), 2).await.expect("read");
+    assert_eq!(total, 3);
+    assert_eq!(
+        rows.iter()
+            .map(|u| (u.local_id.as_str(), u.reason.as_str()))
+            .collect::<Vec<_>>(),
+        [("R1", "no-birth-date"), ("R2", "birth-date-unreadable")]
+    );
+    assert_eq!(rows[0].seen_at, t(5));
+    let (rows, total) = store.unreadable(&src("gp"), 500).await.expect("read");
+    assert_eq!((rows.len(), total), (1, 1));
+    let (rows, total) = store.unreadable(&src("social"), 500).await.expect("read");
+    assert_eq!((rows.len(), total), (0, 0));
 }
 
 on_both_backends!(story, match_review_on_sqlite, match_review_on_postgres);

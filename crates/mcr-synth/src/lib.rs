@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 pub use population::demographics;
 pub(crate) use population::{mix, practices, rng_for, str_tag, TAG_MEMBERSHIP, TAG_SAMPLES};
-use sources::{build_slice, local_twin_ids};
+use sources::{build_slice, local_twin_ids, unreadable_id};
 pub(crate) use sources::{local_id, org_reference, timestamp, Core, Traits};
 pub use sources::{SourceKind, SourcePatient, SourceSlice};
 
@@ -223,6 +223,10 @@ pub struct Samples {
     /// and whose records carry no NHS number. The first record matching reads makes a local
     /// identity; the other is a pair for review beside it, never linked automatically.
     pub acute_local_twins: Vec<String>,
+    /// Patient matching: the acute trust's local id of a record whose birth date is not a
+    /// whole date (a month and a year). The index cannot read it: it is listed, with why, for
+    /// the people who check matching.
+    pub acute_unreadable: Vec<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -393,6 +397,10 @@ pub fn generate_with(cfg: &SynthConfig, very_large: VeryLarge) -> Region {
         acute_local_twins: acute_twin
             .first()
             .map(|&i| local_twin_ids(cfg.seed, i).to_vec())
+            .unwrap_or_default(),
+        acute_unreadable: acute_twin
+            .first()
+            .map(|&i| vec![unreadable_id(cfg.seed, i)])
             .unwrap_or_default(),
         very_large: nhs(&very_large_people),
     };

@@ -469,6 +469,7 @@ fn matching_cases(core: &Core) -> Vec<SourcePatient> {
         }
         if t.acute_twin && std::mem::take(&mut local_twins) {
             out.extend(local_twin_records(core, p));
+            out.push(unreadable_record(core, p));
         }
         let lid = local_id(SourceKind::Acute, core.seed, p.index + 1_200_000);
         let mut rng = rng_for(core.seed, &[0xFB, p.index as u64]);
@@ -531,6 +532,26 @@ pub(crate) fn local_twin_ids(seed: u64, index: usize) -> [String; 2] {
     [1_300_000, 1_400_000].map(|past| local_id(SourceKind::Acute, seed, index + past))
 }
 
+/// The acute local id of the record [`crate::Samples::acute_unreadable`] names, past the
+/// local twins' ids.
+pub(crate) fn unreadable_id(seed: u64, index: usize) -> String {
+    local_id(SourceKind::Acute, seed, index + 1_500_000)
+}
+
+/// An acute record, with no NHS number, whose birth date is a month and a year (`1957-03`: a
+/// FHIR date, but not a whole one): the index cannot match it, and lists it for the people
+/// who check matching. Its id is past `p`'s in the acute id space; nothing else of `p` is its.
+fn unreadable_record(core: &Core, p: &Person) -> SourcePatient {
+    let demographics = json!({
+        "name": [{ "use": "official", "family": "Unwin-Castell", "given": ["Dorothy"] }],
+        "gender": "female",
+        "birthDate": "1957-03",
+        "address": [{ "use": "home", "line": ["3 Mill Lane"], "city": "Knebworth",
+                      "postalCode": "SG3 6QA", "country": "GB" }],
+    });
+    acute_without_number(core, p, unreadable_id(core.seed, p.index), 12, demographics)
+}
+
 /// Two acute records, with no NHS number, of twins the GP does not hold (a family name and a
 /// postcode district, Knebworth's SG3, no synthetic GP patient has): the matching pass makes a
 /// local identity of the first and sends the second to review beside it. Their ids are past
@@ -541,31 +562,43 @@ fn local_twin_records(core: &Core, p: &Person) -> Vec<SourcePatient> {
         .into_iter()
         .zip(twins)
         .map(|(lid, (given, gender))| {
-            let last_updated = timestamp(core.today - chrono::Duration::days(30), 36_000);
-            let resource = json!({
-                "resourceType": "Patient",
-                "id": lid,
-                "meta": { "lastUpdated": last_updated },
-                "identifier": [{ "system": SourceKind::Acute.mrn_system(), "value": lid }],
-                "active": true,
+            let demographics = json!({
                 "name": [{ "use": "official", "family": "Okonjo-Hartley", "given": [given] }],
                 "gender": gender,
                 "birthDate": "1990-04-02",
-                "address": [{
-                    "use": "home",
-                    "line": ["12 Station Road"],
-                    "city": "Knebworth",
-                    "postalCode": "SG3 6PU",
-                    "country": "GB",
-                }],
+                "address": [{ "use": "home", "line": ["12 Station Road"], "city": "Knebworth",
+                              "postalCode": "SG3 6PU", "country": "GB" }],
             });
-            SourcePatient {
-                local_id: lid,
-                resource,
-                last_updated,
-                person: p.index,
-                nhs_number: None,
-            }
+            acute_without_number(core, p, lid, 30, demographics)
         })
         .collect()
+}
+
+/// An acute `Patient` with no NHS number (its hospital number only), last updated `days_ago`,
+/// with `demographics` (name, gender, birth date, address) as given; filed under `p`.
+fn acute_without_number(
+    core: &Core,
+    p: &Person,
+    lid: String,
+    days_ago: i64,
+    demographics: serde_json::Value,
+) -> SourcePatient {
+    let last_updated = timestamp(core.today - chrono::Duration::days(days_ago), 36_000);
+    let mut resource = json!({
+        "resourceType": "Patient",
+        "id": lid,
+        "meta": { "lastUpdated": last_updated },
+        "identifier": [{ "system": SourceKind::Acute.mrn_system(), "value": lid }],
+        "active": true,
+    });
+    if let (Some(r), serde_json::Value::Object(d)) = (resource.as_object_mut(), demographics) {
+        r.extend(d);
+    }
+    SourcePatient {
+        local_id: lid,
+        resource,
+        last_updated,
+        person: p.index,
+        nhs_number: None,
+    }
 }

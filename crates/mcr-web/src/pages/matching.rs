@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use mcr_domain::{NhsNumber, SourceId};
-use mcr_gateway::{GatewayError, LocalMatchPair, MatchPair, MatchVerdict};
+use mcr_gateway::{GatewayError, LocalMatchPair, MatchPair, MatchVerdict, UnreadableRecords};
 use serde::Deserialize;
 
 /// One field of a pair: the source record's value, the index patient's, and how they compare.
@@ -54,12 +54,53 @@ pub(crate) struct LocalPairView {
     pub fields: Vec<FieldRow>,
 }
 
+/// One record a source sent that could not be read.
+pub(crate) struct UnreadableRow {
+    pub local_id: String,
+    pub why: &'static str,
+    pub seen: String,
+}
+
+/// One source's records that could not be read.
+pub(crate) struct UnreadableView {
+    pub source: String,
+    pub source_name: String,
+    pub records: Vec<UnreadableRow>,
+    pub shown: u64,
+    pub total: u64,
+}
+
+fn unreadable_view(u: &UnreadableRecords) -> UnreadableView {
+    UnreadableView {
+        source: u.source.to_string(),
+        source_name: u.source_name.clone(),
+        records: u
+            .records
+            .iter()
+            .map(|r| UnreadableRow {
+                local_id: r.local_id.clone(),
+                why: match r.reason.as_str() {
+                    "no-birth-date" => "No date of birth",
+                    "birth-date-unreadable" => "Date of birth not a whole date",
+                    "no-name" => "No name",
+                    _ => "Could not be read",
+                },
+                seen: human_day(r.seen_at.date_naive()),
+            })
+            .collect(),
+        shown: u64::try_from(u.records.len()).unwrap_or(u64::MAX),
+        total: u.total,
+    }
+}
+
 #[derive(Template)]
 #[template(path = "app/matching.html")]
 pub(crate) struct MatchingPage {
     pub layout: Layout,
     pub pairs: Vec<PairView>,
     pub local: Vec<LocalPairView>,
+    pub unreadable: Vec<UnreadableView>,
+    pub unreadable_total: u64,
     pub done: Option<i64>,
     pub error: Option<String>,
 }
@@ -303,6 +344,8 @@ pub(crate) async fn queue_page(
                 layout: Layout::staff(user),
                 pairs: queue.pairs.iter().map(pair_view).collect(),
                 local: queue.local.iter().map(local_pair_view).collect(),
+                unreadable: queue.unreadable.iter().map(unreadable_view).collect(),
+                unreadable_total: queue.unreadable.iter().map(|u| u.total).sum(),
                 done,
                 error,
             },

@@ -929,6 +929,79 @@ async fn staff_see_what_each_source_says_it_can_be_asked_for() {
 /// A pair with a local identity (issue 19: an index person made from a record with no NHS
 /// number) is in the matching queue in its own list, labelled with the local identity's own
 /// identifier, never as an NHS number, and counted in the queue read's audit record.
+/// The records a source sent that could not be read are listed on the matching page, by
+/// source, with why and no demographics, for the people who may see that source's records;
+/// the queue read's audit record counts them.
+#[tokio::test]
+async fn the_matching_page_lists_the_records_that_could_not_be_read() {
+    let t = start().await;
+    let store = t.demo.gateway.gateway.store().clone();
+    let (_, before) = store
+        .unreadable(
+            &mcr_domain::SourceId::parse("acute").expect("test step"),
+            500,
+        )
+        .await
+        .expect("test step");
+    let row = |local_id: &str, reason: &str| mcr_store::UnmatchedRecord {
+        source: mcr_domain::SourceId::parse("acute").expect("test step"),
+        local_id: local_id.into(),
+        reason: reason.into(),
+        candidates: 0,
+        seen_at: "2026-11-24T09:00:00Z".parse().expect("test step"),
+    };
+    store
+        .record_unmatched_batch(&[
+            row("H-NO-DOB", "no-birth-date"),
+            row("H-BAD-DOB", "birth-date-unreadable"),
+            row("H-NO-NAME", "no-name"),
+            // Left unmatched by matching: not a record that could not be read.
+            row("H-NO-MATCH", "no-match"),
+        ])
+        .await
+        .expect("test step");
+
+    let b = sign_in(&t, "rec.obi").await;
+    let (status, html) = b.get("/app/matching").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains(&format!("Records that could not be read ({})", before + 3)),
+        "{html}"
+    );
+    for (id, why) in [
+        ("H-NO-DOB", "No date of birth"),
+        ("H-BAD-DOB", "Date of birth not a whole date"),
+        ("H-NO-NAME", "No name"),
+    ] {
+        assert!(
+            html.contains(&format!(
+                "<td class=\"nhsuk-table__cell app-untrusted\">{id}</td>\n      <td class=\"nhsuk-table__cell\">{why}</td>"
+            )),
+            "{id}: {html}"
+        );
+    }
+    assert!(!html.contains("H-NO-MATCH"), "{html}");
+    assert!(html.contains("24 November 2026"), "{html}");
+
+    // A receptionist at a GP practice does not see the hospital's records.
+    let receptionist = sign_in(&t, "rec.murphy").await;
+    let (_, html) = receptionist.get("/app/matching").await;
+    assert!(!html.contains("H-NO-DOB"), "{html}");
+    assert!(
+        html.contains("Records that could not be read (0)"),
+        "{html}"
+    );
+
+    let trail = store.audit_rows(0, 10_000).await.expect("test step");
+    assert!(
+        trail.iter().any(|r| r.record.action == "read-match-queue"
+            && r.record
+                .payload
+                .contains(&format!("{} record(s) that could not be read", before + 3))),
+        "the queue read counts them"
+    );
+}
+
 #[tokio::test]
 async fn the_matching_queue_shows_a_local_identity_as_one_never_as_an_nhs_number() {
     let t = start().await;
