@@ -301,7 +301,7 @@ pub(crate) static UNREADABLE: LazyLock<String> = LazyLock::new(|| {
 
 pub(crate) static UNREADABLE_COUNT: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT COUNT(*) AS patients FROM unmatched_record WHERE source = $1 AND {}",
+        "SELECT COUNT(*) AS n FROM unmatched_record WHERE source = $1 AND {}",
         unreadable_filter()
     )
 });
@@ -327,15 +327,16 @@ pub(crate) fn set_sync_watermark<'a>(source: &'a SourceId, watermark: &'a str) -
     )
 }
 
-pub(crate) const PATIENT_COUNT: &str = "SELECT COUNT(*) AS patients FROM patient";
+pub(crate) const PATIENT_COUNT: &str = "SELECT COUNT(*) AS n FROM patient";
 
+/// A `COUNT(*) AS n`.
 fn count_from_row<R>(row: &R) -> Result<i64>
 where
     R: Row,
     for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
     for<'c> &'c str: ColumnIndex<R>,
 {
-    get(row, "patients")
+    get(row, "n")
 }
 
 /// What differs by backend in the patient index: the batch writes (SQLite binds rows in
